@@ -1,0 +1,289 @@
+/* buffer.c - reference-counted data buffers, sample format conversion, byte accounting. */
+#include "rm/buffer.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "rm/alloc.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "buffers hold little-endian samples; a big-endian port needs byte swaps");
+
+/* Owned buffers are one allocation: the header, padding to 16 bytes, the payload, a NUL. */
+#define HDR_SIZE ((sizeof(rm_buffer_t) + 15u) & ~(size_t)15u)
+
+size_t rm_sample_format_size(int format) {
+  switch (format) {
+  case RM_SAMPLE_F32: return 4;
+  case RM_SAMPLE_I16: return 2;
+  case RM_SAMPLE_I32: return 4;
+  case RM_SAMPLE_F64: return 8;
+  default: return 0;
+  }
+}
+
+const char *rm_sample_format_name(int format) {
+  switch (format) {
+  case RM_SAMPLE_F32: return "f32";
+  case RM_SAMPLE_I16: return "i16";
+  case RM_SAMPLE_I32: return "i32";
+  case RM_SAMPLE_F64: return "f64";
+  default: return NULL;
+  }
+}
+
+int rm_sample_format_from_name(const char *name) {
+  static const int all[] = {RM_SAMPLE_F32, RM_SAMPLE_I16, RM_SAMPLE_I32, RM_SAMPLE_F64};
+  for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
+    if (strcmp(name, rm_sample_format_name(all[i])) == 0)
+      return all[i];
+  return 0;
+}
+
+size_t rm_dtype_size(int dtype) {
+  switch (dtype) {
+  case RM_DTYPE_F32: return 4;
+  case RM_DTYPE_F64: return 8;
+  case RM_DTYPE_I32: return 4;
+  case RM_DTYPE_I64: return 8;
+  case RM_DTYPE_U8: return 1;
+  case RM_DTYPE_I16: return 2;
+  default: return 0;
+  }
+}
+
+const char *rm_dtype_name(int dtype) {
+  switch (dtype) {
+  case RM_DTYPE_F32: return "f32";
+  case RM_DTYPE_F64: return "f64";
+  case RM_DTYPE_I32: return "i32";
+  case RM_DTYPE_I64: return "i64";
+  case RM_DTYPE_U8: return "u8";
+  case RM_DTYPE_I16: return "i16";
+  default: return NULL;
+  }
+}
+
+const char *rm_kind_name(unsigned kind) {
+  switch (kind) {
+  case RM_KIND_NONE: return "none";
+  case RM_KIND_AUDIO: return "audio";
+  case RM_KIND_TENSOR: return "tensor";
+  case RM_KIND_JSON: return "json";
+  case RM_KIND_TEXT: return "text";
+  case RM_KIND_BINARY: return "binary";
+  default: return "mixed";
+  }
+}
+
+static void account_add(rm_mem_account_t *a, size_t n) {
+  if (!a)
+    return;
+  a->current += n;
+  if (a->current > a->peak)
+    a->peak = a->current;
+}
+
+rm_buffer_t *rm_buffer_new(rm_kind_t kind, size_t size, rm_mem_account_t *account) {
+  if (size > SIZE_MAX - HDR_SIZE - 1)
+    return NULL;
+  uint8_t *mem = rm_malloc(HDR_SIZE + size + 1);
+  if (!mem)
+    return NULL;
+  rm_buffer_t *b = (rm_buffer_t *)mem;
+  memset(b, 0, sizeof *b);
+  b->kind = kind;
+  b->data = mem + HDR_SIZE;
+  b->data[size] = '\0';
+  b->size = size;
+  b->refs = 1;
+  b->account = account;
+  account_add(account, size);
+  return b;
+}
+
+rm_buffer_t *rm_buffer_new_audio(rm_mem_account_t *account, uint32_t sample_rate,
+                                 uint32_t channels, rm_sample_format_t format, size_t frames) {
+  size_t bps = rm_sample_format_size(format);
+  if (!bps || !channels || frames > SIZE_MAX / channels / bps)
+    return NULL;
+  rm_buffer_t *b = rm_buffer_new(RM_KIND_AUDIO, frames * channels * bps, account);
+  if (!b)
+    return NULL;
+  b->u.audio.sample_rate = sample_rate;
+  b->u.audio.channels = channels;
+  b->u.audio.format = format;
+  return b;
+}
+
+rm_buffer_t *rm_buffer_new_tensor(rm_mem_account_t *account, rm_dtype_t dtype,
+                                  const int64_t *shape, uint32_t ndim) {
+  size_t total = rm_dtype_size(dtype);
+  if (!total || ndim > RM_TENSOR_MAX_DIMS)
+    return NULL;
+  for (uint32_t i = 0; i < ndim; i++) {
+    if (shape[i] < 0)
+      return NULL;
+    if (shape[i] && total > SIZE_MAX / (uint64_t)shape[i])
+      return NULL;
+    total *= (size_t)shape[i];
+  }
+  rm_buffer_t *b = rm_buffer_new(RM_KIND_TENSOR, total, account);
+  if (!b)
+    return NULL;
+  b->u.tensor.dtype = dtype;
+  b->u.tensor.ndim = ndim;
+  for (uint32_t i = 0; i < ndim; i++)
+    b->u.tensor.shape[i] = shape[i];
+  return b;
+}
+
+rm_buffer_t *rm_buffer_new_text(rm_mem_account_t *account, rm_kind_t kind, const char *text,
+                                size_t len) {
+  rm_buffer_t *b = rm_buffer_new(kind, len, account);
+  if (b && len)
+    memcpy(b->data, text, len);
+  return b;
+}
+
+rm_buffer_t *rm_buffer_new_binary(rm_mem_account_t *account, const void *data, size_t len,
+                                  const char *mime_type) {
+  rm_buffer_t *b = rm_buffer_new(RM_KIND_BINARY, len, account);
+  if (!b)
+    return NULL;
+  if (len)
+    memcpy(b->data, data, len);
+  if (mime_type && *mime_type) {
+    b->mime_type = rm_strdup(mime_type);
+    if (!b->mime_type) {
+      rm_buffer_unref(b);
+      return NULL;
+    }
+  }
+  return b;
+}
+
+rm_buffer_t *rm_buffer_wrap(rm_kind_t kind, const void *data, size_t size,
+                            rm_mem_account_t *account) {
+  rm_buffer_t *b = rm_malloc(sizeof *b);
+  if (!b)
+    return NULL;
+  memset(b, 0, sizeof *b);
+  b->kind = kind;
+  b->data = (uint8_t *)data;
+  b->size = size;
+  b->refs = 1;
+  b->borrowed = 1;
+  b->account = account;
+  account_add(account, size);
+  return b;
+}
+
+rm_buffer_t *rm_buffer_ref(rm_buffer_t *buf) {
+  buf->refs++;
+  return buf;
+}
+
+void rm_buffer_unref(rm_buffer_t *buf) {
+  if (!buf || --buf->refs > 0)
+    return;
+  if (buf->account)
+    buf->account->current -= buf->size;
+  rm_free(buf->mime_type);
+  rm_free(buf); /* owned payloads live in the same allocation */
+}
+
+int rm_buffer_validate(const rm_buffer_t *buf, rm_error_t *err) {
+  switch (buf->kind) {
+  case RM_KIND_AUDIO: {
+    const rm_audio_info_t *a = &buf->u.audio;
+    size_t bps = rm_sample_format_size(a->format);
+    if (!bps)
+      return rm_error_set(err, RM_EINPUT, NULL, "format", "audio format %d is not one of f32, i16, i32, f64",
+                          (int)a->format);
+    if (a->sample_rate < 1 || a->sample_rate > 768000)
+      return rm_error_set(err, RM_EINPUT, NULL, "sample_rate",
+                          "audio sample_rate %u is outside 1..768000", a->sample_rate);
+    if (a->channels < 1 || a->channels > 64)
+      return rm_error_set(err, RM_EINPUT, NULL, "channels", "audio channels %u is outside 1..64",
+                          a->channels);
+    if (buf->size % (bps * a->channels))
+      return rm_error_set(err, RM_EINPUT, NULL, "samples",
+                          "audio samples hold %zu bytes, not a whole number of %u-channel %s frames",
+                          buf->size, a->channels, rm_sample_format_name(a->format));
+    return 0;
+  }
+  case RM_KIND_TENSOR: {
+    const rm_tensor_info_t *t = &buf->u.tensor;
+    size_t total = rm_dtype_size(t->dtype);
+    if (!total)
+      return rm_error_set(err, RM_EINPUT, NULL, "dtype", "tensor dtype %d is not supported",
+                          (int)t->dtype);
+    if (t->ndim > RM_TENSOR_MAX_DIMS)
+      return rm_error_set(err, RM_EINPUT, NULL, "shape", "tensor has %u dimensions, at most %d allowed",
+                          t->ndim, RM_TENSOR_MAX_DIMS);
+    for (uint32_t i = 0; i < t->ndim; i++) {
+      if (t->shape[i] < 0)
+        return rm_error_set(err, RM_EINPUT, NULL, "shape", "tensor dimension %u is negative", i);
+      if (t->shape[i] && total > SIZE_MAX / (uint64_t)t->shape[i])
+        return rm_error_set(err, RM_EINPUT, NULL, "shape", "tensor shape overflows");
+      total *= (size_t)t->shape[i];
+    }
+    if (total != buf->size)
+      return rm_error_set(err, RM_EINPUT, NULL, "data",
+                          "tensor data holds %zu bytes but its shape and dtype need %zu", buf->size,
+                          total);
+    return 0;
+  }
+  case RM_KIND_JSON:
+  case RM_KIND_TEXT:
+  case RM_KIND_BINARY:
+    return 0;
+  default:
+    return rm_error_set(err, RM_EINPUT, NULL, "kind", "buffer has no data kind");
+  }
+}
+
+size_t rm_audio_samples(const rm_buffer_t *buf) {
+  size_t bps = rm_sample_format_size(buf->u.audio.format);
+  return bps ? buf->size / bps : 0;
+}
+
+size_t rm_audio_frames(const rm_buffer_t *buf) {
+  return buf->u.audio.channels ? rm_audio_samples(buf) / buf->u.audio.channels : 0;
+}
+
+void rm_audio_convert(const void *src, rm_sample_format_t src_fmt, void *dst,
+                      rm_sample_format_t dst_fmt, size_t n) {
+  const uint8_t *s = src;
+  uint8_t *d = dst;
+  if (src_fmt == dst_fmt) {
+    memmove(d, s, n * rm_sample_format_size(src_fmt));
+    return;
+  }
+  if (src_fmt == RM_SAMPLE_I16 && dst_fmt == RM_SAMPLE_F32) { /* the hot path */
+    for (size_t i = 0; i < n; i++) {
+      int16_t v;
+      memcpy(&v, s + 2 * i, 2);
+      float f = (float)v * (1.0f / 32768.0f);
+      memcpy(d + 4 * i, &f, 4);
+    }
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    rm__sample_store(d, dst_fmt, i, rm__sample_load(s, src_fmt, i));
+}
+
+const float *rm_audio_f32_view(const rm_buffer_t *buf, float **tmp) {
+  *tmp = NULL;
+  size_t n = rm_audio_samples(buf);
+  if (buf->u.audio.format == RM_SAMPLE_F32 && ((uintptr_t)buf->data % _Alignof(float)) == 0)
+    return (const float *)(void *)buf->data;
+  float *out = rm_malloc(n ? n * sizeof(float) : 1);
+  if (!out)
+    return NULL;
+  rm_audio_convert(buf->data, buf->u.audio.format, out, RM_SAMPLE_F32, n);
+  *tmp = out;
+  return out;
+}

@@ -1,0 +1,38 @@
+/* alloc.h - the engine's allocator wrappers: one place to count and to fail allocations.
+ *
+ * Out-of-memory policy (the whole project follows it): every allocation result is
+ * checked; on failure the function releases what it had built, returns RM_ENOMEM (or NULL
+ * where the function returns a pointer) and leaves its outputs untouched. Nothing aborts
+ * or exits on OOM. Tests force failures with rm_alloc_fail_after(). */
+#ifndef RM_ALLOC_H
+#define RM_ALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void *rm_malloc(size_t size);
+void *rm_calloc(size_t count, size_t size);
+void *rm_realloc(void *ptr, size_t size);
+void rm_free(void *ptr); /* rm_free(NULL) is a no-op */
+char *rm_strdup(const char *s);
+char *rm_strndup(const char *s, size_t n);
+
+/* Fault injection for tests, per thread: after `n` more successful allocations on this
+ * thread, every following one fails until rm_alloc_fail_never() is called. n = 0 fails the
+ * very next allocation. */
+void rm_alloc_fail_after(long n);
+void rm_alloc_fail_never(void);
+/* Allocations attempted on this thread since the last rm_alloc_fail_after/never call. */
+long rm_alloc_attempts(void);
+
+/* Installs rm_malloc/rm_free as jansson's allocator so JSON parsing shares the policy and
+ * the fault injection. Call once at start-up, before any other thread uses jansson. */
+void rm_alloc_install_jansson(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,80 @@
+/* metrics.h - per-pipeline execution metrics and their two exports (seed JSON, protobuf).
+ *
+ * A pipeline's metrics accumulate over every run made with metrics on. Durations come
+ * from the monotonic clock in nanoseconds; exports express them in microseconds as
+ * doubles so sub-microsecond nodes do not read 0. metrics_overhead counts everything the
+ * metrics cost: clock reads, aggregation and the export itself. */
+#ifndef RM_METRICS_H
+#define RM_METRICS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct Remotemedia__V1__PipelineMetrics;
+
+typedef struct rm_node_metrics {
+  const char *node_id; /* borrowed from the pipeline */
+  uint64_t execution_count;
+  uint64_t success_count;
+  uint64_t error_count;
+  uint64_t total_ns;
+  uint64_t min_ns; /* UINT64_MAX until the first execution */
+  uint64_t max_ns;
+} rm_node_metrics_t;
+
+typedef struct rm_metrics {
+  const char *pipeline_id; /* borrowed */
+  uint64_t total_executions;
+  uint64_t total_ns;
+  uint64_t peak_memory_bytes;
+  uint64_t overhead_ns;
+  rm_node_metrics_t *nodes;
+  size_t n_nodes;
+} rm_metrics_t;
+
+/* Initialises m for n nodes (ids borrowed, must outlive m). 0 or RM_ENOMEM. */
+int rm_metrics_init(rm_metrics_t *m, const char *pipeline_id, const char *const *node_ids,
+                    size_t n_nodes);
+void rm_metrics_destroy(rm_metrics_t *m);
+
+/* Adds one process() invocation of node i that took ns and succeeded or not. */
+static inline void rm_metrics_record(rm_metrics_t *m, size_t i, uint64_t ns, int ok) {
+  rm_node_metrics_t *n = &m->nodes[i];
+  n->execution_count++;
+  if (ok)
+    n->success_count++;
+  else
+    n->error_count++;
+  n->total_ns += ns;
+  if (ns < n->min_ns)
+    n->min_ns = ns;
+  if (ns > n->max_ns)
+    n->max_ns = ns;
+}
+
+/* The seed's JSON object (keys exactly: pipeline_id, total_executions, total_duration_us,
+ * total_duration_ms, peak_memory_bytes, peak_memory_mb, metrics_overhead_us, node_metrics
+ * [{node_id, execution_count, success_count, error_count, success_rate,
+ * total_duration_us, avg_duration_us, min_duration_us, max_duration_us}]). The time spent
+ * exporting is added to m->overhead_ns and included in the value exported. New reference,
+ * NULL on OOM. */
+json_t *rm_metrics_to_json(rm_metrics_t *m);
+
+/* Fills msg (initialised by the caller with __INIT) with the same facts. Allocates the
+ * node array with rm_malloc: release it with rm_metrics_proto_clear(msg). Export time is
+ * added to the overhead as for JSON. 0 or RM_ENOMEM (msg then needs no clearing). */
+int rm_metrics_to_proto(rm_metrics_t *m, struct Remotemedia__V1__PipelineMetrics *msg);
+void rm_metrics_proto_clear(struct Remotemedia__V1__PipelineMetrics *msg);
+
+/* The same JSON as rm_metrics_to_json built from the wire message (for clients). */
+json_t *rm_metrics_proto_to_json(const struct Remotemedia__V1__PipelineMetrics *msg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

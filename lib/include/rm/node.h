@@ -1,0 +1,99 @@
+/* node.h - what a node type is (a table of functions registered by name) and the context
+ * its process() call works through.
+ *
+ * Lifecycle of one node instance: create() once when the pipeline is compiled, then
+ * process() once per invocation, flush() once at end of stream (if defined), destroy()
+ * once. A node's state lives in the instance, so stateful nodes (resamplers, codecs)
+ * carry it from one chunk of a stream to the next.
+ *
+ * Callback rule: if create() fails it must leave *state unset and free what it made;
+ * destroy() is then never called. If process() or flush() fails, the buffers it emitted
+ * before failing are dropped by the executor, and destroy() still runs later. */
+#ifndef RM_NODE_H
+#define RM_NODE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rm/buffer.h"
+#include "rm/error.h"
+#include "rm/params.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  RM_PORT_VARIADIC = 1u << 0,      /* input: any number of connections (fan-in) */
+  RM_PORT_SAME_AS_INPUT = 1u << 1, /* output: carries the kind that came in */
+  RM_PORT_OPTIONAL = 1u << 2,      /* input: may be left unconnected */
+};
+
+typedef struct rm_port_spec {
+  const char *name;
+  unsigned kinds; /* rm_kind_t mask accepted / produced */
+  unsigned flags;
+  const char *description;
+} rm_port_spec_t;
+
+enum {
+  /* The node's cost is not bounded by a small multiple of its input size (codecs,
+   * resamplers, FFTs, sleeps): the server runs pipelines containing one off its polling
+   * threads. */
+  RM_NODE_HEAVY = 1u << 0,
+};
+
+typedef struct rm_node_ctx rm_node_ctx_t;
+
+typedef struct rm_node_type {
+  const char *name;
+  const char *description;
+  const rm_param_spec_t *params;
+  size_t n_params;
+  const rm_port_spec_t *inputs;
+  size_t n_inputs;
+  const rm_port_spec_t *outputs;
+  size_t n_outputs;
+  unsigned flags;
+  /* params: validated, defaults filled. Node-specific checks (one key against another)
+   * fail with RM_EPARAM naming the key; the caller fills err->node_id. */
+  int (*create)(const json_t *params, void **state, rm_error_t *err);
+  /* One invocation over the inputs in ctx. Returns 0 or a negative RM_E* recorded with
+   * rm_node_fail(). */
+  int (*process)(void *state, rm_node_ctx_t *ctx);
+  /* Optional: end of stream; emit whatever the node still buffers. No inputs in ctx. */
+  int (*flush)(void *state, rm_node_ctx_t *ctx);
+  void (*destroy)(void *state);
+} rm_node_type_t;
+
+/* Inputs of the current invocation, one per incoming connection in connection order
+ * (for a source node: the request's input for it). Borrowed: rm_buffer_ref() to keep. */
+size_t rm_node_input_count(const rm_node_ctx_t *ctx);
+rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i);
+/* Index into the type's `inputs` of the port input i arrived on. */
+unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i);
+
+/* Emits buf on output port `port`, taking ownership of it even on failure. Fails with
+ * RM_EINTERNAL for a bad port or a kind the port does not declare, RM_ELIMIT when the
+ * buffer is larger than the run's limits, RM_ENOMEM. */
+int rm_node_emit(rm_node_ctx_t *ctx, unsigned port, rm_buffer_t *buf);
+
+/* The account new buffers of this node should be created with. */
+rm_mem_account_t *rm_node_account(const rm_node_ctx_t *ctx);
+
+/* 0 while the run may continue; RM_ETIMEDOUT or RM_ECANCELED once it must stop. Cheap
+ * (one clock read when a deadline is set): long nodes call it every few milliseconds of
+ * work and return its code when it is non-zero. */
+int rm_node_check(rm_node_ctx_t *ctx);
+
+/* Records a failure of this node (the node id is filled in) and returns code. */
+int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+const char *rm_node_id(const rm_node_ctx_t *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

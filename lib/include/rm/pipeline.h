@@ -1,0 +1,108 @@
+/* pipeline.h - compiling a manifest into a runnable pipeline (validation, topological
+ * schedule, node instances) and running it.
+ *
+ * A compiled pipeline may be run any number of times (a stream feeds it chunk by chunk)
+ * but by one thread at a time. Items flow along edges: a node is invoked once per item
+ * arriving on its connections (with several incoming connections, the i-th items of each
+ * form one invocation and a single item is reused for every invocation). */
+#ifndef RM_PIPELINE_H
+#define RM_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rm/buffer.h"
+#include "rm/error.h"
+#include "rm/manifest.h"
+#include "rm/metrics.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 0 means unlimited. */
+typedef struct rm_limits {
+  uint32_t max_nodes;          /* nodes in one pipeline */
+  uint64_t max_audio_samples;  /* per audio buffer (frames * channels), inputs and emitted */
+  uint64_t max_buffer_bytes;   /* per buffer, inputs and emitted */
+} rm_limits_t;
+
+typedef struct rm_pipeline rm_pipeline_t;
+
+/* Validates m and builds the pipeline: empty pipeline, bad or duplicate ids, unknown node
+ * type (RM_ENOTYPE), edges to missing nodes or ports, cycles (naming a node on one), data
+ * kinds that cannot meet, params that fail the node's validation, too many nodes
+ * (RM_ELIMIT). The manifest is not retained. limits may be NULL. 0 and *out, or an error
+ * with err filled (*out untouched). Any thread; the result belongs to the caller. */
+int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeline_t **out,
+                    rm_error_t *err);
+void rm_pipeline_free(rm_pipeline_t *p);
+
+const char *rm_pipeline_name(const rm_pipeline_t *p);
+size_t rm_pipeline_node_count(const rm_pipeline_t *p);
+/* Node ids in execution order. */
+const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i);
+/* Non-zero when some node's type has RM_NODE_HEAVY. */
+int rm_pipeline_is_heavy(const rm_pipeline_t *p);
+
+typedef struct rm_input {
+  const char *node_id;
+  rm_buffer_t *buf; /* borrowed for the run */
+} rm_input_t;
+
+typedef struct rm_run_opts {
+  int metrics;             /* record metrics for this run */
+  uint64_t deadline_ns;    /* rm_clock_ns() value after which the run stops; 0 = none */
+  const volatile int *cancel; /* the run stops once *cancel != 0; may be NULL */
+  int end_of_stream;       /* call flush() on every node after the items are processed */
+  const char *const *output_nodes; /* primary outputs to return; NULL/0 = every sink */
+  size_t n_output_nodes;
+} rm_run_opts_t;
+
+typedef struct rm_output {
+  char *key;      /* node id, or "node_id.port" for a non-primary port */
+  const char *node_id;
+  const char *port;
+  rm_buffer_t **items;
+  size_t n_items;
+} rm_output_t;
+
+typedef enum rm_node_state {
+  RM_NODE_SKIPPED = 0,
+  RM_NODE_OK = 1,
+  RM_NODE_FAILED = 2,
+} rm_node_state_t;
+
+typedef struct rm_node_result {
+  const char *node_id;
+  rm_node_state_t state;
+  uint64_t invocations;
+  uint64_t items_out;
+} rm_node_result_t;
+
+typedef struct rm_result {
+  rm_output_t *outputs;
+  size_t n_outputs;
+  rm_node_result_t *nodes; /* execution order */
+  size_t n_nodes;
+} rm_result_t;
+
+/* Runs p over inputs (one per source node that takes input; each keyed node must exist
+ * and have no incoming connections: RM_EINPUT otherwise). On success returns 0 and a new
+ * result in *out. On failure returns the error (err names the failing node) and still
+ * stores a result with the per-node states and no outputs in *out when memory allows
+ * (else *out = NULL). Input buffers must be valid (rm_buffer_validate) and outlive the
+ * call; outputs may reference them. */
+int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
+                    const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err);
+void rm_result_free(rm_result_t *r);
+
+/* The accumulated metrics of every run made with metrics on. */
+rm_metrics_t *rm_pipeline_metrics(rm_pipeline_t *p);
+/* The memory account of p's buffers (peak is kept across runs). */
+rm_mem_account_t *rm_pipeline_account(rm_pipeline_t *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

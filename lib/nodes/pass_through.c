@@ -1,0 +1,24 @@
+/* pass_through.c - PassThrough: emits its input unchanged (shared, not copied). */
+#include "rm/node.h"
+
+static const rm_port_spec_t inputs[] = {{"in", RM_KIND_ANY, 0, "any data"}};
+static const rm_port_spec_t outputs[] = {{"out", RM_KIND_ANY, RM_PORT_SAME_AS_INPUT, "the input"}};
+
+static int create(const json_t *params, void **state, rm_error_t *err) {
+  (void)params, (void)err;
+  *state = NULL;
+  return 0;
+}
+
+static int process(void *state, rm_node_ctx_t *ctx) {
+  (void)state;
+  return rm_node_emit(ctx, 0, rm_buffer_ref(rm_node_input(ctx, 0)));
+}
+
+const rm_node_type_t rm_node_pass_through = {
+    .name = "PassThrough",
+    .description = "Emits its input unchanged, without copying it.",
+    .inputs = inputs, .n_inputs = 1,
+    .outputs = outputs, .n_outputs = 1,
+    .create = create, .process = process,
+};

@@ -1,0 +1,891 @@
+/* pipeline.c - manifest validation, topological scheduling and the executor. */
+#include "rm/pipeline.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rm/alloc.h"
+#include "rm/clock.h"
+#include "rm/registry.h"
+
+#define ID_MAX 64
+#define NAME_MAX_LEN 256
+
+typedef struct item_list {
+  rm_buffer_t **items;
+  size_t n, cap;
+} item_list_t;
+
+typedef struct edge {
+  size_t from, to;           /* node indices (manifest order) */
+  unsigned from_port, to_port;
+} edge_t;
+
+typedef struct node {
+  char *id;
+  const rm_node_type_t *type;
+  json_t *params;
+  void *state;
+  int created;
+  size_t *in_edges; /* edge indices in connection order */
+  size_t n_in;
+  size_t n_out_edges;
+  unsigned *out_kinds; /* effective kind mask per output port */
+  size_t metrics_slot; /* position in execution order */
+  /* per run */
+  item_list_t *outs; /* one per output port */
+  size_t consumers_left;
+  int keep;          /* outputs go to the result */
+  rm_buffer_t *input; /* request input of a source node */
+} node_t;
+
+struct rm_pipeline {
+  char *name;
+  node_t *nodes; /* manifest order */
+  size_t n_nodes;
+  edge_t *edges;
+  size_t n_edges;
+  size_t *order; /* execution order: indices into nodes */
+  rm_limits_t limits;
+  int heavy;
+  rm_mem_account_t account;
+  rm_metrics_t metrics;
+  const char **order_ids;
+};
+
+struct rm_node_ctx {
+  rm_pipeline_t *p;
+  node_t *node;
+  rm_buffer_t **inputs;
+  unsigned *in_ports;
+  size_t n_inputs;
+  const rm_run_opts_t *opts;
+  rm_error_t *err;
+  uint64_t items_out;
+};
+
+/* ---------------------------------------------------------------- building */
+
+static int valid_id(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n > ID_MAX)
+    return 0;
+  for (const char *c = id; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+          *c == '_' || *c == '-'))
+      return 0;
+  return 1;
+}
+
+/* Printable, and valid UTF-8 (jansson refuses anything else when it exports metrics). */
+static int valid_name(const char *name) {
+  if (strlen(name) > NAME_MAX_LEN)
+    return 0;
+  for (const char *c = name; *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f)
+      return 0;
+  json_t *s = json_string(name);
+  int ok = s != NULL;
+  json_decref(s);
+  return ok;
+}
+
+static long find_node(const rm_pipeline_t *p, const char *id) {
+  for (size_t i = 0; i < p->n_nodes; i++)
+    if (strcmp(p->nodes[i].id, id) == 0)
+      return (long)i;
+  return -1;
+}
+
+static long find_port(const rm_port_spec_t *ports, size_t n, const char *name) {
+  if (!*name)
+    return n ? 0 : -1;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(ports[i].name, name) == 0)
+      return (long)i;
+  return -1;
+}
+
+/* Kinds as "audio|json" for messages. */
+static void kinds_text(unsigned mask, char *buf, size_t cap) {
+  static const unsigned all[] = {RM_KIND_AUDIO, RM_KIND_TENSOR, RM_KIND_JSON, RM_KIND_TEXT,
+                                 RM_KIND_BINARY};
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    if (!(mask & all[i]))
+      continue;
+    int w = snprintf(buf + used, cap - used, "%s%s", used ? "|" : "", rm_kind_name(all[i]));
+    if (w < 0 || (size_t)w >= cap - used)
+      break;
+    used += (size_t)w;
+  }
+  if (!used)
+    snprintf(buf, cap, "nothing");
+}
+
+static int check_ids(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) {
+  for (size_t i = 0; i < m->n_nodes; i++) {
+    const char *id = m->nodes[i].id;
+    if (!*id)
+      return rm_error_set(err, RM_EMANIFEST, NULL, "id", "nodes[%zu]: node id is empty", i);
+    if (!valid_id(id))
+      return rm_error_set(err, RM_EMANIFEST, id, "id",
+                          "nodes[%zu]: node id '%.80s' is invalid: use 1 to %d characters of "
+                          "A-Z a-z 0-9 _ -",
+                          i, id, ID_MAX);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(m->nodes[j].id, id) == 0)
+        return rm_error_set(err, RM_EMANIFEST, id, "id", "duplicate node id '%s'", id);
+    p->nodes[i].id = rm_strdup(id);
+    if (!p->nodes[i].id)
+      return rm_error_set(err, RM_ENOMEM, id, NULL, "out of memory");
+    p->n_nodes = i + 1;
+  }
+  for (size_t i = 0; i < m->n_nodes; i++) {
+    const rm_node_type_t *t = rm_registry_find(m->nodes[i].type);
+    if (!t)
+      return rm_error_set(err, RM_ENOTYPE, m->nodes[i].id, "node_type",
+                          "node '%s': unknown node type '%.80s'", m->nodes[i].id,
+                          m->nodes[i].type);
+    p->nodes[i].type = t;
+    p->heavy |= (t->flags & RM_NODE_HEAVY) != 0;
+    p->nodes[i].out_kinds = rm_calloc(t->n_outputs ? t->n_outputs : 1, sizeof(unsigned));
+    p->nodes[i].outs = rm_calloc(t->n_outputs ? t->n_outputs : 1, sizeof(item_list_t));
+    if (!p->nodes[i].out_kinds || !p->nodes[i].outs)
+      return rm_error_set(err, RM_ENOMEM, m->nodes[i].id, NULL, "out of memory");
+  }
+  return 0;
+}
+
+static int build_edges(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) {
+  p->edges = rm_calloc(m->n_conns ? m->n_conns : 1, sizeof *p->edges);
+  if (!p->edges)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  for (size_t i = 0; i < m->n_conns; i++) {
+    const rm_conn_spec_t *c = &m->conns[i];
+    long from = find_node(p, c->from), to = find_node(p, c->to);
+    if (from < 0)
+      return rm_error_set(err, RM_EMANIFEST, c->from, "from",
+                          "connection %zu (%.80s -> %.80s): node '%.80s' does not exist", i,
+                          c->from, c->to, c->from);
+    if (to < 0)
+      return rm_error_set(err, RM_EMANIFEST, c->to, "to",
+                          "connection %zu (%.80s -> %.80s): node '%.80s' does not exist", i,
+                          c->from, c->to, c->to);
+    const rm_node_type_t *ft = p->nodes[from].type, *tt = p->nodes[to].type;
+    long fp = find_port(ft->outputs, ft->n_outputs, c->from_port);
+    long tp = find_port(tt->inputs, tt->n_inputs, c->to_port);
+    if (fp < 0)
+      return rm_error_set(err, RM_EMANIFEST, c->from, "from_port",
+                          "connection %zu (%s -> %s): node '%s' (%s) has no output port '%.64s'",
+                          i, c->from, c->to, c->from, ft->name,
+                          *c->from_port ? c->from_port : "(primary)");
+    if (tp < 0)
+      return rm_error_set(err, RM_EMANIFEST, c->to, "to_port",
+                          "connection %zu (%s -> %s): node '%s' (%s) has no input port '%.64s'",
+                          i, c->from, c->to, c->to, tt->name,
+                          *c->to_port ? c->to_port : "(primary)");
+    p->edges[i] = (edge_t){(size_t)from, (size_t)to, (unsigned)fp, (unsigned)tp};
+    p->n_edges = i + 1;
+  }
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    node_t *n = &p->nodes[i];
+    size_t cnt = 0;
+    for (size_t e = 0; e < p->n_edges; e++)
+      cnt += p->edges[e].to == i;
+    n->in_edges = rm_calloc(cnt ? cnt : 1, sizeof(size_t));
+    if (!n->in_edges)
+      return rm_error_set(err, RM_ENOMEM, n->id, NULL, "out of memory");
+    for (size_t e = 0; e < p->n_edges; e++) {
+      if (p->edges[e].to == i)
+        n->in_edges[n->n_in++] = e;
+      if (p->edges[e].from == i)
+        n->n_out_edges++;
+    }
+    /* Each non-variadic port takes at most one connection; ports that are neither
+     * connected nor optional make the node a source, which is only allowed when no port is
+     * connected (the request then feeds its primary port). */
+    const rm_node_type_t *t = n->type;
+    size_t connected_ports = 0;
+    for (unsigned port = 0; port < t->n_inputs; port++) {
+      size_t k = 0;
+      for (size_t j = 0; j < n->n_in; j++)
+        k += p->edges[n->in_edges[j]].to_port == port;
+      if (k > 1 && !(t->inputs[port].flags & RM_PORT_VARIADIC))
+        return rm_error_set(err, RM_EMANIFEST, n->id, "connections",
+                            "node '%s' (%s): input port '%s' accepts one connection, got %zu",
+                            n->id, t->name, t->inputs[port].name, k);
+      connected_ports += k > 0;
+    }
+    if (connected_ports) {
+      for (unsigned port = 0; port < t->n_inputs; port++) {
+        size_t k = 0;
+        for (size_t j = 0; j < n->n_in; j++)
+          k += p->edges[n->in_edges[j]].to_port == port;
+        if (!k && !(t->inputs[port].flags & RM_PORT_OPTIONAL))
+          return rm_error_set(err, RM_EMANIFEST, n->id, "connections",
+                              "node '%s' (%s): input port '%s' is not connected", n->id,
+                              t->name, t->inputs[port].name);
+      }
+    }
+  }
+  return 0;
+}
+
+/* Kahn's algorithm, ties broken by manifest order so schedules are reproducible. On a
+ * cycle, walks predecessors among the unscheduled nodes until one repeats and names the
+ * cycle it found. */
+static int schedule(rm_pipeline_t *p, rm_error_t *err) {
+  size_t n = p->n_nodes;
+  size_t *indeg = rm_calloc(n, sizeof *indeg);
+  p->order = rm_calloc(n, sizeof *p->order);
+  if (!indeg || !p->order) {
+    rm_free(indeg);
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
+  for (size_t e = 0; e < p->n_edges; e++)
+    indeg[p->edges[e].to]++;
+  size_t done = 0;
+  char *placed = rm_calloc(n, 1);
+  if (!placed) {
+    rm_free(indeg);
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
+  while (done < n) {
+    size_t pick = n;
+    for (size_t i = 0; i < n; i++)
+      if (!placed[i] && indeg[i] == 0) {
+        pick = i;
+        break;
+      }
+    if (pick == n)
+      break;
+    placed[pick] = 1;
+    p->order[done++] = pick;
+    for (size_t e = 0; e < p->n_edges; e++)
+      if (p->edges[e].from == pick)
+        indeg[p->edges[e].to]--;
+  }
+  int rc = 0;
+  if (done < n) {
+    /* pred(x): x's first unplaced predecessor. Every unplaced node has one, so iterating
+     * pred n times from any of them lands on a cycle of pred, which is a cycle of the
+     * graph run backwards. */
+    size_t *ring = rm_calloc(n + 1, sizeof *ring);
+    if (!ring) {
+      rm_free(placed);
+      rm_free(indeg);
+      return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    }
+    size_t cur = 0;
+    while (placed[cur])
+      cur++;
+    for (size_t step = 0; step <= n; step++) {
+      for (size_t e = 0; e < p->n_edges; e++)
+        if (p->edges[e].to == cur && !placed[p->edges[e].from]) {
+          cur = p->edges[e].from;
+          break;
+        }
+    }
+    size_t len = 0, at = cur;
+    do {
+      ring[len++] = at;
+      for (size_t e = 0; e < p->n_edges; e++)
+        if (p->edges[e].to == at && !placed[p->edges[e].from]) {
+          at = p->edges[e].from;
+          break;
+        }
+    } while (at != cur && len < n);
+    /* ring holds the cycle backwards: print it forwards, closing on its first node. */
+    char path[RM_ERROR_MSG_MAX / 2];
+    size_t used = 0;
+    for (size_t i = 0; i <= len && used < sizeof path; i++) {
+      size_t node = ring[(len - i) % len];
+      int w = snprintf(path + used, sizeof path - used, "%s%s", i ? " -> " : "",
+                       p->nodes[node].id);
+      if (w < 0)
+        break;
+      used += (size_t)w;
+    }
+    rc = rm_error_set(err, RM_EMANIFEST, p->nodes[cur].id, "connections",
+                      "cycle detected: %s", path);
+    rm_free(ring);
+  }
+  rm_free(placed);
+  rm_free(indeg);
+  return rc;
+}
+
+/* Effective output kinds in schedule order, checking every edge. */
+static int check_kinds(rm_pipeline_t *p, rm_error_t *err) {
+  for (size_t k = 0; k < p->n_nodes; k++) {
+    node_t *n = &p->nodes[p->order[k]];
+    const rm_node_type_t *t = n->type;
+    unsigned in_mask = 0;
+    for (size_t j = 0; j < n->n_in; j++) {
+      const edge_t *e = &p->edges[n->in_edges[j]];
+      const node_t *src = &p->nodes[e->from];
+      unsigned produced = src->out_kinds[e->from_port];
+      unsigned accepted = t->inputs[e->to_port].kinds;
+      if (!(produced & accepted)) {
+        char a[64], b[64];
+        kinds_text(produced, a, sizeof a);
+        kinds_text(accepted, b, sizeof b);
+        return rm_error_set(err, RM_EMANIFEST, n->id, "connections",
+                            "connection %s -> %s: '%s' produces %s but '%s' (%s) accepts %s",
+                            src->id, n->id, src->id, a, n->id, t->name, b);
+      }
+      in_mask |= produced & accepted;
+    }
+    if (!n->n_in && t->n_inputs)
+      in_mask = t->inputs[0].kinds; /* fed by the request */
+    for (size_t o = 0; o < t->n_outputs; o++)
+      n->out_kinds[o] = (t->outputs[o].flags & RM_PORT_SAME_AS_INPUT) ? in_mask
+                                                                      : t->outputs[o].kinds;
+  }
+  return 0;
+}
+
+static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) {
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    node_t *n = &p->nodes[i];
+    const rm_node_type_t *t = n->type;
+    int rc = rm_params_validate(t->params, t->n_params, m->nodes[i].params, n->id, &n->params,
+                                err);
+    if (rc)
+      return rc;
+    rm_error_t local;
+    rm_error_clear(&local);
+    rc = t->create(n->params, &n->state, &local);
+    if (rc) {
+      if (err) {
+        *err = local;
+        if (!err->message[0])
+          rm_error_set(err, rc, n->id, NULL, "node '%s' (%s): could not be created: %s", n->id,
+                       t->name, rm_strerror(rc));
+        snprintf(err->node_id, sizeof err->node_id, "%s", n->id);
+        err->code = rc;
+      }
+      return rc;
+    }
+    n->created = 1;
+  }
+  return 0;
+}
+
+int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeline_t **out,
+                    rm_error_t *err) {
+  rm_error_clear(err);
+  if (m->n_nodes == 0)
+    return rm_error_set(err, RM_EMANIFEST, NULL, "nodes", "pipeline has no nodes");
+  if (limits && limits->max_nodes && m->n_nodes > limits->max_nodes)
+    return rm_error_set(err, RM_ELIMIT, NULL, "nodes",
+                        "pipeline has %zu nodes, above the limit of %u", m->n_nodes,
+                        limits->max_nodes);
+  if (!valid_name(m->name))
+    return rm_error_set(err, RM_EMANIFEST, NULL, "name",
+                        "pipeline name must be at most %d bytes of printable UTF-8",
+                        NAME_MAX_LEN);
+  rm_pipeline_t *p = rm_calloc(1, sizeof *p);
+  if (!p)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  int rc = RM_ENOMEM;
+  p->name = rm_strdup(m->name);
+  p->nodes = rm_calloc(m->n_nodes, sizeof *p->nodes);
+  if (!p->name || !p->nodes) {
+    rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    goto fail;
+  }
+  if (limits)
+    p->limits = *limits;
+  if ((rc = check_ids(p, m, err)) || (rc = build_edges(p, m, err)) || (rc = schedule(p, err)) ||
+      (rc = check_kinds(p, err)) || (rc = create_nodes(p, m, err)))
+    goto fail;
+  p->order_ids = rm_calloc(p->n_nodes, sizeof *p->order_ids);
+  if (!p->order_ids) {
+    rc = rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    goto fail;
+  }
+  for (size_t k = 0; k < p->n_nodes; k++) {
+    p->order_ids[k] = p->nodes[p->order[k]].id;
+    p->nodes[p->order[k]].metrics_slot = k;
+  }
+  if (rm_metrics_init(&p->metrics, p->name, p->order_ids, p->n_nodes)) {
+    rc = rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    goto fail;
+  }
+  *out = p;
+  return 0;
+fail:
+  rm_pipeline_free(p);
+  return rc;
+}
+
+static void clear_list(item_list_t *l) {
+  for (size_t i = 0; i < l->n; i++)
+    rm_buffer_unref(l->items[i]);
+  l->n = 0;
+}
+
+static void clear_outputs(node_t *n) {
+  if (!n->outs || !n->type)
+    return;
+  for (size_t o = 0; o < n->type->n_outputs; o++)
+    clear_list(&n->outs[o]);
+}
+
+void rm_pipeline_free(rm_pipeline_t *p) {
+  if (!p)
+    return;
+  for (size_t i = 0; p->nodes && i < p->n_nodes; i++) {
+    node_t *n = &p->nodes[i];
+    if (n->created && n->type->destroy)
+      n->type->destroy(n->state);
+    json_decref(n->params);
+    clear_outputs(n);
+    if (n->outs && n->type)
+      for (size_t o = 0; o < n->type->n_outputs; o++)
+        rm_free(n->outs[o].items);
+    rm_free(n->outs);
+    rm_free(n->out_kinds);
+    rm_free(n->in_edges);
+    rm_free(n->id);
+  }
+  rm_metrics_destroy(&p->metrics);
+  rm_free(p->order_ids);
+  rm_free(p->nodes);
+  rm_free(p->edges);
+  rm_free(p->order);
+  rm_free(p->name);
+  rm_free(p);
+}
+
+const char *rm_pipeline_name(const rm_pipeline_t *p) { return p->name; }
+size_t rm_pipeline_node_count(const rm_pipeline_t *p) { return p->n_nodes; }
+const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i) {
+  return i < p->n_nodes ? p->order_ids[i] : NULL;
+}
+int rm_pipeline_is_heavy(const rm_pipeline_t *p) { return p->heavy; }
+rm_metrics_t *rm_pipeline_metrics(rm_pipeline_t *p) { return &p->metrics; }
+rm_mem_account_t *rm_pipeline_account(rm_pipeline_t *p) { return &p->account; }
+
+/* ---------------------------------------------------------------- node context */
+
+size_t rm_node_input_count(const rm_node_ctx_t *ctx) { return ctx->n_inputs; }
+rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i) {
+  return i < ctx->n_inputs ? ctx->inputs[i] : NULL;
+}
+unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i) {
+  return i < ctx->n_inputs ? ctx->in_ports[i] : 0;
+}
+rm_mem_account_t *rm_node_account(const rm_node_ctx_t *ctx) { return &ctx->p->account; }
+const char *rm_node_id(const rm_node_ctx_t *ctx) { return ctx->node->id; }
+
+int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fmt, ...) {
+  if (ctx->err) {
+    char msg[RM_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rm_error_set(ctx->err, code, ctx->node->id, field, "node '%s' (%s): %s", ctx->node->id,
+                 ctx->node->type->name, msg);
+  }
+  return code;
+}
+
+static int check_stop(const rm_run_opts_t *opts, rm_error_t *err, const char *node_id) {
+  if (opts->cancel && *opts->cancel)
+    return rm_error_set(err, RM_ECANCELED, node_id, NULL, "the call was cancelled");
+  if (opts->deadline_ns && rm_clock_ns() >= opts->deadline_ns)
+    return rm_error_set(err, RM_ETIMEDOUT, node_id, NULL, "deadline exceeded%s%s%s",
+                        node_id ? " before node '" : "", node_id ? node_id : "",
+                        node_id ? "' finished" : "");
+  return 0;
+}
+
+int rm_node_check(rm_node_ctx_t *ctx) { return check_stop(ctx->opts, ctx->err, ctx->node->id); }
+
+/* Limits apply to every buffer, whoever made it. */
+static int check_buffer_limits(const rm_limits_t *lim, const rm_buffer_t *b, const char *who,
+                               const char *node_id, rm_error_t *err) {
+  if (lim->max_buffer_bytes && b->size > lim->max_buffer_bytes)
+    return rm_error_set(err, RM_ELIMIT, node_id, "size",
+                        "%s holds %zu bytes, above the limit of %llu", who, b->size,
+                        (unsigned long long)lim->max_buffer_bytes);
+  if (b->kind == RM_KIND_AUDIO && lim->max_audio_samples &&
+      rm_audio_samples(b) > lim->max_audio_samples)
+    return rm_error_set(err, RM_ELIMIT, node_id, "samples",
+                        "%s holds %zu audio samples, above the limit of %llu", who,
+                        rm_audio_samples(b), (unsigned long long)lim->max_audio_samples);
+  return 0;
+}
+
+static int list_push(item_list_t *l, rm_buffer_t *b) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 2;
+    rm_buffer_t **items = rm_realloc(l->items, cap * sizeof *items);
+    if (!items)
+      return RM_ENOMEM;
+    l->items = items;
+    l->cap = cap;
+  }
+  l->items[l->n++] = b;
+  return 0;
+}
+
+int rm_node_emit(rm_node_ctx_t *ctx, unsigned port, rm_buffer_t *buf) {
+  node_t *n = ctx->node;
+  if (!buf)
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  if (port >= n->type->n_outputs || !(buf->kind & n->out_kinds[port])) {
+    rm_buffer_unref(buf);
+    return rm_node_fail(ctx, RM_EINTERNAL, NULL, "emitted %s on port %u, which it does not declare",
+                        rm_kind_name(buf->kind), port);
+  }
+  char who[160];
+  snprintf(who, sizeof who, "node '%s' (%s): output", n->id, n->type->name);
+  int rc = check_buffer_limits(&ctx->p->limits, buf, who, n->id, ctx->err);
+  if (!rc && list_push(&n->outs[port], buf))
+    rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  if (rc) {
+    rm_buffer_unref(buf);
+    return rc;
+  }
+  ctx->items_out++;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- running */
+
+static void reset_run_state(rm_pipeline_t *p) {
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    node_t *n = &p->nodes[i];
+    clear_outputs(n);
+    n->consumers_left = n->n_out_edges;
+    n->keep = 0;
+    n->input = NULL;
+  }
+}
+
+static int bind_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
+                       rm_error_t *err) {
+  for (size_t i = 0; i < n_inputs; i++) {
+    const char *id = inputs[i].node_id ? inputs[i].node_id : "";
+    long k = find_node(p, id);
+    if (k < 0)
+      return rm_error_set(err, RM_EINPUT, NULL, "inputs",
+                          "input for node '%.80s': the pipeline has no such node", id);
+    node_t *n = &p->nodes[k];
+    if (n->n_in)
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs",
+                          "input for node '%s': the node has incoming connections, its data "
+                          "comes from them",
+                          n->id);
+    if (!n->type->n_inputs)
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs",
+                          "input for node '%s': %s takes no input", n->id, n->type->name);
+    if (n->input)
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs",
+                          "input for node '%s' is given twice", n->id);
+    rm_buffer_t *b = inputs[i].buf;
+    if (!(b->kind & n->type->inputs[0].kinds)) {
+      char acc[64];
+      kinds_text(n->type->inputs[0].kinds, acc, sizeof acc);
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs",
+                          "input for node '%s': %s accepts %s, got %s", n->id, n->type->name,
+                          acc, rm_kind_name(b->kind));
+    }
+    char who[120];
+    snprintf(who, sizeof who, "input for node '%s'", n->id);
+    int rc = check_buffer_limits(&p->limits, b, who, n->id, err);
+    if (rc)
+      return rc;
+    n->input = b;
+  }
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    node_t *n = &p->nodes[i];
+    if (!n->n_in && n->type->n_inputs && !n->input &&
+        !(n->type->inputs[0].flags & RM_PORT_OPTIONAL))
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs",
+                          "node '%s' has no input: a node without incoming connections needs "
+                          "one in the request's inputs",
+                          n->id);
+  }
+  return 0;
+}
+
+/* Splits "id.port" into a node and an output port. */
+static int resolve_output(rm_pipeline_t *p, const char *spec, long *node, long *port) {
+  const char *dot = strchr(spec, '.');
+  size_t len = dot ? (size_t)(dot - spec) : strlen(spec);
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    if (strlen(p->nodes[i].id) != len || strncmp(p->nodes[i].id, spec, len) != 0)
+      continue;
+    const rm_node_type_t *t = p->nodes[i].type;
+    *node = (long)i;
+    *port = find_port(t->outputs, t->n_outputs, dot ? dot + 1 : "");
+    return *port >= 0 ? 0 : -1;
+  }
+  return -1;
+}
+
+static int mark_outputs(rm_pipeline_t *p, const rm_run_opts_t *opts, rm_error_t *err) {
+  if (!opts->n_output_nodes) {
+    for (size_t i = 0; i < p->n_nodes; i++)
+      p->nodes[i].keep = p->nodes[i].n_out_edges == 0 && p->nodes[i].type->n_outputs > 0;
+    return 0;
+  }
+  for (size_t i = 0; i < opts->n_output_nodes; i++) {
+    long node, port;
+    if (resolve_output(p, opts->output_nodes[i], &node, &port))
+      return rm_error_set(err, RM_EINPUT, NULL, "output_nodes",
+                          "output_nodes[%zu]: '%.80s' names no node output port", i,
+                          opts->output_nodes[i]);
+    p->nodes[node].keep = 1;
+  }
+  return 0;
+}
+
+/* Releases the outputs of the nodes feeding n once their last consumer has run. */
+static void release_upstream(rm_pipeline_t *p, node_t *n) {
+  for (size_t j = 0; j < n->n_in; j++) {
+    node_t *src = &p->nodes[p->edges[n->in_edges[j]].from];
+    if (--src->consumers_left == 0 && !src->keep)
+      clear_outputs(src);
+  }
+}
+
+/* Invocation count: the longest incoming list; lists of one item are reused for every
+ * invocation; other lengths must agree. */
+static int invocation_count(rm_pipeline_t *p, node_t *n, size_t *count, rm_error_t *err) {
+  if (!n->n_in) {
+    *count = n->input || !n->type->n_inputs ? 1 : 0;
+    return 0;
+  }
+  size_t maxn = 0;
+  for (size_t j = 0; j < n->n_in; j++) {
+    const edge_t *e = &p->edges[n->in_edges[j]];
+    size_t len = p->nodes[e->from].outs[e->from_port].n;
+    if (len > maxn)
+      maxn = len;
+  }
+  for (size_t j = 0; j < n->n_in; j++) {
+    const edge_t *e = &p->edges[n->in_edges[j]];
+    size_t len = p->nodes[e->from].outs[e->from_port].n;
+    if (len != maxn && len != 1) {
+      size_t len0 = p->nodes[p->edges[n->in_edges[0]].from].outs[p->edges[n->in_edges[0]].from_port].n;
+      return rm_error_set(err, RM_ENODE, n->id, "connections",
+                          "node '%s' (%s): its inputs carry different numbers of items (%zu "
+                          "from '%s', %zu from '%s')",
+                          n->id, n->type->name, len0,
+                          p->nodes[p->edges[n->in_edges[0]].from].id, len,
+                          p->nodes[e->from].id);
+    }
+  }
+  /* if one input is empty the node has nothing to combine */
+  for (size_t j = 0; j < n->n_in; j++) {
+    const edge_t *e = &p->edges[n->in_edges[j]];
+    if (p->nodes[e->from].outs[e->from_port].n == 0)
+      maxn = 0;
+  }
+  *count = maxn;
+  return 0;
+}
+
+typedef struct run_scratch {
+  rm_buffer_t **inputs;
+  unsigned *ports;
+} run_scratch_t;
+
+static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts,
+                    run_scratch_t *s, rm_node_result_t *res, rm_error_t *err) {
+  size_t count = 0;
+  int rc = invocation_count(p, n, &count, err);
+  if (rc)
+    return rc;
+  const rm_node_type_t *t = n->type;
+  int do_flush = opts->end_of_stream && t->flush;
+  size_t calls = count ? count : (do_flush ? 1 : 0);
+  rm_node_ctx_t ctx = {.p = p, .node = n, .inputs = s->inputs, .in_ports = s->ports,
+                       .opts = opts, .err = err};
+  for (size_t k = 0; k < calls; k++) {
+    if ((rc = check_stop(opts, err, n->id)))
+      return rc;
+    ctx.n_inputs = 0;
+    if (k < count) {
+      if (!n->n_in && n->input) {
+        s->inputs[0] = n->input;
+        s->ports[0] = 0;
+        ctx.n_inputs = 1;
+      }
+      for (size_t j = 0; j < n->n_in; j++) {
+        const edge_t *e = &p->edges[n->in_edges[j]];
+        const item_list_t *l = &p->nodes[e->from].outs[e->from_port];
+        s->inputs[j] = l->items[l->n == 1 ? 0 : k];
+        s->ports[j] = e->to_port;
+        ctx.n_inputs = j + 1;
+      }
+    }
+    uint64_t t0 = opts->metrics ? rm_clock_ns() : 0;
+    rc = k < count ? t->process(n->state, &ctx) : 0;
+    if (!rc && do_flush && k == calls - 1) {
+      ctx.n_inputs = 0;
+      rc = t->flush(n->state, &ctx);
+    }
+    if (opts->metrics) {
+      uint64_t t1 = rm_clock_ns();
+      rm_metrics_record(&p->metrics, n->metrics_slot, t1 - t0, rc == 0);
+      p->metrics.overhead_ns += rm_clock_ns() - t1 + rm_clock_read_cost_ns();
+    }
+    res->invocations++;
+    if (rc) {
+      if (err && err->code == 0)
+        rm_error_set(err, rc, n->id, NULL, "node '%s' (%s) failed: %s", n->id, t->name,
+                     rm_strerror(rc));
+      return rc;
+    }
+  }
+  res->items_out = ctx.items_out;
+  return 0;
+}
+
+static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
+  size_t n_out = 0;
+  for (size_t k = 0; k < p->n_nodes; k++) {
+    node_t *n = &p->nodes[p->order[k]];
+    if (!n->keep)
+      continue;
+    for (size_t o = 0; o < n->type->n_outputs; o++)
+      n_out += o == 0 || n->outs[o].n > 0;
+  }
+  r->outputs = rm_calloc(n_out ? n_out : 1, sizeof *r->outputs);
+  if (!r->outputs)
+    return RM_ENOMEM;
+  for (size_t k = 0; k < p->n_nodes; k++) {
+    node_t *n = &p->nodes[p->order[k]];
+    if (!n->keep)
+      continue;
+    for (size_t o = 0; o < n->type->n_outputs; o++) {
+      item_list_t *l = &n->outs[o];
+      if (o > 0 && l->n == 0)
+        continue;
+      rm_output_t *out = &r->outputs[r->n_outputs];
+      size_t klen = strlen(n->id) + 1 + strlen(n->type->outputs[o].name) + 1;
+      out->key = rm_malloc(klen);
+      out->items = rm_malloc((l->n ? l->n : 1) * sizeof *out->items);
+      if (!out->key || !out->items) {
+        rm_free(out->key);
+        rm_free(out->items);
+        return RM_ENOMEM;
+      }
+      if (o == 0)
+        snprintf(out->key, klen, "%s", n->id);
+      else
+        snprintf(out->key, klen, "%s.%s", n->id, n->type->outputs[o].name);
+      out->node_id = n->id;
+      out->port = n->type->outputs[o].name;
+      for (size_t i = 0; i < l->n; i++)
+        out->items[i] = rm_buffer_ref(l->items[i]);
+      out->n_items = l->n;
+      r->n_outputs++;
+    }
+  }
+  return 0;
+}
+
+static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
+               const rm_run_opts_t *opts, rm_result_t *r, rm_error_t *err) {
+  int rc;
+  if ((rc = bind_inputs(p, inputs, n_inputs, err)) || (rc = mark_outputs(p, opts, err)))
+    return rc;
+  /* request inputs are held by the run: count them */
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    rm_buffer_t *b = p->nodes[i].input;
+    if (b && b->account != &p->account) {
+      p->account.current += b->size;
+      if (p->account.current > p->account.peak)
+        p->account.peak = p->account.current;
+    }
+  }
+  size_t max_in = 1;
+  for (size_t i = 0; i < p->n_nodes; i++)
+    if (p->nodes[i].n_in > max_in)
+      max_in = p->nodes[i].n_in;
+  run_scratch_t s = {rm_malloc(max_in * sizeof(rm_buffer_t *)),
+                     rm_malloc(max_in * sizeof(unsigned))};
+  if (!s.inputs || !s.ports) {
+    rc = rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  } else {
+    for (size_t k = 0; k < p->n_nodes; k++) {
+      node_t *n = &p->nodes[p->order[k]];
+      rc = run_node(p, n, opts, &s, &r->nodes[k], err);
+      r->nodes[k].state = rc ? RM_NODE_FAILED : RM_NODE_OK;
+      if (rc)
+        break;
+      release_upstream(p, n);
+      if (!n->n_out_edges && !n->keep)
+        clear_outputs(n);
+    }
+  }
+  rm_free(s.inputs);
+  rm_free(s.ports);
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    rm_buffer_t *b = p->nodes[i].input;
+    if (b && b->account != &p->account)
+      p->account.current -= b->size;
+  }
+  if (!rc && (rc = collect_outputs(p, r)))
+    rm_error_set(err, rc, NULL, NULL, "out of memory");
+  return rc;
+}
+
+int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
+                    const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err) {
+  static const rm_run_opts_t defaults = {.end_of_stream = 1};
+  if (!opts)
+    opts = &defaults;
+  uint64_t t_start = opts->metrics ? rm_clock_ns() : 0;
+  rm_error_clear(err);
+  *out = NULL;
+  rm_result_t *r = rm_calloc(1, sizeof *r);
+  if (r)
+    r->nodes = rm_calloc(p->n_nodes, sizeof *r->nodes);
+  if (!r || !r->nodes) {
+    rm_free(r);
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
+  r->n_nodes = p->n_nodes;
+  for (size_t k = 0; k < p->n_nodes; k++)
+    r->nodes[k].node_id = p->order_ids[k];
+  reset_run_state(p);
+  int rc = run(p, inputs, n_inputs, opts, r, err);
+  reset_run_state(p); /* the result holds its own references */
+  if (opts->metrics) {
+    rm_metrics_t *m = &p->metrics;
+    uint64_t t_end = rm_clock_ns();
+    m->total_executions++;
+    m->total_ns += t_end - t_start;
+    if (p->account.peak > m->peak_memory_bytes)
+      m->peak_memory_bytes = p->account.peak;
+    m->overhead_ns += rm_clock_ns() - t_end + rm_clock_read_cost_ns();
+  }
+  *out = r;
+  return rc;
+}
+
+void rm_result_free(rm_result_t *r) {
+  if (!r)
+    return;
+  for (size_t i = 0; i < r->n_outputs; i++) {
+    for (size_t j = 0; j < r->outputs[i].n_items; j++)
+      rm_buffer_unref(r->outputs[i].items[j]);
+    rm_free(r->outputs[i].items);
+    rm_free(r->outputs[i].key);
+  }
+  rm_free(r->outputs);
+  rm_free(r->nodes);
+  rm_free(r);
+}

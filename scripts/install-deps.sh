@@ -1,0 +1,39 @@
+#!/bin/sh
+# install-deps.sh - installs, with apt-get, every Debian package the build, the server,
+# the clients and the tests need; installs nothing when all are present. Run as root.
+set -eu
+
+PACKAGES="
+build-essential cmake pkg-config ca-certificates
+libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev grpc-proto
+libprotobuf-c-dev protobuf-c-compiler
+libjansson-dev libcunit1-dev
+libsndfile1-dev libsoxr-dev libebur128-dev libspeexdsp-dev libopus-dev libfftw3-dev
+python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
+openssl procps
+"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+# Optional extras for sanitizer/valgrind runs and benchmarks: RM_EXTRA_PACKAGES=1.
+if [ "${RM_EXTRA_PACKAGES:-0}" = 1 ]; then
+  for p in valgrind clang libclang-rt-14-dev nghttp2-client; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+fi
+
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing packages:$missing; run as root" >&2
+    exit 1
+  fi
+  echo "install-deps: installing$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing
+fi
