@@ -80,9 +80,29 @@ const char *rm_kind_name(unsigned kind) {
 static void account_add(rm_mem_account_t *a, size_t n) {
   if (!a)
     return;
+  a->live++;
   a->current += n;
   if (a->current > a->peak)
     a->peak = a->current;
+}
+
+static void account_remove(rm_mem_account_t *a, size_t n) {
+  if (!a)
+    return;
+  a->current -= n;
+  if (--a->live == 0 && a->orphaned)
+    rm_free(a);
+}
+
+rm_mem_account_t *rm_mem_account_new(void) { return rm_calloc(1, sizeof(rm_mem_account_t)); }
+
+void rm_mem_account_free(rm_mem_account_t *a) {
+  if (!a)
+    return;
+  if (a->live == 0)
+    rm_free(a);
+  else
+    a->orphaned = 1;
 }
 
 rm_buffer_t *rm_buffer_new(rm_kind_t kind, size_t size, rm_mem_account_t *account) {
@@ -188,8 +208,7 @@ rm_buffer_t *rm_buffer_ref(rm_buffer_t *buf) {
 void rm_buffer_unref(rm_buffer_t *buf) {
   if (!buf || --buf->refs > 0)
     return;
-  if (buf->account)
-    buf->account->current -= buf->size;
+  account_remove(buf->account, buf->size);
   rm_free(buf->mime_type);
   rm_free(buf); /* owned payloads live in the same allocation */
 }

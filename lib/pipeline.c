@@ -49,7 +49,7 @@ struct rm_pipeline {
   size_t *order; /* execution order: indices into nodes */
   rm_limits_t limits;
   int heavy;
-  rm_mem_account_t account;
+  rm_mem_account_t *account; /* heap: output buffers may outlive the pipeline */
   rm_metrics_t metrics;
   const char **order_ids;
 };
@@ -394,7 +394,8 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   int rc = RM_ENOMEM;
   p->name = rm_strdup(m->name);
   p->nodes = rm_calloc(m->n_nodes, sizeof *p->nodes);
-  if (!p->name || !p->nodes) {
+  p->account = rm_mem_account_new();
+  if (!p->name || !p->nodes || !p->account) {
     rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     goto fail;
   }
@@ -459,6 +460,7 @@ void rm_pipeline_free(rm_pipeline_t *p) {
   rm_free(p->edges);
   rm_free(p->order);
   rm_free(p->name);
+  rm_mem_account_free(p->account);
   rm_free(p);
 }
 
@@ -469,7 +471,7 @@ const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i) {
 }
 int rm_pipeline_is_heavy(const rm_pipeline_t *p) { return p->heavy; }
 rm_metrics_t *rm_pipeline_metrics(rm_pipeline_t *p) { return &p->metrics; }
-rm_mem_account_t *rm_pipeline_account(rm_pipeline_t *p) { return &p->account; }
+rm_mem_account_t *rm_pipeline_account(rm_pipeline_t *p) { return p->account; }
 
 /* ---------------------------------------------------------------- node context */
 
@@ -480,7 +482,7 @@ rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i) {
 unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i) {
   return i < ctx->n_inputs ? ctx->in_ports[i] : 0;
 }
-rm_mem_account_t *rm_node_account(const rm_node_ctx_t *ctx) { return &ctx->p->account; }
+rm_mem_account_t *rm_node_account(const rm_node_ctx_t *ctx) { return ctx->p->account; }
 const char *rm_node_id(const rm_node_ctx_t *ctx) { return ctx->node->id; }
 
 int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fmt, ...) {
@@ -804,10 +806,10 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   /* request inputs are held by the run: count them */
   for (size_t i = 0; i < p->n_nodes; i++) {
     rm_buffer_t *b = p->nodes[i].input;
-    if (b && b->account != &p->account) {
-      p->account.current += b->size;
-      if (p->account.current > p->account.peak)
-        p->account.peak = p->account.current;
+    if (b && b->account != p->account) {
+      p->account->current += b->size;
+      if (p->account->current > p->account->peak)
+        p->account->peak = p->account->current;
     }
   }
   size_t max_in = 1;
@@ -834,8 +836,8 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   rm_free(s.ports);
   for (size_t i = 0; i < p->n_nodes; i++) {
     rm_buffer_t *b = p->nodes[i].input;
-    if (b && b->account != &p->account)
-      p->account.current -= b->size;
+    if (b && b->account != p->account)
+      p->account->current -= b->size;
   }
   if (!rc && (rc = collect_outputs(p, r)))
     rm_error_set(err, rc, NULL, NULL, "out of memory");
@@ -868,8 +870,8 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
     uint64_t t_end = rm_clock_ns();
     m->total_executions++;
     m->total_ns += t_end - t_start;
-    if (p->account.peak > m->peak_memory_bytes)
-      m->peak_memory_bytes = p->account.peak;
+    if (p->account->peak > m->peak_memory_bytes)
+      m->peak_memory_bytes = p->account->peak;
     m->overhead_ns += rm_clock_ns() - t_end + rm_clock_read_cost_ns();
   }
   *out = r;

@@ -50,10 +50,15 @@ typedef enum rm_dtype {
 #define RM_TENSOR_MAX_DIMS 8
 
 /* Bytes held by one pipeline's buffers: `current` now, `peak` the most ever at once.
- * Every buffer created with an account adds its payload size while it lives. */
+ * Every buffer created with an account adds its payload size while it lives. An account
+ * may be a plain variable (zero-initialised) that outlives its buffers, or come from
+ * rm_mem_account_new(), whose buffers may outlive the owner's rm_mem_account_free(). */
 typedef struct rm_mem_account {
   size_t current;
   size_t peak;
+  /* private */
+  size_t live;  /* buffers counting here that are still alive */
+  int orphaned; /* rm_mem_account_free() ran: the last live buffer frees the account */
 } rm_mem_account_t;
 
 typedef struct rm_audio_info {
@@ -93,6 +98,13 @@ size_t rm_dtype_size(int dtype);
 const char *rm_dtype_name(int dtype);
 /* "audio", "tensor", "json", "text", "binary" for a single kind, else "none"/"mixed". */
 const char *rm_kind_name(unsigned kind);
+
+/* A zeroed account on the heap, NULL on OOM. */
+rm_mem_account_t *rm_mem_account_new(void);
+/* Gives up the owner's hold on an account from rm_mem_account_new(): it is freed now when
+ * no buffer counts in it, else when the last such buffer is released (so results may
+ * outlive the pipeline that made them). NULL is a no-op. Same thread as the buffers. */
+void rm_mem_account_free(rm_mem_account_t *a);
 
 /* A new owned buffer of `size` uninitialised payload bytes, one reference. The payload
  * is 16-byte aligned. `account` may be NULL. Returns NULL when out of memory. */
