@@ -183,7 +183,11 @@ double rm_params_number(const json_t *params, const char *key) {
 }
 
 long long rm_params_integer(const json_t *params, const char *key) {
-  return (long long)json_number_value(json_object_get(params, key));
+  json_t *v = json_object_get(params, key);
+  /* a JSON integer is exact; going through a double would round above 2^53 */
+  if (json_is_integer(v))
+    return json_integer_value(v);
+  return (long long)json_number_value(v);
 }
 
 int rm_params_boolean(const json_t *params, const char *key) {
