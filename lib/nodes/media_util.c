@@ -1,0 +1,117 @@
+/* media_util.c - helpers shared by the media nodes (see media_util.h). */
+#include "nodes/media_util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "rm/alloc.h"
+
+const char *const rm__media_formats[] = {"same", "f32", "i16", "i32", "f64", NULL};
+const char *const rm__media_formats_strict[] = {"f32", "i16", "i32", "f64", NULL};
+
+int rm__media_format(const char *name) {
+  if (!name || strcmp(name, "same") == 0)
+    return 0;
+  return rm_sample_format_from_name(name);
+}
+
+int rm__media_vec_reserve(rm__media_vec_t *v, size_t extra) {
+  if (extra <= v->cap - v->len)
+    return 0;
+  if (extra > SIZE_MAX / 2 - v->len)
+    return RM_ENOMEM;
+  size_t cap = v->cap ? v->cap : 256;
+  while (cap < v->len + extra)
+    cap *= 2;
+  uint8_t *grown = rm_realloc(v->data, cap);
+  if (!grown)
+    return RM_ENOMEM;
+  v->data = grown;
+  v->cap = cap;
+  return 0;
+}
+
+int rm__media_vec_append(rm__media_vec_t *v, const void *src, size_t n) {
+  if (!n)
+    return 0;
+  if (rm__media_vec_reserve(v, n))
+    return RM_ENOMEM;
+  if (src)
+    memcpy(v->data + v->len, src, n);
+  else
+    memset(v->data + v->len, 0, n);
+  v->len += n;
+  return 0;
+}
+
+void rm__media_vec_consume(rm__media_vec_t *v, size_t n) {
+  if (n >= v->len) {
+    v->len = 0;
+    return;
+  }
+  memmove(v->data, v->data + n, v->len - n);
+  v->len -= n;
+}
+
+void rm__media_vec_free(rm__media_vec_t *v) {
+  rm_free(v->data);
+  v->data = NULL;
+  v->len = v->cap = 0;
+}
+
+rm_buffer_t *rm__media_audio_from_f32(rm_mem_account_t *account, uint32_t rate,
+                                      uint32_t channels, rm_sample_format_t fmt,
+                                      const float *src, size_t frames) {
+  rm_buffer_t *out = rm_buffer_new_audio(account, rate, channels, fmt, frames);
+  if (out && frames)
+    rm_audio_convert(src, RM_SAMPLE_F32, out->data, fmt, frames * channels);
+  return out;
+}
+
+float *rm__media_mono_f32(const rm_buffer_t *buf) {
+  size_t frames = rm_audio_frames(buf);
+  uint32_t ch = buf->u.audio.channels;
+  float *mono = rm_malloc((frames ? frames : 1) * sizeof *mono);
+  if (!mono)
+    return NULL;
+  if (ch == 1 && buf->u.audio.format == RM_SAMPLE_F32) {
+    memcpy(mono, buf->data, frames * sizeof *mono);
+    return mono;
+  }
+  for (size_t f = 0; f < frames; f++) {
+    double sum = 0;
+    for (uint32_t c = 0; c < ch; c++)
+      sum += rm_audio_get(buf, f * ch + c);
+    mono[f] = (float)(sum / ch);
+  }
+  return mono;
+}
+
+int rm__media_stream_check(rm_node_ctx_t *ctx, int *started, rm_audio_info_t *have,
+                           const rm_audio_info_t *a) {
+  if (!*started) {
+    *have = *a;
+    *started = 1;
+    return 0;
+  }
+  if (a->sample_rate == have->sample_rate && a->channels == have->channels &&
+      a->format == have->format)
+    return 0;
+  return rm_node_fail(ctx, RM_ENODE, "in",
+                      "audio changed from %u Hz %u ch %s to %u Hz %u ch %s mid-stream",
+                      have->sample_rate, have->channels, rm_sample_format_name(have->format),
+                      a->sample_rate, a->channels, rm_sample_format_name(a->format));
+}
+
+static pthread_mutex_t fft_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void rm__media_fft_lock(void) { pthread_mutex_lock(&fft_mutex); }
+void rm__media_fft_unlock(void) { pthread_mutex_unlock(&fft_mutex); }
+
+double rm__media_db10(double x, double floor_db) {
+  if (!(x > 0))
+    return floor_db;
+  double d = 10.0 * log10(x);
+  return d < floor_db ? floor_db : d;
+}
