@@ -100,7 +100,8 @@ static int parse_params_text(const char *text, const char *node_id, json_t **out
     return *out ? 0 : rm_error_set(err, RM_ENOMEM, node_id, NULL, "out of memory");
   }
   json_error_t je;
-  json_t *v = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+  /* any JSON value parses, so "5" is reported as not an object rather than as bad JSON */
+  json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!v) {
     if (json_error_code(&je) == json_error_out_of_memory)
       return rm_error_set(err, RM_ENOMEM, node_id, NULL, "out of memory");
