@@ -298,11 +298,17 @@ static int schedule(rm_pipeline_t *p, rm_error_t *err) {
           break;
         }
     } while (at != cur && len < n);
-    /* ring holds the cycle backwards: print it forwards, closing on its first node. */
+    /* ring holds the cycle backwards. Name it from its node listed first in the manifest,
+     * so the message does not depend on where the walk happened to enter the cycle. */
+    size_t first = 0;
+    for (size_t i = 1; i < len; i++)
+      if (ring[i] < ring[first])
+        first = i;
+    cur = ring[first];
     char path[RM_ERROR_MSG_MAX / 2];
     size_t used = 0;
     for (size_t i = 0; i <= len && used < sizeof path; i++) {
-      size_t node = ring[(len - i) % len];
+      size_t node = ring[(first + len - i % len) % len];
       int w = snprintf(path + used, sizeof path - used, "%s%s", i ? " -> " : "",
                        p->nodes[node].id);
       if (w < 0)
@@ -593,6 +599,16 @@ static int bind_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inpu
       return rm_error_set(err, RM_EINPUT, n->id, "inputs",
                           "input for node '%s' is given twice", n->id);
     rm_buffer_t *b = inputs[i].buf;
+    if (!b)
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs", "input for node '%s' has no buffer",
+                          n->id);
+    /* Nodes trust buffer metadata (a size that is not whole frames would make them read
+     * past the payload), so a malformed input never reaches one. */
+    rm_error_t bad;
+    rm_error_clear(&bad);
+    if (rm_buffer_validate(b, &bad))
+      return rm_error_set(err, RM_EINPUT, n->id, bad.field, "input for node '%s': %s", n->id,
+                          bad.message);
     if (!(b->kind & n->type->inputs[0].kinds)) {
       char acc[64];
       kinds_text(n->type->inputs[0].kinds, acc, sizeof acc);
@@ -726,7 +742,19 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts,
       for (size_t j = 0; j < n->n_in; j++) {
         const edge_t *e = &p->edges[n->in_edges[j]];
         const item_list_t *l = &p->nodes[e->from].outs[e->from_port];
-        s->inputs[j] = l->items[l->n == 1 ? 0 : k];
+        rm_buffer_t *b = l->items[l->n == 1 ? 0 : k];
+        /* Validation only knows declared kinds; a pass-through fed by the request can carry
+         * any, so what actually arrives is checked before the node reads it. */
+        const rm_port_spec_t *port = &t->inputs[e->to_port];
+        if (!(b->kind & port->kinds)) {
+          char acc[64];
+          kinds_text(port->kinds, acc, sizeof acc);
+          return rm_error_set(err, RM_EINPUT, n->id, port->name,
+                              "node '%s' (%s): input from '%s' is %s, but port '%s' accepts %s",
+                              n->id, t->name, p->nodes[e->from].id, rm_kind_name(b->kind),
+                              port->name, acc);
+        }
+        s->inputs[j] = b;
         s->ports[j] = e->to_port;
         ctx.n_inputs = j + 1;
       }
@@ -839,8 +867,17 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
     if (b && b->account != p->account)
       p->account->current -= b->size;
   }
-  if (!rc && (rc = collect_outputs(p, r)))
+  if (!rc && (rc = collect_outputs(p, r))) {
+    /* a failed run returns no outputs: drop the ones collected before memory ran out */
+    for (size_t i = 0; i < r->n_outputs; i++) {
+      for (size_t j = 0; j < r->outputs[i].n_items; j++)
+        rm_buffer_unref(r->outputs[i].items[j]);
+      rm_free(r->outputs[i].items);
+      rm_free(r->outputs[i].key);
+    }
+    r->n_outputs = 0;
     rm_error_set(err, rc, NULL, NULL, "out of memory");
+  }
   return rc;
 }
 
