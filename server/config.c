@@ -1,0 +1,350 @@
+/* config.c - table-driven configuration: one row per option serves the flag parser, the
+ * environment, the JSON file, --help and the start-up log. */
+#include "config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rm/alloc.h"
+
+#ifndef RM_VERSION
+#define RM_VERSION "0.0.0"
+#endif
+
+typedef enum { T_STR, T_INT, T_I64, T_UINT, T_BOOL } opt_type_t; /* char*, int, int64_t, uint64_t, int */
+
+typedef struct opt {
+  const char *name; /* flag without "--", JSON key with '-' replaced by '_' */
+  const char *env;
+  opt_type_t type;
+  size_t offset;
+  const char *def; /* textual default */
+  int64_t min, max;
+  int secret;
+  const char *help;
+} opt_t;
+
+#define OFF(f) offsetof(rm_config_t, f)
+static const opt_t opts[] = {
+    {"listen", "RM_LISTEN", T_STR, OFF(listen), "127.0.0.1:50051", 0, 0, 0,
+     "address to listen on, host:port (use 0.0.0.0:50051 in containers; port 0 picks a free port)"},
+    {"threads", "RM_THREADS", T_INT, OFF(threads), "0", 0, 256, 0,
+     "completion-queue polling threads (0 = one per core)"},
+    {"workers", "RM_WORKERS", T_INT, OFF(workers), "0", 0, 1024, 0,
+     "threads that run heavy pipelines off the polling threads (0 = two per core)"},
+    {"request-slots", "RM_REQUEST_SLOTS", T_INT, OFF(request_slots), "64", 1, 4096, 0,
+     "outstanding request tags per polling thread"},
+    {"max-message-bytes", "RM_MAX_MESSAGE_BYTES", T_UINT, OFF(max_message_bytes), "67108864", 1024,
+     INT_MAX, 0, "largest request or response message; larger is RESOURCE_EXHAUSTED"},
+    {"max-nodes", "RM_MAX_NODES", T_UINT, OFF(max_nodes), "256", 1, 1000000, 0,
+     "most nodes in one pipeline"},
+    {"max-audio-samples", "RM_MAX_AUDIO_SAMPLES", T_UINT, OFF(max_audio_samples), "33554432", 1,
+     INT64_MAX, 0, "most samples (frames x channels) in one audio buffer, input or produced"},
+    {"max-input-bytes", "RM_MAX_INPUT_BYTES", T_UINT, OFF(max_input_bytes), "67108864", 1,
+     INT64_MAX, 0, "most payload bytes over all inputs of one request"},
+    {"max-concurrent", "RM_MAX_CONCURRENT", T_UINT, OFF(max_concurrent), "64", 1, 100000, 0,
+     "ExecutePipeline calls running at once; more are RESOURCE_EXHAUSTED at once"},
+    {"max-execution-ms", "RM_MAX_EXECUTION_MS", T_UINT, OFF(max_execution_ms), "60000", 1,
+     86400000, 0, "wall time one pipeline run may take"},
+    {"inline-max-bytes", "RM_INLINE_MAX_BYTES", T_UINT, OFF(inline_max_bytes), "262144", 0,
+     INT_MAX, 0, "light pipelines whose request is at most this big run on the polling thread"},
+    {"grace-ms", "RM_GRACE_MS", T_UINT, OFF(grace_ms), "10000", 0, 3600000, 0,
+     "on SIGTERM/SIGINT, how long in-flight calls may take before they are cancelled"},
+    {"auth-token-file", "RM_AUTH_TOKEN_FILE", T_STR, OFF(auth_token_file), "", 0, 0, 0,
+     "file of accepted bearer tokens, one per line; enables auth"},
+    {"auth-tokens", "RM_AUTH_TOKENS", T_STR, OFF(auth_tokens), "", 0, 0, 1,
+     "comma-separated accepted bearer tokens; enables auth (prefer the file or env)"},
+    {"tls-cert", "RM_TLS_CERT", T_STR, OFF(tls_cert), "", 0, 0, 0,
+     "PEM server certificate chain file; enables TLS (with --tls-key)"},
+    {"tls-key", "RM_TLS_KEY", T_STR, OFF(tls_key), "", 0, 0, 0, "PEM private key file"},
+    {"tls-client-ca", "RM_TLS_CLIENT_CA", T_STR, OFF(tls_client_ca), "", 0, 0, 0,
+     "PEM CA bundle to verify client certificates (mutual TLS)"},
+    {"tls-require-client-cert", "RM_TLS_REQUIRE_CLIENT_CERT", T_BOOL,
+     OFF(tls_require_client_cert), "false", 0, 1, 0,
+     "reject clients without a certificate signed by --tls-client-ca"},
+    {"log-level", "RM_LOG_LEVEL", T_STR, OFF(log_level), "info", 0, 0, 0,
+     "debug, info (one line per call), warn, error or off"},
+    {"keepalive-time-ms", "RM_KEEPALIVE_TIME_MS", T_I64, OFF(keepalive_time_ms), "7200000", 1000,
+     INT_MAX, 0, "send a keepalive ping after this long without activity"},
+    {"keepalive-timeout-ms", "RM_KEEPALIVE_TIMEOUT_MS", T_I64, OFF(keepalive_timeout_ms), "20000",
+     1000, INT_MAX, 0, "close the connection if a keepalive ping is not answered in this time"},
+    {"keepalive-permit-without-calls", "RM_KEEPALIVE_PERMIT_WITHOUT_CALLS", T_BOOL,
+     OFF(keepalive_permit_without_calls), "true", 0, 1, 0,
+     "accept client keepalive pings on connections without calls"},
+    {"min-ping-interval-ms", "RM_MIN_PING_INTERVAL_MS", T_I64, OFF(min_ping_interval_ms), "10000",
+     0, INT_MAX, 0, "least interval between client pings before they count as abuse"},
+    {"max-connection-idle-ms", "RM_MAX_CONNECTION_IDLE_MS", T_I64, OFF(max_connection_idle_ms),
+     "0", 0, INT_MAX, 0, "close connections idle this long (0 = never)"},
+    {"max-connection-age-ms", "RM_MAX_CONNECTION_AGE_MS", T_I64, OFF(max_connection_age_ms), "0",
+     0, INT_MAX, 0,
+     "send GOAWAY after a connection lived this long, so clients rebalance (0 = never)"},
+    {"max-connection-age-grace-ms", "RM_MAX_CONNECTION_AGE_GRACE_MS", T_I64,
+     OFF(max_connection_age_grace_ms), "30000", 0, INT_MAX, 0,
+     "time calls get to finish after a connection-age GOAWAY"},
+    {"max-concurrent-streams", "RM_MAX_CONCURRENT_STREAMS", T_UINT, OFF(max_concurrent_streams),
+     "1000", 1, INT_MAX, 0, "HTTP/2 streams per connection"},
+};
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static void fail(char *errbuf, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, cap, fmt, ap);
+  va_end(ap);
+}
+
+static const char *type_name(opt_type_t t) {
+  return t == T_STR ? "string" : t == T_BOOL ? "boolean" : "integer";
+}
+
+static int parse_bool(const char *v, int *out) {
+  if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"))
+    return *out = 1, 0;
+  if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off"))
+    return *out = 0, 0;
+  return -1;
+}
+
+/* Sets option o from text; `source` names where it came from for the error message. */
+static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char *source,
+                    char *errbuf, size_t cap) {
+  void *field = (char *)cfg + o->offset;
+  switch (o->type) {
+  case T_STR: {
+    char *copy = rm_strdup(v);
+    if (!copy)
+      return fail(errbuf, cap, "out of memory"), -1;
+    rm_free(*(char **)field);
+    *(char **)field = copy;
+    return 0;
+  }
+  case T_BOOL: {
+    int b;
+    if (parse_bool(v, &b))
+      return fail(errbuf, cap, "%s: %s must be true or false, got '%s'", source, o->name, v), -1;
+    *(int *)field = b;
+    return 0;
+  }
+  case T_INT:
+  case T_I64:
+  case T_UINT: {
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < o->min || n > o->max)
+      return fail(errbuf, cap, "%s: %s must be an integer in %lld..%lld, got '%s'", source,
+                  o->name, (long long)o->min, (long long)o->max, v),
+             -1;
+    if (o->type == T_INT)
+      *(int *)field = (int)n;
+    else if (o->type == T_I64)
+      *(int64_t *)field = n;
+    else
+      *(uint64_t *)field = (uint64_t)n;
+    return 0;
+  }
+  }
+  return -1;
+}
+
+static const opt_t *find_opt(const char *name, size_t len) {
+  for (size_t i = 0; i < N_OPTS; i++)
+    if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+      return &opts[i];
+  return NULL;
+}
+
+static int load_file(rm_config_t *cfg, const char *path, char *errbuf, size_t cap) {
+  json_error_t je;
+  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  if (!root)
+    return fail(errbuf, cap, "config file %s: %s (line %d)", path, je.text, je.line), -1;
+  int rc = 0;
+  if (!json_is_object(root)) {
+    fail(errbuf, cap, "config file %s: must hold a JSON object", path);
+    rc = -1;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach(root, key, v) {
+    if (rc)
+      break;
+    char flag[64];
+    snprintf(flag, sizeof flag, "%s", key);
+    for (char *c = flag; *c; c++)
+      if (*c == '_')
+        *c = '-';
+    const opt_t *o = find_opt(flag, strlen(flag));
+    char source[300];
+    snprintf(source, sizeof source, "config file %s", path);
+    if (!o || !strcmp(flag, "config")) {
+      fail(errbuf, cap, "%s: unknown key '%s'", source, key);
+      rc = -1;
+      break;
+    }
+    char text[64];
+    const char *val = text;
+    if (o->type == T_STR && json_is_string(v))
+      val = json_string_value(v);
+    else if (o->type == T_BOOL && json_is_boolean(v))
+      val = json_is_true(v) ? "true" : "false";
+    else if (o->type != T_STR && o->type != T_BOOL && json_is_integer(v))
+      snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else {
+      fail(errbuf, cap, "%s: '%s' must be a %s", source, key, type_name(o->type));
+      rc = -1;
+      break;
+    }
+    rc = set_text(cfg, o, val, source, errbuf, cap);
+  }
+  json_decref(root);
+  return rc;
+}
+
+void rm_config_usage(FILE *out) {
+  fprintf(out,
+          "usage: remotemedia-server [options]\n\n"
+          "Runs the remotemedia pipeline execution server (gRPC). Options come from, in\n"
+          "increasing precedence: defaults, a JSON config file (--config FILE or RM_CONFIG;\n"
+          "keys are the option names with '_' for '-'), environment variables, flags.\n\n"
+          "  --config FILE  (RM_CONFIG)\n      JSON configuration file\n");
+  for (size_t i = 0; i < N_OPTS; i++) {
+    const opt_t *o = &opts[i];
+    fprintf(out, "  --%s=%s  (%s)\n      %s [default: %s]\n", o->name,
+            o->type == T_BOOL ? "BOOL" : o->type == T_STR ? "TEXT" : "N", o->env, o->help,
+            *o->def ? o->def : "none");
+  }
+  fprintf(out, "  --help\n      this text\n  --version\n      print the version\n\n"
+               "Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE,\n"
+               "in-flight calls get --grace-ms), then exit 0.\n");
+}
+
+int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *errbuf,
+                   size_t errcap) {
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < N_OPTS; i++)
+    if (set_text(cfg, &opts[i], opts[i].def, "default", errbuf, errcap))
+      return -1;
+  /* the config file first: flags and environment override it */
+  const char *file = getenv("RM_CONFIG");
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      rm_config_usage(out);
+      return 1;
+    }
+    if (!strcmp(argv[i], "--version")) {
+      fprintf(out, "remotemedia-server %s\n", RM_VERSION);
+      return 1;
+    }
+    if (!strncmp(argv[i], "--config=", 9))
+      file = argv[i] + 9;
+    else if (!strcmp(argv[i], "--config") && i + 1 < argc)
+      file = argv[++i];
+  }
+  if (file && *file) {
+    cfg->config_file = rm_strdup(file);
+    if (!cfg->config_file || load_file(cfg, file, errbuf, errcap))
+      return -1;
+  }
+  for (size_t i = 0; i < N_OPTS; i++) {
+    const char *v = getenv(opts[i].env);
+    if (v && set_text(cfg, &opts[i], v, opts[i].env, errbuf, errcap))
+      return -1;
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0)
+      return fail(errbuf, errcap, "unexpected argument '%s' (see --help)", a), -1;
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    if (len == 6 && !strncmp(name, "config", 6)) {
+      if (!eq)
+        i++;
+      continue;
+    }
+    const opt_t *o = find_opt(name, len);
+    if (!o)
+      return fail(errbuf, errcap, "unknown option '--%.*s' (see --help)", (int)len, name), -1;
+    const char *v;
+    if (eq)
+      v = eq + 1;
+    else if (o->type == T_BOOL)
+      v = "true";
+    else if (i + 1 < argc)
+      v = argv[++i];
+    else
+      return fail(errbuf, errcap, "option --%s needs a value", o->name), -1;
+    char source[80];
+    snprintf(source, sizeof source, "--%s", o->name);
+    if (set_text(cfg, o, v, source, errbuf, errcap))
+      return -1;
+  }
+  if (rm_log_level_parse(cfg->log_level) < 0)
+    return fail(errbuf, errcap, "log-level must be debug, info, warn, error or off, got '%s'",
+                cfg->log_level),
+           -1;
+  if (!*cfg->tls_cert != !*cfg->tls_key)
+    return fail(errbuf, errcap, "tls-cert and tls-key go together: give both or neither"), -1;
+  if (*cfg->tls_client_ca && !*cfg->tls_cert)
+    return fail(errbuf, errcap, "tls-client-ca needs tls-cert and tls-key"), -1;
+  if (cfg->tls_require_client_cert && !*cfg->tls_client_ca)
+    return fail(errbuf, errcap, "tls-require-client-cert needs tls-client-ca"), -1;
+  if (!strchr(cfg->listen, ':'))
+    return fail(errbuf, errcap, "listen must be host:port, got '%s'", cfg->listen), -1;
+  if (cfg->threads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = n > 0 ? (int)n : 1;
+  }
+  if (cfg->workers == 0)
+    cfg->workers = cfg->threads * 2;
+  return 0;
+}
+
+void rm_config_destroy(rm_config_t *cfg) {
+  for (size_t i = 0; i < N_OPTS; i++)
+    if (opts[i].type == T_STR) {
+      char **f = (char **)((char *)cfg + opts[i].offset);
+      rm_free(*f);
+      *f = NULL;
+    }
+  rm_free(cfg->config_file);
+  cfg->config_file = NULL;
+}
+
+json_t *rm_config_to_json(const rm_config_t *cfg) {
+  json_t *o = json_object();
+  if (!o)
+    return NULL;
+  for (size_t i = 0; i < N_OPTS; i++) {
+    const opt_t *op = &opts[i];
+    const void *f = (const char *)cfg + op->offset;
+    char key[64];
+    snprintf(key, sizeof key, "%s", op->name);
+    for (char *c = key; *c; c++)
+      if (*c == '-')
+        *c = '_';
+    json_t *v;
+    if (op->type == T_STR) {
+      const char *s = *(char *const *)f;
+      v = json_string(op->secret && s && *s ? "<redacted>" : s ? s : "");
+    } else if (op->type == T_BOOL) {
+      v = json_boolean(*(const int *)f);
+    } else if (op->type == T_UINT) {
+      v = json_integer((json_int_t) * (const uint64_t *)f);
+    } else if (op->type == T_INT) {
+      v = json_integer(*(const int *)f);
+    } else {
+      v = json_integer((json_int_t) * (const int64_t *)f);
+    }
+    json_object_set_new(o, key, v);
+  }
+  if (cfg->config_file)
+    json_object_set_new(o, "config_file", json_string(cfg->config_file));
+  return o;
+}

@@ -1,0 +1,55 @@
+/* config.h - server configuration from flags, environment and a JSON file. */
+#ifndef RM_SERVER_CONFIG_H
+#define RM_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct rm_config {
+  char *listen;                 /* host:port */
+  int threads;                  /* completion-queue polling threads */
+  int workers;                  /* threads running heavy pipelines */
+  int request_slots;            /* outstanding request tags per queue and method */
+  uint64_t max_message_bytes;   /* receive and send */
+  uint64_t max_nodes;
+  uint64_t max_audio_samples;
+  uint64_t max_input_bytes;
+  uint64_t max_concurrent;      /* ExecutePipeline calls at once */
+  uint64_t max_execution_ms;
+  uint64_t inline_max_bytes;    /* light pipelines with inputs up to this run inline */
+  uint64_t grace_ms;            /* shutdown grace period */
+  char *auth_token_file;        /* one token per line */
+  char *auth_tokens;            /* comma-separated (env RM_AUTH_TOKENS) */
+  char *tls_cert;
+  char *tls_key;
+  char *tls_client_ca;
+  int tls_require_client_cert;
+  char *log_level;
+  int64_t keepalive_time_ms;
+  int64_t keepalive_timeout_ms;
+  int keepalive_permit_without_calls;
+  int64_t min_ping_interval_ms; /* least interval between client pings we accept */
+  int64_t max_connection_idle_ms;
+  int64_t max_connection_age_ms;
+  int64_t max_connection_age_grace_ms;
+  uint64_t max_concurrent_streams;
+  char *config_file;
+} rm_config_t;
+
+/* Fills cfg from defaults, then the JSON file (--config or RM_CONFIG), then environment
+ * variables, then argv; later sources win. Returns 0; 1 when --help/--version was handled
+ * (text already printed to out); -1 on invalid configuration with a one-line reason in
+ * errbuf. cfg must be released with rm_config_destroy in every case. */
+int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *errbuf,
+                   size_t errcap);
+void rm_config_destroy(rm_config_t *cfg);
+
+/* Prints the option reference (flags, env names, defaults). */
+void rm_config_usage(FILE *out);
+
+/* The effective configuration as a JSON object for the start-up log; secrets redacted. */
+struct json_t;
+struct json_t *rm_config_to_json(const rm_config_t *cfg);
+
+#endif

@@ -1,0 +1,95 @@
+/* main.c - remotemedia-server: configuration, start-up, signals, drain and exit. */
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "health.h"
+#include "log.h"
+#include "pipeline_service.h"
+#include "reflection.h"
+#include "rm/alloc.h"
+#include "rm/clock.h"
+#include "server.h"
+
+#ifndef RM_VERSION
+#define RM_VERSION "0.0.0"
+#endif
+
+int main(int argc, char **argv) {
+  rm_config_t cfg;
+  char err[512] = "";
+  int rc = rm_config_load(&cfg, argc, argv, stdout, err, sizeof err);
+  if (rc) {
+    if (rc < 0)
+      fprintf(stderr, "remotemedia-server: %s\n", err);
+    rm_config_destroy(&cfg);
+    return rc < 0 ? 2 : 0;
+  }
+  rm_log_threshold = (rm_log_level_t)rm_log_level_parse(cfg.log_level);
+
+  /* Signals are taken synchronously by this thread only: block them before any thread
+   * exists so every thread inherits the mask. A peer closing a socket must not kill us. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  rm_alloc_install_jansson();
+  (void)rm_clock_read_cost_ns(); /* calibrate before the first call is timed */
+  grpc_init();
+  if (rm_reflection_init()) {
+    RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error", "embedded descriptor set is malformed");
+    grpc_shutdown();
+    rm_config_destroy(&cfg);
+    return 1;
+  }
+  rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS + 1];
+  memset(methods, 0, sizeof methods);
+  rm_pipeline_service_methods(&methods[0]);
+  rm_health_methods(&methods[RM_PIPELINE_SERVICE_METHODS]);
+  rm_reflection_methods(&methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS]);
+
+  rm_server_t *server = rm_server_new(&cfg, methods, err, sizeof err);
+  if (!server || rm_server_start(server)) {
+    if (rm_log_threshold < RM_LOG_OFF)
+      rm_log_emit(RM_LOG_ERROR, "startup_failed", "{s:s}", "error", server ? "could not start threads" : err);
+    fprintf(stderr, "remotemedia-server: %s\n", server ? "could not start threads" : err);
+    if (server) {
+      rm_server_shutdown(server);
+      rm_server_free(server);
+    }
+    rm_reflection_cleanup();
+    grpc_shutdown();
+    rm_config_destroy(&cfg);
+    return 1;
+  }
+  rm_health_set_serving(1);
+  if (rm_log_threshold <= RM_LOG_INFO)
+    rm_log_emit_json(RM_LOG_INFO, "config", rm_config_to_json(&cfg));
+  /* Always printed (unless logging is off): tests and scripts read the bound port here. */
+  if (rm_log_threshold < RM_LOG_OFF)
+    rm_log_emit(RM_LOG_WARN, "listening", "{s:s, s:i, s:s, s:b, s:b, s:s}", "address", cfg.listen,
+                "port", rm_server_port(server), "version", RM_VERSION, "tls", *cfg.tls_cert != 0,
+                "auth", *cfg.auth_token_file || *cfg.auth_tokens, "grpc_core", grpc_version_string());
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  RM_LOG(RM_LOG_WARN, "draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+         "grace_ms", (json_int_t)cfg.grace_ms);
+  rm_health_set_serving(0);
+  rm_server_drain(server);
+  rm_server_wait_idle(server, cfg.grace_ms);
+  RM_LOG(RM_LOG_WARN, "stopping", NULL);
+  rm_server_shutdown(server);
+  rm_server_free(server);
+  rm_reflection_cleanup();
+  grpc_shutdown();
+  RM_LOG(RM_LOG_WARN, "stopped", NULL);
+  rm_config_destroy(&cfg);
+  return 0;
+}

@@ -1,0 +1,467 @@
+/* pipeline_service.c - remotemedia.v1.PipelineService: ExecutePipeline, ListNodeTypes,
+ * GetVersion, as thin translations between the wire messages and the engine. */
+#include "pipeline_service.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "remotemedia/v1/pipeline_service.pb-c.h"
+#include "rm/alloc.h"
+#include "rm/clock.h"
+#include "rm/manifest.h"
+#include "rm/pipeline.h"
+#include "rm/registry.h"
+#include "rm/wire.h"
+#include "status.h"
+
+#ifndef RM_VERSION
+#define RM_VERSION "0.0.0"
+#endif
+
+#define PROTOCOL_VERSION "1.0"
+
+typedef struct exec_job {
+  rm_call_t *call; /* gone once a reply is sent: use `server` after that */
+  rm_server_t *server;
+  const Remotemedia__V1__ExecuteRequest *req;
+  rm_limits_t limits;
+  uint64_t max_input_bytes;
+  uint64_t deadline_ns;     /* effective: the earlier of the client's and the server's */
+  int server_deadline;      /* the server's execution-time limit is the earlier one */
+  uint64_t max_execution_ms;
+  rm_manifest_t *manifest;
+  rm_pipeline_t *pipeline;
+} exec_job_t;
+
+static uint64_t lower(uint64_t server, uint64_t requested) {
+  return requested && requested < server ? requested : server;
+}
+
+static void fail_error(rm_call_t *call, const rm_error_t *err) {
+  if (!err->code) { /* a failure nobody described is a bug: never answer OK for it */
+    rm_call_fail(call, GRPC_STATUS_INTERNAL, "internal error", rm_strerror(RM_EINTERNAL), NULL,
+                 NULL);
+    return;
+  }
+  rm_call_fail(call, rm_status_from_error(err->code), err->message, rm_strerror(err->code),
+               err->node_id, err->field);
+}
+
+static void job_finish(exec_job_t *job) {
+  rm_server_exec_release(job->server);
+  rm_pipeline_free(job->pipeline);
+  rm_manifest_free(job->manifest);
+  rm_free(job);
+}
+
+/* Compiles the pipeline (manifest checks, limits). 0 or the error, already sent. */
+static int compile(exec_job_t *job) {
+  rm_error_t err;
+  rm_error_clear(&err);
+  int rc = rm_manifest_from_proto(job->req->manifest, &job->manifest, &err);
+  if (!rc)
+    rc = rm_pipeline_new(job->manifest, &job->limits, &job->pipeline, &err);
+  if (rc)
+    fail_error(job->call, &err);
+  return rc;
+}
+
+/* Per-item storage of one response, freed after packing. */
+typedef struct response_store {
+  Remotemedia__V1__ExecuteResponse msg;
+  Remotemedia__V1__ExecuteResponse__OutputsEntry *entries;
+  Remotemedia__V1__ExecuteResponse__OutputsEntry **entry_ptrs;
+  Remotemedia__V1__NodeOutput *outs;
+  Remotemedia__V1__DataBuffer **item_ptrs;
+  rm_wire_buffer_t *wires;
+  Remotemedia__V1__NodeResult *results;
+  Remotemedia__V1__NodeResult **result_ptrs;
+  Remotemedia__V1__PipelineMetrics metrics;
+  int has_metrics;
+} response_store_t;
+
+static void store_free(response_store_t *st) {
+  rm_free(st->entries);
+  rm_free(st->entry_ptrs);
+  rm_free(st->outs);
+  rm_free(st->item_ptrs);
+  rm_free(st->wires);
+  rm_free(st->results);
+  rm_free(st->result_ptrs);
+  if (st->has_metrics)
+    rm_metrics_proto_clear(&st->metrics);
+}
+
+static int build_response(response_store_t *st, exec_job_t *job, const rm_result_t *r) {
+  memset(st, 0, sizeof *st);
+  remotemedia__v1__execute_response__init(&st->msg);
+  size_t n_items = 0;
+  for (size_t i = 0; i < r->n_outputs; i++)
+    n_items += r->outputs[i].n_items;
+  size_t no = r->n_outputs ? r->n_outputs : 1, nr = r->n_nodes ? r->n_nodes : 1;
+  st->entries = rm_calloc(no, sizeof *st->entries);
+  st->entry_ptrs = rm_calloc(no, sizeof *st->entry_ptrs);
+  st->outs = rm_calloc(no, sizeof *st->outs);
+  st->item_ptrs = rm_calloc(n_items ? n_items : 1, sizeof *st->item_ptrs);
+  st->wires = rm_calloc(n_items ? n_items : 1, sizeof *st->wires);
+  st->results = rm_calloc(nr, sizeof *st->results);
+  st->result_ptrs = rm_calloc(nr, sizeof *st->result_ptrs);
+  if (!st->entries || !st->entry_ptrs || !st->outs || !st->item_ptrs || !st->wires ||
+      !st->results || !st->result_ptrs)
+    return RM_ENOMEM;
+  size_t k = 0;
+  for (size_t i = 0; i < r->n_outputs; i++) {
+    const rm_output_t *o = &r->outputs[i];
+    Remotemedia__V1__NodeOutput *no_msg = &st->outs[i];
+    remotemedia__v1__node_output__init(no_msg);
+    no_msg->node_id = (char *)o->node_id;
+    no_msg->port = (char *)o->port;
+    no_msg->items = &st->item_ptrs[k];
+    no_msg->n_items = o->n_items;
+    for (size_t j = 0; j < o->n_items; j++, k++) {
+      rm_wire_buffer_to_proto(o->items[j], &st->wires[k]);
+      st->item_ptrs[k] = &st->wires[k].msg;
+    }
+    remotemedia__v1__execute_response__outputs_entry__init(&st->entries[i]);
+    st->entries[i].key = o->key;
+    st->entries[i].value = no_msg;
+    st->entry_ptrs[i] = &st->entries[i];
+  }
+  st->msg.outputs = st->entry_ptrs;
+  st->msg.n_outputs = r->n_outputs;
+  for (size_t i = 0; i < r->n_nodes; i++) {
+    Remotemedia__V1__NodeResult *nr_msg = &st->results[i];
+    remotemedia__v1__node_result__init(nr_msg);
+    nr_msg->node_id = (char *)r->nodes[i].node_id;
+    nr_msg->state = r->nodes[i].state == RM_NODE_OK       ? REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_OK
+                    : r->nodes[i].state == RM_NODE_FAILED ? REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_FAILED
+                                                          : REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_SKIPPED;
+    nr_msg->invocations = r->nodes[i].invocations;
+    nr_msg->items_out = r->nodes[i].items_out;
+    st->result_ptrs[i] = nr_msg;
+  }
+  st->msg.node_results = st->result_ptrs;
+  st->msg.n_node_results = r->n_nodes;
+  st->msg.pipeline_name = (char *)rm_pipeline_name(job->pipeline);
+  if (job->req->enable_metrics) {
+    remotemedia__v1__pipeline_metrics__init(&st->metrics);
+    if (rm_metrics_to_proto(rm_pipeline_metrics(job->pipeline), &st->metrics))
+      return RM_ENOMEM;
+    st->has_metrics = 1;
+    st->msg.metrics = &st->metrics;
+  }
+  return 0;
+}
+
+/* Binds the request's inputs, runs, answers. Owns job. Any thread. */
+static void run_job(exec_job_t *job) {
+  rm_call_t *call = job->call;
+  const Remotemedia__V1__ExecuteRequest *req = job->req;
+  rm_error_t err;
+  rm_error_clear(&err);
+  if (!job->pipeline && compile(job)) {
+    job_finish(job);
+    return;
+  }
+  size_t n = req->n_inputs;
+  rm_input_t *inputs = rm_calloc(n ? n : 1, sizeof *inputs);
+  rm_result_t *result = NULL;
+  int rc = inputs ? 0 : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+  size_t bound = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    const Remotemedia__V1__ExecuteRequest__InputsEntry *e = req->inputs[i];
+    if (!e->value) {
+      rc = rm_error_set(&err, RM_EINPUT, e->key, "inputs", "input for node '%s' is empty", e->key);
+      break;
+    }
+    rc = rm_wire_buffer_from_proto(e->value, NULL, &inputs[i].buf, &err);
+    if (rc) {
+      /* name the input in the message: the wire layer knows only the field */
+      char msg[RM_ERROR_MSG_MAX], field[RM_ERROR_FIELD_MAX];
+      snprintf(msg, sizeof msg, "input for node '%.100s': %.380s", e->key, err.message);
+      snprintf(field, sizeof field, "%s", err.field);
+      rm_error_set(&err, rc, e->key, field, "%s", msg);
+      break;
+    }
+    inputs[i].node_id = e->key;
+    bound = i + 1;
+  }
+  if (!rc) {
+    rm_run_opts_t opts = {
+        .metrics = req->enable_metrics,
+        .deadline_ns = job->deadline_ns,
+        .cancel = rm_call_cancel_flag(call),
+        .end_of_stream = 1,
+        .output_nodes = (const char *const *)req->output_nodes,
+        .n_output_nodes = req->n_output_nodes,
+    };
+    rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+    if (rc == RM_ETIMEDOUT && job->server_deadline)
+      rm_error_set(&err, RM_ELIMIT, err.node_id, "max_execution_ms",
+                   "the pipeline ran longer than the execution time limit of %llu ms%s%s%s",
+                   (unsigned long long)job->max_execution_ms, err.node_id[0] ? " (at node '" : "",
+                   err.node_id, err.node_id[0] ? "')" : "");
+    rc = err.code ? err.code : rc;
+  }
+  if (rc) {
+    fail_error(call, &err);
+  } else {
+    response_store_t st;
+    if (build_response(&st, job, result))
+      rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory building the response",
+                   rm_strerror(RM_ENOMEM), NULL, NULL);
+    else
+      rm_call_reply(call, &st.msg.base);
+    store_free(&st);
+  }
+  rm_result_free(result); /* before the pipeline: result buffers count in its account */
+  for (size_t i = 0; i < bound; i++)
+    rm_buffer_unref(inputs[i].buf);
+  rm_free(inputs);
+  job_finish(job);
+}
+
+static void run_job_offloaded(void *arg) { run_job(arg); }
+
+static void offload(exec_job_t *job) {
+  if (rm_server_offload(job->server, run_job_offloaded, job)) {
+    rm_call_fail(job->call, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", "unavailable",
+                 NULL, NULL);
+    job_finish(job);
+  }
+}
+
+static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
+  const Remotemedia__V1__ExecuteRequest *req = (const Remotemedia__V1__ExecuteRequest *)msg;
+  rm_server_t *s = rm_call_server(call);
+  const rm_config_t *cfg = rm_server_config(s);
+  if (req->manifest && req->manifest->name[0])
+    rm_call_set_log_note(call, "pipeline", req->manifest->name);
+  if (!rm_server_exec_acquire(s)) {
+    char text[160];
+    snprintf(text, sizeof text,
+             "the server is already running its limit of %llu pipelines (max-concurrent); retry later",
+             (unsigned long long)cfg->max_concurrent);
+    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL,
+                 "max_concurrent");
+    return;
+  }
+  exec_job_t *job = rm_calloc(1, sizeof *job);
+  if (!job) {
+    rm_server_exec_release(s);
+    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL, NULL);
+    return;
+  }
+  job->call = call;
+  job->server = s;
+  job->req = req;
+  const Remotemedia__V1__ExecutionLimits *lim = req->limits;
+  job->limits.max_nodes = (uint32_t)lower(cfg->max_nodes, lim ? lim->max_nodes : 0);
+  job->limits.max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
+  job->limits.max_buffer_bytes = cfg->max_message_bytes;
+  job->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
+  job->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
+  uint64_t now = rm_clock_ns();
+  uint64_t server_dl = now + job->max_execution_ms * 1000000ull;
+  uint64_t client_dl = rm_call_deadline_ns(call);
+  job->server_deadline = !client_dl || server_dl < client_dl;
+  job->deadline_ns = job->server_deadline ? server_dl : client_dl;
+  if (client_dl && client_dl <= now) {
+    rm_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline expired before the pipeline started",
+                 rm_strerror(RM_ETIMEDOUT), NULL, NULL);
+    job_finish(job);
+    return;
+  }
+  uint64_t input_bytes = 0;
+  for (size_t i = 0; i < req->n_inputs; i++) {
+    const Remotemedia__V1__DataBuffer *b = req->inputs[i]->value;
+    if (!b)
+      continue;
+    switch (b->kind_case) {
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: input_bytes += b->audio->samples.len; break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR: input_bytes += b->tensor->data.len; break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON: input_bytes += strlen(b->json->json); break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT: input_bytes += strlen(b->text->text); break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY: input_bytes += b->binary->data.len; break;
+    default: break;
+    }
+  }
+  if (input_bytes > job->max_input_bytes) {
+    char text[160];
+    snprintf(text, sizeof text, "the inputs hold %llu bytes, above the limit of %llu",
+             (unsigned long long)input_bytes, (unsigned long long)job->max_input_bytes);
+    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, "inputs");
+    job_finish(job);
+    return;
+  }
+  /* Light pipelines over small requests run right here: a hand-off to a worker would cost
+   * more than they do. Anything that may take long runs on a worker, so this polling
+   * thread keeps serving other calls. */
+  if (rm_call_request_bytes(call) > cfg->inline_max_bytes) {
+    offload(job);
+    return;
+  }
+  if (compile(job)) {
+    job_finish(job);
+    return;
+  }
+  if (rm_pipeline_is_heavy(job->pipeline))
+    offload(job);
+  else
+    run_job(job);
+}
+
+/* ---------------------------------------------------------------- ListNodeTypes */
+
+static Remotemedia__V1__DataKind kind_of_bit(unsigned bit) {
+  return (Remotemedia__V1__DataKind)(bit + 1); /* RM_KIND_AUDIO = bit 0 = DATA_KIND_AUDIO (1) */
+}
+
+static int fill_ports(const rm_port_spec_t *ports, size_t n, Remotemedia__V1__PortSpec ***out,
+                      size_t *n_out) {
+  Remotemedia__V1__PortSpec **ptrs = rm_calloc(n ? n : 1, sizeof *ptrs);
+  if (!ptrs)
+    return -1;
+  *out = ptrs;
+  *n_out = 0;
+  for (size_t i = 0; i < n; i++) {
+    Remotemedia__V1__PortSpec *p = rm_calloc(1, sizeof *p);
+    if (!p)
+      return -1;
+    remotemedia__v1__port_spec__init(p);
+    ptrs[(*n_out)++] = p;
+    p->name = (char *)ports[i].name;
+    p->variadic = (ports[i].flags & RM_PORT_VARIADIC) != 0;
+    p->same_as_input = (ports[i].flags & RM_PORT_SAME_AS_INPUT) != 0;
+    p->kinds = rm_calloc(5, sizeof *p->kinds);
+    if (!p->kinds)
+      return -1;
+    for (unsigned b = 0; b < 5; b++)
+      if (ports[i].kinds & (1u << b))
+        p->kinds[p->n_kinds++] = kind_of_bit(b);
+  }
+  return 0;
+}
+
+static void free_ports(Remotemedia__V1__PortSpec **ptrs, size_t n) {
+  for (size_t i = 0; ptrs && i < n; i++) {
+    rm_free(ptrs[i]->kinds);
+    rm_free(ptrs[i]);
+  }
+  rm_free(ptrs);
+}
+
+static void free_type(Remotemedia__V1__NodeTypeInfo *t) {
+  for (size_t j = 0; t->params && j < t->n_params; j++) {
+    rm_free(t->params[j]->enum_values);
+    rm_free(t->params[j]);
+  }
+  rm_free(t->params);
+  free_ports(t->inputs, t->n_inputs);
+  free_ports(t->outputs, t->n_outputs);
+  rm_free(t);
+}
+
+static Remotemedia__V1__NodeTypeInfo *describe(const rm_node_type_t *nt) {
+  Remotemedia__V1__NodeTypeInfo *t = rm_calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  remotemedia__v1__node_type_info__init(t);
+  t->name = (char *)nt->name;
+  t->description = (char *)(nt->description ? nt->description : "");
+  t->params = rm_calloc(nt->n_params ? nt->n_params : 1, sizeof *t->params);
+  if (!t->params)
+    goto fail;
+  for (size_t j = 0; j < nt->n_params; j++) {
+    const rm_param_spec_t *ps = &nt->params[j];
+    Remotemedia__V1__ParamSpec *p = rm_calloc(1, sizeof *p);
+    if (!p)
+      goto fail;
+    remotemedia__v1__param_spec__init(p);
+    t->params[t->n_params++] = p;
+    p->name = (char *)ps->name;
+    p->type = (char *)rm_param_type_name(ps->type);
+    p->description = (char *)(ps->description ? ps->description : "");
+    p->required = (ps->flags & RM_PARAM_REQUIRED) || !ps->default_json;
+    p->default_json = (char *)(ps->default_json && !(ps->flags & RM_PARAM_REQUIRED) ? ps->default_json : "");
+    p->has_minimum = (ps->flags & RM_PARAM_HAS_MIN) != 0;
+    p->minimum = p->has_minimum ? ps->min : 0;
+    p->has_maximum = (ps->flags & RM_PARAM_HAS_MAX) != 0;
+    p->maximum = p->has_maximum ? ps->max : 0;
+    size_t ne = 0;
+    for (const char *const *e = ps->enum_values; e && *e; e++)
+      ne++;
+    if (ne) {
+      p->enum_values = rm_calloc(ne, sizeof *p->enum_values);
+      if (!p->enum_values)
+        goto fail;
+      for (size_t e = 0; e < ne; e++)
+        p->enum_values[e] = (char *)ps->enum_values[e];
+      p->n_enum_values = ne;
+    }
+  }
+  if (fill_ports(nt->inputs, nt->n_inputs, &t->inputs, &t->n_inputs) ||
+      fill_ports(nt->outputs, nt->n_outputs, &t->outputs, &t->n_outputs))
+    goto fail;
+  return t;
+fail:
+  free_type(t);
+  return NULL;
+}
+
+static void list_node_types(rm_call_t *call, const ProtobufCMessage *msg) {
+  (void)msg;
+  Remotemedia__V1__ListNodeTypesResponse resp = REMOTEMEDIA__V1__LIST_NODE_TYPES_RESPONSE__INIT;
+  size_t n = rm_registry_count();
+  resp.node_types = rm_calloc(n ? n : 1, sizeof *resp.node_types);
+  int ok = resp.node_types != NULL;
+  for (size_t i = 0; ok && i < n; i++) {
+    resp.node_types[i] = describe(rm_registry_at(i));
+    ok = resp.node_types[i] != NULL;
+    resp.n_node_types += ok;
+  }
+  if (ok)
+    rm_call_reply(call, &resp.base);
+  else
+    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL, NULL);
+  for (size_t i = 0; i < resp.n_node_types; i++)
+    free_type(resp.node_types[i]);
+  rm_free(resp.node_types);
+}
+
+/* ---------------------------------------------------------------- GetVersion */
+
+static char *services[] = {"remotemedia.v1.PipelineService", "grpc.health.v1.Health",
+                           "grpc.reflection.v1.ServerReflection",
+                           "grpc.reflection.v1alpha.ServerReflection"};
+
+static void get_version(rm_call_t *call, const ProtobufCMessage *msg) {
+  (void)msg;
+  Remotemedia__V1__GetVersionResponse resp = REMOTEMEDIA__V1__GET_VERSION_RESPONSE__INIT;
+  resp.protocol_version = PROTOCOL_VERSION;
+  resp.server_version = RM_VERSION;
+  resp.grpc_core_version = (char *)grpc_version_string();
+  resp.services = services;
+  resp.n_services = sizeof services / sizeof services[0];
+  rm_call_reply(call, &resp.base);
+}
+
+const char *const *rm_pipeline_service_names(size_t *n) {
+  *n = sizeof services / sizeof services[0];
+  return (const char *const *)services;
+}
+
+void rm_pipeline_service_methods(rm_method_t *out) {
+  out[0] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/ExecutePipeline",
+                         .kind = RM_RPC_UNARY, .needs_auth = 1, .hot = 1,
+                         .request = &remotemedia__v1__execute_request__descriptor,
+                         .handle = execute_pipeline};
+  out[1] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/ListNodeTypes",
+                         .kind = RM_RPC_UNARY, .needs_auth = 1,
+                         .request = &remotemedia__v1__list_node_types_request__descriptor,
+                         .handle = list_node_types};
+  out[2] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/GetVersion",
+                         .kind = RM_RPC_UNARY, .needs_auth = 1,
+                         .request = &remotemedia__v1__get_version_request__descriptor,
+                         .handle = get_version};
+}

@@ -1,0 +1,767 @@
+/* server.c - the gRPC C-core transport: queues, polling threads, request slots, unary call
+ * lifecycle, workers, draining and shutdown. */
+#include "server.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "log.h"
+#include "rm/alloc.h"
+#include "rm/clock.h"
+#include "tls.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---------------------------------------------------------------- types */
+
+typedef struct cq_thread cq_thread_t;
+
+/* One outstanding grpc_server_request_(registered_)call. */
+typedef struct slot {
+  rm_tag_t tag;
+  cq_thread_t *q;
+  rm_method_t *method; /* NULL: the catch-all for unregistered methods */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_byte_buffer *payload;
+  grpc_call_details details;
+} slot_t;
+
+struct cq_thread {
+  rm_server_t *s;
+  grpc_completion_queue *cq;
+  pthread_t thread;
+  int started;
+  slot_t *slots;
+  size_t n_slots;
+};
+
+typedef struct job {
+  void (*fn)(void *);
+  void *arg;
+  struct job *next;
+} job_t;
+
+#define TRAILERS_MAX 3
+
+struct rm_call {
+  rm_tag_t close_tag;
+  rm_tag_t send_tag;
+  atomic_int refs;
+  rm_server_t *s;
+  rm_method_t *method;
+  char *unregistered_path; /* for logs of unknown methods */
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *payload;
+  size_t request_bytes;
+  ProtobufCMessage *request;
+  uint64_t deadline_ns;
+  volatile int cancelled;
+  int close_cancelled;
+  int replied;
+  uint64_t t_start;
+  /* reply, kept alive until the send batch completes */
+  grpc_byte_buffer *response;
+  grpc_status_code code;
+  grpc_slice details;
+  grpc_metadata trailers[TRAILERS_MAX];
+  size_t n_trailers;
+  char kind[32];
+  char note_key[24];
+  char *note_value;
+  char *error_text;
+};
+
+struct rm_server {
+  const rm_config_t *cfg;
+  rm_method_t *methods;
+  grpc_server *server;
+  cq_thread_t *queues;
+  int n_queues;
+  int port;
+  rm_auth_t *auth;
+  atomic_int draining;
+  atomic_int stopping;
+  atomic_long held;      /* calls we still own */
+  atomic_long unary;     /* unary calls between arrival and sent status */
+  atomic_long executing; /* ExecutePipeline slots taken */
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* signalled when held/unary drop */
+  /* workers */
+  pthread_t *workers;
+  int n_workers;
+  job_t *job_head, *job_tail;
+  int jobs_stop;
+  pthread_mutex_t job_mu;
+  pthread_cond_t job_cv;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+const char *rm_status_name(grpc_status_code code) {
+  static const char *const names[] = {
+      "OK",           "CANCELLED",        "UNKNOWN",           "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED", "NOT_FOUND",   "ALREADY_EXISTS",    "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",  "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",        "UNAVAILABLE",       "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  return code >= 0 && code <= 16 ? names[code] : "UNKNOWN";
+}
+
+grpc_byte_buffer *rm_pack(const ProtobufCMessage *msg) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  grpc_slice slice = grpc_slice_malloc(len);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return bb;
+}
+
+static void *pb_alloc(void *data, size_t size) {
+  (void)data;
+  return rm_malloc(size);
+}
+static void pb_free(void *data, void *ptr) {
+  (void)data;
+  rm_free(ptr);
+}
+static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
+
+ProtobufCMessage *rm_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
+  if (!bb)
+    return NULL;
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, bb))
+    return NULL;
+  ProtobufCMessage *msg;
+  grpc_slice *first;
+  /* one slice (the usual case): unpack in place, no copy */
+  if (grpc_byte_buffer_length(bb) == 0) {
+    msg = protobuf_c_message_unpack(desc, &pb_allocator, 0, (const uint8_t *)"");
+  } else if (grpc_byte_buffer_reader_peek(&reader, &first) &&
+             GRPC_SLICE_LENGTH(*first) == grpc_byte_buffer_length(bb)) {
+    msg = protobuf_c_message_unpack(desc, &pb_allocator, GRPC_SLICE_LENGTH(*first),
+                                    GRPC_SLICE_START_PTR(*first));
+  } else {
+    grpc_byte_buffer_reader_destroy(&reader);
+    grpc_byte_buffer_reader_init(&reader, bb);
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    msg = protobuf_c_message_unpack(desc, &pb_allocator, GRPC_SLICE_LENGTH(all),
+                                    GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+  }
+  grpc_byte_buffer_reader_destroy(&reader);
+  return msg;
+}
+
+void rm_unpack_free(ProtobufCMessage *msg) {
+  if (msg)
+    protobuf_c_message_free_unpacked(msg, &pb_allocator);
+}
+
+void rm_server_hold(rm_server_t *s) { atomic_fetch_add(&s->held, 1); }
+
+void rm_server_release(rm_server_t *s) {
+  if (atomic_fetch_sub(&s->held, 1) == 1) {
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+  }
+}
+
+int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }
+const rm_config_t *rm_server_config(const rm_server_t *s) { return s->cfg; }
+int rm_server_port(const rm_server_t *s) { return s->port; }
+
+int rm_server_exec_acquire(rm_server_t *s) {
+  long now = atomic_fetch_add(&s->executing, 1);
+  if ((uint64_t)now >= s->cfg->max_concurrent) {
+    atomic_fetch_sub(&s->executing, 1);
+    return 0;
+  }
+  return 1;
+}
+
+void rm_server_exec_release(rm_server_t *s) { atomic_fetch_sub(&s->executing, 1); }
+
+/* ---------------------------------------------------------------- workers */
+
+static void *worker_main(void *arg) {
+  rm_server_t *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->job_mu);
+    while (!s->job_head && !s->jobs_stop)
+      pthread_cond_wait(&s->job_cv, &s->job_mu);
+    job_t *j = s->job_head;
+    if (!j) { /* stopping and nothing left */
+      pthread_mutex_unlock(&s->job_mu);
+      return NULL;
+    }
+    s->job_head = j->next;
+    if (!s->job_head)
+      s->job_tail = NULL;
+    pthread_mutex_unlock(&s->job_mu);
+    j->fn(j->arg);
+    rm_free(j);
+  }
+}
+
+int rm_server_offload(rm_server_t *s, void (*fn)(void *), void *arg) {
+  job_t *j = rm_malloc(sizeof *j);
+  if (!j)
+    return -1;
+  *j = (job_t){fn, arg, NULL};
+  pthread_mutex_lock(&s->job_mu);
+  if (s->jobs_stop) {
+    pthread_mutex_unlock(&s->job_mu);
+    rm_free(j);
+    return -1;
+  }
+  if (s->job_tail)
+    s->job_tail->next = j;
+  else
+    s->job_head = j;
+  s->job_tail = j;
+  pthread_cond_signal(&s->job_cv);
+  pthread_mutex_unlock(&s->job_mu);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- unary calls */
+
+static void call_unref(rm_call_t *c) {
+  if (atomic_fetch_sub(&c->refs, 1) != 1)
+    return;
+  rm_server_t *s = c->s;
+  rm_unpack_free(c->request);
+  if (c->payload)
+    grpc_byte_buffer_destroy(c->payload);
+  if (c->response)
+    grpc_byte_buffer_destroy(c->response);
+  grpc_slice_unref(c->details);
+  for (size_t i = 0; i < c->n_trailers; i++) {
+    grpc_slice_unref(c->trailers[i].key);
+    grpc_slice_unref(c->trailers[i].value);
+  }
+  grpc_metadata_array_destroy(&c->md);
+  grpc_call_unref(c->call);
+  rm_free(c->note_value);
+  rm_free(c->error_text);
+  rm_free(c->unregistered_path);
+  rm_free(c);
+  if (atomic_fetch_sub(&s->unary, 1) == 1) {
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+  }
+  rm_server_release(s);
+}
+
+static void on_close(rm_tag_t *tag, int ok) {
+  rm_call_t *c = container_of(tag, rm_call_t, close_tag);
+  (void)ok;
+  if (c->close_cancelled)
+    c->cancelled = 1;
+  call_unref(c);
+}
+
+static void log_call(rm_call_t *c) {
+  if (RM_LOG_INFO < rm_log_threshold)
+    return;
+  char *peer = grpc_call_get_peer(c->call);
+  double us = (double)(rm_clock_ns() - c->t_start) / 1000.0;
+  const char *path = c->method ? c->method->path : c->unregistered_path ? c->unregistered_path : "?";
+  json_t *f = json_pack("{s:s, s:s, s:i, s:f, s:s}", "method", path, "status",
+                        rm_status_name(c->code), "code", (int)c->code, "duration_us", us,
+                        "peer", peer ? peer : "");
+  gpr_free(peer);
+  if (f && c->note_value)
+    json_object_set_new(f, c->note_key, json_string(c->note_value));
+  if (f && c->code != GRPC_STATUS_OK) {
+    if (c->kind[0])
+      json_object_set_new(f, "error_kind", json_string(c->kind));
+    if (c->error_text)
+      json_object_set_new(f, "error", json_string(c->error_text));
+  }
+  if (f && c->cancelled)
+    json_object_set_new(f, "client_cancelled", json_true());
+  rm_log_emit_json(c->code == GRPC_STATUS_INTERNAL ? RM_LOG_ERROR : RM_LOG_INFO, "call", f);
+}
+
+static void on_sent(rm_tag_t *tag, int ok) {
+  rm_call_t *c = container_of(tag, rm_call_t, send_tag);
+  (void)ok; /* not ok: the client went away first; nothing more to do */
+  log_call(c);
+  call_unref(c);
+}
+
+static void add_trailer(rm_call_t *c, const char *key, const char *value) {
+  if (!value || !*value || c->n_trailers == TRAILERS_MAX)
+    return;
+  c->trailers[c->n_trailers].key = grpc_slice_from_static_string(key);
+  c->trailers[c->n_trailers].value = grpc_slice_from_copied_string(value);
+  c->n_trailers++;
+}
+
+static void send_status(rm_call_t *c) {
+  grpc_op ops[3];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+  n++;
+  if (c->response) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = c->response;
+    n++;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = c->code;
+  ops[n].data.send_status_from_server.status_details = &c->details;
+  ops[n].data.send_status_from_server.trailing_metadata = c->trailers;
+  ops[n].data.send_status_from_server.trailing_metadata_count = c->n_trailers;
+  n++;
+  c->send_tag.fn = on_sent;
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
+  if (e != GRPC_CALL_OK) {
+    RM_LOG(RM_LOG_ERROR, "send_failed", "{s:s}", "error", grpc_call_error_to_string(e));
+    call_unref(c);
+  }
+}
+
+void rm_call_fail(rm_call_t *c, grpc_status_code code, const char *message, const char *kind,
+                  const char *node, const char *field) {
+  if (c->replied++)
+    return;
+  c->code = code;
+  c->details = grpc_slice_from_copied_string(message ? message : "");
+  c->error_text = message ? rm_strdup(message) : NULL;
+  snprintf(c->kind, sizeof c->kind, "%s", kind ? kind : "");
+  add_trailer(c, "rm-error-kind", kind);
+  add_trailer(c, "rm-failing-node", node);
+  add_trailer(c, "rm-field", field);
+  send_status(c);
+}
+
+void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  if (len > c->s->cfg->max_message_bytes) {
+    char text[160];
+    snprintf(text, sizeof text, "the response would be %zu bytes, above max-message-bytes %llu",
+             len, (unsigned long long)c->s->cfg->max_message_bytes);
+    rm_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, NULL);
+    return;
+  }
+  if (c->replied++)
+    return;
+  c->response = rm_pack(msg);
+  c->code = GRPC_STATUS_OK;
+  c->details = grpc_empty_slice();
+  send_status(c);
+}
+
+uint64_t rm_call_deadline_ns(const rm_call_t *c) { return c->deadline_ns; }
+const volatile int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled; }
+size_t rm_call_request_bytes(const rm_call_t *c) { return c->request_bytes; }
+rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
+
+void rm_call_set_log_note(rm_call_t *c, const char *key, const char *value) {
+  snprintf(c->note_key, sizeof c->note_key, "%s", key);
+  rm_free(c->note_value);
+  c->note_value = value ? rm_strdup(value) : NULL;
+}
+
+/* Client deadline (any clock) to an rm_clock_ns() instant; 0 = none. */
+static uint64_t deadline_to_ns(gpr_timespec dl) {
+  gpr_timespec mono = gpr_convert_clock_type(dl, GPR_CLOCK_MONOTONIC);
+  if (gpr_time_cmp(mono, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0)
+    return 0;
+  gpr_timespec left = gpr_time_sub(mono, gpr_now(GPR_CLOCK_MONOTONIC));
+  int64_t left_ns = left.tv_sec * 1000000000LL + left.tv_nsec;
+  uint64_t now = rm_clock_ns();
+  if (left_ns <= 0)
+    return now ? now : 1; /* already expired */
+  return now + (uint64_t)left_ns;
+}
+
+/* A call has arrived on a slot: admission checks, then the method. */
+static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_timespec deadline,
+                     grpc_metadata_array *md, grpc_byte_buffer *payload, const char *unknown) {
+  rm_server_t *s = q->s;
+  rm_server_hold(s);
+  /* Admission: auth before anything else; then draining. */
+  const char *reject = NULL;
+  grpc_status_code reject_code = GRPC_STATUS_OK;
+  const char *reject_kind = NULL;
+  if (!m) {
+    reject_code = GRPC_STATUS_UNIMPLEMENTED;
+    reject_kind = "unimplemented";
+  } else if (m->needs_auth && s->auth && (reject = rm_auth_check(s->auth, md)) != NULL) {
+    reject_code = GRPC_STATUS_UNAUTHENTICATED;
+    reject_kind = "unauthenticated";
+  } else if (!m->serve_while_draining && atomic_load(&s->draining)) {
+    reject_code = GRPC_STATUS_UNAVAILABLE;
+    reject = "the server is shutting down; retry on another replica";
+    reject_kind = "unavailable";
+  }
+  if (m && m->kind == RM_RPC_STREAM && reject_code == GRPC_STATUS_OK) {
+    grpc_metadata_array_destroy(md);
+    m->start(s, gcall, payload, q);
+    return;
+  }
+  rm_call_t *c = rm_calloc(1, sizeof *c);
+  if (!c) {
+    /* Out of memory: we cannot even answer; cancel so the client is not left waiting. */
+    grpc_call_cancel_with_status(gcall, GRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory",
+                                 NULL);
+    grpc_metadata_array_destroy(md);
+    if (payload)
+      grpc_byte_buffer_destroy(payload);
+    grpc_call_unref(gcall);
+    rm_server_release(s);
+    return;
+  }
+  atomic_fetch_add(&s->unary, 1);
+  atomic_init(&c->refs, 2); /* the close batch and the send batch */
+  c->s = s;
+  c->method = m;
+  c->call = gcall;
+  c->md = *md;
+  c->payload = payload;
+  c->request_bytes = payload ? grpc_byte_buffer_length(payload) : 0;
+  c->t_start = rm_clock_ns();
+  c->deadline_ns = deadline_to_ns(deadline);
+  c->details = grpc_empty_slice();
+  if (unknown)
+    c->unregistered_path = rm_strdup(unknown);
+  c->close_tag.fn = on_close;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  if (grpc_call_start_batch(gcall, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
+    atomic_fetch_sub(&c->refs, 1);
+
+  if (reject_code != GRPC_STATUS_OK) {
+    char text[300];
+    if (!m) {
+      snprintf(text, sizeof text, "method %s is not implemented by this server",
+               unknown ? unknown : "?");
+      reject = text;
+    }
+    rm_call_fail(c, reject_code, reject, reject_kind, NULL, NULL);
+    return;
+  }
+  if (!payload) {
+    rm_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                 grpc_call_failed_before_recv_message(gcall)
+                     ? "the request message could not be received"
+                     : "the call carried no request message",
+                 "invalid_request", NULL, NULL);
+    return;
+  }
+  c->request = rm_unpack(m->request, payload);
+  grpc_byte_buffer_destroy(payload);
+  c->payload = NULL;
+  if (!c->request) {
+    char text[200];
+    snprintf(text, sizeof text, "the request is not a valid %s message", m->request->name);
+    rm_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, text, "invalid_request", NULL, NULL);
+    return;
+  }
+  m->handle(c, c->request);
+}
+
+static int post_slot(slot_t *sl);
+
+static void on_request(rm_tag_t *tag, int ok) {
+  slot_t *sl = container_of(tag, slot_t, tag);
+  if (!ok) /* the server is shutting down: this slot is done */
+    return;
+  grpc_call *gcall = sl->call;
+  gpr_timespec deadline = sl->method ? sl->deadline : sl->details.deadline;
+  grpc_metadata_array md = sl->md;
+  grpc_byte_buffer *payload = sl->payload;
+  char unknown[256] = "";
+  rm_method_t *m = sl->method;
+  if (!m) {
+    snprintf(unknown, sizeof unknown, "%.*s", (int)GRPC_SLICE_LENGTH(sl->details.method),
+             (const char *)GRPC_SLICE_START_PTR(sl->details.method));
+    grpc_call_details_destroy(&sl->details);
+  }
+  /* re-arm first so the slot is never missing while the call runs */
+  post_slot(sl);
+  dispatch(sl->q, m, gcall, deadline, &md, payload, m ? NULL : unknown);
+}
+
+static int post_slot(slot_t *sl) {
+  rm_server_t *s = sl->q->s;
+  sl->call = NULL;
+  sl->payload = NULL;
+  grpc_metadata_array_init(&sl->md);
+  sl->tag.fn = on_request;
+  grpc_call_error e;
+  if (sl->method) {
+    e = grpc_server_request_registered_call(
+        s->server, sl->method->registered, &sl->call, &sl->deadline, &sl->md,
+        sl->method->kind == RM_RPC_UNARY || sl->method->payload_with_request ? &sl->payload : NULL,
+        sl->q->cq, sl->q->cq, &sl->tag);
+  } else {
+    grpc_call_details_init(&sl->details);
+    e = grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, sl->q->cq,
+                                 sl->q->cq, &sl->tag);
+  }
+  if (e != GRPC_CALL_OK) {
+    grpc_metadata_array_destroy(&sl->md);
+    if (!sl->method)
+      grpc_call_details_destroy(&sl->details);
+    return -1;
+  }
+  return 0;
+}
+
+static void *poll_main(void *arg) {
+  cq_thread_t *q = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(q->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+    if (ev.type == GRPC_OP_COMPLETE) {
+      rm_tag_t *tag = ev.tag;
+      tag->fn(tag, ev.success);
+    }
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static int arg_int(grpc_arg *a, const char *key, int value) {
+  a->type = GRPC_ARG_INTEGER;
+  a->key = (char *)key;
+  a->value.integer = value;
+  return 1;
+}
+
+rm_server_t *rm_server_new(const rm_config_t *cfg, rm_method_t *methods, char *errbuf,
+                           size_t errcap) {
+  rm_server_t *s = rm_calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(errbuf, errcap, "out of memory");
+    return NULL;
+  }
+  s->cfg = cfg;
+  s->methods = methods;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->job_mu, NULL);
+  pthread_cond_init(&s->job_cv, NULL);
+  if (rm_auth_new(cfg, &s->auth, errbuf, errcap)) {
+    rm_server_free(s);
+    return NULL;
+  }
+
+  grpc_arg args[16];
+  size_t n = 0;
+  n += arg_int(&args[n], GRPC_ARG_ALLOW_REUSEPORT, 0);
+  n += arg_int(&args[n], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)cfg->max_message_bytes);
+  n += arg_int(&args[n], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)cfg->max_message_bytes);
+  n += arg_int(&args[n], GRPC_ARG_KEEPALIVE_TIME_MS, (int)cfg->keepalive_time_ms);
+  n += arg_int(&args[n], GRPC_ARG_KEEPALIVE_TIMEOUT_MS, (int)cfg->keepalive_timeout_ms);
+  n += arg_int(&args[n], GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+               cfg->keepalive_permit_without_calls);
+  n += arg_int(&args[n], GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+               (int)cfg->min_ping_interval_ms);
+  n += arg_int(&args[n], GRPC_ARG_MAX_CONCURRENT_STREAMS, (int)cfg->max_concurrent_streams);
+  if (cfg->max_connection_idle_ms)
+    n += arg_int(&args[n], GRPC_ARG_MAX_CONNECTION_IDLE_MS, (int)cfg->max_connection_idle_ms);
+  if (cfg->max_connection_age_ms) {
+    n += arg_int(&args[n], GRPC_ARG_MAX_CONNECTION_AGE_MS, (int)cfg->max_connection_age_ms);
+    n += arg_int(&args[n], GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                 (int)cfg->max_connection_age_grace_ms);
+  }
+  grpc_channel_args ch_args = {n, args};
+  s->server = grpc_server_create(&ch_args, NULL);
+
+  s->n_queues = cfg->threads;
+  s->queues = rm_calloc((size_t)s->n_queues, sizeof *s->queues);
+  if (!s->queues) {
+    snprintf(errbuf, errcap, "out of memory");
+    rm_server_free(s);
+    return NULL;
+  }
+  for (int i = 0; i < s->n_queues; i++) {
+    s->queues[i].s = s;
+    s->queues[i].cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->queues[i].cq, NULL);
+  }
+  for (rm_method_t *m = methods; m->path; m++) {
+    m->registered = grpc_server_register_method(
+        s->server, m->path, NULL,
+        m->kind == RM_RPC_UNARY || m->payload_with_request ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
+                                                           : GRPC_SRM_PAYLOAD_NONE,
+        0);
+    if (!m->registered) {
+      snprintf(errbuf, errcap, "could not register method %s", m->path);
+      rm_server_free(s);
+      return NULL;
+    }
+  }
+  grpc_server_credentials *creds = rm_tls_server_credentials(cfg, errbuf, errcap);
+  if (!creds) {
+    rm_server_free(s);
+    return NULL;
+  }
+  s->port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
+  grpc_server_credentials_release(creds);
+  if (s->port <= 0) {
+    snprintf(errbuf, errcap, "cannot listen on %s (address in use or invalid)", cfg->listen);
+    rm_server_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+int rm_server_start(rm_server_t *s) {
+  grpc_server_start(s->server);
+  /* Slots: ExecutePipeline gets request_slots per queue, other methods a few each, and one
+   * catch-all so calls to unknown methods get UNIMPLEMENTED instead of hanging. */
+  size_t small = s->cfg->request_slots < 4 ? (size_t)s->cfg->request_slots : 4;
+  for (int i = 0; i < s->n_queues; i++) {
+    cq_thread_t *q = &s->queues[i];
+    size_t total = 2; /* catch-all */
+    for (rm_method_t *m = s->methods; m->path; m++)
+      total += m->hot ? (size_t)s->cfg->request_slots : small;
+    q->slots = rm_calloc(total, sizeof *q->slots);
+    if (!q->slots)
+      return -1;
+    for (rm_method_t *m = s->methods; m->path; m++) {
+      size_t k = m->hot ? (size_t)s->cfg->request_slots : small;
+      for (size_t j = 0; j < k; j++) {
+        slot_t *sl = &q->slots[q->n_slots++];
+        sl->q = q;
+        sl->method = m;
+        if (post_slot(sl))
+          return -1;
+      }
+    }
+    for (size_t j = 0; j < 2; j++) {
+      slot_t *sl = &q->slots[q->n_slots++];
+      sl->q = q;
+      sl->method = NULL;
+      if (post_slot(sl))
+        return -1;
+    }
+  }
+  for (int i = 0; i < s->n_queues; i++) {
+    if (pthread_create(&s->queues[i].thread, NULL, poll_main, &s->queues[i]))
+      return -1;
+    s->queues[i].started = 1;
+  }
+  s->workers = rm_calloc((size_t)s->cfg->workers, sizeof *s->workers);
+  if (!s->workers)
+    return -1;
+  for (int i = 0; i < s->cfg->workers; i++) {
+    if (pthread_create(&s->workers[i], NULL, worker_main, s))
+      return -1;
+    s->n_workers++;
+  }
+  return 0;
+}
+
+void rm_server_drain(rm_server_t *s) { atomic_store(&s->draining, 1); }
+
+void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(grace_ms / 1000);
+  until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&s->mu);
+  while (atomic_load(&s->unary) > 0) {
+    if (pthread_cond_timedwait(&s->cv, &s->mu, &until))
+      break;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+void rm_server_shutdown(rm_server_t *s) {
+  atomic_store(&s->draining, 1);
+  atomic_store(&s->stopping, 1);
+  grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_server_shutdown_and_notify(s->server, scq, scq);
+  /* Anything still running has had its grace period: cancel it. Calls we hold learn of it
+   * through their close batch (cancelled flag), so pipelines stop at the next node. */
+  grpc_server_cancel_all_calls(s->server);
+  grpc_completion_queue_pluck(scq, scq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  grpc_completion_queue_destroy(scq);
+  pthread_mutex_lock(&s->mu);
+  while (atomic_load(&s->held) > 0)
+    pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_lock(&s->job_mu);
+  s->jobs_stop = 1;
+  pthread_cond_broadcast(&s->job_cv);
+  pthread_mutex_unlock(&s->job_mu);
+  for (int i = 0; i < s->n_workers; i++)
+    pthread_join(s->workers[i], NULL);
+  s->n_workers = 0;
+  grpc_server_destroy(s->server);
+  s->server = NULL;
+  for (int i = 0; i < s->n_queues; i++)
+    grpc_completion_queue_shutdown(s->queues[i].cq);
+  for (int i = 0; i < s->n_queues; i++)
+    if (s->queues[i].started) {
+      pthread_join(s->queues[i].thread, NULL);
+      s->queues[i].started = 0;
+    }
+}
+
+void rm_server_free(rm_server_t *s) {
+  if (!s)
+    return;
+  if (s->server) { /* never started, or failed before start */
+    grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_server_shutdown_and_notify(s->server, scq, scq);
+    grpc_server_cancel_all_calls(s->server);
+    grpc_completion_queue_pluck(scq, scq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_completion_queue_destroy(scq);
+    grpc_server_destroy(s->server);
+    for (int i = 0; s->queues && i < s->n_queues; i++)
+      if (s->queues[i].cq)
+        grpc_completion_queue_shutdown(s->queues[i].cq);
+    for (int i = 0; s->queues && i < s->n_queues; i++) {
+      if (!s->queues[i].cq)
+        continue;
+      while (grpc_completion_queue_next(s->queues[i].cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                 .type != GRPC_QUEUE_SHUTDOWN)
+        ;
+    }
+  }
+  for (int i = 0; s->queues && i < s->n_queues; i++) {
+    if (s->queues[i].cq)
+      grpc_completion_queue_destroy(s->queues[i].cq);
+    rm_free(s->queues[i].slots);
+  }
+  rm_free(s->queues);
+  rm_free(s->workers);
+  rm_auth_free(s->auth);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->job_mu);
+  pthread_cond_destroy(&s->job_cv);
+  rm_free(s);
+}
