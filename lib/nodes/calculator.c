@@ -97,10 +97,13 @@ static int process(void *state, rm_node_ctx_t *ctx) {
               "min, max, mean");
   } else if (!json_is_array(args)) {
     rc = fail(ctx, "operands", "\"operands\" must be an array of numbers");
-  } else if (n < op->min_operands || (op->max_operands && n > op->max_operands) ||
-             n > sizeof vals / sizeof vals[0]) {
-    rc = rm_node_fail(ctx, RM_ENODE, "operands", "%s takes %s%zu operands (at most 64), got %zu",
-                      op->name, op->max_operands ? "" : "at least ", op->min_operands, n);
+  } else if (n < op->min_operands || (op->max_operands && n > op->max_operands)) {
+    rc = rm_node_fail(ctx, RM_ENODE, "operands", "%s takes %s%zu operand%s, got %zu", op->name,
+                      op->max_operands ? "" : "at least ", op->min_operands,
+                      op->min_operands == 1 ? "" : "s", n);
+  } else if (n > sizeof vals / sizeof vals[0]) {
+    rc = rm_node_fail(ctx, RM_ENODE, "operands", "%s takes at most %zu operands, got %zu",
+                      op->name, sizeof vals / sizeof vals[0], n);
   } else {
     for (size_t i = 0; i < n && !rc; i++) {
       json_t *v = json_array_get(args, i);
