@@ -51,6 +51,24 @@ static inline void media_expect_param_error(const char *type, const char *params
             err.message);
 }
 
+/* A cross-field check in the node's create() must fail with RM_EPARAM naming `key`; the
+ * engine fills err.node_id. (create() does not know its node id, and rm_pipeline_new passes
+ * its message through unprefixed, so the message names the key only.) */
+static inline void media_expect_create_error(const char *type, const char *params,
+                                             const char *key) {
+  rm_error_t err;
+  int rc = media_node_error(type, params, &err);
+  CU_ASSERT_EQUAL(rc, RM_EPARAM);
+  CU_ASSERT_STRING_EQUAL(err.field, key);
+  CU_ASSERT_STRING_EQUAL(err.node_id, "n");
+  char prefix[96];
+  snprintf(prefix, sizeof prefix, "node param '%s': ", key);
+  CU_ASSERT_EQUAL(strncmp(err.message, prefix, strlen(prefix)), 0);
+  if (rc != RM_EPARAM || strcmp(err.field, key) != 0)
+    fprintf(stderr, "\n  %s %s: rc=%d field='%s' msg='%s'\n", type, params, rc, err.field,
+            err.message);
+}
+
 /* Collected outputs of a port over one or several runs. */
 typedef struct media_items {
   rm_buffer_t *items[4096];

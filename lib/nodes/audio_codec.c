@@ -1,0 +1,455 @@
+/* audio_codec.c - AudioDecode and AudioEncode: WAV, FLAC and Ogg Vorbis bytes <-> audio
+ * buffers with libsndfile, reading and writing memory through its virtual I/O. */
+#include <sndfile.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nodes/media_util.h"
+#include "rm/alloc.h"
+#include "rm/node.h"
+
+/* ---------------------------------------------------------------- memory files */
+
+/* A file in memory for libsndfile: read from `src`, or written into `out`. */
+typedef struct memfile {
+  const uint8_t *src;
+  size_t src_len;
+  rm__media_vec_t out;
+  size_t pos;
+  int oom; /* a write could not grow the buffer */
+} memfile_t;
+
+static size_t mem_len(const memfile_t *m) { return m->src ? m->src_len : m->out.len; }
+
+static sf_count_t vio_filelen(void *user) { return (sf_count_t)mem_len(user); }
+
+static sf_count_t vio_seek(sf_count_t offset, int whence, void *user) {
+  memfile_t *m = user;
+  sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? (sf_count_t)m->pos
+                                                                : (sf_count_t)mem_len(m);
+  sf_count_t to = base + offset;
+  if (to < 0)
+    return -1;
+  m->pos = (size_t)to;
+  return to;
+}
+
+static sf_count_t vio_read(void *ptr, sf_count_t count, void *user) {
+  memfile_t *m = user;
+  size_t len = mem_len(m);
+  const uint8_t *data = m->src ? m->src : m->out.data;
+  if (count <= 0 || m->pos >= len)
+    return 0;
+  size_t n = (size_t)count < len - m->pos ? (size_t)count : len - m->pos;
+  memcpy(ptr, data + m->pos, n);
+  m->pos += n;
+  return (sf_count_t)n;
+}
+
+static sf_count_t vio_write(const void *ptr, sf_count_t count, void *user) {
+  memfile_t *m = user;
+  if (m->src || count <= 0)
+    return 0;
+  size_t n = (size_t)count;
+  if (m->pos > m->out.len && rm__media_vec_append(&m->out, NULL, m->pos - m->out.len)) {
+    m->oom = 1;
+    return 0;
+  }
+  if (m->pos + n > m->out.len && rm__media_vec_reserve(&m->out, m->pos + n - m->out.len)) {
+    m->oom = 1;
+    return 0;
+  }
+  memcpy(m->out.data + m->pos, ptr, n);
+  m->pos += n;
+  if (m->pos > m->out.len)
+    m->out.len = m->pos;
+  return count;
+}
+
+static sf_count_t vio_tell(void *user) { return (sf_count_t)((memfile_t *)user)->pos; }
+
+static SF_VIRTUAL_IO vio = {vio_filelen, vio_seek, vio_read, vio_write, vio_tell};
+
+/* ---------------------------------------------------------------- AudioDecode */
+
+static const char *const decode_formats[] = {"auto", "f32", "i16", "i32", "f64", NULL};
+static const rm_param_spec_t decode_params[] = {
+    {"format", RM_PARAM_ENUM, 0, 0, 0, "\"auto\"", decode_formats,
+     "output sample format; auto = the file's precision (8/16-bit PCM -> i16, 24/32-bit PCM "
+     "and 24-bit FLAC -> i32, float -> f32, double -> f64, lossy codecs -> f32)"},
+    {"max_seconds", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0.001, 86400, "3600",
+     NULL, "longest audio decoded; a longer file is a limit error"},
+};
+static const rm_port_spec_t decode_inputs[] = {
+    {"in", RM_KIND_BINARY, 0, "a whole WAV, FLAC or Ogg Vorbis file (any mime type)"}};
+static const rm_port_spec_t decode_outputs[] = {
+    {"out", RM_KIND_AUDIO, 0, "the decoded audio, one buffer per file"}};
+
+typedef struct decoder {
+  int format; /* 0 = auto */
+  double max_seconds;
+} decoder_t;
+
+static int decode_create(const json_t *p, void **state, rm_error_t *err) {
+  decoder_t *d = rm_malloc(sizeof *d);
+  if (!d)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  const char *f = rm_params_string(p, "format");
+  d->format = strcmp(f, "auto") == 0 ? 0 : rm_sample_format_from_name(f);
+  d->max_seconds = rm_params_number(p, "max_seconds");
+  *state = d;
+  return 0;
+}
+
+static rm_sample_format_t native_format(int sf_format) {
+  switch (sf_format & SF_FORMAT_SUBMASK) {
+  case SF_FORMAT_PCM_S8:
+  case SF_FORMAT_PCM_U8:
+  case SF_FORMAT_PCM_16:
+  case SF_FORMAT_ULAW:
+  case SF_FORMAT_ALAW:
+  case SF_FORMAT_DPCM_8:
+  case SF_FORMAT_DPCM_16:
+    return RM_SAMPLE_I16;
+  case SF_FORMAT_PCM_24:
+  case SF_FORMAT_PCM_32:
+    return RM_SAMPLE_I32;
+  case SF_FORMAT_DOUBLE:
+    return RM_SAMPLE_F64;
+  default:
+    return RM_SAMPLE_F32;
+  }
+}
+
+#define DECODE_BLOCK 4096
+
+/* Reads every frame of sf into v as fmt samples. Float and double are read directly;
+ * integer formats through doubles, which hold any PCM sample exactly, so the project's
+ * rounding and clipping rules apply. */
+static int decode_frames(rm_node_ctx_t *ctx, SNDFILE *sf, const SF_INFO *info,
+                         rm_sample_format_t fmt, uint64_t max_frames, rm__media_vec_t *v,
+                         uint64_t *frames) {
+  size_t ch = (size_t)info->channels, ss = rm_sample_format_size(fmt);
+  double *tmp = NULL;
+  if (fmt == RM_SAMPLE_I16 || fmt == RM_SAMPLE_I32) {
+    tmp = rm_malloc(DECODE_BLOCK * ch * sizeof *tmp);
+    if (!tmp)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  }
+  int rc = 0;
+  *frames = 0;
+  for (;;) {
+    if (rm__media_vec_reserve(v, DECODE_BLOCK * ch * ss)) {
+      rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+      break;
+    }
+    void *dst = v->data + v->len;
+    sf_count_t got;
+    if (fmt == RM_SAMPLE_F32)
+      got = sf_readf_float(sf, dst, DECODE_BLOCK);
+    else if (fmt == RM_SAMPLE_F64)
+      got = sf_readf_double(sf, dst, DECODE_BLOCK);
+    else
+      got = sf_readf_double(sf, tmp, DECODE_BLOCK);
+    if (got <= 0)
+      break;
+    if (tmp)
+      rm_audio_convert(tmp, RM_SAMPLE_F64, dst, fmt, (size_t)got * ch);
+    v->len += (size_t)got * ch * ss;
+    *frames += (uint64_t)got;
+    if (*frames > max_frames) {
+      rc = rm_node_fail(ctx, RM_ELIMIT, "in", "the file holds more than %.3f s of audio",
+                        (double)max_frames / info->samplerate);
+      break;
+    }
+    if ((rc = rm_node_check(ctx)))
+      break;
+  }
+  rm_free(tmp);
+  if (!rc && sf_error(sf) != SF_ERR_NO_ERROR)
+    rc = rm_node_fail(ctx, RM_EINPUT, "in", "corrupt audio data: %s", sf_strerror(sf));
+  return rc;
+}
+
+/* libsndfile reads what a cut-off file holds and says so only indirectly: an Ogg stream
+ * whose last page is missing has no known length, and a cut WAV leaves a
+ * "data : <announced> (should be <present>)" line in its log. Streaming writers mark an
+ * unknown WAV length with 0 or 0xFFFFFFFF; those are not cuts. */
+static int cut_short(SNDFILE *sf, const SF_INFO *info) {
+  if ((info->format & SF_FORMAT_TYPEMASK) == SF_FORMAT_OGG && info->frames == SF_COUNT_MAX)
+    return 1;
+  char log[4096];
+  log[0] = '\0';
+  sf_command(sf, SFC_GET_LOG_INFO, log, sizeof log);
+  for (const char *l = strstr(log, "data : "); l; l = strstr(l + 1, "data : ")) {
+    if (l != log && l[-1] != '\n')
+      continue;
+    unsigned long long said = 0, real = 0;
+    if (sscanf(l, "data : %llu (should be %llu)", &said, &real) == 2 && said > real &&
+        said != 0xFFFFFFFFull && said != 0)
+      return 1;
+  }
+  return 0;
+}
+
+static int decode_process(void *state, rm_node_ctx_t *ctx) {
+  const decoder_t *d = state;
+  const rm_buffer_t *in = rm_node_input(ctx, 0);
+  memfile_t m = {.src = in->data, .src_len = in->size};
+  SF_INFO info;
+  memset(&info, 0, sizeof info);
+  if (!in->size)
+    return rm_node_fail(ctx, RM_EINPUT, "in", "the input is empty, not an audio file");
+  SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &info, &m);
+  if (!sf)
+    return rm_node_fail(ctx, RM_EINPUT, "in", "not a decodable audio file (%zu bytes): %s",
+                        in->size, sf_strerror(NULL));
+  int rc = 0;
+  if (info.samplerate < 1 || info.samplerate > 768000 || info.channels < 1 ||
+      info.channels > 64) {
+    rc = rm_node_fail(ctx, RM_EINPUT, "in", "unsupported stream: %d Hz, %d channels",
+                      info.samplerate, info.channels);
+    sf_close(sf);
+    return rc;
+  }
+  rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : native_format(info.format);
+  rm__media_vec_t v = {0};
+  uint64_t frames = 0, max_frames = (uint64_t)(d->max_seconds * info.samplerate);
+  rc = decode_frames(ctx, sf, &info, fmt, max_frames, &v, &frames);
+  /* A file shorter than its header says was cut off: libsndfile reads what is there and
+   * says so only in its log, so compare with the frame count the header announced. */
+  if (!rc && info.frames > 0 && info.frames != SF_COUNT_MAX && frames < (uint64_t)info.frames)
+    rc = rm_node_fail(ctx, RM_EINPUT, "in",
+                      "truncated audio file: the header announces %lld frames, %llu decoded",
+                      (long long)info.frames, (unsigned long long)frames);
+  if (!rc && cut_short(sf, &info))
+    rc = rm_node_fail(ctx, RM_EINPUT, "in", "truncated audio file: %llu frames decoded",
+                      (unsigned long long)frames);
+  sf_close(sf);
+  if (!rc) {
+    rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), (uint32_t)info.samplerate,
+                                           (uint32_t)info.channels, fmt, (size_t)frames);
+    if (out && frames)
+      memcpy(out->data, v.data, out->size);
+    rc = rm_node_emit(ctx, 0, out);
+  }
+  rm__media_vec_free(&v);
+  return rc;
+}
+
+static void decode_destroy(void *state) { rm_free(state); }
+
+const rm_node_type_t rm_node_audio_decode = {
+    .name = "AudioDecode",
+    .description = "Decodes a WAV (PCM 8-32 bit, float, double), FLAC or Ogg Vorbis file "
+                   "held in a binary buffer with libsndfile. Corrupt or truncated files are "
+                   "input errors.",
+    .params = decode_params, .n_params = sizeof decode_params / sizeof decode_params[0],
+    .inputs = decode_inputs, .n_inputs = 1,
+    .outputs = decode_outputs, .n_outputs = 1,
+    .flags = RM_NODE_HEAVY,
+    .create = decode_create, .process = decode_process, .destroy = decode_destroy,
+};
+
+/* ---------------------------------------------------------------- AudioEncode */
+
+static const char *const containers[] = {"wav", "flac", "ogg", NULL};
+static const char *const subtypes[] = {"auto", "pcm16", "pcm24", "pcm32", "float", "vorbis",
+                                       NULL};
+static const rm_param_spec_t encode_params[] = {
+    {"container", RM_PARAM_ENUM, 0, 0, 0, "\"wav\"", containers, "file type"},
+    {"subtype", RM_PARAM_ENUM, 0, 0, 0, "\"auto\"", subtypes,
+     "sample encoding: wav takes pcm16/pcm24/pcm32/float, flac pcm16/pcm24, ogg vorbis; "
+     "auto = pcm16 for wav and flac, vorbis for ogg"},
+    {"quality", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 1, "null", NULL,
+     "Ogg Vorbis VBR quality, 0 (smallest) to 1 (best); only for ogg; null = libsndfile's "
+     "default (0.4)"},
+};
+static const rm_port_spec_t encode_inputs[] = {{"in", RM_KIND_AUDIO, 0, "audio, any format"}};
+static const rm_port_spec_t encode_outputs[] = {
+    {"out", RM_KIND_BINARY, 0,
+     "at end of stream: the whole file (mime audio/wav, audio/flac or audio/ogg)"}};
+
+enum { SUB_AUTO, SUB_PCM16, SUB_PCM24, SUB_PCM32, SUB_FLOAT, SUB_VORBIS };
+
+typedef struct encoder {
+  int container; /* SF_FORMAT_WAV / FLAC / OGG */
+  int subtype;   /* SUB_* after defaulting */
+  const char *mime;
+  double quality; /* < 0: default */
+  /* stream */
+  int started;
+  rm_audio_info_t info;
+  SNDFILE *sf;
+  memfile_t m;
+} encoder_t;
+
+static int encode_create(const json_t *p, void **state, rm_error_t *err) {
+  const char *c = rm_params_string(p, "container"), *s = rm_params_string(p, "subtype");
+  int sub = SUB_AUTO;
+  for (int i = 0; subtypes[i]; i++)
+    if (strcmp(s, subtypes[i]) == 0)
+      sub = i;
+  int container = SF_FORMAT_WAV;
+  const char *mime = "audio/wav";
+  if (strcmp(c, "flac") == 0) {
+    container = SF_FORMAT_FLAC;
+    mime = "audio/flac";
+    if (sub == SUB_AUTO)
+      sub = SUB_PCM16;
+    if (sub != SUB_PCM16 && sub != SUB_PCM24)
+      return rm_error_set(err, RM_EPARAM, NULL, "subtype",
+                          "node param 'subtype': flac stores pcm16 or pcm24, not %s", s);
+  } else if (strcmp(c, "ogg") == 0) {
+    container = SF_FORMAT_OGG;
+    mime = "audio/ogg";
+    if (sub == SUB_AUTO)
+      sub = SUB_VORBIS;
+    if (sub != SUB_VORBIS)
+      return rm_error_set(err, RM_EPARAM, NULL, "subtype",
+                          "node param 'subtype': ogg stores vorbis, not %s", s);
+  } else {
+    if (sub == SUB_AUTO)
+      sub = SUB_PCM16;
+    if (sub == SUB_VORBIS)
+      return rm_error_set(err, RM_EPARAM, NULL, "subtype",
+                          "node param 'subtype': wav stores pcm16, pcm24, pcm32 or float, not "
+                          "vorbis");
+  }
+  if (!rm_params_is_null(p, "quality") && container != SF_FORMAT_OGG)
+    return rm_error_set(err, RM_EPARAM, NULL, "quality",
+                        "node param 'quality': only applies to container ogg, not %s", c);
+  encoder_t *e = rm_calloc(1, sizeof *e);
+  if (!e)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  e->container = container;
+  e->subtype = sub;
+  e->mime = mime;
+  e->quality = rm_params_is_null(p, "quality") ? -1 : rm_params_number(p, "quality");
+  *state = e;
+  return 0;
+}
+
+static void encode_reset(encoder_t *e) {
+  if (e->sf)
+    sf_close(e->sf);
+  e->sf = NULL;
+  rm__media_vec_free(&e->m.out);
+  memset(&e->m, 0, sizeof e->m);
+  e->started = 0;
+}
+
+static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
+  static const int sub_codes[] = {0, SF_FORMAT_PCM_16, SF_FORMAT_PCM_24, SF_FORMAT_PCM_32,
+                                  SF_FORMAT_FLOAT, SF_FORMAT_VORBIS};
+  SF_INFO info;
+  memset(&info, 0, sizeof info);
+  info.samplerate = (int)a->sample_rate;
+  info.channels = (int)a->channels;
+  info.format = e->container | sub_codes[e->subtype];
+  if (!sf_format_check(&info))
+    return rm_node_fail(ctx, RM_EINPUT, "in", "%s cannot store %u Hz, %u channels", e->mime,
+                        a->sample_rate, a->channels);
+  e->sf = sf_open_virtual(&vio, SFM_WRITE, &info, &e->m);
+  if (!e->sf)
+    return rm_node_fail(ctx, e->m.oom ? RM_ENOMEM : RM_EINPUT, "in",
+                        "libsndfile could not start a %s file of %u Hz, %u channels: %s",
+                        e->mime, a->sample_rate, a->channels, sf_strerror(NULL));
+  if (e->quality >= 0) {
+    double q = e->quality;
+    sf_command(e->sf, SFC_SET_VBR_ENCODING_QUALITY, &q, sizeof q);
+  }
+  return 0;
+}
+
+/* Writes one chunk. Integer subtypes get integers rounded by the project's rule (libsndfile
+ * would scale floats by 2^15-1 and truncate 24-bit); float and vorbis get floats. */
+static int encode_write(encoder_t *e, rm_node_ctx_t *ctx, const rm_buffer_t *in) {
+  size_t frames = rm_audio_frames(in), n = rm_audio_samples(in);
+  if (!frames)
+    return 0;
+  sf_count_t wrote;
+  if (e->subtype == SUB_FLOAT || e->subtype == SUB_VORBIS) {
+    float *tmp = NULL;
+    const float *s = rm_audio_f32_view(in, &tmp);
+    if (!s)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    wrote = sf_writef_float(e->sf, s, (sf_count_t)frames);
+    rm_free(tmp);
+  } else if (e->subtype == SUB_PCM16) {
+    int16_t *tmp = rm_malloc(n * sizeof *tmp);
+    if (!tmp)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    rm_audio_convert(in->data, in->u.audio.format, tmp, RM_SAMPLE_I16, n);
+    wrote = sf_writef_short(e->sf, tmp, (sf_count_t)frames);
+    rm_free(tmp);
+  } else {
+    int32_t *tmp = rm_malloc(n * sizeof *tmp);
+    if (!tmp)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    if (e->subtype == SUB_PCM32) {
+      rm_audio_convert(in->data, in->u.audio.format, tmp, RM_SAMPLE_I32, n);
+    } else { /* 24-bit: round to 2^-23, left-aligned as libsndfile expects */
+      for (size_t i = 0; i < n; i++)
+        tmp[i] = (int32_t)((uint32_t)rm__quantise(rm_audio_get(in, i), 8388608.0, -8388608,
+                                                   8388607)
+                           << 8);
+    }
+    wrote = sf_writef_int(e->sf, (const int *)tmp, (sf_count_t)frames);
+    rm_free(tmp);
+  }
+  if (wrote != (sf_count_t)frames)
+    return rm_node_fail(ctx, e->m.oom ? RM_ENOMEM : RM_ENODE, NULL, "libsndfile write failed: %s",
+                        e->m.oom ? "out of memory" : sf_strerror(e->sf));
+  return rm_node_check(ctx);
+}
+
+static int encode_process(void *state, rm_node_ctx_t *ctx) {
+  encoder_t *e = state;
+  const rm_buffer_t *in = rm_node_input(ctx, 0);
+  int first = !e->started;
+  int rc = rm__media_stream_check(ctx, &e->started, &e->info, &in->u.audio);
+  if (!rc && first)
+    rc = encode_open(e, ctx, &in->u.audio);
+  if (!rc)
+    rc = encode_write(e, ctx, in);
+  if (rc)
+    encode_reset(e);
+  return rc;
+}
+
+static int encode_flush(void *state, rm_node_ctx_t *ctx) {
+  encoder_t *e = state;
+  if (!e->started)
+    return 0;
+  int close_rc = sf_close(e->sf); /* writes the final header and pages */
+  e->sf = NULL;
+  int rc;
+  if (close_rc || e->m.oom)
+    rc = rm_node_fail(ctx, e->m.oom ? RM_ENOMEM : RM_ENODE, NULL,
+                      "libsndfile could not finish the file: %s",
+                      e->m.oom ? "out of memory" : sf_error_number(close_rc));
+  else
+    rc = rm_node_emit(ctx, 0,
+                      rm_buffer_new_binary(rm_node_account(ctx), e->m.out.data, e->m.out.len,
+                                           e->mime));
+  encode_reset(e);
+  return rc;
+}
+
+static void encode_destroy(void *state) {
+  encode_reset(state);
+  rm_free(state);
+}
+
+const rm_node_type_t rm_node_audio_encode = {
+    .name = "AudioEncode",
+    .description = "Encodes a stream of audio into one WAV, FLAC or Ogg Vorbis file with "
+                   "libsndfile, emitted at end of stream.",
+    .params = encode_params, .n_params = sizeof encode_params / sizeof encode_params[0],
+    .inputs = encode_inputs, .n_inputs = 1,
+    .outputs = encode_outputs, .n_outputs = 1,
+    .flags = RM_NODE_HEAVY,
+    .create = encode_create, .process = encode_process, .flush = encode_flush,
+    .destroy = encode_destroy,
+};

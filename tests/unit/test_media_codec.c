@@ -1,0 +1,315 @@
+/* test_media_codec.c - AudioDecode / AudioEncode: every fixture in tests/data/audio (made
+ * by independent encoders) decodes to the sine it holds; cut, smashed and garbage copies
+ * are input errors; encode -> decode round trips are exact for PCM and FLAC. */
+#include "test_media_support.h"
+
+typedef struct fixture {
+  const char *file;
+  uint32_t rate, ch;
+  size_t frames;
+  rm_sample_format_t native;
+  double freq;
+  double min_snr; /* dB against the analytic sine */
+  int checksummed; /* FLAC and Ogg detect corrupted payload bytes; WAV cannot */
+} fixture_t;
+
+static const fixture_t fixtures[] = {
+    {"sine_1k_48k_mono.wav", 48000, 1, 24000, RM_SAMPLE_I16, 1000, 90, 0},
+    {"sine_440_16k_stereo_pcm24.wav", 16000, 2, 4000, RM_SAMPLE_I32, 440, 130, 0},
+    {"sine_1k_8k_mono_pcm32.wav", 8000, 1, 4000, RM_SAMPLE_I32, 1000, 140, 0},
+    {"sine_1k_16k_mono_float.wav", 16000, 1, 4000, RM_SAMPLE_F32, 1000, 140, 0},
+    {"sine_1k_22k05_stereo.flac", 22050, 2, 11025, RM_SAMPLE_I16, 1000, 90, 1},
+    {"sine_1k_16k_mono_24bit.flac", 16000, 1, 4000, RM_SAMPLE_I32, 1000, 130, 1},
+    {"sine_1k_48k_stereo.ogg", 48000, 2, 48000, RM_SAMPLE_F32, 1000, 30, 1},
+};
+#define N_FIXTURES (sizeof fixtures / sizeof fixtures[0])
+
+static unsigned char *load(const char *name, size_t *len) {
+  const char *dir = getenv("RM_TEST_DATA");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/audio/%s", dir ? dir : "tests/data", name);
+  FILE *f = fopen(path, "rb");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fseek(f, 0, SEEK_END);
+  *len = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *d = malloc(*len);
+  CU_ASSERT_FATAL(d && fread(d, 1, *len, f) == *len);
+  fclose(f);
+  return d;
+}
+
+/* Decodes bytes with `params`; returns the code, the audio (if any) in *out. */
+static int decode(const void *bytes, size_t len, const char *params, rm_buffer_t **out,
+                  rm_error_t *err) {
+  rm_pipeline_t *p = media_node("AudioDecode", params);
+  rm_buffer_t *in = rm_buffer_new_binary(NULL, bytes, len, "application/octet-stream");
+  media_items_t it = {0};
+  int rc = media_run1(p, in, &it, err);
+  *out = NULL;
+  if (!rc) {
+    CU_ASSERT_EQUAL(it.n, 1);
+    *out = rm_buffer_ref(it.items[0]);
+  }
+  media_items_free(&it);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+  return rc;
+}
+
+static void test_decode_every_fixture(void) {
+  for (size_t k = 0; k < N_FIXTURES; k++) {
+    const fixture_t *f = &fixtures[k];
+    size_t len;
+    unsigned char *bytes = load(f->file, &len);
+    rm_buffer_t *a;
+    rm_error_t err;
+    CU_ASSERT_EQUAL_FATAL(decode(bytes, len, "{}", &a, &err), 0);
+    CU_ASSERT_EQUAL(a->u.audio.sample_rate, f->rate);
+    CU_ASSERT_EQUAL(a->u.audio.channels, f->ch);
+    CU_ASSERT_EQUAL(a->u.audio.format, f->native);
+    CU_ASSERT_EQUAL(rm_audio_frames(a), f->frames);
+    /* every channel against the analytic sine (right = -left in stereo fixtures) */
+    size_t n = rm_audio_frames(a);
+    double *x = malloc(n * sizeof *x), *ref = malloc(n * sizeof *ref);
+    double worst = 1e9;
+    for (uint32_t c = 0; c < f->ch; c++) {
+      for (size_t i = 0; i < n; i++) {
+        x[i] = rm_audio_get(a, i * f->ch + c);
+        ref[i] = (c ? -0.5 : 0.5) * sin(2 * M_PI * f->freq * (double)i / f->rate);
+      }
+      double snr = media_snr_vs(x, ref, n);
+      worst = fmin(worst, snr);
+    }
+    printf("\n    %-30s SNR %6.1f dB ", f->file, worst);
+    CU_ASSERT(worst >= f->min_snr);
+    free(x);
+    free(ref);
+    rm_buffer_unref(a);
+    /* forced formats: the same samples in f32 and f64 */
+    rm_buffer_t *b, *c;
+    CU_ASSERT_EQUAL_FATAL(decode(bytes, len, "{\"format\":\"f32\"}", &b, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(decode(bytes, len, "{\"format\":\"f64\"}", &c, &err), 0);
+    CU_ASSERT_EQUAL(b->u.audio.format, RM_SAMPLE_F32);
+    CU_ASSERT_EQUAL(c->u.audio.format, RM_SAMPLE_F64);
+    size_t diff = 0;
+    for (size_t i = 0; i < rm_audio_samples(b); i++)
+      diff += fabs(rm_audio_get(b, i) - rm_audio_get(c, i)) > 1e-7;
+    CU_ASSERT_EQUAL(diff, 0);
+    rm_buffer_unref(b);
+    rm_buffer_unref(c);
+    free(bytes);
+  }
+}
+
+/* Expects an input error naming node n and field "in". */
+static void expect_corrupt(const void *bytes, size_t len, const char *what, const char *file) {
+  rm_buffer_t *a = NULL;
+  rm_error_t err;
+  int rc = decode(bytes, len, "{}", &a, &err);
+  if (rc != RM_EINPUT)
+    fprintf(stderr, "\n  %s %s: rc=%d\n", file, what, rc);
+  CU_ASSERT_EQUAL(rc, RM_EINPUT);
+  CU_ASSERT_PTR_NULL(a);
+  CU_ASSERT_STRING_EQUAL(err.node_id, "n");
+  CU_ASSERT_STRING_EQUAL(err.field, "in");
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "AudioDecode"));
+  rm_buffer_unref(a);
+}
+
+static void test_decode_corrupted_copies(void) {
+  for (size_t k = 0; k < N_FIXTURES; k++) {
+    const fixture_t *f = &fixtures[k];
+    size_t len;
+    unsigned char *bytes = load(f->file, &len);
+    unsigned char *c = malloc(len);
+    expect_corrupt(bytes, len / 2, "cut in half", f->file);
+    expect_corrupt(bytes, len - 1, "last byte cut", f->file);
+    expect_corrupt(bytes, len * 9 / 10, "cut at 90%", f->file);
+    expect_corrupt(bytes, 60, "header only", f->file);
+    expect_corrupt(bytes, 3, "three bytes", f->file);
+    memcpy(c, bytes, len);
+    memset(c, 0, 16);
+    expect_corrupt(c, len, "zeroed magic", f->file);
+    /* payload bytes flipped: FLAC frame CRCs and Ogg page CRCs catch it; PCM WAV has no
+     * checksum, so it decodes to the same length with only those samples changed */
+    memcpy(c, bytes, len);
+    for (size_t i = len / 3; i < len / 3 + 64; i++)
+      c[i] ^= 0x5a;
+    if (f->checksummed) {
+      expect_corrupt(c, len, "flipped payload", f->file);
+    } else {
+      rm_buffer_t *a, *b;
+      rm_error_t err;
+      CU_ASSERT_EQUAL_FATAL(decode(c, len, "{}", &a, &err), 0);
+      CU_ASSERT_EQUAL_FATAL(decode(bytes, len, "{}", &b, &err), 0);
+      CU_ASSERT_EQUAL(a->size, b->size);
+      size_t changed = 0;
+      for (size_t i = 0; i < a->size; i++)
+        changed += a->data[i] != b->data[i];
+      CU_ASSERT(changed > 0 && changed <= 64);
+      rm_buffer_unref(a);
+      rm_buffer_unref(b);
+    }
+    free(c);
+    free(bytes);
+  }
+  /* not audio at all */
+  unsigned char junk[4096];
+  unsigned long long seed = 99;
+  for (size_t i = 0; i < sizeof junk; i++)
+    junk[i] = (unsigned char)(media_noise(&seed) * 127 + 128);
+  expect_corrupt(junk, sizeof junk, "noise bytes", "junk");
+  expect_corrupt("RIFF", 4, "bare magic", "junk");
+  expect_corrupt("", 0, "empty", "junk");
+}
+
+/* Encodes `in` with params, returns the file; decodes it back (format f64) into *back. */
+static rm_buffer_t *encode(rm_buffer_t **chunks, size_t n, const char *params) {
+  rm_pipeline_t *p = media_node("AudioEncode", params);
+  media_items_t it = {0};
+  rm_error_t err;
+  static const char *const keys[] = {"n"};
+  CU_ASSERT_EQUAL_FATAL(media_stream(p, chunks, n, keys, &it, 1, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(it.n, 1);
+  rm_buffer_t *file = rm_buffer_ref(it.items[0]);
+  media_items_free(&it);
+  rm_pipeline_free(p);
+  CU_ASSERT_EQUAL(file->kind, RM_KIND_BINARY);
+  return file;
+}
+
+static void test_encode_decode_round_trip(void) {
+  static const struct {
+    const char *params, *mime;
+    rm_sample_format_t quant; /* the grid the samples land on; 0 = lossy */
+    double tol;
+  } cases[] = {
+      {"{}", "audio/wav", RM_SAMPLE_I16, 0},
+      {"{\"subtype\":\"pcm24\"}", "audio/wav", 0, 0.5 / 8388608},
+      {"{\"subtype\":\"pcm32\"}", "audio/wav", RM_SAMPLE_I32, 0},
+      {"{\"subtype\":\"float\"}", "audio/wav", RM_SAMPLE_F32, 0},
+      {"{\"container\":\"flac\"}", "audio/flac", RM_SAMPLE_I16, 0},
+      {"{\"container\":\"flac\",\"subtype\":\"pcm24\"}", "audio/flac", 0, 0.5 / 8388608},
+      {"{\"container\":\"ogg\",\"quality\":0.6}", "audio/ogg", 0, -1},
+  };
+  size_t n = 8000;
+  rm_buffer_t *in = media_f32(16000, 2, n);
+  for (size_t i = 0; i < n; i++) {
+    media_fdata(in)[2 * i] = (float)(0.7 * sin(2 * M_PI * 440 * (double)i / 16000));
+    media_fdata(in)[2 * i + 1] = (float)(0.3 * sin(2 * M_PI * 1234 * (double)i / 16000));
+  }
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    rm_buffer_t *file = encode(&in, 1, cases[k].params);
+    CU_ASSERT_STRING_EQUAL(file->mime_type, cases[k].mime);
+    rm_buffer_t *back;
+    rm_error_t err;
+    CU_ASSERT_EQUAL_FATAL(decode(file->data, file->size, "{\"format\":\"f64\"}", &back, &err), 0);
+    CU_ASSERT_EQUAL(back->u.audio.sample_rate, 16000);
+    CU_ASSERT_EQUAL(back->u.audio.channels, 2);
+    CU_ASSERT_EQUAL_FATAL(rm_audio_frames(back), n);
+    double maxerr = 0, sig = 0, noise = 0;
+    for (size_t i = 0; i < 2 * n; i++) {
+      double x = rm_audio_get(in, i), want = x;
+      if (cases[k].quant) { /* exactly the project's conversion to that grid and back */
+        unsigned char q[8];
+        rm_audio_convert(media_fdata(in) + i, RM_SAMPLE_F32, q, cases[k].quant, 1);
+        float f32;
+        double f64;
+        if (cases[k].quant == RM_SAMPLE_F32) {
+          memcpy(&f32, q, 4);
+          want = f32;
+        } else {
+          rm_audio_convert(q, cases[k].quant, &f64, RM_SAMPLE_F64, 1);
+          want = f64;
+        }
+      }
+      double y = rm_audio_get(back, i);
+      maxerr = fmax(maxerr, fabs(y - want));
+      sig += x * x;
+      noise += (y - x) * (y - x);
+    }
+    if (cases[k].tol >= 0) {
+      CU_ASSERT(maxerr <= cases[k].tol);
+    } else {
+      double snr = 10 * log10(sig / noise);
+      printf("\n    ogg vorbis round trip SNR %.1f dB ", snr);
+      CU_ASSERT(snr >= 20);
+    }
+    rm_buffer_unref(back);
+    rm_buffer_unref(file);
+  }
+  /* a stream encoded in chunks is the same file as one-shot */
+  rm_buffer_t *a = media_f32(16000, 2, 3000), *b = media_f32(16000, 2, n - 3000);
+  memcpy(a->data, in->data, a->size);
+  memcpy(b->data, in->data + a->size, b->size);
+  rm_buffer_t *chunks[] = {a, b};
+  rm_buffer_t *f1 = encode(&in, 1, "{\"container\":\"flac\"}");
+  rm_buffer_t *f2 = encode(chunks, 2, "{\"container\":\"flac\"}");
+  CU_ASSERT_EQUAL(f1->size, f2->size);
+  CU_ASSERT(f1->size == f2->size && memcmp(f1->data, f2->data, f1->size) == 0);
+  rm_buffer_unref(f1);
+  rm_buffer_unref(f2);
+  rm_buffer_unref(a);
+  rm_buffer_unref(b);
+  rm_buffer_unref(in);
+}
+
+/* Integer input goes to integer files without passing through float rounding. */
+static void test_encode_i16_bit_exact(void) {
+  int16_t s[1000];
+  for (int i = 0; i < 1000; i++)
+    s[i] = (int16_t)(i * 65 - 32768);
+  rm_buffer_t *in = rm_test_audio_i16(s, 1000, 8000, 1);
+  rm_buffer_t *file = encode(&in, 1, "{}");
+  CU_ASSERT_EQUAL(file->size, 44 + 2000);
+  rm_buffer_t *back;
+  rm_error_t err;
+  CU_ASSERT_EQUAL_FATAL(decode(file->data, file->size, "{}", &back, &err), 0);
+  CU_ASSERT_EQUAL(back->u.audio.format, RM_SAMPLE_I16);
+  CU_ASSERT(back->size == in->size && memcmp(back->data, in->data, in->size) == 0);
+  rm_buffer_unref(back);
+  rm_buffer_unref(file);
+  rm_buffer_unref(in);
+}
+
+static void test_params_and_registry(void) {
+  CU_ASSERT_PTR_NOT_NULL(rm_registry_find("AudioDecode"));
+  CU_ASSERT_PTR_NOT_NULL(rm_registry_find("AudioEncode"));
+  media_expect_create_error("AudioEncode", "{\"container\":\"flac\",\"subtype\":\"float\"}",
+                            "subtype");
+  media_expect_create_error("AudioEncode", "{\"container\":\"ogg\",\"subtype\":\"pcm16\"}",
+                            "subtype");
+  media_expect_create_error("AudioEncode", "{\"subtype\":\"vorbis\"}", "subtype");
+  media_expect_create_error("AudioEncode", "{\"quality\":0.5}", "quality");
+  media_expect_param_error("AudioEncode", "{\"container\":\"ogg\",\"quality\":1.5}", "quality");
+  media_expect_param_error("AudioEncode", "{\"container\":\"mp3\"}", "container");
+  media_expect_param_error("AudioDecode", "{\"format\":\"u8\"}", "format");
+  media_expect_param_error("AudioDecode", "{\"max_seconds\":0}", "max_seconds");
+}
+
+/* A file longer than max_seconds is a limit error, not a huge allocation. */
+static void test_decode_limit(void) {
+  size_t len;
+  unsigned char *bytes = load("sine_1k_48k_mono.wav", &len);
+  rm_buffer_t *a;
+  rm_error_t err;
+  CU_ASSERT_EQUAL(decode(bytes, len, "{\"max_seconds\":0.1}", &a, &err), RM_ELIMIT);
+  CU_ASSERT_PTR_NULL(a);
+  CU_ASSERT_EQUAL(decode(bytes, len, "{\"max_seconds\":0.5}", &a, &err), 0);
+  rm_buffer_unref(a);
+  free(bytes);
+}
+
+int main(void) {
+  static const rm_test_case_t cases[] = {
+      RM_TEST(test_params_and_registry),
+      RM_TEST(test_decode_every_fixture),
+      RM_TEST(test_decode_corrupted_copies),
+      RM_TEST(test_encode_decode_round_trip),
+      RM_TEST(test_encode_i16_bit_exact),
+      RM_TEST(test_decode_limit),
+      {NULL, NULL}};
+  rm_test_suite("media_codec", cases);
+  return rm_test_run();
+}
