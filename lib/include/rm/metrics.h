@@ -57,6 +57,12 @@ static inline void rm_metrics_record(rm_metrics_t *m, size_t i, uint64_t ns, int
     n->max_ns = ns;
 }
 
+/* What metrics add to one timed node invocation: two monotonic clock reads and one
+ * rm_metrics_record, measured once per process (the first caller calibrates; any thread).
+ * Runs charge it to overhead_ns per invocation, and once more for the run's own start and
+ * end reads, instead of timing themselves with further clock reads. */
+uint64_t rm_metrics_invocation_cost_ns(void);
+
 /* The seed's JSON object (keys exactly: pipeline_id, total_executions, total_duration_us,
  * total_duration_ms, peak_memory_bytes, peak_memory_mb, metrics_overhead_us, node_metrics
  * [{node_id, execution_count, success_count, error_count, success_rate,
