@@ -12,6 +12,7 @@
 #include "rm/pipeline.h"
 #include "rm/registry.h"
 #include "rm/wire.h"
+#include "log.h"
 #include "status.h"
 
 #ifndef RM_VERSION
@@ -28,6 +29,7 @@ typedef struct exec_job {
   uint64_t max_input_bytes;
   uint64_t deadline_ns;     /* effective: the earlier of the client's and the server's */
   int server_deadline;      /* the server's execution-time limit is the earlier one */
+  uint64_t client_deadline_ns; /* 0 = none */
   uint64_t max_execution_ms;
   rm_manifest_t *manifest;
   rm_pipeline_t *pipeline;
@@ -187,6 +189,8 @@ static void run_job(exec_job_t *job) {
     bound = i + 1;
   }
   if (!rc) {
+    RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I}", "pipeline", rm_pipeline_name(job->pipeline),
+           "nodes", (json_int_t)rm_pipeline_node_count(job->pipeline));
     rm_run_opts_t opts = {
         .metrics = req->enable_metrics,
         .deadline_ns = job->deadline_ns,
@@ -196,6 +200,10 @@ static void run_job(exec_job_t *job) {
         .n_output_nodes = req->n_output_nodes,
     };
     rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+    /* The core cancels a call whose deadline passed: that is a deadline, not a cancel. */
+    if (rc == RM_ECANCELED && job->client_deadline_ns && rm_clock_ns() >= job->client_deadline_ns)
+      rc = rm_error_set(&err, RM_ETIMEDOUT, err.node_id, NULL, "deadline exceeded%s%s%s",
+                        err.node_id[0] ? " at node '" : "", err.node_id, err.node_id[0] ? "'" : "");
     if (rc == RM_ETIMEDOUT && job->server_deadline)
       rm_error_set(&err, RM_ELIMIT, err.node_id, "max_execution_ms",
                    "the pipeline ran longer than the execution time limit of %llu ms%s%s%s",
@@ -265,6 +273,7 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   uint64_t server_dl = now + job->max_execution_ms * 1000000ull;
   uint64_t client_dl = rm_call_deadline_ns(call);
   job->server_deadline = !client_dl || server_dl < client_dl;
+  job->client_deadline_ns = client_dl;
   job->deadline_ns = job->server_deadline ? server_dl : client_dl;
   if (client_dl && client_dl <= now) {
     rm_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline expired before the pipeline started",
