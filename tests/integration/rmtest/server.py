@@ -104,6 +104,18 @@ class RunningServer:
                     return None
                 self._lines_cv.wait(min(left, 0.1))
 
+    def wait_for_count(self, name, count, timeout, pred=None):
+        """Waits until `count` log events called `name` (matching pred) exist; True if so."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len([e for e in self.events(name) if pred is None or pred(e)]) >= count:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                return False
+            with self._lines_cv:
+                self._lines_cv.wait(min(left, 0.1))
+
     def wait_serving(self, timeout):
         deadline = time.monotonic() + timeout
         with self.channel() as ch:

@@ -1,0 +1,122 @@
+"""Limits are enforced with RESOURCE_EXHAUSTED, configurable, and a request may lower them
+but never raise them."""
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+from conftest import assert_serving, audio_request, chain, trailers
+from rmtest.server import RunningServer
+from remotemedia.v1 import pipeline_service_pb2_grpc as psg
+
+RE = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def err_of(stub, req, timeout=30):
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ExecutePipeline(req, timeout=timeout)
+    return e.value
+
+
+def test_oversize_message_is_resource_exhausted():
+    with RunningServer(["--max-message-bytes", "1048576"]) as srv, srv.channel(
+            options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}))
+        err = err_of(stub, audio_request(m, samples=np.zeros(300_000, np.float32)))  # 1.2 MB
+        assert err.code() == RE
+        # just under the limit passes
+        r = stub.ExecutePipeline(audio_request(m, samples=np.zeros(200_000, np.float32)), timeout=30)
+        assert len(r.outputs["g"].items[0].audio.samples) == 800_000
+        assert_serving(stub)
+
+
+def test_response_too_large_is_resource_exhausted():
+    # Chunk of 1-frame items multiplies per-item overhead: the response outgrows the limit.
+    with RunningServer(["--max-message-bytes", "1048576"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 1}))
+        err = err_of(stub, audio_request(m, samples=np.zeros(200_000, np.float32)))
+        assert err.code() == RE
+        assert "above max-message-bytes 1048576" in err.details()
+        assert_serving(stub)
+
+
+def test_too_many_nodes():
+    with RunningServer(["--max-nodes", "4"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        nodes = [("src", "PassThrough", {})] + [("g%d" % i, "Gain", {"db": 0}) for i in range(4)]
+        err = err_of(stub, audio_request(chain(*nodes)))
+        assert err.code() == RE
+        assert err.details() == "pipeline has 5 nodes, above the limit of 4"
+        assert trailers(err)["rm-error-kind"] == "limit_exceeded"
+        stub.ExecutePipeline(audio_request(chain(*nodes[:4])))  # 4 is fine
+        # the request may lower the limit
+        req = audio_request(chain(*nodes[:4]))
+        req.limits.max_nodes = 3
+        assert err_of(stub, req).details() == "pipeline has 4 nodes, above the limit of 3"
+        # but not raise it
+        req = audio_request(chain(*nodes))
+        req.limits.max_nodes = 1000
+        assert err_of(stub, req).details() == "pipeline has 5 nodes, above the limit of 4"
+
+
+def test_audio_samples_and_input_bytes():
+    with RunningServer(["--max-audio-samples", "1000", "--max-input-bytes", "8000"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}))
+        err = err_of(stub, audio_request(m, samples=np.zeros(1001, np.float32)))
+        assert err.code() == RE
+        assert err.details() == "input for node 'src' holds 1001 audio samples, above the limit of 1000"
+        assert (trailers(err)["rm-failing-node"], trailers(err)["rm-field"]) == ("src", "samples")
+        err = err_of(stub, audio_request(m, samples=np.zeros(2001, np.int32).astype(np.float32)))
+        assert err.code() == RE
+        assert err.details() == "the inputs hold 8004 bytes, above the limit of 8000"
+        # buffers a node produces are limited too: stereo doubles the samples
+        mono_to_stereo = chain(("src", "PassThrough", {}), ("st", "ChannelMix", {"mode": "stereo"}))
+        err = err_of(stub, audio_request(mono_to_stereo, samples=np.zeros(600, np.float32)))
+        assert err.code() == RE
+        assert err.details() == "node 'st' (ChannelMix): output holds 1200 audio samples, above the limit of 1000"
+        req = audio_request(m, samples=np.zeros(600, np.float32))
+        req.limits.max_audio_samples = 500
+        assert err_of(stub, req).code() == RE
+        req.limits.max_audio_samples = 0  # 0 = server default
+        stub.ExecutePipeline(req)
+        assert_serving(stub)
+
+
+def test_concurrency_overflow_is_immediate():
+    with RunningServer(["--max-concurrent", "2", "--log-level", "debug"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="slow")
+        futures = [stub.ExecutePipeline.future(audio_request(slow)) for _ in range(2)]
+        assert srv.wait_for_count("pipeline_start", 2, 10, lambda e: e["pipeline"] == "slow")
+        # both slots are taken until the Delays end: a third call is refused at once
+        err = err_of(stub, audio_request(chain(("src", "PassThrough", {}), name="third")), timeout=1.0)
+        assert err.code() == RE
+        assert err.details() == ("the server is already running its limit of 2 pipelines (max-concurrent); "
+                                 "retry later")
+        assert trailers(err)["rm-field"] == "max_concurrent"
+        for f in futures:
+            assert f.result(timeout=30).node_results[1].state == 1
+        assert_serving(stub)
+
+
+def test_slow_pipelines_do_not_block_fast_calls():
+    """Heavy pipelines run on workers: a fast call completes while slow ones are running."""
+    with RunningServer(["--threads", "1", "--workers", "3", "--log-level", "debug"]) as srv, \
+            srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 3000}), name="slow")
+        futures = [stub.ExecutePipeline.future(audio_request(slow)) for _ in range(3)]
+        assert srv.wait_for_count("pipeline_start", 3, 10, lambda e: e["pipeline"] == "slow")
+        done = threading.Event()
+        fast = stub.ExecutePipeline.future(audio_request(chain(("src", "PassThrough", {}), name="fast")))
+        fast.add_done_callback(lambda f: done.set())
+        assert done.wait(30)
+        assert fast.result().outputs["src"].items[0].audio.sample_rate == 16000
+        # the fast call finished before any slow one
+        assert not any(f.done() for f in futures)
+        for f in futures:
+            f.result(timeout=30)
