@@ -33,13 +33,15 @@ def server_binary():
 
 
 class RunningServer:
-    def __init__(self, args=(), env=None, binary=None, tls_root=None, wait_ready=True):
+    def __init__(self, args=(), env=None, binary=None, tls_root=None, wait_ready=True,
+                 credentials=None):
         self.args = list(args)
         self.env = dict(os.environ)
         if env:
             self.env.update(env)
         self.binary = binary or server_binary()
         self.tls_root = tls_root
+        self.credentials = credentials  # grpc.ChannelCredentials for channel() (e.g. mTLS)
         self.wait_ready = wait_ready
         self.proc = None
         self.port = None
@@ -137,6 +139,7 @@ class RunningServer:
 
     def channel(self, options=None, credentials=None):
         opts = list(options or [])
+        credentials = credentials or self.credentials
         if credentials is not None:
             return grpc.secure_channel(self.address(), credentials, options=opts)
         if self.tls_root is not None:

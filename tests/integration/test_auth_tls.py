@@ -1,0 +1,155 @@
+"""Bearer tokens on every RPC but health, and TLS / mutual TLS handshakes, with certificates
+made here by openssl."""
+import os
+import subprocess
+
+import grpc
+import pytest
+
+from conftest import assert_serving, audio_request, chain, trailers
+from rmtest.server import RunningServer
+from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
+
+TOKENS = ["s3cret-token-one", "another.token/2"]
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def make_cert(d, name, ca, san=None):
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}", cwd=d)
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext, cwd=d)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("certs"))
+    for ca in ("ca", "otherca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out",
+                f"{ca}.pem", "-days", "2", "-subj", f"/CN=test {ca}", cwd=d)
+    make_cert(d, "server", "ca", san="DNS:localhost,IP:127.0.0.1")
+    make_cert(d, "client", "ca")
+    make_cert(d, "intruder", "otherca")
+
+    def read(n):
+        with open(os.path.join(d, n), "rb") as f:
+            return f.read()
+    return {"dir": d, "read": read, "path": lambda n: os.path.join(d, n)}
+
+
+def bad_auth(callable_, *args, metadata=None):
+    with pytest.raises(grpc.RpcError) as e:
+        callable_(*args, metadata=metadata, timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    return e.value
+
+
+def test_bearer_tokens(tmp_path):
+    token_file = tmp_path / "tokens"
+    token_file.write_text("# accepted tokens\n%s\n\n  %s  \n" % tuple(TOKENS))
+    with RunningServer(["--auth-token-file", str(token_file)]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        req = audio_request(chain(("src", "PassThrough", {})))
+        err = bad_auth(stub.ExecutePipeline, req)
+        assert err.details() == "missing bearer token (authorization: Bearer <token>)"
+        assert trailers(err)["rm-error-kind"] == "unauthenticated"
+        err = bad_auth(stub.ExecutePipeline, req, metadata=[("authorization", "Bearer wrong")])
+        assert err.details() == "the bearer token is not valid"
+        bad_auth(stub.ExecutePipeline, req, metadata=[("authorization", "Bearer " + TOKENS[0][:-1])])
+        bad_auth(stub.ExecutePipeline, req, metadata=[("authorization", "Bearer " + TOKENS[0] + "x")])
+        err = bad_auth(stub.ExecutePipeline, req, metadata=[("authorization", "Basic " + TOKENS[0])])
+        assert err.details() == "the authorization header must be 'Bearer <token>'"
+        bad_auth(stub.GetVersion, ps.GetVersionRequest())
+        bad_auth(stub.ListNodeTypes, ps.ListNodeTypesRequest())
+        for tok in TOKENS:
+            md = [("authorization", "Bearer " + tok)]
+            r = stub.ExecutePipeline(req, metadata=md, timeout=10)
+            assert r.outputs["src"].items[0].audio.sample_rate == 16000
+            assert stub.GetVersion(ps.GetVersionRequest(), metadata=md).protocol_version == "1.0"
+        # reflection needs the token too
+        refl = r1g.ServerReflectionStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            list(refl.ServerReflectionInfo(iter([r1.ServerReflectionRequest(list_services="")]), timeout=10))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        ok = list(refl.ServerReflectionInfo(iter([r1.ServerReflectionRequest(list_services="")]),
+                                            metadata=[("authorization", "Bearer " + TOKENS[1])], timeout=10))
+        assert len(ok[0].list_services_response.service) == 4
+        # health is open: load balancers probe it without credentials
+        h = health_pb2_grpc.HealthStub(ch)
+        assert h.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    log = "\n".join(srv.raw_log())
+    for tok in TOKENS:
+        assert tok not in log
+
+
+def test_tokens_from_environment():
+    with RunningServer(env={"RM_AUTH_TOKENS": ",".join(TOKENS)}) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        bad_auth(stub.GetVersion, ps.GetVersionRequest())
+        stub.GetVersion(ps.GetVersionRequest(), metadata=[("authorization", "Bearer " + TOKENS[1])])
+    cfg = srv.events("config")[0]
+    assert cfg["auth_tokens"] == "<redacted>"
+    assert TOKENS[0] not in "\n".join(srv.raw_log())
+
+
+def test_tls(certs):
+    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key")]
+    with RunningServer(args, tls_root=certs["read"]("ca.pem")) as srv:
+        with srv.channel() as ch:
+            stub = psg.PipelineServiceStub(ch)
+            assert_serving(stub)
+        # a plaintext client cannot talk to it
+        with grpc.insecure_channel(srv.address()) as plain:
+            with pytest.raises(grpc.RpcError) as e:
+                psg.PipelineServiceStub(plain).GetVersion(ps.GetVersionRequest(), timeout=3)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        # nor one that does not trust its CA
+        creds = grpc.ssl_channel_credentials(certs["read"]("otherca.pem"))
+        with srv.channel(credentials=creds) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                psg.PipelineServiceStub(ch).GetVersion(ps.GetVersionRequest(), timeout=3)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert srv.events("listening")[0]["tls"] is True
+
+
+def test_mutual_tls(certs):
+    r = certs["read"]
+    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
+    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
+            "--tls-client-ca", certs["path"]("ca.pem"), "--tls-require-client-cert"]
+    with RunningServer(args, credentials=good) as srv:
+        with srv.channel() as ch:
+            assert_serving(psg.PipelineServiceStub(ch))
+        for creds in (grpc.ssl_channel_credentials(r("ca.pem")),  # no client certificate
+                      grpc.ssl_channel_credentials(r("ca.pem"), r("intruder.key"), r("intruder.pem"))):
+            with srv.channel(credentials=creds) as ch:
+                with pytest.raises(grpc.RpcError) as e:
+                    psg.PipelineServiceStub(ch).GetVersion(ps.GetVersionRequest(), timeout=3)
+                assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        with srv.channel() as ch:  # still serving good clients
+            assert_serving(psg.PipelineServiceStub(ch))
+
+
+def test_tls_config_errors(certs, tmp_path):
+    import subprocess as sp
+    from rmtest.server import server_binary
+    cases = [
+        (["--tls-cert", certs["path"]("server.pem")], 2, "tls-cert and tls-key go together"),
+        (["--tls-cert", str(tmp_path / "none.pem"), "--tls-key", str(tmp_path / "none.key")], 1,
+         "cannot be read"),
+        (["--tls-require-client-cert"], 2, "tls-require-client-cert needs tls-client-ca"),
+        (["--auth-token-file", str(tmp_path / "missing")], 1, "cannot be read"),
+    ]
+    for args, code, text in cases:
+        p = sp.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True, timeout=30)
+        assert p.returncode == code, (args, p.stderr)
+        assert text in p.stderr.decode()
