@@ -100,7 +100,7 @@ static void fail(char *errbuf, size_t cap, const char *fmt, ...) {
 }
 
 static const char *type_name(opt_type_t t) {
-  return t == T_STR ? "string" : t == T_BOOL ? "boolean" : "integer";
+  return t == T_STR ? "a string" : t == T_BOOL ? "a boolean" : "an integer";
 }
 
 static int parse_bool(const char *v, int *out) {
@@ -197,7 +197,7 @@ static int load_file(rm_config_t *cfg, const char *path, char *errbuf, size_t ca
     else if (o->type != T_STR && o->type != T_BOOL && json_is_integer(v))
       snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else {
-      fail(errbuf, cap, "%s: '%s' must be a %s", source, key, type_name(o->type));
+      fail(errbuf, cap, "%s: '%s' must be %s", source, key, type_name(o->type));
       rc = -1;
       break;
     }
