@@ -232,6 +232,7 @@ static void run_job(exec_job_t *job) {
 static void run_job_offloaded(void *arg) { run_job(arg); }
 
 static void offload(exec_job_t *job) {
+  rm_call_watch_cancel(job->call);
   if (rm_server_offload(job->server, run_job_offloaded, job)) {
     rm_call_fail(job->call, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", "unavailable",
                  NULL, NULL);

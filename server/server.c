@@ -69,6 +69,8 @@ struct rm_call {
   uint64_t deadline_ns;
   volatile int cancelled;
   int close_cancelled;
+  int close_started; /* RECV_CLOSE_ON_SERVER posted on its own (cancellation is watched) */
+  int combined;      /* the close op rides in the send batch: on_sent drops both refs */
   int replied;
   uint64_t t_start;
   /* reply, kept alive until the send batch completes */
@@ -302,7 +304,11 @@ static void log_call(rm_call_t *c) {
 static void on_sent(rm_tag_t *tag, int ok) {
   rm_call_t *c = container_of(tag, rm_call_t, send_tag);
   (void)ok; /* not ok: the client went away first; nothing more to do */
+  if (c->combined && c->close_cancelled)
+    c->cancelled = 1;
   log_call(c);
+  if (c->combined)
+    call_unref(c);
   call_unref(c);
 }
 
@@ -315,7 +321,7 @@ static void add_trailer(rm_call_t *c, const char *key, const char *value) {
 }
 
 static void send_status(rm_call_t *c) {
-  grpc_op ops[3];
+  grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -331,12 +337,35 @@ static void send_status(rm_call_t *c) {
   ops[n].data.send_status_from_server.trailing_metadata = c->trailers;
   ops[n].data.send_status_from_server.trailing_metadata_count = c->n_trailers;
   n++;
+  if (!c->close_started) {
+    /* Nobody watched for cancellation (the call ran inline on its polling thread, which
+     * could not have noticed one anyway): one batch instead of two. */
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    n++;
+    c->combined = 1;
+  }
   c->send_tag.fn = on_sent;
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
   if (e != GRPC_CALL_OK) {
     RM_LOG(RM_LOG_ERROR, "send_failed", "{s:s}", "error", grpc_call_error_to_string(e));
+    if (c->combined)
+      call_unref(c);
     call_unref(c);
   }
+}
+
+void rm_call_watch_cancel(rm_call_t *c) {
+  if (c->close_started || c->replied)
+    return;
+  c->close_started = 1;
+  c->close_tag.fn = on_close;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  if (grpc_call_start_batch(c->call, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
+    call_unref(c);
 }
 
 void rm_call_fail(rm_call_t *c, grpc_status_code code, const char *message, const char *kind,
@@ -444,14 +473,6 @@ static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_times
   c->details = grpc_empty_slice();
   if (unknown)
     c->unregistered_path = rm_strdup(unknown);
-  c->close_tag.fn = on_close;
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-  if (grpc_call_start_batch(gcall, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
-    atomic_fetch_sub(&c->refs, 1);
-
   if (reject_code != GRPC_STATUS_OK) {
     char text[300];
     if (!m) {

@@ -84,6 +84,11 @@ void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
 void rm_call_fail(rm_call_t *call, grpc_status_code code, const char *message,
                   const char *kind, const char *node, const char *field);
 
+/* Starts watching for client cancellation (and deadline expiry) so rm_call_cancel_flag
+ * turns non-zero when it happens. Call it on the polling thread before handing the call to
+ * a worker; calls answered inline skip it and save a batch. */
+void rm_call_watch_cancel(rm_call_t *call);
+
 /* Monotonic deadline of the call in rm_clock_ns() units, 0 when the client set none. */
 uint64_t rm_call_deadline_ns(const rm_call_t *call);
 /* Non-zero once the client cancelled or the server is force-stopping. */

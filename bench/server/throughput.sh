@@ -1,0 +1,65 @@
+#!/bin/sh
+# throughput.sh - unary calls/s of remotemedia-server (1-node PassThrough, 100-byte input)
+# against a bare C-core echo server measured in the same run, both driven by h2load.
+# Each server gets one polling thread pinned to CPU 0; h2load runs on CPU 1. Prints the
+# median of RUNS runs and the ratio. Needs nghttp2-client (RM_EXTRA_PACKAGES=1
+# scripts/install-deps.sh). Usage: bench/server/throughput.sh [build-dir]
+set -eu
+BUILD=${1:-build}
+RUNS=${RUNS:-5}
+REQS=${REQS:-200000}
+CONC=${CONC:-4}
+STREAMS=${STREAMS:-32}
+LOG_LEVEL=${LOG_LEVEL:-warn}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TMP=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
+command -v h2load >/dev/null || { echo "h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh" >&2; exit 2; }
+
+# The request body: gRPC framing (flag + 4-byte length) around an ExecuteRequest.
+PYTHONPATH="$BUILD/python_gen" /usr/bin/python3 - "$TMP/req.bin" <<'PY'
+import struct, sys
+from remotemedia.v1 import pipeline_service_pb2 as ps
+req = ps.ExecuteRequest()
+req.manifest.name = "bench"
+req.manifest.nodes.add(id="p", node_type="PassThrough")
+req.inputs["p"].binary.data = bytes(100)
+body = req.SerializeToString()
+open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(body)) + body)
+PY
+
+wait_port() { # log-file -> port
+  for _ in $(seq 1 200); do
+    p=$(grep -o '"port":[0-9]*' "$1" 2>/dev/null | head -1 | cut -d: -f2)
+    [ -n "$p" ] && { echo "$p"; return 0; }
+    sleep 0.05
+  done
+  echo "server did not start" >&2; exit 1
+}
+
+load() { # port -> calls/s
+  taskset -c 1 h2load -n "$REQS" -c "$CONC" -m "$STREAMS" -t 1 \
+    -H 'content-type: application/grpc' -H 'te: trailers' -d "$TMP/req.bin" \
+    "http://127.0.0.1:$1/remotemedia.v1.PipelineService/ExecutePipeline" 2>/dev/null |
+    awk '/^finished in/ {gsub(",", "", $4); print $4}'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+taskset -c 0 "$BUILD/bench/server/echo_server" 127.0.0.1:0 2>"$TMP/echo.log" &
+ECHO_PORT=$(wait_port "$TMP/echo.log")
+taskset -c 0 "$BUILD/server/remotemedia-server" --listen 127.0.0.1:0 --threads 1 --workers 1 \
+  --log-level "$LOG_LEVEL" 2>"$TMP/rm.log" &
+RM_PORT=$(wait_port "$TMP/rm.log")
+
+load "$ECHO_PORT" >/dev/null; load "$RM_PORT" >/dev/null  # warm up
+: >"$TMP/echo.txt"; : >"$TMP/rm.txt"
+for _ in $(seq 1 "$RUNS"); do   # interleaved so drift hits both alike
+  load "$ECHO_PORT" >>"$TMP/echo.txt"
+  load "$RM_PORT" >>"$TMP/rm.txt"
+done
+E=$(median <"$TMP/echo.txt"); R=$(median <"$TMP/rm.txt")
+echo "echo server (bare C core):      $E calls/s  runs: $(tr '\n' ' ' <"$TMP/echo.txt")"
+echo "remotemedia-server (log=$LOG_LEVEL): $R calls/s  runs: $(tr '\n' ' ' <"$TMP/rm.txt")"
+awk -v r="$R" -v e="$E" 'BEGIN {printf "ratio: %.1f %% of the echo baseline\n", 100 * r / e}'
+grep -c '"status":"OK"' "$TMP/rm.log" >/dev/null 2>&1 || true
