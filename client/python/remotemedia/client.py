@@ -1,0 +1,232 @@
+"""client.py - the transport: one gRPC channel per Client, reused by every call.
+
+Client offers each RPC twice: as a coroutine on a grpc.aio channel (execute,
+list_node_types, get_version, health_check, watch_health) and as a plain call on a
+blocking channel (the *_sync variants), so synchronous code never needs an event loop.
+Each kind of channel is opened on first use and then reused; many asyncio tasks may
+share it at once. A grpc.aio channel belongs to the event loop it was opened in: if the
+client is later used from another loop (a second asyncio.run), a new channel is opened
+for that loop.
+
+Errors are raised as remotemedia.errors.RemoteMediaError subclasses, chosen by the gRPC
+status code, carrying the server's trailing metadata (node id, field, error kind).
+"""
+import asyncio
+import threading
+
+import grpc
+import grpc.aio
+
+from . import _proto
+from ._version import __version__
+from .config import RemoteConfig
+from .errors import RemoteMediaError, error_from_rpc
+from .schema import NodeTypeSchema
+
+__all__ = ["Client", "client_for", "CLIENT_VERSION"]
+
+CLIENT_VERSION = "remotemedia-python/" + __version__
+
+_pb = _proto.pipeline_service_pb2
+
+
+class _Stubs:
+    def __init__(self, channel):
+        self.channel = channel
+        self.pipeline = _proto.pipeline_service_pb2_grpc.PipelineServiceStub(channel)
+        self.health = (_proto.health_pb2_grpc.HealthStub(channel)
+                       if _proto.health_pb2_grpc is not None else None)
+
+
+class Client:
+    """A connection to one remotemedia server (or a load-balanced set of replicas).
+
+    Args:
+        remote: a RemoteConfig, or an address string ("host:port").
+
+    Use it as a context manager (`with` or `async with`) or call close() / close_sync()
+    to release the channels. Thread-safe; the sync methods may be called from any thread.
+    """
+
+    def __init__(self, remote="localhost:50051"):
+        self.config = remote if isinstance(remote, RemoteConfig) else RemoteConfig(remote)
+        self._lock = threading.Lock()
+        self._aio = None   # (loop, _Stubs) of the grpc.aio channel
+        self._sync = None  # _Stubs of the blocking channel
+        #: How many channels this client has opened (one per kind, plus one per new loop).
+        self.channels_opened = 0
+
+    # -- channels ------------------------------------------------------------------------
+    def _open(self, aio):
+        cfg = self.config
+        creds = cfg.channel_credentials()
+        opts = cfg.channel_options()
+        mod = grpc.aio if aio else grpc
+        if creds is None:
+            ch = mod.insecure_channel(cfg.address, options=opts)
+        else:
+            ch = mod.secure_channel(cfg.address, creds, options=opts)
+        self.channels_opened += 1
+        return _Stubs(ch)
+
+    def _aio_stubs(self):
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._aio is None or self._aio[0] is not loop:
+                self._aio = (loop, self._open(aio=True))
+            return self._aio[1]
+
+    def _sync_stubs(self):
+        with self._lock:
+            if self._sync is None:
+                self._sync = self._open(aio=False)
+            return self._sync
+
+    def _call_kwargs(self, timeout):
+        kw = {"metadata": self.config.call_metadata(),
+              "timeout": timeout if timeout is not None else self.config.timeout}
+        if self.config.wait_for_ready:
+            kw["wait_for_ready"] = True
+        return kw
+
+    async def _unary(self, method, request, timeout):
+        stubs = self._aio_stubs()
+        try:
+            return await method(stubs)(request, **self._call_kwargs(timeout))
+        except grpc.RpcError as e:
+            raise error_from_rpc(e) from e
+
+    def _unary_sync(self, method, request, timeout):
+        stubs = self._sync_stubs()
+        try:
+            return method(stubs)(request, **self._call_kwargs(timeout))
+        except grpc.RpcError as e:
+            raise error_from_rpc(e) from e
+
+    # -- ExecutePipeline -------------------------------------------------------------------
+    async def execute(self, request, timeout=None):
+        """Sends a pipeline_service_pb2.ExecuteRequest; returns the ExecuteResponse."""
+        request.client_version = request.client_version or CLIENT_VERSION
+        return await self._unary(lambda s: s.pipeline.ExecutePipeline, request, timeout)
+
+    def execute_sync(self, request, timeout=None):
+        request.client_version = request.client_version or CLIENT_VERSION
+        return self._unary_sync(lambda s: s.pipeline.ExecutePipeline, request, timeout)
+
+    # -- ListNodeTypes ---------------------------------------------------------------------
+    async def list_node_types(self, timeout=None):
+        """Every node type the server runs, as NodeTypeSchema (name, description, params
+        with types/ranges/defaults, input and output ports)."""
+        resp = await self._unary(lambda s: s.pipeline.ListNodeTypes,
+                                 _pb.ListNodeTypesRequest(), timeout)
+        return [NodeTypeSchema.from_proto(t) for t in resp.node_types]
+
+    def list_node_types_sync(self, timeout=None):
+        resp = self._unary_sync(lambda s: s.pipeline.ListNodeTypes,
+                                _pb.ListNodeTypesRequest(), timeout)
+        return [NodeTypeSchema.from_proto(t) for t in resp.node_types]
+
+    # -- GetVersion ------------------------------------------------------------------------
+    @staticmethod
+    def _version_dict(r):
+        return {"protocol_version": r.protocol_version, "server_version": r.server_version,
+                "grpc_core_version": r.grpc_core_version, "services": list(r.services)}
+
+    async def get_version(self, timeout=None):
+        """{"protocol_version", "server_version", "grpc_core_version", "services"}."""
+        r = await self._unary(lambda s: s.pipeline.GetVersion, _pb.GetVersionRequest(), timeout)
+        return self._version_dict(r)
+
+    def get_version_sync(self, timeout=None):
+        r = self._unary_sync(lambda s: s.pipeline.GetVersion, _pb.GetVersionRequest(), timeout)
+        return self._version_dict(r)
+
+    # -- grpc.health.v1 --------------------------------------------------------------------
+    @staticmethod
+    def _health_request(service):
+        if _proto.health_pb2 is None:
+            raise RemoteMediaError("the grpc_health.v1 stubs are not importable",
+                                   grpc.StatusCode.UNIMPLEMENTED, from_server=False)
+        return _proto.health_pb2.HealthCheckRequest(service=service)
+
+    @staticmethod
+    def _status_name(resp):
+        return _proto.health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+    async def health_check(self, service="", timeout=None):
+        """The serving status of `service` ("" = the whole server): "SERVING",
+        "NOT_SERVING" (e.g. while draining), "UNKNOWN". An unknown service raises NotFound."""
+        req = self._health_request(service)
+        resp = await self._unary(lambda s: s.health.Check, req, timeout)
+        return self._status_name(resp)
+
+    def health_check_sync(self, service="", timeout=None):
+        req = self._health_request(service)
+        return self._status_name(self._unary_sync(lambda s: s.health.Check, req, timeout))
+
+    async def watch_health(self, service="", timeout=None):
+        """Async iterator of serving-status names: the current one, then every change."""
+        req = self._health_request(service)
+        stubs = self._aio_stubs()
+        call = stubs.health.Watch(req, **self._call_kwargs(timeout))
+        try:
+            async for resp in call:
+                yield self._status_name(resp)
+        except grpc.RpcError as e:
+            raise error_from_rpc(e) from e
+        finally:
+            call.cancel()
+
+    # -- lifetime --------------------------------------------------------------------------
+    async def close(self):
+        """Closes both channels (pending calls are cancelled)."""
+        with self._lock:
+            aio, self._aio = self._aio, None
+            sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.channel.close()
+        if aio is not None:
+            if aio[0] is asyncio.get_running_loop():
+                await aio[1].channel.close()
+
+    def close_sync(self):
+        """Closes the blocking channel, and the grpc.aio one if its loop is not running.
+        From asyncio code prefer `await close()`."""
+        with self._lock:
+            aio, self._aio = self._aio, None
+            sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.channel.close()
+        if aio is not None and not aio[0].is_closed() and not aio[0].is_running():
+            aio[0].run_until_complete(aio[1].channel.close())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close_sync()
+        return False
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+        return False
+
+    def __repr__(self):
+        return "Client(%r)" % self.config.address
+
+
+def client_for(remote):
+    """(client, owned) for a Client, Pipeline, RemoteConfig or address string; owned is True
+    when a new Client was made here (the caller closes it)."""
+    if isinstance(remote, Client):
+        return remote, False
+    client = getattr(remote, "client", None)
+    if isinstance(client, Client):
+        return client, False
+    if isinstance(remote, (RemoteConfig, str)):
+        return Client(remote), True
+    raise TypeError("expected a RemoteConfig, an address, a Client or a Pipeline, not %s"
+                    % type(remote).__name__)

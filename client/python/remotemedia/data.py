@@ -1,0 +1,280 @@
+"""data.py - Python values to and from remotemedia.v1.DataBuffer without per-sample loops.
+
+Audio goes through numpy: an array's bytes are sent as they are (np.ascontiguousarray in
+little-endian order, then tobytes) and received with np.frombuffer, so a megabyte of
+samples costs one copy each way, never a Python loop.
+
+Input values (what pipeline.run accepts):
+    AudioBuffer, or a numpy array together with sample_rate=   -> audio
+    Tensor(array)                                              -> tensor
+    dict, list, int, float, bool, None, Json(value)            -> json
+    str                                                        -> text
+    bytes, bytearray, memoryview, Binary(data, mime_type)      -> binary
+Output values: AudioBuffer, numpy array (tensor), the decoded JSON value, str, Binary.
+"""
+import json
+import math
+
+import numpy as np
+
+from ._proto import data_pb2
+
+__all__ = ["AudioBuffer", "Tensor", "Json", "Binary", "to_proto", "from_proto"]
+
+# AudioFormat enum value -> (short name, little-endian numpy dtype)
+_AUDIO_FORMATS = {
+    data_pb2.AUDIO_FORMAT_F32: ("f32", np.dtype("<f4")),
+    data_pb2.AUDIO_FORMAT_I16: ("i16", np.dtype("<i2")),
+    data_pb2.AUDIO_FORMAT_I32: ("i32", np.dtype("<i4")),
+    data_pb2.AUDIO_FORMAT_F64: ("f64", np.dtype("<f8")),
+}
+_AUDIO_FORMAT_OF = {(dt.kind, dt.itemsize): fmt for fmt, (_, dt) in _AUDIO_FORMATS.items()}
+
+_TENSOR_DTYPES = {
+    data_pb2.TENSOR_DTYPE_F32: np.dtype("<f4"),
+    data_pb2.TENSOR_DTYPE_F64: np.dtype("<f8"),
+    data_pb2.TENSOR_DTYPE_I32: np.dtype("<i4"),
+    data_pb2.TENSOR_DTYPE_I64: np.dtype("<i8"),
+    data_pb2.TENSOR_DTYPE_U8: np.dtype("u1"),
+    data_pb2.TENSOR_DTYPE_I16: np.dtype("<i2"),
+}
+_TENSOR_DTYPE_OF = {(dt.kind, dt.itemsize): v for v, dt in _TENSOR_DTYPES.items()}
+
+MAX_SAMPLE_RATE = 768000
+MAX_CHANNELS = 64
+
+
+def _little_endian(arr):
+    """arr as a C-contiguous little-endian array; no copy when it already is one."""
+    dt = arr.dtype
+    if dt.byteorder == ">" or (dt.byteorder == "=" and not np.little_endian):
+        dt = dt.newbyteorder("<")
+    return np.ascontiguousarray(arr, dtype=dt)
+
+
+class AudioBuffer:
+    """Interleaved PCM audio: a numpy array and its sample rate.
+
+    samples is 1-D for mono, or 2-D [frames, channels] for interleaved multi-channel
+    audio; dtype float32, int16, int32 or float64 (float full scale is [-1, 1]).
+    Arrays received from the server are read-only views of the response bytes; use
+    .samples.copy() for a writable one.
+
+    Args:
+        samples: array-like of samples.
+        sample_rate: Hz, 1..768000.
+        channels: only needed to reshape a 1-D interleaved array into [frames, channels].
+    """
+
+    __slots__ = ("samples", "sample_rate")
+
+    def __init__(self, samples, sample_rate, channels=None):
+        arr = np.asarray(samples)
+        if (arr.dtype.kind, arr.dtype.itemsize) not in _AUDIO_FORMAT_OF or arr.dtype.kind not in "fi":
+            raise TypeError("audio samples must be float32, int16, int32 or float64, not %s"
+                            % arr.dtype)
+        if arr.ndim == 1 and channels not in (None, 1):
+            if channels < 1 or arr.shape[0] % channels:
+                raise ValueError("%d interleaved samples do not split into %r channels"
+                                 % (arr.shape[0], channels))
+            arr = arr.reshape(-1, channels)
+        elif arr.ndim == 2:
+            if channels is not None and channels != arr.shape[1]:
+                raise ValueError("samples have %d channels (shape [frames, channels]), not %r"
+                                 % (arr.shape[1], channels))
+        elif arr.ndim != 1:
+            raise ValueError("audio must be 1-D (mono) or 2-D [frames, channels], not %d-D"
+                             % arr.ndim)
+        nch = 1 if arr.ndim == 1 else arr.shape[1]
+        if not 1 <= nch <= MAX_CHANNELS:
+            raise ValueError("audio must have 1..%d channels (shape [frames, channels]), not %d"
+                             % (MAX_CHANNELS, nch))
+        if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate:
+            raise ValueError("sample_rate must be an integer number of Hz, not %r" % (sample_rate,))
+        sample_rate = int(sample_rate)
+        if not 1 <= sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError("sample_rate must be 1..%d Hz, not %d" % (MAX_SAMPLE_RATE, sample_rate))
+        self.samples = arr
+        self.sample_rate = sample_rate
+
+    @property
+    def channels(self):
+        return 1 if self.samples.ndim == 1 else self.samples.shape[1]
+
+    @property
+    def frames(self):
+        return self.samples.shape[0]
+
+    @property
+    def format(self):
+        """"f32", "i16", "i32" or "f64"."""
+        dt = self.samples.dtype
+        return _AUDIO_FORMATS[_AUDIO_FORMAT_OF[(dt.kind, dt.itemsize)]][0]
+
+    @property
+    def dtype(self):
+        return self.samples.dtype
+
+    @property
+    def duration_s(self):
+        return self.frames / self.sample_rate
+
+    def __len__(self):
+        return self.frames
+
+    def __array__(self, dtype=None):
+        return np.asarray(self.samples, dtype=dtype)
+
+    def __repr__(self):
+        return "AudioBuffer(%d frames, %d ch, %d Hz, %s)" % (
+            self.frames, self.channels, self.sample_rate, self.format)
+
+    def to_float32(self):
+        """The samples as float32 in [-1, 1] (integer formats divided by their full scale)."""
+        s = self.samples
+        if s.dtype.kind == "f":
+            return s.astype(np.float32)
+        return (s.astype(np.float64) / float(-np.iinfo(s.dtype).min)).astype(np.float32)
+
+
+class Tensor:
+    """An n-dimensional array sent as a tensor (dtype float32/64, int16/32/64 or uint8)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        arr = np.asarray(array)
+        if (arr.dtype.kind, arr.dtype.itemsize) not in _TENSOR_DTYPE_OF or arr.dtype.kind not in "fiu":
+            raise TypeError("tensor dtype must be float32, float64, int16, int32, int64 or uint8, "
+                            "not %s" % arr.dtype)
+        self.array = arr
+
+
+class Json:
+    """A value sent as JSON even when it is a str (a bare str is sent as text)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+class Binary:
+    """Opaque bytes with a MIME type (e.g. a WAV file for AudioDecode)."""
+
+    __slots__ = ("data", "mime_type")
+
+    def __init__(self, data, mime_type="application/octet-stream"):
+        self.data = bytes(data)
+        self.mime_type = mime_type
+
+    def __eq__(self, other):
+        return isinstance(other, Binary) and (self.data, self.mime_type) == (other.data, other.mime_type)
+
+    def __repr__(self):
+        return "Binary(%d bytes, %r)" % (len(self.data), self.mime_type)
+
+
+def _json_text(value):
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_json_default)
+    except ValueError as e:
+        raise ValueError("input is not valid JSON: %s" % e) from None
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError("%s is not JSON serialisable" % type(o).__name__)
+
+
+def audio_to_proto(audio, buf):
+    arr = _little_endian(audio.samples)
+    a = buf.audio
+    a.samples = arr.tobytes()
+    a.sample_rate = audio.sample_rate
+    a.channels = audio.channels
+    a.format = _AUDIO_FORMAT_OF[(arr.dtype.kind, arr.dtype.itemsize)]
+
+
+def to_proto(value, sample_rate=None):
+    """A data_pb2.DataBuffer for value (see the module docstring for what maps to what)."""
+    if isinstance(value, data_pb2.DataBuffer):
+        return value
+    buf = data_pb2.DataBuffer()
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
+        value, sample_rate = value
+    if isinstance(value, np.ndarray):
+        if sample_rate is None:
+            raise TypeError("a numpy array is audio only with sample_rate=...; wrap other "
+                            "arrays in remotemedia.Tensor(...)")
+        value = AudioBuffer(value, sample_rate)
+    if isinstance(value, AudioBuffer):
+        audio_to_proto(value, buf)
+    elif isinstance(value, Tensor):
+        arr = _little_endian(value.array)
+        buf.tensor.data = arr.tobytes()
+        buf.tensor.shape.extend(arr.shape)
+        buf.tensor.dtype = _TENSOR_DTYPE_OF[(arr.dtype.kind, arr.dtype.itemsize)]
+    elif isinstance(value, Binary):
+        buf.binary.data = value.data
+        buf.binary.mime_type = value.mime_type
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        buf.binary.data = bytes(value)
+        buf.binary.mime_type = "application/octet-stream"
+    elif isinstance(value, str):
+        buf.text.text = value
+    elif isinstance(value, Json):
+        buf.json.json = _json_text(value.value)
+    elif value is None or isinstance(value, (dict, list, int, float, bool, np.generic)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("input is not valid JSON: %r" % value)
+        buf.json.json = _json_text(value)
+    else:
+        raise TypeError("cannot send a %s as pipeline data (use AudioBuffer, a numpy array "
+                        "with sample_rate=, Tensor, JSON values, str or bytes)" % type(value).__name__)
+    return buf
+
+
+class DecodeError(ValueError):
+    """A response buffer is inconsistent (a server bug)."""
+
+
+def audio_from_proto(a):
+    if a.format not in _AUDIO_FORMATS:
+        raise DecodeError("response audio has unknown format %d" % a.format)
+    dt = _AUDIO_FORMATS[a.format][1]
+    ch = a.channels
+    if ch < 1 or len(a.samples) % (dt.itemsize * ch):
+        raise DecodeError("response audio: %d bytes is not a whole number of %d-channel %s frames"
+                          % (len(a.samples), ch, _AUDIO_FORMATS[a.format][0]))
+    arr = np.frombuffer(a.samples, dtype=dt)
+    if ch > 1:
+        arr = arr.reshape(-1, ch)
+    return AudioBuffer(arr, a.sample_rate)
+
+
+def from_proto(buf):
+    """The Python value of a data_pb2.DataBuffer."""
+    kind = buf.WhichOneof("kind")
+    if kind == "audio":
+        return audio_from_proto(buf.audio)
+    if kind == "json":
+        return json.loads(buf.json.json)
+    if kind == "text":
+        return buf.text.text
+    if kind == "binary":
+        return Binary(buf.binary.data, buf.binary.mime_type)
+    if kind == "tensor":
+        t = buf.tensor
+        if t.dtype not in _TENSOR_DTYPES:
+            raise DecodeError("response tensor has unknown dtype %d" % t.dtype)
+        dt = _TENSOR_DTYPES[t.dtype]
+        count = math.prod(t.shape)
+        if count * dt.itemsize != len(t.data):
+            raise DecodeError("response tensor: %d bytes do not hold shape %s of %s"
+                              % (len(t.data), list(t.shape), dt))
+        return np.frombuffer(t.data, dtype=dt).reshape(tuple(t.shape))
+    raise DecodeError("response buffer carries no data")

@@ -1,0 +1,145 @@
+"""errors.py - typed exceptions for failed calls, built from gRPC statuses and the server's
+trailing metadata (rm-error-kind, rm-failing-node, rm-field).
+
+Every error the client raises for a call is a RemoteMediaError (or a subclass chosen by
+the gRPC status code), so callers can catch one type and still branch on the precise
+case:
+
+    try:
+        await pipeline.run(audio, sample_rate=48000)
+    except remotemedia.InvalidArgument as e:
+        print(e.node_id, e.field, e.message)
+"""
+import grpc
+
+__all__ = [
+    "RemoteMediaError", "InvalidArgument", "NotFound", "ResourceExhausted", "DeadlineExceeded",
+    "Cancelled", "Unauthenticated", "PermissionDenied", "Unavailable", "Unimplemented",
+    "Internal", "error_from_rpc",
+]
+
+TRAILER_KIND = "rm-error-kind"
+TRAILER_NODE = "rm-failing-node"
+TRAILER_FIELD = "rm-field"
+
+
+class RemoteMediaError(Exception):
+    """A call failed.
+
+    Attributes:
+        code: the grpc.StatusCode (INVALID_ARGUMENT for a parameter rejected client-side).
+        message: the human sentence (the gRPC status details).
+        node_id: the failing node (trailer rm-failing-node), or None.
+        field: the offending parameter key or input field (trailer rm-field), or None.
+        kind: the server's stable error name (trailer rm-error-kind, e.g. "invalid_params",
+            "unknown_node_type", "limit_exceeded"), or None.
+        trailers: every trailing metadata entry, as a dict of str to str.
+        from_server: False when the client itself rejected the request before sending it.
+    """
+
+    def __init__(self, message, code=grpc.StatusCode.UNKNOWN, node_id=None, field=None,
+                 kind=None, trailers=None, from_server=True):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.node_id = node_id or None
+        self.field = field or None
+        self.kind = kind or None
+        self.trailers = dict(trailers or {})
+        self.from_server = from_server
+
+    def __str__(self):
+        where = []
+        if self.node_id:
+            where.append("node=%s" % self.node_id)
+        if self.field:
+            where.append("field=%s" % self.field)
+        if self.kind:
+            where.append("kind=%s" % self.kind)
+        suffix = " (%s)" % ", ".join(where) if where else ""
+        return "%s: %s%s" % (self.code.name, self.message, suffix)
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.message, self.code.name, self.node_id, self.field,
+                           self.kind, self.trailers, self.from_server))
+
+
+def _rebuild(cls, message, code_name, node_id, field, kind, trailers, from_server):
+    return cls(message, grpc.StatusCode[code_name], node_id, field, kind, trailers, from_server)
+
+
+class InvalidArgument(RemoteMediaError):
+    """A bad manifest, parameter or input (the message names the node and the field)."""
+
+
+class NotFound(RemoteMediaError):
+    """An unknown node type (or an unknown health service)."""
+
+
+class ResourceExhausted(RemoteMediaError):
+    """A server limit was exceeded (nodes, samples, bytes, concurrency, memory)."""
+
+
+class DeadlineExceeded(RemoteMediaError):
+    """The call's deadline (timeout=) passed before the pipeline finished."""
+
+
+class Cancelled(RemoteMediaError):
+    """The call was cancelled."""
+
+
+class Unauthenticated(RemoteMediaError):
+    """The server requires a bearer token and none, or a wrong one, was sent."""
+
+
+class PermissionDenied(RemoteMediaError):
+    """The caller is authenticated but not allowed."""
+
+
+class Unavailable(RemoteMediaError):
+    """The server cannot be reached or is draining; retrying elsewhere may succeed."""
+
+
+class Unimplemented(RemoteMediaError):
+    """The server does not implement the method."""
+
+
+class Internal(RemoteMediaError):
+    """A bug on the server, or a response the client could not make sense of."""
+
+
+_BY_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+    grpc.StatusCode.INTERNAL: Internal,
+}
+
+
+def error_class(code):
+    """The exception class for a grpc.StatusCode (RemoteMediaError for the others)."""
+    return _BY_CODE.get(code, RemoteMediaError)
+
+
+def _text(v):
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def error_from_rpc(err):
+    """The RemoteMediaError subclass for a grpc.RpcError (sync or grpc.aio)."""
+    code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = err.details() if callable(getattr(err, "details", None)) else str(err)
+    md = err.trailing_metadata() if callable(getattr(err, "trailing_metadata", None)) else None
+    trailers = {}
+    for item in md or ():
+        key, value = item[0], item[1]
+        trailers[_text(key)] = _text(value)
+    return error_class(code)(details or code.name, code,
+                             node_id=trailers.get(TRAILER_NODE), field=trailers.get(TRAILER_FIELD),
+                             kind=trailers.get(TRAILER_KIND), trailers=trailers)

@@ -1,0 +1,283 @@
+"""nodes.py - pipeline nodes: the generic Node and one class per server node type.
+
+The classes are built at import time from node_schema.json, which the build dumps from
+the engine's own registry (client/python/node_schema_dump.c), so they carry exactly the
+parameter names, types, ranges and descriptions the server validates with. A different
+server (newer, older) can be followed at run time:
+
+    remotemedia.nodes.refresh(RemoteConfig("rm.example:50051"))  # from its ListNodeTypes
+
+    from remotemedia.nodes import Gain
+    Gain(db=-6)                      # validated here, with the server's rules
+    Gain(db=-6, node_id="g")         # explicit node id (otherwise one is made up)
+    Node("Gain", {"db": -6}, node_id="g")   # the generic form, for any type name
+
+Classes are refreshed in place, so names imported before a refresh follow it.
+"""
+import inspect
+import json
+import os
+import re
+import sys
+import threading
+
+from .schema import NodeTypeSchema
+
+__all__ = ["Node", "refresh", "refresh_async", "load_schema", "schema_of", "node_types",
+           "SCHEMA_FILE"]
+
+#: Name of the generated schema file, looked up in every directory of the remotemedia
+#: package path (client/python/remotemedia and <build>/python_gen/remotemedia). The
+#: environment variable RM_NODE_SCHEMA may name another file.
+SCHEMA_FILE = "node_schema.json"
+
+# The seed SDK's parameter spellings, accepted as aliases where the server's schema has the
+# target and not the alias (the seed wrote AudioResample(target_rate=...); the server's
+# parameter is `rate`).
+SEED_PARAM_ALIASES = {"AudioResample": {"target_rate": "rate"}}
+
+_RESERVED = ("node_id", "validate", "params")
+_lock = threading.RLock()
+_schemas = {}          # type name -> NodeTypeSchema
+_classes = {}          # type name -> generated class
+_schema_source = None  # where _schemas came from, for messages
+
+
+class Node:
+    """One node of a pipeline: an id, a type name and its JSON params.
+
+    Args:
+        node_type: a type name the server lists (ListNodeTypes).
+        params: dict of parameters (merged with keyword params).
+        node_id: unique id in the pipeline, [A-Za-z0-9_-]{1,64}; made up when the node is
+            added to a pipeline without one.
+        validate: check params against the known schema now (InvalidArgument on failure).
+            Types the client has no schema for are passed to the server unchecked.
+    """
+
+    node_type = None  # set on generated subclasses
+    schema = None
+
+    def __init__(self, node_type=None, params=None, *, node_id=None, validate=True, **kwparams):
+        node_type = node_type or type(self).node_type
+        if not isinstance(node_type, str) or not node_type:
+            raise TypeError("Node needs a node type name")
+        merged = dict(params or {})
+        merged.update(kwparams)
+        schema = type(self).schema if type(self).node_type == node_type else None
+        if schema is None:
+            schema = _schemas.get(node_type)
+        merged = _apply_aliases(node_type, schema, merged)
+        if node_id is not None:
+            _check_id(node_id)
+        if validate and schema is not None:
+            merged = schema.validate_params(merged, node_id)
+        else:
+            merged = json.loads(json.dumps(merged, allow_nan=False, default=_plain))
+        self.node_type = node_type
+        self.params = merged
+        self.id = node_id
+
+    @property
+    def known_schema(self):
+        """The schema this client knows for the node's type, or None."""
+        return _schemas.get(self.node_type)
+
+    def to_dict(self):
+        """{"id", "node_type", "params"} as in a manifest's "nodes" list."""
+        return {"id": self.id, "node_type": self.node_type, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, d, validate=False):
+        return Node(d["node_type"], d.get("params") or {}, node_id=d["id"], validate=validate)
+
+    def __repr__(self):
+        args = ", ".join("%s=%r" % kv for kv in self.params.items())
+        ident = ", node_id=%r" % self.id if self.id else ""
+        if type(self) is Node:
+            return "Node(%r, {%s}%s)" % (self.node_type, args, ident)
+        return "%s(%s%s)" % (self.node_type, args, ident)
+
+    def __eq__(self, other):
+        return (isinstance(other, Node) and self.node_type == other.node_type
+                and self.params == other.params and self.id == other.id)
+
+    __hash__ = object.__hash__
+
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _check_id(node_id):
+    if not isinstance(node_id, str) or not _ID_RE.match(node_id):
+        raise ValueError("node id %r must be 1-64 characters of [A-Za-z0-9_-]" % (node_id,))
+
+
+def _plain(o):
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError("param value %r is not JSON serialisable" % (o,))
+
+
+def _apply_aliases(node_type, schema, params):
+    aliases = SEED_PARAM_ALIASES.get(node_type)
+    if not aliases or schema is None:
+        return params
+    out = dict(params)
+    for alias, target in aliases.items():
+        if alias in out and schema.param(alias) is None and schema.param(target) is not None:
+            if target in out:
+                raise TypeError("%s: give either %s or its seed alias %s, not both"
+                                % (node_type, target, alias))
+            out[target] = out.pop(alias)
+    return out
+
+
+# -- generated classes -------------------------------------------------------------------
+
+def _doc(schema):
+    lines = [schema.description or schema.name, ""]
+    if schema.params:
+        lines.append("Parameters:")
+        lines.extend("    " + p.describe() for p in schema.params)
+    else:
+        lines.append("No parameters.")
+    for label, ports in (("Inputs", schema.inputs), ("Outputs", schema.outputs)):
+        if ports:
+            lines.append("%s: %s" % (label, ", ".join(
+                "%s (%s%s)" % (p.name, "|".join(p.kinds), ", fan-in" if p.variadic else "")
+                for p in ports)))
+    lines.append("")
+    lines.append("Generated from the server's node registry; node_id= sets the node's id.")
+    return "\n".join(lines)
+
+
+def _signature(schema):
+    ps = []
+    for p in schema.params:
+        if p.name in _RESERVED or not p.name.isidentifier():
+            continue
+        default = inspect.Parameter.empty if p.required else p.default
+        ps.append(inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                    annotation=p.python_type()))
+    ps.append(inspect.Parameter("node_id", inspect.Parameter.KEYWORD_ONLY, default=None))
+    ps.append(inspect.Parameter("validate", inspect.Parameter.KEYWORD_ONLY, default=True))
+    return inspect.Signature(ps)
+
+
+def _generated_init(self, params=None, *, node_id=None, validate=True, **kwparams):
+    Node.__init__(self, type(self).node_type, params, node_id=node_id, validate=validate,
+                  **kwparams)
+
+
+def _class_for(schema):
+    cls = _classes.get(schema.name)
+    if cls is None:
+        cls = type(schema.name, (Node,), {"__init__": _generated_init, "__module__": __name__})
+        _classes[schema.name] = cls
+    cls.node_type = schema.name
+    cls.schema = schema
+    cls.__doc__ = _doc(schema)
+    cls.__signature__ = _signature(schema)
+    return cls
+
+
+def _install(schemas, source):
+    """Makes `schemas` (a list of NodeTypeSchema) the known node types."""
+    global _schema_source
+    mod = sys.modules[__name__]
+    with _lock:
+        new = {s.name: s for s in schemas}
+        for name in list(_schemas):
+            if name not in new and getattr(mod, name, None) is _classes.get(name):
+                delattr(mod, name)
+                if name in __all__:
+                    __all__.remove(name)
+        _schemas.clear()
+        _schemas.update(new)
+        for s in schemas:
+            if not s.name.isidentifier() or (hasattr(mod, s.name) and s.name not in _classes):
+                continue  # not a usable name, or would shadow this module's own API
+            setattr(mod, s.name, _class_for(s))
+            if s.name not in __all__:
+                __all__.append(s.name)
+        _schema_source = source
+
+
+def _find_schema_file():
+    env = os.environ.get("RM_NODE_SCHEMA")
+    if env:
+        return env
+    pkg = sys.modules[__name__.rpartition(".")[0]]
+    for d in getattr(pkg, "__path__", ()):
+        path = os.path.join(d, SCHEMA_FILE)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_schema(path=None):
+    """(Re)loads the node types from a node_schema.json file (default: the one the build
+    generated, found on the package path, or $RM_NODE_SCHEMA). Returns the type names."""
+    path = path or _find_schema_file()
+    if path is None:
+        return []
+    with open(path, "r", encoding="utf-8") as f:
+        doc = json.load(f)
+    _install([NodeTypeSchema.from_dict(t) for t in doc["node_types"]], path)
+    return sorted(_schemas)
+
+
+def refresh(remote, timeout=None):
+    """Rebuilds the node classes from a live server's ListNodeTypes (synchronous).
+
+    remote: a RemoteConfig, an address string, a remotemedia.Client or a Pipeline.
+    Returns the list of type names."""
+    from .client import client_for
+    client, owned = client_for(remote)
+    try:
+        types = client.list_node_types_sync(timeout=timeout)
+    finally:
+        if owned:
+            client.close_sync()
+    _install(types, "ListNodeTypes of %s" % client.config.address)
+    return sorted(_schemas)
+
+
+async def refresh_async(remote, timeout=None):
+    """refresh() for asyncio code."""
+    from .client import client_for
+    client, owned = client_for(remote)
+    try:
+        types = await client.list_node_types(timeout=timeout)
+    finally:
+        if owned:
+            await client.close()
+    _install(types, "ListNodeTypes of %s" % client.config.address)
+    return sorted(_schemas)
+
+
+def schema_of(node_type):
+    """The NodeTypeSchema for a type name, or None."""
+    return _schemas.get(node_type)
+
+
+def node_types():
+    """The known type names, sorted."""
+    return sorted(_schemas)
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    src = _schema_source or "no schema (node_schema.json not found on the remotemedia path)"
+    raise AttributeError(
+        "remotemedia.nodes has no node type %r (types from %s: %s). Call "
+        "remotemedia.nodes.refresh(remote) to load a server's types, or use "
+        "Node(%r, {...})." % (name, src, ", ".join(sorted(_schemas)) or "none", name))
+
+
+load_schema()

@@ -1,0 +1,502 @@
+"""pipeline.py - Pipeline: a DAG of nodes built in Python or loaded from a manifest JSON,
+run on a remote server; and ExecuteResult, the decoded answer.
+
+    pipeline = Pipeline(remote=RemoteConfig("localhost:50051"), enable_metrics=True)
+    pipeline.add_node(Gain(db=-6)).add_node(AudioResample(rate=16000))  # a chain
+    out = await pipeline.run(samples, sample_rate=48000)                # AudioBuffer
+    pipeline.get_metrics()["node_metrics"]
+
+The manifest JSON form is the one the server's tools read (lib/manifest.c):
+{"name", "nodes": [{"id", "node_type", "params": {}}],
+ "connections": [{"from", "to", "from_port"?, "to_port"?}]}.
+"""
+import json
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _proto
+from .client import client_for
+from .data import AudioBuffer, from_proto, to_proto
+from .nodes import Node
+
+__all__ = ["Pipeline", "Connection", "ExecuteResult", "METRICS_KEYS", "NODE_METRICS_KEYS"]
+
+#: The seed's metrics keys, in the seed's order (PipelineMetrics / NodeMetrics fields).
+METRICS_KEYS = ("pipeline_id", "total_executions", "total_duration_us", "total_duration_ms",
+                "peak_memory_bytes", "peak_memory_mb", "metrics_overhead_us", "node_metrics")
+NODE_METRICS_KEYS = ("node_id", "execution_count", "success_count", "error_count",
+                     "success_rate", "total_duration_us", "avg_duration_us", "min_duration_us",
+                     "max_duration_us")
+
+_TOP_KEYS = ("name", "nodes", "connections")
+_NODE_KEYS = ("id", "node_type", "params")
+_CONN_KEYS = ("from", "to", "from_port", "to_port")
+_STATES = {1: "ok", 2: "failed", 3: "skipped"}
+
+
+class Connection(NamedTuple):
+    """An edge; empty ports mean the node's first (primary) port."""
+    source: str
+    target: str
+    from_port: str = ""
+    to_port: str = ""
+
+    def to_dict(self):
+        d = {"from": self.source, "to": self.target}
+        if self.from_port:
+            d["from_port"] = self.from_port
+        if self.to_port:
+            d["to_port"] = self.to_port
+        return d
+
+
+def metrics_to_dict(m):
+    """A PipelineMetrics message as the seed's JSON dict (same keys, same order)."""
+    d = {k: getattr(m, k) for k in METRICS_KEYS[:-1]}
+    d["node_metrics"] = [{k: getattr(n, k) for k in NODE_METRICS_KEYS} for n in m.node_metrics]
+    return d
+
+
+class ExecuteResult:
+    """The decoded ExecuteResponse.
+
+    Attributes:
+        outputs: {key: [values]} - key is the node id for a node's primary port and
+            "node_id.port" for another port; values are AudioBuffer, numpy arrays
+            (tensors), JSON values, str or Binary, in emission order.
+        node_results: [{"node_id", "state" ("ok"|"failed"|"skipped"), "invocations",
+            "items_out"}] in execution order.
+        metrics: the seed-form metrics dict, or None when metrics were not requested.
+        pipeline_name: the name the server ran.
+        response: the raw pipeline_service_pb2.ExecuteResponse.
+    """
+
+    def __init__(self, response):
+        self.response = response
+        self.outputs = {key: [from_proto(b) for b in out.items]
+                        for key, out in sorted(response.outputs.items())}
+        self.node_results = [{"node_id": r.node_id, "state": _STATES.get(r.state, "unspecified"),
+                              "invocations": r.invocations, "items_out": r.items_out}
+                             for r in response.node_results]
+        self.metrics = metrics_to_dict(response.metrics) if response.HasField("metrics") else None
+        self.pipeline_name = response.pipeline_name
+
+    def output(self, key=None):
+        """The single item of output `key` (default: the only output). Raises KeyError /
+        ValueError when that is not exactly one item."""
+        if key is None:
+            if len(self.outputs) != 1:
+                raise ValueError("the pipeline returned %d outputs (%s): name one"
+                                 % (len(self.outputs), ", ".join(self.outputs)))
+            key = next(iter(self.outputs))
+        items = self.outputs[key]
+        if len(items) != 1:
+            raise ValueError("output %r holds %d items; use .outputs[%r]" % (key, len(items), key))
+        return items[0]
+
+    def audio(self, key=None):
+        """Output `key` (default: the only output) as one AudioBuffer: its audio items
+        joined in order. A node may emit its audio in several items (a resampler's flushed
+        tail, a chunker's chunks); this is the whole signal. Raises ValueError when the
+        items are not audio of one rate, channel count and format."""
+        if key is None:
+            if len(self.outputs) != 1:
+                raise ValueError("the pipeline returned %d outputs (%s): name one"
+                                 % (len(self.outputs), ", ".join(self.outputs)))
+            key = next(iter(self.outputs))
+        joined = _join_audio(self.outputs[key])
+        if joined is None:
+            raise ValueError("output %r is not audio of one rate, channel count and format" % key)
+        return joined
+
+    @property
+    def value(self):
+        """What Pipeline.run returns. Per output: audio items (all of one rate, channel
+        count and format) joined into one AudioBuffer; otherwise the single item, or the
+        list of items when there are several. With one output, that value; with several,
+        {key: value}. Use .outputs for the items exactly as emitted (e.g. chunks)."""
+        def one(items):
+            joined = _join_audio(items)
+            if joined is not None:
+                return joined
+            return items[0] if len(items) == 1 else items
+        if len(self.outputs) == 1:
+            return one(next(iter(self.outputs.values())))
+        return {k: one(v) for k, v in self.outputs.items()}
+
+    def __repr__(self):
+        return "ExecuteResult(outputs=%s, metrics=%s)" % (
+            {k: len(v) for k, v in self.outputs.items()}, "yes" if self.metrics else "no")
+
+
+def _join_audio(items):
+    """One AudioBuffer from audio items of one rate/channels/format, else None."""
+    if not items or not all(isinstance(i, AudioBuffer) for i in items):
+        return None
+    first = items[0]
+    if len(items) == 1:
+        return first
+    if any((i.sample_rate, i.channels, i.dtype) != (first.sample_rate, first.channels, first.dtype)
+           for i in items):
+        return None
+    return AudioBuffer(np.concatenate([i.samples for i in items]), first.sample_rate)
+
+
+def _snake(name):
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower() or "node"
+
+
+class Pipeline:
+    """A pipeline of nodes, run remotely.
+
+    Args:
+        name: the manifest's name (shows in the server's logs).
+        remote: RemoteConfig, address string, or a Client to share its channel; None for a
+            pipeline that is only built and saved.
+        enable_metrics: ask the server for per-run metrics (get_metrics()).
+    """
+
+    def __init__(self, name="pipeline", remote=None, enable_metrics=False):
+        self.name = name
+        self.enable_metrics = bool(enable_metrics)
+        self._nodes = {}
+        self._connections = []
+        self._last = None
+        self._client, self._owns_client = (None, False) if remote is None else client_for(remote)
+        self._metrics = None
+        #: The ExecuteResult of the most recent successful run.
+        self.last_result = None
+
+    # -- building --------------------------------------------------------------------------
+    def add_node(self, node, *, chain=True, after=None):
+        """Adds node (a Node, or a type name) and returns the pipeline, so calls chain.
+
+        By default the node is connected from the node added before it. after= (a node or
+        id, or a list of them) connects from those instead; chain=False adds it
+        unconnected (use connect())."""
+        if isinstance(node, str):
+            node = Node(node)
+        if not isinstance(node, Node):
+            raise TypeError("add_node takes a Node (e.g. remotemedia.nodes.Gain(db=-6)), not %s"
+                            % type(node).__name__)
+        if any(n is node for n in self._nodes.values()):
+            raise ValueError("node %s is already in the pipeline" % node.id)
+        if node.id is None:
+            node.id = self._fresh_id(node.node_type)
+        elif node.id in self._nodes:
+            raise ValueError("duplicate node id %r" % node.id)
+        sources = []
+        if after is not None:
+            sources = list(after) if isinstance(after, (list, tuple)) else [after]
+            for s in sources:
+                self._id_of(s)
+        elif chain and self._last is not None:
+            sources = [self._last]
+        self._nodes[node.id] = node
+        for s in sources:
+            self.connect(s, node)
+        self._last = node.id
+        return self
+
+    def connect(self, source, target, from_port=None, to_port=None):
+        """Adds the edge source -> target (nodes or ids, already in the pipeline); ports
+        default to each node's primary port. Adding an existing edge again changes nothing.
+        Returns the pipeline."""
+        c = Connection(self._id_of(source), self._id_of(target), from_port or "", to_port or "")
+        if c not in self._connections:
+            self._connections.append(c)
+        return self
+
+    def disconnect(self, source, target, from_port=None, to_port=None):
+        """Removes the edge source -> target. Returns the pipeline."""
+        c = Connection(self._id_of(source), self._id_of(target), from_port or "", to_port or "")
+        try:
+            self._connections.remove(c)
+        except ValueError:
+            raise ValueError("no connection %s -> %s" % (c.source, c.target)) from None
+        return self
+
+    def _id_of(self, node):
+        nid = node.id if isinstance(node, Node) else node
+        if nid not in self._nodes or (isinstance(node, Node) and self._nodes[nid] is not node):
+            raise ValueError("node %r is not in this pipeline" % (nid,))
+        return nid
+
+    def _fresh_id(self, node_type):
+        base = _snake(node_type)[:60]
+        if base not in self._nodes:
+            return base
+        i = 2
+        while "%s_%d" % (base, i) in self._nodes:
+            i += 1
+        return "%s_%d" % (base, i)
+
+    def node(self, node_id):
+        """The node with this id (KeyError if none)."""
+        return self._nodes[node_id]
+
+    @property
+    def nodes(self):
+        return list(self._nodes.values())
+
+    @property
+    def connections(self):
+        return list(self._connections)
+
+    def sources(self):
+        """Ids of the nodes without incoming connections (where inputs go)."""
+        targets = {c.target for c in self._connections}
+        return [n for n in self._nodes if n not in targets]
+
+    def sinks(self):
+        """Ids of the nodes without outgoing connections (what is returned by default)."""
+        froms = {c.source for c in self._connections}
+        return [n for n in self._nodes if n not in froms]
+
+    def __len__(self):
+        return len(self._nodes)
+
+    def __contains__(self, node):
+        nid = node.id if isinstance(node, Node) else node
+        return nid in self._nodes
+
+    def __repr__(self):
+        return "Pipeline(%r, nodes=%s, connections=%s)" % (
+            self.name, list(self._nodes), ["%s->%s" % (c.source, c.target) for c in self._connections])
+
+    # -- manifests -------------------------------------------------------------------------
+    def to_dict(self):
+        """The manifest as a dict (the JSON form the server's tools read)."""
+        return {"name": self.name,
+                "nodes": [n.to_dict() for n in self._nodes.values()],
+                "connections": [c.to_dict() for c in self._connections]}
+
+    def to_json(self, indent=2):
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def save(self, path, indent=2):
+        """Writes the manifest JSON to path."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json(indent=indent))
+            f.write("\n")
+
+    @classmethod
+    def from_dict(cls, manifest, remote=None, enable_metrics=False, validate=True):
+        """A pipeline from a manifest dict. Unknown keys and wrong types raise ValueError,
+        as the server's manifest loader does; validate=True also checks each node's params
+        against the known schema (InvalidArgument)."""
+        if not isinstance(manifest, dict):
+            raise ValueError("manifest must be a JSON object")
+        _check_keys(manifest, _TOP_KEYS, "manifest")
+        p = cls(_opt_str(manifest, "name", "manifest") or "pipeline", remote=remote,
+                enable_metrics=enable_metrics)
+        nodes = manifest.get("nodes", [])
+        if not isinstance(nodes, list):
+            raise ValueError("manifest: 'nodes' must be an array")
+        for i, n in enumerate(nodes):
+            where = "nodes[%d]" % i
+            if not isinstance(n, dict):
+                raise ValueError("%s must be an object" % where)
+            _check_keys(n, _NODE_KEYS, where)
+            nid, ntype = _req_str(n, "id", where), _req_str(n, "node_type", where)
+            params = n.get("params")
+            if isinstance(params, str):
+                params = json.loads(params) if params.strip() else {}
+            if params is None:
+                params = {}
+            if not isinstance(params, dict):
+                raise ValueError("node '%s': params must be a JSON object" % nid)
+            p.add_node(Node(ntype, params, node_id=nid, validate=validate), chain=False)
+        conns = manifest.get("connections", [])
+        if not isinstance(conns, list):
+            raise ValueError("manifest: 'connections' must be an array")
+        for i, c in enumerate(conns):
+            where = "connections[%d]" % i
+            if not isinstance(c, dict):
+                raise ValueError("%s must be an object" % where)
+            _check_keys(c, _CONN_KEYS, where)
+            p.connect(_req_str(c, "from", where), _req_str(c, "to", where),
+                      _opt_str(c, "from_port", where), _opt_str(c, "to_port", where))
+        return p
+
+    @classmethod
+    def from_json(cls, text, remote=None, enable_metrics=False, validate=True):
+        return cls.from_dict(json.loads(text), remote=remote, enable_metrics=enable_metrics,
+                             validate=validate)
+
+    @classmethod
+    def load(cls, path, remote=None, enable_metrics=False, validate=True):
+        """A pipeline from a manifest JSON file."""
+        with open(path, "r", encoding="utf-8") as f:
+            return cls.from_json(f.read(), remote=remote, enable_metrics=enable_metrics,
+                                 validate=validate)
+
+    def to_proto(self):
+        """The manifest as a manifest_pb2.PipelineManifest."""
+        m = _proto.manifest_pb2.PipelineManifest(name=self.name)
+        for n in self._nodes.values():
+            m.nodes.add(id=n.id, node_type=n.node_type,
+                        params=json.dumps(n.params, allow_nan=False, separators=(",", ":")))
+        for c in self._connections:
+            e = m.connections.add(to=c.target, from_port=c.from_port, to_port=c.to_port)
+            setattr(e, "from", c.source)
+        return m
+
+    # -- running ---------------------------------------------------------------------------
+    @property
+    def client(self):
+        """The Client calls go through (RuntimeError without a remote)."""
+        if self._client is None:
+            raise RuntimeError("this pipeline has no remote: Pipeline(remote=RemoteConfig(...))")
+        return self._client
+
+    def build_request(self, data=None, sample_rate=None, *, inputs=None, output_nodes=None,
+                      limits=None):
+        """The ExecuteRequest that run() sends (see run() for the arguments)."""
+        if not self._nodes:
+            raise ValueError("the pipeline has no nodes")
+        req = _proto.pipeline_service_pb2.ExecuteRequest(
+            manifest=self.to_proto(), enable_metrics=self.enable_metrics)
+        given = dict(inputs or {})
+        if data is not None:
+            srcs = self.sources()
+            if len(srcs) != 1:
+                raise ValueError("the pipeline has %d source nodes (%s): pass inputs={node_id: data}"
+                                 % (len(srcs), ", ".join(srcs)))
+            if srcs[0] in given:
+                raise ValueError("input for %r given twice (data and inputs=)" % srcs[0])
+            given[srcs[0]] = data
+        elif not given:
+            raise ValueError("run() needs data (for the source node) or inputs={node_id: data}")
+        for nid, value in given.items():
+            req.inputs[nid].CopyFrom(to_proto(value, sample_rate))
+        if output_nodes:
+            req.output_nodes.extend(n.id if isinstance(n, Node) else n for n in output_nodes)
+        if limits:
+            bad = set(limits) - {"max_nodes", "max_audio_samples", "max_input_bytes",
+                                 "max_execution_ms"}
+            if bad:
+                raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
+            req.limits.CopyFrom(_proto.pipeline_service_pb2.ExecutionLimits(**limits))
+        return req
+
+    def _finish(self, response):
+        result = ExecuteResult(response)
+        self.last_result = result
+        self._metrics = result.metrics
+        return result
+
+    async def execute(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
+                      output_nodes=None, limits=None):
+        """Runs the pipeline; returns the full ExecuteResult (see run())."""
+        req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
+                                 limits=limits)
+        return self._finish(await self.client.execute(req, timeout=timeout))
+
+    def execute_sync(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
+                     output_nodes=None, limits=None):
+        """execute() without asyncio."""
+        req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
+                                 limits=limits)
+        return self._finish(self.client.execute_sync(req, timeout=timeout))
+
+    async def run(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
+                  output_nodes=None, limits=None):
+        """Runs the pipeline on the server and returns its output (ExecuteResult.value).
+
+        Args:
+            data: the input of the single source node: an AudioBuffer, a numpy array with
+                sample_rate= (1-D mono or [frames, channels]), an (array, rate) tuple, a JSON
+                value, str, bytes, Tensor(...) or Binary(...).
+            sample_rate: Hz, when data is a bare numpy array.
+            inputs: {node_id: data} for pipelines with several sources.
+            timeout: deadline in seconds (DeadlineExceeded when it passes).
+            output_nodes: nodes (or ids) whose output to return; default every sink.
+            limits: per-call limits that may only lower the server's: {"max_nodes",
+                "max_audio_samples", "max_input_bytes", "max_execution_ms"}.
+
+        Returns: ExecuteResult.value - with one output, its audio as one AudioBuffer (items
+        joined), or its item, or its list of items; with several outputs, a dict of those.
+        Raises RemoteMediaError subclasses (InvalidArgument, NotFound, DeadlineExceeded...).
+        """
+        result = await self.execute(data, sample_rate, inputs=inputs, timeout=timeout,
+                                    output_nodes=output_nodes, limits=limits)
+        return result.value
+
+    def run_sync(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
+                 output_nodes=None, limits=None):
+        """run() without asyncio (a blocking channel; usable anywhere, also inside a loop's
+        thread pool)."""
+        return self.execute_sync(data, sample_rate, inputs=inputs, timeout=timeout,
+                                 output_nodes=output_nodes, limits=limits).value
+
+    def get_metrics(self):
+        """The last run's metrics as the seed's dict (pipeline_id, total_executions,
+        total_duration_us, total_duration_ms, peak_memory_bytes, peak_memory_mb,
+        metrics_overhead_us, node_metrics[...]), or None when metrics were off."""
+        return self._metrics
+
+    # -- the server ------------------------------------------------------------------------
+    async def list_node_types(self, timeout=None):
+        return await self.client.list_node_types(timeout=timeout)
+
+    def list_node_types_sync(self, timeout=None):
+        return self.client.list_node_types_sync(timeout=timeout)
+
+    async def health_check(self, service="", timeout=None):
+        return await self.client.health_check(service, timeout=timeout)
+
+    def health_check_sync(self, service="", timeout=None):
+        return self.client.health_check_sync(service, timeout=timeout)
+
+    async def get_version(self, timeout=None):
+        return await self.client.get_version(timeout=timeout)
+
+    # -- lifetime --------------------------------------------------------------------------
+    async def close(self):
+        """Closes the pipeline's own client (not one that was passed in)."""
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+
+    def close_sync(self):
+        if self._owns_client and self._client is not None:
+            self._client.close_sync()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+        return False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close_sync()
+        return False
+
+
+def _check_keys(obj, allowed, where):
+    for k in obj:
+        if k not in allowed:
+            raise ValueError("%s: unknown key '%s'" % (where, k))
+
+
+def _req_str(obj, key, where):
+    if key not in obj:
+        raise ValueError("%s: missing '%s'" % (where, key))
+    v = obj[key]
+    if not isinstance(v, str):
+        raise ValueError("%s: '%s' must be a string" % (where, key))
+    return v
+
+
+def _opt_str(obj, key, where):
+    v = obj.get(key, "")
+    if not isinstance(v, str):
+        raise ValueError("%s: '%s' must be a string" % (where, key))
+    return v
+
