@@ -1,0 +1,209 @@
+/* denoise.c - Denoise: noise suppression (and optional AGC) with libspeexdsp's
+ * preprocessor, one state per channel, framed across chunks; output is as long as the
+ * input and time-aligned with it. */
+#include <math.h>
+#include <speex/speex_preprocess.h>
+#include <string.h>
+
+#include "nodes/media_util.h"
+#include "rm/alloc.h"
+#include "rm/node.h"
+
+#define CH_MAX 8
+
+static const rm_param_spec_t params[] = {
+    {"suppress_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 100, "30", NULL,
+     "largest attenuation of noise, dB"},
+    {"agc", RM_PARAM_BOOLEAN, 0, 0, 0, "false", NULL, "automatic gain control"},
+    {"agc_level_dbfs", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, -60, 0, "-12",
+     NULL, "AGC: target level, dBFS"},
+    {"agc_max_gain_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 60, "30", NULL,
+     "AGC: largest gain applied, dB"},
+    {"frame_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 10, 20, "20", NULL,
+     "processing frame: 10 or 20 ms"},
+    {"format", RM_PARAM_ENUM, 0, 0, 0, "\"same\"", rm__media_formats,
+     "output sample format; same = the input's. Processing is 16-bit"},
+};
+static const rm_port_spec_t inputs[] = {
+    {"in", RM_KIND_AUDIO, 0, "audio, 8-48 kHz, 1-8 channels, any format"}};
+static const rm_port_spec_t outputs[] = {
+    {"out", RM_KIND_AUDIO, 0, "the denoised audio, whole frames per chunk; flush() emits the "
+                              "rest so the stream's output is exactly as long as its input"}};
+
+typedef struct denoiser {
+  int suppress, agc, frame_ms, format;
+  float agc_level;
+  int agc_max_gain;
+  /* stream */
+  int started;
+  rm_audio_info_t info;
+  size_t frame;
+  SpeexPreprocessState *st[CH_MAX];
+  spx_int16_t *pcm;        /* one channel's frame */
+  rm__media_vec_t pending; /* interleaved f32 not yet a whole frame */
+  rm__media_vec_t out;     /* interleaved f32 output of one call */
+  uint64_t frames_in, frames_out;
+} denoiser_t;
+
+static int create(const json_t *p, void **state, rm_error_t *err) {
+  long long fm = rm_params_integer(p, "frame_ms");
+  if (fm != 10 && fm != 20)
+    return rm_error_set(err, RM_EPARAM, NULL, "frame_ms",
+                        "node param 'frame_ms': %lld is not 10 or 20", fm);
+  denoiser_t *d = rm_calloc(1, sizeof *d);
+  if (!d)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  d->suppress = (int)lround(rm_params_number(p, "suppress_db"));
+  d->agc = rm_params_boolean(p, "agc");
+  d->agc_level = (float)(32768.0 * pow(10, rm_params_number(p, "agc_level_dbfs") / 20));
+  d->agc_max_gain = (int)lround(rm_params_number(p, "agc_max_gain_db"));
+  d->frame_ms = (int)fm;
+  d->format = rm__media_format(rm_params_string(p, "format"));
+  *state = d;
+  return 0;
+}
+
+static void reset_stream(denoiser_t *d) {
+  for (int c = 0; c < CH_MAX; c++) {
+    if (d->st[c])
+      speex_preprocess_state_destroy(d->st[c]);
+    d->st[c] = NULL;
+  }
+  rm_free(d->pcm);
+  d->pcm = NULL;
+  d->started = 0;
+  d->frames_in = d->frames_out = 0;
+  d->pending.len = d->out.len = 0;
+}
+
+static int start_stream(denoiser_t *d, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
+  if (a->sample_rate < 8000 || a->sample_rate > 48000)
+    return rm_node_fail(ctx, RM_EINPUT, "sample_rate",
+                        "Denoise works on 8-48 kHz audio, not %u Hz (resample first)",
+                        a->sample_rate);
+  if (a->channels > CH_MAX)
+    return rm_node_fail(ctx, RM_EINPUT, "channels", "Denoise takes at most %d channels, not %u",
+                        CH_MAX, a->channels);
+  d->frame = ((size_t)a->sample_rate * (size_t)d->frame_ms + 500) / 1000;
+  d->pcm = rm_malloc(d->frame * sizeof *d->pcm);
+  if (!d->pcm)
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  for (uint32_t c = 0; c < a->channels; c++) {
+    SpeexPreprocessState *st = speex_preprocess_state_init((int)d->frame, (int)a->sample_rate);
+    if (!st)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    d->st[c] = st;
+    int on = 1, off = 0, sup = -d->suppress, agc = d->agc, maxg = d->agc_max_gain;
+    float level = d->agc_level;
+    speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_DENOISE, d->suppress ? &on : &off);
+    speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, &sup);
+    speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_AGC, &agc);
+    if (d->agc) {
+      speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_AGC_LEVEL, &level);
+      speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_AGC_MAX_GAIN, &maxg);
+    }
+  }
+  return 0;
+}
+
+/* Runs every whole frame of pending through the per-channel states into out. */
+static int run_frames(denoiser_t *d, rm_node_ctx_t *ctx) {
+  uint32_t ch = d->info.channels;
+  size_t fbytes = d->frame * ch * sizeof(float), off = 0;
+  d->out.len = 0;
+  if (rm__media_vec_reserve(&d->out, d->pending.len))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  while (d->pending.len - off >= fbytes) {
+    const float *src = (const float *)(d->pending.data + off);
+    float *dst = (float *)(d->out.data + d->out.len);
+    for (uint32_t c = 0; c < ch; c++) {
+      for (size_t i = 0; i < d->frame; i++) {
+        float v = src[i * ch + c] * 32768.0f;
+        v = v > 32767.0f ? 32767.0f : v < -32768.0f ? -32768.0f : v;
+        d->pcm[i] = (spx_int16_t)lrintf(v);
+      }
+      speex_preprocess_run(d->st[c], d->pcm);
+      for (size_t i = 0; i < d->frame; i++)
+        dst[i * ch + c] = d->pcm[i] / 32768.0f;
+    }
+    d->out.len += fbytes;
+    off += fbytes;
+    int rc = rm_node_check(ctx);
+    if (rc)
+      return rc;
+  }
+  rm__media_vec_consume(&d->pending, off);
+  return 0;
+}
+
+static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
+  if (!frames)
+    return 0;
+  rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : d->info.format;
+  d->frames_out += frames;
+  return rm_node_emit(ctx, 0,
+                      rm__media_audio_from_f32(rm_node_account(ctx), d->info.sample_rate,
+                                               d->info.channels, fmt,
+                                               (const float *)d->out.data, frames));
+}
+
+static int process(void *state, rm_node_ctx_t *ctx) {
+  denoiser_t *d = state;
+  const rm_buffer_t *in = rm_node_input(ctx, 0);
+  int first = !d->started;
+  int rc = rm__media_stream_check(ctx, &d->started, &d->info, &in->u.audio);
+  if (!rc && first)
+    rc = start_stream(d, ctx, &in->u.audio);
+  if (rc) {
+    reset_stream(d);
+    return rc;
+  }
+  size_t n = rm_audio_samples(in);
+  if (rm__media_vec_reserve(&d->pending, n * sizeof(float)))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  rm_audio_convert(in->data, in->u.audio.format, d->pending.data + d->pending.len, RM_SAMPLE_F32,
+                   n);
+  d->pending.len += n * sizeof(float);
+  d->frames_in += rm_audio_frames(in);
+  if ((rc = run_frames(d, ctx)))
+    return rc;
+  return emit(d, ctx, d->out.len / (d->info.channels * sizeof(float)));
+}
+
+/* Pads the last partial frame with silence, processes it and emits only the real part. */
+static int flush(void *state, rm_node_ctx_t *ctx) {
+  denoiser_t *d = state;
+  if (!d->started)
+    return 0;
+  size_t fb = d->info.channels * sizeof(float), have = d->pending.len / fb;
+  int rc = 0;
+  if (have) {
+    if (rm__media_vec_append(&d->pending, NULL, (d->frame - have) * fb))
+      rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    if (!rc)
+      rc = run_frames(d, ctx);
+    if (!rc)
+      rc = emit(d, ctx, (size_t)(d->frames_in - d->frames_out));
+  }
+  reset_stream(d);
+  return rc;
+}
+
+static void destroy(void *state) {
+  denoiser_t *d = state;
+  reset_stream(d);
+  rm__media_vec_free(&d->pending);
+  rm__media_vec_free(&d->out);
+  rm_free(d);
+}
+
+const rm_node_type_t rm_node_denoise = {
+    .name = "Denoise",
+    .description = "Noise suppression with optional AGC (libspeexdsp preprocessor), per "
+                   "channel, 8-48 kHz; streams across chunks.",
+    .params = params, .n_params = sizeof params / sizeof params[0],
+    .inputs = inputs, .n_inputs = 1,
+    .outputs = outputs, .n_outputs = 1,
+    .flags = RM_NODE_HEAVY,
+    .create = create, .process = process, .flush = flush, .destroy = destroy,
+};
