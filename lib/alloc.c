@@ -8,6 +8,8 @@
 /* -1: never fail. Otherwise the number of allocations that may still succeed. */
 static _Thread_local long fail_countdown = -1;
 static _Thread_local long attempts;
+static _Thread_local unsigned long failures;
+static _Thread_local long live;
 
 static int should_fail(void) {
   attempts++;
@@ -19,27 +21,40 @@ static int should_fail(void) {
   return 0;
 }
 
+/* Books the outcome of one allocation; `fresh` when it makes a new block. */
+static void *booked(void *p, int fresh) {
+  if (!p)
+    failures++;
+  else if (fresh)
+    live++;
+  return p;
+}
+
 void *rm_malloc(size_t size) {
   if (should_fail())
-    return NULL;
-  return malloc(size ? size : 1);
+    return booked(NULL, 1);
+  return booked(malloc(size ? size : 1), 1);
 }
 
 void *rm_calloc(size_t count, size_t size) {
   if (should_fail())
-    return NULL;
+    return booked(NULL, 1);
   if (count == 0 || size == 0)
     count = size = 1;
-  return calloc(count, size);
+  return booked(calloc(count, size), 1);
 }
 
 void *rm_realloc(void *ptr, size_t size) {
   if (should_fail())
-    return NULL;
-  return realloc(ptr, size ? size : 1);
+    return booked(NULL, ptr == NULL);
+  return booked(realloc(ptr, size ? size : 1), ptr == NULL);
 }
 
-void rm_free(void *ptr) { free(ptr); }
+void rm_free(void *ptr) {
+  if (ptr)
+    live--;
+  free(ptr);
+}
 
 char *rm_strndup(const char *s, size_t n) {
   size_t len = strnlen(s, n);
@@ -64,5 +79,9 @@ void rm_alloc_fail_never(void) {
 }
 
 long rm_alloc_attempts(void) { return attempts; }
+
+unsigned long rm_alloc_failures(void) { return failures; }
+
+long rm_alloc_live(void) { return live; }
 
 void rm_alloc_install_jansson(void) { json_set_alloc_funcs(rm_malloc, rm_free); }

@@ -277,6 +277,8 @@ void rm_audio_convert(const void *src, rm_sample_format_t src_fmt, void *dst,
                       rm_sample_format_t dst_fmt, size_t n) {
   const uint8_t *s = src;
   uint8_t *d = dst;
+  if (n == 0) /* empty buffers may have NULL payloads: memmove(NULL, NULL, 0) is UB */
+    return;
   if (src_fmt == dst_fmt) {
     memmove(d, s, n * rm_sample_format_size(src_fmt));
     return;

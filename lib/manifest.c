@@ -92,6 +92,13 @@ int rm_manifest_add_connection(rm_manifest_t *m, const char *from, const char *f
   return 0;
 }
 
+/* jansson's parser reports a failed allocation as a syntax error (or with no code at all),
+ * so a parse that failed while an allocation failed is taken for what it is. */
+static int parse_ran_out_of_memory(const json_error_t *je, unsigned long failures_before) {
+  /* the count first: when the very first allocation fails jansson leaves *je unwritten */
+  return rm_alloc_failures() != failures_before || json_error_code(je) == json_error_out_of_memory;
+}
+
 /* Parses params given as JSON text; "" means {}. */
 static int parse_params_text(const char *text, const char *node_id, json_t **out,
                              rm_error_t *err) {
@@ -99,11 +106,12 @@ static int parse_params_text(const char *text, const char *node_id, json_t **out
     *out = json_object();
     return *out ? 0 : rm_error_set(err, RM_ENOMEM, node_id, NULL, "out of memory");
   }
-  json_error_t je;
+  json_error_t je = {0};
+  unsigned long failures = rm_alloc_failures();
   /* any JSON value parses, so "5" is reported as not an object rather than as bad JSON */
   json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!v) {
-    if (json_error_code(&je) == json_error_out_of_memory)
+    if (parse_ran_out_of_memory(&je, failures))
       return rm_error_set(err, RM_ENOMEM, node_id, NULL, "out of memory");
     return rm_error_set(err, RM_EPARAM, node_id, "params",
                         "node '%s': params are not valid JSON: %s (line %d, column %d)", node_id,
@@ -235,10 +243,10 @@ int rm_manifest_from_json(const json_t *root, rm_manifest_t **out, rm_error_t *e
   return 0;
 }
 
-static int from_loaded(json_t *root, const json_error_t *je, rm_manifest_t **out,
-                       rm_error_t *err) {
+static int from_loaded(json_t *root, const json_error_t *je, unsigned long failures,
+                       rm_manifest_t **out, rm_error_t *err) {
   if (!root) {
-    if (json_error_code(je) == json_error_out_of_memory)
+    if (parse_ran_out_of_memory(je, failures))
       return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     if (json_error_code(je) == json_error_cannot_open_file)
       return rm_error_set(err, RM_EIO, NULL, NULL, "%s", je->text);
@@ -253,15 +261,17 @@ static int from_loaded(json_t *root, const json_error_t *je, rm_manifest_t **out
 
 int rm_manifest_from_json_text(const char *text, size_t len, rm_manifest_t **out,
                                rm_error_t *err) {
-  json_error_t je;
+  json_error_t je = {0};
+  unsigned long failures = rm_alloc_failures();
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-  return from_loaded(root, &je, out, err);
+  return from_loaded(root, &je, failures, out, err);
 }
 
 int rm_manifest_from_file(const char *path, rm_manifest_t **out, rm_error_t *err) {
-  json_error_t je;
+  json_error_t je = {0};
+  unsigned long failures = rm_alloc_failures();
   json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-  return from_loaded(root, &je, out, err);
+  return from_loaded(root, &je, failures, out, err);
 }
 
 int rm_manifest_from_proto(const Remotemedia__V1__PipelineManifest *msg, rm_manifest_t **out,

@@ -79,17 +79,48 @@ static int valid_id(const char *id) {
   return 1;
 }
 
-/* Printable, and valid UTF-8 (jansson refuses anything else when it exports metrics). */
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), 0 if there is none. */
+static size_t utf8_len(const unsigned char *s) {
+  unsigned c = s[0];
+  size_t n;
+  unsigned min;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2, min = 0x80, c &= 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3, min = 0x800, c &= 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4, min = 0x10000, c &= 0x07;
+  else
+    return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    c = (c << 6) | (s[i] & 0x3f);
+  }
+  if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+    return 0;
+  return n;
+}
+
+/* Printable, and valid UTF-8 (jansson refuses anything else when it exports metrics).
+ * Checked here without allocating, so running out of memory is never mistaken for a bad
+ * name. */
 static int valid_name(const char *name) {
   if (strlen(name) > NAME_MAX_LEN)
     return 0;
-  for (const char *c = name; *c; c++)
-    if ((unsigned char)*c < 0x20 || *c == 0x7f)
+  const unsigned char *c = (const unsigned char *)name;
+  while (*c) {
+    if (*c < 0x20 || *c == 0x7f)
       return 0;
-  json_t *s = json_string(name);
-  int ok = s != NULL;
-  json_decref(s);
-  return ok;
+    size_t n = utf8_len(c);
+    if (!n)
+      return 0;
+    c += n;
+  }
+  return 1;
 }
 
 static long find_node(const rm_pipeline_t *p, const char *id) {

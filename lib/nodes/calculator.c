@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "rm/alloc.h"
 #include "rm/node.h"
 
 static const rm_port_spec_t inputs[] = {
@@ -72,10 +73,12 @@ static int evaluate(const char *op, const double *x, size_t n, double *out, rm_n
 static int process(void *state, rm_node_ctx_t *ctx) {
   (void)state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
-  json_error_t je;
+  json_error_t je = {0}; /* jansson may leave it unwritten when an allocation fails */
+  unsigned long failures = rm_alloc_failures();
   json_t *req = json_loadb((const char *)in->data, in->size, JSON_REJECT_DUPLICATES, &je);
   if (!req) {
-    if (json_error_code(&je) == json_error_out_of_memory)
+    /* jansson reports a failed allocation as a syntax error: ask the allocator */
+    if (rm_alloc_failures() != failures || json_error_code(&je) == json_error_out_of_memory)
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     return rm_node_fail(ctx, RM_ENODE, "in", "input is not valid JSON: %s", je.text);
   }

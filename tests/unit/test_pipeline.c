@@ -58,6 +58,49 @@ static void test_invalid_name(void) {
   EXPECT_BUILD_ERROR("{'name': 'tab\\there', 'nodes': [{'id': 'a', 'node_type': 'Gain'}]}",
                      RM_EMANIFEST, "", "name",
                      "pipeline name must be at most 256 bytes of printable UTF-8");
+  /* names that do not come through JSON may hold any bytes: only well-formed UTF-8 passes */
+  static const struct {
+    const char *name;
+    int ok;
+  } cases[] = {
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8e\xb5", 1}, /* 2-, 3- and 4-byte forms */
+      {"\xff", 0},                                      /* never valid */
+      {"\xc0\xaf", 0},                                  /* overlong '/' */
+      {"\xed\xa0\x80", 0},                              /* a UTF-16 surrogate */
+      {"\xf4\x90\x80\x80", 0},                          /* above U+10FFFF */
+      {"\xe2\x82", 0},                                  /* truncated */
+      {"del\x7f", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    rm_manifest_t *m = rm_manifest_new(cases[i].name);
+    rm_error_t err;
+    RM_ASSERT_INT(rm_manifest_add_node(m, "a", "Gain", NULL, &err), 0);
+    rm_pipeline_t *p = NULL;
+    int rc = rm_pipeline_new(m, NULL, &p, &err);
+    if (cases[i].ok) {
+      RM_ASSERT_INT(rc, 0);
+      if (p)
+        RM_ASSERT_STR(rm_pipeline_name(p), cases[i].name);
+    } else {
+      RM_ASSERT_ERR(rc, &err, RM_EMANIFEST, "", "name", NULL);
+    }
+    rm_pipeline_free(p);
+    rm_manifest_free(m);
+  }
+  char longname[300];
+  memset(longname, 'n', 257);
+  longname[257] = '\0';
+  rm_manifest_t *m = rm_manifest_new(longname);
+  rm_error_t err;
+  RM_ASSERT_INT(rm_manifest_add_node(m, "a", "Gain", NULL, &err), 0);
+  rm_pipeline_t *p = NULL;
+  RM_ASSERT_ERR(rm_pipeline_new(m, NULL, &p, &err), &err, RM_EMANIFEST, "", "name", NULL);
+  longname[256] = '\0';
+  rm_free(m->name);
+  m->name = rm_strdup(longname);
+  RM_ASSERT_INT(rm_pipeline_new(m, NULL, &p, &err), 0);
+  rm_pipeline_free(p);
+  rm_manifest_free(m);
 }
 
 static void test_unknown_node_type(void) {

@@ -28,6 +28,15 @@ void rm_alloc_fail_never(void);
 /* Allocations attempted on this thread since the last rm_alloc_fail_after/never call. */
 long rm_alloc_attempts(void);
 
+/* Allocations through these wrappers that failed on this thread so far (injected or
+ * real). jansson's parser reports running out of memory as a syntax error (or as nothing);
+ * a caller compares this count before and after the parse to tell the two apart. */
+unsigned long rm_alloc_failures(void);
+
+/* Allocations made on this thread through these wrappers minus those freed on it. Across a
+ * piece of single-threaded code, a change is what that code leaked (tests use it). */
+long rm_alloc_live(void);
+
 /* Installs rm_malloc/rm_free as jansson's allocator so JSON parsing shares the policy and
  * the fault injection. Call once at start-up, before any other thread uses jansson. */
 void rm_alloc_install_jansson(void);
