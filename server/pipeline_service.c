@@ -21,8 +21,9 @@
 
 #define PROTOCOL_VERSION "1.0"
 
+/* Lives in the call's arena; holds a reference on the call until job_finish. */
 typedef struct exec_job {
-  rm_call_t *call; /* gone once a reply is sent: use `server` after that */
+  rm_call_t *call;
   rm_server_t *server;
   const Remotemedia__V1__ExecuteRequest *req;
   rm_limits_t limits;
@@ -53,7 +54,7 @@ static void job_finish(exec_job_t *job) {
   rm_server_exec_release(job->server);
   rm_pipeline_free(job->pipeline);
   rm_manifest_free(job->manifest);
-  rm_free(job);
+  rm_call_unref(job->call); /* last: the job lives in the call's arena */
 }
 
 /* Compiles the pipeline (manifest checks, limits). 0 or the error, already sent. */
@@ -82,32 +83,22 @@ typedef struct response_store {
   int has_metrics;
 } response_store_t;
 
-static void store_free(response_store_t *st) {
-  rm_free(st->entries);
-  rm_free(st->entry_ptrs);
-  rm_free(st->outs);
-  rm_free(st->item_ptrs);
-  rm_free(st->wires);
-  rm_free(st->results);
-  rm_free(st->result_ptrs);
-  if (st->has_metrics)
-    rm_metrics_proto_clear(&st->metrics);
-}
-
+/* Everything lives in the call's arena except the metrics nodes (rm_metrics_proto_clear). */
 static int build_response(response_store_t *st, exec_job_t *job, const rm_result_t *r) {
+  rm_arena_t *arena = rm_call_arena(job->call);
   memset(st, 0, sizeof *st);
   remotemedia__v1__execute_response__init(&st->msg);
   size_t n_items = 0;
   for (size_t i = 0; i < r->n_outputs; i++)
     n_items += r->outputs[i].n_items;
   size_t no = r->n_outputs ? r->n_outputs : 1, nr = r->n_nodes ? r->n_nodes : 1;
-  st->entries = rm_calloc(no, sizeof *st->entries);
-  st->entry_ptrs = rm_calloc(no, sizeof *st->entry_ptrs);
-  st->outs = rm_calloc(no, sizeof *st->outs);
-  st->item_ptrs = rm_calloc(n_items ? n_items : 1, sizeof *st->item_ptrs);
-  st->wires = rm_calloc(n_items ? n_items : 1, sizeof *st->wires);
-  st->results = rm_calloc(nr, sizeof *st->results);
-  st->result_ptrs = rm_calloc(nr, sizeof *st->result_ptrs);
+  st->entries = rm_arena_calloc(arena, no, sizeof *st->entries);
+  st->entry_ptrs = rm_arena_calloc(arena, no, sizeof *st->entry_ptrs);
+  st->outs = rm_arena_calloc(arena, no, sizeof *st->outs);
+  st->item_ptrs = rm_arena_calloc(arena, n_items ? n_items : 1, sizeof *st->item_ptrs);
+  st->wires = rm_arena_calloc(arena, n_items ? n_items : 1, sizeof *st->wires);
+  st->results = rm_arena_calloc(arena, nr, sizeof *st->results);
+  st->result_ptrs = rm_arena_calloc(arena, nr, sizeof *st->result_ptrs);
   if (!st->entries || !st->entry_ptrs || !st->outs || !st->item_ptrs || !st->wires ||
       !st->results || !st->result_ptrs)
     return RM_ENOMEM;
@@ -166,7 +157,7 @@ static void run_job(exec_job_t *job) {
     return;
   }
   size_t n = req->n_inputs;
-  rm_input_t *inputs = rm_calloc(n ? n : 1, sizeof *inputs);
+  rm_input_t *inputs = rm_arena_calloc(rm_call_arena(call), n ? n : 1, sizeof *inputs);
   rm_result_t *result = NULL;
   int rc = inputs ? 0 : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   size_t bound = 0;
@@ -220,12 +211,12 @@ static void run_job(exec_job_t *job) {
                    rm_strerror(RM_ENOMEM), NULL, NULL);
     else
       rm_call_reply(call, &st.msg.base);
-    store_free(&st);
+    if (st.has_metrics)
+      rm_metrics_proto_clear(&st.metrics);
   }
   rm_result_free(result); /* before the pipeline: result buffers count in its account */
   for (size_t i = 0; i < bound; i++)
     rm_buffer_unref(inputs[i].buf);
-  rm_free(inputs);
   job_finish(job);
 }
 
@@ -255,12 +246,13 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
                  "max_concurrent");
     return;
   }
-  exec_job_t *job = rm_calloc(1, sizeof *job);
+  exec_job_t *job = rm_arena_calloc(rm_call_arena(call), 1, sizeof *job);
   if (!job) {
     rm_server_exec_release(s);
     rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL, NULL);
     return;
   }
+  rm_call_ref(call);
   job->call = call;
   job->server = s;
   job->req = req;

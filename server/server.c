@@ -8,6 +8,7 @@
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "auth.h"
 #include "log.h"
 #include "rm/alloc.h"
+#include "rm/arena.h"
 #include "rm/clock.h"
 #include "tls.h"
 
@@ -53,6 +55,7 @@ typedef struct job {
 } job_t;
 
 #define TRAILERS_MAX 3
+#define CALL_ARENA_INLINE 3072
 
 struct rm_call {
   rm_tag_t close_tag;
@@ -83,6 +86,9 @@ struct rm_call {
   char note_key[24];
   char *note_value;
   char *error_text;
+  rm_arena_t arena; /* the request message and whatever handlers need until the end */
+  /* must stay last: not zeroed at creation */
+  alignas(max_align_t) char arena_inline[CALL_ARENA_INLINE];
 };
 
 struct rm_server {
@@ -140,7 +146,18 @@ static void pb_free(void *data, void *ptr) {
 }
 static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
 
+static void *arena_pb_alloc(void *data, size_t size) { return rm_arena_alloc(data, size); }
+static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
+
+static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc,
+                                     grpc_byte_buffer *bb, ProtobufCAllocator *alloc);
+
 ProtobufCMessage *rm_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
+  return unpack_with(desc, bb, &pb_allocator);
+}
+
+static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc,
+                                     grpc_byte_buffer *bb, ProtobufCAllocator *alloc) {
   if (!bb)
     return NULL;
   grpc_byte_buffer_reader reader;
@@ -150,16 +167,16 @@ ProtobufCMessage *rm_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_bu
   grpc_slice *first;
   /* one slice (the usual case): unpack in place, no copy */
   if (grpc_byte_buffer_length(bb) == 0) {
-    msg = protobuf_c_message_unpack(desc, &pb_allocator, 0, (const uint8_t *)"");
+    msg = protobuf_c_message_unpack(desc, alloc, 0, (const uint8_t *)"");
   } else if (grpc_byte_buffer_reader_peek(&reader, &first) &&
              GRPC_SLICE_LENGTH(*first) == grpc_byte_buffer_length(bb)) {
-    msg = protobuf_c_message_unpack(desc, &pb_allocator, GRPC_SLICE_LENGTH(*first),
+    msg = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(*first),
                                     GRPC_SLICE_START_PTR(*first));
   } else {
     grpc_byte_buffer_reader_destroy(&reader);
     grpc_byte_buffer_reader_init(&reader, bb);
     grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-    msg = protobuf_c_message_unpack(desc, &pb_allocator, GRPC_SLICE_LENGTH(all),
+    msg = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(all),
                                     GRPC_SLICE_START_PTR(all));
     grpc_slice_unref(all);
   }
@@ -246,7 +263,7 @@ static void call_unref(rm_call_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1)
     return;
   rm_server_t *s = c->s;
-  rm_unpack_free(c->request);
+  /* c->request lives in the arena */
   if (c->payload)
     grpc_byte_buffer_destroy(c->payload);
   if (c->response)
@@ -261,6 +278,7 @@ static void call_unref(rm_call_t *c) {
   rm_free(c->note_value);
   rm_free(c->error_text);
   rm_free(c->unregistered_path);
+  rm_arena_destroy(&c->arena);
   rm_free(c);
   if (atomic_fetch_sub(&s->unary, 1) == 1) {
     pthread_mutex_lock(&s->mu);
@@ -269,6 +287,9 @@ static void call_unref(rm_call_t *c) {
   }
   rm_server_release(s);
 }
+
+void rm_call_ref(rm_call_t *c) { atomic_fetch_add(&c->refs, 1); }
+void rm_call_unref(rm_call_t *c) { call_unref(c); }
 
 static void on_close(rm_tag_t *tag, int ok) {
   rm_call_t *c = container_of(tag, rm_call_t, close_tag);
@@ -404,7 +425,11 @@ const volatile int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancell
 size_t rm_call_request_bytes(const rm_call_t *c) { return c->request_bytes; }
 rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
 
+rm_arena_t *rm_call_arena(rm_call_t *c) { return &c->arena; }
+
 void rm_call_set_log_note(rm_call_t *c, const char *key, const char *value) {
+  if (RM_LOG_INFO < rm_log_threshold)
+    return; /* nobody will read it */
   snprintf(c->note_key, sizeof c->note_key, "%s", key);
   rm_free(c->note_value);
   c->note_value = value ? rm_strdup(value) : NULL;
@@ -448,7 +473,7 @@ static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_times
     m->start(s, gcall, payload, q);
     return;
   }
-  rm_call_t *c = rm_calloc(1, sizeof *c);
+  rm_call_t *c = rm_malloc(sizeof *c);
   if (!c) {
     /* Out of memory: we cannot even answer; cancel so the client is not left waiting. */
     grpc_call_cancel_with_status(gcall, GRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory",
@@ -460,6 +485,8 @@ static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_times
     rm_server_release(s);
     return;
   }
+  memset(c, 0, offsetof(rm_call_t, arena_inline));
+  rm_arena_init(&c->arena, c->arena_inline, sizeof c->arena_inline);
   atomic_fetch_add(&s->unary, 1);
   atomic_init(&c->refs, 2); /* the close batch and the send batch */
   c->s = s;
@@ -491,7 +518,8 @@ static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_times
                  "invalid_request", NULL, NULL);
     return;
   }
-  c->request = rm_unpack(m->request, payload);
+  ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &c->arena};
+  c->request = unpack_with(m->request, payload, &arena_alloc);
   grpc_byte_buffer_destroy(payload);
   c->payload = NULL;
   if (!c->request) {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "rm/arena.h"
 
 typedef struct rm_server rm_server_t;
 typedef struct rm_call rm_call_t;
@@ -96,6 +97,13 @@ const volatile int *rm_call_cancel_flag(const rm_call_t *call);
 /* Size in bytes of the request message as received. */
 size_t rm_call_request_bytes(const rm_call_t *call);
 rm_server_t *rm_call_server(const rm_call_t *call);
+/* Keeps the call (and its arena and request) alive past its reply; any thread. */
+void rm_call_ref(rm_call_t *call);
+void rm_call_unref(rm_call_t *call);
+
+/* Memory that lives until the call is destroyed (after its reply was sent). Use it only
+ * from the thread currently handling the call. */
+rm_arena_t *rm_call_arena(rm_call_t *call);
 /* Extra fields for the call's log line (e.g. the pipeline name); copied. */
 void rm_call_set_log_note(rm_call_t *call, const char *key, const char *value);
 
