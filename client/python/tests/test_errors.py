@@ -1,0 +1,213 @@
+"""Every error path raises its typed exception, with the gRPC code, the message and the
+failing node and field from the server's trailers."""
+import pickle
+
+import grpc
+import numpy as np
+import pytest
+
+from conftest import arun, sine
+from rmtest.server import RunningServer
+from remotemedia import (Cancelled, Client, DeadlineExceeded, InvalidArgument, Node, NotFound,
+                         Pipeline, RemoteConfig, RemoteMediaError, ResourceExhausted,
+                         Unauthenticated, Unavailable)
+from remotemedia.nodes import Delay, Gain, PassThrough
+
+TOKEN = "py-client-token.1"
+
+
+def test_bad_param_from_the_server(remote):
+    # validate=False: the client sends it, so the server's own check answers
+    with Pipeline(remote=remote) as p:
+        p.add_node(PassThrough(node_id="src")).add_node(Node("Gain", {"db": 100}, node_id="g",
+                                                             validate=False))
+        with pytest.raises(InvalidArgument) as e:
+            p.run_sync(sine(100, 8000), sample_rate=8000)
+    err = e.value
+    assert err.from_server
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.node_id, err.field, err.kind) == ("g", "db", "invalid_params")
+    assert "node 'g'" in err.message and "'db'" in err.message
+    assert err.trailers["rm-failing-node"] == "g"
+    assert isinstance(err, RemoteMediaError)
+
+
+def test_bad_param_async(remote):
+    p = Pipeline(remote=remote)
+    p.add_node(Node("Gain", {"db": "loud"}, node_id="g", validate=False))
+
+    async def main():
+        try:
+            await p.run(sine(100, 8000), sample_rate=8000)
+        finally:
+            await p.close()
+    with pytest.raises(InvalidArgument) as e:
+        arun(main())
+    assert (e.value.node_id, e.value.field) == ("g", "db")
+    assert "expected number, got string" in e.value.message
+
+
+def test_bad_param_caught_by_the_client_first():
+    with pytest.raises(InvalidArgument) as e:
+        Gain(db=100, node_id="g")
+    err = e.value
+    assert not err.from_server
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (err.node_id, err.field, err.kind) == ("g", "db", "invalid_params")
+    assert err.message == "node 'g' param 'db': 100 is out of range [-120, 60]"
+    with pytest.raises(InvalidArgument) as e:
+        Gain(gain=3)
+    assert e.value.field == "gain" and "unknown param 'gain'" in e.value.message
+    with pytest.raises(InvalidArgument) as e:
+        Node("Gain", {"db": True})
+    assert e.value.message == "Gain param 'db': expected number, got boolean"
+
+
+def test_unknown_node_type(remote):
+    with Pipeline(remote=remote) as p:
+        p.add_node(Node("NoSuchNode", node_id="x"))
+        with pytest.raises(NotFound) as e:
+            p.run_sync(sine(10, 8000), sample_rate=8000)
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    assert e.value.node_id == "x"
+    assert e.value.kind == "unknown_node_type"
+    assert "NoSuchNode" in e.value.message
+
+
+def test_deadline(remote):
+    with Pipeline(remote=remote) as p:
+        p.add_node(Delay(ms=2000, node_id="d"))
+        with pytest.raises(DeadlineExceeded) as e:
+            p.run_sync(sine(10, 8000), sample_rate=8000, timeout=0.2)
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        # the server stays usable
+        p.node("d").params["ms"] = 0
+        assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.5]
+
+
+def test_deadline_async(remote):
+    p = Pipeline(remote=remote)
+    p.add_node(Delay(ms=2000, node_id="d"))
+
+    async def main():
+        try:
+            await p.run(sine(10, 8000), sample_rate=8000, timeout=0.2)
+        finally:
+            await p.close()
+    with pytest.raises(DeadlineExceeded):
+        arun(main())
+
+
+def test_default_timeout_from_config(server):
+    cfg = RemoteConfig(server.address(), timeout=0.2)
+    with Pipeline(remote=cfg) as p:
+        p.add_node(Delay(ms=2000))
+        with pytest.raises(DeadlineExceeded):
+            p.run_sync(sine(10, 8000), sample_rate=8000)
+
+
+def test_cancelled_task(remote):
+    import asyncio
+
+    async def main():
+        async with Pipeline(remote=remote) as p:
+            p.add_node(Delay(ms=5000))
+            task = asyncio.ensure_future(p.run(sine(10, 8000), sample_rate=8000))
+            await asyncio.sleep(0)  # let the call start
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # the channel still works after the cancelled call
+            p2 = Pipeline(remote=p.client)
+            p2.add_node(Gain(db=0))
+            out = await p2.run(np.float32([0.25]), sample_rate=8000)
+            assert out.samples.tolist() == [0.25]
+    arun(main())
+
+
+def test_bad_input(remote):
+    with Pipeline(remote=remote) as p:
+        p.add_node(Gain(db=0, node_id="g"))
+        with pytest.raises(InvalidArgument) as e:
+            p.run_sync({"not": "audio"})
+    assert e.value.node_id == "g"
+    with Pipeline(remote=remote) as p:
+        p.add_node(Gain(db=0, node_id="g"))
+        with pytest.raises(InvalidArgument) as e:
+            p.run_sync(inputs={"nobody": np.float32([0])}, sample_rate=8000)
+    assert e.value.kind in ("invalid_input", "invalid_manifest")
+    assert "nobody" in e.value.message
+
+
+def test_resource_exhausted():
+    with RunningServer(["--max-nodes", "2"]) as srv, \
+            Pipeline(remote=RemoteConfig(srv.address(), timeout=60)) as p:
+        p.add_node(PassThrough()).add_node(PassThrough()).add_node(PassThrough())
+        with pytest.raises(ResourceExhausted) as e:
+            p.run_sync(np.float32([0]), sample_rate=8000)
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert e.value.kind == "limit_exceeded"
+        # a per-call limit may lower the server's
+        q = Pipeline(remote=p.client)
+        q.add_node(PassThrough()).add_node(PassThrough())
+        with pytest.raises(ResourceExhausted):
+            q.run_sync(np.float32([0]), sample_rate=8000, limits={"max_nodes": 1})
+        assert q.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.5]
+
+
+def test_token():
+    with RunningServer(["--auth-tokens", TOKEN]) as srv:
+        good = RemoteConfig(srv.address(), token=TOKEN, timeout=60)
+        bad = RemoteConfig(srv.address(), token="not-the-token", timeout=60)
+        none = RemoteConfig(srv.address(), timeout=60)
+        for cfg, expect in ((bad, "the bearer token is not valid"),
+                            (none, "missing bearer token")):
+            with Pipeline(remote=cfg) as p:
+                p.add_node(Gain(db=0))
+                with pytest.raises(Unauthenticated) as e:
+                    p.run_sync(np.float32([0.5]), sample_rate=8000)
+                assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+                assert e.value.kind == "unauthenticated"
+                assert expect in e.value.message
+                with pytest.raises(Unauthenticated):
+                    p.list_node_types_sync()
+                assert p.health_check_sync() == "SERVING"  # health is open to probes
+        with Pipeline(remote=good) as p:
+            p.add_node(Gain(db=HALF)).add_node(PassThrough())
+            assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.25]
+            assert "Gain" in {t.name for t in p.list_node_types_sync()}
+
+            async def main():
+                return await p.run(np.float32([1.0]), sample_rate=8000)
+            assert arun(main()).samples.tolist() == [0.5]
+    assert TOKEN not in "\n".join(srv.raw_log())
+
+
+HALF = -6.020599913279624  # exactly 20*log10(0.5)
+
+
+def test_unavailable(tmp_path):
+    cfg = RemoteConfig("unix:" + str(tmp_path / "no-server.sock"), timeout=30)
+    with Client(cfg) as c:
+        with pytest.raises(Unavailable) as e:
+            c.health_check_sync()
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE
+
+        async def main():
+            try:
+                await c.get_version()
+            finally:
+                await c.close()
+        with pytest.raises(Unavailable):
+            arun(main())
+
+
+def test_errors_pickle_and_print():
+    err = InvalidArgument("node 'g' param 'db': bad", grpc.StatusCode.INVALID_ARGUMENT,
+                          node_id="g", field="db", kind="invalid_params")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is InvalidArgument
+    assert (back.code, back.node_id, back.field, back.kind, back.message) == (
+        err.code, "g", "db", "invalid_params", err.message)
+    assert str(err) == "INVALID_ARGUMENT: node 'g' param 'db': bad (node=g, field=db, kind=invalid_params)"
+    assert issubclass(Cancelled, RemoteMediaError)
