@@ -1,5 +1,6 @@
 /* audio_codec.c - AudioDecode and AudioEncode: WAV, FLAC and Ogg Vorbis bytes <-> audio
  * buffers with libsndfile, reading and writing memory through its virtual I/O. */
+#include <pthread.h>
 #include <sndfile.h>
 #include <stdio.h>
 #include <string.h>
@@ -171,6 +172,53 @@ static int decode_frames(rm_node_ctx_t *ctx, SNDFILE *sf, const SF_INFO *info,
   return rc;
 }
 
+/* Ogg pages carry a CRC and the last page of a stream an end-of-stream flag, so a cut or
+ * damaged Ogg file is found before libsndfile sees it (libsndfile 1.2 also leaks the
+ * Vorbis header state when it rejects a malformed stream). Returns NULL when every page is
+ * whole, intact and the last one ends the stream; otherwise what is wrong. */
+static uint32_t ogg_crc_table[256];
+
+static void ogg_crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t r = i << 24;
+    for (int k = 0; k < 8; k++)
+      r = r & 0x80000000u ? (r << 1) ^ 0x04c11db7u : r << 1;
+    ogg_crc_table[i] = r;
+  }
+}
+
+static const char *ogg_check(const uint8_t *d, size_t len) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, ogg_crc_init);
+  size_t at = 0;
+  int eos = 0;
+  while (at < len) {
+    if (len - at < 27)
+      return "truncated Ogg page header";
+    if (memcmp(d + at, "OggS", 4) != 0 || d[at + 4] != 0)
+      return "bytes between Ogg pages are not a page";
+    size_t nseg = d[at + 26], body = 0;
+    if (len - at < 27 + nseg)
+      return "truncated Ogg page header";
+    for (size_t i = 0; i < nseg; i++)
+      body += d[at + 27 + i];
+    size_t page = 27 + nseg + body;
+    if (len - at < page)
+      return "truncated Ogg page";
+    uint32_t crc = 0, want = (uint32_t)d[at + 22] | (uint32_t)d[at + 23] << 8 |
+                            (uint32_t)d[at + 24] << 16 | (uint32_t)d[at + 25] << 24;
+    for (size_t i = 0; i < page; i++) {
+      uint8_t byte = i >= 22 && i < 26 ? 0 : d[at + i];
+      crc = (crc << 8) ^ ogg_crc_table[(crc >> 24) ^ byte];
+    }
+    if (crc != want)
+      return "Ogg page checksum mismatch (corrupt data)";
+    eos = (d[at + 5] & 0x04) != 0;
+    at += page;
+  }
+  return eos ? NULL : "truncated Ogg stream: the last page does not end the stream";
+}
+
 /* libsndfile reads what a cut-off file holds and says so only indirectly: an Ogg stream
  * whose last page is missing has no known length, and a cut WAV leaves a
  * "data : <announced> (should be <present>)" line in its log. Streaming writers mark an
@@ -200,6 +248,11 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
   memset(&info, 0, sizeof info);
   if (!in->size)
     return rm_node_fail(ctx, RM_EINPUT, "in", "the input is empty, not an audio file");
+  const char *bad = in->size >= 4 && memcmp(in->data, "OggS", 4) == 0
+                        ? ogg_check(in->data, in->size)
+                        : NULL;
+  if (bad)
+    return rm_node_fail(ctx, RM_EINPUT, "in", "%s", bad);
   SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &info, &m);
   if (!sf)
     return rm_node_fail(ctx, RM_EINPUT, "in", "not a decodable audio file (%zu bytes): %s",
