@@ -551,18 +551,27 @@ static int check_stop(const rm_run_opts_t *opts, rm_error_t *err, const char *no
 int rm_node_check(rm_node_ctx_t *ctx) { return check_stop(ctx->opts, ctx->err, ctx->node->id); }
 
 /* Limits apply to every buffer, whoever made it. */
-static int check_buffer_limits(const rm_limits_t *lim, const rm_buffer_t *b, const char *who,
-                               const char *node_id, rm_error_t *err) {
-  if (lim->max_buffer_bytes && b->size > lim->max_buffer_bytes)
-    return rm_error_set(err, RM_ELIMIT, node_id, "size",
+/* Limits apply to every buffer, whoever made it. `who` is formatted only on failure:
+ * this runs for every emitted item. */
+static int check_buffer_limits(const rm_limits_t *lim, const rm_buffer_t *b, const node_t *n,
+                               int is_input, rm_error_t *err) {
+  int over_bytes = lim->max_buffer_bytes && b->size > lim->max_buffer_bytes;
+  int over_samples = b->kind == RM_KIND_AUDIO && lim->max_audio_samples &&
+                     rm_audio_samples(b) > lim->max_audio_samples;
+  if (!over_bytes && !over_samples)
+    return 0;
+  char who[160];
+  if (is_input)
+    snprintf(who, sizeof who, "input for node '%s'", n->id);
+  else
+    snprintf(who, sizeof who, "node '%s' (%s): output", n->id, n->type->name);
+  if (over_bytes)
+    return rm_error_set(err, RM_ELIMIT, n->id, "size",
                         "%s holds %zu bytes, above the limit of %llu", who, b->size,
                         (unsigned long long)lim->max_buffer_bytes);
-  if (b->kind == RM_KIND_AUDIO && lim->max_audio_samples &&
-      rm_audio_samples(b) > lim->max_audio_samples)
-    return rm_error_set(err, RM_ELIMIT, node_id, "samples",
-                        "%s holds %zu audio samples, above the limit of %llu", who,
-                        rm_audio_samples(b), (unsigned long long)lim->max_audio_samples);
-  return 0;
+  return rm_error_set(err, RM_ELIMIT, n->id, "samples",
+                      "%s holds %zu audio samples, above the limit of %llu", who,
+                      rm_audio_samples(b), (unsigned long long)lim->max_audio_samples);
 }
 
 static int list_push(item_list_t *l, rm_buffer_t *b) {
@@ -587,9 +596,7 @@ int rm_node_emit(rm_node_ctx_t *ctx, unsigned port, rm_buffer_t *buf) {
     return rm_node_fail(ctx, RM_EINTERNAL, NULL, "emitted %s on port %u, which it does not declare",
                         rm_kind_name(buf->kind), port);
   }
-  char who[160];
-  snprintf(who, sizeof who, "node '%s' (%s): output", n->id, n->type->name);
-  int rc = check_buffer_limits(&ctx->p->limits, buf, who, n->id, ctx->err);
+  int rc = check_buffer_limits(&ctx->p->limits, buf, n, 0, ctx->err);
   if (!rc && list_push(&n->outs[port], buf))
     rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (rc) {
@@ -650,9 +657,7 @@ static int bind_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inpu
                           "input for node '%s': %s accepts %s, got %s", n->id, n->type->name,
                           acc, rm_kind_name(b->kind));
     }
-    char who[120];
-    snprintf(who, sizeof who, "input for node '%s'", n->id);
-    int rc = check_buffer_limits(&p->limits, b, who, n->id, err);
+    int rc = check_buffer_limits(&p->limits, b, n, 1, err);
     if (rc)
       return rc;
     n->input = b;

@@ -127,13 +127,16 @@ const char *rm_status_name(grpc_status_code code) {
   return code >= 0 && code <= 16 ? names[code] : "UNKNOWN";
 }
 
-grpc_byte_buffer *rm_pack(const ProtobufCMessage *msg) {
-  size_t len = protobuf_c_message_get_packed_size(msg);
+static grpc_byte_buffer *pack_sized(const ProtobufCMessage *msg, size_t len) {
   grpc_slice slice = grpc_slice_malloc(len);
   protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
   grpc_slice_unref(slice);
   return bb;
+}
+
+grpc_byte_buffer *rm_pack(const ProtobufCMessage *msg) {
+  return pack_sized(msg, protobuf_c_message_get_packed_size(msg));
 }
 
 static void *pb_alloc(void *data, size_t size) {
@@ -414,7 +417,7 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
   }
   if (c->replied++)
     return;
-  c->response = rm_pack(msg);
+  c->response = pack_sized(msg, len);
   c->code = GRPC_STATUS_OK;
   c->details = grpc_empty_slice();
   send_status(c);

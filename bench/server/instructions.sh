@@ -1,0 +1,54 @@
+#!/bin/sh
+# instructions.sh - CPU instructions the server spends per unary call (1-node PassThrough,
+# 100-byte input), against the bare C-core echo server, counted with callgrind. Unlike
+# calls/s this does not move with the load of a shared machine. Usage:
+#   bench/server/instructions.sh [build-dir]      (CALLS=5000 by default)
+set -eu
+BUILD=${1:-build}
+CALLS=${CALLS:-5000}
+TMP=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
+command -v h2load >/dev/null || { echo "h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh" >&2; exit 2; }
+
+PYTHONPATH="$BUILD/python_gen" /usr/bin/python3 - "$TMP/req.bin" <<'PY'
+import struct, sys
+from remotemedia.v1 import pipeline_service_pb2 as ps
+req = ps.ExecuteRequest()
+req.manifest.name = "bench"
+req.manifest.nodes.add(id="p", node_type="PassThrough")
+req.inputs["p"].binary.data = bytes(100)
+body = req.SerializeToString()
+open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(body)) + body)
+PY
+
+# count NAME CALLS -- command...: instructions of the process for CALLS calls
+count() {
+  name=$1; n=$2; shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.$n.cg" "$@" 2>"$TMP/$name.$n.log" &
+  pid=$!
+  for _ in $(seq 1 400); do
+    p=$(grep -o '"port":[0-9]*' "$TMP/$name.$n.log" 2>/dev/null | head -1 | cut -d: -f2)
+    [ -n "$p" ] && break
+    sleep 0.05
+  done
+  h2load -n "$n" -c 4 -m 32 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
+    -d "$TMP/req.bin" "http://127.0.0.1:$p/remotemedia.v1.PipelineService/ExecutePipeline" >/dev/null
+  kill -TERM $pid; wait $pid || true
+  grep -h '^summary:' "$TMP/$name.$n.cg" | awk '{s += $2} END {print s}'
+}
+
+# Two runs with different call counts: the difference cancels start-up and shutdown.
+per_call() {
+  name=$1; shift
+  a=$(count "$name" 1000 "$@"); b=$(count "$name" "$CALLS" "$@")
+  echo $(( (b - a) / (CALLS - 1000) ))
+}
+
+E=$(per_call echo "$BUILD/bench/server/echo_server" 127.0.0.1:0)
+R=$(per_call rm "$BUILD/server/remotemedia-server" --listen 127.0.0.1:0 --threads 1 --workers 1 --log-level warn)
+RI=$(per_call rmi "$BUILD/server/remotemedia-server" --listen 127.0.0.1:0 --threads 1 --workers 1 --log-level info)
+echo "echo server (bare C core):        $E instructions/call"
+echo "remotemedia-server (log=warn):    $R instructions/call"
+echo "remotemedia-server (log=info):    $RI instructions/call"
+awk -v r="$R" -v e="$E" 'BEGIN {printf "projected throughput at equal IPC: %.1f %% of the echo baseline (log=warn)\n", 100 * e / r}'
+awk -v r="$RI" -v e="$E" 'BEGIN {printf "projected throughput at equal IPC: %.1f %% of the echo baseline (log=info)\n", 100 * e / r}'
