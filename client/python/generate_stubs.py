@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""generate_stubs.py - makes the generated half of the `remotemedia` package outside CMake.
+
+    python3 client/python/generate_stubs.py OUTDIR [--proto-dir DIR] [--grpc-proto-dir DIR]
+                                            [--schema-from HOST:PORT [--token T]]
+
+writes OUTDIR/remotemedia/v1/*_pb2.py and *_pb2_grpc.py from proto/remotemedia/v1, and
+OUTDIR/grpc_health/v1/health_pb2*.py when the gRPC health proto is found (Debian's
+grpc-proto package: /usr/share/grpc-proto). Put OUTDIR on PYTHONPATH next to
+client/python. With --schema-from it also asks that server's ListNodeTypes and writes
+OUTDIR/remotemedia/node_schema.json, from which remotemedia.nodes builds its classes
+(the CMake build dumps it from the engine's registry instead).
+
+Code generation uses grpc_tools.protoc (pip grpcio-tools) when importable, otherwise
+`protoc` with `grpc_python_plugin` from PATH (Debian: protobuf-compiler,
+protobuf-compiler-grpc). Exit status 0, or 1 with a message.
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
+DEFAULT_GRPC_PROTO_DIR = "/usr/share/grpc-proto"
+
+
+def protoc(include_dirs, protos, out):
+    """Runs protoc with the Python and gRPC generators; raises SystemExit on failure."""
+    args = ["-I" + d for d in include_dirs] + ["--python_out=" + out, "--grpc_python_out=" + out]
+    try:
+        from grpc_tools import protoc as tools
+    except ImportError:
+        tools = None
+    if tools is not None:
+        builtin = os.path.join(os.path.dirname(tools.__file__), "_proto")
+        rc = tools.main(["protoc", "-I" + builtin] + args + protos)
+    else:
+        exe, plugin = shutil.which("protoc"), shutil.which("grpc_python_plugin")
+        if not exe or not plugin:
+            raise SystemExit("generate_stubs: need grpc_tools (pip install grpcio-tools) or "
+                             "protoc and grpc_python_plugin on PATH")
+        args = [a.replace("--grpc_python_out=", "--grpc_out=") for a in args]
+        rc = subprocess.call([exe, "--plugin=protoc-gen-grpc=" + plugin] + args + protos)
+    if rc != 0:
+        raise SystemExit("generate_stubs: protoc failed (status %d)" % rc)
+
+
+def generate(out, proto_dir, grpc_proto_dir):
+    protos = sorted(glob.glob(os.path.join(proto_dir, "remotemedia", "v1", "*.proto")))
+    if not protos:
+        raise SystemExit("generate_stubs: no .proto files under %s/remotemedia/v1" % proto_dir)
+    os.makedirs(out, exist_ok=True)
+    protoc([proto_dir], protos, out)
+    health = os.path.join(grpc_proto_dir, "grpc", "health", "v1", "health.proto")
+    if os.path.isfile(health):
+        # laid out as grpcio-health-checking names it: grpc_health.v1.health_pb2
+        with tempfile.TemporaryDirectory() as tmp:
+            dst = os.path.join(tmp, "grpc_health", "v1")
+            os.makedirs(dst)
+            shutil.copy(health, dst)
+            protoc([tmp], [os.path.join(dst, "health.proto")], out)
+    else:
+        print("generate_stubs: %s not found; health checks need grpcio-health-checking" % health,
+              file=sys.stderr)
+
+
+def write_schema(out, address, token):
+    sys.path.insert(0, out)
+    sys.path.insert(0, HERE)
+    from remotemedia import Client, RemoteConfig
+    with Client(RemoteConfig(address, token=token, timeout=30)) as client:
+        types = client.list_node_types_sync()
+    path = os.path.join(out, "remotemedia", "node_schema.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"node_types": [t.to_dict() for t in types]}, f, indent=1, sort_keys=True)
+    print("generate_stubs: %d node types from %s -> %s" % (len(types), address, path))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("outdir")
+    ap.add_argument("--proto-dir", default=DEFAULT_PROTO_DIR,
+                    help="directory holding remotemedia/v1/*.proto (default: the repo's proto/)")
+    ap.add_argument("--grpc-proto-dir", default=DEFAULT_GRPC_PROTO_DIR,
+                    help="directory holding grpc/health/v1/health.proto")
+    ap.add_argument("--schema-from", metavar="HOST:PORT",
+                    help="also write remotemedia/node_schema.json from this server")
+    ap.add_argument("--token", help="bearer token for --schema-from")
+    a = ap.parse_args(argv)
+    out = os.path.abspath(a.outdir)
+    generate(out, os.path.abspath(a.proto_dir), a.grpc_proto_dir)
+    if a.schema_from:
+        write_schema(out, a.schema_from, a.token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
