@@ -1,0 +1,131 @@
+#!/bin/sh
+# test_remotemedia_run.sh - runs remotemedia-run on the shipped examples and checks what it
+# prints, the files it writes and its exit status.
+#   usage: test_remotemedia_run.sh path/to/remotemedia-run SOURCE_DIR
+set -u
+RUN=$1
+SRC=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# run EXPECTED_STATUS ARGS...: runs the runner from SRC, output in $tmp/out and $tmp/err
+run() {
+  want=$1
+  shift
+  (cd "$SRC" && "$RUN" "$@") >"$tmp/out" 2>"$tmp/err"
+  got=$?
+  if [ "$got" != "$want" ]; then
+    fail "remotemedia-run $*: exit $got, expected $want"
+    sed 's/^/  stdout: /' "$tmp/out" >&2
+    sed 's/^/  stderr: /' "$tmp/err" >&2
+  fi
+}
+
+# has FILE LINE: FILE holds exactly this line
+has() {
+  grep -Fqx -- "$2" "$1" || {
+    fail "$(basename "$1") lacks the line: $2"
+    sed 's/^/  got: /' "$1" >&2
+  }
+}
+
+# contains FILE TEXT: some line of FILE contains TEXT
+contains() {
+  grep -Fq -- "$2" "$1" || {
+    fail "$(basename "$1") lacks: $2"
+    sed 's/^/  got: /' "$1" >&2
+  }
+}
+
+wav=tests/data/audio/sine_1k_48k_mono.wav # 0.5 s, 1 kHz, i16, peak 0.5
+
+# ---- the README / scripts/dev.sh command, verbatim
+run 0 examples/gain_chain.json --input src=$wav --metrics
+# -6.0206 dB halves the 0.5 peak; AudioFormat keeps 16-bit
+has "$tmp/out" "pcm16: audio 48000 Hz, 1 ch, i16, 24000 frames (0.500 s), peak 0.2500 (-12.04 dBFS)"
+has "$tmp/out" "metrics:"
+for key in pipeline_id total_executions total_duration_us total_duration_ms peak_memory_bytes \
+  peak_memory_mb metrics_overhead_us node_metrics; do
+  [ "$(grep -c "^  \"$key\": " "$tmp/out")" = 1 ] || fail "metrics: top-level key $key not once"
+done
+for key in node_id execution_count success_count error_count success_rate total_duration_us \
+  avg_duration_us min_duration_us max_duration_us; do
+  [ "$(grep -c "^      \"$key\": " "$tmp/out")" = 3 ] || fail "metrics: node key $key not 3 times"
+done
+[ "$(grep -c '^  *"[a-z_]*": ' "$tmp/out")" = $((8 + 3 * 9)) ] || fail "metrics: keys beyond the seed's"
+has "$tmp/out" '  "pipeline_id": "gain_chain",'
+has "$tmp/out" '  "total_executions": 1,'
+# the i16 input (48000 bytes) and Gain's i16 output (48000) are held at once; AudioFormat
+# passes Gain's buffer on without a copy
+has "$tmp/out" '  "peak_memory_bytes": 96000,'
+has "$tmp/out" '      "node_id": "src",'
+has "$tmp/out" '      "node_id": "gain",'
+has "$tmp/out" '      "node_id": "pcm16",'
+[ "$(grep -c '"success_rate": 1.0,' "$tmp/out")" = 3 ] || fail "metrics: success_rate not 1.0 x3"
+
+# ---- WAV out, and back in: the written file is the output
+run 0 examples/gain_chain.json --input src=$wav --output-dir "$tmp/wav"
+has "$tmp/out" "pcm16: audio 48000 Hz, 1 ch, i16, 24000 frames (0.500 s), peak 0.2500 (-12.04 dBFS) -> $tmp/wav/pcm16.wav"
+[ "$(wc -c <"$tmp/wav/pcm16.wav")" = 48044 ] || fail "pcm16.wav is not 44 + 24000 * 2 bytes"
+run 0 examples/gain_chain.json --input "src=$tmp/wav/pcm16.wav"
+has "$tmp/out" "pcm16: audio 48000 Hz, 1 ch, i16, 24000 frames (0.500 s), peak 0.1250 (-18.06 dBFS)"
+
+# ---- --metrics-json: stdout is the metrics document alone
+run 0 examples/gain_chain.json --metrics-json --input src=$wav
+[ "$(wc -l <"$tmp/out")" = 1 ] || fail "--metrics-json: stdout is not one line"
+contains "$tmp/out" '{"pipeline_id":"gain_chain","total_executions":1,'
+contains "$tmp/out" '"peak_memory_bytes":96000,'
+has "$tmp/err" "pcm16: audio 48000 Hz, 1 ch, i16, 24000 frames (0.500 s), peak 0.2500 (-12.04 dBFS)"
+
+# ---- the calculator example
+run 0 examples/calculator.json --input calc=examples/calculator_request.json --output-dir "$tmp/calc"
+has "$tmp/out" 'result: {"operation":"mean","operands":[1,2,3,4],"result":2.5}'
+has "$tmp/out" "  -> $tmp/calc/result.json"
+has "$tmp/calc/result.json" '{"operation":"mean","operands":[1,2,3,4],"result":2.5}'
+
+printf '{"operation": "divide", "operands": [1, 0]}' >"$tmp/div0.json"
+run 1 examples/calculator.json --input "calc=$tmp/div0.json" --metrics
+has "$tmp/err" "error: node_failed: node 'calc' (Calculator): division by zero (operands[1] is 0)"
+has "$tmp/out" '      "error_count": 1,' # metrics of a failed run still print
+
+# ---- pipeline and file errors: exit 1, error kind and message
+run 1 examples/gain_chain.json
+has "$tmp/err" "error: invalid_input: node 'src' has no input: a node without incoming connections needs one in the request's inputs"
+run 1 examples/gain_chain.json --input ghost=$wav
+has "$tmp/err" "error: invalid_input: input for node 'ghost': the pipeline has no such node"
+run 1 examples/gain_chain.json --input src=examples/calculator_request.json
+contains "$tmp/err" "error: invalid_input: node 'gain' (Gain): input from 'src' is json, but port 'in' accepts audio"
+run 1 examples/missing.json --input src=$wav
+has "$tmp/err" "error: io_error: examples/missing.json: unable to open examples/missing.json: No such file or directory"
+run 1 examples/gain_chain.json --input src=tests/data/audio/none.wav
+contains "$tmp/err" "error: io_error: tests/data/audio/none.wav: "
+printf '{"operation": ' >"$tmp/bad.json"
+run 1 examples/calculator.json --input "calc=$tmp/bad.json"
+contains "$tmp/err" "error: invalid_input: $tmp/bad.json: not valid JSON: "
+printf '{"nodes": [{"id": "g", "node_type": "Gain", "params": {"db": 99}}]}' >"$tmp/m.json"
+run 1 "$tmp/m.json" --input g=$wav
+has "$tmp/err" "error: invalid_params: $tmp/m.json: node 'g' param 'db': 99 is out of range [-120, 60]"
+
+# ---- usage errors: exit 2
+run 2
+run 2 examples/gain_chain.json --bogus
+contains "$tmp/err" "unknown or incomplete option '--bogus'"
+run 2 examples/gain_chain.json --input src
+contains "$tmp/err" "--input wants NODE=FILE, got 'src'"
+run 2 examples/gain_chain.json --input src=notes.xyz
+contains "$tmp/err" "unknown file type '.xyz'"
+run 2 examples/gain_chain.json examples/calculator.json
+run 0 --help
+contains "$tmp/out" "usage: remotemedia-run MANIFEST.json"
+
+if [ "$failures" != 0 ]; then
+  echo "$failures check(s) failed" >&2
+  exit 1
+fi
+echo "remotemedia-run: all checks passed"
