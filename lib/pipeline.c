@@ -399,12 +399,19 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
     rc = t->create(n->params, &n->state, &local);
     if (rc) {
       if (err) {
-        *err = local;
-        if (!err->message[0])
-          rm_error_set(err, rc, n->id, NULL, "node '%s' (%s): could not be created: %s", n->id,
-                       t->name, rm_strerror(rc));
-        snprintf(err->node_id, sizeof err->node_id, "%s", n->id);
-        err->code = rc;
+        /* create() does not know its node's id: the message must still name it. Nodes
+         * write "node param 'key': ..." (tests rely on that opening), so the id goes at
+         * the end unless the message already names it. */
+        char quoted[RM_ERROR_NODE_MAX + 2];
+        snprintf(quoted, sizeof quoted, "'%s'", n->id);
+        if (!local.message[0])
+          rm_error_set(err, rc, n->id, local.field, "node '%s' (%s): could not be created: %s",
+                       n->id, t->name, rm_strerror(rc));
+        else if (strstr(local.message, quoted))
+          rm_error_set(err, rc, n->id, local.field, "%s", local.message);
+        else
+          rm_error_set(err, rc, n->id, local.field, "%s (node '%s', %s)", local.message, n->id,
+                       t->name);
       }
       return rc;
     }

@@ -194,6 +194,20 @@ static void test_kind_mismatch(void) {
                      "json");
 }
 
+/* A node's own cross-field check runs in create(), which cannot know its node's id: the
+ * engine makes the message name the node. (Denoise is the utility-free example: it only
+ * accepts 10 or 20 ms frames.) */
+static void test_create_errors_name_the_node(void) {
+  rm_error_t err;
+  int rc = rm_test_pipeline_error(
+      "{'nodes': [{'id': 'dn', 'node_type': 'Denoise', 'params': {'frame_ms': 15}}]}", &err);
+  RM_ASSERT_ERR(rc, &err, RM_EPARAM, "dn", "frame_ms", NULL);
+  const char *tail = " (node 'dn', Denoise)";
+  size_t len = strlen(err.message);
+  CU_ASSERT(len > strlen(tail) && strcmp(err.message + len - strlen(tail), tail) == 0);
+  CU_ASSERT(strncmp(err.message, "node param 'frame_ms': ", 23) == 0);
+}
+
 static void test_node_limit(void) {
   rm_manifest_t *m = rm_test_manifest("{'nodes': [{'id': 'a', 'node_type': 'PassThrough'},"
                                       " {'id': 'b', 'node_type': 'PassThrough'}]}");
@@ -584,6 +598,7 @@ int main(void) {
       RM_TEST(test_single_port_takes_one_connection),
       RM_TEST(test_cycles_name_a_node_on_them),
       RM_TEST(test_kind_mismatch),
+      RM_TEST(test_create_errors_name_the_node),
       RM_TEST(test_node_limit),
       RM_TEST(test_input_errors),
       RM_TEST(test_buffer_limits),
