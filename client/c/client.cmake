@@ -1,0 +1,135 @@
+# client.cmake - librmclient (rm_client, rm::client), the `remotemedia` CLI, their install
+# rules and their end-to-end test. Included from client/c/CMakeLists.txt.
+#
+# The library depends only on the gRPC C core, protobuf-c, jansson and the generated wire
+# messages (rm_proto, linked into the shared library); never on the engine. The CLI
+# additionally links the engine (rm_core) for in-process runs and libsndfile for WAV.
+
+set(RM_CLIENT_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+# grpc.health.v1 messages for the client's own use (rm_proto_std is the server's and holds
+# reflection and the descriptor set; the client needs two tiny messages). Kept apart from
+# RM_GEN_DIR so the two generations never write the same file.
+set(RM_CLIENT_GEN_DIR ${CMAKE_BINARY_DIR}/client_gen)
+set(RM_CLIENT_HEALTH_GEN ${RM_CLIENT_GEN_DIR}/grpc/health/v1/health.pb-c.c
+                         ${RM_CLIENT_GEN_DIR}/grpc/health/v1/health.pb-c.h)
+add_custom_command(
+  OUTPUT ${RM_CLIENT_HEALTH_GEN}
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${RM_CLIENT_GEN_DIR}
+  COMMAND ${PROTOC_C} -I${GRPC_PROTO_DIR} --c_out=${RM_CLIENT_GEN_DIR}
+          ${GRPC_PROTO_DIR}/grpc/health/v1/health.proto
+  DEPENDS ${GRPC_PROTO_DIR}/grpc/health/v1/health.proto
+  COMMENT "protoc-c grpc/health/v1/health.proto (client)"
+  VERBATIM)
+
+# Objects shared by the shared library and the static twin. Generated code is compiled
+# without our warnings; only rmclient.h's RM_CLIENT_API symbols are exported.
+add_library(rm_client_health_obj OBJECT ${RM_CLIENT_GEN_DIR}/grpc/health/v1/health.pb-c.c)
+target_include_directories(rm_client_health_obj PRIVATE ${RM_CLIENT_GEN_DIR})
+target_link_libraries(rm_client_health_obj PRIVATE PkgConfig::PROTOBUFC)
+set_target_properties(rm_client_health_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
+                      C_VISIBILITY_PRESET hidden)
+
+add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c
+            ${RM_CLIENT_DIR}/rmclient_manifest.c)
+target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR})
+target_compile_definitions(rm_client_obj PRIVATE RM_CLIENT_VERSION="${PROJECT_VERSION}")
+target_link_libraries(rm_client_obj PRIVATE PkgConfig::GRPC PkgConfig::PROTOBUFC PkgConfig::JANSSON)
+add_dependencies(rm_client_obj rm_proto rm_client_health_obj) # generated headers first
+set_target_properties(rm_client_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
+                      C_VISIBILITY_PRESET hidden)
+rm_warnings(rm_client_obj)
+
+set(RM_CLIENT_PUBLIC_INCLUDES $<BUILD_INTERFACE:${RM_CLIENT_DIR}> $<BUILD_INTERFACE:${RM_GEN_DIR}>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+
+# librmclient.so: what is installed. The wire messages (rm_proto) are linked in, so their
+# descriptors and __free_unpacked functions come with it.
+add_library(rm_client SHARED $<TARGET_OBJECTS:rm_client_obj> $<TARGET_OBJECTS:rm_client_health_obj>)
+target_include_directories(rm_client PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
+target_link_libraries(rm_client PRIVATE rm_proto PkgConfig::GRPC
+                      PUBLIC PkgConfig::JANSSON PkgConfig::PROTOBUFC)
+set_target_properties(rm_client PROPERTIES
+  OUTPUT_NAME rmclient
+  EXPORT_NAME client
+  VERSION ${PROJECT_VERSION}
+  SOVERSION ${PROJECT_VERSION_MAJOR}
+  PUBLIC_HEADER ${RM_CLIENT_DIR}/rmclient.h)
+add_library(rm::client ALIAS rm_client)
+
+# The same objects as a static library for programs of this tree that also link the
+# engine (the CLI): one copy of rm_proto, so no symbol is defined twice.
+add_library(rm_client_static STATIC $<TARGET_OBJECTS:rm_client_obj>
+            $<TARGET_OBJECTS:rm_client_health_obj>)
+target_include_directories(rm_client_static PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
+target_link_libraries(rm_client_static PUBLIC rm_proto PkgConfig::GRPC PkgConfig::JANSSON
+                      PkgConfig::PROTOBUFC)
+
+# The CLI. In-process runs use the engine; remote runs use the library.
+add_executable(rm_cli ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remotemedia_cli_io.c
+               ${RM_CLIENT_DIR}/remotemedia_cli_local.c)
+set_target_properties(rm_cli PROPERTIES OUTPUT_NAME remotemedia)
+target_compile_definitions(rm_cli PRIVATE RM_CLIENT_VERSION="${PROJECT_VERSION}")
+target_link_libraries(rm_cli PRIVATE rm_client_static rm_core PkgConfig::MEDIA ${MATH_LIB})
+rm_warnings(rm_cli)
+
+# ---------------------------------------------------------------- install
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(RM_CLIENT_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+else()
+  set(RM_CLIENT_PC_LIBDIR "\${exec_prefix}/${CMAKE_INSTALL_LIBDIR}")
+endif()
+if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(RM_CLIENT_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+else()
+  set(RM_CLIENT_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
+configure_file(${RM_CLIENT_DIR}/rmclient.pc.in ${CMAKE_CURRENT_BINARY_DIR}/rmclient.pc @ONLY)
+configure_file(${RM_CLIENT_DIR}/rmclient-config.cmake.in
+               ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config.cmake @ONLY)
+
+install(TARGETS rm_client EXPORT rmclient-targets
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+        PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${RM_GEN_DIR}/remotemedia/v1/data.pb-c.h ${RM_GEN_DIR}/remotemedia/v1/manifest.pb-c.h
+              ${RM_GEN_DIR}/remotemedia/v1/metrics.pb-c.h
+              ${RM_GEN_DIR}/remotemedia/v1/pipeline_service.pb-c.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/remotemedia/v1)
+install(EXPORT rmclient-targets NAMESPACE rm:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/rmclient)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config.cmake
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/rmclient)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rmclient.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+install(TARGETS rm_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# ---------------------------------------------------------------- tests
+# test_rmclient: the library against a real server (address given by the pytest driver).
+add_executable(test_rmclient ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_rmclient.c)
+target_include_directories(test_rmclient PRIVATE ${CUNIT_INCLUDE})
+target_link_libraries(test_rmclient PRIVATE rm::client ${CUNIT_LIB} Threads::Threads ${MATH_LIB})
+rm_warnings(test_rmclient)
+
+find_program(RM_CLIENT_PYTHON /usr/bin/python3 NO_DEFAULT_PATH)
+if(NOT RM_CLIENT_PYTHON)
+  message(FATAL_ERROR "/usr/bin/python3 is needed for the C client tests (scripts/install-deps.sh)")
+endif()
+set(RM_CLIENT_TEST_ENV
+    "RM_SERVER_BIN=$<TARGET_FILE:rm_server>"
+    "RM_CLIENT_TEST_BIN=$<TARGET_FILE:test_rmclient>"
+    "RM_CLI_BIN=$<TARGET_FILE:rm_cli>"
+    "PYTHONPATH=${RM_PY_GEN_DIR}:${PROJECT_SOURCE_DIR}/tests/integration"
+    "PYTHONDONTWRITEBYTECODE=1")
+set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
+    ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)
+if(RM_VALGRIND)
+  # pytest itself is not run under valgrind: the server, the test binary and the CLI are.
+  set(_vg "valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=${PROJECT_SOURCE_DIR}/tests/valgrind.supp")
+  list(APPEND RM_CLIENT_TEST_ENV "RM_SERVER_WRAPPER=${_vg}" "RM_CLIENT_WRAPPER=${_vg}"
+       "RM_TEST_START_TIMEOUT=120" "RM_TEST_STOP_TIMEOUT=180")
+  add_test(NAME client.c_client COMMAND ${RM_CLIENT_PYTEST})
+  set_tests_properties(client.c_client PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+else()
+  rm_add_test(client.c_client COMMAND ${RM_CLIENT_PYTEST} TIMEOUT 300
+              ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+endif()

@@ -1,0 +1,316 @@
+/* remotemedia_cli_local.c - the CLI's in-process mode: the engine (rm_core) runs the
+ * manifest here, and the registry answers `nodes` in the shape ListNodeTypes has. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "remotemedia_cli.h"
+#include "rm/clock.h"
+#include "rm/manifest.h"
+#include "rm/pipeline.h"
+#include "rm/registry.h"
+
+struct cli_local_run {
+  rm_pipeline_t *pipeline;
+  rm_result_t *result;
+  rm_buffer_t **inputs;
+  size_t n_inputs;
+  rm_client_output_t *outputs;
+  rm_client_buffer_t *items;
+};
+
+/* The gRPC status the server would answer for an engine error (its status.c mapping), so
+ * both modes report failures the same way. */
+static int status_of(int code) {
+  switch (code) {
+  case RM_EMANIFEST:
+  case RM_EPARAM:
+  case RM_EINPUT:
+  case RM_ENODE: return 3;      /* INVALID_ARGUMENT */
+  case RM_ENOTYPE: return 5;    /* NOT_FOUND */
+  case RM_ELIMIT:
+  case RM_ENOMEM: return 8;     /* RESOURCE_EXHAUSTED */
+  case RM_ETIMEDOUT: return 4;  /* DEADLINE_EXCEEDED */
+  case RM_ECANCELED: return 1;  /* CANCELLED */
+  default: return 13;           /* INTERNAL */
+  }
+}
+
+static int engine_fail(cli_error_t *e, const rm_error_t *err) {
+  memset(e, 0, sizeof *e);
+  e->exit_code = CLI_FAILED;
+  e->status = status_of(err->code);
+  snprintf(e->kind, sizeof e->kind, "%s", rm_strerror(err->code));
+  snprintf(e->node_id, sizeof e->node_id, "%s", err->node_id);
+  snprintf(e->field, sizeof e->field, "%s", err->field);
+  snprintf(e->message, sizeof e->message, "%s", err->message);
+  return CLI_FAILED;
+}
+
+void cli_local_free(cli_local_run_t *run) {
+  if (!run)
+    return;
+  rm_result_free(run->result); /* before the pipeline: result buffers count in its account */
+  for (size_t i = 0; i < run->n_inputs; i++)
+    rm_buffer_unref(run->inputs[i]);
+  rm_pipeline_free(run->pipeline);
+  free(run->inputs);
+  free(run->outputs);
+  free(run->items);
+  free(run);
+}
+
+/* A borrowed engine buffer over a loaded input. */
+static rm_buffer_t *wrap_input(const rm_client_buffer_t *b) {
+  static const rm_kind_t kinds[] = {RM_KIND_NONE, RM_KIND_AUDIO, RM_KIND_TENSOR, RM_KIND_JSON,
+                                    RM_KIND_TEXT, RM_KIND_BINARY};
+  rm_buffer_t *buf = rm_buffer_wrap(kinds[b->kind], b->data, b->size, NULL);
+  if (!buf)
+    return NULL;
+  if (b->kind == RM_CLIENT_AUDIO) {
+    buf->u.audio.sample_rate = b->sample_rate;
+    buf->u.audio.channels = b->channels;
+    buf->u.audio.format = (rm_sample_format_t)b->format;
+  }
+  return buf;
+}
+
+static void view_of(const rm_buffer_t *b, rm_client_buffer_t *v) {
+  memset(v, 0, sizeof *v);
+  v->data = b->data;
+  v->size = b->size;
+  switch (b->kind) {
+  case RM_KIND_AUDIO:
+    v->kind = RM_CLIENT_AUDIO;
+    v->sample_rate = b->u.audio.sample_rate;
+    v->channels = b->u.audio.channels;
+    v->format = (rm_client_audio_format_t)b->u.audio.format;
+    break;
+  case RM_KIND_TENSOR:
+    v->kind = RM_CLIENT_TENSOR;
+    v->dtype = (rm_client_dtype_t)b->u.tensor.dtype;
+    v->shape = b->u.tensor.shape;
+    v->ndim = b->u.tensor.ndim;
+    break;
+  case RM_KIND_JSON: v->kind = RM_CLIENT_JSON; break;
+  case RM_KIND_TEXT: v->kind = RM_CLIENT_TEXT; break;
+  case RM_KIND_BINARY:
+    v->kind = RM_CLIENT_BINARY;
+    v->mime_type = b->mime_type;
+    break;
+  default: break;
+  }
+}
+
+static int by_key(const void *a, const void *b) {
+  return strcmp(((const rm_client_output_t *)a)->key, ((const rm_client_output_t *)b)->key);
+}
+
+static int describe(cli_local_run_t *run, int metrics, cli_run_result_t *r, cli_error_t *e) {
+  const rm_result_t *res = run->result;
+  size_t n_items = 0;
+  for (size_t i = 0; i < res->n_outputs; i++)
+    n_items += res->outputs[i].n_items;
+  run->outputs = calloc(res->n_outputs ? res->n_outputs : 1, sizeof *run->outputs);
+  run->items = calloc(n_items ? n_items : 1, sizeof *run->items);
+  if (!run->outputs || !run->items)
+    return cli_fail(e, CLI_FAILED, "out of memory");
+  size_t k = 0;
+  for (size_t i = 0; i < res->n_outputs; i++) {
+    const rm_output_t *o = &res->outputs[i];
+    run->outputs[i] = (rm_client_output_t){o->key, o->node_id, o->port, &run->items[k], o->n_items};
+    for (size_t j = 0; j < o->n_items; j++)
+      view_of(o->items[j], &run->items[k++]);
+  }
+  qsort(run->outputs, res->n_outputs, sizeof *run->outputs, by_key);
+  r->pipeline_name = rm_pipeline_name(run->pipeline);
+  r->outputs = run->outputs;
+  r->n_outputs = res->n_outputs;
+  r->metrics = NULL;
+  if (metrics && !(r->metrics = rm_metrics_to_json(rm_pipeline_metrics(run->pipeline))))
+    return cli_fail(e, CLI_FAILED, "out of memory");
+  return 0;
+}
+
+int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n_inputs,
+                  long long timeout_ms, int metrics, cli_local_run_t **out, cli_run_result_t *r,
+                  cli_error_t *e) {
+  rm_error_t err;
+  rm_error_clear(&err);
+  rm_manifest_t *m = NULL;
+  int rc = rm_manifest_from_file(manifest_path, &m, &err);
+  if (rc)
+    return cli_fail(e, CLI_USAGE, "%s: %s", manifest_path, err.message);
+  cli_local_run_t *run = calloc(1, sizeof *run);
+  if (!run || !(run->inputs = calloc(n_inputs ? n_inputs : 1, sizeof *run->inputs))) {
+    free(run);
+    rm_manifest_free(m);
+    return cli_fail(e, CLI_FAILED, "out of memory");
+  }
+  rc = rm_pipeline_new(m, NULL, &run->pipeline, &err);
+  rm_manifest_free(m);
+  if (rc) {
+    cli_local_free(run);
+    return engine_fail(e, &err);
+  }
+  rm_input_t *ins = calloc(n_inputs ? n_inputs : 1, sizeof *ins);
+  if (!ins) {
+    cli_local_free(run);
+    return cli_fail(e, CLI_FAILED, "out of memory");
+  }
+  for (size_t i = 0; i < n_inputs && !rc; i++) {
+    rm_buffer_t *b = wrap_input(&inputs[i].buf);
+    if (!b) {
+      rc = rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+      break;
+    }
+    run->inputs[run->n_inputs++] = b;
+    ins[i] = (rm_input_t){inputs[i].node_id, b};
+    if ((rc = rm_buffer_validate(b, &err))) {
+      char msg[RM_ERROR_MSG_MAX], field[RM_ERROR_FIELD_MAX];
+      snprintf(msg, sizeof msg, "input for node '%.100s': %.380s", inputs[i].node_id, err.message);
+      snprintf(field, sizeof field, "%s", err.field);
+      rm_error_set(&err, rc, inputs[i].node_id, field, "%s", msg);
+    }
+  }
+  if (!rc) {
+    rm_run_opts_t opts = {
+        .metrics = metrics,
+        .deadline_ns = timeout_ms > 0 ? rm_clock_ns() + (uint64_t)timeout_ms * 1000000ull : 0,
+        .end_of_stream = 1,
+    };
+    rc = rm_pipeline_run(run->pipeline, ins, n_inputs, &opts, &run->result, &err);
+  }
+  free(ins);
+  if (rc) {
+    cli_local_free(run);
+    return engine_fail(e, &err);
+  }
+  if ((rc = describe(run, metrics, r, e))) {
+    json_decref(r->metrics);
+    r->metrics = NULL;
+    cli_local_free(run);
+    return rc;
+  }
+  *out = run;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ node types */
+
+static void free_ports(Remotemedia__V1__PortSpec **ports, size_t n) {
+  for (size_t i = 0; ports && i < n; i++) {
+    if (ports[i])
+      free(ports[i]->kinds);
+    free(ports[i]);
+  }
+  free(ports);
+}
+
+static void free_type(Remotemedia__V1__NodeTypeInfo *t) {
+  if (!t)
+    return;
+  for (size_t j = 0; t->params && j < t->n_params; j++) {
+    if (t->params[j])
+      free(t->params[j]->enum_values);
+    free(t->params[j]);
+  }
+  free(t->params);
+  free_ports(t->inputs, t->n_inputs);
+  free_ports(t->outputs, t->n_outputs);
+  free(t);
+}
+
+void cli_local_node_types_free(Remotemedia__V1__ListNodeTypesResponse *m) {
+  if (!m)
+    return;
+  for (size_t i = 0; i < m->n_node_types; i++)
+    free_type(m->node_types[i]);
+  free(m->node_types);
+  free(m);
+}
+
+static int ports_of(const rm_port_spec_t *specs, size_t n, Remotemedia__V1__PortSpec ***out,
+                    size_t *n_out) {
+  *n_out = n;
+  if (!(*out = calloc(n ? n : 1, sizeof **out)))
+    return *n_out = 0, -1;
+  for (size_t i = 0; i < n; i++) {
+    Remotemedia__V1__PortSpec *p = calloc(1, sizeof *p);
+    if (!p)
+      return -1;
+    remotemedia__v1__port_spec__init(p);
+    (*out)[i] = p;
+    p->name = (char *)specs[i].name;
+    p->variadic = (specs[i].flags & RM_PORT_VARIADIC) != 0;
+    p->same_as_input = (specs[i].flags & RM_PORT_SAME_AS_INPUT) != 0;
+    if (!(p->kinds = calloc(5, sizeof *p->kinds)))
+      return -1;
+    for (unsigned bit = 0; bit < 5; bit++) /* RM_KIND bit b is DATA_KIND b + 1 */
+      if (specs[i].kinds & (1u << bit))
+        p->kinds[p->n_kinds++] = (Remotemedia__V1__DataKind)(bit + 1);
+  }
+  return 0;
+}
+
+/* Published the way the server's ListNodeTypes publishes it: a param without a default
+ * is required, and a required param has no default. */
+static int params_of(const rm_node_type_t *nt, Remotemedia__V1__NodeTypeInfo *t) {
+  if (!(t->params = calloc(nt->n_params ? nt->n_params : 1, sizeof *t->params)))
+    return -1;
+  for (size_t j = 0; j < nt->n_params; j++) {
+    const rm_param_spec_t *ps = &nt->params[j];
+    Remotemedia__V1__ParamSpec *p = calloc(1, sizeof *p);
+    if (!p)
+      return -1;
+    remotemedia__v1__param_spec__init(p);
+    t->params[t->n_params++] = p;
+    p->name = (char *)ps->name;
+    p->type = (char *)rm_param_type_name(ps->type);
+    p->description = (char *)(ps->description ? ps->description : "");
+    p->required = (ps->flags & RM_PARAM_REQUIRED) || !ps->default_json;
+    p->default_json = (char *)(p->required ? "" : ps->default_json);
+    p->has_minimum = (ps->flags & RM_PARAM_HAS_MIN) != 0;
+    p->minimum = p->has_minimum ? ps->min : 0;
+    p->has_maximum = (ps->flags & RM_PARAM_HAS_MAX) != 0;
+    p->maximum = p->has_maximum ? ps->max : 0;
+    size_t ne = 0;
+    while (ps->enum_values && ps->enum_values[ne])
+      ne++;
+    if (ne) {
+      if (!(p->enum_values = calloc(ne, sizeof *p->enum_values)))
+        return -1;
+      memcpy(p->enum_values, ps->enum_values, ne * sizeof *p->enum_values);
+      p->n_enum_values = ne;
+    }
+  }
+  return 0;
+}
+
+Remotemedia__V1__ListNodeTypesResponse *cli_local_node_types(void) {
+  Remotemedia__V1__ListNodeTypesResponse *m = calloc(1, sizeof *m);
+  if (!m)
+    return NULL;
+  remotemedia__v1__list_node_types_response__init(m);
+  size_t n = rm_registry_count();
+  if (!(m->node_types = calloc(n ? n : 1, sizeof *m->node_types))) {
+    free(m);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const rm_node_type_t *nt = rm_registry_at(i);
+    Remotemedia__V1__NodeTypeInfo *t = calloc(1, sizeof *t);
+    if (!t)
+      goto fail;
+    remotemedia__v1__node_type_info__init(t);
+    m->node_types[m->n_node_types++] = t;
+    t->name = (char *)nt->name;
+    t->description = (char *)(nt->description ? nt->description : "");
+    if (params_of(nt, t) || ports_of(nt->inputs, nt->n_inputs, &t->inputs, &t->n_inputs) ||
+        ports_of(nt->outputs, nt->n_outputs, &t->outputs, &t->n_outputs))
+      goto fail;
+  }
+  return m;
+fail:
+  cli_local_node_types_free(m);
+  return NULL;
+}

@@ -1,0 +1,463 @@
+/* rmclient.c - librmclient core: the channel, one blocking unary call on its own
+ * completion queue, error detail from statuses and trailers, and the small RPCs
+ * (ListNodeTypes, GetVersion, health Check). */
+#include <errno.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "rmclient_int.h"
+
+#define DEFAULT_MAX_MESSAGE_BYTES (64 * 1024 * 1024)
+
+/* ------------------------------------------------------------------ names */
+
+const char *rm_client_strerror(int code) {
+  switch (code) {
+  case RM_CLIENT_OK: return "ok";
+  case RM_CLIENT_EINVAL: return "invalid_argument";
+  case RM_CLIENT_ENOMEM: return "out_of_memory";
+  case RM_CLIENT_EIO: return "io_error";
+  case RM_CLIENT_EMANIFEST: return "invalid_manifest";
+  case RM_CLIENT_ESTATUS: return "status";
+  case RM_CLIENT_EPROTO: return "protocol_error";
+  case RM_CLIENT_EINTERNAL: return "internal";
+  default: return "unknown_error";
+  }
+}
+
+const char *rm_client_status_name(int status) {
+  static const char *const names[] = {
+      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  return status >= 0 && status < (int)(sizeof names / sizeof names[0]) ? names[status] : "UNKNOWN";
+}
+
+const char *rm_client_health_name(int status) {
+  switch (status) {
+  case RM_CLIENT_HEALTH_SERVING: return "SERVING";
+  case RM_CLIENT_HEALTH_NOT_SERVING: return "NOT_SERVING";
+  case RM_CLIENT_HEALTH_SERVICE_UNKNOWN: return "SERVICE_UNKNOWN";
+  default: return "UNKNOWN";
+  }
+}
+
+const char *rm_client_version(void) { return RM_CLIENT_VERSION; }
+
+/* ------------------------------------------------------------------ errors */
+
+static void error_clear(rm_client_error_t *err, int code) {
+  err->code = code;
+  err->status = 0;
+  err->kind[0] = err->node_id[0] = err->field[0] = err->message[0] = '\0';
+}
+
+int rm__client_fail(rm_client_error_t *err, int code, const char *fmt, ...) {
+  if (!err)
+    return code;
+  error_clear(err, code);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+/* Copies a slice into a NUL-terminated fixed buffer, truncating. */
+static void copy_slice(char *dst, size_t cap, grpc_slice s) {
+  size_t n = GRPC_SLICE_LENGTH(s);
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(dst, GRPC_SLICE_START_PTR(s), n);
+  dst[n] = '\0';
+}
+
+static int slice_is(grpc_slice s, const char *str) {
+  size_t n = strlen(str);
+  return GRPC_SLICE_LENGTH(s) == n && memcmp(GRPC_SLICE_START_PTR(s), str, n) == 0;
+}
+
+static int status_error(rm_client_error_t *err, grpc_status_code status, grpc_slice details,
+                        const grpc_metadata_array *trailing) {
+  if (!err)
+    return RM_CLIENT_ESTATUS;
+  error_clear(err, RM_CLIENT_ESTATUS);
+  err->status = (int)status;
+  copy_slice(err->message, sizeof err->message, details);
+  for (size_t i = 0; i < trailing->count; i++) {
+    const grpc_metadata *m = &trailing->metadata[i];
+    if (slice_is(m->key, "rm-error-kind"))
+      copy_slice(err->kind, sizeof err->kind, m->value);
+    else if (slice_is(m->key, "rm-failing-node"))
+      copy_slice(err->node_id, sizeof err->node_id, m->value);
+    else if (slice_is(m->key, "rm-field"))
+      copy_slice(err->field, sizeof err->field, m->value);
+  }
+  if (!err->message[0])
+    snprintf(err->message, sizeof err->message, "the call ended with status %s",
+             rm_client_status_name((int)status));
+  return RM_CLIENT_ESTATUS;
+}
+
+/* ------------------------------------------------------------------ channel */
+
+/* A whole file as a NUL-terminated string (malloc), or NULL with errno set. */
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (cap - len < 4097) {
+      size_t ncap = cap ? cap * 2 : 8192;
+      char *g = realloc(buf, ncap);
+      if (!g) {
+        free(buf);
+        fclose(f);
+        errno = ENOMEM;
+        return NULL;
+      }
+      buf = g;
+      cap = ncap;
+    }
+    size_t n = fread(buf + len, 1, 4096, f);
+    len += n;
+    if (n < 4096)
+      break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    errno = EIO;
+    return NULL;
+  }
+  buf[len] = '\0';
+  return buf;
+}
+
+/* The PEM text of one credential part: the inline text, else the file's contents, else
+ * NULL. *owned is what the caller frees. 0, RM_CLIENT_EIO or RM_CLIENT_ENOMEM. */
+static int pem_part(const char *pem, const char *file, const char *what, const char **out,
+                    char **owned, rm_client_error_t *err) {
+  *out = NULL;
+  *owned = NULL;
+  if (pem) {
+    *out = pem;
+    return 0;
+  }
+  if (!file)
+    return 0;
+  if (!(*owned = read_file(file))) {
+    if (errno == ENOMEM)
+      return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory reading %s", file);
+    return rm__client_fail(err, RM_CLIENT_EIO, "%s %s cannot be read: %s", what, file,
+                           strerror(errno));
+  }
+  *out = *owned;
+  return 0;
+}
+
+static int credentials(const rm_client_options_t *o, grpc_channel_credentials **out,
+                       rm_client_error_t *err) {
+  int has_cert = o->tls_cert_pem || o->tls_cert_file;
+  int has_key = o->tls_key_pem || o->tls_key_file;
+  int tls = o->tls || o->tls_ca_pem || o->tls_ca_file || has_cert || has_key || o->tls_server_name;
+  if (!tls) {
+    *out = grpc_insecure_credentials_create();
+    return 0;
+  }
+  if (has_cert != has_key)
+    return rm__client_fail(err, RM_CLIENT_EINVAL,
+                           "mutual TLS needs both a client certificate and its key");
+  const char *ca, *cert, *key;
+  char *ca_owned = NULL, *cert_owned = NULL, *key_owned = NULL;
+  int rc = pem_part(o->tls_ca_pem, o->tls_ca_file, "tls CA file", &ca, &ca_owned, err);
+  if (!rc)
+    rc = pem_part(o->tls_cert_pem, o->tls_cert_file, "tls certificate file", &cert, &cert_owned,
+                  err);
+  if (!rc)
+    rc = pem_part(o->tls_key_pem, o->tls_key_file, "tls key file", &key, &key_owned, err);
+  if (!rc) {
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    *out = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+    if (!*out)
+      rc = rm__client_fail(err, RM_CLIENT_EINVAL, "TLS credentials could not be created");
+  }
+  if (key_owned)
+    memset(key_owned, 0, strlen(key_owned));
+  free(ca_owned);
+  free(cert_owned);
+  free(key_owned);
+  return rc;
+}
+
+static grpc_arg int_arg(const char *key, int value) {
+  grpc_arg a;
+  a.type = GRPC_ARG_INTEGER;
+  a.key = (char *)key;
+  a.value.integer = value;
+  return a;
+}
+
+static grpc_arg str_arg(const char *key, const char *value) {
+  grpc_arg a;
+  a.type = GRPC_ARG_STRING;
+  a.key = (char *)key;
+  a.value.string = (char *)value;
+  return a;
+}
+
+static int client_new(const rm_client_options_t *o, rm_client_t **out, rm_client_error_t *err) {
+  rm_client_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  c->default_timeout_ms = o->default_timeout_ms;
+  c->wait_for_ready = o->wait_for_ready;
+  if (o->token) {
+    c->auth_len = strlen("Bearer ") + strlen(o->token);
+    if (!(c->auth_value = malloc(c->auth_len + 1))) {
+      free(c);
+      return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+    }
+    snprintf(c->auth_value, c->auth_len + 1, "Bearer %s", o->token);
+  }
+  grpc_channel_credentials *creds = NULL;
+  int rc = credentials(o, &creds, err);
+  if (rc) {
+    free(c->auth_value);
+    free(c);
+    return rc;
+  }
+  int max = o->max_message_bytes > 0 ? o->max_message_bytes : DEFAULT_MAX_MESSAGE_BYTES;
+  grpc_arg args[8];
+  size_t n = 0;
+  args[n++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
+  args[n++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
+  args[n++] = str_arg(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "rmclient-c/" RM_CLIENT_VERSION);
+  if (o->tls_server_name)
+    args[n++] = str_arg(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->tls_server_name);
+  if (o->lb_policy)
+    args[n++] = str_arg(GRPC_ARG_LB_POLICY_NAME, o->lb_policy);
+  if (o->keepalive_time_ms > 0) {
+    args[n++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, o->keepalive_time_ms);
+    args[n++] = int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  }
+  grpc_channel_args ch_args = {n, args};
+  c->channel = grpc_channel_create(o->target, creds, &ch_args);
+  grpc_channel_credentials_release(creds);
+  if (!c->channel) { /* the core returns a lame channel rather than NULL; be safe anyway */
+    free(c->auth_value);
+    free(c);
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "cannot create a channel to '%s'", o->target);
+  }
+  *out = c;
+  return 0;
+}
+
+int rm_client_new(const rm_client_options_t *opts, rm_client_t **out, rm_client_error_t *err) {
+  if (!opts || !out)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "options and out are required");
+  if (!opts->target || !*opts->target)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "options.target is required (host:port)");
+  if (opts->token && (!*opts->token || strpbrk(opts->token, "\r\n")))
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "the token is empty or spans lines");
+  grpc_init();
+  int rc = client_new(opts, out, err);
+  if (rc)
+    grpc_shutdown();
+  return rc;
+}
+
+void rm_client_free(rm_client_t *c) {
+  if (!c)
+    return;
+  grpc_channel_destroy(c->channel);
+  if (c->auth_value) {
+    memset(c->auth_value, 0, c->auth_len);
+    free(c->auth_value);
+  }
+  free(c);
+  grpc_shutdown();
+}
+
+/* ------------------------------------------------------------------ one unary call */
+
+static gpr_timespec deadline_of(const rm_client_t *c, int64_t timeout_ms) {
+  if (timeout_ms == 0)
+    timeout_ms = c->default_timeout_ms;
+  if (timeout_ms <= 0)
+    return gpr_inf_future(GPR_CLOCK_REALTIME);
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+}
+
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, bb))
+    return NULL;
+  ProtobufCMessage *msg;
+  grpc_slice *first;
+  size_t total = grpc_byte_buffer_length(bb);
+  if (total == 0) {
+    msg = protobuf_c_message_unpack(desc, NULL, 0, (const uint8_t *)"");
+  } else if (grpc_byte_buffer_reader_peek(&reader, &first) && GRPC_SLICE_LENGTH(*first) == total) {
+    /* one slice, the usual case: decode in place */
+    msg = protobuf_c_message_unpack(desc, NULL, total, GRPC_SLICE_START_PTR(*first));
+  } else {
+    grpc_byte_buffer_reader_destroy(&reader);
+    if (!grpc_byte_buffer_reader_init(&reader, bb))
+      return NULL;
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+  }
+  grpc_byte_buffer_reader_destroy(&reader);
+  return msg;
+}
+
+int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
+                     ProtobufCMessage **out, rm_client_error_t *err) {
+  size_t len = protobuf_c_message_get_packed_size(req);
+  grpc_slice payload = grpc_slice_malloc(len);
+  protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
+  grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&payload, 1);
+  grpc_slice_unref(payload);
+
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                             grpc_slice_from_static_string(method), NULL,
+                                             deadline_of(c, timeout_ms), NULL);
+  grpc_metadata auth;
+  memset(&auth, 0, sizeof auth);
+  if (c->auth_value) {
+    auth.key = grpc_slice_from_static_string("authorization");
+    /* static: the text lives as long as the client, which outlives the call */
+    auth.value = grpc_slice_from_static_buffer(c->auth_value, c->auth_len);
+  }
+  grpc_metadata_array initial, trailing;
+  grpc_metadata_array_init(&initial);
+  grpc_metadata_array_init(&trailing);
+  grpc_byte_buffer *recv = NULL;
+  grpc_status_code status = GRPC_STATUS_UNKNOWN;
+  grpc_slice details = grpc_empty_slice();
+
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = c->auth_value ? 1 : 0;
+  ops[0].data.send_initial_metadata.metadata = c->auth_value ? &auth : NULL;
+  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
+  ops[5].data.recv_status_on_client.status = &status;
+  ops[5].data.recv_status_on_client.status_details = &details;
+
+  int rc = 0;
+  void *tag = ops; /* any unique address: this call's only batch */
+  grpc_call_error ce = grpc_call_start_batch(call, ops, 6, tag, NULL);
+  if (ce != GRPC_CALL_OK) {
+    rc = rm__client_fail(err, RM_CLIENT_EINTERNAL, "grpc_call_start_batch failed: %s",
+                         grpc_call_error_to_string(ce));
+  } else {
+    /* The call's deadline bounds this wait: a batch with RECV_STATUS always completes. */
+    grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE)
+      rc = rm__client_fail(err, RM_CLIENT_EINTERNAL, "the completion queue ended the call");
+    else if (status != GRPC_STATUS_OK)
+      rc = status_error(err, status, details, &trailing);
+    else if (!recv)
+      rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the server answered OK without a message");
+    else if (!(*out = unpack(resp_desc, recv)))
+      rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the answer is not a valid %s message",
+                           resp_desc->name);
+  }
+  grpc_call_unref(call);
+  grpc_completion_queue_shutdown(cq);
+  grpc_completion_queue_destroy(cq);
+  if (recv)
+    grpc_byte_buffer_destroy(recv);
+  grpc_byte_buffer_destroy(send);
+  grpc_slice_unref(details);
+  grpc_metadata_array_destroy(&initial);
+  grpc_metadata_array_destroy(&trailing);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ small RPCs */
+
+int rm_client_list_node_types(rm_client_t *c, int64_t timeout_ms,
+                              Remotemedia__V1__ListNodeTypesResponse **out, rm_client_error_t *err) {
+  if (!c || !out)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client and out are required");
+  Remotemedia__V1__ListNodeTypesRequest req = REMOTEMEDIA__V1__LIST_NODE_TYPES_REQUEST__INIT;
+  ProtobufCMessage *msg = NULL;
+  int rc = rm__client_unary(c, "/remotemedia.v1.PipelineService/ListNodeTypes", &req.base,
+                            &remotemedia__v1__list_node_types_response__descriptor, timeout_ms,
+                            &msg, err);
+  if (!rc)
+    *out = (Remotemedia__V1__ListNodeTypesResponse *)msg;
+  return rc;
+}
+
+void rm_client_node_types_free(Remotemedia__V1__ListNodeTypesResponse *m) {
+  if (m)
+    remotemedia__v1__list_node_types_response__free_unpacked(m, NULL);
+}
+
+int rm_client_server_version(rm_client_t *c, int64_t timeout_ms,
+                             Remotemedia__V1__GetVersionResponse **out, rm_client_error_t *err) {
+  if (!c || !out)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client and out are required");
+  Remotemedia__V1__GetVersionRequest req = REMOTEMEDIA__V1__GET_VERSION_REQUEST__INIT;
+  ProtobufCMessage *msg = NULL;
+  int rc = rm__client_unary(c, "/remotemedia.v1.PipelineService/GetVersion", &req.base,
+                            &remotemedia__v1__get_version_response__descriptor, timeout_ms, &msg,
+                            err);
+  if (!rc)
+    *out = (Remotemedia__V1__GetVersionResponse *)msg;
+  return rc;
+}
+
+void rm_client_server_version_free(Remotemedia__V1__GetVersionResponse *m) {
+  if (m)
+    remotemedia__v1__get_version_response__free_unpacked(m, NULL);
+}
+
+int rm_client_health_check(rm_client_t *c, const char *service, int64_t timeout_ms,
+                           rm_client_health_t *status, rm_client_error_t *err) {
+  if (!c || !status)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client and status are required");
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)(service ? service : "");
+  ProtobufCMessage *msg = NULL;
+  int rc = rm__client_unary(c, "/grpc.health.v1.Health/Check", &req.base,
+                            &grpc__health__v1__health_check_response__descriptor, timeout_ms, &msg,
+                            err);
+  if (rc)
+    return rc;
+  const Grpc__Health__V1__HealthCheckResponse *resp = (const Grpc__Health__V1__HealthCheckResponse *)msg;
+  int s = (int)resp->status;
+  *status = s >= RM_CLIENT_HEALTH_SERVING && s <= RM_CLIENT_HEALTH_SERVICE_UNKNOWN
+                ? (rm_client_health_t)s
+                : RM_CLIENT_HEALTH_UNKNOWN;
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return 0;
+}

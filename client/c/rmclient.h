@@ -1,0 +1,328 @@
+/* rmclient.h - librmclient: a thin C client for the remotemedia pipeline execution server
+ * (remotemedia.v1.PipelineService, grpc.health.v1.Health) over the gRPC C core.
+ *
+ * Usage:
+ *
+ *   rm_client_options_t opts = {0};
+ *   opts.target = "localhost:50051";
+ *   rm_client_t *client;
+ *   rm_client_error_t err;
+ *   if (rm_client_new(&opts, &client, &err) < 0) { ...err.message... }
+ *   rm_client_input_t in = {"src", rm_client_buffer_audio(samples, bytes, 48000, 1,
+ *                                                         RM_CLIENT_F32)};
+ *   rm_client_exec_opts_t eo = {.timeout_ms = 5000, .enable_metrics = 1};
+ *   rm_client_result_t *res;
+ *   if (rm_client_execute(client, manifest_json, &in, 1, &eo, &res, &err) < 0)
+ *     fprintf(stderr, "%s (%s) node %s: %s\n", rm_client_status_name(err.status),
+ *             err.kind, err.node_id, err.message);
+ *   const rm_client_output_t *out = rm_client_result_find(res, "g");
+ *   json_t *metrics = rm_client_result_metrics_json(res);    (the seed's JSON keys)
+ *   ...
+ *   json_decref(metrics);
+ *   rm_client_result_free(res);
+ *   rm_client_free(client);
+ *
+ * Threads: an rm_client_t owns one gRPC channel (one HTTP/2 connection, or one per
+ * backend with a load-balancing policy). Every call function may run concurrently on one
+ * client from any number of threads: each call creates its own completion queue and
+ * blocks only its caller. rm_client_free() must not race with calls on the same client.
+ * Results and the messages returned are owned by the caller and independent of the
+ * client (they may outlive it); a result may be read from several threads at once.
+ *
+ * Errors: every fallible function returns 0 or a negative RM_CLIENT_E* code, and fills
+ * the optional rm_client_error_t with the detail. When the server (or the gRPC core)
+ * ended the call with a non-OK status the code is RM_CLIENT_ESTATUS and err->status,
+ * err->message, err->kind, err->node_id and err->field carry the status and the
+ * rm-error-kind / rm-failing-node / rm-field trailers.
+ *
+ * Out of memory: functions release what they had built and return RM_CLIENT_ENOMEM; no
+ * function aborts or exits. The library never prints. */
+#ifndef RMCLIENT_H
+#define RMCLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RM_CLIENT_API __attribute__((visibility("default")))
+#else
+#define RM_CLIENT_API
+#endif
+
+/* The wire messages: include "remotemedia/v1/pipeline_service.pb-c.h" (installed with
+ * this header) to read their fields. */
+struct Remotemedia__V1__ExecuteRequest;
+struct Remotemedia__V1__ExecuteResponse;
+struct Remotemedia__V1__PipelineMetrics;
+struct Remotemedia__V1__ListNodeTypesResponse;
+struct Remotemedia__V1__GetVersionResponse;
+
+/* ------------------------------------------------------------------ errors */
+
+typedef enum rm_client_errcode {
+  RM_CLIENT_OK = 0,
+  RM_CLIENT_EINVAL = -1,    /* a bad argument or option; nothing was sent */
+  RM_CLIENT_ENOMEM = -2,    /* an allocation failed */
+  RM_CLIENT_EIO = -3,       /* a file named in the options cannot be read */
+  RM_CLIENT_EMANIFEST = -4, /* the manifest JSON is malformed; nothing was sent */
+  RM_CLIENT_ESTATUS = -5,   /* the call ended with a non-OK gRPC status (err->status) */
+  RM_CLIENT_EPROTO = -6,    /* the server answered OK with a message that does not decode */
+  RM_CLIENT_EINTERNAL = -7, /* the gRPC core refused an operation (a bug) */
+} rm_client_errcode_t;
+
+#define RM_CLIENT_KIND_MAX 64
+#define RM_CLIENT_NODE_MAX 128
+#define RM_CLIENT_FIELD_MAX 64
+#define RM_CLIENT_MSG_MAX 512
+
+/* Detail of a failure. Callers allocate it (usually on the stack); functions fill it
+ * only when they fail (all fields, empty strings where there is nothing to say). */
+typedef struct rm_client_error {
+  int code;                           /* the RM_CLIENT_E* code returned */
+  int status;                         /* gRPC status code (grpc_status_code); 0 = no call
+                                       * status (a local error) */
+  char kind[RM_CLIENT_KIND_MAX];      /* rm-error-kind trailer: "invalid_params", ... */
+  char node_id[RM_CLIENT_NODE_MAX];   /* rm-failing-node trailer */
+  char field[RM_CLIENT_FIELD_MAX];    /* rm-field trailer: the param key or input field */
+  char message[RM_CLIENT_MSG_MAX];    /* the status message or a local explanation */
+} rm_client_error_t;
+
+/* Stable name of an RM_CLIENT_E* code ("status", "invalid_argument", ...); never NULL. */
+RM_CLIENT_API const char *rm_client_strerror(int code);
+/* Canonical name of a gRPC status code ("OK", "INVALID_ARGUMENT", ...; "UNKNOWN" for a
+ * value outside 0..16). Never NULL. */
+RM_CLIENT_API const char *rm_client_status_name(int status);
+
+/* The library's version, e.g. "0.1.0". */
+RM_CLIENT_API const char *rm_client_version(void);
+
+/* ------------------------------------------------------------------ the client */
+
+typedef struct rm_client rm_client_t;
+
+/* Connection options. A zeroed struct with `target` set is a plaintext client with the
+ * defaults; every other field is optional. Strings are copied by rm_client_new. */
+typedef struct rm_client_options {
+  const char *target;          /* "host:port" or a gRPC target URI ("dns:///svc:50051") */
+  const char *token;           /* sent as "authorization: Bearer <token>" on every call */
+  int tls;                     /* non-zero: TLS. Implied by any tls_* field below. */
+  const char *tls_ca_file;     /* PEM roots that verify the server; NULL = gRPC defaults */
+  const char *tls_cert_file;   /* mutual TLS: PEM client certificate chain ... */
+  const char *tls_key_file;    /* ... and its private key (both or neither) */
+  const char *tls_ca_pem;      /* the same three as PEM text; each wins over its _file */
+  const char *tls_cert_pem;
+  const char *tls_key_pem;
+  const char *tls_server_name; /* name the server certificate must carry when it is not
+                                * the target's host (e.g. connecting by IP address) */
+  int64_t default_timeout_ms;  /* deadline of calls that pass timeout 0; 0 = none */
+  int wait_for_ready;          /* calls wait (until their deadline) for the channel to
+                                * connect instead of failing UNAVAILABLE at once */
+  int max_message_bytes;       /* largest message sent or received; 0 = 64 MiB */
+  const char *lb_policy;       /* "round_robin", "pick_first"; NULL = gRPC's default */
+  int keepalive_time_ms;       /* ping an idle connection this often; 0 = never */
+} rm_client_options_t;
+
+/* Creates a client and its channel. Connecting is lazy: the first call connects, so an
+ * unreachable server shows as UNAVAILABLE on the calls, not here. Returns 0 and *out, or
+ * RM_CLIENT_EINVAL (no target, cert without key, ...), RM_CLIENT_EIO (a PEM file cannot
+ * be read), RM_CLIENT_ENOMEM; *out is then untouched. Any thread. */
+RM_CLIENT_API int rm_client_new(const rm_client_options_t *opts, rm_client_t **out,
+                                rm_client_error_t *err);
+/* Destroys the channel. No call on c may be running or start afterwards. NULL is a no-op. */
+RM_CLIENT_API void rm_client_free(rm_client_t *c);
+
+/* Timeouts of the call functions: > 0 is the call's deadline in milliseconds from now,
+ * 0 means the client's default_timeout_ms, < 0 means no deadline. */
+
+/* ------------------------------------------------------------------ data buffers */
+
+/* Values match remotemedia.v1.DataBuffer's oneof field numbers. */
+typedef enum rm_client_kind {
+  RM_CLIENT_AUDIO = 1,
+  RM_CLIENT_TENSOR = 2,
+  RM_CLIENT_JSON = 3,
+  RM_CLIENT_TEXT = 4,
+  RM_CLIENT_BINARY = 5,
+} rm_client_kind_t;
+
+/* Values match remotemedia.v1.AudioFormat. Samples are interleaved little-endian. */
+typedef enum rm_client_audio_format {
+  RM_CLIENT_F32 = 1,
+  RM_CLIENT_I16 = 2,
+  RM_CLIENT_I32 = 3,
+  RM_CLIENT_F64 = 4,
+} rm_client_audio_format_t;
+
+/* Values match remotemedia.v1.TensorDtype. */
+typedef enum rm_client_dtype {
+  RM_CLIENT_DTYPE_F32 = 1,
+  RM_CLIENT_DTYPE_F64 = 2,
+  RM_CLIENT_DTYPE_I32 = 3,
+  RM_CLIENT_DTYPE_I64 = 4,
+  RM_CLIENT_DTYPE_U8 = 5,
+  RM_CLIENT_DTYPE_I16 = 6,
+} rm_client_dtype_t;
+
+/* A view of one data buffer; it never owns its bytes. As an input the caller keeps the
+ * bytes alive for the call (they are copied once, into the request). As an output it
+ * points into its result and lives as long as the result. JSON and TEXT bytes are UTF-8
+ * and NUL-terminated (data[size] == '\0'); inputs of those kinds must be too. */
+typedef struct rm_client_buffer {
+  rm_client_kind_t kind;
+  const void *data;
+  size_t size;                     /* bytes, without the NUL of JSON/TEXT */
+  /* audio */
+  uint32_t sample_rate;            /* Hz */
+  uint32_t channels;
+  rm_client_audio_format_t format;
+  /* tensor: row-major, little-endian */
+  rm_client_dtype_t dtype;
+  const int64_t *shape;
+  size_t ndim;
+  /* binary */
+  const char *mime_type;           /* may be NULL */
+} rm_client_buffer_t;
+
+/* Builders for input views (nothing is copied or allocated). */
+RM_CLIENT_API rm_client_buffer_t rm_client_buffer_audio(const void *samples, size_t bytes,
+                                                        uint32_t sample_rate, uint32_t channels,
+                                                        rm_client_audio_format_t format);
+RM_CLIENT_API rm_client_buffer_t rm_client_buffer_tensor(const void *data, size_t bytes,
+                                                         rm_client_dtype_t dtype,
+                                                         const int64_t *shape, size_t ndim);
+RM_CLIENT_API rm_client_buffer_t rm_client_buffer_json(const char *json);
+RM_CLIENT_API rm_client_buffer_t rm_client_buffer_text(const char *text);
+RM_CLIENT_API rm_client_buffer_t rm_client_buffer_binary(const void *data, size_t bytes,
+                                                         const char *mime_type);
+
+/* Bytes per sample of an audio format, 0 for an unknown one; and "f32"/"i16"/"i32"/"f64"
+ * (NULL for an unknown one). */
+RM_CLIENT_API size_t rm_client_audio_format_size(int format);
+RM_CLIENT_API const char *rm_client_audio_format_name(int format);
+/* "audio", "tensor", "json", "text", "binary", or "unknown". */
+RM_CLIENT_API const char *rm_client_kind_name(int kind);
+
+/* ------------------------------------------------------------------ ExecutePipeline */
+
+/* One input: the buffer fed to the source node `node_id`. */
+typedef struct rm_client_input {
+  const char *node_id;
+  rm_client_buffer_t buffer;
+} rm_client_input_t;
+
+/* Per-call limits; 0 = the server's. A request may lower the server's limits, never
+ * raise them. */
+typedef struct rm_client_limits {
+  uint32_t max_nodes;
+  uint64_t max_audio_samples;
+  uint64_t max_input_bytes;
+  uint32_t max_execution_ms;
+} rm_client_limits_t;
+
+typedef struct rm_client_exec_opts {
+  int64_t timeout_ms;               /* see "Timeouts" above */
+  int enable_metrics;               /* ask for the PipelineMetrics message */
+  const char *const *output_nodes;  /* nodes whose primary output to return; */
+  size_t n_output_nodes;            /* none = every sink */
+  rm_client_limits_t limits;
+} rm_client_exec_opts_t;
+
+typedef struct rm_client_result rm_client_result_t;
+
+/* What one node produced on one port. */
+typedef struct rm_client_output {
+  const char *key;     /* node id, or "node_id.port" for a non-primary port */
+  const char *node_id;
+  const char *port;
+  const rm_client_buffer_t *items;
+  size_t n_items;
+} rm_client_output_t;
+
+/* Runs a pipeline on the server. manifest_json is the JSON form of a manifest:
+ *   {"name": "...", "nodes": [{"id", "node_type", "params": {...} | "<json text>"}],
+ *    "connections": [{"from", "to", "from_port"?, "to_port"?}]}
+ * (unknown keys are RM_CLIENT_EMANIFEST, as for the server's own loader). inputs may be
+ * NULL when n_inputs is 0; opts may be NULL (defaults). Returns 0 and a new result in
+ * *out, or an error (*out untouched): RM_CLIENT_EINVAL, RM_CLIENT_EMANIFEST,
+ * RM_CLIENT_ENOMEM, RM_CLIENT_ESTATUS (INVALID_ARGUMENT, NOT_FOUND, DEADLINE_EXCEEDED,
+ * UNAUTHENTICATED, UNAVAILABLE, ...), RM_CLIENT_EPROTO. Blocks until the call ends. */
+RM_CLIENT_API int rm_client_execute(rm_client_t *c, const char *manifest_json,
+                                    const rm_client_input_t *inputs, size_t n_inputs,
+                                    const rm_client_exec_opts_t *opts, rm_client_result_t **out,
+                                    rm_client_error_t *err);
+
+/* The same for a request message the caller built (not modified, not retained). */
+RM_CLIENT_API int rm_client_execute_request(rm_client_t *c,
+                                            const struct Remotemedia__V1__ExecuteRequest *req,
+                                            int64_t timeout_ms, rm_client_result_t **out,
+                                            rm_client_error_t *err);
+
+/* Outputs, sorted by key. */
+RM_CLIENT_API size_t rm_client_result_count(const rm_client_result_t *r);
+RM_CLIENT_API const rm_client_output_t *rm_client_result_output(const rm_client_result_t *r,
+                                                                size_t i);
+/* The output with this key, or NULL. */
+RM_CLIENT_API const rm_client_output_t *rm_client_result_find(const rm_client_result_t *r,
+                                                              const char *key);
+RM_CLIENT_API const char *rm_client_result_pipeline_name(const rm_client_result_t *r);
+/* The metrics message, or NULL when the call did not ask for metrics. Borrowed. */
+RM_CLIENT_API const struct Remotemedia__V1__PipelineMetrics *
+rm_client_result_metrics(const rm_client_result_t *r);
+/* The metrics as the seed's JSON object (new reference: json_decref it), or NULL when
+ * the call did not ask for metrics (or on OOM). */
+RM_CLIENT_API json_t *rm_client_result_metrics_json(const rm_client_result_t *r);
+/* The whole response message (node_results, ...). Borrowed. */
+RM_CLIENT_API const struct Remotemedia__V1__ExecuteResponse *
+rm_client_result_response(const rm_client_result_t *r);
+/* NULL is a no-op. */
+RM_CLIENT_API void rm_client_result_free(rm_client_result_t *r);
+
+/* The seed's JSON object for a metrics message:
+ *   {pipeline_id, total_executions, total_duration_us, total_duration_ms, peak_memory_bytes,
+ *    peak_memory_mb, metrics_overhead_us, node_metrics: [{node_id, execution_count,
+ *    success_count, error_count, success_rate, total_duration_us, avg_duration_us,
+ *    min_duration_us, max_duration_us}]}
+ * Counts are JSON integers, durations and rates reals. New reference, NULL on OOM. */
+RM_CLIENT_API json_t *rm_client_metrics_to_json(const struct Remotemedia__V1__PipelineMetrics *m);
+
+/* ------------------------------------------------------------------ other RPCs */
+
+/* ListNodeTypes: every node type with its params and ports. *out is freed with
+ * rm_client_node_types_free. Errors as for rm_client_execute. */
+RM_CLIENT_API int rm_client_list_node_types(rm_client_t *c, int64_t timeout_ms,
+                                            struct Remotemedia__V1__ListNodeTypesResponse **out,
+                                            rm_client_error_t *err);
+RM_CLIENT_API void rm_client_node_types_free(struct Remotemedia__V1__ListNodeTypesResponse *m);
+
+/* GetVersion: protocol, server and gRPC core versions, services. Freed with
+ * rm_client_server_version_free. */
+RM_CLIENT_API int rm_client_server_version(rm_client_t *c, int64_t timeout_ms,
+                                           struct Remotemedia__V1__GetVersionResponse **out,
+                                           rm_client_error_t *err);
+RM_CLIENT_API void rm_client_server_version_free(struct Remotemedia__V1__GetVersionResponse *m);
+
+/* Values match grpc.health.v1.HealthCheckResponse.ServingStatus. */
+typedef enum rm_client_health {
+  RM_CLIENT_HEALTH_UNKNOWN = 0,
+  RM_CLIENT_HEALTH_SERVING = 1,
+  RM_CLIENT_HEALTH_NOT_SERVING = 2,
+  RM_CLIENT_HEALTH_SERVICE_UNKNOWN = 3,
+} rm_client_health_t;
+
+/* grpc.health.v1.Health/Check for `service` (NULL or "" = the whole server). Returns 0
+ * and the status in *status (a draining server answers NOT_SERVING), or an error (an
+ * unknown service is RM_CLIENT_ESTATUS with status NOT_FOUND). */
+RM_CLIENT_API int rm_client_health_check(rm_client_t *c, const char *service, int64_t timeout_ms,
+                                         rm_client_health_t *status, rm_client_error_t *err);
+/* "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN". */
+RM_CLIENT_API const char *rm_client_health_name(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

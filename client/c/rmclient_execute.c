@@ -1,0 +1,400 @@
+/* rmclient_execute.c - ExecutePipeline: input views to the request message, the response
+ * to a result of output views, and the metrics message to the seed's JSON. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rmclient_int.h"
+
+/* ------------------------------------------------------------------ buffer views */
+
+rm_client_buffer_t rm_client_buffer_audio(const void *samples, size_t bytes, uint32_t sample_rate,
+                                          uint32_t channels, rm_client_audio_format_t format) {
+  rm_client_buffer_t b = {.kind = RM_CLIENT_AUDIO, .data = samples, .size = bytes,
+                          .sample_rate = sample_rate, .channels = channels, .format = format};
+  return b;
+}
+
+rm_client_buffer_t rm_client_buffer_tensor(const void *data, size_t bytes, rm_client_dtype_t dtype,
+                                           const int64_t *shape, size_t ndim) {
+  rm_client_buffer_t b = {.kind = RM_CLIENT_TENSOR, .data = data, .size = bytes, .dtype = dtype,
+                          .shape = shape, .ndim = ndim};
+  return b;
+}
+
+rm_client_buffer_t rm_client_buffer_json(const char *json) {
+  rm_client_buffer_t b = {.kind = RM_CLIENT_JSON, .data = json, .size = json ? strlen(json) : 0};
+  return b;
+}
+
+rm_client_buffer_t rm_client_buffer_text(const char *text) {
+  rm_client_buffer_t b = {.kind = RM_CLIENT_TEXT, .data = text, .size = text ? strlen(text) : 0};
+  return b;
+}
+
+rm_client_buffer_t rm_client_buffer_binary(const void *data, size_t bytes, const char *mime_type) {
+  rm_client_buffer_t b = {.kind = RM_CLIENT_BINARY, .data = data, .size = bytes,
+                          .mime_type = mime_type};
+  return b;
+}
+
+size_t rm_client_audio_format_size(int format) {
+  switch (format) {
+  case RM_CLIENT_F32: return 4;
+  case RM_CLIENT_I16: return 2;
+  case RM_CLIENT_I32: return 4;
+  case RM_CLIENT_F64: return 8;
+  default: return 0;
+  }
+}
+
+const char *rm_client_audio_format_name(int format) {
+  switch (format) {
+  case RM_CLIENT_F32: return "f32";
+  case RM_CLIENT_I16: return "i16";
+  case RM_CLIENT_I32: return "i32";
+  case RM_CLIENT_F64: return "f64";
+  default: return NULL;
+  }
+}
+
+const char *rm_client_kind_name(int kind) {
+  switch (kind) {
+  case RM_CLIENT_AUDIO: return "audio";
+  case RM_CLIENT_TENSOR: return "tensor";
+  case RM_CLIENT_JSON: return "json";
+  case RM_CLIENT_TEXT: return "text";
+  case RM_CLIENT_BINARY: return "binary";
+  default: return "unknown";
+  }
+}
+
+/* ------------------------------------------------------------------ the request */
+
+/* Storage of one outgoing DataBuffer; payload bytes are borrowed from the caller. */
+typedef struct wire {
+  Remotemedia__V1__DataBuffer msg;
+  union {
+    Remotemedia__V1__AudioBuffer audio;
+    Remotemedia__V1__TensorBuffer tensor;
+    Remotemedia__V1__JsonBuffer json;
+    Remotemedia__V1__TextBuffer text;
+    Remotemedia__V1__BinaryBuffer binary;
+  } u;
+} wire_t;
+
+static int check_input(const rm_client_input_t *in, size_t i, rm_client_error_t *err) {
+  const rm_client_buffer_t *b = &in->buffer;
+  if (!in->node_id || !*in->node_id)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "inputs[%zu] has no node id", i);
+  if (b->kind < RM_CLIENT_AUDIO || b->kind > RM_CLIENT_BINARY)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "input for node '%s': unknown kind %d",
+                           in->node_id, (int)b->kind);
+  if (!b->data && (b->size || b->kind == RM_CLIENT_JSON || b->kind == RM_CLIENT_TEXT))
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "input for node '%s': data is NULL",
+                           in->node_id);
+  if (b->kind == RM_CLIENT_TENSOR && b->ndim && !b->shape)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "input for node '%s': shape is NULL",
+                           in->node_id);
+  return 0;
+}
+
+static void to_wire(const rm_client_buffer_t *b, wire_t *w) {
+  remotemedia__v1__data_buffer__init(&w->msg);
+  switch (b->kind) {
+  case RM_CLIENT_AUDIO:
+    remotemedia__v1__audio_buffer__init(&w->u.audio);
+    w->u.audio.samples.data = (uint8_t *)b->data;
+    w->u.audio.samples.len = b->size;
+    w->u.audio.sample_rate = b->sample_rate;
+    w->u.audio.channels = b->channels;
+    w->u.audio.format = (Remotemedia__V1__AudioFormat)b->format;
+    w->msg.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO;
+    w->msg.audio = &w->u.audio;
+    break;
+  case RM_CLIENT_TENSOR:
+    remotemedia__v1__tensor_buffer__init(&w->u.tensor);
+    w->u.tensor.data.data = (uint8_t *)b->data;
+    w->u.tensor.data.len = b->size;
+    w->u.tensor.shape = (int64_t *)b->shape;
+    w->u.tensor.n_shape = b->ndim;
+    w->u.tensor.dtype = (Remotemedia__V1__TensorDtype)b->dtype;
+    w->msg.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR;
+    w->msg.tensor = &w->u.tensor;
+    break;
+  case RM_CLIENT_JSON:
+    remotemedia__v1__json_buffer__init(&w->u.json);
+    w->u.json.json = (char *)b->data;
+    w->msg.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON;
+    w->msg.json = &w->u.json;
+    break;
+  case RM_CLIENT_TEXT:
+    remotemedia__v1__text_buffer__init(&w->u.text);
+    w->u.text.text = (char *)b->data;
+    w->msg.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT;
+    w->msg.text = &w->u.text;
+    break;
+  case RM_CLIENT_BINARY:
+    remotemedia__v1__binary_buffer__init(&w->u.binary);
+    w->u.binary.data.data = (uint8_t *)b->data;
+    w->u.binary.data.len = b->size;
+    if (b->mime_type)
+      w->u.binary.mime_type = (char *)b->mime_type;
+    w->msg.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY;
+    w->msg.binary = &w->u.binary;
+    break;
+  }
+}
+
+int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client_input_t *inputs,
+                      size_t n_inputs, const rm_client_exec_opts_t *opts, rm_client_result_t **out,
+                      rm_client_error_t *err) {
+  if (!c || !manifest_json || !out || (n_inputs && !inputs))
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client, manifest, inputs and out are required");
+  static const rm_client_exec_opts_t defaults;
+  if (!opts)
+    opts = &defaults;
+  if (opts->n_output_nodes && !opts->output_nodes)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "output_nodes is NULL");
+  for (size_t i = 0; i < n_inputs; i++) {
+    int rc = check_input(&inputs[i], i, err);
+    if (rc)
+      return rc;
+  }
+  Remotemedia__V1__PipelineManifest *manifest = NULL;
+  int rc = rm__client_manifest_from_json(manifest_json, &manifest, err);
+  if (rc)
+    return rc;
+  size_t n = n_inputs ? n_inputs : 1;
+  wire_t *wires = calloc(n, sizeof *wires);
+  Remotemedia__V1__ExecuteRequest__InputsEntry *entries = calloc(n, sizeof *entries);
+  Remotemedia__V1__ExecuteRequest__InputsEntry **ptrs = calloc(n, sizeof *ptrs);
+  if (!wires || !entries || !ptrs) {
+    rc = rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  } else {
+    for (size_t i = 0; i < n_inputs; i++) {
+      to_wire(&inputs[i].buffer, &wires[i]);
+      remotemedia__v1__execute_request__inputs_entry__init(&entries[i]);
+      entries[i].key = (char *)inputs[i].node_id;
+      entries[i].value = &wires[i].msg;
+      ptrs[i] = &entries[i];
+    }
+    Remotemedia__V1__ExecutionLimits limits = REMOTEMEDIA__V1__EXECUTION_LIMITS__INIT;
+    limits.max_nodes = opts->limits.max_nodes;
+    limits.max_audio_samples = opts->limits.max_audio_samples;
+    limits.max_input_bytes = opts->limits.max_input_bytes;
+    limits.max_execution_ms = opts->limits.max_execution_ms;
+    int has_limits = limits.max_nodes || limits.max_audio_samples || limits.max_input_bytes ||
+                     limits.max_execution_ms;
+    Remotemedia__V1__ExecuteRequest req = REMOTEMEDIA__V1__EXECUTE_REQUEST__INIT;
+    req.manifest = manifest;
+    req.inputs = ptrs;
+    req.n_inputs = n_inputs;
+    req.enable_metrics = opts->enable_metrics != 0;
+    req.limits = has_limits ? &limits : NULL;
+    req.client_version = "rmclient-c/" RM_CLIENT_VERSION;
+    req.output_nodes = (char **)opts->output_nodes;
+    req.n_output_nodes = opts->n_output_nodes;
+    rc = rm_client_execute_request(c, &req, opts->timeout_ms, out, err);
+  }
+  free(wires);
+  free(entries);
+  free(ptrs);
+  rm__client_manifest_free(manifest);
+  return rc;
+}
+
+int rm_client_execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest *req,
+                              int64_t timeout_ms, rm_client_result_t **out, rm_client_error_t *err) {
+  if (!c || !req || !out)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client, request and out are required");
+  ProtobufCMessage *msg = NULL;
+  int rc = rm__client_unary(c, "/remotemedia.v1.PipelineService/ExecutePipeline", &req->base,
+                            &remotemedia__v1__execute_response__descriptor, timeout_ms, &msg, err);
+  if (rc)
+    return rc;
+  rm_client_result_t *r = rm__client_result_new((Remotemedia__V1__ExecuteResponse *)msg);
+  if (!r)
+    return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  *out = r;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ the result */
+
+struct rm_client_result {
+  Remotemedia__V1__ExecuteResponse *resp;
+  rm_client_output_t *outputs; /* sorted by key */
+  size_t n_outputs;
+  rm_client_buffer_t *items;   /* every output's items, back to back */
+};
+
+static void from_wire(const Remotemedia__V1__DataBuffer *w, rm_client_buffer_t *b) {
+  memset(b, 0, sizeof *b);
+  switch (w ? w->kind_case : REMOTEMEDIA__V1__DATA_BUFFER__KIND__NOT_SET) {
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO:
+    b->kind = RM_CLIENT_AUDIO;
+    b->data = w->audio->samples.data;
+    b->size = w->audio->samples.len;
+    b->sample_rate = w->audio->sample_rate;
+    b->channels = w->audio->channels;
+    b->format = (rm_client_audio_format_t)w->audio->format;
+    break;
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR:
+    b->kind = RM_CLIENT_TENSOR;
+    b->data = w->tensor->data.data;
+    b->size = w->tensor->data.len;
+    b->dtype = (rm_client_dtype_t)w->tensor->dtype;
+    b->shape = w->tensor->shape;
+    b->ndim = w->tensor->n_shape;
+    break;
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON:
+    b->kind = RM_CLIENT_JSON;
+    b->data = w->json->json;
+    b->size = strlen(w->json->json);
+    break;
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT:
+    b->kind = RM_CLIENT_TEXT;
+    b->data = w->text->text;
+    b->size = strlen(w->text->text);
+    break;
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY:
+    b->kind = RM_CLIENT_BINARY;
+    b->data = w->binary->data.data;
+    b->size = w->binary->data.len;
+    b->mime_type = w->binary->mime_type;
+    break;
+  default: /* an empty DataBuffer: kind 0, no data */
+    break;
+  }
+}
+
+static int by_key(const void *a, const void *b) {
+  return strcmp(((const rm_client_output_t *)a)->key, ((const rm_client_output_t *)b)->key);
+}
+
+rm_client_result_t *rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp) {
+  rm_client_result_t *r = calloc(1, sizeof *r);
+  size_t n_items = 0;
+  for (size_t i = 0; i < resp->n_outputs; i++)
+    if (resp->outputs[i]->value)
+      n_items += resp->outputs[i]->value->n_items;
+  if (r) {
+    r->resp = resp;
+    r->outputs = calloc(resp->n_outputs ? resp->n_outputs : 1, sizeof *r->outputs);
+    r->items = calloc(n_items ? n_items : 1, sizeof *r->items);
+  }
+  if (!r || !r->outputs || !r->items) {
+    rm_client_result_free(r);
+    if (!r)
+      remotemedia__v1__execute_response__free_unpacked(resp, NULL);
+    return NULL;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < resp->n_outputs; i++) {
+    const Remotemedia__V1__ExecuteResponse__OutputsEntry *e = resp->outputs[i];
+    const Remotemedia__V1__NodeOutput *no = e->value;
+    rm_client_output_t *o = &r->outputs[i];
+    o->key = e->key;
+    o->node_id = no && no->node_id[0] ? no->node_id : e->key;
+    o->port = no ? no->port : "";
+    o->items = &r->items[k];
+    o->n_items = no ? no->n_items : 0;
+    for (size_t j = 0; j < o->n_items; j++)
+      from_wire(no->items[j], &r->items[k++]);
+  }
+  r->n_outputs = resp->n_outputs;
+  qsort(r->outputs, r->n_outputs, sizeof *r->outputs, by_key);
+  return r;
+}
+
+void rm_client_result_free(rm_client_result_t *r) {
+  if (!r)
+    return;
+  if (r->resp)
+    remotemedia__v1__execute_response__free_unpacked(r->resp, NULL);
+  free(r->outputs);
+  free(r->items);
+  free(r);
+}
+
+size_t rm_client_result_count(const rm_client_result_t *r) { return r ? r->n_outputs : 0; }
+
+const rm_client_output_t *rm_client_result_output(const rm_client_result_t *r, size_t i) {
+  return r && i < r->n_outputs ? &r->outputs[i] : NULL;
+}
+
+const rm_client_output_t *rm_client_result_find(const rm_client_result_t *r, const char *key) {
+  if (!r || !key)
+    return NULL;
+  rm_client_output_t probe = {.key = key};
+  return bsearch(&probe, r->outputs, r->n_outputs, sizeof *r->outputs, by_key);
+}
+
+const char *rm_client_result_pipeline_name(const rm_client_result_t *r) {
+  return r ? r->resp->pipeline_name : NULL;
+}
+
+const Remotemedia__V1__PipelineMetrics *rm_client_result_metrics(const rm_client_result_t *r) {
+  return r ? r->resp->metrics : NULL;
+}
+
+json_t *rm_client_result_metrics_json(const rm_client_result_t *r) {
+  return r && r->resp->metrics ? rm_client_metrics_to_json(r->resp->metrics) : NULL;
+}
+
+const Remotemedia__V1__ExecuteResponse *rm_client_result_response(const rm_client_result_t *r) {
+  return r ? r->resp : NULL;
+}
+
+/* ------------------------------------------------------------------ metrics JSON */
+
+/* Sets key to a new value, consuming it; non-zero on failure (including a NULL value). */
+static int put(json_t *obj, const char *key, json_t *value) {
+  return json_object_set_new(obj, key, value);
+}
+
+static json_t *node_json(const Remotemedia__V1__NodeMetrics *n) {
+  json_t *o = json_object();
+  if (!o || put(o, "node_id", json_string(n->node_id)) ||
+      put(o, "execution_count", json_integer((json_int_t)n->execution_count)) ||
+      put(o, "success_count", json_integer((json_int_t)n->success_count)) ||
+      put(o, "error_count", json_integer((json_int_t)n->error_count)) ||
+      put(o, "success_rate", json_real(n->success_rate)) ||
+      put(o, "total_duration_us", json_real(n->total_duration_us)) ||
+      put(o, "avg_duration_us", json_real(n->avg_duration_us)) ||
+      put(o, "min_duration_us", json_real(n->min_duration_us)) ||
+      put(o, "max_duration_us", json_real(n->max_duration_us))) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+json_t *rm_client_metrics_to_json(const Remotemedia__V1__PipelineMetrics *m) {
+  if (!m)
+    return NULL;
+  json_t *o = json_object(), *nodes = json_array();
+  if (!o || !nodes || put(o, "pipeline_id", json_string(m->pipeline_id)) ||
+      put(o, "total_executions", json_integer((json_int_t)m->total_executions)) ||
+      put(o, "total_duration_us", json_real(m->total_duration_us)) ||
+      put(o, "total_duration_ms", json_real(m->total_duration_ms)) ||
+      put(o, "peak_memory_bytes", json_integer((json_int_t)m->peak_memory_bytes)) ||
+      put(o, "peak_memory_mb", json_real(m->peak_memory_mb)) ||
+      put(o, "metrics_overhead_us", json_real(m->metrics_overhead_us))) {
+    json_decref(o);
+    json_decref(nodes);
+    return NULL;
+  }
+  for (size_t i = 0; i < m->n_node_metrics; i++) {
+    if (json_array_append_new(nodes, node_json(m->node_metrics[i]))) {
+      json_decref(o);
+      json_decref(nodes);
+      return NULL;
+    }
+  }
+  if (put(o, "node_metrics", nodes)) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
