@@ -22,14 +22,26 @@ const char *rm_log_level_name(rm_log_level_t level) {
   return level >= RM_LOG_DEBUG && level <= RM_LOG_OFF ? names[level] : "?";
 }
 
-void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields) {
+/* RFC 3339 UTC time with microseconds; the date part is formatted once per second and
+ * thread. */
+static void timestamp(char *out, size_t cap) {
+  static _Thread_local time_t cached_sec = -1;
+  static _Thread_local char cached[64];
   struct timeval tv;
   gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
+  if (tv.tv_sec != cached_sec) {
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_sec = tv.tv_sec;
+  }
+  snprintf(out, cap, "%s.%06ldZ", cached, (long)tv.tv_usec);
+}
+
+void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields) {
   char ts[80];
-  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec);
+  timestamp(ts, sizeof ts);
   json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", rm_log_level_name(level),
                            "event", event);
   if (line && fields)
@@ -57,4 +69,121 @@ void rm_log_emit(rm_log_level_t level, const char *event, const char *fmt, ...) 
     va_end(ap);
   }
   rm_log_emit_json(level, event, fields);
+}
+
+/* ---------------------------------------------------------------- line builder */
+
+static void put(rm_log_line_t *l, const char *s, size_t n) {
+  /* keep room for the closing "}\n" */
+  if (l->full || l->len + n + 2 > sizeof l->buf) {
+    l->full = 1;
+    return;
+  }
+  memcpy(l->buf + l->len, s, n);
+  l->len += n;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t left) {
+  size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+  if (!n || n > left)
+    return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+  return n;
+}
+
+static void put_escaped(rm_log_line_t *l, const char *v, size_t len) {
+  put(l, "\"", 1);
+  const unsigned char *s = (const unsigned char *)v;
+  size_t start = 0, i = 0;
+  while (i < len && !l->full) {
+    unsigned char c = s[i];
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      i++;
+      continue;
+    }
+    put(l, v + start, i - start);
+    if (c >= 0x80) {
+      size_t n = utf8_len(s + i, len - i);
+      if (n)
+        put(l, v + i, n);
+      else
+        put(l, "\\ufffd", 6);
+      i += n ? n : 1;
+    } else {
+      char esc[8];
+      if (c == '"' || c == '\\') {
+        esc[0] = '\\', esc[1] = (char)c;
+        put(l, esc, 2);
+      } else {
+        snprintf(esc, sizeof esc, "\\u%04x", c);
+        put(l, esc, 6);
+      }
+      i++;
+    }
+    start = i;
+  }
+  put(l, v + start, i - start);
+  put(l, "\"", 1);
+}
+
+static void put_key(rm_log_line_t *l, const char *key) {
+  put(l, ",\"", 2);
+  put(l, key, strlen(key));
+  put(l, "\":", 2);
+}
+
+void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event) {
+  char ts[80];
+  timestamp(ts, sizeof ts);
+  l->len = 0;
+  l->full = 0;
+  put(l, "{\"ts\":\"", 7);
+  put(l, ts, strlen(ts));
+  put(l, "\",\"level\":\"", 11);
+  put(l, rm_log_level_name(level), strlen(rm_log_level_name(level)));
+  put(l, "\",\"event\":", 10);
+  put_escaped(l, event, strlen(event));
+}
+
+void rm_log_line_strn(rm_log_line_t *l, const char *key, const char *value, size_t len) {
+  size_t saved = l->len;
+  put_key(l, key);
+  put_escaped(l, value, len);
+  if (l->full) { /* drop the field rather than cut the line */
+    l->len = saved;
+    l->full = 0;
+  }
+}
+
+void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value) {
+  rm_log_line_strn(l, key, value ? value : "", value ? strlen(value) : 0);
+}
+
+void rm_log_line_int(rm_log_line_t *l, const char *key, long long value) {
+  char num[32];
+  int n = snprintf(num, sizeof num, "%lld", value);
+  put_key(l, key);
+  put(l, num, (size_t)n);
+}
+
+void rm_log_line_num(rm_log_line_t *l, const char *key, double value) {
+  char num[48];
+  int n = snprintf(num, sizeof num, "%.3f", value);
+  put_key(l, key);
+  put(l, num, (size_t)n);
+}
+
+void rm_log_line_bool(rm_log_line_t *l, const char *key, int value) {
+  put_key(l, key);
+  put(l, value ? "true" : "false", value ? 4 : 5);
+}
+
+void rm_log_line_end(rm_log_line_t *l) {
+  l->full = 0;
+  memcpy(l->buf + l->len, "}\n", 2);
+  l->len += 2;
+  fwrite(l->buf, 1, l->len, stderr);
 }

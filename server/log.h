@@ -27,6 +27,23 @@ void rm_log_emit(rm_log_level_t level, const char *event, const char *fmt, ...);
 /* Same, with a ready object (stolen) for the fields; NULL = no fields. */
 void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields);
 
+/* A line built field by field in a fixed buffer, for the per-call lines: no allocation, no
+ * JSON library on the hot path. Strings are escaped (invalid UTF-8 becomes U+FFFD) and
+ * truncated so the line fits; the line is written with one write(). */
+typedef struct rm_log_line {
+  char buf[2048];
+  size_t len;
+  int full;
+} rm_log_line_t;
+
+void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event);
+void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value);
+void rm_log_line_strn(rm_log_line_t *l, const char *key, const char *value, size_t len);
+void rm_log_line_int(rm_log_line_t *l, const char *key, long long value);
+void rm_log_line_num(rm_log_line_t *l, const char *key, double value); /* 3 decimals */
+void rm_log_line_bool(rm_log_line_t *l, const char *key, int value);
+void rm_log_line_end(rm_log_line_t *l);
+
 /* "debug" | "info" | "warn" | "error" | "off" -> level; -1 if unknown. */
 int rm_log_level_parse(const char *name);
 const char *rm_log_level_name(rm_log_level_t level);

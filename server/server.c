@@ -305,24 +305,28 @@ static void on_close(rm_tag_t *tag, int ok) {
 static void log_call(rm_call_t *c) {
   if (RM_LOG_INFO < rm_log_threshold)
     return;
+  rm_log_level_t level = c->code == GRPC_STATUS_INTERNAL ? RM_LOG_ERROR : RM_LOG_INFO;
+  rm_log_line_t line;
+  rm_log_line_begin(&line, level, "call");
+  rm_log_line_str(&line, "method",
+                  c->method ? c->method->path : c->unregistered_path ? c->unregistered_path : "?");
+  rm_log_line_str(&line, "status", rm_status_name(c->code));
+  rm_log_line_int(&line, "code", (int)c->code);
+  rm_log_line_num(&line, "duration_us", (double)(rm_clock_ns() - c->t_start) / 1000.0);
   char *peer = grpc_call_get_peer(c->call);
-  double us = (double)(rm_clock_ns() - c->t_start) / 1000.0;
-  const char *path = c->method ? c->method->path : c->unregistered_path ? c->unregistered_path : "?";
-  json_t *f = json_pack("{s:s, s:s, s:i, s:f, s:s}", "method", path, "status",
-                        rm_status_name(c->code), "code", (int)c->code, "duration_us", us,
-                        "peer", peer ? peer : "");
+  rm_log_line_str(&line, "peer", peer);
   gpr_free(peer);
-  if (f && c->note_value)
-    json_object_set_new(f, c->note_key, json_string(c->note_value));
-  if (f && c->code != GRPC_STATUS_OK) {
+  if (c->note_value)
+    rm_log_line_str(&line, c->note_key, c->note_value);
+  if (c->code != GRPC_STATUS_OK) {
     if (c->kind[0])
-      json_object_set_new(f, "error_kind", json_string(c->kind));
+      rm_log_line_str(&line, "error_kind", c->kind);
     if (c->error_text)
-      json_object_set_new(f, "error", json_string(c->error_text));
+      rm_log_line_str(&line, "error", c->error_text);
   }
-  if (f && c->cancelled)
-    json_object_set_new(f, "client_cancelled", json_true());
-  rm_log_emit_json(c->code == GRPC_STATUS_INTERNAL ? RM_LOG_ERROR : RM_LOG_INFO, "call", f);
+  if (c->cancelled)
+    rm_log_line_bool(&line, "client_cancelled", 1);
+  rm_log_line_end(&line);
 }
 
 static void on_sent(rm_tag_t *tag, int ok) {
