@@ -47,18 +47,20 @@ static sf_count_t vio_read(void *ptr, sf_count_t count, void *user) {
   return (sf_count_t)n;
 }
 
+/* Out of memory, a write still reports success and only sets m->oom, which the encoder
+ * checks after every call: libsndfile's Ogg Vorbis writer leaks its codec state when a
+ * write fails, and the bytes are never emitted anyway. */
 static sf_count_t vio_write(const void *ptr, sf_count_t count, void *user) {
   memfile_t *m = user;
   if (m->src || count <= 0)
     return 0;
   size_t n = (size_t)count;
-  if (m->pos > m->out.len && rm__media_vec_append(&m->out, NULL, m->pos - m->out.len)) {
+  if (m->oom ||
+      (m->pos > m->out.len && rm__media_vec_append(&m->out, NULL, m->pos - m->out.len)) ||
+      (m->pos + n > m->out.len && rm__media_vec_reserve(&m->out, m->pos + n - m->out.len))) {
     m->oom = 1;
-    return 0;
-  }
-  if (m->pos + n > m->out.len && rm__media_vec_reserve(&m->out, m->pos + n - m->out.len)) {
-    m->oom = 1;
-    return 0;
+    m->pos += n;
+    return count;
   }
   memcpy(m->out.data + m->pos, ptr, n);
   m->pos += n;
@@ -404,6 +406,8 @@ static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *
     return rm_node_fail(ctx, RM_EINPUT, "in", "%s cannot store %u Hz, %u channels", e->mime,
                         a->sample_rate, a->channels);
   e->sf = sf_open_virtual(&vio, SFM_WRITE, &info, &e->m);
+  if (e->sf && e->m.oom)
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (!e->sf)
     return rm_node_fail(ctx, e->m.oom ? RM_ENOMEM : RM_EINPUT, "in",
                         "libsndfile could not start a %s file of %u Hz, %u channels: %s",
@@ -451,9 +455,10 @@ static int encode_write(encoder_t *e, rm_node_ctx_t *ctx, const rm_buffer_t *in)
     wrote = sf_writef_int(e->sf, (const int *)tmp, (sf_count_t)frames);
     rm_free(tmp);
   }
+  if (e->m.oom)
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (wrote != (sf_count_t)frames)
-    return rm_node_fail(ctx, e->m.oom ? RM_ENOMEM : RM_ENODE, NULL, "libsndfile write failed: %s",
-                        e->m.oom ? "out of memory" : sf_strerror(e->sf));
+    return rm_node_fail(ctx, RM_ENODE, NULL, "libsndfile write failed: %s", sf_strerror(e->sf));
   return rm_node_check(ctx);
 }
 

@@ -119,7 +119,7 @@ static int run_frames(denoiser_t *d, rm_node_ctx_t *ctx) {
     for (uint32_t c = 0; c < ch; c++) {
       for (size_t i = 0; i < d->frame; i++) {
         float v = src[i * ch + c] * 32768.0f;
-        v = v > 32767.0f ? 32767.0f : v < -32768.0f ? -32768.0f : v;
+        v = v > 32767.0f ? 32767.0f : v < -32768.0f ? -32768.0f : isnan(v) ? 0.0f : v;
         d->pcm[i] = (spx_int16_t)lrintf(v);
       }
       speex_preprocess_run(d->st[c], d->pcm);

@@ -184,6 +184,8 @@ static int process(void *state, rm_node_ctx_t *ctx) {
     return rc;
   }
   size_t frames = rm_audio_frames(in);
+  if (!frames) /* nothing to convert (and a NULL input would mean "flush" to libsoxr) */
+    return 0;
   if (map_channels(r, in, frames))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   r->frames_in += frames;

@@ -1,0 +1,136 @@
+/* test_media_robust.c - every media node against awkward streams: empty chunks, one-frame
+ * chunks, NaN and infinities, every sample format; and the OOM policy: each allocation of
+ * a build + run failing in turn gives RM_ENOMEM (never a crash or a leak), then a clean run
+ * succeeds. */
+#include "test_media_support.h"
+
+/* Audio-in node types with params that accept 48 kHz stereo input. */
+static const struct {
+  const char *type, *params;
+} nodes[] = {
+    {"AudioResample", "{\"rate\":16000,\"quality\":\"very-high\"}"},
+    {"AudioResample", "{\"rate\":44100,\"channels\":1,\"quality\":\"quick\"}"},
+    {"AudioEncode", "{}"},
+    {"AudioEncode", "{\"container\":\"flac\",\"subtype\":\"pcm24\"}"},
+    {"AudioEncode", "{\"container\":\"ogg\"}"},
+    {"LoudnessMeter", "{}"},
+    {"LoudnessNormalize", "{\"true_peak_ceiling\":-1}"},
+    {"VAD", "{\"speech_audio\":true,\"min_speech_ms\":0}"},
+    {"Denoise", "{\"agc\":true}"},
+    {"OpusEncode", "{}"},
+    {"Spectrogram", "{\"n_fft\":256}"},
+    {"MelSpectrogram", "{\"n_fft\":256,\"n_mels\":20,\"fmin\":100,\"fmax\":8000}"},
+    {"SilenceTrim", "{\"keep_ms\":5}"},
+    {"Mixer", "{\"gains_db\":[-3]}"},
+};
+#define N_NODES (sizeof nodes / sizeof nodes[0])
+
+static rm_buffer_t *noise(rm_sample_format_t fmt, size_t frames, int specials) {
+  rm_buffer_t *b = rm_buffer_new_audio(NULL, 48000, 2, fmt, frames);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  unsigned long long seed = 3 + frames;
+  for (size_t i = 0; i < 2 * frames; i++)
+    rm_audio_set(b, i, 0.3 * media_noise(&seed));
+  if (specials && fmt == RM_SAMPLE_F32 && frames > 40) {
+    media_fdata(b)[7] = NAN;
+    media_fdata(b)[20] = INFINITY;
+    media_fdata(b)[33] = -INFINITY;
+    media_fdata(b)[40] = 1e30f;
+  }
+  return b;
+}
+
+/* Every emitted buffer is well formed. */
+static void check_items(const media_items_t *it) {
+  for (size_t i = 0; i < it->n; i++) {
+    rm_error_t err;
+    CU_ASSERT_EQUAL(rm_buffer_validate(it->items[i], &err), 0);
+  }
+}
+
+static void test_awkward_streams(void) {
+  static const rm_sample_format_t fmts[] = {RM_SAMPLE_F32, RM_SAMPLE_I16, RM_SAMPLE_I32,
+                                            RM_SAMPLE_F64};
+  for (size_t k = 0; k < N_NODES; k++) {
+    rm_pipeline_t *p = media_node(nodes[k].type, nodes[k].params);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    static const char *const keys[] = {"n"};
+    rm_error_t err;
+    for (size_t f = 0; f < 4; f++) {
+      rm_buffer_t *chunks[] = {noise(fmts[f], 0, 0), noise(fmts[f], 4801, 1),
+                               noise(fmts[f], 0, 0), noise(fmts[f], 1, 0),
+                               noise(fmts[f], 20000, 1)};
+      media_items_t it = {0};
+      int rc = media_stream(p, chunks, 5, keys, &it, 1, &err);
+      if (rc)
+        fprintf(stderr, "\n  %s %s: %s\n", nodes[k].type, rm_sample_format_name(fmts[f]),
+                err.message);
+      CU_ASSERT_EQUAL(rc, 0);
+      check_items(&it);
+      media_items_free(&it);
+      /* a stream of one empty chunk */
+      rc = media_run1(p, chunks[0], &it, &err);
+      if (rc)
+        fprintf(stderr, "\n  %s empty: %s\n", nodes[k].type, err.message);
+      CU_ASSERT_EQUAL(rc, 0);
+      check_items(&it);
+      media_items_free(&it);
+      for (size_t c = 0; c < 5; c++)
+        rm_buffer_unref(chunks[c]);
+    }
+    rm_pipeline_free(p);
+  }
+}
+
+/* Builds node `k` and runs two chunks through it with allocation number `fail_at` failing. */
+static int run_with_failure(size_t k, long fail_at, rm_buffer_t **chunks) {
+  char json[1024];
+  snprintf(json, sizeof json,
+           "{\"name\":\"t\",\"nodes\":[{\"id\":\"n\",\"node_type\":\"%s\",\"params\":%s}]}",
+           nodes[k].type, nodes[k].params);
+  rm_manifest_t *m = NULL;
+  rm_pipeline_t *p = NULL;
+  rm_error_t err;
+  rm_alloc_fail_after(fail_at);
+  int rc = rm_manifest_from_json_text(json, strlen(json), &m, &err);
+  if (!rc)
+    rc = rm_pipeline_new(m, NULL, &p, &err);
+  for (size_t c = 0; !rc && c < 2; c++) {
+    rm_input_t in = {"n", chunks[c]};
+    rm_run_opts_t opts = {.end_of_stream = c == 1};
+    rm_result_t *r = NULL;
+    rc = rm_pipeline_run(p, &in, 1, &opts, &r, &err);
+    rm_result_free(r);
+  }
+  rm_alloc_fail_never();
+  rm_pipeline_free(p);
+  rm_manifest_free(m);
+  return rc;
+}
+
+static void test_out_of_memory_everywhere(void) {
+  rm_alloc_install_jansson();
+  rm_buffer_t *chunks[] = {noise(RM_SAMPLE_I16, 3000, 0), noise(RM_SAMPLE_I16, 2000, 0)};
+  for (size_t k = 0; k < N_NODES; k++) {
+    long n;
+    int rc = RM_ENOMEM;
+    for (n = 0; n < 2000 && rc == RM_ENOMEM; n++) {
+      rc = run_with_failure(k, n, chunks);
+      if (rc != 0 && rc != RM_ENOMEM)
+        fprintf(stderr, "\n  %s: allocation %ld failing gave %s\n", nodes[k].type, n,
+                rm_strerror(rc));
+      CU_ASSERT(rc == 0 || rc == RM_ENOMEM);
+    }
+    CU_ASSERT_EQUAL(rc, 0); /* enough allocations: it succeeds */
+  }
+  rm_buffer_unref(chunks[0]);
+  rm_buffer_unref(chunks[1]);
+}
+
+int main(void) {
+  static const rm_test_case_t cases[] = {RM_TEST(test_awkward_streams),
+                                         RM_TEST(test_out_of_memory_everywhere),
+                                         {NULL, NULL}};
+  rm_test_suite("media_robust", cases);
+  return rm_test_run();
+}
