@@ -1,5 +1,6 @@
 """Every error path raises its typed exception, with the gRPC code, the message and the
 failing node and field from the server's trailers."""
+import json
 import pickle
 
 import grpc
@@ -155,6 +156,16 @@ def test_resource_exhausted():
         assert q.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.5]
 
 
+def test_execution_time_limit_names_the_node(remote):
+    with Pipeline(remote=remote) as p:
+        p.add_node(PassThrough(node_id="src")).add_node(Delay(ms=2000, node_id="slow"))
+        with pytest.raises(ResourceExhausted) as e:
+            p.run_sync(np.float32([0]), sample_rate=8000, limits={"max_execution_ms": 50})
+    assert (e.value.node_id, e.value.field, e.value.kind) == ("slow", "max_execution_ms",
+                                                              "limit_exceeded")
+    assert "50 ms" in e.value.message
+
+
 def test_token():
     with RunningServer(["--auth-tokens", TOKEN]) as srv:
         good = RemoteConfig(srv.address(), token=TOKEN, timeout=60)
@@ -180,7 +191,8 @@ def test_token():
             async def main():
                 return await p.run(np.float32([1.0]), sample_rate=8000)
             assert arun(main()).samples.tolist() == [0.5]
-    assert TOKEN not in "\n".join(srv.raw_log())
+    # the server's own log lines (not a wrapper's echo of its command line) never show it
+    assert TOKEN not in "\n".join(json.dumps(ev) for ev in srv.events())
 
 
 HALF = -6.020599913279624  # exactly 20*log10(0.5)

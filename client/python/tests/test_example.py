@@ -145,3 +145,17 @@ def test_health_and_version(remote):
     assert v["protocol_version"] == "1.0"
     assert "remotemedia.v1.PipelineService" in v["services"]
     assert "grpc.health.v1.Health" in v["services"]
+
+
+def test_health_watch(remote):
+    from remotemedia import Client, NotFound
+
+    async def main():
+        async with Client(remote) as c:
+            watch = c.watch_health()
+            first = await watch.__anext__()
+            await watch.aclose()
+            with pytest.raises(NotFound):
+                await c.health_check("no.such.Service")
+            return first, await c.health_check("remotemedia.v1.PipelineService")
+    assert arun(main()) == ("SERVING", "SERVING")

@@ -36,8 +36,8 @@ def test_tls_with_root_certificate(certs):
                 await p.close()
         assert arun(main()).samples.tolist() == [0.5]
         # a plaintext client, and one trusting another CA, are refused
-        for cfg in (RemoteConfig(srv.address(), timeout=5),
-                    RemoteConfig(srv.address(), root_certificates=certs("strangerca.pem"), timeout=5)):
+        for cfg in (RemoteConfig(srv.address(), timeout=30),
+                    RemoteConfig(srv.address(), root_certificates=certs("strangerca.pem"), timeout=30)):
             with Client(cfg) as c, pytest.raises(Unavailable):
                 c.get_version_sync()
 
@@ -62,10 +62,10 @@ def test_mutual_tls_and_token(certs):
                                 client_key=certs("client.key"), timeout=30)
         with gain_pipeline(no_token) as p, pytest.raises(Unauthenticated):
             p.run_sync(np.float32([0.5]), sample_rate=8000)
-        for cfg in (RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"), timeout=5),
+        for cfg in (RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"), timeout=30),
                     RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"),
                                  client_certificate=certs("stranger.pem"),
-                                 client_key=certs("stranger.key"), timeout=5)):
+                                 client_key=certs("stranger.key"), timeout=30)):
             with Client(cfg) as c, pytest.raises(Unavailable):
                 c.health_check_sync()
 
