@@ -31,5 +31,5 @@ __all__ = [
     "AudioBuffer", "Tensor", "Json", "Binary",
     "RemoteMediaError", "InvalidArgument", "NotFound", "ResourceExhausted", "DeadlineExceeded",
     "Cancelled", "Unauthenticated", "PermissionDenied", "Unavailable", "Unimplemented",
-    "Internal",
+    "Internal", "nodes",
 ]

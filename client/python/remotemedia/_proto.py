@@ -5,6 +5,9 @@ The stubs are generated from proto/ by the build (target rm_python_stubs, into
 remotemedia/__init__.py extends the package path so remotemedia.v1 is found in that
 directory once it is on sys.path.
 """
+__all__ = ["data_pb2", "manifest_pb2", "metrics_pb2", "pipeline_service_pb2",
+           "pipeline_service_pb2_grpc", "health_pb2", "health_pb2_grpc"]
+
 try:
     from remotemedia.v1 import data_pb2, manifest_pb2, metrics_pb2  # noqa: F401
     from remotemedia.v1 import pipeline_service_pb2, pipeline_service_pb2_grpc  # noqa: F401

@@ -61,11 +61,11 @@ class RemoteConfig:
     """
 
     address: str = "localhost:50051"
-    token: Optional[str] = None
+    token: Optional[str] = field(default=None, repr=False)  # kept out of logs and tracebacks
     tls: bool = False
     root_certificates: Pem = None
     client_certificate: Pem = None
-    client_key: Pem = None
+    client_key: Pem = field(default=None, repr=False)
     server_name: Optional[str] = None
     timeout: Optional[float] = None
     load_balancing: Optional[str] = None
@@ -75,7 +75,7 @@ class RemoteConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     wait_for_ready: bool = False
     options: Sequence[Tuple[str, object]] = field(default_factory=tuple)
-    metadata: Sequence[Tuple[str, str]] = field(default_factory=tuple)
+    metadata: Sequence[Tuple[str, str]] = field(default_factory=tuple, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.address, str) or not self.address:

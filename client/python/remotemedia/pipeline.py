@@ -10,6 +10,7 @@ The manifest JSON form is the one the server's tools read (lib/manifest.c):
 {"name", "nodes": [{"id", "node_type", "params": {}}],
  "connections": [{"from", "to", "from_port"?, "to_port"?}]}.
 """
+import functools
 import json
 import re
 from typing import NamedTuple
@@ -83,14 +84,18 @@ class ExecuteResult:
         self.metrics = metrics_to_dict(response.metrics) if response.HasField("metrics") else None
         self.pipeline_name = response.pipeline_name
 
+    def _key(self, key):
+        if key is not None:
+            return key
+        if len(self.outputs) != 1:
+            raise ValueError("the pipeline returned %d outputs (%s): name one"
+                             % (len(self.outputs), ", ".join(self.outputs)))
+        return next(iter(self.outputs))
+
     def output(self, key=None):
         """The single item of output `key` (default: the only output). Raises KeyError /
         ValueError when that is not exactly one item."""
-        if key is None:
-            if len(self.outputs) != 1:
-                raise ValueError("the pipeline returned %d outputs (%s): name one"
-                                 % (len(self.outputs), ", ".join(self.outputs)))
-            key = next(iter(self.outputs))
+        key = self._key(key)
         items = self.outputs[key]
         if len(items) != 1:
             raise ValueError("output %r holds %d items; use .outputs[%r]" % (key, len(items), key))
@@ -101,17 +106,13 @@ class ExecuteResult:
         joined in order. A node may emit its audio in several items (a resampler's flushed
         tail, a chunker's chunks); this is the whole signal. Raises ValueError when the
         items are not audio of one rate, channel count and format."""
-        if key is None:
-            if len(self.outputs) != 1:
-                raise ValueError("the pipeline returned %d outputs (%s): name one"
-                                 % (len(self.outputs), ", ".join(self.outputs)))
-            key = next(iter(self.outputs))
+        key = self._key(key)
         joined = _join_audio(self.outputs[key])
         if joined is None:
             raise ValueError("output %r is not audio of one rate, channel count and format" % key)
         return joined
 
-    @property
+    @functools.cached_property
     def value(self):
         """What Pipeline.run returns. Per output: audio items (all of one rate, channel
         count and format) joined into one AudioBuffer; otherwise the single item, or the

@@ -81,6 +81,7 @@ def test_config_checks(certs):
         RemoteConfig("h:1", root_certificates="/nonexistent/ca.pem").channel_credentials()
     assert RemoteConfig("h:1", token="t").call_metadata() == (("authorization", "Bearer t"),)
     assert RemoteConfig("h:1").channel_credentials() is None
+    assert "secret" not in repr(RemoteConfig("h:1", token="secret"))
 
 
 def test_round_robin_and_keepalive_options(server):
