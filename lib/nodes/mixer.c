@@ -18,7 +18,7 @@ static const rm_param_spec_t params[] = {
      "output sample format; same = the first input's (integer formats clip at full scale)"},
 };
 static const rm_port_spec_t inputs[] = {
-    {"in", RM_KIND_AUDIO, RM_PORT_VARIADIC, "two or more audio inputs, same rate and channels"}};
+    {"in", RM_KIND_AUDIO, RM_PORT_VARIADIC, "one or more audio inputs, same rate and channels"}};
 static const rm_port_spec_t outputs[] = {{"out", RM_KIND_AUDIO, 0, "the mix"}};
 
 #define MAX_GAINS 256
