@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "remotemedia_cli.h"
+#include "rm/alloc.h"
 #include "rm/clock.h"
 #include "rm/manifest.h"
 #include "rm/pipeline.h"
@@ -70,6 +71,11 @@ static rm_buffer_t *wrap_input(const rm_client_buffer_t *b) {
     buf->u.audio.sample_rate = b->sample_rate;
     buf->u.audio.channels = b->channels;
     buf->u.audio.format = (rm_sample_format_t)b->format;
+  }
+  if (b->kind == RM_CLIENT_BINARY && b->mime_type && *b->mime_type &&
+      !(buf->mime_type = rm_strdup(b->mime_type))) { /* owned: unref frees it */
+    rm_buffer_unref(buf);
+    return NULL;
   }
   return buf;
 }

@@ -1,0 +1,495 @@
+"""The C client against real servers on ephemeral ports: the library's own test program
+(test_rmclient: numbers, metrics, errors, auth, TLS, threads), the `remotemedia` CLI (run
+remote and in-process, nodes, health, version, exit codes 0/1/2), the documented examples
+and the installed library (header, pkg-config file).
+
+Binaries come from $RM_CLIENT_TEST_BIN and $RM_CLI_BIN; $RM_CLIENT_WRAPPER (e.g. valgrind)
+is put in front of both, as $RM_SERVER_WRAPPER is in front of the server."""
+import json
+import os
+import re
+import shlex
+import shutil
+import struct
+import subprocess
+import wave
+from contextlib import ExitStack
+
+import grpc
+import numpy as np
+import pytest
+
+from rmtest.server import RunningServer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+TOKEN = "c-client-token"
+GAIN = 10 ** (-6.0206 / 20)
+RUN_TIMEOUT_S = 600  # a safety net for hung processes, not an assertion
+SEED_KEYS = ["pipeline_id", "total_executions", "total_duration_us", "total_duration_ms",
+             "peak_memory_bytes", "peak_memory_mb", "metrics_overhead_us", "node_metrics"]
+SEED_NODE_KEYS = ["node_id", "execution_count", "success_count", "error_count", "success_rate",
+                  "total_duration_us", "avg_duration_us", "min_duration_us", "max_duration_us"]
+
+
+def wrapper():
+    return shlex.split(os.environ.get("RM_CLIENT_WRAPPER", ""))
+
+
+def cli(*args, cwd=None):
+    """Runs the CLI; returns (exit status, stdout, stderr)."""
+    p = subprocess.run(wrapper() + [os.environ["RM_CLI_BIN"], *args], capture_output=True,
+                       text=True, timeout=RUN_TIMEOUT_S, cwd=cwd)
+    return p.returncode, p.stdout, p.stderr
+
+
+def error_line(stderr):
+    """The CLI's one error line (valgrind's own lines, if any, start with ==)."""
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("remotemedia:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------- fixtures
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def make_cert(d, name, ca, san=None):
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}", cwd=d)
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("certs"))
+    for ca in ("ca", "otherca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out",
+                f"{ca}.pem", "-days", "2", "-subj", f"/CN=test {ca}", cwd=d)
+    make_cert(d, "server", "ca", san="DNS:localhost,IP:127.0.0.1")
+    make_cert(d, "client", "ca")
+    return lambda name: os.path.join(d, name)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RunningServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    with RunningServer(["--auth-tokens", TOKEN]) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def tls_servers(certs):
+    tls_args = ["--tls-cert", certs("server.pem"), "--tls-key", certs("server.key")]
+    client_creds = grpc.ssl_channel_credentials(read(certs("ca.pem")), read(certs("client.key")),
+                                                read(certs("client.pem")))
+    with ExitStack() as stack:
+        tls = stack.enter_context(RunningServer(tls_args, tls_root=read(certs("ca.pem"))))
+        mtls = stack.enter_context(RunningServer(
+            tls_args + ["--tls-client-ca", certs("ca.pem"), "--tls-require-client-cert"],
+            credentials=client_creds))
+        yield tls, mtls
+
+
+def write_wav_i16(path, samples, rate=16000, channels=1):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+
+
+def write_wav_f32(path, samples, rate=48000, channels=1):
+    """IEEE-float WAV (format tag 3), which the `wave` module cannot write."""
+    data = np.asarray(samples, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, channels, rate, rate * channels * 4, channels * 4, 32)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE")
+        f.write(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
+        f.write(b"data" + struct.pack("<I", len(data)) + data)
+
+
+def read_wav_i16(path):
+    with wave.open(str(path), "rb") as w:
+        assert w.getsampwidth() == 2
+        return w.getframerate(), w.getnchannels(), np.frombuffer(w.readframes(w.getnframes()), "<i2")
+
+
+def manifest(path, nodes, connections=(), name="cli-test"):
+    doc = {"name": name, "nodes": [{"id": i, "node_type": t, **({"params": p} if p is not None else {})}
+                                   for i, t, p in nodes],
+           "connections": [{"from": a, "to": b} for a, b in connections]}
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return str(path)
+
+
+@pytest.fixture
+def gain_files(tmp_path):
+    """A gain manifest, a 16-bit sine (amplitude 0.8) and a float WAV."""
+    n = np.arange(1600)
+    pcm = np.round(0.8 * 32767 * np.sin(2 * np.pi * 440 * n / 16000)).astype(np.int16)
+    write_wav_i16(tmp_path / "in.wav", pcm)
+    f32 = (0.9 * np.sin(2 * np.pi * 1000 * np.arange(480) / 48000)).astype(np.float32)
+    write_wav_f32(tmp_path / "in_f32.wav", f32)
+    m = manifest(tmp_path / "gain.json", [("src", "PassThrough", None), ("g", "Gain", {"db": -6.0206})],
+                 [("src", "g")], name="gain-demo")
+    return {"dir": tmp_path, "manifest": m, "pcm": pcm, "f32": f32,
+            "wav": str(tmp_path / "in.wav"), "wav_f32": str(tmp_path / "in_f32.wav")}
+
+
+# ---------------------------------------------------------------- the library
+
+def test_library_against_real_servers(server, auth_server, tls_servers, certs):
+    tls, mtls = tls_servers
+    cmd = wrapper() + [os.environ["RM_CLIENT_TEST_BIN"],
+                       "--server", server.address(),
+                       "--auth-server", auth_server.address(), "--token", TOKEN,
+                       "--tls-server", tls.address(), "--mtls-server", mtls.address(),
+                       "--tls-ca", certs("ca.pem"), "--tls-other-ca", certs("otherca.pem"),
+                       "--tls-cert", certs("client.pem"), "--tls-key", certs("client.key")]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # every suite ran: rpc (15 tests), auth (1), tls (2)
+    assert re.search(r"suites\s+3\s+3", p.stdout), p.stdout
+    assert re.search(r"tests\s+18\s+18\s+18\s+0", p.stdout), p.stdout
+
+
+# ---------------------------------------------------------------- CLI: run
+
+def run_doc(args):
+    rc, out, err = cli(*args)
+    assert rc == 0, err
+    return json.loads(out), err
+
+
+@pytest.mark.parametrize("mode", ["remote", "in-process"])
+def test_cli_run_gain_i16(server, gain_files, mode):
+    d = gain_files["dir"]
+    out_dir = d / ("out-" + mode)
+    args = ["run", gain_files["manifest"], "--input", "src=" + gain_files["wav"],
+            "--output-dir", str(out_dir)]
+    if mode == "remote":
+        args += ["--server", server.address()]
+    doc, _ = run_doc(args)
+    assert doc["pipeline"] == "gain-demo"
+    assert list(doc["outputs"]) == ["g"]
+    item, = doc["outputs"]["g"]
+    pcm = gain_files["pcm"]
+    expected = np.rint(pcm.astype(np.float64) / 32768 * GAIN * 32768).astype(np.int16)
+    assert item == {"kind": "audio", "sample_rate": 16000, "channels": 1, "format": "i16",
+                    "frames": len(pcm), "peak": float(np.max(np.abs(expected)) / 32768),
+                    "file": str(out_dir / "g.wav")}
+    rate, channels, got = read_wav_i16(out_dir / "g.wav")
+    assert (rate, channels) == (16000, 1)
+    np.testing.assert_array_equal(got, expected)
+    assert np.max(np.abs(got.astype(np.int32) * 2 - pcm.astype(np.int32))) <= 2  # halved
+    assert "metrics" not in doc
+
+
+
+def read_wav_f32(path):
+    """(channels, rate, bits, samples) of a float WAV written by libsndfile; chunks are
+    walked, not assumed (libsndfile adds fact and PEAK chunks)."""
+    raw = read(path)
+    assert raw[:4] == b"RIFF" and raw[8:12] == b"WAVE"
+    pos, fmt, data = 12, None, None
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos:pos + 4], struct.unpack("<I", raw[pos + 4:pos + 8])[0]
+        body = raw[pos + 8:pos + 8 + size]
+        if cid == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", body[:16])
+        elif cid == b"data":
+            data = body
+        pos += 8 + size + (size & 1)
+    return fmt[1], fmt[2], fmt[5], np.frombuffer(data, "<f4")
+
+
+@pytest.mark.parametrize("mode", ["remote", "in-process"])
+def test_cli_run_gain_f32_halves_amplitude(server, gain_files, mode):
+    out_dir = gain_files["dir"] / mode
+    args = ["run", gain_files["manifest"], "--input", "src=" + gain_files["wav_f32"],
+            "--output-dir", str(out_dir)]
+    if mode == "remote":
+        args += ["--server", server.address()]
+    doc, _ = run_doc(args)
+    item, = doc["outputs"]["g"]
+    assert (item["format"], item["sample_rate"], item["channels"], item["frames"]) == ("f32", 48000, 1, 480)
+    channels, rate, bits, got = read_wav_f32(out_dir / "g.wav")
+    assert (channels, rate, bits) == (1, 48000, 32)
+    x = gain_files["f32"]
+    np.testing.assert_array_equal(got, x * np.float32(GAIN))  # the node's float32 multiply
+    assert np.max(np.abs(got.astype(np.float64) - x.astype(np.float64) / 2)) < 1e-6
+
+
+def test_cli_remote_and_in_process_agree(server, gain_files):
+    """The same manifest and input give the same document (metrics aside) both ways."""
+    base = ["run", gain_files["manifest"], "--input", "src=" + gain_files["wav"]]
+    remote, _ = run_doc(base + ["--server", server.address()])
+    local, _ = run_doc(base)
+    assert remote == local
+
+
+@pytest.mark.parametrize("mode", ["remote", "in-process"])
+def test_cli_metrics(server, gain_files, mode):
+    args = ["run", gain_files["manifest"], "--input", "src=" + gain_files["wav"], "--metrics-json",
+            "--metrics"]
+    if mode == "remote":
+        args += ["--server", server.address()]
+    doc, err = run_doc(args)
+    m = doc["metrics"]
+    assert list(m) == SEED_KEYS
+    assert m["pipeline_id"] == "gain-demo"
+    assert m["total_executions"] == 1
+    assert m["peak_memory_bytes"] >= 2 * 1600 * 2  # input and output held at once
+    assert m["total_duration_us"] > 0 and m["metrics_overhead_us"] > 0
+    assert [n["node_id"] for n in m["node_metrics"]] == ["src", "g"]
+    for n in m["node_metrics"]:
+        assert list(n) == SEED_NODE_KEYS
+        assert (n["execution_count"], n["success_count"], n["error_count"], n["success_rate"]) == (1, 1, 0, 1.0)
+        assert 0 < n["min_duration_us"] <= n["avg_duration_us"] <= n["max_duration_us"]
+    # the table: a summary line, a header, one row per node, on stderr
+    lines = [ln for ln in err.splitlines() if not ln.startswith("==")]
+    assert lines[0].startswith("pipeline gain-demo: 1 execution(s) in ")
+    assert lines[1].split() == ["node", "runs", "ok", "errors", "success", "total_us", "avg_us",
+                                "min_us", "max_us"]
+    assert [ln.split()[:5] for ln in lines[2:4]] == [["src", "1", "1", "0", "100.0%"],
+                                                     ["g", "1", "1", "0", "100.0%"]]
+    assert len(lines) == 4
+    # --metrics alone prints the table but leaves the document without metrics
+    doc, err = run_doc(args[:4] + ["--metrics"] + args[6:])
+    assert "metrics" not in doc and "pipeline gain-demo" in err
+
+
+@pytest.mark.parametrize("mode", ["remote", "in-process"])
+def test_cli_json_text_binary_outputs(server, tmp_path, mode):
+    m = manifest(tmp_path / "kinds.json", [("calc", "Calculator", None), ("t", "PassThrough", None),
+                                           ("b", "PassThrough", None)])
+    (tmp_path / "req.json").write_text('{"operation": "multiply", "operands": [2, 3.5]}')
+    (tmp_path / "note.txt").write_text("h\u00e9llo\n", encoding="utf-8")
+    (tmp_path / "blob.raw").write_bytes(bytes([0, 1, 2, 255]))
+    args = ["run", m, "--input", "calc=" + str(tmp_path / "req.json"), "--input",
+            "t=" + str(tmp_path / "note.txt"), "--input=b=" + str(tmp_path / "blob.raw"),
+            "--output-dir", str(tmp_path / "out")]
+    if mode == "remote":
+        args += ["--server", server.address()]
+    doc, _ = run_doc(args)
+    out = tmp_path / "out"
+    assert doc["outputs"] == {
+        "b": [{"kind": "binary", "mime_type": "application/octet-stream", "bytes": 4,
+               "file": str(out / "b.bin")}],
+        "calc": [{"kind": "json", "value": {"operation": "multiply", "operands": [2, 3.5], "result": 7.0},
+                  "file": str(out / "calc.json")}],
+        "t": [{"kind": "text", "text": "h\u00e9llo\n", "file": str(out / "t.txt")}],
+    }
+    assert (out / "b.bin").read_bytes() == bytes([0, 1, 2, 255])
+    assert json.loads((out / "calc.json").read_text())["result"] == 7.0
+    assert (out / "t.txt").read_text(encoding="utf-8") == "h\u00e9llo\n"
+
+
+def test_cli_several_items(server, gain_files):
+    m = manifest(gain_files["dir"] / "chunk.json", [("src", "PassThrough", None),
+                                                    ("c", "Chunk", {"frames": 700})], [("src", "c")])
+    out = gain_files["dir"] / "chunks"
+    doc, _ = run_doc(["run", m, "--input", "src=" + gain_files["wav"], "--server", server.address(),
+                      "--output-dir", str(out)])
+    items = doc["outputs"]["c"]
+    assert [i["frames"] for i in items] == [700, 700, 200]
+    assert [i["file"] for i in items] == [str(out / f"c.{k}.wav") for k in range(3)]
+    joined = np.concatenate([read_wav_i16(out / f"c.{k}.wav")[2] for k in range(3)])
+    np.testing.assert_array_equal(joined, gain_files["pcm"])
+
+
+# ---------------------------------------------------------------- CLI: failures
+
+BAD_PARAM_LINE = ("remotemedia: error: INVALID_ARGUMENT kind=invalid_params node=g field=db: "
+                  "node 'g' param 'db': 1000 is out of range [-120, 60]")
+UNKNOWN_TYPE_LINE = ("remotemedia: error: NOT_FOUND kind=unknown_node_type node=x field=node_type: "
+                     "node 'x': unknown node type 'NoSuchNode'")
+
+
+@pytest.mark.parametrize("mode", ["remote", "in-process"])
+def test_cli_pipeline_errors_exit_1(server, gain_files, mode):
+    d = gain_files["dir"]
+    bad = manifest(d / "bad.json", [("src", "PassThrough", None), ("g", "Gain", {"db": 1000})], [("src", "g")])
+    unknown = manifest(d / "unknown.json", [("x", "NoSuchNode", None)])
+    remote = ["--server", server.address()] if mode == "remote" else []
+    rc, out, err = cli("run", bad, "--input", "src=" + gain_files["wav"], *remote)
+    assert (rc, out) == (1, "")
+    assert error_line(err) == BAD_PARAM_LINE
+    rc, out, err = cli("run", unknown, *remote)
+    assert (rc, out) == (1, "")
+    assert error_line(err) == UNKNOWN_TYPE_LINE
+
+
+def test_cli_deadline_exit_1(server, gain_files):
+    slow = manifest(gain_files["dir"] / "slow.json", [("src", "PassThrough", None),
+                                                      ("d", "Delay", {"ms": 2000})], [("src", "d")])
+    rc, out, err = cli("run", slow, "--input", "src=" + gain_files["wav"], "--server", server.address(),
+                       "--timeout-ms", "200")
+    assert (rc, out) == (1, "")
+    assert error_line(err).startswith("remotemedia: error: DEADLINE_EXCEEDED")
+
+
+def test_cli_unreachable_server_exit_1(gain_files):
+    rc, out, err = cli("run", gain_files["manifest"], "--input", "src=" + gain_files["wav"],
+                       "--server", "127.0.0.1:1")
+    assert (rc, out) == (1, "")
+    assert error_line(err).startswith("remotemedia: error: UNAVAILABLE: ")
+    rc, out, err = cli("health", "--server", "127.0.0.1:1")
+    assert (rc, out) == (1, "")
+    assert error_line(err).startswith("remotemedia: error: UNAVAILABLE: ")
+
+
+def test_cli_usage_errors_exit_2(server, gain_files, tmp_path):
+    (tmp_path / "broken.json").write_text('{"nodes": [')
+    (tmp_path / "shape.json").write_text('{"nodes": [], "edges": []}')
+    (tmp_path / "in.xyz").write_text("?")
+    (tmp_path / "bad_input.json").write_text("{oops")
+    m, wav, srv = gain_files["manifest"], "src=" + gain_files["wav"], server.address()
+    cases = [
+        ([], None),
+        (["frobnicate"], "remotemedia: unknown command 'frobnicate'"),
+        (["run"], "remotemedia: run: the manifest file is missing (remotemedia run MANIFEST.json)"),
+        (["run", m, "--bogus"], "remotemedia: run: unknown option '--bogus'"),
+        (["run", m, "--input"], "remotemedia: run: option '--input' needs a value"),
+        (["run", m, "--input", "src"], "remotemedia: run: --input wants NODE=FILE, not 'src'"),
+        (["run", m, "--input", wav, "--input", wav], "remotemedia: run: two --input for node 'src'"),
+        (["run", m, "--input", "src=" + str(tmp_path / "in.xyz")], None),
+        (["run", m, "--input", "src=" + str(tmp_path / "missing.wav")], None),
+        (["run", m, "--input", "src=" + str(tmp_path / "bad_input.json")], None),
+        (["run", str(tmp_path / "nope.json")], None),
+        (["run", str(tmp_path / "broken.json"), "--server", srv], None),
+        (["run", str(tmp_path / "broken.json")], None),
+        (["run", str(tmp_path / "shape.json"), "--server", srv], None),
+        (["run", str(tmp_path / "shape.json")], None),
+        (["run", m, "--timeout-ms", "soon"], None),
+        (["run", m, "--token", "t"], "remotemedia: run: token and TLS options need --server"),
+        (["run", m, "--server", srv, "--tls-cert", "c.pem"],
+         "remotemedia: run: --tls-cert and --tls-key go together"),
+        (["run", m, "--server", srv, "--token", "a", "--token-file", "f"],
+         "remotemedia: run: give --token or --token-file, not both"),
+        (["health"], "remotemedia: health: --server is required"),
+        (["nodes", "--metrics"], "remotemedia: nodes: option '--metrics' does not apply to this command"),
+        (["health", "--server", srv, "--tls-ca", str(tmp_path / "missing-ca.pem")], None),
+        (["health", "--server", srv, "--token-file", str(tmp_path / "missing-token")], None),
+    ]
+    for args, first_line in cases:
+        rc, out, err = cli(*args)
+        assert rc == 2, (args, err)
+        assert out == "", args
+        if first_line:
+            assert err.splitlines()[0] == first_line, (args, err)
+    # the manifest checks name the file and the problem, the same in both modes
+    for mode in ([], ["--server", srv]):
+        rc, _, err = cli("run", str(tmp_path / "shape.json"), *mode)
+        assert error_line(err) == "remotemedia: %s: manifest: unknown key 'edges'" % (tmp_path / "shape.json")
+
+
+def test_cli_help_documents_exit_codes():
+    rc, out, err = cli("--help")
+    assert rc == 0 and err == ""
+    assert "exit status:" in out
+    for code in ("  0  success", "  1  the call or the pipeline failed", "  2  usage error"):
+        assert code in out
+    rc2, out2, _ = cli("run", "--help")
+    assert (rc2, out2) == (0, out)
+
+
+# ---------------------------------------------------------------- CLI: nodes, health, version
+
+def test_cli_nodes(server):
+    rc, out, err = cli("nodes", "--server", server.address())
+    assert rc == 0, err
+    block = out.split("\n\nGain\n")[1].split("\n\n")[0]
+    assert block.splitlines()[:4] == [
+        "  Multiplies every sample by 10^(db/20).",
+        "  inputs:  in (audio)",
+        "  outputs: out (audio)",
+        "  params:"]
+    assert block.splitlines()[4].split() == ["db", "number", "[-120,", "60]", "default", "0"]
+    # the server's list and the CLI's own registry are the same tables
+    rc, remote_json, err = cli("nodes", "--json", "--server", server.address())
+    assert rc == 0, err
+    rc, local_json, err = cli("nodes", "--json")
+    assert rc == 0, err
+    remote = json.loads(remote_json)
+    assert remote == json.loads(local_json)
+    gain = next(t for t in remote if t["name"] == "Gain")
+    assert gain["params"] == [{"name": "db", "type": "number", "required": False, "description":
+                               gain["params"][0]["description"], "default": 0, "minimum": -120.0,
+                               "maximum": 60.0}]
+    chunk = next(t for t in remote if t["name"] == "Chunk")
+    partial = next(p for p in chunk["params"] if p["name"] == "partial")
+    assert (partial["type"], partial["default"], partial["enum"]) == ("enum", "keep", ["keep", "pad", "drop"])
+
+
+def test_cli_health_and_version(server):
+    rc, out, err = cli("health", "--server", server.address())
+    assert (rc, out) == (0, "SERVING\n"), err
+    rc, out, err = cli("health", "--server", server.address(), "--service", "remotemedia.v1.PipelineService")
+    assert (rc, out) == (0, "SERVING\n"), err
+    rc, out, err = cli("health", "--server", server.address(), "--service", "no.Such")
+    assert (rc, out) == (1, "")
+    assert error_line(err) == ("remotemedia: error: NOT_FOUND kind=unknown_service field=service: "
+                               "unknown service 'no.Such'")
+    rc, out, err = cli("version")
+    assert rc == 0 and re.fullmatch(r"remotemedia \d+\.\d+\.\d+ \(librmclient \d+\.\d+\.\d+, gRPC core [\d.]+\)\n", out)
+    rc, out, err = cli("version", "--server", server.address())
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert re.fullmatch(r"server %s: remotemedia-server \S+, protocol 1\.0, gRPC core [\d.]+"
+                        % re.escape(server.address()), lines[1])
+    assert "  service remotemedia.v1.PipelineService" in lines
+
+
+def test_cli_auth(auth_server, gain_files, tmp_path):
+    base = ["run", gain_files["manifest"], "--input", "src=" + gain_files["wav"], "--server",
+            auth_server.address()]
+    rc, out, err = cli(*base)
+    assert (rc, out) == (1, "")
+    assert error_line(err) == ("remotemedia: error: UNAUTHENTICATED kind=unauthenticated: "
+                               "missing bearer token (authorization: Bearer <token>)")
+    rc, out, err = cli(*base, "--token", "wrong")
+    assert (rc, out) == (1, "")
+    assert error_line(err) == ("remotemedia: error: UNAUTHENTICATED kind=unauthenticated: "
+                               "the bearer token is not valid")
+    rc, out, err = cli(*base, "--token", TOKEN)
+    assert rc == 0, err
+    assert json.loads(out)["outputs"]["g"][0]["frames"] == 1600
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    rc, out, err = cli("nodes", "--server", auth_server.address(), "--token-file", str(token_file))
+    assert rc == 0 and "\nGain\n" in out, err
+
+
+def test_cli_tls_and_mtls(tls_servers, certs):
+    tls, mtls = tls_servers
+    rc, out, err = cli("health", "--server", tls.address(), "--tls-ca", certs("ca.pem"))
+    assert (rc, out) == (0, "SERVING\n"), err
+    rc, out, err = cli("health", "--server", "localhost:%d" % tls.port, "--tls-ca", certs("ca.pem"))
+    assert (rc, out) == (0, "SERVING\n"), err
+    rc, out, err = cli("health", "--server", tls.address(), "--tls-ca", certs("otherca.pem"))
+    assert rc == 1 and error_line(err).startswith("remotemedia: error: UNAVAILABLE")
+    mtls_args = ["--server", mtls.address(), "--tls-ca", certs("ca.pem")]
+    rc, out, err = cli("health", *mtls_args, "--tls-cert", certs("client.pem"), "--tls-key",
+                       certs("client.key"))
+    assert (rc, out) == (0, "SERVING\n"), err
+    rc, out, err = cli("health", *mtls_args)
+    assert rc == 1 and error_line(err).startswith("remotemedia: error: UNAVAILABLE")
