@@ -67,8 +67,10 @@ uint64_t rm_metrics_invocation_cost_ns(void);
  * total_duration_ms, peak_memory_bytes, peak_memory_mb, metrics_overhead_us, node_metrics
  * [{node_id, execution_count, success_count, error_count, success_rate,
  * total_duration_us, avg_duration_us, min_duration_us, max_duration_us}]). The time spent
- * exporting is added to m->overhead_ns and included in the value exported. New reference,
- * NULL on OOM. */
+ * exporting is added to m->overhead_ns and included in the value exported; encoding the
+ * result afterwards (json_dumps, protobuf packing) cannot be in a value it encodes, so a
+ * caller that wants it counted adds it to m->overhead_ns for the next export. New
+ * reference, NULL on OOM. */
 json_t *rm_metrics_to_json(rm_metrics_t *m);
 
 /* Fills msg (initialised by the caller with __INIT) with the same facts. Allocates the
