@@ -2,6 +2,7 @@
 # test_remotemedia_run.sh - runs remotemedia-run on the shipped examples and checks what it
 # prints, the files it writes and its exit status.
 #   usage: test_remotemedia_run.sh path/to/remotemedia-run SOURCE_DIR
+# RM_RUN_WRAPPER (e.g. a valgrind command line) is put in front of every run.
 set -u
 RUN=$1
 SRC=$2
@@ -18,7 +19,8 @@ fail() {
 run() {
   want=$1
   shift
-  (cd "$SRC" && "$RUN" "$@") >"$tmp/out" 2>"$tmp/err"
+  # shellcheck disable=SC2086
+  (cd "$SRC" && ${RM_RUN_WRAPPER:-} "$RUN" "$@") >"$tmp/out" 2>"$tmp/err"
   got=$?
   if [ "$got" != "$want" ]; then
     fail "remotemedia-run $*: exit $got, expected $want"

@@ -301,8 +301,25 @@ static void test_buffer_limits(void) {
   run_expect(p, &in, 1, RM_ELIMIT, "src", "samples",
              "input for node 'src' holds 4 audio samples, above the limit of 3");
   rm_pipeline_free(p);
-  rm_buffer_unref(a);
   rm_manifest_free(m);
+
+  /* limits apply to what nodes emit too: stereo doubles the 16 input bytes */
+  m = rm_test_manifest("{'nodes': [{'id': 'mix', 'node_type': 'ChannelMix', "
+                       "'params': {'mode': 'stereo'}}]}");
+  lim = (rm_limits_t){.max_buffer_bytes = 20};
+  RM_ASSERT_INT(rm_pipeline_new(m, &lim, &p, &err), 0);
+  rm_input_t to_mix = {"mix", a};
+  run_expect(p, &to_mix, 1, RM_ELIMIT, "mix", "size",
+             "node 'mix' (ChannelMix): output holds 32 bytes, above the limit of 20");
+  RM_ASSERT_INT(rm_pipeline_account(p)->current, 0); /* the refused buffer is gone */
+  rm_pipeline_free(p);
+  lim = (rm_limits_t){.max_audio_samples = 7};
+  RM_ASSERT_INT(rm_pipeline_new(m, &lim, &p, &err), 0);
+  run_expect(p, &to_mix, 1, RM_ELIMIT, "mix", "samples",
+             "node 'mix' (ChannelMix): output holds 8 audio samples, above the limit of 7");
+  rm_pipeline_free(p);
+  rm_manifest_free(m);
+  rm_buffer_unref(a);
 }
 
 /* ---------------------------------------------------------------- scheduling */
