@@ -572,6 +572,29 @@ static void test_cancel_before_start(void) {
   rm_pipeline_free(p);
 }
 
+/* err is optional everywhere: the code alone still comes back. */
+static void test_null_error_record(void) {
+  rm_manifest_t *m = rm_test_manifest("{'nodes': [{'id': 'g', 'node_type': 'Gain', "
+                                      "'params': {'db': 100}}]}");
+  rm_pipeline_t *p = NULL;
+  RM_ASSERT_INT(rm_pipeline_new(m, NULL, &p, NULL), RM_EPARAM);
+  CU_ASSERT_PTR_NULL(p);
+  rm_manifest_free(m);
+  m = rm_test_manifest("{'nodes': [{'id': 'c', 'node_type': 'Calculator'}]}");
+  RM_ASSERT_INT(rm_pipeline_new(m, NULL, &p, NULL), 0);
+  rm_buffer_t *in = rm_test_json("{'operation': 'modulo', 'operands': [1, 0]}");
+  rm_input_t input = {"c", in};
+  rm_result_t *r = NULL;
+  RM_ASSERT_INT(rm_pipeline_run(p, &input, 1, NULL, &r, NULL), RM_ENODE);
+  RM_ASSERT_INT(r->nodes[0].state, RM_NODE_FAILED);
+  rm_result_free(r);
+  RM_ASSERT_INT(rm_pipeline_run(p, NULL, 0, NULL, &r, NULL), RM_EINPUT);
+  rm_result_free(r);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+  rm_manifest_free(m);
+}
+
 static void test_heavy_flag(void) {
   rm_pipeline_t *p = rm_test_pipeline(
       "{'nodes': [{'id': 'a', 'node_type': 'PassThrough'}, {'id': 'd', 'node_type': 'Delay'}],"
@@ -626,6 +649,7 @@ int main(void) {
       RM_TEST(test_fan_in_item_counts),
       RM_TEST(test_failure_stops_the_run),
       RM_TEST(test_cancel_before_start),
+      RM_TEST(test_null_error_record),
       RM_TEST(test_heavy_flag),
       RM_TEST(test_repeated_runs),
       {NULL, NULL}};
