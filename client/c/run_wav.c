@@ -75,7 +75,9 @@ int run_wav_write(const char *path, const rm_buffer_t *buf, char *msg, size_t ca
   }
   sf_count_t frames = (sf_count_t)rm_audio_frames(buf), put = 0;
   switch (a->format) {
-  case RM_SAMPLE_I16: put = sf_writef_short(sf, (const short *)(const void *)buf->data, frames); break;
+  case RM_SAMPLE_I16:
+    put = sf_writef_short(sf, (const short *)(const void *)buf->data, frames);
+    break;
   case RM_SAMPLE_I32: put = sf_writef_int(sf, (const int *)(const void *)buf->data, frames); break;
   case RM_SAMPLE_F64:
     put = sf_writef_double(sf, (const double *)(const void *)buf->data, frames);

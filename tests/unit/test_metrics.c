@@ -5,9 +5,10 @@
 #include "rm/metrics.h"
 #include "test_support.h"
 
-static const char *calc_chain = "{'name': 'calc', 'nodes': [{'id': 'calc', 'node_type': 'Calculator'},"
-                                " {'id': 'after', 'node_type': 'PassThrough'}],"
-                                " 'connections': [{'from': 'calc', 'to': 'after'}]}";
+static const char *calc_chain =
+    "{'name': 'calc', 'nodes': [{'id': 'calc', 'node_type': 'Calculator'},"
+    " {'id': 'after', 'node_type': 'PassThrough'}],"
+    " 'connections': [{'from': 'calc', 'to': 'after'}]}";
 
 static int run_json(rm_pipeline_t *p, const char *node, const char *json, int metrics) {
   rm_buffer_t *in = rm_test_json(json);
@@ -122,9 +123,9 @@ static void test_json_keys_are_the_seeds(void) {
 }
 
 static void test_durations_ordered_and_nonzero(void) {
-  rm_pipeline_t *p = rm_test_pipeline(
-      "{'nodes': [{'id': 'a', 'node_type': 'PassThrough'}, {'id': 'b', 'node_type': 'PassThrough'}],"
-      " 'connections': [{'from': 'a', 'to': 'b'}]}");
+  rm_pipeline_t *p = rm_test_pipeline("{'nodes': [{'id': 'a', 'node_type': 'PassThrough'},"
+                                      " {'id': 'b', 'node_type': 'PassThrough'}],"
+                                      " 'connections': [{'from': 'a', 'to': 'b'}]}");
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   for (int i = 0; i < 20; i++)
     RM_ASSERT_INT(run_json(p, "a", "{}", 1), 0);
@@ -193,8 +194,10 @@ static void test_proto_carries_the_same_numbers(void) {
   json_t *j = rm_metrics_to_json(m);
   RM_ASSERT_STR(msg.pipeline_id, "calc");
   RM_ASSERT_INT(msg.total_executions, 4);
-  RM_ASSERT_NEAR(msg.total_duration_us, json_real_value(json_object_get(j, "total_duration_us")), 0);
-  RM_ASSERT_NEAR(msg.total_duration_ms, json_real_value(json_object_get(j, "total_duration_ms")), 0);
+  RM_ASSERT_NEAR(msg.total_duration_us, json_real_value(json_object_get(j, "total_duration_us")),
+                 0);
+  RM_ASSERT_NEAR(msg.total_duration_ms, json_real_value(json_object_get(j, "total_duration_ms")),
+                 0);
   RM_ASSERT_INT(msg.peak_memory_bytes, json_integer_value(json_object_get(j, "peak_memory_bytes")));
   RM_ASSERT_NEAR(msg.peak_memory_mb, json_real_value(json_object_get(j, "peak_memory_mb")), 0);
   /* each export adds its own cost, so the JSON one, made later, reports more */
@@ -210,7 +213,8 @@ static void test_proto_carries_the_same_numbers(void) {
     RM_ASSERT_INT(n->success_count, json_integer_value(json_object_get(o, "success_count")));
     RM_ASSERT_INT(n->error_count, json_integer_value(json_object_get(o, "error_count")));
     RM_ASSERT_NEAR(n->success_rate, json_real_value(json_object_get(o, "success_rate")), 0);
-    RM_ASSERT_NEAR(n->total_duration_us, json_real_value(json_object_get(o, "total_duration_us")), 0);
+    RM_ASSERT_NEAR(n->total_duration_us, json_real_value(json_object_get(o, "total_duration_us")),
+                   0);
     RM_ASSERT_NEAR(n->avg_duration_us, json_real_value(json_object_get(o, "avg_duration_us")), 0);
     RM_ASSERT_NEAR(n->min_duration_us, json_real_value(json_object_get(o, "min_duration_us")), 0);
     RM_ASSERT_NEAR(n->max_duration_us, json_real_value(json_object_get(o, "max_duration_us")), 0);

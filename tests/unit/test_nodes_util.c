@@ -451,7 +451,8 @@ static void test_calculator_errors(void) {
   for (int i = 1; i < 65; i++)
     strcat(many, ",1");
   strcat(many, "]}");
-  expect_calc_error(many, "operands", "node 'n' (Calculator): add takes at most 64 operands, got 65");
+  expect_calc_error(many, "operands",
+                    "node 'n' (Calculator): add takes at most 64 operands, got 65");
 }
 
 /* ---------------------------------------------------------------- Delay */

@@ -502,10 +502,11 @@ static void test_fan_in_item_counts(void) {
   rm_result_free(r);
   rm_pipeline_free(p);
 
-  p = rm_test_pipeline("{'nodes': [{'id': 'three', 'node_type': 'Chunk', 'params': {'frames': 1}},"
-                       " {'id': 'two', 'node_type': 'Chunk', 'params': {'frames': 2}},"
-                       " {'id': 'm', 'node_type': 'PassThrough'}],"
-                       " 'connections': [{'from': 'three', 'to': 'm'}, {'from': 'two', 'to': 'm'}]}");
+  p = rm_test_pipeline(
+      "{'nodes': [{'id': 'three', 'node_type': 'Chunk', 'params': {'frames': 1}},"
+      " {'id': 'two', 'node_type': 'Chunk', 'params': {'frames': 2}},"
+      " {'id': 'm', 'node_type': 'PassThrough'}],"
+      " 'connections': [{'from': 'three', 'to': 'm'}, {'from': 'two', 'to': 'm'}]}");
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   RM_ASSERT_ERR(rm_pipeline_run(p, inputs + 1, 2, NULL, &r, &err), &err, RM_ENODE, "m",
                 "connections",
@@ -543,7 +544,8 @@ static void test_failure_stops_the_run(void) {
   RM_ASSERT_INT(err.code, 0);
   rm_buffer_t *out = rm_test_item(r, "after", 0);
   CU_ASSERT_PTR_NOT_NULL_FATAL(out);
-  RM_ASSERT_STR((const char *)out->data, "{\"operation\":\"add\",\"operands\":[1,2],\"result\":3.0}");
+  RM_ASSERT_STR((const char *)out->data,
+                "{\"operation\":\"add\",\"operands\":[1,2],\"result\":3.0}");
   rm_result_free(r);
   rm_buffer_unref(in);
   rm_pipeline_free(p);
