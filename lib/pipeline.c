@@ -874,20 +874,33 @@ static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
   return 0;
 }
 
+/* Bytes of the request's input buffers not already counted in p's account; a buffer given
+ * to several nodes is held once. */
+static size_t request_input_bytes(const rm_pipeline_t *p) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    const rm_buffer_t *b = p->nodes[i].input;
+    if (!b || b->account == p->account)
+      continue;
+    size_t j = 0;
+    while (j < i && p->nodes[j].input != b)
+      j++;
+    if (j == i)
+      bytes += b->size;
+  }
+  return bytes;
+}
+
 static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                const rm_run_opts_t *opts, rm_result_t *r, rm_error_t *err) {
   int rc;
   if ((rc = bind_inputs(p, inputs, n_inputs, err)) || (rc = mark_outputs(p, opts, err)))
     return rc;
   /* request inputs are held by the run: count them */
-  for (size_t i = 0; i < p->n_nodes; i++) {
-    rm_buffer_t *b = p->nodes[i].input;
-    if (b && b->account != p->account) {
-      p->account->current += b->size;
-      if (p->account->current > p->account->peak)
-        p->account->peak = p->account->current;
-    }
-  }
+  size_t held = request_input_bytes(p);
+  p->account->current += held;
+  if (p->account->current > p->account->peak)
+    p->account->peak = p->account->current;
   size_t max_in = 1;
   for (size_t i = 0; i < p->n_nodes; i++)
     if (p->nodes[i].n_in > max_in)
@@ -910,11 +923,7 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   }
   rm_free(s.inputs);
   rm_free(s.ports);
-  for (size_t i = 0; i < p->n_nodes; i++) {
-    rm_buffer_t *b = p->nodes[i].input;
-    if (b && b->account != p->account)
-      p->account->current -= b->size;
-  }
+  p->account->current -= held;
   if (!rc && (rc = collect_outputs(p, r))) {
     /* a failed run returns no outputs: drop the ones collected before memory ran out */
     for (size_t i = 0; i < r->n_outputs; i++) {

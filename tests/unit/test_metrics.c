@@ -279,6 +279,25 @@ static void test_peak_memory_of_a_known_case(void) {
   rm_pipeline_free(p);
 }
 
+/* One buffer given to two nodes is held once. */
+static void test_peak_counts_a_shared_input_once(void) {
+  rm_pipeline_t *p = rm_test_pipeline("{'nodes': [{'id': 'a', 'node_type': 'PassThrough'},"
+                                      " {'id': 'b', 'node_type': 'PassThrough'}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  static float s[250];
+  rm_buffer_t *in = rm_test_audio_f32(s, 250, 8000, 1);
+  rm_input_t inputs[2] = {{"a", in}, {"b", in}};
+  rm_run_opts_t opts = {.metrics = 1, .end_of_stream = 1};
+  rm_result_t *r = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_pipeline_run(p, inputs, 2, &opts, &r, &err), 0);
+  RM_ASSERT_INT(rm_pipeline_metrics(p)->peak_memory_bytes, 1000); /* not 2000 */
+  RM_ASSERT_INT(rm_pipeline_account(p)->current, 0);
+  rm_result_free(r);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+}
+
 /* A big run made without metrics does not leak into the peak the metrics report. */
 static void test_peak_covers_only_metered_runs(void) {
   rm_pipeline_t *p = rm_test_pipeline("{'nodes': [{'id': 'g', 'node_type': 'Gain'}]}");
@@ -397,6 +416,7 @@ int main(void) {
       RM_TEST(test_unexecuted_nodes_export_zero),
       RM_TEST(test_proto_carries_the_same_numbers),
       RM_TEST(test_peak_memory_of_a_known_case),
+      RM_TEST(test_peak_counts_a_shared_input_once),
       RM_TEST(test_peak_covers_only_metered_runs),
       RM_TEST(test_metrics_off_leaves_metrics_untouched),
       RM_TEST(test_overhead_accounting),
