@@ -14,7 +14,7 @@
 #endif
 
 static const char *const windows[] = {"hann", "hamming", "blackman", "rect", NULL};
-static const char *const scales[] = {"power", "magnitude", "db", NULL};
+static const char *const scales[] = {"power", "magnitude", "db", "log", NULL};
 
 #define COMMON_PARAMS                                                                          \
   {"n_fft", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 16, 16384, "512", NULL,     \
@@ -30,7 +30,7 @@ static const char *const scales[] = {"power", "magnitude", "db", NULL};
   {                                                                                            \
     "scale", RM_PARAM_ENUM, 0, 0, 0, "\"power\"", scales,                                      \
         "power |X|^2 (unnormalised: sum_k c_k |X_k|^2 = n_fft * sum_n (w x)^2), magnitude "    \
-        "|X|, or db = 10*log10(max(power, 1e-10))"                                              \
+        "|X|, db = 10*log10(max(power, 1e-10)), or log = ln(max(power, 1e-10))"              \
   }
 
 static const rm_param_spec_t spec_params[] = {COMMON_PARAMS};
@@ -51,7 +51,7 @@ static const rm_port_spec_t spec_outputs[] = {
 static const rm_port_spec_t mel_outputs[] = {
     {"out", RM_KIND_TENSOR, 0, "f32 tensor [frames, n_mels] per chunk with whole frames"}};
 
-enum { SCALE_POWER, SCALE_MAGNITUDE, SCALE_DB };
+enum { SCALE_POWER, SCALE_MAGNITUDE, SCALE_DB, SCALE_LOG };
 
 typedef struct stft {
   int n_fft, hop, center, scale;
@@ -127,6 +127,7 @@ static int create_common(const json_t *p, int mel, void **state, rm_error_t *err
   const char *sc = rm_params_string(p, "scale");
   s->scale = strcmp(sc, "magnitude") == 0 ? SCALE_MAGNITUDE
              : strcmp(sc, "db") == 0      ? SCALE_DB
+             : strcmp(sc, "log") == 0     ? SCALE_LOG
                                           : SCALE_POWER;
   s->mel = mel;
   if (mel) {
@@ -244,6 +245,9 @@ static void analyse(stft_t *s, const float *src, float *row) {
   if (s->scale == SCALE_DB)
     for (int k = 0; k < count; k++)
       row[k] = (float)(10.0 * log10(fmax(row[k], 1e-10)));
+  else if (s->scale == SCALE_LOG)
+    for (int k = 0; k < count; k++)
+      row[k] = (float)log(fmax(row[k], 1e-10));
 }
 
 /* Emits a tensor of every whole frame in pending and drops the samples no later frame

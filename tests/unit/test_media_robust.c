@@ -127,8 +127,45 @@ static void test_out_of_memory_everywhere(void) {
   rm_buffer_unref(chunks[1]);
 }
 
+/* Every media node is registered with a schema ListNodeTypes can publish: described
+ * params whose defaults validate, described ports, the heavy flag on all but the two
+ * linear-time nodes. */
+static void test_registry_and_schemas(void) {
+  static const char *const names[] = {
+      "AudioResample", "AudioDecode", "AudioEncode", "LoudnessMeter", "LoudnessNormalize",
+      "VAD", "Denoise", "OpusEncode", "OpusDecode", "Spectrogram", "MelSpectrogram",
+      "SilenceTrim", "Mixer"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const rm_node_type_t *t = rm_registry_find(names[i]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_STRING_EQUAL(t->name, names[i]);
+    CU_ASSERT(t->description && *t->description);
+    int cheap = strcmp(names[i], "SilenceTrim") == 0 || strcmp(names[i], "Mixer") == 0;
+    CU_ASSERT_EQUAL((t->flags & RM_NODE_HEAVY) != 0, !cheap);
+    CU_ASSERT(t->n_inputs == 1 && t->n_outputs >= 1);
+    for (size_t k = 0; k < t->n_outputs; k++)
+      CU_ASSERT(t->outputs[k].description && *t->outputs[k].description);
+    json_t *params = json_object();
+    for (size_t k = 0; k < t->n_params; k++) {
+      const rm_param_spec_t *ps = &t->params[k];
+      CU_ASSERT(ps->description && *ps->description);
+      CU_ASSERT((ps->flags & RM_PARAM_REQUIRED) ? ps->default_json == NULL
+                                                : ps->default_json != NULL);
+      if (ps->flags & RM_PARAM_REQUIRED) /* the smallest legal value */
+        json_object_set_new(params, ps->name, json_integer((json_int_t)ps->min));
+    }
+    json_t *out = NULL;
+    rm_error_t err;
+    CU_ASSERT_EQUAL(rm_params_validate(t->params, t->n_params, params, "n", &out, &err), 0);
+    CU_ASSERT_EQUAL(json_object_size(out), t->n_params);
+    json_decref(out);
+    json_decref(params);
+  }
+}
+
 int main(void) {
-  static const rm_test_case_t cases[] = {RM_TEST(test_awkward_streams),
+  static const rm_test_case_t cases[] = {RM_TEST(test_registry_and_schemas),
+                                         RM_TEST(test_awkward_streams),
                                          RM_TEST(test_out_of_memory_everywhere),
                                          {NULL, NULL}};
   rm_test_suite("media_robust", cases);

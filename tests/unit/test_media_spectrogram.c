@@ -97,7 +97,11 @@ static void test_tone_peaks_in_linear_bin(void) {
   rm_buffer_t *p = run_one("Spectrogram", "{\"n_fft\":1024}", in);
   rm_buffer_t *d = run_one("Spectrogram", "{\"n_fft\":1024,\"scale\":\"db\"}", in);
   rm_buffer_t *m = run_one("Spectrogram", "{\"n_fft\":1024,\"scale\":\"magnitude\"}", in);
+  rm_buffer_t *l = run_one("Spectrogram", "{\"n_fft\":1024,\"scale\":\"log\"}", in);
   CU_ASSERT_DOUBLE_EQUAL(at2(d, 5, 96), 10 * log10(at2(p, 5, 96)), 1e-3);
+  CU_ASSERT_DOUBLE_EQUAL(at2(l, 5, 96), log(at2(p, 5, 96)), 1e-4);
+  CU_ASSERT_DOUBLE_EQUAL(at2(l, 5, 400), log(fmax(at2(p, 5, 400), 1e-10)), 1e-4);
+  rm_buffer_unref(l);
   CU_ASSERT_DOUBLE_EQUAL(at2(m, 5, 96), sqrt(at2(p, 5, 96)), 1e-3 * at2(m, 5, 96));
   rm_buffer_unref(p);
   rm_buffer_unref(d);
