@@ -60,9 +60,9 @@ typedef struct rm_run_opts {
 } rm_run_opts_t;
 
 typedef struct rm_output {
-  char *key;      /* node id, or "node_id.port" for a non-primary port */
-  const char *node_id;
-  const char *port;
+  char *key;      /* node id, or "node_id.port" for a non-primary port; owned */
+  const char *node_id; /* borrowed from the pipeline */
+  const char *port;    /* static */
   rm_buffer_t **items;
   size_t n_items;
 } rm_output_t;
@@ -74,7 +74,7 @@ typedef enum rm_node_state {
 } rm_node_state_t;
 
 typedef struct rm_node_result {
-  const char *node_id;
+  const char *node_id; /* borrowed from the pipeline */
   rm_node_state_t state;
   uint64_t invocations;
   uint64_t items_out;
@@ -95,6 +95,9 @@ typedef struct rm_result {
  * call; outputs may reference them. */
 int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                     const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err);
+/* A result may outlive its pipeline: its keys and buffers are its own (buffers release
+ * their bytes from the pipeline's account even after rm_pipeline_free), only the node_id
+ * fields are borrowed from the pipeline. NULL is a no-op. */
 void rm_result_free(rm_result_t *r);
 
 /* The accumulated metrics of every run made with metrics on. */
