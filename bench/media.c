@@ -9,6 +9,7 @@
 
 #include "rm/alloc.h"
 #include "rm/manifest.h"
+#include "rm/metrics.h"
 #include "rm/pipeline.h"
 
 static const char manifest[] =
@@ -63,7 +64,7 @@ int main(int argc, char **argv) {
   }
   double *ms = malloc((size_t)runs * sizeof *ms);
   rm_input_t input = {"resample", in};
-  rm_run_opts_t opts = {.end_of_stream = 1};
+  rm_run_opts_t opts = {.end_of_stream = 1, .metrics = 1};
   size_t segments = 0;
   for (int r = -1; r < runs; r++) { /* run -1 warms caches and FFTW plans */
     rm_result_t *res = NULL;
@@ -88,6 +89,17 @@ int main(int argc, char **argv) {
   printf("runs %d  median %.2f ms  min %.2f ms  max %.2f ms  =>  %.0fx real time  "
          "(VAD JSON %zu bytes)\n",
          runs, med, ms[0], ms[runs - 1], secs * 1000 / med, segments);
+  /* where the time goes: the engine's own per-node metrics over all runs */
+  json_t *mj = rm_metrics_to_json(rm_pipeline_metrics(p));
+  json_t *nodes = json_object_get(mj, "node_metrics");
+  for (size_t i = 0; i < json_array_size(nodes); i++) {
+    json_t *n = json_array_get(nodes, i);
+    printf("  %-9s avg %8.1f us per invocation, %lld invocations\n",
+           json_string_value(json_object_get(n, "node_id")),
+           json_number_value(json_object_get(n, "avg_duration_us")),
+           (long long)json_integer_value(json_object_get(n, "execution_count")));
+  }
+  json_decref(mj);
   free(ms);
   rm_pipeline_free(p);
   rm_buffer_unref(in);
