@@ -52,11 +52,13 @@ static int meter_add(meter_t *m, rm_node_ctx_t *ctx, const rm_buffer_t *in) {
     if (a->channels == 1 && m->dual_mono)
       ebur128_set_channel(m->st, 0, EBUR128_DUAL_MONO);
   }
+  size_t frames = rm_audio_frames(in);
+  if (!frames)
+    return 0;
   float *tmp = NULL;
   const float *s = rm_audio_f32_view(in, &tmp);
   if (!s)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  size_t frames = rm_audio_frames(in);
   /* in slices of 1 s so a long buffer still notices the deadline */
   size_t step = a->sample_rate;
   for (size_t f = 0; f < frames && !rc; f += step) {

@@ -160,6 +160,8 @@ static int convert(resampler_t *r, rm_node_ctx_t *ctx, const float *src, size_t 
                                   n - done_in, &idone, r->out.data + r->out.len, room, &odone);
     if (e)
       return rm_node_fail(ctx, RM_ENODE, NULL, "libsoxr failed: %s", e);
+    if (!idone && !odone && done_in < n) /* never expected: libsoxr took nothing, gave nothing */
+      return rm_node_fail(ctx, RM_EINTERNAL, NULL, "libsoxr made no progress");
     done_in += idone;
     r->out.len += odone * fb;
     int rc = rm_node_check(ctx);
