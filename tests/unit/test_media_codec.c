@@ -1,6 +1,8 @@
 /* test_media_codec.c - AudioDecode / AudioEncode: every fixture in tests/data/audio (made
  * by independent encoders) decodes to the sine it holds; cut, smashed and garbage copies
  * are input errors; encode -> decode round trips are exact for PCM and FLAC. */
+#include <dirent.h>
+
 #include "test_media_support.h"
 
 typedef struct fixture {
@@ -100,6 +102,40 @@ static void test_decode_every_fixture(void) {
     rm_buffer_unref(c);
     free(bytes);
   }
+}
+
+/* Whatever audio file lands in tests/data/audio decodes (the table above also checks the
+ * content of the ones it lists, and all of those must be present). */
+static void test_decode_whole_fixture_directory(void) {
+  const char *dir = getenv("RM_TEST_DATA");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/audio", dir ? dir : "tests/data");
+  DIR *d = opendir(path);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+  size_t files = 0, listed = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *dot = strrchr(e->d_name, '.');
+    if (!dot || (strcmp(dot, ".wav") && strcmp(dot, ".flac") && strcmp(dot, ".ogg")))
+      continue;
+    size_t len;
+    unsigned char *bytes = load(e->d_name, &len);
+    rm_buffer_t *a = NULL;
+    rm_error_t err;
+    int rc = decode(bytes, len, "{}", &a, &err);
+    if (rc)
+      fprintf(stderr, "\n  %s: %s\n", e->d_name, err.message);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(a && rm_audio_frames(a) > 0);
+    rm_buffer_unref(a);
+    free(bytes);
+    files++;
+    for (size_t k = 0; k < N_FIXTURES; k++)
+      listed += strcmp(fixtures[k].file, e->d_name) == 0;
+  }
+  closedir(d);
+  CU_ASSERT_EQUAL(listed, N_FIXTURES);
+  CU_ASSERT(files >= N_FIXTURES);
 }
 
 /* Expects an input error naming node n and field "in". */
@@ -314,6 +350,7 @@ int main(void) {
   static const rm_test_case_t cases[] = {
       RM_TEST(test_params_and_registry),
       RM_TEST(test_decode_every_fixture),
+      RM_TEST(test_decode_whole_fixture_directory),
       RM_TEST(test_decode_corrupted_copies),
       RM_TEST(test_encode_decode_round_trip),
       RM_TEST(test_encode_i16_bit_exact),
