@@ -51,9 +51,9 @@ static inline void media_expect_param_error(const char *type, const char *params
             err.message);
 }
 
-/* A cross-field check in the node's create() must fail with RM_EPARAM naming `key`; the
- * engine fills err.node_id. (create() does not know its node id, and rm_pipeline_new passes
- * its message through unprefixed, so the message names the key only.) */
+/* A cross-field check in the node's create() must fail with RM_EPARAM naming `key`: the
+ * message opens with "node param 'key': " and rm_pipeline_new adds the node id (create()
+ * does not know it). */
 static inline void media_expect_create_error(const char *type, const char *params,
                                              const char *key) {
   rm_error_t err;
@@ -64,7 +64,9 @@ static inline void media_expect_create_error(const char *type, const char *param
   char prefix[96];
   snprintf(prefix, sizeof prefix, "node param '%s': ", key);
   CU_ASSERT_EQUAL(strncmp(err.message, prefix, strlen(prefix)), 0);
-  if (rc != RM_EPARAM || strcmp(err.field, key) != 0)
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "'n'"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, type));
+  if (rc != RM_EPARAM || strcmp(err.field, key) != 0 || !strstr(err.message, "'n'"))
     fprintf(stderr, "\n  %s %s: rc=%d field='%s' msg='%s'\n", type, params, rc, err.field,
             err.message);
 }
