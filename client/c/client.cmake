@@ -119,7 +119,8 @@ set(RM_CLIENT_TEST_ENV
     "RM_CLIENT_TEST_BIN=$<TARGET_FILE:test_rmclient>"
     "RM_CLI_BIN=$<TARGET_FILE:rm_cli>"
     "PYTHONPATH=${RM_PY_GEN_DIR}:${PROJECT_SOURCE_DIR}/tests/integration"
-    "PYTHONDONTWRITEBYTECODE=1")
+    "PYTHONDONTWRITEBYTECODE=1"
+    "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/integration/c_client/lsan.supp:print_suppressions=0")
 set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)
 if(RM_VALGRIND)
