@@ -1,7 +1,10 @@
 /* metrics.c - pipeline metrics storage and the seed-JSON and protobuf exports. */
 #include "rm/metrics.h"
 
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,39 +93,197 @@ static void charge_export(rm_metrics_t *m, uint64_t t0) {
   m->overhead_ns += rm_clock_ns() - t0 + rm_clock_read_cost_ns();
 }
 
+/* Sets obj[key] = v (stolen), remembering a failure in *ok. Keys are our literals, so the
+ * UTF-8 check json_object_set_new would repeat for every key of every export is skipped;
+ * json_pack's format parsing is skipped too (together they were most of the build). */
+static void put(json_t *obj, const char *key, json_t *v, int *ok) {
+  if (json_object_set_new_nocheck(obj, key, v))
+    *ok = 0;
+}
+
 json_t *rm_metrics_to_json(rm_metrics_t *m) {
   uint64_t t0 = rm_clock_ns();
-  json_t *nodes = json_array();
-  if (!nodes)
+  int ok = 1;
+  json_t *root = json_object(), *nodes = json_array(), *overhead = json_real(0.0);
+  if (!root || !nodes || !overhead) {
+    json_decref(root);
+    json_decref(nodes);
+    json_decref(overhead);
     return NULL;
+  }
+  /* the seed's key order */
+  put(root, "pipeline_id", json_string(m->pipeline_id ? m->pipeline_id : ""), &ok);
+  put(root, "total_executions", json_integer((json_int_t)m->total_executions), &ok);
+  put(root, "total_duration_us", json_real(us(m->total_ns)), &ok);
+  put(root, "total_duration_ms", json_real((double)m->total_ns / 1e6), &ok);
+  put(root, "peak_memory_bytes", json_integer((json_int_t)m->peak_memory_bytes), &ok);
+  put(root, "peak_memory_mb", json_real((double)m->peak_memory_bytes / (1024.0 * 1024.0)), &ok);
+  /* metrics_overhead_us gets its real value last, when the export has been timed */
+  put(root, "metrics_overhead_us", overhead, &ok);
+  put(root, "node_metrics", nodes, &ok);
+  for (size_t i = 0; ok && i < m->n_nodes; i++) {
+    const rm_node_metrics_t *n = &m->nodes[i];
+    node_view_t v = view(n);
+    json_t *o = json_object();
+    if (!o || json_array_append_new(nodes, o)) {
+      ok = 0;
+      break;
+    }
+    put(o, "node_id", json_string(n->node_id), &ok);
+    put(o, "execution_count", json_integer((json_int_t)n->execution_count), &ok);
+    put(o, "success_count", json_integer((json_int_t)n->success_count), &ok);
+    put(o, "error_count", json_integer((json_int_t)n->error_count), &ok);
+    put(o, "success_rate", json_real(v.success_rate), &ok);
+    put(o, "total_duration_us", json_real(v.total_us), &ok);
+    put(o, "avg_duration_us", json_real(v.avg_us), &ok);
+    put(o, "min_duration_us", json_real(v.min_us), &ok);
+    put(o, "max_duration_us", json_real(v.max_us), &ok);
+  }
+  if (!ok) {
+    json_decref(root);
+    return NULL;
+  }
+  charge_export(m, t0);
+  json_real_set(overhead, us(m->overhead_ns));
+  return root;
+}
+
+/* ---- the seed JSON as text, written directly ---- */
+
+typedef struct text {
+  char *p;
+  size_t len, cap;
+  int oom;
+} text_t;
+
+static int text_reserve(text_t *t, size_t more) {
+  if (t->oom)
+    return -1;
+  if (t->len + more + 1 <= t->cap)
+    return 0;
+  size_t cap = t->cap ? t->cap : 512;
+  while (cap < t->len + more + 1)
+    cap *= 2;
+  char *p = rm_realloc(t->p, cap);
+  if (!p) {
+    t->oom = 1;
+    return -1;
+  }
+  t->p = p;
+  t->cap = cap;
+  return 0;
+}
+
+static void text_put(text_t *t, const char *s, size_t n) {
+  if (text_reserve(t, n))
+    return;
+  memcpy(t->p + t->len, s, n);
+  t->len += n;
+  t->p[t->len] = '\0';
+}
+
+#define TEXT_LIT(t, lit) text_put((t), (lit), sizeof(lit) - 1)
+
+static void text_printf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(text_t *t, const char *fmt, ...) {
+  char buf[128]; /* callers print one key and one number at a time: this always fits */
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    text_put(t, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped, UTF-8 kept. */
+static void text_string(text_t *t, const char *s) {
+  TEXT_LIT(t, "\"");
+  for (const char *run = s;; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c && c != '"' && c != '\\' && c >= 0x20)
+      continue;
+    text_put(t, run, (size_t)(s - run));
+    if (!c)
+      break;
+    if (c == '"' || c == '\\')
+      text_printf(t, "\\%c", c);
+    else
+      text_printf(t, "\\u%04x", c);
+    run = s + 1;
+  }
+  TEXT_LIT(t, "\"");
+}
+
+/* Whole nanoseconds as exact decimal microseconds ("12.345"): no binary rounding shows. */
+static void text_us(text_t *t, uint64_t ns) {
+  text_printf(t, "%" PRIu64 ".%03u", ns / 1000, (unsigned)(ns % 1000));
+}
+
+/* Any other double, as a real that reads back as the same double: 15 significant digits
+ * when they do (0.75, not 0.75000000000000000), else 16 or 17, which always do. */
+static void text_real(text_t *t, double v) {
+  char buf[40];
+  int n = 0;
+  for (int digits = 15; digits <= 17; digits++) {
+    n = snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (digits == 17 || strtod(buf, NULL) == v)
+      break;
+  }
+  text_put(t, buf, (size_t)n);
+  if (!strpbrk(buf, ".eEn")) /* "1" would read back as an integer */
+    TEXT_LIT(t, ".0");
+}
+
+char *rm_metrics_to_json_text(rm_metrics_t *m, size_t *len) {
+  uint64_t t0 = rm_clock_ns();
+  text_t head = {0}, tail = {0};
+  /* node_metrics first: metrics_overhead_us, which precedes it in the seed's order, is
+   * written last so that it includes all of this */
+  TEXT_LIT(&tail, ",\"node_metrics\":[");
   for (size_t i = 0; i < m->n_nodes; i++) {
     const rm_node_metrics_t *n = &m->nodes[i];
     node_view_t v = view(n);
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "node_id", n->node_id,
-                          "execution_count", (json_int_t)n->execution_count, "success_count",
-                          (json_int_t)n->success_count, "error_count",
-                          (json_int_t)n->error_count, "success_rate", v.success_rate,
-                          "total_duration_us", v.total_us, "avg_duration_us", v.avg_us,
-                          "min_duration_us", v.min_us, "max_duration_us", v.max_us);
-    if (json_array_append_new(nodes, o)) {
-      json_decref(nodes);
-      return NULL;
-    }
+    TEXT_LIT(&tail, "{\"node_id\":");
+    text_string(&tail, n->node_id ? n->node_id : "");
+    text_printf(&tail, ",\"execution_count\":%" PRIu64, n->execution_count);
+    text_printf(&tail, ",\"success_count\":%" PRIu64, n->success_count);
+    text_printf(&tail, ",\"error_count\":%" PRIu64 ",\"success_rate\":", n->error_count);
+    text_real(&tail, v.success_rate);
+    TEXT_LIT(&tail, ",\"total_duration_us\":");
+    text_us(&tail, n->total_ns);
+    TEXT_LIT(&tail, ",\"avg_duration_us\":");
+    text_real(&tail, v.avg_us);
+    TEXT_LIT(&tail, ",\"min_duration_us\":");
+    text_us(&tail, n->execution_count ? n->min_ns : 0);
+    TEXT_LIT(&tail, ",\"max_duration_us\":");
+    text_us(&tail, n->execution_count ? n->max_ns : 0);
+    text_put(&tail, "},", i + 1 < m->n_nodes ? 2 : 1);
   }
-  /* metrics_overhead_us gets its real value last, when the export has been timed. */
-  json_t *root = json_pack("{s:s, s:I, s:f, s:f, s:I, s:f, s:f, s:o}", "pipeline_id",
-                           m->pipeline_id ? m->pipeline_id : "", "total_executions",
-                           (json_int_t)m->total_executions, "total_duration_us",
-                           us(m->total_ns), "total_duration_ms",
-                           (double)m->total_ns / 1e6, "peak_memory_bytes",
-                           (json_int_t)m->peak_memory_bytes, "peak_memory_mb",
-                           (double)m->peak_memory_bytes / (1024.0 * 1024.0),
-                           "metrics_overhead_us", 0.0, "node_metrics", nodes);
-  if (!root)
+  TEXT_LIT(&tail, "]}");
+  TEXT_LIT(&head, "{\"pipeline_id\":");
+  text_string(&head, m->pipeline_id ? m->pipeline_id : "");
+  text_printf(&head, ",\"total_executions\":%" PRIu64, m->total_executions);
+  TEXT_LIT(&head, ",\"total_duration_us\":");
+  text_us(&head, m->total_ns);
+  text_printf(&head, ",\"total_duration_ms\":%" PRIu64 ".%06u", m->total_ns / 1000000,
+              (unsigned)(m->total_ns % 1000000));
+  text_printf(&head, ",\"peak_memory_bytes\":%" PRIu64, m->peak_memory_bytes);
+  TEXT_LIT(&head, ",\"peak_memory_mb\":");
+  text_real(&head, (double)m->peak_memory_bytes / (1024.0 * 1024.0));
+  TEXT_LIT(&head, ",\"metrics_overhead_us\":");
+  text_reserve(&head, 32 + tail.len); /* so that nothing allocates after the clock stops */
+  if (head.oom || tail.oom) {
+    rm_free(head.p);
+    rm_free(tail.p);
     return NULL;
+  }
   charge_export(m, t0);
-  json_real_set(json_object_get(root, "metrics_overhead_us"), us(m->overhead_ns));
-  return root;
+  text_us(&head, m->overhead_ns);
+  text_put(&head, tail.p, tail.len);
+  rm_free(tail.p);
+  if (len)
+    *len = head.len;
+  return head.p;
 }
 
 int rm_metrics_to_proto(rm_metrics_t *m, Remotemedia__V1__PipelineMetrics *msg) {

@@ -253,12 +253,16 @@ static int print_outputs(const opts_t *o, const rm_result_t *r, char *msg, size_
 }
 
 static int print_metrics(rm_pipeline_t *p, int compact) {
-  json_t *j = rm_metrics_to_json(rm_pipeline_metrics(p));
-  /* 12 significant digits: durations are whole nanoseconds, so this prints them exactly
-   * up to 10^9 us (0.581, not 0.58099999999999996) */
-  size_t flags = JSON_REAL_PRECISION(12) | (compact ? JSON_COMPACT : JSON_INDENT(2));
-  char *text = j ? json_dumps(j, flags) : NULL;
-  json_decref(j);
+  char *text;
+  if (compact) { /* one line for machines, its encoding inside its own overhead figure */
+    text = rm_metrics_to_json_text(rm_pipeline_metrics(p), NULL);
+  } else {
+    json_t *j = rm_metrics_to_json(rm_pipeline_metrics(p));
+    /* 12 significant digits: durations are whole nanoseconds, so this prints them exactly
+     * up to 10^9 us (0.581, not 0.58099999999999996) */
+    text = j ? json_dumps(j, JSON_REAL_PRECISION(12) | JSON_INDENT(2)) : NULL;
+    json_decref(j);
+  }
   if (!text)
     return RM_ENOMEM;
   if (!compact)

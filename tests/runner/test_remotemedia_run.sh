@@ -83,6 +83,7 @@ run 0 examples/gain_chain.json --metrics-json --input src=$wav
 [ "$(wc -l <"$tmp/out")" = 1 ] || fail "--metrics-json: stdout is not one line"
 contains "$tmp/out" '{"pipeline_id":"gain_chain","total_executions":1,'
 contains "$tmp/out" '"peak_memory_bytes":96000,'
+contains "$tmp/out" '{"node_id":"pcm16","execution_count":1,"success_count":1,"error_count":0,"success_rate":1.0,"total_duration_us":'
 has "$tmp/err" "pcm16: audio 48000 Hz, 1 ch, i16, 24000 frames (0.500 s), peak 0.2500 (-12.04 dBFS)"
 
 # ---- the calculator example

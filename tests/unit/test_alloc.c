@@ -153,6 +153,9 @@ static outcome_t cycle(int from_proto) {
   STEP("metrics_to_json", mj ? 0 : RM_ENOMEM, 0);
   text = json_dumps(mj, JSON_COMPACT);
   STEP("json_dumps", text ? 0 : RM_ENOMEM, 0);
+  rm_free(text);
+  text = rm_metrics_to_json_text(rm_pipeline_metrics(p), NULL);
+  STEP("metrics_to_json_text", text ? 0 : RM_ENOMEM, 0);
   STEP("metrics_to_proto", rm_metrics_to_proto(rm_pipeline_metrics(p), &msg), 0);
   have_msg = 1;
   back = rm_metrics_proto_to_json(&msg);

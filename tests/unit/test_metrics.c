@@ -374,6 +374,85 @@ static void test_overhead_accounting(void) {
   rm_pipeline_free(p);
 }
 
+/* The direct text export is the tree export, value for value and key for key, in order. */
+static void expect_same_document(const json_t *a, const json_t *b, const char *where) {
+  CU_ASSERT_EQUAL_FATAL(json_typeof(a), json_typeof(b));
+  if (json_is_object(a)) {
+    RM_ASSERT_INT(json_object_size(a), json_object_size(b));
+    void *ia = json_object_iter((json_t *)a), *ib = json_object_iter((json_t *)b);
+    for (; ia && ib; ia = json_object_iter_next((json_t *)a, ia),
+                     ib = json_object_iter_next((json_t *)b, ib)) {
+      RM_ASSERT_STR(json_object_iter_key(ia), json_object_iter_key(ib));
+      if (strcmp(json_object_iter_key(ia), "metrics_overhead_us") != 0) /* grows per export */
+        expect_same_document(json_object_iter_value(ia), json_object_iter_value(ib),
+                             json_object_iter_key(ia));
+    }
+  } else if (json_is_array(a)) {
+    RM_ASSERT_INT(json_array_size(a), json_array_size(b));
+    for (size_t i = 0; i < json_array_size(a) && i < json_array_size(b); i++)
+      expect_same_document(json_array_get(a, i), json_array_get(b, i), where);
+  } else if (json_is_real(a)) {
+    RM_ASSERT_NEAR(json_real_value(a), json_real_value(b), 0); /* the very same double */
+  } else if (json_is_integer(a)) {
+    RM_ASSERT_INT(json_integer_value(a), json_integer_value(b));
+  } else if (json_is_string(a)) {
+    RM_ASSERT_STR(json_string_value(a), json_string_value(b));
+  }
+  if (json_typeof(a) != json_typeof(b))
+    fprintf(stderr, "type differs at %s\n", where);
+}
+
+static void expect_text_matches_tree(rm_metrics_t *m) {
+  size_t len = 0;
+  char *text = rm_metrics_to_json_text(m, &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  RM_ASSERT_INT(len, strlen(text));
+  /* compact, like JSON_COMPACT */
+  CU_ASSERT_PTR_NULL(strstr(text, "\": "));
+  CU_ASSERT_PTR_NULL(strstr(text, ", \""));
+  json_error_t je;
+  json_t *parsed = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+  if (!parsed)
+    fprintf(stderr, "not JSON: %s\n%s\n", je.text, text);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(parsed);
+  expect_seed_shape(parsed);
+  json_t *tree = rm_metrics_to_json(m);
+  expect_same_document(parsed, tree, "root");
+  /* and its overhead includes its own making: it was charged before this tree export */
+  CU_ASSERT(json_real_value(json_object_get(parsed, "metrics_overhead_us")) > 0);
+  json_decref(tree);
+  json_decref(parsed);
+  rm_free(text);
+}
+
+static void test_text_export_is_the_same_document(void) {
+  rm_pipeline_t *p = calc_with_one_failure(); /* counts, a failure, real durations */
+  expect_text_matches_tree(rm_pipeline_metrics(p));
+  rm_pipeline_free(p);
+  /* by hand: escapes, a never-run node, round and awkward numbers */
+  rm_metrics_t m;
+  const char *ids[] = {"x", "y"};
+  RM_ASSERT_INT(rm_metrics_init(&m, "quote\" back\\ tab\t caf\xc3\xa9", ids, 2), 0);
+  rm_metrics_record(&m, 0, 1000, 1);
+  rm_metrics_record(&m, 0, 2, 0);
+  rm_metrics_record(&m, 0, 123456789012ull, 1);
+  m.total_ns = 1234567;
+  m.total_executions = 3;
+  m.peak_memory_bytes = 3 * 1048576 + 1;
+  expect_text_matches_tree(&m);
+  char *text = rm_metrics_to_json_text(&m, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, "{\"pipeline_id\":\"quote\\\" back\\\\ tab\\u0009 caf\xc3\xa9\","));
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, ",\"total_duration_us\":1234.567,\"total_duration_ms\":1.234567,"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"min_duration_us\":0.002,\"max_duration_us\":123456789.012}"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, "{\"node_id\":\"y\",\"execution_count\":0,\"success_count\":0,"
+                                      "\"error_count\":0,\"success_rate\":0.0,\"total_duration_us\":0.000,"
+                                      "\"avg_duration_us\":0.0,\"min_duration_us\":0.000,"
+                                      "\"max_duration_us\":0.000}]}"));
+  rm_free(text);
+  rm_metrics_destroy(&m);
+}
+
 static void test_init_destroy(void) {
   rm_metrics_t m;
   const char *ids[] = {"x", "y"};
@@ -420,6 +499,7 @@ int main(void) {
       RM_TEST(test_peak_covers_only_metered_runs),
       RM_TEST(test_metrics_off_leaves_metrics_untouched),
       RM_TEST(test_overhead_accounting),
+      RM_TEST(test_text_export_is_the_same_document),
       RM_TEST(test_init_destroy),
       {NULL, NULL}};
   rm_test_suite("metrics", cases);

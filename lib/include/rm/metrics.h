@@ -73,6 +73,13 @@ uint64_t rm_metrics_invocation_cost_ns(void);
  * reference, NULL on OOM. */
 json_t *rm_metrics_to_json(rm_metrics_t *m);
 
+/* The same document as json_dumps(rm_metrics_to_json(m), JSON_COMPACT), written directly
+ * without a json_t tree (several times faster), so its own encoding is part of the
+ * metrics_overhead_us it reports. Values read back as the same doubles; durations print
+ * as exact decimals of whole nanoseconds ("12.345"). A new NUL-terminated rm_malloc'd
+ * string (rm_free it), its length in *len when len is not NULL; NULL on OOM. */
+char *rm_metrics_to_json_text(rm_metrics_t *m, size_t *len);
+
 /* Fills msg (initialised by the caller with __INIT) with the same facts. Allocates the
  * node array with rm_malloc: release it with rm_metrics_proto_clear(msg). Export time is
  * added to the overhead as for JSON. 0 or RM_ENOMEM (msg then needs no clearing). */
