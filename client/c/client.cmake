@@ -74,14 +74,17 @@ target_link_libraries(rm_cli PRIVATE rm_client_static rm_core PkgConfig::MEDIA $
 rm_warnings(rm_cli)
 
 # ---------------------------------------------------------------- install
-if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
-  set(RM_CLIENT_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+# The .pc file is relocatable: its prefix is found from where it lies (${pcfiledir}), so
+# `cmake --install build --prefix DIR` gives a working DIR/<libdir>/pkgconfig/rmclient.pc.
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}" OR IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(RM_CLIENT_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+  set(RM_CLIENT_PC_LIBDIR "${CMAKE_INSTALL_FULL_LIBDIR}")
+  set(RM_CLIENT_PC_INCLUDEDIR "${CMAKE_INSTALL_FULL_INCLUDEDIR}")
 else()
-  set(RM_CLIENT_PC_LIBDIR "\${exec_prefix}/${CMAKE_INSTALL_LIBDIR}")
-endif()
-if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
-  set(RM_CLIENT_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
-else()
+  file(RELATIVE_PATH _up "/r/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/r")
+  string(REGEX REPLACE "/$" "" _up "${_up}")
+  set(RM_CLIENT_PC_PREFIX "\${pcfiledir}/${_up}")
+  set(RM_CLIENT_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
   set(RM_CLIENT_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
 configure_file(${RM_CLIENT_DIR}/rmclient.pc.in ${CMAKE_CURRENT_BINARY_DIR}/rmclient.pc @ONLY)
@@ -120,6 +123,8 @@ set(RM_CLIENT_TEST_ENV
     "RM_CLI_BIN=$<TARGET_FILE:rm_cli>"
     "PYTHONPATH=${RM_PY_GEN_DIR}:${PROJECT_SOURCE_DIR}/tests/integration"
     "PYTHONDONTWRITEBYTECODE=1"
+    "RM_BUILD_DIR=${CMAKE_BINARY_DIR}"
+    "RM_SANITIZE=${RM_SANITIZE}"
     "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/integration/c_client/lsan.supp:print_suppressions=0")
 set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)

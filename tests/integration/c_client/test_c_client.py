@@ -498,3 +498,91 @@ def test_cli_tls_and_mtls(tls_servers, certs):
     assert (rc, out) == (0, "SERVING\n"), err
     rc, out, err = cli("health", *mtls_args)
     assert rc == 1 and error_line(err).startswith("remotemedia: error: UNAVAILABLE")
+
+
+# ---------------------------------------------------------------- docs/c-client.md, installed
+
+def doc_block(marker, lang):
+    with open(os.path.join(REPO, "docs", "c-client.md")) as f:
+        doc = f.read()
+    head = "<!-- test: %s -->\n```%s\n" % (marker, lang)
+    assert head in doc, head
+    return doc.split(head, 1)[1].split("\n```\n", 1)[0] + "\n"
+
+
+def test_docs_cli_examples(server, tmp_path):
+    """The CLI session of docs/c-client.md, as written: only the server address, the demo
+    directory and the build tree's path to the CLI are substituted."""
+    script = doc_block("cli", "sh")
+    cli_cmd = " ".join(shlex.quote(a) for a in wrapper() + [os.environ["RM_CLI_BIN"]])
+    script = (script.replace("localhost:50051", "localhost:%d" % server.port)
+                    .replace("/tmp/rm-demo", str(tmp_path / "rm-demo"))
+                    .replace("build/client/c/remotemedia", cli_cmd))
+    p = subprocess.run(["sh", "-eu", "-c", script], cwd=REPO, capture_output=True, text=True,
+                       timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count('"pipeline": "gain-demo"') == 2
+    assert p.stdout.count('"pipeline_id": "gain-demo"') == 1  # --metrics-json, second run
+    assert "\nGain\n" in p.stdout and "\nSERVING\n" in p.stdout and ", protocol 1.0, " in p.stdout
+    assert VALGRIND_LINE.sub("", p.stderr).startswith("pipeline gain-demo: 1 execution(s) in ")
+    rate, channels, got = read_wav_i16(tmp_path / "rm-demo" / "out" / "g.wav")
+    _, _, src = read_wav_i16(os.path.join(REPO, "tests", "data", "audio", "sine_1k_48k_mono.wav"))
+    assert (rate, channels, len(got)) == (48000, 1, len(src))
+    np.testing.assert_array_equal(got, np.rint(src.astype(np.float64) * GAIN).astype(np.int16))
+
+
+def sanitize_flags():
+    s = os.environ.get("RM_SANITIZE", "")
+    return ["-fsanitize=" + s] if s else []
+
+
+def check_example_output(out):
+    lines = out.splitlines()
+    assert lines[0] == "480 frames, first sample 0.800000 -> 0.400000"
+    assert lines[1].startswith("gain-example: 2 nodes, ")
+    seed = json.loads(lines[2])
+    assert list(seed) == SEED_KEYS
+    assert [list(n) for n in seed["node_metrics"]] == [SEED_NODE_KEYS] * 2
+
+
+def test_docs_library_example_against_installed_library(server, tmp_path):
+    """`cmake --install`, then the example of docs/c-client.md built the two documented ways:
+    cc with pkg-config's flags for rmclient, and CMake's find_package(rmclient)."""
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", os.environ["RM_BUILD_DIR"], "--prefix", str(prefix)],
+                   check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
+    libdir = next(p for p in (prefix / "lib", prefix / "lib64") if (p / "pkgconfig" / "rmclient.pc").exists())
+    assert (prefix / "include" / "rmclient.h").exists()
+    assert (prefix / "include" / "remotemedia" / "v1" / "pipeline_service.pb-c.h").exists()
+    src = tmp_path / "gain_example.c"
+    src.write_text(doc_block("c-example", "c"))
+    env = dict(os.environ, PKG_CONFIG_PATH=str(libdir / "pkgconfig"), LD_LIBRARY_PATH=str(libdir))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "rmclient"], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+    assert "-lrmclient" in flags
+    assert [os.path.realpath(f[2:]) for f in flags if f.startswith("-I")][0] == os.path.realpath(prefix / "include")
+    assert [os.path.realpath(f[2:]) for f in flags if f.startswith("-L")][0] == os.path.realpath(libdir)
+    exe = tmp_path / "gain_example"
+    p = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", *sanitize_flags(), str(src), *flags,
+                        "-o", str(exe)], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run(wrapper() + [str(exe), server.address()], env=env, capture_output=True,
+                       text=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    check_example_output(p.stdout)
+
+    proj = tmp_path / "cmake_project"
+    proj.mkdir()
+    (proj / "gain_example.c").write_text(src.read_text())
+    (proj / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.20)\nproject(gain_example C)\n" + doc_block("cmake", "cmake"))
+    build = tmp_path / "cmake_build"
+    for cmd in (["cmake", "-S", str(proj), "-B", str(build), "-DCMAKE_PREFIX_PATH=%s" % prefix,
+                 "-DCMAKE_C_FLAGS=%s" % " ".join(sanitize_flags())],
+                ["cmake", "--build", str(build)]):
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        assert p.returncode == 0, p.stdout + p.stderr
+    p = subprocess.run(wrapper() + [str(build / "gain_example"), server.address()], env=env,
+                       capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    check_example_output(p.stdout)
