@@ -147,17 +147,15 @@ static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
                                                (const float *)d->out.data, frames));
 }
 
-static int process(void *state, rm_node_ctx_t *ctx) {
+static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !d->started;
   int rc = rm__media_stream_check(ctx, &d->started, &d->info, &in->u.audio);
   if (!rc && first)
     rc = start_stream(d, ctx, &in->u.audio);
-  if (rc) {
-    reset_stream(d);
+  if (rc)
     return rc;
-  }
   size_t n = rm_audio_samples(in);
   if (rm__media_vec_reserve(&d->pending, n * sizeof(float)))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -168,6 +166,15 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   if ((rc = run_frames(d, ctx)))
     return rc;
   return emit(d, ctx, d->out.len / (d->info.channels * sizeof(float)));
+}
+
+/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
+ * new one. */
+static int process(void *state, rm_node_ctx_t *ctx) {
+  int rc = process_chunk(state, ctx);
+  if (rc)
+    reset_stream(state);
+  return rc;
 }
 
 /* Pads the last partial frame with silence, processes it and emits only the real part. */

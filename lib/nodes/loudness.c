@@ -208,14 +208,13 @@ typedef struct normalizer {
   double target, ceiling, max_gain;
   int has_ceiling;
   int format;
-  rm_buffer_t **held; /* the stream's chunks, referenced until the end */
-  size_t n_held, cap_held;
+  /* The stream's samples as they came (copied: a request's input may borrow memory that
+   * is gone after its run, and a stream spans runs). */
+  rm__media_vec_t held;
 } normalizer_t;
 
 static void norm_release(normalizer_t *n) {
-  for (size_t i = 0; i < n->n_held; i++)
-    rm_buffer_unref(n->held[i]);
-  n->n_held = 0;
+  n->held.len = 0;
   meter_reset(&n->m);
 }
 
@@ -237,21 +236,13 @@ static int norm_create(const json_t *p, void **state, rm_error_t *err) {
 static int norm_process(void *state, rm_node_ctx_t *ctx) {
   normalizer_t *n = state;
   rm_buffer_t *in = rm_node_input(ctx, 0);
+  /* the held bytes and the meter's frame count must agree: any failure ends the stream */
   int rc = meter_add(&n->m, ctx, in);
-  if (rc) {
+  if (!rc && rm__media_vec_append(&n->held, in->data, in->size))
+    rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  if (rc)
     norm_release(n);
-    return rc;
-  }
-  if (n->n_held == n->cap_held) {
-    size_t cap = n->cap_held ? 2 * n->cap_held : 8;
-    rm_buffer_t **grown = rm_realloc(n->held, cap * sizeof *grown);
-    if (!grown)
-      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    n->held = grown;
-    n->cap_held = cap;
-  }
-  n->held[n->n_held++] = rm_buffer_ref(in);
-  return 0;
+  return rc;
 }
 
 /* The whole stream times `factor`, in format fmt. */
@@ -262,23 +253,19 @@ static rm_buffer_t *apply_gain(normalizer_t *n, rm_node_ctx_t *ctx, double facto
                                          fmt, (size_t)n->m.frames);
   if (!out)
     return NULL;
-  size_t at = 0;
-  for (size_t i = 0; i < n->n_held; i++) {
-    const rm_buffer_t *in = n->held[i];
-    size_t cnt = rm_audio_samples(in);
-    if (a->format == RM_SAMPLE_F32 && fmt == RM_SAMPLE_F32) {
-      const float f = (float)factor;
-      for (size_t k = 0; k < cnt; k++) {
-        float v;
-        memcpy(&v, in->data + 4 * k, 4);
-        v *= f;
-        memcpy(out->data + 4 * (at + k), &v, 4);
-      }
-    } else {
-      for (size_t k = 0; k < cnt; k++)
-        rm_audio_set(out, at + k, rm_audio_get(in, k) * factor);
+  size_t cnt = (size_t)n->m.frames * a->channels;
+  const uint8_t *src = n->held.data;
+  if (a->format == RM_SAMPLE_F32 && fmt == RM_SAMPLE_F32) {
+    const float f = (float)factor;
+    for (size_t k = 0; k < cnt; k++) {
+      float v;
+      memcpy(&v, src + 4 * k, 4);
+      v *= f;
+      memcpy(out->data + 4 * k, &v, 4);
     }
-    at += cnt;
+  } else {
+    for (size_t k = 0; k < cnt; k++)
+      rm_audio_set(out, k, rm__sample_load(src, a->format, k) * factor);
   }
   return out;
 }
@@ -317,7 +304,7 @@ static int norm_flush(void *state, rm_node_ctx_t *ctx) {
 static void norm_destroy(void *state) {
   normalizer_t *n = state;
   norm_release(n);
-  rm_free(n->held);
+  rm__media_vec_free(&n->held);
   rm_free(n);
 }
 

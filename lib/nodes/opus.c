@@ -161,17 +161,15 @@ static int enc_emit(encoder_t *e, rm_node_ctx_t *ctx) {
   return rm_node_emit(ctx, 0, b);
 }
 
-static int enc_process(void *state, rm_node_ctx_t *ctx) {
+static int enc_process_chunk(void *state, rm_node_ctx_t *ctx) {
   encoder_t *e = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !e->started;
   int rc = rm__media_stream_check(ctx, &e->started, &e->info, &in->u.audio);
   if (!rc && first)
     rc = enc_start(e, ctx, &in->u.audio);
-  if (rc) {
-    enc_reset(e);
+  if (rc)
     return rc;
-  }
   size_t n = rm_audio_samples(in);
   if (rm__media_vec_reserve(&e->pending, n * sizeof(float)))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -184,6 +182,15 @@ static int enc_process(void *state, rm_node_ctx_t *ctx) {
   if ((rc = enc_frames(e, ctx)))
     return rc;
   return enc_emit(e, ctx);
+}
+
+/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
+ * new one. */
+static int enc_process(void *state, rm_node_ctx_t *ctx) {
+  int rc = enc_process_chunk(state, ctx);
+  if (rc)
+    enc_reset(state);
+  return rc;
 }
 
 /* Pads the stream with silence so the decoder can output every input sample past the
@@ -368,7 +375,7 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
   return 0;
 }
 
-static int dec_process(void *state, rm_node_ctx_t *ctx) {
+static int dec_process_chunk(void *state, rm_node_ctx_t *ctx) {
   decoder_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   const uint8_t *p = in->data;
@@ -376,17 +383,13 @@ static int dec_process(void *state, rm_node_ctx_t *ctx) {
   int rc = 0;
   d->out.len = 0;
   if (!d->started) {
-    if ((rc = dec_header(d, ctx, p, len))) {
-      dec_reset(d);
+    if ((rc = dec_header(d, ctx, p, len)))
       return rc;
-    }
     p += HEADER_BYTES;
     len -= HEADER_BYTES;
   }
-  if ((rc = dec_records(d, ctx, p, len))) {
-    dec_reset(d);
+  if ((rc = dec_records(d, ctx, p, len)))
     return rc;
-  }
   size_t frames = d->out.len / (d->ch * sizeof(float));
   if (!frames)
     return 0;
@@ -394,6 +397,15 @@ static int dec_process(void *state, rm_node_ctx_t *ctx) {
   return rm_node_emit(ctx, 0,
                       rm__media_audio_from_f32(rm_node_account(ctx), d->rate, d->ch, d->format,
                                                (const float *)d->out.data, frames));
+}
+
+/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
+ * new one. */
+static int dec_process(void *state, rm_node_ctx_t *ctx) {
+  int rc = dec_process_chunk(state, ctx);
+  if (rc)
+    dec_reset(state);
+  return rc;
 }
 
 static int dec_flush(void *state, rm_node_ctx_t *ctx) {

@@ -182,19 +182,13 @@ static int emit_out(resampler_t *r, rm_node_ctx_t *ctx, size_t frames) {
   return rm_node_emit(ctx, 0, buf);
 }
 
-static int process(void *state, rm_node_ctx_t *ctx) {
+static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   resampler_t *r = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !r->started;
   int rc = rm__media_stream_check(ctx, &r->started, &r->in_info, &in->u.audio);
-  if (rc) { /* the stream is broken: the next chunk starts a new one */
-    reset_stream(r);
+  if (rc || (first && (rc = start_stream(r, ctx, &in->u.audio))))
     return rc;
-  }
-  if (first && (rc = start_stream(r, ctx, &in->u.audio))) {
-    r->started = 0;
-    return rc;
-  }
   size_t frames = rm_audio_frames(in);
   if (!frames) /* nothing to convert (and a NULL input would mean "flush" to libsoxr) */
     return 0;
@@ -211,6 +205,15 @@ static int process(void *state, rm_node_ctx_t *ctx) {
       return rc;
   }
   return emit_out(r, ctx, r->out.len / (r->out_ch * sizeof(float)));
+}
+
+/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
+ * new one. */
+static int process(void *state, rm_node_ctx_t *ctx) {
+  int rc = process_chunk(state, ctx);
+  if (rc)
+    reset_stream(state);
+  return rc;
 }
 
 /* Drains the converter and trims or pads the tail so the stream's output holds exactly

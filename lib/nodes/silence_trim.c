@@ -74,15 +74,13 @@ static int emit_bytes(trim_t *t, rm_node_ctx_t *ctx, const uint8_t *a, size_t na
   return rm_node_emit(ctx, 0, out);
 }
 
-static int process(void *state, rm_node_ctx_t *ctx) {
+static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   trim_t *t = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !t->started;
   int rc = rm__media_stream_check(ctx, &t->started, &t->info, &in->u.audio);
-  if (rc) {
-    reset_stream(t);
+  if (rc)
     return rc;
-  }
   if (first) {
     t->fb = rm_sample_format_size(t->info.format) * t->info.channels;
     t->keep = (size_t)llround(t->keep_ms * t->info.sample_rate / 1000);
@@ -125,6 +123,15 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   t->held.len = 0;
   if (!rc && rm__media_vec_append(&t->held, src + last * t->fb, (n - last) * t->fb))
     rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  return rc;
+}
+
+/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
+ * new one. */
+static int process(void *state, rm_node_ctx_t *ctx) {
+  int rc = process_chunk(state, ctx);
+  if (rc)
+    reset_stream(state);
   return rc;
 }
 

@@ -282,7 +282,7 @@ static void reset_stream(stft_t *s) {
   s->pending.len = 0;
 }
 
-static int stft_process(void *state, rm_node_ctx_t *ctx) {
+static int stft_process_chunk(void *state, rm_node_ctx_t *ctx) {
   stft_t *s = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !s->started;
@@ -294,10 +294,8 @@ static int stft_process(void *state, rm_node_ctx_t *ctx) {
         rm__media_vec_append(&s->pending, NULL, (size_t)(s->n_fft / 2) * sizeof(float)))
       rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   }
-  if (rc) {
-    reset_stream(s);
+  if (rc)
     return rc;
-  }
   size_t frames = rm_audio_frames(in);
   float *mono = rm__media_mono_f32(in);
   if (!mono || rm__media_vec_append(&s->pending, mono, frames * sizeof(float))) {
@@ -306,6 +304,15 @@ static int stft_process(void *state, rm_node_ctx_t *ctx) {
   }
   rm_free(mono);
   return emit_frames(s, ctx);
+}
+
+/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
+ * new one. */
+static int stft_process(void *state, rm_node_ctx_t *ctx) {
+  int rc = stft_process_chunk(state, ctx);
+  if (rc)
+    reset_stream(state);
+  return rc;
 }
 
 static int stft_flush(void *state, rm_node_ctx_t *ctx) {

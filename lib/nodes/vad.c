@@ -177,17 +177,15 @@ static int run_frames(vad_t *v, rm_node_ctx_t *ctx) {
   return rc;
 }
 
-static int process(void *state, rm_node_ctx_t *ctx) {
+static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   vad_t *v = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !v->started;
   int rc = rm__media_stream_check(ctx, &v->started, &v->info, &in->u.audio);
   if (!rc && first)
     rc = start_stream(v, ctx, &in->u.audio);
-  if (rc) {
-    reset_stream(v);
+  if (rc)
     return rc;
-  }
   size_t frames = rm_audio_frames(in);
   float *mono = rm__media_mono_f32(in);
   if (!mono || rm__media_vec_append(&v->pending, mono, frames * sizeof(float)) ||
@@ -200,6 +198,15 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   if ((rc = run_frames(v, ctx)))
     return rc;
   return keep_history(v, NULL) ? rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory") : 0;
+}
+
+/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
+ * new one. */
+static int process(void *state, rm_node_ctx_t *ctx) {
+  int rc = process_chunk(state, ctx);
+  if (rc)
+    reset_stream(state);
+  return rc;
 }
 
 static int emit_segments(vad_t *v, rm_node_ctx_t *ctx) {
