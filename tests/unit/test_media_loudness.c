@@ -198,6 +198,45 @@ static void test_stream_in_chunks(void) {
   rm_buffer_unref(whole);
 }
 
+/* A request's input may borrow memory that is gone after its run; a stream spanning runs
+ * must not read it later (valgrind and ASan would see it). */
+static void test_borrowed_input_across_runs(void) {
+  rm_buffer_t *ref = pink_noise(1.0, 0.1);
+  rm_pipeline_t *p = media_node("LoudnessNormalize", "{}");
+  float *mem = malloc(ref->size);
+  memcpy(mem, ref->data, ref->size);
+  size_t half = ref->size / 2;
+  rm_buffer_t *a = rm_buffer_wrap(RM_KIND_AUDIO, mem, half, NULL);
+  a->u.audio = ref->u.audio;
+  rm_input_t in = {"n", a};
+  rm_run_opts_t opts = {.end_of_stream = 0};
+  rm_result_t *r = NULL;
+  rm_error_t err;
+  CU_ASSERT_EQUAL_FATAL(rm_pipeline_run(p, &in, 1, &opts, &r, &err), 0);
+  rm_result_free(r);
+  rm_buffer_unref(a);
+  free(mem); /* the caller's memory is gone */
+  rm_buffer_t *b = media_f32(48000, 2, rm_audio_frames(ref) - half / 8);
+  memcpy(b->data, ref->data + half, b->size);
+  in.buf = b;
+  opts.end_of_stream = 1;
+  CU_ASSERT_EQUAL_FATAL(rm_pipeline_run(p, &in, 1, &opts, &r, &err), 0);
+  const rm_output_t *o = rm_test_output(r, "n");
+  CU_ASSERT_FATAL(o && o->n_items == 1);
+  CU_ASSERT_EQUAL(o->items[0]->size, ref->size);
+  rm_buffer_t *streamed = rm_buffer_ref(o->items[0]);
+  media_items_t one = {0};
+  rm_result_free(r);
+  CU_ASSERT_EQUAL_FATAL(media_run1(p, ref, &one, &err), 0); /* the same as one-shot */
+  CU_ASSERT(one.items[0]->size == streamed->size &&
+            memcmp(one.items[0]->data, streamed->data, streamed->size) == 0);
+  rm_buffer_unref(streamed);
+  media_items_free(&one);
+  rm_buffer_unref(b);
+  rm_buffer_unref(ref);
+  rm_pipeline_free(p);
+}
+
 static void test_params_and_registry(void) {
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("LoudnessNormalize"));
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("LoudnessMeter"));
@@ -219,6 +258,7 @@ int main(void) {
       RM_TEST(test_true_peak_ceiling),
       RM_TEST(test_silence_passes_unchanged),
       RM_TEST(test_stream_in_chunks),
+      RM_TEST(test_borrowed_input_across_runs),
       {NULL, NULL}};
   rm_test_suite("media_loudness", cases);
   return rm_test_run();
