@@ -171,9 +171,9 @@ def test_library_against_real_servers(server, auth_server, tls_servers, certs):
                        "--tls-cert", certs("client.pem"), "--tls-key", certs("client.key")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert p.returncode == 0, p.stdout + p.stderr
-    # every suite ran: rpc (15 tests), auth (1), tls (2)
+    # every suite ran: rpc (17 tests), auth (1), tls (2)
     assert re.search(r"suites\s+3\s+3", p.stdout), p.stdout
-    assert re.search(r"tests\s+18\s+18\s+18\s+0", p.stdout), p.stdout
+    assert re.search(r"tests\s+20\s+20\s+20\s+0", p.stdout), p.stdout
 
 
 # ---------------------------------------------------------------- CLI: run

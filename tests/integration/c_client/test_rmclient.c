@@ -267,6 +267,61 @@ static void test_error_unavailable(void) {
   rm_client_free(c);
 }
 
+/* wait_for_ready: the call waits for a connection until its deadline instead of failing
+ * at once; lb_policy and keepalive are accepted by the channel. */
+static void test_channel_options(void) {
+  rm_client_options_t o = {0};
+  o.target = "127.0.0.1:1";
+  o.wait_for_ready = 1;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
+  rm_client_health_t st;
+  CHECK_INT(rm_client_health_check(c, NULL, 300, &st, &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.status, 4); /* DEADLINE_EXCEEDED, where fail-fast gives UNAVAILABLE */
+  rm_client_free(c);
+
+  char target[300];
+  snprintf(target, sizeof target, "ipv4:%s", cfg.server);
+  o.target = target;
+  o.wait_for_ready = 0;
+  o.lb_policy = "round_robin";
+  o.keepalive_time_ms = 60000;
+  o.max_message_bytes = 1 << 20;
+  CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
+  st = RM_CLIENT_HEALTH_UNKNOWN;
+  CHECK_INT(rm_client_health_check(c, NULL, 20000, &st, &err), 0);
+  CHECK_INT(st, RM_CLIENT_HEALTH_SERVING);
+  /* max_message_bytes bounds what the client sends: 2 MiB of samples is refused locally */
+  size_t n = (2u << 20) / sizeof(float);
+  float *x = calloc(n, sizeof *x);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+  rm_client_result_t *res = NULL;
+  CHECK_INT(run_gain(c, x, n, 0, &res, &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.status, 8); /* RESOURCE_EXHAUSTED */
+  free(x);
+  rm_client_free(c);
+}
+
+/* Messages above gRPC's 4 MiB default both ways: the client raises its limits to 64 MiB. */
+static void test_large_messages(void) {
+  size_t n = 1500000; /* 6 MB of f32 each way */
+  float *x = malloc(n * sizeof *x);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)((double)(i % 2001) / 1000.0 - 1.0);
+  rm_client_result_t *res = NULL;
+  rm_client_error_t err;
+  int rc = run_gain(client, x, n, 0, &res, &err);
+  if (rc)
+    fprintf(stderr, "execute: %s\n", err.message);
+  CU_ASSERT_EQUAL(rc, 0);
+  if (!rc)
+    CU_ASSERT(gain_error(res, x, n) < 1e-6);
+  rm_client_result_free(res);
+  free(x);
+}
+
 static void test_local_errors(void) {
   rm_client_result_t *res = NULL;
   rm_client_error_t err;
@@ -607,6 +662,20 @@ static void test_tls(void) {
   CHECK_INT(err.status, 14);
   rm_client_free(c);
 
+  /* by IP address with the certificate's DNS name given explicitly; a wrong name fails */
+  rm_client_options_t o = {0};
+  o.target = cfg.tls_server;
+  o.tls_ca_file = cfg.tls_ca;
+  o.tls_server_name = "localhost";
+  CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
+  CHECK_INT(rm_client_health_check(c, NULL, 20000, &st, &err), 0);
+  rm_client_free(c);
+  o.tls_server_name = "not-the-server.example";
+  CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
+  CHECK_INT(rm_client_health_check(c, NULL, 20000, &st, &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.status, 14);
+  rm_client_free(c);
+
   /* plaintext to a TLS port fails too */
   c = connect_to(cfg.tls_server, NULL);
   CHECK_INT(rm_client_health_check(c, NULL, 5000, &st, &err), RM_CLIENT_ESTATUS);
@@ -677,13 +746,15 @@ int main(int argc, char **argv) {
       "error_invalid_param",   "error_unknown_node_type",     "error_deadline",
       "error_unavailable",     "local_errors",                "every_kind_round_trips",
       "json_calculator",       "items_and_output_nodes",      "execute_request",
-      "list_node_types",       "version_and_health",          "threads_share_one_client"};
+      "list_node_types",       "version_and_health",          "threads_share_one_client",
+      "channel_options",       "large_messages"};
   static const CU_TestFunc rpc_fns[] = {
       test_gain_halves_amplitude, test_metrics_absent_unless_asked, test_metrics_seed_json,
       test_error_invalid_param,   test_error_unknown_node_type,     test_error_deadline,
       test_error_unavailable,     test_local_errors,                test_every_kind_round_trips,
       test_json_calculator,       test_items_and_output_nodes,      test_execute_request,
-      test_list_node_types,       test_version_and_health,          test_threads_share_one_client};
+      test_list_node_types,       test_version_and_health,          test_threads_share_one_client,
+      test_channel_options,       test_large_messages};
   int rc = add_suite("rpc", rpc_init, rpc_cleanup, rpc_names, rpc_fns,
                      sizeof rpc_fns / sizeof rpc_fns[0]);
   if (!rc && cfg.auth_server && cfg.token) {
