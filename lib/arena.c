@@ -69,3 +69,11 @@ void *rm_arena_calloc(rm_arena_t *a, size_t count, size_t size) {
     memset(p, 0, count * size);
   return p;
 }
+
+char *rm_arena_strdup(rm_arena_t *a, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = rm_arena_alloc(a, n);
+  if (d)
+    memcpy(d, s, n);
+  return d;
+}

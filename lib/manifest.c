@@ -6,12 +6,19 @@
 #include "remotemedia/v1/manifest.pb-c.h"
 #include "rm/alloc.h"
 
+/* Strings and arrays of a manifest live in its arena, whose first block shares the
+ * manifest's own allocation: a small manifest is one malloc and one free. */
+#define MANIFEST_INLINE 1024
+
 rm_manifest_t *rm_manifest_new(const char *name) {
-  rm_manifest_t *m = rm_calloc(1, sizeof *m);
+  rm_manifest_t *m = rm_malloc(sizeof *m + MANIFEST_INLINE);
   if (!m)
     return NULL;
-  m->name = rm_strdup(name ? name : "");
+  memset(m, 0, sizeof *m);
+  rm_arena_init(&m->arena, m + 1, MANIFEST_INLINE);
+  m->name = rm_arena_strdup(&m->arena, name ? name : "");
   if (!m->name) {
+    rm_arena_destroy(&m->arena);
     rm_free(m);
     return NULL;
   }
@@ -21,33 +28,33 @@ rm_manifest_t *rm_manifest_new(const char *name) {
 void rm_manifest_free(rm_manifest_t *m) {
   if (!m)
     return;
-  for (size_t i = 0; i < m->n_nodes; i++) {
-    rm_free(m->nodes[i].id);
-    rm_free(m->nodes[i].type);
+  for (size_t i = 0; i < m->n_nodes; i++)
     json_decref(m->nodes[i].params);
-  }
-  for (size_t i = 0; i < m->n_conns; i++) {
-    rm_free(m->conns[i].from);
-    rm_free(m->conns[i].from_port);
-    rm_free(m->conns[i].to);
-    rm_free(m->conns[i].to_port);
-  }
-  rm_free(m->nodes);
-  rm_free(m->conns);
-  rm_free(m->name);
+  rm_arena_destroy(&m->arena);
   rm_free(m);
 }
 
-/* Makes room for element n of an array whose capacity is 4 or the power of two above n. */
-static int grow(void **arr, size_t n, size_t elem) {
-  int full = n == 0 || (n >= 4 && (n & (n - 1)) == 0);
-  if (!full)
+int rm_manifest_set_name(rm_manifest_t *m, const char *name) {
+  char *copy = rm_arena_strdup(&m->arena, name ? name : "");
+  if (!copy)
+    return RM_ENOMEM;
+  m->name = copy;
+  return 0;
+}
+
+/* Makes room for one more element; capacity doubles (the old array stays in the arena
+ * until the manifest is freed, which costs less than a realloc per growth). */
+static int grow(rm_arena_t *a, void **arr, size_t n, size_t *cap, size_t elem) {
+  if (n < *cap)
     return 0;
-  size_t cap = n ? n * 2 : 4;
-  void *p = rm_realloc(*arr, cap * elem);
+  size_t ncap = *cap ? *cap * 2 : 4;
+  void *p = rm_arena_alloc(a, ncap * elem);
   if (!p)
     return RM_ENOMEM;
+  if (n)
+    memcpy(p, *arr, n * elem);
   *arr = p;
+  *cap = ncap;
   return 0;
 }
 
@@ -56,15 +63,13 @@ int rm_manifest_add_node(rm_manifest_t *m, const char *id, const char *type,
   if (params && !json_is_object(params))
     return rm_error_set(err, RM_EPARAM, id, "params", "node '%s': params must be a JSON object",
                         id);
-  if (grow((void **)&m->nodes, m->n_nodes, sizeof *m->nodes))
+  if (grow(&m->arena, (void **)&m->nodes, m->n_nodes, &m->nodes_cap, sizeof *m->nodes))
     return rm_error_set(err, RM_ENOMEM, id, NULL, "out of memory");
   rm_node_spec_t *n = &m->nodes[m->n_nodes];
-  n->id = rm_strdup(id ? id : "");
-  n->type = rm_strdup(type ? type : "");
+  n->id = rm_arena_strdup(&m->arena, id ? id : "");
+  n->type = rm_arena_strdup(&m->arena, type ? type : "");
   n->params = params ? json_incref((json_t *)params) : json_object();
   if (!n->id || !n->type || !n->params) {
-    rm_free(n->id);
-    rm_free(n->type);
     json_decref(n->params);
     return rm_error_set(err, RM_ENOMEM, id, NULL, "out of memory");
   }
@@ -74,20 +79,15 @@ int rm_manifest_add_node(rm_manifest_t *m, const char *id, const char *type,
 
 int rm_manifest_add_connection(rm_manifest_t *m, const char *from, const char *from_port,
                                const char *to, const char *to_port) {
-  if (grow((void **)&m->conns, m->n_conns, sizeof *m->conns))
+  if (grow(&m->arena, (void **)&m->conns, m->n_conns, &m->conns_cap, sizeof *m->conns))
     return RM_ENOMEM;
   rm_conn_spec_t *c = &m->conns[m->n_conns];
-  c->from = rm_strdup(from ? from : "");
-  c->from_port = rm_strdup(from_port ? from_port : "");
-  c->to = rm_strdup(to ? to : "");
-  c->to_port = rm_strdup(to_port ? to_port : "");
-  if (!c->from || !c->from_port || !c->to || !c->to_port) {
-    rm_free(c->from);
-    rm_free(c->from_port);
-    rm_free(c->to);
-    rm_free(c->to_port);
+  c->from = rm_arena_strdup(&m->arena, from ? from : "");
+  c->from_port = rm_arena_strdup(&m->arena, from_port ? from_port : "");
+  c->to = rm_arena_strdup(&m->arena, to ? to : "");
+  c->to_port = rm_arena_strdup(&m->arena, to_port ? to_port : "");
+  if (!c->from || !c->from_port || !c->to || !c->to_port)
     return RM_ENOMEM;
-  }
   m->n_conns++;
   return 0;
 }
@@ -168,11 +168,8 @@ static int load_json(const json_t *root, rm_manifest_t *m, rm_error_t *err) {
   const char *name = "";
   if ((rc = get_str(root, "name", 0, &name, "manifest", err)))
     return rc;
-  char *nm = rm_strdup(name);
-  if (!nm)
+  if (rm_manifest_set_name(m, name))
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  rm_free(m->name);
-  m->name = nm;
 
   json_t *nodes = json_object_get(root, "nodes");
   if (nodes && !json_is_array(nodes))

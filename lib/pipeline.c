@@ -6,15 +6,19 @@
 #include <string.h>
 
 #include "rm/alloc.h"
+#include "rm/arena.h"
 #include "rm/clock.h"
 #include "rm/registry.h"
 
 #define ID_MAX 64
 #define NAME_MAX_LEN 256
 
+/* Items on one output port. Most ports carry one item per run: it sits in `one` and the
+ * list allocates only when a second arrives. */
 typedef struct item_list {
   rm_buffer_t **items;
   size_t n, cap;
+  rm_buffer_t *one;
 } item_list_t;
 
 typedef struct edge {
@@ -53,7 +57,13 @@ struct rm_pipeline {
   rm_metrics_t metrics;
   uint64_t invocation_cost_ns; /* metrics' cost per timed invocation, calibrated */
   const char **order_ids;
+  /* Everything built at compile time lives here and goes in one rm_arena_destroy; the
+   * first block is in the same allocation as this struct. Node states, params, item lists
+   * and the account are separate: they have lifetimes of their own. */
+  rm_arena_t arena;
 };
+
+#define PIPELINE_INLINE 2048
 
 struct rm_node_ctx {
   rm_pipeline_t *p;
@@ -170,7 +180,7 @@ static int check_ids(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) 
     for (size_t j = 0; j < i; j++)
       if (strcmp(m->nodes[j].id, id) == 0)
         return rm_error_set(err, RM_EMANIFEST, id, "id", "duplicate node id '%s'", id);
-    p->nodes[i].id = rm_strdup(id);
+    p->nodes[i].id = rm_arena_strdup(&p->arena, id);
     if (!p->nodes[i].id)
       return rm_error_set(err, RM_ENOMEM, id, NULL, "out of memory");
     p->n_nodes = i + 1;
@@ -183,8 +193,10 @@ static int check_ids(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) 
                           m->nodes[i].type);
     p->nodes[i].type = t;
     p->heavy |= (t->flags & RM_NODE_HEAVY) != 0;
-    p->nodes[i].out_kinds = rm_calloc(t->n_outputs ? t->n_outputs : 1, sizeof(unsigned));
-    p->nodes[i].outs = rm_calloc(t->n_outputs ? t->n_outputs : 1, sizeof(item_list_t));
+    p->nodes[i].out_kinds = rm_arena_calloc(&p->arena, t->n_outputs ? t->n_outputs : 1,
+                                            sizeof(unsigned));
+    p->nodes[i].outs = rm_arena_calloc(&p->arena, t->n_outputs ? t->n_outputs : 1,
+                                       sizeof(item_list_t));
     if (!p->nodes[i].out_kinds || !p->nodes[i].outs)
       return rm_error_set(err, RM_ENOMEM, m->nodes[i].id, NULL, "out of memory");
   }
@@ -192,7 +204,7 @@ static int check_ids(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) 
 }
 
 static int build_edges(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) {
-  p->edges = rm_calloc(m->n_conns ? m->n_conns : 1, sizeof *p->edges);
+  p->edges = rm_arena_calloc(&p->arena, m->n_conns ? m->n_conns : 1, sizeof *p->edges);
   if (!p->edges)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   for (size_t i = 0; i < m->n_conns; i++) {
@@ -227,7 +239,7 @@ static int build_edges(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err
     size_t cnt = 0;
     for (size_t e = 0; e < p->n_edges; e++)
       cnt += p->edges[e].to == i;
-    n->in_edges = rm_calloc(cnt ? cnt : 1, sizeof(size_t));
+    n->in_edges = rm_arena_calloc(&p->arena, cnt ? cnt : 1, sizeof(size_t));
     if (!n->in_edges)
       return rm_error_set(err, RM_ENOMEM, n->id, NULL, "out of memory");
     for (size_t e = 0; e < p->n_edges; e++) {
@@ -271,20 +283,14 @@ static int build_edges(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err
  * cycle it found. */
 static int schedule(rm_pipeline_t *p, rm_error_t *err) {
   size_t n = p->n_nodes;
-  size_t *indeg = rm_calloc(n, sizeof *indeg);
-  p->order = rm_calloc(n, sizeof *p->order);
-  if (!indeg || !p->order) {
-    rm_free(indeg);
+  size_t *indeg = rm_arena_calloc(&p->arena, n, sizeof *indeg);
+  p->order = rm_arena_calloc(&p->arena, n, sizeof *p->order);
+  char *placed = rm_arena_calloc(&p->arena, n, 1);
+  if (!indeg || !p->order || !placed)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  }
   for (size_t e = 0; e < p->n_edges; e++)
     indeg[p->edges[e].to]++;
   size_t done = 0;
-  char *placed = rm_calloc(n, 1);
-  if (!placed) {
-    rm_free(indeg);
-    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  }
   while (done < n) {
     size_t pick = n;
     for (size_t i = 0; i < n; i++)
@@ -305,12 +311,9 @@ static int schedule(rm_pipeline_t *p, rm_error_t *err) {
     /* pred(x): x's first unplaced predecessor. Every unplaced node has one, so iterating
      * pred n times from any of them lands on a cycle of pred, which is a cycle of the
      * graph run backwards. */
-    size_t *ring = rm_calloc(n + 1, sizeof *ring);
-    if (!ring) {
-      rm_free(placed);
-      rm_free(indeg);
+    size_t *ring = rm_arena_calloc(&p->arena, n + 1, sizeof *ring);
+    if (!ring)
       return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-    }
     size_t cur = 0;
     while (placed[cur])
       cur++;
@@ -349,10 +352,7 @@ static int schedule(rm_pipeline_t *p, rm_error_t *err) {
     }
     rc = rm_error_set(err, RM_EMANIFEST, p->nodes[cur].id, "connections",
                       "cycle detected: %s", path);
-    rm_free(ring);
   }
-  rm_free(placed);
-  rm_free(indeg);
   return rc;
 }
 
@@ -433,12 +433,14 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
     return rm_error_set(err, RM_EMANIFEST, NULL, "name",
                         "pipeline name must be at most %d bytes of printable UTF-8",
                         NAME_MAX_LEN);
-  rm_pipeline_t *p = rm_calloc(1, sizeof *p);
+  rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
   if (!p)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  memset(p, 0, sizeof *p);
+  rm_arena_init(&p->arena, p + 1, PIPELINE_INLINE);
   int rc = RM_ENOMEM;
-  p->name = rm_strdup(m->name);
-  p->nodes = rm_calloc(m->n_nodes, sizeof *p->nodes);
+  p->name = rm_arena_strdup(&p->arena, m->name);
+  p->nodes = rm_arena_calloc(&p->arena, m->n_nodes, sizeof *p->nodes);
   p->account = rm_mem_account_new();
   if (!p->name || !p->nodes || !p->account) {
     rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
@@ -449,7 +451,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   if ((rc = check_ids(p, m, err)) || (rc = build_edges(p, m, err)) || (rc = schedule(p, err)) ||
       (rc = check_kinds(p, err)) || (rc = create_nodes(p, m, err)))
     goto fail;
-  p->order_ids = rm_calloc(p->n_nodes, sizeof *p->order_ids);
+  p->order_ids = rm_arena_calloc(&p->arena, p->n_nodes, sizeof *p->order_ids);
   if (!p->order_ids) {
     rc = rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     goto fail;
@@ -477,6 +479,14 @@ static void clear_list(item_list_t *l) {
   l->n = 0;
 }
 
+static void free_list(item_list_t *l) {
+  clear_list(l);
+  if (l->items != &l->one)
+    rm_free(l->items);
+  l->items = NULL;
+  l->cap = 0;
+}
+
 static void clear_outputs(node_t *n) {
   if (!n->outs || !n->type)
     return;
@@ -492,22 +502,13 @@ void rm_pipeline_free(rm_pipeline_t *p) {
     if (n->created && n->type->destroy)
       n->type->destroy(n->state);
     json_decref(n->params);
-    clear_outputs(n);
     if (n->outs && n->type)
       for (size_t o = 0; o < n->type->n_outputs; o++)
-        rm_free(n->outs[o].items);
-    rm_free(n->outs);
-    rm_free(n->out_kinds);
-    rm_free(n->in_edges);
-    rm_free(n->id);
+        free_list(&n->outs[o]);
   }
   rm_metrics_destroy(&p->metrics);
-  rm_free(p->order_ids);
-  rm_free(p->nodes);
-  rm_free(p->edges);
-  rm_free(p->order);
-  rm_free(p->name);
   rm_mem_account_free(p->account);
+  rm_arena_destroy(&p->arena);
   rm_free(p);
 }
 
@@ -582,9 +583,20 @@ static int check_buffer_limits(const rm_limits_t *lim, const rm_buffer_t *b, con
 }
 
 static int list_push(item_list_t *l, rm_buffer_t *b) {
+  if (!l->items) {
+    l->items = &l->one;
+    l->cap = 1;
+  }
   if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 2;
-    rm_buffer_t **items = rm_realloc(l->items, cap * sizeof *items);
+    size_t cap = l->cap * 2;
+    rm_buffer_t **items;
+    if (l->items == &l->one) {
+      items = rm_malloc(cap * sizeof *items);
+      if (items)
+        items[0] = l->one;
+    } else {
+      items = rm_realloc(l->items, cap * sizeof *items);
+    }
     if (!items)
       return RM_ENOMEM;
     l->items = items;
@@ -830,18 +842,28 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts,
   return 0;
 }
 
+/* The outputs array, their keys and item arrays are one allocation (r->outputs). */
 static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
-  size_t n_out = 0;
+  size_t n_out = 0, n_items = 0, key_bytes = 0;
   for (size_t k = 0; k < p->n_nodes; k++) {
     node_t *n = &p->nodes[p->order[k]];
     if (!n->keep)
       continue;
-    for (size_t o = 0; o < n->type->n_outputs; o++)
-      n_out += o == 0 || n->outs[o].n > 0;
+    for (size_t o = 0; o < n->type->n_outputs; o++) {
+      if (o > 0 && n->outs[o].n == 0)
+        continue;
+      n_out++;
+      n_items += n->outs[o].n;
+      key_bytes += strlen(n->id) + 1 + strlen(n->type->outputs[o].name) + 1;
+    }
   }
-  r->outputs = rm_calloc(n_out ? n_out : 1, sizeof *r->outputs);
-  if (!r->outputs)
+  size_t head = n_out * sizeof *r->outputs, items = n_items * sizeof(rm_buffer_t *);
+  uint8_t *block = rm_malloc(head + items + key_bytes + 1);
+  if (!block)
     return RM_ENOMEM;
+  r->outputs = (rm_output_t *)(void *)block;
+  rm_buffer_t **item_at = (rm_buffer_t **)(void *)(block + head);
+  char *key_at = (char *)(block + head + items);
   for (size_t k = 0; k < p->n_nodes; k++) {
     node_t *n = &p->nodes[p->order[k]];
     if (!n->keep)
@@ -850,25 +872,24 @@ static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
       item_list_t *l = &n->outs[o];
       if (o > 0 && l->n == 0)
         continue;
-      rm_output_t *out = &r->outputs[r->n_outputs];
-      size_t klen = strlen(n->id) + 1 + strlen(n->type->outputs[o].name) + 1;
-      out->key = rm_malloc(klen);
-      out->items = rm_malloc((l->n ? l->n : 1) * sizeof *out->items);
-      if (!out->key || !out->items) {
-        rm_free(out->key);
-        rm_free(out->items);
-        return RM_ENOMEM;
+      rm_output_t *out = &r->outputs[r->n_outputs++];
+      const char *port = n->type->outputs[o].name;
+      size_t id_len = strlen(n->id), port_len = strlen(port);
+      out->key = key_at;
+      memcpy(key_at, n->id, id_len);
+      key_at += id_len;
+      if (o > 0) {
+        *key_at++ = '.';
+        memcpy(key_at, port, port_len);
+        key_at += port_len;
       }
-      if (o == 0)
-        snprintf(out->key, klen, "%s", n->id);
-      else
-        snprintf(out->key, klen, "%s.%s", n->id, n->type->outputs[o].name);
+      *key_at++ = '\0';
       out->node_id = n->id;
-      out->port = n->type->outputs[o].name;
+      out->port = port;
+      out->items = item_at;
       for (size_t i = 0; i < l->n; i++)
-        out->items[i] = rm_buffer_ref(l->items[i]);
+        *item_at++ = rm_buffer_ref(l->items[i]);
       out->n_items = l->n;
-      r->n_outputs++;
     }
   }
   return 0;
@@ -905,8 +926,11 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   for (size_t i = 0; i < p->n_nodes; i++)
     if (p->nodes[i].n_in > max_in)
       max_in = p->nodes[i].n_in;
-  run_scratch_t s = {rm_malloc(max_in * sizeof(rm_buffer_t *)),
-                     rm_malloc(max_in * sizeof(unsigned))};
+  rm_buffer_t *small_inputs[16];
+  unsigned small_ports[16];
+  int small = max_in <= 16;
+  run_scratch_t s = {small ? small_inputs : rm_malloc(max_in * sizeof(rm_buffer_t *)),
+                     small ? small_ports : rm_malloc(max_in * sizeof(unsigned))};
   if (!s.inputs || !s.ports) {
     rc = rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   } else {
@@ -921,20 +945,13 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
         clear_outputs(n);
     }
   }
-  rm_free(s.inputs);
-  rm_free(s.ports);
-  p->account->current -= held;
-  if (!rc && (rc = collect_outputs(p, r))) {
-    /* a failed run returns no outputs: drop the ones collected before memory ran out */
-    for (size_t i = 0; i < r->n_outputs; i++) {
-      for (size_t j = 0; j < r->outputs[i].n_items; j++)
-        rm_buffer_unref(r->outputs[i].items[j]);
-      rm_free(r->outputs[i].items);
-      rm_free(r->outputs[i].key);
-    }
-    r->n_outputs = 0;
-    rm_error_set(err, rc, NULL, NULL, "out of memory");
+  if (!small) {
+    rm_free(s.inputs);
+    rm_free(s.ports);
   }
+  p->account->current -= held;
+  if (!rc && (rc = collect_outputs(p, r)))
+    rm_error_set(err, rc, NULL, NULL, "out of memory"); /* nothing was collected */
   return rc;
 }
 
@@ -949,11 +966,11 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
     p->account->peak = p->account->current;
   rm_error_clear(err);
   *out = NULL;
-  rm_result_t *r = rm_calloc(1, sizeof *r);
+  /* the result and its node states are one allocation */
+  rm_result_t *r = rm_calloc(1, sizeof *r + p->n_nodes * sizeof *r->nodes);
   if (r)
-    r->nodes = rm_calloc(p->n_nodes, sizeof *r->nodes);
-  if (!r || !r->nodes) {
-    rm_free(r);
+    r->nodes = (rm_node_result_t *)(void *)(r + 1);
+  if (!r) {
     if (p->account->peak < peak_before)
       p->account->peak = peak_before;
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
@@ -982,13 +999,9 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
 void rm_result_free(rm_result_t *r) {
   if (!r)
     return;
-  for (size_t i = 0; i < r->n_outputs; i++) {
+  for (size_t i = 0; i < r->n_outputs; i++)
     for (size_t j = 0; j < r->outputs[i].n_items; j++)
       rm_buffer_unref(r->outputs[i].items[j]);
-    rm_free(r->outputs[i].items);
-    rm_free(r->outputs[i].key);
-  }
-  rm_free(r->outputs);
-  rm_free(r->nodes);
+  rm_free(r->outputs); /* keys and item arrays live in the same block */
   rm_free(r);
 }

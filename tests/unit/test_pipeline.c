@@ -96,8 +96,7 @@ static void test_invalid_name(void) {
   rm_pipeline_t *p = NULL;
   RM_ASSERT_ERR(rm_pipeline_new(m, NULL, &p, &err), &err, RM_EMANIFEST, "", "name", NULL);
   longname[256] = '\0';
-  rm_free(m->name);
-  m->name = rm_strdup(longname);
+  RM_ASSERT_INT(rm_manifest_set_name(m, longname), 0);
   RM_ASSERT_INT(rm_pipeline_new(m, NULL, &p, &err), 0);
   rm_pipeline_free(p);
   rm_manifest_free(m);

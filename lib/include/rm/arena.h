@@ -31,6 +31,8 @@ void rm_arena_destroy(rm_arena_t *a);
  * fails). rm_arena_calloc zeroes them. */
 void *rm_arena_alloc(rm_arena_t *a, size_t size);
 void *rm_arena_calloc(rm_arena_t *a, size_t count, size_t size);
+/* A copy of s in the arena, NULL when out of memory. */
+char *rm_arena_strdup(rm_arena_t *a, const char *s);
 
 #ifdef __cplusplus
 }

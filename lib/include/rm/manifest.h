@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "rm/arena.h"
 #include "rm/error.h"
 
 #ifdef __cplusplus
@@ -28,17 +29,24 @@ typedef struct rm_conn_spec {
   char *to_port;   /* "" = primary port */
 } rm_conn_spec_t;
 
+/* Read the fields; change them only through the functions below (the strings and arrays
+ * live in the manifest's arena). */
 typedef struct rm_manifest {
   char *name;
   rm_node_spec_t *nodes;
   size_t n_nodes;
   rm_conn_spec_t *conns;
   size_t n_conns;
+  /* private */
+  size_t nodes_cap, conns_cap;
+  rm_arena_t arena;
 } rm_manifest_t;
 
 /* An empty manifest named `name` (NULL = ""). NULL on OOM. */
 rm_manifest_t *rm_manifest_new(const char *name);
 void rm_manifest_free(rm_manifest_t *m);
+/* Renames m. 0 or RM_ENOMEM (the old name is kept). */
+int rm_manifest_set_name(rm_manifest_t *m, const char *name);
 
 /* Appends a node; params may be NULL ({}), and is referenced (not stolen). RM_EPARAM if
  * params is not an object, RM_ENOMEM. */
