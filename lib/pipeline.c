@@ -530,6 +530,13 @@ rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i) {
 unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i) {
   return i < ctx->n_inputs ? ctx->in_ports[i] : 0;
 }
+const char *rm_node_input_source(const rm_node_ctx_t *ctx, size_t i) {
+  if (i >= ctx->n_inputs || i >= ctx->node->n_in)
+    return NULL; /* the request's input */
+  return ctx->p->nodes[ctx->p->edges[ctx->node->in_edges[i]].from].id;
+}
+int rm_node_end_of_stream(const rm_node_ctx_t *ctx) { return ctx->opts->end_of_stream; }
+const rm_limits_t *rm_node_limits(const rm_node_ctx_t *ctx) { return &ctx->p->limits; }
 rm_mem_account_t *rm_node_account(const rm_node_ctx_t *ctx) { return ctx->p->account; }
 const char *rm_node_id(const rm_node_ctx_t *ctx) { return ctx->node->id; }
 
@@ -771,6 +778,65 @@ static int invocation_count(rm_pipeline_t *p, node_t *n, size_t *count, rm_error
   return 0;
 }
 
+#define JOIN_PORTS_MAX 8
+
+/* Whether b can be appended to a (RM_NODE_JOIN_TAIL rules). */
+static int joinable(const rm_buffer_t *a, const rm_buffer_t *b) {
+  if (a->kind != b->kind)
+    return 0;
+  switch (a->kind) {
+  case RM_KIND_AUDIO:
+    return a->u.audio.sample_rate == b->u.audio.sample_rate &&
+           a->u.audio.channels == b->u.audio.channels && a->u.audio.format == b->u.audio.format;
+  case RM_KIND_TENSOR:
+    return a->u.tensor.dtype == b->u.tensor.dtype && a->u.tensor.ndim == 2 &&
+           b->u.tensor.ndim == 2 && a->u.tensor.shape[1] == b->u.tensor.shape[1];
+  case RM_KIND_BINARY:
+    return (!a->mime_type && !b->mime_type) ||
+           (a->mime_type && b->mime_type && !strcmp(a->mime_type, b->mime_type));
+  default:
+    return 0;
+  }
+}
+
+/* Joins the items of port o from index `from` on into one (RM_NODE_JOIN_TAIL). Items that
+ * do not agree are left as they are. */
+static int join_tail(rm_node_ctx_t *ctx, size_t o, size_t from) {
+  item_list_t *l = &ctx->node->outs[o];
+  const rm_buffer_t *first = l->items[from];
+  size_t total = 0;
+  for (size_t i = from; i < l->n; i++) {
+    if (!joinable(first, l->items[i]))
+      return 0;
+    total += l->items[i]->size;
+  }
+  rm_buffer_t *joined = rm_buffer_new(first->kind, total, rm_node_account(ctx));
+  if (!joined)
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  joined->u = first->u;
+  if (first->kind == RM_KIND_TENSOR) {
+    int64_t frames = 0;
+    for (size_t i = from; i < l->n; i++)
+      frames += l->items[i]->u.tensor.shape[0];
+    joined->u.tensor.shape[0] = frames;
+  }
+  if (first->mime_type && !(joined->mime_type = rm_strdup(first->mime_type))) {
+    rm_buffer_unref(joined);
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  }
+  size_t at = 0;
+  for (size_t i = from; i < l->n; i++) {
+    if (l->items[i]->size)
+      memcpy(joined->data + at, l->items[i]->data, l->items[i]->size);
+    at += l->items[i]->size;
+    rm_buffer_unref(l->items[i]);
+  }
+  ctx->items_out -= l->n - from - 1;
+  l->items[from] = joined;
+  l->n = from + 1;
+  return check_buffer_limits(&ctx->p->limits, joined, ctx->node, 0, ctx->err);
+}
+
 typedef struct run_scratch {
   rm_buffer_t **inputs;
   unsigned *ports;
@@ -824,7 +890,14 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts,
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1) {
       ctx.n_inputs = 0;
+      size_t before[JOIN_PORTS_MAX];
+      int join = (t->flags & RM_NODE_JOIN_TAIL) && t->n_outputs <= JOIN_PORTS_MAX;
+      for (size_t o = 0; join && o < t->n_outputs; o++)
+        before[o] = n->outs[o].n;
       rc = t->flush(n->state, &ctx);
+      for (size_t o = 0; !rc && join && o < t->n_outputs; o++)
+        if (before[o] > 0 && n->outs[o].n > before[o])
+          rc = join_tail(&ctx, o, before[o] - 1);
     }
     if (opts->metrics) {
       rm_metrics_record(&p->metrics, n->metrics_slot, rm_clock_ns() - t0, rc == 0);

@@ -64,11 +64,14 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   for (size_t i = 1; i < n; i++) {
     const rm_buffer_t *b = rm_node_input(ctx, i);
     const rm_audio_info_t *a = &b->u.audio;
-    if (a->sample_rate != a0->sample_rate || a->channels != a0->channels)
+    if (a->sample_rate != a0->sample_rate || a->channels != a0->channels) {
+      const char *s0 = rm_node_input_source(ctx, 0), *si = rm_node_input_source(ctx, i);
       return rm_node_fail(ctx, RM_EINPUT, "in",
-                          "inputs #0 and #%zu (in connection order) differ: %u Hz %u ch vs %u Hz "
-                          "%u ch; a mix needs one rate and channel count (resample first)",
-                          i, a0->sample_rate, a0->channels, a->sample_rate, a->channels);
+                          "input from '%s' (%u Hz %u ch) and input from '%s' (%u Hz %u ch) "
+                          "differ; a mix needs one rate and channel count (resample first)",
+                          s0 ? s0 : "request", a0->sample_rate, a0->channels,
+                          si ? si : "request", a->sample_rate, a->channels);
+    }
     size_t f = rm_audio_frames(b);
     if ((m->length == LEN_LONGEST && f > frames) || (m->length == LEN_SHORTEST && f < frames))
       frames = f;

@@ -238,7 +238,7 @@ const rm_node_type_t rm_node_opus_encode = {
     .params = enc_params, .n_params = sizeof enc_params / sizeof enc_params[0],
     .inputs = enc_inputs, .n_inputs = 1,
     .outputs = enc_outputs, .n_outputs = 1,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
     .create = enc_create, .process = enc_process, .flush = enc_flush, .destroy = enc_destroy,
 };
 
@@ -429,6 +429,6 @@ const rm_node_type_t rm_node_opus_decode = {
     .params = dec_params, .n_params = sizeof dec_params / sizeof dec_params[0],
     .inputs = dec_inputs, .n_inputs = 1,
     .outputs = dec_outputs, .n_outputs = 1,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
     .create = dec_create, .process = dec_process, .flush = dec_flush, .destroy = dec_destroy,
 };

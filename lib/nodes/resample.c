@@ -256,6 +256,6 @@ const rm_node_type_t rm_node_audio_resample = {
     .params = params, .n_params = sizeof params / sizeof params[0],
     .inputs = inputs, .n_inputs = 1,
     .outputs = outputs, .n_outputs = 1,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
     .create = create, .process = process, .flush = flush, .destroy = destroy,
 };

@@ -339,7 +339,7 @@ const rm_node_type_t rm_node_spectrogram = {
     .params = spec_params, .n_params = sizeof spec_params / sizeof spec_params[0],
     .inputs = inputs, .n_inputs = 1,
     .outputs = spec_outputs, .n_outputs = 1,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
     .create = spec_create, .process = stft_process, .flush = stft_flush, .destroy = stft_destroy,
 };
 
@@ -350,6 +350,6 @@ const rm_node_type_t rm_node_mel_spectrogram = {
     .params = mel_params, .n_params = sizeof mel_params / sizeof mel_params[0],
     .inputs = inputs, .n_inputs = 1,
     .outputs = mel_outputs, .n_outputs = 1,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
     .create = mel_create, .process = stft_process, .flush = stft_flush, .destroy = stft_destroy,
 };

@@ -205,3 +205,23 @@ def test_garbage_request_is_invalid_argument(channel, stub):
         assert e.value.details() == "the request is not a valid remotemedia.v1.ExecuteRequest message"
         assert trailers(e.value)["rm-error-kind"] == "invalid_request"
     assert_serving(stub)
+
+
+def test_one_shot_resample_is_one_item_of_exact_length(stub):
+    """Streaming nodes emit a tail at end of stream; a unary run joins it (RM_NODE_JOIN_TAIL)."""
+    m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 16000, "quality": "high"}))
+    x = np.sin(2 * np.pi * 1000 * np.arange(48000) / 48000).astype(np.float32) * 0.5
+    r = stub.ExecutePipeline(_resample_request(m, x))
+    items = r.outputs["rs"].items
+    assert len(items) == 1
+    a = items[0].audio
+    assert (a.sample_rate, a.channels) == (16000, 1)
+    assert len(f32(items[0])) == 16000  # round(48000 * 16000 / 48000)
+    assert r.node_results[1].items_out == 1
+
+
+def _resample_request(m, x):
+    from conftest import set_audio
+    req = ps.ExecuteRequest(manifest=m)
+    set_audio(req.inputs["src"], x, rate=48000)
+    return req

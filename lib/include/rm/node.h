@@ -8,7 +8,11 @@
  *
  * Callback rule: if create() fails it must leave *state unset and free what it made;
  * destroy() is then never called. If process() or flush() fails, the buffers it emitted
- * before failing are dropped by the executor, and destroy() still runs later. */
+ * before failing are dropped by the executor, and destroy() still runs later.
+ *
+ * Input rule: an input buffer may borrow the request's memory, which is gone after the run.
+ * A node that needs samples in a later run copies them; it never keeps a reference to an
+ * input past the invocation that received it. */
 #ifndef RM_NODE_H
 #define RM_NODE_H
 
@@ -42,6 +46,12 @@ enum {
    * resamplers, FFTs, sleeps): the server runs pipelines containing one off its polling
    * threads. */
   RM_NODE_HEAVY = 1u << 0,
+  /* In a run that ends the stream, what flush() emits on a port continues the last item
+   * emitted on that port in the same run (a resampler's tail, the last spectrogram frames):
+   * the engine joins them, so a one-shot run gives one item where a stream gives several.
+   * Joined items must agree: audio of one rate, channel count and format; f32 tensors
+   * [frames, bins] with equal bins; binary of one mime type. */
+  RM_NODE_JOIN_TAIL = 1u << 1,
 };
 
 typedef struct rm_node_ctx rm_node_ctx_t;
@@ -73,6 +83,16 @@ size_t rm_node_input_count(const rm_node_ctx_t *ctx);
 rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i);
 /* Index into the type's `inputs` of the port input i arrived on. */
 unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i);
+/* Id of the node input i came from, or NULL when it is the request's input. */
+const char *rm_node_input_source(const rm_node_ctx_t *ctx, size_t i);
+
+/* Non-zero when this run ends the stream (flush() will follow the last invocation). */
+int rm_node_end_of_stream(const rm_node_ctx_t *ctx);
+
+struct rm_limits;
+/* The run's buffer limits (rm_limits_t from pipeline.h; 0 fields mean unlimited), so a node
+ * can refuse before allocating something rm_node_emit would reject. */
+const struct rm_limits *rm_node_limits(const rm_node_ctx_t *ctx);
 
 /* Emits buf on output port `port`, taking ownership of it even on failure. Fails with
  * RM_EINTERNAL for a bad port or a kind the port does not declare, RM_ELIMIT when the
