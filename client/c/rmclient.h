@@ -35,8 +35,9 @@
  * err->message, err->kind, err->node_id and err->field carry the status and the
  * rm-error-kind / rm-failing-node / rm-field trailers.
  *
- * Out of memory: functions release what they had built and return RM_CLIENT_ENOMEM; no
- * function aborts or exits. The library never prints. */
+ * Out of memory: functions release what they had built and return RM_CLIENT_ENOMEM; this
+ * library never aborts, exits or prints (the gRPC core itself aborts when one of its own
+ * allocations fails). */
 #ifndef RMCLIENT_H
 #define RMCLIENT_H
 
@@ -170,8 +171,9 @@ typedef enum rm_client_dtype {
 
 /* A view of one data buffer; it never owns its bytes. As an input the caller keeps the
  * bytes alive for the call (they are copied once, into the request). As an output it
- * points into its result and lives as long as the result. JSON and TEXT bytes are UTF-8
- * and NUL-terminated (data[size] == '\0'); inputs of those kinds must be too. */
+ * points into its result and lives as long as the result (kind 0 and no data if the
+ * server sent an empty DataBuffer). JSON and TEXT bytes are UTF-8 and NUL-terminated
+ * (data[size] == '\0'); inputs of those kinds must be too. */
 typedef struct rm_client_buffer {
   rm_client_kind_t kind;
   const void *data;
@@ -262,7 +264,7 @@ RM_CLIENT_API int rm_client_execute_request(rm_client_t *c,
                                             int64_t timeout_ms, rm_client_result_t **out,
                                             rm_client_error_t *err);
 
-/* Outputs, sorted by key. */
+/* Outputs, sorted by key, in one array: rm_client_result_output(r, 0) + i is output i. */
 RM_CLIENT_API size_t rm_client_result_count(const rm_client_result_t *r);
 RM_CLIENT_API const rm_client_output_t *rm_client_result_output(const rm_client_result_t *r,
                                                                 size_t i);
