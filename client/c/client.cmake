@@ -90,6 +90,9 @@ endif()
 configure_file(${RM_CLIENT_DIR}/rmclient.pc.in ${CMAKE_CURRENT_BINARY_DIR}/rmclient.pc @ONLY)
 configure_file(${RM_CLIENT_DIR}/rmclient-config.cmake.in
                ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config.cmake @ONLY)
+include(CMakePackageConfigHelpers)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/rmclient-config-version.cmake
+                                 VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 
 install(TARGETS rm_client EXPORT rmclient-targets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -102,6 +105,7 @@ install(FILES ${RM_GEN_DIR}/remotemedia/v1/data.pb-c.h ${RM_GEN_DIR}/remotemedia
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/remotemedia/v1)
 install(EXPORT rmclient-targets NAMESPACE rm:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/rmclient)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config.cmake
+              ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config-version.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/rmclient)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rmclient.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 install(TARGETS rm_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
