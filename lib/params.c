@@ -149,6 +149,12 @@ int rm_params_validate(const rm_param_spec_t *specs, size_t n_specs, const json_
         return rc;
     }
   }
+  /* A type without params was given {} (anything else failed above): share the caller's
+   * object, nothing needs filling in. */
+  if (n_specs == 0 && params) {
+    *out = json_incref((json_t *)params);
+    return 0;
+  }
   json_t *res = json_object();
   if (!res)
     return rm_error_set(err, RM_ENOMEM, node_id, NULL, "out of memory");

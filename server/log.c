@@ -1,6 +1,7 @@
 /* log.c - JSON-lines logging on stderr. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,54 @@
 #include <time.h>
 
 rm_log_level_t rm_log_threshold = RM_LOG_INFO;
+
+static pthread_t flusher;
+static int flusher_running;
+static pthread_mutex_t flush_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
+static int flush_stop;
+
+static void *flush_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&flush_mu);
+  while (!flush_stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&flush_cv, &flush_mu, &until);
+    fflush(stderr);
+  }
+  pthread_mutex_unlock(&flush_mu);
+  return NULL;
+}
+
+int rm_log_start_buffering(void) {
+  static char buf[1 << 16];
+  setvbuf(stderr, buf, _IOFBF, sizeof buf);
+  flush_stop = 0;
+  if (pthread_create(&flusher, NULL, flush_main, NULL)) {
+    setvbuf(stderr, NULL, _IONBF, 0);
+    return -1;
+  }
+  flusher_running = 1;
+  return 0;
+}
+
+void rm_log_stop(void) {
+  if (flusher_running) {
+    pthread_mutex_lock(&flush_mu);
+    flush_stop = 1;
+    pthread_cond_signal(&flush_cv);
+    pthread_mutex_unlock(&flush_mu);
+    pthread_join(flusher, NULL);
+    flusher_running = 0;
+  }
+  fflush(stderr);
+}
 
 static const char *const names[] = {"debug", "info", "warn", "error", "off"};
 
@@ -57,6 +106,8 @@ void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields) {
   size_t len = strlen(text);
   text[len] = '\n'; /* json_dumps leaves room for its NUL: reuse it for the newline */
   fwrite(text, 1, len + 1, stderr);
+  if (level >= RM_LOG_WARN)
+    fflush(stderr);
   free(text);
 }
 
@@ -138,6 +189,7 @@ static void put_key(rm_log_line_t *l, const char *key) {
 void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event) {
   char ts[80];
   timestamp(ts, sizeof ts);
+  l->level = level;
   l->len = 0;
   l->full = 0;
   put(l, "{\"ts\":\"", 7);
@@ -186,4 +238,6 @@ void rm_log_line_end(rm_log_line_t *l) {
   memcpy(l->buf + l->len, "}\n", 2);
   l->len += 2;
   fwrite(l->buf, 1, l->len, stderr);
+  if (l->level >= RM_LOG_WARN)
+    fflush(stderr);
 }

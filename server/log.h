@@ -34,6 +34,7 @@ typedef struct rm_log_line {
   char buf[2048];
   size_t len;
   int full;
+  rm_log_level_t level;
 } rm_log_line_t;
 
 void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event);
@@ -43,6 +44,12 @@ void rm_log_line_int(rm_log_line_t *l, const char *key, long long value);
 void rm_log_line_num(rm_log_line_t *l, const char *key, double value); /* 3 decimals */
 void rm_log_line_bool(rm_log_line_t *l, const char *key, int value);
 void rm_log_line_end(rm_log_line_t *l);
+
+/* Makes stderr block-buffered and starts a thread that flushes it every 100 ms, so the
+ * per-call lines cost no system call each; lines at warn and above are flushed at once.
+ * rm_log_stop flushes and stops the thread. Call both from the main thread. */
+int rm_log_start_buffering(void);
+void rm_log_stop(void);
 
 /* "debug" | "info" | "warn" | "error" | "off" -> level; -1 if unknown. */
 int rm_log_level_parse(const char *name);

@@ -40,11 +40,13 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   rm_alloc_install_jansson();
+  rm_log_start_buffering();
   (void)rm_clock_read_cost_ns(); /* calibrate before the first call is timed */
   grpc_init();
   if (rm_reflection_init()) {
     RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error", "embedded descriptor set is malformed");
     grpc_shutdown();
+    rm_log_stop();
     rm_config_destroy(&cfg);
     return 1;
   }
@@ -65,6 +67,7 @@ int main(int argc, char **argv) {
     }
     rm_reflection_cleanup();
     grpc_shutdown();
+    rm_log_stop();
     rm_config_destroy(&cfg);
     return 1;
   }
@@ -90,6 +93,7 @@ int main(int argc, char **argv) {
   rm_reflection_cleanup();
   grpc_shutdown();
   RM_LOG(RM_LOG_WARN, "stopped", NULL);
+  rm_log_stop();
   rm_config_destroy(&cfg);
   return 0;
 }
