@@ -61,6 +61,7 @@ struct rm_pipeline {
    * first block is in the same allocation as this struct. Node states, params, item lists
    * and the account are separate: they have lifetimes of their own. */
   rm_arena_t arena;
+  uint64_t run_items; /* emitted in the current run, against limits.max_items */
 };
 
 #define PIPELINE_INLINE 2048
@@ -429,6 +430,10 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
     return rm_error_set(err, RM_ELIMIT, NULL, "nodes",
                         "pipeline has %zu nodes, above the limit of %u", m->n_nodes,
                         limits->max_nodes);
+  if (limits && limits->max_connections && m->n_conns > limits->max_connections)
+    return rm_error_set(err, RM_ELIMIT, NULL, "connections",
+                        "pipeline has %zu connections, above the limit of %u", m->n_conns,
+                        limits->max_connections);
   if (!valid_name(m->name))
     return rm_error_set(err, RM_EMANIFEST, NULL, "name",
                         "pipeline name must be at most %d bytes of printable UTF-8",
@@ -623,6 +628,10 @@ int rm_node_emit(rm_node_ctx_t *ctx, unsigned port, rm_buffer_t *buf) {
                         rm_kind_name(buf->kind), port);
   }
   int rc = check_buffer_limits(&ctx->p->limits, buf, n, 0, ctx->err);
+  if (!rc && ctx->p->limits.max_items && ++ctx->p->run_items > ctx->p->limits.max_items)
+    rc = rm_error_set(ctx->err, RM_ELIMIT, n->id, "items",
+                      "node '%s' (%s): the run produced more than %llu items, the limit", n->id,
+                      n->type->name, (unsigned long long)ctx->p->limits.max_items);
   if (!rc && list_push(&n->outs[port], buf))
     rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (rc) {
@@ -636,6 +645,7 @@ int rm_node_emit(rm_node_ctx_t *ctx, unsigned port, rm_buffer_t *buf) {
 /* ---------------------------------------------------------------- running */
 
 static void reset_run_state(rm_pipeline_t *p) {
+  p->run_items = 0;
   for (size_t i = 0; i < p->n_nodes; i++) {
     node_t *n = &p->nodes[i];
     clear_outputs(n);

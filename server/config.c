@@ -48,6 +48,8 @@ static const opt_t opts[] = {
      INT64_MAX, 0, "most samples (frames x channels) in one audio buffer, input or produced"},
     {"max-input-bytes", "RM_MAX_INPUT_BYTES", T_UINT, OFF(max_input_bytes), "67108864", 1,
      INT64_MAX, 0, "most payload bytes over all inputs of one request"},
+    {"max-items", "RM_MAX_ITEMS", T_UINT, OFF(max_items), "100000", 1, INT64_MAX, 0,
+     "most buffers the nodes of one run may produce (chunking into tiny frames is bounded)"},
     {"max-concurrent", "RM_MAX_CONCURRENT", T_UINT, OFF(max_concurrent), "64", 1, 100000, 0,
      "ExecutePipeline calls running at once; more are RESOURCE_EXHAUSTED at once"},
     {"max-execution-ms", "RM_MAX_EXECUTION_MS", T_UINT, OFF(max_execution_ms), "60000", 1,

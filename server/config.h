@@ -15,6 +15,7 @@ typedef struct rm_config {
   uint64_t max_nodes;
   uint64_t max_audio_samples;
   uint64_t max_input_bytes;
+  uint64_t max_items;           /* buffers produced by one run */
   uint64_t max_concurrent;      /* ExecutePipeline calls at once */
   uint64_t max_execution_ms;
   uint64_t inline_max_bytes;    /* light pipelines with inputs up to this run inline */

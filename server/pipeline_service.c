@@ -260,6 +260,9 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   job->limits.max_nodes = (uint32_t)lower(cfg->max_nodes, lim ? lim->max_nodes : 0);
   job->limits.max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
   job->limits.max_buffer_bytes = cfg->max_message_bytes;
+  job->limits.max_items = cfg->max_items;
+  /* edges are checked pairwise while compiling: bound them with the node limit */
+  job->limits.max_connections = job->limits.max_nodes * 16;
   job->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
   job->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
   uint64_t now = rm_clock_ns();

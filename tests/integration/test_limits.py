@@ -33,8 +33,10 @@ def test_oversize_message_is_resource_exhausted():
 
 
 def test_response_too_large_is_resource_exhausted():
-    # Chunk of 1-frame items multiplies per-item overhead: the response outgrows the limit.
-    with RunningServer(["--max-message-bytes", "1048576"]) as srv, srv.channel() as ch:
+    # Chunk of 1-frame items multiplies per-item overhead: the response outgrows the limit
+    # (with the item limit raised out of the way).
+    with RunningServer(["--max-message-bytes", "1048576", "--max-items", "1000000"]) as srv, \
+            srv.channel() as ch:
         stub = psg.PipelineServiceStub(ch)
         m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 1}))
         err = err_of(stub, audio_request(m, samples=np.zeros(200_000, np.float32)))
@@ -120,3 +122,22 @@ def test_slow_pipelines_do_not_block_fast_calls():
         assert not any(f.done() for f in futures)
         for f in futures:
             f.result(timeout=30)
+
+
+def test_items_and_connections_are_bounded():
+    with RunningServer(["--max-items", "100", "--max-nodes", "4"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 1}))
+        err = err_of(stub, audio_request(m, samples=np.zeros(101, np.float32)))
+        assert err.code() == RE
+        assert err.details() == "node 'c' (Chunk): the run produced more than 100 items, the limit"
+        assert (trailers(err)["rm-failing-node"], trailers(err)["rm-field"]) == ("c", "items")
+        ok = stub.ExecutePipeline(audio_request(m, samples=np.zeros(99, np.float32)))
+        assert len(ok.outputs["c"].items) == 99  # 99 chunks + the request's own item
+        # 4 nodes may have at most 64 connections
+        from conftest import manifest
+        many = manifest([("src", "PassThrough", {}), ("p", "PassThrough", {})], [("src", "p")] * 65)
+        err = err_of(stub, audio_request(many))
+        assert err.code() == RE
+        assert err.details() == "pipeline has 65 connections, above the limit of 64"
+        assert_serving(stub)

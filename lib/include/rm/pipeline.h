@@ -25,6 +25,8 @@ typedef struct rm_limits {
   uint32_t max_nodes;          /* nodes in one pipeline */
   uint64_t max_audio_samples;  /* per audio buffer (frames * channels), inputs and emitted */
   uint64_t max_buffer_bytes;   /* per buffer, inputs and emitted */
+  uint64_t max_items;          /* buffers emitted by all nodes in one run */
+  uint32_t max_connections;    /* edges in one pipeline */
 } rm_limits_t;
 
 typedef struct rm_pipeline rm_pipeline_t;
