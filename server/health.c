@@ -86,6 +86,10 @@ static void push_locked(watch_t *w) {
   if (w->bb)
     grpc_byte_buffer_destroy(w->bb);
   w->bb = rm_pack(&resp.base);
+  if (!w->bb) { /* out of memory: end the stream rather than leave the client waiting */
+    grpc_call_cancel_with_status(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return;
+  }
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t n = 0;

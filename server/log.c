@@ -108,7 +108,9 @@ void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields) {
   fwrite(text, 1, len + 1, stderr);
   if (level >= RM_LOG_WARN)
     fflush(stderr);
-  free(text);
+  json_free_t jfree;
+  json_get_alloc_funcs(NULL, &jfree);
+  jfree(text);
 }
 
 void rm_log_emit(rm_log_level_t level, const char *event, const char *fmt, ...) {
@@ -214,23 +216,28 @@ void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value) {
   rm_log_line_strn(l, key, value ? value : "", value ? strlen(value) : 0);
 }
 
+/* A key and a ready value in one put: either the whole field fits or none of it. */
+static void put_field(rm_log_line_t *l, const char *key, const char *value) {
+  char field[160];
+  int n = snprintf(field, sizeof field, ",\"%s\":%s", key, value);
+  if (n > 0 && (size_t)n < sizeof field)
+    put(l, field, (size_t)n);
+}
+
 void rm_log_line_int(rm_log_line_t *l, const char *key, long long value) {
   char num[32];
-  int n = snprintf(num, sizeof num, "%lld", value);
-  put_key(l, key);
-  put(l, num, (size_t)n);
+  snprintf(num, sizeof num, "%lld", value);
+  put_field(l, key, num);
 }
 
 void rm_log_line_num(rm_log_line_t *l, const char *key, double value) {
   char num[48];
-  int n = snprintf(num, sizeof num, "%.3f", value);
-  put_key(l, key);
-  put(l, num, (size_t)n);
+  snprintf(num, sizeof num, "%.3f", value);
+  put_field(l, key, num);
 }
 
 void rm_log_line_bool(rm_log_line_t *l, const char *key, int value) {
-  put_key(l, key);
-  put(l, value ? "true" : "false", value ? 4 : 5);
+  put_field(l, key, value ? "true" : "false");
 }
 
 void rm_log_line_end(rm_log_line_t *l) {

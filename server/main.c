@@ -1,5 +1,6 @@
 /* main.c - remotemedia-server: configuration, start-up, signals, drain and exit. */
 #include <grpc/grpc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,28 @@
 #ifndef RM_VERSION
 #define RM_VERSION "0.0.0"
 #endif
+
+typedef struct second_signal {
+  sigset_t sigs;
+  pthread_mutex_t mu;
+  rm_server_t *server; /* under mu; NULL once the server is being freed */
+} second_signal_t;
+
+/* During the drain, a second SIGTERM/SIGINT means "stop now": in-flight calls are
+ * cancelled without waiting for the rest of the grace period. */
+static void *second_signal_main(void *arg) {
+  second_signal_t *ss = arg;
+  int sig = 0;
+  if (sigwait(&ss->sigs, &sig) == 0) {
+    pthread_mutex_lock(&ss->mu);
+    if (ss->server) {
+      RM_LOG(RM_LOG_WARN, "forced_stop", "{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      rm_server_force(ss->server);
+    }
+    pthread_mutex_unlock(&ss->mu);
+  }
+  return NULL;
+}
 
 int main(int argc, char **argv) {
   rm_config_t cfg;
@@ -86,9 +109,18 @@ int main(int argc, char **argv) {
          "grace_ms", (json_int_t)cfg.grace_ms);
   rm_health_set_serving(0);
   rm_server_drain(server);
+  static second_signal_t ss = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  ss.sigs = sigs;
+  ss.server = server;
+  pthread_t second;
+  if (pthread_create(&second, NULL, second_signal_main, &ss) == 0)
+    pthread_detach(second);
   rm_server_wait_idle(server, cfg.grace_ms);
   RM_LOG(RM_LOG_WARN, "stopping", NULL);
   rm_server_shutdown(server);
+  pthread_mutex_lock(&ss.mu);
+  ss.server = NULL;
+  pthread_mutex_unlock(&ss.mu);
   rm_server_free(server);
   rm_reflection_cleanup();
   grpc_shutdown();

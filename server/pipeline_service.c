@@ -20,6 +20,7 @@
 #endif
 
 #define PROTOCOL_VERSION "1.0"
+#define MAX_PARAMS_BYTES (1u << 20) /* all nodes' params text in one request */
 
 /* Lives in the call's arena; holds a reference on the call until job_finish. */
 typedef struct exec_job {
@@ -291,8 +292,41 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
     default: break;
     }
   }
+  /* Cheap counts before any parsing: compiling reads params as JSON and compares ids and
+   * outputs pairwise, so their number is bounded first (the same messages as the engine's). */
+  char text[200];
+  const Remotemedia__V1__PipelineManifest *man = req->manifest;
+  size_t params_bytes = 0;
+  for (size_t i = 0; man && i < man->n_nodes; i++)
+    params_bytes += strlen(man->nodes[i]->params);
+  const char *field = NULL;
+  if (man && man->n_nodes > job->limits.max_nodes) {
+    snprintf(text, sizeof text, "pipeline has %zu nodes, above the limit of %u", man->n_nodes,
+             job->limits.max_nodes);
+    field = "nodes";
+  } else if (man && man->n_connections > job->limits.max_connections) {
+    snprintf(text, sizeof text, "pipeline has %zu connections, above the limit of %u",
+             man->n_connections, job->limits.max_connections);
+    field = "connections";
+  } else if (req->n_inputs > job->limits.max_nodes) {
+    snprintf(text, sizeof text, "the request has %zu inputs, above the limit of %u", req->n_inputs,
+             job->limits.max_nodes);
+    field = "inputs";
+  } else if (req->n_output_nodes > job->limits.max_nodes) {
+    snprintf(text, sizeof text, "the request names %zu output_nodes, above the limit of %u",
+             req->n_output_nodes, job->limits.max_nodes);
+    field = "output_nodes";
+  } else if (params_bytes > MAX_PARAMS_BYTES) {
+    snprintf(text, sizeof text, "node params total %zu bytes, above the limit of %u",
+             params_bytes, MAX_PARAMS_BYTES);
+    field = "params";
+  }
+  if (field) {
+    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, field);
+    job_finish(job);
+    return;
+  }
   if (input_bytes > job->max_input_bytes) {
-    char text[160];
     snprintf(text, sizeof text, "the inputs hold %llu bytes, above the limit of %llu",
              (unsigned long long)input_bytes, (unsigned long long)job->max_input_bytes);
     rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, "inputs");
@@ -302,8 +336,8 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   /* Light pipelines over small requests run right here: a hand-off to a worker would cost
    * more than they do. Anything that may take long runs on a worker, so this polling
    * thread keeps serving other calls. */
-  if (rm_call_request_bytes(call) > cfg->inline_max_bytes) {
-    offload(job);
+  if (rm_call_on_worker(call)) { /* a big request: already off the polling thread */
+    run_job(job);
     return;
   }
   if (compile(job)) {

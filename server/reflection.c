@@ -377,6 +377,12 @@ static void on_refl_io(rm_tag_t *tag, int ok) {
     } else {
       r->out = answer(req);
       rm_unpack_free(&req->base);
+      if (!r->out) { /* out of memory: end the stream with a status */
+        rc = finish(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        if (rc)
+          refl_unref(r);
+        return;
+      }
       grpc_op op;
       memset(&op, 0, sizeof op);
       op.op = GRPC_OP_SEND_MESSAGE;

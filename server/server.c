@@ -74,6 +74,7 @@ struct rm_call {
   int close_cancelled;
   int close_started; /* RECV_CLOSE_ON_SERVER posted on its own (cancellation is watched) */
   int combined;      /* the close op rides in the send batch: on_sent drops both refs */
+  int on_worker;     /* handled on a worker thread from the start */
   int replied;
   uint64_t t_start;
   /* reply, kept alive until the send batch completes */
@@ -101,6 +102,7 @@ struct rm_server {
   rm_auth_t *auth;
   atomic_int draining;
   atomic_int stopping;
+  atomic_int forced; /* a second signal: stop waiting for in-flight calls */
   atomic_long held;      /* calls we still own */
   atomic_long unary;     /* unary calls between arrival and sent status */
   atomic_long executing; /* ExecutePipeline slots taken */
@@ -149,8 +151,29 @@ static void pb_free(void *data, void *ptr) {
 }
 static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
 
-static void *arena_pb_alloc(void *data, size_t size) { return rm_arena_alloc(data, size); }
+/* Unpacking allocates in the call's arena, within a budget: protobuf-c builds a struct for
+ * every tiny part of a message, so a request of many small parts could otherwise take 20
+ * times its size in memory before any limit looks at it. */
+typedef struct unpack_budget {
+  rm_arena_t *arena;
+  size_t left;
+  int exceeded;
+} unpack_budget_t;
+
+static void *arena_pb_alloc(void *data, size_t size) {
+  unpack_budget_t *b = data;
+  if (size > b->left) {
+    b->exceeded = 1;
+    return NULL;
+  }
+  b->left -= size;
+  return rm_arena_alloc(b->arena, size);
+}
 static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
+
+/* Wire bytes are copied once (payloads), structs cost what the parts need: twice the wire
+ * size and 1 MiB cover every well-formed request within the node limits. */
+#define UNPACK_BUDGET(wire_bytes) (2 * (wire_bytes) + (1u << 20))
 
 static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc,
                                      grpc_byte_buffer *bb, ProtobufCAllocator *alloc);
@@ -377,6 +400,9 @@ static void send_status(rm_call_t *c) {
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
   if (e != GRPC_CALL_OK) {
     RM_LOG(RM_LOG_ERROR, "send_failed", "{s:s}", "error", grpc_call_error_to_string(e));
+    /* the client must not wait for a status that will never come */
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "the response could not be sent",
+                                 NULL);
     if (c->combined)
       call_unref(c);
     call_unref(c);
@@ -455,11 +481,40 @@ static uint64_t deadline_to_ns(gpr_timespec dl) {
   return now + (uint64_t)left_ns;
 }
 
-/* A call has arrived on a slot: admission checks, then the method. */
+/* Unpacks the request within its budget and runs the handler. */
+static void unpack_and_handle(rm_call_t *c) {
+  rm_method_t *m = c->method;
+  unpack_budget_t budget = {&c->arena, UNPACK_BUDGET(c->request_bytes), 0};
+  ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
+  c->request = unpack_with(m->request, c->payload, &arena_alloc);
+  grpc_byte_buffer_destroy(c->payload);
+  c->payload = NULL;
+  if (!c->request) {
+    char text[200];
+    if (budget.exceeded) {
+      snprintf(text, sizeof text,
+               "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
+               "many small parts",
+               c->request_bytes, (size_t)UNPACK_BUDGET(c->request_bytes));
+      rm_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, NULL);
+      return;
+    }
+    snprintf(text, sizeof text, "the request is not a valid %s message", m->request->name);
+    rm_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, text, "invalid_request", NULL, NULL);
+    return;
+  }
+  m->handle(c, c->request);
+}
+
+static void unpack_and_handle_job(void *arg) { unpack_and_handle(arg); }
+
+int rm_call_on_worker(const rm_call_t *c) { return c->on_worker; }
+
+/* A call has arrived on a slot: admission checks, then the method. The slot's hold on the
+ * server passes to the call. */
 static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_timespec deadline,
                      grpc_metadata_array *md, grpc_byte_buffer *payload, const char *unknown) {
   rm_server_t *s = q->s;
-  rm_server_hold(s);
   /* Admission: auth before anything else; then draining. */
   const char *reject = NULL;
   grpc_status_code reject_code = GRPC_STATUS_OK;
@@ -525,25 +580,31 @@ static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_times
                  "invalid_request", NULL, NULL);
     return;
   }
-  ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &c->arena};
-  c->request = unpack_with(m->request, payload, &arena_alloc);
-  grpc_byte_buffer_destroy(payload);
-  c->payload = NULL;
-  if (!c->request) {
-    char text[200];
-    snprintf(text, sizeof text, "the request is not a valid %s message", m->request->name);
-    rm_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, text, "invalid_request", NULL, NULL);
+  /* A big request of the busy method is unpacked on a worker too: unpacking megabytes
+   * here would stall every call queued behind it on this polling thread. */
+  if (m->hot && c->request_bytes > s->cfg->inline_max_bytes) {
+    rm_call_watch_cancel(c);
+    c->on_worker = 1;
+    if (rm_server_offload(s, unpack_and_handle_job, c) == 0)
+      return;
+    c->on_worker = 0;
+    rm_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", "unavailable", NULL,
+                 NULL);
     return;
   }
-  m->handle(c, c->request);
+  unpack_and_handle(c);
 }
 
 static int post_slot(slot_t *sl);
 
+/* Every posted slot holds the server (rm_server_hold), so shutdown cannot destroy the core
+ * server while a matched call still waits in a queue to be re-armed. */
 static void on_request(rm_tag_t *tag, int ok) {
   slot_t *sl = container_of(tag, slot_t, tag);
-  if (!ok) /* the server is shutting down: this slot is done */
+  if (!ok) { /* the server is shutting down: this slot is done */
+    rm_server_release(sl->q->s);
     return;
+  }
   grpc_call *gcall = sl->call;
   gpr_timespec deadline = sl->method ? sl->deadline : sl->details.deadline;
   grpc_metadata_array md = sl->md;
@@ -562,6 +623,9 @@ static void on_request(rm_tag_t *tag, int ok) {
 
 static int post_slot(slot_t *sl) {
   rm_server_t *s = sl->q->s;
+  if (atomic_load(&s->stopping))
+    return -1; /* no new requests once the core server is shutting down */
+  rm_server_hold(s);
   sl->call = NULL;
   sl->payload = NULL;
   grpc_metadata_array_init(&sl->md);
@@ -581,6 +645,7 @@ static int post_slot(slot_t *sl) {
     grpc_metadata_array_destroy(&sl->md);
     if (!sl->method)
       grpc_call_details_destroy(&sl->details);
+    rm_server_release(s);
     return -1;
   }
   return 0;
@@ -688,14 +753,29 @@ rm_server_t *rm_server_new(const rm_config_t *cfg, rm_method_t *methods, char *e
   return s;
 }
 
+/* Threads first, then the core server, then the request slots: if a thread cannot be
+ * created nothing has been posted yet, so every queue can be shut down and destroyed. */
 int rm_server_start(rm_server_t *s) {
+  for (int i = 0; i < s->n_queues; i++) {
+    if (pthread_create(&s->queues[i].thread, NULL, poll_main, &s->queues[i]))
+      return -1;
+    s->queues[i].started = 1;
+  }
+  s->workers = rm_calloc((size_t)s->cfg->workers, sizeof *s->workers);
+  if (!s->workers)
+    return -1;
+  for (int i = 0; i < s->cfg->workers; i++) {
+    if (pthread_create(&s->workers[i], NULL, worker_main, s))
+      return -1;
+    s->n_workers++;
+  }
   grpc_server_start(s->server);
-  /* Slots: ExecutePipeline gets request_slots per queue, other methods a few each, and one
-   * catch-all so calls to unknown methods get UNIMPLEMENTED instead of hanging. */
+  /* Slots: the hot method gets request_slots per queue, other methods a few each, and a
+   * catch-all pair so calls to unknown methods get UNIMPLEMENTED instead of hanging. */
   size_t small = s->cfg->request_slots < 4 ? (size_t)s->cfg->request_slots : 4;
   for (int i = 0; i < s->n_queues; i++) {
     cq_thread_t *q = &s->queues[i];
-    size_t total = 2; /* catch-all */
+    size_t total = 2;
     for (rm_method_t *m = s->methods; m->path; m++)
       total += m->hot ? (size_t)s->cfg->request_slots : small;
     q->slots = rm_calloc(total, sizeof *q->slots);
@@ -719,19 +799,6 @@ int rm_server_start(rm_server_t *s) {
         return -1;
     }
   }
-  for (int i = 0; i < s->n_queues; i++) {
-    if (pthread_create(&s->queues[i].thread, NULL, poll_main, &s->queues[i]))
-      return -1;
-    s->queues[i].started = 1;
-  }
-  s->workers = rm_calloc((size_t)s->cfg->workers, sizeof *s->workers);
-  if (!s->workers)
-    return -1;
-  for (int i = 0; i < s->cfg->workers; i++) {
-    if (pthread_create(&s->workers[i], NULL, worker_main, s))
-      return -1;
-    s->n_workers++;
-  }
   return 0;
 }
 
@@ -747,10 +814,17 @@ void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms) {
     until.tv_nsec -= 1000000000L;
   }
   pthread_mutex_lock(&s->mu);
-  while (atomic_load(&s->unary) > 0) {
+  while (atomic_load(&s->unary) > 0 && !atomic_load(&s->forced)) {
     if (pthread_cond_timedwait(&s->cv, &s->mu, &until))
       break;
   }
+  pthread_mutex_unlock(&s->mu);
+}
+
+void rm_server_force(rm_server_t *s) {
+  atomic_store(&s->forced, 1);
+  pthread_mutex_lock(&s->mu);
+  pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -779,11 +853,16 @@ void rm_server_shutdown(rm_server_t *s) {
   s->server = NULL;
   for (int i = 0; i < s->n_queues; i++)
     grpc_completion_queue_shutdown(s->queues[i].cq);
-  for (int i = 0; i < s->n_queues; i++)
+  for (int i = 0; i < s->n_queues; i++) {
     if (s->queues[i].started) {
       pthread_join(s->queues[i].thread, NULL);
       s->queues[i].started = 0;
+    } else { /* its thread never started (start-up failed): drain it here */
+      while (grpc_completion_queue_next(s->queues[i].cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+                 .type != GRPC_QUEUE_SHUTDOWN)
+        ;
     }
+  }
 }
 
 void rm_server_free(rm_server_t *s) {

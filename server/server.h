@@ -60,6 +60,8 @@ int rm_server_start(rm_server_t *s);
 void rm_server_drain(rm_server_t *s);
 void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms);
 void rm_server_shutdown(rm_server_t *s);
+/* Ends rm_server_wait_idle early (a second SIGTERM/SIGINT). Any thread. */
+void rm_server_force(rm_server_t *s);
 void rm_server_free(rm_server_t *s);
 
 int rm_server_is_draining(const rm_server_t *s);
@@ -89,6 +91,10 @@ void rm_call_fail(rm_call_t *call, grpc_status_code code, const char *message,
  * turns non-zero when it happens. Call it on the polling thread before handing the call to
  * a worker; calls answered inline skip it and save a batch. */
 void rm_call_watch_cancel(rm_call_t *call);
+
+/* Non-zero when the call is being handled on a worker thread (big requests are unpacked
+ * and handled there from the start): handlers need not offload it again. */
+int rm_call_on_worker(const rm_call_t *call);
 
 /* Monotonic deadline of the call in rm_clock_ns() units, 0 when the client set none. */
 uint64_t rm_call_deadline_ns(const rm_call_t *call);

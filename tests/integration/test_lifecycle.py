@@ -143,3 +143,25 @@ def test_keepalive_and_connection_age_options_apply():
             threading.Event().wait(0.1)
     c = srv.events("config")[0]
     assert (c["max_connection_age_ms"], c["keepalive_time_ms"]) == (200, 1000)
+
+
+def test_second_signal_stops_without_waiting_for_the_grace_period():
+    srv = RunningServer(["--grace-ms", "60000", "--log-level", "debug"]).start()
+    try:
+        with srv.channel() as ch:
+            stub = psg.PipelineServiceStub(ch)
+            slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 30000}), name="stuck")
+            fut = stub.ExecutePipeline.future(audio_request(slow), timeout=90)
+            assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "stuck")
+            srv.signal(signal.SIGTERM)
+            assert srv.wait_for_event("draining", 10)
+            srv.signal(signal.SIGTERM)
+            with pytest.raises(grpc.RpcError):
+                fut.result()
+        assert srv.stop(timeout=30) == 0
+    finally:
+        srv.kill()
+    assert [e["event"] for e in srv.events() if e["event"] in ("draining", "forced_stop", "stopped")] == \
+        ["draining", "forced_stop", "stopped"]
+    call = [e for e in srv.events("call") if e.get("pipeline") == "stuck"]
+    assert call[0]["status"] == "CANCELLED" and call[0]["duration_us"] < 20_000_000

@@ -1,5 +1,6 @@
 """Limits are enforced with RESOURCE_EXHAUSTED, configurable, and a request may lower them
 but never raise them."""
+import json
 import threading
 
 import grpc
@@ -141,3 +142,23 @@ def test_items_and_connections_are_bounded():
         assert err.code() == RE
         assert err.details() == "pipeline has 65 connections, above the limit of 64"
         assert_serving(stub)
+
+
+def test_request_of_many_tiny_parts_is_refused_before_it_is_expanded(stub):
+    # 300k one-byte output_nodes: a 0.9 MB message that would unpack into ~7 MB of structs
+    req = audio_request(chain(("src", "PassThrough", {})))
+    req.output_nodes.extend(["x"] * 300_000)
+    err = err_of(stub, req)
+    assert err.code() == RE
+    assert "too many small parts" in err.details()
+    assert trailers(err)["rm-error-kind"] == "limit_exceeded"
+    # counts are checked before anything is parsed or compiled
+    req = audio_request(chain(("src", "PassThrough", {})))
+    req.output_nodes.extend(["src"] * 300)
+    err = err_of(stub, req)
+    assert err.details() == "the request names 300 output_nodes, above the limit of 256"
+    m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}))
+    m.nodes[1].params = json.dumps({"db": 0, "pad": "x" * (1 << 20)})
+    err = err_of(stub, audio_request(m))
+    assert err.code() == RE and err.details().startswith("node params total 10")
+    assert_serving(stub)
