@@ -12,14 +12,13 @@
 #include "rm/metrics.h"
 #include "rm/pipeline.h"
 
-static const char manifest[] =
-    "{\"name\":\"bench_media\",\"nodes\":["
-    "{\"id\":\"resample\",\"node_type\":\"AudioResample\","
-    "\"params\":{\"rate\":16000,\"channels\":1,\"quality\":\"high\"}},"
-    "{\"id\":\"loudness\",\"node_type\":\"LoudnessNormalize\"},"
-    "{\"id\":\"vad\",\"node_type\":\"VAD\"}],"
-    "\"connections\":[{\"from\":\"resample\",\"to\":\"loudness\"},"
-    "{\"from\":\"loudness\",\"to\":\"vad\"}]}";
+static const char manifest[] = "{\"name\":\"bench_media\",\"nodes\":["
+                               "{\"id\":\"resample\",\"node_type\":\"AudioResample\","
+                               "\"params\":{\"rate\":16000,\"channels\":1,\"quality\":\"high\"}},"
+                               "{\"id\":\"loudness\",\"node_type\":\"LoudnessNormalize\"},"
+                               "{\"id\":\"vad\",\"node_type\":\"VAD\"}],"
+                               "\"connections\":[{\"from\":\"resample\",\"to\":\"loudness\"},"
+                               "{\"from\":\"loudness\",\"to\":\"vad\"}]}";
 
 static double now_ms(void) {
   struct timespec ts;

@@ -123,8 +123,8 @@ rm_buffer_t *rm_buffer_new(rm_kind_t kind, size_t size, rm_mem_account_t *accoun
   return b;
 }
 
-rm_buffer_t *rm_buffer_new_audio(rm_mem_account_t *account, uint32_t sample_rate,
-                                 uint32_t channels, rm_sample_format_t format, size_t frames) {
+rm_buffer_t *rm_buffer_new_audio(rm_mem_account_t *account, uint32_t sample_rate, uint32_t channels,
+                                 rm_sample_format_t format, size_t frames) {
   size_t bps = rm_sample_format_size(format);
   if (!bps || !channels || frames > SIZE_MAX / channels / bps)
     return NULL;
@@ -137,8 +137,8 @@ rm_buffer_t *rm_buffer_new_audio(rm_mem_account_t *account, uint32_t sample_rate
   return b;
 }
 
-rm_buffer_t *rm_buffer_new_tensor(rm_mem_account_t *account, rm_dtype_t dtype,
-                                  const int64_t *shape, uint32_t ndim) {
+rm_buffer_t *rm_buffer_new_tensor(rm_mem_account_t *account, rm_dtype_t dtype, const int64_t *shape,
+                                  uint32_t ndim) {
   size_t total = rm_dtype_size(dtype);
   if (!total || ndim > RM_TENSOR_MAX_DIMS)
     return NULL;
@@ -219,8 +219,8 @@ int rm_buffer_validate(const rm_buffer_t *buf, rm_error_t *err) {
     const rm_audio_info_t *a = &buf->u.audio;
     size_t bps = rm_sample_format_size(a->format);
     if (!bps)
-      return rm_error_set(err, RM_EINPUT, NULL, "format", "audio format %d is not one of f32, i16, i32, f64",
-                          (int)a->format);
+      return rm_error_set(err, RM_EINPUT, NULL, "format",
+                          "audio format %d is not one of f32, i16, i32, f64", (int)a->format);
     if (a->sample_rate < 1 || a->sample_rate > 768000)
       return rm_error_set(err, RM_EINPUT, NULL, "sample_rate",
                           "audio sample_rate %u is outside 1..768000", a->sample_rate);
@@ -228,9 +228,10 @@ int rm_buffer_validate(const rm_buffer_t *buf, rm_error_t *err) {
       return rm_error_set(err, RM_EINPUT, NULL, "channels", "audio channels %u is outside 1..64",
                           a->channels);
     if (buf->size % (bps * a->channels))
-      return rm_error_set(err, RM_EINPUT, NULL, "samples",
-                          "audio samples hold %zu bytes, not a whole number of %u-channel %s frames",
-                          buf->size, a->channels, rm_sample_format_name(a->format));
+      return rm_error_set(
+          err, RM_EINPUT, NULL, "samples",
+          "audio samples hold %zu bytes, not a whole number of %u-channel %s frames", buf->size,
+          a->channels, rm_sample_format_name(a->format));
     return 0;
   }
   case RM_KIND_TENSOR: {
@@ -240,8 +241,9 @@ int rm_buffer_validate(const rm_buffer_t *buf, rm_error_t *err) {
       return rm_error_set(err, RM_EINPUT, NULL, "dtype", "tensor dtype %d is not supported",
                           (int)t->dtype);
     if (t->ndim > RM_TENSOR_MAX_DIMS)
-      return rm_error_set(err, RM_EINPUT, NULL, "shape", "tensor has %u dimensions, at most %d allowed",
-                          t->ndim, RM_TENSOR_MAX_DIMS);
+      return rm_error_set(err, RM_EINPUT, NULL, "shape",
+                          "tensor has %u dimensions, at most %d allowed", t->ndim,
+                          RM_TENSOR_MAX_DIMS);
     for (uint32_t i = 0; i < t->ndim; i++) {
       if (t->shape[i] < 0)
         return rm_error_set(err, RM_EINPUT, NULL, "shape", "tensor dimension %u is negative", i);
@@ -257,10 +259,8 @@ int rm_buffer_validate(const rm_buffer_t *buf, rm_error_t *err) {
   }
   case RM_KIND_JSON:
   case RM_KIND_TEXT:
-  case RM_KIND_BINARY:
-    return 0;
-  default:
-    return rm_error_set(err, RM_EINPUT, NULL, "kind", "buffer has no data kind");
+  case RM_KIND_BINARY: return 0;
+  default: return rm_error_set(err, RM_EINPUT, NULL, "kind", "buffer has no data kind");
   }
 }
 

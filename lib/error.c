@@ -50,8 +50,8 @@ static void copy_trunc(char *dst, size_t cap, const char *src) {
   sanitise(dst);
 }
 
-int rm_error_set(rm_error_t *err, int code, const char *node_id, const char *field,
-                 const char *fmt, ...) {
+int rm_error_set(rm_error_t *err, int code, const char *node_id, const char *field, const char *fmt,
+                 ...) {
   if (!err)
     return code;
   err->code = code;

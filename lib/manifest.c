@@ -58,8 +58,8 @@ static int grow(rm_arena_t *a, void **arr, size_t n, size_t *cap, size_t elem) {
   return 0;
 }
 
-int rm_manifest_add_node(rm_manifest_t *m, const char *id, const char *type,
-                         const json_t *params, rm_error_t *err) {
+int rm_manifest_add_node(rm_manifest_t *m, const char *id, const char *type, const json_t *params,
+                         rm_error_t *err) {
   if (params && !json_is_object(params))
     return rm_error_set(err, RM_EPARAM, id, "params", "node '%s': params must be a JSON object",
                         id);
@@ -100,8 +100,7 @@ static int parse_ran_out_of_memory(const json_error_t *je, unsigned long failure
 }
 
 /* Parses params given as JSON text; "" means {}. */
-static int parse_params_text(const char *text, const char *node_id, json_t **out,
-                             rm_error_t *err) {
+static int parse_params_text(const char *text, const char *node_id, json_t **out, rm_error_t *err) {
   if (!text || !*text) {
     *out = json_object();
     return *out ? 0 : rm_error_set(err, RM_ENOMEM, node_id, NULL, "out of memory");
@@ -192,8 +191,8 @@ static int load_json(const json_t *root, rm_manifest_t *m, rm_error_t *err) {
       if ((rc = parse_params_text(json_string_value(p), id, &params, err)))
         return rc;
     } else if (p && !json_is_null(p) && !json_is_object(p)) {
-      return rm_error_set(err, RM_EPARAM, id, "params",
-                          "node '%s': params must be a JSON object", id);
+      return rm_error_set(err, RM_EPARAM, id, "params", "node '%s': params must be a JSON object",
+                          id);
     } else if (json_is_object(p)) {
       params = json_incref(p);
     }
@@ -248,16 +247,15 @@ static int from_loaded(json_t *root, const json_error_t *je, unsigned long failu
     if (json_error_code(je) == json_error_cannot_open_file)
       return rm_error_set(err, RM_EIO, NULL, NULL, "%s", je->text);
     return rm_error_set(err, RM_EMANIFEST, NULL, NULL,
-                        "manifest is not valid JSON: %s (line %d, column %d)", je->text,
-                        je->line, je->column);
+                        "manifest is not valid JSON: %s (line %d, column %d)", je->text, je->line,
+                        je->column);
   }
   int rc = rm_manifest_from_json(root, out, err);
   json_decref(root);
   return rc;
 }
 
-int rm_manifest_from_json_text(const char *text, size_t len, rm_manifest_t **out,
-                               rm_error_t *err) {
+int rm_manifest_from_json_text(const char *text, size_t len, rm_manifest_t **out, rm_error_t *err) {
   json_error_t je = {0};
   unsigned long failures = rm_alloc_failures();
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
@@ -302,14 +300,14 @@ int rm_manifest_from_proto(const Remotemedia__V1__PipelineManifest *msg, rm_mani
 
 json_t *rm_manifest_to_json(const rm_manifest_t *m) {
   json_t *nodes = json_array(), *conns = json_array();
-  json_t *root = json_pack("{s:s, s:o, s:o}", "name", m->name, "nodes", nodes, "connections",
-                           conns);
+  json_t *root =
+      json_pack("{s:s, s:o, s:o}", "name", m->name, "nodes", nodes, "connections", conns);
   if (!root)
     return NULL;
   for (size_t i = 0; i < m->n_nodes; i++) {
     const rm_node_spec_t *n = &m->nodes[i];
-    if (json_array_append_new(nodes, json_pack("{s:s, s:s, s:O}", "id", n->id, "node_type",
-                                               n->type, "params", n->params))) {
+    if (json_array_append_new(nodes, json_pack("{s:s, s:s, s:O}", "id", n->id, "node_type", n->type,
+                                               "params", n->params))) {
       json_decref(root);
       return NULL;
     }

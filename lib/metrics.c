@@ -335,13 +335,12 @@ json_t *rm_metrics_proto_to_json(const Remotemedia__V1__PipelineMetrics *msg) {
     return NULL;
   for (size_t i = 0; i < msg->n_node_metrics; i++) {
     const Remotemedia__V1__NodeMetrics *n = msg->node_metrics[i];
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "node_id",
-                          n->node_id, "execution_count", (json_int_t)n->execution_count,
-                          "success_count", (json_int_t)n->success_count, "error_count",
-                          (json_int_t)n->error_count, "success_rate", n->success_rate,
-                          "total_duration_us", n->total_duration_us, "avg_duration_us",
-                          n->avg_duration_us, "min_duration_us", n->min_duration_us,
-                          "max_duration_us", n->max_duration_us);
+    json_t *o = json_pack(
+        "{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "node_id", n->node_id, "execution_count",
+        (json_int_t)n->execution_count, "success_count", (json_int_t)n->success_count,
+        "error_count", (json_int_t)n->error_count, "success_rate", n->success_rate,
+        "total_duration_us", n->total_duration_us, "avg_duration_us", n->avg_duration_us,
+        "min_duration_us", n->min_duration_us, "max_duration_us", n->max_duration_us);
     if (json_array_append_new(nodes, o)) {
       json_decref(nodes);
       return NULL;

@@ -48,15 +48,15 @@ static void range_text(const rm_param_spec_t *s, char *buf, size_t cap) {
   snprintf(buf, cap, "%s, %s", lo, hi);
 }
 
-static int check_range(const rm_param_spec_t *s, double v, const char *node_id,
-                       const char *what, rm_error_t *err) {
+static int check_range(const rm_param_spec_t *s, double v, const char *node_id, const char *what,
+                       rm_error_t *err) {
   if (!isfinite(v) || ((s->flags & RM_PARAM_HAS_MIN) && v < s->min) ||
       ((s->flags & RM_PARAM_HAS_MAX) && v > s->max)) {
     char r[80];
     range_text(s, r, sizeof r);
     return rm_error_set(err, RM_EPARAM, node_id, s->name,
-                        "node '%s' param '%s': %s%.17g is out of range %s", node_id, s->name,
-                        what, v, r);
+                        "node '%s' param '%s': %s%.17g is out of range %s", node_id, s->name, what,
+                        v, r);
   }
   return 0;
 }
@@ -124,8 +124,8 @@ static int check_value(const rm_param_spec_t *s, const json_t *v, const char *no
     return 0;
   }
   }
-  return rm_error_set(err, RM_EPARAM, node_id, s->name,
-                      "node '%s' param '%s': expected %s, got %s", node_id, s->name,
+  return rm_error_set(err, RM_EPARAM, node_id, s->name, "node '%s' param '%s': expected %s, got %s",
+                      node_id, s->name,
                       s->type == RM_PARAM_ENUM ? "string" : rm_param_type_name(s->type),
                       json_type_name(v));
 }
@@ -142,8 +142,8 @@ int rm_params_validate(const rm_param_spec_t *specs, size_t n_specs, const json_
     json_object_foreach((json_t *)params, key, v) {
       const rm_param_spec_t *s = find_spec(specs, n_specs, key);
       if (!s)
-        return rm_error_set(err, RM_EPARAM, node_id, key, "node '%s': unknown param '%s'",
-                            node_id, key);
+        return rm_error_set(err, RM_EPARAM, node_id, key, "node '%s': unknown param '%s'", node_id,
+                            key);
       int rc = check_value(s, v, node_id, err);
       if (rc)
         return rc;

@@ -22,7 +22,7 @@ typedef struct item_list {
 } item_list_t;
 
 typedef struct edge {
-  size_t from, to;           /* node indices (manifest order) */
+  size_t from, to; /* node indices (manifest order) */
   unsigned from_port, to_port;
 } edge_t;
 
@@ -40,7 +40,7 @@ typedef struct node {
   /* per run */
   item_list_t *outs; /* one per output port */
   size_t consumers_left;
-  int keep;          /* outputs go to the result */
+  int keep;           /* outputs go to the result */
   rm_buffer_t *input; /* request input of a source node */
 } node_t;
 
@@ -190,14 +190,13 @@ static int check_ids(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) 
     const rm_node_type_t *t = rm_registry_find(m->nodes[i].type);
     if (!t)
       return rm_error_set(err, RM_ENOTYPE, m->nodes[i].id, "node_type",
-                          "node '%s': unknown node type '%.80s'", m->nodes[i].id,
-                          m->nodes[i].type);
+                          "node '%s': unknown node type '%.80s'", m->nodes[i].id, m->nodes[i].type);
     p->nodes[i].type = t;
     p->heavy |= (t->flags & RM_NODE_HEAVY) != 0;
-    p->nodes[i].out_kinds = rm_arena_calloc(&p->arena, t->n_outputs ? t->n_outputs : 1,
-                                            sizeof(unsigned));
-    p->nodes[i].outs = rm_arena_calloc(&p->arena, t->n_outputs ? t->n_outputs : 1,
-                                       sizeof(item_list_t));
+    p->nodes[i].out_kinds =
+        rm_arena_calloc(&p->arena, t->n_outputs ? t->n_outputs : 1, sizeof(unsigned));
+    p->nodes[i].outs =
+        rm_arena_calloc(&p->arena, t->n_outputs ? t->n_outputs : 1, sizeof(item_list_t));
     if (!p->nodes[i].out_kinds || !p->nodes[i].outs)
       return rm_error_set(err, RM_ENOMEM, m->nodes[i].id, NULL, "out of memory");
   }
@@ -224,14 +223,13 @@ static int build_edges(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err
     long tp = find_port(tt->inputs, tt->n_inputs, c->to_port);
     if (fp < 0)
       return rm_error_set(err, RM_EMANIFEST, c->from, "from_port",
-                          "connection %zu (%s -> %s): node '%s' (%s) has no output port '%.64s'",
-                          i, c->from, c->to, c->from, ft->name,
+                          "connection %zu (%s -> %s): node '%s' (%s) has no output port '%.64s'", i,
+                          c->from, c->to, c->from, ft->name,
                           *c->from_port ? c->from_port : "(primary)");
     if (tp < 0)
       return rm_error_set(err, RM_EMANIFEST, c->to, "to_port",
-                          "connection %zu (%s -> %s): node '%s' (%s) has no input port '%.64s'",
-                          i, c->from, c->to, c->to, tt->name,
-                          *c->to_port ? c->to_port : "(primary)");
+                          "connection %zu (%s -> %s): node '%s' (%s) has no input port '%.64s'", i,
+                          c->from, c->to, c->to, tt->name, *c->to_port ? c->to_port : "(primary)");
     p->edges[i] = (edge_t){(size_t)from, (size_t)to, (unsigned)fp, (unsigned)tp};
     p->n_edges = i + 1;
   }
@@ -271,8 +269,8 @@ static int build_edges(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err
           k += p->edges[n->in_edges[j]].to_port == port;
         if (!k && !(t->inputs[port].flags & RM_PORT_OPTIONAL))
           return rm_error_set(err, RM_EMANIFEST, n->id, "connections",
-                              "node '%s' (%s): input port '%s' is not connected", n->id,
-                              t->name, t->inputs[port].name);
+                              "node '%s' (%s): input port '%s' is not connected", n->id, t->name,
+                              t->inputs[port].name);
       }
     }
   }
@@ -345,14 +343,13 @@ static int schedule(rm_pipeline_t *p, rm_error_t *err) {
     size_t used = 0;
     for (size_t i = 0; i <= len && used < sizeof path; i++) {
       size_t node = ring[(first + len - i % len) % len];
-      int w = snprintf(path + used, sizeof path - used, "%s%s", i ? " -> " : "",
-                       p->nodes[node].id);
+      int w = snprintf(path + used, sizeof path - used, "%s%s", i ? " -> " : "", p->nodes[node].id);
       if (w < 0)
         break;
       used += (size_t)w;
     }
-    rc = rm_error_set(err, RM_EMANIFEST, p->nodes[cur].id, "connections",
-                      "cycle detected: %s", path);
+    rc = rm_error_set(err, RM_EMANIFEST, p->nodes[cur].id, "connections", "cycle detected: %s",
+                      path);
   }
   return rc;
 }
@@ -381,8 +378,8 @@ static int check_kinds(rm_pipeline_t *p, rm_error_t *err) {
     if (!n->n_in && t->n_inputs)
       in_mask = t->inputs[0].kinds; /* fed by the request */
     for (size_t o = 0; o < t->n_outputs; o++)
-      n->out_kinds[o] = (t->outputs[o].flags & RM_PORT_SAME_AS_INPUT) ? in_mask
-                                                                      : t->outputs[o].kinds;
+      n->out_kinds[o] =
+          (t->outputs[o].flags & RM_PORT_SAME_AS_INPUT) ? in_mask : t->outputs[o].kinds;
   }
   return 0;
 }
@@ -391,8 +388,7 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
   for (size_t i = 0; i < p->n_nodes; i++) {
     node_t *n = &p->nodes[i];
     const rm_node_type_t *t = n->type;
-    int rc = rm_params_validate(t->params, t->n_params, m->nodes[i].params, n->id, &n->params,
-                                err);
+    int rc = rm_params_validate(t->params, t->n_params, m->nodes[i].params, n->id, &n->params, err);
     if (rc)
       return rc;
     rm_error_t local;
@@ -436,8 +432,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
                         limits->max_connections);
   if (!valid_name(m->name))
     return rm_error_set(err, RM_EMANIFEST, NULL, "name",
-                        "pipeline name must be at most %d bytes of printable UTF-8",
-                        NAME_MAX_LEN);
+                        "pipeline name must be at most %d bytes of printable UTF-8", NAME_MAX_LEN);
   rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
   if (!p)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
@@ -670,11 +665,11 @@ static int bind_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inpu
                           "comes from them",
                           n->id);
     if (!n->type->n_inputs)
-      return rm_error_set(err, RM_EINPUT, n->id, "inputs",
-                          "input for node '%s': %s takes no input", n->id, n->type->name);
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs", "input for node '%s': %s takes no input",
+                          n->id, n->type->name);
     if (n->input)
-      return rm_error_set(err, RM_EINPUT, n->id, "inputs",
-                          "input for node '%s' is given twice", n->id);
+      return rm_error_set(err, RM_EINPUT, n->id, "inputs", "input for node '%s' is given twice",
+                          n->id);
     rm_buffer_t *b = inputs[i].buf;
     if (!b)
       return rm_error_set(err, RM_EINPUT, n->id, "inputs", "input for node '%s' has no buffer",
@@ -690,8 +685,8 @@ static int bind_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inpu
       char acc[64];
       kinds_text(n->type->inputs[0].kinds, acc, sizeof acc);
       return rm_error_set(err, RM_EINPUT, n->id, "inputs",
-                          "input for node '%s': %s accepts %s, got %s", n->id, n->type->name,
-                          acc, rm_kind_name(b->kind));
+                          "input for node '%s': %s accepts %s, got %s", n->id, n->type->name, acc,
+                          rm_kind_name(b->kind));
     }
     int rc = check_buffer_limits(&p->limits, b, n, 1, err);
     if (rc)
@@ -769,13 +764,13 @@ static int invocation_count(rm_pipeline_t *p, node_t *n, size_t *count, rm_error
     const edge_t *e = &p->edges[n->in_edges[j]];
     size_t len = p->nodes[e->from].outs[e->from_port].n;
     if (len != maxn && len != 1) {
-      size_t len0 = p->nodes[p->edges[n->in_edges[0]].from].outs[p->edges[n->in_edges[0]].from_port].n;
+      size_t len0 =
+          p->nodes[p->edges[n->in_edges[0]].from].outs[p->edges[n->in_edges[0]].from_port].n;
       return rm_error_set(err, RM_ENODE, n->id, "connections",
                           "node '%s' (%s): its inputs carry different numbers of items (%zu "
                           "from '%s', %zu from '%s')",
-                          n->id, n->type->name, len0,
-                          p->nodes[p->edges[n->in_edges[0]].from].id, len,
-                          p->nodes[e->from].id);
+                          n->id, n->type->name, len0, p->nodes[p->edges[n->in_edges[0]].from].id,
+                          len, p->nodes[e->from].id);
     }
   }
   /* if one input is empty the node has nothing to combine */
@@ -804,8 +799,7 @@ static int joinable(const rm_buffer_t *a, const rm_buffer_t *b) {
   case RM_KIND_BINARY:
     return (!a->mime_type && !b->mime_type) ||
            (a->mime_type && b->mime_type && !strcmp(a->mime_type, b->mime_type));
-  default:
-    return 0;
+  default: return 0;
   }
 }
 
@@ -852,8 +846,8 @@ typedef struct run_scratch {
   unsigned *ports;
 } run_scratch_t;
 
-static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts,
-                    run_scratch_t *s, rm_node_result_t *res, rm_error_t *err) {
+static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_scratch_t *s,
+                    rm_node_result_t *res, rm_error_t *err) {
   size_t count = 0;
   int rc = invocation_count(p, n, &count, err);
   if (rc)
@@ -861,8 +855,8 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts,
   const rm_node_type_t *t = n->type;
   int do_flush = opts->end_of_stream && t->flush;
   size_t calls = count ? count : (do_flush ? 1 : 0);
-  rm_node_ctx_t ctx = {.p = p, .node = n, .inputs = s->inputs, .in_ports = s->ports,
-                       .opts = opts, .err = err};
+  rm_node_ctx_t ctx = {
+      .p = p, .node = n, .inputs = s->inputs, .in_ports = s->ports, .opts = opts, .err = err};
   for (size_t k = 0; k < calls; k++) {
     if ((rc = check_stop(opts, err, n->id)))
       return rc;

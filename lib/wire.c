@@ -54,8 +54,9 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
     }
     break;
   default:
-    return rm_error_set(err, RM_EINPUT, NULL, "kind", "the buffer sets none of audio, tensor, "
-                                                      "json, text, binary");
+    return rm_error_set(err, RM_EINPUT, NULL, "kind",
+                        "the buffer sets none of audio, tensor, "
+                        "json, text, binary");
   }
   if (!b)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
@@ -113,7 +114,6 @@ void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w) {
     w->msg.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY;
     w->msg.binary = &w->u.binary;
     break;
-  default:
-    break;
+  default: break;
   }
 }

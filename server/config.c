@@ -17,7 +17,13 @@
 #define RM_VERSION "0.0.0"
 #endif
 
-typedef enum { T_STR, T_INT, T_I64, T_UINT, T_BOOL } opt_type_t; /* char*, int, int64_t, uint64_t, int */
+typedef enum {
+  T_STR,
+  T_INT,
+  T_I64,
+  T_UINT,
+  T_BOOL
+} opt_type_t; /* char*, int, int64_t, uint64_t, int */
 
 typedef struct opt {
   const char *name; /* flag without "--", JSON key with '-' replaced by '_' */
@@ -52,10 +58,10 @@ static const opt_t opts[] = {
      "most buffers the nodes of one run may produce (chunking into tiny frames is bounded)"},
     {"max-concurrent", "RM_MAX_CONCURRENT", T_UINT, OFF(max_concurrent), "64", 1, 100000, 0,
      "ExecutePipeline calls running at once; more are RESOURCE_EXHAUSTED at once"},
-    {"max-execution-ms", "RM_MAX_EXECUTION_MS", T_UINT, OFF(max_execution_ms), "60000", 1,
-     86400000, 0, "wall time one pipeline run may take"},
-    {"inline-max-bytes", "RM_INLINE_MAX_BYTES", T_UINT, OFF(inline_max_bytes), "262144", 0,
-     INT_MAX, 0, "light pipelines whose request is at most this big run on the polling thread"},
+    {"max-execution-ms", "RM_MAX_EXECUTION_MS", T_UINT, OFF(max_execution_ms), "60000", 1, 86400000,
+     0, "wall time one pipeline run may take"},
+    {"inline-max-bytes", "RM_INLINE_MAX_BYTES", T_UINT, OFF(inline_max_bytes), "262144", 0, INT_MAX,
+     0, "light pipelines whose request is at most this big run on the polling thread"},
     {"grace-ms", "RM_GRACE_MS", T_UINT, OFF(grace_ms), "10000", 0, 3600000, 0,
      "on SIGTERM/SIGINT, how long in-flight calls may take before they are cancelled"},
     {"auth-token-file", "RM_AUTH_TOKEN_FILE", T_STR, OFF(auth_token_file), "", 0, 0, 0,
@@ -67,9 +73,8 @@ static const opt_t opts[] = {
     {"tls-key", "RM_TLS_KEY", T_STR, OFF(tls_key), "", 0, 0, 0, "PEM private key file"},
     {"tls-client-ca", "RM_TLS_CLIENT_CA", T_STR, OFF(tls_client_ca), "", 0, 0, 0,
      "PEM CA bundle to verify client certificates (mutual TLS)"},
-    {"tls-require-client-cert", "RM_TLS_REQUIRE_CLIENT_CERT", T_BOOL,
-     OFF(tls_require_client_cert), "false", 0, 1, 0,
-     "reject clients without a certificate signed by --tls-client-ca"},
+    {"tls-require-client-cert", "RM_TLS_REQUIRE_CLIENT_CERT", T_BOOL, OFF(tls_require_client_cert),
+     "false", 0, 1, 0, "reject clients without a certificate signed by --tls-client-ca"},
     {"log-level", "RM_LOG_LEVEL", T_STR, OFF(log_level), "info", 0, 0, 0,
      "debug, info (one line per call), warn, error or off"},
     {"keepalive-time-ms", "RM_KEEPALIVE_TIME_MS", T_I64, OFF(keepalive_time_ms), "7200000", 1000,
@@ -81,10 +86,10 @@ static const opt_t opts[] = {
      "accept client keepalive pings on connections without calls"},
     {"min-ping-interval-ms", "RM_MIN_PING_INTERVAL_MS", T_I64, OFF(min_ping_interval_ms), "10000",
      0, INT_MAX, 0, "least interval between client pings before they count as abuse"},
-    {"max-connection-idle-ms", "RM_MAX_CONNECTION_IDLE_MS", T_I64, OFF(max_connection_idle_ms),
-     "0", 0, INT_MAX, 0, "close connections idle this long (0 = never)"},
-    {"max-connection-age-ms", "RM_MAX_CONNECTION_AGE_MS", T_I64, OFF(max_connection_age_ms), "0",
-     0, INT_MAX, 0,
+    {"max-connection-idle-ms", "RM_MAX_CONNECTION_IDLE_MS", T_I64, OFF(max_connection_idle_ms), "0",
+     0, INT_MAX, 0, "close connections idle this long (0 = never)"},
+    {"max-connection-age-ms", "RM_MAX_CONNECTION_AGE_MS", T_I64, OFF(max_connection_age_ms), "0", 0,
+     INT_MAX, 0,
      "send GOAWAY after a connection lived this long, so clients rebalance (0 = never)"},
     {"max-connection-age-grace-ms", "RM_MAX_CONNECTION_AGE_GRACE_MS", T_I64,
      OFF(max_connection_age_grace_ms), "30000", 0, INT_MAX, 0,
@@ -140,8 +145,8 @@ static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char 
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (errno || end == v || *end || n < o->min || n > o->max)
-      return fail(errbuf, cap, "%s: %s must be an integer in %lld..%lld, got '%s'", source,
-                  o->name, (long long)o->min, (long long)o->max, v),
+      return fail(errbuf, cap, "%s: %s must be an integer in %lld..%lld, got '%s'", source, o->name,
+                  (long long)o->min, (long long)o->max, v),
              -1;
     if (o->type == T_INT)
       *(int *)field = (int)n;
@@ -210,17 +215,18 @@ static int load_file(rm_config_t *cfg, const char *path, char *errbuf, size_t ca
 }
 
 void rm_config_usage(FILE *out) {
-  fprintf(out,
-          "usage: remotemedia-server [options]\n\n"
-          "Runs the remotemedia pipeline execution server (gRPC). Options come from, in\n"
-          "increasing precedence: defaults, a JSON config file (--config FILE or RM_CONFIG;\n"
-          "keys are the option names with '_' for '-'), environment variables, flags.\n\n"
-          "  --config FILE  (RM_CONFIG)\n      JSON configuration file\n");
+  fprintf(out, "usage: remotemedia-server [options]\n\n"
+               "Runs the remotemedia pipeline execution server (gRPC). Options come from, in\n"
+               "increasing precedence: defaults, a JSON config file (--config FILE or RM_CONFIG;\n"
+               "keys are the option names with '_' for '-'), environment variables, flags.\n\n"
+               "  --config FILE  (RM_CONFIG)\n      JSON configuration file\n");
   for (size_t i = 0; i < N_OPTS; i++) {
     const opt_t *o = &opts[i];
     fprintf(out, "  --%s=%s  (%s)\n      %s [default: %s]\n", o->name,
-            o->type == T_BOOL ? "BOOL" : o->type == T_STR ? "TEXT" : "N", o->env, o->help,
-            *o->def ? o->def : "none");
+            o->type == T_BOOL  ? "BOOL"
+            : o->type == T_STR ? "TEXT"
+                               : "N",
+            o->env, o->help, *o->def ? o->def : "none");
   }
   fprintf(out, "  --help\n      this text\n  --version\n      print the version\n\n"
                "Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE,\n"

@@ -7,21 +7,21 @@
 #include <stdio.h>
 
 typedef struct rm_config {
-  char *listen;                 /* host:port */
-  int threads;                  /* completion-queue polling threads */
-  int workers;                  /* threads running heavy pipelines */
-  int request_slots;            /* outstanding request tags per queue and method */
-  uint64_t max_message_bytes;   /* receive and send */
+  char *listen;               /* host:port */
+  int threads;                /* completion-queue polling threads */
+  int workers;                /* threads running heavy pipelines */
+  int request_slots;          /* outstanding request tags per queue and method */
+  uint64_t max_message_bytes; /* receive and send */
   uint64_t max_nodes;
   uint64_t max_audio_samples;
   uint64_t max_input_bytes;
-  uint64_t max_items;           /* buffers produced by one run */
-  uint64_t max_concurrent;      /* ExecutePipeline calls at once */
+  uint64_t max_items;      /* buffers produced by one run */
+  uint64_t max_concurrent; /* ExecutePipeline calls at once */
   uint64_t max_execution_ms;
-  uint64_t inline_max_bytes;    /* light pipelines with inputs up to this run inline */
-  uint64_t grace_ms;            /* shutdown grace period */
-  char *auth_token_file;        /* one token per line */
-  char *auth_tokens;            /* comma-separated (env RM_AUTH_TOKENS) */
+  uint64_t inline_max_bytes; /* light pipelines with inputs up to this run inline */
+  uint64_t grace_ms;         /* shutdown grace period */
+  char *auth_token_file;     /* one token per line */
+  char *auth_tokens;         /* comma-separated (env RM_AUTH_TOKENS) */
   char *tls_cert;
   char *tls_key;
   char *tls_client_ca;
@@ -42,8 +42,7 @@ typedef struct rm_config {
  * variables, then argv; later sources win. Returns 0; 1 when --help/--version was handled
  * (text already printed to out); -1 on invalid configuration with a one-line reason in
  * errbuf. cfg must be released with rm_config_destroy in every case. */
-int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *errbuf,
-                   size_t errcap);
+int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *errbuf, size_t errcap);
 void rm_config_destroy(rm_config_t *cfg);
 
 /* Prints the option reference (flags, env names, defaults). */

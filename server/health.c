@@ -46,7 +46,8 @@ static status_t current(int known_service) {
 }
 
 static void check(rm_call_t *call, const ProtobufCMessage *msg) {
-  const Grpc__Health__V1__HealthCheckRequest *req = (const Grpc__Health__V1__HealthCheckRequest *)msg;
+  const Grpc__Health__V1__HealthCheckRequest *req =
+      (const Grpc__Health__V1__HealthCheckRequest *)msg;
   if (!is_known(req->service)) {
     char text[200];
     snprintf(text, sizeof text, "unknown service '%.120s'", req->service);
@@ -137,9 +138,9 @@ static void watch_start(rm_server_t *s, grpc_call *call, grpc_byte_buffer *paylo
     grpc_byte_buffer_destroy(payload);
   watch_t *w = rm_calloc(1, sizeof *w);
   if (!req || !w) {
-    grpc_call_cancel_with_status(call, req ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
-                                 req ? "out of memory" : "the request is not a valid HealthCheckRequest",
-                                 NULL);
+    grpc_call_cancel_with_status(
+        call, req ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+        req ? "out of memory" : "the request is not a valid HealthCheckRequest", NULL);
     if (req)
       rm_unpack_free(&req->base);
     rm_free(w);
@@ -181,12 +182,14 @@ void rm_health_set_serving(int on) {
 }
 
 void rm_health_methods(rm_method_t *out) {
-  out[0] = (rm_method_t){.path = "/grpc.health.v1.Health/Check", .kind = RM_RPC_UNARY,
+  out[0] = (rm_method_t){.path = "/grpc.health.v1.Health/Check",
+                         .kind = RM_RPC_UNARY,
                          .serve_while_draining = 1,
                          .request = &grpc__health__v1__health_check_request__descriptor,
                          .handle = check};
-  out[1] = (rm_method_t){.path = "/grpc.health.v1.Health/Watch", .kind = RM_RPC_STREAM,
-                         .serve_while_draining = 1, .payload_with_request = 1,
+  out[1] = (rm_method_t){.path = "/grpc.health.v1.Health/Watch",
+                         .kind = RM_RPC_STREAM,
+                         .serve_while_draining = 1,
+                         .payload_with_request = 1,
                          .start = watch_start};
 }
-

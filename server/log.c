@@ -91,12 +91,13 @@ static void timestamp(char *out, size_t cap) {
 void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields) {
   char ts[80];
   timestamp(ts, sizeof ts);
-  json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", rm_log_level_name(level),
-                           "event", event);
+  json_t *line =
+      json_pack("{s:s, s:s, s:s}", "ts", ts, "level", rm_log_level_name(level), "event", event);
   if (line && fields)
     json_object_update(line, fields);
   json_decref(fields);
-  char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
+  char *text =
+      line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
   json_decref(line);
   if (!text) { /* out of memory or invalid UTF-8 in a field: still say something */
     fprintf(stderr, "{\"level\":\"%s\",\"event\":\"%s\",\"log_error\":\"unencodable\"}\n",
@@ -138,7 +139,10 @@ static void put(rm_log_line_t *l, const char *s, size_t n) {
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t left) {
-  size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+  size_t n = s[0] >= 0xf0 && s[0] <= 0xf4  ? 4
+             : s[0] >= 0xe0                ? 3
+             : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
+                                           : 0;
   if (!n || n > left)
     return 0;
   for (size_t i = 1; i < n; i++)

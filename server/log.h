@@ -16,10 +16,10 @@ extern rm_log_level_t rm_log_threshold;
 
 /* RM_LOG(level, "event", "{s:s, s:I}", "key", value, ...): the fields are a json_pack
  * format and its arguments; nothing is formatted when the level is filtered out. */
-#define RM_LOG(level, event, ...)                                                        \
-  do {                                                                                   \
-    if ((level) >= rm_log_threshold)                                                     \
-      rm_log_emit((level), (event), __VA_ARGS__);                                        \
+#define RM_LOG(level, event, ...)                                                                  \
+  do {                                                                                             \
+    if ((level) >= rm_log_threshold)                                                               \
+      rm_log_emit((level), (event), __VA_ARGS__);                                                  \
   } while (0)
 
 /* Writes {"ts", "level", "event", fields...} as one line. Any thread. */

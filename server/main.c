@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
   (void)rm_clock_read_cost_ns(); /* calibrate before the first call is timed */
   grpc_init();
   if (rm_reflection_init()) {
-    RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error", "embedded descriptor set is malformed");
+    RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error",
+           "embedded descriptor set is malformed");
     grpc_shutdown();
     rm_log_stop();
     rm_config_destroy(&cfg);
@@ -82,7 +83,8 @@ int main(int argc, char **argv) {
   rm_server_t *server = rm_server_new(&cfg, methods, err, sizeof err);
   if (!server || rm_server_start(server)) {
     if (rm_log_threshold < RM_LOG_OFF)
-      rm_log_emit(RM_LOG_ERROR, "startup_failed", "{s:s}", "error", server ? "could not start threads" : err);
+      rm_log_emit(RM_LOG_ERROR, "startup_failed", "{s:s}", "error",
+                  server ? "could not start threads" : err);
     fprintf(stderr, "remotemedia-server: %s\n", server ? "could not start threads" : err);
     if (server) {
       rm_server_shutdown(server);
@@ -101,7 +103,8 @@ int main(int argc, char **argv) {
   if (rm_log_threshold < RM_LOG_OFF)
     rm_log_emit(RM_LOG_WARN, "listening", "{s:s, s:i, s:s, s:b, s:b, s:s}", "address", cfg.listen,
                 "port", rm_server_port(server), "version", RM_VERSION, "tls", *cfg.tls_cert != 0,
-                "auth", *cfg.auth_token_file || *cfg.auth_tokens, "grpc_core", grpc_version_string());
+                "auth", *cfg.auth_token_file || *cfg.auth_tokens, "grpc_core",
+                grpc_version_string());
 
   int sig = 0;
   sigwait(&sigs, &sig);

@@ -29,8 +29,8 @@ typedef struct exec_job {
   const Remotemedia__V1__ExecuteRequest *req;
   rm_limits_t limits;
   uint64_t max_input_bytes;
-  uint64_t deadline_ns;     /* effective: the earlier of the client's and the server's */
-  int server_deadline;      /* the server's execution-time limit is the earlier one */
+  uint64_t deadline_ns;        /* effective: the earlier of the client's and the server's */
+  int server_deadline;         /* the server's execution-time limit is the earlier one */
   uint64_t client_deadline_ns; /* 0 = none */
   uint64_t max_execution_ms;
   rm_manifest_t *manifest;
@@ -127,9 +127,10 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
     Remotemedia__V1__NodeResult *nr_msg = &st->results[i];
     remotemedia__v1__node_result__init(nr_msg);
     nr_msg->node_id = (char *)r->nodes[i].node_id;
-    nr_msg->state = r->nodes[i].state == RM_NODE_OK       ? REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_OK
-                    : r->nodes[i].state == RM_NODE_FAILED ? REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_FAILED
-                                                          : REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_SKIPPED;
+    nr_msg->state = r->nodes[i].state == RM_NODE_OK ? REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_OK
+                    : r->nodes[i].state == RM_NODE_FAILED
+                        ? REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_FAILED
+                        : REMOTEMEDIA__V1__NODE_RESULT__STATE__STATE_SKIPPED;
     nr_msg->invocations = r->nodes[i].invocations;
     nr_msg->items_out = r->nodes[i].items_out;
     st->result_ptrs[i] = nr_msg;
@@ -181,8 +182,9 @@ static void run_job(exec_job_t *job) {
     bound = i + 1;
   }
   if (!rc) {
-    RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I}", "pipeline", rm_pipeline_name(job->pipeline),
-           "nodes", (json_int_t)rm_pipeline_node_count(job->pipeline));
+    RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I}", "pipeline",
+           rm_pipeline_name(job->pipeline), "nodes",
+           (json_int_t)rm_pipeline_node_count(job->pipeline));
     rm_run_opts_t opts = {
         .metrics = req->enable_metrics,
         .deadline_ns = job->deadline_ns,
@@ -240,9 +242,10 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
     rm_call_set_log_note(call, "pipeline", req->manifest->name);
   if (!rm_server_exec_acquire(s)) {
     char text[160];
-    snprintf(text, sizeof text,
-             "the server is already running its limit of %llu pipelines (max-concurrent); retry later",
-             (unsigned long long)cfg->max_concurrent);
+    snprintf(
+        text, sizeof text,
+        "the server is already running its limit of %llu pipelines (max-concurrent); retry later",
+        (unsigned long long)cfg->max_concurrent);
     rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL,
                  "max_concurrent");
     return;
@@ -250,7 +253,8 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   exec_job_t *job = rm_arena_calloc(rm_call_arena(call), 1, sizeof *job);
   if (!job) {
     rm_server_exec_release(s);
-    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL, NULL);
+    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL,
+                 NULL);
     return;
   }
   rm_call_ref(call);
@@ -273,8 +277,9 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   job->client_deadline_ns = client_dl;
   job->deadline_ns = job->server_deadline ? server_dl : client_dl;
   if (client_dl && client_dl <= now) {
-    rm_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline expired before the pipeline started",
-                 rm_strerror(RM_ETIMEDOUT), NULL, NULL);
+    rm_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                 "the deadline expired before the pipeline started", rm_strerror(RM_ETIMEDOUT),
+                 NULL, NULL);
     job_finish(job);
     return;
   }
@@ -317,8 +322,8 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
              req->n_output_nodes, job->limits.max_nodes);
     field = "output_nodes";
   } else if (params_bytes > MAX_PARAMS_BYTES) {
-    snprintf(text, sizeof text, "node params total %zu bytes, above the limit of %u",
-             params_bytes, MAX_PARAMS_BYTES);
+    snprintf(text, sizeof text, "node params total %zu bytes, above the limit of %u", params_bytes,
+             MAX_PARAMS_BYTES);
     field = "params";
   }
   if (field) {
@@ -422,7 +427,8 @@ static Remotemedia__V1__NodeTypeInfo *describe(const rm_node_type_t *nt) {
     p->type = (char *)rm_param_type_name(ps->type);
     p->description = (char *)(ps->description ? ps->description : "");
     p->required = (ps->flags & RM_PARAM_REQUIRED) || !ps->default_json;
-    p->default_json = (char *)(ps->default_json && !(ps->flags & RM_PARAM_REQUIRED) ? ps->default_json : "");
+    p->default_json =
+        (char *)(ps->default_json && !(ps->flags & RM_PARAM_REQUIRED) ? ps->default_json : "");
     p->has_minimum = (ps->flags & RM_PARAM_HAS_MIN) != 0;
     p->minimum = p->has_minimum ? ps->min : 0;
     p->has_maximum = (ps->flags & RM_PARAM_HAS_MAX) != 0;
@@ -462,7 +468,8 @@ static void list_node_types(rm_call_t *call, const ProtobufCMessage *msg) {
   if (ok)
     rm_call_reply(call, &resp.base);
   else
-    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL, NULL);
+    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL,
+                 NULL);
   for (size_t i = 0; i < resp.n_node_types; i++)
     free_type(resp.node_types[i]);
   rm_free(resp.node_types);
@@ -492,15 +499,19 @@ const char *const *rm_pipeline_service_names(size_t *n) {
 
 void rm_pipeline_service_methods(rm_method_t *out) {
   out[0] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/ExecutePipeline",
-                         .kind = RM_RPC_UNARY, .needs_auth = 1, .hot = 1,
+                         .kind = RM_RPC_UNARY,
+                         .needs_auth = 1,
+                         .hot = 1,
                          .request = &remotemedia__v1__execute_request__descriptor,
                          .handle = execute_pipeline};
   out[1] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/ListNodeTypes",
-                         .kind = RM_RPC_UNARY, .needs_auth = 1,
+                         .kind = RM_RPC_UNARY,
+                         .needs_auth = 1,
                          .request = &remotemedia__v1__list_node_types_request__descriptor,
                          .handle = list_node_types};
   out[2] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/GetVersion",
-                         .kind = RM_RPC_UNARY, .needs_auth = 1,
+                         .kind = RM_RPC_UNARY,
+                         .needs_auth = 1,
                          .request = &remotemedia__v1__get_version_request__descriptor,
                          .handle = get_version};
 }

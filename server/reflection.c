@@ -258,7 +258,8 @@ static grpc_byte_buffer *answer(Grpc__Reflection__V1__ServerReflectionRequest *r
     break;
   }
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
-    snprintf(text, sizeof text, "extension %d of %.200s", req->file_containing_extension->extension_number,
+    snprintf(text, sizeof text, "extension %d of %.200s",
+             req->file_containing_extension->extension_number,
              req->file_containing_extension->containing_type);
     what = text;
     break;
@@ -373,7 +374,8 @@ static void on_refl_io(rm_tag_t *tag, int ok) {
     grpc_byte_buffer_destroy(r->in);
     r->in = NULL;
     if (!req) {
-      rc = finish(r, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid ServerReflectionRequest");
+      rc = finish(r, GRPC_STATUS_INVALID_ARGUMENT,
+                  "the request is not a valid ServerReflectionRequest");
     } else {
       r->out = answer(req);
       rm_unpack_free(&req->base);
@@ -424,7 +426,11 @@ static void refl_start(rm_server_t *s, grpc_call *call, grpc_byte_buffer *payloa
 
 void rm_reflection_methods(rm_method_t *out) {
   out[0] = (rm_method_t){.path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-                         .kind = RM_RPC_STREAM, .needs_auth = 1, .start = refl_start};
+                         .kind = RM_RPC_STREAM,
+                         .needs_auth = 1,
+                         .start = refl_start};
   out[1] = (rm_method_t){.path = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                         .kind = RM_RPC_STREAM, .needs_auth = 1, .start = refl_start};
+                         .kind = RM_RPC_STREAM,
+                         .needs_auth = 1,
+                         .start = refl_start};
 }

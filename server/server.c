@@ -102,7 +102,7 @@ struct rm_server {
   rm_auth_t *auth;
   atomic_int draining;
   atomic_int stopping;
-  atomic_int forced; /* a second signal: stop waiting for in-flight calls */
+  atomic_int forced;     /* a second signal: stop waiting for in-flight calls */
   atomic_long held;      /* calls we still own */
   atomic_long unary;     /* unary calls between arrival and sent status */
   atomic_long executing; /* ExecutePipeline slots taken */
@@ -120,12 +120,23 @@ struct rm_server {
 /* ---------------------------------------------------------------- helpers */
 
 const char *rm_status_name(grpc_status_code code) {
-  static const char *const names[] = {
-      "OK",           "CANCELLED",        "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",   "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",  "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",        "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char *const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
   return code >= 0 && code <= 16 ? names[code] : "UNKNOWN";
 }
 
@@ -175,15 +186,15 @@ static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
  * size and 1 MiB cover every well-formed request within the node limits. */
 #define UNPACK_BUDGET(wire_bytes) (2 * (wire_bytes) + (1u << 20))
 
-static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc,
-                                     grpc_byte_buffer *bb, ProtobufCAllocator *alloc);
+static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                                     ProtobufCAllocator *alloc);
 
 ProtobufCMessage *rm_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
   return unpack_with(desc, bb, &pb_allocator);
 }
 
-static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc,
-                                     grpc_byte_buffer *bb, ProtobufCAllocator *alloc) {
+static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                                     ProtobufCAllocator *alloc) {
   if (!bb)
     return NULL;
   grpc_byte_buffer_reader reader;
@@ -202,8 +213,7 @@ static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc,
     grpc_byte_buffer_reader_destroy(&reader);
     grpc_byte_buffer_reader_init(&reader, bb);
     grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-    msg = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(all),
-                                    GRPC_SLICE_START_PTR(all));
+    msg = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
     grpc_slice_unref(all);
   }
   grpc_byte_buffer_reader_destroy(&reader);
@@ -332,7 +342,9 @@ static void log_call(rm_call_t *c) {
   rm_log_line_t line;
   rm_log_line_begin(&line, level, "call");
   rm_log_line_str(&line, "method",
-                  c->method ? c->method->path : c->unregistered_path ? c->unregistered_path : "?");
+                  c->method              ? c->method->path
+                  : c->unregistered_path ? c->unregistered_path
+                                         : "?");
   rm_log_line_str(&line, "status", rm_status_name(c->code));
   rm_log_line_int(&line, "code", (int)c->code);
   rm_log_line_num(&line, "duration_us", (double)(rm_clock_ns() - c->t_start) / 1000.0);
@@ -638,8 +650,8 @@ static int post_slot(slot_t *sl) {
         sl->q->cq, sl->q->cq, &sl->tag);
   } else {
     grpc_call_details_init(&sl->details);
-    e = grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, sl->q->cq,
-                                 sl->q->cq, &sl->tag);
+    e = grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, sl->q->cq, sl->q->cq,
+                                 &sl->tag);
   }
   if (e != GRPC_CALL_OK) {
     grpc_metadata_array_destroy(&sl->md);
@@ -727,11 +739,11 @@ rm_server_t *rm_server_new(const rm_config_t *cfg, rm_method_t *methods, char *e
     grpc_server_register_completion_queue(s->server, s->queues[i].cq, NULL);
   }
   for (rm_method_t *m = methods; m->path; m++) {
-    m->registered = grpc_server_register_method(
-        s->server, m->path, NULL,
-        m->kind == RM_RPC_UNARY || m->payload_with_request ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
-                                                           : GRPC_SRM_PAYLOAD_NONE,
-        0);
+    m->registered = grpc_server_register_method(s->server, m->path, NULL,
+                                                m->kind == RM_RPC_UNARY || m->payload_with_request
+                                                    ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
+                                                    : GRPC_SRM_PAYLOAD_NONE,
+                                                0);
     if (!m->registered) {
       snprintf(errbuf, errcap, "could not register method %s", m->path);
       rm_server_free(s);

@@ -27,12 +27,12 @@ typedef enum rm_rpc_kind {
 } rm_rpc_kind_t;
 
 typedef struct rm_method {
-  const char *path;       /* "/package.Service/Method" */
+  const char *path; /* "/package.Service/Method" */
   rm_rpc_kind_t kind;
-  int needs_auth;         /* bearer token checked when auth is on */
+  int needs_auth; /* bearer token checked when auth is on */
   int serve_while_draining;
   int payload_with_request; /* stream methods: the first message arrives with the call */
-  int hot;                /* the busy path: gets request-slots outstanding requests per queue */
+  int hot;                  /* the busy path: gets request-slots outstanding requests per queue */
   const ProtobufCMessageDescriptor *request; /* unary: unpacked before handle() */
   /* Unary: must end in exactly one rm_call_reply()/rm_call_fail(), on any thread, now or
    * later; req belongs to the call and lives until the call is destroyed. */
@@ -84,8 +84,8 @@ void rm_server_exec_release(rm_server_t *s);
 void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
 /* Sends a non-OK status. message is the status text; kind/node/field become the trailers
  * rm-error-kind, rm-failing-node, rm-field when non-empty. Any thread. */
-void rm_call_fail(rm_call_t *call, grpc_status_code code, const char *message,
-                  const char *kind, const char *node, const char *field);
+void rm_call_fail(rm_call_t *call, grpc_status_code code, const char *message, const char *kind,
+                  const char *node, const char *field);
 
 /* Starts watching for client cancellation (and deadline expiry) so rm_call_cancel_flag
  * turns non-zero when it happens. Call it on the polling thread before handing the call to

@@ -58,13 +58,13 @@ grpc_server_credentials *rm_tls_server_credentials(const rm_config_t *cfg, char 
   }
   grpc_ssl_pem_key_cert_pair pair = {key, cert};
   grpc_ssl_client_certificate_request_type req =
-      !ca ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+      !ca                            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
       : cfg->tls_require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                      : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
   creds = grpc_ssl_server_credentials_create_ex(ca, &pair, 1, req, NULL);
   if (!creds)
-    snprintf(errbuf, errcap, "TLS credentials could not be created from %s and %s",
-             cfg->tls_cert, cfg->tls_key);
+    snprintf(errbuf, errcap, "TLS credentials could not be created from %s and %s", cfg->tls_cert,
+             cfg->tls_key);
 out:
   if (key)
     memset(key, 0, strlen(key));

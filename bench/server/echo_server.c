@@ -59,7 +59,8 @@ int main(int argc, char **argv) {
   server = grpc_server_create(&ch_args, NULL);
   cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(server, cq, NULL);
-  method = grpc_server_register_method(server, path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  method =
+      grpc_server_register_method(server, path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
   int port = grpc_server_add_http2_port(server, addr, creds);
   grpc_server_credentials_release(creds);

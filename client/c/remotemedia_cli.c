@@ -213,8 +213,8 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
 /* ------------------------------------------------------------------ remote */
 
 static int from_client_error(const rm_client_error_t *ce, cli_error_t *e) {
-  int usage = ce->code == RM_CLIENT_EINVAL || ce->code == RM_CLIENT_EIO ||
-              ce->code == RM_CLIENT_EMANIFEST;
+  int usage =
+      ce->code == RM_CLIENT_EINVAL || ce->code == RM_CLIENT_EIO || ce->code == RM_CLIENT_EMANIFEST;
   memset(e, 0, sizeof *e);
   e->exit_code = usage ? CLI_USAGE : CLI_FAILED;
   e->status = ce->code == RM_CLIENT_ESTATUS ? ce->status : 0;
@@ -327,8 +327,8 @@ static int run_remote(const cli_args_t *a, const cli_input_t *inputs, size_t n, 
 static int run_local(const cli_args_t *a, const cli_input_t *inputs, size_t n, cli_error_t *e) {
   cli_local_run_t *run = NULL;
   cli_run_result_t r;
-  int rc = cli_local_run(a->manifest, inputs, n, a->timeout_ms, a->metrics || a->metrics_json,
-                         &run, &r, e);
+  int rc = cli_local_run(a->manifest, inputs, n, a->timeout_ms, a->metrics || a->metrics_json, &run,
+                         &r, e);
   if (rc)
     return rc;
   rc = cli_emit_outputs(&r, a->output_dir, a->metrics_json, e);
@@ -403,8 +403,9 @@ static int cmd_health(cli_args_t *a, cli_error_t *e) {
   } else {
     printf("%s\n", rm_client_health_name(status));
     if (status != RM_CLIENT_HEALTH_SERVING)
-      rc = cli_fail(e, CLI_FAILED, "%s is %s", a->service && *a->service ? a->service : "the server",
-                    rm_client_health_name(status));
+      rc =
+          cli_fail(e, CLI_FAILED, "%s is %s", a->service && *a->service ? a->service : "the server",
+                   rm_client_health_name(status));
   }
   rm_client_free(client);
   return rc;

@@ -20,7 +20,7 @@ enum {
 /* A CLI error: which exit status it means, and what to print. */
 typedef struct cli_error {
   int exit_code;
-  int status;          /* gRPC status (0 for local errors) */
+  int status; /* gRPC status (0 for local errors) */
   char kind[64];
   char node_id[128];
   char field[64];

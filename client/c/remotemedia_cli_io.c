@@ -136,13 +136,13 @@ static int load_audio(cli_input_t *in, const char *path, cli_error_t *e) {
                     (long long)got, frames);
   }
   in->bytes = data;
-  in->buf = rm_client_buffer_audio(data, bytes, (uint32_t)info.samplerate,
-                                   (uint32_t)ch, fmt);
+  in->buf = rm_client_buffer_audio(data, bytes, (uint32_t)info.samplerate, (uint32_t)ch, fmt);
   return 0;
 }
 
 int cli_input_load(cli_input_t *in, const char *node_id, const char *path, cli_error_t *e) {
-  static const char *const audio[] = {"wav", "wave", "flac", "ogg", "oga", "aiff", "aif", "au", NULL};
+  static const char *const audio[] = {"wav",  "wave", "flac", "ogg", "oga",
+                                      "aiff", "aif",  "au",   NULL};
   static const char *const json[] = {"json", NULL};
   static const char *const text[] = {"txt", "text", NULL};
   static const char *const binary[] = {"raw", "bin", NULL};
@@ -155,7 +155,8 @@ int cli_input_load(cli_input_t *in, const char *node_id, const char *path, cli_e
   if (!ext_is(ext, json) && !ext_is(ext, text) && !ext_is(ext, binary))
     return cli_fail(e, CLI_USAGE,
                     "--input %s=%s: unknown file type '.%s' (use .wav/.flac/.ogg, .json, .txt or "
-                    ".raw/.bin)", node_id, path, ext);
+                    ".raw/.bin)",
+                    node_id, path, ext);
   size_t len = 0;
   char *bytes = cli_read_text(path, &len, e);
   if (!bytes)
@@ -197,10 +198,26 @@ void cli_input_destroy(cli_input_t *in) {
 static double sample_at(const rm_client_buffer_t *b, size_t i) {
   const uint8_t *p = b->data;
   switch (b->format) {
-  case RM_CLIENT_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
-  case RM_CLIENT_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v / 32768.0; }
-  case RM_CLIENT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v / 2147483648.0; }
-  case RM_CLIENT_F64: { double v; memcpy(&v, p + 8 * i, 8); return v; }
+  case RM_CLIENT_F32: {
+    float v;
+    memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  case RM_CLIENT_I16: {
+    int16_t v;
+    memcpy(&v, p + 2 * i, 2);
+    return v / 32768.0;
+  }
+  case RM_CLIENT_I32: {
+    int32_t v;
+    memcpy(&v, p + 4 * i, 4);
+    return v / 2147483648.0;
+  }
+  case RM_CLIENT_F64: {
+    double v;
+    memcpy(&v, p + 8 * i, 8);
+    return v;
+  }
   }
   return 0.0;
 }
@@ -289,9 +306,7 @@ static json_t *describe_item(const rm_client_buffer_t *b, const char *file) {
     json_object_set_new(o, "value", v ? v : json_stringn(b->data, b->size));
     break;
   }
-  case RM_CLIENT_TEXT:
-    json_object_set_new(o, "text", json_stringn(b->data, b->size));
-    break;
+  case RM_CLIENT_TEXT: json_object_set_new(o, "text", json_stringn(b->data, b->size)); break;
   case RM_CLIENT_TENSOR: {
     json_t *shape = json_array();
     for (size_t i = 0; i < b->ndim; i++)
@@ -366,8 +381,9 @@ static double num(const json_t *o, const char *key) {
 void cli_print_metrics_table(FILE *f, const json_t *m) {
   if (!m)
     return;
-  fprintf(f, "pipeline %s: %.0f execution(s) in %.3f us (%.3f ms), peak memory %.0f bytes "
-             "(%.3f MiB), metrics overhead %.3f us\n",
+  fprintf(f,
+          "pipeline %s: %.0f execution(s) in %.3f us (%.3f ms), peak memory %.0f bytes "
+          "(%.3f MiB), metrics overhead %.3f us\n",
           json_string_value(json_object_get(m, "pipeline_id")), num(m, "total_executions"),
           num(m, "total_duration_us"), num(m, "total_duration_ms"), num(m, "peak_memory_bytes"),
           num(m, "peak_memory_mb"), num(m, "metrics_overhead_us"));
@@ -481,8 +497,8 @@ void cli_print_node_types(const Remotemedia__V1__ListNodeTypesResponse *types, i
         json_array_append_new(params, param_json(t->params[j]));
       json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", t->name,
                                            "description", t->description, "params", params,
-                                           "inputs", ports_json(t->inputs, t->n_inputs),
-                                           "outputs", ports_json(t->outputs, t->n_outputs)));
+                                           "inputs", ports_json(t->inputs, t->n_inputs), "outputs",
+                                           ports_json(t->outputs, t->n_outputs)));
     }
     char *text = json_dumps(all, JSON_INDENT(2));
     if (text)

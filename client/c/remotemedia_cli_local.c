@@ -26,13 +26,13 @@ static int status_of(int code) {
   case RM_EMANIFEST:
   case RM_EPARAM:
   case RM_EINPUT:
-  case RM_ENODE: return 3;      /* INVALID_ARGUMENT */
-  case RM_ENOTYPE: return 5;    /* NOT_FOUND */
+  case RM_ENODE: return 3;   /* INVALID_ARGUMENT */
+  case RM_ENOTYPE: return 5; /* NOT_FOUND */
   case RM_ELIMIT:
-  case RM_ENOMEM: return 8;     /* RESOURCE_EXHAUSTED */
-  case RM_ETIMEDOUT: return 4;  /* DEADLINE_EXCEEDED */
-  case RM_ECANCELED: return 1;  /* CANCELLED */
-  default: return 13;           /* INTERNAL */
+  case RM_ENOMEM: return 8;    /* RESOURCE_EXHAUSTED */
+  case RM_ETIMEDOUT: return 4; /* DEADLINE_EXCEEDED */
+  case RM_ECANCELED: return 1; /* CANCELLED */
+  default: return 13;          /* INTERNAL */
   }
 }
 
@@ -62,8 +62,8 @@ void cli_local_free(cli_local_run_t *run) {
 
 /* A borrowed engine buffer over a loaded input. */
 static rm_buffer_t *wrap_input(const rm_client_buffer_t *b) {
-  static const rm_kind_t kinds[] = {RM_KIND_NONE, RM_KIND_AUDIO, RM_KIND_TENSOR, RM_KIND_JSON,
-                                    RM_KIND_TEXT, RM_KIND_BINARY};
+  static const rm_kind_t kinds[] = {RM_KIND_NONE, RM_KIND_AUDIO, RM_KIND_TENSOR,
+                                    RM_KIND_JSON, RM_KIND_TEXT,  RM_KIND_BINARY};
   rm_buffer_t *buf = rm_buffer_wrap(kinds[b->kind], b->data, b->size, NULL);
   if (!buf)
     return NULL;

@@ -48,9 +48,9 @@ static void usage(FILE *f) {
 
 static int parse_args(int argc, char **argv, opts_t *o) {
   static const struct option longs[] = {
-      {"input", required_argument, NULL, 'i'},   {"output-dir", required_argument, NULL, 'o'},
-      {"metrics", no_argument, NULL, 'm'},       {"metrics-json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+      {"input", required_argument, NULL, 'i'}, {"output-dir", required_argument, NULL, 'o'},
+      {"metrics", no_argument, NULL, 'm'},     {"metrics-json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
   memset(o, 0, sizeof *o);
   o->input_specs = calloc((size_t)argc, sizeof *o->input_specs);
   if (!o->input_specs)
@@ -155,8 +155,10 @@ static int load_inputs(const opts_t *o, rm_input_t *inputs, char *msg, size_t ca
              !strcasecmp(ext, "aiff") || !strcasecmp(ext, "aif"))
       rc = run_wav_read(path, &inputs[i].buf, msg, cap);
     else {
-      snprintf(msg, cap, "--input %s=%s: unknown file type '.%s' (use .wav, .flac, .ogg, .aiff, "
-               ".json or .txt)", spec, path, ext);
+      snprintf(msg, cap,
+               "--input %s=%s: unknown file type '.%s' (use .wav, .flac, .ogg, .aiff, "
+               ".json or .txt)",
+               spec, path, ext);
       return EXIT_USAGE;
     }
     if (rc)
@@ -188,7 +190,7 @@ static int write_file(const char *path, const void *data, size_t len, char *msg,
 static int print_item(const opts_t *o, const char *name, const rm_buffer_t *b, char *msg,
                       size_t cap) {
   char path[4096] = "";
-  const char *ext = b->kind == RM_KIND_AUDIO ? "wav"
+  const char *ext = b->kind == RM_KIND_AUDIO  ? "wav"
                     : b->kind == RM_KIND_JSON ? "json"
                     : b->kind == RM_KIND_TEXT ? "txt"
                                               : "bin";

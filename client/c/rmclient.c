@@ -33,12 +33,23 @@ const char *rm_client_strerror(int code) {
 }
 
 const char *rm_client_status_name(int status) {
-  static const char *const names[] = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char *const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
   return status >= 0 && status < (int)(sizeof names / sizeof names[0]) ? names[status] : "UNKNOWN";
 }
 
@@ -404,7 +415,8 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
 /* ------------------------------------------------------------------ small RPCs */
 
 int rm_client_list_node_types(rm_client_t *c, int64_t timeout_ms,
-                              Remotemedia__V1__ListNodeTypesResponse **out, rm_client_error_t *err) {
+                              Remotemedia__V1__ListNodeTypesResponse **out,
+                              rm_client_error_t *err) {
   if (!c || !out)
     return rm__client_fail(err, RM_CLIENT_EINVAL, "client and out are required");
   Remotemedia__V1__ListNodeTypesRequest req = REMOTEMEDIA__V1__LIST_NODE_TYPES_REQUEST__INIT;
@@ -428,9 +440,9 @@ int rm_client_server_version(rm_client_t *c, int64_t timeout_ms,
     return rm__client_fail(err, RM_CLIENT_EINVAL, "client and out are required");
   Remotemedia__V1__GetVersionRequest req = REMOTEMEDIA__V1__GET_VERSION_REQUEST__INIT;
   ProtobufCMessage *msg = NULL;
-  int rc = rm__client_unary(c, "/remotemedia.v1.PipelineService/GetVersion", &req.base,
-                            &remotemedia__v1__get_version_response__descriptor, timeout_ms, &msg,
-                            err);
+  int rc =
+      rm__client_unary(c, "/remotemedia.v1.PipelineService/GetVersion", &req.base,
+                       &remotemedia__v1__get_version_response__descriptor, timeout_ms, &msg, err);
   if (!rc)
     *out = (Remotemedia__V1__GetVersionResponse *)msg;
   return rc;
@@ -448,12 +460,13 @@ int rm_client_health_check(rm_client_t *c, const char *service, int64_t timeout_
   Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   req.service = (char *)(service ? service : "");
   ProtobufCMessage *msg = NULL;
-  int rc = rm__client_unary(c, "/grpc.health.v1.Health/Check", &req.base,
-                            &grpc__health__v1__health_check_response__descriptor, timeout_ms, &msg,
-                            err);
+  int rc =
+      rm__client_unary(c, "/grpc.health.v1.Health/Check", &req.base,
+                       &grpc__health__v1__health_check_response__descriptor, timeout_ms, &msg, err);
   if (rc)
     return rc;
-  const Grpc__Health__V1__HealthCheckResponse *resp = (const Grpc__Health__V1__HealthCheckResponse *)msg;
+  const Grpc__Health__V1__HealthCheckResponse *resp =
+      (const Grpc__Health__V1__HealthCheckResponse *)msg;
   int s = (int)resp->status;
   *status = s >= RM_CLIENT_HEALTH_SERVING && s <= RM_CLIENT_HEALTH_SERVICE_UNKNOWN
                 ? (rm_client_health_t)s

@@ -84,13 +84,13 @@ typedef enum rm_client_errcode {
 /* Detail of a failure. Callers allocate it (usually on the stack); functions fill it
  * only when they fail (all fields, empty strings where there is nothing to say). */
 typedef struct rm_client_error {
-  int code;                           /* the RM_CLIENT_E* code returned */
-  int status;                         /* gRPC status code (grpc_status_code); 0 = no call
-                                       * status (a local error) */
-  char kind[RM_CLIENT_KIND_MAX];      /* rm-error-kind trailer: "invalid_params", ... */
-  char node_id[RM_CLIENT_NODE_MAX];   /* rm-failing-node trailer */
-  char field[RM_CLIENT_FIELD_MAX];    /* rm-field trailer: the param key or input field */
-  char message[RM_CLIENT_MSG_MAX];    /* the status message or a local explanation */
+  int code;                         /* the RM_CLIENT_E* code returned */
+  int status;                       /* gRPC status code (grpc_status_code); 0 = no call
+                                     * status (a local error) */
+  char kind[RM_CLIENT_KIND_MAX];    /* rm-error-kind trailer: "invalid_params", ... */
+  char node_id[RM_CLIENT_NODE_MAX]; /* rm-failing-node trailer */
+  char field[RM_CLIENT_FIELD_MAX];  /* rm-field trailer: the param key or input field */
+  char message[RM_CLIENT_MSG_MAX];  /* the status message or a local explanation */
 } rm_client_error_t;
 
 /* Stable name of an RM_CLIENT_E* code ("status", "invalid_argument", ...); never NULL. */
@@ -109,13 +109,13 @@ typedef struct rm_client rm_client_t;
 /* Connection options. A zeroed struct with `target` set is a plaintext client with the
  * defaults; every other field is optional. Strings are copied by rm_client_new. */
 typedef struct rm_client_options {
-  const char *target;          /* "host:port" or a gRPC target URI ("dns:///svc:50051") */
-  const char *token;           /* sent as "authorization: Bearer <token>" on every call */
-  int tls;                     /* non-zero: TLS. Implied by any tls_* field below. */
-  const char *tls_ca_file;     /* PEM roots that verify the server; NULL = gRPC defaults */
-  const char *tls_cert_file;   /* mutual TLS: PEM client certificate chain ... */
-  const char *tls_key_file;    /* ... and its private key (both or neither) */
-  const char *tls_ca_pem;      /* the same three as PEM text; each wins over its _file */
+  const char *target;        /* "host:port" or a gRPC target URI ("dns:///svc:50051") */
+  const char *token;         /* sent as "authorization: Bearer <token>" on every call */
+  int tls;                   /* non-zero: TLS. Implied by any tls_* field below. */
+  const char *tls_ca_file;   /* PEM roots that verify the server; NULL = gRPC defaults */
+  const char *tls_cert_file; /* mutual TLS: PEM client certificate chain ... */
+  const char *tls_key_file;  /* ... and its private key (both or neither) */
+  const char *tls_ca_pem;    /* the same three as PEM text; each wins over its _file */
   const char *tls_cert_pem;
   const char *tls_key_pem;
   const char *tls_server_name; /* name the server certificate must carry when it is not
@@ -177,9 +177,9 @@ typedef enum rm_client_dtype {
 typedef struct rm_client_buffer {
   rm_client_kind_t kind;
   const void *data;
-  size_t size;                     /* bytes, without the NUL of JSON/TEXT */
+  size_t size; /* bytes, without the NUL of JSON/TEXT */
   /* audio */
-  uint32_t sample_rate;            /* Hz */
+  uint32_t sample_rate; /* Hz */
   uint32_t channels;
   rm_client_audio_format_t format;
   /* tensor: row-major, little-endian */
@@ -187,7 +187,7 @@ typedef struct rm_client_buffer {
   const int64_t *shape;
   size_t ndim;
   /* binary */
-  const char *mime_type;           /* may be NULL */
+  const char *mime_type; /* may be NULL */
 } rm_client_buffer_t;
 
 /* Builders for input views (nothing is copied or allocated). */
@@ -227,10 +227,10 @@ typedef struct rm_client_limits {
 } rm_client_limits_t;
 
 typedef struct rm_client_exec_opts {
-  int64_t timeout_ms;               /* see "Timeouts" above */
-  int enable_metrics;               /* ask for the PipelineMetrics message */
-  const char *const *output_nodes;  /* nodes whose primary output to return; */
-  size_t n_output_nodes;            /* none = every sink */
+  int64_t timeout_ms;              /* see "Timeouts" above */
+  int enable_metrics;              /* ask for the PipelineMetrics message */
+  const char *const *output_nodes; /* nodes whose primary output to return; */
+  size_t n_output_nodes;           /* none = every sink */
   rm_client_limits_t limits;
 } rm_client_exec_opts_t;
 
@@ -238,7 +238,7 @@ typedef struct rm_client_result rm_client_result_t;
 
 /* What one node produced on one port. */
 typedef struct rm_client_output {
-  const char *key;     /* node id, or "node_id.port" for a non-primary port */
+  const char *key; /* node id, or "node_id.port" for a non-primary port */
   const char *node_id;
   const char *port;
   const rm_client_buffer_t *items;

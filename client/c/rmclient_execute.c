@@ -9,15 +9,23 @@
 
 rm_client_buffer_t rm_client_buffer_audio(const void *samples, size_t bytes, uint32_t sample_rate,
                                           uint32_t channels, rm_client_audio_format_t format) {
-  rm_client_buffer_t b = {.kind = RM_CLIENT_AUDIO, .data = samples, .size = bytes,
-                          .sample_rate = sample_rate, .channels = channels, .format = format};
+  rm_client_buffer_t b = {.kind = RM_CLIENT_AUDIO,
+                          .data = samples,
+                          .size = bytes,
+                          .sample_rate = sample_rate,
+                          .channels = channels,
+                          .format = format};
   return b;
 }
 
 rm_client_buffer_t rm_client_buffer_tensor(const void *data, size_t bytes, rm_client_dtype_t dtype,
                                            const int64_t *shape, size_t ndim) {
-  rm_client_buffer_t b = {.kind = RM_CLIENT_TENSOR, .data = data, .size = bytes, .dtype = dtype,
-                          .shape = shape, .ndim = ndim};
+  rm_client_buffer_t b = {.kind = RM_CLIENT_TENSOR,
+                          .data = data,
+                          .size = bytes,
+                          .dtype = dtype,
+                          .shape = shape,
+                          .ndim = ndim};
   return b;
 }
 
@@ -32,8 +40,8 @@ rm_client_buffer_t rm_client_buffer_text(const char *text) {
 }
 
 rm_client_buffer_t rm_client_buffer_binary(const void *data, size_t bytes, const char *mime_type) {
-  rm_client_buffer_t b = {.kind = RM_CLIENT_BINARY, .data = data, .size = bytes,
-                          .mime_type = mime_type};
+  rm_client_buffer_t b = {
+      .kind = RM_CLIENT_BINARY, .data = data, .size = bytes, .mime_type = mime_type};
   return b;
 }
 
@@ -90,8 +98,7 @@ static int check_input(const rm_client_input_t *in, size_t i, rm_client_error_t 
     return rm__client_fail(err, RM_CLIENT_EINVAL, "input for node '%s': unknown kind %d",
                            in->node_id, (int)b->kind);
   if (!b->data && (b->size || b->kind == RM_CLIENT_JSON || b->kind == RM_CLIENT_TEXT))
-    return rm__client_fail(err, RM_CLIENT_EINVAL, "input for node '%s': data is NULL",
-                           in->node_id);
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "input for node '%s': data is NULL", in->node_id);
   if (b->kind == RM_CLIENT_TENSOR && b->ndim && !b->shape)
     return rm__client_fail(err, RM_CLIENT_EINVAL, "input for node '%s': shape is NULL",
                            in->node_id);
@@ -204,7 +211,8 @@ int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client
 }
 
 int rm_client_execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest *req,
-                              int64_t timeout_ms, rm_client_result_t **out, rm_client_error_t *err) {
+                              int64_t timeout_ms, rm_client_result_t **out,
+                              rm_client_error_t *err) {
   if (!c || !req || !out)
     return rm__client_fail(err, RM_CLIENT_EINVAL, "client, request and out are required");
   ProtobufCMessage *msg = NULL;
@@ -225,7 +233,7 @@ struct rm_client_result {
   Remotemedia__V1__ExecuteResponse *resp;
   rm_client_output_t *outputs; /* sorted by key */
   size_t n_outputs;
-  rm_client_buffer_t *items;   /* every output's items, back to back */
+  rm_client_buffer_t *items; /* every output's items, back to back */
 };
 
 static void from_wire(const Remotemedia__V1__DataBuffer *w, rm_client_buffer_t *b) {
@@ -263,8 +271,7 @@ static void from_wire(const Remotemedia__V1__DataBuffer *w, rm_client_buffer_t *
     b->size = w->binary->data.len;
     b->mime_type = w->binary->mime_type;
     break;
-  default: /* an empty DataBuffer: kind 0, no data */
-    break;
+  default: /* an empty DataBuffer: kind 0, no data */ break;
   }
 }
 

@@ -14,7 +14,7 @@
 
 struct rm_client {
   grpc_channel *channel;
-  char *auth_value;      /* "Bearer <token>", NULL without a token */
+  char *auth_value; /* "Bearer <token>", NULL without a token */
   size_t auth_len;
   int64_t default_timeout_ms;
   int wait_for_ready;

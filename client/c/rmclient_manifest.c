@@ -177,8 +177,8 @@ int rm__client_manifest_from_json(const char *text, manifest_t **out, rm_client_
     if (json_error_code(&je) == json_error_out_of_memory)
       return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
     return rm__client_fail(err, RM_CLIENT_EMANIFEST,
-                           "manifest is not valid JSON: %s (line %d, column %d)", je.text,
-                           je.line, je.column);
+                           "manifest is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+                           je.column);
   }
   manifest_t *m = calloc(1, sizeof *m);
   if (!m) {

@@ -27,10 +27,12 @@ int run_wav_read(const char *path, rm_buffer_t **out, char *msg, size_t cap) {
   }
   int rc = 0;
   rm_buffer_t *b = NULL;
-  if (info.channels < 1 || info.channels > 64 || info.samplerate < 1 ||
-      info.samplerate > 768000 || info.frames < 0) {
-    snprintf(msg, cap, "%s: %d channels at %d Hz is not audio the engine takes (1..64 "
-             "channels, 1..768000 Hz)", path, info.channels, info.samplerate);
+  if (info.channels < 1 || info.channels > 64 || info.samplerate < 1 || info.samplerate > 768000 ||
+      info.frames < 0) {
+    snprintf(msg, cap,
+             "%s: %d channels at %d Hz is not audio the engine takes (1..64 "
+             "channels, 1..768000 Hz)",
+             path, info.channels, info.samplerate);
     rc = RM_EINPUT;
   } else if (!(b = rm_buffer_new_audio(NULL, (uint32_t)info.samplerate, (uint32_t)info.channels,
                                        fmt, (size_t)info.frames))) {
@@ -45,8 +47,8 @@ int run_wav_read(const char *path, rm_buffer_t **out, char *msg, size_t cap) {
     default: got = sf_readf_float(sf, (float *)(void *)b->data, want); break;
     }
     if (got != want) {
-      snprintf(msg, cap, "%s: read %lld of %lld frames: %s", path, (long long)got,
-               (long long)want, sf_strerror(sf));
+      snprintf(msg, cap, "%s: read %lld of %lld frames: %s", path, (long long)got, (long long)want,
+               sf_strerror(sf));
       rc = RM_EIO;
     }
   }
@@ -86,8 +88,8 @@ int run_wav_write(const char *path, const rm_buffer_t *buf, char *msg, size_t ca
   }
   int rc = 0;
   if (put != frames) {
-    snprintf(msg, cap, "%s: wrote %lld of %lld frames: %s", path, (long long)put,
-             (long long)frames, sf_strerror(sf));
+    snprintf(msg, cap, "%s: wrote %lld of %lld frames: %s", path, (long long)put, (long long)frames,
+             sf_strerror(sf));
     rc = RM_EIO;
   }
   if (sf_close(sf) && !rc) {

@@ -29,11 +29,11 @@ static json_t *param_json(const rm_param_spec_t *ps) {
       json_decref(values);
       values = NULL;
     }
-  return json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:f, s:b, s:f, s:o}", "name", ps->name,
-                   "type", rm_param_type_name(ps->type), "description",
-                   ps->description ? ps->description : "", "required", required,
-                   "default_json", required ? "" : ps->default_json, "has_minimum", has_min,
-                   "minimum", has_min ? ps->min : 0.0, "has_maximum", has_max, "maximum",
+  return json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:f, s:b, s:f, s:o}", "name", ps->name, "type",
+                   rm_param_type_name(ps->type), "description",
+                   ps->description ? ps->description : "", "required", required, "default_json",
+                   required ? "" : ps->default_json, "has_minimum", has_min, "minimum",
+                   has_min ? ps->min : 0.0, "has_maximum", has_max, "maximum",
                    has_max ? ps->max : 0.0, "enum_values", values);
 }
 
@@ -42,14 +42,15 @@ static json_t *ports_json(const rm_port_spec_t *ports, size_t n) {
   for (size_t i = 0; arr && i < n; i++) {
     json_t *kinds = json_array();
     for (unsigned b = 0; kinds && b < sizeof kind_names / sizeof kind_names[0]; b++)
-      if ((ports[i].kinds & (1u << b)) && json_array_append_new(kinds, json_string(kind_names[b]))) {
+      if ((ports[i].kinds & (1u << b)) &&
+          json_array_append_new(kinds, json_string(kind_names[b]))) {
         json_decref(kinds);
         kinds = NULL;
       }
     if (json_array_append_new(
             arr, json_pack("{s:s, s:o, s:b, s:b}", "name", ports[i].name, "kinds", kinds,
-                           "variadic", (ports[i].flags & RM_PORT_VARIADIC) != 0,
-                           "same_as_input", (ports[i].flags & RM_PORT_SAME_AS_INPUT) != 0))) {
+                           "variadic", (ports[i].flags & RM_PORT_VARIADIC) != 0, "same_as_input",
+                           (ports[i].flags & RM_PORT_SAME_AS_INPUT) != 0))) {
       json_decref(arr);
       return NULL;
     }

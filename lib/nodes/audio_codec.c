@@ -26,8 +26,9 @@ static sf_count_t vio_filelen(void *user) { return (sf_count_t)mem_len(user); }
 
 static sf_count_t vio_seek(sf_count_t offset, int whence, void *user) {
   memfile_t *m = user;
-  sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? (sf_count_t)m->pos
-                                                                : (sf_count_t)mem_len(m);
+  sf_count_t base = whence == SEEK_SET   ? 0
+                    : whence == SEEK_CUR ? (sf_count_t)m->pos
+                                         : (sf_count_t)mem_len(m);
   sf_count_t to = base + offset;
   if (to < 0)
     return -1;
@@ -55,8 +56,7 @@ static sf_count_t vio_write(const void *ptr, sf_count_t count, void *user) {
   if (m->src || count <= 0)
     return 0;
   size_t n = (size_t)count;
-  if (m->oom ||
-      (m->pos > m->out.len && rm__media_vec_append(&m->out, NULL, m->pos - m->out.len)) ||
+  if (m->oom || (m->pos > m->out.len && rm__media_vec_append(&m->out, NULL, m->pos - m->out.len)) ||
       (m->pos + n > m->out.len && rm__media_vec_reserve(&m->out, m->pos + n - m->out.len))) {
     m->oom = 1;
     m->pos += n;
@@ -112,15 +112,11 @@ static rm_sample_format_t native_format(int sf_format) {
   case SF_FORMAT_ULAW:
   case SF_FORMAT_ALAW:
   case SF_FORMAT_DPCM_8:
-  case SF_FORMAT_DPCM_16:
-    return RM_SAMPLE_I16;
+  case SF_FORMAT_DPCM_16: return RM_SAMPLE_I16;
   case SF_FORMAT_PCM_24:
-  case SF_FORMAT_PCM_32:
-    return RM_SAMPLE_I32;
-  case SF_FORMAT_DOUBLE:
-    return RM_SAMPLE_F64;
-  default:
-    return RM_SAMPLE_F32;
+  case SF_FORMAT_PCM_32: return RM_SAMPLE_I32;
+  case SF_FORMAT_DOUBLE: return RM_SAMPLE_F64;
+  default: return RM_SAMPLE_F32;
   }
 }
 
@@ -208,7 +204,7 @@ static const char *ogg_check(const uint8_t *d, size_t len) {
     if (len - at < page)
       return "truncated Ogg page";
     uint32_t crc = 0, want = (uint32_t)d[at + 22] | (uint32_t)d[at + 23] << 8 |
-                            (uint32_t)d[at + 24] << 16 | (uint32_t)d[at + 25] << 24;
+                             (uint32_t)d[at + 24] << 16 | (uint32_t)d[at + 25] << 24;
     for (size_t i = 0; i < page; i++) {
       uint8_t byte = i >= 22 && i < 26 ? 0 : d[at + i];
       crc = (crc << 8) ^ ogg_crc_table[(crc >> 24) ^ byte];
@@ -250,9 +246,8 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
   memset(&info, 0, sizeof info);
   if (!in->size)
     return rm_node_fail(ctx, RM_EINPUT, "in", "the input is empty, not an audio file");
-  const char *bad = in->size >= 4 && memcmp(in->data, "OggS", 4) == 0
-                        ? ogg_check(in->data, in->size)
-                        : NULL;
+  const char *bad =
+      in->size >= 4 && memcmp(in->data, "OggS", 4) == 0 ? ogg_check(in->data, in->size) : NULL;
   if (bad)
     return rm_node_fail(ctx, RM_EINPUT, "in", "%s", bad);
   SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &info, &m);
@@ -260,8 +255,7 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
     return rm_node_fail(ctx, RM_EINPUT, "in", "not a decodable audio file (%zu bytes): %s",
                         in->size, sf_strerror(NULL));
   int rc = 0;
-  if (info.samplerate < 1 || info.samplerate > 768000 || info.channels < 1 ||
-      info.channels > 64) {
+  if (info.samplerate < 1 || info.samplerate > 768000 || info.channels < 1 || info.channels > 64) {
     rc = rm_node_fail(ctx, RM_EINPUT, "in", "unsupported stream: %d Hz, %d channels",
                       info.samplerate, info.channels);
     sf_close(sf);
@@ -299,18 +293,22 @@ const rm_node_type_t rm_node_audio_decode = {
     .description = "Decodes a WAV (PCM 8-32 bit, float, double), FLAC or Ogg Vorbis file "
                    "held in a binary buffer with libsndfile. Corrupt or truncated files are "
                    "input errors.",
-    .params = decode_params, .n_params = sizeof decode_params / sizeof decode_params[0],
-    .inputs = decode_inputs, .n_inputs = 1,
-    .outputs = decode_outputs, .n_outputs = 1,
+    .params = decode_params,
+    .n_params = sizeof decode_params / sizeof decode_params[0],
+    .inputs = decode_inputs,
+    .n_inputs = 1,
+    .outputs = decode_outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY,
-    .create = decode_create, .process = decode_process, .destroy = decode_destroy,
+    .create = decode_create,
+    .process = decode_process,
+    .destroy = decode_destroy,
 };
 
 /* ---------------------------------------------------------------- AudioEncode */
 
 static const char *const containers[] = {"wav", "flac", "ogg", NULL};
-static const char *const subtypes[] = {"auto", "pcm16", "pcm24", "pcm32", "float", "vorbis",
-                                       NULL};
+static const char *const subtypes[] = {"auto", "pcm16", "pcm24", "pcm32", "float", "vorbis", NULL};
 static const rm_param_spec_t encode_params[] = {
     {"container", RM_PARAM_ENUM, 0, 0, 0, "\"wav\"", containers, "file type"},
     {"subtype", RM_PARAM_ENUM, 0, 0, 0, "\"auto\"", subtypes,
@@ -395,8 +393,8 @@ static void encode_reset(encoder_t *e) {
 }
 
 static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
-  static const int sub_codes[] = {0, SF_FORMAT_PCM_16, SF_FORMAT_PCM_24, SF_FORMAT_PCM_32,
-                                  SF_FORMAT_FLOAT, SF_FORMAT_VORBIS};
+  static const int sub_codes[] = {
+      0, SF_FORMAT_PCM_16, SF_FORMAT_PCM_24, SF_FORMAT_PCM_32, SF_FORMAT_FLOAT, SF_FORMAT_VORBIS};
   SF_INFO info;
   memset(&info, 0, sizeof info);
   info.samplerate = (int)a->sample_rate;
@@ -410,8 +408,8 @@ static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (!e->sf)
     return rm_node_fail(ctx, e->m.oom ? RM_ENOMEM : RM_EINPUT, "in",
-                        "libsndfile could not start a %s file of %u Hz, %u channels: %s",
-                        e->mime, a->sample_rate, a->channels, sf_strerror(NULL));
+                        "libsndfile could not start a %s file of %u Hz, %u channels: %s", e->mime,
+                        a->sample_rate, a->channels, sf_strerror(NULL));
   if (e->quality >= 0) {
     double q = e->quality;
     sf_command(e->sf, SFC_SET_VBR_ENCODING_QUALITY, &q, sizeof q);
@@ -448,8 +446,7 @@ static int encode_write(encoder_t *e, rm_node_ctx_t *ctx, const rm_buffer_t *in)
       rm_audio_convert(in->data, in->u.audio.format, tmp, RM_SAMPLE_I32, n);
     } else { /* 24-bit: round to 2^-23, left-aligned as libsndfile expects */
       for (size_t i = 0; i < n; i++)
-        tmp[i] = (int32_t)((uint32_t)rm__quantise(rm_audio_get(in, i), 8388608.0, -8388608,
-                                                   8388607)
+        tmp[i] = (int32_t)((uint32_t)rm__quantise(rm_audio_get(in, i), 8388608.0, -8388608, 8388607)
                            << 8);
     }
     wrote = sf_writef_int(e->sf, (const int *)tmp, (sf_count_t)frames);
@@ -488,9 +485,8 @@ static int encode_flush(void *state, rm_node_ctx_t *ctx) {
                       "libsndfile could not finish the file: %s",
                       e->m.oom ? "out of memory" : sf_error_number(close_rc));
   else
-    rc = rm_node_emit(ctx, 0,
-                      rm_buffer_new_binary(rm_node_account(ctx), e->m.out.data, e->m.out.len,
-                                           e->mime));
+    rc = rm_node_emit(
+        ctx, 0, rm_buffer_new_binary(rm_node_account(ctx), e->m.out.data, e->m.out.len, e->mime));
   encode_reset(e);
   return rc;
 }
@@ -504,10 +500,15 @@ const rm_node_type_t rm_node_audio_encode = {
     .name = "AudioEncode",
     .description = "Encodes a stream of audio into one WAV, FLAC or Ogg Vorbis file with "
                    "libsndfile, emitted at end of stream.",
-    .params = encode_params, .n_params = sizeof encode_params / sizeof encode_params[0],
-    .inputs = encode_inputs, .n_inputs = 1,
-    .outputs = encode_outputs, .n_outputs = 1,
+    .params = encode_params,
+    .n_params = sizeof encode_params / sizeof encode_params[0],
+    .inputs = encode_inputs,
+    .n_inputs = 1,
+    .outputs = encode_outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY,
-    .create = encode_create, .process = encode_process, .flush = encode_flush,
+    .create = encode_create,
+    .process = encode_process,
+    .flush = encode_flush,
     .destroy = encode_destroy,
 };

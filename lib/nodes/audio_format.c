@@ -25,8 +25,8 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   const rm_audio_info_t *a = &in->u.audio;
   if (a->format == target) /* nothing to do: share the buffer */
     return rm_node_emit(ctx, 0, rm_buffer_ref(in));
-  rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), a->sample_rate, a->channels,
-                                         target, rm_audio_frames(in));
+  rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), a->sample_rate, a->channels, target,
+                                         rm_audio_frames(in));
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   rm_audio_convert(in->data, a->format, out->data, target, rm_audio_samples(in));
@@ -38,8 +38,13 @@ static void destroy(void *state) { rm_free(state); }
 const rm_node_type_t rm_node_audio_format = {
     .name = "AudioFormat",
     .description = "Converts the sample format (integer PCM <-> float, with clipping).",
-    .params = params, .n_params = 1,
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
-    .create = create, .process = process, .destroy = destroy,
+    .params = params,
+    .n_params = 1,
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
+    .create = create,
+    .process = process,
+    .destroy = destroy,
 };

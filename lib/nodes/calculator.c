@@ -6,8 +6,9 @@
 #include "rm/node.h"
 
 static const rm_port_spec_t inputs[] = {
-    {"in", RM_KIND_JSON, 0, "{\"operation\": add|subtract|multiply|divide|power|modulo|min|max|mean, "
-                            "\"operands\": [numbers]}"}};
+    {"in", RM_KIND_JSON, 0,
+     "{\"operation\": add|subtract|multiply|divide|power|modulo|min|max|mean, "
+     "\"operands\": [numbers]}"}};
 static const rm_port_spec_t outputs[] = {
     {"out", RM_KIND_JSON, 0, "{\"operation\", \"operands\", \"result\"}"}};
 
@@ -17,9 +18,8 @@ typedef struct op {
 } op_t;
 
 static const op_t ops[] = {
-    {"add", 1, 0},      {"subtract", 2, 0}, {"multiply", 1, 0}, {"divide", 2, 0},
-    {"power", 2, 2},    {"modulo", 2, 2},   {"min", 1, 0},      {"max", 1, 0},
-    {"mean", 1, 0},
+    {"add", 1, 0},    {"subtract", 2, 0}, {"multiply", 1, 0}, {"divide", 2, 0}, {"power", 2, 2},
+    {"modulo", 2, 2}, {"min", 1, 0},      {"max", 1, 0},      {"mean", 1, 0},
 };
 
 static int create(const json_t *p, void **state, rm_error_t *err) {
@@ -105,8 +105,8 @@ static int process(void *state, rm_node_ctx_t *ctx) {
                       op->max_operands ? "" : "at least ", op->min_operands,
                       op->min_operands == 1 ? "" : "s", n);
   } else if (n > sizeof vals / sizeof vals[0]) {
-    rc = rm_node_fail(ctx, RM_ENODE, "operands", "%s takes at most %zu operands, got %zu",
-                      op->name, sizeof vals / sizeof vals[0], n);
+    rc = rm_node_fail(ctx, RM_ENODE, "operands", "%s takes at most %zu operands, got %zu", op->name,
+                      sizeof vals / sizeof vals[0], n);
   } else {
     for (size_t i = 0; i < n && !rc; i++) {
       json_t *v = json_array_get(args, i);
@@ -127,8 +127,8 @@ static int process(void *state, rm_node_ctx_t *ctx) {
       if (!text)
         rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
       else
-        rc = rm_node_emit(ctx, 0,
-                          rm_buffer_new_text(rm_node_account(ctx), RM_KIND_JSON, text, strlen(text)));
+        rc = rm_node_emit(
+            ctx, 0, rm_buffer_new_text(rm_node_account(ctx), RM_KIND_JSON, text, strlen(text)));
       json_free_t jfree;
       json_get_alloc_funcs(NULL, &jfree);
       jfree(text);
@@ -142,7 +142,10 @@ const rm_node_type_t rm_node_calculator = {
     .name = "Calculator",
     .description = "Evaluates an arithmetic request given as JSON; division by zero is a node "
                    "error.",
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
-    .create = create, .process = process,
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
+    .create = create,
+    .process = process,
 };

@@ -61,8 +61,13 @@ static void destroy(void *state) { rm_free(state); }
 const rm_node_type_t rm_node_channel_mix = {
     .name = "ChannelMix",
     .description = "Mixes audio down to mono or maps it to stereo.",
-    .params = params, .n_params = 1,
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
-    .create = create, .process = process, .destroy = destroy,
+    .params = params,
+    .n_params = 1,
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
+    .create = create,
+    .process = process,
+    .destroy = destroy,
 };

@@ -66,11 +66,10 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   const rm_audio_info_t *a = &in->u.audio;
   if (c->pending_frames && (a->sample_rate != c->info.sample_rate ||
                             a->channels != c->info.channels || a->format != c->info.format))
-    return rm_node_fail(ctx, RM_ENODE, "in",
-                        "audio changed from %u Hz %u ch %s to %u Hz %u ch %s mid-stream",
-                        c->info.sample_rate, c->info.channels,
-                        rm_sample_format_name(c->info.format), a->sample_rate, a->channels,
-                        rm_sample_format_name(a->format));
+    return rm_node_fail(
+        ctx, RM_ENODE, "in", "audio changed from %u Hz %u ch %s to %u Hz %u ch %s mid-stream",
+        c->info.sample_rate, c->info.channels, rm_sample_format_name(c->info.format),
+        a->sample_rate, a->channels, rm_sample_format_name(a->format));
   c->info = *a;
   size_t fb = frame_bytes(a);
   size_t avail = rm_audio_frames(in);
@@ -114,8 +113,14 @@ static void destroy(void *state) {
 const rm_node_type_t rm_node_chunk = {
     .name = "Chunk",
     .description = "Splits audio into chunks of a fixed number of frames.",
-    .params = params, .n_params = 2,
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
-    .create = create, .process = process, .flush = flush, .destroy = destroy,
+    .params = params,
+    .n_params = 2,
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
+    .create = create,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
 };

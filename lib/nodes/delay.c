@@ -43,9 +43,14 @@ static void destroy(void *state) { rm_free(state); }
 const rm_node_type_t rm_node_delay = {
     .name = "Delay",
     .description = "Waits `ms` milliseconds, then emits its input unchanged.",
-    .params = params, .n_params = 1,
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
+    .params = params,
+    .n_params = 1,
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY,
-    .create = create, .process = process, .destroy = destroy,
+    .create = create,
+    .process = process,
+    .destroy = destroy,
 };

@@ -15,8 +15,8 @@ static const rm_param_spec_t params[] = {
     {"suppress_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 100, "30", NULL,
      "largest attenuation of noise, dB"},
     {"agc", RM_PARAM_BOOLEAN, 0, 0, 0, "false", NULL, "automatic gain control"},
-    {"agc_level_dbfs", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, -60, 0, "-12",
-     NULL, "AGC: target level, dBFS"},
+    {"agc_level_dbfs", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, -60, 0, "-12", NULL,
+     "AGC: target level, dBFS"},
     {"agc_max_gain_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 60, "30", NULL,
      "AGC: largest gain applied, dB"},
     {"frame_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 10, 20, "20", NULL,
@@ -27,8 +27,9 @@ static const rm_param_spec_t params[] = {
 static const rm_port_spec_t inputs[] = {
     {"in", RM_KIND_AUDIO, 0, "audio, 8-48 kHz, 1-8 channels, any format"}};
 static const rm_port_spec_t outputs[] = {
-    {"out", RM_KIND_AUDIO, 0, "the denoised audio, whole frames per chunk; flush() emits the "
-                              "rest so the stream's output is exactly as long as its input"}};
+    {"out", RM_KIND_AUDIO, 0,
+     "the denoised audio, whole frames per chunk; flush() emits the "
+     "rest so the stream's output is exactly as long as its input"}};
 
 typedef struct denoiser {
   int suppress, agc, frame_ms, format;
@@ -143,8 +144,8 @@ static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
   d->frames_out += frames;
   return rm_node_emit(ctx, 0,
                       rm__media_audio_from_f32(rm_node_account(ctx), d->info.sample_rate,
-                                               d->info.channels, fmt,
-                                               (const float *)d->out.data, frames));
+                                               d->info.channels, fmt, (const float *)d->out.data,
+                                               frames));
 }
 
 static int process_chunk(void *state, rm_node_ctx_t *ctx) {
@@ -208,9 +209,15 @@ const rm_node_type_t rm_node_denoise = {
     .name = "Denoise",
     .description = "Noise suppression with optional AGC (libspeexdsp preprocessor), per "
                    "channel, 8-48 kHz; streams across chunks.",
-    .params = params, .n_params = sizeof params / sizeof params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
+    .params = params,
+    .n_params = sizeof params / sizeof params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
-    .create = create, .process = process, .flush = flush, .destroy = destroy,
+    .create = create,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
 };

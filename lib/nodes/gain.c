@@ -54,8 +54,13 @@ static void destroy(void *state) { rm_free(state); }
 const rm_node_type_t rm_node_gain = {
     .name = "Gain",
     .description = "Multiplies every sample by 10^(db/20).",
-    .params = params, .n_params = sizeof params / sizeof params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
-    .create = create, .process = process, .destroy = destroy,
+    .params = params,
+    .n_params = sizeof params / sizeof params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
+    .create = create,
+    .process = process,
+    .destroy = destroy,
 };

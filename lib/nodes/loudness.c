@@ -153,14 +153,12 @@ static int meter_flush(void *state, rm_node_ctx_t *ctx) {
   meter_result(m, &r);
   int tp = (m->mode & EBUR128_MODE_TRUE_PEAK) == EBUR128_MODE_TRUE_PEAK;
   int lra = (m->mode & EBUR128_MODE_LRA) == EBUR128_MODE_LRA;
-  json_t *doc = json_pack("{s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "integrated_lufs",
-                          num_or_null(r.integrated), "loudness_range_lu",
-                          lra ? num_or_null(r.range) : json_null(), "true_peak_dbtp",
-                          tp ? num_or_null(peak_db(r.true_peak)) : json_null(),
-                          "sample_peak_dbfs", num_or_null(peak_db(r.sample_peak)), "duration_s",
-                          (double)m->frames / m->info.sample_rate, "sample_rate",
-                          (json_int_t)m->info.sample_rate, "channels",
-                          (json_int_t)m->info.channels);
+  json_t *doc = json_pack(
+      "{s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "integrated_lufs", num_or_null(r.integrated),
+      "loudness_range_lu", lra ? num_or_null(r.range) : json_null(), "true_peak_dbtp",
+      tp ? num_or_null(peak_db(r.true_peak)) : json_null(), "sample_peak_dbfs",
+      num_or_null(peak_db(r.sample_peak)), "duration_s", (double)m->frames / m->info.sample_rate,
+      "sample_rate", (json_int_t)m->info.sample_rate, "channels", (json_int_t)m->info.channels);
   meter_reset(m);
   return emit_json(ctx, 0, doc);
 }
@@ -174,11 +172,16 @@ const rm_node_type_t rm_node_loudness_meter = {
     .name = "LoudnessMeter",
     .description = "Measures integrated loudness (LUFS), loudness range and true peak of a "
                    "stream with libebur128; reports one JSON document at end of stream.",
-    .params = meter_params, .n_params = sizeof meter_params / sizeof meter_params[0],
-    .inputs = meter_inputs, .n_inputs = 1,
-    .outputs = meter_outputs, .n_outputs = 1,
+    .params = meter_params,
+    .n_params = sizeof meter_params / sizeof meter_params[0],
+    .inputs = meter_inputs,
+    .n_inputs = 1,
+    .outputs = meter_outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY,
-    .create = meter_create, .process = meter_process, .flush = meter_flush,
+    .create = meter_create,
+    .process = meter_process,
+    .flush = meter_flush,
     .destroy = meter_destroy,
 };
 
@@ -249,8 +252,8 @@ static int norm_process(void *state, rm_node_ctx_t *ctx) {
 static rm_buffer_t *apply_gain(normalizer_t *n, rm_node_ctx_t *ctx, double factor,
                                rm_sample_format_t fmt) {
   const rm_audio_info_t *a = &n->m.info;
-  rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), a->sample_rate, a->channels,
-                                         fmt, (size_t)n->m.frames);
+  rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), a->sample_rate, a->channels, fmt,
+                                         (size_t)n->m.frames);
   if (!out)
     return NULL;
   size_t cnt = (size_t)n->m.frames * a->channels;
@@ -290,11 +293,11 @@ static int norm_flush(void *state, rm_node_ctx_t *ctx) {
   }
   rm_sample_format_t fmt = n->format ? (rm_sample_format_t)n->format : n->m.info.format;
   rm_buffer_t *out = apply_gain(n, ctx, pow(10, gain / 20), fmt);
-  json_t *doc = json_pack(
-      "{s:o, s:o, s:f, s:o, s:o, s:b}", "input_lufs", num_or_null(r.integrated),
-      "input_true_peak_dbtp", num_or_null(peak_db(r.true_peak)), "gain_db",
-      round(gain * 1e4) / 1e4, "output_lufs", num_or_null(r.integrated + gain),
-      "output_true_peak_dbtp", num_or_null(peak_db(r.true_peak) + gain), "peak_limited", limited);
+  json_t *doc = json_pack("{s:o, s:o, s:f, s:o, s:o, s:b}", "input_lufs", num_or_null(r.integrated),
+                          "input_true_peak_dbtp", num_or_null(peak_db(r.true_peak)), "gain_db",
+                          round(gain * 1e4) / 1e4, "output_lufs", num_or_null(r.integrated + gain),
+                          "output_true_peak_dbtp", num_or_null(peak_db(r.true_peak) + gain),
+                          "peak_limited", limited);
   norm_release(n);
   int rc = rm_node_emit(ctx, 0, out);
   int rc2 = emit_json(ctx, 1, doc);
@@ -313,10 +316,15 @@ const rm_node_type_t rm_node_loudness_normalize = {
     .description = "Measures a stream's integrated loudness with libebur128 and applies the "
                    "gain that brings it to `target_lufs`, optionally capped by a true-peak "
                    "ceiling; emits the whole stream at its end.",
-    .params = norm_params, .n_params = sizeof norm_params / sizeof norm_params[0],
-    .inputs = norm_inputs, .n_inputs = 1,
-    .outputs = norm_outputs, .n_outputs = 2,
+    .params = norm_params,
+    .n_params = sizeof norm_params / sizeof norm_params[0],
+    .inputs = norm_inputs,
+    .n_inputs = 1,
+    .outputs = norm_outputs,
+    .n_outputs = 2,
     .flags = RM_NODE_HEAVY,
-    .create = norm_create, .process = norm_process, .flush = norm_flush,
+    .create = norm_create,
+    .process = norm_process,
+    .flush = norm_flush,
     .destroy = norm_destroy,
 };

@@ -35,9 +35,8 @@ void rm__media_vec_free(rm__media_vec_t *v);
 
 /* A new audio buffer of `frames` frames in format fmt, converted from interleaved f32
  * samples (project rounding and clipping for integer formats). NULL on OOM. */
-rm_buffer_t *rm__media_audio_from_f32(rm_mem_account_t *account, uint32_t rate,
-                                      uint32_t channels, rm_sample_format_t fmt,
-                                      const float *src, size_t frames);
+rm_buffer_t *rm__media_audio_from_f32(rm_mem_account_t *account, uint32_t rate, uint32_t channels,
+                                      rm_sample_format_t fmt, const float *src, size_t frames);
 
 /* The mean of all channels of an audio buffer as a new rm_malloc'd array of
  * rm_audio_frames(buf) floats (at least one element is allocated). NULL on OOM. */

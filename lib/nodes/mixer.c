@@ -69,16 +69,16 @@ static int process(void *state, rm_node_ctx_t *ctx) {
       return rm_node_fail(ctx, RM_EINPUT, "in",
                           "input from '%s' (%u Hz %u ch) and input from '%s' (%u Hz %u ch) "
                           "differ; a mix needs one rate and channel count (resample first)",
-                          s0 ? s0 : "request", a0->sample_rate, a0->channels,
-                          si ? si : "request", a->sample_rate, a->channels);
+                          s0 ? s0 : "request", a0->sample_rate, a0->channels, si ? si : "request",
+                          a->sample_rate, a->channels);
     }
     size_t f = rm_audio_frames(b);
     if ((m->length == LEN_LONGEST && f > frames) || (m->length == LEN_SHORTEST && f < frames))
       frames = f;
   }
   rm_sample_format_t fmt = m->format ? (rm_sample_format_t)m->format : a0->format;
-  rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), a0->sample_rate, a0->channels,
-                                         fmt, frames);
+  rm_buffer_t *out =
+      rm_buffer_new_audio(rm_node_account(ctx), a0->sample_rate, a0->channels, fmt, frames);
   double *acc = rm_calloc(frames * a0->channels + 1, sizeof *acc);
   if (!out || !acc) {
     rm_buffer_unref(out);
@@ -105,8 +105,13 @@ const rm_node_type_t rm_node_mixer = {
     .name = "Mixer",
     .description = "Sums its audio inputs (fan-in, connection order) with a gain each; rates "
                    "and channel counts must match.",
-    .params = params, .n_params = sizeof params / sizeof params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
-    .create = create, .process = process, .destroy = destroy,
+    .params = params,
+    .n_params = sizeof params / sizeof params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
+    .create = create,
+    .process = process,
+    .destroy = destroy,
 };

@@ -33,8 +33,8 @@ static uint32_t get32(const uint8_t *p) { return (uint32_t)get16(p) << 16 | get1
 
 static const char *const applications[] = {"audio", "voip", "lowdelay", NULL};
 static const rm_param_spec_t enc_params[] = {
-    {"bitrate", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 6000, 510000, "64000",
-     NULL, "target bits per second"},
+    {"bitrate", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 6000, 510000, "64000", NULL,
+     "target bits per second"},
     {"complexity", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 10, "10", NULL,
      "encoder effort, 0 (fastest) to 10 (best)"},
     {"frame_ms", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 2.5, 60, "20", NULL,
@@ -103,8 +103,7 @@ static int enc_start(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *a)
     return rm_node_fail(ctx, RM_EINPUT, "channels", "Opus encodes 1 or 2 channels, not %u",
                         a->channels);
   int oerr = 0;
-  e->enc = opus_encoder_create((opus_int32)a->sample_rate, (int)a->channels, e->application,
-                               &oerr);
+  e->enc = opus_encoder_create((opus_int32)a->sample_rate, (int)a->channels, e->application, &oerr);
   if (!e->enc)
     return rm_node_fail(ctx, oerr == OPUS_ALLOC_FAIL ? RM_ENOMEM : RM_ENODE, NULL,
                         "libopus encoder: %s", opus_strerror(oerr));
@@ -173,8 +172,8 @@ static int enc_process_chunk(void *state, rm_node_ctx_t *ctx) {
   size_t n = rm_audio_samples(in);
   if (rm__media_vec_reserve(&e->pending, n * sizeof(float)))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  rm_audio_convert(in->data, in->u.audio.format, e->pending.data + e->pending.len,
-                   RM_SAMPLE_F32, n);
+  rm_audio_convert(in->data, in->u.audio.format, e->pending.data + e->pending.len, RM_SAMPLE_F32,
+                   n);
   e->pending.len += n * sizeof(float);
   e->frames_in += rm_audio_frames(in);
   if (!e->header_out && enc_header(e))
@@ -235,11 +234,17 @@ const rm_node_type_t rm_node_opus_encode = {
     .name = "OpusEncode",
     .description = "Encodes audio to Opus packets with libopus (rm-opus framing); streams "
                    "across chunks, flush() pads the last frame and writes the end record.",
-    .params = enc_params, .n_params = sizeof enc_params / sizeof enc_params[0],
-    .inputs = enc_inputs, .n_inputs = 1,
-    .outputs = enc_outputs, .n_outputs = 1,
+    .params = enc_params,
+    .n_params = sizeof enc_params / sizeof enc_params[0],
+    .inputs = enc_inputs,
+    .n_inputs = 1,
+    .outputs = enc_outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
-    .create = enc_create, .process = enc_process, .flush = enc_flush, .destroy = enc_destroy,
+    .create = enc_create,
+    .process = enc_process,
+    .flush = enc_flush,
+    .destroy = enc_destroy,
 };
 
 /* ---------------------------------------------------------------- OpusDecode */
@@ -265,9 +270,9 @@ typedef struct decoder {
   int started, ended;
   OpusDecoder *dec;
   uint32_t in_rate, rate, ch;
-  uint64_t skip;      /* output samples still to drop (pre-skip) */
+  uint64_t skip; /* output samples still to drop (pre-skip) */
   uint64_t frames_out;
-  float *pcm;         /* one decoded packet */
+  float *pcm;          /* one decoded packet */
   rm__media_vec_t out; /* f32 output of one call */
 } decoder_t;
 
@@ -308,8 +313,8 @@ static int dec_header(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *h, size_t
   unsigned version = h[4], ch = h[5], pre_skip = get16(h + 6);
   uint32_t rate = get32(h + 8);
   if (version != 1 || ch < 1 || ch > 2 || !opus_rate_ok(rate))
-    return rm_node_fail(ctx, RM_EINPUT, "in",
-                        "bad rm-opus header: version %u, %u channels, %u Hz", version, ch, rate);
+    return rm_node_fail(ctx, RM_EINPUT, "in", "bad rm-opus header: version %u, %u channels, %u Hz",
+                        version, ch, rate);
   d->in_rate = rate;
   d->rate = d->rate_param ? d->rate_param : rate;
   d->ch = d->ch_param ? d->ch_param : ch;
@@ -346,8 +351,8 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
       at += 8;
       uint64_t want = (total * d->rate + d->in_rate / 2) / d->in_rate;
       uint64_t have = d->frames_out + d->out.len / (d->ch * sizeof(float));
-      if (have < want && rm__media_vec_append(&d->out, NULL,
-                                              (size_t)(want - have) * d->ch * sizeof(float)))
+      if (have < want &&
+          rm__media_vec_append(&d->out, NULL, (size_t)(want - have) * d->ch * sizeof(float)))
         return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
       if (have > want) {
         size_t cut = (size_t)(have - want) * d->ch * sizeof(float);
@@ -426,9 +431,15 @@ const rm_node_type_t rm_node_opus_decode = {
     .name = "OpusDecode",
     .description = "Decodes rm-opus framed packets with libopus into delay-compensated audio; "
                    "truncated or corrupt packets are input errors.",
-    .params = dec_params, .n_params = sizeof dec_params / sizeof dec_params[0],
-    .inputs = dec_inputs, .n_inputs = 1,
-    .outputs = dec_outputs, .n_outputs = 1,
+    .params = dec_params,
+    .n_params = sizeof dec_params / sizeof dec_params[0],
+    .inputs = dec_inputs,
+    .n_inputs = 1,
+    .outputs = dec_outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
-    .create = dec_create, .process = dec_process, .flush = dec_flush, .destroy = dec_destroy,
+    .create = dec_create,
+    .process = dec_process,
+    .flush = dec_flush,
+    .destroy = dec_destroy,
 };

@@ -29,7 +29,10 @@ const rm_node_type_t rm_node_pass_through = {
     .name = "PassThrough",
     .description = "Emits its inputs unchanged, without copying them; merges several "
                    "connections.",
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
-    .create = create, .process = process,
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
+    .create = create,
+    .process = process,
 };

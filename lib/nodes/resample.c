@@ -13,8 +13,8 @@
 
 static const char *const qualities[] = {"quick", "low", "medium", "high", "very-high", NULL};
 static const rm_param_spec_t params[] = {
-    {"rate", RM_PARAM_INTEGER, RM_PARAM_REQUIRED | RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX,
-     RATE_MIN, RATE_MAX, NULL, NULL, "output sample rate in Hz"},
+    {"rate", RM_PARAM_INTEGER, RM_PARAM_REQUIRED | RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, RATE_MIN,
+     RATE_MAX, NULL, NULL, "output sample rate in Hz"},
     {"channels", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, CH_MAX, "0", NULL,
      "output channels: 0 keeps the input's; 1 down-mixes (mean of channels); from mono any "
      "count duplicates the channel"},
@@ -79,8 +79,8 @@ static void reset_stream(resampler_t *r) {
 static int start_stream(resampler_t *r, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
   if (a->sample_rate < RATE_MIN || a->sample_rate > RATE_MAX)
     return rm_node_fail(ctx, RM_EINPUT, "sample_rate",
-                        "input sample rate %u Hz is outside %d..%d Hz", a->sample_rate,
-                        RATE_MIN, RATE_MAX);
+                        "input sample rate %u Hz is outside %d..%d Hz", a->sample_rate, RATE_MIN,
+                        RATE_MAX);
   if (a->channels > CH_MAX)
     return rm_node_fail(ctx, RM_EINPUT, "channels", "input has %u channels, at most %d allowed",
                         a->channels, CH_MAX);
@@ -156,8 +156,8 @@ static int convert(resampler_t *r, rm_node_ctx_t *ctx, const float *src, size_t 
     if (rm__media_vec_reserve(&r->out, room * fb))
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     size_t idone = 0, odone = 0;
-    soxr_error_t e = soxr_process(r->soxr, src ? src + done_in * r->out_ch : NULL,
-                                  n - done_in, &idone, r->out.data + r->out.len, room, &odone);
+    soxr_error_t e = soxr_process(r->soxr, src ? src + done_in * r->out_ch : NULL, n - done_in,
+                                  &idone, r->out.data + r->out.len, room, &odone);
     if (e)
       return rm_node_fail(ctx, RM_ENODE, NULL, "libsoxr failed: %s", e);
     if (!idone && !odone && done_in < n) /* never expected: libsoxr took nothing, gave nothing */
@@ -176,8 +176,8 @@ static int emit_out(resampler_t *r, rm_node_ctx_t *ctx, size_t frames) {
   if (!frames)
     return 0;
   rm_sample_format_t fmt = r->format ? (rm_sample_format_t)r->format : r->in_info.format;
-  rm_buffer_t *buf = rm__media_audio_from_f32(rm_node_account(ctx), r->out_rate, r->out_ch,
-                                              fmt, (const float *)r->out.data, frames);
+  rm_buffer_t *buf = rm__media_audio_from_f32(rm_node_account(ctx), r->out_rate, r->out_ch, fmt,
+                                              (const float *)r->out.data, frames);
   r->frames_out += frames;
   return rm_node_emit(ctx, 0, buf);
 }
@@ -253,9 +253,15 @@ const rm_node_type_t rm_node_audio_resample = {
     .name = "AudioResample",
     .description = "Converts the sample rate with libsoxr (any 8-192 kHz to any), optionally "
                    "down-mixing to mono; streams across chunks, flush() emits the tail.",
-    .params = params, .n_params = sizeof params / sizeof params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
+    .params = params,
+    .n_params = sizeof params / sizeof params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
-    .create = create, .process = process, .flush = flush, .destroy = destroy,
+    .create = create,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
 };

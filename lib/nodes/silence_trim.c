@@ -27,7 +27,7 @@ typedef struct trim {
   /* stream */
   int started, sound, emitted;
   rm_audio_info_t info;
-  size_t fb, keep; /* bytes per frame, frames kept */
+  size_t fb, keep;      /* bytes per frame, frames kept */
   rm__media_vec_t held; /* raw frames: silence before sound (<= keep) or after it */
 } trim_t;
 
@@ -57,8 +57,8 @@ static int loud(const trim_t *t, const rm_buffer_t *in, size_t frame) {
   return 0;
 }
 
-static int emit_bytes(trim_t *t, rm_node_ctx_t *ctx, const uint8_t *a, size_t na,
-                      const uint8_t *b, size_t nb) {
+static int emit_bytes(trim_t *t, rm_node_ctx_t *ctx, const uint8_t *a, size_t na, const uint8_t *b,
+                      size_t nb) {
   size_t frames = (na + nb) / t->fb;
   if (!frames && t->emitted)
     return 0;
@@ -157,9 +157,15 @@ const rm_node_type_t rm_node_silence_trim = {
     .name = "SilenceTrim",
     .description = "Drops leading and/or trailing silence (samples below threshold_db) from "
                    "a stream, keeping keep_ms of margin.",
-    .params = params, .n_params = sizeof params / sizeof params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 1,
+    .params = params,
+    .n_params = sizeof params / sizeof params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_JOIN_TAIL,
-    .create = create, .process = process, .flush = flush, .destroy = destroy,
+    .create = create,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
 };

@@ -16,21 +16,41 @@
 static const char *const windows[] = {"hann", "hamming", "blackman", "rect", NULL};
 static const char *const scales[] = {"power", "magnitude", "db", "log", NULL};
 
-#define COMMON_PARAMS                                                                          \
-  {"n_fft", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 16, 16384, "512", NULL,     \
-   "FFT size (= window length) in samples"},                                                  \
-      {"hop", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 16384, "0", NULL,      \
-       "samples between frame starts, at most n_fft; 0 = n_fft / 4"},                          \
-      {"window", RM_PARAM_ENUM, 0, 0, 0, "\"hann\"", windows,                                  \
-       "analysis window (periodic hann, hamming, blackman; rect = none)"},                     \
-      {"center", RM_PARAM_BOOLEAN, 0, 0, 0, "true", NULL,                                      \
-       "pad n_fft/2 zeros at both ends of the stream so frame t is centred on sample t*hop: "  \
-       "1 + floor(n / hop) frames; false: 1 + floor((n - n_fft) / hop) frames, none if "       \
-       "n < n_fft"},                                                                            \
-  {                                                                                            \
-    "scale", RM_PARAM_ENUM, 0, 0, 0, "\"power\"", scales,                                      \
-        "power |X|^2 (unnormalised: sum_k c_k |X_k|^2 = n_fft * sum_n (w x)^2), magnitude "    \
-        "|X|, db = 10*log10(max(power, 1e-10)), or log = ln(max(power, 1e-10))"              \
+#define COMMON_PARAMS                                                                              \
+  {"n_fft",                                                                                        \
+   RM_PARAM_INTEGER,                                                                               \
+   RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX,                                                            \
+   16,                                                                                             \
+   16384,                                                                                          \
+   "512",                                                                                          \
+   NULL,                                                                                           \
+   "FFT size (= window length) in samples"},                                                       \
+      {"hop",                                                                                      \
+       RM_PARAM_INTEGER,                                                                           \
+       RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX,                                                        \
+       0,                                                                                          \
+       16384,                                                                                      \
+       "0",                                                                                        \
+       NULL,                                                                                       \
+       "samples between frame starts, at most n_fft; 0 = n_fft / 4"},                              \
+      {"window", RM_PARAM_ENUM,                                                                    \
+       0,        0,                                                                                \
+       0,        "\"hann\"",                                                                       \
+       windows,  "analysis window (periodic hann, hamming, blackman; rect = none)"},               \
+      {"center",                                                                                   \
+       RM_PARAM_BOOLEAN,                                                                           \
+       0,                                                                                          \
+       0,                                                                                          \
+       0,                                                                                          \
+       "true",                                                                                     \
+       NULL,                                                                                       \
+       "pad n_fft/2 zeros at both ends of the stream so frame t is centred on sample t*hop: "      \
+       "1 + floor(n / hop) frames; false: 1 + floor((n - n_fft) / hop) frames, none if "           \
+       "n < n_fft"},                                                                               \
+  {                                                                                                \
+    "scale", RM_PARAM_ENUM, 0, 0, 0, "\"power\"", scales,                                          \
+        "power |X|^2 (unnormalised: sum_k c_k |X_k|^2 = n_fft * sum_n (w x)^2), magnitude "        \
+        "|X|, db = 10*log10(max(power, 1e-10)), or log = ln(max(power, 1e-10))"                    \
   }
 
 static const rm_param_spec_t spec_params[] = {COMMON_PARAMS};
@@ -59,9 +79,9 @@ typedef struct stft {
   int n_mels;
   double fmin, fmax; /* fmax 0 = rate / 2 */
   float *window;
-  float *frame;          /* n_fft inputs to the FFT */
-  fftwf_complex *spec;   /* n_fft/2 + 1 outputs */
-  float *power;          /* n_fft/2 + 1 */
+  float *frame;        /* n_fft inputs to the FFT */
+  fftwf_complex *spec; /* n_fft/2 + 1 outputs */
+  float *power;        /* n_fft/2 + 1 */
   fftwf_plan plan;
   /* mel filter bank, built for the stream's rate: filter k covers bins
    * [mel_lo[k], mel_lo[k] + mel_len[k]) with weights at mel_w + mel_off[k] */
@@ -336,20 +356,32 @@ const rm_node_type_t rm_node_spectrogram = {
     .name = "Spectrogram",
     .description = "Short-time Fourier transform (FFTW): power, magnitude or dB per bin, as "
                    "an f32 tensor [frames, n_fft/2 + 1].",
-    .params = spec_params, .n_params = sizeof spec_params / sizeof spec_params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = spec_outputs, .n_outputs = 1,
+    .params = spec_params,
+    .n_params = sizeof spec_params / sizeof spec_params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = spec_outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
-    .create = spec_create, .process = stft_process, .flush = stft_flush, .destroy = stft_destroy,
+    .create = spec_create,
+    .process = stft_process,
+    .flush = stft_flush,
+    .destroy = stft_destroy,
 };
 
 const rm_node_type_t rm_node_mel_spectrogram = {
     .name = "MelSpectrogram",
     .description = "Mel-scale spectrogram (FFTW + triangular HTK-mel filter bank), as an f32 "
                    "tensor [frames, n_mels].",
-    .params = mel_params, .n_params = sizeof mel_params / sizeof mel_params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = mel_outputs, .n_outputs = 1,
+    .params = mel_params,
+    .n_params = sizeof mel_params / sizeof mel_params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = mel_outputs,
+    .n_outputs = 1,
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
-    .create = mel_create, .process = stft_process, .flush = stft_flush, .destroy = stft_destroy,
+    .create = mel_create,
+    .process = stft_process,
+    .flush = stft_flush,
+    .destroy = stft_destroy,
 };

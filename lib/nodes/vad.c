@@ -19,8 +19,8 @@ static const rm_param_spec_t params[] = {
     {"hangover_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 5000, "200", NULL,
      "a segment stays open through this much non-speech; shorter pauses are bridged. The "
      "segment ends where the last speech frame ends"},
-    {"min_speech_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 10000, "50",
-     NULL, "segments shorter than this are dropped"},
+    {"min_speech_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 10000, "50", NULL,
+     "segments shorter than this are dropped"},
     {"threshold_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 1, 60, "12", NULL,
      "a frame is speech when its energy is this many dB above the noise floor (which follows "
      "quiet frames down at once and rises 3 dB/s)"},
@@ -30,8 +30,9 @@ static const rm_param_spec_t params[] = {
      "emit each segment's audio on the `speech` port as soon as the segment closes"},
 };
 static const rm_port_spec_t inputs[] = {
-    {"in", RM_KIND_AUDIO, 0, "audio, 8-48 kHz, any format; channels are averaged for the "
-                             "decision"}};
+    {"in", RM_KIND_AUDIO, 0,
+     "audio, 8-48 kHz, any format; channels are averaged for the "
+     "decision"}};
 static const rm_port_spec_t outputs[] = {
     {"segments", RM_KIND_JSON, 0,
      "at end of stream: [{\"start_ms\", \"end_ms\"}, ...] from the start of the stream"},
@@ -48,7 +49,7 @@ typedef struct vad {
   /* stream */
   int started;
   rm_audio_info_t info;
-  size_t frame; /* samples per decision frame */
+  size_t frame;    /* samples per decision frame */
   double floor_db; /* tracked noise floor */
   int floor_set;
   rm__media_vec_t pending; /* mono f32 samples of the unfinished frame */
@@ -56,8 +57,8 @@ typedef struct vad {
   uint64_t total;          /* samples received */
   int in_speech;
   uint64_t seg_start, last_speech_end;
-  rm__media_vec_t segs;    /* seg_t */
-  rm__media_vec_t hist;    /* raw input bytes from frame hist_at on (speech_audio) */
+  rm__media_vec_t segs; /* seg_t */
+  rm__media_vec_t hist; /* raw input bytes from frame hist_at on (speech_audio) */
   uint64_t hist_at;
 } vad_t;
 
@@ -114,8 +115,8 @@ static int decide(vad_t *v, const float *x) {
 static int emit_speech(vad_t *v, rm_node_ctx_t *ctx, const seg_t *s) {
   size_t fb = rm_sample_format_size(v->info.format) * v->info.channels;
   size_t from = (size_t)(s->start - v->hist_at), len = (size_t)(s->end - s->start);
-  rm_buffer_t *b = rm_buffer_new_audio(rm_node_account(ctx), v->info.sample_rate,
-                                       v->info.channels, v->info.format, len);
+  rm_buffer_t *b = rm_buffer_new_audio(rm_node_account(ctx), v->info.sample_rate, v->info.channels,
+                                       v->info.format, len);
   if (b)
     memcpy(b->data, v->hist.data + from * fb, len * fb);
   return rm_node_emit(ctx, 1, b);
@@ -143,8 +144,8 @@ static int step(vad_t *v, rm_node_ctx_t *ctx, uint64_t at, int speech) {
     v->last_speech_end = end;
     return 0;
   }
-  if (v->in_speech && (end - v->last_speech_end) * 1000 >
-                          (uint64_t)v->hangover_ms * v->info.sample_rate)
+  if (v->in_speech &&
+      (end - v->last_speech_end) * 1000 > (uint64_t)v->hangover_ms * v->info.sample_rate)
     return close_segment(v, ctx);
   return 0;
 }
@@ -215,8 +216,8 @@ static int emit_segments(vad_t *v, rm_node_ctx_t *ctx) {
   size_t n = v->segs.len / sizeof *s;
   double rate = v->info.sample_rate;
   for (size_t i = 0; arr && i < n; i++) {
-    json_t *o = json_pack("{s:f, s:f}", "start_ms", round(s[i].start * 1e4 / rate) / 10,
-                          "end_ms", round(s[i].end * 1e4 / rate) / 10);
+    json_t *o = json_pack("{s:f, s:f}", "start_ms", round(s[i].start * 1e4 / rate) / 10, "end_ms",
+                          round(s[i].end * 1e4 / rate) / 10);
     if (!o || json_array_append_new(arr, o)) {
       json_decref(arr);
       arr = NULL;
@@ -266,9 +267,15 @@ const rm_node_type_t rm_node_vad = {
     .description = "Voice activity detection per 10-30 ms frame (energy above a tracked noise "
                    "floor) with hangover; JSON segments at end of stream, optional speech-only "
                    "audio.",
-    .params = params, .n_params = sizeof params / sizeof params[0],
-    .inputs = inputs, .n_inputs = 1,
-    .outputs = outputs, .n_outputs = 2,
+    .params = params,
+    .n_params = sizeof params / sizeof params[0],
+    .inputs = inputs,
+    .n_inputs = 1,
+    .outputs = outputs,
+    .n_outputs = 2,
     .flags = RM_NODE_HEAVY,
-    .create = create, .process = process, .flush = flush, .destroy = destroy,
+    .create = create,
+    .process = process,
+    .flush = flush,
+    .destroy = destroy,
 };

@@ -15,8 +15,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  Remotemedia__V1__ExecuteRequest *req =
-      remotemedia__v1__execute_request__unpack(NULL, size, data);
+  Remotemedia__V1__ExecuteRequest *req = remotemedia__v1__execute_request__unpack(NULL, size, data);
   if (!req)
     return 0;
   rm_error_t err;
@@ -24,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rm_pipeline_t *p = NULL;
   rm_result_t *r = NULL;
   /* small limits keep each input fast: the fuzzer looks for crashes, not for big work */
-  rm_limits_t limits = {.max_nodes = 32, .max_audio_samples = 1u << 18,
-                        .max_buffer_bytes = 4u << 20};
+  rm_limits_t limits = {
+      .max_nodes = 32, .max_audio_samples = 1u << 18, .max_buffer_bytes = 4u << 20};
   rm_input_t inputs[8];
   size_t n = 0;
   if (rm_manifest_from_proto(req->manifest, &m, &err) || rm_pipeline_new(m, &limits, &p, &err))
@@ -36,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       continue;
     inputs[n++].node_id = req->inputs[i]->key;
   }
-  rm_run_opts_t opts = {.metrics = req->enable_metrics, .end_of_stream = 1,
+  rm_run_opts_t opts = {.metrics = req->enable_metrics,
+                        .end_of_stream = 1,
                         .deadline_ns = rm_clock_ns() + 50 * 1000000ull,
                         .output_nodes = (const char *const *)req->output_nodes,
                         .n_output_nodes = req->n_output_nodes};

@@ -51,8 +51,8 @@ static void build_wire(void) {
       {"cp", "PassThrough", ""},
       {"delay", "Delay", "{\"ms\": 0}"},
   };
-  static const char *conns[8][2] = {{"src", "g"},  {"g", "ck"},       {"ck", "fmt"},
-                                    {"g", "mix"},  {"fmt", "merge"},  {"mix", "merge"},
+  static const char *conns[8][2] = {{"src", "g"},   {"g", "ck"},      {"ck", "fmt"},
+                                    {"g", "mix"},   {"fmt", "merge"}, {"mix", "merge"},
                                     {"calc", "cp"}, {"cp", "delay"}};
   for (int i = 0; i < 9; i++) {
     remotemedia__v1__node_manifest__init(&wire_nodes[i]);
@@ -119,24 +119,24 @@ static outcome_t cycle(int from_proto) {
   int have_msg = 0;
   int rc;
 
-#define STEP(name, expr, has_err)                                                   \
-  do {                                                                              \
-    o.step = name;                                                                  \
-    rc = (expr);                                                                    \
-    if (rc) {                                                                       \
-      if ((has_err) && err.code != rc)                                              \
-        fprintf(stderr, "%s: rc %d but err.code %d (%s)\n", name, rc, err.code, err.message); \
-      if (has_err)                                                                  \
-        RM_ASSERT_INT(err.code, rc);                                                \
-      goto out;                                                                     \
-    }                                                                               \
+#define STEP(name, expr, has_err)                                                                  \
+  do {                                                                                             \
+    o.step = name;                                                                                 \
+    rc = (expr);                                                                                   \
+    if (rc) {                                                                                      \
+      if ((has_err) && err.code != rc)                                                             \
+        fprintf(stderr, "%s: rc %d but err.code %d (%s)\n", name, rc, err.code, err.message);      \
+      if (has_err)                                                                                 \
+        RM_ASSERT_INT(err.code, rc);                                                               \
+      goto out;                                                                                    \
+    }                                                                                              \
   } while (0)
 
   if (from_proto)
     STEP("manifest_from_proto", rm_manifest_from_proto(&wire, &m, &err), 1);
   else
-    STEP("manifest_from_json", rm_manifest_from_json_text(manifest_json, strlen(manifest_json),
-                                                          &m, &err), 1);
+    STEP("manifest_from_json",
+         rm_manifest_from_json_text(manifest_json, strlen(manifest_json), &m, &err), 1);
   STEP("pipeline_new", rm_pipeline_new(m, NULL, &p, &err), 1);
   audio = rm_buffer_new_audio(NULL, 8000, 1, RM_SAMPLE_F32, 10);
   STEP("audio input", audio ? 0 : RM_ENOMEM, 0);

@@ -317,8 +317,8 @@ static void test_f32_view_borrows_or_converts(void) {
 /* Regression: a result's buffers may outlive the account they were counted in (a pipeline
  * freed before its result); the last release must not touch freed memory. */
 static void test_buffer_outlives_pipeline_account(void) {
-  rm_pipeline_t *p = rm_test_pipeline(
-      "{'nodes': [{'id': 'g', 'node_type': 'Gain', 'params': {'db': 0}}]}");
+  rm_pipeline_t *p =
+      rm_test_pipeline("{'nodes': [{'id': 'g', 'node_type': 'Gain', 'params': {'db': 0}}]}");
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   const float f[] = {0.5f, 0.25f};
   rm_buffer_t *in = rm_test_audio_f32(f, 2, 8000, 1);
@@ -336,23 +336,22 @@ static void test_buffer_outlives_pipeline_account(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_account_counts_payload_bytes),
-      RM_TEST(test_owned_payload_is_aligned_and_terminated),
-      RM_TEST(test_new_audio_sizes_and_rejects),
-      RM_TEST(test_new_tensor_shapes),
-      RM_TEST(test_new_text_and_binary_copy),
-      RM_TEST(test_validate_audio),
-      RM_TEST(test_validate_tensor_and_others),
-      RM_TEST(test_names),
-      RM_TEST(test_i16_f32_roundtrip_exact),
-      RM_TEST(test_f32_to_i16_clips_at_full_scale),
-      RM_TEST(test_i32_conversions),
-      RM_TEST(test_float_to_float_is_a_plain_cast),
-      RM_TEST(test_get_set_every_format),
-      RM_TEST(test_f32_view_borrows_or_converts),
-      RM_TEST(test_buffer_outlives_pipeline_account),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_account_counts_payload_bytes),
+                                         RM_TEST(test_owned_payload_is_aligned_and_terminated),
+                                         RM_TEST(test_new_audio_sizes_and_rejects),
+                                         RM_TEST(test_new_tensor_shapes),
+                                         RM_TEST(test_new_text_and_binary_copy),
+                                         RM_TEST(test_validate_audio),
+                                         RM_TEST(test_validate_tensor_and_others),
+                                         RM_TEST(test_names),
+                                         RM_TEST(test_i16_f32_roundtrip_exact),
+                                         RM_TEST(test_f32_to_i16_clips_at_full_scale),
+                                         RM_TEST(test_i32_conversions),
+                                         RM_TEST(test_float_to_float_is_a_plain_cast),
+                                         RM_TEST(test_get_set_every_format),
+                                         RM_TEST(test_f32_view_borrows_or_converts),
+                                         RM_TEST(test_buffer_outlives_pipeline_account),
+                                         {NULL, NULL}};
   rm_test_suite("buffer", cases);
   return rm_test_run();
 }

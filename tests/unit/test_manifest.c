@@ -18,11 +18,11 @@ static int load_error(const char *json, rm_error_t *err) {
   return rc;
 }
 
-#define EXPECT(json, code, node, field, msg)                \
-  do {                                                      \
-    rm_error_t err_;                                        \
-    int rc_ = load_error(json, &err_);                      \
-    RM_ASSERT_ERR(rc_, &err_, code, node, field, msg);      \
+#define EXPECT(json, code, node, field, msg)                                                       \
+  do {                                                                                             \
+    rm_error_t err_;                                                                               \
+    int rc_ = load_error(json, &err_);                                                             \
+    RM_ASSERT_ERR(rc_, &err_, code, node, field, msg);                                             \
   } while (0)
 
 static void test_json_full_manifest(void) {
@@ -55,13 +55,13 @@ static void test_json_full_manifest(void) {
   json_t *j = rm_manifest_to_json(m);
   CU_ASSERT_PTR_NOT_NULL_FATAL(j);
   char *text = json_dumps(j, JSON_COMPACT);
-  char *want = rm_test_unquote(
-      "{'name':'demo','nodes':[{'id':'src','node_type':'PassThrough','params':{}},"
-      "{'id':'g','node_type':'Gain','params':{'db':-6}},"
-      "{'id':'f','node_type':'AudioFormat','params':{'format':'i16'}},"
-      "{'id':'n','node_type':'PassThrough','params':{}}],"
-      "'connections':[{'from':'src','to':'g'},"
-      "{'from':'g','to':'f','from_port':'out','to_port':'in'}]}");
+  char *want =
+      rm_test_unquote("{'name':'demo','nodes':[{'id':'src','node_type':'PassThrough','params':{}},"
+                      "{'id':'g','node_type':'Gain','params':{'db':-6}},"
+                      "{'id':'f','node_type':'AudioFormat','params':{'format':'i16'}},"
+                      "{'id':'n','node_type':'PassThrough','params':{}}],"
+                      "'connections':[{'from':'src','to':'g'},"
+                      "{'from':'g','to':'f','from_port':'out','to_port':'in'}]}");
   RM_ASSERT_STR(text, want);
   rm_manifest_t *again = NULL;
   rm_error_t err;
@@ -87,15 +87,14 @@ static void test_json_empty_manifest_loads(void) {
 
 static void test_json_shape_errors(void) {
   EXPECT("[]", RM_EMANIFEST, "", "", "manifest must be a JSON object");
-  EXPECT("{'nodes': [], 'edges': []}", RM_EMANIFEST, "", "edges",
-         "manifest: unknown key 'edges'");
+  EXPECT("{'nodes': [], 'edges': []}", RM_EMANIFEST, "", "edges", "manifest: unknown key 'edges'");
   EXPECT("{'name': 5}", RM_EMANIFEST, "", "name", "manifest: 'name' must be a string");
   EXPECT("{'nodes': {}}", RM_EMANIFEST, "", "nodes", "manifest: 'nodes' must be an array");
   EXPECT("{'nodes': ['a']}", RM_EMANIFEST, "", "nodes", "nodes[0] must be an object");
   EXPECT("{'nodes': [{'id': 'a', 'type': 'Gain'}]}", RM_EMANIFEST, "", "type",
          "nodes[0]: unknown key 'type'");
-  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain'}, {'node_type': 'Gain'}]}", RM_EMANIFEST,
-         "", "id", "nodes[1]: missing 'id'");
+  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain'}, {'node_type': 'Gain'}]}", RM_EMANIFEST, "",
+         "id", "nodes[1]: missing 'id'");
   EXPECT("{'nodes': [{'id': 7, 'node_type': 'Gain'}]}", RM_EMANIFEST, "", "id",
          "nodes[0]: 'id' must be a string");
   EXPECT("{'nodes': [{'id': 'a'}]}", RM_EMANIFEST, "", "node_type",
@@ -112,22 +111,23 @@ static void test_json_shape_errors(void) {
          "connections[0]: missing 'from'");
   EXPECT("{'connections': [{'from': 'a'}]}", RM_EMANIFEST, "", "to",
          "connections[0]: missing 'to'");
-  EXPECT("{'connections': [{'from': 'a', 'to': 'b', 'to_port': 1}]}", RM_EMANIFEST, "",
-         "to_port", "connections[0]: 'to_port' must be a string");
+  EXPECT("{'connections': [{'from': 'a', 'to': 'b', 'to_port': 1}]}", RM_EMANIFEST, "", "to_port",
+         "connections[0]: 'to_port' must be a string");
 }
 
 static void test_json_params_errors(void) {
   EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': 3}]}", RM_EPARAM, "a", "params",
          "node 'a': params must be a JSON object");
-  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': [1]}]}", RM_EPARAM, "a",
-         "params", "node 'a': params must be a JSON object");
-  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': '[1]'}]}", RM_EPARAM, "a",
-         "params", "node 'a': params must be a JSON object");
-  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': '5'}]}", RM_EPARAM, "a",
-         "params", "node 'a': params must be a JSON object");
+  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': [1]}]}", RM_EPARAM, "a", "params",
+         "node 'a': params must be a JSON object");
+  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': '[1]'}]}", RM_EPARAM, "a", "params",
+         "node 'a': params must be a JSON object");
+  EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': '5'}]}", RM_EPARAM, "a", "params",
+         "node 'a': params must be a JSON object");
   EXPECT("{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': '{db: 1}'}]}", RM_EPARAM, "a",
-         "params", "node 'a': params are not valid JSON: string or '}' expected near 'db' "
-                   "(line 1, column 3)");
+         "params",
+         "node 'a': params are not valid JSON: string or '}' expected near 'db' "
+         "(line 1, column 3)");
 }
 
 static void test_json_syntax_errors(void) {
@@ -268,12 +268,15 @@ static void test_builders(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_json_full_manifest),  RM_TEST(test_json_empty_manifest_loads),
-      RM_TEST(test_json_shape_errors),   RM_TEST(test_json_params_errors),
-      RM_TEST(test_json_syntax_errors),  RM_TEST(test_file),
-      RM_TEST(test_proto),               RM_TEST(test_builders),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_json_full_manifest),
+                                         RM_TEST(test_json_empty_manifest_loads),
+                                         RM_TEST(test_json_shape_errors),
+                                         RM_TEST(test_json_params_errors),
+                                         RM_TEST(test_json_syntax_errors),
+                                         RM_TEST(test_file),
+                                         RM_TEST(test_proto),
+                                         RM_TEST(test_builders),
+                                         {NULL, NULL}};
   rm_test_suite("manifest", cases);
   return rm_test_run();
 }

@@ -154,11 +154,10 @@ static void test_opus_alignment_by_correlation(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_file_to_normalised_flac),
-      RM_TEST(test_resample_normalise_vad),
-      RM_TEST(test_opus_alignment_by_correlation),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_file_to_normalised_flac),
+                                         RM_TEST(test_resample_normalise_vad),
+                                         RM_TEST(test_opus_alignment_by_correlation),
+                                         {NULL, NULL}};
   rm_test_suite("media_chain", cases);
   return rm_test_run();
 }

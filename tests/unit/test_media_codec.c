@@ -11,7 +11,7 @@ typedef struct fixture {
   size_t frames;
   rm_sample_format_t native;
   double freq;
-  double min_snr; /* dB against the analytic sine */
+  double min_snr;  /* dB against the analytic sine */
   int checksummed; /* FLAC and Ogg detect corrupted payload bytes; WAV cannot */
 } fixture_t;
 
@@ -347,15 +347,14 @@ static void test_decode_limit(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_and_registry),
-      RM_TEST(test_decode_every_fixture),
-      RM_TEST(test_decode_whole_fixture_directory),
-      RM_TEST(test_decode_corrupted_copies),
-      RM_TEST(test_encode_decode_round_trip),
-      RM_TEST(test_encode_i16_bit_exact),
-      RM_TEST(test_decode_limit),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_params_and_registry),
+                                         RM_TEST(test_decode_every_fixture),
+                                         RM_TEST(test_decode_whole_fixture_directory),
+                                         RM_TEST(test_decode_corrupted_copies),
+                                         RM_TEST(test_encode_decode_round_trip),
+                                         RM_TEST(test_encode_i16_bit_exact),
+                                         RM_TEST(test_decode_limit),
+                                         {NULL, NULL}};
   rm_test_suite("media_codec", cases);
   return rm_test_run();
 }

@@ -162,12 +162,9 @@ static void test_params_inputs_registry(void) {
 
 int main(void) {
   static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_inputs_registry),
-      RM_TEST(test_suppresses_noise_16k),
-      RM_TEST(test_suppresses_noise_48k),
-      RM_TEST(test_chunked_equals_one_shot_and_length),
-      RM_TEST(test_agc_lifts_quiet_signal),
-      {NULL, NULL}};
+      RM_TEST(test_params_inputs_registry), RM_TEST(test_suppresses_noise_16k),
+      RM_TEST(test_suppresses_noise_48k),   RM_TEST(test_chunked_equals_one_shot_and_length),
+      RM_TEST(test_agc_lifts_quiet_signal), {NULL, NULL}};
   rm_test_suite("media_denoise", cases);
   return rm_test_run();
 }

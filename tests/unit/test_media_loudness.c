@@ -243,23 +243,21 @@ static void test_params_and_registry(void) {
   CU_ASSERT(rm_registry_find("LoudnessNormalize")->flags & RM_NODE_HEAVY);
   media_expect_param_error("LoudnessNormalize", "{\"target_lufs\":1}", "target_lufs");
   media_expect_param_error("LoudnessNormalize", "{\"target_lufs\":\"-23\"}", "target_lufs");
-  media_expect_param_error("LoudnessNormalize", "{\"true_peak_ceiling\":-31}",
-                           "true_peak_ceiling");
+  media_expect_param_error("LoudnessNormalize", "{\"true_peak_ceiling\":-31}", "true_peak_ceiling");
   media_expect_param_error("LoudnessNormalize", "{\"max_gain_db\":-1}", "max_gain_db");
   media_expect_param_error("LoudnessMeter", "{\"true_peak\":1}", "true_peak");
   media_expect_param_error("LoudnessMeter", "{\"gate\":1}", "gate");
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_and_registry),
-      RM_TEST(test_sine_minus20_dbfs_is_minus20_lufs),
-      RM_TEST(test_pink_noise_normalised_to_minus23),
-      RM_TEST(test_true_peak_ceiling),
-      RM_TEST(test_silence_passes_unchanged),
-      RM_TEST(test_stream_in_chunks),
-      RM_TEST(test_borrowed_input_across_runs),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_params_and_registry),
+                                         RM_TEST(test_sine_minus20_dbfs_is_minus20_lufs),
+                                         RM_TEST(test_pink_noise_normalised_to_minus23),
+                                         RM_TEST(test_true_peak_ceiling),
+                                         RM_TEST(test_silence_passes_unchanged),
+                                         RM_TEST(test_stream_in_chunks),
+                                         RM_TEST(test_borrowed_input_across_runs),
+                                         {NULL, NULL}};
   rm_test_suite("media_loudness", cases);
   return rm_test_run();
 }

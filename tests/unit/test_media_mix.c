@@ -84,10 +84,10 @@ static void test_trim_all_silent(void) {
   rm_buffer_unref(in);
 }
 
-#define MIX_PIPELINE(params)                                                                   \
-  "{\"name\":\"m\",\"nodes\":[{\"id\":\"a\",\"node_type\":\"PassThrough\"},"                   \
-  "{\"id\":\"b\",\"node_type\":\"PassThrough\"},{\"id\":\"mix\",\"node_type\":\"Mixer\","      \
-  "\"params\":" params "}],\"connections\":[{\"from\":\"a\",\"to\":\"mix\"},"                  \
+#define MIX_PIPELINE(params)                                                                       \
+  "{\"name\":\"m\",\"nodes\":[{\"id\":\"a\",\"node_type\":\"PassThrough\"},"                       \
+  "{\"id\":\"b\",\"node_type\":\"PassThrough\"},{\"id\":\"mix\",\"node_type\":\"Mixer\","          \
+  "\"params\":" params "}],\"connections\":[{\"from\":\"a\",\"to\":\"mix\"},"                      \
   "{\"from\":\"b\",\"to\":\"mix\"}]}"
 
 static int mix2(rm_pipeline_t *p, rm_buffer_t *a, rm_buffer_t *b, rm_buffer_t **out,
@@ -127,7 +127,8 @@ static void test_mixer_gains_lengths_formats(void) {
   rm_buffer_unref(out);
   rm_pipeline_free(p);
   /* shortest, i16 output: b's length, clipped sums */
-  p = rm_test_pipeline(MIX_PIPELINE("{\"length\":\"shortest\",\"format\":\"i16\",\"gains_db\":[24,24]}"));
+  p = rm_test_pipeline(
+      MIX_PIPELINE("{\"length\":\"shortest\",\"format\":\"i16\",\"gains_db\":[24,24]}"));
   CU_ASSERT_EQUAL_FATAL(mix2(p, a, b, &out, &err), 0);
   CU_ASSERT_EQUAL(out->u.audio.format, RM_SAMPLE_I16);
   CU_ASSERT_EQUAL(rm_audio_frames(out), 600);
@@ -190,14 +191,13 @@ static void test_params_and_registry(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_and_registry),
-      RM_TEST(test_trim_exact_cuts),
-      RM_TEST(test_trim_stream_keeps_inner_silence),
-      RM_TEST(test_trim_all_silent),
-      RM_TEST(test_mixer_gains_lengths_formats),
-      RM_TEST(test_mixer_mismatch_errors),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_params_and_registry),
+                                         RM_TEST(test_trim_exact_cuts),
+                                         RM_TEST(test_trim_stream_keeps_inner_silence),
+                                         RM_TEST(test_trim_all_silent),
+                                         RM_TEST(test_mixer_gains_lengths_formats),
+                                         RM_TEST(test_mixer_mismatch_errors),
+                                         {NULL, NULL}};
   rm_test_suite("media_mix", cases);
   return rm_test_run();
 }

@@ -21,8 +21,7 @@ static void encode(rm_buffer_t **chunks, size_t n, const char *enc_params, media
   rm_pipeline_free(p);
 }
 
-static int decode(media_items_t *pk, const char *dec_params, media_items_t *out,
-                  rm_error_t *err) {
+static int decode(media_items_t *pk, const char *dec_params, media_items_t *out, rm_error_t *err) {
   rm_pipeline_t *p = media_node("OpusDecode", dec_params);
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   static const char *const keys[] = {"n"};
@@ -221,12 +220,11 @@ static void test_params_inputs_registry(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_inputs_registry),
-      RM_TEST(test_tone_round_trip_64k_snr_20db),
-      RM_TEST(test_chunked_stream_and_rate_change),
-      RM_TEST(test_truncated_and_corrupt_packets),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_params_inputs_registry),
+                                         RM_TEST(test_tone_round_trip_64k_snr_20db),
+                                         RM_TEST(test_chunked_stream_and_rate_change),
+                                         RM_TEST(test_truncated_and_corrupt_packets),
+                                         {NULL, NULL}};
   rm_test_suite("media_opus", cases);
   return rm_test_run();
 }

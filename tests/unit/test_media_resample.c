@@ -70,9 +70,12 @@ static void test_passband_7k9_kept_9k_rejected_90db(void) {
 
 /* round(n * out / in) frames for a one-shot run, whatever the ratio. */
 static void test_exact_length(void) {
-  static const struct { uint32_t in, out; size_t n; } cases[] = {
-      {44100, 16000, 1001}, {48000, 44100, 12345}, {8000, 192000, 777},
-      {192000, 8000, 100}, {22050, 16000, 1}, {16000, 16000, 999}, {11025, 48000, 0}};
+  static const struct {
+    uint32_t in, out;
+    size_t n;
+  } cases[] = {{44100, 16000, 1001}, {48000, 44100, 12345}, {8000, 192000, 777},
+               {192000, 8000, 100},  {22050, 16000, 1},     {16000, 16000, 999},
+               {11025, 48000, 0}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     char params[64];
     snprintf(params, sizeof params, "{\"rate\":%u}", cases[c].out);
@@ -235,17 +238,16 @@ static void test_registered(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_registered),
-      RM_TEST(test_sine_48k_to_16k_snr_100db),
-      RM_TEST(test_sine_44k1_to_48k_snr_100db),
-      RM_TEST(test_passband_7k9_kept_9k_rejected_90db),
-      RM_TEST(test_exact_length),
-      RM_TEST(test_stream_equals_one_shot),
-      RM_TEST(test_formats_and_downmix),
-      RM_TEST(test_param_errors),
-      RM_TEST(test_input_errors),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_registered),
+                                         RM_TEST(test_sine_48k_to_16k_snr_100db),
+                                         RM_TEST(test_sine_44k1_to_48k_snr_100db),
+                                         RM_TEST(test_passband_7k9_kept_9k_rejected_90db),
+                                         RM_TEST(test_exact_length),
+                                         RM_TEST(test_stream_equals_one_shot),
+                                         RM_TEST(test_formats_and_downmix),
+                                         RM_TEST(test_param_errors),
+                                         RM_TEST(test_input_errors),
+                                         {NULL, NULL}};
   rm_test_suite("media_resample", cases);
   return rm_test_run();
 }

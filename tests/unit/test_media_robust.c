@@ -57,9 +57,8 @@ static void test_awkward_streams(void) {
     static const char *const keys[] = {"n"};
     rm_error_t err;
     for (size_t f = 0; f < 4; f++) {
-      rm_buffer_t *chunks[] = {noise(fmts[f], 0, 0), noise(fmts[f], 4801, 1),
-                               noise(fmts[f], 0, 0), noise(fmts[f], 1, 0),
-                               noise(fmts[f], 20000, 1)};
+      rm_buffer_t *chunks[] = {noise(fmts[f], 0, 0), noise(fmts[f], 4801, 1), noise(fmts[f], 0, 0),
+                               noise(fmts[f], 1, 0), noise(fmts[f], 20000, 1)};
       media_items_t it = {0};
       int rc = media_stream(p, chunks, 5, keys, &it, 1, &err);
       if (rc)
@@ -131,10 +130,11 @@ static void test_out_of_memory_everywhere(void) {
  * params whose defaults validate, described ports, the heavy flag on all but the two
  * linear-time nodes. */
 static void test_registry_and_schemas(void) {
-  static const char *const names[] = {
-      "AudioResample", "AudioDecode", "AudioEncode", "LoudnessMeter", "LoudnessNormalize",
-      "VAD", "Denoise", "OpusEncode", "OpusDecode", "Spectrogram", "MelSpectrogram",
-      "SilenceTrim", "Mixer"};
+  static const char *const names[] = {"AudioResample", "AudioDecode",       "AudioEncode",
+                                      "LoudnessMeter", "LoudnessNormalize", "VAD",
+                                      "Denoise",       "OpusEncode",        "OpusDecode",
+                                      "Spectrogram",   "MelSpectrogram",    "SilenceTrim",
+                                      "Mixer"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     const rm_node_type_t *t = rm_registry_find(names[i]);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);

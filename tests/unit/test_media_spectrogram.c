@@ -118,9 +118,9 @@ static void test_mel_tone_peaks_in_right_bin(void) {
   double m_lo = hz_to_mel(50), m_hi = hz_to_mel(7600);
   for (size_t t = 0; t < sizeof tones / sizeof tones[0]; t++) {
     rm_buffer_t *in = sine(16000, 8000, tones[t]);
-    rm_buffer_t *s = run_one("MelSpectrogram",
-                             "{\"n_fft\":2048,\"hop\":256,\"n_mels\":40,\"fmin\":50,\"fmax\":7600}",
-                             in);
+    rm_buffer_t *s =
+        run_one("MelSpectrogram",
+                "{\"n_fft\":2048,\"hop\":256,\"n_mels\":40,\"fmin\":50,\"fmax\":7600}", in);
     CU_ASSERT_EQUAL(s->u.tensor.shape[1], n_mels);
     int expect = 0;
     double best = 1e9;
@@ -149,8 +149,7 @@ static void test_frames_and_streaming(void) {
     media_fdata(in)[i] = (float)media_noise(&seed);
   rm_buffer_t *c = run_one("MelSpectrogram", "{\"n_fft\":400,\"hop\":160,\"n_mels\":20}", in);
   CU_ASSERT_EQUAL(c->u.tensor.shape[0], 1 + 5000 / 160);
-  rm_buffer_t *nc =
-      run_one("Spectrogram", "{\"n_fft\":400,\"hop\":160,\"center\":false}", in);
+  rm_buffer_t *nc = run_one("Spectrogram", "{\"n_fft\":400,\"hop\":160,\"center\":false}", in);
   CU_ASSERT_EQUAL(nc->u.tensor.shape[0], 1 + (5000 - 400) / 160);
   rm_buffer_unref(nc);
   /* chunked */
@@ -169,8 +168,8 @@ static void test_frames_and_streaming(void) {
   for (size_t i = 0; i < it.n; i++) {
     const float *a = (const float *)it.items[i]->data;
     for (size_t j = 0; j < it.items[i]->size / 4; j++, at++)
-      diff += at >= c->size / 4 || fabsf(a[j] - ((const float *)c->data)[at]) >
-                                       1e-5f * fmaxf(1.0f, fabsf(a[j]));
+      diff += at >= c->size / 4 ||
+              fabsf(a[j] - ((const float *)c->data)[at]) > 1e-5f * fmaxf(1.0f, fabsf(a[j]));
   }
   CU_ASSERT_EQUAL(at, c->size / 4);
   CU_ASSERT_EQUAL(diff, 0);
@@ -207,12 +206,9 @@ static void test_params_inputs_registry(void) {
 
 int main(void) {
   static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_inputs_registry),
-      RM_TEST(test_parseval_white_noise_1pct),
-      RM_TEST(test_tone_peaks_in_linear_bin),
-      RM_TEST(test_mel_tone_peaks_in_right_bin),
-      RM_TEST(test_frames_and_streaming),
-      {NULL, NULL}};
+      RM_TEST(test_params_inputs_registry),   RM_TEST(test_parseval_white_noise_1pct),
+      RM_TEST(test_tone_peaks_in_linear_bin), RM_TEST(test_mel_tone_peaks_in_right_bin),
+      RM_TEST(test_frames_and_streaming),     {NULL, NULL}};
   rm_test_suite("media_spectrogram", cases);
   return rm_test_run();
 }

@@ -20,8 +20,8 @@
 static inline rm_pipeline_t *media_node(const char *type, const char *params) {
   char json[4096];
   snprintf(json, sizeof json,
-           "{\"name\":\"t\",\"nodes\":[{\"id\":\"n\",\"node_type\":\"%s\",\"params\":%s}]}",
-           type, params ? params : "{}");
+           "{\"name\":\"t\",\"nodes\":[{\"id\":\"n\",\"node_type\":\"%s\",\"params\":%s}]}", type,
+           params ? params : "{}");
   return rm_test_pipeline(json);
 }
 
@@ -29,14 +29,13 @@ static inline rm_pipeline_t *media_node(const char *type, const char *params) {
 static inline int media_node_error(const char *type, const char *params, rm_error_t *err) {
   char json[4096];
   snprintf(json, sizeof json,
-           "{\"name\":\"t\",\"nodes\":[{\"id\":\"n\",\"node_type\":\"%s\",\"params\":%s}]}",
-           type, params);
+           "{\"name\":\"t\",\"nodes\":[{\"id\":\"n\",\"node_type\":\"%s\",\"params\":%s}]}", type,
+           params);
   return rm_test_pipeline_error(json, err);
 }
 
 /* Asserts that params fail with RM_EPARAM naming node "n" and `key`. */
-static inline void media_expect_param_error(const char *type, const char *params,
-                                            const char *key) {
+static inline void media_expect_param_error(const char *type, const char *params, const char *key) {
   rm_error_t err;
   int rc = media_node_error(type, params, &err);
   CU_ASSERT_EQUAL(rc, RM_EPARAM);

@@ -23,8 +23,9 @@ static rm_buffer_t *speechlike(uint32_t rate) {
         continue;
       double ramp = fmin(1, fmin(ms - truth[s][0], truth[s][1] - ms) / 10);
       double env = (0.6 + 0.4 * sin(2 * M_PI * 4 * t)) * ramp;
-      double f0 = 150 * (1 + 0.03 * sin(2 * M_PI * 3 * t)), phase = 2 * M_PI * 150 * t -
-                  0.03 * 150 / 3 * cos(2 * M_PI * 3 * t); /* integral of f0 */
+      double f0 = 150 * (1 + 0.03 * sin(2 * M_PI * 3 * t)),
+             phase =
+                 2 * M_PI * 150 * t - 0.03 * 150 / 3 * cos(2 * M_PI * 3 * t); /* integral of f0 */
       (void)f0;
       double h = 0;
       for (int k = 1; k * 150 <= 3000; k++)
@@ -78,14 +79,14 @@ static double check_accuracy(const char *params, uint32_t rate) {
   size_t right = 0, frames = SIG_MS / 10;
   for (size_t f = 0; f < frames; f++) {
     double centre = f * 10.0 + 5;
-    right += in_segs(truth, N_TRUTH, centre) == in_segs((const double (*)[2])o.seg, o.n, centre);
+    right += in_segs(truth, N_TRUTH, centre) == in_segs((const double(*)[2])o.seg, o.n, centre);
   }
   double acc = 100.0 * (double)right / (double)frames, worst = 0;
   CU_ASSERT_EQUAL(o.n, N_TRUTH);
   for (size_t s = 0; s < o.n && s < N_TRUTH; s++)
     worst = fmax(worst, fmax(fabs(o.seg[s][0] - truth[s][0]), fabs(o.seg[s][1] - truth[s][1])));
-  printf("\n    %s %u Hz: %zu segments, frame accuracy %.1f %%, worst edge %.0f ms ", params,
-         rate, o.n, acc, worst);
+  printf("\n    %s %u Hz: %zu segments, frame accuracy %.1f %%, worst edge %.0f ms ", params, rate,
+         o.n, acc, worst);
   CU_ASSERT(acc >= 95.0);
   CU_ASSERT(worst <= 30.0);
   media_items_free(&it);
@@ -215,12 +216,11 @@ static void test_params_inputs_registry(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_inputs_registry),
-      RM_TEST(test_accuracy_95pct_edges_30ms),
-      RM_TEST(test_stream_and_speech_audio),
-      RM_TEST(test_silence_and_blips),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_params_inputs_registry),
+                                         RM_TEST(test_accuracy_95pct_edges_30ms),
+                                         RM_TEST(test_stream_and_speech_audio),
+                                         RM_TEST(test_silence_and_blips),
+                                         {NULL, NULL}};
   rm_test_suite("media_vad", cases);
   return rm_test_run();
 }

@@ -74,15 +74,12 @@ static void expect_keys(const json_t *obj, const char *const *keys, size_t n) {
   }
 }
 
-static const char *const top_keys[] = {"pipeline_id",       "total_executions",
-                                       "total_duration_us", "total_duration_ms",
-                                       "peak_memory_bytes", "peak_memory_mb",
-                                       "metrics_overhead_us", "node_metrics"};
-static const char *const node_keys[] = {"node_id",           "execution_count",
-                                        "success_count",     "error_count",
-                                        "success_rate",      "total_duration_us",
-                                        "avg_duration_us",   "min_duration_us",
-                                        "max_duration_us"};
+static const char *const top_keys[] = {
+    "pipeline_id",       "total_executions", "total_duration_us",   "total_duration_ms",
+    "peak_memory_bytes", "peak_memory_mb",   "metrics_overhead_us", "node_metrics"};
+static const char *const node_keys[] = {"node_id",         "execution_count", "success_count",
+                                        "error_count",     "success_rate",    "total_duration_us",
+                                        "avg_duration_us", "min_duration_us", "max_duration_us"};
 #define N_TOP (sizeof top_keys / sizeof top_keys[0])
 #define N_NODE (sizeof node_keys / sizeof node_keys[0])
 
@@ -242,11 +239,11 @@ static void test_proto_carries_the_same_numbers(void) {
  * while the run holds them, buffers a node creates count from creation until their last
  * reference goes (consumers done, or the result released). */
 static void test_peak_memory_of_a_known_case(void) {
-  rm_pipeline_t *p = rm_test_pipeline(
-      "{'nodes': [{'id': 'src', 'node_type': 'PassThrough'},"
-      " {'id': 'g', 'node_type': 'Gain', 'params': {'db': -3}},"
-      " {'id': 'fmt', 'node_type': 'AudioFormat', 'params': {'format': 'i16'}}],"
-      " 'connections': [{'from': 'src', 'to': 'g'}, {'from': 'g', 'to': 'fmt'}]}");
+  rm_pipeline_t *p =
+      rm_test_pipeline("{'nodes': [{'id': 'src', 'node_type': 'PassThrough'},"
+                       " {'id': 'g', 'node_type': 'Gain', 'params': {'db': -3}},"
+                       " {'id': 'fmt', 'node_type': 'AudioFormat', 'params': {'format': 'i16'}}],"
+                       " 'connections': [{'from': 'src', 'to': 'g'}, {'from': 'g', 'to': 'fmt'}]}");
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   static float s[1000];
   rm_buffer_t *in = rm_test_audio_f32(s, 1000, 48000, 1);
@@ -380,8 +377,8 @@ static void expect_same_document(const json_t *a, const json_t *b, const char *w
   if (json_is_object(a)) {
     RM_ASSERT_INT(json_object_size(a), json_object_size(b));
     void *ia = json_object_iter((json_t *)a), *ib = json_object_iter((json_t *)b);
-    for (; ia && ib; ia = json_object_iter_next((json_t *)a, ia),
-                     ib = json_object_iter_next((json_t *)b, ib)) {
+    for (; ia && ib;
+         ia = json_object_iter_next((json_t *)a, ia), ib = json_object_iter_next((json_t *)b, ib)) {
       RM_ASSERT_STR(json_object_iter_key(ia), json_object_iter_key(ib));
       if (strcmp(json_object_iter_key(ia), "metrics_overhead_us") != 0) /* grows per export */
         expect_same_document(json_object_iter_value(ia), json_object_iter_value(ib),
@@ -442,13 +439,17 @@ static void test_text_export_is_the_same_document(void) {
   expect_text_matches_tree(&m);
   char *text = rm_metrics_to_json_text(&m, NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL(text);
-  CU_ASSERT_PTR_NOT_NULL(strstr(text, "{\"pipeline_id\":\"quote\\\" back\\\\ tab\\u0009 caf\xc3\xa9\","));
-  CU_ASSERT_PTR_NOT_NULL(strstr(text, ",\"total_duration_us\":1234.567,\"total_duration_ms\":1.234567,"));
-  CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"min_duration_us\":0.002,\"max_duration_us\":123456789.012}"));
-  CU_ASSERT_PTR_NOT_NULL(strstr(text, "{\"node_id\":\"y\",\"execution_count\":0,\"success_count\":0,"
-                                      "\"error_count\":0,\"success_rate\":0.0,\"total_duration_us\":0.000,"
-                                      "\"avg_duration_us\":0.0,\"min_duration_us\":0.000,"
-                                      "\"max_duration_us\":0.000}]}"));
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(text, "{\"pipeline_id\":\"quote\\\" back\\\\ tab\\u0009 caf\xc3\xa9\","));
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(text, ",\"total_duration_us\":1234.567,\"total_duration_ms\":1.234567,"));
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(text, "\"min_duration_us\":0.002,\"max_duration_us\":123456789.012}"));
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(text, "{\"node_id\":\"y\",\"execution_count\":0,\"success_count\":0,"
+                   "\"error_count\":0,\"success_rate\":0.0,\"total_duration_us\":0.000,"
+                   "\"avg_duration_us\":0.0,\"min_duration_us\":0.000,"
+                   "\"max_duration_us\":0.000}]}"));
   rm_free(text);
   rm_metrics_destroy(&m);
 }
@@ -488,20 +489,19 @@ static void test_init_destroy(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_counts_after_a_failing_node),
-      RM_TEST(test_json_keys_are_the_seeds),
-      RM_TEST(test_durations_ordered_and_nonzero),
-      RM_TEST(test_unexecuted_nodes_export_zero),
-      RM_TEST(test_proto_carries_the_same_numbers),
-      RM_TEST(test_peak_memory_of_a_known_case),
-      RM_TEST(test_peak_counts_a_shared_input_once),
-      RM_TEST(test_peak_covers_only_metered_runs),
-      RM_TEST(test_metrics_off_leaves_metrics_untouched),
-      RM_TEST(test_overhead_accounting),
-      RM_TEST(test_text_export_is_the_same_document),
-      RM_TEST(test_init_destroy),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_counts_after_a_failing_node),
+                                         RM_TEST(test_json_keys_are_the_seeds),
+                                         RM_TEST(test_durations_ordered_and_nonzero),
+                                         RM_TEST(test_unexecuted_nodes_export_zero),
+                                         RM_TEST(test_proto_carries_the_same_numbers),
+                                         RM_TEST(test_peak_memory_of_a_known_case),
+                                         RM_TEST(test_peak_counts_a_shared_input_once),
+                                         RM_TEST(test_peak_covers_only_metered_runs),
+                                         RM_TEST(test_metrics_off_leaves_metrics_untouched),
+                                         RM_TEST(test_overhead_accounting),
+                                         RM_TEST(test_text_export_is_the_same_document),
+                                         RM_TEST(test_init_destroy),
+                                         {NULL, NULL}};
   rm_test_suite("metrics", cases);
   return rm_test_run();
 }

@@ -518,22 +518,21 @@ static void test_delay_honours_cancel(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_gain_6db_doubles),
-      RM_TEST(test_gain_integer_formats_clip),
-      RM_TEST(test_format_i16_f32_i16_roundtrip_exact),
-      RM_TEST(test_format_clips_at_full_scale),
-      RM_TEST(test_format_same_format_shares),
-      RM_TEST(test_channel_mix_to_mono),
-      RM_TEST(test_channel_mix_to_stereo),
-      RM_TEST(test_chunk_partial_modes),
-      RM_TEST(test_chunk_streaming_remainder),
-      RM_TEST(test_calculator_operations),
-      RM_TEST(test_calculator_errors),
-      RM_TEST(test_delay_passes_data),
-      RM_TEST(test_delay_honours_deadline),
-      RM_TEST(test_delay_honours_cancel),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_gain_6db_doubles),
+                                         RM_TEST(test_gain_integer_formats_clip),
+                                         RM_TEST(test_format_i16_f32_i16_roundtrip_exact),
+                                         RM_TEST(test_format_clips_at_full_scale),
+                                         RM_TEST(test_format_same_format_shares),
+                                         RM_TEST(test_channel_mix_to_mono),
+                                         RM_TEST(test_channel_mix_to_stereo),
+                                         RM_TEST(test_chunk_partial_modes),
+                                         RM_TEST(test_chunk_streaming_remainder),
+                                         RM_TEST(test_calculator_operations),
+                                         RM_TEST(test_calculator_errors),
+                                         RM_TEST(test_delay_passes_data),
+                                         RM_TEST(test_delay_honours_deadline),
+                                         RM_TEST(test_delay_honours_cancel),
+                                         {NULL, NULL}};
   rm_test_suite("nodes_util", cases);
   return rm_test_run();
 }

@@ -136,13 +136,13 @@ static void test_params_must_be_object(void) {
   json_t *out = NULL;
   json_t *arr = json_array();
   rm_error_clear(&err);
-  RM_ASSERT_ERR(rm_params_validate(specs, N_SPECS, arr, "n1", &out, &err), &err, RM_EPARAM,
-                "n1", "params", "node 'n1': params must be a JSON object, got array");
+  RM_ASSERT_ERR(rm_params_validate(specs, N_SPECS, arr, "n1", &out, &err), &err, RM_EPARAM, "n1",
+                "params", "node 'n1': params must be a JSON object, got array");
   CU_ASSERT_PTR_NULL(out);
   json_decref(arr);
   /* NULL means {}: here the required key is then missing */
-  RM_ASSERT_ERR(rm_params_validate(specs, N_SPECS, NULL, "n1", &out, &err), &err, RM_EPARAM,
-                "n1", "rate", "node 'n1': missing required param 'rate'");
+  RM_ASSERT_ERR(rm_params_validate(specs, N_SPECS, NULL, "n1", &out, &err), &err, RM_EPARAM, "n1",
+                "rate", "node 'n1': missing required param 'rate'");
   /* no schema, no params: an empty object */
   RM_ASSERT_INT(rm_params_validate(NULL, 0, NULL, "n1", &out, &err), 0);
   RM_ASSERT_INT(json_object_size(out), 0);
@@ -161,15 +161,14 @@ static void test_type_names(void) {
 /* The same checks reach the caller through rm_pipeline_new with the node's id. */
 static void test_node_params_through_pipeline(void) {
   rm_error_t err;
-  RM_ASSERT_ERR(rm_test_pipeline_error(
-                    "{'nodes': [{'id': 'boost', 'node_type': 'Gain', 'params': {'db': 61}}]}",
-                    &err),
-                &err, RM_EPARAM, "boost", "db",
-                "node 'boost' param 'db': 61 is out of range [-120, 60]");
-  RM_ASSERT_ERR(rm_test_pipeline_error(
-                    "{'nodes': [{'id': 'boost', 'node_type': 'Gain', 'params': {'gain': 1}}]}",
-                    &err),
-                &err, RM_EPARAM, "boost", "gain", "node 'boost': unknown param 'gain'");
+  RM_ASSERT_ERR(
+      rm_test_pipeline_error(
+          "{'nodes': [{'id': 'boost', 'node_type': 'Gain', 'params': {'db': 61}}]}", &err),
+      &err, RM_EPARAM, "boost", "db", "node 'boost' param 'db': 61 is out of range [-120, 60]");
+  RM_ASSERT_ERR(
+      rm_test_pipeline_error(
+          "{'nodes': [{'id': 'boost', 'node_type': 'Gain', 'params': {'gain': 1}}]}", &err),
+      &err, RM_EPARAM, "boost", "gain", "node 'boost': unknown param 'gain'");
   RM_ASSERT_ERR(rm_test_pipeline_error(
                     "{'nodes': [{'id': 'fmt', 'node_type': 'AudioFormat', 'params': {}}]}", &err),
                 &err, RM_EPARAM, "fmt", "format", "node 'fmt': missing required param 'format'");
@@ -195,19 +194,18 @@ static void test_node_params_through_pipeline(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_defaults_are_filled),
-      RM_TEST(test_given_values_are_kept),
-      RM_TEST(test_large_integer_is_exact),
-      RM_TEST(test_unknown_key),
-      RM_TEST(test_missing_required),
-      RM_TEST(test_wrong_types),
-      RM_TEST(test_out_of_range),
-      RM_TEST(test_enum_lists_allowed_values),
-      RM_TEST(test_params_must_be_object),
-      RM_TEST(test_type_names),
-      RM_TEST(test_node_params_through_pipeline),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_defaults_are_filled),
+                                         RM_TEST(test_given_values_are_kept),
+                                         RM_TEST(test_large_integer_is_exact),
+                                         RM_TEST(test_unknown_key),
+                                         RM_TEST(test_missing_required),
+                                         RM_TEST(test_wrong_types),
+                                         RM_TEST(test_out_of_range),
+                                         RM_TEST(test_enum_lists_allowed_values),
+                                         RM_TEST(test_params_must_be_object),
+                                         RM_TEST(test_type_names),
+                                         RM_TEST(test_node_params_through_pipeline),
+                                         {NULL, NULL}};
   rm_test_suite("params", cases);
   return rm_test_run();
 }

@@ -4,11 +4,11 @@
 
 #include "test_support.h"
 
-#define EXPECT_BUILD_ERROR(json, code, node, field, msg)    \
-  do {                                                      \
-    rm_error_t err_;                                        \
-    int rc_ = rm_test_pipeline_error(json, &err_);          \
-    RM_ASSERT_ERR(rc_, &err_, code, node, field, msg);      \
+#define EXPECT_BUILD_ERROR(json, code, node, field, msg)                                           \
+  do {                                                                                             \
+    rm_error_t err_;                                                                               \
+    int rc_ = rm_test_pipeline_error(json, &err_);                                                 \
+    RM_ASSERT_ERR(rc_, &err_, code, node, field, msg);                                             \
   } while (0)
 
 static const float tone[] = {0.5f, -0.25f, 0.125f, 0.0f};
@@ -29,15 +29,15 @@ static void test_duplicate_ids(void) {
 }
 
 static void test_invalid_ids(void) {
-  EXPECT_BUILD_ERROR("{'nodes': [{'id': '', 'node_type': 'PassThrough'}]}", RM_EMANIFEST, "",
-                     "id", "nodes[0]: node id is empty");
+  EXPECT_BUILD_ERROR("{'nodes': [{'id': '', 'node_type': 'PassThrough'}]}", RM_EMANIFEST, "", "id",
+                     "nodes[0]: node id is empty");
   EXPECT_BUILD_ERROR("{'nodes': [{'id': 'ok', 'node_type': 'PassThrough'},"
                      " {'id': 'a b', 'node_type': 'PassThrough'}]}",
                      RM_EMANIFEST, "a b", "id",
                      "nodes[1]: node id 'a b' is invalid: use 1 to 64 characters of A-Z a-z 0-9 "
                      "_ -");
-  EXPECT_BUILD_ERROR("{'nodes': [{'id': 'a.b', 'node_type': 'PassThrough'}]}", RM_EMANIFEST,
-                     "a.b", "id",
+  EXPECT_BUILD_ERROR("{'nodes': [{'id': 'a.b', 'node_type': 'PassThrough'}]}", RM_EMANIFEST, "a.b",
+                     "id",
                      "nodes[0]: node id 'a.b' is invalid: use 1 to 64 characters of A-Z a-z 0-9 "
                      "_ -");
   char json[256], id[70];
@@ -107,8 +107,8 @@ static void test_unknown_node_type(void) {
                      " {'id': 'g', 'node_type': 'Gian'}]}",
                      RM_ENOTYPE, "g", "node_type", "node 'g': unknown node type 'Gian'");
   /* names are case-sensitive */
-  EXPECT_BUILD_ERROR("{'nodes': [{'id': 'g', 'node_type': 'gain'}]}", RM_ENOTYPE, "g",
-                     "node_type", "node 'g': unknown node type 'gain'");
+  EXPECT_BUILD_ERROR("{'nodes': [{'id': 'g', 'node_type': 'gain'}]}", RM_ENOTYPE, "g", "node_type",
+                     "node 'g': unknown node type 'gain'");
 }
 
 static void test_connection_to_missing_node(void) {
@@ -228,8 +228,8 @@ static const char *chain = "{'nodes': [{'id': 'src', 'node_type': 'PassThrough'}
                            " {'id': 'g', 'node_type': 'Gain', 'params': {'db': 0}}],"
                            " 'connections': [{'from': 'src', 'to': 'g'}]}";
 
-static void run_expect(rm_pipeline_t *p, const rm_input_t *in, size_t n, int code,
-                       const char *node, const char *field, const char *msg) {
+static void run_expect(rm_pipeline_t *p, const rm_input_t *in, size_t n, int code, const char *node,
+                       const char *field, const char *msg) {
   rm_result_t *r = NULL;
   rm_error_t err;
   int rc = rm_pipeline_run(p, in, n, NULL, &r, &err);
@@ -434,8 +434,8 @@ static void test_chosen_output_nodes(void) {
   rm_result_free(r);
   static const char *const bad[] = {"nope"};
   opts.output_nodes = bad;
-  RM_ASSERT_ERR(rm_pipeline_run(p, &input, 1, &opts, &r, &err), &err, RM_EINPUT, "",
-                "output_nodes", "output_nodes[0]: 'nope' names no node output port");
+  RM_ASSERT_ERR(rm_pipeline_run(p, &input, 1, &opts, &r, &err), &err, RM_EINPUT, "", "output_nodes",
+                "output_nodes[0]: 'nope' names no node output port");
   rm_result_free(r);
   rm_buffer_unref(in);
   rm_pipeline_free(p);
@@ -443,10 +443,10 @@ static void test_chosen_output_nodes(void) {
 
 /* Items flow: a chunker's three items make its consumer run three times. */
 static void test_items_drive_invocations(void) {
-  rm_pipeline_t *p = rm_test_pipeline(
-      "{'nodes': [{'id': 'ck', 'node_type': 'Chunk', 'params': {'frames': 2}},"
-      " {'id': 'g', 'node_type': 'Gain', 'params': {'db': 0}}],"
-      " 'connections': [{'from': 'ck', 'to': 'g'}]}");
+  rm_pipeline_t *p =
+      rm_test_pipeline("{'nodes': [{'id': 'ck', 'node_type': 'Chunk', 'params': {'frames': 2}},"
+                       " {'id': 'g', 'node_type': 'Gain', 'params': {'db': 0}}],"
+                       " 'connections': [{'from': 'ck', 'to': 'g'}]}");
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   const float s[6] = {1, 2, 3, 4, 5, 6};
   rm_buffer_t *in = rm_test_audio_f32(s, 6, 8000, 1);
@@ -519,10 +519,9 @@ static void test_fan_in_item_counts(void) {
 
 /* A failing node: its state, the skipped rest, no outputs, err naming it. */
 static void test_failure_stops_the_run(void) {
-  rm_pipeline_t *p = rm_test_pipeline(
-      "{'nodes': [{'id': 'calc', 'node_type': 'Calculator'},"
-      " {'id': 'after', 'node_type': 'PassThrough'}],"
-      " 'connections': [{'from': 'calc', 'to': 'after'}]}");
+  rm_pipeline_t *p = rm_test_pipeline("{'nodes': [{'id': 'calc', 'node_type': 'Calculator'},"
+                                      " {'id': 'after', 'node_type': 'PassThrough'}],"
+                                      " 'connections': [{'from': 'calc', 'to': 'after'}]}");
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   rm_buffer_t *in = rm_test_json("{'operation': 'divide', 'operands': [1, 0]}");
   rm_result_t *r = NULL;
@@ -628,32 +627,31 @@ static void test_repeated_runs(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_empty_pipeline),
-      RM_TEST(test_duplicate_ids),
-      RM_TEST(test_invalid_ids),
-      RM_TEST(test_invalid_name),
-      RM_TEST(test_unknown_node_type),
-      RM_TEST(test_connection_to_missing_node),
-      RM_TEST(test_missing_port),
-      RM_TEST(test_single_port_takes_one_connection),
-      RM_TEST(test_cycles_name_a_node_on_them),
-      RM_TEST(test_kind_mismatch),
-      RM_TEST(test_create_errors_name_the_node),
-      RM_TEST(test_node_limit),
-      RM_TEST(test_input_errors),
-      RM_TEST(test_buffer_limits),
-      RM_TEST(test_diamond_order_and_outputs),
-      RM_TEST(test_fan_out_shares_buffers),
-      RM_TEST(test_chosen_output_nodes),
-      RM_TEST(test_items_drive_invocations),
-      RM_TEST(test_fan_in_item_counts),
-      RM_TEST(test_failure_stops_the_run),
-      RM_TEST(test_cancel_before_start),
-      RM_TEST(test_null_error_record),
-      RM_TEST(test_heavy_flag),
-      RM_TEST(test_repeated_runs),
-      {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_empty_pipeline),
+                                         RM_TEST(test_duplicate_ids),
+                                         RM_TEST(test_invalid_ids),
+                                         RM_TEST(test_invalid_name),
+                                         RM_TEST(test_unknown_node_type),
+                                         RM_TEST(test_connection_to_missing_node),
+                                         RM_TEST(test_missing_port),
+                                         RM_TEST(test_single_port_takes_one_connection),
+                                         RM_TEST(test_cycles_name_a_node_on_them),
+                                         RM_TEST(test_kind_mismatch),
+                                         RM_TEST(test_create_errors_name_the_node),
+                                         RM_TEST(test_node_limit),
+                                         RM_TEST(test_input_errors),
+                                         RM_TEST(test_buffer_limits),
+                                         RM_TEST(test_diamond_order_and_outputs),
+                                         RM_TEST(test_fan_out_shares_buffers),
+                                         RM_TEST(test_chosen_output_nodes),
+                                         RM_TEST(test_items_drive_invocations),
+                                         RM_TEST(test_fan_in_item_counts),
+                                         RM_TEST(test_failure_stops_the_run),
+                                         RM_TEST(test_cancel_before_start),
+                                         RM_TEST(test_null_error_record),
+                                         RM_TEST(test_heavy_flag),
+                                         RM_TEST(test_repeated_runs),
+                                         {NULL, NULL}};
   rm_test_suite("pipeline", cases);
   return rm_test_run();
 }

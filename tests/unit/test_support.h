@@ -17,7 +17,8 @@ typedef struct rm_test_case {
   void (*fn)(void);
 } rm_test_case_t;
 
-#define RM_TEST(fn) {#fn, fn}
+#define RM_TEST(fn)                                                                                \
+  { #fn, fn }
 
 /* Registers one suite of cases (terminated by {NULL, NULL}). */
 void rm_test_suite(const char *name, const rm_test_case_t *cases);
@@ -61,15 +62,15 @@ void rm__test_near(double actual, double expected, double tol, unsigned line, co
 void rm__test_err(int rc, const rm_error_t *err, int code, const char *node, const char *field,
                   const char *message, unsigned line, const char *file);
 
-#define RM_ASSERT_STR(actual, expected) \
+#define RM_ASSERT_STR(actual, expected)                                                            \
   rm__test_str((actual), (expected), __LINE__, __FILE__, #actual)
-#define RM_ASSERT_INT(actual, expected) \
+#define RM_ASSERT_INT(actual, expected)                                                            \
   rm__test_int((long long)(actual), (long long)(expected), __LINE__, __FILE__, #actual)
-#define RM_ASSERT_NEAR(actual, expected, tol) \
+#define RM_ASSERT_NEAR(actual, expected, tol)                                                      \
   rm__test_near((actual), (expected), (tol), __LINE__, __FILE__, #actual)
 /* rc and err->code equal code, err's node_id, field and message equal the given strings
  * (NULL skips a comparison). */
-#define RM_ASSERT_ERR(rc, err, code, node, field, message) \
+#define RM_ASSERT_ERR(rc, err, code, node, field, message)                                         \
   rm__test_err((rc), (err), (code), (node), (field), (message), __LINE__, __FILE__)
 
 #endif

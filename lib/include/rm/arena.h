@@ -16,10 +16,10 @@ extern "C" {
 typedef struct rm_arena_block rm_arena_block_t;
 
 typedef struct rm_arena {
-  char *cur;               /* next free byte of the current block */
-  char *end;               /* end of the current block */
+  char *cur;                /* next free byte of the current block */
+  char *end;                /* end of the current block */
   rm_arena_block_t *blocks; /* blocks allocated by the arena (the caller's is not) */
-  size_t next_size;        /* size of the next block to allocate */
+  size_t next_size;         /* size of the next block to allocate */
 } rm_arena_t;
 
 /* Starts an arena whose first block is initial[0..size) (may be NULL/0). */

@@ -112,13 +112,13 @@ rm_buffer_t *rm_buffer_new(rm_kind_t kind, size_t size, rm_mem_account_t *accoun
 
 /* Owned audio buffer for `frames` frames; the payload is uninitialised. NULL on OOM or
  * when the size overflows. */
-rm_buffer_t *rm_buffer_new_audio(rm_mem_account_t *account, uint32_t sample_rate,
-                                 uint32_t channels, rm_sample_format_t format, size_t frames);
+rm_buffer_t *rm_buffer_new_audio(rm_mem_account_t *account, uint32_t sample_rate, uint32_t channels,
+                                 rm_sample_format_t format, size_t frames);
 
 /* Owned tensor buffer with the given shape; payload uninitialised. NULL on OOM/overflow
  * or ndim > RM_TENSOR_MAX_DIMS or a negative dimension. */
-rm_buffer_t *rm_buffer_new_tensor(rm_mem_account_t *account, rm_dtype_t dtype,
-                                  const int64_t *shape, uint32_t ndim);
+rm_buffer_t *rm_buffer_new_tensor(rm_mem_account_t *account, rm_dtype_t dtype, const int64_t *shape,
+                                  uint32_t ndim);
 
 /* Owned JSON/TEXT buffer holding a copy of text[0..len) plus a terminating NUL. */
 rm_buffer_t *rm_buffer_new_text(rm_mem_account_t *account, rm_kind_t kind, const char *text,
@@ -174,10 +174,26 @@ const float *rm_audio_f32_view(const rm_buffer_t *buf, float **tmp);
 
 static inline double rm__sample_load(const uint8_t *p, int fmt, size_t i) {
   switch (fmt) {
-  case RM_SAMPLE_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
-  case RM_SAMPLE_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v / 32768.0; }
-  case RM_SAMPLE_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v / 2147483648.0; }
-  case RM_SAMPLE_F64: { double v; memcpy(&v, p + 8 * i, 8); return v; }
+  case RM_SAMPLE_F32: {
+    float v;
+    memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  case RM_SAMPLE_I16: {
+    int16_t v;
+    memcpy(&v, p + 2 * i, 2);
+    return v / 32768.0;
+  }
+  case RM_SAMPLE_I32: {
+    int32_t v;
+    memcpy(&v, p + 4 * i, 4);
+    return v / 2147483648.0;
+  }
+  case RM_SAMPLE_F64: {
+    double v;
+    memcpy(&v, p + 8 * i, 8);
+    return v;
+  }
   }
   return 0.0;
 }
@@ -195,7 +211,11 @@ static inline int64_t rm__quantise(double x, double scale, int64_t lo, int64_t h
 
 static inline void rm__sample_store(uint8_t *p, int fmt, size_t i, double x) {
   switch (fmt) {
-  case RM_SAMPLE_F32: { float v = (float)x; memcpy(p + 4 * i, &v, 4); break; }
+  case RM_SAMPLE_F32: {
+    float v = (float)x;
+    memcpy(p + 4 * i, &v, 4);
+    break;
+  }
   case RM_SAMPLE_I16: {
     int16_t v = (int16_t)rm__quantise(x, 32768.0, INT16_MIN, INT16_MAX);
     memcpy(p + 2 * i, &v, 2);

@@ -26,7 +26,7 @@ typedef struct rm_conn_spec {
   char *from;
   char *from_port; /* "" = primary port */
   char *to;
-  char *to_port;   /* "" = primary port */
+  char *to_port; /* "" = primary port */
 } rm_conn_spec_t;
 
 /* Read the fields; change them only through the functions below (the strings and arrays
@@ -50,8 +50,8 @@ int rm_manifest_set_name(rm_manifest_t *m, const char *name);
 
 /* Appends a node; params may be NULL ({}), and is referenced (not stolen). RM_EPARAM if
  * params is not an object, RM_ENOMEM. */
-int rm_manifest_add_node(rm_manifest_t *m, const char *id, const char *type,
-                         const json_t *params, rm_error_t *err);
+int rm_manifest_add_node(rm_manifest_t *m, const char *id, const char *type, const json_t *params,
+                         rm_error_t *err);
 /* Appends an edge; ports may be NULL. */
 int rm_manifest_add_connection(rm_manifest_t *m, const char *from, const char *from_port,
                                const char *to, const char *to_port);
@@ -62,14 +62,13 @@ int rm_manifest_add_connection(rm_manifest_t *m, const char *from, const char *f
  * Unknown keys are errors. Returns 0 and a new manifest in *out, or RM_EMANIFEST /
  * RM_EPARAM / RM_ENOMEM with err filled. */
 int rm_manifest_from_json(const json_t *root, rm_manifest_t **out, rm_error_t *err);
-int rm_manifest_from_json_text(const char *text, size_t len, rm_manifest_t **out,
-                               rm_error_t *err);
+int rm_manifest_from_json_text(const char *text, size_t len, rm_manifest_t **out, rm_error_t *err);
 int rm_manifest_from_file(const char *path, rm_manifest_t **out, rm_error_t *err);
 
 /* From the wire message. params text is parsed here (RM_EPARAM naming the node and
  * "params" when it is not a JSON object). */
-int rm_manifest_from_proto(const struct Remotemedia__V1__PipelineManifest *msg,
-                           rm_manifest_t **out, rm_error_t *err);
+int rm_manifest_from_proto(const struct Remotemedia__V1__PipelineManifest *msg, rm_manifest_t **out,
+                           rm_error_t *err);
 
 /* The JSON form of m (new reference), NULL on OOM. */
 json_t *rm_manifest_to_json(const rm_manifest_t *m);

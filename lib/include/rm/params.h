@@ -17,8 +17,8 @@ extern "C" {
 #endif
 
 typedef enum rm_param_type {
-  RM_PARAM_NUMBER = 1,  /* any JSON number */
-  RM_PARAM_INTEGER,     /* JSON integer, or a real with an integral value */
+  RM_PARAM_NUMBER = 1, /* any JSON number */
+  RM_PARAM_INTEGER,    /* JSON integer, or a real with an integral value */
   RM_PARAM_BOOLEAN,
   RM_PARAM_STRING,
   RM_PARAM_ENUM,        /* a string from enum_values */
@@ -35,9 +35,9 @@ typedef struct rm_param_spec {
   const char *name;
   rm_param_type_t type;
   unsigned flags;
-  double min, max;                 /* inclusive, when the flags say so */
-  const char *default_json;        /* JSON text; "null" = optional without default */
-  const char *const *enum_values;  /* NULL-terminated, RM_PARAM_ENUM only */
+  double min, max;                /* inclusive, when the flags say so */
+  const char *default_json;       /* JSON text; "null" = optional without default */
+  const char *const *enum_values; /* NULL-terminated, RM_PARAM_ENUM only */
   const char *description;
 } rm_param_spec_t;
 

@@ -22,11 +22,11 @@ extern "C" {
 
 /* 0 means unlimited. */
 typedef struct rm_limits {
-  uint32_t max_nodes;          /* nodes in one pipeline */
-  uint64_t max_audio_samples;  /* per audio buffer (frames * channels), inputs and emitted */
-  uint64_t max_buffer_bytes;   /* per buffer, inputs and emitted */
-  uint64_t max_items;          /* buffers emitted by all nodes in one run */
-  uint32_t max_connections;    /* edges in one pipeline */
+  uint32_t max_nodes;         /* nodes in one pipeline */
+  uint64_t max_audio_samples; /* per audio buffer (frames * channels), inputs and emitted */
+  uint64_t max_buffer_bytes;  /* per buffer, inputs and emitted */
+  uint64_t max_items;         /* buffers emitted by all nodes in one run */
+  uint32_t max_connections;   /* edges in one pipeline */
 } rm_limits_t;
 
 typedef struct rm_pipeline rm_pipeline_t;
@@ -53,16 +53,16 @@ typedef struct rm_input {
 } rm_input_t;
 
 typedef struct rm_run_opts {
-  int metrics;             /* record metrics for this run */
-  uint64_t deadline_ns;    /* rm_clock_ns() value after which the run stops; 0 = none */
-  const volatile int *cancel; /* the run stops once *cancel != 0; may be NULL */
-  int end_of_stream;       /* call flush() on every node after the items are processed */
+  int metrics;                     /* record metrics for this run */
+  uint64_t deadline_ns;            /* rm_clock_ns() value after which the run stops; 0 = none */
+  const volatile int *cancel;      /* the run stops once *cancel != 0; may be NULL */
+  int end_of_stream;               /* call flush() on every node after the items are processed */
   const char *const *output_nodes; /* primary outputs to return; NULL/0 = every sink */
   size_t n_output_nodes;
 } rm_run_opts_t;
 
 typedef struct rm_output {
-  char *key;      /* node id, or "node_id.port" for a non-primary port; owned */
+  char *key;           /* node id, or "node_id.port" for a non-primary port; owned */
   const char *node_id; /* borrowed from the pipeline */
   const char *port;    /* static */
   rm_buffer_t **items;

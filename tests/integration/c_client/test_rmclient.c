@@ -151,13 +151,12 @@ static void test_metrics_absent_unless_asked(void) {
 }
 
 static void test_metrics_seed_json(void) {
-  static const char *const top[] = {"pipeline_id", "total_executions", "total_duration_us",
-                                    "total_duration_ms", "peak_memory_bytes", "peak_memory_mb",
-                                    "metrics_overhead_us", "node_metrics", NULL};
-  static const char *const per_node[] = {"node_id", "execution_count", "success_count",
-                                         "error_count", "success_rate", "total_duration_us",
-                                         "avg_duration_us", "min_duration_us", "max_duration_us",
-                                         NULL};
+  static const char *const top[] = {"pipeline_id",         "total_executions",  "total_duration_us",
+                                    "total_duration_ms",   "peak_memory_bytes", "peak_memory_mb",
+                                    "metrics_overhead_us", "node_metrics",      NULL};
+  static const char *const per_node[] = {
+      "node_id",           "execution_count", "success_count",   "error_count",     "success_rate",
+      "total_duration_us", "avg_duration_us", "min_duration_us", "max_duration_us", NULL};
   const float x[] = {0.5f, -0.5f, 0.25f};
   rm_client_result_t *res = NULL;
   rm_client_error_t err;
@@ -207,9 +206,10 @@ static void test_metrics_seed_json(void) {
 }
 
 static void test_error_invalid_param(void) {
-  const char *m = "{\"name\": \"bad\", \"nodes\": [{\"id\": \"src\", \"node_type\": \"PassThrough\"},"
-                  "{\"id\": \"g\", \"node_type\": \"Gain\", \"params\": {\"db\": 1000}}],"
-                  " \"connections\": [{\"from\": \"src\", \"to\": \"g\"}]}";
+  const char *m =
+      "{\"name\": \"bad\", \"nodes\": [{\"id\": \"src\", \"node_type\": \"PassThrough\"},"
+      "{\"id\": \"g\", \"node_type\": \"Gain\", \"params\": {\"db\": 1000}}],"
+      " \"connections\": [{\"from\": \"src\", \"to\": \"g\"}]}";
   const float x[] = {0.5f};
   rm_client_input_t in = {"src", rm_client_buffer_audio(x, sizeof x, 16000, 1, RM_CLIENT_F32)};
   rm_client_result_t *res = NULL;
@@ -335,9 +335,9 @@ static void test_local_errors(void) {
   CHECK_INT(rm_client_execute(client, "{\"nodes\": [{\"id\": \"a\"}]}", NULL, 0, NULL, &res, &err),
             RM_CLIENT_EMANIFEST);
   CHECK_STR(err.message, "nodes[0]: missing 'node_type'");
-  CHECK_INT(rm_client_execute(client,
-                              "{\"nodes\": [{\"id\": \"a\", \"node_type\": \"Gain\", \"params\": 5}]}",
-                              NULL, 0, NULL, &res, &err),
+  CHECK_INT(rm_client_execute(
+                client, "{\"nodes\": [{\"id\": \"a\", \"node_type\": \"Gain\", \"params\": 5}]}",
+                NULL, 0, NULL, &res, &err),
             RM_CLIENT_EMANIFEST);
   CHECK_STR(err.message, "node 'a': params must be a JSON object");
   rm_client_input_t bad = {NULL, rm_client_buffer_text("x")};
@@ -420,7 +420,8 @@ static void test_every_kind_round_trips(void) {
 
 static void test_json_calculator(void) {
   const char *m = "{\"nodes\": [{\"id\": \"calc\", \"node_type\": \"Calculator\"}]}";
-  rm_client_input_t in = {"calc", rm_client_buffer_json("{\"operation\": \"add\", \"operands\": [1, 2, 3.5]}")};
+  rm_client_input_t in = {
+      "calc", rm_client_buffer_json("{\"operation\": \"add\", \"operands\": [1, 2, 3.5]}")};
   rm_client_result_t *res = NULL;
   rm_client_error_t err;
   CU_ASSERT_EQUAL_FATAL(rm_client_execute(client, m, &in, 1, NULL, &res, &err), 0);
@@ -480,7 +481,8 @@ static void test_execute_request(void) {
   Remotemedia__V1__DataBuffer buf = REMOTEMEDIA__V1__DATA_BUFFER__INIT;
   buf.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT;
   buf.text = &text;
-  Remotemedia__V1__ExecuteRequest__InputsEntry entry = REMOTEMEDIA__V1__EXECUTE_REQUEST__INPUTS_ENTRY__INIT;
+  Remotemedia__V1__ExecuteRequest__InputsEntry entry =
+      REMOTEMEDIA__V1__EXECUTE_REQUEST__INPUTS_ENTRY__INIT;
   entry.key = "t";
   entry.value = &buf;
   Remotemedia__V1__ExecuteRequest__InputsEntry *entries[] = {&entry};
@@ -547,7 +549,7 @@ static void test_version_and_health(void) {
 
 typedef struct worker {
   int id;
-  int ok;        /* calls with exactly the expected outputs */
+  int ok; /* calls with exactly the expected outputs */
   char first_error[RM_CLIENT_MSG_MAX];
 } worker_t;
 
@@ -719,15 +721,24 @@ static int add_suite(const char *name, CU_InitializeFunc init, CU_CleanupFunc cl
 int main(int argc, char **argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
-    if (!strcmp(k, "--server")) cfg.server = v;
-    else if (!strcmp(k, "--auth-server")) cfg.auth_server = v;
-    else if (!strcmp(k, "--token")) cfg.token = v;
-    else if (!strcmp(k, "--tls-server")) cfg.tls_server = v;
-    else if (!strcmp(k, "--mtls-server")) cfg.mtls_server = v;
-    else if (!strcmp(k, "--tls-ca")) cfg.tls_ca = v;
-    else if (!strcmp(k, "--tls-other-ca")) cfg.tls_other_ca = v;
-    else if (!strcmp(k, "--tls-cert")) cfg.tls_cert = v;
-    else if (!strcmp(k, "--tls-key")) cfg.tls_key = v;
+    if (!strcmp(k, "--server"))
+      cfg.server = v;
+    else if (!strcmp(k, "--auth-server"))
+      cfg.auth_server = v;
+    else if (!strcmp(k, "--token"))
+      cfg.token = v;
+    else if (!strcmp(k, "--tls-server"))
+      cfg.tls_server = v;
+    else if (!strcmp(k, "--mtls-server"))
+      cfg.mtls_server = v;
+    else if (!strcmp(k, "--tls-ca"))
+      cfg.tls_ca = v;
+    else if (!strcmp(k, "--tls-other-ca"))
+      cfg.tls_other_ca = v;
+    else if (!strcmp(k, "--tls-cert"))
+      cfg.tls_cert = v;
+    else if (!strcmp(k, "--tls-key"))
+      cfg.tls_key = v;
     else {
       fprintf(stderr, "test_rmclient: unknown argument %s\n", k);
       return 2;
@@ -741,20 +752,40 @@ int main(int argc, char **argv) {
   }
   if (CU_initialize_registry() != CUE_SUCCESS)
     return 2;
-  static const char *const rpc_names[] = {
-      "gain_halves_amplitude", "metrics_absent_unless_asked", "metrics_seed_json",
-      "error_invalid_param",   "error_unknown_node_type",     "error_deadline",
-      "error_unavailable",     "local_errors",                "every_kind_round_trips",
-      "json_calculator",       "items_and_output_nodes",      "execute_request",
-      "list_node_types",       "version_and_health",          "threads_share_one_client",
-      "channel_options",       "large_messages"};
-  static const CU_TestFunc rpc_fns[] = {
-      test_gain_halves_amplitude, test_metrics_absent_unless_asked, test_metrics_seed_json,
-      test_error_invalid_param,   test_error_unknown_node_type,     test_error_deadline,
-      test_error_unavailable,     test_local_errors,                test_every_kind_round_trips,
-      test_json_calculator,       test_items_and_output_nodes,      test_execute_request,
-      test_list_node_types,       test_version_and_health,          test_threads_share_one_client,
-      test_channel_options,       test_large_messages};
+  static const char *const rpc_names[] = {"gain_halves_amplitude",
+                                          "metrics_absent_unless_asked",
+                                          "metrics_seed_json",
+                                          "error_invalid_param",
+                                          "error_unknown_node_type",
+                                          "error_deadline",
+                                          "error_unavailable",
+                                          "local_errors",
+                                          "every_kind_round_trips",
+                                          "json_calculator",
+                                          "items_and_output_nodes",
+                                          "execute_request",
+                                          "list_node_types",
+                                          "version_and_health",
+                                          "threads_share_one_client",
+                                          "channel_options",
+                                          "large_messages"};
+  static const CU_TestFunc rpc_fns[] = {test_gain_halves_amplitude,
+                                        test_metrics_absent_unless_asked,
+                                        test_metrics_seed_json,
+                                        test_error_invalid_param,
+                                        test_error_unknown_node_type,
+                                        test_error_deadline,
+                                        test_error_unavailable,
+                                        test_local_errors,
+                                        test_every_kind_round_trips,
+                                        test_json_calculator,
+                                        test_items_and_output_nodes,
+                                        test_execute_request,
+                                        test_list_node_types,
+                                        test_version_and_health,
+                                        test_threads_share_one_client,
+                                        test_channel_options,
+                                        test_large_messages};
   int rc = add_suite("rpc", rpc_init, rpc_cleanup, rpc_names, rpc_fns,
                      sizeof rpc_fns / sizeof rpc_fns[0]);
   if (!rc && cfg.auth_server && cfg.token) {
