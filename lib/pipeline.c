@@ -53,6 +53,7 @@ struct rm_pipeline {
   size_t *order; /* execution order: indices into nodes */
   rm_limits_t limits;
   int heavy;
+  int reusable;
   rm_mem_account_t *account; /* heap: output buffers may outlive the pipeline */
   rm_metrics_t metrics;
   uint64_t invocation_cost_ns; /* metrics' cost per timed invocation, calibrated */
@@ -193,6 +194,8 @@ static int check_ids(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) 
                           "node '%s': unknown node type '%.80s'", m->nodes[i].id, m->nodes[i].type);
     p->nodes[i].type = t;
     p->heavy |= (t->flags & RM_NODE_HEAVY) != 0;
+    if (!(t->flags & RM_NODE_REUSABLE))
+      p->reusable = 0;
     p->nodes[i].out_kinds =
         rm_arena_calloc(&p->arena, t->n_outputs ? t->n_outputs : 1, sizeof(unsigned));
     p->nodes[i].outs =
@@ -437,6 +440,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   if (!p)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   memset(p, 0, sizeof *p);
+  p->reusable = 1; /* until a node type says otherwise */
   rm_arena_init(&p->arena, p + 1, PIPELINE_INLINE);
   int rc = RM_ENOMEM;
   p->name = rm_arena_strdup(&p->arena, m->name);
@@ -518,6 +522,22 @@ const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i) {
   return i < p->n_nodes ? p->order_ids[i] : NULL;
 }
 int rm_pipeline_is_heavy(const rm_pipeline_t *p) { return p->heavy; }
+int rm_pipeline_is_reusable(const rm_pipeline_t *p) { return p->reusable; }
+
+void rm_pipeline_reset_metrics(rm_pipeline_t *p) {
+  rm_metrics_t *m = &p->metrics;
+  m->total_executions = 0;
+  m->total_ns = 0;
+  m->peak_memory_bytes = 0;
+  m->overhead_ns = 0;
+  for (size_t i = 0; i < m->n_nodes; i++) {
+    rm_node_metrics_t *n = &m->nodes[i];
+    n->execution_count = n->success_count = n->error_count = 0;
+    n->total_ns = n->max_ns = 0;
+    n->min_ns = UINT64_MAX;
+  }
+  p->account->peak = p->account->current;
+}
 rm_metrics_t *rm_pipeline_metrics(rm_pipeline_t *p) { return &p->metrics; }
 rm_mem_account_t *rm_pipeline_account(rm_pipeline_t *p) { return p->account; }
 

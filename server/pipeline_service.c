@@ -2,6 +2,7 @@
  * GetVersion, as thin translations between the wire messages and the engine. */
 #include "pipeline_service.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@ typedef struct exec_job {
   uint64_t max_execution_ms;
   rm_manifest_t *manifest;
   rm_pipeline_t *pipeline;
+  int cached; /* the pipeline belongs to this thread's cache, not to the job */
 } exec_job_t;
 
 static uint64_t lower(uint64_t server, uint64_t requested) {
@@ -53,9 +55,134 @@ static void fail_error(rm_call_t *call, const rm_error_t *err) {
 
 static void job_finish(exec_job_t *job) {
   rm_server_exec_release(job->server);
-  rm_pipeline_free(job->pipeline);
+  if (!job->cached)
+    rm_pipeline_free(job->pipeline);
   rm_manifest_free(job->manifest);
   rm_call_unref(job->call); /* last: the job lives in the call's arena */
+}
+
+/* ---------------------------------------------------------------- compiled pipelines
+ *
+ * Load tests and real clients send the same manifest again and again. A pipeline whose
+ * nodes are all RM_NODE_REUSABLE and that runs inline is kept, per polling thread, keyed by
+ * everything that went into compiling it (the manifest and the limits), and reused by the
+ * next identical request: no parsing, validation or allocation. Inline runs are synchronous
+ * on their thread, so an entry is never used by two runs at once. */
+
+#define CACHE_SLOTS 16
+
+typedef struct cache_entry {
+  uint64_t hash;
+  char *key;
+  size_t key_len;
+  rm_pipeline_t *pipeline;
+  uint64_t last_use;
+} cache_entry_t;
+
+typedef struct pipeline_cache {
+  cache_entry_t e[CACHE_SLOTS];
+  uint64_t tick;
+} pipeline_cache_t;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static int cache_ok;
+
+static void cache_free(void *arg) { /* a thread's cache goes with the thread */
+  pipeline_cache_t *c = arg;
+  for (size_t i = 0; i < CACHE_SLOTS; i++) {
+    rm_pipeline_free(c->e[i].pipeline);
+    rm_free(c->e[i].key);
+  }
+  rm_free(c);
+}
+
+static void cache_init(void) { cache_ok = pthread_key_create(&cache_key, cache_free) == 0; }
+
+static pipeline_cache_t *thread_cache(void) {
+  pthread_once(&cache_once, cache_init);
+  if (!cache_ok)
+    return NULL;
+  pipeline_cache_t *c = pthread_getspecific(cache_key);
+  if (!c && (c = rm_calloc(1, sizeof *c)) && pthread_setspecific(cache_key, c)) {
+    rm_free(c);
+    c = NULL;
+  }
+  return c;
+}
+
+/* The compile inputs as one byte string in the call's arena (strings cannot contain NUL,
+ * so NUL separates them unambiguously), and its FNV-1a hash. */
+static char *cache_key_of(exec_job_t *job, size_t *len, uint64_t *hash) {
+  const Remotemedia__V1__PipelineManifest *m = job->req->manifest;
+  size_t n = sizeof job->limits + strlen(m->name) + 1;
+  for (size_t i = 0; i < m->n_nodes; i++)
+    n += strlen(m->nodes[i]->id) + strlen(m->nodes[i]->node_type) + strlen(m->nodes[i]->params) + 3;
+  for (size_t i = 0; i < m->n_connections; i++) {
+    const Remotemedia__V1__Connection *c = m->connections[i];
+    n += strlen(c->from) + strlen(c->from_port) + strlen(c->to) + strlen(c->to_port) + 4;
+  }
+  char *key = rm_arena_alloc(rm_call_arena(job->call), n + 2);
+  if (!key)
+    return NULL;
+  char *at = key;
+  memcpy(at, &job->limits, sizeof job->limits);
+  at += sizeof job->limits;
+#define PUT(str) (at = stpcpy(at, (str)) + 1)
+  PUT(m->name);
+  for (size_t i = 0; i < m->n_nodes; i++) {
+    PUT(m->nodes[i]->id);
+    PUT(m->nodes[i]->node_type);
+    PUT(m->nodes[i]->params);
+  }
+  *at++ = '\1'; /* nodes end: a connection cannot be read as a node */
+  for (size_t i = 0; i < m->n_connections; i++) {
+    const Remotemedia__V1__Connection *c = m->connections[i];
+    PUT(c->from);
+    PUT(c->from_port);
+    PUT(c->to);
+    PUT(c->to_port);
+  }
+#undef PUT
+  *len = (size_t)(at - key);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < *len; i++)
+    h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+  *hash = h;
+  return key;
+}
+
+static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const char *key, size_t len) {
+  for (size_t i = 0; i < CACHE_SLOTS; i++) {
+    cache_entry_t *e = &c->e[i];
+    if (e->pipeline && e->hash == hash && e->key_len == len && !memcmp(e->key, key, len)) {
+      e->last_use = ++c->tick;
+      return e;
+    }
+  }
+  return NULL;
+}
+
+/* Takes p into the cache (evicting the least recently used entry) unless memory is short. */
+static int cache_put(pipeline_cache_t *c, uint64_t hash, const char *key, size_t len,
+                     rm_pipeline_t *p) {
+  char *copy = rm_malloc(len);
+  if (!copy)
+    return 0;
+  memcpy(copy, key, len);
+  cache_entry_t *victim = &c->e[0];
+  for (size_t i = 0; i < CACHE_SLOTS; i++) {
+    if (!c->e[i].pipeline) {
+      victim = &c->e[i];
+      break;
+    }
+    if (c->e[i].last_use < victim->last_use)
+      victim = &c->e[i];
+  }
+  rm_pipeline_free(victim->pipeline);
+  rm_free(victim->key);
+  *victim = (cache_entry_t){hash, copy, len, p, ++c->tick};
+  return 1;
 }
 
 /* Compiles the pipeline (manifest checks, limits). 0 or the error, already sent. */
@@ -345,14 +472,29 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
     run_job(job);
     return;
   }
+  pipeline_cache_t *cache = req->manifest ? thread_cache() : NULL;
+  size_t key_len = 0;
+  uint64_t hash = 0;
+  char *key = cache ? cache_key_of(job, &key_len, &hash) : NULL;
+  cache_entry_t *hit = key ? cache_find(cache, hash, key, key_len) : NULL;
+  if (hit) {
+    job->pipeline = hit->pipeline;
+    job->cached = 1;
+    rm_pipeline_reset_metrics(job->pipeline);
+    run_job(job);
+    return;
+  }
   if (compile(job)) {
     job_finish(job);
     return;
   }
-  if (rm_pipeline_is_heavy(job->pipeline))
+  if (rm_pipeline_is_heavy(job->pipeline)) {
     offload(job);
-  else
-    run_job(job);
+    return;
+  }
+  if (key && rm_pipeline_is_reusable(job->pipeline))
+    job->cached = cache_put(cache, hash, key, key_len, job->pipeline);
+  run_job(job);
 }
 
 /* ---------------------------------------------------------------- ListNodeTypes */

@@ -44,6 +44,7 @@ const rm_node_type_t rm_node_audio_format = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 1,
+    .flags = RM_NODE_REUSABLE,
     .create = create,
     .process = process,
     .destroy = destroy,

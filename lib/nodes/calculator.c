@@ -146,6 +146,7 @@ const rm_node_type_t rm_node_calculator = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 1,
+    .flags = RM_NODE_REUSABLE,
     .create = create,
     .process = process,
 };

@@ -225,3 +225,31 @@ def _resample_request(m, x):
     req = ps.ExecuteRequest(manifest=m)
     set_audio(req.inputs["src"], x, rate=48000)
     return req
+
+
+def test_repeated_requests_report_only_themselves(stub):
+    """Identical light pipelines reuse a compiled pipeline: each answer must still be its own."""
+    m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 6.0206}), name="again")
+    for i in range(5):
+        x = np.float32([0.01 * (i + 1)] * 100)
+        r = stub.ExecutePipeline(audio_request(m, samples=x, metrics=True))
+        np.testing.assert_allclose(f32(r.outputs["g"].items[0]), x * 2, rtol=1e-6)
+        assert r.metrics.total_executions == 1
+        assert [n.execution_count for n in r.metrics.node_metrics] == [1, 1]
+        assert r.metrics.peak_memory_bytes == 800  # 400 B in, 400 B out
+    # a different parameter is a different pipeline
+    m2 = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}), name="again")
+    r = stub.ExecutePipeline(audio_request(m2, samples=[0.5]))
+    np.testing.assert_allclose(f32(r.outputs["g"].items[0]), [0.5])
+    # an error on a reused pipeline leaves it usable
+    calc = manifest([("calc", "Calculator", None)], name="calc")
+    for operands, expect in [([1, 0], None), ([6, 3], 2.0), ([1, 0], None), ([9, 3], 3.0)]:
+        req = json_request(calc, "calc", {"operation": "divide", "operands": operands}, metrics=True)
+        if expect is None:
+            with pytest.raises(grpc.RpcError) as e:
+                stub.ExecutePipeline(req)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        else:
+            r = stub.ExecutePipeline(req)
+            assert json.loads(r.outputs["calc"].items[0].json.json)["result"] == expect
+            assert r.metrics.node_metrics[0].error_count == 0

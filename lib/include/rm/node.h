@@ -52,6 +52,10 @@ enum {
    * Joined items must agree: audio of one rate, channel count and format; f32 tensors
    * [frames, bins] with equal bins; binary of one mime type. */
   RM_NODE_JOIN_TAIL = 1u << 1,
+  /* The instance keeps nothing between invocations (its state is its params): one compiled
+   * pipeline made only of such nodes may serve any number of unrelated runs, so the server
+   * can reuse it across requests instead of compiling it again. */
+  RM_NODE_REUSABLE = 1u << 2,
 };
 
 typedef struct rm_node_ctx rm_node_ctx_t;

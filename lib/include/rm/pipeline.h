@@ -46,6 +46,11 @@ size_t rm_pipeline_node_count(const rm_pipeline_t *p);
 const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i);
 /* Non-zero when some node's type has RM_NODE_HEAVY. */
 int rm_pipeline_is_heavy(const rm_pipeline_t *p);
+/* Non-zero when every node's type has RM_NODE_REUSABLE: p may serve unrelated runs. */
+int rm_pipeline_is_reusable(const rm_pipeline_t *p);
+/* Forgets the metrics of earlier runs (counts, durations, peak memory, overhead), so the
+ * next run reports only itself. For a reusable pipeline serving a new request. */
+void rm_pipeline_reset_metrics(rm_pipeline_t *p);
 
 typedef struct rm_input {
   const char *node_id;
