@@ -7,7 +7,7 @@ set -eu
 BUILD=${1:-build}
 CALLS=${CALLS:-5000}
 TMP=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP"' EXIT
 command -v h2load >/dev/null || { echo "h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh" >&2; exit 2; }
 
 PYTHONPATH="$BUILD/python_gen" /usr/bin/python3 - "$TMP/req.bin" <<'PY'

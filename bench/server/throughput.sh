@@ -13,7 +13,8 @@ STREAMS=${STREAMS:-32}
 LOG_LEVEL=${LOG_LEVEL:-warn}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TMP=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
+PIDS=""
+trap 'kill $PIDS 2>/dev/null || true; rm -rf "$TMP"' EXIT
 command -v h2load >/dev/null || { echo "h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh" >&2; exit 2; }
 
 # The request body: gRPC framing (flag + 4-byte length) around an ExecuteRequest.
@@ -47,9 +48,11 @@ load() { # port -> calls/s
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 taskset -c 0 "$BUILD/bench/server/echo_server" 127.0.0.1:0 2>"$TMP/echo.log" &
+PIDS="$PIDS $!"
 ECHO_PORT=$(wait_port "$TMP/echo.log")
 taskset -c 0 "$BUILD/server/remotemedia-server" --listen 127.0.0.1:0 --threads 1 --workers 1 \
   --log-level "$LOG_LEVEL" 2>"$TMP/rm.log" &
+PIDS="$PIDS $!"
 RM_PORT=$(wait_port "$TMP/rm.log")
 
 load "$ECHO_PORT" >/dev/null; load "$RM_PORT" >/dev/null  # warm up
@@ -62,4 +65,3 @@ E=$(median <"$TMP/echo.txt"); R=$(median <"$TMP/rm.txt")
 echo "echo server (bare C core):      $E calls/s  runs: $(tr '\n' ' ' <"$TMP/echo.txt")"
 echo "remotemedia-server (log=$LOG_LEVEL): $R calls/s  runs: $(tr '\n' ' ' <"$TMP/rm.txt")"
 awk -v r="$R" -v e="$E" 'BEGIN {printf "ratio: %.1f %% of the echo baseline\n", 100 * r / e}'
-grep -c '"status":"OK"' "$TMP/rm.log" >/dev/null 2>&1 || true
