@@ -40,7 +40,8 @@ typedef struct node {
   /* per run */
   item_list_t *outs; /* one per output port */
   size_t consumers_left;
-  int keep;           /* outputs go to the result */
+  unsigned keep;      /* ports (bit o) whose outputs go to the result */
+  unsigned asked;     /* ports named in output_nodes: returned even when empty */
   rm_buffer_t *input; /* request input of a source node */
 } node_t;
 
@@ -665,7 +666,7 @@ static void reset_run_state(rm_pipeline_t *p) {
     node_t *n = &p->nodes[i];
     clear_outputs(n);
     n->consumers_left = n->n_out_edges;
-    n->keep = 0;
+    n->keep = n->asked = 0;
     n->input = NULL;
   }
 }
@@ -743,7 +744,7 @@ static int resolve_output(rm_pipeline_t *p, const char *spec, long *node, long *
 static int mark_outputs(rm_pipeline_t *p, const rm_run_opts_t *opts, rm_error_t *err) {
   if (!opts->n_output_nodes) {
     for (size_t i = 0; i < p->n_nodes; i++)
-      p->nodes[i].keep = p->nodes[i].n_out_edges == 0 && p->nodes[i].type->n_outputs > 0;
+      p->nodes[i].keep = p->nodes[i].n_out_edges == 0 ? ~0u : 0;
     return 0;
   }
   for (size_t i = 0; i < opts->n_output_nodes; i++) {
@@ -752,7 +753,12 @@ static int mark_outputs(rm_pipeline_t *p, const rm_run_opts_t *opts, rm_error_t 
       return rm_error_set(err, RM_EINPUT, NULL, "output_nodes",
                           "output_nodes[%zu]: '%.80s' names no node output port", i,
                           opts->output_nodes[i]);
-    p->nodes[node].keep = 1;
+    if (port >= 32) /* the result can name only the first 32 ports of a node */
+      return rm_error_set(err, RM_EINPUT, NULL, "output_nodes",
+                          "output_nodes[%zu]: port '%.80s' cannot be returned", i,
+                          opts->output_nodes[i]);
+    p->nodes[node].keep |= 1u << port;
+    p->nodes[node].asked |= 1u << port;
   }
   return 0;
 }
@@ -939,6 +945,13 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
   return 0;
 }
 
+/* A kept port is returned when it is the primary one, carries items, or was asked for. */
+static int returned(const node_t *n, size_t o) {
+  if (o >= 32 || !(n->keep & (1u << o)))
+    return 0;
+  return o == 0 || n->outs[o].n > 0 || (n->asked & (1u << o));
+}
+
 /* The outputs array, their keys and item arrays are one allocation (r->outputs). */
 static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
   size_t n_out = 0, n_items = 0, key_bytes = 0;
@@ -947,7 +960,7 @@ static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
     if (!n->keep)
       continue;
     for (size_t o = 0; o < n->type->n_outputs; o++) {
-      if (o > 0 && n->outs[o].n == 0)
+      if (!returned(n, o))
         continue;
       n_out++;
       n_items += n->outs[o].n;
@@ -967,7 +980,7 @@ static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
       continue;
     for (size_t o = 0; o < n->type->n_outputs; o++) {
       item_list_t *l = &n->outs[o];
-      if (o > 0 && l->n == 0)
+      if (!returned(n, o))
         continue;
       rm_output_t *out = &r->outputs[r->n_outputs++];
       const char *port = n->type->outputs[o].name;

@@ -253,3 +253,17 @@ def test_repeated_requests_report_only_themselves(stub):
             r = stub.ExecutePipeline(req)
             assert json.loads(r.outputs["calc"].items[0].json.json)["result"] == expect
             assert r.metrics.node_metrics[0].error_count == 0
+
+
+def test_output_nodes_name_ports(stub):
+    m = chain(("src", "PassThrough", {}), ("n", "LoudnessNormalize", {"target_lufs": -23}))
+    x = (0.1 * np.sin(2 * np.pi * 1000 * np.arange(48000) / 48000)).astype(np.float32)
+    req = _resample_request(m, x)
+    r = stub.ExecutePipeline(req)  # a sink returns its primary port and every port with items
+    assert sorted(r.outputs.keys()) == ["n", "n.report"]
+    assert r.outputs["n.report"].port == "report"
+    req.output_nodes.append("n.report")
+    r = stub.ExecutePipeline(req)
+    assert list(r.outputs.keys()) == ["n.report"]
+    report = json.loads(r.outputs["n.report"].items[0].json.json)
+    assert isinstance(report, dict)
