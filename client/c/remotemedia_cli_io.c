@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "remotemedia_cli.h"
+#include "rm/buffer.h"
 
 /* ------------------------------------------------------------------ errors */
 
@@ -194,32 +195,14 @@ void cli_input_destroy(cli_input_t *in) {
 
 /* ------------------------------------------------------------------ outputs */
 
-/* Sample i as a double in full-scale units. */
+/* Sample i as a double in full-scale units: the engine's reader (the client's format values
+ * are the wire's, as are the engine's). */
+_Static_assert(RM_CLIENT_F32 == RM_SAMPLE_F32 && RM_CLIENT_I16 == RM_SAMPLE_I16 &&
+                   RM_CLIENT_I32 == RM_SAMPLE_I32 && RM_CLIENT_F64 == RM_SAMPLE_F64,
+               "client and engine sample formats are both the wire's AudioFormat values");
+
 static double sample_at(const rm_client_buffer_t *b, size_t i) {
-  const uint8_t *p = b->data;
-  switch (b->format) {
-  case RM_CLIENT_F32: {
-    float v;
-    memcpy(&v, p + 4 * i, 4);
-    return v;
-  }
-  case RM_CLIENT_I16: {
-    int16_t v;
-    memcpy(&v, p + 2 * i, 2);
-    return v / 32768.0;
-  }
-  case RM_CLIENT_I32: {
-    int32_t v;
-    memcpy(&v, p + 4 * i, 4);
-    return v / 2147483648.0;
-  }
-  case RM_CLIENT_F64: {
-    double v;
-    memcpy(&v, p + 8 * i, 8);
-    return v;
-  }
-  }
-  return 0.0;
+  return rm__sample_load(b->data, (int)b->format, i);
 }
 
 static int write_wav(const char *path, const rm_client_buffer_t *b, cli_error_t *e) {
