@@ -197,8 +197,10 @@ void cli_input_destroy(cli_input_t *in) {
 
 /* Sample i as a double in full-scale units: the engine's reader (the client's format values
  * are the wire's, as are the engine's). */
-_Static_assert(RM_CLIENT_F32 == RM_SAMPLE_F32 && RM_CLIENT_I16 == RM_SAMPLE_I16 &&
-                   RM_CLIENT_I32 == RM_SAMPLE_I32 && RM_CLIENT_F64 == RM_SAMPLE_F64,
+_Static_assert((int)RM_CLIENT_F32 == (int)RM_SAMPLE_F32 &&
+                   (int)RM_CLIENT_I16 == (int)RM_SAMPLE_I16 &&
+                   (int)RM_CLIENT_I32 == (int)RM_SAMPLE_I32 &&
+                   (int)RM_CLIENT_F64 == (int)RM_SAMPLE_F64,
                "client and engine sample formats are both the wire's AudioFormat values");
 
 static double sample_at(const rm_client_buffer_t *b, size_t i) {
