@@ -883,6 +883,7 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
   size_t calls = count ? count : (do_flush ? 1 : 0);
   rm_node_ctx_t ctx = {
       .p = p, .node = n, .inputs = s->inputs, .in_ports = s->ports, .opts = opts, .err = err};
+  int ended = 0;
   for (size_t k = 0; k < calls; k++) {
     if ((rc = check_stop(opts, err, n->id)))
       return rc;
@@ -929,6 +930,10 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
         if (before[o] > 0 && n->outs[o].n > before[o])
           rc = join_tail(&ctx, o, before[o] - 1);
     }
+    if (t->end_stream && (rc || (opts->end_of_stream && k == calls - 1))) {
+      t->end_stream(n->state);
+      ended = 1;
+    }
     if (opts->metrics) {
       rm_metrics_record(&p->metrics, n->metrics_slot, rm_clock_ns() - t0, rc == 0);
       p->metrics.overhead_ns += p->invocation_cost_ns;
@@ -941,6 +946,8 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
       return rc;
     }
   }
+  if (opts->end_of_stream && t->end_stream && !ended) /* nothing arrived in the last run */
+    t->end_stream(n->state);
   res->items_out = ctx.items_out;
   return 0;
 }

@@ -383,7 +383,8 @@ static int encode_create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void encode_reset(encoder_t *e) {
+static void encode_reset(void *state) {
+  encoder_t *e = state;
   if (e->sf)
     sf_close(e->sf);
   e->sf = NULL;
@@ -468,8 +469,6 @@ static int encode_process(void *state, rm_node_ctx_t *ctx) {
     rc = encode_open(e, ctx, &in->u.audio);
   if (!rc)
     rc = encode_write(e, ctx, in);
-  if (rc)
-    encode_reset(e);
   return rc;
 }
 
@@ -487,7 +486,6 @@ static int encode_flush(void *state, rm_node_ctx_t *ctx) {
   else
     rc = rm_node_emit(
         ctx, 0, rm_buffer_new_binary(rm_node_account(ctx), e->m.out.data, e->m.out.len, e->mime));
-  encode_reset(e);
   return rc;
 }
 
@@ -510,5 +508,6 @@ const rm_node_type_t rm_node_audio_encode = {
     .create = encode_create,
     .process = encode_process,
     .flush = encode_flush,
+    .end_stream = encode_reset,
     .destroy = encode_destroy,
 };

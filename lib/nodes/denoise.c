@@ -64,7 +64,8 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void reset_stream(denoiser_t *d) {
+static void reset_stream(void *state) {
+  denoiser_t *d = state;
   for (int c = 0; c < CH_MAX; c++) {
     if (d->st[c])
       speex_preprocess_state_destroy(d->st[c]);
@@ -148,7 +149,7 @@ static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
                                                frames));
 }
 
-static int process_chunk(void *state, rm_node_ctx_t *ctx) {
+static int process(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !d->started;
@@ -169,15 +170,6 @@ static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   return emit(d, ctx, d->out.len / (d->info.channels * sizeof(float)));
 }
 
-/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
- * new one. */
-static int process(void *state, rm_node_ctx_t *ctx) {
-  int rc = process_chunk(state, ctx);
-  if (rc)
-    reset_stream(state);
-  return rc;
-}
-
 /* Pads the last partial frame with silence, processes it and emits only the real part. */
 static int flush(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
@@ -193,7 +185,6 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     if (!rc)
       rc = emit(d, ctx, (size_t)(d->frames_in - d->frames_out));
   }
-  reset_stream(d);
   return rc;
 }
 
@@ -219,5 +210,6 @@ const rm_node_type_t rm_node_denoise = {
     .create = create,
     .process = process,
     .flush = flush,
+    .end_stream = reset_stream,
     .destroy = destroy,
 };

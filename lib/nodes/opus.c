@@ -85,7 +85,8 @@ static int enc_create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void enc_reset(encoder_t *e) {
+static void enc_reset(void *state) {
+  encoder_t *e = state;
   if (e->enc)
     opus_encoder_destroy(e->enc);
   e->enc = NULL;
@@ -160,7 +161,7 @@ static int enc_emit(encoder_t *e, rm_node_ctx_t *ctx) {
   return rm_node_emit(ctx, 0, b);
 }
 
-static int enc_process_chunk(void *state, rm_node_ctx_t *ctx) {
+static int enc_process(void *state, rm_node_ctx_t *ctx) {
   encoder_t *e = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !e->started;
@@ -181,15 +182,6 @@ static int enc_process_chunk(void *state, rm_node_ctx_t *ctx) {
   if ((rc = enc_frames(e, ctx)))
     return rc;
   return enc_emit(e, ctx);
-}
-
-/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
- * new one. */
-static int enc_process(void *state, rm_node_ctx_t *ctx) {
-  int rc = enc_process_chunk(state, ctx);
-  if (rc)
-    enc_reset(state);
-  return rc;
 }
 
 /* Pads the stream with silence so the decoder can output every input sample past the
@@ -218,7 +210,6 @@ static int enc_flush(void *state, rm_node_ctx_t *ctx) {
   }
   if (!rc)
     rc = enc_emit(e, ctx);
-  enc_reset(e);
   return rc;
 }
 
@@ -244,6 +235,7 @@ const rm_node_type_t rm_node_opus_encode = {
     .create = enc_create,
     .process = enc_process,
     .flush = enc_flush,
+    .end_stream = enc_reset,
     .destroy = enc_destroy,
 };
 
@@ -297,7 +289,8 @@ static int dec_create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void dec_reset(decoder_t *d) {
+static void dec_reset(void *state) {
+  decoder_t *d = state;
   if (d->dec)
     opus_decoder_destroy(d->dec);
   d->dec = NULL;
@@ -380,7 +373,8 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
   return 0;
 }
 
-static int dec_process_chunk(void *state, rm_node_ctx_t *ctx) {
+/* A stream cut before its end record keeps what was decoded: end of stream only resets. */
+static int dec_process(void *state, rm_node_ctx_t *ctx) {
   decoder_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   const uint8_t *p = in->data;
@@ -404,21 +398,6 @@ static int dec_process_chunk(void *state, rm_node_ctx_t *ctx) {
                                                (const float *)d->out.data, frames));
 }
 
-/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
- * new one. */
-static int dec_process(void *state, rm_node_ctx_t *ctx) {
-  int rc = dec_process_chunk(state, ctx);
-  if (rc)
-    dec_reset(state);
-  return rc;
-}
-
-static int dec_flush(void *state, rm_node_ctx_t *ctx) {
-  (void)ctx;
-  dec_reset(state); /* a stream cut before its end record keeps what was decoded */
-  return 0;
-}
-
 static void dec_destroy(void *state) {
   decoder_t *d = state;
   dec_reset(d);
@@ -440,6 +419,6 @@ const rm_node_type_t rm_node_opus_decode = {
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
     .create = dec_create,
     .process = dec_process,
-    .flush = dec_flush,
+    .end_stream = dec_reset,
     .destroy = dec_destroy,
 };

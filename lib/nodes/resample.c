@@ -66,7 +66,8 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void reset_stream(resampler_t *r) {
+static void reset_stream(void *state) {
+  resampler_t *r = state;
   soxr_delete(r->soxr);
   r->soxr = NULL;
   r->started = 0;
@@ -182,7 +183,7 @@ static int emit_out(resampler_t *r, rm_node_ctx_t *ctx, size_t frames) {
   return rm_node_emit(ctx, 0, buf);
 }
 
-static int process_chunk(void *state, rm_node_ctx_t *ctx) {
+static int process(void *state, rm_node_ctx_t *ctx) {
   resampler_t *r = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !r->started;
@@ -207,15 +208,6 @@ static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   return emit_out(r, ctx, r->out.len / (r->out_ch * sizeof(float)));
 }
 
-/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
- * new one. */
-static int process(void *state, rm_node_ctx_t *ctx) {
-  int rc = process_chunk(state, ctx);
-  if (rc)
-    reset_stream(state);
-  return rc;
-}
-
 /* Drains the converter and trims or pads the tail so the stream's output holds exactly
  * round(frames_in * out_rate / in_rate) frames. */
 static int flush(void *state, rm_node_ctx_t *ctx) {
@@ -224,10 +216,8 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     return 0;
   int rc = 0;
   r->out.len = 0;
-  if (r->soxr && (rc = convert(r, ctx, NULL, 0))) {
-    reset_stream(r);
+  if (r->soxr && (rc = convert(r, ctx, NULL, 0)))
     return rc;
-  }
   uint64_t in_rate = r->in_info.sample_rate;
   uint64_t want = (r->frames_in * r->out_rate + in_rate / 2) / in_rate;
   size_t fb = r->out_ch * sizeof(float);
@@ -237,7 +227,6 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (!rc)
     rc = emit_out(r, ctx, tail);
-  reset_stream(r);
   return rc;
 }
 
@@ -263,5 +252,6 @@ const rm_node_type_t rm_node_audio_resample = {
     .create = create,
     .process = process,
     .flush = flush,
+    .end_stream = reset_stream,
     .destroy = destroy,
 };

@@ -44,7 +44,8 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void reset_stream(trim_t *t) {
+static void reset_stream(void *state) {
+  trim_t *t = state;
   t->started = t->sound = t->emitted = 0;
   t->held.len = 0;
 }
@@ -74,7 +75,7 @@ static int emit_bytes(trim_t *t, rm_node_ctx_t *ctx, const uint8_t *a, size_t na
   return rm_node_emit(ctx, 0, out);
 }
 
-static int process_chunk(void *state, rm_node_ctx_t *ctx) {
+static int process(void *state, rm_node_ctx_t *ctx) {
   trim_t *t = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !t->started;
@@ -126,15 +127,6 @@ static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   return rc;
 }
 
-/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
- * new one. */
-static int process(void *state, rm_node_ctx_t *ctx) {
-  int rc = process_chunk(state, ctx);
-  if (rc)
-    reset_stream(state);
-  return rc;
-}
-
 static int flush(void *state, rm_node_ctx_t *ctx) {
   trim_t *t = state;
   if (!t->started)
@@ -142,9 +134,7 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
   size_t tail = 0;
   if (t->sound) /* trailing silence: keep the margin (all of it if the end is not trimmed) */
     tail = t->trim_end && t->held.len > t->keep * t->fb ? t->keep * t->fb : t->held.len;
-  int rc = emit_bytes(t, ctx, t->held.data, tail, NULL, 0);
-  reset_stream(t);
-  return rc;
+  return emit_bytes(t, ctx, t->held.data, tail, NULL, 0);
 }
 
 static void destroy(void *state) {
@@ -167,5 +157,6 @@ const rm_node_type_t rm_node_silence_trim = {
     .create = create,
     .process = process,
     .flush = flush,
+    .end_stream = reset_stream,
     .destroy = destroy,
 };

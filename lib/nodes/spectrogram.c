@@ -297,12 +297,13 @@ static int emit_frames(stft_t *s, rm_node_ctx_t *ctx) {
   return rm_node_emit(ctx, 0, out);
 }
 
-static void reset_stream(stft_t *s) {
+static void reset_stream(void *state) {
+  stft_t *s = state;
   s->started = 0;
   s->pending.len = 0;
 }
 
-static int stft_process_chunk(void *state, rm_node_ctx_t *ctx) {
+static int stft_process(void *state, rm_node_ctx_t *ctx) {
   stft_t *s = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !s->started;
@@ -326,15 +327,6 @@ static int stft_process_chunk(void *state, rm_node_ctx_t *ctx) {
   return emit_frames(s, ctx);
 }
 
-/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
- * new one. */
-static int stft_process(void *state, rm_node_ctx_t *ctx) {
-  int rc = stft_process_chunk(state, ctx);
-  if (rc)
-    reset_stream(state);
-  return rc;
-}
-
 static int stft_flush(void *state, rm_node_ctx_t *ctx) {
   stft_t *s = state;
   if (!s->started)
@@ -346,7 +338,6 @@ static int stft_flush(void *state, rm_node_ctx_t *ctx) {
     else
       rc = emit_frames(s, ctx);
   }
-  reset_stream(s);
   return rc;
 }
 
@@ -366,6 +357,7 @@ const rm_node_type_t rm_node_spectrogram = {
     .create = spec_create,
     .process = stft_process,
     .flush = stft_flush,
+    .end_stream = reset_stream,
     .destroy = stft_destroy,
 };
 
@@ -383,5 +375,6 @@ const rm_node_type_t rm_node_mel_spectrogram = {
     .create = mel_create,
     .process = stft_process,
     .flush = stft_flush,
+    .end_stream = reset_stream,
     .destroy = stft_destroy,
 };

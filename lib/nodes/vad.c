@@ -80,7 +80,8 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void reset_stream(vad_t *v) {
+static void reset_stream(void *state) {
+  vad_t *v = state;
   v->started = v->in_speech = v->floor_set = 0;
   v->done = v->total = v->hist_at = 0;
   v->pending.len = v->segs.len = v->hist.len = 0;
@@ -178,7 +179,7 @@ static int run_frames(vad_t *v, rm_node_ctx_t *ctx) {
   return rc;
 }
 
-static int process_chunk(void *state, rm_node_ctx_t *ctx) {
+static int process(void *state, rm_node_ctx_t *ctx) {
   vad_t *v = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !v->started;
@@ -199,15 +200,6 @@ static int process_chunk(void *state, rm_node_ctx_t *ctx) {
   if ((rc = run_frames(v, ctx)))
     return rc;
   return keep_history(v, NULL) ? rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory") : 0;
-}
-
-/* A failed chunk ends the stream (its state may be half-updated): the next chunk starts a
- * new one. */
-static int process(void *state, rm_node_ctx_t *ctx) {
-  int rc = process_chunk(state, ctx);
-  if (rc)
-    reset_stream(state);
-  return rc;
 }
 
 static int emit_segments(vad_t *v, rm_node_ctx_t *ctx) {
@@ -249,7 +241,6 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     rc = close_segment(v, ctx);
   if (!rc)
     rc = emit_segments(v, ctx);
-  reset_stream(v);
   return rc;
 }
 
@@ -277,5 +268,6 @@ const rm_node_type_t rm_node_vad = {
     .create = create,
     .process = process,
     .flush = flush,
+    .end_stream = reset_stream,
     .destroy = destroy,
 };

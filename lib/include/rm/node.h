@@ -78,6 +78,11 @@ typedef struct rm_node_type {
   int (*process)(void *state, rm_node_ctx_t *ctx);
   /* Optional: end of stream; emit whatever the node still buffers. No inputs in ctx. */
   int (*flush)(void *state, rm_node_ctx_t *ctx);
+  /* Optional: the stream is over, so drop what it left in the instance; the next item
+   * starts a new stream. Called after the last invocation of a run that ends the stream
+   * (after flush()), and after any failed process() or flush(), whose partial state must
+   * not leak into the next stream. */
+  void (*end_stream)(void *state);
   void (*destroy)(void *state);
 } rm_node_type_t;
 
