@@ -373,7 +373,6 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
   return 0;
 }
 
-/* A stream cut before its end record keeps what was decoded: end of stream only resets. */
 static int dec_process(void *state, rm_node_ctx_t *ctx) {
   decoder_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
@@ -419,6 +418,6 @@ const rm_node_type_t rm_node_opus_decode = {
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
     .create = dec_create,
     .process = dec_process,
-    .end_stream = dec_reset,
+    .end_stream = dec_reset, /* a stream cut before its end record keeps what was decoded */
     .destroy = dec_destroy,
 };
