@@ -3,21 +3,6 @@
  * the bench's resample -> normalise -> VAD), and Opus keeps time alignment. */
 #include "test_media_support.h"
 
-static unsigned char *load(const char *name, size_t *len) {
-  const char *dir = getenv("RM_TEST_DATA");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/audio/%s", dir ? dir : "tests/data", name);
-  FILE *f = fopen(path, "rb");
-  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-  fseek(f, 0, SEEK_END);
-  *len = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *d = malloc(*len);
-  CU_ASSERT_FATAL(d && fread(d, 1, *len, f) == *len);
-  fclose(f);
-  return d;
-}
-
 static json_t *json_of(const rm_buffer_t *b) {
   json_t *j = json_loadb((const char *)b->data, b->size, 0, NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL(j);
@@ -27,7 +12,7 @@ static json_t *json_of(const rm_buffer_t *b) {
 /* The committed 48 kHz PCM16 WAV -> 16 kHz -> -23 LUFS -> FLAC, then FLAC -> meter. */
 static void test_file_to_normalised_flac(void) {
   size_t len;
-  unsigned char *wav = load("sine_1k_48k_mono.wav", &len);
+  unsigned char *wav = media_load_fixture("sine_1k_48k_mono.wav", &len);
   rm_buffer_t *in = rm_buffer_new_binary(NULL, wav, len, "audio/wav");
   rm_pipeline_t *p = rm_test_pipeline(
       "{\"name\":\"chain\",\"nodes\":["

@@ -26,21 +26,6 @@ static const fixture_t fixtures[] = {
 };
 #define N_FIXTURES (sizeof fixtures / sizeof fixtures[0])
 
-static unsigned char *load(const char *name, size_t *len) {
-  const char *dir = getenv("RM_TEST_DATA");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/audio/%s", dir ? dir : "tests/data", name);
-  FILE *f = fopen(path, "rb");
-  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-  fseek(f, 0, SEEK_END);
-  *len = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *d = malloc(*len);
-  CU_ASSERT_FATAL(d && fread(d, 1, *len, f) == *len);
-  fclose(f);
-  return d;
-}
-
 /* Decodes bytes with `params`; returns the code, the audio (if any) in *out. */
 static int decode(const void *bytes, size_t len, const char *params, rm_buffer_t **out,
                   rm_error_t *err) {
@@ -63,7 +48,7 @@ static void test_decode_every_fixture(void) {
   for (size_t k = 0; k < N_FIXTURES; k++) {
     const fixture_t *f = &fixtures[k];
     size_t len;
-    unsigned char *bytes = load(f->file, &len);
+    unsigned char *bytes = media_load_fixture(f->file, &len);
     rm_buffer_t *a;
     rm_error_t err;
     CU_ASSERT_EQUAL_FATAL(decode(bytes, len, "{}", &a, &err), 0);
@@ -119,7 +104,7 @@ static void test_decode_whole_fixture_directory(void) {
     if (!dot || (strcmp(dot, ".wav") && strcmp(dot, ".flac") && strcmp(dot, ".ogg")))
       continue;
     size_t len;
-    unsigned char *bytes = load(e->d_name, &len);
+    unsigned char *bytes = media_load_fixture(e->d_name, &len);
     rm_buffer_t *a = NULL;
     rm_error_t err;
     int rc = decode(bytes, len, "{}", &a, &err);
@@ -157,7 +142,7 @@ static void test_decode_corrupted_copies(void) {
   for (size_t k = 0; k < N_FIXTURES; k++) {
     const fixture_t *f = &fixtures[k];
     size_t len;
-    unsigned char *bytes = load(f->file, &len);
+    unsigned char *bytes = media_load_fixture(f->file, &len);
     unsigned char *c = malloc(len);
     expect_corrupt(bytes, len / 2, "cut in half", f->file);
     expect_corrupt(bytes, len - 1, "last byte cut", f->file);
@@ -336,7 +321,7 @@ static void test_params_and_registry(void) {
 /* A file longer than max_seconds is a limit error, not a huge allocation. */
 static void test_decode_limit(void) {
   size_t len;
-  unsigned char *bytes = load("sine_1k_48k_mono.wav", &len);
+  unsigned char *bytes = media_load_fixture("sine_1k_48k_mono.wav", &len);
   rm_buffer_t *a;
   rm_error_t err;
   CU_ASSERT_EQUAL(decode(bytes, len, "{\"max_seconds\":0.1}", &a, &err), RM_ELIMIT);

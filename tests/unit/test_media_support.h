@@ -166,4 +166,34 @@ static inline double media_snr_vs(const double *x, const double *ref, size_t n) 
   return 10.0 * log10(s / (e > 0 ? e : 1e-300));
 }
 
+/* A file of tests/data/audio (RM_TEST_DATA) as malloc'd bytes; the test stops if it cannot
+ * be read. */
+static inline unsigned char *media_load_fixture(const char *name, size_t *len) {
+  const char *dir = getenv("RM_TEST_DATA");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/audio/%s", dir ? dir : "tests/data", name);
+  FILE *f = fopen(path, "rb");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fseek(f, 0, SEEK_END);
+  *len = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *d = malloc(*len);
+  CU_ASSERT_FATAL(d && fread(d, 1, *len, f) == *len);
+  fclose(f);
+  return d;
+}
+
+/* A node working on 8-48 kHz refuses 96 kHz input as RM_EINPUT naming sample_rate. */
+static inline void media_expect_rate_refused(const char *type) {
+  rm_pipeline_t *p = media_node(type, "{}");
+  rm_buffer_t *in = media_f32(96000, 1, 960);
+  memset(in->data, 0, in->size);
+  media_items_t it = {0};
+  rm_error_t err;
+  CU_ASSERT_EQUAL(media_run1(p, in, &it, &err), RM_EINPUT);
+  CU_ASSERT_STRING_EQUAL(err.field, "sample_rate");
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+}
+
 #endif
