@@ -101,48 +101,85 @@ static void put(json_t *obj, const char *key, json_t *v, int *ok) {
     *ok = 0;
 }
 
-json_t *rm_metrics_to_json(rm_metrics_t *m) {
-  uint64_t t0 = rm_clock_ns();
+/* One node's and the pipeline's figures as the seed exports them: the single source of the
+ * two JSON trees below (from live metrics and from the wire message). */
+typedef struct node_fields {
+  const char *node_id;
+  uint64_t execution_count, success_count, error_count;
+  double success_rate, total_us, avg_us, min_us, max_us;
+} node_fields_t;
+
+typedef struct pipeline_fields {
+  const char *pipeline_id;
+  uint64_t total_executions, peak_memory_bytes;
+  double total_us, total_ms, peak_mb;
+} pipeline_fields_t;
+
+/* The seed's object in the seed's key order; metrics_overhead_us is a real set to 0 and
+ * returned in *overhead for the caller to fill in last. NULL on OOM. */
+static json_t *seed_tree(const pipeline_fields_t *pf, size_t n,
+                         void (*node_at)(const void *src, size_t i, node_fields_t *out),
+                         const void *src, json_t **overhead) {
   int ok = 1;
-  json_t *root = json_object(), *nodes = json_array(), *overhead = json_real(0.0);
-  if (!root || !nodes || !overhead) {
+  json_t *root = json_object(), *nodes = json_array(), *ov = json_real(0.0);
+  if (!root || !nodes || !ov) {
     json_decref(root);
     json_decref(nodes);
-    json_decref(overhead);
+    json_decref(ov);
     return NULL;
   }
-  /* the seed's key order */
-  put(root, "pipeline_id", json_string(m->pipeline_id ? m->pipeline_id : ""), &ok);
-  put(root, "total_executions", json_integer((json_int_t)m->total_executions), &ok);
-  put(root, "total_duration_us", json_real(us(m->total_ns)), &ok);
-  put(root, "total_duration_ms", json_real((double)m->total_ns / 1e6), &ok);
-  put(root, "peak_memory_bytes", json_integer((json_int_t)m->peak_memory_bytes), &ok);
-  put(root, "peak_memory_mb", json_real((double)m->peak_memory_bytes / (1024.0 * 1024.0)), &ok);
-  /* metrics_overhead_us gets its real value last, when the export has been timed */
-  put(root, "metrics_overhead_us", overhead, &ok);
+  put(root, "pipeline_id", json_string(pf->pipeline_id ? pf->pipeline_id : ""), &ok);
+  put(root, "total_executions", json_integer((json_int_t)pf->total_executions), &ok);
+  put(root, "total_duration_us", json_real(pf->total_us), &ok);
+  put(root, "total_duration_ms", json_real(pf->total_ms), &ok);
+  put(root, "peak_memory_bytes", json_integer((json_int_t)pf->peak_memory_bytes), &ok);
+  put(root, "peak_memory_mb", json_real(pf->peak_mb), &ok);
+  put(root, "metrics_overhead_us", ov, &ok);
   put(root, "node_metrics", nodes, &ok);
-  for (size_t i = 0; ok && i < m->n_nodes; i++) {
-    const rm_node_metrics_t *n = &m->nodes[i];
-    node_view_t v = view(n);
+  for (size_t i = 0; ok && i < n; i++) {
+    node_fields_t f;
+    node_at(src, i, &f);
     json_t *o = json_object();
     if (!o || json_array_append_new(nodes, o)) {
       ok = 0;
       break;
     }
-    put(o, "node_id", json_string(n->node_id), &ok);
-    put(o, "execution_count", json_integer((json_int_t)n->execution_count), &ok);
-    put(o, "success_count", json_integer((json_int_t)n->success_count), &ok);
-    put(o, "error_count", json_integer((json_int_t)n->error_count), &ok);
-    put(o, "success_rate", json_real(v.success_rate), &ok);
-    put(o, "total_duration_us", json_real(v.total_us), &ok);
-    put(o, "avg_duration_us", json_real(v.avg_us), &ok);
-    put(o, "min_duration_us", json_real(v.min_us), &ok);
-    put(o, "max_duration_us", json_real(v.max_us), &ok);
+    put(o, "node_id", json_string(f.node_id ? f.node_id : ""), &ok);
+    put(o, "execution_count", json_integer((json_int_t)f.execution_count), &ok);
+    put(o, "success_count", json_integer((json_int_t)f.success_count), &ok);
+    put(o, "error_count", json_integer((json_int_t)f.error_count), &ok);
+    put(o, "success_rate", json_real(f.success_rate), &ok);
+    put(o, "total_duration_us", json_real(f.total_us), &ok);
+    put(o, "avg_duration_us", json_real(f.avg_us), &ok);
+    put(o, "min_duration_us", json_real(f.min_us), &ok);
+    put(o, "max_duration_us", json_real(f.max_us), &ok);
   }
   if (!ok) {
     json_decref(root);
     return NULL;
   }
+  *overhead = ov;
+  return root;
+}
+
+static void live_node(const void *src, size_t i, node_fields_t *f) {
+  const rm_node_metrics_t *n = &((const rm_metrics_t *)src)->nodes[i];
+  node_view_t v = view(n);
+  *f = (node_fields_t){n->node_id,     n->execution_count, n->success_count,
+                       n->error_count, v.success_rate,     v.total_us,
+                       v.avg_us,       v.min_us,           v.max_us};
+}
+
+json_t *rm_metrics_to_json(rm_metrics_t *m) {
+  uint64_t t0 = rm_clock_ns();
+  pipeline_fields_t pf = {
+      m->pipeline_id,  m->total_executions,       m->peak_memory_bytes,
+      us(m->total_ns), (double)m->total_ns / 1e6, (double)m->peak_memory_bytes / (1024.0 * 1024.0)};
+  json_t *overhead;
+  json_t *root = seed_tree(&pf, m->n_nodes, live_node, m, &overhead);
+  if (!root)
+    return NULL;
+  /* the overhead gets its value last, when the export has been timed */
   charge_export(m, t0);
   json_real_set(overhead, us(m->overhead_ns));
   return root;
@@ -329,27 +366,20 @@ void rm_metrics_proto_clear(Remotemedia__V1__PipelineMetrics *msg) {
   msg->n_node_metrics = 0;
 }
 
+static void wire_node(const void *src, size_t i, node_fields_t *f) {
+  const Remotemedia__V1__NodeMetrics *n =
+      ((const Remotemedia__V1__PipelineMetrics *)src)->node_metrics[i];
+  *f = (node_fields_t){n->node_id,         n->execution_count, n->success_count,
+                       n->error_count,     n->success_rate,    n->total_duration_us,
+                       n->avg_duration_us, n->min_duration_us, n->max_duration_us};
+}
+
 json_t *rm_metrics_proto_to_json(const Remotemedia__V1__PipelineMetrics *msg) {
-  json_t *nodes = json_array();
-  if (!nodes)
-    return NULL;
-  for (size_t i = 0; i < msg->n_node_metrics; i++) {
-    const Remotemedia__V1__NodeMetrics *n = msg->node_metrics[i];
-    json_t *o = json_pack(
-        "{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "node_id", n->node_id, "execution_count",
-        (json_int_t)n->execution_count, "success_count", (json_int_t)n->success_count,
-        "error_count", (json_int_t)n->error_count, "success_rate", n->success_rate,
-        "total_duration_us", n->total_duration_us, "avg_duration_us", n->avg_duration_us,
-        "min_duration_us", n->min_duration_us, "max_duration_us", n->max_duration_us);
-    if (json_array_append_new(nodes, o)) {
-      json_decref(nodes);
-      return NULL;
-    }
-  }
-  return json_pack("{s:s, s:I, s:f, s:f, s:I, s:f, s:f, s:o}", "pipeline_id", msg->pipeline_id,
-                   "total_executions", (json_int_t)msg->total_executions, "total_duration_us",
-                   msg->total_duration_us, "total_duration_ms", msg->total_duration_ms,
-                   "peak_memory_bytes", (json_int_t)msg->peak_memory_bytes, "peak_memory_mb",
-                   msg->peak_memory_mb, "metrics_overhead_us", msg->metrics_overhead_us,
-                   "node_metrics", nodes);
+  pipeline_fields_t pf = {msg->pipeline_id,       msg->total_executions,  msg->peak_memory_bytes,
+                          msg->total_duration_us, msg->total_duration_ms, msg->peak_memory_mb};
+  json_t *overhead;
+  json_t *root = seed_tree(&pf, msg->n_node_metrics, wire_node, msg, &overhead);
+  if (root)
+    json_real_set(overhead, msg->metrics_overhead_us);
+  return root;
 }
