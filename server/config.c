@@ -160,6 +160,14 @@ static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char 
   return -1;
 }
 
+/* An option name as flags spell it (max-nodes) or as JSON keys do (max_nodes). */
+static void spelled(const char *name, char from, char to, char *out, size_t cap) {
+  snprintf(out, cap, "%s", name);
+  for (char *c = out; *c; c++)
+    if (*c == from)
+      *c = to;
+}
+
 static const opt_t *find_opt(const char *name, size_t len) {
   for (size_t i = 0; i < N_OPTS; i++)
     if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
@@ -183,10 +191,7 @@ static int load_file(rm_config_t *cfg, const char *path, char *errbuf, size_t ca
     if (rc)
       break;
     char flag[64];
-    snprintf(flag, sizeof flag, "%s", key);
-    for (char *c = flag; *c; c++)
-      if (*c == '_')
-        *c = '-';
+    spelled(key, '_', '-', flag, sizeof flag);
     const opt_t *o = find_opt(flag, strlen(flag));
     char source[300];
     snprintf(source, sizeof source, "config file %s", path);
@@ -333,10 +338,7 @@ json_t *rm_config_to_json(const rm_config_t *cfg) {
     const opt_t *op = &opts[i];
     const void *f = (const char *)cfg + op->offset;
     char key[64];
-    snprintf(key, sizeof key, "%s", op->name);
-    for (char *c = key; *c; c++)
-      if (*c == '-')
-        *c = '_';
+    spelled(op->name, '-', '_', key, sizeof key);
     json_t *v;
     if (op->type == T_STR) {
       const char *s = *(char *const *)f;

@@ -7,8 +7,6 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "rm/alloc.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus status_t;
 #define ST_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 #define ST_NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
@@ -109,7 +107,7 @@ static void push_locked(watch_t *w) {
 }
 
 static void on_watch_sent(rm_tag_t *tag, int ok) {
-  watch_t *w = container_of(tag, watch_t, send_tag);
+  watch_t *w = RM_TAG_OWNER(tag, watch_t, send_tag);
   pthread_mutex_lock(&mu);
   w->sending = 0;
   if (ok)
@@ -119,7 +117,7 @@ static void on_watch_sent(rm_tag_t *tag, int ok) {
 
 static void on_watch_close(rm_tag_t *tag, int ok) {
   (void)ok;
-  watch_t *w = container_of(tag, watch_t, close_tag);
+  watch_t *w = RM_TAG_OWNER(tag, watch_t, close_tag);
   pthread_mutex_lock(&mu);
   w->closed = 1;
   for (watch_t **p = &watchers; *p; p = &(*p)->next)

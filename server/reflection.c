@@ -11,8 +11,6 @@
 #include "pipeline_service.h"
 #include "rm/alloc.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
 extern const unsigned char rm_descriptor_set[];
 extern const size_t rm_descriptor_set_size;
 
@@ -326,7 +324,7 @@ static void refl_unref(refl_t *r) {
 
 static void on_refl_close(rm_tag_t *tag, int ok) {
   (void)ok;
-  refl_unref(container_of(tag, refl_t, close_tag));
+  refl_unref(RM_TAG_OWNER(tag, refl_t, close_tag));
 }
 
 static int start_read(refl_t *r, int with_md) {
@@ -355,7 +353,7 @@ static int finish(refl_t *r, grpc_status_code code, const char *msg) {
 }
 
 static void on_refl_io(rm_tag_t *tag, int ok) {
-  refl_t *r = container_of(tag, refl_t, io_tag);
+  refl_t *r = RM_TAG_OWNER(tag, refl_t, io_tag);
   int rc = -1;
   if (r->state == FINISHING || !ok) {
     refl_unref(r);

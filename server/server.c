@@ -21,8 +21,6 @@
 #include "rm/clock.h"
 #include "tls.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
 /* ---------------------------------------------------------------- types */
 
 typedef struct cq_thread cq_thread_t;
@@ -328,7 +326,7 @@ void rm_call_ref(rm_call_t *c) { atomic_fetch_add(&c->refs, 1); }
 void rm_call_unref(rm_call_t *c) { call_unref(c); }
 
 static void on_close(rm_tag_t *tag, int ok) {
-  rm_call_t *c = container_of(tag, rm_call_t, close_tag);
+  rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, close_tag);
   (void)ok;
   if (c->close_cancelled)
     c->cancelled = 1;
@@ -365,7 +363,7 @@ static void log_call(rm_call_t *c) {
 }
 
 static void on_sent(rm_tag_t *tag, int ok) {
-  rm_call_t *c = container_of(tag, rm_call_t, send_tag);
+  rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, send_tag);
   (void)ok; /* not ok: the client went away first; nothing more to do */
   if (c->combined && c->close_cancelled)
     c->cancelled = 1;
@@ -612,7 +610,7 @@ static int post_slot(slot_t *sl);
 /* Every posted slot holds the server (rm_server_hold), so shutdown cannot destroy the core
  * server while a matched call still waits in a queue to be re-armed. */
 static void on_request(rm_tag_t *tag, int ok) {
-  slot_t *sl = container_of(tag, slot_t, tag);
+  slot_t *sl = RM_TAG_OWNER(tag, slot_t, tag);
   if (!ok) { /* the server is shutting down: this slot is done */
     rm_server_release(sl->q->s);
     return;

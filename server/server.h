@@ -7,6 +7,7 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -20,6 +21,9 @@ typedef struct rm_call rm_call_t;
 typedef struct rm_tag {
   void (*fn)(struct rm_tag *tag, int ok);
 } rm_tag_t;
+
+/* The struct of `type` whose `member` is the tag `ptr` (a tag callback finds its call). */
+#define RM_TAG_OWNER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 typedef enum rm_rpc_kind {
   RM_RPC_UNARY,
