@@ -365,6 +365,63 @@ static void offload(exec_job_t *job) {
   }
 }
 
+/* Cheap counts before any parsing: compiling reads params as JSON and compares ids and
+ * outputs pairwise, so their number is bounded first (with the engine's messages). Returns
+ * the field over its limit with the message in text, or NULL. */
+static const char *request_too_big(const exec_job_t *job, char *text, size_t cap) {
+  const Remotemedia__V1__ExecuteRequest *req = job->req;
+  const Remotemedia__V1__PipelineManifest *man = req->manifest;
+  size_t params_bytes = 0;
+  for (size_t i = 0; man && i < man->n_nodes; i++)
+    params_bytes += strlen(man->nodes[i]->params);
+  uint64_t input_bytes = 0;
+  for (size_t i = 0; i < req->n_inputs; i++) {
+    const Remotemedia__V1__DataBuffer *b = req->inputs[i]->value;
+    if (!b)
+      continue;
+    switch (b->kind_case) {
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: input_bytes += b->audio->samples.len; break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR: input_bytes += b->tensor->data.len; break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON: input_bytes += strlen(b->json->json); break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT: input_bytes += strlen(b->text->text); break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY: input_bytes += b->binary->data.len; break;
+    default: break;
+    }
+  }
+  const rm_limits_t *lim = &job->limits;
+  if (man && man->n_nodes > lim->max_nodes) {
+    snprintf(text, cap, "pipeline has %zu nodes, above the limit of %u", man->n_nodes,
+             lim->max_nodes);
+    return "nodes";
+  }
+  if (man && man->n_connections > lim->max_connections) {
+    snprintf(text, cap, "pipeline has %zu connections, above the limit of %u", man->n_connections,
+             lim->max_connections);
+    return "connections";
+  }
+  if (req->n_inputs > lim->max_nodes) {
+    snprintf(text, cap, "the request has %zu inputs, above the limit of %u", req->n_inputs,
+             lim->max_nodes);
+    return "inputs";
+  }
+  if (req->n_output_nodes > lim->max_nodes) {
+    snprintf(text, cap, "the request names %zu output_nodes, above the limit of %u",
+             req->n_output_nodes, lim->max_nodes);
+    return "output_nodes";
+  }
+  if (params_bytes > MAX_PARAMS_BYTES) {
+    snprintf(text, cap, "node params total %zu bytes, above the limit of %u", params_bytes,
+             MAX_PARAMS_BYTES);
+    return "params";
+  }
+  if (input_bytes > job->max_input_bytes) {
+    snprintf(text, cap, "the inputs hold %llu bytes, above the limit of %llu",
+             (unsigned long long)input_bytes, (unsigned long long)job->max_input_bytes);
+    return "inputs";
+  }
+  return NULL;
+}
+
 static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   const Remotemedia__V1__ExecuteRequest *req = (const Remotemedia__V1__ExecuteRequest *)msg;
   rm_server_t *s = rm_call_server(call);
@@ -414,58 +471,10 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
     job_finish(job);
     return;
   }
-  uint64_t input_bytes = 0;
-  for (size_t i = 0; i < req->n_inputs; i++) {
-    const Remotemedia__V1__DataBuffer *b = req->inputs[i]->value;
-    if (!b)
-      continue;
-    switch (b->kind_case) {
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: input_bytes += b->audio->samples.len; break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR: input_bytes += b->tensor->data.len; break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON: input_bytes += strlen(b->json->json); break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT: input_bytes += strlen(b->text->text); break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY: input_bytes += b->binary->data.len; break;
-    default: break;
-    }
-  }
-  /* Cheap counts before any parsing: compiling reads params as JSON and compares ids and
-   * outputs pairwise, so their number is bounded first (the same messages as the engine's). */
   char text[200];
-  const Remotemedia__V1__PipelineManifest *man = req->manifest;
-  size_t params_bytes = 0;
-  for (size_t i = 0; man && i < man->n_nodes; i++)
-    params_bytes += strlen(man->nodes[i]->params);
-  const char *field = NULL;
-  if (man && man->n_nodes > job->limits.max_nodes) {
-    snprintf(text, sizeof text, "pipeline has %zu nodes, above the limit of %u", man->n_nodes,
-             job->limits.max_nodes);
-    field = "nodes";
-  } else if (man && man->n_connections > job->limits.max_connections) {
-    snprintf(text, sizeof text, "pipeline has %zu connections, above the limit of %u",
-             man->n_connections, job->limits.max_connections);
-    field = "connections";
-  } else if (req->n_inputs > job->limits.max_nodes) {
-    snprintf(text, sizeof text, "the request has %zu inputs, above the limit of %u", req->n_inputs,
-             job->limits.max_nodes);
-    field = "inputs";
-  } else if (req->n_output_nodes > job->limits.max_nodes) {
-    snprintf(text, sizeof text, "the request names %zu output_nodes, above the limit of %u",
-             req->n_output_nodes, job->limits.max_nodes);
-    field = "output_nodes";
-  } else if (params_bytes > MAX_PARAMS_BYTES) {
-    snprintf(text, sizeof text, "node params total %zu bytes, above the limit of %u", params_bytes,
-             MAX_PARAMS_BYTES);
-    field = "params";
-  }
+  const char *field = request_too_big(job, text, sizeof text);
   if (field) {
     rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, field);
-    job_finish(job);
-    return;
-  }
-  if (input_bytes > job->max_input_bytes) {
-    snprintf(text, sizeof text, "the inputs hold %llu bytes, above the limit of %llu",
-             (unsigned long long)input_bytes, (unsigned long long)job->max_input_bytes);
-    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, "inputs");
     job_finish(job);
     return;
   }
