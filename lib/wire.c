@@ -1,6 +1,7 @@
 /* wire.c - DataBuffer messages <-> engine buffers, borrowing payloads both ways. */
 #include "rm/wire.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "rm/alloc.h"
@@ -116,4 +117,62 @@ void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w) {
     break;
   default: break;
   }
+}
+
+/* Reads a base-128 varint at msg[*at]; 0, or -1 when truncated or longer than 10 bytes. */
+static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 70; shift += 7) {
+    if (*at >= len)
+      return -1;
+    uint8_t byte = msg[(*at)++];
+    v |= (uint64_t)(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) {
+      *out = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
+                       rm_wire_span_t *value) {
+  enum { VARINT = 0, FIXED64 = 1, DELIMITED = 2, FIXED32 = 5 };
+  int found = 0;
+  rm_wire_span_t f = {0, 0}, v = {0, 0};
+  size_t at = 0;
+  while (at < len) {
+    size_t start = at;
+    uint64_t tag, n = 0, number_value;
+    if (read_varint(msg, len, &at, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+      return RM_EINPUT;
+    switch (tag & 7) {
+    case VARINT:
+      if (read_varint(msg, len, &at, &number_value))
+        return RM_EINPUT;
+      break;
+    case FIXED64: n = 8; break;
+    case FIXED32: n = 4; break;
+    case DELIMITED:
+      if (read_varint(msg, len, &at, &n))
+        return RM_EINPUT;
+      break;
+    default: return RM_EINPUT; /* groups (deprecated) and invalid types */
+    }
+    if (n > len - at)
+      return RM_EINPUT;
+    at += (size_t)n;
+    if ((tag >> 3) != number)
+      continue;
+    if ((tag & 7) != DELIMITED || found)
+      return RM_EINPUT;
+    found = 1;
+    f = (rm_wire_span_t){start, at - start};
+    v = (rm_wire_span_t){at - (size_t)n, (size_t)n};
+  }
+  if (found && field)
+    *field = f;
+  if (found && value)
+    *value = v;
+  return found;
 }

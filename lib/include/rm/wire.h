@@ -34,6 +34,23 @@ typedef struct rm_wire_buffer {
  * TEXT buffers must be NUL-terminated at data[size] (owned buffers always are). */
 void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w);
 
+/* A range of a message's wire bytes. */
+typedef struct rm_wire_span {
+  size_t offset;
+  size_t length;
+} rm_wire_span_t;
+
+/* Finds a length-delimited field (a sub-message, string or bytes) at the top level of a
+ * message's wire bytes without unpacking anything: a caller can look at one part by its
+ * bytes (the server keys compiled pipelines by the manifest's bytes) and unpack the rest.
+ * Returns 1 when the field occurs exactly once (*field: the whole field, tag and length
+ * prefix included; *value: its contents), 0 when it does not occur, RM_EINPUT when it
+ * occurs more than once (protobuf would merge the copies), with another wire type, or when
+ * the top level is not well-formed (groups count as not well-formed). Either span may be
+ * NULL; they are written only when 1 is returned. Pure: any thread. */
+int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
+                       rm_wire_span_t *value);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,168 @@
+/* test_wire.c - the wire layer: finding a field in a message's bytes without unpacking. */
+#include <string.h>
+
+#include "remotemedia/v1/pipeline_service.pb-c.h"
+#include "rm/wire.h"
+#include "test_support.h"
+
+/* An ExecuteRequest with every top-level field set, packed into buf; its length. */
+static size_t pack_request(uint8_t *buf, size_t cap, const char *pipeline_name,
+                           Remotemedia__V1__PipelineManifest *manifest_out) {
+  static Remotemedia__V1__NodeManifest node = REMOTEMEDIA__V1__NODE_MANIFEST__INIT;
+  static Remotemedia__V1__NodeManifest *nodes[] = {&node};
+  static Remotemedia__V1__BinaryBuffer bin = REMOTEMEDIA__V1__BINARY_BUFFER__INIT;
+  static Remotemedia__V1__DataBuffer data = REMOTEMEDIA__V1__DATA_BUFFER__INIT;
+  static Remotemedia__V1__ExecuteRequest__InputsEntry entry =
+      REMOTEMEDIA__V1__EXECUTE_REQUEST__INPUTS_ENTRY__INIT;
+  static Remotemedia__V1__ExecuteRequest__InputsEntry *entries[] = {&entry};
+  static Remotemedia__V1__ExecutionLimits limits = REMOTEMEDIA__V1__EXECUTION_LIMITS__INIT;
+  static char *outs[] = {"p"};
+  static uint8_t payload[3] = {7, 8, 9};
+  Remotemedia__V1__PipelineManifest m = REMOTEMEDIA__V1__PIPELINE_MANIFEST__INIT;
+  node.id = "p";
+  node.node_type = "PassThrough";
+  m.name = (char *)pipeline_name;
+  m.nodes = nodes;
+  m.n_nodes = 1;
+  bin.data = (ProtobufCBinaryData){sizeof payload, payload};
+  data.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY;
+  data.binary = &bin;
+  entry.key = "p";
+  entry.value = &data;
+  limits.max_nodes = 5;
+  Remotemedia__V1__ExecuteRequest req = REMOTEMEDIA__V1__EXECUTE_REQUEST__INIT;
+  req.manifest = &m;
+  req.inputs = entries;
+  req.n_inputs = 1;
+  req.enable_metrics = 1;
+  req.limits = &limits;
+  req.client_version = "test";
+  req.output_nodes = outs;
+  req.n_output_nodes = 1;
+  CU_ASSERT_FATAL(remotemedia__v1__execute_request__get_packed_size(&req) <= cap);
+  if (manifest_out)
+    *manifest_out = m;
+  return remotemedia__v1__execute_request__pack(&req, buf);
+}
+
+static void test_find_field_spans_the_manifest(void) {
+  uint8_t buf[512], manifest[256];
+  Remotemedia__V1__PipelineManifest m;
+  size_t len = pack_request(buf, sizeof buf, "bench", &m);
+  size_t mlen = remotemedia__v1__pipeline_manifest__pack(&m, manifest);
+  rm_wire_span_t field, value;
+  RM_ASSERT_INT(rm_wire_find_field(buf, len, 1, &field, &value), 1);
+  /* written first, as serializers order fields by number: tag, one length byte, bytes */
+  RM_ASSERT_INT(field.offset, 0);
+  RM_ASSERT_INT(field.length, mlen + 2);
+  RM_ASSERT_INT(value.offset, 2);
+  RM_ASSERT_INT(value.length, mlen);
+  CU_ASSERT_EQUAL(memcmp(buf + value.offset, manifest, mlen), 0);
+  /* the other fields are found too; varints are stepped over */
+  RM_ASSERT_INT(rm_wire_find_field(buf, len, 5, NULL, &value), 1);
+  RM_ASSERT_INT(value.length, 4);
+  CU_ASSERT_EQUAL(memcmp(buf + value.offset, "test", 4), 0);
+  RM_ASSERT_INT(rm_wire_find_field(buf, len, 6, NULL, &value), 1);
+  RM_ASSERT_INT(rm_wire_find_field(buf, len, 9, NULL, NULL), 0);
+}
+
+/* Cutting the field out leaves a valid message with everything else; the field's bytes
+ * unpack on their own into the same manifest. */
+static void test_rest_and_field_unpack_apart(void) {
+  uint8_t buf[512];
+  size_t len = pack_request(buf, sizeof buf, "bench", NULL);
+  rm_wire_span_t field, value;
+  RM_ASSERT_INT(rm_wire_find_field(buf, len, 1, &field, &value), 1);
+  Remotemedia__V1__ExecuteRequest *rest = remotemedia__v1__execute_request__unpack(
+      NULL, len - field.length, buf + field.offset + field.length);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(rest);
+  CU_ASSERT_PTR_NULL(rest->manifest);
+  RM_ASSERT_INT(rest->n_inputs, 1);
+  RM_ASSERT_STR(rest->inputs[0]->key, "p");
+  RM_ASSERT_INT(rest->inputs[0]->value->binary->data.len, 3);
+  RM_ASSERT_INT(rest->enable_metrics, 1);
+  RM_ASSERT_INT(rest->limits->max_nodes, 5);
+  RM_ASSERT_STR(rest->client_version, "test");
+  RM_ASSERT_INT(rest->n_output_nodes, 1);
+  remotemedia__v1__execute_request__free_unpacked(rest, NULL);
+  Remotemedia__V1__PipelineManifest *m =
+      remotemedia__v1__pipeline_manifest__unpack(NULL, value.length, buf + value.offset);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  RM_ASSERT_STR(m->name, "bench");
+  RM_ASSERT_INT(m->n_nodes, 1);
+  RM_ASSERT_STR(m->nodes[0]->node_type, "PassThrough");
+  remotemedia__v1__pipeline_manifest__free_unpacked(m, NULL);
+}
+
+/* A manifest over 127 bytes takes two length bytes; a field after others is found where
+ * it is. */
+static void test_long_field_and_field_not_first(void) {
+  char name[200];
+  memset(name, 'n', sizeof name - 1);
+  name[sizeof name - 1] = '\0';
+  uint8_t buf[1024];
+  size_t len = pack_request(buf + 2, sizeof buf - 2, name, NULL);
+  rm_wire_span_t field, value;
+  RM_ASSERT_INT(rm_wire_find_field(buf + 2, len, 1, &field, &value), 1);
+  RM_ASSERT_INT(field.length, value.length + 3);
+  RM_ASSERT_INT(value.offset, 3);
+  CU_ASSERT(value.length > 200);
+  buf[0] = 0x18; /* enable_metrics (field 3, varint) = 1, in front */
+  buf[1] = 0x01;
+  RM_ASSERT_INT(rm_wire_find_field(buf, len + 2, 1, &field, &value), 1);
+  RM_ASSERT_INT(field.offset, 2);
+  RM_ASSERT_INT(value.offset, 5);
+}
+
+static void test_find_field_refuses_what_protobuf_would_merge_or_reject(void) {
+  uint8_t buf[1024];
+  size_t len = pack_request(buf, sizeof buf / 2, "bench", NULL);
+  rm_wire_span_t field = {99, 99};
+  /* twice: protobuf merges the copies, so no one span describes the field */
+  memcpy(buf + len, buf, len);
+  RM_ASSERT_INT(rm_wire_find_field(buf, 2 * len, 1, &field, NULL), RM_EINPUT);
+  /* cut short inside the manifest, inside a length, inside a tag */
+  RM_ASSERT_INT(rm_wire_find_field(buf, 10, 1, NULL, NULL), RM_EINPUT);
+  RM_ASSERT_INT(rm_wire_find_field(buf, 1, 1, NULL, NULL), RM_EINPUT);
+  static const uint8_t open_tag[] = {0x80};
+  RM_ASSERT_INT(rm_wire_find_field(open_tag, sizeof open_tag, 1, NULL, NULL), RM_EINPUT);
+  /* field 1 as a varint: the wrong wire type */
+  static const uint8_t varint1[] = {0x08, 0x01};
+  RM_ASSERT_INT(rm_wire_find_field(varint1, sizeof varint1, 1, NULL, NULL), RM_EINPUT);
+  /* a group, field number 0, a varint of 11 bytes */
+  static const uint8_t group[] = {0x0b, 0x0c};
+  RM_ASSERT_INT(rm_wire_find_field(group, sizeof group, 1, NULL, NULL), RM_EINPUT);
+  static const uint8_t zero[] = {0x02, 0x00};
+  RM_ASSERT_INT(rm_wire_find_field(zero, sizeof zero, 1, NULL, NULL), RM_EINPUT);
+  static const uint8_t long_varint[] = {0x18, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                        0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+  RM_ASSERT_INT(rm_wire_find_field(long_varint, sizeof long_varint, 1, NULL, NULL), RM_EINPUT);
+  /* a length pointing past the end */
+  static const uint8_t past[] = {0x0a, 0x05, 0x01};
+  RM_ASSERT_INT(rm_wire_find_field(past, sizeof past, 1, NULL, NULL), RM_EINPUT);
+  /* fixed-size fields are stepped over; nothing found leaves the spans alone */
+  static const uint8_t fixed[] = {0x21, 1, 2, 3, 4, 5, 6, 7, 8, 0x2d, 1, 2, 3, 4};
+  RM_ASSERT_INT(rm_wire_find_field(fixed, sizeof fixed, 1, &field, NULL), 0);
+  RM_ASSERT_INT(rm_wire_find_field(fixed, 9, 1, NULL, NULL), 0);
+  RM_ASSERT_INT(rm_wire_find_field(fixed, 8, 1, NULL, NULL), RM_EINPUT);
+  RM_ASSERT_INT(field.offset, 99);
+  RM_ASSERT_INT(rm_wire_find_field(NULL, 0, 1, NULL, NULL), 0);
+  /* an empty field is a field */
+  static const uint8_t empty[] = {0x0a, 0x00};
+  rm_wire_span_t value;
+  RM_ASSERT_INT(rm_wire_find_field(empty, sizeof empty, 1, &field, &value), 1);
+  RM_ASSERT_INT(field.length, 2);
+  RM_ASSERT_INT(value.offset, 2);
+  RM_ASSERT_INT(value.length, 0);
+}
+
+int main(void) {
+  static const rm_test_case_t cases[] = {
+      RM_TEST(test_find_field_spans_the_manifest),
+      RM_TEST(test_rest_and_field_unpack_apart),
+      RM_TEST(test_long_field_and_field_not_first),
+      RM_TEST(test_find_field_refuses_what_protobuf_would_merge_or_reject),
+      {NULL, NULL}};
+  rm_test_suite("wire", cases);
+  return rm_test_run();
+}
