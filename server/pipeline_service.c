@@ -112,51 +112,35 @@ static pipeline_cache_t *thread_cache(void) {
   return c;
 }
 
-/* The compile inputs as one byte string in the call's arena (strings cannot contain NUL,
- * so NUL separates them unambiguously), and its FNV-1a hash. */
-static char *cache_key_of(exec_job_t *job, size_t *len, uint64_t *hash) {
-  const Remotemedia__V1__PipelineManifest *m = job->req->manifest;
-  size_t n = sizeof job->limits + strlen(m->name) + 1;
-  for (size_t i = 0; i < m->n_nodes; i++)
-    n += strlen(m->nodes[i]->id) + strlen(m->nodes[i]->node_type) + strlen(m->nodes[i]->params) + 3;
-  for (size_t i = 0; i < m->n_connections; i++) {
-    const Remotemedia__V1__Connection *c = m->connections[i];
-    n += strlen(c->from) + strlen(c->from_port) + strlen(c->to) + strlen(c->to_port) + 4;
-  }
-  char *key = rm_arena_alloc(rm_call_arena(job->call), n + 2);
-  if (!key)
-    return NULL;
-  char *at = key;
-  memcpy(at, &job->limits, sizeof job->limits);
-  at += sizeof job->limits;
-#define PUT(str) (at = stpcpy(at, (str)) + 1)
-  PUT(m->name);
-  for (size_t i = 0; i < m->n_nodes; i++) {
-    PUT(m->nodes[i]->id);
-    PUT(m->nodes[i]->node_type);
-    PUT(m->nodes[i]->params);
-  }
-  *at++ = '\1'; /* nodes end: a connection cannot be read as a node */
-  for (size_t i = 0; i < m->n_connections; i++) {
-    const Remotemedia__V1__Connection *c = m->connections[i];
-    PUT(c->from);
-    PUT(c->from_port);
-    PUT(c->to);
-    PUT(c->to_port);
-  }
-#undef PUT
-  *len = (size_t)(at - key);
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < *len; i++)
-    h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
-  *hash = h;
-  return key;
+/* An entry is keyed by what a compile depends on: the limits and the manifest's wire bytes
+ * (the same bytes always unpack into the same manifest). */
+static uint64_t hash_mix(uint64_t h, uint64_t word) {
+  h = (h ^ word) * 0x9e3779b97f4a7c15ull;
+  return h ^ (h >> 29);
 }
 
-static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const char *key, size_t len) {
+static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t n) {
+  uint64_t word;
+  for (; n >= 8; p += 8, n -= 8) {
+    memcpy(&word, p, 8);
+    h = hash_mix(h, word);
+  }
+  word = 0;
+  memcpy(&word, p, n);
+  return hash_mix(h, word ^ ((uint64_t)n << 56));
+}
+
+static uint64_t cache_hash(const rm_limits_t *limits, const uint8_t *manifest, size_t len) {
+  return hash_bytes(hash_bytes(0, (const uint8_t *)limits, sizeof *limits), manifest, len);
+}
+
+static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const rm_limits_t *limits,
+                                 const uint8_t *manifest, size_t len) {
   for (size_t i = 0; i < CACHE_SLOTS; i++) {
     cache_entry_t *e = &c->e[i];
-    if (e->pipeline && e->hash == hash && e->key_len == len && !memcmp(e->key, key, len)) {
+    if (e->pipeline && e->hash == hash && e->key_len == sizeof *limits + len &&
+        !memcmp(e->key, limits, sizeof *limits) &&
+        !memcmp(e->key + sizeof *limits, manifest, len)) {
       e->last_use = ++c->tick;
       return e;
     }
@@ -165,12 +149,13 @@ static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const char 
 }
 
 /* Takes p into the cache (evicting the least recently used entry) unless memory is short. */
-static int cache_put(pipeline_cache_t *c, uint64_t hash, const char *key, size_t len,
-                     rm_pipeline_t *p) {
-  char *copy = rm_malloc(len);
-  if (!copy)
+static int cache_put(pipeline_cache_t *c, uint64_t hash, const rm_limits_t *limits,
+                     const uint8_t *manifest, size_t len, rm_pipeline_t *p) {
+  char *key = rm_malloc(sizeof *limits + len);
+  if (!key)
     return 0;
-  memcpy(copy, key, len);
+  memcpy(key, limits, sizeof *limits);
+  memcpy(key + sizeof *limits, manifest, len);
   cache_entry_t *victim = &c->e[0];
   for (size_t i = 0; i < CACHE_SLOTS; i++) {
     if (!c->e[i].pipeline) {
@@ -182,7 +167,7 @@ static int cache_put(pipeline_cache_t *c, uint64_t hash, const char *key, size_t
   }
   rm_pipeline_free(victim->pipeline);
   rm_free(victim->key);
-  *victim = (cache_entry_t){hash, copy, len, p, ++c->tick};
+  *victim = (cache_entry_t){hash, key, sizeof *limits + len, p, ++c->tick};
   return 1;
 }
 
@@ -422,12 +407,46 @@ static const char *request_too_big(const exec_job_t *job, char *text, size_t cap
   return NULL;
 }
 
-static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
-  const Remotemedia__V1__ExecuteRequest *req = (const Remotemedia__V1__ExecuteRequest *)msg;
+/* The server's limits, lowered by the request's own. */
+static void effective_limits(const rm_config_t *cfg, const Remotemedia__V1__ExecutionLimits *lim,
+                             rm_limits_t *out) {
+  memset(out, 0, sizeof *out); /* padding too: the limits are part of a cache key */
+  out->max_nodes = (uint32_t)lower(cfg->max_nodes, lim ? lim->max_nodes : 0);
+  out->max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
+  out->max_buffer_bytes = cfg->max_message_bytes;
+  out->max_items = cfg->max_items;
+  /* edges are checked pairwise while compiling: bound them with the node limit */
+  out->max_connections = out->max_nodes * 16;
+}
+
+/* req without its manifest when manifest_bytes is set: a pipeline this thread compiled from
+ * the same bytes runs without them being unpacked again; otherwise they are unpacked here.
+ * manifest_bytes are valid only until this returns. */
+static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
+                    const uint8_t *manifest_bytes, size_t manifest_len) {
   rm_server_t *s = rm_call_server(call);
   const rm_config_t *cfg = rm_server_config(s);
-  if (req->manifest && req->manifest->name[0])
-    rm_call_set_log_note(call, "pipeline", req->manifest->name);
+  const Remotemedia__V1__ExecutionLimits *lim = req->limits;
+  rm_limits_t limits;
+  effective_limits(cfg, lim, &limits);
+  /* Big requests run on a worker from the start and compile afresh there. */
+  pipeline_cache_t *cache = manifest_bytes && !rm_call_on_worker(call) ? thread_cache() : NULL;
+  uint64_t hash = cache ? cache_hash(&limits, manifest_bytes, manifest_len) : 0;
+  cache_entry_t *hit =
+      cache ? cache_find(cache, hash, &limits, manifest_bytes, manifest_len) : NULL;
+  if (!hit && manifest_bytes) {
+    req->manifest = (Remotemedia__V1__PipelineManifest *)rm_call_unpack(
+        call, &remotemedia__v1__pipeline_manifest__descriptor, manifest_bytes, manifest_len);
+    if (!req->manifest) {
+      rm_call_fail_unpack(call);
+      return;
+    }
+  }
+  const char *name = hit             ? rm_pipeline_name(hit->pipeline)
+                     : req->manifest ? req->manifest->name
+                                     : "";
+  if (name[0])
+    rm_call_set_log_note(call, "pipeline", name);
   if (!rm_server_exec_acquire(s)) {
     char text[160];
     snprintf(
@@ -449,13 +468,7 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   job->call = call;
   job->server = s;
   job->req = req;
-  const Remotemedia__V1__ExecutionLimits *lim = req->limits;
-  job->limits.max_nodes = (uint32_t)lower(cfg->max_nodes, lim ? lim->max_nodes : 0);
-  job->limits.max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
-  job->limits.max_buffer_bytes = cfg->max_message_bytes;
-  job->limits.max_items = cfg->max_items;
-  /* edges are checked pairwise while compiling: bound them with the node limit */
-  job->limits.max_connections = job->limits.max_nodes * 16;
+  job->limits = limits;
   job->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
   job->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
   uint64_t now = rm_clock_ns();
@@ -471,6 +484,7 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
     job_finish(job);
     return;
   }
+  /* a hit's manifest passed these checks under the same limits when it was compiled */
   char text[200];
   const char *field = request_too_big(job, text, sizeof text);
   if (field) {
@@ -478,22 +492,17 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
     job_finish(job);
     return;
   }
-  /* Light pipelines over small requests run right here: a hand-off to a worker would cost
-   * more than they do. Anything that may take long runs on a worker, so this polling
-   * thread keeps serving other calls. */
-  if (rm_call_on_worker(call)) { /* a big request: already off the polling thread */
-    run_job(job);
-    return;
-  }
-  pipeline_cache_t *cache = req->manifest ? thread_cache() : NULL;
-  size_t key_len = 0;
-  uint64_t hash = 0;
-  char *key = cache ? cache_key_of(job, &key_len, &hash) : NULL;
-  cache_entry_t *hit = key ? cache_find(cache, hash, key, key_len) : NULL;
   if (hit) {
     job->pipeline = hit->pipeline;
     job->cached = 1;
     rm_pipeline_reset_metrics(job->pipeline);
+    run_job(job);
+    return;
+  }
+  /* Light pipelines over small requests run right here: a hand-off to a worker would cost
+   * more than they do. Anything that may take long runs on a worker, so this polling
+   * thread keeps serving other calls. */
+  if (rm_call_on_worker(call)) { /* a big request: already off the polling thread */
     run_job(job);
     return;
   }
@@ -505,9 +514,45 @@ static void execute_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
     offload(job);
     return;
   }
-  if (key && rm_pipeline_is_reusable(job->pipeline))
-    job->cached = cache_put(cache, hash, key, key_len, job->pipeline);
+  if (cache && rm_pipeline_is_reusable(job->pipeline))
+    job->cached = cache_put(cache, hash, &limits, manifest_bytes, manifest_len, job->pipeline);
   run_job(job);
+}
+
+#define MANIFEST_FIELD 1 /* ExecuteRequest.manifest */
+
+/* Unpacks the request but for its manifest, which execute() may not need (see there). A
+ * manifest field that is missing, repeated or not well-formed unpacks with the rest, and
+ * compiling or unpacking reports what is wrong with it. */
+static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
+  rm_wire_span_t field, value;
+  const uint8_t *rest = data, *manifest = NULL;
+  size_t rest_len = len;
+  if (rm_wire_find_field(data, len, MANIFEST_FIELD, &field, &value) == 1) {
+    rest_len = len - field.length;
+    if (field.offset == 0) { /* serializers write fields in number order: it comes first */
+      rest = data + field.length;
+    } else {
+      uint8_t *joined = rm_arena_alloc(rm_call_arena(call), rest_len ? rest_len : 1);
+      if (!joined) {
+        rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL,
+                     NULL);
+        return;
+      }
+      memcpy(joined, data, field.offset);
+      memcpy(joined + field.offset, data + field.offset + field.length,
+             len - field.offset - field.length);
+      rest = joined;
+    }
+    manifest = data + value.offset;
+  }
+  Remotemedia__V1__ExecuteRequest *req = (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(
+      call, &remotemedia__v1__execute_request__descriptor, rest, rest_len);
+  if (!req) {
+    rm_call_fail_unpack(call);
+    return;
+  }
+  execute(call, req, manifest, manifest ? value.length : 0);
 }
 
 /* ---------------------------------------------------------------- ListNodeTypes */
@@ -551,7 +596,7 @@ void rm_pipeline_service_methods(rm_method_t *out) {
                          .needs_auth = 1,
                          .hot = 1,
                          .request = &remotemedia__v1__execute_request__descriptor,
-                         .handle = execute_pipeline};
+                         .handle_bytes = execute_pipeline};
   out[1] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/ListNodeTypes",
                          .kind = RM_RPC_UNARY,
                          .needs_auth = 1,

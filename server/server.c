@@ -79,6 +79,8 @@ struct rm_call {
   grpc_byte_buffer *payload;
   size_t request_bytes;
   ProtobufCMessage *request;
+  size_t unpack_left; /* of the unpack budget */
+  int unpack_exceeded;
   uint64_t deadline_ns;
   volatile int cancelled;
   int close_cancelled;
@@ -196,37 +198,47 @@ static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
  * size and 1 MiB cover every well-formed request within the node limits. */
 #define UNPACK_BUDGET(wire_bytes) (2 * (wire_bytes) + (1u << 20))
 
-static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
-                                     ProtobufCAllocator *alloc);
+/* A received message's bytes in one piece: its only slice as it is (the usual case), or
+ * its slices copied together. */
+typedef struct payload_view {
+  grpc_byte_buffer_reader reader;
+  grpc_slice all;
+  const uint8_t *data;
+  size_t len;
+} payload_view_t;
 
-ProtobufCMessage *rm_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
-  return unpack_with(desc, bb, &pb_allocator);
+/* 0, or -1 when the buffer cannot be read (a compressed body that does not inflate). */
+static int payload_view_init(payload_view_t *v, grpc_byte_buffer *bb) {
+  grpc_slice *first;
+  v->all = grpc_empty_slice();
+  v->data = (const uint8_t *)"";
+  v->len = grpc_byte_buffer_length(bb);
+  if (!grpc_byte_buffer_reader_init(&v->reader, bb))
+    return -1;
+  if (v->len && grpc_byte_buffer_reader_peek(&v->reader, &first) &&
+      GRPC_SLICE_LENGTH(*first) == v->len) {
+    v->data = GRPC_SLICE_START_PTR(*first);
+  } else if (v->len) {
+    grpc_byte_buffer_reader_destroy(&v->reader);
+    grpc_byte_buffer_reader_init(&v->reader, bb);
+    v->all = grpc_byte_buffer_reader_readall(&v->reader);
+    v->data = GRPC_SLICE_START_PTR(v->all);
+    v->len = GRPC_SLICE_LENGTH(v->all);
+  }
+  return 0;
 }
 
-static ProtobufCMessage *unpack_with(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
-                                     ProtobufCAllocator *alloc) {
-  if (!bb)
+static void payload_view_destroy(payload_view_t *v) {
+  grpc_slice_unref(v->all);
+  grpc_byte_buffer_reader_destroy(&v->reader);
+}
+
+ProtobufCMessage *rm_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
+  payload_view_t v;
+  if (!bb || payload_view_init(&v, bb))
     return NULL;
-  grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, bb))
-    return NULL;
-  ProtobufCMessage *msg;
-  grpc_slice *first;
-  /* one slice (the usual case): unpack in place, no copy */
-  if (grpc_byte_buffer_length(bb) == 0) {
-    msg = protobuf_c_message_unpack(desc, alloc, 0, (const uint8_t *)"");
-  } else if (grpc_byte_buffer_reader_peek(&reader, &first) &&
-             GRPC_SLICE_LENGTH(*first) == grpc_byte_buffer_length(bb)) {
-    msg = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(*first),
-                                    GRPC_SLICE_START_PTR(*first));
-  } else {
-    grpc_byte_buffer_reader_destroy(&reader);
-    grpc_byte_buffer_reader_init(&reader, bb);
-    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-    msg = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-    grpc_slice_unref(all);
-  }
-  grpc_byte_buffer_reader_destroy(&reader);
+  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &pb_allocator, v.len, v.data);
+  payload_view_destroy(&v);
   return msg;
 }
 
@@ -525,29 +537,51 @@ static uint64_t deadline_to_ns(gpr_timespec dl) {
   return now + (uint64_t)left_ns;
 }
 
-/* Unpacks the request within its budget and runs the handler. */
-static void unpack_and_handle(rm_call_t *c) {
-  rm_method_t *m = c->method;
-  unpack_budget_t budget = {&c->arena, UNPACK_BUDGET(c->request_bytes), 0};
+ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor *desc,
+                                 const uint8_t *data, size_t len) {
+  unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
   ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
-  c->request = unpack_with(m->request, c->payload, &arena_alloc);
-  grpc_byte_buffer_destroy(c->payload);
-  c->payload = NULL;
-  if (!c->request) {
-    char text[200];
-    if (budget.exceeded) {
-      snprintf(text, sizeof text,
-               "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
-               "many small parts",
-               c->request_bytes, (size_t)UNPACK_BUDGET(c->request_bytes));
-      rm_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, NULL);
-      return;
-    }
-    snprintf(text, sizeof text, "the request is not a valid %s message", m->request->name);
-    rm_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, text, "invalid_request", NULL, NULL);
+  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &arena_alloc, len, data);
+  c->unpack_left = budget.left;
+  c->unpack_exceeded |= budget.exceeded;
+  return msg;
+}
+
+void rm_call_fail_unpack(rm_call_t *c) {
+  char text[200];
+  if (c->unpack_exceeded) {
+    snprintf(text, sizeof text,
+             "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
+             "many small parts",
+             c->request_bytes, (size_t)UNPACK_BUDGET(c->request_bytes));
+    rm_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, NULL);
     return;
   }
-  m->handle(c, c->request);
+  snprintf(text, sizeof text, "the request is not a valid %s message", c->method->request->name);
+  rm_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, text, "invalid_request", NULL, NULL);
+}
+
+/* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
+ * The payload leaves the call first: once the handler has answered, the call may be gone
+ * (a worker answering while the polling thread sends). */
+static void unpack_and_handle(rm_call_t *c) {
+  rm_method_t *m = c->method;
+  grpc_byte_buffer *payload = c->payload;
+  c->payload = NULL;
+  c->unpack_left = UNPACK_BUDGET(c->request_bytes);
+  payload_view_t v;
+  if (payload_view_init(&v, payload)) {
+    rm_call_fail_unpack(c);
+  } else {
+    if (m->handle_bytes)
+      m->handle_bytes(c, v.data, v.len);
+    else if ((c->request = rm_call_unpack(c, m->request, v.data, v.len)) != NULL)
+      m->handle(c, c->request);
+    else
+      rm_call_fail_unpack(c);
+    payload_view_destroy(&v);
+  }
+  grpc_byte_buffer_destroy(payload);
 }
 
 static void unpack_and_handle_job(void *arg) { unpack_and_handle(arg); }

@@ -41,6 +41,10 @@ typedef struct rm_method {
   /* Unary: must end in exactly one rm_call_reply()/rm_call_fail(), on any thread, now or
    * later; req belongs to the call and lives until the call is destroyed. */
   void (*handle)(rm_call_t *call, const ProtobufCMessage *req);
+  /* Unary, instead of handle: gets the request's wire bytes, valid only until it returns,
+   * and unpacks what it needs with rm_call_unpack (a handler may skip a part it already
+   * knows by its bytes). The same rule: exactly one reply or fail. */
+  void (*handle_bytes)(rm_call_t *call, const uint8_t *data, size_t len);
   /* Stream: takes ownership of call, payload (may be NULL) and must eventually
    * grpc_call_unref the call and call rm_server_release(). The server has already counted
    * the call with rm_server_hold(). */
@@ -114,6 +118,15 @@ void rm_call_unref(rm_call_t *call);
 /* Memory that lives until the call is destroyed (after its reply was sent). Use it only
  * from the thread currently handling the call. */
 rm_arena_t *rm_call_arena(rm_call_t *call);
+/* Unpacks wire bytes into the call's arena (the message lives as long as the call), all
+ * unpacks of one call together held to a budget of twice the request's size plus 1 MiB.
+ * NULL when the bytes are not a valid message or the budget is spent: answer with
+ * rm_call_fail_unpack. Thread currently handling the call. */
+ProtobufCMessage *rm_call_unpack(rm_call_t *call, const ProtobufCMessageDescriptor *desc,
+                                 const uint8_t *data, size_t len);
+/* Fails the call after rm_call_unpack returned NULL: RESOURCE_EXHAUSTED when the budget
+ * was spent, else INVALID_ARGUMENT naming the method's request message. */
+void rm_call_fail_unpack(rm_call_t *call);
 /* Extra fields for the call's log line (e.g. the pipeline name); copied. */
 void rm_call_set_log_note(rm_call_t *call, const char *key, const char *value);
 
