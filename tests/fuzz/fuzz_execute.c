@@ -3,6 +3,7 @@
  * input must end in a clean error or a result: no crash, no leak, no hang. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
@@ -14,8 +15,37 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The server unpacks a request in two parts when its manifest field occurs once (the rest,
+ * then the manifest's bytes on their own): that must accept exactly what a whole unpack
+ * accepts, with the same manifest. */
+static void check_split_unpack(const uint8_t *data, size_t size,
+                               const Remotemedia__V1__ExecuteRequest *whole) {
+  rm_wire_span_t field, value;
+  if (rm_wire_find_field(data, size, 1, &field, &value) != 1)
+    return;
+  uint8_t *rest = rm_malloc(size - field.length + 1);
+  if (!rest)
+    return;
+  memcpy(rest, data, field.offset);
+  memcpy(rest + field.offset, data + field.offset + field.length,
+         size - field.offset - field.length);
+  Remotemedia__V1__ExecuteRequest *r =
+      remotemedia__v1__execute_request__unpack(NULL, size - field.length, rest);
+  Remotemedia__V1__PipelineManifest *m =
+      remotemedia__v1__pipeline_manifest__unpack(NULL, value.length, data + value.offset);
+  if (!whole != !(r && m) || (r && r->manifest))
+    abort();
+  if (whole && (strcmp(whole->manifest->name, m->name) != 0 ||
+                whole->manifest->n_nodes != m->n_nodes || whole->n_inputs != r->n_inputs))
+    abort();
+  remotemedia__v1__pipeline_manifest__free_unpacked(m, NULL);
+  remotemedia__v1__execute_request__free_unpacked(r, NULL);
+  rm_free(rest);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Remotemedia__V1__ExecuteRequest *req = remotemedia__v1__execute_request__unpack(NULL, size, data);
+  check_split_unpack(data, size, req);
   if (!req)
     return 0;
   rm_error_t err;

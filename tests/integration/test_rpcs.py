@@ -198,13 +198,42 @@ def test_unknown_method_is_unimplemented(channel, stub):
 
 def test_garbage_request_is_invalid_argument(channel, stub):
     call = channel.unary_unary("/remotemedia.v1.PipelineService/ExecutePipeline")
-    for junk in [b"\xff\xff\xff\xff", b"\x0a\x05abc", bytes(range(256)) * 4]:
+    # the last: a well-delimited manifest field whose contents are not a manifest
+    for junk in [b"\xff\xff\xff\xff", b"\x0a\x05abc", bytes(range(256)) * 4, b"\x0a\x02\xff\xff"]:
         with pytest.raises(grpc.RpcError) as e:
             call(junk, timeout=5)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert e.value.details() == "the request is not a valid remotemedia.v1.ExecuteRequest message"
         assert trailers(e.value)["rm-error-kind"] == "invalid_request"
     assert_serving(stub)
+
+
+def test_manifest_anywhere_in_the_request_and_merged(channel):
+    """The server finds the manifest in the request's bytes (compiled pipelines are keyed by
+    them): protobuf allows it after the other fields, and several copies of it merge."""
+    call = channel.unary_unary("/remotemedia.v1.PipelineService/ExecutePipeline",
+                               response_deserializer=ps.ExecuteResponse.FromString)
+    m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 6.0206}), name="late")
+    req = audio_request(m, samples=[0.25, -0.125])
+    inputs_only = ps.ExecuteRequest(inputs=req.inputs, enable_metrics=True).SerializeToString()
+    late = inputs_only + ps.ExecuteRequest(manifest=m).SerializeToString()
+    for _ in range(3):  # compiled, then reused
+        r = call(late, timeout=5)
+        assert r.pipeline_name == "late"
+        np.testing.assert_allclose(f32(r.outputs["g"].items[0]), [0.5, -0.25], rtol=1e-6)
+        assert [n.node_id for n in r.metrics.node_metrics] == ["src", "g"]
+    # name in one copy, nodes in another: one manifest, as protobuf parses it
+    named = type(m)(name="merged")
+    nodes = type(m)()
+    nodes.CopyFrom(m)
+    nodes.name = ""
+    merged = (ps.ExecuteRequest(manifest=named).SerializeToString() + inputs_only +
+              ps.ExecuteRequest(manifest=nodes).SerializeToString())
+    assert ps.ExecuteRequest.FromString(merged).manifest.name == "merged"
+    for _ in range(2):
+        r = call(merged, timeout=5)
+        assert r.pipeline_name == "merged"
+        np.testing.assert_allclose(f32(r.outputs["g"].items[0]), [0.5, -0.25], rtol=1e-6)
 
 
 def test_one_shot_resample_is_one_item_of_exact_length(stub):
