@@ -1,0 +1,7 @@
+
+
+merged
+src"
+hi
+
+srcPassThrough
