@@ -71,9 +71,25 @@ const char *rm_log_level_name(rm_log_level_t level) {
   return level >= RM_LOG_DEBUG && level <= RM_LOG_OFF ? names[level] : "?";
 }
 
-/* RFC 3339 UTC time with microseconds; the date part is formatted once per second and
- * thread. */
-static void timestamp(char *out, size_t cap) {
+/* Writes v in decimal, at least min_digits (zero-padded), into out (24 bytes is enough);
+ * returns the length. No printf: it is the hot path of every call's log line. */
+static size_t format_uint(char *out, unsigned long long v, int min_digits) {
+  char rev[24];
+  size_t n = 0;
+  do {
+    rev[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v || n < (size_t)min_digits);
+  for (size_t i = 0; i < n; i++)
+    out[i] = rev[n - 1 - i];
+  return n;
+}
+
+#define TIMESTAMP_LEN 27 /* 2026-11-29T00:13:08.123456Z */
+
+/* RFC 3339 UTC time with microseconds, NUL-terminated; the date part is formatted once per
+ * second and thread. */
+static void timestamp(char out[TIMESTAMP_LEN + 1]) {
   static _Thread_local time_t cached_sec = -1;
   static _Thread_local char cached[64];
   struct timeval tv;
@@ -85,12 +101,16 @@ static void timestamp(char *out, size_t cap) {
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     cached_sec = tv.tv_sec;
   }
-  snprintf(out, cap, "%s.%06ldZ", cached, (long)tv.tv_usec);
+  memcpy(out, cached, 19);
+  out[19] = '.';
+  format_uint(out + 20, (unsigned long long)tv.tv_usec % 1000000u, 6);
+  out[26] = 'Z';
+  out[27] = '\0';
 }
 
 void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields) {
-  char ts[80];
-  timestamp(ts, sizeof ts);
+  char ts[TIMESTAMP_LEN + 1];
+  timestamp(ts);
   json_t *line =
       json_pack("{s:s, s:s, s:s}", "ts", ts, "level", rm_log_level_name(level), "event", event);
   if (line && fields)
@@ -175,7 +195,10 @@ static void put_escaped(rm_log_line_t *l, const char *v, size_t len) {
         esc[0] = '\\', esc[1] = (char)c;
         put(l, esc, 2);
       } else {
-        snprintf(esc, sizeof esc, "\\u%04x", c);
+        static const char hex[] = "0123456789abcdef";
+        memcpy(esc, "\\u00", 4);
+        esc[4] = hex[c >> 4];
+        esc[5] = hex[c & 15];
         put(l, esc, 6);
       }
       i++;
@@ -193,13 +216,13 @@ static void put_key(rm_log_line_t *l, const char *key) {
 }
 
 void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event) {
-  char ts[80];
-  timestamp(ts, sizeof ts);
+  char ts[TIMESTAMP_LEN + 1];
+  timestamp(ts);
   l->level = level;
   l->len = 0;
   l->full = 0;
   put(l, "{\"ts\":\"", 7);
-  put(l, ts, strlen(ts));
+  put(l, ts, TIMESTAMP_LEN);
   put(l, "\",\"level\":\"", 11);
   put(l, rm_log_level_name(level), strlen(rm_log_level_name(level)));
   put(l, "\",\"event\":", 10);
@@ -220,28 +243,37 @@ void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value) {
   rm_log_line_strn(l, key, value ? value : "", value ? strlen(value) : 0);
 }
 
-/* A key and a ready value in one put: either the whole field fits or none of it. */
-static void put_field(rm_log_line_t *l, const char *key, const char *value) {
-  char field[160];
-  int n = snprintf(field, sizeof field, ",\"%s\":%s", key, value);
-  if (n > 0 && (size_t)n < sizeof field)
-    put(l, field, (size_t)n);
+/* A key and a ready value: either the whole field fits or none of it. */
+static void put_field(rm_log_line_t *l, const char *key, const char *value, size_t len) {
+  size_t saved = l->len;
+  put_key(l, key);
+  put(l, value, len);
+  if (l->full) {
+    l->len = saved;
+    l->full = 0;
+  }
 }
 
 void rm_log_line_int(rm_log_line_t *l, const char *key, long long value) {
-  char num[32];
-  snprintf(num, sizeof num, "%lld", value);
-  put_field(l, key, num);
+  char num[24];
+  size_t n = 0;
+  if (value < 0)
+    num[n++] = '-';
+  n += format_uint(num + n,
+                   value < 0 ? 0ull - (unsigned long long)value : (unsigned long long)value, 1);
+  put_field(l, key, num, n);
 }
 
-void rm_log_line_num(rm_log_line_t *l, const char *key, double value) {
-  char num[48];
-  snprintf(num, sizeof num, "%.3f", value);
-  put_field(l, key, num);
+void rm_log_line_us(rm_log_line_t *l, const char *key, uint64_t ns) {
+  char num[32];
+  size_t n = format_uint(num, ns / 1000, 1);
+  num[n++] = '.';
+  n += format_uint(num + n, ns % 1000, 3);
+  put_field(l, key, num, n);
 }
 
 void rm_log_line_bool(rm_log_line_t *l, const char *key, int value) {
-  put_field(l, key, value ? "true" : "false");
+  put_field(l, key, value ? "true" : "false", value ? 4 : 5);
 }
 
 void rm_log_line_end(rm_log_line_t *l) {

@@ -3,6 +3,7 @@
 #define RM_SERVER_LOG_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 typedef enum rm_log_level {
   RM_LOG_DEBUG = 0,
@@ -41,7 +42,8 @@ void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event
 void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value);
 void rm_log_line_strn(rm_log_line_t *l, const char *key, const char *value, size_t len);
 void rm_log_line_int(rm_log_line_t *l, const char *key, long long value);
-void rm_log_line_num(rm_log_line_t *l, const char *key, double value); /* 3 decimals */
+/* A duration in microseconds from nanoseconds, exactly: 1234567 ns is 1234.567. */
+void rm_log_line_us(rm_log_line_t *l, const char *key, uint64_t ns);
 void rm_log_line_bool(rm_log_line_t *l, const char *key, int value);
 void rm_log_line_end(rm_log_line_t *l);
 

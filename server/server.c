@@ -97,7 +97,7 @@ struct rm_call {
   size_t n_trailers;
   char kind[32];
   char note_key[24];
-  char *note_value;
+  char *note_value; /* in the arena */
   char *error_text;
   rm_arena_t arena; /* the request message and whatever handlers need until the end */
   /* must stay last: not zeroed at creation */
@@ -355,7 +355,6 @@ static void call_unref(rm_call_t *c) {
   }
   grpc_metadata_array_destroy(&c->md);
   grpc_call_unref(c->call);
-  rm_free(c->note_value);
   rm_free(c->error_text);
   rm_free(c->unregistered_path);
   rm_arena_destroy(&c->arena);
@@ -391,7 +390,7 @@ static void log_call(rm_call_t *c) {
                                          : "?");
   rm_log_line_str(&line, "status", rm_status_name(c->code));
   rm_log_line_int(&line, "code", (int)c->code);
-  rm_log_line_num(&line, "duration_us", (double)(rm_clock_ns() - c->t_start) / 1000.0);
+  rm_log_line_us(&line, "duration_us", rm_clock_ns() - c->t_start);
   char *peer = grpc_call_get_peer(c->call);
   rm_log_line_str(&line, "peer", peer);
   gpr_free(peer);
@@ -519,9 +518,17 @@ rm_arena_t *rm_call_arena(rm_call_t *c) { return &c->arena; }
 void rm_call_set_log_note(rm_call_t *c, const char *key, const char *value) {
   if (RM_LOG_INFO < rm_log_threshold)
     return; /* nobody will read it */
-  snprintf(c->note_key, sizeof c->note_key, "%s", key);
-  rm_free(c->note_value);
-  c->note_value = value ? rm_strdup(value) : NULL;
+  size_t k = strlen(key);
+  if (k >= sizeof c->note_key)
+    k = sizeof c->note_key - 1;
+  memcpy(c->note_key, key, k);
+  c->note_key[k] = '\0';
+  c->note_value = NULL;
+  if (value) { /* in the arena: the line is written when the call ends */
+    size_t n = strlen(value) + 1;
+    if ((c->note_value = rm_arena_alloc(&c->arena, n)) != NULL)
+      memcpy(c->note_value, value, n);
+  }
 }
 
 /* Client deadline (any clock) to an rm_clock_ns() instant; 0 = none. */

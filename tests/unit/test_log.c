@@ -1,0 +1,130 @@
+/* test_log.c - the server's JSON-lines log: the per-call line builder writes exact,
+ * parseable lines (numbers, escapes, fields that do not fit). */
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "test_support.h"
+
+/* Runs build() with stderr sent to a file; returns what it wrote (static storage). */
+static const char *captured(void (*build)(void)) {
+  static char text[8192];
+  FILE *f = tmpfile();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(fileno(f), 2);
+  build();
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  rewind(f);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  text[n] = '\0';
+  fclose(f);
+  return text;
+}
+
+static void build_numbers(void) {
+  rm_log_line_t line;
+  rm_log_line_begin(&line, RM_LOG_INFO, "call");
+  rm_log_line_str(&line, "method", "/remotemedia.v1.PipelineService/ExecutePipeline");
+  rm_log_line_int(&line, "zero", 0);
+  rm_log_line_int(&line, "code", 16);
+  rm_log_line_int(&line, "negative", -42);
+  rm_log_line_int(&line, "min", LLONG_MIN);
+  rm_log_line_us(&line, "duration_us", 1234567);
+  rm_log_line_us(&line, "short_us", 5);
+  rm_log_line_us(&line, "none_us", 0);
+  rm_log_line_bool(&line, "yes", 1);
+  rm_log_line_bool(&line, "no", 0);
+  rm_log_line_end(&line);
+}
+
+static void test_numbers_are_exact(void) {
+  const char *text = captured(build_numbers);
+  /* {"ts":"YYYY-MM-DDTHH:MM:SS.uuuuuuZ",...}: the fixed part first */
+  CU_ASSERT_EQUAL_FATAL(strncmp(text, "{\"ts\":\"", 7), 0);
+  const char *ts = text + 7;
+  RM_ASSERT_INT(strchr(ts, '"') - ts, 27);
+  CU_ASSERT(ts[4] == '-' && ts[7] == '-' && ts[10] == 'T' && ts[13] == ':' && ts[16] == ':' &&
+            ts[19] == '.' && ts[26] == 'Z');
+  RM_ASSERT_STR(ts + 27, "\",\"level\":\"info\",\"event\":\"call\","
+                         "\"method\":\"/remotemedia.v1.PipelineService/ExecutePipeline\","
+                         "\"zero\":0,\"code\":16,\"negative\":-42,\"min\":-9223372036854775808,"
+                         "\"duration_us\":1234.567,\"short_us\":0.005,\"none_us\":0.000,"
+                         "\"yes\":true,\"no\":false}\n");
+  json_error_t err;
+  json_t *j = json_loads(text, 0, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+  RM_ASSERT_INT(json_integer_value(json_object_get(j, "min")), LLONG_MIN);
+  json_decref(j);
+}
+
+static void build_escapes(void) {
+  rm_log_line_t line;
+  rm_log_line_begin(&line, RM_LOG_WARN, "odd \"event\"");
+  rm_log_line_str(&line, "control", "a\x01\n\tb");
+  rm_log_line_str(&line, "quotes", "say \"hi\" \\ bye");
+  rm_log_line_str(&line, "utf8", "caf\xc3\xa9 \xe2\x82\xac");
+  rm_log_line_str(&line, "broken", "x\xc3(y\xff");
+  rm_log_line_str(&line, "null", NULL);
+  rm_log_line_end(&line);
+}
+
+static void test_strings_are_escaped(void) {
+  const char *text = captured(build_escapes);
+  const char *rest = strstr(text, "\"level\"");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(rest);
+  RM_ASSERT_STR(rest, "\"level\":\"warn\",\"event\":\"odd \\\"event\\\"\","
+                      "\"control\":\"a\\u0001\\u000a\\u0009b\","
+                      "\"quotes\":\"say \\\"hi\\\" \\\\ bye\","
+                      "\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac\","
+                      "\"broken\":\"x\\ufffd(y\\ufffd\",\"null\":\"\"}\n");
+  json_error_t err;
+  json_t *j = json_loads(text, 0, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+  RM_ASSERT_STR(json_string_value(json_object_get(j, "control")), "a\x01\n\tb");
+  json_decref(j);
+}
+
+static void build_overflow(void) {
+  static char big[3000];
+  memset(big, 'x', sizeof big - 1);
+  rm_log_line_t line;
+  rm_log_line_begin(&line, RM_LOG_INFO, "call");
+  rm_log_line_str(&line, "before", "kept");
+  rm_log_line_str(&line, "big", big); /* does not fit: dropped whole */
+  rm_log_line_int(&line, "after", 7);
+  for (int i = 0; i < 200; i++) /* fill up: the last ones are dropped whole */
+    rm_log_line_us(&line, "filler_us", 123456789);
+  rm_log_line_end(&line);
+}
+
+static void test_fields_that_do_not_fit_are_dropped_whole(void) {
+  const char *text = captured(build_overflow);
+  size_t len = strlen(text);
+  CU_ASSERT(len <= sizeof(((rm_log_line_t *)0)->buf));
+  CU_ASSERT_EQUAL(text[len - 1], '\n');
+  CU_ASSERT_PTR_NULL(strstr(text, "\"big\""));
+  json_error_t err;
+  json_t *j = json_loads(text, 0, &err); /* still one valid object */
+  CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+  RM_ASSERT_STR(json_string_value(json_object_get(j, "before")), "kept");
+  RM_ASSERT_INT(json_integer_value(json_object_get(j, "after")), 7);
+  json_decref(j);
+  /* every filler that was written is whole */
+  CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"filler_us\":123456.789}\n"));
+}
+
+int main(void) {
+  static const rm_test_case_t cases[] = {RM_TEST(test_numbers_are_exact),
+                                         RM_TEST(test_strings_are_escaped),
+                                         RM_TEST(test_fields_that_do_not_fit_are_dropped_whole),
+                                         {NULL, NULL}};
+  rm_test_suite("log", cases);
+  return rm_test_run();
+}
