@@ -171,17 +171,21 @@ static size_t utf8_len(const unsigned char *s, size_t left) {
   return n;
 }
 
+/* Printable ASCII that JSON takes as it is. */
+static int plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+
 static void put_escaped(rm_log_line_t *l, const char *v, size_t len) {
-  put(l, "\"", 1);
   const unsigned char *s = (const unsigned char *)v;
-  size_t start = 0, i = 0;
-  while (i < len && !l->full) {
-    unsigned char c = s[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+  size_t i = 0;
+  put(l, "\"", 1);
+  while (!l->full) {
+    size_t start = i;
+    while (i < len && plain(s[i]))
       i++;
-      continue;
-    }
     put(l, v + start, i - start);
+    if (i == len)
+      break;
+    unsigned char c = s[i];
     if (c >= 0x80) {
       size_t n = utf8_len(s + i, len - i);
       if (n)
@@ -189,23 +193,17 @@ static void put_escaped(rm_log_line_t *l, const char *v, size_t len) {
       else
         put(l, "\\ufffd", 6);
       i += n ? n : 1;
+    } else if (c == '"' || c == '\\') {
+      char esc[2] = {'\\', (char)c};
+      put(l, esc, 2);
+      i++;
     } else {
-      char esc[8];
-      if (c == '"' || c == '\\') {
-        esc[0] = '\\', esc[1] = (char)c;
-        put(l, esc, 2);
-      } else {
-        static const char hex[] = "0123456789abcdef";
-        memcpy(esc, "\\u00", 4);
-        esc[4] = hex[c >> 4];
-        esc[5] = hex[c & 15];
-        put(l, esc, 6);
-      }
+      static const char hex[] = "0123456789abcdef";
+      char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+      put(l, esc, 6);
       i++;
     }
-    start = i;
   }
-  put(l, v + start, i - start);
   put(l, "\"", 1);
 }
 
