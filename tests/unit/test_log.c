@@ -91,6 +91,31 @@ static void test_strings_are_escaped(void) {
   json_decref(j);
 }
 
+static void build_every_ascii(void) {
+  char all[128];
+  for (int c = 1; c < 128; c++)
+    all[c - 1] = (char)c;
+  all[127] = '\0';
+  rm_log_line_t line;
+  rm_log_line_begin(&line, RM_LOG_INFO, "ascii");
+  rm_log_line_str(&line, "all", all);
+  rm_log_line_end(&line);
+}
+
+/* Every ASCII byte comes back as itself through a JSON parser. */
+static void test_every_ascii_byte_round_trips(void) {
+  const char *text = captured(build_every_ascii);
+  json_error_t err;
+  json_t *j = json_loads(text, 0, &err);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+  const char *all = json_string_value(json_object_get(j, "all"));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(all);
+  RM_ASSERT_INT(strlen(all), 127);
+  for (int c = 1; c < 128; c++)
+    RM_ASSERT_INT((unsigned char)all[c - 1], c);
+  json_decref(j);
+}
+
 static void build_overflow(void) {
   static char big[3000];
   memset(big, 'x', sizeof big - 1);
@@ -123,6 +148,7 @@ static void test_fields_that_do_not_fit_are_dropped_whole(void) {
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_numbers_are_exact),
                                          RM_TEST(test_strings_are_escaped),
+                                         RM_TEST(test_every_ascii_byte_round_trips),
                                          RM_TEST(test_fields_that_do_not_fit_are_dropped_whole),
                                          {NULL, NULL}};
   rm_test_suite("log", cases);
