@@ -471,7 +471,7 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
   job->limits = limits;
   job->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
   job->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
-  uint64_t now = rm_clock_ns();
+  uint64_t now = rm_call_arrival_ns(call); /* the execution time limit counts from here */
   uint64_t server_dl = now + job->max_execution_ms * 1000000ull;
   uint64_t client_dl = rm_call_deadline_ns(call);
   job->server_deadline = !client_dl || server_dl < client_dl;

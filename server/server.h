@@ -106,6 +106,8 @@ int rm_call_on_worker(const rm_call_t *call);
 
 /* Monotonic deadline of the call in rm_clock_ns() units, 0 when the client set none. */
 uint64_t rm_call_deadline_ns(const rm_call_t *call);
+/* When the call arrived, in rm_clock_ns() units. */
+uint64_t rm_call_arrival_ns(const rm_call_t *call);
 /* Non-zero once the client cancelled or the server is force-stopping. */
 const volatile int *rm_call_cancel_flag(const rm_call_t *call);
 /* Size in bytes of the request message as received. */
