@@ -3,6 +3,8 @@
 #include "pipeline_service.h"
 
 #include <pthread.h>
+#include <stdalign.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -197,6 +199,8 @@ typedef struct response_store {
   int has_metrics;
 } response_store_t;
 
+#define PART_ALIGN alignof(max_align_t)
+
 /* Everything lives in the call's arena except the metrics nodes (rm_metrics_proto_clear). */
 static int build_response(response_store_t *st, exec_job_t *job, const rm_result_t *r) {
   rm_arena_t *arena = rm_call_arena(job->call);
@@ -206,16 +210,25 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
   for (size_t i = 0; i < r->n_outputs; i++)
     n_items += r->outputs[i].n_items;
   size_t no = r->n_outputs ? r->n_outputs : 1, nr = r->n_nodes ? r->n_nodes : 1;
-  st->entries = rm_arena_calloc(arena, no, sizeof *st->entries);
-  st->entry_ptrs = rm_arena_calloc(arena, no, sizeof *st->entry_ptrs);
-  st->outs = rm_arena_calloc(arena, no, sizeof *st->outs);
-  st->item_ptrs = rm_arena_calloc(arena, n_items ? n_items : 1, sizeof *st->item_ptrs);
-  st->wires = rm_arena_calloc(arena, n_items ? n_items : 1, sizeof *st->wires);
-  st->results = rm_arena_calloc(arena, nr, sizeof *st->results);
-  st->result_ptrs = rm_arena_calloc(arena, nr, sizeof *st->result_ptrs);
-  if (!st->entries || !st->entry_ptrs || !st->outs || !st->item_ptrs || !st->wires ||
-      !st->results || !st->result_ptrs)
+  size_t ni = n_items ? n_items : 1;
+  /* the parts in one zeroed block, each aligned like malloc's memory */
+  size_t sizes[] = {no * sizeof *st->entries,    no * sizeof *st->entry_ptrs,
+                    no * sizeof *st->outs,       ni * sizeof *st->item_ptrs,
+                    ni * sizeof *st->wires,      nr * sizeof *st->results,
+                    nr * sizeof *st->result_ptrs};
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    total += sizes[i] = (sizes[i] + PART_ALIGN - 1) & ~(size_t)(PART_ALIGN - 1);
+  char *block = rm_arena_calloc(arena, 1, total);
+  if (!block)
     return RM_ENOMEM;
+  st->entries = (void *)block;
+  st->entry_ptrs = (void *)(block += sizes[0]);
+  st->outs = (void *)(block += sizes[1]);
+  st->item_ptrs = (void *)(block += sizes[2]);
+  st->wires = (void *)(block += sizes[3]);
+  st->results = (void *)(block += sizes[4]);
+  st->result_ptrs = (void *)(block += sizes[5]);
   size_t k = 0;
   for (size_t i = 0; i < r->n_outputs; i++) {
     const rm_output_t *o = &r->outputs[i];
