@@ -6,7 +6,7 @@
 # scripts/install-deps.sh). Usage: bench/server/throughput.sh [build-dir]
 set -eu
 BUILD=${1:-build}
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-7}
 REQS=${REQS:-200000}
 CONC=${CONC:-4}
 STREAMS=${STREAMS:-32}
