@@ -254,6 +254,18 @@ static void put_field(rm_log_line_t *l, const char *key, const char *value, size
   }
 }
 
+void rm_log_line_plain(rm_log_line_t *l, const char *key, const char *value) {
+  size_t saved = l->len, n = strlen(value);
+  put_key(l, key);
+  put(l, "\"", 1);
+  put(l, value, n);
+  put(l, "\"", 1);
+  if (l->full) {
+    l->len = saved;
+    l->full = 0;
+  }
+}
+
 void rm_log_line_int(rm_log_line_t *l, const char *key, long long value) {
   char num[24];
   size_t n = 0;

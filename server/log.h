@@ -41,6 +41,9 @@ typedef struct rm_log_line {
 void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event);
 void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value);
 void rm_log_line_strn(rm_log_line_t *l, const char *key, const char *value, size_t len);
+/* A string the program itself owns (a method path of the table, a status name) that is
+ * printable ASCII without '"' or '\\': written without escaping. Never for client data. */
+void rm_log_line_plain(rm_log_line_t *l, const char *key, const char *value);
 void rm_log_line_int(rm_log_line_t *l, const char *key, long long value);
 /* A duration in microseconds from nanoseconds, exactly: 1234567 ns is 1234.567. */
 void rm_log_line_us(rm_log_line_t *l, const char *key, uint64_t ns);

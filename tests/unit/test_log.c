@@ -31,7 +31,7 @@ static const char *captured(void (*build)(void)) {
 static void build_numbers(void) {
   rm_log_line_t line;
   rm_log_line_begin(&line, RM_LOG_INFO, "call");
-  rm_log_line_str(&line, "method", "/remotemedia.v1.PipelineService/ExecutePipeline");
+  rm_log_line_plain(&line, "method", "/remotemedia.v1.PipelineService/ExecutePipeline");
   rm_log_line_int(&line, "zero", 0);
   rm_log_line_int(&line, "code", 16);
   rm_log_line_int(&line, "negative", -42);
@@ -126,6 +126,7 @@ static void build_overflow(void) {
   rm_log_line_int(&line, "after", 7);
   for (int i = 0; i < 200; i++) /* fill up: the last ones are dropped whole */
     rm_log_line_us(&line, "filler_us", 123456789);
+  rm_log_line_plain(&line, "late", "dropped");
   rm_log_line_end(&line);
 }
 
@@ -135,6 +136,7 @@ static void test_fields_that_do_not_fit_are_dropped_whole(void) {
   CU_ASSERT(len <= sizeof(((rm_log_line_t *)0)->buf));
   CU_ASSERT_EQUAL(text[len - 1], '\n');
   CU_ASSERT_PTR_NULL(strstr(text, "\"big\""));
+  CU_ASSERT_PTR_NULL(strstr(text, "\"late\""));
   json_error_t err;
   json_t *j = json_loads(text, 0, &err); /* still one valid object */
   CU_ASSERT_PTR_NOT_NULL_FATAL(j);
