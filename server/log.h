@@ -39,6 +39,10 @@ typedef struct rm_log_line {
 } rm_log_line_t;
 
 void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event);
+/* The same, stamped with the wall-clock time of mono_ns (an rm_clock_ns() reading the
+ * caller already has, e.g. a call's end). */
+void rm_log_line_begin_at(rm_log_line_t *l, rm_log_level_t level, const char *event,
+                          uint64_t mono_ns);
 void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value);
 void rm_log_line_strn(rm_log_line_t *l, const char *key, const char *value, size_t len);
 /* A string the program itself owns (a method path of the table, a status name) that is

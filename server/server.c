@@ -383,14 +383,15 @@ static void log_call(rm_call_t *c) {
     return;
   rm_log_level_t level = c->code == GRPC_STATUS_INTERNAL ? RM_LOG_ERROR : RM_LOG_INFO;
   rm_log_line_t line;
-  rm_log_line_begin(&line, level, "call");
+  uint64_t end = rm_clock_ns();
+  rm_log_line_begin_at(&line, level, "call", end);
   if (c->method)
     rm_log_line_plain(&line, "method", c->method->path);
   else /* the client's own path */
     rm_log_line_str(&line, "method", c->unregistered_path ? c->unregistered_path : "?");
   rm_log_line_plain(&line, "status", rm_status_name(c->code));
   rm_log_line_int(&line, "code", (int)c->code);
-  rm_log_line_us(&line, "duration_us", rm_clock_ns() - c->t_start);
+  rm_log_line_us(&line, "duration_us", end - c->t_start);
   char *peer = grpc_call_get_peer(c->call);
   rm_log_line_str(&line, "peer", peer);
   gpr_free(peer);

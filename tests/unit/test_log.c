@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -44,14 +45,38 @@ static void build_numbers(void) {
   rm_log_line_end(&line);
 }
 
+/* Microseconds since the epoch of an RFC 3339 UTC time with microseconds. */
+static long long parse_ts(const char *ts) {
+  struct tm tm = {0};
+  long usec = -1;
+  if (sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d.%6ldZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+             &tm.tm_min, &tm.tm_sec, &usec) != 7)
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return (long long)timegm(&tm) * 1000000 + usec;
+}
+
+static long long now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
 static void test_numbers_are_exact(void) {
+  long long before = now_us();
   const char *text = captured(build_numbers);
+  long long after = now_us();
   /* {"ts":"YYYY-MM-DDTHH:MM:SS.uuuuuuZ",...}: the fixed part first */
   CU_ASSERT_EQUAL_FATAL(strncmp(text, "{\"ts\":\"", 7), 0);
   const char *ts = text + 7;
   RM_ASSERT_INT(strchr(ts, '"') - ts, 27);
   CU_ASSERT(ts[4] == '-' && ts[7] == '-' && ts[10] == 'T' && ts[13] == ':' && ts[16] == ':' &&
             ts[19] == '.' && ts[26] == 'Z');
+  /* the wall-clock time of the line (read once a second, then followed on the monotonic
+   * clock: a slewing clock may move by half a millisecond a second) */
+  long long at = parse_ts(ts);
+  CU_ASSERT(at >= before - 1000 && at <= after + 1000);
   RM_ASSERT_STR(ts + 27, "\",\"level\":\"info\",\"event\":\"call\","
                          "\"method\":\"/remotemedia.v1.PipelineService/ExecutePipeline\","
                          "\"zero\":0,\"code\":16,\"negative\":-42,\"min\":-9223372036854775808,"
@@ -62,6 +87,25 @@ static void test_numbers_are_exact(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(j);
   RM_ASSERT_INT(json_integer_value(json_object_get(j, "min")), LLONG_MIN);
   json_decref(j);
+}
+
+static void build_short(void) {
+  rm_log_line_t line;
+  rm_log_line_begin(&line, RM_LOG_INFO, "tick");
+  rm_log_line_end(&line);
+}
+
+/* Lines a second apart (the wall clock is read again) both carry their own time. */
+static void test_timestamps_follow_the_wall_clock(void) {
+  for (int i = 0; i < 2; i++) {
+    if (i)
+      usleep(1100 * 1000);
+    long long before = now_us();
+    const char *text = captured(build_short);
+    long long after = now_us();
+    long long at = parse_ts(text + 7);
+    CU_ASSERT(at >= before - 1000 && at <= after + 1000);
+  }
 }
 
 static void build_escapes(void) {
@@ -149,6 +193,7 @@ static void test_fields_that_do_not_fit_are_dropped_whole(void) {
 
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_numbers_are_exact),
+                                         RM_TEST(test_timestamps_follow_the_wall_clock),
                                          RM_TEST(test_strings_are_escaped),
                                          RM_TEST(test_every_ascii_byte_round_trips),
                                          RM_TEST(test_fields_that_do_not_fit_are_dropped_whole),
