@@ -158,15 +158,9 @@ void rm_log_emit(rm_log_level_t level, const char *event, const char *fmt, ...) 
 
 /* ---------------------------------------------------------------- line builder */
 
-static void put(rm_log_line_t *l, const char *s, size_t n) {
-  /* keep room for the closing "}\n" */
-  if (l->full || l->len + n + 2 > sizeof l->buf) {
-    l->full = 1;
-    return;
-  }
-  memcpy(l->buf + l->len, s, n);
-  l->len += n;
-}
+/* Each field is measured first, then written whole or left out: a line never ends cut in
+ * the middle of a field. The closing "}\n" always has room. */
+static int room(const rm_log_line_t *l, size_t n) { return n <= sizeof l->buf - 2 - l->len; }
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t left) {
@@ -187,43 +181,68 @@ static size_t utf8_len(const unsigned char *s, size_t left) {
 static const uint64_t plain_bits[4] = {0xfffffffb00000000ull, 0xffffffffefffffffull, 0, 0};
 static int plain(unsigned char c) { return (int)(plain_bits[c >> 6] >> (c & 63)) & 1; }
 
-static void put_escaped(rm_log_line_t *l, const char *v, size_t len) {
+/* v as a JSON string, quotes included, written at out (or only measured when out is NULL);
+ * its length. Invalid UTF-8 becomes U+FFFD. At most 6 * len + 2 bytes. */
+static size_t escape(char *out, const char *v, size_t len) {
+  static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)v;
-  size_t i = 0;
-  put(l, "\"", 1);
-  while (!l->full) {
+  size_t n = 0, i = 0;
+#define EMIT(src, count)                                                                           \
+  do {                                                                                             \
+    if (out)                                                                                       \
+      memcpy(out + n, (src), (count));                                                             \
+    n += (count);                                                                                  \
+  } while (0)
+  EMIT("\"", 1);
+  for (;;) {
     size_t start = i;
     while (i < len && plain(s[i]))
       i++;
-    put(l, v + start, i - start);
+    EMIT(v + start, i - start);
     if (i == len)
       break;
     unsigned char c = s[i];
     if (c >= 0x80) {
-      size_t n = utf8_len(s + i, len - i);
-      if (n)
-        put(l, v + i, n);
+      size_t k = utf8_len(s + i, len - i);
+      if (k)
+        EMIT(v + i, k);
       else
-        put(l, "\\ufffd", 6);
-      i += n ? n : 1;
+        EMIT("\\ufffd", 6);
+      i += k ? k : 1;
     } else if (c == '"' || c == '\\') {
       char esc[2] = {'\\', (char)c};
-      put(l, esc, 2);
+      EMIT(esc, 2);
       i++;
     } else {
-      static const char hex[] = "0123456789abcdef";
       char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      put(l, esc, 6);
+      EMIT(esc, 6);
       i++;
     }
   }
-  put(l, "\"", 1);
+  EMIT("\"", 1);
+#undef EMIT
+  return n;
 }
 
-static void put_key(rm_log_line_t *l, const char *key) {
-  put(l, ",\"", 2);
-  put(l, key, strlen(key));
-  put(l, "\":", 2);
+/* Writes ,"key": and returns where the value goes; the caller has checked the room. */
+static char *field_start(rm_log_line_t *l, const char *key, size_t klen) {
+  char *p = l->buf + l->len;
+  p[0] = ',';
+  p[1] = '"';
+  memcpy(p + 2, key, klen);
+  p[2 + klen] = '"';
+  p[3 + klen] = ':';
+  return p + 4 + klen;
+}
+
+/* A key and a ready value (a number, a literal). */
+static void put_field(rm_log_line_t *l, const char *key, const char *value, size_t n) {
+  size_t klen = strlen(key);
+  if (!room(l, 4 + klen + n))
+    return;
+  char *p = field_start(l, key, klen);
+  memcpy(p, value, n);
+  l->len = (size_t)(p + n - l->buf);
 }
 
 void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event) {
@@ -232,54 +251,48 @@ void rm_log_line_begin(rm_log_line_t *l, rm_log_level_t level, const char *event
 
 void rm_log_line_begin_at(rm_log_line_t *l, rm_log_level_t level, const char *event,
                           uint64_t mono_ns) {
-  char ts[TIMESTAMP_LEN + 1];
-  timestamp_at(ts, mono_ns);
+  const char *name = rm_log_level_name(level);
+  size_t nlen = strlen(name), elen = strlen(event);
+  char *p = l->buf;
   l->level = level;
-  l->len = 0;
-  l->full = 0;
-  put(l, "{\"ts\":\"", 7);
-  put(l, ts, TIMESTAMP_LEN);
-  put(l, "\",\"level\":\"", 11);
-  put(l, rm_log_level_name(level), strlen(rm_log_level_name(level)));
-  put(l, "\",\"event\":", 10);
-  put_escaped(l, event, strlen(event));
+  memcpy(p, "{\"ts\":\"", 7);
+  timestamp_at(p + 7, mono_ns); /* writes its NUL, overwritten next */
+  p += 7 + TIMESTAMP_LEN;
+  memcpy(p, "\",\"level\":\"", 11);
+  memcpy(p + 11, name, nlen); /* our own short names */
+  p += 11 + nlen;
+  memcpy(p, "\",\"event\":", 10);
+  p += 10;
+  l->len = (size_t)(p - l->buf);
+  if (elen > 64 || !room(l, escape(NULL, event, elen))) /* events are the server's own words */
+    event = "?", elen = 1;
+  l->len += escape(p, event, elen);
 }
 
 void rm_log_line_strn(rm_log_line_t *l, const char *key, const char *value, size_t len) {
-  size_t saved = l->len;
-  put_key(l, key);
-  put_escaped(l, value, len);
-  if (l->full) { /* drop the field rather than cut the line */
-    l->len = saved;
-    l->full = 0;
-  }
+  size_t klen = strlen(key);
+  /* the worst case of escaping fits: no need to measure */
+  int fits = len < sizeof l->buf && room(l, 4 + klen + 6 * len + 2);
+  if (!fits && !room(l, 4 + klen + escape(NULL, value, len)))
+    return; /* left out whole rather than cut */
+  char *p = field_start(l, key, klen);
+  p += escape(p, value, len);
+  l->len = (size_t)(p - l->buf);
 }
 
 void rm_log_line_str(rm_log_line_t *l, const char *key, const char *value) {
   rm_log_line_strn(l, key, value ? value : "", value ? strlen(value) : 0);
 }
 
-/* A key and a ready value: either the whole field fits or none of it. */
-static void put_field(rm_log_line_t *l, const char *key, const char *value, size_t len) {
-  size_t saved = l->len;
-  put_key(l, key);
-  put(l, value, len);
-  if (l->full) {
-    l->len = saved;
-    l->full = 0;
-  }
-}
-
 void rm_log_line_plain(rm_log_line_t *l, const char *key, const char *value) {
-  size_t saved = l->len, n = strlen(value);
-  put_key(l, key);
-  put(l, "\"", 1);
-  put(l, value, n);
-  put(l, "\"", 1);
-  if (l->full) {
-    l->len = saved;
-    l->full = 0;
-  }
+  size_t klen = strlen(key), n = strlen(value);
+  if (!room(l, 4 + klen + n + 2))
+    return;
+  char *p = field_start(l, key, klen);
+  *p++ = '"';
+  memcpy(p, value, n);
+  p[n] = '"';
+  l->len = (size_t)(p + n + 1 - l->buf);
 }
 
 void rm_log_line_int(rm_log_line_t *l, const char *key, long long value) {
@@ -305,7 +318,6 @@ void rm_log_line_bool(rm_log_line_t *l, const char *key, int value) {
 }
 
 void rm_log_line_end(rm_log_line_t *l) {
-  l->full = 0;
   memcpy(l->buf + l->len, "}\n", 2);
   l->len += 2;
   fwrite(l->buf, 1, l->len, stderr);

@@ -29,12 +29,11 @@ void rm_log_emit(rm_log_level_t level, const char *event, const char *fmt, ...);
 void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields);
 
 /* A line built field by field in a fixed buffer, for the per-call lines: no allocation, no
- * JSON library on the hot path. Strings are escaped (invalid UTF-8 becomes U+FFFD) and
- * truncated so the line fits; the line is written with one write(). */
+ * JSON library on the hot path. Strings are escaped (invalid UTF-8 becomes U+FFFD); a field
+ * that does not fit is left out whole; the line goes out with one fwrite(). */
 typedef struct rm_log_line {
   char buf[2048];
   size_t len;
-  int full;
   rm_log_level_t level;
 } rm_log_line_t;
 
