@@ -575,7 +575,7 @@ int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fm
 }
 
 static int check_stop(const rm_run_opts_t *opts, rm_error_t *err, const char *node_id) {
-  if (opts->cancel && *opts->cancel)
+  if (opts->cancel && atomic_load_explicit(opts->cancel, memory_order_relaxed))
     return rm_error_set(err, RM_ECANCELED, node_id, NULL, "the call was cancelled");
   if (opts->deadline_ns && rm_clock_ns() >= opts->deadline_ns)
     return rm_error_set(err, RM_ETIMEDOUT, node_id, NULL, "deadline exceeded%s%s%s",

@@ -82,7 +82,7 @@ struct rm_call {
   size_t unpack_left; /* of the unpack budget */
   int unpack_exceeded;
   uint64_t deadline_ns;
-  volatile int cancelled;
+  atomic_int cancelled; /* read by a worker running the pipeline */
   int close_cancelled;
   int close_started; /* RECV_CLOSE_ON_SERVER posted on its own (cancellation is watched) */
   int combined;      /* the close op rides in the send batch: on_sent drops both refs */
@@ -374,7 +374,7 @@ static void on_close(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, close_tag);
   (void)ok;
   if (c->close_cancelled)
-    c->cancelled = 1;
+    atomic_store(&c->cancelled, 1);
   call_unref(c);
 }
 
@@ -403,7 +403,7 @@ static void log_call(rm_call_t *c) {
     if (c->error_text)
       rm_log_line_str(&line, "error", c->error_text);
   }
-  if (c->cancelled)
+  if (atomic_load(&c->cancelled))
     rm_log_line_bool(&line, "client_cancelled", 1);
   rm_log_line_end(&line);
 }
@@ -412,7 +412,7 @@ static void on_sent(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, send_tag);
   (void)ok; /* not ok: the client went away first; nothing more to do */
   if (c->combined && c->close_cancelled)
-    c->cancelled = 1;
+    atomic_store(&c->cancelled, 1);
   log_call(c);
   if (c->combined)
     call_unref(c);
@@ -511,7 +511,7 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
 
 uint64_t rm_call_deadline_ns(const rm_call_t *c) { return c->deadline_ns; }
 uint64_t rm_call_arrival_ns(const rm_call_t *c) { return c->t_start; }
-const volatile int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled; }
+const atomic_int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled; }
 size_t rm_call_request_bytes(const rm_call_t *c) { return c->request_bytes; }
 rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
 

@@ -7,6 +7,7 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,7 +110,7 @@ uint64_t rm_call_deadline_ns(const rm_call_t *call);
 /* When the call arrived, in rm_clock_ns() units. */
 uint64_t rm_call_arrival_ns(const rm_call_t *call);
 /* Non-zero once the client cancelled or the server is force-stopping. */
-const volatile int *rm_call_cancel_flag(const rm_call_t *call);
+const atomic_int *rm_call_cancel_flag(const rm_call_t *call);
 /* Size in bytes of the request message as received. */
 size_t rm_call_request_bytes(const rm_call_t *call);
 rm_server_t *rm_call_server(const rm_call_t *call);

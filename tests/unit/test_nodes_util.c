@@ -1,6 +1,7 @@
 /* test_nodes_util.c - the utility nodes' numbers: Gain, AudioFormat, ChannelMix, Chunk,
  * Calculator, Delay, PassThrough. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -494,7 +495,7 @@ static void test_delay_honours_deadline(void) {
 static void *cancel_soon(void *arg) {
   struct timespec ts = {0, 100000000};
   nanosleep(&ts, NULL);
-  __atomic_store_n((int *)arg, 1, __ATOMIC_SEQ_CST);
+  atomic_store((atomic_int *)arg, 1);
   return NULL;
 }
 
@@ -502,7 +503,7 @@ static void test_delay_honours_cancel(void) {
   rm_pipeline_t *p = single("Delay", "{'ms': 600000}");
   rm_buffer_t *in = rm_test_json("1");
   rm_input_t input = {"n", in};
-  volatile int cancel = 0;
+  atomic_int cancel = 0;
   rm_run_opts_t opts = {.end_of_stream = 1, .cancel = &cancel};
   pthread_t th;
   CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, cancel_soon, (void *)&cancel), 0);

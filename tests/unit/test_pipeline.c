@@ -1,5 +1,6 @@
 /* test_pipeline.c - graph validation (exact errors), topological scheduling, fan-in and
  * fan-out, and how runs report inputs, outputs and failures. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "test_support.h"
@@ -554,7 +555,7 @@ static void test_cancel_before_start(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(p);
   rm_buffer_t *in = rm_test_audio_f32(tone, 4, 8000, 1);
   rm_input_t input = {"src", in};
-  volatile int cancel = 1;
+  atomic_int cancel = 1;
   rm_run_opts_t opts = {.cancel = &cancel};
   rm_result_t *r = NULL;
   rm_error_t err;

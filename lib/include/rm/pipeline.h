@@ -8,6 +8,7 @@
 #ifndef RM_PIPELINE_H
 #define RM_PIPELINE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,10 +59,10 @@ typedef struct rm_input {
 } rm_input_t;
 
 typedef struct rm_run_opts {
-  int metrics;                     /* record metrics for this run */
-  uint64_t deadline_ns;            /* rm_clock_ns() value after which the run stops; 0 = none */
-  const volatile int *cancel;      /* the run stops once *cancel != 0; may be NULL */
-  int end_of_stream;               /* call flush() on every node after the items are processed */
+  int metrics;              /* record metrics for this run */
+  uint64_t deadline_ns;     /* rm_clock_ns() value after which the run stops; 0 = none */
+  const atomic_int *cancel; /* the run stops once *cancel != 0 (set from any thread); may be NULL */
+  int end_of_stream;        /* call flush() on every node after the items are processed */
   const char *const *output_nodes; /* primary outputs to return; NULL/0 = every sink */
   size_t n_output_nodes;
 } rm_run_opts_t;
