@@ -236,6 +236,32 @@ def test_manifest_anywhere_in_the_request_and_merged(channel):
         np.testing.assert_allclose(f32(r.outputs["g"].items[0]), [0.5, -0.25], rtol=1e-6)
 
 
+def test_one_log_line_per_call(server, channel, stub):
+    """Each call is one JSON line: method, status, code, duration, peer, the pipeline's name
+    (client text, escaped) and, for errors, kind and message."""
+    import re
+    name = 'log "quoted" \\ é'
+    stub.ExecutePipeline(audio_request(chain(("src", "PassThrough", {}), name=name)))
+    ev = server.wait_for_event("call", 10, lambda e: e.get("pipeline") == name)
+    assert ev is not None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", ev["ts"])
+    assert ev["level"] == "info"
+    assert ev["method"] == "/remotemedia.v1.PipelineService/ExecutePipeline"
+    assert (ev["status"], ev["code"]) == ("OK", 0)
+    assert isinstance(ev["duration_us"], float) and 0 < ev["duration_us"] < 10_000_000
+    assert re.fullmatch(r"ipv[46]:.*:\d+", ev["peer"])
+    assert "error" not in ev and "error_kind" not in ev
+    with pytest.raises(grpc.RpcError):
+        stub.ExecutePipeline(audio_request(chain(("src", "NoSuchNode", {}), name="log-bad")))
+    ev = server.wait_for_event("call", 10, lambda e: e.get("pipeline") == "log-bad")
+    assert (ev["status"], ev["code"], ev["error_kind"]) == ("NOT_FOUND", 5, "unknown_node_type")
+    assert "NoSuchNode" in ev["error"]
+    with pytest.raises(grpc.RpcError):
+        channel.unary_unary('/x.Y/Z"\n')(b"", timeout=5)
+    ev = server.wait_for_event("call", 10, lambda e: e.get("method") == '/x.Y/Z"\n')
+    assert (ev["status"], ev["error_kind"]) == ("UNIMPLEMENTED", "unimplemented")
+
+
 def test_one_shot_resample_is_one_item_of_exact_length(stub):
     """Streaming nodes emit a tail at end of stream; a unary run joins it (RM_NODE_JOIN_TAIL)."""
     m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 16000, "quality": "high"}))
