@@ -119,10 +119,13 @@ void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w) {
   }
 }
 
-/* Reads a base-128 varint at msg[*at]; 0, or -1 when truncated or longer than 10 bytes. */
-static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out) {
+/* Reads a base-128 varint of at most max_bytes at msg[*at]; 0, or -1 when truncated or
+ * longer. protobuf-c reads tags and length prefixes as 32-bit varints of at most 5 bytes and
+ * rejects longer ones: so must we, or a request it refuses could get through. */
+static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out,
+                       unsigned max_bytes) {
   uint64_t v = 0;
-  for (unsigned shift = 0; shift < 70; shift += 7) {
+  for (unsigned shift = 0; shift < 7 * max_bytes; shift += 7) {
     if (*at >= len)
       return -1;
     uint8_t byte = msg[(*at)++];
@@ -143,18 +146,19 @@ int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_
   size_t at = 0;
   while (at < len) {
     size_t start = at;
-    uint64_t tag, n = 0, number_value;
-    if (read_varint(msg, len, &at, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+    uint64_t tag, n = 0, ignored;
+    /* a tag above 32 bits is one protobuf-c would truncate: let it judge the whole */
+    if (read_varint(msg, len, &at, &tag, 5) || tag > UINT32_MAX || (tag >> 3) == 0)
       return RM_EINPUT;
     switch (tag & 7) {
     case VARINT:
-      if (read_varint(msg, len, &at, &number_value))
+      if (read_varint(msg, len, &at, &ignored, 10))
         return RM_EINPUT;
       break;
     case FIXED64: n = 8; break;
     case FIXED32: n = 4; break;
     case DELIMITED:
-      if (read_varint(msg, len, &at, &n))
+      if (read_varint(msg, len, &at, &n, 5) || n > INT32_MAX)
         return RM_EINPUT;
       break;
     default: return RM_EINPUT; /* groups (deprecated) and invalid types */

@@ -137,6 +137,20 @@ static void test_find_field_refuses_what_protobuf_would_merge_or_reject(void) {
   static const uint8_t long_varint[] = {0x18, 0xff, 0xff, 0xff, 0xff, 0xff,
                                         0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
   RM_ASSERT_INT(rm_wire_find_field(long_varint, sizeof long_varint, 1, NULL, NULL), RM_EINPUT);
+  /* tags and lengths longer than protobuf-c reads (5 bytes), or above 32 bits: its call */
+  static const uint8_t long_tag[] = {0x8a, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00};
+  RM_ASSERT_INT(rm_wire_find_field(long_tag, sizeof long_tag, 1, NULL, NULL), RM_EINPUT);
+  static const uint8_t long_len[] = {0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+  RM_ASSERT_INT(rm_wire_find_field(long_len, sizeof long_len, 1, NULL, NULL), RM_EINPUT);
+  static const uint8_t wide_tag[] = {0x8a, 0x80, 0x80, 0x80, 0x10, 0x00}; /* 2^32 + 10 */
+  RM_ASSERT_INT(rm_wire_find_field(wide_tag, sizeof wide_tag, 1, NULL, NULL), RM_EINPUT);
+  static const uint8_t huge_len[] = {0x0a, 0x80, 0x80, 0x80, 0x80, 0x08}; /* 2^31 */
+  RM_ASSERT_INT(rm_wire_find_field(huge_len, sizeof huge_len, 1, NULL, NULL), RM_EINPUT);
+  /* a 5-byte tag is long-winded but valid */
+  static const uint8_t padded_tag[] = {0x8a, 0x80, 0x80, 0x80, 0x00, 0x01, 0x07};
+  RM_ASSERT_INT(rm_wire_find_field(padded_tag, sizeof padded_tag, 1, &field, NULL), 1);
+  RM_ASSERT_INT(field.length, 7);
+  field = (rm_wire_span_t){99, 99};
   /* a length pointing past the end */
   static const uint8_t past[] = {0x0a, 0x05, 0x01};
   RM_ASSERT_INT(rm_wire_find_field(past, sizeof past, 1, NULL, NULL), RM_EINPUT);
