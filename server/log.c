@@ -162,15 +162,27 @@ void rm_log_emit(rm_log_level_t level, const char *event, const char *fmt, ...) 
  * the middle of a field. The closing "}\n" always has room. */
 static int room(const rm_log_line_t *l, size_t n) { return n <= sizeof l->buf - 2 - l->len; }
 
-/* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
+/* Length of the well-formed UTF-8 sequence at s (1..4), 0 if there is none: RFC 3629 allows
+ * no overlong forms, no surrogates and nothing above U+10FFFF, and neither do JSON parsers. */
 static size_t utf8_len(const unsigned char *s, size_t left) {
-  size_t n = s[0] >= 0xf0 && s[0] <= 0xf4  ? 4
-             : s[0] >= 0xe0                ? 3
-             : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
-                                           : 0;
-  if (!n || n > left)
+  unsigned char c = s[0], lo = 0x80, hi = 0xbf; /* the range of the second byte */
+  size_t n;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    lo = c == 0xe0 ? 0xa0 : 0x80;
+    hi = c == 0xed ? 0x9f : 0xbf;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    lo = c == 0xf0 ? 0x90 : 0x80;
+    hi = c == 0xf4 ? 0x8f : 0xbf;
+  } else {
     return 0;
-  for (size_t i = 1; i < n; i++)
+  }
+  if (n > left || s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t i = 2; i < n; i++)
     if ((s[i] & 0xc0) != 0x80)
       return 0;
   return n;

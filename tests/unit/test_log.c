@@ -12,7 +12,7 @@
 
 /* Runs build() with stderr sent to a file; returns what it wrote (static storage). */
 static const char *captured(void (*build)(void)) {
-  static char text[8192];
+  static char text[1 << 20];
   FILE *f = tmpfile();
   CU_ASSERT_PTR_NOT_NULL_FATAL(f);
   fflush(stderr);
@@ -160,6 +160,65 @@ static void test_every_ascii_byte_round_trips(void) {
   json_decref(j);
 }
 
+/* Malformed UTF-8 of every kind becomes U+FFFD, byte by byte; well-formed text stays. */
+static void build_utf8(void) {
+  rm_log_line_t line;
+  rm_log_line_begin(&line, RM_LOG_INFO, "utf8");
+  rm_log_line_str(&line, "bad_lead", "a\xf8\x80\x80");
+  rm_log_line_str(&line, "surrogate", "\xed\xa0\x80");
+  rm_log_line_str(&line, "overlong", "\xe0\x80\x80|\xc0\xaf");
+  rm_log_line_str(&line, "too_high", "\xf4\x90\x80\x80");
+  rm_log_line_str(&line, "cut", "\xe2\x82");
+  rm_log_line_str(&line, "good", "\xf0\x9f\x98\x80 \xed\x9f\xbf \xf4\x8f\xbf\xbf \xc2\x80");
+  rm_log_line_end(&line);
+}
+
+static void test_malformed_utf8_is_replaced(void) {
+  const char *text = captured(build_utf8);
+  const char *rest = strstr(text, "\"bad_lead\"");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(rest);
+#define R "\\ufffd"
+  RM_ASSERT_STR(rest, "\"bad_lead\":\"a" R R R "\",\"surrogate\":\"" R R R "\","
+                      "\"overlong\":\"" R R R "|" R R "\",\"too_high\":\"" R R R R "\","
+                      "\"cut\":\"" R R "\","
+                      "\"good\":\"\xf0\x9f\x98\x80 \xed\x9f\xbf \xf4\x8f\xbf\xbf \xc2\x80\"}\n");
+#undef R
+}
+
+static unsigned random_state = 12345;
+static void build_random(void) {
+  for (int k = 0; k < 2000; k++) {
+    char bytes[40];
+    size_t n = 1 + (random_state >> 8) % sizeof bytes;
+    for (size_t i = 0; i < n; i++) {
+      random_state = random_state * 1103515245u + 12345u;
+      bytes[i] = (char)(1 + (random_state >> 16) % 255);
+    }
+    rm_log_line_t line;
+    rm_log_line_begin(&line, RM_LOG_INFO, "random");
+    rm_log_line_strn(&line, "v", bytes, n);
+    rm_log_line_end(&line);
+  }
+}
+
+/* Any bytes at all make a line that a strict JSON parser (jansson checks UTF-8) accepts. */
+static void test_any_bytes_make_valid_json(void) {
+  static char copy[1 << 20];
+  const char *text = captured(build_random);
+  snprintf(copy, sizeof copy, "%s", text);
+  int lines = 0;
+  for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+    json_error_t err;
+    json_t *j = json_loads(l, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    if (!j)
+      fprintf(stderr, "not JSON: %s (%s)\n", l, err.text);
+    json_decref(j);
+    lines++;
+  }
+  RM_ASSERT_INT(lines, 2000);
+}
+
 static void build_overflow(void) {
   static char big[3000];
   memset(big, 'x', sizeof big - 1);
@@ -196,6 +255,8 @@ int main(void) {
                                          RM_TEST(test_timestamps_follow_the_wall_clock),
                                          RM_TEST(test_strings_are_escaped),
                                          RM_TEST(test_every_ascii_byte_round_trips),
+                                         RM_TEST(test_malformed_utf8_is_replaced),
+                                         RM_TEST(test_any_bytes_make_valid_json),
                                          RM_TEST(test_fields_that_do_not_fit_are_dropped_whole),
                                          {NULL, NULL}};
   rm_test_suite("log", cases);
