@@ -132,11 +132,23 @@ static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t n) {
   return hash_mix(h, word ^ ((uint64_t)n << 56));
 }
 
-static uint64_t cache_hash(const rm_limits_t *limits, const uint8_t *manifest, size_t len) {
+/* The limits as a key: their values, without the struct's padding. Every field of
+ * rm_limits_t must be here (a new field changes its size: the assertion asks). */
+_Static_assert(sizeof(rm_limits_t) == 40, "limits_key must list every field of rm_limits_t");
+typedef struct limits_key {
+  uint64_t v[5];
+} limits_key_t;
+
+static limits_key_t limits_key(const rm_limits_t *l) {
+  return (limits_key_t){
+      {l->max_nodes, l->max_audio_samples, l->max_buffer_bytes, l->max_items, l->max_connections}};
+}
+
+static uint64_t cache_hash(const limits_key_t *limits, const uint8_t *manifest, size_t len) {
   return hash_bytes(hash_bytes(0, (const uint8_t *)limits, sizeof *limits), manifest, len);
 }
 
-static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const rm_limits_t *limits,
+static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const limits_key_t *limits,
                                  const uint8_t *manifest, size_t len) {
   for (size_t i = 0; i < CACHE_SLOTS; i++) {
     cache_entry_t *e = &c->e[i];
@@ -151,7 +163,7 @@ static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const rm_li
 }
 
 /* Takes p into the cache (evicting the least recently used entry) unless memory is short. */
-static int cache_put(pipeline_cache_t *c, uint64_t hash, const rm_limits_t *limits,
+static int cache_put(pipeline_cache_t *c, uint64_t hash, const limits_key_t *limits,
                      const uint8_t *manifest, size_t len, rm_pipeline_t *p) {
   char *key = rm_malloc(sizeof *limits + len);
   if (!key)
@@ -423,7 +435,6 @@ static const char *request_too_big(const exec_job_t *job, char *text, size_t cap
 /* The server's limits, lowered by the request's own. */
 static void effective_limits(const rm_config_t *cfg, const Remotemedia__V1__ExecutionLimits *lim,
                              rm_limits_t *out) {
-  memset(out, 0, sizeof *out); /* padding too: the limits are part of a cache key */
   out->max_nodes = (uint32_t)lower(cfg->max_nodes, lim ? lim->max_nodes : 0);
   out->max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
   out->max_buffer_bytes = cfg->max_message_bytes;
@@ -444,9 +455,9 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
   effective_limits(cfg, lim, &limits);
   /* Big requests run on a worker from the start and compile afresh there. */
   pipeline_cache_t *cache = manifest_bytes && !rm_call_on_worker(call) ? thread_cache() : NULL;
-  uint64_t hash = cache ? cache_hash(&limits, manifest_bytes, manifest_len) : 0;
-  cache_entry_t *hit =
-      cache ? cache_find(cache, hash, &limits, manifest_bytes, manifest_len) : NULL;
+  limits_key_t key = limits_key(&limits);
+  uint64_t hash = cache ? cache_hash(&key, manifest_bytes, manifest_len) : 0;
+  cache_entry_t *hit = cache ? cache_find(cache, hash, &key, manifest_bytes, manifest_len) : NULL;
   if (!hit && manifest_bytes) {
     req->manifest = (Remotemedia__V1__PipelineManifest *)rm_call_unpack(
         call, &remotemedia__v1__pipeline_manifest__descriptor, manifest_bytes, manifest_len);
@@ -484,7 +495,9 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
   job->limits = limits;
   job->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
   job->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
-  uint64_t now = rm_call_arrival_ns(call); /* the execution time limit counts from here */
+  /* the execution time limit counts from arrival; a big request may have waited for a
+   * worker since */
+  uint64_t now = rm_call_on_worker(call) ? rm_clock_ns() : rm_call_arrival_ns(call);
   uint64_t server_dl = now + job->max_execution_ms * 1000000ull;
   uint64_t client_dl = rm_call_deadline_ns(call);
   job->server_deadline = !client_dl || server_dl < client_dl;
@@ -528,7 +541,7 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
     return;
   }
   if (cache && rm_pipeline_is_reusable(job->pipeline))
-    job->cached = cache_put(cache, hash, &limits, manifest_bytes, manifest_len, job->pipeline);
+    job->cached = cache_put(cache, hash, &key, manifest_bytes, manifest_len, job->pipeline);
   run_job(job);
 }
 

@@ -556,7 +556,10 @@ static void measure_core_clock_offset(void) {
 /* Client deadline (any clock) to an rm_clock_ns() instant; 0 = none. now: rm_clock_ns(). */
 static uint64_t deadline_to_ns(gpr_timespec dl, uint64_t now) {
   gpr_timespec mono = gpr_convert_clock_type(dl, GPR_CLOCK_MONOTONIC);
-  if (gpr_time_cmp(mono, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0)
+  /* centuries away (a grpc-timeout may say 99999999H) is as good as none, and its
+   * nanoseconds would not fit */
+  if (gpr_time_cmp(mono, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0 ||
+      mono.tv_sec > INT64_MAX / 1000000000 / 2)
     return 0;
   int64_t at = timespec_ns(mono) + core_clock_offset_ns;
   if (at <= (int64_t)now)

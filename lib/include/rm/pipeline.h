@@ -22,6 +22,8 @@ extern "C" {
 #endif
 
 /* 0 means unlimited. */
+/* (server/pipeline_service.c keys compiled pipelines by these fields: add new ones to its
+ * limits_key too.) */
 typedef struct rm_limits {
   uint32_t max_nodes;         /* nodes in one pipeline */
   uint64_t max_audio_samples; /* per audio buffer (frames * channels), inputs and emitted */
