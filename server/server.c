@@ -51,7 +51,11 @@ struct cq_thread {
   size_t n_spare;
 };
 
-#define SPARE_CALLS_MAX 64
+/* Sanitizer and valgrind builds keep none (RM_SPARE_CALLS=0): a reused call would hide a use
+ * after free from them. */
+#ifndef RM_SPARE_CALLS
+#define RM_SPARE_CALLS 64
+#endif
 
 /* The queue whose polling thread this is (NULL on other threads). */
 static _Thread_local cq_thread_t *this_queue;
@@ -330,7 +334,7 @@ static rm_call_t *call_new(cq_thread_t *q) {
 /* Keeps a finished call for its queue's next request, or frees it. */
 static void call_recycle(rm_call_t *c) {
   cq_thread_t *q = c->home;
-  if (this_queue != q || q->n_spare >= SPARE_CALLS_MAX) {
+  if (this_queue != q || q->n_spare >= RM_SPARE_CALLS) {
     rm_free(c);
     return;
   }
