@@ -333,14 +333,16 @@ static rm_call_t *call_new(cq_thread_t *q) {
 
 /* Keeps a finished call for its queue's next request, or frees it. */
 static void call_recycle(rm_call_t *c) {
+#if RM_SPARE_CALLS > 0
   cq_thread_t *q = c->home;
-  if (this_queue != q || q->n_spare >= RM_SPARE_CALLS) {
-    rm_free(c);
+  if (this_queue == q && q->n_spare < RM_SPARE_CALLS) {
+    c->next_spare = q->spare;
+    q->spare = c;
+    q->n_spare++;
     return;
   }
-  c->next_spare = q->spare;
-  q->spare = c;
-  q->n_spare++;
+#endif
+  rm_free(c);
 }
 
 static void call_unref(rm_call_t *c) {
