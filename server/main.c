@@ -110,8 +110,9 @@ int main(int argc, char **argv) {
   sigwait(&sigs, &sig);
   RM_LOG(RM_LOG_WARN, "draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
          "grace_ms", (json_int_t)cfg.grace_ms);
-  rm_health_set_serving(0);
+  /* refuse new calls first: a client that sees NOT_SERVING must not get a call in after */
   rm_server_drain(server);
+  rm_health_set_serving(0);
   static second_signal_t ss = {.mu = PTHREAD_MUTEX_INITIALIZER};
   ss.sigs = sigs;
   ss.server = server;
