@@ -960,7 +960,7 @@ static int returned(const node_t *n, size_t o) {
 }
 
 /* The outputs array, their keys and item arrays are one allocation (r->outputs). */
-static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
+static int collect_outputs(rm_pipeline_t *p, rm_result_t *r, rm_arena_t *arena) {
   size_t n_out = 0, n_items = 0, key_bytes = 0;
   for (size_t k = 0; k < p->n_nodes; k++) {
     node_t *n = &p->nodes[p->order[k]];
@@ -975,7 +975,8 @@ static int collect_outputs(rm_pipeline_t *p, rm_result_t *r) {
     }
   }
   size_t head = n_out * sizeof *r->outputs, items = n_items * sizeof(rm_buffer_t *);
-  uint8_t *block = rm_malloc(head + items + key_bytes + 1);
+  size_t bytes = head + items + key_bytes + 1;
+  uint8_t *block = arena ? rm_arena_alloc(arena, bytes) : rm_malloc(bytes);
   if (!block)
     return RM_ENOMEM;
   r->outputs = (rm_output_t *)(void *)block;
@@ -1067,7 +1068,7 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
     rm_free(s.ports);
   }
   p->account->current -= held;
-  if (!rc && (rc = collect_outputs(p, r)))
+  if (!rc && (rc = collect_outputs(p, r, opts->arena)))
     rm_error_set(err, rc, NULL, NULL, "out of memory"); /* nothing was collected */
   return rc;
 }
@@ -1084,9 +1085,12 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   rm_error_clear(err);
   *out = NULL;
   /* the result and its node states are one allocation */
-  rm_result_t *r = rm_calloc(1, sizeof *r + p->n_nodes * sizeof *r->nodes);
-  if (r)
+  size_t bytes = sizeof(rm_result_t) + p->n_nodes * sizeof(rm_node_result_t);
+  rm_result_t *r = opts->arena ? rm_arena_calloc(opts->arena, 1, bytes) : rm_calloc(1, bytes);
+  if (r) {
     r->nodes = (rm_node_result_t *)(void *)(r + 1);
+    r->in_arena = opts->arena != NULL;
+  }
   if (!r) {
     if (p->account->peak < peak_before)
       p->account->peak = peak_before;
@@ -1119,6 +1123,8 @@ void rm_result_free(rm_result_t *r) {
   for (size_t i = 0; i < r->n_outputs; i++)
     for (size_t j = 0; j < r->outputs[i].n_items; j++)
       rm_buffer_unref(r->outputs[i].items[j]);
+  if (r->in_arena) /* the arena's owner frees the storage */
+    return;
   rm_free(r->outputs); /* keys and item arrays live in the same block */
   rm_free(r);
 }

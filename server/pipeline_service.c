@@ -330,6 +330,7 @@ static void run_job(exec_job_t *job) {
         .end_of_stream = 1,
         .output_nodes = (const char *const *)req->output_nodes,
         .n_output_nodes = req->n_output_nodes,
+        .arena = rm_call_arena(call), /* the result lives as long as the call */
     };
     rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
     /* The core cancels a call whose deadline passed: that is a deadline, not a cancel. The

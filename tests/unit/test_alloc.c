@@ -105,7 +105,7 @@ typedef struct outcome {
 } outcome_t;
 
 /* One whole request: load, compile, run with metrics, export both ways. */
-static outcome_t cycle(int from_proto) {
+static outcome_t cycle(int from_proto, int result_in_arena) {
   outcome_t o = {0, "done", ""};
   rm_error_t err;
   rm_error_clear(&err);
@@ -118,6 +118,8 @@ static outcome_t cycle(int from_proto) {
   Remotemedia__V1__PipelineMetrics msg = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
   int have_msg = 0;
   int rc;
+  rm_arena_t arena;
+  rm_arena_init(&arena, NULL, 0); /* every block of it is an allocation that may fail */
 
 #define STEP(name, expr, has_err)                                                                  \
   do {                                                                                             \
@@ -146,7 +148,7 @@ static outcome_t cycle(int from_proto) {
   req = rm_buffer_new_text(NULL, RM_KIND_JSON, calc_req, sizeof calc_req - 1);
   STEP("json input", req ? 0 : RM_ENOMEM, 0);
   rm_input_t inputs[2] = {{"src", audio}, {"calc", req}};
-  rm_run_opts_t opts = {.metrics = 1, .end_of_stream = 1};
+  rm_run_opts_t opts = {.metrics = 1, .end_of_stream = 1, .arena = result_in_arena ? &arena : NULL};
   STEP("run", rm_pipeline_run(p, inputs, 2, &opts, &r, &err), 1);
   digest(r, o.digest, sizeof o.digest);
   mj = rm_metrics_to_json(rm_pipeline_metrics(p));
@@ -170,6 +172,7 @@ out:
   rm_free(text);
   json_decref(mj);
   rm_result_free(r);
+  rm_arena_destroy(&arena);
   rm_buffer_unref(req);
   rm_buffer_unref(audio);
   rm_pipeline_free(p);
@@ -180,9 +183,9 @@ out:
 /* Blocks allocated and not freed through the engine's allocator, jansson's included. */
 static long heap_in_use(void) { return rm_alloc_live(); }
 
-static void chaos(int from_proto) {
+static void chaos(int from_proto, int result_in_arena) {
   rm_alloc_fail_never();
-  outcome_t ref = cycle(from_proto);
+  outcome_t ref = cycle(from_proto, result_in_arena);
   long total = rm_alloc_attempts();
   RM_ASSERT_INT(ref.rc, 0);
   RM_ASSERT_STR(ref.step, "done");
@@ -191,7 +194,7 @@ static void chaos(int from_proto) {
   for (long n = 0; n <= total; n++) {
     long before = heap_in_use();
     rm_alloc_fail_after(n);
-    outcome_t o = cycle(from_proto);
+    outcome_t o = cycle(from_proto, result_in_arena);
     long attempts = rm_alloc_attempts();
     rm_alloc_fail_never();
     long after = heap_in_use();
@@ -217,8 +220,9 @@ static void chaos(int from_proto) {
           total);
 }
 
-static void test_every_allocation_of_a_json_cycle_fails_cleanly(void) { chaos(0); }
-static void test_every_allocation_of_a_proto_cycle_fails_cleanly(void) { chaos(1); }
+static void test_every_allocation_of_a_json_cycle_fails_cleanly(void) { chaos(0, 0); }
+static void test_every_allocation_of_a_proto_cycle_fails_cleanly(void) { chaos(1, 0); }
+static void test_every_allocation_with_the_result_in_an_arena_fails_cleanly(void) { chaos(1, 1); }
 
 /* The injection itself. */
 static void test_fail_after_semantics(void) {
@@ -326,6 +330,7 @@ int main(void) {
       RM_TEST(test_manifest_builders_fail_cleanly),
       RM_TEST(test_every_allocation_of_a_json_cycle_fails_cleanly),
       RM_TEST(test_every_allocation_of_a_proto_cycle_fails_cleanly),
+      RM_TEST(test_every_allocation_with_the_result_in_an_arena_fails_cleanly),
       {NULL, NULL}};
   init();
   rm_test_suite("alloc", cases);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rm/arena.h"
 #include "rm/buffer.h"
 #include "rm/error.h"
 #include "rm/manifest.h"
@@ -67,6 +68,10 @@ typedef struct rm_run_opts {
   int end_of_stream;        /* call flush() on every node after the items are processed */
   const char *const *output_nodes; /* primary outputs to return; NULL/0 = every sink */
   size_t n_output_nodes;
+  /* When set, the result's own storage comes from this arena, which must outlive it
+   * (rm_result_free then only drops the result's buffer references): a server saves two
+   * allocations per run. NULL: rm_malloc. */
+  rm_arena_t *arena;
 } rm_run_opts_t;
 
 typedef struct rm_output {
@@ -95,6 +100,7 @@ typedef struct rm_result {
   size_t n_outputs;
   rm_node_result_t *nodes; /* execution order */
   size_t n_nodes;
+  int in_arena; /* storage from rm_run_opts_t.arena */
 } rm_result_t;
 
 /* Runs p over inputs (one per source node that takes input; each keyed node must exist
@@ -107,7 +113,8 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                     const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err);
 /* A result may outlive its pipeline: its keys and buffers are its own (buffers release
  * their bytes from the pipeline's account even after rm_pipeline_free), only the node_id
- * fields are borrowed from the pipeline. NULL is a no-op. */
+ * fields are borrowed from the pipeline. A result made in an arena (rm_run_opts_t.arena)
+ * must be freed before the arena is destroyed. NULL is a no-op. */
 void rm_result_free(rm_result_t *r);
 
 /* The accumulated metrics of every run made with metrics on. */
