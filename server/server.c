@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "grpc_status.h"
 #include "log.h"
 #include "rm/alloc.h"
 #include "rm/arena.h"
@@ -135,26 +136,7 @@ struct rm_server {
 
 /* ---------------------------------------------------------------- helpers */
 
-const char *rm_status_name(grpc_status_code code) {
-  static const char *const names[] = {"OK",
-                                      "CANCELLED",
-                                      "UNKNOWN",
-                                      "INVALID_ARGUMENT",
-                                      "DEADLINE_EXCEEDED",
-                                      "NOT_FOUND",
-                                      "ALREADY_EXISTS",
-                                      "PERMISSION_DENIED",
-                                      "RESOURCE_EXHAUSTED",
-                                      "FAILED_PRECONDITION",
-                                      "ABORTED",
-                                      "OUT_OF_RANGE",
-                                      "UNIMPLEMENTED",
-                                      "INTERNAL",
-                                      "UNAVAILABLE",
-                                      "DATA_LOSS",
-                                      "UNAUTHENTICATED"};
-  return code >= 0 && code <= 16 ? names[code] : "UNKNOWN";
-}
+const char *rm_status_name(grpc_status_code code) { return rm__grpc_status_name((int)code); }
 
 static grpc_byte_buffer *pack_sized(const ProtobufCMessage *msg, size_t len) {
   grpc_slice slice = grpc_slice_malloc(len);

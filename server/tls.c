@@ -4,38 +4,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "file_util.h"
 #include "rm/alloc.h"
 
 /* Whole file as a NUL-terminated string, NULL if unreadable or empty. */
 static char *read_pem(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      char *g = rm_realloc(buf, cap);
-      if (!g) {
-        rm_free(buf);
-        fclose(f);
-        return NULL;
-      }
-      buf = g;
-    }
-    size_t n = fread(buf + len, 1, 4096, f);
-    len += n;
-    if (n < 4096)
-      break;
-  }
-  fclose(f);
-  if (!len) {
-    rm_free(buf);
+  size_t len = 0;
+  char *pem = rm__file_read(path, &len, rm_realloc, rm_free);
+  if (pem && !len) {
+    rm_free(pem);
     return NULL;
   }
-  buf[len] = '\0';
-  return buf;
+  return pem;
 }
 
 grpc_server_credentials *rm_tls_server_credentials(const rm_config_t *cfg, char *errbuf,

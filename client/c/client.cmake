@@ -31,8 +31,10 @@ set_target_properties(rm_client_health_obj PROPERTIES POSITION_INDEPENDENT_CODE 
                       C_VISIBILITY_PRESET hidden)
 
 add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c
-            ${RM_CLIENT_DIR}/rmclient_manifest.c)
-target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR})
+            ${RM_CLIENT_DIR}/rmclient_manifest.c ${PROJECT_SOURCE_DIR}/common/file_util.c
+            ${PROJECT_SOURCE_DIR}/common/grpc_status.c)
+target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR}
+                                                 ${PROJECT_SOURCE_DIR}/common)
 target_compile_definitions(rm_client_obj PRIVATE RM_CLIENT_VERSION="${PROJECT_VERSION}")
 target_link_libraries(rm_client_obj PRIVATE PkgConfig::GRPC PkgConfig::PROTOBUFC PkgConfig::JANSSON)
 add_dependencies(rm_client_obj rm_proto rm_client_health_obj) # generated headers first
@@ -71,6 +73,7 @@ add_executable(rm_cli ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remote
 set_target_properties(rm_cli PROPERTIES OUTPUT_NAME remotemedia)
 target_compile_definitions(rm_cli PRIVATE RM_CLIENT_VERSION="${PROJECT_VERSION}")
 target_link_libraries(rm_cli PRIVATE rm_client_static rm_core PkgConfig::MEDIA ${MATH_LIB})
+target_include_directories(rm_cli PRIVATE ${PROJECT_SOURCE_DIR}/common) # rm__file_read
 rm_warnings(rm_cli)
 
 # ---------------------------------------------------------------- install

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "file_util.h"
 #include "remotemedia_cli.h"
 #include "rm/buffer.h"
 
@@ -43,41 +44,11 @@ void cli_print_error(const cli_error_t *e) {
 /* ------------------------------------------------------------------ inputs */
 
 char *cli_read_text(const char *path, size_t *len, cli_error_t *e) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
+  char *buf = rm__file_read(path, len, realloc, free);
+  if (!buf && errno == ENOMEM)
+    cli_fail(e, CLI_USAGE, "out of memory reading %s", path);
+  else if (!buf)
     cli_fail(e, CLI_USAGE, "cannot read %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (cap - n < 65537) {
-      size_t ncap = cap ? cap * 2 : 65536 * 2;
-      char *g = realloc(buf, ncap);
-      if (!g) {
-        free(buf);
-        fclose(f);
-        cli_fail(e, CLI_USAGE, "out of memory reading %s", path);
-        return NULL;
-      }
-      buf = g;
-      cap = ncap;
-    }
-    size_t got = fread(buf + n, 1, 65536, f);
-    n += got;
-    if (got < 65536)
-      break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    cli_fail(e, CLI_USAGE, "cannot read %s", path);
-    return NULL;
-  }
-  buf[n] = '\0';
-  if (len)
-    *len = n;
   return buf;
 }
 

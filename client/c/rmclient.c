@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "file_util.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc_status.h"
 #include "rmclient_int.h"
 
 #define DEFAULT_MAX_MESSAGE_BYTES (64 * 1024 * 1024)
@@ -32,26 +34,7 @@ const char *rm_client_strerror(int code) {
   }
 }
 
-const char *rm_client_status_name(int status) {
-  static const char *const names[] = {"OK",
-                                      "CANCELLED",
-                                      "UNKNOWN",
-                                      "INVALID_ARGUMENT",
-                                      "DEADLINE_EXCEEDED",
-                                      "NOT_FOUND",
-                                      "ALREADY_EXISTS",
-                                      "PERMISSION_DENIED",
-                                      "RESOURCE_EXHAUSTED",
-                                      "FAILED_PRECONDITION",
-                                      "ABORTED",
-                                      "OUT_OF_RANGE",
-                                      "UNIMPLEMENTED",
-                                      "INTERNAL",
-                                      "UNAVAILABLE",
-                                      "DATA_LOSS",
-                                      "UNAUTHENTICATED"};
-  return status >= 0 && status < (int)(sizeof names / sizeof names[0]) ? names[status] : "UNKNOWN";
-}
+const char *rm_client_status_name(int status) { return rm__grpc_status_name(status); }
 
 const char *rm_client_health_name(int status) {
   switch (status) {
@@ -121,42 +104,6 @@ static int status_error(rm_client_error_t *err, grpc_status_code status, grpc_sl
 
 /* ------------------------------------------------------------------ channel */
 
-/* A whole file as a NUL-terminated string (malloc), or NULL with errno set. */
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (cap - len < 4097) {
-      size_t ncap = cap ? cap * 2 : 8192;
-      char *g = realloc(buf, ncap);
-      if (!g) {
-        free(buf);
-        fclose(f);
-        errno = ENOMEM;
-        return NULL;
-      }
-      buf = g;
-      cap = ncap;
-    }
-    size_t n = fread(buf + len, 1, 4096, f);
-    len += n;
-    if (n < 4096)
-      break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    errno = EIO;
-    return NULL;
-  }
-  buf[len] = '\0';
-  return buf;
-}
-
 /* The PEM text of one credential part: the inline text, else the file's contents, else
  * NULL. *owned is what the caller frees. 0, RM_CLIENT_EIO or RM_CLIENT_ENOMEM. */
 static int pem_part(const char *pem, const char *file, const char *what, const char **out,
@@ -169,7 +116,7 @@ static int pem_part(const char *pem, const char *file, const char *what, const c
   }
   if (!file)
     return 0;
-  if (!(*owned = read_file(file))) {
+  if (!(*owned = rm__file_read(file, NULL, realloc, free))) {
     if (errno == ENOMEM)
       return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory reading %s", file);
     return rm__client_fail(err, RM_CLIENT_EIO, "%s %s cannot be read: %s", what, file,

@@ -1,0 +1,15 @@
+/* file_util.h - whole files into memory: PEM files and tokens for the server, manifests and
+ * payloads for the client and its CLI (compiled into each; never exported). */
+#ifndef RM_FILE_UTIL_H
+#define RM_FILE_UTIL_H
+
+#include <stddef.h>
+
+/* The file's bytes followed by a NUL (so text can be used as a string), allocated with
+ * grow (realloc-like) and to be released with release; *len (may be NULL) is the byte
+ * count without the NUL. NULL with errno set when the file cannot be opened or read
+ * (EIO) or memory runs out (ENOMEM). Any thread. */
+char *rm__file_read(const char *path, size_t *len, void *(*grow)(void *, size_t),
+                    void (*release)(void *));
+
+#endif
