@@ -8,31 +8,14 @@ BUILD=${1:-build}
 CALLS=${CALLS:-5000}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-command -v h2load >/dev/null || { echo "h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh" >&2; exit 2; }
-
-PYTHONPATH="$BUILD/python_gen" /usr/bin/python3 - "$TMP/req.bin" <<'PY'
-import struct, sys
-from remotemedia.v1 import pipeline_service_pb2 as ps
-req = ps.ExecuteRequest()
-req.manifest.name = "bench"
-req.manifest.nodes.add(id="p", node_type="PassThrough")
-req.inputs["p"].binary.data = bytes(100)
-body = req.SerializeToString()
-open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(body)) + body)
-PY
+. "$(dirname "$0")/common.sh"
 
 # count NAME CALLS -- command...: instructions of the process for CALLS calls
 count() {
   name=$1; n=$2; shift 2
   valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.$n.cg" "$@" 2>"$TMP/$name.$n.log" &
   pid=$!
-  for _ in $(seq 1 400); do
-    p=$(grep -o '"port":[0-9]*' "$TMP/$name.$n.log" 2>/dev/null | head -1 | cut -d: -f2)
-    [ -n "$p" ] && break
-    sleep 0.05
-  done
-  h2load -n "$n" -c 4 -m 32 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
-    -d "$TMP/req.bin" "http://127.0.0.1:$p/remotemedia.v1.PipelineService/ExecutePipeline" >/dev/null
+  h2load_grpc "$(wait_port "$TMP/$name.$n.log")" -n "$n" -c 4 -m 32 -t 1 >/dev/null
   kill -TERM $pid; wait $pid || true
   grep -h '^summary:' "$TMP/$name.$n.cg" | awk '{s += $2} END {print s}'
 }

@@ -15,33 +15,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TMP=$(mktemp -d)
 PIDS=""
 trap 'kill $PIDS 2>/dev/null || true; rm -rf "$TMP"' EXIT
-command -v h2load >/dev/null || { echo "h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh" >&2; exit 2; }
-
-# The request body: gRPC framing (flag + 4-byte length) around an ExecuteRequest.
-PYTHONPATH="$BUILD/python_gen" /usr/bin/python3 - "$TMP/req.bin" <<'PY'
-import struct, sys
-from remotemedia.v1 import pipeline_service_pb2 as ps
-req = ps.ExecuteRequest()
-req.manifest.name = "bench"
-req.manifest.nodes.add(id="p", node_type="PassThrough")
-req.inputs["p"].binary.data = bytes(100)
-body = req.SerializeToString()
-open(sys.argv[1], "wb").write(struct.pack(">BI", 0, len(body)) + body)
-PY
-
-wait_port() { # log-file -> port
-  for _ in $(seq 1 200); do
-    p=$(grep -o '"port":[0-9]*' "$1" 2>/dev/null | head -1 | cut -d: -f2)
-    [ -n "$p" ] && { echo "$p"; return 0; }
-    sleep 0.05
-  done
-  echo "server did not start" >&2; exit 1
-}
+H2LOAD="taskset -c 1 h2load"
+. "$ROOT/bench/server/common.sh"
 
 load() { # port -> calls/s
-  taskset -c 1 h2load -n "$REQS" -c "$CONC" -m "$STREAMS" -t 1 \
-    -H 'content-type: application/grpc' -H 'te: trailers' -d "$TMP/req.bin" \
-    "http://127.0.0.1:$1/remotemedia.v1.PipelineService/ExecutePipeline" 2>/dev/null |
+  h2load_grpc "$1" -n "$REQS" -c "$CONC" -m "$STREAMS" -t 1 2>/dev/null |
     awk '/^finished in/ {gsub(",", "", $4); print $4}'
 }
 
