@@ -1,12 +1,11 @@
 """Bearer tokens on every RPC but health, and TLS / mutual TLS handshakes, with certificates
-made here by openssl."""
-import os
-import subprocess
+made by openssl for the run (rmtest.pki)."""
 
 import grpc
 import pytest
 
 from conftest import assert_serving, audio_request, chain, trailers
+from rmtest.pki import make_pki
 from rmtest.server import RunningServer
 from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,35 +14,14 @@ from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
 TOKENS = ["s3cret-token-one", "another.token/2"]
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def make_cert(d, name, ca, san=None):
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN={name}", cwd=d)
-    ext = os.path.join(d, f"{name}.ext")
-    with open(ext, "w") as f:
-        f.write(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext, cwd=d)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("certs"))
-    for ca in ("ca", "otherca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out",
-                f"{ca}.pem", "-days", "2", "-subj", f"/CN=test {ca}", cwd=d)
-    make_cert(d, "server", "ca", san="DNS:localhost,IP:127.0.0.1")
-    make_cert(d, "client", "ca")
-    make_cert(d, "intruder", "otherca")
+    path = make_pki(tmp_path_factory.mktemp("certs"))
 
     def read(n):
-        with open(os.path.join(d, n), "rb") as f:
+        with open(path(n), "rb") as f:
             return f.read()
-    return {"dir": d, "read": read, "path": lambda n: os.path.join(d, n)}
+    return {"read": read, "path": path}
 
 
 def bad_auth(callable_, *args, metadata=None):

@@ -3,11 +3,11 @@ port (tests/integration/rmtest, $RM_SERVER_BIN), a RemoteConfig pointing at it, 
 and certificates made by openssl for the TLS cases."""
 import asyncio
 import os
-import subprocess
 
 import numpy as np
 import pytest
 
+from rmtest.pki import make_pki
 from rmtest.server import RunningServer
 from remotemedia import RemoteConfig
 
@@ -50,34 +50,8 @@ def repo_root():
 
 # -- certificates ---------------------------------------------------------------------------
 
-def _openssl(d, *args):
-    subprocess.run(["openssl", *args], cwd=d, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.PIPE)
-
-
-def _issue(d, name, ca=None, extensions=()):
-    """name.key / name.pem: an EC P-256 certificate, self-signed when ca is None."""
-    args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", name + ".key", "-out", name + ".pem", "-days", "2", "-subj", "/CN=" + name]
-    if ca:
-        args += ["-CA", ca + ".pem", "-CAkey", ca + ".key"]
-    for ext in extensions:
-        args += ["-addext", ext]
-    _openssl(d, *args)
-
-
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
-    """Paths of a CA, a server certificate for 127.0.0.1/localhost, a client certificate
-    from the same CA and one from a CA the server does not trust."""
-    d = str(tmp_path_factory.mktemp("pki"))
-    _issue(d, "rootca")
-    _issue(d, "strangerca")
-    _issue(d, "server", "rootca", ["subjectAltName=DNS:localhost,IP:127.0.0.1",
-                                   "basicConstraints=critical,CA:FALSE",
-                                   "extendedKeyUsage=serverAuth"])
-    _issue(d, "client", "rootca", ["basicConstraints=critical,CA:FALSE",
-                                   "extendedKeyUsage=clientAuth"])
-    _issue(d, "stranger", "strangerca", ["basicConstraints=critical,CA:FALSE",
-                                         "extendedKeyUsage=clientAuth"])
-    return lambda name: os.path.join(d, name)
+    """Paths of the run's certificates (rmtest.pki: ca, server, client, and intruder from a
+    CA the server does not trust)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -19,11 +19,11 @@ def gain_pipeline(cfg):
 
 def test_tls_with_root_certificate(certs):
     args = ["--tls-cert", certs("server.pem"), "--tls-key", certs("server.key")]
-    with open(certs("rootca.pem"), "rb") as f:
+    with open(certs("ca.pem"), "rb") as f:
         root = f.read()
     with RunningServer(args, tls_root=root) as srv:
         # the CA as a path, and as PEM bytes, for the async and the blocking channel
-        with gain_pipeline(RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"),
+        with gain_pipeline(RemoteConfig(srv.address(), root_certificates=certs("ca.pem"),
                                         timeout=30)) as p:
             assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.25]
         p = gain_pipeline(RemoteConfig("localhost:%d" % srv.port, root_certificates=root,
@@ -37,35 +37,35 @@ def test_tls_with_root_certificate(certs):
         assert arun(main()).samples.tolist() == [0.5]
         # a plaintext client, and one trusting another CA, are refused
         for cfg in (RemoteConfig(srv.address(), timeout=30),
-                    RemoteConfig(srv.address(), root_certificates=certs("strangerca.pem"), timeout=30)):
+                    RemoteConfig(srv.address(), root_certificates=certs("otherca.pem"), timeout=30)):
             with Client(cfg) as c, pytest.raises(Unavailable):
                 c.get_version_sync()
 
 
 def test_mutual_tls_and_token(certs):
     args = ["--tls-cert", certs("server.pem"), "--tls-key", certs("server.key"),
-            "--tls-client-ca", certs("rootca.pem"), "--tls-require-client-cert",
+            "--tls-client-ca", certs("ca.pem"), "--tls-require-client-cert",
             "--auth-tokens", "tls-and-token"]
     import grpc
-    with open(certs("rootca.pem"), "rb") as ca, open(certs("client.key"), "rb") as k, \
+    with open(certs("ca.pem"), "rb") as ca, open(certs("client.key"), "rb") as k, \
             open(certs("client.pem"), "rb") as c:
         probe = grpc.ssl_channel_credentials(ca.read(), k.read(), c.read())
     with RunningServer(args, credentials=probe) as srv:
-        good = RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"),
+        good = RemoteConfig(srv.address(), root_certificates=certs("ca.pem"),
                             client_certificate=certs("client.pem"), client_key=certs("client.key"),
                             token="tls-and-token", timeout=30)
         with gain_pipeline(good) as p:
             assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.25]
             assert p.health_check_sync() == "SERVING"
-        no_token = RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"),
+        no_token = RemoteConfig(srv.address(), root_certificates=certs("ca.pem"),
                                 client_certificate=certs("client.pem"),
                                 client_key=certs("client.key"), timeout=30)
         with gain_pipeline(no_token) as p, pytest.raises(Unauthenticated):
             p.run_sync(np.float32([0.5]), sample_rate=8000)
-        for cfg in (RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"), timeout=30),
-                    RemoteConfig(srv.address(), root_certificates=certs("rootca.pem"),
-                                 client_certificate=certs("stranger.pem"),
-                                 client_key=certs("stranger.key"), timeout=30)):
+        for cfg in (RemoteConfig(srv.address(), root_certificates=certs("ca.pem"), timeout=30),
+                    RemoteConfig(srv.address(), root_certificates=certs("ca.pem"),
+                                 client_certificate=certs("intruder.pem"),
+                                 client_key=certs("intruder.key"), timeout=30)):
             with Client(cfg) as c, pytest.raises(Unavailable):
                 c.health_check_sync()
 

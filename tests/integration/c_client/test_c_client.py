@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import struct
 import subprocess
 import wave
@@ -19,6 +18,7 @@ import grpc
 import numpy as np
 import pytest
 
+from rmtest.pki import make_pki
 from rmtest.server import RunningServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,29 +57,9 @@ def error_line(stderr):
 
 # ---------------------------------------------------------------- fixtures
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def make_cert(d, name, ca, san=None):
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN={name}", cwd=d)
-    with open(os.path.join(d, f"{name}.ext"), "w") as f:
-        f.write(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("certs"))
-    for ca in ("ca", "otherca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out",
-                f"{ca}.pem", "-days", "2", "-subj", f"/CN=test {ca}", cwd=d)
-    make_cert(d, "server", "ca", san="DNS:localhost,IP:127.0.0.1")
-    make_cert(d, "client", "ca")
-    return lambda name: os.path.join(d, name)
+    return make_pki(tmp_path_factory.mktemp("certs"))
 
 
 def read(path):
