@@ -293,13 +293,7 @@ class Pipeline:
         _check_keys(manifest, _TOP_KEYS, "manifest")
         p = cls(_opt_str(manifest, "name", "manifest") or "pipeline", remote=remote,
                 enable_metrics=enable_metrics)
-        nodes = manifest.get("nodes", [])
-        if not isinstance(nodes, list):
-            raise ValueError("manifest: 'nodes' must be an array")
-        for i, n in enumerate(nodes):
-            where = "nodes[%d]" % i
-            if not isinstance(n, dict):
-                raise ValueError("%s must be an object" % where)
+        for where, n in _objects(manifest, "nodes"):
             _check_keys(n, _NODE_KEYS, where)
             nid, ntype = _req_str(n, "id", where), _req_str(n, "node_type", where)
             params = n.get("params")
@@ -310,13 +304,7 @@ class Pipeline:
             if not isinstance(params, dict):
                 raise ValueError("node '%s': params must be a JSON object" % nid)
             p.add_node(Node(ntype, params, node_id=nid, validate=validate), chain=False)
-        conns = manifest.get("connections", [])
-        if not isinstance(conns, list):
-            raise ValueError("manifest: 'connections' must be an array")
-        for i, c in enumerate(conns):
-            where = "connections[%d]" % i
-            if not isinstance(c, dict):
-                raise ValueError("%s must be an object" % where)
+        for where, c in _objects(manifest, "connections"):
             _check_keys(c, _CONN_KEYS, where)
             p.connect(_req_str(c, "from", where), _req_str(c, "to", where),
                       _opt_str(c, "from_port", where), _opt_str(c, "to_port", where))
@@ -478,6 +466,18 @@ class Pipeline:
     def __exit__(self, *exc):
         self.close_sync()
         return False
+
+
+def _objects(manifest, key):
+    """(where, object) for each entry of the manifest's array `key` (absent: none)."""
+    items = manifest.get(key, [])
+    if not isinstance(items, list):
+        raise ValueError("manifest: '%s' must be an array" % key)
+    for i, item in enumerate(items):
+        where = "%s[%d]" % (key, i)
+        if not isinstance(item, dict):
+            raise ValueError("%s must be an object" % where)
+        yield where, item
 
 
 def _check_keys(obj, allowed, where):
