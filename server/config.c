@@ -62,6 +62,8 @@ static const opt_t opts[] = {
      0, "wall time one pipeline run may take"},
     {"inline-max-bytes", "RM_INLINE_MAX_BYTES", T_UINT, OFF(inline_max_bytes), "262144", 0, INT_MAX,
      0, "light pipelines whose request is at most this big run on the polling thread"},
+    {"pipeline-cache", "RM_PIPELINE_CACHE", T_BOOL, OFF(pipeline_cache), "true", 0, 1, 0,
+     "reuse compiled pipelines for requests whose manifest has the same bytes and limits"},
     {"grace-ms", "RM_GRACE_MS", T_UINT, OFF(grace_ms), "10000", 0, 3600000, 0,
      "on SIGTERM/SIGINT, how long in-flight calls may take before they are cancelled"},
     {"auth-token-file", "RM_AUTH_TOKEN_FILE", T_STR, OFF(auth_token_file), "", 0, 0, 0,

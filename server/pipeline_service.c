@@ -455,7 +455,8 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
   rm_limits_t limits;
   effective_limits(cfg, lim, &limits);
   /* Big requests run on a worker from the start and compile afresh there. */
-  pipeline_cache_t *cache = manifest_bytes && !rm_call_on_worker(call) ? thread_cache() : NULL;
+  pipeline_cache_t *cache =
+      manifest_bytes && cfg->pipeline_cache && !rm_call_on_worker(call) ? thread_cache() : NULL;
   limits_key_t key = limits_key(&limits);
   uint64_t hash = cache ? cache_hash(&key, manifest_bytes, manifest_len) : 0;
   cache_entry_t *hit = cache ? cache_find(cache, hash, &key, manifest_bytes, manifest_len) : NULL;
