@@ -8,6 +8,10 @@
 #include "rm/alloc.h"
 #include "rm/node.h"
 
+/* libebur128 1.2's ebur128_init returns NULL below this rate (and above 2822400 Hz, which
+ * rm_buffer_validate's 768 kHz cap already rules out) */
+#define EBUR128_MIN_RATE 16u
+
 /* ---------------------------------------------------------------- shared measurement */
 
 typedef struct meter {
@@ -44,6 +48,13 @@ static int meter_add(meter_t *m, rm_node_ctx_t *ctx, const rm_buffer_t *in) {
     return rc;
   }
   if (first) {
+    /* libebur128 refuses rates outside its filters' range: that is the input's fault */
+    if (a->sample_rate < EBUR128_MIN_RATE) {
+      meter_reset(m);
+      return rm_node_fail(ctx, RM_EINPUT, "sample_rate",
+                          "loudness is measured on audio of %u Hz or more, not %u Hz",
+                          EBUR128_MIN_RATE, a->sample_rate);
+    }
     m->st = ebur128_init(a->channels, a->sample_rate, m->mode);
     if (!m->st) {
       m->started = 0;

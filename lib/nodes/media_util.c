@@ -75,7 +75,8 @@ float *rm__media_mono_f32(const rm_buffer_t *buf) {
   if (!mono)
     return NULL;
   if (ch == 1 && buf->u.audio.format == RM_SAMPLE_F32) {
-    memcpy(mono, buf->data, frames * sizeof *mono);
+    if (frames) /* an empty buffer may have no data at all */
+      memcpy(mono, buf->data, frames * sizeof *mono);
     return mono;
   }
   for (size_t f = 0; f < frames; f++) {

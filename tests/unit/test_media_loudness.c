@@ -237,6 +237,41 @@ static void test_borrowed_input_across_runs(void) {
   rm_pipeline_free(p);
 }
 
+/* Regression: 1 Hz audio was answered "libebur128 could not start (out of memory)"
+ * (RESOURCE_EXHAUSTED): the rate is the input's fault, below libebur128's 16 Hz. */
+static void test_rate_outside_libebur128_is_invalid_input(void) {
+  static const char *const types[] = {"LoudnessMeter", "LoudnessNormalize"};
+  static const uint32_t rates[] = {1, 15};
+  for (size_t t = 0; t < 2; t++) {
+    for (size_t k = 0; k < 2; k++) {
+      rm_pipeline_t *p = media_node(types[t], "{}");
+      CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+      rm_buffer_t *in = media_f32(rates[k], 1, 4);
+      memset(in->data, 0, in->size);
+      media_items_t it = {0};
+      rm_error_t err;
+      CU_ASSERT_EQUAL(media_run1(p, in, &it, &err), RM_EINPUT);
+      CU_ASSERT_STRING_EQUAL(err.node_id, "n");
+      CU_ASSERT_STRING_EQUAL(err.field, "sample_rate");
+      char want[160];
+      snprintf(want, sizeof want, "loudness is measured on audio of 16 Hz or more, not %u Hz",
+               rates[k]);
+      if (!strstr(err.message, want))
+        fprintf(stderr, "\n  message: %s\n", err.message);
+      CU_ASSERT_PTR_NOT_NULL(strstr(err.message, want));
+      media_items_free(&it);
+      rm_buffer_unref(in);
+      /* the node still works on valid audio after the refusal */
+      in = media_f32(16000, 1, 1600);
+      memset(in->data, 0, in->size);
+      CU_ASSERT_EQUAL(media_run1(p, in, &it, &err), 0);
+      media_items_free(&it);
+      rm_buffer_unref(in);
+      rm_pipeline_free(p);
+    }
+  }
+}
+
 static void test_params_and_registry(void) {
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("LoudnessNormalize"));
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("LoudnessMeter"));
@@ -257,6 +292,7 @@ int main(void) {
                                          RM_TEST(test_silence_passes_unchanged),
                                          RM_TEST(test_stream_in_chunks),
                                          RM_TEST(test_borrowed_input_across_runs),
+                                         RM_TEST(test_rate_outside_libebur128_is_invalid_input),
                                          {NULL, NULL}};
   rm_test_suite("media_loudness", cases);
   return rm_test_run();

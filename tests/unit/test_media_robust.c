@@ -81,6 +81,33 @@ static void test_awkward_streams(void) {
   }
 }
 
+/* Regression: an empty mono f32 buffer has no data pointer, and the mono mix-down copied
+ * from it (memcpy from NULL, which UBSan aborts on) in Spectrogram, MelSpectrogram and VAD. */
+static void test_empty_mono_f32_has_no_data(void) {
+  static const struct {
+    const char *type, *params;
+  } mono[] = {
+      {"Spectrogram", "{\"n_fft\":256}"},
+      {"MelSpectrogram", "{\"n_fft\":256,\"n_mels\":20,\"fmin\":100,\"fmax\":8000}"},
+      {"VAD", "{}"},
+  };
+  for (size_t k = 0; k < sizeof mono / sizeof mono[0]; k++) {
+    rm_pipeline_t *p = media_node(mono[k].type, mono[k].params);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    /* as the wire layer borrows an empty payload: no bytes, no pointer */
+    rm_buffer_t *in = rm_buffer_wrap(RM_KIND_AUDIO, NULL, 0, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+    in->u.audio = (rm_audio_info_t){.sample_rate = 16000, .channels = 1, .format = RM_SAMPLE_F32};
+    media_items_t it = {0};
+    rm_error_t err;
+    CU_ASSERT_EQUAL(media_run1(p, in, &it, &err), 0);
+    check_items(&it);
+    media_items_free(&it);
+    rm_buffer_unref(in);
+    rm_pipeline_free(p);
+  }
+}
+
 /* Builds node `k` and runs two chunks through it with allocation number `fail_at` failing. */
 static int run_with_failure(size_t k, long fail_at, rm_buffer_t **chunks) {
   char json[1024];
@@ -166,6 +193,7 @@ static void test_registry_and_schemas(void) {
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_registry_and_schemas),
                                          RM_TEST(test_awkward_streams),
+                                         RM_TEST(test_empty_mono_f32_has_no_data),
                                          RM_TEST(test_out_of_memory_everywhere),
                                          {NULL, NULL}};
   rm_test_suite("media_robust", cases);
