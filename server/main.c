@@ -107,7 +107,6 @@ int main(int argc, char **argv) {
   (void)rm_clock_read_cost_ns(); /* calibrate before the first call is timed */
   grpc_init();
   int status = 1;
-  int reflection = 0;
   rm_server_t *server = NULL;
   rm_error_t err;
   rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS + 1];
@@ -121,7 +120,6 @@ int main(int argc, char **argv) {
            "embedded descriptor set is malformed");
     goto out;
   }
-  reflection = 1;
   if (rm_server_new(&cfg, methods, &server, &err)) {
     startup_failed(err.message);
     goto out;
@@ -135,8 +133,7 @@ int main(int argc, char **argv) {
   status = 0;
 out:
   rm_server_free(server);
-  if (reflection)
-    rm_reflection_cleanup();
+  rm_reflection_cleanup();
   grpc_shutdown();
   if (status == 0)
     RM_LOG(RM_LOG_WARN, "stopped", NULL);

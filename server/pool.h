@@ -26,7 +26,8 @@ int rm_pool_start(rm_pool_t *p, int n);
 int rm_pool_submit(rm_pool_t *p, void (*fn)(void *), void *arg);
 /* Refuses new jobs, lets the queued ones run and joins the threads. Main thread. */
 void rm_pool_stop(rm_pool_t *p);
-/* Frees what init and start took; call after rm_pool_stop (or when never started). */
+/* Frees what init and start took; call after rm_pool_stop (or when never started). The
+ * pool must have been initialised (p is not NULL). */
 void rm_pool_destroy(rm_pool_t *p);
 
 #endif
