@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "bytebuf.h"
 #include "rm/alloc.h"
+#include "status.h"
 
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus status_t;
 #define ST_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
@@ -15,16 +17,10 @@ typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus status_t;
 static const char *const known[] = {"", "remotemedia.v1.PipelineService"};
 
 typedef struct watch {
-  rm_tag_t close_tag;
-  rm_tag_t send_tag;
-  rm_server_t *s;
-  grpc_call *call;
-  int refs; /* close batch + send in flight; under mu */
+  rm_call_t *call;
   int known;
-  int sending, closed, sent_any;
+  int sending, closed, sent_any; /* under mu */
   status_t last_sent;
-  grpc_byte_buffer *bb;
-  int close_cancelled;
   struct watch *next;
 } watch_t;
 
@@ -47,9 +43,10 @@ static void check(rm_call_t *call, const ProtobufCMessage *msg) {
   const Grpc__Health__V1__HealthCheckRequest *req =
       (const Grpc__Health__V1__HealthCheckRequest *)msg;
   if (!is_known(req->service)) {
-    char text[200];
-    snprintf(text, sizeof text, "unknown service '%.120s'", req->service);
-    rm_call_fail(call, GRPC_STATUS_NOT_FOUND, text, "unknown_service", NULL, "service");
+    rm_error_t err;
+    rm_error_set(&err, RM_EUNKNOWNSERVICE, NULL, "service", "unknown service '%.120s'",
+                 req->service);
+    rm_call_fail(call, &err);
     return;
   }
   Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
@@ -59,21 +56,7 @@ static void check(rm_call_t *call, const ProtobufCMessage *msg) {
   rm_call_reply(call, &resp.base);
 }
 
-/* Frees w when nothing refers to it any more. Called with mu held; unlocks it. */
-static void watch_unref_unlock(watch_t *w) {
-  int last = --w->refs == 0;
-  pthread_mutex_unlock(&mu);
-  if (!last)
-    return;
-  if (w->bb)
-    grpc_byte_buffer_destroy(w->bb);
-  rm_server_t *s = w->s;
-  grpc_call_unref(w->call);
-  rm_free(w);
-  rm_server_release(s);
-}
-
-static void on_watch_sent(rm_tag_t *tag, int ok);
+static void on_watch_sent(rm_call_t *call, int ok, void *arg);
 
 /* Sends the current status if it differs from the last one sent. mu held. */
 static void push_locked(watch_t *w) {
@@ -82,42 +65,32 @@ static void push_locked(watch_t *w) {
     return;
   Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
   resp.status = st;
-  if (w->bb)
-    grpc_byte_buffer_destroy(w->bb);
-  w->bb = rm_pack(&resp.base);
-  if (!w->bb) { /* out of memory: end the stream rather than leave the client waiting */
-    grpc_call_cancel_with_status(w->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-    return;
-  }
-  grpc_op ops[2];
-  memset(ops, 0, sizeof ops);
-  size_t n = 0;
-  if (!w->sent_any)
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n].data.send_message.send_message = w->bb;
-  n++;
-  w->send_tag.fn = on_watch_sent;
-  if (grpc_call_start_batch(w->call, ops, n, &w->send_tag, NULL) == GRPC_CALL_OK) {
+  int rc = rm_call_write(w->call, &resp.base, on_watch_sent, w);
+  if (rc == 0) {
     w->sending = 1;
-    w->refs++;
     w->sent_any = 1;
     w->last_sent = st;
+  } else if (rc == RM_ENOMEM) { /* end the stream rather than leave the client waiting */
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_call_cancel(w->call, &err);
   }
 }
 
-static void on_watch_sent(rm_tag_t *tag, int ok) {
-  watch_t *w = RM_TAG_OWNER(tag, watch_t, send_tag);
+static void on_watch_sent(rm_call_t *call, int ok, void *arg) {
+  watch_t *w = arg;
+  (void)call;
   pthread_mutex_lock(&mu);
   w->sending = 0;
   if (ok)
     push_locked(w); /* a change may have happened while this one was in flight */
-  watch_unref_unlock(w);
+  pthread_mutex_unlock(&mu);
 }
 
-static void on_watch_close(rm_tag_t *tag, int ok) {
-  (void)ok;
-  watch_t *w = RM_TAG_OWNER(tag, watch_t, close_tag);
+/* The stream is over (the client went away or the server stops): w leaves the list and
+ * the handler's reference on the call ends. */
+static void on_watch_close(rm_call_t *call, void *arg) {
+  watch_t *w = arg;
   pthread_mutex_lock(&mu);
   w->closed = 1;
   for (watch_t **p = &watchers; *p; p = &(*p)->next)
@@ -125,46 +98,31 @@ static void on_watch_close(rm_tag_t *tag, int ok) {
       *p = w->next;
       break;
     }
-  watch_unref_unlock(w);
+  pthread_mutex_unlock(&mu);
+  rm_call_unref(call);
 }
 
-static void watch_start(rm_server_t *s, grpc_call *call, grpc_byte_buffer *payload, void *cq) {
-  (void)cq;
-  Grpc__Health__V1__HealthCheckRequest *req = (Grpc__Health__V1__HealthCheckRequest *)rm_unpack(
-      &grpc__health__v1__health_check_request__descriptor, payload);
-  if (payload)
-    grpc_byte_buffer_destroy(payload);
-  watch_t *w = rm_calloc(1, sizeof *w);
-  if (!req || !w) {
-    grpc_call_cancel_with_status(
-        call, req ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
-        req ? "out of memory" : "the request is not a valid HealthCheckRequest", NULL);
-    if (req)
-      rm_unpack_free(&req->base);
-    rm_free(w);
-    grpc_call_unref(call);
-    rm_server_release(s);
+/* Watch: the request's bytes are unpacked here so a bad one is answered as it always was
+ * (a cancel, no trailers). w lives in the call's arena. */
+static void watch(rm_call_t *call, const uint8_t *data, size_t len) {
+  Grpc__Health__V1__HealthCheckRequest *req =
+      (Grpc__Health__V1__HealthCheckRequest *)rm_bytebuf_unpack(
+          &grpc__health__v1__health_check_request__descriptor, data, len);
+  watch_t *w = req ? rm_arena_calloc(rm_call_arena(call), 1, sizeof *w) : NULL;
+  if (!w) {
+    rm_error_t err;
+    rm_error_set(&err, req ? RM_ENOMEM : RM_EBADREQUEST, NULL, NULL, "%s",
+                 req ? "out of memory" : "the request is not a valid HealthCheckRequest");
+    rm_bytebuf_unpack_free((ProtobufCMessage *)req);
+    rm_call_cancel(call, &err);
+    rm_call_unref(call);
     return;
   }
-  w->s = s;
   w->call = call;
   w->known = is_known(req->service);
-  rm_unpack_free(&req->base);
-  w->close_tag.fn = on_watch_close;
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  op.data.recv_close_on_server.cancelled = &w->close_cancelled;
+  rm_bytebuf_unpack_free(&req->base);
+  rm_call_on_close(call, on_watch_close, w);
   pthread_mutex_lock(&mu);
-  w->refs = 1;
-  if (grpc_call_start_batch(call, &op, 1, &w->close_tag, NULL) != GRPC_CALL_OK) {
-    w->refs = 0;
-    pthread_mutex_unlock(&mu);
-    grpc_call_unref(call);
-    rm_free(w);
-    rm_server_release(s);
-    return;
-  }
   w->next = watchers;
   watchers = w;
   push_locked(w);
@@ -186,8 +144,8 @@ void rm_health_methods(rm_method_t *out) {
                          .request = &grpc__health__v1__health_check_request__descriptor,
                          .handle = check};
   out[1] = (rm_method_t){.path = "/grpc.health.v1.Health/Watch",
-                         .kind = RM_RPC_STREAM,
+                         .kind = RM_RPC_SERVER_STREAM,
                          .serve_while_draining = 1,
-                         .payload_with_request = 1,
-                         .start = watch_start};
+                         .request = &grpc__health__v1__health_check_request__descriptor,
+                         .handle_bytes = watch};
 }

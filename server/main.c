@@ -41,13 +41,53 @@ static void *second_signal_main(void *arg) {
   return NULL;
 }
 
+/* Serves until SIGTERM/SIGINT, then drains: new calls are refused, in-flight ones get the
+ * grace period (a second signal ends it early). */
+static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *sigs) {
+  rm_health_set_serving(1);
+  if (rm_log_threshold <= RM_LOG_INFO)
+    rm_log_emit_json(RM_LOG_INFO, "config", rm_config_to_json(cfg));
+  /* Always printed (unless logging is off): tests and scripts read the bound port here. */
+  if (rm_log_threshold < RM_LOG_OFF)
+    rm_log_emit(RM_LOG_WARN, "listening", "{s:s, s:i, s:s, s:b, s:b, s:s}", "address", cfg->listen,
+                "port", rm_server_port(server), "version", RM_VERSION, "tls", *cfg->tls_cert != 0,
+                "auth", *cfg->auth_token_file || *cfg->auth_tokens, "grpc_core",
+                grpc_version_string());
+
+  int sig = 0;
+  sigwait(sigs, &sig);
+  RM_LOG(RM_LOG_WARN, "draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+         "grace_ms", (json_int_t)cfg->grace_ms);
+  /* refuse new calls first: a client that sees NOT_SERVING must not get a call in after */
+  rm_server_drain(server);
+  rm_health_set_serving(0);
+  static second_signal_t ss = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  ss.sigs = *sigs;
+  ss.server = server;
+  pthread_t second;
+  if (pthread_create(&second, NULL, second_signal_main, &ss) == 0)
+    pthread_detach(second);
+  rm_server_wait_idle(server, cfg->grace_ms);
+  RM_LOG(RM_LOG_WARN, "stopping", NULL);
+  rm_server_shutdown(server);
+  pthread_mutex_lock(&ss.mu);
+  ss.server = NULL;
+  pthread_mutex_unlock(&ss.mu);
+}
+
+static void startup_failed(const char *why) {
+  if (rm_log_threshold < RM_LOG_OFF)
+    rm_log_emit(RM_LOG_ERROR, "startup_failed", "{s:s}", "error", why);
+  fprintf(stderr, "remotemedia-server: %s\n", why);
+}
+
 int main(int argc, char **argv) {
   rm_config_t cfg;
-  char err[512] = "";
-  int rc = rm_config_load(&cfg, argc, argv, stdout, err, sizeof err);
+  char text[512] = "";
+  int rc = rm_config_load(&cfg, argc, argv, stdout, text, sizeof text);
   if (rc) {
     if (rc < 0)
-      fprintf(stderr, "remotemedia-server: %s\n", err);
+      fprintf(stderr, "remotemedia-server: %s\n", text);
     rm_config_destroy(&cfg);
     return rc < 0 ? 2 : 0;
   }
@@ -66,70 +106,38 @@ int main(int argc, char **argv) {
   rm_log_start_buffering();
   (void)rm_clock_read_cost_ns(); /* calibrate before the first call is timed */
   grpc_init();
-  if (rm_reflection_init()) {
-    RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error",
-           "embedded descriptor set is malformed");
-    grpc_shutdown();
-    rm_log_stop();
-    rm_config_destroy(&cfg);
-    return 1;
-  }
+  int status = 1;
+  rm_server_t *server = NULL;
+  rm_error_t err;
   rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS + 1];
   memset(methods, 0, sizeof methods);
   rm_pipeline_service_methods(&methods[0]);
   rm_health_methods(&methods[RM_PIPELINE_SERVICE_METHODS]);
   rm_reflection_methods(&methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS]);
 
-  rm_server_t *server = rm_server_new(&cfg, methods, err, sizeof err);
-  if (!server || rm_server_start(server)) {
-    if (rm_log_threshold < RM_LOG_OFF)
-      rm_log_emit(RM_LOG_ERROR, "startup_failed", "{s:s}", "error",
-                  server ? "could not start threads" : err);
-    fprintf(stderr, "remotemedia-server: %s\n", server ? "could not start threads" : err);
-    if (server) {
-      rm_server_shutdown(server);
-      rm_server_free(server);
-    }
-    rm_reflection_cleanup();
-    grpc_shutdown();
-    rm_log_stop();
-    rm_config_destroy(&cfg);
-    return 1;
+  if (rm_reflection_init()) {
+    RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error",
+           "embedded descriptor set is malformed");
+    goto out;
   }
-  rm_health_set_serving(1);
-  if (rm_log_threshold <= RM_LOG_INFO)
-    rm_log_emit_json(RM_LOG_INFO, "config", rm_config_to_json(&cfg));
-  /* Always printed (unless logging is off): tests and scripts read the bound port here. */
-  if (rm_log_threshold < RM_LOG_OFF)
-    rm_log_emit(RM_LOG_WARN, "listening", "{s:s, s:i, s:s, s:b, s:b, s:s}", "address", cfg.listen,
-                "port", rm_server_port(server), "version", RM_VERSION, "tls", *cfg.tls_cert != 0,
-                "auth", *cfg.auth_token_file || *cfg.auth_tokens, "grpc_core",
-                grpc_version_string());
-
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  RM_LOG(RM_LOG_WARN, "draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-         "grace_ms", (json_int_t)cfg.grace_ms);
-  /* refuse new calls first: a client that sees NOT_SERVING must not get a call in after */
-  rm_server_drain(server);
-  rm_health_set_serving(0);
-  static second_signal_t ss = {.mu = PTHREAD_MUTEX_INITIALIZER};
-  ss.sigs = sigs;
-  ss.server = server;
-  pthread_t second;
-  if (pthread_create(&second, NULL, second_signal_main, &ss) == 0)
-    pthread_detach(second);
-  rm_server_wait_idle(server, cfg.grace_ms);
-  RM_LOG(RM_LOG_WARN, "stopping", NULL);
-  rm_server_shutdown(server);
-  pthread_mutex_lock(&ss.mu);
-  ss.server = NULL;
-  pthread_mutex_unlock(&ss.mu);
+  if (rm_server_new(&cfg, methods, &server, &err)) {
+    startup_failed(err.message);
+    goto out;
+  }
+  if (rm_server_start(server, &err)) {
+    startup_failed(err.message);
+    rm_server_shutdown(server);
+    goto out;
+  }
+  serve(server, &cfg, &sigs);
+  status = 0;
+out:
   rm_server_free(server);
   rm_reflection_cleanup();
   grpc_shutdown();
-  RM_LOG(RM_LOG_WARN, "stopped", NULL);
+  if (status == 0)
+    RM_LOG(RM_LOG_WARN, "stopped", NULL);
   rm_log_stop();
   rm_config_destroy(&cfg);
-  return 0;
+  return status;
 }

@@ -2,7 +2,6 @@
  * GetVersion, as thin translations between the wire messages and the engine. */
 #include "pipeline_service.h"
 
-#include <pthread.h>
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include "rm/pipeline.h"
 #include "rm/registry.h"
 #include "rm/wire.h"
+#include "exec_cache.h"
 #include "log.h"
 #include "status.h"
 
@@ -46,143 +46,12 @@ static uint64_t lower(uint64_t server, uint64_t requested) {
   return requested && requested < server ? requested : server;
 }
 
-static void fail_error(rm_call_t *call, const rm_error_t *err) {
-  if (!err->code) { /* a failure nobody described is a bug: never answer OK for it */
-    rm_call_fail(call, GRPC_STATUS_INTERNAL, "internal error", rm_strerror(RM_EINTERNAL), NULL,
-                 NULL);
-    return;
-  }
-  rm_call_fail(call, rm_status_from_error(err->code), err->message, rm_strerror(err->code),
-               err->node_id, err->field);
-}
-
 static void job_finish(exec_job_t *job) {
   rm_server_exec_release(job->server);
   if (!job->cached)
     rm_pipeline_free(job->pipeline);
   rm_manifest_free(job->manifest);
   rm_call_unref(job->call); /* last: the job lives in the call's arena */
-}
-
-/* ---------------------------------------------------------------- compiled pipelines
- *
- * Load tests and real clients send the same manifest again and again. A pipeline whose
- * nodes are all RM_NODE_REUSABLE and that runs inline is kept, per polling thread, keyed by
- * everything that went into compiling it (the manifest and the limits), and reused by the
- * next identical request: no parsing, validation or allocation. Inline runs are synchronous
- * on their thread, so an entry is never used by two runs at once. */
-
-#define CACHE_SLOTS 16
-
-typedef struct cache_entry {
-  uint64_t hash;
-  char *key;
-  size_t key_len;
-  rm_pipeline_t *pipeline;
-  uint64_t last_use;
-} cache_entry_t;
-
-typedef struct pipeline_cache {
-  cache_entry_t e[CACHE_SLOTS];
-  uint64_t tick;
-} pipeline_cache_t;
-
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static int cache_ok;
-
-static void cache_free(void *arg) { /* a thread's cache goes with the thread */
-  pipeline_cache_t *c = arg;
-  for (size_t i = 0; i < CACHE_SLOTS; i++) {
-    rm_pipeline_free(c->e[i].pipeline);
-    rm_free(c->e[i].key);
-  }
-  rm_free(c);
-}
-
-static void cache_init(void) { cache_ok = pthread_key_create(&cache_key, cache_free) == 0; }
-
-static pipeline_cache_t *thread_cache(void) {
-  pthread_once(&cache_once, cache_init);
-  if (!cache_ok)
-    return NULL;
-  pipeline_cache_t *c = pthread_getspecific(cache_key);
-  if (!c && (c = rm_calloc(1, sizeof *c)) && pthread_setspecific(cache_key, c)) {
-    rm_free(c);
-    c = NULL;
-  }
-  return c;
-}
-
-/* An entry is keyed by what a compile depends on: the limits and the manifest's wire bytes
- * (the same bytes always unpack into the same manifest). */
-static uint64_t hash_mix(uint64_t h, uint64_t word) {
-  h = (h ^ word) * 0x9e3779b97f4a7c15ull;
-  return h ^ (h >> 29);
-}
-
-static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t n) {
-  uint64_t word;
-  for (; n >= 8; p += 8, n -= 8) {
-    memcpy(&word, p, 8);
-    h = hash_mix(h, word);
-  }
-  word = 0;
-  memcpy(&word, p, n);
-  return hash_mix(h, word ^ ((uint64_t)n << 56));
-}
-
-/* The limits as a key: their values, without the struct's padding. Every field of
- * rm_limits_t must be here (a new field changes its size: the assertion asks). */
-_Static_assert(sizeof(rm_limits_t) == 40, "limits_key must list every field of rm_limits_t");
-typedef struct limits_key {
-  uint64_t v[5];
-} limits_key_t;
-
-static limits_key_t limits_key(const rm_limits_t *l) {
-  return (limits_key_t){
-      {l->max_nodes, l->max_audio_samples, l->max_buffer_bytes, l->max_items, l->max_connections}};
-}
-
-static uint64_t cache_hash(const limits_key_t *limits, const uint8_t *manifest, size_t len) {
-  return hash_bytes(hash_bytes(0, (const uint8_t *)limits, sizeof *limits), manifest, len);
-}
-
-static cache_entry_t *cache_find(pipeline_cache_t *c, uint64_t hash, const limits_key_t *limits,
-                                 const uint8_t *manifest, size_t len) {
-  for (size_t i = 0; i < CACHE_SLOTS; i++) {
-    cache_entry_t *e = &c->e[i];
-    if (e->pipeline && e->hash == hash && e->key_len == sizeof *limits + len &&
-        !memcmp(e->key, limits, sizeof *limits) &&
-        !memcmp(e->key + sizeof *limits, manifest, len)) {
-      e->last_use = ++c->tick;
-      return e;
-    }
-  }
-  return NULL;
-}
-
-/* Takes p into the cache (evicting the least recently used entry) unless memory is short. */
-static int cache_put(pipeline_cache_t *c, uint64_t hash, const limits_key_t *limits,
-                     const uint8_t *manifest, size_t len, rm_pipeline_t *p) {
-  char *key = rm_malloc(sizeof *limits + len);
-  if (!key)
-    return 0;
-  memcpy(key, limits, sizeof *limits);
-  memcpy(key + sizeof *limits, manifest, len);
-  cache_entry_t *victim = &c->e[0];
-  for (size_t i = 0; i < CACHE_SLOTS; i++) {
-    if (!c->e[i].pipeline) {
-      victim = &c->e[i];
-      break;
-    }
-    if (c->e[i].last_use < victim->last_use)
-      victim = &c->e[i];
-  }
-  rm_pipeline_free(victim->pipeline);
-  rm_free(victim->key);
-  *victim = (cache_entry_t){hash, key, sizeof *limits + len, p, ++c->tick};
-  return 1;
 }
 
 /* Compiles the pipeline (manifest checks, limits). 0 or the error, already sent. */
@@ -193,7 +62,7 @@ static int compile(exec_job_t *job) {
   if (!rc)
     rc = rm_pipeline_new(job->manifest, &job->limits, &job->pipeline, &err);
   if (rc)
-    fail_error(job->call, &err);
+    rm_call_fail(job->call, &err);
   return rc;
 }
 
@@ -348,14 +217,15 @@ static void run_job(exec_job_t *job) {
     rc = err.code ? err.code : rc;
   }
   if (rc) {
-    fail_error(call, &err);
+    rm_call_fail(call, &err);
   } else {
     response_store_t st;
-    if (build_response(&st, job, result))
-      rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory building the response",
-                   rm_strerror(RM_ENOMEM), NULL, NULL);
-    else
+    if (build_response(&st, job, result)) {
+      rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory building the response");
+      rm_call_fail(call, &err);
+    } else {
       rm_call_reply(call, &st.msg.base);
+    }
     if (st.has_metrics)
       rm_metrics_proto_clear(&st.metrics);
   }
@@ -370,16 +240,17 @@ static void run_job_offloaded(void *arg) { run_job(arg); }
 static void offload(exec_job_t *job) {
   rm_call_watch_cancel(job->call);
   if (rm_server_offload(job->server, run_job_offloaded, job)) {
-    rm_call_fail(job->call, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", "unavailable",
-                 NULL, NULL);
+    rm_error_t err;
+    rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "the server is shutting down");
+    rm_call_fail(job->call, &err);
     job_finish(job);
   }
 }
 
 /* Cheap counts before any parsing: compiling reads params as JSON and compares ids and
- * outputs pairwise, so their number is bounded first (with the engine's messages). Returns
- * the field over its limit with the message in text, or NULL. */
-static const char *request_too_big(const exec_job_t *job, char *text, size_t cap) {
+ * outputs pairwise, so their number is bounded first (with the engine's messages). 0, or
+ * RM_ELIMIT with err naming the field over its limit. */
+static int check_request_size(const exec_job_t *job, rm_error_t *err) {
   const Remotemedia__V1__ExecuteRequest *req = job->req;
   const Remotemedia__V1__PipelineManifest *man = req->manifest;
   size_t params_bytes = 0;
@@ -401,36 +272,36 @@ static const char *request_too_big(const exec_job_t *job, char *text, size_t cap
   }
   const rm_limits_t *lim = &job->limits;
   if (man && man->n_nodes > lim->max_nodes) {
-    snprintf(text, cap, "pipeline has %zu nodes, above the limit of %u", man->n_nodes,
-             lim->max_nodes);
-    return "nodes";
+    return rm_error_set(err, RM_ELIMIT, NULL, "nodes",
+                        "pipeline has %zu nodes, above the limit of %u", man->n_nodes,
+                        lim->max_nodes);
   }
   if (man && man->n_connections > lim->max_connections) {
-    snprintf(text, cap, "pipeline has %zu connections, above the limit of %u", man->n_connections,
-             lim->max_connections);
-    return "connections";
+    return rm_error_set(err, RM_ELIMIT, NULL, "connections",
+                        "pipeline has %zu connections, above the limit of %u", man->n_connections,
+                        lim->max_connections);
   }
   if (req->n_inputs > lim->max_nodes) {
-    snprintf(text, cap, "the request has %zu inputs, above the limit of %u", req->n_inputs,
-             lim->max_nodes);
-    return "inputs";
+    return rm_error_set(err, RM_ELIMIT, NULL, "inputs",
+                        "the request has %zu inputs, above the limit of %u", req->n_inputs,
+                        lim->max_nodes);
   }
   if (req->n_output_nodes > lim->max_nodes) {
-    snprintf(text, cap, "the request names %zu output_nodes, above the limit of %u",
-             req->n_output_nodes, lim->max_nodes);
-    return "output_nodes";
+    return rm_error_set(err, RM_ELIMIT, NULL, "output_nodes",
+                        "the request names %zu output_nodes, above the limit of %u",
+                        req->n_output_nodes, lim->max_nodes);
   }
   if (params_bytes > MAX_PARAMS_BYTES) {
-    snprintf(text, cap, "node params total %zu bytes, above the limit of %u", params_bytes,
-             MAX_PARAMS_BYTES);
-    return "params";
+    return rm_error_set(err, RM_ELIMIT, NULL, "params",
+                        "node params total %zu bytes, above the limit of %u", params_bytes,
+                        MAX_PARAMS_BYTES);
   }
   if (input_bytes > job->max_input_bytes) {
-    snprintf(text, cap, "the inputs hold %llu bytes, above the limit of %llu",
-             (unsigned long long)input_bytes, (unsigned long long)job->max_input_bytes);
-    return "inputs";
+    return rm_error_set(err, RM_ELIMIT, NULL, "inputs",
+                        "the inputs hold %llu bytes, above the limit of %llu",
+                        (unsigned long long)input_bytes, (unsigned long long)job->max_input_bytes);
   }
-  return NULL;
+  return 0;
 }
 
 /* The server's limits, lowered by the request's own. */
@@ -444,93 +315,97 @@ static void effective_limits(const rm_config_t *cfg, const Remotemedia__V1__Exec
   out->max_connections = out->max_nodes * 16;
 }
 
-/* req without its manifest when manifest_bytes is set: a pipeline this thread compiled from
- * the same bytes runs without them being unpacked again; otherwise they are unpacked here.
- * manifest_bytes are valid only until this returns. */
-static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
-                    const uint8_t *manifest_bytes, size_t manifest_len) {
-  rm_server_t *s = rm_call_server(call);
-  const rm_config_t *cfg = rm_server_config(s);
-  const Remotemedia__V1__ExecutionLimits *lim = req->limits;
-  rm_limits_t limits;
-  effective_limits(cfg, lim, &limits);
-  /* Big requests run on a worker from the start and compile afresh there. */
-  pipeline_cache_t *cache =
-      manifest_bytes && cfg->pipeline_cache && !rm_call_on_worker(call) ? thread_cache() : NULL;
-  limits_key_t key = limits_key(&limits);
-  uint64_t hash = cache ? cache_hash(&key, manifest_bytes, manifest_len) : 0;
-  cache_entry_t *hit = cache ? cache_find(cache, hash, &key, manifest_bytes, manifest_len) : NULL;
-  if (!hit && manifest_bytes) {
-    req->manifest = (Remotemedia__V1__PipelineManifest *)rm_call_unpack(
-        call, &remotemedia__v1__pipeline_manifest__descriptor, manifest_bytes, manifest_len);
-    if (!req->manifest) {
-      rm_call_fail_unpack(call);
-      return;
-    }
-  }
-  const char *name = hit             ? rm_pipeline_name(hit->pipeline)
-                     : req->manifest ? req->manifest->name
-                                     : "";
-  if (name[0])
-    rm_call_set_log_note(call, "pipeline", name);
-  if (!rm_server_exec_acquire(s)) {
-    char text[160];
-    snprintf(
-        text, sizeof text,
-        "the server is already running its limit of %llu pipelines (max-concurrent); retry later",
-        (unsigned long long)cfg->max_concurrent);
-    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL,
-                 "max_concurrent");
-    return;
-  }
-  exec_job_t *job = rm_arena_calloc(rm_call_arena(call), 1, sizeof *job);
-  if (!job) {
-    rm_server_exec_release(s);
-    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL,
-                 NULL);
-    return;
-  }
-  rm_call_ref(call);
-  job->call = call;
-  job->server = s;
-  job->req = req;
-  job->limits = limits;
+/* Limits and deadlines: the server's, lowered by the request's own; the execution time
+ * limit counts from arrival (a big request may have waited for a worker since). 0, or
+ * RM_ETIMEDOUT when the client's deadline has already passed. */
+static int job_limits(exec_job_t *job, const rm_config_t *cfg, rm_error_t *err) {
+  const Remotemedia__V1__ExecutionLimits *lim = job->req->limits;
+  rm_call_t *call = job->call;
   job->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
   job->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
-  /* the execution time limit counts from arrival; a big request may have waited for a
-   * worker since */
   uint64_t now = rm_call_on_worker(call) ? rm_clock_ns() : rm_call_arrival_ns(call);
   uint64_t server_dl = now + job->max_execution_ms * 1000000ull;
   uint64_t client_dl = rm_call_deadline_ns(call);
   job->server_deadline = !client_dl || server_dl < client_dl;
   job->client_deadline_ns = client_dl;
   job->deadline_ns = job->server_deadline ? server_dl : client_dl;
-  if (client_dl && client_dl <= now) {
-    rm_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED,
-                 "the deadline expired before the pipeline started", rm_strerror(RM_ETIMEDOUT),
-                 NULL, NULL);
-    job_finish(job);
-    return;
+  if (client_dl && client_dl <= now)
+    return rm_error_set(err, RM_ETIMEDOUT, NULL, NULL,
+                        "the deadline expired before the pipeline started");
+  return 0;
+}
+
+/* Cache lookup: the pipeline this thread compiled from the same manifest bytes under the
+ * same limits, or NULL. Without a hit, a manifest left out of req (manifest_bytes set) is
+ * unpacked into it. *cache is the thread's cache when this request may use it. 0, or
+ * the unpack failure (answered). */
+static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec_cache_key_t *key,
+                  rm_exec_cache_t **cache, rm_pipeline_t **hit) {
+  const rm_config_t *cfg = rm_server_config(rm_call_server(call));
+  *hit = NULL;
+  /* Big requests run on a worker from the start and compile afresh there. */
+  *cache = key->manifest && cfg->pipeline_cache && !rm_call_on_worker(call)
+               ? rm_exec_cache_this_thread()
+               : NULL;
+  if (*cache)
+    *hit = rm_exec_cache_find(*cache, key);
+  if (!*hit && key->manifest) {
+    req->manifest = (Remotemedia__V1__PipelineManifest *)rm_call_unpack(
+        call, &remotemedia__v1__pipeline_manifest__descriptor, key->manifest, key->manifest_len);
+    if (!req->manifest) {
+      rm_call_fail_unpack(call);
+      return RM_EBADREQUEST;
+    }
   }
-  /* a hit's manifest passed these checks under the same limits when it was compiled */
-  char text[200];
-  const char *field = request_too_big(job, text, sizeof text);
-  if (field) {
-    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, text, "limit_exceeded", NULL, field);
-    job_finish(job);
-    return;
+  const char *name = *hit ? rm_pipeline_name(*hit) : req->manifest ? req->manifest->name : "";
+  if (name[0])
+    rm_call_set_log_note(call, "pipeline", name);
+  return 0;
+}
+
+/* A job for the call in its arena, holding an execution slot and a reference on the call.
+ * NULL when the server runs its limit of pipelines or memory is short (answered). */
+static exec_job_t *job_new(rm_call_t *call, const Remotemedia__V1__ExecuteRequest *req,
+                           const rm_limits_t *limits) {
+  rm_server_t *s = rm_call_server(call);
+  rm_error_t err;
+  if (!rm_server_exec_acquire(s)) {
+    rm_error_set(
+        &err, RM_ELIMIT, NULL, "max_concurrent",
+        "the server is already running its limit of %llu pipelines (max-concurrent); retry later",
+        (unsigned long long)rm_server_config(s)->max_concurrent);
+    rm_call_fail(call, &err);
+    return NULL;
   }
+  exec_job_t *job = rm_arena_calloc(rm_call_arena(call), 1, sizeof *job);
+  if (!job) {
+    rm_server_exec_release(s);
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_call_fail(call, &err);
+    return NULL;
+  }
+  rm_call_ref(call);
+  job->call = call;
+  job->server = s;
+  job->req = req;
+  job->limits = *limits;
+  return job;
+}
+
+/* Routing: a cached pipeline runs here; a big request is already on a worker; light
+ * pipelines over small requests run right here (a hand-off to a worker would cost more
+ * than they do); anything that may take long runs on a worker, so this polling thread
+ * keeps serving other calls. Owns job. */
+static void route(exec_job_t *job, rm_pipeline_t *hit, rm_exec_cache_t *cache,
+                  const rm_exec_cache_key_t *key) {
   if (hit) {
-    job->pipeline = hit->pipeline;
+    job->pipeline = hit;
     job->cached = 1;
     rm_pipeline_reset_metrics(job->pipeline);
     run_job(job);
     return;
   }
-  /* Light pipelines over small requests run right here: a hand-off to a worker would cost
-   * more than they do. Anything that may take long runs on a worker, so this polling
-   * thread keeps serving other calls. */
-  if (rm_call_on_worker(call)) { /* a big request: already off the polling thread */
+  if (rm_call_on_worker(job->call)) {
     run_job(job);
     return;
   }
@@ -543,8 +418,36 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
     return;
   }
   if (cache && rm_pipeline_is_reusable(job->pipeline))
-    job->cached = cache_put(cache, hash, &key, manifest_bytes, manifest_len, job->pipeline);
+    job->cached = rm_exec_cache_put(cache, key, job->pipeline) == 0;
   run_job(job);
+}
+
+/* req without its manifest when manifest_bytes is set: a pipeline this thread compiled from
+ * the same bytes runs without them being unpacked again; otherwise they are unpacked here.
+ * manifest_bytes are valid only until this returns. */
+static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
+                    const uint8_t *manifest_bytes, size_t manifest_len) {
+  const rm_config_t *cfg = rm_server_config(rm_call_server(call));
+  rm_limits_t limits;
+  effective_limits(cfg, req->limits, &limits);
+  rm_exec_cache_key_t key = {.manifest = manifest_bytes, .manifest_len = manifest_len};
+  if (manifest_bytes && cfg->pipeline_cache && !rm_call_on_worker(call))
+    rm_exec_cache_key_init(&key, &limits, manifest_bytes, manifest_len);
+  rm_exec_cache_t *cache;
+  rm_pipeline_t *hit;
+  if (lookup(call, req, &key, &cache, &hit))
+    return;
+  exec_job_t *job = job_new(call, req, &limits);
+  if (!job)
+    return;
+  rm_error_t err;
+  /* a hit's manifest passed the size checks under the same limits when it was compiled */
+  if (job_limits(job, cfg, &err) || check_request_size(job, &err)) {
+    rm_call_fail(call, &err);
+    job_finish(job);
+    return;
+  }
+  route(job, hit, cache, &key);
 }
 
 #define MANIFEST_FIELD 1 /* ExecuteRequest.manifest */
@@ -563,8 +466,9 @@ static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
     } else {
       uint8_t *joined = rm_arena_alloc(rm_call_arena(call), rest_len ? rest_len : 1);
       if (!joined) {
-        rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL,
-                     NULL);
+        rm_error_t err;
+        rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+        rm_call_fail(call, &err);
         return;
       }
       memcpy(joined, data, field.offset);
@@ -588,34 +492,29 @@ static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
 static void list_node_types(rm_call_t *call, const ProtobufCMessage *msg) {
   (void)msg;
   Remotemedia__V1__ListNodeTypesResponse *resp = rm_registry_describe();
-  if (resp)
+  if (resp) {
     rm_call_reply(call, &resp->base);
-  else
-    rm_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", "out_of_memory", NULL,
-                 NULL);
+  } else {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_call_fail(call, &err);
+  }
   rm_registry_describe_free(resp);
 }
 
 /* ---------------------------------------------------------------- GetVersion */
 
-static char *services[] = {"remotemedia.v1.PipelineService", "grpc.health.v1.Health",
-                           "grpc.reflection.v1.ServerReflection",
-                           "grpc.reflection.v1alpha.ServerReflection"};
-
 static void get_version(rm_call_t *call, const ProtobufCMessage *msg) {
   (void)msg;
+  size_t n;
+  const char *const *services = rm_server_services(rm_call_server(call), &n);
   Remotemedia__V1__GetVersionResponse resp = REMOTEMEDIA__V1__GET_VERSION_RESPONSE__INIT;
   resp.protocol_version = PROTOCOL_VERSION;
   resp.server_version = RM_VERSION;
   resp.grpc_core_version = (char *)grpc_version_string();
-  resp.services = services;
-  resp.n_services = sizeof services / sizeof services[0];
+  resp.services = (char **)services;
+  resp.n_services = n;
   rm_call_reply(call, &resp.base);
-}
-
-const char *const *rm_pipeline_service_names(size_t *n) {
-  *n = sizeof services / sizeof services[0];
-  return (const char *const *)services;
 }
 
 void rm_pipeline_service_methods(rm_method_t *out) {

@@ -10,8 +10,5 @@
 
 /* Fills out[0..RM_PIPELINE_SERVICE_METHODS) with the service's method rows. */
 void rm_pipeline_service_methods(rm_method_t *out);
-/* Fully-qualified names of every service this server answers (for GetVersion and
- * reflection's list_services). */
-const char *const *rm_pipeline_service_names(size_t *n);
 
 #endif

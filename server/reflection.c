@@ -2,14 +2,14 @@
  * descriptor set the build embeds (the two versions share one wire format). */
 #include "reflection.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
-#include "pipeline_service.h"
+#include "bytebuf.h"
 #include "rm/alloc.h"
+#include "status.h"
 
 extern const unsigned char rm_descriptor_set[];
 extern const size_t rm_descriptor_set_size;
@@ -196,43 +196,84 @@ static void collect(size_t f, char *seen, size_t *order, size_t *n) {
 
 /* ---------------------------------------------------------------- answering */
 
-/* Builds the response for one request, packed into a byte buffer. */
-static grpc_byte_buffer *answer(Grpc__Reflection__V1__ServerReflectionRequest *req) {
-  Grpc__Reflection__V1__ServerReflectionResponse resp =
-      GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
-  Grpc__Reflection__V1__FileDescriptorResponse fdr =
-      GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
-  Grpc__Reflection__V1__ListServiceResponse lsr = GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT;
-  Grpc__Reflection__V1__ExtensionNumberResponse enr =
-      GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT;
-  Grpc__Reflection__V1__ErrorResponse er = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT;
+/* One response being built: the parts it points to live here, on the answering stack. */
+typedef struct reply {
+  Grpc__Reflection__V1__ServerReflectionResponse resp;
+  Grpc__Reflection__V1__FileDescriptorResponse fdr;
+  Grpc__Reflection__V1__ListServiceResponse lsr;
+  Grpc__Reflection__V1__ExtensionNumberResponse enr;
+  Grpc__Reflection__V1__ErrorResponse er;
   Grpc__Reflection__V1__ServiceResponse svc[8];
   Grpc__Reflection__V1__ServiceResponse *svc_ptrs[8];
   ProtobufCBinaryData blobs[64];
+  char text[400];
+} reply_t;
+
+static void list_services(reply_t *r, const rm_server_t *server) {
+  size_t n;
+  const char *const *names = rm_server_services(server, &n);
+  for (size_t i = 0; i < n && i < 8; i++) {
+    grpc__reflection__v1__service_response__init(&r->svc[i]);
+    r->svc[i].name = (char *)names[i];
+    r->svc_ptrs[i] = &r->svc[i];
+  }
+  r->lsr.n_service = n < 8 ? n : 8;
+  r->lsr.service = r->svc_ptrs;
+  r->resp.message_response_case =
+      GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
+  r->resp.list_services_response = &r->lsr;
+}
+
+/* File f and every file it depends on. */
+static void file_descriptors(reply_t *r, size_t f) {
   char seen[64] = {0};
   size_t order[64], n_order = 0;
-  char text[300];
-  resp.valid_host = req->host;
-  resp.original_request = req;
-  long file = -1;
-  const char *what = NULL;
-
-  switch (req->message_request_case) {
-  case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES: {
-    size_t n;
-    const char *const *names = rm_pipeline_service_names(&n);
-    for (size_t i = 0; i < n && i < 8; i++) {
-      grpc__reflection__v1__service_response__init(&svc[i]);
-      svc[i].name = (char *)names[i];
-      svc_ptrs[i] = &svc[i];
-    }
-    lsr.n_service = n < 8 ? n : 8;
-    lsr.service = svc_ptrs;
-    resp.message_response_case =
-        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
-    resp.list_services_response = &lsr;
-    break;
+  collect(f, seen, order, &n_order);
+  for (size_t i = 0; i < n_order; i++) {
+    r->blobs[i].data = (uint8_t *)files[order[i]].raw;
+    r->blobs[i].len = files[order[i]].len;
   }
+  r->fdr.file_descriptor_proto = r->blobs;
+  r->fdr.n_file_descriptor_proto = n_order;
+  r->resp.message_response_case =
+      GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
+  r->resp.file_descriptor_response = &r->fdr;
+}
+
+/* An error answered inside the stream (the stream itself goes on). */
+static void error_response(reply_t *r, int code, const char *message) {
+  r->er.error_code = rm_status_from_error(code);
+  r->er.error_message = (char *)message;
+  r->resp.message_response_case =
+      GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
+  r->resp.error_response = &r->er;
+}
+
+/* The answer to an extension-numbers request (none of our messages has extensions), or 0
+ * when the type is unknown. */
+static int extension_numbers(reply_t *r, const char *type) {
+  const symbol_t *s = find_symbol(type);
+  if (!s || !s->is_message)
+    return 0;
+  r->enr.base_type_name = (char *)type;
+  r->resp.message_response_case =
+      GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
+  r->resp.all_extension_numbers_response = &r->enr;
+  return 1;
+}
+
+/* Fills r->resp for one request. */
+static void answer(reply_t *r, const rm_server_t *server,
+                   Grpc__Reflection__V1__ServerReflectionRequest *req) {
+  char what_text[300];
+  const char *what = NULL;
+  long file = -1;
+  r->resp.valid_host = req->host;
+  r->resp.original_request = req;
+  switch (req->message_request_case) {
+  case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
+    list_services(r, server);
+    return;
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
     file = find_file(req->file_by_filename);
     what = req->file_by_filename;
@@ -243,192 +284,93 @@ static grpc_byte_buffer *answer(Grpc__Reflection__V1__ServerReflectionRequest *r
     what = req->file_containing_symbol;
     break;
   }
-  case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE: {
-    const symbol_t *s = find_symbol(req->all_extension_numbers_of_type);
-    if (s && s->is_message) { /* none of our messages has extensions */
-      enr.base_type_name = req->all_extension_numbers_of_type;
-      resp.message_response_case =
-          GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
-      resp.all_extension_numbers_response = &enr;
-    } else {
-      what = req->all_extension_numbers_of_type;
-    }
+  case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+    if (extension_numbers(r, req->all_extension_numbers_of_type))
+      return;
+    what = req->all_extension_numbers_of_type;
     break;
-  }
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
-    snprintf(text, sizeof text, "extension %d of %.200s",
+    snprintf(what_text, sizeof what_text, "extension %d of %.200s",
              req->file_containing_extension->extension_number,
              req->file_containing_extension->containing_type);
-    what = text;
+    what = what_text;
     break;
-  default:
-    er.error_code = GRPC_STATUS_INVALID_ARGUMENT;
-    er.error_message = "the request sets no message_request";
-    resp.message_response_case =
-        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
-    resp.error_response = &er;
-    break;
+  default: error_response(r, RM_EBADREQUEST, "the request sets no message_request"); return;
   }
   if (file >= 0 && n_files <= 64) {
-    collect((size_t)file, seen, order, &n_order);
-    for (size_t i = 0; i < n_order; i++) {
-      blobs[i].data = (uint8_t *)files[order[i]].raw;
-      blobs[i].len = files[order[i]].len;
-    }
-    fdr.file_descriptor_proto = blobs;
-    fdr.n_file_descriptor_proto = n_order;
-    resp.message_response_case =
-        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
-    resp.file_descriptor_response = &fdr;
-  } else if (resp.message_response_case ==
-             GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE__NOT_SET) {
-    char msg[400];
-    snprintf(msg, sizeof msg, "%.300s not found", what ? what : "?");
-    er.error_code = GRPC_STATUS_NOT_FOUND;
-    er.error_message = msg;
-    resp.message_response_case =
-        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
-    resp.error_response = &er;
-    return rm_pack(&resp.base);
-  }
-  return rm_pack(&resp.base);
-}
-
-/* ---------------------------------------------------------------- the stream */
-
-typedef struct refl {
-  rm_tag_t close_tag;
-  rm_tag_t io_tag;
-  atomic_int refs; /* close batch + the one read/write/status op in flight */
-  rm_server_t *s;
-  grpc_call *call;
-  grpc_byte_buffer *in, *out;
-  int close_cancelled;
-  enum { READING, WRITING, FINISHING } state;
-  grpc_slice details;
-} refl_t;
-
-static void refl_unref(refl_t *r) {
-  if (atomic_fetch_sub(&r->refs, 1) != 1)
-    return;
-  if (r->in)
-    grpc_byte_buffer_destroy(r->in);
-  if (r->out)
-    grpc_byte_buffer_destroy(r->out);
-  grpc_slice_unref(r->details);
-  rm_server_t *s = r->s;
-  grpc_call_unref(r->call);
-  rm_free(r);
-  rm_server_release(s);
-}
-
-static void on_refl_close(rm_tag_t *tag, int ok) {
-  (void)ok;
-  refl_unref(RM_TAG_OWNER(tag, refl_t, close_tag));
-}
-
-static int start_read(refl_t *r, int with_md) {
-  grpc_op ops[2];
-  memset(ops, 0, sizeof ops);
-  size_t n = 0;
-  if (with_md)
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[n].op = GRPC_OP_RECV_MESSAGE;
-  ops[n].data.recv_message.recv_message = &r->in;
-  n++;
-  r->state = READING;
-  return grpc_call_start_batch(r->call, ops, n, &r->io_tag, NULL) == GRPC_CALL_OK ? 0 : -1;
-}
-
-static int finish(refl_t *r, grpc_status_code code, const char *msg) {
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  op.data.send_status_from_server.status = code;
-  grpc_slice_unref(r->details);
-  r->details = grpc_slice_from_copied_string(msg);
-  op.data.send_status_from_server.status_details = &r->details;
-  r->state = FINISHING;
-  return grpc_call_start_batch(r->call, &op, 1, &r->io_tag, NULL) == GRPC_CALL_OK ? 0 : -1;
-}
-
-static void on_refl_io(rm_tag_t *tag, int ok) {
-  refl_t *r = RM_TAG_OWNER(tag, refl_t, io_tag);
-  int rc = -1;
-  if (r->state == FINISHING || !ok) {
-    refl_unref(r);
+    file_descriptors(r, (size_t)file);
     return;
   }
-  if (r->state == WRITING) {
-    grpc_byte_buffer_destroy(r->out);
-    r->out = NULL;
-    rc = start_read(r, 0);
-  } else if (!r->in) { /* the client half-closed: done */
-    rc = finish(r, GRPC_STATUS_OK, "");
-  } else {
-    Grpc__Reflection__V1__ServerReflectionRequest *req =
-        (Grpc__Reflection__V1__ServerReflectionRequest *)rm_unpack(
-            &grpc__reflection__v1__server_reflection_request__descriptor, r->in);
-    grpc_byte_buffer_destroy(r->in);
-    r->in = NULL;
-    if (!req) {
-      rc = finish(r, GRPC_STATUS_INVALID_ARGUMENT,
-                  "the request is not a valid ServerReflectionRequest");
-    } else {
-      r->out = answer(req);
-      rm_unpack_free(&req->base);
-      if (!r->out) { /* out of memory: end the stream with a status */
-        rc = finish(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        if (rc)
-          refl_unref(r);
-        return;
-      }
-      grpc_op op;
-      memset(&op, 0, sizeof op);
-      op.op = GRPC_OP_SEND_MESSAGE;
-      op.data.send_message.send_message = r->out;
-      r->state = WRITING;
-      rc = grpc_call_start_batch(r->call, &op, 1, &r->io_tag, NULL) == GRPC_CALL_OK ? 0 : -1;
-    }
-  }
-  if (rc)
-    refl_unref(r);
+  snprintf(r->text, sizeof r->text, "%.300s not found", what ? what : "?");
+  error_response(r, RM_ENOTFOUND, r->text);
 }
 
-static void refl_start(rm_server_t *s, grpc_call *call, grpc_byte_buffer *payload, void *cq) {
-  (void)cq;
-  if (payload)
-    grpc_byte_buffer_destroy(payload);
-  refl_t *r = rm_calloc(1, sizeof *r);
-  if (!r) {
-    grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-    grpc_call_unref(call);
-    rm_server_release(s);
+/* ---------------------------------------------------------------- the stream
+ *
+ * One request read, one response written, until the client half-closes; the handler's
+ * reference on the call ends with the status (rm_call_finish) or when a read or write finds
+ * the call gone (rm_call_unref). */
+
+static void on_request(rm_call_t *call, int rc, const uint8_t *data, size_t len, void *arg);
+
+static void on_written(rm_call_t *call, int ok, void *arg) {
+  (void)arg;
+  if (!ok || rm_call_read(call, on_request, NULL))
+    rm_call_unref(call);
+}
+
+static void finish(rm_call_t *call, int code, const char *message) {
+  rm_error_t err;
+  rm_error_set(&err, code, NULL, NULL, "%s", message);
+  rm_call_finish(call, &err);
+}
+
+static void on_request(rm_call_t *call, int rc, const uint8_t *data, size_t len, void *arg) {
+  (void)arg;
+  if (rc == RM_CALL_END) { /* the client half-closed: done */
+    rm_call_finish(call, NULL);
     return;
   }
-  r->s = s;
-  r->call = call;
-  r->details = grpc_empty_slice();
-  r->close_tag.fn = on_refl_close;
-  r->io_tag.fn = on_refl_io;
-  atomic_init(&r->refs, 2);
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  op.data.recv_close_on_server.cancelled = &r->close_cancelled;
-  if (grpc_call_start_batch(call, &op, 1, &r->close_tag, NULL) != GRPC_CALL_OK)
-    atomic_fetch_sub(&r->refs, 1);
-  if (start_read(r, 1))
-    refl_unref(r);
+  if (rc < 0 && rc != RM_EBADREQUEST) { /* the call is gone */
+    rm_call_unref(call);
+    return;
+  }
+  Grpc__Reflection__V1__ServerReflectionRequest *req =
+      rc ? NULL
+         : (Grpc__Reflection__V1__ServerReflectionRequest *)rm_bytebuf_unpack(
+               &grpc__reflection__v1__server_reflection_request__descriptor, data, len);
+  if (!req) {
+    finish(call, RM_EBADREQUEST, "the request is not a valid ServerReflectionRequest");
+    return;
+  }
+  reply_t r;
+  grpc__reflection__v1__server_reflection_response__init(&r.resp);
+  grpc__reflection__v1__file_descriptor_response__init(&r.fdr);
+  grpc__reflection__v1__list_service_response__init(&r.lsr);
+  grpc__reflection__v1__extension_number_response__init(&r.enr);
+  grpc__reflection__v1__error_response__init(&r.er);
+  answer(&r, rm_call_server(call), req);
+  rc = rm_call_write(call, &r.resp.base, on_written, NULL);
+  rm_bytebuf_unpack_free(&req->base);
+  if (rc == RM_ENOMEM) /* end the stream with a status */
+    finish(call, RM_ENOMEM, "out of memory");
+  else if (rc)
+    rm_call_unref(call);
+}
+
+static void reflect(rm_call_t *call, const ProtobufCMessage *req) {
+  (void)req; /* bidirectional: the requests are read one by one */
+  if (rm_call_read(call, on_request, NULL))
+    rm_call_unref(call);
 }
 
 void rm_reflection_methods(rm_method_t *out) {
   out[0] = (rm_method_t){.path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-                         .kind = RM_RPC_STREAM,
+                         .kind = RM_RPC_BIDI_STREAM,
                          .needs_auth = 1,
-                         .start = refl_start};
+                         .handle = reflect};
   out[1] = (rm_method_t){.path = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                         .kind = RM_RPC_STREAM,
+                         .kind = RM_RPC_BIDI_STREAM,
                          .needs_auth = 1,
-                         .start = refl_start};
+                         .handle = reflect};
 }

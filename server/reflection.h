@@ -9,6 +9,8 @@
 /* Indexes the embedded descriptor set. 0, or -1 if it is malformed or memory ran out.
  * Call once before the server starts; rm_reflection_cleanup after it stopped. */
 int rm_reflection_init(void);
+/* Frees the index; also after a failed rm_reflection_init (frees what it built) or none
+ * (a no-op). Main thread. */
 void rm_reflection_cleanup(void);
 void rm_reflection_methods(rm_method_t *out);
 

@@ -1,8 +1,11 @@
-/* status.h - the one place engine error codes become gRPC statuses. */
+/* status.h - the one place a failure (an rm_error_t) becomes a gRPC status, its message
+ * and its trailers. */
 #ifndef RM_SERVER_STATUS_H
 #define RM_SERVER_STATUS_H
 
+#include <grpc/grpc.h>
 #include <grpc/status.h>
+#include <stddef.h>
 
 #include "rm/error.h"
 
@@ -14,11 +17,41 @@ typedef enum rm_status_errcode {
   RM_EUNIMPLEMENTED = -102,   /* no such method */
   RM_EUNKNOWNSERVICE = -103,  /* a health check names a service the server does not run */
   RM_EBADREQUEST = -104,      /* the request message is missing or does not parse */
+  RM_ENOTFOUND = -105,        /* a reflection request names a file or symbol we do not have */
 } rm_status_errcode_t;
 
-/* INVALID_ARGUMENT for manifest, params, input and node-data errors; NOT_FOUND for an unknown
- * node type; RESOURCE_EXHAUSTED for limits and memory; DEADLINE_EXCEEDED; CANCELLED;
- * INTERNAL for bugs (and unknown codes). */
+/* Trailers one failure carries at most: rm-error-kind, rm-failing-node, rm-field. */
+#define RM_STATUS_TRAILERS_MAX 3
+
+/* The status of an rm_errcode_t or transport code: INVALID_ARGUMENT for manifest, params,
+ * input and node-data errors and bad requests; NOT_FOUND for an unknown node type, service,
+ * file or symbol; RESOURCE_EXHAUSTED for limits and memory; DEADLINE_EXCEEDED; CANCELLED;
+ * UNAUTHENTICATED; UNAVAILABLE; UNIMPLEMENTED; OK for 0; INTERNAL for bugs and any other
+ * value. Any thread. */
 grpc_status_code rm_status_from_error(int code);
+
+/* The error kind sent as the rm-error-kind trailer: rm_strerror() for engine codes, the
+ * transport's own names for the transport codes ("unauthenticated", "invalid_request",
+ * ...), "unknown_error" for any other value. Never NULL; static storage. Any thread. */
+const char *rm_status_kind(int code);
+
+/* The code a failure is answered with: err->code, or RM_EINTERNAL when the failure was
+ * not described (code 0): a failure is never answered OK. */
+int rm_status_code_of(const rm_error_t *err);
+
+/* The status message for a failure: err->message, or "internal error" when the failure
+ * was not described. Points into err or static storage. */
+const char *rm_status_message_of(const rm_error_t *err);
+
+/* Fills out[0..RM_STATUS_TRAILERS_MAX) with err's trailers (kind, failing node, field;
+ * each only when non-empty) and returns how many. The values are copied slices the caller
+ * unrefs (keys are static). Any thread. */
+size_t rm_status_trailers(const rm_error_t *err, grpc_metadata *out);
+
+/* Non-zero for the status of a bug (INTERNAL): such calls are logged as errors. */
+int rm_status_is_bug(grpc_status_code code);
+
+/* "OK", "CANCELLED", ... "UNAUTHENTICATED"; "UNKNOWN" outside 0-16. Static storage. */
+const char *rm_status_name(grpc_status_code code);
 
 #endif

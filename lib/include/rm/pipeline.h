@@ -22,16 +22,23 @@
 extern "C" {
 #endif
 
-/* 0 means unlimited. */
-/* (server/pipeline_service.c keys compiled pipelines by these fields: add new ones to its
- * limits_key too.) */
+/* The run's limits; 0 means unlimited. Every field is listed once here, as
+ * X(type, name): the struct below and the server's compiled-pipeline cache key are both
+ * built from this list, so a new limit cannot be left out of the key. Widest fields first:
+ * the struct has no padding, and a unit test (test_exec_cache) checks that its size is the
+ * sum of the listed fields' (a field added to the struct outside the list fails it). */
+#define RM_LIMITS_FIELDS(X)                                                                        \
+  X(uint64_t, max_audio_samples) /* per audio buffer (frames * channels), inputs, emitted */       \
+  X(uint64_t, max_buffer_bytes)  /* per buffer, inputs and emitted */                              \
+  X(uint64_t, max_items)         /* buffers emitted by all nodes in one run */                     \
+  X(uint32_t, max_nodes)         /* nodes in one pipeline */                                       \
+  X(uint32_t, max_connections)   /* edges in one pipeline */
+
+#define RM_LIMITS_MEMBER_(type, name) type name;
 typedef struct rm_limits {
-  uint32_t max_nodes;         /* nodes in one pipeline */
-  uint64_t max_audio_samples; /* per audio buffer (frames * channels), inputs and emitted */
-  uint64_t max_buffer_bytes;  /* per buffer, inputs and emitted */
-  uint64_t max_items;         /* buffers emitted by all nodes in one run */
-  uint32_t max_connections;   /* edges in one pipeline */
+  RM_LIMITS_FIELDS(RM_LIMITS_MEMBER_)
 } rm_limits_t;
+#undef RM_LIMITS_MEMBER_
 
 typedef struct rm_pipeline rm_pipeline_t;
 

@@ -1,0 +1,38 @@
+/* bytebuf.h - protobuf-c messages to and from gRPC byte buffers. */
+#ifndef RM_SERVER_BYTEBUF_H
+#define RM_SERVER_BYTEBUF_H
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Packs msg, whose packed size is len, into a new one-slice byte buffer. NULL on OOM.
+ * The caller destroys it (grpc_byte_buffer_destroy). Any thread. */
+grpc_byte_buffer *rm_bytebuf_pack_sized(const ProtobufCMessage *msg, size_t len);
+/* rm_bytebuf_pack_sized with the message's own packed size. */
+grpc_byte_buffer *rm_bytebuf_pack(const ProtobufCMessage *msg);
+
+/* Unpacks bytes with rm_malloc: NULL when they are not a valid message or memory ran out.
+ * Free with rm_bytebuf_unpack_free. Any thread. */
+ProtobufCMessage *rm_bytebuf_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                    size_t len);
+/* Frees what rm_bytebuf_unpack returned; NULL is a no-op. */
+void rm_bytebuf_unpack_free(ProtobufCMessage *msg);
+
+/* A received message's bytes in one piece: its only slice as it is (the usual case, no
+ * copy), or its slices copied together. */
+typedef struct rm_bytebuf_view {
+  grpc_byte_buffer_reader reader;
+  grpc_slice all;
+  const uint8_t *data;
+  size_t len;
+} rm_bytebuf_view_t;
+
+/* Views bb, which must outlive the view. 0, or -1 when the buffer cannot be read (a
+ * compressed body that does not inflate); rm_bytebuf_view_destroy is needed only after 0. */
+int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb);
+void rm_bytebuf_view_destroy(rm_bytebuf_view_t *v);
+
+#endif

@@ -1,0 +1,629 @@
+/* call.c - one RPC on the server: set-up, arena, reference count, the unary answer and the
+ * streaming read/write/finish batches. */
+#include "call.h"
+
+#include <grpc/support/alloc.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bytebuf.h"
+#include "log.h"
+#include "rm/alloc.h"
+#include "rm/clock.h"
+#include "server_int.h"
+#include "status.h"
+
+/* Sanitizer and valgrind builds keep none (RM_SPARE_CALLS=0): a reused call would hide a use
+ * after free from them. */
+#ifndef RM_SPARE_CALLS
+#define RM_SPARE_CALLS 64
+#endif
+
+#define CALL_ARENA_INLINE 3072
+
+/* What only a streaming call needs; in its arena, so a unary call pays one NULL pointer. */
+typedef struct call_stream {
+  rm_call_t *call;
+  rm_tag_t read_tag;
+  rm_tag_t write_tag;
+  grpc_byte_buffer *in, *out;
+  rm_call_read_fn read_fn;
+  void *read_arg;
+  rm_call_written_fn write_fn;
+  void *write_arg;
+  void (*close_fn)(rm_call_t *call, void *arg);
+  void *close_arg;
+  atomic_int md_sent; /* initial metadata went out with an earlier batch */
+} call_stream_t;
+
+struct rm_call {
+  rm_tag_t close_tag;
+  rm_tag_t send_tag;
+  atomic_int refs;
+  rm_server_t *s;
+  const rm_config_t *cfg;
+  rm__queue_t *home;     /* the queue that received it */
+  rm_call_t *next_spare; /* in home->spare once finished */
+  rm_method_t *method;
+  char *unregistered_path; /* for logs of unknown methods */
+  grpc_call *call;
+  grpc_metadata_array md;
+  grpc_byte_buffer *payload;
+  size_t request_bytes;
+  ProtobufCMessage *request;
+  call_stream_t *stream; /* NULL for unary calls */
+  size_t unpack_left;    /* of the unpack budget */
+  int unpack_exceeded;
+  uint64_t deadline_ns;
+  atomic_int cancelled; /* read by a worker running the pipeline */
+  int close_cancelled;
+  int close_started; /* RECV_CLOSE_ON_SERVER posted on its own (cancellation is watched) */
+  int combined;      /* the close op rides in the send batch: on_sent drops both refs */
+  int on_worker;     /* handled on a worker thread from the start */
+  int unary;         /* counted by rm__server_unary_begin */
+  int replied;
+  uint64_t t_start;
+  /* reply, kept alive until the send batch completes */
+  grpc_byte_buffer *response;
+  grpc_status_code code;
+  grpc_slice details;
+  grpc_metadata trailers[RM_STATUS_TRAILERS_MAX];
+  size_t n_trailers;
+  char kind[32];
+  char note_key[24];
+  char *note_value; /* in the arena */
+  char *error_text;
+  rm_arena_t arena; /* the request message and whatever handlers need until the end */
+  /* must stay last: not zeroed at creation */
+  alignas(max_align_t) char arena_inline[CALL_ARENA_INLINE];
+};
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/* A call object for a request arriving on q: a spare one when there is. Polling thread of q. */
+static rm_call_t *call_new(rm__queue_t *q) {
+  rm_call_t *c = q->spare;
+  if (!c)
+    return rm_malloc(sizeof *c);
+  q->spare = c->next_spare;
+  q->n_spare--;
+  return c;
+}
+
+/* Keeps a finished call for its queue's next request, or frees it. */
+static void call_recycle(rm_call_t *c) {
+#if RM_SPARE_CALLS > 0
+  rm__queue_t *q = c->home;
+  if (rm__this_queue == q && q->n_spare < RM_SPARE_CALLS) {
+    c->next_spare = q->spare;
+    q->spare = c;
+    q->n_spare++;
+    return;
+  }
+#endif
+  rm_free(c);
+}
+
+void rm__call_free_spares(rm__queue_t *q) {
+  while (q->spare) {
+    rm_call_t *c = q->spare;
+    q->spare = c->next_spare;
+    rm_free(c);
+  }
+  q->n_spare = 0;
+}
+
+static void call_unref(rm_call_t *c) {
+  if (atomic_fetch_sub(&c->refs, 1) != 1)
+    return;
+  rm_server_t *s = c->s;
+  int unary = c->unary;
+  /* c->request and c->stream live in the arena */
+  if (c->payload)
+    grpc_byte_buffer_destroy(c->payload);
+  if (c->response)
+    grpc_byte_buffer_destroy(c->response);
+  grpc_slice_unref(c->details);
+  for (size_t i = 0; i < c->n_trailers; i++) {
+    grpc_slice_unref(c->trailers[i].key);
+    grpc_slice_unref(c->trailers[i].value);
+  }
+  grpc_metadata_array_destroy(&c->md);
+  grpc_call_unref(c->call);
+  rm_free(c->error_text);
+  rm_free(c->unregistered_path);
+  rm_arena_destroy(&c->arena);
+  call_recycle(c);
+  if (unary)
+    rm__server_unary_end(s);
+  rm__server_release(s);
+}
+
+void rm_call_ref(rm_call_t *c) { atomic_fetch_add(&c->refs, 1); }
+void rm_call_unref(rm_call_t *c) { call_unref(c); }
+
+static void on_close(rm_tag_t *tag, int ok) {
+  rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, close_tag);
+  (void)ok;
+  if (c->close_cancelled)
+    atomic_store(&c->cancelled, 1);
+  if (c->stream && c->stream->close_fn)
+    c->stream->close_fn(c, c->stream->close_arg);
+  call_unref(c);
+}
+
+void rm_call_watch_cancel(rm_call_t *c) {
+  if (c->close_started || c->replied)
+    return;
+  c->close_started = 1;
+  c->close_tag.fn = on_close;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  if (grpc_call_start_batch(c->call, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
+    call_unref(c);
+}
+
+/* ---------------------------------------------------------------- the status */
+
+static void log_call(rm_call_t *c) {
+  if (RM_LOG_INFO < rm_log_threshold)
+    return;
+  rm_log_level_t level = rm_status_is_bug(c->code) ? RM_LOG_ERROR : RM_LOG_INFO;
+  rm_log_line_t line;
+  uint64_t end = rm_clock_ns();
+  rm_log_line_begin_at(&line, level, "call", end);
+  if (c->method)
+    rm_log_line_plain(&line, "method", c->method->path);
+  else /* the client's own path */
+    rm_log_line_str(&line, "method", c->unregistered_path ? c->unregistered_path : "?");
+  rm_log_line_plain(&line, "status", rm_status_name(c->code));
+  rm_log_line_int(&line, "code", (int)c->code);
+  rm_log_line_us(&line, "duration_us", end - c->t_start);
+  char *peer = grpc_call_get_peer(c->call);
+  rm_log_line_str(&line, "peer", peer);
+  gpr_free(peer);
+  if (c->note_value)
+    rm_log_line_str(&line, c->note_key, c->note_value);
+  if (c->kind[0]) { /* set by failures only */
+    rm_log_line_str(&line, "error_kind", c->kind);
+    if (c->error_text)
+      rm_log_line_str(&line, "error", c->error_text);
+  }
+  if (atomic_load(&c->cancelled))
+    rm_log_line_bool(&line, "client_cancelled", 1);
+  rm_log_line_end(&line);
+}
+
+static void on_sent(rm_tag_t *tag, int ok) {
+  rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, send_tag);
+  (void)ok; /* not ok: the client went away first; nothing more to do */
+  if (c->combined && c->close_cancelled)
+    atomic_store(&c->cancelled, 1);
+  if (!c->stream) /* streams (health watch, reflection) are not logged per call */
+    log_call(c);
+  if (c->combined)
+    call_unref(c);
+  call_unref(c);
+}
+
+/* Non-zero when initial metadata must go with this batch (always for unary calls). */
+static int needs_initial_md(rm_call_t *c) {
+  return !c->stream || !atomic_exchange(&c->stream->md_sent, 1);
+}
+
+static void send_status(rm_call_t *c) {
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (needs_initial_md(c)) {
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
+  }
+  if (c->response) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = c->response;
+    n++;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = c->code;
+  ops[n].data.send_status_from_server.status_details = &c->details;
+  ops[n].data.send_status_from_server.trailing_metadata = c->trailers;
+  ops[n].data.send_status_from_server.trailing_metadata_count = c->n_trailers;
+  n++;
+  if (!c->close_started) {
+    /* Nobody watched for cancellation (the call ran inline on its polling thread, which
+     * could not have noticed one anyway): one batch instead of two. */
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    n++;
+    c->combined = 1;
+  }
+  c->send_tag.fn = on_sent;
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
+  if (e != GRPC_CALL_OK) {
+    RM_LOG(RM_LOG_ERROR, "send_failed", "{s:s}", "error", grpc_call_error_to_string(e));
+    /* the client must not wait for a status that will never come */
+    grpc_call_cancel_with_status(c->call, rm_status_from_error(RM_EINTERNAL),
+                                 "the response could not be sent", NULL);
+    if (c->combined)
+      call_unref(c);
+    call_unref(c);
+  }
+}
+
+void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
+  if (c->replied++)
+    return;
+  int code = rm_status_code_of(err);
+  const char *message = rm_status_message_of(err);
+  c->code = rm_status_from_error(code);
+  c->details = grpc_slice_from_copied_string(message);
+  c->error_text = rm_strdup(message);
+  snprintf(c->kind, sizeof c->kind, "%s", rm_status_kind(code));
+  c->n_trailers = rm_status_trailers(err, c->trailers);
+  send_status(c);
+}
+
+void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  if (len > c->cfg->max_message_bytes) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ELIMIT, NULL, NULL,
+                 "the response would be %zu bytes, above max-message-bytes %llu", len,
+                 (unsigned long long)c->cfg->max_message_bytes);
+    rm_call_fail(c, &err);
+    return;
+  }
+  if (c->replied++)
+    return;
+  c->response = rm_bytebuf_pack_sized(msg, len);
+  c->code = rm_status_from_error(RM_OK);
+  c->details = grpc_empty_slice();
+  send_status(c);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+uint64_t rm_call_deadline_ns(const rm_call_t *c) { return c->deadline_ns; }
+uint64_t rm_call_arrival_ns(const rm_call_t *c) { return c->t_start; }
+const atomic_int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled; }
+rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
+int rm_call_on_worker(const rm_call_t *c) { return c->on_worker; }
+rm_arena_t *rm_call_arena(rm_call_t *c) { return &c->arena; }
+
+void rm_call_set_log_note(rm_call_t *c, const char *key, const char *value) {
+  if (RM_LOG_INFO < rm_log_threshold)
+    return; /* nobody will read it */
+  size_t k = strlen(key);
+  if (k >= sizeof c->note_key)
+    k = sizeof c->note_key - 1;
+  memcpy(c->note_key, key, k);
+  c->note_key[k] = '\0';
+  c->note_value = NULL;
+  if (value) { /* in the arena: the line is written when the call ends */
+    size_t n = strlen(value) + 1;
+    if ((c->note_value = rm_arena_alloc(&c->arena, n)) != NULL)
+      memcpy(c->note_value, value, n);
+  }
+}
+
+/* ---------------------------------------------------------------- deadlines */
+
+/* rm_clock_ns() minus the core's monotonic clock. Both read CLOCK_MONOTONIC and differ by
+ * the core's fixed epoch, so measuring it once saves two clock reads per call. */
+static int64_t core_clock_offset_ns;
+static pthread_once_t core_clock_once = PTHREAD_ONCE_INIT;
+
+static int64_t timespec_ns(gpr_timespec t) { return t.tv_sec * 1000000000LL + t.tv_nsec; }
+
+static void measure_core_clock_offset(void) {
+  int64_t best_gap = INT64_MAX;
+  for (int i = 0; i < 16; i++) { /* the tightest of a few bracketing pairs */
+    int64_t before = (int64_t)rm_clock_ns();
+    int64_t core = timespec_ns(gpr_now(GPR_CLOCK_MONOTONIC));
+    int64_t after = (int64_t)rm_clock_ns();
+    if (after - before < best_gap) {
+      best_gap = after - before;
+      core_clock_offset_ns = before + (after - before) / 2 - core;
+    }
+  }
+}
+
+void rm__call_clock_init(void) { pthread_once(&core_clock_once, measure_core_clock_offset); }
+
+/* Client deadline (any clock) to an rm_clock_ns() instant; 0 = none. now: rm_clock_ns(). */
+static uint64_t deadline_to_ns(gpr_timespec dl, uint64_t now) {
+  gpr_timespec mono = gpr_convert_clock_type(dl, GPR_CLOCK_MONOTONIC);
+  /* centuries away (a grpc-timeout may say 99999999H) is as good as none, and its
+   * nanoseconds would not fit */
+  if (gpr_time_cmp(mono, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0 ||
+      mono.tv_sec > INT64_MAX / 1000000000 / 2)
+    return 0;
+  int64_t at = timespec_ns(mono) + core_clock_offset_ns;
+  if (at <= (int64_t)now)
+    return now ? now : 1; /* already expired */
+  return (uint64_t)at;
+}
+
+/* ---------------------------------------------------------------- unpacking */
+
+/* Unpacking allocates in the call's arena, within a budget: protobuf-c builds a struct for
+ * every tiny part of a message, so a request of many small parts could otherwise take 20
+ * times its size in memory before any limit looks at it. */
+typedef struct unpack_budget {
+  rm_arena_t *arena;
+  size_t left;
+  int exceeded;
+} unpack_budget_t;
+
+static void *arena_pb_alloc(void *data, size_t size) {
+  unpack_budget_t *b = data;
+  if (size > b->left) {
+    b->exceeded = 1;
+    return NULL;
+  }
+  b->left -= size;
+  return rm_arena_alloc(b->arena, size);
+}
+static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
+
+/* Wire bytes are copied once (payloads), structs cost what the parts need: twice the wire
+ * size and 1 MiB cover every well-formed request within the node limits. */
+#define UNPACK_BUDGET(wire_bytes) (2 * (wire_bytes) + (1u << 20))
+
+ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor *desc,
+                                 const uint8_t *data, size_t len) {
+  unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
+  ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
+  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &arena_alloc, len, data);
+  c->unpack_left = budget.left;
+  c->unpack_exceeded |= budget.exceeded;
+  return msg;
+}
+
+void rm_call_fail_unpack(rm_call_t *c) {
+  rm_error_t err;
+  if (c->unpack_exceeded)
+    rm_error_set(&err, RM_ELIMIT, NULL, NULL,
+                 "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
+                 "many small parts",
+                 c->request_bytes, (size_t)UNPACK_BUDGET(c->request_bytes));
+  else
+    rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "the request is not a valid %s message",
+                 c->method->request->name);
+  rm_call_fail(c, &err);
+}
+
+/* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
+ * The payload leaves the call first: once the handler has answered, the call may be gone
+ * (a worker answering while the polling thread sends). */
+static void unpack_and_handle(rm_call_t *c) {
+  rm_method_t *m = c->method;
+  grpc_byte_buffer *payload = c->payload;
+  c->payload = NULL;
+  c->unpack_left = UNPACK_BUDGET(c->request_bytes);
+  rm_bytebuf_view_t v;
+  if (rm_bytebuf_view_init(&v, payload)) {
+    rm_call_fail_unpack(c);
+  } else {
+    if (m->handle_bytes)
+      m->handle_bytes(c, v.data, v.len);
+    else if ((c->request = rm_call_unpack(c, m->request, v.data, v.len)) != NULL)
+      m->handle(c, c->request);
+    else
+      rm_call_fail_unpack(c);
+    rm_bytebuf_view_destroy(&v);
+  }
+  grpc_byte_buffer_destroy(payload);
+}
+
+static void unpack_and_handle_job(void *arg) { unpack_and_handle(arg); }
+
+/* ---------------------------------------------------------------- set-up */
+
+/* Out of memory before a call object exists: we cannot even answer with trailers; cancel so
+ * the client is not left waiting. */
+static void refuse_without_call(rm__arrival_t *a) {
+  grpc_call_cancel_with_status(a->gcall, rm_status_from_error(RM_ENOMEM), "server out of memory",
+                               NULL);
+  grpc_metadata_array_destroy(&a->md);
+  if (a->payload)
+    grpc_byte_buffer_destroy(a->payload);
+  grpc_call_unref(a->gcall);
+  rm__server_release(a->q->s);
+}
+
+/* Streaming calls: their state, the close batch (cancellation and the close hook) watched
+ * from the start, and the handler's reference. 0 or RM_ENOMEM (answered). */
+static int stream_setup(rm_call_t *c) {
+  call_stream_t *st = rm_arena_calloc(&c->arena, 1, sizeof *st);
+  if (!st) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_call_fail(c, &err);
+    return RM_ENOMEM;
+  }
+  st->call = c;
+  atomic_init(&st->md_sent, 0);
+  c->stream = st;
+  rm__server_unary_end(c->s); /* streams may stay open across a drain: not waited for */
+  c->unary = 0;
+  rm_call_watch_cancel(c);
+  return 0;
+}
+
+/* The request payload of a unary or server-streaming call: missing, big (unpacked on a
+ * worker), or handed over here. */
+static void handle_request(rm_call_t *c) {
+  rm_server_t *s = c->s;
+  rm_method_t *m = c->method;
+  if (!c->payload) {
+    rm_error_t err;
+    rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "%s",
+                 grpc_call_failed_before_recv_message(c->call)
+                     ? "the request message could not be received"
+                     : "the call carried no request message");
+    rm_call_fail(c, &err);
+    return;
+  }
+  /* A big request of the busy method is unpacked on a worker too: unpacking megabytes
+   * here would stall every call queued behind it on this polling thread. */
+  if (m->hot && c->request_bytes > c->cfg->inline_max_bytes) {
+    rm_call_watch_cancel(c);
+    c->on_worker = 1;
+    if (rm_server_offload(s, unpack_and_handle_job, c) == 0)
+      return;
+    c->on_worker = 0;
+    rm_error_t err;
+    rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "the server is shutting down");
+    rm_call_fail(c, &err);
+    return;
+  }
+  unpack_and_handle(c);
+}
+
+void rm__call_start(rm__arrival_t *a, const rm_error_t *reject) {
+  rm_server_t *s = a->q->s;
+  rm_call_t *c = call_new(a->q);
+  if (!c) {
+    refuse_without_call(a);
+    return;
+  }
+  memset(c, 0, offsetof(rm_call_t, arena_inline));
+  rm_arena_init(&c->arena, c->arena_inline, sizeof c->arena_inline);
+  rm__server_unary_begin(s);
+  c->unary = 1;
+  atomic_init(&c->refs, 2); /* the close batch and the send batch (or a stream's handler) */
+  c->s = s;
+  c->cfg = rm_server_config(s);
+  c->home = a->q;
+  c->method = a->m;
+  c->call = a->gcall;
+  c->md = a->md;
+  c->payload = a->payload;
+  c->request_bytes = a->payload ? grpc_byte_buffer_length(a->payload) : 0;
+  c->t_start = rm_clock_ns();
+  c->deadline_ns = deadline_to_ns(a->deadline, c->t_start);
+  c->details = grpc_empty_slice();
+  if (a->unknown)
+    c->unregistered_path = rm_strdup(a->unknown);
+  if (reject) {
+    rm_call_fail(c, reject);
+    return;
+  }
+  if (a->m->kind != RM_RPC_UNARY && stream_setup(c))
+    return;
+  if (a->m->kind == RM_RPC_BIDI_STREAM)
+    a->m->handle(c, NULL);
+  else
+    handle_request(c);
+}
+
+/* ---------------------------------------------------------------- streaming */
+
+static void on_read(rm_tag_t *tag, int ok) {
+  call_stream_t *st = RM_TAG_OWNER(tag, call_stream_t, read_tag);
+  rm_call_t *c = st->call;
+  grpc_byte_buffer *in = st->in;
+  st->in = NULL;
+  rm_bytebuf_view_t v;
+  if (!ok) {
+    st->read_fn(c, RM_ECANCELED, NULL, 0, st->read_arg);
+  } else if (!in) {
+    st->read_fn(c, RM_CALL_END, NULL, 0, st->read_arg);
+  } else if (rm_bytebuf_view_init(&v, in)) {
+    st->read_fn(c, RM_EBADREQUEST, NULL, 0, st->read_arg);
+  } else {
+    st->read_fn(c, 0, v.data, v.len, st->read_arg);
+    rm_bytebuf_view_destroy(&v);
+  }
+  if (in)
+    grpc_byte_buffer_destroy(in);
+  call_unref(c);
+}
+
+int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
+  call_stream_t *st = c->stream;
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (needs_initial_md(c))
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[n].op = GRPC_OP_RECV_MESSAGE;
+  ops[n].data.recv_message.recv_message = &st->in;
+  n++;
+  st->read_fn = fn;
+  st->read_arg = arg;
+  st->read_tag.fn = on_read;
+  rm_call_ref(c);
+  if (grpc_call_start_batch(c->call, ops, n, &st->read_tag, NULL) != GRPC_CALL_OK) {
+    call_unref(c);
+    return RM_ECANCELED;
+  }
+  return 0;
+}
+
+static void on_written(rm_tag_t *tag, int ok) {
+  call_stream_t *st = RM_TAG_OWNER(tag, call_stream_t, write_tag);
+  rm_call_t *c = st->call;
+  grpc_byte_buffer_destroy(st->out);
+  st->out = NULL;
+  if (st->write_fn)
+    st->write_fn(c, ok, st->write_arg);
+  call_unref(c);
+}
+
+int rm_call_write(rm_call_t *c, const ProtobufCMessage *msg, rm_call_written_fn fn, void *arg) {
+  call_stream_t *st = c->stream;
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  if (len > c->cfg->max_message_bytes)
+    return RM_ELIMIT;
+  grpc_byte_buffer *bb = rm_bytebuf_pack_sized(msg, len);
+  if (!bb)
+    return RM_ENOMEM;
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (needs_initial_md(c))
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].data.send_message.send_message = bb;
+  n++;
+  st->out = bb;
+  st->write_fn = fn;
+  st->write_arg = arg;
+  st->write_tag.fn = on_written;
+  rm_call_ref(c);
+  if (grpc_call_start_batch(c->call, ops, n, &st->write_tag, NULL) != GRPC_CALL_OK) {
+    st->out = NULL;
+    grpc_byte_buffer_destroy(bb);
+    call_unref(c);
+    return RM_ECANCELED;
+  }
+  return 0;
+}
+
+void rm_call_finish(rm_call_t *c, const rm_error_t *err) {
+  if (err) {
+    rm_call_fail(c, err);
+    return;
+  }
+  if (c->replied++)
+    return;
+  c->code = rm_status_from_error(RM_OK);
+  c->details = grpc_empty_slice();
+  send_status(c);
+}
+
+void rm_call_cancel(rm_call_t *c, const rm_error_t *err) {
+  grpc_call_cancel_with_status(c->call, rm_status_from_error(rm_status_code_of(err)),
+                               rm_status_message_of(err), NULL);
+}
+
+void rm_call_on_close(rm_call_t *c, void (*fn)(rm_call_t *call, void *arg), void *arg) {
+  c->stream->close_fn = fn;
+  c->stream->close_arg = arg;
+}

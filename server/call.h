@@ -1,0 +1,101 @@
+/* call.h - one RPC on the server: its lifecycle, arena and reference count, the unary
+ * answer (reply or fail) and the streaming API (read, write, finish, cancel). */
+#ifndef RM_SERVER_CALL_H
+#define RM_SERVER_CALL_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rm/arena.h"
+#include "rm/error.h"
+
+typedef struct rm_server rm_server_t;
+typedef struct rm_call rm_call_t;
+
+/* ---- every call ---- */
+
+/* Monotonic deadline of the call in rm_clock_ns() units, 0 when the client set none. */
+uint64_t rm_call_deadline_ns(const rm_call_t *call);
+/* When the call arrived, in rm_clock_ns() units. */
+uint64_t rm_call_arrival_ns(const rm_call_t *call);
+/* Non-zero once the client cancelled or the server is force-stopping. */
+const atomic_int *rm_call_cancel_flag(const rm_call_t *call);
+rm_server_t *rm_call_server(const rm_call_t *call);
+/* Keeps the call (and its arena and request) alive past its answer; any thread. */
+void rm_call_ref(rm_call_t *call);
+/* Drops a reference; the last one frees the call. Any thread. */
+void rm_call_unref(rm_call_t *call);
+
+/* Memory that lives until the call is destroyed (after its status was sent). Use it only
+ * from the thread currently handling the call. */
+rm_arena_t *rm_call_arena(rm_call_t *call);
+/* Extra fields for the call's log line (e.g. the pipeline name); copied. */
+void rm_call_set_log_note(rm_call_t *call, const char *key, const char *value);
+
+/* ---- unary calls: exactly one rm_call_reply() or rm_call_fail() ---- */
+
+/* Packs msg and sends it with status OK; a message above max-message-bytes fails the call
+ * instead (RESOURCE_EXHAUSTED). The message is not retained. Any thread. */
+void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
+/* Sends the status of err (server/status.c: code, message, trailers). err is copied; an
+ * err with code 0 answers INTERNAL. Any thread. Also ends a streaming call. */
+void rm_call_fail(rm_call_t *call, const rm_error_t *err);
+
+/* Starts watching for client cancellation (and deadline expiry) so rm_call_cancel_flag
+ * turns non-zero when it happens. Call it on the polling thread before handing the call to
+ * a worker; calls answered inline skip it and save a batch. Streaming calls are watched
+ * from the start. */
+void rm_call_watch_cancel(rm_call_t *call);
+
+/* Non-zero when the call is being handled on a worker thread (big requests are unpacked
+ * and handled there from the start): handlers need not offload it again. */
+int rm_call_on_worker(const rm_call_t *call);
+
+/* Unpacks wire bytes into the call's arena (the message lives as long as the call), all
+ * unpacks of one call together held to a budget of twice the request's size plus 1 MiB.
+ * NULL when the bytes are not a valid message or the budget is spent: answer with
+ * rm_call_fail_unpack. Thread currently handling the call. */
+ProtobufCMessage *rm_call_unpack(rm_call_t *call, const ProtobufCMessageDescriptor *desc,
+                                 const uint8_t *data, size_t len);
+/* Fails the call after rm_call_unpack returned NULL: RESOURCE_EXHAUSTED when the budget
+ * was spent, else INVALID_ARGUMENT naming the method's request message. */
+void rm_call_fail_unpack(rm_call_t *call);
+
+/* ---- streaming calls (RM_RPC_SERVER_STREAM, RM_RPC_BIDI_STREAM) ----
+ *
+ * The method's handler receives one reference on the call. It ends it with exactly one of:
+ * rm_call_finish (or rm_call_fail), or rm_call_unref once a read or write reported the call
+ * gone or the close hook ran. At most one read and one write may be in flight at a time.
+ * Callbacks run on a polling thread; when a function returns an error its callback never
+ * runs. Initial metadata goes out with the first read, write or status. */
+
+/* rc of a read callback when the client half-closed: no more messages. */
+#define RM_CALL_END 1
+
+/* rc 0: data/len is the next message, valid only during the callback; RM_CALL_END: the
+ * client has no more; negative: the call is gone (cancelled, deadline, shutdown). */
+typedef void (*rm_call_read_fn)(rm_call_t *call, int rc, const uint8_t *data, size_t len,
+                                void *arg);
+/* ok 0: the message could not be sent (the call is gone). */
+typedef void (*rm_call_written_fn)(rm_call_t *call, int ok, void *arg);
+
+/* Asks for the next client message. 0, RM_ENOMEM, or RM_ECANCELED when the call cannot
+ * take the read (it is over). Any thread. */
+int rm_call_read(rm_call_t *call, rm_call_read_fn fn, void *arg);
+/* Packs msg (not retained) and sends it; fn (may be NULL) runs when it left. 0, RM_ELIMIT
+ * above max-message-bytes, RM_ENOMEM, or RM_ECANCELED when the call is over. Any thread. */
+int rm_call_write(rm_call_t *call, const ProtobufCMessage *msg, rm_call_written_fn fn, void *arg);
+/* Sends the final status: OK when err is NULL, else as rm_call_fail. Ends the handler's
+ * reference. Any thread. */
+void rm_call_finish(rm_call_t *call, const rm_error_t *err);
+/* Cancels the call with err's status and message (no trailers) when a status cannot be
+ * sent in order (a write is in flight). The handler still ends its reference. Any thread. */
+void rm_call_cancel(rm_call_t *call, const rm_error_t *err);
+/* fn(call, arg) runs once, on a polling thread, when the call closes: the status was sent,
+ * the client cancelled, the deadline passed or the server is stopping. Set it from the
+ * handler before any read or write. */
+void rm_call_on_close(rm_call_t *call, void (*fn)(rm_call_t *call, void *arg), void *arg);
+
+#endif

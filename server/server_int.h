@@ -1,0 +1,74 @@
+/* server_int.h - what the server (server.c) and its calls (call.c) share; not for the
+ * services. */
+#ifndef RM_SERVER_SERVER_INT_H
+#define RM_SERVER_SERVER_INT_H
+
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stddef.h>
+
+#include "server.h"
+
+typedef struct rm__queue rm__queue_t;
+
+/* One outstanding grpc_server_request_(registered_)call. */
+typedef struct rm__slot {
+  rm_tag_t tag;
+  rm__queue_t *q;
+  rm_method_t *method; /* NULL: the catch-all for unregistered methods */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_byte_buffer *payload;
+  grpc_call_details details;
+} rm__slot_t;
+
+/* A completion queue and its polling thread. */
+struct rm__queue {
+  rm_server_t *s;
+  grpc_completion_queue *cq;
+  pthread_t thread;
+  int started;
+  rm__slot_t *slots;
+  size_t n_slots;
+  /* Finished calls kept for reuse (call.c): only this queue's polling thread touches it. */
+  rm_call_t *spare;
+  size_t n_spare;
+};
+
+/* The queue whose polling thread this is (NULL on other threads). */
+extern _Thread_local rm__queue_t *rm__this_queue;
+
+/* A request that arrived on q, to be answered. */
+typedef struct rm__arrival {
+  rm__queue_t *q;
+  rm_method_t *m;   /* NULL for an unregistered method */
+  grpc_call *gcall; /* the call owns it from here */
+  gpr_timespec deadline;
+  grpc_metadata_array md; /* moved into the call */
+  grpc_byte_buffer *payload;
+  const char *unknown; /* the path of an unregistered method */
+} rm__arrival_t;
+
+/* ---- call.c ---- */
+
+/* Sets up the call for an arrival and either answers reject (when non-NULL: admission
+ * refused it) or hands it to its method. Owns everything in a, and the server hold the slot
+ * passed on, in every case. Polling thread of a->q. */
+void rm__call_start(rm__arrival_t *a, const rm_error_t *reject);
+/* Frees q's spare calls. Its polling thread has been joined. */
+void rm__call_free_spares(rm__queue_t *q);
+/* Measures the core clock's offset once (deadline conversions); any thread, idempotent. */
+void rm__call_clock_init(void);
+
+/* ---- server.c ---- */
+
+/* Counts a call the server must wait for at shutdown; release when it is unreffed. */
+void rm__server_hold(rm_server_t *s);
+void rm__server_release(rm_server_t *s);
+/* Counts a unary call between arrival and its sent status (what the drain waits for). */
+void rm__server_unary_begin(rm_server_t *s);
+void rm__server_unary_end(rm_server_t *s);
+
+#endif
