@@ -12,10 +12,7 @@
 
 #include "log.h"
 #include "rm/alloc.h"
-
-#ifndef RM_VERSION
-#define RM_VERSION "0.0.0"
-#endif
+#include "rm_version.h"
 
 typedef enum {
   T_STR,

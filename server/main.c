@@ -13,11 +13,8 @@
 #include "reflection.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
+#include "rm_version.h"
 #include "server.h"
-
-#ifndef RM_VERSION
-#define RM_VERSION "0.0.0"
-#endif
 
 typedef struct second_signal {
   sigset_t sigs;
