@@ -135,7 +135,7 @@ set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)
 if(RM_VALGRIND)
   # pytest itself is not run under valgrind: the server, the test binary and the CLI are.
-  set(_vg "valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=${PROJECT_SOURCE_DIR}/tests/valgrind.supp")
+  rm_valgrind_command(_vg)
   list(APPEND RM_CLIENT_TEST_ENV "RM_SERVER_WRAPPER=${_vg}" "RM_CLIENT_WRAPPER=${_vg}"
        "RM_TEST_START_TIMEOUT=120" "RM_TEST_STOP_TIMEOUT=180")
   add_test(NAME client.c_client COMMAND ${RM_CLIENT_PYTEST})
