@@ -40,13 +40,18 @@ static void *second_signal_main(void *arg) {
 
 int main(int argc, char **argv) {
   rm_config_t cfg;
+  rm_error_t cfg_err;
   char err[512] = "";
-  int rc = rm_config_load(&cfg, argc, argv, stdout, err, sizeof err);
-  if (rc) {
-    if (rc < 0)
-      fprintf(stderr, "remotemedia-server: %s\n", err);
+  int rc = rm_config_load(&cfg, argc, argv, &cfg_err);
+  if (rc || cfg.action != RM_CONFIG_SERVE) {
+    if (rc)
+      fprintf(stderr, "remotemedia-server: %s\n", cfg_err.message);
+    else if (cfg.action == RM_CONFIG_HELP)
+      rm_config_usage(stdout);
+    else
+      rm_config_print_version(stdout);
     rm_config_destroy(&cfg);
-    return rc < 0 ? 2 : 0;
+    return rc ? 2 : 0;
   }
   rm_log_threshold = (rm_log_level_t)rm_log_level_parse(cfg.log_level);
 

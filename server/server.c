@@ -615,10 +615,12 @@ static void dispatch(cq_thread_t *q, rm_method_t *m, grpc_call *gcall, gpr_times
   const char *reject = NULL;
   grpc_status_code reject_code = GRPC_STATUS_OK;
   const char *reject_kind = NULL;
+  rm_error_t auth_err;
   if (!m) {
     reject_code = GRPC_STATUS_UNIMPLEMENTED;
     reject_kind = "unimplemented";
-  } else if (m->needs_auth && s->auth && (reject = rm_auth_check(s->auth, md)) != NULL) {
+  } else if (m->needs_auth && rm_auth_check(s->auth, md, &auth_err)) {
+    reject = auth_err.message;
     reject_code = GRPC_STATUS_UNAUTHENTICATED;
     reject_kind = "unauthenticated";
   } else if (!m->serve_while_draining && atomic_load(&s->draining)) {
@@ -786,7 +788,9 @@ rm_server_t *rm_server_new(const rm_config_t *cfg, rm_method_t *methods, char *e
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->job_mu, NULL);
   pthread_cond_init(&s->job_cv, NULL);
-  if (rm_auth_new(cfg, &s->auth, errbuf, errcap)) {
+  rm_error_t err;
+  if (rm_auth_new(cfg, &s->auth, &err)) {
+    snprintf(errbuf, errcap, "%s", err.message);
     rm_server_free(s);
     return NULL;
   }
@@ -837,8 +841,9 @@ rm_server_t *rm_server_new(const rm_config_t *cfg, rm_method_t *methods, char *e
       return NULL;
     }
   }
-  grpc_server_credentials *creds = rm_tls_server_credentials(cfg, errbuf, errcap);
-  if (!creds) {
+  grpc_server_credentials *creds;
+  if (rm_tls_server_credentials(cfg, &creds, &err)) {
+    snprintf(errbuf, errcap, "%s", err.message);
     rm_server_free(s);
     return NULL;
   }
