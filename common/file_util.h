@@ -1,5 +1,5 @@
 /* file_util.h - whole files into memory: PEM files and tokens for the server, manifests and
- * payloads for the client and its CLI (compiled into each; never exported). */
+ * payloads for the client and its CLI (in rm_common; never exported by librmclient). */
 #ifndef RM_FILE_UTIL_H
 #define RM_FILE_UTIL_H
 

@@ -1,5 +1,5 @@
 /* grpc_status.h - the names of gRPC status codes, for the server's logs and the client's
- * messages (compiled into each; never exported). */
+ * messages (in rm_common; never exported by librmclient). */
 #ifndef RM_GRPC_STATUS_H
 #define RM_GRPC_STATUS_H
 

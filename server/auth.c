@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "rm/alloc.h"
+#include "status.h"
 
 struct rm_auth {
   char **tokens;
@@ -28,7 +29,33 @@ static int add_token(rm_auth_t *a, const char *t, size_t len) {
   return 0;
 }
 
-int rm_auth_new(const rm_config_t *cfg, rm_auth_t **out, char *errbuf, size_t errcap) {
+/* The file's lines, each a token. */
+static int add_file(rm_auth_t *a, const char *path, rm_error_t *err) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return rm__config_fail(err, RM_EIO, "auth-token-file", "auth-token-file %s cannot be read",
+                           path);
+  char line[4096];
+  int rc = 0;
+  while (!rc && fgets(line, sizeof line, f))
+    if (add_token(a, line, strcspn(line, "\n")))
+      rc = rm__config_fail(err, RM_ENOMEM, "auth-token-file", "out of memory");
+  fclose(f);
+  return rc;
+}
+
+/* The comma-separated list's items, each a token. */
+static int add_list(rm_auth_t *a, const char *p, rm_error_t *err) {
+  while (*p) {
+    size_t len = strcspn(p, ",");
+    if (add_token(a, p, len))
+      return rm__config_fail(err, RM_ENOMEM, "auth-tokens", "out of memory");
+    p += len + (p[len] == ',');
+  }
+  return 0;
+}
+
+int rm_auth_new(const rm_config_t *cfg, rm_auth_t **out, rm_error_t *err) {
   *out = NULL;
   int from_file = cfg->auth_token_file && *cfg->auth_token_file;
   int from_list = cfg->auth_tokens && *cfg->auth_tokens;
@@ -36,39 +63,19 @@ int rm_auth_new(const rm_config_t *cfg, rm_auth_t **out, char *errbuf, size_t er
     return 0;
   rm_auth_t *a = rm_calloc(1, sizeof *a);
   if (!a)
-    return snprintf(errbuf, errcap, "out of memory"), -1;
-  if (from_file) {
-    FILE *f = fopen(cfg->auth_token_file, "r");
-    if (!f) {
-      snprintf(errbuf, errcap, "auth-token-file %s cannot be read", cfg->auth_token_file);
-      rm_auth_free(a);
-      return -1;
-    }
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-      size_t len = strcspn(line, "\n");
-      if (add_token(a, line, len)) {
-        fclose(f);
-        rm_auth_free(a);
-        return snprintf(errbuf, errcap, "out of memory"), -1;
-      }
-    }
-    fclose(f);
-  }
-  if (from_list) {
-    const char *p = cfg->auth_tokens;
-    while (*p) {
-      size_t len = strcspn(p, ",");
-      if (add_token(a, p, len)) {
-        rm_auth_free(a);
-        return snprintf(errbuf, errcap, "out of memory"), -1;
-      }
-      p += len + (p[len] == ',');
-    }
-  }
-  if (!a->n) {
+    return rm__config_fail(err, RM_ENOMEM, from_file ? "auth-token-file" : "auth-tokens",
+                           "out of memory");
+  int rc = 0;
+  if (from_file)
+    rc = add_file(a, cfg->auth_token_file, err);
+  if (!rc && from_list)
+    rc = add_list(a, cfg->auth_tokens, err);
+  if (!rc && !a->n)
+    rc = rm__config_fail(err, RM_EPARAM, from_file ? "auth-token-file" : "auth-tokens",
+                         "auth is configured but no token was given");
+  if (rc) {
     rm_auth_free(a);
-    return snprintf(errbuf, errcap, "auth is configured but no token was given"), -1;
+    return rc;
   }
   *out = a;
   return 0;
@@ -85,8 +92,6 @@ void rm_auth_free(rm_auth_t *a) {
   rm_free(a);
 }
 
-size_t rm_auth_token_count(const rm_auth_t *a) { return a ? a->n : 0; }
-
 /* Equal lengths compared in full whatever the content. */
 static int same(const char *token, const unsigned char *given, size_t len) {
   size_t tl = strlen(token);
@@ -96,8 +101,10 @@ static int same(const char *token, const unsigned char *given, size_t len) {
   return diff == 0;
 }
 
-const char *rm_auth_check(const rm_auth_t *a, const grpc_metadata_array *md) {
+int rm_auth_check(const rm_auth_t *a, const grpc_metadata_array *md, rm_error_t *err) {
   static const char prefix[] = "Bearer ";
+  if (!a)
+    return 0;
   for (size_t i = 0; i < md->count; i++) {
     const grpc_slice *k = &md->metadata[i].key;
     if (GRPC_SLICE_LENGTH(*k) != 13 || memcmp(GRPC_SLICE_START_PTR(*k), "authorization", 13))
@@ -106,13 +113,16 @@ const char *rm_auth_check(const rm_auth_t *a, const grpc_metadata_array *md) {
     size_t len = GRPC_SLICE_LENGTH(*v);
     const unsigned char *p = GRPC_SLICE_START_PTR(*v);
     if (len < sizeof prefix - 1 || strncasecmp((const char *)p, prefix, sizeof prefix - 1))
-      return "the authorization header must be 'Bearer <token>'";
+      return rm_error_set(err, RM_EUNAUTHENTICATED, NULL, NULL,
+                          "the authorization header must be 'Bearer <token>'");
     p += sizeof prefix - 1;
     len -= sizeof prefix - 1;
     int ok = 0;
     for (size_t t = 0; t < a->n; t++)
       ok |= same(a->tokens[t], p, len);
-    return ok ? NULL : "the bearer token is not valid";
+    return ok ? 0
+              : rm_error_set(err, RM_EUNAUTHENTICATED, NULL, NULL, "the bearer token is not valid");
   }
-  return "missing bearer token (authorization: Bearer <token>)";
+  return rm_error_set(err, RM_EUNAUTHENTICATED, NULL, NULL,
+                      "missing bearer token (authorization: Bearer <token>)");
 }

@@ -12,10 +12,7 @@
 
 #include "log.h"
 #include "rm/alloc.h"
-
-#ifndef RM_VERSION
-#define RM_VERSION "0.0.0"
-#endif
+#include "rm_version.h"
 
 typedef enum {
   T_STR,
@@ -101,11 +98,21 @@ static const opt_t opts[] = {
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
-static void fail(char *errbuf, size_t cap, const char *fmt, ...) {
+int rm__config_fail(rm_error_t *err, int code, const char *field, const char *fmt, ...) {
+  if (!err)
+    return code;
+  err->code = code;
+  err->node_id[0] = '\0';
+  snprintf(err->field, sizeof err->field, "%s", field ? field : "");
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(errbuf, cap, fmt, ap);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
   va_end(ap);
+  return code;
+}
+
+static int out_of_memory(rm_error_t *err, const char *field) {
+  return rm__config_fail(err, RM_ENOMEM, field, "out of memory");
 }
 
 static const char *type_name(opt_type_t t) {
@@ -122,13 +129,13 @@ static int parse_bool(const char *v, int *out) {
 
 /* Sets option o from text; `source` names where it came from for the error message. */
 static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char *source,
-                    char *errbuf, size_t cap) {
+                    rm_error_t *err) {
   void *field = (char *)cfg + o->offset;
   switch (o->type) {
   case T_STR: {
     char *copy = rm_strdup(v);
     if (!copy)
-      return fail(errbuf, cap, "out of memory"), -1;
+      return out_of_memory(err, o->name);
     rm_free(*(char **)field);
     *(char **)field = copy;
     return 0;
@@ -136,7 +143,8 @@ static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char 
   case T_BOOL: {
     int b;
     if (parse_bool(v, &b))
-      return fail(errbuf, cap, "%s: %s must be true or false, got '%s'", source, o->name, v), -1;
+      return rm__config_fail(err, RM_EPARAM, o->name, "%s: %s must be true or false, got '%s'",
+                             source, o->name, v);
     *(int *)field = b;
     return 0;
   }
@@ -147,9 +155,9 @@ static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char 
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (errno || end == v || *end || n < o->min || n > o->max)
-      return fail(errbuf, cap, "%s: %s must be an integer in %lld..%lld, got '%s'", source, o->name,
-                  (long long)o->min, (long long)o->max, v),
-             -1;
+      return rm__config_fail(err, RM_EPARAM, o->name,
+                             "%s: %s must be an integer in %lld..%lld, got '%s'", source, o->name,
+                             (long long)o->min, (long long)o->max, v);
     if (o->type == T_INT)
       *(int *)field = (int)n;
     else if (o->type == T_I64)
@@ -159,7 +167,7 @@ static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char 
     return 0;
   }
   }
-  return -1;
+  return rm__config_fail(err, RM_EINTERNAL, o->name, "%s: %s has no type", source, o->name);
 }
 
 /* An option name as flags spell it (max-nodes) or as JSON keys do (max_nodes). */
@@ -177,45 +185,47 @@ static const opt_t *find_opt(const char *name, size_t len) {
   return NULL;
 }
 
-static int load_file(rm_config_t *cfg, const char *path, char *errbuf, size_t cap) {
+/* One key of the config file: known, of the option's JSON type, valid. */
+static int set_json(rm_config_t *cfg, const char *key, json_t *v, const char *source,
+                    rm_error_t *err) {
+  char flag[64];
+  spelled(key, '_', '-', flag, sizeof flag);
+  const opt_t *o = find_opt(flag, strlen(flag));
+  if (!o)
+    return rm__config_fail(err, RM_EPARAM, key, "%s: unknown key '%s'", source, key);
+  char text[64];
+  const char *val = text;
+  if (o->type == T_STR && json_is_string(v))
+    val = json_string_value(v);
+  else if (o->type == T_BOOL && json_is_boolean(v))
+    val = json_is_true(v) ? "true" : "false";
+  else if (o->type != T_STR && o->type != T_BOOL && json_is_integer(v))
+    snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+  else
+    return rm__config_fail(err, RM_EPARAM, o->name, "%s: '%s' must be %s", source, key,
+                           type_name(o->type));
+  return set_text(cfg, o, val, source, err);
+}
+
+/* Step 2: the JSON file, every key an option ("config" itself is not one). */
+static int load_file(rm_config_t *cfg, const char *path, rm_error_t *err) {
   json_error_t je;
   json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
   if (!root)
-    return fail(errbuf, cap, "config file %s: %s (line %d)", path, je.text, je.line), -1;
+    return rm__config_fail(err,
+                           json_error_code(&je) == json_error_cannot_open_file ? RM_EIO : RM_EPARAM,
+                           "config", "config file %s: %s (line %d)", path, je.text, je.line);
+  char source[300];
+  snprintf(source, sizeof source, "config file %s", path);
   int rc = 0;
-  if (!json_is_object(root)) {
-    fail(errbuf, cap, "config file %s: must hold a JSON object", path);
-    rc = -1;
-  }
+  if (!json_is_object(root))
+    rc = rm__config_fail(err, RM_EPARAM, "config", "config file %s: must hold a JSON object", path);
   const char *key;
   json_t *v;
   json_object_foreach(root, key, v) {
     if (rc)
       break;
-    char flag[64];
-    spelled(key, '_', '-', flag, sizeof flag);
-    const opt_t *o = find_opt(flag, strlen(flag));
-    char source[300];
-    snprintf(source, sizeof source, "config file %s", path);
-    if (!o || !strcmp(flag, "config")) {
-      fail(errbuf, cap, "%s: unknown key '%s'", source, key);
-      rc = -1;
-      break;
-    }
-    char text[64];
-    const char *val = text;
-    if (o->type == T_STR && json_is_string(v))
-      val = json_string_value(v);
-    else if (o->type == T_BOOL && json_is_boolean(v))
-      val = json_is_true(v) ? "true" : "false";
-    else if (o->type != T_STR && o->type != T_BOOL && json_is_integer(v))
-      snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else {
-      fail(errbuf, cap, "%s: '%s' must be %s", source, key, type_name(o->type));
-      rc = -1;
-      break;
-    }
-    rc = set_text(cfg, o, val, source, errbuf, cap);
+    rc = set_json(cfg, key, v, source, err);
   }
   json_decref(root);
   return rc;
@@ -240,42 +250,57 @@ void rm_config_usage(FILE *out) {
                "in-flight calls get --grace-ms), then exit 0.\n");
 }
 
-int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *errbuf,
-                   size_t errcap) {
-  memset(cfg, 0, sizeof *cfg);
-  for (size_t i = 0; i < N_OPTS; i++)
-    if (set_text(cfg, &opts[i], opts[i].def, "default", errbuf, errcap))
-      return -1;
-  /* the config file first: flags and environment override it */
+void rm_config_print_version(FILE *out) { fprintf(out, "remotemedia-server %s\n", RM_VERSION); }
+
+/* Step 0: every option's textual default. */
+static int load_defaults(rm_config_t *cfg, rm_error_t *err) {
+  for (size_t i = 0; i < N_OPTS; i++) {
+    int rc = set_text(cfg, &opts[i], opts[i].def, "default", err);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* Step 1: a first look at argv for --help/-h/--version (cfg->action, first one wins) and
+ * for the config file, which RM_CONFIG names unless --config does. */
+static const char *scan_argv(rm_config_t *cfg, int argc, char **argv) {
   const char *file = getenv("RM_CONFIG");
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      rm_config_usage(out);
-      return 1;
+      cfg->action = RM_CONFIG_HELP;
+      return NULL;
     }
     if (!strcmp(argv[i], "--version")) {
-      fprintf(out, "remotemedia-server %s\n", RM_VERSION);
-      return 1;
+      cfg->action = RM_CONFIG_VERSION;
+      return NULL;
     }
     if (!strncmp(argv[i], "--config=", 9))
       file = argv[i] + 9;
     else if (!strcmp(argv[i], "--config") && i + 1 < argc)
       file = argv[++i];
   }
-  if (file && *file) {
-    cfg->config_file = rm_strdup(file);
-    if (!cfg->config_file || load_file(cfg, file, errbuf, errcap))
-      return -1;
-  }
+  return file;
+}
+
+/* Step 3: one environment variable per option. */
+static int load_env(rm_config_t *cfg, rm_error_t *err) {
   for (size_t i = 0; i < N_OPTS; i++) {
     const char *v = getenv(opts[i].env);
-    if (v && set_text(cfg, &opts[i], v, opts[i].env, errbuf, errcap))
-      return -1;
+    int rc = v ? set_text(cfg, &opts[i], v, opts[i].env, err) : 0;
+    if (rc)
+      return rc;
   }
+  return 0;
+}
+
+/* Step 4: the flags, --name=value or --name value (a bare boolean flag means true);
+ * --config was read in step 1. */
+static int load_argv(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strncmp(a, "--", 2) != 0)
-      return fail(errbuf, errcap, "unexpected argument '%s' (see --help)", a), -1;
+      return rm__config_fail(err, RM_EPARAM, "", "unexpected argument '%s' (see --help)", a);
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     if (len == 6 && !strncmp(name, "config", 6)) {
@@ -284,8 +309,12 @@ int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *err
       continue;
     }
     const opt_t *o = find_opt(name, len);
-    if (!o)
-      return fail(errbuf, errcap, "unknown option '--%.*s' (see --help)", (int)len, name), -1;
+    if (!o) {
+      char given[RM_ERROR_FIELD_MAX];
+      snprintf(given, sizeof given, "%.*s", (int)len, name);
+      return rm__config_fail(err, RM_EPARAM, given, "unknown option '--%.*s' (see --help)",
+                             (int)len, name);
+    }
     const char *v;
     if (eq)
       v = eq + 1;
@@ -294,30 +323,65 @@ int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *err
     else if (i + 1 < argc)
       v = argv[++i];
     else
-      return fail(errbuf, errcap, "option --%s needs a value", o->name), -1;
+      return rm__config_fail(err, RM_EPARAM, o->name, "option --%s needs a value", o->name);
     char source[80];
     snprintf(source, sizeof source, "--%s", o->name);
-    if (set_text(cfg, o, v, source, errbuf, errcap))
-      return -1;
+    int rc = set_text(cfg, o, v, source, err);
+    if (rc)
+      return rc;
   }
+  return 0;
+}
+
+/* Step 5: what no single option can check alone. */
+static int check(const rm_config_t *cfg, rm_error_t *err) {
   if (rm_log_level_parse(cfg->log_level) < 0)
-    return fail(errbuf, errcap, "log-level must be debug, info, warn, error or off, got '%s'",
-                cfg->log_level),
-           -1;
+    return rm__config_fail(err, RM_EPARAM, "log-level",
+                           "log-level must be debug, info, warn, error or off, got '%s'",
+                           cfg->log_level);
   if (!*cfg->tls_cert != !*cfg->tls_key)
-    return fail(errbuf, errcap, "tls-cert and tls-key go together: give both or neither"), -1;
+    return rm__config_fail(err, RM_EPARAM, *cfg->tls_cert ? "tls-key" : "tls-cert",
+                           "tls-cert and tls-key go together: give both or neither");
   if (*cfg->tls_client_ca && !*cfg->tls_cert)
-    return fail(errbuf, errcap, "tls-client-ca needs tls-cert and tls-key"), -1;
+    return rm__config_fail(err, RM_EPARAM, "tls-client-ca",
+                           "tls-client-ca needs tls-cert and tls-key");
   if (cfg->tls_require_client_cert && !*cfg->tls_client_ca)
-    return fail(errbuf, errcap, "tls-require-client-cert needs tls-client-ca"), -1;
+    return rm__config_fail(err, RM_EPARAM, "tls-require-client-cert",
+                           "tls-require-client-cert needs tls-client-ca");
   if (!strchr(cfg->listen, ':'))
-    return fail(errbuf, errcap, "listen must be host:port, got '%s'", cfg->listen), -1;
+    return rm__config_fail(err, RM_EPARAM, "listen", "listen must be host:port, got '%s'",
+                           cfg->listen);
+  return 0;
+}
+
+/* Step 6: defaults that depend on the machine: 0 threads is one per core, 0 workers two
+ * per polling thread. */
+static void derive(rm_config_t *cfg) {
   if (cfg->threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = n > 0 ? (int)n : 1;
   }
   if (cfg->workers == 0)
     cfg->workers = cfg->threads * 2;
+}
+
+int rm_config_load(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
+  memset(cfg, 0, sizeof *cfg);
+  int rc = load_defaults(cfg, err);
+  if (rc)
+    return rc;
+  const char *file = scan_argv(cfg, argc, argv);
+  if (cfg->action != RM_CONFIG_SERVE)
+    return 0;
+  if (file && *file) {
+    if (!(cfg->config_file = rm_strdup(file)))
+      return out_of_memory(err, "config");
+    if ((rc = load_file(cfg, file, err)))
+      return rc;
+  }
+  if ((rc = load_env(cfg, err)) || (rc = load_argv(cfg, argc, argv, err)) || (rc = check(cfg, err)))
+    return rc;
+  derive(cfg);
   return 0;
 }
 

@@ -6,7 +6,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "rm/error.h"
+
+/* What the command line asked for; the caller acts on it (only SERVE starts a server). */
+typedef enum rm_config_action {
+  RM_CONFIG_SERVE = 0, /* run the server with the configuration */
+  RM_CONFIG_HELP,      /* --help or -h: print rm_config_usage(), exit 0 */
+  RM_CONFIG_VERSION,   /* --version: print rm_config_print_version(), exit 0 */
+} rm_config_action_t;
+
 typedef struct rm_config {
+  rm_config_action_t action;
   char *listen;               /* host:port */
   int threads;                /* completion-queue polling threads */
   int workers;                /* threads running heavy pipelines */
@@ -40,14 +50,29 @@ typedef struct rm_config {
 } rm_config_t;
 
 /* Fills cfg from defaults, then the JSON file (--config or RM_CONFIG), then environment
- * variables, then argv; later sources win. Returns 0; 1 when --help/--version was handled
- * (text already printed to out); -1 on invalid configuration with a one-line reason in
- * errbuf. cfg must be released with rm_config_destroy in every case. */
-int rm_config_load(rm_config_t *cfg, int argc, char **argv, FILE *out, char *errbuf, size_t errcap);
+ * variables, then argv; later sources win. A --help/-h or --version anywhere in argv (before
+ * any other check) sets cfg->action and stops there, with only the defaults loaded; nothing
+ * is printed. Returns 0, or on invalid configuration RM_EPARAM (RM_EIO for an unreadable
+ * config file, RM_ENOMEM) with err (may be NULL) holding the option's name in err->field
+ * (flag spelling, "" when the argument is no option) and a one-line reason in err->message.
+ * cfg must be released with rm_config_destroy in every case. Reads the environment: call it
+ * before starting threads. */
+int rm_config_load(rm_config_t *cfg, int argc, char **argv, rm_error_t *err);
+
+/* Frees the strings cfg holds and leaves them NULL. The struct itself is the caller's. */
 void rm_config_destroy(rm_config_t *cfg);
 
 /* Prints the option reference (flags, env names, defaults). */
 void rm_config_usage(FILE *out);
+
+/* Prints "remotemedia-server <version>" and a newline. */
+void rm_config_print_version(FILE *out);
+
+/* Internal to config, auth and tls: records an error like rm_error_set (node id empty),
+ * but keeps the message's bytes as they are, since start-up errors echo paths and values
+ * verbatim. Returns code; a NULL err only returns code. */
+int rm__config_fail(rm_error_t *err, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* The effective configuration as a JSON object for the start-up log; secrets redacted. */
 struct json_t;

@@ -13,11 +13,8 @@
 #include "reflection.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
+#include "rm_version.h"
 #include "server.h"
-
-#ifndef RM_VERSION
-#define RM_VERSION "0.0.0"
-#endif
 
 typedef struct second_signal {
   sigset_t sigs;
@@ -83,13 +80,17 @@ static void startup_failed(const char *why) {
 
 int main(int argc, char **argv) {
   rm_config_t cfg;
-  char text[512] = "";
-  int rc = rm_config_load(&cfg, argc, argv, stdout, text, sizeof text);
-  if (rc) {
-    if (rc < 0)
-      fprintf(stderr, "remotemedia-server: %s\n", text);
+  rm_error_t cfg_err;
+  int rc = rm_config_load(&cfg, argc, argv, &cfg_err);
+  if (rc || cfg.action != RM_CONFIG_SERVE) {
+    if (rc)
+      fprintf(stderr, "remotemedia-server: %s\n", cfg_err.message);
+    else if (cfg.action == RM_CONFIG_HELP)
+      rm_config_usage(stdout);
+    else
+      rm_config_print_version(stdout);
     rm_config_destroy(&cfg);
-    return rc < 0 ? 2 : 0;
+    return rc ? 2 : 0;
   }
   rm_log_threshold = (rm_log_level_t)rm_log_level_parse(cfg.log_level);
 

@@ -15,12 +15,9 @@
 #include "rm/registry.h"
 #include "rm/wire.h"
 #include "exec_cache.h"
+#include "rm_version.h"
 #include "log.h"
 #include "status.h"
-
-#ifndef RM_VERSION
-#define RM_VERSION "0.0.0"
-#endif
 
 #define PROTOCOL_VERSION "1.0"
 #define MAX_PARAMS_BYTES (1u << 20) /* all nodes' params text in one request */

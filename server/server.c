@@ -91,13 +91,13 @@ int rm_server_offload(rm_server_t *s, void (*fn)(void *), void *arg) {
 /* Admission, before a call is set up: auth before anything else, then draining. 0, or the
  * refusal in err. */
 static int admit(rm_server_t *s, const rm__arrival_t *a, rm_error_t *err) {
-  const char *reason;
+  int rc;
   if (!a->m)
     return rm_error_set(err, RM_EUNIMPLEMENTED, NULL, NULL,
                         "method %s is not implemented by this server",
                         a->unknown ? a->unknown : "?");
-  if (a->m->needs_auth && s->auth && (reason = rm_auth_check(s->auth, &a->md)) != NULL)
-    return rm_error_set(err, RM_EUNAUTHENTICATED, NULL, NULL, "%s", reason);
+  if (a->m->needs_auth && (rc = rm_auth_check(s->auth, &a->md, err)) != 0)
+    return rc;
   if (!a->m->serve_while_draining && atomic_load(&s->draining))
     return rm_error_set(err, RM_EUNAVAILABLE, NULL, NULL,
                         "the server is shutting down; retry on another replica");
@@ -278,10 +278,10 @@ static int register_methods(rm_server_t *s, rm_error_t *err) {
 }
 
 static int listen_port(rm_server_t *s, rm_error_t *err) {
-  char text[RM_ERROR_MSG_MAX] = "";
-  grpc_server_credentials *creds = rm_tls_server_credentials(s->cfg, text, sizeof text);
-  if (!creds)
-    return rm_error_set(err, RM_EIO, NULL, NULL, "%s", text);
+  grpc_server_credentials *creds;
+  int rc = rm_tls_server_credentials(s->cfg, &creds, err);
+  if (rc)
+    return rc;
   s->port = grpc_server_add_http2_port(s->server, s->cfg->listen, creds);
   grpc_server_credentials_release(creds);
   if (s->port <= 0)
@@ -291,15 +291,15 @@ static int listen_port(rm_server_t *s, rm_error_t *err) {
 }
 
 static int server_setup(rm_server_t *s, rm_error_t *err) {
-  char text[RM_ERROR_MSG_MAX] = "";
-  if (rm_auth_new(s->cfg, &s->auth, text, sizeof text))
-    return rm_error_set(err, RM_EIO, NULL, NULL, "%s", text);
+  int rc = rm_auth_new(s->cfg, &s->auth, err);
+  if (rc)
+    return rc;
   if (collect_services(s))
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   s->server = create_core_server(s->cfg);
   if (create_queues(s))
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  int rc = register_methods(s, err);
+  rc = register_methods(s, err);
   return rc ? rc : listen_port(s, err);
 }
 

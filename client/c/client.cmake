@@ -31,12 +31,10 @@ set_target_properties(rm_client_health_obj PROPERTIES POSITION_INDEPENDENT_CODE 
                       C_VISIBILITY_PRESET hidden)
 
 add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c
-            ${RM_CLIENT_DIR}/rmclient_manifest.c ${PROJECT_SOURCE_DIR}/common/file_util.c
-            ${PROJECT_SOURCE_DIR}/common/grpc_status.c)
-target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR}
-                                                 ${PROJECT_SOURCE_DIR}/common)
-target_compile_definitions(rm_client_obj PRIVATE RM_CLIENT_VERSION="${PROJECT_VERSION}")
-target_link_libraries(rm_client_obj PRIVATE PkgConfig::GRPC PkgConfig::PROTOBUFC PkgConfig::JANSSON)
+            ${RM_CLIENT_DIR}/rmclient_manifest.c)
+target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR})
+target_link_libraries(rm_client_obj PRIVATE rm::common rm::version PkgConfig::GRPC PkgConfig::PROTOBUFC
+                      PkgConfig::JANSSON)
 add_dependencies(rm_client_obj rm_proto rm_client_health_obj) # generated headers first
 set_target_properties(rm_client_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
                       C_VISIBILITY_PRESET hidden)
@@ -45,11 +43,12 @@ rm_warnings(rm_client_obj)
 set(RM_CLIENT_PUBLIC_INCLUDES $<BUILD_INTERFACE:${RM_CLIENT_DIR}> $<BUILD_INTERFACE:${RM_GEN_DIR}>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 
-# librmclient.so: what is installed. The wire messages (rm_proto) are linked in, so their
-# descriptors and __free_unpacked functions come with it.
+# librmclient.so: what is installed. The wire messages (rm_proto) and the common helpers
+# (rm_common, static and hidden) are linked in, so their descriptors, __free_unpacked
+# functions and file reader come with it and neither needs installing.
 add_library(rm_client SHARED $<TARGET_OBJECTS:rm_client_obj> $<TARGET_OBJECTS:rm_client_health_obj>)
 target_include_directories(rm_client PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
-target_link_libraries(rm_client PRIVATE rm_proto PkgConfig::GRPC
+target_link_libraries(rm_client PRIVATE rm_proto rm::common PkgConfig::GRPC
                       PUBLIC PkgConfig::JANSSON PkgConfig::PROTOBUFC)
 set_target_properties(rm_client PROPERTIES
   OUTPUT_NAME rmclient
@@ -64,16 +63,15 @@ add_library(rm::client ALIAS rm_client)
 add_library(rm_client_static STATIC $<TARGET_OBJECTS:rm_client_obj>
             $<TARGET_OBJECTS:rm_client_health_obj>)
 target_include_directories(rm_client_static PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
-target_link_libraries(rm_client_static PUBLIC rm_proto PkgConfig::GRPC PkgConfig::JANSSON
+target_link_libraries(rm_client_static PUBLIC rm_proto rm::common PkgConfig::GRPC PkgConfig::JANSSON
                       PkgConfig::PROTOBUFC)
 
 # The CLI. In-process runs use the engine; remote runs use the library.
 add_executable(rm_cli ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remotemedia_cli_io.c
                ${RM_CLIENT_DIR}/remotemedia_cli_local.c)
 set_target_properties(rm_cli PROPERTIES OUTPUT_NAME remotemedia)
-target_compile_definitions(rm_cli PRIVATE RM_CLIENT_VERSION="${PROJECT_VERSION}")
-target_link_libraries(rm_cli PRIVATE rm_client_static rm_core PkgConfig::MEDIA ${MATH_LIB})
-target_include_directories(rm_cli PRIVATE ${PROJECT_SOURCE_DIR}/common) # rm__file_read
+target_link_libraries(rm_cli PRIVATE rm_client_static rm_core rm::common rm::version PkgConfig::MEDIA
+                      ${MATH_LIB})
 rm_warnings(rm_cli)
 
 # ---------------------------------------------------------------- install
@@ -137,7 +135,7 @@ set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)
 if(RM_VALGRIND)
   # pytest itself is not run under valgrind: the server, the test binary and the CLI are.
-  set(_vg "valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=${PROJECT_SOURCE_DIR}/tests/valgrind.supp")
+  rm_valgrind_command(_vg)
   list(APPEND RM_CLIENT_TEST_ENV "RM_SERVER_WRAPPER=${_vg}" "RM_CLIENT_WRAPPER=${_vg}"
        "RM_TEST_START_TIMEOUT=120" "RM_TEST_STOP_TIMEOUT=180")
   add_test(NAME client.c_client COMMAND ${RM_CLIENT_PYTEST})

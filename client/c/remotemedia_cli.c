@@ -10,10 +10,7 @@
 #include <string.h>
 
 #include "remotemedia_cli.h"
-
-#ifndef RM_CLIENT_VERSION
-#define RM_CLIENT_VERSION "0.0.0"
-#endif
+#include "rm_version.h"
 
 #define DEFAULT_RUN_TIMEOUT_MS 60000
 #define DEFAULT_RPC_TIMEOUT_MS 10000
@@ -412,7 +409,7 @@ static int cmd_health(cli_args_t *a, cli_error_t *e) {
 }
 
 static int cmd_version(cli_args_t *a, cli_error_t *e) {
-  printf("remotemedia %s (librmclient %s, gRPC core %s)\n", RM_CLIENT_VERSION, rm_client_version(),
+  printf("remotemedia %s (librmclient %s, gRPC core %s)\n", RM_VERSION, rm_client_version(),
          grpc_version_string());
   if (!a->server)
     return 0;

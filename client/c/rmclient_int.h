@@ -6,11 +6,10 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
+#include "rm_version.h"
 #include "rmclient.h"
 
-#ifndef RM_CLIENT_VERSION
-#define RM_CLIENT_VERSION "0.0.0"
-#endif
+#define RM_CLIENT_VERSION RM_VERSION /* librmclient is versioned with the project */
 
 struct rm_client {
   grpc_channel *channel;
