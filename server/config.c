@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sysres.h"
 #include "rm/alloc.h"
 #include "rm_version.h"
 
@@ -38,9 +39,9 @@ static const opt_t opts[] = {
     {"listen", "RM_LISTEN", T_STR, OFF(listen), "127.0.0.1:50051", 0, 0, 0,
      "address to listen on, host:port (use 0.0.0.0:50051 in containers; port 0 picks a free port)"},
     {"threads", "RM_THREADS", T_INT, OFF(threads), "0", 0, 256, 0,
-     "completion-queue polling threads (0 = one per core)"},
+     "completion-queue polling threads (0 = one per CPU the process may use: affinity, cgroup quota)"},
     {"workers", "RM_WORKERS", T_INT, OFF(workers), "0", 0, 1024, 0,
-     "threads that run heavy pipelines off the polling threads (0 = two per core)"},
+     "threads that run heavy pipelines off the polling threads (0 = two per polling thread)"},
     {"request-slots", "RM_REQUEST_SLOTS", T_INT, OFF(request_slots), "64", 1, 4096, 0,
      "outstanding request tags per polling thread"},
     {"max-message-bytes", "RM_MAX_MESSAGE_BYTES", T_UINT, OFF(max_message_bytes), "67108864", 1024,
@@ -354,13 +355,12 @@ static int check(const rm_config_t *cfg, rm_error_t *err) {
   return 0;
 }
 
-/* Step 6: defaults that depend on the machine: 0 threads is one per core, 0 workers two
+/* Step 6: defaults that depend on the machine: 0 threads is one per CPU the process may use
+ * (sched affinity, cgroup CPU quota: never the host's count), 0 workers two
  * per polling thread. */
 static void derive(rm_config_t *cfg) {
-  if (cfg->threads == 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->threads = n > 0 ? (int)n : 1;
-  }
+  if (cfg->threads == 0) /* the CPUs the container allows, not the host's */
+    cfg->threads = rm_sysres_cpus("");
   if (cfg->workers == 0)
     cfg->workers = cfg->threads * 2;
 }

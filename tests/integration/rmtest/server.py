@@ -34,8 +34,9 @@ def server_binary():
 
 class RunningServer:
     def __init__(self, args=(), env=None, binary=None, tls_root=None, wait_ready=True,
-                 credentials=None):
+                 credentials=None, prefix=()):
         self.args = list(args)
+        self.prefix = list(prefix)  # runs the server under e.g. ["taskset", "-c", "0"]
         self.env = dict(os.environ)
         if env:
             self.env.update(env)
@@ -53,7 +54,7 @@ class RunningServer:
     # -- lifecycle -------------------------------------------------------------------
     def start(self):
         wrapper = shlex.split(os.environ.get("RM_SERVER_WRAPPER", ""))
-        cmd = wrapper + [self.binary, "--listen", "127.0.0.1:0"] + self.args
+        cmd = self.prefix + wrapper + [self.binary, "--listen", "127.0.0.1:0"] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=self.env)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
