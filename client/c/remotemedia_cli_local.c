@@ -9,6 +9,7 @@
 #include "rm/manifest.h"
 #include "rm/pipeline.h"
 #include "rm/registry.h"
+#include "rm/wire.h"
 
 struct cli_local_run {
   rm_pipeline_t *pipeline;
@@ -206,9 +207,9 @@ int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n
 /* ------------------------------------------------------------------ node types */
 
 void cli_local_node_types_free(Remotemedia__V1__ListNodeTypesResponse *m) {
-  rm_registry_describe_free(m);
+  rm_wire_node_types_free(m);
 }
 
 Remotemedia__V1__ListNodeTypesResponse *cli_local_node_types(void) {
-  return rm_registry_describe(); /* exactly what the server's ListNodeTypes publishes */
+  return rm_wire_node_types_new(); /* exactly what the server's ListNodeTypes publishes */
 }

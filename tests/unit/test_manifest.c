@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "remotemedia/v1/manifest.pb-c.h"
+#include "rm/wire.h"
 #include "test_support.h"
 
 /* Loads single-quoted JSON that must fail; returns the code. */
@@ -190,7 +190,7 @@ static void test_proto(void) {
 
   rm_manifest_t *m = NULL;
   rm_error_t err;
-  RM_ASSERT_INT(rm_manifest_from_proto(&msg, &m, &err), 0);
+  RM_ASSERT_INT(rm_wire_manifest_from_proto(&msg, &m, &err), 0);
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
   RM_ASSERT_STR(m->name, "wire");
   RM_ASSERT_INT(m->n_nodes, 3);
@@ -221,18 +221,18 @@ static void test_proto(void) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     n[1].params = (char *)bad[i].params;
     m = NULL;
-    RM_ASSERT_ERR(rm_manifest_from_proto(&msg, &m, &err), &err, RM_EPARAM, "g", "params",
+    RM_ASSERT_ERR(rm_wire_manifest_from_proto(&msg, &m, &err), &err, RM_EPARAM, "g", "params",
                   bad[i].message);
     CU_ASSERT_PTR_NULL(m);
   }
   /* valid params that the node rejects: rm_pipeline_new names node and key */
   n[1].params = "{\"db\": \"loud\"}";
-  RM_ASSERT_INT(rm_manifest_from_proto(&msg, &m, &err), 0);
+  RM_ASSERT_INT(rm_wire_manifest_from_proto(&msg, &m, &err), 0);
   RM_ASSERT_ERR(rm_pipeline_new(m, NULL, &p, &err), &err, RM_EPARAM, "g", "db",
                 "node 'g' param 'db': expected number, got string");
   rm_manifest_free(m);
 
-  RM_ASSERT_ERR(rm_manifest_from_proto(NULL, &m, &err), &err, RM_EMANIFEST, "", "manifest",
+  RM_ASSERT_ERR(rm_wire_manifest_from_proto(NULL, &m, &err), &err, RM_EMANIFEST, "", "manifest",
                 "request has no manifest");
 }
 
