@@ -548,18 +548,13 @@ size_t rm_node_input_count(const rm_node_ctx_t *ctx) { return ctx->n_inputs; }
 rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i) {
   return i < ctx->n_inputs ? ctx->inputs[i] : NULL;
 }
-unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i) {
-  return i < ctx->n_inputs ? ctx->in_ports[i] : 0;
-}
 const char *rm_node_input_source(const rm_node_ctx_t *ctx, size_t i) {
   if (i >= ctx->n_inputs || i >= ctx->node->n_in)
     return NULL; /* the request's input */
   return ctx->p->nodes[ctx->p->edges[ctx->node->in_edges[i]].from].id;
 }
-int rm_node_end_of_stream(const rm_node_ctx_t *ctx) { return ctx->opts->end_of_stream; }
 const rm_limits_t *rm_node_limits(const rm_node_ctx_t *ctx) { return &ctx->p->limits; }
 rm_mem_account_t *rm_node_account(const rm_node_ctx_t *ctx) { return ctx->p->account; }
-const char *rm_node_id(const rm_node_ctx_t *ctx) { return ctx->node->id; }
 
 int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fmt, ...) {
   if (ctx->err) {
