@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
   float samples[16];
   for (int i = 0; i < 16; i++)
     samples[i] = (float)i / 16.0f;
-  rm_buffer_t *buf = rm_buffer_wrap(RM_KIND_AUDIO, samples, sizeof samples, NULL);
+  rm_buffer_t *buf = rm_buffer_new_borrowed(RM_KIND_AUDIO, samples, sizeof samples, NULL);
   buf->u.audio = (rm_audio_info_t){48000, 1, RM_SAMPLE_F32};
   rm_input_t in = {"n0", buf};
   uint8_t wire[4096];

@@ -65,7 +65,7 @@ void cli_local_free(cli_local_run_t *run) {
 static rm_buffer_t *wrap_input(const rm_client_buffer_t *b) {
   static const rm_kind_t kinds[] = {RM_KIND_NONE, RM_KIND_AUDIO, RM_KIND_TENSOR,
                                     RM_KIND_JSON, RM_KIND_TEXT,  RM_KIND_BINARY};
-  rm_buffer_t *buf = rm_buffer_wrap(kinds[b->kind], b->data, b->size, NULL);
+  rm_buffer_t *buf = rm_buffer_new_borrowed(kinds[b->kind], b->data, b->size, NULL);
   if (!buf)
     return NULL;
   if (b->kind == RM_CLIENT_AUDIO) {

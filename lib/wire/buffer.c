@@ -11,7 +11,7 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
   switch (msg->kind_case) {
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: {
     const Remotemedia__V1__AudioBuffer *a = msg->audio;
-    b = rm_buffer_wrap(RM_KIND_AUDIO, a->samples.data, a->samples.len, account);
+    b = rm_buffer_new_borrowed(RM_KIND_AUDIO, a->samples.data, a->samples.len, account);
     if (b) {
       b->u.audio.sample_rate = a->sample_rate;
       b->u.audio.channels = a->channels;
@@ -25,7 +25,7 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
       return rm_error_set(err, RM_EINPUT, NULL, "shape",
                           "tensor has %zu dimensions, at most %d allowed", t->n_shape,
                           RM_TENSOR_MAX_DIMS);
-    b = rm_buffer_wrap(RM_KIND_TENSOR, t->data.data, t->data.len, account);
+    b = rm_buffer_new_borrowed(RM_KIND_TENSOR, t->data.data, t->data.len, account);
     if (b) {
       b->u.tensor.dtype = (rm_dtype_t)t->dtype;
       b->u.tensor.ndim = (uint32_t)t->n_shape;
@@ -35,13 +35,14 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
     break;
   }
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON:
-    b = rm_buffer_wrap(RM_KIND_JSON, msg->json->json, strlen(msg->json->json), account);
+    b = rm_buffer_new_borrowed(RM_KIND_JSON, msg->json->json, strlen(msg->json->json), account);
     break;
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT:
-    b = rm_buffer_wrap(RM_KIND_TEXT, msg->text->text, strlen(msg->text->text), account);
+    b = rm_buffer_new_borrowed(RM_KIND_TEXT, msg->text->text, strlen(msg->text->text), account);
     break;
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY:
-    b = rm_buffer_wrap(RM_KIND_BINARY, msg->binary->data.data, msg->binary->data.len, account);
+    b = rm_buffer_new_borrowed(RM_KIND_BINARY, msg->binary->data.data, msg->binary->data.len,
+                               account);
     if (b && msg->binary->mime_type && *msg->binary->mime_type) {
       /* borrowed like the payload: rm_buffer_unref frees mime_type, so copy it */
       b->mime_type = NULL;

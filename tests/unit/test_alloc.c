@@ -267,7 +267,7 @@ static void test_buffer_failures_leave_account_clean(void) {
   rm_mem_account_t acc = {0};
   rm_alloc_fail_after(0);
   CU_ASSERT_PTR_NULL(rm_buffer_new(RM_KIND_TEXT, 10, &acc));
-  CU_ASSERT_PTR_NULL(rm_buffer_wrap(RM_KIND_TEXT, "abc", 3, &acc));
+  CU_ASSERT_PTR_NULL(rm_buffer_new_borrowed(RM_KIND_TEXT, "abc", 3, &acc));
   rm_alloc_fail_after(1); /* the buffer, then not its mime type */
   CU_ASSERT_PTR_NULL(rm_buffer_new_binary(&acc, "abc", 3, "text/plain"));
   rm_alloc_fail_never();
