@@ -519,9 +519,6 @@ void rm_pipeline_free(rm_pipeline_t *p) {
 
 const char *rm_pipeline_name(const rm_pipeline_t *p) { return p->name; }
 size_t rm_pipeline_node_count(const rm_pipeline_t *p) { return p->n_nodes; }
-const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i) {
-  return i < p->n_nodes ? p->order_ids[i] : NULL;
-}
 int rm_pipeline_is_heavy(const rm_pipeline_t *p) { return p->heavy; }
 int rm_pipeline_is_reusable(const rm_pipeline_t *p) { return p->reusable; }
 
