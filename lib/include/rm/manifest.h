@@ -66,8 +66,9 @@ int rm_manifest_add_connection(rm_manifest_t *m, const char *from, const char *f
  * (read by rm_manifest_json_read). Unknown keys are errors. Returns 0 and a new manifest in *out,
  * or RM_EMANIFEST / RM_EPARAM / RM_ENOMEM with err filled. */
 int rm_manifest_from_json(const json_t *root, rm_manifest_t **out, rm_error_t *err);
+/* The same from text (not valid JSON: RM_EMANIFEST), and from a file (RM_EIO when it
+ * cannot be read). */
 int rm_manifest_from_json_text(const char *text, size_t len, rm_manifest_t **out, rm_error_t *err);
-/* The same from text, and from a file (RM_EIO when it cannot be read). */
 int rm_manifest_from_file(const char *path, rm_manifest_t **out, rm_error_t *err);
 
 /* The JSON form of m (new reference), NULL on OOM. */
