@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "remotemedia/v1/metrics.pb-c.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
 #include "rm/manifest.h"
 #include "rm/metrics.h"
 #include "rm/pipeline.h"
+#include "rm/wire.h"
 
 enum { BATCH = 8, N_NODES = 5, WARMUP = 20000 };
 
@@ -71,10 +71,10 @@ static void run_once(rm_pipeline_t *p, const rm_input_t *in, const rm_run_opts_t
   rm_result_free(r);
   if (wire) { /* what the server does with the metrics of a request: export, encode */
     Remotemedia__V1__PipelineMetrics msg = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
-    if (rm_metrics_to_proto(rm_pipeline_metrics(p), &msg))
+    if (rm_wire_metrics_to_proto(rm_pipeline_metrics(p), &msg))
       die("proto export", NULL);
     remotemedia__v1__pipeline_metrics__pack(&msg, wire);
-    rm_metrics_proto_clear(&msg);
+    rm_wire_metrics_proto_clear(&msg);
   }
 }
 
@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
   float samples[16];
   for (int i = 0; i < 16; i++)
     samples[i] = (float)i / 16.0f;
-  rm_buffer_t *buf = rm_buffer_wrap(RM_KIND_AUDIO, samples, sizeof samples, NULL);
+  rm_buffer_t *buf = rm_buffer_new_borrowed(RM_KIND_AUDIO, samples, sizeof samples, NULL);
   buf->u.audio = (rm_audio_info_t){48000, 1, RM_SAMPLE_F32};
   rm_input_t in = {"n0", buf};
   uint8_t wire[4096];

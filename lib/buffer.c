@@ -184,8 +184,8 @@ rm_buffer_t *rm_buffer_new_binary(rm_mem_account_t *account, const void *data, s
   return b;
 }
 
-rm_buffer_t *rm_buffer_wrap(rm_kind_t kind, const void *data, size_t size,
-                            rm_mem_account_t *account) {
+rm_buffer_t *rm_buffer_new_borrowed(rm_kind_t kind, const void *data, size_t size,
+                                    rm_mem_account_t *account) {
   rm_buffer_t *b = rm_malloc(sizeof *b);
   if (!b)
     return NULL;

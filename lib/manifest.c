@@ -1,10 +1,10 @@
-/* manifest.c - loading pipeline descriptions from JSON and from the wire message. */
+/* manifest.c - the in-memory pipeline description, built by hand or from its JSON form. */
 #include "rm/manifest.h"
 
 #include <string.h>
 
-#include "remotemedia/v1/manifest.pb-c.h"
 #include "rm/alloc.h"
+#include "rm/manifest_json.h"
 
 /* Strings and arrays of a manifest live in its arena, whose first block shares the
  * manifest's own allocation: a small manifest is one malloc and one free. */
@@ -92,13 +92,6 @@ int rm_manifest_add_connection(rm_manifest_t *m, const char *from, const char *f
   return 0;
 }
 
-/* jansson's parser reports a failed allocation as a syntax error (or with no code at all),
- * so a parse that failed while an allocation failed is taken for what it is. */
-static int parse_ran_out_of_memory(const json_error_t *je, unsigned long failures_before) {
-  /* the count first: when the very first allocation fails jansson leaves *je unwritten */
-  return rm_alloc_failures() != failures_before || json_error_code(je) == json_error_out_of_memory;
-}
-
 /* Parses params given as JSON text; "" means {}. */
 static int parse_params_text(const char *text, const char *node_id, json_t **out, rm_error_t *err) {
   if (!text || !*text) {
@@ -110,7 +103,8 @@ static int parse_params_text(const char *text, const char *node_id, json_t **out
   /* any JSON value parses, so "5" is reported as not an object rather than as bad JSON */
   json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!v) {
-    if (parse_ran_out_of_memory(&je, failures))
+    /* jansson reports a failed allocation as a syntax error: the failure count tells */
+    if (rm_alloc_failures() != failures || json_error_code(&je) == json_error_out_of_memory)
       return rm_error_set(err, RM_ENOMEM, node_id, NULL, "out of memory");
     return rm_error_set(err, RM_EPARAM, node_id, "params",
                         "node '%s': params are not valid JSON: %s (line %d, column %d)", node_id,
@@ -125,112 +119,45 @@ static int parse_params_text(const char *text, const char *node_id, json_t **out
   return 0;
 }
 
-/* Reads an optional string member; wrong type is an error naming `where`. */
-static int get_str(const json_t *obj, const char *key, int required, const char **out,
-                   const char *where, rm_error_t *err) {
-  json_t *v = json_object_get(obj, key);
-  if (!v) {
-    if (required)
-      return rm_error_set(err, RM_EMANIFEST, NULL, key, "%s: missing '%s'", where, key);
-    *out = "";
-    return 0;
-  }
-  if (!json_is_string(v))
-    return rm_error_set(err, RM_EMANIFEST, NULL, key, "%s: '%s' must be a string", where, key);
-  *out = json_string_value(v);
-  return 0;
-}
-
-static int check_keys(const json_t *obj, const char *const *allowed, const char *where,
-                      rm_error_t *err) {
-  const char *key;
-  json_t *v;
-  json_object_foreach((json_t *)obj, key, v) {
-    int ok = 0;
-    for (const char *const *a = allowed; *a; a++)
-      ok |= strcmp(*a, key) == 0;
-    if (!ok)
-      return rm_error_set(err, RM_EMANIFEST, NULL, key, "%s: unknown key '%s'", where, key);
-  }
-  return 0;
-}
-
-static int load_json(const json_t *root, rm_manifest_t *m, rm_error_t *err) {
-  static const char *const top_keys[] = {"name", "nodes", "connections", NULL};
-  static const char *const node_keys[] = {"id", "node_type", "params", NULL};
-  static const char *const conn_keys[] = {"from", "to", "from_port", "to_port", NULL};
-  int rc;
-  if (!json_is_object(root))
-    return rm_error_set(err, RM_EMANIFEST, NULL, NULL, "manifest must be a JSON object");
-  if ((rc = check_keys(root, top_keys, "manifest", err)))
-    return rc;
-  const char *name = "";
-  if ((rc = get_str(root, "name", 0, &name, "manifest", err)))
-    return rc;
-  if (rm_manifest_set_name(m, name))
-    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-
-  json_t *nodes = json_object_get(root, "nodes");
-  if (nodes && !json_is_array(nodes))
-    return rm_error_set(err, RM_EMANIFEST, NULL, "nodes", "manifest: 'nodes' must be an array");
-  size_t i;
-  json_t *n;
-  json_array_foreach(nodes, i, n) {
-    char where[48];
-    snprintf(where, sizeof where, "nodes[%zu]", i);
-    if (!json_is_object(n))
-      return rm_error_set(err, RM_EMANIFEST, NULL, "nodes", "%s must be an object", where);
-    if ((rc = check_keys(n, node_keys, where, err)))
-      return rc;
-    const char *id, *type;
-    if ((rc = get_str(n, "id", 1, &id, where, err)) ||
-        (rc = get_str(n, "node_type", 1, &type, where, err)))
-      return rc;
-    json_t *p = json_object_get(n, "params"), *params = NULL;
-    if (json_is_string(p)) {
-      if ((rc = parse_params_text(json_string_value(p), id, &params, err)))
-        return rc;
-    } else if (p && !json_is_null(p) && !json_is_object(p)) {
-      return rm_error_set(err, RM_EPARAM, id, "params", "node '%s': params must be a JSON object",
-                          id);
-    } else if (json_is_object(p)) {
-      params = json_incref(p);
-    }
+int rm_manifest_add_node_text(rm_manifest_t *m, const char *id, const char *type,
+                              const char *params_text, rm_error_t *err) {
+  json_t *params = NULL;
+  int rc = parse_params_text(params_text, id, &params, err);
+  if (!rc)
     rc = rm_manifest_add_node(m, id, type, params, err);
-    json_decref(params);
-    if (rc)
-      return rc;
-  }
+  json_decref(params);
+  return rc;
+}
 
-  json_t *conns = json_object_get(root, "connections");
-  if (conns && !json_is_array(conns))
-    return rm_error_set(err, RM_EMANIFEST, NULL, "connections",
-                        "manifest: 'connections' must be an array");
-  json_t *c;
-  json_array_foreach(conns, i, c) {
-    char where[48];
-    snprintf(where, sizeof where, "connections[%zu]", i);
-    if (!json_is_object(c))
-      return rm_error_set(err, RM_EMANIFEST, NULL, "connections", "%s must be an object", where);
-    if ((rc = check_keys(c, conn_keys, where, err)))
-      return rc;
-    const char *from = "", *to = "", *fp = "", *tp = "";
-    if ((rc = get_str(c, "from", 1, &from, where, err)) ||
-        (rc = get_str(c, "to", 1, &to, where, err)) ||
-        (rc = get_str(c, "from_port", 0, &fp, where, err)) ||
-        (rc = get_str(c, "to_port", 0, &tp, where, err)))
-      return rc;
-    if (rm_manifest_add_connection(m, from, fp, to, tp))
-      return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  }
+/* ---- the JSON form, read by rm_manifest_json_read ---- */
+
+static int sink_name(void *ctx, const char *name, rm_error_t *err) {
+  if (rm_manifest_set_name(ctx, name))
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   return 0;
 }
+
+static int sink_node(void *ctx, const char *id, const char *type, const json_t *params,
+                     const char *params_text, rm_error_t *err) {
+  if (params_text)
+    return rm_manifest_add_node_text(ctx, id, type, params_text, err);
+  return rm_manifest_add_node(ctx, id, type, params, err);
+}
+
+static int sink_connection(void *ctx, const char *from, const char *from_port, const char *to,
+                           const char *to_port, rm_error_t *err) {
+  if (rm_manifest_add_connection(ctx, from, from_port, to, to_port))
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  return 0;
+}
+
+static const rm_manifest_json_sink_t engine_sink = {sink_name, sink_node, sink_connection};
 
 int rm_manifest_from_json(const json_t *root, rm_manifest_t **out, rm_error_t *err) {
   rm_manifest_t *m = rm_manifest_new("");
   if (!m)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  int rc = load_json(root, m, err);
+  int rc = rm_manifest_json_read(root, &engine_sink, m, err);
   if (rc) {
     rm_manifest_free(m);
     return rc;
@@ -241,15 +168,8 @@ int rm_manifest_from_json(const json_t *root, rm_manifest_t **out, rm_error_t *e
 
 static int from_loaded(json_t *root, const json_error_t *je, unsigned long failures,
                        rm_manifest_t **out, rm_error_t *err) {
-  if (!root) {
-    if (parse_ran_out_of_memory(je, failures))
-      return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-    if (json_error_code(je) == json_error_cannot_open_file)
-      return rm_error_set(err, RM_EIO, NULL, NULL, "%s", je->text);
-    return rm_error_set(err, RM_EMANIFEST, NULL, NULL,
-                        "manifest is not valid JSON: %s (line %d, column %d)", je->text, je->line,
-                        je->column);
-  }
+  if (!root)
+    return rm_manifest_json_parse_error(je, failures, err);
   int rc = rm_manifest_from_json(root, out, err);
   json_decref(root);
   return rc;
@@ -267,35 +187,6 @@ int rm_manifest_from_file(const char *path, rm_manifest_t **out, rm_error_t *err
   unsigned long failures = rm_alloc_failures();
   json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
   return from_loaded(root, &je, failures, out, err);
-}
-
-int rm_manifest_from_proto(const Remotemedia__V1__PipelineManifest *msg, rm_manifest_t **out,
-                           rm_error_t *err) {
-  if (!msg)
-    return rm_error_set(err, RM_EMANIFEST, NULL, "manifest", "request has no manifest");
-  rm_manifest_t *m = rm_manifest_new(msg->name);
-  if (!m)
-    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  int rc = 0;
-  for (size_t i = 0; i < msg->n_nodes && !rc; i++) {
-    const Remotemedia__V1__NodeManifest *n = msg->nodes[i];
-    json_t *params = NULL;
-    rc = parse_params_text(n->params, n->id, &params, err);
-    if (!rc)
-      rc = rm_manifest_add_node(m, n->id, n->node_type, params, err);
-    json_decref(params);
-  }
-  for (size_t i = 0; i < msg->n_connections && !rc; i++) {
-    const Remotemedia__V1__Connection *c = msg->connections[i];
-    if (rm_manifest_add_connection(m, c->from, c->from_port, c->to, c->to_port))
-      rc = rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  }
-  if (rc) {
-    rm_manifest_free(m);
-    return rc;
-  }
-  *out = m;
-  return 0;
 }
 
 json_t *rm_manifest_to_json(const rm_manifest_t *m) {

@@ -1,4 +1,4 @@
-/* metrics.c - pipeline metrics storage and the seed-JSON and protobuf exports. */
+/* metrics.c - pipeline metrics storage and the seed-JSON exports (protobuf: rm/wire.h). */
 #include "rm/metrics.h"
 
 #include <inttypes.h>
@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "remotemedia/v1/metrics.pb-c.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
 #include "rm/error.h"
+#include "rm/metrics_seed.h"
 
 int rm_metrics_init(rm_metrics_t *m, const char *pipeline_id, const char *const *node_ids,
                     size_t n_nodes) {
@@ -88,99 +88,34 @@ static node_view_t view(const rm_node_metrics_t *n) {
   return v;
 }
 
-/* Adds the export's own time (plus the clock read that ends it) to the overhead. */
-static void charge_export(rm_metrics_t *m, uint64_t t0) {
+void rm_metrics_charge_export(rm_metrics_t *m, uint64_t t0) {
   m->overhead_ns += rm_clock_ns() - t0 + rm_clock_read_cost_ns();
 }
 
-/* Sets obj[key] = v (stolen), remembering a failure in *ok. Keys are our literals, so the
- * UTF-8 check json_object_set_new would repeat for every key of every export is skipped;
- * json_pack's format parsing is skipped too (together they were most of the build). */
-static void put(json_t *obj, const char *key, json_t *v, int *ok) {
-  if (json_object_set_new_nocheck(obj, key, v))
-    *ok = 0;
-}
-
-/* One node's and the pipeline's figures as the seed exports them: the single source of the
- * two JSON trees below (from live metrics and from the wire message). */
-typedef struct node_fields {
-  const char *node_id;
-  uint64_t execution_count, success_count, error_count;
-  double success_rate, total_us, avg_us, min_us, max_us;
-} node_fields_t;
-
-typedef struct pipeline_fields {
-  const char *pipeline_id;
-  uint64_t total_executions, peak_memory_bytes;
-  double total_us, total_ms, peak_mb;
-} pipeline_fields_t;
-
-/* The seed's object in the seed's key order; metrics_overhead_us is a real set to 0 and
- * returned in *overhead for the caller to fill in last. NULL on OOM. */
-static json_t *seed_tree(const pipeline_fields_t *pf, size_t n,
-                         void (*node_at)(const void *src, size_t i, node_fields_t *out),
-                         const void *src, json_t **overhead) {
-  int ok = 1;
-  json_t *root = json_object(), *nodes = json_array(), *ov = json_real(0.0);
-  if (!root || !nodes || !ov) {
-    json_decref(root);
-    json_decref(nodes);
-    json_decref(ov);
-    return NULL;
-  }
-  put(root, "pipeline_id", json_string(pf->pipeline_id ? pf->pipeline_id : ""), &ok);
-  put(root, "total_executions", json_integer((json_int_t)pf->total_executions), &ok);
-  put(root, "total_duration_us", json_real(pf->total_us), &ok);
-  put(root, "total_duration_ms", json_real(pf->total_ms), &ok);
-  put(root, "peak_memory_bytes", json_integer((json_int_t)pf->peak_memory_bytes), &ok);
-  put(root, "peak_memory_mb", json_real(pf->peak_mb), &ok);
-  put(root, "metrics_overhead_us", ov, &ok);
-  put(root, "node_metrics", nodes, &ok);
-  for (size_t i = 0; ok && i < n; i++) {
-    node_fields_t f;
-    node_at(src, i, &f);
-    json_t *o = json_object();
-    if (!o || json_array_append_new(nodes, o)) {
-      ok = 0;
-      break;
-    }
-    put(o, "node_id", json_string(f.node_id ? f.node_id : ""), &ok);
-    put(o, "execution_count", json_integer((json_int_t)f.execution_count), &ok);
-    put(o, "success_count", json_integer((json_int_t)f.success_count), &ok);
-    put(o, "error_count", json_integer((json_int_t)f.error_count), &ok);
-    put(o, "success_rate", json_real(f.success_rate), &ok);
-    put(o, "total_duration_us", json_real(f.total_us), &ok);
-    put(o, "avg_duration_us", json_real(f.avg_us), &ok);
-    put(o, "min_duration_us", json_real(f.min_us), &ok);
-    put(o, "max_duration_us", json_real(f.max_us), &ok);
-  }
-  if (!ok) {
-    json_decref(root);
-    return NULL;
-  }
-  *overhead = ov;
-  return root;
-}
-
-static void live_node(const void *src, size_t i, node_fields_t *f) {
-  const rm_node_metrics_t *n = &((const rm_metrics_t *)src)->nodes[i];
+void rm_metrics_node_figures(const void *m, size_t i, rm_metrics_seed_node_t *f) {
+  const rm_node_metrics_t *n = &((const rm_metrics_t *)m)->nodes[i];
   node_view_t v = view(n);
-  *f = (node_fields_t){n->node_id,     n->execution_count, n->success_count,
-                       n->error_count, v.success_rate,     v.total_us,
-                       v.avg_us,       v.min_us,           v.max_us};
+  *f = (rm_metrics_seed_node_t){n->node_id,     n->execution_count, n->success_count,
+                                n->error_count, v.success_rate,     v.total_us,
+                                v.avg_us,       v.min_us,           v.max_us};
+}
+
+void rm_metrics_figures(const rm_metrics_t *m, rm_metrics_seed_t *pf) {
+  *pf = (rm_metrics_seed_t){
+      m->pipeline_id,  m->total_executions,       m->peak_memory_bytes,
+      us(m->total_ns), (double)m->total_ns / 1e6, (double)m->peak_memory_bytes / (1024.0 * 1024.0)};
 }
 
 json_t *rm_metrics_to_json(rm_metrics_t *m) {
   uint64_t t0 = rm_clock_ns();
-  pipeline_fields_t pf = {
-      m->pipeline_id,  m->total_executions,       m->peak_memory_bytes,
-      us(m->total_ns), (double)m->total_ns / 1e6, (double)m->peak_memory_bytes / (1024.0 * 1024.0)};
+  rm_metrics_seed_t pf;
+  rm_metrics_figures(m, &pf);
   json_t *overhead;
-  json_t *root = seed_tree(&pf, m->n_nodes, live_node, m, &overhead);
+  json_t *root = rm_metrics_seed_json(&pf, m->n_nodes, rm_metrics_node_figures, m, &overhead);
   if (!root)
     return NULL;
   /* the overhead gets its value last, when the export has been timed */
-  charge_export(m, t0);
+  rm_metrics_charge_export(m, t0);
   json_real_set(overhead, us(m->overhead_ns));
   return root;
 }
@@ -314,72 +249,11 @@ char *rm_metrics_to_json_text(rm_metrics_t *m, size_t *len) {
     rm_free(tail.p);
     return NULL;
   }
-  charge_export(m, t0);
+  rm_metrics_charge_export(m, t0);
   text_us(&head, m->overhead_ns);
   text_put(&head, tail.p, tail.len);
   rm_free(tail.p);
   if (len)
     *len = head.len;
   return head.p;
-}
-
-int rm_metrics_to_proto(rm_metrics_t *m, Remotemedia__V1__PipelineMetrics *msg) {
-  uint64_t t0 = rm_clock_ns();
-  size_t n = m->n_nodes;
-  /* One allocation: the pointer array, then the messages. */
-  void *mem = rm_malloc(n * (sizeof(void *) + sizeof(Remotemedia__V1__NodeMetrics)) + 1);
-  if (!mem)
-    return RM_ENOMEM;
-  Remotemedia__V1__NodeMetrics **ptrs = mem;
-  Remotemedia__V1__NodeMetrics *nm = (Remotemedia__V1__NodeMetrics *)(ptrs + n);
-  for (size_t i = 0; i < n; i++) {
-    const rm_node_metrics_t *src = &m->nodes[i];
-    node_view_t v = view(src);
-    remotemedia__v1__node_metrics__init(&nm[i]);
-    nm[i].node_id = (char *)src->node_id;
-    nm[i].execution_count = src->execution_count;
-    nm[i].success_count = src->success_count;
-    nm[i].error_count = src->error_count;
-    nm[i].success_rate = v.success_rate;
-    nm[i].total_duration_us = v.total_us;
-    nm[i].avg_duration_us = v.avg_us;
-    nm[i].min_duration_us = v.min_us;
-    nm[i].max_duration_us = v.max_us;
-    ptrs[i] = &nm[i];
-  }
-  msg->pipeline_id = (char *)(m->pipeline_id ? m->pipeline_id : "");
-  msg->total_executions = m->total_executions;
-  msg->total_duration_us = us(m->total_ns);
-  msg->total_duration_ms = (double)m->total_ns / 1e6;
-  msg->peak_memory_bytes = m->peak_memory_bytes;
-  msg->peak_memory_mb = (double)m->peak_memory_bytes / (1024.0 * 1024.0);
-  msg->n_node_metrics = n;
-  msg->node_metrics = ptrs;
-  charge_export(m, t0);
-  msg->metrics_overhead_us = us(m->overhead_ns);
-  return 0;
-}
-
-void rm_metrics_proto_clear(Remotemedia__V1__PipelineMetrics *msg) {
-  rm_free(msg->node_metrics);
-  msg->node_metrics = NULL;
-  msg->n_node_metrics = 0;
-}
-
-static void wire_node(const void *src, size_t i, node_fields_t *f) {
-  const Remotemedia__V1__NodeMetrics *n =
-      ((const Remotemedia__V1__PipelineMetrics *)src)->node_metrics[i];
-  *f = (node_fields_t){n->node_id,         n->execution_count, n->success_count,
-                       n->error_count,     n->success_rate,    n->total_duration_us,
-                       n->avg_duration_us, n->min_duration_us, n->max_duration_us};
-}
-
-json_t *rm_metrics_proto_to_json(const Remotemedia__V1__PipelineMetrics *msg) {
-  pipeline_fields_t pf = {msg->pipeline_id,       msg->total_executions,  msg->peak_memory_bytes,
-                          msg->total_duration_us, msg->total_duration_ms, msg->peak_memory_mb};
-  json_t *overhead;
-  json_t *root = seed_tree(&pf, msg->n_node_metrics, wire_node, msg, &overhead);
-  if (root)
-    json_real_set(overhead, msg->metrics_overhead_us);
-  return root;
 }

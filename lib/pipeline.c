@@ -519,9 +519,6 @@ void rm_pipeline_free(rm_pipeline_t *p) {
 
 const char *rm_pipeline_name(const rm_pipeline_t *p) { return p->name; }
 size_t rm_pipeline_node_count(const rm_pipeline_t *p) { return p->n_nodes; }
-const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i) {
-  return i < p->n_nodes ? p->order_ids[i] : NULL;
-}
 int rm_pipeline_is_heavy(const rm_pipeline_t *p) { return p->heavy; }
 int rm_pipeline_is_reusable(const rm_pipeline_t *p) { return p->reusable; }
 
@@ -548,18 +545,13 @@ size_t rm_node_input_count(const rm_node_ctx_t *ctx) { return ctx->n_inputs; }
 rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i) {
   return i < ctx->n_inputs ? ctx->inputs[i] : NULL;
 }
-unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i) {
-  return i < ctx->n_inputs ? ctx->in_ports[i] : 0;
-}
 const char *rm_node_input_source(const rm_node_ctx_t *ctx, size_t i) {
   if (i >= ctx->n_inputs || i >= ctx->node->n_in)
     return NULL; /* the request's input */
   return ctx->p->nodes[ctx->p->edges[ctx->node->in_edges[i]].from].id;
 }
-int rm_node_end_of_stream(const rm_node_ctx_t *ctx) { return ctx->opts->end_of_stream; }
 const rm_limits_t *rm_node_limits(const rm_node_ctx_t *ctx) { return &ctx->p->limits; }
 rm_mem_account_t *rm_node_account(const rm_node_ctx_t *ctx) { return ctx->p->account; }
-const char *rm_node_id(const rm_node_ctx_t *ctx) { return ctx->node->id; }
 
 int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fmt, ...) {
   if (ctx->err) {
@@ -872,6 +864,55 @@ typedef struct run_scratch {
   unsigned *ports;
 } run_scratch_t;
 
+/* Points ctx at invocation k's inputs: the request's input of a source node, else item k
+ * (or the only item) of every incoming edge, each checked against its port's kinds.
+ * 0, or RM_EINPUT naming the node and the port. */
+static int gather_inputs(rm_pipeline_t *p, node_t *n, size_t k, run_scratch_t *s,
+                         rm_node_ctx_t *ctx, rm_error_t *err) {
+  const rm_node_type_t *t = n->type;
+  if (!n->n_in && n->input) {
+    s->inputs[0] = n->input;
+    s->ports[0] = 0;
+    ctx->n_inputs = 1;
+  }
+  for (size_t j = 0; j < n->n_in; j++) {
+    const edge_t *e = &p->edges[n->in_edges[j]];
+    const item_list_t *l = &p->nodes[e->from].outs[e->from_port];
+    rm_buffer_t *b = l->items[l->n == 1 ? 0 : k];
+    /* Validation only knows declared kinds; a pass-through fed by the request can carry
+     * any, so what actually arrives is checked before the node reads it. */
+    const rm_port_spec_t *port = &t->inputs[e->to_port];
+    if (!(b->kind & port->kinds)) {
+      char acc[64];
+      kinds_text(port->kinds, acc, sizeof acc);
+      return rm_error_set(err, RM_EINPUT, n->id, port->name,
+                          "node '%s' (%s): input from '%s' is %s, but port '%s' accepts %s", n->id,
+                          t->name, p->nodes[e->from].id, rm_kind_name(b->kind), port->name, acc);
+    }
+    s->inputs[j] = b;
+    s->ports[j] = e->to_port;
+    ctx->n_inputs = j + 1;
+  }
+  return 0;
+}
+
+/* Calls the type's flush() with no inputs; for a RM_NODE_JOIN_TAIL type, what it emits on
+ * a port that already held items is joined to that port's last item. 0 or flush's code or
+ * the join's. */
+static int flush_and_join(node_t *n, rm_node_ctx_t *ctx) {
+  const rm_node_type_t *t = n->type;
+  ctx->n_inputs = 0;
+  size_t before[JOIN_PORTS_MAX];
+  int join = (t->flags & RM_NODE_JOIN_TAIL) && t->n_outputs <= JOIN_PORTS_MAX;
+  for (size_t o = 0; join && o < t->n_outputs; o++)
+    before[o] = n->outs[o].n;
+  int rc = t->flush(n->state, ctx);
+  for (size_t o = 0; !rc && join && o < t->n_outputs; o++)
+    if (before[o] > 0 && n->outs[o].n > before[o])
+      rc = join_tail(ctx, o, before[o] - 1);
+  return rc;
+}
+
 static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_scratch_t *s,
                     rm_node_result_t *res, rm_error_t *err) {
   size_t count = 0;
@@ -888,48 +929,15 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
     if ((rc = check_stop(opts, err, n->id)))
       return rc;
     ctx.n_inputs = 0;
-    if (k < count) {
-      if (!n->n_in && n->input) {
-        s->inputs[0] = n->input;
-        s->ports[0] = 0;
-        ctx.n_inputs = 1;
-      }
-      for (size_t j = 0; j < n->n_in; j++) {
-        const edge_t *e = &p->edges[n->in_edges[j]];
-        const item_list_t *l = &p->nodes[e->from].outs[e->from_port];
-        rm_buffer_t *b = l->items[l->n == 1 ? 0 : k];
-        /* Validation only knows declared kinds; a pass-through fed by the request can carry
-         * any, so what actually arrives is checked before the node reads it. */
-        const rm_port_spec_t *port = &t->inputs[e->to_port];
-        if (!(b->kind & port->kinds)) {
-          char acc[64];
-          kinds_text(port->kinds, acc, sizeof acc);
-          return rm_error_set(err, RM_EINPUT, n->id, port->name,
-                              "node '%s' (%s): input from '%s' is %s, but port '%s' accepts %s",
-                              n->id, t->name, p->nodes[e->from].id, rm_kind_name(b->kind),
-                              port->name, acc);
-        }
-        s->inputs[j] = b;
-        s->ports[j] = e->to_port;
-        ctx.n_inputs = j + 1;
-      }
-    }
+    if (k < count && (rc = gather_inputs(p, n, k, s, &ctx, err)))
+      return rc;
     /* Two clock reads per invocation and nothing else: what they and the record cost is
      * calibrated once (rm_metrics_invocation_cost_ns) rather than timed by a third read,
      * which would cost as much as it measures. */
     uint64_t t0 = opts->metrics ? rm_clock_ns() : 0;
     rc = k < count ? t->process(n->state, &ctx) : 0;
-    if (!rc && do_flush && k == calls - 1) {
-      ctx.n_inputs = 0;
-      size_t before[JOIN_PORTS_MAX];
-      int join = (t->flags & RM_NODE_JOIN_TAIL) && t->n_outputs <= JOIN_PORTS_MAX;
-      for (size_t o = 0; join && o < t->n_outputs; o++)
-        before[o] = n->outs[o].n;
-      rc = t->flush(n->state, &ctx);
-      for (size_t o = 0; !rc && join && o < t->n_outputs; o++)
-        if (before[o] > 0 && n->outs[o].n > before[o])
-          rc = join_tail(&ctx, o, before[o] - 1);
-    }
+    if (!rc && do_flush && k == calls - 1)
+      rc = flush_and_join(n, &ctx);
     if (t->end_stream && (rc || (opts->end_of_stream && k == calls - 1))) {
       t->end_stream(n->state);
       ended = 1;

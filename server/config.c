@@ -39,7 +39,8 @@ static const opt_t opts[] = {
     {"listen", "RM_LISTEN", T_STR, OFF(listen), "127.0.0.1:50051", 0, 0, 0,
      "address to listen on, host:port (use 0.0.0.0:50051 in containers; port 0 picks a free port)"},
     {"threads", "RM_THREADS", T_INT, OFF(threads), "0", 0, 256, 0,
-     "completion-queue polling threads (0 = one per CPU the process may use: affinity, cgroup quota)"},
+     "completion-queue polling threads (0 = one per CPU the process may use: affinity, cgroup "
+     "quota)"},
     {"workers", "RM_WORKERS", T_INT, OFF(workers), "0", 0, 1024, 0,
      "threads that run heavy pipelines off the polling threads (0 = two per polling thread)"},
     {"request-slots", "RM_REQUEST_SLOTS", T_INT, OFF(request_slots), "64", 1, 4096, 0,

@@ -55,7 +55,7 @@ static void job_finish(exec_job_t *job) {
 static int compile(exec_job_t *job) {
   rm_error_t err;
   rm_error_clear(&err);
-  int rc = rm_manifest_from_proto(job->req->manifest, &job->manifest, &err);
+  int rc = rm_wire_manifest_from_proto(job->req->manifest, &job->manifest, &err);
   if (!rc)
     rc = rm_pipeline_new(job->manifest, &job->limits, &job->pipeline, &err);
   if (rc)
@@ -79,7 +79,7 @@ typedef struct response_store {
 
 #define PART_ALIGN alignof(max_align_t)
 
-/* Everything lives in the call's arena except the metrics nodes (rm_metrics_proto_clear). */
+/* Everything lives in the call's arena except the metrics nodes (rm_wire_metrics_proto_clear). */
 static int build_response(response_store_t *st, exec_job_t *job, const rm_result_t *r) {
   rm_arena_t *arena = rm_call_arena(job->call);
   memset(st, 0, sizeof *st);
@@ -144,7 +144,7 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
   st->msg.pipeline_name = (char *)rm_pipeline_name(job->pipeline);
   if (job->req->enable_metrics) {
     remotemedia__v1__pipeline_metrics__init(&st->metrics);
-    if (rm_metrics_to_proto(rm_pipeline_metrics(job->pipeline), &st->metrics))
+    if (rm_wire_metrics_to_proto(rm_pipeline_metrics(job->pipeline), &st->metrics))
       return RM_ENOMEM;
     st->has_metrics = 1;
     st->msg.metrics = &st->metrics;
@@ -224,7 +224,7 @@ static void run_job(exec_job_t *job) {
       rm_call_reply(call, &st.msg.base);
     }
     if (st.has_metrics)
-      rm_metrics_proto_clear(&st.metrics);
+      rm_wire_metrics_proto_clear(&st.metrics);
   }
   rm_result_free(result); /* before the pipeline: result buffers count in its account */
   for (size_t i = 0; i < bound; i++)
@@ -488,7 +488,7 @@ static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
 
 static void list_node_types(rm_call_t *call, const ProtobufCMessage *msg) {
   (void)msg;
-  Remotemedia__V1__ListNodeTypesResponse *resp = rm_registry_describe();
+  Remotemedia__V1__ListNodeTypesResponse *resp = rm_wire_node_types_new();
   if (resp) {
     rm_call_reply(call, &resp->base);
   } else {
@@ -496,7 +496,7 @@ static void list_node_types(rm_call_t *call, const ProtobufCMessage *msg) {
     rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_call_fail(call, &err);
   }
-  rm_registry_describe_free(resp);
+  rm_wire_node_types_free(resp);
 }
 
 /* ---------------------------------------------------------------- GetVersion */

@@ -1,9 +1,10 @@
 # client.cmake - librmclient (rm_client, rm::client), the `remotemedia` CLI, their install
 # rules and their end-to-end test. Included from client/c/CMakeLists.txt.
 #
-# The library depends only on the gRPC C core, protobuf-c, jansson and the generated wire
-# messages (rm_proto, linked into the shared library); never on the engine. The CLI
-# additionally links the engine (rm_core) for in-process runs and libsndfile for WAV.
+# The library depends only on the gRPC C core, protobuf-c, jansson, the generated wire
+# messages (rm_proto) and the wire layer's proto-only half (rm_wire_proto, over rm_base), all
+# linked into the shared library; never on the engine. The CLI additionally links the engine
+# and the wire layer's engine half (rm_wire) for in-process runs, and libsndfile for WAV.
 
 set(RM_CLIENT_DIR ${CMAKE_CURRENT_LIST_DIR})
 
@@ -30,11 +31,11 @@ target_link_libraries(rm_client_health_obj PRIVATE PkgConfig::PROTOBUFC)
 set_target_properties(rm_client_health_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
                       C_VISIBILITY_PRESET hidden)
 
-add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c
-            ${RM_CLIENT_DIR}/rmclient_manifest.c)
+add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c)
 target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR})
-target_link_libraries(rm_client_obj PRIVATE rm::common rm::version PkgConfig::GRPC PkgConfig::PROTOBUFC
-                      PkgConfig::JANSSON)
+# rm_wire_proto_obj for its headers only: its objects go into the libraries below.
+target_link_libraries(rm_client_obj PRIVATE rm_wire_proto_obj rm::common rm::version PkgConfig::GRPC
+                      PkgConfig::PROTOBUFC PkgConfig::JANSSON)
 add_dependencies(rm_client_obj rm_proto rm_client_health_obj) # generated headers first
 set_target_properties(rm_client_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
                       C_VISIBILITY_PRESET hidden)
@@ -43,10 +44,13 @@ rm_warnings(rm_client_obj)
 set(RM_CLIENT_PUBLIC_INCLUDES $<BUILD_INTERFACE:${RM_CLIENT_DIR}> $<BUILD_INTERFACE:${RM_GEN_DIR}>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 
-# librmclient.so: what is installed. The wire messages (rm_proto) and the common helpers
-# (rm_common, static and hidden) are linked in, so their descriptors, __free_unpacked
-# functions and file reader come with it and neither needs installing.
-add_library(rm_client SHARED $<TARGET_OBJECTS:rm_client_obj> $<TARGET_OBJECTS:rm_client_health_obj>)
+# librmclient.so: what is installed. The wire messages (rm_proto) are linked in, so their
+# descriptors and __free_unpacked functions come with it, and so are the objects of the wire
+# layer's proto-only half and of rm_base beneath it (the manifest reader, the seed metrics
+# writer) and the common helpers (rm_common), with hidden visibility: nothing else needs
+# installing.
+add_library(rm_client SHARED $<TARGET_OBJECTS:rm_client_obj> $<TARGET_OBJECTS:rm_client_health_obj>
+            $<TARGET_OBJECTS:rm_wire_proto_obj> $<TARGET_OBJECTS:rm_base_obj>)
 target_include_directories(rm_client PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
 target_link_libraries(rm_client PRIVATE rm_proto rm::common PkgConfig::GRPC
                       PUBLIC PkgConfig::JANSSON PkgConfig::PROTOBUFC)
@@ -59,19 +63,19 @@ set_target_properties(rm_client PROPERTIES
 add_library(rm::client ALIAS rm_client)
 
 # The same objects as a static library for programs of this tree that also link the
-# engine (the CLI): one copy of rm_proto, so no symbol is defined twice.
+# engine (the CLI): one copy of rm_proto and of the wire layer, so no symbol is defined twice.
 add_library(rm_client_static STATIC $<TARGET_OBJECTS:rm_client_obj>
             $<TARGET_OBJECTS:rm_client_health_obj>)
 target_include_directories(rm_client_static PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
-target_link_libraries(rm_client_static PUBLIC rm_proto rm::common PkgConfig::GRPC PkgConfig::JANSSON
-                      PkgConfig::PROTOBUFC)
+target_link_libraries(rm_client_static PUBLIC rm_wire_proto rm_proto rm::common PkgConfig::GRPC
+                      PkgConfig::JANSSON PkgConfig::PROTOBUFC)
 
 # The CLI. In-process runs use the engine; remote runs use the library.
 add_executable(rm_cli ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remotemedia_cli_io.c
                ${RM_CLIENT_DIR}/remotemedia_cli_local.c)
 set_target_properties(rm_cli PROPERTIES OUTPUT_NAME remotemedia)
-target_link_libraries(rm_cli PRIVATE rm_client_static rm_core rm::common rm::version PkgConfig::MEDIA
-                      ${MATH_LIB})
+target_link_libraries(rm_cli PRIVATE rm_client_static rm_wire rm_core rm::common rm::version
+                      PkgConfig::MEDIA ${MATH_LIB})
 rm_warnings(rm_cli)
 
 # ---------------------------------------------------------------- install

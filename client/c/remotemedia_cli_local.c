@@ -9,6 +9,7 @@
 #include "rm/manifest.h"
 #include "rm/pipeline.h"
 #include "rm/registry.h"
+#include "rm/wire.h"
 
 struct cli_local_run {
   rm_pipeline_t *pipeline;
@@ -64,7 +65,7 @@ void cli_local_free(cli_local_run_t *run) {
 static rm_buffer_t *wrap_input(const rm_client_buffer_t *b) {
   static const rm_kind_t kinds[] = {RM_KIND_NONE, RM_KIND_AUDIO, RM_KIND_TENSOR,
                                     RM_KIND_JSON, RM_KIND_TEXT,  RM_KIND_BINARY};
-  rm_buffer_t *buf = rm_buffer_wrap(kinds[b->kind], b->data, b->size, NULL);
+  rm_buffer_t *buf = rm_buffer_new_borrowed(kinds[b->kind], b->data, b->size, NULL);
   if (!buf)
     return NULL;
   if (b->kind == RM_CLIENT_AUDIO) {
@@ -206,9 +207,9 @@ int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n
 /* ------------------------------------------------------------------ node types */
 
 void cli_local_node_types_free(Remotemedia__V1__ListNodeTypesResponse *m) {
-  rm_registry_describe_free(m);
+  rm_wire_node_types_free(m);
 }
 
 Remotemedia__V1__ListNodeTypesResponse *cli_local_node_types(void) {
-  return rm_registry_describe(); /* exactly what the server's ListNodeTypes publishes */
+  return rm_wire_node_types_new(); /* exactly what the server's ListNodeTypes publishes */
 }

@@ -295,14 +295,14 @@ RM_CLIENT_API json_t *rm_client_metrics_to_json(const struct Remotemedia__V1__Pi
 /* ------------------------------------------------------------------ other RPCs */
 
 /* ListNodeTypes: every node type with its params and ports. *out is freed with
- * rm_client_node_types_free. Errors as for rm_client_execute. */
+ * rm_client_node_types_free (NULL is a no-op). Errors as for rm_client_execute. */
 RM_CLIENT_API int rm_client_list_node_types(rm_client_t *c, int64_t timeout_ms,
                                             struct Remotemedia__V1__ListNodeTypesResponse **out,
                                             rm_client_error_t *err);
 RM_CLIENT_API void rm_client_node_types_free(struct Remotemedia__V1__ListNodeTypesResponse *m);
 
 /* GetVersion: protocol, server and gRPC core versions, services. Freed with
- * rm_client_server_version_free. */
+ * rm_client_server_version_free (NULL is a no-op). */
 RM_CLIENT_API int rm_client_server_version(rm_client_t *c, int64_t timeout_ms,
                                            struct Remotemedia__V1__GetVersionResponse **out,
                                            rm_client_error_t *err);

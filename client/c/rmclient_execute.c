@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rm/wire_proto.h"
 #include "rmclient_int.h"
 
 /* ------------------------------------------------------------------ buffer views */
@@ -152,6 +153,18 @@ static void to_wire(const rm_client_buffer_t *b, wire_t *w) {
   }
 }
 
+/* The wire manifest for the JSON text, read by the wire layer (the same reader as the
+ * engine's): its shape errors are RM_CLIENT_EMANIFEST with the same message. */
+static int manifest_from_json(const char *text, Remotemedia__V1__PipelineManifest **out,
+                              rm_client_error_t *err) {
+  rm_error_t e;
+  int rc = rm_wire_manifest_proto_from_text(text, strlen(text), out, &e);
+  if (rc)
+    return rm__client_fail(err, rc == RM_ENOMEM ? RM_CLIENT_ENOMEM : RM_CLIENT_EMANIFEST, "%s",
+                           e.message);
+  return 0;
+}
+
 int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client_input_t *inputs,
                       size_t n_inputs, const rm_client_exec_opts_t *opts, rm_client_result_t **out,
                       rm_client_error_t *err) {
@@ -168,7 +181,7 @@ int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client
       return rc;
   }
   Remotemedia__V1__PipelineManifest *manifest = NULL;
-  int rc = rm__client_manifest_from_json(manifest_json, &manifest, err);
+  int rc = manifest_from_json(manifest_json, &manifest, err);
   if (rc)
     return rc;
   size_t n = n_inputs ? n_inputs : 1;
@@ -206,7 +219,7 @@ int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client
   free(wires);
   free(entries);
   free(ptrs);
-  rm__client_manifest_free(manifest);
+  rm_wire_manifest_proto_free(manifest);
   return rc;
 }
 
@@ -355,53 +368,6 @@ const Remotemedia__V1__ExecuteResponse *rm_client_result_response(const rm_clien
 
 /* ------------------------------------------------------------------ metrics JSON */
 
-/* Sets key to a new value, consuming it; non-zero on failure (including a NULL value). */
-static int put(json_t *obj, const char *key, json_t *value) {
-  return json_object_set_new(obj, key, value);
-}
-
-static json_t *node_json(const Remotemedia__V1__NodeMetrics *n) {
-  json_t *o = json_object();
-  if (!o || put(o, "node_id", json_string(n->node_id)) ||
-      put(o, "execution_count", json_integer((json_int_t)n->execution_count)) ||
-      put(o, "success_count", json_integer((json_int_t)n->success_count)) ||
-      put(o, "error_count", json_integer((json_int_t)n->error_count)) ||
-      put(o, "success_rate", json_real(n->success_rate)) ||
-      put(o, "total_duration_us", json_real(n->total_duration_us)) ||
-      put(o, "avg_duration_us", json_real(n->avg_duration_us)) ||
-      put(o, "min_duration_us", json_real(n->min_duration_us)) ||
-      put(o, "max_duration_us", json_real(n->max_duration_us))) {
-    json_decref(o);
-    return NULL;
-  }
-  return o;
-}
-
 json_t *rm_client_metrics_to_json(const Remotemedia__V1__PipelineMetrics *m) {
-  if (!m)
-    return NULL;
-  json_t *o = json_object(), *nodes = json_array();
-  if (!o || !nodes || put(o, "pipeline_id", json_string(m->pipeline_id)) ||
-      put(o, "total_executions", json_integer((json_int_t)m->total_executions)) ||
-      put(o, "total_duration_us", json_real(m->total_duration_us)) ||
-      put(o, "total_duration_ms", json_real(m->total_duration_ms)) ||
-      put(o, "peak_memory_bytes", json_integer((json_int_t)m->peak_memory_bytes)) ||
-      put(o, "peak_memory_mb", json_real(m->peak_memory_mb)) ||
-      put(o, "metrics_overhead_us", json_real(m->metrics_overhead_us))) {
-    json_decref(o);
-    json_decref(nodes);
-    return NULL;
-  }
-  for (size_t i = 0; i < m->n_node_metrics; i++) {
-    if (json_array_append_new(nodes, node_json(m->node_metrics[i]))) {
-      json_decref(o);
-      json_decref(nodes);
-      return NULL;
-    }
-  }
-  if (put(o, "node_metrics", nodes)) {
-    json_decref(o);
-    return NULL;
-  }
-  return o;
+  return m ? rm_wire_metrics_to_json(m) : NULL; /* the one seed-JSON writer */
 }

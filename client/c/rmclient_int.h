@@ -32,12 +32,6 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
                      const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
                      ProtobufCMessage **out, rm_client_error_t *err);
 
-/* The wire manifest for a JSON manifest text, built with malloc; release it with
- * rm__client_manifest_free. 0, RM_CLIENT_EMANIFEST or RM_CLIENT_ENOMEM (err filled). */
-int rm__client_manifest_from_json(const char *text, Remotemedia__V1__PipelineManifest **out,
-                                  rm_client_error_t *err);
-void rm__client_manifest_free(Remotemedia__V1__PipelineManifest *m);
-
 /* A result wrapping an unpacked response, which it takes even on failure. NULL on OOM. */
 rm_client_result_t *rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp);
 

@@ -8,49 +8,53 @@
  * "description", "required", "default_json", "has_minimum", "minimum", "has_maximum",
  * "maximum", "enum_values"}], "inputs": [{"name", "kinds", "variadic", "same_as_input"}],
  * "outputs": [...]}]}: field for field what the server's ListNodeTypes answers (kinds as
- * lower-case names: "audio", "tensor", "json", "text", "binary"). */
+ * lower-case names: "audio", "tensor", "json", "text", "binary"). It prints the message the
+ * wire layer builds for ListNodeTypes (rm_wire_node_types_new), so the translation from the
+ * registry's tables is made in one place. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "rm/registry.h"
+#include "rm/wire.h"
 
+/* DataKind values 1..5 (0 is unspecified). */
 static const char *const kind_names[] = {"audio", "tensor", "json", "text", "binary"};
 
-/* The same translation the server's ListNodeTypes makes: a param without a default is
- * required, and a required param publishes no default. */
-static json_t *param_json(const rm_param_spec_t *ps) {
-  int required = (ps->flags & RM_PARAM_REQUIRED) || !ps->default_json;
-  int has_min = (ps->flags & RM_PARAM_HAS_MIN) != 0;
-  int has_max = (ps->flags & RM_PARAM_HAS_MAX) != 0;
-  json_t *values = json_array();
-  for (const char *const *e = ps->enum_values; values && e && *e; e++)
-    if (json_array_append_new(values, json_string(*e))) {
-      json_decref(values);
-      values = NULL;
+static json_t *strings_json(char **v, size_t n) {
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < n; i++)
+    if (json_array_append_new(arr, json_string(v[i]))) {
+      json_decref(arr);
+      arr = NULL;
     }
-  return json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:f, s:b, s:f, s:o}", "name", ps->name, "type",
-                   rm_param_type_name(ps->type), "description",
-                   ps->description ? ps->description : "", "required", required, "default_json",
-                   required ? "" : ps->default_json, "has_minimum", has_min, "minimum",
-                   has_min ? ps->min : 0.0, "has_maximum", has_max, "maximum",
-                   has_max ? ps->max : 0.0, "enum_values", values);
+  return arr;
 }
 
-static json_t *ports_json(const rm_port_spec_t *ports, size_t n) {
+/* The ParamSpec the wire layer built, field for field (it already made the translation:
+ * a param without a default is required, a required param publishes no default). */
+static json_t *param_json(const Remotemedia__V1__ParamSpec *p) {
+  return json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:f, s:b, s:f, s:o}", "name", p->name, "type",
+                   p->type, "description", p->description, "required", p->required, "default_json",
+                   p->default_json, "has_minimum", p->has_minimum, "minimum", p->minimum,
+                   "has_maximum", p->has_maximum, "maximum", p->maximum, "enum_values",
+                   strings_json(p->enum_values, p->n_enum_values));
+}
+
+static json_t *ports_json(Remotemedia__V1__PortSpec **ports, size_t n) {
   json_t *arr = json_array();
   for (size_t i = 0; arr && i < n; i++) {
+    const Remotemedia__V1__PortSpec *p = ports[i];
     json_t *kinds = json_array();
-    for (unsigned b = 0; kinds && b < sizeof kind_names / sizeof kind_names[0]; b++)
-      if ((ports[i].kinds & (1u << b)) &&
-          json_array_append_new(kinds, json_string(kind_names[b]))) {
+    for (size_t k = 0; kinds && k < p->n_kinds; k++) {
+      int v = (int)p->kinds[k];
+      if (v < 1 || v > 5 || json_array_append_new(kinds, json_string(kind_names[v - 1]))) {
         json_decref(kinds);
         kinds = NULL;
       }
-    if (json_array_append_new(
-            arr, json_pack("{s:s, s:o, s:b, s:b}", "name", ports[i].name, "kinds", kinds,
-                           "variadic", (ports[i].flags & RM_PORT_VARIADIC) != 0, "same_as_input",
-                           (ports[i].flags & RM_PORT_SAME_AS_INPUT) != 0))) {
+    }
+    if (json_array_append_new(arr, json_pack("{s:s, s:o, s:b, s:b}", "name", p->name, "kinds",
+                                             kinds, "variadic", p->variadic, "same_as_input",
+                                             p->same_as_input))) {
       json_decref(arr);
       return NULL;
     }
@@ -58,26 +62,29 @@ static json_t *ports_json(const rm_port_spec_t *ports, size_t n) {
   return arr;
 }
 
-static json_t *type_json(const rm_node_type_t *nt) {
+static json_t *type_json(const Remotemedia__V1__NodeTypeInfo *t) {
   json_t *params = json_array();
-  for (size_t j = 0; params && j < nt->n_params; j++)
-    if (json_array_append_new(params, param_json(&nt->params[j]))) {
+  for (size_t j = 0; params && j < t->n_params; j++)
+    if (json_array_append_new(params, param_json(t->params[j]))) {
       json_decref(params);
       params = NULL;
     }
-  return json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", nt->name, "description",
-                   nt->description ? nt->description : "", "params", params, "inputs",
-                   ports_json(nt->inputs, nt->n_inputs), "outputs",
-                   ports_json(nt->outputs, nt->n_outputs));
+  return json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", t->name, "description", t->description,
+                   "params", params, "inputs", ports_json(t->inputs, t->n_inputs), "outputs",
+                   ports_json(t->outputs, t->n_outputs));
 }
 
 static json_t *registry_json(void) {
+  Remotemedia__V1__ListNodeTypesResponse *resp = rm_wire_node_types_new();
+  if (!resp)
+    return NULL;
   json_t *types = json_array();
-  for (size_t i = 0; types && i < rm_registry_count(); i++)
-    if (json_array_append_new(types, type_json(rm_registry_at(i)))) {
+  for (size_t i = 0; types && i < resp->n_node_types; i++)
+    if (json_array_append_new(types, type_json(resp->node_types[i]))) {
       json_decref(types);
-      return NULL;
+      types = NULL;
     }
+  rm_wire_node_types_free(resp);
   return json_pack("{s:o}", "node_types", types);
 }
 

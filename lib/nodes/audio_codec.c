@@ -288,7 +288,7 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
 
 static void decode_destroy(void *state) { rm_free(state); }
 
-const rm_node_type_t rm_node_audio_decode = {
+const rm_node_type_t rm__node_type_audio_decode = {
     .name = "AudioDecode",
     .description = "Decodes a WAV (PCM 8-32 bit, float, double), FLAC or Ogg Vorbis file "
                    "held in a binary buffer with libsndfile. Corrupt or truncated files are "
@@ -494,7 +494,7 @@ static void encode_destroy(void *state) {
   rm_free(state);
 }
 
-const rm_node_type_t rm_node_audio_encode = {
+const rm_node_type_t rm__node_type_audio_encode = {
     .name = "AudioEncode",
     .description = "Encodes a stream of audio into one WAV, FLAC or Ogg Vorbis file with "
                    "libsndfile, emitted at end of stream.",

@@ -35,7 +35,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
 
 static void destroy(void *state) { rm_free(state); }
 
-const rm_node_type_t rm_node_audio_format = {
+const rm_node_type_t rm__node_type_audio_format = {
     .name = "AudioFormat",
     .description = "Converts the sample format (integer PCM <-> float, with clipping).",
     .params = params,

@@ -138,7 +138,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   return rc;
 }
 
-const rm_node_type_t rm_node_calculator = {
+const rm_node_type_t rm__node_type_calculator = {
     .name = "Calculator",
     .description = "Evaluates an arithmetic request given as JSON; division by zero is a node "
                    "error.",

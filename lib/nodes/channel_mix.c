@@ -58,7 +58,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
 
 static void destroy(void *state) { rm_free(state); }
 
-const rm_node_type_t rm_node_channel_mix = {
+const rm_node_type_t rm__node_type_channel_mix = {
     .name = "ChannelMix",
     .description = "Mixes audio down to mono or maps it to stereo.",
     .params = params,

@@ -110,7 +110,7 @@ static void destroy(void *state) {
   rm_free(c);
 }
 
-const rm_node_type_t rm_node_chunk = {
+const rm_node_type_t rm__node_type_chunk = {
     .name = "Chunk",
     .description = "Splits audio into chunks of a fixed number of frames.",
     .params = params,

@@ -40,7 +40,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
 
 static void destroy(void *state) { rm_free(state); }
 
-const rm_node_type_t rm_node_delay = {
+const rm_node_type_t rm__node_type_delay = {
     .name = "Delay",
     .description = "Waits `ms` milliseconds, then emits its input unchanged.",
     .params = params,

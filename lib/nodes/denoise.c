@@ -196,7 +196,7 @@ static void destroy(void *state) {
   rm_free(d);
 }
 
-const rm_node_type_t rm_node_denoise = {
+const rm_node_type_t rm__node_type_denoise = {
     .name = "Denoise",
     .description = "Noise suppression with optional AGC (libspeexdsp preprocessor), per "
                    "channel, 8-48 kHz; streams across chunks.",

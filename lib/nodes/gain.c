@@ -51,7 +51,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
 
 static void destroy(void *state) { rm_free(state); }
 
-const rm_node_type_t rm_node_gain = {
+const rm_node_type_t rm__node_type_gain = {
     .name = "Gain",
     .description = "Multiplies every sample by 10^(db/20).",
     .params = params,

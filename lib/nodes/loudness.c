@@ -179,7 +179,7 @@ static void meter_destroy(void *state) {
   rm_free(state);
 }
 
-const rm_node_type_t rm_node_loudness_meter = {
+const rm_node_type_t rm__node_type_loudness_meter = {
     .name = "LoudnessMeter",
     .description = "Measures integrated loudness (LUFS), loudness range and true peak of a "
                    "stream with libebur128; reports one JSON document at end of stream.",
@@ -322,7 +322,7 @@ static void norm_destroy(void *state) {
   rm_free(n);
 }
 
-const rm_node_type_t rm_node_loudness_normalize = {
+const rm_node_type_t rm__node_type_loudness_normalize = {
     .name = "LoudnessNormalize",
     .description = "Measures a stream's integrated loudness with libebur128 and applies the "
                    "gain that brings it to `target_lufs`, optionally capped by a true-peak "

@@ -101,7 +101,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
 
 static void destroy(void *state) { rm_free(state); }
 
-const rm_node_type_t rm_node_mixer = {
+const rm_node_type_t rm__node_type_mixer = {
     .name = "Mixer",
     .description = "Sums its audio inputs (fan-in, connection order) with a gain each; rates "
                    "and channel counts must match.",

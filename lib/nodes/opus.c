@@ -221,7 +221,7 @@ static void enc_destroy(void *state) {
   rm_free(e);
 }
 
-const rm_node_type_t rm_node_opus_encode = {
+const rm_node_type_t rm__node_type_opus_encode = {
     .name = "OpusEncode",
     .description = "Encodes audio to Opus packets with libopus (rm-opus framing); streams "
                    "across chunks, flush() pads the last frame and writes the end record.",
@@ -405,7 +405,7 @@ static void dec_destroy(void *state) {
   rm_free(d);
 }
 
-const rm_node_type_t rm_node_opus_decode = {
+const rm_node_type_t rm__node_type_opus_decode = {
     .name = "OpusDecode",
     .description = "Decodes rm-opus framed packets with libopus into delay-compensated audio; "
                    "truncated or corrupt packets are input errors.",

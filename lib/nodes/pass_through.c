@@ -25,7 +25,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   return 0;
 }
 
-const rm_node_type_t rm_node_pass_through = {
+const rm_node_type_t rm__node_type_pass_through = {
     .name = "PassThrough",
     .description = "Emits its inputs unchanged, without copying them; merges several "
                    "connections.",

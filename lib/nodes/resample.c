@@ -238,7 +238,7 @@ static void destroy(void *state) {
   rm_free(r);
 }
 
-const rm_node_type_t rm_node_audio_resample = {
+const rm_node_type_t rm__node_type_audio_resample = {
     .name = "AudioResample",
     .description = "Converts the sample rate with libsoxr (any 8-192 kHz to any), optionally "
                    "down-mixing to mono; streams across chunks, flush() emits the tail.",

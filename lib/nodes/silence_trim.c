@@ -143,7 +143,7 @@ static void destroy(void *state) {
   rm_free(t);
 }
 
-const rm_node_type_t rm_node_silence_trim = {
+const rm_node_type_t rm__node_type_silence_trim = {
     .name = "SilenceTrim",
     .description = "Drops leading and/or trailing silence (samples below threshold_db) from "
                    "a stream, keeping keep_ms of margin.",

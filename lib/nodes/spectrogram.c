@@ -343,7 +343,7 @@ static int stft_flush(void *state, rm_node_ctx_t *ctx) {
 
 static void stft_destroy(void *state) { stft_free(state); }
 
-const rm_node_type_t rm_node_spectrogram = {
+const rm_node_type_t rm__node_type_spectrogram = {
     .name = "Spectrogram",
     .description = "Short-time Fourier transform (FFTW): power, magnitude or dB per bin, as "
                    "an f32 tensor [frames, n_fft/2 + 1].",
@@ -361,7 +361,7 @@ const rm_node_type_t rm_node_spectrogram = {
     .destroy = stft_destroy,
 };
 
-const rm_node_type_t rm_node_mel_spectrogram = {
+const rm_node_type_t rm__node_type_mel_spectrogram = {
     .name = "MelSpectrogram",
     .description = "Mel-scale spectrogram (FFTW + triangular HTK-mel filter bank), as an f32 "
                    "tensor [frames, n_mels].",

@@ -253,7 +253,7 @@ static void destroy(void *state) {
   rm_free(v);
 }
 
-const rm_node_type_t rm_node_vad = {
+const rm_node_type_t rm__node_type_vad = {
     .name = "VAD",
     .description = "Voice activity detection per 10-30 ms frame (energy above a tracked noise "
                    "floor) with hangover; JSON segments at end of stream, optional speech-only "

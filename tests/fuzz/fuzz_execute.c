@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       .max_nodes = 32, .max_audio_samples = 1u << 18, .max_buffer_bytes = 4u << 20};
   rm_input_t inputs[8];
   size_t n = 0;
-  if (rm_manifest_from_proto(req->manifest, &m, &err) || rm_pipeline_new(m, &limits, &p, &err))
+  if (rm_wire_manifest_from_proto(req->manifest, &m, &err) || rm_pipeline_new(m, &limits, &p, &err))
     goto out;
   for (size_t i = 0; i < req->n_inputs && n < 8; i++) {
     if (!req->inputs[i]->value ||
@@ -73,8 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rm_pipeline_run(p, inputs, n, &opts, &r, &err);
   if (req->enable_metrics) {
     Remotemedia__V1__PipelineMetrics pm = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
-    if (!rm_metrics_to_proto(rm_pipeline_metrics(p), &pm))
-      rm_metrics_proto_clear(&pm);
+    if (!rm_wire_metrics_to_proto(rm_pipeline_metrics(p), &pm))
+      rm_wire_metrics_proto_clear(&pm);
   }
 out:
   rm_result_free(r);

@@ -8,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "remotemedia/v1/manifest.pb-c.h"
-#include "remotemedia/v1/metrics.pb-c.h"
 #include "rm/metrics.h"
+#include "rm/wire.h"
 #include "test_support.h"
 
 /* Every utility node, fan-out (g), fan-in (merge), several items per run (ck), JSON in
@@ -135,7 +134,7 @@ static outcome_t cycle(int from_proto, int result_in_arena) {
   } while (0)
 
   if (from_proto)
-    STEP("manifest_from_proto", rm_manifest_from_proto(&wire, &m, &err), 1);
+    STEP("manifest_from_proto", rm_wire_manifest_from_proto(&wire, &m, &err), 1);
   else
     STEP("manifest_from_json",
          rm_manifest_from_json_text(manifest_json, strlen(manifest_json), &m, &err), 1);
@@ -158,9 +157,9 @@ static outcome_t cycle(int from_proto, int result_in_arena) {
   rm_free(text);
   text = rm_metrics_to_json_text(rm_pipeline_metrics(p), NULL);
   STEP("metrics_to_json_text", text ? 0 : RM_ENOMEM, 0);
-  STEP("metrics_to_proto", rm_metrics_to_proto(rm_pipeline_metrics(p), &msg), 0);
+  STEP("metrics_to_proto", rm_wire_metrics_to_proto(rm_pipeline_metrics(p), &msg), 0);
   have_msg = 1;
-  back = rm_metrics_proto_to_json(&msg);
+  back = rm_wire_metrics_to_json(&msg);
   STEP("metrics_proto_to_json", back ? 0 : RM_ENOMEM, 0);
   o.step = "done";
 #undef STEP
@@ -168,7 +167,7 @@ out:
   o.rc = rc;
   json_decref(back);
   if (have_msg)
-    rm_metrics_proto_clear(&msg);
+    rm_wire_metrics_proto_clear(&msg);
   rm_free(text);
   json_decref(mj);
   rm_result_free(r);
@@ -268,7 +267,7 @@ static void test_buffer_failures_leave_account_clean(void) {
   rm_mem_account_t acc = {0};
   rm_alloc_fail_after(0);
   CU_ASSERT_PTR_NULL(rm_buffer_new(RM_KIND_TEXT, 10, &acc));
-  CU_ASSERT_PTR_NULL(rm_buffer_wrap(RM_KIND_TEXT, "abc", 3, &acc));
+  CU_ASSERT_PTR_NULL(rm_buffer_new_borrowed(RM_KIND_TEXT, "abc", 3, &acc));
   rm_alloc_fail_after(1); /* the buffer, then not its mime type */
   CU_ASSERT_PTR_NULL(rm_buffer_new_binary(&acc, "abc", 3, "text/plain"));
   rm_alloc_fail_never();

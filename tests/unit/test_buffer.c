@@ -26,7 +26,7 @@ static void test_account_counts_payload_bytes(void) {
   RM_ASSERT_INT(acc.peak, 150);
   /* borrowed bytes are held by the pipeline all the same */
   static const char borrowed[30] = "borrowed";
-  rm_buffer_t *w = rm_buffer_wrap(RM_KIND_TEXT, borrowed, sizeof borrowed, &acc);
+  rm_buffer_t *w = rm_buffer_new_borrowed(RM_KIND_TEXT, borrowed, sizeof borrowed, &acc);
   CU_ASSERT_PTR_NOT_NULL_FATAL(w);
   CU_ASSERT_PTR_EQUAL(w->data, (const uint8_t *)borrowed);
   RM_ASSERT_INT(acc.current, 80);

@@ -1,10 +1,9 @@
-/* test_manifest.c - loading manifests from JSON text, files and the wire message. */
+/* test_manifest.c - loading manifests from JSON text and files (the wire message: test_wire). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "remotemedia/v1/manifest.pb-c.h"
 #include "test_support.h"
 
 /* Loads single-quoted JSON that must fail; returns the code. */
@@ -158,84 +157,6 @@ static void test_file(void) {
   CU_ASSERT_PTR_NULL(m);
 }
 
-/* A hand-built wire message: params travel as JSON text. */
-static void test_proto(void) {
-  Remotemedia__V1__NodeManifest n[3];
-  for (int i = 0; i < 3; i++)
-    remotemedia__v1__node_manifest__init(&n[i]);
-  n[0].id = "src";
-  n[0].node_type = "PassThrough"; /* params left empty: {} */
-  n[1].id = "g";
-  n[1].node_type = "Gain";
-  n[1].params = "{\"db\": 6.5}";
-  n[2].id = "f";
-  n[2].node_type = "AudioFormat";
-  n[2].params = "{\"format\": \"i32\"}";
-  Remotemedia__V1__NodeManifest *nodes[3] = {&n[0], &n[1], &n[2]};
-  Remotemedia__V1__Connection c[2];
-  remotemedia__v1__connection__init(&c[0]);
-  remotemedia__v1__connection__init(&c[1]);
-  c[0].from = "src";
-  c[0].to = "g";
-  c[1].from = "g";
-  c[1].to = "f";
-  c[1].from_port = "out";
-  Remotemedia__V1__Connection *conns[2] = {&c[0], &c[1]};
-  Remotemedia__V1__PipelineManifest msg = REMOTEMEDIA__V1__PIPELINE_MANIFEST__INIT;
-  msg.name = "wire";
-  msg.n_nodes = 3;
-  msg.nodes = nodes;
-  msg.n_connections = 2;
-  msg.connections = conns;
-
-  rm_manifest_t *m = NULL;
-  rm_error_t err;
-  RM_ASSERT_INT(rm_manifest_from_proto(&msg, &m, &err), 0);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-  RM_ASSERT_STR(m->name, "wire");
-  RM_ASSERT_INT(m->n_nodes, 3);
-  RM_ASSERT_INT(json_object_size(m->nodes[0].params), 0);
-  RM_ASSERT_NEAR(json_number_value(json_object_get(m->nodes[1].params, "db")), 6.5, 0);
-  RM_ASSERT_STR(json_string_value(json_object_get(m->nodes[2].params, "format")), "i32");
-  RM_ASSERT_INT(m->n_conns, 2);
-  RM_ASSERT_STR(m->conns[1].from_port, "out");
-  RM_ASSERT_STR(m->conns[1].to_port, "");
-  /* and it compiles */
-  rm_pipeline_t *p = NULL;
-  RM_ASSERT_INT(rm_pipeline_new(m, NULL, &p, &err), 0);
-  RM_ASSERT_INT(rm_pipeline_node_count(p), 3);
-  rm_pipeline_free(p);
-  rm_manifest_free(m);
-
-  /* bad params text: RM_EPARAM naming node and "params" */
-  static const struct {
-    const char *params, *message;
-  } bad[] = {
-      {"not json", "node 'g': params are not valid JSON: invalid token near 'not' (line 1, "
-                   "column 3)"},
-      {"[1, 2]", "node 'g': params must be a JSON object"},
-      {"\"db\"", "node 'g': params must be a JSON object"},
-      {"{\"db\": 1, \"db\": 2}", "node 'g': params are not valid JSON: duplicate object key "
-                                 "near '\"db\"' (line 1, column 14)"},
-  };
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    n[1].params = (char *)bad[i].params;
-    m = NULL;
-    RM_ASSERT_ERR(rm_manifest_from_proto(&msg, &m, &err), &err, RM_EPARAM, "g", "params",
-                  bad[i].message);
-    CU_ASSERT_PTR_NULL(m);
-  }
-  /* valid params that the node rejects: rm_pipeline_new names node and key */
-  n[1].params = "{\"db\": \"loud\"}";
-  RM_ASSERT_INT(rm_manifest_from_proto(&msg, &m, &err), 0);
-  RM_ASSERT_ERR(rm_pipeline_new(m, NULL, &p, &err), &err, RM_EPARAM, "g", "db",
-                "node 'g' param 'db': expected number, got string");
-  rm_manifest_free(m);
-
-  RM_ASSERT_ERR(rm_manifest_from_proto(NULL, &m, &err), &err, RM_EMANIFEST, "", "manifest",
-                "request has no manifest");
-}
-
 static void test_builders(void) {
   rm_manifest_t *m = rm_manifest_new(NULL);
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
@@ -268,15 +189,11 @@ static void test_builders(void) {
 }
 
 int main(void) {
-  static const rm_test_case_t cases[] = {RM_TEST(test_json_full_manifest),
-                                         RM_TEST(test_json_empty_manifest_loads),
-                                         RM_TEST(test_json_shape_errors),
-                                         RM_TEST(test_json_params_errors),
-                                         RM_TEST(test_json_syntax_errors),
-                                         RM_TEST(test_file),
-                                         RM_TEST(test_proto),
-                                         RM_TEST(test_builders),
-                                         {NULL, NULL}};
+  static const rm_test_case_t cases[] = {
+      RM_TEST(test_json_full_manifest), RM_TEST(test_json_empty_manifest_loads),
+      RM_TEST(test_json_shape_errors),  RM_TEST(test_json_params_errors),
+      RM_TEST(test_json_syntax_errors), RM_TEST(test_file),
+      RM_TEST(test_builders),           {NULL, NULL}};
   rm_test_suite("manifest", cases);
   return rm_test_run();
 }

@@ -206,7 +206,7 @@ static void test_borrowed_input_across_runs(void) {
   float *mem = malloc(ref->size);
   memcpy(mem, ref->data, ref->size);
   size_t half = ref->size / 2;
-  rm_buffer_t *a = rm_buffer_wrap(RM_KIND_AUDIO, mem, half, NULL);
+  rm_buffer_t *a = rm_buffer_new_borrowed(RM_KIND_AUDIO, mem, half, NULL);
   a->u.audio = ref->u.audio;
   rm_input_t in = {"n", a};
   rm_run_opts_t opts = {.end_of_stream = 0};

@@ -95,7 +95,7 @@ static void test_empty_mono_f32_has_no_data(void) {
     rm_pipeline_t *p = media_node(mono[k].type, mono[k].params);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     /* as the wire layer borrows an empty payload: no bytes, no pointer */
-    rm_buffer_t *in = rm_buffer_wrap(RM_KIND_AUDIO, NULL, 0, NULL);
+    rm_buffer_t *in = rm_buffer_new_borrowed(RM_KIND_AUDIO, NULL, 0, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(in);
     in->u.audio = (rm_audio_info_t){.sample_rate = 16000, .channels = 1, .format = RM_SAMPLE_F32};
     media_items_t it = {0};

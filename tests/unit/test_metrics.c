@@ -1,8 +1,8 @@
 /* test_metrics.c - per-node counts, durations, peak memory, overhead and both exports. */
 #include <string.h>
 
-#include "remotemedia/v1/metrics.pb-c.h"
 #include "rm/metrics.h"
+#include "rm/wire.h"
 #include "test_support.h"
 
 static const char *calc_chain =
@@ -108,10 +108,10 @@ static void test_json_keys_are_the_seeds(void) {
   RM_ASSERT_INT(json_array_size(json_object_get(j, "node_metrics")), 2);
   /* and the same keys when built from the wire message (what clients print) */
   Remotemedia__V1__PipelineMetrics msg = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
-  RM_ASSERT_INT(rm_metrics_to_proto(rm_pipeline_metrics(p), &msg), 0);
-  json_t *k = rm_metrics_proto_to_json(&msg);
+  RM_ASSERT_INT(rm_wire_metrics_to_proto(rm_pipeline_metrics(p), &msg), 0);
+  json_t *k = rm_wire_metrics_to_json(&msg);
   expect_seed_shape(k);
-  rm_metrics_proto_clear(&msg);
+  rm_wire_metrics_proto_clear(&msg);
   CU_ASSERT_PTR_NULL(msg.node_metrics);
   RM_ASSERT_INT(msg.n_node_metrics, 0);
   json_decref(k);
@@ -187,7 +187,7 @@ static void test_proto_carries_the_same_numbers(void) {
   rm_pipeline_t *p = calc_with_one_failure();
   rm_metrics_t *m = rm_pipeline_metrics(p);
   Remotemedia__V1__PipelineMetrics msg = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
-  RM_ASSERT_INT(rm_metrics_to_proto(m, &msg), 0);
+  RM_ASSERT_INT(rm_wire_metrics_to_proto(m, &msg), 0);
   json_t *j = rm_metrics_to_json(m);
   RM_ASSERT_STR(msg.pipeline_id, "calc");
   RM_ASSERT_INT(msg.total_executions, 4);
@@ -230,7 +230,7 @@ static void test_proto_carries_the_same_numbers(void) {
   RM_ASSERT_NEAR(back->node_metrics[1]->min_duration_us, msg.node_metrics[1]->min_duration_us, 0);
   remotemedia__v1__pipeline_metrics__free_unpacked(back, NULL);
   rm_free(wire);
-  rm_metrics_proto_clear(&msg);
+  rm_wire_metrics_proto_clear(&msg);
   json_decref(j);
   rm_pipeline_free(p);
 }
@@ -482,9 +482,9 @@ static void test_init_destroy(void) {
   RM_ASSERT_INT(json_array_size(json_object_get(j, "node_metrics")), 0);
   json_decref(j);
   Remotemedia__V1__PipelineMetrics msg = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
-  RM_ASSERT_INT(rm_metrics_to_proto(&m, &msg), 0);
+  RM_ASSERT_INT(rm_wire_metrics_to_proto(&m, &msg), 0);
   RM_ASSERT_INT(msg.n_node_metrics, 0);
-  rm_metrics_proto_clear(&msg);
+  rm_wire_metrics_proto_clear(&msg);
   rm_metrics_destroy(&m);
 }
 

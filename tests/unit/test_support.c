@@ -179,3 +179,8 @@ void rm__test_err(int rc, const rm_error_t *err, int code, const char *node, con
   if (message)
     rm__test_str(err->message, message, line, file, "err.message");
 }
+
+const char *rm_test_node_id(rm_pipeline_t *p, size_t i) {
+  const rm_metrics_t *m = rm_pipeline_metrics(p);
+  return i < m->n_nodes ? m->nodes[i].node_id : NULL;
+}

@@ -47,6 +47,9 @@ rm_buffer_t *rm_test_json(const char *text);
 /* Runs p with one input to `node`; returns the run's code. *res must be freed. */
 int rm_test_run1(rm_pipeline_t *p, const char *node, rm_buffer_t *in, int metrics,
                  rm_result_t **res, rm_error_t *err);
+/* Id of the i-th node in execution order (the order the pipeline's metrics keep), NULL
+ * when i is out of range. */
+const char *rm_test_node_id(rm_pipeline_t *p, size_t i);
 /* The output of `key` in r, or NULL. */
 const rm_output_t *rm_test_output(const rm_result_t *r, const char *key);
 /* Item i of output `key` in r, or NULL (the test fails when absent). */

@@ -1,4 +1,5 @@
-/* test_wire.c - the wire layer: finding a field in a message's bytes without unpacking. */
+/* test_wire.c - the wire layer: finding a field in a message's bytes without unpacking, the
+ * wire manifest to the engine's, and the JSON manifest to the wire message. */
 #include <string.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
@@ -170,12 +171,187 @@ static void test_find_field_refuses_what_protobuf_would_merge_or_reject(void) {
   RM_ASSERT_INT(value.length, 0);
 }
 
+/* A hand-built wire message: params travel as JSON text. */
+static void test_manifest_from_proto(void) {
+  Remotemedia__V1__NodeManifest n[3];
+  for (int i = 0; i < 3; i++)
+    remotemedia__v1__node_manifest__init(&n[i]);
+  n[0].id = "src";
+  n[0].node_type = "PassThrough"; /* params left empty: {} */
+  n[1].id = "g";
+  n[1].node_type = "Gain";
+  n[1].params = "{\"db\": 6.5}";
+  n[2].id = "f";
+  n[2].node_type = "AudioFormat";
+  n[2].params = "{\"format\": \"i32\"}";
+  Remotemedia__V1__NodeManifest *nodes[3] = {&n[0], &n[1], &n[2]};
+  Remotemedia__V1__Connection c[2];
+  remotemedia__v1__connection__init(&c[0]);
+  remotemedia__v1__connection__init(&c[1]);
+  c[0].from = "src";
+  c[0].to = "g";
+  c[1].from = "g";
+  c[1].to = "f";
+  c[1].from_port = "out";
+  Remotemedia__V1__Connection *conns[2] = {&c[0], &c[1]};
+  Remotemedia__V1__PipelineManifest msg = REMOTEMEDIA__V1__PIPELINE_MANIFEST__INIT;
+  msg.name = "wire";
+  msg.n_nodes = 3;
+  msg.nodes = nodes;
+  msg.n_connections = 2;
+  msg.connections = conns;
+
+  rm_manifest_t *m = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_wire_manifest_from_proto(&msg, &m, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  RM_ASSERT_STR(m->name, "wire");
+  RM_ASSERT_INT(m->n_nodes, 3);
+  RM_ASSERT_INT(json_object_size(m->nodes[0].params), 0);
+  RM_ASSERT_NEAR(json_number_value(json_object_get(m->nodes[1].params, "db")), 6.5, 0);
+  RM_ASSERT_STR(json_string_value(json_object_get(m->nodes[2].params, "format")), "i32");
+  RM_ASSERT_INT(m->n_conns, 2);
+  RM_ASSERT_STR(m->conns[1].from_port, "out");
+  RM_ASSERT_STR(m->conns[1].to_port, "");
+  /* and it compiles */
+  rm_pipeline_t *p = NULL;
+  RM_ASSERT_INT(rm_pipeline_new(m, NULL, &p, &err), 0);
+  RM_ASSERT_INT(rm_pipeline_node_count(p), 3);
+  rm_pipeline_free(p);
+  rm_manifest_free(m);
+
+  /* bad params text: RM_EPARAM naming node and "params" */
+  static const struct {
+    const char *params, *message;
+  } bad[] = {
+      {"not json", "node 'g': params are not valid JSON: invalid token near 'not' (line 1, "
+                   "column 3)"},
+      {"[1, 2]", "node 'g': params must be a JSON object"},
+      {"\"db\"", "node 'g': params must be a JSON object"},
+      {"{\"db\": 1, \"db\": 2}", "node 'g': params are not valid JSON: duplicate object key "
+                                 "near '\"db\"' (line 1, column 14)"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    n[1].params = (char *)bad[i].params;
+    m = NULL;
+    RM_ASSERT_ERR(rm_wire_manifest_from_proto(&msg, &m, &err), &err, RM_EPARAM, "g", "params",
+                  bad[i].message);
+    CU_ASSERT_PTR_NULL(m);
+  }
+  /* valid params that the node rejects: rm_pipeline_new names node and key */
+  n[1].params = "{\"db\": \"loud\"}";
+  RM_ASSERT_INT(rm_wire_manifest_from_proto(&msg, &m, &err), 0);
+  RM_ASSERT_ERR(rm_pipeline_new(m, NULL, &p, &err), &err, RM_EPARAM, "g", "db",
+                "node 'g' param 'db': expected number, got string");
+  rm_manifest_free(m);
+
+  RM_ASSERT_ERR(rm_wire_manifest_from_proto(NULL, &m, &err), &err, RM_EMANIFEST, "", "manifest",
+                "request has no manifest");
+}
+
+/* The proto half's JSON reader: the client's manifest loader. */
+static void test_manifest_proto_from_text(void) {
+  long live = rm_alloc_live();
+  char *text = rm_test_unquote(
+      "{'name': 'demo', 'nodes': ["
+      " {'id': 'src', 'node_type': 'PassThrough'},"
+      " {'id': 'g', 'node_type': 'Gain', 'params': {'db': 6}},"
+      " {'id': 'f', 'node_type': 'AudioFormat', 'params': '{\\'format\\': \\'i16\\'}'},"
+      " {'id': 'n', 'node_type': 'PassThrough', 'params': null}],"
+      " 'connections': [{'from': 'src', 'to': 'g'},"
+      "  {'from': 'g', 'to': 'f', 'from_port': 'out', 'to_port': 'in'}]}");
+  Remotemedia__V1__PipelineManifest *m = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_wire_manifest_proto_from_text(text, strlen(text), &m, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  RM_ASSERT_STR(m->name, "demo");
+  RM_ASSERT_INT(m->n_nodes, 4);
+  RM_ASSERT_STR(m->nodes[0]->id, "src");
+  RM_ASSERT_STR(m->nodes[0]->node_type, "PassThrough");
+  RM_ASSERT_STR(m->nodes[0]->params, "");
+  RM_ASSERT_STR(m->nodes[1]->params, "{\"db\":6}");            /* an object: compact JSON text */
+  RM_ASSERT_STR(m->nodes[2]->params, "{\"format\": \"i16\"}"); /* text: sent as it is */
+  RM_ASSERT_STR(m->nodes[3]->params, "");
+  RM_ASSERT_INT(m->n_connections, 2);
+  RM_ASSERT_STR(m->connections[0]->from_port, "");
+  RM_ASSERT_STR(m->connections[1]->from_port, "out");
+  RM_ASSERT_STR(m->connections[1]->to_port, "in");
+  /* what the server makes of it is what the engine's own JSON loader makes */
+  rm_manifest_t *from_wire = NULL, *from_json = NULL;
+  RM_ASSERT_INT(rm_wire_manifest_from_proto(m, &from_wire, &err), 0);
+  RM_ASSERT_INT(rm_manifest_from_json_text(text, strlen(text), &from_json, &err), 0);
+  json_t *a = rm_manifest_to_json(from_wire), *b = rm_manifest_to_json(from_json);
+  CU_ASSERT_TRUE(json_equal(a, b));
+  json_decref(a);
+  json_decref(b);
+  rm_manifest_free(from_wire);
+  rm_manifest_free(from_json);
+  rm_wire_manifest_proto_free(m);
+  rm_wire_manifest_proto_free(NULL); /* a no-op */
+  rm_free(text);
+  RM_ASSERT_INT(rm_alloc_live(), live);
+}
+
+/* The same errors as the engine's loader: code, node, field and message. */
+static void test_manifest_proto_errors_match_the_engine(void) {
+  static const char *const bad[] = {
+      "[]",
+      "{'nodes': [], 'edges': []}",
+      "{'name': 5}",
+      "{'nodes': [{'id': 'a', 'node_type': 'Gain'}, {'node_type': 'Gain'}]}",
+      "{'nodes': [{'id': 'a', 'node_type': 'Gain', 'params': 3}]}",
+      "{'connections': [{'from': 'a', 'to': 'b', 'to_port': 1}]}",
+      "{",
+      "{'name': 'a', 'name': 'b'}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    long live = rm_alloc_live();
+    char *text = rm_test_unquote(bad[i]);
+    Remotemedia__V1__PipelineManifest *m = (Remotemedia__V1__PipelineManifest *)1;
+    rm_manifest_t *e = (rm_manifest_t *)1;
+    rm_error_t werr, eerr;
+    int rc = rm_wire_manifest_proto_from_text(text, strlen(text), &m, &werr);
+    CU_ASSERT(rc < 0);
+    RM_ASSERT_INT(rc, rm_manifest_from_json_text(text, strlen(text), &e, &eerr));
+    RM_ASSERT_ERR(rc, &werr, eerr.code, eerr.node_id, eerr.field, eerr.message);
+    CU_ASSERT_PTR_EQUAL(m, (Remotemedia__V1__PipelineManifest *)1); /* untouched */
+    rm_free(text);
+    RM_ASSERT_INT(rm_alloc_live(), live);
+  }
+}
+
+static void test_manifest_proto_out_of_memory(void) {
+  char *text = rm_test_unquote("{'name': 'x', 'nodes': [{'id': 'g', 'node_type': 'Gain', "
+                               "'params': {'db': 1}}], 'connections': [{'from': 'a', 'to': 'g'}]}");
+  long live = rm_alloc_live();
+  for (long n = 0;; n++) {
+    Remotemedia__V1__PipelineManifest *m = NULL;
+    rm_error_t err;
+    rm_alloc_fail_after(n);
+    int rc = rm_wire_manifest_proto_from_text(text, strlen(text), &m, &err);
+    rm_alloc_fail_never();
+    if (!rc) {
+      rm_wire_manifest_proto_free(m);
+      RM_ASSERT_INT(rm_alloc_live(), live);
+      CU_ASSERT(n > 5);
+      break;
+    }
+    RM_ASSERT_ERR(rc, &err, RM_ENOMEM, "", "", "out of memory");
+    RM_ASSERT_INT(rm_alloc_live(), live);
+  }
+  rm_free(text);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {
       RM_TEST(test_find_field_spans_the_manifest),
       RM_TEST(test_rest_and_field_unpack_apart),
       RM_TEST(test_long_field_and_field_not_first),
       RM_TEST(test_find_field_refuses_what_protobuf_would_merge_or_reject),
+      RM_TEST(test_manifest_from_proto),
+      RM_TEST(test_manifest_proto_from_text),
+      RM_TEST(test_manifest_proto_errors_match_the_engine),
+      RM_TEST(test_manifest_proto_out_of_memory),
       {NULL, NULL}};
   rm_test_suite("wire", cases);
   return rm_test_run();

@@ -24,7 +24,8 @@ typedef struct rm_arena {
 
 /* Starts an arena whose first block is initial[0..size) (may be NULL/0). */
 void rm_arena_init(rm_arena_t *a, void *initial, size_t size);
-/* Frees every block the arena allocated. The arena may be reused after rm_arena_init. */
+/* Frees every block the arena allocated (not the caller's first block). The arena may be
+ * reused after rm_arena_init; destroying it twice is harmless. a must not be NULL. */
 void rm_arena_destroy(rm_arena_t *a);
 
 /* size bytes aligned for any type, uninitialised; NULL when out of memory (rm_malloc

@@ -3,7 +3,7 @@
  *
  * A buffer is written once by whoever creates it and read-only after it is emitted, so
  * fan-out shares one buffer between consumers (rm_buffer_ref) instead of copying. Payload
- * bytes are either owned (allocated with the buffer) or borrowed (rm_buffer_wrap: the
+ * bytes are either owned (allocated with the buffer) or borrowed (rm_buffer_new_borrowed: the
  * caller keeps them alive until the last reference is gone). Buffers are not thread-safe:
  * one pipeline run uses them on one thread. */
 #ifndef RM_BUFFER_H
@@ -132,8 +132,8 @@ rm_buffer_t *rm_buffer_new_binary(rm_mem_account_t *account, const void *data, s
  * unchanged until the last reference is released. The bytes count toward `account` all
  * the same: the pipeline holds them. Metadata (u.audio, ...) is for the caller to set.
  * For JSON/TEXT the bytes need not be NUL-terminated. NULL on OOM. */
-rm_buffer_t *rm_buffer_wrap(rm_kind_t kind, const void *data, size_t size,
-                            rm_mem_account_t *account);
+rm_buffer_t *rm_buffer_new_borrowed(rm_kind_t kind, const void *data, size_t size,
+                                    rm_mem_account_t *account);
 
 /* Adds a reference and returns buf. */
 rm_buffer_t *rm_buffer_ref(rm_buffer_t *buf);

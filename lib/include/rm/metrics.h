@@ -1,4 +1,5 @@
-/* metrics.h - per-pipeline execution metrics and their two exports (seed JSON, protobuf).
+/* metrics.h - per-pipeline execution metrics and their seed-JSON export (the protobuf
+ * export is the wire layer's: rm_wire_metrics_to_proto in rm/wire.h).
  *
  * A pipeline's metrics accumulate over every run made with metrics on. Durations come
  * from the monotonic clock in nanoseconds; exports express them in microseconds as
@@ -11,11 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rm/metrics_seed.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-struct Remotemedia__V1__PipelineMetrics;
 
 typedef struct rm_node_metrics {
   const char *node_id; /* borrowed from the pipeline */
@@ -40,6 +41,7 @@ typedef struct rm_metrics {
 /* Initialises m for n nodes (ids borrowed, must outlive m). 0 or RM_ENOMEM. */
 int rm_metrics_init(rm_metrics_t *m, const char *pipeline_id, const char *const *node_ids,
                     size_t n_nodes);
+/* Releases what rm_metrics_init allocated; m may be initialised again. NULL is a no-op. */
 void rm_metrics_destroy(rm_metrics_t *m);
 
 /* Adds one process() invocation of node i that took ns and succeeded or not. */
@@ -80,14 +82,15 @@ json_t *rm_metrics_to_json(rm_metrics_t *m);
  * string (rm_free it), its length in *len when len is not NULL; NULL on OOM. */
 char *rm_metrics_to_json_text(rm_metrics_t *m, size_t *len);
 
-/* Fills msg (initialised by the caller with __INIT) with the same facts. Allocates the
- * node array with rm_malloc: release it with rm_metrics_proto_clear(msg). Export time is
- * added to the overhead as for JSON. 0 or RM_ENOMEM (msg then needs no clearing). */
-int rm_metrics_to_proto(rm_metrics_t *m, struct Remotemedia__V1__PipelineMetrics *msg);
-void rm_metrics_proto_clear(struct Remotemedia__V1__PipelineMetrics *msg);
+/* The pipeline's and node i's figures as every export presents them (node_figures takes
+ * an rm_metrics_t * as `m`, so it can be rm_metrics_seed_json's node_at). Pure. */
+void rm_metrics_figures(const rm_metrics_t *m, rm_metrics_seed_t *out);
+void rm_metrics_node_figures(const void *m, size_t i, rm_metrics_seed_node_t *out);
 
-/* The same JSON as rm_metrics_to_json built from the wire message (for clients). */
-json_t *rm_metrics_proto_to_json(const struct Remotemedia__V1__PipelineMetrics *msg);
+/* Adds the time since t0 (a rm_clock_ns() reading), plus the clock read ending it, to
+ * m->overhead_ns: every export, in this module or another (the wire layer's protobuf
+ * export), charges itself this way before it writes the overhead it reports. */
+void rm_metrics_charge_export(rm_metrics_t *m, uint64_t t0);
 
 #ifdef __cplusplus
 }

@@ -90,13 +90,8 @@ typedef struct rm_node_type {
  * (for a source node: the request's input for it). Borrowed: rm_buffer_ref() to keep. */
 size_t rm_node_input_count(const rm_node_ctx_t *ctx);
 rm_buffer_t *rm_node_input(const rm_node_ctx_t *ctx, size_t i);
-/* Index into the type's `inputs` of the port input i arrived on. */
-unsigned rm_node_input_port(const rm_node_ctx_t *ctx, size_t i);
 /* Id of the node input i came from, or NULL when it is the request's input. */
 const char *rm_node_input_source(const rm_node_ctx_t *ctx, size_t i);
-
-/* Non-zero when this run ends the stream (flush() will follow the last invocation). */
-int rm_node_end_of_stream(const rm_node_ctx_t *ctx);
 
 struct rm_limits;
 /* The run's buffer limits (rm_limits_t from pipeline.h; 0 fields mean unlimited), so a node
@@ -119,8 +114,6 @@ int rm_node_check(rm_node_ctx_t *ctx);
 /* Records a failure of this node (the node id is filled in) and returns code. */
 int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-
-const char *rm_node_id(const rm_node_ctx_t *ctx);
 
 #ifdef __cplusplus
 }

@@ -49,12 +49,11 @@ typedef struct rm_pipeline rm_pipeline_t;
  * with err filled (*out untouched). Any thread; the result belongs to the caller. */
 int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeline_t **out,
                     rm_error_t *err);
+/* Frees p, its node instances and its metrics. NULL is a no-op. */
 void rm_pipeline_free(rm_pipeline_t *p);
 
 const char *rm_pipeline_name(const rm_pipeline_t *p);
 size_t rm_pipeline_node_count(const rm_pipeline_t *p);
-/* Node ids in execution order. */
-const char *rm_pipeline_node_id(const rm_pipeline_t *p, size_t i);
 /* Non-zero when some node's type has RM_NODE_HEAVY. */
 int rm_pipeline_is_heavy(const rm_pipeline_t *p);
 /* Non-zero when every node's type has RM_NODE_REUSABLE: p may serve unrelated runs. */

@@ -16,13 +16,7 @@ const rm_node_type_t *rm_registry_find(const char *name);
 size_t rm_registry_count(void);
 const rm_node_type_t *rm_registry_at(size_t i);
 
-struct Remotemedia__V1__ListNodeTypesResponse;
-/* Every registered type, in name order, as the ListNodeTypes message: params with type,
- * range, default (a param without a default is required) and enum values; ports with their
- * kinds. Strings are borrowed from the static tables. New message (rm_malloc), NULL when out
- * of memory; release it with rm_registry_describe_free. Any thread. */
-struct Remotemedia__V1__ListNodeTypesResponse *rm_registry_describe(void);
-void rm_registry_describe_free(struct Remotemedia__V1__ListNodeTypesResponse *resp);
+/* The registry as the ListNodeTypes message: rm_wire_node_types_new (rm/wire.h). */
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,6 @@
-/* wire.c - DataBuffer messages <-> engine buffers, borrowing payloads both ways. */
+/* buffer.c - DataBuffer messages <-> engine buffers, borrowing payloads both ways. */
 #include "rm/wire.h"
 
-#include <stdint.h>
 #include <string.h>
 
 #include "rm/alloc.h"
@@ -12,7 +11,7 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
   switch (msg->kind_case) {
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: {
     const Remotemedia__V1__AudioBuffer *a = msg->audio;
-    b = rm_buffer_wrap(RM_KIND_AUDIO, a->samples.data, a->samples.len, account);
+    b = rm_buffer_new_borrowed(RM_KIND_AUDIO, a->samples.data, a->samples.len, account);
     if (b) {
       b->u.audio.sample_rate = a->sample_rate;
       b->u.audio.channels = a->channels;
@@ -26,7 +25,7 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
       return rm_error_set(err, RM_EINPUT, NULL, "shape",
                           "tensor has %zu dimensions, at most %d allowed", t->n_shape,
                           RM_TENSOR_MAX_DIMS);
-    b = rm_buffer_wrap(RM_KIND_TENSOR, t->data.data, t->data.len, account);
+    b = rm_buffer_new_borrowed(RM_KIND_TENSOR, t->data.data, t->data.len, account);
     if (b) {
       b->u.tensor.dtype = (rm_dtype_t)t->dtype;
       b->u.tensor.ndim = (uint32_t)t->n_shape;
@@ -36,13 +35,14 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
     break;
   }
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON:
-    b = rm_buffer_wrap(RM_KIND_JSON, msg->json->json, strlen(msg->json->json), account);
+    b = rm_buffer_new_borrowed(RM_KIND_JSON, msg->json->json, strlen(msg->json->json), account);
     break;
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT:
-    b = rm_buffer_wrap(RM_KIND_TEXT, msg->text->text, strlen(msg->text->text), account);
+    b = rm_buffer_new_borrowed(RM_KIND_TEXT, msg->text->text, strlen(msg->text->text), account);
     break;
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY:
-    b = rm_buffer_wrap(RM_KIND_BINARY, msg->binary->data.data, msg->binary->data.len, account);
+    b = rm_buffer_new_borrowed(RM_KIND_BINARY, msg->binary->data.data, msg->binary->data.len,
+                               account);
     if (b && msg->binary->mime_type && *msg->binary->mime_type) {
       /* borrowed like the payload: rm_buffer_unref frees mime_type, so copy it */
       b->mime_type = NULL;
@@ -117,66 +117,4 @@ void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w) {
     break;
   default: break;
   }
-}
-
-/* Reads a base-128 varint of at most max_bytes at msg[*at]; 0, or -1 when truncated or
- * longer. protobuf-c reads tags and length prefixes as 32-bit varints of at most 5 bytes and
- * rejects longer ones: so must we, or a request it refuses could get through. */
-static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out,
-                       unsigned max_bytes) {
-  uint64_t v = 0;
-  for (unsigned shift = 0; shift < 7 * max_bytes; shift += 7) {
-    if (*at >= len)
-      return -1;
-    uint8_t byte = msg[(*at)++];
-    v |= (uint64_t)(byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      *out = v;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
-                       rm_wire_span_t *value) {
-  enum { VARINT = 0, FIXED64 = 1, DELIMITED = 2, FIXED32 = 5 };
-  int found = 0;
-  rm_wire_span_t f = {0, 0}, v = {0, 0};
-  size_t at = 0;
-  while (at < len) {
-    size_t start = at;
-    uint64_t tag, n = 0, ignored;
-    /* a tag above 32 bits is one protobuf-c would truncate: let it judge the whole */
-    if (read_varint(msg, len, &at, &tag, 5) || tag > UINT32_MAX || (tag >> 3) == 0)
-      return RM_EINPUT;
-    switch (tag & 7) {
-    case VARINT:
-      if (read_varint(msg, len, &at, &ignored, 10))
-        return RM_EINPUT;
-      break;
-    case FIXED64: n = 8; break;
-    case FIXED32: n = 4; break;
-    case DELIMITED:
-      if (read_varint(msg, len, &at, &n, 5) || n > INT32_MAX)
-        return RM_EINPUT;
-      break;
-    default: return RM_EINPUT; /* groups (deprecated) and invalid types */
-    }
-    if (n > len - at)
-      return RM_EINPUT;
-    at += (size_t)n;
-    if ((tag >> 3) != number)
-      continue;
-    if ((tag & 7) != DELIMITED || found)
-      return RM_EINPUT;
-    found = 1;
-    f = (rm_wire_span_t){start, at - start};
-    v = (rm_wire_span_t){at - (size_t)n, (size_t)n};
-  }
-  if (found && field)
-    *field = f;
-  if (found && value)
-    *value = v;
-  return found;
 }

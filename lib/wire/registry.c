@@ -1,10 +1,10 @@
-/* registry_describe.c - the node registry as the ListNodeTypes message: what the server
- * publishes and what clients list without a server. */
+/* registry.c - the node registry as the ListNodeTypes message: what the server publishes,
+ * what clients list without a server and what the Python node schema is dumped from. */
 #include <string.h>
 
-#include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rm/alloc.h"
 #include "rm/registry.h"
+#include "rm/wire.h"
 
 static Remotemedia__V1__DataKind kind_of_bit(unsigned bit) {
   return (Remotemedia__V1__DataKind)(bit + 1); /* RM_KIND_AUDIO = bit 0 = DATA_KIND_AUDIO (1) */
@@ -103,7 +103,7 @@ fail:
   return NULL;
 }
 
-Remotemedia__V1__ListNodeTypesResponse *rm_registry_describe(void) {
+Remotemedia__V1__ListNodeTypesResponse *rm_wire_node_types_new(void) {
   Remotemedia__V1__ListNodeTypesResponse *resp = rm_malloc(sizeof *resp);
   if (!resp)
     return NULL;
@@ -117,7 +117,7 @@ Remotemedia__V1__ListNodeTypesResponse *rm_registry_describe(void) {
   for (size_t i = 0; i < n; i++) {
     resp->node_types[i] = describe(rm_registry_at(i));
     if (!resp->node_types[i]) {
-      rm_registry_describe_free(resp);
+      rm_wire_node_types_free(resp);
       return NULL;
     }
     resp->n_node_types++;
@@ -125,7 +125,7 @@ Remotemedia__V1__ListNodeTypesResponse *rm_registry_describe(void) {
   return resp;
 }
 
-void rm_registry_describe_free(Remotemedia__V1__ListNodeTypesResponse *resp) {
+void rm_wire_node_types_free(Remotemedia__V1__ListNodeTypesResponse *resp) {
   if (!resp)
     return;
   for (size_t i = 0; i < resp->n_node_types; i++)

@@ -1,0 +1,54 @@
+/* wire_proto.h - the proto-only half of the wire layer: the wire field scanner, the JSON
+ * manifest as a PipelineManifest message, the PipelineMetrics message as the seed's JSON.
+ * No engine: the C client links this half (the engine half is rm/wire.h). */
+#ifndef RM_WIRE_PROTO_H
+#define RM_WIRE_PROTO_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remotemedia/v1/manifest.pb-c.h"
+#include "remotemedia/v1/metrics.pb-c.h"
+#include "rm/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A range of a message's wire bytes. */
+typedef struct rm_wire_span {
+  size_t offset;
+  size_t length;
+} rm_wire_span_t;
+
+/* Finds a length-delimited field (a sub-message, string or bytes) at the top level of a
+ * message's wire bytes without unpacking anything: a caller can look at one part by its
+ * bytes (the server keys compiled pipelines by the manifest's bytes) and unpack the rest.
+ * Returns 1 when the field occurs exactly once (*field: the whole field, tag and length
+ * prefix included; *value: its contents), 0 when it does not occur, RM_EINPUT when it
+ * occurs more than once (protobuf would merge the copies), with another wire type, or when
+ * the top level is not well-formed (groups count as not well-formed). Either span may be
+ * NULL; they are written only when 1 is returned. Pure: any thread. */
+int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
+                       rm_wire_span_t *value);
+
+/* The wire manifest for the JSON form's text (len bytes), read by rm_manifest_json_read
+ * (same keys, same errors as the engine's loader). Params objects become compact JSON text,
+ * params strings are sent as they are (the engine parses them), absent/null params as "".
+ * Built with rm_malloc; release it with rm_wire_manifest_proto_free. 0, or RM_EMANIFEST
+ * (shape, or "manifest is not valid JSON: ...") / RM_EPARAM / RM_ENOMEM with err filled
+ * (*out untouched). Any thread. */
+int rm_wire_manifest_proto_from_text(const char *text, size_t len,
+                                     Remotemedia__V1__PipelineManifest **out, rm_error_t *err);
+/* Frees a manifest from rm_wire_manifest_proto_from_text. NULL is a no-op. */
+void rm_wire_manifest_proto_free(Remotemedia__V1__PipelineManifest *m);
+
+/* The seed's JSON object (rm_metrics_seed_json) for a metrics message. New reference, NULL
+ * on OOM. Pure: any thread. */
+json_t *rm_wire_metrics_to_json(const Remotemedia__V1__PipelineMetrics *msg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
