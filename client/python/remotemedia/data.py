@@ -46,7 +46,7 @@ MAX_SAMPLE_RATE = 768000
 MAX_CHANNELS = 64
 
 
-def _little_endian(arr):
+def _little_endian(arr: np.ndarray) -> np.ndarray:
     """arr as a C-contiguous little-endian array; no copy when it already is one."""
     dt = arr.dtype
     if dt.byteorder == ">" or (dt.byteorder == "=" and not np.little_endian):
@@ -178,14 +178,14 @@ class Binary:
         return "Binary(%d bytes, %r)" % (len(self.data), self.mime_type)
 
 
-def _json_text(value):
+def _json_text(value: Any) -> str:
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_json_default)
     except ValueError as e:
         raise ValueError("input is not valid JSON: %s" % e) from None
 
 
-def _json_default(o):
+def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -193,7 +193,7 @@ def _json_default(o):
     raise TypeError("%s is not JSON serialisable" % type(o).__name__)
 
 
-def audio_to_proto(audio, buf):
+def audio_to_proto(audio: AudioBuffer, buf: Any) -> None:
     arr = _little_endian(audio.samples)
     a = buf.audio
     a.samples = arr.tobytes()
@@ -252,7 +252,7 @@ class DecodeError(ValueError):
     """A response buffer is inconsistent (a server bug)."""
 
 
-def audio_from_proto(a):
+def audio_from_proto(a: Any) -> AudioBuffer:
     if a.format not in _AUDIO_FORMATS:
         raise DecodeError("response audio has unknown format %d" % a.format)
     dt = _AUDIO_FORMATS[a.format][1]

@@ -126,12 +126,12 @@ class Node:
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def _check_id(node_id):
+def _check_id(node_id: Any) -> None:
     if not isinstance(node_id, str) or not _ID_RE.match(node_id):
         raise ValueError("node id %r must be 1-64 characters of [A-Za-z0-9_-]" % (node_id,))
 
 
-def _plain(o):
+def _plain(o: Any) -> Any:
     import numpy as np
     if isinstance(o, np.generic):
         return o.item()
@@ -140,7 +140,8 @@ def _plain(o):
     raise TypeError("param value %r is not JSON serialisable" % (o,))
 
 
-def _apply_aliases(node_type, schema, params):
+def _apply_aliases(node_type: str, schema: Optional[NodeTypeSchema],
+                   params: Dict[str, Any]) -> Dict[str, Any]:
     aliases = SEED_PARAM_ALIASES.get(node_type)
     if not aliases or schema is None:
         return params
@@ -156,7 +157,7 @@ def _apply_aliases(node_type, schema, params):
 
 # -- generated classes -------------------------------------------------------------------
 
-def _signature(schema):
+def _signature(schema: NodeTypeSchema) -> inspect.Signature:
     ps = []
     for p in schema.params:
         if p.name in _RESERVED or not p.name.isidentifier():

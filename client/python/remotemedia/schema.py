@@ -10,7 +10,7 @@ InvalidArgument naming the node and the key, raised before anything is sent.
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
 import grpc
 import numpy as np
@@ -179,36 +179,36 @@ class NodeTypeSchema:
         return out
 
 
-def _port_from_dict(d):
+def _port_from_dict(d: Mapping[str, Any]) -> PortSchema:
     return PortSchema(name=d["name"], kinds=tuple(d.get("kinds", ())),
                       variadic=bool(d.get("variadic", False)),
                       same_as_input=bool(d.get("same_as_input", False)))
 
 
-def _port_from_proto(p):
+def _port_from_proto(p: Any) -> PortSchema:
     return PortSchema(name=p.name, kinds=tuple(_KIND_NAMES.get(k, str(k)) for k in p.kinds),
                       variadic=p.variadic, same_as_input=p.same_as_input)
 
 
-def _port_to_dict(p):
+def _port_to_dict(p: PortSchema) -> Dict[str, Any]:
     return {"name": p.name, "kinds": list(p.kinds), "variadic": p.variadic,
             "same_as_input": p.same_as_input}
 
 
-def _num(v):
+def _num(v: float) -> str:
     return repr(int(v)) if float(v).is_integer() and abs(v) < 1e16 else repr(float(v))
 
 
-def _fail(node_id, key, message):
+def _fail(node_id: Optional[str], key: str, message: str) -> NoReturn:
     raise InvalidArgument(message, grpc.StatusCode.INVALID_ARGUMENT, node_id=node_id, field=key,
                           kind="invalid_params", from_server=False)
 
 
-def _is_number(v):
+def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
-def _json_type(v):
+def _json_type(v: Any) -> str:
     if v is None:
         return "null"
     if isinstance(v, (bool, np.bool_)):
@@ -226,7 +226,8 @@ def _json_type(v):
     return type(v).__name__
 
 
-def _check_range(spec, v, who, node_id, what=""):
+def _check_range(spec: ParamSchema, v: Any, who: str, node_id: Optional[str],
+                 what: str = "") -> None:
     d = float(v)
     if not math.isfinite(d) or (spec.minimum is not None and d < spec.minimum) or \
             (spec.maximum is not None and d > spec.maximum):
@@ -234,7 +235,7 @@ def _check_range(spec, v, who, node_id, what=""):
               % (who, spec.name, what, v, spec.range_text()))
 
 
-def _check_value(spec, v, who, node_id):
+def _check_value(spec: ParamSchema, v: Any, who: str, node_id: Optional[str]) -> Any:
     """The JSON-ready value of v, or raises InvalidArgument."""
     if v is None and spec.nullable:
         return None
