@@ -5,11 +5,14 @@
                                             [--schema-from HOST:PORT [--token T]]
 
 writes OUTDIR/remotemedia/v1/*_pb2.py and *_pb2_grpc.py from proto/remotemedia/v1, and
-OUTDIR/grpc_health/v1/health_pb2*.py when the gRPC health proto is found (Debian's
-grpc-proto package: /usr/share/grpc-proto). Put OUTDIR on PYTHONPATH next to
-client/python. With --schema-from it also asks that server's ListNodeTypes and writes
-OUTDIR/remotemedia/node_schema.json, from which remotemedia.nodes builds its classes
-(the CMake build dumps it from the engine's registry instead).
+OUTDIR/grpc_health/v1/health_pb2*.py (also as OUTDIR/remotemedia/_grpc_health, the wheel's
+layout) when the gRPC health proto is found (Debian's grpc-proto package:
+/usr/share/grpc-proto). Put OUTDIR on PYTHONPATH next to client/python. With --schema-from
+it also asks that server's ListNodeTypes and writes OUTDIR/remotemedia/node_schema.json
+and the typed node classes (remotemedia/_node_types.py, generate_node_classes.py); the
+CMake build dumps the schema from the engine's registry instead. Generating into
+client/python itself (OUTDIR = client/python) makes it a complete package that
+`pip install ./client/python` builds.
 
 Code generation uses grpc_tools.protoc (pip grpcio-tools) when importable, otherwise
 `protoc` with `grpc_python_plugin` from PATH (Debian: protobuf-compiler,
@@ -56,6 +59,7 @@ def generate(out, proto_dir, grpc_proto_dir):
         raise SystemExit("generate_stubs: no .proto files under %s/remotemedia/v1" % proto_dir)
     os.makedirs(out, exist_ok=True)
     protoc([proto_dir], protos, out)
+    _init(os.path.join(out, "remotemedia", "v1"), "The generated remotemedia.v1 stubs.")
     health = os.path.join(grpc_proto_dir, "grpc", "health", "v1", "health.proto")
     if os.path.isfile(health):
         # laid out as grpcio-health-checking names it: grpc_health.v1.health_pb2
@@ -64,9 +68,21 @@ def generate(out, proto_dir, grpc_proto_dir):
             os.makedirs(dst)
             shutil.copy(health, dst)
             protoc([tmp], [os.path.join(dst, "health.proto")], out)
+        bundled = os.path.join(out, "remotemedia", "_grpc_health")
+        os.makedirs(bundled, exist_ok=True)
+        shutil.copy(os.path.join(out, "grpc_health", "v1", "health_pb2.py"), bundled)
+        _init(bundled, "The generated grpc.health.v1 messages.")
     else:
         print("generate_stubs: %s not found; health checks need grpcio-health-checking" % health,
               file=sys.stderr)
+
+
+def _init(package_dir, doc):
+    """Writes package_dir/__init__.py (setuptools packs only directories that have one)."""
+    path = os.path.join(package_dir, "__init__.py")
+    if not os.path.exists(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write('"""%s"""\n' % doc)
 
 
 def write_schema(out, address, token):
@@ -79,6 +95,8 @@ def write_schema(out, address, token):
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"node_types": [t.to_dict() for t in types]}, f, indent=1, sort_keys=True)
     print("generate_stubs: %d node types from %s -> %s" % (len(types), address, path))
+    import generate_node_classes
+    generate_node_classes.generate(path, os.path.join(out, "remotemedia", "_node_types.py"))
 
 
 def main(argv=None):

@@ -1,35 +1,37 @@
 """remotemedia - Python client of the remotemedia pipeline execution server.
 
-    from remotemedia import Pipeline, RemoteConfig
+    from remotemedia import Pipeline
     from remotemedia.nodes import Gain
 
-    pipeline = Pipeline(remote=RemoteConfig("localhost:50051"), enable_metrics=True)
+    pipeline = Pipeline(enable_metrics=True)              # $RM_SERVER, else localhost:50051
     pipeline.add_node(Gain(db=-6))
     out = pipeline.run_sync(samples, sample_rate=48000)   # or: await pipeline.run(...)
 
-The generated gRPC stubs live in a separate directory (<build>/python_gen, made by the
-build); this package extends its own __path__ so that remotemedia.v1 is found there:
-PYTHONPATH=client/python:<build>/python_gen. See docs/python-client.md.
+Installed from the wheel the build makes (<build>/dist/remotemedia-*.whl), the package
+carries its generated half (remotemedia.v1 stubs, node classes, health messages). From a
+source checkout it extends its own __path__ so that the generated half is found in
+<build>/python_gen: PYTHONPATH=client/python:<build>/python_gen. See docs/python-client.md.
 """
 from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
 from ._version import __version__  # noqa: E402
-from .config import RemoteConfig  # noqa: E402
+from .config import RemoteConfig, RetryPolicy  # noqa: E402
 from .errors import (  # noqa: E402
-    Cancelled, DeadlineExceeded, Internal, InvalidArgument, NotFound, PermissionDenied,
-    RemoteMediaError, ResourceExhausted, Unauthenticated, Unavailable, Unimplemented)
+    Cancelled, DeadlineExceeded, HealthStubsMissing, Internal, InvalidArgument, NotFound,
+    PermissionDenied, RemoteMediaError, ResourceExhausted, Unauthenticated, Unavailable,
+    Unimplemented)
 from .data import AudioBuffer, Binary, Json, Tensor  # noqa: E402
 from .client import Client  # noqa: E402
 from .nodes import Node  # noqa: E402
 from .pipeline import Connection, ExecuteResult, Pipeline  # noqa: E402
-from . import nodes  # noqa: E402,F401
+from . import core, nodes  # noqa: E402,F401
 
 __all__ = [
-    "__version__", "RemoteConfig", "Client", "Pipeline", "Node", "Connection", "ExecuteResult",
+    "__version__", "RemoteConfig", "RetryPolicy", "Client", "Pipeline", "Node", "Connection", "ExecuteResult",
     "AudioBuffer", "Tensor", "Json", "Binary",
     "RemoteMediaError", "InvalidArgument", "NotFound", "ResourceExhausted", "DeadlineExceeded",
     "Cancelled", "Unauthenticated", "PermissionDenied", "Unavailable", "Unimplemented",
-    "Internal", "nodes",
+    "Internal", "HealthStubsMissing", "nodes", "core",
 ]

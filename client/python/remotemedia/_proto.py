@@ -1,24 +1,49 @@
 """_proto.py - the generated protobuf/gRPC modules, with a clear message when they are missing.
 
 The stubs are generated from proto/ by the build (target rm_python_stubs, into
-<build>/python_gen) or by client/python/generate_stubs.py; they are never committed.
-remotemedia/__init__.py extends the package path so remotemedia.v1 is found in that
-directory once it is on sys.path.
+<build>/python_gen) and shipped in the wheel; they are never committed. From a source
+checkout, remotemedia/__init__.py extends the package path so remotemedia.v1 is found in
+<build>/python_gen once it is on sys.path. protoc's modules carry no annotations: to type
+checkers they are Any.
+
+The grpc.health.v1 messages come from grpcio-health-checking's grpc_health.v1 when that
+is importable (so the two never register the same proto twice), otherwise from the copy
+the wheel carries (remotemedia._grpc_health). health_pb2 is None only in a broken
+installation; health checks then raise HealthStubsMissing, a client-side ImportError,
+never a server status.
 """
+import importlib
+from typing import Any, Optional
+
 __all__ = ["data_pb2", "manifest_pb2", "metrics_pb2", "pipeline_service_pb2",
-           "pipeline_service_pb2_grpc", "health_pb2", "health_pb2_grpc"]
+           "pipeline_service_pb2_grpc", "health_pb2", "HEALTH_IMPORT_ERROR"]
+
+
+def _load(name: str) -> Any:
+    return importlib.import_module(name)
+
 
 try:
-    from remotemedia.v1 import data_pb2, manifest_pb2, metrics_pb2  # noqa: F401
-    from remotemedia.v1 import pipeline_service_pb2, pipeline_service_pb2_grpc  # noqa: F401
+    data_pb2: Any = _load("remotemedia.v1.data_pb2")
+    manifest_pb2: Any = _load("remotemedia.v1.manifest_pb2")
+    metrics_pb2: Any = _load("remotemedia.v1.metrics_pb2")
+    pipeline_service_pb2: Any = _load("remotemedia.v1.pipeline_service_pb2")
+    pipeline_service_pb2_grpc: Any = _load("remotemedia.v1.pipeline_service_pb2_grpc")
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError(
         "remotemedia: the generated protobuf stubs (remotemedia.v1) are not importable (%s). "
-        "Build them (cmake --build <build>, target rm_python_stubs) and put <build>/python_gen "
-        "on PYTHONPATH, or run client/python/generate_stubs.py OUTDIR and put OUTDIR there." % e
+        "Install the wheel the build makes (pip install <build>/dist/remotemedia-*.whl), or "
+        "put <build>/python_gen on PYTHONPATH next to client/python, or run "
+        "client/python/generate_stubs.py OUTDIR and put OUTDIR there." % e
     ) from e
 
+health_pb2: Optional[Any] = None
+#: Why the health messages could not be imported ("" when they were).
+HEALTH_IMPORT_ERROR = ""
 try:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: F401
-except ImportError:  # pragma: no cover - health checks then raise at call time
-    health_pb2 = health_pb2_grpc = None
+    health_pb2 = _load("grpc_health.v1.health_pb2")
+except ImportError as e1:
+    try:
+        health_pb2 = _load("remotemedia._grpc_health.health_pb2")
+    except ImportError as e2:  # pragma: no cover - a broken installation
+        HEALTH_IMPORT_ERROR = "grpc_health.v1: %s; remotemedia._grpc_health: %s" % (e1, e2)

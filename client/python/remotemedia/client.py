@@ -10,9 +10,13 @@ for that loop.
 
 Errors are raised as remotemedia.errors.RemoteMediaError subclasses, chosen by the gRPC
 status code, carrying the server's trailing metadata (node id, field, error kind).
+ExecutePipeline is retried on UNAVAILABLE and RESOURCE_EXHAUSTED by the channel's service
+config (RemoteConfig.retry).
 """
 import asyncio
 import threading
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, Optional, Tuple,
+                    Union)
 
 import grpc
 import grpc.aio
@@ -20,44 +24,61 @@ import grpc.aio
 from . import _proto
 from ._version import __version__
 from .config import RemoteConfig
-from .errors import RemoteMediaError, error_from_rpc
+from .errors import HealthStubsMissing, error_from_rpc
 from .schema import NodeTypeSchema
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 __all__ = ["Client", "client_for", "CLIENT_VERSION"]
 
 CLIENT_VERSION = "remotemedia-python/" + __version__
 
 _pb = _proto.pipeline_service_pb2
+_HEALTH = "/grpc.health.v1.Health/"
 
 
 class _Stubs:
-    def __init__(self, channel):
+    """The stubs of one channel. The health stub is made from the messages alone
+    (grpc.health.v1 is two methods), so only health_pb2 is needed, not a *_pb2_grpc."""
+
+    def __init__(self, channel: Any) -> None:
         self.channel = channel
         self.pipeline = _proto.pipeline_service_pb2_grpc.PipelineServiceStub(channel)
-        self.health = (_proto.health_pb2_grpc.HealthStub(channel)
-                       if _proto.health_pb2_grpc is not None else None)
+        h = _proto.health_pb2
+        self.health_check = self.health_watch = None
+        if h is not None:
+            self.health_check = channel.unary_unary(
+                _HEALTH + "Check", request_serializer=h.HealthCheckRequest.SerializeToString,
+                response_deserializer=h.HealthCheckResponse.FromString)
+            self.health_watch = channel.unary_stream(
+                _HEALTH + "Watch", request_serializer=h.HealthCheckRequest.SerializeToString,
+                response_deserializer=h.HealthCheckResponse.FromString)
 
 
 class Client:
     """A connection to one remotemedia server (or a load-balanced set of replicas).
 
     Args:
-        remote: a RemoteConfig, or an address string ("host:port").
+        remote: a RemoteConfig, or an address string ("host:port"); default RemoteConfig(),
+            i.e. $RM_SERVER or localhost:50051.
 
     Use it as a context manager (`with` or `async with`) or call close() / close_sync()
     to release the channels. Thread-safe; the sync methods may be called from any thread.
     """
 
-    def __init__(self, remote="localhost:50051"):
+    def __init__(self, remote: Union[RemoteConfig, str, None] = None) -> None:
+        if remote is None:
+            remote = RemoteConfig()  # $RM_SERVER, else localhost:50051
         self.config = remote if isinstance(remote, RemoteConfig) else RemoteConfig(remote)
         self._lock = threading.Lock()
-        self._aio = None   # (loop, _Stubs) of the grpc.aio channel
-        self._sync = None  # _Stubs of the blocking channel
+        self._aio: Optional[Tuple[asyncio.AbstractEventLoop, _Stubs]] = None  # grpc.aio channel
+        self._sync: Optional[_Stubs] = None  # the blocking channel
         #: How many channels this client has opened (one per kind, plus one per new loop).
         self.channels_opened = 0
 
     # -- channels ------------------------------------------------------------------------
-    def _open(self, aio):
+    def _open(self, aio: bool) -> _Stubs:
         cfg = self.config
         creds = cfg.channel_credentials()
         opts = cfg.channel_options()
@@ -69,34 +90,36 @@ class Client:
         self.channels_opened += 1
         return _Stubs(ch)
 
-    def _aio_stubs(self):
+    def _aio_stubs(self) -> _Stubs:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._aio is None or self._aio[0] is not loop:
                 self._aio = (loop, self._open(aio=True))
             return self._aio[1]
 
-    def _sync_stubs(self):
+    def _sync_stubs(self) -> _Stubs:
         with self._lock:
             if self._sync is None:
                 self._sync = self._open(aio=False)
             return self._sync
 
-    def _call_kwargs(self, timeout):
-        kw = {"metadata": self.config.call_metadata(),
+    def _call_kwargs(self, timeout: Optional[float]) -> Dict[str, Any]:
+        kw: Dict[str, Any] = {"metadata": self.config.call_metadata(),
               "timeout": timeout if timeout is not None else self.config.timeout}
         if self.config.wait_for_ready:
             kw["wait_for_ready"] = True
         return kw
 
-    async def _unary(self, method, request, timeout):
+    async def _unary(self, method: Callable[[_Stubs], Any], request: Any,
+                     timeout: Optional[float]) -> Any:
         stubs = self._aio_stubs()
         try:
             return await method(stubs)(request, **self._call_kwargs(timeout))
         except grpc.RpcError as e:
             raise error_from_rpc(e) from e
 
-    def _unary_sync(self, method, request, timeout):
+    def _unary_sync(self, method: Callable[[_Stubs], Any], request: Any,
+                    timeout: Optional[float]) -> Any:
         stubs = self._sync_stubs()
         try:
             return method(stubs)(request, **self._call_kwargs(timeout))
@@ -104,71 +127,82 @@ class Client:
             raise error_from_rpc(e) from e
 
     # -- ExecutePipeline -------------------------------------------------------------------
-    async def execute(self, request, timeout=None):
-        """Sends a pipeline_service_pb2.ExecuteRequest; returns the ExecuteResponse."""
+    async def execute(self, request: Any, timeout: Optional[float] = None) -> Any:
+        """Sends a pipeline_service_pb2.ExecuteRequest; returns the ExecuteResponse.
+        UNAVAILABLE and RESOURCE_EXHAUSTED are retried per RemoteConfig.retry."""
         request.client_version = request.client_version or CLIENT_VERSION
         return await self._unary(lambda s: s.pipeline.ExecutePipeline, request, timeout)
 
-    def execute_sync(self, request, timeout=None):
+    def execute_sync(self, request: Any, timeout: Optional[float] = None) -> Any:
+        """execute() without asyncio."""
         request.client_version = request.client_version or CLIENT_VERSION
         return self._unary_sync(lambda s: s.pipeline.ExecutePipeline, request, timeout)
 
     # -- ListNodeTypes ---------------------------------------------------------------------
-    async def list_node_types(self, timeout=None):
+    async def list_node_types(self, timeout: Optional[float] = None) -> List[NodeTypeSchema]:
         """Every node type the server runs, as NodeTypeSchema (name, description, params
         with types/ranges/defaults, input and output ports)."""
         resp = await self._unary(lambda s: s.pipeline.ListNodeTypes,
                                  _pb.ListNodeTypesRequest(), timeout)
         return [NodeTypeSchema.from_proto(t) for t in resp.node_types]
 
-    def list_node_types_sync(self, timeout=None):
+    def list_node_types_sync(self, timeout: Optional[float] = None) -> List[NodeTypeSchema]:
+        """list_node_types() without asyncio."""
         resp = self._unary_sync(lambda s: s.pipeline.ListNodeTypes,
                                 _pb.ListNodeTypesRequest(), timeout)
         return [NodeTypeSchema.from_proto(t) for t in resp.node_types]
 
     # -- GetVersion ------------------------------------------------------------------------
     @staticmethod
-    def _version_dict(r):
+    def _version_dict(r: Any) -> Dict[str, Any]:
         return {"protocol_version": r.protocol_version, "server_version": r.server_version,
                 "grpc_core_version": r.grpc_core_version, "services": list(r.services)}
 
-    async def get_version(self, timeout=None):
+    async def get_version(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """{"protocol_version", "server_version", "grpc_core_version", "services"}."""
         r = await self._unary(lambda s: s.pipeline.GetVersion, _pb.GetVersionRequest(), timeout)
         return self._version_dict(r)
 
-    def get_version_sync(self, timeout=None):
+    def get_version_sync(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """get_version() without asyncio."""
         r = self._unary_sync(lambda s: s.pipeline.GetVersion, _pb.GetVersionRequest(), timeout)
         return self._version_dict(r)
 
     # -- grpc.health.v1 --------------------------------------------------------------------
     @staticmethod
-    def _health_request(service):
+    def _health_request(service: str) -> Any:
         if _proto.health_pb2 is None:
-            raise RemoteMediaError("the grpc_health.v1 stubs are not importable",
-                                   grpc.StatusCode.UNIMPLEMENTED, from_server=False)
+            raise HealthStubsMissing(
+                "remotemedia: the grpc.health.v1 messages are not importable (%s); this "
+                "installation is incomplete: reinstall the wheel the build makes"
+                % _proto.HEALTH_IMPORT_ERROR)
         return _proto.health_pb2.HealthCheckRequest(service=service)
 
     @staticmethod
-    def _status_name(resp):
-        return _proto.health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    def _status_name(resp: Any) -> str:
+        assert _proto.health_pb2 is not None
+        return str(_proto.health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
 
-    async def health_check(self, service="", timeout=None):
+    async def health_check(self, service: str = "", timeout: Optional[float] = None) -> str:
         """The serving status of `service` ("" = the whole server): "SERVING",
-        "NOT_SERVING" (e.g. while draining), "UNKNOWN". An unknown service raises NotFound."""
+        "NOT_SERVING" (e.g. while draining), "UNKNOWN". An unknown service raises NotFound.
+        HealthStubsMissing (an ImportError) when the installation lacks the messages."""
         req = self._health_request(service)
-        resp = await self._unary(lambda s: s.health.Check, req, timeout)
+        resp = await self._unary(lambda s: s.health_check, req, timeout)
         return self._status_name(resp)
 
-    def health_check_sync(self, service="", timeout=None):
+    def health_check_sync(self, service: str = "", timeout: Optional[float] = None) -> str:
+        """health_check() without asyncio."""
         req = self._health_request(service)
-        return self._status_name(self._unary_sync(lambda s: s.health.Check, req, timeout))
+        return self._status_name(self._unary_sync(lambda s: s.health_check, req, timeout))
 
-    async def watch_health(self, service="", timeout=None):
+    async def watch_health(self, service: str = "",
+                           timeout: Optional[float] = None) -> AsyncIterator[str]:
         """Async iterator of serving-status names: the current one, then every change."""
         req = self._health_request(service)
         stubs = self._aio_stubs()
-        call = stubs.health.Watch(req, **self._call_kwargs(timeout))
+        assert stubs.health_watch is not None
+        call = stubs.health_watch(req, **self._call_kwargs(timeout))
         try:
             async for resp in call:
                 yield self._status_name(resp)
@@ -178,7 +212,7 @@ class Client:
             call.cancel()
 
     # -- lifetime --------------------------------------------------------------------------
-    async def close(self):
+    async def close(self) -> None:
         """Closes both channels (pending calls are cancelled)."""
         with self._lock:
             aio, self._aio = self._aio, None
@@ -189,7 +223,7 @@ class Client:
             if aio[0] is asyncio.get_running_loop():
                 await aio[1].channel.close()
 
-    def close_sync(self):
+    def close_sync(self) -> None:
         """Closes the blocking channel, and the grpc.aio one if its loop is not running.
         From asyncio code prefer `await close()`."""
         with self._lock:
@@ -200,33 +234,33 @@ class Client:
         if aio is not None and not aio[0].is_closed() and not aio[0].is_running():
             aio[0].run_until_complete(aio[1].channel.close())
 
-    def __enter__(self):
+    def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close_sync()
-        return False
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> "Client":
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: Any) -> None:
         await self.close()
-        return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Client(%r)" % self.config.address
 
 
-def client_for(remote):
-    """(client, owned) for a Client, Pipeline, RemoteConfig or address string; owned is True
-    when a new Client was made here (the caller closes it)."""
+def client_for(remote: Union["Client", "Pipeline", RemoteConfig, str, None]
+               ) -> Tuple["Client", bool]:
+    """(client, owned) for a Client, Pipeline, RemoteConfig, address string or None (the
+    default RemoteConfig()); owned is True when a new Client was made here (the caller
+    closes it)."""
     if isinstance(remote, Client):
         return remote, False
     client = getattr(remote, "client", None)
     if isinstance(client, Client):
         return client, False
-    if isinstance(remote, (RemoteConfig, str)):
+    if remote is None or isinstance(remote, (RemoteConfig, str)):
         return Client(remote), True
     raise TypeError("expected a RemoteConfig, an address, a Client or a Pipeline, not %s"
                     % type(remote).__name__)

@@ -1,21 +1,91 @@
 """config.py - RemoteConfig: where the server is and how to reach it (TLS, mutual TLS,
-bearer token, load balancing, keepalive, message sizes, default deadline)."""
+bearer token, load balancing, keepalive, message sizes, default deadline, retries)."""
 import json
+import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import grpc
 
-__all__ = ["RemoteConfig"]
+__all__ = ["RemoteConfig", "RetryPolicy", "DEFAULT_ADDRESS", "SERVER_ENV"]
 
 Pem = Union[bytes, str, "os.PathLike[str]", None]
 
 #: The server's default max-message-bytes (64 MiB); gRPC's own default is only 4 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
+#: Where RemoteConfig() (and so Client() and Pipeline()) connect unless told otherwise...
+DEFAULT_ADDRESS = "localhost:50051"
+#: ...or unless this environment variable names another server.
+SERVER_ENV = "RM_SERVER"
 
-def _read_pem(value, what):
+#: The methods the default retry policy covers: ExecutePipeline is a pure function of its
+#: request, so sending it again is safe.
+RETRIED_METHODS = ({"service": "remotemedia.v1.PipelineService", "method": "ExecutePipeline"},)
+_RETRYABLE = tuple(c.name for c in grpc.StatusCode if c is not grpc.StatusCode.OK)
+
+
+def default_address() -> str:
+    """$RM_SERVER when set (and not empty), otherwise localhost:50051."""
+    return os.environ.get(SERVER_ENV) or DEFAULT_ADDRESS
+
+
+def _seconds(v: float) -> str:
+    return ("%.9f" % v).rstrip("0").rstrip(".") + "s"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """gRPC's retry policy for ExecutePipeline, set through the channel's service config
+    (gRPC core does the retrying: attempts, backoff with jitter, the retry throttle).
+
+    Args:
+        max_attempts: the first call and its retries, 2..5 (gRPC caps it at 5).
+        initial_backoff_s, max_backoff_s, backoff_multiplier: the n-th retry waits a random
+            time in [0, min(initial_backoff_s * backoff_multiplier^(n-1), max_backoff_s)].
+        retryable_codes: gRPC status names retried: UNAVAILABLE (no server reachable, a
+            draining replica) and RESOURCE_EXHAUSTED (a full server) by default.
+        per_rpc_buffer_bytes: requests larger than this are sent once, not retried (gRPC
+            keeps a request until it commits; its default is 256 KiB, too small for audio).
+    """
+
+    max_attempts: int = 4
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    backoff_multiplier: float = 2.0
+    retryable_codes: Tuple[str, ...] = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+    per_rpc_buffer_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or not 2 <= self.max_attempts <= 5:
+            raise ValueError("RetryPolicy: max_attempts must be 2..5 (gRPC's limit)")
+        for name in ("initial_backoff_s", "max_backoff_s", "backoff_multiplier"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v <= 0:
+                raise ValueError("RetryPolicy: %s must be a number > 0" % name)
+        if self.max_backoff_s < self.initial_backoff_s:
+            raise ValueError("RetryPolicy: max_backoff_s must be >= initial_backoff_s")
+        codes = tuple(self.retryable_codes)
+        if not codes or any(c not in _RETRYABLE for c in codes):
+            raise ValueError("RetryPolicy: retryable_codes must be gRPC status names among %s"
+                             % ", ".join(_RETRYABLE))
+        object.__setattr__(self, "retryable_codes", codes)
+        if self.per_rpc_buffer_bytes < 0:
+            raise ValueError("RetryPolicy: per_rpc_buffer_bytes must be >= 0")
+
+    def method_config(self) -> Dict[str, Any]:
+        """The service config's methodConfig entry (JSON form)."""
+        return {"name": [dict(m) for m in RETRIED_METHODS],
+                "retryPolicy": {"maxAttempts": self.max_attempts,
+                                "initialBackoff": _seconds(self.initial_backoff_s),
+                                "maxBackoff": _seconds(self.max_backoff_s),
+                                "backoffMultiplier": self.backoff_multiplier,
+                                "retryableStatusCodes": list(self.retryable_codes)}}
+
+
+def _read_pem(value: Pem, what: str) -> Optional[bytes]:
     """PEM bytes as given, or the contents of the file a str/PathLike names."""
     if value is None:
         return None
@@ -36,7 +106,7 @@ class RemoteConfig:
     """How to reach a remotemedia server.
 
     Args:
-        address: gRPC target, e.g. "localhost:50051", "dns:///rm.svc.cluster.local:50051"
+        address: gRPC target; default $RM_SERVER, else "localhost:50051". E.g. "dns:///rm.svc.cluster.local:50051"
             (with load_balancing="round_robin" this spreads calls over every replica the
             name resolves to), "unix:/run/rm.sock".
         token: bearer token sent as "authorization: Bearer <token>" on every call.
@@ -49,6 +119,9 @@ class RemoteConfig:
         timeout: default deadline of every call in seconds (a call's own timeout= wins).
         load_balancing: "round_robin" or "pick_first" (gRPC's default), set through the
             channel's service config.
+        retry: the retry policy of ExecutePipeline (default RetryPolicy(): up to 4 attempts
+            on UNAVAILABLE or RESOURCE_EXHAUSTED, exponential backoff from 0.1 s to 2 s);
+            None turns retries off (the first failure is raised).
         keepalive_time_ms, keepalive_timeout_ms, keepalive_permit_without_calls: HTTP/2
             keepalive pings. The server treats pings more often than its
             --min-ping-interval-ms (10 s by default) as abuse.
@@ -60,7 +133,7 @@ class RemoteConfig:
         metadata: extra metadata sent on every call, [(key, value)].
     """
 
-    address: str = "localhost:50051"
+    address: str = field(default_factory=default_address)
     token: Optional[str] = field(default=None, repr=False)  # kept out of logs and tracebacks
     tls: bool = False
     root_certificates: Pem = None
@@ -74,10 +147,11 @@ class RemoteConfig:
     keepalive_permit_without_calls: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     wait_for_ready: bool = False
+    retry: Optional[RetryPolicy] = field(default_factory=RetryPolicy)
     options: Sequence[Tuple[str, object]] = field(default_factory=tuple)
     metadata: Sequence[Tuple[str, str]] = field(default_factory=tuple, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address:
             raise ValueError("RemoteConfig: address must be a non-empty string like 'host:port'")
         if (self.client_certificate is None) != (self.client_key is None):
@@ -89,23 +163,40 @@ class RemoteConfig:
             raise ValueError("RemoteConfig: timeout must be > 0 seconds")
         if self.load_balancing not in (None, "round_robin", "pick_first"):
             raise ValueError("RemoteConfig: load_balancing must be 'round_robin' or 'pick_first'")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise ValueError("RemoteConfig: retry must be a RetryPolicy or None")
 
     @property
-    def uses_tls(self):
+    def uses_tls(self) -> bool:
         return bool(self.tls or self.root_certificates is not None
                     or self.client_certificate is not None)
 
-    def channel_options(self):
+    def service_config(self) -> Optional[Dict[str, Any]]:
+        """The channel's default service config (load balancing, retries), or None."""
+        sc: Dict[str, Any] = {}
+        if self.load_balancing:
+            sc["loadBalancingConfig"] = [{self.load_balancing: {}}]
+        if self.retry is not None:
+            sc["methodConfig"] = [self.retry.method_config()]
+        return sc or None
+
+    def channel_options(self) -> List[Tuple[str, Any]]:
         """The channel arguments as a list of (key, value)."""
-        opts = [
+        opts: List[Tuple[str, Any]] = [
             ("grpc.max_receive_message_length", int(self.max_message_bytes)),
             ("grpc.max_send_message_length", int(self.max_message_bytes)),
             ("grpc.primary_user_agent", "remotemedia-python"),
         ]
         if self.load_balancing:
             opts.append(("grpc.lb_policy_name", self.load_balancing))
-            opts.append(("grpc.service_config",
-                         json.dumps({"loadBalancingConfig": [{self.load_balancing: {}}]})))
+        sc = self.service_config()
+        if sc is not None:
+            opts.append(("grpc.service_config", json.dumps(sc)))
+        if self.retry is not None:
+            opts.append(("grpc.enable_retries", 1))
+            opts.append(("grpc.per_rpc_retry_buffer_size", int(self.retry.per_rpc_buffer_bytes)))
+        else:
+            opts.append(("grpc.enable_retries", 0))
         if self.keepalive_time_ms is not None:
             opts.append(("grpc.keepalive_time_ms", int(self.keepalive_time_ms)))
             # without this, pings stop after two frames without data
@@ -116,10 +207,10 @@ class RemoteConfig:
             opts.append(("grpc.keepalive_permit_without_calls", 1))
         if self.server_name:
             opts.append(("grpc.ssl_target_name_override", self.server_name))
-        opts.extend(tuple(o) for o in self.options)
+        opts.extend((str(k), v) for k, v in self.options)
         return opts
 
-    def channel_credentials(self):
+    def channel_credentials(self) -> Optional[grpc.ChannelCredentials]:
         """grpc.ChannelCredentials for TLS, or None for a plaintext channel."""
         if not self.uses_tls:
             return None
@@ -128,9 +219,9 @@ class RemoteConfig:
             private_key=_read_pem(self.client_key, "client_key"),
             certificate_chain=_read_pem(self.client_certificate, "client_certificate"))
 
-    def call_metadata(self):
+    def call_metadata(self) -> Tuple[Tuple[str, str], ...]:
         """Metadata sent on every call: the bearer token and any extra entries."""
-        md = []
+        md: List[Tuple[str, str]] = []
         if self.token:
             md.append(("authorization", "Bearer " + self.token))
         md.extend((str(k), str(v)) for k, v in self.metadata)

@@ -6,6 +6,7 @@ samples costs one copy each way, never a Python loop.
 
 Input values (what pipeline.run accepts):
     AudioBuffer, or a numpy array together with sample_rate=   -> audio
+    a list or tuple of numbers together with sample_rate=      -> audio (float32)
     Tensor(array)                                              -> tensor
     dict, list, int, float, bool, None, Json(value)            -> json
     str                                                        -> text
@@ -14,6 +15,7 @@ Output values: AudioBuffer, numpy array (tensor), the decoded JSON value, str, B
 """
 import json
 import math
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from ._proto import data_pb2
 __all__ = ["AudioBuffer", "Tensor", "Json", "Binary", "to_proto", "from_proto"]
 
 # AudioFormat enum value -> (short name, little-endian numpy dtype)
-_AUDIO_FORMATS = {
+_AUDIO_FORMATS: Dict[int, Tuple[str, np.dtype]] = {
     data_pb2.AUDIO_FORMAT_F32: ("f32", np.dtype("<f4")),
     data_pb2.AUDIO_FORMAT_I16: ("i16", np.dtype("<i2")),
     data_pb2.AUDIO_FORMAT_I32: ("i32", np.dtype("<i4")),
@@ -30,7 +32,7 @@ _AUDIO_FORMATS = {
 }
 _AUDIO_FORMAT_OF = {(dt.kind, dt.itemsize): fmt for fmt, (_, dt) in _AUDIO_FORMATS.items()}
 
-_TENSOR_DTYPES = {
+_TENSOR_DTYPES: Dict[int, np.dtype] = {
     data_pb2.TENSOR_DTYPE_F32: np.dtype("<f4"),
     data_pb2.TENSOR_DTYPE_F64: np.dtype("<f8"),
     data_pb2.TENSOR_DTYPE_I32: np.dtype("<i4"),
@@ -44,7 +46,7 @@ MAX_SAMPLE_RATE = 768000
 MAX_CHANNELS = 64
 
 
-def _little_endian(arr):
+def _little_endian(arr: np.ndarray) -> np.ndarray:
     """arr as a C-contiguous little-endian array; no copy when it already is one."""
     dt = arr.dtype
     if dt.byteorder == ">" or (dt.byteorder == "=" and not np.little_endian):
@@ -68,12 +70,12 @@ class AudioBuffer:
 
     __slots__ = ("samples", "sample_rate")
 
-    def __init__(self, samples, sample_rate, channels=None):
+    def __init__(self, samples: Any, sample_rate: int, channels: Optional[int] = None) -> None:
         arr = np.asarray(samples)
         if (arr.dtype.kind, arr.dtype.itemsize) not in _AUDIO_FORMAT_OF or arr.dtype.kind not in "fi":
             raise TypeError("audio samples must be float32, int16, int32 or float64, not %s"
                             % arr.dtype)
-        if arr.ndim == 1 and channels not in (None, 1):
+        if arr.ndim == 1 and channels is not None and channels != 1:
             if channels < 1 or arr.shape[0] % channels:
                 raise ValueError("%d interleaved samples do not split into %r channels"
                                  % (arr.shape[0], channels))
@@ -98,38 +100,38 @@ class AudioBuffer:
         self.sample_rate = sample_rate
 
     @property
-    def channels(self):
+    def channels(self) -> int:
         return 1 if self.samples.ndim == 1 else self.samples.shape[1]
 
     @property
-    def frames(self):
+    def frames(self) -> int:
         return self.samples.shape[0]
 
     @property
-    def format(self):
+    def format(self) -> str:
         """"f32", "i16", "i32" or "f64"."""
         dt = self.samples.dtype
         return _AUDIO_FORMATS[_AUDIO_FORMAT_OF[(dt.kind, dt.itemsize)]][0]
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.samples.dtype
 
     @property
-    def duration_s(self):
+    def duration_s(self) -> float:
         return self.frames / self.sample_rate
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.frames
 
-    def __array__(self, dtype=None):
+    def __array__(self, dtype: Any = None) -> np.ndarray:
         return np.asarray(self.samples, dtype=dtype)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "AudioBuffer(%d frames, %d ch, %d Hz, %s)" % (
             self.frames, self.channels, self.sample_rate, self.format)
 
-    def to_float32(self):
+    def to_float32(self) -> np.ndarray:
         """The samples as float32 in [-1, 1] (integer formats divided by their full scale)."""
         s = self.samples
         if s.dtype.kind == "f":
@@ -142,7 +144,7 @@ class Tensor:
 
     __slots__ = ("array",)
 
-    def __init__(self, array):
+    def __init__(self, array: Any) -> None:
         arr = np.asarray(array)
         if (arr.dtype.kind, arr.dtype.itemsize) not in _TENSOR_DTYPE_OF or arr.dtype.kind not in "fiu":
             raise TypeError("tensor dtype must be float32, float64, int16, int32, int64 or uint8, "
@@ -155,7 +157,7 @@ class Json:
 
     __slots__ = ("value",)
 
-    def __init__(self, value):
+    def __init__(self, value: Any) -> None:
         self.value = value
 
 
@@ -164,25 +166,26 @@ class Binary:
 
     __slots__ = ("data", "mime_type")
 
-    def __init__(self, data, mime_type="application/octet-stream"):
+    def __init__(self, data: Union[bytes, bytearray, memoryview],
+                 mime_type: str = "application/octet-stream") -> None:
         self.data = bytes(data)
         self.mime_type = mime_type
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Binary) and (self.data, self.mime_type) == (other.data, other.mime_type)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Binary(%d bytes, %r)" % (len(self.data), self.mime_type)
 
 
-def _json_text(value):
+def _json_text(value: Any) -> str:
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_json_default)
     except ValueError as e:
         raise ValueError("input is not valid JSON: %s" % e) from None
 
 
-def _json_default(o):
+def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -190,7 +193,7 @@ def _json_default(o):
     raise TypeError("%s is not JSON serialisable" % type(o).__name__)
 
 
-def audio_to_proto(audio, buf):
+def audio_to_proto(audio: AudioBuffer, buf: Any) -> None:
     arr = _little_endian(audio.samples)
     a = buf.audio
     a.samples = arr.tobytes()
@@ -199,13 +202,20 @@ def audio_to_proto(audio, buf):
     a.format = _AUDIO_FORMAT_OF[(arr.dtype.kind, arr.dtype.itemsize)]
 
 
-def to_proto(value, sample_rate=None):
+def to_proto(value: Any, sample_rate: Optional[int] = None) -> Any:
     """A data_pb2.DataBuffer for value (see the module docstring for what maps to what)."""
     if isinstance(value, data_pb2.DataBuffer):
         return value
     buf = data_pb2.DataBuffer()
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
         value, sample_rate = value
+    elif isinstance(value, (list, tuple)) and sample_rate is not None:
+        # samples as plain numbers, with a rate: audio, float32 ([frames, channels] if nested)
+        try:
+            value = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise TypeError("with sample_rate=, a list is audio and must hold numbers (or "
+                            "[frames, channels] lists of numbers)") from None
     if isinstance(value, np.ndarray):
         if sample_rate is None:
             raise TypeError("a numpy array is audio only with sample_rate=...; wrap other "
@@ -242,7 +252,7 @@ class DecodeError(ValueError):
     """A response buffer is inconsistent (a server bug)."""
 
 
-def audio_from_proto(a):
+def audio_from_proto(a: Any) -> AudioBuffer:
     if a.format not in _AUDIO_FORMATS:
         raise DecodeError("response audio has unknown format %d" % a.format)
     dt = _AUDIO_FORMATS[a.format][1]
@@ -256,7 +266,7 @@ def audio_from_proto(a):
     return AudioBuffer(arr, a.sample_rate)
 
 
-def from_proto(buf):
+def from_proto(buf: Any) -> Any:
     """The Python value of a data_pb2.DataBuffer."""
     kind = buf.WhichOneof("kind")
     if kind == "audio":

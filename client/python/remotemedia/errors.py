@@ -10,10 +10,12 @@ case:
     except remotemedia.InvalidArgument as e:
         print(e.node_id, e.field, e.message)
 """
+from typing import Any, Dict, Mapping, Optional, Type
+
 import grpc
 
 __all__ = [
-    "RemoteMediaError", "InvalidArgument", "NotFound", "ResourceExhausted", "DeadlineExceeded",
+    "HealthStubsMissing", "RemoteMediaError", "InvalidArgument", "NotFound", "ResourceExhausted", "DeadlineExceeded",
     "Cancelled", "Unauthenticated", "PermissionDenied", "Unavailable", "Unimplemented",
     "Internal", "error_from_rpc",
 ]
@@ -37,18 +39,20 @@ class RemoteMediaError(Exception):
         from_server: False when the client itself rejected the request before sending it.
     """
 
-    def __init__(self, message, code=grpc.StatusCode.UNKNOWN, node_id=None, field=None,
-                 kind=None, trailers=None, from_server=True):
+    def __init__(self, message: str, code: Any = grpc.StatusCode.UNKNOWN,
+                 node_id: Optional[str] = None, field: Optional[str] = None,
+                 kind: Optional[str] = None, trailers: Optional[Mapping[str, str]] = None,
+                 from_server: bool = True) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.node_id = node_id or None
         self.field = field or None
         self.kind = kind or None
-        self.trailers = dict(trailers or {})
+        self.trailers: Dict[str, str] = dict(trailers or {})
         self.from_server = from_server
 
-    def __str__(self):
+    def __str__(self) -> str:
         where = []
         if self.node_id:
             where.append("node=%s" % self.node_id)
@@ -59,13 +63,20 @@ class RemoteMediaError(Exception):
         suffix = " (%s)" % ", ".join(where) if where else ""
         return "%s: %s%s" % (self.code.name, self.message, suffix)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (_rebuild, (type(self), self.message, self.code.name, self.node_id, self.field,
                            self.kind, self.trailers, self.from_server))
 
 
-def _rebuild(cls, message, code_name, node_id, field, kind, trailers, from_server):
+def _rebuild(cls: Type[RemoteMediaError], message: str, code_name: str, node_id: Optional[str],
+             field: Optional[str], kind: Optional[str], trailers: Dict[str, str],
+             from_server: bool) -> RemoteMediaError:
     return cls(message, grpc.StatusCode[code_name], node_id, field, kind, trailers, from_server)
+
+
+class HealthStubsMissing(ImportError):
+    """The installation lacks the grpc.health.v1 messages (a packaging fault on this side,
+    never a server status): reinstall the wheel the build makes."""
 
 
 class InvalidArgument(RemoteMediaError):
@@ -122,16 +133,16 @@ _BY_CODE = {
 }
 
 
-def error_class(code):
+def error_class(code: Any) -> Type[RemoteMediaError]:
     """The exception class for a grpc.StatusCode (RemoteMediaError for the others)."""
     return _BY_CODE.get(code, RemoteMediaError)
 
 
-def _text(v):
+def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
-def error_from_rpc(err):
+def error_from_rpc(err: Any) -> RemoteMediaError:
     """The RemoteMediaError subclass for a grpc.RpcError (sync or grpc.aio)."""
     code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
     details = err.details() if callable(getattr(err, "details", None)) else str(err)

@@ -1,7 +1,7 @@
 """pipeline.py - Pipeline: a DAG of nodes built in Python or loaded from a manifest JSON,
 run on a remote server; and ExecuteResult, the decoded answer.
 
-    pipeline = Pipeline(remote=RemoteConfig("localhost:50051"), enable_metrics=True)
+    pipeline = Pipeline(enable_metrics=True)          # $RM_SERVER, else localhost:50051
     pipeline.add_node(Gain(db=-6)).add_node(AudioResample(rate=16000))  # a chain
     out = await pipeline.run(samples, sample_rate=48000)                # AudioBuffer
     pipeline.get_metrics()["node_metrics"]
@@ -12,15 +12,27 @@ The manifest JSON form is the one the server's tools read (lib/manifest.c):
 """
 import functools
 import json
+import os
 import re
-from typing import NamedTuple
+from typing import (Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 
 from . import _proto
-from .client import client_for
+from .client import Client, client_for
+from .config import RemoteConfig
 from .data import AudioBuffer, from_proto, to_proto
 from .nodes import Node
+from .schema import NodeTypeSchema
+
+#: What a pipeline may be given as its server: a RemoteConfig, an address string, a Client
+#: (shares its channels) or None (RemoteConfig(): $RM_SERVER, else localhost:50051).
+Remote = Union[RemoteConfig, str, Client, None]
+#: A node or its id, where connections are made.
+NodeRef = Union[Node, str]
+#: The seed's metrics dict (see METRICS_KEYS).
+Metrics = Dict[str, Any]
 
 __all__ = ["Pipeline", "Connection", "ExecuteResult", "METRICS_KEYS", "NODE_METRICS_KEYS"]
 
@@ -44,7 +56,7 @@ class Connection(NamedTuple):
     from_port: str = ""
     to_port: str = ""
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, str]:
         d = {"from": self.source, "to": self.target}
         if self.from_port:
             d["from_port"] = self.from_port
@@ -53,7 +65,7 @@ class Connection(NamedTuple):
         return d
 
 
-def metrics_to_dict(m):
+def metrics_to_dict(m: Any) -> Metrics:
     """A PipelineMetrics message as the seed's JSON dict (same keys, same order)."""
     d = {k: getattr(m, k) for k in METRICS_KEYS[:-1]}
     d["node_metrics"] = [{k: getattr(n, k) for k in NODE_METRICS_KEYS} for n in m.node_metrics]
@@ -74,17 +86,17 @@ class ExecuteResult:
         response: the raw pipeline_service_pb2.ExecuteResponse.
     """
 
-    def __init__(self, response):
+    def __init__(self, response: Any) -> None:
         self.response = response
-        self.outputs = {key: [from_proto(b) for b in out.items]
+        self.outputs: Dict[str, List[Any]] = {key: [from_proto(b) for b in out.items]
                         for key, out in sorted(response.outputs.items())}
-        self.node_results = [{"node_id": r.node_id, "state": _STATES.get(r.state, "unspecified"),
+        self.node_results: List[Dict[str, Any]] = [{"node_id": r.node_id, "state": _STATES.get(r.state, "unspecified"),
                               "invocations": r.invocations, "items_out": r.items_out}
                              for r in response.node_results]
-        self.metrics = metrics_to_dict(response.metrics) if response.HasField("metrics") else None
-        self.pipeline_name = response.pipeline_name
+        self.metrics: Optional[Metrics] = metrics_to_dict(response.metrics) if response.HasField("metrics") else None
+        self.pipeline_name: str = response.pipeline_name
 
-    def _key(self, key):
+    def _key(self, key: Optional[str]) -> str:
         if key is not None:
             return key
         if len(self.outputs) != 1:
@@ -92,7 +104,7 @@ class ExecuteResult:
                              % (len(self.outputs), ", ".join(self.outputs)))
         return next(iter(self.outputs))
 
-    def output(self, key=None):
+    def output(self, key: Optional[str] = None) -> Any:
         """The single item of output `key` (default: the only output). Raises KeyError /
         ValueError when that is not exactly one item."""
         key = self._key(key)
@@ -101,7 +113,7 @@ class ExecuteResult:
             raise ValueError("output %r holds %d items; use .outputs[%r]" % (key, len(items), key))
         return items[0]
 
-    def audio(self, key=None):
+    def audio(self, key: Optional[str] = None) -> AudioBuffer:
         """Output `key` (default: the only output) as one AudioBuffer: its audio items
         joined in order. A node may emit its audio in several items (a resampler's flushed
         tail, a chunker's chunks); this is the whole signal. Raises ValueError when the
@@ -113,12 +125,12 @@ class ExecuteResult:
         return joined
 
     @functools.cached_property
-    def value(self):
+    def value(self) -> Any:
         """What Pipeline.run returns. Per output: audio items (all of one rate, channel
         count and format) joined into one AudioBuffer; otherwise the single item, or the
         list of items when there are several. With one output, that value; with several,
         {key: value}. Use .outputs for the items exactly as emitted (e.g. chunks)."""
-        def one(items):
+        def one(items: List[Any]) -> Any:
             joined = _join_audio(items)
             if joined is not None:
                 return joined
@@ -127,12 +139,12 @@ class ExecuteResult:
             return one(next(iter(self.outputs.values())))
         return {k: one(v) for k, v in self.outputs.items()}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ExecuteResult(outputs=%s, metrics=%s)" % (
             {k: len(v) for k, v in self.outputs.items()}, "yes" if self.metrics else "no")
 
 
-def _join_audio(items):
+def _join_audio(items: List[Any]) -> Optional[AudioBuffer]:
     """One AudioBuffer from audio items of one rate/channels/format, else None."""
     if not items or not all(isinstance(i, AudioBuffer) for i in items):
         return None
@@ -145,7 +157,7 @@ def _join_audio(items):
     return AudioBuffer(np.concatenate([i.samples for i in items]), first.sample_rate)
 
 
-def _snake(name):
+def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower() or "node"
 
 
@@ -154,24 +166,27 @@ class Pipeline:
 
     Args:
         name: the manifest's name (shows in the server's logs).
-        remote: RemoteConfig, address string, or a Client to share its channel; None for a
-            pipeline that is only built and saved.
+        remote: RemoteConfig, address string, or a Client to share its channel; None (the
+            default) is RemoteConfig(): the server $RM_SERVER names, else localhost:50051.
+            Nothing connects before the first call.
         enable_metrics: ask the server for per-run metrics (get_metrics()).
     """
 
-    def __init__(self, name="pipeline", remote=None, enable_metrics=False):
+    def __init__(self, name: str = "pipeline", remote: Remote = None,
+                 enable_metrics: bool = False) -> None:
         self.name = name
         self.enable_metrics = bool(enable_metrics)
-        self._nodes = {}
-        self._connections = []
-        self._last = None
-        self._client, self._owns_client = (None, False) if remote is None else client_for(remote)
-        self._metrics = None
+        self._nodes: Dict[str, Node] = {}
+        self._connections: List[Connection] = []
+        self._last: Optional[str] = None
+        self._client, self._owns_client = client_for(remote)
+        self._metrics: Optional[Metrics] = None
         #: The ExecuteResult of the most recent successful run.
-        self.last_result = None
+        self.last_result: Optional[ExecuteResult] = None
 
     # -- building --------------------------------------------------------------------------
-    def add_node(self, node, *, chain=True, after=None):
+    def add_node(self, node: Union[Node, str], *, chain: bool = True,
+                 after: Union[NodeRef, Sequence[NodeRef], None] = None) -> "Pipeline":
         """Adds node (a Node, or a type name) and returns the pipeline, so calls chain.
 
         By default the node is connected from the node added before it. after= (a node or
@@ -185,12 +200,12 @@ class Pipeline:
         if any(n is node for n in self._nodes.values()):
             raise ValueError("node %s is already in the pipeline" % node.id)
         if node.id is None:
-            node.id = self._fresh_id(node.node_type)
+            node.id = self._fresh_id(node.node_type or "node")
         elif node.id in self._nodes:
             raise ValueError("duplicate node id %r" % node.id)
-        sources = []
+        sources: List[NodeRef] = []
         if after is not None:
-            sources = list(after) if isinstance(after, (list, tuple)) else [after]
+            sources = list(after) if isinstance(after, (list, tuple)) else [after]  # type: ignore[list-item]
             for s in sources:
                 self._id_of(s)
         elif chain and self._last is not None:
@@ -201,7 +216,8 @@ class Pipeline:
         self._last = node.id
         return self
 
-    def connect(self, source, target, from_port=None, to_port=None):
+    def connect(self, source: NodeRef, target: NodeRef, from_port: Optional[str] = None,
+                to_port: Optional[str] = None) -> "Pipeline":
         """Adds the edge source -> target (nodes or ids, already in the pipeline); ports
         default to each node's primary port. Adding an existing edge again changes nothing.
         Returns the pipeline."""
@@ -210,7 +226,8 @@ class Pipeline:
             self._connections.append(c)
         return self
 
-    def disconnect(self, source, target, from_port=None, to_port=None):
+    def disconnect(self, source: NodeRef, target: NodeRef, from_port: Optional[str] = None,
+                   to_port: Optional[str] = None) -> "Pipeline":
         """Removes the edge source -> target. Returns the pipeline."""
         c = Connection(self._id_of(source), self._id_of(target), from_port or "", to_port or "")
         try:
@@ -219,13 +236,13 @@ class Pipeline:
             raise ValueError("no connection %s -> %s" % (c.source, c.target)) from None
         return self
 
-    def _id_of(self, node):
+    def _id_of(self, node: NodeRef) -> str:
         nid = node.id if isinstance(node, Node) else node
         if nid not in self._nodes or (isinstance(node, Node) and self._nodes[nid] is not node):
             raise ValueError("node %r is not in this pipeline" % (nid,))
         return nid
 
-    def _fresh_id(self, node_type):
+    def _fresh_id(self, node_type: str) -> str:
         base = _snake(node_type)[:60]
         if base not in self._nodes:
             return base
@@ -234,57 +251,58 @@ class Pipeline:
             i += 1
         return "%s_%d" % (base, i)
 
-    def node(self, node_id):
+    def node(self, node_id: str) -> Node:
         """The node with this id (KeyError if none)."""
         return self._nodes[node_id]
 
     @property
-    def nodes(self):
+    def nodes(self) -> List[Node]:
         return list(self._nodes.values())
 
     @property
-    def connections(self):
+    def connections(self) -> List[Connection]:
         return list(self._connections)
 
-    def sources(self):
+    def sources(self) -> List[str]:
         """Ids of the nodes without incoming connections (where inputs go)."""
         targets = {c.target for c in self._connections}
         return [n for n in self._nodes if n not in targets]
 
-    def sinks(self):
+    def sinks(self) -> List[str]:
         """Ids of the nodes without outgoing connections (what is returned by default)."""
         froms = {c.source for c in self._connections}
         return [n for n in self._nodes if n not in froms]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._nodes)
 
-    def __contains__(self, node):
+    def __contains__(self, node: object) -> bool:
         nid = node.id if isinstance(node, Node) else node
         return nid in self._nodes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Pipeline(%r, nodes=%s, connections=%s)" % (
             self.name, list(self._nodes), ["%s->%s" % (c.source, c.target) for c in self._connections])
 
     # -- manifests -------------------------------------------------------------------------
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         """The manifest as a dict (the JSON form the server's tools read)."""
         return {"name": self.name,
                 "nodes": [n.to_dict() for n in self._nodes.values()],
                 "connections": [c.to_dict() for c in self._connections]}
 
-    def to_json(self, indent=2):
+    def to_json(self, indent: Optional[int] = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def save(self, path, indent=2):
+    def save(self, path: Union[str, "os.PathLike[str]"], indent: Optional[int] = 2) -> None:
         """Writes the manifest JSON to path."""
         with open(path, "w", encoding="utf-8") as f:
             f.write(self.to_json(indent=indent))
             f.write("\n")
 
     @classmethod
-    def from_dict(cls, manifest, remote=None, enable_metrics=False, validate=True):
+    def from_dict(cls, manifest: Mapping[str, Any], remote: Remote = None,
+                  enable_metrics: bool = False, validate: bool = True) -> "Pipeline":
         """A pipeline from a manifest dict. Unknown keys and wrong types raise ValueError,
         as the server's manifest loader does; validate=True also checks each node's params
         against the known schema (InvalidArgument)."""
@@ -311,18 +329,20 @@ class Pipeline:
         return p
 
     @classmethod
-    def from_json(cls, text, remote=None, enable_metrics=False, validate=True):
+    def from_json(cls, text: str, remote: Remote = None, enable_metrics: bool = False,
+                  validate: bool = True) -> "Pipeline":
         return cls.from_dict(json.loads(text), remote=remote, enable_metrics=enable_metrics,
                              validate=validate)
 
     @classmethod
-    def load(cls, path, remote=None, enable_metrics=False, validate=True):
+    def load(cls, path: Union[str, "os.PathLike[str]"], remote: Remote = None,
+             enable_metrics: bool = False, validate: bool = True) -> "Pipeline":
         """A pipeline from a manifest JSON file."""
         with open(path, "r", encoding="utf-8") as f:
             return cls.from_json(f.read(), remote=remote, enable_metrics=enable_metrics,
                                  validate=validate)
 
-    def to_proto(self):
+    def to_proto(self) -> Any:
         """The manifest as a manifest_pb2.PipelineManifest."""
         m = _proto.manifest_pb2.PipelineManifest(name=self.name)
         for n in self._nodes.values():
@@ -335,14 +355,14 @@ class Pipeline:
 
     # -- running ---------------------------------------------------------------------------
     @property
-    def client(self):
-        """The Client calls go through (RuntimeError without a remote)."""
-        if self._client is None:
-            raise RuntimeError("this pipeline has no remote: Pipeline(remote=RemoteConfig(...))")
+    def client(self) -> Client:
+        """The Client calls go through."""
         return self._client
 
-    def build_request(self, data=None, sample_rate=None, *, inputs=None, output_nodes=None,
-                      limits=None):
+    def build_request(self, data: Any = None, sample_rate: Optional[int] = None, *,
+                      inputs: Optional[Mapping[str, Any]] = None,
+                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      limits: Optional[Mapping[str, int]] = None) -> Any:
         """The ExecuteRequest that run() sends (see run() for the arguments)."""
         if not self._nodes:
             raise ValueError("the pipeline has no nodes")
@@ -371,34 +391,41 @@ class Pipeline:
             req.limits.CopyFrom(_proto.pipeline_service_pb2.ExecutionLimits(**limits))
         return req
 
-    def _finish(self, response):
+    def _finish(self, response: Any) -> ExecuteResult:
         result = ExecuteResult(response)
         self.last_result = result
         self._metrics = result.metrics
         return result
 
-    async def execute(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
-                      output_nodes=None, limits=None):
+    async def execute(self, data: Any = None, sample_rate: Optional[int] = None, *,
+                      inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
+                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """Runs the pipeline; returns the full ExecuteResult (see run())."""
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
         return self._finish(await self.client.execute(req, timeout=timeout))
 
-    def execute_sync(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
-                     output_nodes=None, limits=None):
+    def execute_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
+                      inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
+                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """execute() without asyncio."""
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
         return self._finish(self.client.execute_sync(req, timeout=timeout))
 
-    async def run(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
-                  output_nodes=None, limits=None):
+    async def run(self, data: Any = None, sample_rate: Optional[int] = None, *,
+                      inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
+                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      limits: Optional[Mapping[str, int]] = None) -> Any:
         """Runs the pipeline on the server and returns its output (ExecuteResult.value).
 
         Args:
             data: the input of the single source node: an AudioBuffer, a numpy array with
-                sample_rate= (1-D mono or [frames, channels]), an (array, rate) tuple, a JSON
-                value, str, bytes, Tensor(...) or Binary(...).
+                sample_rate= (1-D mono or [frames, channels]), an (array, rate) tuple, a list
+                of numbers with sample_rate= (float32 audio), a JSON value, str, bytes,
+                Tensor(...) or Binary(...).
             sample_rate: Hz, when data is a bare numpy array.
             inputs: {node_id: data} for pipelines with several sources.
             timeout: deadline in seconds (DeadlineExceeded when it passes).
@@ -414,61 +441,67 @@ class Pipeline:
                                     output_nodes=output_nodes, limits=limits)
         return result.value
 
-    def run_sync(self, data=None, sample_rate=None, *, inputs=None, timeout=None,
-                 output_nodes=None, limits=None):
+    def run_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
+                      inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
+                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      limits: Optional[Mapping[str, int]] = None) -> Any:
         """run() without asyncio (a blocking channel; usable anywhere, also inside a loop's
         thread pool)."""
         return self.execute_sync(data, sample_rate, inputs=inputs, timeout=timeout,
                                  output_nodes=output_nodes, limits=limits).value
 
-    def get_metrics(self):
+    def get_metrics(self) -> Optional[Metrics]:
         """The last run's metrics as the seed's dict (pipeline_id, total_executions,
         total_duration_us, total_duration_ms, peak_memory_bytes, peak_memory_mb,
         metrics_overhead_us, node_metrics[...]), or None when metrics were off."""
         return self._metrics
 
     # -- the server ------------------------------------------------------------------------
-    async def list_node_types(self, timeout=None):
+    async def list_node_types(self, timeout: Optional[float] = None) -> List[NodeTypeSchema]:
+        """The server's node types (Client.list_node_types)."""
         return await self.client.list_node_types(timeout=timeout)
 
-    def list_node_types_sync(self, timeout=None):
+    def list_node_types_sync(self, timeout: Optional[float] = None) -> List[NodeTypeSchema]:
+        """list_node_types() without asyncio."""
         return self.client.list_node_types_sync(timeout=timeout)
 
-    async def health_check(self, service="", timeout=None):
+    async def health_check(self, service: str = "", timeout: Optional[float] = None) -> str:
+        """The server's serving status (Client.health_check)."""
         return await self.client.health_check(service, timeout=timeout)
 
-    def health_check_sync(self, service="", timeout=None):
+    def health_check_sync(self, service: str = "", timeout: Optional[float] = None) -> str:
+        """health_check() without asyncio."""
         return self.client.health_check_sync(service, timeout=timeout)
 
-    async def get_version(self, timeout=None):
+    async def get_version(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """The server's versions and services (Client.get_version)."""
         return await self.client.get_version(timeout=timeout)
 
     # -- lifetime --------------------------------------------------------------------------
-    async def close(self):
+    async def close(self) -> None:
         """Closes the pipeline's own client (not one that was passed in)."""
-        if self._owns_client and self._client is not None:
+        if self._owns_client:
             await self._client.close()
 
-    def close_sync(self):
-        if self._owns_client and self._client is not None:
+    def close_sync(self) -> None:
+        """close() without asyncio."""
+        if self._owns_client:
             self._client.close_sync()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> "Pipeline":
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: Any) -> None:
         await self.close()
-        return False
 
-    def __enter__(self):
+    def __enter__(self) -> "Pipeline":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close_sync()
-        return False
 
 
-def _objects(manifest, key):
+def _objects(manifest: Mapping[str, Any], key: str) -> Iterator[Tuple[str, Dict[str, Any]]]:
     """(where, object) for each entry of the manifest's array `key` (absent: none)."""
     items = manifest.get(key, [])
     if not isinstance(items, list):
@@ -480,13 +513,13 @@ def _objects(manifest, key):
         yield where, item
 
 
-def _check_keys(obj, allowed, where):
+def _check_keys(obj: Mapping[str, Any], allowed: Tuple[str, ...], where: str) -> None:
     for k in obj:
         if k not in allowed:
             raise ValueError("%s: unknown key '%s'" % (where, k))
 
 
-def _req_str(obj, key, where):
+def _req_str(obj: Mapping[str, Any], key: str, where: str) -> str:
     if key not in obj:
         raise ValueError("%s: missing '%s'" % (where, key))
     v = obj[key]
@@ -495,7 +528,7 @@ def _req_str(obj, key, where):
     return v
 
 
-def _opt_str(obj, key, where):
+def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str:
     v = obj.get(key, "")
     if not isinstance(v, str):
         raise ValueError("%s: '%s' must be a string" % (where, key))

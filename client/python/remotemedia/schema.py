@@ -10,14 +10,19 @@ InvalidArgument naming the node and the key, raised before anything is sent.
 import json
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
 import grpc
 import numpy as np
 
 from .errors import InvalidArgument
 
-__all__ = ["ParamSchema", "PortSchema", "NodeTypeSchema"]
+__all__ = ["ParamSchema", "PortSchema", "NodeTypeSchema", "SEED_PARAM_ALIASES"]
+
+# The seed SDK's parameter spellings, accepted as aliases where the server's schema has the
+# target and not the alias (the seed wrote AudioResample(target_rate=...); the server's
+# parameter is `rate`): {type name: {alias: parameter}}.
+SEED_PARAM_ALIASES: Dict[str, Dict[str, str]] = {"AudioResample": {"target_rate": "rate"}}
 
 _KIND_NAMES = {1: "audio", 2: "tensor", 3: "json", 4: "text", 5: "binary"}
 _MAX_EXACT = 9007199254740992.0  # 2^53: integers beyond it are not exact in a double
@@ -35,25 +40,25 @@ class ParamSchema:
     enum_values: Tuple[str, ...] = ()
 
     @property
-    def default(self):
+    def default(self) -> Any:
         """The default as a Python value (None when required or optional without one)."""
         return json.loads(self.default_json) if self.default_json else None
 
     @property
-    def nullable(self):
+    def nullable(self) -> bool:
         """An explicit None means "not set" (the schema's default is null)."""
         return self.default_json == "null"
 
-    def python_type(self):
+    def python_type(self) -> Any:
         return {"number": float, "integer": int, "boolean": bool, "string": str, "enum": str,
                 "number_array": List[float]}.get(self.type, object)
 
-    def range_text(self):
+    def range_text(self) -> str:
         lo = "[%s" % _num(self.minimum) if self.minimum is not None else "(-inf"
         hi = "%s]" % _num(self.maximum) if self.maximum is not None else "inf)"
         return "%s, %s" % (lo, hi)
 
-    def describe(self):
+    def describe(self) -> str:
         """One line for docstrings: name (type, range or values, default): description."""
         bits = [self.type]
         if self.type == "enum":
@@ -79,18 +84,36 @@ class NodeTypeSchema:
     params: Tuple[ParamSchema, ...] = ()
     inputs: Tuple[PortSchema, ...] = ()
     outputs: Tuple[PortSchema, ...] = ()
-    _by_name: dict = field(default=None, compare=False, repr=False)
+    _by_name: Dict[str, ParamSchema] = field(default_factory=dict, compare=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
 
-    def param(self, name):
+    def param(self, name: str) -> Optional[ParamSchema]:
         """The ParamSchema called name, or None."""
         return self._by_name.get(name)
 
+    def doc(self) -> str:
+        """The docstring of this type's node class: description, parameters (type, range or
+        values, default), ports."""
+        lines = [self.description or self.name, ""]
+        if self.params:
+            lines.append("Parameters:")
+            lines.extend("    " + p.describe() for p in self.params)
+        else:
+            lines.append("No parameters.")
+        for label, ports in (("Inputs", self.inputs), ("Outputs", self.outputs)):
+            if ports:
+                lines.append("%s: %s" % (label, ", ".join(
+                    "%s (%s%s)" % (p.name, "|".join(p.kinds), ", fan-in" if p.variadic else "")
+                    for p in ports)))
+        lines.append("")
+        lines.append("Generated from the server's node registry; node_id= sets the node's id.")
+        return "\n".join(lines)
+
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: Mapping[str, Any]) -> "NodeTypeSchema":
         """From one entry of node_schema.json."""
         params = tuple(
             ParamSchema(
@@ -105,7 +128,7 @@ class NodeTypeSchema:
                    outputs=tuple(_port_from_dict(x) for x in d.get("outputs", ())))
 
     @classmethod
-    def from_proto(cls, t):
+    def from_proto(cls, t: Any) -> "NodeTypeSchema":
         """From a pipeline_service_pb2.NodeTypeInfo."""
         params = tuple(
             ParamSchema(
@@ -119,7 +142,7 @@ class NodeTypeSchema:
                    inputs=tuple(_port_from_proto(x) for x in t.inputs),
                    outputs=tuple(_port_from_proto(x) for x in t.outputs))
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         """The node_schema.json form of this schema."""
         return {
             "name": self.name, "description": self.description,
@@ -136,12 +159,13 @@ class NodeTypeSchema:
         }
 
     # -- validation --------------------------------------------------------------------
-    def validate_params(self, params, node_id=None):
+    def validate_params(self, params: Mapping[str, Any],
+                        node_id: Optional[str] = None) -> Dict[str, Any]:
         """params (a mapping) checked with the server's rules and converted to plain JSON
         values (numpy scalars and arrays become int/float/bool/list). Raises InvalidArgument
         naming the node (node_id, or the type name when the node has no id yet) and key."""
         who = "node '%s'" % node_id if node_id else "%s" % self.name
-        out = {}
+        out: Dict[str, Any] = {}
         for key, value in params.items():
             spec = self.param(key)
             if spec is None:
@@ -155,36 +179,36 @@ class NodeTypeSchema:
         return out
 
 
-def _port_from_dict(d):
+def _port_from_dict(d: Mapping[str, Any]) -> PortSchema:
     return PortSchema(name=d["name"], kinds=tuple(d.get("kinds", ())),
                       variadic=bool(d.get("variadic", False)),
                       same_as_input=bool(d.get("same_as_input", False)))
 
 
-def _port_from_proto(p):
+def _port_from_proto(p: Any) -> PortSchema:
     return PortSchema(name=p.name, kinds=tuple(_KIND_NAMES.get(k, str(k)) for k in p.kinds),
                       variadic=p.variadic, same_as_input=p.same_as_input)
 
 
-def _port_to_dict(p):
+def _port_to_dict(p: PortSchema) -> Dict[str, Any]:
     return {"name": p.name, "kinds": list(p.kinds), "variadic": p.variadic,
             "same_as_input": p.same_as_input}
 
 
-def _num(v):
+def _num(v: float) -> str:
     return repr(int(v)) if float(v).is_integer() and abs(v) < 1e16 else repr(float(v))
 
 
-def _fail(node_id, key, message):
+def _fail(node_id: Optional[str], key: str, message: str) -> NoReturn:
     raise InvalidArgument(message, grpc.StatusCode.INVALID_ARGUMENT, node_id=node_id, field=key,
                           kind="invalid_params", from_server=False)
 
 
-def _is_number(v):
+def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
-def _json_type(v):
+def _json_type(v: Any) -> str:
     if v is None:
         return "null"
     if isinstance(v, (bool, np.bool_)):
@@ -202,7 +226,8 @@ def _json_type(v):
     return type(v).__name__
 
 
-def _check_range(spec, v, who, node_id, what=""):
+def _check_range(spec: ParamSchema, v: Any, who: str, node_id: Optional[str],
+                 what: str = "") -> None:
     d = float(v)
     if not math.isfinite(d) or (spec.minimum is not None and d < spec.minimum) or \
             (spec.maximum is not None and d > spec.maximum):
@@ -210,7 +235,7 @@ def _check_range(spec, v, who, node_id, what=""):
               % (who, spec.name, what, v, spec.range_text()))
 
 
-def _check_value(spec, v, who, node_id):
+def _check_value(spec: ParamSchema, v: Any, who: str, node_id: Optional[str]) -> Any:
     """The JSON-ready value of v, or raises InvalidArgument."""
     if v is None and spec.nullable:
         return None

@@ -1,5 +1,7 @@
 """numpy audio in and out (every sample format, mono and interleaved stereo, any rate, byte
 order and memory layout), and the other data kinds (tensor, JSON, text, binary)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -132,8 +134,8 @@ def test_input_checks():
     p.add_node(PassThrough())
     with pytest.raises(TypeError, match="sample_rate"):
         p.build_request(np.zeros(4, np.float32))
-    with pytest.raises(RuntimeError, match="no remote"):
-        p.run_sync(np.zeros(4, np.float32), sample_rate=8000)
+    # issue 14: Pipeline() without a remote is not an error; it calls RemoteConfig()'s server
+    assert p.client.config.address == (os.environ.get("RM_SERVER") or "localhost:50051")
     a = AudioBuffer(np.int16([-32768, 16384]), 8000)
     assert a.to_float32().tolist() == [-1.0, 0.5]
     assert np.asarray(a).dtype == np.int16 and len(a) == 2 and a.duration_s == 2 / 8000

@@ -190,3 +190,38 @@ def test_refresh_follows_the_server(remote, tmp_path):
     finally:
         rm_nodes.load_schema()
     assert rm_nodes.schema_of("Gain").param("db").maximum == 60
+
+
+def test_generated_classes_match_the_live_catalog(remote):
+    """The classes generated at build time (remotemedia/_node_types.py): one per ListNodeTypes
+    entry, each with the typed __init__ type checkers see taking exactly that type's
+    parameters, with its Python types, required ones without a default and the others with
+    the server's default."""
+    import ast
+    from remotemedia import _node_types
+    with Client(remote) as c:
+        live = {t.name: t for t in c.list_node_types_sync()}
+    assert sorted(_node_types.CLASSES) == sorted(live)
+    with open(_node_types.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert [c.name for c in classes] == sorted(live)
+    base = {"number": "float", "integer": "int", "boolean": "bool", "string": "str",
+            "number_array": "Sequence[float]"}
+    for cls in classes:
+        schema = live[cls.name]
+        assert getattr(rm_nodes, cls.name) is _node_types.CLASSES[cls.name]
+        assert getattr(rm_nodes, cls.name + "Node") is _node_types.CLASSES[cls.name]
+        init = next(f for f in ast.walk(cls) if isinstance(f, ast.FunctionDef)
+                    and f.name == "__init__" and f.args.kwonlyargs)  # the server's spelling
+        args = init.args.kwonlyargs
+        assert [a.arg for a in args] == [p.name for p in schema.params] + ["node_id", "validate"]
+        for a, default, p in zip(args, init.args.kw_defaults, schema.params):
+            t = base.get(p.type) or "Literal[%s]" % ", ".join('"%s"' % v for v in p.enum_values)
+            if p.nullable:
+                t = "Optional[%s]" % t
+            assert ast.unparse(a.annotation).replace("'", '"') == t, (cls.name, p.name)
+            if p.required:
+                assert default is None, (cls.name, p.name)
+            else:
+                assert ast.literal_eval(default) == p.default, (cls.name, p.name)

@@ -54,3 +54,31 @@ def test_missing_stubs_say_how_to_make_them(tmp_path):
     assert p.returncode != 0
     assert "generated protobuf stubs (remotemedia.v1) are not importable" in p.stderr
     assert "generate_stubs.py" in p.stderr
+
+
+def test_pip_builds_the_source_directory_once_generated(server, tmp_path):
+    """Found 1: `pip install ./client/python` failed (no remotemedia/v1). After
+    generate_stubs.py writes the generated half into the directory, pip builds it offline."""
+    import shutil
+    import zipfile
+    pkg = tmp_path / "python"
+    shutil.copytree(PKG_ROOT, pkg, ignore=shutil.ignore_patterns("tests", "__pycache__", "*.c",
+                                                                 "CMakeLists.txt"))
+    env = dict(os.environ, PYTHONPATH=str(pkg))
+    p = subprocess.run([sys.executable, os.path.join(PKG_ROOT, "generate_stubs.py"), str(pkg),
+                        "--schema-from", server.address()],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    env.pop("PYTHONPATH")
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps",
+                        "--no-index", "--disable-pip-version-check", "-w", str(tmp_path / "dist"),
+                        str(pkg)], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=str(tmp_path))
+    assert p.returncode == 0, p.stdout + p.stderr
+    import remotemedia
+    whl = tmp_path / "dist" / ("remotemedia-%s-py3-none-any.whl" % remotemedia.__version__)
+    with zipfile.ZipFile(whl) as z:
+        names = set(z.namelist())
+    assert {"remotemedia/v1/pipeline_service_pb2_grpc.py", "remotemedia/_grpc_health/health_pb2.py",
+            "remotemedia/_node_types.py", "remotemedia/node_schema.json",
+            "remotemedia/py.typed"} <= names
