@@ -163,6 +163,7 @@ def test_oversized_metadata_fails_alone():
         assert big.details().startswith("the request's metadata is ")
         assert big.details().endswith(" bytes, more than max-metadata-bytes (16384)")
         assert trailers(big)["rm-error-kind"] == "limit_exceeded"
+        assert trailers(big)["rm-field"] == "max_metadata_bytes"
         assert outcomes == [1, 1, 1]
         big, outcomes = metadata_round(srv, 60000)
         assert big.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and outcomes == [1, 1, 1]
