@@ -100,8 +100,8 @@ static size_t metadata_bytes(const grpc_metadata_array *md) {
   return n;
 }
 
-/* Admission, before a call is set up: auth before anything else, then draining. 0, or the
- * refusal in err. */
+/* Admission, before a call is set up: the metadata's size, then auth, then draining. 0, or
+ * the refusal in err. */
 static int admit(rm_server_t *s, const rm__arrival_t *a, rm_error_t *err) {
   int rc;
   if (!a->m)

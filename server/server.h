@@ -49,8 +49,9 @@ typedef struct rm_method {
 
 /* Creates the server (binds the port, registers methods). methods is a NULL-path
  * terminated array that must outlive the server. 0 and *out, or RM_ENOMEM, RM_EIO (port
- * taken, bad TLS or token files), RM_EINTERNAL, with err (may be NULL) describing it. Main
- * thread. */
+ * taken, unreadable TLS or token files), RM_EPARAM (a TLS or token file's contents are
+ * invalid: a configuration error; err->field names the option), RM_EINTERNAL, with err (may
+ * be NULL) describing it. Main thread. */
 int rm_server_new(const rm_config_t *cfg, rm_method_t *methods, rm_server_t **out, rm_error_t *err);
 /* The bound port (useful with port 0). */
 int rm_server_port(const rm_server_t *s);
