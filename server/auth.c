@@ -1,57 +1,144 @@
-/* auth.c - bearer tokens from a file or a list, checked in constant time. */
+/* auth.c - bearer tokens from a file or a list, checked in constant time, reloadable while
+ * calls are being checked. */
 #include "auth.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rm/alloc.h"
 #include "status.h"
 
-struct rm_auth {
+/* An immutable set of tokens: built whole, then published; never changed after. */
+typedef struct token_set {
   char **tokens;
+  size_t *lens;
   size_t n;
+} token_set_t;
+
+/* Readers (checks) publish themselves in active[epoch & 1] before they load cur; a reload
+ * swaps cur, flips the epoch and waits for the old parity's readers to leave before freeing
+ * the old set (a two-slot grace period: no lock on the check's path). */
+struct rm_auth {
+  _Atomic(token_set_t *) cur;
+  atomic_uint epoch;
+  atomic_long active[2];
+  pthread_mutex_t reload_mu; /* one reload at a time */
 };
 
-static int add_token(rm_auth_t *a, const char *t, size_t len) {
+static void set_free(token_set_t *ts) {
+  if (!ts)
+    return;
+  for (size_t i = 0; i < ts->n; i++) {
+    memset(ts->tokens[i], 0, ts->lens[i]);
+    rm_free(ts->tokens[i]);
+  }
+  rm_free(ts->tokens);
+  rm_free(ts->lens);
+  rm_free(ts);
+}
+
+/* Adds t[0..len) trimmed; a blank or '#' item is skipped. 0, -1 out of memory, or 1 when
+ * the trimmed token is longer than RM_AUTH_TOKEN_MAX (*tlen gets its length). */
+static int add_token(token_set_t *ts, const char *t, size_t len, size_t *tlen) {
   while (len && (t[len - 1] == ' ' || t[len - 1] == '\t' || t[len - 1] == '\r'))
     len--;
   while (len && (*t == ' ' || *t == '\t'))
     t++, len--;
   if (!len || *t == '#')
     return 0;
-  char **grown = rm_realloc(a->tokens, (a->n + 1) * sizeof *grown);
+  if (len > RM_AUTH_TOKEN_MAX) {
+    *tlen = len;
+    return 1;
+  }
+  char **grown = rm_realloc(ts->tokens, (ts->n + 1) * sizeof *grown);
   if (!grown)
     return -1;
-  a->tokens = grown;
-  if (!(a->tokens[a->n] = rm_strndup(t, len)))
+  ts->tokens = grown;
+  size_t *lens = rm_realloc(ts->lens, (ts->n + 1) * sizeof *lens);
+  if (!lens)
     return -1;
-  a->n++;
+  ts->lens = lens;
+  if (!(ts->tokens[ts->n] = rm_strndup(t, len)))
+    return -1;
+  ts->lens[ts->n++] = len;
   return 0;
 }
 
-/* The file's lines, each a token. */
-static int add_file(rm_auth_t *a, const char *path, rm_error_t *err) {
+/* The file's lines, each a token, read whole whatever their length. */
+static int add_file(token_set_t *ts, const char *path, rm_error_t *err) {
   FILE *f = fopen(path, "r");
   if (!f)
     return rm__config_fail(err, RM_EIO, "auth-token-file", "auth-token-file %s cannot be read",
                            path);
-  char line[4096];
+  char *line = NULL;
+  size_t cap = 0, lineno = 0, tlen = 0;
+  ssize_t got;
   int rc = 0;
-  while (!rc && fgets(line, sizeof line, f))
-    if (add_token(a, line, strcspn(line, "\n")))
+  while (!rc && (got = getline(&line, &cap, f)) >= 0) {
+    lineno++;
+    int r = add_token(ts, line, strcspn(line, "\n"), &tlen);
+    if (r < 0)
       rc = rm__config_fail(err, RM_ENOMEM, "auth-token-file", "out of memory");
+    else if (r > 0)
+      rc = rm__config_fail(err, RM_EPARAM, "auth-token-file",
+                           "auth-token-file %s line %zu: the token is %zu bytes, longer than the "
+                           "%d allowed",
+                           path, lineno, tlen, RM_AUTH_TOKEN_MAX);
+  }
+  if (!rc && ferror(f))
+    rc = rm__config_fail(err, RM_EIO, "auth-token-file", "auth-token-file %s cannot be read", path);
+  if (line) {
+    memset(line, 0, cap);
+    free(line); /* getline's buffer comes from malloc */
+  }
   fclose(f);
   return rc;
 }
 
 /* The comma-separated list's items, each a token. */
-static int add_list(rm_auth_t *a, const char *p, rm_error_t *err) {
+static int add_list(token_set_t *ts, const char *p, rm_error_t *err) {
+  size_t item = 0, tlen = 0;
   while (*p) {
     size_t len = strcspn(p, ",");
-    if (add_token(a, p, len))
+    item++;
+    int r = add_token(ts, p, len, &tlen);
+    if (r < 0)
       return rm__config_fail(err, RM_ENOMEM, "auth-tokens", "out of memory");
+    if (r > 0)
+      return rm__config_fail(err, RM_EPARAM, "auth-tokens",
+                             "auth-tokens item %zu: the token is %zu bytes, longer than the %d "
+                             "allowed",
+                             item, tlen, RM_AUTH_TOKEN_MAX);
     p += len + (p[len] == ',');
   }
+  return 0;
+}
+
+/* A new set from cfg's file and list; at least one of them is configured. */
+static int set_load(const rm_config_t *cfg, token_set_t **out, rm_error_t *err) {
+  *out = NULL;
+  int from_file = cfg->auth_token_file && *cfg->auth_token_file;
+  int from_list = cfg->auth_tokens && *cfg->auth_tokens;
+  const char *field = from_file ? "auth-token-file" : "auth-tokens";
+  token_set_t *ts = rm_calloc(1, sizeof *ts);
+  if (!ts)
+    return rm__config_fail(err, RM_ENOMEM, field, "out of memory");
+  int rc = 0;
+  if (from_file)
+    rc = add_file(ts, cfg->auth_token_file, err);
+  if (!rc && from_list)
+    rc = add_list(ts, cfg->auth_tokens, err);
+  if (!rc && !ts->n)
+    rc = rm__config_fail(err, RM_EPARAM, field, "auth is configured but no token was given");
+  if (rc) {
+    set_free(ts);
+    return rc;
+  }
+  *out = ts;
   return 0;
 }
 
@@ -61,22 +148,21 @@ int rm_auth_new(const rm_config_t *cfg, rm_auth_t **out, rm_error_t *err) {
   int from_list = cfg->auth_tokens && *cfg->auth_tokens;
   if (!from_file && !from_list)
     return 0;
+  token_set_t *ts;
+  int rc = set_load(cfg, &ts, err);
+  if (rc)
+    return rc;
   rm_auth_t *a = rm_calloc(1, sizeof *a);
-  if (!a)
+  if (!a) {
+    set_free(ts);
     return rm__config_fail(err, RM_ENOMEM, from_file ? "auth-token-file" : "auth-tokens",
                            "out of memory");
-  int rc = 0;
-  if (from_file)
-    rc = add_file(a, cfg->auth_token_file, err);
-  if (!rc && from_list)
-    rc = add_list(a, cfg->auth_tokens, err);
-  if (!rc && !a->n)
-    rc = rm__config_fail(err, RM_EPARAM, from_file ? "auth-token-file" : "auth-tokens",
-                         "auth is configured but no token was given");
-  if (rc) {
-    rm_auth_free(a);
-    return rc;
   }
+  atomic_init(&a->cur, ts);
+  atomic_init(&a->epoch, 0);
+  atomic_init(&a->active[0], 0);
+  atomic_init(&a->active[1], 0);
+  pthread_mutex_init(&a->reload_mu, NULL);
   *out = a;
   return 0;
 }
@@ -84,21 +170,72 @@ int rm_auth_new(const rm_config_t *cfg, rm_auth_t **out, rm_error_t *err) {
 void rm_auth_free(rm_auth_t *a) {
   if (!a)
     return;
-  for (size_t i = 0; i < a->n; i++) {
-    memset(a->tokens[i], 0, strlen(a->tokens[i]));
-    rm_free(a->tokens[i]);
-  }
-  rm_free(a->tokens);
+  set_free(atomic_load(&a->cur));
+  pthread_mutex_destroy(&a->reload_mu);
   rm_free(a);
 }
 
-/* Equal lengths compared in full whatever the content. */
-static int same(const char *token, const unsigned char *given, size_t len) {
-  size_t tl = strlen(token);
+/* The same tokens, in any order (a reload that only reorders lines changes nothing). */
+static int same_set(const token_set_t *x, const token_set_t *y) {
+  if (x->n != y->n)
+    return 0;
+  for (size_t i = 0; i < x->n; i++) {
+    size_t j = 0;
+    while (j < y->n && (x->lens[i] != y->lens[j] || memcmp(x->tokens[i], y->tokens[j], x->lens[i])))
+      j++;
+    if (j == y->n)
+      return 0;
+  }
+  return 1;
+}
+
+int rm_auth_reload(rm_auth_t *a, const rm_config_t *cfg, size_t *count, int *changed,
+                   rm_error_t *err) {
+  token_set_t *fresh;
+  int rc = set_load(cfg, &fresh, err);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&a->reload_mu);
+  token_set_t *old = atomic_exchange(&a->cur, fresh);
+  /* Checks that loaded `old` registered under the current epoch before loading it: flip
+   * the epoch so new checks register elsewhere, then wait for those to leave. */
+  unsigned e = atomic_fetch_add(&a->epoch, 1);
+  while (atomic_load(&a->active[e & 1]) > 0)
+    sched_yield();
+  pthread_mutex_unlock(&a->reload_mu);
+  if (count)
+    *count = fresh->n;
+  if (changed)
+    *changed = !same_set(old, fresh);
+  set_free(old);
+  return 0;
+}
+
+/* The token equals given[0..len): every byte of given is compared whatever the content. */
+static int same(const char *token, size_t tl, const unsigned char *given, size_t len) {
   unsigned char diff = (unsigned char)(tl != len);
   for (size_t i = 0; i < len; i++)
     diff |= (unsigned char)(given[i] ^ (unsigned char)token[i < tl ? i : 0]);
   return diff == 0;
+}
+
+/* Any token of the current set equals given; all of them are compared. */
+static int accepted(const rm_auth_t *ca, const unsigned char *given, size_t len) {
+  rm_auth_t *a = (rm_auth_t *)ca; /* the counters change; the tokens are read only */
+  unsigned e;
+  for (;;) {
+    e = atomic_load(&a->epoch);
+    atomic_fetch_add(&a->active[e & 1], 1);
+    if (atomic_load(&a->epoch) == e)
+      break;
+    atomic_fetch_sub(&a->active[e & 1], 1); /* a reload flipped it meanwhile: register again */
+  }
+  const token_set_t *ts = atomic_load(&a->cur);
+  int ok = 0;
+  for (size_t t = 0; t < ts->n; t++)
+    ok |= same(ts->tokens[t], ts->lens[t], given, len);
+  atomic_fetch_sub(&a->active[e & 1], 1);
+  return ok;
 }
 
 int rm_auth_check(const rm_auth_t *a, const grpc_metadata_array *md, rm_error_t *err) {
@@ -117,11 +254,9 @@ int rm_auth_check(const rm_auth_t *a, const grpc_metadata_array *md, rm_error_t 
                           "the authorization header must be 'Bearer <token>'");
     p += sizeof prefix - 1;
     len -= sizeof prefix - 1;
-    int ok = 0;
-    for (size_t t = 0; t < a->n; t++)
-      ok |= same(a->tokens[t], p, len);
-    return ok ? 0
-              : rm_error_set(err, RM_EUNAUTHENTICATED, NULL, NULL, "the bearer token is not valid");
+    return accepted(a, p, len) ? 0
+                               : rm_error_set(err, RM_EUNAUTHENTICATED, NULL, NULL,
+                                              "the bearer token is not valid");
   }
   return rm_error_set(err, RM_EUNAUTHENTICATED, NULL, NULL,
                       "missing bearer token (authorization: Bearer <token>)");

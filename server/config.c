@@ -2,6 +2,7 @@
  * environment, the JSON file, --help and the start-up log. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -37,7 +38,8 @@ typedef struct opt {
 #define OFF(f) offsetof(rm_config_t, f)
 static const opt_t opts[] = {
     {"listen", "RM_LISTEN", T_STR, OFF(listen), "127.0.0.1:50051", 0, 0, 0,
-     "address to listen on, host:port (use 0.0.0.0:50051 in containers; port 0 picks a free port)"},
+     "address to listen on: host:port, [IPv6]:port or unix:PATH; the port is 0 to 65535 in digits "
+     "(use 0.0.0.0:50051 in containers; port 0 picks a free port)"},
     {"threads", "RM_THREADS", T_INT, OFF(threads), "0", 0, 256, 0,
      "completion-queue polling threads (0 = one per CPU the process may use: affinity, cgroup "
      "quota)"},
@@ -66,11 +68,14 @@ static const opt_t opts[] = {
     {"grace-ms", "RM_GRACE_MS", T_UINT, OFF(grace_ms), "10000", 0, 3600000, 0,
      "on SIGTERM/SIGINT, how long in-flight calls may take before they are cancelled"},
     {"auth-token-file", "RM_AUTH_TOKEN_FILE", T_STR, OFF(auth_token_file), "", 0, 0, 0,
-     "file of accepted bearer tokens, one per line; enables auth"},
+     "file of accepted bearer tokens, one per line, each at most 4096 bytes (a longer line is a "
+     "start-up error); enables auth; SIGHUP re-reads it"},
     {"auth-tokens", "RM_AUTH_TOKENS", T_STR, OFF(auth_tokens), "", 0, 0, 1,
-     "comma-separated accepted bearer tokens; enables auth (prefer the file or env)"},
+     "comma-separated accepted bearer tokens, each at most 4096 bytes; enables auth (prefer the "
+     "file or env)"},
     {"tls-cert", "RM_TLS_CERT", T_STR, OFF(tls_cert), "", 0, 0, 0,
-     "PEM server certificate chain file; enables TLS (with --tls-key)"},
+     "PEM server certificate chain file; enables TLS (with --tls-key); SIGHUP re-reads it, the "
+     "key and the client CA"},
     {"tls-key", "RM_TLS_KEY", T_STR, OFF(tls_key), "", 0, 0, 0, "PEM private key file"},
     {"tls-client-ca", "RM_TLS_CLIENT_CA", T_STR, OFF(tls_client_ca), "", 0, 0, 0,
      "PEM CA bundle to verify client certificates (mutual TLS)"},
@@ -97,6 +102,11 @@ static const opt_t opts[] = {
      "time calls get to finish after a connection-age GOAWAY"},
     {"max-concurrent-streams", "RM_MAX_CONCURRENT_STREAMS", T_UINT, OFF(max_concurrent_streams),
      "1000", 1, INT_MAX, 0, "HTTP/2 streams per connection"},
+    {"max-metadata-bytes", "RM_MAX_METADATA_BYTES", T_UINT, OFF(max_metadata_bytes), "16384", 1024,
+     16777216, 0,
+     "largest request metadata (headers: names + values + 32 per entry); a call above it is "
+     "RESOURCE_EXHAUSTED alone. The connection's hard limit is 4 times this: above it the gRPC "
+     "core fails the call itself (see docs/hardening.md)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -249,7 +259,13 @@ void rm_config_usage(FILE *out) {
   }
   fprintf(out, "  --help\n      this text\n  --version\n      print the version\n\n"
                "Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE,\n"
-               "in-flight calls get --grace-ms), then exit 0.\n");
+               "in-flight calls get --grace-ms), then exit 0. SIGHUP reloads the token file and\n"
+               "the TLS certificate, key and client CA (a file that cannot be used keeps the one\n"
+               "in use and logs an error); calls in flight are unaffected.\n\n"
+               "Exit status: 0 after a drain; 1 when start-up fails for a reason outside the\n"
+               "configuration (port in use or not available, unreadable file, no threads);\n"
+               "2 for an invalid configuration (a bad option value, a token longer than 4096\n"
+               "bytes, a file that holds no valid certificate or key).\n");
 }
 
 void rm_config_print_version(FILE *out) { fprintf(out, "remotemedia-server %s\n", RM_VERSION); }
@@ -335,6 +351,60 @@ static int load_argv(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
   return 0;
 }
 
+/* A host name or IPv4 address: letters, digits, '.', '-', '_'. */
+static int is_host(const char *h, size_t len) {
+  if (!len)
+    return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!isalnum((unsigned char)h[i]) && !strchr(".-_", h[i]))
+      return 0;
+  return 1;
+}
+
+/* An IPv6 address as written in brackets: hex digits, ':' and '.' (an embedded IPv4). */
+static int is_ipv6(const char *h, size_t len) {
+  if (len < 2 || !memchr(h, ':', len))
+    return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!isxdigit((unsigned char)h[i]) && h[i] != ':' && h[i] != '.')
+      return 0;
+  return 1;
+}
+
+/* --listen: host:port, [IPv6]:port (port: 1 to 5 digits, 0 to 65535) or unix:PATH (what
+ * grpc_server_add_http2_port accepts; PATH fits a socket address). */
+static int check_listen(const char *l, rm_error_t *err) {
+  if (!strncmp(l, "unix:", 5)) {
+    size_t plen = strlen(l + 5);
+    if (plen && plen < 108) /* sizeof(sockaddr_un.sun_path) */
+      return 0;
+    return rm__config_fail(err, RM_EPARAM, "listen",
+                           "listen must be host:port, [IPv6]:port or unix:PATH with a path of 1 to "
+                           "107 bytes, got '%s'",
+                           l);
+  }
+  const char *colon = strrchr(l, ':');
+  if (!colon)
+    return rm__config_fail(err, RM_EPARAM, "listen", "listen must be host:port, got '%s'", l);
+  int host_ok = 0;
+  if (l[0] == '[')
+    host_ok = colon > l + 1 && colon[-1] == ']' && is_ipv6(l + 1, (size_t)(colon - l - 2));
+  else
+    host_ok = is_host(l, (size_t)(colon - l));
+  if (!host_ok)
+    return rm__config_fail(err, RM_EPARAM, "listen",
+                           "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses "
+                           "in brackets), got '%s'",
+                           l);
+  const char *port = colon + 1;
+  size_t digits = strspn(port, "0123456789");
+  if (!digits || digits > 5 || port[digits] || strtol(port, NULL, 10) > 65535)
+    return rm__config_fail(err, RM_EPARAM, "listen",
+                           "listen must be host:port with a port of 0 to 65535 in digits, got '%s'",
+                           l);
+  return 0;
+}
+
 /* Step 5: what no single option can check alone. */
 static int check(const rm_config_t *cfg, rm_error_t *err) {
   if (rm_log_level_parse(cfg->log_level) < 0)
@@ -350,10 +420,7 @@ static int check(const rm_config_t *cfg, rm_error_t *err) {
   if (cfg->tls_require_client_cert && !*cfg->tls_client_ca)
     return rm__config_fail(err, RM_EPARAM, "tls-require-client-cert",
                            "tls-require-client-cert needs tls-client-ca");
-  if (!strchr(cfg->listen, ':'))
-    return rm__config_fail(err, RM_EPARAM, "listen", "listen must be host:port, got '%s'",
-                           cfg->listen);
-  return 0;
+  return check_listen(cfg->listen, err);
 }
 
 /* Step 6: defaults that depend on the machine: 0 threads is one per CPU the process may use
@@ -395,6 +462,10 @@ void rm_config_destroy(rm_config_t *cfg) {
     }
   rm_free(cfg->config_file);
   cfg->config_file = NULL;
+}
+
+uint64_t rm_config_metadata_hard_limit(const rm_config_t *cfg) {
+  return cfg->max_metadata_bytes * RM_METADATA_HARD_FACTOR;
 }
 
 json_t *rm_config_to_json(const rm_config_t *cfg) {

@@ -17,7 +17,7 @@ typedef enum rm_config_action {
 
 typedef struct rm_config {
   rm_config_action_t action;
-  char *listen;               /* host:port */
+  char *listen;               /* host:port, [v6]:port or unix:path (checked) */
   int threads;                /* completion-queue polling threads */
   int workers;                /* threads running heavy pipelines */
   int request_slots;          /* outstanding request tags per queue and method */
@@ -46,6 +46,7 @@ typedef struct rm_config {
   int64_t max_connection_age_ms;
   int64_t max_connection_age_grace_ms;
   uint64_t max_concurrent_streams;
+  uint64_t max_metadata_bytes; /* a call's request metadata; see rm_config_metadata_hard_limit */
   char *config_file;
 } rm_config_t;
 
@@ -73,6 +74,12 @@ void rm_config_print_version(FILE *out);
  * verbatim. Returns code; a NULL err only returns code. */
 int rm__config_fail(rm_error_t *err, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* The core's per-connection header-list limit for cfg: RM_METADATA_HARD_FACTOR times
+ * max_metadata_bytes. A call with metadata between the two is refused alone
+ * (RESOURCE_EXHAUSTED); above the hard limit the core's HPACK parser fails it itself. */
+#define RM_METADATA_HARD_FACTOR 4
+uint64_t rm_config_metadata_hard_limit(const rm_config_t *cfg);
 
 /* The effective configuration as a JSON object for the start-up log; secrets redacted. */
 struct json_t;

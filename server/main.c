@@ -39,7 +39,8 @@ static void *second_signal_main(void *arg) {
 }
 
 /* Serves until SIGTERM/SIGINT, then drains: new calls are refused, in-flight ones get the
- * grace period (a second signal ends it early). */
+ * grace period (a second signal ends it early). SIGHUP reloads the token file and the TLS
+ * files, as often as it comes, while serving; during the drain it is left pending. */
 static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *sigs) {
   rm_health_set_serving(1);
   if (rm_log_threshold <= RM_LOG_INFO)
@@ -51,8 +52,13 @@ static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *s
                 "auth", *cfg->auth_token_file || *cfg->auth_tokens, "grpc_core",
                 grpc_version_string());
 
+  sigset_t waited = *sigs;
+  sigaddset(&waited, SIGHUP);
   int sig = 0;
-  sigwait(sigs, &sig);
+  while (sigwait(&waited, &sig) == 0 && sig == SIGHUP) {
+    RM_LOG(RM_LOG_INFO, "reloading", "{s:s}", "signal", "SIGHUP");
+    rm_server_reload(server);
+  }
   RM_LOG(RM_LOG_WARN, "draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
          "grace_ms", (json_int_t)cfg->grace_ms);
   /* refuse new calls first: a client that sees NOT_SERVING must not get a call in after */
@@ -100,7 +106,9 @@ int main(int argc, char **argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  sigset_t blocked = sigs; /* SIGHUP too (reload), but only serve() waits for it */
+  sigaddset(&blocked, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &blocked, NULL);
   signal(SIGPIPE, SIG_IGN);
 
   rm_alloc_install_jansson();
@@ -123,6 +131,10 @@ int main(int argc, char **argv) {
   }
   if (rm_server_new(&cfg, methods, &server, &err)) {
     startup_failed(err.message);
+    /* a file whose contents are invalid is a configuration error like a bad flag (2); an
+     * unreadable file or a port in use is the environment's (1) */
+    if (err.code == RM_EPARAM)
+      status = 2;
     goto out;
   }
   if (rm_server_start(server, &err)) {

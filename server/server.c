@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "log.h"
 #include "pool.h"
 #include "rm/alloc.h"
 #include "server_int.h"
@@ -29,6 +30,7 @@ struct rm_server {
   int n_queues;
   int port;
   rm_auth_t *auth;
+  rm_tls_t *tls; /* NULL without TLS */
   atomic_int draining;
   atomic_int stopping;
   atomic_int forced;     /* a second signal: stop waiting for in-flight calls */
@@ -88,14 +90,29 @@ int rm_server_offload(rm_server_t *s, void (*fn)(void *), void *arg) {
 
 /* ---------------------------------------------------------------- arrivals */
 
-/* Admission, before a call is set up: auth before anything else, then draining. 0, or the
- * refusal in err. */
+/* The request's metadata as HTTP/2 counts a header list (RFC 7540 6.5.2): name and value
+ * bytes plus 32 per entry. The core's own limit (create_core_server) is above it, so a
+ * call between the two fails alone here. */
+static size_t metadata_bytes(const grpc_metadata_array *md) {
+  size_t n = 0;
+  for (size_t i = 0; i < md->count; i++)
+    n += GRPC_SLICE_LENGTH(md->metadata[i].key) + GRPC_SLICE_LENGTH(md->metadata[i].value) + 32;
+  return n;
+}
+
+/* Admission, before a call is set up: the metadata's size, then auth, then draining. 0, or
+ * the refusal in err. */
 static int admit(rm_server_t *s, const rm__arrival_t *a, rm_error_t *err) {
   int rc;
   if (!a->m)
     return rm_error_set(err, RM_EUNIMPLEMENTED, NULL, NULL,
                         "method %s is not implemented by this server",
                         a->unknown ? a->unknown : "?");
+  size_t md_bytes = metadata_bytes(&a->md);
+  if (md_bytes > s->cfg->max_metadata_bytes)
+    return rm_error_set(err, RM_ELIMIT, NULL, "max_metadata_bytes",
+                        "the request's metadata is %zu bytes, more than max-metadata-bytes (%llu)",
+                        md_bytes, (unsigned long long)s->cfg->max_metadata_bytes);
   if (a->m->needs_auth && (rc = rm_auth_check(s->auth, &a->md, err)) != 0)
     return rc;
   if (!a->m->serve_while_draining && atomic_load(&s->draining))
@@ -207,6 +224,7 @@ static grpc_server *create_core_server(const rm_config_t *cfg) {
   n += arg_int(&args[n], GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                (int)cfg->min_ping_interval_ms);
   n += arg_int(&args[n], GRPC_ARG_MAX_CONCURRENT_STREAMS, (int)cfg->max_concurrent_streams);
+  n += arg_int(&args[n], GRPC_ARG_MAX_METADATA_SIZE, (int)rm_config_metadata_hard_limit(cfg));
   if (cfg->max_connection_idle_ms)
     n += arg_int(&args[n], GRPC_ARG_MAX_CONNECTION_IDLE_MS, (int)cfg->max_connection_idle_ms);
   if (cfg->max_connection_age_ms) {
@@ -279,13 +297,14 @@ static int register_methods(rm_server_t *s, rm_error_t *err) {
 
 static int listen_port(rm_server_t *s, rm_error_t *err) {
   grpc_server_credentials *creds;
-  int rc = rm_tls_server_credentials(s->cfg, &creds, err);
+  int rc = rm_tls_new(s->cfg, &s->tls, &creds, err);
   if (rc)
     return rc;
   s->port = grpc_server_add_http2_port(s->server, s->cfg->listen, creds);
   grpc_server_credentials_release(creds);
   if (s->port <= 0)
-    return rm_error_set(err, RM_EIO, NULL, NULL, "cannot listen on %s (address in use or invalid)",
+    return rm_error_set(err, RM_EIO, NULL, "listen",
+                        "cannot listen on %s (address in use, or not available on this host)",
                         s->cfg->listen);
   return 0;
 }
@@ -466,7 +485,61 @@ void rm_server_free(rm_server_t *s) {
   rm_free(s->services);
   rm_free(s->service_names);
   rm_auth_free(s->auth);
+  rm_tls_free(s->tls); /* the core server that used its credentials is gone */
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   rm_free(s);
+}
+
+/* ---------------------------------------------------------------- reload */
+
+/* The file behind a failed reload's option. */
+static const char *file_of(const rm_config_t *cfg, const char *field) {
+  if (!strcmp(field, "tls-key"))
+    return cfg->tls_key;
+  if (!strcmp(field, "tls-client-ca"))
+    return cfg->tls_client_ca;
+  if (!strcmp(field, "auth-token-file"))
+    return cfg->auth_token_file;
+  return cfg->tls_cert;
+}
+
+static void reload_failed(const rm_config_t *cfg, const rm_error_t *err, json_t *failed) {
+  json_array_append_new(failed, json_string(err->field));
+  RM_LOG(RM_LOG_ERROR, "reload_failed", "{s:s, s:s, s:s, s:s}", "option", err->field, "file",
+         file_of(cfg, err->field), "error", err->message, "kept", "the configuration in use");
+}
+
+void rm_server_reload(rm_server_t *s) {
+  const rm_config_t *cfg = s->cfg;
+  json_t *changed = json_array(), *unchanged = json_array(), *failed = json_array();
+  json_t *tokens = json_null();
+  rm_error_t err;
+  int ch = 0;
+  if (s->auth && *cfg->auth_token_file) {
+    size_t n = 0;
+    if (rm_auth_reload(s->auth, cfg, &n, &ch, &err) == 0) {
+      json_array_append_new(ch ? changed : unchanged, json_string("auth-token-file"));
+      tokens = json_integer((json_int_t)n);
+    } else {
+      reload_failed(cfg, &err, failed);
+    }
+  }
+  if (s->tls) {
+    if (rm_tls_reload(s->tls, cfg, &ch, &err) == 0)
+      json_array_append_new(ch ? changed : unchanged, json_string("tls"));
+    else
+      reload_failed(cfg, &err, failed);
+  }
+  int nothing = !(s->auth && *cfg->auth_token_file) && !s->tls;
+  RM_LOG(RM_LOG_INFO, "reloaded", "{s:o, s:o, s:o, s:o, s:s}", "changed", changed, "unchanged",
+         unchanged, "failed", failed, "tokens", tokens, "files",
+         nothing ? "none configured (no auth-token-file, no tls-cert): nothing to reload"
+                 : "re-read");
+  if (rm_log_threshold > RM_LOG_INFO) { /* RM_LOG did not take them */
+    json_decref(changed);
+    json_decref(unchanged);
+    json_decref(failed);
+    json_decref(tokens);
+  }
 }

@@ -49,8 +49,9 @@ typedef struct rm_method {
 
 /* Creates the server (binds the port, registers methods). methods is a NULL-path
  * terminated array that must outlive the server. 0 and *out, or RM_ENOMEM, RM_EIO (port
- * taken, bad TLS or token files), RM_EINTERNAL, with err (may be NULL) describing it. Main
- * thread. */
+ * taken, unreadable TLS or token files), RM_EPARAM (a TLS or token file's contents are
+ * invalid: a configuration error; err->field names the option), RM_EINTERNAL, with err (may
+ * be NULL) describing it. Main thread. */
 int rm_server_new(const rm_config_t *cfg, rm_method_t *methods, rm_server_t **out, rm_error_t *err);
 /* The bound port (useful with port 0). */
 int rm_server_port(const rm_server_t *s);
@@ -63,6 +64,13 @@ int rm_server_start(rm_server_t *s, rm_error_t *err);
 void rm_server_drain(rm_server_t *s);
 void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms);
 void rm_server_shutdown(rm_server_t *s);
+/* Certificate and token rotation (SIGHUP): re-reads the token file (tokens from the list stay)
+ * and the TLS certificate, key and client CA. Calls in flight are unaffected; new calls use
+ * the new tokens, new connections the new certificate. A file that cannot be used leaves
+ * what it configures as it was and logs "reload_failed" (error, naming the option and the
+ * file); then one "reloaded" line (info) lists what changed, what did not and what failed.
+ * Main thread, while serving. */
+void rm_server_reload(rm_server_t *s);
 /* Ends rm_server_wait_idle early (a second SIGTERM/SIGINT). Any thread. */
 void rm_server_force(rm_server_t *s);
 /* Frees the server after rm_server_shutdown (or one that never started). NULL is a no-op. */

@@ -1,11 +1,39 @@
-/* tls.c - server credentials from PEM files. */
+/* tls.c - server credentials from PEM files, checked before use and handed to the core
+ * through its certificate-config fetcher so a reload rotates them without a restart. */
 #include "tls.h"
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "file_util.h"
 #include "rm/alloc.h"
+
+struct rm_tls {
+  /* A checked configuration the core has not taken yet; the fetcher takes it (exchange
+   * with NULL), so each is handed over once. */
+  _Atomic(grpc_ssl_server_certificate_config *) pending;
+  uint64_t digest; /* of the files in use (or pending), to tell a reload that changes nothing */
+};
+
+/* The three PEM texts of a configuration. */
+typedef struct pems {
+  char *cert, *key, *ca;
+} pems_t;
+
+static void pems_free(pems_t *p) {
+  if (p->key)
+    memset(p->key, 0, strlen(p->key));
+  rm_free(p->cert);
+  rm_free(p->key);
+  rm_free(p->ca);
+  memset(p, 0, sizeof *p);
+}
 
 /* Whole file as a NUL-terminated string, NULL if unreadable or empty. */
 static char *read_pem(const char *path) {
@@ -18,43 +46,169 @@ static char *read_pem(const char *path) {
   return pem;
 }
 
-int rm_tls_server_credentials(const rm_config_t *cfg, grpc_server_credentials **out,
-                              rm_error_t *err) {
+static X509 *first_cert(const char *pem) {
+  BIO *b = BIO_new_mem_buf(pem, -1);
+  X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+  BIO_free(b);
+  return x;
+}
+
+/* The certificate parses, the key parses and matches it, the CA bundle holds a certificate;
+ * what gRPC would otherwise find only at the next handshake. */
+static int check_pems(const rm_config_t *cfg, const pems_t *p, rm_error_t *err) {
+  int rc = 0;
+  EVP_PKEY *key = NULL;
+  X509 *ca = NULL, *cert = first_cert(p->cert);
+  if (!cert) {
+    rc = rm__config_fail(err, RM_EPARAM, "tls-cert", "tls-cert %s holds no PEM certificate",
+                         cfg->tls_cert);
+    goto out;
+  }
+  BIO *b = BIO_new_mem_buf(p->key, -1);
+  key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+  BIO_free(b);
+  if (!key) {
+    rc = rm__config_fail(err, RM_EPARAM, "tls-key", "tls-key %s holds no PEM private key",
+                         cfg->tls_key);
+    goto out;
+  }
+  if (X509_check_private_key(cert, key) != 1) {
+    rc = rm__config_fail(err, RM_EPARAM, "tls-key",
+                         "tls-key %s does not match the certificate in tls-cert %s", cfg->tls_key,
+                         cfg->tls_cert);
+    goto out;
+  }
+  if (p->ca && !(ca = first_cert(p->ca)))
+    rc = rm__config_fail(err, RM_EPARAM, "tls-client-ca",
+                         "tls-client-ca %s holds no PEM certificate", cfg->tls_client_ca);
+out:
+  X509_free(cert);
+  X509_free(ca);
+  EVP_PKEY_free(key);
+  ERR_clear_error(); /* the queue is per thread and gRPC reads it too */
+  return rc;
+}
+
+/* Reads and checks cfg's files into p (freed with pems_free in every case). */
+static int load_pems(const rm_config_t *cfg, pems_t *p, rm_error_t *err) {
+  memset(p, 0, sizeof *p);
+  if (!(p->cert = read_pem(cfg->tls_cert)))
+    return rm__config_fail(err, RM_EIO, "tls-cert", "tls-cert %s cannot be read", cfg->tls_cert);
+  if (!(p->key = read_pem(cfg->tls_key)))
+    return rm__config_fail(err, RM_EIO, "tls-key", "tls-key %s cannot be read", cfg->tls_key);
+  if (*cfg->tls_client_ca && !(p->ca = read_pem(cfg->tls_client_ca)))
+    return rm__config_fail(err, RM_EIO, "tls-client-ca", "tls-client-ca %s cannot be read",
+                           cfg->tls_client_ca);
+  return check_pems(cfg, p, err);
+}
+
+/* FNV-1a over the three texts, each with its terminator. */
+static uint64_t digest_of(const pems_t *p) {
+  uint64_t h = 1469598103934665603ULL;
+  const char *parts[] = {p->cert, p->key, p->ca ? p->ca : ""};
+  for (size_t i = 0; i < 3; i++)
+    for (const unsigned char *c = (const unsigned char *)parts[i];; c++) {
+      h = (h ^ *c) * 1099511628211ULL;
+      if (!*c)
+        break;
+    }
+  return h;
+}
+
+/* The core's certificate-config callback, run on whichever thread starts a handshake. */
+static grpc_ssl_certificate_config_reload_status
+fetch(void *user_data, grpc_ssl_server_certificate_config **config) {
+  rm_tls_t *t = user_data;
+  grpc_ssl_server_certificate_config *next = atomic_exchange(&t->pending, NULL);
+  if (!next)
+    return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+  *config = next; /* the core owns it now */
+  return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+/* A core certificate config from checked texts (it copies them). The core (1.51) asserts
+ * that a fetched config has root certificates even when client certificates are not
+ * requested: then the server's own chain stands in, loaded but never used to verify. */
+static grpc_ssl_server_certificate_config *make_config(const pems_t *p) {
+  grpc_ssl_pem_key_cert_pair pair = {p->key, p->cert};
+  return grpc_ssl_server_certificate_config_create(p->ca ? p->ca : p->cert, &pair, 1);
+}
+
+int rm_tls_new(const rm_config_t *cfg, rm_tls_t **out, grpc_server_credentials **creds,
+               rm_error_t *err) {
   *out = NULL;
+  *creds = NULL;
   if (!*cfg->tls_cert) {
-    *out = grpc_insecure_server_credentials_create();
+    *creds = grpc_insecure_server_credentials_create();
     return 0;
   }
-  char *cert = read_pem(cfg->tls_cert), *key = read_pem(cfg->tls_key), *ca = NULL;
-  int rc = 0;
-  if (!cert) {
-    rc = rm__config_fail(err, RM_EIO, "tls-cert", "tls-cert %s cannot be read", cfg->tls_cert);
+  pems_t p;
+  int rc = load_pems(cfg, &p, err);
+  rm_tls_t *t = NULL;
+  if (rc)
+    goto out;
+  if (!(t = rm_calloc(1, sizeof *t))) {
+    rc = rm__config_fail(err, RM_ENOMEM, "tls-cert", "out of memory");
     goto out;
   }
-  if (!key) {
-    rc = rm__config_fail(err, RM_EIO, "tls-key", "tls-key %s cannot be read", cfg->tls_key);
+  t->digest = digest_of(&p);
+  atomic_init(&t->pending, make_config(&p));
+  if (!atomic_load(&t->pending)) {
+    rc = rm__config_fail(err, RM_ENOMEM, "tls-cert", "out of memory");
     goto out;
   }
-  if (*cfg->tls_client_ca && !(ca = read_pem(cfg->tls_client_ca))) {
-    rc = rm__config_fail(err, RM_EIO, "tls-client-ca", "tls-client-ca %s cannot be read",
-                         cfg->tls_client_ca);
-    goto out;
-  }
-  grpc_ssl_pem_key_cert_pair pair = {key, cert};
   grpc_ssl_client_certificate_request_type req =
-      !ca                            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+      !p.ca                          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
       : cfg->tls_require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                      : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
-  *out = grpc_ssl_server_credentials_create_ex(ca, &pair, 1, req, NULL);
-  if (!*out)
+  grpc_ssl_server_credentials_options *opts =
+      grpc_ssl_server_credentials_create_options_using_config_fetcher(req, fetch, t);
+  *creds = opts ? grpc_ssl_server_credentials_create_with_options(opts) : NULL;
+  if (!*creds)
     rc = rm__config_fail(err, RM_EPARAM, "tls-cert",
                          "TLS credentials could not be created from %s and %s", cfg->tls_cert,
                          cfg->tls_key);
 out:
-  if (key)
-    memset(key, 0, strlen(key));
-  rm_free(cert);
-  rm_free(key);
-  rm_free(ca);
+  pems_free(&p);
+  if (rc) {
+    if (*creds)
+      grpc_server_credentials_release(*creds);
+    *creds = NULL;
+    rm_tls_free(t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}
+
+int rm_tls_reload(rm_tls_t *t, const rm_config_t *cfg, int *changed, rm_error_t *err) {
+  pems_t p;
+  int rc = load_pems(cfg, &p, err);
+  if (!rc) {
+    uint64_t d = digest_of(&p);
+    if (changed)
+      *changed = d != t->digest;
+    if (d != t->digest) {
+      grpc_ssl_server_certificate_config *next = make_config(&p);
+      if (!next) {
+        rc = rm__config_fail(err, RM_ENOMEM, "tls-cert", "out of memory");
+      } else {
+        grpc_ssl_server_certificate_config *stale = atomic_exchange(&t->pending, next);
+        if (stale) /* an earlier reload no handshake took yet */
+          grpc_ssl_server_certificate_config_destroy(stale);
+        t->digest = d;
+      }
+    }
+  }
+  pems_free(&p);
   return rc;
+}
+
+void rm_tls_free(rm_tls_t *t) {
+  if (!t)
+    return;
+  grpc_ssl_server_certificate_config *left = atomic_load(&t->pending);
+  if (left)
+    grpc_ssl_server_certificate_config_destroy(left);
+  rm_free(t);
 }

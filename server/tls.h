@@ -1,4 +1,5 @@
-/* tls.h - server credentials: insecure, TLS, or mutual TLS, from PEM files. */
+/* tls.h - server credentials: insecure, TLS, or mutual TLS, from PEM files that a reload
+ * replaces without a restart (certificate rotation). */
 #ifndef RM_SERVER_TLS_H
 #define RM_SERVER_TLS_H
 
@@ -8,11 +9,27 @@
 #include "config.h"
 #include "rm/error.h"
 
-/* New credentials for cfg in *out (insecure when no certificate is configured); release
- * them with grpc_server_credentials_release. Returns 0, or with *out = NULL and err (may
- * be NULL) filled: RM_EIO when a PEM file cannot be read or is empty, RM_EPARAM when gRPC
- * refuses the certificate and key. err->field names the option. Needs grpc_init(). */
-int rm_tls_server_credentials(const rm_config_t *cfg, grpc_server_credentials **out,
-                              rm_error_t *err);
+typedef struct rm_tls rm_tls_t;
+
+/* New credentials for cfg in *creds (insecure when no certificate is configured, then *out
+ * = NULL); release them with grpc_server_credentials_release. With TLS, *out is the state
+ * the core asks for the certificate on each new handshake (the credentials point to it: it
+ * must outlive every server using them; free it after grpc_server_destroy). Returns 0, or
+ * with *creds = *out = NULL and err (may be NULL) filled: RM_EIO when a PEM file cannot be
+ * read or is empty, RM_EPARAM when a file holds no PEM certificate / private key, the key
+ * does not match the certificate, or gRPC refuses them. err->field names the option. Needs
+ * grpc_init(). Main thread. */
+int rm_tls_new(const rm_config_t *cfg, rm_tls_t **out, grpc_server_credentials **creds,
+               rm_error_t *err);
+
+/* Re-reads cfg's certificate, key and client CA and checks them as rm_tls_new does; when
+ * they are valid and differ from those in use, new handshakes (new connections) use them
+ * from now on, and connections already open keep theirs. On error (same codes and
+ * messages as rm_tls_new) the files in use stay. *changed (may be NULL) says whether the
+ * files' contents differ from those in use. Main thread (one reload at a time). */
+int rm_tls_reload(rm_tls_t *t, const rm_config_t *cfg, int *changed, rm_error_t *err);
+
+/* Frees the state, after the server using its credentials was destroyed. NULL is a no-op. */
+void rm_tls_free(rm_tls_t *t);
 
 #endif

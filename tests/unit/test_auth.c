@@ -1,7 +1,11 @@
 /* test_auth.c - bearer-token authentication: tokens from a file and a list (blank lines,
- * comments, whitespace), configuration errors, and the check of a call's metadata. */
+ * comments, whitespace, long tokens), configuration errors, the check of a call's metadata,
+ * and reloads, also while other threads check. */
 #include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -189,6 +193,209 @@ static void test_check(void) {
   rm_auth_free(a);
 }
 
+/* A token of n bytes whose pieces are not tokens. */
+static char *long_token(size_t n, char seed) {
+  static const char alphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/";
+  char *t = malloc(n + 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  for (size_t i = 0; i < n; i++)
+    t[i] = alphabet[(i * 7 + (size_t)seed) % (sizeof alphabet - 1)];
+  t[n] = '\0';
+  return t;
+}
+
+/* "Bearer " + the first len bytes of t. */
+static int check_token(const rm_auth_t *a, const char *t, size_t len) {
+  char *v = malloc(len + 8);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+  snprintf(v, len + 8, "Bearer %.*s", (int)len, t);
+  rm_error_t err;
+  int rc = check_value(a, v, &err);
+  free(v);
+  return rc;
+}
+
+/* issue 10 defect 5: lines are read whole; the old 4,096-byte fgets split a 6,000-byte line
+ * into two tokens, each accepted alone. */
+static void test_long_tokens_are_read_whole(void) {
+  char *t3k = long_token(3000, 'a'), *tmax = long_token(RM_AUTH_TOKEN_MAX, 'b');
+  FILE *f = fopen(token_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fprintf(f, "short\n  %s \r\n%s", t3k, tmax); /* the longest, without a final newline */
+  fclose(f);
+  rm_config_t cfg = auth_cfg(token_path, NULL);
+  rm_auth_t *a = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  RM_ASSERT_INT(check_token(a, t3k, 3000), 0);
+  RM_ASSERT_INT(check_token(a, tmax, RM_AUTH_TOKEN_MAX), 0);
+  RM_ASSERT_INT(check_token(a, "short", 5), 0);
+  RM_ASSERT_INT(check_token(a, t3k, 1500), RM_EUNAUTHENTICATED); /* halves are no tokens */
+  RM_ASSERT_INT(check_token(a, t3k + 1500, 1500), RM_EUNAUTHENTICATED);
+  RM_ASSERT_INT(check_token(a, tmax, 4095), RM_EUNAUTHENTICATED); /* what fgets made */
+  RM_ASSERT_INT(check_token(a, tmax + 4095, 1), RM_EUNAUTHENTICATED);
+  RM_ASSERT_INT(check_token(a, t3k, 2999), RM_EUNAUTHENTICATED);
+  rm_auth_free(a);
+  /* the list takes tokens of the same length */
+  char *list = malloc(3000 + 16);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(list);
+  snprintf(list, 3000 + 16, "x,%s", t3k);
+  cfg = auth_cfg(NULL, list);
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  RM_ASSERT_INT(check_token(a, t3k, 3000), 0);
+  RM_ASSERT_INT(check_token(a, t3k, 1500), RM_EUNAUTHENTICATED);
+  rm_auth_free(a);
+  free(list);
+  free(t3k);
+  free(tmax);
+}
+
+static void test_token_above_the_maximum_is_an_error(void) {
+  char *t6k = long_token(6000, 'c');
+  FILE *f = fopen(token_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fprintf(f, "# tokens\nfine\n\n%s\nlater\n", t6k);
+  fclose(f);
+  rm_config_t cfg = auth_cfg(token_path, NULL);
+  rm_auth_t *a = (rm_auth_t *)&cfg;
+  rm_error_t err;
+  char msg[300];
+  snprintf(msg, sizeof msg,
+           "auth-token-file %s line 4: the token is 6000 bytes, longer than the 4096 allowed",
+           token_path);
+  int rc = rm_auth_new(&cfg, &a, &err);
+  RM_ASSERT_ERR(rc, &err, RM_EPARAM, "", "auth-token-file", msg);
+  CU_ASSERT_PTR_NULL(a);
+  t6k[4097] = '\0'; /* one byte above: refused; blanks around it do not count */
+  f = fopen(token_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fprintf(f, "   %s\t\n", t6k);
+  fclose(f);
+  snprintf(msg, sizeof msg,
+           "auth-token-file %s line 1: the token is 4097 bytes, longer than the 4096 allowed",
+           token_path);
+  rc = rm_auth_new(&cfg, &a, &err);
+  RM_ASSERT_ERR(rc, &err, RM_EPARAM, "", "auth-token-file", msg);
+  char *list = malloc(5000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(list);
+  snprintf(list, 5000, "a,,b,%s", t6k);
+  cfg = auth_cfg(NULL, list);
+  rc = rm_auth_new(&cfg, &a, &err);
+  RM_ASSERT_ERR(rc, &err, RM_EPARAM, "", "auth-tokens",
+                "auth-tokens item 4: the token is 4097 bytes, longer than the 4096 allowed");
+  CU_ASSERT_PTR_NULL(a);
+  free(list);
+  free(t6k);
+}
+
+/* issue 10 defect 8: a reload swaps the set; a failed one keeps it; the list stays. */
+static void test_reload(void) {
+  write_tokens("old-token\n");
+  rm_config_t cfg = auth_cfg(token_path, "from-list");
+  rm_auth_t *a = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  size_t n = 99;
+  int changed = -1;
+  RM_ASSERT_INT(rm_auth_reload(a, &cfg, &n, &changed, &err), 0); /* the same file */
+  RM_ASSERT_INT(n, 2);
+  RM_ASSERT_INT(changed, 0);
+  write_tokens("new-token\nsecond\n");
+  RM_ASSERT_INT(rm_auth_reload(a, &cfg, &n, &changed, &err), 0);
+  RM_ASSERT_INT(n, 3);
+  RM_ASSERT_INT(changed, 1);
+  EXPECT_REJECTED(a, "Bearer old-token", BAD_TOKEN);
+  RM_ASSERT_INT(check_value(a, "Bearer new-token", &err), 0);
+  RM_ASSERT_INT(check_value(a, "Bearer second", &err), 0);
+  RM_ASSERT_INT(check_value(a, "Bearer from-list", &err), 0);
+  write_tokens("second\nnew-token\n"); /* reordered: the same set */
+  RM_ASSERT_INT(rm_auth_reload(a, &cfg, NULL, &changed, &err), 0);
+  RM_ASSERT_INT(changed, 0);
+  /* broken files keep the set in use */
+  rm_config_t list_cfg = cfg;
+  cfg = auth_cfg(token_path, NULL);
+  write_tokens("\n# nothing\n");
+  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, &changed, &err), &err, RM_EPARAM, "", "auth-token-file",
+                "auth is configured but no token was given");
+  char *t5k = long_token(5000, 'd');
+  FILE *f = fopen(token_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fprintf(f, "ok\n%s\n", t5k);
+  fclose(f);
+  free(t5k);
+  int rc = rm_auth_reload(a, &cfg, NULL, NULL, &err);
+  RM_ASSERT_INT(rc, RM_EPARAM);
+  RM_ASSERT_STR(err.field, "auth-token-file");
+  cfg = list_cfg;
+  cfg.auth_token_file = "/nonexistent/tokens";
+  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, NULL, NULL, &err), &err, RM_EIO, "", "auth-token-file",
+                "auth-token-file /nonexistent/tokens cannot be read");
+  RM_ASSERT_INT(check_value(a, "Bearer new-token", &err), 0); /* still the last good set */
+  RM_ASSERT_INT(check_value(a, "Bearer from-list", &err), 0);
+  EXPECT_REJECTED(a, "Bearer ok", BAD_TOKEN);
+  rm_auth_free(a);
+}
+
+typedef struct checker {
+  rm_auth_t *a;
+  atomic_int *stop;
+  long checks, wrong;
+} checker_t;
+
+/* Checks without pause while the main thread reloads: "stable" is in every set, so each
+ * check must accept it; "gone" is in none. */
+static void *check_loop(void *arg) {
+  checker_t *c = arg;
+  grpc_metadata ok = {.key = grpc_slice_from_static_string("authorization"),
+                      .value = grpc_slice_from_static_string("Bearer stable")};
+  grpc_metadata no = {.key = grpc_slice_from_static_string("authorization"),
+                      .value = grpc_slice_from_static_string("Bearer gone")};
+  grpc_metadata_array md_ok = {1, 1, &ok}, md_no = {1, 1, &no};
+  while (!atomic_load(c->stop)) {
+    c->wrong += rm_auth_check(c->a, &md_ok, NULL) != 0;
+    c->wrong += rm_auth_check(c->a, &md_no, NULL) == 0;
+    c->checks += 2;
+  }
+  return NULL;
+}
+
+static void test_reload_while_checking(void) {
+  write_tokens("stable\nv0\n");
+  rm_config_t cfg = auth_cfg(token_path, NULL);
+  rm_auth_t *a = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  atomic_int stop = 0;
+  checker_t c[3];
+  pthread_t th[3];
+  for (int i = 0; i < 3; i++) {
+    c[i] = (checker_t){a, &stop, 0, 0};
+    RM_ASSERT_INT(pthread_create(&th[i], NULL, check_loop, &c[i]), 0);
+  }
+  for (int r = 0; r < 200; r++) {
+    char text[64];
+    snprintf(text, sizeof text, "v%d\nstable\nextra-%d\n", r + 1, r);
+    write_tokens(text);
+    RM_ASSERT_INT(rm_auth_reload(a, &cfg, NULL, NULL, &err), 0);
+  }
+  atomic_store(&stop, 1);
+  long checks = 0, wrong = 0;
+  for (int i = 0; i < 3; i++) {
+    pthread_join(th[i], NULL);
+    checks += c[i].checks;
+    wrong += c[i].wrong;
+  }
+  CU_ASSERT(checks > 0);
+  RM_ASSERT_INT(wrong, 0);
+  RM_ASSERT_INT(check_value(a, "Bearer v200", &err), 0);
+  EXPECT_REJECTED(a, "Bearer v199", BAD_TOKEN);
+  rm_auth_free(a);
+}
+
 static int suite_init(void) {
   snprintf(token_path, sizeof token_path, "/tmp/rm_test_auth_XXXXXX");
   int fd = mkstemp(token_path);
@@ -205,6 +412,10 @@ int main(void) {
                                          RM_TEST(test_empty_token_set_is_an_error),
                                          RM_TEST(test_unreadable_file_is_an_error),
                                          RM_TEST(test_check),
+                                         RM_TEST(test_long_tokens_are_read_whole),
+                                         RM_TEST(test_token_above_the_maximum_is_an_error),
+                                         RM_TEST(test_reload),
+                                         RM_TEST(test_reload_while_checking),
                                          {NULL, NULL}};
   if (suite_init())
     return 1;

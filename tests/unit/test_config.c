@@ -52,6 +52,7 @@ static const opt_case_t all_opts[] = {
     {"max-connection-age-ms", "RM_MAX_CONNECTION_AGE_MS", K_INT, 0, 2147483647},
     {"max-connection-age-grace-ms", "RM_MAX_CONNECTION_AGE_GRACE_MS", K_INT, 0, 2147483647},
     {"max-concurrent-streams", "RM_MAX_CONCURRENT_STREAMS", K_INT, 1, 2147483647},
+    {"max-metadata-bytes", "RM_MAX_METADATA_BYTES", K_INT, 1024, 16777216},
 };
 #define N_ALL (sizeof all_opts / sizeof all_opts[0])
 
@@ -391,6 +392,97 @@ static const char *captured_text(void (*print)(FILE *)) {
   return text;
 }
 
+/* issue 10 defect 7: --listen is host:port (port 0-65535 in digits), [IPv6]:port or unix:PATH;
+ * anything else is a configuration error naming the option, never a wrapped port. */
+static void test_listen_is_validated(void) {
+  static const char *const good[] = {
+      "127.0.0.1:0",         "127.0.0.1:65535",   "0.0.0.0:50051", "localhost:50051",
+      "my-host_1.example:1", "[::1]:50051",       "[::]:0",        "[::ffff:127.0.0.1]:80",
+      "unix:/tmp/rm.sock",   "unix:relative.sock"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    rm_config_t cfg;
+    rm_error_t err;
+    int rc = load(&cfg, &err, ARGS("--listen", good[i]));
+    if (rc)
+      fprintf(stderr, "\n  %s: %s\n", good[i], err.message);
+    RM_ASSERT_INT(rc, 0);
+    RM_ASSERT_STR(cfg.listen, good[i]);
+    rm_config_destroy(&cfg);
+  }
+  static const struct {
+    const char *listen, *msg;
+  } bad[] = {
+      {"127.0.0.1:99999", "listen must be host:port with a port of 0 to 65535 in digits, got "
+                          "'127.0.0.1:99999'"},
+      {"127.0.0.1:65536", "listen must be host:port with a port of 0 to 65535 in digits, got "
+                          "'127.0.0.1:65536'"},
+      {"127.0.0.1:abc", "listen must be host:port with a port of 0 to 65535 in digits, got "
+                        "'127.0.0.1:abc'"},
+      {"127.0.0.1:", "listen must be host:port with a port of 0 to 65535 in digits, got "
+                     "'127.0.0.1:'"},
+      {"127.0.0.1:-1", "listen must be host:port with a port of 0 to 65535 in digits, got "
+                       "'127.0.0.1:-1'"},
+      {"127.0.0.1:000050051", "listen must be host:port with a port of 0 to 65535 in digits, got "
+                              "'127.0.0.1:000050051'"},
+      {"127.0.0.1:80x", "listen must be host:port with a port of 0 to 65535 in digits, got "
+                        "'127.0.0.1:80x'"},
+      {"nocolon", "listen must be host:port, got 'nocolon'"},
+      {"", "listen must be host:port, got ''"},
+      {"::1:50051", "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses in "
+                    "brackets), got '::1:50051'"},
+      {":50051", "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses in "
+                 "brackets), got ':50051'"},
+      {"[::1]", "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses in "
+                "brackets), got '[::1]'"},
+      {"[]:1", "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses in "
+               "brackets), got '[]:1'"},
+      {"[::1:50051", "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses in "
+                     "brackets), got '[::1:50051'"},
+      {"[1.2.3.4]:1", "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses in "
+                      "brackets), got '[1.2.3.4]:1'"},
+      {"a b:1", "listen must be host:port, [IPv6]:port or unix:PATH (IPv6 addresses in "
+                "brackets), got 'a b:1'"},
+      {"unix:", "listen must be host:port, [IPv6]:port or unix:PATH with a path of 1 to 107 "
+                "bytes, got 'unix:'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    EXPECT_FAIL(ARGS("--listen", bad[i].listen), RM_EPARAM, "listen", bad[i].msg);
+  char longpath[200] = "unix:/";
+  memset(longpath + 6, 'p', 106); /* '/' and 106 bytes: a 107-byte path fits sun_path */
+  rm_config_t cfg;
+  rm_error_t err;
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--listen", longpath)), 0);
+  rm_config_destroy(&cfg);
+  longpath[112] = 'p'; /* 108 bytes: does not */
+  longpath[113] = '\0';
+  rm_config_t cfg2;
+  int rc = load(&cfg2, &err, ARGS("--listen", longpath));
+  RM_ASSERT_INT(rc, RM_EPARAM);
+  RM_ASSERT_STR(err.field, "listen");
+  rm_config_destroy(&cfg2);
+  setenv("RM_LISTEN", "127.0.0.1:99999", 1); /* the environment is checked the same way */
+  EXPECT_FAIL(NULL, RM_EPARAM, "listen",
+              "listen must be host:port with a port of 0 to 65535 in digits, got "
+              "'127.0.0.1:99999'");
+  unsetenv("RM_LISTEN");
+}
+
+/* issue 10 defect 9: --max-metadata-bytes, 16 KiB by default; the core's limit is 4 x. */
+static void test_max_metadata_bytes(void) {
+  rm_config_t cfg;
+  rm_error_t err;
+  RM_ASSERT_INT(load(&cfg, &err, NULL), 0);
+  RM_ASSERT_INT(cfg.max_metadata_bytes, 16384);
+  RM_ASSERT_INT(rm_config_metadata_hard_limit(&cfg), 65536);
+  rm_config_destroy(&cfg);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-metadata-bytes", "4096")), 0);
+  RM_ASSERT_INT(rm_config_metadata_hard_limit(&cfg), 16384);
+  rm_config_destroy(&cfg);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-metadata-bytes", "16777216")), 0);
+  RM_ASSERT_INT(rm_config_metadata_hard_limit(&cfg), 67108864); /* fits the core's int */
+  rm_config_destroy(&cfg);
+}
+
 static void test_help_and_version(void) {
   const struct {
     const char *const *args;
@@ -489,6 +581,8 @@ int main(void) {
                                          RM_TEST(test_help_and_version),
                                          RM_TEST(test_json_view_redacts_secrets),
                                          RM_TEST(test_null_error_is_accepted),
+                                         RM_TEST(test_listen_is_validated),
+                                         RM_TEST(test_max_metadata_bytes),
                                          {NULL, NULL}};
   if (suite_init())
     return 1;
