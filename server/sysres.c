@@ -51,78 +51,93 @@ static int list_has(const char *list, const char *entry) {
   return 0;
 }
 
-/* The process's cgroup path in the hierarchy that has `controller` (NULL: the v2 unified
- * one), from /proc/self/cgroup. 0, or -1 when the process is in no such hierarchy. */
-static int cgroup_path(const char *root, const char *controller, char *out, size_t cap) {
+/* Calls line_fn(line, arg) for each line of root+path (newline removed) until it returns 0,
+ * which is then returned; -1 when the file cannot be read or no line answered. */
+static int scan_lines(const char *root, const char *path, int (*line_fn)(char *line, void *arg),
+                      void *arg) {
   char full[PATH_CAP], line[LINE_CAP];
-  snprintf(full, sizeof full, "%s/proc/self/cgroup", root);
+  snprintf(full, sizeof full, "%s%s", root, path);
   FILE *f = fopen(full, "re");
   if (!f)
     return -1;
   int rc = -1;
   while (rc < 0 && fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = 0;
-    char *c1 = strchr(line, ':');
-    char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    if (!c2)
-      continue;
-    *c1 = 0;
-    *c2 = 0;
-    const char *controllers = c1 + 1;
-    int match = controller ? list_has(controllers, controller)
-                           : (strcmp(line, "0") == 0 && *controllers == 0);
-    if (match && strlen(c2 + 1) < cap) {
-      strcpy(out, c2 + 1);
-      rc = 0;
-    }
+    rc = line_fn(line, arg);
   }
   fclose(f);
   return rc;
+}
+
+typedef struct path_query {
+  const char *controller; /* NULL: the v2 unified hierarchy */
+  char *out;
+  size_t cap;
+} path_query_t;
+
+/* A /proc/self/cgroup line "ID:CONTROLLERS:PATH": 0 with q->out = PATH when it is q's. */
+static int cgroup_line(char *line, void *arg) {
+  path_query_t *q = arg;
+  char *c1 = strchr(line, ':');
+  char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+  if (!c2)
+    return -1;
+  *c1 = 0;
+  *c2 = 0;
+  const char *controllers = c1 + 1;
+  int match = q->controller ? list_has(controllers, q->controller)
+                            : (strcmp(line, "0") == 0 && *controllers == 0);
+  if (!match || strlen(c2 + 1) >= q->cap)
+    return -1;
+  strcpy(q->out, c2 + 1);
+  return 0;
+}
+
+typedef struct mount_query {
+  const char *root, *controller, *path; /* path: the process's cgroup path */
+  hierarchy_t *h;
+} mount_query_t;
+
+/* A /proc/self/mountinfo line "id parent dev ROOT MOUNTPOINT options [optional...] - FSTYPE
+ * source SUPEROPTIONS": 0 with q->h filled when it mounts q's hierarchy over q->path. */
+static int mount_line(char *line, void *arg) {
+  mount_query_t *q = arg;
+  char *sep = strstr(line, " - ");
+  if (!sep)
+    return -1;
+  *sep = 0;
+  char fstype[64], superopts[LINE_CAP];
+  if (sscanf(sep + 3, "%63s %*s %4095s", fstype, superopts) != 2)
+    return -1;
+  if (q->controller ? strcmp(fstype, "cgroup") != 0 || !list_has(superopts, q->controller)
+                    : strcmp(fstype, "cgroup2") != 0)
+    return -1;
+  char mroot[PATH_CAP], mpoint[PATH_CAP];
+  if (sscanf(line, "%*s %*s %*s %4095s %4095s", mroot, mpoint) != 2)
+    return -1;
+  /* The process's path relative to the mount's root; outside it, the mount says nothing. */
+  size_t rlen = strcmp(mroot, "/") == 0 ? 0 : strlen(mroot);
+  if (strncmp(q->path, mroot, rlen) != 0 || (q->path[rlen] != '/' && q->path[rlen] != 0))
+    return -1;
+  const char *rel = q->path + rlen;
+  if (strcmp(rel, "/") == 0)
+    rel = "";
+  int n = snprintf(q->h->dir, sizeof q->h->dir, "%s%s%s", q->root, mpoint, rel);
+  if (n < 0 || (size_t)n >= sizeof q->h->dir)
+    return -1;
+  q->h->base_len = strlen(q->root) + strlen(mpoint);
+  return 0;
 }
 
 /* Finds the mount of the hierarchy (fstype cgroup2 when controller is NULL, else a cgroup
  * mount whose options name the controller) and the process's directory in it. 0 or -1. */
 static int find_hierarchy(const char *root, const char *controller, hierarchy_t *h) {
   char path[PATH_CAP];
-  if (cgroup_path(root, controller, path, sizeof path) != 0)
+  path_query_t pq = {controller, path, sizeof path};
+  if (scan_lines(root, "/proc/self/cgroup", cgroup_line, &pq) != 0)
     return -1;
-  char full[PATH_CAP], line[LINE_CAP];
-  snprintf(full, sizeof full, "%s/proc/self/mountinfo", root);
-  FILE *f = fopen(full, "re");
-  if (!f)
-    return -1;
-  int rc = -1;
-  while (rc < 0 && fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\n")] = 0;
-    /* id parent dev ROOT MOUNTPOINT options [optional...] - FSTYPE source SUPEROPTIONS */
-    char *sep = strstr(line, " - ");
-    if (!sep)
-      continue;
-    *sep = 0;
-    char fstype[64], superopts[LINE_CAP];
-    if (sscanf(sep + 3, "%63s %*s %4095s", fstype, superopts) != 2)
-      continue;
-    if (controller ? strcmp(fstype, "cgroup") != 0 || !list_has(superopts, controller)
-                   : strcmp(fstype, "cgroup2") != 0)
-      continue;
-    char mroot[PATH_CAP], mpoint[PATH_CAP];
-    if (sscanf(line, "%*s %*s %*s %4095s %4095s", mroot, mpoint) != 2)
-      continue;
-    /* The process's path relative to the mount's root; outside it, the mount says nothing. */
-    size_t rlen = strcmp(mroot, "/") == 0 ? 0 : strlen(mroot);
-    if (strncmp(path, mroot, rlen) != 0 || (path[rlen] != '/' && path[rlen] != 0))
-      continue;
-    const char *rel = path + rlen;
-    if (strcmp(rel, "/") == 0)
-      rel = "";
-    int n = snprintf(h->dir, sizeof h->dir, "%s%s%s", root, mpoint, rel);
-    if (n < 0 || (size_t)n >= sizeof h->dir)
-      continue;
-    h->base_len = strlen(root) + strlen(mpoint);
-    rc = 0;
-  }
-  fclose(f);
-  return rc;
+  mount_query_t mq = {root, controller, path, h};
+  return scan_lines(root, "/proc/self/mountinfo", mount_line, &mq);
 }
 
 /* Calls limit(dir, arg) for the process's directory and each parent up to the mount point
