@@ -108,6 +108,9 @@ install(FILES ${RM_GEN_DIR}/remotemedia/v1/data.pb-c.h ${RM_GEN_DIR}/remotemedia
               ${RM_GEN_DIR}/remotemedia/v1/metrics.pb-c.h
               ${RM_GEN_DIR}/remotemedia/v1/pipeline_service.pb-c.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/remotemedia/v1)
+# manifest.pb-c.h includes the Struct of NodeManifest.params_object
+install(FILES ${RM_GEN_DIR}/google/protobuf/struct.pb-c.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/google/protobuf)
 install(EXPORT rmclient-targets NAMESPACE rm:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/rmclient)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config-version.cmake
