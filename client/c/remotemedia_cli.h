@@ -42,7 +42,8 @@ typedef struct cli_input {
 
 /* Loads FILE by its extension: .wav/.flac/.ogg/.aiff/.au (audio, the file's own sample
  * format where the wire has it, else f32), .json (validated), .txt (text), .raw/.bin
- * (binary). CLI_USAGE on failure. */
+ * (binary); or by the type it is prefixed with: "audio:F", "json:F", "text:F", "binary:F".
+ * CLI_USAGE on failure (a file whose type cannot be told says how to give it). */
 int cli_input_load(cli_input_t *in, const char *node_id, const char *path, cli_error_t *e);
 void cli_input_destroy(cli_input_t *in);
 
@@ -78,6 +79,12 @@ int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n
                   long long timeout_ms, int metrics, cli_local_run_t **out, cli_run_result_t *r,
                   cli_error_t *e);
 void cli_local_free(cli_local_run_t *run);
+
+/* The in-process ValidatePipeline: loads and compiles the manifest, checks the inputs as a
+ * run would, runs nothing; *doc is {"pipeline", "schedule", "predicted_memory_bytes"} (new
+ * reference). */
+int cli_local_validate(const char *manifest_path, const cli_input_t *inputs, size_t n_inputs,
+                       json_t **doc, cli_error_t *e);
 
 /* The registry as a ListNodeTypesResponse (free with cli_local_node_types_free). */
 Remotemedia__V1__ListNodeTypesResponse *cli_local_node_types(void);
