@@ -6,6 +6,7 @@
 #include <grpc/grpc.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@ typedef struct cli_args {
   const char *server, *token, *token_file, *tls_ca, *tls_cert, *tls_key, *tls_name;
   const char *output_dir, *service, *manifest, *timeout_text, *output, *request_id;
   const char *attempts_text;
-  int tls, metrics, metrics_json, json, no_retry, help;
+  int tls, metrics, metrics_json, json, no_retry, help, frame;
   const char **inputs; /* "NODE=FILE" */
   size_t n_inputs;
   long long timeout_ms;
@@ -103,6 +104,10 @@ static const cli_opt_t options[] = {
      "sent as x-request-id; the server's error details echo it", NULL},
     {"--output", O_STR, A(output), C_REQUEST, "FILE", "where the request goes (default: stdout)",
      "-o"},
+    {"--frame", O_FLAG, A(frame), C_REQUEST, NULL,
+     "prefix gRPC's 5-byte message frame (flag 0, big-endian length):\n"
+     "the HTTP/2 body h2load -d sends; ghz -B wants it without",
+     NULL},
     {"--json", O_FLAG, A(json), C_NODES, NULL, "print the node types as JSON", NULL},
     {"--service", O_STR, A(service), C_HEALTH, "NAME",
      "the service to check (default: the whole server)", NULL},
@@ -454,10 +459,15 @@ static int cmd_validate(cli_args_t *a, cli_error_t *e) {
 }
 
 static int write_request(const cli_args_t *a, const uint8_t *bytes, size_t len, cli_error_t *e) {
+  if (a->frame && len > UINT32_MAX)
+    return cli_fail(e, CLI_USAGE, "the request is %zu bytes, too long for one gRPC frame", len);
   FILE *f = a->output && strcmp(a->output, "-") ? fopen(a->output, "wb") : stdout;
   if (!f)
     return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output, strerror(errno));
-  int bad = fwrite(bytes, 1, len, f) != len;
+  uint8_t frame[5] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+  int bad = a->frame && fwrite(frame, 1, sizeof frame, f) != sizeof frame;
+  bad |= fwrite(bytes, 1, len, f) != len;
   bad |= f == stdout ? fflush(f) != 0 : fclose(f) != 0;
   if (bad)
     return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output ? a->output : "stdout",
@@ -596,7 +606,7 @@ static const cli_command_t commands[] = {
     {"request", C_REQUEST, cmd_request,
      "request MANIFEST.json [--input NODE=FILE]... [-o FILE] [--metrics]",
      "Writes the binary ExecuteRequest that run would send (protobuf wire format), for\n"
-     "load-test tools: ghz --binary-file (-B), h2load (after a gRPC frame header); see\n"
+     "load-test tools: ghz --binary-file (-B) as it is, h2load -d with --frame; see\n"
      "docs/load-testing.md. Nothing is sent."},
     {"nodes", C_NODES, cmd_nodes, "nodes [--server HOST:PORT] [--json]",
      "Lists the node types with their ports and params (type, range, default); from\n"
