@@ -714,7 +714,7 @@ static int wants_help(int argc, char **argv, const cli_command_t **cmd) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+int cli_main(int argc, char **argv) {
   const cli_command_t *cmd = NULL;
   if (wants_help(argc, argv, &cmd)) {
     if (cmd)

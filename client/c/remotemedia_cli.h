@@ -1,5 +1,7 @@
-/* remotemedia_cli.h - the `remotemedia` CLI's modules: file I/O and printing
- * (remotemedia_cli_io.c) and the in-process engine (remotemedia_cli_local.c). */
+/* remotemedia_cli.h - the `remotemedia` CLI's modules: commands and options
+ * (remotemedia_cli.c), file I/O and printing (remotemedia_cli_io.c) and the in-process
+ * engine (remotemedia_cli_local.c), shared by `remotemedia` and its `remotemedia-run`
+ * alias. */
 #ifndef REMOTEMEDIA_CLI_H
 #define REMOTEMEDIA_CLI_H
 
@@ -9,6 +11,10 @@
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rmclient.h"
+
+/* The whole program: `remotemedia COMMAND [options]` in argv. Returns the exit status
+ * (CLI_OK, CLI_FAILED, CLI_USAGE). Main thread. */
+int cli_main(int argc, char **argv);
 
 /* Exit statuses (documented in --help). */
 enum {
