@@ -1125,6 +1125,21 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   return rc;
 }
 
+int rm_pipeline_check_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
+                             const rm_run_opts_t *opts, rm_error_t *err) {
+  static const rm_run_opts_t defaults = {.end_of_stream = 1};
+  reset_run_state(p);
+  int rc = bind_inputs(p, inputs, n_inputs, err);
+  if (!rc)
+    rc = mark_outputs(p, opts ? opts : &defaults, err);
+  reset_run_state(p);
+  return rc;
+}
+
+const char *rm_pipeline_schedule_id(const rm_pipeline_t *p, size_t k) {
+  return k < p->n_nodes ? p->order_ids[k] : NULL;
+}
+
 void rm_result_free(rm_result_t *r) {
   if (!r)
     return;

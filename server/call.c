@@ -254,16 +254,32 @@ static void send_status(rm_call_t *c) {
   }
 }
 
+/* The client's x-request-id into out (cut to fit), "" when it sent none. */
+static void request_id(const rm_call_t *c, char *out, size_t cap) {
+  out[0] = '\0';
+  for (size_t i = 0; i < c->md.count; i++) {
+    grpc_slice k = c->md.metadata[i].key, v = c->md.metadata[i].value;
+    if (GRPC_SLICE_LENGTH(k) == 12 && memcmp(GRPC_SLICE_START_PTR(k), "x-request-id", 12) == 0) {
+      size_t n = GRPC_SLICE_LENGTH(v) < cap - 1 ? GRPC_SLICE_LENGTH(v) : cap - 1;
+      memcpy(out, GRPC_SLICE_START_PTR(v), n);
+      out[n] = '\0';
+      return;
+    }
+  }
+}
+
 void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
   if (c->replied++)
     return;
+  char rid[RM_STATUS_REQUEST_ID_MAX + 1];
+  request_id(c, rid, sizeof rid);
   int code = rm_status_code_of(err);
   const char *message = rm_status_message_of(err);
   c->code = rm_status_from_error(code);
   c->details = grpc_slice_from_copied_string(message);
   c->error_text = rm_strdup(message);
   snprintf(c->kind, sizeof c->kind, "%s", rm_status_kind(code));
-  c->n_trailers = rm_status_trailers(err, c->trailers);
+  c->n_trailers = rm_status_trailers_full(err, rid, c->trailers);
   send_status(c);
 }
 

@@ -1,5 +1,5 @@
-/* pipeline_service.c - remotemedia.v1.PipelineService: ExecutePipeline, ListNodeTypes,
- * GetVersion, as thin translations between the wire messages and the engine. */
+/* pipeline_service.c - remotemedia.v1.PipelineService: ExecutePipeline, ValidatePipeline,
+ * ListNodeTypes, GetVersion, as thin translations between the wire messages and the engine. */
 #include "pipeline_service.h"
 
 #include <stdalign.h>
@@ -152,6 +152,30 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
   return 0;
 }
 
+/* The request's inputs as engine buffers borrowing their payloads: inputs[0..*bound) are
+ * set (release them with rm_buffer_unref) even on failure. 0 or RM_EINPUT / RM_ENOMEM,
+ * the message naming the input. */
+static int wire_inputs(const Remotemedia__V1__ExecuteRequest *req, rm_input_t *inputs,
+                       size_t *bound, rm_error_t *err) {
+  *bound = 0;
+  for (size_t i = 0; i < req->n_inputs; i++) {
+    const Remotemedia__V1__ExecuteRequest__InputsEntry *e = req->inputs[i];
+    if (!e->value)
+      return rm_error_set(err, RM_EINPUT, e->key, "inputs", "input for node '%s' is empty", e->key);
+    int rc = rm_wire_buffer_from_proto(e->value, NULL, &inputs[i].buf, err);
+    if (rc) {
+      /* name the input in the message: the wire layer knows only the field */
+      char msg[RM_ERROR_MSG_MAX], field[RM_ERROR_FIELD_MAX];
+      snprintf(msg, sizeof msg, "input for node '%.100s': %.380s", e->key, err->message);
+      snprintf(field, sizeof field, "%s", err->field);
+      return rm_error_set(err, rc, e->key, field, "%s", msg);
+    }
+    inputs[i].node_id = e->key;
+    *bound = i + 1;
+  }
+  return 0;
+}
+
 /* Binds the request's inputs, runs, answers. Owns job. Any thread. */
 static void run_job(exec_job_t *job) {
   rm_call_t *call = job->call;
@@ -167,24 +191,8 @@ static void run_job(exec_job_t *job) {
   rm_result_t *result = NULL;
   int rc = inputs ? 0 : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   size_t bound = 0;
-  for (size_t i = 0; i < n && !rc; i++) {
-    const Remotemedia__V1__ExecuteRequest__InputsEntry *e = req->inputs[i];
-    if (!e->value) {
-      rc = rm_error_set(&err, RM_EINPUT, e->key, "inputs", "input for node '%s' is empty", e->key);
-      break;
-    }
-    rc = rm_wire_buffer_from_proto(e->value, NULL, &inputs[i].buf, &err);
-    if (rc) {
-      /* name the input in the message: the wire layer knows only the field */
-      char msg[RM_ERROR_MSG_MAX], field[RM_ERROR_FIELD_MAX];
-      snprintf(msg, sizeof msg, "input for node '%.100s': %.380s", e->key, err.message);
-      snprintf(field, sizeof field, "%s", err.field);
-      rm_error_set(&err, rc, e->key, field, "%s", msg);
-      break;
-    }
-    inputs[i].node_id = e->key;
-    bound = i + 1;
-  }
+  if (!rc)
+    rc = wire_inputs(req, inputs, &bound, &err);
   if (!rc) {
     RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I}", "pipeline",
            rm_pipeline_name(job->pipeline), "nodes",
@@ -244,6 +252,25 @@ static void offload(exec_job_t *job) {
   }
 }
 
+/* The payload bytes of all the request's inputs. */
+static uint64_t request_input_bytes(const Remotemedia__V1__ExecuteRequest *req) {
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < req->n_inputs; i++) {
+    const Remotemedia__V1__DataBuffer *b = req->inputs[i]->value;
+    if (!b)
+      continue;
+    switch (b->kind_case) {
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: bytes += b->audio->samples.len; break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR: bytes += b->tensor->data.len; break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON: bytes += strlen(b->json->json); break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT: bytes += strlen(b->text->text); break;
+    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY: bytes += b->binary->data.len; break;
+    default: break;
+    }
+  }
+  return bytes;
+}
+
 /* Cheap counts before any parsing: compiling reads params as JSON and compares ids and
  * outputs pairwise, so their number is bounded first (with the engine's messages). 0, or
  * RM_ELIMIT with err naming the field over its limit. */
@@ -251,22 +278,12 @@ static int check_request_size(const exec_job_t *job, rm_error_t *err) {
   const Remotemedia__V1__ExecuteRequest *req = job->req;
   const Remotemedia__V1__PipelineManifest *man = req->manifest;
   size_t params_bytes = 0;
-  for (size_t i = 0; man && i < man->n_nodes; i++)
+  for (size_t i = 0; man && i < man->n_nodes; i++) {
     params_bytes += strlen(man->nodes[i]->params);
-  uint64_t input_bytes = 0;
-  for (size_t i = 0; i < req->n_inputs; i++) {
-    const Remotemedia__V1__DataBuffer *b = req->inputs[i]->value;
-    if (!b)
-      continue;
-    switch (b->kind_case) {
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: input_bytes += b->audio->samples.len; break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR: input_bytes += b->tensor->data.len; break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON: input_bytes += strlen(b->json->json); break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT: input_bytes += strlen(b->text->text); break;
-    case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY: input_bytes += b->binary->data.len; break;
-    default: break;
-    }
+    if (man->nodes[i]->params_object) /* its wire size: JSON text would be about as long */
+      params_bytes += protobuf_c_message_get_packed_size(&man->nodes[i]->params_object->base);
   }
+  uint64_t input_bytes = request_input_bytes(req);
   const rm_limits_t *lim = &job->limits;
   if (man && man->n_nodes > lim->max_nodes) {
     return rm_error_set(err, RM_ELIMIT, NULL, "nodes",
@@ -484,6 +501,62 @@ static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
   execute(call, req, manifest, manifest ? value.length : 0);
 }
 
+/* ---------------------------------------------------------------- ValidatePipeline */
+
+/* Everything ExecutePipeline checks before it runs, in the same order and with the same
+ * errors, then the schedule and the memory prediction; no node runs. Runs on the polling
+ * thread: compiling costs what a cached ExecutePipeline's miss costs. */
+static void validate_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
+  const Remotemedia__V1__ExecuteRequest *req = (const Remotemedia__V1__ExecuteRequest *)msg;
+  const rm_config_t *cfg = rm_server_config(rm_call_server(call));
+  exec_job_t job = {.call = call, .req = req};
+  effective_limits(cfg, req->limits, &job.limits);
+  job.max_input_bytes = lower(cfg->max_input_bytes, req->limits ? req->limits->max_input_bytes : 0);
+  rm_error_t err;
+  rm_error_clear(&err);
+  rm_manifest_t *manifest = NULL;
+  rm_pipeline_t *p = NULL;
+  size_t bound = 0;
+  rm_input_t *inputs = NULL;
+  int rc = check_request_size(&job, &err);
+  if (!rc)
+    rc = rm_wire_manifest_from_proto(req->manifest, &manifest, &err);
+  if (!rc)
+    rc = rm_pipeline_new(manifest, &job.limits, &p, &err);
+  if (!rc) {
+    inputs =
+        rm_arena_calloc(rm_call_arena(call), req->n_inputs ? req->n_inputs : 1, sizeof *inputs);
+    rc = inputs ? wire_inputs(req, inputs, &bound, &err)
+                : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
+  if (!rc) {
+    rm_run_opts_t opts = {.output_nodes = (const char *const *)req->output_nodes,
+                          .n_output_nodes = req->n_output_nodes};
+    rc = rm_pipeline_check_inputs(p, inputs, req->n_inputs, &opts, &err);
+  }
+  char **schedule = NULL;
+  size_t n = p ? rm_pipeline_node_count(p) : 0;
+  if (!rc && !(schedule = rm_arena_calloc(rm_call_arena(call), n ? n : 1, sizeof *schedule)))
+    rc = rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+  if (rc) {
+    rm_call_fail(call, &err);
+  } else {
+    Remotemedia__V1__ValidateResponse resp = REMOTEMEDIA__V1__VALIDATE_RESPONSE__INIT;
+    resp.pipeline_name = (char *)rm_pipeline_name(p);
+    for (size_t k = 0; k < n; k++)
+      schedule[k] = (char *)rm_pipeline_schedule_id(p, k);
+    resp.schedule = schedule;
+    resp.n_schedule = n;
+    /* the input payloads, plus what the compiled nodes hold in buffers after set-up */
+    resp.predicted_memory_bytes = request_input_bytes(req) + rm_pipeline_account(p)->current;
+    rm_call_reply(call, &resp.base);
+  }
+  for (size_t i = 0; i < bound; i++)
+    rm_buffer_unref(inputs[i].buf);
+  rm_pipeline_free(p);
+  rm_manifest_free(manifest);
+}
+
 /* ---------------------------------------------------------------- ListNodeTypes */
 
 static void list_node_types(rm_call_t *call, const ProtobufCMessage *msg) {
@@ -531,4 +604,9 @@ void rm_pipeline_service_methods(rm_method_t *out) {
                          .needs_auth = 1,
                          .request = &remotemedia__v1__get_version_request__descriptor,
                          .handle = get_version};
+  out[3] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/ValidatePipeline",
+                         .kind = RM_RPC_UNARY,
+                         .needs_auth = 1,
+                         .request = &remotemedia__v1__execute_request__descriptor,
+                         .handle = validate_pipeline};
 }

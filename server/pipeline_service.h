@@ -6,7 +6,7 @@
 
 #include "server.h"
 
-#define RM_PIPELINE_SERVICE_METHODS 3
+#define RM_PIPELINE_SERVICE_METHODS 4
 
 /* Fills out[0..RM_PIPELINE_SERVICE_METHODS) with the service's method rows. */
 void rm_pipeline_service_methods(rm_method_t *out);

@@ -20,8 +20,14 @@ typedef enum rm_status_errcode {
   RM_ENOTFOUND = -105,        /* a reflection request names a file or symbol we do not have */
 } rm_status_errcode_t;
 
-/* Trailers one failure carries at most: rm-error-kind, rm-failing-node, rm-field. */
-#define RM_STATUS_TRAILERS_MAX 3
+/* Trailers one failure carries at most: rm-error-kind, rm-failing-node, rm-field (the
+ * project's own), grpc-status-details-bin and grpc-retry-pushback-ms (gRPC's). */
+#define RM_STATUS_TRAILERS_MAX 5
+
+/* ErrorInfo.domain of every error this server describes. */
+#define RM_STATUS_DOMAIN "remotemedia.v1"
+/* The longest request id echoed into ErrorInfo.metadata (longer ones are cut). */
+#define RM_STATUS_REQUEST_ID_MAX 128
 
 /* The status of an rm_errcode_t or transport code: INVALID_ARGUMENT for manifest, params,
  * input and node-data errors and bad requests; NOT_FOUND for an unknown node type, service,
@@ -47,6 +53,28 @@ const char *rm_status_message_of(const rm_error_t *err);
  * each only when non-empty) and returns how many. The values are copied slices the caller
  * unrefs (keys are static). Any thread. */
 size_t rm_status_trailers(const rm_error_t *err, grpc_metadata *out);
+
+/* The standard form of the same failure: a serialized google.rpc.Status {code, message,
+ * details} whose details are a google.rpc.ErrorInfo (reason: the error kind in upper case,
+ * "INVALID_PARAMS"; domain RM_STATUS_DOMAIN; metadata "node", "field" and "request_id",
+ * each only when known) and, for manifest, params, unknown-type and input errors, a
+ * google.rpc.BadRequest with one field violation: the path of the bad field in the
+ * request ("manifest.nodes[g].params.db", "inputs[src].sample_rate") and the message.
+ * request_id (the client's x-request-id, may be NULL) is cut to RM_STATUS_REQUEST_ID_MAX.
+ * A new slice the caller unrefs. Any thread. */
+grpc_slice rm_status_details(const rm_error_t *err, const char *request_id);
+
+/* Non-zero when sending the same request again cannot succeed although its status is
+ * RESOURCE_EXHAUSTED, the code clients retry: a per-request limit (RM_ELIMIT on any field
+ * but "max_concurrent", which a full server sends and a retry may well pass). Such
+ * failures carry grpc-retry-pushback-ms: -1, which tells gRPC clients not to retry. */
+int rm_status_no_retry(const rm_error_t *err);
+
+/* Every trailer of a failure: those of rm_status_trailers, then grpc-status-details-bin
+ * (rm_status_details) and, when rm_status_no_retry, grpc-retry-pushback-ms: -1. Fills
+ * out[0..RM_STATUS_TRAILERS_MAX) and returns how many; values are slices the caller
+ * unrefs. Any thread. */
+size_t rm_status_trailers_full(const rm_error_t *err, const char *request_id, grpc_metadata *out);
 
 /* Non-zero for the status of a bug (INTERNAL): such calls are logged as errors. */
 int rm_status_is_bug(grpc_status_code code);

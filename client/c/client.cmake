@@ -70,13 +70,21 @@ target_include_directories(rm_client_static PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
 target_link_libraries(rm_client_static PUBLIC rm_wire_proto rm_proto rm::common PkgConfig::GRPC
                       PkgConfig::JANSSON PkgConfig::PROTOBUFC)
 
-# The CLI. In-process runs use the engine; remote runs use the library.
-add_executable(rm_cli ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remotemedia_cli_io.c
-               ${RM_CLIENT_DIR}/remotemedia_cli_local.c)
-set_target_properties(rm_cli PROPERTIES OUTPUT_NAME remotemedia)
-target_link_libraries(rm_cli PRIVATE rm_client_static rm_wire rm_core rm::common rm::version
+# The CLI. In-process runs use the engine; remote runs use the library. Its objects also
+# make remotemedia-run, the alias of `remotemedia run`.
+add_library(rm_cli_obj OBJECT ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remotemedia_cli_io.c
+            ${RM_CLIENT_DIR}/remotemedia_cli_local.c)
+target_link_libraries(rm_cli_obj PUBLIC rm_client_static rm_wire rm_core rm::common rm::version
                       PkgConfig::MEDIA ${MATH_LIB})
+rm_warnings(rm_cli_obj)
+add_executable(rm_cli ${RM_CLIENT_DIR}/remotemedia_main.c)
+set_target_properties(rm_cli PROPERTIES OUTPUT_NAME remotemedia)
+target_link_libraries(rm_cli PRIVATE rm_cli_obj)
 rm_warnings(rm_cli)
+add_executable(remotemedia_run ${RM_CLIENT_DIR}/remotemedia_run.c)
+set_target_properties(remotemedia_run PROPERTIES OUTPUT_NAME remotemedia-run)
+target_link_libraries(remotemedia_run PRIVATE rm_cli_obj)
+rm_warnings(remotemedia_run)
 
 # ---------------------------------------------------------------- install
 # The .pc file is relocatable: its prefix is found from where it lies (${pcfiledir}), so
@@ -108,12 +116,15 @@ install(FILES ${RM_GEN_DIR}/remotemedia/v1/data.pb-c.h ${RM_GEN_DIR}/remotemedia
               ${RM_GEN_DIR}/remotemedia/v1/metrics.pb-c.h
               ${RM_GEN_DIR}/remotemedia/v1/pipeline_service.pb-c.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/remotemedia/v1)
+# manifest.pb-c.h includes the Struct of NodeManifest.params_object
+install(FILES ${RM_GEN_DIR}/google/protobuf/struct.pb-c.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/google/protobuf)
 install(EXPORT rmclient-targets NAMESPACE rm:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/rmclient)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/rmclient-config-version.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/rmclient)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/rmclient.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
-install(TARGETS rm_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS rm_cli remotemedia_run RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # ---------------------------------------------------------------- tests
 # test_rmclient: the library against a real server (address given by the pytest driver).

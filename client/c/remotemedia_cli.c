@@ -1,10 +1,12 @@
-/* remotemedia_cli.c - `remotemedia`: run a pipeline manifest on a server (or in this
- * process), list node types, check health, print versions. Commands and options are rows
- * of two tables; the help text is written once, below. */
+/* remotemedia_cli.c - `remotemedia`: run or validate a pipeline manifest on a server (or
+ * in this process), write a binary request for load tests, list node types, check health,
+ * print versions. Commands and options are rows of two tables, and every help text is
+ * built from them. */
 #include <errno.h>
 #include <grpc/grpc.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,105 +17,102 @@
 #define DEFAULT_RUN_TIMEOUT_MS 60000
 #define DEFAULT_RPC_TIMEOUT_MS 10000
 
-static const char usage_text[] =
-    "usage: remotemedia <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  run MANIFEST.json [--input NODE=FILE]... [--server HOST:PORT] [options]\n"
-    "      Runs the pipeline on the server, or in this process when --server is not given.\n"
-    "      FILE is read by its extension: .wav/.flac/.ogg (audio, in the file's sample\n"
-    "      format: 16-bit PCM stays i16, float stays f32), .json (JSON), .txt (text),\n"
-    "      .raw/.bin (binary). stdout gets one JSON document:\n"
-    "        {\"pipeline\": NAME, \"outputs\": {KEY: [ITEM, ...]}, \"metrics\": {...}}\n"
-    "      where KEY is the node id (\"node.port\" for other ports) and ITEM describes one\n"
-    "      buffer: audio {kind, sample_rate, channels, format, frames, peak}, json {kind,\n"
-    "      value}, text {kind, text}, binary {kind, mime_type, bytes}, tensor {kind, dtype,\n"
-    "      shape, bytes}; with --output-dir each item is also written to DIR/KEY.EXT (WAV\n"
-    "      for audio, KEY.I.EXT when a node produced several items) and named in \"file\".\n"
-    "  nodes [--server HOST:PORT] [--json]\n"
-    "      Lists the node types with their ports and params (type, range, default); from\n"
-    "      the server, or from this program's own registry without --server.\n"
-    "  health --server HOST:PORT [--service NAME]\n"
-    "      grpc.health.v1 Check; prints SERVING, NOT_SERVING or SERVICE_UNKNOWN.\n"
-    "  version [--server HOST:PORT]\n"
-    "      This program's versions, and the server's with --server.\n"
-    "  help\n"
-    "\n"
-    "options:\n"
-    "  --server HOST:PORT     the server (any gRPC target, e.g. dns:///svc:50051)\n"
-    "  --token T              bearer token, sent as \"authorization: Bearer T\"\n"
-    "  --token-file F         read the token from the first line of F\n"
-    "  --tls                  TLS with the system's roots\n"
-    "  --tls-ca F             TLS, verifying the server with the PEM roots in F\n"
-    "  --tls-cert F --tls-key F   mutual TLS: this client's PEM certificate and key\n"
-    "  --tls-server-name N    the name the server certificate carries, when it is not the\n"
-    "                         host in --server (e.g. connecting by IP address)\n"
-    "  --timeout-ms N         deadline of the call (run: default 60000; others: 10000);\n"
-    "                         0 = none. In-process runs stop at it too.\n"
-    "  --input NODE=FILE      run: the input of source node NODE (repeatable)\n"
-    "  --output-dir DIR       run: also write every output item to a file in DIR\n"
-    "  --metrics              run: print a per-node metrics table on stderr\n"
-    "  --metrics-json         run: add the metrics (the seed's JSON keys) to the document\n"
-    "  --json                 nodes: print the node types as JSON\n"
-    "  --service NAME         health: the service to check (default: the whole server)\n"
-    "  -h, --help             this text\n"
-    "\n"
-    "exit status:\n"
-    "  0  success (health: the service is SERVING)\n"
-    "  1  the call or the pipeline failed: a gRPC status other than OK (also UNAVAILABLE\n"
-    "     when the server cannot be reached) or an in-process pipeline error; stderr has\n"
-    "     one line: remotemedia: error: STATUS kind=KIND node=NODE field=FIELD: MESSAGE\n"
-    "     (health: also when the service is not SERVING)\n"
-    "  2  usage error: bad command line, or a local file that cannot be used (manifest not\n"
-    "     readable or malformed, input, certificate or token file, output directory)\n"
-    "\n"
-    "examples:\n"
-    "  remotemedia run gain.json --input src=in.wav --server localhost:50051 \\\n"
-    "      --output-dir out --metrics\n"
-    "  remotemedia run gain.json --input src=in.wav --metrics-json       (in-process)\n"
-    "  remotemedia nodes --server localhost:50051\n"
-    "  remotemedia health --server localhost:50051 --tls-ca ca.pem\n";
+enum {
+  C_RUN = 1u,
+  C_NODES = 2u,
+  C_HEALTH = 4u,
+  C_VERSION = 8u,
+  C_VALIDATE = 16u,
+  C_REQUEST = 32u,
+};
+#define C_REMOTE (C_RUN | C_NODES | C_HEALTH | C_VERSION | C_VALIDATE)
+#define C_INPUTS (C_RUN | C_VALIDATE | C_REQUEST) /* commands that read MANIFEST and --input */
 
 /* ------------------------------------------------------------------ arguments */
 
-enum { C_RUN = 1u, C_NODES = 2u, C_HEALTH = 4u, C_VERSION = 8u };
-#define C_REMOTE (C_RUN | C_NODES | C_HEALTH | C_VERSION)
-
 typedef struct cli_args {
   const char *server, *token, *token_file, *tls_ca, *tls_cert, *tls_key, *tls_name;
-  const char *output_dir, *service, *manifest, *timeout_text;
-  int tls, metrics, metrics_json, json;
+  const char *output_dir, *service, *manifest, *timeout_text, *output, *request_id;
+  const char *attempts_text;
+  int tls, metrics, metrics_json, json, no_retry, help, frame;
   const char **inputs; /* "NODE=FILE" */
   size_t n_inputs;
   long long timeout_ms;
+  int max_attempts;
 } cli_args_t;
 
 typedef enum { O_STR, O_FLAG, O_INPUT } opt_kind_t;
 
+/* One option: its name (and a short alias, e.g. "-o"), what it holds, the commands it
+ * applies to, its argument's name and its help (lines after the first are printed under
+ * the first). The help texts are built from this table. */
 typedef struct cli_opt {
   const char *name;
   opt_kind_t kind;
   size_t offset;
   unsigned commands;
+  const char *arg;
+  const char *help;
+  const char *alias;
 } cli_opt_t;
 
 #define A(f) offsetof(cli_args_t, f)
 static const cli_opt_t options[] = {
-    {"--server", O_STR, A(server), C_REMOTE},
-    {"--token", O_STR, A(token), C_REMOTE},
-    {"--token-file", O_STR, A(token_file), C_REMOTE},
-    {"--tls", O_FLAG, A(tls), C_REMOTE},
-    {"--tls-ca", O_STR, A(tls_ca), C_REMOTE},
-    {"--tls-cert", O_STR, A(tls_cert), C_REMOTE},
-    {"--tls-key", O_STR, A(tls_key), C_REMOTE},
-    {"--tls-server-name", O_STR, A(tls_name), C_REMOTE},
-    {"--timeout-ms", O_STR, A(timeout_text), C_REMOTE},
-    {"--input", O_INPUT, 0, C_RUN},
-    {"--output-dir", O_STR, A(output_dir), C_RUN},
-    {"--metrics", O_FLAG, A(metrics), C_RUN},
-    {"--metrics-json", O_FLAG, A(metrics_json), C_RUN},
-    {"--json", O_FLAG, A(json), C_NODES},
-    {"--service", O_STR, A(service), C_HEALTH},
+    {"--server", O_STR, A(server), C_REMOTE, "HOST:PORT",
+     "the server (any gRPC target, e.g. dns:///svc:50051); run,\n"
+     "validate and nodes work in this process without it",
+     NULL},
+    {"--token", O_STR, A(token), C_REMOTE, "T", "bearer token, sent as \"authorization: Bearer T\"",
+     NULL},
+    {"--token-file", O_STR, A(token_file), C_REMOTE, "F", "read the token from the first line of F",
+     NULL},
+    {"--tls", O_FLAG, A(tls), C_REMOTE, NULL, "TLS with the system's roots", NULL},
+    {"--tls-ca", O_STR, A(tls_ca), C_REMOTE, "F",
+     "TLS, verifying the server with the PEM roots in F", NULL},
+    {"--tls-cert", O_STR, A(tls_cert), C_REMOTE, "F",
+     "mutual TLS: this client's PEM certificate (with --tls-key)", NULL},
+    {"--tls-key", O_STR, A(tls_key), C_REMOTE, "F", "mutual TLS: this client's PEM key", NULL},
+    {"--tls-server-name", O_STR, A(tls_name), C_REMOTE, "N",
+     "the name the server certificate carries, when it is not the\n"
+     "host in --server (e.g. connecting by IP address)",
+     NULL},
+    {"--timeout-ms", O_STR, A(timeout_text), C_REMOTE, "N",
+     "deadline of the call (run: default 60000; others: 10000);\n"
+     "0 = none. In-process runs stop at it too.",
+     NULL},
+    {"--input", O_INPUT, 0, C_INPUTS, "NODE=FILE",
+     "the input of source node NODE (repeatable). FILE's type comes\n"
+     "from its extension (.wav/.flac/.ogg audio, .json, .txt text,\n"
+     ".raw/.bin binary) or is given: NODE=text:FILE (also audio:,\n"
+     "json:, binary:)",
+     NULL},
+    {"--output-dir", O_STR, A(output_dir), C_RUN, "DIR",
+     "also write every output item to a file in DIR", NULL},
+    {"--metrics", O_FLAG, A(metrics), C_RUN | C_REQUEST, NULL,
+     "run: print a per-node metrics table on stderr; request: ask\n"
+     "for metrics (enable_metrics)",
+     NULL},
+    {"--metrics-json", O_FLAG, A(metrics_json), C_RUN, NULL,
+     "add the metrics (the seed's JSON keys) to the document", NULL},
+    {"--no-retry", O_FLAG, A(no_retry), C_RUN, NULL,
+     "do not retry UNAVAILABLE / RESOURCE_EXHAUSTED (by default up\n"
+     "to 4 attempts, backoff from 0.1 s doubling up to 2 s)",
+     NULL},
+    {"--max-attempts", O_STR, A(attempts_text), C_RUN, "N",
+     "attempts of a retried call, 2..5 (default 4)", NULL},
+    {"--request-id", O_STR, A(request_id), C_RUN | C_VALIDATE, "ID",
+     "sent as x-request-id; the server's error details echo it", NULL},
+    {"--output", O_STR, A(output), C_REQUEST, "FILE", "where the request goes (default: stdout)",
+     "-o"},
+    {"--frame", O_FLAG, A(frame), C_REQUEST, NULL,
+     "prefix gRPC's 5-byte message frame (flag 0, big-endian length):\n"
+     "the HTTP/2 body h2load -d sends; ghz -B wants it without",
+     NULL},
+    {"--json", O_FLAG, A(json), C_NODES, NULL, "print the node types as JSON", NULL},
+    {"--service", O_STR, A(service), C_HEALTH, "NAME",
+     "the service to check (default: the whole server)", NULL},
+    {"--help", O_FLAG, A(help), ~0u, NULL, "this text; remotemedia COMMAND --help: one command's",
+     "-h"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -132,9 +131,13 @@ static int usage_error(cli_error_t *e, const char *fmt, ...) {
   return CLI_USAGE;
 }
 
+static int name_is(const char *name, const char *arg, size_t len) {
+  return name && strlen(name) == len && !strncmp(name, arg, len);
+}
+
 static const cli_opt_t *find_option(const char *arg, size_t name_len) {
   for (size_t i = 0; i < N_OPTIONS; i++)
-    if (strlen(options[i].name) == name_len && !strncmp(options[i].name, arg, name_len))
+    if (name_is(options[i].name, arg, name_len) || name_is(options[i].alias, arg, name_len))
       return &options[i];
   return NULL;
 }
@@ -145,7 +148,7 @@ static int parse_args(int argc, char **argv, unsigned command, const char *cmd_n
   for (int i = 2; i < argc; i++) {
     const char *arg = argv[i];
     if (arg[0] != '-' || !arg[1]) {
-      if (command == C_RUN && !a->manifest) {
+      if ((command & C_INPUTS) && !a->manifest) {
         a->manifest = arg;
         continue;
       }
@@ -192,6 +195,16 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
   } else {
     a->timeout_ms = command == C_RUN ? DEFAULT_RUN_TIMEOUT_MS : DEFAULT_RPC_TIMEOUT_MS;
   }
+  if (a->attempts_text) {
+    char *end;
+    long n = strtol(a->attempts_text, &end, 10);
+    if (end == a->attempts_text || *end || n < 2 || n > 5)
+      return usage_error(e, "%s: --max-attempts wants 2..5 (gRPC's limit), not '%s'", cmd_name,
+                         a->attempts_text);
+    if (a->no_retry)
+      return usage_error(e, "%s: give --no-retry or --max-attempts, not both", cmd_name);
+    a->max_attempts = (int)n;
+  }
   if (a->token && a->token_file)
     return usage_error(e, "%s: give --token or --token-file, not both", cmd_name);
   if (!a->tls_cert != !a->tls_key)
@@ -201,9 +214,9 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
     return usage_error(e, "%s: token and TLS options need --server", cmd_name);
   if (command == C_HEALTH && !a->server)
     return usage_error(e, "%s: --server is required", cmd_name);
-  if (command == C_RUN && !a->manifest)
-    return usage_error(e, "%s: the manifest file is missing (remotemedia run MANIFEST.json)",
-                       cmd_name);
+  if ((command & C_INPUTS) && !a->manifest)
+    return usage_error(e, "%s: the manifest file is missing (remotemedia %s MANIFEST.json)",
+                       cmd_name, cmd_name);
   return 0;
 }
 
@@ -261,6 +274,8 @@ static int connect_client(const cli_args_t *a, rm_client_t **client, cli_error_t
   o.tls_key_file = a->tls_key;
   o.tls_server_name = a->tls_name;
   o.default_timeout_ms = a->timeout_ms > 0 ? a->timeout_ms : -1;
+  o.retry.disable = a->no_retry;
+  o.retry.max_attempts = a->max_attempts;
   rm_client_error_t ce;
   rc = rm_client_new(&o, client, &ce);
   if (token) {
@@ -290,7 +305,8 @@ static int run_remote(const cli_args_t *a, const cli_input_t *inputs, size_t n, 
   int rc = connect_client(a, &client, e);
   if (!rc) {
     rm_client_exec_opts_t eo = {.timeout_ms = call_timeout(a),
-                                .enable_metrics = a->metrics || a->metrics_json};
+                                .enable_metrics = a->metrics || a->metrics_json,
+                                .request_id = a->request_id};
     rm_client_error_t ce;
     if (rm_client_execute(client, manifest, ins, n, &eo, &res, &ce)) {
       rc = from_client_error(&ce, e);
@@ -336,31 +352,157 @@ static int run_local(const cli_args_t *a, const cli_input_t *inputs, size_t n, c
   return rc;
 }
 
-static int cmd_run(cli_args_t *a, cli_error_t *e) {
+/* Loads every --input NODE=FILE into *out (calloc, *n loaded; free with free_inputs, also
+ * after a failure). */
+static int load_inputs(const cli_args_t *a, const char *cmd_name, cli_input_t **out, size_t *n,
+                       cli_error_t *e) {
   cli_input_t *inputs = calloc(a->n_inputs ? a->n_inputs : 1, sizeof *inputs);
+  *out = inputs;
+  *n = 0;
   if (!inputs)
     return cli_fail(e, CLI_FAILED, "out of memory");
-  int rc = 0;
-  size_t loaded = 0;
-  for (size_t i = 0; i < a->n_inputs && !rc; i++) {
+  for (size_t i = 0; i < a->n_inputs; i++) {
     char *spec = (char *)a->inputs[i];
     char *eq = strchr(spec, '=');
-    if (!eq || eq == spec || !eq[1]) {
-      rc = usage_error(e, "run: --input wants NODE=FILE, not '%s'", spec);
-      break;
-    }
+    if (!eq || eq == spec || !eq[1])
+      return usage_error(e, "%s: --input wants NODE=FILE, not '%s'", cmd_name, spec);
     *eq = '\0'; /* argv is ours to split: NODE and FILE */
-    for (size_t j = 0; j < loaded && !rc; j++)
+    for (size_t j = 0; j < *n; j++)
       if (!strcmp(inputs[j].node_id, spec))
-        rc = usage_error(e, "run: two --input for node '%s'", spec);
-    if (!rc && !(rc = cli_input_load(&inputs[i], spec, eq + 1, e)))
-      loaded++;
+        return usage_error(e, "%s: two --input for node '%s'", cmd_name, spec);
+    int rc = cli_input_load(&inputs[i], spec, eq + 1, e);
+    if (rc)
+      return rc;
+    (*n)++;
   }
-  if (!rc)
-    rc = a->server ? run_remote(a, inputs, loaded, e) : run_local(a, inputs, loaded, e);
-  for (size_t i = 0; i < loaded; i++)
+  return 0;
+}
+
+static void free_inputs(cli_input_t *inputs, size_t n) {
+  for (size_t i = 0; i < n; i++)
     cli_input_destroy(&inputs[i]);
   free(inputs);
+}
+
+/* The inputs as the client library's views (calloc), NULL on OOM. */
+static rm_client_input_t *client_inputs(const cli_input_t *inputs, size_t n) {
+  rm_client_input_t *ins = calloc(n ? n : 1, sizeof *ins);
+  for (size_t i = 0; ins && i < n; i++)
+    ins[i] = (rm_client_input_t){inputs[i].node_id, inputs[i].buf};
+  return ins;
+}
+
+static int cmd_run(cli_args_t *a, cli_error_t *e) {
+  cli_input_t *inputs;
+  size_t loaded;
+  int rc = load_inputs(a, "run", &inputs, &loaded, e);
+  if (!rc)
+    rc = a->server ? run_remote(a, inputs, loaded, e) : run_local(a, inputs, loaded, e);
+  free_inputs(inputs, loaded);
+  return rc;
+}
+
+/* ValidatePipeline on the server: the response as the CLI's JSON document. */
+static int validate_remote(const cli_args_t *a, const cli_input_t *inputs, size_t n, json_t **doc,
+                           cli_error_t *e) {
+  char *manifest = cli_read_text(a->manifest, NULL, e);
+  if (!manifest)
+    return CLI_USAGE;
+  rm_client_input_t *ins = client_inputs(inputs, n);
+  rm_client_t *client = NULL;
+  Remotemedia__V1__ValidateResponse *v = NULL;
+  int rc = ins ? connect_client(a, &client, e) : cli_fail(e, CLI_FAILED, "out of memory");
+  if (!rc) {
+    rm_client_exec_opts_t eo = {.timeout_ms = call_timeout(a), .request_id = a->request_id};
+    rm_client_error_t ce;
+    if (rm_client_validate(client, manifest, ins, n, &eo, &v, &ce)) {
+      rc = from_client_error(&ce, e);
+      if (ce.code == RM_CLIENT_EMANIFEST)
+        snprintf(e->message, sizeof e->message, "%s: %s", a->manifest, ce.message);
+    }
+  }
+  if (!rc) {
+    json_t *schedule = json_array();
+    for (size_t i = 0; i < v->n_schedule; i++)
+      json_array_append_new(schedule, json_string(v->schedule[i]));
+    *doc = json_pack("{s:s, s:o, s:I}", "pipeline", v->pipeline_name, "schedule", schedule,
+                     "predicted_memory_bytes", (json_int_t)v->predicted_memory_bytes);
+    if (!*doc)
+      rc = cli_fail(e, CLI_FAILED, "out of memory");
+  }
+  rm_client_validation_free(v);
+  rm_client_free(client);
+  free(ins);
+  free(manifest);
+  return rc;
+}
+
+static int cmd_validate(cli_args_t *a, cli_error_t *e) {
+  cli_input_t *inputs;
+  size_t loaded;
+  json_t *doc = NULL;
+  int rc = load_inputs(a, "validate", &inputs, &loaded, e);
+  if (!rc)
+    rc = a->server ? validate_remote(a, inputs, loaded, &doc, e)
+                   : cli_local_validate(a->manifest, inputs, loaded, &doc, e);
+  if (!rc) {
+    char *text = json_dumps(doc, JSON_INDENT(2));
+    if (!text)
+      rc = cli_fail(e, CLI_FAILED, "out of memory");
+    else
+      printf("%s\n", text);
+    free(text);
+  }
+  json_decref(doc);
+  free_inputs(inputs, loaded);
+  return rc;
+}
+
+static int write_request(const cli_args_t *a, const uint8_t *bytes, size_t len, cli_error_t *e) {
+  if (a->frame && len > UINT32_MAX)
+    return cli_fail(e, CLI_USAGE, "the request is %zu bytes, too long for one gRPC frame", len);
+  FILE *f = a->output && strcmp(a->output, "-") ? fopen(a->output, "wb") : stdout;
+  if (!f)
+    return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output, strerror(errno));
+  uint8_t frame[5] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+  int bad = a->frame && fwrite(frame, 1, sizeof frame, f) != sizeof frame;
+  bad |= fwrite(bytes, 1, len, f) != len;
+  bad |= f == stdout ? fflush(f) != 0 : fclose(f) != 0;
+  if (bad)
+    return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output ? a->output : "stdout",
+                    strerror(errno));
+  return 0;
+}
+
+/* The binary ExecuteRequest for the manifest and inputs (ghz -B, h2load). */
+static int cmd_request(cli_args_t *a, cli_error_t *e) {
+  cli_input_t *inputs;
+  size_t loaded;
+  char *manifest = NULL;
+  rm_client_input_t *ins = NULL;
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  int rc = load_inputs(a, "request", &inputs, &loaded, e);
+  if (!rc && !(manifest = cli_read_text(a->manifest, NULL, e)))
+    rc = CLI_USAGE;
+  if (!rc && !(ins = client_inputs(inputs, loaded)))
+    rc = cli_fail(e, CLI_FAILED, "out of memory");
+  if (!rc) {
+    rm_client_exec_opts_t eo = {.enable_metrics = a->metrics};
+    rm_client_error_t ce;
+    if (rm_client_request_pack(manifest, ins, loaded, &eo, &bytes, &len, &ce)) {
+      rc = from_client_error(&ce, e);
+      if (ce.code == RM_CLIENT_EMANIFEST)
+        snprintf(e->message, sizeof e->message, "%s: %s", a->manifest, ce.message);
+    }
+  }
+  if (!rc)
+    rc = write_request(a, bytes, len, e);
+  free(bytes);
+  free(ins);
+  free(manifest);
+  free_inputs(inputs, loaded);
   return rc;
 }
 
@@ -436,38 +578,158 @@ typedef struct cli_command {
   const char *name;
   unsigned id;
   int (*run)(cli_args_t *a, cli_error_t *e);
+  const char *synopsis;    /* after "remotemedia " */
+  const char *description; /* lines, indented when printed */
 } cli_command_t;
 
 static const cli_command_t commands[] = {
-    {"run", C_RUN, cmd_run},
-    {"nodes", C_NODES, cmd_nodes},
-    {"health", C_HEALTH, cmd_health},
-    {"version", C_VERSION, cmd_version},
+    {"run", C_RUN, cmd_run,
+     "run MANIFEST.json [--input NODE=FILE]... [--server HOST:PORT] [options]",
+     "Runs the pipeline on the server, or in this process when --server is not given;\n"
+     "both print the same document. FILE is read by its extension: .wav/.flac/.ogg\n"
+     "(audio, in the file's sample format: 16-bit PCM stays i16, float stays f32),\n"
+     ".json (JSON), .txt (text), .raw/.bin (binary). stdout gets one JSON document:\n"
+     "  {\"pipeline\": NAME, \"outputs\": {KEY: [ITEM, ...]}, \"metrics\": {...}}\n"
+     "where KEY is the node id (\"node.port\" for other ports) and ITEM describes one\n"
+     "buffer: audio {kind, sample_rate, channels, format, frames, peak}, json {kind,\n"
+     "value}, text {kind, text}, binary {kind, mime_type, bytes}, tensor {kind, dtype,\n"
+     "shape, bytes}; with --output-dir each item is also written to DIR/KEY.EXT (WAV\n"
+     "for audio, KEY.I.EXT when a node produced several items) and named in \"file\".\n"
+     "Numbers are printed in their shortest form that reads back as the same double."},
+    {"validate", C_VALIDATE, cmd_validate,
+     "validate MANIFEST.json [--input NODE=FILE]... [--server HOST:PORT] [options]",
+     "A dry run: checks the manifest, the params and the inputs as run would (the\n"
+     "server's ValidatePipeline with --server, the engine here without) and runs\n"
+     "nothing. stdout gets {\"pipeline\": NAME, \"schedule\": [NODE, ...] (the order the\n"
+     "nodes would run in), \"predicted_memory_bytes\": N (the input payloads plus what\n"
+     "the compiled nodes hold)}; errors are those of run."},
+    {"request", C_REQUEST, cmd_request,
+     "request MANIFEST.json [--input NODE=FILE]... [-o FILE] [--metrics]",
+     "Writes the binary ExecuteRequest that run would send (protobuf wire format), for\n"
+     "load-test tools: ghz --binary-file (-B) as it is, h2load -d with --frame; see\n"
+     "docs/load-testing.md. Nothing is sent."},
+    {"nodes", C_NODES, cmd_nodes, "nodes [--server HOST:PORT] [--json]",
+     "Lists the node types with their ports and params (type, range, default); from\n"
+     "the server, or from this program's own registry without --server."},
+    {"health", C_HEALTH, cmd_health, "health --server HOST:PORT [--service NAME]",
+     "grpc.health.v1 Check; prints SERVING, NOT_SERVING or SERVICE_UNKNOWN."},
+    {"version", C_VERSION, cmd_version, "version [--server HOST:PORT]",
+     "This program's versions, and the server's with --server."},
 };
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-static int wants_help(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-      return 1;
-  return argc > 1 && !strcmp(argv[1], "help");
+static const char exit_text[] =
+    "exit status:\n"
+    "  0  success (health: the service is SERVING)\n"
+    "  1  the call or the pipeline failed: a gRPC status other than OK (also UNAVAILABLE\n"
+    "     when the server cannot be reached) or an in-process pipeline error; stderr has\n"
+    "     one line: remotemedia: error: STATUS kind=KIND node=NODE field=FIELD: MESSAGE\n"
+    "     (health: also when the service is not SERVING)\n"
+    "  2  usage error: bad command line, or a local file that cannot be used (manifest not\n"
+    "     readable or malformed, input, certificate or token file, output directory)\n";
+
+static const char examples_text[] =
+    "examples:\n"
+    "  remotemedia run gain.json --input src=in.wav --server localhost:50051 \\\n"
+    "      --output-dir out --metrics\n"
+    "  remotemedia run gain.json --input src=in.wav --metrics-json       (in-process)\n"
+    "  remotemedia validate gain.json --input src=in.wav --server localhost:50051\n"
+    "  remotemedia request gain.json --input src=in.wav -o req.bin\n"
+    "  remotemedia nodes --server localhost:50051\n"
+    "  remotemedia health --server localhost:50051 --tls-ca ca.pem\n";
+
+/* Text with every line after the first indented by `indent` spaces. */
+static void put_indented(FILE *f, const char *text, int indent) {
+  for (const char *p = text; *p; p++) {
+    fputc(*p, f);
+    if (*p == '\n' && p[1])
+      fprintf(f, "%*s", indent, "");
+  }
 }
 
-int main(int argc, char **argv) {
-  if (wants_help(argc, argv)) {
-    fputs(usage_text, stdout);
+/* The options that apply to any of `commands`. */
+static void put_options(FILE *f, unsigned command_mask) {
+  fputs("options:\n", f);
+  for (size_t i = 0; i < N_OPTIONS; i++) {
+    const cli_opt_t *o = &options[i];
+    if (!(o->commands & command_mask))
+      continue;
+    char head[64];
+    snprintf(head, sizeof head, "%s%s%s%s%s", o->alias ? o->alias : "", o->alias ? ", " : "",
+             o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+    fprintf(f, "  %-22s ", head);
+    if (strlen(head) > 22)
+      fprintf(f, "\n  %-22s ", "");
+    put_indented(f, o->help, 25);
+    fputc('\n', f);
+  }
+}
+
+static void put_usage(FILE *f) {
+  fputs("usage: remotemedia <command> [options]\n\ncommands:\n", f);
+  for (size_t i = 0; i < N_COMMANDS; i++) {
+    fprintf(f, "  %s\n      ", commands[i].synopsis);
+    put_indented(f, commands[i].description, 6);
+    fputc('\n', f);
+  }
+  fputs("  help [COMMAND]\n\n", f);
+  put_options(f, ~0u);
+  fputc('\n', f);
+  fputs(exit_text, f);
+  fputc('\n', f);
+  fputs(examples_text, f);
+}
+
+static void put_command_usage(FILE *f, const cli_command_t *c) {
+  fprintf(f, "usage: remotemedia %s\n\n  ", c->synopsis);
+  put_indented(f, c->description, 2);
+  fputs("\n\n", f);
+  put_options(f, c->id);
+  fputc('\n', f);
+  fputs(exit_text, f);
+}
+
+static const cli_command_t *find_command(const char *name) {
+  for (size_t i = 0; i < N_COMMANDS; i++)
+    if (!strcmp(commands[i].name, name))
+      return &commands[i];
+  return NULL;
+}
+
+/* Help asked for: 1 and *cmd (NULL for the whole program) when it was. */
+static int wants_help(int argc, char **argv, const cli_command_t **cmd) {
+  *cmd = NULL;
+  if (argc < 2)
+    return 0;
+  if (!strcmp(argv[1], "help")) {
+    *cmd = argc > 2 ? find_command(argv[2]) : NULL;
+    return 1;
+  }
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      *cmd = find_command(argv[1]);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int cli_main(int argc, char **argv) {
+  const cli_command_t *cmd = NULL;
+  if (wants_help(argc, argv, &cmd)) {
+    if (cmd)
+      put_command_usage(stdout, cmd);
+    else
+      put_usage(stdout);
     return CLI_OK;
   }
   cli_error_t e;
   memset(&e, 0, sizeof e);
   if (argc < 2) {
-    fputs(usage_text, stderr);
+    put_usage(stderr);
     return CLI_USAGE;
   }
-  const char *name = !strcmp(argv[1], "--version") ? "version" : argv[1];
-  const cli_command_t *cmd = NULL;
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (!strcmp(commands[i].name, name))
-      cmd = &commands[i];
+  cmd = find_command(!strcmp(argv[1], "--version") ? "version" : argv[1]);
   cli_args_t a;
   memset(&a, 0, sizeof a);
   int rc;

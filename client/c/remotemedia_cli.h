@@ -1,5 +1,7 @@
-/* remotemedia_cli.h - the `remotemedia` CLI's modules: file I/O and printing
- * (remotemedia_cli_io.c) and the in-process engine (remotemedia_cli_local.c). */
+/* remotemedia_cli.h - the `remotemedia` CLI's modules: commands and options
+ * (remotemedia_cli.c), file I/O and printing (remotemedia_cli_io.c) and the in-process
+ * engine (remotemedia_cli_local.c), shared by `remotemedia` and its `remotemedia-run`
+ * alias. */
 #ifndef REMOTEMEDIA_CLI_H
 #define REMOTEMEDIA_CLI_H
 
@@ -9,6 +11,10 @@
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rmclient.h"
+
+/* The whole program: `remotemedia COMMAND [options]` in argv. Returns the exit status
+ * (CLI_OK, CLI_FAILED, CLI_USAGE). Main thread. */
+int cli_main(int argc, char **argv);
 
 /* Exit statuses (documented in --help). */
 enum {
@@ -42,7 +48,8 @@ typedef struct cli_input {
 
 /* Loads FILE by its extension: .wav/.flac/.ogg/.aiff/.au (audio, the file's own sample
  * format where the wire has it, else f32), .json (validated), .txt (text), .raw/.bin
- * (binary). CLI_USAGE on failure. */
+ * (binary); or by the type it is prefixed with: "audio:F", "json:F", "text:F", "binary:F".
+ * CLI_USAGE on failure (a file whose type cannot be told says how to give it). */
 int cli_input_load(cli_input_t *in, const char *node_id, const char *path, cli_error_t *e);
 void cli_input_destroy(cli_input_t *in);
 
@@ -78,6 +85,12 @@ int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n
                   long long timeout_ms, int metrics, cli_local_run_t **out, cli_run_result_t *r,
                   cli_error_t *e);
 void cli_local_free(cli_local_run_t *run);
+
+/* The in-process ValidatePipeline: loads and compiles the manifest, checks the inputs as a
+ * run would, runs nothing; *doc is {"pipeline", "schedule", "predicted_memory_bytes"} (new
+ * reference). */
+int cli_local_validate(const char *manifest_path, const cli_input_t *inputs, size_t n_inputs,
+                       json_t **doc, cli_error_t *e);
 
 /* The registry as a ListNodeTypesResponse (free with cli_local_node_types_free). */
 Remotemedia__V1__ListNodeTypesResponse *cli_local_node_types(void);

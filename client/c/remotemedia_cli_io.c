@@ -112,29 +112,59 @@ static int load_audio(cli_input_t *in, const char *path, cli_error_t *e) {
   return 0;
 }
 
-int cli_input_load(cli_input_t *in, const char *node_id, const char *path, cli_error_t *e) {
+/* The input types, as the extensions that imply them and the prefix that names them. */
+typedef enum { T_UNKNOWN, T_AUDIO, T_JSON, T_TEXT, T_BINARY } input_type_t;
+
+static input_type_t type_of_extension(const char *ext) {
   static const char *const audio[] = {"wav",  "wave", "flac", "ogg", "oga",
                                       "aiff", "aif",  "au",   NULL};
   static const char *const json[] = {"json", NULL};
   static const char *const text[] = {"txt", "text", NULL};
   static const char *const binary[] = {"raw", "bin", NULL};
+  return ext_is(ext, audio)    ? T_AUDIO
+         : ext_is(ext, json)   ? T_JSON
+         : ext_is(ext, text)   ? T_TEXT
+         : ext_is(ext, binary) ? T_BINARY
+                               : T_UNKNOWN;
+}
+
+/* "text:FILE" and the like: the type, and *path moved past the prefix; else T_UNKNOWN. */
+static input_type_t type_of_prefix(const char **path) {
+  static const struct {
+    const char *prefix;
+    input_type_t type;
+  } prefixes[] = {{"audio:", T_AUDIO}, {"json:", T_JSON}, {"text:", T_TEXT}, {"binary:", T_BINARY}};
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    size_t n = strlen(prefixes[i].prefix);
+    if (!strncmp(*path, prefixes[i].prefix, n) && (*path)[n]) {
+      *path += n;
+      return prefixes[i].type;
+    }
+  }
+  return T_UNKNOWN;
+}
+
+int cli_input_load(cli_input_t *in, const char *node_id, const char *path, cli_error_t *e) {
   memset(in, 0, sizeof *in);
   in->node_id = node_id;
+  input_type_t type = type_of_prefix(&path);
   in->path = path;
-  const char *ext = extension(path);
-  if (ext_is(ext, audio))
-    return load_audio(in, path, e);
-  if (!ext_is(ext, json) && !ext_is(ext, text) && !ext_is(ext, binary))
+  if (type == T_UNKNOWN)
+    type = type_of_extension(extension(path));
+  if (type == T_UNKNOWN)
     return cli_fail(e, CLI_USAGE,
-                    "--input %s=%s: unknown file type '.%s' (use .wav/.flac/.ogg, .json, .txt or "
-                    ".raw/.bin)",
-                    node_id, path, ext);
+                    "--input %s=%s: cannot tell the type of %s from its name: use .wav/.flac/.ogg "
+                    "(audio), .json, .txt or .raw/.bin, or name the type: %s=text:%s (or audio:, "
+                    "json:, binary:)",
+                    node_id, path, path, node_id, path);
+  if (type == T_AUDIO)
+    return load_audio(in, path, e);
   size_t len = 0;
   char *bytes = cli_read_text(path, &len, e);
   if (!bytes)
     return CLI_USAGE;
   in->bytes = bytes;
-  if (ext_is(ext, binary)) {
+  if (type == T_BINARY) {
     in->buf = rm_client_buffer_binary(bytes, len, "application/octet-stream");
     return 0;
   }
@@ -143,7 +173,7 @@ int cli_input_load(cli_input_t *in, const char *node_id, const char *path, cli_e
     return cli_fail(e, CLI_USAGE, "%s contains a NUL byte; text and JSON inputs must be UTF-8 text",
                     path);
   }
-  if (ext_is(ext, json)) {
+  if (type == T_JSON) {
     json_error_t je;
     json_t *v = json_loadb(bytes, len, JSON_DECODE_ANY, &je);
     if (!v) {
@@ -294,6 +324,91 @@ static int write_item(const char *dir, const rm_client_output_t *o, size_t j, ch
   return write_bytes(path, b->data, b->size, e);
 }
 
+/* ------------------------------------------------------------------ shortest reals */
+
+/* d in the fewest significant digits (15, 16 or 17) that strtod() reads back as d, with
+ * ".0" added to an integral value so it still reads as a real: 0.962, not
+ * 0.96199999999999997. */
+static void shortest_real(double d, char *out, size_t cap) {
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(out, cap, "%.*g", prec, d);
+    if (strtod(out, NULL) == d)
+      break;
+  }
+  if (!strpbrk(out, ".eEn")) /* "n": inf and nan, which JSON has no form for anyway */
+    snprintf(out + strlen(out), cap - strlen(out), ".0");
+}
+
+#define REAL_MARK '\x01' /* starts a placeholder string: no JSON text holds one raw */
+
+/* Replaces every real in v (a private copy) by a placeholder string "\x01<index>" and
+ * appends the real's shortest text to reals. 0 or -1 on OOM. */
+static int mark_reals(json_t *v, json_t *reals) {
+  if (json_is_object(v)) {
+    const char *key;
+    json_t *child;
+    json_object_foreach(v, key, child) {
+      if (json_is_real(child)) {
+        char text[40], mark[24];
+        shortest_real(json_real_value(child), text, sizeof text);
+        snprintf(mark, sizeof mark, "%c%zu", REAL_MARK, json_array_size(reals));
+        if (json_array_append_new(reals, json_string(text)) ||
+            json_object_set_new(v, key, json_string(mark)))
+          return -1;
+      } else if (mark_reals(child, reals)) {
+        return -1;
+      }
+    }
+  } else if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      json_t *child = json_array_get(v, i);
+      if (json_is_real(child)) {
+        char text[40], mark[24];
+        shortest_real(json_real_value(child), text, sizeof text);
+        snprintf(mark, sizeof mark, "%c%zu", REAL_MARK, json_array_size(reals));
+        if (json_array_append_new(reals, json_string(text)) ||
+            json_array_set_new(v, i, json_string(mark)))
+          return -1;
+      } else if (mark_reals(child, reals)) {
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* json_dumps(doc, flags) with every real in its shortest round-trip form (jansson prints
+ * a fixed number of digits). malloc'd text, NULL on OOM. */
+static char *dumps_shortest(const json_t *doc, size_t flags) {
+  json_t *copy = json_deep_copy(doc), *reals = json_array();
+  char *marked = copy && reals && !mark_reals(copy, reals) ? json_dumps(copy, flags) : NULL;
+  size_t need = marked ? strlen(marked) + 1 : 0;
+  for (size_t i = 0; i < json_array_size(reals); i++)
+    need += strlen(json_string_value(json_array_get(reals, i)));
+  char *out = marked ? malloc(need) : NULL;
+  if (out) {
+    static const char esc[] = "\"\\u0001"; /* how jansson writes a placeholder's start */
+    const char *p = marked;
+    char *o = out;
+    for (const char *hit; (hit = strstr(p, esc)) != NULL;) {
+      memcpy(o, p, (size_t)(hit - p));
+      o += hit - p;
+      char *end;
+      unsigned long idx = strtoul(hit + sizeof esc - 1, &end, 10);
+      const char *text = json_string_value(json_array_get(reals, idx));
+      size_t n = strlen(text);
+      memcpy(o, text, n);
+      o += n;
+      p = end + 1; /* past the closing quote */
+    }
+    strcpy(o, p);
+  }
+  free(marked);
+  json_decref(copy);
+  json_decref(reals);
+  return out;
+}
+
 int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with_metrics_json,
                      cli_error_t *e) {
   if (output_dir && mkdir(output_dir, 0777) && errno != EEXIST)
@@ -316,7 +431,7 @@ int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with
   if (!rc) {
     if (with_metrics_json && r->metrics)
       json_object_set(doc, "metrics", r->metrics);
-    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    char *text = dumps_shortest(doc, JSON_INDENT(2));
     if (text) {
       fputs(text, stdout);
       fputc('\n', stdout);

@@ -138,6 +138,28 @@ static int describe(cli_local_run_t *run, int metrics, cli_run_result_t *r, cli_
   return 0;
 }
 
+/* The loaded inputs as engine buffers borrowing their bytes, each checked as the server
+ * checks a request's: bufs[0..*n_bufs) are set (unref them) even on failure, ins[i] names
+ * input i's node and buffer. 0 or the engine error, naming the input. */
+static int engine_inputs(const cli_input_t *inputs, size_t n, rm_buffer_t **bufs, size_t *n_bufs,
+                         rm_input_t *ins, rm_error_t *err) {
+  for (size_t i = 0; i < n; i++) {
+    rm_buffer_t *b = wrap_input(&inputs[i].buf);
+    if (!b)
+      return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    bufs[(*n_bufs)++] = b;
+    ins[i] = (rm_input_t){inputs[i].node_id, b};
+    int rc = rm_buffer_validate(b, err);
+    if (rc) {
+      char msg[RM_ERROR_MSG_MAX], field[RM_ERROR_FIELD_MAX];
+      snprintf(msg, sizeof msg, "input for node '%.100s': %.380s", inputs[i].node_id, err->message);
+      snprintf(field, sizeof field, "%s", err->field);
+      return rm_error_set(err, rc, inputs[i].node_id, field, "%s", msg);
+    }
+  }
+  return 0;
+}
+
 int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n_inputs,
                   long long timeout_ms, int metrics, cli_local_run_t **out, cli_run_result_t *r,
                   cli_error_t *e) {
@@ -164,21 +186,7 @@ int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n
     cli_local_free(run);
     return cli_fail(e, CLI_FAILED, "out of memory");
   }
-  for (size_t i = 0; i < n_inputs && !rc; i++) {
-    rm_buffer_t *b = wrap_input(&inputs[i].buf);
-    if (!b) {
-      rc = rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
-      break;
-    }
-    run->inputs[run->n_inputs++] = b;
-    ins[i] = (rm_input_t){inputs[i].node_id, b};
-    if ((rc = rm_buffer_validate(b, &err))) {
-      char msg[RM_ERROR_MSG_MAX], field[RM_ERROR_FIELD_MAX];
-      snprintf(msg, sizeof msg, "input for node '%.100s': %.380s", inputs[i].node_id, err.message);
-      snprintf(field, sizeof field, "%s", err.field);
-      rm_error_set(&err, rc, inputs[i].node_id, field, "%s", msg);
-    }
-  }
+  rc = engine_inputs(inputs, n_inputs, run->inputs, &run->n_inputs, ins, &err);
   if (!rc && metrics) /* calibrate the metrics' clock costs before the run is timed */
     (void)rm_metrics_invocation_cost_ns();
   if (!rc) {
@@ -202,6 +210,47 @@ int cli_local_run(const char *manifest_path, const cli_input_t *inputs, size_t n
   }
   *out = run;
   return 0;
+}
+
+/* ------------------------------------------------------------------ validate */
+
+int cli_local_validate(const char *manifest_path, const cli_input_t *inputs, size_t n_inputs,
+                       json_t **doc, cli_error_t *e) {
+  rm_error_t err;
+  rm_error_clear(&err);
+  rm_manifest_t *m = NULL;
+  if (rm_manifest_from_file(manifest_path, &m, &err))
+    return cli_fail(e, CLI_USAGE, "%s: %s", manifest_path, err.message);
+  rm_pipeline_t *p = NULL;
+  int rc = rm_pipeline_new(m, NULL, &p, &err);
+  rm_manifest_free(m);
+  size_t n = n_inputs ? n_inputs : 1, n_bufs = 0;
+  rm_buffer_t **bufs = calloc(n, sizeof *bufs);
+  rm_input_t *ins = calloc(n, sizeof *ins);
+  if (!rc && (!bufs || !ins))
+    rc = rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+  if (!rc)
+    rc = engine_inputs(inputs, n_inputs, bufs, &n_bufs, ins, &err);
+  if (!rc)
+    rc = rm_pipeline_check_inputs(p, ins, n_inputs, NULL, &err);
+  if (!rc) {
+    json_t *schedule = json_array();
+    for (size_t k = 0; k < rm_pipeline_node_count(p); k++)
+      json_array_append_new(schedule, json_string(rm_pipeline_schedule_id(p, k)));
+    size_t bytes = rm_pipeline_account(p)->current; /* as the server predicts it */
+    for (size_t i = 0; i < n_inputs; i++)
+      bytes += inputs[i].buf.size;
+    *doc = json_pack("{s:s, s:o, s:I}", "pipeline", rm_pipeline_name(p), "schedule", schedule,
+                     "predicted_memory_bytes", (json_int_t)bytes);
+    if (!*doc)
+      rc = rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
+  for (size_t i = 0; i < n_bufs; i++)
+    rm_buffer_unref(bufs[i]);
+  free(bufs);
+  free(ins);
+  rm_pipeline_free(p);
+  return rc ? engine_fail(e, &err) : 0;
 }
 
 /* ------------------------------------------------------------------ node types */

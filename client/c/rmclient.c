@@ -1,6 +1,7 @@
 /* rmclient.c - librmclient core: the channel, one blocking unary call on its own
  * completion queue, error detail from statuses and trailers, and the small RPCs
  * (ListNodeTypes, GetVersion, health Check). */
+#include <ctype.h>
 #include <errno.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 
 #include "file_util.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_status.h"
 #include "rmclient_int.h"
@@ -50,9 +53,8 @@ const char *rm_client_version(void) { return RM_CLIENT_VERSION; }
 /* ------------------------------------------------------------------ errors */
 
 static void error_clear(rm_client_error_t *err, int code) {
+  memset(err, 0, sizeof *err);
   err->code = code;
-  err->status = 0;
-  err->kind[0] = err->node_id[0] = err->field[0] = err->message[0] = '\0';
 }
 
 int rm__client_fail(rm_client_error_t *err, int code, const char *fmt, ...) {
@@ -80,6 +82,75 @@ static int slice_is(grpc_slice s, const char *str) {
   return GRPC_SLICE_LENGTH(s) == n && memcmp(GRPC_SLICE_START_PTR(s), str, n) == 0;
 }
 
+/* Copies len bytes into a NUL-terminated fixed buffer, truncating. */
+static void copy_bytes(char *dst, size_t cap, const void *src, size_t len) {
+  if (len >= cap)
+    len = cap - 1;
+  memcpy(dst, src, len);
+  dst[len] = '\0';
+}
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+  copy_bytes(dst, cap, src, strlen(src));
+}
+
+/* The ErrorInfo of a google.rpc.Status into err (reason, domain, kind, node, field,
+ * request id). */
+static void read_error_info(rm_client_error_t *err, const ProtobufCBinaryData *value) {
+  Google__Rpc__ErrorInfo *info = google__rpc__error_info__unpack(NULL, value->len, value->data);
+  if (!info)
+    return;
+  copy_str(err->reason, sizeof err->reason, info->reason);
+  copy_str(err->domain, sizeof err->domain, info->domain);
+  size_t i = 0;
+  for (; info->reason[i] && i < sizeof err->kind - 1; i++)
+    err->kind[i] = (char)tolower((unsigned char)info->reason[i]);
+  err->kind[i] = '\0';
+  for (size_t k = 0; k < info->n_metadata; k++) {
+    const char *key = info->metadata[k]->key, *v = info->metadata[k]->value;
+    if (!strcmp(key, "node"))
+      copy_str(err->node_id, sizeof err->node_id, v);
+    else if (!strcmp(key, "field"))
+      copy_str(err->field, sizeof err->field, v);
+    else if (!strcmp(key, "request_id"))
+      copy_str(err->request_id, sizeof err->request_id, v);
+  }
+  google__rpc__error_info__free_unpacked(info, NULL);
+}
+
+static void read_bad_request(rm_client_error_t *err, const ProtobufCBinaryData *value) {
+  Google__Rpc__BadRequest *bad = google__rpc__bad_request__unpack(NULL, value->len, value->data);
+  if (!bad)
+    return;
+  for (size_t k = 0; k < bad->n_field_violations && err->n_violations < RM_CLIENT_VIOLATIONS_MAX;
+       k++) {
+    rm_client_violation_t *v = &err->violations[err->n_violations++];
+    copy_str(v->field, sizeof v->field, bad->field_violations[k]->field);
+    copy_str(v->description, sizeof v->description, bad->field_violations[k]->description);
+  }
+  google__rpc__bad_request__free_unpacked(bad, NULL);
+}
+
+/* The standard details (grpc-status-details-bin, a google.rpc.Status) into err. A status
+ * whose code disagrees with the call's is ignored, as gRPC's own helpers do. */
+static void read_details(rm_client_error_t *err, grpc_slice value, grpc_status_code status) {
+  Google__Rpc__Status *st =
+      google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(value), GRPC_SLICE_START_PTR(value));
+  if (!st)
+    return;
+  if (st->code == (int32_t)status) {
+    err->has_details = 1;
+    for (size_t i = 0; i < st->n_details; i++) {
+      const Google__Protobuf__Any *any = st->details[i];
+      if (!strcmp(any->type_url, "type.googleapis.com/google.rpc.ErrorInfo"))
+        read_error_info(err, &any->value);
+      else if (!strcmp(any->type_url, "type.googleapis.com/google.rpc.BadRequest"))
+        read_bad_request(err, &any->value);
+    }
+  }
+  google__rpc__status__free_unpacked(st, NULL);
+}
+
 static int status_error(rm_client_error_t *err, grpc_status_code status, grpc_slice details,
                         const grpc_metadata_array *trailing) {
   if (!err)
@@ -89,11 +160,17 @@ static int status_error(rm_client_error_t *err, grpc_status_code status, grpc_sl
   copy_slice(err->message, sizeof err->message, details);
   for (size_t i = 0; i < trailing->count; i++) {
     const grpc_metadata *m = &trailing->metadata[i];
-    if (slice_is(m->key, "rm-error-kind"))
+    if (slice_is(m->key, "grpc-status-details-bin"))
+      read_details(err, m->value, status);
+  }
+  /* a server without the standard details: the project's own trailers */
+  for (size_t i = 0; i < trailing->count; i++) {
+    const grpc_metadata *m = &trailing->metadata[i];
+    if (slice_is(m->key, "rm-error-kind") && !err->kind[0])
       copy_slice(err->kind, sizeof err->kind, m->value);
-    else if (slice_is(m->key, "rm-failing-node"))
+    else if (slice_is(m->key, "rm-failing-node") && !err->node_id[0])
       copy_slice(err->node_id, sizeof err->node_id, m->value);
-    else if (slice_is(m->key, "rm-field"))
+    else if (slice_is(m->key, "rm-field") && !err->field[0])
       copy_slice(err->field, sizeof err->field, m->value);
   }
   if (!err->message[0])
@@ -176,29 +253,115 @@ static grpc_arg str_arg(const char *key, const char *value) {
   return a;
 }
 
+/* ------------------------------------------------------------------ retries */
+
+#define RETRY_DEFAULT_ATTEMPTS 4
+#define RETRY_DEFAULT_INITIAL_MS 100
+#define RETRY_DEFAULT_MAX_MS 2000
+#define RETRY_DEFAULT_MULTIPLIER 2.0
+#define RETRY_DEFAULT_CODES "UNAVAILABLE,RESOURCE_EXHAUSTED"
+#define RETRY_DEFAULT_BUFFER (16 * 1024 * 1024)
+
+/* The retry policy with its defaults filled in, checked. */
+static int retry_resolve(const rm_client_retry_t *in, rm_client_retry_t *r,
+                         rm_client_error_t *err) {
+  *r = *in;
+  if (!r->max_attempts)
+    r->max_attempts = RETRY_DEFAULT_ATTEMPTS;
+  if (!r->initial_backoff_ms)
+    r->initial_backoff_ms = RETRY_DEFAULT_INITIAL_MS;
+  if (!r->max_backoff_ms)
+    r->max_backoff_ms =
+        r->initial_backoff_ms > RETRY_DEFAULT_MAX_MS ? r->initial_backoff_ms : RETRY_DEFAULT_MAX_MS;
+  if (r->backoff_multiplier == 0)
+    r->backoff_multiplier = RETRY_DEFAULT_MULTIPLIER;
+  if (!r->codes)
+    r->codes = RETRY_DEFAULT_CODES;
+  if (!r->per_rpc_buffer_bytes)
+    r->per_rpc_buffer_bytes = RETRY_DEFAULT_BUFFER;
+  if (r->disable)
+    return 0;
+  if (r->max_attempts < 2 || r->max_attempts > 5)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "retry.max_attempts must be 2..5 (gRPC's limit)");
+  if (r->initial_backoff_ms < 0 || r->max_backoff_ms < r->initial_backoff_ms)
+    return rm__client_fail(err, RM_CLIENT_EINVAL,
+                           "retry backoff: 0 < initial_backoff_ms <= max_backoff_ms");
+  if (!(r->backoff_multiplier > 0) || r->per_rpc_buffer_bytes < 0)
+    return rm__client_fail(err, RM_CLIENT_EINVAL,
+                           "retry.backoff_multiplier must be > 0, per_rpc_buffer_bytes >= 0");
+  return 0;
+}
+
+/* The channel's default service config: ExecutePipeline's retry policy, as JSON text
+ * (malloc). 0, RM_CLIENT_EINVAL (a code that is not a status name) or RM_CLIENT_ENOMEM. */
+static int retry_service_config(const rm_client_retry_t *r, char **out, rm_client_error_t *err) {
+  json_t *codes = json_array();
+  int rc = codes ? 0 : RM_CLIENT_ENOMEM;
+  for (const char *p = r->codes; !rc && *p;) {
+    size_t n = strcspn(p, ",");
+    int found = 0;
+    for (int code = 1; code <= 16 && !found; code++) {
+      const char *name = rm_client_status_name(code);
+      if (strlen(name) == n && !strncmp(name, p, n))
+        found = !json_array_append_new(codes, json_string(name)) || (rc = RM_CLIENT_ENOMEM);
+    }
+    if (!found && !rc)
+      rc = rm__client_fail(err, RM_CLIENT_EINVAL,
+                           "retry.codes: '%.*s' is not a gRPC status name (UNAVAILABLE, ...)",
+                           (int)n, p);
+    p += n + (p[n] == ',');
+  }
+  char initial[32], max[32];
+  snprintf(initial, sizeof initial, "%d.%03ds", r->initial_backoff_ms / 1000,
+           r->initial_backoff_ms % 1000);
+  snprintf(max, sizeof max, "%d.%03ds", r->max_backoff_ms / 1000, r->max_backoff_ms % 1000);
+  json_t *sc = rc ? NULL
+                  : json_pack("{s:[{s:[{s:s, s:s}], s:{s:i, s:s, s:s, s:f, s:O}}]}", "methodConfig",
+                              "name", "service", "remotemedia.v1.PipelineService", "method",
+                              "ExecutePipeline", "retryPolicy", "maxAttempts", r->max_attempts,
+                              "initialBackoff", initial, "maxBackoff", max, "backoffMultiplier",
+                              r->backoff_multiplier, "retryableStatusCodes", codes);
+  json_decref(codes);
+  if (rc == RM_CLIENT_ENOMEM || (!rc && (!sc || !(*out = json_dumps(sc, JSON_COMPACT)))))
+    rc = rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  json_decref(sc);
+  return rc;
+}
+
 static int client_new(const rm_client_options_t *o, rm_client_t **out, rm_client_error_t *err) {
+  rm_client_retry_t retry;
+  char *service_config = NULL;
+  int rc = retry_resolve(&o->retry, &retry, err);
+  if (!rc && !retry.disable)
+    rc = retry_service_config(&retry, &service_config, err);
+  if (rc)
+    return rc;
   rm_client_t *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c) {
+    free(service_config);
     return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  }
   c->default_timeout_ms = o->default_timeout_ms;
   c->wait_for_ready = o->wait_for_ready;
   if (o->token) {
     c->auth_len = strlen("Bearer ") + strlen(o->token);
     if (!(c->auth_value = malloc(c->auth_len + 1))) {
       free(c);
+      free(service_config);
       return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
     }
     snprintf(c->auth_value, c->auth_len + 1, "Bearer %s", o->token);
   }
   grpc_channel_credentials *creds = NULL;
-  int rc = credentials(o, &creds, err);
+  rc = credentials(o, &creds, err);
   if (rc) {
     free(c->auth_value);
     free(c);
+    free(service_config);
     return rc;
   }
   int max = o->max_message_bytes > 0 ? o->max_message_bytes : DEFAULT_MAX_MESSAGE_BYTES;
-  grpc_arg args[8];
+  grpc_arg args[11];
   size_t n = 0;
   args[n++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
   args[n++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
@@ -211,10 +374,16 @@ static int client_new(const rm_client_options_t *o, rm_client_t **out, rm_client
     args[n++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, o->keepalive_time_ms);
     args[n++] = int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   }
+  args[n++] = int_arg(GRPC_ARG_ENABLE_RETRIES, !retry.disable);
+  if (!retry.disable) {
+    args[n++] = str_arg(GRPC_ARG_SERVICE_CONFIG, service_config);
+    args[n++] = int_arg(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, retry.per_rpc_buffer_bytes);
+  }
   grpc_channel_args ch_args = {n, args};
   c->channel = grpc_channel_create(o->target, creds, &ch_args);
   grpc_channel_credentials_release(creds);
-  if (!c->channel) { /* the core returns a lame channel rather than NULL; be safe anyway */
+  free(service_config); /* the channel keeps its own copy of its arguments */
+  if (!c->channel) {    /* the core returns a lame channel rather than NULL; be safe anyway */
     free(c->auth_value);
     free(c);
     return rm__client_fail(err, RM_CLIENT_EINVAL, "cannot create a channel to '%s'", o->target);
@@ -285,7 +454,7 @@ static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, grpc_byt
 
 int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
-                     ProtobufCMessage **out, rm_client_error_t *err) {
+                     const char *request_id, ProtobufCMessage **out, rm_client_error_t *err) {
   size_t len = protobuf_c_message_get_packed_size(req);
   grpc_slice payload = grpc_slice_malloc(len);
   protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
@@ -296,12 +465,17 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
   grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                              grpc_slice_from_static_string(method), NULL,
                                              deadline_of(c, timeout_ms), NULL);
-  grpc_metadata auth;
-  memset(&auth, 0, sizeof auth);
+  grpc_metadata md[2];
+  size_t n_md = 0;
+  memset(md, 0, sizeof md);
   if (c->auth_value) {
-    auth.key = grpc_slice_from_static_string("authorization");
+    md[n_md].key = grpc_slice_from_static_string("authorization");
     /* static: the text lives as long as the client, which outlives the call */
-    auth.value = grpc_slice_from_static_buffer(c->auth_value, c->auth_len);
+    md[n_md++].value = grpc_slice_from_static_buffer(c->auth_value, c->auth_len);
+  }
+  if (request_id && *request_id) { /* static: the caller's text outlives the call */
+    md[n_md].key = grpc_slice_from_static_string("x-request-id");
+    md[n_md++].value = grpc_slice_from_static_string(request_id);
   }
   grpc_metadata_array initial, trailing;
   grpc_metadata_array_init(&initial);
@@ -313,8 +487,8 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = c->auth_value ? 1 : 0;
-  ops[0].data.send_initial_metadata.metadata = c->auth_value ? &auth : NULL;
+  ops[0].data.send_initial_metadata.count = n_md;
+  ops[0].data.send_initial_metadata.metadata = n_md ? md : NULL;
   ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = send;
@@ -370,7 +544,7 @@ int rm_client_list_node_types(rm_client_t *c, int64_t timeout_ms,
   ProtobufCMessage *msg = NULL;
   int rc = rm__client_unary(c, "/remotemedia.v1.PipelineService/ListNodeTypes", &req.base,
                             &remotemedia__v1__list_node_types_response__descriptor, timeout_ms,
-                            &msg, err);
+                            NULL, &msg, err);
   if (!rc)
     *out = (Remotemedia__V1__ListNodeTypesResponse *)msg;
   return rc;
@@ -387,9 +561,9 @@ int rm_client_server_version(rm_client_t *c, int64_t timeout_ms,
     return rm__client_fail(err, RM_CLIENT_EINVAL, "client and out are required");
   Remotemedia__V1__GetVersionRequest req = REMOTEMEDIA__V1__GET_VERSION_REQUEST__INIT;
   ProtobufCMessage *msg = NULL;
-  int rc =
-      rm__client_unary(c, "/remotemedia.v1.PipelineService/GetVersion", &req.base,
-                       &remotemedia__v1__get_version_response__descriptor, timeout_ms, &msg, err);
+  int rc = rm__client_unary(c, "/remotemedia.v1.PipelineService/GetVersion", &req.base,
+                            &remotemedia__v1__get_version_response__descriptor, timeout_ms, NULL,
+                            &msg, err);
   if (!rc)
     *out = (Remotemedia__V1__GetVersionResponse *)msg;
   return rc;
@@ -407,9 +581,9 @@ int rm_client_health_check(rm_client_t *c, const char *service, int64_t timeout_
   Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   req.service = (char *)(service ? service : "");
   ProtobufCMessage *msg = NULL;
-  int rc =
-      rm__client_unary(c, "/grpc.health.v1.Health/Check", &req.base,
-                       &grpc__health__v1__health_check_response__descriptor, timeout_ms, &msg, err);
+  int rc = rm__client_unary(c, "/grpc.health.v1.Health/Check", &req.base,
+                            &grpc__health__v1__health_check_response__descriptor, timeout_ms, NULL,
+                            &msg, err);
   if (rc)
     return rc;
   const Grpc__Health__V1__HealthCheckResponse *resp =

@@ -31,9 +31,17 @@
  *
  * Errors: every fallible function returns 0 or a negative RM_CLIENT_E* code, and fills
  * the optional rm_client_error_t with the detail. When the server (or the gRPC core)
- * ended the call with a non-OK status the code is RM_CLIENT_ESTATUS and err->status,
- * err->message, err->kind, err->node_id and err->field carry the status and the
- * rm-error-kind / rm-failing-node / rm-field trailers.
+ * ended the call with a non-OK status the code is RM_CLIENT_ESTATUS and err->status and
+ * err->message carry the status; err->reason, domain, kind, node_id, field, request_id
+ * and the field violations come from the standard grpc-status-details-bin trailer (a
+ * google.rpc.Status with ErrorInfo and BadRequest), or, from a server that does not send
+ * it, from the rm-error-kind / rm-failing-node / rm-field trailers.
+ *
+ * Retries: ExecutePipeline (a pure function of its request) is retried by the gRPC core on
+ * UNAVAILABLE (no server reachable, a draining replica) and RESOURCE_EXHAUSTED (a full
+ * server), with exponential backoff, through the channel's default service config: see
+ * rm_client_retry_t. The server marks the RESOURCE_EXHAUSTED a retry cannot fix (a
+ * per-request limit) with grpc-retry-pushback-ms: -1, and the core then does not retry.
  *
  * Out of memory: functions release what they had built and return RM_CLIENT_ENOMEM; this
  * library never aborts, exits or prints (the gRPC core itself aborts when one of its own
@@ -62,6 +70,7 @@ struct Remotemedia__V1__ExecuteResponse;
 struct Remotemedia__V1__PipelineMetrics;
 struct Remotemedia__V1__ListNodeTypesResponse;
 struct Remotemedia__V1__GetVersionResponse;
+struct Remotemedia__V1__ValidateResponse;
 
 /* ------------------------------------------------------------------ errors */
 
@@ -80,6 +89,17 @@ typedef enum rm_client_errcode {
 #define RM_CLIENT_NODE_MAX 128
 #define RM_CLIENT_FIELD_MAX 64
 #define RM_CLIENT_MSG_MAX 512
+#define RM_CLIENT_DOMAIN_MAX 64
+#define RM_CLIENT_REQUEST_ID_MAX 129
+#define RM_CLIENT_VIOLATIONS_MAX 4
+#define RM_CLIENT_PATH_MAX 256
+
+/* One google.rpc.BadRequest field violation: the path of the bad field in the request
+ * ("manifest.nodes[g].params.db", "inputs[src].sample_rate") and why. */
+typedef struct rm_client_violation {
+  char field[RM_CLIENT_PATH_MAX];
+  char description[RM_CLIENT_MSG_MAX];
+} rm_client_violation_t;
 
 /* Detail of a failure. Callers allocate it (usually on the stack); functions fill it
  * only when they fail (all fields, empty strings where there is nothing to say). */
@@ -87,10 +107,21 @@ typedef struct rm_client_error {
   int code;                         /* the RM_CLIENT_E* code returned */
   int status;                       /* gRPC status code (grpc_status_code); 0 = no call
                                      * status (a local error) */
-  char kind[RM_CLIENT_KIND_MAX];    /* rm-error-kind trailer: "invalid_params", ... */
-  char node_id[RM_CLIENT_NODE_MAX]; /* rm-failing-node trailer */
-  char field[RM_CLIENT_FIELD_MAX];  /* rm-field trailer: the param key or input field */
+  char kind[RM_CLIENT_KIND_MAX];    /* the error kind: "invalid_params", ... (ErrorInfo
+                                     * reason in lower case, else rm-error-kind) */
+  char node_id[RM_CLIENT_NODE_MAX]; /* ErrorInfo metadata "node", else rm-failing-node */
+  char field[RM_CLIENT_FIELD_MAX];  /* ErrorInfo metadata "field", else rm-field: the param
+                                     * key or input field */
   char message[RM_CLIENT_MSG_MAX];  /* the status message or a local explanation */
+  /* from grpc-status-details-bin (all empty/0 when the status carried none) */
+  int has_details;                           /* the trailer was there and decoded */
+  char reason[RM_CLIENT_KIND_MAX];           /* ErrorInfo.reason: "INVALID_PARAMS", ... */
+  char domain[RM_CLIENT_DOMAIN_MAX];         /* ErrorInfo.domain: "remotemedia.v1" */
+  char request_id[RM_CLIENT_REQUEST_ID_MAX]; /* ErrorInfo metadata "request_id": the
+                                              * x-request-id the call sent */
+  size_t n_violations;                       /* BadRequest field violations (the first
+                                              * RM_CLIENT_VIOLATIONS_MAX) */
+  rm_client_violation_t violations[RM_CLIENT_VIOLATIONS_MAX];
 } rm_client_error_t;
 
 /* Stable name of an RM_CLIENT_E* code ("status", "invalid_argument", ...); never NULL. */
@@ -105,6 +136,21 @@ RM_CLIENT_API const char *rm_client_version(void);
 /* ------------------------------------------------------------------ the client */
 
 typedef struct rm_client rm_client_t;
+
+/* The retry policy of ExecutePipeline, the same as the Python client's RetryPolicy. A
+ * zeroed struct is the default: up to 4 attempts on UNAVAILABLE or RESOURCE_EXHAUSTED, the
+ * n-th retry after a random wait in [0, min(100 ms * 2^(n-1), 2 s)], requests up to 16 MiB
+ * kept for retrying (larger ones are sent once). */
+typedef struct rm_client_retry {
+  int disable;               /* non-zero: no retries, the first failure is returned */
+  int max_attempts;          /* the first call and its retries, 2..5; 0 = 4 */
+  int initial_backoff_ms;    /* 0 = 100 */
+  int max_backoff_ms;        /* 0 = 2000; >= initial_backoff_ms */
+  double backoff_multiplier; /* 0 = 2.0; > 0 */
+  const char *codes;         /* status names retried, comma-separated; NULL =
+                              * "UNAVAILABLE,RESOURCE_EXHAUSTED" */
+  int per_rpc_buffer_bytes;  /* 0 = 16 MiB */
+} rm_client_retry_t;
 
 /* Connection options. A zeroed struct with `target` set is a plaintext client with the
  * defaults; every other field is optional. Strings are copied by rm_client_new. */
@@ -126,12 +172,13 @@ typedef struct rm_client_options {
   int max_message_bytes;       /* largest message sent or received; 0 = 64 MiB */
   const char *lb_policy;       /* "round_robin", "pick_first"; NULL = gRPC's default */
   int keepalive_time_ms;       /* ping an idle connection this often; 0 = never */
+  rm_client_retry_t retry;     /* retries of ExecutePipeline; zeroed = the defaults */
 } rm_client_options_t;
 
 /* Creates a client and its channel. Connecting is lazy: the first call connects, so an
  * unreachable server shows as UNAVAILABLE on the calls, not here. Returns 0 and *out, or
- * RM_CLIENT_EINVAL (no target, cert without key, ...), RM_CLIENT_EIO (a PEM file cannot
- * be read), RM_CLIENT_ENOMEM; *out is then untouched. Any thread. */
+ * RM_CLIENT_EINVAL (no target, cert without key, a retry field out of range, ...), RM_CLIENT_EIO (a
+ * PEM file cannot be read), RM_CLIENT_ENOMEM; *out is then untouched. Any thread. */
 RM_CLIENT_API int rm_client_new(const rm_client_options_t *opts, rm_client_t **out,
                                 rm_client_error_t *err);
 /* Destroys the channel. No call on c may be running or start afterwards. NULL is a no-op. */
@@ -232,6 +279,8 @@ typedef struct rm_client_exec_opts {
   const char *const *output_nodes; /* nodes whose primary output to return; */
   size_t n_output_nodes;           /* none = every sink */
   rm_client_limits_t limits;
+  const char *request_id; /* sent as x-request-id; the server echoes it in its error
+                           * details (err->request_id). NULL = none */
 } rm_client_exec_opts_t;
 
 typedef struct rm_client_result rm_client_result_t;
@@ -263,6 +312,25 @@ RM_CLIENT_API int rm_client_execute_request(rm_client_t *c,
                                             const struct Remotemedia__V1__ExecuteRequest *req,
                                             int64_t timeout_ms, rm_client_result_t **out,
                                             rm_client_error_t *err);
+
+/* ValidatePipeline: the dry run of rm_client_execute with the same arguments. The server
+ * checks limits, manifest, params and inputs as ExecutePipeline does (same errors) and
+ * runs nothing. Returns 0 and the response in *out (pipeline_name, schedule: node ids in
+ * execution order, predicted_memory_bytes), freed with rm_client_validation_free (NULL is
+ * a no-op); errors as for rm_client_execute. Not retried. */
+RM_CLIENT_API int rm_client_validate(rm_client_t *c, const char *manifest_json,
+                                     const rm_client_input_t *inputs, size_t n_inputs,
+                                     const rm_client_exec_opts_t *opts,
+                                     struct Remotemedia__V1__ValidateResponse **out,
+                                     rm_client_error_t *err);
+RM_CLIENT_API void rm_client_validation_free(struct Remotemedia__V1__ValidateResponse *m);
+
+/* The serialized ExecuteRequest rm_client_execute would send for these arguments, for
+ * tools that replay it (ghz -B, h2load): 0 and *out (malloc: free() it), *len, or
+ * RM_CLIENT_EINVAL / EMANIFEST / ENOMEM. No client needed; opts->timeout_ms is unused. */
+RM_CLIENT_API int rm_client_request_pack(const char *manifest_json, const rm_client_input_t *inputs,
+                                         size_t n_inputs, const rm_client_exec_opts_t *opts,
+                                         uint8_t **out, size_t *len, rm_client_error_t *err);
 
 /* Outputs, sorted by key, in one array: rm_client_result_output(r, 0) + i is output i. */
 RM_CLIENT_API size_t rm_client_result_count(const rm_client_result_t *r);

@@ -6,6 +6,10 @@
 #include "rm/wire_proto.h"
 #include "rmclient_int.h"
 
+static int execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest *req,
+                           int64_t timeout_ms, const char *request_id, rm_client_result_t **out,
+                           rm_client_error_t *err);
+
 /* ------------------------------------------------------------------ buffer views */
 
 rm_client_buffer_t rm_client_buffer_audio(const void *samples, size_t bytes, uint32_t sample_rate,
@@ -165,11 +169,14 @@ static int manifest_from_json(const char *text, Remotemedia__V1__PipelineManifes
   return 0;
 }
 
-int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client_input_t *inputs,
-                      size_t n_inputs, const rm_client_exec_opts_t *opts, rm_client_result_t **out,
-                      rm_client_error_t *err) {
-  if (!c || !manifest_json || !out || (n_inputs && !inputs))
-    return rm__client_fail(err, RM_CLIENT_EINVAL, "client, manifest, inputs and out are required");
+/* Builds the ExecuteRequest for the arguments of rm_client_execute and hands it to fn
+ * (which must not keep it); returns what fn returns, or the building error. */
+typedef int (*request_fn)(const Remotemedia__V1__ExecuteRequest *req, void *arg,
+                          rm_client_error_t *err);
+
+static int with_request(const char *manifest_json, const rm_client_input_t *inputs, size_t n_inputs,
+                        const rm_client_exec_opts_t *opts, request_fn fn, void *arg,
+                        rm_client_error_t *err) {
   static const rm_client_exec_opts_t defaults;
   if (!opts)
     opts = &defaults;
@@ -214,7 +221,7 @@ int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client
     req.client_version = "rmclient-c/" RM_CLIENT_VERSION;
     req.output_nodes = (char **)opts->output_nodes;
     req.n_output_nodes = opts->n_output_nodes;
-    rc = rm_client_execute_request(c, &req, opts->timeout_ms, out, err);
+    rc = fn(&req, arg, err);
   }
   free(wires);
   free(entries);
@@ -223,14 +230,83 @@ int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client
   return rc;
 }
 
-int rm_client_execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest *req,
-                              int64_t timeout_ms, rm_client_result_t **out,
-                              rm_client_error_t *err) {
-  if (!c || !req || !out)
-    return rm__client_fail(err, RM_CLIENT_EINVAL, "client, request and out are required");
+typedef struct execute_call {
+  rm_client_t *c;
+  int64_t timeout_ms;
+  const char *request_id;
+  void *out;
+} execute_call_t;
+
+static int execute_fn(const Remotemedia__V1__ExecuteRequest *req, void *arg,
+                      rm_client_error_t *err) {
+  execute_call_t *a = arg;
+  return execute_request(a->c, req, a->timeout_ms, a->request_id, a->out, err);
+}
+
+int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client_input_t *inputs,
+                      size_t n_inputs, const rm_client_exec_opts_t *opts, rm_client_result_t **out,
+                      rm_client_error_t *err) {
+  if (!c || !manifest_json || !out || (n_inputs && !inputs))
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client, manifest, inputs and out are required");
+  execute_call_t a = {c, opts ? opts->timeout_ms : 0, opts ? opts->request_id : NULL, out};
+  return with_request(manifest_json, inputs, n_inputs, opts, execute_fn, &a, err);
+}
+
+static int validate_fn(const Remotemedia__V1__ExecuteRequest *req, void *arg,
+                       rm_client_error_t *err) {
+  execute_call_t *a = arg;
+  return rm__client_unary(a->c, "/remotemedia.v1.PipelineService/ValidatePipeline", &req->base,
+                          &remotemedia__v1__validate_response__descriptor, a->timeout_ms,
+                          a->request_id, (ProtobufCMessage **)a->out, err);
+}
+
+int rm_client_validate(rm_client_t *c, const char *manifest_json, const rm_client_input_t *inputs,
+                       size_t n_inputs, const rm_client_exec_opts_t *opts,
+                       Remotemedia__V1__ValidateResponse **out, rm_client_error_t *err) {
+  if (!c || !manifest_json || !out || (n_inputs && !inputs))
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client, manifest, inputs and out are required");
+  execute_call_t a = {c, opts ? opts->timeout_ms : 0, opts ? opts->request_id : NULL, out};
+  return with_request(manifest_json, inputs, n_inputs, opts, validate_fn, &a, err);
+}
+
+void rm_client_validation_free(Remotemedia__V1__ValidateResponse *m) {
+  if (m)
+    remotemedia__v1__validate_response__free_unpacked(m, NULL);
+}
+
+typedef struct packed {
+  uint8_t **out;
+  size_t *len;
+} packed_t;
+
+static int pack_fn(const Remotemedia__V1__ExecuteRequest *req, void *arg, rm_client_error_t *err) {
+  packed_t *p = arg;
+  size_t len = remotemedia__v1__execute_request__get_packed_size(req);
+  uint8_t *bytes = malloc(len ? len : 1);
+  if (!bytes)
+    return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  *p->len = remotemedia__v1__execute_request__pack(req, bytes);
+  *p->out = bytes;
+  return 0;
+}
+
+int rm_client_request_pack(const char *manifest_json, const rm_client_input_t *inputs,
+                           size_t n_inputs, const rm_client_exec_opts_t *opts, uint8_t **out,
+                           size_t *len, rm_client_error_t *err) {
+  if (!manifest_json || !out || !len || (n_inputs && !inputs))
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "manifest, inputs, out and len are required");
+  packed_t p = {out, len};
+  return with_request(manifest_json, inputs, n_inputs, opts, pack_fn, &p, err);
+}
+
+/* ExecutePipeline for a built request, with x-request-id when request_id is not NULL. */
+static int execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest *req,
+                           int64_t timeout_ms, const char *request_id, rm_client_result_t **out,
+                           rm_client_error_t *err) {
   ProtobufCMessage *msg = NULL;
   int rc = rm__client_unary(c, "/remotemedia.v1.PipelineService/ExecutePipeline", &req->base,
-                            &remotemedia__v1__execute_response__descriptor, timeout_ms, &msg, err);
+                            &remotemedia__v1__execute_response__descriptor, timeout_ms, request_id,
+                            &msg, err);
   if (rc)
     return rc;
   rm_client_result_t *r = rm__client_result_new((Remotemedia__V1__ExecuteResponse *)msg);
@@ -238,6 +314,14 @@ int rm_client_execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequ
     return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
   *out = r;
   return 0;
+}
+
+int rm_client_execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest *req,
+                              int64_t timeout_ms, rm_client_result_t **out,
+                              rm_client_error_t *err) {
+  if (!c || !req || !out)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "client, request and out are required");
+  return execute_request(c, req, timeout_ms, NULL, out, err);
 }
 
 /* ------------------------------------------------------------------ the result */

@@ -6,7 +6,8 @@
 
 Copies the package source (client/python: remotemedia/*.py, py.typed, pyproject.toml)
 and its generated half from --gen (remotemedia/v1/*_pb2*.py, remotemedia/_node_types.py,
-remotemedia/node_schema.json, grpc_health/v1/health_pb2.py as remotemedia/_grpc_health)
+remotemedia/node_schema.json, grpc_health/v1/health_pb2.py as remotemedia/_grpc_health,
+google/rpc/*_pb2.py as remotemedia/_google_rpc)
 into --stage, then runs setuptools' PEP 517 backend there (Debian's python3-setuptools and
 python3-wheel: no build isolation, nothing downloaded) to write
 remotemedia-<version>-py3-none-any.whl and remotemedia-<version>.tar.gz into --dist.
@@ -26,6 +27,8 @@ GENERATED = [
     ("remotemedia/_node_types.py", "remotemedia/_node_types.py"),
     ("remotemedia/node_schema.json", "remotemedia/node_schema.json"),
     ("grpc_health/v1/health_pb2.py", "remotemedia/_grpc_health/health_pb2.py"),
+    ("google/rpc/status_pb2.py", "remotemedia/_google_rpc/status_pb2.py"),
+    ("google/rpc/error_details_pb2.py", "remotemedia/_google_rpc/error_details_pb2.py"),
 ]
 # (build_meta rewrites sys.argv: read the argument first)
 BACKEND = ("import sys\n"
@@ -61,7 +64,8 @@ def stage(gen, out):
                              "rm_python_node_classes)" % path)
         _copy(path, os.path.join(out, dst))
     for sub, what in (("v1", "the generated remotemedia.v1 protobuf/gRPC stubs"),
-                      ("_grpc_health", "the generated grpc.health.v1 messages")):
+                      ("_grpc_health", "the generated grpc.health.v1 messages"),
+                      ("_google_rpc", "the generated google.rpc error-detail messages")):
         with open(os.path.join(pkg, sub, "__init__.py"), "w", encoding="utf-8") as f:
             f.write('"""%s (generated at build time)."""\n' % what.capitalize())
     with open(os.path.join(out, "MANIFEST.in"), "w", encoding="utf-8") as f:

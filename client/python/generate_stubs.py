@@ -6,7 +6,8 @@
 
 writes OUTDIR/remotemedia/v1/*_pb2.py and *_pb2_grpc.py from proto/remotemedia/v1, and
 OUTDIR/grpc_health/v1/health_pb2*.py (also as OUTDIR/remotemedia/_grpc_health, the wheel's
-layout) when the gRPC health proto is found (Debian's grpc-proto package:
+layout), google/rpc/status_pb2.py and error_details_pb2.py (also as
+OUTDIR/remotemedia/_google_rpc: the error details), when the gRPC health proto is found (Debian's grpc-proto package:
 /usr/share/grpc-proto). Put OUTDIR on PYTHONPATH next to client/python. With --schema-from
 it also asks that server's ListNodeTypes and writes OUTDIR/remotemedia/node_schema.json
 and the typed node classes (remotemedia/_node_types.py, generate_node_classes.py); the
@@ -60,6 +61,14 @@ def generate(out, proto_dir, grpc_proto_dir):
     os.makedirs(out, exist_ok=True)
     protoc([proto_dir], protos, out)
     _init(os.path.join(out, "remotemedia", "v1"), "The generated remotemedia.v1 stubs.")
+    rpc = sorted(glob.glob(os.path.join(proto_dir, "google", "rpc", "*.proto")))
+    if rpc:  # messages only; bundled like the health messages
+        protoc([proto_dir], rpc, out)
+        bundled = os.path.join(out, "remotemedia", "_google_rpc")
+        os.makedirs(bundled, exist_ok=True)
+        for name in ("status_pb2.py", "error_details_pb2.py"):
+            shutil.copy(os.path.join(out, "google", "rpc", name), bundled)
+        _init(bundled, "The generated google.rpc error-detail messages.")
     health = os.path.join(grpc_proto_dir, "grpc", "health", "v1", "health.proto")
     if os.path.isfile(health):
         # laid out as grpcio-health-checking names it: grpc_health.v1.health_pb2

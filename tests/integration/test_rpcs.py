@@ -165,8 +165,10 @@ def test_reflection_lists_and_describes(channel, pb, stubcls):
     files = [descriptor_pb2.FileDescriptorProto.FromString(b)
              for b in resps[1].file_descriptor_response.file_descriptor_proto]
     assert files[0].name == "remotemedia/v1/pipeline_service.proto"
+    # (NodeManifest.params_object brings google/protobuf/struct.proto, issue 14)
     assert {f.name for f in files} == {"remotemedia/v1/pipeline_service.proto", "remotemedia/v1/data.proto",
-                                       "remotemedia/v1/manifest.proto", "remotemedia/v1/metrics.proto"}
+                                       "remotemedia/v1/manifest.proto", "remotemedia/v1/metrics.proto",
+                                       "google/protobuf/struct.proto"}
     pending, added = list(files), set()
     while pending:  # add in dependency order; every dependency must have been sent
         ready = [f for f in pending if set(f.dependency) <= added]
@@ -176,7 +178,8 @@ def test_reflection_lists_and_describes(channel, pb, stubcls):
             added.add(f.name)
             pending.remove(f)
     svc = pool.FindServiceByName("remotemedia.v1.PipelineService")
-    assert [m.name for m in svc.methods] == ["ExecutePipeline", "ListNodeTypes", "GetVersion"]
+    assert [m.name for m in svc.methods] == ["ExecutePipeline", "ValidatePipeline", "ListNodeTypes",
+                                            "GetVersion"]  # ValidatePipeline: issue 14
     assert svc.methods_by_name["ExecutePipeline"].input_type.full_name == "remotemedia.v1.ExecuteRequest"
     health_files = resps[2].file_descriptor_response.file_descriptor_proto
     assert descriptor_pb2.FileDescriptorProto.FromString(health_files[0]).package == "grpc.health.v1"

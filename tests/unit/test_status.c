@@ -2,8 +2,11 @@
  * gRPC status and error kind, and a failure's trailers are exactly what it names. */
 #include <grpc/grpc.h>
 #include <grpc/support/alloc.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "status.h"
 #include "test_support.h"
 
@@ -101,6 +104,130 @@ static void test_undescribed_failure_is_internal(void) {
   check_trailer(&md[0], "rm-error-kind", "internal");
 }
 
+/* The decoded google.rpc.Status of a failure; NULL-terminated list of "key=value" metadata
+ * and the violation (field, description) are checked against the expectation. */
+static void check_details(const rm_error_t *err, const char *request_id, int status,
+                          const char *reason, const char *metadata, const char *violation_field) {
+  grpc_slice s = rm_status_details(err, request_id);
+  Google__Rpc__Status *st =
+      google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  grpc_slice_unref(s);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+  RM_ASSERT_INT(st->code, status);
+  RM_ASSERT_STR(st->message, err->message);
+  RM_ASSERT_INT(st->n_details, violation_field ? 2 : 1);
+  RM_ASSERT_STR(st->details[0]->type_url, "type.googleapis.com/google.rpc.ErrorInfo");
+  Google__Rpc__ErrorInfo *info =
+      google__rpc__error_info__unpack(NULL, st->details[0]->value.len, st->details[0]->value.data);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(info);
+  RM_ASSERT_STR(info->reason, reason);
+  RM_ASSERT_STR(info->domain, "remotemedia.v1");
+  char md[512] = "";
+  for (size_t i = 0; i < info->n_metadata; i++)
+    snprintf(md + strlen(md), sizeof md - strlen(md), "%s%s=%s", i ? " " : "",
+             info->metadata[i]->key, info->metadata[i]->value);
+  RM_ASSERT_STR(md, metadata);
+  google__rpc__error_info__free_unpacked(info, NULL);
+  if (violation_field) {
+    RM_ASSERT_STR(st->details[1]->type_url, "type.googleapis.com/google.rpc.BadRequest");
+    Google__Rpc__BadRequest *bad = google__rpc__bad_request__unpack(NULL, st->details[1]->value.len,
+                                                                    st->details[1]->value.data);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bad);
+    RM_ASSERT_INT(bad->n_field_violations, 1);
+    RM_ASSERT_STR(bad->field_violations[0]->field, violation_field);
+    RM_ASSERT_STR(bad->field_violations[0]->description, err->message);
+    google__rpc__bad_request__free_unpacked(bad, NULL);
+  }
+  google__rpc__status__free_unpacked(st, NULL);
+}
+
+/* grpc-status-details-bin: ErrorInfo always, BadRequest for errors about a request field. */
+static void test_details_carry_error_info_and_bad_request(void) {
+  rm_error_t err;
+  rm_error_set(&err, RM_EPARAM, "gain1", "db", "node 'gain1' param 'db': out of range");
+  check_details(&err, "req-7", GRPC_STATUS_INVALID_ARGUMENT, "INVALID_PARAMS",
+                "node=gain1 field=db request_id=req-7", "manifest.nodes[gain1].params.db");
+  rm_error_set(&err, RM_EPARAM, "g", "params", "node 'g': params must be a JSON object");
+  check_details(&err, NULL, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_PARAMS", "node=g field=params",
+                "manifest.nodes[g].params");
+  rm_error_set(&err, RM_ENOTYPE, "x", "node_type", "node 'x': unknown node type 'Nope'");
+  check_details(&err, "", GRPC_STATUS_NOT_FOUND, "UNKNOWN_NODE_TYPE", "node=x field=node_type",
+                "manifest.nodes[x].node_type");
+  rm_error_set(&err, RM_EMANIFEST, NULL, "manifest", "request has no manifest");
+  check_details(&err, NULL, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_MANIFEST", "field=manifest",
+                "manifest");
+  rm_error_set(&err, RM_EINPUT, "src", "sample_rate", "input for node 'src': bad rate");
+  check_details(&err, NULL, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_INPUT",
+                "node=src field=sample_rate", "inputs[src].sample_rate");
+  rm_error_set(&err, RM_ELIMIT, NULL, "max_concurrent", "busy");
+  check_details(&err, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED",
+                "field=max_concurrent", NULL);
+  rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "draining");
+  check_details(&err, NULL, GRPC_STATUS_UNAVAILABLE, "UNAVAILABLE", "", NULL);
+  rm_error_clear(&err); /* undescribed: INTERNAL "internal error" */
+  grpc_slice s = rm_status_details(&err, NULL);
+  Google__Rpc__Status *st =
+      google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+  RM_ASSERT_INT(st->code, GRPC_STATUS_INTERNAL);
+  RM_ASSERT_STR(st->message, "internal error");
+  google__rpc__status__free_unpacked(st, NULL);
+  grpc_slice_unref(s);
+}
+
+/* Bytes a client sent (request ids; rm_error_set already keeps its text ASCII, an error
+ * filled by hand may not) are echoed as valid UTF-8: '?' for each bad byte. */
+static void test_details_are_valid_utf8(void) {
+  rm_error_t err;
+  rm_error_set(&err, RM_EMANIFEST, NULL, "id", "x");
+  strcpy(err.node_id, "a\xff"
+                      "b");
+  strcpy(err.message, "node 'a\xff"
+                      "b': bad id \xc3\xa9");
+  grpc_slice s = rm_status_details(&err, "r\xc0\x80");
+  Google__Rpc__Status *st =
+      google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  grpc_slice_unref(s);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+  RM_ASSERT_STR(st->message, "node 'a?b': bad id \xc3\xa9");
+  Google__Rpc__ErrorInfo *info =
+      google__rpc__error_info__unpack(NULL, st->details[0]->value.len, st->details[0]->value.data);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(info);
+  RM_ASSERT_STR(info->metadata[0]->value, "a?b");
+  RM_ASSERT_STR(info->metadata[2]->value, "r??");
+  google__rpc__error_info__free_unpacked(info, NULL);
+  google__rpc__status__free_unpacked(st, NULL);
+}
+
+/* All trailers: the old three, the details, and the pushback only for per-request limits. */
+static void test_full_trailers_and_pushback(void) {
+  rm_error_t err;
+  grpc_metadata md[RM_STATUS_TRAILERS_MAX];
+  rm_error_set(&err, RM_ELIMIT, NULL, "nodes", "pipeline has 9 nodes, above the limit of 8");
+  CU_ASSERT(rm_status_no_retry(&err));
+  RM_ASSERT_INT(rm_status_trailers_full(&err, NULL, md), 4);
+  check_trailer(&md[0], "rm-error-kind", "limit_exceeded");
+  check_trailer(&md[1], "rm-field", "nodes");
+  char *k = grpc_slice_to_c_string(md[2].key);
+  RM_ASSERT_STR(k, "grpc-status-details-bin");
+  gpr_free(k);
+  grpc_slice_unref(md[2].key);
+  grpc_slice_unref(md[2].value);
+  check_trailer(&md[3], "grpc-retry-pushback-ms", "-1");
+
+  rm_error_set(&err, RM_ELIMIT, NULL, "max_concurrent", "busy"); /* a retry may pass */
+  CU_ASSERT(!rm_status_no_retry(&err));
+  RM_ASSERT_INT(rm_status_trailers_full(&err, NULL, md), 3);
+  for (size_t i = 0; i < 3; i++) {
+    grpc_slice_unref(md[i].key);
+    grpc_slice_unref(md[i].value);
+  }
+  rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+  CU_ASSERT(!rm_status_no_retry(&err));
+  rm_error_set(&err, RM_EPARAM, "g", "db", "bad");
+  CU_ASSERT(!rm_status_no_retry(&err)); /* not RESOURCE_EXHAUSTED: clients never retry it */
+}
+
 int main(void) {
   grpc_init();
   static const rm_test_case_t cases[] = {RM_TEST(test_every_code_has_its_status_and_kind),
@@ -108,6 +235,9 @@ int main(void) {
                                          RM_TEST(test_status_names),
                                          RM_TEST(test_trailers_name_kind_node_and_field),
                                          RM_TEST(test_undescribed_failure_is_internal),
+                                         RM_TEST(test_details_carry_error_info_and_bad_request),
+                                         RM_TEST(test_details_are_valid_utf8),
+                                         RM_TEST(test_full_trailers_and_pushback),
                                          {NULL, NULL}};
   rm_test_suite("status", cases);
   int rc = rm_test_run();

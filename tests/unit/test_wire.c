@@ -1,5 +1,7 @@
 /* test_wire.c - the wire layer: finding a field in a message's bytes without unpacking, the
  * wire manifest to the engine's, and the JSON manifest to the wire message. */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
@@ -249,6 +251,101 @@ static void test_manifest_from_proto(void) {
                 "request has no manifest");
 }
 
+/* Params as a google.protobuf.Struct: the engine's JSON with integral numbers as integers. */
+static Google__Protobuf__Struct__FieldsEntry *struct_entry(Google__Protobuf__Struct__FieldsEntry *e,
+                                                           Google__Protobuf__Value *v,
+                                                           const char *key) {
+  google__protobuf__struct__fields_entry__init(e);
+  e->key = (char *)key;
+  e->value = v;
+  return e;
+}
+
+static void test_params_object_from_struct(void) {
+  Google__Protobuf__Value v[8];
+  for (int i = 0; i < 8; i++)
+    google__protobuf__value__init(&v[i]);
+  v[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+  v[0].number_value = 3.0;
+  v[1].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+  v[1].number_value = -6.5;
+  v[2].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+  v[2].string_value = "pad";
+  v[3].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
+  v[3].bool_value = 1;
+  v[4].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
+  Google__Protobuf__Value *items[2] = {&v[0], &v[1]};
+  Google__Protobuf__ListValue list = GOOGLE__PROTOBUF__LIST_VALUE__INIT;
+  list.n_values = 2;
+  list.values = items;
+  v[5].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
+  v[5].list_value = &list;
+  v[6].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+  v[6].number_value = 1e300;
+  Google__Protobuf__Struct__FieldsEntry e[7],
+      *ep[7] = {struct_entry(&e[0], &v[0], "i"),  struct_entry(&e[1], &v[1], "r"),
+                struct_entry(&e[2], &v[2], "s"),  struct_entry(&e[3], &v[3], "b"),
+                struct_entry(&e[4], &v[4], "n"),  struct_entry(&e[5], &v[5], "l"),
+                struct_entry(&e[6], &v[6], "big")};
+  Google__Protobuf__Struct st = GOOGLE__PROTOBUF__STRUCT__INIT;
+  st.n_fields = 7;
+  st.fields = ep;
+  json_t *j = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_wire_params_from_struct(&st, "g", &j, &err), 0);
+  char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  RM_ASSERT_STR(text, "{\"b\":true,\"big\":1.0000000000000001e300,\"i\":3,\"l\":[3,-6.5],"
+                      "\"n\":null,\"r\":-6.5,\"s\":\"pad\"}");
+  free(text);
+  json_decref(j);
+
+  /* not JSON numbers, text that is not UTF-8 */
+  v[0].number_value = NAN;
+  RM_ASSERT_ERR(rm_wire_params_from_struct(&st, "g", &j, &err), &err, RM_EPARAM, "g", "params",
+                "node 'g' params_object: nan is not a JSON number");
+  v[0].number_value = 3.0;
+  v[2].string_value = "\xff";
+  RM_ASSERT_ERR(rm_wire_params_from_struct(&st, "g", &j, &err), &err, RM_EPARAM, "g", "params",
+                "node 'g' params_object: a string is not valid UTF-8");
+  RM_ASSERT_INT(rm_wire_params_from_struct(NULL, "g", &j, &err), 0);
+  RM_ASSERT_INT(json_object_size(j), 0);
+  json_decref(j);
+
+  /* a node with params_object: integer params take an integral double, refuse 2.5; giving
+   * params and params_object is INVALID_ARGUMENT naming the node and "params" */
+  Google__Protobuf__Value frames = GOOGLE__PROTOBUF__VALUE__INIT;
+  frames.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+  frames.number_value = 4.0;
+  Google__Protobuf__Struct__FieldsEntry fe, *fep = struct_entry(&fe, &frames, "frames");
+  Google__Protobuf__Struct fs = GOOGLE__PROTOBUF__STRUCT__INIT;
+  fs.n_fields = 1;
+  fs.fields = &fep;
+  Remotemedia__V1__NodeManifest n = REMOTEMEDIA__V1__NODE_MANIFEST__INIT, *np = &n;
+  n.id = "c";
+  n.node_type = "Chunk";
+  n.params_object = &fs;
+  Remotemedia__V1__PipelineManifest msg = REMOTEMEDIA__V1__PIPELINE_MANIFEST__INIT;
+  msg.n_nodes = 1;
+  msg.nodes = &np;
+  rm_manifest_t *m = NULL;
+  rm_pipeline_t *p = NULL;
+  RM_ASSERT_INT(rm_wire_manifest_from_proto(&msg, &m, &err), 0);
+  CU_ASSERT_TRUE(json_is_integer(json_object_get(m->nodes[0].params, "frames")));
+  RM_ASSERT_INT(rm_pipeline_new(m, NULL, &p, &err), 0);
+  rm_pipeline_free(p);
+  rm_manifest_free(m);
+  frames.number_value = 2.5;
+  RM_ASSERT_INT(rm_wire_manifest_from_proto(&msg, &m, &err), 0);
+  RM_ASSERT_ERR(rm_pipeline_new(m, NULL, &p, &err), &err, RM_EPARAM, "c", "frames",
+                "node 'c' param 'frames': expected integer, got 2.5");
+  rm_manifest_free(m);
+  n.params = "{\"frames\": 4}";
+  m = NULL;
+  RM_ASSERT_ERR(rm_wire_manifest_from_proto(&msg, &m, &err), &err, RM_EPARAM, "c", "params",
+                "node 'c': give params (JSON text) or params_object, not both");
+  CU_ASSERT_PTR_NULL(m);
+}
+
 /* The proto half's JSON reader: the client's manifest loader. */
 static void test_manifest_proto_from_text(void) {
   long live = rm_alloc_live();
@@ -349,6 +446,7 @@ int main(void) {
       RM_TEST(test_long_field_and_field_not_first),
       RM_TEST(test_find_field_refuses_what_protobuf_would_merge_or_reject),
       RM_TEST(test_manifest_from_proto),
+      RM_TEST(test_params_object_from_struct),
       RM_TEST(test_manifest_proto_from_text),
       RM_TEST(test_manifest_proto_errors_match_the_engine),
       RM_TEST(test_manifest_proto_out_of_memory),

@@ -6,6 +6,11 @@ checkout, remotemedia/__init__.py extends the package path so remotemedia.v1 is 
 <build>/python_gen once it is on sys.path. protoc's modules carry no annotations: to type
 checkers they are Any.
 
+The google.rpc messages of the error details (grpc-status-details-bin) come from
+googleapis-common-protos' google.rpc when that is importable, otherwise from the copy the
+wheel carries (remotemedia._google_rpc), again so one process never registers them twice;
+None only in a broken installation (errors then carry the old trailers only).
+
 The grpc.health.v1 messages come from grpcio-health-checking's grpc_health.v1 when that
 is importable (so the two never register the same proto twice), otherwise from the copy
 the wheel carries (remotemedia._grpc_health). health_pb2 is None only in a broken
@@ -16,7 +21,8 @@ import importlib
 from typing import Any, Optional
 
 __all__ = ["data_pb2", "manifest_pb2", "metrics_pb2", "pipeline_service_pb2",
-           "pipeline_service_pb2_grpc", "health_pb2", "HEALTH_IMPORT_ERROR"]
+           "pipeline_service_pb2_grpc", "health_pb2", "HEALTH_IMPORT_ERROR", "rpc_status_pb2",
+           "rpc_error_details_pb2"]
 
 
 def _load(name: str) -> Any:
@@ -47,3 +53,13 @@ except ImportError as e1:
         health_pb2 = _load("remotemedia._grpc_health.health_pb2")
     except ImportError as e2:  # pragma: no cover - a broken installation
         HEALTH_IMPORT_ERROR = "grpc_health.v1: %s; remotemedia._grpc_health: %s" % (e1, e2)
+
+rpc_status_pb2: Optional[Any] = None
+rpc_error_details_pb2: Optional[Any] = None
+for _pkg in ("google.rpc", "remotemedia._google_rpc"):
+    try:
+        rpc_status_pb2 = _load(_pkg + ".status_pb2")
+        rpc_error_details_pb2 = _load(_pkg + ".error_details_pb2")
+        break
+    except ImportError:  # pragma: no cover - depends on the installation
+        rpc_status_pb2 = rpc_error_details_pb2 = None

@@ -138,6 +138,19 @@ class Client:
         request.client_version = request.client_version or CLIENT_VERSION
         return self._unary_sync(lambda s: s.pipeline.ExecutePipeline, request, timeout)
 
+    # -- ValidatePipeline ------------------------------------------------------------------
+    async def validate(self, request: Any, timeout: Optional[float] = None) -> Any:
+        """Sends an ExecuteRequest to ValidatePipeline, the dry run: returns the
+        ValidateResponse (pipeline_name, schedule, predicted_memory_bytes) or raises what
+        execute() would for the same request. Nothing runs on the server."""
+        request.client_version = request.client_version or CLIENT_VERSION
+        return await self._unary(lambda s: s.pipeline.ValidatePipeline, request, timeout)
+
+    def validate_sync(self, request: Any, timeout: Optional[float] = None) -> Any:
+        """validate() without asyncio."""
+        request.client_version = request.client_version or CLIENT_VERSION
+        return self._unary_sync(lambda s: s.pipeline.ValidatePipeline, request, timeout)
+
     # -- ListNodeTypes ---------------------------------------------------------------------
     async def list_node_types(self, timeout: Optional[float] = None) -> List[NodeTypeSchema]:
         """Every node type the server runs, as NodeTypeSchema (name, description, params

@@ -1,5 +1,7 @@
 """errors.py - typed exceptions for failed calls, built from gRPC statuses and the server's
-trailing metadata (rm-error-kind, rm-failing-node, rm-field).
+error details: the standard grpc-status-details-bin (a google.rpc.Status holding ErrorInfo
+and BadRequest), or from an older server the rm-error-kind / rm-failing-node / rm-field
+trailers.
 
 Every error the client raises for a call is a RemoteMediaError (or a subclass chosen by
 the gRPC status code), so callers can catch one type and still branch on the precise
@@ -10,7 +12,7 @@ case:
     except remotemedia.InvalidArgument as e:
         print(e.node_id, e.field, e.message)
 """
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 import grpc
 
@@ -23,6 +25,7 @@ __all__ = [
 TRAILER_KIND = "rm-error-kind"
 TRAILER_NODE = "rm-failing-node"
 TRAILER_FIELD = "rm-field"
+TRAILER_DETAILS = "grpc-status-details-bin"
 
 
 class RemoteMediaError(Exception):
@@ -35,8 +38,15 @@ class RemoteMediaError(Exception):
         field: the offending parameter key or input field (trailer rm-field), or None.
         kind: the server's stable error name (trailer rm-error-kind, e.g. "invalid_params",
             "unknown_node_type", "limit_exceeded"), or None.
-        trailers: every trailing metadata entry, as a dict of str to str.
+        trailers: every trailing metadata entry, as a dict of str to str (binary ones
+            decoded as UTF-8 with replacement: read details from the attributes below).
         from_server: False when the client itself rejected the request before sending it.
+        reason, domain: google.rpc.ErrorInfo's ("INVALID_PARAMS", "remotemedia.v1"), or None
+            when the status carried no standard details.
+        metadata: ErrorInfo's metadata ({"node": ..., "field": ..., "request_id": ...}).
+        request_id: the x-request-id the call sent, as the server echoed it, or None.
+        field_violations: google.rpc.BadRequest's [(field path, description)], e.g.
+            [("manifest.nodes[g].params.db", "node 'g' param 'db': ...")].
     """
 
     def __init__(self, message: str, code: Any = grpc.StatusCode.UNKNOWN,
@@ -51,6 +61,14 @@ class RemoteMediaError(Exception):
         self.kind = kind or None
         self.trailers: Dict[str, str] = dict(trailers or {})
         self.from_server = from_server
+        self.reason: Optional[str] = None
+        self.domain: Optional[str] = None
+        self.metadata: Dict[str, str] = {}
+        self.field_violations: List[Tuple[str, str]] = []
+
+    @property
+    def request_id(self) -> Optional[str]:
+        return self.metadata.get("request_id")
 
     def __str__(self) -> str:
         where = []
@@ -65,13 +83,16 @@ class RemoteMediaError(Exception):
 
     def __reduce__(self) -> Any:
         return (_rebuild, (type(self), self.message, self.code.name, self.node_id, self.field,
-                           self.kind, self.trailers, self.from_server))
+                           self.kind, self.trailers, self.from_server,
+                           (self.reason, self.domain, self.metadata, self.field_violations)))
 
 
 def _rebuild(cls: Type[RemoteMediaError], message: str, code_name: str, node_id: Optional[str],
              field: Optional[str], kind: Optional[str], trailers: Dict[str, str],
-             from_server: bool) -> RemoteMediaError:
-    return cls(message, grpc.StatusCode[code_name], node_id, field, kind, trailers, from_server)
+             from_server: bool, details: Any = (None, None, {}, [])) -> RemoteMediaError:
+    e = cls(message, grpc.StatusCode[code_name], node_id, field, kind, trailers, from_server)
+    e.reason, e.domain, e.metadata, e.field_violations = details
+    return e
 
 
 class HealthStubsMissing(ImportError):
@@ -142,15 +163,47 @@ def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
+def _read_details(e: RemoteMediaError, raw: bytes) -> None:
+    """The google.rpc.Status in grpc-status-details-bin into e (ignored when it does not
+    decode or names another code, as grpcio-status does)."""
+    from . import _proto
+    if _proto.rpc_status_pb2 is None or _proto.rpc_error_details_pb2 is None:
+        return
+    try:
+        st = _proto.rpc_status_pb2.Status.FromString(raw)
+    except Exception:  # a malformed trailer: keep what the other trailers say
+        return
+    if st.code != e.code.value[0]:
+        return
+    for any_ in st.details:
+        if any_.Is(_proto.rpc_error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = _proto.rpc_error_details_pb2.ErrorInfo()
+            any_.Unpack(info)
+            e.reason, e.domain, e.metadata = info.reason, info.domain, dict(info.metadata)
+            e.kind = info.reason.lower() or e.kind
+            e.node_id = info.metadata.get("node") or e.node_id
+            e.field = info.metadata.get("field") or e.field
+        elif any_.Is(_proto.rpc_error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = _proto.rpc_error_details_pb2.BadRequest()
+            any_.Unpack(bad)
+            e.field_violations = [(v.field, v.description) for v in bad.field_violations]
+
+
 def error_from_rpc(err: Any) -> RemoteMediaError:
     """The RemoteMediaError subclass for a grpc.RpcError (sync or grpc.aio)."""
     code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
     details = err.details() if callable(getattr(err, "details", None)) else str(err)
     md = err.trailing_metadata() if callable(getattr(err, "trailing_metadata", None)) else None
     trailers = {}
+    raw_details = None
     for item in md or ():
         key, value = item[0], item[1]
         trailers[_text(key)] = _text(value)
-    return error_class(code)(details or code.name, code,
-                             node_id=trailers.get(TRAILER_NODE), field=trailers.get(TRAILER_FIELD),
-                             kind=trailers.get(TRAILER_KIND), trailers=trailers)
+        if _text(key) == TRAILER_DETAILS and isinstance(value, bytes):
+            raw_details = value
+    e = error_class(code)(details or code.name, code,
+                          node_id=trailers.get(TRAILER_NODE), field=trailers.get(TRAILER_FIELD),
+                          kind=trailers.get(TRAILER_KIND), trailers=trailers)
+    if raw_details is not None:
+        _read_details(e, raw_details)
+    return e

@@ -415,6 +415,29 @@ class Pipeline:
                                  limits=limits)
         return self._finish(self.client.execute_sync(req, timeout=timeout))
 
+    async def validate(self, data: Any = None, sample_rate: Optional[int] = None, *,
+                       inputs: Optional[Mapping[str, Any]] = None,
+                       timeout: Optional[float] = None,
+                       output_nodes: Optional[Sequence[NodeRef]] = None,
+                       limits: Optional[Mapping[str, int]] = None) -> Dict[str, Any]:
+        """The dry run of execute() with the same arguments: the
+        server checks the manifest, params and inputs as execute() would, raising the same
+        errors, and runs nothing. Returns {"pipeline": name, "schedule": [node ids in run
+        order], "predicted_memory_bytes": int}."""
+        req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
+                                 limits=limits)
+        return _validation(await self.client.validate(req, timeout=timeout))
+
+    def validate_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
+                      inputs: Optional[Mapping[str, Any]] = None,
+                      timeout: Optional[float] = None,
+                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      limits: Optional[Mapping[str, int]] = None) -> Dict[str, Any]:
+        """validate() without asyncio."""
+        req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
+                                 limits=limits)
+        return _validation(self.client.validate_sync(req, timeout=timeout))
+
     async def run(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
                       output_nodes: Optional[Sequence[NodeRef]] = None,
@@ -499,6 +522,11 @@ class Pipeline:
 
     def __exit__(self, *exc: Any) -> None:
         self.close_sync()
+
+
+def _validation(resp: Any) -> Dict[str, Any]:
+    return {"pipeline": resp.pipeline_name, "schedule": list(resp.schedule),
+            "predicted_memory_bytes": int(resp.predicted_memory_bytes)}
 
 
 def _objects(manifest: Mapping[str, Any], key: str) -> Iterator[Tuple[str, Dict[str, Any]]]:

@@ -117,6 +117,15 @@ typedef struct rm_result {
  * call; outputs may reference them. */
 int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                     const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err);
+/* The dry run of rm_pipeline_run: checks inputs and opts->output_nodes exactly as a run
+ * would (same errors) and runs no node. opts may be NULL. 0, or RM_EINPUT / RM_ELIMIT with
+ * err filled. Same thread rules as rm_pipeline_run. */
+int rm_pipeline_check_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
+                             const rm_run_opts_t *opts, rm_error_t *err);
+/* The id of the k-th node in execution order, NULL when k >= rm_pipeline_node_count(p).
+ * Borrowed from p. */
+const char *rm_pipeline_schedule_id(const rm_pipeline_t *p, size_t k);
+
 /* A result may outlive its pipeline: its keys and buffers are its own (buffers release
  * their bytes from the pipeline's account even after rm_pipeline_free), only the node_id
  * fields are borrowed from the pipeline. A result made in an arena (rm_run_opts_t.arena)

@@ -156,6 +156,58 @@ def test_library_against_real_servers(server, auth_server, tls_servers, certs):
     assert re.search(r"tests\s+20\s+20\s+20\s+0", p.stdout), p.stdout
 
 
+def slow_call(srv, name, ms):
+    """Starts a pipeline that holds one execution slot for `ms`; returns (channel, future)
+    once the server has started it."""
+    from remotemedia.v1 import manifest_pb2, pipeline_service_pb2 as ps
+    from remotemedia.v1 import pipeline_service_pb2_grpc as psg
+    m = manifest_pb2.PipelineManifest(name=name)
+    m.nodes.add(id="src", node_type="PassThrough")
+    m.nodes.add(id="d", node_type="Delay", params=json.dumps({"ms": ms}))
+    setattr(m.connections.add(), "from", "src")
+    m.connections[0].to = "d"
+    req = ps.ExecuteRequest(manifest=m)
+    req.inputs["src"].json.json = "{}"
+    ch = srv.channel()
+    fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(req, timeout=120)
+    assert srv.wait_for_event("pipeline_start", 60, lambda e: e.get("pipeline") == name)
+    return ch, fut
+
+
+def refused(srv, kind, expected):
+    """The calls refused with `kind`, once `expected` of them are logged (or 30 s passed)."""
+    pred = lambda e: e.get("error_kind") == kind  # noqa: E731
+    srv.wait_for_count("call", expected, 30, pred)
+    return len([e for e in srv.events("call") if pred(e)])
+
+
+def test_library_details_validate_request_and_retries(server):
+    """The "eco" suite: error details, ValidatePipeline, the packed request, and retries
+    counted on the servers: a full server (max-concurrent 1, its slot held) sees 1 attempt
+    without retries and 3 with; a per-request limit (pushback -1) 1; a draining one 3."""
+    with ExitStack() as stack:
+        full = stack.enter_context(RunningServer(["--max-concurrent", "1", "--log-level", "debug"]))
+        limited = stack.enter_context(RunningServer(["--max-nodes", "2", "--log-level", "info"]))
+        draining = stack.enter_context(RunningServer(["--grace-ms", "60000", "--log-level", "debug"]))
+        ch1, busy = slow_call(full, "busy", 60000)
+        ch2, inflight = slow_call(draining, "inflight", 60000)
+        draining.signal()
+        assert draining.wait_for_event("draining", 30)
+        cmd = wrapper() + [os.environ["RM_CLIENT_TEST_BIN"], "--server", server.address(),
+                           "--full-server", full.address(), "--limited-server", limited.address(),
+                           "--draining-server", draining.address()]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert re.search(r"suites\s+2\s+2", p.stdout), p.stdout
+        assert re.search(r"tests\s+24\s+24\s+24\s+0", p.stdout), p.stdout
+        assert refused(full, "limit_exceeded", 1 + 3) == 1 + 3
+        assert refused(limited, "limit_exceeded", 1) == 1
+        assert refused(draining, "unavailable", 3) == 3
+        for ch, fut in ((ch1, busy), (ch2, inflight)):  # the draining server then stops
+            fut.cancel()
+            ch.close()
+
+
 # ---------------------------------------------------------------- CLI: run
 
 def run_doc(args):
@@ -393,8 +445,102 @@ def test_cli_help_documents_exit_codes():
     assert "exit status:" in out
     for code in ("  0  success", "  1  the call or the pipeline failed", "  2  usage error"):
         assert code in out
+    # each command's help is its own (issue 14: `run --help` printed the whole program's)
     rc2, out2, _ = cli("run", "--help")
+    assert rc2 == 0 and out2.startswith("usage: remotemedia run MANIFEST.json")
+    assert "exit status:" in out2 and "--output-dir DIR" in out2 and "--service" not in out2
+
+
+# ---------------------------------------------------------------- CLI: issue 14
+
+@pytest.mark.parametrize("mode", ["remote", "in-process"])
+def test_cli_validate(server, gain_files, mode):
+    extra = ["--server", server.address()] if mode == "remote" else []
+    doc, _ = run_doc(["validate", gain_files["manifest"], "--input", "src=" + gain_files["wav"]] + extra)
+    assert doc["pipeline"] == "gain-demo"
+    assert doc["schedule"] == ["src", "g"]
+    assert doc["predicted_memory_bytes"] >= 1600 * 2  # the i16 input at least
+    # the errors of run, both ways: an input for a node fed by an edge
+    rc, out, err = cli("validate", gain_files["manifest"], "--input", "g=" + gain_files["wav"], *extra)
+    assert rc == 1 and out == ""
+    assert error_line(err).startswith("remotemedia: error: INVALID_ARGUMENT kind=invalid_input node=g")
+
+
+def test_cli_validate_remote_equals_in_process(server, gain_files):
+    base = ["validate", gain_files["manifest"], "--input", "src=" + gain_files["wav"]]
+    remote, _ = run_doc(base + ["--server", server.address()])
+    local, _ = run_doc(base)
+    assert remote == local
+
+
+def test_cli_request_file_is_the_execute_request(server, gain_files, tmp_path):
+    from remotemedia.v1 import pipeline_service_pb2 as ps
+    out = tmp_path / "req.bin"
+    rc, stdout, err = cli("request", gain_files["manifest"], "--input", "src=" + gain_files["wav"],
+                          "--metrics", "-o", str(out))
+    assert (rc, stdout, err) == (0, "", "")
+    raw = read(out)
+    req = ps.ExecuteRequest.FromString(raw)
+    assert req.manifest.name == "gain-demo" and req.enable_metrics
+    assert len(req.inputs["src"].audio.samples) == 1600 * 2
+    # the bytes as they are, sent as a unary call (what ghz -B and h2load do)
+    with grpc.insecure_channel(server.address()) as ch:
+        call = ch.unary_unary("/remotemedia.v1.PipelineService/ExecutePipeline")
+        resp = ps.ExecuteResponse.FromString(call(raw, timeout=30))
+    assert resp.pipeline_name == "gain-demo" and resp.metrics.total_executions == 1
+    # to stdout without -o
+    p = subprocess.run(wrapper() + [os.environ["RM_CLI_BIN"], "request", gain_files["manifest"],
+                                    "--input", "src=" + gain_files["wav"], "--metrics"],
+                       capture_output=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 0 and p.stdout == raw
+
+
+def test_cli_input_type_unknown_or_named(gain_files, tmp_path):
+    rc, out, err = cli("run", gain_files["manifest"], "--input", "src=/etc/hostname")
+    assert rc == 2
+    assert error_line(err) == (
+        "remotemedia: --input src=/etc/hostname: cannot tell the type of /etc/hostname from its "
+        "name: use .wav/.flac/.ogg (audio), .json, .txt or .raw/.bin, or name the type: "
+        "src=text:/etc/hostname (or audio:, json:, binary:)")
+    (tmp_path / "note").write_text("hello")
+    m = manifest(tmp_path / "pt.json", [("src", "PassThrough", None)], [], name="pt")
+    doc, _ = run_doc(["run", m, "--input", "src=text:" + str(tmp_path / "note")])
+    assert doc["outputs"]["src"] == [{"kind": "text", "text": "hello"}]
+    wav_copy = tmp_path / "audio_no_ext"
+    wav_copy.write_bytes(read(gain_files["wav"]))
+    doc, _ = run_doc(["run", gain_files["manifest"], "--input", "src=audio:" + str(wav_copy)])
+    assert doc["outputs"]["g"][0]["frames"] == 1600
+
+
+def shortest(value):
+    """%.15g, %.16g or %.17g: the first that reads back as the same double; ".0" when integral."""
+    text = next(t for t in ("%.15g" % value, "%.16g" % value, "%.17g" % value) if float(t) == value)
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
+def test_cli_reals_are_shortest(gain_files):
+    rc, out, err = cli("run", gain_files["manifest"], "--input", "src=" + gain_files["wav"],
+                       "--metrics-json")
+    assert rc == 0, err
+    reals = re.findall(r'": (-?\d+\.\d+(?:e[-+]?\d+)?)[,\n]', out)
+    assert len(reals) >= 10
+    for text in reals:
+        assert text == shortest(float(text))
+        assert len(text) < 19, text  # never jansson's 0.96199999999999997
+    assert '"success_rate": 1.0' in out  # integral reals stay reals
+    assert 0.962 == float(shortest(0.962)) and shortest(0.962) == "0.962"
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "request", "nodes", "health", "version"])
+def test_cli_help_per_command(command):
+    rc, out, err = cli(command, "--help")
+    assert rc == 0 and err == ""
+    assert out.startswith("usage: remotemedia " + command)
+    assert "exit status:" in out
+    rc2, out2, _ = cli("help", command)
     assert (rc2, out2) == (0, out)
+    _, whole, _ = cli("--help")
+    assert out != whole
 
 
 # ---------------------------------------------------------------- CLI: nodes, health, version

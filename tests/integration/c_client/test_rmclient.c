@@ -19,6 +19,7 @@
 
 static struct {
   const char *server, *auth_server, *token;
+  const char *full_server, *limited_server, *draining_server; /* the "eco" suite's */
   const char *tls_server, *mtls_server, *tls_ca, *tls_other_ca, *tls_cert, *tls_key;
 } cfg;
 
@@ -707,6 +708,176 @@ static void test_mtls(void) {
 
 /* ------------------------------------------------------------------ main */
 
+/* ------------------------------------------------------------------ eco: details, validate,
+ * request, retries */
+
+/* grpc-status-details-bin: reason, domain, request id and the field violation. */
+static void test_error_details(void) {
+  const char *m =
+      "{\"name\": \"bad\", \"nodes\": [{\"id\": \"src\", \"node_type\": \"PassThrough\"},"
+      "{\"id\": \"g\", \"node_type\": \"Gain\", \"params\": {\"db\": 1000}}],"
+      " \"connections\": [{\"from\": \"src\", \"to\": \"g\"}]}";
+  const float x[] = {0.5f};
+  rm_client_input_t in = {"src", rm_client_buffer_audio(x, sizeof x, 16000, 1, RM_CLIENT_F32)};
+  rm_client_exec_opts_t eo = {.request_id = "req-c-1"};
+  rm_client_result_t *res = NULL;
+  rm_client_error_t err;
+  CHECK_INT(rm_client_execute(client, m, &in, 1, &eo, &res, &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.has_details, 1);
+  CHECK_STR(err.reason, "INVALID_PARAMS");
+  CHECK_STR(err.domain, "remotemedia.v1");
+  CHECK_STR(err.kind, "invalid_params");
+  CHECK_STR(err.node_id, "g");
+  CHECK_STR(err.field, "db");
+  CHECK_STR(err.request_id, "req-c-1");
+  CHECK_INT(err.n_violations, 1);
+  CHECK_STR(err.violations[0].field, "manifest.nodes[g].params.db");
+  CHECK_STR(err.violations[0].description, "node 'g' param 'db': 1000 is out of range [-120, 60]");
+  /* a status without the standard details (a local one) leaves them empty */
+  CHECK_INT(rm_client_execute(client, "{", NULL, 0, NULL, &res, &err), RM_CLIENT_EMANIFEST);
+  CHECK_INT(err.has_details, 0);
+  CHECK_STR(err.reason, "");
+}
+
+static const char delay_manifest[] =
+    "{\"name\": \"dry\", \"nodes\": [{\"id\": \"g\", \"node_type\": \"Gain\"},"
+    "{\"id\": \"src\", \"node_type\": \"PassThrough\"},"
+    "{\"id\": \"d\", \"node_type\": \"Delay\", \"params\": {\"ms\": 30000}}],"
+    " \"connections\": [{\"from\": \"src\", \"to\": \"d\"}, {\"from\": \"d\", \"to\": \"g\"}]}";
+
+static void test_validate(void) {
+  float x[100] = {0};
+  rm_client_input_t in = {"src", rm_client_buffer_audio(x, sizeof x, 16000, 1, RM_CLIENT_F32)};
+  Remotemedia__V1__ValidateResponse *v = NULL;
+  rm_client_error_t err;
+  /* the 30 s delay is not run: the default 20 s deadline would end the call */
+  CU_ASSERT_EQUAL_FATAL(rm_client_validate(client, delay_manifest, &in, 1, NULL, &v, &err), 0);
+  CHECK_STR(v->pipeline_name, "dry");
+  CHECK_INT(v->n_schedule, 3);
+  CHECK_STR(v->schedule[0], "src");
+  CHECK_STR(v->schedule[1], "d");
+  CHECK_STR(v->schedule[2], "g");
+  CU_ASSERT(v->predicted_memory_bytes >= sizeof x);
+  rm_client_validation_free(v);
+  /* an input for a node fed by an edge: the error ExecutePipeline gives */
+  v = NULL;
+  rm_client_input_t bad = {"g", in.buffer};
+  CHECK_INT(rm_client_validate(client, delay_manifest, &bad, 1, NULL, &v, &err), RM_CLIENT_ESTATUS);
+  CU_ASSERT_PTR_NULL(v);
+  CHECK_INT(err.status, 3);
+  CHECK_STR(err.kind, "invalid_input");
+  CHECK_STR(err.node_id, "g");
+  rm_client_validation_free(NULL);
+}
+
+/* The packed request is the one rm_client_execute sends: unpacked and sent as it is, it
+ * gives the same answer. */
+static void test_request_pack(void) {
+  const float x[] = {0.5f, -0.25f};
+  rm_client_input_t in = {"src", rm_client_buffer_audio(x, sizeof x, 48000, 1, RM_CLIENT_F32)};
+  rm_client_exec_opts_t eo = {.enable_metrics = 1};
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  rm_client_error_t err;
+  CU_ASSERT_EQUAL_FATAL(rm_client_request_pack(gain_manifest, &in, 1, &eo, &bytes, &len, &err), 0);
+  Remotemedia__V1__ExecuteRequest *req = remotemedia__v1__execute_request__unpack(NULL, len, bytes);
+  free(bytes);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+  CHECK_STR(req->manifest->name, "gain-test");
+  CHECK_INT(req->n_inputs, 1);
+  CHECK_INT(req->enable_metrics, 1);
+  rm_client_result_t *res = NULL;
+  CU_ASSERT_EQUAL_FATAL(rm_client_execute_request(client, req, 0, &res, &err), 0);
+  CU_ASSERT(gain_error(res, x, 2) < 1e-6);
+  CU_ASSERT_PTR_NOT_NULL(rm_client_result_metrics(res));
+  rm_client_result_free(res);
+  remotemedia__v1__execute_request__free_unpacked(req, NULL);
+  CHECK_INT(rm_client_request_pack("{", NULL, 0, NULL, &bytes, &len, &err), RM_CLIENT_EMANIFEST);
+}
+
+/* A client with a quick retry policy (3 attempts, 10 ms backoff), or none. */
+static rm_client_t *retrying_client(const char *target, int disable) {
+  rm_client_options_t o = {0};
+  o.target = target;
+  o.default_timeout_ms = 20000;
+  o.retry.disable = disable;
+  o.retry.max_attempts = 3;
+  o.retry.initial_backoff_ms = 10;
+  o.retry.max_backoff_ms = 10;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
+  return c;
+}
+
+static int run_named(rm_client_t *c, const char *name, rm_client_error_t *err) {
+  char m[256];
+  snprintf(m, sizeof m,
+           "{\"name\": \"%s\", \"nodes\": [{\"id\": \"src\", \"node_type\": \"PassThrough\"},"
+           "{\"id\": \"a\", \"node_type\": \"Gain\"}, {\"id\": \"b\", \"node_type\": \"Gain\"}],"
+           " \"connections\": [{\"from\": \"src\", \"to\": \"a\"}, {\"from\": \"a\", \"to\": "
+           "\"b\"}]}",
+           name);
+  const float x[] = {0.5f};
+  rm_client_input_t in = {"src", rm_client_buffer_audio(x, sizeof x, 16000, 1, RM_CLIENT_F32)};
+  rm_client_result_t *res = NULL;
+  int rc = rm_client_execute(c, m, &in, 1, NULL, &res, err);
+  rm_client_result_free(res);
+  return rc;
+}
+
+/* The driver counts the server's attempts: 1 without retries, 3 with. */
+static void test_retry_full_server(void) {
+  rm_client_error_t err;
+  rm_client_t *c = retrying_client(cfg.full_server, 1);
+  CHECK_INT(run_named(c, "once", &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.status, 8);
+  CHECK_STR(err.field, "max_concurrent");
+  rm_client_free(c);
+  c = retrying_client(cfg.full_server, 0);
+  CHECK_INT(run_named(c, "thrice", &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.status, 8);
+  rm_client_free(c);
+}
+
+/* A per-request limit carries grpc-retry-pushback-ms: -1: one attempt despite retries. */
+static void test_retry_pushback(void) {
+  rm_client_error_t err;
+  rm_client_t *c = retrying_client(cfg.limited_server, 0);
+  CHECK_INT(run_named(c, "too-big", &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.status, 8);
+  CHECK_STR(err.field, "nodes");
+  rm_client_free(c);
+}
+
+/* A draining replica answers UNAVAILABLE: retried (the driver counts 3 attempts). */
+static void test_retry_draining_server(void) {
+  rm_client_error_t err;
+  rm_client_t *c = retrying_client(cfg.draining_server, 0);
+  CHECK_INT(run_named(c, "drained", &err), RM_CLIENT_ESTATUS);
+  CHECK_INT(err.status, 14);
+  CHECK_STR(err.kind, "unavailable");
+  rm_client_free(c);
+}
+
+/* Retry options out of range are refused before anything connects. */
+static void test_retry_options(void) {
+  rm_client_options_t o = {0};
+  o.target = cfg.server;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  o.retry.max_attempts = 6;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.max_attempts must be 2..5 (gRPC's limit)");
+  o.retry.max_attempts = 0;
+  o.retry.codes = "UNAVAILABLE,NOPE";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: 'NOPE' is not a gRPC status name (UNAVAILABLE, ...)");
+  o.retry.codes = "UNAVAILABLE";
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  rm_client_free(c);
+}
+
 static int add_suite(const char *name, CU_InitializeFunc init, CU_CleanupFunc cleanup,
                      const char *const *names, const CU_TestFunc *fns, size_t n) {
   CU_pSuite s = CU_add_suite(name, init, cleanup);
@@ -739,6 +910,12 @@ int main(int argc, char **argv) {
       cfg.tls_cert = v;
     else if (!strcmp(k, "--tls-key"))
       cfg.tls_key = v;
+    else if (!strcmp(k, "--full-server"))
+      cfg.full_server = v;
+    else if (!strcmp(k, "--limited-server"))
+      cfg.limited_server = v;
+    else if (!strcmp(k, "--draining-server"))
+      cfg.draining_server = v;
     else {
       fprintf(stderr, "test_rmclient: unknown argument %s\n", k);
       return 2;
@@ -788,6 +965,16 @@ int main(int argc, char **argv) {
                                         test_large_messages};
   int rc = add_suite("rpc", rpc_init, rpc_cleanup, rpc_names, rpc_fns,
                      sizeof rpc_fns / sizeof rpc_fns[0]);
+  if (!rc && cfg.full_server && cfg.limited_server && cfg.draining_server) {
+    /* only when the driver asks: the "rpc" suite's counts stay what its driver expects */
+    static const char *const names[] = {
+        "error_details",     "validate",       "request_pack",         "retry_options",
+        "retry_full_server", "retry_pushback", "retry_draining_server"};
+    static const CU_TestFunc fns[] = {
+        test_error_details,     test_validate,       test_request_pack,         test_retry_options,
+        test_retry_full_server, test_retry_pushback, test_retry_draining_server};
+    rc = add_suite("eco", rpc_init, rpc_cleanup, names, fns, sizeof fns / sizeof fns[0]);
+  }
   if (!rc && cfg.auth_server && cfg.token) {
     static const char *const names[] = {"auth"};
     static const CU_TestFunc fns[] = {test_auth};

@@ -42,10 +42,21 @@ void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w);
 /* ---- manifests ---- */
 
 /* The engine manifest for the wire message. params text is parsed here (RM_EPARAM naming
- * the node and "params" when it is not a JSON object); a NULL msg is RM_EMANIFEST naming
+ * the node and "params" when it is not a JSON object), params_object converted by
+ * rm_wire_params_from_struct (a node giving both is RM_EPARAM naming it and "params"); a
+ * NULL msg is RM_EMANIFEST naming
  * "manifest". 0 and a new manifest in *out, or an error with err filled. Any thread. */
 int rm_wire_manifest_from_proto(const Remotemedia__V1__PipelineManifest *msg, rm_manifest_t **out,
                                 rm_error_t *err);
+
+/* A node's params_object (a google.protobuf.Struct) as the JSON object the engine reads.
+ * Struct has only doubles: an integral number within +-2^53 becomes a JSON integer, any
+ * other a real, so integer params take 3 or 3.0 and refuse 3.5 as from JSON text. Lists
+ * become arrays, null values null. A NULL s is {}. 0 and a new reference in *out, or
+ * RM_EPARAM naming node_id and "params" (a NaN or infinite number, a string that is not
+ * UTF-8, nesting deeper than 64) / RM_ENOMEM, with err filled. Any thread. */
+int rm_wire_params_from_struct(const Google__Protobuf__Struct *s, const char *node_id, json_t **out,
+                               rm_error_t *err);
 
 /* ---- metrics ---- */
 
