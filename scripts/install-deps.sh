@@ -6,6 +6,7 @@ set -eu
 PACKAGES="
 build-essential cmake pkg-config ca-certificates
 libgrpc-dev libssl-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev grpc-proto
+golang-github-gogo-googleapis-dev
 libprotobuf-c-dev protobuf-c-compiler
 libjansson-dev libcunit1-dev
 libsndfile1-dev libsoxr-dev libebur128-dev libspeexdsp-dev libopus-dev libfftw3-dev

@@ -2,13 +2,15 @@
 """generate_stubs.py - makes the generated half of the `remotemedia` package outside CMake.
 
     python3 client/python/generate_stubs.py OUTDIR [--proto-dir DIR] [--grpc-proto-dir DIR]
+                                            [--googleapis-dir DIR]
                                             [--schema-from HOST:PORT [--token T]]
 
 writes OUTDIR/remotemedia/v1/*_pb2.py and *_pb2_grpc.py from proto/remotemedia/v1, and
 OUTDIR/grpc_health/v1/health_pb2*.py (also as OUTDIR/remotemedia/_grpc_health, the wheel's
-layout), google/rpc/status_pb2.py and error_details_pb2.py (also as
-OUTDIR/remotemedia/_google_rpc: the error details), when the gRPC health proto is found (Debian's grpc-proto package:
-/usr/share/grpc-proto). Put OUTDIR on PYTHONPATH next to client/python. With --schema-from
+layout) when the gRPC health proto is found (Debian's grpc-proto package:
+/usr/share/grpc-proto), and google/rpc/status_pb2.py and error_details_pb2.py (also as
+OUTDIR/remotemedia/_google_rpc: the error details) when googleapis' protos are found
+(Debian's golang-github-gogo-googleapis-dev). Put OUTDIR on PYTHONPATH next to client/python. With --schema-from
 it also asks that server's ListNodeTypes and writes OUTDIR/remotemedia/node_schema.json
 and the typed node classes (remotemedia/_node_types.py, generate_node_classes.py); the
 CMake build dumps the schema from the engine's registry instead. Generating into
@@ -31,6 +33,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
 DEFAULT_GRPC_PROTO_DIR = "/usr/share/grpc-proto"
+DEFAULT_GOOGLEAPIS_DIR = "/usr/share/gocode/src/github.com/gogo/googleapis"
 
 
 def protoc(include_dirs, protos, out):
@@ -54,16 +57,18 @@ def protoc(include_dirs, protos, out):
         raise SystemExit("generate_stubs: protoc failed (status %d)" % rc)
 
 
-def generate(out, proto_dir, grpc_proto_dir):
+def generate(out, proto_dir, grpc_proto_dir, googleapis_dir=None):
     protos = sorted(glob.glob(os.path.join(proto_dir, "remotemedia", "v1", "*.proto")))
     if not protos:
         raise SystemExit("generate_stubs: no .proto files under %s/remotemedia/v1" % proto_dir)
     os.makedirs(out, exist_ok=True)
     protoc([proto_dir], protos, out)
     _init(os.path.join(out, "remotemedia", "v1"), "The generated remotemedia.v1 stubs.")
-    rpc = sorted(glob.glob(os.path.join(proto_dir, "google", "rpc", "*.proto")))
-    if rpc:  # messages only; bundled like the health messages
-        protoc([proto_dir], rpc, out)
+    googleapis_dir = googleapis_dir or DEFAULT_GOOGLEAPIS_DIR
+    rpc = [os.path.join(googleapis_dir, "google", "rpc", n)
+           for n in ("status.proto", "error_details.proto")]
+    if all(os.path.isfile(p) for p in rpc):  # messages only; bundled like the health messages
+        protoc([googleapis_dir], rpc, out)
         bundled = os.path.join(out, "remotemedia", "_google_rpc")
         os.makedirs(bundled, exist_ok=True)
         for name in ("status_pb2.py", "error_details_pb2.py"):
@@ -115,12 +120,15 @@ def main(argv=None):
                     help="directory holding remotemedia/v1/*.proto (default: the repo's proto/)")
     ap.add_argument("--grpc-proto-dir", default=DEFAULT_GRPC_PROTO_DIR,
                     help="directory holding grpc/health/v1/health.proto")
+    ap.add_argument("--googleapis-dir", default=DEFAULT_GOOGLEAPIS_DIR,
+                    help="directory holding google/rpc/status.proto and error_details.proto "
+                         "(Debian's golang-github-gogo-googleapis-dev)")
     ap.add_argument("--schema-from", metavar="HOST:PORT",
                     help="also write remotemedia/node_schema.json from this server")
     ap.add_argument("--token", help="bearer token for --schema-from")
     a = ap.parse_args(argv)
     out = os.path.abspath(a.outdir)
-    generate(out, os.path.abspath(a.proto_dir), a.grpc_proto_dir)
+    generate(out, os.path.abspath(a.proto_dir), a.grpc_proto_dir, a.googleapis_dir)
     if a.schema_from:
         write_schema(out, a.schema_from, a.token)
     return 0
