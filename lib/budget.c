@@ -161,6 +161,27 @@ void rm__budget_discharge(rm_budget_t *b, size_t n, int external) {
     trim(b);
 }
 
+int rm__budget_charge_local(rm_budget_t *b, size_t n) {
+  size_t u = atomic_load_explicit(&b->used, memory_order_relaxed);
+  for (;;) {
+    if (n > SIZE_MAX - u || (b->limit && u + n > b->limit)) {
+      record_refusal(b, n, u, 0);
+      return RM_ELIMIT;
+    }
+    if (atomic_compare_exchange_weak(&b->used, &u, u + n))
+      break;
+  }
+  /* counted as if taken from the parent, so neither draw nor trim moves the parent */
+  atomic_fetch_add(&b->reserved, n);
+  raise_peak(b, u + n);
+  return 0;
+}
+
+void rm__budget_discharge_local(rm_budget_t *b, size_t n) {
+  atomic_fetch_sub(&b->reserved, n);
+  rm__budget_discharge(b, n, 0);
+}
+
 int rm_budget_charge(rm_budget_t *b, size_t n) {
   if (!b || !n)
     return 0;
