@@ -19,6 +19,9 @@ typedef struct block_head {
   size_t size;         /* payload bytes asked for */
 } block_head_t;
 #define HEAD 16u
+/* Larger requests fail without reaching malloc (1 TiB: more than any machine this runs on
+ * has, and below the sizes sanitizers abort on as "allocation-size-too-big"). */
+#define RM_ALLOC_MAX ((size_t)1 << 40)
 _Static_assert(sizeof(block_head_t) <= HEAD, "the block header must fit in 16 bytes");
 
 /* -1: never fail. Otherwise the number of allocations that may still succeed. */
@@ -42,19 +45,21 @@ static block_head_t *head_of(void *ptr) { return (block_head_t *)(void *)((char 
 /* A new block of size payload bytes, charged to the thread's budget first; zeroed when
  * `zero`. NULL (counted as a failure) when injected, refused or out of memory. */
 static void *block_new(size_t size, int zero) {
-  if (should_fail() || size > SIZE_MAX - HEAD) {
+  if (should_fail()) {
     failures++;
     return NULL;
   }
+  /* the budget is asked first, whatever the size, so a refusal names it */
+  size_t total = size > SIZE_MAX - HEAD ? SIZE_MAX : size + HEAD;
   rm_budget_t *b = rm_budget_current();
-  if (b && rm__budget_charge(b, size + HEAD, 0)) {
+  if (b && rm__budget_charge(b, total, 0)) {
     failures++;
     return NULL;
   }
-  block_head_t *h = zero ? calloc(1, size + HEAD) : malloc(size + HEAD);
+  block_head_t *h = size > RM_ALLOC_MAX ? NULL : zero ? calloc(1, total) : malloc(total);
   if (!h) {
     if (b)
-      rm__budget_discharge(b, size + HEAD, 0);
+      rm__budget_discharge(b, total, 0);
     failures++;
     return NULL;
   }
@@ -82,7 +87,7 @@ void *rm_realloc(void *ptr, size_t size) {
     return rm_malloc(size);
   if (!size)
     size = 1;
-  if (should_fail() || size > SIZE_MAX - HEAD) {
+  if (should_fail()) {
     failures++;
     return NULL;
   }
@@ -94,7 +99,7 @@ void *rm_realloc(void *ptr, size_t size) {
     failures++;
     return NULL;
   }
-  block_head_t *g = realloc(h, size + HEAD);
+  block_head_t *g = size > RM_ALLOC_MAX ? NULL : realloc(h, size + HEAD);
   if (!g) {
     if (b && size > old)
       rm__budget_discharge(b, size - old, 0);

@@ -52,7 +52,7 @@ static void test_allocations_are_charged_before_malloc(void) {
   rm_budget_refusal_clear();
   /* far above the limit: refused before malloc (ASan would abort on a huge malloc) */
   CU_ASSERT_PTR_NULL(rm_malloc(SIZE_MAX / 2));
-  CU_ASSERT_PTR_NULL(rm_calloc(SIZE_MAX / 4, 4)); /* overflow */
+  CU_ASSERT_PTR_NULL(rm_calloc(SIZE_MAX / 2, 4)); /* overflow: refused before the budget */
   rm_budget_refusal_t r;
   RM_ASSERT_INT(rm_budget_refused(&r), 1);
   RM_ASSERT_INT(r.asked, SIZE_MAX / 2 + HEAD);
