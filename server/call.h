@@ -34,6 +34,10 @@ rm_arena_t *rm_call_arena(rm_call_t *call);
 /* Extra fields for the call's log line (e.g. the pipeline name); copied. */
 void rm_call_set_log_note(rm_call_t *call, const char *key, const char *value);
 
+/* Fills err for something the server's memory budget (--max-memory) refused on this thread:
+ * RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size. */
+void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes);
+
 /* ---- unary calls: exactly one rm_call_reply() or rm_call_fail() ---- */
 
 /* Packs msg and sends it with status OK; a message above max-message-bytes fails the call

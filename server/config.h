@@ -47,6 +47,9 @@ typedef struct rm_config {
   int64_t max_connection_age_grace_ms;
   uint64_t max_concurrent_streams;
   char *config_file;
+  /* memory (issue 10): bytes */
+  uint64_t max_memory;         /* the server-wide budget every request draws from */
+  uint64_t max_request_memory; /* one request's budget (max_memory_bytes) by default */
 } rm_config_t;
 
 /* Fills cfg from defaults, then the JSON file (--config or RM_CONFIG), then environment

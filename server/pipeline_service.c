@@ -2,6 +2,7 @@
  * GetVersion, as thin translations between the wire messages and the engine. */
 #include "pipeline_service.h"
 
+#include <malloc.h>
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,6 +23,9 @@
 #define PROTOCOL_VERSION "1.0"
 #define MAX_PARAMS_BYTES (1u << 20) /* all nodes' params text in one request */
 #define DEADLINE_TRANSIT_NS (250ull * 1000000ull)
+/* A run whose budget peaked above this is followed by malloc_trim(0), so the heap's free
+ * pages go back to the system (measured in tests/integration/test_memory.py). */
+#define TRIM_AFTER_BYTES ((size_t)32 << 20)
 
 /* Lives in the call's arena; holds a reference on the call until job_finish. */
 typedef struct exec_job {
@@ -152,8 +156,17 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
   return 0;
 }
 
-/* Binds the request's inputs, runs, answers. Owns job. Any thread. */
+static void run_job_budgeted(exec_job_t *job);
+
+/* Binds the request's inputs, runs, answers. Owns job. Any thread: compiling and running
+ * draw from the server's budget (the parent of the pipeline's). */
 static void run_job(exec_job_t *job) {
+  rm_budget_t *outer = rm_budget_enter(rm_server_budget(job->server));
+  run_job_budgeted(job);
+  rm_budget_leave(outer);
+}
+
+static void run_job_budgeted(exec_job_t *job) {
   rm_call_t *call = job->call;
   const Remotemedia__V1__ExecuteRequest *req = job->req;
   rm_error_t err;
@@ -167,6 +180,7 @@ static void run_job(exec_job_t *job) {
   rm_result_t *result = NULL;
   int rc = inputs ? 0 : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   size_t bound = 0;
+  int big = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     const Remotemedia__V1__ExecuteRequest__InputsEntry *e = req->inputs[i];
     if (!e->value) {
@@ -198,7 +212,9 @@ static void run_job(exec_job_t *job) {
         .n_output_nodes = req->n_output_nodes,
         .arena = rm_call_arena(call), /* the result lives as long as the call */
     };
+    rm_budget_reset_peak(rm_pipeline_budget(job->pipeline));
     rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+    big = rm_budget_peak(rm_pipeline_budget(job->pipeline)) > TRIM_AFTER_BYTES;
     /* The core cancels a call whose deadline passed: that is a deadline, not a cancel. The
      * client's own timer fires a transit time before ours (the deadline travels as a
      * relative timeout), so a cancel that close to the deadline is the deadline. */
@@ -230,6 +246,8 @@ static void run_job(exec_job_t *job) {
   for (size_t i = 0; i < bound; i++)
     rm_buffer_unref(inputs[i].buf);
   job_finish(job);
+  if (big) /* what the run freed goes back to the system, not only to the heap */
+    malloc_trim(0);
 }
 
 static void run_job_offloaded(void *arg) { run_job(arg); }
@@ -308,6 +326,7 @@ static void effective_limits(const rm_config_t *cfg, const Remotemedia__V1__Exec
   out->max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
   out->max_buffer_bytes = cfg->max_message_bytes;
   out->max_items = cfg->max_items;
+  out->max_memory_bytes = lower(cfg->max_request_memory, lim ? lim->max_memory_bytes : 0);
   /* edges are checked pairwise while compiling: bound them with the node limit */
   out->max_connections = out->max_nodes * 16;
 }
