@@ -17,6 +17,7 @@ struct rm_budget {
   atomic_size_t peak;     /* the most `used` since creation or the last reset */
   atomic_size_t external; /* of used: bytes from rm_budget_charge (library predictions) */
   atomic_size_t reserved; /* bytes taken from the parent, >= used except for a moment */
+  atomic_size_t floor;    /* rm_budget_reserve: reserved does not go below this */
   atomic_int orphaned;    /* rm_budget_free ran: the last discharge frees it */
   atomic_int dead;        /* taken by whoever frees it */
   size_t limit;
@@ -94,8 +95,11 @@ static void raise_peak(rm_budget_t *b, size_t now) {
 /* Gives back what b holds of its parent beyond one slab of slack. */
 static void trim(rm_budget_t *b) {
   size_t r = atomic_load(&b->reserved), u = atomic_load(&b->used);
-  while (r > u + 2 * SLAB) {
+  size_t keep = atomic_load(&b->floor);
+  while (r > u + 2 * SLAB && r > keep) {
     size_t give = (r - u - SLAB) & ~(SLAB - 1);
+    if (r - give < keep)
+      give = r - keep;
     if (atomic_compare_exchange_weak(&b->reserved, &r, r - give)) {
       rm__budget_discharge(b->parent, give, 0);
       return;
@@ -158,6 +162,28 @@ void rm__budget_discharge(rm_budget_t *b, size_t n, int external) {
     return;
   }
   if (b->parent && atomic_load_explicit(&b->reserved, memory_order_relaxed) > left + 2 * SLAB)
+    trim(b);
+}
+
+int rm_budget_reserve(rm_budget_t *b, size_t n) {
+  if (!b->parent)
+    return 0;
+  size_t r = atomic_load(&b->reserved);
+  if (n > r) {
+    if (rm__budget_charge(b->parent, n - r, 0)) {
+      refusal.asked = n - r;
+      refusal.by_parent = 1;
+      return RM_ELIMIT;
+    }
+    atomic_fetch_add(&b->reserved, n - r);
+  }
+  atomic_store(&b->floor, n);
+  return 0;
+}
+
+void rm_budget_unreserve(rm_budget_t *b) {
+  atomic_store(&b->floor, 0);
+  if (b->parent)
     trim(b);
 }
 

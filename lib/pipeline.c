@@ -881,6 +881,29 @@ static int join_tail(rm_node_ctx_t *ctx, size_t o, size_t from) {
       return 0;
     total += l->items[i]->size;
   }
+  /* An unshared first item grows in place (realloc: no copy of what it holds, none at all
+   * for a large mapped block), else the items are copied into a new one. */
+  if (first->refs == 1 && first->borrowed != 1 && !first->mime_type) {
+    rm_buffer_t *grown = l->items[from];
+    size_t at = grown->size;
+    int rc = rm__buffer_grow(&grown, total);
+    if (rc == RM_ENOMEM)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    if (rc == 0) {
+      for (size_t i = from + 1; i < l->n; i++) {
+        if (l->items[i]->size)
+          memcpy(grown->data + at, l->items[i]->data, l->items[i]->size);
+        at += l->items[i]->size;
+        if (grown->kind == RM_KIND_TENSOR)
+          grown->u.tensor.shape[0] += l->items[i]->u.tensor.shape[0];
+        rm_buffer_unref(l->items[i]);
+      }
+      ctx->items_out -= l->n - from - 1;
+      l->items[from] = grown;
+      l->n = from + 1;
+      return check_buffer_limits(&ctx->p->limits, grown, ctx->node, 0, ctx->err);
+    }
+  }
   rm_buffer_t *joined = rm_buffer_new(first->kind, total, rm_node_account(ctx));
   if (!joined)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");

@@ -57,6 +57,7 @@ struct rm_call {
   call_stream_t *stream; /* NULL for unary calls */
   size_t unpack_left;    /* of the unpack budget */
   int unpack_exceeded;
+  int unpack_refused; /* the server's memory budget refused an unpack allocation */
   uint64_t deadline_ns;
   atomic_int cancelled; /* read by a worker running the pipeline */
   int close_cancelled;
@@ -302,6 +303,7 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
 
 uint64_t rm_call_deadline_ns(const rm_call_t *c) { return c->deadline_ns; }
 uint64_t rm_call_arrival_ns(const rm_call_t *c) { return c->t_start; }
+size_t rm_call_request_bytes(const rm_call_t *c) { return c->request_bytes; }
 const atomic_int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled; }
 rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
 int rm_call_on_worker(const rm_call_t *c) { return c->on_worker; }
@@ -391,7 +393,10 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
                                  const uint8_t *data, size_t len) {
   unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
   ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
+  rm_budget_refusal_clear();
   ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &arena_alloc, len, data);
+  if (!msg && rm_budget_refused(NULL))
+    c->unpack_refused = 1;
   c->unpack_left = budget.left;
   c->unpack_exceeded |= budget.exceeded;
   return msg;
@@ -399,7 +404,9 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
 
 void rm_call_fail_unpack(rm_call_t *c) {
   rm_error_t err;
-  if (c->unpack_exceeded)
+  if (c->unpack_refused)
+    rm_call_memory_refused(&err, "unpacking the request", c->request_bytes);
+  else if (c->unpack_exceeded)
     rm_error_set(&err, RM_ELIMIT, NULL, NULL,
                  "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
                  "many small parts",

@@ -18,6 +18,8 @@ typedef struct rm_call rm_call_t;
 
 /* Monotonic deadline of the call in rm_clock_ns() units, 0 when the client set none. */
 uint64_t rm_call_deadline_ns(const rm_call_t *call);
+/* Bytes of the received request message (0 when none). */
+size_t rm_call_request_bytes(const rm_call_t *call);
 /* When the call arrived, in rm_clock_ns() units. */
 uint64_t rm_call_arrival_ns(const rm_call_t *call);
 /* Non-zero once the client cancelled or the server is force-stopping. */

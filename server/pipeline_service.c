@@ -158,6 +158,20 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
 
 static void run_job_budgeted(exec_job_t *job);
 
+/* What a run takes from the server's budget before it starts: RESERVE_PER_INPUT_BYTE times
+ * its input bytes (a heavy pipeline holds its input, a converted copy and a few outputs of
+ * that size), at least RESERVE_MIN, at most the request's budget. Small requests stay cheap
+ * to admit; a big one is refused at once when the server cannot hold what it will need. */
+#define RESERVE_MIN ((size_t)8 << 20)
+#define RESERVE_PER_INPUT_BYTE 8
+static size_t reservation(const exec_job_t *job) {
+  size_t in = rm_call_request_bytes(job->call);
+  size_t want = in > SIZE_MAX / RESERVE_PER_INPUT_BYTE ? SIZE_MAX : in * RESERVE_PER_INPUT_BYTE;
+  if (want < RESERVE_MIN)
+    want = RESERVE_MIN;
+  return want < job->limits.max_memory_bytes ? want : (size_t)job->limits.max_memory_bytes;
+}
+
 /* Binds the request's inputs, runs, answers. Owns job. Any thread: compiling and running
  * draw from the server's budget (the parent of the pipeline's). */
 static void run_job(exec_job_t *job) {
@@ -180,7 +194,7 @@ static void run_job_budgeted(exec_job_t *job) {
   rm_result_t *result = NULL;
   int rc = inputs ? 0 : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   size_t bound = 0;
-  int big = 0;
+  int big = 0, reserved = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     const Remotemedia__V1__ExecuteRequest__InputsEntry *e = req->inputs[i];
     if (!e->value) {
@@ -212,9 +226,20 @@ static void run_job_budgeted(exec_job_t *job) {
         .n_output_nodes = req->n_output_nodes,
         .arena = rm_call_arena(call), /* the result lives as long as the call */
     };
-    rm_budget_reset_peak(rm_pipeline_budget(job->pipeline));
-    rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
-    big = rm_budget_peak(rm_pipeline_budget(job->pipeline)) > TRIM_AFTER_BYTES;
+    /* Admission by bytes: what the run is expected to need is taken from the server's
+     * budget at once (see reservation()), so a request that cannot start is refused now,
+     * before any work; beyond it the run draws as it goes, within its own budget. */
+    rm_budget_t *pb = rm_pipeline_budget(job->pipeline);
+    size_t want = reservation(job);
+    if (rm_budget_reserve(pb, want)) {
+      rm_call_memory_refused(&err, "the run's memory reservation", want);
+      rc = err.code;
+    } else {
+      reserved = 1;
+      rm_budget_reset_peak(pb);
+      rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+      big = rm_budget_peak(pb) > TRIM_AFTER_BYTES;
+    }
     /* The core cancels a call whose deadline passed: that is a deadline, not a cancel. The
      * client's own timer fires a transit time before ours (the deadline travels as a
      * relative timeout), so a cancel that close to the deadline is the deadline. */
@@ -245,6 +270,8 @@ static void run_job_budgeted(exec_job_t *job) {
   rm_result_free(result); /* before the pipeline: result buffers count in its account */
   for (size_t i = 0; i < bound; i++)
     rm_buffer_unref(inputs[i].buf);
+  if (reserved)
+    rm_budget_unreserve(rm_pipeline_budget(job->pipeline));
   job_finish(job);
   if (big) /* what the run freed goes back to the system, not only to the heap */
     malloc_trim(0);
