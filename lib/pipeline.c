@@ -404,7 +404,11 @@ static int budget_refusal(const rm_pipeline_t *p, const node_t *n, rm_error_t *e
     snprintf(who, sizeof who, "node '%s' (%s)", n->id, n->type->name);
   else
     snprintf(who, sizeof who, "pipeline '%.80s'", p->name ? p->name : "");
-  if (r.by_parent)
+  if (!r.by_parent && !r.limit) /* no limit: only a size no allocation can hold is refused */
+    rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
+                 "%s needs %zu more bytes of memory, more than any allocation can hold", who,
+                 r.asked);
+  else if (r.by_parent)
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory",
                  "%s needs %zu more bytes of memory, but the server's memory budget has %zu of "
                  "its %zu bytes in use (max-memory); retry later",
