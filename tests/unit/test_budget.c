@@ -127,6 +127,39 @@ static void test_parent_is_drawn_in_slabs(void) {
   rm_budget_free(server);
 }
 
+static void test_reservation_is_taken_at_once_and_held(void) {
+  rm_budget_t *server = rm_budget_new(10 * SLAB, NULL);
+  rm_budget_t *a = rm_budget_new(6 * SLAB, server), *b = rm_budget_new(6 * SLAB, server);
+  RM_ASSERT_INT(rm_budget_reserve(a, 6 * SLAB), 0);
+  RM_ASSERT_INT(rm_budget_used(server), 6 * SLAB);
+  RM_ASSERT_INT(rm_budget_used(a), 0); /* reserved, not used */
+  /* b cannot reserve as much: refused at once, naming the parent, nothing taken */
+  rm_budget_refusal_clear();
+  RM_ASSERT_INT(rm_budget_reserve(b, 6 * SLAB), RM_ELIMIT);
+  rm_budget_refusal_t r;
+  RM_ASSERT_INT(rm_budget_refused(&r), 1);
+  RM_ASSERT_INT(r.by_parent, 1);
+  RM_ASSERT_INT(r.asked, 6 * SLAB);
+  RM_ASSERT_INT(r.used, 6 * SLAB);
+  RM_ASSERT_INT(rm_budget_used(server), 6 * SLAB);
+  /* a's charges come out of its reservation; giving them back keeps it */
+  RM_ASSERT_INT(rm_budget_charge(a, 5 * SLAB), 0);
+  RM_ASSERT_INT(rm_budget_used(server), 6 * SLAB);
+  rm_budget_discharge(a, 5 * SLAB);
+  RM_ASSERT_INT(rm_budget_used(server), 6 * SLAB);
+  /* unreserving returns it (a slab of slack may stay until a is freed) */
+  rm_budget_unreserve(a);
+  CU_ASSERT(rm_budget_used(server) <= SLAB);
+  RM_ASSERT_INT(rm_budget_reserve(b, 6 * SLAB), 0);
+  rm_budget_unreserve(b);
+  rm_budget_free(a);
+  rm_budget_free(b);
+  RM_ASSERT_INT(rm_budget_used(server), 0);
+  /* without a parent there is nothing to reserve from */
+  RM_ASSERT_INT(rm_budget_reserve(server, 1 << 30), 0);
+  rm_budget_free(server);
+}
+
 typedef struct handoff {
   void *blocks[64];
 } handoff_t;
@@ -197,6 +230,7 @@ int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_charge_and_refuse),
                                          RM_TEST(test_allocations_are_charged_before_malloc),
                                          RM_TEST(test_parent_is_drawn_in_slabs),
+                                         RM_TEST(test_reservation_is_taken_at_once_and_held),
                                          RM_TEST(test_free_on_another_thread_and_orphaning),
                                          RM_TEST(test_concurrent_children_balance),
                                          {NULL, NULL}};
