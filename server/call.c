@@ -549,10 +549,14 @@ static int admit(rm_call_t *c) {
 static void call_start(rm__arrival_t *a, const rm_error_t *reject);
 
 void rm__call_start(rm__arrival_t *a, const rm_error_t *reject) {
-  /* the call, its arena and whatever its handler allocates count in the server's budget */
-  rm_budget_t *outer = rm_budget_enter(rm_server_budget(a->q->s));
+  /* An ExecutePipeline call, its arena and whatever its handler allocates count in the
+   * server's budget; health, reflection and the small RPCs stay outside it, so a full
+   * budget never fails a health check. */
+  int hot = a->m && a->m->hot && !reject;
+  rm_budget_t *outer = hot ? rm_budget_enter(rm_server_budget(a->q->s)) : NULL;
   call_start(a, reject);
-  rm_budget_leave(outer);
+  if (hot)
+    rm_budget_leave(outer);
 }
 
 static void call_start(rm__arrival_t *a, const rm_error_t *reject) {

@@ -36,6 +36,12 @@ def status_kb(pid, key):
     raise KeyError(key)
 
 
+def sanitized(pid):
+    """AddressSanitizer keeps freed memory in quarantine: RSS figures mean nothing there."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 def opus_request(frames):
     req = ps.ExecuteRequest(manifest=chain(("src", "OpusDecode", {})))
     header = b"RMOP" + bytes([1, 1]) + struct.pack(">HII", 0, 48000, 960)
@@ -95,7 +101,7 @@ def test_hostile_request_is_refused_before_its_memory(name, build, node_type):
         assert t["rm-field"] == "max_memory_bytes"
         assert f"node 'src' ({node_type}) needs " in e.value.details()
         assert f"bytes in use (max_memory_bytes)" in e.value.details()
-        if not VALGRIND:
+        if not VALGRIND and not sanitized(srv.proc.pid):
             assert grown < BUDGET + FIXED_SLACK + 2 * wire
 
 
@@ -196,5 +202,6 @@ def test_mixed_heavy_load_stays_within_max_memory():
               f"peak {peak / MiB:.1f} MiB, after {after / MiB:.1f} MiB")
         assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
         assert codes.get("OK", 0) > 0
-        assert peak < 512 * MiB + MIXED_OVERHEAD
-        assert after < idle + 64 * MiB
+        if not sanitized(srv.proc.pid):
+            assert peak < 512 * MiB + MIXED_OVERHEAD
+            assert after < idle + 64 * MiB
