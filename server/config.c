@@ -107,6 +107,10 @@ static const opt_t opts[] = {
      1 << 20, INT64_MAX, 0,
      "memory one run may allocate (buffers, node state, library memory); a request's "
      "limits.max_memory_bytes may lower it (capped at max-memory)"},
+    {"memory-wait-ms", "RM_MEMORY_WAIT_MS", T_UINT, OFF(memory_wait_ms), "0", 0, 600000, 0,
+     "how long a run on a worker waits for its memory reservation when max-memory is in use "
+     "before it is RESOURCE_EXHAUSTED (0 = refuse at once; runs on polling threads never "
+     "wait)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rm/alloc.h"
@@ -40,7 +41,8 @@ typedef struct exec_job {
   uint64_t max_execution_ms;
   rm_manifest_t *manifest;
   rm_pipeline_t *pipeline;
-  int cached; /* the pipeline belongs to this thread's cache, not to the job */
+  int cached;    /* the pipeline belongs to this thread's cache, not to the job */
+  int on_worker; /* running on a worker thread, which may wait for memory */
 } exec_job_t;
 
 static uint64_t lower(uint64_t server, uint64_t requested) {
@@ -158,6 +160,28 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
 
 static void run_job_budgeted(exec_job_t *job);
 
+#define MEMORY_WAIT_STEP_NS (5ull * 1000000ull)
+
+/* rm_budget_reserve, retried for up to --memory-wait-ms on a worker thread (a polling thread
+ * never waits: it would stall the calls queued behind it) while the call lives and its
+ * deadline allows. 0 or RM_ELIMIT (the last refusal recorded). */
+static int reserve(exec_job_t *job, rm_budget_t *pb, size_t want) {
+  int rc = rm_budget_reserve(pb, want);
+  uint64_t wait_ms = rm_server_config(job->server)->memory_wait_ms;
+  if (!rc || !wait_ms || !(job->on_worker || rm_call_on_worker(job->call)))
+    return rc;
+  uint64_t until = rm_clock_ns() + wait_ms * 1000000ull;
+  if (job->deadline_ns && job->deadline_ns < until)
+    until = job->deadline_ns;
+  const atomic_int *cancel = rm_call_cancel_flag(job->call);
+  while (rc && rm_clock_ns() < until && !atomic_load(cancel)) {
+    struct timespec step = {0, (long)MEMORY_WAIT_STEP_NS};
+    nanosleep(&step, NULL);
+    rc = rm_budget_reserve(pb, want);
+  }
+  return rc;
+}
+
 /* What a run takes from the server's budget before it starts: RESERVE_PER_INPUT_BYTE times
  * its input bytes (a heavy pipeline holds its input, a converted copy and a few outputs of
  * that size), at least RESERVE_MIN, at most the request's budget. Small requests stay cheap
@@ -194,7 +218,7 @@ static void run_job_budgeted(exec_job_t *job) {
   rm_result_t *result = NULL;
   int rc = inputs ? 0 : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   size_t bound = 0;
-  int big = 0, reserved = 0;
+  int big = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     const Remotemedia__V1__ExecuteRequest__InputsEntry *e = req->inputs[i];
     if (!e->value) {
@@ -231,14 +255,16 @@ static void run_job_budgeted(exec_job_t *job) {
      * before any work; beyond it the run draws as it goes, within its own budget. */
     rm_budget_t *pb = rm_pipeline_budget(job->pipeline);
     size_t want = reservation(job);
-    if (rm_budget_reserve(pb, want)) {
+    if (reserve(job, pb, want)) {
       rm_call_memory_refused(&err, "the run's memory reservation", want);
       rc = err.code;
     } else {
-      reserved = 1;
       rm_budget_reset_peak(pb);
       rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
       big = rm_budget_peak(pb) > TRIM_AFTER_BYTES;
+      /* what the run did not use goes back before the response is packed (the result
+       * stays charged until it is freed) */
+      rm_budget_unreserve(pb);
     }
     /* The core cancels a call whose deadline passed: that is a deadline, not a cancel. The
      * client's own timer fires a transit time before ours (the deadline travels as a
@@ -270,14 +296,16 @@ static void run_job_budgeted(exec_job_t *job) {
   rm_result_free(result); /* before the pipeline: result buffers count in its account */
   for (size_t i = 0; i < bound; i++)
     rm_buffer_unref(inputs[i].buf);
-  if (reserved)
-    rm_budget_unreserve(rm_pipeline_budget(job->pipeline));
   job_finish(job);
   if (big) /* what the run freed goes back to the system, not only to the heap */
     malloc_trim(0);
 }
 
-static void run_job_offloaded(void *arg) { run_job(arg); }
+static void run_job_offloaded(void *arg) {
+  exec_job_t *job = arg;
+  job->on_worker = 1;
+  run_job(job);
+}
 
 static void offload(exec_job_t *job) {
   rm_call_watch_cancel(job->call);

@@ -205,3 +205,29 @@ def test_mixed_heavy_load_stays_within_max_memory():
         if not sanitized(srv.proc.pid):
             assert peak < 512 * MiB + MIXED_OVERHEAD
             assert after < idle + 64 * MiB
+
+
+def test_runs_wait_for_memory_with_memory_wait_ms():
+    """Three heavy requests whose reservations (8 x 12 MB each) do not fit 250 MiB together
+    with their messages (2 x 12 MB each, admitted at arrival, which never waits):
+    with --memory-wait-ms they wait on the workers for each other and all succeed."""
+    samples = np.zeros(3_000_000, np.float32)  # 12 MB
+    req = audio_request("AudioResample", {"rate": 96000}, samples)
+    results = []
+    with RunningServer(["--max-memory", "250M", "--memory-wait-ms", "60000"]) as srv, \
+            srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+
+        def call():
+            try:
+                r = stub.ExecutePipeline(req, timeout=120)
+                results.append(len(r.outputs["src"].items[0].audio.samples))
+            except grpc.RpcError as e:
+                results.append(e.code().name + ": " + e.details())
+
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [24_000_000] * 3

@@ -55,6 +55,7 @@ static const opt_case_t all_opts[] = {
     {"max-concurrent-streams", "RM_MAX_CONCURRENT_STREAMS", K_INT, 1, 2147483647},
     {"max-memory", "RM_MAX_MEMORY", K_BYTES, 0, INT64_MAX},
     {"max-request-memory", "RM_MAX_REQUEST_MEMORY", K_BYTES, 1 << 20, INT64_MAX},
+    {"memory-wait-ms", "RM_MEMORY_WAIT_MS", K_INT, 0, 600000},
 };
 #define N_ALL (sizeof all_opts / sizeof all_opts[0])
 
