@@ -1,9 +1,28 @@
-/* alloc.c - allocator wrappers with per-thread fault injection for tests. */
+/* alloc.c - allocator wrappers: the thread's memory budget asked before malloc, per-thread
+ * fault injection for tests. */
 #include "rm/alloc.h"
 
 #include <jansson.h>
+#include <stdalign.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "budget_int.h"
+#include "rm/budget.h"
+
+/* Every block starts with this header, so rm_free gives its bytes back to the budget they
+ * were charged to on whichever thread frees it. 16 bytes keep the payload 16-byte aligned
+ * (malloc's blocks are). A block charges its size plus the header. */
+typedef struct block_head {
+  rm_budget_t *budget; /* NULL: charged to nothing */
+  size_t size;         /* payload bytes asked for */
+} block_head_t;
+#define HEAD 16u
+/* Larger requests fail without reaching malloc (1 TiB: more than any machine this runs on
+ * has, and below the sizes sanitizers abort on as "allocation-size-too-big"). */
+#define RM_ALLOC_MAX ((size_t)1 << 40)
+_Static_assert(sizeof(block_head_t) <= HEAD, "the block header must fit in 16 bytes");
 
 /* -1: never fail. Otherwise the number of allocations that may still succeed. */
 static _Thread_local long fail_countdown = -1;
@@ -21,39 +40,88 @@ static int should_fail(void) {
   return 0;
 }
 
-/* Books the outcome of one allocation; `fresh` when it makes a new block. */
-static void *booked(void *p, int fresh) {
-  if (!p)
+static block_head_t *head_of(void *ptr) { return (block_head_t *)(void *)((char *)ptr - HEAD); }
+
+/* A new block of size payload bytes, charged to the thread's budget first; zeroed when
+ * `zero`. NULL (counted as a failure) when injected, refused or out of memory. */
+static void *block_new(size_t size, int zero) {
+  if (should_fail()) {
     failures++;
-  else if (fresh)
-    live++;
-  return p;
+    return NULL;
+  }
+  /* the budget is asked first, whatever the size, so a refusal names it */
+  size_t total = size > SIZE_MAX - HEAD ? SIZE_MAX : size + HEAD;
+  rm_budget_t *b = rm_budget_current();
+  if (b && rm__budget_charge(b, total, 0)) {
+    failures++;
+    return NULL;
+  }
+  block_head_t *h = size > RM_ALLOC_MAX ? NULL : zero ? calloc(1, total) : malloc(total);
+  if (!h) {
+    if (b)
+      rm__budget_discharge(b, total, 0);
+    failures++;
+    return NULL;
+  }
+  h->budget = b;
+  h->size = size;
+  live++;
+  return (char *)h + HEAD;
 }
 
-void *rm_malloc(size_t size) {
-  if (should_fail())
-    return booked(NULL, 1);
-  return booked(malloc(size ? size : 1), 1);
-}
+void *rm_malloc(size_t size) { return block_new(size ? size : 1, 0); }
 
 void *rm_calloc(size_t count, size_t size) {
-  if (should_fail())
-    return booked(NULL, 1);
   if (count == 0 || size == 0)
     count = size = 1;
-  return booked(calloc(count, size), 1);
+  if (count > SIZE_MAX / size) {
+    should_fail(); /* still an attempt */
+    failures++;
+    return NULL;
+  }
+  return block_new(count * size, 1);
 }
 
 void *rm_realloc(void *ptr, size_t size) {
-  if (should_fail())
-    return booked(NULL, ptr == NULL);
-  return booked(realloc(ptr, size ? size : 1), ptr == NULL);
+  if (!ptr)
+    return rm_malloc(size);
+  if (!size)
+    size = 1;
+  if (should_fail()) {
+    failures++;
+    return NULL;
+  }
+  block_head_t *h = head_of(ptr);
+  rm_budget_t *b = h->budget;
+  size_t old = h->size;
+  /* growth is asked of the block's own budget before the memory is touched */
+  if (b && size > old && rm__budget_charge(b, size - old, 0)) {
+    failures++;
+    return NULL;
+  }
+  block_head_t *g = size > RM_ALLOC_MAX ? NULL : realloc(h, size + HEAD);
+  if (!g) {
+    if (b && size > old)
+      rm__budget_discharge(b, size - old, 0);
+    failures++;
+    return NULL;
+  }
+  g->size = size;
+  if (b && size < old)
+    rm__budget_discharge(b, old - size, 0);
+  return (char *)g + HEAD;
 }
 
 void rm_free(void *ptr) {
-  if (ptr)
-    live--;
-  free(ptr);
+  if (!ptr)
+    return;
+  live--;
+  block_head_t *h = head_of(ptr);
+  rm_budget_t *b = h->budget;
+  size_t n = h->size + HEAD;
+  free(h);
+  if (b)
+    rm__budget_discharge(b, n, 0);
 }
 
 char *rm_strndup(const char *s, size_t n) {

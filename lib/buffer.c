@@ -200,6 +200,48 @@ rm_buffer_t *rm_buffer_new_borrowed(rm_kind_t kind, const void *data, size_t siz
   return b;
 }
 
+/* borrowed: 0 payload in the buffer's block, 1 the caller's, ADOPTED a block of its own */
+#define ADOPTED 2
+
+rm_buffer_t *rm__buffer_adopt(rm_kind_t kind, void *data, size_t size, rm_mem_account_t *account) {
+  rm_buffer_t *b = rm_buffer_new_borrowed(kind, data, size, account);
+  if (b)
+    b->borrowed = ADOPTED;
+  return b;
+}
+
+int rm__buffer_grow(rm_buffer_t **buf, size_t size) {
+  rm_buffer_t *b = *buf;
+  if (b->refs != 1 || b->borrowed == 1)
+    return RM_EINTERNAL;
+  if (size <= b->size)
+    return 0;
+  size_t old = b->size;
+  if (b->borrowed == ADOPTED) {
+    uint8_t *data = rm_realloc(b->data, size);
+    if (!data)
+      return RM_ENOMEM;
+    b->data = data;
+  } else {
+    if (size > SIZE_MAX - HDR_SIZE - 1)
+      return RM_ENOMEM;
+    uint8_t *mem = rm_realloc(b, HDR_SIZE + size + 1);
+    if (!mem)
+      return RM_ENOMEM;
+    b = (rm_buffer_t *)(void *)mem;
+    b->data = mem + HDR_SIZE;
+    b->data[size] = '\0';
+  }
+  b->size = size;
+  if (b->account) {
+    b->account->current += size - old;
+    if (b->account->current > b->account->peak)
+      b->account->peak = b->account->current;
+  }
+  *buf = b;
+  return 0;
+}
+
 rm_buffer_t *rm_buffer_ref(rm_buffer_t *buf) {
   buf->refs++;
   return buf;
@@ -209,6 +251,8 @@ void rm_buffer_unref(rm_buffer_t *buf) {
   if (!buf || --buf->refs > 0)
     return;
   account_remove(buf->account, buf->size);
+  if (buf->borrowed == ADOPTED)
+    rm_free(buf->data);
   rm_free(buf->mime_type);
   rm_free(buf); /* owned payloads live in the same allocation */
 }

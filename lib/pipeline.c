@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "rm/alloc.h"
+#include "budget_int.h"
 #include "rm/arena.h"
+#include "rm/budget.h"
 #include "rm/clock.h"
 #include "rm/registry.h"
 
@@ -56,6 +58,8 @@ struct rm_pipeline {
   int heavy;
   int reusable;
   rm_mem_account_t *account; /* heap: output buffers may outlive the pipeline */
+  rm_budget_t *budget;       /* everything p and its runs allocate; may outlive p */
+  size_t external;           /* library predictions counted in account->current this run */
   rm_metrics_t metrics;
   uint64_t invocation_cost_ns; /* metrics' cost per timed invocation, calibrated */
   const char **order_ids;
@@ -388,6 +392,35 @@ static int check_kinds(rm_pipeline_t *p, rm_error_t *err) {
   return 0;
 }
 
+/* After an allocation failed with RM_ENOMEM: when the budget refused it (rather than malloc),
+ * records RM_ELIMIT naming the node (n may be NULL) and the budget that refused, and returns
+ * 1; else 0 (a real out of memory stays RM_ENOMEM). */
+static int budget_refusal(const rm_pipeline_t *p, const node_t *n, rm_error_t *err) {
+  rm_budget_refusal_t r;
+  if (!rm_budget_refused(&r))
+    return 0;
+  char who[RM_ERROR_NODE_MAX + 80];
+  if (n)
+    snprintf(who, sizeof who, "node '%s' (%s)", n->id, n->type->name);
+  else
+    snprintf(who, sizeof who, "pipeline '%.80s'", p->name ? p->name : "");
+  if (!r.by_parent && !r.limit) /* no limit: only a size no allocation can hold is refused */
+    rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
+                 "%s needs %zu more bytes of memory, more than any allocation can hold", who,
+                 r.asked);
+  else if (r.by_parent)
+    rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory",
+                 "%s needs %zu more bytes of memory, but the server's memory budget has %zu of "
+                 "its %zu bytes in use (max-memory); retry later",
+                 who, r.asked, r.used, r.limit);
+  else
+    rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
+                 "%s needs %zu more bytes of memory, above the request's budget: %zu of its "
+                 "%zu bytes in use (max_memory_bytes)",
+                 who, r.asked, r.used, r.limit);
+  return 1;
+}
+
 static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) {
   for (size_t i = 0; i < p->n_nodes; i++) {
     node_t *n = &p->nodes[i];
@@ -397,7 +430,10 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
       return rc;
     rm_error_t local;
     rm_error_clear(&local);
+    rm_budget_refusal_clear();
     rc = t->create(n->params, &n->state, &local);
+    if (rc == RM_ENOMEM && budget_refusal(p, n, err))
+      return RM_ELIMIT;
     if (rc) {
       if (err) {
         /* create() does not know its node's id: the message must still name it. Nodes
@@ -437,10 +473,20 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   if (!valid_name(m->name))
     return rm_error_set(err, RM_EMANIFEST, NULL, "name",
                         "pipeline name must be at most %d bytes of printable UTF-8", NAME_MAX_LEN);
-  rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
-  if (!p)
+  rm_budget_t *budget =
+      rm_budget_new(limits ? (size_t)limits->max_memory_bytes : 0, rm_budget_current());
+  if (!budget)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  rm_budget_t *outer = rm_budget_enter(budget);
+  rm_budget_refusal_clear();
+  rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
+  if (!p) {
+    rm_budget_leave(outer);
+    rm_budget_free(budget);
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
   memset(p, 0, sizeof *p);
+  p->budget = budget;
   p->reusable = 1; /* until a node type says otherwise */
   rm_arena_init(&p->arena, p + 1, PIPELINE_INLINE);
   int rc = RM_ENOMEM;
@@ -471,9 +517,13 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   }
   /* calibrated once per process, here rather than inside the first timed run */
   p->invocation_cost_ns = rm_metrics_invocation_cost_ns();
+  rm_budget_leave(outer);
   *out = p;
   return 0;
 fail:
+  if (rc == RM_ENOMEM && budget_refusal(p, NULL, err))
+    rc = RM_ELIMIT;
+  rm_budget_leave(outer);
   rm_pipeline_free(p);
   return rc;
 }
@@ -514,7 +564,9 @@ void rm_pipeline_free(rm_pipeline_t *p) {
   rm_metrics_destroy(&p->metrics);
   rm_mem_account_free(p->account);
   rm_arena_destroy(&p->arena);
+  rm_budget_t *budget = p->budget;
   rm_free(p);
+  rm_budget_free(budget); /* stays while results made by p hold blocks */
 }
 
 const char *rm_pipeline_name(const rm_pipeline_t *p) { return p->name; }
@@ -538,6 +590,7 @@ void rm_pipeline_reset_metrics(rm_pipeline_t *p) {
 }
 rm_metrics_t *rm_pipeline_metrics(rm_pipeline_t *p) { return &p->metrics; }
 rm_mem_account_t *rm_pipeline_account(rm_pipeline_t *p) { return p->account; }
+rm_budget_t *rm_pipeline_budget(rm_pipeline_t *p) { return p->budget; }
 
 /* ---------------------------------------------------------------- node context */
 
@@ -832,6 +885,29 @@ static int join_tail(rm_node_ctx_t *ctx, size_t o, size_t from) {
       return 0;
     total += l->items[i]->size;
   }
+  /* An unshared first item grows in place (realloc: no copy of what it holds, none at all
+   * for a large mapped block), else the items are copied into a new one. */
+  if (first->refs == 1 && first->borrowed != 1 && !first->mime_type) {
+    rm_buffer_t *grown = l->items[from];
+    size_t at = grown->size;
+    int rc = rm__buffer_grow(&grown, total);
+    if (rc == RM_ENOMEM)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    if (rc == 0) {
+      for (size_t i = from + 1; i < l->n; i++) {
+        if (l->items[i]->size)
+          memcpy(grown->data + at, l->items[i]->data, l->items[i]->size);
+        at += l->items[i]->size;
+        if (grown->kind == RM_KIND_TENSOR)
+          grown->u.tensor.shape[0] += l->items[i]->u.tensor.shape[0];
+        rm_buffer_unref(l->items[i]);
+      }
+      ctx->items_out -= l->n - from - 1;
+      l->items[from] = grown;
+      l->n = from + 1;
+      return check_buffer_limits(&ctx->p->limits, grown, ctx->node, 0, ctx->err);
+    }
+  }
   rm_buffer_t *joined = rm_buffer_new(first->kind, total, rm_node_account(ctx));
   if (!joined)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -913,6 +989,17 @@ static int flush_and_join(node_t *n, rm_node_ctx_t *ctx) {
   return rc;
 }
 
+/* Library memory the nodes hold (predictions charged with rm_budget_charge) counts in the
+ * account like buffer bytes, so peak_memory_bytes includes it: sampled at the start of a run
+ * and after every invocation. */
+static void sync_external(rm_pipeline_t *p) {
+  size_t now = rm__budget_external(p->budget);
+  p->account->current = p->account->current - p->external + now;
+  p->external = now;
+  if (p->account->current > p->account->peak)
+    p->account->peak = p->account->current;
+}
+
 static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_scratch_t *s,
                     rm_node_result_t *res, rm_error_t *err) {
   size_t count = 0;
@@ -935,9 +1022,13 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
      * calibrated once (rm_metrics_invocation_cost_ns) rather than timed by a third read,
      * which would cost as much as it measures. */
     uint64_t t0 = opts->metrics ? rm_clock_ns() : 0;
+    rm_budget_refusal_clear();
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1)
       rc = flush_and_join(n, &ctx);
+    if (rc == RM_ENOMEM && budget_refusal(p, n, err))
+      rc = RM_ELIMIT;
+    sync_external(p);
     if (t->end_stream && (rc || (opts->end_of_stream && k == calls - 1))) {
       t->end_stream(n->state);
       ended = 1;
@@ -1043,11 +1134,18 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   int rc;
   if ((rc = bind_inputs(p, inputs, n_inputs, err)) || (rc = mark_outputs(p, opts, err)))
     return rc;
-  /* request inputs are held by the run: count them */
+  /* request inputs are held by the run: count them, against the budget too (the caller's
+   * memory, so not drawn from the parents again) */
   size_t held = request_input_bytes(p);
+  if (held && rm__budget_charge_local(p->budget, held)) {
+    size_t limit = rm_budget_limit(p->budget);
+    return rm_error_set(err, RM_ELIMIT, NULL, "max_memory_bytes",
+                        "the request's inputs hold %zu bytes, above its memory budget of %zu "
+                        "bytes (max_memory_bytes) with %zu in use",
+                        held, limit, rm_budget_used(p->budget));
+  }
   p->account->current += held;
-  if (p->account->current > p->account->peak)
-    p->account->peak = p->account->current;
+  sync_external(p);
   size_t max_in = 1;
   for (size_t i = 0; i < p->n_nodes; i++)
     if (p->nodes[i].n_in > max_in)
@@ -1076,8 +1174,15 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
     rm_free(s.ports);
   }
   p->account->current -= held;
+  if (held)
+    rm__budget_discharge_local(p->budget, held);
   if (!rc && (rc = collect_outputs(p, r, opts->arena)))
     rm_error_set(err, rc, NULL, NULL, "out of memory"); /* nothing was collected */
+  /* the executor's own allocations (scratch, the outputs) are refused like a node's */
+  if (rc == RM_ENOMEM && budget_refusal(p, NULL, err))
+    rc = RM_ELIMIT;
+  p->account->current -= p->external; /* library memory counts in the account during runs */
+  p->external = 0;
   return rc;
 }
 
@@ -1092,6 +1197,9 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
     p->account->peak = p->account->current;
   rm_error_clear(err);
   *out = NULL;
+  /* the run, its result and whatever its nodes allocate count in p's budget */
+  rm_budget_t *outer = rm_budget_enter(p->budget);
+  rm_budget_refusal_clear();
   /* the result and its node states are one allocation */
   size_t bytes = sizeof(rm_result_t) + p->n_nodes * sizeof(rm_node_result_t);
   rm_result_t *r = opts->arena ? rm_arena_calloc(opts->arena, 1, bytes) : rm_calloc(1, bytes);
@@ -1102,7 +1210,11 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!r) {
     if (p->account->peak < peak_before)
       p->account->peak = peak_before;
-    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    int code = budget_refusal(p, NULL, err)
+                   ? RM_ELIMIT
+                   : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_budget_leave(outer);
+    return code;
   }
   r->n_nodes = p->n_nodes;
   for (size_t k = 0; k < p->n_nodes; k++)
@@ -1110,6 +1222,7 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   reset_run_state(p);
   int rc = run(p, inputs, n_inputs, opts, r, err);
   reset_run_state(p); /* the result holds its own references */
+  rm_budget_leave(outer);
   if (opts->metrics) {
     rm_metrics_t *m = &p->metrics;
     m->total_executions++;

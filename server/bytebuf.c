@@ -35,6 +35,13 @@ void rm_bytebuf_unpack_free(ProtobufCMessage *msg) {
     protobuf_c_message_free_unpacked(msg, &pb_allocator);
 }
 
+size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb) {
+  if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+      bb->data.raw.slice_buffer.count <= 1)
+    return 0;
+  return grpc_byte_buffer_length(bb);
+}
+
 int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb) {
   grpc_slice *first;
   v->all = grpc_empty_slice();

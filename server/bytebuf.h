@@ -34,5 +34,8 @@ typedef struct rm_bytebuf_view {
  * compressed body that does not inflate); rm_bytebuf_view_destroy is needed only after 0. */
 int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb);
 void rm_bytebuf_view_destroy(rm_bytebuf_view_t *v);
+/* Bytes rm_bytebuf_view_init would copy to view bb (0 when bb is one slice), so they can be
+ * asked of a budget first. */
+size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb);
 
 #endif

@@ -51,10 +51,13 @@ struct rm_call {
   grpc_metadata_array md;
   grpc_byte_buffer *payload;
   size_t request_bytes;
+  size_t payload_charge;  /* of the server's budget, while the payload (or its copy) lives */
+  size_t response_charge; /* of the server's budget, while the packed response lives */
   ProtobufCMessage *request;
   call_stream_t *stream; /* NULL for unary calls */
   size_t unpack_left;    /* of the unpack budget */
   int unpack_exceeded;
+  int unpack_refused; /* the server's memory budget refused an unpack allocation */
   uint64_t deadline_ns;
   atomic_int cancelled; /* read by a worker running the pipeline */
   int close_cancelled;
@@ -124,6 +127,7 @@ static void call_unref(rm_call_t *c) {
     grpc_byte_buffer_destroy(c->payload);
   if (c->response)
     grpc_byte_buffer_destroy(c->response);
+  rm_budget_discharge(rm_server_budget(s), c->payload_charge + c->response_charge);
   grpc_slice_unref(c->details);
   for (size_t i = 0; i < c->n_trailers; i++) {
     grpc_slice_unref(c->trailers[i].key);
@@ -293,8 +297,18 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
     rm_call_fail(c, &err);
     return;
   }
-  if (c->replied++)
+  if (c->replied)
     return;
+  /* the packed size is known before packing: the server's budget is asked first */
+  rm_budget_t *b = rm_server_budget(c->s);
+  if (rm_budget_charge(b, len)) {
+    rm_error_t err;
+    rm_call_memory_refused(&err, "the response", len);
+    rm_call_fail(c, &err);
+    return;
+  }
+  c->response_charge = b ? len : 0;
+  c->replied++;
   c->response = rm_bytebuf_pack_sized(msg, len);
   c->code = rm_status_from_error(RM_OK);
   c->details = grpc_empty_slice();
@@ -305,6 +319,7 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
 
 uint64_t rm_call_deadline_ns(const rm_call_t *c) { return c->deadline_ns; }
 uint64_t rm_call_arrival_ns(const rm_call_t *c) { return c->t_start; }
+size_t rm_call_request_bytes(const rm_call_t *c) { return c->request_bytes; }
 const atomic_int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled; }
 rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
 int rm_call_on_worker(const rm_call_t *c) { return c->on_worker; }
@@ -394,7 +409,10 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
                                  const uint8_t *data, size_t len) {
   unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
   ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
+  rm_budget_refusal_clear();
   ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &arena_alloc, len, data);
+  if (!msg && rm_budget_refused(NULL))
+    c->unpack_refused = 1;
   c->unpack_left = budget.left;
   c->unpack_exceeded |= budget.exceeded;
   return msg;
@@ -402,7 +420,9 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
 
 void rm_call_fail_unpack(rm_call_t *c) {
   rm_error_t err;
-  if (c->unpack_exceeded)
+  if (c->unpack_refused)
+    rm_call_memory_refused(&err, "unpacking the request", c->request_bytes);
+  else if (c->unpack_exceeded)
     rm_error_set(&err, RM_ELIMIT, NULL, NULL,
                  "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
                  "many small parts",
@@ -413,16 +433,35 @@ void rm_call_fail_unpack(rm_call_t *c) {
   rm_call_fail(c, &err);
 }
 
+void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes) {
+  rm_budget_refusal_t r = {0};
+  rm_budget_refused(&r);
+  rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
+               "%s needs %zu bytes, but the server's memory budget has %zu of its %zu bytes in "
+               "use (max-memory); retry later",
+               what, bytes, r.used, r.limit);
+}
+
 /* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
  * The payload leaves the call first: once the handler has answered, the call may be gone
  * (a worker answering while the polling thread sends). */
 static void unpack_and_handle(rm_call_t *c) {
   rm_method_t *m = c->method;
   grpc_byte_buffer *payload = c->payload;
+  size_t payload_charge = c->payload_charge;
   c->payload = NULL;
+  c->payload_charge = 0;
   c->unpack_left = UNPACK_BUDGET(c->request_bytes);
+  rm_budget_t *b = rm_server_budget(c->s);
+  /* a payload of several slices is copied into one piece first: that copy is asked too */
+  size_t copy = rm_bytebuf_view_copy_bytes(payload);
   rm_bytebuf_view_t v;
-  if (rm_bytebuf_view_init(&v, payload)) {
+  if (rm_budget_charge(b, copy)) {
+    rm_error_t err;
+    rm_call_memory_refused(&err, "the request's bytes", copy);
+    rm_call_fail(c, &err);
+    copy = 0;
+  } else if (rm_bytebuf_view_init(&v, payload)) {
     rm_call_fail_unpack(c);
   } else {
     if (m->handle_bytes)
@@ -434,9 +473,15 @@ static void unpack_and_handle(rm_call_t *c) {
     rm_bytebuf_view_destroy(&v);
   }
   grpc_byte_buffer_destroy(payload);
+  rm_budget_discharge(b, payload_charge + copy);
 }
 
-static void unpack_and_handle_job(void *arg) { unpack_and_handle(arg); }
+static void unpack_and_handle_job(void *arg) {
+  rm_call_t *c = arg;
+  rm_budget_t *outer = rm_budget_enter(rm_server_budget(c->s));
+  unpack_and_handle(c);
+  rm_budget_leave(outer);
+}
 
 /* ---------------------------------------------------------------- set-up */
 
@@ -501,7 +546,36 @@ static void handle_request(rm_call_t *c) {
   unpack_and_handle(c);
 }
 
+/* Admission by bytes: the received message is charged to the server's budget at once; what
+ * does not fit is refused before anything else is done with it. 0 or RM_ELIMIT (answered). */
+static int admit(rm_call_t *c) {
+  rm_budget_t *b = rm_server_budget(c->s);
+  if (!c->payload || !c->method->hot || !b)
+    return 0;
+  if (rm_budget_charge(b, c->request_bytes)) {
+    rm_error_t err;
+    rm_call_memory_refused(&err, "the request", c->request_bytes);
+    rm_call_fail(c, &err);
+    return RM_ELIMIT;
+  }
+  c->payload_charge = c->request_bytes;
+  return 0;
+}
+
+static void call_start(rm__arrival_t *a, const rm_error_t *reject);
+
 void rm__call_start(rm__arrival_t *a, const rm_error_t *reject) {
+  /* An ExecutePipeline call, its arena and whatever its handler allocates count in the
+   * server's budget; health, reflection and the small RPCs stay outside it, so a full
+   * budget never fails a health check. */
+  int hot = a->m && a->m->hot && !reject;
+  rm_budget_t *outer = hot ? rm_budget_enter(rm_server_budget(a->q->s)) : NULL;
+  call_start(a, reject);
+  if (hot)
+    rm_budget_leave(outer);
+}
+
+static void call_start(rm__arrival_t *a, const rm_error_t *reject) {
   rm_server_t *s = a->q->s;
   rm_call_t *c = call_new(a->q);
   if (!c) {
@@ -531,6 +605,8 @@ void rm__call_start(rm__arrival_t *a, const rm_error_t *reject) {
     return;
   }
   if (a->m->kind != RM_RPC_UNARY && stream_setup(c))
+    return;
+  if (admit(c))
     return;
   if (a->m->kind == RM_RPC_BIDI_STREAM)
     a->m->handle(c, NULL);

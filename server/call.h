@@ -18,6 +18,8 @@ typedef struct rm_call rm_call_t;
 
 /* Monotonic deadline of the call in rm_clock_ns() units, 0 when the client set none. */
 uint64_t rm_call_deadline_ns(const rm_call_t *call);
+/* Bytes of the received request message (0 when none). */
+size_t rm_call_request_bytes(const rm_call_t *call);
 /* When the call arrived, in rm_clock_ns() units. */
 uint64_t rm_call_arrival_ns(const rm_call_t *call);
 /* Non-zero once the client cancelled or the server is force-stopping. */
@@ -33,6 +35,10 @@ void rm_call_unref(rm_call_t *call);
 rm_arena_t *rm_call_arena(rm_call_t *call);
 /* Extra fields for the call's log line (e.g. the pipeline name); copied. */
 void rm_call_set_log_note(rm_call_t *call, const char *key, const char *value);
+
+/* Fills err for something the server's memory budget (--max-memory) refused on this thread:
+ * RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size. */
+void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes);
 
 /* ---- unary calls: exactly one rm_call_reply() or rm_call_fail() ---- */
 

@@ -21,8 +21,9 @@ typedef enum {
   T_INT,
   T_I64,
   T_UINT,
-  T_BOOL
-} opt_type_t; /* char*, int, int64_t, uint64_t, int */
+  T_BOOL,
+  T_BYTES     /* uint64_t with an optional K/M/G (KiB/MiB/GiB) suffix */
+} opt_type_t; /* char*, int, int64_t, uint64_t, int, uint64_t */
 
 typedef struct opt {
   const char *name; /* flag without "--", JSON key with '-' replaced by '_' */
@@ -107,6 +108,19 @@ static const opt_t opts[] = {
      "largest request metadata (headers: names + values + 32 per entry); a call above it is "
      "RESOURCE_EXHAUSTED alone. The connection's hard limit is 4 times this: above it the gRPC "
      "core fails the call itself (see docs/hardening.md)"},
+    /* memory budgets (docs/security.md) */
+    {"max-memory", "RM_MAX_MEMORY", T_BYTES, OFF(max_memory), "0", 0, INT64_MAX, 0,
+     "server-wide memory budget: received requests, responses and every run's memory draw from "
+     "it; what does not fit is RESOURCE_EXHAUSTED at once (0 = the cgroup memory limit less "
+     "max(1/8 of it, 64 MiB), else half the physical memory; K/M/G suffixes are KiB/MiB/GiB)"},
+    {"max-request-memory", "RM_MAX_REQUEST_MEMORY", T_BYTES, OFF(max_request_memory), "256M",
+     1 << 20, INT64_MAX, 0,
+     "memory one run may allocate (buffers, node state, library memory); a request's "
+     "limits.max_memory_bytes may lower it (capped at max-memory)"},
+    {"memory-wait-ms", "RM_MEMORY_WAIT_MS", T_UINT, OFF(memory_wait_ms), "0", 0, 600000, 0,
+     "how long a run on a worker waits for its memory reservation when max-memory is in use "
+     "before it is RESOURCE_EXHAUSTED (0 = refuse at once; runs on polling threads never "
+     "wait)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -128,7 +142,10 @@ static int out_of_memory(rm_error_t *err, const char *field) {
 }
 
 static const char *type_name(opt_type_t t) {
-  return t == T_STR ? "a string" : t == T_BOOL ? "a boolean" : "an integer";
+  return t == T_STR     ? "a string"
+         : t == T_BOOL  ? "a boolean"
+         : t == T_BYTES ? "a size"
+                        : "an integer";
 }
 
 static int parse_bool(const char *v, int *out) {
@@ -158,6 +175,29 @@ static int set_text(rm_config_t *cfg, const opt_t *o, const char *v, const char 
       return rm__config_fail(err, RM_EPARAM, o->name, "%s: %s must be true or false, got '%s'",
                              source, o->name, v);
     *(int *)field = b;
+    return 0;
+  }
+  case T_BYTES: {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    int digits = end != v;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+      shift = 10;
+    else if (*end == 'M' || *end == 'm')
+      shift = 20;
+    else if (*end == 'G' || *end == 'g')
+      shift = 30;
+    if (shift)
+      end += !strcmp(end + 1, "iB") || !strcmp(end + 1, "B") ? 1 + strlen(end + 1) : 1;
+    if (errno || !digits || *end || *v == '-' || n > (unsigned long long)o->max >> shift ||
+        (n << shift) < (unsigned long long)o->min)
+      return rm__config_fail(err, RM_EPARAM, o->name,
+                             "%s: %s must be a size in %lld..%lld bytes (suffix K, M or G for "
+                             "KiB, MiB, GiB), got '%s'",
+                             source, o->name, (long long)o->min, (long long)o->max, v);
+    *(uint64_t *)field = (uint64_t)n << shift;
     return 0;
   }
   case T_INT:
@@ -213,6 +253,8 @@ static int set_json(rm_config_t *cfg, const char *key, json_t *v, const char *so
     val = json_is_true(v) ? "true" : "false";
   else if (o->type != T_STR && o->type != T_BOOL && json_is_integer(v))
     snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+  else if (o->type == T_BYTES && json_is_string(v))
+    val = json_string_value(v);
   else
     return rm__config_fail(err, RM_EPARAM, o->name, "%s: '%s' must be %s", source, key,
                            type_name(o->type));
@@ -252,9 +294,10 @@ void rm_config_usage(FILE *out) {
   for (size_t i = 0; i < N_OPTS; i++) {
     const opt_t *o = &opts[i];
     fprintf(out, "  --%s=%s  (%s)\n      %s [default: %s]\n", o->name,
-            o->type == T_BOOL  ? "BOOL"
-            : o->type == T_STR ? "TEXT"
-                               : "N",
+            o->type == T_BOOL    ? "BOOL"
+            : o->type == T_STR   ? "TEXT"
+            : o->type == T_BYTES ? "BYTES"
+                                 : "N",
             o->env, o->help, *o->def ? o->def : "none");
   }
   fprintf(out, "  --help\n      this text\n  --version\n      print the version\n\n"
@@ -423,6 +466,23 @@ static int check(const rm_config_t *cfg, rm_error_t *err) {
   return check_listen(cfg->listen, err);
 }
 
+/* Step 6 for memory: max-memory 0 is what the container allows less a margin for the
+ * process's own memory outside the budget (code, gRPC's buffers, allocator slack): the cgroup
+ * limit less max(1/8 of it, 64 MiB) (half of it when that leaves less than half), else half
+ * of physical memory. A request's budget is at most the server's. */
+static void derive_memory(rm_config_t *cfg) {
+  if (cfg->max_memory == 0) {
+    int cgroup = 0;
+    uint64_t mem = rm_sysres_memory("", &cgroup);
+    uint64_t margin = mem / 8 > (64u << 20) ? mem / 8 : (64u << 20);
+    if (!cgroup || margin > mem / 2)
+      margin = mem / 2;
+    cfg->max_memory = mem - margin;
+  }
+  if (cfg->max_request_memory > cfg->max_memory)
+    cfg->max_request_memory = cfg->max_memory;
+}
+
 /* Step 6: defaults that depend on the machine: 0 threads is one per CPU the process may use
  * (sched affinity, cgroup CPU quota: never the host's count), 0 workers two
  * per polling thread. */
@@ -431,6 +491,7 @@ static void derive(rm_config_t *cfg) {
     cfg->threads = rm_sysres_cpus("");
   if (cfg->workers == 0)
     cfg->workers = cfg->threads * 2;
+  derive_memory(cfg);
 }
 
 int rm_config_load(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
@@ -483,7 +544,7 @@ json_t *rm_config_to_json(const rm_config_t *cfg) {
       v = json_string(op->secret && s && *s ? "<redacted>" : s ? s : "");
     } else if (op->type == T_BOOL) {
       v = json_boolean(*(const int *)f);
-    } else if (op->type == T_UINT) {
+    } else if (op->type == T_UINT || op->type == T_BYTES) {
       v = json_integer((json_int_t) * (const uint64_t *)f);
     } else if (op->type == T_INT) {
       v = json_integer(*(const int *)f);

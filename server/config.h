@@ -48,6 +48,10 @@ typedef struct rm_config {
   uint64_t max_concurrent_streams;
   uint64_t max_metadata_bytes; /* a call's request metadata; see rm_config_metadata_hard_limit */
   char *config_file;
+  /* memory (issue 10): bytes */
+  uint64_t max_memory;         /* the server-wide budget every request draws from */
+  uint64_t max_request_memory; /* one request's budget (max_memory_bytes) by default */
+  uint64_t memory_wait_ms;     /* how long a run on a worker may wait for its reservation */
 } rm_config_t;
 
 /* Fills cfg from defaults, then the JSON file (--config or RM_CONFIG), then environment

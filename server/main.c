@@ -1,5 +1,6 @@
 /* main.c - remotemedia-server: configuration, start-up, signals, drain and exit. */
 #include <grpc/grpc.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -99,6 +100,15 @@ int main(int argc, char **argv) {
     return rc ? 2 : 0;
   }
   rm_log_threshold = (rm_log_level_t)rm_log_level_parse(cfg.log_level);
+
+  /* Memory goes back (issue 10; figures in docs/security.md): blocks of 1 MiB and more (audio
+   * buffers, responses) are mapped on their own and unmapped when freed, instead of glibc
+   * raising that threshold to 32 MiB after the first big free and keeping such blocks in
+   * its heaps; and heaps are bounded by the threads that allocate (two per polling thread),
+   * not 8 per core. What a run leaves in the heaps is trimmed after big runs
+   * (pipeline_service.c). */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_ARENA_MAX, 2 * cfg.threads);
 
   /* Signals are taken synchronously by this thread only: block them before any thread
    * exists so every thread inherits the mask. A peer closing a socket must not kill us. */

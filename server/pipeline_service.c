@@ -2,10 +2,12 @@
  * ListNodeTypes, GetVersion, as thin translations between the wire messages and the engine. */
 #include "pipeline_service.h"
 
+#include <malloc.h>
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rm/alloc.h"
@@ -22,6 +24,9 @@
 #define PROTOCOL_VERSION "1.0"
 #define MAX_PARAMS_BYTES (1u << 20) /* all nodes' params text in one request */
 #define DEADLINE_TRANSIT_NS (250ull * 1000000ull)
+/* A run whose budget peaked above this is followed by malloc_trim(0), so the heap's free
+ * pages go back to the system (measured in tests/integration/test_memory.py). */
+#define TRIM_AFTER_BYTES ((size_t)32 << 20)
 
 /* Lives in the call's arena; holds a reference on the call until job_finish. */
 typedef struct exec_job {
@@ -36,7 +41,8 @@ typedef struct exec_job {
   uint64_t max_execution_ms;
   rm_manifest_t *manifest;
   rm_pipeline_t *pipeline;
-  int cached; /* the pipeline belongs to this thread's cache, not to the job */
+  int cached;    /* the pipeline belongs to this thread's cache, not to the job */
+  int on_worker; /* running on a worker thread, which may wait for memory */
 } exec_job_t;
 
 static uint64_t lower(uint64_t server, uint64_t requested) {
@@ -176,8 +182,53 @@ static int wire_inputs(const Remotemedia__V1__ExecuteRequest *req, rm_input_t *i
   return 0;
 }
 
-/* Binds the request's inputs, runs, answers. Owns job. Any thread. */
+static void run_job_budgeted(exec_job_t *job);
+
+#define MEMORY_WAIT_STEP_NS (5ull * 1000000ull)
+
+/* rm_budget_reserve, retried for up to --memory-wait-ms on a worker thread (a polling thread
+ * never waits: it would stall the calls queued behind it) while the call lives and its
+ * deadline allows. 0 or RM_ELIMIT (the last refusal recorded). */
+static int reserve(exec_job_t *job, rm_budget_t *pb, size_t want) {
+  int rc = rm_budget_reserve(pb, want);
+  uint64_t wait_ms = rm_server_config(job->server)->memory_wait_ms;
+  if (!rc || !wait_ms || !(job->on_worker || rm_call_on_worker(job->call)))
+    return rc;
+  uint64_t until = rm_clock_ns() + wait_ms * 1000000ull;
+  if (job->deadline_ns && job->deadline_ns < until)
+    until = job->deadline_ns;
+  const atomic_int *cancel = rm_call_cancel_flag(job->call);
+  while (rc && rm_clock_ns() < until && !atomic_load(cancel)) {
+    struct timespec step = {0, (long)MEMORY_WAIT_STEP_NS};
+    nanosleep(&step, NULL);
+    rc = rm_budget_reserve(pb, want);
+  }
+  return rc;
+}
+
+/* What a run takes from the server's budget before it starts: RESERVE_PER_INPUT_BYTE times
+ * its input bytes (a heavy pipeline holds its input, a converted copy and a few outputs of
+ * that size), at least RESERVE_MIN, at most the request's budget. Small requests stay cheap
+ * to admit; a big one is refused at once when the server cannot hold what it will need. */
+#define RESERVE_MIN ((size_t)8 << 20)
+#define RESERVE_PER_INPUT_BYTE 8
+static size_t reservation(const exec_job_t *job) {
+  size_t in = rm_call_request_bytes(job->call);
+  size_t want = in > SIZE_MAX / RESERVE_PER_INPUT_BYTE ? SIZE_MAX : in * RESERVE_PER_INPUT_BYTE;
+  if (want < RESERVE_MIN)
+    want = RESERVE_MIN;
+  return want < job->limits.max_memory_bytes ? want : (size_t)job->limits.max_memory_bytes;
+}
+
+/* Binds the request's inputs, runs, answers. Owns job. Any thread: compiling and running
+ * draw from the server's budget (the parent of the pipeline's). */
 static void run_job(exec_job_t *job) {
+  rm_budget_t *outer = rm_budget_enter(rm_server_budget(job->server));
+  run_job_budgeted(job);
+  rm_budget_leave(outer);
+}
+
+static void run_job_budgeted(exec_job_t *job) {
   rm_call_t *call = job->call;
   const Remotemedia__V1__ExecuteRequest *req = job->req;
   rm_error_t err;
@@ -191,6 +242,7 @@ static void run_job(exec_job_t *job) {
   rm_result_t *result = NULL;
   int rc = inputs ? 0 : rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   size_t bound = 0;
+  int big = 0;
   if (!rc)
     rc = wire_inputs(req, inputs, &bound, &err);
   if (!rc) {
@@ -206,7 +258,22 @@ static void run_job(exec_job_t *job) {
         .n_output_nodes = req->n_output_nodes,
         .arena = rm_call_arena(call), /* the result lives as long as the call */
     };
-    rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+    /* Admission by bytes: what the run is expected to need is taken from the server's
+     * budget at once (see reservation()), so a request that cannot start is refused now,
+     * before any work; beyond it the run draws as it goes, within its own budget. */
+    rm_budget_t *pb = rm_pipeline_budget(job->pipeline);
+    size_t want = reservation(job);
+    if (reserve(job, pb, want)) {
+      rm_call_memory_refused(&err, "the run's memory reservation", want);
+      rc = err.code;
+    } else {
+      rm_budget_reset_peak(pb);
+      rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+      big = rm_budget_peak(pb) > TRIM_AFTER_BYTES;
+      /* what the run did not use goes back before the response is packed (the result
+       * stays charged until it is freed) */
+      rm_budget_unreserve(pb);
+    }
     /* The core cancels a call whose deadline passed: that is a deadline, not a cancel. The
      * client's own timer fires a transit time before ours (the deadline travels as a
      * relative timeout), so a cancel that close to the deadline is the deadline. */
@@ -238,9 +305,15 @@ static void run_job(exec_job_t *job) {
   for (size_t i = 0; i < bound; i++)
     rm_buffer_unref(inputs[i].buf);
   job_finish(job);
+  if (big) /* what the run freed goes back to the system, not only to the heap */
+    malloc_trim(0);
 }
 
-static void run_job_offloaded(void *arg) { run_job(arg); }
+static void run_job_offloaded(void *arg) {
+  exec_job_t *job = arg;
+  job->on_worker = 1;
+  run_job(job);
+}
 
 static void offload(exec_job_t *job) {
   rm_call_watch_cancel(job->call);
@@ -325,6 +398,7 @@ static void effective_limits(const rm_config_t *cfg, const Remotemedia__V1__Exec
   out->max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
   out->max_buffer_bytes = cfg->max_message_bytes;
   out->max_items = cfg->max_items;
+  out->max_memory_bytes = lower(cfg->max_request_memory, lim ? lim->max_memory_bytes : 0);
   /* edges are checked pairwise while compiling: bound them with the node limit */
   out->max_connections = out->max_nodes * 16;
 }

@@ -40,6 +40,7 @@ struct rm_server {
   pthread_mutex_t mu;
   pthread_cond_t cv; /* signalled when held/unary drop */
   rm_pool_t pool;
+  rm_budget_t *budget; /* --max-memory: every call and run draws from it; freed last */
 };
 
 /* ---------------------------------------------------------------- counters */
@@ -330,6 +331,10 @@ int rm_server_new(const rm_config_t *cfg, rm_method_t *methods, rm_server_t **ou
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   s->cfg = cfg;
   s->methods = methods;
+  if (!(s->budget = rm_budget_new((size_t)cfg->max_memory, NULL))) {
+    rm_free(s);
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
   rm__call_clock_init();
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
@@ -488,7 +493,9 @@ void rm_server_free(rm_server_t *s) {
   rm_tls_free(s->tls); /* the core server that used its credentials is gone */
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  rm_budget_t *budget = s->budget;
   rm_free(s);
+  rm_budget_free(budget); /* after everything charged to it */
 }
 
 /* ---------------------------------------------------------------- reload */
@@ -543,3 +550,5 @@ void rm_server_reload(rm_server_t *s) {
     json_decref(tokens);
   }
 }
+
+rm_budget_t *rm_server_budget(const rm_server_t *s) { return s->budget; }

@@ -11,6 +11,7 @@
 
 #include "call.h"
 #include "config.h"
+#include "rm/budget.h"
 #include "rm/error.h"
 
 /* Completion-queue tags: every tag is a struct starting with this callback, run on the
@@ -86,6 +87,10 @@ const char *const *rm_server_services(const rm_server_t *s, size_t *n);
 /* Runs fn(arg) on a worker thread. 0, or a negative RM_E* when the pool is stopping or
  * memory ran out: then fn never runs. Any thread. */
 int rm_server_offload(rm_server_t *s, void (*fn)(void *), void *arg);
+
+/* The server-wide memory budget (--max-memory): the parent of every request's budget; calls
+ * are handled with it current (rm_budget_enter). Lives until rm_server_free. Any thread. */
+rm_budget_t *rm_server_budget(const rm_server_t *s);
 
 /* Concurrency limiter for executions: 1 if a slot was taken, 0 if the limit is reached. */
 int rm_server_exec_acquire(rm_server_t *s);

@@ -250,7 +250,12 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
       in->size >= 4 && memcmp(in->data, "OggS", 4) == 0 ? ogg_check(in->data, in->size) : NULL;
   if (bad)
     return rm_node_fail(ctx, RM_EINPUT, "in", "%s", bad);
+  rm__media_charge_t lib = {0}; /* libsndfile's memory while the file is open */
+  if (rm__media_charge(&lib, RM_MEDIA_SNDFILE_BYTES))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &info, &m);
+  if (!sf)
+    rm__media_release(&lib);
   if (!sf)
     return rm_node_fail(ctx, RM_EINPUT, "in", "not a decodable audio file (%zu bytes): %s",
                         in->size, sf_strerror(NULL));
@@ -259,6 +264,7 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
     rc = rm_node_fail(ctx, RM_EINPUT, "in", "unsupported stream: %d Hz, %d channels",
                       info.samplerate, info.channels);
     sf_close(sf);
+    rm__media_release(&lib);
     return rc;
   }
   rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : native_format(info.format);
@@ -275,6 +281,7 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
     rc = rm_node_fail(ctx, RM_EINPUT, "in", "truncated audio file: %llu frames decoded",
                       (unsigned long long)frames);
   sf_close(sf);
+  rm__media_release(&lib);
   if (!rc) {
     rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), (uint32_t)info.samplerate,
                                            (uint32_t)info.channels, fmt, (size_t)frames);
@@ -334,6 +341,7 @@ typedef struct encoder {
   int started;
   rm_audio_info_t info;
   SNDFILE *sf;
+  rm__media_charge_t lib; /* libsndfile's memory while the file is open */
   memfile_t m;
 } encoder_t;
 
@@ -388,6 +396,7 @@ static void encode_reset(void *state) {
   if (e->sf)
     sf_close(e->sf);
   e->sf = NULL;
+  rm__media_release(&e->lib);
   rm__media_vec_free(&e->m.out);
   memset(&e->m, 0, sizeof e->m);
   e->started = 0;
@@ -404,6 +413,8 @@ static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *
   if (!sf_format_check(&info))
     return rm_node_fail(ctx, RM_EINPUT, "in", "%s cannot store %u Hz, %u channels", e->mime,
                         a->sample_rate, a->channels);
+  if (rm__media_charge(&e->lib, RM_MEDIA_SNDFILE_BYTES))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   e->sf = sf_open_virtual(&vio, SFM_WRITE, &info, &e->m);
   if (e->sf && e->m.oom)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -478,6 +489,7 @@ static int encode_flush(void *state, rm_node_ctx_t *ctx) {
     return 0;
   int close_rc = sf_close(e->sf); /* writes the final header and pages */
   e->sf = NULL;
+  rm__media_release(&e->lib);
   int rc;
   if (close_rc || e->m.oom)
     rc = rm_node_fail(ctx, e->m.oom ? RM_ENOMEM : RM_ENODE, NULL,

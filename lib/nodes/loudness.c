@@ -20,6 +20,7 @@ typedef struct meter {
   int started;
   rm_audio_info_t info;
   ebur128_state *st;
+  rm__media_charge_t lib; /* libebur128's memory, predicted */
   uint64_t frames;
 } meter_t;
 
@@ -34,6 +35,7 @@ static void meter_reset(meter_t *m) {
   if (m->st)
     ebur128_destroy(&m->st);
   m->st = NULL;
+  rm__media_release(&m->lib);
   m->started = 0;
   m->frames = 0;
 }
@@ -55,8 +57,13 @@ static int meter_add(meter_t *m, rm_node_ctx_t *ctx, const rm_buffer_t *in) {
                           "loudness is measured on audio of %u Hz or more, not %u Hz",
                           EBUR128_MIN_RATE, a->sample_rate);
     }
+    if (rm__media_charge(&m->lib, rm__media_ebur128_bytes(a->channels, a->sample_rate))) {
+      m->started = 0;
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    }
     m->st = ebur128_init(a->channels, a->sample_rate, m->mode);
     if (!m->st) {
+      rm__media_release(&m->lib);
       m->started = 0;
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "libebur128 could not start (out of memory)");
     }

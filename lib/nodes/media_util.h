@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rm/budget.h"
 #include "rm/buffer.h"
 #include "rm/node.h"
 
@@ -47,6 +48,31 @@ float *rm__media_mono_f32(const rm_buffer_t *buf);
  * ctx naming the field "in". */
 int rm__media_stream_check(rm_node_ctx_t *ctx, int *started, rm_audio_info_t *have,
                            const rm_audio_info_t *a);
+
+/* Memory a library allocates outside rm_malloc (soxr, fftw, libebur128, libopus, libsndfile),
+ * predicted from the parameters before the library is called and charged to the budget
+ * current on this thread (the pipeline's, during create() and runs) for as long as the
+ * library holds it. Zero-initialise; one charge at a time. */
+typedef struct rm__media_charge {
+  rm_budget_t *budget;
+  size_t bytes;
+} rm__media_charge_t;
+
+/* Charges `bytes` (releasing what c held first). 0, or RM_ENOMEM when the budget refuses (the
+ * refusal is recorded: the executor answers it as over max_memory_bytes, naming the node). */
+int rm__media_charge(rm__media_charge_t *c, size_t bytes);
+/* Gives back what c holds; a no-op when it holds nothing. */
+void rm__media_release(rm__media_charge_t *c);
+
+/* Upper bounds of what the libraries allocate, measured with mallinfo2 deltas
+ * (tests/unit/test_media_predict.c checks them against the libraries on this machine). */
+size_t rm__media_soxr_bytes(double in_rate, double out_rate, unsigned channels);
+size_t rm__media_fftw_bytes(int n_fft);
+size_t rm__media_ebur128_bytes(unsigned channels, unsigned rate);
+#define RM_MEDIA_SNDFILE_BYTES ((size_t)4 << 20) /* one open SNDFILE (FLAC, Ogg Vorbis) */
+/* soxr_process is fed at most this many input frames per call: its buffers grow with the
+ * input given at once (48M output samples at 8 -> 192 kHz took 400 MB), so this bounds them. */
+#define RM_MEDIA_SOXR_FEED 4096u
 
 /* FFTW's planner is not thread-safe: hold this lock around every fftwf_plan_* and
  * fftwf_destroy_plan call. Executing a plan needs no lock. */

@@ -57,9 +57,10 @@ typedef struct encoder {
   int started;
   rm_audio_info_t info;
   OpusEncoder *enc;
-  int frame;      /* samples per channel per packet */
-  int pre_skip;   /* encoder lookahead, samples */
-  int header_out; /* header already emitted */
+  rm__media_charge_t lib; /* the encoder state (opus_encoder_get_size: exact) */
+  int frame;              /* samples per channel per packet */
+  int pre_skip;           /* encoder lookahead, samples */
+  int header_out;         /* header already emitted */
   uint64_t frames_in;
   rm__media_vec_t pending; /* f32 samples not yet a whole frame */
   rm__media_vec_t out;     /* bytes of the buffer being built */
@@ -90,6 +91,7 @@ static void enc_reset(void *state) {
   if (e->enc)
     opus_encoder_destroy(e->enc);
   e->enc = NULL;
+  rm__media_release(&e->lib);
   e->started = e->header_out = 0;
   e->frames_in = 0;
   e->pending.len = e->out.len = 0;
@@ -104,6 +106,8 @@ static int enc_start(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *a)
     return rm_node_fail(ctx, RM_EINPUT, "channels", "Opus encodes 1 or 2 channels, not %u",
                         a->channels);
   int oerr = 0;
+  if (rm__media_charge(&e->lib, (size_t)opus_encoder_get_size((int)a->channels)))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   e->enc = opus_encoder_create((opus_int32)a->sample_rate, (int)a->channels, e->application, &oerr);
   if (!e->enc)
     return rm_node_fail(ctx, oerr == OPUS_ALLOC_FAIL ? RM_ENOMEM : RM_ENODE, NULL,
@@ -261,6 +265,7 @@ typedef struct decoder {
   /* stream */
   int started, ended;
   OpusDecoder *dec;
+  rm__media_charge_t lib; /* the decoder state (opus_decoder_get_size: exact) */
   uint32_t in_rate, rate, ch;
   uint64_t skip; /* output samples still to drop (pre-skip) */
   uint64_t frames_out;
@@ -294,6 +299,7 @@ static void dec_reset(void *state) {
   if (d->dec)
     opus_decoder_destroy(d->dec);
   d->dec = NULL;
+  rm__media_release(&d->lib);
   d->started = d->ended = 0;
   d->frames_out = 0;
   d->out.len = 0;
@@ -313,6 +319,8 @@ static int dec_header(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *h, size_t
   d->ch = d->ch_param ? d->ch_param : ch;
   d->skip = ((uint64_t)pre_skip * d->rate + rate / 2) / rate;
   int oerr = 0;
+  if (rm__media_charge(&d->lib, (size_t)opus_decoder_get_size((int)d->ch)))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   d->dec = opus_decoder_create((opus_int32)d->rate, (int)d->ch, &oerr);
   if (!d->dec)
     return rm_node_fail(ctx, oerr == OPUS_ALLOC_FAIL ? RM_ENOMEM : RM_ENODE, NULL,
@@ -342,10 +350,15 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
         return rm_node_fail(ctx, RM_EINPUT, "in", "truncated end record");
       uint64_t total = (uint64_t)get32(p + at) << 32 | get32(p + at + 4);
       at += 8;
-      uint64_t want = (total * d->rate + d->in_rate / 2) / d->in_rate;
+      /* the client decides total (up to 2^64-1): sizes saturate instead of wrapping, and
+       * the budget is asked for them before anything is allocated */
+      uint64_t want = total > (UINT64_MAX - d->in_rate) / d->rate
+                          ? UINT64_MAX
+                          : (total * d->rate + d->in_rate / 2) / d->in_rate;
       uint64_t have = d->frames_out + d->out.len / (d->ch * sizeof(float));
-      if (have < want &&
-          rm__media_vec_append(&d->out, NULL, (size_t)(want - have) * d->ch * sizeof(float)))
+      size_t fb = d->ch * sizeof(float);
+      size_t pad = want - have > SIZE_MAX / fb ? SIZE_MAX : (size_t)(want - have) * fb;
+      if (have < want && rm__media_vec_append(&d->out, NULL, pad))
         return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
       if (have > want) {
         size_t cut = (size_t)(have - want) * d->ch * sizeof(float);

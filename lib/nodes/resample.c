@@ -1,6 +1,7 @@
 /* resample.c - AudioResample: sample-rate conversion with libsoxr, optional mono
  * down-mix or mono up-mix, streaming across chunks with an exact total length. */
 #include <soxr.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "nodes/media_util.h"
@@ -42,7 +43,8 @@ typedef struct resampler {
   int started;
   rm_audio_info_t in_info;
   uint32_t out_ch;
-  soxr_t soxr; /* NULL when the rates are equal */
+  soxr_t soxr;            /* NULL when the rates are equal */
+  rm__media_charge_t lib; /* libsoxr's memory, predicted */
   uint64_t frames_in, frames_out;
   rm__media_vec_t mixed; /* f32 input after channel mapping */
   rm__media_vec_t out;   /* f32 output of one call */
@@ -70,6 +72,7 @@ static void reset_stream(void *state) {
   resampler_t *r = state;
   soxr_delete(r->soxr);
   r->soxr = NULL;
+  rm__media_release(&r->lib);
   r->started = 0;
   r->frames_in = r->frames_out = 0;
   r->mixed.len = r->out.len = 0;
@@ -99,6 +102,8 @@ static int start_stream(resampler_t *r, rm_node_ctx_t *ctx, const rm_audio_info_
     soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
     soxr_runtime_spec_t rt = soxr_runtime_spec(1);
     soxr_error_t e = NULL;
+    if (rm__media_charge(&r->lib, rm__media_soxr_bytes(a->sample_rate, r->out_rate, out_ch)))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     r->soxr = soxr_create(a->sample_rate, r->out_rate, out_ch, &e, &io, &q, &rt);
     if (!r->soxr || e) {
       soxr_delete(r->soxr);
@@ -152,13 +157,20 @@ static int map_channels(resampler_t *r, const rm_buffer_t *in, size_t frames) {
 static int convert(resampler_t *r, rm_node_ctx_t *ctx, const float *src, size_t n) {
   size_t fb = r->out_ch * sizeof(float);
   size_t done_in = 0;
+  /* the whole output at once (the budget is asked for it before anything is converted),
+   * rather than doubling up to twice its size */
+  size_t expect = (size_t)((double)n * r->out_rate / r->in_info.sample_rate) + 4096;
+  if (rm__media_vec_reserve(&r->out, expect * fb))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   for (;;) {
-    size_t room = (size_t)((double)(n - done_in) * r->out_rate / r->in_info.sample_rate) + 1024;
+    /* fed in slices: libsoxr buffers what one call gives it (see RM_MEDIA_SOXR_FEED) */
+    size_t give = n - done_in < RM_MEDIA_SOXR_FEED ? n - done_in : RM_MEDIA_SOXR_FEED;
+    size_t room = (size_t)((double)give * r->out_rate / r->in_info.sample_rate) + 1024;
     if (rm__media_vec_reserve(&r->out, room * fb))
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     size_t idone = 0, odone = 0;
-    soxr_error_t e = soxr_process(r->soxr, src ? src + done_in * r->out_ch : NULL, n - done_in,
-                                  &idone, r->out.data + r->out.len, room, &odone);
+    soxr_error_t e = soxr_process(r->soxr, src ? src + done_in * r->out_ch : NULL, give, &idone,
+                                  r->out.data + r->out.len, room, &odone);
     if (e)
       return rm_node_fail(ctx, RM_ENODE, NULL, "libsoxr failed: %s", e);
     if (!idone && !odone && done_in < n) /* never expected: libsoxr took nothing, gave nothing */
@@ -177,10 +189,35 @@ static int emit_out(resampler_t *r, rm_node_ctx_t *ctx, size_t frames) {
   if (!frames)
     return 0;
   rm_sample_format_t fmt = r->format ? (rm_sample_format_t)r->format : r->in_info.format;
+  size_t bytes = frames * r->out_ch * sizeof(float);
+  if (fmt == RM_SAMPLE_F32 && bytes > ((size_t)1 << 20) && r->out.len == bytes) {
+    /* the converted samples become the buffer: no copy (trimmed to what they hold) */
+    uint8_t *data = r->out.cap > bytes ? rm_realloc(r->out.data, bytes) : r->out.data;
+    if (data) {
+      r->out.data = data;
+      r->out.cap = bytes;
+      rm_buffer_t *own = rm__buffer_adopt(RM_KIND_AUDIO, data, bytes, rm_node_account(ctx));
+      if (own) {
+        own->u.audio = (rm_audio_info_t){r->out_rate, r->out_ch, RM_SAMPLE_F32};
+        r->out = (rm__media_vec_t){0};
+        r->frames_out += frames;
+        return rm_node_emit(ctx, 0, own);
+      }
+    }
+  }
   rm_buffer_t *buf = rm__media_audio_from_f32(rm_node_account(ctx), r->out_rate, r->out_ch, fmt,
                                               (const float *)r->out.data, frames);
   r->frames_out += frames;
   return rm_node_emit(ctx, 0, buf);
+}
+
+/* Scratch beyond 1 MiB goes back after a call (a one-shot run over a long signal would hold
+ * it until the pipeline is freed); a stream of small chunks keeps reusing its buffers. */
+static void drop_big(resampler_t *r) {
+  if (r->mixed.cap > ((size_t)1 << 20))
+    rm__media_vec_free(&r->mixed);
+  if (r->out.cap > ((size_t)1 << 20))
+    rm__media_vec_free(&r->out);
 }
 
 static int process(void *state, rm_node_ctx_t *ctx) {
@@ -193,7 +230,10 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   size_t frames = rm_audio_frames(in);
   if (!frames) /* nothing to convert (and a NULL input would mean "flush" to libsoxr) */
     return 0;
-  if (map_channels(r, in, frames))
+  /* f32 input with the output's channels feeds libsoxr as it is: no copy */
+  int direct = r->soxr && in->u.audio.format == RM_SAMPLE_F32 &&
+               in->u.audio.channels == r->out_ch && (uintptr_t)in->data % _Alignof(float) == 0;
+  if (!direct && map_channels(r, in, frames))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   r->frames_in += frames;
   if (!r->soxr) { /* same rate: the mapped input is the output */
@@ -202,10 +242,15 @@ static int process(void *state, rm_node_ctx_t *ctx) {
     r->mixed = tmp;
   } else {
     r->out.len = 0;
-    if ((rc = convert(r, ctx, (const float *)r->mixed.data, frames)))
+    rc = convert(r, ctx,
+                 direct ? (const float *)(const void *)in->data : (const float *)r->mixed.data,
+                 frames);
+    if (rc)
       return rc;
   }
-  return emit_out(r, ctx, r->out.len / (r->out_ch * sizeof(float)));
+  rc = emit_out(r, ctx, r->out.len / (r->out_ch * sizeof(float)));
+  drop_big(r);
+  return rc;
 }
 
 /* Drains the converter and trims or pads the tail so the stream's output holds exactly
@@ -227,12 +272,14 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (!rc)
     rc = emit_out(r, ctx, tail);
+  drop_big(r);
   return rc;
 }
 
 static void destroy(void *state) {
   resampler_t *r = state;
   soxr_delete(r->soxr);
+  rm__media_release(&r->lib);
   rm__media_vec_free(&r->mixed);
   rm__media_vec_free(&r->out);
   rm_free(r);

@@ -83,6 +83,7 @@ typedef struct stft {
   fftwf_complex *spec; /* n_fft/2 + 1 outputs */
   float *power;        /* n_fft/2 + 1 */
   fftwf_plan plan;
+  rm__media_charge_t lib; /* the plan's memory, predicted */
   /* mel filter bank, built for the stream's rate: filter k covers bins
    * [mel_lo[k], mel_lo[k] + mel_len[k]) with weights at mel_w + mel_off[k] */
   int *mel_lo, *mel_len, *mel_off;
@@ -99,6 +100,7 @@ static void stft_free(stft_t *s) {
     fftwf_destroy_plan(s->plan);
     rm__media_fft_unlock();
   }
+  rm__media_release(&s->lib);
   rm_free(s->window);
   rm_free(s->frame);
   rm_free(s->spec);
@@ -165,6 +167,10 @@ static int create_common(const json_t *p, int mel, void **state, rm_error_t *err
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   }
   make_window(s->window, n_fft, rm_params_string(p, "window"));
+  if (rm__media_charge(&s->lib, rm__media_fftw_bytes(n_fft))) {
+    stft_free(s);
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  }
   rm__media_fft_lock();
   s->plan = fftwf_plan_dft_r2c_1d(n_fft, s->frame, s->spec, FFTW_ESTIMATE);
   rm__media_fft_unlock();

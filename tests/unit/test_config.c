@@ -10,9 +10,10 @@
 
 #include "config.h"
 #include "rm_version.h"
+#include "sysres.h"
 #include "test_support.h"
 
-typedef enum { K_STR, K_INT, K_BOOL } kind_t;
+typedef enum { K_STR, K_INT, K_BOOL, K_BYTES } kind_t;
 
 /* Every option as the server documents it: name, environment variable, kind, bounds. */
 typedef struct opt_case {
@@ -53,6 +54,9 @@ static const opt_case_t all_opts[] = {
     {"max-connection-age-grace-ms", "RM_MAX_CONNECTION_AGE_GRACE_MS", K_INT, 0, 2147483647},
     {"max-concurrent-streams", "RM_MAX_CONCURRENT_STREAMS", K_INT, 1, 2147483647},
     {"max-metadata-bytes", "RM_MAX_METADATA_BYTES", K_INT, 1024, 16777216},
+    {"max-memory", "RM_MAX_MEMORY", K_BYTES, 0, INT64_MAX},
+    {"max-request-memory", "RM_MAX_REQUEST_MEMORY", K_BYTES, 1 << 20, INT64_MAX},
+    {"memory-wait-ms", "RM_MEMORY_WAIT_MS", K_INT, 0, 600000},
 };
 #define N_ALL (sizeof all_opts / sizeof all_opts[0])
 
@@ -217,6 +221,8 @@ static void test_every_option_rejects_bad_values(void) {
       if (*c == '-')
         *c = '_';
     snprintf(flag, sizeof flag, "--%s", o->name);
+    if (o->kind == K_BYTES) /* test_memory_options */
+      continue;
     if (o->kind == K_BOOL) {
       snprintf(msg, sizeof msg, "--%s: %s must be true or false, got 'maybe'", o->name, o->name);
       EXPECT_FAIL(ARGS(flag, "=maybe") /* "=maybe" is a stray argument */, RM_EPARAM, "",
@@ -511,12 +517,53 @@ static void test_help_and_version(void) {
   for (size_t i = 0; i < N_ALL; i++) { /* every option is documented */
     char line[100];
     snprintf(line, sizeof line, "  --%s=%s  (%s)\n", all_opts[i].name,
-             all_opts[i].kind == K_BOOL  ? "BOOL"
-             : all_opts[i].kind == K_STR ? "TEXT"
-                                         : "N",
+             all_opts[i].kind == K_BOOL    ? "BOOL"
+             : all_opts[i].kind == K_STR   ? "TEXT"
+             : all_opts[i].kind == K_BYTES ? "BYTES"
+                                           : "N",
              all_opts[i].env);
     CU_ASSERT_PTR_NOT_NULL(strstr(usage, line));
   }
+}
+
+/* Sizes with suffixes; the server-wide default from the machine (the cgroup limit less
+ * max(1/8, 64 MiB), else half of physical memory); a request's budget capped at it. */
+static void test_memory_options(void) {
+  rm_config_t cfg;
+  rm_error_t err;
+  RM_ASSERT_INT(load(&cfg, &err, NULL), 0);
+  int cgroup = 0;
+  uint64_t mem = rm_sysres_memory("", &cgroup);
+  uint64_t margin = mem / 8 > (64u << 20) ? mem / 8 : (64u << 20);
+  if (!cgroup || margin > mem / 2)
+    margin = mem / 2;
+  CU_ASSERT_EQUAL(cfg.max_memory, mem - margin);
+  CU_ASSERT_EQUAL(cfg.max_request_memory, (uint64_t)256 << 20);
+  rm_config_destroy(&cfg);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory", "512MiB", "--max-request-memory=64m")), 0);
+  CU_ASSERT_EQUAL(cfg.max_memory, (uint64_t)512 << 20);
+  CU_ASSERT_EQUAL(cfg.max_request_memory, (uint64_t)64 << 20);
+  rm_config_destroy(&cfg);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory=2G", "--max-request-memory=3GB")), 0);
+  CU_ASSERT_EQUAL(cfg.max_memory, (uint64_t)2 << 30);
+  CU_ASSERT_EQUAL(cfg.max_request_memory, (uint64_t)2 << 30); /* never above the server's */
+  rm_config_destroy(&cfg);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory=1048576K")), 0);
+  CU_ASSERT_EQUAL(cfg.max_memory, (uint64_t)1 << 30);
+  rm_config_destroy(&cfg);
+  static const char *bad[] = {"12X", "-1", "M", "1MiBs", "", "9999999999G"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char flag[64], msg[200];
+    snprintf(flag, sizeof flag, "--max-memory=%s", bad[i]);
+    snprintf(msg, sizeof msg,
+             "--max-memory: max-memory must be a size in 0..9223372036854775807 bytes (suffix K, "
+             "M or G for KiB, MiB, GiB), got '%s'",
+             bad[i]);
+    EXPECT_FAIL(ARGS(flag), RM_EPARAM, "max-memory", msg);
+  }
+  EXPECT_FAIL(ARGS("--max-request-memory=1K"), RM_EPARAM, "max-request-memory",
+              "--max-request-memory: max-request-memory must be a size in "
+              "1048576..9223372036854775807 bytes (suffix K, M or G for KiB, MiB, GiB), got '1K'");
 }
 
 static void test_json_view_redacts_secrets(void) {
@@ -579,6 +626,7 @@ int main(void) {
                                          RM_TEST(test_config_file_errors),
                                          RM_TEST(test_cross_option_checks),
                                          RM_TEST(test_help_and_version),
+                                         RM_TEST(test_memory_options),
                                          RM_TEST(test_json_view_redacts_secrets),
                                          RM_TEST(test_null_error_is_accepted),
                                          RM_TEST(test_listen_is_validated),

@@ -385,7 +385,7 @@ class Pipeline:
             req.output_nodes.extend(n.id if isinstance(n, Node) else n for n in output_nodes)
         if limits:
             bad = set(limits) - {"max_nodes", "max_audio_samples", "max_input_bytes",
-                                 "max_execution_ms"}
+                                 "max_execution_ms", "max_memory_bytes"}
             if bad:
                 raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
             req.limits.CopyFrom(_proto.pipeline_service_pb2.ExecutionLimits(**limits))
@@ -454,7 +454,8 @@ class Pipeline:
             timeout: deadline in seconds (DeadlineExceeded when it passes).
             output_nodes: nodes (or ids) whose output to return; default every sink.
             limits: per-call limits that may only lower the server's: {"max_nodes",
-                "max_audio_samples", "max_input_bytes", "max_execution_ms"}.
+                "max_audio_samples", "max_input_bytes", "max_execution_ms",
+                "max_memory_bytes"}.
 
         Returns: ExecuteResult.value - with one output, its audio as one AudioBuffer (items
         joined), or its item, or its list of items; with several outputs, a dict of those.

@@ -47,6 +47,15 @@ void rm_budget_leave(rm_budget_t *previous);
 /* This thread's current budget, NULL when none. */
 rm_budget_t *rm_budget_current(void);
 
+/* Admission: takes n bytes (b's whole limit, typically) from b's parents at once, so the
+ * allocations that follow never need the parents again, and holds them until
+ * rm_budget_unreserve even when b's use is lower. 0, or RM_ELIMIT when a parent cannot spare
+ * them (nothing taken, the refusal recorded with by_parent). A budget without a parent
+ * reserves nothing and returns 0. Same thread as the budget's owner. */
+int rm_budget_reserve(rm_budget_t *b, size_t n);
+/* Gives back what a reservation holds beyond b's use (a slab of slack stays). */
+void rm_budget_unreserve(rm_budget_t *b);
+
 /* Charges n bytes that are not allocated through rm_malloc (a library's own memory, from a
  * prediction made before calling it) to b and its parents. 0, or RM_ELIMIT when some level
  * would go over its limit: nothing is charged and the refusal is recorded for this thread.

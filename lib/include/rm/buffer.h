@@ -135,6 +135,15 @@ rm_buffer_t *rm_buffer_new_binary(rm_mem_account_t *account, const void *data, s
 rm_buffer_t *rm_buffer_new_borrowed(rm_kind_t kind, const void *data, size_t size,
                                     rm_mem_account_t *account);
 
+/* Internal to the engine (rm__): an owned buffer whose payload is `data`, a block from
+ * rm_malloc that the buffer takes over (freed with it), so output built in a growable array
+ * becomes a buffer without a copy. NULL on OOM (data is then still the caller's). */
+rm_buffer_t *rm__buffer_adopt(rm_kind_t kind, void *data, size_t size, rm_mem_account_t *account);
+/* Grows an owned, unshared (one reference) buffer's payload to `size` bytes, keeping its
+ * bytes (the new ones uninitialised); *buf may move. 0, or RM_ENOMEM (*buf unchanged), or
+ * RM_EINTERNAL for a borrowed or shared buffer. */
+int rm__buffer_grow(rm_buffer_t **buf, size_t size);
+
 /* Adds a reference and returns buf. */
 rm_buffer_t *rm_buffer_ref(rm_buffer_t *buf);
 /* Drops a reference; the last one frees the buffer and releases its bytes from its

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "rm/arena.h"
+#include "rm/budget.h"
 #include "rm/buffer.h"
 #include "rm/error.h"
 #include "rm/manifest.h"
@@ -31,6 +32,7 @@ extern "C" {
   X(uint64_t, max_audio_samples) /* per audio buffer (frames * channels), inputs, emitted */       \
   X(uint64_t, max_buffer_bytes)  /* per buffer, inputs and emitted */                              \
   X(uint64_t, max_items)         /* buffers emitted by all nodes in one run */                     \
+  X(uint64_t, max_memory_bytes)  /* the run's memory budget: every byte it allocates, rm_budget */ \
   X(uint32_t, max_nodes)         /* nodes in one pipeline */                                       \
   X(uint32_t, max_connections)   /* edges in one pipeline */
 
@@ -46,7 +48,14 @@ typedef struct rm_pipeline rm_pipeline_t;
  * type (RM_ENOTYPE), edges to missing nodes or ports, cycles (naming a node on one), data
  * kinds that cannot meet, params that fail the node's validation, too many nodes
  * (RM_ELIMIT). The manifest is not retained. limits may be NULL. 0 and *out, or an error
- * with err filled (*out untouched). Any thread; the result belongs to the caller. */
+ * with err filled (*out untouched). Any thread; the result belongs to the caller.
+ *
+ * Memory: the pipeline gets a budget of its own (rm_pipeline_budget) of
+ * limits->max_memory_bytes (0: no limit of its own), drawing from the budget current on the
+ * calling thread (rm_budget_enter; e.g. a server's budget, which must outlive the pipeline
+ * and its results). The pipeline is built and every run made under it: an allocation it
+ * refuses fails the node with RM_ELIMIT, err->field "max_memory_bytes" (or "max_memory"
+ * when a parent refused), naming the node, before the memory is touched. */
 int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeline_t **out,
                     rm_error_t *err);
 /* Frees p, its node instances and its metrics. NULL is a no-op. */
@@ -114,7 +123,9 @@ typedef struct rm_result {
  * result in *out. On failure returns the error (err names the failing node) and still
  * stores a result with the per-node states and no outputs in *out when memory allows
  * (else *out = NULL). Input buffers must be valid (rm_buffer_validate) and outlive the
- * call; outputs may reference them. */
+ * call; outputs may reference them. The inputs' bytes count against p's budget during the
+ * run (its own limit only: they are the caller's memory, not drawn from its parents again):
+ * inputs alone above max_memory_bytes fail at once with RM_ELIMIT. */
 int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                     const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err);
 /* The dry run of rm_pipeline_run: checks inputs and opts->output_nodes exactly as a run
@@ -136,6 +147,8 @@ void rm_result_free(rm_result_t *r);
 rm_metrics_t *rm_pipeline_metrics(rm_pipeline_t *p);
 /* The memory account of p's buffers (peak is kept across runs). */
 rm_mem_account_t *rm_pipeline_account(rm_pipeline_t *p);
+/* p's memory budget (see rm_pipeline_new): everything p, its runs and its results hold. */
+rm_budget_t *rm_pipeline_budget(rm_pipeline_t *p);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,233 @@
+"""Memory is governed (issue 10): hostile requests are refused before their memory is
+touched, the server-wide budget bounds a heavy mixed load, and memory goes back after it.
+
+Each hostile case runs on a fresh server and compares its peak RSS (VmHWM from /proc) before
+and after the request: it may grow by less than the request's budget plus FIXED_SLACK plus
+twice the request's wire size (the received message and its unpacked copy, which the
+server-wide budget counts rather than the request's)."""
+import os
+import struct
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from conftest import chain, set_audio, trailers, ps, psg
+from rmtest.server import RunningServer
+
+MiB = 1 << 20
+BUDGET = 64 * MiB  # the request's limits.max_memory_bytes in the hostile cases
+FIXED_SLACK = 16 * MiB  # measured: at most 3 MB above the budget on this machine
+# Above --max-memory: the process itself (15 MiB idle), messages the gRPC core is still
+# receiving before they are admitted, allocator slack. Measured peak: 387 MiB in all.
+MIXED_OVERHEAD = 64 * MiB
+BIG = [("grpc.max_receive_message_length", 1 << 30), ("grpc.max_send_message_length", 1 << 30)]
+MIXED_ENV = dict(e.split("=", 1) for e in os.environ.get("RM_MIXED_ENV", "").split() if e)
+VALGRIND = bool(os.environ.get("RM_SERVER_WRAPPER"))
+
+
+def status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def sanitized(pid):
+    """AddressSanitizer keeps freed memory in quarantine: RSS figures mean nothing there."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+def opus_request(frames):
+    req = ps.ExecuteRequest(manifest=chain(("src", "OpusDecode", {})))
+    header = b"RMOP" + bytes([1, 1]) + struct.pack(">HII", 0, 48000, 960)
+    end = struct.pack(">H", 0) + struct.pack(">Q", frames)
+    req.inputs["src"].binary.data = header + end
+    req.inputs["src"].binary.mime_type = "application/x-rm-opus"
+    return req
+
+
+def audio_request(node, params, samples, rate=48000, ch=1):
+    req = ps.ExecuteRequest(manifest=chain(("src", node, params)))
+    set_audio(req.inputs["src"], samples, rate=rate, channels=ch)
+    return req
+
+
+# (name, request builder, node type): issue 10's found cases, then one per node type that
+# sizes its output from params or from input headers.
+HOSTILE = [
+    ("opus_end_record_100M", lambda: opus_request(100_000_000), "OpusDecode"),
+    ("opus_end_record_2p63", lambda: opus_request(2**63 - 1), "OpusDecode"),
+    ("opus_end_record_2p64", lambda: opus_request(2**64 - 1), "OpusDecode"),
+    ("chunk_pad", lambda: audio_request("Chunk", {"frames": 10_000_000, "partial": "pad"},
+                                        np.zeros(8, np.float32), ch=8), "Chunk"),
+    ("spectrogram_hop1", lambda: audio_request("Spectrogram", {"n_fft": 16384, "hop": 1},
+                                               np.zeros(21384, np.int16), rate=16000),
+     "Spectrogram"),
+    ("melspectrogram_hop1", lambda: audio_request(
+        "MelSpectrogram", {"n_fft": 4096, "hop": 1, "n_mels": 128},
+        np.zeros(400_000, np.int16), rate=16000), "MelSpectrogram"),
+    ("resample_192k", lambda: audio_request("AudioResample", {"rate": 192000},
+                                            np.zeros(2_000_000, np.float32), rate=8000),
+     "AudioResample"),
+    ("format_f64", lambda: audio_request("AudioFormat", {"format": "f64"},
+                                         np.zeros(8_000_000, np.int16)), "AudioFormat"),
+    ("channel_mix_stereo", lambda: audio_request("ChannelMix", {"mode": "stereo"},
+                                                 np.zeros(16_000_000, np.int16)), "ChannelMix"),
+]
+
+
+@pytest.mark.parametrize("name,build,node_type", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_request_is_refused_before_its_memory(name, build, node_type):
+    req = build()
+    req.limits.max_memory_bytes = BUDGET
+    wire = req.ByteSize()
+    with RunningServer() as srv, srv.channel(options=BIG) as channel:
+        stub = psg.PipelineServiceStub(channel)
+        before = status_kb(srv.proc.pid, "VmHWM")
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(req, timeout=120)
+        grown = status_kb(srv.proc.pid, "VmHWM") - before
+        print(f"\n    {name}: VmHWM +{grown / 1e6:.1f} MB, wire {wire / 1e6:.1f} MB: "
+              f"{e.value.details()}")
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        t = trailers(e.value)
+        assert t["rm-error-kind"] == "limit_exceeded"
+        assert t["rm-failing-node"] == "src"
+        assert t["rm-field"] == "max_memory_bytes"
+        assert f"node 'src' ({node_type}) needs " in e.value.details()
+        assert f"bytes in use (max_memory_bytes)" in e.value.details()
+        if not VALGRIND and not sanitized(srv.proc.pid):
+            assert grown < BUDGET + FIXED_SLACK + 2 * wire
+
+
+def test_inputs_alone_over_the_budget_are_refused_at_once():
+    req = audio_request("Gain", {"db": 0}, np.zeros(1_000_000, np.float32))
+    req.limits.max_memory_bytes = 2 * MiB
+    with RunningServer() as srv, srv.channel(options=BIG) as channel:
+        with pytest.raises(grpc.RpcError) as e:
+            psg.PipelineServiceStub(channel).ExecutePipeline(req, timeout=60)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert trailers(e.value)["rm-field"] == "max_memory_bytes"
+    assert e.value.details().startswith(
+        "the request's inputs hold 4000000 bytes, above its memory budget of 2097152 bytes")
+
+
+def test_request_may_lower_the_budget_but_not_raise_it():
+    samples = np.zeros(1_000_000, np.float32)  # 4 MB in, 8 MB out at 96 kHz
+    with RunningServer(["--max-request-memory", "32M"]) as srv, srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        req = audio_request("AudioResample", {"rate": 96000}, samples)
+        assert stub.ExecutePipeline(req, timeout=60).outputs["src"].items[0].audio.sample_rate \
+            == 96000
+        req.limits.max_memory_bytes = 1 << 40  # raising it is ignored: still 32 MiB
+        big = audio_request("AudioResample", {"rate": 192000}, np.zeros(3_000_000, np.float32))
+        big.limits.max_memory_bytes = 1 << 40
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(big, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "of its 33554432 bytes in use (max_memory_bytes)" in e.value.details()
+        req.limits.max_memory_bytes = 4 * MiB  # lowering it is honoured
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(req, timeout=60)
+        assert trailers(e.value)["rm-field"] == "max_memory_bytes"
+        assert "of its 4194304 bytes in use" in e.value.details() or \
+            "above its memory budget of 4194304 bytes" in e.value.details()
+
+
+def test_server_budget_refuses_a_request_that_does_not_fit():
+    samples = np.zeros(8_000_000, np.float32)  # 32 MB
+    req = audio_request("Gain", {"db": 0}, samples)
+    with RunningServer(["--max-memory", "24M", "--max-request-memory", "16M"]) as srv, \
+            srv.channel(options=BIG) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            psg.PipelineServiceStub(ch).ExecutePipeline(req, timeout=60)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    t = trailers(e.value)
+    assert t["rm-error-kind"] == "limit_exceeded"
+    assert t["rm-field"] == "max_memory"
+    assert e.value.details().startswith("the request needs %d bytes, but the server's memory "
+                                        "budget has " % req.ByteSize())
+    assert e.value.details().endswith(" of its 25165824 bytes in use (max-memory); retry later")
+
+
+def resample_request():
+    samples = (np.sin(np.arange(8_000_000) * 0.01) * 0.5).astype(np.float32)  # 32 MB, 48 kHz
+    req = ps.ExecuteRequest(manifest=chain(("g", "Gain", {"db": -1}),
+                                           ("r", "AudioResample", {"rate": 96000})))
+    set_audio(req.inputs["g"], samples, rate=48000)
+    return req
+
+
+@pytest.mark.skipif(VALGRIND, reason="a load test: minutes under valgrind")
+def test_mixed_heavy_load_stays_within_max_memory():
+    """Concurrency 16 under --max-memory 512MiB: Gain -> AudioResample(96 kHz) on 32 MB
+    inputs mixed with the hostile requests. Every call is OK or RESOURCE_EXHAUSTED; the peak
+    RSS stays within 512 MiB plus MIXED_OVERHEAD; memory goes back afterwards."""
+    honest = resample_request()
+    hostile = [build() for _, build, _ in HOSTILE]
+    codes, lock = {}, threading.Lock()
+    with RunningServer(["--max-memory", "512MiB"], env=MIXED_ENV) as srv, \
+            srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        idle = status_kb(srv.proc.pid, "VmRSS")
+
+        def worker(i):
+            time.sleep(0.25 * i)  # arrivals spread over 4 s, then 16 at once
+            for k in range(2):
+                req = honest if (i + k) % 2 else hostile[(i + k) % len(hostile)]
+                try:  # a generous deadline: sanitizer builds run this 10x slower
+                    stub.ExecutePipeline(req, timeout=240)
+                    code = "OK"
+                except grpc.RpcError as e:
+                    code = e.code().name
+                with lock:
+                    codes[code] = codes.get(code, 0) + 1
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.monotonic() - t0
+        peak = status_kb(srv.proc.pid, "VmHWM")
+        time.sleep(0.5)  # let the last responses' buffers go
+        after = status_kb(srv.proc.pid, "VmRSS")
+        print(f"\n    mixed load: {codes} in {took:.1f} s; idle RSS {idle / MiB:.1f} MiB, "
+              f"peak {peak / MiB:.1f} MiB, after {after / MiB:.1f} MiB")
+        assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+        assert codes.get("OK", 0) > 0
+        if not sanitized(srv.proc.pid):
+            assert peak < 512 * MiB + MIXED_OVERHEAD
+            assert after < idle + 64 * MiB
+
+
+def test_runs_wait_for_memory_with_memory_wait_ms():
+    """Three heavy requests whose reservations (8 x 12 MB each) do not fit 250 MiB together
+    with their messages (2 x 12 MB each, admitted at arrival, which never waits):
+    with --memory-wait-ms they wait on the workers for each other and all succeed."""
+    samples = np.zeros(3_000_000, np.float32)  # 12 MB
+    req = audio_request("AudioResample", {"rate": 96000}, samples)
+    results = []
+    with RunningServer(["--max-memory", "250M", "--memory-wait-ms", "60000"]) as srv, \
+            srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+
+        def call():
+            try:
+                r = stub.ExecutePipeline(req, timeout=120)
+                results.append(len(r.outputs["src"].items[0].audio.samples))
+            except grpc.RpcError as e:
+                results.append(e.code().name + ": " + e.details())
+
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [24_000_000] * 3
