@@ -8,6 +8,7 @@
 #include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
+#include "rm/pipeline.h"
 
 #define OPUS_MIME "application/x-rm-opus"
 #define HEADER_BYTES 16
@@ -328,6 +329,24 @@ static int dec_keep(decoder_t *d, const float *pcm, size_t n) {
   return rm__media_vec_append(&d->out, pcm + drop * d->ch, (n - drop) * d->ch * sizeof(float));
 }
 
+/* The end record's length is the client's number and pads this call's output: refuse
+ * before allocating when the padded output would be over the run's limits. */
+static int dec_check_length(const decoder_t *d, rm_node_ctx_t *ctx, uint64_t total) {
+  const rm_limits_t *lim = rm_node_limits(ctx);
+  uint64_t max = (uint64_t)1 << 40; /* frames: beyond any memory, so nothing below overflows */
+  size_t frame_bytes = d->ch * rm_sample_format_size(d->format);
+  if (lim->max_audio_samples && lim->max_audio_samples / d->ch < max)
+    max = lim->max_audio_samples / d->ch;
+  if (lim->max_buffer_bytes && lim->max_buffer_bytes / frame_bytes < max)
+    max = lim->max_buffer_bytes / frame_bytes;
+  if ((double)total * d->rate / d->in_rate - (double)d->frames_out <= (double)max)
+    return 0;
+  return rm_node_fail(ctx, RM_ELIMIT, "samples",
+                      "the end record announces %llu frames: the output would be above the "
+                      "run's limits",
+                      (unsigned long long)total);
+}
+
 static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_t len) {
   size_t at = 0;
   while (at < len) {
@@ -342,6 +361,8 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
         return rm_node_fail(ctx, RM_EINPUT, "in", "truncated end record");
       uint64_t total = (uint64_t)get32(p + at) << 32 | get32(p + at + 4);
       at += 8;
+      if (dec_check_length(d, ctx, total))
+        return RM_ELIMIT;
       uint64_t want = (total * d->rate + d->in_rate / 2) / d->in_rate;
       uint64_t have = d->frames_out + d->out.len / (d->ch * sizeof(float));
       if (have < want &&
