@@ -82,6 +82,18 @@ static void budget_check_pipeline(const run_budget_t *rb, rm_pipeline_t *p) {
 #endif
 }
 
+/* A refused charge is reported as a limit (RM_ELIMIT naming max_memory_bytes), never as
+ * out of memory: under the fuzzer a real allocation failure aborts (ASan, -malloc_limit_mb)
+ * before any code sees it, so RM_ENOMEM can only be a refusal told wrongly. */
+static void budget_check_code(int rc) {
+#ifdef RM_FUZZ_BUDGET
+  if (rc == RM_ENOMEM)
+    abort();
+#else
+  (void)rc;
+#endif
+}
+
 /* After everything the run made is freed: the budget's peak stayed within its limit and
  * every byte charged was given back. */
 static void budget_end(run_budget_t *rb) {
@@ -212,6 +224,7 @@ static void check_code(int rc, const rm_error_t *err) {
     fprintf(stderr, "%s: %s\n", rm_strerror(rc), rc ? err->message : "");
   if (rc == RM_EINTERNAL || rc > 0 || rc < RM_EIO)
     abort();
+  budget_check_code(rc);
 }
 
 static void run_stream(const fuzz_input_t *in, rm_pipeline_t *p) {
