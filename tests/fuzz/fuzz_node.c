@@ -11,7 +11,7 @@
  *   [1] audio: bits 0-1 format - 1, bits 2-7 channels - 1; tensor: bits 0-2 dtype, bits 3-5
  *       ndim - 1
  *   [2] audio: rate (an index into `rates`); tensor: leading dimension; binary: mime type
- *   [3] budget: 4 KiB << (byte % 16)
+ *   [3] memory budget: 16 KiB << (byte % 14), up to 128 MiB
  *   params JSON text, a NUL, then the payload (audio is cut to whole frames). */
 #include <stddef.h>
 #include <stdint.h>
@@ -141,7 +141,7 @@ static int decode(const uint8_t *data, size_t size, fuzz_input_t *in) {
   in->ndim = ((data[1] >> 3) & 7) + 1;
   in->lead = data[2];
   in->mime = mimes[data[2] & 7];
-  in->budget = (size_t)4096 << (data[3] % 16);
+  in->budget = (size_t)16384 << (data[3] % 14);
   const uint8_t *p = data + HEADER, *end = data + size;
   const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
   size_t plen = nul ? (size_t)(nul - p) : (size_t)(end - p);

@@ -2,7 +2,8 @@
  * thread with its own pipeline instances over the shared registry, allocator, clock,
  * metrics calibration and FFTW planner lock. Built with -fsanitize=thread (tsan.engine) a
  * data race is a ThreadSanitizer report and a failure; in every other build it is a
- * concurrency smoke test whose outputs must equal a single-threaded reference run.
+ * concurrency smoke test whose outputs must equal a single-threaded reference run. With the
+ * memory budget (RM_TSAN_BUDGET) every run has a budget of its own under one shared budget.
  *
  * Usage: tsan_pipelines [THREADS [ROUNDS]] (defaults 4 and 3). Exit 0 when every run in
  * every thread succeeded with the reference's outputs. */
@@ -17,6 +18,9 @@
 #include "rm/manifest.h"
 #include "rm/pipeline.h"
 #include "rm/registry.h"
+#ifdef RM_TSAN_BUDGET
+#include "rm/budget.h"
+#endif
 
 /* Between them these pipelines use every registered node type (main() checks). The one
  * input goes to the node "src"; outputs are every sink. */
@@ -68,6 +72,11 @@ static char *texts[N_PIPELINES];              /* the manifests with double quote
 static rm_manifest_t *manifests[N_PIPELINES]; /* main's own copies, for names and types */
 static json_t *reference[N_PIPELINES];        /* outputs of the single-threaded run */
 static int rounds = 3;
+#ifdef RM_TSAN_BUDGET
+/* With the memory budget: every run draws from a budget of its own under this one, shared
+ * by every thread as the server's budget is. */
+static rm_budget_t *server_budget;
+#endif
 
 /* A fingerprint of a result: per output key, item count and every item's kind, size and
  * byte sum. Equal inputs must give equal fingerprints in any thread. */
@@ -142,7 +151,15 @@ static void *worker(void *arg) {
   for (int k = 0; k < rounds; k++) {
     for (size_t j = 0; j < N_PIPELINES; j++) {
       size_t i = (j + t) % N_PIPELINES; /* threads start on different pipelines */
+#ifdef RM_TSAN_BUDGET
+      rm_budget_t *mine = rm_budget_new(256u << 20, server_budget);
+      rm_budget_t *previous = rm_budget_enter(mine);
       json_t *fp = run_once(i);
+      rm_budget_leave(previous);
+      rm_budget_free(mine); /* freed with fp's last block */
+#else
+      json_t *fp = run_once(i);
+#endif
       if (!fp || !json_equal(fp, reference[i])) {
         fprintf(stderr, "tsan_pipelines: thread %zu: %s differs from the reference\n", t,
                 manifests[i]->name);
@@ -191,6 +208,10 @@ int main(int argc, char **argv) {
   }
   if (status || !covers_registry())
     return 1;
+#ifdef RM_TSAN_BUDGET
+  if (!(server_budget = rm_budget_new(0, NULL)))
+    return 1;
+#endif
   pthread_t tid[64];
   size_t started = 0;
   for (; started < threads; started++)
@@ -207,6 +228,14 @@ int main(int argc, char **argv) {
     rm_manifest_free(manifests[i]);
     rm_free(texts[i]);
   }
+#ifdef RM_TSAN_BUDGET
+  /* every byte the runs charged came back to the shared budget */
+  printf("tsan_pipelines: shared budget peak %zu bytes, %zu in use at the end\n",
+         rm_budget_peak(server_budget), rm_budget_used(server_budget));
+  if (rm_budget_used(server_budget) || !rm_budget_peak(server_budget))
+    failures++;
+  rm_budget_free(server_budget);
+#endif
   printf("tsan_pipelines: %zu threads x %d rounds x %d pipelines: %zu failures\n", threads, rounds,
          (int)N_PIPELINES, failures);
   return failures ? 1 : 0;
