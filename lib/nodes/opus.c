@@ -172,11 +172,13 @@ static int enc_process(void *state, rm_node_ctx_t *ctx) {
   if (rc)
     return rc;
   size_t n = rm_audio_samples(in);
-  if (rm__media_vec_reserve(&e->pending, n * sizeof(float)))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  rm_audio_convert(in->data, in->u.audio.format, e->pending.data + e->pending.len, RM_SAMPLE_F32,
-                   n);
-  e->pending.len += n * sizeof(float);
+  if (n) { /* an empty buffer may have no data, and pending no storage yet */
+    if (rm__media_vec_reserve(&e->pending, n * sizeof(float)))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    rm_audio_convert(in->data, in->u.audio.format, e->pending.data + e->pending.len, RM_SAMPLE_F32,
+                     n);
+    e->pending.len += n * sizeof(float);
+  }
   e->frames_in += rm_audio_frames(in);
   if (!e->header_out && enc_header(e))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
