@@ -8,6 +8,7 @@
 #include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
+#include "rm/pipeline.h"
 
 #define OPUS_MIME "application/x-rm-opus"
 #define HEADER_BYTES 16
@@ -175,11 +176,13 @@ static int enc_process(void *state, rm_node_ctx_t *ctx) {
   if (rc)
     return rc;
   size_t n = rm_audio_samples(in);
-  if (rm__media_vec_reserve(&e->pending, n * sizeof(float)))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  rm_audio_convert(in->data, in->u.audio.format, e->pending.data + e->pending.len, RM_SAMPLE_F32,
-                   n);
-  e->pending.len += n * sizeof(float);
+  if (n) { /* an empty buffer may have no data, and pending no storage yet */
+    if (rm__media_vec_reserve(&e->pending, n * sizeof(float)))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    rm_audio_convert(in->data, in->u.audio.format, e->pending.data + e->pending.len, RM_SAMPLE_F32,
+                     n);
+    e->pending.len += n * sizeof(float);
+  }
   e->frames_in += rm_audio_frames(in);
   if (!e->header_out && enc_header(e))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -336,6 +339,26 @@ static int dec_keep(decoder_t *d, const float *pcm, size_t n) {
   return rm__media_vec_append(&d->out, pcm + drop * d->ch, (n - drop) * d->ch * sizeof(float));
 }
 
+/* The end record's length is the client's number and pads this call's output: refuse
+ * before allocating when the padded output would be over the run's limits. */
+static int dec_check_length(const decoder_t *d, rm_node_ctx_t *ctx, uint64_t total) {
+  const rm_limits_t *lim = rm_node_limits(ctx);
+  /* without a limit the padding saturates and the memory budget refuses it (dec_records) */
+  uint64_t max = UINT64_MAX;
+  size_t frame_bytes = d->ch * rm_sample_format_size(d->format);
+  if (lim->max_audio_samples && lim->max_audio_samples / d->ch < max)
+    max = lim->max_audio_samples / d->ch;
+  if (lim->max_buffer_bytes && lim->max_buffer_bytes / frame_bytes < max)
+    max = lim->max_buffer_bytes / frame_bytes;
+  if (max == UINT64_MAX ||
+      (double)total * d->rate / d->in_rate - (double)d->frames_out <= (double)max)
+    return 0;
+  return rm_node_fail(ctx, RM_ELIMIT, "samples",
+                      "the end record announces %llu frames: the output would be above the "
+                      "run's limits",
+                      (unsigned long long)total);
+}
+
 static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_t len) {
   size_t at = 0;
   while (at < len) {
@@ -350,6 +373,8 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
         return rm_node_fail(ctx, RM_EINPUT, "in", "truncated end record");
       uint64_t total = (uint64_t)get32(p + at) << 32 | get32(p + at + 4);
       at += 8;
+      if (dec_check_length(d, ctx, total))
+        return RM_ELIMIT;
       /* the client decides total (up to 2^64-1): sizes saturate instead of wrapping, and
        * the budget is asked for them before anything is allocated */
       uint64_t want = total > (UINT64_MAX - d->in_rate) / d->rate
