@@ -62,7 +62,9 @@ static int run_vad(const vad_cand_t *c, const sp_track_t *t, sp_score_t *s) {
   double(*segs)[2] = NULL;
   size_t n = 0;
   if (c->params) {
-    if (sp_run_node("VAD", c->params, t, t->mix, 0, &segs, &n, NULL))
+    const char *ov = getenv("STAT_PARAMS");
+    if (sp_run_node("VAD", ov && !strcmp(c->name, "stat") ? ov : c->params, t, t->mix, 0, &segs, &n,
+                    NULL))
       return -1;
   } else {
 #ifdef RM_BENCH_WEBRTC

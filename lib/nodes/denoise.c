@@ -1,6 +1,6 @@
 /* denoise.c - Denoise: noise suppression (and optional AGC) with libspeexdsp's
  * preprocessor, one state per channel, framed across chunks; output is as long as the
- * input and time-aligned with it. */
+ * input and time-aligned with it (the preprocessor's one-frame delay is removed). */
 #include <math.h>
 #include <speex/speex_preprocess.h>
 #include <string.h>
@@ -28,8 +28,9 @@ static const rm_port_spec_t inputs[] = {
     {"in", RM_KIND_AUDIO, 0, "audio, 8-48 kHz, 1-8 channels, any format"}};
 static const rm_port_spec_t outputs[] = {
     {"out", RM_KIND_AUDIO, 0,
-     "the denoised audio, whole frames per chunk; flush() emits the "
-     "rest so the stream's output is exactly as long as its input"}};
+     "the denoised audio, time-aligned with the input: whole frames per chunk, less the "
+     "first frame (the suppressor's delay); flush() emits the rest so the stream's output is "
+     "exactly as long as its input"}};
 
 typedef struct denoiser {
   int suppress, agc, frame_ms, format;
@@ -44,6 +45,7 @@ typedef struct denoiser {
   rm__media_vec_t pending; /* interleaved f32 not yet a whole frame */
   rm__media_vec_t out;     /* interleaved f32 output of one call */
   uint64_t frames_in, frames_out;
+  size_t skip; /* output frames still to drop: the preprocessor delays by one frame */
 } denoiser_t;
 
 static int create(const json_t *p, void **state, rm_error_t *err) {
@@ -75,6 +77,7 @@ static void reset_stream(void *state) {
   d->pcm = NULL;
   d->started = 0;
   d->frames_in = d->frames_out = 0;
+  d->skip = 0;
   d->pending.len = d->out.len = 0;
 }
 
@@ -87,6 +90,7 @@ static int start_stream(denoiser_t *d, rm_node_ctx_t *ctx, const rm_audio_info_t
     return rm_node_fail(ctx, RM_EINPUT, "channels", "Denoise takes at most %d channels, not %u",
                         CH_MAX, a->channels);
   d->frame = ((size_t)a->sample_rate * (size_t)d->frame_ms + 500) / 1000;
+  d->skip = d->frame;
   d->pcm = rm_malloc(d->frame * sizeof *d->pcm);
   if (!d->pcm)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -138,15 +142,22 @@ static int run_frames(denoiser_t *d, rm_node_ctx_t *ctx) {
   return 0;
 }
 
+/* Emits up to `frames` frames of out, after dropping what is left of the first frame's
+ * delay, never more than the stream's input so far. */
 static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
+  size_t drop = frames < d->skip ? frames : d->skip;
+  d->skip -= drop;
+  frames -= drop;
+  if (frames > d->frames_in - d->frames_out)
+    frames = (size_t)(d->frames_in - d->frames_out);
   if (!frames)
     return 0;
   rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : d->info.format;
+  const float *src = (const float *)d->out.data + drop * d->info.channels;
   d->frames_out += frames;
   return rm_node_emit(ctx, 0,
                       rm__media_audio_from_f32(rm_node_account(ctx), d->info.sample_rate,
-                                               d->info.channels, fmt, (const float *)d->out.data,
-                                               frames));
+                                               d->info.channels, fmt, src, frames));
 }
 
 static int process(void *state, rm_node_ctx_t *ctx) {
@@ -170,21 +181,20 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   return emit(d, ctx, d->out.len / (d->info.channels * sizeof(float)));
 }
 
-/* Pads the last partial frame with silence, processes it and emits only the real part. */
+/* Pads the last partial frame with silence and adds one silent frame, which pushes the
+ * delayed tail out of the preprocessor; emits only the real part. */
 static int flush(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
-  if (!d->started)
+  if (!d->started || d->frames_out == d->frames_in)
     return 0;
   size_t fb = d->info.channels * sizeof(float), have = d->pending.len / fb;
   int rc = 0;
-  if (have) {
-    if (rm__media_vec_append(&d->pending, NULL, (d->frame - have) * fb))
-      rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    if (!rc)
-      rc = run_frames(d, ctx);
-    if (!rc)
-      rc = emit(d, ctx, (size_t)(d->frames_in - d->frames_out));
-  }
+  if (rm__media_vec_append(&d->pending, NULL, (2 * d->frame - have) * fb))
+    rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  if (!rc)
+    rc = run_frames(d, ctx);
+  if (!rc)
+    rc = emit(d, ctx, d->out.len / fb);
   return rc;
 }
 
