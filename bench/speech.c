@@ -158,7 +158,8 @@ static size_t best_lag(const sp_track_t *t, const float *y) {
 static float *run_ns(const ns_cand_t *c, const sp_track_t *t) {
   float *y = NULL;
   if (c->params) {
-    if (sp_run_node("Denoise", c->params, t, t->mix, 0, NULL, NULL, &y))
+    const char *ov = getenv("NS_PARAMS");
+    if (sp_run_node("Denoise", ov && !strcmp(c->name, "speex") ? ov : c->params, t, t->mix, 0, NULL, NULL, &y))
       return NULL;
     return y;
   }

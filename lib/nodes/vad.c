@@ -18,7 +18,7 @@ static const char *const modes[] = {"energy", "stat", NULL};
 enum { MODE_ENERGY, MODE_STAT };
 
 static const rm_param_spec_t params[] = {
-    {"mode", RM_PARAM_ENUM, 0, 0, 0, "\"energy\"", modes,
+    {"mode", RM_PARAM_ENUM, 0, 0, 0, "\"stat\"", modes,
      "detector: energy (frame energy above a tracked floor, threshold_db) or stat (sub-band "
      "likelihood ratio against a speech-presence-controlled noise estimate; robust in noise)"},
     {"frame_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 10, 30, "10", NULL,

@@ -1,7 +1,10 @@
 /* vad_stat.h - the VAD node's statistical detector (mode "stat"): a likelihood ratio of
- * speech-plus-noise against noise on sub-band energies (Sohn's Gaussian model, decision-
- * directed a-priori SNR) with a speech-presence-controlled noise estimate (MCRA). Internal to
- * lib/nodes (rm__vad_stat_ prefix). One instance per stream; not thread-safe. */
+ * speech-plus-noise against noise on 1/3-octave band energies, 100 Hz - 4 kHz (Sohn's
+ * Gaussian model, decision-directed a-priori SNR), against a speech-presence-controlled noise
+ * estimate (MCRA) that frames judged speech cannot raise; energy margins that grow with the
+ * noise's own spread (babble's, not white noise's); a voicing cue (periodicity above the
+ * noise's) that lowers them. Internal to lib/nodes (rm__vad_stat_ prefix). One instance per
+ * stream; not thread-safe. */
 #ifndef RM_NODES_VAD_STAT_H
 #define RM_NODES_VAD_STAT_H
 
