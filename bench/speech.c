@@ -132,11 +132,9 @@ typedef struct ns_cand {
 } ns_cand_t;
 
 static const ns_cand_t ns_cands[] = {
-    {"speex", "{}", 0},
+    {"speex", "{}", 0},           {"lsa", "{\"mode\":\"lsa\"}", 0},
 #ifdef RM_BENCH_WEBRTC
-    {"webrtc-moderate", NULL, 1},
-    {"webrtc-high", NULL, 2},
-    {"webrtc-veryhigh", NULL, 3},
+    {"webrtc-moderate", NULL, 1}, {"webrtc-high", NULL, 2},         {"webrtc-veryhigh", NULL, 3},
 #endif
 };
 #define N_NS (sizeof ns_cands / sizeof ns_cands[0])
@@ -159,8 +157,14 @@ static float *run_ns(const ns_cand_t *c, const sp_track_t *t) {
   float *y = NULL;
   if (c->params) {
     const char *ov = getenv("NS_PARAMS");
-    if (sp_run_node("Denoise", ov && !strcmp(c->name, "speex") ? ov : c->params, t, t->mix, 0, NULL, NULL, &y))
+    if (sp_run_node("Denoise", ov ? ov : c->params, t, t->mix, 0, NULL, NULL, &y))
       return NULL;
+    for (int k = 1; k < (getenv("PASSES") ? atoi(getenv("PASSES")) : 1); k++) {
+      float *z = NULL;
+      sp_run_node("Denoise", c->params, t, y, 0, NULL, NULL, &z);
+      free(y);
+      y = z;
+    }
     return y;
   }
 #ifdef RM_BENCH_WEBRTC

@@ -5,13 +5,20 @@
 #include <speex/speex_preprocess.h>
 #include <string.h>
 
+#include "nodes/denoise_lsa.h"
 #include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
 #define CH_MAX 8
 
+static const char *const modes[] = {"speex", "lsa", NULL};
+enum { MODE_SPEEX, MODE_LSA };
+
 static const rm_param_spec_t params[] = {
+    {"mode", RM_PARAM_ENUM, 0, 0, 0, "\"speex\"", modes,
+     "suppressor: speex (libspeexdsp's preprocessor, 16-bit) or lsa (MMSE log-spectral "
+     "amplitude against an MCRA noise estimate, float; stronger on pink and babble noise)"},
     {"suppress_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 100, "30", NULL,
      "largest attenuation of noise, dB"},
     {"agc", RM_PARAM_BOOLEAN, 0, 0, 0, "false", NULL, "automatic gain control"},
@@ -33,7 +40,7 @@ static const rm_port_spec_t outputs[] = {
      "exactly as long as its input"}};
 
 typedef struct denoiser {
-  int suppress, agc, frame_ms, format;
+  int mode, suppress, agc, frame_ms, format;
   float agc_level;
   int agc_max_gain;
   /* stream */
@@ -41,6 +48,7 @@ typedef struct denoiser {
   rm_audio_info_t info;
   size_t frame;
   SpeexPreprocessState *st[CH_MAX];
+  rm__denoise_lsa_t *lsa[CH_MAX];
   spx_int16_t *pcm;        /* one channel's frame */
   rm__media_vec_t pending; /* interleaved f32 not yet a whole frame */
   rm__media_vec_t out;     /* interleaved f32 output of one call */
@@ -53,9 +61,14 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   if (fm != 10 && fm != 20)
     return rm_error_set(err, RM_EPARAM, NULL, "frame_ms",
                         "node param 'frame_ms': %lld is not 10 or 20", fm);
+  int mode = strcmp(rm_params_string(p, "mode"), "lsa") == 0 ? MODE_LSA : MODE_SPEEX;
+  if (mode == MODE_LSA && rm_params_boolean(p, "agc"))
+    return rm_error_set(err, RM_EPARAM, NULL, "agc",
+                        "node param 'agc': automatic gain control needs mode speex");
   denoiser_t *d = rm_calloc(1, sizeof *d);
   if (!d)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  d->mode = mode;
   d->suppress = (int)lround(rm_params_number(p, "suppress_db"));
   d->agc = rm_params_boolean(p, "agc");
   d->agc_level = (float)(32768.0 * pow(10, rm_params_number(p, "agc_level_dbfs") / 20));
@@ -72,6 +85,8 @@ static void reset_stream(void *state) {
     if (d->st[c])
       speex_preprocess_state_destroy(d->st[c]);
     d->st[c] = NULL;
+    rm__denoise_lsa_free(d->lsa[c]);
+    d->lsa[c] = NULL;
   }
   rm_free(d->pcm);
   d->pcm = NULL;
@@ -94,7 +109,10 @@ static int start_stream(denoiser_t *d, rm_node_ctx_t *ctx, const rm_audio_info_t
   d->pcm = rm_malloc(d->frame * sizeof *d->pcm);
   if (!d->pcm)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  for (uint32_t c = 0; c < a->channels; c++) {
+  for (uint32_t c = 0; d->mode == MODE_LSA && c < a->channels; c++)
+    if (!(d->lsa[c] = rm__denoise_lsa_new(a->sample_rate, d->frame, d->suppress)))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  for (uint32_t c = 0; d->mode == MODE_SPEEX && c < a->channels; c++) {
     SpeexPreprocessState *st = speex_preprocess_state_init((int)d->frame, (int)a->sample_rate);
     if (!st)
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -122,7 +140,9 @@ static int run_frames(denoiser_t *d, rm_node_ctx_t *ctx) {
   while (d->pending.len - off >= fbytes) {
     const float *src = (const float *)(d->pending.data + off);
     float *dst = (float *)(d->out.data + d->out.len);
-    for (uint32_t c = 0; c < ch; c++) {
+    for (uint32_t c = 0; d->mode == MODE_LSA && c < ch; c++)
+      rm__denoise_lsa_run(d->lsa[c], src + c, dst + c, ch);
+    for (uint32_t c = 0; d->mode == MODE_SPEEX && c < ch; c++) {
       for (size_t i = 0; i < d->frame; i++) {
         float v = src[i * ch + c] * 32768.0f;
         v = v > 32767.0f ? 32767.0f : v < -32768.0f ? -32768.0f : isnan(v) ? 0.0f : v;
