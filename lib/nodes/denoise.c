@@ -1,6 +1,7 @@
 /* denoise.c - Denoise: noise suppression (and optional AGC) with libspeexdsp's
- * preprocessor, one state per channel, framed across chunks; output is as long as the
- * input and time-aligned with it (the preprocessor's one-frame delay is removed). */
+ * preprocessor or denoise_lsa.c's OM-LSA suppressor, one state per channel, framed across
+ * chunks; output is as long as the input and time-aligned with it (the suppressors'
+ * one-frame delay is removed). */
 #include <math.h>
 #include <speex/speex_preprocess.h>
 #include <string.h>
@@ -29,7 +30,8 @@ static const rm_param_spec_t params[] = {
     {"frame_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 10, 20, "20", NULL,
      "processing frame: 10 or 20 ms"},
     {"format", RM_PARAM_ENUM, 0, 0, 0, "\"same\"", rm__media_formats,
-     "output sample format; same = the input's. Processing is 16-bit"},
+     "output sample format; same = the input's. Processing is 16-bit with speex, float with "
+     "lsa"},
 };
 static const rm_port_spec_t inputs[] = {
     {"in", RM_KIND_AUDIO, 0, "audio, 8-48 kHz, 1-8 channels, any format"}};
@@ -228,8 +230,9 @@ static void destroy(void *state) {
 
 const rm_node_type_t rm_node_denoise = {
     .name = "Denoise",
-    .description = "Noise suppression with optional AGC (libspeexdsp preprocessor), per "
-                   "channel, 8-48 kHz; streams across chunks.",
+    .description = "Noise suppression with optional AGC (libspeexdsp preprocessor) or an "
+                   "OM-LSA suppressor, per channel, 8-48 kHz; output time-aligned with the "
+                   "input; streams across chunks.",
     .params = params,
     .n_params = sizeof params / sizeof params[0],
     .inputs = inputs,

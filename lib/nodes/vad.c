@@ -1,6 +1,6 @@
-/* vad.c - VAD: frame-level speech detection by frame energy above a tracked noise floor,
- * with hangover, reported as JSON segments and optionally as the speech-only audio.
- * Decisions carry across chunks.
+/* vad.c - VAD: frame-level speech detection (mode stat: vad_stat.c's sub-band detector;
+ * mode energy: frame energy above a tracked noise floor), with hangover, reported as JSON
+ * segments and optionally as the speech-only audio. Decisions carry across chunks.
  *
  * Why not libspeexdsp's VAD: its preprocessor VAD is, in its own words, "replaced by a hack
  * pending a complete rewrite" (and says so on stderr). On the suite's synthetic speech it
@@ -291,9 +291,9 @@ static void destroy(void *state) {
 
 const rm_node_type_t rm_node_vad = {
     .name = "VAD",
-    .description = "Voice activity detection per 10-30 ms frame (energy above a tracked noise "
-                   "floor) with hangover; JSON segments at end of stream, optional speech-only "
-                   "audio.",
+    .description = "Voice activity detection per 10-30 ms frame (sub-band likelihood ratio "
+                   "against a tracked noise estimate, or frame energy) with hangover; JSON "
+                   "segments at end of stream, optional speech-only audio.",
     .params = params,
     .n_params = sizeof params / sizeof params[0],
     .inputs = inputs,
