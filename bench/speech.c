@@ -139,13 +139,14 @@ static const ns_cand_t ns_cands[] = {
 };
 #define N_NS (sizeof ns_cands / sizeof ns_cands[0])
 
-/* The lag (0-2 frames of 10 ms, in samples) at which y best matches the clean speech. */
+/* The lag (0-2 frames of 10 ms, in samples) at which y best matches the clean speech over
+ * the first 10 s. */
 static size_t best_lag(const sp_track_t *t, const float *y) {
   size_t best = 0, max = t->rate / 50;
   double best_c = -1e300;
   for (size_t lag = 0; lag <= max; lag++) {
     double c = 0;
-    for (size_t i = 0; i + lag < t->n; i++)
+    for (size_t i = 0; i + lag < t->n && i < 10 * (size_t)t->rate; i++)
       c += (double)t->clean[i] * y[i + lag];
     if (c > best_c)
       best_c = c, best = lag;
