@@ -106,7 +106,7 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   s->spec = rm_malloc(s->bins * sizeof *s->spec);
   s->feat = rm_malloc(s->init_frames * (NF) * sizeof *s->feat);
   s->vn = (size_t)((VOICE_MS + frame_ms - 1) / frame_ms) * frame;
-  for (s->vm = 64; s->vm < 2 * s->vn; s->vm *= 2)
+  for (s->vm = 64; s->vm < s->vn + s->vn / 2; s->vm *= 2) /* lags up to vn / 2 do not wrap */
     ;
   s->lag_lo = (size_t)(rate / 400);
   s->lag_hi = (size_t)(rate / 62.5);
@@ -184,12 +184,10 @@ void rm__vad_stat_reset(rm__vad_stat_t *s) {
   s->ready = 0;
 }
 
-/* Voicing of the last VOICE_FRAMES frames (x the newest): the highest normalised
+/* Voicing of the last VOICE_MS of signal (hist): the highest normalised
  * autocorrelation over pitch lags of the signal band-limited to 80 - 1500 Hz (Boersma's
  * window-corrected estimate), 0 - 1. */
-static double voicing(rm__vad_stat_t *s, const float *x) {
-  memmove(s->hist, s->hist + s->n, (s->vn - s->n) * sizeof *s->hist);
-  memcpy(s->hist + s->vn - s->n, x, s->n * sizeof *x);
+static double voicing(rm__vad_stat_t *s) {
   double mean = 0;
   for (size_t i = 0; i < s->vn; i++)
     mean += s->hist[i];
@@ -228,7 +226,11 @@ static void features(rm__vad_stat_t *s, const float *x, double *f) {
     f[b] = e / (double)(s->band_hi[b] - s->band_lo[b]);
   }
   f[s->n_bands] = ms / (double)s->n;
-  f[s->n_bands + 1] = voicing(s, x);
+  /* voicing costs two FFTs: measured now while the look-ahead stores frames, later only
+   * when a decision needs it (-1 until then) */
+  memmove(s->hist, s->hist + s->n, (s->vn - s->n) * sizeof *s->hist);
+  memcpy(s->hist + s->vn - s->n, x, s->n * sizeof *x);
+  f[s->n_bands + 1] = s->ready ? -1 : voicing(s);
 }
 
 /* The first noise estimate: the mean band energies of the quietest stored frames. */
@@ -286,11 +288,13 @@ static uint8_t decide(rm__vad_stat_t *s, const double *f) {
   }
   double dt = 10 * log10(fe / ne + 1e-30), dm = 10 * log10(mg / (double)nb + 1e-30);
   int audible = f[nb] >= s->min_level;
+  double vo = f[nb + 1];
   if (audible) {
     double al = pow(ALPHA_V, s->frame_ms / 10.0), cap = SPREAD_CAP * SPREAD_CAP;
     if (dt < 0) {
       s->spread_t = al * s->spread_t + (1 - al) * fmin(dt * dt, cap);
-      s->vnoise = al * s->vnoise + (1 - al) * f[nb + 1];
+      vo = vo < 0 ? voicing(s) : vo;
+      s->vnoise = al * s->vnoise + (1 - al) * vo;
     }
     if (dm < 0)
       s->spread_m = al * s->spread_m + (1 - al) * fmin(dm * dm, cap);
@@ -302,8 +306,10 @@ static uint8_t decide(rm__vad_stat_t *s, const double *f) {
    * periodic than the noise has been) needs less */
   double h = s->last ? HYST : 1;
   int speech = strong || (audible && llr > ETA && dt > mt * h && dm > mm * h);
-  speech = speech || (audible && f[nb + 1] > fmax(VOICE_MIN, s->vnoise + VOICE_GAP) &&
-                      dm > VOICE_MARGIN * mm * h && dt > VOICE_MARGIN * mt * h);
+  if (!speech && audible && dm > VOICE_MARGIN * mm * h && dt > VOICE_MARGIN * mt * h) {
+    vo = vo < 0 ? voicing(s) : vo;
+    speech = vo > fmax(VOICE_MIN, s->vnoise + VOICE_GAP);
+  }
   s->last = speech;
 
   /* MCRA: the minimum of the smoothed energies over one to two windows tells where speech
