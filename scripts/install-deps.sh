@@ -13,6 +13,7 @@ libsndfile1-dev libsoxr-dev libebur128-dev libspeexdsp-dev libopus-dev libfftw3-
 python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
 python3-setuptools python3-wheel python3-venv python3-pip python3-mypy
 openssl procps clang-format
+espeak-ng sox
 "
 
 missing=""
@@ -21,9 +22,10 @@ for p in $PACKAGES; do
     missing="$missing $p"
   fi
 done
-# Optional extras for sanitizer/valgrind runs and benchmarks: RM_EXTRA_PACKAGES=1.
+# Optional extras for sanitizer/valgrind runs and benchmarks (bench/speech compares WebRTC's
+# audio processing when libwebrtc-audio-processing-dev is present): RM_EXTRA_PACKAGES=1.
 if [ "${RM_EXTRA_PACKAGES:-0}" = 1 ]; then
-  for p in valgrind clang libclang-rt-14-dev nghttp2-client; do
+  for p in valgrind clang libclang-rt-14-dev nghttp2-client libwebrtc-audio-processing-dev; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
 fi

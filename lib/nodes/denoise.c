@@ -1,17 +1,25 @@
 /* denoise.c - Denoise: noise suppression (and optional AGC) with libspeexdsp's
- * preprocessor, one state per channel, framed across chunks; output is as long as the
- * input and time-aligned with it. */
+ * preprocessor or denoise_lsa.c's OM-LSA suppressor, one state per channel, framed across
+ * chunks; output is as long as the input and time-aligned with it (the suppressors'
+ * one-frame delay is removed). */
 #include <math.h>
 #include <speex/speex_preprocess.h>
 #include <string.h>
 
+#include "nodes/denoise_lsa.h"
 #include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
 #define CH_MAX 8
 
+static const char *const modes[] = {"speex", "lsa", NULL};
+enum { MODE_SPEEX, MODE_LSA };
+
 static const rm_param_spec_t params[] = {
+    {"mode", RM_PARAM_ENUM, 0, 0, 0, "\"speex\"", modes,
+     "suppressor: speex (libspeexdsp's preprocessor, 16-bit) or lsa (MMSE log-spectral "
+     "amplitude against an MCRA noise estimate, float; stronger on pink and babble noise)"},
     {"suppress_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 100, "30", NULL,
      "largest attenuation of noise, dB"},
     {"agc", RM_PARAM_BOOLEAN, 0, 0, 0, "false", NULL, "automatic gain control"},
@@ -22,17 +30,19 @@ static const rm_param_spec_t params[] = {
     {"frame_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 10, 20, "20", NULL,
      "processing frame: 10 or 20 ms"},
     {"format", RM_PARAM_ENUM, 0, 0, 0, "\"same\"", rm__media_formats,
-     "output sample format; same = the input's. Processing is 16-bit"},
+     "output sample format; same = the input's. Processing is 16-bit with speex, float with "
+     "lsa"},
 };
 static const rm_port_spec_t inputs[] = {
     {"in", RM_KIND_AUDIO, 0, "audio, 8-48 kHz, 1-8 channels, any format"}};
 static const rm_port_spec_t outputs[] = {
     {"out", RM_KIND_AUDIO, 0,
-     "the denoised audio, whole frames per chunk; flush() emits the "
-     "rest so the stream's output is exactly as long as its input"}};
+     "the denoised audio, time-aligned with the input: whole frames per chunk, less the "
+     "first frame (the suppressor's delay); flush() emits the rest so the stream's output is "
+     "exactly as long as its input"}};
 
 typedef struct denoiser {
-  int suppress, agc, frame_ms, format;
+  int mode, suppress, agc, frame_ms, format;
   float agc_level;
   int agc_max_gain;
   /* stream */
@@ -40,10 +50,12 @@ typedef struct denoiser {
   rm_audio_info_t info;
   size_t frame;
   SpeexPreprocessState *st[CH_MAX];
+  rm__denoise_lsa_t *lsa[CH_MAX];
   spx_int16_t *pcm;        /* one channel's frame */
   rm__media_vec_t pending; /* interleaved f32 not yet a whole frame */
   rm__media_vec_t out;     /* interleaved f32 output of one call */
   uint64_t frames_in, frames_out;
+  size_t skip; /* output frames still to drop: the preprocessor delays by one frame */
 } denoiser_t;
 
 static int create(const json_t *p, void **state, rm_error_t *err) {
@@ -51,9 +63,14 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   if (fm != 10 && fm != 20)
     return rm_error_set(err, RM_EPARAM, NULL, "frame_ms",
                         "node param 'frame_ms': %lld is not 10 or 20", fm);
+  int mode = strcmp(rm_params_string(p, "mode"), "lsa") == 0 ? MODE_LSA : MODE_SPEEX;
+  if (mode == MODE_LSA && rm_params_boolean(p, "agc"))
+    return rm_error_set(err, RM_EPARAM, NULL, "agc",
+                        "node param 'agc': automatic gain control needs mode speex");
   denoiser_t *d = rm_calloc(1, sizeof *d);
   if (!d)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  d->mode = mode;
   d->suppress = (int)lround(rm_params_number(p, "suppress_db"));
   d->agc = rm_params_boolean(p, "agc");
   d->agc_level = (float)(32768.0 * pow(10, rm_params_number(p, "agc_level_dbfs") / 20));
@@ -70,11 +87,14 @@ static void reset_stream(void *state) {
     if (d->st[c])
       speex_preprocess_state_destroy(d->st[c]);
     d->st[c] = NULL;
+    rm__denoise_lsa_free(d->lsa[c]);
+    d->lsa[c] = NULL;
   }
   rm_free(d->pcm);
   d->pcm = NULL;
   d->started = 0;
   d->frames_in = d->frames_out = 0;
+  d->skip = 0;
   d->pending.len = d->out.len = 0;
 }
 
@@ -87,10 +107,14 @@ static int start_stream(denoiser_t *d, rm_node_ctx_t *ctx, const rm_audio_info_t
     return rm_node_fail(ctx, RM_EINPUT, "channels", "Denoise takes at most %d channels, not %u",
                         CH_MAX, a->channels);
   d->frame = ((size_t)a->sample_rate * (size_t)d->frame_ms + 500) / 1000;
+  d->skip = d->frame;
   d->pcm = rm_malloc(d->frame * sizeof *d->pcm);
   if (!d->pcm)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  for (uint32_t c = 0; c < a->channels; c++) {
+  for (uint32_t c = 0; d->mode == MODE_LSA && c < a->channels; c++)
+    if (!(d->lsa[c] = rm__denoise_lsa_new(a->sample_rate, d->frame, d->suppress)))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  for (uint32_t c = 0; d->mode == MODE_SPEEX && c < a->channels; c++) {
     SpeexPreprocessState *st = speex_preprocess_state_init((int)d->frame, (int)a->sample_rate);
     if (!st)
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -118,7 +142,9 @@ static int run_frames(denoiser_t *d, rm_node_ctx_t *ctx) {
   while (d->pending.len - off >= fbytes) {
     const float *src = (const float *)(d->pending.data + off);
     float *dst = (float *)(d->out.data + d->out.len);
-    for (uint32_t c = 0; c < ch; c++) {
+    for (uint32_t c = 0; d->mode == MODE_LSA && c < ch; c++)
+      rm__denoise_lsa_run(d->lsa[c], src + c, dst + c, ch);
+    for (uint32_t c = 0; d->mode == MODE_SPEEX && c < ch; c++) {
       for (size_t i = 0; i < d->frame; i++) {
         float v = src[i * ch + c] * 32768.0f;
         v = v > 32767.0f ? 32767.0f : v < -32768.0f ? -32768.0f : isnan(v) ? 0.0f : v;
@@ -138,15 +164,22 @@ static int run_frames(denoiser_t *d, rm_node_ctx_t *ctx) {
   return 0;
 }
 
+/* Emits up to `frames` frames of out, after dropping what is left of the first frame's
+ * delay, never more than the stream's input so far. */
 static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
+  size_t drop = frames < d->skip ? frames : d->skip;
+  d->skip -= drop;
+  frames -= drop;
+  if (frames > d->frames_in - d->frames_out)
+    frames = (size_t)(d->frames_in - d->frames_out);
   if (!frames)
     return 0;
   rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : d->info.format;
+  const float *src = (const float *)d->out.data + drop * d->info.channels;
   d->frames_out += frames;
   return rm_node_emit(ctx, 0,
                       rm__media_audio_from_f32(rm_node_account(ctx), d->info.sample_rate,
-                                               d->info.channels, fmt, (const float *)d->out.data,
-                                               frames));
+                                               d->info.channels, fmt, src, frames));
 }
 
 static int process(void *state, rm_node_ctx_t *ctx) {
@@ -170,21 +203,20 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   return emit(d, ctx, d->out.len / (d->info.channels * sizeof(float)));
 }
 
-/* Pads the last partial frame with silence, processes it and emits only the real part. */
+/* Pads the last partial frame with silence and adds one silent frame, which pushes the
+ * delayed tail out of the preprocessor; emits only the real part. */
 static int flush(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
-  if (!d->started)
+  if (!d->started || d->frames_out == d->frames_in)
     return 0;
   size_t fb = d->info.channels * sizeof(float), have = d->pending.len / fb;
   int rc = 0;
-  if (have) {
-    if (rm__media_vec_append(&d->pending, NULL, (d->frame - have) * fb))
-      rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    if (!rc)
-      rc = run_frames(d, ctx);
-    if (!rc)
-      rc = emit(d, ctx, (size_t)(d->frames_in - d->frames_out));
-  }
+  if (rm__media_vec_append(&d->pending, NULL, (2 * d->frame - have) * fb))
+    rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  if (!rc)
+    rc = run_frames(d, ctx);
+  if (!rc)
+    rc = emit(d, ctx, d->out.len / fb);
   return rc;
 }
 
@@ -198,8 +230,9 @@ static void destroy(void *state) {
 
 const rm_node_type_t rm__node_type_denoise = {
     .name = "Denoise",
-    .description = "Noise suppression with optional AGC (libspeexdsp preprocessor), per "
-                   "channel, 8-48 kHz; streams across chunks.",
+    .description = "Noise suppression with optional AGC (libspeexdsp preprocessor) or an "
+                   "OM-LSA suppressor, per channel, 8-48 kHz; output time-aligned with the "
+                   "input; streams across chunks.",
     .params = params,
     .n_params = sizeof params / sizeof params[0],
     .inputs = inputs,

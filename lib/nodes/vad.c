@@ -1,6 +1,6 @@
-/* vad.c - VAD: frame-level speech detection by frame energy above a tracked noise floor,
- * with hangover, reported as JSON segments and optionally as the speech-only audio.
- * Decisions carry across chunks.
+/* vad.c - VAD: frame-level speech detection (mode stat: vad_stat.c's sub-band detector;
+ * mode energy: frame energy above a tracked noise floor), with hangover, reported as JSON
+ * segments and optionally as the speech-only audio. Decisions carry across chunks.
  *
  * Why not libspeexdsp's VAD: its preprocessor VAD is, in its own words, "replaced by a hack
  * pending a complete rewrite" (and says so on stderr). On the suite's synthetic speech it
@@ -10,10 +10,17 @@
 #include <string.h>
 
 #include "nodes/media_util.h"
+#include "nodes/vad_stat.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
+static const char *const modes[] = {"energy", "stat", NULL};
+enum { MODE_ENERGY, MODE_STAT };
+
 static const rm_param_spec_t params[] = {
+    {"mode", RM_PARAM_ENUM, 0, 0, 0, "\"stat\"", modes,
+     "detector: energy (frame energy above a tracked floor, threshold_db) or stat (sub-band "
+     "likelihood ratio against a speech-presence-controlled noise estimate; robust in noise)"},
     {"frame_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 10, 30, "10", NULL,
      "decision frame: 10, 20 or 30 ms"},
     {"hangover_ms", RM_PARAM_INTEGER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 5000, "200", NULL,
@@ -44,7 +51,7 @@ typedef struct seg {
 } seg_t;
 
 typedef struct vad {
-  int frame_ms, hangover_ms, min_speech_ms, speech_audio;
+  int mode, frame_ms, hangover_ms, min_speech_ms, speech_audio;
   double threshold_db, min_level_db;
   /* stream */
   int started;
@@ -60,6 +67,8 @@ typedef struct vad {
   rm__media_vec_t segs; /* seg_t */
   rm__media_vec_t hist; /* raw input bytes from frame hist_at on (speech_audio) */
   uint64_t hist_at;
+  rm__vad_stat_t *stat; /* mode stat */
+  uint8_t *dec;         /* its decisions */
 } vad_t;
 
 static int create(const json_t *p, void **state, rm_error_t *err) {
@@ -70,6 +79,7 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   vad_t *v = rm_calloc(1, sizeof *v);
   if (!v)
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  v->mode = strcmp(rm_params_string(p, "mode"), "stat") == 0 ? MODE_STAT : MODE_ENERGY;
   v->frame_ms = (int)fm;
   v->hangover_ms = (int)rm_params_integer(p, "hangover_ms");
   v->min_speech_ms = (int)rm_params_integer(p, "min_speech_ms");
@@ -85,6 +95,10 @@ static void reset_stream(void *state) {
   v->started = v->in_speech = v->floor_set = 0;
   v->done = v->total = v->hist_at = 0;
   v->pending.len = v->segs.len = v->hist.len = 0;
+  rm__vad_stat_free(v->stat);
+  v->stat = NULL;
+  rm_free(v->dec);
+  v->dec = NULL;
 }
 
 static int start_stream(vad_t *v, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
@@ -93,6 +107,12 @@ static int start_stream(vad_t *v, rm_node_ctx_t *ctx, const rm_audio_info_t *a) 
                         "VAD works on 8-48 kHz audio, not %u Hz (resample first)", a->sample_rate);
   /* rounded: 22.05 kHz has 220.5 samples in 10 ms; times are reported from samples */
   v->frame = ((size_t)a->sample_rate * (size_t)v->frame_ms + 500) / 1000;
+  if (v->mode == MODE_STAT) {
+    v->stat = rm__vad_stat_new(a->sample_rate, v->frame, v->frame_ms, v->min_level_db);
+    v->dec = v->stat ? rm_malloc(rm__vad_stat_max_decisions(v->stat)) : NULL;
+    if (!v->dec)
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  }
   return 0;
 }
 
@@ -166,13 +186,27 @@ static int keep_history(vad_t *v, const rm_buffer_t *in) {
   return 0;
 }
 
+/* Steps the state machine over n decisions of the stat detector. */
+static int step_decisions(vad_t *v, rm_node_ctx_t *ctx, size_t n) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i < n; i++) {
+    rc = step(v, ctx, v->done, v->dec[i]);
+    v->done += v->frame;
+  }
+  return rc;
+}
+
 static int run_frames(vad_t *v, rm_node_ctx_t *ctx) {
   size_t fbytes = v->frame * sizeof(float), off = 0;
   int rc = 0;
   while (!rc && v->pending.len - off >= fbytes) {
-    int speech = decide(v, (const float *)(v->pending.data + off));
-    rc = step(v, ctx, v->done, speech);
-    v->done += v->frame;
+    const float *x = (const float *)(v->pending.data + off);
+    if (v->stat) {
+      rc = step_decisions(v, ctx, rm__vad_stat_push(v->stat, x, v->dec));
+    } else {
+      rc = step(v, ctx, v->done, decide(v, x));
+      v->done += v->frame;
+    }
     off += fbytes;
   }
   rm__media_vec_consume(&v->pending, off);
@@ -237,6 +271,8 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (!rc && have)
     rc = run_frames(v, ctx);
+  if (!rc && v->stat)
+    rc = step_decisions(v, ctx, rm__vad_stat_finish(v->stat, v->dec));
   if (!rc && v->in_speech)
     rc = close_segment(v, ctx);
   if (!rc)
@@ -255,9 +291,9 @@ static void destroy(void *state) {
 
 const rm_node_type_t rm__node_type_vad = {
     .name = "VAD",
-    .description = "Voice activity detection per 10-30 ms frame (energy above a tracked noise "
-                   "floor) with hangover; JSON segments at end of stream, optional speech-only "
-                   "audio.",
+    .description = "Voice activity detection per 10-30 ms frame (sub-band likelihood ratio "
+                   "against a tracked noise estimate, or frame energy) with hangover; JSON "
+                   "segments at end of stream, optional speech-only audio.",
     .params = params,
     .n_params = sizeof params / sizeof params[0],
     .inputs = inputs,
