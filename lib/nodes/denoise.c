@@ -194,8 +194,9 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   size_t n = rm_audio_samples(in);
   if (rm__media_vec_reserve(&d->pending, n * sizeof(float)))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  rm_audio_convert(in->data, in->u.audio.format, d->pending.data + d->pending.len, RM_SAMPLE_F32,
-                   n);
+  if (n) /* an empty chunk may come before pending has any storage (no NULL + 0) */
+    rm_audio_convert(in->data, in->u.audio.format, d->pending.data + d->pending.len, RM_SAMPLE_F32,
+                     n);
   d->pending.len += n * sizeof(float);
   d->frames_in += rm_audio_frames(in);
   if ((rc = run_frames(d, ctx)))

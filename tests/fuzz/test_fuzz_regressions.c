@@ -92,10 +92,39 @@ static void test_opus_encode_empty_audio_null_offset(void) {
   rm_buffer_unref(in);
 }
 
+/* Denoise on an empty first chunk computed `pending.data + pending.len` with no storage yet
+ * (NULL + 0, the clang UBSan build aborted). Now an empty chunk adds nothing: no output. */
+static void test_denoise_empty_audio_null_offset(void) {
+  rm_buffer_t *in = empty_audio(), *out = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(run_node_out("Denoise", "{}", NULL, in, &err, &out), 0);
+  CU_ASSERT_PTR_NULL(out);
+  rm_buffer_unref(out);
+  rm_buffer_unref(in);
+}
+
+/* LoudnessMeter started libebur128 on an empty 31-channel 768 kHz buffer (a 4-byte request):
+ * its 3 s history took 0.5-1.6 GB before any sample was seen. Now libebur128's memory is
+ * predicted and asked of the run's budget first: over the budget is RM_ELIMIT, nothing
+ * allocated. */
+static void test_loudness_meter_empty_audio_ebur128_balloon(void) {
+  rm_buffer_t *in = rm_buffer_new_borrowed(RM_KIND_AUDIO, NULL, 0, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+  in->u.audio = (rm_audio_info_t){.sample_rate = 768000, .channels = 31, .format = RM_SAMPLE_F64};
+  rm_limits_t limits = {.max_memory_bytes = 256u << 20};
+  rm_error_t err;
+  RM_ASSERT_INT(run_node("LoudnessMeter", "{'true_peak': true}", &limits, in, &err), RM_ELIMIT);
+  RM_ASSERT_STR(err.node_id, "n");
+  RM_ASSERT_STR(err.field, "max_memory_bytes");
+  rm_buffer_unref(in);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {
       RM_TEST(test_opus_decode_end_record_length_before_limits),
       RM_TEST(test_opus_encode_empty_audio_null_offset),
+      RM_TEST(test_denoise_empty_audio_null_offset),
+      RM_TEST(test_loudness_meter_empty_audio_ebur128_balloon),
       {NULL, NULL},
   };
   rm_test_suite("fuzz_regressions", cases);
