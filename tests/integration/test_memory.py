@@ -220,13 +220,14 @@ def test_mixed_heavy_load_stays_within_max_memory():
 
 
 def test_runs_wait_for_memory_with_memory_wait_ms():
-    """Three heavy requests whose reservations (8 x 12 MB each) do not fit 250 MiB together
-    with their messages (2 x 12 MB each, admitted at arrival, which never waits):
-    with --memory-wait-ms they wait on the workers for each other and all succeed."""
+    """Three heavy requests: their messages (2 x 12 MB each, admitted at arrival, which never
+    waits) and two reservations (8 x 12 MB each) fit 300 MiB in any order of arrival, the
+    third reservation does not: with --memory-wait-ms it waits on its worker for the others
+    and all three succeed."""
     samples = np.zeros(3_000_000, np.float32)  # 12 MB
     req = audio_request("AudioResample", {"rate": 96000}, samples)
     results = []
-    with RunningServer(["--max-memory", "250M", "--memory-wait-ms", "60000"]) as srv, \
+    with RunningServer(["--max-memory", "300M", "--memory-wait-ms", "60000"]) as srv, \
             srv.channel(options=BIG) as ch:
         stub = psg.PipelineServiceStub(ch)
 
