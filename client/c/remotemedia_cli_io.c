@@ -341,37 +341,45 @@ static void shortest_real(double d, char *out, size_t cap) {
 
 #define REAL_MARK '\x01' /* starts a placeholder string: no JSON text holds one raw */
 
+static int mark_reals(json_t *v, json_t *reals);
+
+/* For a real: its placeholder string (its shortest text appended to reals), else NULL
+ * with *rc = mark_reals(child) (0, or -1 on OOM). */
+static json_t *mark_one(json_t *child, json_t *reals, int *rc) {
+  *rc = 0;
+  if (!json_is_real(child)) {
+    *rc = mark_reals(child, reals);
+    return NULL;
+  }
+  char text[40], mark[24];
+  shortest_real(json_real_value(child), text, sizeof text);
+  snprintf(mark, sizeof mark, "%c%zu", REAL_MARK, json_array_size(reals));
+  json_t *placeholder = json_string(mark);
+  if (!placeholder || json_array_append_new(reals, json_string(text))) {
+    json_decref(placeholder);
+    *rc = -1;
+    return NULL;
+  }
+  return placeholder;
+}
+
 /* Replaces every real in v (a private copy) by a placeholder string "\x01<index>" and
  * appends the real's shortest text to reals. 0 or -1 on OOM. */
 static int mark_reals(json_t *v, json_t *reals) {
+  int rc = 0;
   if (json_is_object(v)) {
     const char *key;
     json_t *child;
     json_object_foreach(v, key, child) {
-      if (json_is_real(child)) {
-        char text[40], mark[24];
-        shortest_real(json_real_value(child), text, sizeof text);
-        snprintf(mark, sizeof mark, "%c%zu", REAL_MARK, json_array_size(reals));
-        if (json_array_append_new(reals, json_string(text)) ||
-            json_object_set_new(v, key, json_string(mark)))
-          return -1;
-      } else if (mark_reals(child, reals)) {
+      json_t *mark = mark_one(child, reals, &rc);
+      if (rc || (mark && json_object_set_new(v, key, mark)))
         return -1;
-      }
     }
   } else if (json_is_array(v)) {
     for (size_t i = 0; i < json_array_size(v); i++) {
-      json_t *child = json_array_get(v, i);
-      if (json_is_real(child)) {
-        char text[40], mark[24];
-        shortest_real(json_real_value(child), text, sizeof text);
-        snprintf(mark, sizeof mark, "%c%zu", REAL_MARK, json_array_size(reals));
-        if (json_array_append_new(reals, json_string(text)) ||
-            json_array_set_new(v, i, json_string(mark)))
-          return -1;
-      } else if (mark_reals(child, reals)) {
+      json_t *mark = mark_one(json_array_get(v, i), reals, &rc);
+      if (rc || (mark && json_array_set_new(v, i, mark)))
         return -1;
-      }
     }
   }
   return 0;
