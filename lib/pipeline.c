@@ -1186,6 +1186,20 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   return rc;
 }
 
+static void end_streams(rm_pipeline_t *p) {
+  for (size_t i = 0; i < p->n_nodes; i++) {
+    node_t *n = &p->nodes[i];
+    if (n->created && n->type->end_stream)
+      n->type->end_stream(n->state);
+  }
+}
+
+void rm_pipeline_end_streams(rm_pipeline_t *p) {
+  rm_budget_t *outer = rm_budget_enter(p->budget);
+  end_streams(p);
+  rm_budget_leave(outer);
+}
+
 int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                     const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err) {
   static const rm_run_opts_t defaults = {.end_of_stream = 1};
@@ -1222,6 +1236,11 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   reset_run_state(p);
   int rc = run(p, inputs, n_inputs, opts, r, err);
   reset_run_state(p); /* the result holds its own references */
+  /* A one-shot run that failed or stopped may have left nodes mid-stream (a node invoked for
+   * some of its items before a deadline or a later node's failure): the next run, maybe an
+   * unrelated request on a cached pipeline, must start clean. */
+  if (rc && opts->end_of_stream)
+    end_streams(p);
   rm_budget_leave(outer);
   if (opts->metrics) {
     rm_metrics_t *m = &p->metrics;

@@ -104,6 +104,12 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
   return emit_chunk(c, ctx, NULL, c->pending_frames, c->partial == PAD ? c->frames : 0);
 }
 
+/* A stream that ended early (a failed or stopped run) leaves no frames to the next one. */
+static void end_stream(void *state) {
+  chunker_t *c = state;
+  c->pending_frames = 0;
+}
+
 static void destroy(void *state) {
   chunker_t *c = state;
   rm_free(c->pending);
@@ -119,8 +125,10 @@ const rm_node_type_t rm__node_type_chunk = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 1,
+    .flags = RM_NODE_REUSABLE,
     .create = create,
     .process = process,
     .flush = flush,
+    .end_stream = end_stream,
     .destroy = destroy,
 };

@@ -95,7 +95,8 @@ static void reset_stream(void *state) {
   d->started = 0;
   d->frames_in = d->frames_out = 0;
   d->skip = 0;
-  d->pending.len = d->out.len = 0;
+  rm__media_vec_clear(&d->pending);
+  rm__media_vec_clear(&d->out);
 }
 
 static int start_stream(denoiser_t *d, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
@@ -240,7 +241,7 @@ const rm_node_type_t rm__node_type_denoise = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = create,
     .process = process,
     .flush = flush,

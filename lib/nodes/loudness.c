@@ -181,6 +181,10 @@ static int meter_flush(void *state, rm_node_ctx_t *ctx) {
   return emit_json(ctx, 0, doc);
 }
 
+/* libebur128 1.2 has no reset: a stream's meter is made by ebur128_init when the stream
+ * starts (microseconds next to the measurement) and dropped here. */
+static void meter_end_stream(void *state) { meter_reset(state); }
+
 static void meter_destroy(void *state) {
   meter_reset(state);
   rm_free(state);
@@ -196,10 +200,11 @@ const rm_node_type_t rm__node_type_loudness_meter = {
     .n_inputs = 1,
     .outputs = meter_outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_REUSABLE,
     .create = meter_create,
     .process = meter_process,
     .flush = meter_flush,
+    .end_stream = meter_end_stream,
     .destroy = meter_destroy,
 };
 
@@ -235,9 +240,11 @@ typedef struct normalizer {
 } normalizer_t;
 
 static void norm_release(normalizer_t *n) {
-  n->held.len = 0;
+  rm__media_vec_clear(&n->held);
   meter_reset(&n->m);
 }
+
+static void norm_end_stream(void *state) { norm_release(state); }
 
 static int norm_create(const json_t *p, void **state, rm_error_t *err) {
   normalizer_t *n = rm_calloc(1, sizeof *n);
@@ -340,9 +347,10 @@ const rm_node_type_t rm__node_type_loudness_normalize = {
     .n_inputs = 1,
     .outputs = norm_outputs,
     .n_outputs = 2,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_REUSABLE,
     .create = norm_create,
     .process = norm_process,
     .flush = norm_flush,
+    .end_stream = norm_end_stream,
     .destroy = norm_destroy,
 };

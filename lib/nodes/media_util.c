@@ -64,6 +64,12 @@ void rm__media_vec_free(rm__media_vec_t *v) {
   v->len = v->cap = 0;
 }
 
+void rm__media_vec_clear(rm__media_vec_t *v) {
+  if (v->cap > RM_MEDIA_KEEP_BYTES)
+    rm__media_vec_free(v);
+  v->len = 0;
+}
+
 rm_buffer_t *rm__media_audio_from_f32(rm_mem_account_t *account, uint32_t rate, uint32_t channels,
                                       rm_sample_format_t fmt, const float *src, size_t frames) {
   rm_buffer_t *out = rm_buffer_new_audio(account, rate, channels, fmt, frames);

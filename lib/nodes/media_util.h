@@ -33,6 +33,10 @@ int rm__media_vec_append(rm__media_vec_t *v, const void *src, size_t n);
 /* Drops the first n bytes (n <= len). */
 void rm__media_vec_consume(rm__media_vec_t *v, size_t n);
 void rm__media_vec_free(rm__media_vec_t *v);
+/* What an instance may keep of its scratch between streams: a cached pipeline stays small. */
+#define RM_MEDIA_KEEP_BYTES ((size_t)1 << 20)
+/* Empties v for the next stream, keeping its storage up to RM_MEDIA_KEEP_BYTES (end_stream). */
+void rm__media_vec_clear(rm__media_vec_t *v);
 
 /* A new audio buffer of `frames` frames in format fmt, converted from interleaved f32
  * samples (project rounding and clipping for integer formats). NULL on OOM. */

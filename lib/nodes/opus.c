@@ -57,7 +57,8 @@ typedef struct encoder {
   /* stream */
   int started;
   rm_audio_info_t info;
-  OpusEncoder *enc;
+  OpusEncoder *enc; /* kept across streams of the same rate and channels */
+  uint32_t enc_rate, enc_ch;
   rm__media_charge_t lib; /* the encoder state (opus_encoder_get_size: exact) */
   int frame;              /* samples per channel per packet */
   int pre_skip;           /* encoder lookahead, samples */
@@ -87,15 +88,23 @@ static int enc_create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void enc_reset(void *state) {
-  encoder_t *e = state;
+static void enc_drop(encoder_t *e) {
   if (e->enc)
     opus_encoder_destroy(e->enc);
   e->enc = NULL;
   rm__media_release(&e->lib);
+}
+
+/* The encoder stays, reset to its just-created state with its settings (OPUS_RESET_STATE),
+ * for a next stream of the same rate and channels. */
+static void enc_reset(void *state) {
+  encoder_t *e = state;
+  if (!e->enc || opus_encoder_ctl(e->enc, OPUS_RESET_STATE) != OPUS_OK)
+    enc_drop(e);
   e->started = e->header_out = 0;
   e->frames_in = 0;
-  e->pending.len = e->out.len = 0;
+  rm__media_vec_clear(&e->pending);
+  rm__media_vec_clear(&e->out);
 }
 
 static int enc_start(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
@@ -107,18 +116,29 @@ static int enc_start(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *a)
     return rm_node_fail(ctx, RM_EINPUT, "channels", "Opus encodes 1 or 2 channels, not %u",
                         a->channels);
   int oerr = 0;
-  if (rm__media_charge(&e->lib, (size_t)opus_encoder_get_size((int)a->channels)))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  e->enc = opus_encoder_create((opus_int32)a->sample_rate, (int)a->channels, e->application, &oerr);
-  if (!e->enc)
-    return rm_node_fail(ctx, oerr == OPUS_ALLOC_FAIL ? RM_ENOMEM : RM_ENODE, NULL,
-                        "libopus encoder: %s", opus_strerror(oerr));
+  if (e->enc && (e->enc_rate != a->sample_rate || e->enc_ch != a->channels))
+    enc_drop(e); /* built for another stream's format */
+  if (!e->enc) {
+    if (rm__media_charge(&e->lib, (size_t)opus_encoder_get_size((int)a->channels)))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    e->enc =
+        opus_encoder_create((opus_int32)a->sample_rate, (int)a->channels, e->application, &oerr);
+    if (!e->enc) {
+      rm__media_release(&e->lib);
+      return rm_node_fail(ctx, oerr == OPUS_ALLOC_FAIL ? RM_ENOMEM : RM_ENODE, NULL,
+                          "libopus encoder: %s", opus_strerror(oerr));
+    }
+    e->enc_rate = a->sample_rate;
+    e->enc_ch = a->channels;
+  }
   opus_int32 look = 0;
   if (opus_encoder_ctl(e->enc, OPUS_SET_BITRATE(e->bitrate)) != OPUS_OK ||
       opus_encoder_ctl(e->enc, OPUS_SET_COMPLEXITY(e->complexity)) != OPUS_OK ||
       opus_encoder_ctl(e->enc, OPUS_SET_VBR(e->vbr)) != OPUS_OK ||
-      opus_encoder_ctl(e->enc, OPUS_GET_LOOKAHEAD(&look)) != OPUS_OK)
+      opus_encoder_ctl(e->enc, OPUS_GET_LOOKAHEAD(&look)) != OPUS_OK) {
+    enc_drop(e);
     return rm_node_fail(ctx, RM_ENODE, NULL, "libopus refused the encoder settings");
+  }
   e->frame = (int)(a->sample_rate * e->frame_ms / 1000);
   e->pre_skip = look;
   return 0;
@@ -223,6 +243,7 @@ static int enc_flush(void *state, rm_node_ctx_t *ctx) {
 static void enc_destroy(void *state) {
   encoder_t *e = state;
   enc_reset(e);
+  enc_drop(e);
   rm__media_vec_free(&e->pending);
   rm__media_vec_free(&e->out);
   rm_free(e);
@@ -238,7 +259,7 @@ const rm_node_type_t rm__node_type_opus_encode = {
     .n_inputs = 1,
     .outputs = enc_outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = enc_create,
     .process = enc_process,
     .flush = enc_flush,
@@ -267,7 +288,8 @@ typedef struct decoder {
   rm_sample_format_t format;
   /* stream */
   int started, ended;
-  OpusDecoder *dec;
+  OpusDecoder *dec; /* kept across streams decoded at the same rate and channels */
+  uint32_t dec_rate, dec_ch;
   rm__media_charge_t lib; /* the decoder state (opus_decoder_get_size: exact) */
   uint32_t in_rate, rate, ch;
   uint64_t skip; /* output samples still to drop (pre-skip) */
@@ -297,15 +319,22 @@ static int dec_create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void dec_reset(void *state) {
-  decoder_t *d = state;
+static void dec_drop(decoder_t *d) {
   if (d->dec)
     opus_decoder_destroy(d->dec);
   d->dec = NULL;
   rm__media_release(&d->lib);
+}
+
+/* The decoder stays, reset to its just-created state (OPUS_RESET_STATE), for a next stream
+ * decoded at the same rate and channels. */
+static void dec_reset(void *state) {
+  decoder_t *d = state;
+  if (!d->dec || opus_decoder_ctl(d->dec, OPUS_RESET_STATE) != OPUS_OK)
+    dec_drop(d);
   d->started = d->ended = 0;
   d->frames_out = 0;
-  d->out.len = 0;
+  rm__media_vec_clear(&d->out);
 }
 
 static int dec_header(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *h, size_t len) {
@@ -322,12 +351,20 @@ static int dec_header(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *h, size_t
   d->ch = d->ch_param ? d->ch_param : ch;
   d->skip = ((uint64_t)pre_skip * d->rate + rate / 2) / rate;
   int oerr = 0;
-  if (rm__media_charge(&d->lib, (size_t)opus_decoder_get_size((int)d->ch)))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  d->dec = opus_decoder_create((opus_int32)d->rate, (int)d->ch, &oerr);
-  if (!d->dec)
-    return rm_node_fail(ctx, oerr == OPUS_ALLOC_FAIL ? RM_ENOMEM : RM_ENODE, NULL,
-                        "libopus decoder: %s", opus_strerror(oerr));
+  if (d->dec && (d->dec_rate != d->rate || d->dec_ch != d->ch))
+    dec_drop(d); /* built for another stream's format */
+  if (!d->dec) {
+    if (rm__media_charge(&d->lib, (size_t)opus_decoder_get_size((int)d->ch)))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    d->dec = opus_decoder_create((opus_int32)d->rate, (int)d->ch, &oerr);
+    if (!d->dec) {
+      rm__media_release(&d->lib);
+      return rm_node_fail(ctx, oerr == OPUS_ALLOC_FAIL ? RM_ENOMEM : RM_ENODE, NULL,
+                          "libopus decoder: %s", opus_strerror(oerr));
+    }
+    d->dec_rate = d->rate;
+    d->dec_ch = d->ch;
+  }
   d->started = 1;
   return 0;
 }
@@ -438,6 +475,7 @@ static int dec_process(void *state, rm_node_ctx_t *ctx) {
 static void dec_destroy(void *state) {
   decoder_t *d = state;
   dec_reset(d);
+  dec_drop(d);
   rm__media_vec_free(&d->out);
   rm_free(d->pcm);
   rm_free(d);
@@ -453,7 +491,7 @@ const rm_node_type_t rm__node_type_opus_decode = {
     .n_inputs = 1,
     .outputs = dec_outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = dec_create,
     .process = dec_process,
     .end_stream = dec_reset, /* a stream cut before its end record keeps what was decoded */

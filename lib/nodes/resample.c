@@ -45,6 +45,9 @@ typedef struct resampler {
   uint32_t out_ch;
   soxr_t soxr;            /* NULL when the rates are equal */
   rm__media_charge_t lib; /* libsoxr's memory, predicted */
+  /* what soxr was built for: kept across streams (soxr_clear) and used again when the next
+   * stream has the same input rate and output channels */
+  uint32_t soxr_rate, soxr_ch;
   uint64_t frames_in, frames_out;
   rm__media_vec_t mixed; /* f32 input after channel mapping */
   rm__media_vec_t out;   /* f32 output of one call */
@@ -68,14 +71,22 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
-static void reset_stream(void *state) {
-  resampler_t *r = state;
+static void drop_soxr(resampler_t *r) {
   soxr_delete(r->soxr);
   r->soxr = NULL;
   rm__media_release(&r->lib);
+}
+
+/* The converter stays, cleared to its just-created state (soxr_clear keeps the filter
+ * design, which is most of what soxr_create and the first soxr_process cost). */
+static void reset_stream(void *state) {
+  resampler_t *r = state;
+  if (!r->soxr || soxr_clear(r->soxr))
+    drop_soxr(r);
   r->started = 0;
   r->frames_in = r->frames_out = 0;
-  r->mixed.len = r->out.len = 0;
+  rm__media_vec_clear(&r->mixed);
+  rm__media_vec_clear(&r->out);
 }
 
 /* First chunk of a stream: checks the input against the node's limits and builds the
@@ -95,7 +106,10 @@ static int start_stream(resampler_t *r, rm_node_ctx_t *ctx, const rm_audio_info_
                         "input",
                         a->channels, out_ch);
   r->out_ch = out_ch;
-  if (a->sample_rate != r->out_rate) {
+  if (r->soxr &&
+      (a->sample_rate == r->out_rate || a->sample_rate != r->soxr_rate || out_ch != r->soxr_ch))
+    drop_soxr(r); /* built for another stream's format */
+  if (a->sample_rate != r->out_rate && !r->soxr) {
     soxr_quality_spec_t q = soxr_quality_spec(r->recipe, 0);
     if (r->passband > 0)
       q.passband_end = r->passband;
@@ -111,6 +125,8 @@ static int start_stream(resampler_t *r, rm_node_ctx_t *ctx, const rm_audio_info_
       return rm_node_fail(ctx, RM_ENODE, NULL, "libsoxr could not be set up: %s",
                           e ? e : "unknown error");
     }
+    r->soxr_rate = a->sample_rate;
+    r->soxr_ch = out_ch;
   }
   return 0;
 }
@@ -295,7 +311,7 @@ const rm_node_type_t rm__node_type_audio_resample = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = create,
     .process = process,
     .flush = flush,

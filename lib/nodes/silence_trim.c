@@ -47,7 +47,7 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
 static void reset_stream(void *state) {
   trim_t *t = state;
   t->started = t->sound = t->emitted = 0;
-  t->held.len = 0;
+  rm__media_vec_clear(&t->held);
 }
 
 static int loud(const trim_t *t, const rm_buffer_t *in, size_t frame) {
@@ -153,7 +153,7 @@ const rm_node_type_t rm__node_type_silence_trim = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_JOIN_TAIL,
+    .flags = RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = create,
     .process = process,
     .flush = flush,

@@ -306,7 +306,7 @@ static int emit_frames(stft_t *s, rm_node_ctx_t *ctx) {
 static void reset_stream(void *state) {
   stft_t *s = state;
   s->started = 0;
-  s->pending.len = 0;
+  rm__media_vec_clear(&s->pending);
 }
 
 static int stft_process(void *state, rm_node_ctx_t *ctx) {
@@ -359,7 +359,7 @@ const rm_node_type_t rm__node_type_spectrogram = {
     .n_inputs = 1,
     .outputs = spec_outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = spec_create,
     .process = stft_process,
     .flush = stft_flush,
@@ -377,7 +377,7 @@ const rm_node_type_t rm__node_type_mel_spectrogram = {
     .n_inputs = 1,
     .outputs = mel_outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL,
+    .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = mel_create,
     .process = stft_process,
     .flush = stft_flush,

@@ -94,7 +94,9 @@ static void reset_stream(void *state) {
   vad_t *v = state;
   v->started = v->in_speech = v->floor_set = 0;
   v->done = v->total = v->hist_at = 0;
-  v->pending.len = v->segs.len = v->hist.len = 0;
+  rm__media_vec_clear(&v->pending);
+  rm__media_vec_clear(&v->segs);
+  rm__media_vec_clear(&v->hist);
   rm__vad_stat_free(v->stat);
   v->stat = NULL;
   rm_free(v->dec);
@@ -300,7 +302,7 @@ const rm_node_type_t rm__node_type_vad = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 2,
-    .flags = RM_NODE_HEAVY,
+    .flags = RM_NODE_HEAVY | RM_NODE_REUSABLE,
     .create = create,
     .process = process,
     .flush = flush,

@@ -52,9 +52,12 @@ enum {
    * Joined items must agree: audio of one rate, channel count and format; f32 tensors
    * [frames, bins] with equal bins; binary of one mime type. */
   RM_NODE_JOIN_TAIL = 1u << 1,
-  /* The instance keeps nothing between invocations (its state is its params): one compiled
-   * pipeline made only of such nodes may serve any number of unrelated runs, so the server
-   * can reuse it across requests instead of compiling it again. */
+  /* The instance carries nothing from one stream into the next: what it keeps is its params
+   * and its set-up (a resampler, an FFT plan, a codec), and end_stream() returns it to a
+   * state that gives, byte for byte, what a freshly created instance would give on any next
+   * stream (an input of another rate or channel count rebuilds the set-up then). One compiled
+   * pipeline made only of such nodes may serve any number of unrelated one-shot runs, one at
+   * a time, so the server reuses it across requests instead of compiling it again. */
   RM_NODE_REUSABLE = 1u << 2,
 };
 
@@ -78,10 +81,14 @@ typedef struct rm_node_type {
   int (*process)(void *state, rm_node_ctx_t *ctx);
   /* Optional: end of stream; emit whatever the node still buffers. No inputs in ctx. */
   int (*flush)(void *state, rm_node_ctx_t *ctx);
-  /* Optional: the stream is over, so drop what it left in the instance; the next item
-   * starts a new stream. Called after the last invocation of a run that ends the stream
-   * (after flush()), and after any failed process() or flush(), whose partial state must
-   * not leak into the next stream. */
+  /* Optional (required of a stateful RM_NODE_REUSABLE type): the stream is over, so drop
+   * what it left in the instance; the next item starts a new stream. Called after the last
+   * invocation of a run that ends the stream (after flush()), after any failed process() or
+   * flush(), whose partial state must not leak into the next stream, and on every node of a
+   * pipeline whose one-shot run failed or stopped (rm_pipeline_end_streams), so it must be
+   * harmless on an instance that is already clean. It may keep set-up that the next stream
+   * can use again, reset to its initial state (soxr_clear, OPUS_RESET_STATE); it frees
+   * scratch above 1 MiB, so an idle cached pipeline holds little. */
   void (*end_stream)(void *state);
   void (*destroy)(void *state);
 } rm_node_type_t;

@@ -67,6 +67,11 @@ size_t rm_pipeline_node_count(const rm_pipeline_t *p);
 int rm_pipeline_is_heavy(const rm_pipeline_t *p);
 /* Non-zero when every node's type has RM_NODE_REUSABLE: p may serve unrelated runs. */
 int rm_pipeline_is_reusable(const rm_pipeline_t *p);
+/* Ends the stream on every node (the type's end_stream), so the next run starts as on a
+ * freshly compiled pipeline: what a caller does before reusing p after a stream it abandons.
+ * rm_pipeline_run does it itself when a run with end_of_stream fails or stops. Same thread
+ * rules as rm_pipeline_run. */
+void rm_pipeline_end_streams(rm_pipeline_t *p);
 /* Forgets the metrics of earlier runs (counts, durations, peak memory, overhead), so the
  * next run reports only itself. For a reusable pipeline serving a new request. */
 void rm_pipeline_reset_metrics(rm_pipeline_t *p);
