@@ -1,7 +1,8 @@
 /* exec_cache.c - compiled pipelines kept per polling thread, keyed by limits and manifest.
  *
  * Load tests and real clients send the same manifest again and again. A pipeline whose
- * nodes are all RM_NODE_REUSABLE and that runs inline is kept, per polling thread, keyed by
+ * nodes are all RM_NODE_REUSABLE is kept, per thread (a light one on the polling thread that
+ * runs it inline, any on the worker that runs a big request), keyed by
  * everything that went into compiling it, and reused by the next identical request: no
  * parsing, validation or allocation. */
 #include "exec_cache.h"

@@ -1,4 +1,4 @@
-/* exec_cache.h - compiled pipelines kept per polling thread, keyed by what compiled them
+/* exec_cache.h - compiled pipelines kept per polling or worker thread, keyed by what compiled them
  * (the limits and the manifest's wire bytes), so an identical request skips compiling. */
 #ifndef RM_SERVER_EXEC_CACHE_H
 #define RM_SERVER_EXEC_CACHE_H

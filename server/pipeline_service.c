@@ -42,6 +42,7 @@ typedef struct exec_job {
   rm_manifest_t *manifest;
   rm_pipeline_t *pipeline;
   int cached;    /* the pipeline belongs to this thread's cache, not to the job */
+  int reused;    /* a cache hit: compiled by an earlier request */
   int on_worker; /* running on a worker thread, which may wait for memory */
 } exec_job_t;
 
@@ -246,9 +247,9 @@ static void run_job_budgeted(exec_job_t *job) {
   if (!rc)
     rc = wire_inputs(req, inputs, &bound, &err);
   if (!rc) {
-    RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I}", "pipeline",
+    RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I, s:b}", "pipeline",
            rm_pipeline_name(job->pipeline), "nodes",
-           (json_int_t)rm_pipeline_node_count(job->pipeline));
+           (json_int_t)rm_pipeline_node_count(job->pipeline), "reused", job->reused);
     rm_run_opts_t opts = {
         .metrics = req->enable_metrics,
         .deadline_ns = job->deadline_ns,
@@ -431,10 +432,10 @@ static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec
                   rm_exec_cache_t **cache, rm_pipeline_t **hit) {
   const rm_config_t *cfg = rm_server_config(rm_call_server(call));
   *hit = NULL;
-  /* Big requests run on a worker from the start and compile afresh there. */
-  *cache = key->manifest && cfg->pipeline_cache && !rm_call_on_worker(call)
-               ? rm_exec_cache_this_thread()
-               : NULL;
+  /* Big requests run on a worker from the start and use that worker's cache, where heavy
+   * pipelines are kept too (a polling thread keeps only light ones: it hands heavy ones to
+   * a worker, and an entry is never used by two runs at once). */
+  *cache = key->manifest && cfg->pipeline_cache ? rm_exec_cache_this_thread() : NULL;
   if (*cache)
     *hit = rm_exec_cache_find(*cache, key);
   if (!*hit && key->manifest) {
@@ -488,12 +489,21 @@ static void route(exec_job_t *job, rm_pipeline_t *hit, rm_exec_cache_t *cache,
                   const rm_exec_cache_key_t *key) {
   if (hit) {
     job->pipeline = hit;
-    job->cached = 1;
+    job->cached = job->reused = 1;
     rm_pipeline_reset_metrics(job->pipeline);
     run_job(job);
     return;
   }
   if (rm_call_on_worker(job->call)) {
+    rm_budget_t *outer = rm_budget_enter(rm_server_budget(job->server));
+    int rc = compile(job);
+    rm_budget_leave(outer);
+    if (rc) {
+      job_finish(job);
+      return;
+    }
+    if (cache && rm_pipeline_is_reusable(job->pipeline))
+      job->cached = rm_exec_cache_put(cache, key, job->pipeline) == 0;
     run_job(job);
     return;
   }
@@ -519,7 +529,7 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
   rm_limits_t limits;
   effective_limits(cfg, req->limits, &limits);
   rm_exec_cache_key_t key = {.manifest = manifest_bytes, .manifest_len = manifest_len};
-  if (manifest_bytes && cfg->pipeline_cache && !rm_call_on_worker(call))
+  if (manifest_bytes && cfg->pipeline_cache)
     rm_exec_cache_key_init(&key, &limits, manifest_bytes, manifest_len);
   rm_exec_cache_t *cache;
   rm_pipeline_t *hit;
