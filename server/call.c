@@ -50,6 +50,8 @@ struct rm_call {
   grpc_call *call;
   grpc_metadata_array md;
   grpc_byte_buffer *payload;
+  rm_bytebuf_view_t view; /* of payload, while view_live: handlers borrow from it */
+  int view_live;
   size_t request_bytes;
   size_t payload_charge;  /* of the server's budget, while the payload (or its copy) lives */
   size_t response_charge; /* of the server's budget, while the packed response lives */
@@ -123,6 +125,8 @@ static void call_unref(rm_call_t *c) {
   rm_server_t *s = c->s;
   int unary = c->unary;
   /* c->request and c->stream live in the arena */
+  if (c->view_live)
+    rm_bytebuf_view_destroy(&c->view);
   if (c->payload)
     grpc_byte_buffer_destroy(c->payload);
   if (c->response)
@@ -443,37 +447,36 @@ void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes) {
 }
 
 /* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
- * The payload leaves the call first: once the handler has answered, the call may be gone
- * (a worker answering while the polling thread sends). */
+ * The payload (and its copy in one piece, when it came in several slices) stays in the call
+ * until its last reference is gone, with its charge: requests are unpacked as views into it
+ * (rm_wire_views_*), and a job or a response may still read them after the handler returned.
+ * Once the handler has answered, the call may be gone (a worker answering while the polling
+ * thread sends): nothing here touches it after the handler. */
 static void unpack_and_handle(rm_call_t *c) {
   rm_method_t *m = c->method;
-  grpc_byte_buffer *payload = c->payload;
-  size_t payload_charge = c->payload_charge;
-  c->payload = NULL;
-  c->payload_charge = 0;
   c->unpack_left = UNPACK_BUDGET(c->request_bytes);
   rm_budget_t *b = rm_server_budget(c->s);
   /* a payload of several slices is copied into one piece first: that copy is asked too */
-  size_t copy = rm_bytebuf_view_copy_bytes(payload);
-  rm_bytebuf_view_t v;
+  size_t copy = rm_bytebuf_view_copy_bytes(c->payload);
   if (rm_budget_charge(b, copy)) {
     rm_error_t err;
     rm_call_memory_refused(&err, "the request's bytes", copy);
     rm_call_fail(c, &err);
-    copy = 0;
-  } else if (rm_bytebuf_view_init(&v, payload)) {
-    rm_call_fail_unpack(c);
-  } else {
-    if (m->handle_bytes)
-      m->handle_bytes(c, v.data, v.len);
-    else if ((c->request = rm_call_unpack(c, m->request, v.data, v.len)) != NULL)
-      m->handle(c, c->request);
-    else
-      rm_call_fail_unpack(c);
-    rm_bytebuf_view_destroy(&v);
+    return;
   }
-  grpc_byte_buffer_destroy(payload);
-  rm_budget_discharge(b, payload_charge + copy);
+  if (b)
+    c->payload_charge += copy;
+  if (rm_bytebuf_view_init(&c->view, c->payload)) {
+    rm_call_fail_unpack(c);
+    return;
+  }
+  c->view_live = 1;
+  if (m->handle_bytes)
+    m->handle_bytes(c, c->view.data, c->view.len);
+  else if ((c->request = rm_call_unpack(c, m->request, c->view.data, c->view.len)) != NULL)
+    m->handle(c, c->request);
+  else
+    rm_call_fail_unpack(c);
 }
 
 static void unpack_and_handle_job(void *arg) {

@@ -512,7 +512,7 @@ static void route(exec_job_t *job, rm_pipeline_t *hit, rm_exec_cache_t *cache,
 
 /* req without its manifest when manifest_bytes is set: a pipeline this thread compiled from
  * the same bytes runs without them being unpacked again; otherwise they are unpacked here.
- * manifest_bytes are valid only until this returns. */
+ * manifest_bytes live as long as the call. */
 static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
                     const uint8_t *manifest_bytes, size_t manifest_len) {
   const rm_config_t *cfg = rm_server_config(rm_call_server(call));
@@ -539,35 +539,77 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
 }
 
 #define MANIFEST_FIELD 1 /* ExecuteRequest.manifest */
+/* Payload fields from this size on are read in place (rm_wire_views_*), smaller ones copied
+ * by protobuf-c: below it a copy costs less than the token and the patching walk. */
+#define VIEW_MIN_BYTES 512
+
+/* The request without the top-level field `skip` (0: none) and with its payloads as views
+ * into data (which lives as long as the call), or NULL when there is nothing to view or the
+ * bytes are not well-formed (the caller unpacks them the plain way, which reports why). *oom
+ * is set when memory ran out. */
+static Remotemedia__V1__ExecuteRequest *unpack_views(rm_call_t *call, const uint8_t *data,
+                                                     size_t len, uint32_t skip, int *oom) {
+  const ProtobufCMessageDescriptor *desc = &remotemedia__v1__execute_request__descriptor;
+  size_t skel_len, n;
+  *oom = 0;
+  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, NULL, &skel_len, NULL, 0,
+                             &n) ||
+      n == 0)
+    return NULL;
+  rm_arena_t *arena = rm_call_arena(call);
+  uint8_t *skel = rm_arena_alloc(arena, skel_len ? skel_len : 1);
+  rm_wire_span_t *spans = rm_arena_alloc(arena, n * sizeof *spans);
+  if (!skel || !spans) {
+    *oom = 1;
+    return NULL;
+  }
+  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, skel, &skel_len, spans, n,
+                             &n))
+    return NULL;
+  Remotemedia__V1__ExecuteRequest *req =
+      (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(call, desc, skel, skel_len);
+  if (req)
+    rm_wire_views_patch(&req->base, data, spans, n);
+  return req;
+}
 
 /* Unpacks the request but for its manifest, which execute() may not need (see there). A
  * manifest field that is missing, repeated or not well-formed unpacks with the rest, and
- * compiling or unpacking reports what is wrong with it. */
+ * compiling or unpacking reports what is wrong with it. Payloads are views into data. */
 static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
   rm_wire_span_t field, value;
   const uint8_t *rest = data, *manifest = NULL;
   size_t rest_len = len;
-  if (rm_wire_find_field(data, len, MANIFEST_FIELD, &field, &value) == 1) {
+  int found = rm_wire_find_field(data, len, MANIFEST_FIELD, &field, &value) == 1, oom;
+  Remotemedia__V1__ExecuteRequest *req =
+      unpack_views(call, data, len, found ? MANIFEST_FIELD : 0, &oom);
+  if (found)
+    manifest = data + value.offset;
+  if (!req && found && !oom) {
     rest_len = len - field.length;
     if (field.offset == 0) { /* serializers write fields in number order: it comes first */
       rest = data + field.length;
     } else {
       uint8_t *joined = rm_arena_alloc(rm_call_arena(call), rest_len ? rest_len : 1);
       if (!joined) {
-        rm_error_t err;
-        rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
-        rm_call_fail(call, &err);
-        return;
+        oom = 1;
+      } else {
+        memcpy(joined, data, field.offset);
+        memcpy(joined + field.offset, data + field.offset + field.length,
+               len - field.offset - field.length);
+        rest = joined;
       }
-      memcpy(joined, data, field.offset);
-      memcpy(joined + field.offset, data + field.offset + field.length,
-             len - field.offset - field.length);
-      rest = joined;
     }
-    manifest = data + value.offset;
   }
-  Remotemedia__V1__ExecuteRequest *req = (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(
-      call, &remotemedia__v1__execute_request__descriptor, rest, rest_len);
+  if (oom) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_call_fail(call, &err);
+    return;
+  }
+  if (!req)
+    req = (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(
+        call, &remotemedia__v1__execute_request__descriptor, rest, rest_len);
   if (!req) {
     rm_call_fail_unpack(call);
     return;
