@@ -228,6 +228,51 @@ static void run_job(exec_job_t *job) {
   rm_budget_leave(outer);
 }
 
+/* Response fields from this size on are sent as slices pointing at the output buffers. */
+#define BORROW_MIN_BYTES 1024
+
+/* What a borrowing response points at (the result's buffers, the inputs they may be, the
+ * pipeline whose account they count in): released when the call ends, on that thread. */
+typedef struct reply_hold {
+  rm_result_t *result;
+  rm_input_t *inputs;
+  size_t n_inputs;
+  rm_pipeline_t *pipeline;
+  rm_manifest_t *manifest;
+  int trim; /* the run was big: give the freed pages back (see TRIM_AFTER_BYTES) */
+} reply_hold_t;
+
+static void reply_hold_release(void *arg) {
+  reply_hold_t *h = arg;
+  rm_result_free(h->result); /* before the pipeline: result buffers count in its account */
+  for (size_t i = 0; i < h->n_inputs; i++)
+    rm_buffer_unref(h->inputs[i].buf);
+  rm_pipeline_free(h->pipeline);
+  rm_manifest_free(h->manifest);
+  if (h->trim)
+    malloc_trim(0);
+}
+
+/* Sends the response as a slice list whose payloads point at the output buffers, when the
+ * job owns its pipeline (a cached one serves the next call on this thread, and its buffers'
+ * accounts are not to be touched from the thread that releases the slices). Then the result,
+ * the inputs, the pipeline and the manifest belong to the call (released at its end) and 1 is
+ * returned; 0: nothing was done, reply the usual way. */
+static int reply_borrowing(exec_job_t *job, response_store_t *st, rm_result_t *result,
+                           rm_input_t *inputs, size_t bound, int big) {
+  if (job->cached)
+    return 0;
+  reply_hold_t *h = rm_arena_alloc(rm_call_arena(job->call), sizeof *h);
+  if (!h)
+    return 0;
+  *h = (reply_hold_t){result, inputs, bound, job->pipeline, job->manifest, big};
+  job->pipeline = NULL;
+  job->manifest = NULL;
+  rm_call_at_end(job->call, reply_hold_release, h);
+  rm_call_reply_borrowing(job->call, &st->msg.base, BORROW_MIN_BYTES);
+  return 1;
+}
+
 static void run_job_budgeted(exec_job_t *job) {
   rm_call_t *call = job->call;
   const Remotemedia__V1__ExecuteRequest *req = job->req;
@@ -295,6 +340,9 @@ static void run_job_budgeted(exec_job_t *job) {
     if (build_response(&st, job, result)) {
       rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory building the response");
       rm_call_fail(call, &err);
+    } else if (reply_borrowing(job, &st, result, inputs, bound, big)) {
+      result = NULL; /* the call's end releases them */
+      bound = 0;
     } else {
       rm_call_reply(call, &st.msg.base);
     }
@@ -552,8 +600,7 @@ static Remotemedia__V1__ExecuteRequest *unpack_views(rm_call_t *call, const uint
   const ProtobufCMessageDescriptor *desc = &remotemedia__v1__execute_request__descriptor;
   size_t skel_len, n;
   *oom = 0;
-  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, NULL, &skel_len, NULL, 0,
-                             &n) ||
+  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, NULL, &skel_len, NULL, 0, &n) ||
       n == 0)
     return NULL;
   rm_arena_t *arena = rm_call_arena(call);
@@ -563,8 +610,7 @@ static Remotemedia__V1__ExecuteRequest *unpack_views(rm_call_t *call, const uint
     *oom = 1;
     return NULL;
   }
-  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, skel, &skel_len, spans, n,
-                             &n))
+  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, skel, &skel_len, spans, n, &n))
     return NULL;
   Remotemedia__V1__ExecuteRequest *req =
       (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(call, desc, skel, skel_len);

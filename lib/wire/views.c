@@ -137,8 +137,9 @@ int rm_wire_views_skeleton(const ProtobufCMessageDescriptor *desc, const uint8_t
                            uint32_t skip, size_t min_len, uint8_t *out, size_t *out_len,
                            rm_wire_span_t *spans, size_t max_spans, size_t *n_spans) {
   pthread_once(&secret_once, make_secret);
-  skel_t k = {msg, min_len < TOKEN_LEN + 1 ? TOKEN_LEN + 1 : min_len, spans, 0,
-              out ? max_spans : SIZE_MAX, !out};
+  skel_t k = {
+      msg, min_len < TOKEN_LEN + 1 ? TOKEN_LEN + 1 : min_len, spans, 0, out ? max_spans : SIZE_MAX,
+      !out};
   size_t w = emit(&k, desc, msg, len, skip, 0, out);
   if (w == (size_t)-1)
     return RM_EINPUT;

@@ -52,7 +52,8 @@ int rm_wire_views_skeleton(const ProtobufCMessageDescriptor *desc, const uint8_t
 /* Step 2: points every token left in the unpacked skeleton at its span of base (the msg given
  * to rm_wire_views_skeleton), which must outlive the message; the fields become read-only
  * views, so free the message with an allocator whose free ignores them (an arena), never
- * free_unpacked with malloc's. Tokens a later field overrode are simply gone. NULL msg: no-op. Any thread. */
+ * free_unpacked with malloc's. Tokens a later field overrode are simply gone. NULL msg: no-op. Any
+ * thread. */
 void rm_wire_views_patch(ProtobufCMessage *msg, const uint8_t *base, const rm_wire_span_t *spans,
                          size_t n_spans);
 
