@@ -116,7 +116,9 @@ def h2load(server, body, streams, args, pinned):
     cmd = (["taskset", "-c", "1"] if pinned else []) + [
         "h2load", "-c", str(c), "-m", str(max(1, streams // c)), "-t", "1",
         "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body]
-    cmd += ["-n", str(max(args.requests, c))] if args.smoke else ["-D", str(args.seconds)]
+    # timed runs start after a warm-up (h2load's first second counts connection set-up)
+    cmd += (["-n", str(max(args.requests, c))] if args.smoke else
+            ["--warm-up-time", "0.5", "-D", str(args.seconds)])
     cmd.append(f"http://127.0.0.1:{server.port}{METHOD}")
     before = server.cpu_ticks()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
