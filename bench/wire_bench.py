@@ -8,7 +8,7 @@ Pinned runs: each server on CPU 0 (one polling thread, one worker), h2load on CP
 shipped" and the thread matrix: servers and h2load unpinned, against the best echo of pinned
 and unpinned. Streams S are h2load -c min(S,4) -m S/min(S,4).
 
-Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--seconds 1]
+Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--scale 1]
        [--smoke]    (tiny counts, one round: the shape of the table, not its figures)
 """
 import argparse
@@ -29,6 +29,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHOD = "/remotemedia.v1.PipelineService/ExecutePipeline"
 STREAMS = (1, 4, 16, 64)
 TICK = os.sysconf("SC_CLK_TCK")
+# calls per load run, by request (about a second each on a quiet machine of this kind)
+COUNTS = {"pt100": 4000, "five_off": 4000, "five_on": 4000, "py_pt": 600, "py_gain": 600,
+          "pt64k": 1500, "gain64k": 1000, "pt1m": 150, "gain1m": 100, "media": 40, "big_pt": 20}
+
+
+def body_key(path):
+    return os.path.basename(path).rsplit(".", 1)[0]
 
 
 def stubs(build):
@@ -116,12 +123,14 @@ def h2load(server, body, streams, args, pinned):
     cmd = (["taskset", "-c", "1"] if pinned else []) + [
         "h2load", "-c", str(c), "-m", str(max(1, streams // c)), "-t", "1",
         "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body]
-    # timed runs start after a warm-up (h2load's first second counts connection set-up)
-    cmd += (["-n", str(max(args.requests, c))] if args.smoke else
-            ["--warm-up-time", "0.5", "-D", str(args.seconds)])
+    # counts, not durations: h2load's timed mode (-D) started no client at all on a loaded
+    # 2-CPU machine
+    n = args.requests if args.smoke else int(COUNTS.get(body_key(body), 1000) * args.scale)
+    cmd += ["-n", str(max(n, c * max(1, streams // c)))]
     cmd.append(f"http://127.0.0.1:{server.port}{METHOD}")
     before = server.cpu_ticks()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
     ticks = server.cpu_ticks() - before
     ok = re.search(r"(\d+) succeeded", out)
     rate = re.search(r"finished in [^,]+, ([\d.]+) req/s", out)
@@ -177,7 +186,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build-rel"))
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies the calls per run")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     args.requests = 8
