@@ -50,6 +50,8 @@ struct rm_call {
   grpc_call *call;
   grpc_metadata_array md;
   grpc_byte_buffer *payload;
+  rm_bytebuf_view_t view; /* of payload, while view_live: handlers borrow from it */
+  int view_live;
   size_t request_bytes;
   size_t payload_charge;  /* of the server's budget, while the payload (or its copy) lives */
   size_t response_charge; /* of the server's budget, while the packed response lives */
@@ -77,6 +79,8 @@ struct rm_call {
   char note_key[24];
   char *note_value; /* in the arena */
   char *error_text;
+  void (*at_end)(void *arg); /* rm_call_at_end */
+  void *at_end_arg;
   rm_arena_t arena; /* the request message and whatever handlers need until the end */
   /* must stay last: not zeroed at creation */
   alignas(max_align_t) char arena_inline[CALL_ARENA_INLINE];
@@ -122,7 +126,11 @@ static void call_unref(rm_call_t *c) {
     return;
   rm_server_t *s = c->s;
   int unary = c->unary;
+  if (c->at_end) /* what borrowed slices pointed at; it may live in the arena */
+    c->at_end(c->at_end_arg);
   /* c->request and c->stream live in the arena */
+  if (c->view_live)
+    rm_bytebuf_view_destroy(&c->view);
   if (c->payload)
     grpc_byte_buffer_destroy(c->payload);
   if (c->response)
@@ -208,6 +216,12 @@ static void on_sent(rm_tag_t *tag, int ok) {
     atomic_store(&c->cancelled, 1);
   if (!c->stream) /* streams (health watch, reflection) are not logged per call */
     log_call(c);
+  /* the core holds its own references on what it still needs: our hold on a borrowing
+   * response must go now, or its slices' references on the call would keep it alive */
+  if (c->response && !c->stream) {
+    grpc_byte_buffer_destroy(c->response);
+    c->response = NULL;
+  }
   if (c->combined)
     call_unref(c);
   call_unref(c);
@@ -252,6 +266,10 @@ static void send_status(rm_call_t *c) {
     /* the client must not wait for a status that will never come */
     grpc_call_cancel_with_status(c->call, rm_status_from_error(RM_EINTERNAL),
                                  "the response could not be sent", NULL);
+    if (c->response) { /* as on_sent would have */
+      grpc_byte_buffer_destroy(c->response);
+      c->response = NULL;
+    }
     if (c->combined)
       call_unref(c);
     call_unref(c);
@@ -313,6 +331,100 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
   c->code = rm_status_from_error(RM_OK);
   c->details = grpc_empty_slice();
   send_status(c);
+}
+
+/* ---------------------------------------------------------------- borrowing replies */
+
+#define REPLY_CHUNK 4096 /* framing bytes are packed into slices of this size */
+
+/* A ProtobufCBuffer building a slice list: large appends become slices pointing at the
+ * message's memory (each holding a reference on the call), the rest is copied into chunks.
+ * With count_only, nothing is built: `copied` sums what would be copied. */
+typedef struct slice_packer {
+  ProtobufCBuffer base;
+  rm_call_t *c;
+  size_t min_borrow;
+  int count_only;
+  grpc_slice_buffer out;
+  grpc_slice chunk;
+  size_t used; /* of chunk */
+  size_t copied;
+} slice_packer_t;
+
+static void borrowed_slice_done(void *arg) { call_unref(arg); }
+
+static void packer_flush(slice_packer_t *p) {
+  if (p->used)
+    grpc_slice_buffer_add(&p->out, grpc_slice_sub(p->chunk, 0, p->used));
+  grpc_slice_unref(p->chunk);
+  p->chunk = grpc_empty_slice();
+  p->used = 0;
+}
+
+static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data) {
+  slice_packer_t *p = (slice_packer_t *)buffer;
+  if (len >= p->min_borrow) {
+    if (p->count_only)
+      return;
+    packer_flush(p);
+    rm_call_ref(p->c);
+    grpc_slice_buffer_add(&p->out, grpc_slice_new_with_user_data((void *)(uintptr_t)data, len,
+                                                                 borrowed_slice_done, p->c));
+    return;
+  }
+  p->copied += len;
+  if (p->count_only || !len)
+    return;
+  if (GRPC_SLICE_LENGTH(p->chunk) - p->used < len) {
+    packer_flush(p);
+    p->chunk = grpc_slice_malloc(len > REPLY_CHUNK ? len : REPLY_CHUNK);
+  }
+  memcpy(GRPC_SLICE_START_PTR(p->chunk) + p->used, data, len);
+  p->used += len;
+}
+
+void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t min_borrow) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  if (len > c->cfg->max_message_bytes) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ELIMIT, NULL, NULL,
+                 "the response would be %zu bytes, above max-message-bytes %llu", len,
+                 (unsigned long long)c->cfg->max_message_bytes);
+    rm_call_fail(c, &err);
+    return;
+  }
+  if (c->replied)
+    return;
+  slice_packer_t p = {.base = {.append = packer_append},
+                      .c = c,
+                      .min_borrow = min_borrow ? min_borrow : 1,
+                      .count_only = 1};
+  protobuf_c_message_pack_to_buffer(msg, &p.base); /* what will be copied, to ask first */
+  rm_budget_t *b = rm_server_budget(c->s);
+  if (rm_budget_charge(b, p.copied)) {
+    rm_error_t err;
+    rm_call_memory_refused(&err, "the response", p.copied);
+    rm_call_fail(c, &err);
+    return;
+  }
+  c->response_charge = b ? p.copied : 0;
+  p.count_only = 0;
+  p.copied = 0;
+  p.chunk = grpc_empty_slice();
+  grpc_slice_buffer_init(&p.out);
+  protobuf_c_message_pack_to_buffer(msg, &p.base);
+  packer_flush(&p);
+  c->replied++;
+  c->response = grpc_raw_byte_buffer_create(p.out.slices, p.out.count);
+  grpc_slice_buffer_destroy(&p.out);
+  c->code = rm_status_from_error(RM_OK);
+  c->details = grpc_empty_slice();
+  send_status(c);
+}
+
+void rm_call_at_end(rm_call_t *c, void (*fn)(void *arg), void *arg) {
+  c->at_end = fn;
+  c->at_end_arg = arg;
 }
 
 /* ---------------------------------------------------------------- accessors */
@@ -443,37 +555,36 @@ void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes) {
 }
 
 /* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
- * The payload leaves the call first: once the handler has answered, the call may be gone
- * (a worker answering while the polling thread sends). */
+ * The payload (and its copy in one piece, when it came in several slices) stays in the call
+ * until its last reference is gone, with its charge: requests are unpacked as views into it
+ * (rm_wire_views_*), and a job or a response may still read them after the handler returned.
+ * Once the handler has answered, the call may be gone (a worker answering while the polling
+ * thread sends): nothing here touches it after the handler. */
 static void unpack_and_handle(rm_call_t *c) {
   rm_method_t *m = c->method;
-  grpc_byte_buffer *payload = c->payload;
-  size_t payload_charge = c->payload_charge;
-  c->payload = NULL;
-  c->payload_charge = 0;
   c->unpack_left = UNPACK_BUDGET(c->request_bytes);
   rm_budget_t *b = rm_server_budget(c->s);
   /* a payload of several slices is copied into one piece first: that copy is asked too */
-  size_t copy = rm_bytebuf_view_copy_bytes(payload);
-  rm_bytebuf_view_t v;
+  size_t copy = rm_bytebuf_view_copy_bytes(c->payload);
   if (rm_budget_charge(b, copy)) {
     rm_error_t err;
     rm_call_memory_refused(&err, "the request's bytes", copy);
     rm_call_fail(c, &err);
-    copy = 0;
-  } else if (rm_bytebuf_view_init(&v, payload)) {
-    rm_call_fail_unpack(c);
-  } else {
-    if (m->handle_bytes)
-      m->handle_bytes(c, v.data, v.len);
-    else if ((c->request = rm_call_unpack(c, m->request, v.data, v.len)) != NULL)
-      m->handle(c, c->request);
-    else
-      rm_call_fail_unpack(c);
-    rm_bytebuf_view_destroy(&v);
+    return;
   }
-  grpc_byte_buffer_destroy(payload);
-  rm_budget_discharge(b, payload_charge + copy);
+  if (b)
+    c->payload_charge += copy;
+  if (rm_bytebuf_view_init(&c->view, c->payload)) {
+    rm_call_fail_unpack(c);
+    return;
+  }
+  c->view_live = 1;
+  if (m->handle_bytes)
+    m->handle_bytes(c, c->view.data, c->view.len);
+  else if ((c->request = rm_call_unpack(c, m->request, c->view.data, c->view.len)) != NULL)
+    m->handle(c, c->request);
+  else
+    rm_call_fail_unpack(c);
 }
 
 static void unpack_and_handle_job(void *arg) {

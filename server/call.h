@@ -45,6 +45,17 @@ void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes);
 /* Packs msg and sends it with status OK; a message above max-message-bytes fails the call
  * instead (RESOURCE_EXHAUSTED). The message is not retained. Any thread. */
 void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
+/* rm_call_reply without copying: every bytes or string field of at least min_borrow bytes is
+ * sent as a slice pointing at the message's own memory, which must stay valid and unchanged
+ * until the call is freed (rm_call_at_end runs then); each such slice holds a reference on the
+ * call until the core is done with it. Only the framing and the smaller fields are copied, and
+ * only they are charged to the server's budget here (the borrowed bytes stay charged where
+ * they are). Any thread. */
+void rm_call_reply_borrowing(rm_call_t *call, const ProtobufCMessage *msg, size_t min_borrow);
+/* Runs fn(arg) once, when the call's last reference is gone (after the core released every
+ * borrowed slice), on whichever thread drops it, before the call's arena is freed. One hook
+ * per call; a later call replaces it. */
+void rm_call_at_end(rm_call_t *call, void (*fn)(void *arg), void *arg);
 /* Sends the status of err (server/status.c: code, message, trailers). err is copied; an
  * err with code 0 answers INTERNAL. Any thread. Also ends a streaming call. */
 void rm_call_fail(rm_call_t *call, const rm_error_t *err);

@@ -229,6 +229,51 @@ static void run_job(exec_job_t *job) {
   rm_budget_leave(outer);
 }
 
+/* Response fields from this size on are sent as slices pointing at the output buffers. */
+#define BORROW_MIN_BYTES 1024
+
+/* What a borrowing response points at (the result's buffers, the inputs they may be, the
+ * pipeline whose account they count in): released when the call ends, on that thread. */
+typedef struct reply_hold {
+  rm_result_t *result;
+  rm_input_t *inputs;
+  size_t n_inputs;
+  rm_pipeline_t *pipeline;
+  rm_manifest_t *manifest;
+  int trim; /* the run was big: give the freed pages back (see TRIM_AFTER_BYTES) */
+} reply_hold_t;
+
+static void reply_hold_release(void *arg) {
+  reply_hold_t *h = arg;
+  rm_result_free(h->result); /* before the pipeline: result buffers count in its account */
+  for (size_t i = 0; i < h->n_inputs; i++)
+    rm_buffer_unref(h->inputs[i].buf);
+  rm_pipeline_free(h->pipeline);
+  rm_manifest_free(h->manifest);
+  if (h->trim)
+    malloc_trim(0);
+}
+
+/* Sends the response as a slice list whose payloads point at the output buffers, when the
+ * job owns its pipeline (a cached one serves the next call on this thread, and its buffers'
+ * accounts are not to be touched from the thread that releases the slices). Then the result,
+ * the inputs, the pipeline and the manifest belong to the call (released at its end) and 1 is
+ * returned; 0: nothing was done, reply the usual way. */
+static int reply_borrowing(exec_job_t *job, response_store_t *st, rm_result_t *result,
+                           rm_input_t *inputs, size_t bound, int big) {
+  if (job->cached)
+    return 0;
+  reply_hold_t *h = rm_arena_alloc(rm_call_arena(job->call), sizeof *h);
+  if (!h)
+    return 0;
+  *h = (reply_hold_t){result, inputs, bound, job->pipeline, job->manifest, big};
+  job->pipeline = NULL;
+  job->manifest = NULL;
+  rm_call_at_end(job->call, reply_hold_release, h);
+  rm_call_reply_borrowing(job->call, &st->msg.base, BORROW_MIN_BYTES);
+  return 1;
+}
+
 static void run_job_budgeted(exec_job_t *job) {
   rm_call_t *call = job->call;
   const Remotemedia__V1__ExecuteRequest *req = job->req;
@@ -296,6 +341,9 @@ static void run_job_budgeted(exec_job_t *job) {
     if (build_response(&st, job, result)) {
       rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory building the response");
       rm_call_fail(call, &err);
+    } else if (reply_borrowing(job, &st, result, inputs, bound, big)) {
+      result = NULL; /* the call's end releases them */
+      bound = 0;
     } else {
       rm_call_reply(call, &st.msg.base);
     }
@@ -522,7 +570,7 @@ static void route(exec_job_t *job, rm_pipeline_t *hit, rm_exec_cache_t *cache,
 
 /* req without its manifest when manifest_bytes is set: a pipeline this thread compiled from
  * the same bytes runs without them being unpacked again; otherwise they are unpacked here.
- * manifest_bytes are valid only until this returns. */
+ * manifest_bytes live as long as the call. */
 static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
                     const uint8_t *manifest_bytes, size_t manifest_len) {
   const rm_config_t *cfg = rm_server_config(rm_call_server(call));
@@ -549,35 +597,75 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
 }
 
 #define MANIFEST_FIELD 1 /* ExecuteRequest.manifest */
+/* Payload fields from this size on are read in place (rm_wire_views_*), smaller ones copied
+ * by protobuf-c: below it a copy costs less than the token and the patching walk. */
+#define VIEW_MIN_BYTES 512
+
+/* The request without the top-level field `skip` (0: none) and with its payloads as views
+ * into data (which lives as long as the call), or NULL when there is nothing to view or the
+ * bytes are not well-formed (the caller unpacks them the plain way, which reports why). *oom
+ * is set when memory ran out. */
+static Remotemedia__V1__ExecuteRequest *unpack_views(rm_call_t *call, const uint8_t *data,
+                                                     size_t len, uint32_t skip, int *oom) {
+  const ProtobufCMessageDescriptor *desc = &remotemedia__v1__execute_request__descriptor;
+  size_t skel_len, n;
+  *oom = 0;
+  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, NULL, &skel_len, NULL, 0, &n) ||
+      n == 0)
+    return NULL;
+  rm_arena_t *arena = rm_call_arena(call);
+  uint8_t *skel = rm_arena_alloc(arena, skel_len ? skel_len : 1);
+  rm_wire_span_t *spans = rm_arena_alloc(arena, n * sizeof *spans);
+  if (!skel || !spans) {
+    *oom = 1;
+    return NULL;
+  }
+  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, skel, &skel_len, spans, n, &n))
+    return NULL;
+  Remotemedia__V1__ExecuteRequest *req =
+      (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(call, desc, skel, skel_len);
+  if (req)
+    rm_wire_views_patch(&req->base, data, spans, n);
+  return req;
+}
 
 /* Unpacks the request but for its manifest, which execute() may not need (see there). A
  * manifest field that is missing, repeated or not well-formed unpacks with the rest, and
- * compiling or unpacking reports what is wrong with it. */
+ * compiling or unpacking reports what is wrong with it. Payloads are views into data. */
 static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
   rm_wire_span_t field, value;
   const uint8_t *rest = data, *manifest = NULL;
   size_t rest_len = len;
-  if (rm_wire_find_field(data, len, MANIFEST_FIELD, &field, &value) == 1) {
+  int found = rm_wire_find_field(data, len, MANIFEST_FIELD, &field, &value) == 1, oom;
+  Remotemedia__V1__ExecuteRequest *req =
+      unpack_views(call, data, len, found ? MANIFEST_FIELD : 0, &oom);
+  if (found)
+    manifest = data + value.offset;
+  if (!req && found && !oom) {
     rest_len = len - field.length;
     if (field.offset == 0) { /* serializers write fields in number order: it comes first */
       rest = data + field.length;
     } else {
       uint8_t *joined = rm_arena_alloc(rm_call_arena(call), rest_len ? rest_len : 1);
       if (!joined) {
-        rm_error_t err;
-        rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
-        rm_call_fail(call, &err);
-        return;
+        oom = 1;
+      } else {
+        memcpy(joined, data, field.offset);
+        memcpy(joined + field.offset, data + field.offset + field.length,
+               len - field.offset - field.length);
+        rest = joined;
       }
-      memcpy(joined, data, field.offset);
-      memcpy(joined + field.offset, data + field.offset + field.length,
-             len - field.offset - field.length);
-      rest = joined;
     }
-    manifest = data + value.offset;
   }
-  Remotemedia__V1__ExecuteRequest *req = (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(
-      call, &remotemedia__v1__execute_request__descriptor, rest, rest_len);
+  if (oom) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_call_fail(call, &err);
+    return;
+  }
+  if (!req)
+    req = (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(
+        call, &remotemedia__v1__execute_request__descriptor, rest, rest_len);
   if (!req) {
     rm_call_fail_unpack(call);
     return;

@@ -41,8 +41,9 @@ typedef struct rm_method {
    * call.h (the handler owns one reference); req is NULL for bidirectional methods. */
   void (*handle)(rm_call_t *call, const ProtobufCMessage *req);
   /* Unary or server-streaming, instead of handle: gets the request's wire bytes, valid
-   * only until it returns, and unpacks what it needs with rm_call_unpack (a handler may
-   * skip a part it already knows by its bytes). The same rules as handle. */
+   * as long as the call (messages may borrow from them), and unpacks what it needs with
+   * rm_call_unpack (a handler may skip a part it already knows by its bytes). The same rules as
+   * handle. */
   void (*handle_bytes)(rm_call_t *call, const uint8_t *data, size_t len);
   /* filled by the server */
   void *registered;

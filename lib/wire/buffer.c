@@ -5,13 +5,27 @@
 
 #include "rm/alloc.h"
 
+/* A buffer over payload bytes that may be views into a request (rm_wire_views_*): borrowed
+ * when they are aligned for their element type, else copied into an owned, aligned buffer, so
+ * no node ever loads an element from a misaligned address. */
+static rm_buffer_t *payload_buffer(rm_kind_t kind, const uint8_t *data, size_t len, size_t align,
+                                   rm_mem_account_t *account) {
+  if (align <= 1 || (uintptr_t)data % align == 0)
+    return rm_buffer_new_borrowed(kind, data, len, account);
+  rm_buffer_t *b = rm_buffer_new(kind, len, account);
+  if (b && len)
+    memcpy(b->data, data, len);
+  return b;
+}
+
 int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_account_t *account,
                               rm_buffer_t **out, rm_error_t *err) {
   rm_buffer_t *b = NULL;
   switch (msg->kind_case) {
   case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: {
     const Remotemedia__V1__AudioBuffer *a = msg->audio;
-    b = rm_buffer_new_borrowed(RM_KIND_AUDIO, a->samples.data, a->samples.len, account);
+    b = payload_buffer(RM_KIND_AUDIO, a->samples.data, a->samples.len,
+                       rm_sample_format_size((int)a->format), account);
     if (b) {
       b->u.audio.sample_rate = a->sample_rate;
       b->u.audio.channels = a->channels;
@@ -25,7 +39,8 @@ int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_acc
       return rm_error_set(err, RM_EINPUT, NULL, "shape",
                           "tensor has %zu dimensions, at most %d allowed", t->n_shape,
                           RM_TENSOR_MAX_DIMS);
-    b = rm_buffer_new_borrowed(RM_KIND_TENSOR, t->data.data, t->data.len, account);
+    b = payload_buffer(RM_KIND_TENSOR, t->data.data, t->data.len, rm_dtype_size((int)t->dtype),
+                       account);
     if (b) {
       b->u.tensor.dtype = (rm_dtype_t)t->dtype;
       b->u.tensor.ndim = (uint32_t)t->n_shape;

@@ -16,9 +16,10 @@
 extern "C" {
 #endif
 
-/* A buffer borrowing msg's payload (msg must outlive it), with metadata checked by
- * rm_buffer_validate. `account` may be NULL. 0, or RM_EINPUT (err->field names the bad
- * field: "kind", "format", "sample_rate", ...) / RM_ENOMEM. */
+/* A buffer borrowing msg's payload (msg and the bytes it points at must outlive it; audio
+ * and tensor bytes not aligned for their element type, as views into a request may be, are
+ * copied instead), with metadata checked by rm_buffer_validate. `account` may be NULL. 0, or
+ * RM_EINPUT (err->field names the bad field: "kind", "format", "sample_rate", ...) / RM_ENOMEM. */
 int rm_wire_buffer_from_proto(const Remotemedia__V1__DataBuffer *msg, rm_mem_account_t *account,
                               rm_buffer_t **out, rm_error_t *err);
 

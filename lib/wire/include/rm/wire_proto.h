@@ -33,6 +33,30 @@ typedef struct rm_wire_span {
 int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
                        rm_wire_span_t *value);
 
+/* Sub-message levels rm_wire_views_* look into (the request, its inputs entry, the
+ * DataBuffer, the AudioBuffer/TensorBuffer/BinaryBuffer); deeper ones are copied whole. */
+#define RM_WIRE_VIEW_DEPTH 4
+
+/* Unpacking without copying large payloads, step 1: writes msg's skeleton to out (room for
+ * len bytes; the skeleton is never longer), the same message with the top-level field
+ * `skip` (0: none) left out and every non-repeated bytes field of at least min_len bytes
+ * replaced by a short token; spans[i] is where the i-th replaced field's contents are in
+ * msg (at most max_spans are replaced, later ones are copied). Unpack the skeleton with
+ * protobuf-c, then call rm_wire_views_patch. 0, or RM_EINPUT when msg is not well-formed
+ * down to RM_WIRE_VIEW_DEPTH (unpack msg itself then, to report what protobuf-c says). Any
+ * thread. With out NULL, only *out_len and *n_spans are computed (spans is not used): size
+ * the buffers with that call first. */
+int rm_wire_views_skeleton(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                           uint32_t skip, size_t min_len, uint8_t *out, size_t *out_len,
+                           rm_wire_span_t *spans, size_t max_spans, size_t *n_spans);
+/* Step 2: points every token left in the unpacked skeleton at its span of base (the msg given
+ * to rm_wire_views_skeleton), which must outlive the message; the fields become read-only
+ * views, so free the message with an allocator whose free ignores them (an arena), never
+ * free_unpacked with malloc's. Tokens a later field overrode are simply gone. NULL msg: no-op. Any
+ * thread. */
+void rm_wire_views_patch(ProtobufCMessage *msg, const uint8_t *base, const rm_wire_span_t *spans,
+                         size_t n_spans);
+
 /* The wire manifest for the JSON form's text (len bytes), read by rm_manifest_json_read
  * (same keys, same errors as the engine's loader). Params objects become compact JSON text,
  * params strings are sent as they are (the engine parses them), absent/null params as "".

@@ -1,0 +1,365 @@
+#!/usr/bin/python3
+"""wire_bench.py - every comparison of issue 11 in one run: remotemedia-server against the bare
+C-core echo (bench/server/echo_server.c) and a Python grpcio server with the same contract
+(bench/server/py_server.py), runs interleaved, printed as ONE markdown table of ratios with the
+load average seen. Load: h2load (nghttp2-client); CPU per call from /proc/<pid>/stat.
+
+Pinned runs: each server on CPU 0 (one polling thread, one worker), h2load on CPU 1. "As
+shipped" and the thread matrix: servers and h2load unpinned, against the best echo of pinned
+and unpinned. Streams S are h2load -c min(S,4) -m S/min(S,4).
+
+Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--scale 1]
+       [--smoke]    (tiny counts, one round: the shape of the table, not its figures)
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHOD = "/remotemedia.v1.PipelineService/ExecutePipeline"
+STREAMS = (1, 4, 16, 64)
+TICK = os.sysconf("SC_CLK_TCK")
+# calls per load run, by request (about a second each on a quiet machine of this kind)
+COUNTS = {"pt100": 4000, "five_off": 4000, "five_on": 4000, "py_pt": 600, "py_gain": 600,
+          "pt64k": 1500, "gain64k": 1000, "pt1m": 150, "gain1m": 100, "media": 40, "big_pt": 20}
+
+
+def body_key(path):
+    return os.path.basename(path).rsplit(".", 1)[0]
+
+
+def stubs(build):
+    sys.path.insert(0, os.path.join(build, "python_gen"))
+    from remotemedia.v1 import pipeline_service_pb2 as ps  # noqa: E402
+    return ps
+
+
+def chain(ps, name, nodes, payload_kind, nbytes, metrics=False, channels=1, rate=48000):
+    """An ExecuteRequest: nodes is [(type, params-json)] chained in order; the input is audio
+    f32 of nbytes (a sine) or binary."""
+    req = ps.ExecuteRequest(enable_metrics=metrics)
+    req.manifest.name = name
+    for i, (t, p) in enumerate(nodes):
+        req.manifest.nodes.add(id=f"n{i}", node_type=t, params=p)
+        if i:
+            c = req.manifest.connections.add(to=f"n{i}")
+            setattr(c, "from", f"n{i - 1}")
+    if payload_kind == "binary":
+        req.inputs["n0"].binary.data = bytes(nbytes)
+    else:
+        import numpy as np
+        n = nbytes // 4
+        t = np.arange(n, dtype=np.float64) / (rate * channels)
+        a = req.inputs["n0"].audio
+        a.samples = (0.25 * np.sin(2 * np.pi * 440 * t)).astype("<f4").tobytes()
+        a.sample_rate, a.channels, a.format = rate, channels, 1
+    return req
+
+
+def fan(ps, name, heads, tails, nbytes, channels, rate, metrics=False):
+    """AudioResample feeding several sinks (the issue's media pipeline)."""
+    req = chain(ps, name, [heads], "audio", nbytes, metrics, channels, rate)
+    for i, (t, p) in enumerate(tails):
+        req.manifest.nodes.add(id=f"s{i}", node_type=t, params=p)
+        c = req.manifest.connections.add(to=f"s{i}")
+        setattr(c, "from", "n0")
+    return req
+
+
+def write_body(tmp, key, req):
+    body = req.SerializeToString()
+    path = os.path.join(tmp, key + ".grpc")
+    with open(path, "wb") as f:
+        f.write(struct.pack(">BI", 0, len(body)) + body)
+    return path
+
+
+class Server:
+    def __init__(self, name, argv, tmp, cpus=None, env=None):
+        self.name = name
+        self.log = os.path.join(tmp, name + ".log")
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus] + argv
+        self.p = subprocess.Popen(argv, stderr=open(self.log, "w"), stdout=subprocess.DEVNULL,
+                                  env=env)
+        self.port = None
+        deadline = time.time() + 60
+        while time.time() < deadline and self.port is None:
+            with open(self.log) as f:
+                m = re.search(r'"port":\s*(\d+)', f.read())
+            if m:
+                self.port = int(m.group(1))
+            elif self.p.poll() is not None:
+                break
+            else:
+                time.sleep(0.05)
+        if self.port is None:
+            raise SystemExit(f"{name} did not start: {open(self.log).read()[-2000:]}")
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL)
+        self.p.wait()
+
+
+def h2load(server, body, streams, args, pinned):
+    """One load run: (calls/s, server CPU us per call, mean request time us)."""
+    c = min(streams, 4)
+    cmd = (["taskset", "-c", "1"] if pinned else []) + [
+        "h2load", "-c", str(c), "-m", str(max(1, streams // c)), "-t", "1",
+        "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body]
+    # counts, not durations: h2load's timed mode (-D) started no client at all on a loaded
+    # 2-CPU machine
+    n = args.requests if args.smoke else int(COUNTS.get(body_key(body), 1000) * args.scale)
+    cmd += ["-n", str(max(n, c * max(1, streams // c)))]
+    cmd.append(f"http://127.0.0.1:{server.port}{METHOD}")
+    before = server.cpu_ticks()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    ticks = server.cpu_ticks() - before
+    ok = re.search(r"(\d+) succeeded", out)
+    rate = re.search(r"finished in [^,]+, ([\d.]+) req/s", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    n = int(ok.group(1)) if ok else 0
+    if not n or not rate:
+        raise SystemExit(f"h2load against {server.name} failed:\n{out[-2000:]}")
+    mean_us = float(mean.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[mean.group(2)] if mean else 0
+    return float(rate.group(1)), ticks * 1e6 / TICK / n, mean_us
+
+
+def div(a, b):
+    """a / b, None (printed n/a) when b is 0 (a smoke run's few calls may use no CPU tick)."""
+    return a / b if b else None
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt(x, unit=""):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:,.0f}{unit}" if abs(x) >= 100 else f"{x:.2f}{unit}"
+
+
+def in_process_media(build):
+    exe = os.path.join(build, "bench", "media")
+    if not os.access(exe, os.X_OK):
+        return None
+    out = subprocess.run([exe], capture_output=True, text=True, timeout=300).stdout
+    m = re.search(r"RESULT media_chain_warm_us=([\d.]+)", out)
+    return float(m.group(1)) if m else None
+
+
+def node_time_us(ps, port, req, calls):
+    """Median over calls of the run's node time from the response metrics, and the client's
+    own latency (grpcio)."""
+    import grpc
+    from remotemedia.v1 import pipeline_service_pb2_grpc as psg
+    opts = [("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20)]
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        times = []
+        for _ in range(calls):
+            r = stub.ExecutePipeline(req, timeout=60)
+            times.append(sum(n.total_duration_us for n in r.metrics.node_metrics))
+        return median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-rel"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies the calls per run")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    args.requests = 8
+    if args.smoke:
+        args.rounds = 1
+    if not shutil.which("h2load"):
+        print("h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh", file=sys.stderr)
+        return 77
+    build = os.path.abspath(args.build)
+    ps = stubs(build)
+    load_start = open("/proc/loadavg").read().split()[:3]
+    t0 = time.time()
+    tmp = tempfile.mkdtemp(prefix="wire_bench.")
+    servers = []
+    try:
+        return run(args, build, ps, tmp, servers, load_start, t0)
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args, build, ps, tmp, servers, load_start, t0):
+    small = 1 if args.smoke else 0  # smoke: small payloads, so the run stays short
+    sizes = {"64k": 64 << 10, "1m": 4096 if small else 1 << 20}
+    media_bytes = 38400 if small else 3840000
+    bodies = {
+        "pt100": write_body(tmp, "pt100", chain(ps, "pt", [("PassThrough", "")], "binary", 100)),
+        "five_off": write_body(tmp, "five_off", chain(ps, "five", [("PassThrough", "")] * 5,
+                                                      "binary", 100)),
+        "five_on": write_body(tmp, "five_on", chain(ps, "five", [("PassThrough", "")] * 5,
+                                                    "binary", 100, metrics=True)),
+        "py_pt": write_body(tmp, "py_pt", chain(ps, "pt", [("PassThrough", "")], "audio", 4096)),
+        "py_gain": write_body(tmp, "py_gain", chain(ps, "g", [("Gain", '{"db": -6}')], "audio",
+                                                    4096)),
+    }
+    for k, n in sizes.items():
+        bodies["pt" + k] = write_body(tmp, "pt" + k, chain(ps, "pt", [("PassThrough", "")],
+                                                           "audio", n))
+        bodies["gain" + k] = write_body(tmp, "gain" + k, chain(ps, "g", [("Gain", '{"db": -6}')],
+                                                               "audio", n))
+    media_req = fan(ps, "media", ("AudioResample", '{"rate": 16000, "channels": 1}'),
+                    [("LoudnessMeter", ""), ("VAD", "")], media_bytes, 2, 48000)
+    bodies["media"] = write_body(tmp, "media", media_req)
+    bodies["big_pt"] = write_body(tmp, "big_pt", chain(ps, "bigpt", [("PassThrough", "")],
+                                                       "audio", media_bytes))
+    media_req.enable_metrics = True
+
+    server_bin = os.path.join(build, "server", "remotemedia-server")
+    echo_bin = os.path.join(build, "bench", "server", "echo_server")
+    rm_args = [server_bin, "--listen", "127.0.0.1:0", "--log-level", "warn"]
+    env = dict(os.environ, PYTHONPATH=os.path.join(build, "python_gen"))
+
+    def start(name, argv, cpus=None, e=None):
+        s = Server(name, argv, tmp, cpus, e)
+        servers.append(s)
+        return s
+
+    echo_pin = start("echo_pinned", [echo_bin, "127.0.0.1:0", METHOD], "0")
+    echo_free = start("echo", [echo_bin, "127.0.0.1:0", METHOD])
+    rm_pin = start("rm_pinned", rm_args + ["--threads", "1", "--workers", "1"], "0")
+    py = start("py", ["/usr/bin/python3", os.path.join(ROOT, "bench", "server", "py_server.py"),
+                      "127.0.0.1:0", "4"], "0", env)
+    shipped = start("shipped", rm_args)
+    matrix = {}
+    for t in (1, 2):
+        for w in (1, 2):
+            for inline in ("inline", "offloaded"):
+                extra = ["--threads", str(t), "--workers", str(w)]
+                if inline == "offloaded":
+                    extra += ["--inline-max-bytes", "0"]
+                matrix[(t, w, inline)] = start(f"m{t}{w}{inline}", rm_args + extra)
+
+    samples = {}
+
+    def measure(key, server, body, streams, pinned):
+        samples.setdefault(key, []).append(h2load(server, bodies[body], streams, args, pinned))
+
+    # warm-up: every server sees each request it will get
+    for s in [echo_pin, rm_pin]:
+        for b in bodies:
+            if b != "media" or s is rm_pin:
+                h2load(s, bodies[b], 1, argparse.Namespace(smoke=True, requests=4), True)
+    for r in range(args.rounds):  # interleaved: drift hits every configuration alike
+        for k in sizes:
+            for kind in ("pt", "gain"):
+                measure(("echo", kind + k), echo_pin, kind + k, 16, True)
+                measure(("rm", kind + k), rm_pin, kind + k, 16, True)
+        measure(("rm", "five_off"), rm_pin, "five_off", 16, True)
+        measure(("rm", "five_on"), rm_pin, "five_on", 16, True)
+        for kind in ("py_pt", "py_gain"):
+            measure(("py", kind), py, kind, 16, True)
+            measure(("rm", kind), rm_pin, kind, 16, True)
+        for st in STREAMS:
+            measure(("echo_pin", st), echo_pin, "pt100", st, True)
+            measure(("echo_free", st), echo_free, "pt100", st, False)
+            measure(("shipped", st), shipped, "pt100", st, False)
+            for cfg, s in matrix.items():
+                measure((cfg, st), s, "pt100", st, False)
+        measure(("media", "lat"), rm_pin, "media", 1, True)
+
+    def rate(key):
+        return median([x[0] for x in samples[key]])
+
+    def cpu(key):
+        return median([x[1] for x in samples[key]])
+
+    rows = []
+
+    def row(label, value, base, ratio, goal):
+        rows.append((label, value, base, ratio, goal))
+
+    # media pipeline
+    node_us = node_time_us(ps, rm_pin.port, media_req, 2 if args.smoke else 5)
+    lat_us = median([x[2] for x in samples[("media", "lat")]])
+    warm_us = in_process_media(build)
+    row("media: client latency / node time", fmt(lat_us, " us"), fmt(node_us, " us"),
+        div(lat_us, node_us), "<= 1.10")
+    row("media: node time / in-process warm", fmt(node_us, " us"), fmt(warm_us, " us"),
+        div(node_us, warm_us), "<= 1.10")
+    # payload sizes against the echo
+    for k in sizes:
+        for kind, nm in (("pt", "PassThrough"), ("gain", "Gain")):
+            label = f"{nm} {'64 KiB' if k == '64k' else ('1 MiB' if not small else '4 KiB')}"
+            row(f"{label}: CPU/call vs echo", fmt(cpu(("rm", kind + k)), " us"),
+                fmt(cpu(("echo", kind + k)), " us"),
+                div(cpu(("rm", kind + k)), cpu(("echo", kind + k))), "<= 1.10")
+            row(f"{label}: calls/s vs echo, 16 streams", fmt(rate(("rm", kind + k))),
+                fmt(rate(("echo", kind + k))), div(rate(("rm", kind + k)), rate(("echo", kind + k))),
+                ">= 0.90")
+    # first call on a fresh server
+    fresh = start("fresh", rm_args + ["--threads", "1", "--workers", "1"], "0")
+    one = argparse.Namespace(smoke=True, requests=1)
+    first = h2load(fresh, bodies["big_pt"], 1, one, True)[2]
+    second = h2load(fresh, bodies["big_pt"], 1, one, True)[2]
+    warm = h2load(fresh, bodies["big_pt"], 1, argparse.Namespace(smoke=True, requests=20),
+                  True)[2]
+    row("big PassThrough: first call on a fresh server / warm", fmt(first, " us"),
+        fmt(warm, " us"), div(first, warm), "<= 1.2")
+    row("big PassThrough: second call / warm", fmt(second, " us"), fmt(warm, " us"),
+        second / warm, "<= 1.2")
+    # as shipped and the matrix
+    best = {st: max(rate(("echo_pin", st)), rate(("echo_free", st))) for st in STREAMS}
+    for st in STREAMS:
+        row(f"as shipped, 100 B, {st} streams: calls/s vs best echo", fmt(rate(("shipped", st))),
+            fmt(best[st]), div(rate(("shipped", st)), best[st]), ">= 0.90")
+    for cfg in matrix:
+        ratios = " / ".join(f"{rate((cfg, st)) / best[st]:.2f}" for st in STREAMS)
+        row(f"matrix threads={cfg[0]} workers={cfg[1]} {cfg[2]}: vs best echo at 1/4/16/64",
+            ratios, "", None, ">= 0.90")
+    # metrics and the Python server
+    row("metrics on / off, 5 nodes (calls/s)", fmt(rate(("rm", "five_on"))),
+        fmt(rate(("rm", "five_off"))), div(rate(("rm", "five_on")), rate(("rm", "five_off"))),
+        ">= 0.97")
+    for kind, nm in (("py_pt", "PassThrough"), ("py_gain", "Gain (numpy)")):
+        row(f"{nm} 4 KiB: calls/s vs Python grpcio", fmt(rate(("rm", kind))),
+            fmt(rate(("py", kind))), div(rate(("rm", kind)), rate(("py", kind))), ">= 10")
+
+    load_end = open("/proc/loadavg").read().split()[:3]
+    print(f"wire_bench: {args.rounds} round(s), medians; load average {' '.join(load_start)} at "
+          f"start, {' '.join(load_end)} at the end; {time.time() - t0:.0f} s; "
+          f"{os.cpu_count()} CPUs; build {build}")
+    print()
+    print("| comparison | this server | baseline | ratio | goal |")
+    print("|---|---|---|---|---|")
+    for label, value, base, ratio, goal in rows:
+        r = "n/a" if ratio is None else f"{ratio:.2f}"
+        if ratio is None and "/" in value and label.startswith("matrix"):
+            r = value
+            value = ""
+        print(f"| {label} | {value} | {base} | {r} | {goal} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

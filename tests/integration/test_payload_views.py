@@ -1,0 +1,66 @@
+"""Payloads read in place and answered without copies (issue 11): big requests come back
+byte for byte whatever the payload's offset in the message (aligned or not for its samples),
+through nodes that read them (Gain) and nodes that pass them on (PassThrough), alone and
+concurrently, and the server releases what the responses pointed at."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from conftest import assert_serving, chain, f32, ps, set_audio
+
+BIG = 262144 + 7  # f32 samples: a little over 1 MiB, above --inline-max-bytes (runs on a worker)
+
+
+def big_request(m, name_pad, node="src", samples=None):
+    m.name = "views" + "x" * name_pad  # moves the payload's offset in the message
+    req = ps.ExecuteRequest(manifest=m)
+    rng = np.random.default_rng(name_pad)
+    s = rng.uniform(-0.9, 0.9, BIG).astype(np.float32) if samples is None else samples
+    set_audio(req.inputs[node], s, rate=48000)
+    return req, s
+
+
+def test_passthrough_returns_the_bytes_at_every_offset(stub):
+    for pad in range(4):
+        req, s = big_request(chain(("src", "PassThrough", {})), pad)
+        r = stub.ExecutePipeline(req, timeout=60)
+        out = r.outputs["src"].items[0]
+        assert out.audio.samples == req.inputs["src"].audio.samples
+        assert (out.audio.sample_rate, out.audio.channels, out.audio.format) == (48000, 1, 1)
+
+
+def test_gain_reads_misaligned_samples_exactly(stub):
+    for pad in range(4):
+        req, s = big_request(chain(("src", "Gain", {"db": 6.0206})), pad)
+        r = stub.ExecutePipeline(req, timeout=60)
+        got = f32(r.outputs["src"].items[0])
+        assert got.shape == s.shape
+        np.testing.assert_allclose(got, s * np.float32(10 ** (6.0206 / 20)), rtol=1e-6)
+
+
+def test_binary_and_tensor_payloads_in_place(stub):
+    blob = bytes(range(256)) * 4100
+    req = ps.ExecuteRequest(manifest=chain(("b", "PassThrough", {}), name="bin"))
+    req.inputs["b"].binary.data = blob
+    req.inputs["b"].binary.mime_type = "application/octet-stream"
+    r = stub.ExecutePipeline(req, timeout=60)
+    out = r.outputs["b"].items[0].binary
+    assert out.data == blob and out.mime_type == "application/octet-stream"
+    t = np.arange(3 * 70001, dtype=np.float64).reshape(3, 70001)
+    req = ps.ExecuteRequest(manifest=chain(("t", "PassThrough", {}), name="tensor"))
+    req.inputs["t"].tensor.data = t.tobytes()
+    req.inputs["t"].tensor.shape.extend(t.shape)
+    req.inputs["t"].tensor.dtype = 2
+    r = stub.ExecutePipeline(req, timeout=60)
+    out = r.outputs["t"].items[0].tensor
+    assert list(out.shape) == [3, 70001] and out.dtype == 2 and out.data == t.tobytes()
+
+
+def test_concurrent_big_calls_each_get_their_own_bytes(stub):
+    reqs = [big_request(chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0})), pad)
+            for pad in range(8)]
+    with ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(lambda rs: stub.ExecutePipeline(rs[0], timeout=120), reqs))
+    for (req, s), r in zip(reqs, results):
+        np.testing.assert_array_equal(f32(r.outputs["g"].items[0]), s)
+    assert_serving(stub)
