@@ -94,6 +94,14 @@ static void account_remove(rm_mem_account_t *a, size_t n) {
     rm_free(a);
 }
 
+void rm_buffer_move_account(rm_buffer_t *buf, rm_mem_account_t *from, rm_mem_account_t *to) {
+  if (!buf || !from || buf->account != from || from == to)
+    return;
+  account_add(to, buf->size);
+  buf->account = to;
+  account_remove(from, buf->size);
+}
+
 rm_mem_account_t *rm_mem_account_new(void) { return rm_calloc(1, sizeof(rm_mem_account_t)); }
 
 void rm_mem_account_free(rm_mem_account_t *a) {

@@ -1272,6 +1272,13 @@ const char *rm_pipeline_schedule_id(const rm_pipeline_t *p, size_t k) {
   return k < p->n_nodes ? p->order_ids[k] : NULL;
 }
 
+void rm_result_move_account(rm_result_t *r, rm_pipeline_t *p, rm_mem_account_t *to) {
+  rm_mem_account_t *from = rm_pipeline_account(p);
+  for (size_t i = 0; r && i < r->n_outputs; i++)
+    for (size_t j = 0; j < r->outputs[i].n_items; j++)
+      rm_buffer_move_account(r->outputs[i].items[j], from, to);
+}
+
 void rm_result_free(rm_result_t *r) {
   if (!r)
     return;

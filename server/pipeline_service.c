@@ -254,21 +254,39 @@ static void reply_hold_release(void *arg) {
     malloc_trim(0);
 }
 
-/* Sends the response as a slice list whose payloads point at the output buffers, when the
- * job owns its pipeline (a cached one serves the next call on this thread, and its buffers'
- * accounts are not to be touched from the thread that releases the slices). Then the result,
- * the inputs, the pipeline and the manifest belong to the call (released at its end) and 1 is
- * returned; 0: nothing was done, reply the usual way. */
+/* Sends the response as a slice list whose payloads point at the output buffers. The result
+ * and the inputs belong to the call from then on (released at its end, on whichever thread
+ * ends it), and so do the pipeline and the manifest when the job owns them. A cached pipeline
+ * serves the next call on this thread while the slices may still live, so the result's
+ * buffers first move to an account of their own (unless no payload is big enough to
+ * borrow). 1 when done; 0: nothing was done, reply the usual way. */
+static int has_big_item(const rm_result_t *r) {
+  for (size_t i = 0; i < r->n_outputs; i++)
+    for (size_t j = 0; j < r->outputs[i].n_items; j++)
+      if (r->outputs[i].items[j]->size >= BORROW_MIN_BYTES)
+        return 1;
+  return 0;
+}
+
 static int reply_borrowing(exec_job_t *job, response_store_t *st, rm_result_t *result,
                            rm_input_t *inputs, size_t bound, int big) {
-  if (job->cached)
+  if (job->cached && !has_big_item(result)) /* nothing to borrow: a flat copy is cheaper */
     return 0;
   reply_hold_t *h = rm_arena_alloc(rm_call_arena(job->call), sizeof *h);
   if (!h)
     return 0;
-  *h = (reply_hold_t){result, inputs, bound, job->pipeline, job->manifest, big};
-  job->pipeline = NULL;
-  job->manifest = NULL;
+  if (job->cached) {
+    rm_mem_account_t *own = rm_mem_account_new();
+    if (!own)
+      return 0;
+    rm_result_move_account(result, job->pipeline, own);
+    rm_mem_account_free(own); /* the last of the moved buffers frees it */
+    *h = (reply_hold_t){result, inputs, bound, NULL, NULL, big};
+  } else {
+    *h = (reply_hold_t){result, inputs, bound, job->pipeline, job->manifest, big};
+    job->pipeline = NULL;
+    job->manifest = NULL;
+  }
   rm_call_at_end(job->call, reply_hold_release, h);
   rm_call_reply_borrowing(job->call, &st->msg.base, BORROW_MIN_BYTES);
   return 1;

@@ -335,6 +335,44 @@ static void test_buffer_outlives_pipeline_account(void) {
   rm_buffer_unref(in);
 }
 
+/* A cached pipeline's result released on another thread: its buffers move to an account of
+ * their own first, and that orphaned account goes with the last of them. */
+static void test_result_moves_to_its_own_account(void) {
+  rm_pipeline_t *p =
+      rm_test_pipeline("{'nodes': [{'id': 'g', 'node_type': 'Gain', 'params': {'db': 0}}, "
+                       "{'id': 'h', 'node_type': 'Gain', 'params': {'db': 0}}], 'connections': "
+                       "[{'from': 'g', 'to': 'h'}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  const float f[] = {0.5f, 0.25f, 0.125f};
+  rm_buffer_t *in = rm_test_audio_f32(f, 3, 8000, 1);
+  rm_result_t *r = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_test_run1(p, "g", in, 0, &r, &err), 0);
+  RM_ASSERT_INT(rm_pipeline_account(p)->current, 12); /* the sink h's output */
+  rm_mem_account_t *own = rm_mem_account_new();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(own);
+  rm_result_move_account(r, p, own);
+  RM_ASSERT_INT(rm_pipeline_account(p)->current, 0);
+  RM_ASSERT_INT(own->current, 12);
+  RM_ASSERT_INT(own->live, 1);
+  rm_buffer_t *out = rm_test_item(r, "h", 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+  CU_ASSERT_PTR_EQUAL(out->account, own);
+  /* a buffer counting elsewhere stays where it is */
+  rm_buffer_move_account(in, rm_pipeline_account(p), own);
+  CU_ASSERT_PTR_NULL(in->account);
+  RM_ASSERT_INT(own->current, 12);
+  rm_mem_account_free(own); /* orphaned: the result's last buffer frees it (ASan checks) */
+  rm_result_t *r2 = NULL;   /* the pipeline serves its next run while r lives */
+  RM_ASSERT_INT(rm_test_run1(p, "g", in, 0, &r2, &err), 0);
+  RM_ASSERT_INT(rm_pipeline_account(p)->current, 12);
+  RM_ASSERT_INT(own->current, 12);
+  rm_result_free(r2);
+  rm_result_free(r);
+  rm_pipeline_free(p);
+  rm_buffer_unref(in);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_account_counts_payload_bytes),
                                          RM_TEST(test_owned_payload_is_aligned_and_terminated),
@@ -351,6 +389,7 @@ int main(void) {
                                          RM_TEST(test_get_set_every_format),
                                          RM_TEST(test_f32_view_borrows_or_converts),
                                          RM_TEST(test_buffer_outlives_pipeline_account),
+                                         RM_TEST(test_result_moves_to_its_own_account),
                                          {NULL, NULL}};
   rm_test_suite("buffer", cases);
   return rm_test_run();

@@ -105,6 +105,11 @@ rm_mem_account_t *rm_mem_account_new(void);
  * no buffer counts in it, else when the last such buffer is released (so results may
  * outlive the pipeline that made them). NULL is a no-op. Same thread as the buffers. */
 void rm_mem_account_free(rm_mem_account_t *a);
+/* Moves buf's bytes from account `from` to account `to` when buf counts in `from`; a buffer
+ * counting anywhere else is left alone. A result that outlives its run on another thread
+ * stops touching the producer's account this way. Neither account may be in use by another
+ * thread meanwhile; `from` is freed when it was orphaned and this was its last buffer. */
+void rm_buffer_move_account(rm_buffer_t *buf, rm_mem_account_t *from, rm_mem_account_t *to);
 
 /* A new owned buffer of `size` uninitialised payload bytes, one reference. The payload
  * is 16-byte aligned. `account` may be NULL. Returns NULL when out of memory. */

@@ -147,6 +147,10 @@ const char *rm_pipeline_schedule_id(const rm_pipeline_t *p, size_t k);
  * fields are borrowed from the pipeline. A result made in an arena (rm_run_opts_t.arena)
  * must be freed before the arena is destroyed. NULL is a no-op. */
 void rm_result_free(rm_result_t *r);
+/* Moves the bytes of r's buffers that count in p's account to `to` (rm_buffer_move_account),
+ * so r may be released on another thread while p serves its next run. Same thread as p's
+ * runs. */
+void rm_result_move_account(rm_result_t *r, rm_pipeline_t *p, rm_mem_account_t *to);
 
 /* The accumulated metrics of every run made with metrics on. */
 rm_metrics_t *rm_pipeline_metrics(rm_pipeline_t *p);
