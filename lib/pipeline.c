@@ -1021,7 +1021,8 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
     /* Two clock reads per invocation and nothing else: what they and the record cost is
      * calibrated once (rm_metrics_invocation_cost_ns) rather than timed by a third read,
      * which would cost as much as it measures. */
-    uint64_t t0 = opts->metrics ? rm_clock_ns() : 0;
+    int timed = opts->metrics || opts->on_node;
+    uint64_t t0 = timed ? rm_clock_ns() : 0;
     rm_budget_refusal_clear();
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1)
@@ -1033,9 +1034,14 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
       t->end_stream(n->state);
       ended = 1;
     }
-    if (opts->metrics) {
-      rm_metrics_record(&p->metrics, n->metrics_slot, rm_clock_ns() - t0, rc == 0);
-      p->metrics.overhead_ns += p->invocation_cost_ns;
+    if (timed) {
+      uint64_t ns = rm_clock_ns() - t0;
+      if (opts->metrics) {
+        rm_metrics_record(&p->metrics, n->metrics_slot, ns, rc == 0);
+        p->metrics.overhead_ns += p->invocation_cost_ns;
+      }
+      if (opts->on_node)
+        opts->on_node(opts->on_node_arg, t->name, ns, rc == 0);
     }
     res->invocations++;
     if (rc) {

@@ -13,6 +13,7 @@ libsndfile1-dev libsoxr-dev libebur128-dev libspeexdsp-dev libopus-dev libfftw3-
 python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
 python3-setuptools python3-wheel python3-venv python3-pip python3-mypy
 openssl procps clang-format
+libmicrohttpd-dev prometheus
 espeak-ng sox
 "
 

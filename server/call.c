@@ -6,12 +6,14 @@
 #include <stdalign.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "bytebuf.h"
 #include "log.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
 #include "server_int.h"
+#include "stats.h"
 #include "status.h"
 
 /* Sanitizer and valgrind builds keep none (RM_SPARE_CALLS=0): a reused call would hide a use
@@ -73,7 +75,7 @@ struct rm_call {
   grpc_byte_buffer *response;
   grpc_status_code code;
   grpc_slice details;
-  grpc_metadata trailers[RM_STATUS_TRAILERS_MAX];
+  grpc_metadata trailers[RM_STATUS_TRAILERS_MAX + 1]; /* + x-request-id */
   size_t n_trailers;
   char kind[32];
   char note_key[24];
@@ -81,7 +83,15 @@ struct rm_call {
   char *error_text;
   void (*at_end)(void *arg); /* rm_call_at_end */
   void *at_end_arg;
-  rm_arena_t arena; /* the request message and whatever handlers need until the end */
+  /* issue 12: counters (stats.h) and the request id */
+  int stats_method;      /* row in the method table, -1 for an unregistered method */
+  atomic_int stats_done; /* the end was counted */
+  rm_stats_run_t run;    /* what a pipeline call did */
+  int rid_from_client;   /* x-request-id or traceparent, not generated */
+  size_t rid_len;
+  char rid[RM_STATUS_REQUEST_ID_MAX + 1];
+  grpc_metadata rid_md; /* x-request-id: rid, sent with the initial metadata */
+  rm_arena_t arena;     /* the request message and whatever handlers need until the end */
   /* must stay last: not zeroed at creation */
   alignas(max_align_t) char arena_inline[CALL_ARENA_INLINE];
 };
@@ -160,6 +170,8 @@ static void on_close(rm_tag_t *tag, int ok) {
   (void)ok;
   if (c->close_cancelled)
     atomic_store(&c->cancelled, 1);
+  if (c->stream && !atomic_exchange(&c->stats_done, 1)) /* gone without a status */
+    rm_stats_call_handled(c->stats_method, GRPC_STATUS_CANCELLED, rm_clock_ns() - c->t_start);
   if (c->stream && c->stream->close_fn)
     c->stream->close_fn(c, c->stream->close_arg);
   call_unref(c);
@@ -194,6 +206,7 @@ static void log_call(rm_call_t *c) {
   rm_log_line_plain(&line, "status", rm_status_name(c->code));
   rm_log_line_int(&line, "code", (int)c->code);
   rm_log_line_us(&line, "duration_us", end - c->t_start);
+  rm_log_line_strn(&line, "request_id", c->rid, c->rid_len);
   char *peer = grpc_call_get_peer(c->call);
   rm_log_line_str(&line, "peer", peer);
   gpr_free(peer);
@@ -232,12 +245,40 @@ static int needs_initial_md(rm_call_t *c) {
   return !c->stream || !atomic_exchange(&c->stream->md_sent, 1);
 }
 
+/* The initial metadata op: x-request-id echoed. */
+static void initial_md(rm_call_t *c, grpc_op *op) {
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  op->data.send_initial_metadata.count = 1;
+  op->data.send_initial_metadata.metadata = &c->rid_md;
+}
+
+/* Counts the call's end before its status leaves, so a client that sees the answer also
+ * sees it counted. */
+static void count_end(rm_call_t *c) {
+  if (atomic_exchange(&c->stats_done, 1))
+    return;
+  uint64_t ns = rm_clock_ns() - c->t_start;
+  if (c->response)
+    rm_stats_msg_sent(c->stats_method);
+  rm_stats_call_handled(c->stats_method, (int)c->code, ns);
+  if (c->run.pipeline >= 0)
+    rm_stats_pipeline_done(&c->run, (int)c->code, ns);
+}
+
 static void send_status(rm_call_t *c) {
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
+  count_end(c);
   if (needs_initial_md(c)) {
-    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->code == GRPC_STATUS_OK) {
+      initial_md(c, &ops[n]);
+    } else {
+      /* A failure stays a trailers-only response (no headers before the status): gRPC
+       * clients retry only those, so the request id rides in the trailers. */
+      ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+      c->trailers[c->n_trailers++] = c->rid_md;
+    }
     n++;
   }
   if (c->response) {
@@ -276,25 +317,114 @@ static void send_status(rm_call_t *c) {
   }
 }
 
-/* The client's x-request-id into out (cut to fit), "" when it sent none. */
-static void request_id(const rm_call_t *c, char *out, size_t cap) {
-  out[0] = '\0';
-  for (size_t i = 0; i < c->md.count; i++) {
-    grpc_slice k = c->md.metadata[i].key, v = c->md.metadata[i].value;
-    if (GRPC_SLICE_LENGTH(k) == 12 && memcmp(GRPC_SLICE_START_PTR(k), "x-request-id", 12) == 0) {
-      size_t n = GRPC_SLICE_LENGTH(v) < cap - 1 ? GRPC_SLICE_LENGTH(v) : cap - 1;
-      memcpy(out, GRPC_SLICE_START_PTR(v), n);
-      out[n] = '\0';
-      return;
-    }
+/* ---------------------------------------------------------------- request ids */
+
+static int is_lower_hex(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+static int all_zero(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] != '0')
+      return 0;
+  return 1;
+}
+
+int rm_call_traceparent_id(const char *v, size_t len, char out[33]) {
+  /* version "-" trace-id(32) "-" parent-id(16) "-" flags(2), lower-case hex; version ff is
+   * invalid, 00 has exactly these fields, a later version may append "-..." */
+  if (len < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !is_lower_hex(v, 2) ||
+      !is_lower_hex(v + 3, 32) || !is_lower_hex(v + 36, 16) || !is_lower_hex(v + 53, 2))
+    return -1;
+  if (memcmp(v, "ff", 2) == 0 || all_zero(v + 3, 32) || all_zero(v + 36, 16))
+    return -1;
+  if (len > 55 && (memcmp(v, "00", 2) == 0 || v[55] != '-'))
+    return -1;
+  memcpy(out, v + 3, 32);
+  out[32] = '\0';
+  return 0;
+}
+
+/* A value that can be echoed in a header: visible ASCII and spaces, not empty. */
+static int echoable(const uint8_t *v, size_t n) {
+  if (n == 0)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (v[i] < 0x20 || v[i] > 0x7e)
+      return 0;
+  return 1;
+}
+
+/* 32 hex digits from a per-thread generator seeded from the kernel once: ids must be
+ * unique, not secret, and a system call per call would cost more than the rest. */
+static void generate_id(char out[33]) {
+  static _Thread_local uint64_t state;
+  static _Thread_local int seeded;
+  if (!seeded) {
+    if (getrandom(&state, sizeof state, 0) != (ssize_t)sizeof state)
+      state = rm_clock_ns() ^ (uint64_t)(uintptr_t)&state;
+    seeded = 1;
   }
+  static const char hex[] = "0123456789abcdef";
+  for (int w = 0; w < 2; w++) {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull); /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    for (int i = 0; i < 16; i++)
+      out[w * 16 + i] = hex[(z >> (60 - 4 * i)) & 15];
+  }
+  out[32] = '\0';
+}
+
+/* The call's request id: the client's x-request-id (cut to RM_STATUS_REQUEST_ID_MAX), else
+ * the trace id of a valid W3C traceparent, else a generated one. */
+static void request_id_init(rm_call_t *c) {
+  const grpc_slice *xrid = NULL, *tp = NULL;
+  for (size_t i = 0; i < c->md.count; i++) {
+    grpc_slice k = c->md.metadata[i].key;
+    if (GRPC_SLICE_LENGTH(k) == 12 && memcmp(GRPC_SLICE_START_PTR(k), "x-request-id", 12) == 0)
+      xrid = &c->md.metadata[i].value;
+    else if (GRPC_SLICE_LENGTH(k) == 11 && memcmp(GRPC_SLICE_START_PTR(k), "traceparent", 11) == 0)
+      tp = &c->md.metadata[i].value;
+  }
+  c->rid_from_client = 1;
+  if (xrid && echoable(GRPC_SLICE_START_PTR(*xrid), GRPC_SLICE_LENGTH(*xrid))) {
+    size_t n = GRPC_SLICE_LENGTH(*xrid);
+    if (n > RM_STATUS_REQUEST_ID_MAX)
+      n = RM_STATUS_REQUEST_ID_MAX;
+    memcpy(c->rid, GRPC_SLICE_START_PTR(*xrid), n);
+    c->rid[n] = '\0';
+  } else if (!tp || rm_call_traceparent_id((const char *)GRPC_SLICE_START_PTR(*tp),
+                                           GRPC_SLICE_LENGTH(*tp), c->rid)) {
+    generate_id(c->rid);
+    c->rid_from_client = 0;
+  }
+  c->rid_len = strlen(c->rid);
+  c->rid_md.key = grpc_slice_from_static_string("x-request-id");
+  c->rid_md.value = grpc_slice_from_static_buffer(c->rid, c->rid_len);
+}
+
+const char *rm_call_request_id(const rm_call_t *c) { return c->rid; }
+
+/* A refusal by a limit, counted by reason. */
+static void count_rejection(const rm_error_t *err) {
+  if (!err || err->code != RM_ELIMIT)
+    return;
+  rm_stats_rejected(strcmp(err->field, "max_concurrent") == 0 ? RM_STATS_REJECT_CONCURRENCY
+                    : strcmp(err->field, "max_memory") == 0   ? RM_STATS_REJECT_MEMORY
+                                                              : RM_STATS_REJECT_LIMITS);
 }
 
 void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
   if (c->replied++)
     return;
-  char rid[RM_STATUS_REQUEST_ID_MAX + 1];
-  request_id(c, rid, sizeof rid);
+  count_rejection(err);
+  /* ErrorInfo names the id the client chose; a generated one is in the initial metadata */
+  const char *rid = c->rid_from_client ? c->rid : NULL;
   int code = rm_status_code_of(err);
   const char *message = rm_status_message_of(err);
   c->code = rm_status_from_error(code);
@@ -436,6 +566,7 @@ const atomic_int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled
 rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
 int rm_call_on_worker(const rm_call_t *c) { return c->on_worker; }
 rm_arena_t *rm_call_arena(rm_call_t *c) { return &c->arena; }
+rm_stats_run_t *rm_call_stats_run(rm_call_t *c) { return &c->run; }
 
 void rm_call_set_log_note(rm_call_t *c, const char *key, const char *value) {
   if (RM_LOG_INFO < rm_log_threshold)
@@ -590,7 +721,9 @@ static void unpack_and_handle(rm_call_t *c) {
 static void unpack_and_handle_job(void *arg) {
   rm_call_t *c = arg;
   rm_budget_t *outer = rm_budget_enter(rm_server_budget(c->s));
+  const char *outer_rid = rm_log_set_request_id(c->rid);
   unpack_and_handle(c);
+  rm_log_set_request_id(outer_rid);
   rm_budget_leave(outer);
 }
 
@@ -674,6 +807,7 @@ static int admit(rm_call_t *c) {
 }
 
 static void call_start(rm__arrival_t *a, const rm_error_t *reject);
+static void call_handle(rm_call_t *c, rm__arrival_t *a, const rm_error_t *reject);
 
 void rm__call_start(rm__arrival_t *a, const rm_error_t *reject) {
   /* An ExecutePipeline call, its arena and whatever its handler allocates count in the
@@ -711,6 +845,18 @@ static void call_start(rm__arrival_t *a, const rm_error_t *reject) {
   c->details = grpc_empty_slice();
   if (a->unknown)
     c->unregistered_path = rm_strdup(a->unknown);
+  c->run.pipeline = -1;
+  c->stats_method = rm_stats_method(a->m);
+  rm_stats_call_started(c->stats_method);
+  if (a->payload)
+    rm_stats_msg_received(c->stats_method);
+  request_id_init(c);
+  const char *outer_rid = rm_log_set_request_id(c->rid);
+  call_handle(c, a, reject);
+  rm_log_set_request_id(outer_rid);
+}
+
+static void call_handle(rm_call_t *c, rm__arrival_t *a, const rm_error_t *reject) {
   if (reject) {
     rm_call_fail(c, reject);
     return;
@@ -740,6 +886,7 @@ static void on_read(rm_tag_t *tag, int ok) {
   } else if (rm_bytebuf_view_init(&v, in)) {
     st->read_fn(c, RM_EBADREQUEST, NULL, 0, st->read_arg);
   } else {
+    rm_stats_msg_received(c->stats_method);
     st->read_fn(c, 0, v.data, v.len, st->read_arg);
     rm_bytebuf_view_destroy(&v);
   }
@@ -754,7 +901,7 @@ int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   if (needs_initial_md(c))
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    initial_md(c, &ops[n++]);
   ops[n].op = GRPC_OP_RECV_MESSAGE;
   ops[n].data.recv_message.recv_message = &st->in;
   n++;
@@ -791,7 +938,7 @@ int rm_call_write(rm_call_t *c, const ProtobufCMessage *msg, rm_call_written_fn 
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   if (needs_initial_md(c))
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    initial_md(c, &ops[n++]);
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n].data.send_message.send_message = bb;
   n++;
@@ -806,6 +953,7 @@ int rm_call_write(rm_call_t *c, const ProtobufCMessage *msg, rm_call_written_fn 
     call_unref(c);
     return RM_ECANCELED;
   }
+  rm_stats_msg_sent(c->stats_method);
   return 0;
 }
 
@@ -822,8 +970,10 @@ void rm_call_finish(rm_call_t *c, const rm_error_t *err) {
 }
 
 void rm_call_cancel(rm_call_t *c, const rm_error_t *err) {
-  grpc_call_cancel_with_status(c->call, rm_status_from_error(rm_status_code_of(err)),
-                               rm_status_message_of(err), NULL);
+  grpc_status_code code = rm_status_from_error(rm_status_code_of(err));
+  if (!atomic_exchange(&c->stats_done, 1))
+    rm_stats_call_handled(c->stats_method, (int)code, rm_clock_ns() - c->t_start);
+  grpc_call_cancel_with_status(c->call, code, rm_status_message_of(err), NULL);
 }
 
 void rm_call_on_close(rm_call_t *c, void (*fn)(rm_call_t *call, void *arg), void *arg) {

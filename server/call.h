@@ -10,6 +10,7 @@
 
 #include "rm/arena.h"
 #include "rm/error.h"
+#include "stats.h"
 
 typedef struct rm_server rm_server_t;
 typedef struct rm_call rm_call_t;
@@ -35,6 +36,18 @@ void rm_call_unref(rm_call_t *call);
 rm_arena_t *rm_call_arena(rm_call_t *call);
 /* Extra fields for the call's log line (e.g. the pipeline name); copied. */
 void rm_call_set_log_note(rm_call_t *call, const char *key, const char *value);
+
+/* The call's request id (issue 12): the client's x-request-id (visible ASCII, cut to
+ * RM_STATUS_REQUEST_ID_MAX bytes), else the trace id of a valid W3C traceparent, else 32
+ * generated hex digits. Echoed as x-request-id in the initial metadata and written in
+ * every log line of the call. Lives as long as the call. Any thread. */
+const char *rm_call_request_id(const rm_call_t *call);
+/* The trace id (32 lower-case hex digits) of a W3C traceparent value v of len bytes into
+ * out: 0, or -1 when v is not a valid traceparent (out untouched). Pure. */
+int rm_call_traceparent_id(const char *v, size_t len, char out[33]);
+/* What a pipeline call did, for the counters (stats.h): the handler sets its fields; they
+ * are counted once, when the status goes out. Thread currently handling the call. */
+rm_stats_run_t *rm_call_stats_run(rm_call_t *call);
 
 /* Fills err for something the server's memory budget (--max-memory) refused on this thread:
  * RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size. */

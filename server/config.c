@@ -84,6 +84,16 @@ static const opt_t opts[] = {
      "false", 0, 1, 0, "reject clients without a certificate signed by --tls-client-ca"},
     {"log-level", "RM_LOG_LEVEL", T_STR, OFF(log_level), "info", 0, 0, 0,
      "debug, info (one line per call), warn, error or off"},
+    /* observability (issue 12, docs/observability.md) */
+    {"log-stream", "RM_LOG_STREAM", T_STR, OFF(log_stream), "stderr", 0, 0, 0,
+     "where the JSON log lines go: stderr or stdout"},
+    {"metrics-listen", "RM_METRICS_LISTEN", T_STR, OFF(metrics_listen), "", 0, 0, 0,
+     "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9464; port 0 picks a "
+     "free one; empty = off)"},
+    {"stats-max-pipelines", "RM_STATS_MAX_PIPELINES", T_UINT, OFF(stats_max_pipelines), "100", 0,
+     100000, 0,
+     "pipeline names counted under their own label (metrics, GetStatistics): the first this "
+     "many seen; later ones count as \"other\""},
     {"keepalive-time-ms", "RM_KEEPALIVE_TIME_MS", T_I64, OFF(keepalive_time_ms), "7200000", 1000,
      INT_MAX, 0, "send a keepalive ping after this long without activity"},
     {"keepalive-timeout-ms", "RM_KEEPALIVE_TIMEOUT_MS", T_I64, OFF(keepalive_timeout_ms), "20000",
@@ -450,6 +460,9 @@ static int check_listen(const char *l, rm_error_t *err) {
 
 /* Step 5: what no single option can check alone. */
 static int check(const rm_config_t *cfg, rm_error_t *err) {
+  if (strcmp(cfg->log_stream, "stderr") != 0 && strcmp(cfg->log_stream, "stdout") != 0)
+    return rm__config_fail(err, RM_EPARAM, "log-stream",
+                           "log-stream must be stderr or stdout, got '%s'", cfg->log_stream);
   if (rm_log_level_parse(cfg->log_level) < 0)
     return rm__config_fail(err, RM_EPARAM, "log-level",
                            "log-level must be debug, info, warn, error or off, got '%s'",

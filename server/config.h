@@ -52,6 +52,10 @@ typedef struct rm_config {
   uint64_t max_memory;         /* the server-wide budget every request draws from */
   uint64_t max_request_memory; /* one request's budget (max_memory_bytes) by default */
   uint64_t memory_wait_ms;     /* how long a run on a worker may wait for its reservation */
+  /* observability (issue 12) */
+  char *log_stream;             /* "stderr" or "stdout" */
+  char *metrics_listen;         /* HOST:PORT of the Prometheus endpoint; "" = off */
+  uint64_t stats_max_pipelines; /* pipeline names with their own label */
 } rm_config_t;
 
 /* Fills cfg from defaults, then the JSON file (--config or RM_CONFIG), then environment

@@ -1,14 +1,37 @@
-/* log.c - JSON-lines logging on stderr. */
+/* log.c - JSON-lines logging on stderr (or stdout), gRPC core's own messages included. */
 #include "log.h"
 #include "rm/clock.h"
 
+#include <grpc/support/log.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 rm_log_level_t rm_log_threshold = RM_LOG_INFO;
+
+static FILE *log_out; /* NULL: stderr (not a constant, so not an initialiser) */
+static FILE *out(void) { return log_out ? log_out : stderr; }
+
+int rm_log_set_stream(const char *name) {
+  if (strcmp(name, "stderr") == 0)
+    log_out = stderr;
+  else if (strcmp(name, "stdout") == 0)
+    log_out = stdout;
+  else
+    return -1;
+  return 0;
+}
+
+static _Thread_local const char *current_request_id;
+
+const char *rm_log_set_request_id(const char *id) {
+  const char *previous = current_request_id;
+  current_request_id = id;
+  return previous;
+}
 
 static pthread_t flusher;
 static int flusher_running;
@@ -28,7 +51,7 @@ static void *flush_main(void *arg) {
       until.tv_nsec -= 1000000000L;
     }
     pthread_cond_timedwait(&flush_cv, &flush_mu, &until);
-    fflush(stderr);
+    fflush(out());
   }
   pthread_mutex_unlock(&flush_mu);
   return NULL;
@@ -36,10 +59,10 @@ static void *flush_main(void *arg) {
 
 int rm_log_start_buffering(void) {
   static char buf[1 << 16];
-  setvbuf(stderr, buf, _IOFBF, sizeof buf);
+  setvbuf(out(), buf, _IOFBF, sizeof buf);
   flush_stop = 0;
   if (pthread_create(&flusher, NULL, flush_main, NULL)) {
-    setvbuf(stderr, NULL, _IONBF, 0);
+    setvbuf(out(), NULL, _IONBF, 0);
     return -1;
   }
   flusher_running = 1;
@@ -55,7 +78,7 @@ void rm_log_stop(void) {
     pthread_join(flusher, NULL);
     flusher_running = 0;
   }
-  fflush(stderr);
+  fflush(out());
 }
 
 static const char *const names[] = {"debug", "info", "warn", "error", "off"};
@@ -127,19 +150,21 @@ void rm_log_emit_json(rm_log_level_t level, const char *event, json_t *fields) {
   if (line && fields)
     json_object_update(line, fields);
   json_decref(fields);
+  if (line && current_request_id && !json_object_get(line, "request_id"))
+    json_object_set_new(line, "request_id", json_string(current_request_id));
   char *text =
       line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
   json_decref(line);
   if (!text) { /* out of memory or invalid UTF-8 in a field: still say something */
-    fprintf(stderr, "{\"level\":\"%s\",\"event\":\"%s\",\"log_error\":\"unencodable\"}\n",
+    fprintf(out(), "{\"level\":\"%s\",\"event\":\"%s\",\"log_error\":\"unencodable\"}\n",
             rm_log_level_name(level), event);
     return;
   }
   size_t len = strlen(text);
   text[len] = '\n'; /* json_dumps leaves room for its NUL: reuse it for the newline */
-  fwrite(text, 1, len + 1, stderr);
+  fwrite(text, 1, len + 1, out());
   if (level >= RM_LOG_WARN)
-    fflush(stderr);
+    fflush(out());
   json_free_t jfree;
   json_get_alloc_funcs(NULL, &jfree);
   jfree(text);
@@ -332,7 +357,45 @@ void rm_log_line_bool(rm_log_line_t *l, const char *key, int value) {
 void rm_log_line_end(rm_log_line_t *l) {
   memcpy(l->buf + l->len, "}\n", 2);
   l->len += 2;
-  fwrite(l->buf, 1, l->len, stderr);
+  fwrite(l->buf, 1, l->len, out());
   if (l->level >= RM_LOG_WARN)
-    fflush(stderr);
+    fflush(out());
+}
+
+void rm_log_lifecycle(const char *event, const char *fmt, ...) {
+  if (rm_log_threshold >= RM_LOG_OFF)
+    return;
+  json_t *fields = NULL;
+  if (fmt && *fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    fields = json_vpack_ex(NULL, 0, fmt, ap);
+    va_end(ap);
+  }
+  rm_log_emit_json(RM_LOG_INFO, event, fields);
+  fflush(out());
+}
+
+/* ---------------------------------------------------------------- gRPC core's messages */
+
+static void on_grpc_log(gpr_log_func_args *a) {
+  rm_log_level_t level = a->severity == GPR_LOG_SEVERITY_ERROR  ? RM_LOG_ERROR
+                         : a->severity == GPR_LOG_SEVERITY_INFO ? RM_LOG_INFO
+                                                                : RM_LOG_DEBUG;
+  if (level < rm_log_threshold)
+    return;
+  const char *file = a->file ? a->file : "";
+  const char *slash = strrchr(file, '/');
+  rm_log_emit(level, "grpc_core", "{s:s, s:s, s:i}", "message", a->message ? a->message : "",
+              "file", slash ? slash + 1 : file, "line", a->line);
+}
+
+void rm_log_route_grpc(void) { gpr_set_log_function(on_grpc_log); }
+
+void rm_log_grpc_verbosity(void) {
+  const char *env = getenv("GRPC_VERBOSITY");
+  if (env && *env)
+    return; /* the operator's choice */
+  gpr_set_log_verbosity(rm_log_threshold == RM_LOG_DEBUG ? GPR_LOG_SEVERITY_DEBUG
+                                                         : GPR_LOG_SEVERITY_ERROR);
 }

@@ -1,4 +1,5 @@
-/* log.h - levelled, structured logging: one JSON object per line on stderr. */
+/* log.h - levelled, structured logging: one JSON object per line on stderr (or stdout,
+ * --log-stream), gRPC core's own messages included. */
 #ifndef RM_SERVER_LOG_H
 #define RM_SERVER_LOG_H
 
@@ -52,6 +53,25 @@ void rm_log_line_int(rm_log_line_t *l, const char *key, long long value);
 void rm_log_line_us(rm_log_line_t *l, const char *key, uint64_t ns);
 void rm_log_line_bool(rm_log_line_t *l, const char *key, int value);
 void rm_log_line_end(rm_log_line_t *l);
+
+/* "stderr" (the default) or "stdout": where every line goes. 0, or -1 for another name.
+ * Main thread, before rm_log_start_buffering and any other thread. */
+int rm_log_set_stream(const char *name);
+
+/* The request id added to every line rm_log_emit(_json) writes on this thread (NULL =
+ * none; not copied: it must live until replaced). Returns the previous one, to restore. */
+const char *rm_log_set_request_id(const char *id);
+
+/* A lifecycle event (listening, draining, stopping, stopped) at info, written whatever the
+ * level (unless off) and flushed at once: scripts and tests wait for these lines. */
+void rm_log_lifecycle(const char *event, const char *fmt, ...);
+
+/* Routes gRPC core's messages (gpr_log) into this log as "grpc_core" events with their
+ * severity, message, file and line. Call before grpc_init. rm_log_grpc_verbosity then (after
+ * grpc_init, which reads GRPC_VERBOSITY) makes the core print errors only, or debug too at
+ * --log-level debug, unless GRPC_VERBOSITY says otherwise. Main thread. */
+void rm_log_route_grpc(void);
+void rm_log_grpc_verbosity(void);
 
 /* Makes stderr block-buffered and starts a thread that flushes it every 100 ms, so the
  * per-call lines cost no system call each; lines at warn and above are flushed at once.

@@ -10,12 +10,15 @@
 #include "config.h"
 #include "health.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "pipeline_service.h"
 #include "reflection.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
 #include "rm_version.h"
 #include "server.h"
+#include "stats.h"
+#include "statistics_service.h"
 
 typedef struct second_signal {
   sigset_t sigs;
@@ -42,16 +45,17 @@ static void *second_signal_main(void *arg) {
 /* Serves until SIGTERM/SIGINT, then drains: new calls are refused, in-flight ones get the
  * grace period (a second signal ends it early). SIGHUP reloads the token file and the TLS
  * files, as often as it comes, while serving; during the drain it is left pending. */
-static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *sigs) {
+static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *sigs,
+                  const rm_metrics_http_t *metrics) {
   rm_health_set_serving(1);
   if (rm_log_threshold <= RM_LOG_INFO)
     rm_log_emit_json(RM_LOG_INFO, "config", rm_config_to_json(cfg));
   /* Always printed (unless logging is off): tests and scripts read the bound port here. */
-  if (rm_log_threshold < RM_LOG_OFF)
-    rm_log_emit(RM_LOG_WARN, "listening", "{s:s, s:i, s:s, s:b, s:b, s:s}", "address", cfg->listen,
-                "port", rm_server_port(server), "version", RM_VERSION, "tls", *cfg->tls_cert != 0,
-                "auth", *cfg->auth_token_file || *cfg->auth_tokens, "grpc_core",
-                grpc_version_string());
+  rm_log_lifecycle("listening", "{s:s, s:i, s:s, s:b, s:b, s:s, s:i}", "address", cfg->listen,
+                   "port", rm_server_port(server), "version", RM_VERSION, "tls",
+                   *cfg->tls_cert != 0, "auth", *cfg->auth_token_file || *cfg->auth_tokens,
+                   "grpc_core", grpc_version_string(), "metrics_port",
+                   metrics ? rm_metrics_http_port(metrics) : 0);
 
   sigset_t waited = *sigs;
   sigaddset(&waited, SIGHUP);
@@ -60,8 +64,8 @@ static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *s
     RM_LOG(RM_LOG_INFO, "reloading", "{s:s}", "signal", "SIGHUP");
     rm_server_reload(server);
   }
-  RM_LOG(RM_LOG_WARN, "draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-         "grace_ms", (json_int_t)cfg->grace_ms);
+  rm_log_lifecycle("draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   "grace_ms", (json_int_t)cfg->grace_ms);
   /* refuse new calls first: a client that sees NOT_SERVING must not get a call in after */
   rm_server_drain(server);
   rm_health_set_serving(0);
@@ -72,7 +76,7 @@ static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *s
   if (pthread_create(&second, NULL, second_signal_main, &ss) == 0)
     pthread_detach(second);
   rm_server_wait_idle(server, cfg->grace_ms);
-  RM_LOG(RM_LOG_WARN, "stopping", NULL);
+  rm_log_lifecycle("stopping", NULL);
   rm_server_shutdown(server);
   pthread_mutex_lock(&ss.mu);
   ss.server = NULL;
@@ -82,7 +86,8 @@ static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *s
 static void startup_failed(const char *why) {
   if (rm_log_threshold < RM_LOG_OFF)
     rm_log_emit(RM_LOG_ERROR, "startup_failed", "{s:s}", "error", why);
-  fprintf(stderr, "remotemedia-server: %s\n", why);
+  else /* the log is the only output otherwise: every line of it is JSON */
+    fprintf(stderr, "remotemedia-server: %s\n", why);
 }
 
 int main(int argc, char **argv) {
@@ -122,17 +127,28 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   rm_alloc_install_jansson();
+  rm_log_set_stream(cfg.log_stream); /* checked by rm_config_load */
   rm_log_start_buffering();
   (void)rm_clock_read_cost_ns(); /* calibrate before the first call is timed */
+  rm_log_route_grpc();
   grpc_init();
+  rm_log_grpc_verbosity();
   int status = 1;
   rm_server_t *server = NULL;
   rm_error_t err;
-  rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS + 1];
+  rm_metrics_http_t *metrics = NULL;
+  rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS +
+                      RM_STATISTICS_METHODS + 1];
   memset(methods, 0, sizeof methods);
   rm_pipeline_service_methods(&methods[0]);
   rm_health_methods(&methods[RM_PIPELINE_SERVICE_METHODS]);
   rm_reflection_methods(&methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS]);
+  rm_statistics_service_methods(
+      &methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS]);
+  if (rm_stats_init(methods, cfg.stats_max_pipelines)) {
+    startup_failed("out of memory");
+    goto out;
+  }
 
   if (rm_reflection_init()) {
     RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error",
@@ -147,19 +163,28 @@ int main(int argc, char **argv) {
       status = 2;
     goto out;
   }
+  if (*cfg.metrics_listen &&
+      rm_metrics_http_start(cfg.metrics_listen, rm_server_budget(server), &metrics, &err)) {
+    startup_failed(err.message);
+    if (err.code == RM_EPARAM)
+      status = 2;
+    goto out;
+  }
   if (rm_server_start(server, &err)) {
     startup_failed(err.message);
     rm_server_shutdown(server);
     goto out;
   }
-  serve(server, &cfg, &sigs);
+  serve(server, &cfg, &sigs, metrics);
   status = 0;
 out:
+  rm_metrics_http_stop(metrics); /* before the budget it reads goes */
   rm_server_free(server);
+  rm_stats_shutdown();
   rm_reflection_cleanup();
   grpc_shutdown();
   if (status == 0)
-    RM_LOG(RM_LOG_WARN, "stopped", NULL);
+    rm_log_lifecycle("stopped", NULL);
   rm_log_stop();
   rm_config_destroy(&cfg);
   return status;

@@ -19,6 +19,7 @@
 #include "exec_cache.h"
 #include "rm_version.h"
 #include "log.h"
+#include "stats.h"
 #include "status.h"
 
 #define PROTOCOL_VERSION "1.0"
@@ -332,7 +333,16 @@ static void run_job_budgeted(exec_job_t *job) {
       rc = err.code;
     } else {
       rm_budget_reset_peak(pb);
+      /* counters (stats.h): every node invocation, the queue and compute times */
+      opts.on_node = rm_stats_node;
+      rm_stats_run_t *counted = rm_call_stats_run(call);
+      uint64_t t_run = rm_clock_ns();
+      rm_stats_run_begin();
       rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+      rm_stats_run_end();
+      counted->ran = 1;
+      counted->queue_ns = t_run - rm_call_arrival_ns(call);
+      counted->compute_ns = rm_clock_ns() - t_run;
       big = rm_budget_peak(pb) > TRIM_AFTER_BYTES;
       /* what the run did not use goes back before the response is packed (the result
        * stays charged until it is freed) */
@@ -379,7 +389,9 @@ static void run_job_budgeted(exec_job_t *job) {
 static void run_job_offloaded(void *arg) {
   exec_job_t *job = arg;
   job->on_worker = 1;
+  const char *outer_rid = rm_log_set_request_id(rm_call_request_id(job->call));
   run_job(job);
+  rm_log_set_request_id(outer_rid);
 }
 
 static void offload(exec_job_t *job) {
@@ -502,8 +514,10 @@ static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec
    * pipelines are kept too (a polling thread keeps only light ones: it hands heavy ones to
    * a worker, and an entry is never used by two runs at once). */
   *cache = key->manifest && cfg->pipeline_cache ? rm_exec_cache_this_thread() : NULL;
-  if (*cache)
+  if (*cache) {
     *hit = rm_exec_cache_find(*cache, key);
+    rm_stats_cache(*hit != NULL);
+  }
   if (!*hit && key->manifest) {
     req->manifest = (Remotemedia__V1__PipelineManifest *)rm_call_unpack(
         call, &remotemedia__v1__pipeline_manifest__descriptor, key->manifest, key->manifest_len);
@@ -515,6 +529,7 @@ static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec
   const char *name = *hit ? rm_pipeline_name(*hit) : req->manifest ? req->manifest->name : "";
   if (name[0])
     rm_call_set_log_note(call, "pipeline", name);
+  rm_call_stats_run(call)->pipeline = rm_stats_pipeline_label(name); /* counted at its status */
   return 0;
 }
 

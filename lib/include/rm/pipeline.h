@@ -92,6 +92,11 @@ typedef struct rm_run_opts {
    * (rm_result_free then only drops the result's buffer references): a server saves two
    * allocations per run. NULL: rm_malloc. */
   rm_arena_t *arena;
+  /* Called after every node invocation with the node's type name (static storage), the
+   * nanoseconds it took (the very figure the metrics record, from the same two clock reads)
+   * and whether it succeeded: a server's cumulative counters. NULL = none. Calling thread. */
+  void (*on_node)(void *arg, const char *node_type, uint64_t ns, int ok);
+  void *on_node_arg;
 } rm_run_opts_t;
 
 typedef struct rm_output {

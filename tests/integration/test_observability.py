@@ -1,0 +1,428 @@
+"""Issue 12, observability: the Prometheus endpoint (checked by promtool and scraped by a real
+Prometheus), GetStatistics from the same counters, request ids, and the JSON log."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from conftest import audio_request, chain
+from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
+from rmtest.server import RunningServer, server_binary
+
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def metrics_server(*args):
+    return RunningServer(["--metrics-listen", "127.0.0.1:0", *args])
+
+
+def metrics_port(srv):
+    return srv.events("listening")[0]["metrics_port"]
+
+
+def http_get(port, path="/metrics", method="GET"):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def scrape(srv):
+    status, ctype, body = http_get(metrics_port(srv))
+    assert status == 200
+    assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+    return body
+
+
+def sample(body, name, **labels):
+    """The value of the series name{labels} (exact label set match on the given labels)."""
+    for line in body.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(4))
+    return None
+
+
+GOOD = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}), name="obs-good")
+
+
+def bad(name="obs-good"):
+    return chain(("src", "PassThrough", {}), ("g", "Gain", {"db": "loud"}), name=name)
+
+
+def make_calls(stub, n_ok, n_fail, good=GOOD, bad_m=None):
+    for _ in range(n_ok):
+        stub.ExecutePipeline(audio_request(good), timeout=30)
+    for _ in range(n_fail):
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(audio_request(bad_m or bad(good.name)), timeout=30)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# ---- the endpoint ---------------------------------------------------------------------------
+
+def test_metrics_endpoint_passes_promtool_and_counts_calls():
+    with metrics_server() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        make_calls(stub, 3, 2)
+        stub.GetVersion(ps.GetVersionRequest(), timeout=30)
+        body = scrape(srv)
+        p = subprocess.run(["promtool", "check", "metrics"], input=body.encode(),
+                           capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+        ex = dict(grpc_type="unary", grpc_service="remotemedia.v1.PipelineService",
+                  grpc_method="ExecutePipeline")
+        assert sample(body, "grpc_server_started_total", **ex) == 5
+        assert sample(body, "grpc_server_msg_received_total", **ex) == 5
+        assert sample(body, "grpc_server_msg_sent_total", **ex) == 3
+        assert sample(body, "grpc_server_handled_total", grpc_code="OK", **ex) == 3
+        assert sample(body, "grpc_server_handled_total", grpc_code="InvalidArgument", **ex) == 2
+        assert sample(body, "grpc_server_handling_seconds_count", **ex) == 5
+        assert sample(body, "grpc_server_handled_total", grpc_method="GetVersion",
+                      grpc_code="OK") == 1
+        # health (the readiness checks) and the streaming methods are listed with their types
+        assert sample(body, "grpc_server_handled_total", grpc_service="grpc.health.v1.Health",
+                      grpc_method="Check", grpc_code="OK") >= 1
+        assert sample(body, "grpc_server_started_total", grpc_method="Watch",
+                      grpc_type="server_stream") == 0
+        assert sample(body, "grpc_server_started_total", grpc_method="ServerReflectionInfo",
+                      grpc_type="bidi_stream") == 0
+        assert sample(body, "remotemedia_pipeline_runs_total", pipeline="obs-good", status="OK") == 3
+        assert sample(body, "remotemedia_pipeline_runs_total", pipeline="obs-good",
+                      status="INVALID_ARGUMENT") == 2
+        for t in ("PassThrough", "Gain"):
+            assert sample(body, "remotemedia_node_executions_total", node_type=t, status="ok") == 3
+            assert sample(body, "remotemedia_node_duration_seconds_count", node_type=t) == 3
+            assert sample(body, "remotemedia_node_duration_seconds_bucket", node_type=t,
+                          le="+Inf") == 3
+        assert sample(body, "remotemedia_inflight_runs") == 0
+        assert sample(body, "remotemedia_memory_budget_max_bytes") > 0
+        hits = sample(body, "remotemedia_pipeline_cache_hits_total")
+        misses = sample(body, "remotemedia_pipeline_cache_misses_total")
+        assert hits + misses == 5 and misses >= 1
+        for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                     "process_open_fds", "process_max_fds", "process_start_time_seconds",
+                     "process_virtual_memory_bytes"):
+            assert sample(body, name) > 0, name
+        assert abs(sample(body, "process_start_time_seconds") - time.time()) < 3600
+        assert sample(body, "remotemedia_stream_sessions_active") == 0
+
+
+def test_metrics_endpoint_paths_and_methods():
+    with metrics_server() as srv:
+        port = metrics_port(srv)
+        assert http_get(port, "/")[0] == 404
+        assert http_get(port, "/metricsx")[0] == 404
+        assert http_get(port, "/metrics", method="POST")[0] == 405
+        assert http_get(port, "/metrics", method="HEAD")[0] == 200
+
+
+def test_metrics_off_by_default():
+    with RunningServer() as srv:
+        assert srv.events("listening")[0]["metrics_port"] == 0
+
+
+def test_metrics_listen_taken_is_a_startup_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        p = subprocess.run([server_binary(), "--listen", "127.0.0.1:0", "--metrics-listen",
+                            "127.0.0.1:%d" % port], capture_output=True, timeout=60)
+    assert p.returncode == 1
+    lines = p.stderr.decode().splitlines()
+    assert all(json.loads(line) for line in lines)
+    assert any(json.loads(line)["event"] == "startup_failed" and "metrics" in
+               json.loads(line)["error"] for line in lines)
+
+
+def test_pipeline_label_cap():
+    with metrics_server("--stats-max-pipelines", "2") as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        for name in ("p1", "p2", "p3", "p4", "p3"):
+            stub.ExecutePipeline(audio_request(chain(("src", "PassThrough", {}), name=name)),
+                                 timeout=30)
+        st = stub.GetStatistics(ps.GetStatisticsRequest(), timeout=30)
+        got = {p.name: p.stats.success.count for p in st.pipelines}
+        assert got == {"p1": 1, "p2": 1, "other": 3}
+        body = scrape(srv)
+        assert sample(body, "remotemedia_pipeline_runs_total", pipeline="other", status="OK") == 3
+        assert sample(body, "remotemedia_pipeline_runs_total", pipeline="p3") is None
+
+
+# ---- a real Prometheus ----------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prom_query(port, q):
+    url = "http://127.0.0.1:%d/api/v1/query?%s" % (port, urllib.parse.urlencode({"query": q}))
+    with urllib.request.urlopen(url, timeout=30) as r:
+        doc = json.loads(r.read().decode())
+    assert doc["status"] == "success", doc
+    return doc["data"]["result"]
+
+
+def test_real_prometheus_counts_the_calls():
+    prom = shutil.which("prometheus")
+    assert prom, "prometheus is installed by scripts/install-deps.sh"
+    with metrics_server() as srv, srv.channel() as ch, tempfile.TemporaryDirectory() as tmp:
+        stub = psg.PipelineServiceStub(ch)
+        cfg = os.path.join(tmp, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: remotemedia\n    static_configs:\n"
+                    "      - targets: ['127.0.0.1:%d']\n" % metrics_port(srv))
+        port = free_port()
+        log = open(os.path.join(tmp, "prometheus.log"), "w+")
+        p = subprocess.Popen([prom, "--config.file=" + cfg,
+                              "--storage.tsdb.path=" + os.path.join(tmp, "data"),
+                              "--web.listen-address=127.0.0.1:%d" % port],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            make_calls(stub, 7, 3, good=chain(("src", "PassThrough", {}), name="prom-test"))
+            calls_done = time.time()
+            q_ok = 'remotemedia_pipeline_runs_total{pipeline="prom-test",status="OK"}'
+            deadline = time.monotonic() + 120
+            res = []
+            while time.monotonic() < deadline:
+                assert p.poll() is None, "prometheus exited:\n" + open(log.name).read()
+                try:
+                    res = prom_query(port, q_ok)
+                except (urllib.error.URLError, ConnectionError):
+                    res = []
+                # a sample scraped after the calls were answered
+                if res and float(res[0]["value"][0]) > calls_done + 1.5:
+                    break
+                time.sleep(0.5)
+            assert res, "no scrape reached Prometheus:\n" + open(log.name).read()
+            assert float(res[0]["value"][1]) == 7
+            r = prom_query(port, 'sum by (grpc_code) (grpc_server_handled_total'
+                                 '{grpc_method="ExecutePipeline"})')
+            by_code = {x["metric"]["grpc_code"]: float(x["value"][1]) for x in r}
+            assert by_code["OK"] == 7 and by_code["InvalidArgument"] == 3
+            assert sum(by_code.values()) == 10
+            r = prom_query(port, 'remotemedia_node_executions_total{node_type="PassThrough"}')
+            assert {x["metric"]["status"]: float(x["value"][1]) for x in r} == {"ok": 7, "error": 0}
+            assert float(prom_query(port, 'up{job="remotemedia"}')[0]["value"][1]) == 1
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                assert p.wait(timeout=60) == 0
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                log.close()
+
+
+# ---- GetStatistics ---------------------------------------------------------------------------
+
+def test_get_statistics_equals_the_calls_made():
+    with metrics_server() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        other = chain(("src", "PassThrough", {}), name="obs-other")
+        make_calls(stub, 4, 2)
+        stub.ExecutePipeline(audio_request(other), timeout=30)
+        st = stub.GetStatistics(ps.GetStatisticsRequest(), timeout=30)
+        pipes = {p.name: p for p in st.pipelines}
+        assert set(pipes) == {"obs-good", "obs-other"}
+        g = pipes["obs-good"]
+        assert (g.stats.success.count, g.stats.fail.count, g.execution_count) == (4, 2, 4)
+        assert g.stats.compute.count == 4 and g.stats.queue.count == 4
+        assert g.stats.success.ns > 0 and g.stats.fail.ns > 0 and g.stats.compute.ns > 0
+        assert g.stats.compute.ns <= g.stats.success.ns
+        assert abs(g.last_run_ms - time.time() * 1000) < 60000
+        nodes = {n.node_type: n for n in st.node_types}
+        assert set(nodes) == {"PassThrough", "Gain"}
+        assert nodes["PassThrough"].execution_count == 5
+        assert nodes["PassThrough"].stats.success.count == 5
+        assert nodes["Gain"].execution_count == 4 and nodes["Gain"].stats.fail.count == 0
+        assert st.uptime_ms > 0 and abs(st.start_time_ms - time.time() * 1000) < 3600 * 1000
+        only = stub.GetStatistics(ps.GetStatisticsRequest(pipeline_name="obs-other"), timeout=30)
+        assert [p.name for p in only.pipelines] == ["obs-other"]
+        assert only.pipelines[0].stats.success.count == 1
+        # the Prometheus view of the same counters
+        body = scrape(srv)
+        assert sample(body, "remotemedia_node_executions_total", node_type="Gain", status="ok") == 4
+        sum_s = sample(body, "remotemedia_node_duration_seconds_sum", node_type="Gain")
+        assert abs(sum_s - nodes["Gain"].stats.compute.ns / 1e9) < 1e-6
+
+
+def test_per_request_metrics_are_the_same_numbers():
+    """The node durations a request's metrics report are the very figures added to the
+    cumulative counters."""
+    with RunningServer() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        before = {n.node_type: n.stats.compute.ns
+                  for n in stub.GetStatistics(ps.GetStatisticsRequest(), timeout=30).node_types}
+        r = stub.ExecutePipeline(audio_request(GOOD, metrics=True), timeout=30)
+        after = {n.node_type: n.stats.compute.ns
+                 for n in stub.GetStatistics(ps.GetStatisticsRequest(), timeout=30).node_types}
+        per_node = {m.node_id: round(m.total_duration_us * 1000) for m in r.metrics.node_metrics}
+        assert after["Gain"] - before.get("Gain", 0) == per_node["g"]
+        assert after["PassThrough"] - before.get("PassThrough", 0) == per_node["src"]
+
+
+# ---- request ids -----------------------------------------------------------------------------
+
+def call_with_md(stub, req, md):
+    resp, call = stub.ExecutePipeline.with_call(req, metadata=md, timeout=30)
+    return dict(call.initial_metadata())
+
+
+def error_info(err):
+    for k, v in err.trailing_metadata() or ():
+        if k == "grpc-status-details-bin":
+            st = status_pb2.Status.FromString(v)
+            for d in st.details:
+                if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    d.Unpack(info)
+                    return info
+    return None
+
+
+def call_lines(srv, rid):
+    assert srv.wait_for_event("call", 30, lambda e: e.get("request_id") == rid)
+    return [e for e in srv.events("call") if e.get("request_id") == rid]
+
+
+def test_request_id_given_is_echoed_logged_and_in_error_details():
+    with RunningServer() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        md = call_with_md(stub, audio_request(GOOD), [("x-request-id", "obs-rid-1")])
+        assert md["x-request-id"] == "obs-rid-1"
+        assert len(call_lines(srv, "obs-rid-1")) == 1
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(audio_request(bad()), metadata=[("x-request-id", "obs-rid-2")],
+                                 timeout=30)
+        err = e.value
+        # in the trailers: a failure stays trailers-only, which gRPC clients may retry
+        assert dict(err.trailing_metadata())["x-request-id"] == "obs-rid-2"
+        assert "x-request-id" not in dict(err.initial_metadata() or ())
+        assert error_info(err).metadata["request_id"] == "obs-rid-2"
+        (line,) = call_lines(srv, "obs-rid-2")
+        assert line["status"] == "INVALID_ARGUMENT"
+
+
+def test_request_id_from_traceparent():
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    tp = "00-%s-00f067aa0ba902b7-01" % trace
+    with RunningServer() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        assert call_with_md(stub, audio_request(GOOD), [("traceparent", tp)])["x-request-id"] == trace
+        assert len(call_lines(srv, trace)) == 1
+        # x-request-id wins over traceparent
+        md = call_with_md(stub, audio_request(GOOD), [("traceparent", tp), ("x-request-id", "mine")])
+        assert md["x-request-id"] == "mine"
+        # invalid traceparents are not used: an id is generated
+        for badtp in ("00-%s-00f067aa0ba902b7" % trace,            # too short
+                      "00-%s-00f067aa0ba902b7-01" % trace.upper(),  # upper case
+                      "ff-%s-00f067aa0ba902b7-01" % trace,         # version ff
+                      "00-%s-00f067aa0ba902b7-01" % ("0" * 32),    # zero trace id
+                      "00-%s-0000000000000000-01" % trace,         # zero parent id
+                      "00-%s-00f067aa0ba902b7-01-x" % trace):      # version 00 with more
+            rid = call_with_md(stub, audio_request(GOOD), [("traceparent", badtp)])["x-request-id"]
+            assert HEX32.match(rid) and rid != trace, badtp
+
+
+def test_request_id_generated():
+    with RunningServer() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        ids = [call_with_md(stub, audio_request(GOOD), [])["x-request-id"] for _ in range(5)]
+        assert all(HEX32.match(i) for i in ids) and len(set(ids)) == 5
+        assert len(call_lines(srv, ids[0])) == 1
+        # a generated id is not the client's: ErrorInfo keeps only what the client sent
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(audio_request(bad()), timeout=30)
+        rid = dict(e.value.trailing_metadata())["x-request-id"]
+        assert HEX32.match(rid) and "request_id" not in error_info(e.value).metadata
+        # a value that cannot be echoed (not visible ASCII) is replaced; a long one is cut
+        long_id = "L" * 300
+        assert call_with_md(stub, audio_request(GOOD), [("x-request-id", long_id)])[
+            "x-request-id"] == "L" * 128
+
+
+def test_request_id_on_other_methods_and_worker_logs():
+    with RunningServer(["--log-level", "debug"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        _, call = stub.GetVersion.with_call(ps.GetVersionRequest(), metadata=[("x-request-id", "v-1")],
+                                            timeout=30)
+        assert dict(call.initial_metadata())["x-request-id"] == "v-1"
+        stub.ExecutePipeline(audio_request(GOOD), metadata=[("x-request-id", "dbg-1")], timeout=30)
+        # the debug line written while the pipeline ran carries the call's id too
+        assert srv.wait_for_event("pipeline_start", 30, lambda e: e.get("request_id") == "dbg-1")
+
+
+# ---- the log ----------------------------------------------------------------------------------
+
+def test_port_conflict_log_is_all_json():
+    with RunningServer() as srv:
+        p = subprocess.run([server_binary(), "--listen", srv.address()], capture_output=True,
+                           timeout=60)
+    assert p.returncode == 1
+    lines = p.stderr.decode().splitlines()
+    assert lines
+    events = [json.loads(line) for line in lines]  # every line is JSON
+    assert any(e["event"] == "grpc_core" and e["level"] == "error" for e in events), lines
+    assert any(e["event"] == "startup_failed" for e in events)
+
+
+def test_lifecycle_events_are_info():
+    srv = RunningServer().start()
+    srv.stop()
+    for name in ("listening", "draining", "stopping", "stopped"):
+        (e,) = srv.events(name)
+        assert e["level"] == "info", e
+
+
+def test_lifecycle_events_shown_at_level_warn():
+    srv = RunningServer(["--log-level", "warn"]).start()
+    srv.stop()
+    assert [e["event"] for e in srv.events()] == ["listening", "draining", "stopping", "stopped"]
+
+
+def test_log_stream_stdout():
+    p = subprocess.Popen([server_binary(), "--listen", "127.0.0.1:0", "--log-stream", "stdout"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = json.loads(p.stdout.readline())
+        while first["event"] != "listening":
+            first = json.loads(p.stdout.readline())
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0
+    assert err == b""
+    assert [json.loads(line)["event"] for line in out.decode().splitlines()][-1] == "stopped"
+
+
+def test_log_stream_invalid_is_a_config_error():
+    p = subprocess.run([server_binary(), "--log-stream", "syslog"], capture_output=True, timeout=60)
+    assert p.returncode == 2 and b"log-stream" in p.stderr
