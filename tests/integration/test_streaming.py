@@ -552,7 +552,7 @@ def test_fast_client_cannot_grow_server_memory():
 
         def requests():
             yield init
-            for i in range(400):
+            for i in range(150):
                 r = ps.StreamRequest()
                 r.data.sequence = i + 1
                 set_audio(r.data.buffer, chunk)
@@ -563,13 +563,13 @@ def test_fast_client_cannot_grow_server_memory():
 
         call = stub.StreamPipeline(requests(), timeout=DEADLINE)
         assert next(call).WhichOneof("message") == "ready"
-        time.sleep(3)  # not reading: the client would write 400 MiB if nothing held it back
+        time.sleep(3)  # not reading: the client would write 150 MiB if nothing held it back
         held = pulled[0]
         rss = proc_status(srv.proc.pid)["VmRSS"]
-        assert held < 100, held
-        assert rss < 200 << 20, rss
+        assert held < 32, held
+        assert rss < 100 << 20, rss
         n = sum(1 for r in call if r.WhichOneof("message") == "result")
-        assert n == 401 and call.code() == grpc.StatusCode.OK
+        assert n == 151 and call.code() == grpc.StatusCode.OK
         ch.close()
 
 
@@ -595,6 +595,7 @@ def test_long_audio_in_one_session_with_bounded_memory():
         report = json.loads(rest[0].result.outputs["lm"].items[0].json.json)
         assert -30 < report["integrated_lufs"] < -10
         st = proc_status(srv.proc.pid)
+        print("long audio: input %d bytes, server %s" % (total, st))
         assert st["VmHWM"] < total / 4, (st, total)
         ch.close()
 
@@ -624,7 +625,7 @@ def test_100_concurrent_sessions_at_real_time_pace():
                 await asyncio.sleep(delay)
         await call.write(ps.StreamRequest(control=ps.StreamControl(kind=CLOSE)))
         await call.done_writing()
-        async for res in call:
+        while (res := await call.read()) != grpc.aio.EOF:
             if res.WhichOneof("message") == "result":
                 got += sum(f32(it).size for it in res.result.outputs["rs"].items)
         assert await call.code() == grpc.StatusCode.OK
