@@ -918,11 +918,12 @@ static void *reaper_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&reg.mu);
   while (reg.head) {
-    uint64_t now = rm_clock_ns();
     for (session_t *s = reg.head; s; s = s->next) {
       pthread_mutex_lock(&s->mu);
+      /* the clock is read under the session's lock: a read posted after an earlier reading
+       * would look as if it had waited for ages (read_at_ns above now) */
       if (s->state == S_READING)
-        reap(s, now);
+        reap(s, rm_clock_ns());
       pthread_mutex_unlock(&s->mu);
     }
     struct timespec until;

@@ -642,4 +642,4 @@ def test_100_concurrent_sessions_at_real_time_pace():
         assert srv.wait_for_count("session_end", n, 60)
         assert all(e["status"] == "OK" for e in srv.events("session_end"))
         st = proc_status(srv.proc.pid)
-        assert st["VmHWM"] < 400 << 20, st
+        assert st["VmHWM"] < 200 << 20, st
