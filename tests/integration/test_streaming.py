@@ -2,6 +2,7 @@
 equivalence with one unary call, limits, flow control, memory, auth, drain)."""
 import asyncio
 import json
+import os
 import queue
 import signal
 import threading
@@ -19,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 CLOSE = ps.StreamControl.KIND_CLOSE
 FLUSH = ps.StreamControl.KIND_FLUSH
 DEADLINE = 120  # generous: the machine is shared
+VALGRIND = bool(os.environ.get("RM_SERVER_WRAPPER"))
 
 
 class Session:
@@ -132,6 +134,12 @@ def speechy(seconds, rate, seed=1):
         on = (t >= start) & (t < start + 0.6 + 0.1 * (start % 3))
         x[on] += 0.3 * np.sin(2 * np.pi * 220 * t[on]) + 0.1 * np.sin(2 * np.pi * 660 * t[on])
     return x.astype(np.float32)
+
+
+def sanitized(pid):
+    """AddressSanitizer keeps freed memory in quarantine: RSS figures mean nothing there."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
 
 
 def proc_status(pid):
@@ -567,12 +575,14 @@ def test_fast_client_cannot_grow_server_memory():
         held = pulled[0]
         rss = proc_status(srv.proc.pid)["VmRSS"]
         assert held < 32, held
-        assert rss < 100 << 20, rss
+        if not VALGRIND and not sanitized(srv.proc.pid):
+            assert rss < 100 << 20, rss
         n = sum(1 for r in call if r.WhichOneof("message") == "result")
         assert n == 151 and call.code() == grpc.StatusCode.OK
         ch.close()
 
 
+@pytest.mark.skipif(VALGRIND, reason="a load test: minutes under valgrind")
 def test_long_audio_in_one_session_with_bounded_memory():
     """10 minutes of 48 kHz stereo (230 MB of f32) through AudioResample -> LoudnessMeter."""
     with RunningServer() as srv:
@@ -596,10 +606,12 @@ def test_long_audio_in_one_session_with_bounded_memory():
         assert -30 < report["integrated_lufs"] < -10
         st = proc_status(srv.proc.pid)
         print("long audio: input %d bytes, server %s" % (total, st))
-        assert st["VmHWM"] < total / 4, (st, total)
+        if not sanitized(srv.proc.pid):
+            assert st["VmHWM"] < total / 4, (st, total)
         ch.close()
 
 
+@pytest.mark.skipif(VALGRIND, reason="a load test: minutes under valgrind")
 def test_100_concurrent_sessions_at_real_time_pace():
     """100 sessions, 10 s of audio each in 100 ms chunks sent at real-time pace."""
     n, secs, rate, step = 100, 10, 16000, 1600
@@ -642,4 +654,5 @@ def test_100_concurrent_sessions_at_real_time_pace():
         assert srv.wait_for_count("session_end", n, 60)
         assert all(e["status"] == "OK" for e in srv.events("session_end"))
         st = proc_status(srv.proc.pid)
-        assert st["VmHWM"] < 200 << 20, st
+        if not sanitized(srv.proc.pid):
+            assert st["VmHWM"] < 200 << 20, st
