@@ -128,7 +128,7 @@ static const opt_t opts[] = {
     {"session-idle-timeout-ms", "RM_SESSION_IDLE_TIMEOUT_MS", T_UINT, OFF(session_idle_timeout_ms),
      "30000", 1, 86400000, 0,
      "a session whose client sends nothing for this long ends with DEADLINE_EXCEEDED"},
-    {"max-session-ms", "RM_MAX_SESSION_MS", T_UINT, OFF(max_session_ms), "0", 0, INT64_MAX, 0,
+    {"max-session-ms", "RM_MAX_SESSION_MS", T_UINT, OFF(max_session_ms), "0", 0, 31536000000LL, 0,
      "longest a session may stay open; then it ends with RESOURCE_EXHAUSTED (0 = no limit)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])

@@ -114,7 +114,7 @@ def test_installed_protoset(tmp_path):
     services = {"%s.%s" % (f.package, s.name): [m.name for m in s.method]
                 for f in fds.file for s in f.service}
     assert services["remotemedia.v1.PipelineService"] == [
-        "ExecutePipeline", "ValidatePipeline", "ListNodeTypes", "GetVersion"]
+        "ExecutePipeline", "ValidatePipeline", "ListNodeTypes", "GetVersion", "StreamPipeline"]
     assert "grpc.health.v1.Health" in services
     messages = {"%s.%s" % (f.package, m.name) for f in fds.file for m in f.message_type}
     assert {"google.rpc.Status", "google.rpc.ErrorInfo", "google.rpc.BadRequest",
