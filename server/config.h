@@ -56,6 +56,10 @@ typedef struct rm_config {
   char *log_stream;             /* "stderr" or "stdout" */
   char *metrics_listen;         /* HOST:PORT of the Prometheus endpoint; "" = off */
   uint64_t stats_max_pipelines; /* pipeline names with their own label */
+  /* streaming sessions (issue 13) */
+  uint64_t max_sessions;            /* StreamPipeline sessions open at once */
+  uint64_t session_idle_timeout_ms; /* no client message for this long ends a session */
+  uint64_t max_session_ms;          /* longest a session may stay open (0 = no limit) */
 } rm_config_t;
 
 /* Fills cfg from defaults, then the JSON file (--config or RM_CONFIG), then environment

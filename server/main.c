@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics_http.h"
 #include "pipeline_service.h"
+#include "stream_service.h"
 #include "reflection.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
@@ -137,14 +138,19 @@ int main(int argc, char **argv) {
   rm_server_t *server = NULL;
   rm_error_t err;
   rm_metrics_http_t *metrics = NULL;
-  rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS +
-                      RM_STATISTICS_METHODS + 1];
+  rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_STREAM_SERVICE_METHODS + RM_HEALTH_METHODS +
+                      RM_REFLECTION_METHODS + RM_STATISTICS_METHODS + 1];
   memset(methods, 0, sizeof methods);
-  rm_pipeline_service_methods(&methods[0]);
-  rm_health_methods(&methods[RM_PIPELINE_SERVICE_METHODS]);
-  rm_reflection_methods(&methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS]);
-  rm_statistics_service_methods(
-      &methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS]);
+  size_t k = 0;
+  rm_pipeline_service_methods(&methods[k]);
+  k += RM_PIPELINE_SERVICE_METHODS;
+  rm_stream_service_methods(&methods[k]);
+  k += RM_STREAM_SERVICE_METHODS;
+  rm_health_methods(&methods[k]);
+  k += RM_HEALTH_METHODS;
+  rm_reflection_methods(&methods[k]);
+  k += RM_REFLECTION_METHODS;
+  rm_statistics_service_methods(&methods[k]);
   if (rm_stats_init(methods, cfg.stats_max_pipelines)) {
     startup_failed("out of memory");
     goto out;

@@ -181,6 +181,7 @@ def test_reflection_lists_and_describes(channel, pb, stubcls):
     assert [m.name for m in svc.methods] == ["ExecutePipeline", "ValidatePipeline", "ListNodeTypes",
                                             "GetVersion", "StreamPipeline", "GetStatistics"]
     # ValidatePipeline: issue 14; StreamPipeline: the streaming issue; GetStatistics: issue 12
+    assert svc.methods_by_name["StreamPipeline"].input_type.full_name == "remotemedia.v1.StreamRequest"
     assert svc.methods_by_name["ExecutePipeline"].input_type.full_name == "remotemedia.v1.ExecuteRequest"
     health_files = resps[2].file_descriptor_response.file_descriptor_proto
     assert descriptor_pb2.FileDescriptorProto.FromString(health_files[0]).package == "grpc.health.v1"

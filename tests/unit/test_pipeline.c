@@ -627,6 +627,49 @@ static void test_repeated_runs(void) {
   rm_pipeline_free(p);
 }
 
+/* rm_pipeline_flush ends a stream fed chunk by chunk: the source needs no input, the chunker
+ * emits its remainder, and its state starts over (a second flush emits nothing). */
+static void test_flush_ends_a_chunked_stream(void) {
+  rm_pipeline_t *p = rm_test_pipeline(
+      "{'nodes': [{'id': 'ck', 'node_type': 'Chunk', 'params': {'frames': 3, 'partial': 'keep'}},"
+      " {'id': 'g', 'node_type': 'Gain', 'params': {'db': 0}}],"
+      " 'connections': [{'from': 'ck', 'to': 'g'}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  float s[4] = {0.1f, 0.2f, 0.3f, 0.4f};
+  rm_buffer_t *in = rm_test_audio_f32(s, 4, 8000, 1);
+  rm_input_t input = {"ck", in};
+  rm_run_opts_t chunk = {.end_of_stream = 0};
+  rm_result_t *r = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_pipeline_run(p, &input, 1, &chunk, &r, &err), 0);
+  RM_ASSERT_INT(r->n_outputs, 1);
+  RM_ASSERT_INT(r->outputs[0].n_items, 1); /* 3 frames out, 1 held */
+  RM_ASSERT_INT(rm_audio_frames(r->outputs[0].items[0]), 3);
+  rm_result_free(r);
+  RM_ASSERT_INT(rm_pipeline_flush(p, NULL, &r, &err), 0);
+  RM_ASSERT_STR(r->outputs[0].key, "g");
+  RM_ASSERT_INT(r->outputs[0].n_items, 1);
+  rm_buffer_t *tail = r->outputs[0].items[0];
+  RM_ASSERT_INT(rm_audio_frames(tail), 1);
+  RM_ASSERT_NEAR(rm_audio_get(tail, 0), 0.4f, 0);
+  rm_result_free(r);
+  RM_ASSERT_INT(rm_pipeline_flush(p, NULL, &r, &err), 0); /* nothing left */
+  RM_ASSERT_INT(r->outputs[0].n_items, 0);
+  rm_result_free(r);
+  /* a plain run still needs its source's input */
+  RM_ASSERT_ERR(rm_pipeline_run(p, NULL, 0, &chunk, &r, &err), &err, RM_EINPUT, "ck", "inputs",
+                "node 'ck' has no input: a node without incoming connections needs one in the "
+                "request's inputs");
+  rm_result_free(r);
+  RM_ASSERT_INT(rm_pipeline_run(p, &input, 1, &chunk, &r, &err), 0); /* a new stream */
+  RM_ASSERT_INT(r->outputs[0].n_items, 1);
+  RM_ASSERT_NEAR(rm_audio_get(r->outputs[0].items[0], 0), 0.1f, 0);
+  rm_result_free(r);
+  rm_buffer_unref(in);
+  RM_ASSERT_INT(rm_pipeline_account(p)->current, 0);
+  rm_pipeline_free(p);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_empty_pipeline),
                                          RM_TEST(test_duplicate_ids),
@@ -652,6 +695,7 @@ int main(void) {
                                          RM_TEST(test_null_error_record),
                                          RM_TEST(test_heavy_flag),
                                          RM_TEST(test_repeated_runs),
+                                         RM_TEST(test_flush_ends_a_chunked_stream),
                                          {NULL, NULL}};
   rm_test_suite("pipeline", cases);
   return rm_test_run();
