@@ -74,6 +74,7 @@ target_link_libraries(rm_client_static PUBLIC rm_wire_proto rm_proto rm::common 
 # The CLI. In-process runs use the engine; remote runs use the library. Its objects also
 # make remotemedia-run, the alias of `remotemedia run`.
 add_library(rm_cli_obj OBJECT ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remotemedia_cli_io.c
+            ${RM_CLIENT_DIR}/remotemedia_cli_stream.c
             ${RM_CLIENT_DIR}/remotemedia_cli_local.c)
 target_link_libraries(rm_cli_obj PUBLIC rm_client_static rm_wire rm_core rm::common rm::version
                       PkgConfig::MEDIA ${MATH_LIB})
