@@ -68,6 +68,7 @@ struct rm_pipeline {
    * and the account are separate: they have lifetimes of their own. */
   rm_arena_t arena;
   uint64_t run_items; /* emitted in the current run, against limits.max_items */
+  int flushing;       /* rm_pipeline_flush: source nodes run without inputs */
 };
 
 #define PIPELINE_INLINE 2048
@@ -761,7 +762,7 @@ static int bind_inputs(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inpu
   }
   for (size_t i = 0; i < p->n_nodes; i++) {
     node_t *n = &p->nodes[i];
-    if (!n->n_in && n->type->n_inputs && !n->input &&
+    if (!n->n_in && n->type->n_inputs && !n->input && !p->flushing &&
         !(n->type->inputs[0].flags & RM_PORT_OPTIONAL))
       return rm_error_set(err, RM_EINPUT, n->id, "inputs",
                           "node '%s' has no input: a node without incoming connections needs "
@@ -1235,6 +1236,16 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (p->account->peak < peak_before) /* the account keeps its all-time peak */
     p->account->peak = peak_before;
   *out = r;
+  return rc;
+}
+
+int rm_pipeline_flush(rm_pipeline_t *p, const rm_run_opts_t *opts, rm_result_t **out,
+                      rm_error_t *err) {
+  rm_run_opts_t o = opts ? *opts : (rm_run_opts_t){0};
+  o.end_of_stream = 1;
+  p->flushing = 1;
+  int rc = rm_pipeline_run(p, NULL, 0, &o, out, err);
+  p->flushing = 0;
   return rc;
 }
 

@@ -74,6 +74,7 @@ struct rm_call {
   grpc_metadata trailers[RM_STATUS_TRAILERS_MAX];
   size_t n_trailers;
   char kind[32];
+  char sequence[24]; /* of the failing stream chunk, "" when none */
   char note_key[24];
   char *note_value; /* in the arena */
   char *error_text;
@@ -283,7 +284,7 @@ void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
   c->details = grpc_slice_from_copied_string(message);
   c->error_text = rm_strdup(message);
   snprintf(c->kind, sizeof c->kind, "%s", rm_status_kind(code));
-  c->n_trailers = rm_status_trailers_full(err, rid, c->trailers);
+  c->n_trailers = rm_status_trailers_seq(err, rid, c->sequence, c->trailers);
   send_status(c);
 }
 
@@ -324,6 +325,10 @@ const atomic_int *rm_call_cancel_flag(const rm_call_t *c) { return &c->cancelled
 rm_server_t *rm_call_server(const rm_call_t *c) { return c->s; }
 int rm_call_on_worker(const rm_call_t *c) { return c->on_worker; }
 rm_arena_t *rm_call_arena(rm_call_t *c) { return &c->arena; }
+
+void rm_call_set_sequence(rm_call_t *c, uint64_t sequence) {
+  snprintf(c->sequence, sizeof c->sequence, "%llu", (unsigned long long)sequence);
+}
 
 void rm_call_set_log_note(rm_call_t *c, const char *key, const char *value) {
   if (RM_LOG_INFO < rm_log_threshold)

@@ -49,6 +49,10 @@ void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
  * err with code 0 answers INTERNAL. Any thread. Also ends a streaming call. */
 void rm_call_fail(rm_call_t *call, const rm_error_t *err);
 
+/* The sequence number of the stream chunk a later rm_call_fail is about: the failure then
+ * carries it (rm-sequence trailer, ErrorInfo metadata "sequence"). Thread handling the call. */
+void rm_call_set_sequence(rm_call_t *call, uint64_t sequence);
+
 /* Starts watching for client cancellation (and deadline expiry) so rm_call_cancel_flag
  * turns non-zero when it happens. Call it on the polling thread before handing the call to
  * a worker; calls answered inline skip it and save a batch. Streaming calls are watched

@@ -121,6 +121,15 @@ static const opt_t opts[] = {
      "how long a run on a worker waits for its memory reservation when max-memory is in use "
      "before it is RESOURCE_EXHAUSTED (0 = refuse at once; runs on polling threads never "
      "wait)"},
+    /* streaming sessions (docs/streaming.md) */
+    {"max-sessions", "RM_MAX_SESSIONS", T_UINT, OFF(max_sessions), "256", 1, 100000, 0,
+     "StreamPipeline sessions open at once (apart from max-concurrent); more are "
+     "RESOURCE_EXHAUSTED at init"},
+    {"session-idle-timeout-ms", "RM_SESSION_IDLE_TIMEOUT_MS", T_UINT, OFF(session_idle_timeout_ms),
+     "30000", 1, 86400000, 0,
+     "a session whose client sends nothing for this long ends with DEADLINE_EXCEEDED"},
+    {"max-session-ms", "RM_MAX_SESSION_MS", T_UINT, OFF(max_session_ms), "0", 0, INT64_MAX, 0,
+     "longest a session may stay open; then it ends with RESOURCE_EXHAUSTED (0 = no limit)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

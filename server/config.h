@@ -52,6 +52,10 @@ typedef struct rm_config {
   uint64_t max_memory;         /* the server-wide budget every request draws from */
   uint64_t max_request_memory; /* one request's budget (max_memory_bytes) by default */
   uint64_t memory_wait_ms;     /* how long a run on a worker may wait for its reservation */
+  /* streaming sessions (issue 13) */
+  uint64_t max_sessions;            /* StreamPipeline sessions open at once */
+  uint64_t session_idle_timeout_ms; /* no client message for this long ends a session */
+  uint64_t max_session_ms;          /* longest a session may stay open (0 = no limit) */
 } rm_config_t;
 
 /* Fills cfg from defaults, then the JSON file (--config or RM_CONFIG), then environment

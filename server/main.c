@@ -11,6 +11,7 @@
 #include "health.h"
 #include "log.h"
 #include "pipeline_service.h"
+#include "stream_service.h"
 #include "reflection.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
@@ -128,11 +129,14 @@ int main(int argc, char **argv) {
   int status = 1;
   rm_server_t *server = NULL;
   rm_error_t err;
-  rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS + RM_REFLECTION_METHODS + 1];
+  rm_method_t methods[RM_PIPELINE_SERVICE_METHODS + RM_STREAM_SERVICE_METHODS + RM_HEALTH_METHODS +
+                      RM_REFLECTION_METHODS + 1];
   memset(methods, 0, sizeof methods);
   rm_pipeline_service_methods(&methods[0]);
-  rm_health_methods(&methods[RM_PIPELINE_SERVICE_METHODS]);
-  rm_reflection_methods(&methods[RM_PIPELINE_SERVICE_METHODS + RM_HEALTH_METHODS]);
+  rm_stream_service_methods(&methods[RM_PIPELINE_SERVICE_METHODS]);
+  rm_health_methods(&methods[RM_PIPELINE_SERVICE_METHODS + RM_STREAM_SERVICE_METHODS]);
+  rm_reflection_methods(
+      &methods[RM_PIPELINE_SERVICE_METHODS + RM_STREAM_SERVICE_METHODS + RM_HEALTH_METHODS]);
 
   if (rm_reflection_init()) {
     RM_LOG(RM_LOG_ERROR, "startup_failed", "{s:s}", "error",

@@ -37,6 +37,7 @@ struct rm_server {
   atomic_long held;      /* calls we still own */
   atomic_long unary;     /* unary calls between arrival and sent status */
   atomic_long executing; /* ExecutePipeline slots taken */
+  atomic_long sessions;  /* StreamPipeline sessions open (what the drain also waits for) */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* signalled when held/unary drop */
   rm_pool_t pool;
@@ -84,6 +85,20 @@ int rm_server_exec_acquire(rm_server_t *s) {
 }
 
 void rm_server_exec_release(rm_server_t *s) { atomic_fetch_sub(&s->executing, 1); }
+
+int rm_server_session_acquire(rm_server_t *s) {
+  long now = atomic_fetch_add(&s->sessions, 1);
+  if ((uint64_t)now >= s->cfg->max_sessions) {
+    rm_server_session_release(s);
+    return 0;
+  }
+  return 1;
+}
+
+void rm_server_session_release(rm_server_t *s) {
+  if (atomic_fetch_sub(&s->sessions, 1) == 1)
+    wake_waiters(s);
+}
 
 int rm_server_offload(rm_server_t *s, void (*fn)(void *), void *arg) {
   return rm_pool_submit(&s->pool, fn, arg);
@@ -414,7 +429,8 @@ void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms) {
     until.tv_nsec -= 1000000000L;
   }
   pthread_mutex_lock(&s->mu);
-  while (atomic_load(&s->unary) > 0 && !atomic_load(&s->forced)) {
+  while ((atomic_load(&s->unary) > 0 || atomic_load(&s->sessions) > 0) &&
+         !atomic_load(&s->forced)) {
     if (pthread_cond_timedwait(&s->cv, &s->mu, &until))
       break;
   }

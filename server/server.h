@@ -60,7 +60,8 @@ int rm_server_port(const rm_server_t *s);
  * filled; then rm_server_shutdown and rm_server_free still clean up. Main thread. */
 int rm_server_start(rm_server_t *s, rm_error_t *err);
 /* Stop sequence, called from the main thread: drain (new calls other than health get
- * UNAVAILABLE) and wait up to grace_ms for in-flight unary calls, then shut the core
+ * UNAVAILABLE) and wait up to grace_ms for in-flight unary calls and open streaming sessions
+ * (which close themselves when they see the drain), then shut the core
  * server down, cancel what is left, wait for every held call, join threads. */
 void rm_server_drain(rm_server_t *s);
 void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms);
@@ -95,5 +96,10 @@ rm_budget_t *rm_server_budget(const rm_server_t *s);
 /* Concurrency limiter for executions: 1 if a slot was taken, 0 if the limit is reached. */
 int rm_server_exec_acquire(rm_server_t *s);
 void rm_server_exec_release(rm_server_t *s);
+/* Limiter for streaming sessions (--max-sessions), apart from executions: 1 if a slot was
+ * taken, 0 if the limit is reached. rm_server_wait_idle waits for open sessions too. Any
+ * thread. */
+int rm_server_session_acquire(rm_server_t *s);
+void rm_server_session_release(rm_server_t *s);
 
 #endif

@@ -158,7 +158,13 @@ static int pack_any(const ProtobufCMessage *msg, const char *type_url, uint8_t *
   return 0;
 }
 
+static grpc_slice details_seq(const rm_error_t *err, const char *request_id, const char *sequence);
+
 grpc_slice rm_status_details(const rm_error_t *err, const char *request_id) {
+  return details_seq(err, request_id, NULL);
+}
+
+static grpc_slice details_seq(const rm_error_t *err, const char *request_id, const char *sequence) {
   int code = rm_status_code_of(err);
   char reason[64];
   const char *kind = rm_status_kind(code);
@@ -178,13 +184,13 @@ grpc_slice rm_status_details(const rm_error_t *err, const char *request_id) {
 
   /* ErrorInfo */
   Google__Rpc__ErrorInfo info = GOOGLE__RPC__ERROR_INFO__INIT;
-  Google__Rpc__ErrorInfo__MetadataEntry md[3], *md_ptrs[3];
-  const char *keys[3] = {"node", "field", "request_id"};
-  const char *values[3] = {node, field, rid};
+  Google__Rpc__ErrorInfo__MetadataEntry md[4], *md_ptrs[4];
+  const char *keys[4] = {"node", "field", "request_id", "sequence"};
+  const char *values[4] = {node, field, rid, sequence ? sequence : ""};
   info.reason = reason;
   info.domain = RM_STATUS_DOMAIN;
   info.metadata = md_ptrs;
-  for (size_t k = 0; k < 3; k++) {
+  for (size_t k = 0; k < 4; k++) {
     if (!values[k][0])
       continue;
     google__rpc__error_info__metadata_entry__init(&md[info.n_metadata]);
@@ -229,13 +235,22 @@ grpc_slice rm_status_details(const rm_error_t *err, const char *request_id) {
 }
 
 int rm_status_no_retry(const rm_error_t *err) {
-  return err->code == RM_ELIMIT && strcmp(err->field, "max_concurrent") != 0;
+  /* a full server (max_concurrent, max_sessions) may well take the retry */
+  return err->code == RM_ELIMIT && strcmp(err->field, "max_concurrent") != 0 &&
+         strcmp(err->field, "max_sessions") != 0;
 }
 
 size_t rm_status_trailers_full(const rm_error_t *err, const char *request_id, grpc_metadata *out) {
+  return rm_status_trailers_seq(err, request_id, NULL, out);
+}
+
+size_t rm_status_trailers_seq(const rm_error_t *err, const char *request_id, const char *sequence,
+                              grpc_metadata *out) {
   size_t n = rm_status_trailers(err, out);
+  if (sequence && sequence[0])
+    n = add_trailer(out, n, "rm-sequence", sequence);
   out[n].key = grpc_slice_from_static_string("grpc-status-details-bin");
-  out[n].value = rm_status_details(err, request_id);
+  out[n].value = details_seq(err, request_id, sequence);
   n++;
   if (rm_status_no_retry(err)) {
     out[n].key = grpc_slice_from_static_string("grpc-retry-pushback-ms");

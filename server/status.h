@@ -20,9 +20,10 @@ typedef enum rm_status_errcode {
   RM_ENOTFOUND = -105,        /* a reflection request names a file or symbol we do not have */
 } rm_status_errcode_t;
 
-/* Trailers one failure carries at most: rm-error-kind, rm-failing-node, rm-field (the
- * project's own), grpc-status-details-bin and grpc-retry-pushback-ms (gRPC's). */
-#define RM_STATUS_TRAILERS_MAX 5
+/* Trailers one failure carries at most: rm-error-kind, rm-failing-node, rm-field,
+ * rm-sequence (the project's own), grpc-status-details-bin and grpc-retry-pushback-ms
+ * (gRPC's). */
+#define RM_STATUS_TRAILERS_MAX 6
 
 /* ErrorInfo.domain of every error this server describes. */
 #define RM_STATUS_DOMAIN "remotemedia.v1"
@@ -66,7 +67,8 @@ grpc_slice rm_status_details(const rm_error_t *err, const char *request_id);
 
 /* Non-zero when sending the same request again cannot succeed although its status is
  * RESOURCE_EXHAUSTED, the code clients retry: a per-request limit (RM_ELIMIT on any field
- * but "max_concurrent", which a full server sends and a retry may well pass). Such
+ * but "max_concurrent" and "max_sessions", which a full server sends and a retry may well
+ * pass). Such
  * failures carry grpc-retry-pushback-ms: -1, which tells gRPC clients not to retry. */
 int rm_status_no_retry(const rm_error_t *err);
 
@@ -75,6 +77,12 @@ int rm_status_no_retry(const rm_error_t *err);
  * out[0..RM_STATUS_TRAILERS_MAX) and returns how many; values are slices the caller
  * unrefs. Any thread. */
 size_t rm_status_trailers_full(const rm_error_t *err, const char *request_id, grpc_metadata *out);
+
+/* rm_status_trailers_full for a failure of one chunk of a stream: sequence (the chunk's
+ * sequence number in decimal; NULL or "" for none) also goes out as the rm-sequence trailer
+ * and as ErrorInfo metadata "sequence". Same ownership. Any thread. */
+size_t rm_status_trailers_seq(const rm_error_t *err, const char *request_id, const char *sequence,
+                              grpc_metadata *out);
 
 /* Non-zero for the status of a bug (INTERNAL): such calls are logged as errors. */
 int rm_status_is_bug(grpc_status_code code);

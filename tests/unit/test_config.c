@@ -57,6 +57,9 @@ static const opt_case_t all_opts[] = {
     {"max-memory", "RM_MAX_MEMORY", K_BYTES, 0, INT64_MAX},
     {"max-request-memory", "RM_MAX_REQUEST_MEMORY", K_BYTES, 1 << 20, INT64_MAX},
     {"memory-wait-ms", "RM_MEMORY_WAIT_MS", K_INT, 0, 600000},
+    {"max-sessions", "RM_MAX_SESSIONS", K_INT, 1, 100000},
+    {"session-idle-timeout-ms", "RM_SESSION_IDLE_TIMEOUT_MS", K_INT, 1, 86400000},
+    {"max-session-ms", "RM_MAX_SESSION_MS", K_INT, 0, INT64_MAX},
 };
 #define N_ALL (sizeof all_opts / sizeof all_opts[0])
 

@@ -128,6 +128,13 @@ typedef struct rm_result {
  * inputs alone above max_memory_bytes fail at once with RM_ELIMIT. */
 int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                     const rm_run_opts_t *opts, rm_result_t **out, rm_error_t *err);
+/* The end of a stream fed chunk by chunk (runs with end_of_stream 0): a run with no inputs
+ * in which every node's flush() emits what it still holds (a resampler's tail, VAD's open
+ * segment, an encoder's last frame) and end_stream() drops its state, so the next run
+ * starts a new stream. opts as for rm_pipeline_run (end_of_stream is forced on; may be
+ * NULL); returns and result as rm_pipeline_run. Same thread rules. */
+int rm_pipeline_flush(rm_pipeline_t *p, const rm_run_opts_t *opts, rm_result_t **out,
+                      rm_error_t *err);
 /* The dry run of rm_pipeline_run: checks inputs and opts->output_nodes exactly as a run
  * would (same errors) and runs no node. opts may be NULL. 0, or RM_EINPUT / RM_ELIMIT with
  * err filled. Same thread rules as rm_pipeline_run. */

@@ -1,0 +1,962 @@
+/* stream_service.c - StreamPipeline: a session is one compiled pipeline fed chunk by chunk
+ * over a bidirectional call, one message in flight at a time (docs/streaming.md). */
+#include "stream_service.h"
+
+#include <inttypes.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "log.h"
+#include "remotemedia/v1/pipeline_service.pb-c.h"
+#include "rm/alloc.h"
+#include "rm/clock.h"
+#include "rm/manifest.h"
+#include "rm/pipeline.h"
+#include "rm/registry.h"
+#include "rm/wire.h"
+#include "status.h"
+
+/* How often the reaper looks at sessions waiting for their client (idle timeout, maximum
+ * duration, drain). */
+#define REAP_INTERVAL_NS (20ull * 1000000ull)
+/* A cancel this close to the client's deadline is the deadline (see pipeline_service.c). */
+#define DEADLINE_TRANSIT_NS (250ull * 1000000ull)
+/* After a session whose budget peaked above this, the heap's free pages go back. */
+#define TRIM_AFTER_BYTES ((size_t)32 << 20)
+#define SESSION_ID_LEN 32
+
+typedef enum session_state {
+  S_BUSY,    /* one actor (a polling thread or a worker) processes or writes */
+  S_READING, /* a read is posted: waiting for the client; the reaper may act */
+  S_ENDED,   /* the status is sent or the call is gone: nothing more is posted */
+} session_state_t;
+
+typedef struct stream_source {
+  const char *node_id; /* borrowed from the manifest */
+  const char *type;
+  unsigned kinds;
+} stream_source_t;
+
+typedef struct session session_t;
+struct session {
+  pthread_mutex_t mu; /* state, refs */
+  session_state_t state;
+  int refs;               /* the handler's + a read, a write or a job in flight */
+  session_t *prev, *next; /* in the registry */
+  rm_call_t *call;
+  rm_server_t *server;
+  const rm_config_t *cfg;
+  char id[SESSION_ID_LEN + 1];
+  uint64_t started_ns, read_at_ns, last_metrics_ns;
+  /* set by init */
+  int inited, counted, metrics, heavy;
+  uint32_t every_chunks, every_ms;
+  rm_limits_t limits;
+  uint64_t max_input_bytes, max_execution_ms;
+  char **output_nodes;
+  size_t n_output_nodes;
+  rm_manifest_t *manifest;
+  rm_pipeline_t *pipeline;
+  stream_source_t *sources;
+  size_t n_sources;
+  /* progress */
+  uint64_t chunks, since_metrics, last_seq;
+  int any_seq;
+  Remotemedia__V1__StreamRequest *req; /* the message being processed */
+  size_t req_charge;                   /* its bytes on the server's budget */
+  int closing, want_metrics, half_closed;
+  size_t peak;
+  /* for the session's log line */
+  grpc_status_code code;
+  char error_kind[32];
+};
+
+/* ---------------------------------------------------------------- the registry */
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  session_t *head;
+  int reaper_running;
+} reg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+
+static void *reaper_main(void *arg);
+
+static void registry_add(session_t *s) {
+  pthread_mutex_lock(&reg.mu);
+  s->next = reg.head;
+  if (reg.head)
+    reg.head->prev = s;
+  reg.head = s;
+  if (!reg.reaper_running) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, reaper_main, NULL) == 0) {
+      pthread_detach(t);
+      reg.reaper_running = 1;
+    } else {
+      RM_LOG(RM_LOG_ERROR, "stream_reaper_failed", "{s:s}", "error",
+             "could not start the session reaper: idle timeouts are not enforced");
+    }
+  }
+  pthread_mutex_unlock(&reg.mu);
+}
+
+static void registry_remove(session_t *s) {
+  pthread_mutex_lock(&reg.mu);
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    reg.head = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  pthread_cond_broadcast(&reg.cv);
+  pthread_mutex_unlock(&reg.mu);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void session_log(session_t *s) {
+  if (RM_LOG_INFO < rm_log_threshold)
+    return;
+  rm_log_line_t line;
+  uint64_t end = rm_clock_ns();
+  rm_log_line_begin_at(&line, rm_status_is_bug(s->code) ? RM_LOG_ERROR : RM_LOG_INFO, "session_end",
+                       end);
+  rm_log_line_plain(&line, "method", "/remotemedia.v1.PipelineService/StreamPipeline");
+  rm_log_line_str(&line, "session_id", s->id);
+  rm_log_line_plain(&line, "status", rm_status_name(s->code));
+  rm_log_line_int(&line, "code", (int)s->code);
+  if (s->error_kind[0])
+    rm_log_line_str(&line, "error_kind", s->error_kind);
+  rm_log_line_us(&line, "duration_us", end - s->started_ns);
+  rm_log_line_int(&line, "chunks", (long long)s->chunks);
+  rm_log_line_int(&line, "peak_memory_bytes", (long long)s->peak);
+  /* after everything the session held went back: tests compare it with the value before */
+  rm_log_line_int(&line, "server_memory_used",
+                  (long long)rm_budget_used(rm_server_budget(s->server)));
+  rm_log_line_end(&line);
+}
+
+static void free_request(session_t *s);
+
+/* Frees everything; refs reached 0, so nothing else refers to s. */
+static void session_destroy(session_t *s) {
+  registry_remove(s);
+  free_request(s);
+  if (s->pipeline)
+    s->peak = rm_budget_peak(rm_pipeline_budget(s->pipeline));
+  rm_pipeline_free(s->pipeline);
+  rm_manifest_free(s->manifest);
+  for (size_t i = 0; i < s->n_output_nodes; i++)
+    rm_free(s->output_nodes[i]);
+  rm_free(s->output_nodes);
+  rm_free(s->sources);
+  if (s->counted)
+    rm_server_session_release(s->server);
+  session_log(s);
+  if (s->peak > TRIM_AFTER_BYTES)
+    malloc_trim(0);
+  pthread_mutex_destroy(&s->mu);
+  rm_free(s);
+}
+
+static void session_put(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int last = --s->refs == 0;
+  pthread_mutex_unlock(&s->mu);
+  if (last)
+    session_destroy(s);
+}
+
+/* Records how the session ended and sends its status; s->mu held, state not S_ENDED. Gives
+ * up the handler's references (on the call and on s), which are never the last on s while
+ * the caller holds one (an operation in flight or its own). */
+static void end_locked(session_t *s, const rm_error_t *err) {
+  s->state = S_ENDED;
+  s->refs--;
+  if (err) {
+    s->code = rm_status_from_error(rm_status_code_of(err));
+    snprintf(s->error_kind, sizeof s->error_kind, "%s", rm_status_kind(rm_status_code_of(err)));
+  } else {
+    s->code = GRPC_STATUS_OK;
+  }
+  rm_call_finish(s->call, err);
+}
+
+/* Ends the session with err's status (OK when NULL). The caller holds a reference. */
+static void session_end(session_t *s, const rm_error_t *err) {
+  pthread_mutex_lock(&s->mu);
+  if (s->state != S_ENDED)
+    end_locked(s, err);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* The call is gone (cancelled, deadline, shutdown): no status can be sent. */
+static void session_gone(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  if (s->state != S_ENDED) {
+    s->state = S_ENDED;
+    s->refs--;
+    s->code = GRPC_STATUS_CANCELLED;
+    snprintf(s->error_kind, sizeof s->error_kind, "cancelled");
+    rm_call_unref(s->call);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Ends the session with a failure about data chunk `seq`: the message names it and the
+ * status carries it (rm-sequence). */
+static void fail_chunk(session_t *s, uint64_t seq, rm_error_t *err) {
+  char msg[RM_ERROR_MSG_MAX];
+  snprintf(msg, sizeof msg, "chunk %" PRIu64 ": %.480s", seq, err->message);
+  snprintf(err->message, sizeof err->message, "%s", msg);
+  rm_call_set_sequence(s->call, seq);
+  session_end(s, err);
+}
+
+/* ---------------------------------------------------------------- unpacking */
+
+/* Each message is unpacked with rm_malloc (charged to the server's budget) within twice its
+ * size plus 1 MiB of structures, and freed once it is processed. */
+typedef struct unpack_budget {
+  size_t left;
+  int exceeded;
+} unpack_budget_t;
+
+static void *pb_alloc(void *data, size_t size) {
+  unpack_budget_t *b = data;
+  if (size > b->left) {
+    b->exceeded = 1;
+    return NULL;
+  }
+  b->left -= size;
+  return rm_malloc(size);
+}
+static void pb_free(void *data, void *ptr) {
+  (void)data;
+  rm_free(ptr);
+}
+
+static unpack_budget_t unpack_left; /* only read by pb_* while unpacking: see free_request */
+
+static void free_request(session_t *s) {
+  if (!s->req)
+    return;
+  ProtobufCAllocator a = {pb_alloc, pb_free, &unpack_left};
+  protobuf_c_message_free_unpacked(&s->req->base, &a);
+  s->req = NULL;
+}
+
+static int unpack(session_t *s, const uint8_t *data, size_t len, rm_error_t *err) {
+  unpack_budget_t b = {2 * len + (1u << 20), 0};
+  ProtobufCAllocator a = {pb_alloc, pb_free, &b};
+  rm_budget_t *outer = rm_budget_enter(rm_server_budget(s->server));
+  rm_budget_refusal_clear();
+  s->req = (Remotemedia__V1__StreamRequest *)protobuf_c_message_unpack(
+      &remotemedia__v1__stream_request__descriptor, &a, len, data);
+  int refused = !s->req && rm_budget_refused(NULL);
+  rm_budget_leave(outer);
+  if (s->req)
+    return 0;
+  if (refused) {
+    rm_call_memory_refused(err, "unpacking the message", len);
+    return err->code;
+  }
+  if (b.exceeded)
+    return rm_error_set(err, RM_ELIMIT, NULL, NULL,
+                        "a message of %zu bytes unpacks into too many small parts", len);
+  return rm_error_set(err, RM_EBADREQUEST, NULL, NULL,
+                      "the message is not a valid remotemedia.v1.StreamRequest");
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static void post_read(session_t *s);
+static void next_step(session_t *s);
+
+static void on_written(rm_call_t *call, int ok, void *arg) {
+  session_t *s = arg;
+  (void)call;
+  if (!ok)
+    session_gone(s);
+  else
+    next_step(s);
+  session_put(s); /* the write's */
+}
+
+/* Sends msg (packed now, not retained). 0, or the failure, which has ended the session. */
+static int write_msg(session_t *s, Remotemedia__V1__StreamResponse *msg, uint64_t seq) {
+  pthread_mutex_lock(&s->mu);
+  s->refs++;
+  pthread_mutex_unlock(&s->mu);
+  int rc = rm_call_write(s->call, &msg->base, on_written, s);
+  if (rc) {
+    if (rc == RM_ECANCELED) {
+      session_gone(s);
+    } else {
+      rm_error_t err;
+      if (rc == RM_ELIMIT)
+        rm_error_set(&err, RM_ELIMIT, NULL, "max_message_bytes",
+                     "the response would be %zu bytes, above max-message-bytes %llu",
+                     protobuf_c_message_get_packed_size(&msg->base),
+                     (unsigned long long)s->cfg->max_message_bytes);
+      else
+        rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory sending the response");
+      if (rc == RM_ELIMIT && msg->message_case == REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_RESULT)
+        fail_chunk(s, seq, &err);
+      else
+        session_end(s, &err);
+    }
+    session_put(s);
+  }
+  return rc;
+}
+
+/* The result of one run, keyed like ExecuteResponse.outputs (each item converted by the
+ * wire layer, borrowing the result's bytes), written. 0 or the failure (session ended). */
+static int send_result(session_t *s, const rm_result_t *r, uint64_t seq, int flushed,
+                       uint64_t processing_ns) {
+  size_t n_items = 0;
+  for (size_t i = 0; i < r->n_outputs; i++)
+    n_items += r->outputs[i].n_items;
+  size_t no = r->n_outputs ? r->n_outputs : 1, ni = n_items ? n_items : 1;
+  Remotemedia__V1__StreamResult__OutputsEntry *entries = rm_calloc(no, sizeof *entries);
+  Remotemedia__V1__StreamResult__OutputsEntry **entry_ptrs = rm_calloc(no, sizeof *entry_ptrs);
+  Remotemedia__V1__NodeOutput *outs = rm_calloc(no, sizeof *outs);
+  Remotemedia__V1__DataBuffer **item_ptrs = rm_calloc(ni, sizeof *item_ptrs);
+  rm_wire_buffer_t *wires = rm_calloc(ni, sizeof *wires);
+  int rc = 0;
+  if (!entries || !entry_ptrs || !outs || !item_ptrs || !wires) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory building the result");
+    session_end(s, &err);
+    rc = RM_ENOMEM;
+  } else {
+    size_t k = 0;
+    for (size_t i = 0; i < r->n_outputs; i++) {
+      const rm_output_t *o = &r->outputs[i];
+      remotemedia__v1__node_output__init(&outs[i]);
+      outs[i].node_id = (char *)o->node_id;
+      outs[i].port = (char *)o->port;
+      outs[i].items = &item_ptrs[k];
+      outs[i].n_items = o->n_items;
+      for (size_t j = 0; j < o->n_items; j++, k++) {
+        rm_wire_buffer_to_proto(o->items[j], &wires[k]);
+        item_ptrs[k] = &wires[k].msg;
+      }
+      remotemedia__v1__stream_result__outputs_entry__init(&entries[i]);
+      entries[i].key = o->key;
+      entries[i].value = &outs[i];
+      entry_ptrs[i] = &entries[i];
+    }
+    Remotemedia__V1__StreamResult res = REMOTEMEDIA__V1__STREAM_RESULT__INIT;
+    res.sequence = seq;
+    res.flushed = flushed;
+    res.outputs = entry_ptrs;
+    res.n_outputs = r->n_outputs;
+    res.processing_ns = processing_ns;
+    Remotemedia__V1__StreamResponse msg = REMOTEMEDIA__V1__STREAM_RESPONSE__INIT;
+    msg.message_case = REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_RESULT;
+    msg.result = &res;
+    rc = write_msg(s, &msg, seq);
+  }
+  rm_free(entries);
+  rm_free(entry_ptrs);
+  rm_free(outs);
+  rm_free(item_ptrs);
+  rm_free(wires);
+  return rc;
+}
+
+static int send_metrics(session_t *s, int final) {
+  Remotemedia__V1__PipelineMetrics pm = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
+  if (rm_wire_metrics_to_proto(rm_pipeline_metrics(s->pipeline), &pm)) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory building the metrics");
+    session_end(s, &err);
+    return RM_ENOMEM;
+  }
+  Remotemedia__V1__StreamMetrics sm = REMOTEMEDIA__V1__STREAM_METRICS__INIT;
+  sm.metrics = &pm;
+  sm.final = final;
+  Remotemedia__V1__StreamResponse msg = REMOTEMEDIA__V1__STREAM_RESPONSE__INIT;
+  msg.message_case = REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_METRICS;
+  msg.metrics = &sm;
+  int rc = write_msg(s, &msg, 0);
+  rm_wire_metrics_proto_clear(&pm);
+  s->since_metrics = 0;
+  s->last_metrics_ns = rm_clock_ns();
+  return rc;
+}
+
+/* After a write completed: the metrics still owed, the status of a close, or the next read.
+ * S_BUSY, the caller holds a reference. */
+static void next_step(session_t *s) {
+  if (s->want_metrics) {
+    int final = s->closing;
+    s->want_metrics = 0;
+    send_metrics(s, final);
+    return;
+  }
+  if (s->closing) {
+    session_end(s, NULL);
+    return;
+  }
+  post_read(s);
+}
+
+/* ---------------------------------------------------------------- processing */
+
+static uint64_t lower(uint64_t server, uint64_t requested) {
+  return requested && requested < server ? requested : server;
+}
+
+/* The payload bytes of one buffer (what max_input_bytes counts). */
+static uint64_t payload_bytes(const Remotemedia__V1__DataBuffer *b) {
+  switch (b->kind_case) {
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_AUDIO: return b->audio->samples.len;
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TENSOR: return b->tensor->data.len;
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_JSON: return strlen(b->json->json);
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_TEXT: return strlen(b->text->text);
+  case REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY: return b->binary->data.len;
+  default: return 0;
+  }
+}
+
+/* Run options of one chunk: the per-chunk time limit, the client's deadline, cancellation. */
+static rm_run_opts_t run_opts(session_t *s, int *server_deadline) {
+  uint64_t client_dl = rm_call_deadline_ns(s->call);
+  uint64_t server_dl = rm_clock_ns() + s->max_execution_ms * 1000000ull;
+  *server_deadline = !client_dl || server_dl < client_dl;
+  return (rm_run_opts_t){
+      .metrics = s->metrics,
+      .deadline_ns = *server_deadline ? server_dl : client_dl,
+      .cancel = rm_call_cancel_flag(s->call),
+      .output_nodes = (const char *const *)s->output_nodes,
+      .n_output_nodes = s->n_output_nodes,
+  };
+}
+
+/* Turns a run's time-outs into the statuses of ExecutePipeline. */
+static void run_error(session_t *s, int rc, int server_deadline, rm_error_t *err) {
+  uint64_t client_dl = rm_call_deadline_ns(s->call);
+  if (rc == RM_ECANCELED && client_dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= client_dl)
+    rm_error_set(err, RM_ETIMEDOUT, err->node_id, NULL, "deadline exceeded");
+  else if (rc == RM_ETIMEDOUT && server_deadline)
+    rm_error_set(err, RM_ELIMIT, err->node_id, "max_execution_ms",
+                 "processing took longer than the execution time limit of %llu ms%s%s%s",
+                 (unsigned long long)s->max_execution_ms, err->node_id[0] ? " (at node '" : "",
+                 err->node_id, err->node_id[0] ? "')" : "");
+  if (!err->code)
+    rm_error_set(err, rc, NULL, NULL, "%s", rm_strerror(rc));
+}
+
+/* The source node a chunk feeds, or NULL with err filled. */
+static const char *chunk_source(session_t *s, const char *node_id, rm_error_t *err) {
+  if (!node_id || !node_id[0]) {
+    if (s->n_sources == 1)
+      return s->sources[0].node_id;
+    rm_error_set(err, RM_EINPUT, NULL, "node_id",
+                 "the chunk names no source node, and the pipeline has %zu: node_id is needed",
+                 s->n_sources);
+    return NULL;
+  }
+  for (size_t i = 0; i < s->n_sources; i++)
+    if (strcmp(s->sources[i].node_id, node_id) == 0)
+      return s->sources[i].node_id;
+  rm_error_set(err, RM_EINPUT, node_id, "node_id",
+               "node '%.100s' is not a source node of the pipeline (one without incoming "
+               "connections that takes input)",
+               node_id);
+  return NULL;
+}
+
+/* One data message: checks, one run with end_of_stream 0, its result. */
+static void process_data(session_t *s) {
+  const Remotemedia__V1__StreamData *d = s->req->data;
+  uint64_t t0 = rm_clock_ns();
+  uint64_t seq = d->sequence;
+  rm_error_t err;
+  rm_error_clear(&err);
+  if (s->any_seq && seq <= s->last_seq) {
+    rm_error_set(&err, RM_EINPUT, NULL, "sequence",
+                 "sequence %" PRIu64 " is not above the previous chunk's %" PRIu64, seq,
+                 s->last_seq);
+    fail_chunk(s, seq, &err);
+    return;
+  }
+  s->any_seq = 1;
+  s->last_seq = seq;
+  const char *node = chunk_source(s, d->node_id, &err);
+  if (!node) {
+    fail_chunk(s, seq, &err);
+    return;
+  }
+  if (!d->buffer) {
+    rm_error_set(&err, RM_EINPUT, node, "buffer", "the chunk for node '%s' carries no buffer",
+                 node);
+    fail_chunk(s, seq, &err);
+    return;
+  }
+  uint64_t bytes = payload_bytes(d->buffer);
+  if (bytes > s->max_input_bytes) {
+    rm_error_set(&err, RM_ELIMIT, node, "max_input_bytes",
+                 "the chunk for node '%s' holds %" PRIu64 " bytes, above the limit of %" PRIu64,
+                 node, bytes, s->max_input_bytes);
+    fail_chunk(s, seq, &err);
+    return;
+  }
+  rm_input_t in = {.node_id = node};
+  int rc = rm_wire_buffer_from_proto(d->buffer, NULL, &in.buf, &err);
+  if (rc) {
+    char msg[RM_ERROR_MSG_MAX], field[RM_ERROR_FIELD_MAX];
+    snprintf(msg, sizeof msg, "input for node '%s': %.380s", node, err.message);
+    snprintf(field, sizeof field, "%s", err.field);
+    rm_error_set(&err, rc, node, field, "%s", msg);
+    fail_chunk(s, seq, &err);
+    return;
+  }
+  int server_deadline;
+  rm_run_opts_t opts = run_opts(s, &server_deadline);
+  rm_result_t *r = NULL;
+  rc = rm_pipeline_run(s->pipeline, &in, 1, &opts, &r, &err);
+  s->chunks++;
+  s->since_metrics++;
+  if (rc) {
+    run_error(s, rc, server_deadline, &err);
+    fail_chunk(s, seq, &err);
+  } else {
+    if (s->metrics &&
+        ((s->every_chunks && s->since_metrics >= s->every_chunks) ||
+         (s->every_ms && rm_clock_ns() - s->last_metrics_ns >= s->every_ms * 1000000ull)))
+      s->want_metrics = 1;
+    send_result(s, r, seq, 0, rm_clock_ns() - t0);
+  }
+  rm_result_free(r); /* packed by now: the bytes went into the write */
+  rm_buffer_unref(in.buf);
+}
+
+/* FLUSH or CLOSE (or the drain, or the client's half-close): a flush run, its result, and
+ * for a close the final metrics and the status. */
+static void process_flush(session_t *s, int close) {
+  uint64_t t0 = rm_clock_ns();
+  rm_error_t err;
+  rm_error_clear(&err);
+  int server_deadline;
+  rm_run_opts_t opts = run_opts(s, &server_deadline);
+  rm_result_t *r = NULL;
+  int rc = rm_pipeline_flush(s->pipeline, &opts, &r, &err);
+  if (rc) {
+    run_error(s, rc, server_deadline, &err);
+    session_end(s, &err);
+  } else {
+    s->closing = close;
+    s->want_metrics = close && s->metrics;
+    send_result(s, r, s->last_seq, 1, rm_clock_ns() - t0);
+  }
+  rm_result_free(r);
+}
+
+/* The work of one message, under the server's budget (the parent of the pipeline's). */
+static void process(session_t *s) {
+  rm_budget_t *outer = rm_budget_enter(rm_server_budget(s->server));
+  if (!s->req) /* drain or half-close */
+    process_flush(s, 1);
+  else if (s->req->message_case == REMOTEMEDIA__V1__STREAM_REQUEST__MESSAGE_DATA)
+    process_data(s);
+  else
+    process_flush(s, s->req->control->kind == REMOTEMEDIA__V1__STREAM_CONTROL__KIND__KIND_CLOSE);
+  rm_budget_leave(outer);
+  free_request(s);
+}
+
+static void process_job(void *arg) {
+  session_t *s = arg;
+  process(s);
+  session_put(s); /* the job's */
+}
+
+/* Runs the message here for a light pipeline, on a worker for a heavy one (as unary calls
+ * do). S_BUSY. */
+static void dispatch(session_t *s) {
+  if (!s->heavy) {
+    process(s);
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  s->refs++;
+  pthread_mutex_unlock(&s->mu);
+  if (rm_server_offload(s->server, process_job, s)) {
+    free_request(s);
+    rm_error_t err;
+    rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "the server is shutting down");
+    session_end(s, &err);
+    session_put(s);
+  }
+}
+
+/* ---------------------------------------------------------------- init */
+
+static void session_id(char *out) {
+  uint8_t raw[SESSION_ID_LEN / 2];
+  if (getrandom(raw, sizeof raw, GRND_NONBLOCK) != (ssize_t)sizeof raw) {
+    uint64_t t = rm_clock_ns();
+    for (size_t i = 0; i < sizeof raw; i++)
+      raw[i] = (uint8_t)(t >> (8 * (i % 8))) ^ (uint8_t)i;
+  }
+  for (size_t i = 0; i < sizeof raw; i++)
+    snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* The nodes a chunk may feed: no incoming connection, an input port. */
+static int find_sources(session_t *s, rm_error_t *err) {
+  const rm_manifest_t *m = s->manifest;
+  s->sources = rm_calloc(m->n_nodes ? m->n_nodes : 1, sizeof *s->sources);
+  if (!s->sources)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  for (size_t i = 0; i < m->n_nodes; i++) {
+    const rm_node_type_t *t = rm_registry_find(m->nodes[i].type);
+    int fed = 0;
+    for (size_t c = 0; c < m->n_conns && !fed; c++)
+      fed = strcmp(m->conns[c].to, m->nodes[i].id) == 0;
+    if (!t || !t->n_inputs || fed)
+      continue;
+    s->sources[s->n_sources++] =
+        (stream_source_t){m->nodes[i].id, m->nodes[i].type, t->inputs[0].kinds};
+  }
+  return 0;
+}
+
+/* Copies the init's output_nodes, each naming a node of the manifest. */
+static int copy_outputs(session_t *s, const Remotemedia__V1__StreamInit *init, rm_error_t *err) {
+  if (init->n_output_nodes > s->limits.max_nodes)
+    return rm_error_set(err, RM_ELIMIT, NULL, "output_nodes",
+                        "init names %zu output_nodes, above the limit of %u", init->n_output_nodes,
+                        s->limits.max_nodes);
+  if (!init->n_output_nodes)
+    return 0;
+  s->output_nodes = rm_calloc(init->n_output_nodes, sizeof *s->output_nodes);
+  if (!s->output_nodes)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  for (size_t i = 0; i < init->n_output_nodes; i++) {
+    const char *spec = init->output_nodes[i];
+    size_t len = strcspn(spec, ".");
+    int found = 0;
+    for (size_t k = 0; k < s->manifest->n_nodes && !found; k++)
+      found = strlen(s->manifest->nodes[k].id) == len &&
+              strncmp(s->manifest->nodes[k].id, spec, len) == 0;
+    if (!found)
+      return rm_error_set(err, RM_EINPUT, NULL, "output_nodes",
+                          "output_nodes[%zu]: '%.80s' names no node of the pipeline", i, spec);
+    if (!(s->output_nodes[i] = rm_strdup(spec)))
+      return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    s->n_output_nodes = i + 1;
+  }
+  return 0;
+}
+
+static void effective_limits(session_t *s, const Remotemedia__V1__ExecutionLimits *lim) {
+  const rm_config_t *cfg = s->cfg;
+  rm_limits_t *out = &s->limits;
+  out->max_nodes = (uint32_t)lower(cfg->max_nodes, lim ? lim->max_nodes : 0);
+  out->max_audio_samples = lower(cfg->max_audio_samples, lim ? lim->max_audio_samples : 0);
+  out->max_buffer_bytes = cfg->max_message_bytes;
+  out->max_items = cfg->max_items;
+  out->max_memory_bytes = lower(cfg->max_request_memory, lim ? lim->max_memory_bytes : 0);
+  out->max_connections = out->max_nodes * 16;
+  s->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
+  s->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
+}
+
+static int send_ready(session_t *s) {
+  Remotemedia__V1__StreamSource *srcs = rm_calloc(s->n_sources ? s->n_sources : 1, sizeof *srcs);
+  Remotemedia__V1__StreamSource **ptrs = rm_calloc(s->n_sources ? s->n_sources : 1, sizeof *ptrs);
+  Remotemedia__V1__DataKind *kinds =
+      rm_calloc(5 * (s->n_sources ? s->n_sources : 1), sizeof *kinds);
+  int rc;
+  if (!srcs || !ptrs || !kinds) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    session_end(s, &err);
+    rc = RM_ENOMEM;
+  } else {
+    for (size_t i = 0; i < s->n_sources; i++) {
+      remotemedia__v1__stream_source__init(&srcs[i]);
+      srcs[i].node_id = (char *)s->sources[i].node_id;
+      srcs[i].node_type = (char *)s->sources[i].type;
+      srcs[i].kinds = &kinds[5 * i];
+      for (unsigned b = 0; b < 5; b++)
+        if (s->sources[i].kinds & (1u << b)) /* RM_KIND_AUDIO = bit 0 = DATA_KIND_AUDIO (1) */
+          srcs[i].kinds[srcs[i].n_kinds++] = (Remotemedia__V1__DataKind)(b + 1);
+      ptrs[i] = &srcs[i];
+    }
+    Remotemedia__V1__StreamReady ready = REMOTEMEDIA__V1__STREAM_READY__INIT;
+    ready.session_id = s->id;
+    ready.pipeline_name = (char *)rm_pipeline_name(s->pipeline);
+    ready.sources = ptrs;
+    ready.n_sources = s->n_sources;
+    Remotemedia__V1__StreamResponse msg = REMOTEMEDIA__V1__STREAM_RESPONSE__INIT;
+    msg.message_case = REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_READY;
+    msg.ready = &ready;
+    rc = write_msg(s, &msg, 0);
+  }
+  rm_free(srcs);
+  rm_free(ptrs);
+  rm_free(kinds);
+  return rc;
+}
+
+/* The init message: a session slot, limits, the compiled pipeline, then ready. On the
+ * polling thread, as an ExecutePipeline compiles before it offloads. */
+static void process_init(session_t *s) {
+  const Remotemedia__V1__StreamInit *init = s->req->init;
+  rm_error_t err;
+  rm_error_clear(&err);
+  int rc = 0;
+  if (!rm_server_session_acquire(s->server)) {
+    rc = rm_error_set(&err, RM_ELIMIT, NULL, "max_sessions",
+                      "the server already has its limit of %llu streaming sessions open "
+                      "(max-sessions); retry later",
+                      (unsigned long long)s->cfg->max_sessions);
+  } else {
+    s->counted = 1;
+    effective_limits(s, init->limits);
+    s->metrics = init->enable_metrics;
+    s->every_chunks = init->metrics_every_chunks;
+    s->every_ms = init->metrics_every_ms;
+    const Remotemedia__V1__PipelineManifest *man = init->manifest;
+    if (man && man->n_nodes > s->limits.max_nodes)
+      rc = rm_error_set(&err, RM_ELIMIT, NULL, "nodes",
+                        "pipeline has %zu nodes, above the limit of %u", man->n_nodes,
+                        s->limits.max_nodes);
+    else if (man && man->n_connections > s->limits.max_connections)
+      rc = rm_error_set(&err, RM_ELIMIT, NULL, "connections",
+                        "pipeline has %zu connections, above the limit of %u", man->n_connections,
+                        s->limits.max_connections);
+  }
+  rm_budget_t *outer = rm_budget_enter(rm_server_budget(s->server));
+  if (!rc)
+    rc = rm_wire_manifest_from_proto(init->manifest, &s->manifest, &err);
+  if (!rc)
+    rc = rm_pipeline_new(s->manifest, &s->limits, &s->pipeline, &err);
+  rm_budget_leave(outer);
+  if (!rc)
+    rc = find_sources(s, &err);
+  if (!rc)
+    rc = copy_outputs(s, init, &err);
+  free_request(s);
+  if (rc) {
+    session_end(s, &err);
+    return;
+  }
+  s->inited = 1;
+  s->heavy = rm_pipeline_is_heavy(s->pipeline);
+  s->last_metrics_ns = rm_clock_ns();
+  RM_LOG(RM_LOG_DEBUG, "session_start", "{s:s, s:s, s:I}", "session_id", s->id, "pipeline",
+         rm_pipeline_name(s->pipeline), "nodes", (json_int_t)rm_pipeline_node_count(s->pipeline));
+  send_ready(s);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+/* One message from the client: its kind decides what happens (S_BUSY). */
+static void handle_message(session_t *s, const uint8_t *data, size_t len) {
+  rm_error_t err;
+  rm_error_clear(&err);
+  if (unpack(s, data, len, &err)) {
+    session_end(s, &err);
+    return;
+  }
+  const Remotemedia__V1__StreamRequest *req = s->req;
+  const char *bad = NULL;
+  switch (req->message_case) {
+  case REMOTEMEDIA__V1__STREAM_REQUEST__MESSAGE_INIT:
+    if (s->inited)
+      bad = "a second init: the session is already set up";
+    break;
+  case REMOTEMEDIA__V1__STREAM_REQUEST__MESSAGE_DATA:
+    if (!s->inited)
+      bad = "data before init: the first message of a session carries init";
+    break;
+  case REMOTEMEDIA__V1__STREAM_REQUEST__MESSAGE_CONTROL:
+    if (!s->inited)
+      bad = "control before init: the first message of a session carries init";
+    else if (req->control->kind != REMOTEMEDIA__V1__STREAM_CONTROL__KIND__KIND_FLUSH &&
+             req->control->kind != REMOTEMEDIA__V1__STREAM_CONTROL__KIND__KIND_CLOSE)
+      bad = "control.kind must be KIND_FLUSH or KIND_CLOSE";
+    break;
+  default: bad = "the message carries none of init, data, control"; break;
+  }
+  if (bad) {
+    rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "%s", bad);
+    free_request(s);
+    session_end(s, &err);
+  } else if (req->message_case == REMOTEMEDIA__V1__STREAM_REQUEST__MESSAGE_INIT) {
+    process_init(s);
+  } else {
+    dispatch(s);
+  }
+}
+
+static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, void *arg) {
+  session_t *s = arg;
+  (void)call;
+  pthread_mutex_lock(&s->mu);
+  int mine = s->state == S_READING; /* else the reaper took over */
+  if (mine)
+    s->state = S_BUSY;
+  pthread_mutex_unlock(&s->mu);
+  if (!mine) {
+  } else if (rc < 0 && rc != RM_EBADREQUEST) {
+    session_gone(s);
+  } else if (rc == RM_EBADREQUEST) {
+    rm_error_t err;
+    rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "the message could not be read");
+    session_end(s, &err);
+  } else if (rc == RM_CALL_END) { /* the client half-closed: a close */
+    s->half_closed = 1;
+    if (s->inited) {
+      dispatch(s);
+    } else {
+      rm_error_t err;
+      rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "the stream ended before init");
+      session_end(s, &err);
+    }
+  } else {
+    handle_message(s, data, len);
+  }
+  session_put(s); /* the read's */
+}
+
+/* Waits for the next message, unless the session must end first (S_BUSY). */
+static void post_read(session_t *s) {
+  uint64_t now = rm_clock_ns();
+  if (s->cfg->max_session_ms && now - s->started_ns >= s->cfg->max_session_ms * 1000000ull) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ELIMIT, NULL, "max_session_ms",
+                 "the session has been open for its limit of %llu ms (max-session-ms)",
+                 (unsigned long long)s->cfg->max_session_ms);
+    session_end(s, &err);
+    return;
+  }
+  if (rm_server_is_draining(s->server) && !s->half_closed) {
+    if (s->inited) { /* flush and close now: the final result and metrics, then OK */
+      dispatch(s);
+    } else {
+      rm_error_t err;
+      rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL,
+                   "the server is shutting down; retry on another replica");
+      session_end(s, &err);
+    }
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  s->state = S_READING;
+  s->read_at_ns = now;
+  s->refs++;
+  pthread_mutex_unlock(&s->mu);
+  if (rm_call_read(s->call, on_read, s)) {
+    pthread_mutex_lock(&s->mu);
+    s->refs--; /* never the last: the caller holds one */
+    s->state = S_BUSY;
+    pthread_mutex_unlock(&s->mu);
+    session_gone(s);
+  }
+}
+
+/* ---------------------------------------------------------------- the reaper */
+
+/* A session waiting for its client that must end: idle too long, open too long, or the
+ * server draining. reg.mu and s->mu held, s in S_READING (its read holds a reference). */
+static void reap(session_t *s, uint64_t now) {
+  rm_error_t err;
+  if (rm_server_is_draining(s->server)) {
+    if (!s->inited) {
+      rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL,
+                   "the server is shutting down; retry on another replica");
+      end_locked(s, &err);
+      return;
+    }
+    s->state = S_BUSY; /* the close runs as a job; the pending read is ignored */
+    s->refs++;
+    if (rm_server_offload(s->server, process_job, s)) {
+      s->refs--;
+      rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "the server is shutting down");
+      end_locked(s, &err);
+    }
+    return;
+  }
+  if (now - s->read_at_ns >= s->cfg->session_idle_timeout_ms * 1000000ull) {
+    rm_error_set(&err, RM_ETIMEDOUT, NULL, "session_idle_timeout_ms",
+                 "no message for %llu ms (session-idle-timeout-ms)",
+                 (unsigned long long)s->cfg->session_idle_timeout_ms);
+    end_locked(s, &err);
+  } else if (s->cfg->max_session_ms && now - s->started_ns >= s->cfg->max_session_ms * 1000000ull) {
+    rm_error_set(&err, RM_ELIMIT, NULL, "max_session_ms",
+                 "the session has been open for its limit of %llu ms (max-session-ms)",
+                 (unsigned long long)s->cfg->max_session_ms);
+    end_locked(s, &err);
+  }
+}
+
+static void *reaper_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&reg.mu);
+  while (reg.head) {
+    uint64_t now = rm_clock_ns();
+    for (session_t *s = reg.head; s; s = s->next) {
+      pthread_mutex_lock(&s->mu);
+      if (s->state == S_READING)
+        reap(s, now);
+      pthread_mutex_unlock(&s->mu);
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)REAP_INTERVAL_NS;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&reg.cv, &reg.mu, &until);
+  }
+  reg.reaper_running = 0;
+  pthread_mutex_unlock(&reg.mu);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- the method */
+
+static void stream_pipeline(rm_call_t *call, const ProtobufCMessage *unused) {
+  (void)unused;
+  session_t *s = rm_calloc(1, sizeof *s);
+  if (!s) {
+    rm_error_t err;
+    rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
+    rm_call_finish(call, &err);
+    return;
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  s->state = S_BUSY;
+  s->refs = 2; /* the handler's (given up with the call's in session_end / session_gone), and
+                * this function's */
+  s->call = call;
+  s->server = rm_call_server(call);
+  s->cfg = rm_server_config(s->server);
+  s->started_ns = rm_call_arrival_ns(call);
+  s->code = GRPC_STATUS_OK;
+  session_id(s->id);
+  registry_add(s);
+  post_read(s);
+  session_put(s);
+}
+
+void rm_stream_service_methods(rm_method_t *out) {
+  out[0] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/StreamPipeline",
+                         .kind = RM_RPC_BIDI_STREAM,
+                         .needs_auth = 1,
+                         .handle = stream_pipeline};
+}
