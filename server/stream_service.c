@@ -184,7 +184,11 @@ static void end_locked(session_t *s, const rm_error_t *err) {
   } else {
     s->code = GRPC_STATUS_OK;
   }
+  /* the status's own copies live with the call, outside the server's budget (as for every
+   * method but ExecutePipeline), so the budget is back where it was once s is freed */
+  rm_budget_t *outer = rm_budget_enter(NULL);
   rm_call_finish(s->call, err);
+  rm_budget_leave(outer);
 }
 
 /* Ends the session with err's status (OK when NULL). The caller holds a reference. */
@@ -243,11 +247,15 @@ static void pb_free(void *data, void *ptr) {
 
 static unpack_budget_t unpack_left; /* only read by pb_* while unpacking: see free_request */
 
-static void free_request(session_t *s) {
-  if (!s->req)
+static void free_message(Remotemedia__V1__StreamRequest *req) {
+  if (!req)
     return;
   ProtobufCAllocator a = {pb_alloc, pb_free, &unpack_left};
-  protobuf_c_message_free_unpacked(&s->req->base, &a);
+  protobuf_c_message_free_unpacked(&req->base, &a);
+}
+
+static void free_request(session_t *s) {
+  free_message(s->req);
   s->req = NULL;
 }
 
@@ -386,10 +394,10 @@ static int send_metrics(session_t *s, int final) {
   Remotemedia__V1__StreamResponse msg = REMOTEMEDIA__V1__STREAM_RESPONSE__INIT;
   msg.message_case = REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_METRICS;
   msg.metrics = &sm;
+  s->since_metrics = 0; /* before the write: once it is posted, the next chunk may run */
+  s->last_metrics_ns = rm_clock_ns();
   int rc = write_msg(s, &msg, 0);
   rm_wire_metrics_proto_clear(&pm);
-  s->since_metrics = 0;
-  s->last_metrics_ns = rm_clock_ns();
   return rc;
 }
 
@@ -476,8 +484,7 @@ static const char *chunk_source(session_t *s, const char *node_id, rm_error_t *e
 }
 
 /* One data message: checks, one run with end_of_stream 0, its result. */
-static void process_data(session_t *s) {
-  const Remotemedia__V1__StreamData *d = s->req->data;
+static void process_data(session_t *s, const Remotemedia__V1__StreamData *d) {
   uint64_t t0 = rm_clock_ns();
   uint64_t seq = d->sequence;
   rm_error_t err;
@@ -563,15 +570,19 @@ static void process_flush(session_t *s, int close) {
 
 /* The work of one message, under the server's budget (the parent of the pipeline's). */
 static void process(session_t *s) {
+  /* Once the result's write is posted, the next message may be read (on a polling thread)
+   * into s->req before this returns: this message is freed by its own pointer. */
+  Remotemedia__V1__StreamRequest *req = s->req;
+  s->req = NULL;
   rm_budget_t *outer = rm_budget_enter(rm_server_budget(s->server));
-  if (!s->req) /* drain or half-close */
+  if (!req) /* drain or half-close */
     process_flush(s, 1);
-  else if (s->req->message_case == REMOTEMEDIA__V1__STREAM_REQUEST__MESSAGE_DATA)
-    process_data(s);
+  else if (req->message_case == REMOTEMEDIA__V1__STREAM_REQUEST__MESSAGE_DATA)
+    process_data(s, req->data);
   else
-    process_flush(s, s->req->control->kind == REMOTEMEDIA__V1__STREAM_CONTROL__KIND__KIND_CLOSE);
+    process_flush(s, req->control->kind == REMOTEMEDIA__V1__STREAM_CONTROL__KIND__KIND_CLOSE);
+  free_message(req);
   rm_budget_leave(outer);
-  free_request(s);
 }
 
 static void process_job(void *arg) {

@@ -1,0 +1,644 @@
+"""StreamPipeline end to end: sessions over the real server with raw grpcio stubs (protocol,
+equivalence with one unary call, limits, flow control, memory, auth, drain)."""
+import asyncio
+import json
+import queue
+import signal
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from conftest import audio_request, chain, f32, set_audio, trailers
+from rmtest.server import RunningServer
+from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
+from google.rpc import error_details_pb2, status_pb2
+
+CLOSE = ps.StreamControl.KIND_CLOSE
+FLUSH = ps.StreamControl.KIND_FLUSH
+DEADLINE = 120  # generous: the machine is shared
+
+
+class Session:
+    """One StreamPipeline call driven message by message from a queue."""
+
+    def __init__(self, stub, init=None, metadata=None, timeout=DEADLINE, first=None):
+        self.q = queue.Queue()
+        self.sent = 0
+        if first is not None:
+            self.q.put(first)
+        elif init is not None:
+            self.q.put(ps.StreamRequest(init=init))
+        self.call = stub.StreamPipeline(self._requests(), timeout=timeout, metadata=metadata)
+
+    def _requests(self):
+        while True:
+            r = self.q.get()
+            if r is None:
+                return
+            self.sent += 1
+            yield r
+
+    def recv(self):
+        return next(self.call)
+
+    def data(self, samples, seq, node="", rate=16000, channels=1):
+        r = ps.StreamRequest()
+        r.data.sequence = seq
+        r.data.node_id = node
+        set_audio(r.data.buffer, samples, rate=rate, channels=channels)
+        self.q.put(r)
+
+    def control(self, kind):
+        self.q.put(ps.StreamRequest(control=ps.StreamControl(kind=kind)))
+
+    def half_close(self):
+        self.q.put(None)
+
+    def rest(self):
+        """Every remaining response, then the status (the call must end)."""
+        out = list(self.call)
+        return out, self.call.code()
+
+    def error(self):
+        """Reads until the call fails; returns the RpcError."""
+        with pytest.raises(grpc.RpcError) as ei:
+            while True:
+                self.recv()
+        self.half_close()
+        return ei.value
+
+
+def stub_for(srv):
+    ch = srv.channel()
+    return ch, psg.PipelineServiceStub(ch)
+
+
+def session_end(srv, session_id, timeout=30):
+    ev = srv.wait_for_event("session_end", timeout, lambda e: e.get("session_id") == session_id)
+    assert ev is not None, "no session_end line for %s" % session_id
+    return ev
+
+
+def session_ends(srv, count, timeout=60):
+    assert srv.wait_for_count("session_end", count, timeout)
+    return srv.events("session_end")
+
+
+def audio_chunks(x, frames):
+    return [x[i:i + frames] for i in range(0, len(x), frames)]
+
+
+def stream_all(stub, m, chunks, rate, channels=1, outputs=(), metrics=False):
+    """One session over chunks; returns (ready, [results], [metrics], status)."""
+    s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=metrics, output_nodes=list(outputs)))
+    ready = s.recv()
+    assert ready.WhichOneof("message") == "ready"
+    results = []
+    for i, c in enumerate(chunks):
+        s.data(c, i + 1, rate=rate, channels=channels)
+        r = s.recv()
+        assert r.WhichOneof("message") == "result"
+        assert r.result.sequence == i + 1 and not r.result.flushed
+        results.append(r.result)
+    s.control(CLOSE)
+    rest, code = s.rest()
+    s.half_close()
+    assert code == grpc.StatusCode.OK
+    results += [r.result for r in rest if r.WhichOneof("message") == "result"]
+    mets = [r.metrics for r in rest if r.WhichOneof("message") == "metrics"]
+    return ready.ready, results, mets
+
+
+def concat_audio(results, key):
+    parts = [f32(it) for r in results if key in r.outputs for it in r.outputs[key].items]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def unary(stub, m, x, rate, channels=1, outputs=()):
+    req = ps.ExecuteRequest(manifest=m, output_nodes=list(outputs))
+    set_audio(req.inputs["src"], x, rate=rate, channels=channels)
+    return stub.ExecutePipeline(req, timeout=DEADLINE)
+
+
+def speechy(seconds, rate, seed=1):
+    """Bursts of a harmonic tone over a quiet noise floor: clear segments for the VAD."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.001 * rng.standard_normal(t.size)
+    for start in np.arange(0.5, seconds - 1, 1.7):
+        on = (t >= start) & (t < start + 0.6 + 0.1 * (start % 3))
+        x[on] += 0.3 * np.sin(2 * np.pi * 220 * t[on]) + 0.1 * np.sin(2 * np.pi * 660 * t[on])
+    return x.astype(np.float32)
+
+
+def proc_status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+@pytest.fixture(scope="module")
+def srv():
+    with RunningServer() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def stub(srv):
+    ch, st = stub_for(srv)
+    yield st
+    ch.close()
+
+
+# ---------------------------------------------------------------- protocol
+
+
+def test_init_ready_data_result_close(srv, stub):
+    m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}), name="basic")
+    s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=True))
+    ready = s.recv().ready
+    assert ready.pipeline_name == "basic" and len(ready.session_id) == 32
+    assert [(x.node_id, x.node_type, list(x.kinds)) for x in ready.sources] == \
+        [("src", "PassThrough", [ps.DATA_KIND_AUDIO, ps.DATA_KIND_TENSOR, ps.DATA_KIND_JSON,
+                                 ps.DATA_KIND_TEXT, ps.DATA_KIND_BINARY])]
+    for seq in (1, 5, 9):  # gaps are allowed
+        s.data(np.float32([0.25, -0.5, seq]), seq)
+        r = s.recv().result
+        assert r.sequence == seq and not r.flushed and r.processing_ns > 0
+        np.testing.assert_array_equal(f32(r.outputs["g"].items[0]), np.float32([0.25, -0.5, seq]))
+    s.control(FLUSH)
+    r = s.recv().result
+    assert r.flushed and r.sequence == 9
+    s.data(np.float32([1]), 10)  # the session goes on after a flush
+    assert s.recv().result.sequence == 10
+    s.control(CLOSE)
+    rest, code = s.rest()
+    s.half_close()
+    assert code == grpc.StatusCode.OK
+    assert [x.WhichOneof("message") for x in rest] == ["result", "metrics"]
+    assert rest[0].result.flushed and rest[0].result.sequence == 10
+    met = rest[1].metrics
+    assert met.final and met.metrics.pipeline_id == "basic"
+    assert met.metrics.total_executions == 6  # 4 chunks and 2 flushes
+    assert {n.node_id: n.execution_count for n in met.metrics.node_metrics} == {"src": 6, "g": 6} \
+        or {n.node_id: n.execution_count for n in met.metrics.node_metrics} == {"src": 4, "g": 4}
+    ev = session_end(srv, ready.session_id)
+    assert (ev["status"], ev["chunks"]) == ("OK", 4)
+
+
+def test_periodic_metrics_every_n_chunks(stub):
+    m = chain(("src", "PassThrough", {}), name="periodic")
+    s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=True, metrics_every_chunks=2))
+    s.recv()
+    kinds = []
+    for seq in range(1, 6):
+        s.data(np.float32([seq]), seq)
+        kinds.append(s.recv().WhichOneof("message"))
+        if seq % 2 == 0:
+            msg = s.recv()
+            assert msg.WhichOneof("message") == "metrics" and not msg.metrics.final
+            assert msg.metrics.metrics.total_executions == seq
+    assert kinds == ["result"] * 5
+    s.control(CLOSE)
+    rest, code = s.rest()
+    s.half_close()
+    assert code == grpc.StatusCode.OK and rest[-1].metrics.final
+
+
+def test_no_metrics_unless_enabled(stub):
+    m = chain(("src", "PassThrough", {}))
+    s = Session(stub, ps.StreamInit(manifest=m, metrics_every_chunks=1))
+    s.recv()
+    s.data(np.float32([1]), 1)
+    assert s.recv().WhichOneof("message") == "result"
+    s.control(CLOSE)
+    rest, code = s.rest()
+    s.half_close()
+    assert code == grpc.StatusCode.OK
+    assert [x.WhichOneof("message") for x in rest] == ["result"]
+
+
+def test_half_close_is_a_close(stub):
+    m = chain(("src", "PassThrough", {}))
+    s = Session(stub, ps.StreamInit(manifest=m))
+    s.recv()
+    s.data(np.float32([1]), 1)
+    s.recv()
+    s.half_close()
+    rest, code = s.rest()
+    assert code == grpc.StatusCode.OK
+    assert [x.result.flushed for x in rest] == [True]
+
+
+# ---------------------------------------------------------------- equivalence
+
+
+def test_resample_vad_stream_equals_unary(stub):
+    rate = 48000
+    x = speechy(10, rate)
+    m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 16000}),
+              ("vad", "VAD", {"mode": "energy", "frame_ms": 20}), name="rsvad")
+    outs = ["rs", "vad"]
+    u = unary(stub, m, x, rate, outputs=outs)
+    whole = f32(u.outputs["rs"].items[0])
+    segs_u = json.loads(u.outputs["vad"].items[0].json.json)
+    assert len(segs_u) >= 4
+    _, results, _ = stream_all(stub, m, audio_chunks(x, rate // 50), rate, outputs=outs)
+    streamed = concat_audio(results, "rs")
+    assert streamed.size == whole.size
+    assert np.max(np.abs(streamed - whole)) <= 1e-6
+    seg_items = [it for r in results if "vad" in r.outputs for it in r.outputs["vad"].items]
+    assert len(seg_items) == 1 and results[-1].flushed  # segments come with the close
+    segs_s = json.loads(seg_items[0].json.json)
+    assert len(segs_s) == len(segs_u)
+    for a, b in zip(segs_s, segs_u):  # within one 20 ms frame
+        assert abs(a["start_ms"] - b["start_ms"]) <= 20 and abs(a["end_ms"] - b["end_ms"]) <= 20
+
+
+def test_opus_stream_equals_unary(stub):
+    rate = 48000
+    x = speechy(4, rate, seed=2)
+    m = chain(("src", "PassThrough", {}), ("enc", "OpusEncode", {}), ("dec", "OpusDecode", {}),
+              name="opus")
+    whole = f32(unary(stub, m, x, rate).outputs["dec"].items[0])
+    _, results, _ = stream_all(stub, m, audio_chunks(x, rate // 50), rate)
+    streamed = concat_audio(results, "dec")
+    assert streamed.size == whole.size
+    assert np.max(np.abs(streamed - whole)) <= 1e-6
+
+
+def test_chunk_stream_equals_unary(stub):
+    rate = 16000
+    x = speechy(2, rate, seed=3)
+    m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 300, "partial": "keep"}))
+    items_u = [f32(it) for it in unary(stub, m, x, rate).outputs["c"].items]
+    _, results, _ = stream_all(stub, m, audio_chunks(x, rate // 50), rate)
+    items_s = [f32(it) for r in results if "c" in r.outputs for it in r.outputs["c"].items]
+    assert len(items_s) == len(items_u)
+    for a, b in zip(items_s, items_u):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- violations
+
+
+def clean_session(srv, stub):
+    m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 8000}))
+    ready, _, _ = stream_all(stub, m, [np.zeros(1600, np.float32)] * 3, 16000)
+    return session_end(srv, ready.session_id)["server_memory_used"]
+
+
+def violation(stub, steps):
+    """Runs init + steps on a resampling session, returns (session_id, error)."""
+    m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 8000}))
+    s = Session(stub, ps.StreamInit(manifest=m))
+    sid = s.recv().ready.session_id
+    for step in steps:
+        step(s)
+    return sid, s.error()
+
+
+def details(err):
+    st = status_pb2.Status()
+    st.ParseFromString(trailers(err)["grpc-status-details-bin"])
+    info = error_details_pb2.ErrorInfo()
+    st.details[0].Unpack(info)
+    return dict(info.metadata)
+
+
+def test_protocol_violations_end_with_their_status_and_free_the_session(srv, stub):
+    base = clean_session(srv, stub)
+    good = lambda seq: (lambda s: (s.data(np.zeros(160, np.float32), seq), s.recv()))  # noqa: E731
+    cases = [
+        ("second init", [lambda s: s.q.put(ps.StreamRequest(init=ps.StreamInit()))],
+         grpc.StatusCode.INVALID_ARGUMENT, "a second init", None),
+        ("repeated sequence", [good(4), lambda s: s.data(np.zeros(160, np.float32), 4)],
+         grpc.StatusCode.INVALID_ARGUMENT, "chunk 4: sequence 4 is not above", "4"),
+        ("sequence going back", [good(4), lambda s: s.data(np.zeros(160, np.float32), 3)],
+         grpc.StatusCode.INVALID_ARGUMENT, "chunk 3: sequence 3 is not above", "3"),
+        ("unknown source", [lambda s: s.data(np.zeros(160, np.float32), 1, node="nope")],
+         grpc.StatusCode.INVALID_ARGUMENT, "chunk 1: node 'nope' is not a source node", "1"),
+        ("not a source", [lambda s: s.data(np.zeros(160, np.float32), 1, node="rs")],
+         grpc.StatusCode.INVALID_ARGUMENT, "chunk 1: node 'rs' is not a source node", "1"),
+        ("bad chunk", [good(1), lambda s: s.data(np.zeros(160, np.float32), 2, rate=0)],
+         grpc.StatusCode.INVALID_ARGUMENT, "chunk 2: input for node 'src'", "2"),
+        ("rate change", [good(1), lambda s: s.data(np.zeros(160, np.float32), 2, rate=8000)],
+         grpc.StatusCode.INVALID_ARGUMENT, "chunk 2: ", "2"),
+        ("bad control", [lambda s: s.q.put(ps.StreamRequest(control=ps.StreamControl()))],
+         grpc.StatusCode.INVALID_ARGUMENT, "control.kind must be", None),
+        ("empty message", [lambda s: s.q.put(ps.StreamRequest())],
+         grpc.StatusCode.INVALID_ARGUMENT, "carries none of", None),
+    ]
+    for name, steps, code, text, seq in cases:
+        sid, err = violation(stub, steps)
+        assert err.code() == code, name
+        assert text in err.details(), (name, err.details())
+        t = trailers(err)
+        if seq is None:
+            assert "rm-sequence" not in t, name
+        else:
+            assert t["rm-sequence"] == seq, name
+            assert details(err)["sequence"] == seq, name
+        ev = session_end(srv, sid)
+        assert ev["status"] == code.name and ev["server_memory_used"] == base, (name, ev)
+
+
+def test_data_before_init_and_init_errors(srv, stub):
+    s = Session(stub, first=ps.StreamRequest(data=ps.StreamData(sequence=1)))
+    err = s.error()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "data before init" in err.details()
+    s = Session(stub, first=ps.StreamRequest(control=ps.StreamControl(kind=CLOSE)))
+    assert s.error().code() == grpc.StatusCode.INVALID_ARGUMENT
+    m = chain(("src", "PassThrough", {}), ("x", "NoSuchNode", {}))
+    s = Session(stub, ps.StreamInit(manifest=m))
+    assert s.error().code() == grpc.StatusCode.NOT_FOUND
+    m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": "loud"}))
+    err = Session(stub, ps.StreamInit(manifest=m)).error()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and trailers(err)["rm-failing-node"] == "g"
+    m = chain(("src", "PassThrough", {}))
+    err = Session(stub, ps.StreamInit(manifest=m, output_nodes=["zz"])).error()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "output_nodes[0]" in err.details()
+    s = Session(stub, first=None)  # the client ends the stream before init
+    s.half_close()
+    err = s.error()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "before init" in err.details()
+
+
+def test_two_sources_need_node_id(stub):
+    m = ps.ExecuteRequest().manifest
+    m.name = "two"
+    m.nodes.add(id="a", node_type="PassThrough")
+    m.nodes.add(id="b", node_type="PassThrough")
+    s = Session(stub, ps.StreamInit(manifest=m))
+    assert sorted(x.node_id for x in s.recv().ready.sources) == ["a", "b"]
+    s.data(np.float32([1]), 1)
+    err = s.error()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "node_id is needed" in err.details()
+
+
+def test_per_chunk_limits(stub):
+    m = chain(("src", "PassThrough", {}))
+    lim = ps.ExecutionLimits(max_input_bytes=400)
+    s = Session(stub, ps.StreamInit(manifest=m, limits=lim))
+    s.recv()
+    s.data(np.zeros(100, np.float32), 1)
+    s.recv()
+    s.data(np.zeros(101, np.float32), 2)
+    err = s.error()
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert trailers(err)["rm-field"] == "max_input_bytes" and trailers(err)["rm-sequence"] == "2"
+    s = Session(stub, ps.StreamInit(manifest=m, limits=ps.ExecutionLimits(max_audio_samples=50)))
+    s.recv()
+    s.data(np.zeros(51, np.float32), 7)
+    err = s.error()
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and trailers(err)["rm-sequence"] == "7"
+
+
+def test_session_memory_budget(stub):
+    """max_memory_bytes bounds what the session holds at once (its pipeline's budget)."""
+    m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 1}))
+    s = Session(stub, ps.StreamInit(manifest=m, limits=ps.ExecutionLimits(max_memory_bytes=1 << 20)))
+    s.recv()
+    s.data(np.zeros(1000, np.float32), 1)
+    s.recv()
+    s.data(np.zeros(200000, np.float32), 2)  # 800 kB in, 800 kB out: above 1 MiB
+    err = s.error()
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert trailers(err)["rm-field"] == "max_memory_bytes" and trailers(err)["rm-sequence"] == "2"
+
+
+def test_client_cancel_releases_the_session(srv, stub):
+    m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 8000}))
+    s = Session(stub, ps.StreamInit(manifest=m))
+    sid = s.recv().ready.session_id
+    s.data(np.zeros(1600, np.float32), 1)
+    s.recv()
+    s.call.cancel()
+    s.half_close()
+    ev = session_end(srv, sid)
+    assert ev["status"] == "CANCELLED"
+
+
+def test_call_deadline(srv, stub):
+    m = chain(("src", "PassThrough", {}))
+    s = Session(stub, ps.StreamInit(manifest=m), timeout=1.0)
+    sid = s.recv().ready.session_id
+    err = s.error()
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    session_end(srv, sid)
+
+
+# ---------------------------------------------------------------- server limits
+
+
+def test_idle_timeout_and_max_session_ms():
+    with RunningServer(["--session-idle-timeout-ms", "300", "--max-session-ms", "1500"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}))
+        s = Session(stub, ps.StreamInit(manifest=m))
+        s.recv()
+        t0 = time.monotonic()
+        err = s.error()
+        assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert trailers(err)["rm-field"] == "session_idle_timeout_ms"
+        assert time.monotonic() - t0 >= 0.3
+        s = Session(stub, ps.StreamInit(manifest=m))
+        s.recv()
+        seq = 0
+        with pytest.raises(grpc.RpcError) as ei:
+            while True:  # a busy session: never idle, but not longer than max-session-ms
+                seq += 1
+                s.data(np.float32([1]), seq)
+                s.recv()
+                time.sleep(0.05)
+        s.half_close()
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert trailers(ei.value)["rm-field"] == "max_session_ms"
+        ch.close()
+
+
+def test_max_sessions():
+    with RunningServer(["--max-sessions", "2"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}))
+        a, b = Session(stub, ps.StreamInit(manifest=m)), Session(stub, ps.StreamInit(manifest=m))
+        a.recv(), b.recv()
+        err = Session(stub, ps.StreamInit(manifest=m)).error()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert trailers(err)["rm-field"] == "max_sessions"
+        assert "grpc-retry-pushback-ms" not in trailers(err)  # a retry may pass
+        a.control(CLOSE)
+        assert a.rest()[1] == grpc.StatusCode.OK
+        a.half_close()
+        assert srv.wait_for_count("session_end", 2, 30)  # a's, and the refused one's
+        c = Session(stub, ps.StreamInit(manifest=m))
+        assert c.recv().WhichOneof("message") == "ready"
+        for s in (b, c):
+            s.control(CLOSE)
+            assert s.rest()[1] == grpc.StatusCode.OK
+            s.half_close()
+        # unary calls are not counted against sessions
+        r = stub.ExecutePipeline(audio_request(m))
+        assert "src" in r.outputs
+        ch.close()
+
+
+def test_auth_applies_to_the_stream(tmp_path):
+    with RunningServer(["--auth-tokens", "tok-1"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}))
+        err = Session(stub, ps.StreamInit(manifest=m)).error()
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        err = Session(stub, ps.StreamInit(manifest=m), metadata=[("authorization", "Bearer no")]).error()
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        s = Session(stub, ps.StreamInit(manifest=m), metadata=[("authorization", "Bearer tok-1")])
+        assert s.recv().WhichOneof("message") == "ready"
+        s.control(CLOSE)
+        assert s.rest()[1] == grpc.StatusCode.OK
+        s.half_close()
+        ch.close()
+
+
+def test_sigterm_flushes_and_closes_open_sessions():
+    with RunningServer(["--grace-ms", "20000"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 1000, "partial": "keep"}),
+                  name="drain")
+        sessions = []
+        for i in range(5):
+            s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=True))
+            s.recv()
+            s.data(np.ones(300, np.float32), 1)  # Chunk holds it until the flush
+            assert len(s.recv().result.outputs["c"].items) == 0
+            sessions.append(s)
+        srv.signal(signal.SIGTERM)
+        for s in sessions:
+            rest, code = s.rest()
+            s.half_close()
+            assert code == grpc.StatusCode.OK
+            assert [x.WhichOneof("message") for x in rest] == ["result", "metrics"]
+            assert rest[0].result.flushed
+            assert f32(rest[0].result.outputs["c"].items[0]).size == 300
+            assert rest[1].metrics.final
+        # new sessions are refused while the server drains (or cannot connect once stopped)
+        try:
+            err = Session(stub, ps.StreamInit(manifest=m), timeout=10).error()
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+        except AssertionError:
+            raise
+        assert srv.proc.wait(60) == 0
+        ch.close()
+
+
+# ---------------------------------------------------------------- flow control and memory
+
+
+def test_fast_client_cannot_grow_server_memory():
+    """The server reads a message only once the previous result was sent: a client that
+    writes 1 MiB chunks as fast as it can and reads nothing is held back by flow control."""
+    with RunningServer() as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}))
+        chunk = np.zeros(1 << 18, np.float32)  # 1 MiB
+        pulled = [0]
+        init = ps.StreamRequest(init=ps.StreamInit(manifest=m))
+
+        def requests():
+            yield init
+            for i in range(400):
+                r = ps.StreamRequest()
+                r.data.sequence = i + 1
+                set_audio(r.data.buffer, chunk)
+                pulled[0] += 1
+                yield r
+            r = ps.StreamRequest(control=ps.StreamControl(kind=CLOSE))
+            yield r
+
+        call = stub.StreamPipeline(requests(), timeout=DEADLINE)
+        assert next(call).WhichOneof("message") == "ready"
+        time.sleep(3)  # not reading: the client would write 400 MiB if nothing held it back
+        held = pulled[0]
+        rss = proc_status(srv.proc.pid)["VmRSS"]
+        assert held < 100, held
+        assert rss < 200 << 20, rss
+        n = sum(1 for r in call if r.WhichOneof("message") == "result")
+        assert n == 401 and call.code() == grpc.StatusCode.OK
+        ch.close()
+
+
+def test_long_audio_in_one_session_with_bounded_memory():
+    """10 minutes of 48 kHz stereo (230 MB of f32) through AudioResample -> LoudnessMeter."""
+    with RunningServer() as srv:
+        ch, stub = stub_for(srv)
+        rate, secs = 48000, 600
+        m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 16000}),
+                  ("lm", "LoudnessMeter", {}), name="long")
+        rng = np.random.default_rng(5)
+        block = (0.1 * rng.standard_normal(rate * 2)).astype(np.float32)  # 1 s, stereo
+        total = rate * 2 * secs * 4
+        s = Session(stub, ps.StreamInit(manifest=m, output_nodes=["lm"]))
+        s.recv()
+        for i in range(secs):
+            s.data(block, i + 1, rate=rate, channels=2)
+            assert s.recv().result.sequence == i + 1
+        s.control(CLOSE)
+        rest, code = s.rest()
+        s.half_close()
+        assert code == grpc.StatusCode.OK
+        report = json.loads(rest[0].result.outputs["lm"].items[0].json.json)
+        assert -30 < report["integrated_lufs"] < -10
+        st = proc_status(srv.proc.pid)
+        assert st["VmHWM"] < total / 4, (st, total)
+        ch.close()
+
+
+def test_100_concurrent_sessions_at_real_time_pace():
+    """100 sessions, 10 s of audio each in 100 ms chunks sent at real-time pace."""
+    n, secs, rate, step = 100, 10, 16000, 1600
+    m = chain(("src", "PassThrough", {}), ("rs", "AudioResample", {"rate": 8000}),
+              ("vad", "VAD", {"mode": "energy"}), name="rt")
+    x = speechy(secs, rate)
+
+    async def one(stub, k):
+        call = stub.StreamPipeline()
+        await call.write(ps.StreamRequest(init=ps.StreamInit(manifest=m, output_nodes=["rs", "vad"])))
+        assert (await call.read()).WhichOneof("message") == "ready"
+        t0 = time.monotonic()
+        got = 0
+        for i, c in enumerate(audio_chunks(x, step)):
+            r = ps.StreamRequest()
+            r.data.sequence = i + 1
+            set_audio(r.data.buffer, c, rate=rate)
+            await call.write(r)
+            res = await call.read()
+            got += f32(res.result.outputs["rs"].items[0]).size if res.result.outputs["rs"].items else 0
+            delay = t0 + (i + 1) * step / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await call.write(ps.StreamRequest(control=ps.StreamControl(kind=CLOSE)))
+        await call.done_writing()
+        async for res in call:
+            if res.WhichOneof("message") == "result":
+                got += sum(f32(it).size for it in res.result.outputs["rs"].items)
+        assert await call.code() == grpc.StatusCode.OK
+        return got
+
+    async def main(addr):
+        async with grpc.aio.insecure_channel(addr) as ch:
+            stub = psg.PipelineServiceStub(ch)
+            return await asyncio.wait_for(asyncio.gather(*(one(stub, k) for k in range(n))), 600)
+
+    with RunningServer() as srv:
+        got = asyncio.run(main(srv.address()))
+        assert got == [secs * 8000] * n
+        assert srv.wait_for_count("session_end", n, 60)
+        assert all(e["status"] == "OK" for e in srv.events("session_end"))
+        st = proc_status(srv.proc.pid)
+        assert st["VmHWM"] < 400 << 20, st
