@@ -136,7 +136,7 @@ def control_request(close: bool) -> Any:
 
 
 def sources_of(ready: Any) -> List[StreamSource]:
-    kind_name = _proto.data_pb2.DataKind.Name
+    kind_name = _proto.pipeline_service_pb2.DataKind.Name
     out = []
     for s in ready.sources:
         kinds = []
