@@ -135,6 +135,13 @@ target_include_directories(test_rmclient PRIVATE ${CUNIT_INCLUDE})
 target_link_libraries(test_rmclient PRIVATE rm::client ${CUNIT_LIB} Threads::Threads ${MATH_LIB})
 rm_warnings(test_rmclient)
 
+# test_rmclient_stream: the streaming API, driven by test_c_stream.py with the CLI's stream.
+add_executable(test_rmclient_stream
+               ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_rmclient_stream.c)
+target_include_directories(test_rmclient_stream PRIVATE ${CUNIT_INCLUDE})
+target_link_libraries(test_rmclient_stream PRIVATE rm::client ${CUNIT_LIB} ${MATH_LIB})
+rm_warnings(test_rmclient_stream)
+
 find_program(RM_CLIENT_PYTHON /usr/bin/python3 NO_DEFAULT_PATH)
 if(NOT RM_CLIENT_PYTHON)
   message(FATAL_ERROR "/usr/bin/python3 is needed for the C client tests (scripts/install-deps.sh)")
@@ -143,6 +150,7 @@ set(RM_CLIENT_TEST_ENV
     "RM_SERVER_BIN=$<TARGET_FILE:rm_server>"
     "RM_CLIENT_TEST_BIN=$<TARGET_FILE:test_rmclient>"
     "RM_CLI_BIN=$<TARGET_FILE:rm_cli>"
+    "RM_CLIENT_STREAM_TEST_BIN=$<TARGET_FILE:test_rmclient_stream>"
     "PYTHONPATH=${RM_PY_GEN_DIR}:${PROJECT_SOURCE_DIR}/tests/integration"
     "PYTHONDONTWRITEBYTECODE=1"
     "RM_BUILD_DIR=${CMAKE_BINARY_DIR}"
@@ -150,6 +158,8 @@ set(RM_CLIENT_TEST_ENV
     "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/integration/c_client/lsan.supp:print_suppressions=0")
 set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)
+set(RM_CLIENT_STREAM_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
+    ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_stream.py)
 if(RM_VALGRIND)
   # pytest itself is not run under valgrind: the server, the test binary and the CLI are.
   rm_valgrind_command(_vg)
@@ -157,7 +167,11 @@ if(RM_VALGRIND)
        "RM_TEST_START_TIMEOUT=120" "RM_TEST_STOP_TIMEOUT=180")
   add_test(NAME client.c_client COMMAND ${RM_CLIENT_PYTEST})
   set_tests_properties(client.c_client PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+  add_test(NAME client.c_stream COMMAND ${RM_CLIENT_STREAM_PYTEST})
+  set_tests_properties(client.c_stream PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
 else()
   rm_add_test(client.c_client COMMAND ${RM_CLIENT_PYTEST} TIMEOUT 300
+              ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+  rm_add_test(client.c_stream COMMAND ${RM_CLIENT_STREAM_PYTEST} TIMEOUT 300
               ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
 endif()

@@ -89,6 +89,8 @@ static int send_start(rm_client_stream_t *s, const Remotemedia__V1__StreamReques
   int rc = send_wait(s, err);
   if (rc)
     return rc;
+  if (s->ended) /* a receive saw the end: every later call reports it */
+    return stream_status(s, err);
   if (s->half_closed)
     return rm__client_fail(err, RM_CLIENT_EEND, "the stream is closed for sending");
   size_t len = remotemedia__v1__stream_request__get_packed_size(req);
