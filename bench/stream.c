@@ -1,8 +1,8 @@
 /* stream.c - benchmark: StreamPipeline through librmclient. (1) One session of 20 ms
  * chunks of 48 kHz mono through AudioResample(16 kHz) -> VAD at real-time pace: p50/p99 of
  * the server's processing_ns and of the client's round trip. (2) Concurrent real-time
- * sessions, doubling, until one falls behind real time (a chunk sent over a period late)
- * or the p99 round trip passes 20 ms: the most sessions that held.
+ * sessions, doubling, until they fall behind real time (over 1 % of the chunks sent more
+ * than a chunk period late) or the p99 round trip passes 20 ms: the most sessions that held.
  *
  * usage: stream (--server ADDR | --server-bin PATH [--server-cpu N]) [--client-cpu N]
  *               [--seconds S] [--session-seconds S] [--max-sessions N] [--chunk-ms N]
@@ -232,7 +232,8 @@ static int concurrent(rm_client_t *c, const float *audio, int n) {
   }
   double p99 = quantile_us(rtt, total, 0.99), p50 = quantile_us(rtt, total, 0.5);
   double s99 = quantile_us(srv, total, 0.99);
-  int held = !failed && !behind && p99 * 1e3 <= (double)RTT_LIMIT_NS;
+  /* one scheduling hiccup is not "falling behind": more than 1 % of the chunks late is */
+  int held = !failed && behind * 100 <= total && p99 * 1e3 <= (double)RTT_LIMIT_NS;
   printf("sessions=%-4d chunks=%zu behind=%zu failed=%zu rtt_p50_us=%.1f rtt_p99_us=%.1f "
          "server_p99_us=%.1f %s\n",
          n, total, behind, failed, p50, p99, s99, held ? "held" : "FELL BEHIND");
@@ -326,8 +327,8 @@ int main(int argc, char **argv) {
   }
   run_destroy(&one);
 
-  printf("concurrent real-time sessions, %.1f s each (held: no chunk late, p99 round trip "
-         "<= 20 ms):\n",
+  printf("concurrent real-time sessions, %.1f s each (held: <= 1 %% of chunks late, p99 round "
+         "trip <= 20 ms):\n",
          opt.session_seconds);
   int best = 0;
   for (int n = 1; n <= opt.max_sessions; n *= 2) {

@@ -221,3 +221,51 @@ def test_breaking_out_cancels(remote):
     got, again = arun(main())
     assert [r.sequence for r in got] == [1, 2, 3]
     assert [r.sequence for r in again] == [1, 2, 2]
+
+
+def test_readme_streaming_example(server):
+    """The README's streaming block, run as written against the test server ($RM_SERVER)."""
+    import os
+    import re
+    import subprocess
+    from conftest import repo_root
+    with open(os.path.join(repo_root(), "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"<!-- doc-test: stream -->\n```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 1
+    env = dict(os.environ, RM_SERVER=server.address())
+    p = subprocess.run(["/usr/bin/python3", "-c", blocks[0]], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert re.fullmatch(r"StreamResult\(sequence=50, flushed, outputs=\{'audio_resample': \d\}, "
+                        r"processing_ns=\d+\)", lines[0]), lines[0]
+    assert lines[1:] == ["16000", "51"]
+
+
+def test_ghz_stream_recipe(remote, tmp_path):
+    """docs/load-testing.md's ghz data file: written by its block, parsed back from JSON
+    (as ghz does) and sent through one session: a result per chunk, then OK."""
+    import json
+    import os
+    import re
+    import subprocess
+    from google.protobuf.json_format import ParseDict
+    from conftest import repo_root
+    from remotemedia import Client
+    from remotemedia._proto import pipeline_service_pb2 as pb
+    with open(os.path.join(repo_root(), "docs", "load-testing.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"<!-- doc-test: ghz-stream -->\n```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 1
+    p = subprocess.run(["/usr/bin/python3", "-c", blocks[0]], capture_output=True, text=True,
+                       cwd=str(tmp_path), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["52"]
+    with open(tmp_path / "stream.json", encoding="utf-8") as f:
+        msgs = [ParseDict(d, pb.StreamRequest()) for d in json.load(f)]
+    assert [m.WhichOneof("message") for m in msgs] == ["init"] + ["data"] * 50 + ["control"]
+    with Client(remote) as c:
+        out = list(c.stream_sync(iter(msgs), timeout=60))
+    kinds = [m.WhichOneof("message") for m in out]
+    assert kinds == ["ready"] + ["result"] * 51
+    assert [m.result.sequence for m in out[1:]] == list(range(1, 51)) + [50]
+    assert out[-1].result.flushed
