@@ -21,6 +21,7 @@ raised as the same RemoteMediaError subclasses as run() (node_id, field, kind, r
 .sequence is the failing chunk's sequence number).
 """
 import asyncio
+import collections.abc
 from typing import (Any, AsyncIterable, AsyncIterator, Callable, Dict, Iterable, Iterator,
                     List, Optional, Sequence, Union)
 
@@ -353,11 +354,11 @@ class _Ended(grpc.RpcError):
 
 async def iterate(chunks: Chunks) -> AsyncIterator[Any]:
     """The chunks of a sync or async iterable."""
-    if hasattr(chunks, "__aiter__"):
-        async for c in chunks:  # type: ignore[union-attr]
+    if isinstance(chunks, collections.abc.AsyncIterable):
+        async for c in chunks:
             yield c
     else:
-        for c in chunks:  # type: ignore[union-attr]
+        for c in chunks:
             yield c
 
 
