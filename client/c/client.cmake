@@ -31,11 +31,12 @@ target_link_libraries(rm_client_health_obj PRIVATE PkgConfig::PROTOBUFC)
 set_target_properties(rm_client_health_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
                       C_VISIBILITY_PRESET hidden)
 
-add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c)
+add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c
+            ${RM_CLIENT_DIR}/rmclient_stream.c)
 target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR})
 # rm_wire_proto_obj for its headers only: its objects go into the libraries below.
 target_link_libraries(rm_client_obj PRIVATE rm_wire_proto_obj rm::common rm::version PkgConfig::GRPC
-                      PkgConfig::PROTOBUFC PkgConfig::JANSSON)
+                      PkgConfig::PROTOBUFC PkgConfig::JANSSON Threads::Threads)
 add_dependencies(rm_client_obj rm_proto rm_client_health_obj) # generated headers first
 set_target_properties(rm_client_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
                       C_VISIBILITY_PRESET hidden)
@@ -52,7 +53,7 @@ set(RM_CLIENT_PUBLIC_INCLUDES $<BUILD_INTERFACE:${RM_CLIENT_DIR}> $<BUILD_INTERF
 add_library(rm_client SHARED $<TARGET_OBJECTS:rm_client_obj> $<TARGET_OBJECTS:rm_client_health_obj>
             $<TARGET_OBJECTS:rm_wire_proto_obj> $<TARGET_OBJECTS:rm_base_obj>)
 target_include_directories(rm_client PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
-target_link_libraries(rm_client PRIVATE rm_proto rm::common PkgConfig::GRPC
+target_link_libraries(rm_client PRIVATE rm_proto rm::common PkgConfig::GRPC Threads::Threads
                       PUBLIC PkgConfig::JANSSON PkgConfig::PROTOBUFC)
 set_target_properties(rm_client PROPERTIES
   OUTPUT_NAME rmclient
@@ -68,11 +69,12 @@ add_library(rm_client_static STATIC $<TARGET_OBJECTS:rm_client_obj>
             $<TARGET_OBJECTS:rm_client_health_obj>)
 target_include_directories(rm_client_static PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
 target_link_libraries(rm_client_static PUBLIC rm_wire_proto rm_proto rm::common PkgConfig::GRPC
-                      PkgConfig::JANSSON PkgConfig::PROTOBUFC)
+                      PkgConfig::JANSSON PkgConfig::PROTOBUFC Threads::Threads)
 
 # The CLI. In-process runs use the engine; remote runs use the library. Its objects also
 # make remotemedia-run, the alias of `remotemedia run`.
 add_library(rm_cli_obj OBJECT ${RM_CLIENT_DIR}/remotemedia_cli.c ${RM_CLIENT_DIR}/remotemedia_cli_io.c
+            ${RM_CLIENT_DIR}/remotemedia_cli_stream.c
             ${RM_CLIENT_DIR}/remotemedia_cli_local.c)
 target_link_libraries(rm_cli_obj PUBLIC rm_client_static rm_wire rm_core rm::common rm::version
                       PkgConfig::MEDIA ${MATH_LIB})
@@ -133,6 +135,13 @@ target_include_directories(test_rmclient PRIVATE ${CUNIT_INCLUDE})
 target_link_libraries(test_rmclient PRIVATE rm::client ${CUNIT_LIB} Threads::Threads ${MATH_LIB})
 rm_warnings(test_rmclient)
 
+# test_rmclient_stream: the streaming API, driven by test_c_stream.py with the CLI's stream.
+add_executable(test_rmclient_stream
+               ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_rmclient_stream.c)
+target_include_directories(test_rmclient_stream PRIVATE ${CUNIT_INCLUDE})
+target_link_libraries(test_rmclient_stream PRIVATE rm::client ${CUNIT_LIB} ${MATH_LIB})
+rm_warnings(test_rmclient_stream)
+
 find_program(RM_CLIENT_PYTHON /usr/bin/python3 NO_DEFAULT_PATH)
 if(NOT RM_CLIENT_PYTHON)
   message(FATAL_ERROR "/usr/bin/python3 is needed for the C client tests (scripts/install-deps.sh)")
@@ -141,6 +150,7 @@ set(RM_CLIENT_TEST_ENV
     "RM_SERVER_BIN=$<TARGET_FILE:rm_server>"
     "RM_CLIENT_TEST_BIN=$<TARGET_FILE:test_rmclient>"
     "RM_CLI_BIN=$<TARGET_FILE:rm_cli>"
+    "RM_CLIENT_STREAM_TEST_BIN=$<TARGET_FILE:test_rmclient_stream>"
     "PYTHONPATH=${RM_PY_GEN_DIR}:${PROJECT_SOURCE_DIR}/tests/integration"
     "PYTHONDONTWRITEBYTECODE=1"
     "RM_BUILD_DIR=${CMAKE_BINARY_DIR}"
@@ -148,6 +158,8 @@ set(RM_CLIENT_TEST_ENV
     "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/integration/c_client/lsan.supp:print_suppressions=0")
 set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)
+set(RM_CLIENT_STREAM_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
+    ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_stream.py)
 if(RM_VALGRIND)
   # pytest itself is not run under valgrind: the server, the test binary and the CLI are.
   rm_valgrind_command(_vg)
@@ -155,7 +167,11 @@ if(RM_VALGRIND)
        "RM_TEST_START_TIMEOUT=120" "RM_TEST_STOP_TIMEOUT=180")
   add_test(NAME client.c_client COMMAND ${RM_CLIENT_PYTEST})
   set_tests_properties(client.c_client PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+  add_test(NAME client.c_stream COMMAND ${RM_CLIENT_STREAM_PYTEST})
+  set_tests_properties(client.c_stream PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
 else()
   rm_add_test(client.c_client COMMAND ${RM_CLIENT_PYTEST} TIMEOUT 300
+              ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+  rm_add_test(client.c_stream COMMAND ${RM_CLIENT_STREAM_PYTEST} TIMEOUT 300
               ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
 endif()

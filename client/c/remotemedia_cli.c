@@ -24,8 +24,9 @@ enum {
   C_VERSION = 8u,
   C_VALIDATE = 16u,
   C_REQUEST = 32u,
+  C_STREAM = 64u,
 };
-#define C_REMOTE (C_RUN | C_NODES | C_HEALTH | C_VERSION | C_VALIDATE)
+#define C_REMOTE (C_RUN | C_NODES | C_HEALTH | C_VERSION | C_VALIDATE | C_STREAM)
 #define C_INPUTS (C_RUN | C_VALIDATE | C_REQUEST) /* commands that read MANIFEST and --input */
 
 /* ------------------------------------------------------------------ arguments */
@@ -33,7 +34,8 @@ enum {
 typedef struct cli_args {
   const char *server, *token, *token_file, *tls_ca, *tls_cert, *tls_key, *tls_name;
   const char *output_dir, *service, *manifest, *timeout_text, *output, *request_id;
-  const char *attempts_text;
+  const char *attempts_text, *audio_file, *node, *chunk_ms_text;
+  int realtime, chunk_ms;
   int tls, metrics, metrics_json, json, no_retry, help, frame;
   const char **inputs; /* "NODE=FILE" */
   size_t n_inputs;
@@ -77,7 +79,8 @@ static const cli_opt_t options[] = {
      "host in --server (e.g. connecting by IP address)",
      NULL},
     {"--timeout-ms", O_STR, A(timeout_text), C_REMOTE, "N",
-     "deadline of the call (run: default 60000; others: 10000);\n"
+     "deadline of the call (run: default 60000; stream: none;\n"
+     "others: 10000);\n"
      "0 = none. In-process runs stop at it too.",
      NULL},
     {"--input", O_INPUT, 0, C_INPUTS, "NODE=FILE",
@@ -86,13 +89,23 @@ static const cli_opt_t options[] = {
      ".raw/.bin binary) or is given: NODE=text:FILE (also audio:,\n"
      "json:, binary:)",
      NULL},
-    {"--output-dir", O_STR, A(output_dir), C_RUN, "DIR",
+    {"--manifest", O_STR, A(manifest), C_STREAM, "M", "stream: the pipeline's manifest JSON file",
+     NULL},
+    {"--node", O_STR, A(node), C_STREAM, "NODE",
+     "stream: the source node fed (default: the only one)", NULL},
+    {"--chunk-ms", O_STR, A(chunk_ms_text), C_STREAM, "N",
+     "stream: chunk length in milliseconds (default 20)", NULL},
+    {"--realtime", O_FLAG, A(realtime), C_STREAM, NULL,
+     "stream: send at real-time pace, one chunk in flight (default:\n"
+     "as fast as flow control allows, 8 chunks in flight)",
+     NULL},
+    {"--output-dir", O_STR, A(output_dir), C_RUN | C_STREAM, "DIR",
      "also write every output item to a file in DIR", NULL},
-    {"--metrics", O_FLAG, A(metrics), C_RUN | C_REQUEST, NULL,
+    {"--metrics", O_FLAG, A(metrics), C_RUN | C_REQUEST | C_STREAM, NULL,
      "run: print a per-node metrics table on stderr; request: ask\n"
      "for metrics (enable_metrics)",
      NULL},
-    {"--metrics-json", O_FLAG, A(metrics_json), C_RUN, NULL,
+    {"--metrics-json", O_FLAG, A(metrics_json), C_RUN | C_STREAM, NULL,
      "add the metrics (the seed's JSON keys) to the document", NULL},
     {"--no-retry", O_FLAG, A(no_retry), C_RUN, NULL,
      "do not retry UNAVAILABLE / RESOURCE_EXHAUSTED (by default up\n"
@@ -100,7 +113,7 @@ static const cli_opt_t options[] = {
      NULL},
     {"--max-attempts", O_STR, A(attempts_text), C_RUN, "N",
      "attempts of a retried call, 2..5 (default 4)", NULL},
-    {"--request-id", O_STR, A(request_id), C_RUN | C_VALIDATE, "ID",
+    {"--request-id", O_STR, A(request_id), C_RUN | C_VALIDATE | C_STREAM, "ID",
      "sent as x-request-id; the server's error details echo it", NULL},
     {"--output", O_STR, A(output), C_REQUEST, "FILE", "where the request goes (default: stdout)",
      "-o"},
@@ -152,6 +165,10 @@ static int parse_args(int argc, char **argv, unsigned command, const char *cmd_n
         a->manifest = arg;
         continue;
       }
+      if (command == C_STREAM && !a->audio_file) {
+        a->audio_file = arg;
+        continue;
+      }
       return usage_error(e, "%s: unexpected argument '%s'", cmd_name, arg);
     }
     const char *eq = strchr(arg, '=');
@@ -192,6 +209,8 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
     if (errno || end == a->timeout_text || *end || a->timeout_ms < 0)
       return usage_error(e, "%s: --timeout-ms wants a number of milliseconds >= 0, not '%s'",
                          cmd_name, a->timeout_text);
+  } else if (command == C_STREAM) {
+    a->timeout_ms = 0; /* a session lasts as long as its audio */
   } else {
     a->timeout_ms = command == C_RUN ? DEFAULT_RUN_TIMEOUT_MS : DEFAULT_RPC_TIMEOUT_MS;
   }
@@ -212,7 +231,23 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
   int remote_opts = a->token || a->token_file || a->tls || a->tls_ca || a->tls_cert || a->tls_name;
   if (!a->server && remote_opts)
     return usage_error(e, "%s: token and TLS options need --server", cmd_name);
-  if (command == C_HEALTH && !a->server)
+  if (command == C_STREAM) {
+    a->chunk_ms = 20;
+    if (a->chunk_ms_text) {
+      char *end;
+      long n = strtol(a->chunk_ms_text, &end, 10);
+      if (end == a->chunk_ms_text || *end || n < 1 || n > 60000)
+        return usage_error(e, "%s: --chunk-ms wants 1..60000 milliseconds, not '%s'", cmd_name,
+                           a->chunk_ms_text);
+      a->chunk_ms = (int)n;
+    }
+    if (!a->audio_file)
+      return usage_error(e, "%s: the audio file is missing (remotemedia stream FILE.wav)",
+                         cmd_name);
+    if (!a->manifest)
+      return usage_error(e, "%s: --manifest is required", cmd_name);
+  }
+  if ((command == C_HEALTH || command == C_STREAM) && !a->server)
     return usage_error(e, "%s: --server is required", cmd_name);
   if ((command & C_INPUTS) && !a->manifest)
     return usage_error(e, "%s: the manifest file is missing (remotemedia %s MANIFEST.json)",
@@ -222,7 +257,7 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
 
 /* ------------------------------------------------------------------ remote */
 
-static int from_client_error(const rm_client_error_t *ce, cli_error_t *e) {
+int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e) {
   int usage =
       ce->code == RM_CLIENT_EINVAL || ce->code == RM_CLIENT_EIO || ce->code == RM_CLIENT_EMANIFEST;
   memset(e, 0, sizeof *e);
@@ -282,7 +317,7 @@ static int connect_client(const cli_args_t *a, rm_client_t **client, cli_error_t
     memset(token, 0, strlen(token));
     free(token);
   }
-  return rc ? from_client_error(&ce, e) : 0;
+  return rc ? cli_from_client_error(&ce, e) : 0;
 }
 
 static int64_t call_timeout(const cli_args_t *a) { return a->timeout_ms > 0 ? a->timeout_ms : -1; }
@@ -309,7 +344,7 @@ static int run_remote(const cli_args_t *a, const cli_input_t *inputs, size_t n, 
                                 .request_id = a->request_id};
     rm_client_error_t ce;
     if (rm_client_execute(client, manifest, ins, n, &eo, &res, &ce)) {
-      rc = from_client_error(&ce, e);
+      rc = cli_from_client_error(&ce, e);
       if (ce.code == RM_CLIENT_EMANIFEST) {
         char msg[sizeof e->message];
         snprintf(msg, sizeof msg, "%s: %s", a->manifest, ce.message);
@@ -416,7 +451,7 @@ static int validate_remote(const cli_args_t *a, const cli_input_t *inputs, size_
     rm_client_exec_opts_t eo = {.timeout_ms = call_timeout(a), .request_id = a->request_id};
     rm_client_error_t ce;
     if (rm_client_validate(client, manifest, ins, n, &eo, &v, &ce)) {
-      rc = from_client_error(&ce, e);
+      rc = cli_from_client_error(&ce, e);
       if (ce.code == RM_CLIENT_EMANIFEST)
         snprintf(e->message, sizeof e->message, "%s: %s", a->manifest, ce.message);
     }
@@ -492,7 +527,7 @@ static int cmd_request(cli_args_t *a, cli_error_t *e) {
     rm_client_exec_opts_t eo = {.enable_metrics = a->metrics};
     rm_client_error_t ce;
     if (rm_client_request_pack(manifest, ins, loaded, &eo, &bytes, &len, &ce)) {
-      rc = from_client_error(&ce, e);
+      rc = cli_from_client_error(&ce, e);
       if (ce.code == RM_CLIENT_EMANIFEST)
         snprintf(e->message, sizeof e->message, "%s: %s", a->manifest, ce.message);
     }
@@ -503,6 +538,40 @@ static int cmd_request(cli_args_t *a, cli_error_t *e) {
   free(ins);
   free(manifest);
   free_inputs(inputs, loaded);
+  return rc;
+}
+
+static int cmd_stream(cli_args_t *a, cli_error_t *e) {
+  cli_input_t in;
+  memset(&in, 0, sizeof in);
+  int rc = cli_input_load(&in, a->node ? a->node : "(source)", a->audio_file, e);
+  if (rc)
+    return rc;
+  char *manifest = cli_read_text(a->manifest, NULL, e);
+  rm_client_t *client = NULL;
+  if (!manifest)
+    rc = CLI_USAGE;
+  else if (in.buf.kind != RM_CLIENT_AUDIO)
+    rc = usage_error(e, "stream: %s is not an audio file", a->audio_file);
+  else
+    rc = connect_client(a, &client, e);
+  if (!rc) {
+    cli_stream_opts_t so = {.manifest_text = manifest,
+                            .node_id = a->node,
+                            .audio = &in.buf,
+                            .chunk_ms = a->chunk_ms,
+                            .realtime = a->realtime,
+                            .metrics = a->metrics || a->metrics_json,
+                            .metrics_json = a->metrics_json,
+                            .metrics_table = a->metrics,
+                            .timeout_ms = call_timeout(a),
+                            .request_id = a->request_id,
+                            .output_dir = a->output_dir};
+    rc = cli_stream(client, &so, e);
+  }
+  rm_client_free(client);
+  free(manifest);
+  cli_input_destroy(&in);
   return rc;
 }
 
@@ -522,7 +591,7 @@ static int cmd_nodes(cli_args_t *a, cli_error_t *e) {
   Remotemedia__V1__ListNodeTypesResponse *types = NULL;
   rm_client_error_t ce;
   if (rm_client_list_node_types(client, call_timeout(a), &types, &ce))
-    rc = from_client_error(&ce, e);
+    rc = cli_from_client_error(&ce, e);
   else
     cli_print_node_types(types, a->json);
   rm_client_node_types_free(types);
@@ -538,7 +607,7 @@ static int cmd_health(cli_args_t *a, cli_error_t *e) {
   rm_client_health_t status = RM_CLIENT_HEALTH_UNKNOWN;
   rm_client_error_t ce;
   if (rm_client_health_check(client, a->service, call_timeout(a), &status, &ce)) {
-    rc = from_client_error(&ce, e);
+    rc = cli_from_client_error(&ce, e);
   } else {
     printf("%s\n", rm_client_health_name(status));
     if (status != RM_CLIENT_HEALTH_SERVING)
@@ -562,7 +631,7 @@ static int cmd_version(cli_args_t *a, cli_error_t *e) {
   Remotemedia__V1__GetVersionResponse *v = NULL;
   rm_client_error_t ce;
   if (rm_client_server_version(client, call_timeout(a), &v, &ce)) {
-    rc = from_client_error(&ce, e);
+    rc = cli_from_client_error(&ce, e);
   } else {
     printf("server %s: remotemedia-server %s, protocol %s, gRPC core %s\n", a->server,
            v->server_version, v->protocol_version, v->grpc_core_version);
@@ -608,6 +677,16 @@ static const cli_command_t commands[] = {
      "Writes the binary ExecuteRequest that run would send (protobuf wire format), for\n"
      "load-test tools: ghz --binary-file (-B) as it is, h2load -d with --frame; see\n"
      "docs/load-testing.md. Nothing is sent."},
+    {"stream", C_STREAM, cmd_stream,
+     "stream FILE.wav --manifest M --server HOST:PORT [--chunk-ms 20] [--realtime] [options]",
+     "Sends the audio file through one StreamPipeline session in chunks of --chunk-ms\n"
+     "(the node state lives across chunks, as in one long run), at real-time pace with\n"
+     "--realtime (one chunk in flight), else as fast as flow control allows. stderr gets\n"
+     "one line per chunk, \"chunk SEQ rtt_us=R server_us=S items=N\" (round trip seen\n"
+     "here, the server's processing time, output items), then \"summary: chunks=N\n"
+     "rtt_p50_us= rtt_p99_us= server_p50_us= server_p99_us= behind=B\" (B: paced chunks\n"
+     "sent over a chunk late). stdout gets run's JSON document, each output's audio\n"
+     "items (the final flush's included) joined into one item."},
     {"nodes", C_NODES, cmd_nodes, "nodes [--server HOST:PORT] [--json]",
      "Lists the node types with their ports and params (type, range, default); from\n"
      "the server, or from this program's own registry without --server."},
@@ -635,6 +714,7 @@ static const char examples_text[] =
     "  remotemedia run gain.json --input src=in.wav --metrics-json       (in-process)\n"
     "  remotemedia validate gain.json --input src=in.wav --server localhost:50051\n"
     "  remotemedia request gain.json --input src=in.wav -o req.bin\n"
+    "  remotemedia stream speech.wav --manifest vad.json --server localhost:50051 --realtime\n"
     "  remotemedia nodes --server localhost:50051\n"
     "  remotemedia health --server localhost:50051 --tls-ca ca.pem\n";
 

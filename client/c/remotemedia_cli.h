@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rmclient.h"
@@ -74,6 +75,29 @@ void cli_print_metrics_table(FILE *f, const json_t *metrics);
 
 /* Node types as text (or a JSON array with as_json) to stdout. */
 void cli_print_node_types(const Remotemedia__V1__ListNodeTypesResponse *types, int as_json);
+
+/* The CLI error for a client library error (exit 2 for local argument and file errors,
+ * 1 for call failures). Returns e->exit_code. */
+int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e);
+
+/* ---- streaming (remotemedia_cli_stream.c) ---- */
+
+typedef struct cli_stream_opts {
+  const char *manifest_text;       /* the manifest JSON */
+  const char *node_id;             /* the source fed; NULL = the only one */
+  const rm_client_buffer_t *audio; /* the whole file */
+  int chunk_ms;                    /* > 0 */
+  int realtime;                    /* pace chunks at real time, one in flight */
+  int metrics, metrics_json, metrics_table;
+  int64_t timeout_ms; /* the session's deadline; < 0 = none */
+  const char *request_id;
+  const char *output_dir;
+} cli_stream_opts_t;
+
+/* Streams o->audio through one session in chunks of chunk_ms: per-chunk latency lines and
+ * a p50/p99 summary on stderr, then run's JSON document (each output's audio joined) on
+ * stdout. Returns the exit status (CLI_OK, or e filled). */
+int cli_stream(rm_client_t *client, const cli_stream_opts_t *o, cli_error_t *e);
 
 /* ---- in-process mode (remotemedia_cli_local.c) ---- */
 

@@ -33,6 +33,8 @@ const char *rm_client_strerror(int code) {
   case RM_CLIENT_ESTATUS: return "status";
   case RM_CLIENT_EPROTO: return "protocol_error";
   case RM_CLIENT_EINTERNAL: return "internal";
+  case RM_CLIENT_EEND: return "end_of_stream";
+  case RM_CLIENT_ETIMEDOUT: return "timed_out";
   default: return "unknown_error";
   }
 }
@@ -151,8 +153,8 @@ static void read_details(rm_client_error_t *err, grpc_slice value, grpc_status_c
   google__rpc__status__free_unpacked(st, NULL);
 }
 
-static int status_error(rm_client_error_t *err, grpc_status_code status, grpc_slice details,
-                        const grpc_metadata_array *trailing) {
+int rm__client_status_error(rm_client_error_t *err, grpc_status_code status, grpc_slice details,
+                            const grpc_metadata_array *trailing) {
   if (!err)
     return RM_CLIENT_ESTATUS;
   error_clear(err, RM_CLIENT_ESTATUS);
@@ -420,7 +422,7 @@ void rm_client_free(rm_client_t *c) {
 
 /* ------------------------------------------------------------------ one unary call */
 
-static gpr_timespec deadline_of(const rm_client_t *c, int64_t timeout_ms) {
+gpr_timespec rm__client_deadline(const rm_client_t *c, int64_t timeout_ms) {
   if (timeout_ms == 0)
     timeout_ms = c->default_timeout_ms;
   if (timeout_ms <= 0)
@@ -428,7 +430,7 @@ static gpr_timespec deadline_of(const rm_client_t *c, int64_t timeout_ms) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 }
 
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
+ProtobufCMessage *rm__client_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
   grpc_byte_buffer_reader reader;
   if (!grpc_byte_buffer_reader_init(&reader, bb))
     return NULL;
@@ -464,7 +466,7 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
   grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                              grpc_slice_from_static_string(method), NULL,
-                                             deadline_of(c, timeout_ms), NULL);
+                                             rm__client_deadline(c, timeout_ms), NULL);
   grpc_metadata md[2];
   size_t n_md = 0;
   memset(md, 0, sizeof md);
@@ -514,10 +516,10 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
     if (ev.type != GRPC_OP_COMPLETE)
       rc = rm__client_fail(err, RM_CLIENT_EINTERNAL, "the completion queue ended the call");
     else if (status != GRPC_STATUS_OK)
-      rc = status_error(err, status, details, &trailing);
+      rc = rm__client_status_error(err, status, details, &trailing);
     else if (!recv)
       rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the server answered OK without a message");
-    else if (!(*out = unpack(resp_desc, recv)))
+    else if (!(*out = rm__client_unpack(resp_desc, recv)))
       rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the answer is not a valid %s message",
                            resp_desc->name);
   }

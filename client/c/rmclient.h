@@ -71,6 +71,7 @@ struct Remotemedia__V1__PipelineMetrics;
 struct Remotemedia__V1__ListNodeTypesResponse;
 struct Remotemedia__V1__GetVersionResponse;
 struct Remotemedia__V1__ValidateResponse;
+struct Remotemedia__V1__StreamReady;
 
 /* ------------------------------------------------------------------ errors */
 
@@ -83,6 +84,8 @@ typedef enum rm_client_errcode {
   RM_CLIENT_ESTATUS = -5,   /* the call ended with a non-OK gRPC status (err->status) */
   RM_CLIENT_EPROTO = -6,    /* the server answered OK with a message that does not decode */
   RM_CLIENT_EINTERNAL = -7, /* the gRPC core refused an operation (a bug) */
+  RM_CLIENT_EEND = -8,      /* a stream ended with status OK: there are no more results */
+  RM_CLIENT_ETIMEDOUT = -9, /* rm_client_stream_recv's wait passed; the stream goes on */
 } rm_client_errcode_t;
 
 #define RM_CLIENT_KIND_MAX 64
@@ -359,6 +362,124 @@ RM_CLIENT_API void rm_client_result_free(rm_client_result_t *r);
  *    min_duration_us, max_duration_us}]}
  * Counts are JSON integers, durations and rates reals. New reference, NULL on OOM. */
 RM_CLIENT_API json_t *rm_client_metrics_to_json(const struct Remotemedia__V1__PipelineMetrics *m);
+
+/* ------------------------------------------------------------------ StreamPipeline */
+
+/* A streaming session (remotemedia.v1.PipelineService/StreamPipeline): one pipeline whose
+ * node state lives from the first chunk to the last.
+ *
+ *   rm_client_stream_t *s;
+ *   rm_client_stream_opts_t so = {.enable_metrics = 1};
+ *   if (rm_client_stream_open(client, manifest_json, &so, &s, &err) < 0) ...
+ *   for (uint64_t seq = 1; ...; seq++) {
+ *     rm_client_buffer_t chunk = rm_client_buffer_audio(p, bytes, 48000, 1, RM_CLIENT_F32);
+ *     rm_client_stream_send(s, NULL, &chunk, seq, &err);       (NULL: the only source)
+ *     rm_client_stream_result_t *r;
+ *     rm_client_stream_recv(s, &r, -1, &err);                  (one result per chunk)
+ *     ... rm_client_stream_result_find(r, "vad") ...
+ *     rm_client_stream_result_free(r);
+ *   }
+ *   json_t *metrics;                                          (the seed's JSON, or NULL)
+ *   rm_client_stream_close(s, &metrics, &err);
+ *   rm_client_stream_free(s);
+ *
+ * The server answers every data chunk with exactly one result (possibly without outputs),
+ * a flush with one result whose flushed flag is set, and a close with the flushed result,
+ * the final metrics (when enabled) and then status OK. An error ends the whole stream
+ * with a gRPC status: the function that sees it returns RM_CLIENT_ESTATUS with err filled
+ * as for rm_client_execute (err->node_id names the node; the failing chunk's sequence
+ * number is in the status message), and every later call returns the same error.
+ *
+ * Threads: a stream is used by one thread at a time, except that one thread may block in
+ * rm_client_stream_recv while another sends (send / flush / close_send). Sends do not
+ * wait for the server to answer: a send returns once the previous message has been
+ * handed to the transport, so gRPC flow control paces a sender that runs far ahead of
+ * its reader. A sender that never reads stalls once the server's bounded queue is full:
+ * keep a bounded number of chunks unanswered (or read on another thread). */
+
+typedef struct rm_client_stream rm_client_stream_t;
+typedef struct rm_client_stream_result rm_client_stream_result_t;
+
+typedef struct rm_client_stream_opts {
+  int64_t timeout_ms;              /* deadline of the whole session; see "Timeouts" */
+  int enable_metrics;              /* final metrics on close (and periodic ones below) */
+  const char *const *output_nodes; /* nodes whose primary output results carry; */
+  size_t n_output_nodes;           /* none = every sink */
+  rm_client_limits_t limits;       /* per chunk (max_input_bytes, max_audio_samples,
+                                    * max_execution_ms) */
+  uint32_t metrics_every_chunks;   /* periodic metrics every N chunks; 0 = none */
+  uint32_t metrics_every_ms;       /* ... or every T ms; 0 = none */
+  const char *request_id;          /* sent as x-request-id; NULL = none */
+} rm_client_stream_opts_t;
+
+/* Opens a session: sends init (manifest, options) and waits for the server's ready.
+ * opts may be NULL (defaults). Returns 0 and a new stream in *out (free it with
+ * rm_client_stream_free), or an error with *out untouched: RM_CLIENT_EINVAL,
+ * RM_CLIENT_EMANIFEST, RM_CLIENT_ENOMEM, RM_CLIENT_ESTATUS (INVALID_ARGUMENT for a bad
+ * manifest, RESOURCE_EXHAUSTED for too many sessions, UNAUTHENTICATED, UNAVAILABLE,
+ * UNIMPLEMENTED from a server without streaming, ...), RM_CLIENT_EPROTO. */
+RM_CLIENT_API int rm_client_stream_open(rm_client_t *c, const char *manifest_json,
+                                        const rm_client_stream_opts_t *opts,
+                                        rm_client_stream_t **out, rm_client_error_t *err);
+/* The server's ready message (session_id, pipeline_name, sources[] with node_id,
+ * node_type and accepted kinds). Borrowed; lives as long as the stream. */
+RM_CLIENT_API const struct Remotemedia__V1__StreamReady *
+rm_client_stream_ready(const rm_client_stream_t *s);
+
+/* Sends one chunk to source node_id (NULL or "": the pipeline's only source) with its
+ * sequence number (strictly increasing; echoed in the result). The bytes are copied
+ * before it returns. 0, or RM_CLIENT_EINVAL (a bad view; nothing sent), RM_CLIENT_ENOMEM,
+ * RM_CLIENT_ESTATUS (the stream has ended with an error), RM_CLIENT_EEND (it has ended
+ * OK, or close_send was called). */
+RM_CLIENT_API int rm_client_stream_send(rm_client_stream_t *s, const char *node_id,
+                                        const rm_client_buffer_t *buffer, uint64_t sequence,
+                                        rm_client_error_t *err);
+/* Sends FLUSH: the nodes emit what they hold and start over; answered by one result with
+ * rm_client_stream_result_flushed() set. Errors as for send. */
+RM_CLIENT_API int rm_client_stream_flush(rm_client_stream_t *s, rm_client_error_t *err);
+/* Sends CLOSE and half-closes the stream: the server answers with the flushed result,
+ * the final metrics and OK; read them with rm_client_stream_recv until RM_CLIENT_EEND.
+ * Errors as for send. */
+RM_CLIENT_API int rm_client_stream_close_send(rm_client_stream_t *s, rm_client_error_t *err);
+
+/* The next result, waiting at most timeout_ms (< 0: until the session's deadline).
+ * Metrics messages are not results: they are kept (rm_client_stream_metrics) and the
+ * wait goes on. Returns 0 and a new result in *out (free with
+ * rm_client_stream_result_free), RM_CLIENT_ETIMEDOUT (nothing yet; call again),
+ * RM_CLIENT_EEND (the stream ended OK), RM_CLIENT_ESTATUS (it ended with an error),
+ * RM_CLIENT_EPROTO, RM_CLIENT_ENOMEM. */
+RM_CLIENT_API int rm_client_stream_recv(rm_client_stream_t *s, rm_client_stream_result_t **out,
+                                        int64_t timeout_ms, rm_client_error_t *err);
+
+/* close_send (unless done), then reads to the end of the stream: results not read yet
+ * are discarded (read them first when they matter). Returns 0 and, when metrics is not
+ * NULL, the final metrics as the seed's JSON object in *metrics (new reference; NULL when
+ * metrics were not enabled); or an error as for recv. The stream must still be freed. */
+RM_CLIENT_API int rm_client_stream_close(rm_client_stream_t *s, json_t **metrics,
+                                         rm_client_error_t *err);
+
+/* The latest metrics message received (periodic, or the final one after close), or
+ * NULL. Borrowed: valid until the next recv/close. The _json form is a new reference. */
+RM_CLIENT_API const struct Remotemedia__V1__PipelineMetrics *
+rm_client_stream_metrics(const rm_client_stream_t *s);
+RM_CLIENT_API json_t *rm_client_stream_metrics_json(const rm_client_stream_t *s);
+
+/* Cancels the call if it has not ended and frees the stream. NULL is a no-op. */
+RM_CLIENT_API void rm_client_stream_free(rm_client_stream_t *s);
+
+/* A result: the data sequence number it answers (for a flush, the last one received
+ * before it), whether it answers FLUSH/CLOSE, the server's processing time, and its
+ * outputs sorted by key (as rm_client_result_*). Results are independent of the stream. */
+RM_CLIENT_API uint64_t rm_client_stream_result_sequence(const rm_client_stream_result_t *r);
+RM_CLIENT_API int rm_client_stream_result_flushed(const rm_client_stream_result_t *r);
+RM_CLIENT_API uint64_t rm_client_stream_result_processing_ns(const rm_client_stream_result_t *r);
+RM_CLIENT_API size_t rm_client_stream_result_count(const rm_client_stream_result_t *r);
+RM_CLIENT_API const rm_client_output_t *
+rm_client_stream_result_output(const rm_client_stream_result_t *r, size_t i);
+RM_CLIENT_API const rm_client_output_t *
+rm_client_stream_result_find(const rm_client_stream_result_t *r, const char *key);
+/* NULL is a no-op. */
+RM_CLIENT_API void rm_client_stream_result_free(rm_client_stream_result_t *r);
 
 /* ------------------------------------------------------------------ other RPCs */
 

@@ -83,19 +83,7 @@ const char *rm_client_kind_name(int kind) {
 
 /* ------------------------------------------------------------------ the request */
 
-/* Storage of one outgoing DataBuffer; payload bytes are borrowed from the caller. */
-typedef struct wire {
-  Remotemedia__V1__DataBuffer msg;
-  union {
-    Remotemedia__V1__AudioBuffer audio;
-    Remotemedia__V1__TensorBuffer tensor;
-    Remotemedia__V1__JsonBuffer json;
-    Remotemedia__V1__TextBuffer text;
-    Remotemedia__V1__BinaryBuffer binary;
-  } u;
-} wire_t;
-
-static int check_input(const rm_client_input_t *in, size_t i, rm_client_error_t *err) {
+int rm__client_check_input(const rm_client_input_t *in, size_t i, rm_client_error_t *err) {
   const rm_client_buffer_t *b = &in->buffer;
   if (!in->node_id || !*in->node_id)
     return rm__client_fail(err, RM_CLIENT_EINVAL, "inputs[%zu] has no node id", i);
@@ -110,7 +98,7 @@ static int check_input(const rm_client_input_t *in, size_t i, rm_client_error_t 
   return 0;
 }
 
-static void to_wire(const rm_client_buffer_t *b, wire_t *w) {
+void rm__client_to_wire(const rm_client_buffer_t *b, rm__client_wire_t *w) {
   remotemedia__v1__data_buffer__init(&w->msg);
   switch (b->kind) {
   case RM_CLIENT_AUDIO:
@@ -159,8 +147,8 @@ static void to_wire(const rm_client_buffer_t *b, wire_t *w) {
 
 /* The wire manifest for the JSON text, read by the wire layer (the same reader as the
  * engine's): its shape errors are RM_CLIENT_EMANIFEST with the same message. */
-static int manifest_from_json(const char *text, Remotemedia__V1__PipelineManifest **out,
-                              rm_client_error_t *err) {
+int rm__client_manifest_from_json(const char *text, Remotemedia__V1__PipelineManifest **out,
+                                  rm_client_error_t *err) {
   rm_error_t e;
   int rc = rm_wire_manifest_proto_from_text(text, strlen(text), out, &e);
   if (rc)
@@ -183,23 +171,23 @@ static int with_request(const char *manifest_json, const rm_client_input_t *inpu
   if (opts->n_output_nodes && !opts->output_nodes)
     return rm__client_fail(err, RM_CLIENT_EINVAL, "output_nodes is NULL");
   for (size_t i = 0; i < n_inputs; i++) {
-    int rc = check_input(&inputs[i], i, err);
+    int rc = rm__client_check_input(&inputs[i], i, err);
     if (rc)
       return rc;
   }
   Remotemedia__V1__PipelineManifest *manifest = NULL;
-  int rc = manifest_from_json(manifest_json, &manifest, err);
+  int rc = rm__client_manifest_from_json(manifest_json, &manifest, err);
   if (rc)
     return rc;
   size_t n = n_inputs ? n_inputs : 1;
-  wire_t *wires = calloc(n, sizeof *wires);
+  rm__client_wire_t *wires = calloc(n, sizeof *wires);
   Remotemedia__V1__ExecuteRequest__InputsEntry *entries = calloc(n, sizeof *entries);
   Remotemedia__V1__ExecuteRequest__InputsEntry **ptrs = calloc(n, sizeof *ptrs);
   if (!wires || !entries || !ptrs) {
     rc = rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
   } else {
     for (size_t i = 0; i < n_inputs; i++) {
-      to_wire(&inputs[i].buffer, &wires[i]);
+      rm__client_to_wire(&inputs[i].buffer, &wires[i]);
       remotemedia__v1__execute_request__inputs_entry__init(&entries[i]);
       entries[i].key = (char *)inputs[i].node_id;
       entries[i].value = &wires[i].msg;
@@ -376,38 +364,68 @@ static int by_key(const void *a, const void *b) {
   return strcmp(((const rm_client_output_t *)a)->key, ((const rm_client_output_t *)b)->key);
 }
 
-rm_client_result_t *rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp) {
-  rm_client_result_t *r = calloc(1, sizeof *r);
+int rm__client_outputs_build(size_t n, const char *const *keys,
+                             Remotemedia__V1__NodeOutput *const *values,
+                             rm_client_output_t **outputs, rm_client_buffer_t **items) {
   size_t n_items = 0;
-  for (size_t i = 0; i < resp->n_outputs; i++)
-    if (resp->outputs[i]->value)
-      n_items += resp->outputs[i]->value->n_items;
-  if (r) {
-    r->resp = resp;
-    r->outputs = calloc(resp->n_outputs ? resp->n_outputs : 1, sizeof *r->outputs);
-    r->items = calloc(n_items ? n_items : 1, sizeof *r->items);
-  }
-  if (!r || !r->outputs || !r->items) {
-    rm_client_result_free(r);
-    if (!r)
-      remotemedia__v1__execute_response__free_unpacked(resp, NULL);
-    return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (values[i])
+      n_items += values[i]->n_items;
+  rm_client_output_t *outs = calloc(n ? n : 1, sizeof *outs);
+  rm_client_buffer_t *its = calloc(n_items ? n_items : 1, sizeof *its);
+  if (!outs || !its) {
+    free(outs);
+    free(its);
+    return RM_CLIENT_ENOMEM;
   }
   size_t k = 0;
-  for (size_t i = 0; i < resp->n_outputs; i++) {
-    const Remotemedia__V1__ExecuteResponse__OutputsEntry *e = resp->outputs[i];
-    const Remotemedia__V1__NodeOutput *no = e->value;
-    rm_client_output_t *o = &r->outputs[i];
-    o->key = e->key;
-    o->node_id = no && no->node_id[0] ? no->node_id : e->key;
+  for (size_t i = 0; i < n; i++) {
+    const Remotemedia__V1__NodeOutput *no = values[i];
+    rm_client_output_t *o = &outs[i];
+    o->key = keys[i];
+    o->node_id = no && no->node_id[0] ? no->node_id : keys[i];
     o->port = no ? no->port : "";
-    o->items = &r->items[k];
+    o->items = &its[k];
     o->n_items = no ? no->n_items : 0;
     for (size_t j = 0; j < o->n_items; j++)
-      from_wire(no->items[j], &r->items[k++]);
+      from_wire(no->items[j], &its[k++]);
   }
-  r->n_outputs = resp->n_outputs;
-  qsort(r->outputs, r->n_outputs, sizeof *r->outputs, by_key);
+  qsort(outs, n, sizeof *outs, by_key);
+  *outputs = outs;
+  *items = its;
+  return 0;
+}
+
+const rm_client_output_t *rm__client_outputs_find(const rm_client_output_t *outputs, size_t n,
+                                                  const char *key) {
+  if (!key)
+    return NULL;
+  rm_client_output_t probe = {.key = key};
+  return bsearch(&probe, outputs, n, sizeof *outputs, by_key);
+}
+
+rm_client_result_t *rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp) {
+  rm_client_result_t *r = calloc(1, sizeof *r);
+  size_t n = resp->n_outputs;
+  const char **keys = calloc(n ? n : 1, sizeof *keys);
+  Remotemedia__V1__NodeOutput **values = calloc(n ? n : 1, sizeof *values);
+  int rc = RM_CLIENT_ENOMEM;
+  if (r && keys && values) {
+    for (size_t i = 0; i < n; i++) {
+      keys[i] = resp->outputs[i]->key;
+      values[i] = resp->outputs[i]->value;
+    }
+    rc = rm__client_outputs_build(n, keys, values, &r->outputs, &r->items);
+  }
+  free(keys);
+  free(values);
+  if (rc) {
+    free(r);
+    remotemedia__v1__execute_response__free_unpacked(resp, NULL);
+    return NULL;
+  }
+  r->resp = resp;
+  r->n_outputs = n;
   return r;
 }
 
@@ -428,10 +446,7 @@ const rm_client_output_t *rm_client_result_output(const rm_client_result_t *r, s
 }
 
 const rm_client_output_t *rm_client_result_find(const rm_client_result_t *r, const char *key) {
-  if (!r || !key)
-    return NULL;
-  rm_client_output_t probe = {.key = key};
-  return bsearch(&probe, r->outputs, r->n_outputs, sizeof *r->outputs, by_key);
+  return r ? rm__client_outputs_find(r->outputs, r->n_outputs, key) : NULL;
 }
 
 const char *rm_client_result_pipeline_name(const rm_client_result_t *r) {

@@ -3,6 +3,7 @@
 #define RMCLIENT_INT_H
 
 #include <grpc/grpc.h>
+#include <grpc/support/time.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
@@ -32,6 +33,47 @@ int rm__client_fail(rm_client_error_t *err, int code, const char *fmt, ...)
 int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms,
                      const char *request_id, ProtobufCMessage **out, rm_client_error_t *err);
+
+/* The error of a call that ended with a non-OK status: code RM_CLIENT_ESTATUS, the status
+ * message, and the standard details / rm-* trailers. Returns RM_CLIENT_ESTATUS. */
+int rm__client_status_error(rm_client_error_t *err, grpc_status_code status, grpc_slice details,
+                            const grpc_metadata_array *trailing);
+
+/* The deadline of a call given the caller's timeout (see "Timeouts" in rmclient.h). */
+gpr_timespec rm__client_deadline(const rm_client_t *c, int64_t timeout_ms);
+
+/* A received message decoded as desc (in place when it is one slice), or NULL. */
+ProtobufCMessage *rm__client_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
+
+/* Storage of one outgoing DataBuffer; payload bytes are borrowed from the caller. */
+typedef struct rm__client_wire {
+  Remotemedia__V1__DataBuffer msg;
+  union {
+    Remotemedia__V1__AudioBuffer audio;
+    Remotemedia__V1__TensorBuffer tensor;
+    Remotemedia__V1__JsonBuffer json;
+    Remotemedia__V1__TextBuffer text;
+    Remotemedia__V1__BinaryBuffer binary;
+  } u;
+} rm__client_wire_t;
+
+/* 0, or RM_CLIENT_EINVAL naming inputs[i] when the input view is unusable. */
+int rm__client_check_input(const rm_client_input_t *in, size_t i, rm_client_error_t *err);
+/* Fills w (borrowing b's bytes) with the wire form of a checked buffer view. */
+void rm__client_to_wire(const rm_client_buffer_t *b, rm__client_wire_t *w);
+/* The wire manifest of a JSON manifest (free with rm_wire_manifest_proto_free), or
+ * RM_CLIENT_EMANIFEST / ENOMEM. */
+int rm__client_manifest_from_json(const char *text, Remotemedia__V1__PipelineManifest **out,
+                                  rm_client_error_t *err);
+
+/* Output views, sorted by key, of n (key, NodeOutput) pairs: *outputs and *items are
+ * calloc'd (free both), the views borrow from values. 0 or RM_CLIENT_ENOMEM. */
+int rm__client_outputs_build(size_t n, const char *const *keys,
+                             Remotemedia__V1__NodeOutput *const *values,
+                             rm_client_output_t **outputs, rm_client_buffer_t **items);
+/* bsearch by key in outputs sorted by rm__client_outputs_build; NULL when absent. */
+const rm_client_output_t *rm__client_outputs_find(const rm_client_output_t *outputs, size_t n,
+                                                  const char *key);
 
 /* A result wrapping an unpacked response, which it takes even on failure. NULL on OOM. */
 rm_client_result_t *rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp);

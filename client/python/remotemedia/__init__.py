@@ -26,10 +26,12 @@ from .data import AudioBuffer, Binary, Json, Tensor  # noqa: E402
 from .client import Client  # noqa: E402
 from .nodes import Node  # noqa: E402
 from .pipeline import Connection, ExecuteResult, Pipeline  # noqa: E402
+from .stream import FLUSH, StreamResult, StreamSession, StreamSource  # noqa: E402
 from . import core, nodes  # noqa: E402,F401
 
 __all__ = [
     "__version__", "RemoteConfig", "RetryPolicy", "Client", "Pipeline", "Node", "Connection", "ExecuteResult",
+    "StreamResult", "StreamSession", "StreamSource", "FLUSH",
     "AudioBuffer", "Tensor", "Json", "Binary",
     "RemoteMediaError", "InvalidArgument", "NotFound", "ResourceExhausted", "DeadlineExceeded",
     "Cancelled", "Unauthenticated", "PermissionDenied", "Unavailable", "Unimplemented",

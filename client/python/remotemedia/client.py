@@ -15,8 +15,8 @@ config (RemoteConfig.retry).
 """
 import asyncio
 import threading
-from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, Optional, Tuple,
-                    Union)
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Generator, Iterator, List,
+                    Optional, Tuple, Union)
 
 import grpc
 import grpc.aio
@@ -137,6 +137,35 @@ class Client:
         """execute() without asyncio."""
         request.client_version = request.client_version or CLIENT_VERSION
         return self._unary_sync(lambda s: s.pipeline.ExecutePipeline, request, timeout)
+
+    # -- StreamPipeline --------------------------------------------------------------------
+    def _stream_kwargs(self, timeout: Optional[float]) -> Dict[str, Any]:
+        # a session's deadline is its own: the config's per-call timeout does not apply
+        kw: Dict[str, Any] = {"metadata": self.config.call_metadata(), "timeout": timeout}
+        if self.config.wait_for_ready:
+            kw["wait_for_ready"] = True
+        return kw
+
+    def stream_call(self, timeout: Optional[float] = None) -> Any:
+        """A new StreamPipeline call on the grpc.aio channel (a grpc.aio.StreamStreamCall:
+        write / read / done_writing); timeout is the whole session's deadline in seconds,
+        None = none. Not retried. Pipeline.session() wraps it."""
+        return self._aio_stubs().pipeline.StreamPipeline(**self._stream_kwargs(timeout))
+
+    def stream_sync(self, requests: Iterator[Any],
+                    timeout: Optional[float] = None) -> Generator[Any, None, None]:
+        """StreamPipeline on the blocking channel: requests are read on a gRPC thread as
+        the call can take them; yields the StreamResponses. Errors raise RemoteMediaError
+        subclasses."""
+        stubs = self._sync_stubs()
+        call = stubs.pipeline.StreamPipeline(requests, **self._stream_kwargs(timeout))
+        try:
+            for resp in call:
+                yield resp
+        except grpc.RpcError as e:
+            raise error_from_rpc(e) from e
+        finally:
+            call.cancel()  # a no-op once the call has ended; frees the session otherwise
 
     # -- ValidatePipeline ------------------------------------------------------------------
     async def validate(self, request: Any, timeout: Optional[float] = None) -> Any:

@@ -25,6 +25,7 @@ __all__ = [
 TRAILER_KIND = "rm-error-kind"
 TRAILER_NODE = "rm-failing-node"
 TRAILER_FIELD = "rm-field"
+TRAILER_SEQUENCE = "rm-sequence"
 TRAILER_DETAILS = "grpc-status-details-bin"
 
 
@@ -69,6 +70,16 @@ class RemoteMediaError(Exception):
     @property
     def request_id(self) -> Optional[str]:
         return self.metadata.get("request_id")
+
+    @property
+    def sequence(self) -> Optional[int]:
+        """The failing chunk's sequence number in a streaming session (ErrorInfo metadata
+        "sequence", else the rm-sequence trailer), or None."""
+        v = self.metadata.get("sequence") or self.trailers.get(TRAILER_SEQUENCE)
+        try:
+            return int(v) if v else None
+        except ValueError:
+            return None
 
     def __str__(self) -> str:
         where = []

@@ -10,21 +10,26 @@ The manifest JSON form is the one the server's tools read (lib/manifest.c):
 {"name", "nodes": [{"id", "node_type", "params": {}}],
  "connections": [{"from", "to", "from_port"?, "to_port"?}]}.
 """
+import asyncio
 import functools
 import json
 import os
 import re
-from typing import (Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
-                    Union)
+from typing import (Any, AsyncIterator, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
 
+import grpc
 import numpy as np
 
 from . import _proto
 from .client import Client, client_for
 from .config import RemoteConfig
 from .data import AudioBuffer, from_proto, to_proto
+from .errors import RemoteMediaError
 from .nodes import Node
 from .schema import NodeTypeSchema
+from .stream import (FLUSH, Chunks, StreamResult, StreamSession, init_request, iterate,
+                     sync_requests)
 
 #: What a pipeline may be given as its server: a RemoteConfig, an address string, a Client
 #: (shares its channels) or None (RemoteConfig(): $RM_SERVER, else localhost:50051).
@@ -473,6 +478,136 @@ class Pipeline:
         thread pool)."""
         return self.execute_sync(data, sample_rate, inputs=inputs, timeout=timeout,
                                  output_nodes=output_nodes, limits=limits).value
+
+    # -- streaming -------------------------------------------------------------------------
+    def _stream_init(self, output_nodes: Optional[Sequence[NodeRef]],
+                     limits: Optional[Mapping[str, int]], metrics_every_chunks: int,
+                     metrics_every_ms: int) -> Any:
+        from .client import CLIENT_VERSION
+        if not self._nodes:
+            raise ValueError("the pipeline has no nodes")
+        lim = None
+        if limits:
+            bad = set(limits) - {"max_nodes", "max_audio_samples", "max_input_bytes",
+                                 "max_execution_ms", "max_memory_bytes"}
+            if bad:
+                raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
+            lim = _proto.pipeline_service_pb2.ExecutionLimits(**limits)
+        outs = [n.id if isinstance(n, Node) else n for n in output_nodes or ()]
+        return init_request(self.to_proto(), self.enable_metrics, CLIENT_VERSION,
+                            [o for o in outs if o is not None], lim, metrics_every_chunks,
+                            metrics_every_ms)
+
+    def _set_metrics(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def session(self, *, timeout: Optional[float] = None,
+                output_nodes: Optional[Sequence[NodeRef]] = None,
+                limits: Optional[Mapping[str, int]] = None, metrics_every_chunks: int = 0,
+                metrics_every_ms: int = 0) -> StreamSession:
+        """A streaming session (StreamPipeline) of this pipeline, opened by `async with`
+        (or `await session.open()`):
+
+            async with pipeline.session() as s:
+                seq = await s.send(chunk, sample_rate=48000)
+                result = await s.receive()       # StreamResult, one per chunk
+                await s.flush()                  # one result with flushed=True
+                rest = await s.close()           # remaining results; metrics after
+
+        timeout: the whole session's deadline in seconds (None: none; the server's idle
+        timeout and maximum duration still apply). limits apply per chunk (max_memory_bytes
+        to the session). With enable_metrics, metrics_every_chunks / metrics_every_ms ask
+        for periodic metrics; the final ones are get_metrics() after close."""
+        init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
+        client = self.client
+        return StreamSession(lambda: client.stream_call(timeout), init, self._set_metrics)
+
+    async def stream(self, chunks: Chunks, sample_rate: Optional[int] = None, *,
+                     node_id: str = "", timeout: Optional[float] = None,
+                     output_nodes: Optional[Sequence[NodeRef]] = None,
+                     limits: Optional[Mapping[str, int]] = None,
+                     metrics_every_chunks: int = 0,
+                     metrics_every_ms: int = 0) -> AsyncIterator[StreamResult]:
+        """Streams chunks through one session and yields a StreamResult per chunk, then
+        the flushed result of the closing flush (flushed=True, last):
+
+            async for result in pipeline.stream(chunks, sample_rate=48000):
+                result.sequence, result.outputs, result.processing_ns
+
+        chunks: a sync or async iterable of numpy arrays (with sample_rate=), AudioBuffers,
+        or other values run() accepts; remotemedia.stream.FLUSH among them flushes there.
+        The chunks are sent as gRPC flow control allows while results are read. Metrics
+        (enable_metrics) are get_metrics() once the iteration ends. Errors raise the
+        RemoteMediaError subclasses run() raises (.sequence names the failing chunk)."""
+        session = self.session(timeout=timeout, output_nodes=output_nodes, limits=limits,
+                               metrics_every_chunks=metrics_every_chunks,
+                               metrics_every_ms=metrics_every_ms)
+        await session.open()
+        ok = False
+
+        async def writer() -> None:
+            try:
+                async for c in iterate(chunks):
+                    if c is FLUSH:
+                        await session.flush()
+                    else:
+                        await session.send(c, sample_rate, node_id=node_id)
+                await session.close_send()
+            except BaseException:
+                session.cancel()  # the reader then stops; the error raised is this one
+                raise
+
+        task = asyncio.ensure_future(writer())
+        try:
+            while True:
+                try:
+                    r = await session.receive()
+                except BaseException:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        raise task.exception() from None  # type: ignore[misc]
+                    raise
+                if r is None:
+                    break
+                yield r
+            await task
+            ok = True
+        finally:
+            if not ok:
+                session.cancel()
+                task.cancel()
+                try:
+                    await task
+                except BaseException:  # already raised, or the reader's error wins
+                    pass
+
+    def stream_sync(self, chunks: Iterable[Any], sample_rate: Optional[int] = None, *,
+                    node_id: str = "", timeout: Optional[float] = None,
+                    output_nodes: Optional[Sequence[NodeRef]] = None,
+                    limits: Optional[Mapping[str, int]] = None, metrics_every_chunks: int = 0,
+                    metrics_every_ms: int = 0) -> Iterator[StreamResult]:
+        """stream() without asyncio (a blocking channel): chunks is a plain iterable, read
+        on a gRPC thread as the call can take them."""
+        init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
+        failed: List[BaseException] = []  # a chunk that could not be sent (gRPC's thread)
+        responses = self.client.stream_sync(
+            sync_requests(init, chunks, sample_rate, node_id, failed), timeout=timeout)
+        try:
+            first = next(responses, None)
+            if first is None or first.WhichOneof("message") != "ready":
+                raise RemoteMediaError("the server did not answer init with ready",
+                                       grpc.StatusCode.INTERNAL, from_server=False)
+            for msg in responses:
+                which = msg.WhichOneof("message")
+                if which == "metrics":
+                    self._metrics = metrics_to_dict(msg.metrics.metrics)
+                elif which == "result":
+                    yield StreamResult(msg.result)
+        except RemoteMediaError:
+            if failed:
+                raise failed[0] from None
+            raise
+        finally:
+            responses.close()  # cancels the call when the caller stopped early
 
     def get_metrics(self) -> Optional[Metrics]:
         """The last run's metrics as the seed's dict (pipeline_id, total_executions,

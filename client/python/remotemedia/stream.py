@@ -1,0 +1,382 @@
+"""stream.py - StreamPipeline sessions: one pipeline whose node state (resampler history,
+VAD's open segment, codec state) lives from the first chunk to the last.
+
+    async for result in pipeline.stream(chunks, sample_rate=48000):   # async or sync iterable
+        print(result.sequence, result.processing_ns, result.outputs)
+    pipeline.get_metrics()                  # the final metrics (enable_metrics=True)
+
+    async with pipeline.session() as s:     # the explicit form
+        await s.send(chunk, sample_rate=48000)
+        result = await s.receive()          # exactly one result per chunk
+        await s.flush()                     # nodes emit what they hold: one flushed result
+        tail = await s.close()              # the results not received yet, the last flushed
+
+    for result in pipeline.stream_sync(chunks, sample_rate=48000):  # without asyncio
+        ...
+
+The server answers every chunk with exactly one StreamResult (possibly without outputs),
+FLUSH with one result whose flushed is True, and CLOSE with a flushed result, the final
+metrics (when enabled) and status OK. An error ends the whole session with a gRPC status,
+raised as the same RemoteMediaError subclasses as run() (node_id, field, kind, reason;
+.sequence is the failing chunk's sequence number).
+"""
+import asyncio
+import collections.abc
+from typing import (Any, AsyncIterable, AsyncIterator, Callable, Dict, Iterable, Iterator,
+                    List, Optional, Sequence, Union)
+
+import grpc
+import grpc.aio
+
+from . import _proto
+from .data import AudioBuffer, from_proto, to_proto
+from .errors import RemoteMediaError, error_from_rpc
+
+__all__ = ["StreamResult", "StreamSession", "StreamSource", "Chunks", "FLUSH"]
+
+#: What stream() reads chunks from: a sync or async iterable of chunks (numpy arrays with
+#: sample_rate=, AudioBuffers, or any value run() accepts), or of FLUSH markers.
+Chunks = Union[Iterable[Any], AsyncIterable[Any]]
+
+
+class _Flush:
+    def __repr__(self) -> str:
+        return "FLUSH"
+
+
+#: Put FLUSH among the chunks given to stream() / stream_sync() to flush the nodes there
+#: (one flushed result answers it); the stream's end closes the session (which flushes).
+FLUSH = _Flush()
+
+
+class StreamSource:
+    """A source node of the session, from the server's ready message."""
+
+    def __init__(self, node_id: str, node_type: str, kinds: List[str]) -> None:
+        self.node_id = node_id
+        self.node_type = node_type
+        self.kinds = kinds  # the data kinds its input port accepts: "audio", "json", ...
+
+    def __repr__(self) -> str:
+        return "StreamSource(%r, %r, %r)" % (self.node_id, self.node_type, self.kinds)
+
+
+class StreamResult:
+    """One answer of the session.
+
+    Attributes:
+        sequence: the data chunk's sequence number it answers (for a flushed result, the
+            last chunk's before the flush; 0 when none).
+        flushed: True for the answer to a flush or to close.
+        outputs: {key: [values]} keyed like ExecuteResult.outputs (possibly empty: a node
+            may emit nothing for a chunk).
+        processing_ns: server time spent on this chunk.
+        response: the raw pipeline_service_pb2.StreamResult.
+    """
+
+    __slots__ = ("sequence", "flushed", "outputs", "processing_ns", "response")
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.sequence: int = int(response.sequence)
+        self.flushed: bool = bool(response.flushed)
+        self.processing_ns: int = int(response.processing_ns)
+        self.outputs: Dict[str, List[Any]] = {key: [from_proto(b) for b in out.items]
+                                              for key, out in sorted(response.outputs.items())}
+
+    def audio(self, key: Optional[str] = None) -> Optional[AudioBuffer]:
+        """Output `key`'s audio items joined into one AudioBuffer, or None when the result
+        holds no item for it. With key None the result must have at most one output.
+        Raises ValueError when the items are not audio of one rate, channels and format."""
+        from .pipeline import _join_audio
+        if key is None:
+            if len(self.outputs) > 1:
+                raise ValueError("the result holds %d outputs (%s): name one"
+                                 % (len(self.outputs), ", ".join(self.outputs)))
+            if not self.outputs:
+                return None
+            key = next(iter(self.outputs))
+        items = self.outputs.get(key, [])
+        if not items:
+            return None
+        joined = _join_audio(items)
+        if joined is None:
+            raise ValueError("output %r is not audio of one rate, channel count and format" % key)
+        return joined
+
+    def __repr__(self) -> str:
+        return "StreamResult(sequence=%d%s, outputs=%s, processing_ns=%d)" % (
+            self.sequence, ", flushed" if self.flushed else "",
+            {k: len(v) for k, v in self.outputs.items()}, self.processing_ns)
+
+
+def init_request(manifest: Any, enable_metrics: bool, client_version: str,
+                 output_nodes: Sequence[str] = (), limits: Any = None,
+                 metrics_every_chunks: int = 0, metrics_every_ms: int = 0) -> Any:
+    """The first StreamRequest: init."""
+    pb = _proto.pipeline_service_pb2
+    init = pb.StreamInit(manifest=manifest, enable_metrics=enable_metrics,
+                         client_version=client_version, output_nodes=list(output_nodes),
+                         metrics_every_chunks=metrics_every_chunks,
+                         metrics_every_ms=metrics_every_ms)
+    if limits is not None:
+        init.limits.CopyFrom(limits)
+    return pb.StreamRequest(init=init)
+
+
+def data_request(value: Any, sample_rate: Optional[int], node_id: str, sequence: int) -> Any:
+    pb = _proto.pipeline_service_pb2
+    return pb.StreamRequest(data=pb.StreamData(node_id=node_id, buffer=to_proto(value, sample_rate),
+                                               sequence=sequence))
+
+
+def control_request(close: bool) -> Any:
+    pb = _proto.pipeline_service_pb2
+    kind = pb.StreamControl.KIND_CLOSE if close else pb.StreamControl.KIND_FLUSH
+    return pb.StreamRequest(control=pb.StreamControl(kind=kind))
+
+
+def sources_of(ready: Any) -> List[StreamSource]:
+    kind_name = _proto.pipeline_service_pb2.DataKind.Name
+    out = []
+    for s in ready.sources:
+        kinds = []
+        for k in s.kinds:
+            name = kind_name(k)
+            kinds.append(name[len("DATA_KIND_"):].lower() if name.startswith("DATA_KIND_") else name)
+        out.append(StreamSource(s.node_id, s.node_type, kinds))
+    return out
+
+
+class StreamSession:
+    """An open StreamPipeline call (made by Pipeline.session(); use `async with`).
+
+    Attributes:
+        session_id, pipeline_name, sources: from the server's ready message.
+        metrics: the latest metrics (periodic, then the final ones after close) as the
+            seed's dict, or None.
+    """
+
+    def __init__(self, open_call: Callable[[], Any], init: Any,
+                 on_metrics: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+        self._open_call = open_call
+        self._init = init
+        self._call: Any = None
+        self._on_metrics = on_metrics
+        self._sequence = 0
+        self._closed_sending = False
+        self._ended = False
+        self._pending: Optional["asyncio.Future[Any]"] = None
+        self.session_id = ""
+        self.pipeline_name = ""
+        self.sources: List[StreamSource] = []
+        self.metrics: Optional[Dict[str, Any]] = None
+
+    async def open(self) -> "StreamSession":
+        """Starts the call: sends init and waits for ready (errors: a bad manifest is
+        InvalidArgument, too many sessions ResourceExhausted, ...). `async with` does this."""
+        if self._call is not None:
+            return self
+        self._call = self._open_call()
+        await self._write(self._init)
+        msg = await self._read()
+        if msg is None or msg.WhichOneof("message") != "ready":
+            self._call.cancel()
+            raise RemoteMediaError("the server did not answer init with ready",
+                                   grpc.StatusCode.INTERNAL, from_server=False)
+        self.session_id = msg.ready.session_id
+        self.pipeline_name = msg.ready.pipeline_name
+        self.sources = sources_of(msg.ready)
+        return self
+
+    async def _write(self, req: Any) -> None:
+        try:
+            await self._call.write(req)
+        except grpc.RpcError as e:
+            raise error_from_rpc(e) from e
+        except asyncio.InvalidStateError:  # the call has ended: its status says why
+            raise await self._status_error() from None
+
+    async def _status_error(self) -> RemoteMediaError:
+        try:
+            code = await self._call.code()
+        except grpc.RpcError as e:
+            return error_from_rpc(e)
+        if code == grpc.StatusCode.OK:
+            return RemoteMediaError("the stream has ended", grpc.StatusCode.OK, from_server=False)
+        return error_from_rpc(_Ended(code, await self._call.details(),
+                                     await self._call.trailing_metadata()))
+
+    async def _read(self) -> Any:
+        """The next message, or None at the end of the stream (status OK)."""
+        try:
+            msg = await self._call.read()
+        except grpc.RpcError as e:
+            self._ended = True
+            raise error_from_rpc(e) from e
+        if msg is grpc.aio.EOF:
+            self._ended = True
+            code = await self._call.code()
+            if code != grpc.StatusCode.OK:
+                raise await self._status_error()
+            return None
+        return msg
+
+    def _metrics_from(self, msg: Any) -> None:
+        from .pipeline import metrics_to_dict
+        self.metrics = metrics_to_dict(msg.metrics.metrics)
+        if self._on_metrics is not None:
+            self._on_metrics(self.metrics)
+
+    # -- sending ---------------------------------------------------------------------------
+    async def send(self, chunk: Any, sample_rate: Optional[int] = None, *,
+                   node_id: str = "", sequence: Optional[int] = None) -> int:
+        """Sends one chunk (a numpy array with sample_rate=, an AudioBuffer, or any value
+        run() accepts) to source node_id ("" = the pipeline's only source). sequence
+        defaults to the previous one + 1. Returns the sequence number sent. Waits only for
+        gRPC flow control, not for the result."""
+        if self._closed_sending:
+            raise RuntimeError("the session is closed for sending")
+        seq = self._sequence + 1 if sequence is None else int(sequence)
+        req = data_request(chunk, sample_rate, node_id, seq)
+        await self._write(req)
+        self._sequence = seq
+        return seq
+
+    async def flush(self) -> None:
+        """Asks the nodes to emit what they hold (resampler tail, VAD's open segment);
+        answered by one result with flushed=True, in order after the chunks' results."""
+        if self._closed_sending:
+            raise RuntimeError("the session is closed for sending")
+        await self._write(control_request(close=False))
+
+    async def close_send(self) -> None:
+        """Sends CLOSE and ends the sending side; keep calling receive() for the remaining
+        results, the flushed one last."""
+        if self._closed_sending:
+            return
+        self._closed_sending = True
+        await self._write(control_request(close=True))
+        await self._call.done_writing()
+
+    # -- receiving -------------------------------------------------------------------------
+    async def receive(self, timeout: Optional[float] = None) -> Optional[StreamResult]:
+        """The next result, or None when the session has ended (after close). Metrics
+        messages update .metrics and are not returned. timeout in seconds: asyncio's
+        TimeoutError when nothing came in time (the session goes on)."""
+        while True:
+            if self._ended:
+                return None
+            msg = await self._next(timeout)
+            if msg is None:
+                return None
+            which = msg.WhichOneof("message")
+            if which == "metrics":
+                self._metrics_from(msg)
+                continue
+            if which != "result":
+                self._call.cancel()
+                raise RemoteMediaError("the server sent %s inside the stream" % which,
+                                       grpc.StatusCode.INTERNAL, from_server=False)
+            return StreamResult(msg.result)
+
+    async def _next(self, timeout: Optional[float]) -> Any:
+        if self._call is None:
+            raise RuntimeError("the session is not open: use `async with` or await open()")
+        if self._pending is None and timeout is None:
+            return await self._read()
+        # a read that timed out stays pending and is picked up by the next receive()
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._read())
+        pending = self._pending
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), timeout)
+        finally:
+            if pending.done():
+                self._pending = None
+
+    def __aiter__(self) -> AsyncIterator[StreamResult]:
+        return self._results()
+
+    async def _results(self) -> AsyncIterator[StreamResult]:
+        while True:
+            r = await self.receive()
+            if r is None:
+                return
+            yield r
+
+    async def close(self) -> List[StreamResult]:
+        """Sends CLOSE (if not yet) and reads to the end: returns the results not received
+        yet (the flushed one last); the final metrics are then in .metrics (and the
+        pipeline's get_metrics())."""
+        await self.close_send()
+        rest: List[StreamResult] = []
+        while True:
+            r = await self.receive()
+            if r is None:
+                return rest
+            rest.append(r)
+
+    def cancel(self) -> None:
+        """Cancels the call (the server frees the session)."""
+        self._ended = True
+        if self._call is not None:
+            self._call.cancel()
+        if self._pending is not None:
+            self._pending.cancel()
+
+    async def __aenter__(self) -> "StreamSession":
+        return await self.open()
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None and not self._ended:
+            await self.close()
+        elif not self._ended:
+            self.cancel()
+
+
+class _Ended(grpc.RpcError):
+    """A status read from a finished aio call, shaped like the RpcError error_from_rpc reads."""
+
+    def __init__(self, code: Any, details: str, trailers: Any) -> None:
+        super().__init__(details)
+        self._code, self._details, self._trailers = code, details, trailers
+
+    def code(self) -> Any:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Any:
+        return self._trailers
+
+
+async def iterate(chunks: Chunks) -> AsyncIterator[Any]:
+    """The chunks of a sync or async iterable."""
+    if isinstance(chunks, collections.abc.AsyncIterable):
+        async for c in chunks:
+            yield c
+    else:
+        for c in chunks:
+            yield c
+
+
+def sync_requests(init: Any, chunks: Iterable[Any], sample_rate: Optional[int],
+                  node_id: str, failed: List[BaseException]) -> Iterator[Any]:
+    """init, a data request per chunk (FLUSH: a flush), then CLOSE. An exception raised by
+    the chunks or their conversion is appended to failed (gRPC reads this generator on its
+    own thread and only cancels the call) and re-raised."""
+    yield init
+    seq = 0
+    try:
+        for c in chunks:
+            if c is FLUSH:
+                yield control_request(close=False)
+                continue
+            seq += 1
+            yield data_request(c, sample_rate, node_id, seq)
+    except Exception as e:
+        failed.append(e)
+        raise
+    yield control_request(close=True)

@@ -1,0 +1,271 @@
+"""Streaming sessions (StreamPipeline) from the Python client against a real server:
+pipeline.stream over sync and async iterables, the session form (send / receive / flush /
+close, receive timeouts), stream_sync, metrics after close in the seed's shape, equality
+with the unary result, and errors raised as run() raises them (with the chunk's sequence)."""
+import asyncio
+
+import numpy as np
+import pytest
+
+from conftest import arun, sine
+from remotemedia import (FLUSH, AudioBuffer, InvalidArgument, NotFound, Pipeline, StreamResult,
+                         StreamSession)
+from remotemedia.nodes import Node
+from remotemedia.pipeline import METRICS_KEYS, NODE_METRICS_KEYS
+
+RATE = 48000
+CHUNK = 960  # 20 ms
+SIGNAL = sine(RATE, RATE)  # 1 s: 50 chunks
+CHUNKS = [SIGNAL[i:i + CHUNK] for i in range(0, len(SIGNAL), CHUNK)]
+
+
+def resampler(remote, metrics=False):
+    p = Pipeline("rs-stream", remote=remote, enable_metrics=metrics)
+    p.add_node(Node("AudioResample", {"rate": 16000}, node_id="rs"))
+    return p
+
+
+def joined(results, key="rs"):
+    parts = [r.audio(key) for r in results]
+    return np.concatenate([a.samples for a in parts if a is not None])
+
+
+def check_sequence(results, n):
+    assert [r.sequence for r in results] == list(range(1, n + 1)) + [n]
+    assert [r.flushed for r in results] == [False] * n + [True]
+    assert all(isinstance(r, StreamResult) for r in results)
+    assert all(r.processing_ns > 0 for r in results[:n])
+
+
+def test_stream_sync_iterable_equals_unary(remote):
+    p = resampler(remote, metrics=True)
+
+    async def main():
+        out = [r async for r in p.stream(CHUNKS, sample_rate=RATE)]
+        whole = await p.run(SIGNAL, sample_rate=RATE)
+        await p.close()
+        return out, whole
+    results, whole = arun(main())
+    check_sequence(results, len(CHUNKS))
+    streamed = joined(results)
+    assert streamed.shape == whole.samples.shape == (16000,)
+    assert np.max(np.abs(streamed - whole.samples)) <= 1e-6
+    m = p.get_metrics()  # the unary run's now: the session's were read before it
+    assert list(m) == list(METRICS_KEYS)
+
+
+def test_stream_metrics_after_close(remote):
+    p = resampler(remote, metrics=True)
+
+    async def main():
+        out = [r async for r in p.stream(CHUNKS[:10], sample_rate=RATE)]
+        await p.close()
+        return out
+    results = arun(main())
+    check_sequence(results, 10)
+    m = p.get_metrics()
+    assert list(m) == list(METRICS_KEYS)
+    assert m["pipeline_id"] == "rs-stream"
+    assert m["total_executions"] == 11  # ten chunks and the closing flush
+    assert [list(n) for n in m["node_metrics"]] == [list(NODE_METRICS_KEYS)]
+    assert m["node_metrics"][0]["node_id"] == "rs"
+    assert m["node_metrics"][0]["execution_count"] == 11
+
+
+def test_stream_async_iterable_of_audio_buffers_with_flush(remote):
+    p = resampler(remote)
+
+    async def chunks():
+        for i, c in enumerate(CHUNKS[:6]):
+            if i == 3:
+                yield FLUSH
+            yield AudioBuffer(c, RATE)
+
+    async def main():
+        out = [r async for r in p.stream(chunks())]
+        await p.close()
+        return out
+    results = arun(main())
+    assert [(r.sequence, r.flushed) for r in results] == [
+        (1, False), (2, False), (3, False), (3, True), (4, False), (5, False), (6, False),
+        (6, True)]
+
+
+def test_stream_sync_generator(remote):
+    with resampler(remote, metrics=True) as p:
+        results = list(p.stream_sync(iter(CHUNKS), sample_rate=RATE))
+        whole = p.run_sync(SIGNAL, sample_rate=RATE)
+    check_sequence(results, len(CHUNKS))
+    assert np.max(np.abs(joined(results) - whole.samples)) <= 1e-6
+
+
+def test_stream_sync_metrics(remote):
+    with resampler(remote, metrics=True) as p:
+        results = list(p.stream_sync(CHUNKS[:4], sample_rate=RATE))
+        assert len(results) == 5
+        assert p.get_metrics()["total_executions"] == 5
+
+
+def test_session_form(remote):
+    p = resampler(remote, metrics=True)
+
+    async def main():
+        async with p.session() as s:
+            assert isinstance(s, StreamSession)
+            assert s.pipeline_name == "rs-stream"
+            assert len(s.session_id) > 0
+            assert [(x.node_id, x.node_type, x.kinds) for x in s.sources] == [
+                ("rs", "AudioResample", ["audio"])]
+            with pytest.raises(asyncio.TimeoutError):
+                await s.receive(timeout=0.05)  # nothing sent yet
+            assert await s.send(CHUNKS[0], sample_rate=RATE) == 1
+            first = await s.receive(timeout=60)  # the read that timed out, completed
+            assert (first.sequence, first.flushed) == (1, False)
+            assert await s.send(CHUNKS[1], sample_rate=RATE, sequence=10) == 10
+            assert (await s.receive()).sequence == 10
+            await s.flush()
+            flushed = await s.receive()
+            assert (flushed.sequence, flushed.flushed) == (10, True)
+            assert await s.send(CHUNKS[2], sample_rate=RATE) == 11
+            rest = await s.close()
+            assert [(r.sequence, r.flushed) for r in rest] == [(11, False), (11, True)]
+            assert await s.receive() is None
+            with pytest.raises(RuntimeError):
+                await s.send(CHUNKS[3], sample_rate=RATE)
+            return s.metrics
+    metrics = arun(main())
+    assert metrics["total_executions"] == 5
+    assert p.get_metrics() == metrics
+
+
+def test_error_repeated_sequence(remote):
+    p = resampler(remote)
+
+    async def main():
+        async with p.session() as s:
+            await s.send(CHUNKS[0], sample_rate=RATE, sequence=5)
+            await s.send(CHUNKS[1], sample_rate=RATE, sequence=5)
+            assert (await s.receive()).sequence == 5
+            await s.receive()
+    with pytest.raises(InvalidArgument) as ei:
+        arun(main())
+    e = ei.value
+    assert e.sequence == 5
+    assert e.field == "sequence"
+    assert "sequence 5" in e.message
+
+
+def test_error_bad_params_at_open(remote):
+    p = Pipeline("bad", remote=remote)
+    p.add_node(Node("AudioResample", {"rate": -5}, node_id="rs", validate=False))
+
+    async def main():
+        async for _ in p.stream(CHUNKS[:2], sample_rate=RATE):
+            pass
+    with pytest.raises(InvalidArgument) as ei:
+        arun(main())
+    assert ei.value.node_id == "rs"
+    assert ei.value.field == "rate"
+    with pytest.raises(InvalidArgument) as ei:
+        list(p.stream_sync(CHUNKS[:2], sample_rate=RATE))
+    assert ei.value.node_id == "rs"
+
+
+def test_error_unknown_node_type(remote):
+    p = Pipeline("bad", remote=remote)
+    p.add_node(Node("NoSuchNode", {}, node_id="x", validate=False))
+    with pytest.raises(NotFound) as ei:
+        list(p.stream_sync(CHUNKS[:1], sample_rate=RATE))
+    assert ei.value.node_id == "x"
+
+
+def test_error_unknown_source(remote):
+    p = resampler(remote)
+
+    async def main():
+        async for _ in p.stream(CHUNKS[:2], sample_rate=RATE, node_id="nope"):
+            pass
+    with pytest.raises(InvalidArgument) as ei:
+        arun(main())
+    assert "nope" in ei.value.message
+    assert ei.value.sequence == 1
+
+
+def test_local_error_in_chunks_is_raised(remote):
+    """A chunk that cannot be converted raises its own error, and the session is cancelled."""
+    p = resampler(remote)
+    bad = CHUNKS[:2] + [np.zeros(4, dtype=np.float32)]  # a bare array without sample_rate
+
+    async def main():
+        async for _ in p.stream(bad):
+            pass
+    with pytest.raises(TypeError, match="sample_rate"):
+        arun(main())
+    with pytest.raises(TypeError, match="sample_rate"):
+        list(p.stream_sync(bad))
+
+
+def test_breaking_out_cancels(remote):
+    p = resampler(remote)
+
+    async def main():
+        got = []
+        async for r in p.stream(CHUNKS, sample_rate=RATE):
+            got.append(r)
+            if len(got) == 3:
+                break
+        # the pipeline (and its channel) stays usable
+        again = [r async for r in p.stream(CHUNKS[:2], sample_rate=RATE)]
+        await p.close()
+        return got, again
+    got, again = arun(main())
+    assert [r.sequence for r in got] == [1, 2, 3]
+    assert [r.sequence for r in again] == [1, 2, 2]
+
+
+def test_readme_streaming_example(server):
+    """The README's streaming block, run as written against the test server ($RM_SERVER)."""
+    import os
+    import re
+    import subprocess
+    from conftest import repo_root
+    with open(os.path.join(repo_root(), "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"<!-- doc-test: stream -->\n```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 1
+    env = dict(os.environ, RM_SERVER=server.address())
+    p = subprocess.run(["/usr/bin/python3", "-c", blocks[0]], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert re.fullmatch(r"StreamResult\(sequence=50, flushed, outputs=\{'audio_resample': \d\}, "
+                        r"processing_ns=\d+\)", lines[0]), lines[0]
+    assert lines[1:] == ["16000", "51"]
+
+
+def test_ghz_stream_recipe(remote, tmp_path):
+    """docs/load-testing.md's ghz data file: written by its block, parsed back from JSON
+    (as ghz does) and sent through one session: a result per chunk, then OK."""
+    import json
+    import os
+    import re
+    import subprocess
+    from google.protobuf.json_format import ParseDict
+    from conftest import repo_root
+    from remotemedia import Client
+    from remotemedia._proto import pipeline_service_pb2 as pb
+    with open(os.path.join(repo_root(), "docs", "load-testing.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"<!-- doc-test: ghz-stream -->\n```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 1
+    p = subprocess.run(["/usr/bin/python3", "-c", blocks[0]], capture_output=True, text=True,
+                       cwd=str(tmp_path), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["52"]
+    with open(tmp_path / "stream.json", encoding="utf-8") as f:
+        msgs = [ParseDict(d, pb.StreamRequest()) for d in json.load(f)]
+    assert [m.WhichOneof("message") for m in msgs] == ["init"] + ["data"] * 50 + ["control"]
+    with Client(remote) as c:
+        out = list(c.stream_sync(iter(msgs), timeout=60))
+    kinds = [m.WhichOneof("message") for m in out]
+    assert kinds == ["ready"] + ["result"] * 51
+    assert [m.result.sequence for m in out[1:]] == list(range(1, 51)) + [50]
+    assert out[-1].result.flushed
