@@ -533,6 +533,31 @@ void rm__audio_mix_mono(const void *src, void *dst, rm_sample_format_t fmt, size
   }
 }
 
+void rm__audio_mean_f32(const void *src, void *dst, size_t frames, uint32_t channels) {
+  const uint8_t *restrict s = src;
+  uint8_t *restrict d = dst;
+  const float scale = 1.0f / (float)channels;
+  if (channels == 2) {
+    for (size_t f = 0; f < frames; f++) {
+      float l, r;
+      memcpy(&l, s + 8 * f, 4);
+      memcpy(&r, s + 8 * f + 4, 4);
+      float m = (0.0f + l + r) * scale; /* the sum starts from +0, as the general loop's */
+      memcpy(d + 4 * f, &m, 4);
+    }
+    return;
+  }
+  for (size_t f = 0; f < frames; f++) {
+    float sum = 0, v;
+    for (uint32_t c = 0; c < channels; c++) {
+      memcpy(&v, s + 4 * (f * channels + c), 4);
+      sum += v;
+    }
+    float m = sum * scale;
+    memcpy(d + 4 * f, &m, 4);
+  }
+}
+
 void rm__audio_mix_dup(const void *src, void *dst, rm_sample_format_t fmt, size_t frames) {
   const uint8_t *restrict s = src;
   uint8_t *restrict d = dst;

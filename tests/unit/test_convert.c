@@ -261,12 +261,44 @@ static void test_mix_equals_scalar_definition(void) {
   RM_ASSERT_INT(bad, 0);
 }
 
+/* AudioResample's f32 down-mix: the sum in float from +0, times 1/channels. */
+static void test_mean_f32_equals_scalar_definition(void) {
+  int bad = 0;
+  for (int rep = 0; rep < 5; rep++)
+    for (uint32_t ch = 1; ch <= 6; ch++)
+      for (size_t frames = 0; frames <= MAX_N && bad < 5; frames += frames < 40 ? 1 : 37) {
+        size_t off = (frames + ch) % 8, doff = (frames * 3 + ch) % 8;
+        uint8_t *s = src_mem + off, *g = got_mem + doff, *w = want_mem + doff;
+        fill(s, RM_SAMPLE_F32, frames * ch);
+        const float scale = 1.0f / (float)ch;
+        for (size_t f = 0; f < frames; f++) {
+          float sum = 0, v;
+          for (uint32_t c = 0; c < ch; c++) {
+            memcpy(&v, s + 4 * (f * ch + c), 4);
+            sum += v;
+          }
+          v = sum * scale;
+          memcpy(w + 4 * f, &v, 4);
+        }
+        rm__audio_mean_f32(s, g, frames, ch);
+        bad += report("mean f32", RM_SAMPLE_F32, RM_SAMPLE_F32, frames, off, g, w, frames * 4);
+      }
+  float zeros[2 * 19], mono[19];
+  for (int i = 0; i < 2 * 19; i++)
+    zeros[i] = -0.0f;
+  rm__audio_mean_f32(zeros, mono, 19, 2);
+  for (int i = 0; i < 19; i++)
+    CU_ASSERT(mono[i] == 0.0f && !signbit(mono[i]));
+  RM_ASSERT_INT(bad, 0);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_convert_equals_scalar_definition),
                                          RM_TEST(test_convert_follows_rounding_mode),
                                          RM_TEST(test_edges_by_value),
                                          RM_TEST(test_gain_equals_scalar_definition),
                                          RM_TEST(test_mix_equals_scalar_definition),
+                                         RM_TEST(test_mean_f32_equals_scalar_definition),
                                          {NULL, NULL}};
   rm_test_suite("convert", cases);
   return rm_test_run();

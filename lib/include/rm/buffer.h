@@ -175,6 +175,9 @@ void rm__audio_gain(const void *src, void *dst, rm_sample_format_t fmt, size_t n
 void rm__audio_mix_mono(const void *src, void *dst, rm_sample_format_t fmt, size_t frames,
                         uint32_t channels);
 void rm__audio_mix_dup(const void *src, void *dst, rm_sample_format_t fmt, size_t frames);
+/* Frames of `channels` interleaved f32 samples to sum_in_float * (1.0f / channels) as f32
+ * (AudioResample's down-mix; dst may be unaligned too). */
+void rm__audio_mean_f32(const void *src, void *dst, size_t frames, uint32_t channels);
 
 /* Sample i of an audio buffer as a double in full-scale units (integer PCM divided by
  * 2^(bits-1)); safe on unaligned payloads. */
