@@ -5,7 +5,10 @@
  * compiled afresh per call, as machine-readable lines for bench/ scripts:
  *   RESULT media_chain_warm_us=<median>
  *   RESULT media_chain_fresh_us=<median>
- * Usage: media [runs] (default 31). */
+ * Last the sample-format conversions and the converting utility nodes on 1 M samples, in ns
+ * per sample (median of runs):
+ *   RESULT conv_<what>_ns=<median>
+ * Usage: media [runs] [conv] (default 31 runs; "conv" runs only the conversion lines). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,10 +115,125 @@ static int chain_bench(rm_buffer_t *in, int runs, double *warm_us) {
   return rc;
 }
 
+/* ns per sample of fn over n samples, median of runs (after one warm-up). */
+static double per_sample_ns(void (*fn)(void *), void *arg, size_t n, int runs, double *t) {
+  fn(arg);
+  for (int r = 0; r < runs; r++) {
+    double t0 = now_ms();
+    fn(arg);
+    t[r] = (now_ms() - t0) * 1e6 / (double)n;
+  }
+  qsort(t, (size_t)runs, sizeof *t, by_value);
+  return t[runs / 2];
+}
+
+typedef struct conv_job {
+  const void *src;
+  rm_sample_format_t sf, df;
+  void *dst;
+  size_t n;
+  rm_pipeline_t *p; /* a one-node pipeline instead, fed in */
+  rm_buffer_t *in;
+} conv_job_t;
+
+static void conv_run(void *arg) {
+  conv_job_t *j = arg;
+  if (!j->p) {
+    rm_audio_convert(j->src, j->sf, j->dst, j->df, j->n);
+    return;
+  }
+  rm_input_t input = {"n", j->in};
+  rm_run_opts_t opts = {.end_of_stream = 1};
+  rm_result_t *res = NULL;
+  rm_error_t err;
+  if (rm_pipeline_run(j->p, &input, 1, &opts, &res, &err))
+    fprintf(stderr, "conversion bench run failed: %s\n", err.message);
+  rm_result_free(res);
+}
+
+static rm_pipeline_t *one_node(const char *type, const char *params) {
+  char text[256];
+  snprintf(text, sizeof text,
+           "{\"name\":\"conv\",\"nodes\":[{\"id\":\"n\",\"node_type\":\"%s\",\"params\":%s}]}",
+           type, params);
+  rm_manifest_t *m = NULL;
+  rm_pipeline_t *p = NULL;
+  rm_error_t err;
+  if (rm_manifest_from_json_text(text, strlen(text), &m, &err) ||
+      rm_pipeline_new(m, NULL, &p, &err))
+    fprintf(stderr, "conversion bench: %s: %s\n", type, err.message);
+  rm_manifest_free(m);
+  return p;
+}
+
+/* Conversions and converting nodes on 2^20 samples (noise at about -6 dBFS). */
+static int conv_bench(int runs) {
+  const size_t n = (size_t)1 << 20;
+  double *t = malloc((size_t)runs * sizeof *t);
+  float *f32 = malloc(n * sizeof *f32);
+  int16_t *i16 = malloc(n * sizeof *i16);
+  int32_t *i32 = malloc(n * sizeof *i32);
+  rm_buffer_t *b_i16 = rm_buffer_new_audio(NULL, 48000, 2, RM_SAMPLE_I16, n / 2);
+  rm_buffer_t *b_f32 = rm_buffer_new_audio(NULL, 48000, 2, RM_SAMPLE_F32, n / 2);
+  rm_buffer_t *b_mono = rm_buffer_new_audio(NULL, 48000, 1, RM_SAMPLE_F32, n);
+  if (!t || !f32 || !i16 || !i32 || !b_i16 || !b_f32 || !b_mono)
+    return 1;
+  unsigned long long seed = 88172645463325252ull;
+  for (size_t i = 0; i < n; i++) {
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    f32[i] = (float)((double)(seed >> 11) / 9007199254740992.0 - 0.5);
+  }
+  memcpy(b_f32->data, f32, n * sizeof *f32);
+  memcpy(b_mono->data, f32, n * sizeof *f32);
+  rm_audio_convert(f32, RM_SAMPLE_F32, i16, RM_SAMPLE_I16, n);
+  rm_audio_convert(f32, RM_SAMPLE_F32, i32, RM_SAMPLE_I32, n);
+  memcpy(b_i16->data, i16, n * sizeof *i16);
+  struct {
+    const char *name;
+    conv_job_t job;
+  } jobs[] = {
+      {"i16_to_f32", {i16, RM_SAMPLE_I16, RM_SAMPLE_F32, f32, n, NULL, NULL}},
+      {"f32_to_i16", {f32, RM_SAMPLE_F32, RM_SAMPLE_I16, i16, n, NULL, NULL}},
+      {"i32_to_f32", {i32, RM_SAMPLE_I32, RM_SAMPLE_F32, f32, n, NULL, NULL}},
+      {"f32_to_i32", {f32, RM_SAMPLE_F32, RM_SAMPLE_I32, i32, n, NULL, NULL}},
+      {"gain_i16", {.n = n, .p = one_node("Gain", "{\"db\":-3}"), .in = b_i16}},
+      {"gain_f32", {.n = n, .p = one_node("Gain", "{\"db\":-3}"), .in = b_f32}},
+      {"mix_stereo_to_mono_f32",
+       {.n = n, .p = one_node("ChannelMix", "{\"mode\":\"mono\"}"), .in = b_f32}},
+      {"mix_stereo_to_mono_i16",
+       {.n = n, .p = one_node("ChannelMix", "{\"mode\":\"mono\"}"), .in = b_i16}},
+      {"mix_mono_to_stereo_f32",
+       {.n = n, .p = one_node("ChannelMix", "{\"mode\":\"stereo\"}"), .in = b_mono}},
+      {"format_i16_to_f32",
+       {.n = n, .p = one_node("AudioFormat", "{\"format\":\"f32\"}"), .in = b_i16}},
+  };
+  printf("conversions: %zu samples, median of %d runs, ns per (input) sample\n", n, runs);
+  int rc = 0;
+  for (size_t k = 0; k < sizeof jobs / sizeof jobs[0]; k++) {
+    if (jobs[k].job.in && !jobs[k].job.p) {
+      rc = 1;
+      continue;
+    }
+    printf("RESULT conv_%s_ns=%.3f\n", jobs[k].name,
+           per_sample_ns(conv_run, &jobs[k].job, n, runs, t));
+    rm_pipeline_free(jobs[k].job.p);
+  }
+  rm_buffer_unref(b_i16);
+  rm_buffer_unref(b_f32);
+  rm_buffer_unref(b_mono);
+  free(t);
+  free(f32);
+  free(i16);
+  free(i32);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   int runs = argc > 1 ? atoi(argv[1]) : 31;
   if (runs < 1)
     runs = 1;
+  if (argc > 2 && strcmp(argv[2], "conv") == 0)
+    return conv_bench(runs);
   const double secs = 10.0;
   const size_t frames = (size_t)(secs * 48000);
   rm_buffer_t *in = rm_buffer_new_audio(NULL, 48000, 2, RM_SAMPLE_F32, frames);
@@ -184,5 +302,5 @@ int main(int argc, char **argv) {
   int rc = chain_bench(in, runs, ms);
   free(ms);
   rm_buffer_unref(in);
-  return rc;
+  return rc || conv_bench(runs);
 }

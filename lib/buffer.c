@@ -325,6 +325,107 @@ size_t rm_audio_frames(const rm_buffer_t *buf) {
   return buf->u.audio.channels ? rm_audio_samples(buf) / buf->u.audio.channels : 0;
 }
 
+/* ---- conversion kernels ----
+ * Written for gcc's auto-vectoriser (lib/CMakeLists.txt compiles this file with
+ * -fno-math-errno and the cheap cost model, so -O2 vectorises them too): restrict pointers,
+ * memcpy loads and stores (payloads may be unaligned views), no per-sample calls or branches.
+ * Each equals the scalar definition in rm/buffer.h (rm__sample_load / rm__sample_store) bit
+ * for bit: NaN becomes 0 first, the value is clamped to the integer range (the bounds are
+ * integers, so clamping before rounding equals clamping after it), and __builtin_irint
+ * rounds in the current rounding mode as nearbyint does. Float arithmetic is used only where
+ * it is exact (scaling by a power of two). */
+
+static void i16_to_f32(const uint8_t *restrict s, uint8_t *restrict d, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int16_t v;
+    memcpy(&v, s + 2 * i, 2);
+    float f = (float)v * (1.0f / 32768.0f);
+    memcpy(d + 4 * i, &f, 4);
+  }
+}
+
+static void i32_to_f32(const uint8_t *restrict s, uint8_t *restrict d, size_t n) {
+  for (size_t i = 0; i < n; i++) { /* int -> float rounds once, as int -> double -> float */
+    int32_t v;
+    memcpy(&v, s + 4 * i, 4);
+    float f = (float)v * (1.0f / 2147483648.0f);
+    memcpy(d + 4 * i, &f, 4);
+  }
+}
+
+static void f32_to_i16(const uint8_t *restrict s, uint8_t *restrict d, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float x;
+    memcpy(&x, s + 4 * i, 4);
+    float y = x * 32768.0f; /* exact: x * 32768.0 in double is the same value */
+    y = y == y ? y : 0.0f;
+    y = y < -32768.0f ? -32768.0f : y;
+    y = y > 32767.0f ? 32767.0f : y;
+    int16_t v = (int16_t)__builtin_irintf(y);
+    memcpy(d + 2 * i, &v, 2);
+  }
+}
+
+static void f32_to_i32(const uint8_t *restrict s, uint8_t *restrict d, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float x;
+    memcpy(&x, s + 4 * i, 4);
+    float y = x * 2147483648.0f;
+    y = y == y ? y : 0.0f;
+    /* the largest float below 2^31 is 2^31 - 128, an integer; 2^31 and above clip to
+     * INT32_MAX, which float cannot hold, so it is selected after the conversion */
+    float c = y < -2147483648.0f ? -2147483648.0f : y;
+    c = c > 2147483520.0f ? 2147483520.0f : c;
+    int32_t v = __builtin_irintf(c);
+    v = y >= 2147483648.0f ? INT32_MAX : v;
+    memcpy(d + 4 * i, &v, 4);
+  }
+}
+
+static void f64_to_i16(const uint8_t *restrict s, uint8_t *restrict d, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double x;
+    memcpy(&x, s + 8 * i, 8);
+    double y = x * 32768.0;
+    y = y == y ? y : 0.0;
+    y = y < -32768.0 ? -32768.0 : y;
+    y = y > 32767.0 ? 32767.0 : y;
+    int16_t v = (int16_t)__builtin_irint(y);
+    memcpy(d + 2 * i, &v, 2);
+  }
+}
+
+static void f64_to_i32(const uint8_t *restrict s, uint8_t *restrict d, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double x;
+    memcpy(&x, s + 8 * i, 8);
+    double y = x * 2147483648.0;
+    y = y == y ? y : 0.0;
+    y = y < (double)INT32_MIN ? (double)INT32_MIN : y;
+    y = y > (double)INT32_MAX ? (double)INT32_MAX : y;
+    int32_t v = __builtin_irint(y);
+    memcpy(d + 4 * i, &v, 4);
+  }
+}
+
+static void f32_f64(const uint8_t *restrict s, int src_fmt, uint8_t *restrict d, size_t n) {
+  if (src_fmt == RM_SAMPLE_F32) {
+    for (size_t i = 0; i < n; i++) {
+      float x;
+      memcpy(&x, s + 4 * i, 4);
+      double y = x;
+      memcpy(d + 8 * i, &y, 8);
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      double x;
+      memcpy(&x, s + 8 * i, 8);
+      float y = (float)x;
+      memcpy(d + 4 * i, &y, 4);
+    }
+  }
+}
+
 void rm_audio_convert(const void *src, rm_sample_format_t src_fmt, void *dst,
                       rm_sample_format_t dst_fmt, size_t n) {
   const uint8_t *s = src;
@@ -335,17 +436,167 @@ void rm_audio_convert(const void *src, rm_sample_format_t src_fmt, void *dst,
     memmove(d, s, n * rm_sample_format_size(src_fmt));
     return;
   }
-  if (src_fmt == RM_SAMPLE_I16 && dst_fmt == RM_SAMPLE_F32) { /* the hot path */
-    for (size_t i = 0; i < n; i++) {
-      int16_t v;
-      memcpy(&v, s + 2 * i, 2);
-      float f = (float)v * (1.0f / 32768.0f);
-      memcpy(d + 4 * i, &f, 4);
-    }
-    return;
+  switch (src_fmt * 8 + dst_fmt) {
+  case RM_SAMPLE_I16 * 8 + RM_SAMPLE_F32: i16_to_f32(s, d, n); return;
+  case RM_SAMPLE_I32 * 8 + RM_SAMPLE_F32: i32_to_f32(s, d, n); return;
+  case RM_SAMPLE_F32 * 8 + RM_SAMPLE_I16: f32_to_i16(s, d, n); return;
+  case RM_SAMPLE_F32 * 8 + RM_SAMPLE_I32: f32_to_i32(s, d, n); return;
+  case RM_SAMPLE_F64 * 8 + RM_SAMPLE_I16: f64_to_i16(s, d, n); return;
+  case RM_SAMPLE_F64 * 8 + RM_SAMPLE_I32: f64_to_i32(s, d, n); return;
+  case RM_SAMPLE_F32 * 8 + RM_SAMPLE_F64:
+  case RM_SAMPLE_F64 * 8 + RM_SAMPLE_F32: f32_f64(s, src_fmt, d, n); return;
+  default: break;
   }
   for (size_t i = 0; i < n; i++)
     rm__sample_store(d, dst_fmt, i, rm__sample_load(s, src_fmt, i));
+}
+
+/* Integer samples times factor in double, exactly as rm_audio_set(rm_audio_get(v) * factor):
+ * that is round(fl(v / 2^k * factor) * 2^k), and scaling by a power of two commutes with
+ * rounding while nothing overflows or goes subnormal (|v / 2^k| >= 2^-31 and factor, 0 or
+ * within 2^-60..2^60, as rm__audio_gain checks), so it is round(fl(v * factor)): one
+ * multiplication instead of three. */
+static void gain_int(const uint8_t *restrict s, uint8_t *restrict d, size_t n, int fmt,
+                     double factor) {
+  if (fmt == RM_SAMPLE_I16) {
+    for (size_t i = 0; i < n; i++) {
+      int16_t v;
+      memcpy(&v, s + 2 * i, 2);
+      double y = (double)v * factor;
+      y = y == y ? y : 0.0; /* 0 * inf: unreachable with a finite factor, as the rule says */
+      y = y < -32768.0 ? -32768.0 : y;
+      y = y > 32767.0 ? 32767.0 : y;
+      int16_t o = (int16_t)__builtin_irint(y);
+      memcpy(d + 2 * i, &o, 2);
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      int32_t v;
+      memcpy(&v, s + 4 * i, 4);
+      double y = (double)v * factor;
+      y = y == y ? y : 0.0;
+      y = y < (double)INT32_MIN ? (double)INT32_MIN : y;
+      y = y > (double)INT32_MAX ? (double)INT32_MAX : y;
+      int32_t o = __builtin_irint(y);
+      memcpy(d + 4 * i, &o, 4);
+    }
+  }
+}
+
+void rm__audio_gain(const void *src, void *dst, rm_sample_format_t fmt, size_t n, double factor) {
+  const uint8_t *s = src;
+  uint8_t *d = dst;
+  if (fmt == RM_SAMPLE_F32) {
+    const float f = (float)factor;
+    for (size_t i = 0; i < n; i++) {
+      float v;
+      memcpy(&v, s + 4 * i, 4);
+      v *= f;
+      memcpy(d + 4 * i, &v, 4);
+    }
+  } else if (fmt == RM_SAMPLE_F64) {
+    for (size_t i = 0; i < n; i++) {
+      double v;
+      memcpy(&v, s + 8 * i, 8);
+      v *= factor;
+      memcpy(d + 8 * i, &v, 8);
+    }
+  } else if (factor == 0 || (fabs(factor) >= 0x1p-60 && fabs(factor) <= 0x1p60)) {
+    gain_int(s, d, n, fmt, factor);
+  } else { /* the definition itself, outside the range where gain_int equals it */
+    for (size_t i = 0; i < n; i++)
+      rm__sample_store(d, fmt, i, rm__sample_load(s, fmt, i) * factor);
+  }
+}
+
+void rm__audio_mix_mono(const void *src, void *dst, rm_sample_format_t fmt, size_t frames,
+                        uint32_t channels) {
+  const uint8_t *restrict s = src;
+  uint8_t *restrict d = dst;
+  if (channels == 2 && fmt == RM_SAMPLE_F32) {
+    for (size_t f = 0; f < frames; f++) {
+      float l, r;
+      memcpy(&l, s + 8 * f, 4);
+      memcpy(&r, s + 8 * f + 4, 4);
+      float m = (float)((0.0 + (double)l + (double)r) / 2.0); /* 0.0 +: -0 + -0 is +0 */
+      memcpy(d + 4 * f, &m, 4);
+    }
+  } else if (channels == 2 && fmt == RM_SAMPLE_I16) {
+    /* (l/32768 + r/32768) / 2 * 32768 = (l + r) / 2 exactly; ties round as nearbyint */
+    for (size_t f = 0; f < frames; f++) {
+      int16_t l, r;
+      memcpy(&l, s + 4 * f, 2);
+      memcpy(&r, s + 4 * f + 2, 2);
+      float y = (float)((int32_t)l + (int32_t)r) * 0.5f;
+      int16_t m = (int16_t)__builtin_irintf(y);
+      memcpy(d + 2 * f, &m, 2);
+    }
+  } else {
+    for (size_t f = 0; f < frames; f++) {
+      double sum = 0;
+      for (uint32_t c = 0; c < channels; c++)
+        sum += rm__sample_load(s, fmt, f * channels + c);
+      rm__sample_store(d, fmt, f, sum / channels);
+    }
+  }
+}
+
+void rm__audio_mean_f32(const void *src, void *dst, size_t frames, uint32_t channels) {
+  const uint8_t *restrict s = src;
+  uint8_t *restrict d = dst;
+  const float scale = 1.0f / (float)channels;
+  if (channels == 2) {
+    for (size_t f = 0; f < frames; f++) {
+      float l, r;
+      memcpy(&l, s + 8 * f, 4);
+      memcpy(&r, s + 8 * f + 4, 4);
+      float m = (0.0f + l + r) * scale; /* the sum starts from +0, as the general loop's */
+      memcpy(d + 4 * f, &m, 4);
+    }
+    return;
+  }
+  for (size_t f = 0; f < frames; f++) {
+    float sum = 0, v;
+    for (uint32_t c = 0; c < channels; c++) {
+      memcpy(&v, s + 4 * (f * channels + c), 4);
+      sum += v;
+    }
+    float m = sum * scale;
+    memcpy(d + 4 * f, &m, 4);
+  }
+}
+
+void rm__audio_mix_dup(const void *src, void *dst, rm_sample_format_t fmt, size_t frames) {
+  const uint8_t *restrict s = src;
+  uint8_t *restrict d = dst;
+  /* every format stores its own loaded value back unchanged, so the copy is the value */
+  switch (rm_sample_format_size(fmt)) {
+  case 2:
+    for (size_t f = 0; f < frames; f++) {
+      uint16_t v;
+      memcpy(&v, s + 2 * f, 2);
+      memcpy(d + 4 * f, &v, 2);
+      memcpy(d + 4 * f + 2, &v, 2);
+    }
+    break;
+  case 4:
+    for (size_t f = 0; f < frames; f++) {
+      uint32_t v;
+      memcpy(&v, s + 4 * f, 4);
+      memcpy(d + 8 * f, &v, 4);
+      memcpy(d + 8 * f + 4, &v, 4);
+    }
+    break;
+  case 8:
+    for (size_t f = 0; f < frames; f++) {
+      uint64_t v;
+      memcpy(&v, s + 8 * f, 8);
+      memcpy(d + 16 * f, &v, 8);
+      memcpy(d + 16 * f + 8, &v, 8);
+    }
+    break;
+  default: break;
+  }
 }
 
 const float *rm_audio_f32_view(const rm_buffer_t *buf, float **tmp) {

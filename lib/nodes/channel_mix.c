@@ -35,23 +35,20 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   uint32_t ch = a->channels;
+  if (!stereo) {
+    rm__audio_mix_mono(in->data, out->data, a->format, frames, ch);
+    return rm_node_emit(ctx, 0, out);
+  }
+  if (ch == 1) {
+    rm__audio_mix_dup(in->data, out->data, a->format, frames);
+    return rm_node_emit(ctx, 0, out);
+  }
   for (size_t f = 0; f < frames; f++) {
-    if (!stereo) {
-      double sum = 0;
-      for (uint32_t c = 0; c < ch; c++)
-        sum += rm_audio_get(in, f * ch + c);
-      rm_audio_set(out, f, sum / ch);
-    } else if (ch == 1) {
-      double v = rm_audio_get(in, f);
-      rm_audio_set(out, 2 * f, v);
-      rm_audio_set(out, 2 * f + 1, v);
-    } else {
-      double l = 0, r = 0;
-      for (uint32_t c = 0; c < ch; c++)
-        *(c % 2 ? &r : &l) += rm_audio_get(in, f * ch + c);
-      rm_audio_set(out, 2 * f, l / ((ch + 1) / 2));
-      rm_audio_set(out, 2 * f + 1, r / (ch / 2));
-    }
+    double l = 0, r = 0;
+    for (uint32_t c = 0; c < ch; c++)
+      *(c % 2 ? &r : &l) += rm_audio_get(in, f * ch + c);
+    rm_audio_set(out, 2 * f, l / ((ch + 1) / 2));
+    rm_audio_set(out, 2 * f + 1, r / (ch / 2));
   }
   return rm_node_emit(ctx, 0, out);
 }

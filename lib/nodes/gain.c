@@ -1,6 +1,5 @@
 /* gain.c - Gain: scales audio by a gain in decibels, keeping the sample format. */
 #include <math.h>
-#include <string.h>
 
 #include "rm/alloc.h"
 #include "rm/node.h"
@@ -33,19 +32,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
                                          a->format, rm_audio_frames(in));
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  size_t n = rm_audio_samples(in);
-  if (a->format == RM_SAMPLE_F32) {
-    const float f = (float)g->factor;
-    for (size_t i = 0; i < n; i++) {
-      float v;
-      memcpy(&v, in->data + 4 * i, 4);
-      v *= f;
-      memcpy(out->data + 4 * i, &v, 4);
-    }
-  } else {
-    for (size_t i = 0; i < n; i++)
-      rm_audio_set(out, i, rm_audio_get(in, i) * g->factor);
-  }
+  rm__audio_gain(in->data, out->data, a->format, rm_audio_samples(in), g->factor);
   return rm_node_emit(ctx, 0, out);
 }
 

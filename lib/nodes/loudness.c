@@ -283,14 +283,8 @@ static rm_buffer_t *apply_gain(normalizer_t *n, rm_node_ctx_t *ctx, double facto
     return NULL;
   size_t cnt = (size_t)n->m.frames * a->channels;
   const uint8_t *src = n->held.data;
-  if (a->format == RM_SAMPLE_F32 && fmt == RM_SAMPLE_F32) {
-    const float f = (float)factor;
-    for (size_t k = 0; k < cnt; k++) {
-      float v;
-      memcpy(&v, src + 4 * k, 4);
-      v *= f;
-      memcpy(out->data + 4 * k, &v, 4);
-    }
+  if (a->format == fmt && cnt) {
+    rm__audio_gain(src, out->data, fmt, cnt, factor);
   } else {
     for (size_t k = 0; k < cnt; k++)
       rm_audio_set(out, k, rm__sample_load(src, a->format, k) * factor);

@@ -141,15 +141,7 @@ static int map_channels(resampler_t *r, const rm_buffer_t *in, size_t frames) {
   if (ich == och) {
     rm_audio_convert(in->data, in->u.audio.format, dst, RM_SAMPLE_F32, frames * och);
   } else if (och == 1 && in->u.audio.format == RM_SAMPLE_F32) {
-    const float scale = 1.0f / (float)ich;
-    for (size_t f = 0; f < frames; f++) {
-      float sum = 0, v;
-      for (uint32_t c = 0; c < ich; c++) {
-        memcpy(&v, in->data + 4 * (f * ich + c), 4);
-        sum += v;
-      }
-      dst[f] = sum * scale;
-    }
+    rm__audio_mean_f32(in->data, dst, frames, ich);
   } else if (och == 1) {
     for (size_t f = 0; f < frames; f++) {
       double sum = 0;

@@ -171,6 +171,19 @@ size_t rm_audio_samples(const rm_buffer_t *buf); /* frames * channels */
 void rm_audio_convert(const void *src, rm_sample_format_t src_fmt, void *dst,
                       rm_sample_format_t dst_fmt, size_t n);
 
+/* Internal to the engine (rm__), vectorised kernels equal bit for bit to their per-sample
+ * definitions with rm_audio_get/rm_audio_set; src and dst may not overlap; any thread.
+ * rm__audio_gain: n samples of fmt times factor (f32 multiplies by (float)factor, integer
+ * formats round and clip as rm_audio_set). rm__audio_mix_mono: frames of `channels`
+ * interleaved samples to their mean. rm__audio_mix_dup: mono frames to stereo pairs. */
+void rm__audio_gain(const void *src, void *dst, rm_sample_format_t fmt, size_t n, double factor);
+void rm__audio_mix_mono(const void *src, void *dst, rm_sample_format_t fmt, size_t frames,
+                        uint32_t channels);
+void rm__audio_mix_dup(const void *src, void *dst, rm_sample_format_t fmt, size_t frames);
+/* Frames of `channels` interleaved f32 samples to sum_in_float * (1.0f / channels) as f32
+ * (AudioResample's down-mix; dst may be unaligned too). */
+void rm__audio_mean_f32(const void *src, void *dst, size_t frames, uint32_t channels);
+
 /* Sample i of an audio buffer as a double in full-scale units (integer PCM divided by
  * 2^(bits-1)); safe on unaligned payloads. */
 static inline double rm_audio_get(const rm_buffer_t *buf, size_t i);
