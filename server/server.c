@@ -311,6 +311,10 @@ static int listen_port(rm_server_t *s, rm_error_t *err) {
 }
 
 static int server_setup(rm_server_t *s, rm_error_t *err) {
+  if (s->cfg->require_auth && !*s->cfg->auth_token_file && !*s->cfg->auth_tokens)
+    return rm__config_fail(err, RM_EPARAM, "require-auth",
+                           "require-auth is set but no tokens are configured (set "
+                           "auth-token-file or auth-tokens)");
   int rc = rm_auth_new(s->cfg, &s->auth, err);
   if (rc)
     return rc;
