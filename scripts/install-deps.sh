@@ -16,10 +16,10 @@ case "${1:-}" in
     ;;
 esac
 
-# Compiling: the C toolchain, code generators, the libraries' headers. CUnit too: the
-# top-level CMakeLists finds it whether or not tests are built.
+# Compiling: the C toolchain, code generators, the libraries' headers. CUnit and the python3
+# interpreter too: CMake's configure step looks for them whether or not tests are built.
 BUILD_PACKAGES="
-build-essential cmake pkg-config ca-certificates
+build-essential cmake pkg-config ca-certificates python3
 libgrpc-dev libssl-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev grpc-proto
 golang-github-gogo-googleapis-dev
 libprotobuf-c-dev protobuf-c-compiler
@@ -31,7 +31,7 @@ libsndfile1-dev libsoxr-dev libebur128-dev libspeexdsp-dev libopus-dev libfftw3-
 # Docker engine and debootstrap for the image, nginx for load balancing, docker-compose
 # and python3-yaml to check the compose and Kubernetes files.
 TEST_PACKAGES="
-python3 python3-grpcio python3-protobuf python3-numpy python3-pytest
+python3-grpcio python3-protobuf python3-numpy python3-pytest
 python3-setuptools python3-wheel python3-venv python3-pip python3-mypy
 openssl procps clang-format
 espeak-ng sox
