@@ -1,6 +1,8 @@
 """deploy/nginx/nginx.conf in front of two real replicas on loopback: calls through nginx reach
-both, and when one replica is SIGTERMed under load no call is lost: each ends OK, at worst
-after the client's retry of an UNAVAILABLE answer (the Python client's default policy)."""
+both, and when one replica is SIGTERMed under load every call is accounted for: OK (at worst
+after the client's retry of an UNAVAILABLE answer, the Python client's default policy), or
+CANCELLED by the stopping replica's gRPC core in the instant it shuts down, which nginx cannot
+see and nobody retries (deploy/nginx/nginx.conf explains; the count is printed)."""
 import json
 import os
 import pwd
@@ -181,17 +183,22 @@ def test_nginx_balances_and_loses_no_call_when_a_replica_stops():
         # the server logs a call after its response is sent: the last lines may still come
         b.wait_for_count("call", summary["ok"] - a_served, 30, lambda e: e.get("status") == "OK")
         b_served = len(ok_calls(b))
-        # every call that ended OK ran exactly once: none ran twice
-        assert a_served + b_served == summary["ok"], (a_served, b_served)
+        passed_on = [l for l in access if re.search(r"upstream=\S+, ", l)]  # nginx tried two replicas
+        # Every call that ended OK was served. More may have been: a response cut by replica a's
+        # shutdown is still logged OK by a (the line follows the send, whatever its outcome),
+        # and its call either ended CANCELLED or was run again on b by nginx (non_idempotent).
+        served = a_served + b_served
+        assert summary["ok"] <= served <= summary["ok"] + len(summary["errors"]) + len(passed_on), \
+            (a_served, b_served, summary["ok"], len(passed_on))
         assert a_served >= 10 and b_served >= 10
         refused = [e for e in a.events("call") if e.get("status") == "UNAVAILABLE"]
         for e in refused:
             assert e["error_kind"] == "unavailable"
-        passed_on = [l for l in access if re.search(r"upstream=\S+, ", l)]  # nginx tried two replicas
         print("\nreplica a served %d (then refused %d with UNAVAILABLE, retried by the client), "
               "replica b %d; nginx passed %d calls to the next replica itself; %d cancelled by "
-              "replica a's core at its shutdown" % (a_served, len(refused), b_served, len(passed_on),
-                                                     len(cancelled_at_a)))
+              "replica a's core at its shutdown; %d served beyond the OK calls"
+              % (a_served, len(refused), b_served, len(passed_on), len(cancelled_at_a),
+                 served - summary["ok"]))
         assert nginx.proc.poll() is None
     finally:
         if load and load.poll() is None:
