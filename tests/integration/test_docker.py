@@ -228,8 +228,11 @@ def engine():
         make_base_images(e, cache)
         t1 = time.monotonic()
         try:
-            e.docker("build", "--force-rm", "--network", "host", "-f", os.path.join(REPO, "deploy", "Dockerfile"),
-                     "-t", IMAGE, REPO, timeout=3000)
+            # the build stage gets a tag of its own: the prune below then keeps its layers,
+            # which are the cache of the next run (they are no parent of the final image)
+            for target in (["--target", "build", "-t", IMAGE + "-build"], ["-t", IMAGE]):
+                e.docker("build", "--force-rm", "--network", "host", "-f",
+                         os.path.join(REPO, "deploy", "Dockerfile"), *target, REPO, timeout=3000)
         except AssertionError as err:
             _SETUP_FAILED.append(str(err)[-300:])
             raise
