@@ -74,6 +74,9 @@ static const opt_t opts[] = {
     {"auth-tokens", "RM_AUTH_TOKENS", T_STR, OFF(auth_tokens), "", 0, 0, 1,
      "comma-separated accepted bearer tokens, each at most 4096 bytes; enables auth (prefer the "
      "file or env)"},
+    {"require-auth", "RM_REQUIRE_AUTH", T_BOOL, OFF(require_auth), "false", 0, 1, 0,
+     "refuse to start (exit 2) unless auth-token-file or auth-tokens is set, so a missing "
+     "token secret cannot silently turn auth off"},
     {"tls-cert", "RM_TLS_CERT", T_STR, OFF(tls_cert), "", 0, 0, 0,
      "PEM server certificate chain file; enables TLS (with --tls-key); SIGHUP re-reads it, the "
      "key and the client CA"},

@@ -33,6 +33,7 @@ typedef struct rm_config {
   uint64_t grace_ms;         /* shutdown grace period */
   char *auth_token_file;     /* one token per line */
   char *auth_tokens;         /* comma-separated (env RM_AUTH_TOKENS) */
+  int require_auth;          /* start-up fails when neither tokens option is set */
   char *tls_cert;
   char *tls_key;
   char *tls_client_ca;

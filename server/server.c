@@ -326,6 +326,10 @@ static int listen_port(rm_server_t *s, rm_error_t *err) {
 }
 
 static int server_setup(rm_server_t *s, rm_error_t *err) {
+  if (s->cfg->require_auth && !*s->cfg->auth_token_file && !*s->cfg->auth_tokens)
+    return rm__config_fail(err, RM_EPARAM, "require-auth",
+                           "require-auth is set but no tokens are configured (set "
+                           "auth-token-file or auth-tokens)");
   int rc = rm_auth_new(s->cfg, &s->auth, err);
   if (rc)
     return rc;
@@ -443,13 +447,23 @@ void rm_server_force(rm_server_t *s) {
 }
 
 /* Shuts the core server down and cancels its calls; blocks until the core is done. */
-static void core_shutdown(grpc_server *server) {
+/* How long an idle drain's shutdown lets calls that raced the GOAWAY (already matched to a
+ * request slot, not yet admitted) be answered UNAVAILABLE, which clients retry, before the
+ * rest is cancelled (CANCELLED, which they do not). */
+#define SETTLE_MS 1000
+
+static void core_shutdown(grpc_server *server, int settle) {
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   grpc_server_shutdown_and_notify(server, scq, scq);
-  /* Anything still running has had its grace period: cancel it. Calls we hold learn of it
-   * through their close batch (cancelled flag), so pipelines stop at the next node. */
-  grpc_server_cancel_all_calls(server);
-  grpc_completion_queue_pluck(scq, scq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  gpr_timespec until = settle ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                             gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN))
+                              : gpr_now(GPR_CLOCK_MONOTONIC);
+  if (grpc_completion_queue_pluck(scq, scq, until, NULL).type != GRPC_OP_COMPLETE) {
+    /* Anything still running has had its grace period: cancel it. Calls we hold learn of it
+     * through their close batch (cancelled flag), so pipelines stop at the next node. */
+    grpc_server_cancel_all_calls(server);
+    grpc_completion_queue_pluck(scq, scq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  }
   grpc_completion_queue_destroy(scq);
 }
 
@@ -460,9 +474,11 @@ static void drain_queue(grpc_completion_queue *cq) {
 }
 
 void rm_server_shutdown(rm_server_t *s) {
+  /* nothing in flight and no forced stop: the drain ended idle, let racing calls settle */
+  int settle = atomic_load(&s->unary) == 0 && !atomic_load(&s->forced);
   atomic_store(&s->draining, 1);
   atomic_store(&s->stopping, 1);
-  core_shutdown(s->server);
+  core_shutdown(s->server, settle);
   pthread_mutex_lock(&s->mu);
   while (atomic_load(&s->held) > 0)
     pthread_cond_wait(&s->cv, &s->mu);
@@ -486,7 +502,7 @@ void rm_server_free(rm_server_t *s) {
   if (!s)
     return;
   if (s->server) { /* never started, or failed before start */
-    core_shutdown(s->server);
+    core_shutdown(s->server, 0);
     grpc_server_destroy(s->server);
     for (int i = 0; s->queues && i < s->n_queues; i++)
       if (s->queues[i].cq)
