@@ -25,6 +25,7 @@ golang-github-gogo-googleapis-dev
 libprotobuf-c-dev protobuf-c-compiler
 libjansson-dev libcunit1-dev
 libsndfile1-dev libsoxr-dev libebur128-dev libspeexdsp-dev libopus-dev libfftw3-dev
+libmicrohttpd-dev
 "
 # Testing: the Python client and pytest, format check, audio tools, and the deployment
 # tests (tests/integration/test_docker.py, test_deploy_files.py, test_nginx_lb.py): the
@@ -34,7 +35,7 @@ TEST_PACKAGES="
 python3-grpcio python3-protobuf python3-numpy python3-pytest
 python3-setuptools python3-wheel python3-venv python3-pip python3-mypy
 openssl procps clang-format
-libmicrohttpd-dev prometheus
+prometheus nghttp2-client
 espeak-ng sox
 docker.io debootstrap nginx docker-compose python3-yaml
 "
@@ -56,7 +57,7 @@ done
 # Optional extras for sanitizer/valgrind runs and benchmarks (bench/speech compares WebRTC's
 # audio processing when libwebrtc-audio-processing-dev is present): RM_EXTRA_PACKAGES=1.
 if [ "${RM_EXTRA_PACKAGES:-0}" = 1 ]; then
-  for p in valgrind clang libclang-rt-14-dev nghttp2-client libwebrtc-audio-processing-dev; do
+  for p in valgrind clang libclang-rt-14-dev libwebrtc-audio-processing-dev; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
 fi
