@@ -522,7 +522,7 @@ def test_auth_applies_to_the_stream(tmp_path):
 
 
 def test_sigterm_flushes_and_closes_open_sessions():
-    with RunningServer(["--grace-ms", "20000"]) as srv:
+    with RunningServer(["--grace-ms", "20000", "--log-level", "debug"]) as srv:
         ch, stub = stub_for(srv)
         m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 1000, "partial": "keep"}),
                   name="drain")
@@ -533,6 +533,12 @@ def test_sigterm_flushes_and_closes_open_sessions():
             s.data(np.ones(300, np.float32), 1)  # Chunk holds it until the flush
             assert len(s.recv().result.outputs["c"].items) == 0
             sessions.append(s)
+        # a unary call in flight keeps the drain going until after the sessions have ended, so
+        # the new session below meets a draining server (not the core's own shutdown, which
+        # cancels calls that race it: see the note on issue 12)
+        slow = stub.ExecutePipeline.future(audio_request(chain(
+            ("src", "PassThrough", {}), ("d", "Delay", {"ms": 3000}), name="in-flight")), timeout=DEADLINE)
+        assert srv.wait_for_count("pipeline_start", 1, 30, lambda e: e.get("pipeline") == "in-flight")
         srv.signal(signal.SIGTERM)
         for s in sessions:
             rest, code = s.rest()
@@ -545,6 +551,9 @@ def test_sigterm_flushes_and_closes_open_sessions():
         # new sessions are refused while the server drains, or cannot connect once it stopped
         err = Session(stub, ps.StreamInit(manifest=m), timeout=10).error()
         assert err.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in err.details()
+        assert not slow.done()  # the drain was still going on
+        assert slow.result(timeout=DEADLINE).outputs["d"].items  # and the call in flight ended OK
         assert srv.proc.wait(60) == 0
         ch.close()
 
