@@ -18,11 +18,15 @@ def test_threads_follow_the_cpu_affinity():
         assert (cfg["threads"], cfg["workers"]) == (1, 2)
 
 
-def test_threads_default_to_every_allowed_cpu():
+def test_threads_default_to_half_the_allowed_cpus():
     allowed = len(os.sched_getaffinity(0))
+    threads = (allowed + 1) // 2  # one polling thread per two CPUs, rounded up
     with RunningServer() as srv:
         cfg = config_event(srv)
-        assert (cfg["threads"], cfg["workers"]) == (allowed, 2 * allowed)
+        assert (cfg["threads"], cfg["workers"]) == (threads, 2 * threads)
+    if allowed >= 2:  # two CPUs of the affinity mask: one polling thread, two workers
+        with RunningServer(prefix=["taskset", "-c", "0,1"]) as srv:
+            assert (config_event(srv)["threads"], config_event(srv)["workers"]) == (1, 2)
 
 
 def test_explicit_threads_win_over_the_affinity():

@@ -118,7 +118,7 @@ static void test_defaults(void) {
   RM_ASSERT_INT(cfg.action, RM_CONFIG_SERVE);
   RM_ASSERT_STR(cfg.listen, "127.0.0.1:50051");
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  RM_ASSERT_INT(cfg.threads, n > 0 ? n : 1); /* 0 = one per core */
+  RM_ASSERT_INT(cfg.threads, n > 0 ? (n + 1) / 2 : 1); /* 0 = one per two cores, rounded up */
   RM_ASSERT_INT(cfg.workers, 2 * cfg.threads);
   RM_ASSERT_INT(cfg.request_slots, 64);
   RM_ASSERT_INT(cfg.max_message_bytes, 67108864);
