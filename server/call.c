@@ -951,6 +951,9 @@ int rm_call_write(rm_call_t *c, const ProtobufCMessage *msg, rm_call_written_fn 
   st->write_fn = fn;
   st->write_arg = arg;
   st->write_tag.fn = on_written;
+  /* read before the batch starts: once it has, the write may complete on a polling thread
+   * and the call end there while this (worker) thread is still here */
+  int method = c->stats_method;
   rm_call_ref(c);
   if (grpc_call_start_batch(c->call, ops, n, &st->write_tag, NULL) != GRPC_CALL_OK) {
     st->out = NULL;
@@ -958,7 +961,7 @@ int rm_call_write(rm_call_t *c, const ProtobufCMessage *msg, rm_call_written_fn 
     call_unref(c);
     return RM_ECANCELED;
   }
-  rm_stats_msg_sent(c->stats_method);
+  rm_stats_msg_sent(method);
   return 0;
 }
 
