@@ -65,7 +65,10 @@ def test_library(server):
                                     server.address()],
                        capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
-    assert "8      8      8      0" in p.stdout or "Run Summary" in p.stdout
+    # every test of the program ran and passed, and no assertion failed
+    assert re.search(r"^\s+tests\s+8\s+8\s+8\s+0\s+0$", p.stdout, re.M), p.stdout[-2000:]
+    asserts = re.search(r"^\s+asserts\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s", p.stdout, re.M)
+    assert asserts and asserts.group(4) == "0" and asserts.group(1) == asserts.group(3), p.stdout[-2000:]
 
 
 def chunk_lines(stderr):
