@@ -2,10 +2,10 @@
 #include <stdint.h>
 
 #include "rm/wire_proto.h"
+#include "wire_int.h"
 
 /* Reads a base-128 varint of at most max_bytes at msg[*at]; 0, or -1 when truncated or
- * longer. protobuf-c reads tags and length prefixes as 32-bit varints of at most 5 bytes and
- * rejects longer ones: so must we, or a request it refuses could get through. */
+ * longer. */
 static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out,
                        unsigned max_bytes) {
   uint64_t v = 0;
@@ -22,41 +22,50 @@ static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out
   return -1;
 }
 
+int rm__wire_next_field(const uint8_t *msg, size_t len, size_t *at, uint32_t *tag, size_t *value_at,
+                        size_t *value_len) {
+  uint64_t t, n = 0, ignored;
+  if (read_varint(msg, len, at, &t, 5) || t > UINT32_MAX || (t >> 3) == 0)
+    return -1;
+  switch (t & 7) {
+  case RM_WIRE_VARINT:
+    if (read_varint(msg, len, at, &ignored, 10))
+      return -1;
+    break;
+  case RM_WIRE_FIXED64: n = 8; break;
+  case RM_WIRE_FIXED32: n = 4; break;
+  case RM_WIRE_DELIMITED:
+    if (read_varint(msg, len, at, &n, 5) || n > INT32_MAX)
+      return -1;
+    break;
+  default: return -1; /* groups (deprecated) and invalid types */
+  }
+  if (n > len - *at)
+    return -1;
+  *tag = (uint32_t)t;
+  *value_at = *at;
+  *value_len = (size_t)n;
+  *at += (size_t)n;
+  return 0;
+}
+
 int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
                        rm_wire_span_t *value) {
-  enum { VARINT = 0, FIXED64 = 1, DELIMITED = 2, FIXED32 = 5 };
   int found = 0;
   rm_wire_span_t f = {0, 0}, v = {0, 0};
   size_t at = 0;
   while (at < len) {
-    size_t start = at;
-    uint64_t tag, n = 0, ignored;
-    /* a tag above 32 bits is one protobuf-c would truncate: let it judge the whole */
-    if (read_varint(msg, len, &at, &tag, 5) || tag > UINT32_MAX || (tag >> 3) == 0)
+    size_t start = at, value_at, n;
+    uint32_t tag;
+    if (rm__wire_next_field(msg, len, &at, &tag, &value_at, &n))
       return RM_EINPUT;
-    switch (tag & 7) {
-    case VARINT:
-      if (read_varint(msg, len, &at, &ignored, 10))
-        return RM_EINPUT;
-      break;
-    case FIXED64: n = 8; break;
-    case FIXED32: n = 4; break;
-    case DELIMITED:
-      if (read_varint(msg, len, &at, &n, 5) || n > INT32_MAX)
-        return RM_EINPUT;
-      break;
-    default: return RM_EINPUT; /* groups (deprecated) and invalid types */
-    }
-    if (n > len - at)
-      return RM_EINPUT;
-    at += (size_t)n;
     if ((tag >> 3) != number)
       continue;
-    if ((tag & 7) != DELIMITED || found)
+    if ((tag & 7) != RM_WIRE_DELIMITED || found)
       return RM_EINPUT;
     found = 1;
     f = (rm_wire_span_t){start, at - start};
-    v = (rm_wire_span_t){at - (size_t)n, (size_t)n};
+    v = (rm_wire_span_t){value_at, n};
   }
   if (found && field)
     *field = f;

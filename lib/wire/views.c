@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "rm/wire_proto.h"
+#include "wire_int.h"
 
 /* A replaced field's contents on the skeleton: a per-process secret and the span's index.
  * A client cannot send these bytes on purpose (it does not know the secret), so a token in
@@ -23,24 +24,6 @@ static void make_secret(void) {
     memcpy(secret, &a, 8);
     memcpy(secret + 8, &b, 4);
   }
-}
-
-enum { VARINT = 0, FIXED64 = 1, DELIMITED = 2, FIXED32 = 5 };
-
-static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out,
-                       unsigned max_bytes) {
-  uint64_t v = 0;
-  for (unsigned shift = 0; shift < 7 * max_bytes; shift += 7) {
-    if (*at >= len)
-      return -1;
-    uint8_t byte = msg[(*at)++];
-    v |= (uint64_t)(byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      *out = v;
-      return 0;
-    }
-  }
-  return -1;
 }
 
 static size_t put_varint(uint8_t *out, uint64_t v) {
@@ -70,32 +53,16 @@ static size_t emit(skel_t *k, const ProtobufCMessageDescriptor *desc, const uint
                    size_t len, uint32_t skip, unsigned depth, uint8_t *out) {
   size_t at = 0, w = 0;
   while (at < len) {
-    size_t start = at;
-    uint64_t tag, n = 0, ignored;
-    if (read_varint(msg, len, &at, &tag, 5) || tag > UINT32_MAX || (tag >> 3) == 0)
+    size_t start = at, value, n;
+    uint32_t tag;
+    if (rm__wire_next_field(msg, len, &at, &tag, &value, &n))
       return (size_t)-1;
-    switch (tag & 7) {
-    case VARINT:
-      if (read_varint(msg, len, &at, &ignored, 10))
-        return (size_t)-1;
-      break;
-    case FIXED64: n = 8; break;
-    case FIXED32: n = 4; break;
-    case DELIMITED:
-      if (read_varint(msg, len, &at, &n, 5) || n > INT32_MAX)
-        return (size_t)-1;
-      break;
-    default: return (size_t)-1;
-    }
-    if (n > len - at)
-      return (size_t)-1;
-    size_t value = at;
-    at += (size_t)n;
     uint32_t number = (uint32_t)(tag >> 3);
     if (depth == 0 && number == skip)
       continue;
-    const ProtobufCFieldDescriptor *f =
-        (tag & 7) == DELIMITED ? protobuf_c_message_descriptor_get_field(desc, number) : NULL;
+    const ProtobufCFieldDescriptor *f = (tag & 7) == RM_WIRE_DELIMITED
+                                            ? protobuf_c_message_descriptor_get_field(desc, number)
+                                            : NULL;
     size_t tag_len = put_varint(NULL, tag);
     if (f && f->type == PROTOBUF_C_TYPE_BYTES && f->label != PROTOBUF_C_LABEL_REPEATED &&
         n >= k->min_len && k->n_spans < k->max_spans) {
