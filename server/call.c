@@ -436,16 +436,22 @@ void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
   send_status(c);
 }
 
+/* A response above max-message-bytes fails the call with RM_ELIMIT instead: 1 then. */
+static int response_too_big(rm_call_t *c, size_t len) {
+  if (len <= c->cfg->max_message_bytes)
+    return 0;
+  rm_error_t err;
+  rm_error_set(&err, RM_ELIMIT, NULL, NULL,
+               "the response would be %zu bytes, above max-message-bytes %llu", len,
+               (unsigned long long)c->cfg->max_message_bytes);
+  rm_call_fail(c, &err);
+  return 1;
+}
+
 void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
   size_t len = protobuf_c_message_get_packed_size(msg);
-  if (len > c->cfg->max_message_bytes) {
-    rm_error_t err;
-    rm_error_set(&err, RM_ELIMIT, NULL, NULL,
-                 "the response would be %zu bytes, above max-message-bytes %llu", len,
-                 (unsigned long long)c->cfg->max_message_bytes);
-    rm_call_fail(c, &err);
+  if (response_too_big(c, len))
     return;
-  }
   if (c->replied)
     return;
   /* the packed size is known before packing: the server's budget is asked first */
@@ -516,14 +522,8 @@ static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
 
 void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t min_borrow) {
   size_t len = protobuf_c_message_get_packed_size(msg);
-  if (len > c->cfg->max_message_bytes) {
-    rm_error_t err;
-    rm_error_set(&err, RM_ELIMIT, NULL, NULL,
-                 "the response would be %zu bytes, above max-message-bytes %llu", len,
-                 (unsigned long long)c->cfg->max_message_bytes);
-    rm_call_fail(c, &err);
+  if (response_too_big(c, len))
     return;
-  }
   if (c->replied)
     return;
   slice_packer_t p = {.base = {.append = packer_append},
