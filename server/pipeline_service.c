@@ -115,22 +115,11 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
   st->wires = (void *)(block += sizes[3]);
   st->results = (void *)(block += sizes[4]);
   st->result_ptrs = (void *)(block += sizes[5]);
-  size_t k = 0;
+  rm_wire_outputs_to_proto(r, st->outs, st->item_ptrs, st->wires);
   for (size_t i = 0; i < r->n_outputs; i++) {
-    const rm_output_t *o = &r->outputs[i];
-    Remotemedia__V1__NodeOutput *no_msg = &st->outs[i];
-    remotemedia__v1__node_output__init(no_msg);
-    no_msg->node_id = (char *)o->node_id;
-    no_msg->port = (char *)o->port;
-    no_msg->items = &st->item_ptrs[k];
-    no_msg->n_items = o->n_items;
-    for (size_t j = 0; j < o->n_items; j++, k++) {
-      rm_wire_buffer_to_proto(o->items[j], &st->wires[k]);
-      st->item_ptrs[k] = &st->wires[k].msg;
-    }
     remotemedia__v1__execute_response__outputs_entry__init(&st->entries[i]);
-    st->entries[i].key = o->key;
-    st->entries[i].value = no_msg;
+    st->entries[i].key = r->outputs[i].key;
+    st->entries[i].value = &st->outs[i];
     st->entry_ptrs[i] = &st->entries[i];
   }
   st->msg.outputs = st->entry_ptrs;

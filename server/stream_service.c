@@ -347,20 +347,10 @@ static int send_result(session_t *s, const rm_result_t *r, uint64_t seq, int flu
     session_end(s, &err);
     rc = RM_ENOMEM;
   } else {
-    size_t k = 0;
+    rm_wire_outputs_to_proto(r, outs, item_ptrs, wires);
     for (size_t i = 0; i < r->n_outputs; i++) {
-      const rm_output_t *o = &r->outputs[i];
-      remotemedia__v1__node_output__init(&outs[i]);
-      outs[i].node_id = (char *)o->node_id;
-      outs[i].port = (char *)o->port;
-      outs[i].items = &item_ptrs[k];
-      outs[i].n_items = o->n_items;
-      for (size_t j = 0; j < o->n_items; j++, k++) {
-        rm_wire_buffer_to_proto(o->items[j], &wires[k]);
-        item_ptrs[k] = &wires[k].msg;
-      }
       remotemedia__v1__stream_result__outputs_entry__init(&entries[i]);
-      entries[i].key = o->key;
+      entries[i].key = r->outputs[i].key;
       entries[i].value = &outs[i];
       entry_ptrs[i] = &entries[i];
     }

@@ -133,3 +133,20 @@ void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w) {
   default: break;
   }
 }
+
+void rm_wire_outputs_to_proto(const rm_result_t *r, Remotemedia__V1__NodeOutput *outs,
+                              Remotemedia__V1__DataBuffer **item_ptrs, rm_wire_buffer_t *wires) {
+  size_t k = 0;
+  for (size_t i = 0; i < r->n_outputs; i++) {
+    const rm_output_t *o = &r->outputs[i];
+    remotemedia__v1__node_output__init(&outs[i]);
+    outs[i].node_id = (char *)o->node_id;
+    outs[i].port = (char *)o->port;
+    outs[i].items = &item_ptrs[k];
+    outs[i].n_items = o->n_items;
+    for (size_t j = 0; j < o->n_items; j++, k++) {
+      rm_wire_buffer_to_proto(o->items[j], &wires[k]);
+      item_ptrs[k] = &wires[k].msg;
+    }
+  }
+}

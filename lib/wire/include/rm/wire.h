@@ -10,6 +10,7 @@
 #include "rm/error.h"
 #include "rm/manifest.h"
 #include "rm/metrics.h"
+#include "rm/pipeline.h"
 #include "rm/wire_proto.h"
 
 #ifdef __cplusplus
@@ -39,6 +40,13 @@ typedef struct rm_wire_buffer {
 /* Fills w to describe b, borrowing b's bytes (b must outlive any use of w->msg). JSON and
  * TEXT buffers must be NUL-terminated at data[size] (owned buffers always are). */
 void rm_wire_buffer_to_proto(const rm_buffer_t *b, rm_wire_buffer_t *w);
+
+/* Fills outs[i] (one per r->outputs[i]) to describe r's outputs, borrowing r's keys, node ids
+ * and bytes: item_ptrs and wires have room for every item of every output (their sum), and
+ * outs[i].items points into item_ptrs. The callers' map entries (ExecuteResponse and
+ * StreamResult alike) then pair r->outputs[i].key with &outs[i]. */
+void rm_wire_outputs_to_proto(const rm_result_t *r, Remotemedia__V1__NodeOutput *outs,
+                              Remotemedia__V1__DataBuffer **item_ptrs, rm_wire_buffer_t *wires);
 
 /* ---- manifests ---- */
 
