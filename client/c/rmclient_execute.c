@@ -98,6 +98,16 @@ int rm__client_check_input(const rm_client_input_t *in, size_t i, rm_client_erro
   return 0;
 }
 
+int rm__client_limits_to_proto(const rm_client_limits_t *in,
+                               Remotemedia__V1__ExecutionLimits *out) {
+  remotemedia__v1__execution_limits__init(out);
+  out->max_nodes = in->max_nodes;
+  out->max_audio_samples = in->max_audio_samples;
+  out->max_input_bytes = in->max_input_bytes;
+  out->max_execution_ms = in->max_execution_ms;
+  return out->max_nodes || out->max_audio_samples || out->max_input_bytes || out->max_execution_ms;
+}
+
 void rm__client_to_wire(const rm_client_buffer_t *b, rm__client_wire_t *w) {
   remotemedia__v1__data_buffer__init(&w->msg);
   switch (b->kind) {
@@ -193,13 +203,8 @@ static int with_request(const char *manifest_json, const rm_client_input_t *inpu
       entries[i].value = &wires[i].msg;
       ptrs[i] = &entries[i];
     }
-    Remotemedia__V1__ExecutionLimits limits = REMOTEMEDIA__V1__EXECUTION_LIMITS__INIT;
-    limits.max_nodes = opts->limits.max_nodes;
-    limits.max_audio_samples = opts->limits.max_audio_samples;
-    limits.max_input_bytes = opts->limits.max_input_bytes;
-    limits.max_execution_ms = opts->limits.max_execution_ms;
-    int has_limits = limits.max_nodes || limits.max_audio_samples || limits.max_input_bytes ||
-                     limits.max_execution_ms;
+    Remotemedia__V1__ExecutionLimits limits;
+    int has_limits = rm__client_limits_to_proto(&opts->limits, &limits);
     Remotemedia__V1__ExecuteRequest req = REMOTEMEDIA__V1__EXECUTE_REQUEST__INIT;
     req.manifest = manifest;
     req.inputs = ptrs;

@@ -61,6 +61,9 @@ typedef struct rm__client_wire {
 int rm__client_check_input(const rm_client_input_t *in, size_t i, rm_client_error_t *err);
 /* Fills w (borrowing b's bytes) with the wire form of a checked buffer view. */
 void rm__client_to_wire(const rm_client_buffer_t *b, rm__client_wire_t *w);
+/* Fills out with the limits in; returns non-zero when any is set (send out), 0 when all are
+ * the server's (send none). */
+int rm__client_limits_to_proto(const rm_client_limits_t *in, Remotemedia__V1__ExecutionLimits *out);
 /* The wire manifest of a JSON manifest (free with rm_wire_manifest_proto_free), or
  * RM_CLIENT_EMANIFEST / ENOMEM. */
 int rm__client_manifest_from_json(const char *text, Remotemedia__V1__PipelineManifest **out,

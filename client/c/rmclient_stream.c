@@ -388,13 +388,8 @@ static int send_init(rm_client_t *c, rm_client_stream_t *s, const char *manifest
   int rc = rm__client_manifest_from_json(manifest_json, &manifest, err);
   if (rc)
     return rc;
-  Remotemedia__V1__ExecutionLimits limits = REMOTEMEDIA__V1__EXECUTION_LIMITS__INIT;
-  limits.max_nodes = o->limits.max_nodes;
-  limits.max_audio_samples = o->limits.max_audio_samples;
-  limits.max_input_bytes = o->limits.max_input_bytes;
-  limits.max_execution_ms = o->limits.max_execution_ms;
-  int has_limits = limits.max_nodes || limits.max_audio_samples || limits.max_input_bytes ||
-                   limits.max_execution_ms;
+  Remotemedia__V1__ExecutionLimits limits;
+  int has_limits = rm__client_limits_to_proto(&o->limits, &limits);
   Remotemedia__V1__StreamInit init = REMOTEMEDIA__V1__STREAM_INIT__INIT;
   init.manifest = manifest;
   init.enable_metrics = o->enable_metrics != 0;
