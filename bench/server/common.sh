@@ -30,3 +30,12 @@ h2load_grpc() { # port h2load-options... -> h2load's report, ExecutePipeline wit
   ${H2LOAD:-h2load} "$@" -H 'content-type: application/grpc' -H 'te: trailers' -d "$TMP/req.bin" \
     "http://127.0.0.1:$port/remotemedia.v1.PipelineService/ExecutePipeline"
 }
+
+# One h2load run of REQS calls (CONC connections, STREAMS streams each) -> calls/s.
+load() { # port -> calls/s
+  h2load_grpc "$1" -n "$REQS" -c "$CONC" -m "$STREAMS" -t 1 2>/dev/null |
+    awk '/^finished in/ {gsub(",", "", $4); print $4}'
+}
+
+# The median of the numbers on stdin, one per line.
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -19,13 +19,6 @@ trap 'kill $PIDS 2>/dev/null || true; rm -rf "$TMP"' EXIT
 H2LOAD="taskset -c 1 h2load"
 . "$ROOT/bench/server/common.sh"
 
-load() { # port -> calls/s
-  h2load_grpc "$1" -n "$REQS" -c "$CONC" -m "$STREAMS" -t 1 2>/dev/null |
-    awk '/^finished in/ {gsub(",", "", $4); print $4}'
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
 taskset -c 0 "$BUILD/bench/server/echo_server" 127.0.0.1:0 2>"$TMP/echo.log" &
 PIDS="$PIDS $!"
 ECHO_PORT=$(wait_port "$TMP/echo.log")
