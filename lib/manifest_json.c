@@ -46,7 +46,7 @@ static int read_node(const json_t *n, size_t i, const rm_manifest_json_sink_t *s
   int rc;
   if ((rc = check_keys(n, node_keys, where, err)))
     return rc;
-  const char *id, *type;
+  const char *id = NULL, *type = NULL;
   if ((rc = get_str(n, "id", 1, &id, where, err)) ||
       (rc = get_str(n, "node_type", 1, &type, where, err)))
     return rc;

@@ -40,7 +40,8 @@ static size_t frame_bytes(const rm_audio_info_t *a) {
   return rm_sample_format_size(a->format) * a->channels;
 }
 
-/* Emits one chunk made of `frames` frames: the pending ones, then src. */
+/* Emits one chunk made of `frames` frames: the pending ones, then src (NULL when the pending
+ * frames are all there is, as at flush). */
 static int emit_chunk(chunker_t *c, rm_node_ctx_t *ctx, const uint8_t *src, size_t frames,
                       size_t pad_to) {
   size_t fb = frame_bytes(&c->info);
@@ -52,7 +53,7 @@ static int emit_chunk(chunker_t *c, rm_node_ctx_t *ctx, const uint8_t *src, size
   size_t from_pending = c->pending_frames < frames ? c->pending_frames : frames;
   if (from_pending)
     memcpy(out->data, c->pending, from_pending * fb);
-  if (frames > from_pending)
+  if (src && frames > from_pending)
     memcpy(out->data + from_pending * fb, src, (frames - from_pending) * fb);
   if (total > frames)
     memset(out->data + frames * fb, 0, (total - frames) * fb); /* zero is silence in all formats */
