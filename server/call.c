@@ -71,6 +71,7 @@ struct rm_call {
   int unary;         /* counted by rm__server_unary_begin */
   int replied;
   uint64_t t_start;
+  uint64_t t_end; /* when the status was handed to the core (count_end); 0 = not yet */
   /* reply, kept alive until the send batch completes */
   grpc_byte_buffer *response;
   grpc_status_code code;
@@ -198,7 +199,8 @@ static void log_call(rm_call_t *c) {
     return;
   rm_log_level_t level = rm_status_is_bug(c->code) ? RM_LOG_ERROR : RM_LOG_INFO;
   rm_log_line_t line;
-  uint64_t end = rm_clock_ns();
+  /* the counters' end: the log line and grpc_server_handling_seconds say the same */
+  uint64_t end = c->t_end ? c->t_end : rm_clock_ns();
   rm_log_line_begin_at(&line, level, "call", end);
   if (c->method)
     rm_log_line_plain(&line, "method", c->method->path);
@@ -256,9 +258,10 @@ static void initial_md(rm_call_t *c, grpc_op *op) {
 /* Counts the call's end before its status leaves, so a client that sees the answer also
  * sees it counted. */
 static void count_end(rm_call_t *c) {
-  if (atomic_exchange(&c->stats_done, 1))
+  if (atomic_exchange(&c->stats_done, 1) || !rm_stats_counting())
     return;
-  uint64_t ns = rm_clock_ns() - c->t_start;
+  c->t_end = rm_clock_ns();
+  uint64_t ns = c->t_end - c->t_start;
   if (c->response)
     rm_stats_msg_sent(c->stats_method);
   rm_stats_call_handled(c->stats_method, (int)c->code, ns);
