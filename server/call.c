@@ -261,12 +261,8 @@ static void count_end(rm_call_t *c) {
   if (atomic_exchange(&c->stats_done, 1) || !rm_stats_counting())
     return;
   c->t_end = rm_clock_ns();
-  uint64_t ns = c->t_end - c->t_start;
-  if (c->response)
-    rm_stats_msg_sent(c->stats_method);
-  rm_stats_call_handled(c->stats_method, (int)c->code, ns);
-  if (c->run.pipeline >= 0)
-    rm_stats_pipeline_done(&c->run, (int)c->code, ns);
+  rm_stats_call_ended(c->stats_method, (int)c->code, c->t_end - c->t_start, c->response != NULL,
+                      &c->run);
 }
 
 static void send_status(rm_call_t *c) {
@@ -855,9 +851,7 @@ static void call_start(rm__arrival_t *a, const rm_error_t *reject) {
     c->unregistered_path = rm_strdup(a->unknown);
   c->run.pipeline = -1;
   c->stats_method = rm_stats_method(a->m);
-  rm_stats_call_started(c->stats_method);
-  if (a->payload)
-    rm_stats_msg_received(c->stats_method);
+  rm_stats_call_arrived(c->stats_method, a->payload != NULL);
   request_id_init(c);
   const char *outer_rid = rm_log_set_request_id(c->rid);
   call_handle(c, a, reject);

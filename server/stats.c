@@ -343,11 +343,33 @@ void rm_stats_msg_sent(int method) {
   add(&mc->sent, 1);
 }
 
-void rm_stats_call_handled(int method, int code, uint64_t ns) {
-  METHOD_SHARD(method);
+static void handled(method_ctr_t *mc, int code, uint64_t ns) {
   add(&mc->handled[code >= 0 && code < RM_STATS_CODES ? code : 2 /* UNKNOWN */], 1);
   add(&mc->hist[bucket_of(grpc_bounds_ns, GRPC_BUCKETS, ns)], 1);
   add(&mc->sum_ns, ns);
+}
+
+void rm_stats_call_handled(int method, int code, uint64_t ns) {
+  METHOD_SHARD(method);
+  handled(mc, code, ns);
+}
+
+void rm_stats_call_arrived(int method, int received) {
+  METHOD_SHARD(method);
+  add(&mc->started, 1);
+  if (received)
+    add(&mc->received, 1);
+}
+
+static void pipeline_done(shard_t *s, const rm_stats_run_t *run, int code, uint64_t total_ns);
+
+void rm_stats_call_ended(int method, int code, uint64_t ns, int sent, const rm_stats_run_t *run) {
+  METHOD_SHARD(method);
+  if (sent)
+    add(&mc->sent, 1);
+  handled(mc, code, ns);
+  if (run && run->pipeline >= 0 && (size_t)run->pipeline <= g.max_pipelines)
+    pipeline_done(s, run, code, ns);
 }
 
 int rm_stats_pipeline_label(const char *name) {
@@ -365,8 +387,11 @@ int rm_stats_pipeline_label(const char *name) {
 
 void rm_stats_pipeline_done(const rm_stats_run_t *run, int code, uint64_t total_ns) {
   shard_t *s = run->pipeline >= 0 && (size_t)run->pipeline <= g.max_pipelines ? shard() : NULL;
-  if (!s)
-    return;
+  if (s)
+    pipeline_done(s, run, code, total_ns);
+}
+
+static void pipeline_done(shard_t *s, const rm_stats_run_t *run, int code, uint64_t total_ns) {
   pipe_ctr_t *p = &s->pipes[run->pipeline];
   add(&p->by_code[code >= 0 && code < RM_STATS_CODES ? code : 2], 1);
   add(code == 0 ? &p->success_ns : &p->fail_ns, total_ns);

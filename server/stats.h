@@ -66,6 +66,13 @@ typedef struct rm_stats_run {
 
 /* A pipeline call answered with code after total_ns since its arrival. */
 void rm_stats_pipeline_done(const rm_stats_run_t *run, int code, uint64_t total_ns);
+
+/* The per-call hot path in one shard lookup each. A unary call arrived (started, and
+ * received when it carried a message) / ended: rm_stats_msg_sent when sent, then
+ * rm_stats_call_handled, then rm_stats_pipeline_done when run is not NULL and names a
+ * pipeline. */
+void rm_stats_call_arrived(int method, int received);
+void rm_stats_call_ended(int method, int code, uint64_t ns, int sent, const rm_stats_run_t *run);
 /* A run begins / ends (remotemedia_inflight_runs). The node invocations counted on this
  * thread in between take the run's start as their "last run" wall time (Triton's
  * last_inference: when the request ran), read once per run. */
