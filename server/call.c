@@ -209,7 +209,10 @@ static void log_call(rm_call_t *c) {
   rm_log_line_plain(&line, "status", rm_status_name(c->code));
   rm_log_line_int(&line, "code", (int)c->code);
   rm_log_line_us(&line, "duration_us", end - c->t_start);
-  rm_log_line_strn(&line, "request_id", c->rid, c->rid_len);
+  if (c->rid_from_client)
+    rm_log_line_strn(&line, "request_id", c->rid, c->rid_len);
+  else /* generated: hex digits */
+    rm_log_line_plain(&line, "request_id", c->rid);
   char *peer = grpc_call_get_peer(c->call);
   rm_log_line_str(&line, "peer", peer);
   gpr_free(peer);

@@ -218,6 +218,18 @@ static size_t utf8_len(const unsigned char *s, size_t left) {
 static const uint64_t plain_bits[4] = {0xfffffffb00000000ull, 0xffffffffefffffffull, 0, 0};
 static int plain(unsigned char c) { return (int)(plain_bits[c >> 6] >> (c & 63)) & 1; }
 
+/* Whether the 8 bytes at s are all plain, a word at a time: none below 0x20 or above 0x7f,
+ * none '"' or '\\' (the classic has-zero-byte test on the word and on its XORs). */
+static int plain8(const unsigned char *s) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t x;
+  memcpy(&x, s, 8);
+  uint64_t low = (x - 0x20 * ones) & ~x; /* high bit set where a byte is below 0x20 */
+  uint64_t quote = x ^ (0x22 * ones), bslash = x ^ (0x5c * ones);
+  uint64_t zq = (quote - ones) & ~quote, zb = (bslash - ones) & ~bslash;
+  return ((x | low | zq | zb) & highs) == 0;
+}
+
 /* v as a JSON string, quotes included, written at out (or only measured when out is NULL);
  * its length. Invalid UTF-8 becomes U+FFFD. At most 6 * len + 2 bytes. */
 static size_t escape(char *out, const char *v, size_t len) {
@@ -233,6 +245,8 @@ static size_t escape(char *out, const char *v, size_t len) {
   EMIT("\"", 1);
   for (;;) {
     size_t start = i;
+    while (i + 8 <= len && plain8(s + i))
+      i += 8;
     while (i < len && plain(s[i]))
       i++;
     EMIT(v + start, i - start);
