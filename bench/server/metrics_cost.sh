@@ -7,9 +7,11 @@
 #        the clock readings taken only for the counters),
 # and optionally another build (BASE). One polling thread pinned to CPU 0; h2load on CPU 1.
 # Reported: calls/s and server CPU time per call (the threads' run time from
-# /proc/PID/task/*/schedstat, which a busy machine disturbs less than calls/s), with the per-round ratios' median and spread (the
-# rounds are interleaved, so a ratio within a round sees the same load).
-# Usage: bench/server/metrics_cost.sh [build-dir] [base-build-dir]   (env RUNS, REQS, ...)
+# /proc/PID/task/*/schedstat, which a busy machine disturbs less than calls/s), with the
+# per-round ratios' median and spread (the rounds are interleaved, so a ratio within a round
+# sees the same load). INSTR=1 adds the instructions per call with the counters on and cut, counted with callgrind (they do not
+# move with the load; clock readings count as the few instructions of their vDSO code).
+# Usage: bench/server/metrics_cost.sh [build-dir] [base-build-dir]   (env RUNS, REQS, INSTR)
 set -eu
 BUILD=${1:-build}
 BASE=${2:-}
@@ -94,4 +96,20 @@ echo "  CPU/call on/off $(ratios "$TMP/$1.cpu" "$TMP/$2.cpu")   off/cut $(ratios
 if [ -n "$BASE" ]; then
   line "base build ($BASE):" "$4"
   echo "  calls/s  off/base $(ratios "$TMP/$2.txt" "$TMP/$4.txt")   CPU/call off/base $(ratios "$TMP/$2.cpu" "$TMP/$4.cpu")"
+fi
+if [ "${INSTR:-0}" = 1 ]; then
+  # instructions of a server process for n calls; two counts cancel start-up and shutdown
+  count() { # cut n
+    RM_BENCH_NO_COUNTERS=$1 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.$1.$2" \
+      "$BUILD/server/remotemedia-server" --listen 127.0.0.1:0 --threads 1 --workers 1 \
+      --log-level "$LOG_LEVEL" 2>"$TMP/cg.$1.$2.log" &
+    pid=$!
+    h2load_grpc "$(wait_port "$TMP/cg.$1.$2.log")" -n "$2" -c 4 -m 32 -t 1 >/dev/null
+    kill -TERM $pid; wait $pid || true
+    grep -h '^summary:' "$TMP/cg.$1.$2" | awk '{s += $2} END {print s}'
+  }
+  per_call() { a=$(count "$1" 1000); b=$(count "$1" 6000); echo $(((b - a) / 5000)); }
+  I_ON=$(per_call 0)
+  I_CUT=$(per_call 1)
+  awk -v a="$I_ON" -v b="$I_CUT" 'BEGIN {printf "instructions per call (callgrind): counters on %d, cut %d, difference %d (%+.2f %%)\n", a, b, a - b, 100 * (a - b) / b}'
 fi
