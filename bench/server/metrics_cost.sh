@@ -9,8 +9,9 @@
 # Reported: calls/s and server CPU time per call (the threads' run time from
 # /proc/PID/task/*/schedstat, which a busy machine disturbs less than calls/s), with the
 # per-round ratios' median and spread (the rounds are interleaved, so a ratio within a round
-# sees the same load). INSTR=1 adds the instructions per call with the counters on and cut, counted with callgrind (they do not
-# move with the load; clock readings count as the few instructions of their vDSO code).
+# sees the same load). INSTR=1 adds the instructions per call with the counters on and cut,
+# counted with callgrind: they do not move with the load (a clock reading counts as the few
+# instructions of its vDSO code, not its ~30 ns).
 # Usage: bench/server/metrics_cost.sh [build-dir] [base-build-dir]   (env RUNS, REQS, INSTR)
 set -eu
 BUILD=${1:-build}
