@@ -109,6 +109,11 @@ static size_t format_uint(char *out, unsigned long long v, int min_digits) {
 }
 
 #define TIMESTAMP_LEN 27 /* 2026-11-29T00:13:08.123456Z */
+/* the header of a line ({"ts":"...","level":"error","event":) and an event of 64 bytes
+ * escaped at worst, with the closing "}\n" */
+_Static_assert(sizeof(((rm_log_line_t *)0)->buf) >=
+                   7 + TIMESTAMP_LEN + 11 + 5 + 10 + 6 * 64 + 2 + 2,
+               "an event always fits");
 
 /* RFC 3339 UTC time with microseconds, NUL-terminated, of the monotonic instant mono_ns.
  * The wall clock is read once per second and thread (at each second's start, so a step
@@ -315,7 +320,8 @@ void rm_log_line_begin_at(rm_log_line_t *l, rm_log_level_t level, const char *ev
   memcpy(p, "\",\"event\":", 10);
   p += 10;
   l->len = (size_t)(p - l->buf);
-  if (elen > 64 || !room(l, escape(NULL, event, elen))) /* events are the server's own words */
+  /* events are the server's own words; 64 of them, escaped, always fit after the header */
+  if (elen > 64)
     event = "?", elen = 1;
   l->len += escape(p, event, elen);
 }
