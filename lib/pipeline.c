@@ -620,14 +620,20 @@ int rm_node_fail(rm_node_ctx_t *ctx, int code, const char *field, const char *fm
   return code;
 }
 
-static int check_stop(const rm_run_opts_t *opts, rm_error_t *err, const char *node_id) {
+/* The cancel flag, then the deadline against now (an rm_clock_ns() reading; 0 = read it). */
+static int check_stop_at(const rm_run_opts_t *opts, rm_error_t *err, const char *node_id,
+                         uint64_t now) {
   if (opts->cancel && atomic_load_explicit(opts->cancel, memory_order_relaxed))
     return rm_error_set(err, RM_ECANCELED, node_id, NULL, "the call was cancelled");
-  if (opts->deadline_ns && rm_clock_ns() >= opts->deadline_ns)
+  if (opts->deadline_ns && (now ? now : rm_clock_ns()) >= opts->deadline_ns)
     return rm_error_set(err, RM_ETIMEDOUT, node_id, NULL, "deadline exceeded%s%s%s",
                         node_id ? " before node '" : "", node_id ? node_id : "",
                         node_id ? "' finished" : "");
   return 0;
+}
+
+static int check_stop(const rm_run_opts_t *opts, rm_error_t *err, const char *node_id) {
+  return check_stop_at(opts, err, node_id, 0);
 }
 
 int rm_node_check(rm_node_ctx_t *ctx) { return check_stop(ctx->opts, ctx->err, ctx->node->id); }
@@ -1013,17 +1019,19 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
   rm_node_ctx_t ctx = {
       .p = p, .node = n, .inputs = s->inputs, .in_ports = s->ports, .opts = opts, .err = err};
   int ended = 0;
+  int timed = opts->metrics || opts->on_node;
   for (size_t k = 0; k < calls; k++) {
-    if ((rc = check_stop(opts, err, n->id)))
-      return rc;
+    if (opts->cancel && atomic_load_explicit(opts->cancel, memory_order_relaxed))
+      return check_stop(opts, err, n->id);
     ctx.n_inputs = 0;
     if (k < count && (rc = gather_inputs(p, n, k, s, &ctx, err)))
       return rc;
     /* Two clock reads per invocation and nothing else: what they and the record cost is
      * calibrated once (rm_metrics_invocation_cost_ns) rather than timed by a third read,
-     * which would cost as much as it measures. */
-    int timed = opts->metrics || opts->on_node;
-    uint64_t t0 = timed ? rm_clock_ns() : 0;
+     * which would cost as much as it measures. The first read is also the deadline's. */
+    uint64_t t0 = timed || opts->deadline_ns ? rm_clock_ns() : 0;
+    if ((rc = check_stop_at(opts, err, n->id, t0)))
+      return rc;
     rm_budget_refusal_clear();
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1)
@@ -1036,7 +1044,12 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
       ended = 1;
     }
     if (timed) {
-      uint64_t ns = rm_clock_ns() - t0;
+      uint64_t t1 = rm_clock_ns(), ns = t1 - t0;
+      if (opts->node_span) {
+        if (!opts->node_span[0])
+          opts->node_span[0] = t0;
+        opts->node_span[1] = t1;
+      }
       if (opts->metrics) {
         rm_metrics_record(&p->metrics, n->metrics_slot, ns, rc == 0);
         p->metrics.overhead_ns += p->invocation_cost_ns;
@@ -1213,6 +1226,8 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!opts)
     opts = &defaults;
   uint64_t t_start = opts->metrics ? rm_clock_ns() : 0;
+  if (opts->node_span)
+    opts->node_span[0] = opts->node_span[1] = 0;
   size_t peak_before = p->account->peak;
   if (opts->metrics) /* this run's peak starts from what is held now */
     p->account->peak = p->account->current;

@@ -71,6 +71,7 @@ struct rm_call {
   int unary;         /* counted by rm__server_unary_begin */
   int replied;
   uint64_t t_start;
+  uint64_t t_end; /* when the status was handed to the core (count_end); 0 = not yet */
   /* reply, kept alive until the send batch completes */
   grpc_byte_buffer *response;
   grpc_status_code code;
@@ -198,7 +199,8 @@ static void log_call(rm_call_t *c) {
     return;
   rm_log_level_t level = rm_status_is_bug(c->code) ? RM_LOG_ERROR : RM_LOG_INFO;
   rm_log_line_t line;
-  uint64_t end = rm_clock_ns();
+  /* the counters' end: the log line and grpc_server_handling_seconds say the same */
+  uint64_t end = c->t_end ? c->t_end : rm_clock_ns();
   rm_log_line_begin_at(&line, level, "call", end);
   if (c->method)
     rm_log_line_plain(&line, "method", c->method->path);
@@ -207,7 +209,10 @@ static void log_call(rm_call_t *c) {
   rm_log_line_plain(&line, "status", rm_status_name(c->code));
   rm_log_line_int(&line, "code", (int)c->code);
   rm_log_line_us(&line, "duration_us", end - c->t_start);
-  rm_log_line_strn(&line, "request_id", c->rid, c->rid_len);
+  if (c->rid_from_client)
+    rm_log_line_strn(&line, "request_id", c->rid, c->rid_len);
+  else /* generated: hex digits */
+    rm_log_line_plain(&line, "request_id", c->rid);
   char *peer = grpc_call_get_peer(c->call);
   rm_log_line_str(&line, "peer", peer);
   gpr_free(peer);
@@ -256,14 +261,11 @@ static void initial_md(rm_call_t *c, grpc_op *op) {
 /* Counts the call's end before its status leaves, so a client that sees the answer also
  * sees it counted. */
 static void count_end(rm_call_t *c) {
-  if (atomic_exchange(&c->stats_done, 1))
+  if (atomic_exchange(&c->stats_done, 1) || !rm_stats_counting())
     return;
-  uint64_t ns = rm_clock_ns() - c->t_start;
-  if (c->response)
-    rm_stats_msg_sent(c->stats_method);
-  rm_stats_call_handled(c->stats_method, (int)c->code, ns);
-  if (c->run.pipeline >= 0)
-    rm_stats_pipeline_done(&c->run, (int)c->code, ns);
+  c->t_end = rm_clock_ns();
+  rm_stats_call_ended(c->stats_method, (int)c->code, c->t_end - c->t_start, c->response != NULL,
+                      &c->run);
 }
 
 static void send_status(rm_call_t *c) {
@@ -852,9 +854,7 @@ static void call_start(rm__arrival_t *a, const rm_error_t *reject) {
     c->unregistered_path = rm_strdup(a->unknown);
   c->run.pipeline = -1;
   c->stats_method = rm_stats_method(a->m);
-  rm_stats_call_started(c->stats_method);
-  if (a->payload)
-    rm_stats_msg_received(c->stats_method);
+  rm_stats_call_arrived(c->stats_method, a->payload != NULL);
   request_id_init(c);
   const char *outer_rid = rm_log_set_request_id(c->rid);
   call_handle(c, a, reject);

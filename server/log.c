@@ -109,6 +109,11 @@ static size_t format_uint(char *out, unsigned long long v, int min_digits) {
 }
 
 #define TIMESTAMP_LEN 27 /* 2026-11-29T00:13:08.123456Z */
+/* the header of a line ({"ts":"...","level":"error","event":) and an event of 64 bytes
+ * escaped at worst, with the closing "}\n" */
+_Static_assert(sizeof(((rm_log_line_t *)0)->buf) >=
+                   7 + TIMESTAMP_LEN + 11 + 5 + 10 + 6 * 64 + 2 + 2,
+               "an event always fits");
 
 /* RFC 3339 UTC time with microseconds, NUL-terminated, of the monotonic instant mono_ns.
  * The wall clock is read once per second and thread (at each second's start, so a step
@@ -218,6 +223,18 @@ static size_t utf8_len(const unsigned char *s, size_t left) {
 static const uint64_t plain_bits[4] = {0xfffffffb00000000ull, 0xffffffffefffffffull, 0, 0};
 static int plain(unsigned char c) { return (int)(plain_bits[c >> 6] >> (c & 63)) & 1; }
 
+/* Whether the 8 bytes at s are all plain, a word at a time: none below 0x20 or above 0x7f,
+ * none '"' or '\\' (the classic has-zero-byte test on the word and on its XORs). */
+static int plain8(const unsigned char *s) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t x;
+  memcpy(&x, s, 8);
+  uint64_t low = (x - 0x20 * ones) & ~x; /* high bit set where a byte is below 0x20 */
+  uint64_t quote = x ^ (0x22 * ones), bslash = x ^ (0x5c * ones);
+  uint64_t zq = (quote - ones) & ~quote, zb = (bslash - ones) & ~bslash;
+  return ((x | low | zq | zb) & highs) == 0;
+}
+
 /* v as a JSON string, quotes included, written at out (or only measured when out is NULL);
  * its length. Invalid UTF-8 becomes U+FFFD. At most 6 * len + 2 bytes. */
 static size_t escape(char *out, const char *v, size_t len) {
@@ -233,6 +250,8 @@ static size_t escape(char *out, const char *v, size_t len) {
   EMIT("\"", 1);
   for (;;) {
     size_t start = i;
+    while (i + 8 <= len && plain8(s + i))
+      i += 8;
     while (i < len && plain(s[i]))
       i++;
     EMIT(v + start, i - start);
@@ -301,7 +320,8 @@ void rm_log_line_begin_at(rm_log_line_t *l, rm_log_level_t level, const char *ev
   memcpy(p, "\",\"event\":", 10);
   p += 10;
   l->len = (size_t)(p - l->buf);
-  if (elen > 64 || !room(l, escape(NULL, event, elen))) /* events are the server's own words */
+  /* events are the server's own words; 64 of them, escaped, always fit after the header */
+  if (elen > 64)
     event = "?", elen = 1;
   l->len += escape(p, event, elen);
 }

@@ -322,16 +322,26 @@ static void run_job_budgeted(exec_job_t *job) {
       rc = err.code;
     } else {
       rm_budget_reset_peak(pb);
-      /* counters (stats.h): every node invocation, the queue and compute times */
-      opts.on_node = rm_stats_node;
-      rm_stats_run_t *counted = rm_call_stats_run(call);
-      uint64_t t_run = rm_clock_ns();
-      rm_stats_run_begin();
+      /* counters (stats.h): every node invocation, the queue and compute times, the
+       * latter two from the clock readings that time the nodes (no reads of their own) */
+      uint64_t span[2] = {0, 0};
+      int counting = rm_stats_counting();
+      if (counting) {
+        opts.on_node = rm_stats_node;
+        opts.node_span = span;
+        rm_stats_run_begin();
+      }
       rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
-      rm_stats_run_end();
-      counted->ran = 1;
-      counted->queue_ns = t_run - rm_call_arrival_ns(call);
-      counted->compute_ns = rm_clock_ns() - t_run;
+      if (counting) {
+        rm_stats_run_end();
+        rm_stats_run_t *counted = rm_call_stats_run(call);
+        uint64_t arrival = rm_call_arrival_ns(call);
+        if (!span[0]) /* no node ran (failed before the first): all of it was waiting */
+          span[0] = span[1] = rm_clock_ns();
+        counted->ran = 1;
+        counted->queue_ns = span[0] > arrival ? span[0] - arrival : 0;
+        counted->compute_ns = span[1] - span[0];
+      }
       big = rm_budget_peak(pb) > TRIM_AFTER_BYTES;
       /* what the run did not use goes back before the response is packed (the result
        * stays charged until it is freed) */

@@ -202,6 +202,30 @@ static struct {
 static _Thread_local shard_t *mine;
 static _Thread_local unsigned mine_gen;
 
+/* Per thread, what the label tables answered last, so the hot paths skip the hash and the
+ * probe: node types by the address of their name (static storage, rm_run_opts_t.on_node),
+ * the last pipeline name by its text. Valid for the generation they were filled in. */
+#define NODE_CACHE 8
+static _Thread_local struct {
+  unsigned gen;
+  const char *node_name[NODE_CACHE];
+  int node_label[NODE_CACHE];
+  const char *pipe_name; /* the table's own copy */
+  int pipe_label;
+} cache;
+/* Wall clock (ms) of the run this thread is in (rm_stats_run_begin), 0 outside runs: the
+ * "last run" time of the node types it invokes, read once per run instead of per node. */
+static _Thread_local uint64_t run_wall_ms;
+
+static int cache_valid(void) {
+  unsigned gen = atomic_load_explicit(&g.gen, memory_order_relaxed);
+  if (cache.gen != gen) {
+    memset(&cache, 0, sizeof cache);
+    cache.gen = gen;
+  }
+  return gen & 1;
+}
+
 static size_t shard_bytes(void) {
   return sizeof(shard_t) + (g.max_pipelines + 1) * sizeof(pipe_ctr_t);
 }
@@ -244,9 +268,19 @@ static void free_all(void) {
   table_destroy(&g.nodes);
 }
 
+/* The benchmark's switch (bench/server/metrics_cost.sh), not a user option: with
+ * RM_BENCH_NO_COUNTERS=1 in the environment nothing is counted, and the call paths skip the
+ * counters' clock readings too, so the counters' cost can be measured in one binary. */
+static int counters_cut(void) {
+  const char *v = getenv("RM_BENCH_NO_COUNTERS");
+  return v && *v && strcmp(v, "0") != 0;
+}
+
 int rm_stats_init(const rm_method_t *methods, size_t max_pipelines) {
   if (atomic_load(&g.gen) & 1)
     rm_stats_shutdown();
+  if (counters_cut())
+    return 0;
   for (size_t i = 0; i < GRPC_BUCKETS; i++)
     grpc_bounds_ns[i] = (uint64_t)(grpc_bounds_s[i] * 1e9 + 0.5);
   for (size_t i = 0; i < FINE_BUCKETS; i++)
@@ -275,6 +309,10 @@ void rm_stats_shutdown(void) {
 }
 
 uint64_t rm_stats_start_time_ns(void) { return g.start_ns; }
+
+int rm_stats_counting(void) {
+  return (int)(atomic_load_explicit(&g.gen, memory_order_relaxed) & 1);
+}
 
 /* ---------------------------------------------------------------- counting */
 
@@ -305,19 +343,55 @@ void rm_stats_msg_sent(int method) {
   add(&mc->sent, 1);
 }
 
-void rm_stats_call_handled(int method, int code, uint64_t ns) {
-  METHOD_SHARD(method);
+static void handled(method_ctr_t *mc, int code, uint64_t ns) {
   add(&mc->handled[code >= 0 && code < RM_STATS_CODES ? code : 2 /* UNKNOWN */], 1);
   add(&mc->hist[bucket_of(grpc_bounds_ns, GRPC_BUCKETS, ns)], 1);
   add(&mc->sum_ns, ns);
 }
 
-int rm_stats_pipeline_label(const char *name) { return table_label(&g.pipes, name); }
+void rm_stats_call_handled(int method, int code, uint64_t ns) {
+  METHOD_SHARD(method);
+  handled(mc, code, ns);
+}
+
+void rm_stats_call_arrived(int method, int received) {
+  METHOD_SHARD(method);
+  add(&mc->started, 1);
+  if (received)
+    add(&mc->received, 1);
+}
+
+static void pipeline_done(shard_t *s, const rm_stats_run_t *run, int code, uint64_t total_ns);
+
+void rm_stats_call_ended(int method, int code, uint64_t ns, int sent, const rm_stats_run_t *run) {
+  METHOD_SHARD(method);
+  if (sent)
+    add(&mc->sent, 1);
+  handled(mc, code, ns);
+  if (run && run->pipeline >= 0 && (size_t)run->pipeline <= g.max_pipelines)
+    pipeline_done(s, run, code, ns);
+}
+
+int rm_stats_pipeline_label(const char *name) {
+  if (!name)
+    name = "";
+  if (cache_valid() && cache.pipe_name && strcmp(name, cache.pipe_name) == 0)
+    return cache.pipe_label;
+  int label = table_label(&g.pipes, name);
+  if (label >= 0 && (size_t)label < g.pipes.cap) {
+    cache.pipe_name = g.pipes.names[label];
+    cache.pipe_label = label;
+  }
+  return label;
+}
 
 void rm_stats_pipeline_done(const rm_stats_run_t *run, int code, uint64_t total_ns) {
   shard_t *s = run->pipeline >= 0 && (size_t)run->pipeline <= g.max_pipelines ? shard() : NULL;
-  if (!s)
-    return;
+  if (s)
+    pipeline_done(s, run, code, total_ns);
+}
+
+static void pipeline_done(shard_t *s, const rm_stats_run_t *run, int code, uint64_t total_ns) {
   pipe_ctr_t *p = &s->pipes[run->pipeline];
   add(&p->by_code[code >= 0 && code < RM_STATS_CODES ? code : 2], 1);
   add(code == 0 ? &p->success_ns : &p->fail_ns, total_ns);
@@ -331,27 +405,43 @@ void rm_stats_pipeline_done(const rm_stats_run_t *run, int code, uint64_t total_
 
 void rm_stats_run_begin(void) {
   shard_t *s = shard();
-  if (s)
+  if (s) {
     add(&s->run_begin, 1);
+    run_wall_ms = wall_ms();
+  }
 }
 
 void rm_stats_run_end(void) {
   shard_t *s = shard();
   if (s)
     add(&s->run_end, 1);
+  run_wall_ms = 0;
+}
+
+/* The label of a node type name of static storage. */
+static int node_label(const char *node_type) {
+  size_t slot = ((uintptr_t)node_type >> 3) % NODE_CACHE;
+  if (cache_valid() && cache.node_name[slot] == node_type && node_type)
+    return cache.node_label[slot];
+  int label = table_label(&g.nodes, node_type);
+  if (label >= 0) {
+    cache.node_name[slot] = node_type;
+    cache.node_label[slot] = label;
+  }
+  return label;
 }
 
 void rm_stats_node(void *arg, const char *node_type, uint64_t ns, int ok) {
   (void)arg;
   shard_t *s = shard();
-  int label = s ? table_label(&g.nodes, node_type) : -1;
+  int label = s ? node_label(node_type) : -1;
   if (label < 0)
     return;
   node_ctr_t *n = &s->nodes[label];
   add(ok ? &n->ok : &n->fail, 1);
   add(ok ? &n->ok_ns : &n->fail_ns, ns);
   add(&n->hist[bucket_of(fine_bounds_ns, FINE_BUCKETS, ns)], 1);
-  set_max(&n->last_ms, wall_ms());
+  set_max(&n->last_ms, run_wall_ms ? run_wall_ms : wall_ms());
 }
 
 void rm_stats_rejected(rm_stats_reject_t reason) {

@@ -32,6 +32,11 @@ struct rm_method;
 int rm_stats_init(const struct rm_method *methods, size_t max_pipelines);
 /* Frees every shard and label. No thread may count any more. Main thread. */
 void rm_stats_shutdown(void);
+/* Non-zero once rm_stats_init has run (and not rm_stats_shutdown): callers skip the clock
+ * readings they take only for the counters when it is 0. RM_BENCH_NO_COUNTERS=1 in the
+ * environment keeps rm_stats_init from starting the counters (a benchmark switch, not a user
+ * option: bench/server/metrics_cost.sh measures what they cost with it). Any thread. */
+int rm_stats_counting(void);
 
 /* ---- gRPC server metrics (go-grpc-prometheus names); any thread ---- */
 
@@ -61,7 +66,16 @@ typedef struct rm_stats_run {
 
 /* A pipeline call answered with code after total_ns since its arrival. */
 void rm_stats_pipeline_done(const rm_stats_run_t *run, int code, uint64_t total_ns);
-/* A run begins / ends (remotemedia_inflight_runs). */
+
+/* The per-call hot path in one shard lookup each. A unary call arrived (started, and
+ * received when it carried a message) / ended: rm_stats_msg_sent when sent, then
+ * rm_stats_call_handled, then rm_stats_pipeline_done when run is not NULL and names a
+ * pipeline. */
+void rm_stats_call_arrived(int method, int received);
+void rm_stats_call_ended(int method, int code, uint64_t ns, int sent, const rm_stats_run_t *run);
+/* A run begins / ends (remotemedia_inflight_runs). The node invocations counted on this
+ * thread in between take the run's start as their "last run" wall time (Triton's
+ * last_inference: when the request ran), read once per run. */
 void rm_stats_run_begin(void);
 void rm_stats_run_end(void);
 /* One node invocation: the rm_run_opts_t.on_node callback (arg unused). */

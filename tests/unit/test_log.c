@@ -160,6 +160,46 @@ static void test_every_ascii_byte_round_trips(void) {
   json_decref(j);
 }
 
+/* The escaper checks 8 bytes at a time: an ASCII byte that needs escaping (or its plain
+ * neighbours at the range edges) at every position of a 24-byte string round-trips. */
+static const char edge_bytes[] = {0x01, 0x1f, 0x20, 0x21, '"', 0x23, 0x5b, '\\', 0x5d, 0x7e, 0x7f};
+#define EDGE_LEN 24
+static void build_edges(void) {
+  for (size_t b = 0; b < sizeof edge_bytes; b++)
+    for (int pos = 0; pos < EDGE_LEN; pos++) {
+      char v[EDGE_LEN + 1];
+      memset(v, 'a', EDGE_LEN);
+      v[EDGE_LEN] = '\0';
+      v[pos] = edge_bytes[b];
+      rm_log_line_t line;
+      rm_log_line_begin(&line, RM_LOG_INFO, "edge");
+      rm_log_line_str(&line, "v", v);
+      rm_log_line_end(&line);
+    }
+}
+
+static void test_escapes_at_every_position(void) {
+  static char copy[1 << 20];
+  snprintf(copy, sizeof copy, "%s", captured(build_edges));
+  size_t k = 0;
+  for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+    size_t b = k / EDGE_LEN, pos = k % EDGE_LEN;
+    k++;
+    json_error_t err;
+    json_t *j = json_loads(l, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    const char *v = json_string_value(json_object_get(j, "v"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    char want[EDGE_LEN + 1];
+    memset(want, 'a', EDGE_LEN);
+    want[EDGE_LEN] = '\0';
+    want[pos] = edge_bytes[b];
+    RM_ASSERT_STR(v, want);
+    json_decref(j);
+  }
+  RM_ASSERT_INT(k, sizeof edge_bytes * EDGE_LEN);
+}
+
 /* Malformed UTF-8 of every kind becomes U+FFFD, byte by byte; well-formed text stays. */
 static void build_utf8(void) {
   rm_log_line_t line;
@@ -255,6 +295,7 @@ int main(void) {
                                          RM_TEST(test_timestamps_follow_the_wall_clock),
                                          RM_TEST(test_strings_are_escaped),
                                          RM_TEST(test_every_ascii_byte_round_trips),
+                                         RM_TEST(test_escapes_at_every_position),
                                          RM_TEST(test_malformed_utf8_is_replaced),
                                          RM_TEST(test_any_bytes_make_valid_json),
                                          RM_TEST(test_fields_that_do_not_fit_are_dropped_whole),

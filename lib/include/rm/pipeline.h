@@ -97,6 +97,11 @@ typedef struct rm_run_opts {
    * and whether it succeeded: a server's cumulative counters. NULL = none. Calling thread. */
   void (*on_node)(void *arg, const char *node_type, uint64_t ns, int ok);
   void *on_node_arg;
+  /* When set (with on_node or metrics), receives the clock readings that bracket the run's
+   * node invocations: [0] the first one's start, [1] the last one's end (both 0 when no node
+   * ran), so a server can split a call's time into queue and compute without reading the
+   * clock again. Calling thread. */
+  uint64_t *node_span;
 } rm_run_opts_t;
 
 typedef struct rm_output {
