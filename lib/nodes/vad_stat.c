@@ -34,14 +34,20 @@ static const double edges_hz[] = {100,  200,  300,  400,  510,  630,  770,  920,
 #define XI_MIN 0.003        /* a-priori SNR floor (-25 dB) */
 #define ETA 0.15            /* mean log likelihood ratio above this: speech */
 #define ALPHA_V 0.98        /* smoothing of the noise's spread below the estimate */
-#define SPREAD0 2.25        /* initial spread, dB^2 (1.5 dB, until measured) */
+#define SPREAD0 6.0         /* initial spread, dB^2 (2.45 dB, until measured) */
 #define SPREAD_CAP 4.0      /* dB: deviations are clipped here before they are squared */
-#define K_SPREAD 2.5        /* energy margins: this many times the noise's spread ... */
+#define K_SPREAD 3.0        /* energy margins: this many times the noise's spread ... */
 #define MARGIN_MIN 1.0      /* ... and at least this, dB */
 #define VOICE_MIN 0.65      /* voicing above this ... */
 #define VOICE_GAP 0.3       /* ... and this much above the noise's own ... */
 #define VOICE_MARGIN 0.3    /* ... needs only this fraction of the energy margins */
 #define VOICE_NOISE0 0.5    /* the noise's voicing until measured */
+#define SUSTAIN_MS 100      /* the band energy over the noise's, averaged over this ... */
+#define SUSTAIN 0.8         /* ... above this fraction of the energy margin: speech, ... */
+#define SUSTAIN_LEVEL 0.5   /* ... and half the speech's own level over the noise's, ... */
+#define SUSTAIN_SPREAD 2.5  /* ... where the noise's spread exceeds this, dB (babble) */
+#define ALPHA_L 0.99        /* smoothing of the speech's level (frames past the full margins) */
+#define LEAD_GAP_MS 50      /* the look-ahead: frames above the noise this close before speech */
 #define HYST 0.5            /* inside speech the margins are this fraction */
 #define FLOOR_PER_BIN 1e-12 /* noise estimates stay above this times the frame length */
 
@@ -50,7 +56,7 @@ struct rm__vad_stat {
   int frame_ms;
   size_t band_lo[MAX_BANDS], band_hi[MAX_BANDS];
   double min_level; /* mean square */
-  double a_s, a_p, a_d;
+  double a_s, a_p, a_d, a_l;
   float *window, *buf;
   fftwf_complex *spec;
   fftwf_plan plan;
@@ -70,8 +76,12 @@ struct rm__vad_stat {
   /* the noise's own spread (dB^2) in the two energy measures, from frames below the
    * estimate (noise whatever the decision): total band energy and mean band SNR */
   double spread_t, spread_m;
-  double vnoise; /* mean voicing of those frames */
+  double vnoise;                /* mean voicing of those frames */
+  double ring[SUSTAIN_MS / 10]; /* the last frames' energy over the noise's */
+  size_t ring_n, ring_at, ring_len;
   int last;      /* the previous decision */
+  double slevel; /* the speech's level over the noise's, dB (strong frames) */
+  int weak;      /* the last decided frame was above the noise by a fraction of the margins */
 };
 
 rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, double min_level_db) {
@@ -86,6 +96,7 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   s->a_s = pow(ALPHA_S, k);
   s->a_p = pow(ALPHA_P, k);
   s->a_d = pow(ALPHA_D, k);
+  s->a_l = pow(ALPHA_L, k);
   for (size_t e = 0; e + 1 < N_EDGES && s->n_bands < MAX_BANDS; e++) {
     size_t lo = (size_t)lround(edges_hz[e] * (double)frame / rate);
     size_t hi = (size_t)lround(edges_hz[e + 1] * (double)frame / rate);
@@ -101,6 +112,7 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   }
   s->init_frames = (size_t)(INIT_MS + frame_ms - 1) / (size_t)frame_ms;
   s->min_frames = (size_t)MIN_WINDOW_MS / (size_t)frame_ms;
+  s->ring_len = (size_t)SUSTAIN_MS / (size_t)frame_ms;
   s->window = rm_malloc(frame * sizeof *s->window);
   s->buf = rm_malloc(frame * sizeof *s->buf);
   s->spec = rm_malloc(s->bins * sizeof *s->spec);
@@ -262,6 +274,8 @@ static void init_noise(rm__vad_stat_t *s) {
   s->spread_t = s->spread_m = SPREAD0;
   s->vnoise = VOICE_NOISE0;
   s->last = 0;
+  s->slevel = 0;
+  s->ring_n = s->ring_at = 0;
   s->ready = 1;
 }
 
@@ -310,7 +324,22 @@ static uint8_t decide(rm__vad_stat_t *s, const double *f) {
     vo = vo < 0 ? voicing(s) : vo;
     speech = vo > fmax(VOICE_MIN, s->vnoise + VOICE_GAP);
   }
+  /* babble crosses the margins in single frames; speech stays above them: the mean over
+   * the last SUSTAIN_MS needs only a fraction of them */
+  s->ring[s->ring_at] = fe / ne;
+  s->ring_at = (s->ring_at + 1) % s->ring_len;
+  s->ring_n += s->ring_n < s->ring_len;
+  double sum = 0;
+  for (size_t i = 0; i < s->ring_n; i++)
+    sum += s->ring[i];
+  double sus = 10 * log10(sum / (double)s->ring_n + 1e-30);
+  if (!speech && audible && llr > 0 && sqrt(s->spread_t) > SUSTAIN_SPREAD &&
+      sus > fmax(SUSTAIN * mt, SUSTAIN_LEVEL * s->slevel))
+    speech = 1;
   s->last = speech;
+  if (strong)
+    s->slevel = s->a_l * s->slevel + (1 - s->a_l) * dt;
+  s->weak = audible && llr > 0 && dt > 0 && dm > 0;
 
   /* MCRA: the minimum of the smoothed energies over one to two windows tells where speech
    * is absent; there the noise estimate follows the band energy. */
@@ -352,8 +381,20 @@ size_t rm__vad_stat_finish(rm__vad_stat_t *s, uint8_t *dec) {
   if (s->ready || !s->stored)
     return 0;
   init_noise(s);
-  for (size_t i = 0; i < s->stored; i++)
+  uint8_t weak[(INIT_MS / 10) + 1];
+  for (size_t i = 0; i < s->stored; i++) {
     dec[i] = decide(s, s->feat + i * (NF));
+    weak[i] = (uint8_t)s->weak;
+  }
+  /* the look-ahead knows where speech goes on: it starts at the earliest of the frames above
+   * the noise that lead up to it without a break */
+  size_t next = s->stored, gap = (size_t)LEAD_GAP_MS / (size_t)s->frame_ms;
+  for (size_t i = s->stored; i-- > 0;) {
+    if (dec[i])
+      next = i;
+    else if (weak[i] && next < s->stored && next - i <= gap + 1)
+      dec[i] = 1, next = i;
+  }
   size_t n = s->stored;
   s->stored = 0;
   return n;

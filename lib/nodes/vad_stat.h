@@ -3,8 +3,9 @@
  * Gaussian model, decision-directed a-priori SNR), against a speech-presence-controlled noise
  * estimate (MCRA) that frames judged speech cannot raise; energy margins that grow with the
  * noise's own spread (babble's, not white noise's); a voicing cue (periodicity above the
- * noise's) that lowers them. Internal to lib/nodes (rm__vad_stat_ prefix). One instance per
- * stream; not thread-safe. */
+ * noise's) that lowers them; where the noise itself fluctuates (babble, pink), energy held
+ * above a fraction of them over 100 ms.  Internal to lib/nodes (rm__vad_stat_ prefix). One instance
+ * per stream; not thread-safe. */
 #ifndef RM_NODES_VAD_STAT_H
 #define RM_NODES_VAD_STAT_H
 

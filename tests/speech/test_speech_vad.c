@@ -7,14 +7,11 @@
 
 static const char *dir;
 
-/* Goals by SNR (20, 10, 5 dB): the issue's for white and pink noise. Babble misses them
- * (docs/nodes-media.md); its floors pin the measured figures less 0.01. */
+/* Goals by SNR (20, 10, 5 dB): the issue's. Babble at 20 dB misses it (docs/nodes-media.md);
+ * its floors pin the measured figures less 0.01. */
 static const double snrs[] = {20, 10, 5};
 static const double goal[] = {0.97, 0.93, 0.85};
-static const double babble_floor[3][3] = {/* 8, 16, 48 kHz x 20, 10, 5 dB */
-                                          {0.905, 0.893, 0.833},
-                                          {0.921, 0.885, 0.830},
-                                          {0.914, 0.887, 0.821}};
+static const double babble20_floor[3] = {0.943, 0.954, 0.952}; /* 8, 16, 48 kHz */
 static const uint32_t rates[] = {8000, 16000, 48000};
 
 /* Segments of a VAD with params over track t fed in chunks of `chunk` samples (0: one). */
@@ -53,7 +50,7 @@ static void test_accuracy_goals(void) {
       printf("\n    %5u Hz %-6s", rates[r], sp_noise_name(noise));
       for (size_t k = 0; k < 3; k++) {
         double acc = accuracy("{}", rates[r], noise, snrs[k], NULL);
-        double want = noise == SP_BABBLE ? babble_floor[r][k] : goal[k];
+        double want = noise == SP_BABBLE && k == 0 ? babble20_floor[r] : goal[k];
         printf(" %2.0f dB %.3f%s", snrs[k], acc, acc >= want ? "" : " (below)");
         CU_ASSERT(acc >= want);
       }
@@ -63,27 +60,24 @@ static void test_accuracy_goals(void) {
 }
 
 /* Track 0 starts with speech at its first sample: the first segment starts within 30 ms,
- * clean, in white noise down to 5 dB, in pink and babble at 20 dB (at 10 dB and below
- * they find it 70-80 ms late: docs/nodes-media.md). */
+ * clean and in every noise at 20, 10 and 5 dB (the VAD sees the track's first 3 s). */
 static void test_speech_from_first_frame(void) {
-  static const struct {
-    int noise;
-    double snr;
-  } cases[] = {{SP_CLEAN, 0}, {SP_WHITE, 20}, {SP_WHITE, 10},
-               {SP_WHITE, 5}, {SP_PINK, 20},  {SP_BABBLE, 20}};
   for (size_t r = 0; r < 3; r++)
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-      sp_track_t t;
-      CU_ASSERT_EQUAL_FATAL(sp_track_make(dir, rates[r], cases[c].noise, cases[c].snr, 0, &t), 0);
-      double(*segs)[2];
-      size_t n = vad_segs("{}", &t, 0, &segs);
-      CU_ASSERT(n > 0 && segs[0][0] <= 30.0);
-      if (!(n > 0 && segs[0][0] <= 30.0))
-        printf("\n    %u Hz %s %.0f dB: first segment at %.1f ms", rates[r],
-               sp_noise_name(cases[c].noise), cases[c].snr, n ? segs[0][0] : -1.0);
-      free(segs);
-      sp_track_free(&t);
-    }
+    for (int noise = SP_CLEAN; noise <= SP_BABBLE; noise++)
+      for (size_t k = 0; k < (noise == SP_CLEAN ? 1 : 3); k++) {
+        sp_track_t t;
+        CU_ASSERT_EQUAL_FATAL(sp_track_make(dir, rates[r], noise, snrs[k], 0, &t), 0);
+        t.n_frames = t.n_frames < 300 ? t.n_frames : 300; /* the first 3 s suffice */
+        t.n = t.n_frames * (t.rate / 100);
+        double(*segs)[2];
+        size_t n = vad_segs("{}", &t, 0, &segs);
+        CU_ASSERT(n > 0 && segs[0][0] <= 30.0);
+        if (!(n > 0 && segs[0][0] <= 30.0))
+          printf("\n    %u Hz %s %.0f dB: first segment at %.1f ms", rates[r], sp_noise_name(noise),
+                 snrs[k], n ? segs[0][0] : -1.0);
+        free(segs);
+        sp_track_free(&t);
+      }
 }
 
 /* The energy detector (mode energy, the former default) loses in every noise at 10 dB. */
