@@ -130,6 +130,11 @@ static const opt_t opts[] = {
      1 << 20, INT64_MAX, 0,
      "memory one run may allocate (buffers, node state, library memory); a request's "
      "limits.max_memory_bytes may lower it (capped at max-memory)"},
+    {"warm-bytes", "RM_WARM_BYTES", T_BYTES, OFF(warm_bytes), "8M", 0, 12 << 20, 0,
+     "heap each polling thread and worker pre-faults at start-up and the allocator keeps, so "
+     "the first big request does not fault in every page it is copied into (0 = none; at most "
+     "12M, under the 16 MiB the heaps keep free; capped at max-memory/8; one heap's worth per "
+     "malloc arena in use is idle RSS, see docs/performance.md)"},
     {"memory-wait-ms", "RM_MEMORY_WAIT_MS", T_UINT, OFF(memory_wait_ms), "0", 0, 600000, 0,
      "how long a run on a worker waits for its memory reservation when max-memory is in use "
      "before it is RESOURCE_EXHAUSTED (0 = refuse at once; runs on polling threads never "
@@ -506,6 +511,8 @@ static void derive_memory(rm_config_t *cfg) {
   }
   if (cfg->max_request_memory > cfg->max_memory)
     cfg->max_request_memory = cfg->max_memory;
+  if (cfg->warm_bytes > cfg->max_memory / 8)
+    cfg->warm_bytes = cfg->max_memory / 8;
 }
 
 /* Step 6: defaults that depend on the machine: 0 threads is one per two CPUs the process may

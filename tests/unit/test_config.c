@@ -60,6 +60,7 @@ static const opt_case_t all_opts[] = {
     {"max-metadata-bytes", "RM_MAX_METADATA_BYTES", K_INT, 1024, 16777216},
     {"max-memory", "RM_MAX_MEMORY", K_BYTES, 0, INT64_MAX},
     {"max-request-memory", "RM_MAX_REQUEST_MEMORY", K_BYTES, 1 << 20, INT64_MAX},
+    {"warm-bytes", "RM_WARM_BYTES", K_BYTES, 0, 12 << 20},
     {"memory-wait-ms", "RM_MEMORY_WAIT_MS", K_INT, 0, 600000},
     {"max-sessions", "RM_MAX_SESSIONS", K_INT, 1, 100000},
     {"session-idle-timeout-ms", "RM_SESSION_IDLE_TIMEOUT_MS", K_INT, 1, 86400000},
@@ -573,6 +574,33 @@ static void test_memory_options(void) {
               "1048576..9223372036854775807 bytes (suffix K, M or G for KiB, MiB, GiB), got '1K'");
 }
 
+/* warm-bytes (issue 11): 8 MiB by default, 0..12 MiB (the heaps keep at most 16 MiB free, so
+ * more would be trimmed as soon as it is freed), never more than max-memory / 8. */
+static void test_warm_bytes(void) {
+  rm_config_t cfg;
+  rm_error_t err;
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory=1G")), 0);
+  CU_ASSERT_EQUAL(cfg.warm_bytes, (uint64_t)8 << 20);
+  rm_config_destroy(&cfg);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--warm-bytes=0")), 0);
+  CU_ASSERT_EQUAL(cfg.warm_bytes, 0);
+  rm_config_destroy(&cfg);
+  setenv("RM_WARM_BYTES", "12M", 1);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory=1G")), 0);
+  CU_ASSERT_EQUAL(cfg.warm_bytes, (uint64_t)12 << 20);
+  rm_config_destroy(&cfg);
+  unsetenv("RM_WARM_BYTES");
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory=16M")), 0); /* capped at 1/8 */
+  CU_ASSERT_EQUAL(cfg.warm_bytes, (uint64_t)2 << 20);
+  rm_config_destroy(&cfg);
+  EXPECT_FAIL(ARGS("--warm-bytes=13M"), RM_EPARAM, "warm-bytes",
+              "--warm-bytes: warm-bytes must be a size in 0..12582912 bytes (suffix K, M or G for "
+              "KiB, MiB, GiB), got '13M'");
+  EXPECT_FAIL(ARGS("--warm-bytes=-1"), RM_EPARAM, "warm-bytes",
+              "--warm-bytes: warm-bytes must be a size in 0..12582912 bytes (suffix K, M or G for "
+              "KiB, MiB, GiB), got '-1'");
+}
+
 static void test_json_view_redacts_secrets(void) {
   write_file("{'grace_ms': 42}");
   rm_config_t cfg;
@@ -634,6 +662,7 @@ int main(void) {
                                          RM_TEST(test_cross_option_checks),
                                          RM_TEST(test_help_and_version),
                                          RM_TEST(test_memory_options),
+                                         RM_TEST(test_warm_bytes),
                                          RM_TEST(test_json_view_redacts_secrets),
                                          RM_TEST(test_null_error_is_accepted),
                                          RM_TEST(test_listen_is_validated),

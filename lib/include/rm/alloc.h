@@ -41,6 +41,16 @@ long rm_alloc_live(void);
  * the fault injection. Call once at start-up, before any other thread uses jansson. */
 void rm_alloc_install_jansson(void);
 
+/* Pre-faults `bytes` (rounded up to 64 KiB) of the calling thread's malloc heap: takes them
+ * from malloc in 64 KiB pieces (below any mmap threshold, so they come from the heap this
+ * thread allocates from), writes one byte per page and frees them again. The pages stay in
+ * that heap, resident, as long as its free top stays under M_TRIM_THRESHOLD (the server sets
+ * 16 MiB) and nobody calls malloc_trim: a first big request then finds warm memory instead
+ * of faulting in every page it copies into. Not charged to any budget (it is free memory
+ * the allocator keeps, counted in the process's RSS). Returns the bytes pre-faulted (less
+ * when malloc failed; 0 for 0). Any thread. */
+size_t rm_alloc_warm(size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
