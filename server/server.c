@@ -446,14 +446,31 @@ void rm_server_force(rm_server_t *s) {
   wake_waiters(s);
 }
 
-/* Shuts the core server down and cancels its calls; blocks until the core is done. */
 /* How long an idle drain's shutdown lets calls that raced the GOAWAY (already matched to a
  * request slot, not yet admitted) be answered UNAVAILABLE, which clients retry, before the
  * rest is cancelled (CANCELLED, which they do not). */
 #define SETTLE_MS 1000
 
-static void core_shutdown(grpc_server *server, int settle) {
+/* Shuts the core server down and cancels its calls; blocks until the core is done.
+ *
+ * idle (the drain ended with nothing in flight): every connection is closed first, and the
+ * core shut down right after (docs/hardening.md, "Draining"). Once
+ * grpc_server_shutdown_and_notify has been called, gRPC core 1.51 ends a stream whose
+ * headers or request message are still being taken in, or arrive before the GOAWAY has
+ * taken effect, with CANCELLED itself (Server::CallData::StartNewRpc and PublishNewRpc
+ * "zombie" it when ShutdownCalled()), unseen by us, and nobody retries CANCELLED (a proxy
+ * passes it through as an ordinary answer). grpc_server_cancel_all_calls before that
+ * (Server::CancelAllCalls: disconnect_with_error on every connection, no shutdown needed)
+ * ends such a stream with UNAVAILABLE ("Cancelling all calls"), which clients retry, and the
+ * shutdown then finds no connection but one opened in the instant between. Nothing of ours
+ * is cut: idle means no unary call and no session left, and a refusal cut is UNAVAILABLE
+ * either way. Not done in a loop until quiet: a proxy keeps opening connections for as long
+ * as the port accepts them (an UNAVAILABLE answer is an HTTP 200 to it), so waiting would
+ * only lengthen the time calls sent here are refused. */
+static void core_shutdown(grpc_server *server, int settle, int idle) {
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
+  if (idle)
+    grpc_server_cancel_all_calls(server);
   grpc_server_shutdown_and_notify(server, scq, scq);
   gpr_timespec until = settle ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                              gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN))
@@ -477,8 +494,9 @@ void rm_server_shutdown(rm_server_t *s) {
   /* nothing in flight and no forced stop: the drain ended idle, let racing calls settle */
   int settle = atomic_load(&s->unary) == 0 && !atomic_load(&s->forced);
   atomic_store(&s->draining, 1);
+  int idle = settle && atomic_load(&s->sessions) == 0;
   atomic_store(&s->stopping, 1);
-  core_shutdown(s->server, settle);
+  core_shutdown(s->server, settle, idle);
   pthread_mutex_lock(&s->mu);
   while (atomic_load(&s->held) > 0)
     pthread_cond_wait(&s->cv, &s->mu);
@@ -502,7 +520,7 @@ void rm_server_free(rm_server_t *s) {
   if (!s)
     return;
   if (s->server) { /* never started, or failed before start */
-    core_shutdown(s->server, 0);
+    core_shutdown(s->server, 0, 0);
     grpc_server_destroy(s->server);
     for (int i = 0; s->queues && i < s->n_queues; i++)
       if (s->queues[i].cq)
