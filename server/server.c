@@ -35,6 +35,7 @@ struct rm_server {
   atomic_int stopping;
   atomic_int forced;     /* a second signal: stop waiting for in-flight calls */
   atomic_long held;      /* calls we still own */
+  atomic_long posted;    /* of them, request slots waiting for a call */
   atomic_long unary;     /* unary calls between arrival and sent status */
   atomic_long executing; /* ExecutePipeline slots taken */
   atomic_long sessions;  /* StreamPipeline sessions open (what the drain also waits for) */
@@ -144,6 +145,7 @@ static int post_slot(rm__slot_t *sl);
  * to the call. */
 static void on_request(rm_tag_t *tag, int ok) {
   rm__slot_t *sl = RM_TAG_OWNER(tag, rm__slot_t, tag);
+  atomic_fetch_sub(&sl->q->s->posted, 1);
   if (!ok) { /* the server is shutting down: this slot is done */
     rm__server_release(sl->q->s);
     return;
@@ -193,6 +195,8 @@ static int post_slot(rm__slot_t *sl) {
     e = grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, sl->q->cq, sl->q->cq,
                                  &sl->tag);
   }
+  if (e == GRPC_CALL_OK)
+    atomic_fetch_add(&s->posted, 1);
   if (e != GRPC_CALL_OK) {
     grpc_metadata_array_destroy(&sl->md);
     if (!sl->method)
@@ -450,6 +454,8 @@ void rm_server_force(rm_server_t *s) {
  * request slot, not yet admitted) be answered UNAVAILABLE, which clients retry, before the
  * rest is cancelled (CANCELLED, which they do not). */
 #define SETTLE_MS 1000
+/* Between an idle drain's two disconnects (core_shutdown). */
+#define DISCONNECT_SETTLE_MS 50
 
 /* Shuts the core server down and cancels its calls; blocks until the core is done.
  *
@@ -461,16 +467,24 @@ void rm_server_force(rm_server_t *s) {
  * "zombie" it when ShutdownCalled()), unseen by us, and nobody retries CANCELLED (a proxy
  * passes it through as an ordinary answer). grpc_server_cancel_all_calls before that
  * (Server::CancelAllCalls: disconnect_with_error on every connection, no shutdown needed)
- * ends such a stream with UNAVAILABLE ("Cancelling all calls"), which clients retry, and the
- * shutdown then finds no connection but one opened in the instant between. Nothing of ours
+ * ends such a stream with UNAVAILABLE ("Cancelling all calls"), which clients retry. A
+ * disconnect is queued behind the work its connection's combiner is doing, so it is given
+ * DISCONNECT_SETTLE_MS and repeated for connections opened meanwhile; the shutdown then finds
+ * no connection but one opened in the instant between. Nothing of ours
  * is cut: idle means no unary call and no session left, and a refusal cut is UNAVAILABLE
  * either way. Not done in a loop until quiet: a proxy keeps opening connections for as long
  * as the port accepts them (an UNAVAILABLE answer is an HTTP 200 to it), so waiting would
  * only lengthen the time calls sent here are refused. */
 static void core_shutdown(grpc_server *server, int settle, int idle) {
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
-  if (idle)
+  if (idle) {
     grpc_server_cancel_all_calls(server);
+    /* the disconnects run in each connection's combiner, after what it is doing now (a
+     * read being parsed): give them that time, then close what was opened meanwhile */
+    gpr_sleep_until(gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                 gpr_time_from_millis(DISCONNECT_SETTLE_MS, GPR_TIMESPAN)));
+    grpc_server_cancel_all_calls(server);
+  }
   grpc_server_shutdown_and_notify(server, scq, scq);
   gpr_timespec until = settle ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                              gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN))
@@ -490,11 +504,26 @@ static void drain_queue(grpc_completion_queue *cq) {
     ;
 }
 
+/* Waits up to SETTLE_MS for every call object to be gone (held counts the posted request
+ * slots too): a streaming session is released when its final status is queued, not sent,
+ * and an idle drain's disconnect must not cut that status. A health Watch stream stays open
+ * across the drain: then the wait ends at its bound. */
+static void wait_calls_gone(rm_server_t *s) {
+  gpr_timespec stop =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN));
+  while (atomic_load(&s->held) > atomic_load(&s->posted) &&
+         gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), stop) < 0)
+    gpr_sleep_until(
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(2, GPR_TIMESPAN)));
+}
+
 void rm_server_shutdown(rm_server_t *s) {
   /* nothing in flight and no forced stop: the drain ended idle, let racing calls settle */
   int settle = atomic_load(&s->unary) == 0 && !atomic_load(&s->forced);
   atomic_store(&s->draining, 1);
   int idle = settle && atomic_load(&s->sessions) == 0;
+  if (idle)
+    wait_calls_gone(s);
   atomic_store(&s->stopping, 1);
   core_shutdown(s->server, settle, idle);
   pthread_mutex_lock(&s->mu);
