@@ -211,7 +211,8 @@ static grpc_status_code client_status(const rm_call_t *c) {
 
 /* The client is gone (it cancelled, its deadline passed or its connection closed) before its
  * answer could be delivered: an OK answer is then counted and logged as what the client saw,
- * CANCELLED or DEADLINE_EXCEEDED (docs/observability.md, "What a call is counted as"). */
+ * CANCELLED or DEADLINE_EXCEEDED (docs/observability.md, "What a call is counted and logged as").
+ */
 static void client_gone(rm_call_t *c) {
   if (c->gone)
     return;

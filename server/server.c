@@ -36,6 +36,7 @@ struct rm_server {
   atomic_int forced;     /* a second signal: stop waiting for in-flight calls */
   atomic_long held;      /* calls we still own */
   atomic_long posted;    /* of them, request slots waiting for a call */
+  atomic_ulong arrivals; /* calls matched to a request slot, ever */
   atomic_long unary;     /* unary calls between arrival and sent status */
   atomic_long executing; /* ExecutePipeline slots taken */
   atomic_long sessions;  /* StreamPipeline sessions open (what the drain also waits for) */
@@ -146,6 +147,8 @@ static int post_slot(rm__slot_t *sl);
 static void on_request(rm_tag_t *tag, int ok) {
   rm__slot_t *sl = RM_TAG_OWNER(tag, rm__slot_t, tag);
   atomic_fetch_sub(&sl->q->s->posted, 1);
+  if (ok)
+    atomic_fetch_add(&sl->q->s->arrivals, 1);
   if (!ok) { /* the server is shutting down: this slot is done */
     rm__server_release(sl->q->s);
     return;
@@ -475,15 +478,18 @@ void rm_server_force(rm_server_t *s) {
  * either way. Not done in a loop until quiet: a proxy keeps opening connections for as long
  * as the port accepts them (an UNAVAILABLE answer is an HTTP 200 to it), so waiting would
  * only lengthen the time calls sent here are refused. */
-static void core_shutdown(grpc_server *server, int settle, int idle) {
+static void core_shutdown(rm_server_t *s, grpc_server *server, int settle, int idle) {
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   if (idle) {
     grpc_server_cancel_all_calls(server);
     /* the disconnects run in each connection's combiner, after what it is doing now (a
      * read being parsed): give them that time, then close what was opened meanwhile */
+    unsigned long before = atomic_load(&s->arrivals);
     gpr_sleep_until(gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                  gpr_time_from_millis(DISCONNECT_SETTLE_MS, GPR_TIMESPAN)));
     grpc_server_cancel_all_calls(server);
+    RM_LOG(RM_LOG_INFO, "disconnected", "{s:I}", "calls_between",
+           (json_int_t)(atomic_load(&s->arrivals) - before));
   }
   grpc_server_shutdown_and_notify(server, scq, scq);
   gpr_timespec until = settle ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -525,7 +531,7 @@ void rm_server_shutdown(rm_server_t *s) {
   if (idle)
     wait_calls_gone(s);
   atomic_store(&s->stopping, 1);
-  core_shutdown(s->server, settle, idle);
+  core_shutdown(s, s->server, settle, idle);
   pthread_mutex_lock(&s->mu);
   while (atomic_load(&s->held) > 0)
     pthread_cond_wait(&s->cv, &s->mu);
@@ -549,7 +555,7 @@ void rm_server_free(rm_server_t *s) {
   if (!s)
     return;
   if (s->server) { /* never started, or failed before start */
-    core_shutdown(s->server, 0, 0);
+    core_shutdown(s, s->server, 0, 0);
     grpc_server_destroy(s->server);
     for (int i = 0; s->queues && i < s->n_queues; i++)
       if (s->queues[i].cq)

@@ -210,11 +210,14 @@ def test_nginx_balances_and_loses_no_call_when_a_replica_stops():
         for e in refused:
             assert e["error_kind"] == "unavailable"
         answered_by_nginx = [l for l in access if re.search(r'" 50[234] grpc_status= ', l)]
-        print("\nreplica a served %d (then refused %d with UNAVAILABLE), replica b %d; nginx passed "
-              "%d calls to the next replica itself and answered %d itself (UNAVAILABLE to the "
-              "client); %d served twice"
-              % (a_served, len(refused), b_served, len(passed_on), len(answered_by_nginx),
-                 a_served + b_served - CALLS))
+        # its drain ended idle: it closed its connections (twice) before shutting down
+        disconnected = a.events("disconnected")
+        assert len(disconnected) == 1, disconnected
+        print("\nreplica a served %d (then refused %d with UNAVAILABLE; %d calls came between its "
+              "two disconnects), replica b %d; nginx passed %d calls to the next replica itself "
+              "and answered %d itself (UNAVAILABLE to the client); %d served twice"
+              % (a_served, len(refused), disconnected[0]["calls_between"], b_served, len(passed_on),
+                 len(answered_by_nginx), a_served + b_served - CALLS))
         assert nginx.proc.poll() is None
     finally:
         if load and load.poll() is None:
