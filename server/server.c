@@ -34,6 +34,7 @@ struct rm_server {
   atomic_int draining;
   atomic_int stopping;
   atomic_int forced;     /* a second signal: stop waiting for in-flight calls */
+  atomic_int idle_drain; /* rm_server_wait_idle saw nothing in flight (not its time-out) */
   atomic_long held;      /* calls we still own */
   atomic_long posted;    /* of them, request slots waiting for a call */
   atomic_ulong arrivals; /* calls matched to a request slot, ever */
@@ -170,10 +171,14 @@ static void on_request(rm_tag_t *tag, int ok) {
   post_slot(sl);
   rm_error_t reject;
   reject.code = 0;
+  /* counted from before admission until the call counts itself: a drain that begins while
+   * this thread is between the two (preempted, on a loaded machine) must not find it idle */
+  rm__server_unary_begin(sl->q->s);
   if (admit(a.q->s, &a, &reject))
     rm__call_start(&a, &reject);
   else
     rm__call_start(&a, NULL);
+  rm__server_unary_end(sl->q->s);
 }
 
 /* Methods whose request arrives with the call (unary and server-streaming). */
@@ -440,12 +445,14 @@ void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms) {
     until.tv_nsec -= 1000000000L;
   }
   pthread_mutex_lock(&s->mu);
-  while ((atomic_load(&s->unary) > 0 || atomic_load(&s->sessions) > 0) &&
+  int idle;
+  while (!(idle = atomic_load(&s->unary) == 0 && atomic_load(&s->sessions) == 0) &&
          !atomic_load(&s->forced)) {
     if (pthread_cond_timedwait(&s->cv, &s->mu, &until))
       break;
   }
   pthread_mutex_unlock(&s->mu);
+  atomic_store(&s->idle_drain, idle && !atomic_load(&s->forced));
 }
 
 void rm_server_force(rm_server_t *s) {
@@ -524,10 +531,12 @@ static void wait_calls_gone(rm_server_t *s) {
 }
 
 void rm_server_shutdown(rm_server_t *s) {
-  /* nothing in flight and no forced stop: the drain ended idle, let racing calls settle */
-  int settle = atomic_load(&s->unary) == 0 && !atomic_load(&s->forced);
+  /* the drain ended idle (no forced stop): close the connections first, let racing calls settle */
+  int idle = atomic_load(&s->idle_drain) && !atomic_load(&s->forced);
+  int settle = (idle || atomic_load(&s->unary) == 0) && !atomic_load(&s->forced);
   atomic_store(&s->draining, 1);
-  int idle = settle && atomic_load(&s->sessions) == 0;
+  /* idle: the drain found nothing in flight (calls refused since may be: they end UNAVAILABLE
+   * either way) */
   if (idle)
     wait_calls_gone(s);
   atomic_store(&s->stopping, 1);
