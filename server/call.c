@@ -70,6 +70,9 @@ struct rm_call {
   int on_worker;     /* handled on a worker thread from the start */
   int unary;         /* counted by rm__server_unary_begin */
   int replied;
+  int gone;                     /* the answer cannot reach the client, or did not: client_gone() */
+  int logged_at_end;            /* a unary call whose status went out: logged when the call ends */
+  grpc_status_code client_code; /* what the client got then, for an OK answer */
   uint64_t t_start;
   uint64_t t_end; /* when the status was handed to the core (count_end); 0 = not yet */
   /* reply, kept alive until the send batch completes */
@@ -133,11 +136,19 @@ void rm__call_free_spares(rm__queue_t *q) {
   q->n_spare = 0;
 }
 
+static void client_gone(rm_call_t *c);
+static void log_call(rm_call_t *c);
+
 static void call_unref(rm_call_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1)
     return;
   rm_server_t *s = c->s;
   int unary = c->unary;
+  if (c->logged_at_end) {
+    if (atomic_load(&c->cancelled))
+      client_gone(c);
+    log_call(c);
+  }
   if (c->at_end) /* what borrowed slices pointed at; it may live in the arena */
     c->at_end(c->at_end_arg);
   /* c->request and c->stream live in the arena */
@@ -194,10 +205,28 @@ void rm_call_watch_cancel(rm_call_t *c) {
 
 /* ---------------------------------------------------------------- the status */
 
+/* The status the client got: the handler's, unless an OK answer never reached it. */
+static grpc_status_code client_status(const rm_call_t *c) {
+  return c->gone && c->code == GRPC_STATUS_OK ? c->client_code : c->code;
+}
+
+/* The client is gone (it cancelled, its deadline passed or its connection closed) before its
+ * answer could be delivered: an OK answer is then counted and logged as what the client saw,
+ * CANCELLED or DEADLINE_EXCEEDED (docs/observability.md, "What a call is counted and logged as").
+ */
+static void client_gone(rm_call_t *c) {
+  if (c->gone)
+    return;
+  c->gone = 1;
+  int deadline = c->deadline_ns && rm_clock_ns() >= c->deadline_ns;
+  c->client_code = rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED);
+}
+
 static void log_call(rm_call_t *c) {
   if (RM_LOG_INFO < rm_log_threshold)
     return;
-  rm_log_level_t level = rm_status_is_bug(c->code) ? RM_LOG_ERROR : RM_LOG_INFO;
+  grpc_status_code code = client_status(c);
+  rm_log_level_t level = rm_status_is_bug(code) ? RM_LOG_ERROR : RM_LOG_INFO;
   rm_log_line_t line;
   /* the counters' end: the log line and grpc_server_handling_seconds say the same */
   uint64_t end = c->t_end ? c->t_end : rm_clock_ns();
@@ -206,8 +235,8 @@ static void log_call(rm_call_t *c) {
     rm_log_line_plain(&line, "method", c->method->path);
   else /* the client's own path */
     rm_log_line_str(&line, "method", c->unregistered_path ? c->unregistered_path : "?");
-  rm_log_line_plain(&line, "status", rm_status_name(c->code));
-  rm_log_line_int(&line, "code", (int)c->code);
+  rm_log_line_plain(&line, "status", rm_status_name(code));
+  rm_log_line_int(&line, "code", (int)code);
   rm_log_line_us(&line, "duration_us", end - c->t_start);
   if (c->rid_from_client)
     rm_log_line_strn(&line, "request_id", c->rid, c->rid_len);
@@ -218,11 +247,19 @@ static void log_call(rm_call_t *c) {
   gpr_free(peer);
   if (c->note_value)
     rm_log_line_str(&line, c->note_key, c->note_value);
-  if (c->kind[0]) { /* set by failures only */
+  if (code != c->code) { /* an OK answer the client never got */
+    rm_log_line_plain(&line, "handler_status", rm_status_name(c->code));
+    rm_log_line_plain(&line, "error_kind", "client_gone");
+    rm_log_line_plain(&line, "error",
+                      "the answer did not reach the client: it cancelled, its "
+                      "deadline passed or its connection closed");
+  } else if (c->kind[0]) { /* set by failures only */
     rm_log_line_str(&line, "error_kind", c->kind);
     if (c->error_text)
       rm_log_line_str(&line, "error", c->error_text);
   }
+  if (c->gone)
+    rm_log_line_bool(&line, "client_gone", 1);
   if (atomic_load(&c->cancelled))
     rm_log_line_bool(&line, "client_cancelled", 1);
   rm_log_line_end(&line);
@@ -230,11 +267,16 @@ static void log_call(rm_call_t *c) {
 
 static void on_sent(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, send_tag);
-  (void)ok; /* not ok: the client went away first; nothing more to do */
+  if (!ok) /* the client went away first */
+    client_gone(c);
   if (c->combined && c->close_cancelled)
     atomic_store(&c->cancelled, 1);
-  if (!c->stream) /* streams (health watch, reflection) are not logged per call */
-    log_call(c);
+  /* Streams (health watch, reflection) are not logged per call. A unary call is logged when
+   * it ends, when both its send and its close have completed: only then is it known whether
+   * the client got the answer (the send of an answer the client reset may still succeed;
+   * its close says cancelled). */
+  if (!c->stream)
+    c->logged_at_end = 1;
   /* the core holds its own references on what it still needs: our hold on a borrowing
    * response must go now, or its slices' references on the call would keep it alive */
   if (c->response && !c->stream) {
@@ -259,19 +301,22 @@ static void initial_md(rm_call_t *c, grpc_op *op) {
 }
 
 /* Counts the call's end before its status leaves, so a client that sees the answer also
- * sees it counted. */
+ * sees it counted: with the handler's status, as go-grpc-prometheus counts what the handler
+ * returned, unless the client is already known to be gone (client_gone). */
 static void count_end(rm_call_t *c) {
   if (atomic_exchange(&c->stats_done, 1) || !rm_stats_counting())
     return;
   c->t_end = rm_clock_ns();
-  rm_stats_call_ended(c->stats_method, (int)c->code, c->t_end - c->t_start, c->response != NULL,
-                      &c->run);
+  rm_stats_call_ended(c->stats_method, (int)client_status(c), c->t_end - c->t_start,
+                      c->response != NULL && !c->gone, &c->run);
 }
 
 static void send_status(rm_call_t *c) {
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
+  if (atomic_load(&c->cancelled)) /* the close watch saw the client go: it gets no answer */
+    client_gone(c);
   count_end(c);
   if (needs_initial_md(c)) {
     if (c->code == GRPC_STATUS_OK) {

@@ -34,7 +34,10 @@ struct rm_server {
   atomic_int draining;
   atomic_int stopping;
   atomic_int forced;     /* a second signal: stop waiting for in-flight calls */
+  atomic_int idle_drain; /* rm_server_wait_idle saw nothing in flight (not its time-out) */
   atomic_long held;      /* calls we still own */
+  atomic_long posted;    /* of them, request slots waiting for a call */
+  atomic_ulong arrivals; /* calls matched to a request slot, ever */
   atomic_long unary;     /* unary calls between arrival and sent status */
   atomic_long executing; /* ExecutePipeline slots taken */
   atomic_long sessions;  /* StreamPipeline sessions open (what the drain also waits for) */
@@ -150,6 +153,9 @@ static int post_slot(rm__slot_t *sl);
  * to the call. */
 static void on_request(rm_tag_t *tag, int ok) {
   rm__slot_t *sl = RM_TAG_OWNER(tag, rm__slot_t, tag);
+  atomic_fetch_sub(&sl->q->s->posted, 1);
+  if (ok)
+    atomic_fetch_add(&sl->q->s->arrivals, 1);
   if (!ok) { /* the server is shutting down: this slot is done */
     rm__server_release(sl->q->s);
     return;
@@ -171,10 +177,14 @@ static void on_request(rm_tag_t *tag, int ok) {
   post_slot(sl);
   rm_error_t reject;
   reject.code = 0;
+  /* counted from before admission until the call counts itself: a drain that begins while
+   * this thread is between the two (preempted, on a loaded machine) must not find it idle */
+  rm__server_unary_begin(sl->q->s);
   if (admit(a.q->s, &a, &reject))
     rm__call_start(&a, &reject);
   else
     rm__call_start(&a, NULL);
+  rm__server_unary_end(sl->q->s);
 }
 
 /* Methods whose request arrives with the call (unary and server-streaming). */
@@ -199,6 +209,8 @@ static int post_slot(rm__slot_t *sl) {
     e = grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, sl->q->cq, sl->q->cq,
                                  &sl->tag);
   }
+  if (e == GRPC_CALL_OK)
+    atomic_fetch_add(&s->posted, 1);
   if (e != GRPC_CALL_OK) {
     grpc_metadata_array_destroy(&sl->md);
     if (!sl->method)
@@ -496,12 +508,14 @@ void rm_server_wait_idle(rm_server_t *s, uint64_t grace_ms) {
     until.tv_nsec -= 1000000000L;
   }
   pthread_mutex_lock(&s->mu);
-  while ((atomic_load(&s->unary) > 0 || atomic_load(&s->sessions) > 0) &&
+  int idle;
+  while (!(idle = atomic_load(&s->unary) == 0 && atomic_load(&s->sessions) == 0) &&
          !atomic_load(&s->forced)) {
     if (pthread_cond_timedwait(&s->cv, &s->mu, &until))
       break;
   }
   pthread_mutex_unlock(&s->mu);
+  atomic_store(&s->idle_drain, idle && !atomic_load(&s->forced));
 }
 
 void rm_server_force(rm_server_t *s) {
@@ -509,14 +523,44 @@ void rm_server_force(rm_server_t *s) {
   wake_waiters(s);
 }
 
-/* Shuts the core server down and cancels its calls; blocks until the core is done. */
 /* How long an idle drain's shutdown lets calls that raced the GOAWAY (already matched to a
  * request slot, not yet admitted) be answered UNAVAILABLE, which clients retry, before the
  * rest is cancelled (CANCELLED, which they do not). */
 #define SETTLE_MS 1000
+/* Between an idle drain's two disconnects (core_shutdown). */
+#define DISCONNECT_SETTLE_MS 50
 
-static void core_shutdown(grpc_server *server, int settle) {
+/* Shuts the core server down and cancels its calls; blocks until the core is done.
+ *
+ * idle (the drain ended with nothing in flight): every connection is closed first, and the
+ * core shut down right after (docs/hardening.md, "Draining"). Once
+ * grpc_server_shutdown_and_notify has been called, gRPC core 1.51 ends a stream whose
+ * headers or request message are still being taken in, or arrive before the GOAWAY has
+ * taken effect, with CANCELLED itself (Server::CallData::StartNewRpc and PublishNewRpc
+ * "zombie" it when ShutdownCalled()), unseen by us, and nobody retries CANCELLED (a proxy
+ * passes it through as an ordinary answer). grpc_server_cancel_all_calls before that
+ * (Server::CancelAllCalls: disconnect_with_error on every connection, no shutdown needed)
+ * ends such a stream with UNAVAILABLE ("Cancelling all calls"), which clients retry. A
+ * disconnect is queued behind the work its connection's combiner is doing, so it is given
+ * DISCONNECT_SETTLE_MS and repeated for connections opened meanwhile; the shutdown then finds
+ * no connection but one opened in the instant between. Nothing of ours
+ * is cut: idle means no unary call and no session left, and a refusal cut is UNAVAILABLE
+ * either way. Not done in a loop until quiet: a proxy keeps opening connections for as long
+ * as the port accepts them (an UNAVAILABLE answer is an HTTP 200 to it), so waiting would
+ * only lengthen the time calls sent here are refused. */
+static void core_shutdown(rm_server_t *s, grpc_server *server, int settle, int idle) {
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
+  if (idle) {
+    grpc_server_cancel_all_calls(server);
+    /* the disconnects run in each connection's combiner, after what it is doing now (a
+     * read being parsed): give them that time, then close what was opened meanwhile */
+    unsigned long before = atomic_load(&s->arrivals);
+    gpr_sleep_until(gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                 gpr_time_from_millis(DISCONNECT_SETTLE_MS, GPR_TIMESPAN)));
+    grpc_server_cancel_all_calls(server);
+    RM_LOG(RM_LOG_INFO, "disconnected", "{s:I}", "calls_between",
+           (json_int_t)(atomic_load(&s->arrivals) - before));
+  }
   grpc_server_shutdown_and_notify(server, scq, scq);
   gpr_timespec until = settle ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                              gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN))
@@ -536,12 +580,30 @@ static void drain_queue(grpc_completion_queue *cq) {
     ;
 }
 
+/* Waits up to SETTLE_MS for every call object to be gone (held counts the posted request
+ * slots too): a streaming session is released when its final status is queued, not sent,
+ * and an idle drain's disconnect must not cut that status. A health Watch stream stays open
+ * across the drain: then the wait ends at its bound. */
+static void wait_calls_gone(rm_server_t *s) {
+  gpr_timespec stop =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN));
+  while (atomic_load(&s->held) > atomic_load(&s->posted) &&
+         gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), stop) < 0)
+    gpr_sleep_until(
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(2, GPR_TIMESPAN)));
+}
+
 void rm_server_shutdown(rm_server_t *s) {
-  /* nothing in flight and no forced stop: the drain ended idle, let racing calls settle */
-  int settle = atomic_load(&s->unary) == 0 && !atomic_load(&s->forced);
+  /* the drain ended idle (no forced stop): close the connections first, let racing calls settle */
+  int idle = atomic_load(&s->idle_drain) && !atomic_load(&s->forced);
+  int settle = (idle || atomic_load(&s->unary) == 0) && !atomic_load(&s->forced);
   atomic_store(&s->draining, 1);
+  /* idle: the drain found nothing in flight (calls refused since may be: they end UNAVAILABLE
+   * either way) */
+  if (idle)
+    wait_calls_gone(s);
   atomic_store(&s->stopping, 1);
-  core_shutdown(s->server, settle);
+  core_shutdown(s, s->server, settle, idle);
   pthread_mutex_lock(&s->mu);
   while (atomic_load(&s->held) > 0)
     pthread_cond_wait(&s->cv, &s->mu);
@@ -565,7 +627,7 @@ void rm_server_free(rm_server_t *s) {
   if (!s)
     return;
   if (s->server) { /* never started, or failed before start */
-    core_shutdown(s->server, 0);
+    core_shutdown(s, s->server, 0, 0);
     grpc_server_destroy(s->server);
     for (int i = 0; s->queues && i < s->n_queues; i++)
       if (s->queues[i].cq)

@@ -1,0 +1,91 @@
+"""A call whose answer never reaches its client is logged as what the client got, not OK
+(issue 12): the server's send of an OK answer fails because the client reset the stream, and
+the call's log line says CANCELLED with handler_status OK and error_kind client_gone.
+
+Deterministic with a hand-made HTTP/2 client: it opens its stream windows at 0 bytes, so the
+server can send the response's headers but not its message or status; when the headers have
+come, the client resets the stream, and the server's send batch fails."""
+import socket
+import struct
+import time
+
+import numpy as np
+
+from conftest import assert_serving, audio_request, chain
+from rmtest.server import RunningServer
+from remotemedia.v1 import pipeline_service_pb2_grpc as psg
+
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+SETTINGS_INITIAL_WINDOW_SIZE = 4
+CANCEL = 8
+
+
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def literal(name, value):
+    """HPACK literal header field without indexing, new name, no Huffman coding."""
+    def string(s):
+        b = s.encode()
+        assert len(b) < 127
+        return bytes([len(b)]) + b
+    return b"\x00" + string(name) + string(value)
+
+
+def read_frame(sock):
+    head = b""
+    while len(head) < 9:
+        chunk = sock.recv(9 - len(head))
+        assert chunk, "the server closed the connection"
+        head += chunk
+    length = struct.unpack(">I", b"\x00" + head[:3])[0]
+    payload = b""
+    while len(payload) < length:
+        chunk = sock.recv(length - len(payload))
+        assert chunk, "the server closed the connection"
+        payload += chunk
+    return head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF, payload
+
+
+def test_ok_answer_the_client_reset_is_logged_as_cancelled():
+    with RunningServer() as srv:
+        req = audio_request(chain(("src", "PassThrough", {}), name="client-gone"),
+                            samples=np.float32([0.25, -0.25]))
+        body = req.SerializeToString()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
+                         frame(SETTINGS, 0, 0, struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE, 0)))
+            headers = b"".join(literal(k, v) for k, v in [
+                (":method", "POST"), (":scheme", "http"),
+                (":path", "/remotemedia.v1.PipelineService/ExecutePipeline"),
+                (":authority", "127.0.0.1:%d" % srv.port), ("content-type", "application/grpc"),
+                ("te", "trailers")])
+            sock.sendall(frame(HEADERS, END_HEADERS, 1, headers) +
+                         frame(DATA, END_STREAM, 1, b"\x00" + struct.pack(">I", len(body)) + body))
+            # the server answers: its settings, then the response's headers; its message waits
+            # for window the client never gives
+            deadline = time.monotonic() + 30
+            got_headers = False
+            while not got_headers:
+                assert time.monotonic() < deadline
+                kind, flags, stream, payload = read_frame(sock)
+                if kind == SETTINGS and not flags & ACK:
+                    sock.sendall(frame(SETTINGS, ACK, 0))
+                elif kind == PING and not flags & ACK:
+                    sock.sendall(frame(PING, ACK, 0, payload))
+                elif stream == 1:
+                    assert kind == HEADERS and not flags & END_STREAM, (kind, flags)
+                    got_headers = True
+                else:
+                    assert kind in (WINDOW_UPDATE, SETTINGS, PING), kind
+            sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", CANCEL)))
+            ev = srv.wait_for_event("call", 30, lambda e: e.get("pipeline") == "client-gone")
+            sock.sendall(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
+        assert ev is not None
+        assert ev["status"] == "CANCELLED" and ev["code"] == 1, ev
+        assert ev["handler_status"] == "OK" and ev["error_kind"] == "client_gone", ev
+        assert ev["client_gone"] is True, ev
+        with srv.channel() as ch:
+            assert_serving(psg.PipelineServiceStub(ch))
