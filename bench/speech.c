@@ -1,9 +1,9 @@
 /* speech.c - benchmark: VAD and Denoise candidates on the synthesized speech corpus
  * (tests/speech), every candidate x noise x SNR x rate. Prints per condition the VAD frame
  * accuracy, speech recall, false-alarm rate, fragments and first-segment start, and the
- * suppressors' segmental SNR gain and log-spectral distance. Mean of the corpus's two
- * tracks. Usage: speech [vad|denoise|all] [corpus dir|""] [candidate|""] [rate]; generate
- * the corpus first (ctest -R speech.corpus). */
+ * suppressors' segmental SNR gain and log-spectral distance, and AutoGain's output speech
+ * level. Mean of the corpus's two tracks. Usage: speech [vad|denoise|autogain|all]
+ * [corpus dir|""] [candidate|""] [rate]; generate the corpus first (ctest -R speech.corpus). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,18 +221,73 @@ static void denoise_table(const char *dir) {
         }
 }
 
+/* RMS level of y over the truth's speech frames, dBFS. */
+static double active_db(const sp_track_t *t, const float *y) {
+  size_t fl = t->rate * SP_FRAME_MS / 1000, n = 0;
+  double e = 0;
+  for (size_t f = 0; f < t->n_frames; f++)
+    if (t->truth[f]) {
+      for (size_t i = f * fl; i < (f + 1) * fl; i++)
+        e += (double)y[i] * y[i];
+      n += fl;
+    }
+  return 10 * log10(e / (double)(n ? n : 1) + 1e-30);
+}
+
+/* AutoGain (default target -26 dBFS): the output's speech level and peak for speech at
+ * several levels, clean and at 20 dB SNR, track 1. */
+static void autogain_table(const char *dir) {
+  static const double levels[] = {-55, -45, -35, -26, -20};
+  printf("\nAutoGain (target -26 dBFS, max_gain_db 30): speech RMS over the truth's speech "
+         "frames in -> out (dBFS), output peak (dBFS), samples at full scale\n");
+  printf("%6s %-7s %7s %7s %7s %7s\n", "rate", "noise", "in", "out", "peak", "clipped");
+  for (size_t r = 0; r < N_RATES; r++)
+    for (int noise = SP_CLEAN; noise < SP_N_NOISES; noise++)
+      for (size_t k = 0; k < sizeof levels / sizeof levels[0]; k++) {
+        if (only_rate && only_rate != rates[r])
+          continue;
+        sp_track_t t;
+        float *y = NULL;
+        if (sp_track_make(dir, rates[r], noise, 20, 1, &t)) {
+          fprintf(stderr, "corpus failed (dir %s)\n", dir);
+          exit(1);
+        }
+        float g = (float)pow(10, (levels[k] - active_db(&t, t.clean)) / 20);
+        for (size_t i = 0; i < t.n; i++)
+          t.mix[i] *= g;
+        if (sp_run_node("AutoGain", "{}", &t, t.mix, 0, NULL, NULL, &y)) {
+          fprintf(stderr, "run failed\n");
+          exit(1);
+        }
+        double peak = 0;
+        size_t clipped = 0;
+        for (size_t i = 0; i < t.n; i++) {
+          peak = fmax(peak, fabs(y[i]));
+          clipped += fabsf(y[i]) >= 32767.0f / 32768.0f;
+        }
+        printf("%6u %-7s %7.1f %7.2f %7.2f %7zu\n", rates[r], sp_noise_name(noise), levels[k],
+               active_db(&t, y), 20 * log10(peak + 1e-30), clipped);
+        fflush(stdout);
+        free(y);
+        sp_track_free(&t);
+      }
+}
+
 int main(int argc, char **argv) {
   const char *what = argc > 1 ? argv[1] : "all";
   const char *dir = argc > 2 && *argv[2] ? argv[2] : sp_corpus_dir(RM_SPEECH_CORPUS_DIR);
   only_cand = argc > 3 && *argv[3] ? argv[3] : NULL;
   only_rate = argc > 4 ? (uint32_t)atoi(argv[4]) : 0;
-  if (strcmp(what, "vad") && strcmp(what, "denoise") && strcmp(what, "all")) {
-    fprintf(stderr, "usage: speech [vad|denoise|all] [corpus dir]\n");
+  if (strcmp(what, "vad") && strcmp(what, "denoise") && strcmp(what, "autogain") &&
+      strcmp(what, "all")) {
+    fprintf(stderr, "usage: speech [vad|denoise|autogain|all] [corpus dir]\n");
     return 2;
   }
-  if (strcmp(what, "denoise"))
+  if (!strcmp(what, "vad") || !strcmp(what, "all"))
     vad_table(dir);
-  if (strcmp(what, "vad"))
+  if (!strcmp(what, "denoise") || !strcmp(what, "all"))
     denoise_table(dir);
+  if (!strcmp(what, "autogain") || !strcmp(what, "all"))
+    autogain_table(dir);
   return 0;
 }

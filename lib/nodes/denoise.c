@@ -1,17 +1,22 @@
 /* denoise.c - Denoise: noise suppression (and optional AGC) with libspeexdsp's
  * preprocessor or denoise_lsa.c's OM-LSA suppressor, one state per channel, framed across
  * chunks; output is as long as the input and time-aligned with it (the suppressors'
- * one-frame delay is removed). */
+ * one-frame delay is removed). The framing engine is shared with AutoGain (denoise.h). */
 #include <math.h>
 #include <speex/speex_preprocess.h>
 #include <string.h>
 
+#include "nodes/denoise.h"
 #include "nodes/denoise_lsa.h"
 #include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
 #define CH_MAX 8
+/* speex's AGC level is not the output's RMS: its loudness measure grows with the frame
+ * (sum over bins), so the speech comes out AGC_RMS_DB + 10 log10(frame / 160) below it.
+ * Measured on the speech corpus at 8/16/48 kHz, 10 and 20 ms frames (13.6-14.0 dB). */
+#define AGC_RMS_DB 13.9
 
 static const char *const modes[] = {"speex", "lsa", NULL};
 enum { MODE_SPEEX, MODE_LSA };
@@ -19,10 +24,12 @@ enum { MODE_SPEEX, MODE_LSA };
 static const rm_param_spec_t params[] = {
     {"mode", RM_PARAM_ENUM, 0, 0, 0, "\"speex\"", modes,
      "suppressor: speex (libspeexdsp's preprocessor, 16-bit) or lsa (MMSE log-spectral "
-     "amplitude against an MCRA noise estimate, float; stronger on pink and babble noise)"},
+     "amplitude against a noise estimate averaged over noise-only frames, float; stronger on "
+     "pink and babble noise)"},
     {"suppress_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 100, "30", NULL,
      "largest attenuation of noise, dB"},
-    {"agc", RM_PARAM_BOOLEAN, 0, 0, 0, "false", NULL, "automatic gain control"},
+    {"agc", RM_PARAM_BOOLEAN, 0, 0, 0, "false", NULL,
+     "automatic gain control (speex only; the AutoGain node does AGC alone)"},
     {"agc_level_dbfs", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, -60, 0, "-12", NULL,
      "AGC: target level, dBFS"},
     {"agc_max_gain_db", RM_PARAM_NUMBER, RM_PARAM_HAS_MIN | RM_PARAM_HAS_MAX, 0, 60, "30", NULL,
@@ -42,9 +49,10 @@ static const rm_port_spec_t outputs[] = {
      "exactly as long as its input"}};
 
 typedef struct denoiser {
+  const char *type; /* the node type, for messages */
   int mode, suppress, agc, frame_ms, format;
-  float agc_level;
-  int agc_max_gain;
+  double agc_level_dbfs;
+  int agc_rms, agc_max_gain;
   /* stream */
   int started;
   rm_audio_info_t info;
@@ -58,30 +66,46 @@ typedef struct denoiser {
   size_t skip; /* output frames still to drop: the preprocessor delays by one frame */
 } denoiser_t;
 
+int rm__denoise_new(const rm__denoise_cfg_t *cfg, void **state, rm_error_t *err) {
+  denoiser_t *d = rm_calloc(1, sizeof *d);
+  if (!d)
+    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+  d->type = cfg->type;
+  d->mode = cfg->lsa ? MODE_LSA : MODE_SPEEX;
+  d->suppress = cfg->suppress_db;
+  d->agc = cfg->agc;
+  d->agc_level_dbfs = cfg->agc_level_dbfs;
+  d->agc_rms = cfg->agc_rms;
+  d->agc_max_gain = cfg->agc_max_gain_db;
+  d->frame_ms = cfg->frame_ms;
+  d->format = cfg->format;
+  *state = d;
+  return 0;
+}
+
 static int create(const json_t *p, void **state, rm_error_t *err) {
   long long fm = rm_params_integer(p, "frame_ms");
   if (fm != 10 && fm != 20)
     return rm_error_set(err, RM_EPARAM, NULL, "frame_ms",
                         "node param 'frame_ms': %lld is not 10 or 20", fm);
-  int mode = strcmp(rm_params_string(p, "mode"), "lsa") == 0 ? MODE_LSA : MODE_SPEEX;
-  if (mode == MODE_LSA && rm_params_boolean(p, "agc"))
+  int lsa = strcmp(rm_params_string(p, "mode"), "lsa") == 0;
+  if (lsa && rm_params_boolean(p, "agc"))
     return rm_error_set(err, RM_EPARAM, NULL, "agc",
                         "node param 'agc': automatic gain control needs mode speex");
-  denoiser_t *d = rm_calloc(1, sizeof *d);
-  if (!d)
-    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
-  d->mode = mode;
-  d->suppress = (int)lround(rm_params_number(p, "suppress_db"));
-  d->agc = rm_params_boolean(p, "agc");
-  d->agc_level = (float)(32768.0 * pow(10, rm_params_number(p, "agc_level_dbfs") / 20));
-  d->agc_max_gain = (int)lround(rm_params_number(p, "agc_max_gain_db"));
-  d->frame_ms = (int)fm;
-  d->format = rm__media_format(rm_params_string(p, "format"));
-  *state = d;
-  return 0;
+  rm__denoise_cfg_t cfg = {
+      .type = "Denoise",
+      .lsa = lsa,
+      .suppress_db = (int)lround(rm_params_number(p, "suppress_db")),
+      .agc = rm_params_boolean(p, "agc"),
+      .agc_level_dbfs = rm_params_number(p, "agc_level_dbfs"),
+      .agc_max_gain_db = (int)lround(rm_params_number(p, "agc_max_gain_db")),
+      .frame_ms = (int)fm,
+      .format = rm__media_format(rm_params_string(p, "format")),
+  };
+  return rm__denoise_new(&cfg, state, err);
 }
 
-static void reset_stream(void *state) {
+void rm__denoise_end_stream(void *state) {
   denoiser_t *d = state;
   for (int c = 0; c < CH_MAX; c++) {
     if (d->st[c])
@@ -102,10 +126,10 @@ static void reset_stream(void *state) {
 static int start_stream(denoiser_t *d, rm_node_ctx_t *ctx, const rm_audio_info_t *a) {
   if (a->sample_rate < 8000 || a->sample_rate > 48000)
     return rm_node_fail(ctx, RM_EINPUT, "sample_rate",
-                        "Denoise works on 8-48 kHz audio, not %u Hz (resample first)",
+                        "%s works on 8-48 kHz audio, not %u Hz (resample first)", d->type,
                         a->sample_rate);
   if (a->channels > CH_MAX)
-    return rm_node_fail(ctx, RM_EINPUT, "channels", "Denoise takes at most %d channels, not %u",
+    return rm_node_fail(ctx, RM_EINPUT, "channels", "%s takes at most %d channels, not %u", d->type,
                         CH_MAX, a->channels);
   d->frame = ((size_t)a->sample_rate * (size_t)d->frame_ms + 500) / 1000;
   d->skip = d->frame;
@@ -121,7 +145,10 @@ static int start_stream(denoiser_t *d, rm_node_ctx_t *ctx, const rm_audio_info_t
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     d->st[c] = st;
     int on = 1, off = 0, sup = -d->suppress, agc = d->agc, maxg = d->agc_max_gain;
-    float level = d->agc_level;
+    double db = d->agc_level_dbfs;
+    if (d->agc_rms)
+      db += AGC_RMS_DB + 10 * log10((double)d->frame / 160.0);
+    float level = (float)(32768.0 * pow(10, fmin(db, 0.0) / 20));
     speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_DENOISE, d->suppress ? &on : &off);
     speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, &sup);
     speex_preprocess_ctl(st, SPEEX_PREPROCESS_SET_AGC, &agc);
@@ -183,7 +210,7 @@ static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
                                                d->info.channels, fmt, src, frames));
 }
 
-static int process(void *state, rm_node_ctx_t *ctx) {
+int rm__denoise_process(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   int first = !d->started;
@@ -207,7 +234,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
 
 /* Pads the last partial frame with silence and adds one silent frame, which pushes the
  * delayed tail out of the preprocessor; emits only the real part. */
-static int flush(void *state, rm_node_ctx_t *ctx) {
+int rm__denoise_flush(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
   if (!d->started || d->frames_out == d->frames_in)
     return 0;
@@ -222,9 +249,9 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
   return rc;
 }
 
-static void destroy(void *state) {
+void rm__denoise_destroy(void *state) {
   denoiser_t *d = state;
-  reset_stream(d);
+  rm__denoise_end_stream(d);
   rm__media_vec_free(&d->pending);
   rm__media_vec_free(&d->out);
   rm_free(d);
@@ -243,8 +270,8 @@ const rm_node_type_t rm__node_type_denoise = {
     .n_outputs = 1,
     .flags = RM_NODE_HEAVY | RM_NODE_JOIN_TAIL | RM_NODE_REUSABLE,
     .create = create,
-    .process = process,
-    .flush = flush,
-    .end_stream = reset_stream,
-    .destroy = destroy,
+    .process = rm__denoise_process,
+    .flush = rm__denoise_flush,
+    .end_stream = rm__denoise_end_stream,
+    .destroy = rm__denoise_destroy,
 };

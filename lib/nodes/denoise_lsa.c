@@ -1,4 +1,4 @@
-/* denoise_lsa.c - the Denoise node's OM-LSA suppressor with an MCRA noise estimate. See
+/* denoise_lsa.c - the Denoise node's OM-LSA suppressor with a frame-gated noise estimate. See
  * denoise_lsa.h. */
 #include "nodes/denoise_lsa.h"
 
@@ -10,47 +10,51 @@
 #include "rm/alloc.h"
 
 /* Tuning, per 10 ms (20 ms frames scale the time constants), chosen on the speech corpus
- * (tests/speech, bench/speech). */
-#define ALPHA_S 0.8       /* smoothing of the periodogram for MCRA's minimum search */
-#define DELTA 2.5         /* S / Smin above this: speech likely present in the bin */
-#define ALPHA_P 0.2       /* smoothing of the speech-presence indicator */
-#define ALPHA_D 0.99      /* noise update where speech is absent */
-#define ALPHA_DD 0.92     /* decision-directed a-priori SNR */
+ * (tests/speech, bench/speech) for segmental SNR and log-spectral distance together. */
+#define ALPHA_E 0.7       /* smoothing of the frame energy for the minimum search */
+#define GATE 2.0          /* smoothed frame energy / its minimum below this: noise only */
+#define GATE_HZ 4000      /* the frame energy counts bins below this (speech's main band) */
+#define HANG_MS 60        /* frames after speech that still do not update the noise */
+#define ALPHA_N 0.99      /* noise update in noise-only frames (about 1 s) */
+#define ALPHA_DD 0.8      /* decision-directed a-priori SNR, per frame */
 #define XI_MIN 0.003      /* a-priori SNR floor (-25 dB) */
 #define PRIOR_ABSENCE 0.5 /* a-priori probability of speech absence (OM-LSA) */
-#define MIN_WINDOW_MS 800 /* MCRA's minimum search runs over one to two of these */
+#define MIN_WINDOW_MS 800 /* the minimum search runs over one to two of these */
 
 struct rm__denoise_lsa {
-  size_t hop, win, bins, since_min, min_frames;
+  size_t hop, win, bins, gate_bins, since_min, min_frames, hang_frames, hang;
   int started;
-  double gmin, a_s, a_p, a_d;
+  double gmin, a_e, a_n;
+  double e_s, e_min, e_tmp; /* smoothed frame energy, its minimum, the window's minimum */
   float *w, *in, *ola, *buf;
   fftwf_complex *spec;
   fftwf_plan fwd, inv;
   /* per bin; prev = G^2 gamma of the last frame, pw the periodogram */
-  double *noise, *s, *smin, *stmp, *p, *prev, *pw;
+  double *noise, *prev, *pw;
 };
 
 rm__denoise_lsa_t *rm__denoise_lsa_new(unsigned rate, size_t frame, double floor_db) {
-  (void)rate;
   rm__denoise_lsa_t *d = rm_calloc(1, sizeof *d);
   if (!d)
     return NULL;
   d->hop = frame;
   d->win = 2 * frame;
   d->bins = d->win / 2 + 1;
+  d->gate_bins = (size_t)((double)GATE_HZ * (double)d->win / rate);
+  if (d->gate_bins > d->bins)
+    d->gate_bins = d->bins;
   d->gmin = pow(10, -floor_db / 20);
   double k = (double)frame * 100.0 / rate; /* frames per 10 ms */
-  d->a_s = pow(ALPHA_S, k);
-  d->a_p = pow(ALPHA_P, k);
-  d->a_d = pow(ALPHA_D, k);
+  d->a_e = pow(ALPHA_E, k);
+  d->a_n = pow(ALPHA_N, k);
   d->min_frames = (size_t)(MIN_WINDOW_MS / (10 * k));
+  d->hang_frames = (size_t)(HANG_MS / (10 * k));
   d->w = rm_malloc(d->win * sizeof *d->w);
   d->in = rm_calloc(d->win, sizeof *d->in);
   d->ola = rm_calloc(d->hop, sizeof *d->ola);
   d->buf = rm_malloc(d->win * sizeof *d->buf);
   d->spec = rm_malloc(d->bins * sizeof *d->spec);
-  double **arrays[] = {&d->noise, &d->s, &d->smin, &d->stmp, &d->p, &d->prev, &d->pw};
+  double **arrays[] = {&d->noise, &d->prev, &d->pw};
   int ok = d->w && d->in && d->ola && d->buf && d->spec;
   for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
     ok = (*arrays[i] = rm_calloc(d->bins, sizeof(double))) && ok;
@@ -86,10 +90,6 @@ void rm__denoise_lsa_free(rm__denoise_lsa_t *d) {
   rm_free(d->buf);
   rm_free(d->spec);
   rm_free(d->noise);
-  rm_free(d->s);
-  rm_free(d->smin);
-  rm_free(d->stmp);
-  rm_free(d->p);
   rm_free(d->prev);
   rm_free(d->pw);
   rm_free(d);
@@ -107,37 +107,48 @@ static double half_exp_e1(double v) {
   return exp(0.5 * e1);
 }
 
-/* MCRA: the noise estimate follows the periodogram where the smoothed one is near its
- * recent minimum (speech absent). */
+/* The noise estimate: a slow average of the periodogram over noise-only frames, those whose
+ * smoothed energy below GATE_HZ stays within GATE of its recent minimum (and not within
+ * HANG_MS after speech). A whole-frame decision, not a per-bin one: per-bin minimum tracking
+ * (MCRA, this suppressor's first estimator) sat 8 dB below the mean of babble, whose bins
+ * are as heavy-tailed as speech's. */
 static void track_noise(rm__denoise_lsa_t *d, const double *pw) {
-  int first = !d->started, new_window = ++d->since_min >= d->min_frames;
-  for (size_t k = 0; k < d->bins; k++) {
-    double sf = 0.25 * pw[k > 0 ? k - 1 : k] + 0.5 * pw[k] + 0.25 * pw[k + 1 < d->bins ? k + 1 : k];
-    if (first) {
-      d->s[k] = d->smin[k] = d->stmp[k] = d->noise[k] = sf;
-      continue;
-    }
-    d->s[k] = d->a_s * d->s[k] + (1 - d->a_s) * sf;
-    d->smin[k] = fmin(d->smin[k], d->s[k]);
-    d->stmp[k] = fmin(d->stmp[k], d->s[k]);
-    if (new_window) {
-      d->smin[k] = fmin(d->stmp[k], d->s[k]);
-      d->stmp[k] = d->s[k];
-    }
-    d->p[k] = d->a_p * d->p[k] + (1 - d->a_p) * (d->s[k] > DELTA * d->smin[k]);
-    double a = d->a_d + (1 - d->a_d) * d->p[k];
-    d->noise[k] = a * d->noise[k] + (1 - a) * pw[k];
+  double e = 0;
+  for (size_t k = 1; k < d->gate_bins; k++)
+    e += pw[k];
+  if (!d->started) {
+    d->e_s = d->e_min = d->e_tmp = e;
+    memcpy(d->noise, pw, d->bins * sizeof *d->noise);
+    d->started = 1;
+    return;
   }
-  if (new_window)
+  d->e_s = d->a_e * d->e_s + (1 - d->a_e) * e;
+  d->e_min = fmin(d->e_min, d->e_s);
+  d->e_tmp = fmin(d->e_tmp, d->e_s);
+  if (++d->since_min >= d->min_frames) {
+    d->e_min = fmin(d->e_tmp, d->e_s);
+    d->e_tmp = d->e_s;
     d->since_min = 0;
-  d->started = 1;
+  }
+  if (d->e_s > GATE * d->e_min) {
+    d->hang = d->hang_frames;
+    return;
+  }
+  if (d->hang) {
+    d->hang--;
+    return;
+  }
+  for (size_t k = 0; k < d->bins; k++) { /* the periodogram smoothed over 3 bins */
+    double sf = 0.25 * pw[k > 0 ? k - 1 : k] + 0.5 * pw[k] + 0.25 * pw[k + 1 < d->bins ? k + 1 : k];
+    d->noise[k] = d->a_n * d->noise[k] + (1 - d->a_n) * sf;
+  }
 }
 
 void rm__denoise_lsa_run(rm__denoise_lsa_t *d, const float *x, float *y, size_t stride) {
   size_t hop = d->hop, win = d->win;
   memmove(d->in, d->in + hop, (win - hop) * sizeof *d->in);
-  for (size_t i = 0; i < hop; i++)
-    d->in[win - hop + i] = x[i * stride];
+  for (size_t i = 0; i < hop; i++) /* NaN and infinities would stick in the estimates */
+    d->in[win - hop + i] = isfinite(x[i * stride]) ? x[i * stride] : 0.0f;
   for (size_t i = 0; i < win; i++)
     d->buf[i] = d->in[i] * d->w[i];
   fftwf_execute(d->fwd);

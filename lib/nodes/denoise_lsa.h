@@ -1,6 +1,7 @@
 /* denoise_lsa.h - the Denoise node's own suppressor (mode "lsa"): short-time spectral
  * MMSE log-spectral-amplitude gains (Ephraim-Malah, decision-directed a-priori SNR) weighted
- * by each bin's speech-presence probability (Cohen's OM-LSA) against an MCRA noise estimate,
+ * by each bin's speech-presence probability (Cohen's OM-LSA) against a noise estimate averaged
+ * over noise-only frames (a frame-energy minimum search decides which),
  * sqrt-Hann windows of two frames at 50 % overlap. It delays its output by exactly one frame.
  * Internal to lib/nodes (rm__denoise_lsa_ prefix); one instance per channel and stream; not
  * thread-safe. */

@@ -60,8 +60,9 @@ static const char *const pipelines[] = {
     /* speech nodes */
     "{'name':'speech','nodes':[{'id':'src','node_type':'PassThrough'},"
     "{'id':'v','node_type':'VAD','params':{'speech_audio':true}},"
-    "{'id':'dn','node_type':'Denoise','params':{'agc':true}}],"
-    "'connections':[{'from':'src','to':'v'},{'from':'src','to':'dn'}]}",
+    "{'id':'dn','node_type':'Denoise','params':{'agc':true}},"
+    "{'id':'ag','node_type':'AutoGain'}],"
+    "'connections':[{'from':'src','to':'v'},{'from':'src','to':'dn'},{'from':'src','to':'ag'}]}",
     /* JSON */
     "{'name':'calc','nodes':[{'id':'src','node_type':'Calculator'}],'connections':[]}",
 };

@@ -17,6 +17,7 @@ static const struct {
     {"LoudnessNormalize", "{\"true_peak_ceiling\":-1}"},
     {"VAD", "{\"speech_audio\":true,\"min_speech_ms\":0}"},
     {"Denoise", "{\"agc\":true}"},
+    {"AutoGain", "{}"},
     {"OpusEncode", "{}"},
     {"Spectrogram", "{\"n_fft\":256}"},
     {"MelSpectrogram", "{\"n_fft\":256,\"n_mels\":20,\"fmin\":100,\"fmax\":8000}"},
@@ -157,11 +158,10 @@ static void test_out_of_memory_everywhere(void) {
  * params whose defaults validate, described ports, the heavy flag on all but the two
  * linear-time nodes. */
 static void test_registry_and_schemas(void) {
-  static const char *const names[] = {"AudioResample", "AudioDecode",       "AudioEncode",
-                                      "LoudnessMeter", "LoudnessNormalize", "VAD",
-                                      "Denoise",       "OpusEncode",        "OpusDecode",
-                                      "Spectrogram",   "MelSpectrogram",    "SilenceTrim",
-                                      "Mixer"};
+  static const char *const names[] = {
+      "AudioResample", "AudioDecode",    "AudioEncode", "LoudnessMeter", "LoudnessNormalize",
+      "VAD",           "Denoise",        "AutoGain",    "OpusEncode",    "OpusDecode",
+      "Spectrogram",   "MelSpectrogram", "SilenceTrim", "Mixer"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     const rm_node_type_t *t = rm_registry_find(names[i]);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);

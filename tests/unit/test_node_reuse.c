@@ -36,6 +36,7 @@ static const struct {
     {"VAD", "{\"mode\":\"stat\"}", IN_AUDIO},
     {"Denoise", "{\"agc\":true}", IN_AUDIO},
     {"Denoise", "{\"mode\":\"lsa\"}", IN_AUDIO},
+    {"AutoGain", "{}", IN_AUDIO},
     {"SilenceTrim", "{\"keep_ms\":5}", IN_AUDIO},
     {"Mixer", "{\"gains_db\":[-3]}", IN_AUDIO},
 };
