@@ -3,6 +3,7 @@
 #include "call.h"
 
 #include <grpc/support/alloc.h>
+#include <malloc.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,6 +145,10 @@ static void call_unref(rm_call_t *c) {
     return;
   rm_server_t *s = c->s;
   int unary = c->unary;
+  /* the request's bytes (received by the core, maybe a copy of them in one piece) are freed
+   * here, after the run's own trim: a big one's pages go back too, or under concurrent load
+   * they stay in the heap as free chunks between live ones */
+  int trim = c->request_bytes > RM_SERVER_TRIM_AFTER_BYTES;
   if (c->logged_at_end) {
     if (atomic_load(&c->cancelled))
       client_gone(c);
@@ -170,6 +175,8 @@ static void call_unref(rm_call_t *c) {
   rm_free(c->unregistered_path);
   rm_arena_destroy(&c->arena);
   call_recycle(c);
+  if (trim)
+    malloc_trim(0);
   if (unary)
     rm__server_unary_end(s);
   rm__server_release(s);

@@ -25,9 +25,6 @@
 #define PROTOCOL_VERSION "1.0"
 #define MAX_PARAMS_BYTES (1u << 20) /* all nodes' params text in one request */
 #define DEADLINE_TRANSIT_NS (250ull * 1000000ull)
-/* A run whose budget peaked above this is followed by malloc_trim(0), so the heap's free
- * pages go back to the system (measured in tests/integration/test_memory.py). */
-#define TRIM_AFTER_BYTES ((size_t)32 << 20)
 
 /* Lives in the call's arena; holds a reference on the call until job_finish. */
 typedef struct exec_job {
@@ -230,7 +227,7 @@ typedef struct reply_hold {
   size_t n_inputs;
   rm_pipeline_t *pipeline;
   rm_manifest_t *manifest;
-  int trim; /* the run was big: give the freed pages back (see TRIM_AFTER_BYTES) */
+  int trim; /* the run was big: give the freed pages back (see RM_SERVER_TRIM_AFTER_BYTES) */
 } reply_hold_t;
 
 static void reply_hold_release(void *arg) {
@@ -342,7 +339,7 @@ static void run_job_budgeted(exec_job_t *job) {
         counted->queue_ns = span[0] > arrival ? span[0] - arrival : 0;
         counted->compute_ns = span[1] - span[0];
       }
-      big = rm_budget_peak(pb) > TRIM_AFTER_BYTES;
+      big = rm_budget_peak(pb) > RM_SERVER_TRIM_AFTER_BYTES;
       /* what the run did not use goes back before the response is packed (the result
        * stays charged until it is freed) */
       rm_budget_unreserve(pb);

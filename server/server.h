@@ -23,6 +23,11 @@ typedef struct rm_tag {
 /* The struct of `type` whose `member` is the tag `ptr` (a tag callback finds its call). */
 #define RM_TAG_OWNER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* A call, run or session that held more than this gives the heap's free pages back to the
+ * system when it ends (malloc_trim(0)): freed big buffers in the middle of a heap are not
+ * returned by free() (measured in tests/integration/test_memory.py). */
+#define RM_SERVER_TRIM_AFTER_BYTES ((size_t)32 << 20)
+
 typedef enum rm_rpc_kind {
   RM_RPC_UNARY,         /* one request, one reply or fail */
   RM_RPC_SERVER_STREAM, /* one request, then rm_call_write ... rm_call_finish */

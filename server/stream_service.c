@@ -26,8 +26,6 @@
 #define REAP_INTERVAL_NS (20ull * 1000000ull)
 /* A cancel this close to the client's deadline is the deadline (see pipeline_service.c). */
 #define DEADLINE_TRANSIT_NS (250ull * 1000000ull)
-/* After a session whose budget peaked above this, the heap's free pages go back. */
-#define TRIM_AFTER_BYTES ((size_t)32 << 20)
 #define SESSION_ID_LEN 32
 
 typedef enum session_state {
@@ -161,7 +159,7 @@ static void session_destroy(session_t *s) {
     rm_stats_session_close();
   }
   session_log(s);
-  if (s->peak > TRIM_AFTER_BYTES)
+  if (s->peak > RM_SERVER_TRIM_AFTER_BYTES)
     malloc_trim(0);
   pthread_mutex_destroy(&s->mu);
   rm_free(s);
