@@ -48,6 +48,8 @@ static const double edges_hz[] = {100,  200,  300,  400,  510,  630,  770,  920,
 #define SUSTAIN_SPREAD 2.5  /* ... where the noise's spread exceeds this, dB (babble) */
 #define ALPHA_L 0.99        /* smoothing of the speech's level (frames past the full margins) */
 #define LEAD_GAP_MS 50      /* the look-ahead: frames above the noise this close before speech */
+#define ACTIVE_DB 15.9      /* frames this far below the speech's active level: not speech */
+#define ALPHA_A 0.99        /* smoothing of the active level (mean square of strong frames) */
 #define HYST 0.5            /* inside speech the margins are this fraction */
 #define FLOOR_PER_BIN 1e-12 /* noise estimates stay above this times the frame length */
 
@@ -56,7 +58,7 @@ struct rm__vad_stat {
   int frame_ms;
   size_t band_lo[MAX_BANDS], band_hi[MAX_BANDS];
   double min_level; /* mean square */
-  double a_s, a_p, a_d, a_l;
+  double a_s, a_p, a_d, a_l, a_a;
   float *window, *buf;
   fftwf_complex *spec;
   fftwf_plan plan;
@@ -82,6 +84,7 @@ struct rm__vad_stat {
   int last;      /* the previous decision */
   double slevel; /* the speech's level over the noise's, dB (strong frames) */
   int weak;      /* the last decided frame was above the noise by a fraction of the margins */
+  double active; /* the speech's active level: mean square of strong frames (0: none yet) */
 };
 
 rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, double min_level_db) {
@@ -97,6 +100,7 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   s->a_p = pow(ALPHA_P, k);
   s->a_d = pow(ALPHA_D, k);
   s->a_l = pow(ALPHA_L, k);
+  s->a_a = pow(ALPHA_A, k);
   for (size_t e = 0; e + 1 < N_EDGES && s->n_bands < MAX_BANDS; e++) {
     size_t lo = (size_t)lround(edges_hz[e] * (double)frame / rate);
     size_t hi = (size_t)lround(edges_hz[e + 1] * (double)frame / rate);
@@ -275,6 +279,7 @@ static void init_noise(rm__vad_stat_t *s) {
   s->vnoise = VOICE_NOISE0;
   s->last = 0;
   s->slevel = 0;
+  s->active = 0;
   s->ring_n = s->ring_at = 0;
   s->ready = 1;
 }
@@ -336,6 +341,14 @@ static uint8_t decide(rm__vad_stat_t *s, const double *f) {
   if (!speech && audible && llr > 0 && sqrt(s->spread_t) > SUSTAIN_SPREAD &&
       sus > fmax(SUSTAIN * mt, SUSTAIN_LEVEL * s->slevel))
     speech = 1;
+  /* ITU-T P.56's activity rule: a frame more than ACTIVE_DB below the speech's active level
+   * (the power mean of the frames past the full margins) is not speech, whatever the other
+   * cues say. Where the noise alone is above that (10 dB SNR and below) it never applies;
+   * above it trims the talker's fading tails that the noise no longer hides. */
+  if (strong)
+    s->active = s->active > 0 ? s->a_a * s->active + (1 - s->a_a) * f[nb] : f[nb];
+  if (speech && f[nb] < s->active * pow(10, -ACTIVE_DB / 10))
+    speech = 0;
   s->last = speech;
   if (strong)
     s->slevel = s->a_l * s->slevel + (1 - s->a_l) * dt;

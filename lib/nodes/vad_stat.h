@@ -4,8 +4,9 @@
  * estimate (MCRA) that frames judged speech cannot raise; energy margins that grow with the
  * noise's own spread (babble's, not white noise's); a voicing cue (periodicity above the
  * noise's) that lowers them; where the noise itself fluctuates (babble, pink), energy held
- * above a fraction of them over 100 ms.  Internal to lib/nodes (rm__vad_stat_ prefix). One instance
- * per stream; not thread-safe. */
+ * above a fraction of them over 100 ms; and ITU-T P.56's activity rule (nothing 15.9 dB below
+ * the speech's tracked active level is speech).  Internal to lib/nodes (rm__vad_stat_ prefix). One
+ * instance per stream; not thread-safe. */
 #ifndef RM_NODES_VAD_STAT_H
 #define RM_NODES_VAD_STAT_H
 

@@ -7,11 +7,11 @@
 
 static const char *dir;
 
-/* Goals by SNR (20, 10, 5 dB): the issue's. Babble at 20 dB misses it (docs/nodes-media.md);
- * its floors pin the measured figures less 0.01. */
+/* Goals by SNR (20, 10, 5 dB): the issue's. Babble at 20 dB meets it at 8 and 16 kHz; at
+ * 48 kHz it misses it (docs/nodes-media.md) and its floor pins the measured figure less 0.01. */
 static const double snrs[] = {20, 10, 5};
 static const double goal[] = {0.97, 0.93, 0.85};
-static const double babble20_floor[3] = {0.943, 0.954, 0.952}; /* 8, 16, 48 kHz */
+static const double babble20_floor[3] = {0.97, 0.97, 0.956}; /* 8, 16, 48 kHz */
 static const uint32_t rates[] = {8000, 16000, 48000};
 
 /* Segments of a VAD with params over track t fed in chunks of `chunk` samples (0: one). */
