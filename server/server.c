@@ -562,6 +562,11 @@ static void core_shutdown(rm_server_t *s, grpc_server *server, int settle, int i
            (json_int_t)(atomic_load(&s->arrivals) - before));
   }
   grpc_server_shutdown_and_notify(server, scq, scq);
+  /* and once more now that the listeners are closed: a connection opened in the instant
+   * between the last disconnect and the shutdown may already carry a stream the core will
+   * zombie (CANCELLED); closing it at once ends that stream UNAVAILABLE on the client */
+  if (idle)
+    grpc_server_cancel_all_calls(server);
   gpr_timespec until = settle ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                              gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN))
                               : gpr_now(GPR_CLOCK_MONOTONIC);

@@ -184,7 +184,9 @@ def test_nginx_balances_and_loses_no_call_when_a_replica_stops():
         assert a.wait_for_count("call", 10, 120, is_ok_call)
         assert b.wait_for_count("call", 10, 120, is_ok_call)
         a.signal(signal.SIGTERM)
-        assert a.stop() == 0  # its drain ends, exit status 0, its log read to the end
+        # its drain ends by itself (one signal: a second would mean "stop now"), exit status 0,
+        # its log read to the end
+        assert a.wait_exit() == 0
         a_served = len(ok_calls(a))
         summary = load_summary(load)
         access = nginx.log("access.log").splitlines()
@@ -238,7 +240,7 @@ def test_direct_client_sees_only_ok_or_unavailable_when_its_server_stops():
         load = start_load(a.address(), DIRECT_CALLS)
         assert a.wait_for_count("call", 20, 120, is_ok_call)
         a.signal(signal.SIGTERM)
-        assert a.stop() == 0
+        assert a.wait_exit() == 0  # one signal: its drain ends by itself
         summary = load_summary(load)
         codes = sorted({code for code, _ in summary["errors"]})
         assert set(codes) <= {"UNAVAILABLE"}, summary["errors"][:5]

@@ -165,6 +165,17 @@ class RunningServer:
         self._reader.join(5)
         return self.returncode
 
+    def wait_exit(self, timeout=STOP_TIMEOUT_S):
+        """Waits for the process to end by itself (after a signal sent with signal(): stop()
+        would send a second SIGTERM, which the server reads as "stop now"); the exit status."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("server did not stop within %ss" % timeout)
+        self._reader.join(5)
+        return self.returncode
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
