@@ -175,8 +175,10 @@ static void call_unref(rm_call_t *c) {
   rm_free(c->unregistered_path);
   rm_arena_destroy(&c->arena);
   call_recycle(c);
-  if (trim)
+  if (trim) {
     malloc_trim(0);
+    rm_server_trim_when_idle(s); /* and again once nothing else holds memory */
+  }
   if (unary)
     rm__server_unary_end(s);
   rm__server_release(s);

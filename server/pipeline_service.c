@@ -340,6 +340,8 @@ static void run_job_budgeted(exec_job_t *job) {
         counted->compute_ns = span[1] - span[0];
       }
       big = rm_budget_peak(pb) > RM_SERVER_TRIM_AFTER_BYTES;
+      if (big)
+        rm_server_trim_when_idle(job->server);
       /* what the run did not use goes back before the response is packed (the result
        * stays charged until it is freed) */
       rm_budget_unreserve(pb);

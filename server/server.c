@@ -4,6 +4,7 @@
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,14 +34,15 @@ struct rm_server {
   rm_tls_t *tls; /* NULL without TLS */
   atomic_int draining;
   atomic_int stopping;
-  atomic_int forced;     /* a second signal: stop waiting for in-flight calls */
-  atomic_int idle_drain; /* rm_server_wait_idle saw nothing in flight (not its time-out) */
-  atomic_long held;      /* calls we still own */
-  atomic_long posted;    /* of them, request slots waiting for a call */
-  atomic_ulong arrivals; /* calls matched to a request slot, ever */
-  atomic_long unary;     /* unary calls between arrival and sent status */
-  atomic_long executing; /* ExecutePipeline slots taken */
-  atomic_long sessions;  /* StreamPipeline sessions open (what the drain also waits for) */
+  atomic_int forced;       /* a second signal: stop waiting for in-flight calls */
+  atomic_int idle_drain;   /* rm_server_wait_idle saw nothing in flight (not its time-out) */
+  atomic_long held;        /* calls we still own */
+  atomic_long posted;      /* of them, request slots waiting for a call */
+  atomic_ulong arrivals;   /* calls matched to a request slot, ever */
+  atomic_long unary;       /* unary calls between arrival and sent status */
+  atomic_int trim_pending; /* rm_server_trim_when_idle: trim when unary drops to 0 */
+  atomic_long executing;   /* ExecutePipeline slots taken */
+  atomic_long sessions;    /* StreamPipeline sessions open (what the drain also waits for) */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* signalled when held/unary drop */
   rm_pool_t pool;
@@ -71,9 +73,14 @@ void rm__server_release(rm_server_t *s) {
 void rm__server_unary_begin(rm_server_t *s) { atomic_fetch_add(&s->unary, 1); }
 
 void rm__server_unary_end(rm_server_t *s) {
-  if (atomic_fetch_sub(&s->unary, 1) == 1)
-    wake_waiters(s);
+  if (atomic_fetch_sub(&s->unary, 1) != 1)
+    return;
+  wake_waiters(s);
+  if (atomic_load(&s->trim_pending) && atomic_exchange(&s->trim_pending, 0))
+    malloc_trim(0);
 }
+
+void rm_server_trim_when_idle(rm_server_t *s) { atomic_store(&s->trim_pending, 1); }
 
 int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }
 const rm_config_t *rm_server_config(const rm_server_t *s) { return s->cfg; }

@@ -85,6 +85,10 @@ void rm_server_force(rm_server_t *s);
 void rm_server_free(rm_server_t *s);
 
 int rm_server_is_draining(const rm_server_t *s);
+/* Marks that a call used big memory (above RM_SERVER_TRIM_AFTER_BYTES): when the last unary
+ * call in flight ends, the heap's free pages go back to the system (malloc_trim(0)), so
+ * what a busy period leaves between live allocations does not stay resident. Any thread. */
+void rm_server_trim_when_idle(rm_server_t *s);
 const rm_config_t *rm_server_config(const rm_server_t *s);
 
 /* Fully-qualified names of the services in the method table, in table order, each once
