@@ -1,5 +1,16 @@
-# common.sh - sourced by the server benchmarks (BUILD and TMP set by the caller): checks for
-# h2load, writes the request body to $TMP/req.bin and defines wait_port and h2load_grpc.
+# common.sh - sourced by the server benchmarks (BUILD set by the caller): the run-size
+# defaults (RUNS, REQS, CONC, STREAMS, LOG_LEVEL), a temporary directory TMP removed at exit
+# with the servers listed in PIDS killed; checks for h2load, writes the request body to
+# $TMP/req.bin and defines wait_port, h2load_grpc, load and median.
+
+RUNS=${RUNS:-7}
+REQS=${REQS:-200000}
+CONC=${CONC:-4}
+STREAMS=${STREAMS:-32}
+LOG_LEVEL=${LOG_LEVEL:-warn}
+TMP=$(mktemp -d)
+PIDS=""
+trap 'kill $PIDS 2>/dev/null || true; rm -rf "$TMP"' EXIT
 
 command -v h2load >/dev/null || { echo "h2load missing: RM_EXTRA_PACKAGES=1 scripts/install-deps.sh" >&2; exit 2; }
 

@@ -6,8 +6,6 @@
 set -eu
 BUILD=${1:-build}
 CALLS=${CALLS:-5000}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
 . "$(dirname "$0")/common.sh"
 
 # count NAME CALLS -- command...: instructions of the process for CALLS calls

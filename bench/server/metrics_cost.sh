@@ -16,15 +16,7 @@
 set -eu
 BUILD=${1:-build}
 BASE=${2:-}
-RUNS=${RUNS:-7}
-REQS=${REQS:-200000}
-CONC=${CONC:-4}
-STREAMS=${STREAMS:-32}
-LOG_LEVEL=${LOG_LEVEL:-warn}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TMP=$(mktemp -d)
-PIDS=""
-trap 'kill $PIDS 2>/dev/null || true; rm -rf "$TMP"' EXIT
 H2LOAD="taskset -c 1 h2load"
 . "$ROOT/bench/server/common.sh"
 
