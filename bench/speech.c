@@ -221,19 +221,6 @@ static void denoise_table(const char *dir) {
         }
 }
 
-/* RMS level of y over the truth's speech frames, dBFS. */
-static double active_db(const sp_track_t *t, const float *y) {
-  size_t fl = t->rate * SP_FRAME_MS / 1000, n = 0;
-  double e = 0;
-  for (size_t f = 0; f < t->n_frames; f++)
-    if (t->truth[f]) {
-      for (size_t i = f * fl; i < (f + 1) * fl; i++)
-        e += (double)y[i] * y[i];
-      n += fl;
-    }
-  return 10 * log10(e / (double)(n ? n : 1) + 1e-30);
-}
-
 /* AutoGain (default target -26 dBFS): the output's speech level and peak for speech at
  * several levels, clean and at 20 dB SNR, track 1. */
 static void autogain_table(const char *dir) {
@@ -252,7 +239,7 @@ static void autogain_table(const char *dir) {
           fprintf(stderr, "corpus failed (dir %s)\n", dir);
           exit(1);
         }
-        float g = (float)pow(10, (levels[k] - active_db(&t, t.clean)) / 20);
+        float g = (float)pow(10, (levels[k] - sp_active_db(&t, t.clean)) / 20);
         for (size_t i = 0; i < t.n; i++)
           t.mix[i] *= g;
         if (sp_run_node("AutoGain", "{}", &t, t.mix, 0, NULL, NULL, &y)) {
@@ -266,7 +253,7 @@ static void autogain_table(const char *dir) {
           clipped += fabsf(y[i]) >= 32767.0f / 32768.0f;
         }
         printf("%6u %-7s %7.1f %7.2f %7.2f %7zu\n", rates[r], sp_noise_name(noise), levels[k],
-               active_db(&t, y), 20 * log10(peak + 1e-30), clipped);
+               sp_active_db(&t, y), 20 * log10(peak + 1e-30), clipped);
         fflush(stdout);
         free(y);
         sp_track_free(&t);

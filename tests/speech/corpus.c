@@ -418,3 +418,15 @@ int sp_run_node(const char *type, const char *params, const sp_track_t *t, const
   }
   return rc ? -1 : 0;
 }
+
+double sp_active_db(const sp_track_t *t, const float *y) {
+  size_t fl = t->rate * SP_FRAME_MS / 1000, n = 0;
+  double e = 0;
+  for (size_t f = 0; f < t->n_frames; f++)
+    if (t->truth[f]) {
+      for (size_t i = f * fl; i < (f + 1) * fl; i++)
+        e += (double)y[i] * y[i];
+      n += fl;
+    }
+  return 10 * log10(e / (double)(n ? n : 1) + 1e-30);
+}

@@ -58,6 +58,9 @@ double sp_segsnr(const sp_track_t *t, const float *y);
  * clean frame's strongest bin; averaged over frames. */
 double sp_lsd(const sp_track_t *t, const float *y);
 
+/* RMS level of y over the truth's speech frames, dBFS. */
+double sp_active_db(const sp_track_t *t, const float *y);
+
 /* Runs a one-node pipeline (node id "n", type, params as JSON object text) over x (t->n
  * mono f32 samples at t->rate) fed in chunks of `chunk` samples (0: one buffer), end of
  * stream with the last. For a VAD, *segs (malloc'd, *n_segs rows) receives the segment

@@ -8,23 +8,10 @@
 
 static const char *dir;
 
-/* RMS level of y over the truth's speech frames, dBFS. */
-static double active_db(const sp_track_t *t, const float *y) {
-  size_t fl = t->rate * SP_FRAME_MS / 1000, n = 0;
-  double e = 0;
-  for (size_t f = 0; f < t->n_frames; f++)
-    if (t->truth[f]) {
-      for (size_t i = f * fl; i < (f + 1) * fl; i++)
-        e += (double)y[i] * y[i];
-      n += fl;
-    }
-  return 10 * log10(e / (double)(n ? n : 1) + 1e-30);
-}
-
 /* Track 1 (noise first, 20 dB SNR unless clean) scaled so its speech is at level_db dBFS. */
 static void make(uint32_t rate, int noise, double level_db, sp_track_t *t) {
   CU_ASSERT_EQUAL_FATAL(sp_track_make(dir, rate, noise, 20, 1, t), 0);
-  double g = pow(10, (level_db - active_db(t, t->clean)) / 20);
+  double g = pow(10, (level_db - sp_active_db(t, t->clean)) / 20);
   for (size_t i = 0; i < t->n; i++) {
     t->clean[i] *= (float)g;
     t->mix[i] *= (float)g;
@@ -48,7 +35,7 @@ static double level_out(const sp_track_t *t, const char *params, size_t *clipped
     if (c > best_c)
       best_c = c, *lag = l;
   }
-  double db = active_db(t, y);
+  double db = sp_active_db(t, y);
   free(y);
   return db;
 }
