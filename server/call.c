@@ -857,6 +857,7 @@ static int admit(rm_call_t *c) {
   rm_budget_t *b = rm_server_budget(c->s);
   if (!c->payload || !c->method->hot || !b)
     return 0;
+  rm_server_relieve(c->s, c->request_bytes);
   if (rm_budget_charge(b, c->request_bytes)) {
     rm_error_t err;
     rm_call_memory_refused(&err, "the request", c->request_bytes);

@@ -174,10 +174,26 @@ static void run_job_budgeted(exec_job_t *job);
 
 #define MEMORY_WAIT_STEP_NS (5ull * 1000000ull)
 
+/* What a run takes from the server's budget before it starts: RESERVE_PER_INPUT_BYTE times
+ * its input bytes (a heavy pipeline holds its input, a converted copy and a few outputs of
+ * that size), at least RESERVE_MIN, at most the request's budget. Small requests stay cheap
+ * to admit; a big one is refused at once when the server cannot hold what it will need. */
+#define RESERVE_MIN ((size_t)8 << 20)
+#define RESERVE_PER_INPUT_BYTE 8
+static size_t reservation(const exec_job_t *job) {
+  size_t in = rm_call_request_bytes(job->call);
+  size_t want = in > SIZE_MAX / RESERVE_PER_INPUT_BYTE ? SIZE_MAX : in * RESERVE_PER_INPUT_BYTE;
+  if (want < RESERVE_MIN)
+    want = RESERVE_MIN;
+  return want < job->limits.max_memory_bytes ? want : (size_t)job->limits.max_memory_bytes;
+}
+
 /* rm_budget_reserve, retried for up to --memory-wait-ms on a worker thread (a polling thread
  * never waits: it would stall the calls queued behind it) while the call lives and its
  * deadline allows. 0 or RM_ELIMIT (the last refusal recorded). */
 static int reserve(exec_job_t *job, rm_budget_t *pb, size_t want) {
+  if (want > RESERVE_MIN) /* small runs never ask: they are most calls */
+    rm_server_relieve(job->server, want);
   int rc = rm_budget_reserve(pb, want);
   uint64_t wait_ms = rm_server_config(job->server)->memory_wait_ms;
   if (!rc || !wait_ms || !(job->on_worker || rm_call_on_worker(job->call)))
@@ -192,20 +208,6 @@ static int reserve(exec_job_t *job, rm_budget_t *pb, size_t want) {
     rc = rm_budget_reserve(pb, want);
   }
   return rc;
-}
-
-/* What a run takes from the server's budget before it starts: RESERVE_PER_INPUT_BYTE times
- * its input bytes (a heavy pipeline holds its input, a converted copy and a few outputs of
- * that size), at least RESERVE_MIN, at most the request's budget. Small requests stay cheap
- * to admit; a big one is refused at once when the server cannot hold what it will need. */
-#define RESERVE_MIN ((size_t)8 << 20)
-#define RESERVE_PER_INPUT_BYTE 8
-static size_t reservation(const exec_job_t *job) {
-  size_t in = rm_call_request_bytes(job->call);
-  size_t want = in > SIZE_MAX / RESERVE_PER_INPUT_BYTE ? SIZE_MAX : in * RESERVE_PER_INPUT_BYTE;
-  if (want < RESERVE_MIN)
-    want = RESERVE_MIN;
-  return want < job->limits.max_memory_bytes ? want : (size_t)job->limits.max_memory_bytes;
 }
 
 /* Binds the request's inputs, runs, answers. Owns job. Any thread: compiling and running

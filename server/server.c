@@ -14,8 +14,10 @@
 #include "log.h"
 #include "pool.h"
 #include "rm/alloc.h"
+#include "rm/clock.h"
 #include "server_int.h"
 #include "status.h"
+#include "sysres.h"
 #include "tls.h"
 
 _Thread_local rm__queue_t *rm__this_queue;
@@ -41,8 +43,9 @@ struct rm_server {
   atomic_ulong arrivals;   /* calls matched to a request slot, ever */
   atomic_long unary;       /* unary calls between arrival and sent status */
   atomic_int trim_pending; /* rm_server_trim_when_idle: trim when unary drops to 0 */
-  atomic_long executing;   /* ExecutePipeline slots taken */
-  atomic_long sessions;    /* StreamPipeline sessions open (what the drain also waits for) */
+  atomic_uint_fast64_t relieved_ns; /* rm_server_relieve's last trim */
+  atomic_long executing;            /* ExecutePipeline slots taken */
+  atomic_long sessions; /* StreamPipeline sessions open (what the drain also waits for) */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* signalled when held/unary drop */
   rm_pool_t pool;
@@ -53,6 +56,7 @@ struct rm_server {
   int warm_left;      /* threads still to warm */
   int warm_arrived;   /* workers holding their warm-up job */
   int warm_abandoned; /* a job could not be queued: the others stop waiting for it */
+  size_t warm_charge; /* what the warm-up made resident, charged to the budget for good */
 };
 
 /* ---------------------------------------------------------------- counters */
@@ -81,6 +85,27 @@ void rm__server_unary_end(rm_server_t *s) {
 }
 
 void rm_server_trim_when_idle(rm_server_t *s) { atomic_store(&s->trim_pending, 1); }
+
+/* Below this, a request or reservation is too small to be worth reading the resident size. */
+#define RELIEVE_MIN_BYTES ((size_t)1 << 20)
+/* At most one trim per this interval: under sustained pressure every big call would trim. */
+#define RELIEVE_INTERVAL_NS (20ull * 1000000ull)
+
+void rm_server_relieve(rm_server_t *s, size_t want) {
+  if (want < RELIEVE_MIN_BYTES || !s->cfg->max_memory)
+    return;
+  uint64_t resident = rm_sysres_resident();
+  if (!resident || resident + want <= s->cfg->max_memory)
+    return;
+  uint64_t now = rm_clock_ns();
+  uint_fast64_t last = atomic_load(&s->relieved_ns);
+  if (now - last < RELIEVE_INTERVAL_NS ||
+      !atomic_compare_exchange_strong(&s->relieved_ns, &last, now))
+    return;
+  malloc_trim(0);
+  RM_LOG(RM_LOG_DEBUG, "heap_trimmed", "{s:I, s:I, s:I}", "resident_before", (json_int_t)resident,
+         "resident_after", (json_int_t)rm_sysres_resident(), "want", (json_int_t)want);
+}
 
 int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }
 const rm_config_t *rm_server_config(const rm_server_t *s) { return s->cfg; }
@@ -477,11 +502,21 @@ static int post_slots(rm_server_t *s, rm__queue_t *q) {
   return 0;
 }
 
+/* The warm heaps are memory the server holds for its calls, so they count in --max-memory:
+ * what the warm-up made resident is charged to the budget until the server is freed (left
+ * uncharged when the budget is too small to take it). Main thread, after warm_all. */
+static void charge_warm(rm_server_t *s, uint64_t before) {
+  uint64_t after = rm_sysres_resident();
+  if (before && after > before && !rm_budget_charge(s->budget, (size_t)(after - before)))
+    s->warm_charge = (size_t)(after - before);
+}
+
 /* Threads first, then the core server, then the request slots: if a thread cannot be
  * created nothing has been posted yet, so every queue can be shut down and destroyed. */
 static int server_start(rm_server_t *s) {
   int warm = s->cfg->warm_bytes > 0;
   s->warm_left = warm ? s->n_queues + s->cfg->workers : 0;
+  uint64_t before = warm ? rm_sysres_resident() : 0;
   for (int i = 0; i < s->n_queues; i++) {
     if (pthread_create(&s->queues[i].thread, NULL, poll_main, &s->queues[i]))
       return RM_ENOMEM;
@@ -490,8 +525,10 @@ static int server_start(rm_server_t *s) {
   int rc = rm_pool_start(&s->pool, s->cfg->workers);
   if (rc)
     return rc;
-  if (warm) /* before the first call can arrive */
+  if (warm) { /* before the first call can arrive */
     warm_all(s);
+    charge_warm(s, before);
+  }
   grpc_server_start(s->server);
   for (int i = 0; i < s->n_queues && !rc; i++)
     rc = post_slots(s, &s->queues[i]);
@@ -665,6 +702,7 @@ void rm_server_free(rm_server_t *s) {
   pthread_mutex_destroy(&s->warm_mu);
   pthread_cond_destroy(&s->warm_cv);
   rm_budget_t *budget = s->budget;
+  rm_budget_discharge(budget, s->warm_charge);
   rm_free(s);
   rm_budget_free(budget); /* after everything charged to it */
 }

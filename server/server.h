@@ -89,6 +89,12 @@ int rm_server_is_draining(const rm_server_t *s);
  * call in flight ends, the heap's free pages go back to the system (malloc_trim(0)), so
  * what a busy period leaves between live allocations does not stay resident. Any thread. */
 void rm_server_trim_when_idle(rm_server_t *s);
+/* Under memory pressure, before want bytes are taken: when the process's resident size plus
+ * want would pass max-memory, the heap's free pages go back to the system (malloc_trim(0),
+ * at most once per 20 ms). Buffers freed between live ones, and in other threads' malloc
+ * arenas, are otherwise resident though unused, and the budget does not see them. Requests
+ * and reservations under 1 MiB skip the check. Any thread. */
+void rm_server_relieve(rm_server_t *s, size_t want);
 const rm_config_t *rm_server_config(const rm_server_t *s);
 
 /* Fully-qualified names of the services in the method table, in table order, each once

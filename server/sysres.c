@@ -234,3 +234,14 @@ uint64_t rm_sysres_memory(const char *root, int *from_cgroup) {
     return limit;
   return phys;
 }
+
+uint64_t rm_sysres_resident(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f)
+    return 0;
+  unsigned long long size = 0, resident = 0;
+  int ok = fscanf(f, "%llu %llu", &size, &resident) == 2;
+  fclose(f);
+  long page = sysconf(_SC_PAGESIZE);
+  return ok && page > 0 ? (uint64_t)resident * (uint64_t)page : 0;
+}

@@ -23,4 +23,8 @@ uint64_t rm_sysres_memory(const char *root, int *from_cgroup);
 /* The cgroup memory limit alone: 0 when none is set (or none can be read). */
 uint64_t rm_sysres_cgroup_memory(const char *root);
 
+/* The process's resident memory in bytes (/proc/self/statm), 0 when it cannot be read.
+ * Any thread; a few system calls. */
+uint64_t rm_sysres_resident(void);
+
 #endif

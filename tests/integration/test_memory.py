@@ -6,9 +6,11 @@ and after the request: it may grow by less than the request's budget plus FIXED_
 twice the request's wire size (the received message and its unpacked copy, which the
 server-wide budget counts rather than the request's)."""
 import os
+import re
 import struct
 import threading
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -244,3 +246,48 @@ def test_runs_wait_for_memory_with_memory_wait_ms():
         for t in threads:
             t.join()
     assert results == [24_000_000] * 3
+
+
+def budget_in_use(srv):
+    """remotemedia_memory_budget_bytes from the server's /metrics."""
+    port = srv.events("listening")[0]["metrics_port"]
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=30) as r:
+        body = r.read().decode()
+    return int(re.search(r"^remotemedia_memory_budget_bytes (\d+)$", body, re.M).group(1))
+
+
+def test_warm_heaps_count_in_max_memory():
+    """What the warm-up made resident is charged to --max-memory for as long as the server
+    lives: an idle server's budget holds exactly the resident memory the warm heaps added,
+    and nothing with --warm-bytes 0."""
+    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--warm-bytes", "0"]) as cold:
+        assert budget_in_use(cold) == 0
+        cold_rss = status_kb(cold.proc.pid, "VmRSS")
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as warm:
+        charged = budget_in_use(warm)
+        warm_rss = status_kb(warm.proc.pid, "VmRSS")
+    assert charged >= 8 * MiB  # at least one warm heap (--warm-bytes 8M)
+    assert abs((warm_rss - cold_rss) - charged) <= 2 * MiB
+
+
+def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
+    """A reservation that would take the process's resident memory past --max-memory first
+    gives the heap's free pages back (heap_trimmed, debug); small calls never check."""
+    small = audio_request("Gain", {"db": -1}, np.zeros(256, np.float32))
+    big = audio_request("Gain", {"db": -1}, np.zeros(6_000_000, np.float32))  # 24 MB
+    want = 8 * big.ByteSize()
+    with RunningServer(["--max-memory", "200MiB", "--log-level", "debug"]) as srv, \
+            srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        for _ in range(50):
+            stub.ExecutePipeline(small, timeout=60)
+        assert srv.events("heap_trimmed") == []
+        # its reservation (8 x its bytes) is more than what is left of max-memory once the
+        # request itself is charged: first trimmed, then refused as before
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(big, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "the run's memory reservation needs %d bytes" % want in e.value.details()
+        trims = srv.events("heap_trimmed")
+        assert [t["want"] for t in trims] == [want]
+        assert 24_000_000 < trims[0]["resident_after"] <= trims[0]["resident_before"]
