@@ -1,6 +1,6 @@
 /* vad_stat.c - the VAD node's statistical detector: sub-band likelihood ratio against an
- * MCRA noise estimate, energy margins from the noise's own spread, a voicing cue, and a
- * short look-ahead at the start of a stream. See vad_stat.h. */
+ * MCRA noise estimate, energy margins from the noise's own spread, fricative and voicing cues, and
+ * a short look-ahead at the start of a stream. See vad_stat.h. */
 #include "nodes/vad_stat.h"
 
 #include <fftw3.h>
@@ -19,9 +19,10 @@
 #define INIT_QUIET 0.3     /* ... taken from this fraction of its quietest frames */
 #define MIN_WINDOW_MS 800  /* MCRA's minimum search runs over one to two of these */
 
-/* Band edges, Hz: about 1/3 octave, 100 Hz - 4 kHz (speech's energy and harmonics). */
-static const double edges_hz[] = {100,  200,  300,  400,  510,  630,  770,  920,  1080,
-                                  1270, 1480, 1720, 2000, 2320, 2700, 3150, 3700, 4000};
+/* Band edges, Hz: about 1/3 octave, 100 Hz - 4 kHz (speech's energy and harmonics), then
+ * wider up to 8 kHz (fricatives), each band only where the rate holds it. */
+static const double edges_hz[] = {100,  200,  300,  400,  510,  630,  770,  920,  1080, 1270, 1480,
+                                  1720, 2000, 2320, 2700, 3150, 3700, 4000, 4700, 5500, 6500, 8000};
 #define N_EDGES (sizeof edges_hz / sizeof edges_hz[0])
 
 /* Tuning, per 10 ms (other frame lengths scale the time constants), chosen on the speech
@@ -54,7 +55,7 @@ static const double edges_hz[] = {100,  200,  300,  400,  510,  630,  770,  920,
 #define FLOOR_PER_BIN 1e-12 /* noise estimates stay above this times the frame length */
 
 struct rm__vad_stat {
-  size_t n, bins, n_bands;
+  size_t n, bins, n_bands, n_low; /* bands; those below 4 kHz */
   int frame_ms;
   size_t band_lo[MAX_BANDS], band_hi[MAX_BANDS];
   double min_level; /* mean square */
@@ -77,9 +78,9 @@ struct rm__vad_stat {
       a2[MAX_BANDS];
   /* the noise's own spread (dB^2) in the two energy measures, from frames below the
    * estimate (noise whatever the decision): total band energy and mean band SNR */
-  double spread_t, spread_m;
-  double vnoise;                /* mean voicing of those frames */
-  double ring[SUSTAIN_MS / 10]; /* the last frames' energy over the noise's */
+  double spread_t, spread_m, spread_h; /* ... and the band energy above 4 kHz */
+  double vnoise;                       /* mean voicing of those frames */
+  double ring[SUSTAIN_MS / 10];        /* the last frames' energy over the noise's */
   size_t ring_n, ring_at, ring_len;
   int last;      /* the previous decision */
   double slevel; /* the speech's level over the noise's, dB (strong frames) */
@@ -102,6 +103,8 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   s->a_l = pow(ALPHA_L, k);
   s->a_a = pow(ALPHA_A, k);
   for (size_t e = 0; e + 1 < N_EDGES && s->n_bands < MAX_BANDS; e++) {
+    if (2 * edges_hz[e + 1] > rate)
+      break;
     size_t lo = (size_t)lround(edges_hz[e] * (double)frame / rate);
     size_t hi = (size_t)lround(edges_hz[e + 1] * (double)frame / rate);
     if (hi > s->bins)
@@ -109,6 +112,7 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
     if (lo < 1)
       lo = 1;
     if (hi > lo) {
+      s->n_low += edges_hz[e + 1] <= 4000;
       s->band_lo[s->n_bands] = lo;
       s->band_hi[s->n_bands] = hi;
       s->n_bands++;
@@ -275,7 +279,7 @@ static void init_noise(rm__vad_stat_t *s) {
     s->a2[b] = 0;
   }
   s->since_min = 0;
-  s->spread_t = s->spread_m = SPREAD0;
+  s->spread_t = s->spread_m = s->spread_h = SPREAD0;
   s->vnoise = VOICE_NOISE0;
   s->last = 0;
   s->slevel = 0;
@@ -305,7 +309,11 @@ static uint8_t decide(rm__vad_stat_t *s, const double *f) {
     ne += s->noise[b];
     mg += f[b] / s->noise[b];
   }
+  double fh = 0, nh = 0;
+  for (size_t b = s->n_low; b < nb; b++)
+    fh += f[b], nh += s->noise[b];
   double dt = 10 * log10(fe / ne + 1e-30), dm = 10 * log10(mg / (double)nb + 1e-30);
+  double dh = nh > 0 ? 10 * log10(fh / nh + 1e-30) : 0;
   int audible = f[nb] >= s->min_level;
   double vo = f[nb + 1];
   if (audible) {
@@ -317,14 +325,22 @@ static uint8_t decide(rm__vad_stat_t *s, const double *f) {
     }
     if (dm < 0)
       s->spread_m = al * s->spread_m + (1 - al) * fmin(dm * dm, cap);
+    if (dh < 0)
+      s->spread_h = al * s->spread_h + (1 - al) * fmin(dh * dh, cap);
   }
   double mt = fmax(MARGIN_MIN, K_SPREAD * sqrt(s->spread_t));
   double mm = fmax(MARGIN_MIN, K_SPREAD * sqrt(s->spread_m));
+  double mh = fmax(MARGIN_MIN, K_SPREAD * sqrt(s->spread_h));
   int strong = audible && llr > ETA && dt > mt && dm > mm;
   /* after a speech frame a fraction of the margins suffices; a voiced frame (more
    * periodic than the noise has been) needs less */
   double h = s->last ? HYST : 1;
   int speech = strong || (audible && llr > ETA && dt > mt * h && dm > mm * h);
+  /* fricatives: their energy lies above 4 kHz, where the noise (babble's voiced sounds,
+   * pink noise) is weak, so the total band energy misses them; the energy above 4 kHz over
+   * its noise's, past margins from its own spread, stands in for it */
+  if (!speech && audible && nh > 0 && llr > ETA && dh > mh * h && dm > mm * h)
+    speech = 1;
   if (!speech && audible && dm > VOICE_MARGIN * mm * h && dt > VOICE_MARGIN * mt * h) {
     vo = vo < 0 ? voicing(s) : vo;
     speech = vo > fmax(VOICE_MIN, s->vnoise + VOICE_GAP);

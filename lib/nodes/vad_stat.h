@@ -1,12 +1,13 @@
 /* vad_stat.h - the VAD node's statistical detector (mode "stat"): a likelihood ratio of
- * speech-plus-noise against noise on 1/3-octave band energies, 100 Hz - 4 kHz (Sohn's
+ * speech-plus-noise against noise on band energies, 100 Hz - 8 kHz as the rate allows (Sohn's
  * Gaussian model, decision-directed a-priori SNR), against a speech-presence-controlled noise
  * estimate (MCRA) that frames judged speech cannot raise; energy margins that grow with the
- * noise's own spread (babble's, not white noise's); a voicing cue (periodicity above the
- * noise's) that lowers them; where the noise itself fluctuates (babble, pink), energy held
- * above a fraction of them over 100 ms; and ITU-T P.56's activity rule (nothing 15.9 dB below
- * the speech's tracked active level is speech).  Internal to lib/nodes (rm__vad_stat_ prefix). One
- * instance per stream; not thread-safe. */
+ * noise's own spread (babble's, not white noise's); a fricative cue (the energy above 4 kHz
+ * over its noise's, for the bands' total that low noise hides); a voicing cue (periodicity
+ * above the noise's) that lowers them; where the noise itself fluctuates (babble, pink),
+ * energy held above a fraction of them over 100 ms; and ITU-T P.56's activity rule (nothing
+ * 15.9 dB below the speech's tracked active level is speech).  Internal to lib/nodes
+ * (rm__vad_stat_ prefix). One instance per stream; not thread-safe. */
 #ifndef RM_NODES_VAD_STAT_H
 #define RM_NODES_VAD_STAT_H
 
