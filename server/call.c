@@ -737,6 +737,14 @@ void rm_call_fail_unpack(rm_call_t *c) {
   rm_call_fail(c, &err);
 }
 
+void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
+                          uint64_t limit) {
+  rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
+               "%s needs %zu bytes, but the server holds %llu of its %llu bytes "
+               "(max-memory, measured resident); retry later",
+               what, bytes, (unsigned long long)held, (unsigned long long)limit);
+}
+
 void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes) {
   rm_budget_refusal_t r = {0};
   rm_budget_refused(&r);
@@ -857,10 +865,17 @@ static int admit(rm_call_t *c) {
   rm_budget_t *b = rm_server_budget(c->s);
   if (!c->payload || !c->method->hot || !b)
     return 0;
-  rm_server_relieve(c->s, c->request_bytes);
+  /* the message is resident already: what the server holds must not pass max-memory with it */
+  uint64_t held = c->request_bytes >= RM_SERVER_RELIEVE_MIN_BYTES ? rm_server_relieve(c->s, 0) : 0;
+  rm_error_t err;
   if (rm_budget_charge(b, c->request_bytes)) {
-    rm_error_t err;
     rm_call_memory_refused(&err, "the request", c->request_bytes);
+    rm_call_fail(c, &err);
+    return RM_ELIMIT;
+  }
+  if (held > c->cfg->max_memory) {
+    rm_budget_discharge(b, c->request_bytes);
+    rm_call_held_refused(&err, "the request", c->request_bytes, held, c->cfg->max_memory);
     rm_call_fail(c, &err);
     return RM_ELIMIT;
   }

@@ -52,6 +52,10 @@ rm_stats_run_t *rm_call_stats_run(rm_call_t *call);
 /* Fills err for something the server's memory budget (--max-memory) refused on this thread:
  * RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size. */
 void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes);
+/* The same when the budget had room but what the server holds, measured (rm_server_relieve),
+ * would pass max-memory (limit). */
+void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
+                          uint64_t limit);
 
 /* ---- unary calls: exactly one rm_call_reply() or rm_call_fail() ---- */
 

@@ -188,13 +188,27 @@ static size_t reservation(const exec_job_t *job) {
   return want < job->limits.max_memory_bytes ? want : (size_t)job->limits.max_memory_bytes;
 }
 
-/* rm_budget_reserve, retried for up to --memory-wait-ms on a worker thread (a polling thread
- * never waits: it would stall the calls queued behind it) while the call lives and its
- * deadline allows. 0 or RM_ELIMIT (the last refusal recorded). */
-static int reserve(exec_job_t *job, rm_budget_t *pb, size_t want) {
-  if (want > RESERVE_MIN) /* small runs never ask: they are most calls */
-    rm_server_relieve(job->server, want);
+/* rm_budget_reserve, and for a big reservation the same against what the server holds,
+ * measured (rm_server_relieve): 0, or RM_ELIMIT with *held set when the measure refused (0
+ * when the budget did). */
+static int try_reserve(exec_job_t *job, rm_budget_t *pb, size_t want, uint64_t *held) {
+  *held = 0;
+  /* small runs never measure: they are most calls, and RESERVE_MIN is their floor */
+  uint64_t h = want > RESERVE_MIN ? rm_server_relieve(job->server, want) : 0;
   int rc = rm_budget_reserve(pb, want);
+  if (!rc && h && h + want > rm_server_config(job->server)->max_memory) {
+    rm_budget_unreserve(pb);
+    *held = h;
+    rc = RM_ELIMIT;
+  }
+  return rc;
+}
+
+/* try_reserve, retried for up to --memory-wait-ms on a worker thread (a polling thread never
+ * waits: it would stall the calls queued behind it) while the call lives and its deadline
+ * allows. 0 or RM_ELIMIT (the last refusal recorded; *held as in try_reserve). */
+static int reserve(exec_job_t *job, rm_budget_t *pb, size_t want, uint64_t *held) {
+  int rc = try_reserve(job, pb, want, held);
   uint64_t wait_ms = rm_server_config(job->server)->memory_wait_ms;
   if (!rc || !wait_ms || !(job->on_worker || rm_call_on_worker(job->call)))
     return rc;
@@ -205,7 +219,7 @@ static int reserve(exec_job_t *job, rm_budget_t *pb, size_t want) {
   while (rc && rm_clock_ns() < until && !atomic_load(cancel)) {
     struct timespec step = {0, (long)MEMORY_WAIT_STEP_NS};
     nanosleep(&step, NULL);
-    rc = rm_budget_reserve(pb, want);
+    rc = try_reserve(job, pb, want, held);
   }
   return rc;
 }
@@ -316,8 +330,13 @@ static void run_job_budgeted(exec_job_t *job) {
      * before any work; beyond it the run draws as it goes, within its own budget. */
     rm_budget_t *pb = rm_pipeline_budget(job->pipeline);
     size_t want = reservation(job);
-    if (reserve(job, pb, want)) {
-      rm_call_memory_refused(&err, "the run's memory reservation", want);
+    uint64_t held;
+    if (reserve(job, pb, want, &held)) {
+      if (held)
+        rm_call_held_refused(&err, "the run's memory reservation", want, held,
+                             rm_server_config(job->server)->max_memory);
+      else
+        rm_call_memory_refused(&err, "the run's memory reservation", want);
       rc = err.code;
     } else {
       rm_budget_reset_peak(pb);

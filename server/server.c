@@ -44,6 +44,7 @@ struct rm_server {
   atomic_long unary;       /* unary calls between arrival and sent status */
   atomic_int trim_pending; /* rm_server_trim_when_idle: trim when unary drops to 0 */
   atomic_uint_fast64_t relieved_ns; /* rm_server_relieve's last trim */
+  uint64_t resident_base;           /* resident bytes before the warm-up (0: unknown) */
   atomic_long executing;            /* ExecutePipeline slots taken */
   atomic_long sessions; /* StreamPipeline sessions open (what the drain also waits for) */
   pthread_mutex_t mu;
@@ -86,25 +87,30 @@ void rm__server_unary_end(rm_server_t *s) {
 
 void rm_server_trim_when_idle(rm_server_t *s) { atomic_store(&s->trim_pending, 1); }
 
-/* Below this, a request or reservation is too small to be worth reading the resident size. */
-#define RELIEVE_MIN_BYTES ((size_t)1 << 20)
 /* At most one trim per this interval: under sustained pressure every big call would trim. */
 #define RELIEVE_INTERVAL_NS (20ull * 1000000ull)
 
-void rm_server_relieve(rm_server_t *s, size_t want) {
-  if (want < RELIEVE_MIN_BYTES || !s->cfg->max_memory)
-    return;
+static uint64_t held_now(const rm_server_t *s) {
   uint64_t resident = rm_sysres_resident();
-  if (!resident || resident + want <= s->cfg->max_memory)
-    return;
+  if (!resident || !s->resident_base)
+    return 0;
+  return resident > s->resident_base ? resident - s->resident_base : 1;
+}
+
+uint64_t rm_server_relieve(rm_server_t *s, size_t more) {
+  uint64_t held = held_now(s);
+  if (!held || held + more <= s->cfg->max_memory)
+    return held;
   uint64_t now = rm_clock_ns();
   uint_fast64_t last = atomic_load(&s->relieved_ns);
   if (now - last < RELIEVE_INTERVAL_NS ||
       !atomic_compare_exchange_strong(&s->relieved_ns, &last, now))
-    return;
+    return held;
   malloc_trim(0);
-  RM_LOG(RM_LOG_DEBUG, "heap_trimmed", "{s:I, s:I, s:I}", "resident_before", (json_int_t)resident,
-         "resident_after", (json_int_t)rm_sysres_resident(), "want", (json_int_t)want);
+  uint64_t after = held_now(s);
+  RM_LOG(RM_LOG_DEBUG, "heap_trimmed", "{s:I, s:I, s:I}", "held_before", (json_int_t)held,
+         "held_after", (json_int_t)after, "more", (json_int_t)more);
+  return after ? after : held;
 }
 
 int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }
@@ -516,7 +522,7 @@ static void charge_warm(rm_server_t *s, uint64_t before) {
 static int server_start(rm_server_t *s) {
   int warm = s->cfg->warm_bytes > 0;
   s->warm_left = warm ? s->n_queues + s->cfg->workers : 0;
-  uint64_t before = warm ? rm_sysres_resident() : 0;
+  uint64_t before = s->resident_base = rm_sysres_resident();
   for (int i = 0; i < s->n_queues; i++) {
     if (pthread_create(&s->queues[i].thread, NULL, poll_main, &s->queues[i]))
       return RM_ENOMEM;

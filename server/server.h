@@ -89,12 +89,17 @@ int rm_server_is_draining(const rm_server_t *s);
  * call in flight ends, the heap's free pages go back to the system (malloc_trim(0)), so
  * what a busy period leaves between live allocations does not stay resident. Any thread. */
 void rm_server_trim_when_idle(rm_server_t *s);
-/* Under memory pressure, before want bytes are taken: when the process's resident size plus
- * want would pass max-memory, the heap's free pages go back to the system (malloc_trim(0),
- * at most once per 20 ms). Buffers freed between live ones, and in other threads' malloc
- * arenas, are otherwise resident though unused, and the budget does not see them. Requests
- * and reservations under 1 MiB skip the check. Any thread. */
-void rm_server_relieve(rm_server_t *s, size_t want);
+/* What the server holds, measured: its resident size above the process's own before the
+ * warm-up (/proc/self/statm). Unlike the budget's count it also sees the messages the gRPC core
+ * is still receiving and the allocator's free pages. When that plus `more` (bytes about to be
+ * touched that are not resident yet) passes max-memory, the heap's free pages go back to the
+ * system first (malloc_trim(0), at most once per 20 ms, logged as heap_trimmed at debug) and
+ * it is measured again. Returns the held bytes (0: not known, no check). A few system calls:
+ * callers ask only before big requests and reservations (RM_SERVER_RELIEVE_MIN_BYTES).
+ * Any thread. */
+uint64_t rm_server_relieve(rm_server_t *s, size_t more);
+/* Requests and reservations from this size on are checked with rm_server_relieve. */
+#define RM_SERVER_RELIEVE_MIN_BYTES ((size_t)1 << 20)
 const rm_config_t *rm_server_config(const rm_server_t *s);
 
 /* Fully-qualified names of the services in the method table, in table order, each once

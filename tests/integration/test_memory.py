@@ -271,8 +271,9 @@ def test_warm_heaps_count_in_max_memory():
 
 
 def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
-    """A reservation that would take the process's resident memory past --max-memory first
-    gives the heap's free pages back (heap_trimmed, debug); small calls never check."""
+    """A reservation that would take what the server holds (its resident memory above the
+    process's own at start-up) past --max-memory first gives the heap's free pages back
+    (heap_trimmed, debug); small calls never measure."""
     small = audio_request("Gain", {"db": -1}, np.zeros(256, np.float32))
     big = audio_request("Gain", {"db": -1}, np.zeros(6_000_000, np.float32))  # 24 MB
     want = 8 * big.ByteSize()
@@ -281,6 +282,8 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
         stub = psg.PipelineServiceStub(ch)
         for _ in range(50):
             stub.ExecutePipeline(small, timeout=60)
+        # each call's log line comes after anything logged during it
+        assert srv.wait_for_count("call", 50, 30, lambda e: e["method"].endswith("ExecutePipeline"))
         assert srv.events("heap_trimmed") == []
         # its reservation (8 x its bytes) is more than what is left of max-memory once the
         # request itself is charged: first trimmed, then refused as before
@@ -288,6 +291,7 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
             stub.ExecutePipeline(big, timeout=60)
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "the run's memory reservation needs %d bytes" % want in e.value.details()
+        assert srv.wait_for_event("call", 30, lambda e: e["status"] == "RESOURCE_EXHAUSTED")
         trims = srv.events("heap_trimmed")
-        assert [t["want"] for t in trims] == [want]
-        assert 24_000_000 < trims[0]["resident_after"] <= trims[0]["resident_before"]
+        assert [t["more"] for t in trims] == [want]
+        assert 24_000_000 < trims[0]["held_after"] <= trims[0]["held_before"]
