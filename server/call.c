@@ -415,6 +415,24 @@ static int echoable(const uint8_t *v, size_t n) {
   return 1;
 }
 
+/* z's 16 lower-case hex digits, the most significant first, without a loop over the digits:
+ * the nibbles are spread one to a byte, then all mapped to '0'-'9' / 'a'-'f' at once. */
+static void hex16(uint64_t z, char out[16]) {
+  for (int half = 0; half < 2; half++) {
+    uint64_t x = half ? z & 0xffffffffu : z >> 32;
+    x = ((x & 0xffff0000ull) << 16) | (x & 0x0000ffffull);
+    x = ((x & 0x0000ff000000ff00ull) << 8) | (x & 0x000000ff000000ffull);
+    x = ((x & 0x00f000f000f000f0ull) << 4) | (x & 0x000f000f000f000full);
+    /* a byte of 10-15 gets 'a' - '0' - 10 more than one of 0-9 (no carry between bytes) */
+    uint64_t letters = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    x += 0x3030303030303030ull + letters * ('a' - '0' - 10);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    x = __builtin_bswap64(x); /* the first digit is the top byte */
+#endif
+    memcpy(out + 8 * half, &x, 8);
+  }
+}
+
 /* 32 hex digits from a per-thread generator seeded from the kernel once: ids must be
  * unique, not secret, and a system call per call would cost more than the rest. */
 static void generate_id(char out[33]) {
@@ -425,14 +443,12 @@ static void generate_id(char out[33]) {
       state = rm_clock_ns() ^ (uint64_t)(uintptr_t)&state;
     seeded = 1;
   }
-  static const char hex[] = "0123456789abcdef";
   for (int w = 0; w < 2; w++) {
     uint64_t z = (state += 0x9e3779b97f4a7c15ull); /* splitmix64 */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
-    for (int i = 0; i < 16; i++)
-      out[w * 16 + i] = hex[(z >> (60 - 4 * i)) & 15];
+    hex16(z, out + 16 * w);
   }
   out[32] = '\0';
 }

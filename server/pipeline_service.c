@@ -662,6 +662,8 @@ static Remotemedia__V1__ExecuteRequest *unpack_views(rm_call_t *call, const uint
   const ProtobufCMessageDescriptor *desc = &remotemedia__v1__execute_request__descriptor;
   size_t skel_len, n;
   *oom = 0;
+  if (len < VIEW_MIN_BYTES) /* no payload field can be that long: nothing to view */
+    return NULL;
   if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, NULL, &skel_len, NULL, 0, &n) ||
       n == 0)
     return NULL;
