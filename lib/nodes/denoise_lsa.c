@@ -10,7 +10,9 @@
 #include "rm/alloc.h"
 
 /* Tuning, per 10 ms (20 ms frames scale the time constants), chosen on the speech corpus
- * (tests/speech, bench/speech) for segmental SNR and log-spectral distance together. */
+ * (tests/speech, bench/speech) for segmental SNR and log-spectral distance together. Babble
+ * at 5 dB stays below the 3 dB goal: docs/nodes-media.md ("Quality on speech") gives the
+ * oracle bounds showing that no gain rule on a stationary noise estimate reaches it. */
 #define ALPHA_E 0.7       /* smoothing of the frame energy for the minimum search */
 #define GATE 2.0          /* smoothed frame energy / its minimum below this: noise only */
 #define GATE_HZ 4000      /* the frame energy counts bins below this (speech's main band) */
