@@ -296,8 +296,13 @@ def run(args, build, ps, tmp, servers, load_start, t0):
         servers.append(s)
         return s
 
+    # the sink keeps its heap the way remotemedia-server does (server/main.c's mallopt): freed
+    # megabytes stay mapped instead of faulting in again on every call
+    sink = start("sink_pinned", [echo_bin, "127.0.0.1:0", METHOD, "sink"], "0", dict(
+        os.environ, GLIBC_TUNABLES="glibc.malloc.mmap_threshold=8388608:"
+                                   "glibc.malloc.trim_threshold=16777216"))
     if args.only == "media":
-        return run_media(args, build, ps, tmp, bodies["media"], start(
+        return run_media(args, build, ps, bodies["media"], sink, start(
             "rm_pinned", rm_args + ["--threads", "1", "--workers", "1"], "0"), load_start, t0)
     echo_pin = start("echo_pinned", [echo_bin, "127.0.0.1:0", METHOD], "0")
     echo_free = start("echo", [echo_bin, "127.0.0.1:0", METHOD])
@@ -325,6 +330,7 @@ def run(args, build, ps, tmp, servers, load_start, t0):
         for b in bodies:
             if b != "media" or s is rm_pin:
                 h2load(s, bodies[b], 1, argparse.Namespace(smoke=True, requests=4), True)
+    h2load(sink, bodies["media"], 1, argparse.Namespace(smoke=True, requests=4), True)
     media = []
     for r in range(args.rounds):  # interleaved: drift hits every configuration alike
         for k in sizes:
@@ -344,7 +350,7 @@ def run(args, build, ps, tmp, servers, load_start, t0):
             measure(("shipped", st), shipped, "pt100", st, False)
             for cfg, s in matrix.items():
                 measure((cfg, st), s, "pt100", st, False)
-        media.append(media_round(args, build, ps, rm_pin, bodies["media"]))
+        media.append(media_round(args, build, ps, rm_pin, sink, bodies["media"]))
 
     def rate(key):
         return median([x[0] for x in samples[key]])
@@ -401,9 +407,11 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     return 0
 
 
-def media_round(args, build, ps, server, body):
-    """One round of the media pipeline: a load run over the wire, then the in-process chain."""
+def media_round(args, build, ps, server, sink, body):
+    """One round of the media pipeline: a load run over the wire, the same requests to the bare
+    C-core sink (the transport's floor), then the in-process chain."""
     r = media_run(ps, server, body, args)
+    _, r["sink_cpu"], r["sink_lat"] = h2load(sink, body, 1, args, True)
     r["in"] = in_process_media(build, 3 if args.smoke else max(3, int(5 * args.scale)))
     return r
 
@@ -437,6 +445,11 @@ def media_rows(row, media, notes):
     per = ", ".join(f"{t} {fmt(med(t), ' us')} / {fmt(inproc('media_chain_fair_per_node_us', i), ' us')}"
                     for i, t in enumerate(MEDIA_NODES))
     notes.append(f"- node time over the wire / in-process (fair): {per}")
+    sink_lat, sink_cpu = med("sink_lat"), med("sink_cpu")
+    notes.append(f"- the same request to a bare C-core server that answers an empty message "
+                 f"(bench/server/echo_server sink): latency {fmt(sink_lat, ' us')}, its CPU "
+                 f"{fmt(sink_cpu, ' us')} per call: the transport's floor; with this node time "
+                 f"the best latency / node time is {fmt(div(nodes + sink_lat, nodes))}")
     notes.append(f"- server CPU per call {fmt(cpu, ' us')}; in-process CPU per run (fair) "
                  f"{fmt(fair_cpu, ' us')}: {fmt(div(cpu, fair_cpu))} (CPU time: the load does "
                  "not inflate it)")
@@ -444,10 +457,11 @@ def media_rows(row, media, notes):
                  f"run): {fmt(old, ' us')}; node time / it = {fmt(div(nodes, old))}")
 
 
-def run_media(args, build, ps, tmp, body, server, load_start, t0):
-    """--only media: the media rows alone, on their own pinned server."""
-    h2load(server, body, 1, argparse.Namespace(smoke=True, requests=4), True)  # warm-up
-    media = [media_round(args, build, ps, server, body) for _ in range(args.rounds)]
+def run_media(args, build, ps, body, sink, server, load_start, t0):
+    """--only media: the media rows alone, on their own pinned servers."""
+    for s in (server, sink):  # warm-up
+        h2load(s, body, 1, argparse.Namespace(smoke=True, requests=4), True)
+    media = [media_round(args, build, ps, server, sink, body) for _ in range(args.rounds)]
     rows, notes = [], []
     media_rows(lambda *r: rows.append(r), media, notes)
     print_table(args, build, rows, load_start, t0, notes)
