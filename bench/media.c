@@ -8,7 +8,11 @@
  * Last the sample-format conversions and the converting utility nodes on 1 M samples, in ns
  * per sample (median of runs):
  *   RESULT conv_<what>_ns=<median>
- * Usage: media [runs] [conv] (default 31 runs; "conv" runs only the conversion lines). */
+ * The chain also runs as a server call gets it (wire_bench's signal, a fresh input buffer per
+ * call, node time as the metrics count it): RESULT media_chain_fair_*.
+ * Usage: media [runs] [conv|chain] (default 31 runs; "conv" runs only the conversion lines,
+ * "chain" only the chain's, "fair" only its fair variant, for a profiler). */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +51,38 @@ static const char chain_manifest[] = "{\"name\":\"media_chain\",\"nodes\":["
                                      "\"connections\":[{\"from\":\"resample\",\"to\":\"loudness\"},"
                                      "{\"from\":\"resample\",\"to\":\"vad\"}]}";
 
+/* Per-node nanoseconds of one call (on_node), by the chain's node types. */
+typedef struct chain_times {
+  uint64_t resample, loudness, vad;
+} chain_times_t;
+
+static void on_node(void *arg, const char *type, uint64_t ns, int ok) {
+  chain_times_t *t = arg;
+  (void)ok;
+  if (strcmp(type, "AudioResample") == 0)
+    t->resample += ns;
+  else if (strcmp(type, "LoudnessMeter") == 0)
+    t->loudness += ns;
+  else if (strcmp(type, "VAD") == 0)
+    t->vad += ns;
+}
+
+static double thread_cpu_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
 /* One call of the chain on in: on *warm when it is set (compiled once, reused), else on a
  * pipeline compiled for this call from the manifest text (what a server without a cache
- * does). Returns the call's microseconds, or a negative value on failure. */
-static double chain_call(rm_pipeline_t *warm, rm_buffer_t *in) {
+ * does). Returns the call's microseconds, or a negative value on failure; *t (optional)
+ * receives the nodes' own times (what the server's metrics report as node time) and *cpu_us
+ * (optional) the thread's CPU time of the call (the load on a shared machine does not
+ * count). */
+static double chain_call(rm_pipeline_t *warm, rm_buffer_t *in, chain_times_t *t, double *cpu_us) {
   rm_error_t err;
+  chain_times_t own = {0};
+  double c0 = thread_cpu_us();
   double t0 = now_ms();
   rm_pipeline_t *p = warm;
   if (!p) {
@@ -66,51 +97,139 @@ static double chain_call(rm_pipeline_t *warm, rm_buffer_t *in) {
     }
   }
   rm_input_t input = {"resample", in};
-  rm_run_opts_t opts = {.end_of_stream = 1};
+  rm_run_opts_t opts = {.end_of_stream = 1, .on_node = on_node, .on_node_arg = &own};
   rm_result_t *res = NULL;
   int rc = rm_pipeline_run(p, &input, 1, &opts, &res, &err);
   rm_result_free(res);
   if (p != warm)
     rm_pipeline_free(p);
   double t1 = now_ms();
+  if (cpu_us)
+    *cpu_us = thread_cpu_us() - c0;
   if (rc) {
     fprintf(stderr, "chain run failed: %s\n", err.message);
     return -1;
   }
+  if (t)
+    *t = own;
   return (t1 - t0) * 1e3;
 }
 
-/* The chain, warm and fresh, interleaved so both see the same load. */
-static int chain_bench(rm_buffer_t *in, int runs, double *warm_us) {
-  double *fresh_us = malloc((size_t)runs * sizeof *fresh_us);
+/* The signal bench/wire_bench.py sends: 0.25 * sin(2 pi 440 i / (rate * channels)) over the
+ * interleaved sample index i (f32 rounding of the same double expression numpy evaluates). */
+static rm_buffer_t *wire_signal(size_t frames) {
+  rm_buffer_t *b = rm_buffer_new_audio(NULL, 48000, 2, RM_SAMPLE_F32, frames);
+  if (!b)
+    return NULL;
+  float *s = (float *)b->data;
+  for (size_t i = 0; i < 2 * frames; i++)
+    s[i] = (float)(0.25 * sin(2 * M_PI * 440 * ((double)i / 96000.0)));
+  return b;
+}
+
+/* A fresh copy of tmpl in a newly allocated buffer: what the server runs on (each request's
+ * samples are views into bytes received and copied for that call). */
+static rm_buffer_t *fresh_copy(const rm_buffer_t *tmpl) {
+  const rm_audio_info_t *a = &tmpl->u.audio;
+  rm_buffer_t *b =
+      rm_buffer_new_audio(NULL, a->sample_rate, a->channels, a->format, rm_audio_frames(tmpl));
+  if (b)
+    memcpy(b->data, tmpl->data, tmpl->size);
+  return b;
+}
+
+static double med_of(double *x, int n) {
+  qsort(x, (size_t)n, sizeof *x, by_value);
+  return x[n / 2];
+}
+
+/* Per variant and run: the run's wall time, its nodes' own time, the thread's CPU time, and
+ * each node's time (us). */
+enum { F_RUN, F_NODES, F_CPU, F_RS, F_LM, F_VAD, F_N };
+enum { V_WARM, V_FRESH, V_SIG, V_FAIR, V_N };
+static const char *const variant_names[V_N] = {
+    "warm pipeline, same input buffer", "fresh pipeline per call, same buffer",
+    "warm, wire signal, same buffer", "warm, wire signal, fresh buffer"};
+
+/* One run of variant k, its figures stored in f[field] (each an array of runs) at r. */
+static int chain_variant(int k, rm_pipeline_t *warm, rm_buffer_t *in, rm_buffer_t *sig,
+                         double *f[F_N], int r) {
+  rm_buffer_t *buf = k == V_WARM || k == V_FRESH ? rm_buffer_ref(in)
+                     : k == V_SIG                ? rm_buffer_ref(sig)
+                                                 : fresh_copy(sig);
+  chain_times_t t = {0};
+  double cpu = 0;
+  double run = buf ? chain_call(k == V_FRESH ? NULL : warm, buf, &t, &cpu) : -1;
+  rm_buffer_unref(buf);
+  f[F_RUN][r] = run;
+  f[F_NODES][r] = (double)(t.resample + t.loudness + t.vad) / 1e3;
+  f[F_CPU][r] = cpu;
+  f[F_RS][r] = (double)t.resample / 1e3;
+  f[F_LM][r] = (double)t.loudness / 1e3;
+  f[F_VAD][r] = (double)t.vad / 1e3;
+  return run < 0;
+}
+
+/* The issue's chain, its variants interleaved so all see the same load:
+ *   warm   one warm pipeline on the same input buffer every call (bench's bursts signal): the
+ *          figure wire_bench compared with until now, kept (RESULT media_chain_warm_us);
+ *   fresh  a pipeline compiled per call (same buffer);
+ *   sig    the warm pipeline on wire_bench's own signal, same buffer every call;
+ *   fair   the warm pipeline on what a server call gets: wire_bench's signal in a buffer
+ *          allocated and filled afresh for each call (the copy is not timed).
+ * Each reports the run's wall time, its nodes' own time (what the server's metrics call node
+ * time, so node time over the wire compares like with like), the thread's CPU time (which
+ * the load on a shared machine does not inflate), and per node. */
+static int chain_bench(rm_buffer_t *in, int runs, double *warm_us, int only_fair) {
+  double *v = malloc((size_t)runs * V_N * F_N * sizeof *v);
   rm_manifest_t *m = NULL;
   rm_pipeline_t *warm = NULL;
+  rm_buffer_t *sig = wire_signal(rm_audio_frames(in));
   rm_error_t err;
-  if (!fresh_us || rm_manifest_from_json_text(chain_manifest, strlen(chain_manifest), &m, &err) ||
+  if (!v || !sig || rm_manifest_from_json_text(chain_manifest, strlen(chain_manifest), &m, &err) ||
       rm_pipeline_new(m, NULL, &warm, &err)) {
     fprintf(stderr, "chain setup failed\n");
-    free(fresh_us);
+    free(v);
+    rm_buffer_unref(sig);
     rm_manifest_free(m);
     return 1;
   }
   rm_manifest_free(m);
-  int rc = chain_call(warm, in) < 0 || chain_call(NULL, in) < 0; /* warm-up */
-  for (int r = 0; !rc && r < runs; r++) {
-    warm_us[r] = chain_call(warm, in);
-    fresh_us[r] = chain_call(NULL, in);
-    rc = warm_us[r] < 0 || fresh_us[r] < 0;
-  }
+  double *col[V_N][F_N];
+  for (int k = 0; k < V_N; k++)
+    for (int x = 0; x < F_N; x++)
+      col[k][x] = v + ((size_t)k * F_N + x) * runs;
+  int rc = 0;
+  for (int k = only_fair ? V_FAIR : 0; k < V_N && !rc; k++) /* warm-up */
+    rc = chain_variant(k, warm, in, sig, col[k], 0);
+  for (int r = 0; !rc && r < runs; r++)
+    for (int k = only_fair ? V_FAIR : 0; k < V_N && !rc; k++)
+      rc = chain_variant(k, warm, in, sig, col[k], r);
   if (!rc) {
-    qsort(warm_us, (size_t)runs, sizeof *warm_us, by_value);
-    qsort(fresh_us, (size_t)runs, sizeof *fresh_us, by_value);
+    memcpy(warm_us, col[V_WARM][F_RUN], (size_t)runs * sizeof *warm_us);
+    double med[V_N][F_N];
+    for (int k = 0; k < V_N; k++)
+      for (int x = 0; x < F_N; x++)
+        med[k][x] = med_of(col[k][x], runs);
     printf("media chain: 10 s of 48 kHz stereo f32 -> AudioResample(16 kHz mono) -> "
-           "LoudnessMeter + VAD\n");
-    printf("  warm pipeline (reused)   median %.0f us\n", warm_us[runs / 2]);
-    printf("  fresh pipeline per call  median %.0f us\n", fresh_us[runs / 2]);
-    printf("RESULT media_chain_warm_us=%.0f\n", warm_us[runs / 2]);
-    printf("RESULT media_chain_fresh_us=%.0f\n", fresh_us[runs / 2]);
+           "LoudnessMeter + VAD, medians of %d interleaved runs, us:\n"
+           "  %-38s %7s %7s %7s  %7s %7s %7s\n",
+           runs, "variant", "run", "nodes", "CPU", "resamp", "loudn", "VAD");
+    for (int k = only_fair ? V_FAIR : 0; k < V_N; k++)
+      printf("  %-38s %7.0f %7.0f %7.0f  %7.0f %7.0f %7.0f\n", variant_names[k], med[k][F_RUN],
+             med[k][F_NODES], med[k][F_CPU], med[k][F_RS], med[k][F_LM], med[k][F_VAD]);
+    if (!only_fair) {
+      printf("RESULT media_chain_warm_us=%.0f\n", med[V_WARM][F_RUN]);
+      printf("RESULT media_chain_fresh_us=%.0f\n", med[V_FRESH][F_RUN]);
+    }
+    printf("RESULT media_chain_fair_us=%.0f\n", med[V_FAIR][F_RUN]);
+    printf("RESULT media_chain_fair_node_us=%.0f\n", med[V_FAIR][F_NODES]);
+    printf("RESULT media_chain_fair_cpu_us=%.0f\n", med[V_FAIR][F_CPU]);
+    printf("RESULT media_chain_fair_per_node_us=%.0f,%.0f,%.0f\n", med[V_FAIR][F_RS],
+           med[V_FAIR][F_LM], med[V_FAIR][F_VAD]);
   }
-  free(fresh_us);
+  free(v);
+  rm_buffer_unref(sig);
   rm_pipeline_free(warm);
   return rc;
 }
@@ -232,6 +351,12 @@ int main(int argc, char **argv) {
   int runs = argc > 1 ? atoi(argv[1]) : 31;
   if (runs < 1)
     runs = 1;
+  /* the server's heap settings (server/main.c): blocks under 8 MiB come from a heap that keeps
+   * up to 16 MiB free, so a run's megabyte buffers do not fault in afresh every time; without
+   * them this process paid page faults the server does not (AudioResample's mono mix, ~1 ms per
+   * run on this machine), an unfair baseline */
+  mallopt(M_MMAP_THRESHOLD, 8 << 20);
+  mallopt(M_TRIM_THRESHOLD, 16 << 20);
   if (argc > 2 && strcmp(argv[2], "conv") == 0)
     return conv_bench(runs);
   const double secs = 10.0;
@@ -261,6 +386,13 @@ int main(int argc, char **argv) {
     s[2 * i + 1] = (float)(0.9 * v);
   }
   double *ms = malloc((size_t)runs * sizeof *ms);
+  if (argc > 2 && (strcmp(argv[2], "chain") == 0 || strcmp(argv[2], "fair") == 0)) {
+    rm_pipeline_free(p);
+    int rc = chain_bench(in, runs, ms, strcmp(argv[2], "fair") == 0);
+    free(ms);
+    rm_buffer_unref(in);
+    return rc;
+  }
   rm_input_t input = {"resample", in};
   rm_run_opts_t opts = {.end_of_stream = 1, .metrics = 1};
   size_t segments = 0;
@@ -299,7 +431,7 @@ int main(int argc, char **argv) {
   }
   json_decref(mj);
   rm_pipeline_free(p);
-  int rc = chain_bench(in, runs, ms);
+  int rc = chain_bench(in, runs, ms, 0);
   free(ms);
   rm_buffer_unref(in);
   return rc || conv_bench(runs);

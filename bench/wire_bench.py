@@ -8,8 +8,16 @@ Pinned runs: each server on CPU 0 (one polling thread, one worker), h2load on CP
 shipped" and the thread matrix: servers and h2load unpinned, against the best echo of pinned
 and unpinned. Streams S are h2load -c min(S,4) -m S/min(S,4).
 
+Media pipeline: latency (h2load, one stream) and node time come from the same calls (the
+server's GetStatistics counters read around each run); the in-process chain (bench/media
+chain, pinned like the server) runs in every round, so both see the same load. Its fair
+baseline runs what a server call gets (this signal, a freshly filled input buffer, node time
+as the metrics count it); the old one (bench/media's own signal, one reused input buffer, the
+whole run) is printed too.
+
 Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--scale 1]
        [--smoke]    (tiny counts, one round: the shape of the table, not its figures)
+       [--only media]  (only the media pipeline's rows)
 """
 import argparse
 import json
@@ -160,29 +168,67 @@ def fmt(x, unit=""):
     return f"{x:,.0f}{unit}" if abs(x) >= 100 else f"{x:.2f}{unit}"
 
 
-def in_process_media(build):
+def in_process_media(build, runs):
+    """bench/media's chain in-process, pinned to the server's CPU: its RESULT figures ({} when
+    the program is missing). media_chain_warm_us is the old baseline (one warm pipeline on the
+    same input buffer every call, bench/media's own bursts signal, the whole run);
+    media_chain_fair_* the warm pipeline on what a server call gets (this script's signal in
+    a buffer filled afresh per call): the run, its nodes' own time, CPU time, per node."""
     exe = os.path.join(build, "bench", "media")
     if not os.access(exe, os.X_OK):
-        return None
-    out = subprocess.run([exe], capture_output=True, text=True, timeout=300).stdout
-    m = re.search(r"RESULT media_chain_warm_us=([\d.]+)", out)
-    return float(m.group(1)) if m else None
+        return {}
+    out = subprocess.run(["taskset", "-c", "0", exe, str(runs), "chain"], capture_output=True,
+                         text=True, timeout=300).stdout
+    res = {}
+    for k, v in re.findall(r"RESULT (media_chain_\w+)=([\d.,]+)", out):
+        res[k] = [float(x) for x in v.split(",")] if "," in v else float(v)
+    return res
 
 
-def node_time_us(ps, port, req, calls):
-    """Median over calls of the run's node time from the response metrics, and the client's
-    own latency (grpcio)."""
+MEDIA_NODES = ("AudioResample", "LoudnessMeter", "VAD")
+
+
+def statistics_snapshot(ps, port, name):
+    """The server's cumulative counters (GetStatistics): for pipeline `name` its answered
+    calls and their ns (the whole request received to the answer), queue and compute; per
+    node type the ns of its invocations."""
     import grpc
     from remotemedia.v1 import pipeline_service_pb2_grpc as psg
-    opts = [("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.max_send_message_length", 64 << 20)]
-    with grpc.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
-        stub = psg.PipelineServiceStub(ch)
-        times = []
-        for _ in range(calls):
-            r = stub.ExecutePipeline(req, timeout=60)
-            times.append(sum(n.total_duration_us for n in r.metrics.node_metrics))
-        return median(times)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        st = psg.PipelineServiceStub(ch).GetStatistics(ps.GetStatisticsRequest(), timeout=30)
+    snap = {}
+    for p in st.pipelines:
+        if p.name == name:
+            snap["calls"] = p.stats.success.count
+            snap["call_ns"] = p.stats.success.ns
+            snap["queue_ns"] = p.stats.queue.ns
+    for n in st.node_types:
+        if n.node_type in MEDIA_NODES:
+            snap[n.node_type] = n.stats.compute.ns
+    return snap
+
+
+def media_run(ps, server, body, args):
+    """One load run of the media request on one stream, with the server's counters read
+    around it, so latency and node time come from the very same calls. Per-call means (us):
+    lat (h2load), server (the whole request received to the answer), queue, nodes (the sum of
+    the nodes' own times, what the metrics call node time), each node type, cpu (the server's
+    CPU per call)."""
+    before = statistics_snapshot(ps, server.port, "media")
+    rate, cpu, lat = h2load(server, body, 1, args, True)
+    after = statistics_snapshot(ps, server.port, "media")
+    calls = after.get("calls", 0) - before.get("calls", 0)
+    if not calls:
+        raise SystemExit("media run: the server counted no call")
+
+    def per_call(key):
+        return (after.get(key, 0) - before.get(key, 0)) / calls / 1e3
+
+    r = {"lat": lat, "cpu": cpu, "server": per_call("call_ns"), "queue": per_call("queue_ns")}
+    for t in MEDIA_NODES:
+        r[t] = per_call(t)
+    r["nodes"] = sum(r[t] for t in MEDIA_NODES)
+    return r
 
 
 def main():
@@ -191,6 +237,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the calls per run")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--only", choices=("media",),
+                    help="media: only the media pipeline's rows and their breakdown (its "
+                         "server, the in-process chain each round; a few minutes at --scale 1)")
     args = ap.parse_args()
     args.requests = 8
     if args.smoke:
@@ -236,7 +285,6 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     bodies["media"] = write_body(tmp, "media", media_req)
     bodies["big_pt"] = write_body(tmp, "big_pt", chain(ps, "bigpt", [("PassThrough", "")],
                                                        "audio", media_bytes))
-    media_req.enable_metrics = True
 
     server_bin = os.path.join(build, "server", "remotemedia-server")
     echo_bin = os.path.join(build, "bench", "server", "echo_server")
@@ -248,6 +296,14 @@ def run(args, build, ps, tmp, servers, load_start, t0):
         servers.append(s)
         return s
 
+    # the sink keeps its heap the way remotemedia-server does (server/main.c's mallopt): freed
+    # megabytes stay mapped instead of faulting in again on every call
+    sink = start("sink_pinned", [echo_bin, "127.0.0.1:0", METHOD, "sink"], "0", dict(
+        os.environ, GLIBC_TUNABLES="glibc.malloc.mmap_threshold=8388608:"
+                                   "glibc.malloc.trim_threshold=16777216"))
+    if args.only == "media":
+        return run_media(args, build, ps, bodies["media"], sink, start(
+            "rm_pinned", rm_args + ["--threads", "1", "--workers", "1"], "0"), load_start, t0)
     echo_pin = start("echo_pinned", [echo_bin, "127.0.0.1:0", METHOD], "0")
     echo_free = start("echo", [echo_bin, "127.0.0.1:0", METHOD])
     rm_pin = start("rm_pinned", rm_args + ["--threads", "1", "--workers", "1"], "0")
@@ -274,6 +330,8 @@ def run(args, build, ps, tmp, servers, load_start, t0):
         for b in bodies:
             if b != "media" or s is rm_pin:
                 h2load(s, bodies[b], 1, argparse.Namespace(smoke=True, requests=4), True)
+    h2load(sink, bodies["media"], 1, argparse.Namespace(smoke=True, requests=4), True)
+    media = []
     for r in range(args.rounds):  # interleaved: drift hits every configuration alike
         for k in sizes:
             for kind in ("pt", "gain"):
@@ -292,7 +350,7 @@ def run(args, build, ps, tmp, servers, load_start, t0):
             measure(("shipped", st), shipped, "pt100", st, False)
             for cfg, s in matrix.items():
                 measure((cfg, st), s, "pt100", st, False)
-        measure(("media", "lat"), rm_pin, "media", 1, True)
+        media.append(media_round(args, build, ps, rm_pin, sink, bodies["media"]))
 
     def rate(key):
         return median([x[0] for x in samples[key]])
@@ -305,14 +363,8 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     def row(label, value, base, ratio, goal):
         rows.append((label, value, base, ratio, goal))
 
-    # media pipeline
-    node_us = node_time_us(ps, rm_pin.port, media_req, 2 if args.smoke else 5)
-    lat_us = median([x[2] for x in samples[("media", "lat")]])
-    warm_us = in_process_media(build)
-    row("media: client latency / node time", fmt(lat_us, " us"), fmt(node_us, " us"),
-        div(lat_us, node_us), "<= 1.10")
-    row("media: node time / in-process warm", fmt(node_us, " us"), fmt(warm_us, " us"),
-        div(node_us, warm_us), "<= 1.10")
+    notes = []
+    media_rows(row, media, notes)
     # payload sizes against the echo
     for k in sizes:
         for kind, nm in (("pt", "PassThrough"), ("gain", "Gain")):
@@ -351,6 +403,72 @@ def run(args, build, ps, tmp, servers, load_start, t0):
         row(f"{nm} 4 KiB: calls/s vs Python grpcio", fmt(rate(("rm", kind))),
             fmt(rate(("py", kind))), div(rate(("rm", kind)), rate(("py", kind))), ">= 10")
 
+    print_table(args, build, rows, load_start, t0, notes)
+    return 0
+
+
+def media_round(args, build, ps, server, sink, body):
+    """One round of the media pipeline: a load run over the wire, the same requests to the bare
+    C-core sink (the transport's floor), then the in-process chain."""
+    r = media_run(ps, server, body, args)
+    _, r["sink_cpu"], r["sink_lat"] = h2load(sink, body, 1, args, True)
+    r["in"] = in_process_media(build, 3 if args.smoke else max(3, int(5 * args.scale)))
+    return r
+
+
+def media_rows(row, media, notes):
+    """The media pipeline's two goal rows, and its breakdown (us per call, medians over the
+    rounds) as lines for under the table."""
+    def med(key):
+        return median([m[key] for m in media])
+
+    def inproc(key, i=None):
+        xs = [m["in"][key] for m in media if key in m["in"]]
+        return median([x[i] if i is not None else x for x in xs]) if xs else None
+
+    lat, nodes, server, cpu = med("lat"), med("nodes"), med("server"), med("cpu")
+    old, fair, fair_cpu = (inproc("media_chain_warm_us"), inproc("media_chain_fair_node_us"),
+                           inproc("media_chain_fair_cpu_us"))
+    row("media: client latency / node time", fmt(lat, " us"), fmt(nodes, " us"),
+        div(lat, nodes), "<= 1.10")
+    row("media: node time / in-process warm", fmt(nodes, " us"), fmt(fair, " us") + " (fair)",
+        div(nodes, fair), "<= 1.10")
+    n = len(media)
+    notes.append(f"Media pipeline, per call, medians of {n} round(s); latency and node time "
+                 "from the same calls (h2load, one stream; the server's GetStatistics):")
+    notes.append(f"- client latency {fmt(lat, ' us')} = before arrival {fmt(lat - server, ' us')} "
+                 "(client send, transfer, the server's reads and framing: latency - server "
+                 f"time) + server time {fmt(server, ' us')} (whole request received to answer)")
+    notes.append(f"- server time {fmt(server, ' us')} = outside the nodes "
+                 f"{fmt(server - nodes, ' us')} (of which queue {fmt(med('queue'), ' us')}; "
+                 f"unpack, cache, answer) + node time {fmt(nodes, ' us')}")
+    per = ", ".join(f"{t} {fmt(med(t), ' us')} / {fmt(inproc('media_chain_fair_per_node_us', i), ' us')}"
+                    for i, t in enumerate(MEDIA_NODES))
+    notes.append(f"- node time over the wire / in-process (fair): {per}")
+    sink_lat, sink_cpu = med("sink_lat"), med("sink_cpu")
+    notes.append(f"- the same request to a bare C-core server that answers an empty message "
+                 f"(bench/server/echo_server sink): latency {fmt(sink_lat, ' us')}, its CPU "
+                 f"{fmt(sink_cpu, ' us')} per call: the transport's floor; with this node time "
+                 f"the best latency / node time is {fmt(div(nodes + sink_lat, nodes))}")
+    notes.append(f"- server CPU per call {fmt(cpu, ' us')}; in-process CPU per run (fair) "
+                 f"{fmt(fair_cpu, ' us')}: {fmt(div(cpu, fair_cpu))} (CPU time: the load does "
+                 "not inflate it)")
+    notes.append(f"- old baseline (bench/media's own signal, one input buffer reused, the whole "
+                 f"run): {fmt(old, ' us')}; node time / it = {fmt(div(nodes, old))}")
+
+
+def run_media(args, build, ps, body, sink, server, load_start, t0):
+    """--only media: the media rows alone, on their own pinned servers."""
+    for s in (server, sink):  # warm-up
+        h2load(s, body, 1, argparse.Namespace(smoke=True, requests=4), True)
+    media = [media_round(args, build, ps, server, sink, body) for _ in range(args.rounds)]
+    rows, notes = [], []
+    media_rows(lambda *r: rows.append(r), media, notes)
+    print_table(args, build, rows, load_start, t0, notes)
+    return 0
+
+
+def print_table(args, build, rows, load_start, t0, notes):
     load_end = open("/proc/loadavg").read().split()[:3]
     print(f"wire_bench: {args.rounds} round(s), medians; load average {' '.join(load_start)} at "
           f"start, {' '.join(load_end)} at the end; {time.time() - t0:.0f} s; "
@@ -364,7 +482,9 @@ def run(args, build, ps, tmp, servers, load_start, t0):
             r = value
             value = ""
         print(f"| {label} | {value} | {base} | {r} | {goal} |")
-    return 0
+    print()
+    for line in notes:
+        print(line)
 
 
 if __name__ == "__main__":

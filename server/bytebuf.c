@@ -1,6 +1,9 @@
 /* bytebuf.c - protobuf-c messages to and from gRPC byte buffers. */
 #include "bytebuf.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #include "rm/alloc.h"
 
 grpc_byte_buffer *rm_bytebuf_pack_sized(const ProtobufCMessage *msg, size_t len) {
@@ -35,23 +38,130 @@ void rm_bytebuf_unpack_free(ProtobufCMessage *msg) {
     protobuf_c_message_free_unpacked(msg, &pb_allocator);
 }
 
+/* A message of several slices is copied into one piece with its first large bytes field (a
+ * payload: audio samples, tensor data) placed at an address aligned to this, so the engine
+ * can read it where it lies instead of copying it again for alignment (rm_wire_buffer_from_proto
+ * borrows aligned payloads only). A cache line covers every element type and vector loads. */
+#define VIEW_ALIGN 64
+/* A field this long is a payload worth aligning (the views' own threshold is 512 bytes). */
+#define VIEW_PAYLOAD_MIN 512
+/* The fields before a payload (a manifest, map keys, headers) are looked for in the message's
+ * first bytes only: a payload that starts later is not aligned. */
+#define VIEW_PREFIX 4096
+#define VIEW_DEPTH 8
+
+/* The raw, uncompressed slices of bb when it has several (the case that is copied), else 0. */
+static size_t raw_slices(grpc_byte_buffer *bb, grpc_slice **slices) {
+  if (bb->type != GRPC_BB_RAW || bb->data.raw.compression != GRPC_COMPRESS_NONE ||
+      bb->data.raw.slice_buffer.count <= 1)
+    return 0;
+  *slices = bb->data.raw.slice_buffer.slices;
+  return bb->data.raw.slice_buffer.count;
+}
+
 size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb) {
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
       bb->data.raw.slice_buffer.count <= 1)
     return 0;
-  return grpc_byte_buffer_length(bb);
+  grpc_slice *slices;
+  return grpc_byte_buffer_length(bb) + (raw_slices(bb, &slices) ? VIEW_ALIGN - 1 : 0);
 }
 
-int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb) {
-  grpc_slice *first;
+static int get_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *v) {
+  uint64_t r = 0;
+  for (unsigned shift = 0; shift < 64 && *at < len; shift += 7) {
+    uint8_t b = p[(*at)++];
+    r |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = r;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Offset of the first bytes field of VIEW_PAYLOAD_MIN bytes or more in the message whose fields
+ * at..end are described by desc, looking into sub-messages; p holds the message's first len
+ * bytes only (fields may run past them). -1 when none starts within p or the bytes are not
+ * well-formed (the unpack that follows says why; here it only costs the alignment). */
+static long first_payload(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                          size_t at, size_t end, unsigned depth) {
+  while (at < end && at < len) {
+    uint64_t tag, n;
+    if (get_varint(p, len, &at, &tag))
+      return -1;
+    switch (tag & 7) {
+    case 0:
+      if (get_varint(p, len, &at, &n))
+        return -1;
+      break;
+    case 1: at += 8; break;
+    case 5: at += 4; break;
+    case 2: {
+      if (get_varint(p, len, &at, &n) || at > end || n > end - at)
+        return -1;
+      const ProtobufCFieldDescriptor *f =
+          tag >> 3 <= UINT32_MAX
+              ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
+              : NULL;
+      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < VIEW_DEPTH) {
+        long r = first_payload(f->descriptor, p, len, at, at + (size_t)n, depth + 1);
+        if (r >= 0)
+          return r;
+      } else if (f && f->type == PROTOBUF_C_TYPE_BYTES && n >= VIEW_PAYLOAD_MIN) {
+        return (long)at;
+      }
+      at += (size_t)n;
+      break;
+    }
+    default: return -1;
+    }
+  }
+  return -1;
+}
+
+/* Copies the n slices (len bytes in all) into one new slice, with the payload desc finds (when
+ * desc is set), else the message's start, at an aligned address. */
+static void copy_aligned(rm_bytebuf_view_t *v, const grpc_slice *slices, size_t n, size_t len,
+                         const ProtobufCMessageDescriptor *desc) {
+  uint8_t prefix[VIEW_PREFIX];
+  size_t have = 0;
+  for (size_t i = 0; i < n && have < sizeof prefix; i++) {
+    size_t k = GRPC_SLICE_LENGTH(slices[i]);
+    if (k > sizeof prefix - have)
+      k = sizeof prefix - have;
+    memcpy(prefix + have, GRPC_SLICE_START_PTR(slices[i]), k);
+    have += k;
+  }
+  long off = desc ? first_payload(desc, prefix, have, 0, len, 0) : -1;
+  v->all = grpc_slice_malloc(len + VIEW_ALIGN - 1);
+  uint8_t *base = GRPC_SLICE_START_PTR(v->all);
+  size_t pad =
+      (VIEW_ALIGN - ((uintptr_t)base + (off > 0 ? (size_t)off : 0)) % VIEW_ALIGN) % VIEW_ALIGN;
+  uint8_t *dst = base + pad;
+  for (size_t i = 0; i < n; i++) {
+    size_t k = GRPC_SLICE_LENGTH(slices[i]);
+    memcpy(dst, GRPC_SLICE_START_PTR(slices[i]), k);
+    dst += k;
+  }
+  v->data = base + pad;
+  v->len = len;
+}
+
+int rm_bytebuf_view_init_for(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
+                             const ProtobufCMessageDescriptor *desc) {
+  grpc_slice *first, *slices;
   v->all = grpc_empty_slice();
   v->data = (const uint8_t *)"";
   v->len = grpc_byte_buffer_length(bb);
   if (!grpc_byte_buffer_reader_init(&v->reader, bb))
     return -1;
+  size_t n = raw_slices(bb, &slices);
   if (v->len && grpc_byte_buffer_reader_peek(&v->reader, &first) &&
       GRPC_SLICE_LENGTH(*first) == v->len) {
     v->data = GRPC_SLICE_START_PTR(*first);
+  } else if (v->len && n) {
+    copy_aligned(v, slices, n, v->len, desc);
   } else if (v->len) {
     grpc_byte_buffer_reader_destroy(&v->reader);
     grpc_byte_buffer_reader_init(&v->reader, bb);
@@ -60,6 +170,10 @@ int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb) {
     v->len = GRPC_SLICE_LENGTH(v->all);
   }
   return 0;
+}
+
+int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb) {
+  return rm_bytebuf_view_init_for(v, bb, NULL);
 }
 
 void rm_bytebuf_view_destroy(rm_bytebuf_view_t *v) {

@@ -33,9 +33,15 @@ typedef struct rm_bytebuf_view {
 /* Views bb, which must outlive the view. 0, or -1 when the buffer cannot be read (a
  * compressed body that does not inflate); rm_bytebuf_view_destroy is needed only after 0. */
 int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb);
+/* rm_bytebuf_view_init for a message of type desc (NULL: unknown): when its slices are copied
+ * into one piece, its first large bytes field (found in its first 4 KiB) lands at a 64-byte
+ * aligned address, so it can be read in place (rm_wire_buffer_from_proto copies a misaligned
+ * payload). The bytes are the same either way. */
+int rm_bytebuf_view_init_for(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
+                             const ProtobufCMessageDescriptor *desc);
 void rm_bytebuf_view_destroy(rm_bytebuf_view_t *v);
-/* Bytes rm_bytebuf_view_init would copy to view bb (0 when bb is one slice), so they can be
- * asked of a budget first. */
+/* Bytes rm_bytebuf_view_init would copy to view bb (0 when bb is one slice; the copy's
+ * alignment slack included), so they can be asked of a budget first. */
 size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb);
 
 #endif

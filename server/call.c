@@ -790,7 +790,7 @@ static void unpack_and_handle(rm_call_t *c) {
   }
   if (b)
     c->payload_charge += copy;
-  if (rm_bytebuf_view_init(&c->view, c->payload)) {
+  if (rm_bytebuf_view_init_for(&c->view, c->payload, m->request)) {
     rm_call_fail_unpack(c);
     return;
   }

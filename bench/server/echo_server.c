@@ -1,6 +1,8 @@
 /* echo_server.c - the baseline for throughput: a bare gRPC C-core server that answers every
  * call to one method with the request bytes, one completion queue and one polling thread,
- * 64 outstanding request slots. Usage: echo_server [host:port] [method-path] */
+ * 64 outstanding request slots. With "sink" it answers an empty message instead (the floor for
+ * a call that sends megabytes and gets a small answer: the transport alone).
+ * Usage: echo_server [host:port] [method-path] [sink] */
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -25,6 +27,7 @@ static grpc_server *server;
 static grpc_completion_queue *cq;
 static void *method;
 static slot_t slots[SLOTS];
+static int sink;
 
 static void request(slot_t *s) {
   s->state = 0;
@@ -39,6 +42,10 @@ static void reply(slot_t *s) {
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
+  if (sink && s->payload) {
+    grpc_byte_buffer_destroy(s->payload);
+    s->payload = grpc_raw_byte_buffer_create(NULL, 0);
+  }
   ops[1].data.send_message.send_message = s->payload;
   ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
@@ -53,6 +60,7 @@ static void reply(slot_t *s) {
 int main(int argc, char **argv) {
   const char *addr = argc > 1 ? argv[1] : "127.0.0.1:50099";
   const char *path = argc > 2 ? argv[2] : "/remotemedia.v1.PipelineService/ExecutePipeline";
+  sink = argc > 3 && strcmp(argv[3], "sink") == 0;
   grpc_init();
   grpc_arg args[] = {{GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}}};
   grpc_channel_args ch_args = {1, args};
