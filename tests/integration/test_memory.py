@@ -266,8 +266,10 @@ def test_warm_heaps_count_in_max_memory():
     with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as warm:
         charged = budget_in_use(warm)
         warm_rss = status_kb(warm.proc.pid, "VmRSS")
+        tool = VALGRIND or sanitized(warm.proc.pid)  # there RSS is mostly the tool's
     assert charged >= 8 * MiB  # at least one warm heap (--warm-bytes 8M)
-    assert abs((warm_rss - cold_rss) - charged) <= 2 * MiB
+    if not tool:
+        assert abs((warm_rss - cold_rss) - charged) <= 2 * MiB
 
 
 def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
