@@ -97,6 +97,13 @@ static void reset_stream(void *state) {
   rm__media_vec_clear(&v->pending);
   rm__media_vec_clear(&v->segs);
   rm__media_vec_clear(&v->hist);
+  /* the detector (its FFT plans, window tables: most of its set-up) serves the next stream
+   * when the rate stays (start_stream) */
+  if (v->stat)
+    rm__vad_stat_reset(v->stat);
+}
+
+static void free_detector(vad_t *v) {
   rm__vad_stat_free(v->stat);
   v->stat = NULL;
   rm_free(v->dec);
@@ -109,6 +116,9 @@ static int start_stream(vad_t *v, rm_node_ctx_t *ctx, const rm_audio_info_t *a) 
                         "VAD works on 8-48 kHz audio, not %u Hz (resample first)", a->sample_rate);
   /* rounded: 22.05 kHz has 220.5 samples in 10 ms; times are reported from samples */
   v->frame = ((size_t)a->sample_rate * (size_t)v->frame_ms + 500) / 1000;
+  if (v->stat && rm__vad_stat_rate(v->stat) == a->sample_rate)
+    return 0;
+  free_detector(v);
   if (v->mode == MODE_STAT) {
     v->stat = rm__vad_stat_new(a->sample_rate, v->frame, v->frame_ms, v->min_level_db);
     v->dec = v->stat ? rm_malloc(rm__vad_stat_max_decisions(v->stat)) : NULL;
@@ -285,6 +295,7 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
 static void destroy(void *state) {
   vad_t *v = state;
   reset_stream(v);
+  free_detector(v);
   rm__media_vec_free(&v->pending);
   rm__media_vec_free(&v->segs);
   rm__media_vec_free(&v->hist);

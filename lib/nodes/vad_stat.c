@@ -55,6 +55,7 @@ static const double edges_hz[] = {100,  200,  300,  400,  510,  630,  770,  920,
 #define FLOOR_PER_BIN 1e-12 /* noise estimates stay above this times the frame length */
 
 struct rm__vad_stat {
+  uint32_t rate;
   size_t n, bins, n_bands, n_low; /* bands; those below 4 kHz */
   int frame_ms;
   size_t band_lo[MAX_BANDS], band_hi[MAX_BANDS];
@@ -92,6 +93,7 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   rm__vad_stat_t *s = rm_calloc(1, sizeof *s);
   if (!s)
     return NULL;
+  s->rate = rate;
   s->n = frame;
   s->bins = frame / 2 + 1;
   s->frame_ms = frame_ms;
@@ -167,6 +169,29 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   return s;
 }
 
+/* Everything under "stream" in the struct goes back to what rm_calloc gave a new detector. */
+void rm__vad_stat_reset(rm__vad_stat_t *s) {
+  s->stored = s->since_min = 0;
+  s->ready = 0;
+  memset(s->noise, 0, sizeof s->noise);
+  memset(s->s, 0, sizeof s->s);
+  memset(s->smin, 0, sizeof s->smin);
+  memset(s->stmp, 0, sizeof s->stmp);
+  memset(s->p, 0, sizeof s->p);
+  memset(s->a2, 0, sizeof s->a2);
+  s->spread_t = s->spread_m = s->spread_h = 0;
+  s->vnoise = 0;
+  memset(s->ring, 0, sizeof s->ring);
+  s->ring_n = s->ring_at = 0;
+  s->last = 0;
+  s->slevel = 0;
+  s->weak = 0;
+  s->active = 0;
+  memset(s->hist, 0, s->vn * sizeof *s->hist);
+}
+
+uint32_t rm__vad_stat_rate(const rm__vad_stat_t *s) { return s->rate; }
+
 void rm__vad_stat_free(rm__vad_stat_t *s) {
   if (!s)
     return;
@@ -197,12 +222,6 @@ void rm__vad_stat_free(rm__vad_stat_t *s) {
 }
 
 size_t rm__vad_stat_max_decisions(const rm__vad_stat_t *s) { return s->init_frames; }
-
-void rm__vad_stat_reset(rm__vad_stat_t *s) {
-  memset(s->hist, 0, s->vn * sizeof *s->hist);
-  s->stored = 0;
-  s->ready = 0;
-}
 
 /* Voicing of the last VOICE_MS of signal (hist): the highest normalised
  * autocorrelation over pitch lags of the signal band-limited to 80 - 1500 Hz (Boersma's

@@ -22,6 +22,8 @@ typedef struct rm__vad_stat rm__vad_stat_t;
 rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, double min_level_db);
 /* NULL is a no-op. */
 void rm__vad_stat_free(rm__vad_stat_t *s);
+/* The rate s was made for. */
+uint32_t rm__vad_stat_rate(const rm__vad_stat_t *s);
 
 /* The most decisions one call below returns (dec must hold this many). */
 size_t rm__vad_stat_max_decisions(const rm__vad_stat_t *s);
@@ -32,7 +34,8 @@ size_t rm__vad_stat_max_decisions(const rm__vad_stat_t *s);
 size_t rm__vad_stat_push(rm__vad_stat_t *s, const float *frame, uint8_t *dec);
 /* At the end of the stream: decides frames still waiting; returns their count. */
 size_t rm__vad_stat_finish(rm__vad_stat_t *s, uint8_t *dec);
-/* Forgets the stream (the next push starts a new one). */
+/* Forgets the stream: the next push starts a new one, decided exactly as by a detector just
+ * made with rm__vad_stat_new (its buffers, FFT plans and window tables are kept). */
 void rm__vad_stat_reset(rm__vad_stat_t *s);
 
 #endif

@@ -197,6 +197,46 @@ static void test_silence_and_blips(void) {
   rm_buffer_unref(in);
 }
 
+/* The segments JSON one run of p gives for in (rm_malloc'd text). */
+static char *segments_of(rm_pipeline_t *p, rm_buffer_t *in) {
+  media_items_t it = {0};
+  rm_error_t err;
+  CU_ASSERT_EQUAL_FATAL(media_run1(p, in, &it, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(it.n, 1);
+  char *text = rm_malloc(it.items[0]->size + 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  memcpy(text, it.items[0]->data, it.items[0]->size);
+  text[it.items[0]->size] = 0;
+  media_items_free(&it);
+  return text;
+}
+
+/* One node, stream after stream (the server's cached pipelines): the detector is kept while
+ * the rate stays and rebuilt when it changes, and every stream is decided exactly as by a
+ * fresh node, also past the first 300 ms (where the noise tracking starts). */
+static void test_streams_after_streams_decide_as_fresh(void) {
+  rm_buffer_t *at16 = speechlike(16000), *at48 = speechlike(48000);
+  rm_pipeline_t *fresh16 = media_node("VAD", "{}"), *fresh48 = media_node("VAD", "{}");
+  rm_pipeline_t *p = media_node("VAD", "{}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  char *want16 = segments_of(fresh16, at16), *want48 = segments_of(fresh48, at48);
+  CU_ASSERT_EQUAL(want16[0], '[');
+  CU_ASSERT(strcmp(want16, "[]") != 0);
+  rm_buffer_t *order[] = {at16, at16, at48, at16, at48, at48};
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+    char *got = segments_of(p, order[i]);
+    CU_ASSERT_STRING_EQUAL(got, order[i] == at16 ? want16 : want48);
+    rm_free(got);
+  }
+  rm_free(want16);
+  rm_free(want48);
+  rm_pipeline_free(p);
+  rm_pipeline_free(fresh16);
+  rm_pipeline_free(fresh48);
+  rm_buffer_unref(at16);
+  rm_buffer_unref(at48);
+}
+
 static void test_params_inputs_registry(void) {
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("VAD"));
   media_expect_create_error("VAD", "{\"frame_ms\":15}", "frame_ms");
@@ -212,6 +252,7 @@ int main(void) {
                                          RM_TEST(test_accuracy_95pct_edges_30ms),
                                          RM_TEST(test_stream_and_speech_audio),
                                          RM_TEST(test_silence_and_blips),
+                                         RM_TEST(test_streams_after_streams_decide_as_fresh),
                                          {NULL, NULL}};
   rm_test_suite("media_vad", cases);
   return rm_test_run();
