@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "rm/alloc.h"
+#include "rm/wire_proto.h"
 
 grpc_byte_buffer *rm_bytebuf_pack_sized(const ProtobufCMessage *msg, size_t len) {
   grpc_slice slice = grpc_slice_malloc(len);
@@ -48,7 +49,6 @@ void rm_bytebuf_unpack_free(ProtobufCMessage *msg) {
 /* The fields before a payload (a manifest, map keys, headers) are looked for in the message's
  * first bytes only: a payload that starts later is not aligned. */
 #define VIEW_PREFIX 4096
-#define VIEW_DEPTH 8
 
 /* The raw, uncompressed slices of bb when it has several (the case that is copied), else 0. */
 static size_t raw_slices(grpc_byte_buffer *bb, grpc_slice **slices) {
@@ -67,59 +67,6 @@ size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb) {
   return grpc_byte_buffer_length(bb) + (raw_slices(bb, &slices) ? VIEW_ALIGN - 1 : 0);
 }
 
-static int get_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *v) {
-  uint64_t r = 0;
-  for (unsigned shift = 0; shift < 64 && *at < len; shift += 7) {
-    uint8_t b = p[(*at)++];
-    r |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *v = r;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-/* Offset of the first bytes field of VIEW_PAYLOAD_MIN bytes or more in the message whose fields
- * at..end are described by desc, looking into sub-messages; p holds the message's first len
- * bytes only (fields may run past them). -1 when none starts within p or the bytes are not
- * well-formed (the unpack that follows says why; here it only costs the alignment). */
-static long first_payload(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
-                          size_t at, size_t end, unsigned depth) {
-  while (at < end && at < len) {
-    uint64_t tag, n;
-    if (get_varint(p, len, &at, &tag))
-      return -1;
-    switch (tag & 7) {
-    case 0:
-      if (get_varint(p, len, &at, &n))
-        return -1;
-      break;
-    case 1: at += 8; break;
-    case 5: at += 4; break;
-    case 2: {
-      if (get_varint(p, len, &at, &n) || at > end || n > end - at)
-        return -1;
-      const ProtobufCFieldDescriptor *f =
-          tag >> 3 <= UINT32_MAX
-              ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
-              : NULL;
-      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < VIEW_DEPTH) {
-        long r = first_payload(f->descriptor, p, len, at, at + (size_t)n, depth + 1);
-        if (r >= 0)
-          return r;
-      } else if (f && f->type == PROTOBUF_C_TYPE_BYTES && n >= VIEW_PAYLOAD_MIN) {
-        return (long)at;
-      }
-      at += (size_t)n;
-      break;
-    }
-    default: return -1;
-    }
-  }
-  return -1;
-}
-
 /* Copies the n slices (len bytes in all) into one new slice, with the payload desc finds (when
  * desc is set), else the message's start, at an aligned address. */
 static void copy_aligned(rm_bytebuf_view_t *v, const grpc_slice *slices, size_t n, size_t len,
@@ -133,7 +80,7 @@ static void copy_aligned(rm_bytebuf_view_t *v, const grpc_slice *slices, size_t 
     memcpy(prefix + have, GRPC_SLICE_START_PTR(slices[i]), k);
     have += k;
   }
-  long off = desc ? first_payload(desc, prefix, have, 0, len, 0) : -1;
+  long off = desc ? rm_wire_first_payload(desc, prefix, have, len, VIEW_PAYLOAD_MIN) : -1;
   v->all = grpc_slice_malloc(len + VIEW_ALIGN - 1);
   uint8_t *base = GRPC_SLICE_START_PTR(v->all);
   size_t pad =

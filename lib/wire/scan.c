@@ -1,4 +1,4 @@
-/* scan.c - finds one field in a message's wire bytes without unpacking it. */
+/* scan.c - finds fields in a message's wire bytes without unpacking it. */
 #include <stdint.h>
 
 #include "rm/wire_proto.h"
@@ -22,9 +22,12 @@ static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out
   return -1;
 }
 
-int rm__wire_next_field(const uint8_t *msg, size_t len, size_t *at, uint32_t *tag, size_t *value_at,
-                        size_t *value_len) {
+/* rm__wire_next_field over a message that ends at `end` of which msg holds the first `have`
+ * bytes: the tag and length are read within them, the value may run past them up to end. */
+static int next_field(const uint8_t *msg, size_t have, size_t end, size_t *at, uint32_t *tag,
+                      size_t *value_at, size_t *value_len) {
   uint64_t t, n = 0, ignored;
+  size_t len = have < end ? have : end;
   if (read_varint(msg, len, at, &t, 5) || t > UINT32_MAX || (t >> 3) == 0)
     return -1;
   switch (t & 7) {
@@ -40,13 +43,46 @@ int rm__wire_next_field(const uint8_t *msg, size_t len, size_t *at, uint32_t *ta
     break;
   default: return -1; /* groups (deprecated) and invalid types */
   }
-  if (n > len - *at)
+  if (*at > end || n > end - *at)
     return -1;
   *tag = (uint32_t)t;
   *value_at = *at;
   *value_len = (size_t)n;
   *at += (size_t)n;
   return 0;
+}
+
+int rm__wire_next_field(const uint8_t *msg, size_t len, size_t *at, uint32_t *tag, size_t *value_at,
+                        size_t *value_len) {
+  return next_field(msg, len, len, at, tag, value_at, value_len);
+}
+
+/* first_payload over the fields at..end of a message desc describes, depth levels down. */
+static long first_payload_in(const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
+                             size_t have, size_t at, size_t end, size_t min_len, unsigned depth) {
+  while (at < end && at < have) {
+    uint32_t tag;
+    size_t value_at, n;
+    if (next_field(msg, have, end, &at, &tag, &value_at, &n))
+      return -1;
+    if ((tag & 7) != RM_WIRE_DELIMITED)
+      continue;
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(desc, tag >> 3);
+    if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < RM_WIRE_FIRST_PAYLOAD_DEPTH) {
+      long r =
+          first_payload_in(f->descriptor, msg, have, value_at, value_at + n, min_len, depth + 1);
+      if (r >= 0)
+        return r;
+    } else if (f && f->type == PROTOBUF_C_TYPE_BYTES && n >= min_len) {
+      return (long)value_at;
+    }
+  }
+  return -1;
+}
+
+long rm_wire_first_payload(const ProtobufCMessageDescriptor *desc, const uint8_t *prefix,
+                           size_t have, size_t len, size_t min_len) {
+  return first_payload_in(desc, prefix, have, 0, len, min_len, 0);
 }
 
 int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,

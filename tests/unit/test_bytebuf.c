@@ -8,6 +8,7 @@
 
 #include "bytebuf.h"
 #include "remotemedia/v1/pipeline_service.pb-c.h"
+#include "rm/wire_proto.h"
 #include "test_support.h"
 
 /* An ExecuteRequest with a manifest named `name` (its length moves the payload's offset) and
@@ -48,6 +49,21 @@ static uint8_t *packed_request(const char *name, size_t n, size_t *len, size_t *
     }
   free(samples);
   return out;
+}
+
+/* rm_wire_first_payload (what the copy aligns) finds the samples three messages down from the
+ * message's first bytes alone, and nothing shorter than min_len, before `have`, or malformed. */
+static void test_first_payload_from_a_prefix(void) {
+  size_t len, at;
+  uint8_t *msg = packed_request("a manifest name", 1000, &len, &at);
+  const ProtobufCMessageDescriptor *d = &remotemedia__v1__execute_request__descriptor;
+  RM_ASSERT_INT(rm_wire_first_payload(d, msg, len, len, 512), (long)at);
+  RM_ASSERT_INT(rm_wire_first_payload(d, msg, at, len, 512), (long)at); /* a prefix does */
+  RM_ASSERT_INT(rm_wire_first_payload(d, msg, at - 1, len, 512), -1);   /* its length cut off */
+  RM_ASSERT_INT(rm_wire_first_payload(d, msg, len, len, 4001), -1);     /* 4000 bytes < 4001 */
+  uint8_t bad[8] = {0x00, 0x01};                                        /* field number 0 */
+  RM_ASSERT_INT(rm_wire_first_payload(d, bad, sizeof bad, sizeof bad, 1), -1);
+  free(msg);
 }
 
 /* bytes cut into slices of `piece` bytes (the last one shorter). */
@@ -148,7 +164,8 @@ static void test_any_bytes_view_as_they_are(void) {
 
 int main(void) {
   grpc_init();
-  static const rm_test_case_t cases[] = {RM_TEST(test_several_slices_align_the_payload),
+  static const rm_test_case_t cases[] = {RM_TEST(test_first_payload_from_a_prefix),
+                                         RM_TEST(test_several_slices_align_the_payload),
                                          RM_TEST(test_one_slice_is_not_copied),
                                          RM_TEST(test_any_bytes_view_as_they_are),
                                          {NULL, NULL}};

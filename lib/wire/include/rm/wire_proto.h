@@ -33,6 +33,15 @@ typedef struct rm_wire_span {
 int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
                        rm_wire_span_t *value);
 
+/* The offset of the first bytes field of min_len bytes or more (a payload: audio samples,
+ * tensor data) in a message of len bytes that desc describes, looking into sub-messages up to
+ * RM_WIRE_FIRST_PAYLOAD_DEPTH levels down, when it starts within the first `have` bytes, which
+ * are all prefix holds (fields may run past them). -1 when none does or the bytes read are not
+ * well-formed (an unpack says why). Pure: any thread. */
+#define RM_WIRE_FIRST_PAYLOAD_DEPTH 8
+long rm_wire_first_payload(const ProtobufCMessageDescriptor *desc, const uint8_t *prefix,
+                           size_t have, size_t len, size_t min_len);
+
 /* Sub-message levels rm_wire_views_* look into (the request, its inputs entry, the
  * DataBuffer, the AudioBuffer/TensorBuffer/BinaryBuffer); deeper ones are copied whole. */
 #define RM_WIRE_VIEW_DEPTH 4
