@@ -236,12 +236,11 @@ uint64_t rm_sysres_memory(const char *root, int *from_cgroup) {
 }
 
 uint64_t rm_sysres_resident(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (!f)
-    return 0;
-  unsigned long long size = 0, resident = 0;
-  int ok = fscanf(f, "%llu %llu", &size, &resident) == 2;
-  fclose(f);
+  char line[128];
+  unsigned long long size, resident;
   long page = sysconf(_SC_PAGESIZE);
-  return ok && page > 0 ? (uint64_t)resident * (uint64_t)page : 0;
+  if (read_line("", "/proc/self/statm", line, sizeof line) != 0 ||
+      sscanf(line, "%llu %llu", &size, &resident) != 2 || page <= 0)
+    return 0;
+  return (uint64_t)resident * (uint64_t)page;
 }
