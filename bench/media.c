@@ -43,6 +43,12 @@ static int by_value(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Sorts x (n values) and returns its median. */
+static double med_of(double *x, int n) {
+  qsort(x, (size_t)n, sizeof *x, by_value);
+  return x[n / 2];
+}
+
 static const char chain_manifest[] = "{\"name\":\"media_chain\",\"nodes\":["
                                      "{\"id\":\"resample\",\"node_type\":\"AudioResample\","
                                      "\"params\":{\"rate\":16000,\"channels\":1}},"
@@ -136,11 +142,6 @@ static rm_buffer_t *fresh_copy(const rm_buffer_t *tmpl) {
   if (b)
     memcpy(b->data, tmpl->data, tmpl->size);
   return b;
-}
-
-static double med_of(double *x, int n) {
-  qsort(x, (size_t)n, sizeof *x, by_value);
-  return x[n / 2];
 }
 
 /* Per variant and run: the run's wall time, its nodes' own time, the thread's CPU time, and
@@ -242,8 +243,7 @@ static double per_sample_ns(void (*fn)(void *), void *arg, size_t n, int runs, d
     fn(arg);
     t[r] = (now_ms() - t0) * 1e6 / (double)n;
   }
-  qsort(t, (size_t)runs, sizeof *t, by_value);
-  return t[runs / 2];
+  return med_of(t, runs);
 }
 
 typedef struct conv_job {
@@ -412,8 +412,7 @@ int main(int argc, char **argv) {
         segments = (size_t)res->outputs[i].items[0]->size;
     rm_result_free(res);
   }
-  qsort(ms, (size_t)runs, sizeof *ms, by_value);
-  double med = ms[runs / 2];
+  double med = med_of(ms, runs); /* sorted: min and max below are its ends */
   printf("bench/media: 10 s of 48 kHz stereo f32 -> AudioResample(16 kHz mono, high) -> "
          "LoudnessNormalize -> VAD\n");
   printf("runs %d  median %.2f ms  min %.2f ms  max %.2f ms  =>  %.0fx real time  "
