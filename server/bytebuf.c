@@ -44,8 +44,6 @@ void rm_bytebuf_unpack_free(ProtobufCMessage *msg) {
  * can read it where it lies instead of copying it again for alignment (rm_wire_buffer_from_proto
  * borrows aligned payloads only). A cache line covers every element type and vector loads. */
 #define VIEW_ALIGN 64
-/* A field this long is a payload worth aligning (the views' own threshold is 512 bytes). */
-#define VIEW_PAYLOAD_MIN 512
 /* The fields before a payload (a manifest, map keys, headers) are looked for in the message's
  * first bytes only: a payload that starts later is not aligned. */
 #define VIEW_PREFIX 4096
@@ -80,7 +78,7 @@ static void copy_aligned(rm_bytebuf_view_t *v, const grpc_slice *slices, size_t 
     memcpy(prefix + have, GRPC_SLICE_START_PTR(slices[i]), k);
     have += k;
   }
-  long off = desc ? rm_wire_first_payload(desc, prefix, have, len, VIEW_PAYLOAD_MIN) : -1;
+  long off = desc ? rm_wire_first_payload(desc, prefix, have, len, RM_VIEW_MIN_BYTES) : -1;
   v->all = grpc_slice_malloc(len + VIEW_ALIGN - 1);
   uint8_t *base = GRPC_SLICE_START_PTR(v->all);
   size_t pad =

@@ -547,17 +547,22 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
 #define REPLY_CHUNK 4096 /* framing bytes are packed into slices of this size */
 
 /* A ProtobufCBuffer building a slice list: large appends become slices pointing at the
- * message's memory (each holding a reference on the call), the rest is copied into chunks.
- * With count_only, nothing is built: `copied` sums what would be copied. */
+ * message's memory (each holding a reference on the call), the rest is copied into chunks,
+ * each asked of the budget before it is allocated. Once the budget refuses one (`refused`),
+ * the rest is skipped. With count_only, nothing is built: `copied` sums what would be
+ * copied. */
 typedef struct slice_packer {
   ProtobufCBuffer base;
   rm_call_t *c;
+  rm_budget_t *budget;
   size_t min_borrow;
   int count_only;
+  int refused;
   grpc_slice_buffer out;
   grpc_slice chunk;
-  size_t used; /* of chunk */
-  size_t copied;
+  size_t used;    /* of chunk */
+  size_t copied;  /* count_only: bytes that would be copied */
+  size_t charged; /* the chunks' bytes, drawn from the budget */
 } slice_packer_t;
 
 static void borrowed_slice_done(void *arg) { call_unref(arg); }
@@ -572,6 +577,8 @@ static void packer_flush(slice_packer_t *p) {
 
 static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data) {
   slice_packer_t *p = (slice_packer_t *)buffer;
+  if (p->refused)
+    return;
   if (len >= p->min_borrow) {
     if (p->count_only)
       return;
@@ -581,17 +588,26 @@ static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
                                                                  borrowed_slice_done, p->c));
     return;
   }
-  p->copied += len;
-  if (p->count_only || !len)
+  if (p->count_only || !len) {
+    p->copied += len;
     return;
+  }
   if (GRPC_SLICE_LENGTH(p->chunk) - p->used < len) {
     packer_flush(p);
-    p->chunk = grpc_slice_malloc(len > REPLY_CHUNK ? len : REPLY_CHUNK);
+    size_t size = len > REPLY_CHUNK ? len : REPLY_CHUNK;
+    if (rm_budget_charge(p->budget, size)) {
+      p->refused = 1;
+      return;
+    }
+    p->charged += size;
+    p->chunk = grpc_slice_malloc(size);
   }
   memcpy(GRPC_SLICE_START_PTR(p->chunk) + p->used, data, len);
   p->used += len;
 }
 
+/* One packing pass: the copied parts' chunks are charged as they are taken, so there is no
+ * counting pass first; only a refusal counts, for its message. */
 void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t min_borrow) {
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (response_too_big(c, len))
@@ -600,23 +616,25 @@ void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t m
     return;
   slice_packer_t p = {.base = {.append = packer_append},
                       .c = c,
+                      .budget = rm_server_budget(c->s),
                       .min_borrow = min_borrow ? min_borrow : 1,
-                      .count_only = 1};
-  protobuf_c_message_pack_to_buffer(msg, &p.base); /* what will be copied, to ask first */
-  rm_budget_t *b = rm_server_budget(c->s);
-  if (rm_budget_charge(b, p.copied)) {
-    rm_error_t err;
-    rm_call_memory_refused(&err, "the response", p.copied);
-    rm_call_fail(c, &err);
-    return;
-  }
-  c->response_charge = b ? p.copied : 0;
-  p.count_only = 0;
-  p.copied = 0;
-  p.chunk = grpc_empty_slice();
+                      .chunk = grpc_empty_slice()};
   grpc_slice_buffer_init(&p.out);
   protobuf_c_message_pack_to_buffer(msg, &p.base);
   packer_flush(&p);
+  if (p.refused) {
+    grpc_slice_buffer_destroy(&p.out); /* the borrowed slices' references on the call go */
+    rm_budget_discharge(p.budget, p.charged);
+    slice_packer_t count = {.base = {.append = packer_append},
+                            .min_borrow = p.min_borrow,
+                            .count_only = 1};
+    protobuf_c_message_pack_to_buffer(msg, &count.base);
+    rm_error_t err;
+    rm_call_memory_refused(&err, "the response", count.copied);
+    rm_call_fail(c, &err);
+    return;
+  }
+  c->response_charge = p.budget ? p.charged : 0;
   c->replied++;
   c->response = grpc_raw_byte_buffer_create(p.out.slices, p.out.count);
   grpc_slice_buffer_destroy(&p.out);

@@ -16,6 +16,7 @@
 #include "rm/pipeline.h"
 #include "rm/registry.h"
 #include "rm/wire.h"
+#include "bytebuf.h"
 #include "exec_cache.h"
 #include "rm_version.h"
 #include "log.h"
@@ -233,7 +234,7 @@ static void run_job(exec_job_t *job) {
 }
 
 /* Response fields from this size on are sent as slices pointing at the output buffers. */
-#define BORROW_MIN_BYTES 1024
+#define BORROW_MIN_BYTES RM_VIEW_MIN_BYTES
 
 /* What a borrowing response points at (the result's buffers, the inputs they may be, the
  * pipeline whose account they count in): released when the call ends, on that thread. */
@@ -650,8 +651,8 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
 
 #define MANIFEST_FIELD 1 /* ExecuteRequest.manifest */
 /* Payload fields from this size on are read in place (rm_wire_views_*), smaller ones copied
- * by protobuf-c: below it a copy costs less than the token and the patching walk. */
-#define VIEW_MIN_BYTES 512
+ * by protobuf-c (see RM_VIEW_MIN_BYTES). */
+#define VIEW_MIN_BYTES RM_VIEW_MIN_BYTES
 
 /* The request without the top-level field `skip` (0: none) and with its payloads as views
  * into data (which lives as long as the call), or NULL when there is nothing to view or the

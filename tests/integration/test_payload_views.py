@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from conftest import assert_serving, chain, f32, ps, set_audio
+from conftest import assert_serving, chain, f32, manifest, ps, set_audio
 
 BIG = 262144 + 7  # f32 samples: a little over 1 MiB, above --inline-max-bytes (runs on a worker)
 
@@ -63,4 +63,34 @@ def test_concurrent_big_calls_each_get_their_own_bytes(stub):
         results = list(ex.map(lambda rs: stub.ExecutePipeline(rs[0], timeout=120), reqs))
     for (req, s), r in zip(reqs, results):
         np.testing.assert_array_equal(f32(r.outputs["g"].items[0]), s)
+    assert_serving(stub)
+
+
+def test_payloads_either_side_of_the_copy_threshold(stub):
+    """Payloads from 32 KiB on are read and answered in place, smaller ones copied
+    (RM_VIEW_MIN_BYTES): both ways give the same bytes, through a node that passes them on and
+    one that reads them, for each size at and around the threshold and in one response that
+    mixes a copied and a borrowed payload."""
+    rng = np.random.default_rng(7)
+    for n in (8191, 8192, 8193):  # f32 samples: 32 KiB - 4 B, 32 KiB, 32 KiB + 4 B
+        s = rng.uniform(-0.9, 0.9, n).astype(np.float32)
+        req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}),
+                                               ("g", "Gain", {"db": 6.0206})))
+        set_audio(req.inputs["src"], s, rate=48000)
+        r = stub.ExecutePipeline(req, timeout=60)
+        np.testing.assert_allclose(f32(r.outputs["g"].items[0]),
+                                   s * np.float32(10 ** (6.0206 / 20)), rtol=1e-6)
+    for n in (32767, 32768, 32769):
+        blob = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        req = ps.ExecuteRequest(manifest=chain(("b", "PassThrough", {}), name="bin"))
+        req.inputs["b"].binary.data = blob
+        assert stub.ExecutePipeline(req, timeout=60).outputs["b"].items[0].binary.data == blob
+    small, big = (rng.uniform(-0.9, 0.9, n).astype(np.float32) for n in (100, 9000))
+    m = manifest([("a", "PassThrough", {}), ("b", "PassThrough", {})], [])
+    req = ps.ExecuteRequest(manifest=m)
+    set_audio(req.inputs["a"], small, rate=48000)
+    set_audio(req.inputs["b"], big, rate=48000)
+    r = stub.ExecutePipeline(req, timeout=60)
+    np.testing.assert_array_equal(f32(r.outputs["a"].items[0]), small)
+    np.testing.assert_array_equal(f32(r.outputs["b"].items[0]), big)
     assert_serving(stub)

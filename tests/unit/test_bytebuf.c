@@ -91,7 +91,9 @@ static void test_several_slices_align_the_payload(void) {
     memset(name, 'm', extra);
     name[extra] = '\0';
     size_t len, at;
-    uint8_t *bytes = packed_request(name, 6000, &len, &at); /* 24 KB: two slices or more */
+    /* samples past the views' threshold (smaller payloads are copied, aligned or not), in
+     * two slices or more */
+    uint8_t *bytes = packed_request(name, RM_VIEW_MIN_BYTES / 4 + 1000, &len, &at);
     CU_ASSERT_FATAL(at != SIZE_MAX);
     for (size_t p = 0; p < sizeof pieces / sizeof pieces[0]; p++) {
       if (pieces[p] == 1 && extra % 16) /* byte by byte is slow: a few names suffice */
