@@ -21,7 +21,10 @@ ROWS = [
     "Gain 4 KiB: CPU/call vs echo",
     "Gain 4 KiB: calls/s vs echo, 16 streams",
     "big PassThrough: first call on a fresh server / warm",
-    "big PassThrough: second call / warm",
+    "big PassThrough: first call on a fresh server / first call on a new connection to the "
+    "warm server (the server's part)",
+    "big PassThrough: first call on a new connection / warm (the connection's part)",
+    "echo, same request: first call on a new connection / warm",
 ] + [f"as shipped, 100 B, {s} streams: calls/s vs best echo" for s in (1, 4, 16, 64)] + [
     f"matrix threads={t} workers={w} {i}: vs best echo at 1/4/16/64"
     for t in (1, 2) for w in (1, 2) for i in ("inline", "offloaded")
