@@ -33,6 +33,7 @@ typedef struct call_stream {
   grpc_byte_buffer *in, *out;
   rm_call_read_fn read_fn;
   void *read_arg;
+  size_t read_charge; /* of the message in the read callback (budgeted_reads) */
   rm_call_written_fn write_fn;
   void *write_arg;
   void (*close_fn)(rm_call_t *call, void *arg);
@@ -992,17 +993,31 @@ static void on_read(rm_tag_t *tag, int ok) {
     st->read_fn(c, RM_ECANCELED, NULL, 0, st->read_arg);
   } else if (!in) {
     st->read_fn(c, RM_CALL_END, NULL, 0, st->read_arg);
-  } else if (rm_bytebuf_view_init(&v, in)) {
-    st->read_fn(c, RM_EBADREQUEST, NULL, 0, st->read_arg);
   } else {
-    rm_stats_msg_received(c->stats_method);
-    st->read_fn(c, 0, v.data, v.len, st->read_arg);
-    rm_bytebuf_view_destroy(&v);
+    /* the message is resident already, and its copy into one piece would be next */
+    rm_budget_t *b = c->method->budgeted_reads ? rm_server_budget(c->s) : NULL;
+    size_t charge = b ? grpc_byte_buffer_length(in) + rm_bytebuf_view_copy_bytes(in) : 0;
+    if (rm_budget_charge(b, charge)) {
+      st->read_fn(c, RM_ELIMIT, NULL, charge, st->read_arg);
+    } else {
+      st->read_charge = charge;
+      if (rm_bytebuf_view_init(&v, in)) {
+        st->read_fn(c, RM_EBADREQUEST, NULL, 0, st->read_arg);
+      } else {
+        rm_stats_msg_received(c->stats_method);
+        st->read_fn(c, 0, v.data, v.len, st->read_arg);
+        rm_bytebuf_view_destroy(&v);
+      }
+      rm_budget_discharge(b, charge);
+      st->read_charge = 0;
+    }
   }
   if (in)
     grpc_byte_buffer_destroy(in);
   call_unref(c);
 }
+
+size_t rm_call_read_charge(const rm_call_t *c) { return c->stream ? c->stream->read_charge : 0; }
 
 int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
   call_stream_t *st = c->stream;

@@ -113,7 +113,9 @@ void rm_call_fail_unpack(rm_call_t *call);
 #define RM_CALL_END 1
 
 /* rc 0: data/len is the next message, valid only during the callback; RM_CALL_END: the
- * client has no more; negative: the call is gone (cancelled, deadline, shutdown). */
+ * client has no more; RM_ELIMIT: the server's budget refused the message's len bytes (a
+ * method with budgeted_reads; rm_call_memory_refused on that thread says why); other
+ * negative: the call is gone (cancelled, deadline, shutdown). */
 typedef void (*rm_call_read_fn)(rm_call_t *call, int rc, const uint8_t *data, size_t len,
                                 void *arg);
 /* ok 0: the message could not be sent (the call is gone). */
@@ -122,6 +124,9 @@ typedef void (*rm_call_written_fn)(rm_call_t *call, int ok, void *arg);
 /* Asks for the next client message. 0, RM_ENOMEM, or RM_ECANCELED when the call cannot
  * take the read (it is over). Any thread. */
 int rm_call_read(rm_call_t *call, rm_call_read_fn fn, void *arg);
+/* In a read callback: what the message's bytes hold of the server's budget until the callback
+ * returns (budgeted_reads; 0 otherwise). */
+size_t rm_call_read_charge(const rm_call_t *call);
 /* Packs msg (not retained) and sends it; fn (may be NULL) runs when it left. 0, RM_ELIMIT
  * above max-message-bytes, RM_ENOMEM, or RM_ECANCELED when the call is over. Any thread. */
 int rm_call_write(rm_call_t *call, const ProtobufCMessage *msg, rm_call_written_fn fn, void *arg);

@@ -40,6 +40,10 @@ typedef struct rm_method {
   int needs_auth; /* bearer token checked when auth is on */
   int serve_while_draining;
   int hot; /* the busy path: gets request-slots outstanding requests per queue */
+  /* Bidirectional: each message read (its received bytes and their copy into one piece)
+   * is charged to the server's budget while the read callback runs; a message the budget
+   * refuses is not read (the callback gets RM_ELIMIT, len the bytes asked). */
+  int budgeted_reads;
   const ProtobufCMessageDescriptor *request; /* unpacked before handle() */
   /* Unary: must end in exactly one rm_call_reply()/rm_call_fail(), on any thread, now or
    * later; req belongs to the call and lives until the call is destroyed. Streaming: see

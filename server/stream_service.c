@@ -66,9 +66,9 @@ struct session {
   uint64_t chunks, since_metrics, last_seq;
   int any_seq;
   Remotemedia__V1__StreamRequest *req; /* the message being processed */
-  size_t req_charge;                   /* its bytes on the server's budget */
   int closing, want_metrics, half_closed;
   size_t peak;
+  size_t read_held; /* ending in a read callback: what the message read still holds */
   /* for the session's log line */
   grpc_status_code code;
   char error_kind[32];
@@ -134,9 +134,10 @@ static void session_log(session_t *s) {
   rm_log_line_us(&line, "duration_us", end - s->started_ns);
   rm_log_line_int(&line, "chunks", (long long)s->chunks);
   rm_log_line_int(&line, "peak_memory_bytes", (long long)s->peak);
-  /* after everything the session held went back: tests compare it with the value before */
+  /* after everything the session held went back: tests compare it with the value before (a
+   * message being read when the session ended goes back right after) */
   rm_log_line_int(&line, "server_memory_used",
-                  (long long)rm_budget_used(rm_server_budget(s->server)));
+                  (long long)(rm_budget_used(rm_server_budget(s->server)) - s->read_held));
   rm_log_line_end(&line);
 }
 
@@ -165,13 +166,19 @@ static void session_destroy(session_t *s) {
   rm_free(s);
 }
 
-static void session_put(session_t *s) {
+/* Drops a reference; in a read callback, read_held is what the message read holds of the
+ * server's budget until the callback returns (rm_call_read_charge). */
+static void session_put_reading(session_t *s, size_t read_held) {
   pthread_mutex_lock(&s->mu);
   int last = --s->refs == 0;
   pthread_mutex_unlock(&s->mu);
-  if (last)
+  if (last) {
+    s->read_held = read_held;
     session_destroy(s);
+  }
 }
+
+static void session_put(session_t *s) { session_put_reading(s, 0); }
 
 /* Records how the session ended and sends its status; s->mu held, state not S_ENDED. Gives
  * up the handler's references (on the call and on s), which are never the last on s while
@@ -809,13 +816,16 @@ static void handle_message(session_t *s, const uint8_t *data, size_t len) {
 
 static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, void *arg) {
   session_t *s = arg;
-  (void)call;
   pthread_mutex_lock(&s->mu);
   int mine = s->state == S_READING; /* else the reaper took over */
   if (mine)
     s->state = S_BUSY;
   pthread_mutex_unlock(&s->mu);
   if (!mine) {
+  } else if (rc == RM_ELIMIT) { /* the server's budget refused the message's bytes */
+    rm_error_t err;
+    rm_call_memory_refused(&err, "the message", len);
+    session_end(s, &err);
   } else if (rc < 0 && rc != RM_EBADREQUEST) {
     session_gone(s);
   } else if (rc == RM_EBADREQUEST) {
@@ -834,7 +844,7 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
   } else {
     handle_message(s, data, len);
   }
-  session_put(s); /* the read's */
+  session_put_reading(s, rm_call_read_charge(call)); /* the read's */
 }
 
 /* Waits for the next message, unless the session must end first (S_BUSY). */
@@ -964,5 +974,6 @@ void rm_stream_service_methods(rm_method_t *out) {
   out[0] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/StreamPipeline",
                          .kind = RM_RPC_BIDI_STREAM,
                          .needs_auth = 1,
+                         .budgeted_reads = 1,
                          .handle = stream_pipeline};
 }
