@@ -626,9 +626,8 @@ void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t m
   if (p.refused) {
     grpc_slice_buffer_destroy(&p.out); /* the borrowed slices' references on the call go */
     rm_budget_discharge(p.budget, p.charged);
-    slice_packer_t count = {.base = {.append = packer_append},
-                            .min_borrow = p.min_borrow,
-                            .count_only = 1};
+    slice_packer_t count = {
+        .base = {.append = packer_append}, .min_borrow = p.min_borrow, .count_only = 1};
     protobuf_c_message_pack_to_buffer(msg, &count.base);
     rm_error_t err;
     rm_call_memory_refused(&err, "the response", count.copied);
