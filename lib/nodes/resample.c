@@ -131,27 +131,28 @@ static int start_stream(resampler_t *r, rm_node_ctx_t *ctx, const rm_audio_info_
   return 0;
 }
 
-/* Maps the input's channels to out_ch as f32 into r->mixed. */
-static int map_channels(resampler_t *r, const rm_buffer_t *in, size_t frames) {
+/* Maps frames [first, first + frames) of the input's channels to out_ch as f32 into r->mixed. */
+static int map_channels(resampler_t *r, const rm_buffer_t *in, size_t first, size_t frames) {
   uint32_t ich = in->u.audio.channels, och = r->out_ch;
+  const uint8_t *src = in->data + first * ich * rm_sample_format_size(in->u.audio.format);
   r->mixed.len = 0;
   if (rm__media_vec_reserve(&r->mixed, frames * och * sizeof(float)))
     return RM_ENOMEM;
   float *dst = (float *)r->mixed.data;
   if (ich == och) {
-    rm_audio_convert(in->data, in->u.audio.format, dst, RM_SAMPLE_F32, frames * och);
+    rm_audio_convert(src, in->u.audio.format, dst, RM_SAMPLE_F32, frames * och);
   } else if (och == 1 && in->u.audio.format == RM_SAMPLE_F32) {
-    rm__audio_mean_f32(in->data, dst, frames, ich);
+    rm__audio_mean_f32(src, dst, frames, ich);
   } else if (och == 1) {
     for (size_t f = 0; f < frames; f++) {
       double sum = 0;
       for (uint32_t c = 0; c < ich; c++)
-        sum += rm_audio_get(in, f * ich + c);
+        sum += rm_audio_get(in, (first + f) * ich + c);
       dst[f] = (float)(sum / ich);
     }
   } else { /* mono to och */
     for (size_t f = 0; f < frames; f++) {
-      float v = (float)rm_audio_get(in, f);
+      float v = (float)rm_audio_get(in, first + f);
       for (uint32_t c = 0; c < och; c++)
         dst[f * och + c] = v;
     }
@@ -160,16 +161,20 @@ static int map_channels(resampler_t *r, const rm_buffer_t *in, size_t frames) {
   return 0;
 }
 
+/* Room in r->out for what n more input frames (0: the flush) can produce, asked of the budget
+ * at once rather than doubling up to twice its size. */
+static int reserve_out(resampler_t *r, rm_node_ctx_t *ctx, size_t n) {
+  size_t expect = (size_t)((double)n * r->out_rate / r->in_info.sample_rate) + 4096;
+  if (rm__media_vec_reserve(&r->out, expect * r->out_ch * sizeof(float)))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  return 0;
+}
+
 /* Runs the converter over n frames of src (NULL = flush) until it has consumed them all
  * and produced all it can, appending the output to r->out. */
 static int convert(resampler_t *r, rm_node_ctx_t *ctx, const float *src, size_t n) {
   size_t fb = r->out_ch * sizeof(float);
   size_t done_in = 0;
-  /* the whole output at once (the budget is asked for it before anything is converted),
-   * rather than doubling up to twice its size */
-  size_t expect = (size_t)((double)n * r->out_rate / r->in_info.sample_rate) + 4096;
-  if (rm__media_vec_reserve(&r->out, expect * fb))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   for (;;) {
     /* fed in slices: libsoxr buffers what one call gives it (see RM_MEDIA_SOXR_FEED) */
     size_t give = n - done_in < RM_MEDIA_SOXR_FEED ? n - done_in : RM_MEDIA_SOXR_FEED;
@@ -238,21 +243,28 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   size_t frames = rm_audio_frames(in);
   if (!frames) /* nothing to convert (and a NULL input would mean "flush" to libsoxr) */
     return 0;
-  /* f32 input with the output's channels feeds libsoxr as it is: no copy */
-  int direct = r->soxr && in->u.audio.format == RM_SAMPLE_F32 &&
-               in->u.audio.channels == r->out_ch && (uintptr_t)in->data % _Alignof(float) == 0;
-  if (!direct && map_channels(r, in, frames))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   r->frames_in += frames;
   if (!r->soxr) { /* same rate: the mapped input is the output */
+    if (map_channels(r, in, 0, frames))
+      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     rm__media_vec_t tmp = r->out;
     r->out = r->mixed;
     r->mixed = tmp;
   } else {
     r->out.len = 0;
-    rc = convert(r, ctx,
-                 direct ? (const float *)(const void *)in->data : (const float *)r->mixed.data,
-                 frames);
+    if ((rc = reserve_out(r, ctx, frames)))
+      return rc;
+    if (in->u.audio.format == RM_SAMPLE_F32 && in->u.audio.channels == r->out_ch &&
+        (uintptr_t)in->data % _Alignof(float) == 0) {
+      /* f32 input with the output's channels feeds libsoxr as it is: no copy */
+      rc = convert(r, ctx, (const float *)(const void *)in->data, frames);
+    } else { /* mapped a feed at a time, converted while it is in the cache */
+      for (size_t f = 0; f < frames && !rc; f += RM_MEDIA_SOXR_FEED) {
+        size_t n = frames - f < RM_MEDIA_SOXR_FEED ? frames - f : RM_MEDIA_SOXR_FEED;
+        rc = map_channels(r, in, f, n) ? rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory")
+                                       : convert(r, ctx, (const float *)r->mixed.data, n);
+      }
+    }
     if (rc)
       return rc;
   }
@@ -269,7 +281,7 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     return 0;
   int rc = 0;
   r->out.len = 0;
-  if (r->soxr && (rc = convert(r, ctx, NULL, 0)))
+  if (r->soxr && ((rc = reserve_out(r, ctx, 0)) || (rc = convert(r, ctx, NULL, 0))))
     return rc;
   uint64_t in_rate = r->in_info.sample_rate;
   uint64_t want = (r->frames_in * r->out_rate + in_rate / 2) / in_rate;

@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <soxr.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nodes/media_util.h"
@@ -157,6 +158,36 @@ static void test_peak_includes_library_predictions(void) {
   rm_pipeline_free(p);
 }
 
+/* AudioResample maps a stereo input to mono one feed at a time (RM_MEDIA_SOXR_FEED frames):
+ * the run's budget holds the input, the output (its reserve and the emitted buffer),
+ * libsoxr's prediction and one feed of mapped samples, never a mono copy of the whole input
+ * (10 s at 48 kHz: 1.92 MB more). */
+static void test_resample_downmix_holds_one_feed(void) {
+  rm_pipeline_t *p = rm_test_pipeline("{'name': 't', 'nodes': [{'id': 'r', 'node_type': "
+                                      "'AudioResample', 'params': {'rate': 16000, "
+                                      "'channels': 1}}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  size_t frames = 480000;
+  float *s = calloc(frames * 2, sizeof *s);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  rm_buffer_t *in = rm_test_audio_f32(s, frames * 2, 48000, 2);
+  rm_result_t *res = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_test_run1(p, "r", in, 1, &res, &err), 0);
+  RM_ASSERT_INT(rm_audio_frames(res->outputs[0].items[0]), 160000);
+  size_t out_reserve = (160000 + 4096) * sizeof(float);
+  size_t bound = frames * 2 * sizeof(float) + 2 * out_reserve +
+                 rm__media_soxr_bytes(48000, 16000, 1) + RM_MEDIA_SOXR_FEED * sizeof(float) +
+                 65536;                                /* the node's state, the buffers' headers */
+  size_t peak = rm_budget_peak(rm_pipeline_budget(p)); /* 6,828,870 B; 8,728,493 before */
+  CU_ASSERT(peak <= bound);
+  CU_ASSERT(peak + frames * sizeof(float) > bound); /* the bound is not loose by a mono copy */
+  rm_result_free(res);
+  rm_buffer_unref(in);
+  free(s);
+  rm_pipeline_free(p);
+}
+
 static size_t heap_used(void) {
   struct mallinfo2 m = mallinfo2();
   return m.uordblks + m.hblkhd;
@@ -235,6 +266,7 @@ int main(void) {
       RM_TEST(test_inputs_and_create_are_charged),
       RM_TEST(test_unlimited_still_refuses_what_no_allocation_holds),
       RM_TEST(test_peak_includes_library_predictions),
+      RM_TEST(test_resample_downmix_holds_one_feed),
       RM_TEST(test_predictions_bound_the_libraries),
       {NULL, NULL}};
   rm_test_suite("memory_budget", cases);
