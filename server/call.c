@@ -33,7 +33,12 @@ typedef struct call_stream {
   grpc_byte_buffer *in, *out;
   rm_call_read_fn read_fn;
   void *read_arg;
-  size_t read_charge; /* of the message in the read callback (budgeted_reads) */
+  /* the message in the read callback until rm_call_read_release: its bytes, their view and
+   * what they hold of the server's budget (budgeted_reads) */
+  grpc_byte_buffer *msg;
+  rm_bytebuf_view_t view;
+  int view_live;
+  size_t read_charge;
   rm_call_written_fn write_fn;
   void *write_arg;
   void (*close_fn)(rm_call_t *call, void *arg);
@@ -982,17 +987,33 @@ static void call_handle(rm_call_t *c, rm__arrival_t *a, const rm_error_t *reject
 
 /* ---------------------------------------------------------------- streaming */
 
+static void read_release(call_stream_t *st) {
+  if (st->view_live)
+    rm_bytebuf_view_destroy(&st->view);
+  st->view_live = 0;
+  if (st->msg)
+    grpc_byte_buffer_destroy(st->msg);
+  st->msg = NULL;
+  rm_budget_discharge(rm_server_budget(st->call->s), st->read_charge);
+  st->read_charge = 0;
+}
+
+void rm_call_read_release(rm_call_t *c) {
+  if (c->stream)
+    read_release(c->stream);
+}
+
 static void on_read(rm_tag_t *tag, int ok) {
   call_stream_t *st = RM_TAG_OWNER(tag, call_stream_t, read_tag);
   rm_call_t *c = st->call;
   grpc_byte_buffer *in = st->in;
   st->in = NULL;
-  rm_bytebuf_view_t v;
   if (!ok) {
     st->read_fn(c, RM_ECANCELED, NULL, 0, st->read_arg);
   } else if (!in) {
     st->read_fn(c, RM_CALL_END, NULL, 0, st->read_arg);
   } else {
+    st->msg = in;
     /* the message is resident already, and its copy into one piece would be next */
     rm_budget_t *b = c->method->budgeted_reads ? rm_server_budget(c->s) : NULL;
     size_t charge = b ? grpc_byte_buffer_length(in) + rm_bytebuf_view_copy_bytes(in) : 0;
@@ -1000,23 +1021,18 @@ static void on_read(rm_tag_t *tag, int ok) {
       st->read_fn(c, RM_ELIMIT, NULL, charge, st->read_arg);
     } else {
       st->read_charge = charge;
-      if (rm_bytebuf_view_init(&v, in)) {
+      if (rm_bytebuf_view_init(&st->view, in)) {
         st->read_fn(c, RM_EBADREQUEST, NULL, 0, st->read_arg);
       } else {
+        st->view_live = 1;
         rm_stats_msg_received(c->stats_method);
-        st->read_fn(c, 0, v.data, v.len, st->read_arg);
-        rm_bytebuf_view_destroy(&v);
+        st->read_fn(c, 0, st->view.data, st->view.len, st->read_arg);
       }
-      rm_budget_discharge(b, charge);
-      st->read_charge = 0;
     }
+    read_release(st); /* unless the callback did */
   }
-  if (in)
-    grpc_byte_buffer_destroy(in);
   call_unref(c);
 }
-
-size_t rm_call_read_charge(const rm_call_t *c) { return c->stream ? c->stream->read_charge : 0; }
 
 int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
   call_stream_t *st = c->stream;

@@ -124,9 +124,10 @@ typedef void (*rm_call_written_fn)(rm_call_t *call, int ok, void *arg);
 /* Asks for the next client message. 0, RM_ENOMEM, or RM_ECANCELED when the call cannot
  * take the read (it is over). Any thread. */
 int rm_call_read(rm_call_t *call, rm_call_read_fn fn, void *arg);
-/* In a read callback: what the message's bytes hold of the server's budget until the callback
- * returns (budgeted_reads; 0 otherwise). */
-size_t rm_call_read_charge(const rm_call_t *call);
+/* In a read callback: the message's bytes (data) are not needed any more; they are freed and
+ * what they held of the server's budget given back now instead of when the callback returns.
+ * Optional; the call's polling thread or the callback's. */
+void rm_call_read_release(rm_call_t *call);
 /* Packs msg (not retained) and sends it; fn (may be NULL) runs when it left. 0, RM_ELIMIT
  * above max-message-bytes, RM_ENOMEM, or RM_ECANCELED when the call is over. Any thread. */
 int rm_call_write(rm_call_t *call, const ProtobufCMessage *msg, rm_call_written_fn fn, void *arg);

@@ -426,16 +426,33 @@ def test_a_message_the_server_budget_cannot_hold_is_refused_before_its_copy():
     """A stream message's received bytes and their copy into one piece are asked of the
     server's budget (--max-memory) before the copy is made, as a unary request's are: 26 MB
     arriving in many slices would be 52 MB with its copy, above 48 MiB. The refusal names
-    max_memory, the charge is given back, and the next sessions' messages run."""
+    max_memory; every session, refused or not, ends with the budget where it was before it
+    (session_end's server_memory_used), and a 10 MB message runs after the refusal."""
     with RunningServer(["--max-memory", "48M", "--warm-bytes", "0"]) as srv:
         ch = srv.channel([("grpc.max_receive_message_length", -1)])
         stub = psg.PipelineServiceStub(ch)
         m = chain(("src", "PassThrough", {}))
-        s = Session(stub, ps.StreamInit(manifest=m))
-        assert s.recv().WhichOneof("message") == "ready"
+
+        def one(samples):
+            """A session with one data message: (its session_id, the result or the error)."""
+            s = Session(stub, ps.StreamInit(manifest=m))
+            sid = s.recv().ready.session_id
+            s.data(samples, 1)
+            try:
+                r = s.recv()
+            except grpc.RpcError as e:
+                s.half_close()
+                return sid, e
+            s.control(CLOSE)
+            s.half_close()
+            assert s.rest()[1] == grpc.StatusCode.OK
+            return sid, r
+
+        sid, r = one(np.float32([1, 2, 3]))
+        base = session_end(srv, sid)["server_memory_used"]
         big = np.zeros(26_000_000 // 4, np.float32)
-        s.data(big, 1)
-        err = s.error()
+        sid, err = one(big)
+        assert isinstance(err, grpc.RpcError), err
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert trailers(err)["rm-field"] == "max_memory"
         sent = ps.StreamRequest()
@@ -445,17 +462,12 @@ def test_a_message_the_server_budget_cannot_hold_is_refused_before_its_copy():
         assert err.details().startswith(f"the message needs {2 * sent.ByteSize() + 63} bytes, "
                                         "but the server's memory budget has "), err.details()
         assert err.details().endswith(" of its 50331648 bytes in use (max-memory); retry later")
-        for seq in (1, 2):  # nothing stayed charged: 10 MB (30 MB with its copy and unpacking)
-            s = Session(stub, ps.StreamInit(manifest=m))
-            s.recv()
-            x = np.arange(2_500_000, dtype=np.float32)
-            s.data(x, seq)
-            r = s.recv()
-            assert r.WhichOneof("message") == "result", r
-            np.testing.assert_array_equal(f32(r.result.outputs["src"].items[0]), x)
-            s.control(CLOSE)
-            s.half_close()
-            assert s.rest()[1] == grpc.StatusCode.OK
+        assert session_end(srv, sid)["server_memory_used"] == base
+        x = np.arange(2_500_000, dtype=np.float32)  # 10 MB: 30 MB with its copy and unpacking
+        sid, r = one(x)
+        assert r.WhichOneof("message") == "result", r
+        np.testing.assert_array_equal(f32(r.result.outputs["src"].items[0]), x)
+        assert session_end(srv, sid)["server_memory_used"] == base
         ch.close()
 
 
