@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
-from conftest import chain, set_audio, trailers, ps, psg
+from conftest import assert_serving, chain, manifest, set_audio, trailers, ps, psg
 from rmtest.server import RunningServer
 
 MiB = 1 << 20
@@ -300,3 +300,45 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
         assert [t["more"] for t in trims] == [want]
         # it holds the request (24 MB) when it asks; the trim's effect depends on the heap
         assert trims[0]["held_before"] > 24_000_000 and trims[0]["held_after"] > 24_000_000
+
+
+def test_a_response_the_budget_cannot_hold_is_refused_and_given_back():
+    """A response with a borrowed payload (src's 600 kB) and 3.6 MB of small items (six
+    Chunk outputs, copied) is packed in one pass, each copied chunk asked of the server's
+    budget as it is taken. With --max-memory 9M the run fits (its 6 MiB reservation) but the
+    copy does not: the call fails with the copied bytes in the message, the slices taken so
+    far are dropped, and the budget goes back to what the same call leaves when it succeeds
+    (the compiled pipeline in the cache)."""
+    nodes = [("src", "PassThrough", {})] + [(f"c{i}", "Chunk", {"frames": 2048}) for i in range(6)]
+    m = manifest(nodes, [("src", f"c{i}") for i in range(6)])
+    req = ps.ExecuteRequest(manifest=m, output_nodes=["src"] + [f"c{i}" for i in range(6)])
+    set_audio(req.inputs["src"], np.arange(150000, dtype=np.float32), rate=48000)
+    args = ["--max-request-memory", "6M", "--warm-bytes", "0", "--metrics-listen", "127.0.0.1:0"]
+
+    def settled(srv):
+        """The budget once the call is released (after its status is sent): unchanged for
+        0.5 s, within 10 s."""
+        deadline, last, since = time.monotonic() + 10, budget_in_use(srv), time.monotonic()
+        while time.monotonic() - since < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = budget_in_use(srv)
+            if now != last:
+                last, since = now, time.monotonic()
+        return last
+
+    with RunningServer(["--max-memory", "64M"] + args) as srv, srv.channel(options=BIG) as ch:
+        full = psg.PipelineServiceStub(ch).ExecutePipeline(req, timeout=60)
+        assert len(full.outputs["c0"].items) == 74
+        kept = settled(srv)
+    copied = full.ByteSize() - 600000  # all but src's samples
+    with RunningServer(["--max-memory", "9M"] + args) as srv, srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(req, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert trailers(e.value)["rm-field"] == "max_memory"
+        assert e.value.details().startswith(
+            f"the response needs {copied} bytes, but the server's memory budget has "), \
+            e.value.details()
+        assert settled(srv) == kept
+        assert_serving(stub)
