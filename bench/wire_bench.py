@@ -26,7 +26,6 @@ Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--
        [--only media]  (only the media pipeline's rows)
 """
 import argparse
-import json
 import math
 import os
 import re
@@ -132,19 +131,24 @@ class Server:
         self.p.wait()
 
 
+def h2load_cmd(server, body, pinned, options):
+    """h2load sending body to the method on server, one thread (on CPU 1 when pinned)."""
+    return ((["taskset", "-c", "1"] if pinned else []) +
+            ["h2load", "-t", "1"] + options +
+            ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body,
+             f"http://127.0.0.1:{server.port}{METHOD}"])
+
+
 def h2load(server, body, streams, args, pinned, count_key=None):
     """One load run: (calls/s, server CPU us per call, mean request time us). The number of
     calls is COUNTS[count_key or the body's name] x --scale."""
     c = min(streams, 4)
-    cmd = (["taskset", "-c", "1"] if pinned else []) + [
-        "h2load", "-c", str(c), "-m", str(max(1, streams // c)), "-t", "1",
-        "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", body]
     # counts, not durations: h2load's timed mode (-D) started no client at all on a loaded
     # 2-CPU machine
     n = args.requests if args.smoke else int(COUNTS.get(count_key or body_key(body), 1000) *
                                              args.scale)
-    cmd += ["-n", str(max(n, c * max(1, streams // c)))]
-    cmd.append(f"http://127.0.0.1:{server.port}{METHOD}")
+    cmd = h2load_cmd(server, body, pinned, ["-c", str(c), "-m", str(max(1, streams // c)),
+                                            "-n", str(max(n, c * max(1, streams // c)))])
     before = server.cpu_ticks()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     out = p.stdout + p.stderr
@@ -165,9 +169,7 @@ def sequential(server, body, n, tmp):
     log = os.path.join(tmp, "sequential.log")
     if os.path.exists(log):
         os.unlink(log)  # h2load appends
-    cmd = ["taskset", "-c", "1", "h2load", "-c", "1", "-m", "1", "-t", "1", "-n", str(n),
-           "--log-file", log, "-H", "content-type: application/grpc", "-H", "te: trailers",
-           "-d", body, f"http://127.0.0.1:{server.port}{METHOD}"]
+    cmd = h2load_cmd(server, body, True, ["-c", "1", "-m", "1", "-n", str(n), "--log-file", log])
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     times = [int(line.split("\t")[2]) for line in open(log)] if os.path.exists(log) else []
     # a gRPC error is HTTP 200 too, without the message: every call must have sent its answer
