@@ -233,9 +233,6 @@ static void run_job(exec_job_t *job) {
   rm_budget_leave(outer);
 }
 
-/* Response fields from this size on are sent as slices pointing at the output buffers. */
-#define BORROW_MIN_BYTES RM_VIEW_MIN_BYTES
-
 /* What a borrowing response points at (the result's buffers, the inputs they may be, the
  * pipeline whose account they count in): released when the call ends, on that thread. */
 typedef struct reply_hold {
@@ -267,7 +264,7 @@ static void reply_hold_release(void *arg) {
 static int has_big_item(const rm_result_t *r) {
   for (size_t i = 0; i < r->n_outputs; i++)
     for (size_t j = 0; j < r->outputs[i].n_items; j++)
-      if (r->outputs[i].items[j]->size >= BORROW_MIN_BYTES)
+      if (r->outputs[i].items[j]->size >= RM_VIEW_MIN_BYTES)
         return 1;
   return 0;
 }
@@ -292,7 +289,7 @@ static int reply_borrowing(exec_job_t *job, response_store_t *st, rm_result_t *r
     job->manifest = NULL;
   }
   rm_call_at_end(job->call, reply_hold_release, h);
-  rm_call_reply_borrowing(job->call, &st->msg.base, BORROW_MIN_BYTES);
+  rm_call_reply_borrowing(job->call, &st->msg.base, RM_VIEW_MIN_BYTES);
   return 1;
 }
 
@@ -650,22 +647,20 @@ static void execute(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req,
 }
 
 #define MANIFEST_FIELD 1 /* ExecuteRequest.manifest */
-/* Payload fields from this size on are read in place (rm_wire_views_*), smaller ones copied
- * by protobuf-c (see RM_VIEW_MIN_BYTES). */
-#define VIEW_MIN_BYTES RM_VIEW_MIN_BYTES
 
-/* The request without the top-level field `skip` (0: none) and with its payloads as views
- * into data (which lives as long as the call), or NULL when there is nothing to view or the
- * bytes are not well-formed (the caller unpacks them the plain way, which reports why). *oom
- * is set when memory ran out. */
+/* The request without the top-level field `skip` (0: none) and with its payloads of
+ * RM_VIEW_MIN_BYTES or more as views into data (smaller ones copied by protobuf-c) (which lives as
+ * long as the call), or NULL when there is nothing to view or the bytes are not well-formed (the
+ * caller unpacks them the plain way, which reports why). *oom is set when memory ran out. */
 static Remotemedia__V1__ExecuteRequest *unpack_views(rm_call_t *call, const uint8_t *data,
                                                      size_t len, uint32_t skip, int *oom) {
   const ProtobufCMessageDescriptor *desc = &remotemedia__v1__execute_request__descriptor;
   size_t skel_len, n;
   *oom = 0;
-  if (len < VIEW_MIN_BYTES) /* no payload field can be that long: nothing to view */
+  if (len < RM_VIEW_MIN_BYTES) /* no payload field can be that long: nothing to view */
     return NULL;
-  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, NULL, &skel_len, NULL, 0, &n) ||
+  if (rm_wire_views_skeleton(desc, data, len, skip, RM_VIEW_MIN_BYTES, NULL, &skel_len, NULL, 0,
+                             &n) ||
       n == 0)
     return NULL;
   rm_arena_t *arena = rm_call_arena(call);
@@ -675,7 +670,8 @@ static Remotemedia__V1__ExecuteRequest *unpack_views(rm_call_t *call, const uint
     *oom = 1;
     return NULL;
   }
-  if (rm_wire_views_skeleton(desc, data, len, skip, VIEW_MIN_BYTES, skel, &skel_len, spans, n, &n))
+  if (rm_wire_views_skeleton(desc, data, len, skip, RM_VIEW_MIN_BYTES, skel, &skel_len, spans, n,
+                             &n))
     return NULL;
   Remotemedia__V1__ExecuteRequest *req =
       (Remotemedia__V1__ExecuteRequest *)rm_call_unpack(call, desc, skel, skel_len);
