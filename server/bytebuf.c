@@ -58,11 +58,13 @@ static size_t raw_slices(grpc_byte_buffer *bb, grpc_slice **slices) {
 }
 
 size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb) {
-  if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-      bb->data.raw.slice_buffer.count <= 1)
-    return 0;
   grpc_slice *slices;
-  return grpc_byte_buffer_length(bb) + (raw_slices(bb, &slices) ? VIEW_ALIGN - 1 : 0);
+  if (raw_slices(bb, &slices))
+    return grpc_byte_buffer_length(bb) + VIEW_ALIGN - 1;
+  /* one raw slice is viewed as it is; a compressed body is inflated into a copy */
+  return bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE
+             ? 0
+             : grpc_byte_buffer_length(bb);
 }
 
 /* Copies the n slices (len bytes in all) into one new slice, with the payload desc finds (when
