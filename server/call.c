@@ -905,14 +905,15 @@ static int admit(rm_call_t *c) {
   if (!c->payload || !c->method->hot || !b)
     return 0;
   /* the message is resident already: what the server holds must not pass max-memory with it */
-  uint64_t held = c->request_bytes >= RM_SERVER_RELIEVE_MIN_BYTES ? rm_server_relieve(c->s, 0) : 0;
+  uint64_t held = 0;
+  int over = c->request_bytes >= RM_SERVER_RELIEVE_MIN_BYTES && rm_server_relieve(c->s, 0, &held);
   rm_error_t err;
   if (rm_budget_charge(b, c->request_bytes)) {
     rm_call_memory_refused(&err, "the request", c->request_bytes);
     rm_call_fail(c, &err);
     return RM_ELIMIT;
   }
-  if (held > c->cfg->max_memory) {
+  if (over) {
     rm_budget_discharge(b, c->request_bytes);
     rm_call_held_refused(&err, "the request", c->request_bytes, held, c->cfg->max_memory);
     rm_call_fail(c, &err);

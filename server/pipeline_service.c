@@ -193,11 +193,12 @@ static size_t reservation(const exec_job_t *job) {
  * measured (rm_server_relieve): 0, or RM_ELIMIT with *held set when the measure refused (0
  * when the budget did). */
 static int try_reserve(exec_job_t *job, rm_budget_t *pb, size_t want, uint64_t *held) {
-  *held = 0;
+  uint64_t h = 0;
   /* small runs never measure: they are most calls, and RESERVE_MIN is their floor */
-  uint64_t h = want > RESERVE_MIN ? rm_server_relieve(job->server, want) : 0;
+  int over = want > RESERVE_MIN && rm_server_relieve(job->server, want, &h);
   int rc = rm_budget_reserve(pb, want);
-  if (!rc && h && h + want > rm_server_config(job->server)->max_memory) {
+  *held = 0;
+  if (!rc && over) {
     rm_budget_unreserve(pb);
     *held = h;
     rc = RM_ELIMIT;

@@ -123,20 +123,22 @@ static uint64_t held_now(const rm_server_t *s) {
   return resident > s->resident_base ? resident - s->resident_base : 1;
 }
 
-uint64_t rm_server_relieve(rm_server_t *s, size_t more) {
-  uint64_t held = held_now(s);
-  if (!held || held + more <= s->cfg->max_memory)
-    return held;
+int rm_server_relieve(rm_server_t *s, size_t more, uint64_t *held) {
+  *held = held_now(s);
+  if (!*held || *held + more <= s->cfg->max_memory)
+    return 0;
   uint64_t now = rm_clock_ns();
   uint_fast64_t last = atomic_load(&s->relieved_ns);
-  if (now - last < RELIEVE_INTERVAL_NS ||
-      !atomic_compare_exchange_strong(&s->relieved_ns, &last, now))
-    return held;
-  malloc_trim(0);
-  uint64_t after = held_now(s);
-  RM_LOG(RM_LOG_DEBUG, "heap_trimmed", "{s:I, s:I, s:I}", "held_before", (json_int_t)held,
-         "held_after", (json_int_t)after, "more", (json_int_t)more);
-  return after ? after : held;
+  if (now - last >= RELIEVE_INTERVAL_NS &&
+      atomic_compare_exchange_strong(&s->relieved_ns, &last, now)) {
+    malloc_trim(0);
+    uint64_t after = held_now(s);
+    RM_LOG(RM_LOG_DEBUG, "heap_trimmed", "{s:I, s:I, s:I}", "held_before", (json_int_t)*held,
+           "held_after", (json_int_t)after, "more", (json_int_t)more);
+    if (after)
+      *held = after;
+  }
+  return *held + more > s->cfg->max_memory;
 }
 
 int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }

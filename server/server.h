@@ -98,11 +98,11 @@ void rm_server_trim_when_idle(rm_server_t *s);
  * is still receiving and the allocator's free pages. When that plus `more` (bytes about to be
  * touched that are not resident yet) passes max-memory, the heap's free pages go back to the
  * system first (malloc_trim(0), at most once per 20 ms, logged as heap_trimmed at debug) and
- * it is measured again. Returns the held bytes (0: not known, no check). A few system calls:
- * callers ask only before big requests and reservations (RM_SERVER_RELIEVE_MIN_BYTES).
- * Any thread. */
-uint64_t rm_server_relieve(rm_server_t *s, size_t more);
-/* Requests and reservations from this size on are checked with rm_server_relieve. */
+ * it is measured again. 1 when it still passes, with the held bytes in *held; else 0 (also
+ * when the size is not known). A few system calls: callers ask only before big requests
+ * (RM_SERVER_RELIEVE_MIN_BYTES) and big reservations. Any thread. */
+int rm_server_relieve(rm_server_t *s, size_t more, uint64_t *held);
+/* Requests from this size on are checked with rm_server_relieve. */
 #define RM_SERVER_RELIEVE_MIN_BYTES ((size_t)1 << 20)
 const rm_config_t *rm_server_config(const rm_server_t *s);
 
