@@ -353,8 +353,8 @@ int main(int argc, char **argv) {
     runs = 1;
   /* the server's heap settings (server/main.c): blocks under 8 MiB come from a heap that keeps
    * up to 16 MiB free, so a run's megabyte buffers do not fault in afresh every time; without
-   * them this process paid page faults the server does not (AudioResample's mono mix, ~1 ms per
-   * run on this machine), an unfair baseline */
+   * them this process paid page faults the server does not (~1 ms per run on this machine when
+   * AudioResample still made a mono copy of the whole input), an unfair baseline */
   mallopt(M_MMAP_THRESHOLD, 8 << 20);
   mallopt(M_TRIM_THRESHOLD, 16 << 20);
   if (argc > 2 && strcmp(argv[2], "conv") == 0)
