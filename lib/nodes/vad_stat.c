@@ -4,6 +4,7 @@
 #include "nodes/vad_stat.h"
 
 #include <fftw3.h>
+#include <stddef.h>
 #include <math.h>
 #include <string.h>
 
@@ -70,11 +71,11 @@ struct rm__vad_stat {
   double *wacf; /* the window's own autocorrelation, for normalising */
   fftwf_complex *vspec;
   fftwf_plan vfwd, vinv;
-  /* stream */
-  size_t init_frames, stored, since_min;
+  size_t init_frames, min_frames, ring_len;
   double *feat; /* init_frames x NF: band energies, frame mean square, voicing */
+  /* stream: from here to the end, zero at the start of each (rm__vad_stat_reset) */
+  size_t stored, since_min;
   int ready;
-  size_t min_frames;
   double noise[MAX_BANDS], s[MAX_BANDS], smin[MAX_BANDS], stmp[MAX_BANDS], p[MAX_BANDS],
       a2[MAX_BANDS];
   /* the noise's own spread (dB^2) in the two energy measures, from frames below the
@@ -82,7 +83,7 @@ struct rm__vad_stat {
   double spread_t, spread_m, spread_h; /* ... and the band energy above 4 kHz */
   double vnoise;                       /* mean voicing of those frames */
   double ring[SUSTAIN_MS / 10];        /* the last frames' energy over the noise's */
-  size_t ring_n, ring_at, ring_len;
+  size_t ring_n, ring_at;
   int last;      /* the previous decision */
   double slevel; /* the speech's level over the noise's, dB (strong frames) */
   int weak;      /* the last decided frame was above the noise by a fraction of the margins */
@@ -169,24 +170,11 @@ rm__vad_stat_t *rm__vad_stat_new(uint32_t rate, size_t frame, int frame_ms, doub
   return s;
 }
 
-/* Everything under "stream" in the struct goes back to what rm_calloc gave a new detector. */
+/* Everything under "stream" in the struct goes back to what rm_calloc gave a new detector,
+ * and so does the voicing history. */
 void rm__vad_stat_reset(rm__vad_stat_t *s) {
-  s->stored = s->since_min = 0;
-  s->ready = 0;
-  memset(s->noise, 0, sizeof s->noise);
-  memset(s->s, 0, sizeof s->s);
-  memset(s->smin, 0, sizeof s->smin);
-  memset(s->stmp, 0, sizeof s->stmp);
-  memset(s->p, 0, sizeof s->p);
-  memset(s->a2, 0, sizeof s->a2);
-  s->spread_t = s->spread_m = s->spread_h = 0;
-  s->vnoise = 0;
-  memset(s->ring, 0, sizeof s->ring);
-  s->ring_n = s->ring_at = 0;
-  s->last = 0;
-  s->slevel = 0;
-  s->weak = 0;
-  s->active = 0;
+  size_t from = offsetof(rm__vad_stat_t, stored);
+  memset((char *)s + from, 0, sizeof *s - from);
   memset(s->hist, 0, s->vn * sizeof *s->hist);
 }
 
