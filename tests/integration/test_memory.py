@@ -10,7 +10,6 @@ import re
 import struct
 import threading
 import time
-import urllib.request
 
 import grpc
 import numpy as np
@@ -250,10 +249,8 @@ def test_runs_wait_for_memory_with_memory_wait_ms():
 
 def budget_in_use(srv):
     """remotemedia_memory_budget_bytes from the server's /metrics."""
-    port = srv.events("listening")[0]["metrics_port"]
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=30) as r:
-        body = r.read().decode()
-    return int(re.search(r"^remotemedia_memory_budget_bytes (\d+)$", body, re.M).group(1))
+    return int(re.search(r"^remotemedia_memory_budget_bytes (\d+)$", srv.metrics_text(),
+                         re.M).group(1))
 
 
 def test_warm_heaps_count_in_max_memory():

@@ -724,7 +724,6 @@ def test_sessions_and_chunks_are_counted_in_prometheus():
     """The streaming counters (issue 12's endpoint): sessions opened and open, chunks and their
     latency histogram, and the gRPC method's own counters for the bidirectional call."""
     import re
-    import urllib.request
     with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv:
         stub = psg.PipelineServiceStub(grpc.insecure_channel(srv.address()))
         m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}), name="counted")
@@ -733,9 +732,7 @@ def test_sessions_and_chunks_are_counted_in_prometheus():
         assert len(results) == 51  # and the close's flushed result
         _, results, _ = stream_all(stub, m, audio_chunks(x[:3200], 320), 16000)  # 10 chunks
         session_ends(srv, 2)
-        port = srv.events("listening")[0]["metrics_port"]
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=30) as r:
-            body = r.read().decode()
+        body = srv.metrics_text()
 
         def value(series):
             m = re.search(r"^%s (\S+)$" % re.escape(series), body, re.M)

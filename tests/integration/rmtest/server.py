@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 
 import grpc
 
@@ -147,6 +148,12 @@ class RunningServer:
             return grpc.secure_channel(self.address(), grpc.ssl_channel_credentials(self.tls_root),
                                        options=opts)
         return grpc.insecure_channel(self.address(), options=opts)
+
+    def metrics_text(self):
+        """The Prometheus scrape of a server started with --metrics-listen."""
+        port = self.events("listening")[0]["metrics_port"]
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=30) as r:
+            return r.read().decode()
 
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
