@@ -7,12 +7,19 @@
 #include "rm/alloc.h"
 #include "rm/wire_proto.h"
 
-grpc_byte_buffer *rm_bytebuf_pack_sized(const ProtobufCMessage *msg, size_t len) {
-  grpc_slice slice = grpc_slice_malloc(len);
-  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+grpc_byte_buffer *rm_bytebuf_pack_within(const ProtobufCMessage *msg, size_t bound, size_t *len) {
+  grpc_slice slice = grpc_slice_malloc(bound);
+  *len = protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  grpc_slice packed = *len < bound ? grpc_slice_sub(slice, 0, *len) : grpc_slice_ref(slice);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&packed, 1);
+  grpc_slice_unref(packed);
   grpc_slice_unref(slice);
   return bb;
+}
+
+grpc_byte_buffer *rm_bytebuf_pack_sized(const ProtobufCMessage *msg, size_t len) {
+  size_t packed;
+  return rm_bytebuf_pack_within(msg, len, &packed);
 }
 
 grpc_byte_buffer *rm_bytebuf_pack(const ProtobufCMessage *msg) {

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Packs msg, whose packed size is at most bound, into a new one-slice byte buffer of its
+ * packed size (*len). The caller destroys it (grpc_byte_buffer_destroy). Any thread. */
+grpc_byte_buffer *rm_bytebuf_pack_within(const ProtobufCMessage *msg, size_t bound, size_t *len);
 /* Packs msg, whose packed size is len, into a new one-slice byte buffer. NULL on OOM.
  * The caller destroys it (grpc_byte_buffer_destroy). Any thread. */
 grpc_byte_buffer *rm_bytebuf_pack_sized(const ProtobufCMessage *msg, size_t len);

@@ -527,22 +527,31 @@ static int response_too_big(rm_call_t *c, size_t len) {
 }
 
 void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
-  size_t len = protobuf_c_message_get_packed_size(msg);
-  if (response_too_big(c, len))
+  rm_call_reply_within(c, msg, protobuf_c_message_get_packed_size(msg));
+}
+
+void rm_call_reply_within(rm_call_t *c, const ProtobufCMessage *msg, size_t bound) {
+  /* a bound above the limit may still be a response within it: only its exact size says */
+  if (bound > c->cfg->max_message_bytes)
+    bound = protobuf_c_message_get_packed_size(msg);
+  if (response_too_big(c, bound))
     return;
   if (c->replied)
     return;
-  /* the packed size is known before packing: the server's budget is asked first */
+  /* the bound is known before packing: the server's budget is asked first, and what the
+   * packed message did not take goes back */
   rm_budget_t *b = rm_server_budget(c->s);
-  if (rm_budget_charge(b, len)) {
+  if (rm_budget_charge(b, bound)) {
     rm_error_t err;
-    rm_call_memory_refused(&err, "the response", len);
+    rm_call_memory_refused(&err, "the response", protobuf_c_message_get_packed_size(msg));
     rm_call_fail(c, &err);
     return;
   }
-  c->response_charge = b ? len : 0;
   c->replied++;
-  c->response = rm_bytebuf_pack_sized(msg, len);
+  size_t len;
+  c->response = rm_bytebuf_pack_within(msg, bound, &len);
+  rm_budget_discharge(b, bound - len);
+  c->response_charge = b ? len : 0;
   c->code = rm_status_from_error(RM_OK);
   c->details = grpc_empty_slice();
   send_status(c);

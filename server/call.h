@@ -62,6 +62,10 @@ void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint6
 /* Packs msg and sends it with status OK; a message above max-message-bytes fails the call
  * instead (RESOURCE_EXHAUSTED). The message is not retained. Any thread. */
 void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
+/* rm_call_reply for a message known to pack into at most bound bytes (it must: the packing
+ * writes into a buffer of that size), which spares protobuf-c's sizing walk. The budget is
+ * charged the bound until the message is packed, then its size. */
+void rm_call_reply_within(rm_call_t *call, const ProtobufCMessage *msg, size_t bound);
 /* rm_call_reply without copying: every bytes or string field of at least min_borrow bytes is
  * sent as a slice pointing at the message's own memory, which must stay valid and unchanged
  * until the call is freed (rm_call_at_end runs then); each such slice holds a reference on the

@@ -147,6 +147,20 @@ static int build_response(response_store_t *st, exec_job_t *job, const rm_result
   return 0;
 }
 
+/* Sends the response. With metrics, the packing buffer is sized by their bound: sizing them
+ * exactly would walk their fields (a dozen per node) once more than packing does. */
+static void reply(rm_call_t *call, response_store_t *st) {
+  size_t metrics_bound = st->has_metrics ? rm_wire_metrics_field_bound(&st->metrics) : 0;
+  if (!metrics_bound) {
+    rm_call_reply(call, &st->msg.base);
+    return;
+  }
+  st->msg.metrics = NULL;
+  size_t rest = protobuf_c_message_get_packed_size(&st->msg.base);
+  st->msg.metrics = &st->metrics;
+  rm_call_reply_within(call, &st->msg.base, rest + metrics_bound);
+}
+
 /* The request's inputs as engine buffers borrowing their payloads: inputs[0..*bound) are
  * set (release them with rm_buffer_unref) even on failure. 0 or RM_EINPUT / RM_ENOMEM,
  * the message naming the input. */
@@ -391,7 +405,7 @@ static void run_job_budgeted(exec_job_t *job) {
       result = NULL; /* the call's end releases them */
       bound = 0;
     } else {
-      rm_call_reply(call, &st.msg.base);
+      reply(call, &st);
     }
     if (st.has_metrics)
       rm_wire_metrics_proto_clear(&st.metrics);

@@ -1,4 +1,7 @@
 /* metrics.c - the engine's metrics as the wire PipelineMetrics message. */
+#include <pthread.h>
+#include <string.h>
+
 #include "rm/alloc.h"
 #include "rm/clock.h"
 #include "rm/wire.h"
@@ -46,4 +49,64 @@ void rm_wire_metrics_proto_clear(Remotemedia__V1__PipelineMetrics *msg) {
   rm_free(msg->node_metrics);
   msg->node_metrics = NULL;
   msg->n_node_metrics = 0;
+}
+
+/* ---- the packed size's bound ---- */
+
+/* The most a scalar field takes packed: a one-byte tag (field numbers below 16) and a 10-byte
+ * varint (a double or a fixed64 takes 8). */
+#define SCALAR_FIELD_MAX 11
+/* A length-delimited field's framing: a one-byte tag and a 32-bit varint length. */
+#define DELIMITED_FIELD_MAX 6
+
+/* The metrics messages' scalar fields, learnt from their descriptors once; -1 when a
+ * descriptor holds a field the bound does not cover. */
+static int node_scalars = -1, pipeline_scalars = -1;
+static pthread_once_t layout_once = PTHREAD_ONCE_INIT;
+
+static int is_scalar(ProtobufCType t) {
+  return t != PROTOBUF_C_TYPE_STRING && t != PROTOBUF_C_TYPE_BYTES && t != PROTOBUF_C_TYPE_MESSAGE;
+}
+
+/* How many fields of d are single scalars with a one-byte tag, the one-byte-tag single
+ * string `string_name` and repeated message `repeated_name` (NULL: none) aside; -1 when any
+ * field is none of these. */
+static int count_scalars(const ProtobufCMessageDescriptor *d, const char *string_name,
+                         const char *repeated_name) {
+  int n = 0;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    int repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
+    if (f->id >= 16)
+      return -1;
+    if (!strcmp(f->name, string_name) && f->type == PROTOBUF_C_TYPE_STRING && !repeated)
+      continue;
+    if (repeated_name && !strcmp(f->name, repeated_name) && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+        repeated)
+      continue;
+    if (!is_scalar(f->type) || repeated)
+      return -1;
+    n++;
+  }
+  return n;
+}
+
+static void learn_layout(void) {
+  node_scalars = count_scalars(&remotemedia__v1__node_metrics__descriptor, "node_id", NULL);
+  pipeline_scalars =
+      count_scalars(&remotemedia__v1__pipeline_metrics__descriptor, "pipeline_id", "node_metrics");
+}
+
+static size_t string_field_max(const char *s) { return DELIMITED_FIELD_MAX + (s ? strlen(s) : 0); }
+
+size_t rm_wire_metrics_field_bound(const Remotemedia__V1__PipelineMetrics *msg) {
+  pthread_once(&layout_once, learn_layout);
+  if (node_scalars < 0 || pipeline_scalars < 0)
+    return 0;
+  size_t n = DELIMITED_FIELD_MAX + (size_t)pipeline_scalars * SCALAR_FIELD_MAX +
+             string_field_max(msg->pipeline_id);
+  for (size_t i = 0; i < msg->n_node_metrics; i++)
+    n += DELIMITED_FIELD_MAX + (size_t)node_scalars * SCALAR_FIELD_MAX +
+         string_field_max(msg->node_metrics[i]->node_id);
+  return n;
 }

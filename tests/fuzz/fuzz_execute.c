@@ -73,8 +73,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rm_pipeline_run(p, inputs, n, &opts, &r, &err);
   if (req->enable_metrics) {
     Remotemedia__V1__PipelineMetrics pm = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
-    if (!rm_wire_metrics_to_proto(rm_pipeline_metrics(p), &pm))
+    if (!rm_wire_metrics_to_proto(rm_pipeline_metrics(p), &pm)) {
+      /* the server packs the metrics into a buffer of this bound */
+      Remotemedia__V1__ExecuteResponse resp = REMOTEMEDIA__V1__EXECUTE_RESPONSE__INIT;
+      resp.metrics = &pm;
+      if (rm_wire_metrics_field_bound(&pm) <
+          remotemedia__v1__execute_response__get_packed_size(&resp))
+        abort();
       rm_wire_metrics_proto_clear(&pm);
+    }
   }
 out:
   rm_result_free(r);

@@ -183,6 +183,58 @@ static void test_unexecuted_nodes_export_zero(void) {
   rm_pipeline_free(p);
 }
 
+/* What m takes packed as the metrics field of a response. */
+static size_t packed_as_field(Remotemedia__V1__PipelineMetrics *m) {
+  Remotemedia__V1__ExecuteResponse resp = REMOTEMEDIA__V1__EXECUTE_RESPONSE__INIT;
+  resp.metrics = m;
+  return remotemedia__v1__execute_response__get_packed_size(&resp);
+}
+
+/* The server sizes its packing buffer by the bound: it must hold every value the fields can
+ * take. At their longest, each node's eight scalars are counted at 11 bytes (a double takes
+ * 9) and the length-delimited fields' framing at 6, so a node's slack is at most 5*2 + 2*5;
+ * shorter values (zero takes nothing) only widen the slack. */
+static void test_proto_field_bound_holds_any_value(void) {
+  rm_pipeline_t *p = calc_with_one_failure();
+  Remotemedia__V1__PipelineMetrics msg = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
+  RM_ASSERT_INT(rm_wire_metrics_to_proto(rm_pipeline_metrics(p), &msg), 0);
+  size_t exact = packed_as_field(&msg), bound = rm_wire_metrics_field_bound(&msg);
+  CU_ASSERT(bound >= exact);
+  rm_wire_metrics_proto_clear(&msg);
+  rm_pipeline_free(p);
+
+  /* every field at its longest: 300 nodes (a 3-byte length), 200-byte ids */
+  enum { N = 300 };
+  static char id[201];
+  memset(id, 'x', 200);
+  static Remotemedia__V1__NodeMetrics nodes[N];
+  static Remotemedia__V1__NodeMetrics *ptrs[N];
+  for (size_t i = 0; i < N; i++) {
+    remotemedia__v1__node_metrics__init(&nodes[i]);
+    nodes[i].node_id = id;
+    nodes[i].execution_count = nodes[i].success_count = nodes[i].error_count = UINT64_MAX;
+    nodes[i].success_rate = nodes[i].total_duration_us = nodes[i].avg_duration_us = -1e300;
+    nodes[i].min_duration_us = nodes[i].max_duration_us = 1e-300;
+    ptrs[i] = &nodes[i];
+  }
+  Remotemedia__V1__PipelineMetrics big = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
+  big.pipeline_id = id;
+  big.total_executions = big.peak_memory_bytes = UINT64_MAX;
+  big.total_duration_us = big.total_duration_ms = big.peak_memory_mb = big.metrics_overhead_us =
+      -1e300;
+  big.node_metrics = ptrs;
+  big.n_node_metrics = N;
+  exact = packed_as_field(&big);
+  bound = rm_wire_metrics_field_bound(&big);
+  CU_ASSERT(bound >= exact && bound <= exact + 20 * (N + 1));
+
+  /* and at its shortest: nothing set */
+  Remotemedia__V1__PipelineMetrics empty = REMOTEMEDIA__V1__PIPELINE_METRICS__INIT;
+  exact = packed_as_field(&empty);
+  bound = rm_wire_metrics_field_bound(&empty);
+  CU_ASSERT(bound >= exact);
+}
+
 static void test_proto_carries_the_same_numbers(void) {
   rm_pipeline_t *p = calc_with_one_failure();
   rm_metrics_t *m = rm_pipeline_metrics(p);
@@ -494,6 +546,7 @@ int main(void) {
                                          RM_TEST(test_durations_ordered_and_nonzero),
                                          RM_TEST(test_unexecuted_nodes_export_zero),
                                          RM_TEST(test_proto_carries_the_same_numbers),
+                                         RM_TEST(test_proto_field_bound_holds_any_value),
                                          RM_TEST(test_peak_memory_of_a_known_case),
                                          RM_TEST(test_peak_counts_a_shared_input_once),
                                          RM_TEST(test_peak_covers_only_metered_runs),
