@@ -19,7 +19,9 @@ First calls (3.84 MB PassThrough): on each of three fresh servers, ten calls one
 on one connection and ten on a second; h2load's per-request log gives each call's time. The
 first call on a fresh server is compared with warm calls (the goal), and split into the
 server's part (against the first call on a new connection to the warm server) and the new
-connection's part, which the echo shows too.
+connection's part, which the echo shows too. The server's CPU for a fresh server's first call
+and for a new connection's, with the server's warm call and without (--warm-call=false), on
+three more fresh servers each.
 
 Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--scale 1]
        [--smoke]    (tiny counts, one round: the shape of the table, not its figures)
@@ -195,6 +197,33 @@ def first_calls(start, body, tmp, rm_argv, echo_argv, servers):
             got.setdefault(key + "fresh", []).append(a[0])
             got.setdefault(key + "new_conn", []).append(b[0])
             got.setdefault(key + "warm", []).extend(a[1:] + b[1:])
+    return {k: median(v) for k, v in got.items()}
+
+
+def task_ns(pid):
+    """CPU time of every thread of the process, ns (/proc/PID/task/*/schedstat): ticks of
+    /proc/PID/stat are 10 ms, longer than one call."""
+    total = 0
+    for d in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{d}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that ended
+    return total
+
+
+def first_call_cpu(start, body, tmp, argv, servers):
+    """Medians over `servers` fresh servers of the server's CPU (us) for its first call and
+    for the first call on a second connection (the process warm, the connection new)."""
+    got = {}
+    for i in range(servers):
+        s = start(f"cpu{i}", argv)
+        for key in ("fresh", "new_conn"):
+            t0 = task_ns(s.p.pid)
+            sequential(s, body, 1, tmp)
+            got.setdefault(key, []).append((task_ns(s.p.pid) - t0) / 1e3)
+        s.stop()
     return {k: median(v) for k, v in got.items()}
 
 
@@ -434,6 +463,14 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     row("echo, same request: first call on a new connection / warm",
         fmt(fc["echo_new_conn"], " us"), fmt(fc["echo_warm"], " us"),
         div(fc["echo_new_conn"], fc["echo_warm"]), "(baseline)")
+    # the server's CPU for them, with its warm call (the default) and without
+    for label, extra in (("", []), (", --warm-call=false", ["--warm-call=false"])):
+        cc = first_call_cpu(lambda name, argv: start(name, argv, "0"), bodies["big_pt"], tmp,
+                            rm_args + ["--threads", "1", "--workers", "1"] + extra,
+                            1 if args.smoke else 3)
+        row(f"big PassThrough: server CPU of a fresh server's first call / of a new "
+            f"connection's first call{label}", fmt(cc["fresh"], " us"), fmt(cc["new_conn"], " us"),
+            div(cc["fresh"], cc["new_conn"]), "(breakdown)")
     # as shipped and the matrix
     best = {st: max(rate(("echo_pin", st)), rate(("echo_free", st))) for st in STREAMS}
     for st in STREAMS:

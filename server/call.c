@@ -238,7 +238,7 @@ static void client_gone(rm_call_t *c) {
 }
 
 static void log_call(rm_call_t *c) {
-  if (RM_LOG_INFO < rm_log_threshold)
+  if (RM_LOG_INFO < rm_log_threshold || rm_server_own_call(c->s))
     return;
   grpc_status_code code = client_status(c);
   rm_log_level_t level = rm_status_is_bug(code) ? RM_LOG_ERROR : RM_LOG_INFO;

@@ -30,6 +30,7 @@ typedef struct rm_config {
   uint64_t max_execution_ms;
   uint64_t inline_max_bytes; /* light pipelines with inputs up to this run inline */
   int pipeline_cache;        /* reuse compiled pipelines keyed by manifest bytes + limits */
+  int warm_call;             /* one call to itself before reporting SERVING */
   uint64_t grace_ms;         /* shutdown grace period */
   char *auth_token_file;     /* one token per line */
   char *auth_tokens;         /* comma-separated (env RM_AUTH_TOKENS) */

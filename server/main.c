@@ -19,6 +19,7 @@
 #include "rm_version.h"
 #include "server.h"
 #include "stats.h"
+#include "warm_call.h"
 #include "statistics_service.h"
 
 typedef struct second_signal {
@@ -188,6 +189,7 @@ int main(int argc, char **argv) {
     rm_server_shutdown(server);
     goto out;
   }
+  rm_warm_call(server);
   serve(server, &cfg, &sigs, metrics);
   status = 0;
 out:

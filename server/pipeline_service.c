@@ -545,7 +545,9 @@ static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec
   /* Big requests run on a worker from the start and use that worker's cache, where heavy
    * pipelines are kept too (a polling thread keeps only light ones: it hands heavy ones to
    * a worker, and an entry is never used by two runs at once). */
-  *cache = key->manifest && cfg->pipeline_cache ? rm_exec_cache_this_thread() : NULL;
+  *cache = key->manifest && cfg->pipeline_cache && !rm_server_own_call(rm_call_server(call))
+               ? rm_exec_cache_this_thread()
+               : NULL;
   if (*cache) {
     *hit = rm_exec_cache_find(*cache, key);
     rm_stats_cache(*hit != NULL);

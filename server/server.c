@@ -18,6 +18,7 @@
 #include "server_int.h"
 #include "status.h"
 #include "sysres.h"
+#include "stats.h"
 #include "tls.h"
 
 _Thread_local rm__queue_t *rm__this_queue;
@@ -47,6 +48,7 @@ struct rm_server {
   uint64_t resident_base;           /* resident bytes before the warm-up (0: unknown) */
   atomic_long executing;            /* ExecutePipeline slots taken */
   atomic_long sessions; /* StreamPipeline sessions open (what the drain also waits for) */
+  atomic_int own_call;  /* rm_server_set_own_call */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* signalled when held/unary drop */
   rm_pool_t pool;
@@ -144,6 +146,15 @@ int rm_server_relieve(rm_server_t *s, size_t more, uint64_t *held) {
 int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }
 const rm_config_t *rm_server_config(const rm_server_t *s) { return s->cfg; }
 int rm_server_port(const rm_server_t *s) { return s->port; }
+
+void rm_server_set_own_call(rm_server_t *s, int running) {
+  atomic_store_explicit(&s->own_call, running != 0, memory_order_relaxed);
+  rm_stats_pause(running);
+}
+
+int rm_server_own_call(const rm_server_t *s) {
+  return atomic_load_explicit(&((rm_server_t *)s)->own_call, memory_order_relaxed);
+}
 
 const char *const *rm_server_services(const rm_server_t *s, size_t *n) {
   *n = s->n_services;

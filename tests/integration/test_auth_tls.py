@@ -76,6 +76,9 @@ def test_tokens_from_environment():
         stub.GetVersion(ps.GetVersionRequest(), metadata=[("authorization", "Bearer " + TOKENS[1])])
     cfg = srv.events("config")[0]
     assert cfg["auth_tokens"] == "<redacted>"
+    # the server's own warm call holds no token: refused, having warmed the transport
+    (warm,) = srv.events("warm_call")
+    assert warm["code"] == grpc.StatusCode.UNAUTHENTICATED.value[0] and warm["level"] == "info"
     assert TOKENS[0] not in "\n".join(srv.raw_log())
 
 
@@ -97,6 +100,8 @@ def test_tls(certs):
                 psg.PipelineServiceStub(ch).GetVersion(ps.GetVersionRequest(), timeout=3)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert srv.events("listening")[0]["tls"] is True
+    (warm,) = srv.events("warm_call")
+    assert warm["skipped"] == "TLS: the server holds no client identity"
 
 
 def test_mutual_tls(certs):

@@ -37,6 +37,7 @@ static const opt_case_t all_opts[] = {
     {"max-execution-ms", "RM_MAX_EXECUTION_MS", K_INT, 1, 86400000},
     {"inline-max-bytes", "RM_INLINE_MAX_BYTES", K_INT, 0, 2147483647},
     {"pipeline-cache", "RM_PIPELINE_CACHE", K_BOOL, 0, 1},
+    {"warm-call", "RM_WARM_CALL", K_BOOL, 0, 1},
     {"grace-ms", "RM_GRACE_MS", K_INT, 0, 3600000},
     {"auth-token-file", "RM_AUTH_TOKEN_FILE", K_STR, 0, 0},
     {"auth-tokens", "RM_AUTH_TOKENS", K_STR, 0, 0},

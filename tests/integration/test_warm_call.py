@@ -1,0 +1,53 @@
+"""The server's own warm call (--warm-call, on by default): one ExecutePipeline call to its own
+listening address before it reports SERVING, so that a client's first call does not fault in
+the transport's and the call path's code. It is not a client's call: not counted, not logged as
+a call, its pipeline not cached, and what it used is given back."""
+import re
+
+from conftest import ps, psg
+from rmtest.server import RunningServer
+
+SAMPLES_BYTES = 16384 * 4  # the warm call's PassThrough of f32 samples (server/warm_call.c)
+
+
+def series(body, name, label=""):
+    """Every sample value of the metric `name` in a Prometheus exposition whose labels hold
+    `label`."""
+    return [float(v) for labels, v in re.findall(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name),
+                                                 body, re.M) if label in labels]
+
+
+def test_the_warm_call_runs_before_serving_and_is_not_a_clients():
+    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--warm-bytes", "0"]) as srv:
+        (ev,) = srv.events("warm_call")
+        assert ev["level"] == "info" and ev["code"] == 0
+        assert ev["target"] == f"127.0.0.1:{srv.port}"
+        # the samples came back, with the response's framing and metrics around them
+        assert SAMPLES_BYTES < ev["response_bytes"] < SAMPLES_BYTES + 1024
+        order = [e["event"] for e in srv.events()]
+        assert order.index("warm_call") < order.index("listening")
+        assert srv.events("call") == []
+        body = srv.metrics_text()
+        # (the health checks RunningServer waited with are the only calls counted)
+        execute = 'grpc_method="ExecutePipeline"'
+        assert series(body, "grpc_server_started_total", execute) == [0.0]
+        assert set(series(body, "grpc_server_handled_total", execute)) == {0.0}
+        # neither its compiled pipeline (cached, ~128 KB) nor its response (64 KiB) stayed
+        # charged: what is left is the few KB of gRPC's client state the call set up
+        assert int(series(body, "remotemedia_memory_budget_bytes")[0]) < 64 * 1024
+        with srv.channel() as ch:
+            st = psg.PipelineServiceStub(ch).GetStatistics(ps.GetStatisticsRequest(), timeout=30)
+        assert list(st.pipelines) == []
+        assert [n.node_type for n in st.node_types if n.stats.compute.count] == []
+
+
+def test_the_warm_call_can_be_turned_off():
+    with RunningServer(["--warm-call=false"]) as srv:
+        assert srv.events("warm_call") == []
+        assert srv.events("listening")
+
+
+def test_the_warm_call_reaches_a_wildcard_listener_at_localhost():
+    with RunningServer(["--listen", "0.0.0.0:0"]) as srv:
+        (ev,) = srv.events("warm_call")
+        assert ev["code"] == 0 and ev["target"] == f"localhost:{srv.port}"
