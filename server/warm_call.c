@@ -1,6 +1,7 @@
 /* warm_call.c - the server's own first call, made before it reports SERVING. */
 #include "warm_call.h"
 
+#include <arpa/inet.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
@@ -16,20 +17,32 @@
 #define WARM_SAMPLES (16 * 1024)
 #define WARM_DEADLINE_MS 10000
 
-/* The address a client on this host reaches `listen` at: a wildcard host becomes localhost,
- * the port the bound one. */
+/* The address a client on this host reaches `listen` at, as a gRPC target: a wildcard host
+ * becomes the loopback address of its family, the port the bound one. Numeric addresses are
+ * given as ipv4:/ipv6: targets, which need no resolver (the DNS resolver's c-ares keeps a few
+ * bytes for good). */
 static void local_target(const char *listen, int port, char *out, size_t cap) {
   if (!strncmp(listen, "unix:", 5)) {
     snprintf(out, cap, "%s", listen);
     return;
   }
   const char *colon = strrchr(listen, ':');
-  size_t host_len = colon ? (size_t)(colon - listen) : strlen(listen);
-  if (host_len == 0 || (host_len == 7 && !strncmp(listen, "0.0.0.0", 7)) ||
-      (host_len == 4 && !strncmp(listen, "[::]", 4)))
-    snprintf(out, cap, "localhost:%d", port);
+  int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
+  char host[256];
+  snprintf(host, sizeof host, "%.*s", host_len, listen);
+  struct in_addr v4;
+  struct in6_addr v6;
+  if (!*host || !strcmp(host, "0.0.0.0"))
+    snprintf(out, cap, "ipv4:127.0.0.1:%d", port);
+  else if (!strcmp(host, "[::]"))
+    snprintf(out, cap, "ipv6:[::1]:%d", port);
+  else if (inet_pton(AF_INET, host, &v4) == 1)
+    snprintf(out, cap, "ipv4:%s:%d", host, port);
+  else if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']' &&
+           (host[host_len - 1] = '\0', inet_pton(AF_INET6, host + 1, &v6) == 1))
+    snprintf(out, cap, "ipv6:[%s]:%d", host + 1, port);
   else
-    snprintf(out, cap, "%.*s:%d", (int)host_len, listen, port);
+    snprintf(out, cap, "%.*s:%d", host_len, listen, port);
 }
 
 /* The warm call's request: a PassThrough of WARM_SAMPLES f32 samples of silence. */

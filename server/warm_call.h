@@ -5,8 +5,8 @@
 #include "server.h"
 
 /* Unless --warm-call is off: one ExecutePipeline call (a PassThrough of 64 KiB of audio) from
- * this process to its own listening address (a wildcard host as localhost, the bound port),
- * so that a client's first call finds the code and data of the transport and the call path
+ * this process to its own listening address (a wildcard host as the loopback address, the bound
+ * port), so that a client's first call finds the code and data of the transport and the call path
  * in memory. The call is neither counted, logged as a call, nor cached
  * (rm_server_set_own_call); its outcome is logged as "warm_call". Skipped with TLS (the
  * server holds no client identity); with tokens required it ends UNAUTHENTICATED, having

@@ -4,6 +4,8 @@ the transport's and the call path's code. It is not a client's call: not counted
 a call, its pipeline not cached, and what it used is given back."""
 import re
 
+import pytest
+
 from conftest import ps, psg
 from rmtest.server import RunningServer
 
@@ -21,7 +23,7 @@ def test_the_warm_call_runs_before_serving_and_is_not_a_clients():
     with RunningServer(["--metrics-listen", "127.0.0.1:0", "--warm-bytes", "0"]) as srv:
         (ev,) = srv.events("warm_call")
         assert ev["level"] == "info" and ev["code"] == 0
-        assert ev["target"] == f"127.0.0.1:{srv.port}"
+        assert ev["target"] == f"ipv4:127.0.0.1:{srv.port}"
         # the samples came back, with the response's framing and metrics around them
         assert SAMPLES_BYTES < ev["response_bytes"] < SAMPLES_BYTES + 1024
         order = [e["event"] for e in srv.events()]
@@ -47,7 +49,18 @@ def test_the_warm_call_can_be_turned_off():
         assert srv.events("listening")
 
 
-def test_the_warm_call_reaches_a_wildcard_listener_at_localhost():
-    with RunningServer(["--listen", "0.0.0.0:0"]) as srv:
+@pytest.mark.parametrize("listen,host", [("0.0.0.0:0", "ipv4:127.0.0.1"), ("[::]:0", "ipv6:[::1]"),
+                                         ("[::1]:0", "ipv6:[::1]")])
+def test_the_warm_call_reaches_the_listener_by_address(listen, host):
+    """A wildcard host is reached at its family's loopback address; numeric addresses go as
+    ipv4:/ipv6: targets, which need no resolver."""
+    with RunningServer(["--listen", listen], wait_ready=False) as srv:
         (ev,) = srv.events("warm_call")
-        assert ev["code"] == 0 and ev["target"] == f"localhost:{srv.port}"
+        assert ev["code"] == 0 and ev["target"] == f"{host}:{srv.port}"
+
+
+def test_the_warm_call_reaches_a_unix_socket(tmp_path):
+    path = f"unix:{tmp_path}/rm.sock"
+    with RunningServer(["--listen", path], wait_ready=False) as srv:
+        (ev,) = srv.events("warm_call")
+        assert ev["code"] == 0 and ev["target"] == path
