@@ -2,7 +2,8 @@
 """wire_bench.py - every comparison of issue 11 in one run: remotemedia-server against the bare
 C-core echo (bench/server/echo_server.c) and a Python grpcio server with the same contract
 (bench/server/py_server.py), runs interleaved, printed as ONE markdown table of ratios with the
-load average seen. Load: h2load (nghttp2-client); CPU per call from /proc/<pid>/stat.
+load average seen. Load: h2load (nghttp2-client); CPU per call from
+/proc/<pid>/task/*/schedstat (ns; the ticks of /proc/<pid>/stat are 10 ms).
 
 Pinned runs: each server on CPU 0 (one polling thread, one worker), h2load on CPU 1. "As
 shipped" and the thread matrix: servers and h2load unpinned, against the best echo of pinned
@@ -15,13 +16,13 @@ baseline runs what a server call gets (this signal, a freshly filled input buffe
 as the metrics count it); the old one (bench/media's own signal, one reused input buffer, the
 whole run) is printed too.
 
-First calls (3.84 MB PassThrough): on each of three fresh servers, ten calls one after the other
+First calls (3.84 MB PassThrough): on each of five fresh servers, ten calls one after the other
 on one connection and ten on a second; h2load's per-request log gives each call's time. The
 first call on a fresh server is compared with warm calls (the goal), and split into the
 server's part (against the first call on a new connection to the warm server) and the new
 connection's part, which the echo shows too. The server's CPU for a fresh server's first call
 and for a new connection's, with the server's warm call and without (--warm-call=false), on
-three more fresh servers each.
+five more fresh servers each.
 
 Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--scale 1]
        [--smoke]    (tiny counts, one round: the shape of the table, not its figures)
@@ -43,7 +44,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHOD = "/remotemedia.v1.PipelineService/ExecutePipeline"
 STREAMS = (1, 4, 16, 64)
-TICK = os.sysconf("SC_CLK_TCK")
 # calls per load run, by request (about a second each on a quiet machine of this kind)
 COUNTS = {"pt100": 4000, "five_off": 4000, "five_on": 4000, "py_pt": 600, "py_gain": 600,
           "rm_py_pt": 4000, "rm_py_gain": 4000,
@@ -122,11 +122,6 @@ class Server:
         if self.port is None:
             raise SystemExit(f"{name} did not start: {open(self.log).read()[-2000:]}")
 
-    def cpu_ticks(self):
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-
     def stop(self):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGKILL)
@@ -151,10 +146,10 @@ def h2load(server, body, streams, args, pinned, count_key=None):
                                              args.scale)
     cmd = h2load_cmd(server, body, pinned, ["-c", str(c), "-m", str(max(1, streams // c)),
                                             "-n", str(max(n, c * max(1, streams // c)))])
-    before = server.cpu_ticks()
+    before = task_ns(server.p.pid)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     out = p.stdout + p.stderr
-    ticks = server.cpu_ticks() - before
+    cpu_ns = task_ns(server.p.pid) - before
     ok = re.search(r"(\d+) succeeded", out)
     rate = re.search(r"finished in [^,]+, ([\d.]+) req/s", out)
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
@@ -162,7 +157,7 @@ def h2load(server, body, streams, args, pinned, count_key=None):
     if not n or not rate:
         raise SystemExit(f"h2load against {server.name} failed:\n{out[-2000:]}")
     mean_us = float(mean.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[mean.group(2)] if mean else 0
-    return float(rate.group(1)), ticks * 1e6 / TICK / n, mean_us
+    return float(rate.group(1)), cpu_ns / 1e3 / n, mean_us
 
 
 def sequential(server, body, n, tmp):
@@ -228,7 +223,7 @@ def first_call_cpu(start, body, tmp, argv, servers):
 
 
 def div(a, b):
-    """a / b, None (printed n/a) when b is 0 (a smoke run's few calls may use no CPU tick)."""
+    """a / b, None (printed n/a) when b is 0."""
     return a / b if b else None
 
 
@@ -452,7 +447,7 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     # first calls: on fresh servers, and on new connections to warm ones
     fc = first_calls(lambda name, argv: start(name, argv, "0"), bodies["big_pt"], tmp,
                      rm_args + ["--threads", "1", "--workers", "1"],
-                     [echo_bin, "127.0.0.1:0", METHOD], 1 if args.smoke else 3)
+                     [echo_bin, "127.0.0.1:0", METHOD], 1 if args.smoke else 5)
     row("big PassThrough: first call on a fresh server / warm", fmt(fc["fresh"], " us"),
         fmt(fc["warm"], " us"), div(fc["fresh"], fc["warm"]), "<= 1.2")
     row("big PassThrough: first call on a fresh server / first call on a new connection to "
@@ -467,7 +462,7 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     for label, extra in (("", []), (", --warm-call=false", ["--warm-call=false"])):
         cc = first_call_cpu(lambda name, argv: start(name, argv, "0"), bodies["big_pt"], tmp,
                             rm_args + ["--threads", "1", "--workers", "1"] + extra,
-                            1 if args.smoke else 3)
+                            1 if args.smoke else 5)
         row(f"big PassThrough: server CPU of a fresh server's first call / of a new "
             f"connection's first call{label}", fmt(cc["fresh"], " us"), fmt(cc["new_conn"], " us"),
             div(cc["fresh"], cc["new_conn"]), "(breakdown)")
@@ -484,6 +479,9 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     row("metrics on / off, 5 nodes (calls/s)", fmt(rate(("rm", "five_on"))),
         fmt(rate(("rm", "five_off"))), div(rate(("rm", "five_on")), rate(("rm", "five_off"))),
         ">= 0.97")
+    row("metrics on / off, 5 nodes: server CPU per call, off / on", fmt(cpu(("rm", "five_on")), " us"),
+        fmt(cpu(("rm", "five_off")), " us"), div(cpu(("rm", "five_off")), cpu(("rm", "five_on"))),
+        "(breakdown)")
     for kind, nm in (("py_pt", "PassThrough"), ("py_gain", "Gain (numpy)")):
         row(f"{nm} 4 KiB: calls/s vs Python grpcio", fmt(rate(("rm", kind))),
             fmt(rate(("py", kind))), div(rate(("rm", kind)), rate(("py", kind))), ">= 10")
