@@ -197,7 +197,9 @@ def first_calls(start, body, tmp, rm_argv, echo_argv, servers):
 
 def task_ns(pid):
     """CPU time of every thread of the process, ns (/proc/PID/task/*/schedstat): ticks of
-    /proc/PID/stat are 10 ms, longer than one call."""
+    /proc/PID/stat are 10 ms, longer than one call. Live threads only: one that ends between
+    two readings takes its time out of the difference (the server's own threads live as long
+    as it does)."""
     total = 0
     for d in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -214,6 +216,7 @@ def first_call_cpu(start, body, tmp, argv, servers):
     got = {}
     for i in range(servers):
         s = start(f"cpu{i}", argv)
+        time.sleep(0.5)  # what start-up leaves running (the warm call's channel) settles
         for key in ("fresh", "new_conn"):
             t0 = task_ns(s.p.pid)
             sequential(s, body, 1, tmp)

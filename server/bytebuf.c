@@ -2,6 +2,7 @@
 #include "bytebuf.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rm/alloc.h"
@@ -10,6 +11,8 @@
 grpc_byte_buffer *rm_bytebuf_pack_within(const ProtobufCMessage *msg, size_t bound, size_t *len) {
   grpc_slice slice = grpc_slice_malloc(bound);
   *len = protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  if (*len > bound) /* memory past the buffer is already overwritten: stop here */
+    abort();
   grpc_slice packed = *len < bound ? grpc_slice_sub(slice, 0, *len) : grpc_slice_ref(slice);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&packed, 1);
   grpc_slice_unref(packed);

@@ -9,7 +9,9 @@
 #include <stdint.h>
 
 /* Packs msg, whose packed size is at most bound, into a new one-slice byte buffer of its
- * packed size (*len). The caller destroys it (grpc_byte_buffer_destroy). Any thread. */
+ * packed size (*len) that holds a buffer of bound bytes; a message found bigger aborts the
+ * process (it was packed past the buffer). The caller destroys it
+ * (grpc_byte_buffer_destroy). Any thread. */
 grpc_byte_buffer *rm_bytebuf_pack_within(const ProtobufCMessage *msg, size_t bound, size_t *len);
 /* Packs msg, whose packed size is len, into a new one-slice byte buffer. NULL on OOM.
  * The caller destroys it (grpc_byte_buffer_destroy). Any thread. */

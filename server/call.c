@@ -78,6 +78,7 @@ struct rm_call {
   int unary;         /* counted by rm__server_unary_begin */
   int replied;
   int gone;                     /* the answer cannot reach the client, or did not: client_gone() */
+  int own;                      /* the server's own warm call (rm_call_own) */
   int logged_at_end;            /* a unary call whose status went out: logged when the call ends */
   grpc_status_code client_code; /* what the client got then, for an OK answer */
   uint64_t t_start;
@@ -238,7 +239,7 @@ static void client_gone(rm_call_t *c) {
 }
 
 static void log_call(rm_call_t *c) {
-  if (RM_LOG_INFO < rm_log_threshold || rm_server_own_call(c->s))
+  if (RM_LOG_INFO < rm_log_threshold || c->own)
     return;
   grpc_status_code code = client_status(c);
   rm_log_level_t level = rm_status_is_bug(code) ? RM_LOG_ERROR : RM_LOG_INFO;
@@ -489,6 +490,8 @@ static void request_id_init(rm_call_t *c) {
 
 const char *rm_call_request_id(const rm_call_t *c) { return c->rid; }
 
+int rm_call_own(const rm_call_t *c) { return c->own; }
+
 /* A refusal by a limit, counted by reason. */
 static void count_rejection(const rm_error_t *err) {
   if (!err || err->code != RM_ELIMIT)
@@ -501,7 +504,8 @@ static void count_rejection(const rm_error_t *err) {
 void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
   if (c->replied++)
     return;
-  count_rejection(err);
+  if (!c->own)
+    count_rejection(err);
   /* ErrorInfo names the id the client chose; a generated one is in the initial metadata */
   const char *rid = c->rid_from_client ? c->rid : NULL;
   int code = rm_status_code_of(err);
@@ -538,8 +542,8 @@ void rm_call_reply_within(rm_call_t *c, const ProtobufCMessage *msg, size_t boun
     return;
   if (c->replied)
     return;
-  /* the bound is known before packing: the server's budget is asked first, and what the
-   * packed message did not take goes back */
+  /* the bound is known before packing: the server's budget is asked first, and stays
+   * charged with it (the slice keeps the whole buffer) */
   rm_budget_t *b = rm_server_budget(c->s);
   if (rm_budget_charge(b, bound)) {
     rm_error_t err;
@@ -550,8 +554,7 @@ void rm_call_reply_within(rm_call_t *c, const ProtobufCMessage *msg, size_t boun
   c->replied++;
   size_t len;
   c->response = rm_bytebuf_pack_within(msg, bound, &len);
-  rm_budget_discharge(b, bound - len);
-  c->response_charge = b ? len : 0;
+  c->response_charge = b ? bound : 0;
   c->code = rm_status_from_error(RM_OK);
   c->details = grpc_empty_slice();
   send_status(c);
@@ -972,7 +975,9 @@ static void call_start(rm__arrival_t *a, const rm_error_t *reject) {
   if (a->unknown)
     c->unregistered_path = rm_strdup(a->unknown);
   c->run.pipeline = -1;
-  c->stats_method = rm_stats_method(a->m);
+  /* decided once, at arrival: a call is the server's own from its start to its end */
+  c->own = rm_server_own_call(c->s);
+  c->stats_method = c->own ? -1 : rm_stats_method(a->m); /* -1: no method counter */
   rm_stats_call_arrived(c->stats_method, a->payload != NULL);
   request_id_init(c);
   const char *outer_rid = rm_log_set_request_id(c->rid);

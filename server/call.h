@@ -26,6 +26,9 @@ uint64_t rm_call_arrival_ns(const rm_call_t *call);
 /* Non-zero once the client cancelled or the server is force-stopping. */
 const atomic_int *rm_call_cancel_flag(const rm_call_t *call);
 rm_server_t *rm_call_server(const rm_call_t *call);
+/* Non-zero for the server's own warm call (it arrived while rm_server_own_call): it is not a
+ * client's, so it is neither counted, logged as a call, nor cached. */
+int rm_call_own(const rm_call_t *call);
 /* Keeps the call (and its arena and request) alive past its answer; any thread. */
 void rm_call_ref(rm_call_t *call);
 /* Drops a reference; the last one frees the call. Any thread. */
@@ -63,8 +66,8 @@ void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint6
  * instead (RESOURCE_EXHAUSTED). The message is not retained. Any thread. */
 void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
 /* rm_call_reply for a message known to pack into at most bound bytes (it must: the packing
- * writes into a buffer of that size), which spares protobuf-c's sizing walk. The budget is
- * charged the bound until the message is packed, then its size. */
+ * writes into a buffer of that size, and aborts the process past it), which spares
+ * protobuf-c's sizing walk. The budget is charged the bound, the buffer's size. */
 void rm_call_reply_within(rm_call_t *call, const ProtobufCMessage *msg, size_t bound);
 /* rm_call_reply without copying: every bytes or string field of at least min_borrow bytes is
  * sent as a slice pointing at the message's own memory, which must stay valid and unchanged

@@ -356,7 +356,7 @@ static void run_job_budgeted(exec_job_t *job) {
       /* counters (stats.h): every node invocation, the queue and compute times, the
        * latter two from the clock readings that time the nodes (no reads of their own) */
       uint64_t span[2] = {0, 0};
-      int counting = rm_stats_counting();
+      int counting = rm_stats_counting() && !rm_call_own(call);
       if (counting) {
         opts.on_node = rm_stats_node;
         opts.node_span = span;
@@ -545,9 +545,8 @@ static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec
   /* Big requests run on a worker from the start and use that worker's cache, where heavy
    * pipelines are kept too (a polling thread keeps only light ones: it hands heavy ones to
    * a worker, and an entry is never used by two runs at once). */
-  *cache = key->manifest && cfg->pipeline_cache && !rm_server_own_call(rm_call_server(call))
-               ? rm_exec_cache_this_thread()
-               : NULL;
+  *cache = key->manifest && cfg->pipeline_cache && !rm_call_own(call) ? rm_exec_cache_this_thread()
+                                                                      : NULL;
   if (*cache) {
     *hit = rm_exec_cache_find(*cache, key);
     rm_stats_cache(*hit != NULL);
@@ -563,7 +562,8 @@ static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec
   const char *name = *hit ? rm_pipeline_name(*hit) : req->manifest ? req->manifest->name : "";
   if (name[0])
     rm_call_set_log_note(call, "pipeline", name);
-  rm_call_stats_run(call)->pipeline = rm_stats_pipeline_label(name); /* counted at its status */
+  if (!rm_call_own(call)) /* counted at its status */
+    rm_call_stats_run(call)->pipeline = rm_stats_pipeline_label(name);
   return 0;
 }
 

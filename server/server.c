@@ -18,7 +18,6 @@
 #include "server_int.h"
 #include "status.h"
 #include "sysres.h"
-#include "stats.h"
 #include "tls.h"
 
 _Thread_local rm__queue_t *rm__this_queue;
@@ -149,7 +148,6 @@ int rm_server_port(const rm_server_t *s) { return s->port; }
 
 void rm_server_set_own_call(rm_server_t *s, int running) {
   atomic_store_explicit(&s->own_call, running != 0, memory_order_relaxed);
-  rm_stats_pause(running);
 }
 
 int rm_server_own_call(const rm_server_t *s) {

@@ -66,9 +66,8 @@ typedef struct rm_method {
 int rm_server_new(const rm_config_t *cfg, rm_method_t *methods, rm_server_t **out, rm_error_t *err);
 /* The bound port (useful with port 0). */
 int rm_server_port(const rm_server_t *s);
-/* While the server's own warm call runs (warm_call.c): calls are neither logged nor counted
- * and their pipelines not cached, as none of it is a client's. Set by the main thread, read
- * by any. */
+/* While the server's own warm call runs (warm_call.c): calls that arrive are the server's
+ * own (rm_call_own). Set by the main thread, read by any. */
 void rm_server_set_own_call(rm_server_t *s, int running);
 int rm_server_own_call(const rm_server_t *s);
 /* Starts the polling threads and the workers. 0, or RM_ENOMEM with err (may be NULL)

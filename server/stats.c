@@ -196,7 +196,6 @@ static struct {
   label_table_t pipes, nodes;
   _Atomic(shard_t *) shards;
   atomic_uint gen;   /* bumped by init and shutdown: threads' cached shards are stale */
-  atomic_int paused; /* rm_stats_pause */
   uint64_t start_ns; /* wall clock */
 } g;
 
@@ -234,8 +233,6 @@ static size_t shard_bytes(void) {
 /* This thread's shard, allocated on its first count; NULL when memory ran out (the count
  * is lost, the call is not). */
 static shard_t *shard(void) {
-  if (atomic_load_explicit(&g.paused, memory_order_relaxed))
-    return NULL;
   unsigned gen = atomic_load_explicit(&g.gen, memory_order_acquire);
   if (mine && mine_gen == gen)
     return mine;
@@ -375,13 +372,7 @@ void rm_stats_call_ended(int method, int code, uint64_t ns, int sent, const rm_s
     pipeline_done(s, run, code, ns);
 }
 
-void rm_stats_pause(int paused) {
-  atomic_store_explicit(&g.paused, paused != 0, memory_order_relaxed);
-}
-
 int rm_stats_pipeline_label(const char *name) {
-  if (atomic_load_explicit(&g.paused, memory_order_relaxed))
-    return -1;
   if (!name)
     name = "";
   if (cache_valid() && cache.pipe_name && strcmp(name, cache.pipe_name) == 0)

@@ -32,10 +32,6 @@ struct rm_method;
 int rm_stats_init(const struct rm_method *methods, size_t max_pipelines);
 /* Frees every shard and label. No thread may count any more. Main thread. */
 void rm_stats_shutdown(void);
-/* While paused (non-zero), nothing is counted and no pipeline name takes a label: the
- * server's own warm call (warm_call.c) is not a client's. Main thread; counting threads see
- * it at their next count. */
-void rm_stats_pause(int paused);
 /* Non-zero once rm_stats_init has run (and not rm_stats_shutdown): callers skip the clock
  * readings they take only for the counters when it is 0. RM_BENCH_NO_COUNTERS=1 in the
  * environment keeps rm_stats_init from starting the counters (a benchmark switch, not a user

@@ -18,35 +18,54 @@
 #define WARM_DEADLINE_MS 10000
 
 /* The address a client on this host reaches `listen` at, as a gRPC target: a wildcard host
- * becomes the loopback address of its family, the port the bound one. Numeric addresses are
- * given as ipv4:/ipv6: targets, which need no resolver (the DNS resolver's c-ares keeps a few
- * bytes for good). */
+ * as 127.0.0.1 (gRPC listens on [::] dual-stack, or on 0.0.0.0 where IPv6 is off), the port
+ * the bound one. Numeric addresses are given as ipv4:/ipv6: targets, which need no resolver
+ * (the DNS resolver's c-ares keeps a few bytes for good); a host name as it is. */
 static void local_target(const char *listen, int port, char *out, size_t cap) {
-  if (!strncmp(listen, "unix:", 5)) {
+  if (!strncmp(listen, "unix:", 5) || !strncmp(listen, "unix-abstract:", 14)) {
     snprintf(out, cap, "%s", listen);
     return;
   }
   const char *colon = strrchr(listen, ':');
-  int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
-  char host[256];
-  snprintf(host, sizeof host, "%.*s", host_len, listen);
-  struct in_addr v4;
-  struct in6_addr v6;
-  if (!*host || !strcmp(host, "0.0.0.0"))
+  size_t host_len = colon ? (size_t)(colon - listen) : strlen(listen);
+  char host[256] = "";
+  if (host_len < sizeof host) { /* longer: no address, a name (the resolver says) */
+    memcpy(host, listen, host_len);
+    host[host_len] = '\0';
+  }
+  char v6[sizeof host] = "";
+  if (host_len > 2 && host[0] == '[' && host[host_len - 1] == ']')
+    snprintf(v6, sizeof v6, "%.*s", (int)host_len - 2, host + 1);
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (!strcmp(host, "0.0.0.0") || !strcmp(host, "[::]"))
     snprintf(out, cap, "ipv4:127.0.0.1:%d", port);
-  else if (!strcmp(host, "[::]"))
-    snprintf(out, cap, "ipv6:[::1]:%d", port);
-  else if (inet_pton(AF_INET, host, &v4) == 1)
+  else if (*host && inet_pton(AF_INET, host, &a4) == 1)
     snprintf(out, cap, "ipv4:%s:%d", host, port);
-  else if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']' &&
-           (host[host_len - 1] = '\0', inet_pton(AF_INET6, host + 1, &v6) == 1))
-    snprintf(out, cap, "ipv6:[%s]:%d", host + 1, port);
+  else if (*v6 && inet_pton(AF_INET6, v6, &a6) == 1)
+    snprintf(out, cap, "ipv6:[%s]:%d", v6, port);
   else
-    snprintf(out, cap, "%.*s:%d", host_len, listen, port);
+    snprintf(out, cap, "%.*s:%d", (int)host_len, listen, port);
 }
 
-/* The warm call's request: a PassThrough of WARM_SAMPLES f32 samples of silence. */
-static grpc_byte_buffer *warm_request(void) {
+/* How many samples the warm call sends: WARM_SAMPLES, or fewer where the limits allow less
+ * (a request keeps within half of max-message-bytes, the rest is its framing). */
+static size_t warm_samples(const rm_config_t *cfg) {
+  uint64_t n = WARM_SAMPLES;
+  uint64_t by_bytes = cfg->max_input_bytes / sizeof(float);
+  uint64_t by_message = cfg->max_message_bytes / 2 / sizeof(float);
+  if (n > cfg->max_audio_samples)
+    n = cfg->max_audio_samples;
+  if (n > by_bytes)
+    n = by_bytes;
+  if (n > by_message)
+    n = by_message;
+  return n ? (size_t)n : 1;
+}
+
+/* The warm call's request: a PassThrough of n (at most WARM_SAMPLES) f32 samples of
+ * silence. */
+static grpc_byte_buffer *warm_request(size_t n) {
   static float samples[WARM_SAMPLES];
   Remotemedia__V1__NodeManifest node = REMOTEMEDIA__V1__NODE_MANIFEST__INIT;
   node.id = "warm";
@@ -58,7 +77,7 @@ static grpc_byte_buffer *warm_request(void) {
   man.n_nodes = 1;
   Remotemedia__V1__AudioBuffer audio = REMOTEMEDIA__V1__AUDIO_BUFFER__INIT;
   audio.samples.data = (uint8_t *)samples;
-  audio.samples.len = sizeof samples;
+  audio.samples.len = n * sizeof samples[0];
   audio.sample_rate = 16000;
   audio.channels = 1;
   audio.format = REMOTEMEDIA__V1__AUDIO_FORMAT__AUDIO_FORMAT_F32;
@@ -78,11 +97,15 @@ static grpc_byte_buffer *warm_request(void) {
   return rm_bytebuf_pack(&req.base);
 }
 
-/* One ExecutePipeline call to target on its own channel: its status code, and the response's
- * size in *received (0: none). */
-static grpc_status_code call_once(const char *target, size_t *received) {
+/* One ExecutePipeline call of the warm request with `samples` samples to target on its own
+ * channel: its status code, and the response's size in *received (0: none). */
+static grpc_status_code call_once(const char *target, size_t samples, size_t *received) {
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  grpc_channel *ch = grpc_channel_create(target, creds, NULL);
+  /* straight to the port: an http_proxy in the environment is for the clients' traffic */
+  grpc_arg no_proxy = {
+      .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_HTTP_PROXY, .value.integer = 0};
+  grpc_channel_args args = {1, &no_proxy};
+  grpc_channel *ch = grpc_channel_create(target, creds, &args);
   grpc_channel_credentials_release(creds);
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
   gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -91,7 +114,7 @@ static grpc_status_code call_once(const char *target, size_t *received) {
       ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
       grpc_slice_from_static_string("/remotemedia.v1.PipelineService/ExecutePipeline"), NULL,
       deadline, NULL);
-  grpc_byte_buffer *request = warm_request(), *response = NULL;
+  grpc_byte_buffer *request = warm_request(samples), *response = NULL;
   grpc_metadata_array initial, trailing;
   grpc_metadata_array_init(&initial);
   grpc_metadata_array_init(&trailing);
@@ -148,7 +171,7 @@ void rm_warm_call(rm_server_t *s) {
   rm_server_set_own_call(s, 1);
   uint64_t t0 = rm_clock_ns();
   size_t received = 0;
-  grpc_status_code code = call_once(target, &received);
+  grpc_status_code code = call_once(target, warm_samples(cfg), &received);
   uint64_t ns = rm_clock_ns() - t0;
   rm_server_set_own_call(s, 0);
   int tokens = *cfg->auth_token_file || *cfg->auth_tokens;

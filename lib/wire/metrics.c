@@ -92,6 +92,11 @@ static int count_scalars(const ProtobufCMessageDescriptor *d, const char *string
 }
 
 static void learn_layout(void) {
+  /* the bound counts the metrics' own tag as one byte: their field in the response */
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+      &remotemedia__v1__execute_response__descriptor, "metrics");
+  if (!f || f->id >= 16)
+    return;
   node_scalars = count_scalars(&remotemedia__v1__node_metrics__descriptor, "node_id", NULL);
   pipeline_scalars =
       count_scalars(&remotemedia__v1__pipeline_metrics__descriptor, "pipeline_id", "node_metrics");

@@ -77,8 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       /* the server packs the metrics into a buffer of this bound */
       Remotemedia__V1__ExecuteResponse resp = REMOTEMEDIA__V1__EXECUTE_RESPONSE__INIT;
       resp.metrics = &pm;
-      if (rm_wire_metrics_field_bound(&pm) <
-          remotemedia__v1__execute_response__get_packed_size(&resp))
+      size_t bound = rm_wire_metrics_field_bound(&pm); /* 0: not known, none used */
+      if (bound && bound < remotemedia__v1__execute_response__get_packed_size(&resp))
         abort();
       rm_wire_metrics_proto_clear(&pm);
     }

@@ -256,13 +256,13 @@ def budget_in_use(srv):
 def test_warm_heaps_count_in_max_memory():
     """What the warm-up made resident is charged to --max-memory for as long as the server
     lives: an idle server's budget holds exactly the resident memory the warm heaps added,
-    and nothing with --warm-bytes 0 (without the warm call, whose gRPC client state stays: see
-    test_warm_call)."""
+    and nothing with --warm-bytes 0. Both without the warm call (test_warm_call), which leaves
+    resident memory of its own."""
     with RunningServer(["--metrics-listen", "127.0.0.1:0", "--warm-bytes", "0",
                         "--warm-call=false"]) as cold:
         assert budget_in_use(cold) == 0
         cold_rss = status_kb(cold.proc.pid, "VmRSS")
-    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as warm:
+    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--warm-call=false"]) as warm:
         charged = budget_in_use(warm)
         warm_rss = status_kb(warm.proc.pid, "VmRSS")
         tool = VALGRIND or sanitized(warm.proc.pid)  # there RSS is mostly the tool's

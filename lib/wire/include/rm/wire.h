@@ -77,7 +77,7 @@ int rm_wire_metrics_to_proto(rm_metrics_t *m, Remotemedia__V1__PipelineMetrics *
 /* Releases what rm_wire_metrics_to_proto allocated in msg; the message itself is the
  * caller's. Clearing twice is harmless; msg must not be NULL. */
 void rm_wire_metrics_proto_clear(Remotemedia__V1__PipelineMetrics *msg);
-/* At least what msg takes packed as a field (numbered below 16) of another message, its tag
+/* At least what msg takes packed as ExecuteResponse.metrics (a field numbered below 16), its tag
  * and length included, found without protobuf-c's walk of every field: each scalar counted
  * at its largest, strings at their length. 0 when the messages' descriptors hold a field the
  * bound does not cover (then only protobuf_c_message_get_packed_size tells). Any thread. */
