@@ -238,6 +238,15 @@ static int accepted(const rm_auth_t *ca, const unsigned char *given, size_t len)
   return ok;
 }
 
+int rm_auth_copy_token(const rm_auth_t *a, char *out, size_t cap) {
+  const token_set_t *ts = a ? atomic_load(&((rm_auth_t *)a)->cur) : NULL;
+  if (!ts || !ts->n || ts->lens[0] >= cap)
+    return -1;
+  memcpy(out, ts->tokens[0], ts->lens[0]);
+  out[ts->lens[0]] = '\0';
+  return 0;
+}
+
 int rm_auth_check(const rm_auth_t *a, const grpc_metadata_array *md, rm_error_t *err) {
   static const char prefix[] = "Bearer ";
   if (!a)

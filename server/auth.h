@@ -35,6 +35,11 @@ void rm_auth_free(rm_auth_t *a);
 int rm_auth_reload(rm_auth_t *a, const rm_config_t *cfg, size_t *count, int *changed,
                    rm_error_t *err);
 
+/* Copies an accepted token into out (cap bytes, NUL-terminated): 0, or -1 when a is NULL or
+ * the token does not fit. For the server's own warm call. Not concurrently with
+ * rm_auth_reload. */
+int rm_auth_copy_token(const rm_auth_t *a, char *out, size_t cap);
+
 /* 0 when md carries "authorization: Bearer <accepted token>" (scheme case-insensitive) or
  * when a is NULL (auth off); else RM_EUNAUTHENTICATED with the reason, a sentence the
  * client may see, in err->message (err may be NULL). Every accepted token is compared, each

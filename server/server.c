@@ -150,6 +150,10 @@ void rm_server_set_own_call(rm_server_t *s, int running) {
   atomic_store_explicit(&s->own_call, running != 0, memory_order_relaxed);
 }
 
+int rm_server_copy_token(const rm_server_t *s, char *out, size_t cap) {
+  return rm_auth_copy_token(s->auth, out, cap);
+}
+
 int rm_server_own_call(const rm_server_t *s) {
   return atomic_load_explicit(&((rm_server_t *)s)->own_call, memory_order_relaxed);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bytebuf.h"
 #include "log.h"
 #include "remotemedia/v1/pipeline_service.pb-c.h"
@@ -99,7 +100,8 @@ static grpc_byte_buffer *warm_request(size_t n) {
 
 /* One ExecutePipeline call of the warm request with `samples` samples to target on its own
  * channel: its status code, and the response's size in *received (0: none). */
-static grpc_status_code call_once(const char *target, size_t samples, size_t *received) {
+static grpc_status_code call_once(const char *target, size_t samples, const char *token,
+                                  size_t *received) {
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   /* straight to the port: an http_proxy in the environment is for the clients' traffic */
   grpc_arg no_proxy = {
@@ -123,6 +125,12 @@ static grpc_status_code call_once(const char *target, size_t samples, size_t *re
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  grpc_metadata auth = {.key = grpc_slice_from_static_string("authorization"),
+                        .value = grpc_slice_from_copied_string(token ? token : "")};
+  if (token) {
+    ops[0].data.send_initial_metadata.count = 1;
+    ops[0].data.send_initial_metadata.metadata = &auth;
+  }
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = request;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -143,6 +151,7 @@ static grpc_status_code call_once(const char *target, size_t samples, size_t *re
   grpc_byte_buffer_destroy(response);
   grpc_byte_buffer_destroy(request);
   grpc_slice_unref(details);
+  grpc_slice_unref(auth.value);
   grpc_metadata_array_destroy(&initial);
   grpc_metadata_array_destroy(&trailing);
   grpc_call_unref(call);
@@ -171,12 +180,17 @@ void rm_warm_call(rm_server_t *s) {
   rm_server_set_own_call(s, 1);
   uint64_t t0 = rm_clock_ns();
   size_t received = 0;
-  grpc_status_code code = call_once(target, warm_samples(cfg), &received);
+  /* with tokens, one of them: the whole call path is warmed, not only up to the refusal */
+  char bearer[sizeof "Bearer " + RM_AUTH_TOKEN_MAX];
+  int token = !rm_server_copy_token(s, bearer + 7, sizeof bearer - 7);
+  if (token)
+    memcpy(bearer, "Bearer ", 7);
+  grpc_status_code code = call_once(target, warm_samples(cfg), token ? bearer : NULL, &received);
+  if (token) /* no copy of a token is left on the stack */
+    explicit_bzero(bearer, sizeof bearer);
   uint64_t ns = rm_clock_ns() - t0;
   rm_server_set_own_call(s, 0);
-  int tokens = *cfg->auth_token_file || *cfg->auth_tokens;
-  RM_LOG(code == GRPC_STATUS_OK || (tokens && code == GRPC_STATUS_UNAUTHENTICATED) ? RM_LOG_INFO
-                                                                                   : RM_LOG_WARN,
-         "warm_call", "{s:s, s:i, s:I, s:f}", "target", target, "code", (int)code, "response_bytes",
-         (json_int_t)received, "ms", (double)ns / 1e6);
+  RM_LOG(code == GRPC_STATUS_OK ? RM_LOG_INFO : RM_LOG_WARN, "warm_call", "{s:s, s:i, s:I, s:f}",
+         "target", target, "code", (int)code, "response_bytes", (json_int_t)received, "ms",
+         (double)ns / 1e6);
 }

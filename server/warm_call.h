@@ -10,9 +10,9 @@
  * and data of the transport and the call path in memory. The call is neither counted, logged
  * as a call, nor cached (rm_server_set_own_call, rm_call_own); its outcome is logged as
  * "warm_call". Skipped with TLS (the
- * server holds no client identity); with tokens required it ends UNAUTHENTICATED, having
- * warmed the transport. Blocks until the call ends (at most 10 s). Main thread, after
- * rm_server_start, before the server reports SERVING. */
+ * server holds no client identity); with tokens, it sends one of the accepted ones. Blocks until
+ * the call ends (at most 10 s). Main thread, after rm_server_start, before the server reports
+ * SERVING. */
 void rm_warm_call(rm_server_t *s);
 
 #endif
