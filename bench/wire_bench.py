@@ -21,7 +21,7 @@ on one connection and ten on a second; h2load's per-request log gives each call'
 first call on a fresh server is compared with warm calls (the goal), and split into the
 server's part (against the first call on a new connection to the warm server) and the new
 connection's part, which the echo shows too. The server's CPU for a fresh server's first call
-and for a new connection's, with the server's warm call and without (--warm-call=false), on
+and for a new connection's, without the server's warm call (the default) and with it, on
 five more fresh servers each.
 
 Usage: /usr/bin/python3 bench/wire_bench.py [--build build-rel] [--rounds 3] [--scale 1]
@@ -461,8 +461,8 @@ def run(args, build, ps, tmp, servers, load_start, t0):
     row("echo, same request: first call on a new connection / warm",
         fmt(fc["echo_new_conn"], " us"), fmt(fc["echo_warm"], " us"),
         div(fc["echo_new_conn"], fc["echo_warm"]), "(baseline)")
-    # the server's CPU for them, with its warm call (the default) and without
-    for label, extra in (("", []), (", --warm-call=false", ["--warm-call=false"])):
+    # the server's CPU for them, without its warm call (the default) and with it
+    for label, extra in (("", []), (", --warm-call", ["--warm-call=true"])):
         cc = first_call_cpu(lambda name, argv: start(name, argv, "0"), bodies["big_pt"], tmp,
                             rm_args + ["--threads", "1", "--workers", "1"] + extra,
                             1 if args.smoke else 5)

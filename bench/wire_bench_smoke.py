@@ -28,7 +28,7 @@ ROWS = [
     "big PassThrough: server CPU of a fresh server's first call / of a new connection's first "
     "call",
     "big PassThrough: server CPU of a fresh server's first call / of a new connection's first "
-    "call, --warm-call=false",
+    "call, --warm-call",
 ] + [f"as shipped, 100 B, {s} streams: calls/s vs best echo" for s in (1, 4, 16, 64)] + [
     f"matrix threads={t} workers={w} {i}: vs best echo at 1/4/16/64"
     for t in (1, 2) for w in (1, 2) for i in ("inline", "offloaded")

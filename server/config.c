@@ -66,7 +66,7 @@ static const opt_t opts[] = {
      0, "light pipelines whose request is at most this big run on the polling thread"},
     {"pipeline-cache", "RM_PIPELINE_CACHE", T_BOOL, OFF(pipeline_cache), "true", 0, 1, 0,
      "reuse compiled pipelines for requests whose manifest has the same bytes and limits"},
-    {"warm-call", "RM_WARM_CALL", T_BOOL, OFF(warm_call), "true", 0, 1, 0,
+    {"warm-call", "RM_WARM_CALL", T_BOOL, OFF(warm_call), "false", 0, 1, 0,
      "before reporting SERVING, make one call to itself so the first client's call finds the "
      "call path warm (skipped with TLS)"},
     {"grace-ms", "RM_GRACE_MS", T_UINT, OFF(grace_ms), "10000", 0, 3600000, 0,

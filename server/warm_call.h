@@ -4,7 +4,7 @@
 
 #include "server.h"
 
-/* Unless --warm-call is off: one ExecutePipeline call (a PassThrough of 64 KiB of audio, less
+/* With --warm-call (off by default): one ExecutePipeline call (a PassThrough of 64 KiB of audio, less
  * where the limits allow less) from this process to its own listening address (a wildcard
  * host as 127.0.0.1, the bound port; no proxy), so that a client's first call finds the code
  * and data of the transport and the call path in memory. The call is neither counted, logged

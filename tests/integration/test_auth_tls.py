@@ -70,7 +70,8 @@ def test_bearer_tokens(tmp_path):
 
 
 def test_tokens_from_environment():
-    with RunningServer(env={"RM_AUTH_TOKENS": ",".join(TOKENS)}) as srv, srv.channel() as ch:
+    with RunningServer(["--warm-call=true"], env={"RM_AUTH_TOKENS": ",".join(TOKENS)}) as srv, \
+            srv.channel() as ch:
         stub = psg.PipelineServiceStub(ch)
         bad_auth(stub.GetVersion, ps.GetVersionRequest())
         stub.GetVersion(ps.GetVersionRequest(), metadata=[("authorization", "Bearer " + TOKENS[1])])
@@ -83,7 +84,8 @@ def test_tokens_from_environment():
 
 
 def test_tls(certs):
-    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key")]
+    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
+            "--warm-call=true"]
     with RunningServer(args, tls_root=certs["read"]("ca.pem")) as srv:
         with srv.channel() as ch:
             stub = psg.PipelineServiceStub(ch)

@@ -1,4 +1,4 @@
-"""The server's own warm call (--warm-call, on by default): one ExecutePipeline call to its own
+"""The server's own warm call (--warm-call, off by default): one ExecutePipeline call to its own
 listening address before it reports SERVING, so that a client's first call does not fault in
 the transport's and the call path's code. It is not a client's call: not counted, not logged as
 a call, its pipeline not cached, and what it used is given back."""
@@ -20,7 +20,7 @@ def series(body, name, label=""):
 
 
 def test_the_warm_call_runs_before_serving_and_is_not_a_clients():
-    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--warm-bytes", "0"]) as srv:
+    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--warm-bytes", "0", "--warm-call=true"]) as srv:
         (ev,) = srv.events("warm_call")
         assert ev["level"] == "info" and ev["code"] == 0
         assert ev["target"] == f"ipv4:127.0.0.1:{srv.port}"
@@ -46,8 +46,8 @@ def test_the_warm_call_runs_before_serving_and_is_not_a_clients():
                          for m in calls), calls
 
 
-def test_the_warm_call_can_be_turned_off():
-    with RunningServer(["--warm-call=false"]) as srv:
+def test_the_warm_call_is_off_by_default():
+    with RunningServer() as srv:
         assert srv.events("warm_call") == []
         assert srv.events("listening")
 
@@ -59,7 +59,7 @@ def test_the_warm_call_reaches_the_listener_by_address(listen, host):
     """A wildcard host is reached at 127.0.0.1 (gRPC listens on [::] dual-stack); numeric
     addresses go as ipv4:/ipv6: targets, which need no resolver. An http_proxy in the
     environment is not used."""
-    with RunningServer(["--listen", listen], wait_ready=False,
+    with RunningServer(["--listen", listen, "--warm-call=true"], wait_ready=False,
                        env={"http_proxy": "http://127.0.0.1:9", "grpc_proxy": "http://127.0.0.1:9"}) as srv:
         (ev,) = srv.events("warm_call")
         assert ev["code"] == 0 and ev["target"] == f"{host}:{srv.port}"
@@ -67,14 +67,15 @@ def test_the_warm_call_reaches_the_listener_by_address(listen, host):
 
 def test_the_warm_call_reaches_a_unix_socket(tmp_path):
     path = f"unix:{tmp_path}/rm.sock"
-    with RunningServer(["--listen", path], wait_ready=False) as srv:
+    with RunningServer(["--listen", path, "--warm-call=true"], wait_ready=False) as srv:
         (ev,) = srv.events("warm_call")
         assert ev["code"] == 0 and ev["target"] == path
 
 
 def test_the_warm_call_keeps_within_small_limits():
     """Limits below its 64 KiB: it sends what they allow, and succeeds."""
-    with RunningServer(["--max-input-bytes", "1000", "--max-message-bytes", "4096"]) as srv:
+    with RunningServer(["--max-input-bytes", "1000", "--max-message-bytes", "4096",
+                        "--warm-call=true"]) as srv:
         (ev,) = srv.events("warm_call")
         assert ev["code"] == 0 and ev["level"] == "info"
         # 250 samples of 4 bytes came back, with the response's framing and metrics
