@@ -562,6 +562,34 @@ void rm_config_destroy(rm_config_t *cfg) {
   cfg->config_file = NULL;
 }
 
+int rm_config_split_address(const char *listen, char *host, size_t host_cap, char *port,
+                            size_t port_cap) {
+  const char *colon;
+  const char *h = listen;
+  size_t hl;
+  if (listen[0] == '[') {
+    const char *close = strchr(listen, ']');
+    if (!close || close[1] != ':')
+      return -1;
+    h = listen + 1;
+    hl = (size_t)(close - h);
+    colon = close + 1;
+  } else {
+    colon = strrchr(listen, ':');
+    if (!colon)
+      return -1;
+    hl = (size_t)(colon - listen);
+  }
+  size_t pl = strlen(colon + 1);
+  if (hl == 0 || hl >= host_cap || pl == 0 || pl >= port_cap ||
+      strspn(colon + 1, "0123456789") != pl)
+    return -1;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  memcpy(port, colon + 1, pl + 1);
+  return atoi(port) <= 65535 ? 0 : -1;
+}
+
 uint64_t rm_config_metadata_hard_limit(const rm_config_t *cfg) {
   return cfg->max_metadata_bytes * RM_METADATA_HARD_FACTOR;
 }

@@ -90,6 +90,12 @@ void rm_config_print_version(FILE *out);
 int rm__config_fail(rm_error_t *err, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* "HOST:PORT" or "[V6]:PORT" (an address as --listen and --metrics-listen take it) into the
+ * host (without brackets) and port strings. 0, or -1 when it is not of that form or a part
+ * does not fit its buffer. Pure. */
+int rm_config_split_address(const char *listen, char *host, size_t host_cap, char *port,
+                            size_t port_cap);
+
 /* The core's per-connection header-list limit for cfg: RM_METADATA_HARD_FACTOR times
  * max_metadata_bytes. A call with metadata between the two is refused alone
  * (RESOURCE_EXHAUSTED); above the hard limit the core's HPACK parser fails it itself. */

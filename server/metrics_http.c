@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "config.h"
 #include "log.h"
 #include "rm/alloc.h"
 #include "stats.h"
@@ -80,40 +81,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   RM_LOG(RM_LOG_WARN, "metrics_http", "{s:s}", "message", msg);
 }
 
-/* "HOST:PORT" or "[V6]:PORT" into host and port strings. 0 or -1. */
-static int split_address(const char *listen, char *host, size_t host_cap, char *port,
-                         size_t port_cap) {
-  const char *colon;
-  const char *h = listen;
-  size_t hl;
-  if (listen[0] == '[') {
-    const char *close = strchr(listen, ']');
-    if (!close || close[1] != ':')
-      return -1;
-    h = listen + 1;
-    hl = (size_t)(close - h);
-    colon = close + 1;
-  } else {
-    colon = strrchr(listen, ':');
-    if (!colon)
-      return -1;
-    hl = (size_t)(colon - listen);
-  }
-  size_t pl = strlen(colon + 1);
-  if (hl == 0 || hl >= host_cap || pl == 0 || pl >= port_cap ||
-      strspn(colon + 1, "0123456789") != pl)
-    return -1;
-  memcpy(host, h, hl);
-  host[hl] = '\0';
-  memcpy(port, colon + 1, pl + 1);
-  return atoi(port) <= 65535 ? 0 : -1;
-}
-
 int rm_metrics_http_start(const char *listen, const rm_budget_t *b, rm_metrics_http_t **out,
                           rm_error_t *err) {
   *out = NULL;
   char host[256], port[8];
-  if (split_address(listen, host, sizeof host, port, sizeof port))
+  if (rm_config_split_address(listen, host, sizeof host, port, sizeof port))
     return rm_error_set(err, RM_EPARAM, NULL, "metrics-listen",
                         "--metrics-listen must be HOST:PORT or [IPv6]:PORT, not '%s'", listen);
   struct addrinfo hints = {

@@ -27,26 +27,19 @@ static void local_target(const char *listen, int port, char *out, size_t cap) {
     snprintf(out, cap, "%s", listen);
     return;
   }
-  const char *colon = strrchr(listen, ':');
-  size_t host_len = colon ? (size_t)(colon - listen) : strlen(listen);
-  char host[256] = "";
-  if (host_len < sizeof host) { /* longer: no address, a name (the resolver says) */
-    memcpy(host, listen, host_len);
-    host[host_len] = '\0';
-  }
-  char v6[sizeof host] = "";
-  if (host_len > 2 && host[0] == '[' && host[host_len - 1] == ']')
-    snprintf(v6, sizeof v6, "%.*s", (int)host_len - 2, host + 1);
+  char host[256], given_port[8];
   struct in_addr a4;
   struct in6_addr a6;
-  if (!strcmp(host, "0.0.0.0") || !strcmp(host, "[::]"))
+  /* a host that does not split (a name too long to bind to) is taken as a wildcard */
+  if (rm_config_split_address(listen, host, sizeof host, given_port, sizeof given_port) ||
+      !strcmp(host, "0.0.0.0") || !strcmp(host, "::"))
     snprintf(out, cap, "ipv4:127.0.0.1:%d", port);
-  else if (*host && inet_pton(AF_INET, host, &a4) == 1)
+  else if (inet_pton(AF_INET, host, &a4) == 1)
     snprintf(out, cap, "ipv4:%s:%d", host, port);
-  else if (*v6 && inet_pton(AF_INET6, v6, &a6) == 1)
-    snprintf(out, cap, "ipv6:[%s]:%d", v6, port);
+  else if (inet_pton(AF_INET6, host, &a6) == 1)
+    snprintf(out, cap, "ipv6:[%s]:%d", host, port);
   else
-    snprintf(out, cap, "%.*s:%d", (int)host_len, listen, port);
+    snprintf(out, cap, "%s:%d", host, port);
 }
 
 /* How many samples the warm call sends: WARM_SAMPLES, or fewer where the limits allow less
