@@ -57,6 +57,7 @@ struct rm_pipeline {
   rm_limits_t limits;
   int heavy;
   int reusable;
+  int reads_payload;         /* some node's type lacks RM_NODE_FORWARDS_PAYLOAD */
   rm_mem_account_t *account; /* heap: output buffers may outlive the pipeline */
   rm_budget_t *budget;       /* everything p and its runs allocate; may outlive p */
   size_t external;           /* library predictions counted in account->current this run */
@@ -200,6 +201,7 @@ static int check_ids(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) 
                           "node '%s': unknown node type '%.80s'", m->nodes[i].id, m->nodes[i].type);
     p->nodes[i].type = t;
     p->heavy |= (t->flags & RM_NODE_HEAVY) != 0;
+    p->reads_payload |= !(t->flags & RM_NODE_FORWARDS_PAYLOAD);
     if (!(t->flags & RM_NODE_REUSABLE))
       p->reusable = 0;
     p->nodes[i].out_kinds =
@@ -574,6 +576,7 @@ const char *rm_pipeline_name(const rm_pipeline_t *p) { return p->name; }
 size_t rm_pipeline_node_count(const rm_pipeline_t *p) { return p->n_nodes; }
 int rm_pipeline_is_heavy(const rm_pipeline_t *p) { return p->heavy; }
 int rm_pipeline_is_reusable(const rm_pipeline_t *p) { return p->reusable; }
+int rm_pipeline_reads_payload(const rm_pipeline_t *p) { return p->reads_payload; }
 
 void rm_pipeline_reset_metrics(rm_pipeline_t *p) {
   rm_metrics_t *m = &p->metrics;

@@ -77,10 +77,23 @@ size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb) {
              : grpc_byte_buffer_length(bb);
 }
 
+/* Copies bytes [from, to) of the message the n slices hold to dst + from. */
+static void copy_range(uint8_t *dst, const grpc_slice *slices, size_t n, size_t from, size_t to) {
+  size_t at = 0;
+  for (size_t i = 0; i < n && at < to; i++) {
+    size_t k = GRPC_SLICE_LENGTH(slices[i]);
+    size_t lo = from > at ? from : at, hi = to < at + k ? to : at + k;
+    if (lo < hi)
+      memcpy(dst + lo, GRPC_SLICE_START_PTR(slices[i]) + (lo - at), hi - lo);
+    at += k;
+  }
+}
+
 /* Copies the n slices (len bytes in all) into one new slice, with the payload desc finds (when
- * desc is set), else the message's start, at an aligned address. */
+ * desc is set), else the message's start, at an aligned address; with `gapped`, the payload's
+ * contents are left out when rm_wire_views_skeleton would view them (the view's gap). */
 static void copy_aligned(rm_bytebuf_view_t *v, const grpc_slice *slices, size_t n, size_t len,
-                         const ProtobufCMessageDescriptor *desc) {
+                         const ProtobufCMessageDescriptor *desc, int gapped) {
   uint8_t prefix[VIEW_PREFIX];
   size_t have = 0;
   for (size_t i = 0; i < n && have < sizeof prefix; i++) {
@@ -91,26 +104,37 @@ static void copy_aligned(rm_bytebuf_view_t *v, const grpc_slice *slices, size_t 
     have += k;
   }
   long off = desc ? rm_wire_first_payload(desc, prefix, have, len, RM_VIEW_MIN_BYTES) : -1;
+  rm_wire_span_t gap = {0, 0};
+  if (!gapped || off < 0 || !rm_wire_first_view(desc, prefix, have, len, RM_VIEW_MIN_BYTES, &gap) ||
+      gap.offset != (size_t)off)
+    gap = (rm_wire_span_t){0, 0};
   v->all = grpc_slice_malloc(len + VIEW_ALIGN - 1);
   uint8_t *base = GRPC_SLICE_START_PTR(v->all);
   size_t pad =
       (VIEW_ALIGN - ((uintptr_t)base + (off > 0 ? (size_t)off : 0)) % VIEW_ALIGN) % VIEW_ALIGN;
   uint8_t *dst = base + pad;
-  for (size_t i = 0; i < n; i++) {
-    size_t k = GRPC_SLICE_LENGTH(slices[i]);
-    memcpy(dst, GRPC_SLICE_START_PTR(slices[i]), k);
-    dst += k;
+  if (gap.length) {
+    copy_range(dst, slices, n, 0, gap.offset);
+    copy_range(dst, slices, n, gap.offset + gap.length, len);
+    v->gap_at = gap.offset;
+    v->gap_len = gap.length;
+    v->slices = slices;
+    v->n_slices = n;
+  } else {
+    copy_range(dst, slices, n, 0, len);
   }
-  v->data = base + pad;
+  v->data = dst;
   v->len = len;
 }
 
-int rm_bytebuf_view_init_for(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
-                             const ProtobufCMessageDescriptor *desc) {
+static int view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
+                     const ProtobufCMessageDescriptor *desc, int gapped) {
   grpc_slice *first, *slices;
   v->all = grpc_empty_slice();
   v->data = (const uint8_t *)"";
   v->len = grpc_byte_buffer_length(bb);
+  v->gap_at = v->gap_len = v->n_slices = 0;
+  v->slices = NULL;
   if (!grpc_byte_buffer_reader_init(&v->reader, bb))
     return -1;
   size_t n = raw_slices(bb, &slices);
@@ -118,7 +142,7 @@ int rm_bytebuf_view_init_for(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
       GRPC_SLICE_LENGTH(*first) == v->len) {
     v->data = GRPC_SLICE_START_PTR(*first);
   } else if (v->len && n) {
-    copy_aligned(v, slices, n, v->len, desc);
+    copy_aligned(v, slices, n, v->len, desc, gapped);
   } else if (v->len) {
     grpc_byte_buffer_reader_destroy(&v->reader);
     grpc_byte_buffer_reader_init(&v->reader, bb);
@@ -127,6 +151,46 @@ int rm_bytebuf_view_init_for(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
     v->len = GRPC_SLICE_LENGTH(v->all);
   }
   return 0;
+}
+
+int rm_bytebuf_view_init_for(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
+                             const ProtobufCMessageDescriptor *desc) {
+  return view_init(v, bb, desc, 0);
+}
+
+int rm_bytebuf_view_init_gapped(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
+                                const ProtobufCMessageDescriptor *desc) {
+  return view_init(v, bb, desc, 1);
+}
+
+void rm_bytebuf_view_fill(rm_bytebuf_view_t *v) {
+  if (!v->gap_len)
+    return;
+  copy_range((uint8_t *)(uintptr_t)v->data, v->slices, v->n_slices, v->gap_at,
+             v->gap_at + v->gap_len);
+  v->gap_len = 0;
+}
+
+int rm_bytebuf_view_in_gap(const rm_bytebuf_view_t *v, const uint8_t *p, size_t len) {
+  const uint8_t *lo = v->data + v->gap_at, *hi = lo + v->gap_len;
+  return v->gap_len && len && p < hi && p + len > lo;
+}
+
+int rm_bytebuf_view_gap_pieces(const rm_bytebuf_view_t *v, const uint8_t *p, size_t len,
+                               void (*piece)(void *arg, const uint8_t *data, size_t len),
+                               void *arg) {
+  const uint8_t *lo = v->data + v->gap_at;
+  if (!v->gap_len || p < lo || len > v->gap_len || (size_t)(p - lo) > v->gap_len - len)
+    return 0;
+  size_t from = v->gap_at + (size_t)(p - lo), to = from + len, at = 0;
+  for (size_t i = 0; i < v->n_slices && at < to; i++) {
+    size_t k = GRPC_SLICE_LENGTH(v->slices[i]);
+    size_t a = from > at ? from : at, b = to < at + k ? to : at + k;
+    if (a < b)
+      piece(arg, GRPC_SLICE_START_PTR(v->slices[i]) + (a - at), b - a);
+    at += k;
+  }
+  return 1;
 }
 
 int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb) {

@@ -40,6 +40,11 @@ typedef struct rm_bytebuf_view {
   grpc_slice all;
   const uint8_t *data;
   size_t len;
+  /* private: data[gap_at, gap_at + gap_len) not copied yet (rm_bytebuf_view_init_gapped);
+   * the received slices hold those bytes */
+  size_t gap_at, gap_len;
+  const grpc_slice *slices;
+  size_t n_slices;
 } rm_bytebuf_view_t;
 
 /* Views bb, which must outlive the view. 0, or -1 when the buffer cannot be read (a
@@ -51,6 +56,23 @@ int rm_bytebuf_view_init(rm_bytebuf_view_t *v, grpc_byte_buffer *bb);
  * payload). The bytes are the same either way. */
 int rm_bytebuf_view_init_for(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
                              const ProtobufCMessageDescriptor *desc);
+/* rm_bytebuf_view_init_for, but when the slices are copied, the contents of the first field
+ * rm_wire_views_skeleton would view (rm_wire_first_view) are left out of the copy: a gap of
+ * data that holds no bytes yet, at the aligned place they would be copied to. Nothing may read
+ * there before rm_bytebuf_view_fill; rm_wire_views_skeleton never does, and
+ * rm_bytebuf_view_gap_pieces gives a range of it as the received slices' bytes, so a message
+ * that only forwards the field (a PassThrough's response) never copies it. */
+int rm_bytebuf_view_init_gapped(rm_bytebuf_view_t *v, grpc_byte_buffer *bb,
+                                const ProtobufCMessageDescriptor *desc);
+/* Copies the gap's bytes in (no-op without one): data then holds the whole message. */
+void rm_bytebuf_view_fill(rm_bytebuf_view_t *v);
+/* 1 when [p, p + len) lies in the gap: then piece(arg, data, n) is called for each run of
+ * those bytes in the received slices, in order (they live as long as bb). 0 otherwise. */
+int rm_bytebuf_view_gap_pieces(const rm_bytebuf_view_t *v, const uint8_t *p, size_t len,
+                               void (*piece)(void *arg, const uint8_t *data, size_t len),
+                               void *arg);
+/* 1 when [p, p + len) and the gap share a byte. */
+int rm_bytebuf_view_in_gap(const rm_bytebuf_view_t *v, const uint8_t *p, size_t len);
 void rm_bytebuf_view_destroy(rm_bytebuf_view_t *v);
 /* Bytes rm_bytebuf_view_init would copy to view bb (0 when bb is one slice; the copy's
  * alignment slack included), so they can be asked of a budget first. */

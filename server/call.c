@@ -535,6 +535,7 @@ void rm_call_reply(rm_call_t *c, const ProtobufCMessage *msg) {
 }
 
 void rm_call_reply_within(rm_call_t *c, const ProtobufCMessage *msg, size_t bound) {
+  rm_call_fill_view(c); /* packing reads every byte of msg, which may borrow from the view */
   /* a bound above the limit may still be a response within it: only its exact size says */
   if (bound > c->cfg->max_message_bytes)
     bound = protobuf_c_message_get_packed_size(msg);
@@ -585,6 +586,14 @@ typedef struct slice_packer {
 
 static void borrowed_slice_done(void *arg) { call_unref(arg); }
 
+/* A borrowed slice of the call's received bytes (rm_bytebuf_view_gap_pieces). */
+static void packer_add_piece(void *arg, const uint8_t *data, size_t len) {
+  slice_packer_t *p = arg;
+  rm_call_ref(p->c);
+  grpc_slice_buffer_add(&p->out, grpc_slice_new_with_user_data((void *)(uintptr_t)data, len,
+                                                               borrowed_slice_done, p->c));
+}
+
 static void packer_flush(slice_packer_t *p) {
   if (p->used)
     grpc_slice_buffer_add(&p->out, grpc_slice_sub(p->chunk, 0, p->used));
@@ -601,6 +610,11 @@ static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
     if (p->count_only)
       return;
     packer_flush(p);
+    /* bytes the request's copy left out (a forwarded payload): the received slices' own */
+    if (p->c->view_live && rm_bytebuf_view_gap_pieces(&p->c->view, data, len, packer_add_piece, p))
+      return;
+    if (p->c->view_live && rm_bytebuf_view_in_gap(&p->c->view, data, len))
+      rm_bytebuf_view_fill(&p->c->view);
     rm_call_ref(p->c);
     grpc_slice_buffer_add(&p->out, grpc_slice_new_with_user_data((void *)(uintptr_t)data, len,
                                                                  borrowed_slice_done, p->c));
@@ -658,6 +672,16 @@ void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t m
   c->code = rm_status_from_error(RM_OK);
   c->details = grpc_empty_slice();
   send_status(c);
+}
+
+void rm_call_fill_view(rm_call_t *c) {
+  if (c->view_live)
+    rm_bytebuf_view_fill(&c->view);
+}
+
+void rm_call_fill_view_over(rm_call_t *c, const uint8_t *p, size_t len) {
+  if (c->view_live && rm_bytebuf_view_in_gap(&c->view, p, len))
+    rm_bytebuf_view_fill(&c->view);
 }
 
 void rm_call_at_end(rm_call_t *c, void (*fn)(void *arg), void *arg) {
@@ -764,6 +788,7 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
                                  const uint8_t *data, size_t len) {
   unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
   ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
+  rm_call_fill_view_over(c, data, len); /* protobuf-c reads every byte */
   rm_budget_refusal_clear();
   ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &arena_alloc, len, data);
   if (!msg && rm_budget_refused(NULL))
@@ -825,7 +850,8 @@ static void unpack_and_handle(rm_call_t *c) {
   }
   if (b)
     c->payload_charge += copy;
-  if (rm_bytebuf_view_init_for(&c->view, c->payload, m->request)) {
+  if ((m->gapped ? rm_bytebuf_view_init_gapped : rm_bytebuf_view_init_for)(&c->view, c->payload,
+                                                                           m->request)) {
     rm_call_fail_unpack(c);
     return;
   }

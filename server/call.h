@@ -76,6 +76,11 @@ void rm_call_reply_within(rm_call_t *call, const ProtobufCMessage *msg, size_t b
  * only they are charged to the server's budget here (the borrowed bytes stay charged where
  * they are). Any thread. */
 void rm_call_reply_borrowing(rm_call_t *call, const ProtobufCMessage *msg, size_t min_borrow);
+/* Copies in what the request's view left out (rm_method_t.gapped): its bytes are all there
+ * from then on. No-op when nothing was left out. Thread handling the call. */
+void rm_call_fill_view(rm_call_t *call);
+/* rm_call_fill_view when [p, p + len) reaches into what the view left out. */
+void rm_call_fill_view_over(rm_call_t *call, const uint8_t *p, size_t len);
 /* Runs fn(arg) once, when the call's last reference is gone (after the core released every
  * borrowed slice), on whichever thread drops it, before the call's arena is freed. One hook
  * per call; a later call replaces it. */

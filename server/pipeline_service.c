@@ -317,6 +317,9 @@ static void run_job_budgeted(exec_job_t *job) {
     job_finish(job);
     return;
   }
+  /* a PassThrough's payload is sent back from the received slices, never copied in */
+  if (rm_pipeline_reads_payload(job->pipeline))
+    rm_call_fill_view(call);
   size_t n = req->n_inputs;
   rm_input_t *inputs = rm_arena_calloc(rm_call_arena(call), n ? n : 1, sizeof *inputs);
   rm_result_t *result = NULL;
@@ -707,8 +710,12 @@ static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
   int found = rm_wire_find_field(data, len, MANIFEST_FIELD, &field, &value) == 1, oom;
   Remotemedia__V1__ExecuteRequest *req =
       unpack_views(call, data, len, found ? MANIFEST_FIELD : 0, &oom);
-  if (found)
+  if (found) { /* hashed and unpacked as it is (it holds no payload field to leave out) */
     manifest = data + value.offset;
+    rm_call_fill_view_over(call, manifest, value.length);
+  }
+  if (!req) /* unpacked whole below: every byte is read */
+    rm_call_fill_view(call);
   if (!req && found && !oom) {
     rest_len = len - field.length;
     if (field.offset == 0) { /* serializers write fields in number order: it comes first */
@@ -833,7 +840,8 @@ void rm_pipeline_service_methods(rm_method_t *out) {
                          .needs_auth = 1,
                          .hot = 1,
                          .request = &remotemedia__v1__execute_request__descriptor,
-                         .handle_bytes = execute_pipeline};
+                         .handle_bytes = execute_pipeline,
+                         .gapped = 1};
   out[1] = (rm_method_t){.path = "/remotemedia.v1.PipelineService/ListNodeTypes",
                          .kind = RM_RPC_UNARY,
                          .needs_auth = 1,

@@ -54,6 +54,11 @@ typedef struct rm_method {
    * rm_call_unpack (a handler may skip a part it already knows by its bytes). The same rules as
    * handle. */
   void (*handle_bytes)(rm_call_t *call, const uint8_t *data, size_t len);
+  /* handle_bytes may get bytes with a gap (rm_bytebuf_view_init_gapped): the contents of the
+   * first payload rm_wire_views_skeleton would view are not there until rm_call_fill_view.
+   * A borrowing reply (rm_call_reply_borrowing) sends a range of the gap as the received
+   * slices' own bytes. */
+  int gapped;
   /* filled by the server */
   void *registered;
 } rm_method_t;

@@ -33,7 +33,7 @@ const rm_node_type_t rm__node_type_pass_through = {
     .n_inputs = 1,
     .outputs = outputs,
     .n_outputs = 1,
-    .flags = RM_NODE_REUSABLE,
+    .flags = RM_NODE_REUSABLE | RM_NODE_FORWARDS_PAYLOAD,
     .create = create,
     .process = process,
 };

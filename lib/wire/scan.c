@@ -57,9 +57,12 @@ int rm__wire_next_field(const uint8_t *msg, size_t len, size_t *at, uint32_t *ta
   return next_field(msg, len, len, at, tag, value_at, value_len);
 }
 
-/* first_payload over the fields at..end of a message desc describes, depth levels down. */
+/* first_payload over the fields at..end of a message desc describes, depth levels down, into
+ * sub-messages while depth < max_depth; with views_only, repeated bytes fields do not count
+ * (rm_wire_views_skeleton leaves them alone). The offset (and *value_len) or -1. */
 static long first_payload_in(const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
-                             size_t have, size_t at, size_t end, size_t min_len, unsigned depth) {
+                             size_t have, size_t at, size_t end, size_t min_len, unsigned depth,
+                             unsigned max_depth, int views_only, size_t *value_len) {
   while (at < end && at < have) {
     uint32_t tag;
     size_t value_at, n;
@@ -68,12 +71,14 @@ static long first_payload_in(const ProtobufCMessageDescriptor *desc, const uint8
     if ((tag & 7) != RM_WIRE_DELIMITED)
       continue;
     const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(desc, tag >> 3);
-    if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < RM_WIRE_FIRST_PAYLOAD_DEPTH) {
-      long r =
-          first_payload_in(f->descriptor, msg, have, value_at, value_at + n, min_len, depth + 1);
+    if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < max_depth) {
+      long r = first_payload_in(f->descriptor, msg, have, value_at, value_at + n, min_len,
+                                depth + 1, max_depth, views_only, value_len);
       if (r >= 0)
         return r;
-    } else if (f && f->type == PROTOBUF_C_TYPE_BYTES && n >= min_len) {
+    } else if (f && f->type == PROTOBUF_C_TYPE_BYTES && n >= min_len &&
+               !(views_only && f->label == PROTOBUF_C_LABEL_REPEATED)) {
+      *value_len = n;
       return (long)value_at;
     }
   }
@@ -82,7 +87,19 @@ static long first_payload_in(const ProtobufCMessageDescriptor *desc, const uint8
 
 long rm_wire_first_payload(const ProtobufCMessageDescriptor *desc, const uint8_t *prefix,
                            size_t have, size_t len, size_t min_len) {
-  return first_payload_in(desc, prefix, have, 0, len, min_len, 0);
+  size_t n;
+  return first_payload_in(desc, prefix, have, 0, len, min_len, 0, RM_WIRE_FIRST_PAYLOAD_DEPTH, 0,
+                          &n);
+}
+
+int rm_wire_first_view(const ProtobufCMessageDescriptor *desc, const uint8_t *prefix, size_t have,
+                       size_t len, size_t min_len, rm_wire_span_t *value) {
+  size_t n;
+  long at = first_payload_in(desc, prefix, have, 0, len, min_len, 0, RM_WIRE_VIEW_DEPTH - 1, 1, &n);
+  if (at < 0)
+    return 0;
+  *value = (rm_wire_span_t){(size_t)at, n};
+  return 1;
 }
 
 int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,

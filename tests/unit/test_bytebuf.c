@@ -164,12 +164,128 @@ static void test_any_bytes_view_as_they_are(void) {
   free(big);
 }
 
+/* Collects the pieces rm_bytebuf_view_gap_pieces gives, in order. */
+typedef struct pieces {
+  uint8_t buf[RM_VIEW_MIN_BYTES + 8192];
+  size_t len, count;
+} pieces_t;
+
+static void collect(void *arg, const uint8_t *data, size_t len) {
+  pieces_t *p = arg;
+  if (p->len + len <= sizeof p->buf)
+    memcpy(p->buf + p->len, data, len);
+  p->len += len;
+  p->count++;
+}
+
+/* A gapped view copies everything but the samples, which it leaves at their aligned place;
+ * any range of them comes out of the received slices exactly, a range reaching past them does
+ * not; filled, the view holds the whole message like rm_bytebuf_view_init_for's. */
+static void test_gapped_view_leaves_the_payload_in_the_slices(void) {
+  static const size_t pieces[] = {16384, 1024, 7};
+  const ProtobufCMessageDescriptor *d = &remotemedia__v1__execute_request__descriptor;
+  for (size_t extra = 0; extra < 8; extra++) {
+    char name[16];
+    memset(name, 'g', extra);
+    name[extra] = '\0';
+    size_t len, at, n = RM_VIEW_MIN_BYTES / 4 + 1000, bytes_len = n * sizeof(float);
+    uint8_t *bytes = packed_request(name, n, &len, &at);
+    rm_wire_span_t first;
+    RM_ASSERT_INT(rm_wire_first_view(d, bytes, 4096, len, RM_VIEW_MIN_BYTES, &first), 1);
+    RM_ASSERT_INT(first.offset, at);
+    RM_ASSERT_INT(first.length, bytes_len);
+    for (size_t p = 0; p < sizeof pieces / sizeof pieces[0]; p++) {
+      grpc_byte_buffer *bb = sliced(bytes, len, pieces[p]);
+      rm_bytebuf_view_t v;
+      RM_ASSERT_INT(rm_bytebuf_view_init_gapped(&v, bb, d), 0);
+      RM_ASSERT_INT(v.len, len);
+      RM_ASSERT_INT(v.gap_at, at);
+      RM_ASSERT_INT(v.gap_len, bytes_len);
+      RM_ASSERT_INT((uintptr_t)(v.data + at) % 64, 0);
+      CU_ASSERT(memcmp(v.data, bytes, at) == 0);
+      CU_ASSERT(memcmp(v.data + at + bytes_len, bytes + at + bytes_len, len - at - bytes_len) == 0);
+      /* the whole payload, and a piece of it across slice boundaries */
+      struct {
+        size_t from, n;
+      } ranges[] = {{at, bytes_len}, {at + 100, 20000}, {at + bytes_len - 1, 1}};
+      static pieces_t got;
+      for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+        got.len = got.count = 0;
+        CU_ASSERT(rm_bytebuf_view_in_gap(&v, v.data + ranges[r].from, ranges[r].n));
+        RM_ASSERT_INT(
+            rm_bytebuf_view_gap_pieces(&v, v.data + ranges[r].from, ranges[r].n, collect, &got), 1);
+        RM_ASSERT_INT(got.len, ranges[r].n);
+        CU_ASSERT(memcmp(got.buf, bytes + ranges[r].from, ranges[r].n) == 0);
+        /* a run per slice the range touches (grpc_slice_buffer_add merges slices of a few
+         * bytes into one: count only slices of a KiB and more) */
+        if (pieces[p] >= 1024)
+          RM_ASSERT_INT(got.count, (ranges[r].from + ranges[r].n - 1) / pieces[p] -
+                                       ranges[r].from / pieces[p] + 1);
+      }
+      /* ranges that reach past the gap, or lie outside it */
+      got.len = got.count = 0;
+      RM_ASSERT_INT(rm_bytebuf_view_gap_pieces(&v, v.data + at - 1, 2, collect, &got), 0);
+      RM_ASSERT_INT(rm_bytebuf_view_gap_pieces(&v, v.data + at, bytes_len + 1, collect, &got), 0);
+      RM_ASSERT_INT(rm_bytebuf_view_gap_pieces(&v, v.data, at, collect, &got), 0);
+      RM_ASSERT_INT(got.count, 0);
+      CU_ASSERT(rm_bytebuf_view_in_gap(&v, v.data + at - 1, 2));
+      CU_ASSERT(!rm_bytebuf_view_in_gap(&v, v.data, at));
+      CU_ASSERT(!rm_bytebuf_view_in_gap(&v, v.data + at + bytes_len, 1));
+      rm_bytebuf_view_fill(&v);
+      RM_ASSERT_INT(v.gap_len, 0);
+      CU_ASSERT(memcmp(v.data, bytes, len) == 0);
+      CU_ASSERT(!rm_bytebuf_view_in_gap(&v, v.data + at, bytes_len));
+      RM_ASSERT_INT(rm_bytebuf_view_gap_pieces(&v, v.data + at, bytes_len, collect, &got), 0);
+      rm_bytebuf_view_fill(&v); /* twice: a no-op */
+      CU_ASSERT(memcmp(v.data, bytes, len) == 0);
+      rm_bytebuf_view_destroy(&v);
+      grpc_byte_buffer_destroy(bb);
+    }
+    free(bytes);
+  }
+}
+
+/* No gap where nothing is copied (one slice), where the payload is below the views' threshold
+ * (the skeleton copies it), or where the bytes are no message. */
+static void test_gapped_view_without_a_gap(void) {
+  const ProtobufCMessageDescriptor *d = &remotemedia__v1__execute_request__descriptor;
+  size_t len, at;
+  uint8_t *bytes = packed_request("one", RM_VIEW_MIN_BYTES / 4 + 10, &len, &at);
+  uint8_t *small = NULL;
+  size_t small_len, small_at;
+  small = packed_request("small", RM_VIEW_MIN_BYTES / 4 - 1, &small_len, &small_at);
+  uint8_t garbage[40000];
+  for (size_t i = 0; i < sizeof garbage; i++)
+    garbage[i] = (uint8_t)(i * 131 + 7);
+  struct {
+    const uint8_t *b;
+    size_t n, piece;
+  } cases[] = {{bytes, len, len},
+               {small, small_len, 1000},
+               {garbage, sizeof garbage, 1000},
+               {bytes, at + 100, 1000}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    grpc_byte_buffer *bb = sliced(cases[c].b, cases[c].n, cases[c].piece);
+    rm_bytebuf_view_t v;
+    RM_ASSERT_INT(rm_bytebuf_view_init_gapped(&v, bb, d), 0);
+    RM_ASSERT_INT(v.gap_len, 0);
+    RM_ASSERT_INT(v.len, cases[c].n);
+    CU_ASSERT(memcmp(v.data, cases[c].b, cases[c].n) == 0);
+    rm_bytebuf_view_destroy(&v);
+    grpc_byte_buffer_destroy(bb);
+  }
+  free(bytes);
+  free(small);
+}
+
 int main(void) {
   grpc_init();
   static const rm_test_case_t cases[] = {RM_TEST(test_first_payload_from_a_prefix),
                                          RM_TEST(test_several_slices_align_the_payload),
                                          RM_TEST(test_one_slice_is_not_copied),
                                          RM_TEST(test_any_bytes_view_as_they_are),
+                                         RM_TEST(test_gapped_view_leaves_the_payload_in_the_slices),
+                                         RM_TEST(test_gapped_view_without_a_gap),
                                          {NULL, NULL}};
   rm_test_suite("bytebuf", cases);
   int rc = rm_test_run();

@@ -59,6 +59,11 @@ enum {
    * pipeline made only of such nodes may serve any number of unrelated one-shot runs, one at
    * a time, so the server reuses it across requests instead of compiling it again. */
   RM_NODE_REUSABLE = 1u << 2,
+  /* process() and flush() never read their inputs' payload bytes (data[]): they emit the
+   * input buffers themselves, or nothing, and read only kinds, sizes and metadata. A pipeline
+   * made only of such nodes runs on inputs whose payload bytes are not there yet
+   * (rm_pipeline_reads_payload). */
+  RM_NODE_FORWARDS_PAYLOAD = 1u << 3,
 };
 
 typedef struct rm_node_ctx rm_node_ctx_t;

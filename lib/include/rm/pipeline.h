@@ -67,6 +67,10 @@ size_t rm_pipeline_node_count(const rm_pipeline_t *p);
 int rm_pipeline_is_heavy(const rm_pipeline_t *p);
 /* Non-zero when every node's type has RM_NODE_REUSABLE: p may serve unrelated runs. */
 int rm_pipeline_is_reusable(const rm_pipeline_t *p);
+/* Non-zero when some node's type lacks RM_NODE_FORWARDS_PAYLOAD: a run may read its inputs'
+ * payload bytes. When 0, the payloads of the inputs need not hold their bytes yet (the
+ * server forwards a PassThrough's payload without copying it in). */
+int rm_pipeline_reads_payload(const rm_pipeline_t *p);
 /* Ends the stream on every node (the type's end_stream), so the next run starts as on a
  * freshly compiled pipeline: what a caller does before reusing p after a stream it abandons.
  * rm_pipeline_run does it itself when a run with end_of_stream fails or stops. Same thread

@@ -46,6 +46,14 @@ long rm_wire_first_payload(const ProtobufCMessageDescriptor *desc, const uint8_t
  * DataBuffer, the AudioBuffer/TensorBuffer/BinaryBuffer); deeper ones are copied whole. */
 #define RM_WIRE_VIEW_DEPTH 4
 
+/* The first field rm_wire_views_skeleton would replace by a token (a non-repeated bytes field
+ * of min_len bytes or more, within RM_WIRE_VIEW_DEPTH levels), when it starts within the first
+ * `have` bytes of a message of len bytes that desc describes (prefix holds them): 1 and *value,
+ * the span of its contents, which rm_wire_views_skeleton then skips without reading them; 0
+ * when there is none or the bytes read are not well-formed. Pure: any thread. */
+int rm_wire_first_view(const ProtobufCMessageDescriptor *desc, const uint8_t *prefix, size_t have,
+                       size_t len, size_t min_len, rm_wire_span_t *value);
+
 /* Unpacking without copying large payloads, step 1: writes msg's skeleton to out (room for
  * len bytes; the skeleton is never longer), the same message with the top-level field
  * `skip` (0: none) left out and every non-repeated bytes field of at least min_len bytes
