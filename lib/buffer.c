@@ -7,6 +7,16 @@
 
 #include "rm/alloc.h"
 
+/* Round to int in the current rounding mode: GCC's builtins vectorise; clang has none of that
+ * name (the fuzz and sanitizer builds use it), and lrint gives the same value there. */
+#if defined(__clang__)
+#define IRINTF(x) ((int)lrintf(x))
+#define IRINT(x) ((int)lrint(x))
+#else
+#define IRINTF(x) __builtin_irintf(x)
+#define IRINT(x) __builtin_irint(x)
+#endif
+
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "buffers hold little-endian samples; a big-endian port needs byte swaps");
 
@@ -331,7 +341,7 @@ size_t rm_audio_frames(const rm_buffer_t *buf) {
  * memcpy loads and stores (payloads may be unaligned views), no per-sample calls or branches.
  * Each equals the scalar definition in rm/buffer.h (rm__sample_load / rm__sample_store) bit
  * for bit: NaN becomes 0 first, the value is clamped to the integer range (the bounds are
- * integers, so clamping before rounding equals clamping after it), and __builtin_irint
+ * integers, so clamping before rounding equals clamping after it), and IRINT (__builtin_irint)
  * rounds in the current rounding mode as nearbyint does. Float arithmetic is used only where
  * it is exact (scaling by a power of two). */
 
@@ -361,7 +371,7 @@ static void f32_to_i16(const uint8_t *restrict s, uint8_t *restrict d, size_t n)
     y = y == y ? y : 0.0f;
     y = y < -32768.0f ? -32768.0f : y;
     y = y > 32767.0f ? 32767.0f : y;
-    int16_t v = (int16_t)__builtin_irintf(y);
+    int16_t v = (int16_t)IRINTF(y);
     memcpy(d + 2 * i, &v, 2);
   }
 }
@@ -376,7 +386,7 @@ static void f32_to_i32(const uint8_t *restrict s, uint8_t *restrict d, size_t n)
      * INT32_MAX, which float cannot hold, so it is selected after the conversion */
     float c = y < -2147483648.0f ? -2147483648.0f : y;
     c = c > 2147483520.0f ? 2147483520.0f : c;
-    int32_t v = __builtin_irintf(c);
+    int32_t v = IRINTF(c);
     v = y >= 2147483648.0f ? INT32_MAX : v;
     memcpy(d + 4 * i, &v, 4);
   }
@@ -390,7 +400,7 @@ static void f64_to_i16(const uint8_t *restrict s, uint8_t *restrict d, size_t n)
     y = y == y ? y : 0.0;
     y = y < -32768.0 ? -32768.0 : y;
     y = y > 32767.0 ? 32767.0 : y;
-    int16_t v = (int16_t)__builtin_irint(y);
+    int16_t v = (int16_t)IRINT(y);
     memcpy(d + 2 * i, &v, 2);
   }
 }
@@ -403,7 +413,7 @@ static void f64_to_i32(const uint8_t *restrict s, uint8_t *restrict d, size_t n)
     y = y == y ? y : 0.0;
     y = y < (double)INT32_MIN ? (double)INT32_MIN : y;
     y = y > (double)INT32_MAX ? (double)INT32_MAX : y;
-    int32_t v = __builtin_irint(y);
+    int32_t v = IRINT(y);
     memcpy(d + 4 * i, &v, 4);
   }
 }
@@ -466,7 +476,7 @@ static void gain_int(const uint8_t *restrict s, uint8_t *restrict d, size_t n, i
       y = y == y ? y : 0.0; /* 0 * inf: unreachable with a finite factor, as the rule says */
       y = y < -32768.0 ? -32768.0 : y;
       y = y > 32767.0 ? 32767.0 : y;
-      int16_t o = (int16_t)__builtin_irint(y);
+      int16_t o = (int16_t)IRINT(y);
       memcpy(d + 2 * i, &o, 2);
     }
   } else {
@@ -477,7 +487,7 @@ static void gain_int(const uint8_t *restrict s, uint8_t *restrict d, size_t n, i
       y = y == y ? y : 0.0;
       y = y < (double)INT32_MIN ? (double)INT32_MIN : y;
       y = y > (double)INT32_MAX ? (double)INT32_MAX : y;
-      int32_t o = __builtin_irint(y);
+      int32_t o = IRINT(y);
       memcpy(d + 4 * i, &o, 4);
     }
   }
@@ -528,7 +538,7 @@ void rm__audio_mix_mono(const void *src, void *dst, rm_sample_format_t fmt, size
       memcpy(&l, s + 4 * f, 2);
       memcpy(&r, s + 4 * f + 2, 2);
       float y = (float)((int32_t)l + (int32_t)r) * 0.5f;
-      int16_t m = (int16_t)__builtin_irintf(y);
+      int16_t m = (int16_t)IRINTF(y);
       memcpy(d + 2 * f, &m, 2);
     }
   } else {

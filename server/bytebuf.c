@@ -89,6 +89,22 @@ static void copy_range(uint8_t *dst, const grpc_slice *slices, size_t n, size_t 
   }
 }
 
+/* A gap is sent back as one borrowed slice per received slice over it (call.c), each an
+ * allocation of the core's that no budget sees: a client that sends its payload in tiny pieces
+ * (HTTP/2 DATA frames of a few bytes) gets it copied instead. Clients send 8-16 KiB frames. */
+#define GAP_SLICE_BYTES 4096
+
+/* How many of the n slices hold bytes of span. */
+static size_t slices_over(const grpc_slice *slices, size_t n, rm_wire_span_t span) {
+  size_t count = 0, at = 0;
+  for (size_t i = 0; i < n && at < span.offset + span.length; i++) {
+    size_t k = GRPC_SLICE_LENGTH(slices[i]);
+    count += k && at + k > span.offset;
+    at += k;
+  }
+  return count;
+}
+
 /* Copies the n slices (len bytes in all) into one new slice, with the payload desc finds (when
  * desc is set), else the message's start, at an aligned address; with `gapped`, the payload's
  * contents are left out when rm_wire_views_skeleton would view them (the view's gap). */
@@ -106,7 +122,7 @@ static void copy_aligned(rm_bytebuf_view_t *v, const grpc_slice *slices, size_t 
   long off = desc ? rm_wire_first_payload(desc, prefix, have, len, RM_VIEW_MIN_BYTES) : -1;
   rm_wire_span_t gap = {0, 0};
   if (!gapped || off < 0 || !rm_wire_first_view(desc, prefix, have, len, RM_VIEW_MIN_BYTES, &gap) ||
-      gap.offset != (size_t)off)
+      gap.offset != (size_t)off || slices_over(slices, n, gap) > gap.length / GAP_SLICE_BYTES + 2)
     gap = (rm_wire_span_t){0, 0};
   v->all = grpc_slice_malloc(len + VIEW_ALIGN - 1);
   uint8_t *base = GRPC_SLICE_START_PTR(v->all);

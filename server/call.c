@@ -624,6 +624,10 @@ static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
     p->copied += len;
     return;
   }
+  /* a gap is at least RM_VIEW_MIN_BYTES, so never part of a copied field; should a smaller
+   * min_borrow ever be passed, its bytes are filled in before they are copied */
+  if (p->c->view_live)
+    rm_call_fill_view_over(p->c, data, len);
   if (GRPC_SLICE_LENGTH(p->chunk) - p->used < len) {
     packer_flush(p);
     size_t size = len > REPLY_CHUNK ? len : REPLY_CHUNK;
@@ -678,6 +682,8 @@ void rm_call_fill_view(rm_call_t *c) {
   if (c->view_live)
     rm_bytebuf_view_fill(&c->view);
 }
+
+size_t rm_call_view_gap_bytes(const rm_call_t *c) { return c->view_live ? c->view.gap_len : 0; }
 
 void rm_call_fill_view_over(rm_call_t *c, const uint8_t *p, size_t len) {
   if (c->view_live && rm_bytebuf_view_in_gap(&c->view, p, len))

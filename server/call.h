@@ -79,6 +79,8 @@ void rm_call_reply_borrowing(rm_call_t *call, const ProtobufCMessage *msg, size_
 /* Copies in what the request's view left out (rm_method_t.gapped): its bytes are all there
  * from then on. No-op when nothing was left out. Thread handling the call. */
 void rm_call_fill_view(rm_call_t *call);
+/* Bytes the request's view left out and has not filled in (0: none). */
+size_t rm_call_view_gap_bytes(const rm_call_t *call);
 /* rm_call_fill_view when [p, p + len) reaches into what the view left out. */
 void rm_call_fill_view_over(rm_call_t *call, const uint8_t *p, size_t len);
 /* Runs fn(arg) once, when the call's last reference is gone (after the core released every

@@ -329,9 +329,10 @@ static void run_job_budgeted(exec_job_t *job) {
   if (!rc)
     rc = wire_inputs(req, inputs, &bound, &err);
   if (!rc) {
-    RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I, s:b}", "pipeline",
+    RM_LOG(RM_LOG_DEBUG, "pipeline_start", "{s:s, s:I, s:b, s:I}", "pipeline",
            rm_pipeline_name(job->pipeline), "nodes",
-           (json_int_t)rm_pipeline_node_count(job->pipeline), "reused", job->reused);
+           (json_int_t)rm_pipeline_node_count(job->pipeline), "reused", job->reused,
+           "forwarded_bytes", (json_int_t)rm_call_view_gap_bytes(call));
     rm_run_opts_t opts = {
         .metrics = req->enable_metrics,
         .deadline_ns = job->deadline_ns,

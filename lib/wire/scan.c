@@ -95,6 +95,8 @@ long rm_wire_first_payload(const ProtobufCMessageDescriptor *desc, const uint8_t
 int rm_wire_first_view(const ProtobufCMessageDescriptor *desc, const uint8_t *prefix, size_t have,
                        size_t len, size_t min_len, rm_wire_span_t *value) {
   size_t n;
+  if (min_len < RM__WIRE_TOKEN_LEN + 1) /* as rm_wire_views_skeleton */
+    min_len = RM__WIRE_TOKEN_LEN + 1;
   long at = first_payload_in(desc, prefix, have, 0, len, min_len, 0, RM_WIRE_VIEW_DEPTH - 1, 1, &n);
   if (at < 0)
     return 0;

@@ -11,7 +11,8 @@
  * A client cannot send these bytes on purpose (it does not know the secret), so a token in
  * the unpacked message is one this module wrote. */
 #define SECRET_LEN 12
-#define TOKEN_LEN (SECRET_LEN + 4)
+#define TOKEN_LEN RM__WIRE_TOKEN_LEN /* SECRET_LEN + a 4-byte index */
+_Static_assert(TOKEN_LEN == SECRET_LEN + 4, "a token is the secret and an index");
 static uint8_t secret[SECRET_LEN];
 static pthread_once_t secret_once = PTHREAD_ONCE_INIT;
 
