@@ -77,16 +77,32 @@ size_t rm_bytebuf_view_copy_bytes(grpc_byte_buffer *bb) {
              : grpc_byte_buffer_length(bb);
 }
 
-/* Copies bytes [from, to) of the message the n slices hold to dst + from. */
-static void copy_range(uint8_t *dst, const grpc_slice *slices, size_t n, size_t from, size_t to) {
+/* Calls run(arg, at, bytes, k) for each run of bytes [from, to) of the message the n slices
+ * hold, in order: `at` is the run's offset in the message. */
+static void each_run(const grpc_slice *slices, size_t n, size_t from, size_t to,
+                     void (*run)(void *arg, size_t at, const uint8_t *bytes, size_t k), void *arg) {
   size_t at = 0;
   for (size_t i = 0; i < n && at < to; i++) {
     size_t k = GRPC_SLICE_LENGTH(slices[i]);
     size_t lo = from > at ? from : at, hi = to < at + k ? to : at + k;
     if (lo < hi)
-      memcpy(dst + lo, GRPC_SLICE_START_PTR(slices[i]) + (lo - at), hi - lo);
+      run(arg, lo, GRPC_SLICE_START_PTR(slices[i]) + (lo - at), hi - lo);
     at += k;
   }
+}
+
+static void copy_run(void *dst, size_t at, const uint8_t *bytes, size_t k) {
+  memcpy((uint8_t *)dst + at, bytes, k);
+}
+
+static void count_run(void *count, size_t at, const uint8_t *bytes, size_t k) {
+  (void)at, (void)bytes, (void)k;
+  ++*(size_t *)count;
+}
+
+/* Copies bytes [from, to) of the message the n slices hold to dst + from. */
+static void copy_range(uint8_t *dst, const grpc_slice *slices, size_t n, size_t from, size_t to) {
+  each_run(slices, n, from, to, copy_run, dst);
 }
 
 /* A gap is sent back as one borrowed slice per received slice over it (call.c), each an
@@ -96,12 +112,8 @@ static void copy_range(uint8_t *dst, const grpc_slice *slices, size_t n, size_t 
 
 /* How many of the n slices hold bytes of span. */
 static size_t slices_over(const grpc_slice *slices, size_t n, rm_wire_span_t span) {
-  size_t count = 0, at = 0;
-  for (size_t i = 0; i < n && at < span.offset + span.length; i++) {
-    size_t k = GRPC_SLICE_LENGTH(slices[i]);
-    count += k && at + k > span.offset;
-    at += k;
-  }
+  size_t count = 0;
+  each_run(slices, n, span.offset, span.offset + span.length, count_run, &count);
   return count;
 }
 
@@ -192,20 +204,26 @@ int rm_bytebuf_view_in_gap(const rm_bytebuf_view_t *v, const uint8_t *p, size_t 
   return v->gap_len && len && p < hi && p + len > lo;
 }
 
+typedef struct piece_fn {
+  void (*piece)(void *arg, const uint8_t *data, size_t len);
+  void *arg;
+} piece_fn_t;
+
+static void piece_run(void *arg, size_t at, const uint8_t *bytes, size_t k) {
+  piece_fn_t *f = arg;
+  (void)at;
+  f->piece(f->arg, bytes, k);
+}
+
 int rm_bytebuf_view_gap_pieces(const rm_bytebuf_view_t *v, const uint8_t *p, size_t len,
                                void (*piece)(void *arg, const uint8_t *data, size_t len),
                                void *arg) {
   const uint8_t *lo = v->data + v->gap_at;
   if (!v->gap_len || p < lo || len > v->gap_len || (size_t)(p - lo) > v->gap_len - len)
     return 0;
-  size_t from = v->gap_at + (size_t)(p - lo), to = from + len, at = 0;
-  for (size_t i = 0; i < v->n_slices && at < to; i++) {
-    size_t k = GRPC_SLICE_LENGTH(v->slices[i]);
-    size_t a = from > at ? from : at, b = to < at + k ? to : at + k;
-    if (a < b)
-      piece(arg, GRPC_SLICE_START_PTR(v->slices[i]) + (a - at), b - a);
-    at += k;
-  }
+  size_t from = v->gap_at + (size_t)(p - lo);
+  piece_fn_t f = {piece, arg};
+  each_run(v->slices, v->n_slices, from, from + len, piece_run, &f);
   return 1;
 }
 

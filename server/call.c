@@ -624,10 +624,6 @@ static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
     p->copied += len;
     return;
   }
-  /* a gap is at least RM_VIEW_MIN_BYTES, so never part of a copied field; should a smaller
-   * min_borrow ever be passed, its bytes are filled in before they are copied */
-  if (p->c->view_live)
-    rm_call_fill_view_over(p->c, data, len);
   if (GRPC_SLICE_LENGTH(p->chunk) - p->used < len) {
     packer_flush(p);
     size_t size = len > REPLY_CHUNK ? len : REPLY_CHUNK;
@@ -655,6 +651,10 @@ void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t m
                       .budget = rm_server_budget(c->s),
                       .min_borrow = min_borrow ? min_borrow : 1,
                       .chunk = grpc_empty_slice()};
+  /* a gap reaches the packer as a field of its own length (the forwarded payload): one too
+   * short to be borrowed would be copied, so its bytes go in first */
+  if (c->view_live && c->view.gap_len < p.min_borrow)
+    rm_bytebuf_view_fill(&c->view);
   grpc_slice_buffer_init(&p.out);
   protobuf_c_message_pack_to_buffer(msg, &p.base);
   packer_flush(&p);
@@ -794,7 +794,6 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
                                  const uint8_t *data, size_t len) {
   unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
   ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
-  rm_call_fill_view_over(c, data, len); /* protobuf-c reads every byte */
   rm_budget_refusal_clear();
   ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &arena_alloc, len, data);
   if (!msg && rm_budget_refused(NULL))

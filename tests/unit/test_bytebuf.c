@@ -133,6 +133,21 @@ static void test_one_slice_is_not_copied(void) {
   free(bytes);
 }
 
+/* b[0..n) cut into slices of `piece` bytes and viewed with init (the request's descriptor):
+ * the view holds every byte, none left out. */
+static void assert_views_whole(const uint8_t *b, size_t n, size_t piece,
+                               int (*init)(rm_bytebuf_view_t *, grpc_byte_buffer *,
+                                           const ProtobufCMessageDescriptor *)) {
+  grpc_byte_buffer *bb = sliced(b, n, piece);
+  rm_bytebuf_view_t v;
+  RM_ASSERT_INT(init(&v, bb, &remotemedia__v1__execute_request__descriptor), 0);
+  RM_ASSERT_INT(v.gap_len, 0);
+  RM_ASSERT_INT(v.len, n);
+  CU_ASSERT(memcmp(v.data, b, n) == 0);
+  rm_bytebuf_view_destroy(&v);
+  grpc_byte_buffer_destroy(bb);
+}
+
 /* Bytes that are no message (truncated, garbage, a payload past the first 4 KiB) still view as
  * they are: the placement never changes the bytes, and the unpack that follows judges them. */
 static void test_any_bytes_view_as_they_are(void) {
@@ -150,16 +165,8 @@ static void test_any_bytes_view_as_they_are(void) {
     const uint8_t *b;
     size_t n;
   } cases[] = {{bytes, len / 2}, {bytes, 3}, {garbage, sizeof garbage}, {big, big_len}};
-  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-    grpc_byte_buffer *bb = sliced(cases[c].b, cases[c].n, 100);
-    rm_bytebuf_view_t v;
-    RM_ASSERT_INT(rm_bytebuf_view_init_for(&v, bb, &remotemedia__v1__execute_request__descriptor),
-                  0);
-    RM_ASSERT_INT(v.len, cases[c].n);
-    CU_ASSERT(memcmp(v.data, cases[c].b, cases[c].n) == 0);
-    rm_bytebuf_view_destroy(&v);
-    grpc_byte_buffer_destroy(bb);
-  }
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+    assert_views_whole(cases[c].b, cases[c].n, 100, rm_bytebuf_view_init_for);
   free(bytes);
   free(big);
 }
@@ -247,7 +254,6 @@ static void test_gapped_view_leaves_the_payload_in_the_slices(void) {
  * (the skeleton copies it), where the bytes are no message, or where the payload came in pieces
  * of under 4 KiB on average (each would be a slice of its own in the response). */
 static void test_gapped_view_without_a_gap(void) {
-  const ProtobufCMessageDescriptor *d = &remotemedia__v1__execute_request__descriptor;
   size_t len, at;
   uint8_t *bytes = packed_request("one", RM_VIEW_MIN_BYTES / 4 + 10, &len, &at);
   uint8_t *small = NULL;
@@ -262,16 +268,8 @@ static void test_gapped_view_without_a_gap(void) {
   } cases[] = {{bytes, len, len},       {small, small_len, 1000}, {garbage, sizeof garbage, 1000},
                {bytes, at + 100, 1000}, {bytes, len, 3000},       {bytes, len, 1024},
                {bytes, len, 7}};
-  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-    grpc_byte_buffer *bb = sliced(cases[c].b, cases[c].n, cases[c].piece);
-    rm_bytebuf_view_t v;
-    RM_ASSERT_INT(rm_bytebuf_view_init_gapped(&v, bb, d), 0);
-    RM_ASSERT_INT(v.gap_len, 0);
-    RM_ASSERT_INT(v.len, cases[c].n);
-    CU_ASSERT(memcmp(v.data, cases[c].b, cases[c].n) == 0);
-    rm_bytebuf_view_destroy(&v);
-    grpc_byte_buffer_destroy(bb);
-  }
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+    assert_views_whole(cases[c].b, cases[c].n, cases[c].piece, rm_bytebuf_view_init_gapped);
   free(bytes);
   free(small);
 }
