@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "bytebuf.h"
+#include "grpc_unary.h"
 #include "log.h"
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rm/clock.h"
@@ -110,42 +111,21 @@ static grpc_status_code call_once(const char *target, size_t samples, const char
       grpc_slice_from_static_string("/remotemedia.v1.PipelineService/ExecutePipeline"), NULL,
       deadline, NULL);
   grpc_byte_buffer *request = warm_request(samples), *response = NULL;
-  grpc_metadata_array initial, trailing;
-  grpc_metadata_array_init(&initial);
+  grpc_metadata_array trailing;
   grpc_metadata_array_init(&trailing);
   grpc_status_code code = GRPC_STATUS_UNKNOWN;
   grpc_slice details = grpc_empty_slice();
-  grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   grpc_metadata auth = {.key = grpc_slice_from_static_string("authorization"),
                         .value = grpc_slice_from_copied_string(token ? token : "")};
-  if (token) {
-    ops[0].data.send_initial_metadata.count = 1;
-    ops[0].data.send_initial_metadata.metadata = &auth;
-  }
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = request;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &response;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
-  ops[5].data.recv_status_on_client.status = &code;
-  ops[5].data.recv_status_on_client.status_details = &details;
-  void *tag = &code;
-  if (grpc_call_start_batch(call, ops, 6, tag, NULL) == GRPC_CALL_OK)
-    grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-  else
+  int completed;
+  if (rm__grpc_unary(call, cq, &auth, token ? 1 : 0, 0, request, &response, &code, &details,
+                     &trailing, &completed) != GRPC_CALL_OK)
     code = GRPC_STATUS_INTERNAL;
   *received = response ? grpc_byte_buffer_length(response) : 0;
   grpc_byte_buffer_destroy(response);
   grpc_byte_buffer_destroy(request);
   grpc_slice_unref(details);
   grpc_slice_unref(auth.value);
-  grpc_metadata_array_destroy(&initial);
   grpc_metadata_array_destroy(&trailing);
   grpc_call_unref(call);
   grpc_channel_destroy(ch);

@@ -17,6 +17,7 @@
 #include "google/rpc/status.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_status.h"
+#include "grpc_unary.h"
 #include "rmclient_int.h"
 
 #define DEFAULT_MAX_MESSAGE_BYTES (64 * 1024 * 1024)
@@ -479,50 +480,28 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
     md[n_md].key = grpc_slice_from_static_string("x-request-id");
     md[n_md++].value = grpc_slice_from_static_string(request_id);
   }
-  grpc_metadata_array initial, trailing;
-  grpc_metadata_array_init(&initial);
+  grpc_metadata_array trailing;
   grpc_metadata_array_init(&trailing);
   grpc_byte_buffer *recv = NULL;
   grpc_status_code status = GRPC_STATUS_UNKNOWN;
   grpc_slice details = grpc_empty_slice();
-
-  grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[0].data.send_initial_metadata.count = n_md;
-  ops[0].data.send_initial_metadata.metadata = n_md ? md : NULL;
-  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &recv;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
-  ops[5].data.recv_status_on_client.status = &status;
-  ops[5].data.recv_status_on_client.status_details = &details;
-
-  int rc = 0;
-  void *tag = ops; /* any unique address: this call's only batch */
-  grpc_call_error ce = grpc_call_start_batch(call, ops, 6, tag, NULL);
-  if (ce != GRPC_CALL_OK) {
+  int rc = 0, completed;
+  /* the call's deadline bounds the wait */
+  grpc_call_error ce = rm__grpc_unary(call, cq, md, n_md,
+                                      c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0,
+                                      send, &recv, &status, &details, &trailing, &completed);
+  if (ce != GRPC_CALL_OK)
     rc = rm__client_fail(err, RM_CLIENT_EINTERNAL, "grpc_call_start_batch failed: %s",
                          grpc_call_error_to_string(ce));
-  } else {
-    /* The call's deadline bounds this wait: a batch with RECV_STATUS always completes. */
-    grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (ev.type != GRPC_OP_COMPLETE)
-      rc = rm__client_fail(err, RM_CLIENT_EINTERNAL, "the completion queue ended the call");
-    else if (status != GRPC_STATUS_OK)
-      rc = rm__client_status_error(err, status, details, &trailing);
-    else if (!recv)
-      rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the server answered OK without a message");
-    else if (!(*out = rm__client_unpack(resp_desc, recv)))
-      rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the answer is not a valid %s message",
-                           resp_desc->name);
-  }
+  else if (!completed)
+    rc = rm__client_fail(err, RM_CLIENT_EINTERNAL, "the completion queue ended the call");
+  else if (status != GRPC_STATUS_OK)
+    rc = rm__client_status_error(err, status, details, &trailing);
+  else if (!recv)
+    rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the server answered OK without a message");
+  else if (!(*out = rm__client_unpack(resp_desc, recv)))
+    rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the answer is not a valid %s message",
+                         resp_desc->name);
   grpc_call_unref(call);
   grpc_completion_queue_shutdown(cq);
   grpc_completion_queue_destroy(cq);
@@ -530,7 +509,6 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
     grpc_byte_buffer_destroy(recv);
   grpc_byte_buffer_destroy(send);
   grpc_slice_unref(details);
-  grpc_metadata_array_destroy(&initial);
   grpc_metadata_array_destroy(&trailing);
   return rc;
 }
