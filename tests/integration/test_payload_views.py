@@ -147,19 +147,20 @@ def test_forwarded_payloads_come_back_exactly(stub, channel):
 
 def test_only_passthrough_pipelines_leave_the_payload_uncopied():
     """The debug line pipeline_start says how many payload bytes the run forwards without
-    their being copied in: a PassThrough's whole first payload when the request came in
-    several slices, none when a node reads it (Gain), none when the request came in one slice
-    (nothing is copied then anyway)."""
+    their being copied in: a PassThrough's (or PassThrough then Delay's) whole first payload
+    when the request came in several slices, none when a node reads it (Gain), none when the
+    request came in one slice (nothing is copied then anyway)."""
     with RunningServer(["--log-level", "debug"]) as srv, srv.channel() as ch:
         stub = psg.PipelineServiceStub(ch)
         for name, nodes in (("fwd", [("src", "PassThrough", {})]),
+                            ("fwd-delay", [("src", "PassThrough", {}), ("d", "Delay", {"ms": 1})]),
                             ("read", [("src", "PassThrough", {}), ("g", "Gain", {"db": 0})])):
             req, s = big_request(chain(*nodes), 0)
             req.manifest.name = name
             r = stub.ExecutePipeline(req, timeout=60)
             np.testing.assert_array_equal(f32(r.outputs[nodes[-1][0]].items[0]), s)
             ev = srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == name)
-            assert ev["forwarded_bytes"] == (BIG * 4 if name == "fwd" else 0), ev
+            assert ev["forwarded_bytes"] == (0 if name == "read" else BIG * 4), ev
         small = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}), name="small"))
         set_audio(small.inputs["src"], np.zeros(100, np.float32))
         stub.ExecutePipeline(small, timeout=60)
