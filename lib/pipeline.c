@@ -398,7 +398,7 @@ static int check_kinds(rm_pipeline_t *p, rm_error_t *err) {
 /* After an allocation failed with RM_ENOMEM: when the budget refused it (rather than malloc),
  * records RM_ELIMIT naming the node (n may be NULL) and the budget that refused, and returns
  * 1; else 0 (a real out of memory stays RM_ENOMEM). */
-static int budget_refusal(const rm_pipeline_t *p, const node_t *n, rm_error_t *err) {
+static int budget_refusal_named(const char *pipeline, const node_t *n, rm_error_t *err) {
   rm_budget_refusal_t r;
   if (!rm_budget_refused(&r))
     return 0;
@@ -406,7 +406,7 @@ static int budget_refusal(const rm_pipeline_t *p, const node_t *n, rm_error_t *e
   if (n)
     snprintf(who, sizeof who, "node '%s' (%s)", n->id, n->type->name);
   else
-    snprintf(who, sizeof who, "pipeline '%.80s'", p->name ? p->name : "");
+    snprintf(who, sizeof who, "pipeline '%.80s'", pipeline ? pipeline : "");
   if (!r.by_parent && !r.limit) /* no limit: only a size no allocation can hold is refused */
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
                  "%s needs %zu more bytes of memory, more than any allocation can hold", who,
@@ -422,6 +422,10 @@ static int budget_refusal(const rm_pipeline_t *p, const node_t *n, rm_error_t *e
                  "%zu bytes in use (max_memory_bytes)",
                  who, r.asked, r.used, r.limit);
   return 1;
+}
+
+static int budget_refusal(const rm_pipeline_t *p, const node_t *n, rm_error_t *err) {
+  return budget_refusal_named(p->name, n, err);
 }
 
 static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) {
@@ -482,17 +486,21 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
     return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
   rm_budget_t *outer = rm_budget_enter(budget);
   rm_budget_refusal_clear();
+  int rc;
   rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
   if (!p) {
+    rc = budget_refusal_named(m->name, NULL, err)
+             ? RM_ELIMIT
+             : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);
     rm_budget_free(budget);
-    return rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
+    return rc;
   }
   memset(p, 0, sizeof *p);
   p->budget = budget;
   p->reusable = 1; /* until a node type says otherwise */
   rm_arena_init(&p->arena, p + 1, PIPELINE_INLINE);
-  int rc = RM_ENOMEM;
+  rc = RM_ENOMEM;
   p->name = rm_arena_strdup(&p->arena, m->name);
   p->nodes = rm_arena_calloc(&p->arena, m->n_nodes, sizeof *p->nodes);
   p->account = rm_mem_account_new();

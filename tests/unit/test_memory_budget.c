@@ -116,6 +116,20 @@ static void test_inputs_and_create_are_charged(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "node 's' (Spectrogram) needs 393216 more bytes"));
 }
 
+static void test_budget_below_the_pipeline_itself_names_the_budget(void) {
+  /* max_memory_bytes 1: the compiled pipeline's own first allocation is refused by the
+   * budget, which is named (not a bare out of memory) */
+  rm_error_t err;
+  int rc;
+  rm_pipeline_t *p =
+      build("{'name': 't', 'nodes': [{'id': 'g', 'node_type': 'Gain'}]}", 1, &err, &rc);
+  CU_ASSERT_PTR_NULL(p);
+  RM_ASSERT_ERR(rc, &err, RM_ELIMIT, "", "max_memory_bytes", NULL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "pipeline 't' needs "));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, " more bytes of memory, above the request's budget: "
+                                             "0 of its 1 bytes in use (max_memory_bytes)"));
+}
+
 static void test_unlimited_still_refuses_what_no_allocation_holds(void) {
   /* OpusDecode's end record claims 2^63-1 frames: the padding saturates, the budget (no
    * limit) refuses what cannot be added, nothing reaches malloc */
@@ -264,6 +278,7 @@ int main(void) {
       RM_TEST(test_node_over_budget_fails_before_allocating),
       RM_TEST(test_parent_refusal_names_the_server_budget),
       RM_TEST(test_inputs_and_create_are_charged),
+      RM_TEST(test_budget_below_the_pipeline_itself_names_the_budget),
       RM_TEST(test_unlimited_still_refuses_what_no_allocation_holds),
       RM_TEST(test_peak_includes_library_predictions),
       RM_TEST(test_resample_downmix_holds_one_feed),
