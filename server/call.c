@@ -49,7 +49,15 @@ typedef struct call_stream {
 struct rm_call {
   rm_tag_t close_tag;
   rm_tag_t send_tag;
+  /* The call's batches and handlers (rm_call_ref). At 0 the call is over: it is logged and
+   * its grpc_call released (call_unref). */
   atomic_int refs;
+  /* What the call's memory is kept for: 1 while refs is above 0, plus one per borrowed slice
+   * of a response (packer_append). At 0 that memory is freed (call_free). Kept apart from
+   * refs because the core keeps a sent message's slices in its call object until the call
+   * is destroyed (a send that never reached the transport, when the client cancelled): had
+   * the slices held refs, the call would never be released, nor its memory. */
+  atomic_int holds;
   rm_server_t *s;
   const rm_config_t *cfg;
   rm__queue_t *home;     /* the queue that received it */
@@ -147,20 +155,15 @@ void rm__call_free_spares(rm__queue_t *q) {
 static void client_gone(rm_call_t *c);
 static void log_call(rm_call_t *c);
 
-static void call_unref(rm_call_t *c) {
-  if (atomic_fetch_sub(&c->refs, 1) != 1)
+/* The call's memory: what borrowed slices point at, the request's bytes, the arena. */
+static void call_free(rm_call_t *c) {
+  if (atomic_fetch_sub(&c->holds, 1) != 1)
     return;
   rm_server_t *s = c->s;
-  int unary = c->unary;
   /* the request's bytes (received by the core, maybe a copy of them in one piece) are freed
    * here, after the run's own trim: a big one's pages go back too, or under concurrent load
    * they stay in the heap as free chunks between live ones */
   int trim = c->request_bytes > RM_SERVER_TRIM_AFTER_BYTES;
-  if (c->logged_at_end) {
-    if (atomic_load(&c->cancelled))
-      client_gone(c);
-    log_call(c);
-  }
   if (c->at_end) /* what borrowed slices pointed at; it may live in the arena */
     c->at_end(c->at_end_arg);
   /* c->request and c->stream live in the arena */
@@ -171,13 +174,6 @@ static void call_unref(rm_call_t *c) {
   if (c->response)
     grpc_byte_buffer_destroy(c->response);
   rm_budget_discharge(rm_server_budget(s), c->payload_charge + c->response_charge);
-  grpc_slice_unref(c->details);
-  for (size_t i = 0; i < c->n_trailers; i++) {
-    grpc_slice_unref(c->trailers[i].key);
-    grpc_slice_unref(c->trailers[i].value);
-  }
-  grpc_metadata_array_destroy(&c->md);
-  grpc_call_unref(c->call);
   rm_free(c->error_text);
   rm_free(c->unregistered_path);
   rm_arena_destroy(&c->arena);
@@ -186,9 +182,28 @@ static void call_unref(rm_call_t *c) {
     malloc_trim(0);
     rm_server_trim_when_idle(s); /* and again once nothing else holds memory */
   }
-  if (unary)
-    rm__server_unary_end(s);
   rm__server_release(s);
+}
+
+static void call_unref(rm_call_t *c) {
+  if (atomic_fetch_sub(&c->refs, 1) != 1)
+    return;
+  if (c->logged_at_end) {
+    if (atomic_load(&c->cancelled))
+      client_gone(c);
+    log_call(c);
+  }
+  grpc_slice_unref(c->details);
+  for (size_t i = 0; i < c->n_trailers; i++) {
+    grpc_slice_unref(c->trailers[i].key);
+    grpc_slice_unref(c->trailers[i].value);
+  }
+  grpc_metadata_array_destroy(&c->md);
+  /* the core's hold on a sent message's slices ends with its call object */
+  grpc_call_unref(c->call);
+  if (c->unary)
+    rm__server_unary_end(c->s);
+  call_free(c);
 }
 
 void rm_call_ref(rm_call_t *c) { atomic_fetch_add(&c->refs, 1); }
@@ -294,7 +309,7 @@ static void on_sent(rm_tag_t *tag, int ok) {
   if (!c->stream)
     c->logged_at_end = 1;
   /* the core holds its own references on what it still needs: our hold on a borrowing
-   * response must go now, or its slices' references on the call would keep it alive */
+   * response must go now, or its slices' holds would keep the call's memory forever */
   if (c->response && !c->stream) {
     grpc_byte_buffer_destroy(c->response);
     c->response = NULL;
@@ -566,7 +581,7 @@ void rm_call_reply_within(rm_call_t *c, const ProtobufCMessage *msg, size_t boun
 #define REPLY_CHUNK 4096 /* framing bytes are packed into slices of this size */
 
 /* A ProtobufCBuffer building a slice list: large appends become slices pointing at the
- * message's memory (each holding a reference on the call), the rest is copied into chunks,
+ * message's memory (each keeping the call's memory: holds), the rest is copied into chunks,
  * each asked of the budget before it is allocated. Once the budget refuses one (`refused`),
  * the rest is skipped. With count_only, nothing is built: `copied` sums what would be
  * copied. */
@@ -584,14 +599,18 @@ typedef struct slice_packer {
   size_t charged; /* the chunks' bytes, drawn from the budget */
 } slice_packer_t;
 
-static void borrowed_slice_done(void *arg) { call_unref(arg); }
+static void borrowed_slice_done(void *arg) { call_free(arg); }
+
+/* A slice of the response pointing at the call's memory, which it keeps. */
+static void packer_borrow(slice_packer_t *p, const uint8_t *data, size_t len) {
+  atomic_fetch_add(&p->c->holds, 1);
+  grpc_slice_buffer_add(&p->out, grpc_slice_new_with_user_data((void *)(uintptr_t)data, len,
+                                                               borrowed_slice_done, p->c));
+}
 
 /* A borrowed slice of the call's received bytes (rm_bytebuf_view_gap_pieces). */
 static void packer_add_piece(void *arg, const uint8_t *data, size_t len) {
-  slice_packer_t *p = arg;
-  rm_call_ref(p->c);
-  grpc_slice_buffer_add(&p->out, grpc_slice_new_with_user_data((void *)(uintptr_t)data, len,
-                                                               borrowed_slice_done, p->c));
+  packer_borrow(arg, data, len);
 }
 
 static void packer_flush(slice_packer_t *p) {
@@ -615,9 +634,7 @@ static void packer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
       return;
     if (p->c->view_live && rm_bytebuf_view_in_gap(&p->c->view, data, len))
       rm_bytebuf_view_fill(&p->c->view);
-    rm_call_ref(p->c);
-    grpc_slice_buffer_add(&p->out, grpc_slice_new_with_user_data((void *)(uintptr_t)data, len,
-                                                                 borrowed_slice_done, p->c));
+    packer_borrow(p, data, len);
     return;
   }
   if (p->count_only || !len) {
@@ -659,7 +676,7 @@ void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t m
   protobuf_c_message_pack_to_buffer(msg, &p.base);
   packer_flush(&p);
   if (p.refused) {
-    grpc_slice_buffer_destroy(&p.out); /* the borrowed slices' references on the call go */
+    grpc_slice_buffer_destroy(&p.out); /* the borrowed slices' holds on the call go */
     rm_budget_discharge(p.budget, p.charged);
     slice_packer_t count = {
         .base = {.append = packer_append}, .min_borrow = p.min_borrow, .count_only = 1};
@@ -991,7 +1008,8 @@ static void call_start(rm__arrival_t *a, const rm_error_t *reject) {
   rm_arena_init(&c->arena, c->arena_inline, sizeof c->arena_inline);
   rm__server_unary_begin(s);
   c->unary = 1;
-  atomic_init(&c->refs, 2); /* the close batch and the send batch (or a stream's handler) */
+  atomic_init(&c->refs, 2);  /* the close batch and the send batch (or a stream's handler) */
+  atomic_init(&c->holds, 1); /* refs above 0 */
   c->s = s;
   c->cfg = rm_server_config(s);
   c->home = a->q;

@@ -5,6 +5,7 @@ the call's log line says CANCELLED with handler_status OK and error_kind client_
 Deterministic with a hand-made HTTP/2 client: it opens its stream windows at 0 bytes, so the
 server can send the response's headers but not its message or status; when the headers have
 come, the client resets the stream, and the server's send batch fails."""
+import re
 import socket
 import struct
 import time
@@ -49,43 +50,87 @@ def read_frame(sock):
     return head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF, payload
 
 
+def reset_after_headers(srv, req, pipeline):
+    """Sends req from a client whose stream windows are 0, resets the stream once the
+    response's headers have come, and returns the call's log line (None if there is none
+    with client_gone)."""
+    body = req.SerializeToString()
+    message = b"\x00" + struct.pack(">I", len(body)) + body
+    assert len(message) < 65535  # within the server's initial windows
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
+                     frame(SETTINGS, 0, 0, struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE, 0)))
+        headers = b"".join(literal(k, v) for k, v in [
+            (":method", "POST"), (":scheme", "http"),
+            (":path", "/remotemedia.v1.PipelineService/ExecutePipeline"),
+            (":authority", "127.0.0.1:%d" % srv.port), ("content-type", "application/grpc"),
+            ("te", "trailers")])
+        pieces = [message[i:i + 16384] for i in range(0, len(message), 16384)]  # max frame
+        sock.sendall(frame(HEADERS, END_HEADERS, 1, headers) +
+                     b"".join(frame(DATA, END_STREAM if i == len(pieces) - 1 else 0, 1, piece)
+                              for i, piece in enumerate(pieces)))
+        # the server answers: its settings, then the response's headers; its message waits
+        # for window the client never gives
+        deadline = time.monotonic() + 30
+        got_headers = False
+        while not got_headers:
+            assert time.monotonic() < deadline
+            kind, flags, stream, payload = read_frame(sock)
+            if kind == SETTINGS and not flags & ACK:
+                sock.sendall(frame(SETTINGS, ACK, 0))
+            elif kind == PING and not flags & ACK:
+                sock.sendall(frame(PING, ACK, 0, payload))
+            elif stream == 1:
+                assert kind == HEADERS and not flags & END_STREAM, (kind, flags)
+                got_headers = True
+            else:
+                assert kind in (WINDOW_UPDATE, SETTINGS, PING), kind
+        sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", CANCEL)))
+        ev = srv.wait_for_event("call", 30,
+                                lambda e: e.get("pipeline") == pipeline and "client_gone" in e)
+        sock.sendall(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
+    return ev
+
+
+def assert_client_gone(ev):
+    assert ev is not None
+    assert ev["status"] == "CANCELLED" and ev["code"] == 1, ev
+    assert ev["handler_status"] == "OK" and ev["error_kind"] == "client_gone", ev
+    assert ev["client_gone"] is True, ev
+
+
 def test_ok_answer_the_client_reset_is_logged_as_cancelled():
     with RunningServer() as srv:
         req = audio_request(chain(("src", "PassThrough", {}), name="client-gone"),
                             samples=np.float32([0.25, -0.25]))
-        body = req.SerializeToString()
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
-            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
-                         frame(SETTINGS, 0, 0, struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE, 0)))
-            headers = b"".join(literal(k, v) for k, v in [
-                (":method", "POST"), (":scheme", "http"),
-                (":path", "/remotemedia.v1.PipelineService/ExecutePipeline"),
-                (":authority", "127.0.0.1:%d" % srv.port), ("content-type", "application/grpc"),
-                ("te", "trailers")])
-            sock.sendall(frame(HEADERS, END_HEADERS, 1, headers) +
-                         frame(DATA, END_STREAM, 1, b"\x00" + struct.pack(">I", len(body)) + body))
-            # the server answers: its settings, then the response's headers; its message waits
-            # for window the client never gives
-            deadline = time.monotonic() + 30
-            got_headers = False
-            while not got_headers:
-                assert time.monotonic() < deadline
-                kind, flags, stream, payload = read_frame(sock)
-                if kind == SETTINGS and not flags & ACK:
-                    sock.sendall(frame(SETTINGS, ACK, 0))
-                elif kind == PING and not flags & ACK:
-                    sock.sendall(frame(PING, ACK, 0, payload))
-                elif stream == 1:
-                    assert kind == HEADERS and not flags & END_STREAM, (kind, flags)
-                    got_headers = True
-                else:
-                    assert kind in (WINDOW_UPDATE, SETTINGS, PING), kind
-            sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", CANCEL)))
-            ev = srv.wait_for_event("call", 30, lambda e: e.get("pipeline") == "client-gone")
-            sock.sendall(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
-        assert ev is not None
-        assert ev["status"] == "CANCELLED" and ev["code"] == 1, ev
-        assert ev["handler_status"] == "OK" and ev["error_kind"] == "client_gone", ev
-        assert ev["client_gone"] is True, ev
+        assert_client_gone(reset_after_headers(srv, req, "client-gone"))
         with srv.channel() as ch:
             assert_serving(psg.PipelineServiceStub(ch))
+
+
+def budget_in_use(srv):
+    m = re.search(r"^remotemedia_memory_budget_bytes (\d+)$", srv.metrics_text(), re.M)
+    return int(m.group(1))
+
+
+def test_a_borrowed_answer_the_client_reset_is_released():
+    """A response of 32 KiB and more is sent from slices pointing at the call's memory. The
+    core keeps a message it could not send (the client reset the stream) until its call is
+    destroyed: that must not wait for the slices (it once did, so the call was never released,
+    nor its share of --max-memory, and shutdown waited for it for ever)."""
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        req = audio_request(chain(("src", "PassThrough", {}), name="borrowed-gone"),
+                            samples=np.arange(10000, dtype=np.float32))
+        assert stub.ExecutePipeline(req, timeout=30).outputs["src"].items[0].audio.samples \
+            == req.inputs["src"].audio.samples  # its compiled pipeline is now in the cache
+        srv.wait_for_event("call", 30, lambda e: e.get("pipeline") == "borrowed-gone")
+        idle = budget_in_use(srv)
+        assert_client_gone(reset_after_headers(srv, req, "borrowed-gone"))
+        deadline = time.monotonic() + 10
+        while budget_in_use(srv) != idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert budget_in_use(srv) == idle
+        assert_serving(stub)
+    # and the server stopped at once on SIGTERM (RunningServer: exit status 0)
+
