@@ -935,10 +935,18 @@ static void handle_request(rm_call_t *c) {
   rm_method_t *m = c->method;
   if (!c->payload) {
     rm_error_t err;
-    rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "%s",
-                 grpc_call_failed_before_recv_message(c->call)
-                     ? "the request message could not be received"
-                     : "the call carried no request message");
+    if (grpc_call_failed_before_recv_message(c->call)) {
+      /* the stream ended before its message was whole: the client is gone and gets no
+       * answer; counted and logged as what it saw, not as a bad request */
+      client_gone(c);
+      rm_error_set(&err,
+                   c->client_code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED,
+                   NULL, NULL,
+                   "the call ended before its request message arrived: the client cancelled, "
+                   "its deadline passed or its connection closed");
+    } else {
+      rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "the call carried no request message");
+    }
     rm_call_fail(c, &err);
     return;
   }

@@ -134,3 +134,34 @@ def test_a_borrowed_answer_the_client_reset_is_released():
         assert_serving(stub)
     # and the server stopped at once on SIGTERM (RunningServer: exit status 0)
 
+
+
+def test_a_request_cut_off_by_the_client_is_counted_as_cancelled():
+    """The client resets its stream before the request message is whole: the call is logged
+    and counted CANCELLED (what the client saw), not as a bad request."""
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv:
+        body = audio_request(chain(("src", "PassThrough", {}), name="cut"),
+                             samples=np.float32([0.5] * 64)).SerializeToString()
+        message = b"\x00" + struct.pack(">I", len(body)) + body
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
+            headers = b"".join(literal(k, v) for k, v in [
+                (":method", "POST"), (":scheme", "http"),
+                (":path", "/remotemedia.v1.PipelineService/ExecutePipeline"),
+                (":authority", "127.0.0.1:%d" % srv.port), ("content-type", "application/grpc"),
+                ("te", "trailers")])
+            sock.sendall(frame(HEADERS, END_HEADERS, 1, headers) +
+                         frame(DATA, 0, 1, message[:len(message) // 2]))
+            time.sleep(0.2)
+            sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", CANCEL)))
+            ev = srv.wait_for_event("call", 30, lambda e: e["method"].endswith("/ExecutePipeline"))
+            sock.sendall(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
+        assert ev is not None
+        assert (ev["status"], ev["code"], ev["client_gone"]) == ("CANCELLED", 1, True), ev
+        assert ev["error"] == ("the call ended before its request message arrived: the client "
+                               "cancelled, its deadline passed or its connection closed"), ev
+        handled = dict(re.findall(r'^grpc_server_handled_total\{[^}]*grpc_method="ExecutePipeline",'
+                                  r'grpc_code="(\w+)"\} (\d+)$', srv.metrics_text(), re.M))
+        assert (handled["Canceled"], handled["InvalidArgument"]) == ("1", "0"), handled
+        with srv.channel() as ch:
+            assert_serving(psg.PipelineServiceStub(ch))
