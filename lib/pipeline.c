@@ -843,24 +843,23 @@ static int invocation_count(rm_pipeline_t *p, node_t *n, size_t *count, rm_error
     return 0;
   }
   size_t maxn = 0;
+  const char *longest = NULL; /* the source of the longest list */
   for (size_t j = 0; j < n->n_in; j++) {
     const edge_t *e = &p->edges[n->in_edges[j]];
     size_t len = p->nodes[e->from].outs[e->from_port].n;
-    if (len > maxn)
+    if (len > maxn || !longest) {
       maxn = len;
+      longest = p->nodes[e->from].id;
+    }
   }
   for (size_t j = 0; j < n->n_in; j++) {
     const edge_t *e = &p->edges[n->in_edges[j]];
     size_t len = p->nodes[e->from].outs[e->from_port].n;
-    if (len != maxn && len != 1) {
-      size_t len0 =
-          p->nodes[p->edges[n->in_edges[0]].from].outs[p->edges[n->in_edges[0]].from_port].n;
+    if (len != maxn && len != 1)
       return rm_error_set(err, RM_ENODE, n->id, "connections",
                           "node '%s' (%s): its inputs carry different numbers of items (%zu "
                           "from '%s', %zu from '%s')",
-                          n->id, n->type->name, len0, p->nodes[p->edges[n->in_edges[0]].from].id,
-                          len, p->nodes[e->from].id);
-    }
+                          n->id, n->type->name, maxn, longest, len, p->nodes[e->from].id);
   }
   /* if one input is empty the node has nothing to combine */
   for (size_t j = 0; j < n->n_in; j++) {

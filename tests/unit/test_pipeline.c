@@ -515,6 +515,19 @@ static void test_fan_in_item_counts(void) {
   RM_ASSERT_INT(r->nodes[2].state, RM_NODE_FAILED);
   rm_result_free(r);
   rm_pipeline_free(p);
+  /* the same with the shorter list on the first connection: still named against the longest */
+  p = rm_test_pipeline(
+      "{'nodes': [{'id': 'three', 'node_type': 'Chunk', 'params': {'frames': 1}},"
+      " {'id': 'two', 'node_type': 'Chunk', 'params': {'frames': 2}},"
+      " {'id': 'm', 'node_type': 'PassThrough'}],"
+      " 'connections': [{'from': 'two', 'to': 'm'}, {'from': 'three', 'to': 'm'}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  RM_ASSERT_ERR(rm_pipeline_run(p, inputs + 1, 2, NULL, &r, &err), &err, RM_ENODE, "m",
+                "connections",
+                "node 'm' (PassThrough): its inputs carry different numbers of items (3 from "
+                "'three', 2 from 'two')");
+  rm_result_free(r);
+  rm_pipeline_free(p);
   rm_buffer_unref(in);
 }
 
