@@ -429,7 +429,12 @@ static int dec_records(decoder_t *d, rm_node_ctx_t *ctx, const uint8_t *p, size_
       d->ended = 1;
       continue;
     }
-    if (plen > MAX_PACKET || plen > len - at)
+    if (plen > MAX_PACKET)
+      return rm_node_fail(ctx, RM_EINPUT, "in",
+                          "a packet record announces %zu bytes, above the most an Opus packet may "
+                          "hold (%d)",
+                          plen, MAX_PACKET);
+    if (plen > len - at)
       return rm_node_fail(ctx, RM_EINPUT, "in",
                           "truncated packet: record announces %zu bytes, %zu remain", plen,
                           len - at);

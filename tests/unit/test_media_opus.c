@@ -172,6 +172,16 @@ static void test_truncated_and_corrupt_packets(void) {
   CU_ASSERT_FATAL(first > 4 && len > 16 + 2 + first);
   expect_bad_stream(s, 16 + 2 + first / 2, "truncated packet"); /* cut inside packet 1 */
   expect_bad_stream(s, 16 + 1, "truncated packet");             /* cut inside a length */
+  /* a record longer than any packet, though the bytes are there */
+  uint8_t *big = calloc(1, 16 + 2 + 4001);
+  memcpy(big, s, 16);
+  big[16] = 4001 >> 8;
+  big[17] = 4001 & 0xff;
+  big[18] = s[18];
+  expect_bad_stream(big, 16 + 2 + 4001,
+                    "a packet record announces 4001 bytes, above the most an Opus packet may "
+                    "hold (4000)");
+  free(big);
   expect_bad_stream(s, len - 3, "truncated end record");
   expect_bad_stream(s, 10, "RMOP header");
   expect_bad_stream((const uint8_t *)"OggS0000000000000000", 20, "RMOP header");
