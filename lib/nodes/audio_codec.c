@@ -157,7 +157,8 @@ static int decode_frames(rm_node_ctx_t *ctx, SNDFILE *sf, const SF_INFO *info,
     v->len += (size_t)got * ch * ss;
     *frames += (uint64_t)got;
     if (*frames > max_frames) {
-      rc = rm_node_fail(ctx, RM_ELIMIT, "in", "the file holds more than %.3f s of audio",
+      rc = rm_node_fail(ctx, RM_ELIMIT, "max_seconds",
+                        "the file holds more than %.3f s of audio (max_seconds)",
                         (double)max_frames / info->samplerate);
       break;
     }

@@ -326,6 +326,9 @@ static void test_decode_limit(void) {
   rm_error_t err;
   CU_ASSERT_EQUAL(decode(bytes, len, "{\"max_seconds\":0.1}", &a, &err), RM_ELIMIT);
   CU_ASSERT_PTR_NULL(a);
+  RM_ASSERT_STR(err.field, "max_seconds");
+  RM_ASSERT_STR(err.message,
+                "node 'n' (AudioDecode): the file holds more than 0.100 s of audio (max_seconds)");
   CU_ASSERT_EQUAL(decode(bytes, len, "{\"max_seconds\":0.5}", &a, &err), 0);
   rm_buffer_unref(a);
   free(bytes);
