@@ -236,6 +236,11 @@ int rm__denoise_process(void *state, rm_node_ctx_t *ctx) {
  * delayed tail out of the preprocessor; emits only the real part. */
 int rm__denoise_flush(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
+  if (d->started && !d->frames_in) /* an empty stream still ends with one (empty) item */
+    return rm_node_emit(ctx, 0,
+                        rm__media_audio_from_f32(
+                            rm_node_account(ctx), d->info.sample_rate, d->info.channels,
+                            d->format ? (rm_sample_format_t)d->format : d->info.format, NULL, 0));
   if (!d->started || d->frames_out == d->frames_in)
     return 0;
   size_t fb = d->info.channels * sizeof(float), have = d->pending.len / fb;

@@ -292,6 +292,13 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
     rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   if (!rc)
     rc = emit_out(r, ctx, tail);
+  /* a stream too short for one output frame (or empty) still ends with one item, empty, as
+   * a one-shot run gives one item per input */
+  if (!rc && !r->frames_out)
+    rc = rm_node_emit(ctx, 0,
+                      rm__media_audio_from_f32(
+                          rm_node_account(ctx), r->out_rate, r->out_ch,
+                          r->format ? (rm_sample_format_t)r->format : r->in_info.format, NULL, 0));
   drop_big(r);
   return rc;
 }

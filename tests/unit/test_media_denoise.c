@@ -152,11 +152,36 @@ static void test_params_inputs_registry(void) {
   media_expect_rate_refused("Denoise");
 }
 
+/* An empty input is still one item in a one-shot run: empty, at the input's rate, channels
+ * and format (Denoise in both modes, and AutoGain, which shares its streaming). */
+static void test_empty_input_gives_one_empty_item(void) {
+  static const char *const nodes[][2] = {
+      {"Denoise", "{}"}, {"Denoise", "{\"mode\":\"lsa\"}"}, {"AutoGain", "{}"}};
+  for (size_t k = 0; k < sizeof nodes / sizeof nodes[0]; k++) {
+    rm_pipeline_t *p = media_node(nodes[k][0], nodes[k][1]);
+    rm_buffer_t *in = media_f32(16000, 2, 0);
+    media_items_t it = {0};
+    rm_error_t err;
+    CU_ASSERT_EQUAL_FATAL(media_run1(p, in, &it, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(it.n, 1);
+    CU_ASSERT_EQUAL(rm_audio_frames(it.items[0]), 0);
+    CU_ASSERT_EQUAL(it.items[0]->u.audio.sample_rate, 16000);
+    CU_ASSERT_EQUAL(it.items[0]->u.audio.channels, 2);
+    CU_ASSERT_EQUAL(it.items[0]->u.audio.format, RM_SAMPLE_F32);
+    media_items_free(&it);
+    rm_buffer_unref(in);
+    rm_pipeline_free(p);
+  }
+}
+
 int main(void) {
-  static const rm_test_case_t cases[] = {
-      RM_TEST(test_params_inputs_registry), RM_TEST(test_suppresses_noise_16k),
-      RM_TEST(test_suppresses_noise_48k),   RM_TEST(test_chunked_equals_one_shot_and_length),
-      RM_TEST(test_agc_lifts_quiet_signal), {NULL, NULL}};
+  static const rm_test_case_t cases[] = {RM_TEST(test_params_inputs_registry),
+                                         RM_TEST(test_suppresses_noise_16k),
+                                         RM_TEST(test_suppresses_noise_48k),
+                                         RM_TEST(test_chunked_equals_one_shot_and_length),
+                                         RM_TEST(test_agc_lifts_quiet_signal),
+                                         RM_TEST(test_empty_input_gives_one_empty_item),
+                                         {NULL, NULL}};
   rm_test_suite("media_denoise", cases);
   return rm_test_run();
 }

@@ -75,7 +75,7 @@ static void test_exact_length(void) {
     size_t n;
   } cases[] = {{44100, 16000, 1001}, {48000, 44100, 12345}, {8000, 192000, 777},
                {192000, 8000, 100},  {22050, 16000, 1},     {16000, 16000, 999},
-               {11025, 48000, 0}};
+               {11025, 48000, 0},    {48000, 16000, 1},     {16000, 16000, 0}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     char params[64];
     snprintf(params, sizeof params, "{\"rate\":%u}", cases[c].out);
@@ -86,6 +86,7 @@ static void test_exact_length(void) {
     media_items_t it = {0};
     rm_error_t err;
     CU_ASSERT_EQUAL(media_run1(p, in, &it, &err), 0);
+    CU_ASSERT_EQUAL(it.n, 1); /* one item per input, empty when no frame comes out */
     size_t frames = 0;
     for (size_t i = 0; i < it.n; i++) {
       frames += rm_audio_frames(it.items[i]);
