@@ -128,7 +128,8 @@ static const opt_t opts[] = {
     {"max-memory", "RM_MAX_MEMORY", T_BYTES, OFF(max_memory), "0", 0, INT64_MAX, 0,
      "server-wide memory budget: received requests, responses and every run's memory draw from "
      "it; what does not fit is RESOURCE_EXHAUSTED at once (0 = the cgroup memory limit less "
-     "max(1/8 of it, 64 MiB), else half the physical memory; K/M/G suffixes are KiB/MiB/GiB)"},
+     "max(1/8 of it, 64 MiB), else half the physical memory; otherwise at least 1M; K/M/G "
+     "suffixes are KiB/MiB/GiB)"},
     {"max-request-memory", "RM_MAX_REQUEST_MEMORY", T_BYTES, OFF(max_request_memory), "256M",
      1 << 20, INT64_MAX, 0,
      "memory one run may allocate (buffers, node state, library memory); a request's "
@@ -496,6 +497,12 @@ static int check(const rm_config_t *cfg, rm_error_t *err) {
   if (cfg->tls_require_client_cert && !*cfg->tls_client_ca)
     return rm__config_fail(err, RM_EPARAM, "tls-require-client-cert",
                            "tls-require-client-cert needs tls-client-ca");
+  /* a budget below one MiB cannot hold a single run (a "2048" meant as MiB is a typo) */
+  if (cfg->max_memory && cfg->max_memory < (1u << 20))
+    return rm__config_fail(err, RM_EPARAM, "max-memory",
+                           "max-memory must be 0 (what the container allows) or at least 1M, "
+                           "got %lld bytes",
+                           (long long)cfg->max_memory);
   return check_listen(cfg->listen, err);
 }
 

@@ -382,8 +382,16 @@ static void test_cross_option_checks(void) {
               "tls-require-client-cert", "tls-require-client-cert needs tls-client-ca");
   EXPECT_FAIL(ARGS("--listen", "localhost"), RM_EPARAM, "listen",
               "listen must be host:port, got 'localhost'");
+  EXPECT_FAIL(ARGS("--max-memory=2048"), RM_EPARAM, "max-memory",
+              "max-memory must be 0 (what the container allows) or at least 1M, got 2048 bytes");
+  EXPECT_FAIL(ARGS("--max-memory=1048575"), RM_EPARAM, "max-memory",
+              "max-memory must be 0 (what the container allows) or at least 1M, got 1048575 "
+              "bytes");
   rm_config_t cfg;
   rm_error_t err;
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory=1M")), 0);
+  RM_ASSERT_INT(cfg.max_memory, 1 << 20);
+  rm_config_destroy(&cfg);
   RM_ASSERT_INT(load(&cfg, &err,
                      ARGS("--tls-cert=a", "--tls-key=b", "--tls-client-ca=c",
                           "--tls-require-client-cert", "--threads=3")),
