@@ -132,8 +132,19 @@ static int set_load(const rm_config_t *cfg, token_set_t **out, rm_error_t *err) 
     rc = add_file(ts, cfg->auth_token_file, err);
   if (!rc && from_list)
     rc = add_list(ts, cfg->auth_tokens, err);
-  if (!rc && !ts->n)
-    rc = rm__config_fail(err, RM_EPARAM, field, "auth is configured but no token was given");
+  if (!rc && !ts->n) {
+    if (from_file && from_list)
+      rc =
+          rm__config_fail(err, RM_EPARAM, field, "auth-token-file %s and auth-tokens hold no token",
+                          cfg->auth_token_file);
+    else if (from_file)
+      rc = rm__config_fail(err, RM_EPARAM, field,
+                           "auth-token-file %s holds no token (only blank lines and # comments)",
+                           cfg->auth_token_file);
+    else
+      rc = rm__config_fail(err, RM_EPARAM, field,
+                           "auth-tokens holds no token (only commas and blanks)");
+  }
   if (rc) {
     set_free(ts);
     return rc;
@@ -193,8 +204,14 @@ int rm_auth_reload(rm_auth_t *a, const rm_config_t *cfg, size_t *count, int *cha
                    rm_error_t *err) {
   token_set_t *fresh;
   int rc = set_load(cfg, &fresh, err);
-  if (rc)
+  if (rc) {
+    if (count) { /* the set kept: only reloads replace it, and they hold reload_mu */
+      pthread_mutex_lock(&a->reload_mu);
+      *count = atomic_load(&a->cur)->n;
+      pthread_mutex_unlock(&a->reload_mu);
+    }
     return rc;
+  }
   pthread_mutex_lock(&a->reload_mu);
   token_set_t *old = atomic_exchange(&a->cur, fresh);
   /* Checks that loaded `old` registered under the current epoch before loading it: flip

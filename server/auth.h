@@ -29,8 +29,9 @@ void rm_auth_free(rm_auth_t *a);
  * in: checks running on other threads finish with the set they started with, later ones
  * see the new one; the old set is freed once no check uses it (this call waits for that,
  * a few microseconds). On any error, with the same codes and messages as rm_auth_new, the
- * set in use stays. *count (may be NULL) gets the number of tokens now accepted and
- * *changed (may be NULL) whether the set differs from the previous one. a must come from
+ * set in use stays. *count (may be NULL) gets the number of tokens now accepted (on an
+ * error, those of the set kept) and *changed (may be NULL) whether the set differs from the
+ * previous one. a must come from
  * cfg (auth on). Reloads are serialised; any thread but a check's. */
 int rm_auth_reload(rm_auth_t *a, const rm_config_t *cfg, size_t *count, int *changed,
                    rm_error_t *err);

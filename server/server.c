@@ -782,12 +782,11 @@ void rm_server_reload(rm_server_t *s) {
   int ch = 0;
   if (s->auth && *cfg->auth_token_file) {
     size_t n = 0;
-    if (rm_auth_reload(s->auth, cfg, &n, &ch, &err) == 0) {
+    if (rm_auth_reload(s->auth, cfg, &n, &ch, &err) == 0)
       json_array_append_new(ch ? changed : unchanged, json_string("auth-token-file"));
-      tokens = json_integer((json_int_t)n);
-    } else {
+    else
       reload_failed(cfg, &err, failed);
-    }
+    tokens = json_integer((json_int_t)n); /* accepted now: the kept set's on failure */
   }
   if (s->tls) {
     if (rm_tls_reload(s->tls, cfg, &ch, &err) == 0)

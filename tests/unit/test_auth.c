@@ -114,13 +114,15 @@ static void test_no_auth_configured_is_off(void) {
 
 static void test_empty_token_set_is_an_error(void) {
   static const struct {
-    const char *file_text, *list, *field;
+    const char *file_text, *list, *field, *message; /* %s: the file's path */
   } cases[] = {
-      {"", NULL, "auth-token-file"},
-      {"\n\n  \n# only comments\n\t\r\n", NULL, "auth-token-file"},
-      {NULL, ",", "auth-tokens"},
-      {NULL, " , \t ,", "auth-tokens"},
-      {"#\n", " ,", "auth-token-file"},
+      {"", NULL, "auth-token-file",
+       "auth-token-file %s holds no token (only blank lines and # comments)"},
+      {"\n\n  \n# only comments\n\t\r\n", NULL, "auth-token-file",
+       "auth-token-file %s holds no token (only blank lines and # comments)"},
+      {NULL, ",", "auth-tokens", "auth-tokens holds no token (only commas and blanks)"},
+      {NULL, " , \t ,", "auth-tokens", "auth-tokens holds no token (only commas and blanks)"},
+      {"#\n", " ,", "auth-token-file", "auth-token-file %s and auth-tokens hold no token"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (cases[i].file_text)
@@ -129,8 +131,9 @@ static void test_empty_token_set_is_an_error(void) {
     rm_auth_t *a = (rm_auth_t *)&cfg;
     rm_error_t err;
     int rc = rm_auth_new(&cfg, &a, &err);
-    RM_ASSERT_ERR(rc, &err, RM_EPARAM, "", cases[i].field,
-                  "auth is configured but no token was given");
+    char message[512];
+    snprintf(message, sizeof message, cases[i].message, token_path);
+    RM_ASSERT_ERR(rc, &err, RM_EPARAM, "", cases[i].field, message);
     CU_ASSERT_PTR_NULL(a);
   }
 }
@@ -318,8 +321,13 @@ static void test_reload(void) {
   rm_config_t list_cfg = cfg;
   cfg = auth_cfg(token_path, NULL);
   write_tokens("\n# nothing\n");
+  char message[512];
+  snprintf(message, sizeof message,
+           "auth-token-file %s holds no token (only blank lines and # comments)", token_path);
+  n = 0;
   RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, &changed, &err), &err, RM_EPARAM, "", "auth-token-file",
-                "auth is configured but no token was given");
+                message);
+  RM_ASSERT_INT(n, 3); /* the set kept: new-token, second, from-list */
   char *t5k = long_token(5000, 'd');
   FILE *f = fopen(token_path, "w");
   CU_ASSERT_PTR_NOT_NULL_FATAL(f);
