@@ -138,7 +138,7 @@ static const opt_t opts[] = {
      "heap each polling thread and worker pre-faults at start-up and the allocator keeps, so "
      "the first big request does not fault in every page it is copied into (0 = none; at most "
      "12M, under the 16 MiB the heaps keep free; capped at max-memory/8; one heap's worth per "
-     "malloc arena in use is idle RSS, see docs/performance.md)"},
+     "malloc arena in use is idle RSS, see docs/security.md, Warm heaps)"},
     {"memory-wait-ms", "RM_MEMORY_WAIT_MS", T_UINT, OFF(memory_wait_ms), "0", 0, 600000, 0,
      "how long a run on a worker waits for its memory reservation when max-memory is in use "
      "before it is RESOURCE_EXHAUSTED (0 = refuse at once; runs on polling threads never "

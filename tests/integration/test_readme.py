@@ -26,6 +26,16 @@ def test_readme_starts_with_the_two_commands():
     assert "./scripts/dev.sh test" in ci
 
 
+def test_files_the_help_points_to_exist():
+    """Every docs/*.md the server's --help names is in the repository."""
+    out = subprocess.run([os.environ["RM_SERVER_BIN"], "--help"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    named = set(re.findall(r"docs/[\w.-]+\.md", out.stdout + out.stderr))
+    assert named, "no docs file named in --help"
+    assert [f for f in sorted(named) if not os.path.isfile(os.path.join(ROOT, f))] == []
+
+
 def test_python_call(server):
     snippet = re.search(r"/usr/bin/python3 -c '(.*?)'\n", README, re.S).group(1)
     code = snippet.replace("127.0.0.1:50051", server.address())
