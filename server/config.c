@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -295,11 +296,22 @@ static int set_json(rm_config_t *cfg, const char *key, json_t *v, const char *so
 /* Step 2: the JSON file, every key an option ("config" itself is not one). */
 static int load_file(rm_config_t *cfg, const char *path, rm_error_t *err) {
   json_error_t je;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  struct stat st;
+  /* unreadable (missing, no permission, a directory) is exit 1, like the other files;
+   * readable but not a JSON object is a configuration error */
+  FILE *f = fopen(path, "r");
+  if (!f || fstat(fileno(f), &st) || S_ISDIR(st.st_mode)) {
+    const char *why = !f ? strerror(errno) : S_ISDIR(st.st_mode) ? "a directory" : "cannot stat";
+    rm__config_fail(err, RM_EIO, "config", "config file %s cannot be read: %s", path, why);
+    if (f)
+      fclose(f);
+    return RM_EIO;
+  }
+  json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+  fclose(f);
   if (!root)
-    return rm__config_fail(err,
-                           json_error_code(&je) == json_error_cannot_open_file ? RM_EIO : RM_EPARAM,
-                           "config", "config file %s: %s (line %d)", path, je.text, je.line);
+    return rm__config_fail(err, RM_EPARAM, "config", "config file %s: %s (line %d)", path, je.text,
+                           je.line);
   char source[300];
   snprintf(source, sizeof source, "config file %s", path);
   int rc = 0;

@@ -104,7 +104,8 @@ int main(int argc, char **argv) {
     else
       rm_config_print_version(stdout);
     rm_config_destroy(&cfg);
-    return rc ? 2 : 0;
+    /* an unreadable file is exit 1 (as a port in use), a configuration error exit 2 */
+    return rc == RM_EIO ? 1 : rc ? 2 : 0;
   }
   rm_log_threshold = (rm_log_level_t)rm_log_level_parse(cfg.log_level);
 

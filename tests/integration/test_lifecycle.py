@@ -131,6 +131,12 @@ def test_config_precedence_file_env_flag(tmp_path):
     bad.write_text('{"max_nodes": ')
     p = run_server(["--config", str(bad)])
     assert p.returncode == 2 and str(bad) in p.stderr.decode()
+    # an unreadable file is exit 1, as README says (a configuration error is exit 2)
+    for path, why in ((tmp_path / "missing.json", "No such file or directory"),
+                      (tmp_path, "a directory")):
+        p = run_server(["--config", str(path)])
+        assert (p.returncode, p.stderr.decode()) == \
+            (1, "remotemedia-server: config file %s cannot be read: %s\n" % (path, why))
 
 
 def test_keepalive_and_connection_age_options_apply():
