@@ -409,6 +409,7 @@ class Pipeline:
         """Runs the pipeline; returns the full ExecuteResult (see run())."""
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
+        self._metrics = None  # a run that fails leaves no metrics, not the previous run's
         return self._finish(await self.client.execute(req, timeout=timeout))
 
     def execute_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
@@ -418,6 +419,7 @@ class Pipeline:
         """execute() without asyncio."""
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
+        self._metrics = None  # a run that fails leaves no metrics, not the previous run's
         return self._finish(self.client.execute_sync(req, timeout=timeout))
 
     async def validate(self, data: Any = None, sample_rate: Optional[int] = None, *,
@@ -612,7 +614,8 @@ class Pipeline:
     def get_metrics(self) -> Optional[Metrics]:
         """The last run's metrics as the seed's dict (pipeline_id, total_executions,
         total_duration_us, total_duration_ms, peak_memory_bytes, peak_memory_mb,
-        metrics_overhead_us, node_metrics[...]), or None when metrics were off."""
+        metrics_overhead_us, node_metrics[...]), or None when metrics were off or the last
+        run failed."""
         return self._metrics
 
     # -- the server ------------------------------------------------------------------------

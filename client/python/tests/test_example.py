@@ -137,6 +137,26 @@ def test_metrics_are_none_when_off(remote):
         assert not result.response.HasField("metrics")
 
 
+def test_a_failed_run_leaves_no_metrics(remote):
+    """get_metrics() after a run that raised is None, not the previous run's figures."""
+    from remotemedia import InvalidArgument
+    from remotemedia.nodes import AudioResample
+    with Pipeline(remote=remote, enable_metrics=True) as pipeline:
+        pipeline.add_node(AudioResample(rate=16000))
+        pipeline.run_sync(sine(480, 48000), sample_rate=48000)
+        assert pipeline.get_metrics()["total_executions"] == 1
+        with pytest.raises(InvalidArgument):
+            pipeline.run_sync(sine(480, 4000), sample_rate=4000)  # below AudioResample's 8 kHz
+        assert pipeline.get_metrics() is None
+
+        async def again():
+            with pytest.raises(InvalidArgument):
+                await pipeline.run(sine(480, 4000), sample_rate=4000)
+            return pipeline.get_metrics()
+        pipeline.run_sync(sine(480, 48000), sample_rate=48000)
+        assert arun(again()) is None
+
+
 def test_health_and_version(remote):
     with Pipeline(remote=remote) as pipeline:
         assert pipeline.health_check_sync() == "SERVING"
