@@ -190,11 +190,15 @@ class StreamSession:
         return self
 
     async def _write(self, req: Any) -> None:
+        # a failed write means the call has ended (its error is raised once: leaving
+        # `async with` afterwards does not raise it again)
         try:
             await self._call.write(req)
         except grpc.RpcError as e:
+            self._ended = True
             raise error_from_rpc(e) from e
         except asyncio.InvalidStateError:  # the call has ended: its status says why
+            self._ended = True
             raise await self._status_error() from None
 
     async def _status_error(self) -> RemoteMediaError:

@@ -155,6 +155,32 @@ def test_error_repeated_sequence(remote):
     assert "sequence 5" in e.message
 
 
+def test_an_error_handled_inside_the_session_is_not_raised_again():
+    """The server ends an idle session (DEADLINE_EXCEEDED); the send that finds it ended
+    raises that once, the caller handles it, and leaving `async with` raises nothing."""
+    from rmtest.server import RunningServer
+    from remotemedia import DeadlineExceeded, RemoteConfig
+    with RunningServer(["--session-idle-timeout-ms", "200"]) as srv:
+        p = resampler(RemoteConfig(srv.address(), timeout=60))
+
+        async def main():
+            caught = []
+            async with p.session() as s:
+                await s.send(CHUNKS[0], sample_rate=RATE)
+                assert (await s.receive()).sequence == 1
+                srv.wait_for_event("session_end", 30)
+                for _ in range(100):  # the end reaches the client's call soon after
+                    try:
+                        await s.send(CHUNKS[1], sample_rate=RATE)
+                    except DeadlineExceeded as e:
+                        caught.append(e)
+                        break
+                    await asyncio.sleep(0.05)
+            return caught
+        caught = arun(main())
+    assert len(caught) == 1 and caught[0].field == "session_idle_timeout_ms", caught
+
+
 def test_error_bad_params_at_open(remote):
     p = Pipeline("bad", remote=remote)
     p.add_node(Node("AudioResample", {"rate": -5}, node_id="rs", validate=False))
