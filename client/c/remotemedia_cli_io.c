@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "file_util.h"
+#include "rm/sndfile_check.h"
 #include "remotemedia_cli.h"
 #include "rm/buffer.h"
 
@@ -101,11 +102,13 @@ static int load_audio(cli_input_t *in, const char *path, cli_error_t *e) {
   case RM_CLIENT_F64: got = sf_readf_double(sf, data, (sf_count_t)frames); break;
   default: got = sf_readf_float(sf, data, (sf_count_t)frames); break;
   }
+  /* a cut-off file reads as a shorter one: its header says more (as AudioDecode checks) */
+  int cut = got == (sf_count_t)frames && rm_sndfile_cut_short(sf, &info);
   sf_close(sf);
-  if (got != (sf_count_t)frames) {
+  if (got != (sf_count_t)frames || cut) {
     free(data);
-    return cli_fail(e, CLI_USAGE, "audio file %s is truncated (%lld of %zu frames)", path,
-                    (long long)got, frames);
+    return cli_fail(e, CLI_USAGE, "audio file %s is truncated (%lld frames, its header says more)",
+                    path, (long long)got);
   }
   in->bytes = data;
   in->buf = rm_client_buffer_audio(data, bytes, (uint32_t)info.samplerate, (uint32_t)ch, fmt);

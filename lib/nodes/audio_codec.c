@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nodes/media_util.h"
+#include "rm/sndfile_check.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
@@ -218,27 +219,6 @@ static const char *ogg_check(const uint8_t *d, size_t len) {
   return eos ? NULL : "truncated Ogg stream: the last page does not end the stream";
 }
 
-/* libsndfile reads what a cut-off file holds and says so only indirectly: an Ogg stream
- * whose last page is missing has no known length, and a cut WAV leaves a
- * "data : <announced> (should be <present>)" line in its log. Streaming writers mark an
- * unknown WAV length with 0 or 0xFFFFFFFF; those are not cuts. */
-static int cut_short(SNDFILE *sf, const SF_INFO *info) {
-  if ((info->format & SF_FORMAT_TYPEMASK) == SF_FORMAT_OGG && info->frames == SF_COUNT_MAX)
-    return 1;
-  char log[4096];
-  log[0] = '\0';
-  sf_command(sf, SFC_GET_LOG_INFO, log, sizeof log);
-  for (const char *l = strstr(log, "data : "); l; l = strstr(l + 1, "data : ")) {
-    if (l != log && l[-1] != '\n')
-      continue;
-    unsigned long long said = 0, real = 0;
-    if (sscanf(l, "data : %llu (should be %llu)", &said, &real) == 2 && said > real &&
-        said != 0xFFFFFFFFull && said != 0)
-      return 1;
-  }
-  return 0;
-}
-
 static int decode_process(void *state, rm_node_ctx_t *ctx) {
   const decoder_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
@@ -278,7 +258,7 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
     rc = rm_node_fail(ctx, RM_EINPUT, "in",
                       "truncated audio file: the header announces %lld frames, %llu decoded",
                       (long long)info.frames, (unsigned long long)frames);
-  if (!rc && cut_short(sf, &info))
+  if (!rc && rm_sndfile_cut_short(sf, &info))
     rc = rm_node_fail(ctx, RM_EINPUT, "in", "truncated audio file: %llu frames decoded",
                       (unsigned long long)frames);
   sf_close(sf);

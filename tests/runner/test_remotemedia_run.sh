@@ -125,6 +125,9 @@ run 2 examples/missing.json --input src=$wav
 has "$tmp/err" "remotemedia: examples/missing.json: unable to open examples/missing.json: No such file or directory"
 run 2 examples/gain_chain.json --input src=tests/data/audio/none.wav
 contains "$tmp/err" "tests/data/audio/none.wav"
+head -c 20000 "$SRC/$wav" >"$tmp/cut.wav" # the header announces 24000 frames, 9978 are there
+run 2 examples/gain_chain.json --input "src=$tmp/cut.wav"
+has "$tmp/err" "remotemedia: audio file $tmp/cut.wav is truncated (9978 frames, its header says more)"
 printf '{"operation": ' >"$tmp/bad.json"
 run 2 examples/calculator.json --input "calc=$tmp/bad.json"
 contains "$tmp/err" "$tmp/bad.json is not valid JSON: "
