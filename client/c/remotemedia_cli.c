@@ -4,6 +4,7 @@
  * built from them. */
 #include <errno.h>
 #include <grpc/grpc.h>
+#include <grpc/support/log.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -794,8 +795,15 @@ static int wants_help(int argc, char **argv, const cli_command_t **cmd) {
   return 0;
 }
 
+/* gRPC core's own log lines (a TLS handshake that failed, a name that did not resolve)
+ * would come before the one error line the CLI promises, whose status message says the
+ * same. They are shown when GRPC_VERBOSITY or GRPC_TRACE asks for them. */
+static void quiet_core_log(gpr_log_func_args *args) { (void)args; }
+
 int cli_main(int argc, char **argv) {
   const cli_command_t *cmd = NULL;
+  if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
+    gpr_set_log_function(quiet_core_log);
   if (wants_help(argc, argv, &cmd)) {
     if (cmd)
       put_command_usage(stdout, cmd);

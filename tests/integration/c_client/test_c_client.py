@@ -618,12 +618,14 @@ def test_cli_tls_and_mtls(tls_servers, certs):
     assert (rc, out) == (0, "SERVING\n"), err
     rc, out, err = cli("health", "--server", tls.address(), "--tls-ca", certs("otherca.pem"))
     assert rc == 1 and error_line(err).startswith("remotemedia: error: UNAVAILABLE")
+    assert err.splitlines() == [error_line(err)]  # that line only: not the core's own log
     mtls_args = ["--server", mtls.address(), "--tls-ca", certs("ca.pem")]
     rc, out, err = cli("health", *mtls_args, "--tls-cert", certs("client.pem"), "--tls-key",
                        certs("client.key"))
     assert (rc, out) == (0, "SERVING\n"), err
     rc, out, err = cli("health", *mtls_args)
     assert rc == 1 and error_line(err).startswith("remotemedia: error: UNAVAILABLE")
+    assert err.splitlines() == [error_line(err)]
 
 
 # ---------------------------------------------------------------- docs/c-client.md, installed
