@@ -671,6 +671,9 @@ def check_example_output(out):
     seed = json.loads(lines[2])
     assert list(seed) == SEED_KEYS
     assert [list(n) for n in seed["node_metrics"]] == [SEED_NODE_KEYS] * 2
+    # reals at JSON_REAL_PRECISION(10), as the doc prints them: 6.449, not 6.4489999999999998
+    reals = re.findall(r"(?<![\w.])-?(\d+\.\d+)", lines[2])
+    assert reals and all(len(r.replace(".", "").lstrip("0")) <= 10 for r in reals), lines[2]
 
 
 def test_docs_library_example_against_installed_library(server, tmp_path):
