@@ -401,10 +401,18 @@ static int load_env(rm_config_t *cfg, rm_error_t *err) {
 /* Step 4: the flags, --name=value or --name value (a bare boolean flag means true);
  * --config was read in step 1. */
 static int load_argv(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
+  const opt_t *bare_bool = NULL; /* the previous argument, a boolean flag without '=' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    int word;
+    if (strncmp(a, "--", 2) != 0 && bare_bool && parse_bool(a, &word) == 0)
+      return rm__config_fail(err, RM_EPARAM, bare_bool->name,
+                             "unexpected argument '%s': a boolean option takes its value after "
+                             "'=' (--%s=%s)",
+                             a, bare_bool->name, a);
     if (strncmp(a, "--", 2) != 0)
       return rm__config_fail(err, RM_EPARAM, "", "unexpected argument '%s' (see --help)", a);
+    bare_bool = NULL;
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     if (len == 6 && !strncmp(name, "config", 6)) {
@@ -423,7 +431,7 @@ static int load_argv(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
     if (eq)
       v = eq + 1;
     else if (o->type == T_BOOL)
-      v = "true";
+      v = "true", bare_bool = o;
     else if (i + 1 < argc)
       v = argv[++i];
     else

@@ -330,8 +330,11 @@ static void test_unknown_options_and_arguments(void) {
               "unknown option '--max_nodes' (see --help)");
   EXPECT_FAIL(ARGS("serve"), RM_EPARAM, "", "unexpected argument 'serve' (see --help)");
   EXPECT_FAIL(ARGS("-x"), RM_EPARAM, "", "unexpected argument '-x' (see --help)");
-  EXPECT_FAIL(ARGS("--pipeline-cache", "false"), RM_EPARAM, "",
-              "unexpected argument 'false' (see --help)");
+  EXPECT_FAIL(ARGS("--pipeline-cache", "false"), RM_EPARAM, "pipeline-cache",
+              "unexpected argument 'false': a boolean option takes its value after '=' "
+              "(--pipeline-cache=false)");
+  EXPECT_FAIL(ARGS("--require-auth", "--threads", "2", "x"), RM_EPARAM, "",
+              "unexpected argument 'x' (see --help)");
 }
 
 static void test_config_file_errors(void) {
