@@ -54,9 +54,9 @@ struct rm_call {
   atomic_int refs;
   /* What the call's memory is kept for: 1 while refs is above 0, plus one per borrowed slice
    * of a response (packer_append). At 0 that memory is freed (call_free). Kept apart from
-   * refs because the core keeps a sent message's slices in its call object until the call
-   * is destroyed (a send that never reached the transport, when the client cancelled): had
-   * the slices held refs, the call would never be released, nor its memory. */
+   * refs because the core may keep a message it could not send (the client reset the stream)
+   * until the call is destroyed, in the stream's flow-control buffer: had the slices held
+   * refs, the call would never be released, nor its memory. */
   atomic_int holds;
   rm_server_t *s;
   const rm_config_t *cfg;
@@ -854,7 +854,7 @@ void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes) {
 
 /* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
  * The payload (and its copy in one piece, when it came in several slices) stays in the call
- * until its last reference is gone, with its charge: requests are unpacked as views into it
+ * until its memory goes (call_free), with its charge: requests are unpacked as views into it
  * (rm_wire_views_*), and a job or a response may still read them after the handler returned.
  * Once the handler has answered, the call may be gone (a worker answering while the polling
  * thread sends): nothing here touches it after the handler. */

@@ -31,7 +31,8 @@ rm_server_t *rm_call_server(const rm_call_t *call);
 int rm_call_own(const rm_call_t *call);
 /* Keeps the call (and its arena and request) alive past its answer; any thread. */
 void rm_call_ref(rm_call_t *call);
-/* Drops a reference; the last one frees the call. Any thread. */
+/* Drops a reference; the last one ends the call (logged, its grpc_call released); its memory
+ * goes once the core has released every borrowed slice too. Any thread. */
 void rm_call_unref(rm_call_t *call);
 
 /* Memory that lives until the call is destroyed (after its status was sent). Use it only
@@ -71,10 +72,10 @@ void rm_call_reply(rm_call_t *call, const ProtobufCMessage *msg);
 void rm_call_reply_within(rm_call_t *call, const ProtobufCMessage *msg, size_t bound);
 /* rm_call_reply without copying: every bytes or string field of at least min_borrow bytes is
  * sent as a slice pointing at the message's own memory, which must stay valid and unchanged
- * until the call is freed (rm_call_at_end runs then); each such slice holds a reference on the
- * call until the core is done with it. Only the framing and the smaller fields are copied, and
- * only they are charged to the server's budget here (the borrowed bytes stay charged where
- * they are). Any thread. */
+ * until the call's memory is freed (rm_call_at_end runs then); each such slice keeps that
+ * memory (not the call itself) until the core is done with it. Only the framing and the smaller
+ * fields are copied, and only they are charged to the server's budget here (the borrowed bytes stay
+ * charged where they are). Any thread. */
 void rm_call_reply_borrowing(rm_call_t *call, const ProtobufCMessage *msg, size_t min_borrow);
 /* Copies in what the request's view left out (rm_method_t.gapped): its bytes are all there
  * from then on. No-op when nothing was left out. Thread handling the call. */
@@ -83,8 +84,9 @@ void rm_call_fill_view(rm_call_t *call);
 size_t rm_call_view_gap_bytes(const rm_call_t *call);
 /* rm_call_fill_view when [p, p + len) reaches into what the view left out. */
 void rm_call_fill_view_over(rm_call_t *call, const uint8_t *p, size_t len);
-/* Runs fn(arg) once, when the call's last reference is gone (after the core released every
- * borrowed slice), on whichever thread drops it, before the call's arena is freed. One hook
+/* Runs fn(arg) once, when the call's memory goes: its last reference is gone and the core
+ * has released every borrowed slice; on whichever thread drops the last, before the call's
+ * arena is freed. One hook
  * per call; a later call replaces it. */
 void rm_call_at_end(rm_call_t *call, void (*fn)(void *arg), void *arg);
 /* Sends the status of err (server/status.c: code, message, trailers). err is copied; an

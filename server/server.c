@@ -71,9 +71,19 @@ static void wake_waiters(rm_server_t *s) {
 
 void rm__server_hold(rm_server_t *s) { atomic_fetch_add(&s->held, 1); }
 
+/* The release that may be the last one takes held to 0 under mu, where rm_server_shutdown
+ * reads it: that thread (a core thread, never joined) must be done with s before the waiter,
+ * seeing 0, goes on to free it. Others only decrement (request slots keep held high while
+ * serving). */
 void rm__server_release(rm_server_t *s) {
+  long cur = atomic_load(&s->held);
+  while (cur > 1)
+    if (atomic_compare_exchange_weak(&s->held, &cur, cur - 1))
+      return;
+  pthread_mutex_lock(&s->mu);
   if (atomic_fetch_sub(&s->held, 1) == 1)
-    wake_waiters(s);
+    pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
 }
 
 void rm__server_unary_begin(rm_server_t *s) { atomic_fetch_add(&s->unary, 1); }
@@ -86,7 +96,10 @@ void rm__server_unary_end(rm_server_t *s) {
     malloc_trim(0);
 }
 
-void rm_server_trim_when_idle(rm_server_t *s) { atomic_store(&s->trim_pending, 1); }
+void rm_server_trim_when_idle(rm_server_t *s) {
+  if (atomic_load(&s->unary) > 0)
+    atomic_store(&s->trim_pending, 1);
+}
 
 /* Under a sanitizer or valgrind the resident size is mostly theirs (shadow memory, freed
  * blocks held in quarantine), not this program's: the measured check is off there. */

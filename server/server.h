@@ -103,7 +103,8 @@ void rm_server_free(rm_server_t *s);
 int rm_server_is_draining(const rm_server_t *s);
 /* Marks that a call used big memory (above RM_SERVER_TRIM_AFTER_BYTES): when the last unary
  * call in flight ends, the heap's free pages go back to the system (malloc_trim(0)), so
- * what a busy period leaves between live allocations does not stay resident. Any thread. */
+ * what a busy period leaves between live allocations does not stay resident. Nothing when
+ * no unary call is in flight (the caller has just trimmed). Any thread. */
 void rm_server_trim_when_idle(rm_server_t *s);
 /* What the server holds, measured: its resident size above the process's own before the
  * warm-up (/proc/self/statm). Unlike the budget's count it also sees the messages the gRPC core
