@@ -391,9 +391,17 @@ static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *
   info.samplerate = (int)a->sample_rate;
   info.channels = (int)a->channels;
   info.format = e->container | sub_codes[e->subtype];
-  if (!sf_format_check(&info))
-    return rm_node_fail(ctx, RM_EINPUT, "in", "%s cannot store %u Hz, %u channels", e->mime,
-                        a->sample_rate, a->channels);
+  /* libFLAC and libvorbis refuse these only at the first write (sf_format_check passes them),
+   * and an empty stream would then come out as an empty file: refuse them here */
+  int flac_rate = e->container != SF_FORMAT_FLAC || a->sample_rate <= 65535 ||
+                  a->sample_rate % 10 == 0; /* above 65535 Hz FLAC codes steps of 10 Hz */
+  int vorbis_rate = e->subtype != SUB_VORBIS || a->sample_rate <= 200000;
+  if (!flac_rate || !vorbis_rate || !sf_format_check(&info))
+    return rm_node_fail(ctx, RM_EINPUT, "in", "%s cannot store %u Hz, %u channels%s", e->mime,
+                        a->sample_rate, a->channels,
+                        !flac_rate     ? " (above 65535 Hz, FLAC stores multiples of 10 Hz)"
+                        : !vorbis_rate ? " (Vorbis stores at most 200000 Hz)"
+                                       : "");
   if (rm__media_charge(&e->lib, RM_MEDIA_SNDFILE_BYTES))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   e->sf = sf_open_virtual(&vio, SFM_WRITE, &info, &e->m);
@@ -468,6 +476,10 @@ static int encode_flush(void *state, rm_node_ctx_t *ctx) {
   encoder_t *e = state;
   if (!e->started)
     return 0;
+  /* libsndfile starts a FLAC encoder at the first write: a stream without a frame would
+   * close as an empty file, not a FLAC file of no samples */
+  if (e->container == SF_FORMAT_FLAC && !e->m.out.len)
+    sf_command(e->sf, SFC_UPDATE_HEADER_NOW, NULL, 0);
   int close_rc = sf_close(e->sf); /* writes the final header and pages */
   e->sf = NULL;
   rm__media_release(&e->lib);

@@ -303,6 +303,51 @@ static void test_encode_i16_bit_exact(void) {
   rm_buffer_unref(in);
 }
 
+/* Rates libsndfile's format check passes but libFLAC / libvorbis refuse at the first write
+ * are refused at the start, naming the input, also for an empty stream (which came out as an
+ * empty file); an empty stream at a good rate is a FLAC file of no samples. */
+static void test_encode_rates_the_codecs_refuse(void) {
+  static const struct {
+    const char *params;
+    uint32_t rate;
+    const char *message;
+  } bad[] = {
+      {"{\"container\":\"flac\"}", 192001,
+       "node 'n' (AudioEncode): audio/flac cannot store 192001 Hz, 1 channels (above 65535 Hz, "
+       "FLAC stores multiples of 10 Hz)"},
+      {"{\"container\":\"ogg\"}", 250000,
+       "node 'n' (AudioEncode): audio/ogg cannot store 250000 Hz, 1 channels (Vorbis stores at "
+       "most 200000 Hz)"},
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+    for (size_t frames = 0; frames < 2; frames++) {
+      rm_pipeline_t *p = media_node("AudioEncode", bad[k].params);
+      rm_buffer_t *in = media_f32(bad[k].rate, 1, frames);
+      media_items_t it = {0};
+      rm_error_t err;
+      CU_ASSERT_EQUAL(media_run1(p, in, &it, &err), RM_EINPUT);
+      RM_ASSERT_STR(err.field, "in");
+      RM_ASSERT_STR(err.message, bad[k].message);
+      CU_ASSERT_EQUAL(it.n, 0);
+      media_items_free(&it);
+      rm_buffer_unref(in);
+      rm_pipeline_free(p);
+    }
+  rm_buffer_t *none = media_f32(192000, 1, 0);
+  rm_buffer_t *file = encode(&none, 1, "{\"container\":\"flac\"}");
+  CU_ASSERT(file->size > 4 && memcmp(file->data, "fLaC", 4) == 0);
+  rm_buffer_t *back = NULL;
+  rm_error_t err;
+  CU_ASSERT_EQUAL(decode(file->data, file->size, "{}", &back, &err), 0);
+  if (back) {
+    RM_ASSERT_INT(rm_audio_frames(back), 0);
+    RM_ASSERT_INT(back->u.audio.sample_rate, 192000);
+  }
+  rm_buffer_unref(back);
+  rm_buffer_unref(file);
+  rm_buffer_unref(none);
+}
+
 static void test_params_and_registry(void) {
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("AudioDecode"));
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("AudioEncode"));
@@ -336,6 +381,7 @@ static void test_decode_limit(void) {
 
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_params_and_registry),
+                                         RM_TEST(test_encode_rates_the_codecs_refuse),
                                          RM_TEST(test_decode_every_fixture),
                                          RM_TEST(test_decode_whole_fixture_directory),
                                          RM_TEST(test_decode_corrupted_copies),
