@@ -105,10 +105,12 @@ int rm_metrics_http_start(const char *listen, const rm_budget_t *b, rm_metrics_h
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   /* the logger first, so every message of MHD's goes through it */
-  h->d = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-      MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+  /* the port is bound through SOCK_ADDR; MHD's own messages name this one */
+  h->d = MHD_start_daemon(flags, (uint16_t)atoi(port), NULL, NULL, on_request, h,
+                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                          ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+                          MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!h->d) {
     rm_free(h);

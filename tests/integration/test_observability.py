@@ -153,6 +153,9 @@ def test_metrics_listen_taken_is_a_startup_error():
     assert all(json.loads(line) for line in lines)
     assert any(json.loads(line)["event"] == "startup_failed" and "metrics" in
                json.loads(line)["error"] for line in lines)
+    # libmicrohttpd's own message names the port asked for, not 0
+    mhd = [json.loads(line) for line in lines if "bind" in line.lower()]
+    assert mhd and all(("port %d" % port) in json.dumps(e) for e in mhd), lines
 
 
 def test_pipeline_label_cap():
