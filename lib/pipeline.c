@@ -396,9 +396,9 @@ static int check_kinds(rm_pipeline_t *p, rm_error_t *err) {
 }
 
 /* After an allocation failed with RM_ENOMEM: when the budget refused it (rather than malloc),
- * records RM_ELIMIT naming the node (n may be NULL) and the budget that refused, and returns
- * 1; else 0 (a real out of memory stays RM_ENOMEM). */
-static int budget_refusal_named(const char *pipeline, const node_t *n, rm_error_t *err) {
+ * records RM_ELIMIT naming the node (n may be NULL; else the pipeline) and the budget that
+ * refused, and returns 1; else 0 (a real out of memory stays RM_ENOMEM). */
+static int budget_refusal(const char *pipeline, const node_t *n, rm_error_t *err) {
   rm_budget_refusal_t r;
   if (!rm_budget_refused(&r))
     return 0;
@@ -424,10 +424,6 @@ static int budget_refusal_named(const char *pipeline, const node_t *n, rm_error_
   return 1;
 }
 
-static int budget_refusal(const rm_pipeline_t *p, const node_t *n, rm_error_t *err) {
-  return budget_refusal_named(p->name, n, err);
-}
-
 static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *err) {
   for (size_t i = 0; i < p->n_nodes; i++) {
     node_t *n = &p->nodes[i];
@@ -439,7 +435,7 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
     rm_error_clear(&local);
     rm_budget_refusal_clear();
     rc = t->create(n->params, &n->state, &local);
-    if (rc == RM_ENOMEM && budget_refusal(p, n, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, n, err))
       return RM_ELIMIT;
     if (rc) {
       if (err) {
@@ -489,7 +485,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   int rc;
   rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
   if (!p) {
-    rc = budget_refusal_named(m->name, NULL, err)
+    rc = budget_refusal(m->name, NULL, err)
              ? RM_ELIMIT
              : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);
@@ -532,7 +528,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   *out = p;
   return 0;
 fail:
-  if (rc == RM_ENOMEM && budget_refusal(p, NULL, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, NULL, err))
     rc = RM_ELIMIT;
   rm_budget_leave(outer);
   rm_pipeline_free(p);
@@ -1046,7 +1042,7 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1)
       rc = flush_and_join(n, &ctx);
-    if (rc == RM_ENOMEM && budget_refusal(p, n, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, n, err))
       rc = RM_ELIMIT;
     sync_external(p);
     if (t->end_stream && (rc || (opts->end_of_stream && k == calls - 1))) {
@@ -1209,7 +1205,7 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!rc && (rc = collect_outputs(p, r, opts->arena)))
     rm_error_set(err, rc, NULL, NULL, "out of memory"); /* nothing was collected */
   /* the executor's own allocations (scratch, the outputs) are refused like a node's */
-  if (rc == RM_ENOMEM && budget_refusal(p, NULL, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, NULL, err))
     rc = RM_ELIMIT;
   p->account->current -= p->external; /* library memory counts in the account during runs */
   p->external = 0;
@@ -1256,7 +1252,7 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!r) {
     if (p->account->peak < peak_before)
       p->account->peak = peak_before;
-    int code = budget_refusal(p, NULL, err)
+    int code = budget_refusal(p->name, NULL, err)
                    ? RM_ELIMIT
                    : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);

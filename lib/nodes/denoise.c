@@ -192,6 +192,11 @@ static int run_frames(denoiser_t *d, rm_node_ctx_t *ctx) {
   return 0;
 }
 
+/* The output's sample format: the `format` param, else the input's. */
+static rm_sample_format_t out_format(const denoiser_t *d) {
+  return d->format ? (rm_sample_format_t)d->format : d->info.format;
+}
+
 /* Emits up to `frames` frames of out, after dropping what is left of the first frame's
  * delay, never more than the stream's input so far. */
 static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
@@ -202,7 +207,7 @@ static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
     frames = (size_t)(d->frames_in - d->frames_out);
   if (!frames)
     return 0;
-  rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : d->info.format;
+  rm_sample_format_t fmt = out_format(d);
   const float *src = (const float *)d->out.data + drop * d->info.channels;
   d->frames_out += frames;
   return rm_node_emit(ctx, 0,
@@ -238,9 +243,8 @@ int rm__denoise_flush(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
   if (d->started && !d->frames_in) /* an empty stream still ends with one (empty) item */
     return rm_node_emit(ctx, 0,
-                        rm__media_audio_from_f32(
-                            rm_node_account(ctx), d->info.sample_rate, d->info.channels,
-                            d->format ? (rm_sample_format_t)d->format : d->info.format, NULL, 0));
+                        rm__media_audio_from_f32(rm_node_account(ctx), d->info.sample_rate,
+                                                 d->info.channels, out_format(d), NULL, 0));
   if (!d->started || d->frames_out == d->frames_in)
     return 0;
   size_t fb = d->info.channels * sizeof(float), have = d->pending.len / fb;

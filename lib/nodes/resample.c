@@ -198,10 +198,15 @@ static int convert(resampler_t *r, rm_node_ctx_t *ctx, const float *src, size_t 
   }
 }
 
+/* The output's sample format: the `format` param, else the input's. */
+static rm_sample_format_t out_format(const resampler_t *r) {
+  return r->format ? (rm_sample_format_t)r->format : r->in_info.format;
+}
+
 static int emit_out(resampler_t *r, rm_node_ctx_t *ctx, size_t frames) {
   if (!frames)
     return 0;
-  rm_sample_format_t fmt = r->format ? (rm_sample_format_t)r->format : r->in_info.format;
+  rm_sample_format_t fmt = out_format(r);
   size_t bytes = frames * r->out_ch * sizeof(float);
   if (fmt == RM_SAMPLE_F32 && bytes > ((size_t)1 << 20) && r->out.len == bytes) {
     /* the converted samples become the buffer: no copy (trimmed to what they hold) */
@@ -296,9 +301,8 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
    * a one-shot run gives one item per input */
   if (!rc && !r->frames_out)
     rc = rm_node_emit(ctx, 0,
-                      rm__media_audio_from_f32(
-                          rm_node_account(ctx), r->out_rate, r->out_ch,
-                          r->format ? (rm_sample_format_t)r->format : r->in_info.format, NULL, 0));
+                      rm__media_audio_from_f32(rm_node_account(ctx), r->out_rate, r->out_ch,
+                                               out_format(r), NULL, 0));
   drop_big(r);
   return rc;
 }
