@@ -115,6 +115,18 @@ static inline int media_run1(rm_pipeline_t *p, rm_buffer_t *in, media_items_t *o
   return media_stream(p, &in, 1, keys, out, 1, err);
 }
 
+/* A one-shot run of in whose output is one audio item of no frames at `rate` (a node's one
+ * item for an input without output); the items stay in *it for more checks, for the caller
+ * to free. */
+static inline void media_run_one_empty(rm_pipeline_t *p, rm_buffer_t *in, uint32_t rate,
+                                       media_items_t *it) {
+  rm_error_t err;
+  CU_ASSERT_EQUAL_FATAL(media_run1(p, in, it, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(it->n, 1);
+  CU_ASSERT_EQUAL(rm_audio_frames(it->items[0]), 0);
+  CU_ASSERT_EQUAL(it->items[0]->u.audio.sample_rate, rate);
+}
+
 /* Concatenates audio items as interleaved doubles (rm_audio_get units); returns the
  * sample count, *out rm_malloc'd. */
 static inline size_t media_concat(const media_items_t *it, double **out) {
