@@ -300,9 +300,9 @@ static int load_file(rm_config_t *cfg, const char *path, rm_error_t *err) {
   /* unreadable (missing, no permission, a directory) is exit 1, like the other files;
    * readable but not a JSON object is a configuration error */
   FILE *f = fopen(path, "r");
-  if (!f || fstat(fileno(f), &st) || S_ISDIR(st.st_mode)) {
-    const char *why = !f ? strerror(errno) : S_ISDIR(st.st_mode) ? "a directory" : "cannot stat";
-    rm__config_fail(err, RM_EIO, "config", "config file %s cannot be read: %s", path, why);
+  if (!f || (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode))) {
+    rm__config_fail(err, RM_EIO, "config", "config file %s cannot be read: %s", path,
+                    f ? "a directory" : strerror(errno));
     if (f)
       fclose(f);
     return RM_EIO;
