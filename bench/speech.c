@@ -37,6 +37,7 @@ static const vad_cand_t vad_cands[] = {
 };
 #define N_VAD (sizeof vad_cands / sizeof vad_cands[0])
 
+#ifdef RM_BENCH_WEBRTC
 /* Frame decisions -> segments with the VAD node's rules (bridge <= 200 ms, drop < 50 ms). */
 static size_t frames_to_segs(const int *dec, size_t n, double (*segs)[2]) {
   size_t k = 0, last = 0;
@@ -57,6 +58,7 @@ static size_t frames_to_segs(const int *dec, size_t n, double (*segs)[2]) {
   }
   return k;
 }
+#endif
 
 static int run_vad(const vad_cand_t *c, const sp_track_t *t, sp_score_t *s) {
   double(*segs)[2] = NULL;
