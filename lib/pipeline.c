@@ -127,7 +127,7 @@ static size_t utf8_len(const unsigned char *s) {
 /* Printable, and valid UTF-8 (jansson refuses anything else when it exports metrics).
  * Checked here without allocating, so running out of memory is never mistaken for a bad
  * name. */
-static int valid_name(const char *name) {
+int rm_pipeline_name_valid(const char *name) {
   if (strlen(name) > NAME_MAX_LEN)
     return 0;
   const unsigned char *c = (const unsigned char *)name;
@@ -473,7 +473,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
     return rm_error_set(err, RM_ELIMIT, NULL, "connections",
                         "pipeline has %zu connections, above the limit of %u", m->n_conns,
                         limits->max_connections);
-  if (!valid_name(m->name))
+  if (!rm_pipeline_name_valid(m->name))
     return rm_error_set(err, RM_EMANIFEST, NULL, "name",
                         "pipeline name must be at most %d bytes of printable UTF-8", NAME_MAX_LEN);
   rm_budget_t *budget =

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "rm/alloc.h"
+#include "rm/pipeline.h"
 #include "rm/error.h"
 #include "server.h"
 #include "status.h"
@@ -155,7 +156,9 @@ static int table_label(label_table_t *t, const char *name) {
     return -1;
   if (!name)
     name = "";
-  if (strlen(name) > RM_STATS_NAME_MAX)
+  /* a name spelled like the overflow label counts in it: two series with one label set would
+   * be one to Prometheus */
+  if (strlen(name) > RM_STATS_NAME_MAX || strcmp(name, "other") == 0)
     return other_label(t);
   int found;
   size_t i = probe(t, name, &found);
@@ -377,7 +380,9 @@ int rm_stats_pipeline_label(const char *name) {
     name = "";
   if (cache_valid() && cache.pipe_name && strcmp(name, cache.pipe_name) == 0)
     return cache.pipe_label;
-  int label = table_label(&g.pipes, name);
+  /* a name the engine refuses (the call fails) gets no label of its own: its bytes need not be
+   * valid UTF-8, which a label value and GetStatistics' name must be */
+  int label = rm_pipeline_name_valid(name) ? table_label(&g.pipes, name) : other_label(&g.pipes);
   if (label >= 0 && (size_t)label < g.pipes.cap) {
     cache.pipe_name = g.pipes.names[label];
     cache.pipe_label = label;

@@ -172,6 +172,51 @@ def test_pipeline_label_cap():
         assert sample(body, "remotemedia_pipeline_runs_total", pipeline="p3") is None
 
 
+def test_pipeline_named_other_shares_the_overflow_series():
+    """A client's pipeline called "other" and the names past the cap are one series: two with
+    the same label set would be one sample to Prometheus (it kept 1 of 4 calls)."""
+    with metrics_server("--stats-max-pipelines", "1") as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        for name in ("other", "p1", "p2", "p3"):
+            stub.ExecutePipeline(audio_request(chain(("src", "PassThrough", {}), name=name)),
+                                 timeout=30)
+        body = scrape(srv)
+        runs = [line for line in body.splitlines()
+                if line.startswith("remotemedia_pipeline_runs_total{")]
+        assert runs.count('remotemedia_pipeline_runs_total{pipeline="other",status="OK"} 3') == 1
+        assert sample(body, "remotemedia_pipeline_runs_total", pipeline="p1", status="OK") == 1
+        assert sum('pipeline="other"' in line for line in runs) == 1, runs
+        st = stub.GetStatistics(ps.GetStatisticsRequest(), timeout=30)
+        assert sorted((p.name, p.stats.success.count) for p in st.pipelines) == [
+            ("other", 3), ("p1", 1)]
+
+
+def test_invalid_pipeline_name_gets_no_label_of_its_own():
+    """A name the engine refuses (not UTF-8, control characters) fails INVALID_ARGUMENT and
+    counts as "other": its bytes as a label broke promtool, Prometheus' scrape of the whole
+    target and GetStatistics' decoding in every client."""
+    def request(name):  # Python's protobuf will not build such a name: patch the bytes
+        placeholder = b"Q" * len(name)
+        raw = audio_request(chain(("src", "PassThrough", {}), name=placeholder.decode()))
+        return raw.SerializeToString().replace(placeholder, name)
+
+    with metrics_server() as srv, srv.channel() as ch:
+        execute = ch.unary_unary("/remotemedia.v1.PipelineService/ExecutePipeline")
+        for bad_name in (b"bad\xff\xfename", b"ctl\x01\x1b[31mred"):
+            with pytest.raises(grpc.RpcError) as e:
+                execute(request(bad_name), timeout=30)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "pipeline name must be" in e.value.details()
+        body = scrape(srv)
+        assert sample(body, "remotemedia_pipeline_runs_total", pipeline="other",
+                      status="INVALID_ARGUMENT") == 2
+        check = subprocess.run(["promtool", "check", "metrics"], input=body.encode(),
+                               capture_output=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        st = psg.PipelineServiceStub(ch).GetStatistics(ps.GetStatisticsRequest(), timeout=30)
+        assert [(p.name, p.stats.fail.count) for p in st.pipelines] == [("other", 2)]
+
+
 # ---- a real Prometheus ----------------------------------------------------------------------
 
 def free_port():

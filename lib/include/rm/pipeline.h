@@ -62,6 +62,9 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
 void rm_pipeline_free(rm_pipeline_t *p);
 
 const char *rm_pipeline_name(const rm_pipeline_t *p);
+/* Non-zero when name is one rm_pipeline_new accepts: at most 256 bytes of printable UTF-8.
+ * Any thread. */
+int rm_pipeline_name_valid(const char *name);
 size_t rm_pipeline_node_count(const rm_pipeline_t *p);
 /* Non-zero when some node's type has RM_NODE_HEAVY. */
 int rm_pipeline_is_heavy(const rm_pipeline_t *p);
