@@ -15,7 +15,12 @@
 #include "stats.h"
 
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-#define MAX_CONNECTIONS 16
+/* A client holding connections open (a request sent a byte at a time never times out: the
+ * timeout is for inactivity) gets at most MAX_PER_IP of them, so one address cannot take every
+ * connection and blind the scraper: it would need MAX_CONNECTIONS / MAX_PER_IP addresses. A
+ * scraper uses one. */
+#define MAX_CONNECTIONS 64
+#define MAX_PER_IP 8
 #define CONNECTION_TIMEOUT_S 10
 
 struct rm_metrics_http {
@@ -106,11 +111,11 @@ int rm_metrics_http_start(const char *listen, const rm_budget_t *b, rm_metrics_h
     flags |= MHD_USE_IPv6;
   /* the logger first, so every message of MHD's goes through it */
   /* the port is bound through SOCK_ADDR; MHD's own messages name this one */
-  h->d = MHD_start_daemon(flags, (uint16_t)atoi(port), NULL, NULL, on_request, h,
-                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                          ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-                          MHD_OPTION_END);
+  h->d = MHD_start_daemon(
+      flags, (uint16_t)atoi(port), NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+      on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_IP,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!h->d) {
     rm_free(h);

@@ -136,6 +136,41 @@ def test_metrics_endpoint_paths_and_methods():
         assert http_get(port, "/metrics", method="HEAD")[0] == 200
 
 
+def test_metrics_endpoint_held_connections_cannot_blind_the_scraper():
+    """Connections held open with a request never finished (a byte now and then resets the
+    inactivity timeout) took all 16 of the endpoint's connections, and every scrape failed for
+    as long as the client kept them. One address now gets 8: the rest of its connections are
+    closed at once, and a scraper from another address is served."""
+    import http.client
+    with metrics_server() as srv:
+        port = metrics_port(srv)
+        held = []
+        try:
+            for _ in range(16):
+                so = socket.create_connection(("127.0.0.1", port), timeout=10)
+                so.sendall(b"GET /metr")
+                held.append(so)
+            closed = []
+            for so in held:
+                so.settimeout(0.5)
+                try:
+                    closed.append(so.recv(1) == b"")
+                except ConnectionResetError:  # closed with its request unread
+                    closed.append(True)
+                except socket.timeout:
+                    closed.append(False)  # still open, waiting for the rest of its request
+            assert closed == [False] * 8 + [True] * 8
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                              source_address=("127.0.0.2", 0))
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            assert resp.status == 200 and b"grpc_server_started_total" in resp.read()
+            conn.close()
+        finally:
+            for so in held:
+                so.close()
+
+
 def test_metrics_off_by_default():
     with RunningServer() as srv:
         assert srv.events("listening")[0]["metrics_port"] == 0
