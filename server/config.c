@@ -129,7 +129,8 @@ static const opt_t opts[] = {
     {"max-memory", "RM_MAX_MEMORY", T_BYTES, OFF(max_memory), "0", 0, INT64_MAX, 0,
      "server-wide memory budget: received requests, responses and every run's memory draw from "
      "it; what does not fit is RESOURCE_EXHAUSTED at once (0 = the cgroup memory limit less "
-     "max(1/8 of it, 64 MiB), else half the physical memory; otherwise at least 1M; K/M/G "
+     "max(1/8 of it, 64 MiB), never below half the limit, else half the physical memory; otherwise "
+     "at least 1M; K/M/G "
      "suffixes are KiB/MiB/GiB)"},
     {"max-request-memory", "RM_MAX_REQUEST_MEMORY", T_BYTES, OFF(max_request_memory), "256M",
      1 << 20, INT64_MAX, 0,
