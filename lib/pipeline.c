@@ -11,6 +11,7 @@
 #include "rm/budget.h"
 #include "rm/clock.h"
 #include "rm/registry.h"
+#include "rm/utf8.h"
 
 #define ID_MAX 64
 #define NAME_MAX_LEN 256
@@ -98,43 +99,18 @@ static int valid_id(const char *id) {
   return 1;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), 0 if there is none. */
-static size_t utf8_len(const unsigned char *s) {
-  unsigned c = s[0];
-  size_t n;
-  unsigned min;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xc2 && c <= 0xdf)
-    n = 2, min = 0x80, c &= 0x1f;
-  else if (c >= 0xe0 && c <= 0xef)
-    n = 3, min = 0x800, c &= 0x0f;
-  else if (c >= 0xf0 && c <= 0xf4)
-    n = 4, min = 0x10000, c &= 0x07;
-  else
-    return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    c = (c << 6) | (s[i] & 0x3f);
-  }
-  if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-    return 0;
-  return n;
-}
-
 /* Printable, and valid UTF-8 (jansson refuses anything else when it exports metrics).
  * Checked here without allocating, so running out of memory is never mistaken for a bad
  * name. */
 int rm_pipeline_name_valid(const char *name) {
-  if (strlen(name) > NAME_MAX_LEN)
+  size_t len = strlen(name);
+  if (len > NAME_MAX_LEN)
     return 0;
-  const unsigned char *c = (const unsigned char *)name;
-  while (*c) {
+  const unsigned char *c = (const unsigned char *)name, *end = c + len;
+  while (c < end) {
     if (*c < 0x20 || *c == 0x7f)
       return 0;
-    size_t n = utf8_len(c);
+    size_t n = rm_utf8_len(c, (size_t)(end - c));
     if (!n)
       return 0;
     c += n;

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
+#include "rm/wire_proto.h"
 #include "server_int.h"
 #include "stats.h"
 #include "status.h"
@@ -76,7 +77,8 @@ struct rm_call {
   call_stream_t *stream; /* NULL for unary calls */
   size_t unpack_left;    /* of the unpack budget */
   int unpack_exceeded;
-  int unpack_refused; /* the server's memory budget refused an unpack allocation */
+  int unpack_refused;         /* the server's memory budget refused an unpack allocation */
+  rm_error_t *unpack_strings; /* a string field protobuf-c would have misread (in the arena) */
   uint64_t deadline_ns;
   atomic_int cancelled; /* read by a worker running the pipeline */
   int close_cancelled;
@@ -807,8 +809,29 @@ static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
  * size and 1 MiB cover every well-formed request within the node limits. */
 #define UNPACK_BUDGET(wire_bytes) (2 * (wire_bytes) + (1u << 20))
 
+/* A string with a NUL byte, which protobuf-c cuts there unseen, or not UTF-8: 0, or the error
+ * kept for rm_call_fail_unpack (an input's is invalid input, any other an invalid request). */
+static int check_strings(rm_call_t *c, const char *field, const ProtobufCMessageDescriptor *desc,
+                         const uint8_t *data, size_t len) {
+  rm_error_t err;
+  if (!rm_wire_check_strings(desc, data, len, field, &err))
+    return 0;
+  if (strncmp(err.field, "inputs.", 7) != 0)
+    err.code = RM_EBADREQUEST;
+  c->unpack_strings = rm_arena_alloc(&c->arena, sizeof err);
+  if (c->unpack_strings)
+    *c->unpack_strings = err;
+  return 1;
+}
+
 ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor *desc,
                                  const uint8_t *data, size_t len) {
+  return rm_call_unpack_field(c, NULL, desc, data, len);
+}
+
+ProtobufCMessage *rm_call_unpack_field(rm_call_t *c, const char *field,
+                                       const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                       size_t len) {
   unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
   ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
   rm_budget_refusal_clear();
@@ -817,12 +840,16 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
     c->unpack_refused = 1;
   c->unpack_left = budget.left;
   c->unpack_exceeded |= budget.exceeded;
+  if (msg && check_strings(c, field, desc, data, len))
+    return NULL; /* the message lives in the arena: nothing to free */
   return msg;
 }
 
 void rm_call_fail_unpack(rm_call_t *c) {
   rm_error_t err;
-  if (c->unpack_refused)
+  if (c->unpack_strings)
+    err = *c->unpack_strings;
+  else if (c->unpack_refused)
     rm_call_memory_refused(&err, "unpacking the request", c->request_bytes);
   else if (c->unpack_exceeded)
     rm_error_set(&err, RM_ELIMIT, NULL, NULL,

@@ -109,12 +109,19 @@ int rm_call_on_worker(const rm_call_t *call);
 
 /* Unpacks wire bytes into the call's arena (the message lives as long as the call), all
  * unpacks of one call together held to a budget of twice the request's size plus 1 MiB.
- * NULL when the bytes are not a valid message or the budget is spent: answer with
- * rm_call_fail_unpack. Thread currently handling the call. */
+ * NULL when the bytes are not a valid message, a string field holds a NUL byte or is not
+ * UTF-8 (rm_wire_check_strings), or the budget is spent: answer with rm_call_fail_unpack.
+ * Thread currently handling the call. */
 ProtobufCMessage *rm_call_unpack(rm_call_t *call, const ProtobufCMessageDescriptor *desc,
                                  const uint8_t *data, size_t len);
+/* rm_call_unpack of the request's field `field` (its name starts the path a string error
+ * names), unpacked on its own. */
+ProtobufCMessage *rm_call_unpack_field(rm_call_t *call, const char *field,
+                                       const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                       size_t len);
 /* Fails the call after rm_call_unpack returned NULL: RESOURCE_EXHAUSTED when the budget
- * was spent, else INVALID_ARGUMENT naming the method's request message. */
+ * was spent, INVALID_ARGUMENT naming the string field and (for an input) the node, else
+ * INVALID_ARGUMENT naming the method's request message. */
 void rm_call_fail_unpack(rm_call_t *call);
 
 /* ---- streaming calls (RM_RPC_SERVER_STREAM, RM_RPC_BIDI_STREAM) ----

@@ -1,6 +1,7 @@
 /* log.c - JSON-lines logging on stderr (or stdout), gRPC core's own messages included. */
 #include "log.h"
 #include "rm/clock.h"
+#include "rm/utf8.h"
 
 #include <grpc/support/log.h>
 #include <pthread.h>
@@ -192,32 +193,6 @@ void rm_log_emit(rm_log_level_t level, const char *event, const char *fmt, ...) 
  * the middle of a field. The closing "}\n" always has room. */
 static int room(const rm_log_line_t *l, size_t n) { return n <= sizeof l->buf - 2 - l->len; }
 
-/* Length of the well-formed UTF-8 sequence at s (1..4), 0 if there is none: RFC 3629 allows
- * no overlong forms, no surrogates and nothing above U+10FFFF, and neither do JSON parsers. */
-static size_t utf8_len(const unsigned char *s, size_t left) {
-  unsigned char c = s[0], lo = 0x80, hi = 0xbf; /* the range of the second byte */
-  size_t n;
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    lo = c == 0xe0 ? 0xa0 : 0x80;
-    hi = c == 0xed ? 0x9f : 0xbf;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    lo = c == 0xf0 ? 0x90 : 0x80;
-    hi = c == 0xf4 ? 0x8f : 0xbf;
-  } else {
-    return 0;
-  }
-  if (n > left || s[1] < lo || s[1] > hi)
-    return 0;
-  for (size_t i = 2; i < n; i++)
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-  return n;
-}
-
 /* Printable ASCII that JSON takes as it is (0x20-0x7f but '"' and '\\'), one bit per byte
  * value: a test per byte is most of a log line's cost. */
 static const uint64_t plain_bits[4] = {0xfffffffb00000000ull, 0xffffffffefffffffull, 0, 0};
@@ -259,7 +234,7 @@ static size_t escape(char *out, const char *v, size_t len) {
       break;
     unsigned char c = s[i];
     if (c >= 0x80) {
-      size_t k = utf8_len(s + i, len - i);
+      size_t k = rm_utf8_len(s + i, len - i);
       if (k)
         EMIT(v + i, k);
       else

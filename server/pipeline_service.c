@@ -556,8 +556,9 @@ static int lookup(rm_call_t *call, Remotemedia__V1__ExecuteRequest *req, rm_exec
     rm_stats_cache(*hit != NULL);
   }
   if (!*hit && key->manifest) {
-    req->manifest = (Remotemedia__V1__PipelineManifest *)rm_call_unpack(
-        call, &remotemedia__v1__pipeline_manifest__descriptor, key->manifest, key->manifest_len);
+    req->manifest = (Remotemedia__V1__PipelineManifest *)rm_call_unpack_field(
+        call, "manifest", &remotemedia__v1__pipeline_manifest__descriptor, key->manifest,
+        key->manifest_len);
     if (!req->manifest) {
       rm_call_fail_unpack(call);
       return RM_EBADREQUEST;

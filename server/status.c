@@ -8,6 +8,7 @@
 #include "google/rpc/error_details.pb-c.h"
 #include "google/rpc/status.pb-c.h"
 #include "grpc_status.h"
+#include "rm/utf8.h"
 
 grpc_status_code rm_status_from_error(int code) {
   switch (code) {
@@ -73,32 +74,16 @@ size_t rm_status_trailers(const rm_error_t *err, grpc_metadata *out) {
 #define BAD_REQUEST_MAX 1536
 #define PATH_MAX_ 320
 
-/* Length of the valid UTF-8 sequence at s (1-4), 0 when s does not start one. */
-static size_t utf8_seq(const unsigned char *s) {
-  if (s[0] < 0x80)
-    return 1;
-  size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
-             : (s[0] & 0xf0) == 0xe0        ? 3
-             : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                            : 0;
-  for (size_t i = 1; i < n; i++)
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-  if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)))
-    return 0; /* overlong, surrogate */
-  if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90)))
-    return 0; /* overlong, above U+10FFFF */
-  return n;
-}
-
 /* in as valid UTF-8 (protobuf strings must be: decoders reject the whole message
  * otherwise), each byte that does not start a valid sequence replaced by '?', cut to fit
  * cap. Errors echo what clients sent, which may be any bytes. Returns out. */
 static char *utf8_clean(const char *in, char *out, size_t cap) {
   const unsigned char *s = (const unsigned char *)in;
   size_t o = 0;
+  size_t left = strlen(in);
   while (*s) {
-    size_t n = utf8_seq(s);
+    size_t n = rm_utf8_len(s, left);
+    left -= n ? n : 1;
     if (o + (n ? n : 1) >= cap)
       break;
     if (n) {

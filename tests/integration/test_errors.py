@@ -83,6 +83,41 @@ def test_params_not_json(stub):
     assert (trailers(err)["rm-failing-node"], trailers(err)["rm-field"]) == ("g", "params")
 
 
+def test_strings_holding_nul_or_not_utf8_are_refused(stub, channel):
+    """protobuf-c keeps no length for a string: one holding a NUL byte was read as the part
+    before it (text "a\0b" came back "a"; params '{"db":1}\0garbage' were accepted), and it
+    does not check UTF-8, which proto3 strings must be."""
+    tail = ": strings must be UTF-8 without NUL bytes (send such data as binary)"
+    req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {})))
+    req.inputs["src"].text.text = "a\x00b"
+    err = call_error(stub, req)
+    assert err.code() == IA
+    assert err.details() == ("input for node 'src': string field 'inputs.value.text.text' "
+                             "holds a NUL byte at byte 1" + tail)
+    t = trailers(err)
+    assert (t["rm-failing-node"], t["rm-field"], t["rm-error-kind"]) == (
+        "src", "inputs.value.text.text", "invalid_input")
+
+    m = chain(("src", "PassThrough", {}), ("g", "Gain", {}))
+    m.nodes[1].params = '{"db":1}\x00garbage'
+    err = call_error(stub, audio_request(m))
+    assert err.code() == IA
+    assert err.details() == ("string field 'manifest.nodes.params' holds a NUL byte at byte 8"
+                             + tail)
+    assert trailers(err)["rm-field"] == "manifest.nodes.params"
+
+    # not UTF-8 (Python's protobuf cannot build it: patch the bytes of a placeholder)
+    req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {})))
+    req.inputs["src"].json.json = '"QQQQ"'
+    raw = req.SerializeToString().replace(b"QQQQ", b"ok\xc3\x28")
+    with pytest.raises(grpc.RpcError) as e:
+        channel.unary_unary("/remotemedia.v1.PipelineService/ExecutePipeline")(raw, timeout=10)
+    assert e.value.code() == IA
+    assert e.value.details() == ("input for node 'src': string field 'inputs.value.json.json' "
+                                 "is not valid UTF-8 at byte 3" + tail)
+    assert_serving(stub)
+
+
 def test_input_errors(stub):
     # input keyed to a node that does not exist
     req = audio_request(GOOD, node="ghost")

@@ -237,19 +237,27 @@ def test_invalid_pipeline_name_gets_no_label_of_its_own():
 
     with metrics_server() as srv, srv.channel() as ch:
         execute = ch.unary_unary("/remotemedia.v1.PipelineService/ExecutePipeline")
-        for bad_name in (b"bad\xff\xfename", b"ctl\x01\x1b[31mred"):
-            with pytest.raises(grpc.RpcError) as e:
-                execute(request(bad_name), timeout=30)
-            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "pipeline name must be" in e.value.details()
+        # not UTF-8: refused as the request is read, before any pipeline counter
+        with pytest.raises(grpc.RpcError) as e:
+            execute(request(b"bad\xff\xfename"), timeout=30)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details().startswith(
+            "string field 'manifest.name' is not valid UTF-8 at byte 3")
+        # control characters: UTF-8, refused by the engine, counted
+        with pytest.raises(grpc.RpcError) as e:
+            execute(request(b"ctl\x01\x1b[31mred"), timeout=30)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "pipeline name must be" in e.value.details()
         body = scrape(srv)
         assert sample(body, "remotemedia_pipeline_runs_total", pipeline="other",
-                      status="INVALID_ARGUMENT") == 2
+                      status="INVALID_ARGUMENT") == 1
+        assert sample(body, "grpc_server_handled_total", grpc_code="InvalidArgument",
+                      grpc_method="ExecutePipeline") == 2
         check = subprocess.run(["promtool", "check", "metrics"], input=body.encode(),
                                capture_output=True, timeout=60)
         assert check.returncode == 0, check.stdout + check.stderr
         st = psg.PipelineServiceStub(ch).GetStatistics(ps.GetStatisticsRequest(), timeout=30)
-        assert [(p.name, p.stats.fail.count) for p in st.pipelines] == [("other", 2)]
+        assert [(p.name, p.stats.fail.count) for p in st.pipelines] == [("other", 1)]
 
 
 # ---- a real Prometheus ----------------------------------------------------------------------

@@ -33,6 +33,16 @@ typedef struct rm_wire_span {
 int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_span_t *field,
                        rm_wire_span_t *value);
 
+/* Checks every string field of a message of len bytes that desc describes, in sub-messages
+ * too: protobuf-c unpacks a string holding a NUL byte as the part before it (it keeps no
+ * length) and does not check UTF-8. 0, or RM_EINPUT with err naming the field's path (e.g.
+ * "inputs.value.text.text", after `prefix` and a dot when prefix is not NULL: the name of
+ * the field the message came in), the byte, and for a request's input the node
+ * (err->node_id). Call it on bytes protobuf-c unpacked: what is not well-formed is not looked
+ * at. Pure: any thread. */
+int rm_wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                          const char *prefix, rm_error_t *err);
+
 /* The offset of the first bytes field of min_len bytes or more (a payload: audio samples,
  * tensor data) in a message of len bytes that desc describes, looking into sub-messages up to
  * RM_WIRE_FIRST_PAYLOAD_DEPTH levels down, when it starts within the first `have` bytes, which

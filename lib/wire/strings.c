@@ -1,0 +1,202 @@
+/* strings.c - checks a message's string fields on the wire (rm_wire_check_strings):
+ * protobuf-c keeps no length for a string, so one holding a NUL byte would be read as the part
+ * before it, and it does not check UTF-8, which proto3 strings must be. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rm/utf8.h"
+#include "rm/wire_proto.h"
+#include "wire_int.h"
+
+#define PATH_MAX_FIELDS 8 /* levels named in the error's field path; deeper ones are "..." */
+/* Levels looked into: params given as a google.protobuf.Struct nest (the engine refuses more
+ * than 64 levels of them); what lies deeper is not read. */
+#define CHECK_MAX_DEPTH 100
+
+typedef struct walk {
+  const char *prefix; /* NULL, or the field the message came in */
+  const char *path[PATH_MAX_FIELDS];
+  const uint8_t *key; /* the innermost map entry's string key seen so far (a node id) */
+  size_t key_len;
+  rm_error_t *err;
+} walk_t;
+
+/* Whether a message of type d can hold a string field, looking depth levels down (message
+ * types that hold only numbers and bytes, such as AudioBuffer, are skipped unread). */
+static int holds_strings(const ProtobufCMessageDescriptor *d, unsigned depth) {
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type == PROTOBUF_C_TYPE_STRING ||
+        (f->type == PROTOBUF_C_TYPE_MESSAGE &&
+         (depth == 0 || holds_strings(f->descriptor, depth - 1))))
+      return 1;
+  }
+  return 0;
+}
+
+/* What the walk does with each field of a message type, worked out once per type: every
+ * request is checked, so the walk costs a table look-up per field. */
+enum { A_SKIP = 0, A_STRING = 1, A_MESSAGE = 2 };
+#define PLAN_NUMBERS 32 /* field numbers with an entry; higher ones are looked up each time */
+#define MAX_PLANS 64    /* message types with a plan; more (never: the protos have fewer) are too */
+typedef struct plan {
+  const ProtobufCMessageDescriptor *desc;
+  unsigned char action[PLAN_NUMBERS];
+  const ProtobufCFieldDescriptor *field[PLAN_NUMBERS];
+} plan_t;
+static plan_t plans[MAX_PLANS];
+static atomic_uint n_plans; /* plans[0..n) are filled, published with release */
+static pthread_mutex_t plans_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned char action_of(const ProtobufCFieldDescriptor *f) {
+  if (f->type == PROTOBUF_C_TYPE_STRING)
+    return A_STRING;
+  return f->type == PROTOBUF_C_TYPE_MESSAGE && holds_strings(f->descriptor, 2) ? A_MESSAGE : A_SKIP;
+}
+
+static const plan_t *find_plan(const ProtobufCMessageDescriptor *d, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    if (plans[i].desc == d)
+      return &plans[i];
+  return NULL;
+}
+
+/* d's plan, or NULL when the table is full. Any thread. */
+static const plan_t *plan_of(const ProtobufCMessageDescriptor *d) {
+  const plan_t *p = find_plan(d, atomic_load_explicit(&n_plans, memory_order_acquire));
+  if (p)
+    return p;
+  pthread_mutex_lock(&plans_mu);
+  unsigned n = atomic_load_explicit(&n_plans, memory_order_relaxed);
+  if (!(p = find_plan(d, n)) && n < MAX_PLANS) {
+    plan_t *q = &plans[n];
+    q->desc = d;
+    memset(q->action, A_SKIP, sizeof q->action);
+    memset(q->field, 0, sizeof q->field);
+    for (unsigned i = 0; i < d->n_fields; i++)
+      if (d->fields[i].id < PLAN_NUMBERS) {
+        q->action[d->fields[i].id] = action_of(&d->fields[i]);
+        q->field[d->fields[i].id] = &d->fields[i];
+      }
+    atomic_store_explicit(&n_plans, n + 1, memory_order_release);
+    p = q;
+  }
+  pthread_mutex_unlock(&plans_mu);
+  return p;
+}
+
+/* The node an input belongs to: the key of the request's `inputs` map entry being walked. */
+static int is_inputs_entry(const walk_t *w, const ProtobufCMessageDescriptor *d, unsigned depth) {
+  return depth == 1 && !w->prefix && strcmp(w->path[0], "inputs") == 0 && d->n_fields == 2 &&
+         strcmp(d->fields[0].name, "key") == 0;
+}
+
+static int refuse(walk_t *w, unsigned depth, const char *why, size_t at_byte) {
+  char path[RM_ERROR_FIELD_MAX] = "";
+  size_t at = w->prefix ? (size_t)snprintf(path, sizeof path, "%s.", w->prefix) : 0;
+  for (unsigned i = 0; i <= depth && i < PATH_MAX_FIELDS && at < sizeof path; i++)
+    at += (size_t)snprintf(path + at, sizeof path - at, "%s%s", i ? "." : "", w->path[i]);
+  if (depth >= PATH_MAX_FIELDS && at < sizeof path)
+    snprintf(path + at, sizeof path - at, "...");
+  char node[RM_ERROR_NODE_MAX] = "";
+  if (w->key && w->key_len < sizeof node && rm_utf8_valid(w->key, w->key_len) &&
+      !memchr(w->key, 0, w->key_len))
+    memcpy(node, w->key, w->key_len);
+  return rm_error_set(w->err, RM_EINPUT, node[0] ? node : NULL, path,
+                      "%s%s%sstring field '%s' %s at byte %zu: strings must be UTF-8 without NUL "
+                      "bytes (send such data as binary)",
+                      node[0] ? "input for node '" : "", node, node[0] ? "': " : "", path, why,
+                      at_byte);
+}
+
+/* The offset of the first byte of s[0..n) that does not start a well-formed UTF-8 sequence. */
+static size_t first_bad_utf8(const uint8_t *s, size_t n) {
+  size_t i = 0, k;
+  while (i < n && (k = rm_utf8_len(s + i, n - i)) != 0)
+    i += k;
+  return i;
+}
+
+/* A varint at msg[*at]: 0, or -1 when it runs past len or over 10 bytes. */
+static inline int varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out) {
+  if (*at < len && msg[*at] < 0x80) { /* most tags and lengths */
+    *out = msg[(*at)++];
+    return 0;
+  }
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 70 && *at < len; shift += 7) {
+    uint8_t byte = msg[(*at)++];
+    v |= (uint64_t)(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) {
+      *out = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* The field a string or message field of d numbered `number` is, or NULL for any other. */
+static const ProtobufCFieldDescriptor *field_to_check(const ProtobufCMessageDescriptor *d,
+                                                      const plan_t *plan, uint64_t number) {
+  if (plan && number < PLAN_NUMBERS)
+    return plan->action[number] == A_SKIP ? NULL : plan->field[number];
+  const ProtobufCFieldDescriptor *f =
+      number <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)number) : NULL;
+  return f && action_of(f) != A_SKIP ? f : NULL;
+}
+
+static int check(const ProtobufCMessageDescriptor *d, const uint8_t *msg, size_t len,
+                 unsigned depth, walk_t *w) {
+  const plan_t *plan = plan_of(d);
+  size_t at = 0;
+  while (at < len) {
+    uint64_t tag, n;
+    /* protobuf-c unpacked these bytes, so they are well-formed; what is not ends the walk */
+    if (varint(msg, len, &at, &tag))
+      return 0;
+    switch (tag & 7) {
+    case RM_WIRE_VARINT:
+      if (varint(msg, len, &at, &n))
+        return 0;
+      continue;
+    case RM_WIRE_FIXED64: at += 8; continue;
+    case RM_WIRE_FIXED32: at += 4; continue;
+    case RM_WIRE_DELIMITED:
+      if (varint(msg, len, &at, &n) || n > len - at)
+        return 0;
+      break;
+    default: return 0;
+    }
+    const uint8_t *s = msg + at;
+    at += (size_t)n;
+    const ProtobufCFieldDescriptor *f = field_to_check(d, plan, tag >> 3);
+    if (!f)
+      continue;
+    if (depth < PATH_MAX_FIELDS)
+      w->path[depth] = f->name;
+    if (f->type == PROTOBUF_C_TYPE_STRING) {
+      const uint8_t *nul = memchr(s, 0, (size_t)n);
+      if (nul)
+        return refuse(w, depth, "holds a NUL byte", (size_t)(nul - s));
+      if (!rm_utf8_valid(s, (size_t)n))
+        return refuse(w, depth, "is not valid UTF-8", first_bad_utf8(s, (size_t)n));
+      if (f->id == 1 && is_inputs_entry(w, d, depth))
+        w->key = s, w->key_len = (size_t)n;
+    } else if (depth < CHECK_MAX_DEPTH) { /* a message that may hold strings */
+      int rc = check(f->descriptor, s, (size_t)n, depth + 1, w);
+      if (rc)
+        return rc;
+      if (depth == 0)
+        w->key = NULL; /* the next inputs entry names its own node */
+    }
+  }
+  return 0;
+}
+
+int rm_wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                          const char *prefix, rm_error_t *err) {
+  walk_t w = {.prefix = prefix, .err = err};
+  return check(desc, msg, len, 0, &w);
+}
