@@ -407,9 +407,9 @@ class Pipeline:
                       output_nodes: Optional[Sequence[NodeRef]] = None,
                       limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """Runs the pipeline; returns the full ExecuteResult (see run())."""
+        self._metrics = None  # a run that fails, even before sending, leaves no metrics
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
-        self._metrics = None  # a run that fails leaves no metrics, not the previous run's
         return self._finish(await self.client.execute(req, timeout=timeout))
 
     def execute_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
@@ -417,9 +417,9 @@ class Pipeline:
                       output_nodes: Optional[Sequence[NodeRef]] = None,
                       limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """execute() without asyncio."""
+        self._metrics = None  # a run that fails, even before sending, leaves no metrics
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
-        self._metrics = None  # a run that fails leaves no metrics, not the previous run's
         return self._finish(self.client.execute_sync(req, timeout=timeout))
 
     async def validate(self, data: Any = None, sample_rate: Optional[int] = None, *,
@@ -500,7 +500,7 @@ class Pipeline:
                             [o for o in outs if o is not None], lim, metrics_every_chunks,
                             metrics_every_ms)
 
-    def _set_metrics(self, metrics: Metrics) -> None:
+    def _set_metrics(self, metrics: Optional[Metrics]) -> None:
         self._metrics = metrics
 
     def session(self, *, timeout: Optional[float] = None,
@@ -519,7 +519,9 @@ class Pipeline:
         timeout: the whole session's deadline in seconds (None: none; the server's idle
         timeout and maximum duration still apply). limits apply per chunk (max_memory_bytes
         to the session). With enable_metrics, metrics_every_chunks / metrics_every_ms ask
-        for periodic metrics; the final ones are get_metrics() after close."""
+        for periodic metrics; the final ones are get_metrics() after close. get_metrics()
+        is None from here until metrics arrive, and again if the session fails."""
+        self._metrics = None  # a session that fails, even before sending, leaves no metrics
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         client = self.client
         return StreamSession(lambda: client.stream_call(timeout), init, self._set_metrics)
@@ -573,6 +575,9 @@ class Pipeline:
                 yield r
             await task
             ok = True
+        except Exception:
+            self._metrics = None  # a failed stream leaves no metrics (not even periodic ones)
+            raise
         finally:
             if not ok:
                 session.cancel()
@@ -589,6 +594,7 @@ class Pipeline:
                     metrics_every_ms: int = 0) -> Iterator[StreamResult]:
         """stream() without asyncio (a blocking channel): chunks is a plain iterable, read
         on a gRPC thread as the call can take them."""
+        self._metrics = None  # a stream that fails, even before sending, leaves no metrics
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         failed: List[BaseException] = []  # a chunk that could not be sent (gRPC's thread)
         responses = self.client.stream_sync(
@@ -604,8 +610,9 @@ class Pipeline:
                     self._metrics = metrics_to_dict(msg.metrics.metrics)
                 elif which == "result":
                     yield StreamResult(msg.result)
-        except RemoteMediaError:
-            if failed:
+        except Exception as e:
+            self._metrics = None  # a failed stream leaves no metrics (not even periodic ones)
+            if failed and isinstance(e, RemoteMediaError):
                 raise failed[0] from None
             raise
         finally:

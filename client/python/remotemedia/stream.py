@@ -158,7 +158,8 @@ class StreamSession:
     """
 
     def __init__(self, open_call: Callable[[], Any], init: Any,
-                 on_metrics: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+                 on_metrics: Optional[Callable[[Optional[Dict[str, Any]]], None]] = None
+                 ) -> None:
         self._open_call = open_call
         self._init = init
         self._call: Any = None
@@ -195,11 +196,9 @@ class StreamSession:
         try:
             await self._call.write(req)
         except grpc.RpcError as e:
-            self._ended = True
-            raise error_from_rpc(e) from e
+            raise self._failed(error_from_rpc(e)) from e
         except asyncio.InvalidStateError:  # the call has ended: its status says why
-            self._ended = True
-            raise await self._status_error() from None
+            raise self._failed(await self._status_error()) from None
 
     async def _status_error(self) -> RemoteMediaError:
         try:
@@ -216,15 +215,22 @@ class StreamSession:
         try:
             msg = await self._call.read()
         except grpc.RpcError as e:
-            self._ended = True
-            raise error_from_rpc(e) from e
+            raise self._failed(error_from_rpc(e)) from e
         if msg is grpc.aio.EOF:
             self._ended = True
             code = await self._call.code()
             if code != grpc.StatusCode.OK:
-                raise await self._status_error()
+                raise self._failed(await self._status_error())
             return None
         return msg
+
+    def _failed(self, error: RemoteMediaError) -> RemoteMediaError:
+        """Ends the session on error: the pipeline's get_metrics() becomes None, as after a
+        run that raised (.metrics keeps the latest periodic ones). Returns error."""
+        self._ended = True
+        if self._on_metrics is not None and error.code != grpc.StatusCode.OK:
+            self._on_metrics(None)
+        return error
 
     def _metrics_from(self, msg: Any) -> None:
         from .pipeline import metrics_to_dict
