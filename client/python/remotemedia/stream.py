@@ -245,6 +245,7 @@ class StreamSession:
         run() accepts) to source node_id ("" = the pipeline's only source). sequence
         defaults to the previous one + 1. Returns the sequence number sent. Waits only for
         gRPC flow control, not for the result."""
+        self._require_open()
         if self._closed_sending:
             raise RuntimeError("the session is closed for sending")
         seq = self._sequence + 1 if sequence is None else int(sequence)
@@ -256,6 +257,7 @@ class StreamSession:
     async def flush(self) -> None:
         """Asks the nodes to emit what they hold (resampler tail, VAD's open segment);
         answered by one result with flushed=True, in order after the chunks' results."""
+        self._require_open()
         if self._closed_sending:
             raise RuntimeError("the session is closed for sending")
         await self._write(control_request(close=False))
@@ -263,6 +265,7 @@ class StreamSession:
     async def close_send(self) -> None:
         """Sends CLOSE and ends the sending side; keep calling receive() for the remaining
         results, the flushed one last."""
+        self._require_open()
         if self._closed_sending:
             return
         self._closed_sending = True
@@ -290,9 +293,14 @@ class StreamSession:
                                        grpc.StatusCode.INTERNAL, from_server=False)
             return StreamResult(msg.result)
 
-    async def _next(self, timeout: Optional[float]) -> Any:
+    def _require_open(self) -> None:
+        """send/flush/close/receive before open() have no call to use: say so, rather than
+        fail on None deep inside."""
         if self._call is None:
             raise RuntimeError("the session is not open: use `async with` or await open()")
+
+    async def _next(self, timeout: Optional[float]) -> Any:
+        self._require_open()
         if self._pending is None and timeout is None:
             return await self._read()
         # a read that timed out stays pending and is picked up by the next receive()

@@ -349,3 +349,15 @@ def test_a_failed_stream_leaves_no_metrics(remote):
     assert p.get_metrics() is None
     arun(p.close())
 
+
+@pytest.mark.parametrize("call", ["send", "flush", "close", "close_send", "receive"])
+def test_session_calls_before_open(remote, call):
+    """Regression (P5): send/flush/close before open() raised AttributeError ('NoneType'
+    object has no attribute 'write'); every call says what receive() says."""
+    p = resampler(remote)
+    s = p.session()
+    args = (CHUNKS[0], RATE) if call == "send" else ()
+    with pytest.raises(RuntimeError,
+                       match=r"^the session is not open: use `async with` or await open\(\)$"):
+        arun(getattr(s, call)(*args))
+    arun(p.close())
