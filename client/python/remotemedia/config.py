@@ -2,6 +2,7 @@
 bearer token, load balancing, keepalive, message sizes, default deadline, retries)."""
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -29,6 +30,20 @@ _RETRYABLE = tuple(c.name for c in grpc.StatusCode if c is not grpc.StatusCode.O
 def default_address() -> str:
     """$RM_SERVER when set (and not empty), otherwise localhost:50051."""
     return os.environ.get(SERVER_ENV) or DEFAULT_ADDRESS
+
+
+def check_timeout(value: Any, what: str) -> Optional[float]:
+    """The deadline to give gRPC for a timeout in seconds: None for None or inf (no
+    deadline; gRPC itself turns inf into a deadline that has already passed), else the
+    number. nan, zero, negatives and non-numbers would fail every call at once, so they
+    raise ValueError naming `what`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or math.isnan(value) or value <= 0:
+        raise ValueError("%s must be a number of seconds > 0 (None or inf: no deadline), "
+                         "not %r" % (what, value))
+    return None if math.isinf(value) else float(value)
 
 
 def _seconds(v: float) -> str:
@@ -116,7 +131,8 @@ class RemoteConfig:
         client_certificate, client_key: PEM (bytes or file paths) for mutual TLS.
         server_name: override the name checked against the server certificate
             (grpc.ssl_target_name_override), e.g. when connecting by IP address.
-        timeout: default deadline of every call in seconds (a call's own timeout= wins).
+        timeout: default deadline of every call in seconds (a call's own timeout= wins);
+            None or float("inf"): no deadline. nan, 0 and negatives raise ValueError.
         load_balancing: "round_robin" or "pick_first" (gRPC's default), set through the
             channel's service config.
         retry: the retry policy of ExecutePipeline (default RetryPolicy(): up to 4 attempts
@@ -159,8 +175,7 @@ class RemoteConfig:
         if self.token is not None and (not isinstance(self.token, str) or not self.token
                                        or any(c in self.token for c in "\r\n")):
             raise ValueError("RemoteConfig: token must be a non-empty single-line string")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError("RemoteConfig: timeout must be > 0 seconds")
+        check_timeout(self.timeout, "RemoteConfig: timeout")
         if self.load_balancing not in (None, "round_robin", "pick_first"):
             raise ValueError("RemoteConfig: load_balancing must be 'round_robin' or 'pick_first'")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):

@@ -458,7 +458,8 @@ class Pipeline:
                 Tensor(...) or Binary(...).
             sample_rate: Hz, when data is a bare numpy array.
             inputs: {node_id: data} for pipelines with several sources.
-            timeout: deadline in seconds (DeadlineExceeded when it passes).
+            timeout: deadline in seconds (DeadlineExceeded when it passes); None: the
+                RemoteConfig's; float("inf"): none. nan, 0 and negatives raise ValueError.
             output_nodes: nodes (or ids) whose output to return; default every sink.
             limits: per-call limits that may only lower the server's: {"max_nodes",
                 "max_audio_samples", "max_input_bytes", "max_execution_ms",
