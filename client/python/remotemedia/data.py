@@ -47,11 +47,13 @@ MAX_CHANNELS = 64
 
 
 def _little_endian(arr: np.ndarray) -> np.ndarray:
-    """arr as a C-contiguous little-endian array; no copy when it already is one."""
+    """arr as a C-contiguous little-endian array of the same shape; no copy when it already
+    is one. (np.ascontiguousarray would make a 0-d array 1-d, and a scalar tensor would
+    then travel as shape [1].)"""
     dt = arr.dtype
     if dt.byteorder == ">" or (dt.byteorder == "=" and not np.little_endian):
         dt = dt.newbyteorder("<")
-    return np.ascontiguousarray(arr, dtype=dt)
+    return np.asarray(arr, dtype=dt, order="C")
 
 
 class AudioBuffer:

@@ -117,6 +117,19 @@ def test_other_kinds(passthrough, remote):
     assert r["result"] == -12
 
 
+
+@pytest.mark.parametrize("value", [np.array(7, np.int32), np.float64(1.5),
+                                   np.array(3, ">i2")], ids=repr)
+def test_a_0d_tensor_keeps_its_shape(passthrough, value):
+    """Regression (P4): Tensor(np.array(7)) was sent with shape [1] (np.ascontiguousarray
+    makes 0-d arrays 1-d); the server takes an empty shape (one element), so it is sent as
+    shape [] and comes back 0-d."""
+    req = passthrough.build_request(Tensor(value))
+    assert list(req.inputs["p"].tensor.shape) == []
+    out = passthrough.run_sync(Tensor(value))
+    assert out.shape == () and out.dtype == np.asarray(value).dtype.newbyteorder("<")
+    assert out.item() == np.asarray(value).item()
+
 def test_input_checks():
     with pytest.raises(TypeError, match="float32, int16, int32 or float64"):
         AudioBuffer(np.int8([1, 2]), 8000)
