@@ -24,7 +24,7 @@ import numpy as np
 from . import _proto
 from .client import Client, client_for
 from .config import RemoteConfig
-from .data import AudioBuffer, from_proto, to_proto
+from .data import AudioBuffer, convert, from_proto, unused_rate
 from .errors import RemoteMediaError
 from .nodes import Node
 from .schema import NodeTypeSchema
@@ -384,8 +384,7 @@ class Pipeline:
             given[srcs[0]] = data
         elif not given:
             raise ValueError("run() needs data (for the source node) or inputs={node_id: data}")
-        for nid, value in given.items():
-            req.inputs[nid].CopyFrom(to_proto(value, sample_rate))
+        self._fill_inputs(req, given, sample_rate)
         if output_nodes:
             req.output_nodes.extend(n.id if isinstance(n, Node) else n for n in output_nodes)
         if limits:
@@ -395,6 +394,24 @@ class Pipeline:
                 raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
             req.limits.CopyFrom(_proto.pipeline_service_pb2.ExecutionLimits(**limits))
         return req
+
+    @staticmethod
+    def _fill_inputs(req: Any, given: Mapping[str, Any], sample_rate: Optional[int]) -> None:
+        """Converts the inputs into req. One sample_rate= serves every input that takes a
+        rate (bare arrays, lists of numbers); it must serve at least one, or it would be
+        dropped silently (ValueError)."""
+        used = False
+        for nid, value in given.items():
+            buf, took = convert(value, sample_rate)
+            req.inputs[nid].CopyFrom(buf)
+            used = used or took
+        if sample_rate is None or used:
+            return
+        if len(given) == 1:
+            nid, value = next(iter(given.items()))
+            raise ValueError(unused_rate(sample_rate, value, req.inputs[nid]))
+        raise ValueError("sample_rate=%r was given, but none of the inputs (%s) is audio that "
+                         "takes it" % (sample_rate, ", ".join(given)))
 
     def _finish(self, response: Any) -> ExecuteResult:
         result = ExecuteResult(response)
