@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Type, Union
 
 from .schema import SEED_PARAM_ALIASES, NodeTypeSchema
@@ -72,6 +73,8 @@ class Node:
     schema: Optional[NodeTypeSchema] = None
     params: Dict[str, Any]
     id: Optional[str]
+    #: The pipeline holding this node (a weak reference), so a second one can refuse it.
+    _pipeline: Optional["weakref.ReferenceType[Any]"] = None
 
     def __init__(self, node_type: Optional[str] = None,
                  params: Optional[Mapping[str, Any]] = None, *, node_id: Optional[str] = None,

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import weakref
 from typing import (Any, AsyncIterator, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
                     Optional, Sequence, Tuple, Union)
 
@@ -196,37 +197,57 @@ class Pipeline:
 
         By default the node is connected from the node added before it. after= (a node or
         id, or a list of them) connects from those instead; chain=False adds it
-        unconnected (use connect())."""
+        unconnected (use connect()). A node belongs to one pipeline: adding it to a second
+        raises ValueError (add copy.deepcopy(node) instead). When add_node raises, neither
+        the pipeline nor the node has changed (the node gets its made-up id only once it
+        is in)."""
         if isinstance(node, str):
             node = Node(node)
         if not isinstance(node, Node):
             raise TypeError("add_node takes a Node (e.g. remotemedia.nodes.Gain(db=-6)), not %s"
                             % type(node).__name__)
-        if any(n is node for n in self._nodes.values()):
-            raise ValueError("node %s is already in the pipeline" % node.id)
-        if node.id is None:
-            node.id = self._fresh_id(node.node_type or "node")
-        elif node.id in self._nodes:
+        self._check_free(node)
+        if node.id is not None and node.id in self._nodes:
             raise ValueError("duplicate node id %r" % node.id)
-        sources: List[NodeRef] = []
-        if after is not None:
-            sources = list(after) if isinstance(after, (list, tuple)) else [after]  # type: ignore[list-item]
-            for s in sources:
-                self._id_of(s)
-        elif chain and self._last is not None:
-            sources = [self._last]
+        sources = self._sources(chain, after)
+        node.id = node.id if node.id is not None else self._fresh_id(node.node_type or "node")
+        node._pipeline = weakref.ref(self)
         self._nodes[node.id] = node
         for s in sources:
             self.connect(s, node)
         self._last = node.id
         return self
 
+    def _check_free(self, node: Node) -> None:
+        """ValueError when node is in this pipeline, or in another one still alive: two
+        pipelines sharing a node would share its id and params, and a change made for one
+        (an id assigned, a param edited) would silently change the other."""
+        if any(n is node for n in self._nodes.values()):
+            raise ValueError("node %s is already in the pipeline" % node.id)
+        owner = node._pipeline() if node._pipeline is not None else None
+        if owner is not None and any(n is node for n in owner._nodes.values()):
+            raise ValueError("node %r is already in pipeline %r: a node belongs to one pipeline; "
+                             "add a copy (copy.deepcopy(node))" % (node.id, owner.name))
+
+    def _sources(self, chain: bool, after: Union[NodeRef, Sequence[NodeRef], None]) -> List[str]:
+        """The ids add_node connects the new node from, checked before anything changes."""
+        if after is not None:
+            refs = list(after) if isinstance(after, (list, tuple)) else [after]
+            return [self._id_of(s) for s in refs]
+        if chain and self._last is not None:
+            return [self._last]
+        return []
+
     def connect(self, source: NodeRef, target: NodeRef, from_port: Optional[str] = None,
                 to_port: Optional[str] = None) -> "Pipeline":
         """Adds the edge source -> target (nodes or ids, already in the pipeline); ports
         default to each node's primary port. Adding an existing edge again changes nothing.
+        A self-loop is a ValueError (the server would only see a graph without a source).
         Returns the pipeline."""
         c = Connection(self._id_of(source), self._id_of(target), from_port or "", to_port or "")
+        if c.source == c.target:
+            raise ValueError("connect: %r -> %r is a self-loop; a pipeline is acyclic"
+                             % (c.source, c.target))
         if c not in self._connections:
             self._connections.append(c)
         return self
