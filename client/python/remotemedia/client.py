@@ -11,7 +11,7 @@ for that loop.
 Errors are raised as remotemedia.errors.RemoteMediaError subclasses, chosen by the gRPC
 status code, carrying the server's trailing metadata (node id, field, error kind).
 ExecutePipeline is retried on UNAVAILABLE and RESOURCE_EXHAUSTED by the channel's service
-config (RemoteConfig.retry).
+config (RemoteConfig.retry), also when the server died while running it.
 """
 import asyncio
 import threading

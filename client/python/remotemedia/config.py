@@ -54,7 +54,10 @@ def _seconds(v: float) -> str:
 @dataclass(frozen=True)
 class RetryPolicy:
     """gRPC's retry policy for ExecutePipeline, set through the channel's service config
-    (gRPC core does the retrying: attempts, backoff with jitter, the retry throttle).
+    (gRPC core does the retrying: attempts, backoff with jitter). An attempt is retried
+    when it ends with one of retryable_codes before the call is committed (response
+    headers received, or the request larger than per_rpc_buffer_bytes) - including when
+    the server dies mid-run, so a request may run twice. See RemoteConfig.retry.
 
     Args:
         max_attempts: the first call and its retries, 2..5 (gRPC caps it at 5).
@@ -201,9 +204,15 @@ class RemoteConfig:
             None or float("inf"): no deadline. nan, 0 and negatives raise ValueError.
         load_balancing: "round_robin" or "pick_first" (gRPC's default), set through the
             channel's service config.
-        retry: the retry policy of ExecutePipeline (default RetryPolicy(): up to 4 attempts
-            on UNAVAILABLE or RESOURCE_EXHAUSTED, exponential backoff from 0.1 s to 2 s);
-            None turns retries off (the first failure is raised).
+        retry: the retry policy of ExecutePipeline, the only method retried (default
+            RetryPolicy(): up to 4 attempts on UNAVAILABLE or RESOURCE_EXHAUSTED,
+            exponential backoff from 0.1 s to 2 s). gRPC retries an attempt that ends with
+            one of those codes before any response headers arrived, within the deadline,
+            unless the server's grpc-retry-pushback-ms trailer is -1 (per-request limits).
+            That includes a server dying while running the request: the connection drops
+            uncommitted and the whole request is sent again (it may run twice), and the
+            error raised is the last attempt's, e.g. a refused connection. None turns
+            retries off (the first attempt's error is raised).
         keepalive_time_ms, keepalive_timeout_ms, keepalive_permit_without_calls: HTTP/2
             keepalive pings. The server treats pings more often than its
             --min-ping-interval-ms (10 s by default) as abuse.
