@@ -12,7 +12,7 @@ followed at run time:
     remotemedia.nodes.refresh(RemoteConfig("rm.example:50051"))  # from its ListNodeTypes
 
     from remotemedia.nodes import Gain
-    Gain(db=-6)                      # validated here, with the server's rules
+    Gain(db=-6)                      # checked here: keys, types, ranges, enum values
     Gain(db=-6, node_id="g")         # explicit node id (otherwise one is made up)
     Node("Gain", {"db": -6}, node_id="g")   # the generic form, for any type name
 
