@@ -11,7 +11,7 @@ for that loop.
 Errors are raised as remotemedia.errors.RemoteMediaError subclasses, chosen by the gRPC
 status code, carrying the server's trailing metadata (node id, field, error kind).
 ExecutePipeline is retried on UNAVAILABLE and RESOURCE_EXHAUSTED by the channel's service
-config (RemoteConfig.retry).
+config (RemoteConfig.retry), also when the server died while running it.
 """
 import asyncio
 import threading
@@ -23,7 +23,7 @@ import grpc.aio
 
 from . import _proto
 from ._version import __version__
-from .config import RemoteConfig
+from .config import RemoteConfig, check_timeout
 from .errors import HealthStubsMissing, error_from_rpc
 from .schema import NodeTypeSchema
 
@@ -103,9 +103,16 @@ class Client:
                 self._sync = self._open(aio=False)
             return self._sync
 
+    def _deadline(self, timeout: Optional[float]) -> Optional[float]:
+        """A call's deadline: its own timeout= (inf: none, even when the config has one),
+        else the config's."""
+        if timeout is not None:
+            return check_timeout(timeout, "timeout")
+        return check_timeout(self.config.timeout, "RemoteConfig: timeout")
+
     def _call_kwargs(self, timeout: Optional[float]) -> Dict[str, Any]:
         kw: Dict[str, Any] = {"metadata": self.config.call_metadata(),
-              "timeout": timeout if timeout is not None else self.config.timeout}
+                              "timeout": self._deadline(timeout)}
         if self.config.wait_for_ready:
             kw["wait_for_ready"] = True
         return kw
@@ -141,7 +148,8 @@ class Client:
     # -- StreamPipeline --------------------------------------------------------------------
     def _stream_kwargs(self, timeout: Optional[float]) -> Dict[str, Any]:
         # a session's deadline is its own: the config's per-call timeout does not apply
-        kw: Dict[str, Any] = {"metadata": self.config.call_metadata(), "timeout": timeout}
+        kw: Dict[str, Any] = {"metadata": self.config.call_metadata(),
+                              "timeout": check_timeout(timeout, "timeout")}
         if self.config.wait_for_ready:
             kw["wait_for_ready"] = True
         return kw

@@ -2,7 +2,9 @@
 bearer token, load balancing, keepalive, message sizes, default deadline, retries)."""
 import json
 import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,6 +33,20 @@ def default_address() -> str:
     return os.environ.get(SERVER_ENV) or DEFAULT_ADDRESS
 
 
+def check_timeout(value: Any, what: str) -> Optional[float]:
+    """The deadline to give gRPC for a timeout in seconds: None for None or inf (no
+    deadline; gRPC itself turns inf into a deadline that has already passed), else the
+    number. nan, zero, negatives and non-numbers would fail every call at once, so they
+    raise ValueError naming `what`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or math.isnan(value) or value <= 0:
+        raise ValueError("%s must be a number of seconds > 0 (None or inf: no deadline), "
+                         "not %r" % (what, value))
+    return None if math.isinf(value) else float(value)
+
+
 def _seconds(v: float) -> str:
     return ("%.9f" % v).rstrip("0").rstrip(".") + "s"
 
@@ -38,7 +54,10 @@ def _seconds(v: float) -> str:
 @dataclass(frozen=True)
 class RetryPolicy:
     """gRPC's retry policy for ExecutePipeline, set through the channel's service config
-    (gRPC core does the retrying: attempts, backoff with jitter, the retry throttle).
+    (gRPC core does the retrying: attempts, backoff with jitter). An attempt is retried
+    when it ends with one of retryable_codes before the call is committed (response
+    headers received, or the request larger than per_rpc_buffer_bytes) - including when
+    the server dies mid-run, so a request may run twice. See RemoteConfig.retry.
 
     Args:
         max_attempts: the first call and its retries, 2..5 (gRPC caps it at 5).
@@ -85,20 +104,84 @@ class RetryPolicy:
                                 "retryableStatusCodes": list(self.retryable_codes)}}
 
 
-def _read_pem(value: Pem, what: str) -> Optional[bytes]:
-    """PEM bytes as given, or the contents of the file a str/PathLike names."""
+_METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+
+
+def _unprintable(text: str) -> int:
+    """The index of the first character gRPC refuses in a metadata value (anything but
+    printable ASCII), or -1."""
+    for i, c in enumerate(text):
+        if not " " <= c <= "~":
+            return i
+    return -1
+
+
+def _check_token(token: Any) -> None:
+    """gRPC refuses a non-ASCII or control character in the authorization header only at
+    call time, as a bare "metadata was invalid"; say so up front. The message never shows
+    the token."""
+    if not isinstance(token, str) or not token:
+        raise ValueError("RemoteConfig: token must be a non-empty string")
+    bad = _unprintable(token)
+    if bad >= 0:
+        raise ValueError("RemoteConfig: token holds a non-ASCII or control character at index "
+                         "%d; a bearer token is printable ASCII" % bad)
+
+
+def _metadata_entry(key: Any, value: Any) -> Tuple[str, Union[str, bytes]]:
+    """(key, value) as gRPC takes it, or ValueError naming the key for what gRPC would
+    refuse at call time as a bare "metadata was invalid". Keys ending in -bin carry bytes
+    (a str is sent UTF-8 encoded); other values are printable ASCII."""
+    key = str(key)
+    if not _METADATA_KEY.match(key):
+        raise ValueError("RemoteConfig: metadata key %r must be lowercase ASCII letters, digits, "
+                         "'-', '_' or '.'" % key)
+    if key.endswith("-bin"):
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, (bytes, bytearray)):
+            raise ValueError("RemoteConfig: metadata %r (a -bin key) takes bytes, not %s"
+                             % (key, type(value).__name__))
+        return key, bytes(value)
+    value = str(value)
+    bad = _unprintable(value)
+    if bad >= 0:
+        raise ValueError("RemoteConfig: metadata %r holds %r at index %d; values are printable "
+                         "ASCII (binary ones need a key ending in -bin)" % (key, value[bad], bad))
+    return key, value
+
+
+#: The PEM block each file must hold: gRPC takes anything and then fails to connect
+#: ("empty address list" after every retry) when it holds none.
+_PEM_BLOCKS = {"certificate": re.compile(rb"-----BEGIN CERTIFICATE-----"),
+               "private key": re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")}
+
+
+def _read_pem(value: Pem, what: str, block: str = "certificate") -> Optional[bytes]:
+    """PEM bytes as given, or the contents of the file a str/PathLike names; ValueError
+    naming the file when it holds no PEM `block` ("certificate" or "private key")."""
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    text = os.fspath(value)
-    if text.lstrip().startswith("-----BEGIN"):
-        return text.encode("ascii")
+        pem, source = bytes(value), "the bytes given"
+    else:
+        text = os.fspath(value)
+        if text.lstrip().startswith("-----BEGIN"):
+            pem, source = text.encode("ascii", "replace"), "the PEM text given"
+        else:
+            pem, source = _read_file(text, what), repr(text)
+    if not _PEM_BLOCKS[block].search(pem):
+        raise ValueError("%s: no PEM %s in %s (a '-----BEGIN %s-----' block)"
+                         % (what, block, source, block.upper()))
+    return pem
+
+
+def _read_file(path: str, what: str) -> bytes:
     try:
-        with open(text, "rb") as f:
+        with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ValueError("%s: cannot read %r: %s" % (what, text, e.strerror)) from None
+        raise ValueError("%s: cannot read %r: %s" % (what, path, e.strerror)) from None
 
 
 @dataclass
@@ -109,19 +192,27 @@ class RemoteConfig:
         address: gRPC target; default $RM_SERVER, else "localhost:50051". E.g. "dns:///rm.svc.cluster.local:50051"
             (with load_balancing="round_robin" this spreads calls over every replica the
             name resolves to), "unix:/run/rm.sock".
-        token: bearer token sent as "authorization: Bearer <token>" on every call.
+        token: bearer token sent as "authorization: Bearer <token>" on every call
+            (printable ASCII: anything else is a ValueError here).
         tls: use TLS. Implied by root_certificates / client_certificate.
         root_certificates: PEM CA bundle (bytes, or a file path) that signed the server's
             certificate; None with tls=True uses the system roots.
         client_certificate, client_key: PEM (bytes or file paths) for mutual TLS.
         server_name: override the name checked against the server certificate
             (grpc.ssl_target_name_override), e.g. when connecting by IP address.
-        timeout: default deadline of every call in seconds (a call's own timeout= wins).
+        timeout: default deadline of every call in seconds (a call's own timeout= wins);
+            None or float("inf"): no deadline. nan, 0 and negatives raise ValueError.
         load_balancing: "round_robin" or "pick_first" (gRPC's default), set through the
             channel's service config.
-        retry: the retry policy of ExecutePipeline (default RetryPolicy(): up to 4 attempts
-            on UNAVAILABLE or RESOURCE_EXHAUSTED, exponential backoff from 0.1 s to 2 s);
-            None turns retries off (the first failure is raised).
+        retry: the retry policy of ExecutePipeline, the only method retried (default
+            RetryPolicy(): up to 4 attempts on UNAVAILABLE or RESOURCE_EXHAUSTED,
+            exponential backoff from 0.1 s to 2 s). gRPC retries an attempt that ends with
+            one of those codes before any response headers arrived, within the deadline,
+            unless the server's grpc-retry-pushback-ms trailer is -1 (per-request limits).
+            That includes a server dying while running the request: the connection drops
+            uncommitted and the whole request is sent again (it may run twice), and the
+            error raised is the last attempt's, e.g. a refused connection. None turns
+            retries off (the first attempt's error is raised).
         keepalive_time_ms, keepalive_timeout_ms, keepalive_permit_without_calls: HTTP/2
             keepalive pings. The server treats pings more often than its
             --min-ping-interval-ms (10 s by default) as abuse.
@@ -130,7 +221,8 @@ class RemoteConfig:
         wait_for_ready: queue calls while the channel (re)connects instead of failing fast
             with UNAVAILABLE.
         options: extra channel arguments, [(key, value)], applied last.
-        metadata: extra metadata sent on every call, [(key, value)].
+        metadata: extra metadata sent on every call, [(key, value)]: lowercase keys;
+            values printable ASCII, or bytes for keys ending in -bin.
     """
 
     address: str = field(default_factory=default_address)
@@ -149,18 +241,15 @@ class RemoteConfig:
     wait_for_ready: bool = False
     retry: Optional[RetryPolicy] = field(default_factory=RetryPolicy)
     options: Sequence[Tuple[str, object]] = field(default_factory=tuple)
-    metadata: Sequence[Tuple[str, str]] = field(default_factory=tuple, repr=False)
+    metadata: Sequence[Tuple[str, Union[str, bytes]]] = field(default_factory=tuple, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address:
             raise ValueError("RemoteConfig: address must be a non-empty string like 'host:port'")
         if (self.client_certificate is None) != (self.client_key is None):
             raise ValueError("RemoteConfig: mutual TLS needs both client_certificate and client_key")
-        if self.token is not None and (not isinstance(self.token, str) or not self.token
-                                       or any(c in self.token for c in "\r\n")):
-            raise ValueError("RemoteConfig: token must be a non-empty single-line string")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError("RemoteConfig: timeout must be > 0 seconds")
+        self.call_metadata()  # token and metadata: refused here, not at the first call
+        check_timeout(self.timeout, "RemoteConfig: timeout")
         if self.load_balancing not in (None, "round_robin", "pick_first"):
             raise ValueError("RemoteConfig: load_balancing must be 'round_robin' or 'pick_first'")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
@@ -211,18 +300,22 @@ class RemoteConfig:
         return opts
 
     def channel_credentials(self) -> Optional[grpc.ChannelCredentials]:
-        """grpc.ChannelCredentials for TLS, or None for a plaintext channel."""
+        """grpc.ChannelCredentials for TLS, or None for a plaintext channel. ValueError
+        naming the file when one cannot be read or holds no PEM certificate / key."""
         if not self.uses_tls:
             return None
         return grpc.ssl_channel_credentials(
             root_certificates=_read_pem(self.root_certificates, "root_certificates"),
-            private_key=_read_pem(self.client_key, "client_key"),
+            private_key=_read_pem(self.client_key, "client_key", "private key"),
             certificate_chain=_read_pem(self.client_certificate, "client_certificate"))
 
-    def call_metadata(self) -> Tuple[Tuple[str, str], ...]:
-        """Metadata sent on every call: the bearer token and any extra entries."""
-        md: List[Tuple[str, str]] = []
-        if self.token:
+    def call_metadata(self) -> Tuple[Tuple[str, Union[str, bytes]], ...]:
+        """Metadata sent on every call: the bearer token and any extra entries. Checked on
+        every call (the fields may change after construction): ValueError naming the field
+        for what gRPC would refuse."""
+        md: List[Tuple[str, Union[str, bytes]]] = []
+        if self.token is not None:
+            _check_token(self.token)
             md.append(("authorization", "Bearer " + self.token))
-        md.extend((str(k), str(v)) for k, v in self.metadata)
+        md.extend(_metadata_entry(k, v) for k, v in self.metadata)
         return tuple(md)

@@ -12,6 +12,7 @@ Input values (what pipeline.run accepts):
     str                                                        -> text
     bytes, bytearray, memoryview, Binary(data, mime_type)      -> binary
 Output values: AudioBuffer, numpy array (tensor), the decoded JSON value, str, Binary.
+A sample_rate= that the value cannot use, or that contradicts its own rate, is a ValueError.
 """
 import json
 import math
@@ -47,11 +48,13 @@ MAX_CHANNELS = 64
 
 
 def _little_endian(arr: np.ndarray) -> np.ndarray:
-    """arr as a C-contiguous little-endian array; no copy when it already is one."""
+    """arr as a C-contiguous little-endian array of the same shape; no copy when it already
+    is one. (np.ascontiguousarray would make a 0-d array 1-d, and a scalar tensor would
+    then travel as shape [1].)"""
     dt = arr.dtype
     if dt.byteorder == ">" or (dt.byteorder == "=" and not np.little_endian):
         dt = dt.newbyteorder("<")
-    return np.ascontiguousarray(arr, dtype=dt)
+    return np.asarray(arr, dtype=dt, order="C")
 
 
 class AudioBuffer:
@@ -203,12 +206,50 @@ def audio_to_proto(audio: AudioBuffer, buf: Any) -> None:
 
 
 def to_proto(value: Any, sample_rate: Optional[int] = None) -> Any:
-    """A data_pb2.DataBuffer for value (see the module docstring for what maps to what)."""
+    """A data_pb2.DataBuffer for value (see the module docstring for what maps to what).
+    ValueError when sample_rate is given and value cannot use it (JSON, text, binary, a
+    tensor, a scalar) or has its own, different rate: a rate the caller gave must never be
+    dropped silently."""
+    buf, used = convert(value, sample_rate)
+    if sample_rate is not None and not used:
+        raise ValueError(unused_rate(sample_rate, value, buf))
+    return buf
+
+
+def unused_rate(sample_rate: Any, value: Any, buf: Any) -> str:
+    """The message for a sample_rate= that value (converted to buf) had no use for."""
+    return ("sample_rate=%r was given, but the input (%s) is sent as %s, which has no sample "
+            "rate" % (sample_rate, type(value).__name__, buf.WhichOneof("kind")))
+
+
+def _same_rate(sample_rate: Optional[int], own: int, what: str) -> bool:
+    """Whether sample_rate (given) matches the rate value carries; ValueError if it
+    contradicts it."""
+    if sample_rate is None:
+        return False
+    if sample_rate != own:
+        raise ValueError("sample_rate=%r conflicts with %s's own rate %r: give the rate once"
+                         % (sample_rate, what, own))
+    return True
+
+
+def convert(value: Any, sample_rate: Optional[int] = None) -> Tuple[Any, bool]:
+    """(DataBuffer, whether sample_rate was used). A rate contradicting value's own raises
+    here; an unused one does not (several inputs share one sample_rate=, which must serve
+    one of them, not each: the caller decides)."""
     if isinstance(value, data_pb2.DataBuffer):
-        return value
+        return value, False
     buf = data_pb2.DataBuffer()
+    used = False
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
+        used = _same_rate(sample_rate, value[1], "the (array, rate) tuple")
         value, sample_rate = value
+    elif isinstance(value, AudioBuffer):
+        used = _same_rate(sample_rate, value.sample_rate, "the AudioBuffer")
+    elif isinstance(value, np.generic) and sample_rate is not None:
+        raise ValueError("sample_rate=%r was given with a numpy scalar (%s %r): audio is a "
+                         "1-D or [frames, channels] array; without sample_rate= a scalar is "
+                         "sent as JSON" % (sample_rate, value.dtype, value.item()))
     elif isinstance(value, (list, tuple)) and sample_rate is not None:
         # samples as plain numbers, with a rate: audio, float32 ([frames, channels] if nested)
         try:
@@ -221,6 +262,13 @@ def to_proto(value: Any, sample_rate: Optional[int] = None) -> Any:
             raise TypeError("a numpy array is audio only with sample_rate=...; wrap other "
                             "arrays in remotemedia.Tensor(...)")
         value = AudioBuffer(value, sample_rate)
+        used = True
+    _fill(buf, value)
+    return buf, used
+
+
+def _fill(buf: Any, value: Any) -> None:
+    """Sets buf's oneof from a value that needs no sample rate of its own."""
     if isinstance(value, AudioBuffer):
         audio_to_proto(value, buf)
     elif isinstance(value, Tensor):
@@ -245,7 +293,6 @@ def to_proto(value: Any, sample_rate: Optional[int] = None) -> Any:
     else:
         raise TypeError("cannot send a %s as pipeline data (use AudioBuffer, a numpy array "
                         "with sample_rate=, Tensor, JSON values, str or bytes)" % type(value).__name__)
-    return buf
 
 
 class DecodeError(ValueError):

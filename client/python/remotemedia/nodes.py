@@ -12,7 +12,7 @@ followed at run time:
     remotemedia.nodes.refresh(RemoteConfig("rm.example:50051"))  # from its ListNodeTypes
 
     from remotemedia.nodes import Gain
-    Gain(db=-6)                      # validated here, with the server's rules
+    Gain(db=-6)                      # checked here: keys, types, ranges, enum values
     Gain(db=-6, node_id="g")         # explicit node id (otherwise one is made up)
     Node("Gain", {"db": -6}, node_id="g")   # the generic form, for any type name
 
@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Type, Union
 
 from .schema import SEED_PARAM_ALIASES, NodeTypeSchema
@@ -72,6 +73,8 @@ class Node:
     schema: Optional[NodeTypeSchema] = None
     params: Dict[str, Any]
     id: Optional[str]
+    #: The pipeline holding this node (a weak reference), so a second one can refuse it.
+    _pipeline: Optional["weakref.ReferenceType[Any]"] = None
 
     def __init__(self, node_type: Optional[str] = None,
                  params: Optional[Mapping[str, Any]] = None, *, node_id: Optional[str] = None,

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import weakref
 from typing import (Any, AsyncIterator, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
                     Optional, Sequence, Tuple, Union)
 
@@ -24,7 +25,7 @@ import numpy as np
 from . import _proto
 from .client import Client, client_for
 from .config import RemoteConfig
-from .data import AudioBuffer, from_proto, to_proto
+from .data import AudioBuffer, convert, from_proto, unused_rate
 from .errors import RemoteMediaError
 from .nodes import Node
 from .schema import NodeTypeSchema
@@ -196,37 +197,57 @@ class Pipeline:
 
         By default the node is connected from the node added before it. after= (a node or
         id, or a list of them) connects from those instead; chain=False adds it
-        unconnected (use connect())."""
+        unconnected (use connect()). A node belongs to one pipeline: adding it to a second
+        raises ValueError (add copy.deepcopy(node) instead). When add_node raises, neither
+        the pipeline nor the node has changed (the node gets its made-up id only once it
+        is in)."""
         if isinstance(node, str):
             node = Node(node)
         if not isinstance(node, Node):
             raise TypeError("add_node takes a Node (e.g. remotemedia.nodes.Gain(db=-6)), not %s"
                             % type(node).__name__)
-        if any(n is node for n in self._nodes.values()):
-            raise ValueError("node %s is already in the pipeline" % node.id)
-        if node.id is None:
-            node.id = self._fresh_id(node.node_type or "node")
-        elif node.id in self._nodes:
+        self._check_free(node)
+        if node.id is not None and node.id in self._nodes:
             raise ValueError("duplicate node id %r" % node.id)
-        sources: List[NodeRef] = []
-        if after is not None:
-            sources = list(after) if isinstance(after, (list, tuple)) else [after]  # type: ignore[list-item]
-            for s in sources:
-                self._id_of(s)
-        elif chain and self._last is not None:
-            sources = [self._last]
+        sources = self._sources(chain, after)
+        node.id = node.id if node.id is not None else self._fresh_id(node.node_type or "node")
+        node._pipeline = weakref.ref(self)
         self._nodes[node.id] = node
         for s in sources:
             self.connect(s, node)
         self._last = node.id
         return self
 
+    def _check_free(self, node: Node) -> None:
+        """ValueError when node is in this pipeline, or in another one still alive: two
+        pipelines sharing a node would share its id and params, and a change made for one
+        (an id assigned, a param edited) would silently change the other."""
+        if any(n is node for n in self._nodes.values()):
+            raise ValueError("node %s is already in the pipeline" % node.id)
+        owner = node._pipeline() if node._pipeline is not None else None
+        if owner is not None and any(n is node for n in owner._nodes.values()):
+            raise ValueError("node %r is already in pipeline %r: a node belongs to one pipeline; "
+                             "add a copy (copy.deepcopy(node))" % (node.id, owner.name))
+
+    def _sources(self, chain: bool, after: Union[NodeRef, Sequence[NodeRef], None]) -> List[str]:
+        """The ids add_node connects the new node from, checked before anything changes."""
+        if after is not None:
+            refs = list(after) if isinstance(after, (list, tuple)) else [after]
+            return [self._id_of(s) for s in refs]
+        if chain and self._last is not None:
+            return [self._last]
+        return []
+
     def connect(self, source: NodeRef, target: NodeRef, from_port: Optional[str] = None,
                 to_port: Optional[str] = None) -> "Pipeline":
         """Adds the edge source -> target (nodes or ids, already in the pipeline); ports
         default to each node's primary port. Adding an existing edge again changes nothing.
+        A self-loop is a ValueError (the server would only see a graph without a source).
         Returns the pipeline."""
         c = Connection(self._id_of(source), self._id_of(target), from_port or "", to_port or "")
+        if c.source == c.target:
+            raise ValueError("connect: %r -> %r is a self-loop; a pipeline is acyclic"
+                             % (c.source, c.target))
         if c not in self._connections:
             self._connections.append(c)
         return self
@@ -384,8 +405,7 @@ class Pipeline:
             given[srcs[0]] = data
         elif not given:
             raise ValueError("run() needs data (for the source node) or inputs={node_id: data}")
-        for nid, value in given.items():
-            req.inputs[nid].CopyFrom(to_proto(value, sample_rate))
+        self._fill_inputs(req, given, sample_rate)
         if output_nodes:
             req.output_nodes.extend(n.id if isinstance(n, Node) else n for n in output_nodes)
         if limits:
@@ -395,6 +415,24 @@ class Pipeline:
                 raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
             req.limits.CopyFrom(_proto.pipeline_service_pb2.ExecutionLimits(**limits))
         return req
+
+    @staticmethod
+    def _fill_inputs(req: Any, given: Mapping[str, Any], sample_rate: Optional[int]) -> None:
+        """Converts the inputs into req. One sample_rate= serves every input that takes a
+        rate (bare arrays, lists of numbers); it must serve at least one, or it would be
+        dropped silently (ValueError)."""
+        used = False
+        for nid, value in given.items():
+            buf, took = convert(value, sample_rate)
+            req.inputs[nid].CopyFrom(buf)
+            used = used or took
+        if sample_rate is None or used:
+            return
+        if len(given) == 1:
+            nid, value = next(iter(given.items()))
+            raise ValueError(unused_rate(sample_rate, value, req.inputs[nid]))
+        raise ValueError("sample_rate=%r was given, but none of the inputs (%s) is audio that "
+                         "takes it" % (sample_rate, ", ".join(given)))
 
     def _finish(self, response: Any) -> ExecuteResult:
         result = ExecuteResult(response)
@@ -407,9 +445,9 @@ class Pipeline:
                       output_nodes: Optional[Sequence[NodeRef]] = None,
                       limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """Runs the pipeline; returns the full ExecuteResult (see run())."""
+        self._metrics = None  # a run that fails, even before sending, leaves no metrics
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
-        self._metrics = None  # a run that fails leaves no metrics, not the previous run's
         return self._finish(await self.client.execute(req, timeout=timeout))
 
     def execute_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
@@ -417,9 +455,9 @@ class Pipeline:
                       output_nodes: Optional[Sequence[NodeRef]] = None,
                       limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """execute() without asyncio."""
+        self._metrics = None  # a run that fails, even before sending, leaves no metrics
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
-        self._metrics = None  # a run that fails leaves no metrics, not the previous run's
         return self._finish(self.client.execute_sync(req, timeout=timeout))
 
     async def validate(self, data: Any = None, sample_rate: Optional[int] = None, *,
@@ -458,7 +496,8 @@ class Pipeline:
                 Tensor(...) or Binary(...).
             sample_rate: Hz, when data is a bare numpy array.
             inputs: {node_id: data} for pipelines with several sources.
-            timeout: deadline in seconds (DeadlineExceeded when it passes).
+            timeout: deadline in seconds (DeadlineExceeded when it passes); None: the
+                RemoteConfig's; float("inf"): none. nan, 0 and negatives raise ValueError.
             output_nodes: nodes (or ids) whose output to return; default every sink.
             limits: per-call limits that may only lower the server's: {"max_nodes",
                 "max_audio_samples", "max_input_bytes", "max_execution_ms",
@@ -500,7 +539,7 @@ class Pipeline:
                             [o for o in outs if o is not None], lim, metrics_every_chunks,
                             metrics_every_ms)
 
-    def _set_metrics(self, metrics: Metrics) -> None:
+    def _set_metrics(self, metrics: Optional[Metrics]) -> None:
         self._metrics = metrics
 
     def session(self, *, timeout: Optional[float] = None,
@@ -519,7 +558,9 @@ class Pipeline:
         timeout: the whole session's deadline in seconds (None: none; the server's idle
         timeout and maximum duration still apply). limits apply per chunk (max_memory_bytes
         to the session). With enable_metrics, metrics_every_chunks / metrics_every_ms ask
-        for periodic metrics; the final ones are get_metrics() after close."""
+        for periodic metrics; the final ones are get_metrics() after close. get_metrics()
+        is None from here until metrics arrive, and again if the session fails."""
+        self._metrics = None  # a session that fails, even before sending, leaves no metrics
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         client = self.client
         return StreamSession(lambda: client.stream_call(timeout), init, self._set_metrics)
@@ -573,6 +614,9 @@ class Pipeline:
                 yield r
             await task
             ok = True
+        except Exception:
+            self._metrics = None  # a failed stream leaves no metrics (not even periodic ones)
+            raise
         finally:
             if not ok:
                 session.cancel()
@@ -589,6 +633,7 @@ class Pipeline:
                     metrics_every_ms: int = 0) -> Iterator[StreamResult]:
         """stream() without asyncio (a blocking channel): chunks is a plain iterable, read
         on a gRPC thread as the call can take them."""
+        self._metrics = None  # a stream that fails, even before sending, leaves no metrics
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         failed: List[BaseException] = []  # a chunk that could not be sent (gRPC's thread)
         responses = self.client.stream_sync(
@@ -604,8 +649,9 @@ class Pipeline:
                     self._metrics = metrics_to_dict(msg.metrics.metrics)
                 elif which == "result":
                     yield StreamResult(msg.result)
-        except RemoteMediaError:
-            if failed:
+        except Exception as e:
+            self._metrics = None  # a failed stream leaves no metrics (not even periodic ones)
+            if failed and isinstance(e, RemoteMediaError):
                 raise failed[0] from None
             raise
         finally:

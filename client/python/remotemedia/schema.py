@@ -1,11 +1,13 @@
 """schema.py - node type schemas (what ListNodeTypes answers) and client-side parameter
-validation with the server's rules.
+validation with the server's per-parameter rules.
 
 A schema comes from the build's node_schema.json (dumped from the engine's registry) or
 from a live server's ListNodeTypes; both have the same fields. validate_params() applies
 the rules of lib/params.c: an unknown key, a wrong type, a value out of the inclusive
 [minimum, maximum] range, an enum value not listed, or a missing required key is an
-InvalidArgument naming the node and the key, raised before anything is sent.
+InvalidArgument naming the node and the key, raised before anything is sent. Rules that
+relate parameters (Spectrogram's hop <= n_fft, ...) are not in the schema: only the server
+checks them (InvalidArgument naming node and field when the pipeline runs or is validated).
 """
 import json
 import math
@@ -161,7 +163,8 @@ class NodeTypeSchema:
     # -- validation --------------------------------------------------------------------
     def validate_params(self, params: Mapping[str, Any],
                         node_id: Optional[str] = None) -> Dict[str, Any]:
-        """params (a mapping) checked with the server's rules and converted to plain JSON
+        """params (a mapping) checked one by one with the server's rules (keys, types,
+        ranges, enum values; not rules between parameters) and converted to plain JSON
         values (numpy scalars and arrays become int/float/bool/list). Raises InvalidArgument
         naming the node (node_id, or the type name when the node has no id yet) and key."""
         who = "node '%s'" % node_id if node_id else "%s" % self.name

@@ -158,7 +158,8 @@ class StreamSession:
     """
 
     def __init__(self, open_call: Callable[[], Any], init: Any,
-                 on_metrics: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+                 on_metrics: Optional[Callable[[Optional[Dict[str, Any]]], None]] = None
+                 ) -> None:
         self._open_call = open_call
         self._init = init
         self._call: Any = None
@@ -195,11 +196,9 @@ class StreamSession:
         try:
             await self._call.write(req)
         except grpc.RpcError as e:
-            self._ended = True
-            raise error_from_rpc(e) from e
+            raise self._failed(error_from_rpc(e)) from e
         except asyncio.InvalidStateError:  # the call has ended: its status says why
-            self._ended = True
-            raise await self._status_error() from None
+            raise self._failed(await self._status_error()) from None
 
     async def _status_error(self) -> RemoteMediaError:
         try:
@@ -216,15 +215,22 @@ class StreamSession:
         try:
             msg = await self._call.read()
         except grpc.RpcError as e:
-            self._ended = True
-            raise error_from_rpc(e) from e
+            raise self._failed(error_from_rpc(e)) from e
         if msg is grpc.aio.EOF:
             self._ended = True
             code = await self._call.code()
             if code != grpc.StatusCode.OK:
-                raise await self._status_error()
+                raise self._failed(await self._status_error())
             return None
         return msg
+
+    def _failed(self, error: RemoteMediaError) -> RemoteMediaError:
+        """Ends the session on error: the pipeline's get_metrics() becomes None, as after a
+        run that raised (.metrics keeps the latest periodic ones). Returns error."""
+        self._ended = True
+        if self._on_metrics is not None and error.code != grpc.StatusCode.OK:
+            self._on_metrics(None)
+        return error
 
     def _metrics_from(self, msg: Any) -> None:
         from .pipeline import metrics_to_dict
@@ -239,6 +245,7 @@ class StreamSession:
         run() accepts) to source node_id ("" = the pipeline's only source). sequence
         defaults to the previous one + 1. Returns the sequence number sent. Waits only for
         gRPC flow control, not for the result."""
+        self._require_open()
         if self._closed_sending:
             raise RuntimeError("the session is closed for sending")
         seq = self._sequence + 1 if sequence is None else int(sequence)
@@ -250,6 +257,7 @@ class StreamSession:
     async def flush(self) -> None:
         """Asks the nodes to emit what they hold (resampler tail, VAD's open segment);
         answered by one result with flushed=True, in order after the chunks' results."""
+        self._require_open()
         if self._closed_sending:
             raise RuntimeError("the session is closed for sending")
         await self._write(control_request(close=False))
@@ -257,6 +265,7 @@ class StreamSession:
     async def close_send(self) -> None:
         """Sends CLOSE and ends the sending side; keep calling receive() for the remaining
         results, the flushed one last."""
+        self._require_open()
         if self._closed_sending:
             return
         self._closed_sending = True
@@ -284,9 +293,14 @@ class StreamSession:
                                        grpc.StatusCode.INTERNAL, from_server=False)
             return StreamResult(msg.result)
 
-    async def _next(self, timeout: Optional[float]) -> Any:
+    def _require_open(self) -> None:
+        """send/flush/close/receive before open() have no call to use: say so, rather than
+        fail on None deep inside."""
         if self._call is None:
             raise RuntimeError("the session is not open: use `async with` or await open()")
+
+    async def _next(self, timeout: Optional[float]) -> Any:
+        self._require_open()
         if self._pending is None and timeout is None:
             return await self._read()
         # a read that timed out stays pending and is picked up by the next receive()

@@ -1,6 +1,7 @@
 """numpy audio in and out (every sample format, mono and interleaved stereo, any rate, byte
 order and memory layout), and the other data kinds (tensor, JSON, text, binary)."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -116,6 +117,61 @@ def test_other_kinds(passthrough, remote):
         r = p.run_sync({"operation": "multiply", "operands": [1.5, 4, -2]})
     assert r["result"] == -12
 
+
+
+@pytest.mark.parametrize("value", [np.array(7, np.int32), np.float64(1.5),
+                                   np.array(3, ">i2")], ids=repr)
+def test_a_0d_tensor_keeps_its_shape(passthrough, value):
+    """Regression (P4): Tensor(np.array(7)) was sent with shape [1] (np.ascontiguousarray
+    makes 0-d arrays 1-d); the server takes an empty shape (one element), so it is sent as
+    shape [] and comes back 0-d."""
+    req = passthrough.build_request(Tensor(value))
+    assert list(req.inputs["p"].tensor.shape) == []
+    out = passthrough.run_sync(Tensor(value))
+    assert out.shape == () and out.dtype == np.asarray(value).dtype.newbyteorder("<")
+    assert out.item() == np.asarray(value).item()
+
+
+def test_a_sample_rate_is_never_dropped(passthrough):
+    """Regression (P6): run(np.float32(0.5), sample_rate=16000) went out as JSON 0.5 and
+    run((array, 8000), sample_rate=16000) used 8000, the given rate silently ignored. A rate
+    an input cannot use, or one contradicting the input's own, is a ValueError naming
+    both."""
+    x = np.float32([0.25, -0.5])
+    with pytest.raises(ValueError, match=r"^sample_rate=16000 was given with a numpy scalar "
+                       r"\(float32 0.5\): audio is a 1-D or \[frames, channels\] array; "
+                       r"without sample_rate= a scalar is sent as JSON$"):
+        passthrough.run_sync(np.float32(0.5), sample_rate=16000)
+    assert passthrough.run_sync(np.float32(0.5)) == 0.5  # JSON, as a Python float is
+    with pytest.raises(ValueError, match=r"^sample_rate=16000 conflicts with the \(array, "
+                       r"rate\) tuple's own rate 8000: give the rate once$"):
+        passthrough.run_sync((x, 8000), sample_rate=16000)
+    with pytest.raises(ValueError, match=r"^sample_rate=16000 conflicts with the "
+                       r"AudioBuffer's own rate 8000: give the rate once$"):
+        passthrough.run_sync(AudioBuffer(x, 8000), sample_rate=16000)
+    assert passthrough.run_sync((x, 8000), sample_rate=8000).sample_rate == 8000
+    assert passthrough.run_sync(AudioBuffer(x, 8000), sample_rate=8000).sample_rate == 8000
+    for value, kind in [({"a": 1}, "dict) is sent as json"), (0.5, "float) is sent as json"),
+                        ("hi", "str) is sent as text"), (b"\x00", "bytes) is sent as binary"),
+                        (Tensor(x), "Tensor) is sent as tensor")]:
+        with pytest.raises(ValueError, match=r"^sample_rate=16000 was given, but the input \("
+                           + re.escape(kind) + ", which has no sample rate$"):
+            passthrough.run_sync(value, sample_rate=16000)
+    with pytest.raises(ValueError, match=r"^sample_rate=16000 was given, but the input "
+                       r"\(dict\) is sent as json, which has no sample rate$"):
+        list(passthrough.stream_sync([{"a": 1}], sample_rate=16000))
+
+
+def test_one_sample_rate_serves_several_inputs():
+    """With several sources, sample_rate= serves the inputs that take a rate; JSON beside
+    them is fine, but a rate no input takes is refused (P6)."""
+    p = Pipeline()
+    p.add_node(PassThrough(node_id="a")).add_node(PassThrough(node_id="b"), chain=False)
+    req = p.build_request(inputs={"a": np.float32([0.5]), "b": {"k": 1}}, sample_rate=8000)
+    assert req.inputs["a"].audio.sample_rate == 8000 and req.inputs["b"].json.json == '{"k":1}'
+    with pytest.raises(ValueError, match=r"^sample_rate=8000 was given, but none of the inputs "
+                       r"\(a, b\) is audio that takes it$"):
+        p.build_request(inputs={"a": {"k": 1}, "b": "text"}, sample_rate=8000)
 
 def test_input_checks():
     with pytest.raises(TypeError, match="float32, int16, int32 or float64"):

@@ -107,6 +107,47 @@ def test_default_timeout_from_config(server):
             p.run_sync(sine(10, 8000), sample_rate=8000)
 
 
+
+BAD_TIMEOUTS = [float("nan"), 0, -1, float("-inf"), "5", True]
+TIMEOUT_RULE = r"must be a number of seconds > 0 \(None or inf: no deadline\), not "
+
+
+@pytest.mark.parametrize("bad", BAD_TIMEOUTS, ids=repr)
+def test_bad_timeouts_are_refused(remote, bad):
+    """Regression (P2): nan, 0 and negative timeouts (per call or in RemoteConfig) went to
+    gRPC and every call failed at once with DeadlineExceeded; they are ValueErrors naming
+    the argument, raised before anything is sent."""
+    with pytest.raises(ValueError, match="^RemoteConfig: timeout " + TIMEOUT_RULE):
+        RemoteConfig(remote.address, timeout=bad)
+    with Pipeline(remote=remote) as p:
+        p.add_node(PassThrough())
+        with pytest.raises(ValueError, match="^timeout " + TIMEOUT_RULE):
+            p.run_sync(sine(10, 8000), sample_rate=8000, timeout=bad)
+        with pytest.raises(ValueError, match="^timeout " + TIMEOUT_RULE):
+            arun(p.run(sine(10, 8000), sample_rate=8000, timeout=bad))
+        with pytest.raises(ValueError, match="^timeout " + TIMEOUT_RULE):
+            p.health_check_sync(timeout=bad)
+        with pytest.raises(ValueError, match="^timeout " + TIMEOUT_RULE):
+            list(p.stream_sync([sine(10, 8000)], sample_rate=8000, timeout=bad))
+
+
+def test_infinite_timeout_is_no_deadline(server):
+    """Regression (P2): RemoteConfig(timeout=inf) passed the check, then gRPC made every
+    call's deadline one that had already passed (DeadlineExceeded at once). inf means no
+    deadline, in RemoteConfig and per call (where it also lifts the config's)."""
+    inf = float("inf")
+    with Pipeline(remote=RemoteConfig(server.address(), timeout=inf)) as p:
+        p.add_node(PassThrough())
+        assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.5]
+        assert arun(p.run(np.float32([0.5]), sample_rate=8000)).samples.tolist() == [0.5]
+        assert p.health_check_sync() == "SERVING"
+    with Pipeline(remote=RemoteConfig(server.address(), timeout=0.1)) as p:
+        p.add_node(Delay(ms=300))
+        out = p.run_sync(np.float32([0.5]), sample_rate=8000, timeout=inf)
+        assert out.samples.tolist() == [0.5]
+        results = list(p.stream_sync([np.float32([0.5])], sample_rate=8000, timeout=inf))
+        assert results[-1].flushed
+
 def test_cancelled_task(remote):
     import asyncio
 

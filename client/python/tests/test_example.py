@@ -157,6 +157,31 @@ def test_a_failed_run_leaves_no_metrics(remote):
         assert arun(again()) is None
 
 
+
+def test_a_run_failing_before_sending_leaves_no_metrics(remote):
+    """Regression (P1): a run refused client-side (int8 audio, an unknown limits key) left
+    the previous run's metrics in get_metrics(); the docs promise None after a run that
+    raised."""
+    from remotemedia.nodes import AudioResample
+    with Pipeline(remote=remote, enable_metrics=True) as pipeline:
+        pipeline.add_node(AudioResample(rate=16000))
+        pipeline.run_sync(sine(480, 48000), sample_rate=48000)
+        assert pipeline.get_metrics()["total_executions"] == 1
+        with pytest.raises(TypeError, match="must be float32, int16, int32 or float64, not int8"):
+            pipeline.run_sync(np.zeros(4, np.int8), sample_rate=48000)
+        assert pipeline.get_metrics() is None
+        pipeline.run_sync(sine(480, 48000), sample_rate=48000)
+        with pytest.raises(ValueError, match="^unknown limits: bogus$"):
+            pipeline.run_sync(sine(480, 48000), sample_rate=48000, limits={"bogus": 1})
+        assert pipeline.get_metrics() is None
+
+        async def again():
+            with pytest.raises(ValueError, match="^unknown limits: bogus$"):
+                await pipeline.execute(sine(480, 48000), sample_rate=48000, limits={"bogus": 1})
+            return pipeline.get_metrics()
+        pipeline.run_sync(sine(480, 48000), sample_rate=48000)
+        assert arun(again()) is None
+
 def test_health_and_version(remote):
     with Pipeline(remote=remote) as pipeline:
         assert pipeline.health_check_sync() == "SERVING"

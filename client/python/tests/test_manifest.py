@@ -166,3 +166,50 @@ def test_building_rules():
         p.disconnect("gain", "pass_through")
     assert "gain" in p and g in p and len(p) == 2
     assert Node("Whatever", {"k": np.float32(0.5)}).params == {"k": 0.5}  # unknown type: unchecked
+
+
+def test_a_failed_add_node_changes_nothing():
+    """Regression (P10): add_node(g2, after="nope") raised but had already given g2 the id
+    "gain_2"; a failed add_node now leaves the node and the pipeline as they were."""
+    p = Pipeline()
+    p.add_node(Gain(db=-6))
+    g2 = Gain(db=-3)
+    for after in ("nope", ["gain", "nope"]):
+        with pytest.raises(ValueError, match="^node 'nope' is not in this pipeline$"):
+            p.add_node(g2, after=after)
+        assert g2.id is None and g2._pipeline is None and g2 not in p.nodes
+        assert [n.id for n in p.nodes] == ["gain"] and p.connections == []
+    p.add_node(g2, after="gain")
+    assert g2.id == "gain_2" and p.connections == [("gain", "gain_2", "", "")]
+
+
+def test_a_node_belongs_to_one_pipeline():
+    """Regression (P10): the same Node could be added to two pipelines, which then shared
+    its id and params. The second add_node raises; a deep copy can be added."""
+    import copy
+    p, q = Pipeline("first"), Pipeline("second")
+    g = Gain(db=-6)
+    p.add_node(g)
+    with pytest.raises(ValueError, match=r"^node 'gain' is already in pipeline 'first': a node "
+                       r"belongs to one pipeline; add a copy \(copy.deepcopy\(node\)\)$"):
+        q.add_node(g)
+    assert len(q) == 0 and g.id == "gain" and p.node("gain") is g
+    twin = copy.deepcopy(g)
+    q.add_node(twin)
+    assert q.node("gain") is twin and twin.params == g.params and twin.params is not g.params
+    with pytest.raises(ValueError, match="^node gain is already in the pipeline$"):
+        p.add_node(g)
+
+
+def test_a_self_loop_is_refused():
+    """Regression (P10): connect("gain", "gain") was accepted and the server then answered
+    "the pipeline has 0 source nodes ()". It is a ValueError here, also from a manifest."""
+    p = Pipeline()
+    p.add_node(Gain(db=-6))
+    with pytest.raises(ValueError, match="^connect: 'gain' -> 'gain' is a self-loop; a "
+                       "pipeline is acyclic$"):
+        p.connect("gain", "gain")
+    assert p.connections == []
+    with pytest.raises(ValueError, match="^connect: 'g' -> 'g' is a self-loop"):
+        Pipeline.from_dict({"nodes": [{"id": "g", "node_type": "Gain"}],
+                            "connections": [{"from": "g", "to": "g"}]})

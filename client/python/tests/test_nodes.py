@@ -225,3 +225,17 @@ def test_generated_classes_match_the_live_catalog(remote):
                 assert default is None, (cls.name, p.name)
             else:
                 assert ast.literal_eval(default) == p.default, (cls.name, p.name)
+
+
+def test_rules_between_params_are_the_servers(remote):
+    """What docs/python-client.md promises (P3): the client checks each parameter against
+    the schema, but a rule relating two of them (Spectrogram's hop <= n_fft) is the
+    server's, and comes back as InvalidArgument naming node and field."""
+    from remotemedia.nodes import Spectrogram
+    node = Spectrogram(n_fft=256, hop=512, node_id="spec")  # each value is in range
+    with Pipeline(remote=remote) as p:
+        p.add_node(node)
+        with pytest.raises(InvalidArgument) as ei:
+            p.validate_sync(np.zeros(4800, np.float32), sample_rate=48000)
+    assert (ei.value.node_id, ei.value.field) == ("spec", "hop")
+    assert "n_fft" in ei.value.message

@@ -295,3 +295,69 @@ def test_ghz_stream_recipe(remote, tmp_path):
     assert kinds == ["ready"] + ["result"] * 51
     assert [m.result.sequence for m in out[1:]] == list(range(1, 51)) + [50]
     assert out[-1].result.flushed
+
+
+def test_a_failed_stream_leaves_no_metrics(remote):
+    """Regression (P1): after a successful session, a stream that failed (at the server, or
+    before sending) left that session's metrics in get_metrics(); it is None, as after a
+    failed run."""
+    p = resampler(remote, metrics=True)
+    low = sine(480, 4000)  # below AudioResample's 8 kHz: the server refuses the chunk
+
+    def ok_then(fail):
+        list(p.stream_sync(CHUNKS[:2], sample_rate=RATE))
+        assert p.get_metrics()["total_executions"] == 3
+        fail()
+        return p.get_metrics()
+
+    with pytest.raises(InvalidArgument) as ei:
+        ok_then(lambda: list(p.stream_sync([low], sample_rate=4000)))
+    assert ei.value.node_id == "rs" and ei.value.sequence == 1
+    assert p.get_metrics() is None
+    with pytest.raises(ValueError, match="^unknown limits: bogus$"):
+        ok_then(lambda: list(p.stream_sync(CHUNKS[:1], sample_rate=RATE, limits={"bogus": 1})))
+    assert p.get_metrics() is None
+
+    async def stream(chunks, rate, **kw):
+        return [r async for r in p.stream(chunks, sample_rate=rate, **kw)]
+
+    with pytest.raises(InvalidArgument):
+        ok_then(lambda: arun(stream([low], 4000)))
+    assert p.get_metrics() is None
+    with pytest.raises(ValueError, match="^unknown limits: bogus$"):
+        ok_then(lambda: arun(stream(CHUNKS[:1], RATE, limits={"bogus": 1})))
+    assert p.get_metrics() is None
+
+    async def session():
+        async with p.session() as s:
+            await s.send(low, sample_rate=4000)
+            await s.receive()
+    with pytest.raises(InvalidArgument):
+        ok_then(lambda: arun(session()))
+    assert p.get_metrics() is None
+
+    async def periodic_then_error():
+        async with p.session(metrics_every_chunks=1) as s:
+            for chunk in CHUNKS[:2]:
+                await s.send(chunk, sample_rate=RATE)
+                await s.receive()
+            assert p.get_metrics() is not None  # a periodic one
+            await s.send(low, sample_rate=4000)
+            await s.receive()
+    with pytest.raises(InvalidArgument):
+        arun(periodic_then_error())
+    assert p.get_metrics() is None
+    arun(p.close())
+
+
+@pytest.mark.parametrize("call", ["send", "flush", "close", "close_send", "receive"])
+def test_session_calls_before_open(remote, call):
+    """Regression (P5): send/flush/close before open() raised AttributeError ('NoneType'
+    object has no attribute 'write'); every call says what receive() says."""
+    p = resampler(remote)
+    s = p.session()
+    args = (CHUNKS[0], RATE) if call == "send" else ()
+    with pytest.raises(RuntimeError,
+                       match=r"^the session is not open: use `async with` or await open\(\)$"):
+        arun(getattr(s, call)(*args))
+    arun(p.close())

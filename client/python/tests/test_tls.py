@@ -1,6 +1,7 @@
 """TLS, mutual TLS and channel options (round_robin, keepalive) through RemoteConfig, against a
 real server with certificates made by openssl for this run."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -99,3 +100,74 @@ def test_round_robin_and_keepalive_options(server):
     assert opts["grpc.max_receive_message_length"] == 64 * 1024 * 1024
     with gain_pipeline(cfg) as p:
         assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.25]
+
+
+@pytest.mark.parametrize("token, index", [("gööd", 1), ("a\x01b", 1), ("a\nb", 1), ("x\t", 1)])
+def test_a_token_grpc_refuses_is_a_value_error(server, token, index):
+    """Regression (P7): a non-ASCII or control character in the token passed RemoteConfig,
+    and every call then raised gRPC's bare ValueError "metadata was invalid". It is refused
+    where it is set, and at call time if changed later; the message never shows the token."""
+    rule = ("^RemoteConfig: token holds a non-ASCII or control character at index %d; a "
+            "bearer token is printable ASCII$" % index)
+    with pytest.raises(ValueError, match=rule):
+        RemoteConfig(server.address(), token=token)
+    cfg = RemoteConfig(server.address(), token="good", timeout=30)
+    cfg.token = token
+    with gain_pipeline(cfg) as p, pytest.raises(ValueError, match=rule):
+        p.run_sync(np.float32([0.5]), sample_rate=8000)
+    with pytest.raises(ValueError, match="^RemoteConfig: token must be a non-empty string$"):
+        RemoteConfig(server.address(), token="")
+
+
+def test_metadata_is_checked_and_bin_keys_carry_bytes(server):
+    """Regression (P7): metadata gRPC refuses (an upper-case key, a non-ASCII request id)
+    failed every call with "metadata was invalid"; it is a ValueError naming the key. Values
+    of -bin keys were sent as str(bytes) and refused by gRPC; they are sent as bytes."""
+    with pytest.raises(ValueError, match=r"^RemoteConfig: metadata 'x-request-id' holds 'ü' at "
+                       r"index 2; values are printable ASCII \(binary ones need a key ending "
+                       r"in -bin\)$"):
+        RemoteConfig(server.address(), metadata=[("x-request-id", "r-ü")])
+    with pytest.raises(ValueError, match=r"^RemoteConfig: metadata key 'X-Request-Id' must be "
+                       r"lowercase ASCII letters, digits, '-', '_' or '.'$"):
+        RemoteConfig(server.address(), metadata=[("X-Request-Id", "r-1")])
+    with pytest.raises(ValueError, match=r"^RemoteConfig: metadata 'x-trace-bin' \(a -bin key\) "
+                       r"takes bytes, not int$"):
+        RemoteConfig(server.address(), metadata=[("x-trace-bin", 7)])
+    cfg = RemoteConfig(server.address(), timeout=30,
+                       metadata=[("x-request-id", "r-1"), ("x-trace-bin", b"\x00\xff")])
+    assert cfg.call_metadata() == (("x-request-id", "r-1"), ("x-trace-bin", b"\x00\xff"))
+    with gain_pipeline(cfg) as p:
+        assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.25]
+        cfg.metadata = [("x-request-id", "r\t1")]
+        with pytest.raises(ValueError, match="^RemoteConfig: metadata 'x-request-id' holds"):
+            p.run_sync(np.float32([0.5]), sample_rate=8000)
+
+
+@pytest.mark.parametrize("field, block", [("root_certificates", "CERTIFICATE"),
+                                          ("client_certificate", "CERTIFICATE"),
+                                          ("client_key", "PRIVATE KEY")])
+def test_a_file_without_pem_is_named(certs, tmp_path, field, block):
+    """Regression (P7): a root_certificates file holding no PEM certificate made gRPC fail
+    every connection ("Unavailable: empty address list", after every retry). The CA, and the
+    client certificate and key, must hold their PEM block: ValueError naming the file
+    when the channel is made, before anything is sent."""
+    def rule(source):
+        return "^%s: no PEM %s in %s \\(a '-----BEGIN %s-----' block\\)$" % (
+            field, block.lower(), re.escape(source), block)
+    garbage = str(tmp_path / "garbage.pem")
+    with open(garbage, "w") as f:
+        f.write("good-token\n")
+    files = {"root_certificates": certs("ca.pem"), "client_certificate": certs("client.pem"),
+             "client_key": certs("client.key")}
+    files[field] = garbage
+    cfg = RemoteConfig("127.0.0.1:1", timeout=30, **files)
+    with pytest.raises(ValueError, match=rule(repr(garbage))):
+        cfg.channel_credentials()
+    with Client(cfg) as c, pytest.raises(ValueError, match=rule(repr(garbage))):
+        c.health_check_sync()
+    files[field] = b"not pem"
+    with pytest.raises(ValueError, match=rule("the bytes given")):
+        RemoteConfig("127.0.0.1:1", **files).channel_credentials()
+    files[field] = certs("client.key" if block == "CERTIFICATE" else "client.pem")
+    with pytest.raises(ValueError, match=rule(repr(files[field]))):
+        RemoteConfig("127.0.0.1:1", **files).channel_credentials()
