@@ -296,10 +296,16 @@ static int retry_resolve(const rm_client_retry_t *in, rm_client_retry_t *r,
 }
 
 /* The channel's default service config: ExecutePipeline's retry policy, as JSON text
- * (malloc). 0, RM_CLIENT_EINVAL (a code that is not a status name) or RM_CLIENT_ENOMEM. */
+ * (malloc). 0, RM_CLIENT_EINVAL (no code, or one that is not a status name) or
+ * RM_CLIENT_ENOMEM. */
 static int retry_service_config(const rm_client_retry_t *r, char **out, rm_client_error_t *err) {
   json_t *codes = json_array();
   int rc = codes ? 0 : RM_CLIENT_ENOMEM;
+  /* no name at all: the core would refuse the whole service config and fail every call */
+  if (!rc && r->codes[strspn(r->codes, " \t,")] == '\0')
+    rc = rm__client_fail(err, RM_CLIENT_EINVAL,
+                         "retry.codes lists no status name (give e.g. \"UNAVAILABLE\", or set "
+                         "retry.disable)");
   for (const char *p = r->codes; !rc && *p;) {
     size_t n = strcspn(p, ",");
     int found = 0;

@@ -199,7 +199,7 @@ def test_library_details_validate_request_and_retries(server):
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         assert p.returncode == 0, p.stdout + p.stderr
         assert re.search(r"suites\s+2\s+2", p.stdout), p.stdout
-        assert re.search(r"tests\s+24\s+24\s+24\s+0", p.stdout), p.stdout
+        assert re.search(r"tests\s+25\s+25\s+25\s+0", p.stdout), p.stdout
         assert refused(full, "limit_exceeded", 1 + 3) == 1 + 3
         assert refused(limited, "limit_exceeded", 1) == 1
         assert refused(draining, "unavailable", 3) == 3

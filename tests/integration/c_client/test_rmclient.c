@@ -795,6 +795,34 @@ static void test_request_pack(void) {
   CHECK_INT(rm_client_request_pack("{", NULL, 0, NULL, &bytes, &len, &err), RM_CLIENT_EMANIFEST);
 }
 
+/* Regression (C1): retry.codes "" was accepted, the core then refused the service config
+ * and every call failed INVALID_ARGUMENT "Failed to create secure client channel", which
+ * read like the server's verdict. rm_client_new refuses it, naming the field. */
+static void test_retry_codes_empty_refused(void) {
+  rm_client_options_t o = {0};
+  o.target = cfg.server;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  static const char *const blank[] = {"", " ", ",", " , "};
+  for (size_t i = 0; i < sizeof blank / sizeof blank[0]; i++) {
+    o.retry.codes = blank[i];
+    CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+    CHECK_STR(err.message, "retry.codes lists no status name (give e.g. \"UNAVAILABLE\", or set "
+                           "retry.disable)");
+  }
+  o.retry.codes = "UNAVAILABLE,,RESOURCE_EXHAUSTED";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: '' is not a gRPC status name (UNAVAILABLE, ...)");
+  o.retry.codes = "unavailable";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: 'unavailable' is not a gRPC status name (UNAVAILABLE, ...)");
+  CU_ASSERT_PTR_NULL(c);
+  o.retry.codes = ""; /* nothing is retried anyway */
+  o.retry.disable = 1;
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  rm_client_free(c);
+}
+
 /* A client with a quick retry policy (3 attempts, 10 ms backoff), or none. */
 static rm_client_t *retrying_client(const char *target, int disable) {
   rm_client_options_t o = {0};
@@ -967,12 +995,14 @@ int main(int argc, char **argv) {
                      sizeof rpc_fns / sizeof rpc_fns[0]);
   if (!rc && cfg.full_server && cfg.limited_server && cfg.draining_server) {
     /* only when the driver asks: the "rpc" suite's counts stay what its driver expects */
-    static const char *const names[] = {
-        "error_details",     "validate",       "request_pack",         "retry_options",
-        "retry_full_server", "retry_pushback", "retry_draining_server"};
-    static const CU_TestFunc fns[] = {
-        test_error_details,     test_validate,       test_request_pack,         test_retry_options,
-        test_retry_full_server, test_retry_pushback, test_retry_draining_server};
+    static const char *const names[] = {"error_details",         "validate",
+                                        "request_pack",          "retry_options",
+                                        "retry_full_server",     "retry_pushback",
+                                        "retry_draining_server", "retry_codes_empty_refused"};
+    static const CU_TestFunc fns[] = {test_error_details,         test_validate,
+                                      test_request_pack,          test_retry_options,
+                                      test_retry_full_server,     test_retry_pushback,
+                                      test_retry_draining_server, test_retry_codes_empty_refused};
     rc = add_suite("eco", rpc_init, rpc_cleanup, names, fns, sizeof fns / sizeof fns[0]);
   }
   if (!rc && cfg.auth_server && cfg.token) {
