@@ -201,6 +201,22 @@ static int parse_args(int argc, char **argv, unsigned command, const char *cmd_n
   return 0;
 }
 
+/* 0, or a usage error (one line, after "CMD_NAME: " unless that is NULL) when the value of
+ * option `name` cannot travel as gRPC metadata, which carries printable ASCII (0x20-0x7E)
+ * only. The library refuses it too; said here, the error names the option. */
+static int check_metadata(const char *cmd_name, const char *name, const char *value,
+                          cli_error_t *e) {
+  for (const char *p = value; *p; p++) {
+    unsigned char b = (unsigned char)*p;
+    if (b < 0x20 || b > 0x7e)
+      return cli_fail(e, CLI_USAGE,
+                      "%s%s%s: byte 0x%02x at offset %zu is not printable ASCII (gRPC metadata "
+                      "values are 0x20-0x7E)",
+                      cmd_name ? cmd_name : "", cmd_name ? ": " : "", name, b, (size_t)(p - value));
+  }
+  return 0;
+}
+
 /* Cross-option rules shared by the commands. */
 static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli_error_t *e) {
   if (a->timeout_text) {
@@ -227,6 +243,10 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
   }
   if (a->token && a->token_file)
     return usage_error(e, "%s: give --token or --token-file, not both", cmd_name);
+  if (a->token && check_metadata(cmd_name, "--token", a->token, e))
+    return CLI_USAGE;
+  if (a->request_id && check_metadata(cmd_name, "--request-id", a->request_id, e))
+    return CLI_USAGE;
   if (!a->tls_cert != !a->tls_key)
     return usage_error(e, "%s: --tls-cert and --tls-key go together", cmd_name);
   int remote_opts = a->token || a->token_file || a->tls || a->tls_ca || a->tls_cert || a->tls_name;
@@ -291,6 +311,13 @@ static int load_token(const cli_args_t *a, char **token, cli_error_t *e) {
   if (!len) {
     free(text);
     return cli_fail(e, CLI_USAGE, "--token-file %s: the first line is empty", a->token_file);
+  }
+  char option[4096];
+  snprintf(option, sizeof option, "--token-file %s", a->token_file);
+  if (check_metadata(NULL, option, text, e)) {
+    memset(text, 0, len);
+    free(text);
+    return CLI_USAGE;
   }
   *token = text;
   return 0;
