@@ -285,6 +285,10 @@ int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e) {
   e->exit_code = usage ? CLI_USAGE : CLI_FAILED;
   e->status = ce->code == RM_CLIENT_ESTATUS ? ce->status : 0;
   snprintf(e->kind, sizeof e->kind, "%s", ce->kind);
+  /* A deadline that passed on this side ends the call without the server's trailers: the
+   * kind is still known (the node is not), so the line reads as the in-process one. */
+  if (e->status == GRPC_STATUS_DEADLINE_EXCEEDED && !e->kind[0])
+    snprintf(e->kind, sizeof e->kind, "deadline_exceeded");
   snprintf(e->node_id, sizeof e->node_id, "%s", ce->node_id);
   snprintf(e->field, sizeof e->field, "%s", ce->field);
   snprintf(e->message, sizeof e->message, "%s", ce->message);
@@ -585,6 +589,7 @@ static int cmd_stream(cli_args_t *a, cli_error_t *e) {
     rc = connect_client(a, &client, e);
   if (!rc) {
     cli_stream_opts_t so = {.manifest_text = manifest,
+                            .manifest_path = a->manifest,
                             .node_id = a->node,
                             .audio = &in.buf,
                             .chunk_ms = a->chunk_ms,
@@ -804,18 +809,19 @@ static const cli_command_t *find_command(const char *name) {
   return NULL;
 }
 
-/* Help asked for: 1 and *cmd (NULL for the whole program) when it was. */
-static int wants_help(int argc, char **argv, const cli_command_t **cmd) {
-  *cmd = NULL;
+/* Help asked for: 1 and *topic, the command it is about (NULL for the whole program),
+ * when it was: "help [COMMAND]", or -h/--help anywhere. */
+static int wants_help(int argc, char **argv, const char **topic) {
+  *topic = NULL;
   if (argc < 2)
     return 0;
   if (!strcmp(argv[1], "help")) {
-    *cmd = argc > 2 ? find_command(argv[2]) : NULL;
+    *topic = argc > 2 && strcmp(argv[2], "help") ? argv[2] : NULL;
     return 1;
   }
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      *cmd = find_command(argv[1]);
+      *topic = argv[1][0] != '-' ? argv[1] : NULL; /* "--help", "--version --help" */
       return 1;
     }
   }
@@ -831,15 +837,21 @@ int cli_main(int argc, char **argv) {
   const cli_command_t *cmd = NULL;
   if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
     gpr_set_log_function(quiet_core_log);
-  if (wants_help(argc, argv, &cmd)) {
+  cli_error_t e;
+  memset(&e, 0, sizeof e);
+  const char *topic;
+  if (wants_help(argc, argv, &topic)) {
+    if (topic && !(cmd = find_command(topic))) { /* not the general help, exit 0 */
+      usage_error(&e, "unknown command '%s'", topic);
+      cli_print_error(&e);
+      return CLI_USAGE;
+    }
     if (cmd)
       put_command_usage(stdout, cmd);
     else
       put_usage(stdout);
     return CLI_OK;
   }
-  cli_error_t e;
-  memset(&e, 0, sizeof e);
   if (argc < 2) {
     put_usage(stderr);
     return CLI_USAGE;

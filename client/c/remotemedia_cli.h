@@ -77,13 +77,15 @@ void cli_print_metrics_table(FILE *f, const json_t *metrics);
 void cli_print_node_types(const Remotemedia__V1__ListNodeTypesResponse *types, int as_json);
 
 /* The CLI error for a client library error (exit 2 for local argument and file errors,
- * 1 for call failures). Returns e->exit_code. */
+ * 1 for call failures; kind "deadline_exceeded" for a DEADLINE_EXCEEDED without a kind
+ * trailer). Returns e->exit_code. */
 int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e);
 
 /* ---- streaming (remotemedia_cli_stream.c) ---- */
 
 typedef struct cli_stream_opts {
-  const char *manifest_text;       /* the manifest JSON */
+  const char *manifest_text;       /* the manifest JSON ... */
+  const char *manifest_path;       /* ... and the file it came from (named in its errors) */
   const char *node_id;             /* the source fed; NULL = the only one */
   const rm_client_buffer_t *audio; /* the whole file */
   int chunk_ms;                    /* > 0 */

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import struct
 import subprocess
 import wave
@@ -383,7 +384,23 @@ def test_cli_deadline_exit_1(server, gain_files):
     rc, out, err = cli("run", slow, "--input", "src=" + gain_files["wav"], "--server", server.address(),
                        "--timeout-ms", "200")
     assert (rc, out) == (1, "")
-    assert error_line(err).startswith("remotemedia: error: DEADLINE_EXCEEDED")
+    # the server's status (kind and node in its trailers) and the client's own deadline race
+    assert re.fullmatch(r"remotemedia: error: DEADLINE_EXCEEDED kind=deadline_exceeded( node=d)?: .+",
+                        error_line(err)), err
+
+
+def test_cli_client_deadline_line_has_kind(gain_files):
+    """Regression (L4): a deadline that passes on the client side (no trailers) printed
+    "DEADLINE_EXCEEDED: ..." without the kind the in-process line carries. A listener that
+    never speaks HTTP/2 keeps the call waiting until the client's deadline."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        rc, out, err = cli("run", gain_files["manifest"], "--input", "src=" + gain_files["wav"],
+                           "--server", "127.0.0.1:%d" % silent.getsockname()[1],
+                           "--timeout-ms", "300")
+    assert (rc, out) == (1, "")
+    assert err == "remotemedia: error: DEADLINE_EXCEEDED kind=deadline_exceeded: Deadline Exceeded\n"
 
 
 def test_cli_unreachable_server_exit_1(gain_files):
@@ -487,6 +504,18 @@ def test_cli_tls_file_without_pem_exit_2(server, certs, tmp_path):
     for extra, line in cases:
         rc, out, err = cli(*base, *extra)
         assert (rc, out, err) == (2, "", line), extra
+
+
+def test_cli_help_unknown_command_exit_2():
+    """Regression (L4): `help nosuch` printed the general help and exited 0."""
+    for args in (["help", "nosuch"], ["nosuch", "--help"]):
+        rc, out, err = cli(*args)
+        assert (rc, out) == (2, ""), args
+        assert error_line(err) == "remotemedia: unknown command 'nosuch'", args
+    rc, out, _ = cli("help", "run")
+    assert rc == 0 and out.startswith("usage: remotemedia run MANIFEST.json")
+    rc, out, _ = cli("help")
+    assert rc == 0 and out.startswith("usage: remotemedia <command> [options]")
 
 
 def test_cli_help_documents_exit_codes():
