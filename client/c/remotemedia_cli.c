@@ -738,7 +738,8 @@ static const char exit_text[] =
     "     one line: remotemedia: error: STATUS kind=KIND node=NODE field=FIELD: MESSAGE\n"
     "     (health: also when the service is not SERVING)\n"
     "  2  usage error: bad command line, or a local file that cannot be used (manifest not\n"
-    "     readable or malformed, input, certificate or token file, output directory)\n";
+    "     readable or malformed, input, certificate or token file, output directory or\n"
+    "     file, stdout)\n";
 
 static const char examples_text[] =
     "examples:\n"
@@ -833,7 +834,8 @@ static int wants_help(int argc, char **argv, const char **topic) {
  * same. They are shown when GRPC_VERBOSITY or GRPC_TRACE asks for them. */
 static void quiet_core_log(gpr_log_func_args *args) { (void)args; }
 
-int cli_main(int argc, char **argv) {
+/* The command line's command (or help); its exit status, the error printed. */
+static int cli_command(int argc, char **argv) {
   const cli_command_t *cmd = NULL;
   if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
     gpr_set_log_function(quiet_core_log);
@@ -868,5 +870,32 @@ int cli_main(int argc, char **argv) {
   if (rc)
     cli_print_error(&e);
   free(a.inputs);
+  return rc;
+}
+
+/* Flushes and closes stdout, where every command's document goes: a full disk or a closed
+ * descriptor there loses the output, which must not exit 0 (as `request -o FILE` does not).
+ * 0, or CLI_USAGE with e filled. */
+static int close_stdout(cli_error_t *e) {
+  errno = 0;
+  int bad = fflush(stdout) != 0 || ferror(stdout);
+  int why = errno;
+  /* a descriptor closed from the start, with nothing written, is no loss */
+  if (fclose(stdout) != 0 && !bad && errno != EBADF) {
+    bad = 1;
+    why = errno;
+  }
+  if (!bad)
+    return 0;
+  return cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why ? strerror(why) : "write error");
+}
+
+int cli_main(int argc, char **argv) {
+  int rc = cli_command(argc, argv);
+  cli_error_t e;
+  if (close_stdout(&e) && !rc) { /* a failed command has said why already */
+    cli_print_error(&e);
+    rc = e.exit_code;
+  }
   return rc;
 }

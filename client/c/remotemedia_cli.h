@@ -14,7 +14,8 @@
 #include "rmclient.h"
 
 /* The whole program: `remotemedia COMMAND [options]` in argv. Returns the exit status
- * (CLI_OK, CLI_FAILED, CLI_USAGE). Main thread. */
+ * (CLI_OK, CLI_FAILED, CLI_USAGE; CLI_USAGE too when stdout cannot be written). Closes
+ * stdout. Main thread. */
 int cli_main(int argc, char **argv);
 
 /* Exit statuses (documented in --help). */
@@ -66,8 +67,8 @@ typedef struct cli_run_result {
 } cli_run_result_t;
 
 /* Prints the run's JSON document to stdout; with output_dir, writes each item to a file
- * there (WAV for audio) and names the file in the document. CLI_USAGE if a file cannot be
- * written. */
+ * there (WAV for audio) and names the file in the document. CLI_USAGE if a file or stdout
+ * cannot be written. */
 int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with_metrics_json,
                      cli_error_t *e);
 /* The readable per-node table of a seed-JSON metrics object, to `f`. */

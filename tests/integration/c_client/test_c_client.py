@@ -506,6 +506,24 @@ def test_cli_tls_file_without_pem_exit_2(server, certs, tmp_path):
         assert (rc, out, err) == (2, "", line), extra
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_cli_stdout_unwritable_exit_2(server, gain_files):
+    """Regression (L1): with stdout on a full device, run/validate/nodes exited 0 though the
+    document was lost (request -o /dev/full exited 2). Now the same: exit 2, one line."""
+    m, wav, srv = gain_files["manifest"], "src=" + gain_files["wav"], server.address()
+    for args in (["run", m, "--input", wav, "--server", srv],
+                 ["run", m, "--input", wav, "--metrics"],
+                 ["validate", m, "--input", wav, "--server", srv],
+                 ["validate", m, "--input", wav],
+                 ["nodes"], ["nodes", "--server", srv], ["version"], ["--help"],
+                 ["request", m, "--input", wav]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(wrapper() + [os.environ["RM_CLI_BIN"], *args], stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT_S)
+        err = VALGRIND_LINE.sub("", p.stderr)
+        assert (p.returncode, err) == (2, "remotemedia: cannot write stdout: No space left on device\n"), args
+
+
 def test_cli_help_unknown_command_exit_2():
     """Regression (L4): `help nosuch` printed the general help and exited 0."""
     for args in (["help", "nosuch"], ["nosuch", "--help"]):
