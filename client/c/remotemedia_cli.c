@@ -201,6 +201,22 @@ static int parse_args(int argc, char **argv, unsigned command, const char *cmd_n
   return 0;
 }
 
+/* 0, or a usage error (one line, after "CMD_NAME: " unless that is NULL) when the value of
+ * option `name` cannot travel as gRPC metadata, which carries printable ASCII (0x20-0x7E)
+ * only. The library refuses it too; said here, the error names the option. */
+static int check_metadata(const char *cmd_name, const char *name, const char *value,
+                          cli_error_t *e) {
+  for (const char *p = value; *p; p++) {
+    unsigned char b = (unsigned char)*p;
+    if (b < 0x20 || b > 0x7e)
+      return cli_fail(e, CLI_USAGE,
+                      "%s%s%s: byte 0x%02x at offset %zu is not printable ASCII (gRPC metadata "
+                      "values are 0x20-0x7E)",
+                      cmd_name ? cmd_name : "", cmd_name ? ": " : "", name, b, (size_t)(p - value));
+  }
+  return 0;
+}
+
 /* Cross-option rules shared by the commands. */
 static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli_error_t *e) {
   if (a->timeout_text) {
@@ -227,6 +243,10 @@ static int check_args(unsigned command, const char *cmd_name, cli_args_t *a, cli
   }
   if (a->token && a->token_file)
     return usage_error(e, "%s: give --token or --token-file, not both", cmd_name);
+  if (a->token && check_metadata(cmd_name, "--token", a->token, e))
+    return CLI_USAGE;
+  if (a->request_id && check_metadata(cmd_name, "--request-id", a->request_id, e))
+    return CLI_USAGE;
   if (!a->tls_cert != !a->tls_key)
     return usage_error(e, "%s: --tls-cert and --tls-key go together", cmd_name);
   int remote_opts = a->token || a->token_file || a->tls || a->tls_ca || a->tls_cert || a->tls_name;
@@ -265,6 +285,10 @@ int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e) {
   e->exit_code = usage ? CLI_USAGE : CLI_FAILED;
   e->status = ce->code == RM_CLIENT_ESTATUS ? ce->status : 0;
   snprintf(e->kind, sizeof e->kind, "%s", ce->kind);
+  /* A deadline that passed on this side ends the call without the server's trailers: the
+   * kind is still known (the node is not), so the line reads as the in-process one. */
+  if (e->status == GRPC_STATUS_DEADLINE_EXCEEDED && !e->kind[0])
+    snprintf(e->kind, sizeof e->kind, "deadline_exceeded");
   snprintf(e->node_id, sizeof e->node_id, "%s", ce->node_id);
   snprintf(e->field, sizeof e->field, "%s", ce->field);
   snprintf(e->message, sizeof e->message, "%s", ce->message);
@@ -291,6 +315,13 @@ static int load_token(const cli_args_t *a, char **token, cli_error_t *e) {
   if (!len) {
     free(text);
     return cli_fail(e, CLI_USAGE, "--token-file %s: the first line is empty", a->token_file);
+  }
+  char option[4096];
+  snprintf(option, sizeof option, "--token-file %s", a->token_file);
+  if (check_metadata(NULL, option, text, e)) {
+    memset(text, 0, len);
+    free(text);
+    return CLI_USAGE;
   }
   *token = text;
   return 0;
@@ -558,6 +589,7 @@ static int cmd_stream(cli_args_t *a, cli_error_t *e) {
     rc = connect_client(a, &client, e);
   if (!rc) {
     cli_stream_opts_t so = {.manifest_text = manifest,
+                            .manifest_path = a->manifest,
                             .node_id = a->node,
                             .audio = &in.buf,
                             .chunk_ms = a->chunk_ms,
@@ -706,7 +738,8 @@ static const char exit_text[] =
     "     one line: remotemedia: error: STATUS kind=KIND node=NODE field=FIELD: MESSAGE\n"
     "     (health: also when the service is not SERVING)\n"
     "  2  usage error: bad command line, or a local file that cannot be used (manifest not\n"
-    "     readable or malformed, input, certificate or token file, output directory)\n";
+    "     readable or malformed, input, certificate or token file, output directory or\n"
+    "     file, stdout)\n";
 
 static const char examples_text[] =
     "examples:\n"
@@ -777,18 +810,19 @@ static const cli_command_t *find_command(const char *name) {
   return NULL;
 }
 
-/* Help asked for: 1 and *cmd (NULL for the whole program) when it was. */
-static int wants_help(int argc, char **argv, const cli_command_t **cmd) {
-  *cmd = NULL;
+/* Help asked for: 1 and *topic, the command it is about (NULL for the whole program),
+ * when it was: "help [COMMAND]", or -h/--help anywhere. */
+static int wants_help(int argc, char **argv, const char **topic) {
+  *topic = NULL;
   if (argc < 2)
     return 0;
   if (!strcmp(argv[1], "help")) {
-    *cmd = argc > 2 ? find_command(argv[2]) : NULL;
+    *topic = argc > 2 && strcmp(argv[2], "help") ? argv[2] : NULL;
     return 1;
   }
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      *cmd = find_command(argv[1]);
+      *topic = argv[1][0] != '-' ? argv[1] : NULL; /* "--help", "--version --help" */
       return 1;
     }
   }
@@ -800,19 +834,26 @@ static int wants_help(int argc, char **argv, const cli_command_t **cmd) {
  * same. They are shown when GRPC_VERBOSITY or GRPC_TRACE asks for them. */
 static void quiet_core_log(gpr_log_func_args *args) { (void)args; }
 
-int cli_main(int argc, char **argv) {
+/* The command line's command (or help); its exit status, the error printed. */
+static int cli_command(int argc, char **argv) {
   const cli_command_t *cmd = NULL;
   if (!getenv("GRPC_VERBOSITY") && !getenv("GRPC_TRACE"))
     gpr_set_log_function(quiet_core_log);
-  if (wants_help(argc, argv, &cmd)) {
+  cli_error_t e;
+  memset(&e, 0, sizeof e);
+  const char *topic;
+  if (wants_help(argc, argv, &topic)) {
+    if (topic && !(cmd = find_command(topic))) { /* not the general help, exit 0 */
+      usage_error(&e, "unknown command '%s'", topic);
+      cli_print_error(&e);
+      return CLI_USAGE;
+    }
     if (cmd)
       put_command_usage(stdout, cmd);
     else
       put_usage(stdout);
     return CLI_OK;
   }
-  cli_error_t e;
-  memset(&e, 0, sizeof e);
   if (argc < 2) {
     put_usage(stderr);
     return CLI_USAGE;
@@ -829,5 +870,32 @@ int cli_main(int argc, char **argv) {
   if (rc)
     cli_print_error(&e);
   free(a.inputs);
+  return rc;
+}
+
+/* Flushes and closes stdout, where every command's document goes: a full disk or a closed
+ * descriptor there loses the output, which must not exit 0 (as `request -o FILE` does not).
+ * 0, or CLI_USAGE with e filled. */
+static int close_stdout(cli_error_t *e) {
+  errno = 0;
+  int bad = fflush(stdout) != 0 || ferror(stdout);
+  int why = errno;
+  /* a descriptor closed from the start, with nothing written, is no loss */
+  if (fclose(stdout) != 0 && !bad && errno != EBADF) {
+    bad = 1;
+    why = errno;
+  }
+  if (!bad)
+    return 0;
+  return cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why ? strerror(why) : "write error");
+}
+
+int cli_main(int argc, char **argv) {
+  int rc = cli_command(argc, argv);
+  cli_error_t e;
+  if (close_stdout(&e) && !rc) { /* a failed command has said why already */
+    cli_print_error(&e);
+    rc = e.exit_code;
+  }
   return rc;
 }

@@ -14,7 +14,8 @@
 #include "rmclient.h"
 
 /* The whole program: `remotemedia COMMAND [options]` in argv. Returns the exit status
- * (CLI_OK, CLI_FAILED, CLI_USAGE). Main thread. */
+ * (CLI_OK, CLI_FAILED, CLI_USAGE; CLI_USAGE too when stdout cannot be written). Closes
+ * stdout. Main thread. */
 int cli_main(int argc, char **argv);
 
 /* Exit statuses (documented in --help). */
@@ -66,8 +67,8 @@ typedef struct cli_run_result {
 } cli_run_result_t;
 
 /* Prints the run's JSON document to stdout; with output_dir, writes each item to a file
- * there (WAV for audio) and names the file in the document. CLI_USAGE if a file cannot be
- * written. */
+ * there (WAV for audio) and names the file in the document. CLI_USAGE if a file or stdout
+ * cannot be written. */
 int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with_metrics_json,
                      cli_error_t *e);
 /* The readable per-node table of a seed-JSON metrics object, to `f`. */
@@ -77,13 +78,15 @@ void cli_print_metrics_table(FILE *f, const json_t *metrics);
 void cli_print_node_types(const Remotemedia__V1__ListNodeTypesResponse *types, int as_json);
 
 /* The CLI error for a client library error (exit 2 for local argument and file errors,
- * 1 for call failures). Returns e->exit_code. */
+ * 1 for call failures; kind "deadline_exceeded" for a DEADLINE_EXCEEDED without a kind
+ * trailer). Returns e->exit_code. */
 int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e);
 
 /* ---- streaming (remotemedia_cli_stream.c) ---- */
 
 typedef struct cli_stream_opts {
-  const char *manifest_text;       /* the manifest JSON */
+  const char *manifest_text;       /* the manifest JSON ... */
+  const char *manifest_path;       /* ... and the file it came from (named in its errors) */
   const char *node_id;             /* the source fed; NULL = the only one */
   const rm_client_buffer_t *audio; /* the whole file */
   int chunk_ms;                    /* > 0 */

@@ -448,7 +448,9 @@ int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with
       fputc('\n', stdout);
       free(text);
     }
-    fflush(stdout);
+    /* flushed before the metrics table goes to stderr; the document lost is an error */
+    if (fflush(stdout) || ferror(stdout))
+      rc = cli_fail(e, CLI_USAGE, "cannot write stdout: %s", strerror(errno));
   }
   json_decref(doc);
   return rc;

@@ -291,6 +291,8 @@ int cli_stream(rm_client_t *client, const cli_stream_opts_t *o, cli_error_t *e) 
   int out = 0;
   if (rc) {
     out = cli_from_client_error(ce, e);
+    if (ce->code == RM_CLIENT_EMANIFEST && o->manifest_path) /* named as run names it */
+      snprintf(e->message, sizeof e->message, "%s: %s", o->manifest_path, ce_storage.message);
   } else {
     print_summary(lat, n_chunks, behind);
     merged_t m;

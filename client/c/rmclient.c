@@ -71,6 +71,18 @@ int rm__client_fail(rm_client_error_t *err, int code, const char *fmt, ...) {
   return code;
 }
 
+int rm__client_check_metadata(const char *value, const char *what, rm_client_error_t *err) {
+  for (const char *p = value; *p; p++) {
+    unsigned char b = (unsigned char)*p;
+    if (b < 0x20 || b > 0x7e) /* the value itself is not echoed: it may be a secret */
+      return rm__client_fail(err, RM_CLIENT_EINVAL,
+                             "%s: byte 0x%02x at offset %zu is not printable ASCII (gRPC metadata "
+                             "values are 0x20-0x7E)",
+                             what, b, (size_t)(p - value));
+  }
+  return 0;
+}
+
 /* Copies a slice into a NUL-terminated fixed buffer, truncating. */
 static void copy_slice(char *dst, size_t cap, grpc_slice s) {
   size_t n = GRPC_SLICE_LENGTH(s);
@@ -184,13 +196,36 @@ int rm__client_status_error(rm_client_error_t *err, grpc_status_code status, grp
 
 /* ------------------------------------------------------------------ channel */
 
-/* The PEM text of one credential part: the inline text, else the file's contents, else
- * NULL. *owned is what the caller frees. 0, RM_CLIENT_EIO or RM_CLIENT_ENOMEM. */
-static int pem_part(const char *pem, const char *file, const char *what, const char **out,
-                    char **owned, rm_client_error_t *err) {
+/* Non-zero when text holds a PEM block of the kind wanted: a certificate ("-----BEGIN
+ * CERTIFICATE-----"), or a private key ("-----BEGIN ...PRIVATE KEY-----" on one line). The
+ * core takes any text and fails only on the first call (UNAVAILABLE "empty address list"),
+ * which reads like a network problem. */
+static int has_pem_block(const char *text, int want_key) {
+  if (!want_key)
+    return strstr(text, "-----BEGIN CERTIFICATE-----") != NULL;
+  for (const char *p = text; (p = strstr(p, "-----BEGIN")) != NULL; p++) {
+    const char *key = strstr(p, "PRIVATE KEY-----"), *eol = strchr(p, '\n');
+    if (key && (!eol || key < eol))
+      return 1;
+  }
+  return 0;
+}
+
+/* The PEM text of one credential part: the inline text (option `pem_option`), else the
+ * file's contents (`file_option`), else NULL. *owned is what the caller frees. 0,
+ * RM_CLIENT_EIO (the file cannot be read), RM_CLIENT_EINVAL (no PEM block of that kind in
+ * it) or RM_CLIENT_ENOMEM. */
+static int pem_part(const char *pem, const char *file, const char *pem_option,
+                    const char *file_option, int want_key, const char **out, char **owned,
+                    rm_client_error_t *err) {
+  static const char *const wanted[] = {"-----BEGIN CERTIFICATE-----",
+                                       "-----BEGIN ... PRIVATE KEY-----"};
   *out = NULL;
   *owned = NULL;
   if (pem) {
+    if (!has_pem_block(pem, want_key))
+      return rm__client_fail(err, RM_CLIENT_EINVAL, "%s holds no PEM %s (%s)", pem_option,
+                             want_key ? "private key" : "certificate", wanted[want_key]);
     *out = pem;
     return 0;
   }
@@ -199,9 +234,12 @@ static int pem_part(const char *pem, const char *file, const char *what, const c
   if (!(*owned = rm__file_read(file, NULL, realloc, free))) {
     if (errno == ENOMEM)
       return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory reading %s", file);
-    return rm__client_fail(err, RM_CLIENT_EIO, "%s %s cannot be read: %s", what, file,
+    return rm__client_fail(err, RM_CLIENT_EIO, "%s %s cannot be read: %s", file_option, file,
                            strerror(errno));
   }
+  if (!has_pem_block(*owned, want_key))
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "%s %s holds no PEM %s (%s)", file_option, file,
+                           want_key ? "private key" : "certificate", wanted[want_key]);
   *out = *owned;
   return 0;
 }
@@ -220,12 +258,14 @@ static int credentials(const rm_client_options_t *o, grpc_channel_credentials **
                            "mutual TLS needs both a client certificate and its key");
   const char *ca, *cert, *key;
   char *ca_owned = NULL, *cert_owned = NULL, *key_owned = NULL;
-  int rc = pem_part(o->tls_ca_pem, o->tls_ca_file, "tls CA file", &ca, &ca_owned, err);
+  int rc =
+      pem_part(o->tls_ca_pem, o->tls_ca_file, "tls_ca_pem", "tls_ca_file", 0, &ca, &ca_owned, err);
   if (!rc)
-    rc = pem_part(o->tls_cert_pem, o->tls_cert_file, "tls certificate file", &cert, &cert_owned,
-                  err);
+    rc = pem_part(o->tls_cert_pem, o->tls_cert_file, "tls_cert_pem", "tls_cert_file", 0, &cert,
+                  &cert_owned, err);
   if (!rc)
-    rc = pem_part(o->tls_key_pem, o->tls_key_file, "tls key file", &key, &key_owned, err);
+    rc = pem_part(o->tls_key_pem, o->tls_key_file, "tls_key_pem", "tls_key_file", 1, &key,
+                  &key_owned, err);
   if (!rc) {
     grpc_ssl_pem_key_cert_pair pair = {key, cert};
     *out = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
@@ -296,10 +336,16 @@ static int retry_resolve(const rm_client_retry_t *in, rm_client_retry_t *r,
 }
 
 /* The channel's default service config: ExecutePipeline's retry policy, as JSON text
- * (malloc). 0, RM_CLIENT_EINVAL (a code that is not a status name) or RM_CLIENT_ENOMEM. */
+ * (malloc). 0, RM_CLIENT_EINVAL (no code, or one that is not a status name) or
+ * RM_CLIENT_ENOMEM. */
 static int retry_service_config(const rm_client_retry_t *r, char **out, rm_client_error_t *err) {
   json_t *codes = json_array();
   int rc = codes ? 0 : RM_CLIENT_ENOMEM;
+  /* no name at all: the core would refuse the whole service config and fail every call */
+  if (!rc && r->codes[strspn(r->codes, " \t,")] == '\0')
+    rc = rm__client_fail(err, RM_CLIENT_EINVAL,
+                         "retry.codes lists no status name (give e.g. \"UNAVAILABLE\", or set "
+                         "retry.disable)");
   for (const char *p = r->codes; !rc && *p;) {
     size_t n = strcspn(p, ",");
     int found = 0;
@@ -400,8 +446,10 @@ int rm_client_new(const rm_client_options_t *opts, rm_client_t **out, rm_client_
     return rm__client_fail(err, RM_CLIENT_EINVAL, "options and out are required");
   if (!opts->target || !*opts->target)
     return rm__client_fail(err, RM_CLIENT_EINVAL, "options.target is required (host:port)");
-  if (opts->token && (!*opts->token || strpbrk(opts->token, "\r\n")))
-    return rm__client_fail(err, RM_CLIENT_EINVAL, "the token is empty or spans lines");
+  if (opts->token && !*opts->token)
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "options.token is empty");
+  if (opts->token && rm__client_check_metadata(opts->token, "options.token", err))
+    return RM_CLIENT_EINVAL;
   grpc_init();
   int rc = client_new(opts, out, err);
   if (rc)

@@ -151,7 +151,7 @@ typedef struct rm_client_retry {
   int max_backoff_ms;        /* 0 = 2000; >= initial_backoff_ms */
   double backoff_multiplier; /* 0 = 2.0; > 0 */
   const char *codes;         /* status names retried, comma-separated; NULL =
-                              * "UNAVAILABLE,RESOURCE_EXHAUSTED" */
+                              * "UNAVAILABLE,RESOURCE_EXHAUSTED"; "" is EINVAL (use disable) */
   int per_rpc_buffer_bytes;  /* 0 = 16 MiB */
 } rm_client_retry_t;
 
@@ -159,11 +159,14 @@ typedef struct rm_client_retry {
  * defaults; every other field is optional. Strings are copied by rm_client_new. */
 typedef struct rm_client_options {
   const char *target;        /* "host:port" or a gRPC target URI ("dns:///svc:50051") */
-  const char *token;         /* sent as "authorization: Bearer <token>" on every call */
+  const char *token;         /* sent as "authorization: Bearer <token>" on every call;
+                              * printable ASCII (0x20-0x7E), as gRPC metadata must be */
   int tls;                   /* non-zero: TLS. Implied by any tls_* field below. */
   const char *tls_ca_file;   /* PEM roots that verify the server; NULL = gRPC defaults */
   const char *tls_cert_file; /* mutual TLS: PEM client certificate chain ... */
-  const char *tls_key_file;  /* ... and its private key (both or neither) */
+  const char *tls_key_file;  /* ... and its private key (both or neither). Each must hold
+                              * a PEM block of its kind ("-----BEGIN CERTIFICATE-----",
+                              * "-----BEGIN ... PRIVATE KEY-----"), or EINVAL */
   const char *tls_ca_pem;    /* the same three as PEM text; each wins over its _file */
   const char *tls_cert_pem;
   const char *tls_key_pem;
@@ -180,8 +183,10 @@ typedef struct rm_client_options {
 
 /* Creates a client and its channel. Connecting is lazy: the first call connects, so an
  * unreachable server shows as UNAVAILABLE on the calls, not here. Returns 0 and *out, or
- * RM_CLIENT_EINVAL (no target, cert without key, a retry field out of range, ...), RM_CLIENT_EIO (a
- * PEM file cannot be read), RM_CLIENT_ENOMEM; *out is then untouched. Any thread. */
+ * RM_CLIENT_EINVAL (no target, cert without key, a retry field out of range or retry.codes
+ * without a status name, a token that is not printable ASCII, a tls_* file or text without
+ * a PEM block of its kind, ...; the message names the option), RM_CLIENT_EIO (a PEM file
+ * cannot be read), RM_CLIENT_ENOMEM; *out is then untouched. Any thread. */
 RM_CLIENT_API int rm_client_new(const rm_client_options_t *opts, rm_client_t **out,
                                 rm_client_error_t *err);
 /* Destroys the channel. No call on c may be running or start afterwards. NULL is a no-op. */
@@ -283,7 +288,8 @@ typedef struct rm_client_exec_opts {
   size_t n_output_nodes;           /* none = every sink */
   rm_client_limits_t limits;
   const char *request_id; /* sent as x-request-id; the server echoes it in its error
-                           * details (err->request_id). NULL = none */
+                           * details (err->request_id). NULL or "" = none. Printable ASCII
+                           * (0x20-0x7E): anything else is RM_CLIENT_EINVAL, nothing sent */
 } rm_client_exec_opts_t;
 
 typedef struct rm_client_result rm_client_result_t;
@@ -409,7 +415,8 @@ typedef struct rm_client_stream_opts {
                                     * max_execution_ms) */
   uint32_t metrics_every_chunks;   /* periodic metrics every N chunks; 0 = none */
   uint32_t metrics_every_ms;       /* ... or every T ms; 0 = none */
-  const char *request_id;          /* sent as x-request-id; NULL = none */
+  const char *request_id;          /* sent as x-request-id; NULL = none; printable
+                                    * ASCII, else RM_CLIENT_EINVAL */
 } rm_client_stream_opts_t;
 
 /* Opens a session: sends init (manifest, options) and waits for the server's ready.

@@ -241,6 +241,8 @@ int rm_client_execute(rm_client_t *c, const char *manifest_json, const rm_client
                       rm_client_error_t *err) {
   if (!c || !manifest_json || !out || (n_inputs && !inputs))
     return rm__client_fail(err, RM_CLIENT_EINVAL, "client, manifest, inputs and out are required");
+  if (opts && opts->request_id && rm__client_check_metadata(opts->request_id, "request_id", err))
+    return RM_CLIENT_EINVAL;
   execute_call_t a = {c, opts ? opts->timeout_ms : 0, opts ? opts->request_id : NULL, out};
   return with_request(manifest_json, inputs, n_inputs, opts, execute_fn, &a, err);
 }
@@ -258,6 +260,8 @@ int rm_client_validate(rm_client_t *c, const char *manifest_json, const rm_clien
                        Remotemedia__V1__ValidateResponse **out, rm_client_error_t *err) {
   if (!c || !manifest_json || !out || (n_inputs && !inputs))
     return rm__client_fail(err, RM_CLIENT_EINVAL, "client, manifest, inputs and out are required");
+  if (opts && opts->request_id && rm__client_check_metadata(opts->request_id, "request_id", err))
+    return RM_CLIENT_EINVAL;
   execute_call_t a = {c, opts ? opts->timeout_ms : 0, opts ? opts->request_id : NULL, out};
   return with_request(manifest_json, inputs, n_inputs, opts, validate_fn, &a, err);
 }

@@ -25,6 +25,11 @@ struct rm_client {
 int rm__client_fail(rm_client_error_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* 0, or RM_CLIENT_EINVAL naming `what` when value (the text of a metadata value: token,
+ * request id) has a byte gRPC refuses in a non -bin header: only printable ASCII
+ * (0x20-0x7E) passes. Checked before a call, so the core never sees it. */
+int rm__client_check_metadata(const char *value, const char *what, rm_client_error_t *err);
+
 /* One unary call of `method` ("/pkg.Service/Method") with request `req` (and x-request-id
  * when request_id is not NULL); on OK decodes
  * the answer as `resp_desc` into *out (free with protobuf_c_message_free_unpacked(.., NULL)).

@@ -433,6 +433,8 @@ int rm_client_stream_open(rm_client_t *c, const char *manifest_json,
     opts = &defaults;
   if (opts->n_output_nodes && !opts->output_nodes)
     return rm__client_fail(err, RM_CLIENT_EINVAL, "output_nodes is NULL");
+  if (opts->request_id && rm__client_check_metadata(opts->request_id, "request_id", err))
+    return RM_CLIENT_EINVAL;
   rm_client_stream_t *s = calloc(1, sizeof *s);
   if (!s)
     return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");

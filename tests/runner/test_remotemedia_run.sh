@@ -132,6 +132,18 @@ printf '{"operation": ' >"$tmp/bad.json"
 run 2 examples/calculator.json --input "calc=$tmp/bad.json"
 contains "$tmp/err" "$tmp/bad.json is not valid JSON: "
 
+# ---- a document that cannot be written is not a success: exit 2, one line (stdout full)
+if [ -w /dev/full ]; then
+  # shellcheck disable=SC2086
+  (cd "$SRC" && ${RM_RUN_WRAPPER:-} "$RUN" examples/gain_chain.json --input src=$wav) \
+    >/dev/full 2>"$tmp/err"
+  got=$?
+  [ "$got" = 2 ] || fail "remotemedia-run with stdout on /dev/full: exit $got, expected 2"
+  grep -v '^==[0-9]*==' "$tmp/err" >"$tmp/err.own"
+  [ "$(wc -l <"$tmp/err.own")" = 1 ] || fail "stdout on /dev/full: not one error line"
+  has "$tmp/err.own" "remotemedia: cannot write stdout: No space left on device"
+fi
+
 # ---- usage errors: exit 2
 run 2
 run 2 examples/gain_chain.json --bogus

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import struct
 import subprocess
 import wave
@@ -151,9 +152,11 @@ def test_library_against_real_servers(server, auth_server, tls_servers, certs):
                        "--tls-cert", certs("client.pem"), "--tls-key", certs("client.key")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert p.returncode == 0, p.stdout + p.stderr
-    # every suite ran: rpc (17 tests), auth (1), tls (2)
+    # every suite ran: rpc (19 tests), auth (1), tls (2)
     assert re.search(r"suites\s+3\s+3", p.stdout), p.stdout
-    assert re.search(r"tests\s+20\s+20\s+20\s+0", p.stdout), p.stdout
+    assert re.search(r"tests\s+22\s+22\s+22\s+0", p.stdout), p.stdout
+    # bad metadata is refused before the core sees it (it logged INVALID_METADATA)
+    assert "INVALID_METADATA" not in p.stderr and "validate_metadata" not in p.stderr, p.stderr
 
 
 def slow_call(srv, name, ms):
@@ -199,7 +202,7 @@ def test_library_details_validate_request_and_retries(server):
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         assert p.returncode == 0, p.stdout + p.stderr
         assert re.search(r"suites\s+2\s+2", p.stdout), p.stdout
-        assert re.search(r"tests\s+24\s+24\s+24\s+0", p.stdout), p.stdout
+        assert re.search(r"tests\s+27\s+27\s+27\s+0", p.stdout), p.stdout
         assert refused(full, "limit_exceeded", 1 + 3) == 1 + 3
         assert refused(limited, "limit_exceeded", 1) == 1
         assert refused(draining, "unavailable", 3) == 3
@@ -381,7 +384,23 @@ def test_cli_deadline_exit_1(server, gain_files):
     rc, out, err = cli("run", slow, "--input", "src=" + gain_files["wav"], "--server", server.address(),
                        "--timeout-ms", "200")
     assert (rc, out) == (1, "")
-    assert error_line(err).startswith("remotemedia: error: DEADLINE_EXCEEDED")
+    # the server's status (kind and node in its trailers) and the client's own deadline race
+    assert re.fullmatch(r"remotemedia: error: DEADLINE_EXCEEDED kind=deadline_exceeded( node=d)?: .+",
+                        error_line(err)), err
+
+
+def test_cli_client_deadline_line_has_kind(gain_files):
+    """Regression (L4): a deadline that passes on the client side (no trailers) printed
+    "DEADLINE_EXCEEDED: ..." without the kind the in-process line carries. A listener that
+    never speaks HTTP/2 keeps the call waiting until the client's deadline."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        rc, out, err = cli("run", gain_files["manifest"], "--input", "src=" + gain_files["wav"],
+                           "--server", "127.0.0.1:%d" % silent.getsockname()[1],
+                           "--timeout-ms", "300")
+    assert (rc, out) == (1, "")
+    assert err == "remotemedia: error: DEADLINE_EXCEEDED kind=deadline_exceeded: Deadline Exceeded\n"
 
 
 def test_cli_unreachable_server_exit_1(gain_files):
@@ -437,6 +456,84 @@ def test_cli_usage_errors_exit_2(server, gain_files, tmp_path):
     for mode in ([], ["--server", srv]):
         rc, _, err = cli("run", str(tmp_path / "shape.json"), *mode)
         assert error_line(err) == "remotemedia: %s: manifest: unknown key 'edges'" % (tmp_path / "shape.json")
+
+
+def test_cli_metadata_values_are_usage_errors(server, auth_server, gain_files, tmp_path):
+    """Regression (L3): --request-id or --token with a newline or non-ASCII exited 1 with
+    "grpc_call_start_batch failed: ..."; it is a usage error naming the option."""
+    run = ["run", gain_files["manifest"], "--input", "src=" + gain_files["wav"], "--server",
+           server.address()]
+    token_file = tmp_path / "token-utf8"
+    token_file.write_text("g\u00f6\u00f6d\n", encoding="utf-8")
+    why = "is not printable ASCII (gRPC metadata values are 0x20-0x7E)"
+    cases = [
+        (run + ["--request-id", "a\nb"], "run: --request-id: byte 0x0a at offset 1 " + why),
+        (run + ["--request-id", "r\u00e9q"], "run: --request-id: byte 0xc3 at offset 1 " + why),
+        (["validate", gain_files["manifest"], "--server", server.address(), "--request-id", "\tx"],
+         "validate: --request-id: byte 0x09 at offset 0 " + why),
+        (["nodes", "--server", auth_server.address(), "--token", "g\u00f6\u00f6d"],
+         "nodes: --token: byte 0xc3 at offset 1 " + why),
+        (["nodes", "--server", auth_server.address(), "--token-file", str(token_file)],
+         "--token-file %s: byte 0xc3 at offset 1 %s" % (token_file, why)),
+    ]
+    for args, message in cases:
+        rc, out, err = cli(*args)
+        assert (rc, out) == (2, ""), (args, err)
+        assert err == "remotemedia: %s\n" % message, (args, err)
+    rc, out, err = cli(*run, "--request-id", "req 1/2 ~ok")
+    assert rc == 0, err
+
+
+def test_cli_tls_file_without_pem_exit_2(server, certs, tmp_path):
+    """Regression (C3/L2): a readable --tls-ca/--tls-cert/--tls-key file with no PEM block
+    was accepted and the call failed UNAVAILABLE ("empty address list"): a certificate file
+    that cannot be used is exit 2, naming the file."""
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    base = ["health", "--server", server.address()]
+    cert_line = "remotemedia: %s %s holds no PEM certificate (-----BEGIN CERTIFICATE-----)\n"
+    cases = [
+        (["--tls-ca", str(not_pem)], cert_line % ("tls_ca_file", not_pem)),
+        (["--tls-ca", certs("ca.pem"), "--tls-cert", str(not_pem), "--tls-key", certs("client.key")],
+         cert_line % ("tls_cert_file", not_pem)),
+        (["--tls-ca", certs("ca.pem"), "--tls-cert", certs("client.pem"), "--tls-key",
+          certs("client.pem")],
+         "remotemedia: tls_key_file %s holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)\n"
+         % certs("client.pem")),
+    ]
+    for extra, line in cases:
+        rc, out, err = cli(*base, *extra)
+        assert (rc, out, err) == (2, "", line), extra
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_cli_stdout_unwritable_exit_2(server, gain_files):
+    """Regression (L1): with stdout on a full device, run/validate/nodes exited 0 though the
+    document was lost (request -o /dev/full exited 2). Now the same: exit 2, one line."""
+    m, wav, srv = gain_files["manifest"], "src=" + gain_files["wav"], server.address()
+    for args in (["run", m, "--input", wav, "--server", srv],
+                 ["run", m, "--input", wav, "--metrics"],
+                 ["validate", m, "--input", wav, "--server", srv],
+                 ["validate", m, "--input", wav],
+                 ["nodes"], ["nodes", "--server", srv], ["version"], ["--help"],
+                 ["request", m, "--input", wav]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(wrapper() + [os.environ["RM_CLI_BIN"], *args], stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT_S)
+        err = VALGRIND_LINE.sub("", p.stderr)
+        assert (p.returncode, err) == (2, "remotemedia: cannot write stdout: No space left on device\n"), args
+
+
+def test_cli_help_unknown_command_exit_2():
+    """Regression (L4): `help nosuch` printed the general help and exited 0."""
+    for args in (["help", "nosuch"], ["nosuch", "--help"]):
+        rc, out, err = cli(*args)
+        assert (rc, out) == (2, ""), args
+        assert error_line(err) == "remotemedia: unknown command 'nosuch'", args
+    rc, out, _ = cli("help", "run")
+    assert rc == 0 and out.startswith("usage: remotemedia run MANIFEST.json")
+    rc, out, _ = cli("help")
+    assert rc == 0 and out.startswith("usage: remotemedia <command> [options]")
 
 
 def test_cli_help_documents_exit_codes():

@@ -134,6 +134,26 @@ def test_cli_stream_errors(server, files):
     assert status == 2 and "is not an audio file" in err
 
 
+def test_cli_stream_malformed_manifest_names_file(server, files):
+    """Regression (L4): run named a malformed manifest's file, stream did not."""
+    broken = files["dir"] / "broken.json"
+    broken.write_text('{"nodes": [')
+    shape = files["dir"] / "shape.json"
+    shape.write_text('{"nodes": [], "edges": []}')
+    status, out, err = cli("stream", files["wav"], "--manifest", str(shape), "--server",
+                           server.address())
+    assert (status, out) == (2, "")
+    assert err == "remotemedia: %s: manifest: unknown key 'edges'\n" % shape
+    status, out, err = cli("stream", files["wav"], "--manifest", str(broken), "--server",
+                           server.address())
+    assert (status, out) == (2, "")
+    assert err.startswith("remotemedia: %s: manifest is not valid JSON: " % broken), err
+    assert len(err.splitlines()) == 1, err
+    # the line run gives for the same file
+    status, _, run_err = cli("run", str(shape), "--server", server.address())
+    assert (status, run_err) == (2, "remotemedia: %s: manifest: unknown key 'edges'\n" % shape)
+
+
 def test_cli_stream_help():
     status, out, _ = cli("stream", "--help")
     assert status == 0

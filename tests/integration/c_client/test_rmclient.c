@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rmclient.h"
@@ -359,6 +360,125 @@ static void test_local_errors(void) {
   CHECK_STR(rm_client_strerror(RM_CLIENT_ESTATUS), "status");
   CHECK_STR(rm_client_status_name(16), "UNAUTHENTICATED");
   CHECK_STR(rm_client_status_name(99), "UNKNOWN");
+}
+
+/* Regression (C2): a token or request id with a byte gRPC metadata refuses (a newline,
+ * UTF-8, a control character) was sent to the core, which failed the batch (EINTERNAL
+ * "GRPC_CALL_ERROR_INVALID_METADATA") and logged to stderr. It is EINVAL up front now,
+ * naming the field, and nothing reaches the core. */
+static void test_metadata_not_printable_refused(void) {
+  rm_client_options_t o = {0};
+  o.target = cfg.server;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  o.token = "g\xc3\xb6\xc3\xb6"
+            "d";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "options.token: byte 0xc3 at offset 1 is not printable ASCII (gRPC "
+                         "metadata values are 0x20-0x7E)");
+  o.token = "a\nb";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "options.token: byte 0x0a at offset 1 is not printable ASCII (gRPC "
+                         "metadata values are 0x20-0x7E)");
+  o.token = "\x01\x02";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "options.token: byte 0x01 at offset 0 is not printable ASCII (gRPC "
+                         "metadata values are 0x20-0x7E)");
+  o.token = "";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "options.token is empty");
+  CU_ASSERT_PTR_NULL(c);
+  o.token = "printable ~!@#$%^&*() token";
+  CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
+  rm_client_free(c);
+
+  static const char *const msg_nl =
+      "request_id: byte 0x0a at offset 1 is not printable ASCII (gRPC metadata values are "
+      "0x20-0x7E)";
+  static const char *const msg_utf8 =
+      "request_id: byte 0xc3 at offset 1 is not printable ASCII (gRPC metadata values are "
+      "0x20-0x7E)";
+  const float x[] = {0.5f};
+  rm_client_input_t in = {"src", rm_client_buffer_audio(x, sizeof x, 16000, 1, RM_CLIENT_F32)};
+  rm_client_exec_opts_t eo = {.request_id = "a\nb"};
+  rm_client_result_t *res = NULL;
+  CHECK_INT(rm_client_execute(client, gain_manifest, &in, 1, &eo, &res, &err), RM_CLIENT_EINVAL);
+  CHECK_INT(err.status, 0);
+  CHECK_STR(err.message, msg_nl);
+  CU_ASSERT_PTR_NULL(res);
+  eo.request_id = "r\xc3\xa9q";
+  CHECK_INT(rm_client_execute(client, gain_manifest, &in, 1, &eo, &res, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, msg_utf8);
+  Remotemedia__V1__ValidateResponse *v = NULL;
+  CHECK_INT(rm_client_validate(client, gain_manifest, &in, 1, &eo, &v, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, msg_utf8);
+  CU_ASSERT_PTR_NULL(v);
+  rm_client_stream_opts_t so = {.request_id = "a\nb"};
+  rm_client_stream_t *s = NULL;
+  CHECK_INT(rm_client_stream_open(client, gain_manifest, &so, &s, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, msg_nl);
+  CU_ASSERT_PTR_NULL(s);
+  /* a printable id still goes through */
+  eo.request_id = "req 1/2 ~ok";
+  CHECK_INT(rm_client_execute(client, gain_manifest, &in, 1, &eo, &res, &err), 0);
+  rm_client_result_free(res);
+}
+
+/* A temporary file holding text; its path in path (a "/tmp/rmclient-XXXXXX" buffer). */
+static void temp_file(char *path, const char *text) {
+  strcpy(path, "/tmp/rmclient-XXXXXX");
+  int fd = mkstemp(path);
+  CU_ASSERT_FATAL(fd >= 0);
+  CU_ASSERT_FATAL(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+  close(fd);
+}
+
+/* Regression (C3): a readable tls_* file without a PEM block was accepted, and every call
+ * then failed UNAVAILABLE "empty address list" after most of a second. rm_client_new
+ * refuses it (EINVAL naming the option and the file). */
+static void test_pem_file_without_block_refused(void) {
+  char not_pem[32], cert[32], key[32];
+  temp_file(not_pem, "{\"this\": \"is not a certificate\"}\n");
+  temp_file(cert, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  temp_file(key, "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n");
+  rm_client_options_t o = {0};
+  o.target = cfg.server;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  char want[256];
+  o.tls_ca_file = not_pem;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(want, sizeof want,
+           "tls_ca_file %s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", not_pem);
+  CHECK_STR(err.message, want);
+  o.tls_ca_file = cert;
+  o.tls_cert_file = not_pem;
+  o.tls_key_file = key;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(want, sizeof want,
+           "tls_cert_file %s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", not_pem);
+  CHECK_STR(err.message, want);
+  o.tls_cert_file = cert;
+  o.tls_key_file = cert; /* a certificate is not a key */
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(want, sizeof want,
+           "tls_key_file %s holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)", cert);
+  CHECK_STR(err.message, want);
+  o.tls_cert_file = o.tls_key_file = o.tls_ca_file = NULL;
+  o.tls_ca_pem = "";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "tls_ca_pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+  CU_ASSERT_PTR_NULL(c);
+  /* files of the right shapes pass the check (whether they verify is the handshake's job) */
+  o.tls_ca_pem = NULL;
+  o.tls_ca_file = cert;
+  o.tls_cert_file = cert;
+  o.tls_key_file = key;
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  rm_client_free(c);
+  unlink(not_pem);
+  unlink(cert);
+  unlink(key);
 }
 
 /* PassThrough returns each kind as it came: the conversions both ways are lossless. */
@@ -795,6 +915,34 @@ static void test_request_pack(void) {
   CHECK_INT(rm_client_request_pack("{", NULL, 0, NULL, &bytes, &len, &err), RM_CLIENT_EMANIFEST);
 }
 
+/* Regression (C1): retry.codes "" was accepted, the core then refused the service config
+ * and every call failed INVALID_ARGUMENT "Failed to create secure client channel", which
+ * read like the server's verdict. rm_client_new refuses it, naming the field. */
+static void test_retry_codes_empty_refused(void) {
+  rm_client_options_t o = {0};
+  o.target = cfg.server;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  static const char *const blank[] = {"", " ", ",", " , "};
+  for (size_t i = 0; i < sizeof blank / sizeof blank[0]; i++) {
+    o.retry.codes = blank[i];
+    CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+    CHECK_STR(err.message, "retry.codes lists no status name (give e.g. \"UNAVAILABLE\", or set "
+                           "retry.disable)");
+  }
+  o.retry.codes = "UNAVAILABLE,,RESOURCE_EXHAUSTED";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: '' is not a gRPC status name (UNAVAILABLE, ...)");
+  o.retry.codes = "unavailable";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: 'unavailable' is not a gRPC status name (UNAVAILABLE, ...)");
+  CU_ASSERT_PTR_NULL(c);
+  o.retry.codes = ""; /* nothing is retried anyway */
+  o.retry.disable = 1;
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  rm_client_free(c);
+}
+
 /* A client with a quick retry policy (3 attempts, 10 ms backoff), or none. */
 static rm_client_t *retrying_client(const char *target, int disable) {
   rm_client_options_t o = {0};
@@ -945,7 +1093,9 @@ int main(int argc, char **argv) {
                                           "version_and_health",
                                           "threads_share_one_client",
                                           "channel_options",
-                                          "large_messages"};
+                                          "large_messages",
+                                          "metadata_not_printable_refused",
+                                          "pem_file_without_block_refused"};
   static const CU_TestFunc rpc_fns[] = {test_gain_halves_amplitude,
                                         test_metrics_absent_unless_asked,
                                         test_metrics_seed_json,
@@ -962,17 +1112,21 @@ int main(int argc, char **argv) {
                                         test_version_and_health,
                                         test_threads_share_one_client,
                                         test_channel_options,
-                                        test_large_messages};
+                                        test_large_messages,
+                                        test_metadata_not_printable_refused,
+                                        test_pem_file_without_block_refused};
   int rc = add_suite("rpc", rpc_init, rpc_cleanup, rpc_names, rpc_fns,
                      sizeof rpc_fns / sizeof rpc_fns[0]);
   if (!rc && cfg.full_server && cfg.limited_server && cfg.draining_server) {
     /* only when the driver asks: the "rpc" suite's counts stay what its driver expects */
-    static const char *const names[] = {
-        "error_details",     "validate",       "request_pack",         "retry_options",
-        "retry_full_server", "retry_pushback", "retry_draining_server"};
-    static const CU_TestFunc fns[] = {
-        test_error_details,     test_validate,       test_request_pack,         test_retry_options,
-        test_retry_full_server, test_retry_pushback, test_retry_draining_server};
+    static const char *const names[] = {"error_details",         "validate",
+                                        "request_pack",          "retry_options",
+                                        "retry_full_server",     "retry_pushback",
+                                        "retry_draining_server", "retry_codes_empty_refused"};
+    static const CU_TestFunc fns[] = {test_error_details,         test_validate,
+                                      test_request_pack,          test_retry_options,
+                                      test_retry_full_server,     test_retry_pushback,
+                                      test_retry_draining_server, test_retry_codes_empty_refused};
     rc = add_suite("eco", rpc_init, rpc_cleanup, names, fns, sizeof fns / sizeof fns[0]);
   }
   if (!rc && cfg.auth_server && cfg.token) {
