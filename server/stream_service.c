@@ -68,6 +68,11 @@ struct session {
   Remotemedia__V1__StreamRequest *req; /* the message being processed */
   int closing, want_metrics, half_closed;
   size_t peak;
+  /* The next step (post_read, metrics, status) runs only once no actor is left: a read
+   * callback or a process() still running after its write was posted may be touching the
+   * call's read state or the previous run's buffers (s->mu). */
+  int acting;    /* actors running: on_read callbacks, process() */
+  int step_owed; /* a write completed while an actor ran: the last one takes the step */
   /* for the session's log line */
   grpc_status_code code;
   char error_kind[32];
@@ -286,12 +291,38 @@ static int unpack(session_t *s, const uint8_t *data, size_t len, rm_error_t *err
 static void post_read(session_t *s);
 static void next_step(session_t *s);
 
+/* An actor begins: a read callback or a process(). */
+static void act_begin(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  s->acting++;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* An actor is done with the session's message, run and buffers: when it was the last and a
+ * write completed meanwhile, the step after it runs now, on this thread. */
+static void act_end(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int step = --s->acting == 0 && s->step_owed;
+  if (step)
+    s->step_owed = 0;
+  pthread_mutex_unlock(&s->mu);
+  if (step)
+    next_step(s);
+}
+
 static void on_written(rm_call_t *call, int ok, void *arg) {
   session_t *s = arg;
   (void)call;
+  pthread_mutex_lock(&s->mu);
+  /* the actor that posted the write may still be freeing what the next chunk's run would
+   * use (the result's buffers, in the pipeline's account): the next read waits for it */
+  int deferred = ok && s->acting > 0;
+  if (deferred)
+    s->step_owed = 1;
+  pthread_mutex_unlock(&s->mu);
   if (!ok)
     session_gone(s);
-  else
+  else if (!deferred)
     next_step(s);
   session_put(s); /* the write's */
 }
@@ -535,7 +566,8 @@ static void process_data(session_t *s, const Remotemedia__V1__StreamData *d) {
     rm_stats_chunk(took);
     send_result(s, r, seq, 0, took);
   }
-  rm_result_free(r); /* packed by now: the bytes went into the write */
+  /* packed by now: the bytes went into the write; the next chunk waits for this actor */
+  rm_result_free(r);
   rm_buffer_unref(in.buf);
 }
 
@@ -562,8 +594,11 @@ static void process_flush(session_t *s, int close) {
 
 /* The work of one message, under the server's budget (the parent of the pipeline's). */
 static void process(session_t *s) {
-  /* Once the result's write is posted, the next message may be read (on a polling thread)
-   * into s->req before this returns: this message is freed by its own pointer. */
+  /* An actor: once the result's write is posted, its completion may run on a polling
+   * thread before this returns, but the next step (the next read, whose chunk would run the
+   * pipeline on another thread) waits until this is done with the result, the input and the
+   * message (act_end). */
+  act_begin(s);
   Remotemedia__V1__StreamRequest *req = s->req;
   s->req = NULL;
   rm_budget_t *outer = rm_budget_enter(rm_server_budget(s->server));
@@ -575,6 +610,7 @@ static void process(session_t *s) {
     process_flush(s, req->control->kind == REMOTEMEDIA__V1__STREAM_CONTROL__KIND__KIND_CLOSE);
   free_message(req);
   rm_budget_leave(outer);
+  act_end(s);
 }
 
 static void process_job(void *arg) {
@@ -814,6 +850,7 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
   int mine = s->state == S_READING; /* else the reaper took over */
   if (mine)
     s->state = S_BUSY;
+  s->acting++; /* an actor until the message's bytes are released (act_end) */
   pthread_mutex_unlock(&s->mu);
   if (!mine) {
   } else if (rc == RM_ELIMIT) { /* the server's budget refused the message's bytes */
@@ -839,7 +876,8 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
     handle_message(s, data, len);
   }
   rm_call_read_release(call); /* before a last put logs the budget */
-  session_put(s);             /* the read's */
+  act_end(s);
+  session_put(s); /* the read's */
 }
 
 /* Waits for the next message, unless the session must end first (S_BUSY). */

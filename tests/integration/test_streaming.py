@@ -644,6 +644,48 @@ def test_fast_client_cannot_grow_server_memory():
         ch.close()
 
 
+def test_result_free_race_pipelined_chunks_keep_the_pipeline_account():
+    """Regression (D1): a chunk's result was freed after its write was posted; the write's
+    completion posted the next read, and the next chunk ran on another worker while the first
+    still unreferenced the result's buffers in the pipeline's single-threaded byte account,
+    whose figures then went wrong (peak_memory_bytes off, or wrapped to ~1.8e19) and whose
+    buffers could be freed under the run. Results of thousands of items (Chunk frames=1) make
+    the free long, a Delay branch makes the pipeline heavy (chunks on workers), and the
+    clients queue every chunk up front. Each session's final peak_memory_bytes must be what a
+    session sending one chunk at a time reports."""
+    with RunningServer(["--workers", "4", "--threads", "2"]) as srv:
+        ch = srv.channel([("grpc.max_receive_message_length", -1)])
+        stub = psg.PipelineServiceStub(ch)
+        from conftest import manifest
+        m = manifest([("src", "PassThrough", {}), ("ck", "Chunk", {"frames": 1}),
+                      ("d", "Delay", {"ms": 0})], [("src", "ck"), ("src", "d")], name="race")
+        x = np.zeros(3000, np.float32)
+        _, _, mets = stream_all(stub, m, [x] * 3, 16000, metrics=True)  # one chunk at a time
+        serial = mets[-1].metrics.peak_memory_bytes
+        assert x.nbytes <= serial <= 4 * x.nbytes, serial
+        peaks, codes = {}, {}
+
+        def pipelined(k, chunks=300):
+            s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=True))
+            for seq in range(1, chunks + 1):
+                s.data(x, seq)
+            s.control(CLOSE)
+            s.half_close()
+            out, codes[k] = s.rest()
+            peaks[k] = [r.metrics.metrics.peak_memory_bytes for r in out
+                        if r.WhichOneof("message") == "metrics"]
+            assert sum(1 for r in out if r.WhichOneof("message") == "result") == chunks + 1
+
+        for _ in range(2):
+            threads = [threading.Thread(target=pipelined, args=(k,)) for k in range(3)]
+            [t.start() for t in threads]
+            [t.join(DEADLINE) for t in threads]
+            assert codes == {k: grpc.StatusCode.OK for k in range(3)}, codes
+            assert peaks == {k: [serial] for k in range(3)}, (peaks, serial)
+        assert all(e["status"] == "OK" for e in session_ends(srv, 7))
+        ch.close()
+
+
 @pytest.mark.skipif(VALGRIND, reason="a load test: minutes under valgrind")
 def test_long_audio_in_one_session_with_bounded_memory():
     """10 minutes of 48 kHz stereo (230 MB of f32) through AudioResample -> LoudnessMeter."""
