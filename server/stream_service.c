@@ -667,6 +667,21 @@ static int find_sources(session_t *s, rm_error_t *err) {
     s->sources[s->n_sources++] =
         (stream_source_t){m->nodes[i].id, m->nodes[i].type, t->inputs[0].kinds};
   }
+  if (s->n_sources > 1) {
+    /* A chunk feeds one node, and a run needs every source fed (no node's input is
+     * optional): such a session could never run a chunk. */
+    char names[RM_ERROR_MSG_MAX / 2];
+    size_t len = 0;
+    for (size_t i = 0; i < s->n_sources && len < sizeof names; i++)
+      len += (size_t)snprintf(names + len, sizeof names - len, "%s'%s'", i ? ", " : "",
+                              s->sources[i].node_id);
+    return rm_error_set(err, RM_EMANIFEST, NULL, "sources",
+                        "the pipeline has %zu source nodes (%s): a stream feeds one source node "
+                        "per chunk and every chunk runs the whole pipeline, so a streamed "
+                        "pipeline needs exactly one (nodes without incoming connections that take "
+                        "input)",
+                        s->n_sources, names);
+  }
   return 0;
 }
 

@@ -379,16 +379,24 @@ def test_data_before_init_and_init_errors(srv, stub):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "before init" in err.details()
 
 
-def test_two_sources_need_node_id(stub):
+def test_several_sources_are_refused_at_init(stub):
+    """A chunk feeds one node and a run needs every source fed: a pipeline with several
+    sources could never run a chunk, so init refuses it, naming them (it used to be accepted
+    and fail every chunk with "node 'b' has no input")."""
     m = ps.ExecuteRequest().manifest
     m.name = "two"
     m.nodes.add(id="a", node_type="PassThrough")
     m.nodes.add(id="b", node_type="PassThrough")
+    m.nodes.add(id="mix", node_type="Mixer")
+    for f in ("a", "b"):
+        c = m.connections.add()
+        setattr(c, "from", f)
+        c.to = "mix"
     s = Session(stub, ps.StreamInit(manifest=m))
-    assert sorted(x.node_id for x in s.recv().ready.sources) == ["a", "b"]
-    s.data(np.float32([1]), 1)
     err = s.error()
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "node_id is needed" in err.details()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailers(err)["rm-field"] == "sources"
+    assert err.details().startswith("the pipeline has 2 source nodes ('a', 'b'): "), err.details()
 
 
 def test_per_chunk_limits(stub):
