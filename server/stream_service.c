@@ -467,7 +467,22 @@ static rm_run_opts_t run_opts(session_t *s, int *server_deadline) {
       .cancel = rm_call_cancel_flag(s->call),
       .output_nodes = (const char *const *)s->output_nodes,
       .n_output_nodes = s->n_output_nodes,
+      /* every node invocation counted as a unary run's are (stats.h) */
+      .on_node = rm_stats_counting() ? rm_stats_node : NULL,
   };
+}
+
+/* One run of the session's pipeline (a chunk, or a flush when in is NULL), counted as a
+ * unary run is: remotemedia_inflight_runs while it runs, its node invocations. */
+static int run(session_t *s, const rm_input_t *in, const rm_run_opts_t *opts, rm_result_t **r,
+               rm_error_t *err) {
+  if (opts->on_node)
+    rm_stats_run_begin();
+  int rc = in ? rm_pipeline_run(s->pipeline, in, 1, opts, r, err)
+              : rm_pipeline_flush(s->pipeline, opts, r, err);
+  if (opts->on_node)
+    rm_stats_run_end();
+  return rc;
 }
 
 /* Turns a run's time-outs into the statuses of ExecutePipeline. */
@@ -551,7 +566,7 @@ static void process_data(session_t *s, const Remotemedia__V1__StreamData *d) {
   int server_deadline;
   rm_run_opts_t opts = run_opts(s, &server_deadline);
   rm_result_t *r = NULL;
-  rc = rm_pipeline_run(s->pipeline, &in, 1, &opts, &r, &err);
+  rc = run(s, &in, &opts, &r, &err);
   s->chunks++;
   s->since_metrics++;
   if (rc) {
@@ -580,7 +595,7 @@ static void process_flush(session_t *s, int close) {
   int server_deadline;
   rm_run_opts_t opts = run_opts(s, &server_deadline);
   rm_result_t *r = NULL;
-  int rc = rm_pipeline_flush(s->pipeline, &opts, &r, &err);
+  int rc = run(s, NULL, &opts, &r, &err);
   if (rc) {
     run_error(s, rc, server_deadline, &err);
     session_end(s, &err);

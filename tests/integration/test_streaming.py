@@ -800,3 +800,35 @@ def test_sessions_and_chunks_are_counted_in_prometheus():
         # init, the chunks and the close; ready, a result per chunk and the flushed one
         assert value("grpc_server_msg_received_total{%s}" % labels) == 2 + 60 + 2
         assert value("grpc_server_msg_sent_total{%s}" % labels) == 2 + 60 + 2
+
+
+def test_stream_node_invocations_are_counted_like_unary_ones():
+    """Chunk runs count in remotemedia_node_executions_total and GetStatistics' node types as
+    unary runs do (they were not counted at all), and equal the session's own metrics;
+    remotemedia_inflight_runs is back to 0 after them."""
+    import re
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+
+        def counters():
+            body = srv.metrics_text()
+            found = re.search(r'^remotemedia_node_executions_total\{node_type="Gain",status="ok"\} '
+                              r'(\S+)$', body, re.M)  # a type is listed once it ran
+            prom = int(float(found.group(1))) if found else 0
+            inflight = int(re.search(r"^remotemedia_inflight_runs (\d+)$", body, re.M).group(1))
+            st = {n.node_type: n for n in stub.GetStatistics(ps.GetStatisticsRequest(), timeout=30).node_types}
+            g = st.get("Gain")
+            return prom, (g.execution_count, g.stats.success.count) if g else (0, 0), inflight
+
+        before = counters()
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": -6}), name="counted-nodes")
+        n = 7
+        _, results, mets = stream_all(stub, m, [np.float32([0.5] * 160)] * n, 16000, metrics=True)
+        assert len(results) == n + 1
+        per_node = {x.node_id: x.execution_count for x in mets[-1].metrics.node_metrics}
+        assert per_node["g"] == n  # Gain has no flush(): the close invokes it no more
+        after = counters()
+        assert after[0] - before[0] == n
+        assert (after[1][0] - before[1][0], after[1][1] - before[1][1]) == (n, n)
+        assert after[2] == 0
+        ch.close()
