@@ -73,9 +73,14 @@ struct session {
    * call's read state or the previous run's buffers (s->mu). */
   int acting;    /* actors running: on_read callbacks, process() */
   int step_owed; /* a write completed while an actor ran: the last one takes the step */
-  /* for the session's log line */
+  /* for the session's call line (copied: the call may be gone when it is written) */
   grpc_status_code code;
+  int client_gone;
   char error_kind[32];
+  char error[RM_ERROR_MSG_MAX];
+  char request_id[RM_STATUS_REQUEST_ID_MAX + 1];
+  char peer[128];
+  char pipeline_name[256]; /* the manifest's name once init was read, cut */
 };
 
 /* ---------------------------------------------------------------- the registry */
@@ -122,20 +127,29 @@ static void registry_remove(session_t *s) {
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/* The session's one `call` line (docs/observability.md), written when everything it held
+ * went back: what a unary call's line says, and the session's own figures. */
 static void session_log(session_t *s) {
   if (RM_LOG_INFO < rm_log_threshold)
     return;
   rm_log_line_t line;
   uint64_t end = rm_clock_ns();
-  rm_log_line_begin_at(&line, rm_status_is_bug(s->code) ? RM_LOG_ERROR : RM_LOG_INFO, "session_end",
-                       end);
+  rm_log_line_begin_at(&line, rm_status_is_bug(s->code) ? RM_LOG_ERROR : RM_LOG_INFO, "call", end);
   rm_log_line_plain(&line, "method", "/remotemedia.v1.PipelineService/StreamPipeline");
-  rm_log_line_str(&line, "session_id", s->id);
   rm_log_line_plain(&line, "status", rm_status_name(s->code));
   rm_log_line_int(&line, "code", (int)s->code);
-  if (s->error_kind[0])
-    rm_log_line_str(&line, "error_kind", s->error_kind);
   rm_log_line_us(&line, "duration_us", end - s->started_ns);
+  rm_log_line_str(&line, "request_id", s->request_id);
+  rm_log_line_str(&line, "peer", s->peer);
+  if (s->pipeline_name[0])
+    rm_log_line_str(&line, "pipeline", s->pipeline_name);
+  if (s->error_kind[0]) {
+    rm_log_line_str(&line, "error_kind", s->error_kind);
+    rm_log_line_str(&line, "error", s->error);
+  }
+  if (s->client_gone)
+    rm_log_line_bool(&line, "client_gone", 1);
+  rm_log_line_str(&line, "session_id", s->id);
   rm_log_line_int(&line, "chunks", (long long)s->chunks);
   rm_log_line_int(&line, "peak_memory_bytes", (long long)s->peak);
   /* after everything the session held went back: tests compare it with the value before */
@@ -177,18 +191,25 @@ static void session_put(session_t *s) {
     session_destroy(s);
 }
 
+/* Records how the session ended for its call line: err's status (OK when NULL). */
+static void record_end(session_t *s, const rm_error_t *err) {
+  if (err) {
+    s->code = rm_status_from_error(rm_status_code_of(err));
+    snprintf(s->error_kind, sizeof s->error_kind, "%s", rm_status_kind(rm_status_code_of(err)));
+    snprintf(s->error, sizeof s->error, "%s", rm_status_message_of(err));
+  } else {
+    s->code = GRPC_STATUS_OK;
+    s->error_kind[0] = s->error[0] = '\0';
+  }
+}
+
 /* Records how the session ended and sends its status; s->mu held, state not S_ENDED. Gives
  * up the handler's references (on the call and on s), which are never the last on s while
  * the caller holds one (an operation in flight or its own). */
 static void end_locked(session_t *s, const rm_error_t *err) {
   s->state = S_ENDED;
   s->refs--;
-  if (err) {
-    s->code = rm_status_from_error(rm_status_code_of(err));
-    snprintf(s->error_kind, sizeof s->error_kind, "%s", rm_status_kind(rm_status_code_of(err)));
-  } else {
-    s->code = GRPC_STATUS_OK;
-  }
+  record_end(s, err);
   /* the status's own copies live with the call, outside the server's budget (as for every
    * method but ExecutePipeline), so the budget is back where it was once s is freed */
   rm_budget_t *outer = rm_budget_enter(NULL);
@@ -204,14 +225,22 @@ static void session_end(session_t *s, const rm_error_t *err) {
   pthread_mutex_unlock(&s->mu);
 }
 
-/* The call is gone (cancelled, deadline, shutdown): no status can be sent. */
+/* The call is gone (cancelled, deadline, shutdown): no status can be sent. Logged as what
+ * the client got where the server knows it: the call's deadline, else CANCELLED. */
 static void session_gone(session_t *s) {
   pthread_mutex_lock(&s->mu);
   if (s->state != S_ENDED) {
     s->state = S_ENDED;
     s->refs--;
-    s->code = GRPC_STATUS_CANCELLED;
-    snprintf(s->error_kind, sizeof s->error_kind, "cancelled");
+    uint64_t dl = rm_call_deadline_ns(s->call);
+    rm_error_t err;
+    if (dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= dl)
+      rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
+    else
+      rm_error_set(&err, RM_ECANCELED, NULL, NULL,
+                   "the client cancelled the call or its connection closed");
+    record_end(s, &err);
+    s->client_gone = 1;
     rm_call_unref(s->call);
   }
   pthread_mutex_unlock(&s->mu);
@@ -313,6 +342,7 @@ static void act_end(session_t *s) {
 static void on_written(rm_call_t *call, int ok, void *arg) {
   session_t *s = arg;
   (void)call;
+  const char *outer_rid = rm_log_set_request_id(s->request_id);
   pthread_mutex_lock(&s->mu);
   /* the actor that posted the write may still be freeing what the next chunk's run would
    * use (the result's buffers, in the pipeline's account): the next read waits for it */
@@ -324,6 +354,7 @@ static void on_written(rm_call_t *call, int ok, void *arg) {
     session_gone(s);
   else if (!deferred)
     next_step(s);
+  rm_log_set_request_id(outer_rid);
   session_put(s); /* the write's */
 }
 
@@ -488,6 +519,8 @@ static int run(session_t *s, const rm_input_t *in, const rm_run_opts_t *opts, rm
 /* Turns a run's time-outs into the statuses of ExecutePipeline. */
 static void run_error(session_t *s, int rc, int server_deadline, rm_error_t *err) {
   uint64_t client_dl = rm_call_deadline_ns(s->call);
+  if (rc == RM_ECANCELED) /* the client cancelled or its deadline passed */
+    s->client_gone = 1;
   if (rc == RM_ECANCELED && client_dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= client_dl)
     rm_error_set(err, RM_ETIMEDOUT, err->node_id, NULL, "deadline exceeded");
   else if (rc == RM_ETIMEDOUT && server_deadline)
@@ -630,7 +663,9 @@ static void process(session_t *s) {
 
 static void process_job(void *arg) {
   session_t *s = arg;
+  const char *outer_rid = rm_log_set_request_id(s->request_id);
   process(s);
+  rm_log_set_request_id(outer_rid);
   session_put(s); /* the job's */
 }
 
@@ -786,6 +821,8 @@ static void process_init(session_t *s) {
   rm_error_t err;
   rm_error_clear(&err);
   int rc = 0;
+  if (init->manifest && init->manifest->name) /* for the call line, as ExecutePipeline's */
+    snprintf(s->pipeline_name, sizeof s->pipeline_name, "%s", init->manifest->name);
   if (!rm_server_session_acquire(s->server)) {
     rc = rm_error_set(&err, RM_ELIMIT, NULL, "max_sessions",
                       "the server already has its limit of %llu streaming sessions open "
@@ -876,6 +913,7 @@ static void handle_message(session_t *s, const uint8_t *data, size_t len) {
 
 static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, void *arg) {
   session_t *s = arg;
+  const char *outer_rid = rm_log_set_request_id(s->request_id);
   pthread_mutex_lock(&s->mu);
   int mine = s->state == S_READING; /* else the reaper took over */
   if (mine)
@@ -907,6 +945,7 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
   }
   rm_call_read_release(call); /* before a last put logs the budget */
   act_end(s);
+  rm_log_set_request_id(outer_rid);
   session_put(s); /* the read's */
 }
 
@@ -989,8 +1028,11 @@ static void *reaper_main(void *arg) {
       pthread_mutex_lock(&s->mu);
       /* the clock is read under the session's lock: a read posted after an earlier reading
        * would look as if it had waited for ages (read_at_ns above now) */
-      if (s->state == S_READING)
+      if (s->state == S_READING) {
+        const char *outer_rid = rm_log_set_request_id(s->request_id);
         reap(s, rm_clock_ns());
+        rm_log_set_request_id(outer_rid);
+      }
       pthread_mutex_unlock(&s->mu);
     }
     struct timespec until;
@@ -1027,6 +1069,8 @@ static void stream_pipeline(rm_call_t *call, const ProtobufCMessage *unused) {
   s->cfg = rm_server_config(s->server);
   s->started_ns = rm_call_arrival_ns(call);
   s->code = GRPC_STATUS_OK;
+  snprintf(s->request_id, sizeof s->request_id, "%s", rm_call_request_id(call));
+  rm_call_peer(call, s->peer, sizeof s->peer);
   session_id(s->id);
   registry_add(s);
   post_read(s);

@@ -78,15 +78,23 @@ def stub_for(srv):
     return ch, psg.PipelineServiceStub(ch)
 
 
+STREAM_METHOD = "/remotemedia.v1.PipelineService/StreamPipeline"
+
+
+def is_session(e):
+    """A session's `call` line (written once it released everything)."""
+    return e.get("method") == STREAM_METHOD
+
+
 def session_end(srv, session_id, timeout=30):
-    ev = srv.wait_for_event("session_end", timeout, lambda e: e.get("session_id") == session_id)
-    assert ev is not None, "no session_end line for %s" % session_id
+    ev = srv.wait_for_event("call", timeout, lambda e: is_session(e) and e.get("session_id") == session_id)
+    assert ev is not None, "no call line for session %s" % session_id
     return ev
 
 
 def session_ends(srv, count, timeout=60):
-    assert srv.wait_for_count("session_end", count, timeout)
-    return srv.events("session_end")
+    assert srv.wait_for_count("call", count, timeout, is_session)
+    return [e for e in srv.events("call") if is_session(e)]
 
 
 def audio_chunks(x, frames):
@@ -379,7 +387,7 @@ def test_data_before_init_and_init_errors(srv, stub):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "before init" in err.details()
 
 
-def test_several_sources_are_refused_at_init(stub):
+def test_several_sources_are_refused_at_init(srv, stub):
     """A chunk feeds one node and a run needs every source fed: a pipeline with several
     sources could never run a chunk, so init refuses it, naming them (it used to be accepted
     and fail every chunk with "node 'b' has no input")."""
@@ -397,6 +405,8 @@ def test_several_sources_are_refused_at_init(stub):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert trailers(err)["rm-field"] == "sources"
     assert err.details().startswith("the pipeline has 2 source nodes ('a', 'b'): "), err.details()
+    ev = srv.wait_for_event("call", 30, lambda e: is_session(e) and e.get("pipeline") == "two")
+    assert (ev["status"], ev["chunks"]) == ("INVALID_ARGUMENT", 0)
 
 
 def test_per_chunk_limits(stub):
@@ -435,7 +445,7 @@ def test_a_message_the_server_budget_cannot_hold_is_refused_before_its_copy():
     server's budget (--max-memory) before the copy is made, as a unary request's are: 26 MB
     arriving in many slices would be 52 MB with its copy, above 48 MiB. The refusal names
     max_memory; every session, refused or not, ends with the budget where it was before it
-    (session_end's server_memory_used), and a 10 MB message runs after the refusal."""
+    (the session's call line's server_memory_used), and a 10 MB message runs after the refusal."""
     with RunningServer(["--max-memory", "48M", "--warm-bytes", "0"]) as srv:
         ch = srv.channel([("grpc.max_receive_message_length", -1)])
         stub = psg.PipelineServiceStub(ch)
@@ -488,16 +498,51 @@ def test_client_cancel_releases_the_session(srv, stub):
     s.call.cancel()
     s.half_close()
     ev = session_end(srv, sid)
-    assert ev["status"] == "CANCELLED"
+    assert (ev["status"], ev["error_kind"], ev.get("client_gone")) == ("CANCELLED", "cancelled", True), ev
 
 
 def test_call_deadline(srv, stub):
+    """The call's deadline is logged as what the client got, DEADLINE_EXCEEDED (the line used
+    to say CANCELLED)."""
     m = chain(("src", "PassThrough", {}))
     s = Session(stub, ps.StreamInit(manifest=m), timeout=5.0)
     sid = s.recv().ready.session_id
     err = s.error()
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    session_end(srv, sid)
+    ev = session_end(srv, sid)
+    assert (ev["status"], ev["code"], ev["client_gone"]) == ("DEADLINE_EXCEEDED", 4, True)
+
+
+def test_a_session_is_logged_as_one_call_line_with_its_request_id():
+    """docs/observability.md: every call gets one `call` line with request_id, peer and
+    pipeline, and the request id is in every line logged while the call is handled. A session
+    used to log only `session_end` (no request id, peer, pipeline or error text)."""
+    with RunningServer(["--log-level", "debug"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}), name="logged-stream")
+        s = Session(stub, ps.StreamInit(manifest=m), metadata=[("x-request-id", "stream-rid-42")])
+        sid = s.recv().ready.session_id
+        s.data(np.float32([1, 2]), 1)
+        s.recv()
+        s.data(np.float32([3]), 1)  # not above the previous: the session fails
+        err = s.error()
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(s.call.initial_metadata())["x-request-id"] == "stream-rid-42"
+        ev = session_end(srv, sid)
+        assert ev["level"] == "info"
+        assert ev["method"] == STREAM_METHOD and ev["request_id"] == "stream-rid-42"
+        assert (ev["status"], ev["code"], ev["pipeline"]) == ("INVALID_ARGUMENT", 3, "logged-stream")
+        assert ev["peer"].startswith("ipv4:127.0.0.1:")
+        assert ev["error_kind"] == "invalid_input"
+        assert ev["error"] == err.details()
+        assert (ev["chunks"], ev["session_id"]) == (1, sid) and ev["duration_us"] > 0
+        assert "client_gone" not in ev
+        # one line per call: no session_end any more, and every line of the session has its id
+        lines = [e for e in srv.events() if e.get("session_id") == sid]
+        assert [e["event"] for e in lines] == ["session_start", "call"]
+        assert all(e["request_id"] == "stream-rid-42" for e in lines)
+        assert not srv.events("session_end")
+        ch.close()
 
 
 # ---------------------------------------------------------------- server limits
@@ -549,7 +594,7 @@ def test_max_sessions():
         a.control(CLOSE)
         assert a.rest()[1] == grpc.StatusCode.OK
         a.half_close()
-        assert srv.wait_for_count("session_end", 2, 30)  # a's, and the refused one's
+        session_ends(srv, 2, 30)  # a's, and the refused one's
         c = Session(stub, ps.StreamInit(manifest=m))
         assert c.recv().WhichOneof("message") == "ready"
         for s in (b, c):
@@ -763,8 +808,7 @@ def test_100_concurrent_sessions_at_real_time_pace():
     with RunningServer() as srv:
         got = asyncio.run(main(srv.address()))
         assert got == [secs * 8000] * n
-        assert srv.wait_for_count("session_end", n, 60)
-        assert all(e["status"] == "OK" for e in srv.events("session_end"))
+        assert all(e["status"] == "OK" for e in session_ends(srv, n, 60))
         st = proc_status(srv.proc.pid)
         if not sanitized(srv.proc.pid):
             assert st["VmHWM"] < 200 << 20, st
