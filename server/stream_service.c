@@ -73,6 +73,9 @@ struct session {
    * call's read state or the previous run's buffers (s->mu). */
   int acting;    /* actors running: on_read callbacks, process() */
   int step_owed; /* a write completed while an actor ran: the last one takes the step */
+  int writing;   /* a write is posted and not completed (s->mu) */
+  uint64_t write_at_ns;
+  int reaped; /* the reaper cancelled the call (max-session-ms, a result never read) */
   /* for the session's call line (copied: the call may be gone when it is written) */
   grpc_status_code code;
   int client_gone;
@@ -205,10 +208,16 @@ static void record_end(session_t *s, const rm_error_t *err) {
 
 /* Records how the session ended and sends its status; s->mu held, state not S_ENDED. Gives
  * up the handler's references (on the call and on s), which are never the last on s while
- * the caller holds one (an operation in flight or its own). */
+ * the caller holds one (an operation in flight or its own). After the reaper cancelled the
+ * call, its status stands: the call is only let go. */
 static void end_locked(session_t *s, const rm_error_t *err) {
   s->state = S_ENDED;
   s->refs--;
+  if (s->reaped) {
+    s->client_gone = 0; /* the run failed because the reaper cancelled the call */
+    rm_call_unref(s->call);
+    return;
+  }
   record_end(s, err);
   /* the status's own copies live with the call, outside the server's budget (as for every
    * method but ExecutePipeline), so the budget is back where it was once s is freed */
@@ -225,25 +234,39 @@ static void session_end(session_t *s, const rm_error_t *err) {
   pthread_mutex_unlock(&s->mu);
 }
 
-/* The call is gone (cancelled, deadline, shutdown): no status can be sent. Logged as what
- * the client got where the server knows it: the call's deadline, else CANCELLED. */
+/* The call is gone (cancelled, deadline, shutdown, or cancelled by the reaper): no status can
+ * be sent. Logged as what the client got where the server knows it: the reaper's status, the
+ * call's deadline, else CANCELLED. */
 static void session_gone(session_t *s) {
   pthread_mutex_lock(&s->mu);
   if (s->state != S_ENDED) {
     s->state = S_ENDED;
     s->refs--;
-    uint64_t dl = rm_call_deadline_ns(s->call);
-    rm_error_t err;
-    if (dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= dl)
-      rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
-    else
-      rm_error_set(&err, RM_ECANCELED, NULL, NULL,
-                   "the client cancelled the call or its connection closed");
-    record_end(s, &err);
-    s->client_gone = 1;
+    if (!s->reaped) {
+      uint64_t dl = rm_call_deadline_ns(s->call);
+      rm_error_t err;
+      if (dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= dl)
+        rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
+      else
+        rm_error_set(&err, RM_ECANCELED, NULL, NULL,
+                     "the client cancelled the call or its connection closed");
+      record_end(s, &err);
+      s->client_gone = 1;
+    }
     rm_call_unref(s->call);
   }
   pthread_mutex_unlock(&s->mu);
+}
+
+/* The reaper ends a session that is busy (a chunk running, or a write the client does not
+ * take): its status cannot go out in order behind the write, so the call is cancelled with
+ * err's code and message (a cancelled stream carries no trailers). The actor still holds the
+ * handler's references and lets them go when its write or run fails (session_gone). s->mu
+ * held, state S_BUSY. */
+static void cancel_locked(session_t *s, const rm_error_t *err) {
+  s->reaped = 1;
+  record_end(s, err);
+  rm_call_cancel(s->call, err);
 }
 
 /* Ends the session with a failure about data chunk `seq`: the message names it and the
@@ -344,6 +367,7 @@ static void on_written(rm_call_t *call, int ok, void *arg) {
   (void)call;
   const char *outer_rid = rm_log_set_request_id(s->request_id);
   pthread_mutex_lock(&s->mu);
+  s->writing = 0;
   /* the actor that posted the write may still be freeing what the next chunk's run would
    * use (the result's buffers, in the pipeline's account): the next read waits for it */
   int deferred = ok && s->acting > 0;
@@ -362,9 +386,14 @@ static void on_written(rm_call_t *call, int ok, void *arg) {
 static int write_msg(session_t *s, Remotemedia__V1__StreamResponse *msg, uint64_t seq) {
   pthread_mutex_lock(&s->mu);
   s->refs++;
+  s->writing = 1;
+  s->write_at_ns = rm_clock_ns();
   pthread_mutex_unlock(&s->mu);
   int rc = rm_call_write(s->call, &msg->base, on_written, s);
   if (rc) {
+    pthread_mutex_lock(&s->mu);
+    s->writing = 0;
+    pthread_mutex_unlock(&s->mu);
     if (rc == RM_ECANCELED) {
       session_gone(s);
     } else {
@@ -456,6 +485,13 @@ static int send_metrics(session_t *s, int final) {
 /* After a write completed: the metrics still owed, the status of a close, or the next read.
  * S_BUSY, the caller holds a reference. */
 static void next_step(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int reaped = s->reaped;
+  pthread_mutex_unlock(&s->mu);
+  if (reaped) { /* the call is cancelled: nothing more can be sent */
+    session_gone(s);
+    return;
+  }
   if (s->want_metrics) {
     int final = s->closing;
     s->want_metrics = 0;
@@ -519,7 +555,7 @@ static int run(session_t *s, const rm_input_t *in, const rm_run_opts_t *opts, rm
 /* Turns a run's time-outs into the statuses of ExecutePipeline. */
 static void run_error(session_t *s, int rc, int server_deadline, rm_error_t *err) {
   uint64_t client_dl = rm_call_deadline_ns(s->call);
-  if (rc == RM_ECANCELED) /* the client cancelled or its deadline passed */
+  if (rc == RM_ECANCELED) /* the client cancelled or its deadline passed (unless reaped) */
     s->client_gone = 1;
   if (rc == RM_ECANCELED && client_dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= client_dl)
     rm_error_set(err, RM_ETIMEDOUT, err->node_id, NULL, "deadline exceeded");
@@ -949,14 +985,27 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
   session_put(s); /* the read's */
 }
 
+/* The busy session's grace past --max-session-ms: the time to reach its next step, where the
+ * status goes out in order with its trailers, before the reaper cancels the call. */
+#define BUSY_GRACE_NS (5 * REAP_INTERVAL_NS)
+
+static int past_max(const session_t *s, uint64_t now, uint64_t grace) {
+  return s->cfg->max_session_ms &&
+         now - s->started_ns >= s->cfg->max_session_ms * 1000000ull + grace;
+}
+
+static void max_session_error(session_t *s, rm_error_t *err) {
+  rm_error_set(err, RM_ELIMIT, NULL, "max_session_ms",
+               "the session has been open for its limit of %llu ms (max-session-ms)",
+               (unsigned long long)s->cfg->max_session_ms);
+}
+
 /* Waits for the next message, unless the session must end first (S_BUSY). */
 static void post_read(session_t *s) {
   uint64_t now = rm_clock_ns();
-  if (s->cfg->max_session_ms && now - s->started_ns >= s->cfg->max_session_ms * 1000000ull) {
+  if (past_max(s, now, 0)) {
     rm_error_t err;
-    rm_error_set(&err, RM_ELIMIT, NULL, "max_session_ms",
-                 "the session has been open for its limit of %llu ms (max-session-ms)",
-                 (unsigned long long)s->cfg->max_session_ms);
+    max_session_error(s, &err);
     session_end(s, &err);
     return;
   }
@@ -987,10 +1036,25 @@ static void post_read(session_t *s) {
 
 /* ---------------------------------------------------------------- the reaper */
 
-/* A session waiting for its client that must end: idle too long, open too long, or the
- * server draining. reg.mu and s->mu held, s in S_READING (its read holds a reference). */
+/* A session that must end: waiting for its client too long (idle), open too long, or the
+ * server draining (S_READING: its status goes out now); or busy past --max-session-ms, or
+ * with a result the client has not taken for the idle timeout (S_BUSY: the call is
+ * cancelled). reg.mu and s->mu held, s neither ended nor reaped. */
 static void reap(session_t *s, uint64_t now) {
   rm_error_t err;
+  uint64_t idle_ns = s->cfg->session_idle_timeout_ms * 1000000ull;
+  if (s->state == S_BUSY) {
+    if (past_max(s, now, BUSY_GRACE_NS)) {
+      max_session_error(s, &err);
+      cancel_locked(s, &err);
+    } else if (s->writing && now - s->write_at_ns >= idle_ns) {
+      rm_error_set(&err, RM_ETIMEDOUT, NULL, "session_idle_timeout_ms",
+                   "the client read no result for %llu ms (session-idle-timeout-ms)",
+                   (unsigned long long)s->cfg->session_idle_timeout_ms);
+      cancel_locked(s, &err);
+    }
+    return;
+  }
   if (rm_server_is_draining(s->server)) {
     if (!s->inited) {
       rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL,
@@ -1007,15 +1071,13 @@ static void reap(session_t *s, uint64_t now) {
     }
     return;
   }
-  if (now - s->read_at_ns >= s->cfg->session_idle_timeout_ms * 1000000ull) {
+  if (now - s->read_at_ns >= idle_ns) {
     rm_error_set(&err, RM_ETIMEDOUT, NULL, "session_idle_timeout_ms",
                  "no message for %llu ms (session-idle-timeout-ms)",
                  (unsigned long long)s->cfg->session_idle_timeout_ms);
     end_locked(s, &err);
-  } else if (s->cfg->max_session_ms && now - s->started_ns >= s->cfg->max_session_ms * 1000000ull) {
-    rm_error_set(&err, RM_ELIMIT, NULL, "max_session_ms",
-                 "the session has been open for its limit of %llu ms (max-session-ms)",
-                 (unsigned long long)s->cfg->max_session_ms);
+  } else if (past_max(s, now, 0)) {
+    max_session_error(s, &err);
     end_locked(s, &err);
   }
 }
@@ -1028,7 +1090,7 @@ static void *reaper_main(void *arg) {
       pthread_mutex_lock(&s->mu);
       /* the clock is read under the session's lock: a read posted after an earlier reading
        * would look as if it had waited for ages (read_at_ns above now) */
-      if (s->state == S_READING) {
+      if (s->state != S_ENDED && !s->reaped) {
         const char *outer_rid = rm_log_set_request_id(s->request_id);
         reap(s, rm_clock_ns());
         rm_log_set_request_id(outer_rid);

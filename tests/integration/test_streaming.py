@@ -581,6 +581,70 @@ def test_max_session_ms():
         ch.close()
 
 
+def stalled_reader(stub, m, chunk, n=48):
+    """A session whose client sends init and n chunks, reads `ready` and then nothing: the
+    server's result writes (each the size of chunk) fill the HTTP/2 windows and stop
+    completing. Returns (session, session_id)."""
+    s = Session(stub, ps.StreamInit(manifest=m))
+    sid = s.recv().ready.session_id
+    for seq in range(1, n + 1):
+        s.data(chunk, seq)
+    return s, sid
+
+
+def active_sessions(srv):
+    import re
+    return int(re.search(r"^remotemedia_stream_sessions_active (\d+)$", srv.metrics_text(), re.M).group(1))
+
+
+def stalled_session_ends(args, status, kind, text):
+    """A client that stops reading is ended by the limit in args (it used to stay open, its
+    result write stuck behind flow control, and keep its --max-sessions slot for as long as
+    it liked): the call is cancelled with status and text, the session's memory and slot go
+    back, and a new session gets in. Returns the seconds from the session's start to its
+    call line."""
+    with RunningServer(args + ["--max-sessions", "1", "--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), name="stalled")
+        base = clean_session(srv, stub)
+        t0 = time.monotonic()
+        s, sid = stalled_reader(stub, m, np.zeros(1 << 18, np.float32))  # 1 MiB results
+        ev = session_end(srv, sid, timeout=60)
+        took = time.monotonic() - t0
+        assert (ev["status"], ev["error_kind"]) == (status, kind), ev
+        assert text in ev["error"], ev
+        assert ev["server_memory_used"] == base, ev
+        assert 0 < ev["chunks"] < 48, ev  # the writes did get stuck
+        assert active_sessions(srv) == 0
+        n = Session(stub, ps.StreamInit(manifest=m))  # the slot is free
+        assert n.recv().WhichOneof("message") == "ready"
+        n.control(CLOSE)
+        assert n.rest()[1] == grpc.StatusCode.OK
+        n.half_close()
+        # the stalled client, reading at last, finds the status (without trailers: cancelled)
+        with pytest.raises(grpc.RpcError) as ei:
+            for _ in s.call:
+                pass
+        s.half_close()
+        assert ei.value.code().name == status and text in ei.value.details(), ei.value
+        ch.close()
+        return took
+
+
+def test_max_session_ms_ends_a_client_that_stopped_reading():
+    took = stalled_session_ends(["--max-session-ms", "1500", "--session-idle-timeout-ms", "60000"],
+                                "RESOURCE_EXHAUSTED", "limit_exceeded",
+                                "the session has been open for its limit of 1500 ms (max-session-ms)")
+    assert 1.5 <= took < 10, took
+
+
+def test_a_result_not_read_for_the_idle_timeout_ends_the_session():
+    took = stalled_session_ends(["--session-idle-timeout-ms", "1000"], "DEADLINE_EXCEEDED",
+                                "deadline_exceeded",
+                                "the client read no result for 1000 ms (session-idle-timeout-ms)")
+    assert 1.0 <= took < 10, took
+
+
 def test_max_sessions():
     with RunningServer(["--max-sessions", "2"]) as srv:
         ch, stub = stub_for(srv)
