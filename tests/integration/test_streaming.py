@@ -635,14 +635,14 @@ def test_max_session_ms_ends_a_client_that_stopped_reading():
     took = stalled_session_ends(["--max-session-ms", "1500", "--session-idle-timeout-ms", "60000"],
                                 "RESOURCE_EXHAUSTED", "limit_exceeded",
                                 "the session has been open for its limit of 1500 ms (max-session-ms)")
-    assert 1.5 <= took < 10, took
+    assert 1.5 <= took < 30, took
 
 
 def test_a_result_not_read_for_the_idle_timeout_ends_the_session():
     took = stalled_session_ends(["--session-idle-timeout-ms", "1000"], "DEADLINE_EXCEEDED",
                                 "deadline_exceeded",
                                 "the client read no result for 1000 ms (session-idle-timeout-ms)")
-    assert 1.0 <= took < 10, took
+    assert 1.0 <= took < 30, took
 
 
 def test_max_sessions():
@@ -788,7 +788,11 @@ def test_result_free_race_pipelined_chunks_keep_the_pipeline_account():
                 s.data(x, seq)
             s.control(CLOSE)
             s.half_close()
-            out, codes[k] = s.rest()
+            try:
+                out, codes[k] = s.rest()
+            except grpc.RpcError as e:
+                codes[k] = (e.code(), e.details())
+                return
             peaks[k] = [r.metrics.metrics.peak_memory_bytes for r in out
                         if r.WhichOneof("message") == "metrics"]
             assert sum(1 for r in out if r.WhichOneof("message") == "result") == chunks + 1
