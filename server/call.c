@@ -1221,3 +1221,9 @@ void rm_call_on_close(rm_call_t *c, void (*fn)(rm_call_t *call, void *arg), void
   c->stream->close_fn = fn;
   c->stream->close_arg = arg;
 }
+
+void rm_call_peer(const rm_call_t *c, char *out, size_t size) {
+  char *peer = grpc_call_get_peer(c->call);
+  snprintf(out, size, "%s", peer ? peer : "");
+  gpr_free(peer);
+}

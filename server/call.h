@@ -46,6 +46,10 @@ void rm_call_set_log_note(rm_call_t *call, const char *key, const char *value);
  * generated hex digits. Echoed as x-request-id in the initial metadata and written in
  * every log line of the call. Lives as long as the call. Any thread. */
 const char *rm_call_request_id(const rm_call_t *call);
+/* The client's address as the core names it ("ipv4:127.0.0.1:5000"), cut to fit out (size
+ * bytes, NUL-terminated; "" when unknown): for log lines written after the call is gone.
+ * Any thread, while the caller holds a reference. */
+void rm_call_peer(const rm_call_t *call, char *out, size_t size);
 /* The trace id (32 lower-case hex digits) of a W3C traceparent value v of len bytes into
  * out: 0, or -1 when v is not a valid traceparent (out untouched). Pure. */
 int rm_call_traceparent_id(const char *v, size_t len, char out[33]);

@@ -68,9 +68,22 @@ struct session {
   Remotemedia__V1__StreamRequest *req; /* the message being processed */
   int closing, want_metrics, half_closed;
   size_t peak;
-  /* for the session's log line */
+  /* The next step (post_read, metrics, status) runs only once no actor is left: a read
+   * callback or a process() still running after its write was posted may be touching the
+   * call's read state or the previous run's buffers (s->mu). */
+  int acting;    /* actors running: on_read callbacks, process() */
+  int step_owed; /* a write completed while an actor ran: the last one takes the step */
+  int writing;   /* a write is posted and not completed (s->mu) */
+  uint64_t write_at_ns;
+  int reaped; /* the reaper cancelled the call (max-session-ms, a result never read) */
+  /* for the session's call line (copied: the call may be gone when it is written) */
   grpc_status_code code;
+  int client_gone;
   char error_kind[32];
+  char error[RM_ERROR_MSG_MAX];
+  char request_id[RM_STATUS_REQUEST_ID_MAX + 1];
+  char peer[128];
+  char pipeline_name[256]; /* the manifest's name once init was read, cut */
 };
 
 /* ---------------------------------------------------------------- the registry */
@@ -117,20 +130,29 @@ static void registry_remove(session_t *s) {
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/* The session's one `call` line (docs/observability.md), written when everything it held
+ * went back: what a unary call's line says, and the session's own figures. */
 static void session_log(session_t *s) {
   if (RM_LOG_INFO < rm_log_threshold)
     return;
   rm_log_line_t line;
   uint64_t end = rm_clock_ns();
-  rm_log_line_begin_at(&line, rm_status_is_bug(s->code) ? RM_LOG_ERROR : RM_LOG_INFO, "session_end",
-                       end);
+  rm_log_line_begin_at(&line, rm_status_is_bug(s->code) ? RM_LOG_ERROR : RM_LOG_INFO, "call", end);
   rm_log_line_plain(&line, "method", "/remotemedia.v1.PipelineService/StreamPipeline");
-  rm_log_line_str(&line, "session_id", s->id);
   rm_log_line_plain(&line, "status", rm_status_name(s->code));
   rm_log_line_int(&line, "code", (int)s->code);
-  if (s->error_kind[0])
-    rm_log_line_str(&line, "error_kind", s->error_kind);
   rm_log_line_us(&line, "duration_us", end - s->started_ns);
+  rm_log_line_str(&line, "request_id", s->request_id);
+  rm_log_line_str(&line, "peer", s->peer);
+  if (s->pipeline_name[0])
+    rm_log_line_str(&line, "pipeline", s->pipeline_name);
+  if (s->error_kind[0]) {
+    rm_log_line_str(&line, "error_kind", s->error_kind);
+    rm_log_line_str(&line, "error", s->error);
+  }
+  if (s->client_gone)
+    rm_log_line_bool(&line, "client_gone", 1);
+  rm_log_line_str(&line, "session_id", s->id);
   rm_log_line_int(&line, "chunks", (long long)s->chunks);
   rm_log_line_int(&line, "peak_memory_bytes", (long long)s->peak);
   /* after everything the session held went back: tests compare it with the value before */
@@ -172,18 +194,31 @@ static void session_put(session_t *s) {
     session_destroy(s);
 }
 
-/* Records how the session ended and sends its status; s->mu held, state not S_ENDED. Gives
- * up the handler's references (on the call and on s), which are never the last on s while
- * the caller holds one (an operation in flight or its own). */
-static void end_locked(session_t *s, const rm_error_t *err) {
-  s->state = S_ENDED;
-  s->refs--;
+/* Records how the session ended for its call line: err's status (OK when NULL). */
+static void record_end(session_t *s, const rm_error_t *err) {
   if (err) {
     s->code = rm_status_from_error(rm_status_code_of(err));
     snprintf(s->error_kind, sizeof s->error_kind, "%s", rm_status_kind(rm_status_code_of(err)));
+    snprintf(s->error, sizeof s->error, "%s", rm_status_message_of(err));
   } else {
     s->code = GRPC_STATUS_OK;
+    s->error_kind[0] = s->error[0] = '\0';
   }
+}
+
+/* Records how the session ended and sends its status; s->mu held, state not S_ENDED. Gives
+ * up the handler's references (on the call and on s), which are never the last on s while
+ * the caller holds one (an operation in flight or its own). After the reaper cancelled the
+ * call, its status stands: the call is only let go. */
+static void end_locked(session_t *s, const rm_error_t *err) {
+  s->state = S_ENDED;
+  s->refs--;
+  if (s->reaped) {
+    s->client_gone = 0; /* the run failed because the reaper cancelled the call */
+    rm_call_unref(s->call);
+    return;
+  }
+  record_end(s, err);
   /* the status's own copies live with the call, outside the server's budget (as for every
    * method but ExecutePipeline), so the budget is back where it was once s is freed */
   rm_budget_t *outer = rm_budget_enter(NULL);
@@ -199,17 +234,39 @@ static void session_end(session_t *s, const rm_error_t *err) {
   pthread_mutex_unlock(&s->mu);
 }
 
-/* The call is gone (cancelled, deadline, shutdown): no status can be sent. */
+/* The call is gone (cancelled, deadline, shutdown, or cancelled by the reaper): no status can
+ * be sent. Logged as what the client got where the server knows it: the reaper's status, the
+ * call's deadline, else CANCELLED. */
 static void session_gone(session_t *s) {
   pthread_mutex_lock(&s->mu);
   if (s->state != S_ENDED) {
     s->state = S_ENDED;
     s->refs--;
-    s->code = GRPC_STATUS_CANCELLED;
-    snprintf(s->error_kind, sizeof s->error_kind, "cancelled");
+    if (!s->reaped) {
+      uint64_t dl = rm_call_deadline_ns(s->call);
+      rm_error_t err;
+      if (dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= dl)
+        rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
+      else
+        rm_error_set(&err, RM_ECANCELED, NULL, NULL,
+                     "the client cancelled the call or its connection closed");
+      record_end(s, &err);
+      s->client_gone = 1;
+    }
     rm_call_unref(s->call);
   }
   pthread_mutex_unlock(&s->mu);
+}
+
+/* The reaper ends a session that is busy (a chunk running, or a write the client does not
+ * take): its status cannot go out in order behind the write, so the call is cancelled with
+ * err's code and message (a cancelled stream carries no trailers). The actor still holds the
+ * handler's references and lets them go when its write or run fails (session_gone). s->mu
+ * held, state S_BUSY. */
+static void cancel_locked(session_t *s, const rm_error_t *err) {
+  s->reaped = 1;
+  record_end(s, err);
+  rm_call_cancel(s->call, err);
 }
 
 /* Ends the session with a failure about data chunk `seq`: the message names it and the
@@ -286,13 +343,42 @@ static int unpack(session_t *s, const uint8_t *data, size_t len, rm_error_t *err
 static void post_read(session_t *s);
 static void next_step(session_t *s);
 
+/* An actor begins: a read callback or a process(). */
+static void act_begin(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  s->acting++;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* An actor is done with the session's message, run and buffers: when it was the last and a
+ * write completed meanwhile, the step after it runs now, on this thread. */
+static void act_end(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int step = --s->acting == 0 && s->step_owed;
+  if (step)
+    s->step_owed = 0;
+  pthread_mutex_unlock(&s->mu);
+  if (step)
+    next_step(s);
+}
+
 static void on_written(rm_call_t *call, int ok, void *arg) {
   session_t *s = arg;
   (void)call;
+  const char *outer_rid = rm_log_set_request_id(s->request_id);
+  pthread_mutex_lock(&s->mu);
+  s->writing = 0;
+  /* the actor that posted the write may still be freeing what the next chunk's run would
+   * use (the result's buffers, in the pipeline's account): the next read waits for it */
+  int deferred = ok && s->acting > 0;
+  if (deferred)
+    s->step_owed = 1;
+  pthread_mutex_unlock(&s->mu);
   if (!ok)
     session_gone(s);
-  else
+  else if (!deferred)
     next_step(s);
+  rm_log_set_request_id(outer_rid);
   session_put(s); /* the write's */
 }
 
@@ -300,9 +386,14 @@ static void on_written(rm_call_t *call, int ok, void *arg) {
 static int write_msg(session_t *s, Remotemedia__V1__StreamResponse *msg, uint64_t seq) {
   pthread_mutex_lock(&s->mu);
   s->refs++;
+  s->writing = 1;
+  s->write_at_ns = rm_clock_ns();
   pthread_mutex_unlock(&s->mu);
   int rc = rm_call_write(s->call, &msg->base, on_written, s);
   if (rc) {
+    pthread_mutex_lock(&s->mu);
+    s->writing = 0;
+    pthread_mutex_unlock(&s->mu);
     if (rc == RM_ECANCELED) {
       session_gone(s);
     } else {
@@ -394,6 +485,13 @@ static int send_metrics(session_t *s, int final) {
 /* After a write completed: the metrics still owed, the status of a close, or the next read.
  * S_BUSY, the caller holds a reference. */
 static void next_step(session_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int reaped = s->reaped;
+  pthread_mutex_unlock(&s->mu);
+  if (reaped) { /* the call is cancelled: nothing more can be sent */
+    session_gone(s);
+    return;
+  }
   if (s->want_metrics) {
     int final = s->closing;
     s->want_metrics = 0;
@@ -436,12 +534,29 @@ static rm_run_opts_t run_opts(session_t *s, int *server_deadline) {
       .cancel = rm_call_cancel_flag(s->call),
       .output_nodes = (const char *const *)s->output_nodes,
       .n_output_nodes = s->n_output_nodes,
+      /* every node invocation counted as a unary run's are (stats.h) */
+      .on_node = rm_stats_counting() ? rm_stats_node : NULL,
   };
+}
+
+/* One run of the session's pipeline (a chunk, or a flush when in is NULL), counted as a
+ * unary run is: remotemedia_inflight_runs while it runs, its node invocations. */
+static int run(session_t *s, const rm_input_t *in, const rm_run_opts_t *opts, rm_result_t **r,
+               rm_error_t *err) {
+  if (opts->on_node)
+    rm_stats_run_begin();
+  int rc = in ? rm_pipeline_run(s->pipeline, in, 1, opts, r, err)
+              : rm_pipeline_flush(s->pipeline, opts, r, err);
+  if (opts->on_node)
+    rm_stats_run_end();
+  return rc;
 }
 
 /* Turns a run's time-outs into the statuses of ExecutePipeline. */
 static void run_error(session_t *s, int rc, int server_deadline, rm_error_t *err) {
   uint64_t client_dl = rm_call_deadline_ns(s->call);
+  if (rc == RM_ECANCELED) /* the client cancelled or its deadline passed (unless reaped) */
+    s->client_gone = 1;
   if (rc == RM_ECANCELED && client_dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= client_dl)
     rm_error_set(err, RM_ETIMEDOUT, err->node_id, NULL, "deadline exceeded");
   else if (rc == RM_ETIMEDOUT && server_deadline)
@@ -520,7 +635,7 @@ static void process_data(session_t *s, const Remotemedia__V1__StreamData *d) {
   int server_deadline;
   rm_run_opts_t opts = run_opts(s, &server_deadline);
   rm_result_t *r = NULL;
-  rc = rm_pipeline_run(s->pipeline, &in, 1, &opts, &r, &err);
+  rc = run(s, &in, &opts, &r, &err);
   s->chunks++;
   s->since_metrics++;
   if (rc) {
@@ -535,7 +650,8 @@ static void process_data(session_t *s, const Remotemedia__V1__StreamData *d) {
     rm_stats_chunk(took);
     send_result(s, r, seq, 0, took);
   }
-  rm_result_free(r); /* packed by now: the bytes went into the write */
+  /* packed by now: the bytes went into the write; the next chunk waits for this actor */
+  rm_result_free(r);
   rm_buffer_unref(in.buf);
 }
 
@@ -548,7 +664,7 @@ static void process_flush(session_t *s, int close) {
   int server_deadline;
   rm_run_opts_t opts = run_opts(s, &server_deadline);
   rm_result_t *r = NULL;
-  int rc = rm_pipeline_flush(s->pipeline, &opts, &r, &err);
+  int rc = run(s, NULL, &opts, &r, &err);
   if (rc) {
     run_error(s, rc, server_deadline, &err);
     session_end(s, &err);
@@ -562,8 +678,11 @@ static void process_flush(session_t *s, int close) {
 
 /* The work of one message, under the server's budget (the parent of the pipeline's). */
 static void process(session_t *s) {
-  /* Once the result's write is posted, the next message may be read (on a polling thread)
-   * into s->req before this returns: this message is freed by its own pointer. */
+  /* An actor: once the result's write is posted, its completion may run on a polling
+   * thread before this returns, but the next step (the next read, whose chunk would run the
+   * pipeline on another thread) waits until this is done with the result, the input and the
+   * message (act_end). */
+  act_begin(s);
   Remotemedia__V1__StreamRequest *req = s->req;
   s->req = NULL;
   rm_budget_t *outer = rm_budget_enter(rm_server_budget(s->server));
@@ -575,11 +694,14 @@ static void process(session_t *s) {
     process_flush(s, req->control->kind == REMOTEMEDIA__V1__STREAM_CONTROL__KIND__KIND_CLOSE);
   free_message(req);
   rm_budget_leave(outer);
+  act_end(s);
 }
 
 static void process_job(void *arg) {
   session_t *s = arg;
+  const char *outer_rid = rm_log_set_request_id(s->request_id);
   process(s);
+  rm_log_set_request_id(outer_rid);
   session_put(s); /* the job's */
 }
 
@@ -630,6 +752,21 @@ static int find_sources(session_t *s, rm_error_t *err) {
       continue;
     s->sources[s->n_sources++] =
         (stream_source_t){m->nodes[i].id, m->nodes[i].type, t->inputs[0].kinds};
+  }
+  if (s->n_sources > 1) {
+    /* A chunk feeds one node, and a run needs every source fed (no node's input is
+     * optional): such a session could never run a chunk. */
+    char names[RM_ERROR_MSG_MAX / 2];
+    size_t len = 0;
+    for (size_t i = 0; i < s->n_sources && len < sizeof names; i++)
+      len += (size_t)snprintf(names + len, sizeof names - len, "%s'%s'", i ? ", " : "",
+                              s->sources[i].node_id);
+    return rm_error_set(err, RM_EMANIFEST, NULL, "sources",
+                        "the pipeline has %zu source nodes (%s): a stream feeds one source node "
+                        "per chunk and every chunk runs the whole pipeline, so a streamed "
+                        "pipeline needs exactly one (nodes without incoming connections that take "
+                        "input)",
+                        s->n_sources, names);
   }
   return 0;
 }
@@ -720,6 +857,8 @@ static void process_init(session_t *s) {
   rm_error_t err;
   rm_error_clear(&err);
   int rc = 0;
+  if (init->manifest && init->manifest->name) /* for the call line, as ExecutePipeline's */
+    snprintf(s->pipeline_name, sizeof s->pipeline_name, "%s", init->manifest->name);
   if (!rm_server_session_acquire(s->server)) {
     rc = rm_error_set(&err, RM_ELIMIT, NULL, "max_sessions",
                       "the server already has its limit of %llu streaming sessions open "
@@ -810,10 +949,12 @@ static void handle_message(session_t *s, const uint8_t *data, size_t len) {
 
 static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, void *arg) {
   session_t *s = arg;
+  const char *outer_rid = rm_log_set_request_id(s->request_id);
   pthread_mutex_lock(&s->mu);
   int mine = s->state == S_READING; /* else the reaper took over */
   if (mine)
     s->state = S_BUSY;
+  s->acting++; /* an actor until the message's bytes are released (act_end) */
   pthread_mutex_unlock(&s->mu);
   if (!mine) {
   } else if (rc == RM_ELIMIT) { /* the server's budget refused the message's bytes */
@@ -839,17 +980,32 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
     handle_message(s, data, len);
   }
   rm_call_read_release(call); /* before a last put logs the budget */
-  session_put(s);             /* the read's */
+  act_end(s);
+  rm_log_set_request_id(outer_rid);
+  session_put(s); /* the read's */
+}
+
+/* The busy session's grace past --max-session-ms: the time to reach its next step, where the
+ * status goes out in order with its trailers, before the reaper cancels the call. */
+#define BUSY_GRACE_NS (5 * REAP_INTERVAL_NS)
+
+static int past_max(const session_t *s, uint64_t now, uint64_t grace) {
+  return s->cfg->max_session_ms &&
+         now - s->started_ns >= s->cfg->max_session_ms * 1000000ull + grace;
+}
+
+static void max_session_error(session_t *s, rm_error_t *err) {
+  rm_error_set(err, RM_ELIMIT, NULL, "max_session_ms",
+               "the session has been open for its limit of %llu ms (max-session-ms)",
+               (unsigned long long)s->cfg->max_session_ms);
 }
 
 /* Waits for the next message, unless the session must end first (S_BUSY). */
 static void post_read(session_t *s) {
   uint64_t now = rm_clock_ns();
-  if (s->cfg->max_session_ms && now - s->started_ns >= s->cfg->max_session_ms * 1000000ull) {
+  if (past_max(s, now, 0)) {
     rm_error_t err;
-    rm_error_set(&err, RM_ELIMIT, NULL, "max_session_ms",
-                 "the session has been open for its limit of %llu ms (max-session-ms)",
-                 (unsigned long long)s->cfg->max_session_ms);
+    max_session_error(s, &err);
     session_end(s, &err);
     return;
   }
@@ -880,10 +1036,25 @@ static void post_read(session_t *s) {
 
 /* ---------------------------------------------------------------- the reaper */
 
-/* A session waiting for its client that must end: idle too long, open too long, or the
- * server draining. reg.mu and s->mu held, s in S_READING (its read holds a reference). */
+/* A session that must end: waiting for its client too long (idle), open too long, or the
+ * server draining (S_READING: its status goes out now); or busy past --max-session-ms, or
+ * with a result the client has not taken for the idle timeout (S_BUSY: the call is
+ * cancelled). reg.mu and s->mu held, s neither ended nor reaped. */
 static void reap(session_t *s, uint64_t now) {
   rm_error_t err;
+  uint64_t idle_ns = s->cfg->session_idle_timeout_ms * 1000000ull;
+  if (s->state == S_BUSY) {
+    if (past_max(s, now, BUSY_GRACE_NS)) {
+      max_session_error(s, &err);
+      cancel_locked(s, &err);
+    } else if (s->writing && now - s->write_at_ns >= idle_ns) {
+      rm_error_set(&err, RM_ETIMEDOUT, NULL, "session_idle_timeout_ms",
+                   "the client read no result for %llu ms (session-idle-timeout-ms)",
+                   (unsigned long long)s->cfg->session_idle_timeout_ms);
+      cancel_locked(s, &err);
+    }
+    return;
+  }
   if (rm_server_is_draining(s->server)) {
     if (!s->inited) {
       rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL,
@@ -900,15 +1071,13 @@ static void reap(session_t *s, uint64_t now) {
     }
     return;
   }
-  if (now - s->read_at_ns >= s->cfg->session_idle_timeout_ms * 1000000ull) {
+  if (now - s->read_at_ns >= idle_ns) {
     rm_error_set(&err, RM_ETIMEDOUT, NULL, "session_idle_timeout_ms",
                  "no message for %llu ms (session-idle-timeout-ms)",
                  (unsigned long long)s->cfg->session_idle_timeout_ms);
     end_locked(s, &err);
-  } else if (s->cfg->max_session_ms && now - s->started_ns >= s->cfg->max_session_ms * 1000000ull) {
-    rm_error_set(&err, RM_ELIMIT, NULL, "max_session_ms",
-                 "the session has been open for its limit of %llu ms (max-session-ms)",
-                 (unsigned long long)s->cfg->max_session_ms);
+  } else if (past_max(s, now, 0)) {
+    max_session_error(s, &err);
     end_locked(s, &err);
   }
 }
@@ -921,8 +1090,11 @@ static void *reaper_main(void *arg) {
       pthread_mutex_lock(&s->mu);
       /* the clock is read under the session's lock: a read posted after an earlier reading
        * would look as if it had waited for ages (read_at_ns above now) */
-      if (s->state == S_READING)
+      if (s->state != S_ENDED && !s->reaped) {
+        const char *outer_rid = rm_log_set_request_id(s->request_id);
         reap(s, rm_clock_ns());
+        rm_log_set_request_id(outer_rid);
+      }
       pthread_mutex_unlock(&s->mu);
     }
     struct timespec until;
@@ -959,6 +1131,8 @@ static void stream_pipeline(rm_call_t *call, const ProtobufCMessage *unused) {
   s->cfg = rm_server_config(s->server);
   s->started_ns = rm_call_arrival_ns(call);
   s->code = GRPC_STATUS_OK;
+  snprintf(s->request_id, sizeof s->request_id, "%s", rm_call_request_id(call));
+  rm_call_peer(call, s->peer, sizeof s->peer);
   session_id(s->id);
   registry_add(s);
   post_read(s);

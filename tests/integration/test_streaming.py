@@ -78,15 +78,23 @@ def stub_for(srv):
     return ch, psg.PipelineServiceStub(ch)
 
 
+STREAM_METHOD = "/remotemedia.v1.PipelineService/StreamPipeline"
+
+
+def is_session(e):
+    """A session's `call` line (written once it released everything)."""
+    return e.get("method") == STREAM_METHOD
+
+
 def session_end(srv, session_id, timeout=30):
-    ev = srv.wait_for_event("session_end", timeout, lambda e: e.get("session_id") == session_id)
-    assert ev is not None, "no session_end line for %s" % session_id
+    ev = srv.wait_for_event("call", timeout, lambda e: is_session(e) and e.get("session_id") == session_id)
+    assert ev is not None, "no call line for session %s" % session_id
     return ev
 
 
 def session_ends(srv, count, timeout=60):
-    assert srv.wait_for_count("session_end", count, timeout)
-    return srv.events("session_end")
+    assert srv.wait_for_count("call", count, timeout, is_session)
+    return [e for e in srv.events("call") if is_session(e)]
 
 
 def audio_chunks(x, frames):
@@ -379,16 +387,26 @@ def test_data_before_init_and_init_errors(srv, stub):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "before init" in err.details()
 
 
-def test_two_sources_need_node_id(stub):
+def test_several_sources_are_refused_at_init(srv, stub):
+    """A chunk feeds one node and a run needs every source fed: a pipeline with several
+    sources could never run a chunk, so init refuses it, naming them (it used to be accepted
+    and fail every chunk with "node 'b' has no input")."""
     m = ps.ExecuteRequest().manifest
     m.name = "two"
     m.nodes.add(id="a", node_type="PassThrough")
     m.nodes.add(id="b", node_type="PassThrough")
+    m.nodes.add(id="mix", node_type="Mixer")
+    for f in ("a", "b"):
+        c = m.connections.add()
+        setattr(c, "from", f)
+        c.to = "mix"
     s = Session(stub, ps.StreamInit(manifest=m))
-    assert sorted(x.node_id for x in s.recv().ready.sources) == ["a", "b"]
-    s.data(np.float32([1]), 1)
     err = s.error()
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "node_id is needed" in err.details()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailers(err)["rm-field"] == "sources"
+    assert err.details().startswith("the pipeline has 2 source nodes ('a', 'b'): "), err.details()
+    ev = srv.wait_for_event("call", 30, lambda e: is_session(e) and e.get("pipeline") == "two")
+    assert (ev["status"], ev["chunks"]) == ("INVALID_ARGUMENT", 0)
 
 
 def test_per_chunk_limits(stub):
@@ -427,7 +445,7 @@ def test_a_message_the_server_budget_cannot_hold_is_refused_before_its_copy():
     server's budget (--max-memory) before the copy is made, as a unary request's are: 26 MB
     arriving in many slices would be 52 MB with its copy, above 48 MiB. The refusal names
     max_memory; every session, refused or not, ends with the budget where it was before it
-    (session_end's server_memory_used), and a 10 MB message runs after the refusal."""
+    (the session's call line's server_memory_used), and a 10 MB message runs after the refusal."""
     with RunningServer(["--max-memory", "48M", "--warm-bytes", "0"]) as srv:
         ch = srv.channel([("grpc.max_receive_message_length", -1)])
         stub = psg.PipelineServiceStub(ch)
@@ -480,16 +498,51 @@ def test_client_cancel_releases_the_session(srv, stub):
     s.call.cancel()
     s.half_close()
     ev = session_end(srv, sid)
-    assert ev["status"] == "CANCELLED"
+    assert (ev["status"], ev["error_kind"], ev.get("client_gone")) == ("CANCELLED", "cancelled", True), ev
 
 
 def test_call_deadline(srv, stub):
+    """The call's deadline is logged as what the client got, DEADLINE_EXCEEDED (the line used
+    to say CANCELLED)."""
     m = chain(("src", "PassThrough", {}))
     s = Session(stub, ps.StreamInit(manifest=m), timeout=5.0)
     sid = s.recv().ready.session_id
     err = s.error()
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    session_end(srv, sid)
+    ev = session_end(srv, sid)
+    assert (ev["status"], ev["code"], ev["client_gone"]) == ("DEADLINE_EXCEEDED", 4, True)
+
+
+def test_a_session_is_logged_as_one_call_line_with_its_request_id():
+    """docs/observability.md: every call gets one `call` line with request_id, peer and
+    pipeline, and the request id is in every line logged while the call is handled. A session
+    used to log only `session_end` (no request id, peer, pipeline or error text)."""
+    with RunningServer(["--log-level", "debug"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}), name="logged-stream")
+        s = Session(stub, ps.StreamInit(manifest=m), metadata=[("x-request-id", "stream-rid-42")])
+        sid = s.recv().ready.session_id
+        s.data(np.float32([1, 2]), 1)
+        s.recv()
+        s.data(np.float32([3]), 1)  # not above the previous: the session fails
+        err = s.error()
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(s.call.initial_metadata())["x-request-id"] == "stream-rid-42"
+        ev = session_end(srv, sid)
+        assert ev["level"] == "info"
+        assert ev["method"] == STREAM_METHOD and ev["request_id"] == "stream-rid-42"
+        assert (ev["status"], ev["code"], ev["pipeline"]) == ("INVALID_ARGUMENT", 3, "logged-stream")
+        assert ev["peer"].startswith("ipv4:127.0.0.1:")
+        assert ev["error_kind"] == "invalid_input"
+        assert ev["error"] == err.details()
+        assert (ev["chunks"], ev["session_id"]) == (1, sid) and ev["duration_us"] > 0
+        assert "client_gone" not in ev
+        # one line per call: no session_end any more, and every line of the session has its id
+        lines = [e for e in srv.events() if e.get("session_id") == sid]
+        assert [e["event"] for e in lines] == ["session_start", "call"]
+        assert all(e["request_id"] == "stream-rid-42" for e in lines)
+        assert not srv.events("session_end")
+        ch.close()
 
 
 # ---------------------------------------------------------------- server limits
@@ -528,6 +581,70 @@ def test_max_session_ms():
         ch.close()
 
 
+def stalled_reader(stub, m, chunk, n=48):
+    """A session whose client sends init and n chunks, reads `ready` and then nothing: the
+    server's result writes (each the size of chunk) fill the HTTP/2 windows and stop
+    completing. Returns (session, session_id)."""
+    s = Session(stub, ps.StreamInit(manifest=m))
+    sid = s.recv().ready.session_id
+    for seq in range(1, n + 1):
+        s.data(chunk, seq)
+    return s, sid
+
+
+def active_sessions(srv):
+    import re
+    return int(re.search(r"^remotemedia_stream_sessions_active (\d+)$", srv.metrics_text(), re.M).group(1))
+
+
+def stalled_session_ends(args, status, kind, text):
+    """A client that stops reading is ended by the limit in args (it used to stay open, its
+    result write stuck behind flow control, and keep its --max-sessions slot for as long as
+    it liked): the call is cancelled with status and text, the session's memory and slot go
+    back, and a new session gets in. Returns the seconds from the session's start to its
+    call line."""
+    with RunningServer(args + ["--max-sessions", "1", "--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), name="stalled")
+        base = clean_session(srv, stub)
+        t0 = time.monotonic()
+        s, sid = stalled_reader(stub, m, np.zeros(1 << 18, np.float32))  # 1 MiB results
+        ev = session_end(srv, sid, timeout=60)
+        took = time.monotonic() - t0
+        assert (ev["status"], ev["error_kind"]) == (status, kind), ev
+        assert text in ev["error"], ev
+        assert ev["server_memory_used"] == base, ev
+        assert 0 < ev["chunks"] < 48, ev  # the writes did get stuck
+        assert active_sessions(srv) == 0
+        n = Session(stub, ps.StreamInit(manifest=m))  # the slot is free
+        assert n.recv().WhichOneof("message") == "ready"
+        n.control(CLOSE)
+        assert n.rest()[1] == grpc.StatusCode.OK
+        n.half_close()
+        # the stalled client, reading at last, finds the status (without trailers: cancelled)
+        with pytest.raises(grpc.RpcError) as ei:
+            for _ in s.call:
+                pass
+        s.half_close()
+        assert ei.value.code().name == status and text in ei.value.details(), ei.value
+        ch.close()
+        return took
+
+
+def test_max_session_ms_ends_a_client_that_stopped_reading():
+    took = stalled_session_ends(["--max-session-ms", "1500", "--session-idle-timeout-ms", "60000"],
+                                "RESOURCE_EXHAUSTED", "limit_exceeded",
+                                "the session has been open for its limit of 1500 ms (max-session-ms)")
+    assert 1.5 <= took < 30, took
+
+
+def test_a_result_not_read_for_the_idle_timeout_ends_the_session():
+    took = stalled_session_ends(["--session-idle-timeout-ms", "1000"], "DEADLINE_EXCEEDED",
+                                "deadline_exceeded",
+                                "the client read no result for 1000 ms (session-idle-timeout-ms)")
+    assert 1.0 <= took < 30, took
+
+
 def test_max_sessions():
     with RunningServer(["--max-sessions", "2"]) as srv:
         ch, stub = stub_for(srv)
@@ -541,7 +658,7 @@ def test_max_sessions():
         a.control(CLOSE)
         assert a.rest()[1] == grpc.StatusCode.OK
         a.half_close()
-        assert srv.wait_for_count("session_end", 2, 30)  # a's, and the refused one's
+        session_ends(srv, 2, 30)  # a's, and the refused one's
         c = Session(stub, ps.StreamInit(manifest=m))
         assert c.recv().WhichOneof("message") == "ready"
         for s in (b, c):
@@ -644,6 +761,52 @@ def test_fast_client_cannot_grow_server_memory():
         ch.close()
 
 
+def test_result_free_race_pipelined_chunks_keep_the_pipeline_account():
+    """Regression (D1): a chunk's result was freed after its write was posted; the write's
+    completion posted the next read, and the next chunk ran on another worker while the first
+    still unreferenced the result's buffers in the pipeline's single-threaded byte account,
+    whose figures then went wrong (peak_memory_bytes off, or wrapped to ~1.8e19) and whose
+    buffers could be freed under the run. Results of thousands of items (Chunk frames=1) make
+    the free long, a Delay branch makes the pipeline heavy (chunks on workers), and the
+    clients queue every chunk up front. Each session's final peak_memory_bytes must be what a
+    session sending one chunk at a time reports."""
+    with RunningServer(["--workers", "4", "--threads", "2"]) as srv:
+        ch = srv.channel([("grpc.max_receive_message_length", -1)])
+        stub = psg.PipelineServiceStub(ch)
+        from conftest import manifest
+        m = manifest([("src", "PassThrough", {}), ("ck", "Chunk", {"frames": 1}),
+                      ("d", "Delay", {"ms": 0})], [("src", "ck"), ("src", "d")], name="race")
+        x = np.zeros(3000, np.float32)
+        _, _, mets = stream_all(stub, m, [x] * 3, 16000, metrics=True)  # one chunk at a time
+        serial = mets[-1].metrics.peak_memory_bytes
+        assert x.nbytes <= serial <= 4 * x.nbytes, serial
+        peaks, codes = {}, {}
+
+        def pipelined(k, chunks=300):
+            s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=True))
+            for seq in range(1, chunks + 1):
+                s.data(x, seq)
+            s.control(CLOSE)
+            s.half_close()
+            try:
+                out, codes[k] = s.rest()
+            except grpc.RpcError as e:
+                codes[k] = (e.code(), e.details())
+                return
+            peaks[k] = [r.metrics.metrics.peak_memory_bytes for r in out
+                        if r.WhichOneof("message") == "metrics"]
+            assert sum(1 for r in out if r.WhichOneof("message") == "result") == chunks + 1
+
+        for _ in range(2):
+            threads = [threading.Thread(target=pipelined, args=(k,)) for k in range(3)]
+            [t.start() for t in threads]
+            [t.join(DEADLINE) for t in threads]
+            assert codes == {k: grpc.StatusCode.OK for k in range(3)}, codes
+            assert peaks == {k: [serial] for k in range(3)}, (peaks, serial)
+        assert all(e["status"] == "OK" for e in session_ends(srv, 7))
+        ch.close()
+
+
 @pytest.mark.skipif(VALGRIND, reason="a load test: minutes under valgrind")
 def test_long_audio_in_one_session_with_bounded_memory():
     """10 minutes of 48 kHz stereo (230 MB of f32) through AudioResample -> LoudnessMeter."""
@@ -713,8 +876,7 @@ def test_100_concurrent_sessions_at_real_time_pace():
     with RunningServer() as srv:
         got = asyncio.run(main(srv.address()))
         assert got == [secs * 8000] * n
-        assert srv.wait_for_count("session_end", n, 60)
-        assert all(e["status"] == "OK" for e in srv.events("session_end"))
+        assert all(e["status"] == "OK" for e in session_ends(srv, n, 60))
         st = proc_status(srv.proc.pid)
         if not sanitized(srv.proc.pid):
             assert st["VmHWM"] < 200 << 20, st
@@ -750,3 +912,35 @@ def test_sessions_and_chunks_are_counted_in_prometheus():
         # init, the chunks and the close; ready, a result per chunk and the flushed one
         assert value("grpc_server_msg_received_total{%s}" % labels) == 2 + 60 + 2
         assert value("grpc_server_msg_sent_total{%s}" % labels) == 2 + 60 + 2
+
+
+def test_stream_node_invocations_are_counted_like_unary_ones():
+    """Chunk runs count in remotemedia_node_executions_total and GetStatistics' node types as
+    unary runs do (they were not counted at all), and equal the session's own metrics;
+    remotemedia_inflight_runs is back to 0 after them."""
+    import re
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+
+        def counters():
+            body = srv.metrics_text()
+            found = re.search(r'^remotemedia_node_executions_total\{node_type="Gain",status="ok"\} '
+                              r'(\S+)$', body, re.M)  # a type is listed once it ran
+            prom = int(float(found.group(1))) if found else 0
+            inflight = int(re.search(r"^remotemedia_inflight_runs (\d+)$", body, re.M).group(1))
+            st = {n.node_type: n for n in stub.GetStatistics(ps.GetStatisticsRequest(), timeout=30).node_types}
+            g = st.get("Gain")
+            return prom, (g.execution_count, g.stats.success.count) if g else (0, 0), inflight
+
+        before = counters()
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": -6}), name="counted-nodes")
+        n = 7
+        _, results, mets = stream_all(stub, m, [np.float32([0.5] * 160)] * n, 16000, metrics=True)
+        assert len(results) == n + 1
+        per_node = {x.node_id: x.execution_count for x in mets[-1].metrics.node_metrics}
+        assert per_node["g"] == n  # Gain has no flush(): the close invokes it no more
+        after = counters()
+        assert after[0] - before[0] == n
+        assert (after[1][0] - before[1][0], after[1][1] - before[1][1]) == (n, n)
+        assert after[2] == 0
+        ch.close()

@@ -168,7 +168,7 @@ def test_an_error_handled_inside_the_session_is_not_raised_again():
             async with p.session() as s:
                 await s.send(CHUNKS[0], sample_rate=RATE)
                 assert (await s.receive()).sequence == 1
-                srv.wait_for_event("session_end", 30)
+                srv.wait_for_event("call", 30, lambda e: e.get("method", "").endswith("/StreamPipeline"))
                 for _ in range(100):  # the end reaches the client's call soon after
                     try:
                         await s.send(CHUNKS[1], sample_rate=RATE)
