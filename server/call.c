@@ -45,7 +45,14 @@ typedef struct call_stream {
   void (*close_fn)(rm_call_t *call, void *arg);
   void *close_arg;
   atomic_int md_sent; /* initial metadata went out with an earlier batch */
+  /* A read asked for while a read callback runs is started only when on_read has released
+   * that callback's message: otherwise the next message could land in msg while on_read,
+   * back from the callback, releases it (the next read is often asked for on another thread,
+   * from a write's completion, and a message already received completes it at once). */
+  atomic_int read_state; /* READ_IDLE, READ_IN_CALLBACK, READ_DEFERRED */
 } call_stream_t;
+
+enum { READ_IDLE, READ_IN_CALLBACK, READ_DEFERRED };
 
 struct rm_call {
   rm_tag_t close_tag;
@@ -1102,6 +1109,8 @@ void rm_call_read_release(rm_call_t *c) {
     read_release(c->stream);
 }
 
+static int start_read(rm_call_t *c);
+
 static void on_read(rm_tag_t *tag, int ok) {
   call_stream_t *st = RM_TAG_OWNER(tag, call_stream_t, read_tag);
   rm_call_t *c = st->call;
@@ -1113,6 +1122,7 @@ static void on_read(rm_tag_t *tag, int ok) {
     st->read_fn(c, RM_CALL_END, NULL, 0, st->read_arg);
   } else {
     st->msg = in;
+    atomic_store(&st->read_state, READ_IN_CALLBACK);
     /* the message is resident already, and its copy into one piece would be next */
     rm_budget_t *b = c->method->budgeted_reads ? rm_server_budget(c->s) : NULL;
     size_t charge = b ? grpc_byte_buffer_length(in) + rm_bytebuf_view_copy_bytes(in) : 0;
@@ -1129,11 +1139,14 @@ static void on_read(rm_tag_t *tag, int ok) {
       }
     }
     read_release(st); /* unless the callback did */
+    if (atomic_exchange(&st->read_state, READ_IDLE) == READ_DEFERRED && start_read(c))
+      st->read_fn(c, RM_ECANCELED, NULL, 0, st->read_arg); /* as a read the call ended */
   }
   call_unref(c);
 }
 
-int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
+/* Posts the read rm_call_read asked for: 0, or RM_ECANCELED when the call cannot take it. */
+static int start_read(rm_call_t *c) {
   call_stream_t *st = c->stream;
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
@@ -1143,8 +1156,6 @@ int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
   ops[n].op = GRPC_OP_RECV_MESSAGE;
   ops[n].data.recv_message.recv_message = &st->in;
   n++;
-  st->read_fn = fn;
-  st->read_arg = arg;
   st->read_tag.fn = on_read;
   rm_call_ref(c);
   if (grpc_call_start_batch(c->call, ops, n, &st->read_tag, NULL) != GRPC_CALL_OK) {
@@ -1152,6 +1163,16 @@ int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
     return RM_ECANCELED;
   }
   return 0;
+}
+
+int rm_call_read(rm_call_t *c, rm_call_read_fn fn, void *arg) {
+  call_stream_t *st = c->stream;
+  st->read_fn = fn;
+  st->read_arg = arg;
+  int in_callback = READ_IN_CALLBACK;
+  if (atomic_compare_exchange_strong(&st->read_state, &in_callback, READ_DEFERRED))
+    return 0; /* on_read starts it once the callback's message is released */
+  return start_read(c);
 }
 
 static void on_written(rm_tag_t *tag, int ok) {

@@ -149,7 +149,9 @@ typedef void (*rm_call_read_fn)(rm_call_t *call, int rc, const uint8_t *data, si
 typedef void (*rm_call_written_fn)(rm_call_t *call, int ok, void *arg);
 
 /* Asks for the next client message. 0, RM_ENOMEM, or RM_ECANCELED when the call cannot
- * take the read (it is over). Any thread. */
+ * take the read (it is over). Any thread. Asked for while a read callback runs (in it, or on
+ * another thread), the read starts when that callback has returned and its message has been
+ * released; if it cannot start then, fn runs with RM_ECANCELED. */
 int rm_call_read(rm_call_t *call, rm_call_read_fn fn, void *arg);
 /* In a read callback: the message's bytes (data) are not needed any more; they are freed and
  * what they held of the server's budget given back now instead of when the callback returns.
