@@ -329,6 +329,13 @@ def details(err):
     return dict(info.metadata)
 
 
+def text_chunk(text, seq):
+    r = ps.StreamRequest()
+    r.data.sequence = seq
+    r.data.buffer.text.text = text
+    return r
+
+
 def test_protocol_violations_end_with_their_status_and_free_the_session(srv, stub):
     base = clean_session(srv, stub)
     good = lambda seq: (lambda s: (s.data(np.zeros(160, np.float32), seq), s.recv()))  # noqa: E731
@@ -351,6 +358,10 @@ def test_protocol_violations_end_with_their_status_and_free_the_session(srv, stu
          grpc.StatusCode.INVALID_ARGUMENT, "control.kind must be", None),
         ("empty message", [lambda s: s.q.put(ps.StreamRequest())],
          grpc.StatusCode.INVALID_ARGUMENT, "carries none of", None),
+        # protobuf-c would read the text as "a"
+        ("string with NUL", [lambda s: s.q.put(text_chunk("a\x00b", 1))],
+         grpc.StatusCode.INVALID_ARGUMENT,
+         "string field 'data.buffer.text.text' holds a NUL byte at byte 1", None),
     ]
     for name, steps, code, text, seq in cases:
         sid, err = violation(stub, steps)
