@@ -218,13 +218,20 @@ static void call_unref(rm_call_t *c) {
 void rm_call_ref(rm_call_t *c) { atomic_fetch_add(&c->refs, 1); }
 void rm_call_unref(rm_call_t *c) { call_unref(c); }
 
+/* What a client that went away saw: DEADLINE_EXCEEDED once its deadline passed, else
+ * CANCELLED (it cancelled or its connection closed). */
+static grpc_status_code gone_status(const rm_call_t *c) {
+  int deadline = c->deadline_ns && rm_clock_ns() >= c->deadline_ns;
+  return rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED);
+}
+
 static void on_close(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, close_tag);
   (void)ok;
   if (c->close_cancelled)
     atomic_store(&c->cancelled, 1);
   if (c->stream && !atomic_exchange(&c->stats_done, 1)) /* gone without a status */
-    rm_stats_call_handled(c->stats_method, GRPC_STATUS_CANCELLED, rm_clock_ns() - c->t_start);
+    rm_stats_call_handled(c->stats_method, gone_status(c), rm_clock_ns() - c->t_start);
   if (c->stream && c->stream->close_fn)
     c->stream->close_fn(c, c->stream->close_arg);
   call_unref(c);
@@ -258,8 +265,7 @@ static void client_gone(rm_call_t *c) {
   if (c->gone)
     return;
   c->gone = 1;
-  int deadline = c->deadline_ns && rm_clock_ns() >= c->deadline_ns;
-  c->client_code = rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED);
+  c->client_code = gone_status(c);
 }
 
 static void log_call(rm_call_t *c) {

@@ -524,6 +524,22 @@ def test_call_deadline(srv, stub):
     assert (ev["status"], ev["code"], ev["client_gone"]) == ("DEADLINE_EXCEEDED", 4, True)
 
 
+def test_call_deadline_is_counted_as_deadline_exceeded():
+    """grpc_server_handled_total counts a session its deadline ended as DEADLINE_EXCEEDED, as
+    the client saw it and the log line says (it counted CANCELLED)."""
+    import re
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+        s = Session(stub, ps.StreamInit(manifest=chain(("src", "PassThrough", {}))), timeout=2.0)
+        sid = s.recv().ready.session_id
+        assert s.error().code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert session_end(srv, sid)["status"] == "DEADLINE_EXCEEDED"
+        body = srv.metrics_text()
+        handled = dict(re.findall(r'^grpc_server_handled_total\{[^}]*grpc_method="StreamPipeline",'
+                                  r'grpc_code="(\w+)"\} (\S+)$', body, re.M))
+        assert {k: float(v) for k, v in handled.items() if float(v)} == {"DeadlineExceeded": 1}
+
+
 def test_a_session_is_logged_as_one_call_line_with_its_request_id():
     """docs/observability.md: every call gets one `call` line with request_id, peer and
     pipeline, and the request id is in every line logged while the call is handled. A session
