@@ -823,14 +823,12 @@ static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
 #define UNPACK_BUDGET(wire_bytes) (2 * (wire_bytes) + (1u << 20))
 
 /* A string with a NUL byte, which protobuf-c cuts there unseen, or not UTF-8: 0, or the error
- * kept for rm_call_fail_unpack (an input's is invalid input, any other an invalid request). */
+ * kept for rm_call_fail_unpack. */
 static int check_strings(rm_call_t *c, const char *field, const ProtobufCMessageDescriptor *desc,
                          const uint8_t *data, size_t len) {
   rm_error_t err;
   if (!rm_wire_check_strings(desc, data, len, field, &err))
     return 0;
-  if (strncmp(err.field, "inputs.", 7) != 0)
-    err.code = RM_EBADREQUEST;
   c->unpack_strings = rm_arena_alloc(&c->arena, sizeof err);
   if (c->unpack_strings)
     *c->unpack_strings = err;
@@ -857,6 +855,8 @@ ProtobufCMessage *rm_call_unpack_field(rm_call_t *c, const char *field,
     return NULL; /* the message lives in the arena: nothing to free */
   return msg;
 }
+
+int rm_call_unpack_refused_strings(const rm_call_t *c) { return c->unpack_strings != NULL; }
 
 void rm_call_fail_unpack(rm_call_t *c) {
   rm_error_t err;

@@ -328,8 +328,6 @@ static int unpack(session_t *s, const uint8_t *data, size_t len, rm_error_t *err
   if (s->req &&
       rm_wire_check_strings(&remotemedia__v1__stream_request__descriptor, data, len, NULL, err)) {
     free_request(s); /* a string protobuf-c cut at a NUL byte, or not UTF-8 */
-    if (strncmp(err->field, "data.", 5) != 0)
-      err->code = RM_EBADREQUEST;
     return err->code;
   }
   if (s->req)

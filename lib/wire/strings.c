@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "rm/utf8.h"
+#include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rm/wire_proto.h"
 #include "wire_int.h"
 
@@ -15,11 +16,17 @@
  * than 64 levels of them); what lies deeper is not read. */
 #define CHECK_MAX_DEPTH 100
 
+/* The node a string belongs to: an input's (the key of the request's inputs entry) or a
+ * manifest node's (its id). */
+typedef enum { OF_NONE, OF_INPUT, OF_NODE } owner_t;
+
 typedef struct walk {
   const char *prefix; /* NULL, or the field the message came in */
   const char *path[PATH_MAX_FIELDS];
-  const uint8_t *key; /* the innermost map entry's string key seen so far (a node id) */
-  size_t key_len;
+  owner_t owner;
+  const uint8_t *node; /* its id, when owner is not OF_NONE */
+  size_t node_len;
+  unsigned rel; /* the path below the owner starts at this level */
   rm_error_t *err;
 } walk_t;
 
@@ -87,28 +94,41 @@ static const plan_t *plan_of(const ProtobufCMessageDescriptor *d) {
   return p;
 }
 
-/* The node an input belongs to: the key of the request's `inputs` map entry being walked. */
-static int is_inputs_entry(const walk_t *w, const ProtobufCMessageDescriptor *d, unsigned depth) {
-  return depth == 1 && !w->prefix && strcmp(w->path[0], "inputs") == 0 && d->n_fields == 2 &&
-         strcmp(d->fields[0].name, "key") == 0;
+/* Writes path[from..depth] (after the prefix when from is 0) joined by dots. */
+static void join_path(const walk_t *w, unsigned from, unsigned depth, char *out, size_t cap) {
+  size_t at = w->prefix && from == 0 ? (size_t)snprintf(out, cap, "%s.", w->prefix) : 0;
+  out[at < cap ? at : 0] = '\0';
+  for (unsigned i = from; i <= depth && i < PATH_MAX_FIELDS && at < cap; i++)
+    at += (size_t)snprintf(out + at, cap - at, "%s%s", i > from ? "." : "", w->path[i]);
+  if (depth >= PATH_MAX_FIELDS && at < cap)
+    snprintf(out + at, cap - at, ".etc");
 }
 
+/* The error, as the engine's errors about inputs, params and manifests are shaped: an input's
+ * string names its node and the field within the DataBuffer (RM_EINPUT), a manifest node's
+ * its id and the field (params: RM_EPARAM, others RM_EMANIFEST); any other string its path
+ * (RM_EMANIFEST within a manifest, else RM_EINPUT). */
 static int refuse(walk_t *w, unsigned depth, const char *why, size_t at_byte) {
-  char path[RM_ERROR_FIELD_MAX] = "";
-  size_t at = w->prefix ? (size_t)snprintf(path, sizeof path, "%s.", w->prefix) : 0;
-  for (unsigned i = 0; i <= depth && i < PATH_MAX_FIELDS && at < sizeof path; i++)
-    at += (size_t)snprintf(path + at, sizeof path - at, "%s%s", i ? "." : "", w->path[i]);
-  if (depth >= PATH_MAX_FIELDS && at < sizeof path)
-    snprintf(path + at, sizeof path - at, "...");
-  char node[RM_ERROR_NODE_MAX] = "";
-  if (w->key && w->key_len < sizeof node && rm_utf8_valid(w->key, w->key_len) &&
-      !memchr(w->key, 0, w->key_len))
-    memcpy(node, w->key, w->key_len);
-  return rm_error_set(w->err, RM_EINPUT, node[0] ? node : NULL, path,
+  char node[RM_ERROR_NODE_MAX] = "", field[RM_ERROR_FIELD_MAX];
+  owner_t owner = w->owner;
+  if (owner != OF_NONE && w->node_len < sizeof node && rm_utf8_valid(w->node, w->node_len) &&
+      !memchr(w->node, 0, w->node_len))
+    memcpy(node, w->node, w->node_len);
+  else
+    owner = OF_NONE;
+  join_path(w, owner == OF_NONE ? 0 : w->rel, depth, field, sizeof field);
+  int in_manifest = strcmp(w->prefix ? w->prefix : w->path[0], "manifest") == 0;
+  int code = owner == OF_INPUT                                  ? RM_EINPUT
+             : owner == OF_NODE && strcmp(field, "params") == 0 ? RM_EPARAM
+             : owner == OF_NODE || in_manifest                  ? RM_EMANIFEST
+                                                                : RM_EINPUT;
+  return rm_error_set(w->err, code, node[0] ? node : NULL, field,
                       "%s%s%sstring field '%s' %s at byte %zu: strings must be UTF-8 without NUL "
                       "bytes (send such data as binary)",
-                      node[0] ? "input for node '" : "", node, node[0] ? "': " : "", path, why,
-                      at_byte);
+                      owner == OF_INPUT  ? "input for node '"
+                      : owner == OF_NODE ? "node '"
+                                         : "",
+                      node, node[0] ? "': " : "", field, why, at_byte);
 }
 
 /* The offset of the first byte of s[0..n) that does not start a well-formed UTF-8 sequence. */
@@ -147,6 +167,10 @@ static const ProtobufCFieldDescriptor *field_to_check(const ProtobufCMessageDesc
   return f && action_of(f) != A_SKIP ? f : NULL;
 }
 
+static void owned(walk_t *w, owner_t owner, const uint8_t *id, size_t len, unsigned rel) {
+  w->owner = owner, w->node = id, w->node_len = len, w->rel = rel;
+}
+
 static int check(const ProtobufCMessageDescriptor *d, const uint8_t *msg, size_t len,
                  unsigned depth, walk_t *w) {
   const plan_t *plan = plan_of(d);
@@ -182,14 +206,17 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *msg, size_t
         return refuse(w, depth, "holds a NUL byte", (size_t)(nul - s));
       if (!rm_utf8_valid(s, (size_t)n))
         return refuse(w, depth, "is not valid UTF-8", first_bad_utf8(s, (size_t)n));
-      if (f->id == 1 && is_inputs_entry(w, d, depth))
-        w->key = s, w->key_len = (size_t)n;
+      if (f->id == 1 && d == &remotemedia__v1__execute_request__inputs_entry__descriptor)
+        owned(w, OF_INPUT, s, (size_t)n, depth + 1); /* below: value.<field> */
+      else if (f->id == 1 && d == &remotemedia__v1__node_manifest__descriptor)
+        owned(w, OF_NODE, s, (size_t)n, depth);
     } else if (depth < CHECK_MAX_DEPTH) { /* a message that may hold strings */
+      walk_t outer = *w;                  /* its owner, if any, is the sub-message's alone */
       int rc = check(f->descriptor, s, (size_t)n, depth + 1, w);
       if (rc)
         return rc;
-      if (depth == 0)
-        w->key = NULL; /* the next inputs entry names its own node */
+      w->owner = outer.owner, w->node = outer.node, w->node_len = outer.node_len;
+      w->rel = outer.rel;
     }
   }
   return 0;

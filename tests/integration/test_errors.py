@@ -6,6 +6,7 @@ import threading
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from conftest import assert_serving, audio_request, chain, json_request, manifest, set_audio, trailers
 from rmtest.server import RunningServer
@@ -83,6 +84,19 @@ def test_params_not_json(stub):
     assert (trailers(err)["rm-failing-node"], trailers(err)["rm-field"]) == ("g", "params")
 
 
+def violations(err):
+    """The BadRequest field violations of the status details: [(field, description)]."""
+    st = status_pb2.Status()
+    st.ParseFromString(trailers(err)["grpc-status-details-bin"])
+    out = []
+    for any_ in st.details:
+        if any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            any_.Unpack(br)
+            out += [(v.field, v.description) for v in br.field_violations]
+    return out
+
+
 def test_strings_holding_nul_or_not_utf8_are_refused(stub, channel):
     """protobuf-c keeps no length for a string: one holding a NUL byte was read as the part
     before it (text "a\0b" came back "a"; params '{"db":1}\0garbage' were accepted), and it
@@ -92,19 +106,22 @@ def test_strings_holding_nul_or_not_utf8_are_refused(stub, channel):
     req.inputs["src"].text.text = "a\x00b"
     err = call_error(stub, req)
     assert err.code() == IA
-    assert err.details() == ("input for node 'src': string field 'inputs.value.text.text' "
-                             "holds a NUL byte at byte 1" + tail)
+    assert err.details() == ("input for node 'src': string field 'text.text' holds a NUL byte "
+                             "at byte 1" + tail)
     t = trailers(err)
     assert (t["rm-failing-node"], t["rm-field"], t["rm-error-kind"]) == (
-        "src", "inputs.value.text.text", "invalid_input")
+        "src", "text.text", "invalid_input")
+    assert violations(err) == [("inputs[src].text.text", err.details())]
 
     m = chain(("src", "PassThrough", {}), ("g", "Gain", {}))
     m.nodes[1].params = '{"db":1}\x00garbage'
     err = call_error(stub, audio_request(m))
     assert err.code() == IA
-    assert err.details() == ("string field 'manifest.nodes.params' holds a NUL byte at byte 8"
-                             + tail)
-    assert trailers(err)["rm-field"] == "manifest.nodes.params"
+    assert err.details() == "node 'g': string field 'params' holds a NUL byte at byte 8" + tail
+    t = trailers(err)
+    assert (t["rm-failing-node"], t["rm-field"], t["rm-error-kind"]) == (
+        "g", "params", "invalid_params")
+    assert violations(err) == [("manifest.nodes[g].params", err.details())]
 
     # not UTF-8 (Python's protobuf cannot build it: patch the bytes of a placeholder)
     req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {})))
@@ -113,8 +130,8 @@ def test_strings_holding_nul_or_not_utf8_are_refused(stub, channel):
     with pytest.raises(grpc.RpcError) as e:
         channel.unary_unary("/remotemedia.v1.PipelineService/ExecutePipeline")(raw, timeout=10)
     assert e.value.code() == IA
-    assert e.value.details() == ("input for node 'src': string field 'inputs.value.json.json' "
-                                 "is not valid UTF-8 at byte 3" + tail)
+    assert e.value.details() == ("input for node 'src': string field 'json.json' is not valid "
+                                 "UTF-8 at byte 3" + tail)
     assert_serving(stub)
 
 

@@ -236,10 +236,10 @@ static void test_strings_with_nul_or_bad_utf8_are_named(void) {
   mime[2] = 0; /* protobuf-c would unpack "x/" */
   RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EINPUT);
   RM_ASSERT_STR(err.node_id, "b");
-  RM_ASSERT_STR(err.field, "inputs.value.binary.mime_type");
-  RM_ASSERT_STR(err.message, "input for node 'b': string field 'inputs.value.binary.mime_type' "
-                             "holds a NUL byte at byte 2: strings must be UTF-8 without NUL "
-                             "bytes (send such data as binary)");
+  RM_ASSERT_STR(err.field, "binary.mime_type");
+  RM_ASSERT_STR(err.message, "input for node 'b': string field 'binary.mime_type' holds a NUL "
+                             "byte at byte 2: strings must be UTF-8 without NUL bytes (send such "
+                             "data as binary)");
   mime[2] = 'y';
   mime[1] = 0xc3; /* a lead byte without its continuation */
   RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EINPUT);
@@ -252,12 +252,22 @@ static void test_strings_with_nul_or_bad_utf8_are_named(void) {
   name[2] = 0;
   RM_ASSERT_INT(rm_wire_check_strings(&remotemedia__v1__pipeline_manifest__descriptor,
                                       buf + m.offset, m.length, "manifest", &err),
-                RM_EINPUT);
+                RM_EMANIFEST);
   RM_ASSERT_STR(err.node_id, "");
   RM_ASSERT_STR(err.field, "manifest.name");
   /* the same bytes in the whole request */
-  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EINPUT);
+  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EMANIFEST);
   RM_ASSERT_STR(err.field, "manifest.name");
+  name[2] = 'e';
+  /* a node's string names the node (by its id) and the field within it */
+  uint8_t *type = find_bytes(buf + m.offset, m.length, "PassThrough", 11);
+  type[4] = 0xff;
+  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EMANIFEST);
+  RM_ASSERT_STR(err.node_id, "a");
+  RM_ASSERT_STR(err.field, "node_type");
+  RM_ASSERT_STR(err.message, "node 'a': string field 'node_type' is not valid UTF-8 at byte 4: "
+                             "strings must be UTF-8 without NUL bytes (send such data as "
+                             "binary)");
   free(buf);
 }
 
