@@ -218,10 +218,10 @@ static void call_unref(rm_call_t *c) {
 void rm_call_ref(rm_call_t *c) { atomic_fetch_add(&c->refs, 1); }
 void rm_call_unref(rm_call_t *c) { call_unref(c); }
 
-/* What a client that went away saw: DEADLINE_EXCEEDED once its deadline passed, else
- * CANCELLED (it cancelled or its connection closed). */
+/* What a client that went away saw: DEADLINE_EXCEEDED once its deadline passed (or was a
+ * transit time away), else CANCELLED (it cancelled or its connection closed). */
 static grpc_status_code gone_status(const rm_call_t *c) {
-  int deadline = c->deadline_ns && rm_clock_ns() >= c->deadline_ns;
+  int deadline = c->deadline_ns && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= c->deadline_ns;
   return rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED);
 }
 

@@ -111,6 +111,10 @@ void rm_call_watch_cancel(rm_call_t *call);
  * and handled there from the start): handlers need not offload it again. */
 int rm_call_on_worker(const rm_call_t *call);
 
+/* The client's own deadline timer fires up to this much before the server's (the deadline
+ * travels as a relative timeout): a cancel that close to the deadline is the deadline. */
+#define RM_CALL_DEADLINE_TRANSIT_NS (250ull * 1000000ull)
+
 /* Unpacks wire bytes into the call's arena (the message lives as long as the call), all
  * unpacks of one call together held to a budget of twice the request's size plus 1 MiB.
  * NULL when the bytes are not a valid message, a string field holds a NUL byte or is not

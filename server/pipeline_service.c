@@ -25,7 +25,6 @@
 
 #define PROTOCOL_VERSION "1.0"
 #define MAX_PARAMS_BYTES (1u << 20) /* all nodes' params text in one request */
-#define DEADLINE_TRANSIT_NS (250ull * 1000000ull)
 
 /* Lives in the call's arena; holds a reference on the call until job_finish. */
 typedef struct exec_job {
@@ -388,7 +387,7 @@ static void run_job_budgeted(exec_job_t *job) {
      * client's own timer fires a transit time before ours (the deadline travels as a
      * relative timeout), so a cancel that close to the deadline is the deadline. */
     if (rc == RM_ECANCELED && job->client_deadline_ns &&
-        rm_clock_ns() + DEADLINE_TRANSIT_NS >= job->client_deadline_ns)
+        rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= job->client_deadline_ns)
       rc = rm_error_set(&err, RM_ETIMEDOUT, err.node_id, NULL, "deadline exceeded%s%s%s",
                         err.node_id[0] ? " at node '" : "", err.node_id, err.node_id[0] ? "'" : "");
     if (rc == RM_ETIMEDOUT && job->server_deadline)

@@ -25,7 +25,6 @@
  * duration, drain). */
 #define REAP_INTERVAL_NS (20ull * 1000000ull)
 /* A cancel this close to the client's deadline is the deadline (see pipeline_service.c). */
-#define DEADLINE_TRANSIT_NS (250ull * 1000000ull)
 #define SESSION_ID_LEN 32
 
 typedef enum session_state {
@@ -245,7 +244,7 @@ static void session_gone(session_t *s) {
     if (!s->reaped) {
       uint64_t dl = rm_call_deadline_ns(s->call);
       rm_error_t err;
-      if (dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= dl)
+      if (dl && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= dl)
         rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
       else
         rm_error_set(&err, RM_ECANCELED, NULL, NULL,
@@ -562,7 +561,7 @@ static void run_error(session_t *s, int rc, int server_deadline, rm_error_t *err
   uint64_t client_dl = rm_call_deadline_ns(s->call);
   if (rc == RM_ECANCELED) /* the client cancelled or its deadline passed (unless reaped) */
     s->client_gone = 1;
-  if (rc == RM_ECANCELED && client_dl && rm_clock_ns() + DEADLINE_TRANSIT_NS >= client_dl)
+  if (rc == RM_ECANCELED && client_dl && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= client_dl)
     rm_error_set(err, RM_ETIMEDOUT, err->node_id, NULL, "deadline exceeded");
   else if (rc == RM_ETIMEDOUT && server_deadline)
     rm_error_set(err, RM_ELIMIT, err->node_id, "max_execution_ms",
