@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "rm/alloc.h"
-#include "rm/pipeline.h"
 #include "rm/error.h"
+#include "rm/pipeline.h"
 #include "server.h"
 #include "status.h"
 

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "remotemedia/v1/pipeline_service.pb-c.h"
-#include "rm/utf8.h"
 #include "rm/wire.h"
 #include "test_support.h"
 
@@ -218,89 +217,11 @@ static void test_misaligned_samples_are_copied(void) {
   }
 }
 
-/* The first occurrence of the n bytes of what in buf[0..len). */
-static uint8_t *find_bytes(uint8_t *buf, size_t len, const char *what, size_t n) {
-  for (size_t i = 0; i + n <= len; i++)
-    if (memcmp(buf + i, what, n) == 0)
-      return buf + i;
-  CU_FAIL_FATAL("bytes not found");
-  return NULL;
-}
-
-static void test_strings_with_nul_or_bad_utf8_are_named(void) {
-  size_t len;
-  uint8_t *buf = pack_request(&len);
-  rm_error_t err;
-  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), 0);
-  uint8_t *mime = find_bytes(buf, len, "x/y", 3);
-  mime[2] = 0; /* protobuf-c would unpack "x/" */
-  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EINPUT);
-  RM_ASSERT_STR(err.node_id, "b");
-  RM_ASSERT_STR(err.field, "binary.mime_type");
-  RM_ASSERT_STR(err.message, "input for node 'b': string field 'binary.mime_type' holds a NUL "
-                             "byte at byte 2: strings must be UTF-8 without NUL bytes (send such "
-                             "data as binary)");
-  mime[2] = 'y';
-  mime[1] = 0xc3; /* a lead byte without its continuation */
-  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EINPUT);
-  CU_ASSERT(strstr(err.message, "is not valid UTF-8 at byte 1") != NULL);
-  mime[1] = '/';
-  /* a manifest unpacked on its own names its field through the prefix, and no node */
-  rm_wire_span_t m;
-  RM_ASSERT_INT(rm_wire_find_field(buf, len, 1, NULL, &m), 1);
-  uint8_t *name = find_bytes(buf + m.offset, m.length, "views", 5);
-  name[2] = 0;
-  RM_ASSERT_INT(rm_wire_check_strings(&remotemedia__v1__pipeline_manifest__descriptor,
-                                      buf + m.offset, m.length, "manifest", &err),
-                RM_EMANIFEST);
-  RM_ASSERT_STR(err.node_id, "");
-  RM_ASSERT_STR(err.field, "manifest.name");
-  /* the same bytes in the whole request */
-  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EMANIFEST);
-  RM_ASSERT_STR(err.field, "manifest.name");
-  name[2] = 'e';
-  /* a node's string names the node (by its id) and the field within it */
-  uint8_t *type = find_bytes(buf + m.offset, m.length, "PassThrough", 11);
-  type[4] = 0xff;
-  RM_ASSERT_INT(rm_wire_check_strings(DESC, buf, len, NULL, &err), RM_EMANIFEST);
-  RM_ASSERT_STR(err.node_id, "a");
-  RM_ASSERT_STR(err.field, "node_type");
-  RM_ASSERT_STR(err.message, "node 'a': string field 'node_type' is not valid UTF-8 at byte 4: "
-                             "strings must be UTF-8 without NUL bytes (send such data as "
-                             "binary)");
-  free(buf);
-}
-
-static void test_utf8_rules(void) {
-  static const struct {
-    const char *bytes;
-    size_t left, want;
-  } cases[] = {
-      {"a", 1, 1},
-      {"\xc3\xa9", 2, 2},         /* e acute */
-      {"\xe2\x82\xac", 3, 3},     /* euro sign */
-      {"\xf0\x9f\x98\x80", 4, 4}, /* U+1F600 */
-      {"\xc0\x80", 2, 0},         /* overlong NUL */
-      {"\xe0\x80\x80", 3, 0},     /* overlong */
-      {"\xed\xa0\x80", 3, 0},     /* a surrogate */
-      {"\xf4\x90\x80\x80", 4, 0}, /* above U+10FFFF */
-      {"\xe2\x82\xac", 2, 0},     /* cut short */
-      {"\x80", 1, 0},             /* a continuation byte first */
-      {"\xff", 1, 0},
-  };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    RM_ASSERT_INT(rm_utf8_len((const unsigned char *)cases[i].bytes, cases[i].left), cases[i].want);
-  CU_ASSERT(rm_utf8_valid((const unsigned char *)"ok \xc3\xa9\0x", 7));
-  CU_ASSERT(!rm_utf8_valid((const unsigned char *)"ok \xc3", 4));
-}
-
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_big_payloads_point_into_the_request),
                                          RM_TEST(test_malformed_bytes_are_refused),
                                          RM_TEST(test_overridden_oneof_member_is_not_patched),
                                          RM_TEST(test_misaligned_samples_are_copied),
-                                         RM_TEST(test_strings_with_nul_or_bad_utf8_are_named),
-                                         RM_TEST(test_utf8_rules),
                                          {NULL, NULL}};
   rm_test_suite("wire_views", cases);
   return rm_test_run();
