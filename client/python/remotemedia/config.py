@@ -104,7 +104,9 @@ class RetryPolicy:
                                 "retryableStatusCodes": list(self.retryable_codes)}}
 
 
-_METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+#: A metadata key gRPC accepts, matched with fullmatch: re.match's "$" also matches before
+#: a final newline, which let "x-id\n" through.
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
 
 
 def _unprintable(text: str) -> int:
@@ -133,7 +135,7 @@ def _metadata_entry(key: Any, value: Any) -> Tuple[str, Union[str, bytes]]:
     refuse at call time as a bare "metadata was invalid". Keys ending in -bin carry bytes
     (a str is sent UTF-8 encoded); other values are printable ASCII."""
     key = str(key)
-    if not _METADATA_KEY.match(key):
+    if not _METADATA_KEY.fullmatch(key):
         raise ValueError("RemoteConfig: metadata key %r must be lowercase ASCII letters, digits, "
                          "'-', '_' or '.'" % key)
     if key.endswith("-bin"):

@@ -143,6 +143,20 @@ def test_metadata_is_checked_and_bin_keys_carry_bytes(server):
             p.run_sync(np.float32([0.5]), sample_rate=8000)
 
 
+@pytest.mark.parametrize("key", ["x-id\n", "x-id\r\n", "\nx-id", ""])
+def test_a_metadata_key_with_a_newline_is_refused(server, key):
+    """Regression: the key check was re.match(r"^[0-9a-z_.-]+$"), whose $ also matches
+    before a final newline, so "x-id\n" passed and every call then failed with gRPC's bare
+    "metadata was invalid". The whole key must match."""
+    with pytest.raises(ValueError, match=r"^RemoteConfig: metadata key %s must be lowercase "
+                       r"ASCII letters, digits, '-', '_' or '.'$" % re.escape(repr(key))):
+        RemoteConfig(server.address(), metadata=[(key, "r-1")])
+    cfg = RemoteConfig(server.address(), timeout=30, metadata=[("x-id", "r-1")])
+    cfg.metadata = [(key, "r-1")]
+    with gain_pipeline(cfg) as p, pytest.raises(ValueError, match="^RemoteConfig: metadata key "):
+        p.run_sync(np.float32([0.5]), sample_rate=8000)
+
+
 @pytest.mark.parametrize("field, block", [("root_certificates", "CERTIFICATE"),
                                           ("client_certificate", "CERTIFICATE"),
                                           ("client_key", "PRIVATE KEY")])
