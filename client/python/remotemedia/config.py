@@ -154,8 +154,10 @@ def _metadata_entry(key: Any, value: Any) -> Tuple[str, Union[str, bytes]]:
 
 
 #: The PEM block each file must hold: gRPC takes anything and then fails to connect
-#: ("empty address list" after every retry) when it holds none.
-_PEM_BLOCKS = {"certificate": re.compile(rb"-----BEGIN CERTIFICATE-----"),
+#: ("empty address list" after every retry) when it holds none. A certificate may carry
+#: any label OpenSSL reads one under (gRPC reads them with PEM_read_bio_X509_AUX): the old
+#: "X509 CERTIFICATE" and "TRUSTED CERTIFICATE" (openssl x509 -trustout) too.
+_PEM_BLOCKS = {"certificate": re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----"),
                "private key": re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")}
 
 
