@@ -134,11 +134,11 @@ class Node:
         return state
 
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: re.match's $ passes "g\n"
 
 
 def _check_id(node_id: Any) -> None:
-    if not isinstance(node_id, str) or not _ID_RE.match(node_id):
+    if not isinstance(node_id, str) or not _ID_RE.fullmatch(node_id):
         raise ValueError("node id %r must be 1-64 characters of [A-Za-z0-9_-]" % (node_id,))
 
 
