@@ -104,7 +104,9 @@ class RetryPolicy:
                                 "retryableStatusCodes": list(self.retryable_codes)}}
 
 
-_METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+#: A metadata key gRPC accepts, matched with fullmatch: re.match's "$" also matches before
+#: a final newline, which let "x-id\n" through.
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
 
 
 def _unprintable(text: str) -> int:
@@ -133,7 +135,7 @@ def _metadata_entry(key: Any, value: Any) -> Tuple[str, Union[str, bytes]]:
     refuse at call time as a bare "metadata was invalid". Keys ending in -bin carry bytes
     (a str is sent UTF-8 encoded); other values are printable ASCII."""
     key = str(key)
-    if not _METADATA_KEY.match(key):
+    if not _METADATA_KEY.fullmatch(key):
         raise ValueError("RemoteConfig: metadata key %r must be lowercase ASCII letters, digits, "
                          "'-', '_' or '.'" % key)
     if key.endswith("-bin"):
@@ -152,8 +154,10 @@ def _metadata_entry(key: Any, value: Any) -> Tuple[str, Union[str, bytes]]:
 
 
 #: The PEM block each file must hold: gRPC takes anything and then fails to connect
-#: ("empty address list" after every retry) when it holds none.
-_PEM_BLOCKS = {"certificate": re.compile(rb"-----BEGIN CERTIFICATE-----"),
+#: ("empty address list" after every retry) when it holds none. A certificate may carry
+#: any label OpenSSL reads one under (gRPC reads them with PEM_read_bio_X509_AUX): the old
+#: "X509 CERTIFICATE" and "TRUSTED CERTIFICATE" (openssl x509 -trustout) too.
+_PEM_BLOCKS = {"certificate": re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----"),
                "private key": re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")}
 
 

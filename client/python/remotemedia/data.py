@@ -238,6 +238,8 @@ def convert(value: Any, sample_rate: Optional[int] = None) -> Tuple[Any, bool]:
     here; an unused one does not (several inputs share one sample_rate=, which must serve
     one of them, not each: the caller decides)."""
     if isinstance(value, data_pb2.DataBuffer):
+        if value.WhichOneof("kind") == "audio":  # its own rate decides, as an AudioBuffer's
+            return value, _same_rate(sample_rate, value.audio.sample_rate, "the DataBuffer")
         return value, False
     buf = data_pb2.DataBuffer()
     used = False

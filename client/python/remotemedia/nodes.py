@@ -125,12 +125,20 @@ class Node:
 
     __hash__ = object.__hash__
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """The state pickle and copy keep: everything but the owning pipeline. A weak
+        reference cannot be pickled, and a pickled or copied node is a new node that no
+        pipeline holds, so it may be added to one."""
+        state = dict(self.__dict__)
+        state.pop("_pipeline", None)
+        return state
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: re.match's $ passes "g\n"
 
 
 def _check_id(node_id: Any) -> None:
-    if not isinstance(node_id, str) or not _ID_RE.match(node_id):
+    if not isinstance(node_id, str) or not _ID_RE.fullmatch(node_id):
         raise ValueError("node id %r must be 1-64 characters of [A-Za-z0-9_-]" % (node_id,))
 
 

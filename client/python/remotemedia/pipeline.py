@@ -29,8 +29,8 @@ from .data import AudioBuffer, convert, from_proto, unused_rate
 from .errors import RemoteMediaError
 from .nodes import Node
 from .schema import NodeTypeSchema
-from .stream import (FLUSH, Chunks, StreamResult, StreamSession, init_request, iterate,
-                     sync_requests)
+from .stream import (FLUSH, Chunks, StreamRate, StreamResult, StreamSession, init_request,
+                     iterate, sync_requests)
 
 #: What a pipeline may be given as its server: a RemoteConfig, an address string, a Client
 #: (shares its channels) or None (RemoteConfig(): $RM_SERVER, else localhost:50051).
@@ -579,6 +579,8 @@ class Pipeline:
 
         chunks: a sync or async iterable of numpy arrays (with sample_rate=), AudioBuffers,
         or other values run() accepts; remotemedia.stream.FLUSH among them flushes there.
+        sample_rate= serves the chunks that take a rate and must serve at least one, as
+        with run(inputs=...) (ValueError when the chunks end, if none took it).
         The chunks are sent as gRPC flow control allows while results are read. Metrics
         (enable_metrics) are get_metrics() once the iteration ends. Errors raise the
         RemoteMediaError subclasses run() raises (.sequence names the failing chunk)."""
@@ -589,12 +591,14 @@ class Pipeline:
         ok = False
 
         async def writer() -> None:
+            rate = StreamRate(sample_rate)
             try:
                 async for c in iterate(chunks):
                     if c is FLUSH:
                         await session.flush()
                     else:
-                        await session.send(c, sample_rate, node_id=node_id)
+                        await session.send(rate.convert(c), node_id=node_id)
+                rate.check()
                 await session.close_send()
             except BaseException:
                 session.cancel()  # the reader then stops; the error raised is this one

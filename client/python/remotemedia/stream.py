@@ -29,7 +29,7 @@ import grpc
 import grpc.aio
 
 from . import _proto
-from .data import AudioBuffer, from_proto, to_proto
+from .data import AudioBuffer, convert, from_proto, to_proto, unused_rate
 from .errors import RemoteMediaError, error_from_rpc
 
 __all__ = ["StreamResult", "StreamSession", "StreamSource", "Chunks", "FLUSH"]
@@ -128,6 +128,39 @@ def data_request(value: Any, sample_rate: Optional[int], node_id: str, sequence:
     pb = _proto.pipeline_service_pb2
     return pb.StreamRequest(data=pb.StreamData(node_id=node_id, buffer=to_proto(value, sample_rate),
                                                sequence=sequence))
+
+
+class StreamRate:
+    """stream()'s sample_rate=, under run(inputs=...)'s rule across the stream: it serves
+    every chunk that takes a rate (bare arrays, lists of numbers), chunks that take none
+    (JSON, text, binary, a Tensor) pass, and it must serve at least one. A chunk whose own
+    rate contradicts it raises at that chunk; a rate no chunk took raises from check(), when
+    the chunks have ended (before CLOSE: the session is cancelled)."""
+
+    def __init__(self, sample_rate: Optional[int]) -> None:
+        self.sample_rate = sample_rate
+        self.chunks = 0
+        self.used = False
+        self.first = ""  # the first chunk's unused_rate message, for a one-chunk stream
+
+    def convert(self, chunk: Any) -> Any:
+        """chunk's DataBuffer (TypeError/ValueError as to_proto raises, but for an unused
+        rate)."""
+        buf, took = convert(chunk, self.sample_rate)
+        self.chunks += 1
+        if self.chunks == 1 and self.sample_rate is not None and not took:
+            self.first = unused_rate(self.sample_rate, chunk, buf)
+        self.used = self.used or took
+        return buf
+
+    def check(self) -> None:
+        """ValueError when a rate was given and none of the chunks sent took it."""
+        if self.sample_rate is None or self.used or self.chunks == 0:
+            return
+        if self.chunks == 1:
+            raise ValueError(self.first)
+        raise ValueError("sample_rate=%r was given, but none of the stream's %d chunks is audio "
+                         "that takes it" % (self.sample_rate, self.chunks))
 
 
 def control_request(close: bool) -> Any:
@@ -387,13 +420,15 @@ def sync_requests(init: Any, chunks: Iterable[Any], sample_rate: Optional[int],
     own thread and only cancels the call) and re-raised."""
     yield init
     seq = 0
+    rate = StreamRate(sample_rate)
     try:
         for c in chunks:
             if c is FLUSH:
                 yield control_request(close=False)
                 continue
             seq += 1
-            yield data_request(c, sample_rate, node_id, seq)
+            yield data_request(rate.convert(c), None, node_id, seq)
+        rate.check()
     except Exception as e:
         failed.append(e)
         raise

@@ -162,6 +162,26 @@ def test_a_sample_rate_is_never_dropped(passthrough):
         list(passthrough.stream_sync([{"a": 1}], sample_rate=16000))
 
 
+def test_a_prebuilt_audio_data_buffer_is_checked_against_its_own_rate(passthrough):
+    """Regression: a DataBuffer holding audio, given with sample_rate=, was refused as "sent
+    as audio, which has no sample rate". Its own rate decides, as an AudioBuffer's does:
+    the same rate is fine, a different one is a ValueError naming both."""
+    from remotemedia.data import to_proto
+    buf = to_proto(AudioBuffer(np.float32([0.25, -0.5]), 8000))
+    assert to_proto(buf, 8000) is buf
+    out = passthrough.run_sync(buf, sample_rate=8000)
+    assert (out.sample_rate, out.samples.tolist()) == (8000, [0.25, -0.5])
+    rule = (r"^sample_rate=16000 conflicts with the DataBuffer's own rate 8000: give the rate "
+            r"once$")
+    with pytest.raises(ValueError, match=rule):
+        passthrough.run_sync(buf, sample_rate=16000)
+    with pytest.raises(ValueError, match=rule):
+        list(passthrough.stream_sync([buf], sample_rate=16000))
+    with pytest.raises(ValueError, match=r"^sample_rate=8000 was given, but the input "
+                       r"\(DataBuffer\) is sent as json, which has no sample rate$"):
+        passthrough.run_sync(to_proto({"a": 1}), sample_rate=8000)
+
+
 def test_one_sample_rate_serves_several_inputs():
     """With several sources, sample_rate= serves the inputs that take a rate; JSON beside
     them is fine, but a rate no input takes is refused (P6)."""

@@ -201,6 +201,29 @@ def test_a_node_belongs_to_one_pipeline():
         p.add_node(g)
 
 
+def test_an_added_node_pickles():
+    """Regression: a node added to a pipeline kept its owner as a weak reference, and
+    pickling it raised "TypeError: cannot pickle 'weakref...' object" (it pickled before
+    nodes knew their pipeline). A pickled or copied node is a new node no pipeline holds:
+    it comes back without the owner and can be added to another pipeline."""
+    import copy
+    import pickle
+    p = Pipeline("first")
+    g, n = Gain(db=-6), Node("PassThrough", node_id="pt")
+    p.add_node(g).add_node(n)
+    for node in (g, n):
+        back = pickle.loads(pickle.dumps(node))
+        assert type(back) is type(node) and back == node and back is not node
+        assert back.to_dict() == node.to_dict() and back._pipeline is None
+    q = Pipeline("second")
+    q.add_node(pickle.loads(pickle.dumps(g))).add_node(copy.deepcopy(n))
+    assert q.to_dict()["nodes"] == p.to_dict()["nodes"]
+    assert q.connections == p.connections
+    assert p.node("gain") is g and g._pipeline() is p  # the original keeps its owner
+    with pytest.raises(ValueError, match="^node 'gain' is already in pipeline 'first'"):
+        Pipeline("third").add_node(g)
+
+
 def test_a_self_loop_is_refused():
     """Regression (P10): connect("gain", "gain") was accepted and the server then answered
     "the pipeline has 0 source nodes ()". It is a ValueError here, also from a manifest."""

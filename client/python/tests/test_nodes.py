@@ -2,6 +2,7 @@
 for field, follow it through refresh(), and validate params with the server's own rules."""
 import inspect
 import json
+import re
 
 import numpy as np
 import pytest
@@ -239,3 +240,12 @@ def test_rules_between_params_are_the_servers(remote):
             p.validate_sync(np.zeros(4800, np.float32), sample_rate=48000)
     assert (ei.value.node_id, ei.value.field) == ("spec", "hop")
     assert "n_fft" in ei.value.message
+
+
+@pytest.mark.parametrize("node_id", ["g\n", "\ng", "", "x" * 65])
+def test_a_node_id_is_matched_whole(node_id):
+    """Regression: the id check was re.match(r"^[A-Za-z0-9_-]{1,64}$"), whose $ also
+    matches before a final newline, so node_id="g\\n" passed and only the server refused it."""
+    with pytest.raises(ValueError, match=r"^node id %s must be 1-64 characters of "
+                       r"\[A-Za-z0-9_-\]$" % re.escape(repr(node_id))):
+        Node("Gain", node_id=node_id)

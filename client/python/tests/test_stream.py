@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import arun, sine
-from remotemedia import (FLUSH, AudioBuffer, InvalidArgument, NotFound, Pipeline, StreamResult,
-                         StreamSession)
+from remotemedia import (FLUSH, AudioBuffer, Binary, InvalidArgument, NotFound, Pipeline,
+                         StreamResult, StreamSession)
 from remotemedia.nodes import Node
 from remotemedia.pipeline import METRICS_KEYS, NODE_METRICS_KEYS
 
@@ -361,3 +361,36 @@ def test_session_calls_before_open(remote, call):
                        match=r"^the session is not open: use `async with` or await open\(\)$"):
         arun(getattr(s, call)(*args))
     arun(p.close())
+
+
+def test_one_sample_rate_serves_a_stream_of_mixed_chunks(remote):
+    """Regression: stream(chunks, sample_rate=) applied the rate rule to each chunk, so a JSON
+    or text chunk among audio chunks raised ValueError, though any value run() accepts may
+    be a chunk. run(inputs=...)'s rule holds across the stream: the rate serves every chunk
+    that takes one, the others pass, and it must serve at least one (checked when the chunks
+    end, before CLOSE)."""
+    p = Pipeline(remote=remote)
+    p.add_node(Node("PassThrough", node_id="pt"))
+    chunks = [np.float32([0.5]), {"a": 1}, "hi", [0.25], FLUSH, b"\x00"]
+    for results in (list(p.stream_sync(chunks, sample_rate=8000)),
+                    arun(collect(p.stream(chunks, sample_rate=8000)))):
+        assert [r.sequence for r in results if not r.flushed] == [1, 2, 3, 4, 5]
+        outs = [r.outputs["pt"] for r in results if not r.flushed]
+        assert [o.samples.tolist() for o in (outs[0][0], outs[3][0])] == [[0.5], [0.25]]
+        assert (outs[0][0].sample_rate, outs[3][0].sample_rate) == (8000, 8000)
+        assert [outs[1], outs[2], outs[4]] == [[{"a": 1}], ["hi"], [Binary(b"\x00")]]
+    none = (r"^sample_rate=8000 was given, but none of the stream's 2 chunks is audio that "
+            r"takes it$")
+    with pytest.raises(ValueError, match=none):
+        list(p.stream_sync([{"a": 1}, "hi"], sample_rate=8000))
+    with pytest.raises(ValueError, match=none):
+        arun(collect(p.stream([{"a": 1}, FLUSH, "hi"], sample_rate=8000)))
+    with pytest.raises(ValueError, match=r"^sample_rate=8000 conflicts with the AudioBuffer's "
+                       r"own rate 16000: give the rate once$"):
+        list(p.stream_sync([np.float32([0.5]), AudioBuffer(np.float32([0.5]), 16000)],
+                           sample_rate=8000))
+    p.close_sync()
+
+
+async def collect(aiter):
+    return [r async for r in aiter]

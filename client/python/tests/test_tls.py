@@ -143,6 +143,71 @@ def test_metadata_is_checked_and_bin_keys_carry_bytes(server):
             p.run_sync(np.float32([0.5]), sample_rate=8000)
 
 
+@pytest.mark.parametrize("key", ["x-id\n", "x-id\r\n", "\nx-id", ""])
+def test_a_metadata_key_with_a_newline_is_refused(server, key):
+    """Regression: the key check was re.match(r"^[0-9a-z_.-]+$"), whose $ also matches
+    before a final newline, so "x-id\n" passed and every call then failed with gRPC's bare
+    "metadata was invalid". The whole key must match."""
+    with pytest.raises(ValueError, match=r"^RemoteConfig: metadata key %s must be lowercase "
+                       r"ASCII letters, digits, '-', '_' or '.'$" % re.escape(repr(key))):
+        RemoteConfig(server.address(), metadata=[(key, "r-1")])
+    cfg = RemoteConfig(server.address(), timeout=30, metadata=[("x-id", "r-1")])
+    cfg.metadata = [(key, "r-1")]
+    with gain_pipeline(cfg) as p, pytest.raises(ValueError, match="^RemoteConfig: metadata key "):
+        p.run_sync(np.float32([0.5]), sample_rate=8000)
+
+
+def _pem_as(src, dst, label):
+    """dst: the PEM file src with its BEGIN/END labels renamed to label."""
+    with open(src) as f:
+        text = re.sub(r"-----(BEGIN|END) [A-Z0-9 ]+-----", r"-----\1 %s-----" % label, f.read())
+    with open(dst, "w") as f:
+        f.write(text)
+    return str(dst)
+
+
+def test_every_pem_label_openssl_reads_is_accepted(certs, tmp_path):
+    """Regression: the PEM check wanted "-----BEGIN CERTIFICATE-----" and refused the CA as
+    a "TRUSTED CERTIFICATE" (openssl x509 -trustout) or an "X509 CERTIFICATE" (the old
+    label), both of which OpenSSL, and so gRPC, reads. Keys keep their variants (PRIVATE
+    KEY, EC PRIVATE KEY as openssl ec writes it, RSA PRIVATE KEY). Each form connects."""
+    import subprocess
+    trusted = str(tmp_path / "ca-trusted.pem")
+    subprocess.run(["openssl", "x509", "-in", certs("ca.pem"), "-trustout", "-addtrust",
+                    "serverAuth", "-out", trusted], check=True, capture_output=True)
+    with open(trusted) as f:
+        assert f.read().startswith("-----BEGIN TRUSTED CERTIFICATE-----\n")
+    old = _pem_as(certs("ca.pem"), tmp_path / "ca-x509.pem", "X509 CERTIFICATE")
+    client = _pem_as(certs("client.pem"), tmp_path / "client-x509.pem", "X509 CERTIFICATE")
+    ec_key = str(tmp_path / "client-ec.key")
+    subprocess.run(["openssl", "ec", "-in", certs("client.key"), "-out", ec_key], check=True,
+                   capture_output=True)
+    with open(ec_key) as f:
+        assert f.read().startswith("-----BEGIN EC PRIVATE KEY-----\n")
+    args = ["--tls-cert", certs("server.pem"), "--tls-key", certs("server.key"),
+            "--tls-client-ca", certs("ca.pem"), "--tls-require-client-cert"]
+    import grpc
+    with open(certs("ca.pem"), "rb") as ca, open(certs("client.key"), "rb") as k, \
+            open(certs("client.pem"), "rb") as c:
+        probe = grpc.ssl_channel_credentials(ca.read(), k.read(), c.read())
+    with RunningServer(args, credentials=probe) as srv:
+        for root, cert, key in [(trusted, certs("client.pem"), certs("client.key")),
+                                (old, client, ec_key)]:
+            cfg = RemoteConfig(srv.address(), root_certificates=root, client_certificate=cert,
+                               client_key=key, timeout=30)
+            with gain_pipeline(cfg) as p:
+                assert p.run_sync(np.float32([0.5]), sample_rate=8000).samples.tolist() == [0.25]
+    from remotemedia.config import _read_pem
+    for label in ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
+        pem = b"-----BEGIN %s-----\nAA==\n-----END %s-----\n" % (label.encode(), label.encode())
+        assert _read_pem(pem, "client_key", "private key") == pem
+    for label in ("TRUSTED CERTIFICATE", "X509 CERTIFICATE"):
+        pem = b"-----BEGIN %s-----\nAA==\n-----END %s-----\n" % (label.encode(), label.encode())
+        assert _read_pem(pem, "root_certificates") == pem
+        with pytest.raises(ValueError, match=r"^client_key: no PEM private key in the bytes "):
+            _read_pem(pem, "client_key", "private key")
+
+
 @pytest.mark.parametrize("field, block", [("root_certificates", "CERTIFICATE"),
                                           ("client_certificate", "CERTIFICATE"),
                                           ("client_key", "PRIVATE KEY")])
