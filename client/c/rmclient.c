@@ -348,16 +348,22 @@ static int retry_service_config(const rm_client_retry_t *r, char **out, rm_clien
                          "retry.disable)");
   for (const char *p = r->codes; !rc && *p;) {
     size_t n = strcspn(p, ",");
+    /* the name without the blanks around it ("UNAVAILABLE, RESOURCE_EXHAUSTED"), as the
+     * check above reads them */
+    const char *word = p + strspn(p, " \t");
+    size_t len = n - (size_t)(word - p);
+    while (len > 0 && (word[len - 1] == ' ' || word[len - 1] == '\t'))
+      len--;
     int found = 0;
     for (int code = 1; code <= 16 && !found; code++) {
       const char *name = rm_client_status_name(code);
-      if (strlen(name) == n && !strncmp(name, p, n))
+      if (strlen(name) == len && !strncmp(name, word, len))
         found = !json_array_append_new(codes, json_string(name)) || (rc = RM_CLIENT_ENOMEM);
     }
     if (!found && !rc)
       rc = rm__client_fail(err, RM_CLIENT_EINVAL,
                            "retry.codes: '%.*s' is not a gRPC status name (UNAVAILABLE, ...)",
-                           (int)n, p);
+                           (int)len, word);
     p += n + (p[n] == ',');
   }
   char initial[32], max[32];

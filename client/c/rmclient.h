@@ -150,8 +150,9 @@ typedef struct rm_client_retry {
   int initial_backoff_ms;    /* 0 = 100 */
   int max_backoff_ms;        /* 0 = 2000; >= initial_backoff_ms */
   double backoff_multiplier; /* 0 = 2.0; > 0 */
-  const char *codes;         /* status names retried, comma-separated; NULL =
-                              * "UNAVAILABLE,RESOURCE_EXHAUSTED"; "" is EINVAL (use disable) */
+  const char *codes;         /* status names retried, comma-separated (blanks around a
+                              * name ignored); NULL = "UNAVAILABLE,RESOURCE_EXHAUSTED"; ""
+                              * is EINVAL (use disable) */
   int per_rpc_buffer_bytes;  /* 0 = 16 MiB */
 } rm_client_retry_t;
 

@@ -943,7 +943,8 @@ static void test_retry_codes_empty_refused(void) {
   rm_client_free(c);
 }
 
-/* A client with a quick retry policy (3 attempts, 10 ms backoff), or none. */
+/* A client with a quick retry policy (3 attempts, 10 ms backoff; UNAVAILABLE and
+ * RESOURCE_EXHAUSTED, listed with blanks), or none. */
 static rm_client_t *retrying_client(const char *target, int disable) {
   rm_client_options_t o = {0};
   o.target = target;
@@ -952,6 +953,7 @@ static rm_client_t *retrying_client(const char *target, int disable) {
   o.retry.max_attempts = 3;
   o.retry.initial_backoff_ms = 10;
   o.retry.max_backoff_ms = 10;
+  o.retry.codes = " UNAVAILABLE , RESOURCE_EXHAUSTED\t"; /* blanks around names are trimmed */
   rm_client_t *c = NULL;
   rm_client_error_t err;
   CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
@@ -1024,6 +1026,21 @@ static void test_retry_options(void) {
   o.retry.codes = "UNAVAILABLE";
   CHECK_INT(rm_client_new(&o, &c, &err), 0);
   rm_client_free(c);
+  /* Regression: blanks around a name were part of it ("' RESOURCE_EXHAUSTED' is not a gRPC
+   * status name"); retrying_client's list has them, and its retries are counted */
+  o.retry.codes = "UNAVAILABLE, RESOURCE_EXHAUSTED";
+  c = NULL;
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL(c);
+  rm_client_free(c);
+  o.retry.codes = "UNAVAILABLE,\tNOPE ";
+  c = NULL;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: 'NOPE' is not a gRPC status name (UNAVAILABLE, ...)");
+  o.retry.codes = "UNAVAILABLE, ,RESOURCE_EXHAUSTED";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: '' is not a gRPC status name (UNAVAILABLE, ...)");
+  CU_ASSERT_PTR_NULL(c);
 }
 
 static int add_suite(const char *name, CU_InitializeFunc init, CU_CleanupFunc cleanup,
