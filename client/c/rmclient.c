@@ -196,13 +196,17 @@ int rm__client_status_error(rm_client_error_t *err, grpc_status_code status, grp
 
 /* ------------------------------------------------------------------ channel */
 
-/* Non-zero when text holds a PEM block of the kind wanted: a certificate ("-----BEGIN
- * CERTIFICATE-----"), or a private key ("-----BEGIN ...PRIVATE KEY-----" on one line). The
- * core takes any text and fails only on the first call (UNAVAILABLE "empty address list"),
- * which reads like a network problem. */
+/* Non-zero when text holds a PEM block of the kind wanted: a certificate under any label
+ * OpenSSL reads one under (the core reads them with PEM_read_bio_X509_AUX: "CERTIFICATE",
+ * "TRUSTED CERTIFICATE" as openssl x509 -trustout writes it, the old "X509 CERTIFICATE"),
+ * or a private key ("-----BEGIN ...PRIVATE KEY-----" on one line). The core takes any text
+ * and fails only on the first call (UNAVAILABLE "empty address list"), which reads like a
+ * network problem. */
 static int has_pem_block(const char *text, int want_key) {
   if (!want_key)
-    return strstr(text, "-----BEGIN CERTIFICATE-----") != NULL;
+    return strstr(text, "-----BEGIN CERTIFICATE-----") != NULL ||
+           strstr(text, "-----BEGIN TRUSTED CERTIFICATE-----") != NULL ||
+           strstr(text, "-----BEGIN X509 CERTIFICATE-----") != NULL;
   for (const char *p = text; (p = strstr(p, "-----BEGIN")) != NULL; p++) {
     const char *key = strstr(p, "PRIVATE KEY-----"), *eol = strchr(p, '\n');
     if (key && (!eol || key < eol))

@@ -167,7 +167,8 @@ typedef struct rm_client_options {
   const char *tls_cert_file; /* mutual TLS: PEM client certificate chain ... */
   const char *tls_key_file;  /* ... and its private key (both or neither). Each must hold
                               * a PEM block of its kind ("-----BEGIN CERTIFICATE-----",
-                              * "-----BEGIN ... PRIVATE KEY-----"), or EINVAL */
+                              * TRUSTED or X509 CERTIFICATE too; "-----BEGIN ... PRIVATE
+                              * KEY-----"), or EINVAL */
   const char *tls_ca_pem;    /* the same three as PEM text; each wins over its _file */
   const char *tls_cert_pem;
   const char *tls_key_pem;
