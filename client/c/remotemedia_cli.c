@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "remotemedia_cli.h"
+#include "rm/error.h"
 #include "rm_version.h"
+#include "rmclient_int.h"
 
 #define DEFAULT_RUN_TIMEOUT_MS 60000
 #define DEFAULT_RPC_TIMEOUT_MS 10000
@@ -202,18 +204,15 @@ static int parse_args(int argc, char **argv, unsigned command, const char *cmd_n
 }
 
 /* 0, or a usage error (one line, after "CMD_NAME: " unless that is NULL) when the value of
- * option `name` cannot travel as gRPC metadata, which carries printable ASCII (0x20-0x7E)
- * only. The library refuses it too; said here, the error names the option. */
+ * option `name` cannot travel as gRPC metadata. The library's own rule and sentence
+ * (rm__client_check_metadata), said here so that the error names the option. */
 static int check_metadata(const char *cmd_name, const char *name, const char *value,
                           cli_error_t *e) {
-  for (const char *p = value; *p; p++) {
-    unsigned char b = (unsigned char)*p;
-    if (b < 0x20 || b > 0x7e)
-      return cli_fail(e, CLI_USAGE,
-                      "%s%s%s: byte 0x%02x at offset %zu is not printable ASCII (gRPC metadata "
-                      "values are 0x20-0x7E)",
-                      cmd_name ? cmd_name : "", cmd_name ? ": " : "", name, b, (size_t)(p - value));
-  }
+  char what[4200];
+  rm_client_error_t ce;
+  snprintf(what, sizeof what, "%s%s%s", cmd_name ? cmd_name : "", cmd_name ? ": " : "", name);
+  if (rm__client_check_metadata(value, what, &ce))
+    return cli_fail(e, CLI_USAGE, "%s", ce.message);
   return 0;
 }
 
@@ -288,7 +287,7 @@ int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e) {
   /* A deadline that passed on this side ends the call without the server's trailers: the
    * kind is still known (the node is not), so the line reads as the in-process one. */
   if (e->status == GRPC_STATUS_DEADLINE_EXCEEDED && !e->kind[0])
-    snprintf(e->kind, sizeof e->kind, "deadline_exceeded");
+    snprintf(e->kind, sizeof e->kind, "%s", rm_strerror(RM_ETIMEDOUT));
   snprintf(e->node_id, sizeof e->node_id, "%s", ce->node_id);
   snprintf(e->field, sizeof e->field, "%s", ce->field);
   snprintf(e->message, sizeof e->message, "%s", ce->message);
