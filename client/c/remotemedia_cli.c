@@ -515,8 +515,8 @@ static int cmd_validate(cli_args_t *a, cli_error_t *e) {
     char *text = json_dumps(doc, JSON_INDENT(2));
     if (!text)
       rc = cli_fail(e, CLI_FAILED, "out of memory");
-    else
-      printf("%s\n", text);
+    else if (!cli_write_stdout(text, strlen(text)))
+      cli_write_stdout("\n", 1);
     free(text);
   }
   json_decref(doc);
@@ -532,12 +532,18 @@ static int write_request(const cli_args_t *a, const uint8_t *bytes, size_t len, 
     return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output, strerror(errno));
   uint8_t frame[5] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
                       (uint8_t)len};
+  if (f == stdout) {
+    if (a->frame)
+      cli_write_stdout(frame, sizeof frame);
+    cli_write_stdout(bytes, len);
+    const char *why = cli_stdout_flush();
+    return why ? cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why) : 0;
+  }
   int bad = a->frame && fwrite(frame, 1, sizeof frame, f) != sizeof frame;
   bad |= fwrite(bytes, 1, len, f) != len;
-  bad |= f == stdout ? fflush(f) != 0 : fclose(f) != 0;
+  bad |= fclose(f) != 0;
   if (bad)
-    return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output ? a->output : "stdout",
-                    strerror(errno));
+    return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output, strerror(errno));
   return 0;
 }
 
@@ -876,17 +882,14 @@ static int cli_command(int argc, char **argv) {
  * descriptor there loses the output, which must not exit 0 (as `request -o FILE` does not).
  * 0, or CLI_USAGE with e filled. */
 static int close_stdout(cli_error_t *e) {
+  const char *why = cli_stdout_flush(); /* the first failed write's reason */
   errno = 0;
-  int bad = fflush(stdout) != 0 || ferror(stdout);
-  int why = errno;
   /* a descriptor closed from the start, with nothing written, is no loss */
-  if (fclose(stdout) != 0 && !bad && errno != EBADF) {
-    bad = 1;
-    why = errno;
-  }
-  if (!bad)
+  if (fclose(stdout) != 0 && !why && errno != EBADF)
+    why = errno ? strerror(errno) : "write error";
+  if (!why)
     return 0;
-  return cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why ? strerror(why) : "write error");
+  return cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why);
 }
 
 int cli_main(int argc, char **argv) {
