@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "remotemedia_cli.h"
+#include "rm/error.h"
 #include "rm_version.h"
+#include "rmclient_int.h"
 
 #define DEFAULT_RUN_TIMEOUT_MS 60000
 #define DEFAULT_RPC_TIMEOUT_MS 10000
@@ -202,18 +204,15 @@ static int parse_args(int argc, char **argv, unsigned command, const char *cmd_n
 }
 
 /* 0, or a usage error (one line, after "CMD_NAME: " unless that is NULL) when the value of
- * option `name` cannot travel as gRPC metadata, which carries printable ASCII (0x20-0x7E)
- * only. The library refuses it too; said here, the error names the option. */
+ * option `name` cannot travel as gRPC metadata. The library's own rule and sentence
+ * (rm__client_check_metadata), said here so that the error names the option. */
 static int check_metadata(const char *cmd_name, const char *name, const char *value,
                           cli_error_t *e) {
-  for (const char *p = value; *p; p++) {
-    unsigned char b = (unsigned char)*p;
-    if (b < 0x20 || b > 0x7e)
-      return cli_fail(e, CLI_USAGE,
-                      "%s%s%s: byte 0x%02x at offset %zu is not printable ASCII (gRPC metadata "
-                      "values are 0x20-0x7E)",
-                      cmd_name ? cmd_name : "", cmd_name ? ": " : "", name, b, (size_t)(p - value));
-  }
+  char what[4200];
+  rm_client_error_t ce;
+  snprintf(what, sizeof what, "%s%s%s", cmd_name ? cmd_name : "", cmd_name ? ": " : "", name);
+  if (rm__client_check_metadata(value, what, &ce))
+    return cli_fail(e, CLI_USAGE, "%s", ce.message);
   return 0;
 }
 
@@ -288,7 +287,7 @@ int cli_from_client_error(const rm_client_error_t *ce, cli_error_t *e) {
   /* A deadline that passed on this side ends the call without the server's trailers: the
    * kind is still known (the node is not), so the line reads as the in-process one. */
   if (e->status == GRPC_STATUS_DEADLINE_EXCEEDED && !e->kind[0])
-    snprintf(e->kind, sizeof e->kind, "deadline_exceeded");
+    snprintf(e->kind, sizeof e->kind, "%s", rm_strerror(RM_ETIMEDOUT));
   snprintf(e->node_id, sizeof e->node_id, "%s", ce->node_id);
   snprintf(e->field, sizeof e->field, "%s", ce->field);
   snprintf(e->message, sizeof e->message, "%s", ce->message);
@@ -516,8 +515,8 @@ static int cmd_validate(cli_args_t *a, cli_error_t *e) {
     char *text = json_dumps(doc, JSON_INDENT(2));
     if (!text)
       rc = cli_fail(e, CLI_FAILED, "out of memory");
-    else
-      printf("%s\n", text);
+    else if (!cli_write_stdout(text, strlen(text)))
+      cli_write_stdout("\n", 1);
     free(text);
   }
   json_decref(doc);
@@ -533,12 +532,18 @@ static int write_request(const cli_args_t *a, const uint8_t *bytes, size_t len, 
     return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output, strerror(errno));
   uint8_t frame[5] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
                       (uint8_t)len};
+  if (f == stdout) {
+    if (a->frame)
+      cli_write_stdout(frame, sizeof frame);
+    cli_write_stdout(bytes, len);
+    const char *why = cli_stdout_flush();
+    return why ? cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why) : 0;
+  }
   int bad = a->frame && fwrite(frame, 1, sizeof frame, f) != sizeof frame;
   bad |= fwrite(bytes, 1, len, f) != len;
-  bad |= f == stdout ? fflush(f) != 0 : fclose(f) != 0;
+  bad |= fclose(f) != 0;
   if (bad)
-    return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output ? a->output : "stdout",
-                    strerror(errno));
+    return cli_fail(e, CLI_USAGE, "cannot write %s: %s", a->output, strerror(errno));
   return 0;
 }
 
@@ -877,17 +882,14 @@ static int cli_command(int argc, char **argv) {
  * descriptor there loses the output, which must not exit 0 (as `request -o FILE` does not).
  * 0, or CLI_USAGE with e filled. */
 static int close_stdout(cli_error_t *e) {
+  const char *why = cli_stdout_flush(); /* the first failed write's reason */
   errno = 0;
-  int bad = fflush(stdout) != 0 || ferror(stdout);
-  int why = errno;
   /* a descriptor closed from the start, with nothing written, is no loss */
-  if (fclose(stdout) != 0 && !bad && errno != EBADF) {
-    bad = 1;
-    why = errno;
-  }
-  if (!bad)
+  if (fclose(stdout) != 0 && !why && errno != EBADF)
+    why = errno ? strerror(errno) : "write error";
+  if (!why)
     return 0;
-  return cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why ? strerror(why) : "write error");
+  return cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why);
 }
 
 int cli_main(int argc, char **argv) {

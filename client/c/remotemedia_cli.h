@@ -58,6 +58,15 @@ void cli_input_destroy(cli_input_t *in);
 /* Whole file as a NUL-terminated malloc string; NULL with e filled (CLI_USAGE). */
 char *cli_read_text(const char *path, size_t *len, cli_error_t *e);
 
+/* Writes len bytes to stdout, where every command's document goes; the errno of the first
+ * write there that fails is kept for cli_stdout_flush (glibc drops its buffer after a failed
+ * write, so a later fflush succeeds and errno no longer says why). 0 or -1. */
+int cli_write_stdout(const void *data, size_t len);
+
+/* Flushes stdout: NULL when everything written to it went out, else why not (the first
+ * failed write's strerror, or "write error" when stdio gave no errno). */
+const char *cli_stdout_flush(void);
+
 /* What a run produced, from either mode. */
 typedef struct cli_run_result {
   const char *pipeline_name;

@@ -27,6 +27,41 @@ int cli_fail(cli_error_t *e, int exit_code, const char *fmt, ...) {
   return exit_code;
 }
 
+/* ------------------------------------------------------------------ stdout */
+
+/* The errno of the first write to stdout that failed, 0 while none has (-1: stdio gave none). */
+static int stdout_errno;
+
+static void stdout_failed(int why) {
+  if (!stdout_errno)
+    stdout_errno = why ? why : -1;
+}
+
+int cli_write_stdout(const void *data, size_t len) {
+  errno = 0;
+  if (fwrite(data, 1, len, stdout) == len)
+    return 0;
+  stdout_failed(errno);
+  return -1;
+}
+
+const char *cli_stdout_flush(void) {
+  errno = 0;
+  if (fflush(stdout) != 0 || ferror(stdout))
+    stdout_failed(errno);
+  if (!stdout_errno)
+    return NULL;
+  return stdout_errno > 0 ? strerror(stdout_errno) : "write error";
+}
+
+/* Writes text and a newline to stdout (see cli_write_stdout). */
+static void put_document(const char *text) {
+  if (!cli_write_stdout(text, strlen(text)))
+    cli_write_stdout("\n", 1);
+}
+
+/* ------------------------------------------------------------------ errors */
+
 void cli_print_error(const cli_error_t *e) {
   if (!e->status) {
     fprintf(stderr, "remotemedia: %s\n", e->message);
@@ -443,14 +478,13 @@ int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with
     if (with_metrics_json && r->metrics)
       json_object_set(doc, "metrics", r->metrics);
     char *text = dumps_shortest(doc, JSON_INDENT(2));
-    if (text) {
-      fputs(text, stdout);
-      fputc('\n', stdout);
-      free(text);
-    }
+    if (text)
+      put_document(text);
+    free(text);
     /* flushed before the metrics table goes to stderr; the document lost is an error */
-    if (fflush(stdout) || ferror(stdout))
-      rc = cli_fail(e, CLI_USAGE, "cannot write stdout: %s", strerror(errno));
+    const char *why = cli_stdout_flush();
+    if (why)
+      rc = cli_fail(e, CLI_USAGE, "cannot write stdout: %s", why);
   }
   json_decref(doc);
   return rc;
@@ -586,7 +620,7 @@ void cli_print_node_types(const Remotemedia__V1__ListNodeTypesResponse *types, i
     }
     char *text = json_dumps(all, JSON_INDENT(2));
     if (text)
-      printf("%s\n", text);
+      put_document(text);
     free(text);
     json_decref(all);
     return;

@@ -196,13 +196,17 @@ int rm__client_status_error(rm_client_error_t *err, grpc_status_code status, grp
 
 /* ------------------------------------------------------------------ channel */
 
-/* Non-zero when text holds a PEM block of the kind wanted: a certificate ("-----BEGIN
- * CERTIFICATE-----"), or a private key ("-----BEGIN ...PRIVATE KEY-----" on one line). The
- * core takes any text and fails only on the first call (UNAVAILABLE "empty address list"),
- * which reads like a network problem. */
+/* Non-zero when text holds a PEM block of the kind wanted: a certificate under any label
+ * OpenSSL reads one under (the core reads them with PEM_read_bio_X509_AUX: "CERTIFICATE",
+ * "TRUSTED CERTIFICATE" as openssl x509 -trustout writes it, the old "X509 CERTIFICATE"),
+ * or a private key ("-----BEGIN ...PRIVATE KEY-----" on one line). The core takes any text
+ * and fails only on the first call (UNAVAILABLE "empty address list"), which reads like a
+ * network problem. */
 static int has_pem_block(const char *text, int want_key) {
   if (!want_key)
-    return strstr(text, "-----BEGIN CERTIFICATE-----") != NULL;
+    return strstr(text, "-----BEGIN CERTIFICATE-----") != NULL ||
+           strstr(text, "-----BEGIN TRUSTED CERTIFICATE-----") != NULL ||
+           strstr(text, "-----BEGIN X509 CERTIFICATE-----") != NULL;
   for (const char *p = text; (p = strstr(p, "-----BEGIN")) != NULL; p++) {
     const char *key = strstr(p, "PRIVATE KEY-----"), *eol = strchr(p, '\n');
     if (key && (!eol || key < eol))
@@ -348,16 +352,22 @@ static int retry_service_config(const rm_client_retry_t *r, char **out, rm_clien
                          "retry.disable)");
   for (const char *p = r->codes; !rc && *p;) {
     size_t n = strcspn(p, ",");
+    /* the name without the blanks around it ("UNAVAILABLE, RESOURCE_EXHAUSTED"), as the
+     * check above reads them */
+    const char *word = p + strspn(p, " \t");
+    size_t len = n - (size_t)(word - p);
+    while (len > 0 && (word[len - 1] == ' ' || word[len - 1] == '\t'))
+      len--;
     int found = 0;
     for (int code = 1; code <= 16 && !found; code++) {
       const char *name = rm_client_status_name(code);
-      if (strlen(name) == n && !strncmp(name, p, n))
+      if (strlen(name) == len && !strncmp(name, word, len))
         found = !json_array_append_new(codes, json_string(name)) || (rc = RM_CLIENT_ENOMEM);
     }
     if (!found && !rc)
       rc = rm__client_fail(err, RM_CLIENT_EINVAL,
                            "retry.codes: '%.*s' is not a gRPC status name (UNAVAILABLE, ...)",
-                           (int)n, p);
+                           (int)len, word);
     p += n + (p[n] == ',');
   }
   char initial[32], max[32];

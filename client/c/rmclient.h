@@ -150,8 +150,9 @@ typedef struct rm_client_retry {
   int initial_backoff_ms;    /* 0 = 100 */
   int max_backoff_ms;        /* 0 = 2000; >= initial_backoff_ms */
   double backoff_multiplier; /* 0 = 2.0; > 0 */
-  const char *codes;         /* status names retried, comma-separated; NULL =
-                              * "UNAVAILABLE,RESOURCE_EXHAUSTED"; "" is EINVAL (use disable) */
+  const char *codes;         /* status names retried, comma-separated (blanks around a
+                              * name ignored); NULL = "UNAVAILABLE,RESOURCE_EXHAUSTED"; ""
+                              * is EINVAL (use disable) */
   int per_rpc_buffer_bytes;  /* 0 = 16 MiB */
 } rm_client_retry_t;
 
@@ -166,7 +167,8 @@ typedef struct rm_client_options {
   const char *tls_cert_file; /* mutual TLS: PEM client certificate chain ... */
   const char *tls_key_file;  /* ... and its private key (both or neither). Each must hold
                               * a PEM block of its kind ("-----BEGIN CERTIFICATE-----",
-                              * "-----BEGIN ... PRIVATE KEY-----"), or EINVAL */
+                              * TRUSTED or X509 CERTIFICATE too; "-----BEGIN ... PRIVATE
+                              * KEY-----"), or EINVAL */
   const char *tls_ca_pem;    /* the same three as PEM text; each wins over its _file */
   const char *tls_cert_pem;
   const char *tls_key_pem;

@@ -524,6 +524,22 @@ def test_cli_stdout_unwritable_exit_2(server, gain_files):
         assert (p.returncode, err) == (2, "remotemedia: cannot write stdout: No space left on device\n"), args
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_cli_stdout_unwritable_large_document_names_the_reason(server):
+    """Regression: a document larger than stdio's buffer (nodes --json, ~30 KB) failed in
+    one write, glibc dropped the buffer, and the final flush succeeded with errno 0, so the
+    line said "cannot write stdout: write error". The first failed write's errno is kept."""
+    bufsiz = max(8192, os.stat("/dev/full").st_blksize)
+    for args in (["nodes", "--json"], ["nodes", "--json", "--server", server.address()]):
+        rc, out, err = cli(*args)
+        assert rc == 0 and len(out) > 2 * bufsiz, (args, len(out), err)
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(wrapper() + [os.environ["RM_CLI_BIN"], *args], stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT_S)
+        err = VALGRIND_LINE.sub("", p.stderr)
+        assert (p.returncode, err) == (2, "remotemedia: cannot write stdout: No space left on device\n"), args
+
+
 def test_cli_help_unknown_command_exit_2():
     """Regression (L4): `help nosuch` printed the general help and exited 0."""
     for args in (["help", "nosuch"], ["nosuch", "--help"]):

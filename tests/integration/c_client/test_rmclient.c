@@ -476,6 +476,30 @@ static void test_pem_file_without_block_refused(void) {
   o.tls_key_file = key;
   CHECK_INT(rm_client_new(&o, &c, &err), 0);
   rm_client_free(c);
+  /* the labels OpenSSL also reads a certificate under, and a key's variants */
+  o.tls_cert_file = o.tls_key_file = o.tls_ca_file = NULL;
+  static const char *const certs[] = {
+      "-----BEGIN TRUSTED CERTIFICATE-----\nMIIB\n-----END TRUSTED CERTIFICATE-----\n",
+      "-----BEGIN X509 CERTIFICATE-----\nMIIB\n-----END X509 CERTIFICATE-----\n"};
+  static const char *const keys[] = {
+      "-----BEGIN PRIVATE KEY-----\nMIG\n-----END PRIVATE KEY-----\n",
+      "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+      "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----\n"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    o.tls_ca_pem = o.tls_cert_pem = certs[i % 2];
+    o.tls_key_pem = keys[i];
+    c = NULL;
+    CHECK_INT(rm_client_new(&o, &c, &err), 0);
+    rm_client_free(c);
+    o.tls_key_pem = certs[i % 2]; /* still not a key */
+    CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+    CHECK_STR(err.message,
+              "tls_key_pem holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)");
+  }
+  o.tls_ca_pem = keys[2];
+  o.tls_cert_pem = o.tls_key_pem = NULL;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "tls_ca_pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
   unlink(not_pem);
   unlink(cert);
   unlink(key);
@@ -765,6 +789,60 @@ static rm_client_t *tls_client(const char *target, const char *ca, int with_cert
   return c;
 }
 
+/* The PEM file path as text (malloc), every "CERTIFICATE-----" label renamed to label
+ * ("TRUSTED CERTIFICATE", "X509 CERTIFICATE"): the same DER under another name. */
+static char *relabelled_pem(const char *path, const char *label) {
+  FILE *f = fopen(path, "r");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  static char in[16384];
+  size_t n = fread(in, 1, sizeof in - 1, f);
+  fclose(f);
+  in[n] = '\0';
+  char *out = malloc(2 * n + 1), *o = out;
+  CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+  for (const char *p = in; *p;) {
+    const char *at = strstr(p, "-----BEGIN CERTIFICATE-----");
+    const char *end = strstr(p, "-----END CERTIFICATE-----");
+    const char *q = at && (!end || at < end) ? at : end;
+    if (!q) {
+      strcpy(o, p);
+      break;
+    }
+    memcpy(o, p, (size_t)(q - p));
+    o += q - p;
+    o += sprintf(o, "-----%s %s-----", q == at ? "BEGIN" : "END", label);
+    p = q + (q == at ? strlen("-----BEGIN CERTIFICATE-----") : strlen("-----END CERTIFICATE-----"));
+  }
+  return out;
+}
+
+/* Regression: the PEM check wanted "-----BEGIN CERTIFICATE-----" and refused the CA as a
+ * "TRUSTED CERTIFICATE" or an "X509 CERTIFICATE", which OpenSSL, and so gRPC, reads: each
+ * label connects. */
+static void test_tls_ca_pem_labels(void) {
+  static const char *const labels[] = {"TRUSTED CERTIFICATE", "X509 CERTIFICATE"};
+  for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+    char *ca = relabelled_pem(cfg.tls_ca, labels[i]);
+    char begin[64];
+    snprintf(begin, sizeof begin, "-----BEGIN %s-----\n", labels[i]);
+    CU_ASSERT_EQUAL(strncmp(ca, begin, strlen(begin)), 0);
+    rm_client_options_t o = {0};
+    o.target = cfg.tls_server;
+    o.tls_ca_pem = ca;
+    o.default_timeout_ms = 20000;
+    rm_client_t *c = NULL;
+    rm_client_error_t err;
+    rm_client_health_t st = RM_CLIENT_HEALTH_UNKNOWN;
+    CHECK_INT(rm_client_new(&o, &c, &err), 0);
+    if (c) {
+      CHECK_INT(rm_client_health_check(c, NULL, 0, &st, &err), 0);
+      CHECK_INT(st, RM_CLIENT_HEALTH_SERVING);
+    }
+    rm_client_free(c);
+    free(ca);
+  }
+}
+
 static void test_tls(void) {
   const float x[] = {0.5f, 0.25f};
   rm_client_result_t *res = NULL;
@@ -804,6 +882,8 @@ static void test_tls(void) {
   CHECK_INT(rm_client_health_check(c, NULL, 5000, &st, &err), RM_CLIENT_ESTATUS);
   CHECK_INT(err.status, 14);
   rm_client_free(c);
+
+  test_tls_ca_pem_labels();
 }
 
 static void test_mtls(void) {
@@ -943,7 +1023,8 @@ static void test_retry_codes_empty_refused(void) {
   rm_client_free(c);
 }
 
-/* A client with a quick retry policy (3 attempts, 10 ms backoff), or none. */
+/* A client with a quick retry policy (3 attempts, 10 ms backoff; UNAVAILABLE and
+ * RESOURCE_EXHAUSTED, listed with blanks), or none. */
 static rm_client_t *retrying_client(const char *target, int disable) {
   rm_client_options_t o = {0};
   o.target = target;
@@ -952,6 +1033,7 @@ static rm_client_t *retrying_client(const char *target, int disable) {
   o.retry.max_attempts = 3;
   o.retry.initial_backoff_ms = 10;
   o.retry.max_backoff_ms = 10;
+  o.retry.codes = " UNAVAILABLE , RESOURCE_EXHAUSTED\t"; /* blanks around names are trimmed */
   rm_client_t *c = NULL;
   rm_client_error_t err;
   CU_ASSERT_EQUAL_FATAL(rm_client_new(&o, &c, &err), 0);
@@ -1024,6 +1106,21 @@ static void test_retry_options(void) {
   o.retry.codes = "UNAVAILABLE";
   CHECK_INT(rm_client_new(&o, &c, &err), 0);
   rm_client_free(c);
+  /* Regression: blanks around a name were part of it ("' RESOURCE_EXHAUSTED' is not a gRPC
+   * status name"); retrying_client's list has them, and its retries are counted */
+  o.retry.codes = "UNAVAILABLE, RESOURCE_EXHAUSTED";
+  c = NULL;
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL(c);
+  rm_client_free(c);
+  o.retry.codes = "UNAVAILABLE,\tNOPE ";
+  c = NULL;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: 'NOPE' is not a gRPC status name (UNAVAILABLE, ...)");
+  o.retry.codes = "UNAVAILABLE, ,RESOURCE_EXHAUSTED";
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: '' is not a gRPC status name (UNAVAILABLE, ...)");
+  CU_ASSERT_PTR_NULL(c);
 }
 
 static int add_suite(const char *name, CU_InitializeFunc init, CU_CleanupFunc cleanup,
