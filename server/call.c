@@ -230,8 +230,13 @@ static void on_close(rm_tag_t *tag, int ok) {
   (void)ok;
   if (c->close_cancelled)
     atomic_store(&c->cancelled, 1);
-  if (c->stream && !atomic_exchange(&c->stats_done, 1)) /* gone without a status */
-    rm_stats_call_handled(c->stats_method, gone_status(c), rm_clock_ns() - c->t_start);
+  if (c->stream && !atomic_exchange(&c->stats_done, 1)) { /* gone without a status */
+    c->code = gone_status(c);
+    c->t_end = rm_clock_ns();
+    rm_stats_call_handled(c->stats_method, c->code, c->t_end - c->t_start);
+    if (!c->method->logs_itself)
+      c->logged_at_end = 1;
+  }
   if (c->stream && c->stream->close_fn)
     c->stream->close_fn(c, c->stream->close_arg);
   call_unref(c);
@@ -317,11 +322,11 @@ static void on_sent(rm_tag_t *tag, int ok) {
     client_gone(c);
   if (c->combined && c->close_cancelled)
     atomic_store(&c->cancelled, 1);
-  /* Streams (health watch, reflection) are not logged per call. A unary call is logged when
-   * it ends, when both its send and its close have completed: only then is it known whether
-   * the client got the answer (the send of an answer the client reset may still succeed;
-   * its close says cancelled). */
-  if (!c->stream)
+  /* A call is logged when it ends, when both its send and its close have completed: only
+   * then is it known whether the client got the answer (the send of an answer the client
+   * reset may still succeed; its close says cancelled). A StreamPipeline session logs
+   * itself. */
+  if (!c->stream || !c->method->logs_itself)
     c->logged_at_end = 1;
   /* the core holds its own references on what it still needs: our hold on a borrowing
    * response must go now, or its slices' holds would keep the call's memory forever */

@@ -59,6 +59,9 @@ typedef struct rm_method {
    * A borrowing reply (rm_call_reply_borrowing) sends a range of the gap as the received
    * slices' own bytes. */
   int gapped;
+  /* Streaming: the handler writes the call's `call` log line itself (a StreamPipeline
+   * session's carries the session's figures); other streams get call.c's at their end. */
+  int logs_itself;
   /* filled by the server */
   void *registered;
 } rm_method_t;

@@ -1148,5 +1148,6 @@ void rm_stream_service_methods(rm_method_t *out) {
                          .kind = RM_RPC_BIDI_STREAM,
                          .needs_auth = 1,
                          .budgeted_reads = 1,
+                         .logs_itself = 1,
                          .handle = stream_pipeline};
 }

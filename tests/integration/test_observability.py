@@ -468,6 +468,31 @@ def test_request_id_on_other_methods_and_worker_logs():
         assert srv.wait_for_event("pipeline_start", 30, lambda e: e.get("request_id") == "dbg-1")
 
 
+def test_health_watch_and_reflection_streams_get_a_call_line():
+    """docs/observability.md: every call gets one `call` line. Watch and reflection streams
+    got none: a Watch the client ends is CANCELLED with client_cancelled, a reflection stream
+    the client half-closes is OK, each with its request id."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
+    with RunningServer() as srv, srv.channel() as ch:
+        watch = health_pb2_grpc.HealthStub(ch).Watch(
+            health_pb2.HealthCheckRequest(service=""), metadata=[("x-request-id", "watch-1")],
+            timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+        refl = r1g.ServerReflectionStub(ch).ServerReflectionInfo(
+            iter([r1.ServerReflectionRequest(list_services="")]),
+            metadata=[("x-request-id", "refl-1")], timeout=30)
+        assert len(list(refl)) == 1
+        w = srv.wait_for_event("call", 30, lambda e: e.get("request_id") == "watch-1")
+        assert (w["method"], w["status"], w["code"], w["client_cancelled"]) == (
+            "/grpc.health.v1.Health/Watch", "CANCELLED", 1, True)
+        r = srv.wait_for_event("call", 30, lambda e: e.get("request_id") == "refl-1")
+        assert (r["method"], r["status"], r["code"]) == (
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "OK", 0)
+        assert r["duration_us"] > 0 and r["peer"].startswith("ipv")
+
+
 # ---- the log ----------------------------------------------------------------------------------
 
 def test_port_conflict_log_is_all_json():
