@@ -418,46 +418,63 @@ static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *
   return 0;
 }
 
-/* Writes one chunk. Integer subtypes get integers rounded by the project's rule (libsndfile
- * would scale floats by 2^15-1 and truncate 24-bit); float and vorbis get floats. */
+/* Frames handed to libsndfile per write. libvorbis extrapolates the stream's start once,
+ * over every frame buffered by then, in a stack array (alloca): one write of millions of
+ * frames overflowed a worker's stack (SIGSEGV from a 200 KB request). Bounded writes also let
+ * a deadline or a cancel stop a long encode between them. */
+#define WRITE_FRAMES 4096
+
+/* Writes frames [0, frames) of in, converted for the subtype, from tmp (room for
+ * WRITE_FRAMES frames) at a time. The number of frames written. */
+static sf_count_t write_converted(encoder_t *e, const rm_buffer_t *in, size_t from, size_t frames,
+                                  void *tmp) {
+  unsigned ch = in->u.audio.channels;
+  size_t n = frames * ch, first = from * ch;
+  const uint8_t *src = (const uint8_t *)in->data + first * (in->size / rm_audio_samples(in));
+  if (e->subtype == SUB_PCM16) {
+    rm_audio_convert(src, in->u.audio.format, tmp, RM_SAMPLE_I16, n);
+    return sf_writef_short(e->sf, tmp, (sf_count_t)frames);
+  }
+  if (e->subtype == SUB_PCM32) {
+    rm_audio_convert(src, in->u.audio.format, tmp, RM_SAMPLE_I32, n);
+  } else { /* 24-bit: round to 2^-23, left-aligned as libsndfile expects */
+    for (size_t i = 0; i < n; i++)
+      ((int32_t *)tmp)[i] = (int32_t)((uint32_t)rm__quantise(rm_audio_get(in, first + i), 8388608.0,
+                                                             -8388608, 8388607)
+                                      << 8);
+  }
+  return sf_writef_int(e->sf, (const int *)tmp, (sf_count_t)frames);
+}
+
+/* Writes one chunk, WRITE_FRAMES at a time. Integer subtypes get integers rounded by the
+ * project's rule (libsndfile would scale floats by 2^15-1 and truncate 24-bit); float and
+ * vorbis get floats. */
 static int encode_write(encoder_t *e, rm_node_ctx_t *ctx, const rm_buffer_t *in) {
-  size_t frames = rm_audio_frames(in), n = rm_audio_samples(in);
+  size_t frames = rm_audio_frames(in);
+  unsigned ch = in->u.audio.channels;
   if (!frames)
     return 0;
-  sf_count_t wrote;
-  if (e->subtype == SUB_FLOAT || e->subtype == SUB_VORBIS) {
-    float *tmp = NULL;
-    const float *s = rm_audio_f32_view(in, &tmp);
-    if (!s)
-      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    wrote = sf_writef_float(e->sf, s, (sf_count_t)frames);
-    rm_free(tmp);
-  } else if (e->subtype == SUB_PCM16) {
-    int16_t *tmp = rm_malloc(n * sizeof *tmp);
-    if (!tmp)
-      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    rm_audio_convert(in->data, in->u.audio.format, tmp, RM_SAMPLE_I16, n);
-    wrote = sf_writef_short(e->sf, tmp, (sf_count_t)frames);
-    rm_free(tmp);
-  } else {
-    int32_t *tmp = rm_malloc(n * sizeof *tmp);
-    if (!tmp)
-      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    if (e->subtype == SUB_PCM32) {
-      rm_audio_convert(in->data, in->u.audio.format, tmp, RM_SAMPLE_I32, n);
-    } else { /* 24-bit: round to 2^-23, left-aligned as libsndfile expects */
-      for (size_t i = 0; i < n; i++)
-        tmp[i] = (int32_t)((uint32_t)rm__quantise(rm_audio_get(in, i), 8388608.0, -8388608, 8388607)
-                           << 8);
-    }
-    wrote = sf_writef_int(e->sf, (const int *)tmp, (sf_count_t)frames);
-    rm_free(tmp);
-  }
-  if (e->m.oom)
+  int floats = e->subtype == SUB_FLOAT || e->subtype == SUB_VORBIS;
+  float *view_tmp = NULL;
+  const float *s = floats ? rm_audio_f32_view(in, &view_tmp) : NULL;
+  void *tmp = floats ? NULL : rm_malloc((size_t)WRITE_FRAMES * ch * sizeof(int32_t));
+  if (floats ? !s : !tmp)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  if (wrote != (sf_count_t)frames)
-    return rm_node_fail(ctx, RM_ENODE, NULL, "libsndfile write failed: %s", sf_strerror(e->sf));
-  return rm_node_check(ctx);
+  int rc = 0;
+  for (size_t at = 0; at < frames && !rc; at += WRITE_FRAMES) {
+    size_t k = frames - at < WRITE_FRAMES ? frames - at : WRITE_FRAMES;
+    sf_count_t wrote = floats ? sf_writef_float(e->sf, s + at * ch, (sf_count_t)k)
+                              : write_converted(e, in, at, k, tmp);
+    if (e->m.oom)
+      rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    else if (wrote != (sf_count_t)k)
+      rc = rm_node_fail(ctx, RM_ENODE, NULL, "libsndfile write failed: %s", sf_strerror(e->sf));
+    else
+      rc = rm_node_check(ctx);
+  }
+  rm_free(view_tmp);
+  rm_free(tmp);
+  return rc;
 }
 
 static int encode_process(void *state, rm_node_ctx_t *ctx) {

@@ -6,7 +6,7 @@ import subprocess
 import grpc
 import pytest
 
-from conftest import assert_serving, audio_request, chain, trailers
+from conftest import assert_serving, audio_request, chain, set_audio, trailers
 from rmtest.server import RunningServer, server_binary
 from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
 
@@ -189,3 +189,23 @@ def test_max_metadata_bytes_is_an_option():
     p = run_server(["--max-metadata-bytes", "100"])
     assert p.returncode == 2
     assert "max-metadata-bytes must be an integer in 1024..16777216, got '100'" in p.stderr.decode()
+
+
+# ---- small requests that crashed the server (session 24's hostile-request hunt) ----------------
+
+def test_ogg_encode_of_many_frames_does_not_overflow_a_stack():
+    """200 KB of 8 kHz audio resampled to 192 kHz (2.4M frames) into an Ogg AudioEncode: one
+    write of every frame made libvorbis extrapolate over all of them in a stack array, and the
+    worker's stack overflowed (SIGSEGV, the server gone). Writes are bounded now."""
+    import numpy as np
+    m = chain(("src", "PassThrough", {}), ("up", "AudioResample", {"rate": 192000, "quality": "quick"}),
+              ("enc", "AudioEncode", {"container": "ogg"}))
+    req = ps.ExecuteRequest(manifest=m)
+    set_audio(req.inputs["src"], (np.sin(np.arange(100000) * 0.05) * 8000).astype(np.int16),
+              rate=8000)
+    with RunningServer() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        out = stub.ExecutePipeline(req, timeout=120).outputs["enc"].items
+        assert len(out) == 1 and out[0].binary.data[:4] == b"OggS"
+        assert out[0].binary.mime_type == "audio/ogg"
+        assert_serving(stub)
