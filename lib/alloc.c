@@ -3,6 +3,7 @@
 #include "rm/alloc.h"
 
 #include <jansson.h>
+#include <setjmp.h>
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -154,7 +155,69 @@ unsigned long rm_alloc_failures(void) { return failures; }
 
 long rm_alloc_live(void) { return live; }
 
-void rm_alloc_install_jansson(void) { json_set_alloc_funcs(rm_malloc, rm_free); }
+/* ---- jansson
+ *
+ * jansson 2.14's lexer ignores a failed growth of its token buffer (lex_save) and then copies
+ * the token up to a closing quote past the end of both buffers: a refused allocation inside a
+ * parse of client text corrupted the heap (a long JSON string under a small budget killed the
+ * server). So a parse through rm_json_loadb never sees an allocation fail: the allocator jumps
+ * out of the parse instead, and frees what the parse had allocated and not yet freed, which it
+ * keeps a list of meanwhile (blocks are plain rm_malloc blocks: json_dumps' text is freed
+ * with rm_free). */
+static _Thread_local jmp_buf *parse_jump; /* set while rm_json_loadb parses */
+static _Thread_local void **parse_made;   /* the parse's live blocks */
+static _Thread_local size_t parse_n, parse_cap;
+
+static _Noreturn void parse_abandon(void) { longjmp(*parse_jump, 1); }
+
+static void *json_alloc(size_t size) {
+  void *p = rm_malloc(size);
+  if (!parse_jump)
+    return p;
+  if (!p)
+    parse_abandon();
+  if (parse_n == parse_cap) {
+    size_t cap = parse_cap ? 2 * parse_cap : 64;
+    void **grown = rm_realloc(parse_made, cap * sizeof *grown);
+    if (!grown) {
+      rm_free(p);
+      parse_abandon();
+    }
+    parse_made = grown, parse_cap = cap;
+  }
+  parse_made[parse_n++] = p;
+  return p;
+}
+
+static void json_release(void *ptr) {
+  if (ptr && parse_jump) /* most frees in a parse are of what it allocated last */
+    for (size_t i = parse_n; i-- > 0;)
+      if (parse_made[i] == ptr) {
+        parse_made[i] = parse_made[--parse_n];
+        break;
+      }
+  rm_free(ptr);
+}
+
+void rm_alloc_install_jansson(void) { json_set_alloc_funcs(json_alloc, json_release); }
+
+json_t *rm_json_loadb(const char *text, size_t len, size_t flags, json_error_t *error) {
+  jmp_buf jump;
+  json_t *volatile root = NULL;
+  parse_n = 0;
+  if (setjmp(jump) == 0) {
+    parse_jump = &jump;
+    root = json_loadb(text, len, flags, error);
+  } else { /* abandoned: what a parse that fails by itself would have freed */
+    for (size_t i = 0; i < parse_n; i++)
+      rm_free(parse_made[i]);
+  }
+  parse_jump = NULL;
+  rm_free(parse_made);
+  parse_made = NULL;
+  parse_n = parse_cap = 0;
+  return root;
+}
 
 /* 64 KiB: below glibc's smallest mmap threshold (128 KiB), so every piece is heap memory. */
 #define WARM_PIECE ((size_t)64 << 10)

@@ -101,7 +101,7 @@ static int parse_params_text(const char *text, const char *node_id, json_t **out
   json_error_t je = {0};
   unsigned long failures = rm_alloc_failures();
   /* any JSON value parses, so "5" is reported as not an object rather than as bad JSON */
-  json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+  json_t *v = rm_json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!v) {
     /* jansson reports a failed allocation as a syntax error: the failure count tells */
     if (rm_alloc_failures() != failures || json_error_code(&je) == json_error_out_of_memory)
@@ -178,7 +178,7 @@ static int from_loaded(json_t *root, const json_error_t *je, unsigned long failu
 int rm_manifest_from_json_text(const char *text, size_t len, rm_manifest_t **out, rm_error_t *err) {
   json_error_t je = {0};
   unsigned long failures = rm_alloc_failures();
-  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  json_t *root = rm_json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
   return from_loaded(root, &je, failures, out, err);
 }
 

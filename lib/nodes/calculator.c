@@ -75,7 +75,7 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   json_error_t je = {0}; /* jansson may leave it unwritten when an allocation fails */
   unsigned long failures = rm_alloc_failures();
-  json_t *req = json_loadb((const char *)in->data, in->size, JSON_REJECT_DUPLICATES, &je);
+  json_t *req = rm_json_loadb((const char *)in->data, in->size, JSON_REJECT_DUPLICATES, &je);
   if (!req) {
     /* jansson reports a failed allocation as a syntax error: ask the allocator */
     if (rm_alloc_failures() != failures || json_error_code(&je) == json_error_out_of_memory)

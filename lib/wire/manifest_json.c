@@ -142,7 +142,7 @@ int rm_wire_manifest_proto_from_text(const char *text, size_t len, manifest_t **
                                      rm_error_t *err) {
   json_error_t je = {0};
   unsigned long failures = rm_alloc_failures();
-  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  json_t *root = rm_json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
   if (!root)
     return rm_manifest_json_parse_error(&je, failures, err);
   int rc = from_json(root, out, err);

@@ -209,3 +209,24 @@ def test_ogg_encode_of_many_frames_does_not_overflow_a_stack():
         assert len(out) == 1 and out[0].binary.data[:4] == b"OggS"
         assert out[0].binary.mime_type == "audio/ogg"
         assert_serving(stub)
+
+
+def test_json_parse_refused_by_the_budget_is_resource_exhausted():
+    """A 700 KB Calculator input (one long JSON string) under limits.max_memory_bytes of 1 MB:
+    the budget refused a growth of jansson's token buffer, which jansson 2.14 ignores and then
+    copies past the buffer: the heap was corrupted and the server died (SIGSEGV). The parse is
+    abandoned at the refusal now."""
+    with RunningServer() as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        for where in ("value", "key"):
+            req = ps.ExecuteRequest(manifest=chain(("src", "Calculator", None)))
+            long = "a" * 700000
+            req.inputs["src"].json.json = ('{"operation":"%s","operands":[1]}' % long if where == "value"
+                                           else '{"operation":"add","operands":[1],"%s":1}' % long)
+            req.limits.max_memory_bytes = 1000000
+            with pytest.raises(grpc.RpcError) as e:
+                stub.ExecutePipeline(req, timeout=60)
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, where
+            t = trailers(e.value)
+            assert (t["rm-failing-node"], t["rm-field"]) == ("src", "max_memory_bytes"), where
+        assert_serving(stub)

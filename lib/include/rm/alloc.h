@@ -7,6 +7,7 @@
 #ifndef RM_ALLOC_H
 #define RM_ALLOC_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -37,9 +38,16 @@ unsigned long rm_alloc_failures(void);
  * piece of single-threaded code, a change is what that code leaked (tests use it). */
 long rm_alloc_live(void);
 
-/* Installs rm_malloc/rm_free as jansson's allocator so JSON parsing shares the policy and
- * the fault injection. Call once at start-up, before any other thread uses jansson. */
+/* Installs the wrappers as jansson's allocator so JSON parsing shares the policy and the
+ * fault injection. Call once at start-up, before any other thread uses jansson. */
 void rm_alloc_install_jansson(void);
+
+/* json_loadb for text a client sent: when an allocation fails (the budget refused it, or an
+ * injected failure), the parse is abandoned at once and everything it allocated is freed;
+ * NULL then, with rm_alloc_failures() raised (error may be partly written). jansson 2.14
+ * itself would go on after a failed growth of its token buffer and overrun it. Any thread;
+ * needs rm_alloc_install_jansson (without it, plain json_loadb). */
+json_t *rm_json_loadb(const char *text, size_t len, size_t flags, json_error_t *error);
 
 /* Pre-faults `bytes` (rounded up to 64 KiB) of the calling thread's malloc heap: takes them
  * from malloc in 64 KiB pieces (below any mmap threshold, so they come from the heap this
