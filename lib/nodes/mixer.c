@@ -87,6 +87,14 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   }
   size_t total = frames * a0->channels;
   for (size_t i = 0; i < n; i++) {
+    /* thousands of connections times millions of samples: the deadline and a cancel are
+     * honoured between inputs (each is one pass over its samples) */
+    int rc = rm_node_check(ctx);
+    if (rc) {
+      rm_buffer_unref(out);
+      rm_free(acc);
+      return rc;
+    }
     const rm_buffer_t *b = rm_node_input(ctx, i);
     double g = m->n_gains ? m->gains[i] : 1.0;
     size_t cnt = rm_audio_samples(b) < total ? rm_audio_samples(b) : total;
