@@ -211,7 +211,7 @@ static int step_decisions(vad_t *v, rm_node_ctx_t *ctx, size_t n) {
 static int run_frames(vad_t *v, rm_node_ctx_t *ctx) {
   size_t fbytes = v->frame * sizeof(float), off = 0;
   int rc = 0;
-  while (!rc && v->pending.len - off >= fbytes) {
+  for (size_t k = 1; !rc && v->pending.len - off >= fbytes; k++) {
     const float *x = (const float *)(v->pending.data + off);
     if (v->stat) {
       rc = step_decisions(v, ctx, rm__vad_stat_push(v->stat, x, v->dec));
@@ -220,6 +220,8 @@ static int run_frames(vad_t *v, rm_node_ctx_t *ctx) {
       v->done += v->frame;
     }
     off += fbytes;
+    if (!rc && k % 64 == 0) /* a few ms of work: the deadline and a cancel stop a long input */
+      rc = rm_node_check(ctx);
   }
   rm__media_vec_consume(&v->pending, off);
   return rc;

@@ -3,6 +3,7 @@
  * own VAD, which the node's detector must beat; chunked streams, speech-only audio, errors. */
 #include <speex/speex_preprocess.h>
 
+#include "rm/clock.h"
 #include "test_media_support.h"
 
 static const double truth[][2] = {{300, 1100}, {1600, 2300}, {2900, 3500}, {4200, 5400}};
@@ -247,12 +248,34 @@ static void test_params_inputs_registry(void) {
   media_expect_rate_refused("VAD");
 }
 
+/* A long input stops at the deadline inside the node: the VAD never checked it, so a run whose
+ * last node was a VAD went minutes past the deadline and succeeded. 20 minutes of 16 kHz audio
+ * take the VAD far longer than the 1 ms allowed. */
+static void test_long_input_honours_the_deadline(void) {
+  rm_pipeline_t *p = media_node("VAD", "{}");
+  rm_buffer_t *in = media_f32(16000, 1, (size_t)16000 * 1200);
+  unsigned long long seed = 7;
+  for (size_t i = 0; i < rm_audio_samples(in); i++)
+    media_fdata(in)[i] = (float)(0.1 * media_noise(&seed));
+  rm_input_t input = {"n", in};
+  rm_run_opts_t opts = {.end_of_stream = 1, .deadline_ns = rm_clock_ns() + 1000000ull};
+  rm_result_t *r = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_pipeline_run(p, &input, 1, &opts, &r, &err), RM_ETIMEDOUT);
+  RM_ASSERT_STR(err.node_id, "n");
+  RM_ASSERT_INT(r->nodes[0].state, RM_NODE_FAILED);
+  rm_result_free(r);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_params_inputs_registry),
                                          RM_TEST(test_accuracy_95pct_edges_30ms),
                                          RM_TEST(test_stream_and_speech_audio),
                                          RM_TEST(test_silence_and_blips),
                                          RM_TEST(test_streams_after_streams_decide_as_fresh),
+                                         RM_TEST(test_long_input_honours_the_deadline),
                                          {NULL, NULL}};
   rm_test_suite("media_vad", cases);
   return rm_test_run();
