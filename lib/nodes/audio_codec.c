@@ -219,6 +219,39 @@ static const char *ogg_check(const uint8_t *d, size_t len) {
   return eos ? NULL : "truncated Ogg stream: the last page does not end the stream";
 }
 
+/* The containers AudioDecode reads: WAV (RIFF, RIFX, RF64 with WAVE), FLAC and Ogg. libsndfile
+ * would parse many more (AIFF, AU, CAF, MP3 through mpg123, ...): parsers for client bytes
+ * nobody asked for, and library memory outside the prediction. Decided by the first bytes,
+ * before libsndfile sees them, and by the format libsndfile then reports. */
+static int known_container(const uint8_t *b, size_t n) {
+  if (n >= 12 && (!memcmp(b, "RIFF", 4) || !memcmp(b, "RIFX", 4) || !memcmp(b, "RF64", 4)))
+    return !memcmp(b + 8, "WAVE", 4);
+  return n >= 4 && (!memcmp(b, "fLaC", 4) || !memcmp(b, "OggS", 4));
+}
+
+static int known_format(int format) {
+  switch (format & SF_FORMAT_TYPEMASK) {
+  case SF_FORMAT_WAV:
+  case SF_FORMAT_WAVEX:
+  case SF_FORMAT_RF64:
+  case SF_FORMAT_FLAC:
+  case SF_FORMAT_OGG: return 1;
+  default: return 0;
+  }
+}
+
+static int not_a_container(rm_node_ctx_t *ctx, const rm_buffer_t *in) {
+  char start[4 * 4 + 1] = "";
+  const uint8_t *b = in->data;
+  for (size_t i = 0, at = 0; i < 4 && i < in->size; i++)
+    at += (size_t)snprintf(start + at, sizeof start - at,
+                           b[i] >= 0x20 && b[i] < 0x7f ? "%c" : "\\x%02x", b[i]);
+  return rm_node_fail(ctx, RM_EINPUT, "in",
+                      "not a WAV, FLAC or Ogg file (%zu bytes starting '%s'): AudioDecode reads "
+                      "those containers only",
+                      in->size, start);
+}
+
 static int decode_process(void *state, rm_node_ctx_t *ctx) {
   const decoder_t *d = state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
@@ -227,6 +260,8 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
   memset(&info, 0, sizeof info);
   if (!in->size)
     return rm_node_fail(ctx, RM_EINPUT, "in", "the input is empty, not an audio file");
+  if (!known_container(in->data, in->size))
+    return not_a_container(ctx, in);
   const char *bad =
       in->size >= 4 && memcmp(in->data, "OggS", 4) == 0 ? ogg_check(in->data, in->size) : NULL;
   if (bad)
@@ -241,6 +276,11 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
     return rm_node_fail(ctx, RM_EINPUT, "in", "not a decodable audio file (%zu bytes): %s",
                         in->size, sf_strerror(NULL));
   int rc = 0;
+  if (!known_format(info.format)) { /* the right magic, another format inside */
+    sf_close(sf);
+    rm__media_release(&lib);
+    return not_a_container(ctx, in);
+  }
   if (info.samplerate < 1 || info.samplerate > 768000 || info.channels < 1 || info.channels > 64) {
     rc = rm_node_fail(ctx, RM_EINPUT, "in", "unsupported stream: %d Hz, %d channels",
                       info.samplerate, info.channels);

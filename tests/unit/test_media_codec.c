@@ -364,6 +364,41 @@ static void test_params_and_registry(void) {
 }
 
 /* A file longer than max_seconds is a limit error, not a huge allocation. */
+/* AIFF, AU, MP3 and a RIFF that is not WAVE are refused before libsndfile parses them: the
+ * node reads WAV, FLAC and Ogg only, as documented (libsndfile took AIFF, AU and MP3 frames
+ * through mpg123 too). */
+static void test_decode_refuses_other_containers(void) {
+  static const struct {
+    const char *bytes;
+    size_t len;
+    const char *start;
+  } cases[] = {
+      {"FORM\0\0\0\x2e"
+       "AIFFCOMM",
+       16, "FORM"},
+      {".snd\0\0\0\x18\0\0\0\0", 12, ".snd"},
+      {"\xff\xfb\x90\x64\0\0\0\0", 8, "\\xff\\xfb\\x90d"},
+      {"RIFF\x24\0\0\0"
+       "AVI LIST",
+       16, "RIFF"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    rm_buffer_t *a = NULL;
+    rm_error_t err;
+    RM_ASSERT_INT(decode(cases[i].bytes, cases[i].len, "{}", &a, &err), RM_EINPUT);
+    CU_ASSERT_PTR_NULL(a);
+    RM_ASSERT_STR(err.field, "in");
+    char want[160];
+    snprintf(want, sizeof want,
+             "not a WAV, FLAC or Ogg file (%zu bytes starting '%s'): AudioDecode reads those "
+             "containers only",
+             cases[i].len, cases[i].start);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, want));
+    if (!strstr(err.message, want))
+      fprintf(stderr, "\n  case %zu: %s\n", i, err.message);
+  }
+}
+
 static void test_decode_limit(void) {
   size_t len;
   unsigned char *bytes = media_load_fixture("sine_1k_48k_mono.wav", &len);
@@ -388,6 +423,7 @@ int main(void) {
                                          RM_TEST(test_encode_decode_round_trip),
                                          RM_TEST(test_encode_i16_bit_exact),
                                          RM_TEST(test_decode_limit),
+                                         RM_TEST(test_decode_refuses_other_containers),
                                          {NULL, NULL}};
   rm_test_suite("media_codec", cases);
   return rm_test_run();
