@@ -193,7 +193,9 @@ static void json_release(void *ptr) {
   if (ptr && parse_jump) /* most frees in a parse are of what it allocated last */
     for (size_t i = parse_n; i-- > 0;)
       if (parse_made[i] == ptr) {
-        parse_made[i] = parse_made[--parse_n];
+        parse_made[i] = NULL; /* the list keeps its order: the next free is near its end too */
+        while (parse_n && !parse_made[parse_n - 1])
+          parse_n--;
         break;
       }
   rm_free(ptr);
