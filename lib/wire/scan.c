@@ -4,59 +4,6 @@
 #include "rm/wire_proto.h"
 #include "wire_int.h"
 
-/* Reads a base-128 varint of at most max_bytes at msg[*at]; 0, or -1 when truncated or
- * longer. */
-static int read_varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out,
-                       unsigned max_bytes) {
-  uint64_t v = 0;
-  for (unsigned shift = 0; shift < 7 * max_bytes; shift += 7) {
-    if (*at >= len)
-      return -1;
-    uint8_t byte = msg[(*at)++];
-    v |= (uint64_t)(byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      *out = v;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-/* rm__wire_next_field over a message that ends at `end` of which msg holds the first `have`
- * bytes: the tag and length are read within them, the value may run past them up to end. */
-static int next_field(const uint8_t *msg, size_t have, size_t end, size_t *at, uint32_t *tag,
-                      size_t *value_at, size_t *value_len) {
-  uint64_t t, n = 0, ignored;
-  size_t len = have < end ? have : end;
-  if (read_varint(msg, len, at, &t, 5) || t > UINT32_MAX || (t >> 3) == 0)
-    return -1;
-  switch (t & 7) {
-  case RM_WIRE_VARINT:
-    if (read_varint(msg, len, at, &ignored, 10))
-      return -1;
-    break;
-  case RM_WIRE_FIXED64: n = 8; break;
-  case RM_WIRE_FIXED32: n = 4; break;
-  case RM_WIRE_DELIMITED:
-    if (read_varint(msg, len, at, &n, 5) || n > INT32_MAX)
-      return -1;
-    break;
-  default: return -1; /* groups (deprecated) and invalid types */
-  }
-  if (*at > end || n > end - *at)
-    return -1;
-  *tag = (uint32_t)t;
-  *value_at = *at;
-  *value_len = (size_t)n;
-  *at += (size_t)n;
-  return 0;
-}
-
-int rm__wire_next_field(const uint8_t *msg, size_t len, size_t *at, uint32_t *tag, size_t *value_at,
-                        size_t *value_len) {
-  return next_field(msg, len, len, at, tag, value_at, value_len);
-}
-
 /* first_payload over the fields at..end of a message desc describes, depth levels down, into
  * sub-messages while depth < max_depth; with views_only, repeated bytes fields do not count
  * (rm_wire_views_skeleton leaves them alone). The offset (and *value_len) or -1. */
@@ -66,7 +13,7 @@ static long first_payload_in(const ProtobufCMessageDescriptor *desc, const uint8
   while (at < end && at < have) {
     uint32_t tag;
     size_t value_at, n;
-    if (next_field(msg, have, end, &at, &tag, &value_at, &n))
+    if (rm__wire_next_field_in(msg, have, end, &at, &tag, &value_at, &n))
       return -1;
     if ((tag & 7) != RM_WIRE_DELIMITED)
       continue;

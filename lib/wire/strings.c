@@ -139,31 +139,12 @@ static size_t first_bad_utf8(const uint8_t *s, size_t n) {
   return i;
 }
 
-/* A varint at msg[*at]: 0, or -1 when it runs past len or over 10 bytes. */
-static inline int varint(const uint8_t *msg, size_t len, size_t *at, uint64_t *out) {
-  if (*at < len && msg[*at] < 0x80) { /* most tags and lengths */
-    *out = msg[(*at)++];
-    return 0;
-  }
-  uint64_t v = 0;
-  for (unsigned shift = 0; shift < 70 && *at < len; shift += 7) {
-    uint8_t byte = msg[(*at)++];
-    v |= (uint64_t)(byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      *out = v;
-      return 0;
-    }
-  }
-  return -1;
-}
-
 /* The field a string or message field of d numbered `number` is, or NULL for any other. */
 static const ProtobufCFieldDescriptor *field_to_check(const ProtobufCMessageDescriptor *d,
-                                                      const plan_t *plan, uint64_t number) {
+                                                      const plan_t *plan, uint32_t number) {
   if (plan && number < PLAN_NUMBERS)
     return plan->action[number] == A_SKIP ? NULL : plan->field[number];
-  const ProtobufCFieldDescriptor *f =
-      number <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)number) : NULL;
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, number);
   return f && action_of(f) != A_SKIP ? f : NULL;
 }
 
@@ -176,47 +157,38 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *msg, size_t
   const plan_t *plan = plan_of(d);
   size_t at = 0;
   while (at < len) {
-    uint64_t tag, n;
+    uint32_t tag;
+    size_t value, n;
     /* protobuf-c unpacked these bytes, so they are well-formed; what is not ends the walk */
-    if (varint(msg, len, &at, &tag))
+    if (rm__wire_next_field(msg, len, &at, &tag, &value, &n))
       return 0;
-    switch (tag & 7) {
-    case RM_WIRE_VARINT:
-      if (varint(msg, len, &at, &n))
-        return 0;
+    if ((tag & 7) != RM_WIRE_DELIMITED)
       continue;
-    case RM_WIRE_FIXED64: at += 8; continue;
-    case RM_WIRE_FIXED32: at += 4; continue;
-    case RM_WIRE_DELIMITED:
-      if (varint(msg, len, &at, &n) || n > len - at)
-        return 0;
-      break;
-    default: return 0;
-    }
-    const uint8_t *s = msg + at;
-    at += (size_t)n;
+    const uint8_t *s = msg + value;
     const ProtobufCFieldDescriptor *f = field_to_check(d, plan, tag >> 3);
     if (!f)
       continue;
     if (depth < PATH_MAX_FIELDS)
       w->path[depth] = f->name;
     if (f->type == PROTOBUF_C_TYPE_STRING) {
-      const uint8_t *nul = memchr(s, 0, (size_t)n);
+      const uint8_t *nul = memchr(s, 0, n);
       if (nul)
         return refuse(w, depth, "holds a NUL byte", (size_t)(nul - s));
-      if (!rm_utf8_valid(s, (size_t)n))
-        return refuse(w, depth, "is not valid UTF-8", first_bad_utf8(s, (size_t)n));
+      if (!rm_utf8_valid(s, n))
+        return refuse(w, depth, "is not valid UTF-8", first_bad_utf8(s, n));
       if (f->id == 1 && d == &remotemedia__v1__execute_request__inputs_entry__descriptor)
-        owned(w, OF_INPUT, s, (size_t)n, depth + 1); /* below: value.<field> */
+        owned(w, OF_INPUT, s, n, depth + 1); /* below: value.<field> */
       else if (f->id == 1 && d == &remotemedia__v1__node_manifest__descriptor)
-        owned(w, OF_NODE, s, (size_t)n, depth);
+        owned(w, OF_NODE, s, n, depth);
     } else if (depth < CHECK_MAX_DEPTH) { /* a message that may hold strings */
-      walk_t outer = *w;                  /* its owner, if any, is the sub-message's alone */
-      int rc = check(f->descriptor, s, (size_t)n, depth + 1, w);
+      owner_t owner = w->owner;           /* an owner found inside is the sub-message's alone */
+      const uint8_t *node = w->node;
+      size_t node_len = w->node_len;
+      unsigned rel = w->rel;
+      int rc = check(f->descriptor, s, n, depth + 1, w);
       if (rc)
         return rc;
-      w->owner = outer.owner, w->node = outer.node, w->node_len = outer.node_len;
-      w->rel = outer.rel;
+      owned(w, owner, node, node_len, rel);
     }
   }
   return 0;
