@@ -470,7 +470,8 @@ static sf_count_t write_converted(encoder_t *e, const rm_buffer_t *in, size_t fr
                                   void *tmp) {
   unsigned ch = in->u.audio.channels;
   size_t n = frames * ch, first = from * ch;
-  const uint8_t *src = (const uint8_t *)in->data + first * (in->size / rm_audio_samples(in));
+  const uint8_t *src =
+      (const uint8_t *)in->data + first * rm_sample_format_size(in->u.audio.format);
   if (e->subtype == SUB_PCM16) {
     rm_audio_convert(src, in->u.audio.format, tmp, RM_SAMPLE_I16, n);
     return sf_writef_short(e->sf, tmp, (sf_count_t)frames);

@@ -5,40 +5,7 @@
 #include "remotemedia/v1/pipeline_service.pb-c.h"
 #include "rm/wire.h"
 #include "test_support.h"
-
-#define DESC (&remotemedia__v1__execute_request__descriptor)
-
-/* An ExecuteRequest: pipeline "views" with node "a" (PassThrough), a binary input for "b"
- * with mime type "x/y", packed into a new block; its length in *len. */
-static uint8_t *pack_request(size_t *len) {
-  Remotemedia__V1__NodeManifest node = REMOTEMEDIA__V1__NODE_MANIFEST__INIT, *nodes[] = {&node};
-  Remotemedia__V1__PipelineManifest m = REMOTEMEDIA__V1__PIPELINE_MANIFEST__INIT;
-  node.id = "a";
-  node.node_type = "PassThrough";
-  m.name = "views";
-  m.nodes = nodes;
-  m.n_nodes = 1;
-  static uint8_t data[40];
-  Remotemedia__V1__BinaryBuffer bin = REMOTEMEDIA__V1__BINARY_BUFFER__INIT;
-  bin.data = (ProtobufCBinaryData){sizeof data, data};
-  bin.mime_type = "x/y";
-  Remotemedia__V1__DataBuffer d = REMOTEMEDIA__V1__DATA_BUFFER__INIT;
-  d.kind_case = REMOTEMEDIA__V1__DATA_BUFFER__KIND_BINARY;
-  d.binary = &bin;
-  Remotemedia__V1__ExecuteRequest__InputsEntry e, *ep[] = {&e};
-  remotemedia__v1__execute_request__inputs_entry__init(&e);
-  e.key = "b";
-  e.value = &d;
-  Remotemedia__V1__ExecuteRequest req = REMOTEMEDIA__V1__EXECUTE_REQUEST__INIT;
-  req.manifest = &m;
-  req.inputs = ep;
-  req.n_inputs = 1;
-  *len = remotemedia__v1__execute_request__get_packed_size(&req);
-  uint8_t *buf = malloc(*len);
-  CU_ASSERT_FATAL(buf != NULL);
-  remotemedia__v1__execute_request__pack(&req, buf);
-  return buf;
-}
+#include "test_wire_request.h"
 
 /* The first occurrence of the n bytes of what in buf[0..len). */
 static uint8_t *find_bytes(uint8_t *buf, size_t len, const char *what, size_t n) {
