@@ -25,7 +25,7 @@ import numpy as np
 from . import _proto
 from .client import Client, client_for
 from .config import RemoteConfig
-from .data import AudioBuffer, convert, from_proto, unused_rate
+from .data import AudioBuffer, from_proto
 from .errors import RemoteMediaError
 from .nodes import Node
 from .schema import NodeTypeSchema
@@ -421,18 +421,10 @@ class Pipeline:
         """Converts the inputs into req. One sample_rate= serves every input that takes a
         rate (bare arrays, lists of numbers); it must serve at least one, or it would be
         dropped silently (ValueError)."""
-        used = False
+        rate = StreamRate(sample_rate)
         for nid, value in given.items():
-            buf, took = convert(value, sample_rate)
-            req.inputs[nid].CopyFrom(buf)
-            used = used or took
-        if sample_rate is None or used:
-            return
-        if len(given) == 1:
-            nid, value = next(iter(given.items()))
-            raise ValueError(unused_rate(sample_rate, value, req.inputs[nid]))
-        raise ValueError("sample_rate=%r was given, but none of the inputs (%s) is audio that "
-                         "takes it" % (sample_rate, ", ".join(given)))
+            req.inputs[nid].CopyFrom(rate.convert(value))
+        rate.check("the inputs (%s)" % ", ".join(given))
 
     def _finish(self, response: Any) -> ExecuteResult:
         result = ExecuteResult(response)

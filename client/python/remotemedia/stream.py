@@ -131,8 +131,8 @@ def data_request(value: Any, sample_rate: Optional[int], node_id: str, sequence:
 
 
 class StreamRate:
-    """stream()'s sample_rate=, under run(inputs=...)'s rule across the stream: it serves
-    every chunk that takes a rate (bare arrays, lists of numbers), chunks that take none
+    """One sample_rate= for several values (run(inputs=...)'s inputs, stream()'s chunks): it
+    serves every value that takes a rate (bare arrays, lists of numbers), values that take none
     (JSON, text, binary, a Tensor) pass, and it must serve at least one. A chunk whose own
     rate contradicts it raises at that chunk; a rate no chunk took raises from check(), when
     the chunks have ended (before CLOSE: the session is cancelled)."""
@@ -153,14 +153,15 @@ class StreamRate:
         self.used = self.used or took
         return buf
 
-    def check(self) -> None:
-        """ValueError when a rate was given and none of the chunks sent took it."""
+    def check(self, which: Optional[str] = None) -> None:
+        """ValueError when a rate was given and none of the chunks sent took it; `which` names
+        them in the message (default: "the stream's N chunks")."""
         if self.sample_rate is None or self.used or self.chunks == 0:
             return
         if self.chunks == 1:
             raise ValueError(self.first)
-        raise ValueError("sample_rate=%r was given, but none of the stream's %d chunks is audio "
-                         "that takes it" % (self.sample_rate, self.chunks))
+        raise ValueError("sample_rate=%r was given, but none of %s is audio that takes it"
+                         % (self.sample_rate, which or "the stream's %d chunks" % self.chunks))
 
 
 def control_request(close: bool) -> Any:
