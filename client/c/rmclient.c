@@ -365,9 +365,12 @@ static int retry_service_config(const rm_client_retry_t *r, char **out, rm_clien
         found = !json_array_append_new(codes, json_string(name)) || (rc = RM_CLIENT_ENOMEM);
     }
     if (!found && !rc)
-      rc = rm__client_fail(err, RM_CLIENT_EINVAL,
-                           "retry.codes: '%.*s' is not a gRPC status name (UNAVAILABLE, ...)",
-                           (int)len, word);
+      rc = len == 2 && !strncmp(word, "OK", 2)
+               ? rm__client_fail(err, RM_CLIENT_EINVAL,
+                                 "retry.codes: OK is success, not a status to retry")
+               : rm__client_fail(err, RM_CLIENT_EINVAL,
+                                 "retry.codes: '%.*s' is not a gRPC status name (UNAVAILABLE, ...)",
+                                 (int)len, word);
     p += n + (p[n] == ',');
   }
   char initial[32], max[32];

@@ -1017,6 +1017,10 @@ static void test_retry_codes_empty_refused(void) {
   CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
   CHECK_STR(err.message, "retry.codes: 'unavailable' is not a gRPC status name (UNAVAILABLE, ...)");
   CU_ASSERT_PTR_NULL(c);
+  o.retry.codes = "UNAVAILABLE, OK"; /* a name, but not one gRPC can retry */
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "retry.codes: OK is success, not a status to retry");
+  CU_ASSERT_PTR_NULL(c);
   o.retry.codes = ""; /* nothing is retried anyway */
   o.retry.disable = 1;
   CHECK_INT(rm_client_new(&o, &c, &err), 0);
