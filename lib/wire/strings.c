@@ -152,9 +152,24 @@ static void owned(walk_t *w, owner_t owner, const uint8_t *id, size_t len, unsig
   w->owner = owner, w->node = id, w->node_len = len, w->rel = rel;
 }
 
+/* An inputs entry's key or a node's id (field 1) owns the strings of its message. Serializers
+ * write it first, but protobuf allows any order (the last one counts, as protobuf-c keeps it),
+ * so it is found before the walk: a value written before its key is still named by it. */
+static void own_by_id(const uint8_t *msg, size_t len, owner_t owner, unsigned rel, walk_t *w) {
+  size_t at = 0, value, n;
+  uint32_t tag;
+  while (at < len && !rm__wire_next_field(msg, len, &at, &tag, &value, &n))
+    if (tag == (1u << 3 | RM_WIRE_DELIMITED))
+      owned(w, owner, msg + value, n, rel);
+}
+
 static int check(const ProtobufCMessageDescriptor *d, const uint8_t *msg, size_t len,
                  unsigned depth, walk_t *w) {
   const plan_t *plan = plan_of(d);
+  if (d == &remotemedia__v1__execute_request__inputs_entry__descriptor)
+    own_by_id(msg, len, OF_INPUT, depth + 1, w); /* below: value.<field> */
+  else if (d == &remotemedia__v1__node_manifest__descriptor)
+    own_by_id(msg, len, OF_NODE, depth, w);
   size_t at = 0;
   while (at < len) {
     uint32_t tag;
@@ -176,10 +191,6 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *msg, size_t
         return refuse(w, depth, "holds a NUL byte", (size_t)(nul - s));
       if (!rm_utf8_valid(s, n))
         return refuse(w, depth, "is not valid UTF-8", first_bad_utf8(s, n));
-      if (f->id == 1 && d == &remotemedia__v1__execute_request__inputs_entry__descriptor)
-        owned(w, OF_INPUT, s, n, depth + 1); /* below: value.<field> */
-      else if (f->id == 1 && d == &remotemedia__v1__node_manifest__descriptor)
-        owned(w, OF_NODE, s, n, depth);
     } else if (depth < CHECK_MAX_DEPTH) { /* a message that may hold strings */
       owner_t owner = w->owner;           /* an owner found inside is the sub-message's alone */
       const uint8_t *node = w->node;

@@ -60,9 +60,40 @@ static void test_strings_with_nul_or_bad_utf8_are_named(void) {
   free(buf);
 }
 
+/* protobuf allows a map entry's value before its key, and a node's params before its id: the
+ * string is still named by them (it was named by its path alone). */
+static void test_owner_written_after_the_string_still_names_it(void) {
+  /* inputs {value: {text: {text: "a\0b"}}, key: "src"}: the entry's fields in reverse order */
+  static const uint8_t input[] = {0x12, 0x0e,                                      /* inputs */
+                                  0x12, 0x07, 0x22, 0x05, 0x0a, 0x03, 'a', 0, 'b', /* value */
+                                  0x0a, 0x03, 's',  'r',  'c'};                    /* key */
+  rm_error_t err;
+  RM_ASSERT_INT(rm_wire_check_strings(DESC, input, sizeof input, NULL, &err), RM_EINPUT);
+  RM_ASSERT_STR(err.node_id, "src");
+  RM_ASSERT_STR(err.field, "text.text");
+  RM_ASSERT_STR(err.message, "input for node 'src': string field 'text.text' holds a NUL byte at "
+                             "byte 1: strings must be UTF-8 without NUL bytes (send such data as "
+                             "binary)");
+  /* manifest {nodes {params: "{\xff}", id: "g"}} */
+  static const uint8_t node[] = {0x0a, 0x0b,                      /* manifest */
+                                 0x12, 0x09,                      /* nodes */
+                                 0x1a, 0x04, '{', 0xff, '}', ' ', /* params */
+                                 0x0a, 0x01, 'g'};                /* id */
+  RM_ASSERT_INT(rm_wire_check_strings(DESC, node, sizeof node, NULL, &err), RM_EPARAM);
+  RM_ASSERT_STR(err.node_id, "g");
+  RM_ASSERT_STR(err.field, "params");
+  /* a key given twice: protobuf-c keeps the last, and so does the name */
+  static const uint8_t twice[] = {0x12, 0x0f, 0x0a, 0x01, 'x', 0x12, 0x07, 0x22, 0x05,
+                                  0x0a, 0x03, 'a',  0,    'b', 0x0a, 0x01, 'y'};
+  RM_ASSERT_INT(rm_wire_check_strings(DESC, twice, sizeof twice, NULL, &err), RM_EINPUT);
+  RM_ASSERT_STR(err.node_id, "y");
+}
+
 int main(void) {
-  static const rm_test_case_t cases[] = {RM_TEST(test_strings_with_nul_or_bad_utf8_are_named),
-                                         {NULL, NULL}};
+  static const rm_test_case_t cases[] = {
+      RM_TEST(test_strings_with_nul_or_bad_utf8_are_named),
+      RM_TEST(test_owner_written_after_the_string_still_names_it),
+      {NULL, NULL}};
   rm_test_suite("wire_strings", cases);
   return rm_test_run();
 }
