@@ -420,7 +420,9 @@ static int write_msg(session_t *s, Remotemedia__V1__StreamResponse *msg, uint64_
 }
 
 /* The result of one run, keyed like ExecuteResponse.outputs (each item converted by the
- * wire layer, borrowing the result's bytes), written. 0 or the failure (session ended). */
+ * wire layer, borrowing the result's bytes), written. Its sequence is seq, set unless the
+ * result is a flush's before any data chunk (StreamResult.sequence). 0 or the failure
+ * (session ended). */
 static int send_result(session_t *s, const rm_result_t *r, uint64_t seq, int flushed,
                        uint64_t processing_ns) {
   size_t n_items = 0;
@@ -447,7 +449,10 @@ static int send_result(session_t *s, const rm_result_t *r, uint64_t seq, int flu
       entry_ptrs[i] = &entries[i];
     }
     Remotemedia__V1__StreamResult res = REMOTEMEDIA__V1__STREAM_RESULT__INIT;
-    res.sequence = seq;
+    if (!flushed || s->any_seq) {
+      res.sequence_present_case = REMOTEMEDIA__V1__STREAM_RESULT__SEQUENCE_PRESENT_SEQUENCE;
+      res.sequence = seq;
+    }
     res.flushed = flushed;
     res.outputs = entry_ptrs;
     res.n_outputs = r->n_outputs;

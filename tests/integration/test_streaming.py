@@ -209,6 +209,38 @@ def test_init_ready_data_result_close(srv, stub):
     assert (ev["status"], ev["chunks"]) == ("OK", 4)
 
 
+def test_flush_sequence_is_unset_only_before_any_chunk(stub):
+    """Regression: a flush after chunk 0 answered sequence 0, which docs/streaming.md said a
+    flush before any chunk answers. StreamResult.sequence has presence now: set on every
+    result (even to 0) but a flush's that no chunk came before."""
+    m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 1000, "partial": "keep"}))
+    s = Session(stub, ps.StreamInit(manifest=m))
+    s.recv()
+
+    def result():
+        r = s.recv().result
+        return r.flushed, r.HasField("sequence"), r.sequence
+
+    s.control(FLUSH)
+    assert result() == (True, False, 0)  # no chunk yet: unset
+    s.data(np.ones(300, np.float32), 0)  # sequences may start at 0
+    assert result() == (False, True, 0)
+    s.control(FLUSH)
+    r = s.recv().result
+    assert (r.flushed, r.HasField("sequence"), r.sequence) == (True, True, 0)
+    assert f32(r.outputs["c"].items[0]).size == 300  # what chunk 0 left in Chunk
+    s.data(np.ones(300, np.float32), 7)
+    assert result() == (False, True, 7)
+    s.control(FLUSH)
+    assert result() == (True, True, 7)
+    s.control(CLOSE)  # no chunk since the last flush: still the session's last one
+    rest, code = s.rest()
+    s.half_close()
+    assert code == grpc.StatusCode.OK
+    r = rest[0].result
+    assert (r.flushed, r.HasField("sequence"), r.sequence) == (True, True, 7)
+
+
 def test_periodic_metrics_every_n_chunks(stub):
     m = chain(("src", "PassThrough", {}), name="periodic")
     s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=True, metrics_every_chunks=2))
