@@ -278,6 +278,23 @@ static void fail_chunk(session_t *s, uint64_t seq, rm_error_t *err) {
   session_end(s, err);
 }
 
+/* Ends the session with a failure about a flush (FLUSH, CLOSE, the drain or a half-close),
+ * identified as its result would have been (sequence, flushed = true): the message names
+ * it, "flush after chunk N" (or "flush before any chunk"), and the status carries
+ * rm-flushed and, after a chunk, N (rm-sequence). */
+static void fail_flush(session_t *s, rm_error_t *err) {
+  char msg[RM_ERROR_MSG_MAX];
+  if (s->any_seq)
+    snprintf(msg, sizeof msg, "flush after chunk %" PRIu64 ": %.470s", s->last_seq, err->message);
+  else
+    snprintf(msg, sizeof msg, "flush before any chunk: %.470s", err->message);
+  snprintf(err->message, sizeof err->message, "%s", msg);
+  if (s->any_seq)
+    rm_call_set_sequence(s->call, s->last_seq);
+  rm_call_set_flushed(s->call);
+  session_end(s, err);
+}
+
 /* ---------------------------------------------------------------- unpacking */
 
 /* Each message is unpacked with rm_malloc (charged to the server's budget) within twice its
@@ -409,7 +426,12 @@ static int write_msg(session_t *s, Remotemedia__V1__StreamResponse *msg, uint64_
                      (unsigned long long)s->cfg->max_message_bytes);
       else
         rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory sending the response");
-      if (rc == RM_ELIMIT && msg->message_case == REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_RESULT)
+      /* a result too big to send is its chunk's or its flush's failure */
+      int result =
+          rc == RM_ELIMIT && msg->message_case == REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_RESULT;
+      if (result && msg->result->flushed)
+        fail_flush(s, &err);
+      else if (result)
         fail_chunk(s, seq, &err);
       else
         session_end(s, &err);
@@ -676,7 +698,7 @@ static void process_flush(session_t *s, int close) {
   int rc = run(s, NULL, &opts, &r, &err);
   if (rc) {
     run_error(s, rc, server_deadline, &err);
-    session_end(s, &err);
+    fail_flush(s, &err);
   } else {
     s->closing = close;
     s->want_metrics = close && s->metrics;

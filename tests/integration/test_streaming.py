@@ -405,6 +405,7 @@ def test_protocol_violations_end_with_their_status_and_free_the_session(srv, stu
         else:
             assert t["rm-sequence"] == seq, name
             assert details(err)["sequence"] == seq, name
+        assert "rm-flushed" not in t and "flushed" not in details(err), name  # not a flush's
         ev = session_end(srv, sid)
         assert ev["status"] == code.name and ev["server_memory_used"] == base, (name, ev)
 
@@ -468,6 +469,58 @@ def test_per_chunk_limits(stub):
     s.data(np.zeros(51, np.float32), 7)
     err = s.error()
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and trailers(err)["rm-sequence"] == "7"
+
+
+def test_a_flush_above_a_limit_is_identified_as_the_flush(srv, stub):
+    """Regression: LoudnessNormalize holds the whole stream and emits it at the flush; above
+    max_audio_samples that failed without rm-sequence, unlike a chunk's failure. A flush's
+    failure is identified as its result would have been: "flush after chunk N", rm-sequence
+    N (the last chunk's), rm-flushed true, and the same in ErrorInfo."""
+    m = chain(("src", "PassThrough", {}), ("ln", "LoudnessNormalize", {}), name="whole-stream")
+    s = Session(stub, ps.StreamInit(manifest=m, limits=ps.ExecutionLimits(max_audio_samples=5000)))
+    sid = s.recv().ready.session_id
+    noise = (0.1 * np.random.default_rng(7).standard_normal(4000)).astype(np.float32)
+    for seq in (1, 2, 3):  # each chunk is within the limit, and LoudnessNormalize holds it
+        s.data(noise, seq)
+        r = s.recv().result
+        assert (r.sequence, len(r.outputs["ln"].items)) == (seq, 0)
+    s.control(FLUSH)
+    err = s.error()
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.details() == ("flush after chunk 3: node 'ln' (LoudnessNormalize): output holds "
+                             "12000 audio samples, above the limit of 5000")
+    t = trailers(err)
+    assert (t["rm-failing-node"], t["rm-field"], t["rm-sequence"], t["rm-flushed"]) == \
+        ("ln", "samples", "3", "true")
+    assert details(err) == {"node": "ln", "field": "samples", "sequence": "3", "flushed": "true"}
+    ev = session_end(srv, sid)
+    assert (ev["status"], ev["error"], ev["chunks"]) == ("RESOURCE_EXHAUSTED", err.details(), 3)
+
+
+def test_a_flush_result_above_max_message_bytes_is_the_flush_s_failure():
+    """A flush's result too big to send (two whole streams, each within the buffer limit)
+    used to be reported as the last chunk's failure ("chunk 3: ...", no sign of the flush)."""
+    from conftest import manifest
+    with RunningServer(["--max-message-bytes", "200000"]) as srv:
+        ch, stub = stub_for(srv)
+        m = manifest([("src", "PassThrough", {}), ("a", "LoudnessNormalize", {}),
+                      ("b", "LoudnessNormalize", {})], [("src", "a"), ("src", "b")], name="two")
+        s = Session(stub, ps.StreamInit(manifest=m))
+        sid = s.recv().ready.session_id
+        noise = (0.1 * np.random.default_rng(8).standard_normal(10000)).astype(np.float32)
+        for seq in (1, 2, 3):
+            s.data(noise, seq)
+            assert s.recv().result.sequence == seq
+        s.control(CLOSE)
+        err = s.error()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.details().startswith("flush after chunk 3: the response would be "), err.details()
+        assert err.details().endswith(" bytes, above max-message-bytes 200000")
+        t = trailers(err)
+        assert (t["rm-field"], t["rm-sequence"], t["rm-flushed"]) == ("max_message_bytes", "3", "true")
+        assert details(err) == {"field": "max_message_bytes", "sequence": "3", "flushed": "true"}
+        assert session_end(srv, sid)["status"] == "RESOURCE_EXHAUSTED"
+        ch.close()
 
 
 def test_session_memory_budget(stub):

@@ -138,6 +138,24 @@ def test_session_form(remote):
     assert p.get_metrics() == metrics
 
 
+def test_flush_error_is_flushed(remote):
+    """A failed flush raises with .flushed and the last chunk's .sequence (LoudnessNormalize
+    emits the whole stream at the close's flush, above max_audio_samples)."""
+    from remotemedia import ResourceExhausted
+    p = Pipeline("whole", remote=remote)
+    p.add_node(Node("LoudnessNormalize", {}, node_id="ln"))
+    chunks = [sine(4000, 16000, amp=0.1)] * 3
+
+    async def main():
+        return [r async for r in p.stream(chunks, sample_rate=16000,
+                                          limits={"max_audio_samples": 5000})]
+    with pytest.raises(ResourceExhausted) as ei:
+        arun(main())
+    e = ei.value
+    assert (e.flushed, e.sequence, e.node_id, e.field) == (True, 3, "ln", "samples")
+    assert e.message.startswith("flush after chunk 3: node 'ln' (LoudnessNormalize): ")
+
+
 def test_flush_sequence_none_before_any_chunk(remote):
     """A flushed result's sequence is None when no chunk came before the flush, and 0 after
     chunk 0 (both used to be 0)."""
