@@ -54,6 +54,7 @@ struct session {
   int inited, counted, metrics, heavy;
   uint32_t every_chunks, every_ms;
   rm_limits_t limits;
+  rm_budget_label_t budget_label; /* the session's budget and the setting that sized it */
   uint64_t max_input_bytes, max_execution_ms;
   char **output_nodes;
   size_t n_output_nodes;
@@ -838,6 +839,12 @@ static void effective_limits(session_t *s, const Remotemedia__V1__ExecutionLimit
   out->max_buffer_bytes = cfg->max_message_bytes;
   out->max_items = cfg->max_items;
   out->max_memory_bytes = lower(cfg->max_request_memory, lim ? lim->max_memory_bytes : 0);
+  /* its refusals name the session's budget and where its size came from */
+  s->budget_label.owner = "session";
+  s->budget_label.limit =
+      lim && lim->max_memory_bytes && lim->max_memory_bytes < cfg->max_request_memory
+          ? "init.limits.max_memory_bytes"
+          : "max-request-memory";
   out->max_connections = out->max_nodes * 16;
   s->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
   s->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
@@ -916,7 +923,7 @@ static void process_init(session_t *s) {
   if (!rc)
     rc = rm_wire_manifest_from_proto(init->manifest, &s->manifest, &err);
   if (!rc)
-    rc = rm_pipeline_new(s->manifest, &s->limits, &s->pipeline, &err);
+    rc = rm_pipeline_new_labelled(s->manifest, &s->limits, &s->budget_label, &s->pipeline, &err);
   rm_budget_leave(outer);
   if (!rc)
     rc = find_sources(s, &err);

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -534,6 +535,38 @@ def test_session_memory_budget(stub):
     err = s.error()
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert trailers(err)["rm-field"] == "max_memory_bytes" and trailers(err)["rm-sequence"] == "2"
+    # the session's budget, sized by init.limits (it said "the request's budget")
+    assert re.fullmatch(r"chunk 2: node 'g' \(Gain\) needs \d+ more bytes of memory, above the "
+                        r"session's budget: \d+ of its 1048576 bytes in use "
+                        r"\(init\.limits\.max_memory_bytes\)", err.details()), err.details()
+
+
+def test_session_memory_budget_from_the_server_names_its_option():
+    """A session without limits.max_memory_bytes has --max-request-memory's budget, and its
+    refusals (a node's, the chunk's input's) name the session's budget and that option."""
+    with RunningServer(["--max-request-memory", "1048576"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 1}))
+        lim = ps.ExecutionLimits(max_memory_bytes=4 << 20)  # above the server's: no effect
+        for limits in (None, lim):
+            s = Session(stub, ps.StreamInit(manifest=m, limits=limits))
+            s.recv()
+            s.data(np.zeros(200000, np.float32), 1)
+            err = s.error()
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert trailers(err)["rm-field"] == "max_memory_bytes"
+            assert re.fullmatch(r"chunk 1: node 'g' \(Gain\) needs \d+ more bytes of memory, above "
+                                r"the session's budget: \d+ of its 1048576 bytes in use "
+                                r"\(max-request-memory\)", err.details()), err.details()
+        s = Session(stub, ps.StreamInit(manifest=m))
+        s.recv()
+        s.data(np.zeros(300000, np.float32), 1)  # the input alone is above 1 MiB
+        err = s.error()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert re.fullmatch(r"chunk 1: the session's inputs hold 1200000 bytes, above its memory "
+                            r"budget of 1048576 bytes \(max-request-memory\) with \d+ in use",
+                            err.details()), err.details()
+        ch.close()
 
 
 def test_a_message_the_server_budget_cannot_hold_is_refused_before_its_copy():
