@@ -658,6 +658,34 @@ def test_call_deadline_is_counted_as_deadline_exceeded():
         assert {k: float(v) for k, v in handled.items() if float(v)} == {"DeadlineExceeded": 1}
 
 
+def test_a_message_above_max_message_bytes_is_refused_by_the_core():
+    """The gRPC core refuses a message above --max-message-bytes itself: the client gets
+    RESOURCE_EXHAUSTED without our trailers, and the session releases everything. The server
+    cannot tell this refusal from a compressed message that does not decompress (for which
+    the client gets INTERNAL), so it logs and counts CANCELLED: docs/streaming.md, "Each
+    session is logged". This pins that documented limit; it is not a fix."""
+    with RunningServer(["--max-message-bytes", "100000", "--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), name="oversize")
+        _, results, _ = stream_all(stub, m, [np.zeros(1000, np.float32)], 16000)
+        base = session_ends(srv, 1)[0]["server_memory_used"]
+        s = Session(stub, ps.StreamInit(manifest=m))
+        sid = s.recv().ready.session_id
+        s.data(np.zeros(30000, np.float32), 1)  # 120 kB
+        err = s.error()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert re.fullmatch(r"Received message larger than max \(\d+ vs\. 100000\)", err.details())
+        assert not [k for k in trailers(err) if k.startswith("rm-")], trailers(err)
+        ev = session_end(srv, sid)
+        assert (ev["status"], ev["client_gone"], ev["chunks"]) == ("CANCELLED", True, 0), ev
+        assert ev["server_memory_used"] == base
+        assert active_sessions(srv) == 0
+        handled = dict(re.findall(r'^grpc_server_handled_total\{[^}]*grpc_method="StreamPipeline",'
+                                  r'grpc_code="(\w+)"\} (\S+)$', srv.metrics_text(), re.M))
+        assert {k: float(v) for k, v in handled.items() if float(v)} == {"OK": 1, "Canceled": 1}
+        ch.close()
+
+
 def test_a_session_is_logged_as_one_call_line_with_its_request_id():
     """docs/observability.md: every call gets one `call` line with request_id, peer and
     pipeline, and the request id is in every line logged while the call is handled. A session
