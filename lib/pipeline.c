@@ -56,6 +56,7 @@ struct rm_pipeline {
   size_t n_edges;
   size_t *order; /* execution order: indices into nodes */
   rm_limits_t limits;
+  rm_budget_label_t label; /* its budget's, for refusals (both members set) */
   int heavy;
   int reusable;
   int reads_payload;         /* some node's type lacks RM_NODE_FORWARDS_PAYLOAD */
@@ -371,10 +372,24 @@ static int check_kinds(rm_pipeline_t *p, rm_error_t *err) {
   return 0;
 }
 
+static const rm_budget_label_t default_label = {"request", "max_memory_bytes"};
+
+/* label's members, each defaulted (rm_budget_label_t). */
+static rm_budget_label_t full_label(const rm_budget_label_t *label) {
+  rm_budget_label_t out = default_label;
+  if (label && label->owner)
+    out.owner = label->owner;
+  if (label && label->limit)
+    out.limit = label->limit;
+  return out;
+}
+
 /* After an allocation failed with RM_ENOMEM: when the budget refused it (rather than malloc),
  * records RM_ELIMIT naming the node (n may be NULL; else the pipeline) and the budget that
- * refused, and returns 1; else 0 (a real out of memory stays RM_ENOMEM). */
-static int budget_refusal(const char *pipeline, const node_t *n, rm_error_t *err) {
+ * refused (the pipeline's, as label names it, or the server's), and returns 1; else 0 (a real
+ * out of memory stays RM_ENOMEM). */
+static int budget_refusal(const char *pipeline, const rm_budget_label_t *label, const node_t *n,
+                          rm_error_t *err) {
   rm_budget_refusal_t r;
   if (!rm_budget_refused(&r))
     return 0;
@@ -394,9 +409,9 @@ static int budget_refusal(const char *pipeline, const node_t *n, rm_error_t *err
                  who, r.asked, r.used, r.limit);
   else
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
-                 "%s needs %zu more bytes of memory, above the request's budget: %zu of its "
-                 "%zu bytes in use (max_memory_bytes)",
-                 who, r.asked, r.used, r.limit);
+                 "%s needs %zu more bytes of memory, above the %s's budget: %zu of its %zu bytes "
+                 "in use (%s)",
+                 who, r.asked, label->owner, r.used, r.limit, label->limit);
   return 1;
 }
 
@@ -411,7 +426,7 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
     rm_error_clear(&local);
     rm_budget_refusal_clear();
     rc = t->create(n->params, &n->state, &local);
-    if (rc == RM_ENOMEM && budget_refusal(p->name, n, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, err))
       return RM_ELIMIT;
     if (rc) {
       if (err) {
@@ -438,7 +453,13 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
 
 int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeline_t **out,
                     rm_error_t *err) {
+  return rm_pipeline_new_labelled(m, limits, NULL, out, err);
+}
+
+int rm_pipeline_new_labelled(const rm_manifest_t *m, const rm_limits_t *limits,
+                             const rm_budget_label_t *label, rm_pipeline_t **out, rm_error_t *err) {
   rm_error_clear(err);
+  rm_budget_label_t full = full_label(label);
   if (m->n_nodes == 0)
     return rm_error_set(err, RM_EMANIFEST, NULL, "nodes", "pipeline has no nodes");
   if (limits && limits->max_nodes && m->n_nodes > limits->max_nodes)
@@ -461,7 +482,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   int rc;
   rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
   if (!p) {
-    rc = budget_refusal(m->name, NULL, err)
+    rc = budget_refusal(m->name, &full, NULL, err)
              ? RM_ELIMIT
              : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);
@@ -470,6 +491,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   }
   memset(p, 0, sizeof *p);
   p->budget = budget;
+  p->label = full;
   p->reusable = 1; /* until a node type says otherwise */
   rm_arena_init(&p->arena, p + 1, PIPELINE_INLINE);
   rc = RM_ENOMEM;
@@ -504,7 +526,7 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
   *out = p;
   return 0;
 fail:
-  if (rc == RM_ENOMEM && budget_refusal(p->name, NULL, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, err))
     rc = RM_ELIMIT;
   rm_budget_leave(outer);
   rm_pipeline_free(p);
@@ -1018,7 +1040,7 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1)
       rc = flush_and_join(n, &ctx);
-    if (rc == RM_ENOMEM && budget_refusal(p->name, n, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, err))
       rc = RM_ELIMIT;
     sync_external(p);
     if (t->end_stream && (rc || (opts->end_of_stream && k == calls - 1))) {
@@ -1142,9 +1164,9 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (held && rm__budget_charge_local(p->budget, held)) {
     size_t limit = rm_budget_limit(p->budget);
     return rm_error_set(err, RM_ELIMIT, NULL, "max_memory_bytes",
-                        "the request's inputs hold %zu bytes, above its memory budget of %zu "
-                        "bytes (max_memory_bytes) with %zu in use",
-                        held, limit, rm_budget_used(p->budget));
+                        "the %s's inputs hold %zu bytes, above its memory budget of %zu bytes "
+                        "(%s) with %zu in use",
+                        p->label.owner, held, limit, p->label.limit, rm_budget_used(p->budget));
   }
   p->account->current += held;
   sync_external(p);
@@ -1181,7 +1203,7 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!rc && (rc = collect_outputs(p, r, opts->arena)))
     rm_error_set(err, rc, NULL, NULL, "out of memory"); /* nothing was collected */
   /* the executor's own allocations (scratch, the outputs) are refused like a node's */
-  if (rc == RM_ENOMEM && budget_refusal(p->name, NULL, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, err))
     rc = RM_ELIMIT;
   p->account->current -= p->external; /* library memory counts in the account during runs */
   p->external = 0;
@@ -1228,7 +1250,7 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!r) {
     if (p->account->peak < peak_before)
       p->account->peak = peak_before;
-    int code = budget_refusal(p->name, NULL, err)
+    int code = budget_refusal(p->name, &p->label, NULL, err)
                    ? RM_ELIMIT
                    : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);

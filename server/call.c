@@ -107,7 +107,8 @@ struct rm_call {
   grpc_metadata trailers[RM_STATUS_TRAILERS_MAX + 1]; /* + x-request-id */
   size_t n_trailers;
   char kind[32];
-  char sequence[24]; /* of the failing stream chunk, "" when none */
+  char sequence[24]; /* of the failing stream chunk or flush, "" when none */
+  int flushed;       /* the stream's failure is a flush's (rm_call_set_flushed) */
   char note_key[24];
   char *note_value; /* in the arena */
   char *error_text;
@@ -549,7 +550,7 @@ void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
   c->details = grpc_slice_from_copied_string(message);
   c->error_text = rm_strdup(message);
   snprintf(c->kind, sizeof c->kind, "%s", rm_status_kind(code));
-  c->n_trailers = rm_status_trailers_seq(err, rid, c->sequence, c->trailers);
+  c->n_trailers = rm_status_trailers_seq(err, rid, c->sequence, c->flushed, c->trailers);
   send_status(c);
 }
 
@@ -746,6 +747,8 @@ rm_stats_run_t *rm_call_stats_run(rm_call_t *c) { return &c->run; }
 void rm_call_set_sequence(rm_call_t *c, uint64_t sequence) {
   snprintf(c->sequence, sizeof c->sequence, "%llu", (unsigned long long)sequence);
 }
+
+void rm_call_set_flushed(rm_call_t *c) { c->flushed = 1; }
 
 void rm_call_set_log_note(rm_call_t *c, const char *key, const char *value) {
   if (RM_LOG_INFO < rm_log_threshold)

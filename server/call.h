@@ -98,8 +98,13 @@ void rm_call_at_end(rm_call_t *call, void (*fn)(void *arg), void *arg);
 void rm_call_fail(rm_call_t *call, const rm_error_t *err);
 
 /* The sequence number of the stream chunk a later rm_call_fail is about: the failure then
- * carries it (rm-sequence trailer, ErrorInfo metadata "sequence"). Thread handling the call. */
+ * carries it (rm-sequence trailer, ErrorInfo metadata "sequence"). For a flush's failure, the
+ * sequence its result would have carried (the last chunk's), if any. Thread handling the
+ * call. */
 void rm_call_set_sequence(rm_call_t *call, uint64_t sequence);
+/* A later rm_call_fail is about a flush (as a result's flushed = true): the failure carries
+ * rm-flushed: true and ErrorInfo metadata "flushed": "true". Thread handling the call. */
+void rm_call_set_flushed(rm_call_t *call);
 
 /* Starts watching for client cancellation (and deadline expiry) so rm_call_cancel_flag
  * turns non-zero when it happens. Call it on the polling thread before handing the call to

@@ -143,13 +143,15 @@ static int pack_any(const ProtobufCMessage *msg, const char *type_url, uint8_t *
   return 0;
 }
 
-static grpc_slice details_seq(const rm_error_t *err, const char *request_id, const char *sequence);
+static grpc_slice details_seq(const rm_error_t *err, const char *request_id, const char *sequence,
+                              int flushed);
 
 grpc_slice rm_status_details(const rm_error_t *err, const char *request_id) {
-  return details_seq(err, request_id, NULL);
+  return details_seq(err, request_id, NULL, 0);
 }
 
-static grpc_slice details_seq(const rm_error_t *err, const char *request_id, const char *sequence) {
+static grpc_slice details_seq(const rm_error_t *err, const char *request_id, const char *sequence,
+                              int flushed) {
   int code = rm_status_code_of(err);
   char reason[64];
   const char *kind = rm_status_kind(code);
@@ -169,13 +171,13 @@ static grpc_slice details_seq(const rm_error_t *err, const char *request_id, con
 
   /* ErrorInfo */
   Google__Rpc__ErrorInfo info = GOOGLE__RPC__ERROR_INFO__INIT;
-  Google__Rpc__ErrorInfo__MetadataEntry md[4], *md_ptrs[4];
-  const char *keys[4] = {"node", "field", "request_id", "sequence"};
-  const char *values[4] = {node, field, rid, sequence ? sequence : ""};
+  Google__Rpc__ErrorInfo__MetadataEntry md[5], *md_ptrs[5];
+  const char *keys[5] = {"node", "field", "request_id", "sequence", "flushed"};
+  const char *values[5] = {node, field, rid, sequence ? sequence : "", flushed ? "true" : ""};
   info.reason = reason;
   info.domain = RM_STATUS_DOMAIN;
   info.metadata = md_ptrs;
-  for (size_t k = 0; k < 4; k++) {
+  for (size_t k = 0; k < 5; k++) {
     if (!values[k][0])
       continue;
     google__rpc__error_info__metadata_entry__init(&md[info.n_metadata]);
@@ -226,16 +228,18 @@ int rm_status_no_retry(const rm_error_t *err) {
 }
 
 size_t rm_status_trailers_full(const rm_error_t *err, const char *request_id, grpc_metadata *out) {
-  return rm_status_trailers_seq(err, request_id, NULL, out);
+  return rm_status_trailers_seq(err, request_id, NULL, 0, out);
 }
 
 size_t rm_status_trailers_seq(const rm_error_t *err, const char *request_id, const char *sequence,
-                              grpc_metadata *out) {
+                              int flushed, grpc_metadata *out) {
   size_t n = rm_status_trailers(err, out);
   if (sequence && sequence[0])
     n = add_trailer(out, n, "rm-sequence", sequence);
+  if (flushed)
+    n = add_trailer(out, n, "rm-flushed", "true");
   out[n].key = grpc_slice_from_static_string("grpc-status-details-bin");
-  out[n].value = details_seq(err, request_id, sequence);
+  out[n].value = details_seq(err, request_id, sequence, flushed);
   n++;
   if (rm_status_no_retry(err)) {
     out[n].key = grpc_slice_from_static_string("grpc-retry-pushback-ms");

@@ -21,9 +21,9 @@ typedef enum rm_status_errcode {
 } rm_status_errcode_t;
 
 /* Trailers one failure carries at most: rm-error-kind, rm-failing-node, rm-field,
- * rm-sequence (the project's own), grpc-status-details-bin and grpc-retry-pushback-ms
- * (gRPC's). */
-#define RM_STATUS_TRAILERS_MAX 6
+ * rm-sequence, rm-flushed (the project's own), grpc-status-details-bin and
+ * grpc-retry-pushback-ms (gRPC's). */
+#define RM_STATUS_TRAILERS_MAX 7
 
 /* ErrorInfo.domain of every error this server describes. */
 #define RM_STATUS_DOMAIN "remotemedia.v1"
@@ -78,11 +78,13 @@ int rm_status_no_retry(const rm_error_t *err);
  * unrefs. Any thread. */
 size_t rm_status_trailers_full(const rm_error_t *err, const char *request_id, grpc_metadata *out);
 
-/* rm_status_trailers_full for a failure of one chunk of a stream: sequence (the chunk's
- * sequence number in decimal; NULL or "" for none) also goes out as the rm-sequence trailer
- * and as ErrorInfo metadata "sequence". Same ownership. Any thread. */
+/* rm_status_trailers_full for a failure of one step of a stream, identified as its result
+ * would have been (StreamResult.sequence and .flushed): sequence (in decimal; NULL or "" for
+ * none) also goes out as the rm-sequence trailer and as ErrorInfo metadata "sequence", and
+ * flushed (a flush's failure, not a chunk's) as rm-flushed: true and ErrorInfo metadata
+ * "flushed": "true". Same ownership. Any thread. */
 size_t rm_status_trailers_seq(const rm_error_t *err, const char *request_id, const char *sequence,
-                              grpc_metadata *out);
+                              int flushed, grpc_metadata *out);
 
 /* Non-zero for the status of a bug (INTERNAL): such calls are logged as errors. */
 int rm_status_is_bug(grpc_status_code code);

@@ -54,6 +54,7 @@ struct session {
   int inited, counted, metrics, heavy;
   uint32_t every_chunks, every_ms;
   rm_limits_t limits;
+  rm_budget_label_t budget_label; /* the session's budget and the setting that sized it */
   uint64_t max_input_bytes, max_execution_ms;
   char **output_nodes;
   size_t n_output_nodes;
@@ -278,6 +279,23 @@ static void fail_chunk(session_t *s, uint64_t seq, rm_error_t *err) {
   session_end(s, err);
 }
 
+/* Ends the session with a failure about a flush (FLUSH, CLOSE, the drain or a half-close),
+ * identified as its result would have been (sequence, flushed = true): the message names
+ * it, "flush after chunk N" (or "flush before any chunk"), and the status carries
+ * rm-flushed and, after a chunk, N (rm-sequence). */
+static void fail_flush(session_t *s, rm_error_t *err) {
+  char msg[RM_ERROR_MSG_MAX];
+  if (s->any_seq)
+    snprintf(msg, sizeof msg, "flush after chunk %" PRIu64 ": %.470s", s->last_seq, err->message);
+  else
+    snprintf(msg, sizeof msg, "flush before any chunk: %.470s", err->message);
+  snprintf(err->message, sizeof err->message, "%s", msg);
+  if (s->any_seq)
+    rm_call_set_sequence(s->call, s->last_seq);
+  rm_call_set_flushed(s->call);
+  session_end(s, err);
+}
+
 /* ---------------------------------------------------------------- unpacking */
 
 /* Each message is unpacked with rm_malloc (charged to the server's budget) within twice its
@@ -409,7 +427,12 @@ static int write_msg(session_t *s, Remotemedia__V1__StreamResponse *msg, uint64_
                      (unsigned long long)s->cfg->max_message_bytes);
       else
         rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory sending the response");
-      if (rc == RM_ELIMIT && msg->message_case == REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_RESULT)
+      /* a result too big to send is its chunk's or its flush's failure */
+      int result =
+          rc == RM_ELIMIT && msg->message_case == REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_RESULT;
+      if (result && msg->result->flushed)
+        fail_flush(s, &err);
+      else if (result)
         fail_chunk(s, seq, &err);
       else
         session_end(s, &err);
@@ -420,7 +443,9 @@ static int write_msg(session_t *s, Remotemedia__V1__StreamResponse *msg, uint64_
 }
 
 /* The result of one run, keyed like ExecuteResponse.outputs (each item converted by the
- * wire layer, borrowing the result's bytes), written. 0 or the failure (session ended). */
+ * wire layer, borrowing the result's bytes), written. Its sequence is seq, set unless the
+ * result is a flush's before any data chunk (StreamResult.sequence). 0 or the failure
+ * (session ended). */
 static int send_result(session_t *s, const rm_result_t *r, uint64_t seq, int flushed,
                        uint64_t processing_ns) {
   size_t n_items = 0;
@@ -447,7 +472,10 @@ static int send_result(session_t *s, const rm_result_t *r, uint64_t seq, int flu
       entry_ptrs[i] = &entries[i];
     }
     Remotemedia__V1__StreamResult res = REMOTEMEDIA__V1__STREAM_RESULT__INIT;
-    res.sequence = seq;
+    if (!flushed || s->any_seq) {
+      res.sequence_present_case = REMOTEMEDIA__V1__STREAM_RESULT__SEQUENCE_PRESENT_SEQUENCE;
+      res.sequence = seq;
+    }
     res.flushed = flushed;
     res.outputs = entry_ptrs;
     res.n_outputs = r->n_outputs;
@@ -671,7 +699,7 @@ static void process_flush(session_t *s, int close) {
   int rc = run(s, NULL, &opts, &r, &err);
   if (rc) {
     run_error(s, rc, server_deadline, &err);
-    session_end(s, &err);
+    fail_flush(s, &err);
   } else {
     s->closing = close;
     s->want_metrics = close && s->metrics;
@@ -811,6 +839,12 @@ static void effective_limits(session_t *s, const Remotemedia__V1__ExecutionLimit
   out->max_buffer_bytes = cfg->max_message_bytes;
   out->max_items = cfg->max_items;
   out->max_memory_bytes = lower(cfg->max_request_memory, lim ? lim->max_memory_bytes : 0);
+  /* its refusals name the session's budget and where its size came from */
+  s->budget_label.owner = "session";
+  s->budget_label.limit =
+      lim && lim->max_memory_bytes && lim->max_memory_bytes < cfg->max_request_memory
+          ? "init.limits.max_memory_bytes"
+          : "max-request-memory";
   out->max_connections = out->max_nodes * 16;
   s->max_input_bytes = lower(cfg->max_input_bytes, lim ? lim->max_input_bytes : 0);
   s->max_execution_ms = lower(cfg->max_execution_ms, lim ? lim->max_execution_ms : 0);
@@ -889,7 +923,7 @@ static void process_init(session_t *s) {
   if (!rc)
     rc = rm_wire_manifest_from_proto(init->manifest, &s->manifest, &err);
   if (!rc)
-    rc = rm_pipeline_new(s->manifest, &s->limits, &s->pipeline, &err);
+    rc = rm_pipeline_new_labelled(s->manifest, &s->limits, &s->budget_label, &s->pipeline, &err);
   rm_budget_leave(outer);
   if (!rc)
     rc = find_sources(s, &err);

@@ -477,9 +477,12 @@ RM_CLIENT_API json_t *rm_client_stream_metrics_json(const rm_client_stream_t *s)
 RM_CLIENT_API void rm_client_stream_free(rm_client_stream_t *s);
 
 /* A result: the data sequence number it answers (for a flush, the last one received
- * before it), whether it answers FLUSH/CLOSE, the server's processing time, and its
- * outputs sorted by key (as rm_client_result_*). Results are independent of the stream. */
+ * before it; 0 when none was), whether it has one (0 only for a flush before any data
+ * chunk, which a flush after chunk 0 is not), whether it answers FLUSH/CLOSE, the server's
+ * processing time, and its outputs sorted by key (as rm_client_result_*). Results are
+ * independent of the stream. */
 RM_CLIENT_API uint64_t rm_client_stream_result_sequence(const rm_client_stream_result_t *r);
+RM_CLIENT_API int rm_client_stream_result_has_sequence(const rm_client_stream_result_t *r);
 RM_CLIENT_API int rm_client_stream_result_flushed(const rm_client_stream_result_t *r);
 RM_CLIENT_API uint64_t rm_client_stream_result_processing_ns(const rm_client_stream_result_t *r);
 RM_CLIENT_API size_t rm_client_stream_result_count(const rm_client_stream_result_t *r);

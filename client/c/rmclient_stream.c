@@ -470,6 +470,16 @@ uint64_t rm_client_stream_result_sequence(const rm_client_stream_result_t *r) {
   return r ? r->msg->result->sequence : 0;
 }
 
+int rm_client_stream_result_has_sequence(const rm_client_stream_result_t *r) {
+  if (!r)
+    return 0;
+  const Remotemedia__V1__StreamResult *res = r->msg->result;
+  /* a chunk's result always answers one (a server before the field had presence sent none
+   * for chunk 0) */
+  return !res->flushed ||
+         res->sequence_present_case == REMOTEMEDIA__V1__STREAM_RESULT__SEQUENCE_PRESENT_SEQUENCE;
+}
+
 int rm_client_stream_result_flushed(const rm_client_stream_result_t *r) {
   return r ? r->msg->result->flushed : 0;
 }

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -209,6 +210,38 @@ def test_init_ready_data_result_close(srv, stub):
     assert (ev["status"], ev["chunks"]) == ("OK", 4)
 
 
+def test_flush_sequence_is_unset_only_before_any_chunk(stub):
+    """Regression: a flush after chunk 0 answered sequence 0, which docs/streaming.md said a
+    flush before any chunk answers. StreamResult.sequence has presence now: set on every
+    result (even to 0) but a flush's that no chunk came before."""
+    m = chain(("src", "PassThrough", {}), ("c", "Chunk", {"frames": 1000, "partial": "keep"}))
+    s = Session(stub, ps.StreamInit(manifest=m))
+    s.recv()
+
+    def result():
+        r = s.recv().result
+        return r.flushed, r.HasField("sequence"), r.sequence
+
+    s.control(FLUSH)
+    assert result() == (True, False, 0)  # no chunk yet: unset
+    s.data(np.ones(300, np.float32), 0)  # sequences may start at 0
+    assert result() == (False, True, 0)
+    s.control(FLUSH)
+    r = s.recv().result
+    assert (r.flushed, r.HasField("sequence"), r.sequence) == (True, True, 0)
+    assert f32(r.outputs["c"].items[0]).size == 300  # what chunk 0 left in Chunk
+    s.data(np.ones(300, np.float32), 7)
+    assert result() == (False, True, 7)
+    s.control(FLUSH)
+    assert result() == (True, True, 7)
+    s.control(CLOSE)  # no chunk since the last flush: still the session's last one
+    rest, code = s.rest()
+    s.half_close()
+    assert code == grpc.StatusCode.OK
+    r = rest[0].result
+    assert (r.flushed, r.HasField("sequence"), r.sequence) == (True, True, 7)
+
+
 def test_periodic_metrics_every_n_chunks(stub):
     m = chain(("src", "PassThrough", {}), name="periodic")
     s = Session(stub, ps.StreamInit(manifest=m, enable_metrics=True, metrics_every_chunks=2))
@@ -373,6 +406,7 @@ def test_protocol_violations_end_with_their_status_and_free_the_session(srv, stu
         else:
             assert t["rm-sequence"] == seq, name
             assert details(err)["sequence"] == seq, name
+        assert "rm-flushed" not in t and "flushed" not in details(err), name  # not a flush's
         ev = session_end(srv, sid)
         assert ev["status"] == code.name and ev["server_memory_used"] == base, (name, ev)
 
@@ -438,6 +472,58 @@ def test_per_chunk_limits(stub):
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and trailers(err)["rm-sequence"] == "7"
 
 
+def test_a_flush_above_a_limit_is_identified_as_the_flush(srv, stub):
+    """Regression: LoudnessNormalize holds the whole stream and emits it at the flush; above
+    max_audio_samples that failed without rm-sequence, unlike a chunk's failure. A flush's
+    failure is identified as its result would have been: "flush after chunk N", rm-sequence
+    N (the last chunk's), rm-flushed true, and the same in ErrorInfo."""
+    m = chain(("src", "PassThrough", {}), ("ln", "LoudnessNormalize", {}), name="whole-stream")
+    s = Session(stub, ps.StreamInit(manifest=m, limits=ps.ExecutionLimits(max_audio_samples=5000)))
+    sid = s.recv().ready.session_id
+    noise = (0.1 * np.random.default_rng(7).standard_normal(4000)).astype(np.float32)
+    for seq in (1, 2, 3):  # each chunk is within the limit, and LoudnessNormalize holds it
+        s.data(noise, seq)
+        r = s.recv().result
+        assert (r.sequence, len(r.outputs["ln"].items)) == (seq, 0)
+    s.control(FLUSH)
+    err = s.error()
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.details() == ("flush after chunk 3: node 'ln' (LoudnessNormalize): output holds "
+                             "12000 audio samples, above the limit of 5000")
+    t = trailers(err)
+    assert (t["rm-failing-node"], t["rm-field"], t["rm-sequence"], t["rm-flushed"]) == \
+        ("ln", "samples", "3", "true")
+    assert details(err) == {"node": "ln", "field": "samples", "sequence": "3", "flushed": "true"}
+    ev = session_end(srv, sid)
+    assert (ev["status"], ev["error"], ev["chunks"]) == ("RESOURCE_EXHAUSTED", err.details(), 3)
+
+
+def test_a_flush_result_above_max_message_bytes_is_the_flush_s_failure():
+    """A flush's result too big to send (two whole streams, each within the buffer limit)
+    used to be reported as the last chunk's failure ("chunk 3: ...", no sign of the flush)."""
+    from conftest import manifest
+    with RunningServer(["--max-message-bytes", "200000"]) as srv:
+        ch, stub = stub_for(srv)
+        m = manifest([("src", "PassThrough", {}), ("a", "LoudnessNormalize", {}),
+                      ("b", "LoudnessNormalize", {})], [("src", "a"), ("src", "b")], name="two")
+        s = Session(stub, ps.StreamInit(manifest=m))
+        sid = s.recv().ready.session_id
+        noise = (0.1 * np.random.default_rng(8).standard_normal(10000)).astype(np.float32)
+        for seq in (1, 2, 3):
+            s.data(noise, seq)
+            assert s.recv().result.sequence == seq
+        s.control(CLOSE)
+        err = s.error()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.details().startswith("flush after chunk 3: the response would be "), err.details()
+        assert err.details().endswith(" bytes, above max-message-bytes 200000")
+        t = trailers(err)
+        assert (t["rm-field"], t["rm-sequence"], t["rm-flushed"]) == ("max_message_bytes", "3", "true")
+        assert details(err) == {"field": "max_message_bytes", "sequence": "3", "flushed": "true"}
+        assert session_end(srv, sid)["status"] == "RESOURCE_EXHAUSTED"
+        ch.close()
+
+
 def test_session_memory_budget(stub):
     """max_memory_bytes bounds what the session holds at once (its pipeline's budget)."""
     m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 1}))
@@ -449,6 +535,38 @@ def test_session_memory_budget(stub):
     err = s.error()
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert trailers(err)["rm-field"] == "max_memory_bytes" and trailers(err)["rm-sequence"] == "2"
+    # the session's budget, sized by init.limits (it said "the request's budget")
+    assert re.fullmatch(r"chunk 2: node 'g' \(Gain\) needs \d+ more bytes of memory, above the "
+                        r"session's budget: \d+ of its 1048576 bytes in use "
+                        r"\(init\.limits\.max_memory_bytes\)", err.details()), err.details()
+
+
+def test_session_memory_budget_from_the_server_names_its_option():
+    """A session without limits.max_memory_bytes has --max-request-memory's budget, and its
+    refusals (a node's, the chunk's input's) name the session's budget and that option."""
+    with RunningServer(["--max-request-memory", "1048576"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 1}))
+        lim = ps.ExecutionLimits(max_memory_bytes=4 << 20)  # above the server's: no effect
+        for limits in (None, lim):
+            s = Session(stub, ps.StreamInit(manifest=m, limits=limits))
+            s.recv()
+            s.data(np.zeros(200000, np.float32), 1)
+            err = s.error()
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert trailers(err)["rm-field"] == "max_memory_bytes"
+            assert re.fullmatch(r"chunk 1: node 'g' \(Gain\) needs \d+ more bytes of memory, above "
+                                r"the session's budget: \d+ of its 1048576 bytes in use "
+                                r"\(max-request-memory\)", err.details()), err.details()
+        s = Session(stub, ps.StreamInit(manifest=m))
+        s.recv()
+        s.data(np.zeros(300000, np.float32), 1)  # the input alone is above 1 MiB
+        err = s.error()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert re.fullmatch(r"chunk 1: the session's inputs hold 1200000 bytes, above its memory "
+                            r"budget of 1048576 bytes \(max-request-memory\) with \d+ in use",
+                            err.details()), err.details()
+        ch.close()
 
 
 def test_a_message_the_server_budget_cannot_hold_is_refused_before_its_copy():
@@ -538,6 +656,34 @@ def test_call_deadline_is_counted_as_deadline_exceeded():
         handled = dict(re.findall(r'^grpc_server_handled_total\{[^}]*grpc_method="StreamPipeline",'
                                   r'grpc_code="(\w+)"\} (\S+)$', body, re.M))
         assert {k: float(v) for k, v in handled.items() if float(v)} == {"DeadlineExceeded": 1}
+
+
+def test_a_message_above_max_message_bytes_is_refused_by_the_core():
+    """The gRPC core refuses a message above --max-message-bytes itself: the client gets
+    RESOURCE_EXHAUSTED without our trailers, and the session releases everything. The server
+    cannot tell this refusal from a compressed message that does not decompress (for which
+    the client gets INTERNAL), so it logs and counts CANCELLED: docs/streaming.md, "Each
+    session is logged". This pins that documented limit; it is not a fix."""
+    with RunningServer(["--max-message-bytes", "100000", "--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+        m = chain(("src", "PassThrough", {}), name="oversize")
+        _, results, _ = stream_all(stub, m, [np.zeros(1000, np.float32)], 16000)
+        base = session_ends(srv, 1)[0]["server_memory_used"]
+        s = Session(stub, ps.StreamInit(manifest=m))
+        sid = s.recv().ready.session_id
+        s.data(np.zeros(30000, np.float32), 1)  # 120 kB
+        err = s.error()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert re.fullmatch(r"Received message larger than max \(\d+ vs\. 100000\)", err.details())
+        assert not [k for k in trailers(err) if k.startswith("rm-")], trailers(err)
+        ev = session_end(srv, sid)
+        assert (ev["status"], ev["client_gone"], ev["chunks"]) == ("CANCELLED", True, 0), ev
+        assert ev["server_memory_used"] == base
+        assert active_sessions(srv) == 0
+        handled = dict(re.findall(r'^grpc_server_handled_total\{[^}]*grpc_method="StreamPipeline",'
+                                  r'grpc_code="(\w+)"\} (\S+)$', srv.metrics_text(), re.M))
+        assert {k: float(v) for k, v in handled.items() if float(v)} == {"OK": 1, "Canceled": 1}
+        ch.close()
 
 
 def test_a_session_is_logged_as_one_call_line_with_its_request_id():

@@ -130,6 +130,71 @@ static void test_budget_below_the_pipeline_itself_names_the_budget(void) {
                                              "0 of its 1 bytes in use (max_memory_bytes)"));
 }
 
+/* A labelled budget (a streaming session's) is named as such in every refusal: a node's at
+ * run time and at create(), the inputs', the pipeline's own; an unlabelled one is the
+ * request's. */
+static void test_labelled_budget_names_its_owner_and_limit(void) {
+  static const rm_budget_label_t session = {"session", "init.limits.max_memory_bytes"};
+  rm_limits_t lim = {.max_memory_bytes = 1 << 20};
+  rm_error_t err;
+  rm_pipeline_t *p = NULL;
+  rm_manifest_t *m =
+      rm_test_manifest("{'name': 't', 'nodes': [{'id': 'ck', 'node_type': "
+                       "'Chunk', 'params': {'frames': 10000000, 'partial': 'pad'}}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  RM_ASSERT_INT(rm_pipeline_new_labelled(m, &lim, &session, &p, &err), 0);
+  rm_manifest_free(m);
+  float s[8] = {0};
+  rm_buffer_t *in = rm_test_audio_f32(s, 8, 48000, 8);
+  rm_result_t *res = NULL;
+  RM_ASSERT_INT(rm_test_run1(p, "ck", in, 0, &res, &err), RM_ELIMIT);
+  RM_ASSERT_STR(err.field, "max_memory_bytes");
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "node 'ck' (Chunk) needs 320000145 more bytes of "
+                                             "memory, above the session's budget: "));
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(err.message, " of its 1048576 bytes in use (init.limits.max_memory_bytes)"));
+  rm_result_free(res);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+
+  m = rm_test_manifest("{'name': 't', 'nodes': [{'id': 'g', 'node_type': 'Gain'}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  static const rm_budget_label_t owner_only = {"session", NULL}; /* limit: the default */
+  RM_ASSERT_INT(rm_pipeline_new_labelled(m, &lim, &owner_only, &p, &err), 0);
+  size_t n = 300000;
+  float *big = calloc(n, sizeof *big);
+  in = rm_test_audio_f32(big, n, 48000, 1);
+  RM_ASSERT_INT(rm_test_run1(p, "g", in, 0, &res, &err), RM_ELIMIT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "the session's inputs hold 1200000 bytes, above its "
+                                             "memory budget of 1048576 bytes (max_memory_bytes) "
+                                             "with "));
+  rm_result_free(res);
+  rm_buffer_unref(in);
+  free(big);
+  rm_pipeline_free(p);
+
+  lim.max_memory_bytes = 1; /* the pipeline's own first allocation */
+  p = NULL;
+  RM_ASSERT_INT(rm_pipeline_new_labelled(m, &lim, &session, &p, &err), RM_ELIMIT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, " more bytes of memory, above the session's budget: "
+                                             "0 of its 1 bytes in use "
+                                             "(init.limits.max_memory_bytes)"));
+  RM_ASSERT_INT(rm_pipeline_new_labelled(m, &lim, NULL, &p, &err), RM_ELIMIT); /* the default */
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, " more bytes of memory, above the request's budget: "
+                                             "0 of its 1 bytes in use (max_memory_bytes)"));
+  rm_manifest_free(m);
+
+  /* create(): a 16384-point FFT plan is over 300 KiB */
+  m = rm_test_manifest("{'name': 't', 'nodes': [{'id': 's', 'node_type': 'Spectrogram', "
+                       "'params': {'n_fft': 16384}}]}");
+  lim.max_memory_bytes = 300 << 10;
+  RM_ASSERT_INT(rm_pipeline_new_labelled(m, &lim, &session, &p, &err), RM_ELIMIT);
+  CU_ASSERT_PTR_NULL(p);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "node 's' (Spectrogram) needs 393216 more bytes of "
+                                             "memory, above the session's budget: "));
+  rm_manifest_free(m);
+}
+
 static void test_unlimited_still_refuses_what_no_allocation_holds(void) {
   /* OpusDecode's end record claims 2^63-1 frames: the padding saturates, the budget (no
    * limit) refuses what cannot be added, nothing reaches malloc */
@@ -279,6 +344,7 @@ int main(void) {
       RM_TEST(test_parent_refusal_names_the_server_budget),
       RM_TEST(test_inputs_and_create_are_charged),
       RM_TEST(test_budget_below_the_pipeline_itself_names_the_budget),
+      RM_TEST(test_labelled_budget_names_its_owner_and_limit),
       RM_TEST(test_unlimited_still_refuses_what_no_allocation_holds),
       RM_TEST(test_peak_includes_library_predictions),
       RM_TEST(test_resample_downmix_holds_one_feed),

@@ -228,6 +228,53 @@ static void test_full_trailers_and_pushback(void) {
   CU_ASSERT(!rm_status_no_retry(&err)); /* not RESOURCE_EXHAUSTED: clients never retry it */
 }
 
+/* Releases md[0..n) but md[checked] (released by check_trailer). */
+static void release_trailers(grpc_metadata *md, size_t n, size_t checked) {
+  for (size_t i = 0; i < n; i++)
+    if (i != checked) {
+      grpc_slice_unref(md[i].key);
+      grpc_slice_unref(md[i].value);
+    }
+}
+
+/* A stream step's failure: rm-sequence and rm-flushed beside the rest, and both in
+ * ErrorInfo; with a node, a field and the pushback that is every trailer at once. */
+static void test_stream_trailers_sequence_and_flushed(void) {
+  rm_error_t err;
+  grpc_metadata md[RM_STATUS_TRAILERS_MAX];
+  rm_error_set(&err, RM_ELIMIT, "ln", "samples", "flush after chunk 3: too many samples");
+  RM_ASSERT_INT(rm_status_trailers_seq(&err, "rid", "3", 1, md), RM_STATUS_TRAILERS_MAX);
+  check_trailer(&md[0], "rm-error-kind", "limit_exceeded");
+  check_trailer(&md[1], "rm-failing-node", "ln");
+  check_trailer(&md[2], "rm-field", "samples");
+  check_trailer(&md[3], "rm-sequence", "3");
+  check_trailer(&md[4], "rm-flushed", "true");
+  Google__Rpc__Status *st = google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(md[5].value),
+                                                        GRPC_SLICE_START_PTR(md[5].value));
+  grpc_slice_unref(md[5].key);
+  grpc_slice_unref(md[5].value);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+  Google__Rpc__ErrorInfo *info =
+      google__rpc__error_info__unpack(NULL, st->details[0]->value.len, st->details[0]->value.data);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(info);
+  RM_ASSERT_INT(info->n_metadata, 5);
+  RM_ASSERT_STR(info->metadata[3]->key, "sequence");
+  RM_ASSERT_STR(info->metadata[3]->value, "3");
+  RM_ASSERT_STR(info->metadata[4]->key, "flushed");
+  RM_ASSERT_STR(info->metadata[4]->value, "true");
+  google__rpc__error_info__free_unpacked(info, NULL);
+  google__rpc__status__free_unpacked(st, NULL);
+  check_trailer(&md[6], "grpc-retry-pushback-ms", "-1");
+
+  /* a flush before any chunk: flushed, no sequence; a chunk's: no flushed */
+  RM_ASSERT_INT(rm_status_trailers_seq(&err, NULL, NULL, 1, md), 6);
+  check_trailer(&md[3], "rm-flushed", "true");
+  release_trailers(md, 6, 3);
+  RM_ASSERT_INT(rm_status_trailers_seq(&err, NULL, "4", 0, md), 6);
+  check_trailer(&md[3], "rm-sequence", "4");
+  release_trailers(md, 6, 3);
+}
+
 int main(void) {
   grpc_init();
   static const rm_test_case_t cases[] = {RM_TEST(test_every_code_has_its_status_and_kind),
@@ -238,6 +285,7 @@ int main(void) {
                                          RM_TEST(test_details_carry_error_info_and_bad_request),
                                          RM_TEST(test_details_are_valid_utf8),
                                          RM_TEST(test_full_trailers_and_pushback),
+                                         RM_TEST(test_stream_trailers_sequence_and_flushed),
                                          {NULL, NULL}};
   rm_test_suite("status", cases);
   int rc = rm_test_run();

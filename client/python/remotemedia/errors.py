@@ -26,6 +26,7 @@ TRAILER_KIND = "rm-error-kind"
 TRAILER_NODE = "rm-failing-node"
 TRAILER_FIELD = "rm-field"
 TRAILER_SEQUENCE = "rm-sequence"
+TRAILER_FLUSHED = "rm-flushed"
 TRAILER_DETAILS = "grpc-status-details-bin"
 
 
@@ -74,12 +75,21 @@ class RemoteMediaError(Exception):
     @property
     def sequence(self) -> Optional[int]:
         """The failing chunk's sequence number in a streaming session (ErrorInfo metadata
-        "sequence", else the rm-sequence trailer), or None."""
+        "sequence", else the rm-sequence trailer), or None. For a failed flush (.flushed),
+        the sequence its result would have carried: the last chunk's before it (None when
+        there was none)."""
         v = self.metadata.get("sequence") or self.trailers.get(TRAILER_SEQUENCE)
         try:
             return int(v) if v else None
         except ValueError:
             return None
+
+    @property
+    def flushed(self) -> bool:
+        """True when a flush (flush(), close, the end of stream()) failed in a streaming
+        session rather than a chunk (ErrorInfo metadata "flushed", else the rm-flushed
+        trailer): e.g. a node that holds the whole stream emitting it above a limit."""
+        return (self.metadata.get("flushed") or self.trailers.get(TRAILER_FLUSHED)) == "true"
 
     def __str__(self) -> str:
         where = []

@@ -66,7 +66,8 @@ class StreamResult:
 
     Attributes:
         sequence: the data chunk's sequence number it answers (for a flushed result, the
-            last chunk's before the flush; 0 when none).
+            last chunk's before the flush; None when no chunk came before it, which a flush
+            after chunk 0 is not).
         flushed: True for the answer to a flush or to close.
         outputs: {key: [values]} keyed like ExecuteResult.outputs (possibly empty: a node
             may emit nothing for a chunk).
@@ -78,8 +79,12 @@ class StreamResult:
 
     def __init__(self, response: Any) -> None:
         self.response = response
-        self.sequence: int = int(response.sequence)
         self.flushed: bool = bool(response.flushed)
+        # a chunk's result always answers one (a server before the field had presence sent
+        # none for chunk 0); a flush's has one only after a chunk
+        self.sequence: Optional[int] = (int(response.sequence)
+                                        if not self.flushed or response.HasField("sequence")
+                                        else None)
         self.processing_ns: int = int(response.processing_ns)
         self.outputs: Dict[str, List[Any]] = {key: [from_proto(b) for b in out.items]
                                               for key, out in sorted(response.outputs.items())}
@@ -105,7 +110,7 @@ class StreamResult:
         return joined
 
     def __repr__(self) -> str:
-        return "StreamResult(sequence=%d%s, outputs=%s, processing_ns=%d)" % (
+        return "StreamResult(sequence=%s%s, outputs=%s, processing_ns=%d)" % (
             self.sequence, ", flushed" if self.flushed else "",
             {k: len(v) for k, v in self.outputs.items()}, self.processing_ns)
 

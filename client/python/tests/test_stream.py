@@ -138,6 +138,44 @@ def test_session_form(remote):
     assert p.get_metrics() == metrics
 
 
+def test_flush_error_is_flushed(remote):
+    """A failed flush raises with .flushed and the last chunk's .sequence (LoudnessNormalize
+    emits the whole stream at the close's flush, above max_audio_samples)."""
+    from remotemedia import ResourceExhausted
+    p = Pipeline("whole", remote=remote)
+    p.add_node(Node("LoudnessNormalize", {}, node_id="ln"))
+    chunks = [sine(4000, 16000, amp=0.1)] * 3
+
+    async def main():
+        return [r async for r in p.stream(chunks, sample_rate=16000,
+                                          limits={"max_audio_samples": 5000})]
+    with pytest.raises(ResourceExhausted) as ei:
+        arun(main())
+    e = ei.value
+    assert (e.flushed, e.sequence, e.node_id, e.field) == (True, 3, "ln", "samples")
+    assert e.message.startswith("flush after chunk 3: node 'ln' (LoudnessNormalize): ")
+
+
+def test_flush_sequence_none_before_any_chunk(remote):
+    """A flushed result's sequence is None when no chunk came before the flush, and 0 after
+    chunk 0 (both used to be 0)."""
+    p = resampler(remote)
+
+    async def main():
+        async with p.session() as s:
+            await s.flush()
+            before = await s.receive(timeout=60)
+            assert await s.send(CHUNKS[0], sample_rate=RATE, sequence=0) == 0
+            chunk = await s.receive(timeout=60)
+            await s.flush()
+            after = await s.receive(timeout=60)
+            rest = await s.close()
+        return [(r.sequence, r.flushed) for r in [before, chunk, after] + rest], repr(before)
+    got, text = arun(main())
+    assert got == [(None, True), (0, False), (0, True), (0, True)]
+    assert text.startswith("StreamResult(sequence=None, flushed, outputs=")
+
+
 def test_error_repeated_sequence(remote):
     p = resampler(remote)
 

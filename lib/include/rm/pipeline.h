@@ -58,6 +58,22 @@ typedef struct rm_pipeline rm_pipeline_t;
  * when a parent refused), naming the node, before the memory is touched. */
 int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeline_t **out,
                     rm_error_t *err);
+
+/* Whose memory budget a pipeline has and which setting sized it, as the messages of the
+ * allocations it refuses name them: "node 'g' (Gain) needs N more bytes of memory, above the
+ * <owner>'s budget: U of its L bytes in use (<limit>)", and "the <owner>'s inputs hold N
+ * bytes, above its memory budget of L bytes (<limit>) ...". err->field stays
+ * "max_memory_bytes". The strings must outlive the pipeline (static storage, usually); a NULL
+ * member is "request" / "max_memory_bytes", rm_pipeline_new's. */
+typedef struct rm_budget_label {
+  const char *owner; /* "request", "session" */
+  const char *limit; /* the field or option that set the budget's size */
+} rm_budget_label_t;
+
+/* rm_pipeline_new whose budget's refusals name label's owner and limit (label may be NULL:
+ * rm_pipeline_new). A StreamPipeline session's pipeline says "the session's budget". */
+int rm_pipeline_new_labelled(const rm_manifest_t *m, const rm_limits_t *limits,
+                             const rm_budget_label_t *label, rm_pipeline_t **out, rm_error_t *err);
 /* Frees p, its node instances and its metrics. NULL is a no-op. */
 void rm_pipeline_free(rm_pipeline_t *p);
 

@@ -66,7 +66,7 @@ def test_library(server):
                        capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     # every test of the program ran and passed, and no assertion failed
-    assert re.search(r"^\s+tests\s+8\s+8\s+8\s+0\s+0$", p.stdout, re.M), p.stdout[-2000:]
+    assert re.search(r"^\s+tests\s+9\s+9\s+9\s+0\s+0$", p.stdout, re.M), p.stdout[-2000:]
     asserts = re.search(r"^\s+asserts\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s", p.stdout, re.M)
     assert asserts and asserts.group(4) == "0" and asserts.group(1) == asserts.group(3), p.stdout[-2000:]
 

@@ -1,7 +1,7 @@
 /* test_rmclient_stream.c - librmclient's StreamPipeline API against a real server (started
  * by test_c_stream.py on an ephemeral port): streamed audio equals the unary result, one
- * result per chunk, flush, close with metrics, pipelined sends, receive timeouts, every
- * error path, and cancelling by free.
+ * result per chunk, flush (and its sequence's presence), close with metrics, pipelined
+ * sends, receive timeouts, every error path, and cancelling by free.
  *
  * usage: test_rmclient_stream --server ADDR. Exit status 0 = all passed. */
 #include <CUnit/Basic.h>
@@ -207,6 +207,36 @@ static void test_recv_timeout(void) {
   rm_client_stream_free(s);
 }
 
+/* Regression: a flush after chunk 0 answered sequence 0, what a flush before any chunk
+ * answers: rm_client_stream_result_has_sequence tells them apart. */
+static void test_flush_sequence_presence(void) {
+  rm_client_stream_t *s = open_stream(resample_manifest, 0);
+  rm_client_error_t err;
+  rm_client_stream_result_t *r = NULL;
+  CHECK_INT(rm_client_stream_flush(s, &err), 0); /* no chunk yet */
+  CHECK_INT(rm_client_stream_recv(s, &r, WAIT_MS, &err), 0);
+  CHECK_INT(rm_client_stream_result_flushed(r), 1);
+  CHECK_INT(rm_client_stream_result_has_sequence(r), 0);
+  CHECK_INT(rm_client_stream_result_sequence(r), 0);
+  rm_client_stream_result_free(r);
+  rm_client_buffer_t b = chunk_of(0);
+  CHECK_INT(rm_client_stream_send(s, NULL, &b, 0, &err), 0); /* sequences may start at 0 */
+  CHECK_INT(rm_client_stream_recv(s, &r, WAIT_MS, &err), 0);
+  CHECK_INT(rm_client_stream_result_flushed(r), 0);
+  CHECK_INT(rm_client_stream_result_has_sequence(r), 1);
+  CHECK_INT(rm_client_stream_result_sequence(r), 0);
+  rm_client_stream_result_free(r);
+  CHECK_INT(rm_client_stream_flush(s, &err), 0); /* after chunk 0 */
+  CHECK_INT(rm_client_stream_recv(s, &r, WAIT_MS, &err), 0);
+  CHECK_INT(rm_client_stream_result_flushed(r), 1);
+  CHECK_INT(rm_client_stream_result_has_sequence(r), 1);
+  CHECK_INT(rm_client_stream_result_sequence(r), 0);
+  rm_client_stream_result_free(r);
+  CHECK_INT(rm_client_stream_result_has_sequence(NULL), 0);
+  CHECK_INT(rm_client_stream_close(s, NULL, &err), 0);
+  rm_client_stream_free(s);
+}
+
 static void test_error_repeated_sequence(void) {
   rm_client_stream_t *s = open_stream(resample_manifest, 0);
   rm_client_error_t err;
@@ -313,6 +343,7 @@ int main(int argc, char **argv) {
       {"stream_equals_unary", test_stream_equals_unary},
       {"pipelined_close_with_metrics", test_pipelined_close_with_metrics},
       {"recv_timeout", test_recv_timeout},
+      {"flush_sequence_presence", test_flush_sequence_presence},
       {"error_repeated_sequence", test_error_repeated_sequence},
       {"error_unknown_source", test_error_unknown_source},
       {"error_at_open", test_error_at_open},
