@@ -94,9 +94,10 @@ struct rm_call {
   int on_worker;     /* handled on a worker thread from the start */
   int unary;         /* counted by rm__server_unary_begin */
   int replied;
-  int gone;                     /* the answer cannot reach the client, or did not: client_gone() */
-  int own;                      /* the server's own warm call (rm_call_own) */
-  int logged_at_end;            /* a unary call whose status went out: logged when the call ends */
+  int gone;              /* the answer cannot reach the client, or did not: client_gone() */
+  int own;               /* the server's own warm call (rm_call_own) */
+  int logged_at_end;     /* a unary call whose status went out: logged when the call ends */
+  atomic_int maybe_gone; /* its end may be the client's going (rm_call_finish_unless_gone) */
   grpc_status_code client_code; /* what the client got then, for an OK answer */
   uint64_t t_start;
   uint64_t t_end; /* when the status was handed to the core (count_end); 0 = not yet */
@@ -195,14 +196,20 @@ static void call_free(rm_call_t *c) {
   rm__server_release(s);
 }
 
+static void count_end(rm_call_t *c);
+
 static void call_unref(rm_call_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1)
     return;
-  if (c->logged_at_end) {
+  int maybe_gone = atomic_load(&c->maybe_gone);
+  if (c->logged_at_end || maybe_gone) {
     if (atomic_load(&c->cancelled))
       client_gone(c);
-    log_call(c);
+    if (maybe_gone) /* counted now that it is known what the client saw */
+      count_end(c);
   }
+  if (c->logged_at_end)
+    log_call(c);
   grpc_slice_unref(c->details);
   for (size_t i = 0; i < c->n_trailers; i++) {
     grpc_slice_unref(c->trailers[i].key);
@@ -231,7 +238,8 @@ static void on_close(rm_tag_t *tag, int ok) {
   (void)ok;
   if (c->close_cancelled)
     atomic_store(&c->cancelled, 1);
-  if (c->stream && !atomic_exchange(&c->stats_done, 1)) { /* gone without a status */
+  /* gone without a status (a status that may not have reached it is counted at the end) */
+  if (c->stream && !atomic_load(&c->maybe_gone) && !atomic_exchange(&c->stats_done, 1)) {
     c->code = gone_status(c);
     c->t_end = rm_clock_ns();
     rm_stats_call_handled(c->stats_method, c->code, c->t_end - c->t_start);
@@ -260,7 +268,8 @@ void rm_call_watch_cancel(rm_call_t *c) {
 
 /* The status the client got: the handler's, unless an OK answer never reached it. */
 static grpc_status_code client_status(const rm_call_t *c) {
-  return c->gone && c->code == GRPC_STATUS_OK ? c->client_code : c->code;
+  return c->gone && (c->code == GRPC_STATUS_OK || atomic_load(&c->maybe_gone)) ? c->client_code
+                                                                               : c->code;
 }
 
 /* The client is gone (it cancelled, its deadline passed or its connection closed) before its
@@ -299,7 +308,14 @@ static void log_call(rm_call_t *c) {
   gpr_free(peer);
   if (c->note_value)
     rm_log_line_str(&line, c->note_key, c->note_value);
-  if (code != c->code) { /* an OK answer the client never got */
+  if (code != c->code && atomic_load(&c->maybe_gone)) { /* it went without sending a message */
+    rm_log_line_plain(
+        &line, "error_kind",
+        rm_status_kind(code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED));
+    rm_log_line_plain(&line, "error",
+                      "the call ended without a message: the client cancelled, its deadline "
+                      "passed or its connection closed");
+  } else if (code != c->code) { /* an OK answer the client never got */
     rm_log_line_plain(&line, "handler_status", rm_status_name(c->code));
     rm_log_line_plain(&line, "error_kind", "client_gone");
     rm_log_line_plain(&line, "error",
@@ -369,7 +385,8 @@ static void send_status(rm_call_t *c) {
   size_t n = 0;
   if (atomic_load(&c->cancelled)) /* the close watch saw the client go: it gets no answer */
     client_gone(c);
-  count_end(c);
+  if (!atomic_load(&c->maybe_gone) || c->gone) /* else once it is known (call_unref) */
+    count_end(c);
   if (needs_initial_md(c)) {
     if (c->code == GRPC_STATUS_OK) {
       initial_md(c, &ops[n]);
@@ -553,6 +570,13 @@ void rm_call_fail(rm_call_t *c, const rm_error_t *err) {
   c->n_trailers = rm_status_trailers_seq(err, rid, c->sequence, c->flushed, c->trailers);
   send_status(c);
 }
+
+void rm_call_finish_unless_gone(rm_call_t *c, const rm_error_t *err) {
+  atomic_store(&c->maybe_gone, 1);
+  rm_call_finish(c, err);
+}
+
+int rm_call_client_status(const rm_call_t *c) { return (int)client_status(c); }
 
 /* A response above max-message-bytes fails the call with RM_ELIMIT instead: 1 then. */
 static int response_too_big(rm_call_t *c, size_t len) {
@@ -994,6 +1018,9 @@ static void handle_request(rm_call_t *c) {
                    "its deadline passed or its connection closed");
     } else {
       rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "the call carried no request message");
+      /* or the client cancelled before sending it (no error then either) */
+      rm_call_finish_unless_gone(c, &err);
+      return;
     }
     rm_call_fail(c, &err);
     return;

@@ -96,6 +96,15 @@ void rm_call_at_end(rm_call_t *call, void (*fn)(void *arg), void *arg);
 /* Sends the status of err (server/status.c: code, message, trailers). err is copied; an
  * err with code 0 answers INTERNAL. Any thread. Also ends a streaming call. */
 void rm_call_fail(rm_call_t *call, const rm_error_t *err);
+/* rm_call_finish for an end the client's going may have caused: a read that ended without a
+ * message, which a half-close and a cancel both give (the core reports no error for either).
+ * When the status does not reach the client (it cancelled, its deadline passed or its
+ * connection closed), the call is counted and logged as what the client saw, CANCELLED or
+ * DEADLINE_EXCEEDED; its count waits until that is known, when the call ends. */
+void rm_call_finish_unless_gone(rm_call_t *call, const rm_error_t *err);
+/* The status (grpc_status_code) the client saw: final in an rm_call_at_end hook (the call has
+ * ended). */
+int rm_call_client_status(const rm_call_t *call);
 
 /* The sequence number of the stream chunk a later rm_call_fail is about: the failure then
  * carries it (rm-sequence trailer, ErrorInfo metadata "sequence"). For a flush's failure, the

@@ -327,8 +327,8 @@ static void finish(rm_call_t *call, int code, const char *message) {
 
 static void on_request(rm_call_t *call, int rc, const uint8_t *data, size_t len, void *arg) {
   (void)arg;
-  if (rc == RM_CALL_END) { /* the client half-closed: done */
-    rm_call_finish(call, NULL);
+  if (rc == RM_CALL_END) { /* the client half-closed (or went: counted as what it saw) */
+    rm_call_finish_unless_gone(call, NULL);
     return;
   }
   if (rc < 0 && rc != RM_EBADREQUEST) { /* the call is gone */

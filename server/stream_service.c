@@ -75,7 +75,8 @@ struct session {
   int step_owed; /* a write completed while an actor ran: the last one takes the step */
   int writing;   /* a write is posted and not completed (s->mu) */
   uint64_t write_at_ns;
-  int reaped; /* the reaper cancelled the call (max-session-ms, a result never read) */
+  int reaped;     /* the reaper cancelled the call (max-session-ms, a result never read) */
+  int maybe_gone; /* it ends for a read without a message: a half-close or the client's going */
   /* for the session's call line (copied: the call may be gone when it is written) */
   grpc_status_code code;
   int client_gone;
@@ -222,7 +223,7 @@ static void end_locked(session_t *s, const rm_error_t *err) {
   /* the status's own copies live with the call, outside the server's budget (as for every
    * method but ExecutePipeline), so the budget is back where it was once s is freed */
   rm_budget_t *outer = rm_budget_enter(NULL);
-  rm_call_finish(s->call, err);
+  (s->maybe_gone ? rm_call_finish_unless_gone : rm_call_finish)(s->call, err);
   rm_budget_leave(outer);
 }
 
@@ -232,6 +233,26 @@ static void session_end(session_t *s, const rm_error_t *err) {
   if (s->state != S_ENDED)
     end_locked(s, err);
   pthread_mutex_unlock(&s->mu);
+}
+
+/* The call of a session that ended for a read without a message has ended (rm_call_at_end): if
+ * the status did not reach the client, it had cancelled (or its deadline passed, or its
+ * connection closed) rather than half-closed, and the session is logged as that. */
+static void maybe_gone_call_ended(void *arg) {
+  session_t *s = arg;
+  grpc_status_code code = (grpc_status_code)rm_call_client_status(s->call);
+  pthread_mutex_lock(&s->mu);
+  if (code != s->code) {
+    rm_error_t err;
+    rm_error_set(&err, code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED, NULL,
+                 NULL,
+                 "the stream ended before init: the client cancelled, its deadline passed or its "
+                 "connection closed");
+    record_end(s, &err);
+    s->client_gone = 1;
+  }
+  pthread_mutex_unlock(&s->mu);
+  session_put(s); /* the hook's */
 }
 
 /* The call is gone (cancelled, deadline, shutdown, or cancelled by the reaper): no status can
@@ -1009,9 +1030,14 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
     s->half_closed = 1;
     if (s->inited) {
       dispatch(s);
-    } else {
+    } else { /* or the client went before sending it: no error tells which */
       rm_error_t err;
       rm_error_set(&err, RM_EBADREQUEST, NULL, NULL, "the stream ended before init");
+      pthread_mutex_lock(&s->mu);
+      s->maybe_gone = 1;
+      s->refs++; /* the hook's: the session's line waits for what the client saw */
+      pthread_mutex_unlock(&s->mu);
+      rm_call_at_end(call, maybe_gone_call_ended, s);
       session_end(s, &err);
     }
   } else {

@@ -493,6 +493,127 @@ def test_health_watch_and_reflection_streams_get_a_call_line():
         assert r["duration_us"] > 0 and r["peer"].startswith("ipv")
 
 
+# ---- a call that ends without a message: a half-close, or a client that went -------------------
+
+EXEC = "/remotemedia.v1.PipelineService/ExecutePipeline"
+STREAM = "/remotemedia.v1.PipelineService/StreamPipeline"
+REFLECT = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+
+
+def handled(body, method, code):
+    service, name = method[1:].split("/")
+    return sample(body, "grpc_server_handled_total", grpc_service=service, grpc_method=name,
+                  grpc_code=code) or 0
+
+
+def blocked_requests(release):
+    """A request iterator that sends nothing until release is set, then ends."""
+    release.wait(60)
+    return
+    yield
+
+
+def test_a_call_ended_without_a_message_is_a_bad_request_only_if_the_client_half_closed():
+    """The core gives a stream that ends before its first message no error both when the
+    client half-closed (a bad request for StreamPipeline: INVALID_ARGUMENT; done for
+    reflection) and when it cancelled (or its connection closed). The latter were logged and
+    counted INVALID_ARGUMENT ("the stream ended before init"), client errors on dashboards for
+    clients that merely went; a reflection stream cancelled so was logged CANCELLED but
+    counted OK. Now each is what the client saw."""
+    import threading
+    from grpc_reflection.v1 import reflection_pb2_grpc as r1g
+    # (a channel closed before the first message: Python sends nothing at all then)
+    cases = [(STREAM, how) for how in ("half_close", "cancel")] + \
+            [(REFLECT, how) for how in ("half_close", "cancel")] + \
+            [(EXEC, "half_close")]  # the core hands it over only once the stream ends
+    with metrics_server() as srv:
+        lines = {}
+        for method, how in cases:
+            ch = srv.channel()
+            rid = "%s-%s" % (method.rsplit("/", 1)[1], how)
+            release = threading.Event()
+            reqs = blocked_requests(release)
+            md = [("x-request-id", rid)]
+            if method == EXEC:
+                call = ch.stream_unary(EXEC).future(reqs, metadata=md, timeout=60)
+            elif method == STREAM:
+                call = psg.PipelineServiceStub(ch).StreamPipeline(reqs, metadata=md, timeout=60)
+            else:
+                call = r1g.ServerReflectionStub(ch).ServerReflectionInfo(reqs, metadata=md,
+                                                                        timeout=60)
+            if method != EXEC:  # the server has the stream: it sent its headers with a read
+                call.initial_metadata()
+            if how == "cancel":
+                call.cancel()
+            release.set()
+            try:
+                call.result() if method == EXEC else list(call)
+            except (grpc.RpcError, grpc.FutureCancelledError):
+                pass
+            ch.close()
+            ev = srv.wait_for_event("call", 30, lambda e, rid=rid: e.get("request_id") == rid)
+            assert ev is not None, "no call line for %s" % rid
+            lines[(method, how)] = ev
+        body = scrape(srv)
+    # a real half-close: the stream and the unary call are bad requests, reflection is done
+    for method, status, error in ((EXEC, "INVALID_ARGUMENT", "the call carried no request message"),
+                                  (STREAM, "INVALID_ARGUMENT", "the stream ended before init"),
+                                  (REFLECT, "OK", None)):
+        ev = lines[(method, "half_close")]
+        assert (ev["status"], ev.get("error"), ev.get("client_gone")) == (status, error, None), ev
+    # a stream the client cancelled before its first message
+    for method in (STREAM, REFLECT):
+        ev = lines[(method, "cancel")]
+        assert (ev["status"], ev.get("client_gone")) == ("CANCELLED", True), (method, ev)
+    assert lines[(STREAM, "cancel")]["error"] == (
+        "the stream ended before init: the client cancelled, its deadline passed or its "
+        "connection closed")
+    # the counters say what the lines say
+    for method in (EXEC, STREAM, REFLECT):
+        logged = [e for (m, _), e in lines.items() if m == method]
+        for status, code in (("INVALID_ARGUMENT", "InvalidArgument"), ("CANCELLED", "Canceled"),
+                             ("OK", "OK")):
+            assert handled(body, method, code) == sum(e["status"] == status for e in logged), (
+                method, code)
+
+
+def test_unary_calls_cancelled_as_they_start_are_counted_and_logged_cancelled():
+    """Python's grpc.aio cancelling ExecutePipeline right after starting it: the core hands the
+    server the call without its message and without an error, as for a half-close. 133 of 200
+    such calls were logged and counted INVALID_ARGUMENT ("the call carried no request
+    message"). None may be now; every call the server saw is OK or CANCELLED, in the log and
+    in the counters alike."""
+    import asyncio
+    with metrics_server() as srv:
+        req = audio_request(GOOD)
+
+        async def main():
+            async with grpc.aio.insecure_channel(srv.address()) as ch:
+                stub = psg.PipelineServiceStub(ch)
+                await stub.ExecutePipeline(req, timeout=30)
+                for i in range(200):
+                    call = stub.ExecutePipeline(req, timeout=30)
+                    for _ in range(1 + i % 4):
+                        await asyncio.sleep(0)
+                    call.cancel()
+                    try:
+                        await call
+                    except (asyncio.CancelledError, grpc.RpcError):
+                        pass
+
+        asyncio.run(main())
+        time.sleep(1)  # the last cancelled calls' lines (none is awaited by the client)
+        body = scrape(srv)
+        calls = [e for e in srv.events("call") if e.get("method") == EXEC]
+    statuses = {e["status"] for e in calls}
+    assert statuses <= {"OK", "CANCELLED"}, statuses
+    cancelled = [e for e in calls if e["status"] == "CANCELLED"]
+    assert cancelled, "no call was cancelled at the server: the test raced nothing"
+    for code, status in (("OK", "OK"), ("Canceled", "CANCELLED"),
+                         ("InvalidArgument", "INVALID_ARGUMENT")):
+        assert handled(body, EXEC, code) == sum(e["status"] == status for e in calls), code
+
+
 # ---- the log ----------------------------------------------------------------------------------
 
 def test_port_conflict_log_is_all_json():

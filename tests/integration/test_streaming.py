@@ -630,6 +630,32 @@ def test_client_cancel_releases_the_session(srv, stub):
     assert (ev["status"], ev["error_kind"], ev.get("client_gone")) == ("CANCELLED", "cancelled", True), ev
 
 
+def test_a_cancelled_session_does_not_run_its_close():
+    """A client's cancel is not a half-close: the session ends without running the close's
+    flush (LoudnessNormalize would emit the whole stream for nobody)."""
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv:
+        ch, stub = stub_for(srv)
+
+        def runs():  # LoudnessNormalize invocations, whatever their status
+            found = re.findall(r'^remotemedia_node_executions_total\{node_type="LoudnessNormalize",'
+                               r'status="[a-z_]+"\} (\S+)$', srv.metrics_text(), re.M)
+            return sum(int(float(v)) for v in found)
+
+        m = chain(("src", "PassThrough", {}), ("ln", "LoudnessNormalize", {}))
+        s = Session(stub, ps.StreamInit(manifest=m))
+        sid = s.recv().ready.session_id
+        n = 3
+        for seq in range(n):
+            s.data(np.full(1600, 0.1, np.float32), seq)
+            assert s.recv().WhichOneof("message") == "result"
+        s.call.cancel()
+        s.half_close()
+        ev = session_end(srv, sid)
+        assert (ev["status"], ev["error_kind"], ev["chunks"]) == ("CANCELLED", "cancelled", n), ev
+        assert runs() == n
+        ch.close()
+
+
 def test_call_deadline(srv, stub):
     """The call's deadline is logged as what the client got, DEADLINE_EXCEEDED (the line used
     to say CANCELLED)."""
