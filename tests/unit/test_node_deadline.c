@@ -1,0 +1,115 @@
+/* test_node_deadline.c - every node type whose work grows with its input stops at the run's
+ * deadline within that work: a long input, a deadline 1 ms after the run starts, and the run
+ * fails RM_ETIMEDOUT naming the node. The pipeline checks only before each node, so a node
+ * that never checked ran on past the deadline and, as the last node, succeeded.
+ *
+ * No timing is asserted: each input takes its node far longer than 1 ms, so a check inside
+ * the work finds the deadline passed (were the machine to stall before the node starts, the
+ * pipeline's own check names the same node). */
+#include <stdint.h>
+#include <string.h>
+
+#include "rm/clock.h"
+#include "test_media_support.h"
+
+#define LONG ((size_t)16 << 20) /* samples: tens of ms of work even for a copy */
+
+/* An audio buffer of `samples` samples of silence. */
+static rm_buffer_t *silence(rm_sample_format_t fmt, uint32_t rate, uint32_t ch, size_t samples) {
+  rm_buffer_t *b = rm_buffer_new_audio(NULL, rate, ch, fmt, samples / ch);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  memset(b->data, 0, b->size);
+  return b;
+}
+
+/* Runs p (a stream already started, or not) once over `in` for node "n", ending the stream,
+ * with a deadline 1 ms away: the run must stop in "n" with RM_ETIMEDOUT. */
+static void expect_deadline(rm_pipeline_t *p, rm_buffer_t *in) {
+  rm_input_t input = {"n", in};
+  rm_run_opts_t opts = {.end_of_stream = 1, .deadline_ns = rm_clock_ns() + 1000000ull};
+  rm_result_t *r = NULL;
+  rm_error_t err;
+  RM_ASSERT_ERR(rm_pipeline_run(p, &input, 1, &opts, &r, &err), &err, RM_ETIMEDOUT, "n", "",
+                "deadline exceeded before node 'n' finished");
+  for (size_t i = 0; r && i < r->n_nodes; i++)
+    if (strcmp(r->nodes[i].node_id, "n") == 0)
+      RM_ASSERT_INT(r->nodes[i].state, RM_NODE_FAILED);
+  rm_result_free(r);
+}
+
+/* A one-node pipeline of `type` over `in` (taken) stops at the deadline. */
+static void stops(const char *type, const char *params, rm_buffer_t *in) {
+  rm_pipeline_t *p = media_node(type, params);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  expect_deadline(p, in);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+}
+
+/* ---------------- nodes on media_util's conversions and down-mix */
+
+/* Same rate: no libsoxr, only the channel mapping and the format conversion. */
+static void test_audio_resample(void) {
+  stops("AudioResample", "{\"rate\":48000,\"channels\":1}", silence(RM_SAMPLE_I16, 48000, 2, LONG));
+}
+
+/* 63 frames of 16384 samples over 16 channels: fewer frames than the FFT loop's check
+ * interval, so only the down-mix can notice the deadline. */
+static void test_spectrogram(void) {
+  stops("Spectrogram", "{\"n_fft\":16384,\"hop\":16384,\"center\":false}",
+        silence(RM_SAMPLE_I16, 48000, 16, (size_t)16384 * 63 * 16));
+}
+
+static void test_mel_spectrogram(void) {
+  stops("MelSpectrogram", "{\"n_fft\":16384,\"hop\":16384,\"center\":false}",
+        silence(RM_SAMPLE_I16, 48000, 16, (size_t)16384 * 63 * 16));
+}
+
+/* 63 frames of 30 ms at 48 kHz over 64 channels: fewer frames than the detector's check
+ * interval, so only the down-mix can notice the deadline. */
+static void test_vad(void) {
+  stops("VAD", "{\"frame_ms\":30}", silence(RM_SAMPLE_I16, 48000, 64, (size_t)1440 * 63 * 64));
+}
+
+/* These already checked later in their work (per frame or packet): the tests pin the outcome,
+ * which the checks in the conversions before and after that work bring sooner. */
+static void test_denoise(void) { stops("Denoise", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG)); }
+
+static void test_autogain(void) { stops("AutoGain", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG)); }
+
+static void test_opus_encode(void) {
+  stops("OpusEncode", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG));
+}
+
+/* The stream's encoding, made without a deadline. */
+static rm_buffer_t *encoded(const char *type, const char *params, rm_buffer_t *in) {
+  rm_pipeline_t *p = media_node(type, params);
+  media_items_t it = {0};
+  rm_error_t err;
+  CU_ASSERT_EQUAL_FATAL(media_run1(p, in, &it, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(it.n, 1);
+  rm_buffer_t *out = rm_buffer_ref(it.items[0]);
+  media_items_free(&it);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+  return out;
+}
+
+static void test_opus_decode(void) {
+  rm_buffer_t *in = silence(RM_SAMPLE_I16, 48000, 2, (size_t)4 << 20);
+  stops("OpusDecode", "{\"format\":\"i16\"}", encoded("OpusEncode", "{\"complexity\":0}", in));
+}
+
+int main(void) {
+  static const rm_test_case_t cases[] = {RM_TEST(test_audio_resample),
+                                         RM_TEST(test_spectrogram),
+                                         RM_TEST(test_mel_spectrogram),
+                                         RM_TEST(test_vad),
+                                         RM_TEST(test_denoise),
+                                         RM_TEST(test_autogain),
+                                         RM_TEST(test_opus_encode),
+                                         RM_TEST(test_opus_decode),
+                                         {NULL, NULL}};
+  rm_test_suite("node_deadline", cases);
+  return rm_test_run();
+}
