@@ -100,6 +100,21 @@ static void test_opus_decode(void) {
   stops("OpusDecode", "{\"format\":\"i16\"}", encoded("OpusEncode", "{\"complexity\":0}", in));
 }
 
+/* ---------------- Gain, AudioFormat, ChannelMix, Mixer */
+
+static void test_gain(void) { stops("Gain", "{\"db\":6}", silence(RM_SAMPLE_I16, 48000, 2, LONG)); }
+
+static void test_audio_format(void) {
+  stops("AudioFormat", "{\"format\":\"f32\"}", silence(RM_SAMPLE_I16, 48000, 2, LONG));
+}
+
+static void test_channel_mix(void) {
+  stops("ChannelMix", "{\"mode\":\"mono\"}", silence(RM_SAMPLE_I16, 48000, 2, LONG));
+}
+
+/* One input: Mixer checked only between inputs. */
+static void test_mixer(void) { stops("Mixer", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG)); }
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_audio_resample),
                                          RM_TEST(test_spectrogram),
@@ -109,6 +124,10 @@ int main(void) {
                                          RM_TEST(test_autogain),
                                          RM_TEST(test_opus_encode),
                                          RM_TEST(test_opus_decode),
+                                         RM_TEST(test_gain),
+                                         RM_TEST(test_audio_format),
+                                         RM_TEST(test_channel_mix),
+                                         RM_TEST(test_mixer),
                                          {NULL, NULL}};
   rm_test_suite("node_deadline", cases);
   return rm_test_run();
