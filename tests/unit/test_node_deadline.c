@@ -115,6 +115,12 @@ static void test_channel_mix(void) {
 /* One input: Mixer checked only between inputs. */
 static void test_mixer(void) { stops("Mixer", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG)); }
 
+/* ---------------- SilenceTrim */
+
+static void test_silence_trim(void) {
+  stops("SilenceTrim", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG));
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_audio_resample),
                                          RM_TEST(test_spectrogram),
@@ -128,6 +134,7 @@ int main(void) {
                                          RM_TEST(test_audio_format),
                                          RM_TEST(test_channel_mix),
                                          RM_TEST(test_mixer),
+                                         RM_TEST(test_silence_trim),
                                          {NULL, NULL}};
   rm_test_suite("node_deadline", cases);
   return rm_test_run();
