@@ -121,6 +121,12 @@ static void test_silence_trim(void) {
   stops("SilenceTrim", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG));
 }
 
+/* ---------------- Chunk */
+
+static void test_chunk(void) {
+  stops("Chunk", "{\"frames\":1000000}", silence(RM_SAMPLE_F32, 48000, 1, LONG));
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_audio_resample),
                                          RM_TEST(test_spectrogram),
@@ -135,6 +141,7 @@ int main(void) {
                                          RM_TEST(test_channel_mix),
                                          RM_TEST(test_mixer),
                                          RM_TEST(test_silence_trim),
+                                         RM_TEST(test_chunk),
                                          {NULL, NULL}};
   rm_test_suite("node_deadline", cases);
   return rm_test_run();
