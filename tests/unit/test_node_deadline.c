@@ -46,6 +46,25 @@ static void stops(const char *type, const char *params, rm_buffer_t *in) {
   rm_pipeline_free(p);
 }
 
+/* A stream of `first` (no deadline, not ended) then a last chunk of 10 frames under the
+ * deadline: for nodes whose long work comes when the stream ends. */
+static void stops_at_end(const char *type, const char *params, rm_buffer_t *first) {
+  rm_pipeline_t *p = media_node(type, params);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  rm_input_t input = {"n", first};
+  rm_run_opts_t opts = {0};
+  rm_result_t *r = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_pipeline_run(p, &input, 1, &opts, &r, &err), 0);
+  rm_result_free(r);
+  rm_buffer_t *last = silence(first->u.audio.format, first->u.audio.sample_rate,
+                              first->u.audio.channels, 10 * first->u.audio.channels);
+  expect_deadline(p, last);
+  rm_buffer_unref(last);
+  rm_buffer_unref(first);
+  rm_pipeline_free(p);
+}
+
 /* ---------------- nodes on media_util's conversions and down-mix */
 
 /* Same rate: no libsoxr, only the channel mapping and the format conversion. */
@@ -127,6 +146,19 @@ static void test_chunk(void) {
   stops("Chunk", "{\"frames\":1000000}", silence(RM_SAMPLE_F32, 48000, 1, LONG));
 }
 
+/* ---------------- LoudnessMeter, LoudnessNormalize */
+
+/* LoudnessMeter already checked after each second of audio: the test pins the outcome. */
+static void test_loudness_meter(void) {
+  stops("LoudnessMeter", "{}", silence(RM_SAMPLE_I16, 48000, 2, (size_t)4 << 20));
+}
+
+/* The gain is applied to the whole stream when it ends. */
+static void test_loudness_normalize(void) {
+  stops_at_end("LoudnessNormalize", "{\"format\":\"f64\"}",
+               silence(RM_SAMPLE_F32, 16000, 1, (size_t)2 << 20));
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_audio_resample),
                                          RM_TEST(test_spectrogram),
@@ -142,6 +174,8 @@ int main(void) {
                                          RM_TEST(test_mixer),
                                          RM_TEST(test_silence_trim),
                                          RM_TEST(test_chunk),
+                                         RM_TEST(test_loudness_meter),
+                                         RM_TEST(test_loudness_normalize),
                                          {NULL, NULL}};
   rm_test_suite("node_deadline", cases);
   return rm_test_run();
