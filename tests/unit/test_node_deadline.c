@@ -159,6 +159,43 @@ static void test_loudness_normalize(void) {
                silence(RM_SAMPLE_F32, 16000, 1, (size_t)2 << 20));
 }
 
+/* ---------------- AudioEncode, AudioDecode */
+
+/* The file is emitted when the stream ends. */
+static void test_audio_encode(void) {
+  stops_at_end("AudioEncode", "{}", silence(RM_SAMPLE_I16, 48000, 2, LONG));
+}
+
+/* 16 MB of Ogg pages whose checksums are right and whose data is not Vorbis: the checksums
+ * are verified before libsndfile refuses the data. */
+static void test_audio_decode(void) {
+  uint32_t table[256];
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i << 24;
+    for (int k = 0; k < 8; k++)
+      c = c & 0x80000000u ? (c << 1) ^ 0x04c11db7u : c << 1;
+    table[i] = c;
+  }
+  size_t page = 27 + 255 + 255 * 255, pages = ((size_t)16 << 20) / page;
+  uint8_t *file = calloc(pages, page);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(file);
+  for (size_t p = 0; p < pages; p++) {
+    uint8_t *h = file + p * page;
+    memcpy(h, "OggS", 4);
+    h[5] = p == 0 ? 2 : p + 1 == pages ? 4 : 1; /* begin, continued, end of stream */
+    h[26] = 255;
+    memset(h + 27, 255, 255);
+    uint32_t crc = 0;
+    for (size_t i = 0; i < page; i++)
+      crc = (crc << 8) ^ table[(crc >> 24) ^ h[i]];
+    for (int k = 0; k < 4; k++)
+      h[22 + k] = (uint8_t)(crc >> (8 * k));
+  }
+  rm_buffer_t *in = rm_buffer_new_binary(NULL, file, pages * page, "audio/ogg");
+  free(file);
+  stops("AudioDecode", "{}", in);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_audio_resample),
                                          RM_TEST(test_spectrogram),
@@ -176,6 +213,8 @@ int main(void) {
                                          RM_TEST(test_chunk),
                                          RM_TEST(test_loudness_meter),
                                          RM_TEST(test_loudness_normalize),
+                                         RM_TEST(test_audio_encode),
+                                         RM_TEST(test_audio_decode),
                                          {NULL, NULL}};
   rm_test_suite("node_deadline", cases);
   return rm_test_run();
