@@ -203,13 +203,38 @@ static void json_release(void *ptr) {
 
 void rm_alloc_install_jansson(void) { json_set_alloc_funcs(json_alloc, json_release); }
 
-json_t *rm_json_loadb(const char *text, size_t len, size_t flags, json_error_t *error) {
+/* The text handed to json_load_callback a piece at a time, with stop() every STOP_EVERY bytes. */
+#define STOP_EVERY ((size_t)64 << 10)
+typedef struct pieces {
+  const char *text;
+  size_t len, at, next_stop;
+  int (*stop)(void *arg);
+  void *arg;
+  int stopped;
+} pieces_t;
+
+static size_t read_piece(void *buffer, size_t buflen, void *data) {
+  pieces_t *p = data;
+  if (p->at >= p->next_stop) {
+    p->next_stop = p->at + STOP_EVERY;
+    if ((p->stopped = p->stop(p->arg)))
+      return (size_t)-1; /* jansson: a read error */
+  }
+  size_t n = buflen < p->len - p->at ? buflen : p->len - p->at;
+  memcpy(buffer, p->text + p->at, n);
+  p->at += n;
+  return n;
+}
+
+/* json_loadb, or json_load_callback over p when p is not NULL. */
+static json_t *parse(const char *text, size_t len, size_t flags, json_error_t *error, pieces_t *p) {
   jmp_buf jump;
   json_t *volatile root = NULL;
   parse_n = 0;
   if (setjmp(jump) == 0) {
     parse_jump = &jump;
-    root = json_loadb(text, len, flags, error);
+    root =
+        p ? json_load_callback(read_piece, p, flags, error) : json_loadb(text, len, flags, error);
   } else { /* abandoned: what a parse that fails by itself would have freed */
     for (size_t i = 0; i < parse_n; i++)
       rm_free(parse_made[i]);
@@ -218,6 +243,23 @@ json_t *rm_json_loadb(const char *text, size_t len, size_t flags, json_error_t *
   rm_free(parse_made);
   parse_made = NULL;
   parse_n = parse_cap = 0;
+  return root;
+}
+
+json_t *rm_json_loadb(const char *text, size_t len, size_t flags, json_error_t *error) {
+  return parse(text, len, flags, error, NULL);
+}
+
+json_t *rm_json_loadb_stoppable(const char *text, size_t len, size_t flags, json_error_t *error,
+                                int (*stop)(void *arg), void *arg, int *stopped) {
+  pieces_t p = {.text = text, .len = len, .next_stop = STOP_EVERY, .stop = stop, .arg = arg};
+  /* text no longer than a piece is never stopped: json_loadb reads it at less cost */
+  json_t *root = parse(text, len, flags, error, len > STOP_EVERY ? &p : NULL);
+  if (p.stopped) { /* jansson reads a failed read as the end of the text: it may have a value */
+    json_decref(root);
+    root = NULL;
+  }
+  *stopped = p.stopped;
   return root;
 }
 

@@ -196,6 +196,21 @@ static void test_audio_decode(void) {
   stops("AudioDecode", "{}", in);
 }
 
+/* ---------------- Calculator */
+
+/* A valid request padded with 32 MB of blanks: jansson reads them all. */
+static void test_calculator(void) {
+  static const char req[] = "{\"operation\":\"add\",\"operands\":[1,2]}";
+  size_t n = (size_t)32 << 20;
+  char *text = malloc(n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  memcpy(text, req, sizeof req - 1);
+  memset(text + sizeof req - 1, ' ', n - (sizeof req - 1));
+  rm_buffer_t *in = rm_buffer_new_text(NULL, RM_KIND_JSON, text, n);
+  free(text);
+  stops("Calculator", "{}", in);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_audio_resample),
                                          RM_TEST(test_spectrogram),
@@ -215,6 +230,7 @@ int main(void) {
                                          RM_TEST(test_loudness_normalize),
                                          RM_TEST(test_audio_encode),
                                          RM_TEST(test_audio_decode),
+                                         RM_TEST(test_calculator),
                                          {NULL, NULL}};
   rm_test_suite("node_deadline", cases);
   return rm_test_run();
