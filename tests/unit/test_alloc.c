@@ -367,6 +367,20 @@ static void test_json_stoppable_parse(void) {
   free(text);
 }
 
+/* A failed parse frees what it made as jansson frees it, an array's elements first to last,
+ * and each free finds its block at once: looked up in a list from its end, the 2M numbers of
+ * this broken array took the allocator hours (quadratic; the suite's timeout pins it). */
+static void test_json_failed_parse_of_a_long_array_frees_in_linear_time(void) {
+  size_t len;
+  char *text = broken_array(2000000, &len);
+  long before = heap_in_use();
+  json_error_t je;
+  CU_ASSERT_PTR_NULL(rm_json_loadb(text, len, 0, &je));
+  RM_ASSERT_STR(je.text, "invalid token near 'x'");
+  RM_ASSERT_INT(heap_in_use(), before);
+  free(text);
+}
+
 static void init(void) {
   rm_alloc_install_jansson();
   manifest_json = strdup(manifest_text);
@@ -436,6 +450,7 @@ int main(void) {
       RM_TEST(test_buffer_failures_leave_account_clean),
       RM_TEST(test_manifest_builders_fail_cleanly),
       RM_TEST(test_json_stoppable_parse),
+      RM_TEST(test_json_failed_parse_of_a_long_array_frees_in_linear_time),
       RM_TEST(test_every_allocation_of_a_json_cycle_fails_cleanly),
       RM_TEST(test_every_allocation_of_a_proto_cycle_fails_cleanly),
       RM_TEST(test_every_allocation_with_the_result_in_an_arena_fails_cleanly),
