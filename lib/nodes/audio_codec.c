@@ -175,7 +175,8 @@ static int decode_frames(rm_node_ctx_t *ctx, SNDFILE *sf, const SF_INFO *info,
 /* Ogg pages carry a CRC and the last page of a stream an end-of-stream flag, so a cut or
  * damaged Ogg file is found before libsndfile sees it (libsndfile 1.2 also leaks the
  * Vorbis header state when it rejects a malformed stream). Returns NULL when every page is
- * whole, intact and the last one ends the stream; otherwise what is wrong. */
+ * whole, intact and the last one ends the stream; otherwise what is wrong, or "" when the
+ * deadline check between pages (*rc) stopped it. */
 static uint32_t ogg_crc_table[256];
 
 static void ogg_crc_init(void) {
@@ -187,12 +188,17 @@ static void ogg_crc_init(void) {
   }
 }
 
-static const char *ogg_check(const uint8_t *d, size_t len) {
+static const char *ogg_check(rm_node_ctx_t *ctx, const uint8_t *d, size_t len, int *rc) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, ogg_crc_init);
-  size_t at = 0;
+  size_t at = 0, checked = 0;
   int eos = 0;
   while (at < len) {
+    if (at - checked >= RM_MEDIA_BLOCK * 4) { /* bytes, about 1 ms of CRC */
+      checked = at;
+      if ((*rc = rm_node_check(ctx)))
+        return "";
+    }
     if (len - at < 27)
       return "truncated Ogg page header";
     if (memcmp(d + at, "OggS", 4) != 0 || d[at + 4] != 0)
@@ -262,10 +268,12 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
     return rm_node_fail(ctx, RM_EINPUT, "in", "the input is empty, not an audio file");
   if (!known_container(in->data, in->size))
     return not_a_container(ctx, in);
-  const char *bad =
-      in->size >= 4 && memcmp(in->data, "OggS", 4) == 0 ? ogg_check(in->data, in->size) : NULL;
+  int rc = 0;
+  const char *bad = in->size >= 4 && memcmp(in->data, "OggS", 4) == 0
+                        ? ogg_check(ctx, in->data, in->size, &rc)
+                        : NULL;
   if (bad)
-    return rm_node_fail(ctx, RM_EINPUT, "in", "%s", bad);
+    return rc ? rc : rm_node_fail(ctx, RM_EINPUT, "in", "%s", bad);
   rm__media_charge_t lib = {0}; /* libsndfile's memory while the file is open */
   if (rm__media_charge(&lib, RM_MEDIA_SNDFILE_BYTES))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -275,7 +283,6 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
   if (!sf)
     return rm_node_fail(ctx, RM_EINPUT, "in", "not a decodable audio file (%zu bytes): %s",
                         in->size, sf_strerror(NULL));
-  int rc = 0;
   if (!known_format(info.format)) { /* the right magic, another format inside */
     sf_close(sf);
     rm__media_release(&lib);
@@ -306,9 +313,11 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
   if (!rc) {
     rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), (uint32_t)info.samplerate,
                                            (uint32_t)info.channels, fmt, (size_t)frames);
-    if (out && frames)
-      memcpy(out->data, v.data, out->size);
-    rc = rm_node_emit(ctx, 0, out);
+    rc = out ? rm__media_copy(ctx, out->data, v.data, out->size) : 0;
+    if (rc)
+      rm_buffer_unref(out);
+    else
+      rc = rm_node_emit(ctx, 0, out);
   }
   rm__media_vec_free(&v);
   return rc;
@@ -464,14 +473,23 @@ static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *
  * a deadline or a cancel stop a long encode between them. */
 #define WRITE_FRAMES 4096
 
-/* Writes frames [0, frames) of in, converted for the subtype, from tmp (room for
- * WRITE_FRAMES frames) at a time. The number of frames written. */
+/* Writes frames [from, from + frames) of in, converted for the subtype in tmp (room for
+ * WRITE_FRAMES frames of 32-bit samples) unless they are aligned floats already. The number
+ * of frames written. */
 static sf_count_t write_converted(encoder_t *e, const rm_buffer_t *in, size_t from, size_t frames,
                                   void *tmp) {
   unsigned ch = in->u.audio.channels;
   size_t n = frames * ch, first = from * ch;
   const uint8_t *src =
       (const uint8_t *)in->data + first * rm_sample_format_size(in->u.audio.format);
+  if (e->subtype == SUB_FLOAT || e->subtype == SUB_VORBIS) {
+    const float *f = tmp;
+    if (in->u.audio.format == RM_SAMPLE_F32 && (uintptr_t)src % _Alignof(float) == 0)
+      f = (const float *)(const void *)src;
+    else
+      rm_audio_convert(src, in->u.audio.format, tmp, RM_SAMPLE_F32, n);
+    return sf_writef_float(e->sf, f, (sf_count_t)frames);
+  }
   if (e->subtype == SUB_PCM16) {
     rm_audio_convert(src, in->u.audio.format, tmp, RM_SAMPLE_I16, n);
     return sf_writef_short(e->sf, tmp, (sf_count_t)frames);
@@ -495,17 +513,13 @@ static int encode_write(encoder_t *e, rm_node_ctx_t *ctx, const rm_buffer_t *in)
   unsigned ch = in->u.audio.channels;
   if (!frames)
     return 0;
-  int floats = e->subtype == SUB_FLOAT || e->subtype == SUB_VORBIS;
-  float *view_tmp = NULL;
-  const float *s = floats ? rm_audio_f32_view(in, &view_tmp) : NULL;
-  void *tmp = floats ? NULL : rm_malloc((size_t)WRITE_FRAMES * ch * sizeof(int32_t));
-  if (floats ? !s : !tmp)
+  void *tmp = rm_malloc((frames < WRITE_FRAMES ? frames : WRITE_FRAMES) * ch * sizeof(int32_t));
+  if (!tmp)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   int rc = 0;
   for (size_t at = 0; at < frames && !rc; at += WRITE_FRAMES) {
     size_t k = frames - at < WRITE_FRAMES ? frames - at : WRITE_FRAMES;
-    sf_count_t wrote = floats ? sf_writef_float(e->sf, s + at * ch, (sf_count_t)k)
-                              : write_converted(e, in, at, k, tmp);
+    sf_count_t wrote = write_converted(e, in, at, k, tmp);
     if (e->m.oom)
       rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     else if (wrote != (sf_count_t)k)
@@ -513,7 +527,6 @@ static int encode_write(encoder_t *e, rm_node_ctx_t *ctx, const rm_buffer_t *in)
     else
       rc = rm_node_check(ctx);
   }
-  rm_free(view_tmp);
   rm_free(tmp);
   return rc;
 }
@@ -528,6 +541,17 @@ static int encode_process(void *state, rm_node_ctx_t *ctx) {
   if (!rc)
     rc = encode_write(e, ctx, in);
   return rc;
+}
+
+/* Emits the file. A WAV file is as long as its input: the bytes are copied a block at a time
+ * into a buffer made with the mime type and no bytes, then grown (so nothing is copied twice). */
+static int emit_file(encoder_t *e, rm_node_ctx_t *ctx) {
+  rm_buffer_t *b = rm_buffer_new_binary(rm_node_account(ctx), NULL, 0, e->mime);
+  int rc = b ? rm__buffer_grow(&b, e->m.out.len) : RM_ENOMEM;
+  if (!rc && (rc = rm__media_copy(ctx, b->data, e->m.out.data, e->m.out.len)) == 0)
+    return rm_node_emit(ctx, 0, b);
+  rm_buffer_unref(b);
+  return rc == RM_ENOMEM ? rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory") : rc;
 }
 
 static int encode_flush(void *state, rm_node_ctx_t *ctx) {
@@ -547,8 +571,7 @@ static int encode_flush(void *state, rm_node_ctx_t *ctx) {
                       "libsndfile could not finish the file: %s",
                       e->m.oom ? "out of memory" : sf_error_number(close_rc));
   else
-    rc = rm_node_emit(
-        ctx, 0, rm_buffer_new_binary(rm_node_account(ctx), e->m.out.data, e->m.out.len, e->mime));
+    rc = emit_file(e, ctx);
   return rc;
 }
 

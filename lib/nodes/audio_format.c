@@ -1,4 +1,5 @@
 /* audio_format.c - AudioFormat: converts audio between f32, i16, i32 and f64. */
+#include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
@@ -29,7 +30,11 @@ static int process(void *state, rm_node_ctx_t *ctx) {
                                          rm_audio_frames(in));
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  rm_audio_convert(in->data, a->format, out->data, target, rm_audio_samples(in));
+  int rc = rm__media_convert(ctx, in->data, a->format, out->data, target, rm_audio_samples(in));
+  if (rc) {
+    rm_buffer_unref(out);
+    return rc;
+  }
   return rm_node_emit(ctx, 0, out);
 }
 

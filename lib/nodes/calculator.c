@@ -70,12 +70,19 @@ static int evaluate(const char *op, const double *x, size_t n, double *out, rm_n
   return 0;
 }
 
+/* rm_node_check as rm_json_loadb_stoppable's stop(). */
+static int check(void *ctx) { return rm_node_check(ctx); }
+
 static int process(void *state, rm_node_ctx_t *ctx) {
   (void)state;
   const rm_buffer_t *in = rm_node_input(ctx, 0);
   json_error_t je = {0}; /* jansson may leave it unwritten when an allocation fails */
   unsigned long failures = rm_alloc_failures();
-  json_t *req = rm_json_loadb((const char *)in->data, in->size, JSON_REJECT_DUPLICATES, &je);
+  int stopped = 0; /* a long text is parsed with deadline checks */
+  json_t *req = rm_json_loadb_stoppable((const char *)in->data, in->size, JSON_REJECT_DUPLICATES,
+                                        &je, check, ctx, &stopped);
+  if (stopped)
+    return stopped;
   if (!req) {
     /* jansson reports a failed allocation as a syntax error: ask the allocator */
     if (rm_alloc_failures() != failures || json_error_code(&je) == json_error_out_of_memory)

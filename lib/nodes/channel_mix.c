@@ -1,6 +1,7 @@
 /* channel_mix.c - ChannelMix: down-mixes to mono or maps to stereo. */
 #include <string.h>
 
+#include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
@@ -22,6 +23,28 @@ static int create(const json_t *p, void **state, rm_error_t *err) {
   return 0;
 }
 
+/* Mixes frames [first, first + n) of in into out. */
+static void mix(int stereo, const rm_buffer_t *in, rm_buffer_t *out, size_t first, size_t n) {
+  uint32_t ch = in->u.audio.channels;
+  size_t ss = rm_sample_format_size(in->u.audio.format);
+  const uint8_t *src = in->data + first * ch * ss;
+  if (!stereo) {
+    rm__audio_mix_mono(src, out->data + first * ss, in->u.audio.format, n, ch);
+    return;
+  }
+  if (ch == 1) {
+    rm__audio_mix_dup(src, out->data + first * 2 * ss, in->u.audio.format, n);
+    return;
+  }
+  for (size_t f = first; f < first + n; f++) {
+    double l = 0, r = 0;
+    for (uint32_t c = 0; c < ch; c++)
+      *(c % 2 ? &r : &l) += rm_audio_get(in, f * ch + c);
+    rm_audio_set(out, 2 * f, l / ((ch + 1) / 2));
+    rm_audio_set(out, 2 * f + 1, r / (ch / 2));
+  }
+}
+
 static int process(void *state, rm_node_ctx_t *ctx) {
   int stereo = *(int *)state;
   rm_buffer_t *in = rm_node_input(ctx, 0);
@@ -34,21 +57,14 @@ static int process(void *state, rm_node_ctx_t *ctx) {
       rm_buffer_new_audio(rm_node_account(ctx), a->sample_rate, out_ch, a->format, frames);
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  uint32_t ch = a->channels;
-  if (!stereo) {
-    rm__audio_mix_mono(in->data, out->data, a->format, frames, ch);
-    return rm_node_emit(ctx, 0, out);
-  }
-  if (ch == 1) {
-    rm__audio_mix_dup(in->data, out->data, a->format, frames);
-    return rm_node_emit(ctx, 0, out);
-  }
-  for (size_t f = 0; f < frames; f++) {
-    double l = 0, r = 0;
-    for (uint32_t c = 0; c < ch; c++)
-      *(c % 2 ? &r : &l) += rm_audio_get(in, f * ch + c);
-    rm_audio_set(out, 2 * f, l / ((ch + 1) / 2));
-    rm_audio_set(out, 2 * f + 1, r / (ch / 2));
+  size_t step = rm__media_block_frames(a->channels);
+  for (size_t at = 0; at < frames; at += step) {
+    int rc = at ? rm_node_check(ctx) : 0;
+    if (rc) {
+      rm_buffer_unref(out);
+      return rc;
+    }
+    mix(stereo, in, out, at, frames - at < step ? frames - at : step);
   }
   return rm_node_emit(ctx, 0, out);
 }

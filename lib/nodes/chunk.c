@@ -2,6 +2,7 @@
  * invocation to the next so a stream chunks seamlessly. */
 #include <string.h>
 
+#include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
@@ -16,6 +17,10 @@ static const rm_port_spec_t inputs[] = {{"in", RM_KIND_AUDIO, 0, "audio, any for
 static const rm_port_spec_t outputs[] = {{"out", RM_KIND_AUDIO, 0, "one item per chunk"}};
 
 enum { KEEP, PAD, DROP };
+
+/* What emitting one item costs (an allocation, the limits, the output list), in samples
+ * copied: tiny chunks are checked against the deadline every 256 items or so. */
+#define ITEM_WORK 256
 
 typedef struct chunker {
   size_t frames;
@@ -51,12 +56,17 @@ static int emit_chunk(chunker_t *c, rm_node_ctx_t *ctx, const uint8_t *src, size
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   size_t from_pending = c->pending_frames < frames ? c->pending_frames : frames;
+  int rc = 0;
   if (from_pending)
-    memcpy(out->data, c->pending, from_pending * fb);
-  if (src && frames > from_pending)
-    memcpy(out->data + from_pending * fb, src, (frames - from_pending) * fb);
-  if (total > frames)
-    memset(out->data + frames * fb, 0, (total - frames) * fb); /* zero is silence in all formats */
+    rc = rm__media_copy(ctx, out->data, c->pending, from_pending * fb);
+  if (!rc && src && frames > from_pending)
+    rc = rm__media_copy(ctx, out->data + from_pending * fb, src, (frames - from_pending) * fb);
+  if (!rc && total > frames) /* zero is silence in all formats */
+    rc = rm__media_copy(ctx, out->data + frames * fb, NULL, (total - frames) * fb);
+  if (rc) {
+    rm_buffer_unref(out);
+    return rc;
+  }
   c->pending_frames = 0;
   return rm_node_emit(ctx, 0, out);
 }
@@ -75,20 +85,27 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   size_t fb = frame_bytes(a);
   size_t avail = rm_audio_frames(in);
   const uint8_t *src = in->data;
+  size_t work = 0; /* samples since the last deadline check; an item counts as ITEM_WORK more */
+  int rc = 0;
   while (c->pending_frames + avail >= c->frames) {
     size_t take = c->frames - c->pending_frames;
-    int rc = emit_chunk(c, ctx, src, c->frames, 0);
-    if (rc)
+    if ((rc = emit_chunk(c, ctx, src, c->frames, 0)))
       return rc;
     src += take * fb;
     avail -= take;
+    if ((work += c->frames * a->channels + ITEM_WORK) >= RM_MEDIA_BLOCK) {
+      work = 0;
+      if ((rc = rm_node_check(ctx)))
+        return rc;
+    }
   }
   if (avail) {
     uint8_t *grown = rm_realloc(c->pending, (c->pending_frames + avail) * fb);
     if (!grown)
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
     c->pending = grown;
-    memcpy(c->pending + c->pending_frames * fb, src, avail * fb);
+    if ((rc = rm__media_copy(ctx, c->pending + c->pending_frames * fb, src, avail * fb)))
+      return rc;
     c->pending_frames += avail;
   }
   return 0;

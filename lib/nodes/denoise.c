@@ -210,9 +210,7 @@ static int emit(denoiser_t *d, rm_node_ctx_t *ctx, size_t frames) {
   rm_sample_format_t fmt = out_format(d);
   const float *src = (const float *)d->out.data + drop * d->info.channels;
   d->frames_out += frames;
-  return rm_node_emit(ctx, 0,
-                      rm__media_audio_from_f32(rm_node_account(ctx), d->info.sample_rate,
-                                               d->info.channels, fmt, src, frames));
+  return rm__media_emit_f32(ctx, d->info.sample_rate, d->info.channels, fmt, src, frames);
 }
 
 int rm__denoise_process(void *state, rm_node_ctx_t *ctx) {
@@ -224,13 +222,10 @@ int rm__denoise_process(void *state, rm_node_ctx_t *ctx) {
     rc = start_stream(d, ctx, &in->u.audio);
   if (rc)
     return rc;
-  size_t n = rm_audio_samples(in);
-  if (rm__media_vec_reserve(&d->pending, n * sizeof(float)))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  if (n) /* an empty chunk may come before pending has any storage (no NULL + 0) */
-    rm_audio_convert(in->data, in->u.audio.format, d->pending.data + d->pending.len, RM_SAMPLE_F32,
-                     n);
-  d->pending.len += n * sizeof(float);
+  rc = rm__media_append(ctx, &d->pending, in->data, in->u.audio.format, rm_audio_samples(in),
+                        RM_SAMPLE_F32);
+  if (rc)
+    return rc;
   d->frames_in += rm_audio_frames(in);
   if ((rc = run_frames(d, ctx)))
     return rc;
@@ -242,9 +237,7 @@ int rm__denoise_process(void *state, rm_node_ctx_t *ctx) {
 int rm__denoise_flush(void *state, rm_node_ctx_t *ctx) {
   denoiser_t *d = state;
   if (d->started && !d->frames_in) /* an empty stream still ends with one (empty) item */
-    return rm_node_emit(ctx, 0,
-                        rm__media_audio_from_f32(rm_node_account(ctx), d->info.sample_rate,
-                                                 d->info.channels, out_format(d), NULL, 0));
+    return rm__media_emit_f32(ctx, d->info.sample_rate, d->info.channels, out_format(d), NULL, 0);
   if (!d->started || d->frames_out == d->frames_in)
     return 0;
   size_t fb = d->info.channels * sizeof(float), have = d->pending.len / fb;

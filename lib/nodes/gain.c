@@ -1,6 +1,7 @@
 /* gain.c - Gain: scales audio by a gain in decibels, keeping the sample format. */
 #include <math.h>
 
+#include "nodes/media_util.h"
 #include "rm/alloc.h"
 #include "rm/node.h"
 
@@ -32,7 +33,11 @@ static int process(void *state, rm_node_ctx_t *ctx) {
                                          a->format, rm_audio_frames(in));
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  rm__audio_gain(in->data, out->data, a->format, rm_audio_samples(in), g->factor);
+  int rc = rm__media_gain(ctx, in->data, out->data, a->format, rm_audio_samples(in), g->factor);
+  if (rc) {
+    rm_buffer_unref(out);
+    return rc;
+  }
   return rm_node_emit(ctx, 0, out);
 }
 

@@ -70,32 +70,81 @@ void rm__media_vec_clear(rm__media_vec_t *v) {
   v->len = 0;
 }
 
-rm_buffer_t *rm__media_audio_from_f32(rm_mem_account_t *account, uint32_t rate, uint32_t channels,
-                                      rm_sample_format_t fmt, const float *src, size_t frames) {
-  rm_buffer_t *out = rm_buffer_new_audio(account, rate, channels, fmt, frames);
-  if (out && frames)
-    rm_audio_convert(src, RM_SAMPLE_F32, out->data, fmt, frames * channels);
-  return out;
+int rm__media_convert(rm_node_ctx_t *ctx, const void *src, rm_sample_format_t src_fmt, void *dst,
+                      rm_sample_format_t dst_fmt, size_t n) {
+  size_t ss = rm_sample_format_size(src_fmt), ds = rm_sample_format_size(dst_fmt);
+  for (size_t at = 0; at < n; at += RM_MEDIA_BLOCK) {
+    int rc = at ? rm_node_check(ctx) : 0;
+    if (rc)
+      return rc;
+    size_t k = n - at < RM_MEDIA_BLOCK ? n - at : RM_MEDIA_BLOCK;
+    rm_audio_convert((const uint8_t *)src + at * ss, src_fmt, (uint8_t *)dst + at * ds, dst_fmt, k);
+  }
+  return 0;
 }
 
-float *rm__media_mono_f32(const rm_buffer_t *buf) {
+int rm__media_gain(rm_node_ctx_t *ctx, const void *src, void *dst, rm_sample_format_t fmt, size_t n,
+                   double factor) {
+  size_t ss = rm_sample_format_size(fmt);
+  for (size_t at = 0; at < n; at += RM_MEDIA_BLOCK) {
+    int rc = at ? rm_node_check(ctx) : 0;
+    if (rc)
+      return rc;
+    size_t k = n - at < RM_MEDIA_BLOCK ? n - at : RM_MEDIA_BLOCK;
+    rm__audio_gain((const uint8_t *)src + at * ss, (uint8_t *)dst + at * ss, fmt, k, factor);
+  }
+  return 0;
+}
+
+int rm__media_append(rm_node_ctx_t *ctx, rm__media_vec_t *v, const void *src,
+                     rm_sample_format_t src_fmt, size_t n, rm_sample_format_t dst_fmt) {
+  size_t bytes = n * rm_sample_format_size(dst_fmt);
+  if (!n) /* v may have no storage yet (no NULL + 0) */
+    return 0;
+  if (rm__media_vec_reserve(v, bytes))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  int rc = rm__media_convert(ctx, src, src_fmt, v->data + v->len, dst_fmt, n);
+  if (!rc)
+    v->len += bytes;
+  return rc;
+}
+
+int rm__media_append_mono(rm_node_ctx_t *ctx, rm__media_vec_t *v, const rm_buffer_t *buf) {
   size_t frames = rm_audio_frames(buf);
   uint32_t ch = buf->u.audio.channels;
-  float *mono = rm_malloc((frames ? frames : 1) * sizeof *mono);
-  if (!mono)
-    return NULL;
-  if (ch == 1 && buf->u.audio.format == RM_SAMPLE_F32) {
-    if (frames) /* an empty buffer may have no data at all */
-      memcpy(mono, buf->data, frames * sizeof *mono);
-    return mono;
+  if (ch == 1 && buf->u.audio.format == RM_SAMPLE_F32)
+    return rm__media_append(ctx, v, buf->data, RM_SAMPLE_F32, frames, RM_SAMPLE_F32);
+  if (!frames)
+    return 0;
+  if (rm__media_vec_reserve(v, frames * sizeof(float)))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  float *mono = (float *)(void *)(v->data + v->len);
+  size_t step = rm__media_block_frames(ch);
+  for (size_t at = 0; at < frames; at += step) {
+    int rc = at ? rm_node_check(ctx) : 0;
+    if (rc)
+      return rc;
+    size_t end = frames - at < step ? frames : at + step;
+    for (size_t f = at; f < end; f++) {
+      double sum = 0;
+      for (uint32_t c = 0; c < ch; c++)
+        sum += rm_audio_get(buf, f * ch + c);
+      mono[f] = (float)(sum / ch);
+    }
   }
-  for (size_t f = 0; f < frames; f++) {
-    double sum = 0;
-    for (uint32_t c = 0; c < ch; c++)
-      sum += rm_audio_get(buf, f * ch + c);
-    mono[f] = (float)(sum / ch);
+  v->len += frames * sizeof(float);
+  return 0;
+}
+
+int rm__media_emit_f32(rm_node_ctx_t *ctx, uint32_t rate, uint32_t channels, rm_sample_format_t fmt,
+                       const float *src, size_t frames) {
+  rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), rate, channels, fmt, frames);
+  int rc = out ? rm__media_convert(ctx, src, RM_SAMPLE_F32, out->data, fmt, frames * channels) : 0;
+  if (rc) {
+    rm_buffer_unref(out);
+    return rc;
   }
-  return mono;
+  return rm_node_emit(ctx, 0, out);
 }
 
 int rm__media_stream_check(rm_node_ctx_t *ctx, int *started, rm_audio_info_t *have,

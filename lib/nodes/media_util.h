@@ -1,11 +1,13 @@
 /* media_util.h - helpers shared by the media nodes: output formats, growable byte
- * arrays, mono down-mix, stream-format checks and the FFTW planner lock. Internal to
- * lib/nodes (rm__media_ prefix); every function here follows the OOM policy of alloc.h. */
+ * arrays, conversions, copies and a mono down-mix that check the deadline as they go,
+ * stream-format checks and the FFTW planner lock. Internal to lib/nodes (rm__media_ prefix);
+ * every function here follows the OOM policy of alloc.h. */
 #ifndef RM_NODES_MEDIA_UTIL_H
 #define RM_NODES_MEDIA_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "rm/budget.h"
 #include "rm/buffer.h"
@@ -38,14 +40,59 @@ void rm__media_vec_free(rm__media_vec_t *v);
 /* Empties v for the next stream, keeping its storage up to RM_MEDIA_KEEP_BYTES (end_stream). */
 void rm__media_vec_clear(rm__media_vec_t *v);
 
-/* A new audio buffer of `frames` frames in format fmt, converted from interleaved f32
- * samples (project rounding and clipping for integer formats). NULL on OOM. */
-rm_buffer_t *rm__media_audio_from_f32(rm_mem_account_t *account, uint32_t rate, uint32_t channels,
-                                      rm_sample_format_t fmt, const float *src, size_t frames);
+/* Deadline and cancel checks in loops over samples. A node reaches rm_node_check() every few
+ * ms of work, so a run stops promptly even on a max-size input (max_audio_samples, 32 Mi
+ * samples by default): loops over samples run in blocks of RM_MEDIA_BLOCK samples and check
+ * between blocks. 64 Ki samples are 20-200 us of conversion (about 2 ms where the first touch
+ * of fresh pages is slow) against one clock read for the check. The first block goes unchecked
+ * (the pipeline checks before each node), so an input of one block costs no clock read.
+ *
+ * The helpers below take the node's ctx and return 0, or the check's code (RM_ETIMEDOUT,
+ * RM_ECANCELED, recorded on ctx) with the destination partly written. */
+#define RM_MEDIA_BLOCK ((size_t)1 << 16)
 
-/* The mean of all channels of an audio buffer as a new rm_malloc'd array of
- * rm_audio_frames(buf) floats (at least one element is allocated). NULL on OOM. */
-float *rm__media_mono_f32(const rm_buffer_t *buf);
+/* Frames of `channels` samples in one block (at least one). */
+static inline size_t rm__media_block_frames(uint32_t channels) {
+  return channels && channels < RM_MEDIA_BLOCK ? RM_MEDIA_BLOCK / channels : 1;
+}
+
+/* rm_audio_convert of n samples (a copy when the formats are equal). */
+int rm__media_convert(rm_node_ctx_t *ctx, const void *src, rm_sample_format_t src_fmt, void *dst,
+                      rm_sample_format_t dst_fmt, size_t n);
+/* rm__audio_gain of n samples. */
+int rm__media_gain(rm_node_ctx_t *ctx, const void *src, void *dst, rm_sample_format_t fmt, size_t n,
+                   double factor);
+/* memcpy of n bytes, in blocks as long as a block of f32 samples; src NULL writes zeros.
+ * Inline: the copies of small items (Chunk's) pay no call for the blocking. */
+static inline int rm__media_copy(rm_node_ctx_t *ctx, void *dst, const void *src, size_t n) {
+  const size_t block = RM_MEDIA_BLOCK * sizeof(float);
+  for (size_t at = 0; at < n; at += block) {
+    int rc = at ? rm_node_check(ctx) : 0;
+    if (rc)
+      return rc;
+    size_t k = n - at < block ? n - at : block;
+    if (src)
+      memcpy((uint8_t *)dst + at, (const uint8_t *)src + at, k);
+    else
+      memset((uint8_t *)dst + at, 0, k);
+  }
+  return 0;
+}
+
+/* Appends n samples of src (format src_fmt) to v converted to dst_fmt (copied when the formats
+ * are equal). 0, RM_ENOMEM recorded on ctx, or the check's code; v's length is unchanged on
+ * failure. */
+int rm__media_append(rm_node_ctx_t *ctx, rm__media_vec_t *v, const void *src,
+                     rm_sample_format_t src_fmt, size_t n, rm_sample_format_t dst_fmt);
+/* Appends the mean of all channels of each frame of an audio buffer to v as f32; as
+ * rm__media_append. */
+int rm__media_append_mono(rm_node_ctx_t *ctx, rm__media_vec_t *v, const rm_buffer_t *buf);
+
+/* Emits on port 0 a new audio buffer of `frames` frames in format fmt, converted from
+ * interleaved f32 samples (project rounding and clipping for integer formats). 0, or
+ * rm_node_emit's code, or the check's code. */
+int rm__media_emit_f32(rm_node_ctx_t *ctx, uint32_t rate, uint32_t channels, rm_sample_format_t fmt,
+                       const float *src, size_t frames);
 
 /* A stream's audio format must not change between chunks. The first chunk of a stream
  * (*started == 0) sets *have; later ones must match it. Returns 0 or records RM_ENODE on

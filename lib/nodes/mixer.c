@@ -86,24 +86,33 @@ static int process(void *state, rm_node_ctx_t *ctx) {
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
   }
   size_t total = frames * a0->channels;
-  for (size_t i = 0; i < n; i++) {
-    /* thousands of connections times millions of samples: the deadline and a cancel are
-     * honoured between inputs (each is one pass over its samples) */
-    int rc = rm_node_check(ctx);
-    if (rc) {
-      rm_buffer_unref(out);
-      rm_free(acc);
-      return rc;
-    }
+  /* thousands of connections times millions of samples: the deadline and a cancel are
+   * honoured between inputs and between blocks of samples */
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
     const rm_buffer_t *b = rm_node_input(ctx, i);
     double g = m->n_gains ? m->gains[i] : 1.0;
     size_t cnt = rm_audio_samples(b) < total ? rm_audio_samples(b) : total;
-    for (size_t k = 0; k < cnt; k++)
-      acc[k] += g * rm_audio_get(b, k);
+    for (size_t at = 0; at < cnt && !rc; at += RM_MEDIA_BLOCK) {
+      if ((rc = rm_node_check(ctx)))
+        break;
+      size_t end = cnt - at < RM_MEDIA_BLOCK ? cnt : at + RM_MEDIA_BLOCK;
+      for (size_t k = at; k < end; k++)
+        acc[k] += g * rm_audio_get(b, k);
+    }
   }
-  for (size_t k = 0; k < total; k++)
-    rm_audio_set(out, k, acc[k]);
+  for (size_t at = 0; at < total && !rc; at += RM_MEDIA_BLOCK) {
+    size_t end = total - at < RM_MEDIA_BLOCK ? total : at + RM_MEDIA_BLOCK;
+    for (size_t k = at; k < end; k++)
+      rm_audio_set(out, k, acc[k]);
+    if (end < total)
+      rc = rm_node_check(ctx);
+  }
   rm_free(acc);
+  if (rc) {
+    rm_buffer_unref(out);
+    return rc;
+  }
   return rm_node_emit(ctx, 0, out);
 }
 

@@ -195,14 +195,10 @@ static int enc_process(void *state, rm_node_ctx_t *ctx) {
     rc = enc_start(e, ctx, &in->u.audio);
   if (rc)
     return rc;
-  size_t n = rm_audio_samples(in);
-  if (n) { /* an empty buffer may have no data, and pending no storage yet */
-    if (rm__media_vec_reserve(&e->pending, n * sizeof(float)))
-      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    rm_audio_convert(in->data, in->u.audio.format, e->pending.data + e->pending.len, RM_SAMPLE_F32,
-                     n);
-    e->pending.len += n * sizeof(float);
-  }
+  rc = rm__media_append(ctx, &e->pending, in->data, in->u.audio.format, rm_audio_samples(in),
+                        RM_SAMPLE_F32);
+  if (rc)
+    return rc;
   e->frames_in += rm_audio_frames(in);
   if (!e->header_out && enc_header(e))
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
@@ -472,9 +468,7 @@ static int dec_process(void *state, rm_node_ctx_t *ctx) {
   if (!frames)
     return 0;
   d->frames_out += frames;
-  return rm_node_emit(ctx, 0,
-                      rm__media_audio_from_f32(rm_node_account(ctx), d->rate, d->ch, d->format,
-                                               (const float *)d->out.data, frames));
+  return rm__media_emit_f32(ctx, d->rate, d->ch, d->format, (const float *)d->out.data, frames);
 }
 
 static void dec_destroy(void *state) {

@@ -131,14 +131,15 @@ static int start_stream(resampler_t *r, rm_node_ctx_t *ctx, const rm_audio_info_
   return 0;
 }
 
-/* Maps frames [first, first + frames) of the input's channels to out_ch as f32 into r->mixed. */
-static int map_channels(resampler_t *r, const rm_buffer_t *in, size_t first, size_t frames) {
+/* Appends frames [first, first + frames) of the input's channels mapped to out_ch, as f32, to v.
+ * 0 or RM_ENOMEM. */
+static int map_channels(const resampler_t *r, const rm_buffer_t *in, size_t first, size_t frames,
+                        rm__media_vec_t *v) {
   uint32_t ich = in->u.audio.channels, och = r->out_ch;
   const uint8_t *src = in->data + first * ich * rm_sample_format_size(in->u.audio.format);
-  r->mixed.len = 0;
-  if (rm__media_vec_reserve(&r->mixed, frames * och * sizeof(float)))
+  if (rm__media_vec_reserve(v, frames * och * sizeof(float)))
     return RM_ENOMEM;
-  float *dst = (float *)r->mixed.data;
+  float *dst = (float *)(void *)(v->data + v->len);
   if (ich == och) {
     rm_audio_convert(src, in->u.audio.format, dst, RM_SAMPLE_F32, frames * och);
   } else if (och == 1 && in->u.audio.format == RM_SAMPLE_F32) {
@@ -152,12 +153,12 @@ static int map_channels(resampler_t *r, const rm_buffer_t *in, size_t first, siz
     }
   } else { /* mono to och */
     for (size_t f = 0; f < frames; f++) {
-      float v = (float)rm_audio_get(in, first + f);
+      float x = (float)rm_audio_get(in, first + f);
       for (uint32_t c = 0; c < och; c++)
-        dst[f * och + c] = v;
+        dst[f * och + c] = x;
     }
   }
-  r->mixed.len = frames * och * sizeof(float);
+  v->len += frames * och * sizeof(float);
   return 0;
 }
 
@@ -223,10 +224,8 @@ static int emit_out(resampler_t *r, rm_node_ctx_t *ctx, size_t frames) {
       }
     }
   }
-  rm_buffer_t *buf = rm__media_audio_from_f32(rm_node_account(ctx), r->out_rate, r->out_ch, fmt,
-                                              (const float *)r->out.data, frames);
   r->frames_out += frames;
-  return rm_node_emit(ctx, 0, buf);
+  return rm__media_emit_f32(ctx, r->out_rate, r->out_ch, fmt, (const float *)r->out.data, frames);
 }
 
 /* Scratch beyond 1 MiB goes back after a call (a one-shot run over a long signal would hold
@@ -249,12 +248,17 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   if (!frames) /* nothing to convert (and a NULL input would mean "flush" to libsoxr) */
     return 0;
   r->frames_in += frames;
-  if (!r->soxr) { /* same rate: the mapped input is the output */
-    if (map_channels(r, in, 0, frames))
+  if (!r->soxr) { /* same rate: the mapped input is the output, mapped a block at a time */
+    uint32_t ich = in->u.audio.channels, wide = ich > r->out_ch ? ich : r->out_ch;
+    size_t step = rm__media_block_frames(wide);
+    r->out.len = 0;
+    if (rm__media_vec_reserve(&r->out, frames * r->out_ch * sizeof(float)))
       return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    rm__media_vec_t tmp = r->out;
-    r->out = r->mixed;
-    r->mixed = tmp;
+    for (size_t f = 0; f < frames; f += step) {
+      if (f && (rc = rm_node_check(ctx)))
+        return rc;
+      map_channels(r, in, f, frames - f < step ? frames - f : step, &r->out); /* reserved */
+    }
   } else {
     r->out.len = 0;
     if ((rc = reserve_out(r, ctx, frames)))
@@ -266,8 +270,10 @@ static int process(void *state, rm_node_ctx_t *ctx) {
     } else { /* mapped a feed at a time, converted while it is in the cache */
       for (size_t f = 0; f < frames && !rc; f += RM_MEDIA_SOXR_FEED) {
         size_t n = frames - f < RM_MEDIA_SOXR_FEED ? frames - f : RM_MEDIA_SOXR_FEED;
-        rc = map_channels(r, in, f, n) ? rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory")
-                                       : convert(r, ctx, (const float *)r->mixed.data, n);
+        r->mixed.len = 0;
+        rc = map_channels(r, in, f, n, &r->mixed)
+                 ? rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory")
+                 : convert(r, ctx, (const float *)r->mixed.data, n);
       }
     }
     if (rc)
@@ -300,9 +306,7 @@ static int flush(void *state, rm_node_ctx_t *ctx) {
   /* a stream too short for one output frame (or empty) still ends with one item, empty, as
    * a one-shot run gives one item per input */
   if (!rc && !r->frames_out)
-    rc = rm_node_emit(ctx, 0,
-                      rm__media_audio_from_f32(rm_node_account(ctx), r->out_rate, r->out_ch,
-                                               out_format(r), NULL, 0));
+    rc = rm__media_emit_f32(ctx, r->out_rate, r->out_ch, out_format(r), NULL, 0);
   drop_big(r);
   return rc;
 }

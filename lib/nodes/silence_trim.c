@@ -58,6 +58,29 @@ static int loud(const trim_t *t, const rm_buffer_t *in, size_t frame) {
   return 0;
 }
 
+/* Moves *at over silent frames towards `end`, forward when *at < end, else backward (looking
+ * at frame *at - 1), and stops before a loud one. 0, or the deadline check's code. */
+static int skip_silence(const trim_t *t, rm_node_ctx_t *ctx, const rm_buffer_t *in, size_t *at,
+                        size_t end) {
+  size_t i = *at, step = rm__media_block_frames(t->info.channels), left = step;
+  int back = i > end, rc = 0;
+  while (i != end && !loud(t, in, back ? i - 1 : i)) {
+    i = back ? i - 1 : i + 1;
+    if (!--left) {
+      left = step;
+      if ((rc = rm_node_check(ctx)))
+        break;
+    }
+  }
+  *at = i;
+  return rc;
+}
+
+/* Holds n frames from src after what is held. */
+static int hold(trim_t *t, rm_node_ctx_t *ctx, const uint8_t *src, size_t n) {
+  return rm__media_append(ctx, &t->held, src, t->info.format, n * t->info.channels, t->info.format);
+}
+
 static int emit_bytes(trim_t *t, rm_node_ctx_t *ctx, const uint8_t *a, size_t na, const uint8_t *b,
                       size_t nb) {
   size_t frames = (na + nb) / t->fb;
@@ -67,10 +90,13 @@ static int emit_bytes(trim_t *t, rm_node_ctx_t *ctx, const uint8_t *a, size_t na
                                          t->info.channels, t->info.format, frames);
   if (!out)
     return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  if (na)
-    memcpy(out->data, a, na);
-  if (nb)
-    memcpy(out->data + na, b, nb);
+  int rc = na ? rm__media_copy(ctx, out->data, a, na) : 0;
+  if (!rc && nb)
+    rc = rm__media_copy(ctx, out->data + na, b, nb);
+  if (rc) {
+    rm_buffer_unref(out);
+    return rc;
+  }
   t->emitted = 1;
   return rm_node_emit(ctx, 0, out);
 }
@@ -89,11 +115,14 @@ static int process(void *state, rm_node_ctx_t *ctx) {
   }
   size_t frames = rm_audio_frames(in), from = 0;
   if (!t->sound) { /* still in leading silence */
-    while (from < frames && !loud(t, in, from))
-      from++;
-    if (from == frames) { /* keep only the last `keep` frames as a margin */
-      if (rm__media_vec_append(&t->held, in->data, in->size))
-        return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+    if ((rc = skip_silence(t, ctx, in, &from, frames)))
+      return rc;
+    if (from == frames) { /* keep only the last `keep` frames as a margin (copy no more) */
+      size_t n = frames < t->keep ? frames : t->keep;
+      if (n == t->keep) /* this chunk holds the whole margin */
+        t->held.len = 0;
+      if ((rc = hold(t, ctx, in->data + (frames - n) * t->fb, n)))
+        return rc;
       if (t->held.len > t->keep * t->fb)
         rm__media_vec_consume(&t->held, t->held.len - t->keep * t->fb);
       return 0;
@@ -112,19 +141,15 @@ static int process(void *state, rm_node_ctx_t *ctx) {
     t->held.len = 0;
     return rc;
   }
-  size_t last = n; /* one past the last loud frame of this chunk's part */
-  while (last > 0 && !loud(t, in, from + last - 1))
-    last--;
-  if (!last) { /* all silent: hold it */
-    if (rm__media_vec_append(&t->held, src, n * t->fb))
-      return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-    return 0;
-  }
+  size_t end = frames; /* one past the last loud frame of this chunk's part */
+  if ((rc = skip_silence(t, ctx, in, &end, from)))
+    return rc;
+  size_t last = end - from;
+  if (!last) /* all silent: hold it */
+    return hold(t, ctx, src, n);
   rc = emit_bytes(t, ctx, t->held.data, t->held.len, src, last * t->fb);
   t->held.len = 0;
-  if (!rc && rm__media_vec_append(&t->held, src + last * t->fb, (n - last) * t->fb))
-    rc = rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  return rc;
+  return rc ? rc : hold(t, ctx, src + last * t->fb, n - last);
 }
 
 static int flush(void *state, rm_node_ctx_t *ctx) {

@@ -323,13 +323,8 @@ static int stft_process(void *state, rm_node_ctx_t *ctx) {
   }
   if (rc)
     return rc;
-  size_t frames = rm_audio_frames(in);
-  float *mono = rm__media_mono_f32(in);
-  if (!mono || rm__media_vec_append(&s->pending, mono, frames * sizeof(float))) {
-    rm_free(mono);
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  }
-  rm_free(mono);
+  if ((rc = rm__media_append_mono(ctx, &s->pending, in)))
+    return rc;
   return emit_frames(s, ctx);
 }
 

@@ -150,8 +150,11 @@ static int emit_speech(vad_t *v, rm_node_ctx_t *ctx, const seg_t *s) {
   size_t from = (size_t)(s->start - v->hist_at), len = (size_t)(s->end - s->start);
   rm_buffer_t *b = rm_buffer_new_audio(rm_node_account(ctx), v->info.sample_rate, v->info.channels,
                                        v->info.format, len);
-  if (b)
-    memcpy(b->data, v->hist.data + from * fb, len * fb);
+  int rc = b ? rm__media_copy(ctx, b->data, v->hist.data + from * fb, len * fb) : 0;
+  if (rc) {
+    rm_buffer_unref(b);
+    return rc;
+  }
   return rm_node_emit(ctx, 1, b);
 }
 
@@ -183,12 +186,16 @@ static int step(vad_t *v, rm_node_ctx_t *ctx, uint64_t at, int speech) {
   return 0;
 }
 
-/* Keeps the raw input from the earliest sample a segment may still need. */
-static int keep_history(vad_t *v, const rm_buffer_t *in) {
+/* Keeps the raw input from the earliest sample a segment may still need. 0, or RM_ENOMEM or
+ * the deadline check's code, recorded on ctx. */
+static int keep_history(vad_t *v, rm_node_ctx_t *ctx, const rm_buffer_t *in) {
   if (!v->speech_audio)
     return 0;
-  if (in && rm__media_vec_append(&v->hist, in->data, in->size))
-    return RM_ENOMEM;
+  int rc = in ? rm__media_append(ctx, &v->hist, in->data, v->info.format, rm_audio_samples(in),
+                                 v->info.format)
+              : 0;
+  if (rc)
+    return rc;
   uint64_t need = v->in_speech ? v->seg_start : v->done;
   if (need > v->hist_at) {
     size_t fb = rm_sample_format_size(v->info.format) * v->info.channels;
@@ -236,18 +243,12 @@ static int process(void *state, rm_node_ctx_t *ctx) {
     rc = start_stream(v, ctx, &in->u.audio);
   if (rc)
     return rc;
-  size_t frames = rm_audio_frames(in);
-  float *mono = rm__media_mono_f32(in);
-  if (!mono || rm__media_vec_append(&v->pending, mono, frames * sizeof(float)) ||
-      keep_history(v, in)) {
-    rm_free(mono);
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  }
-  rm_free(mono);
-  v->total += frames;
+  if ((rc = rm__media_append_mono(ctx, &v->pending, in)) || (rc = keep_history(v, ctx, in)))
+    return rc;
+  v->total += rm_audio_frames(in);
   if ((rc = run_frames(v, ctx)))
     return rc;
-  return keep_history(v, NULL) ? rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory") : 0;
+  return keep_history(v, ctx, NULL);
 }
 
 static int emit_segments(vad_t *v, rm_node_ctx_t *ctx) {

@@ -315,6 +315,72 @@ static void test_manifest_builders_fail_cleanly(void) {
   }
 }
 
+/* "[1,1,...,1x": n numbers, then an invalid token. malloc'd, *len set. */
+static char *broken_array(size_t n, size_t *len) {
+  char *text = malloc(2 * n + 2);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  text[0] = '[';
+  for (size_t i = 0; i < n; i++)
+    memcpy(text + 1 + 2 * i, "1,", 2);
+  text[2 * n + 1] = 'x';
+  *len = 2 * n + 2;
+  return text;
+}
+
+/* A parse stopped from outside frees all it made and says who stopped it; one never stopped
+ * gives what rm_json_loadb gives. */
+static int stop_at_third(void *arg) { return ++*(int *)arg == 3 ? RM_ETIMEDOUT : 0; }
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+static void test_json_stoppable_parse(void) {
+  size_t len;
+  char *text = broken_array(100000, &len); /* 200 KB: stop() is asked every 64 KiB */
+  text[--len - 1] = ']';                   /* "[1,...,1]" */
+  long before = heap_in_use();
+  int calls = 0, stopped = -1;
+  json_error_t je;
+  CU_ASSERT_PTR_NULL(rm_json_loadb_stoppable(text, len, 0, &je, stop_at_third, &calls, &stopped));
+  RM_ASSERT_INT(stopped, RM_ETIMEDOUT);
+  RM_ASSERT_INT(calls, 3);
+  RM_ASSERT_INT(heap_in_use(), before);
+  json_t *a = rm_json_loadb_stoppable(text, len, 0, &je, never, NULL, &stopped);
+  RM_ASSERT_INT(stopped, 0);
+  json_t *b = rm_json_loadb(text, len, 0, &je);
+  CU_ASSERT(a && b && json_equal(a, b));
+  RM_ASSERT_INT(json_array_size(a), 100000);
+  json_decref(a);
+  json_decref(b);
+  /* stopped in the blanks after a whole value, which jansson then takes for the end */
+  memset(text, ' ', len);
+  memcpy(text, "[1]", 3);
+  calls = 0;
+  CU_ASSERT_PTR_NULL(rm_json_loadb_stoppable(text, len, 0, &je, stop_at_third, &calls, &stopped));
+  RM_ASSERT_INT(stopped, RM_ETIMEDOUT);
+  RM_ASSERT_INT(heap_in_use(), before);
+  static const char bad[] = "{\"a\": tru}";
+  CU_ASSERT_PTR_NULL(rm_json_loadb_stoppable(bad, sizeof bad - 1, 0, &je, never, NULL, &stopped));
+  RM_ASSERT_INT(stopped, 0);
+  RM_ASSERT_STR(je.text, "invalid token near 'tru'");
+  free(text);
+}
+
+/* A failed parse frees what it made as jansson frees it, an array's elements first to last,
+ * and each free finds its block at once: looked up in a list from its end, the 2M numbers of
+ * this broken array took the allocator hours (quadratic; the suite's timeout pins it). */
+static void test_json_failed_parse_of_a_long_array_frees_in_linear_time(void) {
+  size_t len;
+  char *text = broken_array(2000000, &len);
+  long before = heap_in_use();
+  json_error_t je;
+  CU_ASSERT_PTR_NULL(rm_json_loadb(text, len, 0, &je));
+  RM_ASSERT_STR(je.text, "invalid token near 'x'");
+  RM_ASSERT_INT(heap_in_use(), before);
+  free(text);
+}
+
 static void init(void) {
   rm_alloc_install_jansson();
   manifest_json = strdup(manifest_text);
@@ -383,6 +449,8 @@ int main(void) {
       RM_TEST(test_injection_is_per_thread),
       RM_TEST(test_buffer_failures_leave_account_clean),
       RM_TEST(test_manifest_builders_fail_cleanly),
+      RM_TEST(test_json_stoppable_parse),
+      RM_TEST(test_json_failed_parse_of_a_long_array_frees_in_linear_time),
       RM_TEST(test_every_allocation_of_a_json_cycle_fails_cleanly),
       RM_TEST(test_every_allocation_of_a_proto_cycle_fails_cleanly),
       RM_TEST(test_every_allocation_with_the_result_in_an_arena_fails_cleanly),

@@ -48,6 +48,12 @@ void rm_alloc_install_jansson(void);
  * itself would go on after a failed growth of its token buffer and overrun it. Any thread;
  * needs rm_alloc_install_jansson (without it, plain json_loadb). */
 json_t *rm_json_loadb(const char *text, size_t len, size_t flags, json_error_t *error);
+/* rm_json_loadb for long text under a deadline: the parser reads the text through a callback
+ * that calls stop(arg) every 64 KiB and abandons the parse when it returns non-zero (NULL, with
+ * that value in *stopped; 0 there otherwise). Text of at most 64 KiB is parsed as by
+ * rm_json_loadb, never stopped. Any thread. */
+json_t *rm_json_loadb_stoppable(const char *text, size_t len, size_t flags, json_error_t *error,
+                                int (*stop)(void *arg), void *arg, int *stopped);
 
 /* Pre-faults `bytes` (rounded up to 64 KiB) of the calling thread's malloc heap: takes them
  * from malloc in 64 KiB pieces (below any mmap threshold, so they come from the heap this
