@@ -68,7 +68,8 @@ static int add_token(token_set_t *ts, const char *t, size_t len, size_t *tlen) {
   return 0;
 }
 
-/* The file's lines, each a token, read whole whatever their length. */
+/* The file's lines, each a token, read whole whatever their length. A line with a NUL byte
+ * is refused: cut at the NUL, its start would become a token the operator never wrote. */
 static int add_file(token_set_t *ts, const char *path, rm_error_t *err) {
   char *text;
   size_t len, tlen = 0;
@@ -80,14 +81,17 @@ static int add_file(token_set_t *ts, const char *path, rm_error_t *err) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
     lineno++;
-    int r = add_token(ts, p, n, &tlen);
+    int r = memchr(p, '\0', n) ? 2 : add_token(ts, p, n, &tlen);
     if (r < 0)
       rc = rm__config_fail(err, RM_ENOMEM, "auth-token-file", "out of memory");
-    else if (r > 0)
+    else if (r == 1)
       rc = rm__config_fail(err, RM_EPARAM, "auth-token-file",
                            "auth-token-file %s line %zu: the token is %zu bytes, longer than the "
                            "%d allowed",
                            path, lineno, tlen, RM_AUTH_TOKEN_MAX);
+    else if (r == 2)
+      rc = rm__config_fail(err, RM_EPARAM, "auth-token-file",
+                           "auth-token-file %s line %zu holds a NUL byte", path, lineno);
     p += n + 1;
   }
   memset(text, 0, len);

@@ -363,8 +363,8 @@ void rm_config_usage(FILE *out) {
                "Exit status: 0 after a drain; 1 when start-up fails for a reason outside the\n"
                "configuration (port in use or not available, a file that cannot be read or is\n"
                "not a regular file, no threads); 2 for an invalid configuration (a bad option\n"
-               "value, a token longer than 4096 bytes, a token, PEM or config file above 1 MiB,\n"
-               "a file that holds no valid certificate or key).\n");
+               "value, a token longer than 4096 bytes or a token line with a NUL byte, a token,\n"
+               "PEM or config file above 1 MiB, a file that holds no valid certificate or key).\n");
 }
 
 void rm_config_print_version(FILE *out) { fprintf(out, "remotemedia-server %s\n", RM_VERSION); }

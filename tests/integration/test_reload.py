@@ -85,6 +85,8 @@ def test_broken_token_file_keeps_the_tokens_in_use(tmp_path):
              "auth-token-file %s line 2: the token is 5000 bytes, longer than the 4096 allowed"
              % tokens),
             (None, "auth-token-file %s cannot be read: No such file or directory" % tokens),
+            # a NUL byte cut the line: "ab" became a token
+            (b"ok\nab\0cd\n", "auth-token-file %s line 2 holds a NUL byte" % tokens),
             ("ok\n" + "x" * (1 << 20),
              "auth-token-file %s is larger than the 1048576 bytes allowed" % tokens),
         ]
@@ -101,6 +103,7 @@ def test_broken_token_file_keeps_the_tokens_in_use(tmp_path):
                 ("error", "auth-token-file", str(tokens), message)
             assert version(stub, "good-token").protocol_version == "1.0"
             refused(stub, "ok")
+            refused(stub, "ab")
         replace(tokens, "fixed\n")  # a good file after broken ones is taken
         ev = reload(srv, len(cases) + 1)
         assert ev["changed"] == ["auth-token-file"]

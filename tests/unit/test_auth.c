@@ -295,6 +295,45 @@ static void test_token_above_the_maximum_is_an_error(void) {
   free(t6k);
 }
 
+/* Writes len bytes of text (NUL bytes included) as the token file. */
+static void write_token_bytes(const char *text, size_t len) {
+  FILE *f = fopen(token_path, "wb");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  RM_ASSERT_INT(fwrite(text, 1, len, f), len);
+  fclose(f);
+}
+
+/* A line "ab\0cd" was cut at the NUL, making "ab" a token; now the file is refused, at
+ * start-up and on a reload (which keeps the set in use). */
+static void test_line_with_a_nul_byte_is_an_error(void) {
+  static const char text[] = "keep-me\nab\0cd\n";
+  write_token_bytes(text, sizeof text - 1);
+  rm_config_t cfg = auth_cfg(token_path, NULL);
+  rm_auth_t *a = (rm_auth_t *)&cfg;
+  rm_error_t err;
+  char msg[300];
+  snprintf(msg, sizeof msg, "auth-token-file %s line 2 holds a NUL byte", token_path);
+  RM_ASSERT_ERR(rm_auth_new(&cfg, &a, &err), &err, RM_EPARAM, "", "auth-token-file", msg);
+  CU_ASSERT_PTR_NULL(a);
+  static const char comment[] = "# a\0b\nkeep-me\n"; /* in a comment too: not a text file */
+  write_token_bytes(comment, sizeof comment - 1);
+  snprintf(msg, sizeof msg, "auth-token-file %s line 1 holds a NUL byte", token_path);
+  RM_ASSERT_ERR(rm_auth_new(&cfg, &a, &err), &err, RM_EPARAM, "", "auth-token-file", msg);
+
+  write_tokens("keep-me\n");
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  write_token_bytes(text, sizeof text - 1);
+  size_t n = 0;
+  snprintf(msg, sizeof msg, "auth-token-file %s line 2 holds a NUL byte", token_path);
+  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EPARAM, "", "auth-token-file",
+                msg);
+  RM_ASSERT_INT(n, 1);
+  EXPECT_REJECTED(a, "Bearer ab", BAD_TOKEN);
+  RM_ASSERT_INT(check_value(a, "Bearer keep-me", &err), 0);
+  rm_auth_free(a);
+}
+
 /* A token file that never ends (a link to /dev/zero) grew the server's memory without bound
  * and a FIFO without a writer blocked it for good: what is opened must be a regular file,
  * and opening does not wait. A link to a regular file (Kubernetes secrets) is followed. */
@@ -493,6 +532,7 @@ int main(void) {
                                          RM_TEST(test_check),
                                          RM_TEST(test_long_tokens_are_read_whole),
                                          RM_TEST(test_token_above_the_maximum_is_an_error),
+                                         RM_TEST(test_line_with_a_nul_byte_is_an_error),
                                          RM_TEST(test_file_that_is_not_regular_is_an_error),
                                          RM_TEST(test_file_above_the_cap_is_an_error),
                                          RM_TEST(test_reload),
