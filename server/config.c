@@ -74,7 +74,8 @@ static const opt_t opts[] = {
      "on SIGTERM/SIGINT, how long in-flight calls may take before they are cancelled"},
     {"auth-token-file", "RM_AUTH_TOKEN_FILE", T_STR, OFF(auth_token_file), "", 0, 0, 0,
      "file of accepted bearer tokens, one per line, each at most 4096 bytes (a longer line is a "
-     "start-up error); a regular file of at most 1 MiB; enables auth; SIGHUP re-reads it"},
+     "start-up error); a regular file of at most 1 MiB; enables auth; SIGHUP re-reads it "
+     "(replace it atomically: a new file renamed over it)"},
     {"auth-tokens", "RM_AUTH_TOKENS", T_STR, OFF(auth_tokens), "", 0, 0, 1,
      "comma-separated accepted bearer tokens, each at most 4096 bytes; enables auth (prefer the "
      "file or env)"},
