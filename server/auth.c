@@ -68,34 +68,34 @@ static int add_token(token_set_t *ts, const char *t, size_t len, size_t *tlen) {
   return 0;
 }
 
-/* The file's lines, each a token, read whole whatever their length. */
+/* The file's lines, each a token, read whole whatever their length. A line with a NUL byte
+ * is refused: cut at the NUL, its start would become a token the operator never wrote. */
 static int add_file(token_set_t *ts, const char *path, rm_error_t *err) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return rm__config_fail(err, RM_EIO, "auth-token-file", "auth-token-file %s cannot be read",
-                           path);
-  char *line = NULL;
-  size_t cap = 0, lineno = 0, tlen = 0;
-  ssize_t got;
-  int rc = 0;
-  while (!rc && (got = getline(&line, &cap, f)) >= 0) {
+  char *text;
+  size_t len, tlen = 0;
+  int rc = rm__config_read_file("auth-token-file", "auth-token-file", path, &text, &len, err);
+  if (rc)
+    return rc;
+  size_t lineno = 0;
+  for (const char *p = text, *end = text + len; !rc && p < end;) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
     lineno++;
-    int r = add_token(ts, line, strcspn(line, "\n"), &tlen);
+    int r = memchr(p, '\0', n) ? 2 : add_token(ts, p, n, &tlen);
     if (r < 0)
       rc = rm__config_fail(err, RM_ENOMEM, "auth-token-file", "out of memory");
-    else if (r > 0)
+    else if (r == 1)
       rc = rm__config_fail(err, RM_EPARAM, "auth-token-file",
                            "auth-token-file %s line %zu: the token is %zu bytes, longer than the "
                            "%d allowed",
                            path, lineno, tlen, RM_AUTH_TOKEN_MAX);
+    else if (r == 2)
+      rc = rm__config_fail(err, RM_EPARAM, "auth-token-file",
+                           "auth-token-file %s line %zu holds a NUL byte", path, lineno);
+    p += n + 1;
   }
-  if (!rc && ferror(f))
-    rc = rm__config_fail(err, RM_EIO, "auth-token-file", "auth-token-file %s cannot be read", path);
-  if (line) {
-    memset(line, 0, cap);
-    free(line); /* getline's buffer comes from malloc */
-  }
-  fclose(f);
+  memset(text, 0, len);
+  rm_free(text);
   return rc;
 }
 

@@ -9,9 +9,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_util.h"
 #include "log.h"
 #include "sysres.h"
 #include "rm/alloc.h"
@@ -74,7 +74,8 @@ static const opt_t opts[] = {
      "on SIGTERM/SIGINT, how long in-flight calls may take before they are cancelled"},
     {"auth-token-file", "RM_AUTH_TOKEN_FILE", T_STR, OFF(auth_token_file), "", 0, 0, 0,
      "file of accepted bearer tokens, one per line, each at most 4096 bytes (a longer line is a "
-     "start-up error); enables auth; SIGHUP re-reads it"},
+     "start-up error); a regular file of at most 1 MiB; enables auth; SIGHUP re-reads it "
+     "(replace it atomically: a new file renamed over it)"},
     {"auth-tokens", "RM_AUTH_TOKENS", T_STR, OFF(auth_tokens), "", 0, 0, 1,
      "comma-separated accepted bearer tokens, each at most 4096 bytes; enables auth (prefer the "
      "file or env)"},
@@ -168,6 +169,22 @@ int rm__config_fail(rm_error_t *err, int code, const char *field, const char *fm
   vsnprintf(err->message, sizeof err->message, fmt, ap);
   va_end(ap);
   return code;
+}
+
+int rm__config_read_file(const char *what, const char *field, const char *path, char **text,
+                         size_t *len, rm_error_t *err) {
+  if ((*text = rm__file_read_regular(path, RM_OPERATOR_FILE_MAX, len, rm_realloc, rm_free)))
+    return 0;
+  int e = errno;
+  if (e == ENOMEM)
+    return rm__config_fail(err, RM_ENOMEM, field, "out of memory");
+  if (e == EFBIG) /* the content, not the file system: a configuration error (exit 2) */
+    return rm__config_fail(err, RM_EPARAM, field, "%s %s is larger than the %d bytes allowed", what,
+                           path, RM_OPERATOR_FILE_MAX);
+  return rm__config_fail(err, RM_EIO, field, "%s %s cannot be read: %s", what, path,
+                         e == EISDIR   ? "a directory"
+                         : e == EINVAL ? "not a regular file"
+                                       : strerror(e));
 }
 
 static int out_of_memory(rm_error_t *err, const char *field) {
@@ -297,25 +314,20 @@ static int set_json(rm_config_t *cfg, const char *key, json_t *v, const char *so
 /* Step 2: the JSON file, every key an option ("config" itself is not one). */
 static int load_file(rm_config_t *cfg, const char *path, rm_error_t *err) {
   json_error_t je;
-  struct stat st;
-  /* unreadable (missing, no permission, a directory) is exit 1, like the other files;
-   * readable but not a JSON object is a configuration error */
-  FILE *f = fopen(path, "r");
-  if (!f || (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode))) {
-    rm__config_fail(err, RM_EIO, "config", "config file %s cannot be read: %s", path,
-                    f ? "a directory" : strerror(errno));
-    if (f)
-      fclose(f);
-    return RM_EIO;
-  }
-  json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
-  fclose(f);
+  char *text;
+  size_t len;
+  /* unreadable (missing, no permission, a directory, a FIFO) is exit 1, like the other
+   * files; readable but too long or not a JSON object is a configuration error */
+  int rc = rm__config_read_file("config file", "config", path, &text, &len, err);
+  if (rc)
+    return rc;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  rm_free(text);
   if (!root)
     return rm__config_fail(err, RM_EPARAM, "config", "config file %s: %s (line %d)", path, je.text,
                            je.line);
   char source[300];
   snprintf(source, sizeof source, "config file %s", path);
-  int rc = 0;
   if (!json_is_object(root))
     rc = rm__config_fail(err, RM_EPARAM, "config", "config file %s: must hold a JSON object", path);
   const char *key;
@@ -350,9 +362,10 @@ void rm_config_usage(FILE *out) {
                "the TLS certificate, key and client CA (a file that cannot be used keeps the one\n"
                "in use and logs an error); calls in flight are unaffected.\n\n"
                "Exit status: 0 after a drain; 1 when start-up fails for a reason outside the\n"
-               "configuration (port in use or not available, unreadable file, no threads);\n"
-               "2 for an invalid configuration (a bad option value, a token longer than 4096\n"
-               "bytes, a file that holds no valid certificate or key).\n");
+               "configuration (port in use or not available, a file that cannot be read or is\n"
+               "not a regular file, no threads); 2 for an invalid configuration (a bad option\n"
+               "value, a token longer than 4096 bytes or a token line with a NUL byte, a token,\n"
+               "PEM or config file above 1 MiB, a file that holds no valid certificate or key).\n");
 }
 
 void rm_config_print_version(FILE *out) { fprintf(out, "remotemedia-server %s\n", RM_VERSION); }

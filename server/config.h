@@ -90,6 +90,22 @@ void rm_config_print_version(FILE *out);
 int rm__config_fail(rm_error_t *err, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The most bytes of a file an operator names (auth-token-file, tls-cert, tls-key,
+ * tls-client-ca, config) that the server reads: far above any real one (a CA bundle with
+ * every public root is ~220 KB; a token file of 1 MiB holds ~20,000 tokens of 48 bytes), and
+ * a file that never ends (a link to /dev/zero) is refused after it, not read into memory. */
+#define RM_OPERATOR_FILE_MAX (1024 * 1024)
+
+/* Internal to config, auth and tls: the whole file `path` that option `field` names (`what`
+ * names it in messages: the option, or "config file") into *text, followed by a NUL, from
+ * rm_malloc; *len gets its byte count. Read with rm__file_read_regular: it never blocks (a
+ * FIFO) and never reads more than RM_OPERATOR_FILE_MAX + 1 bytes. Returns 0, or with *text =
+ * NULL and err (may be NULL) filled: RM_EIO "WHAT PATH cannot be read: REASON" (the open's or
+ * read's error, "a directory", or "not a regular file" for a FIFO, device or socket),
+ * RM_EPARAM "WHAT PATH is larger than the 1048576 bytes allowed", RM_ENOMEM. Any thread. */
+int rm__config_read_file(const char *what, const char *field, const char *path, char **text,
+                         size_t *len, rm_error_t *err);
+
 /* "HOST:PORT" or "[V6]:PORT" (an address as --listen and --metrics-listen take it) into the
  * host (without brackets) and port strings. 0, or -1 when it is not of that form or a part
  * does not fit its buffer. Pure. */

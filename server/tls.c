@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "file_util.h"
 #include "rm/alloc.h"
 
 struct rm_tls {
@@ -35,15 +34,17 @@ static void pems_free(pems_t *p) {
   memset(p, 0, sizeof *p);
 }
 
-/* Whole file as a NUL-terminated string, NULL if unreadable or empty. */
-static char *read_pem(const char *path) {
+/* The whole file of option `field` as a NUL-terminated string into *pem; an empty one cannot
+ * be read either. */
+static int read_pem(const char *field, const char *path, char **pem, rm_error_t *err) {
   size_t len = 0;
-  char *pem = rm__file_read(path, &len, rm_realloc, rm_free);
-  if (pem && !len) {
-    rm_free(pem);
-    return NULL;
+  int rc = rm__config_read_file(field, field, path, pem, &len, err);
+  if (!rc && !len) {
+    rm_free(*pem);
+    *pem = NULL;
+    rc = rm__config_fail(err, RM_EIO, field, "%s %s cannot be read: it is empty", field, path);
   }
-  return pem;
+  return rc;
 }
 
 static X509 *first_cert(const char *pem) {
@@ -92,13 +93,13 @@ out:
 /* Reads and checks cfg's files into p (freed with pems_free in every case). */
 static int load_pems(const rm_config_t *cfg, pems_t *p, rm_error_t *err) {
   memset(p, 0, sizeof *p);
-  if (!(p->cert = read_pem(cfg->tls_cert)))
-    return rm__config_fail(err, RM_EIO, "tls-cert", "tls-cert %s cannot be read", cfg->tls_cert);
-  if (!(p->key = read_pem(cfg->tls_key)))
-    return rm__config_fail(err, RM_EIO, "tls-key", "tls-key %s cannot be read", cfg->tls_key);
-  if (*cfg->tls_client_ca && !(p->ca = read_pem(cfg->tls_client_ca)))
-    return rm__config_fail(err, RM_EIO, "tls-client-ca", "tls-client-ca %s cannot be read",
-                           cfg->tls_client_ca);
+  int rc = read_pem("tls-cert", cfg->tls_cert, &p->cert, err);
+  if (!rc)
+    rc = read_pem("tls-key", cfg->tls_key, &p->key, err);
+  if (!rc && *cfg->tls_client_ca)
+    rc = read_pem("tls-client-ca", cfg->tls_client_ca, &p->ca, err);
+  if (rc)
+    return rc;
   return check_pems(cfg, p, err);
 }
 

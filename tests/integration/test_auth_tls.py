@@ -1,6 +1,8 @@
 """Bearer tokens on every RPC but health, and TLS / mutual TLS handshakes, with certificates
 made by openssl for the run (rmtest.pki)."""
 
+import os
+
 import grpc
 import pytest
 
@@ -133,7 +135,21 @@ def test_tls_config_errors(certs, tmp_path):
          "cannot be read"),
         (["--tls-require-client-cert"], 2, "tls-require-client-cert needs tls-client-ca"),
         (["--auth-token-file", str(tmp_path / "missing")], 1, "cannot be read"),
+        # files that never end: read for ever (a link to /dev/zero) or blocked (a FIFO)
+        (["--auth-token-file", str(tmp_path / "zero")], 1,
+         "auth-token-file %s cannot be read: not a regular file" % (tmp_path / "zero")),
+        (["--auth-token-file", str(tmp_path / "fifo")], 1,
+         "auth-token-file %s cannot be read: not a regular file" % (tmp_path / "fifo")),
+        (["--tls-cert", str(tmp_path / "fifo"), "--tls-key", certs["path"]("server.key")], 1,
+         "tls-cert %s cannot be read: not a regular file" % (tmp_path / "fifo")),
+        (["--tls-cert", certs["path"]("server.pem"), "--tls-key", str(tmp_path / "zero")], 1,
+         "tls-key %s cannot be read: not a regular file" % (tmp_path / "zero")),
+        (["--auth-token-file", str(tmp_path / "big")], 2,
+         "auth-token-file %s is larger than the 1048576 bytes allowed" % (tmp_path / "big")),
     ]
+    os.symlink("/dev/zero", str(tmp_path / "zero"))
+    os.mkfifo(str(tmp_path / "fifo"))
+    (tmp_path / "big").write_text("token\n" * ((1 << 20) // 6 + 1))
     for args, code, text in cases:
         p = sp.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True, timeout=30)
         assert p.returncode == code, (args, p.stderr)

@@ -84,7 +84,11 @@ def test_broken_token_file_keeps_the_tokens_in_use(tmp_path):
             ("ok\n" + "x" * 5000 + "\n",
              "auth-token-file %s line 2: the token is 5000 bytes, longer than the 4096 allowed"
              % tokens),
-            (None, "auth-token-file %s cannot be read" % tokens),
+            (None, "auth-token-file %s cannot be read: No such file or directory" % tokens),
+            # a NUL byte cut the line: "ab" became a token
+            (b"ok\nab\0cd\n", "auth-token-file %s line 2 holds a NUL byte" % tokens),
+            ("ok\n" + "x" * (1 << 20),
+             "auth-token-file %s is larger than the 1048576 bytes allowed" % tokens),
         ]
         for i, (text, message) in enumerate(cases, start=1):
             if text is None:
@@ -99,8 +103,9 @@ def test_broken_token_file_keeps_the_tokens_in_use(tmp_path):
                 ("error", "auth-token-file", str(tokens), message)
             assert version(stub, "good-token").protocol_version == "1.0"
             refused(stub, "ok")
+            refused(stub, "ab")
         replace(tokens, "fixed\n")  # a good file after broken ones is taken
-        ev = reload(srv, 4)
+        ev = reload(srv, len(cases) + 1)
         assert ev["changed"] == ["auth-token-file"]
         assert version(stub, "fixed").protocol_version == "1.0"
         refused(stub, "good-token")
@@ -200,7 +205,9 @@ def test_broken_certificate_keeps_the_one_in_use(two_pkis, tmp_path):
              "tls-key %s holds no PEM private key" % files["key"]),
             ("key", read(b("server.key")), "tls-key",  # a key of the other certificate
              "tls-key %s does not match the certificate in tls-cert %s" % (files["key"], files["cert"])),
-            ("cert", b"", "tls-cert", "tls-cert %s cannot be read" % files["cert"]),
+            ("cert", b"", "tls-cert", "tls-cert %s cannot be read: it is empty" % files["cert"]),
+            ("key", b"#" * ((1 << 20) + 1), "tls-key",
+             "tls-key %s is larger than the 1048576 bytes allowed" % files["key"]),
         ]
         for i, (which, content, option, message) in enumerate(cases, start=1):
             shutil.copy(a("server.pem"), files["cert"])
@@ -218,6 +225,57 @@ def test_broken_certificate_keeps_the_one_in_use(two_pkis, tmp_path):
         shutil.copy(a("server.key"), files["key"])
         ev = reload(srv, len(cases) + 1)
         assert (ev["changed"], ev["unchanged"], ev["failed"]) == ([], ["tls"], [])
+
+
+def endless(path, kind):
+    """Replaces path by a file that never ends: a link to /dev/zero or a FIFO nobody writes."""
+    os.unlink(str(path))
+    if kind == "fifo":
+        os.mkfifo(str(path))
+    else:
+        os.symlink("/dev/zero", str(path))
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_token_file_that_never_ends_is_refused(tmp_path, kind):
+    """A token file linked to /dev/zero made the reload read for ever (memory grew without
+    bound outside --max-memory and SIGTERM was ignored); a FIFO without a writer blocked it
+    for good. Either is refused at once, the tokens in use stay, SIGTERM still stops it."""
+    tokens = tmp_path / "tokens"
+    replace(tokens, "good-token\n")
+    with RunningServer(["--auth-token-file", str(tokens)]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        endless(tokens, kind)
+        ev = reload(srv, 1)  # waits 30 s at most
+        assert (ev["changed"], ev["failed"], ev["tokens"]) == ([], ["auth-token-file"], 1)
+        err = srv.events("reload_failed")[0]
+        assert (err["option"], err["error"]) == \
+            ("auth-token-file", "auth-token-file %s cannot be read: not a regular file" % tokens)
+        assert version(stub, "good-token").protocol_version == "1.0"
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(30) == 0
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_tls_file_that_never_ends_is_refused(two_pkis, kind):
+    a, b, files = two_pkis
+    args = ["--tls-cert", str(files["cert"]), "--tls-key", str(files["key"]),
+            "--tls-client-ca", str(files["ca"])]
+    with RunningServer(args, tls_root=read(a("ca.pem"))) as srv:
+        for i, (which, option) in enumerate((("cert", "tls-cert"), ("key", "tls-key"),
+                                             ("ca", "tls-client-ca")), start=1):
+            endless(files[which], kind)
+            ev = reload(srv, i)
+            assert (ev["changed"], ev["failed"]) == ([], [option])
+            err = srv.events("reload_failed")[i - 1]
+            assert (err["option"], err["error"]) == \
+                (option, "%s %s cannot be read: not a regular file" % (option, files[which]))
+            assert handshake(srv, a("ca.pem")) is None  # the certificate in use stays
+            os.unlink(str(files[which]))
+            shutil.copy(a({"cert": "server.pem", "key": "server.key", "ca": "ca.pem"}[which]),
+                        files[which])
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(30) == 0
 
 
 def test_tls_config_errors_at_startup_are_exit_2(two_pkis):

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -144,11 +145,12 @@ static void test_unreadable_file_is_an_error(void) {
   rm_error_t err;
   int rc = rm_auth_new(&cfg, &a, &err);
   RM_ASSERT_ERR(rc, &err, RM_EIO, "", "auth-token-file",
-                "auth-token-file /nonexistent/tokens cannot be read");
+                "auth-token-file /nonexistent/tokens cannot be read: No such file or directory");
   CU_ASSERT_PTR_NULL(a);
-  cfg = auth_cfg("/", NULL); /* a directory opens but does not read as lines */
+  cfg = auth_cfg("/", NULL);
   rc = rm_auth_new(&cfg, &a, &err);
-  CU_ASSERT(rc == RM_EIO || rc == RM_EPARAM);
+  RM_ASSERT_ERR(rc, &err, RM_EIO, "", "auth-token-file",
+                "auth-token-file / cannot be read: a directory");
   CU_ASSERT_PTR_NULL(a);
   RM_ASSERT_INT(rm_auth_new(&cfg, &a, NULL) < 0, 1); /* err may be NULL */
 }
@@ -293,6 +295,114 @@ static void test_token_above_the_maximum_is_an_error(void) {
   free(t6k);
 }
 
+/* Writes len bytes of text (NUL bytes included) as the token file. */
+static void write_token_bytes(const char *text, size_t len) {
+  FILE *f = fopen(token_path, "wb");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  RM_ASSERT_INT(fwrite(text, 1, len, f), len);
+  fclose(f);
+}
+
+/* A line "ab\0cd" was cut at the NUL, making "ab" a token; now the file is refused, at
+ * start-up and on a reload (which keeps the set in use). */
+static void test_line_with_a_nul_byte_is_an_error(void) {
+  static const char text[] = "keep-me\nab\0cd\n";
+  write_token_bytes(text, sizeof text - 1);
+  rm_config_t cfg = auth_cfg(token_path, NULL);
+  rm_auth_t *a = (rm_auth_t *)&cfg;
+  rm_error_t err;
+  char msg[300];
+  snprintf(msg, sizeof msg, "auth-token-file %s line 2 holds a NUL byte", token_path);
+  RM_ASSERT_ERR(rm_auth_new(&cfg, &a, &err), &err, RM_EPARAM, "", "auth-token-file", msg);
+  CU_ASSERT_PTR_NULL(a);
+  static const char comment[] = "# a\0b\nkeep-me\n"; /* in a comment too: not a text file */
+  write_token_bytes(comment, sizeof comment - 1);
+  snprintf(msg, sizeof msg, "auth-token-file %s line 1 holds a NUL byte", token_path);
+  RM_ASSERT_ERR(rm_auth_new(&cfg, &a, &err), &err, RM_EPARAM, "", "auth-token-file", msg);
+
+  write_tokens("keep-me\n");
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  write_token_bytes(text, sizeof text - 1);
+  size_t n = 0;
+  snprintf(msg, sizeof msg, "auth-token-file %s line 2 holds a NUL byte", token_path);
+  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EPARAM, "", "auth-token-file",
+                msg);
+  RM_ASSERT_INT(n, 1);
+  EXPECT_REJECTED(a, "Bearer ab", BAD_TOKEN);
+  RM_ASSERT_INT(check_value(a, "Bearer keep-me", &err), 0);
+  rm_auth_free(a);
+}
+
+/* A token file that never ends (a link to /dev/zero) grew the server's memory without bound
+ * and a FIFO without a writer blocked it for good: what is opened must be a regular file,
+ * and opening does not wait. A link to a regular file (Kubernetes secrets) is followed. */
+static void test_file_that_is_not_regular_is_an_error(void) {
+  char link[80], fifo[80], msg[300];
+  snprintf(link, sizeof link, "%s.link", token_path);
+  snprintf(fifo, sizeof fifo, "%s.fifo", token_path);
+  unlink(link);
+  unlink(fifo);
+  write_tokens("kept\n");
+  RM_ASSERT_INT(symlink(token_path, link), 0);
+  rm_config_t cfg = auth_cfg(link, NULL);
+  rm_auth_t *a = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  RM_ASSERT_INT(check_value(a, "Bearer kept", &err), 0);
+
+  RM_ASSERT_INT(unlink(link), 0);
+  RM_ASSERT_INT(symlink("/dev/zero", link), 0);
+  snprintf(msg, sizeof msg, "auth-token-file %s cannot be read: not a regular file", link);
+  size_t n = 0;
+  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EIO, "", "auth-token-file", msg);
+  RM_ASSERT_INT(n, 1);
+  rm_auth_t *b = (rm_auth_t *)&cfg;
+  RM_ASSERT_ERR(rm_auth_new(&cfg, &b, &err), &err, RM_EIO, "", "auth-token-file", msg);
+  CU_ASSERT_PTR_NULL(b);
+
+  RM_ASSERT_INT(mkfifo(fifo, 0600), 0);
+  cfg = auth_cfg(fifo, NULL);
+  snprintf(msg, sizeof msg, "auth-token-file %s cannot be read: not a regular file", fifo);
+  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EIO, "", "auth-token-file", msg);
+  RM_ASSERT_ERR(rm_auth_new(&cfg, &b, &err), &err, RM_EIO, "", "auth-token-file", msg);
+  RM_ASSERT_INT(check_value(a, "Bearer kept", &err), 0); /* the set in use stays */
+  rm_auth_free(a);
+  unlink(link);
+  unlink(fifo);
+}
+
+/* A file of RM_OPERATOR_FILE_MAX bytes is read; one byte more is refused, not read. */
+static void test_file_above_the_cap_is_an_error(void) {
+  FILE *f = fopen(token_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  for (int i = 0; i < RM_OPERATOR_FILE_MAX / 16; i++)
+    fprintf(f, "tok-%011d\n", i); /* 16 bytes a line */
+  fclose(f);
+  rm_config_t cfg = auth_cfg(token_path, NULL);
+  rm_auth_t *a = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  RM_ASSERT_INT(check_value(a, "Bearer tok-00000065535", &err), 0);
+  f = fopen(token_path, "a");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputs("x", f);
+  fclose(f);
+  char msg[300];
+  snprintf(msg, sizeof msg, "auth-token-file %s is larger than the 1048576 bytes allowed",
+           token_path);
+  size_t n = 0;
+  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EPARAM, "", "auth-token-file",
+                msg);
+  RM_ASSERT_INT(n, 65536);
+  rm_auth_t *b = (rm_auth_t *)&cfg;
+  RM_ASSERT_ERR(rm_auth_new(&cfg, &b, &err), &err, RM_EPARAM, "", "auth-token-file", msg);
+  CU_ASSERT_PTR_NULL(b);
+  rm_auth_free(a);
+}
+
 /* issue 10 defect 8: a reload swaps the set; a failed one keeps it; the list stays. */
 static void test_reload(void) {
   write_tokens("old-token\n");
@@ -340,7 +450,7 @@ static void test_reload(void) {
   cfg = list_cfg;
   cfg.auth_token_file = "/nonexistent/tokens";
   RM_ASSERT_ERR(rm_auth_reload(a, &cfg, NULL, NULL, &err), &err, RM_EIO, "", "auth-token-file",
-                "auth-token-file /nonexistent/tokens cannot be read");
+                "auth-token-file /nonexistent/tokens cannot be read: No such file or directory");
   RM_ASSERT_INT(check_value(a, "Bearer new-token", &err), 0); /* still the last good set */
   RM_ASSERT_INT(check_value(a, "Bearer from-list", &err), 0);
   EXPECT_REJECTED(a, "Bearer ok", BAD_TOKEN);
@@ -422,6 +532,9 @@ int main(void) {
                                          RM_TEST(test_check),
                                          RM_TEST(test_long_tokens_are_read_whole),
                                          RM_TEST(test_token_above_the_maximum_is_an_error),
+                                         RM_TEST(test_line_with_a_nul_byte_is_an_error),
+                                         RM_TEST(test_file_that_is_not_regular_is_an_error),
+                                         RM_TEST(test_file_above_the_cap_is_an_error),
                                          RM_TEST(test_reload),
                                          RM_TEST(test_reload_while_checking),
                                          {NULL, NULL}};

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -377,6 +378,43 @@ static void test_config_file_errors(void) {
   rm_config_destroy(&cfg);
 }
 
+/* The config file is read like the token and PEM files: a FIFO without a writer or a link to
+ * /dev/zero is refused at once (it blocked or grew memory without bound), and so is a file
+ * above RM_OPERATOR_FILE_MAX bytes. */
+static void test_config_file_must_be_a_bounded_regular_file(void) {
+  char other[80], src[100], msg[300];
+  snprintf(other, sizeof other, "%s.other", cfg_path);
+  snprintf(src, sizeof src, "--config=%s", other);
+  unlink(other);
+  RM_ASSERT_INT(mkfifo(other, 0600), 0);
+  snprintf(msg, sizeof msg, "config file %s cannot be read: not a regular file", other);
+  EXPECT_FAIL(ARGS(src), RM_EIO, "config", msg);
+  RM_ASSERT_INT(unlink(other), 0);
+  RM_ASSERT_INT(symlink("/dev/zero", other), 0);
+  EXPECT_FAIL(ARGS(src), RM_EIO, "config", msg);
+  RM_ASSERT_INT(unlink(other), 0);
+
+  /* {"max_nodes": 7} padded with blanks to the cap: read; a byte more: refused */
+  FILE *f = fopen(other, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputs("{\"max_nodes\": 7}", f);
+  for (long i = (long)strlen("{\"max_nodes\": 7}"); i < RM_OPERATOR_FILE_MAX; i++)
+    fputc(' ', f);
+  fclose(f);
+  rm_config_t cfg;
+  rm_error_t err;
+  RM_ASSERT_INT(load(&cfg, &err, ARGS(src)), 0);
+  RM_ASSERT_INT(cfg.max_nodes, 7);
+  rm_config_destroy(&cfg);
+  f = fopen(other, "a");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputc('\n', f);
+  fclose(f);
+  snprintf(msg, sizeof msg, "config file %s is larger than the 1048576 bytes allowed", other);
+  EXPECT_FAIL(ARGS(src), RM_EPARAM, "config", msg);
+  unlink(other);
+}
+
 static void test_cross_option_checks(void) {
   EXPECT_FAIL(ARGS("--log-level=loud"), RM_EPARAM, "log-level",
               "log-level must be debug, info, warn, error or off, got 'loud'");
@@ -676,6 +714,7 @@ int main(void) {
                                          RM_TEST(test_bounds_are_accepted),
                                          RM_TEST(test_unknown_options_and_arguments),
                                          RM_TEST(test_config_file_errors),
+                                         RM_TEST(test_config_file_must_be_a_bounded_regular_file),
                                          RM_TEST(test_cross_option_checks),
                                          RM_TEST(test_help_and_version),
                                          RM_TEST(test_memory_options),
