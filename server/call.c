@@ -94,10 +94,10 @@ struct rm_call {
   int on_worker;     /* handled on a worker thread from the start */
   int unary;         /* counted by rm__server_unary_begin */
   int replied;
-  int gone;              /* the answer cannot reach the client, or did not: client_gone() */
-  int own;               /* the server's own warm call (rm_call_own) */
-  int logged_at_end;     /* a unary call whose status went out: logged when the call ends */
-  atomic_int maybe_gone; /* its end may be the client's going (rm_call_finish_unless_gone) */
+  int gone;                     /* the answer cannot reach the client, or did not: client_gone() */
+  int own;                      /* the server's own warm call (rm_call_own) */
+  int logged_at_end;            /* a unary call whose status went out: logged when the call ends */
+  atomic_int maybe_gone;        /* its end may be the client's going (rm_call_finish_unless_gone) */
   grpc_status_code client_code; /* what the client got then, for an OK answer */
   uint64_t t_start;
   uint64_t t_end; /* when the status was handed to the core (count_end); 0 = not yet */
