@@ -375,7 +375,10 @@ class StreamSession:
             rest.append(r)
 
     def cancel(self) -> None:
-        """Cancels the call (the server frees the session)."""
+        """Cancels the call (the server frees the session). Unless the session had already
+        ended, the pipeline's get_metrics() becomes None, as after a run that raised."""
+        if not self._ended and self._on_metrics is not None:
+            self._on_metrics(None)
         self._ended = True
         if self._call is not None:
             self._call.cancel()
