@@ -589,9 +589,10 @@ class Pipeline:
         with run(inputs=...) (ValueError when the chunks end, if none took it).
         The chunks are sent as gRPC flow control allows while results are read. Metrics
         (enable_metrics) are get_metrics() once the iteration ends. Errors raise the
-        RemoteMediaError subclasses run() raises (.sequence names the failing chunk).
-        Leaving early cancels the session when the generator is closed (aclose(); else when
-        it is garbage-collected)."""
+        RemoteMediaError subclasses run() raises (.sequence names the failing chunk), after
+        the results that arrived before them; a session a draining server closed (status OK
+        before the chunks ended) raises Unavailable. Leaving early cancels the session when
+        the generator is closed (aclose(); else when it is garbage-collected)."""
         session = self.session(timeout=timeout, output_nodes=output_nodes, limits=limits,
                                metrics_every_chunks=metrics_every_chunks,
                                metrics_every_ms=metrics_every_ms)
@@ -609,7 +610,11 @@ class Pipeline:
                 rate.check()
                 await session.close_send()
             except BaseException:
-                session.cancel()  # the reader then stops; the error raised is this one
+                # the reader then stops; the error raised is this one. A session that has
+                # ended (the error is its end) is not cancelled: the reader first yields the
+                # results that arrived before the end.
+                if not session._over:
+                    session.cancel()
                 raise
 
         task = asyncio.ensure_future(writer())
