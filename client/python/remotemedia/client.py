@@ -4,9 +4,10 @@ Client offers each RPC twice: as a coroutine on a grpc.aio channel (execute,
 list_node_types, get_version, health_check, watch_health) and as a plain call on a
 blocking channel (the *_sync variants), so synchronous code never needs an event loop.
 Each kind of channel is opened on first use and then reused; many asyncio tasks may
-share it at once. A grpc.aio channel belongs to the event loop it was opened in: if the
-client is later used from another loop (a second asyncio.run), a new channel is opened
-for that loop.
+share it at once. A grpc.aio channel belongs to the event loop it was opened in, so the
+client keeps one per loop it is used from (two threads each running a loop share the
+blocking channel and have a grpc.aio channel each); a loop's channel is dropped when
+the client is closed in that loop, or once the loop itself is closed.
 
 Errors are raised as remotemedia.errors.RemoteMediaError subclasses, chosen by the gRPC
 status code, carrying the server's trailing metadata (node id, field, error kind).
@@ -72,9 +73,10 @@ class Client:
             remote = RemoteConfig()  # $RM_SERVER, else localhost:50051
         self.config = remote if isinstance(remote, RemoteConfig) else RemoteConfig(remote)
         self._lock = threading.Lock()
-        self._aio: Optional[Tuple[asyncio.AbstractEventLoop, _Stubs]] = None  # grpc.aio channel
+        self._aio: Dict[asyncio.AbstractEventLoop, _Stubs] = {}  # a grpc.aio channel per loop
         self._sync: Optional[_Stubs] = None  # the blocking channel
-        #: How many channels this client has opened (one per kind, plus one per new loop).
+        #: How many channels this client has opened (the blocking one, and a grpc.aio one per
+        #: event loop it has been used from; again after a close()).
         self.channels_opened = 0
 
     # -- channels ------------------------------------------------------------------------
@@ -93,9 +95,17 @@ class Client:
     def _aio_stubs(self) -> _Stubs:
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._aio is None or self._aio[0] is not loop:
-                self._aio = (loop, self._open(aio=True))
-            return self._aio[1]
+            stubs = self._aio.get(loop)
+            if stubs is None:
+                self._forget_closed_loops()
+                stubs = self._aio[loop] = self._open(aio=True)
+            return stubs
+
+    def _forget_closed_loops(self) -> None:
+        """Drops the channels of loops that have been closed: such a channel can no longer
+        be closed, nor used. self._lock held."""
+        for loop in [lp for lp in self._aio if lp.is_closed()]:
+            del self._aio[loop]
 
     def _sync_stubs(self) -> _Stubs:
         with self._lock:
@@ -262,27 +272,36 @@ class Client:
             call.cancel()
 
     # -- lifetime --------------------------------------------------------------------------
-    async def close(self) -> None:
-        """Closes both channels (pending calls are cancelled)."""
+    def _take(self, loops: Callable[[asyncio.AbstractEventLoop], bool]
+              ) -> Tuple[Optional[_Stubs], List[Tuple[asyncio.AbstractEventLoop, _Stubs]]]:
+        """Removes the blocking channel and the grpc.aio channels of the loops `loops`
+        picks; returns them. Channels of closed loops are dropped."""
         with self._lock:
-            aio, self._aio = self._aio, None
             sync, self._sync = self._sync, None
+            self._forget_closed_loops()
+            aio = [(lp, self._aio.pop(lp)) for lp in list(self._aio) if loops(lp)]
+        return sync, aio
+
+    async def close(self) -> None:
+        """Closes the blocking channel and this event loop's grpc.aio channel (pending calls
+        on them are cancelled). A channel another loop (another thread) is using is left to
+        close() in that loop. The client stays usable: a later call opens a new channel."""
+        loop = asyncio.get_running_loop()
+        sync, aio = self._take(lambda lp: lp is loop)
         if sync is not None:
             sync.channel.close()
-        if aio is not None:
-            if aio[0] is asyncio.get_running_loop():
-                await aio[1].channel.close()
+        for _, stubs in aio:
+            await stubs.channel.close()
 
     def close_sync(self) -> None:
-        """Closes the blocking channel, and the grpc.aio one if its loop is not running.
-        From asyncio code prefer `await close()`."""
-        with self._lock:
-            aio, self._aio = self._aio, None
-            sync, self._sync = self._sync, None
+        """Closes the blocking channel, and the grpc.aio channels of loops that are not
+        running; a channel of a running loop is left to close() in that loop. From asyncio
+        code prefer `await close()`."""
+        sync, aio = self._take(lambda lp: not lp.is_running())
         if sync is not None:
             sync.channel.close()
-        if aio is not None and not aio[0].is_closed() and not aio[0].is_running():
-            aio[0].run_until_complete(aio[1].channel.close())
+        for lp, stubs in aio:
+            lp.run_until_complete(stubs.channel.close())
 
     def __enter__(self) -> "Client":
         return self
