@@ -569,7 +569,8 @@ class Pipeline:
         self._metrics = None  # a session that fails, even before sending, leaves no metrics
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         client = self.client
-        return StreamSession(lambda: client.stream_call(timeout), init, self._set_metrics)
+        return StreamSession(lambda on_close: client.stream_call(timeout, on_close), init,
+                             self._set_metrics)
 
     async def stream(self, chunks: Chunks, sample_rate: Optional[int] = None, *,
                      node_id: str = "", timeout: Optional[float] = None,

@@ -204,9 +204,10 @@ class StreamSession:
     read, and until then a write on it never completes.
     """
 
-    def __init__(self, open_call: Callable[[], Any], init: Any,
+    def __init__(self, open_call: Callable[[Callable[[], None]], Any], init: Any,
                  on_metrics: Optional[Callable[[Optional[Dict[str, Any]]], None]] = None
                  ) -> None:
+        # open_call makes the grpc.aio call; it is given what to run when the client is closed
         self._open_call = open_call
         self._init = init
         self._call: Any = None
@@ -231,7 +232,7 @@ class StreamSession:
         When it raises or is cancelled, the call is cancelled."""
         if self._call is not None:
             return self
-        self._call = self._open_call()
+        self._call = self._open_call(self._client_closed)
         try:
             await self._write(self._call.write, self._init)
             msg = await self._next(None)
@@ -358,6 +359,13 @@ class StreamSession:
             self._call.cancel()
         if self._reading is not None:
             self._reading.cancel()
+
+    def _client_closed(self) -> None:
+        """Run by Client.close(): the session ends with Cancelled ("the client was closed"),
+        raised by the next send or receive (after the results that had arrived)."""
+        self._end(Cancelled("the client was closed", grpc.StatusCode.CANCELLED,
+                            from_server=False))
+        self._cancel_call()
 
     def _metrics_from(self, msg: Any) -> None:
         from .pipeline import metrics_to_dict

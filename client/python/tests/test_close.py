@@ -1,22 +1,109 @@
-"""The client's channels per event loop. Regression: one client used from two event loops
-(two threads) replaced its single grpc.aio channel at every switch of loop, opening a new
-channel each time and never closing the old."""
+"""Client.close() and the client's channels per event loop. Regressions:
+
+- close() said pending calls are cancelled, but an open streaming session survived it
+  (it went on sending and receiving), and runs in flight ended with a bare
+  asyncio.CancelledError in tasks nobody had cancelled: both raise remotemedia.Cancelled;
+- one client used from two event loops (two threads) replaced its single grpc.aio channel
+  at every switch of loop, opening a new channel each time and never closing the old."""
 import asyncio
+import gc
 import threading
 
+import grpc
 import numpy as np
+import pytest
 
-from remotemedia import Client, Pipeline
-from remotemedia.nodes import Gain
+from conftest import arun, sine
+from remotemedia import Cancelled, Client, Pipeline, RemoteConfig
+from remotemedia.nodes import Delay, Gain
 
 HANG_S = 60.0  # a bound only a hang reaches
 RATE = 16000
+CHUNK = sine(1600, RATE)
 
 
 def gain(client):
     p = Pipeline("g", remote=client)
     p.add_node(Gain(db=-6.0206, node_id="g"))
     return p
+
+
+def check_closed(e):
+    assert type(e) is Cancelled, repr(e)
+    assert (e.code, e.message, e.from_server) == (grpc.StatusCode.CANCELLED,
+                                                  "the client was closed", False)
+
+
+def test_close_cancels_an_open_session(server):
+    remote = RemoteConfig(server.address(), timeout=HANG_S,
+                          metadata=[("x-request-id", "close-session")])
+
+    async def main():
+        client = Client(remote)
+        p = gain(client)
+        s = await p.session().open()
+        await s.send(CHUNK, sample_rate=RATE)
+        first = await s.receive()
+        await client.close()
+        with pytest.raises(Cancelled) as ei:
+            await asyncio.wait_for(s.send(CHUNK, sample_rate=RATE), HANG_S)
+        after = await asyncio.wait_for(s.receive(), HANG_S)  # raised once: then the end
+        await client.close()
+        return first, ei.value, after
+    first, e, after = arun(main())
+    assert (first.sequence, after) == (1, None)
+    check_closed(e)
+    ev = server.wait_for_event("call", HANG_S, lambda e: e.get("request_id") == "close-session")
+    assert (ev["method"], ev["status"]) == ("/remotemedia.v1.PipelineService/StreamPipeline",
+                                            "CANCELLED")
+
+
+def test_a_dropped_session_is_still_cancelled_when_collected(server):
+    """The client tracks open sessions for close() weakly: a session dropped without being
+    closed is garbage as before, and grpc.aio cancels the call of a collected session (the
+    server frees it at once, not at its idle timeout)."""
+    remote = RemoteConfig(server.address(), timeout=HANG_S,
+                          metadata=[("x-request-id", "dropped-session")])
+
+    async def main():
+        client = Client(remote)
+        s = await gain(client).session().open()
+        await s.send(CHUNK, sample_rate=RATE)
+        await s.receive()
+        del s
+        gc.collect()
+        ev = await asyncio.get_running_loop().run_in_executor(
+            None, server.wait_for_event, "call", HANG_S,
+            lambda e: e.get("request_id") == "dropped-session")
+        await client.close()
+        return ev
+    ev = arun(main())
+    assert ev is not None and ev["status"] == "CANCELLED"
+
+
+def test_close_makes_runs_in_flight_raise_cancelled(remote):
+    """Runs in flight (a Delay of a minute) when the client is closed raise
+    remotemedia.Cancelled; the pipeline works again afterwards, on a new channel."""
+    async def main():
+        client = Client(remote)
+        slow = Pipeline("slow", remote=client)
+        slow.add_node(Delay(ms=60000, node_id="d"))
+        runs = [asyncio.ensure_future(slow.run(CHUNK, sample_rate=RATE, timeout=HANG_S * 2))
+                for _ in range(3)]
+        await client.get_version()  # the runs have been started on the channel
+        assert not any(r.done() for r in runs)
+        await client.close()
+        outcomes = await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), HANG_S)
+        again = await gain(client).run(CHUNK, sample_rate=RATE)
+        opened = client.channels_opened
+        await client.close()
+        return outcomes, again, opened
+    outcomes, again, opened = arun(main())
+    assert len(outcomes) == 3
+    for e in outcomes:
+        check_closed(e)
+    np.testing.assert_allclose(again.samples, CHUNK * np.float32(0.5), rtol=1e-3, atol=1e-6)
+    assert opened == 2
 
 
 def test_two_event_loops_keep_one_channel_each(remote):
