@@ -597,6 +597,9 @@ class Pipeline:
         session = self.session(timeout=timeout, output_nodes=output_nodes, limits=limits,
                                metrics_every_chunks=metrics_every_chunks,
                                metrics_every_ms=metrics_every_ms)
+        # the reader below reads; the writer's sends wait for the end it meets, so a consumer
+        # slower than the server holds back the chunks (gRPC flow control), not memory
+        session._reads_ahead = False
         await session.open()
         ok = False
 

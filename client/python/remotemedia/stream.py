@@ -24,7 +24,7 @@ OK before the client closed it (a draining server does) is raised as Unavailable
 import asyncio
 import collections.abc
 from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Deque, Dict,
-                    Iterable, Iterator, List, Optional, Sequence, Tuple, Union)
+                    Iterable, Iterator, List, Optional, Sequence, Union)
 
 import grpc
 import grpc.aio
@@ -201,7 +201,10 @@ class StreamSession:
     close() waits for gRPC flow control, the messages that arrive are read into the session
     (receive() returns them in order). This is how a send learns that the server has ended
     the session: grpc.aio reports a call's end only after every message before it has been
-    read, and until then a write on it never completes.
+    read, and until then a write on it never completes. Pipeline.stream(), whose reader
+    task always comes back to receive(), turns this off (_reads_ahead) to keep gRPC's
+    back-pressure from its consumer to its chunks: its sends wait for the end the reader
+    meets.
     """
 
     def __init__(self, open_call: Callable[[Callable[[], None]], Any], init: Any,
@@ -221,6 +224,8 @@ class StreamSession:
         self._over = False  # the call's end has been read, or the session was cancelled
         self._error: Optional[BaseException] = None  # what ended it (None: a normal end)
         self._told = False  # _error has been raised, or the caller cancelled the session
+        self._ended_waiter: Optional["asyncio.Future[None]"] = None  # done once _over
+        self._reads_ahead = True  # a waiting write reads ahead (see the class)
         self.session_id = ""
         self.pipeline_name = ""
         self.sources: List[StreamSource] = []
@@ -234,7 +239,8 @@ class StreamSession:
             return self
         self._call = self._open_call(self._client_closed)
         try:
-            await self._write(self._call.write, self._init)
+            # open() reads ahead whatever _reads_ahead says: no reader runs before ready
+            await self._write(self._call.write, self._init, ahead=True)
             msg = await self._next(None)
             if msg is None or msg.WhichOneof("message") != "ready":
                 raise self._fail(RemoteMediaError("the server did not answer init with ready",
@@ -248,12 +254,15 @@ class StreamSession:
         return self
 
     # -- the call --------------------------------------------------------------------------
-    async def _write(self, op: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    async def _write(self, op: Callable[..., Awaitable[Any]], *args: Any,
+                     ahead: Optional[bool] = None) -> None:
         """Runs op(*args), the call's write or done_writing, reading ahead while it waits
-        (see the class). Raises the error that ended the session, if it has ended (its
-        error is raised once by receive(); send and close raise it each time). Cancelled,
-        it cancels the session: a message half-written cannot be taken back."""
+        (see the class; ahead: whether to, default _reads_ahead). Raises the error that
+        ended the session, if it has ended (its error is raised once by receive(); send and
+        close raise it each time). Cancelled, it cancels the session: a message half-written
+        cannot be taken back."""
         self._raise_if_over()
+        reads_ahead = self._reads_ahead if ahead is None else ahead
         write = asyncio.ensure_future(op(*args))
         write.add_done_callback(_retrieve)
         try:
@@ -262,10 +271,9 @@ class StreamSession:
                 # OK, having sent nothing: a call that is done is read to its end either way
                 if write.done() and not _write_failed(write) and not self._call.done():
                     break
-                if write.done():  # the call has ended: reading to its end says how
-                    waits: Tuple[Any, ...] = (self._read_next(),)
-                else:
-                    waits = (write, self._read_next())
+                # the end: read here, or met by the reader
+                end = self._read_next() if reads_ahead else self._end_waiter()
+                waits = (end,) if write.done() else (write, end)
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             write.cancel()
@@ -274,6 +282,14 @@ class StreamSession:
         if not write.done():
             write.cancel()  # the call has ended: the write would wait for nothing
         self._raise_if_over()
+
+    def _end_waiter(self) -> "asyncio.Future[None]":
+        """A future done once the session has ended."""
+        if self._ended_waiter is None:
+            self._ended_waiter = asyncio.get_running_loop().create_future()
+            if self._over:
+                self._ended_waiter.set_result(None)
+        return self._ended_waiter
 
     def _read_next(self) -> "asyncio.Task[None]":
         """The read in progress, started if there is none."""
@@ -339,6 +355,8 @@ class StreamSession:
             return
         self._over = True
         self._error = error
+        if self._ended_waiter is not None and not self._ended_waiter.done():
+            self._ended_waiter.set_result(None)
         if error is not None and self._on_metrics is not None:
             self._on_metrics(None)
 

@@ -9,15 +9,17 @@ cancelled. Regressions:
 - cancelling StreamSession.open() before gRPC had sent the call's headers left the call
   un-cancelled (its status task pending for ever).
 
-Each server here is the test's own (it is drained, or needs its own idle timeout)."""
+A server drained, or with its own idle timeout, is the test's own."""
 import asyncio
 
 import grpc
+import numpy as np
 import pytest
 
 from conftest import arun, sine
 from rmtest.server import RunningServer
-from remotemedia import DeadlineExceeded, Pipeline, RemoteConfig, Unavailable
+from remotemedia import (DeadlineExceeded, InvalidArgument, Pipeline, RemoteConfig,
+                         StreamSession, Unavailable)
 from remotemedia.nodes import Gain
 
 HANG_S = 60.0  # a bound only a hang reaches: these waits end at once when the code is right
@@ -120,6 +122,37 @@ def test_stream_of_a_drained_session_raises_unavailable_after_its_results():
     assert (e.code, e.message, e.from_server) == (grpc.StatusCode.UNAVAILABLE, DRAINED, False)
 
 
+def test_stream_keeps_back_pressure_from_a_stalled_consumer(server):
+    """A guard on the fix above: a send that waits reads ahead, so that it sees the call's
+    end, but stream() must not - its reader reads when its consumer asks - or a consumer
+    slower than the server would no longer hold back the chunks (gRPC flow control) and the
+    results would pile up in memory. The consumer stalls after the first result: the
+    source is pulled only as far as the HTTP/2 windows take (about 11 chunks of 1 MiB
+    here), never the 50 that a stream reading ahead reaches within seconds."""
+    p = gain(server)
+    big = np.zeros(262144, np.float32)  # 1 MiB
+    pulled = 0
+
+    def chunks():
+        nonlocal pulled
+        for _ in range(120):
+            pulled += 1
+            yield big
+
+    async def main():
+        gen = p.stream(chunks(), sample_rate=RATE)
+        async for _ in gen:
+            for _ in range(100):  # bounded: 10 s at most, ended early only by a regression
+                if pulled >= 50:
+                    break
+                await asyncio.sleep(0.1)
+            break
+        await gen.aclose()
+        await p.close()
+    arun(main())
+    assert pulled < 50
+
+
 def test_cancelling_open_before_the_headers_cancels_the_call():
     """open() cancelled right after it made the call (gRPC has not sent the headers yet):
     the call is cancelled, not left to the server's idle timeout."""
@@ -142,3 +175,50 @@ def test_cancelling_open_before_the_headers_cancels_the_call():
             await p.close()
             return cancelled
         assert arun(main()) is True
+
+
+class _Refused(grpc.RpcError):
+    """The status of a call the server refused at init, as grpc.aio raises it."""
+
+    def code(self):
+        return grpc.StatusCode.INVALID_ARGUMENT
+
+    def details(self):
+        return "bad init"
+
+    def trailing_metadata(self):
+        return ()
+
+
+class _RefusedCall:
+    """A grpc.aio call whose status came in before its init was written: the write fails
+    (grpc.aio raises the status once it has it) and the read raises the status."""
+
+    def __init__(self):
+        self.cancelled = False
+
+    async def write(self, request):
+        raise _Refused()
+
+    async def read(self):
+        raise _Refused()
+
+    def cancel(self):
+        self.cancelled = True
+        return True
+
+
+def test_open_of_a_stream_whose_init_write_fails_raises_the_status():
+    """Regression (found while fixing the above): stream()'s session waits for the end its
+    reader meets instead of reading ahead, but open() runs before that reader: when the
+    server's refusal arrived before the init's write completed, open() waited for ever."""
+    call = _RefusedCall()
+    s = StreamSession(lambda on_close: call, init=None)
+    s._reads_ahead = False  # as Pipeline.stream() sets it
+
+    async def main():
+        with pytest.raises(InvalidArgument) as ei:
+            await asyncio.wait_for(s.open(), HANG_S)
+        return ei.value
+    e = arun(main())
+    assert (e.message, call.cancelled) == ("bad init", True)
