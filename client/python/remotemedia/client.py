@@ -4,9 +4,14 @@ Client offers each RPC twice: as a coroutine on a grpc.aio channel (execute,
 list_node_types, get_version, health_check, watch_health) and as a plain call on a
 blocking channel (the *_sync variants), so synchronous code never needs an event loop.
 Each kind of channel is opened on first use and then reused; many asyncio tasks may
-share it at once. A grpc.aio channel belongs to the event loop it was opened in: if the
-client is later used from another loop (a second asyncio.run), a new channel is opened
-for that loop.
+share it at once. A grpc.aio channel belongs to the event loop it was opened in, so the
+client keeps one per loop it is used from (two threads each running a loop share the
+blocking channel and have a grpc.aio channel each); a loop's channel is dropped when
+the client is closed in that loop, or once the loop itself is closed.
+
+The client tracks its grpc.aio calls in flight (runs, health watches, streaming
+sessions), so close() can cancel them: they raise remotemedia.Cancelled ("the client was
+closed"), not asyncio.CancelledError, since the tasks running them were not cancelled.
 
 Errors are raised as remotemedia.errors.RemoteMediaError subclasses, chosen by the gRPC
 status code, carrying the server's trailing metadata (node id, field, error kind).
@@ -15,6 +20,7 @@ config (RemoteConfig.retry), also when the server died while running it.
 """
 import asyncio
 import threading
+import weakref
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Generator, Iterator, List,
                     Optional, Tuple, Union)
 
@@ -24,7 +30,7 @@ import grpc.aio
 from . import _proto
 from ._version import __version__
 from .config import RemoteConfig, check_timeout
-from .errors import HealthStubsMissing, error_from_rpc
+from .errors import Cancelled, HealthStubsMissing, error_from_rpc
 from .schema import NodeTypeSchema
 
 if TYPE_CHECKING:
@@ -56,6 +62,41 @@ class _Stubs:
                 response_deserializer=h.HealthCheckResponse.FromString)
 
 
+class _Tracked:
+    """A grpc.aio call in flight, as close() sees it: the loop it runs on, and what cancels it
+    (for a streaming session, the session's own handler). Holds it weakly, as the client
+    holds the call: a session dropped without being closed is still garbage, and grpc.aio
+    cancels the call of a collected session."""
+
+    __slots__ = ("loop", "_on_close", "closed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_close: Callable[[], Any]) -> None:
+        self.loop = loop
+        self._on_close: Callable[[], Optional[Callable[[], Any]]]
+        if hasattr(on_close, "__self__"):
+            self._on_close = weakref.WeakMethod(on_close)
+        else:
+            self._on_close = lambda: on_close
+        self.closed = False  # set by close(): the call's cancellation is the client's
+
+    def on_close(self) -> None:
+        fn = self._on_close()
+        if fn is not None:
+            fn()
+
+
+def _task_cancelled() -> bool:
+    """Whether the running task has been asked to cancel (Python 3.11's Task.cancelling();
+    before 3.11 this cannot be told, and False is returned)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
+
+
+def _closed_error() -> Cancelled:
+    return Cancelled("the client was closed", grpc.StatusCode.CANCELLED, from_server=False)
+
+
 class Client:
     """A connection to one remotemedia server (or a load-balanced set of replicas).
 
@@ -72,9 +113,12 @@ class Client:
             remote = RemoteConfig()  # $RM_SERVER, else localhost:50051
         self.config = remote if isinstance(remote, RemoteConfig) else RemoteConfig(remote)
         self._lock = threading.Lock()
-        self._aio: Optional[Tuple[asyncio.AbstractEventLoop, _Stubs]] = None  # grpc.aio channel
+        self._aio: Dict[asyncio.AbstractEventLoop, _Stubs] = {}  # a grpc.aio channel per loop
         self._sync: Optional[_Stubs] = None  # the blocking channel
-        #: How many channels this client has opened (one per kind, plus one per new loop).
+        # grpc.aio calls in flight, held weakly (see _Tracked)
+        self._calls: "weakref.WeakKeyDictionary[Any, _Tracked]" = weakref.WeakKeyDictionary()
+        #: How many channels this client has opened (the blocking one, and a grpc.aio one per
+        #: event loop it has been used from; again after a close()).
         self.channels_opened = 0
 
     # -- channels ------------------------------------------------------------------------
@@ -93,9 +137,32 @@ class Client:
     def _aio_stubs(self) -> _Stubs:
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._aio is None or self._aio[0] is not loop:
-                self._aio = (loop, self._open(aio=True))
-            return self._aio[1]
+            stubs = self._aio.get(loop)
+            if stubs is None:
+                self._forget_closed_loops()
+                stubs = self._aio[loop] = self._open(aio=True)
+            return stubs
+
+    def _forget_closed_loops(self) -> None:
+        """Drops the channels (and calls) of loops that have been closed: such a channel can
+        no longer be closed, nor used. self._lock held."""
+        for loop in [lp for lp in self._aio if lp.is_closed()]:
+            del self._aio[loop]
+        for key in [k for k, t in self._calls.items() if t.loop.is_closed()]:
+            del self._calls[key]
+
+    def _track(self, call: Any, on_close: Optional[Callable[[], Any]] = None) -> _Tracked:
+        """Registers a grpc.aio call in flight on the running loop; close() runs on_close
+        (default: call.cancel()). A unary call is untracked when it is done, a streaming one
+        when it is collected."""
+        t = _Tracked(asyncio.get_running_loop(), on_close or call.cancel)
+        with self._lock:
+            self._calls[call] = t
+        return t
+
+    def _untrack(self, call: Any) -> None:
+        with self._lock:
+            self._calls.pop(call, None)
 
     def _sync_stubs(self) -> _Stubs:
         with self._lock:
@@ -120,10 +187,18 @@ class Client:
     async def _unary(self, method: Callable[[_Stubs], Any], request: Any,
                      timeout: Optional[float]) -> Any:
         stubs = self._aio_stubs()
+        call = method(stubs)(request, **self._call_kwargs(timeout))
+        tracked = self._track(call)
         try:
-            return await method(stubs)(request, **self._call_kwargs(timeout))
+            return await call
         except grpc.RpcError as e:
             raise error_from_rpc(e) from e
+        except asyncio.CancelledError:
+            if tracked.closed and not _task_cancelled():
+                raise _closed_error() from None
+            raise
+        finally:
+            self._untrack(call)
 
     def _unary_sync(self, method: Callable[[_Stubs], Any], request: Any,
                     timeout: Optional[float]) -> Any:
@@ -154,11 +229,17 @@ class Client:
             kw["wait_for_ready"] = True
         return kw
 
-    def stream_call(self, timeout: Optional[float] = None) -> Any:
+    def stream_call(self, timeout: Optional[float] = None,
+                    on_close: Optional[Callable[[], Any]] = None) -> Any:
         """A new StreamPipeline call on the grpc.aio channel (a grpc.aio.StreamStreamCall:
         write / read / done_writing); timeout is the whole session's deadline in seconds,
-        None = none. Not retried. Pipeline.session() wraps it."""
-        return self._aio_stubs().pipeline.StreamPipeline(**self._stream_kwargs(timeout))
+        None = none. Not retried. Pipeline.session() wraps it. close() runs on_close
+        (default: cancels the call; a no-op once it has ended). The call is tracked weakly,
+        not until it is done: grpc.aio's add_done_callback would keep a call alive that is
+        dropped unfinished, which grpc.aio otherwise cancels when it is collected."""
+        call = self._aio_stubs().pipeline.StreamPipeline(**self._stream_kwargs(timeout))
+        self._track(call, on_close)
+        return call
 
     def stream_sync(self, requests: Iterator[Any],
                     timeout: Optional[float] = None) -> Generator[Any, None, None]:
@@ -253,36 +334,62 @@ class Client:
         stubs = self._aio_stubs()
         assert stubs.health_watch is not None
         call = stubs.health_watch(req, **self._call_kwargs(timeout))
+        tracked = self._track(call)
         try:
             async for resp in call:
                 yield self._status_name(resp)
         except grpc.RpcError as e:
             raise error_from_rpc(e) from e
+        except asyncio.CancelledError:
+            if tracked.closed and not _task_cancelled():
+                raise _closed_error() from None
+            raise
         finally:
+            self._untrack(call)
             call.cancel()
 
     # -- lifetime --------------------------------------------------------------------------
-    async def close(self) -> None:
-        """Closes both channels (pending calls are cancelled)."""
+    def _take(self, loops: Callable[[asyncio.AbstractEventLoop], bool]
+              ) -> Tuple[Optional[_Stubs], List[Tuple[asyncio.AbstractEventLoop, _Stubs]],
+                         List[_Tracked]]:
+        """Removes the blocking channel, the grpc.aio channels of the loops `loops` picks
+        and their calls in flight (each marked closed); returns them. Channels of closed
+        loops are dropped."""
         with self._lock:
-            aio, self._aio = self._aio, None
             sync, self._sync = self._sync, None
+            self._forget_closed_loops()
+            aio = [(lp, self._aio.pop(lp)) for lp in list(self._aio) if loops(lp)]
+            calls = [self._calls.pop(k) for k, t in list(self._calls.items()) if loops(t.loop)]
+        for t in calls:
+            t.closed = True
+        return sync, aio, calls
+
+    async def close(self) -> None:
+        """Closes the blocking channel and this event loop's grpc.aio channel. Calls in
+        flight on them are cancelled: runs, health watches and open streaming sessions
+        raise remotemedia.Cancelled ("the client was closed"), blocking calls Cancelled as
+        well. A channel another loop (another thread) is using is left to close() in that
+        loop. The client stays usable: a later call opens a new channel."""
+        loop = asyncio.get_running_loop()
+        sync, aio, calls = self._take(lambda lp: lp is loop)
+        for t in calls:
+            t.on_close()
         if sync is not None:
             sync.channel.close()
-        if aio is not None:
-            if aio[0] is asyncio.get_running_loop():
-                await aio[1].channel.close()
+        for _, stubs in aio:
+            await stubs.channel.close()
 
     def close_sync(self) -> None:
-        """Closes the blocking channel, and the grpc.aio one if its loop is not running.
-        From asyncio code prefer `await close()`."""
-        with self._lock:
-            aio, self._aio = self._aio, None
-            sync, self._sync = self._sync, None
+        """Closes the blocking channel, and the grpc.aio channels of loops that are not
+        running (cancelling their calls as close() does); a channel of a running loop is
+        left to close() in that loop. From asyncio code prefer `await close()`."""
+        sync, aio, calls = self._take(lambda lp: not lp.is_running())
+        for t in calls:
+            t.on_close()
         if sync is not None:
             sync.channel.close()
-        if aio is not None and not aio[0].is_closed() and not aio[0].is_running():
-            aio[0].run_until_complete(aio[1].channel.close())
+        for lp, stubs in aio:
+            lp.run_until_complete(stubs.channel.close())
 
     def __enter__(self) -> "Client":
         return self

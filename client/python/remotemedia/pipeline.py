@@ -440,7 +440,14 @@ class Pipeline:
         self._metrics = None  # a run that fails, even before sending, leaves no metrics
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
-        return self._finish(await self.client.execute(req, timeout=timeout))
+        try:
+            response = await self.client.execute(req, timeout=timeout)
+        except BaseException:
+            # None after a run that raised (or was cancelled), also when a concurrent run of
+            # this pipeline finished before it and set its metrics
+            self._metrics = None
+            raise
+        return self._finish(response)
 
     def execute_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
@@ -450,7 +457,14 @@ class Pipeline:
         self._metrics = None  # a run that fails, even before sending, leaves no metrics
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
                                  limits=limits)
-        return self._finish(self.client.execute_sync(req, timeout=timeout))
+        try:
+            response = self.client.execute_sync(req, timeout=timeout)
+        except BaseException:
+            # None after a run that raised (or was cancelled), also when a concurrent run of
+            # this pipeline finished before it and set its metrics
+            self._metrics = None
+            raise
+        return self._finish(response)
 
     async def validate(self, data: Any = None, sample_rate: Optional[int] = None, *,
                        inputs: Optional[Mapping[str, Any]] = None,
@@ -555,7 +569,8 @@ class Pipeline:
         self._metrics = None  # a session that fails, even before sending, leaves no metrics
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         client = self.client
-        return StreamSession(lambda: client.stream_call(timeout), init, self._set_metrics)
+        return StreamSession(lambda on_close: client.stream_call(timeout, on_close), init,
+                             self._set_metrics)
 
     async def stream(self, chunks: Chunks, sample_rate: Optional[int] = None, *,
                      node_id: str = "", timeout: Optional[float] = None,
@@ -575,10 +590,16 @@ class Pipeline:
         with run(inputs=...) (ValueError when the chunks end, if none took it).
         The chunks are sent as gRPC flow control allows while results are read. Metrics
         (enable_metrics) are get_metrics() once the iteration ends. Errors raise the
-        RemoteMediaError subclasses run() raises (.sequence names the failing chunk)."""
+        RemoteMediaError subclasses run() raises (.sequence names the failing chunk), after
+        the results that arrived before them; a session a draining server closed (status OK
+        before the chunks ended) raises Unavailable. Leaving early cancels the session when
+        the generator is closed (aclose(); else when it is garbage-collected)."""
         session = self.session(timeout=timeout, output_nodes=output_nodes, limits=limits,
                                metrics_every_chunks=metrics_every_chunks,
                                metrics_every_ms=metrics_every_ms)
+        # the reader below reads; the writer's sends wait for the end it meets, so a consumer
+        # slower than the server holds back the chunks (gRPC flow control), not memory
+        session._reads_ahead = False
         await session.open()
         ok = False
 
@@ -593,7 +614,11 @@ class Pipeline:
                 rate.check()
                 await session.close_send()
             except BaseException:
-                session.cancel()  # the reader then stops; the error raised is this one
+                # the reader then stops; the error raised is this one. A session that has
+                # ended (the error is its end) is not cancelled: the reader first yields the
+                # results that arrived before the end.
+                if not session._over:
+                    session.cancel()
                 raise
 
         task = asyncio.ensure_future(writer())
@@ -610,8 +635,10 @@ class Pipeline:
                 yield r
             await task
             ok = True
-        except Exception:
-            self._metrics = None  # a failed stream leaves no metrics (not even periodic ones)
+        except BaseException:
+            # a failed, cancelled or abandoned stream leaves no metrics (not even periodic
+            # ones)
+            self._metrics = None
             raise
         finally:
             if not ok:
@@ -645,8 +672,9 @@ class Pipeline:
                     self._metrics = metrics_to_dict(msg.metrics.metrics)
                 elif which == "result":
                     yield StreamResult(msg.result)
-        except Exception as e:
-            self._metrics = None  # a failed stream leaves no metrics (not even periodic ones)
+        except BaseException as e:
+            # a failed or abandoned stream leaves no metrics (not even periodic ones)
+            self._metrics = None
             if failed and isinstance(e, RemoteMediaError):
                 raise failed[0] from None
             raise
@@ -657,7 +685,7 @@ class Pipeline:
         """The last run's metrics as the seed's dict (pipeline_id, total_executions,
         total_duration_us, total_duration_ms, peak_memory_bytes, peak_memory_mb,
         metrics_overhead_us, node_metrics[...]), or None when metrics were off or the last
-        run failed."""
+        run to finish failed (raised, was cancelled, or was a stream left early)."""
         return self._metrics
 
     # -- the server ------------------------------------------------------------------------

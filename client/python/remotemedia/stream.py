@@ -18,19 +18,20 @@ The server answers every chunk with exactly one StreamResult (possibly without o
 FLUSH with one result whose flushed is True, and CLOSE with a flushed result, the final
 metrics (when enabled) and status OK. An error ends the whole session with a gRPC status,
 raised as the same RemoteMediaError subclasses as run() (node_id, field, kind, reason;
-.sequence is the failing chunk's sequence number).
+.sequence is the failing chunk's sequence number). A session the server closes with status
+OK before the client closed it (a draining server does) is raised as Unavailable.
 """
 import asyncio
 import collections.abc
-from typing import (Any, AsyncIterable, AsyncIterator, Callable, Dict, Iterable, Iterator,
-                    List, Optional, Sequence, Union)
+from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Deque, Dict,
+                    Iterable, Iterator, List, Optional, Sequence, Union)
 
 import grpc
 import grpc.aio
 
 from . import _proto
 from .data import AudioBuffer, convert, from_proto, to_proto, unused_rate
-from .errors import RemoteMediaError, error_from_rpc
+from .errors import Cancelled, RemoteMediaError, Unavailable, error_from_rpc
 
 __all__ = ["StreamResult", "StreamSession", "StreamSource", "Chunks", "FLUSH"]
 
@@ -194,19 +195,37 @@ class StreamSession:
         session_id, pipeline_name, sources: from the server's ready message.
         metrics: the latest metrics (periodic, then the final ones after close) as the
             seed's dict, or None.
+
+    One task may send while another receives. The call's messages are read one read at a
+    time, shared by receive() and by a send() that is waiting: while a send(), flush() or
+    close() waits for gRPC flow control, the messages that arrive are read into the session
+    (receive() returns them in order). This is how a send learns that the server has ended
+    the session: grpc.aio reports a call's end only after every message before it has been
+    read, and until then a write on it never completes. Pipeline.stream(), whose reader
+    task always comes back to receive(), turns this off (_reads_ahead) to keep gRPC's
+    back-pressure from its consumer to its chunks: its sends wait for the end the reader
+    meets.
     """
 
-    def __init__(self, open_call: Callable[[], Any], init: Any,
+    def __init__(self, open_call: Callable[[Callable[[], None]], Any], init: Any,
                  on_metrics: Optional[Callable[[Optional[Dict[str, Any]]], None]] = None
                  ) -> None:
+        # open_call makes the grpc.aio call; it is given what to run when the client is closed
         self._open_call = open_call
         self._init = init
         self._call: Any = None
         self._on_metrics = on_metrics
         self._sequence = 0
         self._closed_sending = False
-        self._ended = False
-        self._pending: Optional["asyncio.Future[Any]"] = None
+        self._sent = 0  # data chunks written
+        self._answered = 0  # results read for data chunks (a flush's not counted)
+        self._reading: Optional["asyncio.Task[None]"] = None  # the one read in progress
+        self._ahead: Deque[Any] = collections.deque()  # messages read, not received yet
+        self._over = False  # the call's end has been read, or the session was cancelled
+        self._error: Optional[BaseException] = None  # what ended it (None: a normal end)
+        self._told = False  # _error has been raised, or the caller cancelled the session
+        self._ended_waiter: Optional["asyncio.Future[None]"] = None  # done once _over
+        self._reads_ahead = True  # a waiting write reads ahead (see the class)
         self.session_id = ""
         self.pipeline_name = ""
         self.sources: List[StreamSource] = []
@@ -214,62 +233,157 @@ class StreamSession:
 
     async def open(self) -> "StreamSession":
         """Starts the call: sends init and waits for ready (errors: a bad manifest is
-        InvalidArgument, too many sessions ResourceExhausted, ...). `async with` does this."""
+        InvalidArgument, too many sessions ResourceExhausted, ...). `async with` does this.
+        When it raises or is cancelled, the call is cancelled."""
         if self._call is not None:
             return self
-        self._call = self._open_call()
-        await self._write(self._init)
-        msg = await self._read()
-        if msg is None or msg.WhichOneof("message") != "ready":
-            self._call.cancel()
-            raise RemoteMediaError("the server did not answer init with ready",
-                                   grpc.StatusCode.INTERNAL, from_server=False)
+        self._call = self._open_call(self._client_closed)
+        try:
+            # open() reads ahead whatever _reads_ahead says: no reader runs before ready
+            await self._write(self._call.write, self._init, ahead=True)
+            msg = await self._next(None)
+            if msg is None or msg.WhichOneof("message") != "ready":
+                raise self._fail(RemoteMediaError("the server did not answer init with ready",
+                                                  grpc.StatusCode.INTERNAL, from_server=False))
+        except BaseException:
+            self.cancel()  # also before gRPC sent the headers: nothing else would
+            raise
         self.session_id = msg.ready.session_id
         self.pipeline_name = msg.ready.pipeline_name
         self.sources = sources_of(msg.ready)
         return self
 
-    async def _write(self, req: Any) -> None:
-        # a failed write means the call has ended (its error is raised once: leaving
-        # `async with` afterwards does not raise it again)
+    # -- the call --------------------------------------------------------------------------
+    async def _write(self, op: Callable[..., Awaitable[Any]], *args: Any,
+                     ahead: Optional[bool] = None) -> None:
+        """Runs op(*args), the call's write or done_writing, reading ahead while it waits
+        (see the class; ahead: whether to, default _reads_ahead). Raises the error that
+        ended the session, if it has ended (its error is raised once by receive(); send and
+        close raise it each time). Cancelled, it cancels the session: a message half-written
+        cannot be taken back."""
+        self._raise_if_over()
+        reads_ahead = self._reads_ahead if ahead is None else ahead
+        write = asyncio.ensure_future(op(*args))
+        write.add_done_callback(_retrieve)
         try:
-            await self._call.write(req)
-        except grpc.RpcError as e:
-            raise self._failed(error_from_rpc(e)) from e
-        except asyncio.InvalidStateError:  # the call has ended: its status says why
-            raise self._failed(await self._status_error()) from None
+            while not self._over:
+                # grpc.aio's write returns without error from a call that ended with status
+                # OK, having sent nothing: a call that is done is read to its end either way
+                if write.done() and not _write_failed(write) and not self._call.done():
+                    break
+                # the end: read here, or met by the reader
+                end = self._read_next() if reads_ahead else self._end_waiter()
+                waits = (end,) if write.done() else (write, end)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            write.cancel()
+            self.cancel()
+            raise
+        if not write.done():
+            write.cancel()  # the call has ended: the write would wait for nothing
+        self._raise_if_over()
 
-    async def _status_error(self) -> RemoteMediaError:
-        try:
-            code = await self._call.code()
-        except grpc.RpcError as e:
-            return error_from_rpc(e)
-        if code == grpc.StatusCode.OK:
-            return RemoteMediaError("the stream has ended", grpc.StatusCode.OK, from_server=False)
-        return error_from_rpc(_Ended(code, await self._call.details(),
-                                     await self._call.trailing_metadata()))
+    def _end_waiter(self) -> "asyncio.Future[None]":
+        """A future done once the session has ended."""
+        if self._ended_waiter is None:
+            self._ended_waiter = asyncio.get_running_loop().create_future()
+            if self._over:
+                self._ended_waiter.set_result(None)
+        return self._ended_waiter
 
-    async def _read(self) -> Any:
-        """The next message, or None at the end of the stream (status OK)."""
+    def _read_next(self) -> "asyncio.Task[None]":
+        """The read in progress, started if there is none."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read())
+            self._reading.add_done_callback(_retrieve)
+        return self._reading
+
+    async def _read(self) -> None:
+        """Reads one message into _ahead (a metrics message updates .metrics instead), or
+        the call's end into _over / _error."""
         try:
             msg = await self._call.read()
+            if msg is grpc.aio.EOF:
+                self._end(await self._end_error())
+                return
         except grpc.RpcError as e:
-            raise self._failed(error_from_rpc(e)) from e
-        if msg is grpc.aio.EOF:
-            self._ended = True
-            code = await self._call.code()
-            if code != grpc.StatusCode.OK:
-                raise self._failed(await self._status_error())
-            return None
-        return msg
+            self._end(error_from_rpc(e))
+            return
+        except asyncio.CancelledError:
+            # cancel() or the client's close() ended the session first; else the call was
+            # cancelled under it
+            self._end(Cancelled("the call was cancelled", grpc.StatusCode.CANCELLED,
+                                from_server=False))
+            raise
+        except Exception as e:  # not a status: nothing more can be read from the call
+            self._end(e)
+            self._cancel_call()
+            return
+        which = msg.WhichOneof("message")
+        if which == "metrics":
+            self._metrics_from(msg)
+            return
+        if which == "result" and not msg.result.flushed:
+            self._answered += 1
+        self._ahead.append(msg)
 
-    def _failed(self, error: RemoteMediaError) -> RemoteMediaError:
-        """Ends the session on error: the pipeline's get_metrics() becomes None, as after a
-        run that raised (.metrics keeps the latest periodic ones). Returns error."""
-        self._ended = True
-        if self._on_metrics is not None and error.code != grpc.StatusCode.OK:
+    async def _end_error(self) -> Optional[RemoteMediaError]:
+        """The error of a call whose messages have all been read: its status's; for status
+        OK, Unavailable when the server ended the session before the client closed it, or
+        before answering every chunk (a draining server flushes and closes its sessions);
+        None for a normal end."""
+        code = await self._call.code()
+        if code != grpc.StatusCode.OK:
+            return error_from_rpc(_Ended(code, await self._call.details(),
+                                         await self._call.trailing_metadata()))
+        if not self._closed_sending:
+            return Unavailable("the server ended the session before the client closed it "
+                               "(status OK, as a draining server does)",
+                               grpc.StatusCode.UNAVAILABLE, from_server=False)
+        if self._answered < self._sent:
+            return Unavailable("the server ended the session with status OK having answered "
+                               "%d of the %d chunks (as a draining server does)"
+                               % (self._answered, self._sent),
+                               grpc.StatusCode.UNAVAILABLE, from_server=False)
+        return None
+
+    def _end(self, error: Optional[BaseException]) -> None:
+        """Records the session's end; the first one recorded stands. An error makes the
+        pipeline's get_metrics() None, as after a run that raised (.metrics keeps the
+        latest periodic ones)."""
+        if self._over:
+            return
+        self._over = True
+        self._error = error
+        if self._ended_waiter is not None and not self._ended_waiter.done():
+            self._ended_waiter.set_result(None)
+        if error is not None and self._on_metrics is not None:
             self._on_metrics(None)
+
+    def _raise_if_over(self) -> None:
+        if self._over and self._error is not None:
+            self._told = True
+            raise self._error
+
+    def _fail(self, error: RemoteMediaError) -> RemoteMediaError:
+        """Ends the session with error, raised by the caller now; cancels the call."""
+        self._end(error)
+        self._told = True
+        self._cancel_call()
         return error
+
+    def _cancel_call(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        if self._reading is not None:
+            self._reading.cancel()
+
+    def _client_closed(self) -> None:
+        """Run by Client.close(): the session ends with Cancelled ("the client was closed"),
+        raised by the next send or receive (after the results that had arrived)."""
+        self._end(Cancelled("the client was closed", grpc.StatusCode.CANCELLED,
+                            from_server=False))
+        self._cancel_call()
 
     def _metrics_from(self, msg: Any) -> None:
         from .pipeline import metrics_to_dict
@@ -283,13 +397,17 @@ class StreamSession:
         """Sends one chunk (a numpy array with sample_rate=, an AudioBuffer, or any value
         run() accepts) to source node_id ("" = the pipeline's only source). sequence
         defaults to the previous one + 1. Returns the sequence number sent. Waits only for
-        gRPC flow control, not for the result."""
+        gRPC flow control, not for the result (results arriving meanwhile are kept for
+        receive()). Once the session has ended it raises what ended it: the server's
+        status, or Unavailable when the server closed the session with OK before the
+        client did (a draining server)."""
         self._require_open()
         if self._closed_sending:
             raise RuntimeError("the session is closed for sending")
         seq = self._sequence + 1 if sequence is None else int(sequence)
         req = data_request(chunk, sample_rate, node_id, seq)
-        await self._write(req)
+        await self._write(self._call.write, req)
+        self._sent += 1
         self._sequence = seq
         return seq
 
@@ -299,7 +417,7 @@ class StreamSession:
         self._require_open()
         if self._closed_sending:
             raise RuntimeError("the session is closed for sending")
-        await self._write(control_request(close=False))
+        await self._write(self._call.write, control_request(close=False))
 
     async def close_send(self) -> None:
         """Sends CLOSE and ends the sending side; keep calling receive() for the remaining
@@ -308,29 +426,24 @@ class StreamSession:
         if self._closed_sending:
             return
         self._closed_sending = True
-        await self._write(control_request(close=True))
-        await self._call.done_writing()
+        await self._write(self._call.write, control_request(close=True))
+        await self._write(self._call.done_writing)
 
     # -- receiving -------------------------------------------------------------------------
     async def receive(self, timeout: Optional[float] = None) -> Optional[StreamResult]:
         """The next result, or None when the session has ended (after close). Metrics
         messages update .metrics and are not returned. timeout in seconds: asyncio's
-        TimeoutError when nothing came in time (the session goes on)."""
-        while True:
-            if self._ended:
-                return None
-            msg = await self._next(timeout)
-            if msg is None:
-                return None
-            which = msg.WhichOneof("message")
-            if which == "metrics":
-                self._metrics_from(msg)
-                continue
-            if which != "result":
-                self._call.cancel()
-                raise RemoteMediaError("the server sent %s inside the stream" % which,
-                                       grpc.StatusCode.INTERNAL, from_server=False)
-            return StreamResult(msg.result)
+        TimeoutError when nothing came in time (the session goes on, as it does when a
+        receive() is cancelled). The error that ended the session is raised once, after
+        the results that arrived before it, unless send() raised it first."""
+        msg = await self._next(timeout)
+        if msg is None:
+            return None
+        which = msg.WhichOneof("message")
+        if which != "result":
+            raise self._fail(RemoteMediaError("the server sent %s inside the stream" % which,
+                                              grpc.StatusCode.INTERNAL, from_server=False))
+        return StreamResult(msg.result)
 
     def _require_open(self) -> None:
         """send/flush/close/receive before open() have no call to use: say so, rather than
@@ -339,18 +452,23 @@ class StreamSession:
             raise RuntimeError("the session is not open: use `async with` or await open()")
 
     async def _next(self, timeout: Optional[float]) -> Any:
+        """The next message read (not metrics), or None once the session has ended (its
+        error raised the first time). A wait that times out or is cancelled leaves the read
+        pending; the next call picks it up."""
         self._require_open()
-        if self._pending is None and timeout is None:
-            return await self._read()
-        # a read that timed out stays pending and is picked up by the next receive()
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self._read())
-        pending = self._pending
-        try:
-            return await asyncio.wait_for(asyncio.shield(pending), timeout)
-        finally:
-            if pending.done():
-                self._pending = None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self._ahead:
+            if self._over:
+                if self._error is not None and not self._told:
+                    self._told = True
+                    raise self._error
+                return None
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            done, _ = await asyncio.wait((self._read_next(),), timeout=left)
+            if not done:
+                raise asyncio.TimeoutError()
+        return self._ahead.popleft()
 
     def __aiter__(self) -> AsyncIterator[StreamResult]:
         return self._results()
@@ -375,21 +493,43 @@ class StreamSession:
             rest.append(r)
 
     def cancel(self) -> None:
-        """Cancels the call (the server frees the session)."""
-        self._ended = True
-        if self._call is not None:
-            self._call.cancel()
-        if self._pending is not None:
-            self._pending.cancel()
+        """Cancels the call (the server frees the session) and drops the results not
+        received: receive() then returns None, send(), flush() and close() raise Cancelled.
+        Unless the session had already ended, the pipeline's get_metrics() becomes None."""
+        self._end(Cancelled("the session was cancelled", grpc.StatusCode.CANCELLED,
+                            from_server=False))
+        self._told = True
+        self._ahead.clear()
+        self._cancel_call()
 
     async def __aenter__(self) -> "StreamSession":
         return await self.open()
 
     async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
-        if exc_type is None and not self._ended:
-            await self.close()
-        elif not self._ended:
+        if exc_type is None and not self._told:
+            await self.close()  # raises the error that ended the session, if not raised yet
+        else:
             self.cancel()
+
+
+def _retrieve(task: "asyncio.Future[Any]") -> None:
+    """A done callback that retrieves a task's exception, so an abandoned read or write is
+    not reported as "exception never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _write_failed(write: "asyncio.Future[Any]") -> bool:
+    """Whether a finished write failed because the call has ended (its end says how);
+    another exception is raised."""
+    if write.cancelled():
+        return True
+    e = write.exception()
+    if e is None:
+        return False
+    if isinstance(e, (grpc.RpcError, asyncio.InvalidStateError)):
+        return True
+    raise e
 
 
 class _Ended(grpc.RpcError):

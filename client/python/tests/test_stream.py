@@ -388,6 +388,96 @@ def test_a_failed_stream_leaves_no_metrics(remote):
     arun(p.close())
 
 
+@pytest.mark.parametrize("case", ["cancelled", "left_early", "session_raised",
+                                  "sync_left_early"])
+def test_an_aborted_stream_leaves_no_metrics(remote, case):
+    """Regression: a stream cut short kept its periodic metrics in get_metrics() - its
+    consumer cancelled, the iteration left early (and the generator closed), an exception
+    inside `async with session`, stream_sync left early; it is None, as after a run that
+    raised."""
+    p = resampler(remote, metrics=True)
+
+    async def cancelled():
+        reached = asyncio.Event()
+
+        async def two_then_wait():
+            for c in CHUNKS[:2]:
+                yield c
+            await asyncio.Event().wait()
+
+        async def consume():
+            async for r in p.stream(two_then_wait(), sample_rate=RATE, metrics_every_chunks=1):
+                if r.sequence == 2:
+                    reached.set()  # then waits inside stream() for a third result
+        t = asyncio.ensure_future(consume())
+        await asyncio.wait_for(reached.wait(), 60)
+        periodic = p.get_metrics()
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        return periodic, p.get_metrics()
+
+    async def left_early():
+        gen = p.stream(CHUNKS, sample_rate=RATE, metrics_every_chunks=1)
+        async for r in gen:
+            if r.sequence == 2:
+                break
+        periodic = p.get_metrics()
+        await gen.aclose()  # what `async for` leaves to the garbage collector
+        return periodic, p.get_metrics()
+
+    async def session_raised():
+        with pytest.raises(KeyError):
+            async with p.session(metrics_every_chunks=1) as s:
+                for c in CHUNKS[:2]:
+                    await s.send(c, sample_rate=RATE)
+                    await s.receive()
+                periodic = p.get_metrics()
+                raise KeyError("the caller's")
+        return periodic, p.get_metrics()
+
+    def sync_left_early():
+        gen = p.stream_sync(CHUNKS, sample_rate=RATE, metrics_every_chunks=1)
+        for r in gen:
+            if r.sequence == 2:
+                break
+        periodic = p.get_metrics()
+        gen.close()
+        return periodic, p.get_metrics()
+
+    cases = {"cancelled": lambda: arun(cancelled()), "left_early": lambda: arun(left_early()),
+             "session_raised": lambda: arun(session_raised()),
+             "sync_left_early": sync_left_early}
+    periodic, after = cases[case]()
+    p.close_sync()
+    assert periodic is not None and periodic["pipeline_id"] == "rs-stream"
+    assert after is None
+
+
+def test_a_run_that_raises_after_a_concurrent_one_leaves_no_metrics(remote):
+    """Regression: run A in flight, run B of the same pipeline finishes and sets its
+    metrics, then A raises (here: it is cancelled): get_metrics() kept B's metrics; after a
+    run that raised it is None."""
+    p = Pipeline("ab", remote=remote, enable_metrics=True)
+    p.add_node(Node("Delay", {"ms": 60000}, node_id="d"))
+
+    async def main():
+        a = asyncio.ensure_future(p.run(CHUNKS[0], sample_rate=RATE, timeout=120))
+        await asyncio.sleep(0)  # A's request (a minute's delay) is built and on its way
+        p.node("d").params["ms"] = 0
+        await p.run(CHUNKS[0], sample_rate=RATE)  # B
+        b = p.get_metrics()
+        a.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await a
+        after = p.get_metrics()
+        await p.close()
+        return b, after
+    b, after = arun(main())
+    assert b is not None and b["total_executions"] == 1
+    assert after is None
+
+
 @pytest.mark.parametrize("call", ["send", "flush", "close", "close_send", "receive"])
 def test_session_calls_before_open(remote, call):
     """Regression (P5): send/flush/close before open() raised AttributeError ('NoneType'
