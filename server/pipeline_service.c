@@ -56,13 +56,23 @@ static void job_finish(exec_job_t *job) {
   rm_call_unref(job->call); /* last: the job lives in the call's arena */
 }
 
+/* What the refusals of a request's budget name as its size's origin: the request's own
+ * limits.max_memory_bytes when it lowered the server's, else --max-request-memory. A function
+ * of the limits, which key the compiled-pipeline cache. */
+static rm_budget_label_t budget_label(const rm_config_t *cfg, const rm_limits_t *l) {
+  return (rm_budget_label_t){"request", l->max_memory_bytes < cfg->max_request_memory
+                                            ? "max_memory_bytes"
+                                            : "max-request-memory"};
+}
+
 /* Compiles the pipeline (manifest checks, limits). 0 or the error, already sent. */
 static int compile(exec_job_t *job) {
   rm_error_t err;
   rm_error_clear(&err);
   int rc = rm_wire_manifest_from_proto(job->req->manifest, &job->manifest, &err);
+  rm_budget_label_t label = budget_label(rm_server_config(job->server), &job->limits);
   if (!rc)
-    rc = rm_pipeline_new(job->manifest, &job->limits, &job->pipeline, &err);
+    rc = rm_pipeline_new_labelled(job->manifest, &job->limits, &label, &job->pipeline, &err);
   if (rc)
     rm_call_fail(job->call, &err);
   return rc;
@@ -773,8 +783,9 @@ static void validate_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   int rc = check_request_size(&job, &err);
   if (!rc)
     rc = rm_wire_manifest_from_proto(req->manifest, &manifest, &err);
+  rm_budget_label_t label = budget_label(cfg, &job.limits);
   if (!rc)
-    rc = rm_pipeline_new(manifest, &job.limits, &p, &err);
+    rc = rm_pipeline_new_labelled(manifest, &job.limits, &label, &p, &err);
   if (!rc) {
     inputs =
         rm_arena_calloc(rm_call_arena(call), req->n_inputs ? req->n_inputs : 1, sizeof *inputs);
