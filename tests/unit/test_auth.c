@@ -334,6 +334,17 @@ static void test_line_with_a_nul_byte_is_an_error(void) {
   rm_auth_free(a);
 }
 
+/* A reload of a from cfg and a new set from cfg are both refused with code and message msg;
+ * *n is what the reload left in use. */
+static void expect_file_refused(rm_auth_t *a, rm_config_t *cfg, int code, const char *msg,
+                                size_t *n) {
+  rm_error_t err;
+  RM_ASSERT_ERR(rm_auth_reload(a, cfg, n, NULL, &err), &err, code, "", "auth-token-file", msg);
+  rm_auth_t *b = (rm_auth_t *)cfg;
+  RM_ASSERT_ERR(rm_auth_new(cfg, &b, &err), &err, code, "", "auth-token-file", msg);
+  CU_ASSERT_PTR_NULL(b);
+}
+
 /* A token file that never ends (a link to /dev/zero) grew the server's memory without bound
  * and a FIFO without a writer blocked it for good: what is opened must be a regular file,
  * and opening does not wait. A link to a regular file (Kubernetes secrets) is followed. */
@@ -356,17 +367,13 @@ static void test_file_that_is_not_regular_is_an_error(void) {
   RM_ASSERT_INT(symlink("/dev/zero", link), 0);
   snprintf(msg, sizeof msg, "auth-token-file %s cannot be read: not a regular file", link);
   size_t n = 0;
-  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EIO, "", "auth-token-file", msg);
+  expect_file_refused(a, &cfg, RM_EIO, msg, &n);
   RM_ASSERT_INT(n, 1);
-  rm_auth_t *b = (rm_auth_t *)&cfg;
-  RM_ASSERT_ERR(rm_auth_new(&cfg, &b, &err), &err, RM_EIO, "", "auth-token-file", msg);
-  CU_ASSERT_PTR_NULL(b);
 
   RM_ASSERT_INT(mkfifo(fifo, 0600), 0);
   cfg = auth_cfg(fifo, NULL);
   snprintf(msg, sizeof msg, "auth-token-file %s cannot be read: not a regular file", fifo);
-  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EIO, "", "auth-token-file", msg);
-  RM_ASSERT_ERR(rm_auth_new(&cfg, &b, &err), &err, RM_EIO, "", "auth-token-file", msg);
+  expect_file_refused(a, &cfg, RM_EIO, msg, &n);
   RM_ASSERT_INT(check_value(a, "Bearer kept", &err), 0); /* the set in use stays */
   rm_auth_free(a);
   unlink(link);
@@ -394,12 +401,8 @@ static void test_file_above_the_cap_is_an_error(void) {
   snprintf(msg, sizeof msg, "auth-token-file %s is larger than the 1048576 bytes allowed",
            token_path);
   size_t n = 0;
-  RM_ASSERT_ERR(rm_auth_reload(a, &cfg, &n, NULL, &err), &err, RM_EPARAM, "", "auth-token-file",
-                msg);
+  expect_file_refused(a, &cfg, RM_EPARAM, msg, &n);
   RM_ASSERT_INT(n, 65536);
-  rm_auth_t *b = (rm_auth_t *)&cfg;
-  RM_ASSERT_ERR(rm_auth_new(&cfg, &b, &err), &err, RM_EPARAM, "", "auth-token-file", msg);
-  CU_ASSERT_PTR_NULL(b);
   rm_auth_free(a);
 }
 
