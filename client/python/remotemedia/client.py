@@ -19,6 +19,7 @@ ExecutePipeline is retried on UNAVAILABLE and RESOURCE_EXHAUSTED by the channel'
 config (RemoteConfig.retry), also when the server died while running it.
 """
 import asyncio
+import contextlib
 import threading
 import weakref
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Generator, Iterator, List,
@@ -30,7 +31,7 @@ import grpc.aio
 from . import _proto
 from ._version import __version__
 from .config import RemoteConfig, check_timeout
-from .errors import Cancelled, HealthStubsMissing, error_from_rpc
+from .errors import HealthStubsMissing, closed_client_error, error_from_rpc
 from .schema import NodeTypeSchema
 
 if TYPE_CHECKING:
@@ -91,10 +92,6 @@ def _task_cancelled() -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)
     return bool(cancelling()) if cancelling is not None else False
-
-
-def _closed_error() -> Cancelled:
-    return Cancelled("the client was closed", grpc.StatusCode.CANCELLED, from_server=False)
 
 
 class Client:
@@ -188,14 +185,22 @@ class Client:
                      timeout: Optional[float]) -> Any:
         stubs = self._aio_stubs()
         call = method(stubs)(request, **self._call_kwargs(timeout))
+        with self._in_flight(call):
+            return await call
+
+    @contextlib.contextmanager
+    def _in_flight(self, call: Any) -> Iterator[None]:
+        """Tracks a grpc.aio call while the block runs (close() cancels it) and raises what
+        ends it as the library's errors: a status as error_from_rpc's, a cancel by close()
+        as Cancelled."""
         tracked = self._track(call)
         try:
-            return await call
+            yield
         except grpc.RpcError as e:
             raise error_from_rpc(e) from e
         except asyncio.CancelledError:
             if tracked.closed and not _task_cancelled():
-                raise _closed_error() from None
+                raise closed_client_error() from None
             raise
         finally:
             self._untrack(call)
@@ -334,18 +339,11 @@ class Client:
         stubs = self._aio_stubs()
         assert stubs.health_watch is not None
         call = stubs.health_watch(req, **self._call_kwargs(timeout))
-        tracked = self._track(call)
         try:
-            async for resp in call:
-                yield self._status_name(resp)
-        except grpc.RpcError as e:
-            raise error_from_rpc(e) from e
-        except asyncio.CancelledError:
-            if tracked.closed and not _task_cancelled():
-                raise _closed_error() from None
-            raise
+            with self._in_flight(call):
+                async for resp in call:
+                    yield self._status_name(resp)
         finally:
-            self._untrack(call)
             call.cancel()
 
     # -- lifetime --------------------------------------------------------------------------

@@ -141,6 +141,11 @@ class Cancelled(RemoteMediaError):
     """The call was cancelled."""
 
 
+def closed_client_error() -> Cancelled:
+    """What a call or session of a Client that was closed under it raises."""
+    return Cancelled("the client was closed", grpc.StatusCode.CANCELLED, from_server=False)
+
+
 class Unauthenticated(RemoteMediaError):
     """The server requires a bearer token and none, or a wrong one, was sent."""
 

@@ -31,7 +31,8 @@ import grpc.aio
 
 from . import _proto
 from .data import AudioBuffer, convert, from_proto, to_proto, unused_rate
-from .errors import Cancelled, RemoteMediaError, Unavailable, error_from_rpc
+from .errors import (Cancelled, RemoteMediaError, Unavailable, closed_client_error,
+                     error_from_rpc)
 
 __all__ = ["StreamResult", "StreamSession", "StreamSource", "Chunks", "FLUSH"]
 
@@ -381,8 +382,7 @@ class StreamSession:
     def _client_closed(self) -> None:
         """Run by Client.close(): the session ends with Cancelled ("the client was closed"),
         raised by the next send or receive (after the results that had arrived)."""
-        self._end(Cancelled("the client was closed", grpc.StatusCode.CANCELLED,
-                            from_server=False))
+        self._end(closed_client_error())
         self._cancel_call()
 
     def _metrics_from(self, msg: Any) -> None:
