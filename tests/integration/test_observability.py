@@ -587,22 +587,28 @@ def test_unary_calls_cancelled_as_they_start_are_counted_and_logged_cancelled():
     with metrics_server() as srv:
         req = audio_request(GOOD)
 
-        async def main():
+        async def main(calls):
             async with grpc.aio.insecure_channel(srv.address()) as ch:
                 stub = psg.PipelineServiceStub(ch)
                 await stub.ExecutePipeline(req, timeout=30)
-                for i in range(200):
+                for i in range(calls):
                     call = stub.ExecutePipeline(req, timeout=30)
-                    for _ in range(1 + i % 4):
+                    for _ in range(1 + i % 8):  # cancels spread around the call's arrival
                         await asyncio.sleep(0)
+                    if i % 16 >= 8:
+                        await asyncio.sleep(0.0002 * (i % 8))
                     call.cancel()
                     try:
                         await call
                     except (asyncio.CancelledError, grpc.RpcError):
                         pass
 
-        asyncio.run(main())
-        time.sleep(1)  # the last cancelled calls' lines (none is awaited by the client)
+        for _ in range(10):  # until a cancel met the call at the server (most rounds do)
+            asyncio.run(main(200))
+            time.sleep(1)  # the last cancelled calls' lines (none is awaited by the client)
+            if any(e.get("method") == EXEC and e["status"] == "CANCELLED"
+                   for e in srv.events("call")):
+                break
         body = scrape(srv)
         calls = [e for e in srv.events("call") if e.get("method") == EXEC]
     statuses = {e["status"] for e in calls}
