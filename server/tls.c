@@ -35,14 +35,22 @@ static void pems_free(pems_t *p) {
 }
 
 /* The whole file of option `field` as a NUL-terminated string into *pem; an empty one cannot
- * be read either. */
+ * be read either, and a NUL byte would end the text the core and OpenSSL see. */
 static int read_pem(const char *field, const char *path, char **pem, rm_error_t *err) {
   size_t len = 0;
   int rc = rm__config_read_file(field, field, path, pem, &len, err);
-  if (!rc && !len) {
+  if (rc)
+    return rc;
+  size_t text = strlen(*pem);
+  if (!len)
+    rc = rm__config_fail(err, RM_EIO, field, "%s %s cannot be read: it is empty", field, path);
+  else if (text < len)
+    rc = rm__config_fail(err, RM_EPARAM, field,
+                         "%s %s holds a NUL byte at offset %zu: a PEM file is text", field, path,
+                         text);
+  if (rc) {
     rm_free(*pem);
     *pem = NULL;
-    rc = rm__config_fail(err, RM_EIO, field, "%s %s cannot be read: it is empty", field, path);
   }
   return rc;
 }
@@ -54,13 +62,51 @@ static X509 *first_cert(const char *pem) {
   return x;
 }
 
-/* The certificate parses, the key parses and matches it, the CA bundle holds a certificate;
- * what gRPC would otherwise find only at the next handshake. */
+/* Every certificate block of a chain or bundle parses. The core reads certificates until one
+ * does not and keeps those before it, so a damaged block in a CA bundle silently dropped
+ * every CA after it: the server started, and clients signed by those failed every handshake.
+ * Blocks with other labels (a key beside the chain) are skipped, as the core skips them. */
+static int check_every_cert(const char *field, const char *path, const char *pem, rm_error_t *err) {
+  BIO *b = BIO_new_mem_buf(pem, -1);
+  if (!b)
+    return rm__config_fail(err, RM_ENOMEM, field, "out of memory");
+  int rc = 0;
+  for (unsigned n = 1;; n++) {
+    long before = BIO_tell(b);
+    ERR_clear_error();
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    if (x) {
+      X509_free(x);
+      continue;
+    }
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+      break; /* no block left */
+    const char *at = strstr(pem + (before > 0 ? before : 0), "-----BEGIN");
+    unsigned line = 1;
+    for (const char *c = pem; at && c < at; c++)
+      line += *c == '\n';
+    const char *why = ERR_reason_error_string(e);
+    rc = rm__config_fail(err, RM_EPARAM, field,
+                         "%s %s: certificate %u (line %u) does not parse (%s); the "
+                         "certificates after it would be ignored",
+                         field, path, n, line, why ? why : "unknown error");
+    break;
+  }
+  BIO_free(b);
+  return rc;
+}
+
+/* Every certificate parses, the key parses and matches the first, the CA bundle holds a
+ * certificate: what gRPC would otherwise find only at the next handshake. */
 static int check_pems(const rm_config_t *cfg, const pems_t *p, rm_error_t *err) {
   int rc = 0;
   EVP_PKEY *key = NULL;
-  X509 *ca = NULL, *cert = first_cert(p->cert);
-  if (!cert) {
+  X509 *ca = NULL, *cert = NULL;
+  if ((rc = check_every_cert("tls-cert", cfg->tls_cert, p->cert, err)) ||
+      (p->ca && (rc = check_every_cert("tls-client-ca", cfg->tls_client_ca, p->ca, err))))
+    goto out;
+  if (!(cert = first_cert(p->cert))) {
     rc = rm__config_fail(err, RM_EPARAM, "tls-cert", "tls-cert %s holds no PEM certificate",
                          cfg->tls_cert);
     goto out;

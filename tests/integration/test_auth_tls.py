@@ -126,6 +126,36 @@ def test_mutual_tls(certs):
             assert_serving(psg.PipelineServiceStub(ch))
 
 
+def damaged(pem):
+    """pem with one character of its base64 body replaced by one outside the alphabet."""
+    lines = pem.split(b"\n")
+    lines[3] = b"#" + lines[3][1:]
+    return b"\n".join(lines)
+
+
+def test_damaged_ca_bundle_is_refused(certs, tmp_path):
+    """gRPC reads a CA bundle up to its first damaged certificate and silently drops the rest:
+    the server used to start and then fail every handshake of clients signed by those CAs."""
+    r = certs["read"]
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(r("otherca.pem") + damaged(r("server.pem")) + r("ca.pem"))
+    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
+            "--tls-client-ca", str(bundle), "--tls-require-client-cert"]
+    import subprocess as sp
+    from rmtest.server import server_binary
+    p = sp.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert ("tls-client-ca %s: certificate 2 (line %d) does not parse (bad base64 decode); the "
+            "certificates after it would be ignored" % (bundle, r("otherca.pem").count(b"\n") + 1)) \
+        in p.stderr.decode()
+    # the same bundle without the damaged block serves the CA after it
+    bundle.write_bytes(r("otherca.pem") + r("ca.pem"))
+    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
+    with RunningServer(args, credentials=good) as srv:
+        with srv.channel() as ch:
+            assert_serving(psg.PipelineServiceStub(ch))
+
+
 def test_tls_config_errors(certs, tmp_path):
     import subprocess as sp
     from rmtest.server import server_binary
@@ -146,6 +176,18 @@ def test_tls_config_errors(certs, tmp_path):
          "tls-key %s cannot be read: not a regular file" % (tmp_path / "zero")),
         (["--auth-token-file", str(tmp_path / "big")], 2,
          "auth-token-file %s is larger than the 1048576 bytes allowed" % (tmp_path / "big")),
+    ]
+    # a certificate block cut short, a NUL byte: gRPC would use the text before them
+    server_pem = certs["read"]("server.pem")
+    (tmp_path / "cut.pem").write_bytes(server_pem + certs["read"]("ca.pem")[:200])
+    (tmp_path / "nul.pem").write_bytes(server_pem + b"\0" + certs["read"]("ca.pem"))
+    cases += [
+        (["--tls-cert", str(tmp_path / "cut.pem"), "--tls-key", certs["path"]("server.key")], 2,
+         "tls-cert %s: certificate 2 (line %d) does not parse (bad end line); the certificates "
+         "after it would be ignored" % (tmp_path / "cut.pem", server_pem.count(b"\n") + 1)),
+        (["--tls-cert", str(tmp_path / "nul.pem"), "--tls-key", certs["path"]("server.key")], 2,
+         "tls-cert %s holds a NUL byte at offset %d: a PEM file is text"
+         % (tmp_path / "nul.pem", len(server_pem))),
     ]
     os.symlink("/dev/zero", str(tmp_path / "zero"))
     os.mkfifo(str(tmp_path / "fifo"))

@@ -208,6 +208,11 @@ def test_broken_certificate_keeps_the_one_in_use(two_pkis, tmp_path):
             ("cert", b"", "tls-cert", "tls-cert %s cannot be read: it is empty" % files["cert"]),
             ("key", b"#" * ((1 << 20) + 1), "tls-key",
              "tls-key %s is larger than the 1048576 bytes allowed" % files["key"]),
+            # a chain whose second certificate is cut short (gRPC would drop it silently)
+            ("cert", read(a("server.pem")) + read(a("ca.pem"))[:100], "tls-cert",
+             "tls-cert %s: certificate 2 (line %d) does not parse (bad end line); the "
+             "certificates after it would be ignored"
+             % (files["cert"], read(a("server.pem")).count(b"\n") + 1)),
         ]
         for i, (which, content, option, message) in enumerate(cases, start=1):
             shutil.copy(a("server.pem"), files["cert"])
