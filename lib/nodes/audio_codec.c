@@ -172,6 +172,55 @@ static int decode_frames(rm_node_ctx_t *ctx, SNDFILE *sf, const SF_INFO *info,
   return rc;
 }
 
+/* Room for the frames the header announces, so the samples are decoded into one block that
+ * never moves (doubling would copy them and hold up to twice their size). The header is the
+ * client's word: taken only up to max_seconds and to 16 bytes of samples per byte of file
+ * (8-bit WAV read as f64 is 8; FLAC compresses PCM about 2:1 and silence further, so a file
+ * that holds more just grows the block as it decodes). */
+static int reserve_announced(rm_node_ctx_t *ctx, const SF_INFO *info, rm_sample_format_t fmt,
+                             uint64_t max_frames, size_t file_bytes, rm__media_vec_t *v) {
+  if (info->frames <= 0 || info->frames == SF_COUNT_MAX)
+    return 0;
+  uint64_t frame_bytes = (uint64_t)info->channels * rm_sample_format_size(fmt);
+  uint64_t frames = (uint64_t)info->frames < max_frames ? (uint64_t)info->frames : max_frames;
+  uint64_t cap = file_bytes > UINT64_MAX / 16 ? UINT64_MAX : (uint64_t)file_bytes * 16;
+  if (frames > cap / frame_bytes)
+    frames = cap / frame_bytes;
+  /* decode_frames asks room for a whole block before each read, the last (empty) one too */
+  frames += DECODE_BLOCK;
+  if (frames * frame_bytes > SIZE_MAX || rm__media_vec_reserve(v, (size_t)(frames * frame_bytes)))
+    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
+  return 0;
+}
+
+/* The decoded samples as the node's output: a big block becomes the buffer itself (trimmed
+ * to what it holds, no copy); a small one is copied into a buffer of one block. */
+static int emit_decoded(rm_node_ctx_t *ctx, const SF_INFO *info, rm_sample_format_t fmt,
+                        uint64_t frames, rm__media_vec_t *v) {
+  rm_audio_info_t audio = {(uint32_t)info->samplerate, (uint32_t)info->channels, fmt};
+  if (v->len > ((size_t)1 << 20)) {
+    uint8_t *data = v->cap > v->len ? rm_realloc(v->data, v->len) : v->data;
+    if (data) {
+      v->data = data;
+      v->cap = v->len;
+      rm_buffer_t *own = rm__buffer_adopt(RM_KIND_AUDIO, data, v->len, rm_node_account(ctx));
+      if (own) {
+        own->u.audio = audio;
+        *v = (rm__media_vec_t){0};
+        return rm_node_emit(ctx, 0, own);
+      }
+    }
+  }
+  rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), audio.sample_rate, audio.channels,
+                                         fmt, (size_t)frames);
+  int rc = out ? rm__media_copy(ctx, out->data, v->data, out->size) : 0;
+  if (rc)
+    rm_buffer_unref(out);
+  else
+    rc = rm_node_emit(ctx, 0, out);
+  return rc;
+}
+
 /* Ogg pages carry a CRC and the last page of a stream an end-of-stream flag, so a cut or
  * damaged Ogg file is found before libsndfile sees it (libsndfile 1.2 also leaks the
  * Vorbis header state when it rejects a malformed stream). Returns NULL when every page is
@@ -298,7 +347,9 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
   rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : native_format(info.format);
   rm__media_vec_t v = {0};
   uint64_t frames = 0, max_frames = (uint64_t)(d->max_seconds * info.samplerate);
-  rc = decode_frames(ctx, sf, &info, fmt, max_frames, &v, &frames);
+  rc = reserve_announced(ctx, &info, fmt, max_frames, in->size, &v);
+  if (!rc)
+    rc = decode_frames(ctx, sf, &info, fmt, max_frames, &v, &frames);
   /* A file shorter than its header says was cut off: libsndfile reads what is there and
    * says so only in its log, so compare with the frame count the header announced. */
   if (!rc && info.frames > 0 && info.frames != SF_COUNT_MAX && frames < (uint64_t)info.frames)
@@ -310,15 +361,8 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
                       (unsigned long long)frames);
   sf_close(sf);
   rm__media_release(&lib);
-  if (!rc) {
-    rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), (uint32_t)info.samplerate,
-                                           (uint32_t)info.channels, fmt, (size_t)frames);
-    rc = out ? rm__media_copy(ctx, out->data, v.data, out->size) : 0;
-    if (rc)
-      rm_buffer_unref(out);
-    else
-      rc = rm_node_emit(ctx, 0, out);
-  }
+  if (!rc)
+    rc = emit_decoded(ctx, &info, fmt, frames, &v);
   rm__media_vec_free(&v);
   return rc;
 }
