@@ -32,7 +32,7 @@ set_target_properties(rm_client_health_obj PROPERTIES POSITION_INDEPENDENT_CODE 
                       C_VISIBILITY_PRESET hidden)
 
 add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c
-            ${RM_CLIENT_DIR}/rmclient_stream.c)
+            ${RM_CLIENT_DIR}/rmclient_stream.c ${RM_CLIENT_DIR}/rmclient_check.c)
 target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR})
 # rm_wire_proto_obj for its headers only: its objects go into the libraries below.
 target_link_libraries(rm_client_obj PRIVATE rm_wire_proto_obj rm::common rm::version PkgConfig::GRPC
@@ -160,6 +160,8 @@ set(RM_CLIENT_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_client.py)
 set(RM_CLIENT_STREAM_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
     ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_stream.py)
+set(RM_CLIENT_HOSTILE_PYTEST ${RM_CLIENT_PYTHON} -m pytest -q -p no:cacheprovider
+    ${PROJECT_SOURCE_DIR}/tests/integration/c_client/test_c_hostile.py)
 if(RM_VALGRIND)
   # pytest itself is not run under valgrind: the server, the test binary and the CLI are.
   rm_valgrind_command(_vg)
@@ -169,9 +171,13 @@ if(RM_VALGRIND)
   set_tests_properties(client.c_client PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
   add_test(NAME client.c_stream COMMAND ${RM_CLIENT_STREAM_PYTEST})
   set_tests_properties(client.c_stream PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+  add_test(NAME client.c_hostile COMMAND ${RM_CLIENT_HOSTILE_PYTEST})
+  set_tests_properties(client.c_hostile PROPERTIES TIMEOUT 1800 ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
 else()
   rm_add_test(client.c_client COMMAND ${RM_CLIENT_PYTEST} TIMEOUT 300
               ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
   rm_add_test(client.c_stream COMMAND ${RM_CLIENT_STREAM_PYTEST} TIMEOUT 300
+              ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
+  rm_add_test(client.c_hostile COMMAND ${RM_CLIENT_HOSTILE_PYTEST} TIMEOUT 300
               ENVIRONMENT "${RM_CLIENT_TEST_ENV}")
 endif()

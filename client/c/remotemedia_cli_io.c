@@ -1,5 +1,6 @@
 /* remotemedia_cli_io.c - the CLI's files and printing: input files to buffers (libsndfile
  * for audio), outputs to a JSON document and files, the metrics table, node types. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <sndfile.h>
@@ -455,8 +456,26 @@ static char *dumps_shortest(const json_t *doc, size_t flags) {
   return out;
 }
 
+/* Non-zero when an output key can name a file in --output-dir: a node id and maybe a port
+ * ([A-Za-z0-9_-] and '.', not first). The key comes from the server: "../x" or "/tmp/x"
+ * would write outside the directory. */
+static int key_is_file_name(const char *key) {
+  if (!*key || *key == '.')
+    return 0;
+  for (const char *p = key; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+      return 0;
+  return 1;
+}
+
 int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with_metrics_json,
                      cli_error_t *e) {
+  for (size_t i = 0; output_dir && i < r->n_outputs; i++)
+    if (!key_is_file_name(r->outputs[i].key))
+      return cli_fail(e, CLI_FAILED,
+                      "the server's response: output key '%.64s' is not a node id (or "
+                      "node_id.port): it cannot name a file in --output-dir",
+                      r->outputs[i].key);
   if (output_dir && mkdir(output_dir, 0777) && errno != EEXIST)
     return cli_fail(e, CLI_USAGE, "cannot create --output-dir %s: %s", output_dir, strerror(errno));
   json_t *doc = json_object(), *outs = json_object();
@@ -466,7 +485,13 @@ int cli_emit_outputs(const cli_run_result_t *r, const char *output_dir, int with
   for (size_t i = 0; i < r->n_outputs && !rc; i++) {
     const rm_client_output_t *o = &r->outputs[i];
     json_t *items = json_array();
-    json_object_set_new(outs, o->key, items);
+    /* set_new takes items even when it fails (a key that is not UTF-8): keep it alive */
+    if (!items || json_object_set(outs, o->key, items)) {
+      json_decref(items);
+      rc = cli_fail(e, CLI_FAILED, "out of memory, or output key '%.64s' is not UTF-8", o->key);
+      break;
+    }
+    json_decref(items);
     for (size_t j = 0; j < o->n_items && !rc; j++) {
       char path[4096];
       if (output_dir)

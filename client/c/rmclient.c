@@ -563,6 +563,10 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
   else if (!(*out = rm__client_unpack(resp_desc, recv)))
     rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the answer is not a valid %s message",
                          resp_desc->name);
+  else if ((rc = rm__client_check_utf8(*out, err))) {
+    protobuf_c_message_free_unpacked(*out, NULL);
+    *out = NULL;
+  }
   grpc_call_unref(call);
   grpc_completion_queue_shutdown(cq);
   grpc_completion_queue_destroy(cq);

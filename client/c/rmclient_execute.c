@@ -306,11 +306,7 @@ static int execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest
                             &msg, err);
   if (rc)
     return rc;
-  rm_client_result_t *r = rm__client_result_new((Remotemedia__V1__ExecuteResponse *)msg);
-  if (!r)
-    return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
-  *out = r;
-  return 0;
+  return rm__client_result_new((Remotemedia__V1__ExecuteResponse *)msg, out, err);
 }
 
 int rm_client_execute_request(rm_client_t *c, const Remotemedia__V1__ExecuteRequest *req,
@@ -375,7 +371,8 @@ static int by_key(const void *a, const void *b) {
 
 int rm__client_outputs_build(size_t n, const char *const *keys,
                              Remotemedia__V1__NodeOutput *const *values,
-                             rm_client_output_t **outputs, rm_client_buffer_t **items) {
+                             rm_client_output_t **outputs, rm_client_buffer_t **items,
+                             rm_client_error_t *err) {
   size_t n_items = 0;
   for (size_t i = 0; i < n; i++)
     if (values[i])
@@ -385,7 +382,7 @@ int rm__client_outputs_build(size_t n, const char *const *keys,
   if (!outs || !its) {
     free(outs);
     free(its);
-    return RM_CLIENT_ENOMEM;
+    return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
   }
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
@@ -396,8 +393,15 @@ int rm__client_outputs_build(size_t n, const char *const *keys,
     o->port = no ? no->port : "";
     o->items = &its[k];
     o->n_items = no ? no->n_items : 0;
-    for (size_t j = 0; j < o->n_items; j++)
-      from_wire(no->items[j], &its[k++]);
+    for (size_t j = 0; j < o->n_items; j++, k++) {
+      from_wire(no->items[j], &its[k]);
+      int rc = rm__client_check_item(keys[i], j, &its[k], err);
+      if (rc) {
+        free(outs);
+        free(its);
+        return rc;
+      }
+    }
   }
   qsort(outs, n, sizeof *outs, by_key);
   *outputs = outs;
@@ -413,29 +417,33 @@ const rm_client_output_t *rm__client_outputs_find(const rm_client_output_t *outp
   return bsearch(&probe, outputs, n, sizeof *outputs, by_key);
 }
 
-rm_client_result_t *rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp) {
+int rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp, rm_client_result_t **out,
+                          rm_client_error_t *err) {
   rm_client_result_t *r = calloc(1, sizeof *r);
   size_t n = resp->n_outputs;
   const char **keys = calloc(n ? n : 1, sizeof *keys);
   Remotemedia__V1__NodeOutput **values = calloc(n ? n : 1, sizeof *values);
-  int rc = RM_CLIENT_ENOMEM;
-  if (r && keys && values) {
+  int rc = rm__client_check_metrics(resp->metrics, err);
+  if (!rc && !(r && keys && values))
+    rc = rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  if (!rc) {
     for (size_t i = 0; i < n; i++) {
       keys[i] = resp->outputs[i]->key;
       values[i] = resp->outputs[i]->value;
     }
-    rc = rm__client_outputs_build(n, keys, values, &r->outputs, &r->items);
+    rc = rm__client_outputs_build(n, keys, values, &r->outputs, &r->items, err);
   }
   free(keys);
   free(values);
   if (rc) {
     free(r);
     remotemedia__v1__execute_response__free_unpacked(resp, NULL);
-    return NULL;
+    return rc;
   }
   r->resp = resp;
   r->n_outputs = n;
-  return r;
+  *out = r;
+  return 0;
 }
 
 void rm_client_result_free(rm_client_result_t *r) {

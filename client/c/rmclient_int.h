@@ -75,15 +75,33 @@ int rm__client_manifest_from_json(const char *text, Remotemedia__V1__PipelineMan
                                   rm_client_error_t *err);
 
 /* Output views, sorted by key, of n (key, NodeOutput) pairs: *outputs and *items are
- * calloc'd (free both), the views borrow from values. 0 or RM_CLIENT_ENOMEM. */
+ * calloc'd (free both), the views borrow from values. 0, RM_CLIENT_ENOMEM, or
+ * RM_CLIENT_EPROTO (err filled) when an item is inconsistent (rm__client_check_item);
+ * nothing is left allocated on failure. */
 int rm__client_outputs_build(size_t n, const char *const *keys,
                              Remotemedia__V1__NodeOutput *const *values,
-                             rm_client_output_t **outputs, rm_client_buffer_t **items);
+                             rm_client_output_t **outputs, rm_client_buffer_t **items,
+                             rm_client_error_t *err);
 /* bsearch by key in outputs sorted by rm__client_outputs_build; NULL when absent. */
 const rm_client_output_t *rm__client_outputs_find(const rm_client_output_t *outputs, size_t n,
                                                   const char *key);
 
-/* A result wrapping an unpacked response, which it takes even on failure. NULL on OOM. */
-rm_client_result_t *rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp);
+/* A result wrapping an unpacked response, which it takes even on failure: 0 and *out, or
+ * RM_CLIENT_ENOMEM / RM_CLIENT_EPROTO (an inconsistent output or metrics) with err filled. */
+int rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp, rm_client_result_t **out,
+                          rm_client_error_t *err);
+
+/* Checks of what a server sent (rmclient_check.c); each returns 0 or RM_CLIENT_EPROTO with
+ * err naming what is wrong, prefixed "the server's response: ".
+ * Every string field of m (recursively) is valid UTF-8. */
+int rm__client_check_utf8(const ProtobufCMessage *m, rm_client_error_t *err);
+/* Item i of output `key` is consistent: audio of a known format with 1..64 channels,
+ * 1..768000 Hz and whole frames; a tensor of a known dtype whose shape (no negative
+ * dimension) needs exactly its bytes; JSON that parses. */
+int rm__client_check_item(const char *key, size_t i, const rm_client_buffer_t *b,
+                          rm_client_error_t *err);
+/* Every real of the metrics message is finite (the seed's JSON has no NaN or inf). NULL
+ * passes. */
+int rm__client_check_metrics(const Remotemedia__V1__PipelineMetrics *m, rm_client_error_t *err);
 
 #endif

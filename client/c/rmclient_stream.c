@@ -176,31 +176,44 @@ static void result_free(rm_client_stream_result_t *r) {
   free(r);
 }
 
-/* A result wrapping msg (taken even on failure), or NULL on OOM. */
-static rm_client_stream_result_t *result_new(Remotemedia__V1__StreamResponse *msg) {
+/* A result wrapping msg (taken even on failure): 0 and *out, or RM_CLIENT_ENOMEM /
+ * RM_CLIENT_EPROTO (an inconsistent output) with err filled. */
+static int result_new(Remotemedia__V1__StreamResponse *msg, rm_client_stream_result_t **out,
+                      rm_client_error_t *err) {
   const Remotemedia__V1__StreamResult *res = msg->result;
   size_t n = res->n_outputs;
   rm_client_stream_result_t *r = calloc(1, sizeof *r);
   const char **keys = calloc(n ? n : 1, sizeof *keys);
   Remotemedia__V1__NodeOutput **values = calloc(n ? n : 1, sizeof *values);
-  int rc = RM_CLIENT_ENOMEM;
-  if (r && keys && values) {
+  int rc = 0;
+  if (!(r && keys && values))
+    rc = rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
+  if (!rc) {
     for (size_t i = 0; i < n; i++) {
       keys[i] = res->outputs[i]->key;
       values[i] = res->outputs[i]->value;
     }
-    rc = rm__client_outputs_build(n, keys, values, &r->outputs, &r->items);
+    rc = rm__client_outputs_build(n, keys, values, &r->outputs, &r->items, err);
   }
   free(keys);
   free(values);
   if (rc) {
     free(r);
     remotemedia__v1__stream_response__free_unpacked(msg, NULL);
-    return NULL;
+    return rc;
   }
   r->msg = msg;
   r->n_outputs = n;
-  return r;
+  *out = r;
+  return 0;
+}
+
+/* Ends the call after the server sent something unusable: cancels it, waits for its end
+ * (so every later call reports the stream as over) and returns rc, err as it is. */
+static int protocol_end(rm_client_stream_t *s, int rc) {
+  grpc_call_cancel(s->call, NULL);
+  stream_status(s, NULL);
+  return rc;
 }
 
 /* Waits (until deadline) for the next message: 0 and *out, RM_CLIENT_ETIMEDOUT, or the
@@ -234,10 +247,14 @@ static int recv_message(rm_client_stream_t *s, gpr_timespec deadline,
   *out = (Remotemedia__V1__StreamResponse *)rm__client_unpack(
       &remotemedia__v1__stream_response__descriptor, bb);
   grpc_byte_buffer_destroy(bb);
-  if (!*out) {
-    grpc_call_cancel(s->call, NULL);
-    stream_status(s, NULL);
-    return rm__client_fail(err, RM_CLIENT_EPROTO, "the server sent a message that does not decode");
+  if (!*out)
+    return protocol_end(s, rm__client_fail(err, RM_CLIENT_EPROTO,
+                                           "the server sent a message that does not decode"));
+  int rc = rm__client_check_utf8(&(*out)->base, err);
+  if (rc) {
+    remotemedia__v1__stream_response__free_unpacked(*out, NULL);
+    *out = NULL;
+    return protocol_end(s, rc);
   }
   return 0;
 }
@@ -258,21 +275,23 @@ static int recv_result(rm_client_stream_t *s, gpr_timespec deadline,
       return rc;
     switch (msg->message_case) {
     case REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_METRICS:
+      rc = rm__client_check_metrics(msg->metrics ? msg->metrics->metrics : NULL, err);
+      if (rc) {
+        remotemedia__v1__stream_response__free_unpacked(msg, NULL);
+        return protocol_end(s, rc);
+      }
       if (s->metrics)
         remotemedia__v1__stream_response__free_unpacked(s->metrics, NULL);
       s->metrics = msg;
       continue;
     case REMOTEMEDIA__V1__STREAM_RESPONSE__MESSAGE_RESULT:
-      if (!(*out = result_new(msg)))
-        return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory");
-      return 0;
+      rc = result_new(msg, out, err);
+      return rc == RM_CLIENT_EPROTO ? protocol_end(s, rc) : rc;
     default:
       remotemedia__v1__stream_response__free_unpacked(msg, NULL);
-      grpc_call_cancel(s->call, NULL);
-      stream_status(s, NULL);
-      return rm__client_fail(err, RM_CLIENT_EPROTO,
-                             "the server sent a second ready or an empty "
-                             "message in the stream");
+      return protocol_end(s, rm__client_fail(err, RM_CLIENT_EPROTO,
+                                             "the server sent a second ready or an empty "
+                                             "message in the stream"));
     }
   }
 }

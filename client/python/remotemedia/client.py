@@ -31,7 +31,8 @@ import grpc.aio
 from . import _proto
 from ._version import __version__
 from .config import RemoteConfig, check_timeout
-from .errors import HealthStubsMissing, closed_client_error, error_from_rpc
+from .errors import (HealthStubsMissing, Internal, closed_client_error, error_from_rpc,
+                     undefined_status_error)
 from .schema import NodeTypeSchema
 
 if TYPE_CHECKING:
@@ -84,6 +85,18 @@ class _Tracked:
         fn = self._on_close()
         if fn is not None:
             fn()
+
+
+def _decoded(message: Any, call: Any, method: str) -> Any:
+    """A message grpc.aio read, or Internal when it did not decode: grpcio 1.51's grpc.aio
+    logs a deserializer's failure and hands back None (the blocking API raises INTERNAL
+    "Exception deserializing response!"). The call is cancelled: nothing after it can be
+    trusted."""
+    if message is not None:
+        return message
+    call.cancel()
+    raise Internal("the server's answer to %s does not decode as its response message"
+                   % method, grpc.StatusCode.INTERNAL, from_server=False)
 
 
 def _task_cancelled() -> bool:
@@ -182,11 +195,12 @@ class Client:
         return kw
 
     async def _unary(self, method: Callable[[_Stubs], Any], request: Any,
-                     timeout: Optional[float]) -> Any:
+                     timeout: Optional[float], name: str) -> Any:
+        """One grpc.aio unary call of `method` (named `name` in errors)."""
         stubs = self._aio_stubs()
         call = method(stubs)(request, **self._call_kwargs(timeout))
         with self._in_flight(call):
-            return await call
+            return _decoded(await call, call, name)
 
     @contextlib.contextmanager
     def _in_flight(self, call: Any) -> Iterator[None]:
@@ -198,6 +212,10 @@ class Client:
             yield
         except grpc.RpcError as e:
             raise error_from_rpc(e) from e
+        except KeyError:
+            if not call.done():
+                raise
+            raise undefined_status_error(call) from None
         except asyncio.CancelledError:
             if tracked.closed and not _task_cancelled():
                 raise closed_client_error() from None
@@ -218,7 +236,8 @@ class Client:
         """Sends a pipeline_service_pb2.ExecuteRequest; returns the ExecuteResponse.
         UNAVAILABLE and RESOURCE_EXHAUSTED are retried per RemoteConfig.retry."""
         request.client_version = request.client_version or CLIENT_VERSION
-        return await self._unary(lambda s: s.pipeline.ExecutePipeline, request, timeout)
+        return await self._unary(lambda s: s.pipeline.ExecutePipeline, request, timeout,
+                                 "ExecutePipeline")
 
     def execute_sync(self, request: Any, timeout: Optional[float] = None) -> Any:
         """execute() without asyncio."""
@@ -267,7 +286,8 @@ class Client:
         ValidateResponse (pipeline_name, schedule, predicted_memory_bytes) or raises what
         execute() would for the same request. Nothing runs on the server."""
         request.client_version = request.client_version or CLIENT_VERSION
-        return await self._unary(lambda s: s.pipeline.ValidatePipeline, request, timeout)
+        return await self._unary(lambda s: s.pipeline.ValidatePipeline, request, timeout,
+                                 "ValidatePipeline")
 
     def validate_sync(self, request: Any, timeout: Optional[float] = None) -> Any:
         """validate() without asyncio."""
@@ -279,7 +299,7 @@ class Client:
         """Every node type the server runs, as NodeTypeSchema (name, description, params
         with types/ranges/defaults, input and output ports)."""
         resp = await self._unary(lambda s: s.pipeline.ListNodeTypes,
-                                 _pb.ListNodeTypesRequest(), timeout)
+                                 _pb.ListNodeTypesRequest(), timeout, "ListNodeTypes")
         return [NodeTypeSchema.from_proto(t) for t in resp.node_types]
 
     def list_node_types_sync(self, timeout: Optional[float] = None) -> List[NodeTypeSchema]:
@@ -296,7 +316,8 @@ class Client:
 
     async def get_version(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """{"protocol_version", "server_version", "grpc_core_version", "services"}."""
-        r = await self._unary(lambda s: s.pipeline.GetVersion, _pb.GetVersionRequest(), timeout)
+        r = await self._unary(lambda s: s.pipeline.GetVersion, _pb.GetVersionRequest(), timeout,
+                              "GetVersion")
         return self._version_dict(r)
 
     def get_version_sync(self, timeout: Optional[float] = None) -> Dict[str, Any]:
@@ -316,15 +337,20 @@ class Client:
 
     @staticmethod
     def _status_name(resp: Any) -> str:
+        """The serving status's name; "UNKNOWN" for a number the enum does not define (as
+        the C client reads it)."""
         assert _proto.health_pb2 is not None
-        return str(_proto.health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+        states = _proto.health_pb2.HealthCheckResponse.ServingStatus
+        if resp.status not in states.values():
+            return "UNKNOWN"
+        return str(states.Name(resp.status))
 
     async def health_check(self, service: str = "", timeout: Optional[float] = None) -> str:
         """The serving status of `service` ("" = the whole server): "SERVING",
         "NOT_SERVING" (e.g. while draining), "UNKNOWN". An unknown service raises NotFound.
         HealthStubsMissing (an ImportError) when the installation lacks the messages."""
         req = self._health_request(service)
-        resp = await self._unary(lambda s: s.health_check, req, timeout)
+        resp = await self._unary(lambda s: s.health_check, req, timeout, "Health/Check")
         return self._status_name(resp)
 
     def health_check_sync(self, service: str = "", timeout: Optional[float] = None) -> str:
@@ -342,7 +368,7 @@ class Client:
         try:
             with self._in_flight(call):
                 async for resp in call:
-                    yield self._status_name(resp)
+                    yield self._status_name(_decoded(resp, call, "Health/Watch"))
         finally:
             call.cancel()
 

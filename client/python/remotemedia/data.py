@@ -16,11 +16,13 @@ A sample_rate= that the value cannot use, or that contradicts its own rate, is a
 """
 import json
 import math
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
+import grpc
 import numpy as np
 
 from ._proto import data_pb2
+from .errors import Internal
 
 __all__ = ["AudioBuffer", "Tensor", "Json", "Binary", "to_proto", "from_proto"]
 
@@ -298,42 +300,80 @@ def _fill(buf: Any, value: Any) -> None:
 
 
 class DecodeError(ValueError):
-    """A response buffer is inconsistent (a server bug)."""
+    """A response buffer is inconsistent (a server bug). decode_outputs raises it as
+    remotemedia.Internal, naming the output and the item."""
 
 
 def audio_from_proto(a: Any) -> AudioBuffer:
     if a.format not in _AUDIO_FORMATS:
-        raise DecodeError("response audio has unknown format %d" % a.format)
-    dt = _AUDIO_FORMATS[a.format][1]
+        raise DecodeError("audio format %d is not one the protocol defines" % a.format)
+    name, dt = _AUDIO_FORMATS[a.format]
     ch = a.channels
-    if ch < 1 or len(a.samples) % (dt.itemsize * ch):
-        raise DecodeError("response audio: %d bytes is not a whole number of %d-channel %s frames"
-                          % (len(a.samples), ch, _AUDIO_FORMATS[a.format][0]))
+    if not 1 <= ch <= MAX_CHANNELS:
+        raise DecodeError("audio channels %d is not 1..%d" % (ch, MAX_CHANNELS))
+    if not 1 <= a.sample_rate <= MAX_SAMPLE_RATE:
+        raise DecodeError("audio sample_rate %d is not 1..%d Hz"
+                          % (a.sample_rate, MAX_SAMPLE_RATE))
+    if len(a.samples) % (dt.itemsize * ch):
+        raise DecodeError("audio: %d bytes is not a whole number of %d-channel %s frames "
+                          "(%d bytes each)" % (len(a.samples), ch, name, dt.itemsize * ch))
     arr = np.frombuffer(a.samples, dtype=dt)
     if ch > 1:
         arr = arr.reshape(-1, ch)
     return AudioBuffer(arr, a.sample_rate)
 
 
+def _tensor_from_proto(t: Any) -> np.ndarray:
+    if t.dtype not in _TENSOR_DTYPES:
+        raise DecodeError("tensor dtype %d is not one the protocol defines" % t.dtype)
+    dt = _TENSOR_DTYPES[t.dtype]
+    shape = list(t.shape)
+    if any(d < 0 for d in shape):
+        raise DecodeError("tensor shape %s has a negative dimension" % shape)
+    count = math.prod(shape)
+    if count * dt.itemsize != len(t.data):
+        raise DecodeError("tensor shape %s needs %d values of %s (%d bytes), %d bytes given"
+                          % (shape, count, dt, count * dt.itemsize, len(t.data)))
+    try:
+        return np.frombuffer(t.data, dtype=dt).reshape(tuple(shape))
+    except ValueError as e:  # an empty tensor with dimensions numpy cannot hold
+        raise DecodeError("tensor shape %s: %s" % (shape, e)) from None
+
+
 def from_proto(buf: Any) -> Any:
-    """The Python value of a data_pb2.DataBuffer."""
+    """The Python value of a data_pb2.DataBuffer; DecodeError when it is inconsistent."""
     kind = buf.WhichOneof("kind")
     if kind == "audio":
         return audio_from_proto(buf.audio)
     if kind == "json":
-        return json.loads(buf.json.json)
+        try:
+            return json.loads(buf.json.json)
+        except ValueError as e:
+            raise DecodeError("json is not valid JSON: %s" % e) from None
     if kind == "text":
         return buf.text.text
     if kind == "binary":
         return Binary(buf.binary.data, buf.binary.mime_type)
     if kind == "tensor":
-        t = buf.tensor
-        if t.dtype not in _TENSOR_DTYPES:
-            raise DecodeError("response tensor has unknown dtype %d" % t.dtype)
-        dt = _TENSOR_DTYPES[t.dtype]
-        count = math.prod(t.shape)
-        if count * dt.itemsize != len(t.data):
-            raise DecodeError("response tensor: %d bytes do not hold shape %s of %s"
-                              % (len(t.data), list(t.shape), dt))
-        return np.frombuffer(t.data, dtype=dt).reshape(tuple(t.shape))
-    raise DecodeError("response buffer carries no data")
+        return _tensor_from_proto(buf.tensor)
+    raise DecodeError("the buffer carries no data (no kind set)")
+
+
+def decode_outputs(outputs: Any) -> Dict[str, List[Any]]:
+    """{key: [values]} of a response's outputs map (ExecuteResponse, StreamResult), sorted by
+    key. An item that is inconsistent (a tensor whose shape does not match its bytes, audio
+    without whole frames, an unknown format, ...) raises remotemedia.Internal naming the
+    output and the item: a server bug, never data to hand over mis-shaped."""
+    decoded: Dict[str, List[Any]] = {}
+    for key, out in sorted(outputs.items()):
+        items = []
+        for i, b in enumerate(out.items):
+            try:
+                items.append(from_proto(b))
+            except DecodeError as e:
+                raise Internal("the server's response: output %r item %d: %s" % (key, i, e),
+                               grpc.StatusCode.INTERNAL, from_server=False) from None
+        decoded[key] = items
+    return decoded
+
+

@@ -79,10 +79,11 @@ class RemoteMediaError(Exception):
         the sequence its result would have carried: the last chunk's before it (None when
         there was none)."""
         v = self.metadata.get("sequence") or self.trailers.get(TRAILER_SEQUENCE)
-        try:
-            return int(v) if v else None
-        except ValueError:
+        # a sequence number is a uint64 in decimal: anything else (negative, a float, a
+        # number past 2^64, text) is not one, whatever int() would make of it
+        if not v or not v.isascii() or not v.isdigit() or len(v) > 20 or int(v) >= 1 << 64:
             return None
+        return int(v)
 
     @property
     def flushed(self) -> bool:
@@ -202,17 +203,42 @@ def _read_details(e: RemoteMediaError, raw: bytes) -> None:
     if st.code != e.code.value[0]:
         return
     for any_ in st.details:
-        if any_.Is(_proto.rpc_error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = _proto.rpc_error_details_pb2.ErrorInfo()
-            any_.Unpack(info)
-            e.reason, e.domain, e.metadata = info.reason, info.domain, dict(info.metadata)
-            e.kind = info.reason.lower() or e.kind
-            e.node_id = info.metadata.get("node") or e.node_id
-            e.field = info.metadata.get("field") or e.field
-        elif any_.Is(_proto.rpc_error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = _proto.rpc_error_details_pb2.BadRequest()
-            any_.Unpack(bad)
-            e.field_violations = [(v.field, v.description) for v in bad.field_violations]
+        # each detail on its own: one that does not decode (protobuf's DecodeError) is
+        # skipped, as a malformed trailer is, and the others still count
+        try:
+            if any_.Is(_proto.rpc_error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = _proto.rpc_error_details_pb2.ErrorInfo()
+                any_.Unpack(info)
+                e.reason, e.domain, e.metadata = info.reason, info.domain, dict(info.metadata)
+                e.kind = info.reason.lower() or e.kind
+                e.node_id = info.metadata.get("node") or e.node_id
+                e.field = info.metadata.get("field") or e.field
+            elif any_.Is(_proto.rpc_error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = _proto.rpc_error_details_pb2.BadRequest()
+                any_.Unpack(bad)
+                e.field_violations = [(v.field, v.description) for v in bad.field_violations]
+        except Exception:
+            continue
+
+
+def undefined_status_error(call: Any) -> RemoteMediaError:
+    """The error of a grpc.aio call that ended with a status code outside gRPC's 0..16 (e.g.
+    99). grpcio 1.51's grpc.aio raises KeyError for such a code where the blocking API says
+    UNKNOWN; this is UNKNOWN too, naming the number and the server's message."""
+    number: Any = "?"
+    details = ""
+    trailers: Dict[str, str] = {}
+    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    try:
+        number, details = status.code(), status.details() or ""
+        trailers = {_text(k): _text(v) for k, v in status.trailing_metadata() or ()}
+    except Exception:  # grpcio's internals changed: the number is all that is lost
+        pass
+    return RemoteMediaError("the server ended the call with status code %s, which gRPC does "
+                            "not define%s" % (number, ": " + _text(details) if details else ""),
+                            grpc.StatusCode.UNKNOWN, node_id=trailers.get(TRAILER_NODE),
+                            field=trailers.get(TRAILER_FIELD), kind=trailers.get(TRAILER_KIND),
+                            trailers=trailers)
 
 
 def error_from_rpc(err: Any) -> RemoteMediaError:

@@ -25,7 +25,7 @@ import numpy as np
 from . import _proto
 from .client import Client, client_for
 from .config import RemoteConfig
-from .data import AudioBuffer, from_proto
+from .data import AudioBuffer, decode_outputs
 from .errors import RemoteMediaError
 from .nodes import Node
 from .schema import NodeTypeSchema
@@ -94,8 +94,7 @@ class ExecuteResult:
 
     def __init__(self, response: Any) -> None:
         self.response = response
-        self.outputs: Dict[str, List[Any]] = {key: [from_proto(b) for b in out.items]
-                        for key, out in sorted(response.outputs.items())}
+        self.outputs: Dict[str, List[Any]] = decode_outputs(response.outputs)
         self.node_results: List[Dict[str, Any]] = [{"node_id": r.node_id, "state": _STATES.get(r.state, "unspecified"),
                               "invocations": r.invocations, "items_out": r.items_out}
                              for r in response.node_results]

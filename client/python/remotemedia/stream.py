@@ -30,9 +30,9 @@ import grpc
 import grpc.aio
 
 from . import _proto
-from .data import AudioBuffer, convert, from_proto, to_proto, unused_rate
-from .errors import (Cancelled, RemoteMediaError, Unavailable, closed_client_error,
-                     error_from_rpc)
+from .data import AudioBuffer, convert, decode_outputs, to_proto, unused_rate
+from .errors import (Cancelled, Internal, RemoteMediaError, Unavailable, closed_client_error,
+                     error_from_rpc, undefined_status_error)
 
 __all__ = ["StreamResult", "StreamSession", "StreamSource", "Chunks", "FLUSH"]
 
@@ -88,8 +88,7 @@ class StreamResult:
                                         if not self.flushed or response.HasField("sequence")
                                         else None)
         self.processing_ns: int = int(response.processing_ns)
-        self.outputs: Dict[str, List[Any]] = {key: [from_proto(b) for b in out.items]
-                                              for key, out in sorted(response.outputs.items())}
+        self.outputs: Dict[str, List[Any]] = decode_outputs(response.outputs)
 
     def audio(self, key: Optional[str] = None) -> Optional[AudioBuffer]:
         """Output `key`'s audio items joined into one AudioBuffer, or None when the result
@@ -310,6 +309,11 @@ class StreamSession:
         except grpc.RpcError as e:
             self._end(error_from_rpc(e))
             return
+        except KeyError:  # grpc.aio's lookup of a status code gRPC does not define
+            if not self._call.done():
+                raise
+            self._end(undefined_status_error(self._call))
+            return
         except asyncio.CancelledError:
             # cancel() or the client's close() ended the session first; else the call was
             # cancelled under it
@@ -318,6 +322,11 @@ class StreamSession:
             raise
         except Exception as e:  # not a status: nothing more can be read from the call
             self._end(e)
+            self._cancel_call()
+            return
+        if msg is None:  # grpc.aio hands back None for a message that does not decode
+            self._end(Internal("the server sent a message that does not decode as a "
+                               "StreamResponse", grpc.StatusCode.INTERNAL, from_server=False))
             self._cancel_call()
             return
         which = msg.WhichOneof("message")
@@ -443,7 +452,10 @@ class StreamSession:
         if which != "result":
             raise self._fail(RemoteMediaError("the server sent %s inside the stream" % which,
                                               grpc.StatusCode.INTERNAL, from_server=False))
-        return StreamResult(msg.result)
+        try:
+            return StreamResult(msg.result)
+        except RemoteMediaError as e:  # an inconsistent output: the session cannot go on
+            raise self._fail(e) from None
 
     def _require_open(self) -> None:
         """send/flush/close/receive before open() have no call to use: say so, rather than
