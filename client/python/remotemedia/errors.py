@@ -228,7 +228,7 @@ def undefined_status_error(call: Any) -> RemoteMediaError:
     number: Any = "?"
     details = ""
     trailers: Dict[str, str] = {}
-    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    status: Any = getattr(getattr(call, "_cython_call", None), "_status", None)
     try:
         number, details = status.code(), status.details() or ""
         trailers = {_text(k): _text(v) for k, v in status.trailing_metadata() or ()}
