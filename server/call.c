@@ -99,6 +99,7 @@ struct rm_call {
   int logged_at_end;            /* a unary call whose status went out: logged when the call ends */
   atomic_int maybe_gone;        /* its end may be the client's going (rm_call_finish_unless_gone) */
   grpc_status_code client_code; /* what the client got then, for an OK answer */
+  atomic_int gone_code;         /* rm_call_gone_status's decision + 1; 0: not decided yet */
   uint64_t t_start;
   uint64_t t_end; /* when the status was handed to the core (count_end); 0 = not yet */
   /* reply, kept alive until the send batch completes */
@@ -228,10 +229,20 @@ void rm_call_unref(rm_call_t *c) { call_unref(c); }
 
 /* What a client that went away saw: DEADLINE_EXCEEDED once its deadline passed (or was a
  * transit time away), else CANCELLED (it cancelled or its connection closed). */
-static grpc_status_code gone_status(const rm_call_t *c) {
+static grpc_status_code gone_status(rm_call_t *c) {
+  int was = atomic_load(&c->gone_code);
+  if (was)
+    return (grpc_status_code)(was - 1);
   int deadline = c->deadline_ns && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= c->deadline_ns;
-  return rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED);
+  int now = (int)rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED) + 1;
+  /* decided once: whoever asks later (the counters, the log line, a session) gets the same,
+   * though the deadline may have passed in between */
+  if (!atomic_compare_exchange_strong(&c->gone_code, &was, now))
+    now = was;
+  return (grpc_status_code)(now - 1);
 }
+
+int rm_call_gone_status(rm_call_t *c) { return (int)gone_status(c); }
 
 static void on_close(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, close_tag);
