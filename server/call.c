@@ -99,6 +99,10 @@ struct rm_call {
   int logged_at_end;            /* a unary call whose status went out: logged when the call ends */
   atomic_int maybe_gone;        /* its end may be the client's going (rm_call_finish_unless_gone) */
   grpc_status_code client_code; /* what the client got then, for an OK answer */
+  atomic_int gone_code;         /* rm_call_gone_status's decision + 1; 0: not decided yet */
+  /* a stream counted by its close watch (gone without a status of ours): that status + 1. Not
+   * c->code, which a handler ending the stream at that moment writes on its own thread */
+  atomic_int closed_code;
   uint64_t t_start;
   uint64_t t_end; /* when the status was handed to the core (count_end); 0 = not yet */
   /* reply, kept alive until the send batch completes */
@@ -228,10 +232,20 @@ void rm_call_unref(rm_call_t *c) { call_unref(c); }
 
 /* What a client that went away saw: DEADLINE_EXCEEDED once its deadline passed (or was a
  * transit time away), else CANCELLED (it cancelled or its connection closed). */
-static grpc_status_code gone_status(const rm_call_t *c) {
+static grpc_status_code gone_status(rm_call_t *c) {
+  int was = atomic_load(&c->gone_code);
+  if (was)
+    return (grpc_status_code)(was - 1);
   int deadline = c->deadline_ns && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= c->deadline_ns;
-  return rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED);
+  int now = (int)rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED) + 1;
+  /* decided once: whoever asks later (the counters, the log line, a session) gets the same,
+   * though the deadline may have passed in between */
+  if (!atomic_compare_exchange_strong(&c->gone_code, &was, now))
+    now = was;
+  return (grpc_status_code)(now - 1);
 }
+
+int rm_call_gone_status(rm_call_t *c) { return (int)gone_status(c); }
 
 static void on_close(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, close_tag);
@@ -240,9 +254,10 @@ static void on_close(rm_tag_t *tag, int ok) {
     atomic_store(&c->cancelled, 1);
   /* gone without a status (a status that may not have reached it is counted at the end) */
   if (c->stream && !atomic_load(&c->maybe_gone) && !atomic_exchange(&c->stats_done, 1)) {
-    c->code = gone_status(c);
+    grpc_status_code code = gone_status(c);
+    atomic_store(&c->closed_code, (int)code + 1);
     c->t_end = rm_clock_ns();
-    rm_stats_call_handled(c->stats_method, c->code, c->t_end - c->t_start);
+    rm_stats_call_handled(c->stats_method, code, c->t_end - c->t_start);
     if (!c->method->logs_itself)
       c->logged_at_end = 1;
   }
@@ -260,7 +275,9 @@ void rm_call_watch_cancel(rm_call_t *c) {
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-  if (grpc_call_start_batch(c->call, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
+  grpc_call *gcall = c->call; /* read before the release: TSan */
+  RM_TSAN_RELEASE(&c->close_tag);
+  if (grpc_call_start_batch(gcall, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
     call_unref(c);
 }
 
@@ -268,6 +285,9 @@ void rm_call_watch_cancel(rm_call_t *c) {
 
 /* The status the client got: the handler's, unless an OK answer never reached it. */
 static grpc_status_code client_status(const rm_call_t *c) {
+  int closed = atomic_load(&((rm_call_t *)c)->closed_code);
+  if (closed)
+    return (grpc_status_code)(closed - 1);
   return c->gone && (c->code == GRPC_STATUS_OK || atomic_load(&c->maybe_gone)) ? c->client_code
                                                                                : c->code;
 }
@@ -287,6 +307,8 @@ static void log_call(rm_call_t *c) {
   if (RM_LOG_INFO < rm_log_threshold || c->own)
     return;
   grpc_status_code code = client_status(c);
+  /* the handler's status; for a stream counted at its close, that status */
+  grpc_status_code handler = atomic_load(&c->closed_code) ? code : c->code;
   rm_log_level_t level = rm_status_is_bug(code) ? RM_LOG_ERROR : RM_LOG_INFO;
   rm_log_line_t line;
   /* the counters' end: the log line and grpc_server_handling_seconds say the same */
@@ -308,15 +330,15 @@ static void log_call(rm_call_t *c) {
   gpr_free(peer);
   if (c->note_value)
     rm_log_line_str(&line, c->note_key, c->note_value);
-  if (code != c->code && atomic_load(&c->maybe_gone)) { /* it went without sending a message */
+  if (code != handler && atomic_load(&c->maybe_gone)) { /* it went without sending a message */
     rm_log_line_plain(
         &line, "error_kind",
         rm_status_kind(code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED));
     rm_log_line_plain(&line, "error",
                       "the call ended without a message: the client cancelled, its deadline "
                       "passed or its connection closed");
-  } else if (code != c->code) { /* an OK answer the client never got */
-    rm_log_line_plain(&line, "handler_status", rm_status_name(c->code));
+  } else if (code != handler) { /* an OK answer the client never got */
+    rm_log_line_plain(&line, "handler_status", rm_status_name(handler));
     rm_log_line_plain(&line, "error_kind", "client_gone");
     rm_log_line_plain(&line, "error",
                       "the answer did not reach the client: it cancelled, its "
@@ -418,7 +440,9 @@ static void send_status(rm_call_t *c) {
     c->combined = 1;
   }
   c->send_tag.fn = on_sent;
-  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
+  grpc_call *gcall = c->call;
+  RM_TSAN_RELEASE(&c->send_tag);
+  grpc_call_error e = grpc_call_start_batch(gcall, ops, n, &c->send_tag, NULL);
   if (e != GRPC_CALL_OK) {
     RM_LOG(RM_LOG_ERROR, "send_failed", "{s:s}", "error", grpc_call_error_to_string(e));
     /* the client must not wait for a status that will never come */
@@ -1199,7 +1223,9 @@ static int start_read(rm_call_t *c) {
   n++;
   st->read_tag.fn = on_read;
   rm_call_ref(c);
-  if (grpc_call_start_batch(c->call, ops, n, &st->read_tag, NULL) != GRPC_CALL_OK) {
+  grpc_call *gcall = c->call; /* read before the release: TSan */
+  RM_TSAN_RELEASE(&st->read_tag);
+  if (grpc_call_start_batch(gcall, ops, n, &st->read_tag, NULL) != GRPC_CALL_OK) {
     call_unref(c);
     return RM_ECANCELED;
   }
@@ -1250,7 +1276,9 @@ int rm_call_write(rm_call_t *c, const ProtobufCMessage *msg, rm_call_written_fn 
    * and the call end there while this (worker) thread is still here */
   int method = c->stats_method;
   rm_call_ref(c);
-  if (grpc_call_start_batch(c->call, ops, n, &st->write_tag, NULL) != GRPC_CALL_OK) {
+  grpc_call *gcall = c->call; /* read before the release: TSan */
+  RM_TSAN_RELEASE(&st->write_tag);
+  if (grpc_call_start_batch(gcall, ops, n, &st->write_tag, NULL) != GRPC_CALL_OK) {
     st->out = NULL;
     grpc_byte_buffer_destroy(bb);
     call_unref(c);

@@ -105,6 +105,12 @@ void rm_call_finish_unless_gone(rm_call_t *call, const rm_error_t *err);
 /* The status (grpc_status_code) the client saw: final in an rm_call_at_end hook (the call has
  * ended). */
 int rm_call_client_status(const rm_call_t *call);
+/* The status (grpc_status_code) of a client that went away (it cancelled, its deadline passed
+ * or its connection closed): DEADLINE_EXCEEDED once its deadline passed or was
+ * RM_CALL_DEADLINE_TRANSIT_NS away, else CANCELLED. Decided at the first ask, by whoever asks
+ * first (the close watch, a handler whose run was cancelled): every later ask answers the same,
+ * so the counters and the call's log line agree. Any thread. */
+int rm_call_gone_status(rm_call_t *call);
 
 /* The sequence number of the stream chunk a later rm_call_fail is about: the failure then
  * carries it (rm-sequence trailer, ErrorInfo metadata "sequence"). For a flush's failure, the

@@ -1,17 +1,25 @@
 /* metrics_http.c - GET /metrics with libmicrohttpd (metrics_http.h). */
+#define _GNU_SOURCE /* accept4, pipe2 */
 #include "metrics_http.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 #include "rm/alloc.h"
+#include "rm/clock.h"
 #include "stats.h"
 
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -22,12 +30,58 @@
 #define MAX_CONNECTIONS 64
 #define MAX_PER_IP 8
 #define CONNECTION_TIMEOUT_S 10
+/* While a connection cannot be taken (no file descriptor left, or MAX_CONNECTIONS open), the
+ * accept thread looks again this often: MHD's own accept busy-waits on a listener it cannot
+ * accept from (100 % of a CPU and ~160,000 log lines a second while the process is out of
+ * descriptors and a scrape is pending), so the listener is ours. */
+#define RETRY_MS 100
+/* MHD's messages and the accept thread's: at most LOG_BURST lines per LOG_WINDOW_NS, the rest
+ * counted and reported with the next line that goes out. */
+#define LOG_BURST 10
+#define LOG_WINDOW_NS (10ull * 1000000000ull)
 
 struct rm_metrics_http {
   struct MHD_Daemon *d;
   const rm_budget_t *budget;
   int port;
+  int lfd;     /* the listening socket */
+  int wake[2]; /* a byte written to wake[1] stops the accept thread */
+  pthread_t thread;
+  int thread_started;
 };
+
+/* ---------------------------------------------------------------- the log, bounded */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t log_window_ns; /* start of the current window */
+static unsigned log_in_window, log_dropped;
+
+/* Writes one metrics_http line at level unless LOG_BURST went out in this window already.
+ * Any thread. */
+static void log_bounded(rm_log_level_t level, const char *msg) {
+  uint64_t now = rm_clock_ns();
+  pthread_mutex_lock(&log_mu);
+  if (!log_window_ns || now - log_window_ns >= LOG_WINDOW_NS) {
+    log_window_ns = now;
+    log_in_window = 0;
+  }
+  int out = log_in_window < LOG_BURST;
+  unsigned dropped = 0;
+  if (out) {
+    log_in_window++;
+    dropped = log_dropped;
+    log_dropped = 0;
+  } else {
+    log_dropped++;
+  }
+  pthread_mutex_unlock(&log_mu);
+  if (!out)
+    return;
+  if (dropped)
+    RM_LOG(level, "metrics_http", "{s:s, s:i}", "message", msg, "suppressed", (int)dropped);
+  else
+    RM_LOG(level, "metrics_http", "{s:s}", "message", msg);
+}
 
 static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text) {
   struct MHD_Response *r =
@@ -83,7 +137,96 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   size_t n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
     msg[--n] = '\0';
-  RM_LOG(RM_LOG_WARN, "metrics_http", "{s:s}", "message", msg);
+  log_bounded(RM_LOG_WARN, msg);
+}
+
+/* ---------------------------------------------------------------- accepting */
+
+static int is_exhaustion(int e) {
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+/* Waits ms for the stop byte: 1 when it came. */
+static int wait_stop(rm_metrics_http_t *h, int ms) {
+  struct pollfd p = {.fd = h->wake[0], .events = POLLIN};
+  return poll(&p, 1, ms) > 0;
+}
+
+/* The accept thread: takes connections from the listener and hands them to MHD, which serves
+ * them on its own thread; backs off RETRY_MS while a connection cannot be taken. */
+static void *accept_main(void *arg) {
+  rm_metrics_http_t *h = arg;
+  int failing = 0; /* the last accept failed for want of resources */
+  for (;;) {
+    struct pollfd p[2] = {{.fd = h->lfd, .events = POLLIN}, {.fd = h->wake[0], .events = POLLIN}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR)
+      break;
+    if (p[1].revents)
+      break;
+    if (!(p[0].revents & POLLIN))
+      continue;
+    /* at MAX_CONNECTIONS the connection waits in the backlog, as with MHD's own listener */
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if (info && info->num_connections >= MAX_CONNECTIONS) {
+      if (wait_stop(h, RETRY_MS))
+        break;
+      continue;
+    }
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    int fd = accept4(h->lfd, (struct sockaddr *)&addr, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      int e = errno;
+      if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK || e == ECONNABORTED)
+        continue;
+      if (!failing) { /* one line per episode (and at most LOG_BURST per window) */
+        char msg[160];
+        snprintf(msg, sizeof msg, "cannot accept a connection: %s; trying again every %d ms",
+                 strerror(e), RETRY_MS);
+        log_bounded(is_exhaustion(e) ? RM_LOG_WARN : RM_LOG_ERROR, msg);
+      }
+      failing = 1;
+      if (wait_stop(h, RETRY_MS))
+        break;
+      continue;
+    }
+    if (failing) {
+      log_bounded(RM_LOG_INFO, "accepting connections again");
+      failing = 0;
+    }
+    /* MHD closes the socket itself when it refuses it (per-address limit) */
+    MHD_add_connection(h->d, fd, (const struct sockaddr *)&addr, len);
+  }
+  return NULL;
+}
+
+/* A listening socket on ai: its descriptor, or -1 with errno set. */
+static int listen_on(const struct addrinfo *ai) {
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ai->ai_family == AF_INET6) /* [::] is IPv6 only, as MHD had it */
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static int bound_port(int fd) {
+  struct sockaddr_storage a;
+  socklen_t len = sizeof a;
+  if (getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+    return 0;
+  if (a.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&a)->sin_port);
 }
 
 int rm_metrics_http_start(const char *listen, const rm_budget_t *b, rm_metrics_http_t **out,
@@ -106,24 +249,34 @@ int rm_metrics_http_start(const char *listen, const rm_budget_t *b, rm_metrics_h
     return rm_error_set(err, RM_ENOMEM, NULL, "metrics-listen", "out of memory");
   }
   h->budget = b;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-  if (ai->ai_family == AF_INET6)
-    flags |= MHD_USE_IPv6;
-  /* the logger first, so every message of MHD's goes through it */
-  /* the port is bound through SOCK_ADDR; MHD's own messages name this one */
-  h->d = MHD_start_daemon(
-      flags, (uint16_t)atoi(port), NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-      on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_IP,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+  h->wake[0] = h->wake[1] = -1;
+  h->lfd = listen_on(ai);
+  int e = errno;
   freeaddrinfo(ai);
-  if (!h->d) {
+  if (h->lfd < 0) {
     rm_free(h);
     return rm_error_set(err, RM_EIO, NULL, "metrics-listen",
-                        "cannot serve metrics on %s (address in use or not local?)", listen);
+                        "cannot serve metrics on %s: cannot bind to port %s: %s (address in use "
+                        "or not local?)",
+                        listen, port, strerror(e));
   }
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-  h->port = info ? info->port : atoi(port);
+  h->port = bound_port(h->lfd);
+  /* MHD serves the connections the accept thread hands it (MHD_add_connection needs ITC) */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+                   MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+  /* the logger first, so every message of MHD's goes through it */
+  h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                          on_mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_IP,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+                          MHD_OPTION_END);
+  if (!h->d || pipe2(h->wake, O_CLOEXEC) != 0 ||
+      pthread_create(&h->thread, NULL, accept_main, h) != 0) {
+    rm_metrics_http_stop(h);
+    return rm_error_set(err, RM_EIO, NULL, "metrics-listen",
+                        "cannot serve metrics on %s (cannot start its threads)", listen);
+  }
+  h->thread_started = 1;
   *out = h;
   return 0;
 }
@@ -133,6 +286,17 @@ int rm_metrics_http_port(const rm_metrics_http_t *h) { return h->port; }
 void rm_metrics_http_stop(rm_metrics_http_t *h) {
   if (!h)
     return;
-  MHD_stop_daemon(h->d);
+  if (h->thread_started) {
+    char byte = 1;
+    while (write(h->wake[1], &byte, 1) < 0 && errno == EINTR)
+      ;
+    pthread_join(h->thread, NULL);
+  }
+  if (h->d)
+    MHD_stop_daemon(h->d);
+  for (int i = 0; i < 2; i++)
+    if (h->wake[i] >= 0)
+      close(h->wake[i]);
+  close(h->lfd);
   rm_free(h);
 }

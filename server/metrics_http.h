@@ -1,5 +1,6 @@
 /* metrics_http.h - the Prometheus endpoint: GET /metrics on its own HTTP port
- * (--metrics-listen), served by libmicrohttpd's own thread. */
+ * (--metrics-listen): an accept thread of its own hands connections to libmicrohttpd, which serves
+ * them on its thread. */
 #ifndef RM_SERVER_METRICS_HTTP_H
 #define RM_SERVER_METRICS_HTTP_H
 

@@ -291,6 +291,7 @@ static int post_slot(rm__slot_t *sl) {
   sl->payload = NULL;
   grpc_metadata_array_init(&sl->md);
   sl->tag.fn = on_request;
+  RM_TSAN_RELEASE(&sl->tag);
   grpc_call_error e;
   if (sl->method) {
     e = grpc_server_request_registered_call(
@@ -373,6 +374,7 @@ static void *poll_main(void *arg) {
       break;
     if (ev.type == GRPC_OP_COMPLETE) {
       rm_tag_t *tag = ev.tag;
+      RM_TSAN_ACQUIRE(tag);
       tag->fn(tag, ev.success);
     }
   }

@@ -12,6 +12,20 @@
 
 typedef struct rm__queue rm__queue_t;
 
+/* ThreadSanitizer does not see the ordering the gRPC core (not instrumented) gives: what a
+ * thread did before it started a batch happens before the batch's completion runs on a
+ * polling thread. RM_TSAN_RELEASE(tag) before starting a batch (or posting a request) and
+ * RM_TSAN_ACQUIRE(tag) when its event is taken tell it; no code outside TSan builds. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define RM_TSAN_RELEASE(tag) __tsan_release(tag)
+#define RM_TSAN_ACQUIRE(tag) __tsan_acquire(tag)
+#else
+#define RM_TSAN_RELEASE(tag) ((void)0)
+#define RM_TSAN_ACQUIRE(tag) ((void)0)
+#endif
+
 /* One outstanding grpc_server_request_(registered_)call. */
 typedef struct rm__slot {
   rm_tag_t tag;

@@ -264,9 +264,8 @@ static void session_gone(session_t *s) {
     s->state = S_ENDED;
     s->refs--;
     if (!s->reaped) {
-      uint64_t dl = rm_call_deadline_ns(s->call);
       rm_error_t err;
-      if (dl && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= dl)
+      if (rm_call_gone_status(s->call) == GRPC_STATUS_DEADLINE_EXCEEDED)
         rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
       else
         rm_error_set(&err, RM_ECANCELED, NULL, NULL,
@@ -607,10 +606,10 @@ static int run(session_t *s, const rm_input_t *in, const rm_run_opts_t *opts, rm
 
 /* Turns a run's time-outs into the statuses of ExecutePipeline. */
 static void run_error(session_t *s, int rc, int server_deadline, rm_error_t *err) {
-  uint64_t client_dl = rm_call_deadline_ns(s->call);
   if (rc == RM_ECANCELED) /* the client cancelled or its deadline passed (unless reaped) */
     s->client_gone = 1;
-  if (rc == RM_ECANCELED && client_dl && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= client_dl)
+  /* as the counters have it (the call's close may have been counted before this run ended) */
+  if (rc == RM_ECANCELED && rm_call_gone_status(s->call) == GRPC_STATUS_DEADLINE_EXCEEDED)
     rm_error_set(err, RM_ETIMEDOUT, err->node_id, NULL, "deadline exceeded");
   else if (rc == RM_ETIMEDOUT && server_deadline)
     rm_error_set(err, RM_ELIMIT, err->node_id, "max_execution_ms",

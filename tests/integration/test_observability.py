@@ -620,6 +620,54 @@ def test_unary_calls_cancelled_as_they_start_are_counted_and_logged_cancelled():
         assert handled(body, EXEC, code) == sum(e["status"] == status for e in calls), code
 
 
+def test_a_session_cancelled_while_its_chunk_waits_is_counted_as_it_is_logged():
+    """A session whose client cancels while its chunk waits for the only worker: the close
+    was counted at once (CANCELLED, the deadline still far), but the chunk's run, ending
+    after the deadline had come near, logged the session DEADLINE_EXCEEDED (found by the
+    chaos run: one session in ~130). The call's going is decided once; line and counter agree."""
+    import queue
+    import numpy as np
+    from conftest import set_audio
+    with metrics_server("--workers", "1") as srv:
+        ch = srv.channel()
+        stub = psg.PipelineServiceStub(ch)
+        # holds the only worker for 900 ms (Delay runs on the worker pool)
+        busy = stub.ExecutePipeline.future(
+            audio_request(chain(("src", "Delay", {"ms": 900}), name="obs-busy")), timeout=60)
+        time.sleep(0.1)  # (the order only makes the old defect likely; the check holds anyway)
+        q = queue.Queue()
+        q.put(ps.StreamRequest(init=ps.StreamInit(
+            manifest=chain(("src", "Delay", {"ms": 1}), name="obs-s"))))
+
+        def reqs():
+            while True:
+                r = q.get()
+                if r is None:
+                    return
+                yield r
+
+        rid = "session-cancelled-waiting"
+        call = stub.StreamPipeline(reqs(), timeout=0.6, metadata=[("x-request-id", rid)])
+        next(call)  # ready
+        r = ps.StreamRequest()
+        r.data.sequence = 0
+        set_audio(r.data.buffer, np.zeros(16, np.float32))
+        q.put(r)
+        time.sleep(0.1)  # the chunk waits behind the busy worker
+        call.cancel()
+        q.put(None)
+        busy.result()
+        ev = srv.wait_for_event("call", 30, lambda e: e.get("request_id") == rid)
+        assert ev is not None
+        body = scrape(srv)
+        ch.close()
+    assert ev["status"] in ("CANCELLED", "DEADLINE_EXCEEDED"), ev
+    assert ev["client_gone"] is True
+    code = {"CANCELLED": "Canceled", "DEADLINE_EXCEEDED": "DeadlineExceeded"}[ev["status"]]
+    assert handled(body, STREAM, code) == 1, (ev, code)
+    assert sum(handled(body, STREAM, c) for c in ("Canceled", "DeadlineExceeded", "OK")) == 1
+
+
 # ---- the log ----------------------------------------------------------------------------------
 
 def test_port_conflict_log_is_all_json():
