@@ -6,39 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rm/utf8.h"
 #include "rmclient_int.h"
 
 #define MAX_CHANNELS 64
 #define MAX_SAMPLE_RATE 768000
 
 /* ------------------------------------------------------------------ UTF-8 */
-
-/* Non-zero when s is well-formed UTF-8 (no overlong forms, no surrogates, <= U+10FFFF). */
-static int utf8_valid(const unsigned char *s) {
-  while (*s) {
-    unsigned c = *s++;
-    if (c < 0x80)
-      continue;
-    int n;
-    unsigned min, cp;
-    if ((c & 0xe0) == 0xc0)
-      n = 1, min = 0x80, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0)
-      n = 2, min = 0x800, cp = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0)
-      n = 3, min = 0x10000, cp = c & 0x07;
-    else
-      return 0;
-    for (int i = 0; i < n; i++, s++) {
-      if ((*s & 0xc0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (*s & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
-  }
-  return 1;
-}
 
 /* Appends ".name" (or "name" at the start) to path, truncating. */
 static void path_push(char *path, size_t cap, const char *name) {
@@ -73,7 +47,7 @@ static int find_bad_string(const ProtobufCMessage *m, char *path, size_t cap) {
       path[at] = '\0';
       path_push(path, cap, f->name);
       if (f->type == PROTOBUF_C_TYPE_STRING) {
-        if (!utf8_valid(v))
+        if (!rm_utf8_valid(v, strlen(v)))
           return 1;
       } else if (find_bad_string(v, path, cap)) {
         return 1;
