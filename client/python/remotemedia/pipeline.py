@@ -13,6 +13,7 @@ The manifest JSON form is the one the server's tools read (lib/manifest.c):
 import asyncio
 import functools
 import json
+import math
 import os
 import re
 import weakref
@@ -26,7 +27,7 @@ from . import _proto
 from .client import Client, client_for
 from .config import RemoteConfig
 from .data import AudioBuffer, decode_outputs
-from .errors import RemoteMediaError
+from .errors import Internal, RemoteMediaError
 from .nodes import Node
 from .schema import NodeTypeSchema
 from .stream import (FLUSH, Chunks, StreamRate, StreamResult, StreamSession, init_request,
@@ -71,10 +72,21 @@ class Connection(NamedTuple):
         return d
 
 
+def _finite(d: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """d, or Internal naming the first number in it that is not finite (as the C client)."""
+    for k, v in d.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Internal("the server's response: metrics%s: %s is %s (metrics are finite)"
+                           % (where, k, v), grpc.StatusCode.INTERNAL, from_server=False)
+    return d
+
+
 def metrics_to_dict(m: Any) -> Metrics:
-    """A PipelineMetrics message as the seed's JSON dict (same keys, same order)."""
-    d = {k: getattr(m, k) for k in METRICS_KEYS[:-1]}
-    d["node_metrics"] = [{k: getattr(n, k) for k in NODE_METRICS_KEYS} for n in m.node_metrics]
+    """A PipelineMetrics message as the seed's JSON dict (same keys, same order). A number
+    that is not finite (NaN, inf) raises remotemedia.Internal: a server bug."""
+    d = _finite({k: getattr(m, k) for k in METRICS_KEYS[:-1]}, "")
+    d["node_metrics"] = [_finite({k: getattr(n, k) for k in NODE_METRICS_KEYS},
+                                 " node %r" % n.node_id) for n in m.node_metrics]
     return d
 
 

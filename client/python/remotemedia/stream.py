@@ -331,7 +331,11 @@ class StreamSession:
             return
         which = msg.WhichOneof("message")
         if which == "metrics":
-            self._metrics_from(msg)
+            try:
+                self._metrics_from(msg)
+            except Internal as e:  # numbers no server sends: nothing after them is trusted
+                self._end(e)
+                self._cancel_call()
             return
         if which == "result" and not msg.result.flushed:
             self._answered += 1

@@ -15,7 +15,7 @@ from remotemedia import Client, Pipeline, RemoteConfig
 from remotemedia._proto import rpc_error_details_pb2, rpc_status_pb2
 from rmtest.hostile import (HostileServer, audio_buffer, execute_response, health_pb2, pb,
                             status, tensor_buffer)
-from remotemedia.v1 import data_pb2
+from remotemedia.v1 import data_pb2, metrics_pb2
 
 TIMEOUT_S = 5.0
 
@@ -81,6 +81,29 @@ def test_inconsistent_output_is_internal(srv, item, why):
         assert type(e) is remotemedia.Internal
         assert e.code == grpc.StatusCode.INTERNAL and not e.from_server
         assert e.message == "the server's response: output 'x' item 1: " + why
+
+
+NOT_FINITE = [(float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "-inf")]
+
+
+def not_finite_metrics(value):
+    return metrics_pb2.PipelineMetrics(pipeline_id="p", total_duration_us=1.5, node_metrics=[
+        metrics_pb2.NodeMetrics(node_id="a", avg_duration_us=value)])
+
+
+@pytest.mark.parametrize("value,name", NOT_FINITE, ids=[n for _, n in NOT_FINITE])
+def test_metrics_not_finite_is_internal(srv, value, name):
+    # as the C client refuses them (they were handed over as the metrics dict)
+    answer = execute_response({"x": [text("fine")]}, metrics=not_finite_metrics(value))
+    for e in run_both(srv, lambda req, ctx: answer):
+        assert type(e) is remotemedia.Internal and not e.from_server
+        assert e.message == ("the server's response: metrics node 'a': avg_duration_us is %s "
+                             "(metrics are finite)" % name)
+    top = metrics_pb2.PipelineMetrics(pipeline_id="p", peak_memory_mb=value)
+    answer = execute_response({"x": [text("fine")]}, metrics=top)
+    for e in run_both(srv, lambda req, ctx: answer):
+        assert e.message == ("the server's response: metrics: peak_memory_mb is %s (metrics "
+                             "are finite)" % name)
 
 
 def test_response_that_does_not_decode(srv):
@@ -218,6 +241,19 @@ def test_stream_inconsistent_output(srv):
         assert type(e) is remotemedia.Internal
         assert e.message == ("the server's response: output 'x' item 0: tensor shape [2] needs "
                              "2 values of float32 (8 bytes), 5 bytes given")
+
+
+def test_stream_metrics_not_finite(srv):
+    def handler(requests, ctx):
+        next(requests)
+        yield ready()
+        yield pb.StreamResponse(metrics=pb.StreamMetrics(metrics=not_finite_metrics(float("nan"))))
+        srv.hang(ctx)
+    for got, e in stream_both(srv, handler):
+        assert got == []
+        assert type(e) is remotemedia.Internal and not e.from_server
+        assert e.message == ("the server's response: metrics node 'a': avg_duration_us is nan "
+                             "(metrics are finite)")
 
 
 def test_stream_undefined_status_code(srv):
