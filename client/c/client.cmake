@@ -1,7 +1,8 @@
 # client.cmake - librmclient (rm_client, rm::client), the `remotemedia` CLI, their install
 # rules and their end-to-end test. Included from client/c/CMakeLists.txt.
 #
-# The library depends only on the gRPC C core, protobuf-c, jansson, the generated wire
+# The library depends only on the gRPC C core, libcrypto (the PEM checks; the core needs it
+# anyway), protobuf-c, jansson, the generated wire
 # messages (rm_proto) and the wire layer's proto-only half (rm_wire_proto, over rm_base), all
 # linked into the shared library; never on the engine. The CLI additionally links the engine
 # and the wire layer's engine half (rm_wire) for in-process runs, and libsndfile for WAV.
@@ -31,12 +32,14 @@ target_link_libraries(rm_client_health_obj PRIVATE PkgConfig::PROTOBUFC)
 set_target_properties(rm_client_health_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
                       C_VISIBILITY_PRESET hidden)
 
+pkg_check_modules(LIBCRYPTO REQUIRED IMPORTED_TARGET libcrypto) # TLS option checks
+
 add_library(rm_client_obj OBJECT ${RM_CLIENT_DIR}/rmclient.c ${RM_CLIENT_DIR}/rmclient_execute.c
             ${RM_CLIENT_DIR}/rmclient_stream.c ${RM_CLIENT_DIR}/rmclient_check.c)
 target_include_directories(rm_client_obj PRIVATE ${RM_CLIENT_DIR} ${RM_CLIENT_GEN_DIR} ${RM_GEN_DIR})
 # rm_wire_proto_obj for its headers only: its objects go into the libraries below.
 target_link_libraries(rm_client_obj PRIVATE rm_wire_proto_obj rm::common rm::version PkgConfig::GRPC
-                      PkgConfig::PROTOBUFC PkgConfig::JANSSON Threads::Threads)
+                      PkgConfig::LIBCRYPTO PkgConfig::PROTOBUFC PkgConfig::JANSSON Threads::Threads)
 add_dependencies(rm_client_obj rm_proto rm_client_health_obj) # generated headers first
 set_target_properties(rm_client_obj PROPERTIES POSITION_INDEPENDENT_CODE ON
                       C_VISIBILITY_PRESET hidden)
@@ -53,7 +56,8 @@ set(RM_CLIENT_PUBLIC_INCLUDES $<BUILD_INTERFACE:${RM_CLIENT_DIR}> $<BUILD_INTERF
 add_library(rm_client SHARED $<TARGET_OBJECTS:rm_client_obj> $<TARGET_OBJECTS:rm_client_health_obj>
             $<TARGET_OBJECTS:rm_wire_proto_obj> $<TARGET_OBJECTS:rm_base_obj>)
 target_include_directories(rm_client PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
-target_link_libraries(rm_client PRIVATE rm_proto rm::common PkgConfig::GRPC Threads::Threads
+target_link_libraries(rm_client PRIVATE rm_proto rm::common PkgConfig::GRPC PkgConfig::LIBCRYPTO
+                      Threads::Threads
                       PUBLIC PkgConfig::JANSSON PkgConfig::PROTOBUFC)
 set_target_properties(rm_client PROPERTIES
   OUTPUT_NAME rmclient
@@ -69,7 +73,7 @@ add_library(rm_client_static STATIC $<TARGET_OBJECTS:rm_client_obj>
             $<TARGET_OBJECTS:rm_client_health_obj>)
 target_include_directories(rm_client_static PUBLIC ${RM_CLIENT_PUBLIC_INCLUDES})
 target_link_libraries(rm_client_static PUBLIC rm_wire_proto rm_proto rm::common PkgConfig::GRPC
-                      PkgConfig::JANSSON PkgConfig::PROTOBUFC Threads::Threads)
+                      PkgConfig::LIBCRYPTO PkgConfig::JANSSON PkgConfig::PROTOBUFC Threads::Threads)
 
 # The CLI. In-process runs use the engine; remote runs use the library. Its objects also
 # make remotemedia-run, the alias of `remotemedia run`.

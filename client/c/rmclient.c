@@ -7,6 +7,10 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,8 +221,8 @@ static int has_pem_block(const char *text, int want_key) {
 
 /* The PEM text of one credential part: the inline text (option `pem_option`), else the
  * file's contents (`file_option`), else NULL. *owned is what the caller frees. 0,
- * RM_CLIENT_EIO (the file cannot be read), RM_CLIENT_EINVAL (no PEM block of that kind in
- * it) or RM_CLIENT_ENOMEM. */
+ * RM_CLIENT_EIO (the file cannot be read), RM_CLIENT_EINVAL (a NUL byte in the file, or no
+ * PEM block of that kind in it) or RM_CLIENT_ENOMEM. */
 static int pem_part(const char *pem, const char *file, const char *pem_option,
                     const char *file_option, int want_key, const char **out, char **owned,
                     rm_client_error_t *err) {
@@ -235,17 +239,122 @@ static int pem_part(const char *pem, const char *file, const char *pem_option,
   }
   if (!file)
     return 0;
-  if (!(*owned = rm__file_read(file, NULL, realloc, free))) {
+  size_t len = 0;
+  if (!(*owned = rm__file_read(file, &len, realloc, free))) {
     if (errno == ENOMEM)
       return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory reading %s", file);
     return rm__client_fail(err, RM_CLIENT_EIO, "%s %s cannot be read: %s", file_option, file,
                            strerror(errno));
   }
+  /* the core and OpenSSL would see only the text before it */
+  if (strlen(*owned) < len)
+    return rm__client_fail(err, RM_CLIENT_EINVAL,
+                           "%s %s holds a NUL byte at offset %zu: a PEM file is text", file_option,
+                           file, strlen(*owned));
   if (!has_pem_block(*owned, want_key))
     return rm__client_fail(err, RM_CLIENT_EINVAL, "%s %s holds no PEM %s (%s)", file_option, file,
                            want_key ? "private key" : "certificate", wanted[want_key]);
   *out = *owned;
   return 0;
+}
+
+/* The password OpenSSL is given, as the core gives it: an encrypted key fails instead of
+ * OpenSSL asking for a passphrase on the terminal. */
+static char no_password[] = "";
+
+/* Every certificate block of a CA bundle or chain parses. The core reads them until one does
+ * not and silently keeps those before it: a damaged block in the middle of a CA bundle made
+ * every handshake with a server signed by a CA after it fail UNAVAILABLE, and nothing said
+ * why. Blocks of other labels are skipped, as the core skips them. `name` is "tls_ca_file
+ * F" or "tls_ca_pem". 0 or RM_CLIENT_EINVAL (certificate number, line and OpenSSL's reason)
+ * or RM_CLIENT_ENOMEM; leaves OpenSSL's error queue to the caller. */
+static int check_certs(const char *pem, const char *name, rm_client_error_t *err) {
+  BIO *b = BIO_new_mem_buf(pem, -1);
+  if (!b)
+    return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory checking %s", name);
+  int rc = 0;
+  for (unsigned n = 1;; n++) {
+    long before = BIO_tell(b);
+    ERR_clear_error();
+    X509 *x = PEM_read_bio_X509_AUX(b, NULL, NULL, no_password);
+    if (x) {
+      X509_free(x);
+      continue;
+    }
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+      break; /* no block left */
+    const char *at = strstr(pem + (before > 0 ? before : 0), "-----BEGIN");
+    unsigned line = 1;
+    for (const char *c = pem; at && c < at; c++)
+      line += *c == '\n';
+    const char *why = ERR_reason_error_string(e);
+    rc = rm__client_fail(err, RM_CLIENT_EINVAL,
+                         "%s: certificate %u (line %u) does not parse (%s); the certificates "
+                         "after it would be ignored",
+                         name, n, line, why ? why : "unknown error");
+    break;
+  }
+  BIO_free(b);
+  return rc;
+}
+
+/* The key parses and matches the first certificate of the chain (what the core sends as
+ * the client's), which check_certs has parsed. 0, RM_CLIENT_EINVAL or RM_CLIENT_ENOMEM. */
+static int check_key(const char *key, const char *key_name, const char *cert, const char *cert_name,
+                     rm_client_error_t *err) {
+  BIO *kb = BIO_new_mem_buf(key, -1), *cb = BIO_new_mem_buf(cert, -1);
+  EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, no_password) : NULL;
+  X509 *x = cb ? PEM_read_bio_X509_AUX(cb, NULL, NULL, no_password) : NULL;
+  int rc = 0;
+  if (!kb || !cb)
+    rc = rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory checking %s", key_name);
+  else if (!k) /* OpenSSL 3 says only "unsupported" for a damaged or encrypted key */
+    rc = rm__client_fail(err, RM_CLIENT_EINVAL,
+                         "%s: the private key does not parse (gRPC takes an unencrypted PEM key)",
+                         key_name);
+  else if (!x || X509_check_private_key(x, k) != 1)
+    rc = rm__client_fail(err, RM_CLIENT_EINVAL, "%s does not match the certificate in %s", key_name,
+                         cert_name);
+  X509_free(x);
+  EVP_PKEY_free(k);
+  BIO_free(kb);
+  BIO_free(cb);
+  return rc;
+}
+
+/* "tls_ca_file F" when the text came from a file, else "tls_ca_pem", into buf. */
+static const char *part_name(char *buf, size_t size, const char *pem, const char *file,
+                             const char *pem_option, const char *file_option) {
+  if (pem || !file)
+    return pem_option;
+  snprintf(buf, size, "%s %s", file_option, file);
+  return buf;
+}
+
+/* What the core would find only at the first handshake, and then report as UNAVAILABLE:
+ * a certificate that does not parse, a key that does not or that is not the certificate's. */
+static int check_parts(const rm_client_options_t *o, const char *ca, const char *cert,
+                       const char *key, rm_client_error_t *err) {
+  char ca_name[RM_CLIENT_MSG_MAX], cert_name[RM_CLIENT_MSG_MAX], key_name[RM_CLIENT_MSG_MAX];
+  int rc = 0;
+  if (ca)
+    rc = check_certs(ca,
+                     part_name(ca_name, sizeof ca_name, o->tls_ca_pem, o->tls_ca_file, "tls_ca_pem",
+                               "tls_ca_file"),
+                     err);
+  if (!rc && cert) {
+    const char *cn = part_name(cert_name, sizeof cert_name, o->tls_cert_pem, o->tls_cert_file,
+                               "tls_cert_pem", "tls_cert_file");
+    rc = check_certs(cert, cn, err);
+    if (!rc)
+      rc = check_key(key,
+                     part_name(key_name, sizeof key_name, o->tls_key_pem, o->tls_key_file,
+                               "tls_key_pem", "tls_key_file"),
+                     cert, cn, err);
+  }
+  ERR_clear_error(); /* the queue is per thread and the core reads it too */
+  return rc;
 }
 
 static int credentials(const rm_client_options_t *o, grpc_channel_credentials **out,
@@ -270,6 +379,8 @@ static int credentials(const rm_client_options_t *o, grpc_channel_credentials **
   if (!rc)
     rc = pem_part(o->tls_key_pem, o->tls_key_file, "tls_key_pem", "tls_key_file", 1, &key,
                   &key_owned, err);
+  if (!rc)
+    rc = check_parts(o, ca, cert, key, err);
   if (!rc) {
     grpc_ssl_pem_key_cert_pair pair = {key, cert};
     *out = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);

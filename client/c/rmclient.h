@@ -168,7 +168,9 @@ typedef struct rm_client_options {
   const char *tls_key_file;  /* ... and its private key (both or neither). Each must hold
                               * a PEM block of its kind ("-----BEGIN CERTIFICATE-----",
                               * TRUSTED or X509 CERTIFICATE too; "-----BEGIN ... PRIVATE
-                              * KEY-----"), or EINVAL */
+                              * KEY-----"), no NUL byte, every certificate block must parse
+                              * and the (unencrypted) key must parse and match the chain's
+                              * first certificate, or EINVAL */
   const char *tls_ca_pem;    /* the same three as PEM text; each wins over its _file */
   const char *tls_cert_pem;
   const char *tls_key_pem;
@@ -187,7 +189,9 @@ typedef struct rm_client_options {
  * unreachable server shows as UNAVAILABLE on the calls, not here. Returns 0 and *out, or
  * RM_CLIENT_EINVAL (no target, cert without key, a retry field out of range or retry.codes
  * without a status name, a token that is not printable ASCII, a tls_* file or text without
- * a PEM block of its kind, ...; the message names the option), RM_CLIENT_EIO (a PEM file
+ * a PEM block of its kind, with a certificate block that does not parse (the message gives
+ * its number and line), a key that does not parse or does not match the certificate, ...;
+ * the message names the option), RM_CLIENT_EIO (a PEM file
  * cannot be read), RM_CLIENT_ENOMEM; *out is then untouched. Any thread. */
 RM_CLIENT_API int rm_client_new(const rm_client_options_t *opts, rm_client_t **out,
                                 rm_client_error_t *err);

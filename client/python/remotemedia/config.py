@@ -5,6 +5,8 @@ import math
 import numbers
 import os
 import re
+import ssl
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -163,7 +165,14 @@ _PEM_BLOCKS = {"certificate": re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIF
 
 def _read_pem(value: Pem, what: str, block: str = "certificate") -> Optional[bytes]:
     """PEM bytes as given, or the contents of the file a str/PathLike names; ValueError
-    naming the file when it holds no PEM `block` ("certificate" or "private key")."""
+    naming the file when it holds a NUL byte or no PEM `block` ("certificate" or "private
+    key")."""
+    got = _load_pem(value, what, block)
+    return None if got is None else got[0]
+
+
+def _load_pem(value: Pem, what: str, block: str = "certificate") -> Optional[Tuple[bytes, str]]:
+    """(PEM bytes, where they came from for messages), as _read_pem checks them."""
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray)):
@@ -174,10 +183,84 @@ def _read_pem(value: Pem, what: str, block: str = "certificate") -> Optional[byt
             pem, source = text.encode("ascii", "replace"), "the PEM text given"
         else:
             pem, source = _read_file(text, what), repr(text)
+    nul = pem.find(b"\0")
+    if nul >= 0:  # gRPC would read only the text before it
+        raise ValueError("%s: NUL byte at offset %d in %s: PEM is text" % (what, nul, source))
     if not _PEM_BLOCKS[block].search(pem):
         raise ValueError("%s: no PEM %s in %s (a '-----BEGIN %s-----' block)"
                          % (what, block, source, block.upper()))
-    return pem
+    return pem, source
+
+
+_CERT_BEGIN = re.compile(rb"^-----BEGIN ((?:TRUSTED |X509 )?CERTIFICATE)-----", re.M)
+_ANY_BEGIN = re.compile(rb"^-----BEGIN ", re.M)
+
+
+def _cert_blocks(pem: bytes) -> List[Tuple[int, str]]:
+    """(line, text) of each certificate block, relabelled "CERTIFICATE" (the ssl module reads
+    no TRUSTED CERTIFICATE; its DER starts with the certificate). A block runs to its END
+    line, or, cut short, to the next BEGIN or the end of the text."""
+    blocks = []
+    for m in _CERT_BEGIN.finditer(pem):
+        nxt = _ANY_BEGIN.search(pem, m.end())
+        stop = nxt.start() if nxt else len(pem)
+        end = re.compile(rb"^-----END " + m.group(1) + rb"-----", re.M).search(pem, m.end(), stop)
+        body = pem[m.end():end.start() if end else stop]
+        text = b"-----BEGIN CERTIFICATE-----" + body + (b"-----END CERTIFICATE-----\n" if end else b"")
+        blocks.append((pem.count(b"\n", 0, m.start()) + 1, text.decode("ascii", "replace")))
+    return blocks
+
+
+def _loads(cadata: str) -> Optional[ssl.SSLError]:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cadata)
+    except ssl.SSLError as e:
+        return e
+    return None
+
+
+def _check_certificates(pem: bytes, source: str, what: str) -> None:
+    """ValueError naming the first certificate block that does not parse, with its number
+    and line. gRPC reads a bundle up to its first damaged certificate and silently drops
+    the rest: a damaged block before the server's CA made every call fail UNAVAILABLE."""
+    blocks = _cert_blocks(pem)
+    for n, (line, text) in enumerate(blocks, 1):
+        if _loads(text) is None:
+            continue
+        # the ssl module names OpenSSL's reason only once a certificate has loaded before
+        # the failing one: any block that parses will do
+        good = next((t for _, t in blocks if _loads(t) is None), "")
+        e = _loads(good + text)
+        why = "not a certificate"
+        if e is not None and e.reason:
+            why = e.reason.lower().replace("_", " ")  # OpenSSL's words: "bad end line"
+        raise ValueError("%s: certificate %d (line %d) in %s does not parse (%s); the "
+                         "certificates after it would be ignored" % (what, n, line, source, why))
+
+
+def _check_key(key: bytes, key_source: str, chain: bytes, chain_source: str) -> None:
+    """ValueError when the key does not parse or is not the key of the chain's first
+    certificate (which _check_certificates has parsed). The ssl module checks a key only from
+    files: both are written to a private temporary directory (0700, files 0600) and removed
+    at once. The empty password is what gRPC gives: an encrypted key fails, no prompt."""
+    with tempfile.TemporaryDirectory(prefix="remotemedia-") as d:
+        paths = []
+        for name, data in (("chain.pem", chain), ("key.pem", key)):
+            path = os.path.join(d, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            paths.append(path)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(paths[0], paths[1],
+                                                                     password=b"")
+        except ssl.SSLError as e:
+            if e.reason == "KEY_VALUES_MISMATCH":
+                raise ValueError("client_key: the private key in %s does not match the "
+                                 "certificate in client_certificate (%s)"
+                                 % (key_source, chain_source)) from None
+            raise ValueError("client_key: the private key in %s does not parse (gRPC takes "
+                             "an unencrypted PEM key)" % key_source) from None
 
 
 def _read_file(path: str, what: str) -> bytes:
@@ -201,7 +284,9 @@ class RemoteConfig:
         tls: use TLS. Implied by root_certificates / client_certificate.
         root_certificates: PEM CA bundle (bytes, or a file path) that signed the server's
             certificate; None with tls=True uses the system roots.
-        client_certificate, client_key: PEM (bytes or file paths) for mutual TLS.
+        client_certificate, client_key: PEM (bytes or file paths) for mutual TLS. When the
+            channel is made, each certificate block must parse and the key must parse and
+            match the first certificate (ValueError naming the field otherwise).
         server_name: override the name checked against the server certificate
             (grpc.ssl_target_name_override), e.g. when connecting by IP address.
         timeout: default deadline of every call in seconds (a call's own timeout= wins);
@@ -305,13 +390,22 @@ class RemoteConfig:
 
     def channel_credentials(self) -> Optional[grpc.ChannelCredentials]:
         """grpc.ChannelCredentials for TLS, or None for a plaintext channel. ValueError
-        naming the file when one cannot be read or holds no PEM certificate / key."""
+        naming the file when one cannot be read, holds a NUL byte or no PEM certificate /
+        key, a certificate block that does not parse, or a key that does not parse or does
+        not match the client certificate: gRPC would fail every handshake instead."""
         if not self.uses_tls:
             return None
+        ca = _load_pem(self.root_certificates, "root_certificates")
+        key = _load_pem(self.client_key, "client_key", "private key")
+        chain = _load_pem(self.client_certificate, "client_certificate")
+        if ca is not None:
+            _check_certificates(ca[0], ca[1], "root_certificates")
+        if chain is not None and key is not None:
+            _check_certificates(chain[0], chain[1], "client_certificate")
+            _check_key(key[0], key[1], chain[0], chain[1])
         return grpc.ssl_channel_credentials(
-            root_certificates=_read_pem(self.root_certificates, "root_certificates"),
-            private_key=_read_pem(self.client_key, "client_key", "private key"),
-            certificate_chain=_read_pem(self.client_certificate, "client_certificate"))
+            root_certificates=ca[0] if ca else None, private_key=key[0] if key else None,
+            certificate_chain=chain[0] if chain else None)
 
     def call_metadata(self) -> Tuple[Tuple[str, Union[str, bytes]], ...]:
         """Metadata sent on every call: the bearer token and any extra entries. Checked on

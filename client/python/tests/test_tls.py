@@ -236,3 +236,85 @@ def test_a_file_without_pem_is_named(certs, tmp_path, field, block):
     files[field] = certs("client.key" if block == "CERTIFICATE" else "client.pem")
     with pytest.raises(ValueError, match=rule(repr(files[field]))):
         RemoteConfig("127.0.0.1:1", **files).channel_credentials()
+
+
+def _damaged(pem):
+    """pem with one character of its base64 body replaced by one outside the alphabet."""
+    lines = pem.split(b"\n")
+    lines[3] = b"#" + lines[3][1:]
+    return b"\n".join(lines)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_damaged_pem_is_refused_before_connecting(certs, tmp_path):
+    """Regression: a root_certificates bundle with a damaged certificate block in the middle
+    passed the PEM check; gRPC read it up to that block and silently dropped the server's CA
+    after it, and every call failed Unavailable with no hint. So did a block cut short, a
+    NUL byte, and a client_key of another certificate. Each is a ValueError naming the field,
+    the source, and the certificate's number and line, when the channel is made."""
+    import grpc
+    from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
+    other, ca, client = _read(certs("otherca.pem")), _read(certs("ca.pem")), _read(certs("client.pem"))
+    line = other.count(b"\n") + 1
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(other + _damaged(client) + ca)
+    args = ["--tls-cert", certs("server.pem"), "--tls-key", certs("server.key"),
+            "--tls-client-ca", certs("ca.pem")]
+    with RunningServer(args, tls_root=ca) as srv:
+        # what gRPC does with it: the handshake fails (the CA after the damaged block is lost)
+        with grpc.secure_channel(srv.address(), grpc.ssl_channel_credentials(bundle.read_bytes())) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                psg.PipelineServiceStub(ch).GetVersion(ps.GetVersionRequest(), timeout=10)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        rule = ("root_certificates: certificate 2 (line %d) in %s does not parse (bad base64 "
+                "decode); the certificates after it would be ignored")
+        cfg = RemoteConfig(srv.address(), root_certificates=str(bundle), timeout=30)
+        exact = "^%s$" % re.escape(rule % (line, repr(str(bundle))))
+        with pytest.raises(ValueError, match=exact):
+            cfg.channel_credentials()
+        with Client(cfg) as c, pytest.raises(ValueError, match=exact):
+            c.get_version_sync()
+        with pytest.raises(ValueError, match="^%s$" % re.escape(rule % (line, "the bytes given"))):
+            RemoteConfig(srv.address(), root_certificates=bundle.read_bytes()).channel_credentials()
+        # without the damaged block the server's CA, after the other one, is used
+        with Client(RemoteConfig(srv.address(), root_certificates=other + ca, timeout=30)) as c:
+            assert c.health_check_sync() == "SERVING"
+        # a key of another certificate: gRPC's handshake fails; RemoteConfig says why
+        creds = grpc.ssl_channel_credentials(ca, _read(certs("intruder.key")), client)
+        with grpc.secure_channel(srv.address(), creds) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                psg.PipelineServiceStub(ch).GetVersion(ps.GetVersionRequest(), timeout=10)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        cfg = RemoteConfig(srv.address(), root_certificates=ca, client_certificate=certs("client.pem"),
+                           client_key=certs("intruder.key"), timeout=30)
+        mismatch = ("client_key: the private key in %r does not match the certificate in "
+                    "client_certificate (%r)" % (certs("intruder.key"), certs("client.pem")))
+        with pytest.raises(ValueError, match="^%s$" % re.escape(mismatch)):
+            cfg.channel_credentials()
+        with Client(cfg) as c, pytest.raises(ValueError, match="^%s$" % re.escape(mismatch)):
+            c.health_check_sync()
+
+    def refused(message, **files):
+        with pytest.raises(ValueError) as e:
+            RemoteConfig("127.0.0.1:1", **files).channel_credentials()
+        assert str(e.value) == message
+    cut = tmp_path / "cut.pem"
+    cut.write_bytes(other + ca[:200])
+    refused("root_certificates: certificate 2 (line %d) in %r does not parse (bad end line); the "
+            "certificates after it would be ignored" % (line, str(cut)), root_certificates=str(cut))
+    refused("root_certificates: NUL byte at offset %d in the bytes given: PEM is text" % len(other),
+            root_certificates=other + b"\0" + ca)
+    chain = client + _damaged(client)
+    refused("client_certificate: certificate 2 (line %d) in the bytes given does not parse (bad "
+            "base64 decode); the certificates after it would be ignored" % (client.count(b"\n") + 1),
+            client_certificate=chain, client_key=certs("client.key"))
+    refused("client_key: the private key in the bytes given does not parse (gRPC takes an "
+            "unencrypted PEM key)", client_certificate=client,
+            client_key=_damaged(_read(certs("client.key"))))
+    refused("client_key: the private key in the bytes given does not match the certificate in "
+            "client_certificate (the bytes given)", client_certificate=client,
+            client_key=_read(certs("intruder.key")))

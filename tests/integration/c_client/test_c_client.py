@@ -149,12 +149,13 @@ def test_library_against_real_servers(server, auth_server, tls_servers, certs):
                        "--auth-server", auth_server.address(), "--token", TOKEN,
                        "--tls-server", tls.address(), "--mtls-server", mtls.address(),
                        "--tls-ca", certs("ca.pem"), "--tls-other-ca", certs("otherca.pem"),
-                       "--tls-cert", certs("client.pem"), "--tls-key", certs("client.key")]
+                       "--tls-cert", certs("client.pem"), "--tls-key", certs("client.key"),
+                       "--tls-other-key", certs("intruder.key")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert p.returncode == 0, p.stdout + p.stderr
-    # every suite ran: rpc (19 tests), auth (1), tls (2)
+    # every suite ran: rpc (19 tests), auth (1), tls (3)
     assert re.search(r"suites\s+3\s+3", p.stdout), p.stdout
-    assert re.search(r"tests\s+22\s+22\s+22\s+0", p.stdout), p.stdout
+    assert re.search(r"tests\s+23\s+23\s+23\s+0", p.stdout), p.stdout
     # bad metadata is refused before the core sees it (it logged INVALID_METADATA)
     assert "INVALID_METADATA" not in p.stderr and "validate_metadata" not in p.stderr, p.stderr
 
@@ -504,6 +505,53 @@ def test_cli_tls_file_without_pem_exit_2(server, certs, tmp_path):
     for extra, line in cases:
         rc, out, err = cli(*base, *extra)
         assert (rc, out, err) == (2, "", line), extra
+
+
+def damaged(pem):
+    """pem with one character of its base64 body replaced by one outside the alphabet."""
+    lines = pem.split(b"\n")
+    lines[3] = b"#" + lines[3][1:]
+    return b"\n".join(lines)
+
+
+def test_cli_tls_damaged_pem_exit_2(tls_servers, certs, tmp_path):
+    """Regression: a --tls-ca bundle with a damaged certificate block in the middle was
+    accepted, the core read it up to that block and dropped the server's CA after it, and
+    the call failed UNAVAILABLE (exit 1) with no hint; so did a cut-short last block, a NUL
+    byte, a chain with a damaged block, and a --tls-key of another certificate. Each is a
+    usage error (exit 2) naming the file, and the certificate's number and line."""
+    tls, mtls = tls_servers
+    other, ca, client = read(certs("otherca.pem")), read(certs("ca.pem")), read(certs("client.pem"))
+    line = other.count(b"\n") + 1
+    files = {"bundle.pem": other + damaged(client) + ca, "cut.pem": other + ca[:200],
+             "nul.pem": other + b"\0" + ca, "chain.pem": client + damaged(client),
+             "good.pem": other + ca}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    f = lambda name: str(tmp_path / name)  # noqa: E731
+    parse = ("remotemedia: %s %s: certificate 2 (line %d) does not parse (%s); the certificates "
+             "after it would be ignored\n")
+    mtls_args = ["--server", mtls.address(), "--tls-ca", certs("ca.pem")]
+    cases = [
+        (["--server", tls.address(), "--tls-ca", f("bundle.pem")],
+         parse % ("tls_ca_file", f("bundle.pem"), line, "bad base64 decode")),
+        (["--server", tls.address(), "--tls-ca", f("cut.pem")],
+         parse % ("tls_ca_file", f("cut.pem"), line, "bad end line")),
+        (["--server", tls.address(), "--tls-ca", f("nul.pem")],
+         "remotemedia: tls_ca_file %s holds a NUL byte at offset %d: a PEM file is text\n"
+         % (f("nul.pem"), len(other))),
+        (mtls_args + ["--tls-cert", f("chain.pem"), "--tls-key", certs("client.key")],
+         parse % ("tls_cert_file", f("chain.pem"), client.count(b"\n") + 1, "bad base64 decode")),
+        (mtls_args + ["--tls-cert", certs("client.pem"), "--tls-key", certs("intruder.key")],
+         "remotemedia: tls_key_file %s does not match the certificate in tls_cert_file %s\n"
+         % (certs("intruder.key"), certs("client.pem"))),
+    ]
+    for args, message in cases:
+        rc, out, err = cli("health", *args)
+        assert (rc, out, err) == (2, "", message), args
+    # the same bundle without the damaged block: the server's CA after the other one is used
+    rc, out, err = cli("health", "--server", tls.address(), "--tls-ca", f("good.pem"))
+    assert (rc, out) == (0, "SERVING\n"), err
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

@@ -5,7 +5,7 @@
  * usage: test_rmclient --server ADDR
  *            [--auth-server ADDR --token GOOD]
  *            [--tls-server ADDR --mtls-server ADDR --tls-ca F --tls-other-ca F
- *             --tls-cert F --tls-key F]
+ *             --tls-cert F --tls-key F --tls-other-key F]
  * Suites whose servers are not given are not registered. Exit status 0 = all passed. */
 #include <CUnit/Basic.h>
 #include <math.h>
@@ -22,6 +22,7 @@ static struct {
   const char *server, *auth_server, *token;
   const char *full_server, *limited_server, *draining_server; /* the "eco" suite's */
   const char *tls_server, *mtls_server, *tls_ca, *tls_other_ca, *tls_cert, *tls_key;
+  const char *tls_other_key; /* a key of another certificate than tls_cert */
 } cfg;
 
 /* The -6.0206 dB factor is 10^(-6.0206/20) = 0.49999997...; halving within 1e-6. */
@@ -469,13 +470,19 @@ static void test_pem_file_without_block_refused(void) {
   CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
   CHECK_STR(err.message, "tls_ca_pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
   CU_ASSERT_PTR_NULL(c);
-  /* files of the right shapes pass the check (whether they verify is the handshake's job) */
+  /* files of the right shapes pass this check; these blocks then do not parse (the TLS
+   * suite's pem_checks has real ones) */
   o.tls_ca_pem = NULL;
   o.tls_ca_file = cert;
   o.tls_cert_file = cert;
   o.tls_key_file = key;
-  CHECK_INT(rm_client_new(&o, &c, &err), 0);
-  rm_client_free(c);
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(want, sizeof want,
+           "tls_ca_file %s: certificate 1 (line 1) does not parse (ASN1 lib); the certificates "
+           "after it would be ignored",
+           cert);
+  CHECK_STR(err.message, want);
+  CU_ASSERT_PTR_NULL(c);
   /* the labels OpenSSL also reads a certificate under, and a key's variants */
   o.tls_cert_file = o.tls_key_file = o.tls_ca_file = NULL;
   static const char *const certs[] = {
@@ -488,9 +495,9 @@ static void test_pem_file_without_block_refused(void) {
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     o.tls_ca_pem = o.tls_cert_pem = certs[i % 2];
     o.tls_key_pem = keys[i];
-    c = NULL;
-    CHECK_INT(rm_client_new(&o, &c, &err), 0);
-    rm_client_free(c);
+    CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL); /* read as a certificate */
+    CHECK_STR(err.message, "tls_ca_pem: certificate 1 (line 1) does not parse (ASN1 lib); the "
+                           "certificates after it would be ignored");
     o.tls_key_pem = certs[i % 2]; /* still not a key */
     CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
     CHECK_STR(err.message,
@@ -843,6 +850,166 @@ static void test_tls_ca_pem_labels(void) {
   }
 }
 
+/* The whole file as a NUL-terminated string (malloc); its length in *len. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  char *buf = malloc(65536);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+  *len = fread(buf, 1, 65535, f);
+  fclose(f);
+  buf[*len] = '\0';
+  return buf;
+}
+
+static unsigned count_lines(const char *s) {
+  unsigned n = 0;
+  for (; *s; s++)
+    n += *s == '\n';
+  return n;
+}
+
+/* A temporary file of len bytes (NULs included); its path in path (a 32-byte buffer). */
+static void temp_bytes(char *path, const char *bytes, size_t len) {
+  strcpy(path, "/tmp/rmclient-XXXXXX");
+  int fd = mkstemp(path);
+  CU_ASSERT_FATAL(fd >= 0);
+  CU_ASSERT_FATAL(write(fd, bytes, len) == (ssize_t)len);
+  close(fd);
+}
+
+/* Regression: a CA bundle or client chain with a damaged certificate block was accepted (it
+ * holds "-----BEGIN CERTIFICATE-----"), the core read it up to that block and silently
+ * dropped every certificate after it, and each call failed UNAVAILABLE; a key of another
+ * certificate failed the same way. rm_client_new refuses them, naming the option, file,
+ * certificate and line. */
+static void test_tls_pem_checks(void) {
+  size_t other_len, client_len, ca_len;
+  char *other = slurp(cfg.tls_other_ca, &other_len);
+  char *client_pem = slurp(cfg.tls_cert, &client_len);
+  char *ca = slurp(cfg.tls_ca, &ca_len);
+  unsigned line = count_lines(other) + 1; /* where the second certificate starts */
+  /* the client certificate with a character of its 3rd base64 line out of the alphabet */
+  char *damaged = strdup(client_pem);
+  char *l = damaged;
+  for (int i = 0; i < 3; i++)
+    l = strchr(l, '\n') + 1;
+  *l = '#';
+  char *text = malloc(other_len + client_len + ca_len + 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  char bundle[32], cut[32], nul[32], chain[32], msg[512];
+  snprintf(text, other_len + client_len + ca_len + 1, "%s%s%s", other, damaged, ca);
+  temp_bytes(bundle, text, strlen(text));
+  rm_client_options_t o = {0};
+  o.target = cfg.tls_server;
+  o.default_timeout_ms = 20000;
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  rm_client_health_t st = RM_CLIENT_HEALTH_UNKNOWN;
+
+  /* a valid CA, a damaged block, then the server's CA: the core would use only the first */
+  o.tls_ca_file = bundle;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(msg, sizeof msg,
+           "tls_ca_file %s: certificate 2 (line %u) does not parse (bad base64 decode); the "
+           "certificates after it would be ignored",
+           bundle, line);
+  CHECK_STR(err.message, msg);
+  CU_ASSERT_PTR_NULL(c);
+  o.tls_ca_file = NULL;
+  o.tls_ca_pem = text;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(msg, sizeof msg,
+           "tls_ca_pem: certificate 2 (line %u) does not parse (bad base64 decode); the "
+           "certificates after it would be ignored",
+           line);
+  CHECK_STR(err.message, msg);
+  /* without the damaged block the server's CA, after the other one, is used */
+  snprintf(text, other_len + client_len + ca_len + 1, "%s%s", other, ca);
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  if (c) {
+    CHECK_INT(rm_client_health_check(c, NULL, 0, &st, &err), 0);
+    CHECK_INT(st, RM_CLIENT_HEALTH_SERVING);
+  }
+  rm_client_free(c);
+  c = NULL;
+  o.tls_ca_pem = NULL;
+
+  /* a last block cut short; a NUL byte (the core would read the text before it) */
+  snprintf(text, other_len + client_len + ca_len + 1, "%s%.200s", other, ca);
+  temp_bytes(cut, text, strlen(text));
+  o.tls_ca_file = cut;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(msg, sizeof msg,
+           "tls_ca_file %s: certificate 2 (line %u) does not parse (bad end line); the "
+           "certificates after it would be ignored",
+           cut, line);
+  CHECK_STR(err.message, msg);
+  memcpy(text, other, other_len);
+  text[other_len] = '\0';
+  memcpy(text + other_len + 1, ca, ca_len);
+  temp_bytes(nul, text, other_len + 1 + ca_len);
+  o.tls_ca_file = nul;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(msg, sizeof msg, "tls_ca_file %s holds a NUL byte at offset %zu: a PEM file is text",
+           nul, other_len);
+  CHECK_STR(err.message, msg);
+
+  /* mutual TLS: a damaged block in the chain, a key of another certificate, a damaged key */
+  o.tls_ca_file = cfg.tls_ca;
+  o.tls_cert_file = chain;
+  snprintf(text, other_len + client_len + ca_len + 1, "%s%s", client_pem, damaged);
+  temp_bytes(chain, text, strlen(text));
+  o.tls_key_file = cfg.tls_key;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(msg, sizeof msg,
+           "tls_cert_file %s: certificate 2 (line %u) does not parse (bad base64 decode); the "
+           "certificates after it would be ignored",
+           chain, count_lines(client_pem) + 1);
+  CHECK_STR(err.message, msg);
+  o.tls_cert_file = cfg.tls_cert;
+  o.tls_key_file = cfg.tls_other_key;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  snprintf(msg, sizeof msg, "tls_key_file %s does not match the certificate in tls_cert_file %s",
+           cfg.tls_other_key, cfg.tls_cert);
+  CHECK_STR(err.message, msg);
+  size_t key_len;
+  char *key = slurp(cfg.tls_other_key, &key_len);
+  o.tls_cert_file = o.tls_key_file = NULL;
+  o.tls_cert_pem = client_pem;
+  o.tls_key_pem = key;
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, "tls_key_pem does not match the certificate in tls_cert_pem");
+  l = key;
+  for (int i = 0; i < 2; i++)
+    l = strchr(l, '\n') + 1;
+  *l = '#';
+  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message,
+            "tls_key_pem: the private key does not parse (gRPC takes an unencrypted PEM key)");
+  CU_ASSERT_PTR_NULL(c);
+  /* the pair that belongs together connects */
+  o.tls_cert_pem = NULL;
+  o.tls_key_pem = NULL;
+  o.tls_cert_file = cfg.tls_cert;
+  o.tls_key_file = cfg.tls_key;
+  o.target = cfg.mtls_server;
+  CHECK_INT(rm_client_new(&o, &c, &err), 0);
+  if (c)
+    CHECK_INT(rm_client_health_check(c, NULL, 0, &st, &err), 0);
+  rm_client_free(c);
+  unlink(bundle);
+  unlink(cut);
+  unlink(nul);
+  unlink(chain);
+  free(key);
+  free(text);
+  free(damaged);
+  free(ca);
+  free(client_pem);
+  free(other);
+}
+
 static void test_tls(void) {
   const float x[] = {0.5f, 0.25f};
   rm_client_result_t *res = NULL;
@@ -1159,6 +1326,8 @@ int main(int argc, char **argv) {
       cfg.tls_cert = v;
     else if (!strcmp(k, "--tls-key"))
       cfg.tls_key = v;
+    else if (!strcmp(k, "--tls-other-key"))
+      cfg.tls_other_key = v;
     else if (!strcmp(k, "--full-server"))
       cfg.full_server = v;
     else if (!strcmp(k, "--limited-server"))
@@ -1173,7 +1342,7 @@ int main(int argc, char **argv) {
   if (!cfg.server || (argc - 1) % 2) {
     fprintf(stderr, "usage: test_rmclient --server ADDR [--auth-server ADDR --token T] "
                     "[--tls-server ADDR --mtls-server ADDR --tls-ca F --tls-other-ca F "
-                    "--tls-cert F --tls-key F]\n");
+                    "--tls-cert F --tls-key F --tls-other-key F]\n");
     return 2;
   }
   if (CU_initialize_registry() != CUE_SUCCESS)
@@ -1236,10 +1405,10 @@ int main(int argc, char **argv) {
     rc = add_suite("auth", NULL, NULL, names, fns, 1);
   }
   if (!rc && cfg.tls_server && cfg.mtls_server && cfg.tls_ca && cfg.tls_other_ca && cfg.tls_cert &&
-      cfg.tls_key) {
-    static const char *const names[] = {"tls", "mtls"};
-    static const CU_TestFunc fns[] = {test_tls, test_mtls};
-    rc = add_suite("tls", NULL, NULL, names, fns, 2);
+      cfg.tls_key && cfg.tls_other_key) {
+    static const char *const names[] = {"tls", "mtls", "pem_checks"};
+    static const CU_TestFunc fns[] = {test_tls, test_mtls, test_tls_pem_checks};
+    rc = add_suite("tls", NULL, NULL, names, fns, 3);
   }
   if (rc) {
     CU_cleanup_registry();
