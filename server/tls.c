@@ -3,7 +3,6 @@
 #include "tls.h"
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdatomic.h>
@@ -11,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pem_check.h"
 #include "rm/alloc.h"
 
 struct rm_tls {
@@ -55,83 +55,55 @@ static int read_pem(const char *field, const char *path, char **pem, rm_error_t 
   return rc;
 }
 
-static X509 *first_cert(const char *pem) {
+/* Whether pem holds a certificate (read as the core reads it, without a password). */
+static int holds_cert(const char *pem) {
   BIO *b = BIO_new_mem_buf(pem, -1);
-  X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+  X509 *x = b ? PEM_read_bio_X509_AUX(b, NULL, NULL, (void *)"") : NULL;
+  int holds = x != NULL;
+  X509_free(x);
   BIO_free(b);
-  return x;
+  return holds;
 }
 
-/* Every certificate block of a chain or bundle parses. The core reads certificates until one
- * does not and keeps those before it, so a damaged block in a CA bundle silently dropped
- * every CA after it: the server started, and clients signed by those failed every handshake.
- * Blocks with other labels (a key beside the chain) are skipped, as the core skips them. */
+/* Every certificate block of a chain or bundle parses (rm__pem_bad_cert): the core would keep
+ * the certificates before a damaged block and silently drop the rest, so the server started
+ * and clients signed by a CA after it failed every handshake. */
 static int check_every_cert(const char *field, const char *path, const char *pem, rm_error_t *err) {
-  BIO *b = BIO_new_mem_buf(pem, -1);
-  if (!b)
+  unsigned line = 0;
+  const char *why = NULL;
+  int bad = rm__pem_bad_cert(pem, &line, &why);
+  if (bad < 0)
     return rm__config_fail(err, RM_ENOMEM, field, "out of memory");
-  int rc = 0;
-  for (unsigned n = 1;; n++) {
-    long before = BIO_tell(b);
-    ERR_clear_error();
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    if (x) {
-      X509_free(x);
-      continue;
-    }
-    unsigned long e = ERR_peek_last_error();
-    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
-      break; /* no block left */
-    const char *at = strstr(pem + (before > 0 ? before : 0), "-----BEGIN");
-    unsigned line = 1;
-    for (const char *c = pem; at && c < at; c++)
-      line += *c == '\n';
-    const char *why = ERR_reason_error_string(e);
-    rc = rm__config_fail(err, RM_EPARAM, field,
-                         "%s %s: certificate %u (line %u) does not parse (%s); the "
-                         "certificates after it would be ignored",
-                         field, path, n, line, why ? why : "unknown error");
-    break;
-  }
-  BIO_free(b);
-  return rc;
+  if (bad)
+    return rm__config_fail(err, RM_EPARAM, field,
+                           "%s %s: certificate %d (line %u) does not parse (%s); the "
+                           "certificates after it would be ignored",
+                           field, path, bad, line, why);
+  return 0;
 }
 
 /* Every certificate parses, the key parses and matches the first, the CA bundle holds a
  * certificate: what gRPC would otherwise find only at the next handshake. */
 static int check_pems(const rm_config_t *cfg, const pems_t *p, rm_error_t *err) {
-  int rc = 0;
-  EVP_PKEY *key = NULL;
-  X509 *ca = NULL, *cert = NULL;
-  if ((rc = check_every_cert("tls-cert", cfg->tls_cert, p->cert, err)) ||
-      (p->ca && (rc = check_every_cert("tls-client-ca", cfg->tls_client_ca, p->ca, err))))
-    goto out;
-  if (!(cert = first_cert(p->cert))) {
+  int rc = check_every_cert("tls-cert", cfg->tls_cert, p->cert, err);
+  if (!rc && p->ca)
+    rc = check_every_cert("tls-client-ca", cfg->tls_client_ca, p->ca, err);
+  if (!rc && !holds_cert(p->cert))
     rc = rm__config_fail(err, RM_EPARAM, "tls-cert", "tls-cert %s holds no PEM certificate",
                          cfg->tls_cert);
-    goto out;
-  }
-  BIO *b = BIO_new_mem_buf(p->key, -1);
-  key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-  BIO_free(b);
-  if (!key) {
+  rm_pem_key_t k = rc ? RM_PEM_KEY_OK : rm__pem_check_key(p->key, p->cert);
+  if (k == RM_PEM_KEY_NOMEM)
+    rc = rm__config_fail(err, RM_ENOMEM, "tls-key", "out of memory");
+  else if (k == RM_PEM_KEY_UNPARSABLE)
     rc = rm__config_fail(err, RM_EPARAM, "tls-key", "tls-key %s holds no PEM private key",
                          cfg->tls_key);
-    goto out;
-  }
-  if (X509_check_private_key(cert, key) != 1) {
+  else if (k == RM_PEM_KEY_MISMATCH)
     rc = rm__config_fail(err, RM_EPARAM, "tls-key",
                          "tls-key %s does not match the certificate in tls-cert %s", cfg->tls_key,
                          cfg->tls_cert);
-    goto out;
-  }
-  if (p->ca && !(ca = first_cert(p->ca)))
+  if (!rc && p->ca && !holds_cert(p->ca))
     rc = rm__config_fail(err, RM_EPARAM, "tls-client-ca",
                          "tls-client-ca %s holds no PEM certificate", cfg->tls_client_ca);
-out:
-  X509_free(cert);
-  X509_free(ca);
-  EVP_PKEY_free(key);
   ERR_clear_error(); /* the queue is per thread and gRPC reads it too */
   return rc;
 }

@@ -7,10 +7,6 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +18,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_status.h"
 #include "grpc_unary.h"
+#include "pem_check.h"
 #include "rmclient_int.h"
 
 #define DEFAULT_MAX_MESSAGE_BYTES (64 * 1024 * 1024)
@@ -258,69 +255,40 @@ static int pem_part(const char *pem, const char *file, const char *pem_option,
   return 0;
 }
 
-/* The password OpenSSL is given, as the core gives it: an encrypted key fails instead of
- * OpenSSL asking for a passphrase on the terminal. */
-static char no_password[] = "";
-
-/* Every certificate block of a CA bundle or chain parses. The core reads them until one does
- * not and silently keeps those before it: a damaged block in the middle of a CA bundle made
- * every handshake with a server signed by a CA after it fail UNAVAILABLE, and nothing said
- * why. Blocks of other labels are skipped, as the core skips them. `name` is "tls_ca_file
- * F" or "tls_ca_pem". 0 or RM_CLIENT_EINVAL (certificate number, line and OpenSSL's reason)
- * or RM_CLIENT_ENOMEM; leaves OpenSSL's error queue to the caller. */
+/* Every certificate block of a CA bundle or chain parses (rm__pem_bad_cert): the core would
+ * keep the certificates before a damaged block and silently drop the rest, so every handshake
+ * with a server signed by a CA after it failed UNAVAILABLE and nothing said why. `name` is
+ * "tls_ca_file F" or "tls_ca_pem". 0, RM_CLIENT_EINVAL or RM_CLIENT_ENOMEM. */
 static int check_certs(const char *pem, const char *name, rm_client_error_t *err) {
-  BIO *b = BIO_new_mem_buf(pem, -1);
-  if (!b)
+  unsigned line = 0;
+  const char *why = NULL;
+  int bad = rm__pem_bad_cert(pem, &line, &why);
+  if (bad < 0)
     return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory checking %s", name);
-  int rc = 0;
-  for (unsigned n = 1;; n++) {
-    long before = BIO_tell(b);
-    ERR_clear_error();
-    X509 *x = PEM_read_bio_X509_AUX(b, NULL, NULL, no_password);
-    if (x) {
-      X509_free(x);
-      continue;
-    }
-    unsigned long e = ERR_peek_last_error();
-    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
-      break; /* no block left */
-    const char *at = strstr(pem + (before > 0 ? before : 0), "-----BEGIN");
-    unsigned line = 1;
-    for (const char *c = pem; at && c < at; c++)
-      line += *c == '\n';
-    const char *why = ERR_reason_error_string(e);
-    rc = rm__client_fail(err, RM_CLIENT_EINVAL,
-                         "%s: certificate %u (line %u) does not parse (%s); the certificates "
-                         "after it would be ignored",
-                         name, n, line, why ? why : "unknown error");
-    break;
-  }
-  BIO_free(b);
-  return rc;
+  if (bad)
+    return rm__client_fail(err, RM_CLIENT_EINVAL,
+                           "%s: certificate %d (line %u) does not parse (%s); the certificates "
+                           "after it would be ignored",
+                           name, bad, line, why);
+  return 0;
 }
 
 /* The key parses and matches the first certificate of the chain (what the core sends as
  * the client's), which check_certs has parsed. 0, RM_CLIENT_EINVAL or RM_CLIENT_ENOMEM. */
 static int check_key(const char *key, const char *key_name, const char *cert, const char *cert_name,
                      rm_client_error_t *err) {
-  BIO *kb = BIO_new_mem_buf(key, -1), *cb = BIO_new_mem_buf(cert, -1);
-  EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, no_password) : NULL;
-  X509 *x = cb ? PEM_read_bio_X509_AUX(cb, NULL, NULL, no_password) : NULL;
-  int rc = 0;
-  if (!kb || !cb)
-    rc = rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory checking %s", key_name);
-  else if (!k) /* OpenSSL 3 says only "unsupported" for a damaged or encrypted key */
-    rc = rm__client_fail(err, RM_CLIENT_EINVAL,
-                         "%s: the private key does not parse (gRPC takes an unencrypted PEM key)",
-                         key_name);
-  else if (!x || X509_check_private_key(x, k) != 1)
-    rc = rm__client_fail(err, RM_CLIENT_EINVAL, "%s does not match the certificate in %s", key_name,
-                         cert_name);
-  X509_free(x);
-  EVP_PKEY_free(k);
-  BIO_free(kb);
-  BIO_free(cb);
-  return rc;
+  switch (rm__pem_check_key(key, cert)) {
+  case RM_PEM_KEY_OK: return 0;
+  case RM_PEM_KEY_NOMEM:
+    return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory checking %s", key_name);
+  case RM_PEM_KEY_UNPARSABLE: /* OpenSSL 3 says only "unsupported" for a damaged or encrypted key */
+    return rm__client_fail(err, RM_CLIENT_EINVAL,
+                           "%s: the private key does not parse (gRPC takes an unencrypted PEM key)",
+                           key_name);
+  default:
+    return rm__client_fail(err, RM_CLIENT_EINVAL, "%s does not match the certificate in %s",
+                           key_name, cert_name);
+  }
 }
 
 /* "tls_ca_file F" when the text came from a file, else "tls_ca_pem", into buf. */
@@ -353,7 +321,6 @@ static int check_parts(const rm_client_options_t *o, const char *ca, const char 
                                "tls_key_pem", "tls_key_file"),
                      cert, cn, err);
   }
-  ERR_clear_error(); /* the queue is per thread and the core reads it too */
   return rc;
 }
 

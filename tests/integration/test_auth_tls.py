@@ -156,6 +156,32 @@ def test_damaged_ca_bundle_is_refused(certs, tmp_path):
             assert_serving(psg.PipelineServiceStub(ch))
 
 
+def test_trusted_certificate_blocks(certs, tmp_path):
+    """`TRUSTED CERTIFICATE` blocks (openssl x509 -trustout) are read as the core reads them:
+    a bundle of them serves (it was refused as holding no certificate), and a damaged one is
+    refused like any other (it was skipped unread, and the core dropped the CAs after it)."""
+    import subprocess as sp
+    from rmtest.server import server_binary
+    r = certs["read"]
+
+    def trusted(name):
+        return sp.run(["openssl", "x509", "-in", certs["path"](name), "-trustout"],
+                      capture_output=True, check=True).stdout
+    bundle = tmp_path / "trusted.pem"
+    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
+            "--tls-client-ca", str(bundle), "--tls-require-client-cert"]
+    bundle.write_bytes(damaged(trusted("otherca.pem")) + r("ca.pem"))
+    p = sp.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert ("tls-client-ca %s: certificate 1 (line 1) does not parse (bad base64 decode); the "
+            "certificates after it would be ignored" % bundle) in p.stderr.decode()
+    bundle.write_bytes(trusted("otherca.pem") + trusted("ca.pem"))
+    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
+    with RunningServer(args, credentials=good) as srv:
+        with srv.channel() as ch:
+            assert_serving(psg.PipelineServiceStub(ch))
+
+
 def test_tls_config_errors(certs, tmp_path):
     import subprocess as sp
     from rmtest.server import server_binary
