@@ -19,6 +19,7 @@
 #include "grpc_status.h"
 #include "grpc_unary.h"
 #include "pem_check.h"
+#include "rm/wire_proto.h"
 #include "rmclient_int.h"
 
 #define DEFAULT_MAX_MESSAGE_BYTES (64 * 1024 * 1024)
@@ -570,28 +571,47 @@ gpr_timespec rm__client_deadline(const rm_client_t *c, int64_t timeout_ms) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 }
 
-ProtobufCMessage *rm__client_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
+/* Unpacks bytes and checks their strings (rm_wire_check_strings: protobuf-c keeps no length,
+ * so a NUL byte would cut a string short unseen, and it does not check UTF-8). */
+static int unpack_bytes(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes, size_t len,
+                        ProtobufCMessage **out, rm_client_error_t *err) {
+  *out = protobuf_c_message_unpack(desc, NULL, len, bytes);
+  if (!*out)
+    return rm__client_fail(err, RM_CLIENT_EPROTO, "the answer is not a valid %s message",
+                           desc->name);
+  rm_error_t bad;
+  if (rm_wire_check_strings(desc, bytes, len, NULL, &bad) == 0)
+    return 0;
+  protobuf_c_message_free_unpacked(*out, NULL);
+  *out = NULL;
+  return rm__client_fail(err, RM_CLIENT_EPROTO, "the server's response: %s: %s", desc->name,
+                         bad.message);
+}
+
+int rm__client_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                      ProtobufCMessage **out, rm_client_error_t *err) {
   grpc_byte_buffer_reader reader;
+  *out = NULL;
   if (!grpc_byte_buffer_reader_init(&reader, bb))
-    return NULL;
-  ProtobufCMessage *msg;
+    return rm__client_fail(err, RM_CLIENT_EPROTO, "the answer cannot be read");
+  int rc;
   grpc_slice *first;
   size_t total = grpc_byte_buffer_length(bb);
   if (total == 0) {
-    msg = protobuf_c_message_unpack(desc, NULL, 0, (const uint8_t *)"");
+    rc = unpack_bytes(desc, (const uint8_t *)"", 0, out, err);
   } else if (grpc_byte_buffer_reader_peek(&reader, &first) && GRPC_SLICE_LENGTH(*first) == total) {
     /* one slice, the usual case: decode in place */
-    msg = protobuf_c_message_unpack(desc, NULL, total, GRPC_SLICE_START_PTR(*first));
+    rc = unpack_bytes(desc, GRPC_SLICE_START_PTR(*first), total, out, err);
   } else {
     grpc_byte_buffer_reader_destroy(&reader);
     if (!grpc_byte_buffer_reader_init(&reader, bb))
-      return NULL;
+      return rm__client_fail(err, RM_CLIENT_EPROTO, "the answer cannot be read");
     grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-    msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+    rc = unpack_bytes(desc, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), out, err);
     grpc_slice_unref(all);
   }
   grpc_byte_buffer_reader_destroy(&reader);
-  return msg;
+  return rc;
 }
 
 int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage *req,
@@ -638,13 +658,8 @@ int rm__client_unary(rm_client_t *c, const char *method, const ProtobufCMessage 
     rc = rm__client_status_error(err, status, details, &trailing);
   else if (!recv)
     rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the server answered OK without a message");
-  else if (!(*out = rm__client_unpack(resp_desc, recv)))
-    rc = rm__client_fail(err, RM_CLIENT_EPROTO, "the answer is not a valid %s message",
-                         resp_desc->name);
-  else if ((rc = rm__client_check_utf8(*out, err))) {
-    protobuf_c_message_free_unpacked(*out, NULL);
-    *out = NULL;
-  }
+  else
+    rc = rm__client_unpack(resp_desc, recv, out, err);
   grpc_call_unref(call);
   grpc_completion_queue_shutdown(cq);
   grpc_completion_queue_destroy(cq);

@@ -82,7 +82,10 @@ typedef enum rm_client_errcode {
   RM_CLIENT_EIO = -3,       /* a file named in the options cannot be read */
   RM_CLIENT_EMANIFEST = -4, /* the manifest JSON is malformed; nothing was sent */
   RM_CLIENT_ESTATUS = -5,   /* the call ended with a non-OK gRPC status (err->status) */
-  RM_CLIENT_EPROTO = -6,    /* the server answered OK with a message that does not decode */
+  RM_CLIENT_EPROTO = -6,    /* an OK answer not handed over: it does not decode, or holds a
+                             * string with a NUL byte or not UTF-8, an inconsistent output
+                             * item or a metrics number that is not finite (err says which);
+                             * a stream that gets one is cancelled */
   RM_CLIENT_EINTERNAL = -7, /* the gRPC core refused an operation (a bug) */
   RM_CLIENT_EEND = -8,      /* a stream ended with status OK: there are no more results */
   RM_CLIENT_ETIMEDOUT = -9, /* rm_client_stream_recv's wait passed; the stream goes on */

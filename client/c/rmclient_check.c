@@ -1,72 +1,15 @@
-/* rmclient_check.c - librmclient's checks of what a server sent: every string valid UTF-8
- * (as proto3 requires and protobuf-c does not check), every output item self-consistent,
- * every metrics number finite. A server that fails them gets RM_CLIENT_EPROTO, never a
+/* rmclient_check.c - librmclient's checks of what a server sent (its strings are checked as
+ * it is unpacked, rm__client_unpack): every output item self-consistent, every metrics number
+ * finite. A server that fails them gets RM_CLIENT_EPROTO, never a
  * caller that trusts a tensor's shape or writes a key into a path. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "rm/utf8.h"
 #include "rmclient_int.h"
 
 #define MAX_CHANNELS 64
 #define MAX_SAMPLE_RATE 768000
-
-/* ------------------------------------------------------------------ UTF-8 */
-
-/* Appends ".name" (or "name" at the start) to path, truncating. */
-static void path_push(char *path, size_t cap, const char *name) {
-  size_t len = strlen(path);
-  if (len < cap)
-    snprintf(path + len, cap - len, "%s%s", len ? "." : "", name);
-}
-
-/* 0, or 1 with path naming the first string field of m that is not UTF-8. */
-static int find_bad_string(const ProtobufCMessage *m, char *path, size_t cap) {
-  const ProtobufCMessageDescriptor *d = m->descriptor;
-  size_t at = strlen(path);
-  for (unsigned i = 0; i < d->n_fields; i++) {
-    const ProtobufCFieldDescriptor *f = &d->fields[i];
-    if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
-      continue;
-    const char *base = (const char *)m;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-      if (*(const uint32_t *)(base + f->quantifier_offset) != f->id)
-        continue; /* another member of the oneof is set */
-    }
-    size_t n = 1;
-    const void *const *values = (const void *const *)(base + f->offset);
-    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-      n = *(const size_t *)(base + f->quantifier_offset);
-      values = *(const void *const *const *)(base + f->offset);
-    }
-    for (size_t k = 0; k < n; k++) {
-      const void *v = values[k];
-      if (!v)
-        continue;
-      path[at] = '\0';
-      path_push(path, cap, f->name);
-      if (f->type == PROTOBUF_C_TYPE_STRING) {
-        if (!rm_utf8_valid(v, strlen(v)))
-          return 1;
-      } else if (find_bad_string(v, path, cap)) {
-        return 1;
-      }
-    }
-  }
-  path[at] = '\0';
-  return 0;
-}
-
-int rm__client_check_utf8(const ProtobufCMessage *m, rm_client_error_t *err) {
-  char path[256] = "";
-  if (!find_bad_string(m, path, sizeof path))
-    return 0;
-  return rm__client_fail(err, RM_CLIENT_EPROTO,
-                         "the server's response: %s field %s is not valid UTF-8 (proto3 strings "
-                         "must be)",
-                         m->descriptor->name, path);
-}
 
 /* ------------------------------------------------------------------ output items */
 

@@ -47,8 +47,11 @@ int rm__client_status_error(rm_client_error_t *err, grpc_status_code status, grp
 /* The deadline of a call given the caller's timeout (see "Timeouts" in rmclient.h). */
 gpr_timespec rm__client_deadline(const rm_client_t *c, int64_t timeout_ms);
 
-/* A received message decoded as desc (in place when it is one slice), or NULL. */
-ProtobufCMessage *rm__client_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
+/* A received message decoded as desc (in place when it is one slice) into *out, its strings
+ * checked (no NUL byte, valid UTF-8: protobuf-c checks neither): 0, or RM_CLIENT_EPROTO with
+ * err naming what is wrong (*out NULL). */
+int rm__client_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                      ProtobufCMessage **out, rm_client_error_t *err);
 
 /* Storage of one outgoing DataBuffer; payload bytes are borrowed from the caller. */
 typedef struct rm__client_wire {
@@ -92,9 +95,7 @@ int rm__client_result_new(Remotemedia__V1__ExecuteResponse *resp, rm_client_resu
                           rm_client_error_t *err);
 
 /* Checks of what a server sent (rmclient_check.c); each returns 0 or RM_CLIENT_EPROTO with
- * err naming what is wrong, prefixed "the server's response: ".
- * Every string field of m (recursively) is valid UTF-8. */
-int rm__client_check_utf8(const ProtobufCMessage *m, rm_client_error_t *err);
+ * err naming what is wrong, prefixed "the server's response: ". */
 /* Item i of output `key` is consistent: audio of a known format with 1..64 channels,
  * 1..768000 Hz and whole frames; a tensor of a known dtype whose shape (no negative
  * dimension) needs exactly its bytes; JSON that parses. */

@@ -244,19 +244,11 @@ static int recv_message(rm_client_stream_t *s, gpr_timespec deadline,
       grpc_byte_buffer_destroy(bb);
     return stream_status(s, err); /* the server ended the stream */
   }
-  *out = (Remotemedia__V1__StreamResponse *)rm__client_unpack(
-      &remotemedia__v1__stream_response__descriptor, bb);
+  ProtobufCMessage *msg = NULL;
+  int rc = rm__client_unpack(&remotemedia__v1__stream_response__descriptor, bb, &msg, err);
   grpc_byte_buffer_destroy(bb);
-  if (!*out)
-    return protocol_end(s, rm__client_fail(err, RM_CLIENT_EPROTO,
-                                           "the server sent a message that does not decode"));
-  int rc = rm__client_check_utf8(&(*out)->base, err);
-  if (rc) {
-    remotemedia__v1__stream_response__free_unpacked(*out, NULL);
-    *out = NULL;
-    return protocol_end(s, rc);
-  }
-  return 0;
+  *out = (Remotemedia__V1__StreamResponse *)msg;
+  return rc ? protocol_end(s, rc) : 0;
 }
 
 static gpr_timespec wait_deadline(int64_t timeout_ms) {

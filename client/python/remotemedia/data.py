@@ -350,6 +350,8 @@ def from_proto(buf: Any) -> Any:
             return json.loads(buf.json.json)
         except ValueError as e:
             raise DecodeError("json is not valid JSON: %s" % e) from None
+        except RecursionError:  # nesting deeper than Python's recursion limit
+            raise DecodeError("json is nested too deeply to decode") from None
     if kind == "text":
         return buf.text.text
     if kind == "binary":

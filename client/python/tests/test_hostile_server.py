@@ -67,6 +67,8 @@ BAD_OUTPUTS = [
      "audio channels 100 is not 1..64"),
     ("audio_format", audio_buffer(fmt=9), "audio format 9 is not one the protocol defines"),
     ("empty_oneof", data_pb2.DataBuffer(), "the buffer carries no data (no kind set)"),
+    ("deep_json", data_pb2.DataBuffer(json=data_pb2.JsonBuffer(json="[" * 100000)),
+     "json is nested too deeply to decode"),
     ("bad_json", data_pb2.DataBuffer(json=data_pb2.JsonBuffer(json="{nope")),
      "json is not valid JSON: Expecting property name enclosed in double quotes: line 1 "
      "column 2 (char 1)"),

@@ -87,6 +87,8 @@ BAD_OUTPUTS = [
     ("audio_format", audio_buffer(fmt=9), "audio format 9 is not one the protocol defines"),
     ("bad_json", data_pb2.DataBuffer(json=data_pb2.JsonBuffer(json="{nope")),
      "json is not valid JSON: string or '}' expected near 'nope' (line 1, column 5)"),
+    ("deep_json", data_pb2.DataBuffer(json=data_pb2.JsonBuffer(json="[" * 100000)),
+     "json is not valid JSON: maximum parsing depth reached near '[' (line 1, column 2049)"),
 ]
 
 
@@ -122,16 +124,31 @@ def raw_response(key, txt=b"hi"):
     return b"\x0a" + bytes([len(entry)]) + entry
 
 
-@pytest.mark.parametrize("key,txt,field", [
-    (b"\xff\xfe", b"hi", "outputs.key"),
-    (b"x", b"\xc0\xaf", "outputs.value.items.text.text"),
-], ids=["key", "text"])
-def test_string_not_utf8_refused(srv, files, key, txt, field):
+@pytest.mark.parametrize("key,txt,field,why", [
+    (b"\xff\xfe", b"hi", "outputs.key", "is not valid UTF-8 at byte 0"),
+    (b"x", b"\xc0\xaf", "outputs.value.items.text.text", "is not valid UTF-8 at byte 0"),
+    # protobuf-c keeps no length: "ab" was handed over as the whole text
+    (b"x", b"ab\0cd", "outputs.value.items.text.text", "holds a NUL byte at byte 2"),
+    (b"x\0y", b"hi", "outputs.key", "holds a NUL byte at byte 1"),
+], ids=["key", "text", "text_nul", "key_nul"])
+def test_string_not_utf8_refused(srv, files, key, txt, field, why):
     rc, out, err = run(srv, files, lambda req, ctx: raw_response(key, txt))
-    assert (rc, out) == (1, "")  # was 0 with the output missing from the document
+    assert (rc, out) == (1, "")  # was 0 with the output missing from the document, or cut
     assert error_line(err) == ("remotemedia: the server's response: remotemedia.v1.Execute"
-                               "Response field %s is not valid UTF-8 (proto3 strings must be)"
-                               % field)
+                               "Response: string field '%s' %s: strings must be UTF-8 without "
+                               "NUL bytes (send such data as binary)" % (field, why))
+
+
+def test_json_with_nul_refused(srv, files):
+    item = data_pb2.DataBuffer(json=data_pb2.JsonBuffer(json="{}\0garbage"))
+    answer = execute_response({"x": [item]})
+    rc, out, err = run(srv, files, lambda req, ctx: answer, "--output-dir", str(files / "nul"))
+    assert (rc, out) == (1, "")  # was exit 0 with "{}" written
+    assert error_line(err) == ("remotemedia: the server's response: remotemedia.v1.Execute"
+                               "Response: string field 'outputs.value.items.json.json' holds a "
+                               "NUL byte at byte 2: strings must be UTF-8 without NUL bytes "
+                               "(send such data as binary)")
+    assert not (files / "nul" / "x.json").exists()
 
 
 @pytest.mark.parametrize("value,name", [(float("nan"), "nan"), (float("inf"), "inf"),
@@ -186,8 +203,9 @@ def test_node_types_not_utf8_refused(srv):
     rc, out, err = cli("nodes", "--server", srv.address, "--json")
     assert (rc, out) == (1, "")  # was 0 printing [] (the type lost)
     assert error_line(err) == ("remotemedia: the server's response: remotemedia.v1.ListNode"
-                               "TypesResponse field node_types.name is not valid UTF-8 (proto3 "
-                               "strings must be)")
+                               "TypesResponse: string field 'node_types.name' is not valid UTF-8 "
+                               "at byte 0: strings must be UTF-8 without NUL bytes (send such "
+                               "data as binary)")
 
 
 def test_health_unknown_state(srv):
