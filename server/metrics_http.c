@@ -146,6 +146,14 @@ static int is_exhaustion(int e) {
   return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
 }
 
+/* An accept error that is the connection's, not the listener's: accept(2) says to treat the
+ * network errors already pending on a new connection like EAGAIN and try again. */
+static int is_transient(int e) {
+  return e == EINTR || e == EAGAIN || e == EWOULDBLOCK || e == ECONNABORTED || e == EPROTO ||
+         e == ENETDOWN || e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH ||
+         e == EOPNOTSUPP || e == ENETUNREACH;
+}
+
 /* Waits ms for the stop byte: 1 when it came. */
 static int wait_stop(rm_metrics_http_t *h, int ms) {
   struct pollfd p = {.fd = h->wake[0], .events = POLLIN};
@@ -156,15 +164,23 @@ static int wait_stop(rm_metrics_http_t *h, int ms) {
  * them on its own thread; backs off RETRY_MS while a connection cannot be taken. */
 static void *accept_main(void *arg) {
   rm_metrics_http_t *h = arg;
-  int failing = 0; /* the last accept failed for want of resources */
+  int failing = 0; /* the last poll or accept failed */
   for (;;) {
     struct pollfd p[2] = {{.fd = h->lfd, .events = POLLIN}, {.fd = h->wake[0], .events = POLLIN}};
-    if (poll(p, 2, -1) < 0 && errno != EINTR)
-      break;
-    if (p[1].revents)
-      break;
-    if (!(p[0].revents & POLLIN))
+    int n = poll(p, 2, -1), poll_errno = errno;
+    if (n < 0 && poll_errno == EINTR)
       continue;
+    if (n > 0 && p[1].revents)
+      break;
+    if (n < 0 || !(p[0].revents & POLLIN)) { /* a poll error, or POLLERR/POLLHUP alone */
+      if (!failing)
+        log_bounded(RM_LOG_ERROR, n < 0 ? "cannot wait for connections: poll failed"
+                                        : "the metrics listener reports an error");
+      failing = 1;
+      if (wait_stop(h, RETRY_MS)) /* never spin, never give up */
+        break;
+      continue;
+    }
     /* at MAX_CONNECTIONS the connection waits in the backlog, as with MHD's own listener */
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
@@ -178,7 +194,7 @@ static void *accept_main(void *arg) {
     int fd = accept4(h->lfd, (struct sockaddr *)&addr, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
       int e = errno;
-      if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK || e == ECONNABORTED)
+      if (is_transient(e))
         continue;
       if (!failing) { /* one line per episode (and at most LOG_BURST per window) */
         char msg[160];

@@ -16,7 +16,12 @@ typedef struct rm__queue rm__queue_t;
  * thread did before it started a batch happens before the batch's completion runs on a
  * polling thread. RM_TSAN_RELEASE(tag) before starting a batch (or posting a request) and
  * RM_TSAN_ACQUIRE(tag) when its event is taken tell it; no code outside TSan builds. */
-#if defined(__SANITIZE_THREAD__)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) /* clang; gcc defines __SANITIZE_THREAD__ */
+#define RM_TSAN_BUILD 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(RM_TSAN_BUILD)
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 #define RM_TSAN_RELEASE(tag) __tsan_release(tag)
