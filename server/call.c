@@ -343,7 +343,9 @@ static void log_call(rm_call_t *c) {
     rm_log_line_plain(&line, "error",
                       "the answer did not reach the client: it cancelled, its "
                       "deadline passed or its connection closed");
-  } else if (c->kind[0]) { /* set by failures only */
+  } else if (c->kind[0] && !atomic_load(&c->closed_code)) {
+    /* set by failures only; a stream counted at its close is logged as that close (its
+     * handler may be failing it at the same moment on a worker) */
     rm_log_line_str(&line, "error_kind", c->kind);
     if (c->error_text)
       rm_log_line_str(&line, "error", c->error_text);
