@@ -8,6 +8,7 @@
 #include "nodes/media_util.h"
 #include "rm/sndfile_check.h"
 #include "rm/alloc.h"
+#include "rm/budget.h"
 #include "rm/node.h"
 
 /* ---------------------------------------------------------------- memory files */
@@ -175,12 +176,14 @@ static int decode_frames(rm_node_ctx_t *ctx, SNDFILE *sf, const SF_INFO *info,
 /* Room for the frames the header announces, so the samples are decoded into one block that
  * never moves (doubling would copy them and hold up to twice their size). The header is the
  * client's word: taken only up to max_seconds and to 16 bytes of samples per byte of file
- * (8-bit WAV read as f64 is 8; FLAC compresses PCM about 2:1 and silence further, so a file
- * that holds more just grows the block as it decodes). */
-static int reserve_announced(rm_node_ctx_t *ctx, const SF_INFO *info, rm_sample_format_t fmt,
-                             uint64_t max_frames, size_t file_bytes, rm__media_vec_t *v) {
+ * (8-bit WAV read as f64 is 8; FLAC compresses PCM about 2:1), and only as a hint: when the
+ * room cannot be had, or the file holds more (silence in FLAC, Ogg Vorbis decoded to f32 or
+ * f64), the block grows as it decodes, so a header that lies is refused for what the file
+ * really holds (truncated, or over max_seconds or the budget), not for its claim. */
+static void reserve_announced(const SF_INFO *info, rm_sample_format_t fmt, uint64_t max_frames,
+                              size_t file_bytes, rm__media_vec_t *v) {
   if (info->frames <= 0 || info->frames == SF_COUNT_MAX)
-    return 0;
+    return;
   uint64_t frame_bytes = (uint64_t)info->channels * rm_sample_format_size(fmt);
   uint64_t frames = (uint64_t)info->frames < max_frames ? (uint64_t)info->frames : max_frames;
   uint64_t cap = file_bytes > UINT64_MAX / 16 ? UINT64_MAX : (uint64_t)file_bytes * 16;
@@ -188,9 +191,8 @@ static int reserve_announced(rm_node_ctx_t *ctx, const SF_INFO *info, rm_sample_
     frames = cap / frame_bytes;
   /* decode_frames asks room for a whole block before each read, the last (empty) one too */
   frames += DECODE_BLOCK;
-  if (frames * frame_bytes > SIZE_MAX || rm__media_vec_reserve(v, (size_t)(frames * frame_bytes)))
-    return rm_node_fail(ctx, RM_ENOMEM, NULL, "out of memory");
-  return 0;
+  if (frames * frame_bytes <= SIZE_MAX && rm__media_vec_reserve(v, (size_t)(frames * frame_bytes)))
+    rm_budget_refusal_clear(); /* not this node's failure: a later one names its own size */
 }
 
 /* The decoded samples as the node's output: a big block becomes the buffer itself (trimmed
@@ -198,19 +200,9 @@ static int reserve_announced(rm_node_ctx_t *ctx, const SF_INFO *info, rm_sample_
 static int emit_decoded(rm_node_ctx_t *ctx, const SF_INFO *info, rm_sample_format_t fmt,
                         uint64_t frames, rm__media_vec_t *v) {
   rm_audio_info_t audio = {(uint32_t)info->samplerate, (uint32_t)info->channels, fmt};
-  if (v->len > ((size_t)1 << 20)) {
-    uint8_t *data = v->cap > v->len ? rm_realloc(v->data, v->len) : v->data;
-    if (data) {
-      v->data = data;
-      v->cap = v->len;
-      rm_buffer_t *own = rm__buffer_adopt(RM_KIND_AUDIO, data, v->len, rm_node_account(ctx));
-      if (own) {
-        own->u.audio = audio;
-        *v = (rm__media_vec_t){0};
-        return rm_node_emit(ctx, 0, own);
-      }
-    }
-  }
+  rm_buffer_t *own = rm__media_vec_adopt(v, rm_node_account(ctx), audio);
+  if (own)
+    return rm_node_emit(ctx, 0, own);
   rm_buffer_t *out = rm_buffer_new_audio(rm_node_account(ctx), audio.sample_rate, audio.channels,
                                          fmt, (size_t)frames);
   int rc = out ? rm__media_copy(ctx, out->data, v->data, out->size) : 0;
@@ -347,9 +339,8 @@ static int decode_process(void *state, rm_node_ctx_t *ctx) {
   rm_sample_format_t fmt = d->format ? (rm_sample_format_t)d->format : native_format(info.format);
   rm__media_vec_t v = {0};
   uint64_t frames = 0, max_frames = (uint64_t)(d->max_seconds * info.samplerate);
-  rc = reserve_announced(ctx, &info, fmt, max_frames, in->size, &v);
-  if (!rc)
-    rc = decode_frames(ctx, sf, &info, fmt, max_frames, &v, &frames);
+  reserve_announced(&info, fmt, max_frames, in->size, &v);
+  rc = decode_frames(ctx, sf, &info, fmt, max_frames, &v, &frames);
   /* A file shorter than its header says was cut off: libsndfile reads what is there and
    * says so only in its log, so compare with the frame count the header announced. */
   if (!rc && info.frames > 0 && info.frames != SF_COUNT_MAX && frames < (uint64_t)info.frames)

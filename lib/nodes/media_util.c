@@ -64,6 +64,23 @@ void rm__media_vec_free(rm__media_vec_t *v) {
   v->len = v->cap = 0;
 }
 
+rm_buffer_t *rm__media_vec_adopt(rm__media_vec_t *v, rm_mem_account_t *account,
+                                 rm_audio_info_t audio) {
+  if (v->len <= RM_MEDIA_KEEP_BYTES)
+    return NULL;
+  uint8_t *data = v->cap > v->len ? rm_realloc(v->data, v->len) : v->data;
+  if (!data)
+    return NULL;
+  v->data = data;
+  v->cap = v->len;
+  rm_buffer_t *own = rm__buffer_adopt(RM_KIND_AUDIO, data, v->len, account);
+  if (!own)
+    return NULL;
+  own->u.audio = audio;
+  *v = (rm__media_vec_t){0};
+  return own;
+}
+
 void rm__media_vec_clear(rm__media_vec_t *v) {
   if (v->cap > RM_MEDIA_KEEP_BYTES)
     rm__media_vec_free(v);

@@ -35,6 +35,12 @@ int rm__media_vec_append(rm__media_vec_t *v, const void *src, size_t n);
 /* Drops the first n bytes (n <= len). */
 void rm__media_vec_consume(rm__media_vec_t *v, size_t n);
 void rm__media_vec_free(rm__media_vec_t *v);
+/* v's bytes as an audio buffer of `audio` charged to account, without a copy: v's block,
+ * trimmed to its length, becomes the buffer's and v is left empty. NULL when v holds no more
+ * than RM_MEDIA_KEEP_BYTES (a small output is better copied into one block with its header)
+ * or memory runs out (v unchanged). */
+rm_buffer_t *rm__media_vec_adopt(rm__media_vec_t *v, rm_mem_account_t *account,
+                                 rm_audio_info_t audio);
 /* What an instance may keep of its scratch between streams: a cached pipeline stays small. */
 #define RM_MEDIA_KEEP_BYTES ((size_t)1 << 20)
 /* Empties v for the next stream, keeping its storage up to RM_MEDIA_KEEP_BYTES (end_stream). */

@@ -209,19 +209,13 @@ static int emit_out(resampler_t *r, rm_node_ctx_t *ctx, size_t frames) {
     return 0;
   rm_sample_format_t fmt = out_format(r);
   size_t bytes = frames * r->out_ch * sizeof(float);
-  if (fmt == RM_SAMPLE_F32 && bytes > ((size_t)1 << 20) && r->out.len == bytes) {
-    /* the converted samples become the buffer: no copy (trimmed to what they hold) */
-    uint8_t *data = r->out.cap > bytes ? rm_realloc(r->out.data, bytes) : r->out.data;
-    if (data) {
-      r->out.data = data;
-      r->out.cap = bytes;
-      rm_buffer_t *own = rm__buffer_adopt(RM_KIND_AUDIO, data, bytes, rm_node_account(ctx));
-      if (own) {
-        own->u.audio = (rm_audio_info_t){r->out_rate, r->out_ch, RM_SAMPLE_F32};
-        r->out = (rm__media_vec_t){0};
-        r->frames_out += frames;
-        return rm_node_emit(ctx, 0, own);
-      }
+  if (fmt == RM_SAMPLE_F32 && r->out.len == bytes) {
+    /* the converted samples become the buffer: no copy */
+    rm_buffer_t *own = rm__media_vec_adopt(&r->out, rm_node_account(ctx),
+                                           (rm_audio_info_t){r->out_rate, r->out_ch, fmt});
+    if (own) {
+      r->frames_out += frames;
+      return rm_node_emit(ctx, 0, own);
     }
   }
   r->frames_out += frames;

@@ -467,6 +467,44 @@ static void test_decode_memory_is_the_output_once(void) {
   free(bytes);
 }
 
+/* A header that overstates the length is only a hint for the block decoded into: the file is
+ * refused for what it holds (cut short), not for the memory its claim would take. */
+static void test_decode_overstated_header_is_truncated(void) {
+  size_t n = 100000;
+  rm_buffer_t *noise = media_f32(16000, 2, n);
+  uint32_t x = 1;
+  for (size_t i = 0; i < 2 * n; i++) {
+    x = x * 1664525u + 1013904223u;
+    media_fdata(noise)[i] = (float)((double)(x >> 8) / (1 << 24) - 0.5);
+  }
+  rm_buffer_t *file = encode(&noise, 1, "{\"container\":\"flac\"}");
+  /* STREAMINFO's total samples: the low 36 bits of the 8 bytes at offset 18 */
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | file->data[18 + i];
+  CU_ASSERT_EQUAL_FATAL(v & 0xfffffffffull, n);
+  v = (v & ~0xfffffffffull) | (n * 10);
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    file->data[18 + i] = (uint8_t)v;
+  /* a budget the decoded audio fits in with libsndfile's 4 MiB, but not ten times it */
+  rm_manifest_t *m =
+      rm_test_manifest("{'name':'t','nodes':[{'id':'n','node_type':'AudioDecode'}]}");
+  rm_limits_t lim = {.max_memory_bytes = (6u << 20) + 2 * file->size};
+  rm_pipeline_t *p = NULL;
+  rm_error_t err;
+  CU_ASSERT_EQUAL_FATAL(rm_pipeline_new(m, &lim, &p, &err), 0);
+  rm_manifest_free(m);
+  media_items_t it = {0};
+  CU_ASSERT_EQUAL(media_run1(p, file, &it, &err), RM_EINPUT);
+  RM_ASSERT_STR(err.field, "in");
+  RM_ASSERT_STR(err.message, "node 'n' (AudioDecode): truncated audio file: the header announces "
+                             "1000000 frames, 100000 decoded");
+  media_items_free(&it);
+  rm_pipeline_free(p);
+  rm_buffer_unref(file);
+  rm_buffer_unref(noise);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_params_and_registry),
                                          RM_TEST(test_encode_rates_the_codecs_refuse),
@@ -477,6 +515,7 @@ int main(void) {
                                          RM_TEST(test_encode_i16_bit_exact),
                                          RM_TEST(test_decode_limit),
                                          RM_TEST(test_decode_memory_is_the_output_once),
+                                         RM_TEST(test_decode_overstated_header_is_truncated),
                                          RM_TEST(test_decode_refuses_other_containers),
                                          {NULL, NULL}};
   rm_test_suite("media_codec", cases);
