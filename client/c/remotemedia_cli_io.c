@@ -297,11 +297,6 @@ static const char *file_ext(int kind) {
   }
 }
 
-static const char *dtype_name(int dtype) {
-  static const char *const names[] = {"unspecified", "f32", "f64", "i32", "i64", "u8", "i16"};
-  return dtype >= 0 && dtype <= 6 ? names[dtype] : "unknown";
-}
-
 /* The document entry describing one item (and naming its file, if written). */
 static json_t *describe_item(const rm_client_buffer_t *b, const char *file) {
   json_t *o = json_object();
@@ -336,7 +331,8 @@ static json_t *describe_item(const rm_client_buffer_t *b, const char *file) {
     json_t *shape = json_array();
     for (size_t i = 0; i < b->ndim; i++)
       json_array_append_new(shape, json_integer(b->shape[i]));
-    json_object_set_new(o, "dtype", json_string(dtype_name(b->dtype)));
+    const char *dtype = rm_client_dtype_name(b->dtype); /* known: the library checked it */
+    json_object_set_new(o, "dtype", json_string(dtype ? dtype : "unknown"));
     json_object_set_new(o, "shape", shape);
     json_object_set_new(o, "bytes", json_integer((json_int_t)b->size));
     break;

@@ -270,6 +270,10 @@ RM_CLIENT_API rm_client_buffer_t rm_client_buffer_binary(const void *data, size_
  * (NULL for an unknown one). */
 RM_CLIENT_API size_t rm_client_audio_format_size(int format);
 RM_CLIENT_API const char *rm_client_audio_format_name(int format);
+/* Bytes per value of a tensor dtype, 0 for an unknown one; and "f32"/"f64"/"i32"/"i64"/"u8"/
+ * "i16" (NULL for an unknown one). */
+RM_CLIENT_API size_t rm_client_dtype_size(int dtype);
+RM_CLIENT_API const char *rm_client_dtype_name(int dtype);
 /* "audio", "tensor", "json", "text", "binary", or "unknown". */
 RM_CLIENT_API const char *rm_client_kind_name(int kind);
 

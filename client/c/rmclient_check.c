@@ -13,23 +13,6 @@
 
 /* ------------------------------------------------------------------ output items */
 
-static size_t dtype_size(int dtype) {
-  switch (dtype) {
-  case RM_CLIENT_DTYPE_F32: return 4;
-  case RM_CLIENT_DTYPE_F64: return 8;
-  case RM_CLIENT_DTYPE_I32: return 4;
-  case RM_CLIENT_DTYPE_I64: return 8;
-  case RM_CLIENT_DTYPE_U8: return 1;
-  case RM_CLIENT_DTYPE_I16: return 2;
-  default: return 0;
-  }
-}
-
-static const char *dtype_name(int dtype) {
-  static const char *const names[] = {"", "f32", "f64", "i32", "i64", "u8", "i16"};
-  return names[dtype];
-}
-
 /* "[2,3]" into out (truncated with "...]" when long). */
 static void shape_text(const rm_client_buffer_t *b, char *out, size_t cap) {
   size_t used = (size_t)snprintf(out, cap, "[");
@@ -63,7 +46,7 @@ static int item_problem(const rm_client_buffer_t *b, char *why, size_t cap) {
     return 0;
   }
   if (b->kind == RM_CLIENT_TENSOR) {
-    size_t width = dtype_size(b->dtype);
+    size_t width = rm_client_dtype_size(b->dtype);
     if (!width)
       return snprintf(why, cap, "tensor dtype %d is not one the protocol defines", (int)b->dtype);
     char shape[96];
@@ -87,7 +70,7 @@ static int item_problem(const rm_client_buffer_t *b, char *why, size_t cap) {
     if (count * width != b->size)
       return snprintf(why, cap,
                       "tensor shape %s needs %llu values of %s (%llu bytes), %zu bytes given",
-                      shape, (unsigned long long)count, dtype_name(b->dtype),
+                      shape, (unsigned long long)count, rm_client_dtype_name(b->dtype),
                       (unsigned long long)(count * width), b->size);
     return 0;
   }

@@ -70,6 +70,23 @@ const char *rm_client_audio_format_name(int format) {
   }
 }
 
+size_t rm_client_dtype_size(int dtype) {
+  switch (dtype) {
+  case RM_CLIENT_DTYPE_U8: return 1;
+  case RM_CLIENT_DTYPE_I16: return 2;
+  case RM_CLIENT_DTYPE_F32:
+  case RM_CLIENT_DTYPE_I32: return 4;
+  case RM_CLIENT_DTYPE_F64:
+  case RM_CLIENT_DTYPE_I64: return 8;
+  default: return 0;
+  }
+}
+
+const char *rm_client_dtype_name(int dtype) {
+  static const char *const names[] = {NULL, "f32", "f64", "i32", "i64", "u8", "i16"};
+  return dtype >= 1 && dtype <= RM_CLIENT_DTYPE_I16 ? names[dtype] : NULL;
+}
+
 const char *rm_client_kind_name(int kind) {
   switch (kind) {
   case RM_CLIENT_AUDIO: return "audio";
