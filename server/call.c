@@ -1186,7 +1186,11 @@ static void on_read(rm_tag_t *tag, int ok) {
   if (!ok) {
     st->read_fn(c, RM_ECANCELED, NULL, 0, st->read_arg);
   } else if (!in) {
-    st->read_fn(c, RM_CALL_END, NULL, 0, st->read_arg);
+    /* no message: the client half-closed, or went (a cancel, its deadline, its connection)
+     * once messages had arrived, which the core tells by the flag (before the first message
+     * it cannot: rm_call_finish_unless_gone) */
+    int gone = grpc_call_failed_before_recv_message(c->call);
+    st->read_fn(c, gone ? RM_ECANCELED : RM_CALL_END, NULL, 0, st->read_arg);
   } else {
     st->msg = in;
     atomic_store(&st->read_state, READ_IN_CALLBACK);

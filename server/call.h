@@ -163,7 +163,10 @@ void rm_call_fail_unpack(rm_call_t *call);
  * Callbacks run on a polling thread; when a function returns an error its callback never
  * runs. Initial metadata goes out with the first read, write or status. */
 
-/* rc of a read callback when the client half-closed: no more messages. */
+/* rc of a read callback when the client half-closed: no more messages. A client that goes
+ * after its first message is told apart (the core's grpc_call_failed_before_recv_message) and
+ * reads as gone; before its first message the core reports its going as a half-close, so
+ * RM_CALL_END there may be either (rm_call_finish_unless_gone). */
 #define RM_CALL_END 1
 
 /* rc 0: data/len is the next message, valid only during the callback; RM_CALL_END: the

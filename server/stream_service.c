@@ -265,7 +265,12 @@ static void session_gone(session_t *s) {
     s->refs--;
     if (!s->reaped) {
       rm_error_t err;
-      if (rm_call_gone_status(s->call) == GRPC_STATUS_DEADLINE_EXCEEDED)
+      int deadline = rm_call_gone_status(s->call) == GRPC_STATUS_DEADLINE_EXCEEDED;
+      if (!s->inited) /* as maybe_gone_call_ended says it */
+        rm_error_set(&err, deadline ? RM_ETIMEDOUT : RM_ECANCELED, NULL, NULL,
+                     "the stream ended before init: the client cancelled, its deadline passed "
+                     "or its connection closed");
+      else if (deadline)
         rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
       else
         rm_error_set(&err, RM_ECANCELED, NULL, NULL,
