@@ -224,6 +224,8 @@ def _check_certificates(pem: bytes, source: str, what: str) -> None:
     and line. gRPC reads a bundle up to its first damaged certificate and silently drops
     the rest: a damaged block before the server's CA made every call fail UNAVAILABLE."""
     blocks = _cert_blocks(pem)
+    if blocks and _loads("".join(t for _, t in blocks)) is None:
+        return  # all at once (a system bundle holds ~140): one block at a time only to name it
     for n, (line, text) in enumerate(blocks, 1):
         if _loads(text) is None:
             continue
