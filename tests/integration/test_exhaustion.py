@@ -1,8 +1,11 @@
 """The server out of file descriptors: it keeps serving the connections it has, the metrics
 endpoint neither spins nor floods the log, and both recover when descriptors come back."""
 import json
+import os
 import socket
 import time
+
+import pytest
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -26,6 +29,11 @@ def test_metrics_endpoint_out_of_descriptors_backs_off_and_recovers():
     (a whole CPU) and logged two lines per try, ~160,000 lines a second for as long as the
     descriptors stayed out; the endpoint's own accept thread logs one line, retries every
     100 ms, answers the scrape once descriptors are back and says so."""
+    if "valgrind" in os.environ.get("RM_SERVER_WRAPPER", ""):
+        # valgrind keeps descriptors of its own below the limit and closes what the kernel
+        # hands the server above its share ("Warning: invalid file descriptor 59 in syscall
+        # accept()"), resetting the very connection this test waits on
+        pytest.skip("descriptor exhaustion is valgrind's own under valgrind")
     with RunningServer(["--metrics-listen", "127.0.0.1:0"],
                        prefix=["prlimit", "--nofile=%d:%d" % (NOFILE, NOFILE)]) as srv:
         mport = srv.events("listening")[0]["metrics_port"]
