@@ -11,7 +11,7 @@
  * callback prompting on the terminal (at start-up, or in a SIGHUP reload). */
 static char no_password[] = "";
 
-int rm__pem_bad_cert(const char *pem, unsigned *line, const char **why) {
+int rm__pem_bad_cert(const char *pem, unsigned *count, unsigned *line, const char **why) {
   BIO *b = BIO_new_mem_buf(pem, -1);
   if (!b)
     return -1;
@@ -25,8 +25,11 @@ int rm__pem_bad_cert(const char *pem, unsigned *line, const char **why) {
       continue;
     }
     unsigned long e = ERR_peek_last_error();
-    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
-      break; /* no block left */
+    if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+      if (count) /* no block left */
+        *count = n - 1;
+      break;
+    }
     const char *at = strstr(pem + (before > 0 ? before : 0), "-----BEGIN");
     *line = 1;
     for (const char *c = pem; at && c < at; c++)

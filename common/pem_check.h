@@ -7,13 +7,13 @@
 
 /* The first certificate block of the NUL-terminated PEM text that does not parse: its number
  * (1-based, counting certificates), with *line (1-based, where its block begins) and *why
- * (OpenSSL's reason, static text) set; 0 when every one parses (also when there is none), -1
- * out of memory. The core reads a chain or bundle until a block does not parse and silently
- * keeps those before it, so a damaged block in the middle of a CA bundle drops every CA after
- * it. Blocks of other labels are skipped, as the core skips them; certificates are read as
- * the core reads them (TRUSTED CERTIFICATE too). Clears this thread's OpenSSL error queue
- * (the core reads it too). Any thread. */
-int rm__pem_bad_cert(const char *pem, unsigned *line, const char **why);
+ * (OpenSSL's reason, static text) set; 0 when every one parses (*count, may be NULL, is then
+ * how many there are: 0 when none), -1 out of memory. The core reads a chain or bundle until a
+ * block does not parse and silently keeps those before it, so a damaged block in the middle of a CA
+ * bundle drops every CA after it. Blocks of other labels are skipped, as the core skips them;
+ * certificates are read as the core reads them (TRUSTED CERTIFICATE too). Clears this thread's
+ * OpenSSL error queue (the core reads it too). Any thread. */
+int rm__pem_bad_cert(const char *pem, unsigned *count, unsigned *line, const char **why);
 
 typedef enum rm_pem_key {
   RM_PEM_KEY_OK = 0,

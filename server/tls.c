@@ -3,8 +3,6 @@
 #include "tls.h"
 
 #include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,23 +53,14 @@ static int read_pem(const char *field, const char *path, char **pem, rm_error_t 
   return rc;
 }
 
-/* Whether pem holds a certificate (read as the core reads it, without a password). */
-static int holds_cert(const char *pem) {
-  BIO *b = BIO_new_mem_buf(pem, -1);
-  X509 *x = b ? PEM_read_bio_X509_AUX(b, NULL, NULL, (void *)"") : NULL;
-  int holds = x != NULL;
-  X509_free(x);
-  BIO_free(b);
-  return holds;
-}
-
 /* Every certificate block of a chain or bundle parses (rm__pem_bad_cert): the core would keep
  * the certificates before a damaged block and silently drop the rest, so the server started
- * and clients signed by a CA after it failed every handshake. */
-static int check_every_cert(const char *field, const char *path, const char *pem, rm_error_t *err) {
+ * and clients signed by a CA after it failed every handshake. *count: the certificates held. */
+static int check_every_cert(const char *field, const char *path, const char *pem, unsigned *count,
+                            rm_error_t *err) {
   unsigned line = 0;
   const char *why = NULL;
-  int bad = rm__pem_bad_cert(pem, &line, &why);
+  int bad = rm__pem_bad_cert(pem, count, &line, &why);
   if (bad < 0)
     return rm__config_fail(err, RM_ENOMEM, field, "out of memory");
   if (bad)
@@ -85,10 +74,11 @@ static int check_every_cert(const char *field, const char *path, const char *pem
 /* Every certificate parses, the key parses and matches the first, the CA bundle holds a
  * certificate: what gRPC would otherwise find only at the next handshake. */
 static int check_pems(const rm_config_t *cfg, const pems_t *p, rm_error_t *err) {
-  int rc = check_every_cert("tls-cert", cfg->tls_cert, p->cert, err);
+  unsigned certs = 0, cas = 0;
+  int rc = check_every_cert("tls-cert", cfg->tls_cert, p->cert, &certs, err);
   if (!rc && p->ca)
-    rc = check_every_cert("tls-client-ca", cfg->tls_client_ca, p->ca, err);
-  if (!rc && !holds_cert(p->cert))
+    rc = check_every_cert("tls-client-ca", cfg->tls_client_ca, p->ca, &cas, err);
+  if (!rc && !certs)
     rc = rm__config_fail(err, RM_EPARAM, "tls-cert", "tls-cert %s holds no PEM certificate",
                          cfg->tls_cert);
   rm_pem_key_t k = rc ? RM_PEM_KEY_OK : rm__pem_check_key(p->key, p->cert);
@@ -101,7 +91,7 @@ static int check_pems(const rm_config_t *cfg, const pems_t *p, rm_error_t *err) 
     rc = rm__config_fail(err, RM_EPARAM, "tls-key",
                          "tls-key %s does not match the certificate in tls-cert %s", cfg->tls_key,
                          cfg->tls_cert);
-  if (!rc && p->ca && !holds_cert(p->ca))
+  if (!rc && p->ca && !cas)
     rc = rm__config_fail(err, RM_EPARAM, "tls-client-ca",
                          "tls-client-ca %s holds no PEM certificate", cfg->tls_client_ca);
   ERR_clear_error(); /* the queue is per thread and gRPC reads it too */

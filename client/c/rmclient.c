@@ -263,7 +263,7 @@ static int pem_part(const char *pem, const char *file, const char *pem_option,
 static int check_certs(const char *pem, const char *name, rm_client_error_t *err) {
   unsigned line = 0;
   const char *why = NULL;
-  int bad = rm__pem_bad_cert(pem, &line, &why);
+  int bad = rm__pem_bad_cert(pem, NULL, &line, &why);
   if (bad < 0)
     return rm__client_fail(err, RM_CLIENT_ENOMEM, "out of memory checking %s", name);
   if (bad)
