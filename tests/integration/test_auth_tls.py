@@ -2,13 +2,14 @@
 made by openssl for the run (rmtest.pki)."""
 
 import os
+import subprocess
 
 import grpc
 import pytest
 
 from conftest import assert_serving, audio_request, chain, trailers
 from rmtest.pki import make_pki
-from rmtest.server import RunningServer
+from rmtest.server import RunningServer, server_binary
 from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
@@ -133,6 +134,22 @@ def damaged(pem):
     return b"\n".join(lines)
 
 
+def start_refused(args, code, text):
+    """The server started with args exits with code, its stderr holding text."""
+    p = subprocess.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True,
+                       timeout=30)
+    assert p.returncode == code, (args, p.stderr)
+    assert text in p.stderr.decode()
+
+
+def serves_mutual_tls(args, r):
+    """The server started with args serves a client of CA `ca.pem`."""
+    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
+    with RunningServer(args, credentials=good) as srv:
+        with srv.channel() as ch:
+            assert_serving(psg.PipelineServiceStub(ch))
+
+
 def test_damaged_ca_bundle_is_refused(certs, tmp_path):
     """gRPC reads a CA bundle up to its first damaged certificate and silently drops the rest:
     the server used to start and then fail every handshake of clients signed by those CAs."""
@@ -141,50 +158,34 @@ def test_damaged_ca_bundle_is_refused(certs, tmp_path):
     bundle.write_bytes(r("otherca.pem") + damaged(r("server.pem")) + r("ca.pem"))
     args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
             "--tls-client-ca", str(bundle), "--tls-require-client-cert"]
-    import subprocess as sp
-    from rmtest.server import server_binary
-    p = sp.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True, timeout=30)
-    assert p.returncode == 2, p.stderr
-    assert ("tls-client-ca %s: certificate 2 (line %d) does not parse (bad base64 decode); the "
-            "certificates after it would be ignored" % (bundle, r("otherca.pem").count(b"\n") + 1)) \
-        in p.stderr.decode()
+    start_refused(args, 2, "tls-client-ca %s: certificate 2 (line %d) does not parse (bad base64 "
+                  "decode); the certificates after it would be ignored"
+                  % (bundle, r("otherca.pem").count(b"\n") + 1))
     # the same bundle without the damaged block serves the CA after it
     bundle.write_bytes(r("otherca.pem") + r("ca.pem"))
-    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
-    with RunningServer(args, credentials=good) as srv:
-        with srv.channel() as ch:
-            assert_serving(psg.PipelineServiceStub(ch))
+    serves_mutual_tls(args, r)
 
 
 def test_trusted_certificate_blocks(certs, tmp_path):
     """`TRUSTED CERTIFICATE` blocks (openssl x509 -trustout) are read as the core reads them:
     a bundle of them serves (it was refused as holding no certificate), and a damaged one is
     refused like any other (it was skipped unread, and the core dropped the CAs after it)."""
-    import subprocess as sp
-    from rmtest.server import server_binary
     r = certs["read"]
 
     def trusted(name):
-        return sp.run(["openssl", "x509", "-in", certs["path"](name), "-trustout"],
+        return subprocess.run(["openssl", "x509", "-in", certs["path"](name), "-trustout"],
                       capture_output=True, check=True).stdout
     bundle = tmp_path / "trusted.pem"
     args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
             "--tls-client-ca", str(bundle), "--tls-require-client-cert"]
     bundle.write_bytes(damaged(trusted("otherca.pem")) + r("ca.pem"))
-    p = sp.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True, timeout=30)
-    assert p.returncode == 2, p.stderr
-    assert ("tls-client-ca %s: certificate 1 (line 1) does not parse (bad base64 decode); the "
-            "certificates after it would be ignored" % bundle) in p.stderr.decode()
+    start_refused(args, 2, "tls-client-ca %s: certificate 1 (line 1) does not parse (bad base64 "
+                  "decode); the certificates after it would be ignored" % bundle)
     bundle.write_bytes(trusted("otherca.pem") + trusted("ca.pem"))
-    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
-    with RunningServer(args, credentials=good) as srv:
-        with srv.channel() as ch:
-            assert_serving(psg.PipelineServiceStub(ch))
+    serves_mutual_tls(args, r)
 
 
 def test_tls_config_errors(certs, tmp_path):
-    import subprocess as sp
-    from rmtest.server import server_binary
     cases = [
         (["--tls-cert", certs["path"]("server.pem")], 2, "tls-cert and tls-key go together"),
         (["--tls-cert", str(tmp_path / "none.pem"), "--tls-key", str(tmp_path / "none.key")], 1,
@@ -219,6 +220,4 @@ def test_tls_config_errors(certs, tmp_path):
     os.mkfifo(str(tmp_path / "fifo"))
     (tmp_path / "big").write_text("token\n" * ((1 << 20) // 6 + 1))
     for args, code, text in cases:
-        p = sp.run([server_binary(), "--listen", "127.0.0.1:0"] + args, capture_output=True, timeout=30)
-        assert p.returncode == code, (args, p.stderr)
-        assert text in p.stderr.decode()
+        start_refused(args, code, text)

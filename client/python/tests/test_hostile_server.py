@@ -14,7 +14,7 @@ import remotemedia
 from remotemedia import Client, Pipeline, RemoteConfig
 from remotemedia._proto import rpc_error_details_pb2, rpc_status_pb2
 from rmtest.hostile import (HostileServer, audio_buffer, execute_response, health_pb2, pb,
-                            status, tensor_buffer)
+                            status, tensor_buffer, text_buffer)
 from remotemedia.v1 import data_pb2, metrics_pb2
 
 TIMEOUT_S = 5.0
@@ -39,10 +39,6 @@ def run_both(srv, answer):
             call()
         raised.append(info.value)
     return raised
-
-
-def text(data):
-    return data_pb2.DataBuffer(text=data_pb2.TextBuffer(text=data))
 
 
 BAD_OUTPUTS = [
@@ -78,7 +74,7 @@ BAD_OUTPUTS = [
 @pytest.mark.parametrize("item,why", [c[1:] for c in BAD_OUTPUTS], ids=[c[0] for c in BAD_OUTPUTS])
 def test_inconsistent_output_is_internal(srv, item, why):
     # the good item first: the bad one is named by its index
-    answer = execute_response({"x": [text("fine"), item]})
+    answer = execute_response({"x": [text_buffer("fine"), item]})
     for e in run_both(srv, lambda req, ctx: answer):
         assert type(e) is remotemedia.Internal
         assert e.code == grpc.StatusCode.INTERNAL and not e.from_server
@@ -96,13 +92,13 @@ def not_finite_metrics(value):
 @pytest.mark.parametrize("value,name", NOT_FINITE, ids=[n for _, n in NOT_FINITE])
 def test_metrics_not_finite_is_internal(srv, value, name):
     # as the C client refuses them (they were handed over as the metrics dict)
-    answer = execute_response({"x": [text("fine")]}, metrics=not_finite_metrics(value))
+    answer = execute_response({"x": [text_buffer("fine")]}, metrics=not_finite_metrics(value))
     for e in run_both(srv, lambda req, ctx: answer):
         assert type(e) is remotemedia.Internal and not e.from_server
         assert e.message == ("the server's response: metrics node 'a': avg_duration_us is %s "
                              "(metrics are finite)" % name)
     top = metrics_pb2.PipelineMetrics(pipeline_id="p", peak_memory_mb=value)
-    answer = execute_response({"x": [text("fine")]}, metrics=top)
+    answer = execute_response({"x": [text_buffer("fine")]}, metrics=top)
     for e in run_both(srv, lambda req, ctx: answer):
         assert e.message == ("the server's response: metrics: peak_memory_mb is %s (metrics "
                              "are finite)" % name)

@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 import pytest
 
+from rmtest.cli import VALGRIND_LINE, error_line, run_cli, wrapper
 from rmtest.pki import make_pki
 from rmtest.server import RunningServer
 
@@ -33,27 +34,9 @@ SEED_NODE_KEYS = ["node_id", "execution_count", "success_count", "error_count", 
                   "total_duration_us", "avg_duration_us", "min_duration_us", "max_duration_us"]
 
 
-def wrapper():
-    return shlex.split(os.environ.get("RM_CLIENT_WRAPPER", ""))
-
-
-VALGRIND_LINE = re.compile(r"^==\d+== ?.*$\n?", re.M)
-
-
 def cli(*args, cwd=None):
     """Runs the CLI; returns (exit status, stdout, stderr without a wrapper's own lines)."""
-    p = subprocess.run(wrapper() + [os.environ["RM_CLI_BIN"], *args], capture_output=True,
-                       text=True, timeout=RUN_TIMEOUT_S, cwd=cwd)
-    if p.returncode == 99 and wrapper():
-        raise AssertionError("memory errors under %s:\n%s" % (wrapper()[0], p.stderr))
-    return p.returncode, p.stdout, VALGRIND_LINE.sub("", p.stderr)
-
-
-def error_line(stderr):
-    """The CLI's one error line."""
-    lines = [ln for ln in stderr.splitlines() if ln.startswith("remotemedia:")]
-    assert len(lines) == 1, stderr
-    return lines[0]
+    return run_cli(*args, timeout=RUN_TIMEOUT_S, cwd=cwd)
 
 
 # ---------------------------------------------------------------- fixtures

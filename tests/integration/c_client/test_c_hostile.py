@@ -4,37 +4,23 @@ RM_CLIENT_EPROTO naming what is wrong (the CLI: exit 1, one line "remotemedia: t
 response: ..."), never a crash, a leak, a file written outside --output-dir, or data
 handed over mis-shaped or silently dropped. $RM_CLIENT_WRAPPER (e.g. valgrind) is put in
 front of the CLI; an ASan build of it reports through its exit status."""
-import os
-import shlex
 import struct
-import subprocess
 import wave
 
-import grpc
 import pytest
 
 from remotemedia.v1 import data_pb2, metrics_pb2
+from rmtest.cli import error_line, run_cli
 from rmtest.hostile import (HostileServer, audio_buffer, execute_response, health_pb2, pb,
-                            status, tensor_buffer)
+                            status, tensor_buffer, text_buffer)
 
 RUN_TIMEOUT_S = 120  # a safety net for hung processes, not an assertion
 
 
 def cli(*args):
-    wrap = shlex.split(os.environ.get("RM_CLIENT_WRAPPER", ""))
-    p = subprocess.run(wrap + [os.environ["RM_CLI_BIN"], *args], capture_output=True,
-                       timeout=RUN_TIMEOUT_S)
-    err = p.stderr.decode("utf-8", "replace")
+    rc, out, err = run_cli(*args, timeout=RUN_TIMEOUT_S)
     assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err
-    if wrap:
-        assert p.returncode != 99, err
-    return p.returncode, p.stdout.decode("utf-8", "replace"), err
-
-
-def error_line(err):
-    lines = [ln for ln in err.splitlines() if ln.startswith("remotemedia:")]
-    assert len(lines) == 1, err
-    return lines[0]
+    return rc, out, err
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +47,6 @@ def run(srv, files, answer, *extra):
     srv.on("ExecutePipeline", answer)
     return cli("run", str(files / "m.json"), "--input", "x=" + str(files / "in.json"),
                "--server", srv.address, "--timeout-ms", "10000", *extra)
-
-
-def text(t):
-    return data_pb2.DataBuffer(text=data_pb2.TextBuffer(text=t))
 
 
 BAD_OUTPUTS = [
@@ -94,7 +76,7 @@ BAD_OUTPUTS = [
 
 @pytest.mark.parametrize("item,why", [c[1:] for c in BAD_OUTPUTS], ids=[c[0] for c in BAD_OUTPUTS])
 def test_inconsistent_output_refused(srv, files, item, why):
-    answer = execute_response({"x": [text("fine"), item]})
+    answer = execute_response({"x": [text_buffer("fine"), item]})
     rc, out, err = run(srv, files, lambda req, ctx: answer, "--output-dir",
                        str(files / ("out_" + str(abs(hash(why))))))
     assert (rc, out) == (1, "")  # was 0, the item described (and written) as it came
@@ -102,7 +84,7 @@ def test_inconsistent_output_refused(srv, files, item, why):
 
 
 def test_output_key_outside_output_dir(srv, files):
-    answer = execute_response({"../escape": [text("hi")]})
+    answer = execute_response({"../escape": [text_buffer("hi")]})
     rc, out, err = run(srv, files, lambda req, ctx: answer, "--output-dir",
                        str(files / "keys" / "out"))
     assert (rc, out) == (1, "")
@@ -156,7 +138,7 @@ def test_json_with_nul_refused(srv, files):
 def test_metrics_not_finite_refused(srv, files, value, name):
     m = metrics_pb2.PipelineMetrics(pipeline_id="p", node_metrics=[
         metrics_pb2.NodeMetrics(node_id="a", avg_duration_us=value)])
-    answer = execute_response({"x": [text("fine")]}, metrics=m)
+    answer = execute_response({"x": [text_buffer("fine")]}, metrics=m)
     rc, out, err = run(srv, files, lambda req, ctx: answer, "--metrics", "--metrics-json")
     # was exit 0 with the metrics silently missing (jansson has no NaN)
     assert (rc, out) == (1, "")
@@ -170,7 +152,7 @@ def test_absurd_but_finite_metrics_pass(srv, files):
              for i in range(2000)]
     m = metrics_pb2.PipelineMetrics(pipeline_id="p" * 10000, peak_memory_bytes=2 ** 64 - 1,
                                     node_metrics=nodes)
-    answer = execute_response({"x": [text("fine")]}, metrics=m)
+    answer = execute_response({"x": [text_buffer("fine")]}, metrics=m)
     rc, out, err = run(srv, files, lambda req, ctx: answer, "--metrics-json")
     assert rc == 0, err
     assert out.count('"node_id"') == 2000

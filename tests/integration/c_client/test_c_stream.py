@@ -7,32 +7,23 @@ valgrind) is put in front of both."""
 import json
 import os
 import re
-import shlex
 import subprocess
 import wave
 
 import numpy as np
 import pytest
 
+from rmtest.cli import run_cli, wrapper
 from rmtest.server import RunningServer
 
 RUN_TIMEOUT_S = 600  # a safety net for hung processes, not an assertion
-VALGRIND_LINE = re.compile(r"^==\d+== ?.*$\n?", re.M)
 MANIFEST = {"name": "rs-stream",
             "nodes": [{"id": "rs", "node_type": "AudioResample", "params": {"rate": 16000}}],
             "connections": []}
 
 
-def wrapper():
-    return shlex.split(os.environ.get("RM_CLIENT_WRAPPER", ""))
-
-
 def cli(*args):
-    p = subprocess.run(wrapper() + [os.environ["RM_CLI_BIN"], *args], capture_output=True,
-                       text=True, timeout=RUN_TIMEOUT_S)
-    if p.returncode == 99 and wrapper():
-        raise AssertionError("memory errors under %s:\n%s" % (wrapper()[0], p.stderr))
-    return p.returncode, p.stdout, VALGRIND_LINE.sub("", p.stderr)
+    return run_cli(*args, timeout=RUN_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -179,6 +179,11 @@ def audio_buffer(samples=b"\0" * 8, sample_rate=48000, channels=1, fmt=1):
     return b
 
 
+def text_buffer(t):
+    """A DataBuffer holding text t."""
+    return data_pb2.DataBuffer(text=data_pb2.TextBuffer(text=t))
+
+
 def tensor_buffer(data, shape, dtype=1):
     b = data_pb2.DataBuffer()
     b.tensor.data = data
