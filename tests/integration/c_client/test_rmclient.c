@@ -10,6 +10,7 @@
 #include <CUnit/Basic.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -878,6 +879,22 @@ static void temp_bytes(char *path, const char *bytes, size_t len) {
   close(fd);
 }
 
+/* rm_client_new refuses o with RM_CLIENT_EINVAL, the message printed from fmt, and no client. */
+__attribute__((format(printf, 2, 3))) static void expect_refused(const rm_client_options_t *o,
+                                                                 const char *fmt, ...) {
+  char want[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(want, sizeof want, fmt, ap);
+  va_end(ap);
+  rm_client_t *c = NULL;
+  rm_client_error_t err;
+  CHECK_INT(rm_client_new(o, &c, &err), RM_CLIENT_EINVAL);
+  CHECK_STR(err.message, want);
+  CU_ASSERT_PTR_NULL(c);
+  rm_client_free(c);
+}
+
 /* Regression: a CA bundle or client chain with a damaged certificate block was accepted (it
  * holds "-----BEGIN CERTIFICATE-----"), the core read it up to that block and silently
  * dropped every certificate after it, and each call failed UNAVAILABLE; a key of another
@@ -897,7 +914,7 @@ static void test_tls_pem_checks(void) {
   *l = '#';
   char *text = malloc(other_len + client_len + ca_len + 1);
   CU_ASSERT_PTR_NOT_NULL_FATAL(text);
-  char bundle[32], cut[32], nul[32], chain[32], msg[512];
+  char bundle[32], cut[32], nul[32], chain[32];
   snprintf(text, other_len + client_len + ca_len + 1, "%s%s%s", other, damaged, ca);
   temp_bytes(bundle, text, strlen(text));
   rm_client_options_t o = {0};
@@ -909,21 +926,16 @@ static void test_tls_pem_checks(void) {
 
   /* a valid CA, a damaged block, then the server's CA: the core would use only the first */
   o.tls_ca_file = bundle;
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  snprintf(msg, sizeof msg,
-           "tls_ca_file %s: certificate 2 (line %u) does not parse (bad base64 decode); the "
-           "certificates after it would be ignored",
-           bundle, line);
-  CHECK_STR(err.message, msg);
-  CU_ASSERT_PTR_NULL(c);
+  expect_refused(&o,
+                 "tls_ca_file %s: certificate 2 (line %u) does not parse (bad base64 decode); the "
+                 "certificates after it would be ignored",
+                 bundle, line);
   o.tls_ca_file = NULL;
   o.tls_ca_pem = text;
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  snprintf(msg, sizeof msg,
-           "tls_ca_pem: certificate 2 (line %u) does not parse (bad base64 decode); the "
-           "certificates after it would be ignored",
-           line);
-  CHECK_STR(err.message, msg);
+  expect_refused(&o,
+                 "tls_ca_pem: certificate 2 (line %u) does not parse (bad base64 decode); the "
+                 "certificates after it would be ignored",
+                 line);
   /* without the damaged block the server's CA, after the other one, is used */
   snprintf(text, other_len + client_len + ca_len + 1, "%s%s", other, ca);
   CHECK_INT(rm_client_new(&o, &c, &err), 0);
@@ -939,21 +951,17 @@ static void test_tls_pem_checks(void) {
   snprintf(text, other_len + client_len + ca_len + 1, "%s%.200s", other, ca);
   temp_bytes(cut, text, strlen(text));
   o.tls_ca_file = cut;
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  snprintf(msg, sizeof msg,
-           "tls_ca_file %s: certificate 2 (line %u) does not parse (bad end line); the "
-           "certificates after it would be ignored",
-           cut, line);
-  CHECK_STR(err.message, msg);
+  expect_refused(&o,
+                 "tls_ca_file %s: certificate 2 (line %u) does not parse (bad end line); the "
+                 "certificates after it would be ignored",
+                 cut, line);
   memcpy(text, other, other_len);
   text[other_len] = '\0';
   memcpy(text + other_len + 1, ca, ca_len);
   temp_bytes(nul, text, other_len + 1 + ca_len);
   o.tls_ca_file = nul;
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  snprintf(msg, sizeof msg, "tls_ca_file %s holds a NUL byte at offset %zu: a PEM file is text",
-           nul, other_len);
-  CHECK_STR(err.message, msg);
+  expect_refused(&o, "tls_ca_file %s holds a NUL byte at offset %zu: a PEM file is text", nul,
+                 other_len);
 
   /* mutual TLS: a damaged block in the chain, a key of another certificate, a damaged key */
   o.tls_ca_file = cfg.tls_ca;
@@ -961,33 +969,27 @@ static void test_tls_pem_checks(void) {
   snprintf(text, other_len + client_len + ca_len + 1, "%s%s", client_pem, damaged);
   temp_bytes(chain, text, strlen(text));
   o.tls_key_file = cfg.tls_key;
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  snprintf(msg, sizeof msg,
-           "tls_cert_file %s: certificate 2 (line %u) does not parse (bad base64 decode); the "
-           "certificates after it would be ignored",
-           chain, count_lines(client_pem) + 1);
-  CHECK_STR(err.message, msg);
+  expect_refused(
+      &o,
+      "tls_cert_file %s: certificate 2 (line %u) does not parse (bad base64 decode); the "
+      "certificates after it would be ignored",
+      chain, count_lines(client_pem) + 1);
   o.tls_cert_file = cfg.tls_cert;
   o.tls_key_file = cfg.tls_other_key;
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  snprintf(msg, sizeof msg, "tls_key_file %s does not match the certificate in tls_cert_file %s",
-           cfg.tls_other_key, cfg.tls_cert);
-  CHECK_STR(err.message, msg);
+  expect_refused(&o, "tls_key_file %s does not match the certificate in tls_cert_file %s",
+                 cfg.tls_other_key, cfg.tls_cert);
   size_t key_len;
   char *key = slurp(cfg.tls_other_key, &key_len);
   o.tls_cert_file = o.tls_key_file = NULL;
   o.tls_cert_pem = client_pem;
   o.tls_key_pem = key;
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  CHECK_STR(err.message, "tls_key_pem does not match the certificate in tls_cert_pem");
+  expect_refused(&o, "tls_key_pem does not match the certificate in tls_cert_pem");
   l = key;
   for (int i = 0; i < 2; i++)
     l = strchr(l, '\n') + 1;
   *l = '#';
-  CHECK_INT(rm_client_new(&o, &c, &err), RM_CLIENT_EINVAL);
-  CHECK_STR(err.message,
-            "tls_key_pem: the private key does not parse (gRPC takes an unencrypted PEM key)");
-  CU_ASSERT_PTR_NULL(c);
+  expect_refused(&o,
+                 "tls_key_pem: the private key does not parse (gRPC takes an unencrypted PEM key)");
   /* the pair that belongs together connects */
   o.tls_cert_pem = NULL;
   o.tls_key_pem = NULL;
