@@ -8,6 +8,7 @@ server-wide budget counts rather than the request's)."""
 import os
 import re
 import struct
+import subprocess
 import threading
 import time
 
@@ -219,6 +220,44 @@ def test_mixed_heavy_load_stays_within_max_memory():
         if not sanitized(srv.proc.pid):
             assert peak < 512 * MiB + MIXED_OVERHEAD
             assert after < idle + 64 * MiB
+
+
+@pytest.mark.skipif(VALGRIND, reason="a load test: minutes under valgrind")
+def test_a_flood_of_big_messages_is_held_by_the_cores_quota(tmp_path):
+    """160 request messages of 16 MiB at once (8 connections x 20 streams, h2load), more than
+    the server can admit under --max-memory 64M: the gRPC core takes a message in before the
+    server sees its call, and used to hold every one of them (peak RSS 2.1-2.4 GiB of the
+    2.5 GiB sent). Its resource quota (max-memory plus one max-size message) now cancels
+    streams past it: the peak stays under half of what was sent (measured 0.6-0.8 GiB), and
+    the server serves on and gives the memory back."""
+    n = 16 * MiB
+    body = tmp_path / "flood.grpc"
+    body.write_bytes(b"\0" + struct.pack(">I", n) + b"\x0a" + bytes(n - 1))
+    sent = 160 * n
+    with RunningServer(["--max-memory", "64M", "--max-request-memory", "32M"]) as srv, \
+            srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        assert_serving(stub)
+        idle = status_kb(srv.proc.pid, "VmRSS")
+        p = subprocess.run(
+            ["h2load", "-n", "160", "-c", "8", "-m", "20", "-d", str(body),
+             "-H", "content-type: application/grpc", "-H", "te: trailers",
+             f"http://{srv.address()}/remotemedia.v1.PipelineService/ExecutePipeline"],
+            capture_output=True, text=True, timeout=300)
+        assert "160 done" in p.stdout, p.stdout + p.stderr
+        peak = status_kb(srv.proc.pid, "VmHWM")
+        assert_serving(stub)
+        deadline = time.monotonic() + 15
+        after = status_kb(srv.proc.pid, "VmRSS")
+        while after >= idle + 64 * MiB and time.monotonic() < deadline:
+            time.sleep(0.1)
+            after = status_kb(srv.proc.pid, "VmRSS")
+        print(f"\n    flood: {sent / MiB:.0f} MiB sent; idle RSS {idle / MiB:.1f} MiB, "
+              f"peak {peak / MiB:.1f} MiB, after {after / MiB:.1f} MiB")
+        if not sanitized(srv.proc.pid):
+            assert peak < sent // 2
+            assert after < idle + 64 * MiB
+    assert srv.proc.returncode == 0
 
 
 def test_runs_wait_for_memory_with_memory_wait_ms():
