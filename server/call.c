@@ -57,6 +57,7 @@ enum { READ_IDLE, READ_IN_CALLBACK, READ_DEFERRED };
 struct rm_call {
   rm_tag_t close_tag;
   rm_tag_t send_tag;
+  rm_tag_t request_tag; /* read_request */
   /* The call's batches and handlers (rm_call_ref). At 0 the call is over: it is logged and
    * its grpc_call released (call_unref). */
   atomic_int refs;
@@ -1095,6 +1096,43 @@ static int admit(rm_call_t *c) {
 static void call_start(rm__arrival_t *a, const rm_error_t *reject);
 static void call_handle(rm_call_t *c, rm__arrival_t *a, const rm_error_t *reject);
 
+/* The request message of an admitted call (read_request) has arrived, or the call ended
+ * before it did: then payload stays NULL and handle_request tells why. */
+static void on_request_message(rm_tag_t *tag, int ok) {
+  (void)ok;
+  rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, request_tag);
+  int hot = c->method->hot;
+  rm_budget_t *outer = hot ? rm_budget_enter(rm_server_budget(c->s)) : NULL;
+  const char *outer_rid = rm_log_set_request_id(c->rid);
+  c->request_bytes = c->payload ? grpc_byte_buffer_length(c->payload) : 0;
+  if (c->payload)
+    rm_stats_msg_received(c->stats_method);
+  if (!admit(c))
+    handle_request(c);
+  rm_log_set_request_id(outer_rid);
+  if (hot)
+    rm_budget_leave(outer);
+  call_unref(c);
+}
+
+/* Reads the request message of a call registered without it, now that the call is admitted
+ * (a refused one is answered without its message ever being taken in). */
+static void read_request(rm_call_t *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &c->payload;
+  c->request_tag.fn = on_request_message;
+  rm_call_ref(c);
+  RM_TSAN_RELEASE(&c->request_tag);
+  if (grpc_call_start_batch(c->call, &op, 1, &c->request_tag, NULL) != GRPC_CALL_OK) {
+    call_unref(c);
+    rm_error_t err;
+    rm_error_set(&err, RM_EINTERNAL, NULL, NULL, "the request message could not be read");
+    rm_call_fail(c, &err);
+  }
+}
+
 void rm__call_start(rm__arrival_t *a, const rm_error_t *reject) {
   /* An ExecutePipeline call, its arena and whatever its handler allocates count in the
    * server's budget; health, reflection and the small RPCs stay outside it, so a full
@@ -1150,6 +1188,10 @@ static void call_handle(rm_call_t *c, rm__arrival_t *a, const rm_error_t *reject
   }
   if (a->m->kind != RM_RPC_UNARY && stream_setup(c))
     return;
+  if (a->read_payload) {
+    read_request(c);
+    return;
+  }
   if (admit(c))
     return;
   if (a->m->kind == RM_RPC_BIDI_STREAM)

@@ -67,6 +67,7 @@ typedef struct rm__arrival {
   gpr_timespec deadline;
   grpc_metadata_array md; /* moved into the call */
   grpc_byte_buffer *payload;
+  int read_payload;    /* the request message is read once the call is admitted (not with it) */
   const char *unknown; /* the path of an unregistered method */
 } rm__arrival_t;
 

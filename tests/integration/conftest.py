@@ -87,7 +87,9 @@ def trailers(err):
     return {k: v for k, v in (err.trailing_metadata() or ())}
 
 
-def assert_serving(stub):
+def assert_serving(stub, token=None):
     """The server still answers correctly after whatever just happened."""
-    r = stub.ExecutePipeline(audio_request(chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}))))
+    md = [("authorization", "Bearer " + token)] if token else None
+    r = stub.ExecutePipeline(audio_request(chain(("src", "PassThrough", {}), ("g", "Gain", {"db": 0}))),
+                             metadata=md)
     np.testing.assert_array_equal(f32(r.outputs["g"].items[0]), np.float32([0.25, -0.5, 0.125]))

@@ -11,6 +11,7 @@ import struct
 import time
 
 import numpy as np
+import pytest
 
 from conftest import assert_serving, audio_request, chain
 from rmtest.server import RunningServer
@@ -136,10 +137,16 @@ def test_a_borrowed_answer_the_client_reset_is_released():
 
 
 
-def test_a_request_cut_off_by_the_client_is_counted_as_cancelled():
+TOKEN = "cut-token-0123456789"
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["message-with-call", "read-after-auth"])
+def test_a_request_cut_off_by_the_client_is_counted_as_cancelled(auth):
     """The client resets its stream before the request message is whole: the call is logged
-    and counted CANCELLED (what the client saw), not as a bad request."""
-    with RunningServer(["--metrics-listen", "127.0.0.1:0"]) as srv:
+    and counted CANCELLED (what the client saw), not as a bad request. With tokens the server
+    reads the message itself once the call passed the check (not the core before it)."""
+    args = ["--auth-tokens", TOKEN] if auth else []
+    with RunningServer(["--metrics-listen", "127.0.0.1:0"] + args) as srv:
         body = audio_request(chain(("src", "PassThrough", {}), name="cut"),
                              samples=np.float32([0.5] * 64)).SerializeToString()
         message = b"\x00" + struct.pack(">I", len(body)) + body
@@ -149,7 +156,7 @@ def test_a_request_cut_off_by_the_client_is_counted_as_cancelled():
                 (":method", "POST"), (":scheme", "http"),
                 (":path", "/remotemedia.v1.PipelineService/ExecutePipeline"),
                 (":authority", "127.0.0.1:%d" % srv.port), ("content-type", "application/grpc"),
-                ("te", "trailers")])
+                ("te", "trailers")] + ([("authorization", "Bearer " + TOKEN)] if auth else []))
             sock.sendall(frame(HEADERS, END_HEADERS, 1, headers) +
                          frame(DATA, 0, 1, message[:len(message) // 2]))
             time.sleep(0.2)
@@ -164,4 +171,4 @@ def test_a_request_cut_off_by_the_client_is_counted_as_cancelled():
                                   r'grpc_code="(\w+)"\} (\d+)$', srv.metrics_text(), re.M))
         assert (handled["Canceled"], handled["InvalidArgument"]) == ("1", "0"), handled
         with srv.channel() as ch:
-            assert_serving(psg.PipelineServiceStub(ch))
+            assert_serving(psg.PipelineServiceStub(ch), TOKEN if auth else None)
