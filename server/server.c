@@ -241,7 +241,7 @@ static int admit(rm_server_t *s, const rm__arrival_t *a, rm_error_t *err) {
 /* Methods whose request arrives with the call: unary and server-streaming ones, except where
  * the server checks a token first. There the message is read only once the call is admitted
  * (rm__call_start), so a client without a valid token cannot make the server take in
- * messages; the extra read costs about 2.9k instructions per call (docs/security.md). */
+ * messages; the extra read costs about 3k instructions per call (docs/security.md). */
 static int payload_with_call(const rm_server_t *s, const rm_method_t *m) {
   return m->kind != RM_RPC_BIDI_STREAM && !(m->needs_auth && s->auth);
 }
