@@ -1124,8 +1124,9 @@ static void read_request(rm_call_t *c) {
   op.data.recv_message.recv_message = &c->payload;
   c->request_tag.fn = on_request_message;
   rm_call_ref(c);
+  grpc_call *gcall = c->call; /* read before the release: TSan */
   RM_TSAN_RELEASE(&c->request_tag);
-  if (grpc_call_start_batch(c->call, &op, 1, &c->request_tag, NULL) != GRPC_CALL_OK) {
+  if (grpc_call_start_batch(gcall, &op, 1, &c->request_tag, NULL) != GRPC_CALL_OK) {
     call_unref(c);
     rm_error_t err;
     rm_error_set(&err, RM_EINTERNAL, NULL, NULL, "the request message could not be read");

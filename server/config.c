@@ -133,6 +133,12 @@ static const opt_t opts[] = {
      "max(1/8 of it, 64 MiB), never below half the limit, else half the physical memory; otherwise "
      "at least 1M; K/M/G "
      "suffixes are KiB/MiB/GiB)"},
+    {"max-core-memory", "RM_MAX_CORE_MEMORY", T_BYTES, OFF(max_core_memory), "0", 0, INT64_MAX, 0,
+     "a resource quota on the gRPC core's own buffers (connections, request messages it takes "
+     "in before the server sees their call): past it the core closes idle connections and "
+     "cancels streams, any stream, not only a flood's (0 = none; a last resort against floods "
+     "of big messages on a server without tokens, set below the container's limit and above "
+     "max-memory plus max-message-bytes; see docs/security.md)"},
     {"max-request-memory", "RM_MAX_REQUEST_MEMORY", T_BYTES, OFF(max_request_memory), "256M",
      1 << 20, INT64_MAX, 0,
      "memory one run may allocate (buffers, node state, library memory); a request's "
@@ -537,6 +543,10 @@ static int check(const rm_config_t *cfg, rm_error_t *err) {
                            "max-memory must be 0 (what the container allows) or at least 1M, "
                            "got %lld bytes",
                            (long long)cfg->max_memory);
+  if (cfg->max_core_memory && cfg->max_core_memory < (1u << 20))
+    return rm__config_fail(err, RM_EPARAM, "max-core-memory",
+                           "max-core-memory must be 0 (none) or at least 1M, got %lld bytes",
+                           (long long)cfg->max_core_memory);
   return check_listen(cfg->listen, err);
 }
 

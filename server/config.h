@@ -53,6 +53,7 @@ typedef struct rm_config {
   /* memory (issue 10): bytes */
   uint64_t max_memory;         /* the server-wide budget every request draws from */
   uint64_t max_request_memory; /* one request's budget (max_memory_bytes) by default */
+  uint64_t max_core_memory;    /* the gRPC core's resource quota, 0 = none */
   uint64_t warm_bytes;         /* heap pre-faulted per thread at start-up (capped) */
   uint64_t memory_wait_ms;     /* how long a run on a worker may wait for its reservation */
   /* observability (issue 12) */

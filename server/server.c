@@ -418,21 +418,24 @@ static grpc_server *create_core_server(const rm_config_t *cfg) {
     n += arg_int(&args[n], GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
                  (int)cfg->max_connection_age_grace_ms);
   }
-  /* The core's own buffers (connections, and request messages it takes in before the server
-   * sees the call) are held to max-memory plus one max-size message (which must still reach
-   * the server to be answered): past it the core shrinks the flow-control windows, closes
-   * idle connections and cancels streams. It reclaims after reading, so a fast flood
-   * overshoots it, but no longer by every message sent (docs/security.md). */
-  grpc_resource_quota *quota = grpc_resource_quota_create("remotemedia");
-  grpc_resource_quota_resize(quota, (size_t)(cfg->max_memory + cfg->max_message_bytes));
-  args[n].type = GRPC_ARG_POINTER;
-  args[n].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
-  args[n].value.pointer.p = quota;
-  args[n].value.pointer.vtable = grpc_resource_quota_arg_vtable();
-  n++;
+  /* --max-core-memory: the core's own buffers (connections, request messages it takes in
+   * before the server sees their call) under a resource quota. Past it the core closes idle
+   * connections and cancels streams, any of them, so it is opt-in: a last resort before the
+   * container's limit (docs/security.md). */
+  grpc_resource_quota *quota = NULL;
+  if (cfg->max_core_memory) {
+    quota = grpc_resource_quota_create("remotemedia");
+    grpc_resource_quota_resize(quota, (size_t)cfg->max_core_memory);
+    args[n].type = GRPC_ARG_POINTER;
+    args[n].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+    args[n].value.pointer.p = quota;
+    args[n].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+    n++;
+  }
   grpc_channel_args ch_args = {n, args};
   grpc_server *server = grpc_server_create(&ch_args, NULL);
-  grpc_resource_quota_unref(quota); /* the server's channel args hold their own reference */
+  if (quota)
+    grpc_resource_quota_unref(quota); /* the server's channel args hold their own reference */
   return server;
 }
 

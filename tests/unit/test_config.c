@@ -61,6 +61,7 @@ static const opt_case_t all_opts[] = {
     {"max-concurrent-streams", "RM_MAX_CONCURRENT_STREAMS", K_INT, 1, 2147483647},
     {"max-metadata-bytes", "RM_MAX_METADATA_BYTES", K_INT, 1024, 16777216},
     {"max-memory", "RM_MAX_MEMORY", K_BYTES, 0, INT64_MAX},
+    {"max-core-memory", "RM_MAX_CORE_MEMORY", K_BYTES, 0, INT64_MAX},
     {"max-request-memory", "RM_MAX_REQUEST_MEMORY", K_BYTES, 1 << 20, INT64_MAX},
     {"warm-bytes", "RM_WARM_BYTES", K_BYTES, 0, 12 << 20},
     {"memory-wait-ms", "RM_MEMORY_WAIT_MS", K_INT, 0, 600000},
@@ -435,6 +436,8 @@ static void test_cross_option_checks(void) {
               "bytes");
   rm_config_t cfg;
   rm_error_t err;
+  EXPECT_FAIL(ARGS("--max-core-memory=4096"), RM_EPARAM, "max-core-memory",
+              "max-core-memory must be 0 (none) or at least 1M, got 4096 bytes");
   RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-memory=1M")), 0);
   RM_ASSERT_INT(cfg.max_memory, 1 << 20);
   rm_config_destroy(&cfg);
