@@ -14,41 +14,13 @@ import numpy as np
 import pytest
 
 from conftest import assert_serving, audio_request, chain
+from rmtest.h2 import (ACK, CANCEL, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING,
+                       RST_STREAM, SETTINGS, SETTINGS_INITIAL_WINDOW_SIZE, WINDOW_UPDATE, frame,
+                       headers_block, read_frame)
 from rmtest.server import RunningServer
 from remotemedia.v1 import pipeline_service_pb2_grpc as psg
 
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
-END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
-SETTINGS_INITIAL_WINDOW_SIZE = 4
-CANCEL = 8
-
-
-def frame(kind, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-
-
-def literal(name, value):
-    """HPACK literal header field without indexing, new name, no Huffman coding."""
-    def string(s):
-        b = s.encode()
-        assert len(b) < 127
-        return bytes([len(b)]) + b
-    return b"\x00" + string(name) + string(value)
-
-
-def read_frame(sock):
-    head = b""
-    while len(head) < 9:
-        chunk = sock.recv(9 - len(head))
-        assert chunk, "the server closed the connection"
-        head += chunk
-    length = struct.unpack(">I", b"\x00" + head[:3])[0]
-    payload = b""
-    while len(payload) < length:
-        chunk = sock.recv(length - len(payload))
-        assert chunk, "the server closed the connection"
-        payload += chunk
-    return head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF, payload
+EXECUTE = "/remotemedia.v1.PipelineService/ExecutePipeline"
 
 
 def reset_after_headers(srv, req, pipeline):
@@ -61,11 +33,7 @@ def reset_after_headers(srv, req, pipeline):
     with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
         sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
                      frame(SETTINGS, 0, 0, struct.pack(">HI", SETTINGS_INITIAL_WINDOW_SIZE, 0)))
-        headers = b"".join(literal(k, v) for k, v in [
-            (":method", "POST"), (":scheme", "http"),
-            (":path", "/remotemedia.v1.PipelineService/ExecutePipeline"),
-            (":authority", "127.0.0.1:%d" % srv.port), ("content-type", "application/grpc"),
-            ("te", "trailers")])
+        headers = headers_block(srv.port, EXECUTE)
         pieces = [message[i:i + 16384] for i in range(0, len(message), 16384)]  # max frame
         sock.sendall(frame(HEADERS, END_HEADERS, 1, headers) +
                      b"".join(frame(DATA, END_STREAM if i == len(pieces) - 1 else 0, 1, piece)
@@ -152,11 +120,8 @@ def test_a_request_cut_off_by_the_client_is_counted_as_cancelled(auth):
         message = b"\x00" + struct.pack(">I", len(body)) + body
         with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
             sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
-            headers = b"".join(literal(k, v) for k, v in [
-                (":method", "POST"), (":scheme", "http"),
-                (":path", "/remotemedia.v1.PipelineService/ExecutePipeline"),
-                (":authority", "127.0.0.1:%d" % srv.port), ("content-type", "application/grpc"),
-                ("te", "trailers")] + ([("authorization", "Bearer " + TOKEN)] if auth else []))
+            headers = headers_block(srv.port, EXECUTE,
+                                    [("authorization", "Bearer " + TOKEN)] if auth else [])
             sock.sendall(frame(HEADERS, END_HEADERS, 1, headers) +
                          frame(DATA, 0, 1, message[:len(message) // 2]))
             time.sleep(0.2)

