@@ -94,6 +94,7 @@ struct rm_call {
   int combined;      /* the close op rides in the send batch: on_sent drops both refs */
   int on_worker;     /* handled on a worker thread from the start */
   int unary;         /* counted by rm__server_unary_begin */
+  int memory_call;   /* counted by rm__server_memory_call */
   int replied;
   int gone;                     /* the answer cannot reach the client, or did not: client_gone() */
   int own;                      /* the server's own warm call (rm_call_own) */
@@ -190,6 +191,8 @@ static void call_free(rm_call_t *c) {
   if (c->response)
     grpc_byte_buffer_destroy(c->response);
   rm_budget_discharge(rm_server_budget(s), c->payload_charge + c->response_charge);
+  if (c->memory_call)
+    rm__server_memory_call(s, -1);
   rm_free(c->error_text);
   rm_free(c->unregistered_path);
   rm_arena_destroy(&c->arena);
@@ -635,7 +638,7 @@ void rm_call_reply_within(rm_call_t *c, const ProtobufCMessage *msg, size_t boun
   rm_budget_t *b = rm_server_budget(c->s);
   if (rm_budget_charge(b, bound)) {
     rm_error_t err;
-    rm_call_memory_refused(&err, "the response", protobuf_c_message_get_packed_size(msg));
+    rm_call_memory_refused(c->s, &err, "the response", protobuf_c_message_get_packed_size(msg));
     rm_call_fail(c, &err);
     return;
   }
@@ -754,7 +757,7 @@ void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t m
         .base = {.append = packer_append}, .min_borrow = p.min_borrow, .count_only = 1};
     protobuf_c_message_pack_to_buffer(msg, &count.base);
     rm_error_t err;
-    rm_call_memory_refused(&err, "the response", count.copied);
+    rm_call_memory_refused(c->s, &err, "the response", count.copied);
     rm_call_fail(c, &err);
     return;
   }
@@ -922,7 +925,7 @@ void rm_call_fail_unpack(rm_call_t *c) {
   if (c->unpack_strings)
     err = *c->unpack_strings;
   else if (c->unpack_refused)
-    rm_call_memory_refused(&err, "unpacking the request", c->request_bytes);
+    rm_call_memory_refused(c->s, &err, "unpacking the request", c->request_bytes);
   else if (c->unpack_exceeded)
     rm_error_set(&err, RM_ELIMIT, NULL, NULL,
                  "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
@@ -942,13 +945,22 @@ void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint6
                what, bytes, (unsigned long long)held, (unsigned long long)limit);
 }
 
-void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes) {
+void rm_call_memory_refused(const rm_server_t *s, rm_error_t *err, const char *what, size_t bytes) {
   rm_budget_refusal_t r = {0};
   rm_budget_refused(&r);
-  rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
-               "%s needs %zu bytes, but the server's memory budget has %zu of its %zu bytes in "
-               "use (max-memory); retry later",
-               what, bytes, r.used, r.limit);
+  if (r.limit && bytes > r.limit)
+    rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
+                 "%s needs %zu bytes, more than the server's whole memory budget of %zu bytes "
+                 "(max-memory): it cannot be served here",
+                 what, bytes, r.limit);
+  else
+    rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
+                 "%s needs %zu bytes, but the server's memory budget has %zu of its %zu bytes in "
+                 "use (max-memory)%s",
+                 what, bytes, r.used, r.limit,
+                 rm_server_calls_alone(s) ? ", by the server itself and this call alone: it "
+                                            "cannot be served here"
+                                          : "; retry later");
 }
 
 /* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
@@ -965,7 +977,7 @@ static void unpack_and_handle(rm_call_t *c) {
   size_t copy = rm_bytebuf_view_copy_bytes(c->payload);
   if (rm_budget_charge(b, copy)) {
     rm_error_t err;
-    rm_call_memory_refused(&err, "the request's bytes", copy);
+    rm_call_memory_refused(c->s, &err, "the request's copy in one piece", copy);
     rm_call_fail(c, &err);
     return;
   }
@@ -1074,12 +1086,15 @@ static int admit(rm_call_t *c) {
   rm_budget_t *b = rm_server_budget(c->s);
   if (!c->payload || !c->method->hot || !b)
     return 0;
+  /* counted before it asks, so that a refusal sees itself among the calls holding memory */
+  c->memory_call = 1;
+  rm__server_memory_call(c->s, 1);
   /* the message is resident already: what the server holds must not pass max-memory with it */
   uint64_t held = 0;
   int over = c->request_bytes >= RM_SERVER_RELIEVE_MIN_BYTES && rm_server_relieve(c->s, 0, &held);
   rm_error_t err;
   if (rm_budget_charge(b, c->request_bytes)) {
-    rm_call_memory_refused(&err, "the request", c->request_bytes);
+    rm_call_memory_refused(c->s, &err, "the request", c->request_bytes);
     rm_call_fail(c, &err);
     return RM_ELIMIT;
   }

@@ -58,8 +58,10 @@ int rm_call_traceparent_id(const char *v, size_t len, char out[33]);
 rm_stats_run_t *rm_call_stats_run(rm_call_t *call);
 
 /* Fills err for something the server's memory budget (--max-memory) refused on this thread:
- * RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size. */
-void rm_call_memory_refused(rm_error_t *err, const char *what, size_t bytes);
+ * RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size, and
+ * whether it can fit later: not when it is more than the whole budget, nor when no other
+ * call of server s holds memory (what is in use then is the server's own and this call's). */
+void rm_call_memory_refused(const rm_server_t *s, rm_error_t *err, const char *what, size_t bytes);
 /* The same when the budget had room but what the server holds, measured (rm_server_relieve),
  * would pass max-memory (limit). */
 void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,

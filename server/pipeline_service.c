@@ -200,31 +200,55 @@ static void run_job_budgeted(exec_job_t *job);
 
 /* What a run takes from the server's budget before it starts: RESERVE_PER_INPUT_BYTE times
  * its input bytes (a heavy pipeline holds its input, a converted copy and a few outputs of
- * that size), at least RESERVE_MIN, at most the request's budget. Small requests stay cheap
- * to admit; a big one is refused at once when the server cannot hold what it will need. */
+ * that size), at least RESERVE_MIN (an eighth of a smaller --max-memory), at most the
+ * request's budget. Small requests stay cheap to admit; a big one is refused at once when
+ * the server cannot hold what it will need while others run (see try_reserve). */
 #define RESERVE_MIN ((size_t)8 << 20)
 #define RESERVE_PER_INPUT_BYTE 8
+
 static size_t reservation(const exec_job_t *job) {
   size_t in = rm_call_request_bytes(job->call);
   size_t want = in > SIZE_MAX / RESERVE_PER_INPUT_BYTE ? SIZE_MAX : in * RESERVE_PER_INPUT_BYTE;
-  if (want < RESERVE_MIN)
-    want = RESERVE_MIN;
+  size_t least = RESERVE_MIN;
+  uint64_t server = rm_server_config(job->server)->max_memory;
+  if (server && server / 8 < least)
+    least = (size_t)(server / 8);
+  if (want < least)
+    want = least;
   return want < job->limits.max_memory_bytes ? want : (size_t)job->limits.max_memory_bytes;
+}
+
+/* What a run alone on the server can reserve: the budget's free bytes, and no more than the
+ * measured holding leaves of max-memory (held 0: not measured). */
+static size_t room_alone(exec_job_t *job, uint64_t held) {
+  rm_budget_t *sb = rm_server_budget(job->server);
+  size_t used = rm_budget_used(sb), limit = rm_budget_limit(sb);
+  size_t room = limit > used ? limit - used : 0;
+  uint64_t max = rm_server_config(job->server)->max_memory;
+  if (held && max - (held < max ? held : max) < room)
+    room = (size_t)(max - (held < max ? held : max));
+  return room;
 }
 
 /* rm_budget_reserve, and for a big reservation the same against what the server holds,
  * measured (rm_server_relieve): 0, or RM_ELIMIT with *held set when the measure refused (0
- * when the budget did). */
+ * when the budget did). A run alone on the server is never refused for its reservation:
+ * what the budget holds then is the server's own or its own call's, which no wait would
+ * give back, so it reserves what there is and draws beyond as it goes (a node that cannot
+ * draw fails, naming max_memory). */
 static int try_reserve(exec_job_t *job, rm_budget_t *pb, size_t want, uint64_t *held) {
   uint64_t h = 0;
   /* small runs never measure: they are most calls, and RESERVE_MIN is their floor */
   int over = want > RESERVE_MIN && rm_server_relieve(job->server, want, &h);
-  int rc = rm_budget_reserve(pb, want);
-  *held = 0;
-  if (!rc && over) {
-    rm_budget_unreserve(pb);
-    *held = h;
-    rc = RM_ELIMIT;
+  int rc = over ? RM_ELIMIT : rm_budget_reserve(pb, want);
+  *held = over ? h : 0;
+  if (rc && rm_server_exec_alone(job->server)) {
+    size_t room = room_alone(job, h);
+    if (room < want && (!room || !rm_budget_reserve(pb, room))) {
+      rm_budget_refusal_clear();
+      *held = 0;
+      rc = 0;
+    }
   }
   return rc;
 }
@@ -362,7 +386,7 @@ static void run_job_budgeted(exec_job_t *job) {
         rm_call_held_refused(&err, "the run's memory reservation", want, held,
                              rm_server_config(job->server)->max_memory);
       else
-        rm_call_memory_refused(&err, "the run's memory reservation", want);
+        rm_call_memory_refused(job->server, &err, "the run's memory reservation", want);
       rc = err.code;
     } else {
       rm_budget_reset_peak(pb);

@@ -46,8 +46,9 @@ struct rm_server {
   atomic_uint_fast64_t relieved_ns; /* rm_server_relieve's last trim */
   uint64_t resident_base;           /* resident bytes before the warm-up (0: unknown) */
   atomic_long executing;            /* ExecutePipeline slots taken */
-  atomic_long sessions; /* StreamPipeline sessions open (what the drain also waits for) */
-  atomic_int own_call;  /* rm_server_set_own_call */
+  atomic_long sessions;     /* StreamPipeline sessions open (what the drain also waits for) */
+  atomic_long memory_calls; /* rm__server_memory_call */
+  atomic_int own_call;      /* rm_server_set_own_call */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* signalled when held/unary drop */
   rm_pool_t pool;
@@ -186,6 +187,18 @@ int rm_server_exec_acquire(rm_server_t *s) {
 }
 
 void rm_server_exec_release(rm_server_t *s) { atomic_fetch_sub(&s->executing, 1); }
+
+void rm__server_memory_call(rm_server_t *s, int delta) {
+  atomic_fetch_add(&s->memory_calls, delta);
+}
+
+int rm_server_calls_alone(const rm_server_t *s) {
+  return atomic_load(&s->memory_calls) + atomic_load(&s->sessions) <= 1;
+}
+
+int rm_server_exec_alone(const rm_server_t *s) {
+  return atomic_load(&s->executing) <= 1 && atomic_load(&s->sessions) == 0;
+}
 
 int rm_server_session_acquire(rm_server_t *s) {
   long now = atomic_fetch_add(&s->sessions, 1);

@@ -110,7 +110,7 @@ def test_hostile_request_is_refused_before_its_memory(name, build, node_type):
         else:
             assert t["rm-field"] == "max_memory_bytes"
             assert f"node 'src' ({node_type}) needs " in e.value.details()
-            assert f"bytes in use (max_memory_bytes)" in e.value.details()
+            assert "bytes in use (max_memory_bytes)" in e.value.details()
         if not VALGRIND and not sanitized(srv.proc.pid):
             assert grown < BUDGET + FIXED_SLACK + 2 * wire
 
@@ -161,9 +161,11 @@ def test_server_budget_refuses_a_request_that_does_not_fit():
     t = trailers(e.value)
     assert t["rm-error-kind"] == "limit_exceeded"
     assert t["rm-field"] == "max_memory"
-    assert e.value.details().startswith("the request needs %d bytes, but the server's memory "
-                                        "budget has " % req.ByteSize())
-    assert e.value.details().endswith(" of its 25165824 bytes in use (max-memory); retry later")
+    # more than the whole budget: no wait would let it in, so it is not told to retry later
+    assert e.value.details() == ("the request needs %d bytes, more than the server's whole "
+                                 "memory budget of 25165824 bytes (max-memory): it cannot be "
+                                 "served here" % req.ByteSize())
+    assert t["grpc-retry-pushback-ms"] == "-1"
 
 
 def resample_request():
@@ -376,25 +378,95 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
             pytest.skip("the server does not measure its resident size under ASan or valgrind")
         assert srv.events("heap_trimmed") == []
         # its reservation (8 x its bytes) is more than what is left of max-memory once the
-        # request itself is charged: first trimmed, then refused as before
-        with pytest.raises(grpc.RpcError) as e:
-            stub.ExecutePipeline(big, timeout=60)
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "the run's memory reservation needs %d bytes" % want in e.value.details()
-        assert srv.wait_for_event("call", 30, lambda e: e["status"] == "RESOURCE_EXHAUSTED")
+        # request itself is charged: first trimmed; then, as nothing else runs, it runs with
+        # what there is (test_a_run_alone_is_not_refused_for_its_reservation)
+        r = stub.ExecutePipeline(big, timeout=60)
+        assert len(r.outputs["src"].items[0].audio.samples) == 24_000_000
         trims = srv.events("heap_trimmed")
         assert [t["more"] for t in trims] == [want]
         # it holds the request (24 MB) when it asks; the trim's effect depends on the heap
         assert trims[0]["held_before"] > 24_000_000 and trims[0]["held_after"] > 24_000_000
 
 
+def test_a_run_alone_is_not_refused_for_its_reservation():
+    """A run reserves 8 x its request (56 MB for a 7 MB PassThrough), more than a 64 MiB
+    server has left beside the request and its copy. Alone on the server it runs with what
+    is free (no wait would free more); a second such call while it runs is refused at once
+    with "retry later", and served once the first is done."""
+    samples = np.arange(1_750_000, dtype=np.float32)  # 7 MB
+    slow = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500})),
+                             output_nodes=["d"])
+    set_audio(slow.inputs["src"], samples)
+    quick = audio_request("PassThrough", {}, samples)
+    with RunningServer(["--max-memory", "64M", "--warm-bytes", "0", "--metrics-listen",
+                        "127.0.0.1:0"]) as srv, srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        first = stub.ExecutePipeline.future(slow, timeout=60)
+        # the first run holds its reservation: the budget is (nearly) full
+        deadline = time.monotonic() + 30
+        while budget_in_use(srv) < 60 << 20 and not first.done():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not first.done()
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(quick, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert trailers(e.value)["rm-field"] == "max_memory"
+        assert e.value.details().endswith(" of its 67108864 bytes in use (max-memory); retry "
+                                          "later"), e.value.details()
+        out = first.result(timeout=60).outputs["d"].items[0].audio.samples
+        assert np.array_equal(np.frombuffer(out, np.float32), samples)
+        out = stub.ExecutePipeline(quick, timeout=60).outputs["src"].items[0].audio.samples
+        assert np.array_equal(np.frombuffer(out, np.float32), samples)
+
+
+@pytest.mark.parametrize("budget", ["1M", "4M", "8M"])
+def test_a_small_max_memory_serves_what_fits(budget):
+    """Below 64 MiB a run's least reservation is an eighth of --max-memory, not 8 MiB: a
+    server of 1 to 8 MiB serves small requests (it refused every one), and refuses a request
+    bigger than its whole budget without "retry later"."""
+    limit = int(budget[:-1]) << 20
+    with RunningServer(["--max-memory", budget]) as srv, srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        r = stub.ExecutePipeline(audio_request("Gain", {"db": 0}, np.float32([0.5, -0.25])),
+                                 timeout=60)
+        assert list(np.frombuffer(r.outputs["src"].items[0].audio.samples, np.float32)) == [0.5, -0.25]
+        big = audio_request("PassThrough", {}, np.zeros(limit // 4 + 1, np.float32))
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(big, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert e.value.details() == ("the request needs %d bytes, more than the server's whole "
+                                     "memory budget of %d bytes (max-memory): it cannot be "
+                                     "served here" % (big.ByteSize(), limit))
+        assert_serving(stub)
+
+
+def test_a_request_that_cannot_fit_beside_the_server_is_not_told_to_retry():
+    """A 7 MB request that arrives in several slices needs 14 MB with its copy in one piece:
+    on a 12 MiB server with nothing else running that can never fit, so the refusal says so
+    instead of "retry later"."""
+    req = audio_request("Gain", {"db": 0}, np.zeros(1_750_000, np.float32))
+    with RunningServer(["--max-memory", "12M", "--warm-bytes", "0"]) as srv, \
+            srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(req, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert e.value.details().startswith("the request's copy in one piece needs "), e.value.details()
+        assert e.value.details().endswith(" of its 12582912 bytes in use (max-memory), by the "
+                                          "server itself and this call alone: it cannot be "
+                                          "served here"), e.value.details()
+        assert_serving(stub)
+
+
 def test_a_response_the_budget_cannot_hold_is_refused_and_given_back():
     """A response with a borrowed payload (src's 600 kB) and 3.6 MB of small items (six
     Chunk outputs, copied) is packed in one pass, each copied chunk asked of the server's
-    budget as it is taken. With --max-memory 9M the run fits (its 6 MiB reservation) but the
-    copy does not: the call fails with the copied bytes in the message, the slices taken so
-    far are dropped, and the budget goes back to what the same call leaves when it succeeds
-    (the compiled pipeline in the cache)."""
+    budget as it is taken. With --max-memory 9M the run fits (its reservation of 8 x its
+    0.6 MB input) but the copy does not: the call fails with the copied bytes in the message,
+    the slices taken so far are dropped, and the budget goes back to what the same call leaves
+    when it succeeds with --max-memory 32M (the compiled pipeline in the cache; both servers
+    reserve the same, so the run leaves its pipeline the same slack)."""
     nodes = [("src", "PassThrough", {})] + [(f"c{i}", "Chunk", {"frames": 2048}) for i in range(6)]
     m = manifest(nodes, [("src", f"c{i}") for i in range(6)])
     req = ps.ExecuteRequest(manifest=m, output_nodes=["src"] + [f"c{i}" for i in range(6)])
@@ -412,7 +484,7 @@ def test_a_response_the_budget_cannot_hold_is_refused_and_given_back():
                 last, since = now, time.monotonic()
         return last
 
-    with RunningServer(["--max-memory", "64M"] + args) as srv, srv.channel(options=BIG) as ch:
+    with RunningServer(["--max-memory", "32M"] + args) as srv, srv.channel(options=BIG) as ch:
         full = psg.PipelineServiceStub(ch).ExecutePipeline(req, timeout=60)
         assert len(full.outputs["c0"].items) == 74
         kept = settled(srv)
