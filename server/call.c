@@ -638,7 +638,7 @@ void rm_call_reply_within(rm_call_t *c, const ProtobufCMessage *msg, size_t boun
   rm_budget_t *b = rm_server_budget(c->s);
   if (rm_budget_charge(b, bound)) {
     rm_error_t err;
-    rm_call_memory_refused(c->s, &err, "the response", protobuf_c_message_get_packed_size(msg));
+    rm_call_memory_refused(c, &err, "the response", protobuf_c_message_get_packed_size(msg));
     rm_call_fail(c, &err);
     return;
   }
@@ -757,7 +757,7 @@ void rm_call_reply_borrowing(rm_call_t *c, const ProtobufCMessage *msg, size_t m
         .base = {.append = packer_append}, .min_borrow = p.min_borrow, .count_only = 1};
     protobuf_c_message_pack_to_buffer(msg, &count.base);
     rm_error_t err;
-    rm_call_memory_refused(c->s, &err, "the response", count.copied);
+    rm_call_memory_refused(c, &err, "the response", count.copied);
     rm_call_fail(c, &err);
     return;
   }
@@ -925,7 +925,7 @@ void rm_call_fail_unpack(rm_call_t *c) {
   if (c->unpack_strings)
     err = *c->unpack_strings;
   else if (c->unpack_refused)
-    rm_call_memory_refused(c->s, &err, "unpacking the request", c->request_bytes);
+    rm_call_memory_refused(c, &err, "unpacking the request", c->request_bytes);
   else if (c->unpack_exceeded)
     rm_error_set(&err, RM_ELIMIT, NULL, NULL,
                  "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
@@ -937,6 +937,15 @@ void rm_call_fail_unpack(rm_call_t *c) {
   rm_call_fail(c, &err);
 }
 
+void rm_call_memory_final(rm_error_t *err) {
+  static const char later[] = "; retry later";
+  size_t n = strlen(err->message), k = sizeof later - 1;
+  if (strcmp(err->field, "max_memory") != 0 || n < k || strcmp(err->message + n - k, later))
+    return;
+  snprintf(err->message + n - k, sizeof err->message - (n - k), "%s",
+           ", by the server itself and this run alone: it cannot be served here");
+}
+
 void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
                           uint64_t limit) {
   rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
@@ -945,7 +954,7 @@ void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint6
                what, bytes, (unsigned long long)held, (unsigned long long)limit);
 }
 
-void rm_call_memory_refused(const rm_server_t *s, rm_error_t *err, const char *what, size_t bytes) {
+void rm_call_memory_refused(const rm_call_t *c, rm_error_t *err, const char *what, size_t bytes) {
   rm_budget_refusal_t r = {0};
   rm_budget_refused(&r);
   if (r.limit && bytes > r.limit)
@@ -958,9 +967,9 @@ void rm_call_memory_refused(const rm_server_t *s, rm_error_t *err, const char *w
                  "%s needs %zu bytes, but the server's memory budget has %zu of its %zu bytes in "
                  "use (max-memory)%s",
                  what, bytes, r.used, r.limit,
-                 rm_server_calls_alone(s) ? ", by the server itself and this call alone: it "
-                                            "cannot be served here"
-                                          : "; retry later");
+                 !c->stream && rm_server_memory_alone(c->s, c->memory_call)
+                     ? ", by the server itself and this call alone: it cannot be served here"
+                     : "; retry later");
 }
 
 /* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).
@@ -977,7 +986,7 @@ static void unpack_and_handle(rm_call_t *c) {
   size_t copy = rm_bytebuf_view_copy_bytes(c->payload);
   if (rm_budget_charge(b, copy)) {
     rm_error_t err;
-    rm_call_memory_refused(c->s, &err, "the request's copy in one piece", copy);
+    rm_call_memory_refused(c, &err, "the request's copy in one piece", copy);
     rm_call_fail(c, &err);
     return;
   }
@@ -1094,7 +1103,7 @@ static int admit(rm_call_t *c) {
   int over = c->request_bytes >= RM_SERVER_RELIEVE_MIN_BYTES && rm_server_relieve(c->s, 0, &held);
   rm_error_t err;
   if (rm_budget_charge(b, c->request_bytes)) {
-    rm_call_memory_refused(c->s, &err, "the request", c->request_bytes);
+    rm_call_memory_refused(c, &err, "the request", c->request_bytes);
     rm_call_fail(c, &err);
     return RM_ELIMIT;
   }

@@ -57,15 +57,19 @@ int rm_call_traceparent_id(const char *v, size_t len, char out[33]);
  * are counted once, when the status goes out. Thread currently handling the call. */
 rm_stats_run_t *rm_call_stats_run(rm_call_t *call);
 
-/* Fills err for something the server's memory budget (--max-memory) refused on this thread:
- * RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size, and
- * whether it can fit later: not when it is more than the whole budget, nor when no other
- * call of server s holds memory (what is in use then is the server's own and this call's). */
-void rm_call_memory_refused(const rm_server_t *s, rm_error_t *err, const char *what, size_t bytes);
+/* Fills err for something the server's memory budget (--max-memory) refused on this thread
+ * for call: RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size,
+ * and whether it can fit later: not when it is more than the whole budget, nor, for a unary
+ * call, when no other call holds memory (rm_server_memory_alone). A session's own state
+ * is in the budget too and goes with it, so a new session may fit: "retry later". */
+void rm_call_memory_refused(const rm_call_t *call, rm_error_t *err, const char *what, size_t bytes);
 /* The same when the budget had room but what the server holds, measured (rm_server_relieve),
  * would pass max-memory (limit). */
 void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
                           uint64_t limit);
+/* Rewords a max_memory refusal ending "; retry later" (a node's draw from the server's
+ * budget) for a run that had the server to itself: no wait would let it through. */
+void rm_call_memory_final(rm_error_t *err);
 
 /* ---- unary calls: exactly one rm_call_reply() or rm_call_fail() ---- */
 

@@ -42,6 +42,7 @@ typedef struct exec_job {
   int cached;    /* the pipeline belongs to this thread's cache, not to the job */
   int reused;    /* a cache hit: compiled by an earlier request */
   int on_worker; /* running on a worker thread, which may wait for memory */
+  int alone;     /* reserved what was free, alone on the server (try_reserve) */
 } exec_job_t;
 
 static uint64_t lower(uint64_t server, uint64_t requested) {
@@ -232,21 +233,23 @@ static size_t room_alone(exec_job_t *job, uint64_t held) {
 
 /* rm_budget_reserve, and for a big reservation the same against what the server holds,
  * measured (rm_server_relieve): 0, or RM_ELIMIT with *held set when the measure refused (0
- * when the budget did). A run alone on the server is never refused for its reservation:
- * what the budget holds then is the server's own or its own call's, which no wait would
- * give back, so it reserves what there is and draws beyond as it goes (a node that cannot
- * draw fails, naming max_memory). */
+ * when the budget did). A run alone on the server (rm_server_memory_alone) is not refused
+ * for its reservation while there is room: what the budget holds then is the server's own
+ * or its own call's, which no wait would give back, so it reserves what there is (job->alone)
+ * and draws beyond as it goes, within the budget (a node that cannot draw fails, naming
+ * max_memory). */
 static int try_reserve(exec_job_t *job, rm_budget_t *pb, size_t want, uint64_t *held) {
   uint64_t h = 0;
   /* small runs never measure: they are most calls, and RESERVE_MIN is their floor */
   int over = want > RESERVE_MIN && rm_server_relieve(job->server, want, &h);
   int rc = over ? RM_ELIMIT : rm_budget_reserve(pb, want);
   *held = over ? h : 0;
-  if (rc && rm_server_exec_alone(job->server)) {
+  if (rc && rm_server_memory_alone(job->server, 1)) {
     size_t room = room_alone(job, h);
-    if (room < want && (!room || !rm_budget_reserve(pb, room))) {
+    if (room && room < want && !rm_budget_reserve(pb, room)) {
       rm_budget_refusal_clear();
       *held = 0;
+      job->alone = 1;
       rc = 0;
     }
   }
@@ -386,7 +389,7 @@ static void run_job_budgeted(exec_job_t *job) {
         rm_call_held_refused(&err, "the run's memory reservation", want, held,
                              rm_server_config(job->server)->max_memory);
       else
-        rm_call_memory_refused(job->server, &err, "the run's memory reservation", want);
+        rm_call_memory_refused(job->call, &err, "the run's memory reservation", want);
       rc = err.code;
     } else {
       rm_budget_reset_peak(pb);
@@ -400,6 +403,8 @@ static void run_job_budgeted(exec_job_t *job) {
         rm_stats_run_begin();
       }
       rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
+      if (rc == RM_ELIMIT && job->alone)
+        rm_call_memory_final(&err);
       if (counting) {
         rm_stats_run_end();
         rm_stats_run_t *counted = rm_call_stats_run(call);

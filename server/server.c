@@ -192,12 +192,8 @@ void rm__server_memory_call(rm_server_t *s, int delta) {
   atomic_fetch_add(&s->memory_calls, delta);
 }
 
-int rm_server_calls_alone(const rm_server_t *s) {
-  return atomic_load(&s->memory_calls) + atomic_load(&s->sessions) <= 1;
-}
-
-int rm_server_exec_alone(const rm_server_t *s) {
-  return atomic_load(&s->executing) <= 1 && atomic_load(&s->sessions) == 0;
+int rm_server_memory_alone(const rm_server_t *s, int own) {
+  return atomic_load(&s->memory_calls) <= own && atomic_load(&s->sessions) == 0;
 }
 
 int rm_server_session_acquire(rm_server_t *s) {

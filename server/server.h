@@ -136,15 +136,12 @@ rm_budget_t *rm_server_budget(const rm_server_t *s);
 
 /* Concurrency limiter for executions: 1 if a slot was taken, 0 if the limit is reached. */
 int rm_server_exec_acquire(rm_server_t *s);
-/* 1 when the caller's execution (holding a slot) is the only one and no session is open:
- * then what the budget holds besides the caller's own call is the server's (warm heaps,
- * cached pipelines) or passing (a response still leaving), and no wait frees it. Any
- * thread; a hint (another call may start at once). */
-int rm_server_exec_alone(const rm_server_t *s);
-/* 1 when the caller's call (an ExecutePipeline call past its admission by bytes, or a
- * session) is the only one holding memory: no other call holds memory that a wait would
- * free. Any thread; a hint. */
-int rm_server_calls_alone(const rm_server_t *s);
+/* 1 when no call but the caller's holds memory a wait would free: no ExecutePipeline call
+ * between its admission by bytes and its end (rm__server_memory_call) besides `own` of them
+ * (1 when the caller is one), and no open session. What the budget holds then is the
+ * server's own (warm heaps, cached pipelines) and the caller's. Any thread; a hint (another
+ * call may arrive at once). */
+int rm_server_memory_alone(const rm_server_t *s, int own);
 void rm_server_exec_release(rm_server_t *s);
 /* Limiter for streaming sessions (--max-sessions), apart from executions: 1 if a slot was
  * taken, 0 if the limit is reached. rm_server_wait_idle waits for open sessions too. Any

@@ -91,7 +91,7 @@ void rm__server_release(rm_server_t *s);
 void rm__server_unary_begin(rm_server_t *s);
 void rm__server_unary_end(rm_server_t *s);
 /* Counts (+1) or uncounts (-1) a call whose request bytes the budget was asked for, from
- * that admission until the call's memory is freed (rm_server_calls_alone). */
+ * that admission until the call's memory is freed (rm_server_memory_alone). */
 void rm__server_memory_call(rm_server_t *s, int delta);
 
 #endif

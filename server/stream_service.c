@@ -375,7 +375,7 @@ static int unpack(session_t *s, const uint8_t *data, size_t len, rm_error_t *err
   if (s->req)
     return 0;
   if (refused) {
-    rm_call_memory_refused(s->server, err, "unpacking the message", len);
+    rm_call_memory_refused(s->call, err, "unpacking the message", len);
     return err->code;
   }
   if (b.exceeded)
@@ -1022,7 +1022,7 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
   if (!mine) {
   } else if (rc == RM_ELIMIT) { /* the server's budget refused the message's bytes */
     rm_error_t err;
-    rm_call_memory_refused(s->server, &err, "the message", len);
+    rm_call_memory_refused(s->call, &err, "the message", len);
     session_end(s, &err);
   } else if (rc < 0 && rc != RM_EBADREQUEST) {
     session_gone(s);

@@ -388,26 +388,51 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
         assert trims[0]["held_before"] > 24_000_000 and trims[0]["held_after"] > 24_000_000
 
 
+def slow_request(samples):
+    """PassThrough then a 1.5 s Delay: a run that holds its reservation for that long."""
+    req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500})),
+                            output_nodes=["d"])
+    set_audio(req.inputs["src"], samples)
+    return req
+
+
+def hold_budget(srv, stub, samples, at_least):
+    """Starts slow_request(samples) and waits until the server's budget holds at_least bytes
+    (its request and reservation are taken); returns the call's future."""
+    call = stub.ExecutePipeline.future(slow_request(samples), timeout=60)
+    deadline = time.monotonic() + 30
+    while budget_in_use(srv) < at_least and not call.done():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not call.done()
+    return call
+
+
 def test_a_run_alone_is_not_refused_for_its_reservation():
     """A run reserves 8 x its request (56 MB for a 7 MB PassThrough), more than a 64 MiB
     server has left beside the request and its copy. Alone on the server it runs with what
-    is free (no wait would free more); a second such call while it runs is refused at once
-    with "retry later", and served once the first is done."""
-    samples = np.arange(1_750_000, dtype=np.float32)  # 7 MB
-    slow = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500})),
-                             output_nodes=["d"])
-    set_audio(slow.inputs["src"], samples)
-    quick = audio_request("PassThrough", {}, samples)
+    is free (no wait would free more), and a second call while it runs is refused at once
+    with "retry later", then served. Beside another run, a reservation that does not fit is
+    refused "retry later" as before."""
+    big = np.arange(1_750_000, dtype=np.float32)  # 7 MB
     with RunningServer(["--max-memory", "64M", "--warm-bytes", "0", "--metrics-listen",
                         "127.0.0.1:0"]) as srv, srv.channel(options=BIG) as ch:
         stub = psg.PipelineServiceStub(ch)
-        first = stub.ExecutePipeline.future(slow, timeout=60)
-        # the first run holds its reservation: the budget is (nearly) full
-        deadline = time.monotonic() + 30
-        while budget_in_use(srv) < 60 << 20 and not first.done():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        assert not first.done()
+        # beside a 2 MB run (its 16 MiB reservation), a 5 MB call's request fits, its 40 MB
+        # reservation does not
+        first = hold_budget(srv, stub, np.zeros(500_000, np.float32), 18 << 20)
+        second = audio_request("PassThrough", {}, np.zeros(1_250_000, np.float32))
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(second, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert e.value.details().startswith("the run's memory reservation needs %d bytes, but "
+                                            % (8 * second.ByteSize())), e.value.details()
+        assert e.value.details().endswith(" of its 67108864 bytes in use (max-memory); retry "
+                                          "later"), e.value.details()
+        assert len(first.result(timeout=60).outputs["d"].items[0].audio.samples) == 2_000_000
+        # alone, the 7 MB run takes what is free
+        first = hold_budget(srv, stub, big, 40 << 20)
+        quick = audio_request("PassThrough", {}, big)
         with pytest.raises(grpc.RpcError) as e:
             stub.ExecutePipeline(quick, timeout=60)
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -415,9 +440,27 @@ def test_a_run_alone_is_not_refused_for_its_reservation():
         assert e.value.details().endswith(" of its 67108864 bytes in use (max-memory); retry "
                                           "later"), e.value.details()
         out = first.result(timeout=60).outputs["d"].items[0].audio.samples
-        assert np.array_equal(np.frombuffer(out, np.float32), samples)
+        assert np.array_equal(np.frombuffer(out, np.float32), big)
         out = stub.ExecutePipeline(quick, timeout=60).outputs["src"].items[0].audio.samples
-        assert np.array_equal(np.frombuffer(out, np.float32), samples)
+        assert np.array_equal(np.frombuffer(out, np.float32), big)
+
+
+def test_a_run_alone_that_cannot_draw_is_not_told_to_retry():
+    """A run let through alone with what was free, whose node then needs more than the
+    budget has, fails at that node with max_memory, and says no wait would help."""
+    req = audio_request("AudioResample", {"rate": 192000}, np.zeros(875_000, np.float32))
+    with RunningServer(["--max-memory", "20M", "--warm-bytes", "0"]) as srv, \
+            srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(req, timeout=60)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert trailers(e.value)["rm-field"] == "max_memory"
+        assert e.value.details().startswith("node 'src' (AudioResample) needs "), e.value.details()
+        assert e.value.details().endswith(" of its 20971520 bytes in use (max-memory), by the "
+                                          "server itself and this run alone: it cannot be "
+                                          "served here"), e.value.details()
+        assert_serving(stub)
 
 
 @pytest.mark.parametrize("budget", ["1M", "4M", "8M"])
