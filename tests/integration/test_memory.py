@@ -445,6 +445,27 @@ def test_a_run_alone_is_not_refused_for_its_reservation():
         assert np.array_equal(np.frombuffer(out, np.float32), big)
 
 
+def test_a_session_beside_a_run_holding_the_budget_is_told_to_retry():
+    """A session's first message is read before the session counts itself: refused while a
+    run alone holds the budget, it must not take that run for itself ("retry later", not
+    "cannot be served here"), and the same session is served once the run ended."""
+    init = ps.StreamRequest(init=ps.StreamInit(manifest=chain(("src", "PassThrough", {})),
+                                               client_version="v" * 200_000))  # 200 kB
+    with RunningServer(["--max-memory", "64M", "--warm-bytes", "0", "--metrics-listen",
+                        "127.0.0.1:0"]) as srv, srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        first = hold_budget(srv, stub, np.zeros(1_750_000, np.float32), 60 << 20)
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.StreamPipeline(iter([init]), timeout=60))
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert trailers(e.value)["rm-field"] == "max_memory"
+        assert e.value.details().endswith(" of its 67108864 bytes in use (max-memory); retry "
+                                          "later"), e.value.details()
+        first.result(timeout=60)
+        answers = list(stub.StreamPipeline(iter([init]), timeout=60))
+        assert answers[0].WhichOneof("message") == "ready"
+
+
 def test_a_run_alone_that_cannot_draw_is_not_told_to_retry():
     """A run let through alone with what was free, whose node then needs more than the
     budget has, fails at that node with max_memory, and says no wait would help."""
