@@ -386,10 +386,10 @@ static rm_budget_label_t full_label(const rm_budget_label_t *label) {
 
 /* After an allocation failed with RM_ENOMEM: when the budget refused it (rather than malloc),
  * records RM_ELIMIT naming the node (n may be NULL; else the pipeline) and the budget that
- * refused (the pipeline's, as label names it, or the server's), and returns 1; else 0 (a real
- * out of memory stays RM_ENOMEM). */
+ * refused (the pipeline's, as label names it, or the server's, followed by parent_tail, NULL:
+ * "; retry later"), and returns 1; else 0 (a real out of memory stays RM_ENOMEM). */
 static int budget_refusal(const char *pipeline, const rm_budget_label_t *label, const node_t *n,
-                          rm_error_t *err) {
+                          const char *parent_tail, rm_error_t *err) {
   rm_budget_refusal_t r;
   if (!rm_budget_refused(&r))
     return 0;
@@ -405,8 +405,8 @@ static int budget_refusal(const char *pipeline, const rm_budget_label_t *label, 
   else if (r.by_parent)
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory",
                  "%s needs %zu more bytes of memory, but the server's memory budget has %zu of "
-                 "its %zu bytes in use (max-memory); retry later",
-                 who, r.asked, r.used, r.limit);
+                 "its %zu bytes in use (max-memory)%s",
+                 who, r.asked, r.used, r.limit, parent_tail ? parent_tail : "; retry later");
   else
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
                  "%s needs %zu more bytes of memory, above the %s's budget: %zu of its %zu bytes "
@@ -426,7 +426,7 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
     rm_error_clear(&local);
     rm_budget_refusal_clear();
     rc = t->create(n->params, &n->state, &local);
-    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, NULL, err))
       return RM_ELIMIT;
     if (rc) {
       if (err) {
@@ -482,7 +482,7 @@ int rm_pipeline_new_labelled(const rm_manifest_t *m, const rm_limits_t *limits,
   int rc;
   rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
   if (!p) {
-    rc = budget_refusal(m->name, &full, NULL, err)
+    rc = budget_refusal(m->name, &full, NULL, NULL, err)
              ? RM_ELIMIT
              : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);
@@ -526,7 +526,7 @@ int rm_pipeline_new_labelled(const rm_manifest_t *m, const rm_limits_t *limits,
   *out = p;
   return 0;
 fail:
-  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, NULL, err))
     rc = RM_ELIMIT;
   rm_budget_leave(outer);
   rm_pipeline_free(p);
@@ -1040,7 +1040,7 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1)
       rc = flush_and_join(n, &ctx);
-    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, opts->parent_refusal_tail, err))
       rc = RM_ELIMIT;
     sync_external(p);
     if (t->end_stream && (rc || (opts->end_of_stream && k == calls - 1))) {
@@ -1203,7 +1203,7 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!rc && (rc = collect_outputs(p, r, opts->arena)))
     rm_error_set(err, rc, NULL, NULL, "out of memory"); /* nothing was collected */
   /* the executor's own allocations (scratch, the outputs) are refused like a node's */
-  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, opts->parent_refusal_tail, err))
     rc = RM_ELIMIT;
   p->account->current -= p->external; /* library memory counts in the account during runs */
   p->external = 0;
@@ -1250,7 +1250,7 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!r) {
     if (p->account->peak < peak_before)
       p->account->peak = peak_before;
-    int code = budget_refusal(p->name, &p->label, NULL, err)
+    int code = budget_refusal(p->name, &p->label, NULL, opts->parent_refusal_tail, err)
                    ? RM_ELIMIT
                    : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);

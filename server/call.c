@@ -937,15 +937,6 @@ void rm_call_fail_unpack(rm_call_t *c) {
   rm_call_fail(c, &err);
 }
 
-void rm_call_memory_final(rm_error_t *err) {
-  static const char later[] = "; retry later";
-  size_t n = strlen(err->message), k = sizeof later - 1;
-  if (strcmp(err->field, "max_memory") != 0 || n < k || strcmp(err->message + n - k, later))
-    return;
-  snprintf(err->message + n - k, sizeof err->message - (n - k), "%s",
-           ", by the server itself and this run alone: it cannot be served here");
-}
-
 void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
                           uint64_t limit) {
   rm_error_set(err, RM_ELIMIT, NULL, "max_memory",

@@ -67,9 +67,6 @@ void rm_call_memory_refused(const rm_call_t *call, rm_error_t *err, const char *
  * would pass max-memory (limit). */
 void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
                           uint64_t limit);
-/* Rewords a max_memory refusal ending "; retry later" (a node's draw from the server's
- * budget) for a run that had the server to itself: no wait would let it through. */
-void rm_call_memory_final(rm_error_t *err);
 
 /* ---- unary calls: exactly one rm_call_reply() or rm_call_fail() ---- */
 

@@ -219,16 +219,14 @@ static size_t reservation(const exec_job_t *job) {
   return want < job->limits.max_memory_bytes ? want : (size_t)job->limits.max_memory_bytes;
 }
 
-/* What a run alone on the server can reserve: the budget's free bytes, and no more than the
- * measured holding leaves of max-memory (held 0: not measured). */
+/* What a run alone on the server can reserve: what the server's budget (max-memory) has
+ * free, or what the measured holding leaves of it when that is less (held 0: not measured). */
 static size_t room_alone(exec_job_t *job, uint64_t held) {
   rm_budget_t *sb = rm_server_budget(job->server);
-  size_t used = rm_budget_used(sb), limit = rm_budget_limit(sb);
-  size_t room = limit > used ? limit - used : 0;
-  uint64_t max = rm_server_config(job->server)->max_memory;
-  if (held && max - (held < max ? held : max) < room)
-    room = (size_t)(max - (held < max ? held : max));
-  return room;
+  uint64_t taken = rm_budget_used(sb), limit = rm_budget_limit(sb);
+  if (held > taken)
+    taken = held;
+  return limit > taken ? (size_t)(limit - taken) : 0;
 }
 
 /* rm_budget_reserve, and for a big reservation the same against what the server holds,
@@ -402,9 +400,10 @@ static void run_job_budgeted(exec_job_t *job) {
         opts.node_span = span;
         rm_stats_run_begin();
       }
+      if (job->alone) /* the server's memory was its own: no wait would help */
+        opts.parent_refusal_tail =
+            ", by the server itself and this run alone: it cannot be served here";
       rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
-      if (rc == RM_ELIMIT && job->alone)
-        rm_call_memory_final(&err);
       if (counting) {
         rm_stats_run_end();
         rm_stats_run_t *counted = rm_call_stats_run(call);

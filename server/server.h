@@ -136,13 +136,13 @@ rm_budget_t *rm_server_budget(const rm_server_t *s);
 
 /* Concurrency limiter for executions: 1 if a slot was taken, 0 if the limit is reached. */
 int rm_server_exec_acquire(rm_server_t *s);
+void rm_server_exec_release(rm_server_t *s);
 /* 1 when no call but the caller's holds memory a wait would free: no ExecutePipeline call
  * between its admission by bytes and its end (rm__server_memory_call) besides `own` of them
  * (1 when the caller is one), and no open session. What the budget holds then is the
  * server's own (warm heaps, cached pipelines) and the caller's. Any thread; a hint (another
  * call may arrive at once). */
 int rm_server_memory_alone(const rm_server_t *s, int own);
-void rm_server_exec_release(rm_server_t *s);
 /* Limiter for streaming sessions (--max-sessions), apart from executions: 1 if a slot was
  * taken, 0 if the limit is reached. rm_server_wait_idle waits for open sessions too. Any
  * thread. */

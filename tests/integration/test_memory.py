@@ -388,6 +388,14 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
         assert trims[0]["held_before"] > 24_000_000 and trims[0]["held_after"] > 24_000_000
 
 
+def exhausted(call):
+    """The error of call(), which must be refused RESOURCE_EXHAUSTED."""
+    with pytest.raises(grpc.RpcError) as e:
+        call()
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return e.value
+
+
 def slow_request(samples):
     """PassThrough then a 1.5 s Delay: a run that holds its reservation for that long."""
     req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500})),
@@ -422,23 +430,19 @@ def test_a_run_alone_is_not_refused_for_its_reservation():
         # reservation does not
         first = hold_budget(srv, stub, np.zeros(500_000, np.float32), 18 << 20)
         second = audio_request("PassThrough", {}, np.zeros(1_250_000, np.float32))
-        with pytest.raises(grpc.RpcError) as e:
-            stub.ExecutePipeline(second, timeout=60)
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert e.value.details().startswith("the run's memory reservation needs %d bytes, but "
-                                            % (8 * second.ByteSize())), e.value.details()
-        assert e.value.details().endswith(" of its 67108864 bytes in use (max-memory); retry "
-                                          "later"), e.value.details()
+        e = exhausted(lambda: stub.ExecutePipeline(second, timeout=60))
+        assert e.details().startswith("the run's memory reservation needs %d bytes, but "
+                                      % (8 * second.ByteSize())), e.details()
+        assert e.details().endswith(" of its 67108864 bytes in use (max-memory); retry later"), \
+            e.details()
         assert len(first.result(timeout=60).outputs["d"].items[0].audio.samples) == 2_000_000
         # alone, the 7 MB run takes what is free
         first = hold_budget(srv, stub, big, 40 << 20)
         quick = audio_request("PassThrough", {}, big)
-        with pytest.raises(grpc.RpcError) as e:
-            stub.ExecutePipeline(quick, timeout=60)
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert trailers(e.value)["rm-field"] == "max_memory"
-        assert e.value.details().endswith(" of its 67108864 bytes in use (max-memory); retry "
-                                          "later"), e.value.details()
+        e = exhausted(lambda: stub.ExecutePipeline(quick, timeout=60))
+        assert trailers(e)["rm-field"] == "max_memory"
+        assert e.details().endswith(" of its 67108864 bytes in use (max-memory); retry later"), \
+            e.details()
         out = first.result(timeout=60).outputs["d"].items[0].audio.samples
         assert np.array_equal(np.frombuffer(out, np.float32), big)
         out = stub.ExecutePipeline(quick, timeout=60).outputs["src"].items[0].audio.samples
@@ -455,12 +459,10 @@ def test_a_session_beside_a_run_holding_the_budget_is_told_to_retry():
                         "127.0.0.1:0"]) as srv, srv.channel(options=BIG) as ch:
         stub = psg.PipelineServiceStub(ch)
         first = hold_budget(srv, stub, np.zeros(1_750_000, np.float32), 60 << 20)
-        with pytest.raises(grpc.RpcError) as e:
-            list(stub.StreamPipeline(iter([init]), timeout=60))
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert trailers(e.value)["rm-field"] == "max_memory"
-        assert e.value.details().endswith(" of its 67108864 bytes in use (max-memory); retry "
-                                          "later"), e.value.details()
+        e = exhausted(lambda: list(stub.StreamPipeline(iter([init]), timeout=60)))
+        assert trailers(e)["rm-field"] == "max_memory"
+        assert e.details().endswith(" of its 67108864 bytes in use (max-memory); retry later"), \
+            e.details()
         first.result(timeout=60)
         answers = list(stub.StreamPipeline(iter([init]), timeout=60))
         assert answers[0].WhichOneof("message") == "ready"
@@ -473,14 +475,12 @@ def test_a_run_alone_that_cannot_draw_is_not_told_to_retry():
     with RunningServer(["--max-memory", "20M", "--warm-bytes", "0"]) as srv, \
             srv.channel(options=BIG) as ch:
         stub = psg.PipelineServiceStub(ch)
-        with pytest.raises(grpc.RpcError) as e:
-            stub.ExecutePipeline(req, timeout=60)
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert trailers(e.value)["rm-field"] == "max_memory"
-        assert e.value.details().startswith("node 'src' (AudioResample) needs "), e.value.details()
-        assert e.value.details().endswith(" of its 20971520 bytes in use (max-memory), by the "
-                                          "server itself and this run alone: it cannot be "
-                                          "served here"), e.value.details()
+        e = exhausted(lambda: stub.ExecutePipeline(req, timeout=60))
+        assert trailers(e)["rm-field"] == "max_memory"
+        assert e.details().startswith("node 'src' (AudioResample) needs "), e.details()
+        assert e.details().endswith(" of its 20971520 bytes in use (max-memory), by the server "
+                                    "itself and this run alone: it cannot be served here"), \
+            e.details()
         assert_serving(stub)
 
 
@@ -496,12 +496,10 @@ def test_a_small_max_memory_serves_what_fits(budget):
                                  timeout=60)
         assert list(np.frombuffer(r.outputs["src"].items[0].audio.samples, np.float32)) == [0.5, -0.25]
         big = audio_request("PassThrough", {}, np.zeros(limit // 4 + 1, np.float32))
-        with pytest.raises(grpc.RpcError) as e:
-            stub.ExecutePipeline(big, timeout=60)
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert e.value.details() == ("the request needs %d bytes, more than the server's whole "
-                                     "memory budget of %d bytes (max-memory): it cannot be "
-                                     "served here" % (big.ByteSize(), limit))
+        e = exhausted(lambda: stub.ExecutePipeline(big, timeout=60))
+        assert e.details() == ("the request needs %d bytes, more than the server's whole memory "
+                               "budget of %d bytes (max-memory): it cannot be served here"
+                               % (big.ByteSize(), limit))
         assert_serving(stub)
 
 
@@ -513,13 +511,11 @@ def test_a_request_that_cannot_fit_beside_the_server_is_not_told_to_retry():
     with RunningServer(["--max-memory", "12M", "--warm-bytes", "0"]) as srv, \
             srv.channel(options=BIG) as ch:
         stub = psg.PipelineServiceStub(ch)
-        with pytest.raises(grpc.RpcError) as e:
-            stub.ExecutePipeline(req, timeout=60)
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert e.value.details().startswith("the request's copy in one piece needs "), e.value.details()
-        assert e.value.details().endswith(" of its 12582912 bytes in use (max-memory), by the "
-                                          "server itself and this call alone: it cannot be "
-                                          "served here"), e.value.details()
+        e = exhausted(lambda: stub.ExecutePipeline(req, timeout=60))
+        assert e.details().startswith("the request's copy in one piece needs "), e.details()
+        assert e.details().endswith(" of its 12582912 bytes in use (max-memory), by the server "
+                                    "itself and this call alone: it cannot be served here"), \
+            e.details()
         assert_serving(stub)
 
 

@@ -125,6 +125,10 @@ typedef struct rm_run_opts {
    * ran), so a server can split a call's time into queue and compute without reading the
    * clock again. Calling thread. */
   uint64_t *node_span;
+  /* What an allocation the pipeline budget's parent (a server's budget) refused says after
+   * its figures ("... (max-memory)" + this): NULL is "; retry later", for a parent that other
+   * runs share; a caller that knows no wait would help says so. Static storage. */
+  const char *parent_refusal_tail;
 } rm_run_opts_t;
 
 typedef struct rm_output {
