@@ -23,6 +23,7 @@ OK before the client closed it (a draining server does) is raised as Unavailable
 """
 import asyncio
 import collections.abc
+import weakref
 from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Deque, Dict,
                     Iterable, Iterator, List, Optional, Sequence, Union)
 
@@ -238,6 +239,9 @@ class StreamSession:
         if self._call is not None:
             return self
         self._call = self._open_call(self._client_closed)
+        # a session dropped without being closed cancels its call (the server frees it at
+        # once), as grpc.aio does for a call collected: a pending read holds the call
+        weakref.finalize(self, self._call.cancel).atexit = False
         try:
             # open() reads ahead whatever _reads_ahead says: no reader runs before ready
             await self._write(self._call.write, self._init, ahead=True)
@@ -294,15 +298,16 @@ class StreamSession:
     def _read_next(self) -> "asyncio.Task[None]":
         """The read in progress, started if there is none."""
         if self._reading is None or self._reading.done():
-            self._reading = asyncio.ensure_future(self._read())
+            self._reading = asyncio.ensure_future(_read_one(weakref.ref(self), self._call))
             self._reading.add_done_callback(_retrieve)
         return self._reading
 
-    async def _read(self) -> None:
-        """Reads one message into _ahead (a metrics message updates .metrics instead), or
-        the call's end into _over / _error."""
+    async def _took(self, msg: Any, failed: Optional[BaseException]) -> None:
+        """Takes what one read of the call gave (_read_one): the message into _ahead (a
+        metrics message updates .metrics instead), or the call's end into _over / _error."""
         try:
-            msg = await self._call.read()
+            if failed is not None:
+                raise failed
             if msg is grpc.aio.EOF:
                 self._end(await self._end_error())
                 return
@@ -526,6 +531,25 @@ class StreamSession:
             await self.close()  # raises the error that ended the session, if not raised yet
         else:
             self.cancel()
+
+
+async def _read_one(ref: "weakref.ReferenceType[StreamSession]", call: Any) -> None:
+    """One read of a session's call, handed to the session (_took) if it still exists.
+    While the read waits the session is held weakly: a read left pending (by a receive()
+    that timed out, or by a send() whose result came before its write was done) must not
+    keep a session the caller dropped alive, for its call would then wait for the
+    server's idle timeout; a collected session's call is cancelled (open())."""
+    msg: Any = None
+    failed: Optional[BaseException] = None
+    try:
+        msg = await call.read()
+    except BaseException as e:  # the session's to take, cancellation included
+        failed = e
+    session = ref()
+    if session is not None:
+        await session._took(msg, failed)
+    elif failed is not None:
+        raise failed
 
 
 def _retrieve(task: "asyncio.Future[Any]") -> None:

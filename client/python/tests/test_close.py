@@ -4,7 +4,10 @@
   (it went on sending and receiving), and runs in flight ended with a bare
   asyncio.CancelledError in tasks nobody had cancelled: both raise remotemedia.Cancelled;
 - one client used from two event loops (two threads) replaced its single grpc.aio channel
-  at every switch of loop, opening a new channel each time and never closing the old."""
+  at every switch of loop, opening a new channel each time and never closing the old;
+- a session dropped with a read pending (a receive() that timed out, or a send() whose
+  result came before its write was done) was kept alive by that read, and its call ended
+  only at the server's idle timeout (30 s), not cancelled."""
 import asyncio
 import gc
 import threading
@@ -60,7 +63,7 @@ def test_close_cancels_an_open_session(server):
 
 def test_a_dropped_session_is_still_cancelled_when_collected(server):
     """The client tracks open sessions for close() weakly: a session dropped without being
-    closed is garbage as before, and grpc.aio cancels the call of a collected session (the
+    closed is garbage as before, and the call of a collected session is cancelled (the
     server frees it at once, not at its idle timeout)."""
     remote = RemoteConfig(server.address(), timeout=HANG_S,
                           metadata=[("x-request-id", "dropped-session")])
@@ -75,6 +78,33 @@ def test_a_dropped_session_is_still_cancelled_when_collected(server):
         ev = await asyncio.get_running_loop().run_in_executor(
             None, server.wait_for_event, "call", HANG_S,
             lambda e: e.get("request_id") == "dropped-session")
+        await client.close()
+        return ev
+    ev = arun(main())
+    assert ev is not None and ev["status"] == "CANCELLED"
+
+
+def test_a_dropped_session_with_a_read_pending_is_cancelled_when_collected(server):
+    """A receive() that timed out leaves its read pending (the next receive picks it up);
+    the pending read must not keep a dropped session, and so its call, alive: the server
+    sees the call cancelled at once, not ended at its idle timeout. (The read a send()
+    starts while it waits for flow control is left the same way when the result came
+    before the write was done: the earlier test's rare failure.)"""
+    remote = RemoteConfig(server.address(), timeout=HANG_S,
+                          metadata=[("x-request-id", "dropped-pending")])
+
+    async def main():
+        client = Client(remote)
+        s = await gain(client).session().open()
+        await s.send(CHUNK, sample_rate=RATE)
+        await s.receive()
+        with pytest.raises(asyncio.TimeoutError):
+            await s.receive(timeout=0.05)
+        del s
+        gc.collect()
+        ev = await asyncio.get_running_loop().run_in_executor(
+            None, server.wait_for_event, "call", HANG_S,
+            lambda e: e.get("request_id") == "dropped-pending")
         await client.close()
         return ev
     ev = arun(main())
