@@ -30,6 +30,7 @@ void rm_error_clear(rm_error_t *err) {
   err->node_id[0] = '\0';
   err->field[0] = '\0';
   err->message[0] = '\0';
+  err->retry_later = 0;
 }
 
 /* Error text echoes client-supplied names; keep it printable ASCII so it is always valid
@@ -55,6 +56,7 @@ int rm_error_set(rm_error_t *err, int code, const char *node_id, const char *fie
   if (!err)
     return code;
   err->code = code;
+  err->retry_later = 0;
   copy_trunc(err->node_id, sizeof err->node_id, node_id);
   copy_trunc(err->field, sizeof err->field, field);
   va_list ap;

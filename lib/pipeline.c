@@ -387,7 +387,8 @@ static rm_budget_label_t full_label(const rm_budget_label_t *label) {
 /* After an allocation failed with RM_ENOMEM: when the budget refused it (rather than malloc),
  * records RM_ELIMIT naming the node (n may be NULL; else the pipeline) and the budget that
  * refused (the pipeline's, as label names it, or the server's, followed by parent_tail, NULL:
- * "; retry later"), and returns 1; else 0 (a real out of memory stays RM_ENOMEM). */
+ * "; retry later", marked retry_later), and returns 1; else 0 (a real out of memory stays
+ * RM_ENOMEM). */
 static int budget_refusal(const char *pipeline, const rm_budget_label_t *label, const node_t *n,
                           const char *parent_tail, rm_error_t *err) {
   rm_budget_refusal_t r;
@@ -402,12 +403,14 @@ static int budget_refusal(const char *pipeline, const rm_budget_label_t *label, 
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
                  "%s needs %zu more bytes of memory, more than any allocation can hold", who,
                  r.asked);
-  else if (r.by_parent)
+  else if (r.by_parent) {
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory",
                  "%s needs %zu more bytes of memory, but the server's memory budget has %zu of "
                  "its %zu bytes in use (max-memory)%s",
                  who, r.asked, r.used, r.limit, parent_tail ? parent_tail : "; retry later");
-  else
+    if (err)
+      err->retry_later = parent_tail == NULL;
+  } else
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory_bytes",
                  "%s needs %zu more bytes of memory, above the %s's budget: %zu of its %zu bytes "
                  "in use (%s)",

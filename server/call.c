@@ -943,24 +943,27 @@ void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint6
                "%s needs %zu bytes, but the server holds %llu of its %llu bytes "
                "(max-memory, measured resident); retry later",
                what, bytes, (unsigned long long)held, (unsigned long long)limit);
+  err->retry_later = 1;
 }
 
 void rm_call_memory_refused(const rm_call_t *c, rm_error_t *err, const char *what, size_t bytes) {
   rm_budget_refusal_t r = {0};
   rm_budget_refused(&r);
-  if (r.limit && bytes > r.limit)
+  if (r.limit && bytes > r.limit) {
     rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
                  "%s needs %zu bytes, more than the server's whole memory budget of %zu bytes "
                  "(max-memory): it cannot be served here",
                  what, bytes, r.limit);
-  else
-    rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
-                 "%s needs %zu bytes, but the server's memory budget has %zu of its %zu bytes in "
-                 "use (max-memory)%s",
-                 what, bytes, r.used, r.limit,
-                 !c->stream && rm_server_memory_alone(c->s, c->memory_call)
-                     ? ", by the server itself and this call alone: it cannot be served here"
+    return;
+  }
+  int alone = !c->stream && rm_server_memory_alone(c->s, c->memory_call);
+  rm_error_set(err, RM_ELIMIT, NULL, "max_memory",
+               "%s needs %zu bytes, but the server's memory budget has %zu of its %zu bytes in "
+               "use (max-memory)%s",
+               what, bytes, r.used, r.limit,
+               alone ? ", by the server itself and this call alone: it cannot be served here"
                      : "; retry later");
+  err->retry_later = !alone;
 }
 
 /* Hands the request's bytes to the method: unpacked (handle) or as they are (handle_bytes).

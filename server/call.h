@@ -61,10 +61,11 @@ rm_stats_run_t *rm_call_stats_run(rm_call_t *call);
  * for call: RM_ELIMIT (RESOURCE_EXHAUSTED), field "max_memory", naming `what` and its size,
  * and whether it can fit later: not when it is more than the whole budget, nor, for a unary
  * call, when no other call holds memory (rm_server_memory_alone). A session's own state
- * is in the budget too and goes with it, so a new session may fit: "retry later". */
+ * is in the budget too and goes with it, so a new session may fit: "retry later" (marked
+ * retry_later, so clients may retry it). */
 void rm_call_memory_refused(const rm_call_t *call, rm_error_t *err, const char *what, size_t bytes);
 /* The same when the budget had room but what the server holds, measured (rm_server_relieve),
- * would pass max-memory (limit). */
+ * would pass max-memory (limit): "retry later". */
 void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
                           uint64_t limit);
 

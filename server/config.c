@@ -168,6 +168,7 @@ int rm__config_fail(rm_error_t *err, int code, const char *field, const char *fm
   if (!err)
     return code;
   err->code = code;
+  err->retry_later = 0;
   err->node_id[0] = '\0';
   snprintf(err->field, sizeof err->field, "%s", field ? field : "");
   va_list ap;

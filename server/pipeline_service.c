@@ -620,6 +620,7 @@ static exec_job_t *job_new(rm_call_t *call, const Remotemedia__V1__ExecuteReques
         &err, RM_ELIMIT, NULL, "max_concurrent",
         "the server is already running its limit of %llu pipelines (max-concurrent); retry later",
         (unsigned long long)rm_server_config(s)->max_concurrent);
+    err.retry_later = 1;
     rm_call_fail(call, &err);
     return NULL;
   }

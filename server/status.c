@@ -222,9 +222,7 @@ static grpc_slice details_seq(const rm_error_t *err, const char *request_id, con
 }
 
 int rm_status_no_retry(const rm_error_t *err) {
-  /* a full server (max_concurrent, max_sessions) may well take the retry */
-  return err->code == RM_ELIMIT && strcmp(err->field, "max_concurrent") != 0 &&
-         strcmp(err->field, "max_sessions") != 0;
+  return err->code == RM_ELIMIT && !err->retry_later;
 }
 
 size_t rm_status_trailers_full(const rm_error_t *err, const char *request_id, grpc_metadata *out) {

@@ -66,10 +66,12 @@ size_t rm_status_trailers(const rm_error_t *err, grpc_metadata *out);
 grpc_slice rm_status_details(const rm_error_t *err, const char *request_id);
 
 /* Non-zero when sending the same request again cannot succeed although its status is
- * RESOURCE_EXHAUSTED, the code clients retry: a per-request limit (RM_ELIMIT on any field
- * but "max_concurrent" and "max_sessions", which a full server sends and a retry may well
- * pass). Such
- * failures carry grpc-retry-pushback-ms: -1, which tells gRPC clients not to retry. */
+ * RESOURCE_EXHAUSTED, the code clients retry: a limit (RM_ELIMIT) not marked retry_later.
+ * Marked are a full server (max_concurrent, max_sessions) and memory that other calls hold
+ * (max_memory, "retry later"), which a retry may well pass (on this replica once they end,
+ * or on another); a per-request limit, or memory the server cannot give however long the
+ * client waits ("it cannot be served here"), is not. Such failures carry
+ * grpc-retry-pushback-ms: -1, which tells gRPC clients not to retry. */
 int rm_status_no_retry(const rm_error_t *err);
 
 /* Every trailer of a failure: those of rm_status_trailers, then grpc-status-details-bin

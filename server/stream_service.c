@@ -927,6 +927,7 @@ static void process_init(session_t *s) {
                       "the server already has its limit of %llu streaming sessions open "
                       "(max-sessions); retry later",
                       (unsigned long long)s->cfg->max_sessions);
+    err.retry_later = 1;
   } else {
     s->counted = 1;
     rm_stats_session_open();

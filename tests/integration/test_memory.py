@@ -5,6 +5,7 @@ Each hostile case runs on a fresh server and compares its peak RSS (VmHWM from /
 and after the request: it may grow by less than the request's budget plus FIXED_SLACK plus
 twice the request's wire size (the received message and its unpacked copy, which the
 server-wide budget counts rather than the request's)."""
+import json
 import os
 import re
 import struct
@@ -389,25 +390,29 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
 
 
 def exhausted(call):
-    """The error of call(), which must be refused RESOURCE_EXHAUSTED."""
+    """The error of call(), which must be refused RESOURCE_EXHAUSTED; gRPC clients may retry
+    it (no grpc-retry-pushback-ms: -1) exactly when it says "retry later"."""
     with pytest.raises(grpc.RpcError) as e:
         call()
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    pushback = trailers(e.value).get("grpc-retry-pushback-ms")
+    assert pushback == (None if e.value.details().endswith("; retry later") else "-1"), \
+        (e.value.details(), pushback)
     return e.value
 
 
-def slow_request(samples):
-    """PassThrough then a 1.5 s Delay: a run that holds its reservation for that long."""
-    req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500})),
+def slow_request(samples, ms=1500):
+    """PassThrough then a Delay (1.5 s): a run that holds its reservation for that long."""
+    req = ps.ExecuteRequest(manifest=chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": ms})),
                             output_nodes=["d"])
     set_audio(req.inputs["src"], samples)
     return req
 
 
-def hold_budget(srv, stub, samples, at_least):
-    """Starts slow_request(samples) and waits until the server's budget holds at_least bytes
-    (its request and reservation are taken); returns the call's future."""
-    call = stub.ExecutePipeline.future(slow_request(samples), timeout=60)
+def hold_budget(srv, stub, samples, at_least, ms=1500):
+    """Starts slow_request(samples, ms) and waits until the server's budget holds at_least
+    bytes (its request and reservation are taken); returns the call's future."""
+    call = stub.ExecutePipeline.future(slow_request(samples, ms), timeout=60)
     deadline = time.monotonic() + 30
     while budget_in_use(srv) < at_least and not call.done():
         assert time.monotonic() < deadline
@@ -447,6 +452,45 @@ def test_a_run_alone_is_not_refused_for_its_reservation():
         assert np.array_equal(np.frombuffer(out, np.float32), big)
         out = stub.ExecutePipeline(quick, timeout=60).outputs["src"].items[0].audio.samples
         assert np.array_equal(np.frombuffer(out, np.float32), big)
+
+
+# gRPC's retries as the clients configure them, patient: each wait random in [0, 2 s]
+PATIENT = json.dumps({"methodConfig": [{
+    "name": [{"service": "remotemedia.v1.PipelineService", "method": "ExecutePipeline"}],
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "2s", "maxBackoff": "2s",
+                    "backoffMultiplier": 1, "retryableStatusCodes": ["RESOURCE_EXHAUSTED"]}}]})
+
+
+def test_a_call_told_to_retry_later_is_retried_and_served():
+    """A small call refused "retry later" while a run alone holds the budget carries no
+    grpc-retry-pushback-ms (every max_memory refusal carried -1, so no client retried it):
+    with gRPC's retries on it is sent again, and served once the run has ended."""
+    small = audio_request("PassThrough", {}, np.arange(25_000, dtype=np.float32))  # 100 kB
+    rid = (("x-request-id", "small"),)
+    with RunningServer(["--max-memory", "64M", "--warm-bytes", "0", "--metrics-listen",
+                        "127.0.0.1:0", "--log-level", "info"]) as srv, \
+            srv.channel(options=BIG) as plain, \
+            srv.channel(options=BIG + [("grpc.enable_retries", 1),
+                                       ("grpc.service_config", PATIENT)]) as ch:
+        hold = hold_budget(srv, psg.PipelineServiceStub(plain), np.zeros(1_750_000, np.float32),
+                           40 << 20, ms=60000)
+        e = exhausted(lambda: psg.PipelineServiceStub(plain).ExecutePipeline(
+            small, timeout=60, metadata=rid))
+        assert e.details().endswith(" of its 67108864 bytes in use (max-memory); retry later")
+        retried = psg.PipelineServiceStub(ch).ExecutePipeline.future(small, timeout=60,
+                                                                     metadata=rid)
+        assert srv.wait_for_count("call", 2, 30, lambda e: e.get("request_id") == "small")
+        hold.cancel()  # the server frees the run's memory at once
+        out = retried.result(timeout=60).outputs["src"].items[0].audio.samples
+        assert np.array_equal(np.frombuffer(out, np.float32), np.arange(25_000, dtype=np.float32))
+        # its call line is written as the answer goes out
+        assert srv.wait_for_event("call", 30, lambda c: c.get("request_id") == "small"
+                                  and c["code"] == 0)
+        calls = [(c["code"], c.get("error_kind")) for c in srv.events("call")
+                 if c.get("request_id") == "small"]
+        # the plain call's refusal, the retried call's first attempt's, maybe more, then OK
+        assert len(calls) >= 3 and calls[-1] == (0, None), calls
+        assert set(calls[:-1]) == {(8, "limit_exceeded")}, calls
 
 
 def test_a_session_beside_a_run_holding_the_budget_is_told_to_retry():

@@ -199,7 +199,17 @@ static void test_details_are_valid_utf8(void) {
   google__rpc__status__free_unpacked(st, NULL);
 }
 
-/* All trailers: the old three, the details, and the pushback only for per-request limits. */
+/* Releases md[0..n) but md[checked] (released by check_trailer). */
+static void release_trailers(grpc_metadata *md, size_t n, size_t checked) {
+  for (size_t i = 0; i < n; i++)
+    if (i != checked) {
+      grpc_slice_unref(md[i].key);
+      grpc_slice_unref(md[i].value);
+    }
+}
+
+/* All trailers: the old three, the details, and the pushback only for limits not marked
+ * retry_later. */
 static void test_full_trailers_and_pushback(void) {
   rm_error_t err;
   grpc_metadata md[RM_STATUS_TRAILERS_MAX];
@@ -215,26 +225,22 @@ static void test_full_trailers_and_pushback(void) {
   grpc_slice_unref(md[2].value);
   check_trailer(&md[3], "grpc-retry-pushback-ms", "-1");
 
-  rm_error_set(&err, RM_ELIMIT, NULL, "max_concurrent", "busy"); /* a retry may pass */
+  /* memory other calls hold: a retry may pass */
+  rm_error_set(&err, RM_ELIMIT, NULL, "max_memory", "... in use (max-memory); retry later");
+  err.retry_later = 1;
   CU_ASSERT(!rm_status_no_retry(&err));
   RM_ASSERT_INT(rm_status_trailers_full(&err, NULL, md), 3);
-  for (size_t i = 0; i < 3; i++) {
-    grpc_slice_unref(md[i].key);
-    grpc_slice_unref(md[i].value);
-  }
+  release_trailers(md, 3, 3);
+  /* the same limit when no wait can help; rm_error_set clears the mark */
+  rm_error_set(&err, RM_ELIMIT, NULL, "max_memory", "... it cannot be served here");
+  CU_ASSERT(rm_status_no_retry(&err));
+  RM_ASSERT_INT(rm_status_trailers_full(&err, NULL, md), 4);
+  check_trailer(&md[3], "grpc-retry-pushback-ms", "-1");
+  release_trailers(md, 3, 3);
   rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   CU_ASSERT(!rm_status_no_retry(&err));
   rm_error_set(&err, RM_EPARAM, "g", "db", "bad");
   CU_ASSERT(!rm_status_no_retry(&err)); /* not RESOURCE_EXHAUSTED: clients never retry it */
-}
-
-/* Releases md[0..n) but md[checked] (released by check_trailer). */
-static void release_trailers(grpc_metadata *md, size_t n, size_t checked) {
-  for (size_t i = 0; i < n; i++)
-    if (i != checked) {
-      grpc_slice_unref(md[i].key);
-      grpc_slice_unref(md[i].value);
-    }
 }
 
 /* A stream step's failure: rm-sequence and rm-flushed beside the rest, and both in

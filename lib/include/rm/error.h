@@ -38,18 +38,20 @@ typedef struct rm_error {
   char node_id[RM_ERROR_NODE_MAX]; /* "" when not about one node */
   char field[RM_ERROR_FIELD_MAX];  /* the param key or input field, "" when none */
   char message[RM_ERROR_MSG_MAX];  /* complete sentence naming node and field */
+  int retry_later; /* a refusal a later attempt may pass (the server is full, or other calls
+                    * hold its memory): the message says "retry later"; rm_error_set clears it */
 } rm_error_t;
 
 /* The stable name of an error code ("invalid_manifest", "unknown_node_type", ...), or
  * "unknown_error" for a value outside the enum. Never NULL; static storage. */
 const char *rm_strerror(int code);
 
-/* Clears err (code 0, empty strings). NULL is a no-op. */
+/* Clears err (code 0, empty strings, retry_later 0). NULL is a no-op. */
 void rm_error_clear(rm_error_t *err);
 
 /* Records an error and returns code, so callers can write `return rm_error_set(...)`.
  * node_id and field may be NULL. The message is printf-formatted and truncated to fit.
- * A NULL err only returns code. */
+ * retry_later is cleared (the caller sets it after). A NULL err only returns code. */
 int rm_error_set(rm_error_t *err, int code, const char *node_id, const char *field, const char *fmt,
                  ...) __attribute__((format(printf, 5, 6)));
 
