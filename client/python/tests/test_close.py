@@ -61,26 +61,34 @@ def test_close_cancels_an_open_session(server):
                                             "CANCELLED")
 
 
-def test_a_dropped_session_is_still_cancelled_when_collected(server):
-    """The client tracks open sessions for close() weakly: a session dropped without being
-    closed is garbage as before, and the call of a collected session is cancelled (the
-    server frees it at once, not at its idle timeout)."""
-    remote = RemoteConfig(server.address(), timeout=HANG_S,
-                          metadata=[("x-request-id", "dropped-session")])
+def dropped_session_end(server, rid, leave_a_read_pending):
+    """The server's call line for a session that sent a chunk, received its result and was
+    then dropped without being closed (leave_a_read_pending: after a receive() that timed
+    out), once the client has run a collection."""
+    remote = RemoteConfig(server.address(), timeout=HANG_S, metadata=[("x-request-id", rid)])
 
     async def main():
         client = Client(remote)
         s = await gain(client).session().open()
         await s.send(CHUNK, sample_rate=RATE)
         await s.receive()
+        if leave_a_read_pending:
+            with pytest.raises(asyncio.TimeoutError):
+                await s.receive(timeout=0.05)
         del s
         gc.collect()
         ev = await asyncio.get_running_loop().run_in_executor(
-            None, server.wait_for_event, "call", HANG_S,
-            lambda e: e.get("request_id") == "dropped-session")
+            None, server.wait_for_event, "call", HANG_S, lambda e: e.get("request_id") == rid)
         await client.close()
         return ev
-    ev = arun(main())
+    return arun(main())
+
+
+def test_a_dropped_session_is_still_cancelled_when_collected(server):
+    """The client tracks open sessions for close() weakly: a session dropped without being
+    closed is garbage as before, and the call of a collected session is cancelled (the
+    server frees it at once, not at its idle timeout)."""
+    ev = dropped_session_end(server, "dropped-session", leave_a_read_pending=False)
     assert ev is not None and ev["status"] == "CANCELLED"
 
 
@@ -90,24 +98,7 @@ def test_a_dropped_session_with_a_read_pending_is_cancelled_when_collected(serve
     sees the call cancelled at once, not ended at its idle timeout. (The read a send()
     starts while it waits for flow control is left the same way when the result came
     before the write was done: the earlier test's rare failure.)"""
-    remote = RemoteConfig(server.address(), timeout=HANG_S,
-                          metadata=[("x-request-id", "dropped-pending")])
-
-    async def main():
-        client = Client(remote)
-        s = await gain(client).session().open()
-        await s.send(CHUNK, sample_rate=RATE)
-        await s.receive()
-        with pytest.raises(asyncio.TimeoutError):
-            await s.receive(timeout=0.05)
-        del s
-        gc.collect()
-        ev = await asyncio.get_running_loop().run_in_executor(
-            None, server.wait_for_event, "call", HANG_S,
-            lambda e: e.get("request_id") == "dropped-pending")
-        await client.close()
-        return ev
-    ev = arun(main())
+    ev = dropped_session_end(server, "dropped-pending", leave_a_read_pending=True)
     assert ev is not None and ev["status"] == "CANCELLED"
 
 
