@@ -199,7 +199,7 @@ static void test_details_are_valid_utf8(void) {
   google__rpc__status__free_unpacked(st, NULL);
 }
 
-/* Releases md[0..n) but md[checked] (released by check_trailer). */
+/* Releases md[0..n) but md[checked] (released by check_trailer; checked >= n: none). */
 static void release_trailers(grpc_metadata *md, size_t n, size_t checked) {
   for (size_t i = 0; i < n; i++)
     if (i != checked) {
@@ -230,13 +230,13 @@ static void test_full_trailers_and_pushback(void) {
   err.retry_later = 1;
   CU_ASSERT(!rm_status_no_retry(&err));
   RM_ASSERT_INT(rm_status_trailers_full(&err, NULL, md), 3);
-  release_trailers(md, 3, 3);
+  release_trailers(md, 3, 3); /* none checked */
   /* the same limit when no wait can help; rm_error_set clears the mark */
   rm_error_set(&err, RM_ELIMIT, NULL, "max_memory", "... it cannot be served here");
   CU_ASSERT(rm_status_no_retry(&err));
   RM_ASSERT_INT(rm_status_trailers_full(&err, NULL, md), 4);
   check_trailer(&md[3], "grpc-retry-pushback-ms", "-1");
-  release_trailers(md, 3, 3);
+  release_trailers(md, 4, 3);
   rm_error_set(&err, RM_ENOMEM, NULL, NULL, "out of memory");
   CU_ASSERT(!rm_status_no_retry(&err));
   rm_error_set(&err, RM_EPARAM, "g", "db", "bad");
