@@ -56,7 +56,7 @@ struct rm_pipeline {
   size_t n_edges;
   size_t *order; /* execution order: indices into nodes */
   rm_limits_t limits;
-  rm_budget_label_t label; /* its budget's, for refusals (both members set) */
+  rm_budget_label_t label; /* its budget's, for refusals (owner and limit set) */
   int heavy;
   int reusable;
   int reads_payload;         /* some node's type lacks RM_NODE_FORWARDS_PAYLOAD */
@@ -381,16 +381,20 @@ static rm_budget_label_t full_label(const rm_budget_label_t *label) {
     out.owner = label->owner;
   if (label && label->limit)
     out.limit = label->limit;
+  if (label) {
+    out.parent_tail = label->parent_tail;
+    out.parent_arg = label->parent_arg;
+  }
   return out;
 }
 
 /* After an allocation failed with RM_ENOMEM: when the budget refused it (rather than malloc),
  * records RM_ELIMIT naming the node (n may be NULL; else the pipeline) and the budget that
- * refused (the pipeline's, as label names it, or the server's, followed by parent_tail, NULL:
- * "; retry later", marked retry_later), and returns 1; else 0 (a real out of memory stays
- * RM_ENOMEM). */
+ * refused (the pipeline's, as label names it, or the server's, followed by what the label's
+ * parent_tail says now, NULL: "; retry later", marked retry_later), and returns 1; else 0 (a
+ * real out of memory stays RM_ENOMEM). */
 static int budget_refusal(const char *pipeline, const rm_budget_label_t *label, const node_t *n,
-                          const char *parent_tail, rm_error_t *err) {
+                          rm_error_t *err) {
   rm_budget_refusal_t r;
   if (!rm_budget_refused(&r))
     return 0;
@@ -404,6 +408,7 @@ static int budget_refusal(const char *pipeline, const rm_budget_label_t *label, 
                  "%s needs %zu more bytes of memory, more than any allocation can hold", who,
                  r.asked);
   else if (r.by_parent) {
+    const char *parent_tail = label->parent_tail ? label->parent_tail(label->parent_arg) : NULL;
     rm_error_set(err, RM_ELIMIT, n ? n->id : NULL, "max_memory",
                  "%s needs %zu more bytes of memory, but the server's memory budget has %zu of "
                  "its %zu bytes in use (max-memory)%s",
@@ -429,7 +434,7 @@ static int create_nodes(rm_pipeline_t *p, const rm_manifest_t *m, rm_error_t *er
     rm_error_clear(&local);
     rm_budget_refusal_clear();
     rc = t->create(n->params, &n->state, &local);
-    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, NULL, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, err))
       return RM_ELIMIT;
     if (rc) {
       if (err) {
@@ -485,7 +490,7 @@ int rm_pipeline_new_labelled(const rm_manifest_t *m, const rm_limits_t *limits,
   int rc;
   rm_pipeline_t *p = rm_malloc(sizeof *p + PIPELINE_INLINE);
   if (!p) {
-    rc = budget_refusal(m->name, &full, NULL, NULL, err)
+    rc = budget_refusal(m->name, &full, NULL, err)
              ? RM_ELIMIT
              : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);
@@ -529,7 +534,7 @@ int rm_pipeline_new_labelled(const rm_manifest_t *m, const rm_limits_t *limits,
   *out = p;
   return 0;
 fail:
-  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, NULL, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, err))
     rc = RM_ELIMIT;
   rm_budget_leave(outer);
   rm_pipeline_free(p);
@@ -1043,7 +1048,7 @@ static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_
     rc = k < count ? t->process(n->state, &ctx) : 0;
     if (!rc && do_flush && k == calls - 1)
       rc = flush_and_join(n, &ctx);
-    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, opts->parent_refusal_tail, err))
+    if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, n, err))
       rc = RM_ELIMIT;
     sync_external(p);
     if (t->end_stream && (rc || (opts->end_of_stream && k == calls - 1))) {
@@ -1206,7 +1211,7 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!rc && (rc = collect_outputs(p, r, opts->arena)))
     rm_error_set(err, rc, NULL, NULL, "out of memory"); /* nothing was collected */
   /* the executor's own allocations (scratch, the outputs) are refused like a node's */
-  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, opts->parent_refusal_tail, err))
+  if (rc == RM_ENOMEM && budget_refusal(p->name, &p->label, NULL, err))
     rc = RM_ELIMIT;
   p->account->current -= p->external; /* library memory counts in the account during runs */
   p->external = 0;
@@ -1253,7 +1258,7 @@ int rm_pipeline_run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
   if (!r) {
     if (p->account->peak < peak_before)
       p->account->peak = peak_before;
-    int code = budget_refusal(p->name, &p->label, NULL, opts->parent_refusal_tail, err)
+    int code = budget_refusal(p->name, &p->label, NULL, err)
                    ? RM_ELIMIT
                    : rm_error_set(err, RM_ENOMEM, NULL, NULL, "out of memory");
     rm_budget_leave(outer);

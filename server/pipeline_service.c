@@ -42,7 +42,6 @@ typedef struct exec_job {
   int cached;    /* the pipeline belongs to this thread's cache, not to the job */
   int reused;    /* a cache hit: compiled by an earlier request */
   int on_worker; /* running on a worker thread, which may wait for memory */
-  int alone;     /* reserved what was free, alone on the server (try_reserve) */
 } exec_job_t;
 
 static uint64_t lower(uint64_t server, uint64_t requested) {
@@ -57,13 +56,27 @@ static void job_finish(exec_job_t *job) {
   rm_call_unref(job->call); /* last: the job lives in the call's arena */
 }
 
+/* What a refusal by the server's budget says while a request's pipeline is created or run
+ * (rm_budget_label_t.parent_tail): when no other call holds memory (rm_server_memory_alone;
+ * the request's call counts itself since its admission by bytes), what the budget holds is
+ * the server's own and this run's, which no wait frees. */
+static const char *refusal_tail(void *server) {
+  return rm_server_memory_alone(server, 1)
+             ? ", by the server itself and this run alone: it cannot be served here"
+             : NULL;
+}
+
 /* What the refusals of a request's budget name as its size's origin: the request's own
- * limits.max_memory_bytes when it lowered the server's, else --max-request-memory. A function
- * of the limits, which key the compiled-pipeline cache. */
-static rm_budget_label_t budget_label(const rm_config_t *cfg, const rm_limits_t *l) {
-  return (rm_budget_label_t){"request", l->max_memory_bytes < cfg->max_request_memory
-                                            ? "max_memory_bytes"
-                                            : "max-request-memory"};
+ * limits.max_memory_bytes when it lowered the server's, else --max-request-memory; and what
+ * a refusal by the server's budget says (refusal_tail). A function of the limits, which key
+ * the compiled-pipeline cache, and of the server, which outlives its cached pipelines. */
+static rm_budget_label_t budget_label(rm_server_t *s, const rm_limits_t *l) {
+  return (rm_budget_label_t){.owner = "request",
+                             .limit = l->max_memory_bytes < rm_server_config(s)->max_request_memory
+                                          ? "max_memory_bytes"
+                                          : "max-request-memory",
+                             .parent_tail = refusal_tail,
+                             .parent_arg = s};
 }
 
 /* Compiles the pipeline (manifest checks, limits). 0 or the error, already sent. */
@@ -71,7 +84,7 @@ static int compile(exec_job_t *job) {
   rm_error_t err;
   rm_error_clear(&err);
   int rc = rm_wire_manifest_from_proto(job->req->manifest, &job->manifest, &err);
-  rm_budget_label_t label = budget_label(rm_server_config(job->server), &job->limits);
+  rm_budget_label_t label = budget_label(job->server, &job->limits);
   if (!rc)
     rc = rm_pipeline_new_labelled(job->manifest, &job->limits, &label, &job->pipeline, &err);
   if (rc)
@@ -233,9 +246,9 @@ static size_t room_alone(exec_job_t *job, uint64_t held) {
  * measured (rm_server_relieve): 0, or RM_ELIMIT with *held set when the measure refused (0
  * when the budget did). A run alone on the server (rm_server_memory_alone) is not refused
  * for its reservation while there is room: what the budget holds then is the server's own
- * or its own call's, which no wait would give back, so it reserves what there is (job->alone)
- * and draws beyond as it goes, within the budget (a node that cannot draw fails, naming
- * max_memory). */
+ * or its own call's, which no wait would give back, so it reserves what there is and draws
+ * beyond as it goes, within the budget (a node that cannot draw fails, naming max_memory,
+ * and says it cannot be served: refusal_tail). */
 static int try_reserve(exec_job_t *job, rm_budget_t *pb, size_t want, uint64_t *held) {
   uint64_t h = 0;
   /* small runs never measure: they are most calls, and RESERVE_MIN is their floor */
@@ -247,7 +260,6 @@ static int try_reserve(exec_job_t *job, rm_budget_t *pb, size_t want, uint64_t *
     if (room && room < want && !rm_budget_reserve(pb, room)) {
       rm_budget_refusal_clear();
       *held = 0;
-      job->alone = 1;
       rc = 0;
     }
   }
@@ -400,9 +412,6 @@ static void run_job_budgeted(exec_job_t *job) {
         opts.node_span = span;
         rm_stats_run_begin();
       }
-      if (job->alone) /* the server's memory was its own: no wait would help */
-        opts.parent_refusal_tail =
-            ", by the server itself and this run alone: it cannot be served here";
       rc = rm_pipeline_run(job->pipeline, inputs, n, &opts, &result, &err);
       if (counting) {
         rm_stats_run_end();
@@ -812,7 +821,7 @@ static void validate_pipeline(rm_call_t *call, const ProtobufCMessage *msg) {
   int rc = check_request_size(&job, &err);
   if (!rc)
     rc = rm_wire_manifest_from_proto(req->manifest, &manifest, &err);
-  rm_budget_label_t label = budget_label(cfg, &job.limits);
+  rm_budget_label_t label = budget_label(rm_call_server(call), &job.limits);
   if (!rc)
     rc = rm_pipeline_new_labelled(manifest, &job.limits, &label, &p, &err);
   if (!rc) {

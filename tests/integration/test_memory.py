@@ -528,6 +528,31 @@ def test_a_run_alone_that_cannot_draw_is_not_told_to_retry():
         assert_serving(stub)
 
 
+def test_a_node_refusal_says_whether_other_calls_hold_memory_when_it_happens():
+    """Whether a node's refusal by the server budget is final is decided when it happens,
+    not by how the run reserved: sixty Denoise nodes (stereo, 48 kHz) need more than a 1 MiB
+    server has, though the run's reservation (an eighth of it) fits. Beside another run the
+    node's refusal says "retry later" (no pushback); alone on the server it says it cannot be
+    served (pushback -1; it said "retry later", and clients retried it in vain)."""
+    req = ps.ExecuteRequest(manifest=chain(*[("n%d" % i, "Denoise", {}) for i in range(60)]))
+    set_audio(req.inputs["n0"], np.zeros(960, np.float32), rate=48000, channels=2)
+    with RunningServer(["--max-memory", "1M", "--warm-bytes", "0", "--metrics-listen",
+                        "127.0.0.1:0"]) as srv, srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        first = hold_budget(srv, stub, np.zeros(1000, np.float32), 128 << 10)
+        e = exhausted(lambda: stub.ExecutePipeline(req, timeout=60))
+        assert re.fullmatch(r"node 'n\d+' \(Denoise\) needs \d+ more bytes of memory, but the "
+                            r"server's memory budget has \d+ of its 1048576 bytes in use "
+                            r"\(max-memory\); retry later", e.details()), e.details()
+        first.result(timeout=60)
+        e = exhausted(lambda: stub.ExecutePipeline(req, timeout=60))
+        assert re.fullmatch(r"node 'n\d+' \(Denoise\) needs \d+ more bytes of memory, but the "
+                            r"server's memory budget has \d+ of its 1048576 bytes in use "
+                            r"\(max-memory\), by the server itself and this run alone: it "
+                            r"cannot be served here", e.details()), e.details()
+        assert_serving(stub)
+
+
 @pytest.mark.parametrize("budget", ["1M", "4M", "8M"])
 def test_a_small_max_memory_serves_what_fits(budget):
     """Below 64 MiB a run's least reservation is an eighth of --max-memory, not 8 MiB: a

@@ -68,6 +68,14 @@ int rm_pipeline_new(const rm_manifest_t *m, const rm_limits_t *limits, rm_pipeli
 typedef struct rm_budget_label {
   const char *owner; /* "request", "session" */
   const char *limit; /* the field or option that set the budget's size */
+  /* Asked, on the refusing thread, when the budget's parent (a server's budget) refuses an
+   * allocation while the pipeline is created or run: what the refusal says after its
+   * figures ("... (max-memory)" + this). NULL, or no function, is "; retry later", marked
+   * retry_later, for a parent other calls share and may give back; a caller that knows no
+   * wait would help returns its reason (static storage). parent_arg must outlive the
+   * pipeline. */
+  const char *(*parent_tail)(void *parent_arg);
+  void *parent_arg;
 } rm_budget_label_t;
 
 /* rm_pipeline_new whose budget's refusals name label's owner and limit (label may be NULL:
@@ -125,10 +133,6 @@ typedef struct rm_run_opts {
    * ran), so a server can split a call's time into queue and compute without reading the
    * clock again. Calling thread. */
   uint64_t *node_span;
-  /* What an allocation the pipeline budget's parent (a server's budget) refused says after
-   * its figures ("... (max-memory)" + this): NULL is "; retry later", for a parent that other
-   * runs share; a caller that knows no wait would help says so. Static storage. */
-  const char *parent_refusal_tail;
 } rm_run_opts_t;
 
 typedef struct rm_output {
