@@ -82,6 +82,12 @@ static const opt_t opts[] = {
     {"require-auth", "RM_REQUIRE_AUTH", T_BOOL, OFF(require_auth), "false", 0, 1, 0,
      "refuse to start (exit 2) unless auth-token-file or auth-tokens is set, so a missing "
      "token secret cannot silently turn auth off"},
+    {"health-needs-token", "RM_HEALTH_NEEDS_TOKEN", T_BOOL, OFF(health_needs_token), "false", 0, 1,
+     0,
+     "health checks (grpc.health.v1 Check and Watch) need a token like every other method, so a "
+     "client without one cannot make the server read any message; probes without a token use "
+     "the metrics listener's /healthz and /readyz instead (needs auth-token-file or auth-tokens; "
+     "see docs/security.md)"},
     {"tls-cert", "RM_TLS_CERT", T_STR, OFF(tls_cert), "", 0, 0, 0,
      "PEM server certificate chain file; enables TLS (with --tls-key); SIGHUP re-reads it, the "
      "key and the client CA"},

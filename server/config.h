@@ -35,6 +35,7 @@ typedef struct rm_config {
   char *auth_token_file;     /* one token per line */
   char *auth_tokens;         /* comma-separated (env RM_AUTH_TOKENS) */
   int require_auth;          /* start-up fails when neither tokens option is set */
+  int health_needs_token;    /* health methods need a token too (needs tokens) */
   char *tls_cert;
   char *tls_key;
   char *tls_client_ca;

@@ -25,7 +25,7 @@ typedef struct watch {
 } watch_t;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static int serving = 1;
+static int serving; /* until serve() starts: the warm call runs before SERVING */
 static watch_t *watchers;
 
 static int is_known(const char *service) {
@@ -137,14 +137,23 @@ void rm_health_set_serving(int on) {
   pthread_mutex_unlock(&mu);
 }
 
-void rm_health_methods(rm_method_t *out) {
+int rm_health_serving(void) {
+  pthread_mutex_lock(&mu);
+  int on = serving;
+  pthread_mutex_unlock(&mu);
+  return on;
+}
+
+void rm_health_methods(rm_method_t *out, int needs_token) {
   out[0] = (rm_method_t){.path = "/grpc.health.v1.Health/Check",
                          .kind = RM_RPC_UNARY,
+                         .needs_auth = needs_token,
                          .serve_while_draining = 1,
                          .request = &grpc__health__v1__health_check_request__descriptor,
                          .handle = check};
   out[1] = (rm_method_t){.path = "/grpc.health.v1.Health/Watch",
                          .kind = RM_RPC_SERVER_STREAM,
+                         .needs_auth = needs_token,
                          .serve_while_draining = 1,
                          .request = &grpc__health__v1__health_check_request__descriptor,
                          .handle_bytes = watch};

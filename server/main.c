@@ -155,7 +155,7 @@ int main(int argc, char **argv) {
   k += RM_PIPELINE_SERVICE_METHODS;
   rm_stream_service_methods(&methods[k]);
   k += RM_STREAM_SERVICE_METHODS;
-  rm_health_methods(&methods[k]);
+  rm_health_methods(&methods[k], cfg.health_needs_token);
   k += RM_HEALTH_METHODS;
   rm_reflection_methods(&methods[k]);
   k += RM_REFLECTION_METHODS;
@@ -178,8 +178,7 @@ int main(int argc, char **argv) {
       status = 2;
     goto out;
   }
-  if (*cfg.metrics_listen &&
-      rm_metrics_http_start(cfg.metrics_listen, rm_server_budget(server), &metrics, &err)) {
+  if (*cfg.metrics_listen && rm_metrics_http_start(cfg.metrics_listen, server, &metrics, &err)) {
     startup_failed(err.message);
     if (err.code == RM_EPARAM)
       status = 2;

@@ -1,9 +1,10 @@
-/* metrics_http.c - GET /metrics with libmicrohttpd (metrics_http.h). */
+/* metrics_http.c - GET /metrics, /healthz and /readyz with libmicrohttpd (metrics_http.h). */
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "metrics_http.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grpc/byte_buffer_reader.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -17,9 +18,13 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "bytebuf.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "health.h"
 #include "log.h"
 #include "rm/alloc.h"
 #include "rm/clock.h"
+#include "self_call.h"
 #include "stats.h"
 
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -35,6 +40,8 @@
  * accept from (100 % of a CPU and ~160,000 log lines a second while the process is out of
  * descriptors and a scrape is pending), so the listener is ours. */
 #define RETRY_MS 100
+/* /healthz's and /readyz's health Check must end within this (probes' timeouts are longer) */
+#define CHECK_DEADLINE_MS 2000
 /* MHD's messages and the accept thread's: at most LOG_BURST lines per LOG_WINDOW_NS, the rest
  * counted and reported with the next line that goes out. */
 #define LOG_BURST 10
@@ -42,6 +49,7 @@
 
 struct rm_metrics_http {
   struct MHD_Daemon *d;
+  rm_server_t *server;
   const rm_budget_t *budget;
   int port;
   int lfd;     /* the listening socket */
@@ -96,16 +104,87 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
   return rc;
 }
 
+/* A health Check of `service` through the server's own gRPC port (rm_self_call, with a token
+ * of the server's when it has them), so a probe without a token learns what a gRPC health
+ * probe would: that a polling thread answers calls, and the status. The call's code; the
+ * status in *serving (1 SERVING) when it is OK. */
+static grpc_status_code self_check(rm_server_t *server, const char *service, int *serving) {
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)service;
+  grpc_byte_buffer *request = rm_bytebuf_pack(&req.base), *response = NULL;
+  grpc_status_code code = rm_self_call(server, "/grpc.health.v1.Health/Check", request,
+                                       CHECK_DEADLINE_MS, NULL, &response);
+  grpc_byte_buffer_destroy(request);
+  *serving = 0;
+  if (code == GRPC_STATUS_OK) {
+    uint8_t buf[64]; /* a HealthCheckResponse is a few bytes */
+    size_t len = 0;
+    grpc_byte_buffer_reader rd;
+    if (response && grpc_byte_buffer_reader_init(&rd, response)) {
+      grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
+      grpc_byte_buffer_reader_destroy(&rd);
+      len = GRPC_SLICE_LENGTH(sl) <= sizeof buf ? GRPC_SLICE_LENGTH(sl) : 0;
+      memcpy(buf, GRPC_SLICE_START_PTR(sl), len);
+      grpc_slice_unref(sl);
+    }
+    Grpc__Health__V1__HealthCheckResponse *r =
+        grpc__health__v1__health_check_response__unpack(NULL, len, buf);
+    *serving = r && r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    if (r)
+      grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+    else
+      code = GRPC_STATUS_INTERNAL;
+  }
+  grpc_byte_buffer_destroy(response);
+  if (code != GRPC_STATUS_OK)
+    log_bounded(RM_LOG_WARN, "a health check through the gRPC port failed (/healthz, /readyz)");
+  return code;
+}
+
+static enum MHD_Result reply_check_failed(struct MHD_Connection *conn, grpc_status_code code) {
+  return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                    code == GRPC_STATUS_DEADLINE_EXCEEDED
+                        ? "not ok: the health check through the gRPC port took too long\n"
+                        : "not ok: the health check through the gRPC port failed\n");
+}
+
+/* /healthz (liveness): the overall server's Check ends OK, whatever the status (a drain is
+ * alive). /readyz (readiness): PipelineService's status, 503 unless SERVING. With TLS the server
+ * holds no client identity to call itself: the process answering, and the health service's
+ * status. */
+static enum MHD_Result reply_health(struct MHD_Connection *conn, rm_server_t *server, int ready) {
+  int serving;
+  if (*rm_server_config(server)->tls_cert) {
+    if (!ready)
+      return reply_text(conn, MHD_HTTP_OK, "ok (TLS: not checked through the gRPC port)\n");
+    serving = rm_health_serving();
+  } else {
+    grpc_status_code code =
+        self_check(server, ready ? "remotemedia.v1.PipelineService" : "", &serving);
+    if (code != GRPC_STATUS_OK)
+      return reply_check_failed(conn, code);
+    if (!ready)
+      return reply_text(conn, MHD_HTTP_OK, "ok\n");
+  }
+  return serving ? reply_text(conn, MHD_HTTP_OK, "SERVING\n")
+                 : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "NOT_SERVING\n");
+}
+
 /* MHD's access handler: runs on its thread, one request at a time. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   rm_metrics_http_t *h = cls;
   (void)version, (void)upload_data, (void)upload_data_size, (void)con_cls;
-  if (strcmp(url, "/metrics") != 0)
-    return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: the metrics are at /metrics\n");
+  int live = strcmp(url, "/healthz") == 0, ready = strcmp(url, "/readyz") == 0;
+  if (!live && !ready && strcmp(url, "/metrics") != 0)
+    return reply_text(conn, MHD_HTTP_NOT_FOUND,
+                      "not found: the metrics are at /metrics, health at /healthz and /readyz\n");
   if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
     return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+  /* probes that send no token (docs/security.md, --health-needs-token) */
+  if (live || ready)
+    return reply_health(conn, h->server, ready);
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
@@ -245,7 +324,7 @@ static int bound_port(int fd) {
   return ntohs(((struct sockaddr_in *)&a)->sin_port);
 }
 
-int rm_metrics_http_start(const char *listen, const rm_budget_t *b, rm_metrics_http_t **out,
+int rm_metrics_http_start(const char *listen, rm_server_t *server, rm_metrics_http_t **out,
                           rm_error_t *err) {
   *out = NULL;
   char host[256], port[8];
@@ -264,7 +343,8 @@ int rm_metrics_http_start(const char *listen, const rm_budget_t *b, rm_metrics_h
     freeaddrinfo(ai);
     return rm_error_set(err, RM_ENOMEM, NULL, "metrics-listen", "out of memory");
   }
-  h->budget = b;
+  h->server = server;
+  h->budget = rm_server_budget(server);
   h->wake[0] = h->wake[1] = -1;
   h->lfd = listen_on(ai);
   int e = errno;

@@ -526,6 +526,10 @@ static int server_setup(rm_server_t *s, rm_error_t *err) {
     return rm__config_fail(err, RM_EPARAM, "require-auth",
                            "require-auth is set but no tokens are configured (set "
                            "auth-token-file or auth-tokens)");
+  if (s->cfg->health_needs_token && !*s->cfg->auth_token_file && !*s->cfg->auth_tokens)
+    return rm__config_fail(err, RM_EPARAM, "health-needs-token",
+                           "health-needs-token is set but no tokens are configured (set "
+                           "auth-token-file or auth-tokens)");
   int rc = rm_auth_new(s->cfg, &s->auth, err);
   if (rc)
     return rc;

@@ -1,8 +1,13 @@
-"""Bearer tokens on every RPC but health, and TLS / mutual TLS handshakes, with certificates
-made by openssl for the run (rmtest.pki)."""
+"""Bearer tokens on every RPC but health (health too with --health-needs-token, probes then on
+the metrics listener's /healthz and /readyz), and TLS / mutual TLS handshakes, with
+certificates made by openssl for the run (rmtest.pki)."""
 
+import json
 import os
+import signal
 import subprocess
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -15,6 +20,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
 
 TOKENS = ["s3cret-token-one", "another.token/2"]
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def srv_metrics(srv):
+    return http_status(srv, "/metrics")[1]
+
+
+def metric(text, name, method, extra=""):
+    """The value of name{grpc_method=method, ...} (extra: one more label, as text)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and 'grpc_method="%s"' % method in line and extra in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +91,79 @@ def test_bearer_tokens(tmp_path):
         assert tok not in log
 
 
+def http_status(srv, path):
+    """(status, body) of GET path on the server's metrics listener."""
+    port = srv.events("listening")[0]["metrics_port"]
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_needs_a_token_with_health_needs_token():
+    """--health-needs-token: Check and Watch are refused without a valid token (their messages
+    are never read: the method's received-message counter stays at the authenticated calls),
+    served with one; the Watch (a server-streaming call read after the check) sees the drain;
+    probes without a token use /readyz and /healthz."""
+    md = [("authorization", "Bearer " + TOKENS[0])]
+    srv = RunningServer(["--auth-tokens", ",".join(TOKENS), "--health-needs-token",
+                         "--metrics-listen", "127.0.0.1:0", "--grace-ms", "20000",
+                         "--log-level", "debug"],
+                        ready_metadata=md).start()
+    try:
+        with srv.channel() as ch:
+            h = health_pb2_grpc.HealthStub(ch)
+            req = health_pb2.HealthCheckRequest(service="remotemedia.v1.PipelineService")
+            err = bad_auth(h.Check, req)
+            assert err.details() == "missing bearer token (authorization: Bearer <token>)"
+            err = bad_auth(h.Check, req, metadata=[("authorization", "Bearer wrong")])
+            assert err.details() == "the bearer token is not valid"
+            with pytest.raises(grpc.RpcError) as e:
+                next(h.Watch(req, timeout=10))
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert h.Check(req, metadata=md, timeout=10).status == SERVING
+            with pytest.raises(grpc.RpcError) as e:
+                h.Check(health_pb2.HealthCheckRequest(service="nope"), metadata=md, timeout=10)
+            assert e.value.code() == grpc.StatusCode.NOT_FOUND
+            watch = h.Watch(req, metadata=[("authorization", "Bearer " + TOKENS[1])], timeout=60)
+            assert next(watch).status == SERVING
+            assert http_status(srv, "/readyz") == (200, "SERVING\n")
+            assert http_status(srv, "/healthz") == (200, "ok\n")
+            text = srv_metrics(srv)
+            assert metric(text, "grpc_server_handled_total", "Check", 'grpc_code="Unauthenticated"') == 2
+            assert metric(text, "grpc_server_handled_total", "Watch", 'grpc_code="Unauthenticated"') == 1
+            # the readiness wait's Checks and the two above with the token were read, no other
+            received = metric(text, "grpc_server_msg_received_total", "Check")
+            assert received == metric(text, "grpc_server_started_total", "Check") - 2
+            assert metric(text, "grpc_server_msg_received_total", "Watch") == 1
+            stub = psg.PipelineServiceStub(ch)
+            slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
+            fut = stub.ExecutePipeline.future(audio_request(slow), metadata=md, timeout=60)
+            assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
+            srv.signal(signal.SIGTERM)
+            assert next(watch).status == NOT_SERVING
+            assert http_status(srv, "/readyz") == (503, "NOT_SERVING\n")
+            assert http_status(srv, "/healthz") == (200, "ok\n")  # draining is alive
+            assert [n.state for n in fut.result().node_results] == [1, 1]
+        assert srv.wait_exit() == 0
+    finally:
+        srv.kill()
+
+
+def test_health_needs_token_without_tokens_is_refused():
+    e = dict(os.environ)
+    for k in ("RM_AUTH_TOKEN_FILE", "RM_AUTH_TOKENS", "RM_HEALTH_NEEDS_TOKEN"):
+        e.pop(k, None)
+    p = subprocess.run([server_binary(), "--listen", "127.0.0.1:0", "--health-needs-token"],
+                       capture_output=True, timeout=60, env=e)
+    assert p.returncode == 2, p.stderr
+    events = [json.loads(line) for line in p.stderr.decode().splitlines() if line.startswith("{")]
+    assert [x["error"] for x in events if x.get("event") == "startup_failed"] == [
+        "health-needs-token is set but no tokens are configured (set auth-token-file or "
+        "auth-tokens)"]
+
+
 def test_tokens_from_environment():
     with RunningServer(["--warm-call=true"], env={"RM_AUTH_TOKENS": ",".join(TOKENS)}) as srv, \
             srv.channel() as ch:
@@ -107,6 +199,16 @@ def test_tls(certs):
     assert srv.events("listening")[0]["tls"] is True
     (warm,) = srv.events("warm_call")
     assert warm["skipped"] == "TLS: the server holds no client identity"
+
+
+def test_http_health_with_tls_says_what_it_did_not_check(certs):
+    """With TLS the server cannot call its own port (no client identity): /healthz says the
+    process answers, /readyz gives the health service's status."""
+    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
+            "--metrics-listen", "127.0.0.1:0"]
+    with RunningServer(args, tls_root=certs["read"]("ca.pem")) as srv:
+        assert http_status(srv, "/healthz") == (200, "ok (TLS: not checked through the gRPC port)\n")
+        assert http_status(srv, "/readyz") == (200, "SERVING\n")
 
 
 def test_mutual_tls(certs):

@@ -136,6 +136,40 @@ def test_metrics_endpoint_paths_and_methods():
         assert http_get(port, "/metrics", method="HEAD")[0] == 200
 
 
+def test_health_endpoints_check_through_the_grpc_port(tmp_path):
+    """/healthz and /readyz (probes without a token) make a health Check through the server's
+    own gRPC port: each GET is one Check the server counts, and once the port cannot be reached
+    (its unix socket unlinked: the process still runs and the status is still SERVING) both
+    answer 503."""
+    sock = tmp_path / "rm.sock"
+    srv = RunningServer(["--listen", "unix:%s" % sock, "--metrics-listen", "127.0.0.1:0"],
+                        wait_ready=False).start()
+    try:
+        port = metrics_port(srv)
+        deadline = time.monotonic() + 30
+        while http_get(port, "/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        checks = sample(http_get(port)[2], "grpc_server_started_total", grpc_method="Check")
+        assert http_get(port, "/healthz") == (200, "text/plain; charset=utf-8", "ok\n")
+        assert http_get(port, "/readyz") == (200, "text/plain; charset=utf-8", "SERVING\n")
+        assert http_get(port, "/healthz", method="HEAD")[0] == 200
+        assert http_get(port, "/readyz", method="HEAD")[0] == 200
+        assert http_get(port, "/healthz", method="POST")[0] == 405
+        assert http_get(port, "/healthz/x")[0] == 404
+        body = http_get(port)[2]
+        assert sample(body, "grpc_server_started_total", grpc_method="Check") == checks + 4
+        assert sample(body, "grpc_server_handled_total", grpc_method="Check",
+                      grpc_code="OK") == checks + 4
+        os.unlink(str(sock))
+        failed = "not ok: the health check through the gRPC port failed\n"
+        assert http_get(port, "/healthz")[0::2] == (503, failed)
+        assert http_get(port, "/readyz")[0::2] == (503, failed)
+        assert srv.wait_for_event("metrics_http", 10, lambda e: "health check" in e["message"])
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+
+
 def test_metrics_endpoint_held_connections_cannot_blind_the_scraper():
     """Connections held open with a request never finished (a byte now and then resets the
     inactivity timeout) took all 16 of the endpoint's connections, and every scrape failed for

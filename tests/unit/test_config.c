@@ -43,6 +43,7 @@ static const opt_case_t all_opts[] = {
     {"auth-token-file", "RM_AUTH_TOKEN_FILE", K_STR, 0, 0},
     {"auth-tokens", "RM_AUTH_TOKENS", K_STR, 0, 0},
     {"require-auth", "RM_REQUIRE_AUTH", K_BOOL, 0, 1},
+    {"health-needs-token", "RM_HEALTH_NEEDS_TOKEN", K_BOOL, 0, 1},
     {"tls-cert", "RM_TLS_CERT", K_STR, 0, 0},
     {"tls-key", "RM_TLS_KEY", K_STR, 0, 0},
     {"tls-client-ca", "RM_TLS_CLIENT_CA", K_STR, 0, 0},

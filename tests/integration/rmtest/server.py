@@ -35,7 +35,7 @@ def server_binary():
 
 class RunningServer:
     def __init__(self, args=(), env=None, binary=None, tls_root=None, wait_ready=True,
-                 credentials=None, prefix=()):
+                 credentials=None, prefix=(), ready_metadata=None):
         self.args = list(args)
         self.prefix = list(prefix)  # runs the server under e.g. ["taskset", "-c", "0"]
         self.env = dict(os.environ)
@@ -45,6 +45,7 @@ class RunningServer:
         self.tls_root = tls_root
         self.credentials = credentials  # grpc.ChannelCredentials for channel() (e.g. mTLS)
         self.wait_ready = wait_ready
+        self.ready_metadata = ready_metadata  # sent with the readiness Check (a token)
         self.proc = None
         self.port = None
         self.log_lines = []
@@ -128,7 +129,8 @@ class RunningServer:
                 if self.proc.poll() is not None:
                     raise RuntimeError("server exited during start-up:\n" + "\n".join(self.raw_log()))
                 try:
-                    r = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                    r = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0,
+                                   metadata=self.ready_metadata)
                     if r.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:

@@ -1,0 +1,93 @@
+/* self_call.c - unary calls from this process to its own gRPC port. See self_call.h. */
+#include "self_call.h"
+
+#include <arpa/inet.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "auth.h"
+#include "config.h"
+#include "grpc_unary.h"
+
+/* The address a client on this host reaches `listen` at, as a gRPC target: a wildcard host
+ * as 127.0.0.1 (gRPC listens on [::] dual-stack, or on 0.0.0.0 where IPv6 is off), the port
+ * the bound one. Numeric addresses are given as ipv4:/ipv6: targets, which need no resolver
+ * (the DNS resolver's c-ares keeps a few bytes for good); a host name as it is. */
+static void local_target(const char *listen, int port, char *out, size_t cap) {
+  if (!strncmp(listen, "unix:", 5) || !strncmp(listen, "unix-abstract:", 14)) {
+    snprintf(out, cap, "%s", listen);
+    return;
+  }
+  char host[256], given_port[8];
+  struct in_addr a4;
+  struct in6_addr a6;
+  /* a host that does not split (a name too long to bind to) is taken as a wildcard */
+  if (rm_config_split_address(listen, host, sizeof host, given_port, sizeof given_port) ||
+      !strcmp(host, "0.0.0.0") || !strcmp(host, "::"))
+    snprintf(out, cap, "ipv4:127.0.0.1:%d", port);
+  else if (inet_pton(AF_INET, host, &a4) == 1)
+    snprintf(out, cap, "ipv4:%s:%d", host, port);
+  else if (inet_pton(AF_INET6, host, &a6) == 1)
+    snprintf(out, cap, "ipv6:[%s]:%d", host, port);
+  else
+    snprintf(out, cap, "%s:%d", host, port);
+}
+
+void rm_self_call_target(const rm_server_t *s, char *out, size_t cap) {
+  local_target(rm_server_config(s)->listen, rm_server_port(s), out, cap);
+}
+
+grpc_status_code rm_self_call(rm_server_t *s, const char *path, grpc_byte_buffer *request,
+                              int64_t deadline_ms, size_t *received, grpc_byte_buffer **response) {
+  char target[512];
+  rm_self_call_target(s, target, sizeof target);
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  /* straight to the port: an http_proxy in the environment is for the clients' traffic */
+  grpc_arg no_proxy = {
+      .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_HTTP_PROXY, .value.integer = 0};
+  grpc_channel_args args = {1, &no_proxy};
+  grpc_channel *ch = grpc_channel_create(target, creds, &args);
+  grpc_channel_credentials_release(creds);
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  gpr_timespec deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
+  grpc_call *call =
+      grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                               grpc_slice_from_static_string(path), NULL, deadline, NULL);
+  /* with tokens, one of them; no copy of it is left on the stack */
+  char bearer[sizeof "Bearer " + RM_AUTH_TOKEN_MAX];
+  int token = !rm_server_copy_token(s, bearer + 7, sizeof bearer - 7);
+  if (token)
+    memcpy(bearer, "Bearer ", 7);
+  grpc_metadata auth = {.key = grpc_slice_from_static_string("authorization"),
+                        .value = grpc_slice_from_copied_string(token ? bearer : "")};
+  explicit_bzero(bearer, sizeof bearer);
+  grpc_byte_buffer *got = NULL;
+  grpc_metadata_array trailing;
+  grpc_metadata_array_init(&trailing);
+  grpc_status_code code = GRPC_STATUS_UNKNOWN;
+  grpc_slice details = grpc_empty_slice();
+  int completed;
+  if (rm__grpc_unary(call, cq, &auth, token ? 1 : 0, 0, request, &got, &code, &details, &trailing,
+                     &completed) != GRPC_CALL_OK)
+    code = GRPC_STATUS_INTERNAL;
+  if (received)
+    *received = got ? grpc_byte_buffer_length(got) : 0;
+  if (response)
+    *response = got;
+  else
+    grpc_byte_buffer_destroy(got);
+  grpc_slice_unref(details);
+  grpc_slice_unref(auth.value);
+  grpc_metadata_array_destroy(&trailing);
+  grpc_call_unref(call);
+  grpc_channel_destroy(ch);
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN)
+    ;
+  grpc_completion_queue_destroy(cq);
+  return code;
+}
