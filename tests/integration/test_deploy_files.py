@@ -7,9 +7,12 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 
+import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rmtest.server import RunningServer
 
@@ -84,9 +87,13 @@ def test_k8s_container_probes_resources_and_image(k8s):
     assert c["imagePullPolicy"] == "IfNotPresent"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"grpc": 50051, "metrics": 9464}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == 50051, probe  # native gRPC health, no exec probe
-    assert c["readinessProbe"]["grpc"]["service"] == "remotemedia.v1.PipelineService"
+    # health needs the token (--health-needs-token): the kubelet, which sends none, probes the
+    # metrics port, whose endpoints check through the gRPC port within 2 s
+    paths = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    for probe, path in paths.items():
+        assert c[probe]["httpGet"] == {"port": "metrics", "path": path}, probe
+        assert c[probe]["timeoutSeconds"] > 2, probe
+    assert flags(c["args"])["health-needs-token"] is True
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
 
@@ -170,16 +177,28 @@ def test_k8s_arguments_and_config_start_the_real_server(k8s, tmp_path):
     (c,) = one(k8s, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = dict(one(k8s, "ConfigMap")["data"])
     env.pop("RM_LISTEN")
-    env.pop("RM_METRICS_LISTEN")  # another issue adds the option; the port would be shared here
+    env.pop("RM_METRICS_LISTEN")  # a fixed port would be shared by parallel tests
     tokens = tmp_path / "tokens"
     tokens.write_text("k8s-test-token\n")
     args = [a if not a.startswith("--auth-token-file=") else "--auth-token-file=" + str(tokens)
-            for a in c["args"]]
-    with RunningServer(args, env=env) as srv:
+            for a in c["args"]] + ["--metrics-listen=127.0.0.1:0"]
+    with RunningServer(args, env=env,
+                       ready_metadata=[("authorization", "Bearer k8s-test-token")]) as srv:
         cfg = srv.events("config")[0]
         assert srv.events("listening")[0]["auth"] is True
         assert cfg["max_memory"] == 1792 << 20 and cfg["require_auth"] is True
         assert cfg["grace_ms"] == 30000 and cfg["max_concurrent"] == 32
+        assert cfg["health_needs_token"] is True
+        # the probes as the kubelet sends them (no token), on the manifest's paths
+        port = srv.events("listening")[0]["metrics_port"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            url = "http://127.0.0.1:%d%s" % (port, c[probe]["httpGet"]["path"])
+            with urllib.request.urlopen(url, timeout=c[probe]["timeoutSeconds"]) as r:
+                assert r.status == 200, probe
+        with srv.channel() as ch:  # and gRPC health without a token is refused
+            with pytest.raises(grpc.RpcError) as e:
+                health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def load(path):
