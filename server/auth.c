@@ -236,32 +236,46 @@ static int same(const char *token, size_t tl, const unsigned char *given, size_t
   return diff == 0;
 }
 
+/* A reader of the current set registers under the epoch (reader_enter) before it loads cur,
+ * and leaves (reader_leave) once done with it: a reload frees the set only after. */
+static unsigned reader_enter(rm_auth_t *a) {
+  for (;;) {
+    unsigned e = atomic_load(&a->epoch);
+    atomic_fetch_add(&a->active[e & 1], 1);
+    if (atomic_load(&a->epoch) == e)
+      return e;
+    atomic_fetch_sub(&a->active[e & 1], 1); /* a reload flipped it meanwhile: register again */
+  }
+}
+
+static void reader_leave(rm_auth_t *a, unsigned e) { atomic_fetch_sub(&a->active[e & 1], 1); }
+
 /* Any token of the current set equals given; all of them are compared. */
 static int accepted(const rm_auth_t *ca, const unsigned char *given, size_t len) {
   rm_auth_t *a = (rm_auth_t *)ca; /* the counters change; the tokens are read only */
-  unsigned e;
-  for (;;) {
-    e = atomic_load(&a->epoch);
-    atomic_fetch_add(&a->active[e & 1], 1);
-    if (atomic_load(&a->epoch) == e)
-      break;
-    atomic_fetch_sub(&a->active[e & 1], 1); /* a reload flipped it meanwhile: register again */
-  }
+  unsigned e = reader_enter(a);
   const token_set_t *ts = atomic_load(&a->cur);
   int ok = 0;
   for (size_t t = 0; t < ts->n; t++)
     ok |= same(ts->tokens[t], ts->lens[t], given, len);
-  atomic_fetch_sub(&a->active[e & 1], 1);
+  reader_leave(a, e);
   return ok;
 }
 
-int rm_auth_copy_token(const rm_auth_t *a, char *out, size_t cap) {
-  const token_set_t *ts = a ? atomic_load(&((rm_auth_t *)a)->cur) : NULL;
-  if (!ts || !ts->n || ts->lens[0] >= cap)
+int rm_auth_copy_token(const rm_auth_t *ca, char *out, size_t cap) {
+  if (!ca)
     return -1;
-  memcpy(out, ts->tokens[0], ts->lens[0]);
-  out[ts->lens[0]] = '\0';
-  return 0;
+  rm_auth_t *a = (rm_auth_t *)ca;
+  unsigned e = reader_enter(a);
+  const token_set_t *ts = atomic_load(&a->cur);
+  int rc = -1;
+  if (ts->n && ts->lens[0] < cap) {
+    memcpy(out, ts->tokens[0], ts->lens[0]);
+    out[ts->lens[0]] = '\0';
+    rc = 0;
+  }
+  reader_leave(a, e);
+  return rc;
 }
 
 int rm_auth_check(const rm_auth_t *a, const grpc_metadata_array *md, rm_error_t *err) {

@@ -37,8 +37,8 @@ int rm_auth_reload(rm_auth_t *a, const rm_config_t *cfg, size_t *count, int *cha
                    rm_error_t *err);
 
 /* Copies an accepted token into out (cap bytes, NUL-terminated): 0, or -1 when a is NULL or
- * the token does not fit. For the server's own warm call. Not concurrently with
- * rm_auth_reload. */
+ * the token does not fit. For the server's own calls (self_call.h). Any thread, also while
+ * rm_auth_reload runs (a reader like the checks). */
 int rm_auth_copy_token(const rm_auth_t *a, char *out, size_t cap);
 
 /* 0 when md carries "authorization: Bearer <accepted token>" (scheme case-insensitive) or

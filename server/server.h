@@ -77,8 +77,8 @@ int rm_server_port(const rm_server_t *s);
 /* While the server's own warm call runs (warm_call.c): calls that arrive are the server's
  * own (rm_call_own). Set by the main thread, read by any. */
 void rm_server_set_own_call(rm_server_t *s, int running);
-/* Copies a token the server accepts (for its own warm call): 0, or -1 with auth off. Main
- * thread, not during a reload. */
+/* Copies a token the server accepts (for its own calls, self_call.h): 0, or -1 with auth
+ * off. Any thread, also during a reload. */
 int rm_server_copy_token(const rm_server_t *s, char *out, size_t cap);
 int rm_server_own_call(const rm_server_t *s);
 /* Starts the polling threads and the workers. 0, or RM_ENOMEM with err (may be NULL)

@@ -1,6 +1,6 @@
 /* test_auth.c - bearer-token authentication: tokens from a file and a list (blank lines,
  * comments, whitespace, long tokens), configuration errors, the check of a call's metadata,
- * and reloads, also while other threads check. */
+ * and reloads, also while other threads check and copy a token. */
 #include <grpc/grpc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -483,6 +483,24 @@ static void *check_loop(void *arg) {
   return NULL;
 }
 
+/* Copies the set's first token without pause (the server's own calls do, from the metrics
+ * listener's thread) while the main thread reloads: each copy is a whole first token of some
+ * set, never bytes of a freed one (which reloads zero). */
+static void *copy_loop(void *arg) {
+  checker_t *c = arg;
+  while (!atomic_load(c->stop)) {
+    char tok[32];
+    int bad = rm_auth_copy_token(c->a, tok, sizeof tok) != 0;
+    if (!bad && strcmp(tok, "stable") != 0) {
+      char *end;
+      bad = tok[0] != 'v' || strtol(tok + 1, &end, 10) < 0 || end == tok + 1 || *end;
+    }
+    c->wrong += bad;
+    c->checks++;
+  }
+  return NULL;
+}
+
 static void test_reload_while_checking(void) {
   write_tokens("stable\nv0\n");
   rm_config_t cfg = auth_cfg(token_path, NULL);
@@ -491,11 +509,11 @@ static void test_reload_while_checking(void) {
   RM_ASSERT_INT(rm_auth_new(&cfg, &a, &err), 0);
   CU_ASSERT_PTR_NOT_NULL_FATAL(a);
   atomic_int stop = 0;
-  checker_t c[3];
-  pthread_t th[3];
-  for (int i = 0; i < 3; i++) {
+  checker_t c[4];
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) { /* three check, one copies */
     c[i] = (checker_t){a, &stop, 0, 0};
-    RM_ASSERT_INT(pthread_create(&th[i], NULL, check_loop, &c[i]), 0);
+    RM_ASSERT_INT(pthread_create(&th[i], NULL, i < 3 ? check_loop : copy_loop, &c[i]), 0);
   }
   for (int r = 0; r < 200; r++) {
     char text[64];
@@ -505,7 +523,7 @@ static void test_reload_while_checking(void) {
   }
   atomic_store(&stop, 1);
   long checks = 0, wrong = 0;
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     pthread_join(th[i], NULL);
     checks += c[i].checks;
     wrong += c[i].wrong;
