@@ -1,7 +1,7 @@
 """deploy/k8s, deploy/compose and deploy/Dockerfile checked as far as this machine can: the
 kustomize base rendered by `kubectl kustomize` (restricted Pod Security Standard, probes,
 termination timing, memory, auth), the server started with exactly the manifest's arguments
-and ConfigMap, the compose file through `docker-compose config`, Envoy's and Prometheus's
+and ConfigMap (and probed as the kubelet would), the image's health check script, the compose file through `docker-compose config`, Envoy's and Prometheus's
 configuration structurally (Envoy itself is not installable here)."""
 import os
 import re
@@ -14,6 +14,8 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from conftest import audio_request, chain
+from remotemedia.v1 import pipeline_service_pb2_grpc as psg
 from rmtest.server import RunningServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -199,6 +201,39 @@ def test_k8s_arguments_and_config_start_the_real_server(k8s, tmp_path):
             with pytest.raises(grpc.RpcError) as e:
                 health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_image_healthcheck_script_asks_readyz(tmp_path):
+    """deploy/healthcheck.sh (the image's HEALTHCHECK) against this server with
+    --health-needs-token: healthy (exit 0) while serving, though it sends no token; unhealthy
+    (1) while the server drains and when nothing listens on the metrics port."""
+    script = os.path.join(DEPLOY, "healthcheck.sh")
+    token = "hc-token"
+
+    def check(metrics_listen):
+        env = dict(os.environ, RM_METRICS_LISTEN=metrics_listen, RM_LISTEN="0.0.0.0:1")
+        return subprocess.run(["/bin/bash", script], env=env, capture_output=True,
+                              timeout=30).returncode
+
+    srv = RunningServer(["--auth-tokens", token, "--health-needs-token", "--grace-ms", "20000",
+                         "--metrics-listen", "127.0.0.1:0", "--log-level", "debug"],
+                        ready_metadata=[("authorization", "Bearer " + token)]).start()
+    try:
+        mport = srv.events("listening")[0]["metrics_port"]
+        assert check("0.0.0.0:%d" % mport) == 0
+        with srv.channel() as ch:
+            slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
+            fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(
+                audio_request(slow), metadata=[("authorization", "Bearer " + token)], timeout=60)
+            assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
+            srv.signal()
+            assert srv.wait_for_event("draining", 10)
+            assert check("0.0.0.0:%d" % mport) == 1
+            fut.result()
+        assert srv.wait_exit() == 0
+        assert check("0.0.0.0:%d" % mport) == 1  # nothing listens
+    finally:
+        srv.kill()
 
 
 def load(path):

@@ -355,3 +355,30 @@ def test_runs_read_only_as_non_root_healthy_and_drains_on_stop(engine):
         assert [e for e in docker_logs(engine) if e.get("event") == "draining"][0]["signal"] == "SIGTERM"
     finally:
         engine.docker("rm", "-f", CONTAINER, check=False)
+
+
+def test_health_needs_token_and_the_image_stays_healthy(engine):
+    """RM_HEALTH_NEEDS_TOKEN: gRPC health without a token is refused, and the image's
+    HEALTHCHECK (deploy/healthcheck.sh: /readyz, which checks through the gRPC port with a
+    token of the server's) still turns the container healthy."""
+    port, mport = free_port(), free_port()
+    token = "docker-health-token"
+    engine.docker("rm", "-f", CONTAINER, check=False)
+    engine.docker("run", "-d", "--name", CONTAINER, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+                  "-e", "RM_LISTEN=127.0.0.1:%d" % port, "-e", "RM_METRICS_LISTEN=127.0.0.1:%d" % mport,
+                  "-e", "RM_AUTH_TOKENS=" + token, "-e", "RM_HEALTH_NEEDS_TOKEN=true", IMAGE)
+    try:
+        wait_for(lambda: [e for e in docker_logs(engine) if e.get("event") == "listening"], DEADLINE,
+                 "the listening line")
+        with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            with pytest.raises(grpc.RpcError) as e:
+                health.Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE, wait_for_ready=True)
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            r = health.Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE,
+                             metadata=[("authorization", "Bearer " + token)])
+            assert r.status == health_pb2.HealthCheckResponse.SERVING
+        wait_for(lambda: engine.docker("inspect", "-f", "{{.State.Health.Status}}", CONTAINER)
+                 .stdout.decode().strip() == "healthy", 120, "docker health 'healthy'")
+    finally:
+        engine.docker("rm", "-f", CONTAINER, check=False)
