@@ -40,8 +40,11 @@
  * accept from (100 % of a CPU and ~160,000 log lines a second while the process is out of
  * descriptors and a scrape is pending), so the listener is ours. */
 #define RETRY_MS 100
-/* /healthz's and /readyz's health Check must end within this (probes' timeouts are longer) */
-#define CHECK_DEADLINE_MS 2000
+/* The health Check of /healthz and of /readyz must end within these: liveness is given as long
+ * as a gRPC liveness probe usually is (deploy/k8s: 5 s), readiness less; a probe's own timeout
+ * must be longer. */
+#define LIVE_DEADLINE_MS 4000
+#define READY_DEADLINE_MS 2000
 /* MHD's messages and the accept thread's: at most LOG_BURST lines per LOG_WINDOW_NS, the rest
  * counted and reported with the next line that goes out. */
 #define LOG_BURST 10
@@ -108,12 +111,13 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
  * of the server's when it has them), so a probe without a token learns what a gRPC health
  * probe would: that a polling thread answers calls, and the status. The call's code; the
  * status in *serving (1 SERVING) when it is OK. */
-static grpc_status_code self_check(rm_server_t *server, const char *service, int *serving) {
+static grpc_status_code self_check(rm_server_t *server, const char *service, int64_t deadline_ms,
+                                   int *serving) {
   Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   req.service = (char *)service;
   grpc_byte_buffer *request = rm_bytebuf_pack(&req.base), *response = NULL;
-  grpc_status_code code = rm_self_call(server, "/grpc.health.v1.Health/Check", request,
-                                       CHECK_DEADLINE_MS, NULL, &response);
+  grpc_status_code code =
+      rm_self_call(server, "/grpc.health.v1.Health/Check", request, deadline_ms, NULL, &response);
   grpc_byte_buffer_destroy(request);
   *serving = 0;
   if (code == GRPC_STATUS_OK) {
@@ -160,7 +164,8 @@ static enum MHD_Result reply_health(struct MHD_Connection *conn, rm_server_t *se
     serving = rm_health_serving();
   } else {
     grpc_status_code code =
-        self_check(server, ready ? "remotemedia.v1.PipelineService" : "", &serving);
+        ready ? self_check(server, "remotemedia.v1.PipelineService", READY_DEADLINE_MS, &serving)
+              : self_check(server, "", LIVE_DEADLINE_MS, &serving);
     if (code != GRPC_STATUS_OK)
       return reply_check_failed(conn, code);
     if (!ready)

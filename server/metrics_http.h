@@ -14,7 +14,7 @@ typedef struct rm_metrics_http rm_metrics_http_t;
  * (which must outlive the endpoint) on listen ("HOST:PORT", "[IPv6]:PORT"; port 0 picks a
  * free one). GET or HEAD: /metrics answers 200 in text format 0.0.4; /healthz and /readyz
  * make a health Check through the server's own gRPC port (self_call.h, with a token when the
- * server has them; at most 2 s) for probes that send no token: /healthz 200 "ok" when the
+ * server has them; at most 4 s for /healthz, 2 s for /readyz) for probes that send no token: /healthz 200 "ok" when the
  * overall server's Check ends OK, whatever its status (draining included), /readyz 200
  * "SERVING" when PipelineService's is SERVING, else 503 "NOT_SERVING"; a Check that fails is 503
  * for both. With TLS (no client identity to call itself) /healthz is 200 and /readyz the
