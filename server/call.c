@@ -44,6 +44,10 @@ typedef struct call_stream {
   void *write_arg;
   void (*close_fn)(rm_call_t *call, void *arg);
   void *close_arg;
+  /* CLOSE_NONE, then whichever of rm_call_on_close (CLOSE_FN_SET) and on_close (CLOSE_SEEN)
+   * comes second calls close_fn: a handler that reads its request after the close batch
+   * started (read-after-auth) may register when the call has closed already */
+  atomic_int close_sync;
   atomic_int md_sent; /* initial metadata went out with an earlier batch */
   /* A read asked for while a read callback runs is started only when on_read has released
    * that callback's message: otherwise the next message could land in msg while on_read,
@@ -53,6 +57,7 @@ typedef struct call_stream {
 } call_stream_t;
 
 enum { READ_IDLE, READ_IN_CALLBACK, READ_DEFERRED };
+enum { CLOSE_NONE, CLOSE_FN_SET, CLOSE_SEEN };
 
 struct rm_call {
   rm_tag_t close_tag;
@@ -265,7 +270,7 @@ static void on_close(rm_tag_t *tag, int ok) {
     if (!c->method->logs_itself)
       c->logged_at_end = 1;
   }
-  if (c->stream && c->stream->close_fn)
+  if (c->stream && atomic_exchange(&c->stream->close_sync, CLOSE_SEEN) == CLOSE_FN_SET)
     c->stream->close_fn(c, c->stream->close_arg);
   call_unref(c);
 }
@@ -1035,6 +1040,7 @@ static int stream_setup(rm_call_t *c) {
   }
   st->call = c;
   atomic_init(&st->md_sent, 0);
+  atomic_init(&st->close_sync, CLOSE_NONE);
   c->stream = st;
   rm__server_unary_end(c->s); /* streams may stay open across a drain: not waited for */
   c->unary = 0;
@@ -1377,6 +1383,9 @@ void rm_call_cancel(rm_call_t *c, const rm_error_t *err) {
 void rm_call_on_close(rm_call_t *c, void (*fn)(rm_call_t *call, void *arg), void *arg) {
   c->stream->close_fn = fn;
   c->stream->close_arg = arg;
+  if (atomic_exchange(&c->stream->close_sync, CLOSE_FN_SET) == CLOSE_SEEN)
+    fn(c, arg); /* closed before the handler could register: the close batch's reference
+                 * is gone, the handler's keeps the call */
 }
 
 void rm_call_peer(const rm_call_t *c, char *out, size_t size) {

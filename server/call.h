@@ -201,8 +201,9 @@ void rm_call_finish(rm_call_t *call, const rm_error_t *err);
  * sent in order (a write is in flight). The handler still ends its reference. Any thread. */
 void rm_call_cancel(rm_call_t *call, const rm_error_t *err);
 /* fn(call, arg) runs once, on a polling thread, when the call closes: the status was sent,
- * the client cancelled, the deadline passed or the server is stopping. Set it from the
- * handler before any read or write. */
+ * the client cancelled, the deadline passed or the server is stopping; if the call closed
+ * before this is called (a request read after the close was watched), fn runs at once on the
+ * calling thread, so a handler whose fn ends its reference sets it last. */
 void rm_call_on_close(rm_call_t *call, void (*fn)(rm_call_t *call, void *arg), void *arg);
 
 #endif

@@ -121,12 +121,14 @@ static void watch(rm_call_t *call, const uint8_t *data, size_t len) {
   w->call = call;
   w->known = is_known(req->service);
   rm_bytebuf_unpack_free(&req->base);
-  rm_call_on_close(call, on_watch_close, w);
   pthread_mutex_lock(&mu);
   w->next = watchers;
   watchers = w;
   push_locked(w);
   pthread_mutex_unlock(&mu);
+  /* last: with --health-needs-token the request is read after the close was watched, so the
+   * call may have closed already, and then on_watch_close runs here and may free w */
+  rm_call_on_close(call, on_watch_close, w);
 }
 
 void rm_health_set_serving(int on) {
