@@ -40,19 +40,42 @@
  * accept from (100 % of a CPU and ~160,000 log lines a second while the process is out of
  * descriptors and a scrape is pending), so the listener is ours. */
 #define RETRY_MS 100
-/* The health Check of /healthz and of /readyz must end within these: liveness is given as long
- * as a gRPC liveness probe usually is (deploy/k8s: 5 s), readiness less; a probe's own timeout
- * must be longer. */
-#define LIVE_DEADLINE_MS 4000
-#define READY_DEADLINE_MS 2000
+/* The health check of /healthz and /readyz must end within this (deploy/k8s gives its probes
+ * 5 s); a result younger than HEALTH_FRESH_NS answers without a new check, so requests in a
+ * loop cost at most two checks a second. */
+#define CHECK_DEADLINE_MS 4000
+#define HEALTH_FRESH_NS (500ull * 1000000ull)
 /* MHD's messages and the accept thread's: at most LOG_BURST lines per LOG_WINDOW_NS, the rest
  * counted and reported with the next line that goes out. */
 #define LOG_BURST 10
 #define LOG_WINDOW_NS (10ull * 1000000000ull)
 
+/* A health check's outcome: the call's code, the status, when it ended (0: none yet). */
+typedef struct health_result {
+  uint64_t at_ns;
+  grpc_status_code code;
+  int serving;
+} health_result_t;
+
+/* A /healthz or /readyz request waiting, suspended, for the next check. */
+typedef struct health_waiter {
+  struct MHD_Connection *conn;
+  health_result_t result;
+  struct health_waiter *next;
+} health_waiter_t;
+
 struct rm_metrics_http {
   struct MHD_Daemon *d;
   rm_server_t *server;
+  /* the health checker (checker_main): its thread, the requests waiting, the last result */
+  pthread_mutex_t hmu;
+  pthread_cond_t hcv;
+  health_waiter_t *waiting;
+  health_result_t last;
+  int stopping;
+  pthread_t checker;
+  int checker_started;
+  rm_self_call_slot_t check_slot;
   const rm_budget_t *budget;
   int port;
   int lfd;     /* the listening socket */
@@ -107,17 +130,18 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
   return rc;
 }
 
-/* A health Check of `service` through the server's own gRPC port (rm_self_call, with a token
- * of the server's when it has them), so a probe without a token learns what a gRPC health
- * probe would: that a polling thread answers calls, and the status. The call's code; the
- * status in *serving (1 SERVING) when it is OK. */
-static grpc_status_code self_check(rm_server_t *server, const char *service, int64_t deadline_ms,
-                                   int *serving) {
+/* ---------------------------------------------------------------- /healthz and /readyz */
+
+/* A health Check of PipelineService through the server's own gRPC port (rm_self_call, with a
+ * token of the server's when it has them), so a probe without a token learns what a gRPC
+ * health probe would: that a polling thread answers calls, and the status. The call's code;
+ * the status in *serving (1 SERVING) when it is OK. */
+static grpc_status_code self_check(rm_metrics_http_t *h, int *serving) {
   Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-  req.service = (char *)service;
+  req.service = "remotemedia.v1.PipelineService";
   grpc_byte_buffer *request = rm_bytebuf_pack(&req.base), *response = NULL;
-  grpc_status_code code =
-      rm_self_call(server, "/grpc.health.v1.Health/Check", request, deadline_ms, NULL, &response);
+  grpc_status_code code = rm_self_call(h->server, "/grpc.health.v1.Health/Check", request,
+                                       CHECK_DEADLINE_MS, &h->check_slot, NULL, &response);
   grpc_byte_buffer_destroy(request);
   *serving = 0;
   if (code == GRPC_STATUS_OK) {
@@ -140,39 +164,117 @@ static grpc_status_code self_check(rm_server_t *server, const char *service, int
       code = GRPC_STATUS_INTERNAL;
   }
   grpc_byte_buffer_destroy(response);
-  if (code != GRPC_STATUS_OK)
+  if (code != GRPC_STATUS_OK && code != GRPC_STATUS_CANCELLED)
     log_bounded(RM_LOG_WARN, "a health check through the gRPC port failed (/healthz, /readyz)");
   return code;
 }
 
-static enum MHD_Result reply_check_failed(struct MHD_Connection *conn, grpc_status_code code) {
-  return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                    code == GRPC_STATUS_DEADLINE_EXCEEDED
-                        ? "not ok: the health check through the gRPC port took too long\n"
-                        : "not ok: the health check through the gRPC port failed\n");
+/* The checker thread: runs one check whenever requests wait for one (their connections
+ * suspended, so the MHD thread goes on serving /metrics), hands its result to every request
+ * that waited meanwhile and resumes them; a result younger than HEALTH_FRESH_NS answers a
+ * request at once (on_request). On stop it resumes the rest with `stopping`. */
+static void *checker_main(void *arg) {
+  rm_metrics_http_t *h = arg;
+  pthread_mutex_lock(&h->hmu);
+  for (;;) {
+    while (!h->waiting && !h->stopping)
+      pthread_cond_wait(&h->hcv, &h->hmu);
+    if (h->stopping)
+      break;
+    pthread_mutex_unlock(&h->hmu);
+    int serving;
+    grpc_status_code code = self_check(h, &serving);
+    pthread_mutex_lock(&h->hmu);
+    h->last = (health_result_t){.at_ns = rm_clock_ns(), .code = code, .serving = serving};
+    for (health_waiter_t *w = h->waiting, *next; w; w = next) {
+      next = w->next; /* w may be freed once its connection is resumed */
+      w->result = h->last;
+      MHD_resume_connection(w->conn);
+    }
+    h->waiting = NULL;
+  }
+  for (health_waiter_t *w = h->waiting, *next; w; w = next) {
+    next = w->next; /* its result stays empty: health_request answers "stopping" */
+    MHD_resume_connection(w->conn);
+  }
+  h->waiting = NULL;
+  pthread_mutex_unlock(&h->hmu);
+  return NULL;
 }
 
-/* /healthz (liveness): the overall server's Check ends OK, whatever the status (a drain is
- * alive). /readyz (readiness): PipelineService's status, 503 unless SERVING. With TLS the server
- * holds no client identity to call itself: the process answering, and the health service's
- * status. */
-static enum MHD_Result reply_health(struct MHD_Connection *conn, rm_server_t *server, int ready) {
-  int serving;
-  if (*rm_server_config(server)->tls_cert) {
+/* A result that may answer without a new check: younger than HEALTH_FRESH_NS, and taken with
+ * the health status the service holds now (a drain that began since then is seen at once). */
+static int fresh(const health_result_t *r) {
+  return r->at_ns && rm_clock_ns() - r->at_ns < HEALTH_FRESH_NS &&
+         (r->code != GRPC_STATUS_OK || r->serving == rm_health_serving());
+}
+
+/* The answer of /healthz (ready 0) or /readyz (1) from a check's result. */
+static enum MHD_Result reply_health(struct MHD_Connection *conn, const health_result_t *r,
+                                    int ready) {
+  if (r->code != GRPC_STATUS_OK)
+    return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                      r->code == GRPC_STATUS_DEADLINE_EXCEEDED
+                          ? "not ok: the health check through the gRPC port took too long\n"
+                      : r->code == GRPC_STATUS_CANCELLED
+                          ? "not ok: the server is stopping\n"
+                          : "not ok: the health check through the gRPC port failed\n");
+  if (!ready) /* liveness: it answered, whatever the status (a drain is alive) */
+    return reply_text(conn, MHD_HTTP_OK, "ok\n");
+  return r->serving ? reply_text(conn, MHD_HTTP_OK, "SERVING\n")
+                    : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "NOT_SERVING\n");
+}
+
+/* /healthz (liveness) and /readyz (readiness: PipelineService's status). A request either
+ * gets a fresh result at once or waits, suspended, for the checker's next one (con_cls holds
+ * its waiter until MHD completes the request: on_completed). With TLS the server holds no
+ * client identity to call itself: the process answering, and the health service's status. */
+static enum MHD_Result health_request(rm_metrics_http_t *h, struct MHD_Connection *conn, int ready,
+                                      void **con_cls) {
+  if (*rm_server_config(h->server)->tls_cert) {
     if (!ready)
       return reply_text(conn, MHD_HTTP_OK, "ok (TLS: not checked through the gRPC port)\n");
-    serving = rm_health_serving();
-  } else {
-    grpc_status_code code =
-        ready ? self_check(server, "remotemedia.v1.PipelineService", READY_DEADLINE_MS, &serving)
-              : self_check(server, "", LIVE_DEADLINE_MS, &serving);
-    if (code != GRPC_STATUS_OK)
-      return reply_check_failed(conn, code);
-    if (!ready)
-      return reply_text(conn, MHD_HTTP_OK, "ok\n");
+    health_result_t r = {.code = GRPC_STATUS_OK, .serving = rm_health_serving()};
+    return reply_health(conn, &r, ready);
   }
-  return serving ? reply_text(conn, MHD_HTTP_OK, "SERVING\n")
-                 : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "NOT_SERVING\n");
+  health_waiter_t *w = *con_cls;
+  if (w) { /* resumed by the checker */
+    health_result_t r = w->result;
+    if (!r.code && !r.at_ns) /* stopped before a check ended */
+      r.code = GRPC_STATUS_CANCELLED;
+    return reply_health(conn, &r, ready);
+  }
+  pthread_mutex_lock(&h->hmu);
+  health_result_t last = h->last;
+  int stopping = h->stopping;
+  if (!stopping && !fresh(&last)) {
+    w = rm_calloc(1, sizeof *w);
+    if (w) {
+      w->conn = conn;
+      w->next = h->waiting;
+      h->waiting = w;
+      *con_cls = w;
+      /* suspended before the checker can resume it: it needs the lock to take the list */
+      MHD_suspend_connection(conn);
+      pthread_cond_signal(&h->hcv);
+    }
+  }
+  pthread_mutex_unlock(&h->hmu);
+  if (w)
+    return MHD_YES;
+  if (stopping)
+    last = (health_result_t){.code = GRPC_STATUS_CANCELLED};
+  else if (!last.at_ns) /* out of memory and no result yet */
+    return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+  return reply_health(conn, &last, ready);
+}
+
+/* MHD's request-completed callback: frees a health request's waiter. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)cls, (void)conn, (void)toe;
+  rm_free(*con_cls);
+  *con_cls = NULL;
 }
 
 /* MHD's access handler: runs on its thread, one request at a time. */
@@ -180,7 +282,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   rm_metrics_http_t *h = cls;
-  (void)version, (void)upload_data, (void)upload_data_size, (void)con_cls;
+  (void)version, (void)upload_data, (void)upload_data_size;
   int live = strcmp(url, "/healthz") == 0, ready = strcmp(url, "/readyz") == 0;
   if (!live && !ready && strcmp(url, "/metrics") != 0)
     return reply_text(conn, MHD_HTTP_NOT_FOUND,
@@ -189,7 +291,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
   /* probes that send no token (docs/security.md, --health-needs-token) */
   if (live || ready)
-    return reply_health(conn, h->server, ready);
+    return health_request(h, conn, ready, con_cls);
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
@@ -350,6 +452,9 @@ int rm_metrics_http_start(const char *listen, rm_server_t *server, rm_metrics_ht
   }
   h->server = server;
   h->budget = rm_server_budget(server);
+  pthread_mutex_init(&h->hmu, NULL);
+  pthread_cond_init(&h->hcv, NULL);
+  pthread_mutex_init(&h->check_slot.mu, NULL);
   h->wake[0] = h->wake[1] = -1;
   h->lfd = listen_on(ai);
   int e = errno;
@@ -364,14 +469,16 @@ int rm_metrics_http_start(const char *listen, rm_server_t *server, rm_metrics_ht
   h->port = bound_port(h->lfd);
   /* MHD serves the connections the accept thread hands it (MHD_add_connection needs ITC) */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
-                   MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+                   MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
   /* the logger first, so every message of MHD's goes through it */
   h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
                           on_mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
                           MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_IP,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-                          MHD_OPTION_END);
-  if (!h->d || pipe2(h->wake, O_CLOEXEC) != 0 ||
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+  if (h->d && pthread_create(&h->checker, NULL, checker_main, h) == 0)
+    h->checker_started = 1;
+  if (!h->d || !h->checker_started || pipe2(h->wake, O_CLOEXEC) != 0 ||
       pthread_create(&h->thread, NULL, accept_main, h) != 0) {
     rm_metrics_http_stop(h);
     return rm_error_set(err, RM_EIO, NULL, "metrics-listen",
@@ -387,6 +494,15 @@ int rm_metrics_http_port(const rm_metrics_http_t *h) { return h->port; }
 void rm_metrics_http_stop(rm_metrics_http_t *h) {
   if (!h)
     return;
+  /* the checker first: a check in flight is cancelled, every waiting request resumed (MHD
+   * must not stop with connections suspended), later ones answered "stopping" at once */
+  pthread_mutex_lock(&h->hmu);
+  h->stopping = 1;
+  pthread_cond_signal(&h->hcv);
+  pthread_mutex_unlock(&h->hmu);
+  rm_self_call_cancel(&h->check_slot);
+  if (h->checker_started)
+    pthread_join(h->checker, NULL);
   if (h->thread_started) {
     char byte = 1;
     while (write(h->wake[1], &byte, 1) < 0 && errno == EINTR)
@@ -399,5 +515,8 @@ void rm_metrics_http_stop(rm_metrics_http_t *h) {
     if (h->wake[i] >= 0)
       close(h->wake[i]);
   close(h->lfd);
+  pthread_mutex_destroy(&h->check_slot.mu);
+  pthread_cond_destroy(&h->hcv);
+  pthread_mutex_destroy(&h->hmu);
   rm_free(h);
 }

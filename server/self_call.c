@@ -39,8 +39,34 @@ void rm_self_call_target(const rm_server_t *s, char *out, size_t cap) {
   local_target(rm_server_config(s)->listen, rm_server_port(s), out, cap);
 }
 
+void rm_self_call_cancel(rm_self_call_slot_t *slot) {
+  pthread_mutex_lock(&slot->mu);
+  slot->cancelled = 1;
+  if (slot->call)
+    grpc_call_cancel(slot->call, NULL);
+  pthread_mutex_unlock(&slot->mu);
+}
+
+/* Publishes call in slot (NULL: the call is over): 0, or -1 when the slot was cancelled. */
+static int slot_set(rm_self_call_slot_t *slot, grpc_call *call) {
+  if (!slot)
+    return 0;
+  pthread_mutex_lock(&slot->mu);
+  int cancelled = slot->cancelled;
+  slot->call = cancelled ? NULL : call;
+  pthread_mutex_unlock(&slot->mu);
+  return cancelled ? -1 : 0;
+}
+
 grpc_status_code rm_self_call(rm_server_t *s, const char *path, grpc_byte_buffer *request,
-                              int64_t deadline_ms, size_t *received, grpc_byte_buffer **response) {
+                              int64_t deadline_ms, rm_self_call_slot_t *slot, size_t *received,
+                              grpc_byte_buffer **response) {
+  if (received)
+    *received = 0;
+  if (response)
+    *response = NULL;
+  if (slot_set(slot, NULL))
+    return GRPC_STATUS_CANCELLED;
   char target[512];
   rm_self_call_target(s, target, sizeof target);
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
@@ -70,9 +96,12 @@ grpc_status_code rm_self_call(rm_server_t *s, const char *path, grpc_byte_buffer
   grpc_status_code code = GRPC_STATUS_UNKNOWN;
   grpc_slice details = grpc_empty_slice();
   int completed;
-  if (rm__grpc_unary(call, cq, &auth, token ? 1 : 0, 0, request, &got, &code, &details, &trailing,
-                     &completed) != GRPC_CALL_OK)
+  if (slot_set(slot, call)) /* cancelled meanwhile: the call never starts */
+    code = GRPC_STATUS_CANCELLED;
+  else if (rm__grpc_unary(call, cq, &auth, token ? 1 : 0, 0, request, &got, &code, &details,
+                          &trailing, &completed) != GRPC_CALL_OK)
     code = GRPC_STATUS_INTERNAL;
+  slot_set(slot, NULL);
   if (received)
     *received = got ? grpc_byte_buffer_length(got) : 0;
   if (response)

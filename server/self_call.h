@@ -4,6 +4,7 @@
 #define RM_SERVER_SELF_CALL_H
 
 #include <grpc/grpc.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,14 +14,27 @@
  * numeric one as an ipv4:/ipv6: target, a name or a unix: address as it is; the bound port. */
 void rm_self_call_target(const rm_server_t *s, char *out, size_t cap);
 
+/* Lets another thread cancel the call in flight (rm_self_call_cancel): zero it, then
+ * pthread_mutex_init mu. */
+typedef struct rm_self_call_slot {
+  pthread_mutex_t mu;
+  grpc_call *call; /* in flight, under mu */
+  int cancelled;   /* under mu: calls end at once with GRPC_STATUS_CANCELLED */
+} rm_self_call_slot_t;
+
+/* Cancels the call in slot's flight and every later one. Any thread. */
+void rm_self_call_cancel(rm_self_call_slot_t *slot);
+
 /* One unary call of `request` (not consumed) to method `path` on the server's own listening
  * address (rm_self_call_target; no proxy), on a channel of its own,
  * with one of the accepted tokens when the server has any, ending within deadline_ms. The call's
  * status code (GRPC_STATUS_INTERNAL when the batch could not start); the response's length in
  * *received (0: none; NULL: not wanted) and the response in *response (the caller destroys it;
- * NULL: not wanted). Blocks; not on a polling thread. Without TLS only: the server holds no
- * client identity (the callers check). */
+ * NULL: not wanted). With slot (may be NULL), rm_self_call_cancel can end it early. Blocks;
+ * not on a polling thread. Without TLS only: the server holds no client identity (the callers
+ * check). */
 grpc_status_code rm_self_call(rm_server_t *s, const char *path, grpc_byte_buffer *request,
-                              int64_t deadline_ms, size_t *received, grpc_byte_buffer **response);
+                              int64_t deadline_ms, rm_self_call_slot_t *slot, size_t *received,
+                              grpc_byte_buffer **response);
 
 #endif

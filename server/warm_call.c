@@ -82,7 +82,7 @@ void rm_warm_call(rm_server_t *s) {
   /* with tokens, one of them: the whole call path is warmed, not only up to the refusal */
   grpc_byte_buffer *request = warm_request(warm_samples(cfg));
   grpc_status_code code = rm_self_call(s, "/remotemedia.v1.PipelineService/ExecutePipeline",
-                                       request, WARM_DEADLINE_MS, &received, NULL);
+                                       request, WARM_DEADLINE_MS, NULL, &received, NULL);
   grpc_byte_buffer_destroy(request);
   uint64_t ns = rm_clock_ns() - t0;
   rm_server_set_own_call(s, 0);

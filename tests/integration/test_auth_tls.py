@@ -206,9 +206,23 @@ def test_http_health_with_tls_says_what_it_did_not_check(certs):
     process answers, /readyz gives the health service's status."""
     args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
             "--metrics-listen", "127.0.0.1:0"]
-    with RunningServer(args, tls_root=certs["read"]("ca.pem")) as srv:
+    srv = RunningServer(args + ["--grace-ms", "20000", "--log-level", "debug"],
+                        tls_root=certs["read"]("ca.pem")).start()
+    try:
         assert http_status(srv, "/healthz") == (200, "ok (TLS: not checked through the gRPC port)\n")
         assert http_status(srv, "/readyz") == (200, "SERVING\n")
+        with srv.channel() as ch:  # the drain: NOT_SERVING, still alive
+            slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
+            fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(audio_request(slow), timeout=60)
+            assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
+            srv.signal(signal.SIGTERM)
+            assert srv.wait_for_event("draining", 10)
+            assert http_status(srv, "/readyz") == (503, "NOT_SERVING\n")
+            assert http_status(srv, "/healthz")[0] == 200
+            fut.result()
+        assert srv.wait_exit() == 0
+    finally:
+        srv.kill()
 
 
 def test_mutual_tls(certs):

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -136,24 +137,35 @@ def test_metrics_endpoint_paths_and_methods():
         assert http_get(port, "/metrics", method="HEAD")[0] == 200
 
 
-def test_health_endpoints_check_through_the_grpc_port(tmp_path):
-    """/healthz and /readyz (probes without a token) make a health Check through the server's
-    own gRPC port: each GET is one Check the server counts, and once the port cannot be reached
-    (its unix socket unlinked: the process still runs and the status is still SERVING) both
-    answer 503."""
-    sock = tmp_path / "rm.sock"
+def health_server(sock):
+    """A server on the unix socket sock with a metrics port, ready (/readyz 200)."""
     srv = RunningServer(["--listen", "unix:%s" % sock, "--metrics-listen", "127.0.0.1:0"],
                         wait_ready=False).start()
+    port = metrics_port(srv)
+    deadline = time.monotonic() + 30
+    while http_get(port, "/readyz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return srv, port
+
+
+def test_health_endpoints_check_through_the_grpc_port(tmp_path):
+    """/healthz and /readyz (probes without a token) answer from a health Check through the
+    server's own gRPC port: a request after the last result aged past 0.5 s is one Check the
+    server counts, and once the port cannot be reached (its unix socket unlinked: the process
+    still runs and the status is still SERVING) both answer 503."""
+    sock = tmp_path / "rm.sock"
+    srv, port = health_server(sock)
     try:
-        port = metrics_port(srv)
-        deadline = time.monotonic() + 30
-        while http_get(port, "/readyz")[0] != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
         checks = sample(http_get(port)[2], "grpc_server_started_total", grpc_method="Check")
-        assert http_get(port, "/healthz") == (200, "text/plain; charset=utf-8", "ok\n")
-        assert http_get(port, "/readyz") == (200, "text/plain; charset=utf-8", "SERVING\n")
-        assert http_get(port, "/healthz", method="HEAD")[0] == 200
-        assert http_get(port, "/readyz", method="HEAD")[0] == 200
+        answers = []
+        for path, method in (("/healthz", "GET"), ("/readyz", "GET"), ("/healthz", "HEAD"),
+                             ("/readyz", "HEAD")):
+            time.sleep(0.6)  # the last result is stale: a new Check
+            answers.append(http_get(port, path, method=method))
+        assert answers == [(200, "text/plain; charset=utf-8", "ok\n"),
+                           (200, "text/plain; charset=utf-8", "SERVING\n"),
+                           (200, "text/plain; charset=utf-8", ""),
+                           (200, "text/plain; charset=utf-8", "")]
         assert http_get(port, "/healthz", method="POST")[0] == 405
         assert http_get(port, "/healthz/x")[0] == 404
         body = http_get(port)[2]
@@ -161,12 +173,58 @@ def test_health_endpoints_check_through_the_grpc_port(tmp_path):
         assert sample(body, "grpc_server_handled_total", grpc_method="Check",
                       grpc_code="OK") == checks + 4
         os.unlink(str(sock))
+        time.sleep(0.6)
         failed = "not ok: the health check through the gRPC port failed\n"
         assert http_get(port, "/healthz")[0::2] == (503, failed)
         assert http_get(port, "/readyz")[0::2] == (503, failed)
         assert srv.wait_for_event("metrics_http", 10, lambda e: "health check" in e["message"])
         assert srv.stop() == 0
     finally:
+        srv.kill()
+
+
+def test_a_stalled_health_check_holds_neither_the_scraper_nor_more_checks(tmp_path):
+    """The gRPC port stalls (its unix socket replaced by one that accepts and never answers):
+    the health requests wait for the one check in flight and all get 503 "took too long" from
+    it, while /metrics is answered before that check ends (checks run on a thread of their
+    own; the requests' connections are suspended, not the HTTP thread)."""
+    sock = tmp_path / "rm.sock"
+    srv, port = health_server(sock)
+    stall = None
+    try:
+        os.unlink(str(sock))
+        stall = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stall.bind(str(sock))
+        stall.listen(16)
+        time.sleep(0.6)  # the last result is stale
+        results = {}
+
+        def probe(i, path):
+            results[i] = http_get(port, path)
+
+        first = threading.Thread(target=probe, args=(0, "/healthz"))
+        first.start()
+        stall.settimeout(30)
+        conn, _ = stall.accept()  # the check is in flight
+        others = [threading.Thread(target=probe, args=(i, p))
+                  for i, p in ((1, "/readyz"), (2, "/healthz"), (3, "/readyz"))]
+        for t in others:
+            t.start()
+        status, _, body = http_get(port)
+        assert status == 200 and "grpc_server_started_total" in body
+        assert first.is_alive()  # /metrics came back while the check still waited
+        for t in [first] + others:
+            t.join(30)
+        slow = "not ok: the health check through the gRPC port took too long\n"
+        assert {i: r[0::2] for i, r in results.items()} == {i: (503, slow) for i in range(4)}
+        stall.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            stall.accept()  # one check served all four
+        conn.close()
+        assert srv.stop() == 0
+    finally:
+        if stall:
+            stall.close()
         srv.kill()
 
 
