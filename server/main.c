@@ -184,6 +184,11 @@ int main(int argc, char **argv) {
       status = 2;
     goto out;
   }
+  if (metrics && cfg.health_needs_token && *cfg.tls_cert)
+    RM_LOG(RM_LOG_WARN, "health_probes", "{s:s}", "message",
+           "with TLS, /healthz on the metrics port cannot check through the gRPC port (the "
+           "server holds no client identity): it says only that the process answers; "
+           "/readyz gives the health status");
   if (rm_server_start(server, &err)) {
     startup_failed(err.message);
     rm_server_shutdown(server);

@@ -203,17 +203,22 @@ def test_tls(certs):
 
 def test_http_health_with_tls_says_what_it_did_not_check(certs):
     """With TLS the server cannot call its own port (no client identity): /healthz says the
-    process answers, /readyz gives the health service's status."""
+    process answers, /readyz gives the health service's status, and with --health-needs-token
+    (the HTTP endpoints being the probes' only way in) start-up warns of it."""
+    md = [("authorization", "Bearer " + TOKENS[0])]
     args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
-            "--metrics-listen", "127.0.0.1:0"]
+            "--metrics-listen", "127.0.0.1:0", "--auth-tokens", TOKENS[0], "--health-needs-token"]
     srv = RunningServer(args + ["--grace-ms", "20000", "--log-level", "debug"],
-                        tls_root=certs["read"]("ca.pem")).start()
+                        tls_root=certs["read"]("ca.pem"), ready_metadata=md).start()
     try:
+        (warn,) = srv.events("health_probes")
+        assert warn["level"] == "warn" and "/healthz" in warn["message"]
         assert http_status(srv, "/healthz") == (200, "ok (TLS: not checked through the gRPC port)\n")
         assert http_status(srv, "/readyz") == (200, "SERVING\n")
         with srv.channel() as ch:  # the drain: NOT_SERVING, still alive
             slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
-            fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(audio_request(slow), timeout=60)
+            fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(audio_request(slow),
+                                                                     metadata=md, timeout=60)
             assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
             srv.signal(signal.SIGTERM)
             assert srv.wait_for_event("draining", 10)

@@ -203,10 +203,13 @@ def test_k8s_arguments_and_config_start_the_real_server(k8s, tmp_path):
             assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_image_healthcheck_script_asks_readyz(tmp_path):
+@pytest.mark.parametrize("listen,wildcard", [("127.0.0.1:0", "0.0.0.0"), ("[::]:0", "[::]"),
+                                             ("[::1]:0", "[::1]")])
+def test_image_healthcheck_script_asks_readyz(tmp_path, listen, wildcard):
     """deploy/healthcheck.sh (the image's HEALTHCHECK) against this server with
     --health-needs-token: healthy (exit 0) while serving, though it sends no token; unhealthy
-    (1) while the server drains and when nothing listens on the metrics port."""
+    (1) while the server drains and when nothing listens on the metrics port. RM_METRICS_LISTEN
+    as a wildcard (IPv4 or IPv6, which listens on IPv6 only) or an IPv6 address."""
     script = os.path.join(DEPLOY, "healthcheck.sh")
     token = "hc-token"
 
@@ -216,11 +219,11 @@ def test_image_healthcheck_script_asks_readyz(tmp_path):
                               timeout=30).returncode
 
     srv = RunningServer(["--auth-tokens", token, "--health-needs-token", "--grace-ms", "20000",
-                         "--metrics-listen", "127.0.0.1:0", "--log-level", "debug"],
+                         "--metrics-listen", listen, "--log-level", "debug"],
                         ready_metadata=[("authorization", "Bearer " + token)]).start()
     try:
         mport = srv.events("listening")[0]["metrics_port"]
-        assert check("0.0.0.0:%d" % mport) == 0
+        assert check("%s:%d" % (wildcard, mport)) == 0
         with srv.channel() as ch:
             slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
             fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(
@@ -228,10 +231,10 @@ def test_image_healthcheck_script_asks_readyz(tmp_path):
             assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
             srv.signal()
             assert srv.wait_for_event("draining", 10)
-            assert check("0.0.0.0:%d" % mport) == 1
+            assert check("%s:%d" % (wildcard, mport)) == 1
             fut.result()
         assert srv.wait_exit() == 0
-        assert check("0.0.0.0:%d" % mport) == 1  # nothing listens
+        assert check("%s:%d" % (wildcard, mport)) == 1  # nothing listens
     finally:
         srv.kill()
 
