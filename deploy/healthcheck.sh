@@ -18,7 +18,7 @@ if [ -n "${RM_METRICS_LISTEN:-}" ]; then
   # bash's /dev/tcp: the image has no HTTP client, and needs none for one request
   exec 3<>"/dev/tcp/$host/${RM_METRICS_LISTEN##*:}" || exit 1
   printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-  read -r -t 3 _ code _ <&3 || exit 1
+  read -r -t 5 _ code _ <&3 || exit 1 # the server's check takes at most 4 s
   [ "$code" = 200 ]
   exit
 fi

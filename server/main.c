@@ -66,11 +66,12 @@ static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *s
     RM_LOG(RM_LOG_INFO, "reloading", "{s:s}", "signal", "SIGHUP");
     rm_server_reload(server);
   }
-  rm_log_lifecycle("draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                   "grace_ms", (json_int_t)cfg->grace_ms);
-  /* refuse new calls first: a client that sees NOT_SERVING must not get a call in after */
+  /* refuse new calls first: a client that sees NOT_SERVING must not get a call in after; the
+   * line comes once both are in effect (a reader of the log may probe at once) */
   rm_server_drain(server);
   rm_health_set_serving(0);
+  rm_log_lifecycle("draining", "{s:s, s:I}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   "grace_ms", (json_int_t)cfg->grace_ms);
   static second_signal_t ss = {.mu = PTHREAD_MUTEX_INITIALIZER};
   ss.sigs = *sigs;
   ss.server = server;

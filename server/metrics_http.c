@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -45,6 +46,8 @@
  * loop cost at most two checks a second. */
 #define CHECK_DEADLINE_MS 4000
 #define HEALTH_FRESH_NS (500ull * 1000000ull)
+/* How long a stop waits for the health requests it resumed to be answered. */
+#define STOP_ANSWER_S 2
 /* MHD's messages and the accept thread's: at most LOG_BURST lines per LOG_WINDOW_NS, the rest
  * counted and reported with the next line that goes out. */
 #define LOG_BURST 10
@@ -76,6 +79,7 @@ struct rm_metrics_http {
   pthread_t checker;
   int checker_started;
   rm_self_call_slot_t check_slot;
+  int held; /* health requests suspended and not yet completed (on_completed), under hmu */
   const rm_budget_t *budget;
   int port;
   int lfd;     /* the listening socket */
@@ -254,6 +258,7 @@ static enum MHD_Result health_request(rm_metrics_http_t *h, struct MHD_Connectio
       w->next = h->waiting;
       h->waiting = w;
       *con_cls = w;
+      h->held++;
       /* suspended before the checker can resume it: it needs the lock to take the list */
       MHD_suspend_connection(conn);
       pthread_cond_signal(&h->hcv);
@@ -269,12 +274,20 @@ static enum MHD_Result health_request(rm_metrics_http_t *h, struct MHD_Connectio
   return reply_health(conn, &last, ready);
 }
 
-/* MHD's request-completed callback: frees a health request's waiter. */
+/* MHD's request-completed callback: frees a health request's waiter (rm_metrics_http_stop
+ * waits for the last one). */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)cls, (void)conn, (void)toe;
+  rm_metrics_http_t *h = cls;
+  (void)conn, (void)toe;
+  if (!*con_cls)
+    return;
   rm_free(*con_cls);
   *con_cls = NULL;
+  pthread_mutex_lock(&h->hmu);
+  if (--h->held == 0)
+    pthread_cond_broadcast(&h->hcv);
+  pthread_mutex_unlock(&h->hmu);
 }
 
 /* MHD's access handler: runs on its thread, one request at a time. */
@@ -475,7 +488,7 @@ int rm_metrics_http_start(const char *listen, rm_server_t *server, rm_metrics_ht
                           on_mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
                           MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_IP,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
   if (h->d && pthread_create(&h->checker, NULL, checker_main, h) == 0)
     h->checker_started = 1;
   if (!h->d || !h->checker_started || pipe2(h->wake, O_CLOEXEC) != 0 ||
@@ -509,6 +522,15 @@ void rm_metrics_http_stop(rm_metrics_http_t *h) {
       ;
     pthread_join(h->thread, NULL);
   }
+  /* the requests the checker resumed are answered before MHD closes their connections
+   * (which it would do at once, answer unsent); bounded, as a client may not read */
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += STOP_ANSWER_S;
+  pthread_mutex_lock(&h->hmu);
+  while (h->held && pthread_cond_timedwait(&h->hcv, &h->hmu, &until) == 0)
+    ;
+  pthread_mutex_unlock(&h->hmu);
   if (h->d)
     MHD_stop_daemon(h->d);
   for (int i = 0; i < 2; i++)

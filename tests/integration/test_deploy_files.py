@@ -100,6 +100,16 @@ def test_k8s_container_probes_resources_and_image(k8s):
     assert c["resources"]["limits"]["memory"]
 
 
+def test_the_image_health_check_outlasts_the_servers_check():
+    """The image's HEALTHCHECK asks /readyz, whose check may take 4 s: Docker's timeout and
+    the script's own read wait longer."""
+    with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+        docker = f.read()
+    assert int(re.search(r"^HEALTHCHECK .*--timeout=(\d+)s", docker, re.M).group(1)) > 4
+    with open(os.path.join(DEPLOY, "healthcheck.sh")) as f:
+        assert int(re.search(r"read -r -t (\d+) ", f.read()).group(1)) > 4
+
+
 def test_k8s_termination_outlasts_prestop_and_drain(k8s):
     dep = one(k8s, "Deployment")
     pod = dep["spec"]["template"]["spec"]

@@ -142,10 +142,21 @@ def health_server(sock):
     srv = RunningServer(["--listen", "unix:%s" % sock, "--metrics-listen", "127.0.0.1:0"],
                         wait_ready=False).start()
     port = metrics_port(srv)
-    deadline = time.monotonic() + 30
-    while http_get(port, "/readyz")[0] != 200 and time.monotonic() < deadline:
+    deadline = time.monotonic() + float(os.environ.get("RM_TEST_START_TIMEOUT", "60"))
+    while http_get(port, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "never ready:\n" + "\n".join(srv.raw_log())
         time.sleep(0.05)
     return srv, port
+
+
+def stall_port(sock):
+    """Replaces the server's unix socket by one that accepts connections and never answers."""
+    os.unlink(str(sock))
+    stall = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stall.bind(str(sock))
+    stall.listen(16)
+    stall.settimeout(30)
+    return stall
 
 
 def test_health_endpoints_check_through_the_grpc_port(tmp_path):
@@ -192,10 +203,7 @@ def test_a_stalled_health_check_holds_neither_the_scraper_nor_more_checks(tmp_pa
     srv, port = health_server(sock)
     stall = None
     try:
-        os.unlink(str(sock))
-        stall = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        stall.bind(str(sock))
-        stall.listen(16)
+        stall = stall_port(sock)
         time.sleep(0.6)  # the last result is stale
         results = {}
 
@@ -204,7 +212,6 @@ def test_a_stalled_health_check_holds_neither_the_scraper_nor_more_checks(tmp_pa
 
         first = threading.Thread(target=probe, args=(0, "/healthz"))
         first.start()
-        stall.settimeout(30)
         conn, _ = stall.accept()  # the check is in flight
         others = [threading.Thread(target=probe, args=(i, p))
                   for i, p in ((1, "/readyz"), (2, "/healthz"), (3, "/readyz"))]
@@ -222,6 +229,45 @@ def test_a_stalled_health_check_holds_neither_the_scraper_nor_more_checks(tmp_pa
             stall.accept()  # one check served all four
         conn.close()
         assert srv.stop() == 0
+    finally:
+        if stall:
+            stall.close()
+        srv.kill()
+
+
+def test_health_requests_waiting_at_a_stop_are_answered(tmp_path):
+    """SIGTERM while probes wait for a stalled check: the check is cancelled and each probe is
+    answered 503 "the server is stopping" (not "took too long" at the check's deadline, nor a
+    connection closed unanswered), and the server exits cleanly."""
+    sock = tmp_path / "rm.sock"
+    srv, port = health_server(sock)
+    stall = None
+    try:
+        stall = stall_port(sock)
+        time.sleep(0.6)  # the last result is stale
+        results = {}
+
+        def probe(i, path):
+            try:
+                results[i] = http_get(port, path)[0::2]
+            except Exception as e:  # a connection closed without an answer
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=probe, args=(0, "/healthz"))]
+        threads[0].start()
+        conn, _ = stall.accept()  # the check is in flight
+        threads += [threading.Thread(target=probe, args=(i, ("/readyz", "/healthz")[i % 2]))
+                    for i in range(1, 8)]  # MAX_PER_IP is 8
+        for t in threads[1:]:
+            t.start()
+        time.sleep(0.3)  # they reach the server and wait with the first
+        srv.signal(signal.SIGTERM)
+        for t in threads:
+            t.join(30)
+        stopping = (503, "not ok: the server is stopping\n")
+        assert results == {i: stopping for i in range(8)}
+        assert srv.wait_exit() == 0
+        conn.close()
     finally:
         if stall:
             stall.close()
