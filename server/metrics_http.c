@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grpc/byte_buffer_reader.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -148,24 +147,18 @@ static grpc_status_code self_check(rm_metrics_http_t *h, int *serving) {
                                        CHECK_DEADLINE_MS, &h->check_slot, NULL, &response);
   grpc_byte_buffer_destroy(request);
   *serving = 0;
-  if (code == GRPC_STATUS_OK) {
-    uint8_t buf[64]; /* a HealthCheckResponse is a few bytes */
-    size_t len = 0;
-    grpc_byte_buffer_reader rd;
-    if (response && grpc_byte_buffer_reader_init(&rd, response)) {
-      grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
-      grpc_byte_buffer_reader_destroy(&rd);
-      len = GRPC_SLICE_LENGTH(sl) <= sizeof buf ? GRPC_SLICE_LENGTH(sl) : 0;
-      memcpy(buf, GRPC_SLICE_START_PTR(sl), len);
-      grpc_slice_unref(sl);
-    }
-    Grpc__Health__V1__HealthCheckResponse *r =
-        grpc__health__v1__health_check_response__unpack(NULL, len, buf);
-    *serving = r && r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-    if (r)
-      grpc__health__v1__health_check_response__free_unpacked(r, NULL);
-    else
+  if (code == GRPC_STATUS_OK) { /* no message or an unreadable one reads as empty */
+    rm_bytebuf_view_t v;
+    int viewed = response && rm_bytebuf_view_init(&v, response) == 0;
+    ProtobufCMessage *r = rm_bytebuf_unpack(&grpc__health__v1__health_check_response__descriptor,
+                                            viewed ? v.data : NULL, viewed ? v.len : 0);
+    if (viewed)
+      rm_bytebuf_view_destroy(&v);
+    *serving = r && ((Grpc__Health__V1__HealthCheckResponse *)r)->status ==
+                        GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    if (!r)
       code = GRPC_STATUS_INTERNAL;
+    rm_bytebuf_unpack_free(r);
   }
   grpc_byte_buffer_destroy(response);
   if (code != GRPC_STATUS_OK && code != GRPC_STATUS_CANCELLED)
