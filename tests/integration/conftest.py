@@ -83,6 +83,18 @@ def f32(buf):
     return np.frombuffer(buf.audio.samples, dtype=np.float32)
 
 
+def sigterm_with_a_call_held(srv, ch, metadata=None):
+    """Starts an ExecutePipeline call on ch that takes 1.5 s (a Delay node), waits until srv
+    runs it (needs --log-level debug) and sends SIGTERM: the drain starts with the call in
+    flight. The call's future."""
+    slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
+    fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(audio_request(slow),
+                                                             metadata=metadata, timeout=60)
+    assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
+    srv.signal()
+    return fut
+
+
 def trailers(err):
     return {k: v for k, v in (err.trailing_metadata() or ())}
 

@@ -4,17 +4,14 @@ certificates made by openssl for the run (rmtest.pki)."""
 
 import json
 import os
-import signal
 import subprocess
-import urllib.error
-import urllib.request
 
 import grpc
 import pytest
 
-from conftest import assert_serving, audio_request, chain, trailers
+from conftest import assert_serving, audio_request, chain, sigterm_with_a_call_held, trailers
 from rmtest.pki import make_pki
-from rmtest.server import RunningServer, server_binary
+from rmtest.server import RunningServer, grpc_counter, server_binary
 from remotemedia.v1 import pipeline_service_pb2 as ps, pipeline_service_pb2_grpc as psg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
@@ -22,18 +19,6 @@ from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
 TOKENS = ["s3cret-token-one", "another.token/2"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def srv_metrics(srv):
-    return http_status(srv, "/metrics")[1]
-
-
-def metric(text, name, method, extra=""):
-    """The value of name{grpc_method=method, ...} (extra: one more label, as text)."""
-    for line in text.splitlines():
-        if line.startswith(name + "{") and 'grpc_method="%s"' % method in line and extra in line:
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +76,6 @@ def test_bearer_tokens(tmp_path):
         assert tok not in log
 
 
-def http_status(srv, path):
-    """(status, body) of GET path on the server's metrics listener."""
-    port = srv.events("listening")[0]["metrics_port"]
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=30) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_health_needs_a_token_with_health_needs_token():
     """--health-needs-token: Check and Watch are refused without a valid token (their messages
     are never read: the method's received-message counter stays at the authenticated calls),
@@ -128,23 +103,21 @@ def test_health_needs_a_token_with_health_needs_token():
             assert e.value.code() == grpc.StatusCode.NOT_FOUND
             watch = h.Watch(req, metadata=[("authorization", "Bearer " + TOKENS[1])], timeout=60)
             assert next(watch).status == SERVING
-            assert http_status(srv, "/readyz") == (200, "SERVING\n")
-            assert http_status(srv, "/healthz") == (200, "ok\n")
-            text = srv_metrics(srv)
-            assert metric(text, "grpc_server_handled_total", "Check", 'grpc_code="Unauthenticated"') == 2
-            assert metric(text, "grpc_server_handled_total", "Watch", 'grpc_code="Unauthenticated"') == 1
+            assert srv.http_get("/readyz") == (200, "SERVING\n")
+            assert srv.http_get("/healthz") == (200, "ok\n")
+            text = srv.metrics_text()
+            assert grpc_counter(text, "grpc_server_handled_total", "Check",
+                                grpc_code="Unauthenticated") == 2
+            assert grpc_counter(text, "grpc_server_handled_total", "Watch",
+                                grpc_code="Unauthenticated") == 1
             # the readiness wait's Checks and the two above with the token were read, no other
-            received = metric(text, "grpc_server_msg_received_total", "Check")
-            assert received == metric(text, "grpc_server_started_total", "Check") - 2
-            assert metric(text, "grpc_server_msg_received_total", "Watch") == 1
-            stub = psg.PipelineServiceStub(ch)
-            slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
-            fut = stub.ExecutePipeline.future(audio_request(slow), metadata=md, timeout=60)
-            assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
-            srv.signal(signal.SIGTERM)
+            received = grpc_counter(text, "grpc_server_msg_received_total", "Check")
+            assert received == grpc_counter(text, "grpc_server_started_total", "Check") - 2
+            assert grpc_counter(text, "grpc_server_msg_received_total", "Watch") == 1
+            fut = sigterm_with_a_call_held(srv, ch, md)
             assert next(watch).status == NOT_SERVING
-            assert http_status(srv, "/readyz") == (503, "NOT_SERVING\n")
-            assert http_status(srv, "/healthz") == (200, "ok\n")  # draining is alive
+            assert srv.http_get("/readyz") == (503, "NOT_SERVING\n")
+            assert srv.http_get("/healthz") == (200, "ok\n")  # draining is alive
             assert [n.state for n in fut.result().node_results] == [1, 1]
         assert srv.wait_exit() == 0
     finally:
@@ -213,17 +186,13 @@ def test_http_health_with_tls_says_what_it_did_not_check(certs):
     try:
         (warn,) = srv.events("health_probes")
         assert warn["level"] == "warn" and "/healthz" in warn["message"]
-        assert http_status(srv, "/healthz") == (200, "ok (TLS: not checked through the gRPC port)\n")
-        assert http_status(srv, "/readyz") == (200, "SERVING\n")
+        assert srv.http_get("/healthz") == (200, "ok (TLS: not checked through the gRPC port)\n")
+        assert srv.http_get("/readyz") == (200, "SERVING\n")
         with srv.channel() as ch:  # the drain: NOT_SERVING, still alive
-            slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
-            fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(audio_request(slow),
-                                                                     metadata=md, timeout=60)
-            assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
-            srv.signal(signal.SIGTERM)
+            fut = sigterm_with_a_call_held(srv, ch, md)
             assert srv.wait_for_event("draining", 10)
-            assert http_status(srv, "/readyz") == (503, "NOT_SERVING\n")
-            assert http_status(srv, "/healthz")[0] == 200
+            assert srv.http_get("/readyz") == (503, "NOT_SERVING\n")
+            assert srv.http_get("/healthz")[0] == 200
             fut.result()
         assert srv.wait_exit() == 0
     finally:

@@ -7,15 +7,13 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.request
 
 import grpc
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import audio_request, chain
-from remotemedia.v1 import pipeline_service_pb2_grpc as psg
+from conftest import sigterm_with_a_call_held
 from rmtest.server import RunningServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -202,11 +200,9 @@ def test_k8s_arguments_and_config_start_the_real_server(k8s, tmp_path):
         assert cfg["grace_ms"] == 30000 and cfg["max_concurrent"] == 32
         assert cfg["health_needs_token"] is True
         # the probes as the kubelet sends them (no token), on the manifest's paths
-        port = srv.events("listening")[0]["metrics_port"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            url = "http://127.0.0.1:%d%s" % (port, c[probe]["httpGet"]["path"])
-            with urllib.request.urlopen(url, timeout=c[probe]["timeoutSeconds"]) as r:
-                assert r.status == 200, probe
+            got = srv.http_get(c[probe]["httpGet"]["path"], timeout=c[probe]["timeoutSeconds"])
+            assert got[0] == 200, probe
         with srv.channel() as ch:  # and gRPC health without a token is refused
             with pytest.raises(grpc.RpcError) as e:
                 health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
@@ -235,11 +231,7 @@ def test_image_healthcheck_script_asks_readyz(tmp_path, listen, wildcard):
         mport = srv.events("listening")[0]["metrics_port"]
         assert check("%s:%d" % (wildcard, mport)) == 0
         with srv.channel() as ch:
-            slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="held")
-            fut = psg.PipelineServiceStub(ch).ExecutePipeline.future(
-                audio_request(slow), metadata=[("authorization", "Bearer " + token)], timeout=60)
-            assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "held")
-            srv.signal()
+            fut = sigterm_with_a_call_held(srv, ch, [("authorization", "Bearer " + token)])
             assert srv.wait_for_event("draining", 10)
             assert check("%s:%d" % (wildcard, mport)) == 1
             fut.result()

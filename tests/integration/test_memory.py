@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_serving, chain, manifest, set_audio, trailers, ps, psg
-from rmtest.server import RunningServer
+from rmtest.server import RunningServer, grpc_counter
 
 MiB = 1 << 20
 BUDGET = 64 * MiB  # the request's limits.max_memory_bytes in the hostile cases
@@ -264,13 +264,6 @@ def test_a_flood_of_big_messages_is_held_by_max_core_memory(tmp_path):
     assert srv.proc.returncode == 0
 
 
-def counter(text, name, method, **labels):
-    """A grpc_server_* sample of ExecutePipeline (0 when absent)."""
-    extra = "".join(f',{k}="{v}"' for k, v in labels.items())
-    m = re.search(r"^%s\{[^}]*grpc_method=\"%s\"%s\} (\d+)$" % (name, method, extra), text, re.M)
-    return int(m.group(1)) if m else 0
-
-
 @pytest.mark.parametrize("path,extra", [
     ("/remotemedia.v1.PipelineService/ExecutePipeline", []),
     # health needs no token by default (probes send none): --health-needs-token closes it too;
@@ -304,16 +297,16 @@ def test_messages_without_a_valid_token_are_never_taken_in(tmp_path, path, extra
         assert srv.wait_for_count("call", 160, 60, lambda e: e.get("code") == 16)
         text = srv.metrics_text()
         for name in ("grpc_server_started_total", "grpc_server_msg_received_total"):
-            counted = counter(text, name, method) - counter(before, name, method)
+            counted = grpc_counter(text, name, method) - grpc_counter(before, name, method)
             assert counted == (160 if name == "grpc_server_started_total" else 0), name
-        assert counter(text, "grpc_server_handled_total", method,
+        assert grpc_counter(text, "grpc_server_handled_total", method,
                        grpc_code="Unauthenticated") == 160
         req = audio_request("Gain", {"db": 0}, np.full(1_000_000, 0.25, np.float32))  # 4 MB
         r = psg.PipelineServiceStub(ch).ExecutePipeline(req, timeout=60, metadata=md)
         assert r.outputs["src"].items[0].audio.samples == req.inputs["src"].audio.samples
         text = srv.metrics_text()
-        assert counter(text, "grpc_server_msg_received_total", "ExecutePipeline") == 1
-        assert counter(text, "grpc_server_handled_total", "ExecutePipeline", grpc_code="OK") == 1
+        assert grpc_counter(text, "grpc_server_msg_received_total", "ExecutePipeline") == 1
+        assert grpc_counter(text, "grpc_server_handled_total", "ExecutePipeline", grpc_code="OK") == 1
         print(f"\n    unauthenticated flood: idle peak {idle / MiB:.1f} MiB, "
               f"after {peak / MiB:.1f} MiB")
         if not sanitized(srv.proc.pid) and not VALGRIND:  # valgrind's own bookkeeping grows

@@ -159,6 +159,27 @@ def stall_port(sock):
     return stall
 
 
+def probes_waiting_on_a_stalled_check(port, stall, paths):
+    """GET paths[0] on its own thread, and once the check it starts reached the stalled port,
+    the other paths, each on its own thread. (threads, results by index: (status, body), or
+    the error's repr for a connection closed unanswered; the stalled connection)."""
+    time.sleep(0.6)  # the last result is stale: the first request starts a check
+    results = {}
+
+    def probe(i, path):
+        try:
+            results[i] = http_get(port, path)[0::2]
+        except Exception as e:
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=probe, args=(i, p)) for i, p in enumerate(paths)]
+    threads[0].start()
+    conn, _ = stall.accept()  # the check is in flight
+    for t in threads[1:]:
+        t.start()
+    return threads, results, conn
+
+
 def test_health_endpoints_check_through_the_grpc_port(tmp_path):
     """/healthz and /readyz (probes without a token) answer from a health Check through the
     server's own gRPC port: a request after the last result aged past 0.5 s is one Check the
@@ -204,26 +225,15 @@ def test_a_stalled_health_check_holds_neither_the_scraper_nor_more_checks(tmp_pa
     stall = None
     try:
         stall = stall_port(sock)
-        time.sleep(0.6)  # the last result is stale
-        results = {}
-
-        def probe(i, path):
-            results[i] = http_get(port, path)
-
-        first = threading.Thread(target=probe, args=(0, "/healthz"))
-        first.start()
-        conn, _ = stall.accept()  # the check is in flight
-        others = [threading.Thread(target=probe, args=(i, p))
-                  for i, p in ((1, "/readyz"), (2, "/healthz"), (3, "/readyz"))]
-        for t in others:
-            t.start()
+        threads, results, conn = probes_waiting_on_a_stalled_check(
+            port, stall, ("/healthz", "/readyz", "/healthz", "/readyz"))
         status, _, body = http_get(port)
         assert status == 200 and "grpc_server_started_total" in body
-        assert first.is_alive()  # /metrics came back while the check still waited
-        for t in [first] + others:
+        assert threads[0].is_alive()  # /metrics came back while the check still waited
+        for t in threads:
             t.join(30)
         slow = "not ok: the health check through the gRPC port took too long\n"
-        assert {i: r[0::2] for i, r in results.items()} == {i: (503, slow) for i in range(4)}
+        assert results == {i: (503, slow) for i in range(4)}
         stall.settimeout(0.5)
         with pytest.raises(socket.timeout):
             stall.accept()  # one check served all four
@@ -244,22 +254,8 @@ def test_health_requests_waiting_at_a_stop_are_answered(tmp_path):
     stall = None
     try:
         stall = stall_port(sock)
-        time.sleep(0.6)  # the last result is stale
-        results = {}
-
-        def probe(i, path):
-            try:
-                results[i] = http_get(port, path)[0::2]
-            except Exception as e:  # a connection closed without an answer
-                results[i] = repr(e)
-
-        threads = [threading.Thread(target=probe, args=(0, "/healthz"))]
-        threads[0].start()
-        conn, _ = stall.accept()  # the check is in flight
-        threads += [threading.Thread(target=probe, args=(i, ("/readyz", "/healthz")[i % 2]))
-                    for i in range(1, 8)]  # MAX_PER_IP is 8
-        for t in threads[1:]:
-            t.start()
+        threads, results, conn = probes_waiting_on_a_stalled_check(
+            port, stall, [("/healthz", "/readyz")[i % 2] for i in range(8)])  # MAX_PER_IP is 8
         time.sleep(0.3)  # they reach the server and wait with the first
         srv.signal(signal.SIGTERM)
         for t in threads:

@@ -11,11 +11,13 @@ status 0 within the timeout; the server's stderr (JSON lines) is kept in .log_li
 """
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import grpc
@@ -151,6 +153,17 @@ class RunningServer:
                                        options=opts)
         return grpc.insecure_channel(self.address(), options=opts)
 
+    def http_get(self, path, timeout=30):
+        """(status, body) of GET path on the server's metrics listener (--metrics-listen):
+        /metrics, /healthz, /readyz; an error status is returned, not raised."""
+        port = self.events("listening")[0]["metrics_port"]
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                        timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
     def metrics_text(self):
         """The Prometheus scrape of a server started with --metrics-listen."""
         port = self.events("listening")[0]["metrics_port"]
@@ -199,3 +212,11 @@ class RunningServer:
             raise AssertionError("server exited with status %r; log tail:\n%s"
                                  % (rc, "\n".join(self.raw_log()[-40:])))
         return False
+
+
+def grpc_counter(text, name, method, **labels):
+    """A grpc_server_* sample of `method` in a /metrics scrape (0 when absent); labels are the
+    ones that follow grpc_method in the series, in order (grpc_code=...)."""
+    extra = "".join(f',{k}="{v}"' for k, v in labels.items())
+    m = re.search(r"^%s\{[^}]*grpc_method=\"%s\"%s\} (\d+)$" % (name, method, extra), text, re.M)
+    return int(m.group(1)) if m else 0
