@@ -17,6 +17,7 @@
 #include "rm/alloc.h"
 #include "rm/clock.h"
 #include "rm_version.h"
+#include "self_call.h"
 #include "server.h"
 #include "stats.h"
 #include "warm_call.h"
@@ -185,11 +186,11 @@ int main(int argc, char **argv) {
       status = 2;
     goto out;
   }
-  if (metrics && cfg.health_needs_token && *cfg.tls_cert)
-    RM_LOG(RM_LOG_WARN, "health_probes", "{s:s}", "message",
-           "with TLS, /healthz on the metrics port cannot check through the gRPC port (the "
-           "server holds no client identity): it says only that the process answers; "
-           "/readyz gives the health status");
+  if (metrics && cfg.health_needs_token && rm_self_call_impossible(server))
+    RM_LOG(RM_LOG_WARN, "health_probes", "{s:s, s:s}", "message",
+           "/healthz on the metrics port cannot check through the gRPC port: it says only "
+           "that the process answers; /readyz gives the health status",
+           "reason", rm_self_call_impossible(server));
   if (rm_server_start(server, &err)) {
     startup_failed(err.message);
     rm_server_shutdown(server);

@@ -224,13 +224,13 @@ static enum MHD_Result reply_health(struct MHD_Connection *conn, const health_re
 
 /* /healthz (liveness) and /readyz (readiness: PipelineService's status). A request either
  * gets a fresh result at once or waits, suspended, for the checker's next one (con_cls holds
- * its waiter until MHD completes the request: on_completed). With TLS the server holds no
- * client identity to call itself: the process answering, and the health service's status. */
+ * its waiter until MHD completes the request: on_completed). When the server cannot call
+ * itself (rm_self_call_impossible): the process answering, and the health service's status. */
 static enum MHD_Result health_request(rm_metrics_http_t *h, struct MHD_Connection *conn, int ready,
                                       void **con_cls) {
-  if (*rm_server_config(h->server)->tls_cert) {
+  if (rm_self_call_impossible(h->server)) {
     if (!ready)
-      return reply_text(conn, MHD_HTTP_OK, "ok (TLS: not checked through the gRPC port)\n");
+      return reply_text(conn, MHD_HTTP_OK, "ok (not checked through the gRPC port)\n");
     health_result_t r = {.code = GRPC_STATUS_OK, .serving = rm_health_serving()};
     return reply_health(conn, &r, ready);
   }

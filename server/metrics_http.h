@@ -19,11 +19,11 @@ typedef struct rm_metrics_http rm_metrics_http_t;
  * 200 "SERVING" when the status is SERVING, else 503 "NOT_SERVING"; a Check that fails is 503
  * for both. The checks run on a thread of their own, one at a time: requests arriving while
  * one runs wait for it (suspended: /metrics is served meanwhile), and a result younger than
- * 0.5 s answers at once unless the health status changed since. With TLS (no client
- * identity to call itself) /healthz is 200 and /readyz the health service's status
- * (health.h). Other paths 404, other methods 405. 0 and *out, or RM_EPARAM (the address does
- * not parse or resolve) / RM_EIO (it cannot be bound) / RM_ENOMEM, with err (may be NULL)
- * naming "metrics-listen". Main thread. */
+ * 0.5 s answers at once unless the health status changed since. When the server cannot
+ * call itself (rm_self_call_impossible: TLS requiring client certificates) /healthz is 200
+ * and /readyz the health service's status (health.h). Other paths 404, other methods 405.
+ * 0 and *out, or RM_EPARAM (the address does not parse or resolve) / RM_EIO (it cannot be
+ * bound) / RM_ENOMEM, with err (may be NULL) naming "metrics-listen". Main thread. */
 int rm_metrics_http_start(const char *listen, rm_server_t *server, rm_metrics_http_t **out,
                           rm_error_t *err);
 /* The bound port. */

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/string_util.h>
 #include <grpc/support/time.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 #include "auth.h"
 #include "config.h"
 #include "grpc_unary.h"
+#include "rm/alloc.h"
+#include "tls.h"
 
 /* The address a client on this host reaches `listen` at, as a gRPC target: a wildcard host
  * as 127.0.0.1 (gRPC listens on [::] dual-stack, or on 0.0.0.0 where IPv6 is off), the port
@@ -37,6 +40,77 @@ static void local_target(const char *listen, int port, char *out, size_t cap) {
 
 void rm_self_call_target(const rm_server_t *s, char *out, size_t cap) {
   local_target(rm_server_config(s)->listen, rm_server_port(s), out, cap);
+}
+
+const char *rm_self_call_impossible(const rm_server_t *s) {
+  const rm_config_t *cfg = rm_server_config(s);
+  return *cfg->tls_client_ca && cfg->tls_require_client_cert
+             ? "TLS with required client certificates: the server holds no client identity"
+             : NULL;
+}
+
+/* With TLS the server is trusted as the peer that presents its certificate: no chain or name
+ * to verify (the certificate names the service, not 127.0.0.1, and its CA need not be
+ * installed here), and a token goes to nobody else. */
+typedef struct pinned {
+  grpc_tls_certificate_verifier_external ext; /* user_data: this */
+  rm_tls_t *tls;
+} pinned_t;
+
+static int pinned_verify(void *user_data, grpc_tls_custom_verification_check_request *request,
+                         grpc_tls_on_custom_verification_check_done_cb callback, void *callback_arg,
+                         grpc_status_code *status, char **details) {
+  (void)callback;
+  (void)callback_arg;
+  pinned_t *p = user_data;
+  if (rm_tls_presents(p->tls, request->peer_info.peer_cert)) {
+    *status = GRPC_STATUS_OK;
+  } else {
+    *status = GRPC_STATUS_UNAUTHENTICATED;
+    *details = gpr_strdup("the peer does not present this server's certificate");
+  }
+  return 1; /* decided synchronously */
+}
+
+static void pinned_cancel(void *user_data, grpc_tls_custom_verification_check_request *request) {
+  (void)user_data;
+  (void)request;
+}
+
+static void pinned_destruct(void *user_data) { rm_free(user_data); }
+
+/* Credentials for a channel to the server's own port: insecure, or TLS trusting only the
+ * server's certificate. NULL: memory is short. */
+static grpc_channel_credentials *own_port_creds(rm_server_t *s) {
+  rm_tls_t *tls = rm_server_tls(s);
+  if (!tls)
+    return grpc_insecure_credentials_create();
+  /* roots given, though never used to verify, so the core does not load the system's */
+  char *roots = rm_tls_cert_pem(tls);
+  pinned_t *p = roots ? rm_calloc(1, sizeof *p) : NULL;
+  if (!p) {
+    rm_free(roots);
+    return NULL;
+  }
+  p->tls = tls;
+  p->ext = (grpc_tls_certificate_verifier_external){.user_data = p,
+                                                    .verify = pinned_verify,
+                                                    .cancel = pinned_cancel,
+                                                    .destruct = pinned_destruct};
+  grpc_tls_certificate_verifier *verifier = grpc_tls_certificate_verifier_external_create(&p->ext);
+  grpc_tls_certificate_provider *provider =
+      grpc_tls_certificate_provider_static_data_create(roots, NULL);
+  rm_free(roots);
+  grpc_tls_credentials_options *o = grpc_tls_credentials_options_create();
+  grpc_tls_credentials_options_set_certificate_provider(o, provider);
+  grpc_tls_credentials_options_watch_root_certs(o);
+  grpc_tls_credentials_options_set_verify_server_cert(o, 0);
+  grpc_tls_credentials_options_set_check_call_host(o, 0);
+  grpc_tls_credentials_options_set_certificate_verifier(o, verifier);
+  grpc_channel_credentials *creds = grpc_tls_credentials_create(o); /* takes o */
+  grpc_tls_certificate_provider_release(provider);
+  grpc_tls_certificate_verifier_release(verifier);
+  return creds;
 }
 
 void rm_self_call_cancel(rm_self_call_slot_t *slot) {
@@ -69,7 +143,9 @@ grpc_status_code rm_self_call(rm_server_t *s, const char *path, grpc_byte_buffer
     return GRPC_STATUS_CANCELLED;
   char target[512];
   rm_self_call_target(s, target, sizeof target);
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  grpc_channel_credentials *creds = own_port_creds(s);
+  if (!creds)
+    return GRPC_STATUS_RESOURCE_EXHAUSTED;
   /* straight to the port: an http_proxy in the environment is for the clients' traffic */
   grpc_arg no_proxy = {
       .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_HTTP_PROXY, .value.integer = 0};

@@ -14,6 +14,10 @@
  * numeric one as an ipv4:/ipv6: target, a name or a unix: address as it is; the bound port. */
 void rm_self_call_target(const rm_server_t *s, char *out, size_t cap);
 
+/* Why the server cannot call its own port (a static text), or NULL when it can: with TLS
+ * that requires client certificates it holds no client identity. */
+const char *rm_self_call_impossible(const rm_server_t *s);
+
 /* Lets another thread cancel the call in flight (rm_self_call_cancel): zero it, then
  * pthread_mutex_init mu. */
 typedef struct rm_self_call_slot {
@@ -31,8 +35,8 @@ void rm_self_call_cancel(rm_self_call_slot_t *slot);
  * status code (GRPC_STATUS_INTERNAL when the batch could not start); the response's length in
  * *received (0: none; NULL: not wanted) and the response in *response (the caller destroys it;
  * NULL: not wanted). With slot (may be NULL), rm_self_call_cancel can end it early. Blocks;
- * not on a polling thread. Without TLS only: the server holds no client identity (the callers
- * check). */
+ * not on a polling thread. With TLS the channel trusts exactly the certificate the server
+ * presents. Not when rm_self_call_impossible (the callers check). */
 grpc_status_code rm_self_call(rm_server_t *s, const char *path, grpc_byte_buffer *request,
                               int64_t deadline_ms, rm_self_call_slot_t *slot, size_t *received,
                               grpc_byte_buffer **response);

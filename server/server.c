@@ -168,6 +168,10 @@ int rm_server_copy_token(const rm_server_t *s, char *out, size_t cap) {
   return rm_auth_copy_token(s->auth, out, cap);
 }
 
+struct rm_tls *rm_server_tls(const rm_server_t *s) {
+  return s->tls;
+}
+
 int rm_server_own_call(const rm_server_t *s) {
   return atomic_load_explicit(&((rm_server_t *)s)->own_call, memory_order_relaxed);
 }

@@ -3,6 +3,9 @@
 #include "tls.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +19,10 @@ struct rm_tls {
    * with NULL), so each is handed over once. */
   _Atomic(grpc_ssl_server_certificate_config *) pending;
   uint64_t digest; /* of the files in use (or pending), to tell a reload that changes nothing */
+  /* The certificate new handshakes present and the one before the last change (a handshake
+   * may have started before it): what rm_tls_presents compares with; under mu. */
+  pthread_mutex_t mu;
+  X509 *leaf, *previous;
 };
 
 /* The three PEM texts of a configuration. */
@@ -111,6 +118,15 @@ static int load_pems(const rm_config_t *cfg, pems_t *p, rm_error_t *err) {
   return check_pems(cfg, p, err);
 }
 
+/* The first certificate of a checked PEM text; NULL: out of memory. */
+static X509 *first_cert(const char *pem) {
+  BIO *b = BIO_new_mem_buf(pem, -1);
+  X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+  BIO_free(b);
+  ERR_clear_error();
+  return x;
+}
+
 /* FNV-1a over the three texts, each with its terminator. */
 static uint64_t digest_of(const pems_t *p) {
   uint64_t h = 1469598103934665603ULL;
@@ -160,9 +176,11 @@ int rm_tls_new(const rm_config_t *cfg, rm_tls_t **out, grpc_server_credentials *
     rc = rm__config_fail(err, RM_ENOMEM, "tls-cert", "out of memory");
     goto out;
   }
+  pthread_mutex_init(&t->mu, NULL);
   t->digest = digest_of(&p);
+  t->leaf = first_cert(p.cert);
   atomic_init(&t->pending, make_config(&p));
-  if (!atomic_load(&t->pending)) {
+  if (!t->leaf || !atomic_load(&t->pending)) {
     rc = rm__config_fail(err, RM_ENOMEM, "tls-cert", "out of memory");
     goto out;
   }
@@ -199,10 +217,19 @@ int rm_tls_reload(rm_tls_t *t, const rm_config_t *cfg, int *changed, rm_error_t 
       *changed = d != t->digest;
     if (d != t->digest) {
       grpc_ssl_server_certificate_config *next = make_config(&p);
-      if (!next) {
+      X509 *leaf = first_cert(p.cert);
+      if (!next || !leaf) {
+        if (next)
+          grpc_ssl_server_certificate_config_destroy(next);
+        X509_free(leaf);
         rc = rm__config_fail(err, RM_ENOMEM, "tls-cert", "out of memory");
       } else {
+        pthread_mutex_lock(&t->mu);
+        X509_free(t->previous);
+        t->previous = t->leaf;
+        t->leaf = leaf;
         grpc_ssl_server_certificate_config *stale = atomic_exchange(&t->pending, next);
+        pthread_mutex_unlock(&t->mu);
         if (stale) /* an earlier reload no handshake took yet */
           grpc_ssl_server_certificate_config_destroy(stale);
         t->digest = d;
@@ -213,11 +240,42 @@ int rm_tls_reload(rm_tls_t *t, const rm_config_t *cfg, int *changed, rm_error_t 
   return rc;
 }
 
+int rm_tls_presents(rm_tls_t *t, const char *pem) {
+  X509 *x = pem ? first_cert(pem) : NULL;
+  if (!x)
+    return 0;
+  pthread_mutex_lock(&t->mu);
+  int same = !X509_cmp(x, t->leaf) || (t->previous && !X509_cmp(x, t->previous));
+  pthread_mutex_unlock(&t->mu);
+  X509_free(x);
+  return same;
+}
+
+char *rm_tls_cert_pem(rm_tls_t *t) {
+  char *out = NULL;
+  BIO *b = BIO_new(BIO_s_mem());
+  pthread_mutex_lock(&t->mu);
+  int ok = b && PEM_write_bio_X509(b, t->leaf);
+  pthread_mutex_unlock(&t->mu);
+  char *data;
+  long len = ok ? BIO_get_mem_data(b, &data) : 0;
+  if (len > 0 && (out = rm_malloc((size_t)len + 1))) {
+    memcpy(out, data, (size_t)len);
+    out[len] = 0;
+  }
+  BIO_free(b);
+  ERR_clear_error();
+  return out;
+}
+
 void rm_tls_free(rm_tls_t *t) {
   if (!t)
     return;
   grpc_ssl_server_certificate_config *left = atomic_load(&t->pending);
   if (left)
     grpc_ssl_server_certificate_config_destroy(left);
+  pthread_mutex_destroy(&t->mu);
+  X509_free(t->leaf);
+  X509_free(t->previous);
   rm_free(t);
 }

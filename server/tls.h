@@ -29,6 +29,15 @@ int rm_tls_new(const rm_config_t *cfg, rm_tls_t **out, grpc_server_credentials *
  * files' contents differ from those in use. Main thread (one reload at a time). */
 int rm_tls_reload(rm_tls_t *t, const rm_config_t *cfg, int *changed, rm_error_t *err);
 
+/* 1 when pem's first certificate is the one the server presents to new handshakes, or the one
+ * it presented before the last change (a handshake may have begun before it); else 0. Lets
+ * the server's calls to itself (self_call.h) trust the peer they reach. Any thread. */
+int rm_tls_presents(rm_tls_t *t, const char *pem);
+
+/* A copy of the certificate the server presents to new handshakes, PEM (rm_free it); NULL
+ * when memory is short. Any thread. */
+char *rm_tls_cert_pem(rm_tls_t *t);
+
 /* Frees the state, after the server using its credentials was destroyed. NULL is a no-op. */
 void rm_tls_free(rm_tls_t *t);
 

@@ -69,9 +69,9 @@ void rm_warm_call(rm_server_t *s) {
     return;
   /* a fresh process's first call faults in the code and data of the transport and the call
    * path: ~2 ms of CPU on this machine, which would otherwise be a client's */
-  if (*cfg->tls_cert) {
-    RM_LOG(RM_LOG_INFO, "warm_call", "{s:s}", "skipped",
-           "TLS: the server holds no client identity");
+  const char *impossible = rm_self_call_impossible(s);
+  if (impossible) {
+    RM_LOG(RM_LOG_INFO, "warm_call", "{s:s}", "skipped", impossible);
     return;
   }
   char target[512];

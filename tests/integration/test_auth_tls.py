@@ -4,7 +4,9 @@ certificates made by openssl for the run (rmtest.pki)."""
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -170,33 +172,91 @@ def test_tls(certs):
                 psg.PipelineServiceStub(ch).GetVersion(ps.GetVersionRequest(), timeout=3)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert srv.events("listening")[0]["tls"] is True
-    (warm,) = srv.events("warm_call")
-    assert warm["skipped"] == "TLS: the server holds no client identity"
+    (warm,) = srv.events("warm_call")  # through the TLS port, trusting the server's certificate
+    assert warm["code"] == 0 and warm["level"] == "info" and warm["response_bytes"] > 65536
 
 
-def test_http_health_with_tls_says_what_it_did_not_check(certs):
-    """With TLS the server cannot call its own port (no client identity): /healthz says the
-    process answers, /readyz gives the health service's status, and with --health-needs-token
-    (the HTTP endpoints being the probes' only way in) start-up warns of it."""
+def checks_through_the_port(srv, path):
+    """GET path on the metrics port; asserts it made exactly one health Check through the gRPC
+    port (none is younger than 0.5 s: the caller waited), and returns (status, body)."""
+    def started():
+        return grpc_counter(srv.metrics_text(), "grpc_server_started_total", "Check")
+    before = started()
+    got = srv.http_get(path)
+    assert started() == before + 1
+    return got
+
+
+def test_http_health_checks_through_the_tls_port(certs, tmp_path):
+    """With TLS the server calls its own port over TLS, trusting exactly the certificate it
+    presents (also after a reload swaps it for one of another CA): /healthz and /readyz are
+    real checks, no start-up warning; a drain is seen."""
     md = [("authorization", "Bearer " + TOKENS[0])]
-    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
-            "--metrics-listen", "127.0.0.1:0", "--auth-tokens", TOKENS[0], "--health-needs-token"]
+    cert, key = tmp_path / "cert.pem", tmp_path / "cert.key"
+    cert.write_bytes(certs["read"]("server.pem"))
+    key.write_bytes(certs["read"]("server.key"))
+    args = ["--tls-cert", str(cert), "--tls-key", str(key), "--metrics-listen", "127.0.0.1:0",
+            "--auth-tokens", TOKENS[0], "--health-needs-token"]
     srv = RunningServer(args + ["--grace-ms", "20000", "--log-level", "debug"],
                         tls_root=certs["read"]("ca.pem"), ready_metadata=md).start()
     try:
-        (warn,) = srv.events("health_probes")
-        assert warn["level"] == "warn" and "/healthz" in warn["message"]
-        assert srv.http_get("/healthz") == (200, "ok (TLS: not checked through the gRPC port)\n")
-        assert srv.http_get("/readyz") == (200, "SERVING\n")
+        assert srv.events("health_probes") == []
+        assert checks_through_the_port(srv, "/healthz") == (200, "ok\n")
+        time.sleep(0.6)
+        assert checks_through_the_port(srv, "/readyz") == (200, "SERVING\n")
+        # another CA's certificate: clients trusting `ca` no longer can, the server itself can
+        cert.write_bytes(certs["read"]("intruder.pem"))
+        key.write_bytes(certs["read"]("intruder.key"))
+        srv.signal(signal.SIGHUP)
+        assert srv.wait_for_event("reloaded", 10)["changed"] == ["tls"]
+        time.sleep(0.6)
+        assert checks_through_the_port(srv, "/readyz") == (200, "SERVING\n")
+        cert.write_bytes(certs["read"]("server.pem"))
+        key.write_bytes(certs["read"]("server.key"))
+        srv.signal(signal.SIGHUP)
+        assert srv.wait_for_count("reloaded", 2, 10)
+        time.sleep(0.6)
         with srv.channel() as ch:  # the drain: NOT_SERVING, still alive
             fut = sigterm_with_a_call_held(srv, ch, md)
             assert srv.wait_for_event("draining", 10)
             assert srv.http_get("/readyz") == (503, "NOT_SERVING\n")
-            assert srv.http_get("/healthz")[0] == 200
+            assert srv.http_get("/healthz") == (200, "ok\n")
             fut.result()
         assert srv.wait_exit() == 0
     finally:
         srv.kill()
+
+
+def test_http_health_with_required_client_certificates_says_what_it_did_not_check(certs):
+    """Requiring client certificates, the server holds no client identity to call its own port:
+    /healthz says the process answers, /readyz gives the health service's status, start-up
+    warns of it with --health-needs-token, and the warm call is skipped. Requested but not
+    required, it calls itself without one."""
+    r = certs["read"]
+    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
+    md = [("authorization", "Bearer " + TOKENS[0])]
+    args = ["--tls-cert", certs["path"]("server.pem"), "--tls-key", certs["path"]("server.key"),
+            "--tls-client-ca", certs["path"]("ca.pem"), "--metrics-listen", "127.0.0.1:0",
+            "--auth-tokens", TOKENS[0], "--health-needs-token", "--warm-call=true",
+            "--log-level", "debug"]
+    why = "TLS with required client certificates: the server holds no client identity"
+    with RunningServer(args + ["--tls-require-client-cert"], credentials=good,
+                       ready_metadata=md) as srv:
+        (warn,) = srv.events("health_probes")
+        assert warn["level"] == "warn" and "/healthz" in warn["message"]
+        assert warn["reason"] == why
+        assert srv.events("warm_call")[0]["skipped"] == why
+        assert srv.http_get("/healthz") == (200, "ok (not checked through the gRPC port)\n")
+        assert srv.http_get("/readyz") == (200, "SERVING\n")
+        with srv.channel() as ch:
+            fut = sigterm_with_a_call_held(srv, ch, md)
+            assert srv.wait_for_event("draining", 10)
+            assert srv.http_get("/readyz") == (503, "NOT_SERVING\n")
+            fut.result()
+    with RunningServer(args, credentials=good, ready_metadata=md) as srv:
+        assert srv.events("health_probes") == []
+        assert srv.events("warm_call")[0]["code"] == 0
+        assert checks_through_the_port(srv, "/readyz") == (200, "SERVING\n")
 
 
 def test_mutual_tls(certs):
