@@ -613,6 +613,22 @@ void rm_call_finish_unless_gone(rm_call_t *c, const rm_error_t *err) {
 
 int rm_call_client_status(const rm_call_t *c) { return (int)client_status(c); }
 
+void rm_call_message_too_big(const rm_call_t *c, rm_error_t *err, const char *what, size_t bytes) {
+  rm_error_set(err, RM_ELIMIT, NULL, "max_message_bytes",
+               "%s is %zu bytes, above max-message-bytes %llu", what, bytes,
+               (unsigned long long)c->cfg->max_message_bytes);
+}
+
+/* A request message above --max-message-bytes fails the call: 1 then (answered). */
+static int request_too_big(rm_call_t *c) {
+  if (!c->payload || c->request_bytes <= c->cfg->max_message_bytes)
+    return 0;
+  rm_error_t err;
+  rm_call_message_too_big(c, &err, "the request message", c->request_bytes);
+  rm_call_fail(c, &err);
+  return 1;
+}
+
 /* A response above max-message-bytes fails the call with RM_ELIMIT instead: 1 then. */
 static int response_too_big(rm_call_t *c, size_t len) {
   if (len <= c->cfg->max_message_bytes)
@@ -1131,7 +1147,7 @@ static void on_request_message(rm_tag_t *tag, int ok) {
   c->request_bytes = c->payload ? grpc_byte_buffer_length(c->payload) : 0;
   if (c->payload)
     rm_stats_msg_received(c->stats_method);
-  if (!admit(c))
+  if (!request_too_big(c) && !admit(c))
     handle_request(c);
   rm_log_set_request_id(outer_rid);
   if (hot)
@@ -1217,7 +1233,7 @@ static void call_handle(rm_call_t *c, rm__arrival_t *a, const rm_error_t *reject
     read_request(c);
     return;
   }
-  if (admit(c))
+  if (request_too_big(c) || admit(c))
     return;
   if (a->m->kind == RM_RPC_BIDI_STREAM)
     a->m->handle(c, NULL);
@@ -1263,8 +1279,12 @@ static void on_read(rm_tag_t *tag, int ok) {
     atomic_store(&st->read_state, READ_IN_CALLBACK);
     /* the message is resident already, and its copy into one piece would be next */
     rm_budget_t *b = c->method->budgeted_reads ? rm_server_budget(c->s) : NULL;
-    size_t charge = b ? grpc_byte_buffer_length(in) + rm_bytebuf_view_copy_bytes(in) : 0;
-    if (rm_budget_charge(b, charge)) {
+    size_t len = grpc_byte_buffer_length(in);
+    size_t charge = b ? len + rm_bytebuf_view_copy_bytes(in) : 0;
+    if (len > c->cfg->max_message_bytes) {
+      rm_stats_msg_received(c->stats_method);
+      st->read_fn(c, RM_CALL_TOO_BIG, NULL, len, st->read_arg);
+    } else if (rm_budget_charge(b, charge)) {
       st->read_fn(c, RM_ELIMIT, NULL, charge, st->read_arg);
     } else {
       st->read_charge = charge;

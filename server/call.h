@@ -64,6 +64,11 @@ rm_stats_run_t *rm_call_stats_run(rm_call_t *call);
  * is in the budget too and goes with it, so a new session may fit: "retry later" (marked
  * retry_later, so clients may retry it). */
 void rm_call_memory_refused(const rm_call_t *call, rm_error_t *err, const char *what, size_t bytes);
+/* Fills err for a received message of `bytes` above --max-message-bytes (the server checks
+ * every message it receives; the core's own check is off, see server.c): RM_ELIMIT
+ * (RESOURCE_EXHAUSTED), field "max_message_bytes", naming `what`. */
+void rm_call_message_too_big(const rm_call_t *call, rm_error_t *err, const char *what,
+                             size_t bytes);
 /* The same when the budget had room but what the server holds, measured (rm_server_relieve),
  * would pass max-memory (limit): "retry later". */
 void rm_call_held_refused(rm_error_t *err, const char *what, size_t bytes, uint64_t held,
@@ -172,11 +177,14 @@ void rm_call_fail_unpack(rm_call_t *call);
  * reads as gone; before its first message the core reports its going as a half-close, so
  * RM_CALL_END there may be either (rm_call_finish_unless_gone). */
 #define RM_CALL_END 1
+/* rc of a read callback for a message above --max-message-bytes, len its size; the message is
+ * not given (rm_call_message_too_big says why). */
+#define RM_CALL_TOO_BIG 2
 
 /* rc 0: data/len is the next message, valid only during the callback; RM_CALL_END: the
- * client has no more; RM_ELIMIT: the server's budget refused the message's len bytes (a
- * method with budgeted_reads; rm_call_memory_refused on that thread says why); other
- * negative: the call is gone (cancelled, deadline, shutdown). */
+ * client has no more; RM_CALL_TOO_BIG: the message is too big; RM_ELIMIT: the server's budget
+ * refused the message's len bytes (a method with budgeted_reads; rm_call_memory_refused on that
+ * thread says why); other negative: the call is gone (cancelled, deadline, shutdown). */
 typedef void (*rm_call_read_fn)(rm_call_t *call, int rc, const uint8_t *data, size_t len,
                                 void *arg);
 /* ok 0: the message could not be sent (the call is gone). */

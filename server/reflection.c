@@ -335,6 +335,12 @@ static void on_request(rm_call_t *call, int rc, const uint8_t *data, size_t len,
     rm_call_unref(call);
     return;
   }
+  if (rc == RM_CALL_TOO_BIG) {
+    rm_error_t err;
+    rm_call_message_too_big(call, &err, "the request message", len);
+    rm_call_finish(call, &err);
+    return;
+  }
   Grpc__Reflection__V1__ServerReflectionRequest *req =
       rc ? NULL
          : (Grpc__Reflection__V1__ServerReflectionRequest *)rm_bytebuf_unpack(

@@ -414,7 +414,10 @@ static grpc_server *create_core_server(const rm_config_t *cfg) {
   grpc_arg args[16];
   size_t n = 0;
   n += arg_int(&args[n], GRPC_ARG_ALLOW_REUSEPORT, 0);
-  n += arg_int(&args[n], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)cfg->max_message_bytes);
+  /* the server checks each message it receives (rm_call_message_too_big): the core's check
+   * comes only once it has taken the whole message in, like ours, but fails the call without
+   * the server seeing it (no status of ours, no count, no log line) */
+  n += arg_int(&args[n], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1);
   n += arg_int(&args[n], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)cfg->max_message_bytes);
   n += arg_int(&args[n], GRPC_ARG_KEEPALIVE_TIME_MS, (int)cfg->keepalive_time_ms);
   n += arg_int(&args[n], GRPC_ARG_KEEPALIVE_TIMEOUT_MS, (int)cfg->keepalive_timeout_ms);

@@ -1025,6 +1025,10 @@ static void on_read(rm_call_t *call, int rc, const uint8_t *data, size_t len, vo
     rm_error_t err;
     rm_call_memory_refused(s->call, &err, "the message", len);
     session_end(s, &err);
+  } else if (rc == RM_CALL_TOO_BIG) {
+    rm_error_t err;
+    rm_call_message_too_big(s->call, &err, "the message", len);
+    session_end(s, &err);
   } else if (rc < 0 && rc != RM_EBADREQUEST) {
     session_gone(s);
   } else if (rc == RM_EBADREQUEST) {

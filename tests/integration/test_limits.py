@@ -33,6 +33,60 @@ def test_oversize_message_is_resource_exhausted():
         assert_serving(stub)
 
 
+@pytest.mark.parametrize("tokens", [False, True], ids=["read-with-the-call", "read-after-auth"])
+def test_a_message_above_max_message_bytes_is_answered_counted_and_logged_by_the_server(tokens):
+    """The server checks the size of each message it receives (the core's own check, which comes
+    once it has taken the message in too, failed the call unseen: nothing counted or logged
+    without tokens, "CANCELLED, client_cancelled" with them): RESOURCE_EXHAUSTED with field
+    max_message_bytes, counted and logged as such with the peer, for ExecutePipeline, a health
+    Check and a reflection stream; the server serves on."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
+    from rmtest.server import grpc_counter
+    args = ["--max-message-bytes", "4096", "--metrics-listen", "127.0.0.1:0"]
+    md = None
+    if tokens:
+        args += ["--auth-tokens", "tok-1"]
+        md = [("authorization", "Bearer tok-1")]
+    with RunningServer(args, ready_metadata=md) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        m = chain(("src", "PassThrough", {}), name="oversize")
+        req = audio_request(m, samples=np.zeros(2000, np.float32))
+        size = req.ByteSize()
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ExecutePipeline(req, metadata=md, timeout=30)
+        err = e.value
+        assert err.code() == RE
+        assert err.details() == f"the request message is {size} bytes, above max-message-bytes 4096"
+        t = trailers(err)
+        assert (t["rm-error-kind"], t["rm-field"], t["grpc-retry-pushback-ms"]) == \
+            ("limit_exceeded", "max_message_bytes", "-1")
+        check = health_pb2.HealthCheckRequest(service="x" * 5000)
+        with pytest.raises(grpc.RpcError) as e:
+            health_pb2_grpc.HealthStub(ch).Check(check, metadata=md, timeout=30)
+        assert e.value.code() == RE
+        assert e.value.details() == \
+            f"the request message is {check.ByteSize()} bytes, above max-message-bytes 4096"
+        refl = r1.ServerReflectionRequest(file_containing_symbol="y" * 5000)
+        with pytest.raises(grpc.RpcError) as e:
+            list(r1g.ServerReflectionStub(ch).ServerReflectionInfo(iter([refl]), metadata=md,
+                                                                    timeout=30))
+        assert e.value.code() == RE
+        assert trailers(e.value)["rm-field"] == "max_message_bytes"
+        text = srv.metrics_text()
+        for method in ("ExecutePipeline", "Check", "ServerReflectionInfo"):
+            assert grpc_counter(text, "grpc_server_handled_total", method,
+                                grpc_code="ResourceExhausted") == 1, method
+        line = srv.wait_for_event("call", 10, lambda c: c["status"] == "RESOURCE_EXHAUSTED"
+                                  and c["method"].endswith("/ExecutePipeline"))
+        assert line["error_kind"] == "limit_exceeded" and line["error"] == err.details()
+        assert line["peer"].startswith("ipv4:127.0.0.1:")
+        assert "client_cancelled" not in line and "client_gone" not in line
+        r = stub.ExecutePipeline(audio_request(m, samples=np.zeros(100, np.float32)),
+                                 metadata=md, timeout=30)
+        assert len(r.outputs["src"].items[0].audio.samples) == 400
+
+
 def test_response_too_large_is_resource_exhausted():
     # Chunk of 1-frame items multiplies per-item overhead: the response outgrows the limit
     # (with the item limit raised out of the way).
