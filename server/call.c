@@ -78,6 +78,7 @@ struct rm_call {
   rm_call_t *next_spare; /* in home->spare once finished */
   rm_method_t *method;
   char *unregistered_path; /* for logs of unknown methods */
+  char *peer;              /* for the call's log line, read at its start (gpr string) */
   grpc_call *call;
   grpc_metadata_array md;
   grpc_byte_buffer *payload;
@@ -223,6 +224,7 @@ static void call_unref(rm_call_t *c) {
   }
   if (c->logged_at_end)
     log_call(c);
+  gpr_free(c->peer);
   grpc_slice_unref(c->details);
   for (size_t i = 0; i < c->n_trailers; i++) {
     grpc_slice_unref(c->trailers[i].key);
@@ -240,13 +242,17 @@ void rm_call_ref(rm_call_t *c) { atomic_fetch_add(&c->refs, 1); }
 void rm_call_unref(rm_call_t *c) { call_unref(c); }
 
 /* What a client that went away saw: DEADLINE_EXCEEDED once its deadline passed (or was a
- * transit time away), else CANCELLED (it cancelled or its connection closed). */
+ * transit time away), UNAVAILABLE when the server cancelled every call (its shutdown), else
+ * CANCELLED (it cancelled or its connection closed). */
 static grpc_status_code gone_status(rm_call_t *c) {
   int was = atomic_load(&c->gone_code);
   if (was)
     return (grpc_status_code)(was - 1);
   int deadline = c->deadline_ns && rm_clock_ns() + RM_CALL_DEADLINE_TRANSIT_NS >= c->deadline_ns;
-  int now = (int)rm_status_from_error(deadline ? RM_ETIMEDOUT : RM_ECANCELED) + 1;
+  int now = (int)rm_status_from_error(deadline                      ? RM_ETIMEDOUT
+                                      : rm__server_cancelling(c->s) ? RM_EUNAVAILABLE
+                                                                    : RM_ECANCELED) +
+            1;
   /* decided once: whoever asks later (the counters, the log line, a session) gets the same,
    * though the deadline may have passed in between */
   if (!atomic_compare_exchange_strong(&c->gone_code, &was, now))
@@ -255,6 +261,11 @@ static grpc_status_code gone_status(rm_call_t *c) {
 }
 
 int rm_call_gone_status(rm_call_t *c) { return (int)gone_status(c); }
+
+/* The server cancelled the call (gone_status decided UNAVAILABLE): not the client's doing. */
+static int server_cancelled(const rm_call_t *c) {
+  return atomic_load(&((rm_call_t *)c)->gone_code) == (int)GRPC_STATUS_UNAVAILABLE + 1;
+}
 
 static void on_close(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, close_tag);
@@ -297,8 +308,11 @@ static grpc_status_code client_status(const rm_call_t *c) {
   int closed = atomic_load(&((rm_call_t *)c)->closed_code);
   if (closed)
     return (grpc_status_code)(closed - 1);
-  return c->gone && (c->code == GRPC_STATUS_OK || atomic_load(&c->maybe_gone)) ? c->client_code
-                                                                               : c->code;
+  /* a handler that failed because the server cancelled its call: the client got UNAVAILABLE */
+  return c->gone &&
+                 (c->code == GRPC_STATUS_OK || atomic_load(&c->maybe_gone) || server_cancelled(c))
+             ? c->client_code
+             : c->code;
 }
 
 /* The client is gone (it cancelled, its deadline passed or its connection closed) before its
@@ -334,12 +348,19 @@ static void log_call(rm_call_t *c) {
     rm_log_line_strn(&line, "request_id", c->rid, c->rid_len);
   else /* generated: hex digits */
     rm_log_line_plain(&line, "request_id", c->rid);
-  char *peer = grpc_call_get_peer(c->call);
-  rm_log_line_str(&line, "peer", peer);
+  /* read at the start: once the connection is gone the core says "unknown" */
+  char *peer = c->peer ? NULL : grpc_call_get_peer(c->call);
+  rm_log_line_str(&line, "peer", c->peer ? c->peer : peer);
   gpr_free(peer);
   if (c->note_value)
     rm_log_line_str(&line, c->note_key, c->note_value);
-  if (code != handler && atomic_load(&c->maybe_gone)) { /* it went without sending a message */
+  int by_server = c->gone && server_cancelled(c);
+  if (by_server) {
+    if (code != handler)
+      rm_log_line_plain(&line, "handler_status", rm_status_name(handler));
+    rm_log_line_plain(&line, "error_kind", rm_status_kind(RM_EUNAVAILABLE));
+    rm_log_line_plain(&line, "error", RM_CALL_SERVER_CANCELLED);
+  } else if (code != handler && atomic_load(&c->maybe_gone)) { /* it went without a message */
     rm_log_line_plain(
         &line, "error_kind",
         rm_status_kind(code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED));
@@ -359,10 +380,14 @@ static void log_call(rm_call_t *c) {
     if (c->error_text)
       rm_log_line_str(&line, "error", c->error_text);
   }
-  if (c->gone)
-    rm_log_line_bool(&line, "client_gone", 1);
-  if (atomic_load(&c->cancelled))
-    rm_log_line_bool(&line, "client_cancelled", 1);
+  if (by_server) {
+    rm_log_line_bool(&line, "server_cancelled", 1);
+  } else {
+    if (c->gone)
+      rm_log_line_bool(&line, "client_gone", 1);
+    if (atomic_load(&c->cancelled))
+      rm_log_line_bool(&line, "client_cancelled", 1);
+  }
   rm_log_line_end(&line);
 }
 
@@ -1215,6 +1240,8 @@ static void call_start(rm__arrival_t *a, const rm_error_t *reject) {
   /* decided once, at arrival: a call is the server's own from its start to its end */
   c->own = rm_server_own_call(c->s);
   c->stats_method = c->own ? -1 : rm_stats_method(a->m); /* -1: no method counter */
+  if (RM_LOG_INFO >= rm_log_threshold && !c->own)        /* for its log line (log_call) */
+    c->peer = grpc_call_get_peer(c->call);
   rm_stats_call_arrived(c->stats_method, a->payload != NULL);
   request_id_init(c);
   const char *outer_rid = rm_log_set_request_id(c->rid);

@@ -172,6 +172,10 @@ void rm_call_fail_unpack(rm_call_t *call);
  * Callbacks run on a polling thread; when a function returns an error its callback never
  * runs. Initial metadata goes out with the first read, write or status. */
 
+/* Why a call ended that the server cancelled (rm_call_gone_status UNAVAILABLE). */
+#define RM_CALL_SERVER_CANCELLED                                                                   \
+  "the server cancelled the call as it stopped (its grace period ran out, or a second signal)"
+
 /* rc of a read callback when the client half-closed: no more messages. A client that goes
  * after its first message is told apart (the core's grpc_call_failed_before_recv_message) and
  * reads as gone; before its first message the core reports its going as a half-close, so

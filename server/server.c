@@ -37,6 +37,7 @@ struct rm_server {
   atomic_int draining;
   atomic_int stopping;
   atomic_int forced;       /* a second signal: stop waiting for in-flight calls */
+  atomic_int cancelling;   /* the server cancels every call (rm__server_cancelling) */
   atomic_int idle_drain;   /* rm_server_wait_idle saw nothing in flight (not its time-out) */
   atomic_long held;        /* calls we still own */
   atomic_long posted;      /* of them, request slots waiting for a call */
@@ -76,6 +77,10 @@ void rm__server_hold(rm_server_t *s) { atomic_fetch_add(&s->held, 1); }
  * reads it: that thread (a core thread, never joined) must be done with s before the waiter,
  * seeing 0, goes on to free it. Others only decrement (request slots keep held high while
  * serving). */
+int rm__server_cancelling(const rm_server_t *s) {
+  return atomic_load(&((rm_server_t *)s)->cancelling);
+}
+
 void rm__server_release(rm_server_t *s) {
   long cur = atomic_load(&s->held);
   while (cur > 1)
@@ -699,16 +704,23 @@ void rm_server_force(rm_server_t *s) {
  * either way. Not done in a loop until quiet: a proxy keeps opening connections for as long
  * as the port accepts them (an UNAVAILABLE answer is an HTTP 200 to it), so waiting would
  * only lengthen the time calls sent here are refused. */
+/* Cancels every call of the core server: what the client gets is UNAVAILABLE ("Cancelling
+ * all calls"), and calls that end now are counted and logged as that (rm__server_cancelling). */
+static void cancel_all(rm_server_t *s, grpc_server *server) {
+  atomic_store(&s->cancelling, 1);
+  grpc_server_cancel_all_calls(server);
+}
+
 static void core_shutdown(rm_server_t *s, grpc_server *server, int settle, int idle) {
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   if (idle) {
-    grpc_server_cancel_all_calls(server);
+    cancel_all(s, server);
     /* the disconnects run in each connection's combiner, after what it is doing now (a
      * read being parsed): give them that time, then close what was opened meanwhile */
     unsigned long before = atomic_load(&s->arrivals);
     gpr_sleep_until(gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                  gpr_time_from_millis(DISCONNECT_SETTLE_MS, GPR_TIMESPAN)));
-    grpc_server_cancel_all_calls(server);
+    cancel_all(s, server);
     RM_LOG(RM_LOG_INFO, "disconnected", "{s:I}", "calls_between",
            (json_int_t)(atomic_load(&s->arrivals) - before));
   }
@@ -717,14 +729,14 @@ static void core_shutdown(rm_server_t *s, grpc_server *server, int settle, int i
    * between the last disconnect and the shutdown may already carry a stream the core will
    * zombie (CANCELLED); closing it at once ends that stream UNAVAILABLE on the client */
   if (idle)
-    grpc_server_cancel_all_calls(server);
+    cancel_all(s, server);
   gpr_timespec until = settle ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                              gpr_time_from_millis(SETTLE_MS, GPR_TIMESPAN))
                               : gpr_now(GPR_CLOCK_MONOTONIC);
   if (grpc_completion_queue_pluck(scq, scq, until, NULL).type != GRPC_OP_COMPLETE) {
     /* Anything still running has had its grace period: cancel it. Calls we hold learn of it
      * through their close batch (cancelled flag), so pipelines stop at the next node. */
-    grpc_server_cancel_all_calls(server);
+    cancel_all(s, server);
     grpc_completion_queue_pluck(scq, scq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   }
   grpc_completion_queue_destroy(scq);

@@ -87,6 +87,10 @@ void rm__call_clock_init(void);
 /* Counts a call the server must wait for at shutdown; release when it is unreffed. */
 void rm__server_hold(rm_server_t *s);
 void rm__server_release(rm_server_t *s);
+/* Whether the server has begun cancelling every call (its shutdown: the grace period ran
+ * out, a second signal, or streams left at an idle drain's end): a call that ends now got
+ * UNAVAILABLE from the core. Any thread. */
+int rm__server_cancelling(const rm_server_t *s);
 /* Counts a unary call between arrival and its sent status (what the drain waits for). */
 void rm__server_unary_begin(rm_server_t *s);
 void rm__server_unary_end(rm_server_t *s);

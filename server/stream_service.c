@@ -244,12 +244,15 @@ static void maybe_gone_call_ended(void *arg) {
   pthread_mutex_lock(&s->mu);
   if (code != s->code) {
     rm_error_t err;
-    rm_error_set(&err, code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED, NULL,
-                 NULL,
-                 "the stream ended before init: the client cancelled, its deadline passed or its "
-                 "connection closed");
+    if (code == GRPC_STATUS_UNAVAILABLE)
+      rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "%s", RM_CALL_SERVER_CANCELLED);
+    else
+      rm_error_set(&err, code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED, NULL,
+                   NULL,
+                   "the stream ended before init: the client cancelled, its deadline passed or "
+                   "its connection closed");
     record_end(s, &err);
-    s->client_gone = 1;
+    s->client_gone = code != GRPC_STATUS_UNAVAILABLE;
   }
   pthread_mutex_unlock(&s->mu);
   session_put(s); /* the hook's */
@@ -265,8 +268,11 @@ static void session_gone(session_t *s) {
     s->refs--;
     if (!s->reaped) {
       rm_error_t err;
-      int deadline = rm_call_gone_status(s->call) == GRPC_STATUS_DEADLINE_EXCEEDED;
-      if (!s->inited) /* as maybe_gone_call_ended says it */
+      int gone = rm_call_gone_status(s->call);
+      int deadline = gone == GRPC_STATUS_DEADLINE_EXCEEDED;
+      if (gone == GRPC_STATUS_UNAVAILABLE) /* not the client's going */
+        rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "%s", RM_CALL_SERVER_CANCELLED);
+      else if (!s->inited) /* as maybe_gone_call_ended says it */
         rm_error_set(&err, deadline ? RM_ETIMEDOUT : RM_ECANCELED, NULL, NULL,
                      "the stream ended before init: the client cancelled, its deadline passed "
                      "or its connection closed");
@@ -276,7 +282,7 @@ static void session_gone(session_t *s) {
         rm_error_set(&err, RM_ECANCELED, NULL, NULL,
                      "the client cancelled the call or its connection closed");
       record_end(s, &err);
-      s->client_gone = 1;
+      s->client_gone = gone != GRPC_STATUS_UNAVAILABLE;
     }
     rm_call_unref(s->call);
   }
@@ -611,11 +617,15 @@ static int run(session_t *s, const rm_input_t *in, const rm_run_opts_t *opts, rm
 
 /* Turns a run's time-outs into the statuses of ExecutePipeline. */
 static void run_error(session_t *s, int rc, int server_deadline, rm_error_t *err) {
-  if (rc == RM_ECANCELED) /* the client cancelled or its deadline passed (unless reaped) */
+  int gone = rc == RM_ECANCELED ? rm_call_gone_status(s->call) : GRPC_STATUS_OK;
+  /* the client cancelled or its deadline passed (unless reaped), or the server cancelled it */
+  if (rc == RM_ECANCELED && gone != GRPC_STATUS_UNAVAILABLE)
     s->client_gone = 1;
   /* as the counters have it (the call's close may have been counted before this run ended) */
-  if (rc == RM_ECANCELED && rm_call_gone_status(s->call) == GRPC_STATUS_DEADLINE_EXCEEDED)
+  if (gone == GRPC_STATUS_DEADLINE_EXCEEDED)
     rm_error_set(err, RM_ETIMEDOUT, err->node_id, NULL, "deadline exceeded");
+  else if (gone == GRPC_STATUS_UNAVAILABLE)
+    rm_error_set(err, RM_EUNAVAILABLE, err->node_id, NULL, "%s", RM_CALL_SERVER_CANCELLED);
   else if (rc == RM_ETIMEDOUT && server_deadline)
     rm_error_set(err, RM_ELIMIT, err->node_id, "max_execution_ms",
                  "processing took longer than the execution time limit of %llu ms%s%s%s",

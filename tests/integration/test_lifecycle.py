@@ -63,13 +63,46 @@ def test_grace_period_expiry_cancels_the_rest():
             srv.signal(signal.SIGTERM)
             with pytest.raises(grpc.RpcError) as e:
                 fut.result()
-            assert e.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         assert srv.stop(timeout=30) == 0
     finally:
         srv.kill()
     call = [e for e in srv.events("call") if e.get("pipeline") == "too-slow"]
-    assert len(call) == 1 and call[0]["status"] == "CANCELLED"
+    assert len(call) == 1
+    assert_cancelled_by_the_server(call[0])
     assert call[0]["duration_us"] < 10_000_000
+
+
+def assert_cancelled_by_the_server(line):
+    """A call line of a call the server cancelled at its stop: logged and counted as what the
+    client got (UNAVAILABLE), not as the client's going, with the peer it had."""
+    assert (line["status"], line["error_kind"], line["server_cancelled"]) == \
+        ("UNAVAILABLE", "unavailable", True), line
+    assert line["error"] == ("the server cancelled the call as it stopped (its grace period ran "
+                             "out, or a second signal)")
+    assert "client_gone" not in line and "client_cancelled" not in line
+    assert line["peer"].startswith("ipv4:127.0.0.1:"), line
+
+
+def test_a_watch_open_at_the_stop_is_logged_as_cancelled_by_the_server():
+    """An idle drain ends the streams left (a health Watch) by cancelling every call: the
+    client gets NOT_SERVING, then UNAVAILABLE, and the line says the server did it."""
+    srv = RunningServer([]).start()
+    try:
+        with srv.channel() as ch:
+            h = health_pb2_grpc.HealthStub(ch)
+            watch = h.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+            assert next(watch).status == SERVING
+            srv.signal(signal.SIGTERM)
+            assert next(watch).status == NOT_SERVING
+            with pytest.raises(grpc.RpcError) as e:
+                next(watch)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert srv.stop(timeout=30) == 0
+    finally:
+        srv.kill()
+    (line,) = [e for e in srv.events("call") if e["method"].endswith("/Watch")]
+    assert_cancelled_by_the_server(line)
 
 
 def run_server(args, env=None, timeout=30):
@@ -162,12 +195,15 @@ def test_second_signal_stops_without_waiting_for_the_grace_period():
             srv.signal(signal.SIGTERM)
             assert srv.wait_for_event("draining", 10)
             srv.signal(signal.SIGTERM)
-            with pytest.raises(grpc.RpcError):
+            with pytest.raises(grpc.RpcError) as e:
                 fut.result()
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         assert srv.stop(timeout=30) == 0
     finally:
         srv.kill()
     assert [e["event"] for e in srv.events() if e["event"] in ("draining", "forced_stop", "stopped")] == \
         ["draining", "forced_stop", "stopped"]
     call = [e for e in srv.events("call") if e.get("pipeline") == "stuck"]
-    assert call[0]["status"] == "CANCELLED" and call[0]["duration_us"] < 20_000_000
+    assert len(call) == 1 and call[0]["duration_us"] < 20_000_000
+    assert_cancelled_by_the_server(call[0])
+    assert call[0]["handler_status"] == "CANCELLED"
