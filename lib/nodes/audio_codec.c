@@ -480,6 +480,16 @@ static int encode_open(encoder_t *e, rm_node_ctx_t *ctx, const rm_audio_info_t *
   int flac_rate = e->container != SF_FORMAT_FLAC || a->sample_rate <= 65535 ||
                   a->sample_rate % 10 == 0; /* above 65535 Hz FLAC codes steps of 10 Hz */
   int vorbis_rate = e->subtype != SUB_VORBIS || a->sample_rate <= 200000;
+  /* libvorbis (1.3.7, and upstream since) picks its 5.1 setup for 6 channels at 40-70 kHz,
+   * whose two modes set up one residue twice: each such stream leaks the first (2,848 bytes),
+   * outside any budget, so a client could grow the server without end */
+  if (e->subtype == SUB_VORBIS && a->channels == 6 && a->sample_rate >= 40000 &&
+      a->sample_rate <= 70000)
+    return rm_node_fail(ctx, RM_EINPUT, "in",
+                        "audio/ogg of 6 channels at 40000-70000 Hz (%u Hz) is not encoded: "
+                        "libvorbis's 5.1 setup leaks memory on every stream; use flac, or "
+                        "another rate",
+                        a->sample_rate);
   if (!flac_rate || !vorbis_rate || !sf_format_check(&info))
     return rm_node_fail(ctx, RM_EINPUT, "in", "%s cannot store %u Hz, %u channels%s", e->mime,
                         a->sample_rate, a->channels,
