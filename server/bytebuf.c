@@ -41,6 +41,8 @@ static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
 
 ProtobufCMessage *rm_bytebuf_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                     size_t len) {
+  if (rm_wire_check_nesting(desc, data, len, NULL, NULL)) /* protobuf-c would recurse without end */
+    return NULL;
   return protobuf_c_message_unpack(desc, &pb_allocator, len, data);
 }
 

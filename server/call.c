@@ -91,8 +91,10 @@ struct rm_call {
   call_stream_t *stream; /* NULL for unary calls */
   size_t unpack_left;    /* of the unpack budget */
   int unpack_exceeded;
-  int unpack_refused;         /* the server's memory budget refused an unpack allocation */
-  rm_error_t *unpack_strings; /* a string field protobuf-c would have misread (in the arena) */
+  int unpack_refused; /* the server's memory budget refused an unpack allocation */
+  /* what the bytes hold that protobuf-c must not unpack: a string it would misread, nesting
+   * it would recurse into without end (in the arena) */
+  rm_error_t *unpack_error;
   uint64_t deadline_ns;
   atomic_int cancelled; /* read by a worker running the pipeline */
   int close_cancelled;
@@ -659,7 +661,7 @@ static int response_too_big(rm_call_t *c, size_t len) {
   if (len <= c->cfg->max_message_bytes)
     return 0;
   rm_error_t err;
-  rm_error_set(&err, RM_ELIMIT, NULL, NULL,
+  rm_error_set(&err, RM_ELIMIT, NULL, "max_message_bytes",
                "the response would be %zu bytes, above max-message-bytes %llu", len,
                (unsigned long long)c->cfg->max_message_bytes);
   rm_call_fail(c, &err);
@@ -930,17 +932,20 @@ static void arena_pb_free(void *data, void *ptr) { (void)data, (void)ptr; }
  * size and 1 MiB cover every well-formed request within the node limits. */
 #define UNPACK_BUDGET(wire_bytes) (2 * (wire_bytes) + (1u << 20))
 
-/* A string with a NUL byte, which protobuf-c cuts there unseen, or not UTF-8: 0, or the error
- * kept for rm_call_fail_unpack. */
+/* Keeps err for rm_call_fail_unpack; 1. */
+static int keep_unpack_error(rm_call_t *c, const rm_error_t *err) {
+  c->unpack_error = rm_arena_alloc(&c->arena, sizeof *err);
+  if (c->unpack_error)
+    *c->unpack_error = *err;
+  return 1;
+}
+
+/* A string with a NUL byte, which protobuf-c cuts there unseen, or not UTF-8: 0, or 1 with the
+ * error kept for rm_call_fail_unpack. */
 static int check_strings(rm_call_t *c, const char *field, const ProtobufCMessageDescriptor *desc,
                          const uint8_t *data, size_t len) {
   rm_error_t err;
-  if (!rm_wire_check_strings(desc, data, len, field, &err))
-    return 0;
-  c->unpack_strings = rm_arena_alloc(&c->arena, sizeof err);
-  if (c->unpack_strings)
-    *c->unpack_strings = err;
-  return 1;
+  return rm_wire_check_strings(desc, data, len, field, &err) ? keep_unpack_error(c, &err) : 0;
 }
 
 ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor *desc,
@@ -951,6 +956,12 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
 ProtobufCMessage *rm_call_unpack_field(rm_call_t *c, const char *field,
                                        const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                        size_t len) {
+  rm_error_t deep;
+  if (rm_wire_check_nesting(desc, data, len, field,
+                            &deep)) { /* before protobuf-c recurses into it */
+    keep_unpack_error(c, &deep);
+    return NULL;
+  }
   unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
   ProtobufCAllocator arena_alloc = {arena_pb_alloc, arena_pb_free, &budget};
   rm_budget_refusal_clear();
@@ -964,16 +975,16 @@ ProtobufCMessage *rm_call_unpack_field(rm_call_t *c, const char *field,
   return msg;
 }
 
-int rm_call_unpack_refused_strings(const rm_call_t *c) { return c->unpack_strings != NULL; }
+int rm_call_unpack_refused_bytes(const rm_call_t *c) { return c->unpack_error != NULL; }
 
 void rm_call_fail_unpack(rm_call_t *c) {
   rm_error_t err;
-  if (c->unpack_strings)
-    err = *c->unpack_strings;
+  if (c->unpack_error)
+    err = *c->unpack_error;
   else if (c->unpack_refused)
     rm_call_memory_refused(c, &err, "unpacking the request", c->request_bytes);
   else if (c->unpack_exceeded)
-    rm_error_set(&err, RM_ELIMIT, NULL, NULL,
+    rm_error_set(&err, RM_ELIMIT, NULL, "structures",
                  "the request of %zu bytes unpacks into more than %zu bytes of structures: too "
                  "many small parts",
                  c->request_bytes, (size_t)UNPACK_BUDGET(c->request_bytes));

@@ -156,9 +156,10 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *call, const ProtobufCMessageDescript
 ProtobufCMessage *rm_call_unpack_field(rm_call_t *call, const char *field,
                                        const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                        size_t len);
-/* Non-zero when an unpack of the call failed on a string (rm_wire_check_strings): unpacking
- * the same bytes another way fails the same. */
-int rm_call_unpack_refused_strings(const rm_call_t *call);
+/* Non-zero when an unpack of the call failed on what its bytes hold (a string,
+ * rm_wire_check_strings; nesting, rm_wire_check_nesting): unpacking the same bytes another
+ * way fails the same. */
+int rm_call_unpack_refused_bytes(const rm_call_t *call);
 /* Fails the call after rm_call_unpack returned NULL: RESOURCE_EXHAUSTED when the budget
  * was spent, INVALID_ARGUMENT naming the string field and (for an input) the node, else
  * INVALID_ARGUMENT naming the method's request message. */

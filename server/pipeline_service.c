@@ -763,7 +763,7 @@ static void execute_pipeline(rm_call_t *call, const uint8_t *data, size_t len) {
     manifest = data + value.offset;
     rm_call_fill_view_over(call, manifest, value.length);
   }
-  if (!req && rm_call_unpack_refused_strings(call)) { /* whole, it fails the same */
+  if (!req && rm_call_unpack_refused_bytes(call)) { /* whole, it fails the same */
     rm_call_fail_unpack(call);
     return;
   }

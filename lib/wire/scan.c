@@ -1,5 +1,6 @@
 /* scan.c - finds fields in a message's wire bytes without unpacking it. */
 #include <stdint.h>
+#include <stdio.h>
 
 #include "rm/wire_proto.h"
 #include "wire_int.h"
@@ -74,4 +75,51 @@ int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_
   if (found && value)
     *value = v;
   return found;
+}
+
+int rm_wire_check_nesting(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                          const char *prefix, rm_error_t *err) {
+  if (len / 2 <= RM_WIRE_MAX_NESTING) /* a level takes two bytes at least: tag and length */
+    return 0;
+  struct {
+    const ProtobufCMessageDescriptor *desc;
+    size_t end;
+    const char *name;
+  } level[RM_WIRE_MAX_NESTING + 1];
+  unsigned depth = 0;
+  level[0].desc = desc;
+  level[0].end = len;
+  level[0].name = NULL;
+  size_t at = 0;
+  for (;;) {
+    while (depth > 0 && at >= level[depth].end)
+      depth--;
+    if (at >= len)
+      return 0;
+    uint32_t tag;
+    size_t value_at, n;
+    if (rm__wire_next_field_in(msg, len, level[depth].end, &at, &tag, &value_at, &n))
+      return 0; /* not well-formed: the unpack says how */
+    if ((tag & 7) != RM_WIRE_DELIMITED)
+      continue;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(level[depth].desc, tag >> 3);
+    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+      continue;
+    if (depth == RM_WIRE_MAX_NESTING) {
+      char path[160];
+      size_t used = (size_t)snprintf(path, sizeof path, "%s", prefix ? prefix : "");
+      for (unsigned i = 1; i <= depth && i + (prefix != NULL) <= 4 && used < sizeof path; i++)
+        used += (size_t)snprintf(path + used, sizeof path - used, "%s%s", used ? "." : "",
+                                 level[i].name);
+      return rm_error_set(err, RM_ELIMIT, NULL, "nesting",
+                          "the message nests sub-messages more than %d levels deep (%s...)",
+                          RM_WIRE_MAX_NESTING, path);
+    }
+    depth++;
+    level[depth].desc = f->descriptor;
+    level[depth].end = value_at + n;
+    level[depth].name = f->name;
+    at = value_at;
+  }
 }

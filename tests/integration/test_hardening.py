@@ -251,3 +251,66 @@ def test_a_mix_of_thousands_of_connections_stops_at_the_execution_limit():
         t = trailers(e.value)
         assert (t["rm-field"], t["rm-failing-node"]) == ("max_execution_ms", "mix")
         assert_serving(stub)
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def ld(number, payload):
+    """A length-delimited field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def deep_manifest(levels):
+    """A PipelineManifest whose PassThrough node's params_object holds a list nested `levels`
+    deep (Value{list_value: ListValue{values: [...]}}, about 4 bytes a level)."""
+    v = b"\x08\x00"  # Value{null_value}
+    for _ in range(levels):
+        v = ld(6, ld(1, v))
+    node = ld(1, b"a") + ld(2, b"PassThrough") + ld(4, ld(1, ld(1, b"x") + ld(2, v)))
+    return ld(1, b"deep") + ld(2, node)
+
+
+def test_messages_nested_deeper_than_protobuf_c_may_recurse_are_refused():
+    """A node's params_object nested thousands of levels deep (a 60 KB request) crashed the
+    server: protobuf-c unpacks by recursion, with no depth limit, before any check of ours ran.
+    Now every method refuses it before unpacking (RESOURCE_EXHAUSTED, field nesting), while
+    params within the manifest's 64 JSON levels and just past them get the same answers as
+    before, and the server serves on."""
+    with RunningServer([]) as srv, srv.channel() as ch:
+        def unary(method, body):
+            call = ch.unary_unary("/remotemedia.v1.PipelineService/" + method,
+                                  request_serializer=lambda b: b,
+                                  response_deserializer=lambda b: b)
+            with pytest.raises(grpc.RpcError) as e:
+                call(body, timeout=30)
+            return e.value
+
+        deep = deep_manifest(15000)
+        assert len(deep) > 60000
+        for method in ("ExecutePipeline", "ValidatePipeline"):
+            err = unary(method, ld(1, deep))
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert err.details() == ("the message nests sub-messages more than 256 levels deep "
+                                     "(manifest.nodes.params_object.fields...)")
+            assert trailers(err)["rm-field"] == "nesting"
+        session = ch.stream_stream("/remotemedia.v1.PipelineService/StreamPipeline",
+                                   request_serializer=lambda b: b,
+                                   response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as e:
+            list(session(iter([ld(1, ld(1, deep))]), timeout=30))  # StreamRequest{init{manifest}}
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert e.value.details() == ("the message nests sub-messages more than 256 levels deep "
+                                     "(init.manifest.nodes.params_object...)")
+        # 64 JSON levels and a few more: the manifest's own answer, as before
+        err = unary("ValidatePipeline", ld(1, deep_manifest(70)))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.details() == "node 'a' params_object: nested deeper than 64 levels"
+        assert_serving(psg.PipelineServiceStub(ch))
+    assert srv.proc.returncode == 0

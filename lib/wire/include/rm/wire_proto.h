@@ -43,6 +43,19 @@ int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_
 int rm_wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
                           const char *prefix, rm_error_t *err);
 
+/* Levels of sub-messages one message may nest (a google.protobuf.Struct's values nest without
+ * end): protobuf-c unpacks (and frees) them by recursion, one stack frame per level with no
+ * limit of its own, so a 42 KB request of nested values overflowed a thread's stack. Node
+ * params of the 64 JSON levels the manifest allows take at most 3 + 3 x 64. */
+#define RM_WIRE_MAX_NESTING 256
+/* Checks, without recursion, that a message of len bytes that desc describes nests at most
+ * RM_WIRE_MAX_NESTING levels of sub-messages below itself: 0, also when it is not well-formed
+ * (its unpack says how), else RM_ELIMIT with err (may be NULL): field "nesting", the names of
+ * the first four levels (`prefix`, when not NULL, the field the message came in, the first). Call
+ * it before protobuf-c unpacks the bytes. Pure: any thread. */
+int rm_wire_check_nesting(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                          const char *prefix, rm_error_t *err);
+
 /* The offset of the first bytes field of min_len bytes or more (a payload: audio samples,
  * tensor data) in a message of len bytes that desc describes, looking into sub-messages up to
  * RM_WIRE_FIRST_PAYLOAD_DEPTH levels down, when it starts within the first `have` bytes, which
