@@ -97,6 +97,7 @@ def test_response_too_large_is_resource_exhausted():
         err = err_of(stub, audio_request(m, samples=np.zeros(200_000, np.float32)))
         assert err.code() == RE
         assert "above max-message-bytes 1048576" in err.details()
+        assert trailers(err)["rm-field"] == "max_message_bytes"
         assert_serving(stub)
 
 
@@ -206,6 +207,7 @@ def test_request_of_many_tiny_parts_is_refused_before_it_is_expanded(stub):
     assert err.code() == RE
     assert "too many small parts" in err.details()
     assert trailers(err)["rm-error-kind"] == "limit_exceeded"
+    assert trailers(err)["rm-field"] == "structures"
     # counts are checked before anything is parsed or compiled
     req = audio_request(chain(("src", "PassThrough", {})))
     req.output_nodes.extend(["src"] * 300)
