@@ -632,3 +632,27 @@ def test_a_response_the_budget_cannot_hold_is_refused_and_given_back():
             e.value.details()
         assert settled(srv) == kept
         assert_serving(stub)
+
+
+def test_a_compressed_request_is_refused_before_it_is_inflated():
+    """gzip took a 60 MiB request down to 61 KB on the wire, and the core inflated it whole on a
+    polling thread before anyone could check its size: a few MB sent held a 64 MiB server at
+    0.5-1 GiB and stalled its health checks. The server takes identity only: a compressed
+    request is refused UNIMPLEMENTED without being inflated, and plain ones are served."""
+    samples = np.zeros(8 * MiB, np.float32)  # 32 MiB of zeros: ~32 KB as gzip
+    req = ps.ExecuteRequest(manifest=manifest([("g", "Gain", {"db": 0})]))
+    set_audio(req.inputs["g"], samples)
+    with RunningServer(["--max-memory", "64M"]) as srv, srv.channel(options=BIG) as ch:
+        stub = psg.PipelineServiceStub(ch)
+        assert_serving(stub)
+        before = status_kb(srv.proc.pid, "VmHWM")
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as e:
+                stub.ExecutePipeline(req, compression=grpc.Compression.Gzip, timeout=60)
+            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert e.value.details() == "Compression algorithm 'gzip' is disabled."
+        grown = status_kb(srv.proc.pid, "VmHWM") - before
+        print(f"\n    three compressed 32 MiB requests: peak RSS +{grown / MiB:.1f} MiB")
+        if not sanitized(srv.proc.pid):
+            assert grown < 8 * MiB
+        assert_serving(stub)
