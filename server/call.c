@@ -79,6 +79,13 @@ struct rm_call {
   rm_method_t *method;
   char *unregistered_path; /* for logs of unknown methods */
   char *peer;              /* for the call's log line, read at its start (gpr string) */
+  /* the send watch (rm__send_watch_t) while its response is being sent: links and start
+   * under the watch's mutex */
+  rm__send_watch_t *watch;
+  struct rm_call *watch_prev, *watch_next;
+  uint64_t watch_since;
+  int watched;
+  atomic_int send_timed_out; /* the watch cancelled it */
   grpc_call *call;
   grpc_metadata_array md;
   grpc_byte_buffer *payload;
@@ -328,6 +335,8 @@ static void client_gone(rm_call_t *c) {
   c->client_code = gone_status(c);
 }
 
+static const char *watch_why(const rm_call_t *c);
+
 static void log_call(rm_call_t *c) {
   if (RM_LOG_INFO < rm_log_threshold || c->own)
     return;
@@ -357,7 +366,12 @@ static void log_call(rm_call_t *c) {
   if (c->note_value)
     rm_log_line_str(&line, c->note_key, c->note_value);
   int by_server = c->gone && server_cancelled(c);
-  if (by_server) {
+  int timed_out = atomic_load(&c->send_timed_out);
+  if (timed_out) {
+    rm_log_line_plain(&line, "handler_status", rm_status_name(handler));
+    rm_log_line_plain(&line, "error_kind", "send_timeout");
+    rm_log_line_str(&line, "error", watch_why(c));
+  } else if (by_server) {
     if (code != handler)
       rm_log_line_plain(&line, "handler_status", rm_status_name(handler));
     rm_log_line_plain(&line, "error_kind", rm_status_kind(RM_EUNAVAILABLE));
@@ -384,7 +398,7 @@ static void log_call(rm_call_t *c) {
   }
   if (by_server) {
     rm_log_line_bool(&line, "server_cancelled", 1);
-  } else {
+  } else if (!timed_out) {
     if (c->gone)
       rm_log_line_bool(&line, "client_gone", 1);
     if (atomic_load(&c->cancelled))
@@ -393,8 +407,12 @@ static void log_call(rm_call_t *c) {
   rm_log_line_end(&line);
 }
 
+static void watch_remove(rm_call_t *c);
+
 static void on_sent(rm_tag_t *tag, int ok) {
   rm_call_t *c = RM_TAG_OWNER(tag, rm_call_t, send_tag);
+  if (c->watch)
+    watch_remove(c);
   if (!ok) /* the client went away first */
     client_gone(c);
   if (c->combined && c->close_cancelled)
@@ -439,6 +457,125 @@ static void count_end(rm_call_t *c) {
                       c->response != NULL && !c->gone, &c->run);
 }
 
+/* ---------------------------------------------------------------- the send watch */
+
+/* Responses of calls holding less than this are not watched: their memory is small, and the
+ * hot path of small calls pays nothing. */
+#define WATCH_MIN_BYTES (64u << 10)
+
+struct rm__send_watch {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  rm_call_t *head, *tail; /* being sent, oldest first */
+  uint64_t timeout_ns;
+  int stop;
+  pthread_t thread;
+  char why[96]; /* the cancelled call's status details */
+};
+
+/* What a call the watch cancelled was told (the watch outlives every call). */
+static const char *watch_why(const rm_call_t *c) { return rm__server_send_watch(c->s)->why; }
+
+static void watch_add(rm__send_watch_t *w, rm_call_t *c) {
+  c->watch = w;
+  pthread_mutex_lock(&w->mu);
+  c->watch_since = rm_clock_ns();
+  c->watch_prev = w->tail;
+  c->watch_next = NULL;
+  if (w->tail)
+    w->tail->watch_next = c;
+  else
+    w->head = c;
+  w->tail = c;
+  c->watched = 1;
+  pthread_mutex_unlock(&w->mu);
+}
+
+static void watch_unlink(rm__send_watch_t *w, rm_call_t *c) {
+  if (c->watch_prev)
+    c->watch_prev->watch_next = c->watch_next;
+  else
+    w->head = c->watch_next;
+  if (c->watch_next)
+    c->watch_next->watch_prev = c->watch_prev;
+  else
+    w->tail = c->watch_prev;
+  c->watched = 0;
+}
+
+/* The send ended (or never started): not watched any more. */
+static void watch_remove(rm_call_t *c) {
+  rm__send_watch_t *w = c->watch;
+  pthread_mutex_lock(&w->mu);
+  if (c->watched)
+    watch_unlink(w, c);
+  pthread_mutex_unlock(&w->mu);
+  c->watch = NULL;
+}
+
+/* Cancels the calls whose response has been sending for longer than the timeout. The send
+ * batch holds each watched call until on_sent, which unlinks it under the mutex first. */
+static void *watch_main(void *arg) {
+  rm__send_watch_t *w = arg;
+  uint64_t period_ns = w->timeout_ns / 4;
+  if (period_ns > 250000000ull)
+    period_ns = 250000000ull;
+  if (period_ns < 10000000ull)
+    period_ns = 10000000ull;
+  pthread_mutex_lock(&w->mu);
+  while (!w->stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + period_ns;
+    until.tv_sec += (time_t)(ns / 1000000000ull);
+    until.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_cond_timedwait(&w->cv, &w->mu, &until);
+    uint64_t now = rm_clock_ns();
+    while (w->head && now - w->head->watch_since >= w->timeout_ns) {
+      rm_call_t *c = w->head;
+      watch_unlink(w, c);
+      atomic_store(&c->send_timed_out, 1);
+      int none = 0; /* what the client sees, if it ever reads again */
+      atomic_compare_exchange_strong(&c->gone_code, &none, (int)GRPC_STATUS_DEADLINE_EXCEEDED + 1);
+      grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, w->why, NULL);
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+rm__send_watch_t *rm__send_watch_start(uint64_t timeout_ms) {
+  rm__send_watch_t *w = rm_calloc(1, sizeof *w);
+  if (!w)
+    return NULL;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  w->timeout_ns = timeout_ms * 1000000ull;
+  snprintf(w->why, sizeof w->why,
+           "the client did not take the response within %llu ms (send-timeout-ms)",
+           (unsigned long long)timeout_ms);
+  if (pthread_create(&w->thread, NULL, watch_main, w)) {
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    rm_free(w);
+    return NULL;
+  }
+  return w;
+}
+
+void rm__send_watch_stop(rm__send_watch_t *w) {
+  if (!w)
+    return;
+  pthread_mutex_lock(&w->mu);
+  w->stop = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+  rm_free(w);
+}
+
 static void send_status(rm_call_t *c) {
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
@@ -478,10 +615,18 @@ static void send_status(rm_call_t *c) {
     c->combined = 1;
   }
   c->send_tag.fn = on_sent;
+  /* a response that holds memory: the client must take it within --send-timeout-ms */
+  rm__send_watch_t *w = c->response && c->payload_charge + c->response_charge >= WATCH_MIN_BYTES
+                            ? rm__server_send_watch(c->s)
+                            : NULL;
+  if (w)
+    watch_add(w, c);
   grpc_call *gcall = c->call;
   RM_TSAN_RELEASE(&c->send_tag);
   grpc_call_error e = grpc_call_start_batch(gcall, ops, n, &c->send_tag, NULL);
   if (e != GRPC_CALL_OK) {
+    if (w)
+      watch_remove(c);
     RM_LOG(RM_LOG_ERROR, "send_failed", "{s:s}", "error", grpc_call_error_to_string(e));
     /* the client must not wait for a status that will never come */
     grpc_call_cancel_with_status(c->call, rm_status_from_error(RM_EINTERNAL),

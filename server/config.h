@@ -28,6 +28,7 @@ typedef struct rm_config {
   uint64_t max_items;      /* buffers produced by one run */
   uint64_t max_concurrent; /* ExecutePipeline calls at once */
   uint64_t max_execution_ms;
+  uint64_t send_timeout_ms;  /* a big unary response not taken in this long is cancelled */
   uint64_t inline_max_bytes; /* light pipelines with inputs up to this run inline */
   int pipeline_cache;        /* reuse compiled pipelines keyed by manifest bytes + limits */
   int warm_call;             /* one call to itself before reporting SERVING */

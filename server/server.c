@@ -36,14 +36,15 @@ struct rm_server {
   rm_tls_t *tls; /* NULL without TLS */
   atomic_int draining;
   atomic_int stopping;
-  atomic_int forced;       /* a second signal: stop waiting for in-flight calls */
-  atomic_int cancelling;   /* the server cancels every call (rm__server_cancelling) */
-  atomic_int idle_drain;   /* rm_server_wait_idle saw nothing in flight (not its time-out) */
-  atomic_long held;        /* calls we still own */
-  atomic_long posted;      /* of them, request slots waiting for a call */
-  atomic_ulong arrivals;   /* calls matched to a request slot, ever */
-  atomic_long unary;       /* unary calls between arrival and sent status */
-  atomic_int trim_pending; /* rm_server_trim_when_idle: trim when unary drops to 0 */
+  atomic_int forced;            /* a second signal: stop waiting for in-flight calls */
+  atomic_int cancelling;        /* the server cancels every call (rm__server_cancelling) */
+  rm__send_watch_t *send_watch; /* --send-timeout-ms; set before the first call */
+  atomic_int idle_drain;        /* rm_server_wait_idle saw nothing in flight (not its time-out) */
+  atomic_long held;             /* calls we still own */
+  atomic_long posted;           /* of them, request slots waiting for a call */
+  atomic_ulong arrivals;        /* calls matched to a request slot, ever */
+  atomic_long unary;            /* unary calls between arrival and sent status */
+  atomic_int trim_pending;      /* rm_server_trim_when_idle: trim when unary drops to 0 */
   atomic_uint_fast64_t relieved_ns; /* rm_server_relieve's last trim */
   uint64_t resident_base;           /* resident bytes before the warm-up (0: unknown) */
   atomic_long executing;            /* ExecutePipeline slots taken */
@@ -77,6 +78,8 @@ void rm__server_hold(rm_server_t *s) { atomic_fetch_add(&s->held, 1); }
  * reads it: that thread (a core thread, never joined) must be done with s before the waiter,
  * seeing 0, goes on to free it. Others only decrement (request slots keep held high while
  * serving). */
+rm__send_watch_t *rm__server_send_watch(const rm_server_t *s) { return s->send_watch; }
+
 int rm__server_cancelling(const rm_server_t *s) {
   return atomic_load(&((rm_server_t *)s)->cancelling);
 }
@@ -642,6 +645,8 @@ static int server_start(rm_server_t *s) {
   int rc = rm_pool_start(&s->pool, s->cfg->workers);
   if (rc)
     return rc;
+  if (s->cfg->send_timeout_ms && !(s->send_watch = rm__send_watch_start(s->cfg->send_timeout_ms)))
+    return RM_ENOMEM;
   if (warm) { /* before the first call can arrive */
     warm_all(s);
     charge_warm(s, before);
@@ -781,6 +786,8 @@ void rm_server_shutdown(rm_server_t *s) {
   while (atomic_load(&s->held) > 0)
     pthread_cond_wait(&s->cv, &s->mu);
   pthread_mutex_unlock(&s->mu);
+  rm__send_watch_stop(s->send_watch); /* no call is left to send */
+  s->send_watch = NULL;
   rm_pool_stop(&s->pool);
   grpc_server_destroy(s->server);
   s->server = NULL;
@@ -816,6 +823,7 @@ void rm_server_free(rm_server_t *s) {
     rm__call_free_spares(&s->queues[i]); /* its thread has been joined */
   }
   rm_free(s->queues);
+  rm__send_watch_stop(s->send_watch); /* start-up failed after it started */
   rm_pool_destroy(&s->pool);
   rm_free(s->services);
   rm_free(s->service_names);

@@ -82,7 +82,19 @@ void rm__call_free_spares(rm__queue_t *q);
 /* Measures the core clock's offset once (deadline conversions); any thread, idempotent. */
 void rm__call_clock_init(void);
 
+/* Watches the sending of unary responses that hold memory: one the client has not taken
+ * within timeout_ms is cancelled (--send-timeout-ms), so a client that reads nothing cannot
+ * hold the server's budget for as long as its connection lives. A thread of its own. */
+typedef struct rm__send_watch rm__send_watch_t;
+/* NULL when the thread cannot start or memory is short. */
+rm__send_watch_t *rm__send_watch_start(uint64_t timeout_ms);
+/* Stops the thread and frees the watch, once no call is being sent. NULL is a no-op. */
+void rm__send_watch_stop(rm__send_watch_t *w);
+
 /* ---- server.c ---- */
+
+/* The server's send watch, NULL when --send-timeout-ms is 0. */
+rm__send_watch_t *rm__server_send_watch(const rm_server_t *s);
 
 /* Counts a call the server must wait for at shutdown; release when it is unreffed. */
 void rm__server_hold(rm_server_t *s);

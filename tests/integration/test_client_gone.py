@@ -23,10 +23,11 @@ from remotemedia.v1 import pipeline_service_pb2_grpc as psg
 EXECUTE = "/remotemedia.v1.PipelineService/ExecutePipeline"
 
 
-def reset_after_headers(srv, req, pipeline):
+def reset_after_headers(srv, req, pipeline, hold=False):
     """Sends req from a client whose stream windows are 0, resets the stream once the
     response's headers have come, and returns the call's log line (None if there is none
-    with client_gone)."""
+    with client_gone). hold: the client never resets but waits (answering pings) until the
+    server resets the stream, and the line is the one with an error_kind."""
     body = req.SerializeToString()
     message = b"\x00" + struct.pack(">I", len(body)) + body
     assert len(message) < 65535  # within the server's initial windows
@@ -54,9 +55,21 @@ def reset_after_headers(srv, req, pipeline):
                 got_headers = True
             else:
                 assert kind in (WINDOW_UPDATE, SETTINGS, PING), kind
-        sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", CANCEL)))
-        ev = srv.wait_for_event("call", 30,
-                                lambda e: e.get("pipeline") == pipeline and "client_gone" in e)
+        if hold:
+            while True:
+                assert time.monotonic() < deadline
+                kind, flags, stream, payload = read_frame(sock)
+                if kind == PING and not flags & ACK:
+                    sock.sendall(frame(PING, ACK, 0, payload))
+                elif stream == 1:  # the status (trailers) or a reset: the stream is over
+                    assert kind == RST_STREAM or (kind == HEADERS and flags & END_STREAM), kind
+                    break
+            ev = srv.wait_for_event("call", 30,
+                                    lambda e: e.get("pipeline") == pipeline and "error_kind" in e)
+        else:
+            sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", CANCEL)))
+            ev = srv.wait_for_event("call", 30,
+                                    lambda e: e.get("pipeline") == pipeline and "client_gone" in e)
         sock.sendall(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
     return ev
 
@@ -103,6 +116,34 @@ def test_a_borrowed_answer_the_client_reset_is_released():
         assert_serving(stub)
     # and the server stopped at once on SIGTERM (RunningServer: exit status 0)
 
+
+def test_an_answer_the_client_does_not_take_is_cancelled_after_the_send_timeout():
+    """A client that reads nothing (windows of 0 bytes, answering pings) held its response, the
+    request's and the response's memory with it, for as long as its connection lived: one such
+    client kept a 64 MiB server refusing every other call "retry later" for minutes. A response
+    holding 64 KiB or more that is not taken within --send-timeout-ms is cancelled
+    (DEADLINE_EXCEEDED, error_kind send_timeout) and its memory given back."""
+    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--send-timeout-ms", "1000"]) as srv, \
+            srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        req = audio_request(chain(("src", "PassThrough", {}), name="never-read"),
+                            samples=np.arange(12000, dtype=np.float32))  # 48 KB each way
+        stub.ExecutePipeline(req, timeout=30)  # its compiled pipeline is now in the cache
+        srv.wait_for_event("call", 30, lambda e: e.get("pipeline") == "never-read")
+        idle = budget_in_use(srv)
+        t0 = time.monotonic()
+        ev = reset_after_headers(srv, req, "never-read", hold=True)
+        held = time.monotonic() - t0
+        assert 0.9 < held < 20, held
+        assert (ev["status"], ev["handler_status"], ev["error_kind"]) == \
+            ("DEADLINE_EXCEEDED", "OK", "send_timeout"), ev
+        assert ev["error"] == "the client did not take the response within 1000 ms (send-timeout-ms)"
+        assert "client_gone" not in ev
+        deadline = time.monotonic() + 10
+        while budget_in_use(srv) != idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert budget_in_use(srv) == idle
+        assert_serving(stub)
 
 
 TOKEN = "cut-token-0123456789"

@@ -36,6 +36,7 @@ static const opt_case_t all_opts[] = {
     {"max-items", "RM_MAX_ITEMS", K_INT, 1, INT64_MAX},
     {"max-concurrent", "RM_MAX_CONCURRENT", K_INT, 1, 100000},
     {"max-execution-ms", "RM_MAX_EXECUTION_MS", K_INT, 1, 86400000},
+    {"send-timeout-ms", "RM_SEND_TIMEOUT_MS", K_INT, 0, 86400000},
     {"inline-max-bytes", "RM_INLINE_MAX_BYTES", K_INT, 0, 2147483647},
     {"pipeline-cache", "RM_PIPELINE_CACHE", K_BOOL, 0, 1},
     {"warm-call", "RM_WARM_CALL", K_BOOL, 0, 1},
