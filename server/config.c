@@ -63,9 +63,10 @@ static const opt_t opts[] = {
      "ExecutePipeline calls running at once; more are RESOURCE_EXHAUSTED at once"},
     {"max-execution-ms", "RM_MAX_EXECUTION_MS", T_UINT, OFF(max_execution_ms), "60000", 1, 86400000,
      0, "wall time one pipeline run may take"},
-    {"send-timeout-ms", "RM_SEND_TIMEOUT_MS", T_UINT, OFF(send_timeout_ms), "30000", 0, 86400000, 0,
+    {"send-timeout-ms", "RM_SEND_TIMEOUT_MS", T_UINT, OFF(send_timeout_ms), "60000", 0, 86400000, 0,
      "a unary response holding 64 KiB or more of the server's memory that the client has not "
-     "taken in this long is cancelled (DEADLINE_EXCEEDED; 0 = never)"},
+     "taken whole in this long is cancelled (DEADLINE_EXCEEDED; 0 = never; a 64 MiB response "
+     "needs 9 Mbit/s)"},
     {"inline-max-bytes", "RM_INLINE_MAX_BYTES", T_UINT, OFF(inline_max_bytes), "262144", 0, INT_MAX,
      0, "light pipelines whose request is at most this big run on the polling thread"},
     {"pipeline-cache", "RM_PIPELINE_CACHE", T_BOOL, OFF(pipeline_cache), "true", 0, 1, 0,
