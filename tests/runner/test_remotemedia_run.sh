@@ -58,7 +58,7 @@ item_audio() { # peak
   contains "$tmp/out" "\"peak\": $1"
 }
 
-# ---- the README / scripts/dev.sh command, verbatim
+# ---- the local runner on the example pipeline (README "Local runner")
 run 0 examples/gain_chain.json --input src=$wav --metrics
 has "$tmp/out" '  "pipeline": "gain_chain",'
 has "$tmp/out" '    "pcm16": ['
