@@ -412,8 +412,8 @@ static const char *scan_argv(rm_config_t *cfg, int argc, char **argv) {
     }
     if (!strncmp(argv[i], "--config=", 9))
       file = argv[i] + 9;
-    else if (!strcmp(argv[i], "--config") && i + 1 < argc)
-      file = argv[++i];
+    else if (!strcmp(argv[i], "--config"))
+      file = i + 1 < argc ? argv[++i] : ""; /* load_argv says it needs a value */
   }
   return file;
 }
@@ -446,7 +446,9 @@ static int load_argv(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
     bare_bool = NULL;
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
-    if (len == 6 && !strncmp(name, "config", 6)) {
+    if (len == 6 && !strncmp(name, "config", 6)) { /* read in step 2 */
+      if ((eq && !eq[1]) || (!eq && i + 1 >= argc))
+        return rm__config_fail(err, RM_EPARAM, "config", "option --config needs a file");
       if (!eq)
         i++;
       continue;
@@ -601,6 +603,9 @@ int rm_config_load(rm_config_t *cfg, int argc, char **argv, rm_error_t *err) {
   const char *file = scan_argv(cfg, argc, argv);
   if (cfg->action != RM_CONFIG_SERVE)
     return 0;
+  const char *env_file = getenv("RM_CONFIG");
+  if (file == env_file && file && !*file) /* a template's empty variable, not "no file" */
+    return rm__config_fail(err, RM_EPARAM, "config", "RM_CONFIG is set but empty");
   if (file && *file) {
     if (!(cfg->config_file = rm_strdup(file)))
       return out_of_memory(err, "config");

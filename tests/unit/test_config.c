@@ -223,6 +223,29 @@ static void test_config_flag_beats_rm_config_and_space_form(void) {
   clear_env();
 }
 
+/* A config file named by nothing (a template's empty variable) is an error, not "no file":
+ * the server would serve on its defaults. */
+static void test_an_empty_config_file_name_is_an_error(void) {
+  rm_config_t cfg;
+  rm_error_t err;
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--max-nodes", "10", "--config")), RM_EPARAM);
+  RM_ASSERT_STR(err.field, "config");
+  RM_ASSERT_STR(err.message, "option --config needs a file");
+  rm_config_destroy(&cfg);
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--config=")), RM_EPARAM);
+  RM_ASSERT_STR(err.message, "option --config needs a file");
+  rm_config_destroy(&cfg);
+  setenv("RM_CONFIG", "", 1);
+  RM_ASSERT_INT(load(&cfg, &err, NULL), RM_EPARAM);
+  RM_ASSERT_STR(err.message, "RM_CONFIG is set but empty");
+  rm_config_destroy(&cfg);
+  write_file("{'max_nodes': 9}"); /* a flag naming a file still wins over it */
+  RM_ASSERT_INT(load(&cfg, &err, ARGS("--config", cfg_path)), 0);
+  RM_ASSERT_INT(cfg.max_nodes, 9);
+  rm_config_destroy(&cfg);
+  clear_env();
+}
+
 /* Every integer option: not a number, below its minimum, above its maximum, from a flag,
  * the environment and the file; every boolean: a word that is not one. */
 static void test_every_option_rejects_bad_values(void) {
@@ -715,6 +738,7 @@ int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_defaults),
                                          RM_TEST(test_precedence_flag_env_file_default),
                                          RM_TEST(test_config_flag_beats_rm_config_and_space_form),
+                                         RM_TEST(test_an_empty_config_file_name_is_an_error),
                                          RM_TEST(test_every_option_rejects_bad_values),
                                          RM_TEST(test_bounds_are_accepted),
                                          RM_TEST(test_unknown_options_and_arguments),
