@@ -13,13 +13,14 @@
 #define SLAB ((size_t)64 * 1024)
 
 struct rm_budget {
-  atomic_size_t used;     /* bytes charged to this budget (blocks and rm_budget_charge) */
-  atomic_size_t peak;     /* the most `used` since creation or the last reset */
-  atomic_size_t external; /* of used: bytes from rm_budget_charge (library predictions) */
-  atomic_size_t reserved; /* bytes taken from the parent, >= used except for a moment */
-  atomic_size_t floor;    /* rm_budget_reserve: reserved does not go below this */
-  atomic_int orphaned;    /* rm_budget_free ran: the last discharge frees it */
-  atomic_int dead;        /* taken by whoever frees it */
+  atomic_size_t used;          /* bytes charged to this budget (blocks and rm_budget_charge) */
+  atomic_size_t peak;          /* the most `used` since creation or the last reset */
+  atomic_size_t external;      /* of used: bytes from rm_budget_charge (library predictions) */
+  atomic_size_t external_peak; /* the most `external` since rm__budget_external_peak */
+  atomic_size_t reserved;      /* bytes taken from the parent, >= used except for a moment */
+  atomic_size_t floor;         /* rm_budget_reserve: reserved does not go below this */
+  atomic_int orphaned;         /* rm_budget_free ran: the last discharge frees it */
+  atomic_int dead;             /* taken by whoever frees it */
   size_t limit;
   rm_budget_t *parent;
 };
@@ -66,6 +67,14 @@ void rm_budget_reset_peak(rm_budget_t *b) { atomic_store(&b->peak, atomic_load(&
 
 size_t rm__budget_external(const rm_budget_t *b) {
   return b ? atomic_load_explicit(&b->external, memory_order_relaxed) : 0;
+}
+
+size_t rm__budget_external_peak(rm_budget_t *b) {
+  if (!b)
+    return 0;
+  size_t now = atomic_load_explicit(&b->external, memory_order_relaxed);
+  size_t peak = atomic_exchange_explicit(&b->external_peak, now, memory_order_relaxed);
+  return peak > now ? peak : now;
 }
 
 rm_budget_t *rm_budget_enter(rm_budget_t *b) {
@@ -148,8 +157,13 @@ int rm__budget_charge(rm_budget_t *b, size_t n, int external) {
     return RM_ELIMIT;
   }
   raise_peak(b, u);
-  if (external)
-    atomic_fetch_add_explicit(&b->external, n, memory_order_relaxed);
+  if (external) {
+    size_t e = atomic_fetch_add_explicit(&b->external, n, memory_order_relaxed) + n;
+    size_t p = atomic_load_explicit(&b->external_peak, memory_order_relaxed);
+    while (e > p && !atomic_compare_exchange_weak_explicit(
+                        &b->external_peak, &p, e, memory_order_relaxed, memory_order_relaxed))
+      ;
+  }
   return 0;
 }
 

@@ -20,5 +20,9 @@ int rm__budget_charge_local(rm_budget_t *b, size_t n);
 void rm__budget_discharge_local(rm_budget_t *b, size_t n);
 /* Bytes charged to b now with rm_budget_charge (0 for NULL). */
 size_t rm__budget_external(const rm_budget_t *b);
+/* The most bytes charged to b with rm_budget_charge at once since the last call (at least
+ * what is charged now), and a new such peak from now (0 for NULL): library memory a node
+ * takes and gives back within one invocation. */
+size_t rm__budget_external_peak(rm_budget_t *b);
 
 #endif

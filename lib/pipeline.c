@@ -1009,14 +1009,17 @@ static int flush_and_join(node_t *n, rm_node_ctx_t *ctx) {
 }
 
 /* Library memory the nodes hold (predictions charged with rm_budget_charge) counts in the
- * account like buffer bytes, so peak_memory_bytes includes it: sampled at the start of a run
- * and after every invocation. */
+ * account like buffer bytes, so peak_memory_bytes includes it: synced at the start of a run
+ * and after every invocation. Memory a library took and gave back within the invocation (a
+ * one-shot LoudnessMeter or AudioEncode sets up, runs and frees libebur128 or libsndfile in
+ * its flush) counts at its peak, beside the buffers held after the invocation. */
 static void sync_external(rm_pipeline_t *p) {
-  size_t now = rm__budget_external(p->budget);
-  p->account->current = p->account->current - p->external + now;
+  size_t now = rm__budget_external(p->budget), within = rm__budget_external_peak(p->budget);
+  size_t buffers = p->account->current - p->external;
+  p->account->current = buffers + now;
   p->external = now;
-  if (p->account->current > p->account->peak)
-    p->account->peak = p->account->current;
+  if (buffers + within > p->account->peak)
+    p->account->peak = buffers + within;
 }
 
 static int run_node(rm_pipeline_t *p, node_t *n, const rm_run_opts_t *opts, run_scratch_t *s,
@@ -1177,6 +1180,7 @@ static int run(rm_pipeline_t *p, const rm_input_t *inputs, size_t n_inputs,
                         p->label.owner, held, limit, p->label.limit, rm_budget_used(p->budget));
   }
   p->account->current += held;
+  rm__budget_external_peak(p->budget); /* this run's library peak starts now */
   sync_external(p);
   size_t max_in = 1;
   for (size_t i = 0; i < p->n_nodes; i++)

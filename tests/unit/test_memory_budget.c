@@ -237,6 +237,28 @@ static void test_peak_includes_library_predictions(void) {
   rm_pipeline_free(p);
 }
 
+/* A one-shot LoudnessMeter sets libebur128 up, measures and frees it within its flush: its
+ * prediction counts at that moment's peak, beside the input and the result held after it
+ * (the peak was sampled only after invocations: 16384 + the result, 20 times too low for
+ * long inputs). */
+static void test_peak_includes_library_memory_freed_within_an_invocation(void) {
+  rm_pipeline_t *p =
+      rm_test_pipeline("{'name': 't', 'nodes': [{'id': 'l', 'node_type': 'LoudnessMeter'}]}");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  float s[4096] = {0};
+  rm_buffer_t *in = rm_test_audio_f32(s, 4096, 48000, 1);
+  rm_result_t *res = NULL;
+  rm_error_t err;
+  RM_ASSERT_INT(rm_test_run1(p, "l", in, 1, &res, &err), 0);
+  rm_buffer_t *out = rm_test_item(res, "l", 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+  RM_ASSERT_INT(rm_pipeline_metrics(p)->peak_memory_bytes,
+                16384 + out->size + rm__media_ebur128_bytes(1, 48000));
+  rm_result_free(res);
+  rm_buffer_unref(in);
+  rm_pipeline_free(p);
+}
+
 /* AudioResample maps a stereo input to mono one feed at a time (RM_MEDIA_SOXR_FEED frames):
  * the run's budget holds the input, the output (its reserve and the emitted buffer),
  * libsoxr's prediction and one feed of mapped samples, never a mono copy of the whole input
@@ -347,6 +369,7 @@ int main(void) {
       RM_TEST(test_labelled_budget_names_its_owner_and_limit),
       RM_TEST(test_unlimited_still_refuses_what_no_allocation_holds),
       RM_TEST(test_peak_includes_library_predictions),
+      RM_TEST(test_peak_includes_library_memory_freed_within_an_invocation),
       RM_TEST(test_resample_downmix_holds_one_feed),
       RM_TEST(test_predictions_bound_the_libraries),
       {NULL, NULL}};
