@@ -465,7 +465,9 @@ static int dec_process(void *state, rm_node_ctx_t *ctx) {
   if ((rc = dec_records(d, ctx, p, len)))
     return rc;
   size_t frames = d->out.len / (d->ch * sizeof(float));
-  if (!frames)
+  /* a stream that ends without a frame (an empty input) still gives one item, empty, as a
+   * one-shot run gives one item per input (AudioResample alike) */
+  if (!frames && !(d->ended && !d->frames_out))
     return 0;
   d->frames_out += frames;
   return rm__media_emit_f32(ctx, d->rate, d->ch, d->format, (const float *)d->out.data, frames);

@@ -203,6 +203,25 @@ static void test_truncated_and_corrupt_packets(void) {
   rm_buffer_unref(in);
 }
 
+/* An empty input round-trips to one empty item (one item per input, as AudioResample and the
+ * FLAC decoder give), at the encoder's rate and channels; it gave none. */
+static void test_empty_audio_round_trips_to_one_empty_item(void) {
+  rm_buffer_t *none = media_f32(48000, 2, 0);
+  media_items_t pk = {0}, out = {0};
+  encode(&none, 1, "{}", &pk);
+  CU_ASSERT_EQUAL_FATAL(pk.n, 1);
+  rm_error_t err;
+  CU_ASSERT_EQUAL(decode(&pk, "{}", &out, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(out.n, 1);
+  CU_ASSERT_EQUAL(out.items[0]->kind, RM_KIND_AUDIO);
+  CU_ASSERT_EQUAL(rm_audio_frames(out.items[0]), 0);
+  CU_ASSERT_EQUAL(out.items[0]->u.audio.sample_rate, 48000);
+  CU_ASSERT_EQUAL(out.items[0]->u.audio.channels, 2);
+  media_items_free(&out);
+  media_items_free(&pk);
+  rm_buffer_unref(none);
+}
+
 static void test_params_inputs_registry(void) {
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("OpusEncode"));
   CU_ASSERT_PTR_NOT_NULL(rm_registry_find("OpusDecode"));
@@ -234,6 +253,7 @@ int main(void) {
                                          RM_TEST(test_tone_round_trip_64k_snr_20db),
                                          RM_TEST(test_chunked_stream_and_rate_change),
                                          RM_TEST(test_truncated_and_corrupt_packets),
+                                         RM_TEST(test_empty_audio_round_trips_to_one_empty_item),
                                          {NULL, NULL}};
   rm_test_suite("media_opus", cases);
   return rm_test_run();
