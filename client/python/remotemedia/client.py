@@ -31,8 +31,8 @@ import grpc.aio
 from . import _proto
 from ._version import __version__
 from .config import RemoteConfig, check_timeout
-from .errors import (HealthStubsMissing, Internal, closed_client_error, error_from_rpc,
-                     undefined_status_error)
+from .errors import (HealthStubsMissing, Internal, ResourceExhausted, closed_client_error,
+                     error_from_rpc, undefined_status_error)
 from .schema import NodeTypeSchema
 
 if TYPE_CHECKING:
@@ -194,9 +194,26 @@ class Client:
             kw["wait_for_ready"] = True
         return kw
 
+    def _check_size(self, request: Any) -> None:
+        """ResourceExhausted (from_server=False, field max_message_bytes) for a request
+        larger than gRPC may send: gRPC would refuse it itself, but only once it had
+        serialised it (seconds for minutes of audio). ByteSize() is cheap: protobuf keeps
+        the sizes."""
+        limit = self.config.send_limit()
+        if limit is None:
+            return
+        size = request.ByteSize()
+        if size > limit:
+            raise ResourceExhausted(
+                "the request is %d bytes, above RemoteConfig.max_message_bytes (%d): send "
+                "long audio in chunks with Pipeline.stream()" % (size, limit),
+                grpc.StatusCode.RESOURCE_EXHAUSTED, field="max_message_bytes",
+                from_server=False)
+
     async def _unary(self, method: Callable[[_Stubs], Any], request: Any,
                      timeout: Optional[float], name: str) -> Any:
         """One grpc.aio unary call of `method` (named `name` in errors)."""
+        self._check_size(request)
         stubs = self._aio_stubs()
         call = method(stubs)(request, **self._call_kwargs(timeout))
         with self._in_flight(call):
@@ -225,6 +242,7 @@ class Client:
 
     def _unary_sync(self, method: Callable[[_Stubs], Any], request: Any,
                     timeout: Optional[float]) -> Any:
+        self._check_size(request)
         stubs = self._sync_stubs()
         try:
             return method(stubs)(request, **self._call_kwargs(timeout))
@@ -234,7 +252,9 @@ class Client:
     # -- ExecutePipeline -------------------------------------------------------------------
     async def execute(self, request: Any, timeout: Optional[float] = None) -> Any:
         """Sends a pipeline_service_pb2.ExecuteRequest; returns the ExecuteResponse.
-        UNAVAILABLE and RESOURCE_EXHAUSTED are retried per RemoteConfig.retry."""
+        UNAVAILABLE and RESOURCE_EXHAUSTED are retried per RemoteConfig.retry. A request
+        above RemoteConfig.max_message_bytes raises ResourceExhausted (from_server=False,
+        field "max_message_bytes") without being sent."""
         request.client_version = request.client_version or CLIENT_VERSION
         return await self._unary(lambda s: s.pipeline.ExecutePipeline, request, timeout,
                                  "ExecutePipeline")

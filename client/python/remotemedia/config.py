@@ -390,6 +390,13 @@ class RemoteConfig:
         opts.extend((str(k), v) for k, v in self.options)
         return opts
 
+    def send_limit(self) -> Optional[int]:
+        """The largest message gRPC sends on this config's channels: max_message_bytes;
+        None when negative (gRPC: no limit). A grpc.max_send_message_length in options does
+        not change it: gRPC keeps the first value of a channel argument given twice."""
+        limit = int(self.max_message_bytes)
+        return None if limit < 0 else limit
+
     def channel_credentials(self) -> Optional[grpc.ChannelCredentials]:
         """grpc.ChannelCredentials for TLS, or None for a plaintext channel. ValueError
         naming the file when one cannot be read, holds a NUL byte or no PEM certificate /

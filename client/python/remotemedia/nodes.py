@@ -114,10 +114,10 @@ class Node:
 
     def __repr__(self) -> str:
         args = ", ".join("%s=%r" % kv for kv in self.params.items())
-        ident = ", node_id=%r" % self.id if self.id else ""
+        ident = "node_id=%r" % self.id if self.id else ""
         if type(self) is Node:
-            return "Node(%r, {%s}%s)" % (self.node_type, args, ident)
-        return "%s(%s%s)" % (self.node_type, args, ident)
+            return "Node(%r, {%s}%s)" % (self.node_type, args, ", " + ident if ident else "")
+        return "%s(%s)" % (self.node_type, ", ".join(a for a in (args, ident) if a))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Node) and self.node_type == other.node_type

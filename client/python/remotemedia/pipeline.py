@@ -11,9 +11,11 @@ The manifest JSON form is the one the server's tools read (lib/manifest.c):
  "connections": [{"from", "to", "from_port"?, "to_port"?}]}.
 """
 import asyncio
+import collections.abc
 import functools
 import json
 import math
+import numbers
 import os
 import re
 import weakref
@@ -38,6 +40,8 @@ from .stream import (FLUSH, Chunks, StreamRate, StreamResult, StreamSession, ini
 Remote = Union[RemoteConfig, str, Client, None]
 #: A node or its id, where connections are made.
 NodeRef = Union[Node, str]
+#: output_nodes=: a node or its id, or a list of them; None (or empty): every sink.
+NodeRefs = Union[NodeRef, Sequence[NodeRef], None]
 #: The seed's metrics dict (see METRICS_KEYS).
 Metrics = Dict[str, Any]
 
@@ -54,6 +58,10 @@ _TOP_KEYS = ("name", "nodes", "connections")
 _NODE_KEYS = ("id", "node_type", "params")
 _CONN_KEYS = ("from", "to", "from_port", "to_port")
 _STATES = {1: "ok", 2: "failed", 3: "skipped"}
+#: limits= keys, each with its largest value (the width of its ExecutionLimits field).
+_LIMITS = {"max_nodes": 2**32 - 1, "max_audio_samples": 2**64 - 1,
+           "max_input_bytes": 2**64 - 1, "max_execution_ms": 2**32 - 1,
+           "max_memory_bytes": 2**64 - 1}
 
 
 class Connection(NamedTuple):
@@ -398,7 +406,7 @@ class Pipeline:
 
     def build_request(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None,
-                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      output_nodes: NodeRefs = None,
                       limits: Optional[Mapping[str, int]] = None) -> Any:
         """The ExecuteRequest that run() sends (see run() for the arguments)."""
         if not self._nodes:
@@ -408,6 +416,10 @@ class Pipeline:
         given = dict(inputs or {})
         if data is not None:
             srcs = self.sources()
+            if not srcs:
+                # every node has an incoming connection: inputs= would not help
+                raise ValueError("the pipeline has no source node: its connections form a "
+                                 "cycle (%s)" % " -> ".join(self._cycle()))
             if len(srcs) != 1:
                 raise ValueError("the pipeline has %d source nodes (%s): pass inputs={node_id: data}"
                                  % (len(srcs), ", ".join(srcs)))
@@ -415,17 +427,61 @@ class Pipeline:
                 raise ValueError("input for %r given twice (data and inputs=)" % srcs[0])
             given[srcs[0]] = data
         elif not given:
-            raise ValueError("run() needs data (for the source node) or inputs={node_id: data}")
+            raise ValueError("run() needs data (for the source node) or inputs={node_id: data} "
+                             "(data=None is no data: send JSON null as Json(None))")
+        outs = self._output_ids(output_nodes)
+        lim = _limits(limits)
         self._fill_inputs(req, given, sample_rate)
-        if output_nodes:
-            req.output_nodes.extend(n.id if isinstance(n, Node) else n for n in output_nodes)
-        if limits:
-            bad = set(limits) - {"max_nodes", "max_audio_samples", "max_input_bytes",
-                                 "max_execution_ms", "max_memory_bytes"}
-            if bad:
-                raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
-            req.limits.CopyFrom(_proto.pipeline_service_pb2.ExecutionLimits(**limits))
+        req.output_nodes.extend(outs)
+        if lim is not None:
+            req.limits.CopyFrom(lim)
         return req
+
+    def _output_ids(self, output_nodes: NodeRefs) -> List[str]:
+        """output_nodes= as ids. One node or id is a list of one (a str is one id, not a
+        sequence of one-letter ids, as add_node(after=) reads it); a Node must be in this
+        pipeline (ValueError). TypeError for anything else."""
+        if output_nodes is None:
+            return []
+        refs: Iterable[Any]
+        if isinstance(output_nodes, (str, Node)):
+            refs = [output_nodes]
+        elif isinstance(output_nodes, (bytes, bytearray, collections.abc.Mapping)) \
+                or not isinstance(output_nodes, collections.abc.Iterable):
+            raise TypeError("output_nodes must be a node, a node id or a list of them, not %s"
+                            % type(output_nodes).__name__)
+        else:
+            refs = output_nodes
+        ids = []
+        for i, n in enumerate(refs):
+            if isinstance(n, Node):
+                ids.append(self._id_of(n))
+            elif isinstance(n, str):
+                ids.append(n)
+            else:
+                raise TypeError("output_nodes[%d] must be a node id (str) or a Node, not %s"
+                                % (i, type(n).__name__))
+        return ids
+
+    def _cycle(self) -> List[str]:
+        """A cycle of the connections, as ids from its earliest-added node back to it, when
+        every node has an incoming connection (a finite graph then has one): walks the
+        connections backwards until a node repeats."""
+        into: Dict[str, str] = {}
+        for c in self._connections:
+            into.setdefault(c.target, c.source)
+        seen: Dict[str, int] = {}
+        walk: List[str] = []
+        n = next(iter(self._nodes))
+        while n not in seen:
+            seen[n] = len(walk)
+            walk.append(n)
+            n = into[n]
+        ring = walk[seen[n]:][::-1]  # walked backwards: reversed, the edges' direction
+        order = list(self._nodes)
+        i = ring.index(min(ring, key=order.index))
+        ring = ring[i:] + ring[:i]
+        return ring + ring[:1]
 
     @staticmethod
     def _fill_inputs(req: Any, given: Mapping[str, Any], sample_rate: Optional[int]) -> None:
@@ -445,7 +501,7 @@ class Pipeline:
 
     async def execute(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
-                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      output_nodes: NodeRefs = None,
                       limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """Runs the pipeline; returns the full ExecuteResult (see run())."""
         self._metrics = None  # a run that fails, even before sending, leaves no metrics
@@ -462,7 +518,7 @@ class Pipeline:
 
     def execute_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
-                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      output_nodes: NodeRefs = None,
                       limits: Optional[Mapping[str, int]] = None) -> ExecuteResult:
         """execute() without asyncio."""
         self._metrics = None  # a run that fails, even before sending, leaves no metrics
@@ -480,7 +536,7 @@ class Pipeline:
     async def validate(self, data: Any = None, sample_rate: Optional[int] = None, *,
                        inputs: Optional[Mapping[str, Any]] = None,
                        timeout: Optional[float] = None,
-                       output_nodes: Optional[Sequence[NodeRef]] = None,
+                       output_nodes: NodeRefs = None,
                        limits: Optional[Mapping[str, int]] = None) -> Dict[str, Any]:
         """The dry run of execute() with the same arguments: the
         server checks the manifest, params and inputs as execute() would, raising the same
@@ -493,7 +549,7 @@ class Pipeline:
     def validate_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None,
                       timeout: Optional[float] = None,
-                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      output_nodes: NodeRefs = None,
                       limits: Optional[Mapping[str, int]] = None) -> Dict[str, Any]:
         """validate() without asyncio."""
         req = self.build_request(data, sample_rate, inputs=inputs, output_nodes=output_nodes,
@@ -502,7 +558,7 @@ class Pipeline:
 
     async def run(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
-                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      output_nodes: NodeRefs = None,
                       limits: Optional[Mapping[str, int]] = None) -> Any:
         """Runs the pipeline on the server and returns its output (ExecuteResult.value).
 
@@ -510,15 +566,19 @@ class Pipeline:
             data: the input of the single source node: an AudioBuffer, a numpy array with
                 sample_rate= (1-D mono or [frames, channels]), an (array, rate) tuple, a list
                 of numbers with sample_rate= (float32 audio), a JSON value, str, bytes,
-                Tensor(...) or Binary(...).
+                Tensor(...) or Binary(...). None is no data (then inputs= is needed): JSON
+                null is Json(None).
             sample_rate: Hz, when data is a bare numpy array.
             inputs: {node_id: data} for pipelines with several sources.
             timeout: deadline in seconds (DeadlineExceeded when it passes); None: the
                 RemoteConfig's; float("inf"): none. nan, 0 and negatives raise ValueError.
-            output_nodes: nodes (or ids) whose output to return; default every sink.
+            output_nodes: the node (or id) whose output to return, or a list of them;
+                default every sink.
             limits: per-call limits that may only lower the server's: {"max_nodes",
                 "max_audio_samples", "max_input_bytes", "max_execution_ms",
-                "max_memory_bytes"}.
+                "max_memory_bytes"}, each an int (max_nodes and max_execution_ms
+                0..2**32-1, the others 0..2**64-1; 0: the server's own). ValueError for an
+                unknown key or a value out of range.
 
         Returns: ExecuteResult.value - with one output, its audio as one AudioBuffer (items
         joined), or its item, or its list of items; with several outputs, a dict of those.
@@ -530,7 +590,7 @@ class Pipeline:
 
     def run_sync(self, data: Any = None, sample_rate: Optional[int] = None, *,
                       inputs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None,
-                      output_nodes: Optional[Sequence[NodeRef]] = None,
+                      output_nodes: NodeRefs = None,
                       limits: Optional[Mapping[str, int]] = None) -> Any:
         """run() without asyncio (a blocking channel; usable anywhere, also inside a loop's
         thread pool)."""
@@ -538,29 +598,22 @@ class Pipeline:
                                  output_nodes=output_nodes, limits=limits).value
 
     # -- streaming -------------------------------------------------------------------------
-    def _stream_init(self, output_nodes: Optional[Sequence[NodeRef]],
+    def _stream_init(self, output_nodes: NodeRefs,
                      limits: Optional[Mapping[str, int]], metrics_every_chunks: int,
                      metrics_every_ms: int) -> Any:
         from .client import CLIENT_VERSION
         if not self._nodes:
             raise ValueError("the pipeline has no nodes")
-        lim = None
-        if limits:
-            bad = set(limits) - {"max_nodes", "max_audio_samples", "max_input_bytes",
-                                 "max_execution_ms", "max_memory_bytes"}
-            if bad:
-                raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
-            lim = _proto.pipeline_service_pb2.ExecutionLimits(**limits)
-        outs = [n.id if isinstance(n, Node) else n for n in output_nodes or ()]
-        return init_request(self.to_proto(), self.enable_metrics, CLIENT_VERSION,
-                            [o for o in outs if o is not None], lim, metrics_every_chunks,
-                            metrics_every_ms)
+        outs = self._output_ids(output_nodes)
+        lim = _limits(limits)
+        return init_request(self.to_proto(), self.enable_metrics, CLIENT_VERSION, outs, lim,
+                            metrics_every_chunks, metrics_every_ms)
 
     def _set_metrics(self, metrics: Optional[Metrics]) -> None:
         self._metrics = metrics
 
     def session(self, *, timeout: Optional[float] = None,
-                output_nodes: Optional[Sequence[NodeRef]] = None,
+                output_nodes: NodeRefs = None,
                 limits: Optional[Mapping[str, int]] = None, metrics_every_chunks: int = 0,
                 metrics_every_ms: int = 0) -> StreamSession:
         """A streaming session (StreamPipeline) of this pipeline, opened by `async with`
@@ -585,7 +638,7 @@ class Pipeline:
 
     async def stream(self, chunks: Chunks, sample_rate: Optional[int] = None, *,
                      node_id: str = "", timeout: Optional[float] = None,
-                     output_nodes: Optional[Sequence[NodeRef]] = None,
+                     output_nodes: NodeRefs = None,
                      limits: Optional[Mapping[str, int]] = None,
                      metrics_every_chunks: int = 0,
                      metrics_every_ms: int = 0) -> AsyncIterator[StreamResult]:
@@ -662,7 +715,7 @@ class Pipeline:
 
     def stream_sync(self, chunks: Iterable[Any], sample_rate: Optional[int] = None, *,
                     node_id: str = "", timeout: Optional[float] = None,
-                    output_nodes: Optional[Sequence[NodeRef]] = None,
+                    output_nodes: NodeRefs = None,
                     limits: Optional[Mapping[str, int]] = None, metrics_every_chunks: int = 0,
                     metrics_every_ms: int = 0) -> Iterator[StreamResult]:
         """stream() without asyncio (a blocking channel): chunks is a plain iterable, read
@@ -742,6 +795,29 @@ class Pipeline:
 
     def __exit__(self, *exc: Any) -> None:
         self.close_sync()
+
+
+def _limits(limits: Optional[Mapping[str, int]]) -> Any:
+    """limits= as an ExecutionLimits message, or None when there are none. An unknown key,
+    or a value that is not an integer (bool is not one) in its field's range, raises
+    ValueError naming the key and the range (protobuf's own errors name neither, and it
+    would truncate a float)."""
+    if limits is None:
+        return None
+    if not isinstance(limits, collections.abc.Mapping):
+        raise TypeError("limits must be a dict {name: int}, not %s" % type(limits).__name__)
+    bad = [str(k) for k in limits if k not in _LIMITS]
+    if bad:
+        raise ValueError("unknown limits: %s" % ", ".join(sorted(bad)))
+    for key, value in limits.items():
+        top = _LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                or not 0 <= int(value) <= top:
+            raise ValueError("limits: %s must be an integer 0..%d (0: the server's own limit), "
+                             "not %r" % (key, top, value))
+    if not limits:
+        return None
+    return _proto.pipeline_service_pb2.ExecutionLimits(**{k: int(v) for k, v in limits.items()})
 
 
 def _validation(resp: Any) -> Dict[str, Any]:

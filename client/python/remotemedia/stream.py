@@ -23,6 +23,7 @@ OK before the client closed it (a draining server does) is raised as Unavailable
 """
 import asyncio
 import collections.abc
+import numbers
 import weakref
 from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Deque, Dict,
                     Iterable, Iterator, List, Optional, Sequence, Union)
@@ -135,6 +136,19 @@ def data_request(value: Any, sample_rate: Optional[int], node_id: str, sequence:
     pb = _proto.pipeline_service_pb2
     return pb.StreamRequest(data=pb.StreamData(node_id=node_id, buffer=to_proto(value, sample_rate),
                                                sequence=sequence))
+
+
+_MAX_SEQUENCE = 2**64 - 1  # StreamData.sequence is a uint64
+
+
+def _sequence(value: Any) -> int:
+    """A chunk's sequence number as an int; ValueError naming sequence and its range for a
+    value that is not an integer (bool is not one; protobuf would truncate a float) in
+    0..2**64-1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not 0 <= int(value) <= _MAX_SEQUENCE:
+        raise ValueError("sequence must be an integer 0..%d, not %r" % (_MAX_SEQUENCE, value))
+    return int(value)
 
 
 class StreamRate:
@@ -414,15 +428,16 @@ class StreamSession:
                    node_id: str = "", sequence: Optional[int] = None) -> int:
         """Sends one chunk (a numpy array with sample_rate=, an AudioBuffer, or any value
         run() accepts) to source node_id ("" = the pipeline's only source). sequence
-        defaults to the previous one + 1. Returns the sequence number sent. Waits only for
-        gRPC flow control, not for the result (results arriving meanwhile are kept for
-        receive()). Once the session has ended it raises what ended it: the server's
+        defaults to the previous one + 1; one given is an int 0..2**64-1 (ValueError
+        otherwise) above the previous one (the server checks that). Returns the sequence
+        number sent. Waits only for gRPC flow control, not for the result (results
+        arriving meanwhile are kept for receive()). Once the session has ended it raises what ended it: the server's
         status, or Unavailable when the server closed the session with OK before the
         client did (a draining server)."""
         self._require_open()
         if self._closed_sending:
             raise RuntimeError("the session is closed for sending")
-        seq = self._sequence + 1 if sequence is None else int(sequence)
+        seq = _sequence(self._sequence + 1 if sequence is None else sequence)
         req = data_request(chunk, sample_rate, node_id, seq)
         await self._write(self._call.write, req)
         self._sent += 1
