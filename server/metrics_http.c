@@ -301,7 +301,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
-  int rc = f ? rm_stats_write_exposition(f, h->budget) : RM_ENOMEM;
+  rm_stats_workers_t w;
+  rm_server_worker_load(h->server, &w.queued, &w.busy, &w.threads);
+  int rc = f ? rm_stats_write_exposition(f, h->budget, &w) : RM_ENOMEM;
   if (f && fclose(f) != 0 && !rc)
     rc = RM_EIO;
   if (rc) {

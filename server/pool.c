@@ -31,9 +31,14 @@ static void *worker_main(void *arg) {
     p->head = j->next;
     if (!p->head)
       p->tail = NULL;
+    p->queued--;
+    p->busy++;
     pthread_mutex_unlock(&p->mu);
     j->fn(j->arg);
     rm_free(j);
+    pthread_mutex_lock(&p->mu);
+    p->busy--;
+    pthread_mutex_unlock(&p->mu);
   }
 }
 
@@ -44,7 +49,9 @@ int rm_pool_start(rm_pool_t *p, int n) {
   for (int i = 0; i < n; i++) {
     if (pthread_create(&p->threads[i], NULL, worker_main, p))
       return RM_ENOMEM;
+    pthread_mutex_lock(&p->mu); /* rm_pool_load may read it */
     p->n_threads++;
+    pthread_mutex_unlock(&p->mu);
   }
   return 0;
 }
@@ -65,9 +72,18 @@ int rm_pool_submit(rm_pool_t *p, void (*fn)(void *), void *arg) {
   else
     p->head = j;
   p->tail = j;
+  p->queued++;
   pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);
   return 0;
+}
+
+void rm_pool_load(rm_pool_t *p, size_t *queued, int *busy, int *threads) {
+  pthread_mutex_lock(&p->mu);
+  *queued = p->queued;
+  *busy = p->busy;
+  *threads = p->n_threads;
+  pthread_mutex_unlock(&p->mu);
 }
 
 void rm_pool_stop(rm_pool_t *p) {

@@ -222,6 +222,10 @@ void rm_server_session_release(rm_server_t *s) {
     wake_waiters(s);
 }
 
+void rm_server_worker_load(rm_server_t *s, size_t *queued, int *busy, int *threads) {
+  rm_pool_load(&s->pool, queued, busy, threads);
+}
+
 int rm_server_offload(rm_server_t *s, void (*fn)(void *), void *arg) {
   return rm_pool_submit(&s->pool, fn, arg);
 }

@@ -81,6 +81,8 @@ void rm_server_set_own_call(rm_server_t *s, int running);
  * off. Any thread, also during a reload. */
 int rm_server_copy_token(const rm_server_t *s, char *out, size_t cap);
 int rm_server_own_call(const rm_server_t *s);
+/* The worker pool's load now (for /metrics). Any thread. */
+void rm_server_worker_load(rm_server_t *s, size_t *queued, int *busy, int *threads);
 /* The server's TLS state (tls.h; for its calls to itself, self_call.h), NULL without TLS. */
 struct rm_tls *rm_server_tls(const rm_server_t *s);
 /* Starts the polling threads and the workers. 0, or RM_ENOMEM with err (may be NULL)

@@ -863,11 +863,25 @@ static void process_metrics(FILE *f) {
   }
 }
 
-int rm_stats_write_exposition(FILE *f, const rm_budget_t *b) {
+/* Runs and other work offloaded from the polling threads queue for a worker: a queue that
+ * does not drain says --workers is too few (inflight_runs only counts what runs). */
+static void worker_metrics(FILE *f, const rm_stats_workers_t *w) {
+  header(f, "remotemedia_worker_queue_jobs", "gauge",
+         "Jobs waiting for a worker: pipeline runs, big requests' unpacking, session chunks.");
+  fprintf(f, "remotemedia_worker_queue_jobs %zu\n", w->queued);
+  header(f, "remotemedia_workers_busy", "gauge", "Workers running a job now.");
+  fprintf(f, "remotemedia_workers_busy %d\n", w->busy);
+  header(f, "remotemedia_workers", "gauge", "Worker threads (--workers).");
+  fprintf(f, "remotemedia_workers %d\n", w->threads);
+}
+
+int rm_stats_write_exposition(FILE *f, const rm_budget_t *b, const rm_stats_workers_t *w) {
   if (!(atomic_load(&g.gen) & 1))
     return RM_EINTERNAL;
   grpc_metrics(f);
   engine_metrics(f, b);
+  if (w)
+    worker_metrics(f, w);
   process_metrics(f);
   return ferror(f) ? RM_EIO : 0;
 }

@@ -101,10 +101,18 @@ void rm_stats_chunk(uint64_t duration_ns);
 
 /* ---- reading ---- */
 
+/* The worker pool's load at a scrape. */
+typedef struct rm_stats_workers {
+  size_t queued; /* jobs waiting for a worker */
+  int busy;      /* workers running a job */
+  int threads;   /* workers */
+} rm_stats_workers_t;
+
 /* Appends the Prometheus text exposition (format 0.0.4) of every counter, the memory
- * budget b (may be NULL) and the process to out. 0, or RM_EIO when writing failed. Any
- * thread; concurrent with counting (each value is read once, atomically). */
-int rm_stats_write_exposition(FILE *out, const rm_budget_t *b);
+ * budget b (may be NULL), the workers' load w (may be NULL) and the process to out. 0, or
+ * RM_EIO when writing failed. Any thread; concurrent with counting (each value is read
+ * once, atomically). */
+int rm_stats_write_exposition(FILE *out, const rm_budget_t *b, const rm_stats_workers_t *w);
 
 /* Summed statistics of one label. */
 typedef struct rm_stats_summary {

@@ -128,6 +128,38 @@ def test_metrics_endpoint_passes_promtool_and_counts_calls():
         assert sample(body, "remotemedia_stream_sessions_active") == 0
 
 
+def test_metrics_show_runs_waiting_for_a_worker():
+    """Runs beyond --workers queue for a worker; remotemedia_inflight_runs counts only those
+    running, so the queue has gauges of its own: with one worker and three 1.5 s Delay runs,
+    one runs and two wait, and all is back to 0 after them."""
+    slow = chain(("src", "PassThrough", {}), ("d", "Delay", {"ms": 1500}), name="queued")
+    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--workers", "1",
+                        "--log-level", "debug"]) as srv, srv.channel() as ch:
+        stub = psg.PipelineServiceStub(ch)
+        body = scrape(srv)
+        assert (sample(body, "remotemedia_workers"), sample(body, "remotemedia_workers_busy"),
+                sample(body, "remotemedia_worker_queue_jobs")) == (1, 0, 0)
+        futs = [stub.ExecutePipeline.future(audio_request(slow), timeout=60) for _ in range(3)]
+        assert srv.wait_for_event("pipeline_start", 10, lambda e: e["pipeline"] == "queued")
+        deadline = time.monotonic() + 10
+        while True:  # the other two calls arrive and queue behind the first
+            body = scrape(srv)
+            if sample(body, "remotemedia_worker_queue_jobs") == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert (sample(body, "remotemedia_workers_busy"),
+                sample(body, "remotemedia_worker_queue_jobs"),
+                sample(body, "remotemedia_inflight_runs")) == (1, 2, 1)
+        for f in futs:
+            f.result()
+        deadline = time.monotonic() + 10  # a worker ends its job just after its answer left
+        while sample(scrape(srv), "remotemedia_workers_busy") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        body = scrape(srv)
+        assert (sample(body, "remotemedia_workers_busy"),
+                sample(body, "remotemedia_worker_queue_jobs")) == (0, 0)
+
+
 def test_metrics_endpoint_paths_and_methods():
     with metrics_server() as srv:
         port = metrics_port(srv)

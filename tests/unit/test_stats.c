@@ -28,7 +28,8 @@ static char *exposition(void) {
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   CU_ASSERT_FATAL(f != NULL);
-  RM_ASSERT_INT(rm_stats_write_exposition(f, NULL), 0);
+  rm_stats_workers_t w = {.queued = 3, .busy = 1, .threads = 2};
+  RM_ASSERT_INT(rm_stats_write_exposition(f, NULL, &w), 0);
   fclose(f);
   return buf;
 }
@@ -158,6 +159,10 @@ static void test_streams_rejections_and_gauges(void) {
       "remotemedia_rejected_total{reason=\"memory\"} 1\n",
       "remotemedia_rejected_total{reason=\"concurrency\"} 0\n",
       "remotemedia_inflight_runs 1\n",
+      "# TYPE remotemedia_worker_queue_jobs gauge\n",
+      "remotemedia_worker_queue_jobs 3\n",
+      "remotemedia_workers_busy 1\n",
+      "remotemedia_workers 2\n",
       "remotemedia_pipeline_cache_hits_total 1\n",
       "remotemedia_pipeline_cache_misses_total 2\n",
       "# TYPE process_open_fds gauge\n",
@@ -178,7 +183,7 @@ static void test_counting_before_init_is_a_no_op(void) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
-  CU_ASSERT(rm_stats_write_exposition(f, NULL) != 0);
+  CU_ASSERT(rm_stats_write_exposition(f, NULL, NULL) != 0);
   fclose(f);
   free(buf);
 }
