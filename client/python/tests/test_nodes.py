@@ -249,3 +249,17 @@ def test_a_node_id_is_matched_whole(node_id):
     with pytest.raises(ValueError, match=r"^node id %s must be 1-64 characters of "
                        r"\[A-Za-z0-9_-\]$" % re.escape(repr(node_id))):
         Node("Gain", node_id=node_id)
+
+
+def test_repr_of_a_node_without_params():
+    """Regression (QA 11): a node class without params printed `Gain(, node_id='g')`."""
+    from remotemedia.nodes import Calculator, Gain
+    assert repr(Gain(node_id="g")) == "Gain(node_id='g')"
+    assert repr(Calculator(node_id="c")) == "Calculator(node_id='c')"
+    assert repr(Gain()) == "Gain()"
+    assert repr(Gain(db=-6)) == "Gain(db=-6)"
+    assert repr(Node("Gain", node_id="g")) == "Node('Gain', {}, node_id='g')"
+    assert repr(Node("Gain", {"db": -6})) == "Node('Gain', {db=-6})"
+    p = Pipeline()
+    p.add_node(Gain())
+    assert repr(p.nodes) == "[Gain(node_id='gain')]"
