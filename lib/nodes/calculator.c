@@ -147,8 +147,12 @@ static int process(void *state, rm_node_ctx_t *ctx) {
 
 const rm_node_type_t rm__node_type_calculator = {
     .name = "Calculator",
-    .description = "Evaluates an arithmetic request given as JSON; division by zero is a node "
-                   "error.",
+    .description = "Evaluates an arithmetic request given as JSON, an object with exactly the "
+                   "keys \"operation\" (add, subtract, multiply, divide, power, modulo, min, "
+                   "max or mean) and \"operands\" (an array of up to 64 numbers: power and "
+                   "modulo take 2, subtract and divide at least 2, the others at least 1), "
+                   "e.g. {\"operation\": \"divide\", \"operands\": [10, 4]}; emits the "
+                   "object with \"result\" added. Division by zero is a node error.",
     .inputs = inputs,
     .n_inputs = 1,
     .outputs = outputs,

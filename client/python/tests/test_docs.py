@@ -26,8 +26,8 @@ def run_block(code, server, cwd):
     return p.stdout.splitlines()
 
 
-def test_the_page_has_three_runnable_examples():
-    assert len(runnable_blocks()) == 3
+def test_the_page_has_four_runnable_examples():
+    assert len(runnable_blocks()) == 4
 
 
 def test_quickstart(server, server_types, tmp_path):
@@ -50,6 +50,13 @@ def test_sync_graph_and_manifest(server, tmp_path):
     assert (tmp_path / "split.json").is_file()
 
 
-def test_errors(server, tmp_path):
+def test_calculator(server, tmp_path):
+    """QA 12: Calculator's input format, documented with an example that runs."""
     lines = run_block(runnable_blocks()[2], server, tmp_path)
+    assert lines == ["{'operation': 'divide', 'operands': [10, 4], 'result': 2.5}",
+                     "calc operands node 'calc' (Calculator): division by zero (operands[1] is 0)"]
+
+
+def test_errors(server, tmp_path):
+    lines = run_block(runnable_blocks()[3], server, tmp_path)
     assert lines == ["g db invalid_params", "StatusCode.DEADLINE_EXCEEDED"]

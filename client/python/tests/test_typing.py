@@ -101,7 +101,7 @@ def test_examples_check_clean(mypy, tmp_path):
               for i, code in enumerate(doc_blocks("README.md"))]
     files += [write(tmp_path, "docs_%d.py" % i, code)
               for i, code in enumerate(doc_blocks(os.path.join("docs", "python-client.md")))]
-    assert len(files) == 5
+    assert len(files) == 6
     status, lines = mypy(files, cwd=tmp_path)
     assert (status, lines) == (0, [])
 

@@ -17,7 +17,9 @@ VERSION = "0.1.0"
 DOCS_OUTPUT = {
     0: ["AudioBuffer(16000 frames, 1 ch, 16000 Hz, f32)"],  # then timings
     1: ["['mono', 'quiet']", "[500 500 500] (480, 2)"],
-    2: ["g db invalid_params", "StatusCode.DEADLINE_EXCEEDED"],
+    2: ["{'operation': 'divide', 'operands': [10, 4], 'result': 2.5}",
+        "calc operands node 'calc' (Calculator): division by zero (operands[1] is 0)"],
+    3: ["g db invalid_params", "StatusCode.DEADLINE_EXCEEDED"],
 }
 # what the package must carry besides its own modules: generated at build time
 GENERATED = ["remotemedia/v1/__init__.py", "remotemedia/v1/data_pb2.py",
