@@ -31,8 +31,8 @@ import grpc.aio
 from . import _proto
 from ._version import __version__
 from .config import RemoteConfig, check_timeout
-from .errors import (HealthStubsMissing, Internal, ResourceExhausted, closed_client_error,
-                     error_from_rpc, undefined_status_error)
+from .errors import (HealthStubsMissing, Internal, closed_client_error, error_from_rpc,
+                     too_big_error, undefined_status_error)
 from .schema import NodeTypeSchema
 
 if TYPE_CHECKING:
@@ -200,15 +200,10 @@ class Client:
         serialised it (seconds for minutes of audio). ByteSize() is cheap: protobuf keeps
         the sizes."""
         limit = self.config.send_limit()
-        if limit is None:
-            return
         size = request.ByteSize()
-        if size > limit:
-            raise ResourceExhausted(
-                "the request is %d bytes, above RemoteConfig.max_message_bytes (%d): send "
-                "long audio in chunks with Pipeline.stream()" % (size, limit),
-                grpc.StatusCode.RESOURCE_EXHAUSTED, field="max_message_bytes",
-                from_server=False)
+        if limit is not None and size > limit:
+            raise too_big_error(size, limit, "the request",
+                                "send long audio in chunks with Pipeline.stream()")
 
     async def _unary(self, method: Callable[[_Stubs], Any], request: Any,
                      timeout: Optional[float], name: str) -> Any:

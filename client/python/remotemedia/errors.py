@@ -134,6 +134,15 @@ class ResourceExhausted(RemoteMediaError):
     """A server limit was exceeded (nodes, samples, bytes, concurrency, memory)."""
 
 
+def too_big_error(size: int, limit: int, what: str, hint: str) -> ResourceExhausted:
+    """What a message above RemoteConfig.max_message_bytes raises before it is sent (gRPC
+    would refuse it itself, once serialised): `what` names it ("the request", "chunk 3"),
+    `hint` says what to do instead."""
+    return ResourceExhausted("%s is %d bytes, above RemoteConfig.max_message_bytes (%d): %s"
+                             % (what, size, limit, hint), grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             field="max_message_bytes", from_server=False)
+
+
 class DeadlineExceeded(RemoteMediaError):
     """The call's deadline (timeout=) passed before the pipeline finished."""
 

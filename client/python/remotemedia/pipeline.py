@@ -634,7 +634,7 @@ class Pipeline:
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         client = self.client
         return StreamSession(lambda on_close: client.stream_call(timeout, on_close), init,
-                             self._set_metrics)
+                             self._set_metrics, client.config.send_limit())
 
     async def stream(self, chunks: Chunks, sample_rate: Optional[int] = None, *,
                      node_id: str = "", timeout: Optional[float] = None,
@@ -724,7 +724,8 @@ class Pipeline:
         init = self._stream_init(output_nodes, limits, metrics_every_chunks, metrics_every_ms)
         failed: List[BaseException] = []  # a chunk that could not be sent (gRPC's thread)
         responses = self.client.stream_sync(
-            sync_requests(init, chunks, sample_rate, node_id, failed), timeout=timeout)
+            sync_requests(init, chunks, sample_rate, node_id, failed,
+                          self.client.config.send_limit()), timeout=timeout)
         try:
             first = next(responses, None)
             if first is None or first.WhichOneof("message") != "ready":

@@ -34,7 +34,7 @@ import grpc.aio
 from . import _proto
 from .data import AudioBuffer, convert, decode_outputs, to_proto, unused_rate
 from .errors import (Cancelled, Internal, RemoteMediaError, Unavailable, closed_client_error,
-                     error_from_rpc, undefined_status_error)
+                     error_from_rpc, too_big_error, undefined_status_error)
 
 __all__ = ["StreamResult", "StreamSession", "StreamSource", "Chunks", "FLUSH"]
 
@@ -151,6 +151,14 @@ def _sequence(value: Any) -> int:
     return int(value)
 
 
+def check_chunk_size(request: Any, send_limit: Optional[int]) -> None:
+    """ResourceExhausted (from_server=False, field max_message_bytes) for a data request
+    above send_limit (RemoteConfig.send_limit(); None: none), before it is sent."""
+    if send_limit is not None and request.ByteSize() > send_limit:
+        raise too_big_error(request.ByteSize(), send_limit,
+                            "chunk %d" % request.data.sequence, "send smaller chunks")
+
+
 class StreamRate:
     """One sample_rate= for several values (run(inputs=...)'s inputs, stream()'s chunks): it
     serves every value that takes a rate (bare arrays, lists of numbers), values that take none
@@ -223,10 +231,11 @@ class StreamSession:
     """
 
     def __init__(self, open_call: Callable[[Callable[[], None]], Any], init: Any,
-                 on_metrics: Optional[Callable[[Optional[Dict[str, Any]]], None]] = None
-                 ) -> None:
+                 on_metrics: Optional[Callable[[Optional[Dict[str, Any]]], None]] = None,
+                 send_limit: Optional[int] = None) -> None:
         # open_call makes the grpc.aio call; it is given what to run when the client is closed
         self._open_call = open_call
+        self._send_limit = send_limit  # the largest message gRPC sends (None: no limit)
         self._init = init
         self._call: Any = None
         self._on_metrics = on_metrics
@@ -439,6 +448,7 @@ class StreamSession:
             raise RuntimeError("the session is closed for sending")
         seq = _sequence(self._sequence + 1 if sequence is None else sequence)
         req = data_request(chunk, sample_rate, node_id, seq)
+        check_chunk_size(req, self._send_limit)
         await self._write(self._call.write, req)
         self._sent += 1
         self._sequence = seq
@@ -615,10 +625,11 @@ async def iterate(chunks: Chunks) -> AsyncIterator[Any]:
 
 
 def sync_requests(init: Any, chunks: Iterable[Any], sample_rate: Optional[int],
-                  node_id: str, failed: List[BaseException]) -> Iterator[Any]:
+                  node_id: str, failed: List[BaseException],
+                  send_limit: Optional[int] = None) -> Iterator[Any]:
     """init, a data request per chunk (FLUSH: a flush), then CLOSE. An exception raised by
-    the chunks or their conversion is appended to failed (gRPC reads this generator on its
-    own thread and only cancels the call) and re-raised."""
+    the chunks or their conversion (or check_chunk_size) is appended to failed (gRPC reads
+    this generator on its own thread and only cancels the call) and re-raised."""
     yield init
     seq = 0
     rate = StreamRate(sample_rate)
@@ -628,7 +639,9 @@ def sync_requests(init: Any, chunks: Iterable[Any], sample_rate: Optional[int],
                 yield control_request(close=False)
                 continue
             seq += 1
-            yield data_request(rate.convert(c), None, node_id, seq)
+            req = data_request(rate.convert(c), None, node_id, seq)
+            check_chunk_size(req, send_limit)
+            yield req
         rate.check()
     except Exception as e:
         failed.append(e)

@@ -2,6 +2,7 @@
 failing node and field from the server's trailers."""
 import json
 import pickle
+import re
 
 import grpc
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 
 from conftest import arun, sine
 from rmtest.server import RunningServer
-from remotemedia import (Cancelled, Client, DeadlineExceeded, InvalidArgument, Node, NotFound,
-                         Pipeline, RemoteConfig, RemoteMediaError, ResourceExhausted,
+from remotemedia import (Cancelled, Client, DeadlineExceeded, InvalidArgument, Json, Node,
+                         NotFound, Pipeline, RemoteConfig, RemoteMediaError, ResourceExhausted,
                          Unauthenticated, Unavailable)
 from remotemedia.nodes import Delay, Gain, PassThrough
 
@@ -264,3 +265,93 @@ def test_errors_pickle_and_print():
         err.code, "g", "db", "invalid_params", err.message)
     assert str(err) == "INVALID_ARGUMENT: node 'g' param 'db': bad (node=g, field=db, kind=invalid_params)"
     assert issubclass(Cancelled, RemoteMediaError)
+
+
+U32, U64 = 2**32 - 1, 2**64 - 1
+# (limits=, the ValueError's message): QA 7 saw protobuf's own errors, naming no limit, and
+# a float truncated
+BAD_LIMITS = [
+    ({"max_nodes": -1}, "limits: max_nodes must be an integer 0..%d (0: the server's own "
+     "limit), not -1" % U32),
+    ({"max_audio_samples": 2**70}, "limits: max_audio_samples must be an integer 0..%d (0: "
+     "the server's own limit), not %d" % (U64, 2**70)),
+    ({"max_execution_ms": U32 + 1}, "limits: max_execution_ms must be an integer 0..%d (0: "
+     "the server's own limit), not %d" % (U32, U32 + 1)),
+    ({"max_execution_ms": 1.5}, "limits: max_execution_ms must be an integer 0..%d (0: the "
+     "server's own limit), not 1.5" % U32),
+    ({"max_input_bytes": 2.0}, "limits: max_input_bytes must be an integer 0..%d (0: the "
+     "server's own limit), not 2.0" % U64),
+    ({"max_memory_bytes": "1"}, "limits: max_memory_bytes must be an integer 0..%d (0: the "
+     "server's own limit), not '1'" % U64),
+    ({"max_nodes": True}, "limits: max_nodes must be an integer 0..%d (0: the server's own "
+     "limit), not True" % U32),
+    ({"max_nodes": 1, "bogus": 1, "other": 2}, "unknown limits: bogus, other"),
+]
+
+
+@pytest.mark.parametrize("limits, message", BAD_LIMITS, ids=repr)
+def test_bad_limits_are_named_here(limits, message):
+    p = Pipeline(remote="127.0.0.1:1")  # nothing is sent
+    p.add_node(PassThrough())
+    pattern = "^%s$" % re.escape(message)
+    with pytest.raises(ValueError, match=pattern):
+        p.run_sync(np.float32([0]), sample_rate=8000, limits=limits)
+    with pytest.raises(ValueError, match=pattern):
+        p.build_request(np.float32([0]), sample_rate=8000, limits=limits)
+    with pytest.raises(ValueError, match=pattern):
+        p.session(limits=limits)
+    with pytest.raises(ValueError, match=pattern):
+        next(p.stream_sync([np.float32([0])], sample_rate=8000, limits=limits))
+
+
+def test_good_limits_are_sent_as_given():
+    p = Pipeline()
+    p.add_node(PassThrough())
+    req = p.build_request(np.float32([0]), sample_rate=8000,
+                          limits={"max_nodes": np.uint32(U32), "max_memory_bytes": U64,
+                                  "max_execution_ms": 0})
+    assert (req.limits.max_nodes, req.limits.max_memory_bytes) == (U32, U64)
+    assert not p.build_request(np.float32([0]), sample_rate=8000, limits={}).HasField("limits")
+    with pytest.raises(TypeError, match=r"^limits must be a dict \{name: int\}, not list$"):
+        p.build_request(np.float32([0]), sample_rate=8000, limits=[("max_nodes", 1)])
+
+
+def test_none_is_no_data():
+    """QA 10: a bare None is no data (the parameter's default); JSON null is Json(None)."""
+    p = Pipeline()
+    p.add_node(PassThrough())
+    with pytest.raises(ValueError, match=re.escape(
+            "run() needs data (for the source node) or inputs={node_id: data} "
+            "(data=None is no data: send JSON null as Json(None))") + "$"):
+        p.run_sync(None)
+    for req in (p.build_request(Json(None)), p.build_request(inputs={"pass_through": None})):
+        assert req.inputs["pass_through"].json.json == "null"
+
+
+def test_a_request_above_max_message_bytes_is_refused_here(remote):
+    """Regression (QA 9): gRPC refused it itself, after serialising it, and it was reported
+    with from_server=True. Nothing listens at 127.0.0.1:1: the refusal is the client's."""
+    big = np.zeros(50000, np.float32)  # 200,000 bytes of audio
+    message = ("the request is 200108 bytes, above RemoteConfig.max_message_bytes (100000): "
+               "send long audio in chunks with Pipeline.stream()")
+    cfg = RemoteConfig("127.0.0.1:1", max_message_bytes=100000)
+    assert cfg.send_limit() == 100000
+    assert RemoteConfig("127.0.0.1:1", max_message_bytes=-1).send_limit() is None
+    with Pipeline(remote=cfg) as p:
+        p.add_node(PassThrough())
+        calls = [lambda: p.run_sync(big, sample_rate=16000),
+                 lambda: p.validate_sync(big, sample_rate=16000),
+                 lambda: arun(p.run(big, sample_rate=16000)),
+                 lambda: arun(p.validate(big, sample_rate=16000))]
+        for call in calls:
+            with pytest.raises(ResourceExhausted) as e:
+                call()
+            err = e.value
+            assert err.message == message
+            assert (err.code, err.field, err.from_server, err.node_id, err.kind) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "max_message_bytes", False, None, None)
+    # under the limit it is sent (and the server answers)
+    small = RemoteConfig(remote.address, timeout=60, max_message_bytes=100000)
+    with Pipeline(remote=small) as p:
+        p.add_node(PassThrough())
+        assert p.run_sync(big[:20000], sample_rate=16000).frames == 20000

@@ -236,3 +236,52 @@ def test_a_self_loop_is_refused():
     with pytest.raises(ValueError, match="^connect: 'g' -> 'g' is a self-loop"):
         Pipeline.from_dict({"nodes": [{"id": "g", "node_type": "Gain"}],
                             "connections": [{"from": "g", "to": "g"}]})
+
+
+def test_output_nodes_takes_one_node_or_id(remote):
+    """Regression (QA 6): output_nodes="gain" was split into 'g', 'a', ...; a Node was 'not
+    iterable'. One id or Node is a list of one, as add_node(after=) reads it."""
+    x = sine(160, 16000)
+    with Pipeline(remote=remote) as p:
+        p.add_node(Gain(db=0, node_id="gain")).add_node(Gain(db=-6.020599913279624, node_id="g2"))
+        for one in ("gain", p.node("gain"), ["gain"], (p.node("gain"),)):
+            assert list(p.build_request(x, 16000, output_nodes=one).output_nodes) == ["gain"]
+            assert list(p._stream_init(one, None, 0, 0).init.output_nodes) == ["gain"]
+            r = p.execute_sync(x, sample_rate=16000, output_nodes=one)
+            assert list(r.outputs) == ["gain"]
+        results = list(p.stream_sync([x], sample_rate=16000, output_nodes="gain"))
+        assert {k for r in results for k in r.outputs} == {"gain"}
+        assert list(p.build_request(x, 16000, output_nodes=iter(["g2", "gain"])).output_nodes) \
+            == ["g2", "gain"]
+        assert list(p.build_request(x, 16000, output_nodes=[]).output_nodes) == []
+        with pytest.raises(TypeError, match="^output_nodes must be a node, a node id or a list "
+                           "of them, not int$"):
+            p.build_request(x, 16000, output_nodes=3)
+        with pytest.raises(TypeError, match="^output_nodes must be a node, a node id or a list "
+                           "of them, not bytes$"):
+            p.session(output_nodes=b"gain")
+        with pytest.raises(TypeError, match=r"^output_nodes\[1\] must be a node id \(str\) or a "
+                           "Node, not NoneType$"):
+            p.build_request(x, 16000, output_nodes=["gain", None])
+        with pytest.raises(ValueError, match="^node 'other' is not in this pipeline$"):
+            p.run_sync(x, sample_rate=16000, output_nodes=Gain(node_id="other"))
+
+
+def test_a_cycle_is_named_not_inputs():
+    """Regression (QA 8): a pipeline whose connections form a cycle has no source node; the
+    client said "the pipeline has 0 source nodes (): pass inputs=...", which cannot help."""
+    x = np.float32([0])
+    p = Pipeline()
+    p.add_node(Gain(node_id="a")).add_node(Gain(node_id="b"))
+    p.connect("b", "a")
+    with pytest.raises(ValueError, match=r"^the pipeline has no source node: its connections "
+                       r"form a cycle \(a -> b -> a\)$"):
+        p.run_sync(x, sample_rate=8000)
+    # the walk starts outside the cycle (t), and names the cycle from its first-added node
+    q = Pipeline()
+    q.add_node(PassThrough(node_id="t"))
+    q.add_node(Gain(node_id="c"), chain=False).add_node(Gain(node_id="d"))
+    q.add_node(Gain(node_id="e")).connect("e", "c").connect("c", "t")
+    with pytest.raises(ValueError, match=r"^the pipeline has no source node: its connections "
+                       r"form a cycle \(c -> d -> e -> c\)$"):
+        q.build_request(x, 8000)

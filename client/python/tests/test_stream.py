@@ -9,7 +9,7 @@ import pytest
 
 from conftest import arun, sine
 from remotemedia import (FLUSH, AudioBuffer, Binary, InvalidArgument, NotFound, Pipeline,
-                         StreamResult, StreamSession)
+                         RemoteConfig, ResourceExhausted, StreamResult, StreamSession)
 from remotemedia.nodes import Node
 from remotemedia.pipeline import METRICS_KEYS, NODE_METRICS_KEYS
 
@@ -522,3 +522,53 @@ def test_one_sample_rate_serves_a_stream_of_mixed_chunks(remote):
 
 async def collect(aiter):
     return [r async for r in aiter]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, 2.0, True, "3", 2**64], ids=repr)
+def test_a_bad_sequence_is_named_here(remote, bad):
+    """Regression (QA 7): sequence=-1 gave protobuf's "Value out of range: -1"; 1.5 was sent
+    as 1. Nothing is sent, and the session goes on."""
+    p = resampler(remote)
+
+    async def main():
+        async with p.session() as s:
+            with pytest.raises(ValueError) as e:
+                await s.send(CHUNKS[0], sample_rate=RATE, sequence=bad)
+            assert str(e.value) == ("sequence must be an integer 0..18446744073709551615, "
+                                    "not %r" % (bad,))
+            assert await s.send(CHUNKS[0], sample_rate=RATE,
+                                sequence=np.uint64(2**64 - 1)) == 2**64 - 1
+            assert (await s.receive()).sequence == 2**64 - 1
+    arun(main())
+
+
+def test_a_chunk_above_max_message_bytes_is_refused_here(remote):
+    """QA 9's case for a session: gRPC refused the chunk itself (from_server=True); the
+    client refuses it first, naming max_message_bytes. A session's send() goes on."""
+    cfg = RemoteConfig(remote.address, timeout=60, max_message_bytes=100000)
+    big, small = np.zeros(50000, np.float32), np.zeros(100, np.float32)
+    p = Pipeline(remote=cfg)
+    p.add_node(Node("PassThrough", node_id="pt"))
+
+    def check(err, n):
+        assert type(err) is ResourceExhausted
+        assert err.message == ("chunk %d is 200025 bytes, above RemoteConfig.max_message_bytes "
+                               "(100000): send smaller chunks" % n)
+        assert (err.field, err.from_server) == ("max_message_bytes", False)
+
+    with pytest.raises(ResourceExhausted) as e:
+        list(p.stream_sync([small, big], sample_rate=16000))
+    check(e.value, 2)
+
+    async def main():
+        with pytest.raises(ResourceExhausted) as e:
+            [r async for r in p.stream([small, big], sample_rate=16000)]
+        check(e.value, 2)
+        async with p.session() as s:
+            with pytest.raises(ResourceExhausted) as e:
+                await s.send(big, sample_rate=16000)
+            check(e.value, 1)
+            assert await s.send(small, sample_rate=16000) == 1
+            assert (await s.receive()).audio("pt").frames == 100
+        await p.close()
+    arun(main())
