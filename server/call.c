@@ -231,6 +231,9 @@ static void call_unref(rm_call_t *c) {
     if (maybe_gone) /* counted now that it is known what the client saw */
       count_end(c);
   }
+  /* the send's batch may complete as sent: the close says the call was cut */
+  if (c->gone && atomic_load(&c->send_timed_out) && !c->own)
+    rm_stats_send_timeout();
   if (c->logged_at_end)
     log_call(c);
   gpr_free(c->peer);
@@ -366,7 +369,8 @@ static void log_call(rm_call_t *c) {
   if (c->note_value)
     rm_log_line_str(&line, c->note_key, c->note_value);
   int by_server = c->gone && server_cancelled(c);
-  int timed_out = atomic_load(&c->send_timed_out);
+  /* the watch may cancel a send that had just completed: then the client got it */
+  int timed_out = c->gone && atomic_load(&c->send_timed_out);
   if (timed_out) {
     rm_log_line_plain(&line, "handler_status", rm_status_name(handler));
     rm_log_line_plain(&line, "error_kind", "send_timeout");
@@ -525,7 +529,7 @@ static void *watch_main(void *arg) {
   pthread_mutex_lock(&w->mu);
   while (!w->stop) {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     uint64_t ns = (uint64_t)until.tv_nsec + period_ns;
     until.tv_sec += (time_t)(ns / 1000000000ull);
     until.tv_nsec = (long)(ns % 1000000000ull);
@@ -549,7 +553,11 @@ rm__send_watch_t *rm__send_watch_start(uint64_t timeout_ms) {
   if (!w)
     return NULL;
   pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
+  pthread_condattr_t attr; /* its waits do not move with the wall clock */
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &attr);
+  pthread_condattr_destroy(&attr);
   w->timeout_ns = timeout_ms * 1000000ull;
   snprintf(w->why, sizeof w->why,
            "the client did not take the response within %llu ms (send-timeout-ms)",
@@ -1101,10 +1109,11 @@ ProtobufCMessage *rm_call_unpack(rm_call_t *c, const ProtobufCMessageDescriptor 
 ProtobufCMessage *rm_call_unpack_field(rm_call_t *c, const char *field,
                                        const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                        size_t len) {
-  rm_error_t deep;
-  if (rm_wire_check_nesting(desc, data, len, field,
-                            &deep)) { /* before protobuf-c recurses into it */
-    keep_unpack_error(c, &deep);
+  rm_error_t deep; /* before protobuf-c recurses into it; not well-formed: "not a valid" */
+  int nesting = rm_wire_check_nesting(desc, data, len, field, &deep);
+  if (nesting) {
+    if (nesting == RM_ELIMIT)
+      keep_unpack_error(c, &deep);
     return NULL;
   }
   unpack_budget_t budget = {&c->arena, c->unpack_left, 0};
@@ -1592,6 +1601,10 @@ void rm_call_on_close(rm_call_t *c, void (*fn)(rm_call_t *call, void *arg), void
 }
 
 void rm_call_peer(const rm_call_t *c, char *out, size_t size) {
+  if (c->peer) { /* read at the call's start */
+    snprintf(out, size, "%s", c->peer);
+    return;
+  }
   char *peer = grpc_call_get_peer(c->call);
   snprintf(out, size, "%s", peer ? peer : "");
   gpr_free(peer);

@@ -175,7 +175,8 @@ void rm_call_fail_unpack(rm_call_t *call);
 
 /* Why a call ended that the server cancelled (rm_call_gone_status UNAVAILABLE). */
 #define RM_CALL_SERVER_CANCELLED                                                                   \
-  "the server cancelled the call as it stopped (its grace period ran out, or a second signal)"
+  "the server cancelled the call as it stopped (its grace period ran out, a second signal, or a "  \
+  "stream still open when the drain ended)"
 
 /* rc of a read callback when the client half-closed: no more messages. A client that goes
  * after its first message is told apart (the core's grpc_call_failed_before_recv_message) and

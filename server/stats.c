@@ -74,7 +74,7 @@ typedef struct shard {
   struct shard *next;
   method_ctr_t methods[RM_STATS_MAX_METHODS];
   node_ctr_t nodes[RM_STATS_MAX_NODE_TYPES + 1]; /* + "other" */
-  ctr_t cache_hit, cache_miss, run_begin, run_end;
+  ctr_t cache_hit, cache_miss, run_begin, run_end, send_timeouts;
   ctr_t rejected[RM_STATS_REJECT_N];
   ctr_t sess_open, sess_close, chunks, chunk_sum_ns;
   ctr_t chunk_hist[FINE_BUCKETS + 1];
@@ -461,6 +461,12 @@ void rm_stats_cache(int hit) {
     add(hit ? &s->cache_hit : &s->cache_miss, 1);
 }
 
+void rm_stats_send_timeout(void) {
+  shard_t *s = shard();
+  if (s)
+    add(&s->send_timeouts, 1);
+}
+
 void rm_stats_session_open(void) {
   shard_t *s = shard();
   if (s)
@@ -755,6 +761,10 @@ static void engine_metrics(FILE *f, const rm_budget_t *b) {
   header(f, "remotemedia_memory_budget_max_bytes", "gauge",
          "The server-wide memory budget (max-memory).");
   fprintf(f, "remotemedia_memory_budget_max_bytes %zu\n", b ? rm_budget_limit(b) : (size_t)0);
+  header(f, "remotemedia_send_timeouts_total", "counter",
+         "Unary responses cancelled because the client had not taken them within "
+         "send-timeout-ms (counted in grpc_server_handled_total with the handler's status).");
+  fprintf(f, "remotemedia_send_timeouts_total %llu\n", (unsigned long long)SUM(send_timeouts));
   header(f, "remotemedia_pipeline_cache_hits_total", "counter",
          "ExecutePipeline calls that ran a cached compiled pipeline.");
   fprintf(f, "remotemedia_pipeline_cache_hits_total %llu\n", (unsigned long long)SUM(cache_hit));

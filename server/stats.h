@@ -91,6 +91,8 @@ void rm_stats_rejected(rm_stats_reject_t reason);
 
 /* The compiled-pipeline cache answered a lookup. */
 void rm_stats_cache(int hit);
+/* A unary response was cancelled by --send-timeout-ms. */
+void rm_stats_send_timeout(void);
 
 /* ---- streaming sessions (StreamPipeline); any thread ---- */
 

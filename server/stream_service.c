@@ -365,8 +365,14 @@ static void free_request(session_t *s) {
 }
 
 static int unpack(session_t *s, const uint8_t *data, size_t len, rm_error_t *err) {
-  if (rm_wire_check_nesting(&remotemedia__v1__stream_request__descriptor, data, len, NULL, err))
-    return err->code; /* before protobuf-c recurses into it */
+  /* before protobuf-c recurses into it */
+  int nesting =
+      rm_wire_check_nesting(&remotemedia__v1__stream_request__descriptor, data, len, NULL, err);
+  if (nesting == RM_ELIMIT)
+    return nesting;
+  if (nesting)
+    return rm_error_set(err, RM_EBADREQUEST, NULL, NULL,
+                        "the message is not a valid remotemedia.v1.StreamRequest");
   unpack_budget_t b = {2 * len + (1u << 20), 0};
   ProtobufCAllocator a = {pb_alloc, pb_free, &b};
   rm_budget_t *outer = rm_budget_enter(rm_server_budget(s->server));

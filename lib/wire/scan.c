@@ -97,9 +97,12 @@ int rm_wire_check_nesting(const ProtobufCMessageDescriptor *desc, const uint8_t 
     if (at >= len)
       return 0;
     uint32_t tag;
-    size_t value_at, n;
+    size_t value_at, n, field_at = at;
+    /* what this reader cannot read, protobuf-c may (a field number 0 in two bytes, a tag
+     * above 32 bits): unchecked, its unpack would recurse into what follows */
     if (rm__wire_next_field_in(msg, len, level[depth].end, &at, &tag, &value_at, &n))
-      return 0; /* not well-formed: the unpack says how */
+      return rm_error_set(err, RM_EINPUT, NULL, NULL, "the message is not well-formed at byte %zu",
+                          field_at);
     if ((tag & 7) != RM_WIRE_DELIMITED)
       continue;
     const ProtobufCFieldDescriptor *f =

@@ -139,6 +139,8 @@ def test_an_answer_the_client_does_not_take_is_cancelled_after_the_send_timeout(
             ("DEADLINE_EXCEEDED", "OK", "send_timeout"), ev
         assert ev["error"] == "the client did not take the response within 1000 ms (send-timeout-ms)"
         assert "client_gone" not in ev
+        text = srv.metrics_text()  # counted apart: the handler's OK is what the counters count
+        assert re.search(r"^remotemedia_send_timeouts_total 1$", text, re.M)
         deadline = time.monotonic() + 10
         while budget_in_use(srv) != idle and time.monotonic() < deadline:
             time.sleep(0.05)

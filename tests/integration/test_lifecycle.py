@@ -79,7 +79,7 @@ def assert_cancelled_by_the_server(line):
     assert (line["status"], line["error_kind"], line["server_cancelled"]) == \
         ("UNAVAILABLE", "unavailable", True), line
     assert line["error"] == ("the server cancelled the call as it stopped (its grace period ran "
-                             "out, or a second signal)")
+                             "out, a second signal, or a stream still open when the drain ended)")
     assert "client_gone" not in line and "client_cancelled" not in line
     assert line["peer"].startswith("ipv4:127.0.0.1:"), line
 

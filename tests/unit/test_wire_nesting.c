@@ -86,16 +86,34 @@ static void test_thousands_of_levels_are_refused(void) {
   free(deep.p);
 }
 
-/* Bytes that are not well-formed are left to the unpack, which says how (0 here); so are
- * messages too short to nest that deep, and fields of other types. */
-static void test_malformed_and_short_messages_pass_to_the_unpack(void) {
+/* Bytes of a message long enough to nest that deep that this reader cannot read are refused:
+ * protobuf-c accepts some of them (a field number 0 in two bytes, a tag above 32 bits: its
+ * unpack then recursed through 20,000 levels after such a prefix); truncated ones too. Short
+ * messages are not read, and fields of other types are skipped, not read as levels. */
+static void test_what_this_reader_cannot_read_is_refused(void) {
+  static const struct {
+    uint8_t bytes[8];
+    size_t n;
+  } prefixes[] = {
+      {{0x82, 0x00, 0x00}, 3}, {{0x80, 0x00, 0x00}, 3}, {{0xfa, 0xff, 0xff, 0xff, 0x7f, 0x00}, 6}};
   rm_error_t err;
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    bytes_t deep = nested_value(20000);
+    wrap(&deep, 1); /* a ListValue */
+    uint8_t *p = malloc(prefixes[i].n + deep.len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    memcpy(p, prefixes[i].bytes, prefixes[i].n);
+    memcpy(p + prefixes[i].n, deep.p, deep.len);
+    RM_ASSERT_INT(rm_wire_check_nesting(LIST, p, prefixes[i].n + deep.len, NULL, &err), RM_EINPUT);
+    RM_ASSERT_STR(err.message, "the message is not well-formed at byte 0");
+    free(p);
+    free(deep.p);
+  }
   bytes_t deep = nested_value(200);
-  RM_ASSERT_INT(rm_wire_check_nesting(VALUE, deep.p, deep.len - 1, NULL, &err), 0);
-  deep.p[0] = 0x07; /* wire type 7 at the top */
-  RM_ASSERT_INT(rm_wire_check_nesting(VALUE, deep.p, deep.len, NULL, &err), 0);
+  RM_ASSERT_INT(rm_wire_check_nesting(VALUE, deep.p, deep.len - 1, NULL, &err), RM_EINPUT);
   free(deep.p);
   bytes_t shallow = nested_value(3);
+  shallow.p[0] = 0x07; /* wire type 7: not read, too short to nest that deep */
   RM_ASSERT_INT(rm_wire_check_nesting(VALUE, shallow.p, shallow.len, NULL, &err), 0);
   free(shallow.p);
   /* a long string at the top is skipped, not read as levels */
@@ -110,7 +128,7 @@ int main(void) {
   static const rm_test_case_t cases[] = {
       RM_TEST(test_the_limit_unpacks_and_one_more_level_is_refused),
       RM_TEST(test_thousands_of_levels_are_refused),
-      RM_TEST(test_malformed_and_short_messages_pass_to_the_unpack),
+      RM_TEST(test_what_this_reader_cannot_read_is_refused),
       {NULL, NULL}};
   rm_test_suite("wire_nesting", cases);
   return rm_test_run();

@@ -49,8 +49,10 @@ int rm_wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t 
  * params of the 64 JSON levels the manifest allows take at most 3 + 3 x 64. */
 #define RM_WIRE_MAX_NESTING 256
 /* Checks, without recursion, that a message of len bytes that desc describes nests at most
- * RM_WIRE_MAX_NESTING levels of sub-messages below itself: 0, also when it is not well-formed
- * (its unpack says how), else RM_ELIMIT with err (may be NULL): field "nesting", the names of
+ * RM_WIRE_MAX_NESTING levels of sub-messages below itself: 0; RM_EINPUT (err: the byte) when
+ * a message long enough to nest that deep is not well-formed the way this reader requires
+ * (protobuf-c accepts some such bytes, and would recurse past them); else RM_ELIMIT with err
+ * (may be NULL): field "nesting", the names of
  * the first four levels (`prefix`, when not NULL, the field the message came in, the first). Call
  * it before protobuf-c unpacks the bytes. Pure: any thread. */
 int rm_wire_check_nesting(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
