@@ -77,6 +77,54 @@ int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_
   return found;
 }
 
+/* A field the way protobuf-c (1.4) reads it, so the check sees the fields its unpack will: the
+ * tag's number from at most 5 bytes with the bits past 32 dropped (a field number 0 in two
+ * bytes is field 0, skipped as unknown; a tag above 32 bits is cut to some field's number),
+ * then the value as rm__wire_next_field_in reads it. 0, or -1 when the bytes cannot be read
+ * that way (its unpack fails on them, or they are refused). */
+static int next_field_as_protobuf_c(const uint8_t *msg, size_t end, size_t *at, uint32_t *number,
+                                    unsigned *wire, size_t *value_at, size_t *value_len) {
+  size_t max = end - *at < 5 ? end - *at : 5, used = 0;
+  if (max == 0)
+    return -1;
+  const uint8_t *d = msg + *at;
+  uint32_t num = (uint32_t)(d[0] & 0x7f) >> 3;
+  unsigned shift = 4;
+  if (!(d[0] & 0x80))
+    used = 1;
+  for (size_t i = 1; !used && i < max; i++) {
+    num |= (uint32_t)(d[i] & 0x7f) << shift; /* bits past 32 are dropped, as there */
+    shift += 7;
+    if (!(d[i] & 0x80))
+      used = i + 1;
+  }
+  if (!used)
+    return -1;
+  *at += used;
+  uint64_t n = 0, ignored;
+  switch (d[0] & 7) {
+  case RM_WIRE_VARINT:
+    if (rm__wire_read_varint(msg, end, at, &ignored, 10))
+      return -1;
+    break;
+  case RM_WIRE_FIXED64: n = 8; break;
+  case RM_WIRE_FIXED32: n = 4; break;
+  case RM_WIRE_DELIMITED:
+    if (rm__wire_read_varint(msg, end, at, &n, 5) || n > INT32_MAX)
+      return -1;
+    break;
+  default: return -1; /* groups and invalid types: protobuf-c fails on them too */
+  }
+  if (*at > end || n > end - *at)
+    return -1;
+  *number = num;
+  *wire = d[0] & 7;
+  *value_at = *at;
+  *value_len = (size_t)n;
+  *at += (size_t)n;
+  return 0;
+}
+
 int rm_wire_check_nesting(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
                           const char *prefix, rm_error_t *err) {
   if (len / 2 <= RM_WIRE_MAX_NESTING) /* a level takes two bytes at least: tag and length */
@@ -96,17 +144,17 @@ int rm_wire_check_nesting(const ProtobufCMessageDescriptor *desc, const uint8_t 
       depth--;
     if (at >= len)
       return 0;
-    uint32_t tag;
+    uint32_t number;
+    unsigned wire;
     size_t value_at, n, field_at = at;
-    /* what this reader cannot read, protobuf-c may (a field number 0 in two bytes, a tag
-     * above 32 bits): unchecked, its unpack would recurse into what follows */
-    if (rm__wire_next_field_in(msg, len, level[depth].end, &at, &tag, &value_at, &n))
+    /* what cannot be read so is refused: unread, protobuf-c might recurse into it */
+    if (next_field_as_protobuf_c(msg, level[depth].end, &at, &number, &wire, &value_at, &n))
       return rm_error_set(err, RM_EINPUT, NULL, NULL, "the message is not well-formed at byte %zu",
                           field_at);
-    if ((tag & 7) != RM_WIRE_DELIMITED)
+    if (wire != RM_WIRE_DELIMITED)
       continue;
     const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field(level[depth].desc, tag >> 3);
+        protobuf_c_message_descriptor_get_field(level[depth].desc, number);
     if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
       continue;
     if (depth == RM_WIRE_MAX_NESTING) {

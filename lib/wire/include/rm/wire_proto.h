@@ -49,12 +49,12 @@ int rm_wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t 
  * params of the 64 JSON levels the manifest allows take at most 3 + 3 x 64. */
 #define RM_WIRE_MAX_NESTING 256
 /* Checks, without recursion, that a message of len bytes that desc describes nests at most
- * RM_WIRE_MAX_NESTING levels of sub-messages below itself: 0; RM_EINPUT (err: the byte) when
- * a message long enough to nest that deep is not well-formed the way this reader requires
- * (protobuf-c accepts some such bytes, and would recurse past them); else RM_ELIMIT with err
- * (may be NULL): field "nesting", the names of
- * the first four levels (`prefix`, when not NULL, the field the message came in, the first). Call
- * it before protobuf-c unpacks the bytes. Pure: any thread. */
+ * RM_WIRE_MAX_NESTING levels of sub-messages below itself, reading its fields as protobuf-c
+ * does (a field number 0 in two bytes, a tag above 32 bits cut to 32). 0; RM_EINPUT (err: the
+ * byte) when a message long enough to nest that deep cannot be read so (its unpack would fail
+ * too, or might recurse past what is not read); else RM_ELIMIT with err (may be NULL): field
+ * "nesting", the names of the first four levels (`prefix`, when not NULL, the field the
+ * message came in, the first). Call it before protobuf-c unpacks the bytes. Pure: any thread. */
 int rm_wire_check_nesting(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
                           const char *prefix, rm_error_t *err);
 
