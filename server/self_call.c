@@ -44,9 +44,11 @@ void rm_self_call_target(const rm_server_t *s, char *out, size_t cap) {
 
 const char *rm_self_call_impossible(const rm_server_t *s) {
   const rm_config_t *cfg = rm_server_config(s);
-  return *cfg->tls_client_ca && cfg->tls_require_client_cert
-             ? "TLS with required client certificates: the server holds no client identity"
-             : NULL;
+  if (!*cfg->tls_client_ca || !cfg->tls_require_client_cert ||
+      rm_tls_has_identity(rm_server_tls(s)))
+    return NULL;
+  return "TLS with required client certificates: the server holds no client identity (its own "
+         "certificate is not one tls-client-ca accepts from a client)";
 }
 
 /* With TLS the server is trusted as the peer that presents its certificate: no chain or name
@@ -97,13 +99,25 @@ static grpc_channel_credentials *own_port_creds(rm_server_t *s) {
                                                     .verify = pinned_verify,
                                                     .cancel = pinned_cancel,
                                                     .destruct = pinned_destruct};
+  /* required client certificates: the server's own, when the client CA accepts it */
+  char *cert, *key;
+  grpc_tls_identity_pairs *pairs = NULL;
+  if (rm_tls_identity(tls, &cert, &key)) {
+    pairs = grpc_tls_identity_pairs_create();
+    grpc_tls_identity_pairs_add_pair(pairs, key, cert); /* copies them */
+    memset(key, 0, strlen(key));
+    rm_free(key);
+    rm_free(cert);
+  }
   grpc_tls_certificate_verifier *verifier = grpc_tls_certificate_verifier_external_create(&p->ext);
   grpc_tls_certificate_provider *provider =
-      grpc_tls_certificate_provider_static_data_create(roots, NULL);
+      grpc_tls_certificate_provider_static_data_create(roots, pairs); /* takes pairs */
   rm_free(roots);
   grpc_tls_credentials_options *o = grpc_tls_credentials_options_create();
   grpc_tls_credentials_options_set_certificate_provider(o, provider);
   grpc_tls_credentials_options_watch_root_certs(o);
+  if (pairs)
+    grpc_tls_credentials_options_watch_identity_key_cert_pairs(o);
   grpc_tls_credentials_options_set_verify_server_cert(o, 0);
   grpc_tls_credentials_options_set_check_call_host(o, 0);
   grpc_tls_credentials_options_set_certificate_verifier(o, verifier);

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -23,6 +24,9 @@ struct rm_tls {
    * may have started before it): what rm_tls_presents compares with; under mu. */
   pthread_mutex_t mu;
   X509 *leaf, *previous;
+  /* With required client certificates, the server's own certificate chain and key when the
+   * client CA accepts that chain as a client's (rm_tls_identity); else NULL. Under mu. */
+  char *id_cert, *id_key;
 };
 
 /* The three PEM texts of a configuration. */
@@ -127,6 +131,69 @@ static X509 *first_cert(const char *pem) {
   return x;
 }
 
+/* The certificates of a checked PEM text, in order (free with sk_X509_pop_free); NULL: out of
+ * memory. */
+static STACK_OF(X509) * all_certs(const char *pem) {
+  STACK_OF(X509) *out = sk_X509_new_null();
+  BIO *b = out ? BIO_new_mem_buf(pem, -1) : NULL;
+  X509 *x;
+  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+    if (!sk_X509_push(out, x)) {
+      X509_free(x);
+      break;
+    }
+  BIO_free(b);
+  ERR_clear_error();
+  return out;
+}
+
+/* Whether the client CA bundle accepts the server's own chain as a client's, as the server's
+ * handshake will verify it (purpose: TLS client; its extended key usage must allow that). */
+static int accepted_as_client(const pems_t *p) {
+  STACK_OF(X509) *chain = all_certs(p->cert), *cas = all_certs(p->ca);
+  X509_STORE *store = X509_STORE_new();
+  X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+  int ok = 0;
+  if (chain && cas && store && ctx && sk_X509_num(chain) > 0) {
+    for (int i = 0; i < sk_X509_num(cas); i++)
+      X509_STORE_add_cert(store, sk_X509_value(cas, i));
+    if (X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), chain) == 1 &&
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1)
+      ok = X509_verify_cert(ctx) == 1;
+  }
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  sk_X509_pop_free(chain, X509_free);
+  sk_X509_pop_free(cas, X509_free);
+  ERR_clear_error();
+  return ok;
+}
+
+static void free_secret(char *text) {
+  if (text)
+    memset(text, 0, strlen(text));
+  rm_free(text);
+}
+
+/* Sets t's identity for cfg and p (under t->mu when shared): 0, or -1 when memory ran out. */
+static int set_identity(rm_tls_t *t, const rm_config_t *cfg, const pems_t *p) {
+  char *cert = NULL, *key = NULL;
+  if (cfg->tls_require_client_cert && p->ca && accepted_as_client(p)) {
+    cert = rm_strdup(p->cert);
+    key = rm_strdup(p->key);
+    if (!cert || !key) {
+      rm_free(cert);
+      free_secret(key);
+      return -1;
+    }
+  }
+  rm_free(t->id_cert);
+  free_secret(t->id_key);
+  t->id_cert = cert;
+  t->id_key = key;
+  return 0;
+}
+
 /* FNV-1a over the three texts, each with its terminator. */
 static uint64_t digest_of(const pems_t *p) {
   uint64_t h = 1469598103934665603ULL;
@@ -180,7 +247,7 @@ int rm_tls_new(const rm_config_t *cfg, rm_tls_t **out, grpc_server_credentials *
   t->digest = digest_of(&p);
   t->leaf = first_cert(p.cert);
   atomic_init(&t->pending, make_config(&p));
-  if (!t->leaf || !atomic_load(&t->pending)) {
+  if (!t->leaf || !atomic_load(&t->pending) || set_identity(t, cfg, &p)) {
     rc = rm__config_fail(err, RM_ENOMEM, "tls-cert", "out of memory");
     goto out;
   }
@@ -228,6 +295,8 @@ int rm_tls_reload(rm_tls_t *t, const rm_config_t *cfg, int *changed, rm_error_t 
         X509_free(t->previous);
         t->previous = t->leaf;
         t->leaf = leaf;
+        if (set_identity(t, cfg, &p)) /* then none: the probes say what they cannot check */
+          set_identity(t, &(rm_config_t){0}, &p);
         grpc_ssl_server_certificate_config *stale = atomic_exchange(&t->pending, next);
         pthread_mutex_unlock(&t->mu);
         if (stale) /* an earlier reload no handshake took yet */
@@ -249,6 +318,29 @@ int rm_tls_presents(rm_tls_t *t, const char *pem) {
   pthread_mutex_unlock(&t->mu);
   X509_free(x);
   return same;
+}
+
+int rm_tls_has_identity(rm_tls_t *t) {
+  pthread_mutex_lock(&t->mu);
+  int has = t->id_cert != NULL;
+  pthread_mutex_unlock(&t->mu);
+  return has;
+}
+
+int rm_tls_identity(rm_tls_t *t, char **cert, char **key) {
+  *cert = *key = NULL;
+  pthread_mutex_lock(&t->mu);
+  if (t->id_cert) {
+    *cert = rm_strdup(t->id_cert);
+    *key = rm_strdup(t->id_key);
+  }
+  pthread_mutex_unlock(&t->mu);
+  if (*cert && *key)
+    return 1;
+  rm_free(*cert);
+  free_secret(*key);
+  *cert = *key = NULL;
+  return 0;
 }
 
 char *rm_tls_cert_pem(rm_tls_t *t) {
@@ -277,5 +369,7 @@ void rm_tls_free(rm_tls_t *t) {
   pthread_mutex_destroy(&t->mu);
   X509_free(t->leaf);
   X509_free(t->previous);
+  rm_free(t->id_cert);
+  free_secret(t->id_key);
   rm_free(t);
 }

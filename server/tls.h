@@ -34,6 +34,14 @@ int rm_tls_reload(rm_tls_t *t, const rm_config_t *cfg, int *changed, rm_error_t 
  * the server's calls to itself (self_call.h) trust the peer they reach. Any thread. */
 int rm_tls_presents(rm_tls_t *t, const char *pem);
 
+/* With required client certificates (--tls-require-client-cert), copies of the server's own
+ * certificate chain and key, PEM, in *cert and *key (rm_free them; zero the key first) when
+ * the client CA accepts that chain as a client's, so the server can call its own port: 1;
+ * else 0 with both NULL (also when memory is short). Any thread. */
+int rm_tls_identity(rm_tls_t *t, char **cert, char **key);
+/* 1 when rm_tls_identity would give one. Any thread. */
+int rm_tls_has_identity(rm_tls_t *t);
+
 /* A copy of the certificate the server presents to new handshakes, PEM (rm_free it); NULL
  * when memory is short. Any thread. */
 char *rm_tls_cert_pem(rm_tls_t *t);

@@ -239,7 +239,8 @@ def test_http_health_with_required_client_certificates_says_what_it_did_not_chec
             "--tls-client-ca", certs["path"]("ca.pem"), "--metrics-listen", "127.0.0.1:0",
             "--auth-tokens", TOKENS[0], "--health-needs-token", "--warm-call=true",
             "--log-level", "debug"]
-    why = "TLS with required client certificates: the server holds no client identity"
+    why = ("TLS with required client certificates: the server holds no client identity (its "
+           "own certificate is not one tls-client-ca accepts from a client)")
     with RunningServer(args + ["--tls-require-client-cert"], credentials=good,
                        ready_metadata=md) as srv:
         (warn,) = srv.events("health_probes")
@@ -257,6 +258,35 @@ def test_http_health_with_required_client_certificates_says_what_it_did_not_chec
         assert srv.events("health_probes") == []
         assert srv.events("warm_call")[0]["code"] == 0
         assert checks_through_the_port(srv, "/readyz") == (200, "SERVING\n")
+
+
+def test_http_health_with_required_client_certificates_the_ca_accepts_from_the_server(certs):
+    """When the client CA also accepts the server's own certificate from a client (extended key
+    usage clientAuth too, as meshes issue them), the server presents it to call its own port:
+    the probes check through it and the warm call runs, with client certificates required."""
+    r = certs["read"]
+    good = grpc.ssl_channel_credentials(r("ca.pem"), r("client.key"), r("client.pem"))
+    md = [("authorization", "Bearer " + TOKENS[0])]
+    args = ["--tls-cert", certs["path"]("dual.pem"), "--tls-key", certs["path"]("dual.key"),
+            "--tls-client-ca", certs["path"]("ca.pem"), "--tls-require-client-cert",
+            "--metrics-listen", "127.0.0.1:0", "--auth-tokens", TOKENS[0], "--health-needs-token",
+            "--warm-call=true", "--log-level", "debug", "--grace-ms", "20000"]
+    srv = RunningServer(args, credentials=good, ready_metadata=md).start()
+    try:
+        assert srv.events("health_probes") == []
+        (warm,) = srv.events("warm_call")
+        assert warm["code"] == 0 and warm["response_bytes"] > 65536
+        assert checks_through_the_port(srv, "/healthz") == (200, "ok\n")
+        time.sleep(0.6)
+        assert checks_through_the_port(srv, "/readyz") == (200, "SERVING\n")
+        with srv.channel() as ch:
+            fut = sigterm_with_a_call_held(srv, ch, md)
+            assert srv.wait_for_event("draining", 10)
+            assert srv.http_get("/readyz") == (503, "NOT_SERVING\n")
+            fut.result()
+        assert srv.wait_exit() == 0
+    finally:
+        srv.kill()
 
 
 def test_mutual_tls(certs):

@@ -22,7 +22,8 @@ def _issue(d, name, ca=None, extensions=()):
 
 
 def make_pki(d):
-    """Writes ca, otherca, server (signed by ca), client (ca) and intruder (otherca) as
+    """Writes ca, otherca, server (signed by ca), dual (ca; server and client use), client (ca)
+    and intruder (otherca) as
     NAME.pem / NAME.key in directory d; returns NAME -> path."""
     d = str(d)
     _issue(d, "ca")
@@ -30,6 +31,10 @@ def make_pki(d):
     _issue(d, "server", "ca", ["subjectAltName=DNS:localhost,IP:127.0.0.1",
                                "basicConstraints=critical,CA:FALSE",
                                "extendedKeyUsage=serverAuth"])
+    # a server certificate that the same CA also accepts from a client (mutual TLS in a mesh)
+    _issue(d, "dual", "ca", ["subjectAltName=DNS:localhost,IP:127.0.0.1",
+                             "basicConstraints=critical,CA:FALSE",
+                             "extendedKeyUsage=serverAuth,clientAuth"])
     for name, ca in (("client", "ca"), ("intruder", "otherca")):
         _issue(d, name, ca, ["basicConstraints=critical,CA:FALSE", "extendedKeyUsage=clientAuth"])
     return lambda name: os.path.join(d, name)
