@@ -1,4 +1,5 @@
 /* main.c - remotemedia-server: configuration, start-up, signals, drain and exit. */
+#include <errno.h>
 #include <grpc/grpc.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -45,6 +46,21 @@ static void *second_signal_main(void *arg) {
   return NULL;
 }
 
+/* Waits for one of sigs, ticking the server once a second meanwhile (rm_server_tick). The
+ * signal, or 0 if the wait failed. */
+static int next_signal(const sigset_t *sigs, rm_server_t *server) {
+  const struct timespec second = {.tv_sec = 1};
+  for (;;) {
+    int sig = sigtimedwait(sigs, NULL, &second);
+    if (sig > 0)
+      return sig;
+    if (errno == EAGAIN)
+      rm_server_tick(server);
+    else if (errno != EINTR)
+      return 0;
+  }
+}
+
 /* Serves until SIGTERM/SIGINT, then drains: new calls are refused, in-flight ones get the
  * grace period (a second signal ends it early). SIGHUP reloads the token file and the TLS
  * files, as often as it comes, while serving; during the drain it is left pending. */
@@ -63,7 +79,7 @@ static void serve(rm_server_t *server, const rm_config_t *cfg, const sigset_t *s
   sigset_t waited = *sigs;
   sigaddset(&waited, SIGHUP);
   int sig = 0;
-  while (sigwait(&waited, &sig) == 0 && sig == SIGHUP) {
+  while ((sig = next_signal(&waited, server)) == SIGHUP) {
     RM_LOG(RM_LOG_INFO, "reloading", "{s:s}", "signal", "SIGHUP");
     rm_server_reload(server);
   }

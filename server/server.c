@@ -58,10 +58,11 @@ struct rm_server {
   /* start-up warm-up (see warm_thread): one thread at a time, counted down to 0 */
   pthread_mutex_t warm_mu;
   pthread_cond_t warm_cv;
-  int warm_left;      /* threads still to warm */
-  int warm_arrived;   /* workers holding their warm-up job */
-  int warm_abandoned; /* a job could not be queued: the others stop waiting for it */
-  size_t warm_charge; /* what the warm-up made resident, charged to the budget for good */
+  int warm_left;          /* threads still to warm */
+  int warm_arrived;       /* workers holding their warm-up job */
+  int warm_abandoned;     /* a job could not be queued: the others stop waiting for it */
+  size_t warm_charge;     /* what the warm-up made resident, charged to the budget for good */
+  uint64_t warm_resident; /* what the warm-up made resident, charged or not */
 };
 
 /* ---------------------------------------------------------------- counters */
@@ -162,6 +163,19 @@ int rm_server_relieve(rm_server_t *s, size_t more, uint64_t *held) {
       *held = after;
   }
   return *held + more > s->cfg->max_memory;
+}
+
+void rm_server_tick(rm_server_t *s) {
+  if (!s->resident_base || atomic_load(&s->unary) || atomic_load(&s->sessions))
+    return;
+  uint64_t resident = rm_sysres_resident();
+  uint64_t warm = s->resident_base + s->warm_resident;
+  if (resident <= warm + RM_SERVER_IDLE_SLACK_BYTES)
+    return;
+  malloc_trim(0);
+  atomic_store(&s->relieved_ns, rm_clock_ns());
+  RM_LOG(RM_LOG_DEBUG, "idle_trimmed", "{s:I, s:I}", "held_before",
+         (json_int_t)(resident - s->resident_base), "held_after", (json_int_t)held_now(s));
 }
 
 int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }
@@ -630,6 +644,7 @@ static int post_slots(rm_server_t *s, rm__queue_t *q) {
  * uncharged when the budget is too small to take it). Main thread, after warm_all. */
 static void charge_warm(rm_server_t *s, uint64_t before) {
   uint64_t after = rm_sysres_resident();
+  s->warm_resident = before && after > before ? after - before : 0;
   if (before && after > before && !rm_budget_charge(s->budget, (size_t)(after - before)))
     s->warm_charge = (size_t)(after - before);
 }

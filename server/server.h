@@ -113,6 +113,14 @@ int rm_server_is_draining(const rm_server_t *s);
  * what a busy period leaves between live allocations does not stay resident. Nothing when
  * no unary call is in flight (the caller has just trimmed). Any thread. */
 void rm_server_trim_when_idle(rm_server_t *s);
+/* Once a second while serving (main thread). The gRPC core frees what it held for calls the
+ * server never saw (streams it cancelled under --max-core-memory, messages of connections that
+ * closed) on its own threads, after the last call of ours that trims: with no call or session
+ * in flight and the resident size more than RM_SERVER_IDLE_SLACK_BYTES above what the server
+ * held once warm, the heap's free pages go back to the system (malloc_trim(0), logged as
+ * idle_trimmed at debug). */
+void rm_server_tick(rm_server_t *s);
+#define RM_SERVER_IDLE_SLACK_BYTES ((uint64_t)16 << 20)
 /* What the server holds, measured: its resident size above the process's own before the
  * warm-up (/proc/self/statm). Unlike the budget's count it also sees the messages the gRPC core
  * is still receiving and the allocator's free pages. When that plus `more` (bytes about to be
