@@ -366,6 +366,18 @@ def test_warm_heaps_count_in_max_memory():
         assert abs((warm_rss - cold_rss) - charged) <= 2 * MiB
 
 
+def test_warm_charge_is_at_most_what_the_threads_warmed():
+    """The warm charge is measured around the warm-up, which also sees what other threads made
+    resident meanwhile (under ASan its shadow memory): it is capped at --warm-bytes (here
+    max-memory/8 = 128 KiB) times the threads that warmed (1 polling thread, 2 workers). Under
+    ASan a 1 MiB server charged up to its whole budget and refused every call after."""
+    with RunningServer(["--metrics-listen", "127.0.0.1:0", "--max-memory", "1M", "--threads", "1",
+                        "--workers", "2", "--warm-call=false"]) as srv, srv.channel() as ch:
+        charged = budget_in_use(srv)
+        assert 0 < charged <= 3 * 128 * 1024
+        assert_serving(psg.PipelineServiceStub(ch))
+
+
 def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
     """A reservation that would take what the server holds (its resident memory above the
     process's own at start-up) past --max-memory first gives the heap's free pages back
