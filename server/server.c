@@ -58,11 +58,13 @@ struct rm_server {
   /* start-up warm-up (see warm_thread): one thread at a time, counted down to 0 */
   pthread_mutex_t warm_mu;
   pthread_cond_t warm_cv;
-  int warm_left;          /* threads still to warm */
-  int warm_arrived;       /* workers holding their warm-up job */
-  int warm_abandoned;     /* a job could not be queued: the others stop waiting for it */
-  size_t warm_charge;     /* what the warm-up made resident, charged to the budget for good */
-  uint64_t warm_resident; /* what the warm-up made resident, charged or not */
+  int warm_left;           /* threads still to warm */
+  int warm_arrived;        /* workers holding their warm-up job */
+  int warm_abandoned;      /* a job could not be queued: the others stop waiting for it */
+  size_t warm_charge;      /* what the warm-up made resident, charged to the budget for good */
+  uint64_t warm_resident;  /* what the warm-up made resident, charged or not */
+  int tick_trimmed;        /* rm_server_tick has trimmed (main thread) ... */
+  int64_t tick_free_after; /* ... leaving this much resident and free (resident_free) */
 };
 
 /* ---------------------------------------------------------------- counters */
@@ -165,17 +167,31 @@ int rm_server_relieve(rm_server_t *s, size_t more, uint64_t *held) {
   return *held + more > s->cfg->max_memory;
 }
 
+/* The resident bytes malloc has not handed out (free pages in its heaps; with a constant part,
+ * the program's code and stacks): mallinfo2 counts what is in use in every arena and mapped. */
+static int64_t resident_free(uint64_t resident) {
+  struct mallinfo2 mi = mallinfo2();
+  return (int64_t)resident - (int64_t)(mi.uordblks + mi.hblkhd);
+}
+
 void rm_server_tick(rm_server_t *s) {
   if (!s->resident_base || atomic_load(&s->unary) || atomic_load(&s->sessions))
     return;
   uint64_t resident = rm_sysres_resident();
-  uint64_t warm = s->resident_base + s->warm_resident;
-  if (resident <= warm + RM_SERVER_IDLE_SLACK_BYTES)
+  if (!resident || resident <= s->resident_base + s->warm_resident + RM_SERVER_IDLE_SLACK_BYTES)
+    return;
+  /* what the last trim could not give back (the free tops of thread heaps) is not trimmed
+   * for again: only free memory that grew by the slack since */
+  int64_t free_now = resident_free(resident);
+  if (s->tick_trimmed && free_now <= s->tick_free_after + (int64_t)RM_SERVER_IDLE_SLACK_BYTES)
     return;
   malloc_trim(0);
-  atomic_store(&s->relieved_ns, rm_clock_ns());
+  uint64_t after = rm_sysres_resident();
+  s->tick_free_after = resident_free(after);
+  s->tick_trimmed = 1;
   RM_LOG(RM_LOG_DEBUG, "idle_trimmed", "{s:I, s:I}", "held_before",
-         (json_int_t)(resident - s->resident_base), "held_after", (json_int_t)held_now(s));
+         (json_int_t)(resident - s->resident_base), "held_after",
+         (json_int_t)(after > s->resident_base ? after - s->resident_base : 0));
 }
 
 int rm_server_is_draining(const rm_server_t *s) { return atomic_load(&s->draining); }
@@ -643,7 +659,7 @@ static int post_slots(rm_server_t *s, rm__queue_t *q) {
  * what the warm-up made resident is charged to the budget until the server is freed (left
  * uncharged when the budget is too small to take it). The measure also sees what other threads
  * made resident meanwhile (the core's, the threads' stacks; under a sanitizer its shadow and
- * quarantine), so the charge is at most what the warmed threads were asked for: a server of
+ * quarantine), so the charge is at most what the threads were asked to warm: a server of
  * 1 MiB under ASan measured up to its whole budget and then refused every call. Main thread,
  * after warm_all. */
 static void charge_warm(rm_server_t *s, uint64_t before) {

@@ -115,10 +115,12 @@ int rm_server_is_draining(const rm_server_t *s);
 void rm_server_trim_when_idle(rm_server_t *s);
 /* Once a second while serving (main thread). The gRPC core frees what it held for calls the
  * server never saw (streams it cancelled under --max-core-memory, messages of connections that
- * closed) on its own threads, after the last call of ours that trims: with no call or session
- * in flight and the resident size more than RM_SERVER_IDLE_SLACK_BYTES above what the server
- * held once warm, the heap's free pages go back to the system (malloc_trim(0), logged as
- * idle_trimmed at debug). */
+ * closed) on its own threads, after the last call of ours that trims: when no call or session
+ * is in flight at the tick, the resident size is more than RM_SERVER_IDLE_SLACK_BYTES above the
+ * warm size and the heaps' free resident memory (resident less what malloc has handed out) has
+ * grown by that much since the last such trim, the heaps' free pages go back to the system
+ * (malloc_trim(0), logged as idle_trimmed at debug). What a trim cannot give back (the free
+ * top of a thread's heap) is so not trimmed for again every second. */
 void rm_server_tick(rm_server_t *s);
 #define RM_SERVER_IDLE_SLACK_BYTES ((uint64_t)16 << 20)
 /* What the server holds, measured: its resident size above the process's own before the
