@@ -273,6 +273,10 @@ def _read_file(path: str, what: str) -> bytes:
         raise ValueError("%s: cannot read %r: %s" % (what, path, e.strerror)) from None
 
 
+# channel arguments max_message_bytes sets (RemoteConfig.options may not)
+_SIZE_OPTIONS = ("grpc.max_send_message_length", "grpc.max_receive_message_length")
+
+
 @dataclass
 class RemoteConfig:
     """How to reach a remotemedia server.
@@ -311,7 +315,11 @@ class RemoteConfig:
             default; gRPC's own 4 MiB is too small for minutes of audio).
         wait_for_ready: queue calls while the channel (re)connects instead of failing fast
             with UNAVAILABLE.
-        options: extra channel arguments, [(key, value)], applied last.
+        options: extra channel arguments, [(key, value)]; a key the client sets itself
+            (grpc.primary_user_agent, grpc.service_config, grpc.enable_retries, keepalive...)
+            takes the value given here instead. The message sizes are max_message_bytes
+            (the client checks requests against it): grpc.max_send_message_length and
+            grpc.max_receive_message_length here are a ValueError.
         metadata: extra metadata sent on every call, [(key, value)]: lowercase keys;
             values printable ASCII, or bytes for keys ending in -bin.
     """
@@ -345,6 +353,10 @@ class RemoteConfig:
             raise ValueError("RemoteConfig: load_balancing must be 'round_robin' or 'pick_first'")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise ValueError("RemoteConfig: retry must be a RetryPolicy or None")
+        for key in (str(k) for k, _ in self.options):
+            if key in _SIZE_OPTIONS:
+                raise ValueError("RemoteConfig: options may not set %s: set max_message_bytes "
+                                 "(the largest request or response)" % key)
 
     @property
     def uses_tls(self) -> bool:
@@ -387,13 +399,14 @@ class RemoteConfig:
             opts.append(("grpc.keepalive_permit_without_calls", 1))
         if self.server_name:
             opts.append(("grpc.ssl_target_name_override", self.server_name))
-        opts.extend((str(k), v) for k, v in self.options)
-        return opts
+        # gRPC keeps the first value of an argument given twice: the caller's replace ours
+        given = [(str(k), v) for k, v in self.options]
+        keys = {k for k, _ in given}
+        return [(k, v) for k, v in opts if k not in keys] + given
 
     def send_limit(self) -> Optional[int]:
         """The largest message gRPC sends on this config's channels: max_message_bytes;
-        None when negative (gRPC: no limit). A grpc.max_send_message_length in options does
-        not change it: gRPC keeps the first value of a channel argument given twice."""
+        None when negative (gRPC: no limit)."""
         limit = int(self.max_message_bytes)
         return None if limit < 0 else limit
 

@@ -3,6 +3,7 @@ small grpcio PipelineService that answers UNAVAILABLE (as a draining replica doe
 RESOURCE_EXHAUSTED (a full server) a given number of times, then succeeds, counting the
 attempts it saw."""
 import json
+import re
 import threading
 from concurrent import futures
 
@@ -174,3 +175,23 @@ def test_policy_checks():
     assert p.method_config()["retryPolicy"] == {
         "maxAttempts": 5, "initialBackoff": "0.25s", "maxBackoff": "1.5s",
         "backoffMultiplier": 1.5, "retryableStatusCodes": ["UNAVAILABLE"]}
+
+
+def test_options_replace_the_clients_own_channel_arguments(flaky):
+    """RemoteConfig.options "applied last" did not override: gRPC keeps the first value of an
+    argument given twice, so grpc.enable_retries=0 here still retried. The caller's value
+    replaces the client's; the message sizes are max_message_bytes' alone."""
+    cfg = RemoteConfig(flaky.address(), retry=FAST, timeout=30,
+                       options=[("grpc.enable_retries", 0), ("grpc.primary_user_agent", "mine")])
+    opts = cfg.channel_options()
+    assert [v for k, v in opts if k == "grpc.enable_retries"] == [0]
+    assert [v for k, v in opts if k == "grpc.primary_user_agent"] == ["mine"]
+    flaky.reset(failures=1)
+    with pytest.raises(Unavailable):
+        run_gain(cfg)
+    assert flaky.attempts == 1
+    for key in ("grpc.max_send_message_length", "grpc.max_receive_message_length"):
+        with pytest.raises(ValueError, match=re.escape(
+                "RemoteConfig: options may not set %s: set max_message_bytes (the largest "
+                "request or response)" % key) + "$"):
+            RemoteConfig("h:1", options=[(key, 1 << 20)])
