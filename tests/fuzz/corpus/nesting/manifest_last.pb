@@ -1,0 +1,6 @@
+
+src"
+hi
+
+late
+srcPassThrough
