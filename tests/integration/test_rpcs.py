@@ -126,7 +126,10 @@ def test_metrics_only_when_asked_and_consistent(stub):
     # src shares the input, g's output lives until fmt ran, fmt's output is returned.
     assert mt.peak_memory_bytes == 4000 + 4000 + 2000
     assert mt.peak_memory_mb == pytest.approx(10000 / 2**20)
-    assert 0 < mt.metrics_overhead_us < mt.total_duration_us + 1000
+    # measured, so above 0; how big is bench/metrics_overhead's figure, not a test's: a bound
+    # against the run's time failed under valgrind, where the process's first export also
+    # pays the tool's translation of its code (3.5 ms against a 1.2 ms run; 28 us after)
+    assert mt.metrics_overhead_us > 0
 
 
 def test_health_check_and_unknown_service(health):
