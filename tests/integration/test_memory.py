@@ -428,6 +428,9 @@ def test_heap_is_trimmed_before_a_reservation_that_would_pass_max_memory():
         # what there is (test_a_run_alone_is_not_refused_for_its_reservation)
         r = stub.ExecutePipeline(big, timeout=60)
         assert len(r.outputs["src"].items[0].audio.samples) == 24_000_000
+        # the answer can reach us before the log line written during the call (a fresh-clone
+        # CI run read no heap_trimmed): its call line comes after it
+        assert srv.wait_for_count("call", 51, 30, lambda e: e["method"].endswith("ExecutePipeline"))
         trims = srv.events("heap_trimmed")
         assert [t["more"] for t in trims] == [want]
         # it holds the request (24 MB) when it asks; the trim's effect depends on the heap
