@@ -80,8 +80,8 @@ int rm_wire_find_field(const uint8_t *msg, size_t len, uint32_t number, rm_wire_
 /* A field the way protobuf-c (1.4) reads it, so the check sees the fields its unpack will: the
  * tag's number from at most 5 bytes with the bits past 32 dropped (a field number 0 in two
  * bytes is field 0, skipped as unknown; a tag above 32 bits is cut to some field's number),
- * then the value as rm__wire_next_field_in reads it. 0, or -1 when the bytes cannot be read
- * that way (its unpack fails on them, or they are refused). */
+ * then the value as every scanner reads it (rm__wire_field_value). 0, or -1 when the bytes cannot
+ * be read that way (its unpack fails on them, or they are refused). */
 static int next_field_as_protobuf_c(const uint8_t *msg, size_t end, size_t *at, uint32_t *number,
                                     unsigned *wire, size_t *value_at, size_t *value_len) {
   size_t max = end - *at < 5 ? end - *at : 5, used = 0;
@@ -101,27 +101,10 @@ static int next_field_as_protobuf_c(const uint8_t *msg, size_t end, size_t *at, 
   if (!used)
     return -1;
   *at += used;
-  uint64_t n = 0, ignored;
-  switch (d[0] & 7) {
-  case RM_WIRE_VARINT:
-    if (rm__wire_read_varint(msg, end, at, &ignored, 10))
-      return -1;
-    break;
-  case RM_WIRE_FIXED64: n = 8; break;
-  case RM_WIRE_FIXED32: n = 4; break;
-  case RM_WIRE_DELIMITED:
-    if (rm__wire_read_varint(msg, end, at, &n, 5) || n > INT32_MAX)
-      return -1;
-    break;
-  default: return -1; /* groups and invalid types: protobuf-c fails on them too */
-  }
-  if (*at > end || n > end - *at)
+  if (rm__wire_field_value(msg, end, end, at, d[0] & 7, value_at, value_len))
     return -1;
   *number = num;
   *wire = d[0] & 7;
-  *value_at = *at;
-  *value_len = (size_t)n;
-  *at += (size_t)n;
   return 0;
 }
 

@@ -36,15 +36,13 @@ static inline int rm__wire_read_varint(const uint8_t *msg, size_t len, size_t *a
   return -1;
 }
 
-/* rm__wire_next_field over a message that ends at `end` of which msg holds the first `have`
- * bytes: the tag and length are read within them, the value may run past them up to end. */
-static inline int rm__wire_next_field_in(const uint8_t *msg, size_t have, size_t end, size_t *at,
-                                         uint32_t *tag, size_t *value_at, size_t *value_len) {
-  uint64_t t, n = 0, ignored;
-  size_t len = have < end ? have : end;
-  if (rm__wire_read_varint(msg, len, at, &t, 5) || t > UINT32_MAX || (t >> 3) == 0)
-    return -1;
-  switch (t & 7) {
+/* Reads the value of a field of wire type `wire` whose tag ended at msg[*at] and moves *at past
+ * it: its length prefix (read within len) and the bytes after it, which may run up to end
+ * (*value_at, *value_len: empty for a varint). 0, or -1 as for rm__wire_next_field. */
+static inline int rm__wire_field_value(const uint8_t *msg, size_t len, size_t end, size_t *at,
+                                       unsigned wire, size_t *value_at, size_t *value_len) {
+  uint64_t n = 0, ignored;
+  switch (wire) {
   case RM_WIRE_VARINT:
     if (rm__wire_read_varint(msg, len, at, &ignored, 10))
       return -1;
@@ -59,10 +57,22 @@ static inline int rm__wire_next_field_in(const uint8_t *msg, size_t have, size_t
   }
   if (*at > end || n > end - *at)
     return -1;
-  *tag = (uint32_t)t;
   *value_at = *at;
   *value_len = (size_t)n;
   *at += (size_t)n;
+  return 0;
+}
+
+/* rm__wire_next_field over a message that ends at `end` of which msg holds the first `have`
+ * bytes: the tag and length are read within them, the value may run past them up to end. */
+static inline int rm__wire_next_field_in(const uint8_t *msg, size_t have, size_t end, size_t *at,
+                                         uint32_t *tag, size_t *value_at, size_t *value_len) {
+  uint64_t t;
+  size_t len = have < end ? have : end;
+  if (rm__wire_read_varint(msg, len, at, &t, 5) || t > UINT32_MAX || (t >> 3) == 0 ||
+      rm__wire_field_value(msg, len, end, at, (unsigned)(t & 7), value_at, value_len))
+    return -1;
+  *tag = (uint32_t)t;
   return 0;
 }
 
