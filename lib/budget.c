@@ -94,9 +94,10 @@ static void record_refusal(const rm_budget_t *at, size_t asked, size_t used, int
   refusal.by_parent = by_parent;
 }
 
-static void raise_peak(rm_budget_t *b, size_t now) {
-  size_t p = atomic_load_explicit(&b->peak, memory_order_relaxed);
-  while (now > p && !atomic_compare_exchange_weak_explicit(&b->peak, &p, now, memory_order_relaxed,
+/* Raises *peak to now when now is higher. */
+static void raise_peak(atomic_size_t *peak, size_t now) {
+  size_t p = atomic_load_explicit(peak, memory_order_relaxed);
+  while (now > p && !atomic_compare_exchange_weak_explicit(peak, &p, now, memory_order_relaxed,
                                                            memory_order_relaxed))
     ;
 }
@@ -156,14 +157,10 @@ int rm__budget_charge(rm_budget_t *b, size_t n, int external) {
     atomic_fetch_sub(&b->used, n);
     return RM_ELIMIT;
   }
-  raise_peak(b, u);
-  if (external) {
-    size_t e = atomic_fetch_add_explicit(&b->external, n, memory_order_relaxed) + n;
-    size_t p = atomic_load_explicit(&b->external_peak, memory_order_relaxed);
-    while (e > p && !atomic_compare_exchange_weak_explicit(
-                        &b->external_peak, &p, e, memory_order_relaxed, memory_order_relaxed))
-      ;
-  }
+  raise_peak(&b->peak, u);
+  if (external)
+    raise_peak(&b->external_peak,
+               atomic_fetch_add_explicit(&b->external, n, memory_order_relaxed) + n);
   return 0;
 }
 
@@ -213,7 +210,7 @@ int rm__budget_charge_local(rm_budget_t *b, size_t n) {
   }
   /* counted as if taken from the parent, so neither draw nor trim moves the parent */
   atomic_fetch_add(&b->reserved, n);
-  raise_peak(b, u + n);
+  raise_peak(&b->peak, u + n);
   return 0;
 }
 
