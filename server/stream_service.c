@@ -235,6 +235,24 @@ static void session_end(session_t *s, const rm_error_t *err) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* What a session whose call is gone is logged as, from what the client got (`gone`, a gRPC
+ * status) and whether its init had come: UNAVAILABLE is the server cancelling it as it stops,
+ * not the client's going. */
+static void gone_error(int gone, int inited, rm_error_t *err) {
+  int deadline = gone == GRPC_STATUS_DEADLINE_EXCEEDED;
+  if (gone == GRPC_STATUS_UNAVAILABLE)
+    rm_error_set(err, RM_EUNAVAILABLE, NULL, NULL, "%s", RM_CALL_SERVER_CANCELLED);
+  else if (!inited)
+    rm_error_set(err, deadline ? RM_ETIMEDOUT : RM_ECANCELED, NULL, NULL,
+                 "the stream ended before init: the client cancelled, its deadline passed or its "
+                 "connection closed");
+  else if (deadline)
+    rm_error_set(err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
+  else
+    rm_error_set(err, RM_ECANCELED, NULL, NULL,
+                 "the client cancelled the call or its connection closed");
+}
+
 /* The call of a session that ended for a read without a message has ended (rm_call_at_end): if
  * the status did not reach the client, it had cancelled (or its deadline passed, or its
  * connection closed) rather than half-closed, and the session is logged as that. */
@@ -244,13 +262,7 @@ static void maybe_gone_call_ended(void *arg) {
   pthread_mutex_lock(&s->mu);
   if (code != s->code) {
     rm_error_t err;
-    if (code == GRPC_STATUS_UNAVAILABLE)
-      rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "%s", RM_CALL_SERVER_CANCELLED);
-    else
-      rm_error_set(&err, code == GRPC_STATUS_DEADLINE_EXCEEDED ? RM_ETIMEDOUT : RM_ECANCELED, NULL,
-                   NULL,
-                   "the stream ended before init: the client cancelled, its deadline passed or "
-                   "its connection closed");
+    gone_error(code, 0, &err);
     record_end(s, &err);
     s->client_gone = code != GRPC_STATUS_UNAVAILABLE;
   }
@@ -269,18 +281,7 @@ static void session_gone(session_t *s) {
     if (!s->reaped) {
       rm_error_t err;
       int gone = rm_call_gone_status(s->call);
-      int deadline = gone == GRPC_STATUS_DEADLINE_EXCEEDED;
-      if (gone == GRPC_STATUS_UNAVAILABLE) /* not the client's going */
-        rm_error_set(&err, RM_EUNAVAILABLE, NULL, NULL, "%s", RM_CALL_SERVER_CANCELLED);
-      else if (!s->inited) /* as maybe_gone_call_ended says it */
-        rm_error_set(&err, deadline ? RM_ETIMEDOUT : RM_ECANCELED, NULL, NULL,
-                     "the stream ended before init: the client cancelled, its deadline passed "
-                     "or its connection closed");
-      else if (deadline)
-        rm_error_set(&err, RM_ETIMEDOUT, NULL, NULL, "the call's deadline passed");
-      else
-        rm_error_set(&err, RM_ECANCELED, NULL, NULL,
-                     "the client cancelled the call or its connection closed");
+      gone_error(gone, s->inited, &err);
       record_end(s, &err);
       s->client_gone = gone != GRPC_STATUS_UNAVAILABLE;
     }
