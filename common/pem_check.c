@@ -45,6 +45,24 @@ int rm__pem_bad_cert(const char *pem, unsigned *count, unsigned *line, const cha
   return bad;
 }
 
+STACK_OF(X509) * rm__pem_certs(const char *pem) {
+  STACK_OF(X509) *out = sk_X509_new_null();
+  BIO *b = out ? BIO_new_mem_buf(pem, -1) : NULL;
+  X509 *x;
+  while (b && (x = PEM_read_bio_X509_AUX(b, NULL, NULL, no_password)))
+    if (!sk_X509_push(out, x)) {
+      X509_free(x);
+      break;
+    }
+  if (out && !b) {
+    sk_X509_free(out);
+    out = NULL;
+  }
+  BIO_free(b);
+  ERR_clear_error();
+  return out;
+}
+
 rm_pem_key_t rm__pem_check_key(const char *key, const char *cert) {
   BIO *kb = BIO_new_mem_buf(key, -1), *cb = BIO_new_mem_buf(cert, -1);
   EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, no_password) : NULL;

@@ -5,6 +5,8 @@
 #ifndef RM_PEM_CHECK_H
 #define RM_PEM_CHECK_H
 
+#include <openssl/x509.h>
+
 /* The first certificate block of the NUL-terminated PEM text that does not parse: its number
  * (1-based, counting certificates), with *line (1-based, where its block begins) and *why
  * (OpenSSL's reason, static text) set; 0 when every one parses (*count, may be NULL, is then
@@ -14,6 +16,12 @@
  * certificates are read as the core reads them (TRUSTED CERTIFICATE too). Clears this thread's
  * OpenSSL error queue (the core reads it too). Any thread. */
 int rm__pem_bad_cert(const char *pem, unsigned *count, unsigned *line, const char **why);
+
+/* The certificates of the NUL-terminated PEM text, read as the core reads them (TRUSTED
+ * CERTIFICATE too, blocks of other labels skipped), in order up to the first block that does
+ * not parse; free with sk_X509_pop_free(certs, X509_free). NULL out of memory. Clears this
+ * thread's OpenSSL error queue. Any thread. */
+STACK_OF(X509) * rm__pem_certs(const char *pem);
 
 typedef enum rm_pem_key {
   RM_PEM_KEY_OK = 0,

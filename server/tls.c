@@ -122,35 +122,18 @@ static int load_pems(const rm_config_t *cfg, pems_t *p, rm_error_t *err) {
   return check_pems(cfg, p, err);
 }
 
-/* The first certificate of a checked PEM text; NULL: out of memory. */
+/* The first certificate of a checked PEM text; NULL: out of memory (or none). */
 static X509 *first_cert(const char *pem) {
-  BIO *b = BIO_new_mem_buf(pem, -1);
-  X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-  BIO_free(b);
-  ERR_clear_error();
+  STACK_OF(X509) *all = rm__pem_certs(pem);
+  X509 *x = all && sk_X509_num(all) > 0 ? sk_X509_shift(all) : NULL;
+  sk_X509_pop_free(all, X509_free);
   return x;
-}
-
-/* The certificates of a checked PEM text, in order (free with sk_X509_pop_free); NULL: out of
- * memory. */
-static STACK_OF(X509) * all_certs(const char *pem) {
-  STACK_OF(X509) *out = sk_X509_new_null();
-  BIO *b = out ? BIO_new_mem_buf(pem, -1) : NULL;
-  X509 *x;
-  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
-    if (!sk_X509_push(out, x)) {
-      X509_free(x);
-      break;
-    }
-  BIO_free(b);
-  ERR_clear_error();
-  return out;
 }
 
 /* Whether the client CA bundle accepts the server's own chain as a client's, as the server's
  * handshake will verify it (purpose: TLS client; its extended key usage must allow that). */
 static int accepted_as_client(const pems_t *p) {
-  STACK_OF(X509) *chain = all_certs(p->cert), *cas = all_certs(p->ca);
+  STACK_OF(X509) *chain = rm__pem_certs(p->cert), *cas = rm__pem_certs(p->ca);
   X509_STORE *store = X509_STORE_new();
   X509_STORE_CTX *ctx = X509_STORE_CTX_new();
   int ok = 0;

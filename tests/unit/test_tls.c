@@ -119,9 +119,31 @@ static void test_reload_keeps_the_previous_certificate_only(void) {
   rm_tls_free(t);
 }
 
+/* A certificate file in the TRUSTED CERTIFICATE form (openssl x509 -trustout), which the core
+ * reads: the server starts with it and trusts it as itself (it was read with plain
+ * PEM_read_bio_X509, which skips such blocks: start-up failed "out of memory"). */
+static void test_trusted_certificate_form(void) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && openssl x509 -in a.pem -trustout -out t.pem && cp a.key t.key && "
+           "grep -q 'BEGIN TRUSTED CERTIFICATE' t.pem",
+           dir);
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  use("t");
+  rm_config_t cfg = tls_cfg();
+  rm_tls_t *t;
+  grpc_server_credentials *creds;
+  CU_ASSERT_EQUAL_FATAL(rm_tls_new(&cfg, &t, &creds, NULL), 0);
+  CU_ASSERT_EQUAL(rm_tls_presents(t, pem_a), 1);
+  CU_ASSERT_EQUAL(rm_tls_presents(t, pem_b), 0);
+  grpc_server_credentials_release(creds);
+  rm_tls_free(t);
+}
+
 int main(void) {
   static const rm_test_case_t cases[] = {RM_TEST(test_presents_its_certificate_and_no_other),
                                          RM_TEST(test_reload_keeps_the_previous_certificate_only),
+                                         RM_TEST(test_trusted_certificate_form),
                                          {NULL, NULL}};
   snprintf(dir, sizeof dir, "/tmp/rm_test_tls_XXXXXX");
   if (!mkdtemp(dir) || issue("a") || issue("b") || issue("c")) {
