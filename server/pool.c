@@ -19,8 +19,11 @@ void rm_pool_init(rm_pool_t *p) {
 
 static void *worker_main(void *arg) {
   rm_pool_t *p = arg;
+  int ran = 0; /* a job since the lock was last held: no longer busy, counted under it */
   for (;;) {
     pthread_mutex_lock(&p->mu);
+    p->busy -= ran;
+    ran = 0;
     while (!p->head && !p->stopping)
       pthread_cond_wait(&p->cv, &p->mu);
     rm_pool_job_t *j = p->head;
@@ -33,12 +36,10 @@ static void *worker_main(void *arg) {
       p->tail = NULL;
     p->queued--;
     p->busy++;
+    ran = 1;
     pthread_mutex_unlock(&p->mu);
     j->fn(j->arg);
     rm_free(j);
-    pthread_mutex_lock(&p->mu);
-    p->busy--;
-    pthread_mutex_unlock(&p->mu);
   }
 }
 
