@@ -799,16 +799,6 @@ void rm_call_message_too_big(const rm_call_t *c, rm_error_t *err, const char *wh
                (unsigned long long)c->cfg->max_message_bytes);
 }
 
-/* A request message above --max-message-bytes fails the call: 1 then (answered). */
-static int request_too_big(rm_call_t *c) {
-  if (!c->payload || c->request_bytes <= c->cfg->max_message_bytes)
-    return 0;
-  rm_error_t err;
-  rm_call_message_too_big(c, &err, "the request message", c->request_bytes);
-  rm_call_fail(c, &err);
-  return 1;
-}
-
 /* A response above max-message-bytes fails the call with RM_ELIMIT instead: 1 then. */
 static int response_too_big(rm_call_t *c, size_t len) {
   if (len <= c->cfg->max_message_bytes)
@@ -1295,9 +1285,16 @@ static void handle_request(rm_call_t *c) {
   unpack_and_handle(c);
 }
 
-/* Admission by bytes: the received message is charged to the server's budget at once; what
- * does not fit is refused before anything else is done with it. 0 or RM_ELIMIT (answered). */
+/* Admission by bytes: a received message above --max-message-bytes is refused, and the rest is
+ * charged to the server's budget at once; what does not fit is refused before anything else is
+ * done with it. 0 or RM_ELIMIT (answered). */
 static int admit(rm_call_t *c) {
+  rm_error_t err;
+  if (c->payload && c->request_bytes > c->cfg->max_message_bytes) {
+    rm_call_message_too_big(c, &err, "the request message", c->request_bytes);
+    rm_call_fail(c, &err);
+    return RM_ELIMIT;
+  }
   rm_budget_t *b = rm_server_budget(c->s);
   if (!c->payload || !c->method->hot || !b)
     return 0;
@@ -1307,7 +1304,6 @@ static int admit(rm_call_t *c) {
   /* the message is resident already: what the server holds must not pass max-memory with it */
   uint64_t held = 0;
   int over = c->request_bytes >= RM_SERVER_RELIEVE_MIN_BYTES && rm_server_relieve(c->s, 0, &held);
-  rm_error_t err;
   if (rm_budget_charge(b, c->request_bytes)) {
     rm_call_memory_refused(c, &err, "the request", c->request_bytes);
     rm_call_fail(c, &err);
@@ -1337,7 +1333,7 @@ static void on_request_message(rm_tag_t *tag, int ok) {
   c->request_bytes = c->payload ? grpc_byte_buffer_length(c->payload) : 0;
   if (c->payload)
     rm_stats_msg_received(c->stats_method);
-  if (!request_too_big(c) && !admit(c))
+  if (!admit(c))
     handle_request(c);
   rm_log_set_request_id(outer_rid);
   if (hot)
@@ -1425,7 +1421,7 @@ static void call_handle(rm_call_t *c, rm__arrival_t *a, const rm_error_t *reject
     read_request(c);
     return;
   }
-  if (request_too_big(c) || admit(c))
+  if (admit(c))
     return;
   if (a->m->kind == RM_RPC_BIDI_STREAM)
     a->m->handle(c, NULL);
