@@ -486,10 +486,12 @@ static void watch_add(rm__send_watch_t *w, rm_call_t *c) {
   c->watch_since = rm_clock_ns();
   c->watch_prev = w->tail;
   c->watch_next = NULL;
-  if (w->tail)
+  if (w->tail) {
     w->tail->watch_next = c;
-  else
+  } else {
     w->head = c;
+    pthread_cond_signal(&w->cv); /* the watch sleeps until it has a call to watch */
+  }
   w->tail = c;
   c->watched = 1;
   pthread_mutex_unlock(&w->mu);
@@ -518,22 +520,13 @@ static void watch_remove(rm_call_t *c) {
 }
 
 /* Cancels the calls whose response has been sending for longer than the timeout. The send
- * batch holds each watched call until on_sent, which unlinks it under the mutex first. */
+ * batch holds each watched call until on_sent, which unlinks it under the mutex first. It
+ * sleeps until the oldest watched call's time is up (the condition variable waits on
+ * rm_clock_ns's monotonic clock), or until watch_add gives it a first call to watch. */
 static void *watch_main(void *arg) {
   rm__send_watch_t *w = arg;
-  uint64_t period_ns = w->timeout_ns / 4;
-  if (period_ns > 250000000ull)
-    period_ns = 250000000ull;
-  if (period_ns < 10000000ull)
-    period_ns = 10000000ull;
   pthread_mutex_lock(&w->mu);
   while (!w->stop) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t ns = (uint64_t)until.tv_nsec + period_ns;
-    until.tv_sec += (time_t)(ns / 1000000000ull);
-    until.tv_nsec = (long)(ns % 1000000000ull);
-    pthread_cond_timedwait(&w->cv, &w->mu, &until);
     uint64_t now = rm_clock_ns();
     while (w->head && now - w->head->watch_since >= w->timeout_ns) {
       rm_call_t *c = w->head;
@@ -543,6 +536,14 @@ static void *watch_main(void *arg) {
       atomic_compare_exchange_strong(&c->gone_code, &none, (int)GRPC_STATUS_DEADLINE_EXCEEDED + 1);
       grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, w->why, NULL);
     }
+    if (!w->head) {
+      pthread_cond_wait(&w->cv, &w->mu);
+      continue;
+    }
+    uint64_t at = w->head->watch_since + w->timeout_ns;
+    struct timespec until = {.tv_sec = (time_t)(at / 1000000000ull),
+                             .tv_nsec = (long)(at % 1000000000ull)};
+    pthread_cond_timedwait(&w->cv, &w->mu, &until);
   }
   pthread_mutex_unlock(&w->mu);
   return NULL;
